@@ -1,0 +1,321 @@
+"""``NeuronModel``: Brian2-style equations -> a fused, generated kernel callable from ``jax.jit``.
+
+A model is validated in Rust when it is defined, so a mistake raises :class:`ModelError` at
+once, with the line, the column and a caret. ``run`` binds the ``spikeforge_neuron_run``
+primitive, which lowers to an XLA FFI call into the Rust library; the kernel is generated,
+compiled (NVRTC for CUDA, the system C compiler for the CPU) and cached the first time a
+variant (dtype, dt, recorded variables, per-neuron / per-step inputs) is used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _native
+from .primitive import XLACustomKernel
+
+__all__ = ["NeuronModel", "ModelError", "RunResult", "neuron_run_p"]
+
+# The step counter of a neuron that never spiked: far enough in the past for any refractory period.
+NEVER_SPIKED = -(10**9)
+
+
+class ModelError(ValueError):
+    """A mistake in a model, located: ``field``, ``line``, ``column``, with a caret rendering."""
+
+    def __init__(self, error: Mapping):
+        self.field = error.get("field")
+        self.line = error.get("line")
+        self.column = error.get("column")
+        self.suggestion = error.get("suggestion")
+        self.detail = error.get("message")
+        super().__init__(error.get("rendered") or error.get("message"))
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What a run produced besides the new state."""
+
+    spike_count: jax.Array
+    """``(N,)`` int32: spikes of each neuron during the run."""
+    traces: dict = dataclasses.field(default_factory=dict)
+    """name -> ``(ceil(steps / record_every), N)``: the value at the start of every k-th step."""
+
+
+# -- the primitive -----------------------------------------------------------------------------
+
+neuron_run_p = XLACustomKernel("spikeforge_neuron_run")
+
+
+def _ffi_generator(*, outs, spec, key, steps, record_every, n_inner, shapes, **_):
+    call = jax.ffi.ffi_call("spikeforge_neuron_run", outs)
+
+    def kernel(*ins):
+        return call(
+            *ins,
+            spec=spec,
+            key=key,
+            steps=np.int64(steps),
+            record_every=np.int64(record_every),
+            n_inner=np.int64(n_inner),
+        )
+
+    return kernel
+
+
+neuron_run_p.def_kernel("spikeforge", "cpu", _ffi_generator)
+neuron_run_p.def_kernel("spikeforge", "cuda", _ffi_generator)
+
+
+def _fold(x, kind: str):
+    """Merges a leading batch axis into the neuron (or batch-member) axis."""
+    if kind == "neuron" or kind == "batch":
+        return x.reshape((-1,))
+    return x.reshape((-1,) + x.shape[2:])
+
+
+@neuron_run_p.def_batching_rule
+def _batch_rule(args, dims, *, outs, shapes, **params):
+    """vmap without a scan: the batch becomes more neurons of the same kernel launch."""
+    size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+    in_kinds, out_kinds = shapes
+    folded = []
+    for a, d, kind in zip(args, dims, in_kinds):
+        a = jnp.broadcast_to(a, (size,) + a.shape) if d is None else jnp.moveaxis(a, d, 0)
+        folded.append(_fold(a, kind))
+    new_outs = []
+    for o, kind in zip(outs, out_kinds):
+        shape = (size * o.shape[0],) + tuple(o.shape[1:])
+        new_outs.append(jax.ShapeDtypeStruct(shape, o.dtype))
+    res = neuron_run_p.bind(*folded, outs=tuple(new_outs), shapes=shapes, **params)
+    res = [r.reshape((size,) + tuple(o.shape)) for r, o in zip(res, outs)]
+    return res, [0] * len(res)
+
+
+
+# -- the model ---------------------------------------------------------------------------------
+
+_SHAPE_OF_ROLE = {"neuron": "neuron", "per_step": "per_step", "batch": "batch", "trace": "trace"}
+
+
+def _normalise_refractory(refractory):
+    if refractory is None or refractory is False:
+        return None
+    if isinstance(refractory, str):
+        return refractory
+    value = float(refractory)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"refractory must be a duration >= 0 or a condition string, got {refractory!r}")
+    return value
+
+
+def _dtype_name(dtype) -> str:
+    d = np.dtype(dtype)
+    if d == np.float32:
+        return "float32"
+    if d == np.float64:
+        return "float64"
+    raise TypeError(f"spikeforge kernels compute in float32 or float64, not {d}")
+
+
+class NeuronModel:
+    """A population of neurons defined by equations (Brian2's names: equations, threshold,
+    reset, refractory, method).
+
+    Units in the equations are accepted and not converted: the kernel computes with the numbers
+    as written, so keep one consistent unit system (e.g. mV, ms, nA, MOhm, pF).
+    """
+
+    def __init__(
+        self,
+        equations: str,
+        threshold: str | None = None,
+        reset: str | None = None,
+        refractory=None,
+        constants: Mapping[str, float] | None = None,
+        method: str = "euler",
+        fast_math: bool = False,
+    ):
+        if method not in ("euler", "rk4"):
+            raise ValueError(f"method must be 'euler' or 'rk4', got {method!r}")
+        self._base = {
+            "equations": equations,
+            "threshold": threshold,
+            "reset": reset,
+            "refractory": _normalise_refractory(refractory),
+            "constants": {k: float(v) for k, v in (constants or {}).items()},
+            "method": method,
+            "fast_math": bool(fast_math),
+        }
+        self._variants: dict = {}
+        info = self._variant(dt=0.1, dtype="float32", per_neuron=(), per_step=(), record=())
+        self.state_variables: tuple = tuple(info["states"])
+        self.parameters: tuple = tuple(a["name"] for a in info["layout"]["inputs"] if a["role"] == "param")
+        self.subexpressions: tuple = tuple(info["subexpressions"])
+        self.constants = dict(self._base["constants"])
+
+    def __repr__(self):
+        return f"NeuronModel(states={self.state_variables}, parameters={self.parameters}, method={self._base['method']!r})"
+
+    # -- compilation ------------------------------------------------------------------------
+
+    def _spec(self, *, dt, dtype, per_neuron, per_step, record) -> dict:
+        return dict(
+            self._base,
+            dt=float(dt),
+            dtype=dtype,
+            per_neuron=list(per_neuron),
+            per_step=list(per_step),
+            record=list(record),
+        )
+
+    def _variant(self, *, dt, dtype, per_neuron, per_step, record) -> dict:
+        key = (float(dt), dtype, tuple(per_neuron), tuple(per_step), tuple(record))
+        if key not in self._variants:
+            spec = self._spec(dt=dt, dtype=dtype, per_neuron=per_neuron, per_step=per_step, record=record)
+            info = _native.model_compile(json.dumps(spec))
+            if not info.get("ok"):
+                raise ModelError(info["error"])
+            self._variants[key] = info
+        return self._variants[key]
+
+    def source(self, target: str = "cuda", *, dt: float = 0.1, dtype=jnp.float32, record: Sequence[str] = (),
+               per_neuron: Sequence[str] = (), per_step: Sequence[str] = ()) -> str:
+        """The generated kernel source for ``target`` ("cuda" or "c")."""
+        spec = self._spec(dt=dt, dtype=_dtype_name(dtype), per_neuron=per_neuron, per_step=per_step, record=record)
+        out = _native.model_source(json.dumps(spec), target)
+        if not out.get("ok"):
+            raise ModelError(out["error"])
+        return out["source"]
+
+    # -- state ------------------------------------------------------------------------------
+
+    def init_state(self, n: int, dtype=jnp.float32, **values) -> dict:
+        """A state dict for ``n`` neurons. Any state variable or parameter may be given as a
+        scalar or an ``(n,)`` array (others start at 0); a constant given here becomes a
+        per-neuron array for this state."""
+        dtype = np.dtype(dtype)
+        _dtype_name(dtype)
+        known = set(self.state_variables) | set(self.parameters) | set(self.constants)
+        for k in values:
+            if k not in known:
+                raise ValueError(
+                    f"init_state: unknown variable {k!r}; the model has states {self.state_variables}, "
+                    f"parameters {self.parameters} and constants {tuple(self.constants)}"
+                )
+        state = {}
+        for name in self.state_variables + self.parameters + tuple(k for k in values if k in self.constants):
+            v = values.get(name, self.constants.get(name, 0.0))
+            arr = jnp.asarray(v, dtype=dtype)
+            if arr.ndim == 0:
+                arr = jnp.full((n,), arr, dtype=dtype)
+            if arr.shape != (n,):
+                raise ValueError(f"init_state: {name!r} has shape {arr.shape}, expected ({n},)")
+            state[name] = arr
+        refractory = self._base["refractory"]
+        if refractory is not None:
+            info = self._variant(dt=0.1, dtype="float32", per_neuron=(), per_step=(), record=())
+            roles = {a["role"] for a in info["layout"]["inputs"]}
+            if "lastspike_step" in roles:
+                state["lastspike_step"] = jnp.full((n,), NEVER_SPIKED, dtype=jnp.int32)
+            if "not_refractory" in roles:
+                state["not_refractory"] = jnp.ones((n,), dtype=jnp.bool_)
+        state["t_step"] = jnp.zeros((), dtype=jnp.int32)
+        return state
+
+    # -- running ----------------------------------------------------------------------------
+
+    def run(self, state: Mapping, *, dt: float, steps: int, inputs: Mapping | None = None,
+            record: Sequence[str] = (), record_every: int = 1):
+        """Advances ``state`` by ``steps`` steps of ``dt`` in one kernel launch.
+
+        ``inputs`` maps parameter or constant names to per-step arrays of shape ``(steps, N)``.
+        Returns ``(new_state, RunResult)``.
+        """
+        steps = int(steps)
+        record_every = int(record_every)
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        if record_every < 1:
+            raise ValueError(f"record_every must be >= 1, got {record_every}")
+        inputs = dict(inputs or {})
+        if isinstance(record, str):
+            record = (record,)
+        first = self.state_variables[0] if self.state_variables else self.parameters[0]
+        if first not in state:
+            raise KeyError(f"the state is missing {first!r} (build it with init_state)")
+        ref = jnp.asarray(state[first])
+        if ref.ndim != 1:
+            raise ValueError(f"state[{first!r}] must have shape (N,), got {ref.shape}")
+        n = ref.shape[0]
+        dtype = _dtype_name(ref.dtype)
+        per_step = tuple(sorted(inputs))
+        per_neuron = tuple(sorted(k for k in state if k in self.constants and k not in inputs))
+        info = self._variant(dt=dt, dtype=dtype, per_neuron=per_neuron, per_step=per_step, record=tuple(record))
+        layout = info["layout"]
+        n_rec = -(-steps // record_every)
+        real = np.dtype(dtype)
+        elem_dtype = {"real": real, "int32": np.dtype(np.int32), "bool": np.dtype(np.bool_)}
+
+        args, in_kinds = [], []
+        for a in layout["inputs"]:
+            name, want = a["name"], elem_dtype[a["elem"]]
+            if a["role"] == "per_step":
+                x = jnp.asarray(inputs[name])
+                expect = (steps, n)
+                shaped = lambda x: x.reshape((1, steps, n))  # noqa: E731
+            elif a["role"] == "start_step":
+                x = jnp.asarray(state.get("t_step", 0))
+                expect = ()
+                shaped = lambda x: x.reshape((1,))  # noqa: E731
+            else:
+                if name not in state:
+                    raise KeyError(f"the state is missing {name!r} (build it with init_state)")
+                x = jnp.asarray(state[name])
+                expect = (n,)
+                shaped = lambda x: x  # noqa: E731
+            if x.shape != expect:
+                where = "inputs" if a["role"] == "per_step" else "state"
+                raise ValueError(f"{where}[{name!r}] has shape {x.shape}, expected {expect}")
+            if x.dtype != want:
+                where = "inputs" if a["role"] == "per_step" else "state"
+                raise TypeError(f"{where}[{name!r}] has dtype {x.dtype}, expected {want} (the model runs in {dtype})")
+            args.append(shaped(x))
+            in_kinds.append(a["shape"])
+
+        outs, out_kinds = [], []
+        for a in layout["outputs"]:
+            shape = {"neuron": (n,), "trace": (1, n_rec, n)}[a["shape"]]
+            outs.append(jax.ShapeDtypeStruct(shape, elem_dtype[a["elem"]]))
+            out_kinds.append(a["shape"])
+
+        results = neuron_run_p(
+            *args,
+            outs=outs,
+            spec=info["spec"],
+            key=info["key"],
+            steps=steps,
+            record_every=record_every,
+            n_inner=n,
+            shapes=(tuple(in_kinds), tuple(out_kinds)),
+        )
+        new_state = dict(state)
+        traces = {}
+        spike_count = None
+        for a, r in zip(layout["outputs"], results):
+            if a["role"] == "trace":
+                traces[a["name"].split(":", 1)[1]] = r.reshape((n_rec, n))
+            elif a["role"] == "spike_count":
+                spike_count = r
+            else:
+                new_state[a["name"]] = r
+        new_state["t_step"] = jnp.asarray(state.get("t_step", 0), dtype=jnp.int32) + jnp.int32(steps)
+        return new_state, RunResult(spike_count=spike_count, traces=traces)

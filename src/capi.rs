@@ -1,0 +1,123 @@
+//! The C ABI the Python shim calls (declared in `ffi/spikeforge.h`).
+//!
+//! Every function takes and returns NUL-terminated UTF-8 JSON, so the surface stays tiny and
+//! versionable; strings returned are owned by Rust and must be given back to
+//! [`sf_string_free`]. No panic crosses this boundary: it becomes an `{"ok": false}` answer.
+
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use serde_json::{json, Value};
+
+use crate::codegen::{self, Dialect};
+use crate::diagnostics::Diagnostic;
+use crate::spec::ModelSpec;
+
+fn diagnostic_json(d: &Diagnostic) -> Value {
+    json!({
+        "kind": "model",
+        "field": d.field,
+        "message": d.message,
+        "line": d.span.map(|s| s.line),
+        "column": d.span.map(|s| s.col),
+        "suggestion": d.suggestion,
+        "rendered": d.render(),
+    })
+}
+
+fn error_json(kind: &str, message: String) -> Value {
+    json!({"ok": false, "error": {"kind": kind, "message": message, "rendered": message}})
+}
+
+/// Runs `f` on the JSON argument, catching panics, and returns a Rust-owned C string.
+fn answer(arg: *const c_char, f: impl FnOnce(&str) -> Value) -> *mut c_char {
+    let value = if arg.is_null() {
+        error_json("usage", "null argument".into())
+    } else {
+        // SAFETY: the caller passes a NUL-terminated string that lives for the call.
+        match unsafe { CStr::from_ptr(arg) }.to_str() {
+            Err(_) => error_json("usage", "the argument is not UTF-8".into()),
+            Ok(s) => match catch_unwind(AssertUnwindSafe(|| f(s))) {
+                Ok(v) => v,
+                Err(p) => error_json("internal", format!("internal error: {}", panic_message(&p))),
+            },
+        }
+    };
+    CString::new(value.to_string()).map(CString::into_raw).unwrap_or(std::ptr::null_mut())
+}
+
+pub(crate) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
+fn with_spec(json_text: &str, f: impl FnOnce(ModelSpec) -> Value) -> Value {
+    match ModelSpec::from_json(json_text) {
+        Ok(spec) => f(spec),
+        Err(e) => error_json("spec", e),
+    }
+}
+
+/// Validates a model spec and returns its argument layout and cache key.
+///
+/// # Safety
+/// `spec_json` must be a valid NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn sf_model_compile(spec_json: *const c_char) -> *mut c_char {
+    answer(spec_json, |s| {
+        with_spec(s, |spec| match crate::ir::lower(&spec) {
+            Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
+            Ok(ir) => {
+                let layout = codegen::layout::layout(&ir, &spec);
+                let states: Vec<&str> = ir.states.iter().map(|s| ir.symbol(s.var).name.as_str()).collect();
+                json!({
+                    "ok": true,
+                    "key": spec.key(),
+                    "spec": spec.to_json(),
+                    "states": states,
+                    "subexpressions": ir.subexpressions.keys().collect::<Vec<_>>(),
+                    "layout": layout,
+                })
+            }
+        })
+    })
+}
+
+/// Returns the generated source of a model for `target` ("cuda" or "c").
+///
+/// # Safety
+/// Both arguments must be valid NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn sf_model_source(spec_json: *const c_char, target: *const c_char) -> *mut c_char {
+    let target = if target.is_null() { String::new() } else { CStr::from_ptr(target).to_string_lossy().into_owned() };
+    answer(spec_json, |s| {
+        let dialect = match target.as_str() {
+            "cuda" => Dialect::Cuda,
+            "c" | "cpu" => Dialect::C,
+            other => return error_json("usage", format!("unknown target '{other}': use 'cuda' or 'c'")),
+        };
+        with_spec(s, |spec| match codegen::generate_from_spec(&spec, dialect) {
+            Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
+            Ok(k) => json!({"ok": true, "source": k.source, "entry": k.entry}),
+        })
+    })
+}
+
+/// Frees a string returned by this library.
+///
+/// # Safety
+/// `s` must come from this library and not have been freed.
+#[no_mangle]
+pub unsafe extern "C" fn sf_string_free(s: *mut c_char) {
+    if !s.is_null() {
+        drop(CString::from_raw(s));
+    }
+}
+
+/// The library version, a static string.
+#[no_mangle]
+pub extern "C" fn sf_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
+}

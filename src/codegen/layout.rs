@@ -1,0 +1,138 @@
+//! The argument layout of the fused neuron kernel: which buffers, in which order, of which shape.
+//!
+//! Defined once here; the generated kernels, the FFI handler and (through the C ABI) the Python
+//! shim all follow it. docs/DESIGN.md describes it in words.
+
+use serde::Serialize;
+
+use crate::ir::{NeuronIr, RefractoryIr, SymbolKind, VarId};
+use crate::spec::ModelSpec;
+
+/// The element type of a buffer, spelled as numpy/XLA spell it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ElemType {
+    Real,
+    Int32,
+    Bool,
+}
+
+/// The shape of a buffer in terms of the run: `n` neurons (batch folded in), `nb` batch members
+/// of `n_inner` neurons, `steps`, and `n_rec = ceil(steps / record_every)` recordings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShapeKind {
+    /// `(n,)`
+    Neuron,
+    /// `(nb, steps, n_inner)`
+    PerStep,
+    /// `(nb,)`
+    Batch,
+    /// `(nb, n_rec, n_inner)`
+    Trace,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    State,
+    Param,
+    LastspikeStep,
+    NotRefractory,
+    PerNeuronConstant,
+    PerStep,
+    StartStep,
+    SpikeCount,
+    Trace,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Arg {
+    /// The name in the state dict / input dict (`v`, `lastspike_step`, `trace:v`, ...).
+    pub name: String,
+    /// The identifier used in generated code.
+    pub ident: String,
+    pub role: Role,
+    pub elem: ElemType,
+    pub shape: ShapeKind,
+    /// The model variable behind the argument, where there is one.
+    #[serde(skip)]
+    pub var: Option<VarId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Layout {
+    pub inputs: Vec<Arg>,
+    pub outputs: Vec<Arg>,
+}
+
+/// C identifiers a user's variable may not take, and the prefix the kernel keeps for itself.
+const RESERVED: &[&str] = &[
+    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum", "extern",
+    "float", "for", "goto", "if", "inline", "int", "long", "register", "restrict", "return", "short", "signed",
+    "sizeof", "static", "struct", "switch", "typedef", "union", "unsigned", "void", "volatile", "while", "bool",
+    "true", "false", "new", "delete", "class", "this", "template", "namespace", "operator", "private", "public",
+];
+
+/// The identifier a model variable gets in generated code: its own name unless that would clash
+/// with C, CUDA or the math library, in which case it gets a suffix.
+pub fn ident(name: &str) -> String {
+    let clashes = RESERVED.contains(&name)
+        || crate::ir::Func::from_name(name).is_some()
+        || name.starts_with("sf_")
+        || name.starts_with("__")
+        || ["pow", "fmin", "fmax", "min", "max", "exp", "expf"].contains(&name);
+    if clashes {
+        format!("{name}_")
+    } else {
+        name.to_string()
+    }
+}
+
+fn arg(ir: &NeuronIr, v: VarId, role: Role, shape: ShapeKind) -> Arg {
+    let name = ir.symbol(v).name.clone();
+    Arg { ident: ident(&name), name, role, elem: ElemType::Real, shape, var: Some(v) }
+}
+
+fn special(name: &str, role: Role, elem: ElemType, shape: ShapeKind) -> Arg {
+    Arg { name: name.into(), ident: format!("sf_{name}"), role, elem, shape, var: None }
+}
+
+pub fn layout(ir: &NeuronIr, spec: &ModelSpec) -> Layout {
+    let states: Vec<VarId> = ir.states.iter().map(|s| s.var).collect();
+    let params = ir.vars_of_kind(&SymbolKind::Param);
+    let written = ir.written_params();
+    let refractory = match ir.refractory {
+        RefractoryIr::None => None,
+        RefractoryIr::Duration(_) => Some(special("lastspike_step", Role::LastspikeStep, ElemType::Int32, ShapeKind::Neuron)),
+        RefractoryIr::Condition(_) => Some(special("not_refractory", Role::NotRefractory, ElemType::Bool, ShapeKind::Neuron)),
+    };
+    let mut inputs = Vec::new();
+    inputs.extend(states.iter().map(|v| arg(ir, *v, Role::State, ShapeKind::Neuron)));
+    inputs.extend(params.iter().map(|v| arg(ir, *v, Role::Param, ShapeKind::Neuron)));
+    inputs.extend(refractory.clone());
+    inputs.extend(
+        ir.vars_of_kind(&SymbolKind::PerNeuronConstant)
+            .iter()
+            .map(|v| arg(ir, *v, Role::PerNeuronConstant, ShapeKind::Neuron)),
+    );
+    inputs.extend(ir.vars_of_kind(&SymbolKind::PerStep).iter().map(|v| arg(ir, *v, Role::PerStep, ShapeKind::PerStep)));
+    inputs.push(special("t0", Role::StartStep, ElemType::Int32, ShapeKind::Batch));
+
+    let mut outputs = Vec::new();
+    outputs.extend(states.iter().map(|v| arg(ir, *v, Role::State, ShapeKind::Neuron)));
+    outputs.extend(written.iter().map(|v| arg(ir, *v, Role::Param, ShapeKind::Neuron)));
+    outputs.extend(refractory);
+    outputs.push(special("spike_count", Role::SpikeCount, ElemType::Int32, ShapeKind::Neuron));
+    for name in &spec.record {
+        outputs.push(Arg {
+            name: format!("trace:{name}"),
+            ident: format!("sf_trace_{}", ident(name)),
+            role: Role::Trace,
+            elem: ElemType::Real,
+            shape: ShapeKind::Trace,
+            var: ir.lookup(name),
+        });
+    }
+    Layout { inputs, outputs }
+}

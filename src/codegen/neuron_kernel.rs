@@ -1,0 +1,416 @@
+//! The fused neuron kernel: load the state once, then for every step integrate, test the
+//! threshold, reset, keep the refractory bookkeeping, count spikes and record traces; store once.
+//!
+//! The step itself is one DAG (integration, threshold and reset composed by substitution), built
+//! once and printed by both dialects. Only the loop around it differs: one CUDA thread per neuron,
+//! or, in C, a block of `SF_LANES` neurons whose per-step body is an `omp simd` loop so that the
+//! compiler vectorises across neurons (structure of arrays in registers/L1).
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use super::layout::{ident, layout, Arg, ElemType, Layout, Role};
+use super::printer::{literal, prelude, real_type, Dialect, Printer};
+use crate::integrators::{self, Ode};
+use crate::ir::{ExprArena, ExprId, NeuronIr, RefractoryIr, SymbolKind, VarId};
+use crate::spec::ModelSpec;
+
+/// The name of the generated entry point in both dialects.
+pub const ENTRY: &str = "sf_neuron_run";
+
+/// Neurons per vectorised block in the C dialect.
+pub const C_LANES: usize = 16;
+
+/// One time step as a DAG over the current values of the model's variables.
+pub struct StepDag {
+    pub arena: ExprArena,
+    /// The value of each state variable at the end of the step (after reset), in `ir.states` order.
+    pub next_state: Vec<ExprId>,
+    /// Parameters written by the reset, and their value at the end of the step.
+    pub next_params: Vec<(VarId, ExprId)>,
+    /// Whether the neuron spiked during the step.
+    pub spike: Option<ExprId>,
+    /// Refractoriness, evaluated at the start of the step from the current values.
+    pub refractory: RefractoryIr,
+    /// Traces: the value of each recorded variable at the start of the step.
+    pub traces: Vec<ExprId>,
+}
+
+pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec) -> StepDag {
+    let mut arena = ir.arena.clone();
+    let not_ref = ir.lookup("not_refractory").map(|v| arena.var(v));
+    let zero = arena.constant(0.0);
+    let has_refractory = !matches!(ir.refractory, RefractoryIr::None);
+    let odes: Vec<Ode> = ir
+        .states
+        .iter()
+        .map(|s| {
+            let derivative = match (s.unless_refractory && has_refractory, not_ref) {
+                (true, Some(nr)) => arena.select(nr, s.derivative, zero),
+                _ => s.derivative,
+            };
+            Ode { var: s.var, derivative }
+        })
+        .collect();
+    let integrated = integrators::step(&mut arena, &odes, spec.method, spec.dt);
+    let after_step: HashMap<VarId, ExprId> = odes.iter().zip(&integrated).map(|(o, x)| (o.var, *x)).collect();
+
+    let spike = ir.threshold.map(|thr| {
+        let crossed = arena.substitute(thr, &after_step);
+        match (has_refractory, not_ref) {
+            (true, Some(nr)) => arena.bin(crate::ir::BinOp::And, crossed, nr),
+            _ => crossed,
+        }
+    });
+    // Reset statements run in order, each seeing the values the previous ones left.
+    let mut env = after_step.clone();
+    for (var, value) in &ir.reset {
+        let v = arena.substitute(*value, &env);
+        env.insert(*var, v);
+    }
+    let pick = |arena: &mut ExprArena, var: VarId, otherwise: ExprId| match spike {
+        Some(s) if env.get(&var).is_some_and(|r| *r != otherwise) => arena.select(s, env[&var], otherwise),
+        _ => otherwise,
+    };
+    let next_state: Vec<ExprId> = odes.iter().zip(&integrated).map(|(o, x)| pick(&mut arena, o.var, *x)).collect();
+    let next_params: Vec<(VarId, ExprId)> = ir
+        .written_params()
+        .into_iter()
+        .map(|p| {
+            let cur = arena.var(p);
+            (p, pick(&mut arena, p, cur))
+        })
+        .collect();
+    let traces = spec
+        .record
+        .iter()
+        .map(|name| match ir.subexpressions.get(name) {
+            Some(e) => *e,
+            None => arena.var(ir.lookup(name).expect("recorded names are checked when lowering")),
+        })
+        .collect();
+    StepDag { arena, next_state, next_params, spike, refractory: ir.refractory.clone(), traces }
+}
+
+/// Brian2's `timestep(duration, dt)`: the number of whole steps, robust to rounding of `duration`.
+pub fn timestep(duration: f64, dt: f64) -> i64 {
+    ((duration + 1e-3 * dt) / dt).floor() as i64
+}
+
+/// A generated kernel: its source, entry point and argument layout.
+#[derive(Clone, Debug)]
+pub struct GeneratedKernel {
+    pub source: String,
+    pub entry: &'static str,
+    pub layout: Layout,
+}
+
+pub fn generate(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> GeneratedKernel {
+    let dag = step_dag(ir, spec);
+    let layout = layout(ir, spec);
+    let source = KernelWriter { ir, spec, dag: &dag, layout: &layout, dialect }.write();
+    GeneratedKernel { source, entry: ENTRY, layout }
+}
+
+struct KernelWriter<'a> {
+    ir: &'a NeuronIr,
+    spec: &'a ModelSpec,
+    dag: &'a StepDag,
+    layout: &'a Layout,
+    dialect: Dialect,
+}
+
+impl KernelWriter<'_> {
+    fn real(&self) -> &'static str {
+        real_type(self.spec.dtype)
+    }
+
+    fn elem_type(&self, e: ElemType) -> &'static str {
+        match e {
+            ElemType::Real => self.real(),
+            ElemType::Int32 => "int32_t",
+            ElemType::Bool => "bool",
+        }
+    }
+
+    /// How a DAG variable is spelled inside the step: a register (CUDA) or a lane of a block (C).
+    fn var_name(&self, v: VarId) -> String {
+        let sym = self.ir.symbol(v);
+        let lane = if self.dialect == Dialect::C { "[sf_l]" } else { "" };
+        match sym.kind {
+            // A condition keeps it as per-neuron state; a duration recomputes it every step.
+            SymbolKind::NotRefractory => match self.dag.refractory {
+                RefractoryIr::Condition(_) => format!("sf_not_refractory{lane}"),
+                _ => "sf_not_refractory".into(),
+            },
+            SymbolKind::Time => "sf_t".into(),
+            SymbolKind::NeuronIndex => match self.dialect {
+                Dialect::Cuda => format!("(({}) sf_j)", self.real()),
+                Dialect::C => format!("(({}) (sf_j0 + sf_l))", self.real()),
+            },
+            SymbolKind::NeuronCount => format!("(({}) sf_n_inner)", self.real()),
+            _ => format!("{}{lane}", ident(&sym.name)),
+        }
+    }
+
+    fn write(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "/* Generated by spikeforge {} for a {} neuron model ({}, dt = {}). */",
+            env!("CARGO_PKG_VERSION"),
+            self.spec.dtype.name(),
+            format!("{:?}", self.spec.method).to_lowercase(),
+            self.spec.dt
+        );
+        match self.dialect {
+            Dialect::Cuda => {
+                s.push_str("typedef int int32_t;\ntypedef long long int64_t;\n");
+            }
+            Dialect::C => {
+                s.push_str("#include <math.h>\n#include <stdbool.h>\n#include <stdint.h>\n");
+                let _ = writeln!(s, "#define SF_LANES {C_LANES}");
+            }
+        }
+        s.push_str(&prelude(self.dialect, self.spec.dtype));
+        s.push('\n');
+        match self.dialect {
+            Dialect::Cuda => self.write_cuda(&mut s),
+            Dialect::C => self.write_c(&mut s),
+        }
+        s
+    }
+
+    fn refractory_steps(&self, indent: &str, out: &mut String) -> Option<String> {
+        let RefractoryIr::Duration(d) = self.dag.refractory else { return None };
+        if let Some(c) = self.dag.arena.as_const(d) {
+            return Some(timestep(c, self.spec.dt).to_string());
+        }
+        let names = |v: VarId| self.var_name(v);
+        let p = Printer { arena: &self.dag.arena, dtype: self.spec.dtype, var_name: &names };
+        let e = p.block(&[d], "sf_r", indent, out).remove(0);
+        let dt = literal(self.spec.dt, self.spec.dtype);
+        let floor = super::printer::math_fn("floor", self.spec.dtype);
+        Some(format!("(int32_t) {floor}(({e} + {dt} * {}) / {dt})", literal(1e-3, self.spec.dtype)))
+    }
+
+    /// The body of one step for one neuron, in terms of `var_name`; assigns the new values.
+    fn step_body(&self, indent: &str, out: &mut String) {
+        let lane = if self.dialect == Dialect::C { "[sf_l]" } else { "" };
+        let names = |v: VarId| self.var_name(v);
+        let p = Printer { arena: &self.dag.arena, dtype: self.spec.dtype, var_name: &names };
+        // Refractoriness first: it is decided by the values at the start of the step.
+        match self.dag.refractory {
+            RefractoryIr::None => {}
+            RefractoryIr::Duration(_) => {
+                let steps = self.refractory_steps(indent, out).unwrap();
+                let _ = writeln!(
+                    out,
+                    "{indent}const bool sf_not_refractory = (sf_t_step - sf_lastspike_step{lane}) >= {steps};"
+                );
+            }
+            RefractoryIr::Condition(c) => {
+                let cond = p.block(&[c], "sf_c", indent, out).remove(0);
+                let _ = writeln!(
+                    out,
+                    "{indent}sf_not_refractory{lane} = sf_not_refractory{lane} || !({cond});"
+                );
+            }
+        }
+        let mut roots: Vec<ExprId> = self.dag.next_state.clone();
+        roots.extend(self.dag.next_params.iter().map(|(_, e)| *e));
+        roots.extend(self.dag.spike);
+        let texts = p.block(&roots, "sf_", indent, out);
+        let real = self.real();
+        let n_state = self.dag.next_state.len();
+        let mut assigned = Vec::new();
+        for (k, st) in self.ir.states.iter().enumerate() {
+            let _ = writeln!(out, "{indent}const {real} sf_next_{} = {};", ident(&self.ir.symbol(st.var).name), texts[k]);
+            assigned.push(st.var);
+        }
+        for (k, (v, _)) in self.dag.next_params.iter().enumerate() {
+            let _ = writeln!(out, "{indent}const {real} sf_next_{} = {};", ident(&self.ir.symbol(*v).name), texts[n_state + k]);
+            assigned.push(*v);
+        }
+        if self.dag.spike.is_some() {
+            let _ = writeln!(out, "{indent}const bool sf_spike = {};", texts.last().unwrap());
+        }
+        for v in assigned {
+            let id = ident(&self.ir.symbol(v).name);
+            let _ = writeln!(out, "{indent}{id}{lane} = sf_next_{id};");
+        }
+        if self.dag.spike.is_some() {
+            match self.dag.refractory {
+                RefractoryIr::Duration(_) => {
+                    let _ = writeln!(
+                        out,
+                        "{indent}sf_lastspike_step{lane} = sf_spike ? sf_t_step : sf_lastspike_step{lane};"
+                    );
+                }
+                RefractoryIr::Condition(_) => {
+                    let _ = writeln!(out, "{indent}sf_not_refractory{lane} = sf_not_refractory{lane} && !sf_spike;");
+                }
+                RefractoryIr::None => {}
+            }
+            let _ = writeln!(out, "{indent}sf_spike_count{lane} += sf_spike ? 1 : 0;");
+        }
+    }
+
+    /// Writes the trace values of the current step; `store(k, value)` gives the statement.
+    fn record(&self, indent: &str, out: &mut String, store: &dyn Fn(usize, &str) -> String) {
+        let names = |v: VarId| self.var_name(v);
+        let p = Printer { arena: &self.dag.arena, dtype: self.spec.dtype, var_name: &names };
+        let texts = p.block(&self.dag.traces, "sf_rec", indent, out);
+        for (k, t) in texts.iter().enumerate() {
+            let _ = writeln!(out, "{indent}{}", store(k, t));
+        }
+    }
+
+    fn params(&self, restrict: &str) -> Vec<String> {
+        let mut params = Vec::new();
+        for a in &self.layout.inputs {
+            params.push(format!("const {}* {restrict} in_{}", self.elem_type(a.elem), a.ident));
+        }
+        for a in &self.layout.outputs {
+            params.push(format!("{}* {restrict} out_{}", self.elem_type(a.elem), a.ident));
+        }
+        params
+    }
+
+    fn is_written(&self, a: &Arg) -> bool {
+        self.layout.outputs.iter().any(|o| o.ident == a.ident)
+    }
+
+    fn traces(&self) -> Vec<&Arg> {
+        self.layout.outputs.iter().filter(|a| a.role == Role::Trace).collect()
+    }
+
+    fn write_cuda(&self, s: &mut String) {
+        let real = self.real();
+        let params = self.params("__restrict__");
+        let _ = writeln!(
+            s,
+            "extern \"C\" __global__ void {ENTRY}(\n    const int64_t sf_n, const int64_t sf_n_inner, const int32_t sf_steps,\n    const int32_t sf_rec_every, const int32_t sf_n_rec,\n    {})\n{{",
+            params.join(",\n    ")
+        );
+        s.push_str("    const int64_t sf_i = (int64_t) blockIdx.x * blockDim.x + threadIdx.x;\n");
+        s.push_str("    if (sf_i >= sf_n) return;\n");
+        s.push_str("    const int64_t sf_b = sf_i / sf_n_inner;\n    const int64_t sf_j = sf_i - sf_b * sf_n_inner;\n");
+        for a in &self.layout.inputs {
+            match a.role {
+                Role::PerStep => {
+                    let _ = writeln!(
+                        s,
+                        "    const {real}* {} sf_step_{} = in_{} + sf_b * (int64_t) sf_steps * sf_n_inner + sf_j;",
+                        "__restrict__", a.ident, a.ident
+                    );
+                }
+                Role::StartStep => {
+                    s.push_str("    const int32_t sf_t0 = in_sf_t0[sf_b];\n");
+                }
+                _ => {
+                    let konst = if self.is_written(a) { "" } else { "const " };
+                    let _ = writeln!(s, "    {konst}{} {} = in_{}[sf_i];", self.elem_type(a.elem), a.ident, a.ident);
+                }
+            }
+        }
+        for t in self.traces() {
+            let _ = writeln!(s, "    {real}* sf_rec_{} = out_{} + sf_b * (int64_t) sf_n_rec * sf_n_inner + sf_j;", t.ident, t.ident);
+        }
+        s.push_str("    int32_t sf_spike_count = 0;\n    int32_t sf_rec_countdown = 0;\n");
+        s.push_str("    for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s) {\n");
+        s.push_str("        const int32_t sf_t_step = sf_t0 + sf_s;\n");
+        let _ = writeln!(s, "        const {real} sf_t = ({real}) sf_t_step * {};", literal(self.spec.dt, self.spec.dtype));
+        for a in self.layout.inputs.iter().filter(|a| a.role == Role::PerStep) {
+            let _ = writeln!(s, "        const {real} {} = sf_step_{}[(int64_t) sf_s * sf_n_inner];", a.ident, a.ident);
+        }
+        if !self.traces().is_empty() {
+            s.push_str("        if (sf_rec_countdown == 0) {\n");
+            let traces = self.traces();
+            self.record("            ", s, &|k, v| {
+                format!("*sf_rec_{0} = {v}; sf_rec_{0} += sf_n_inner;", traces[k].ident)
+            });
+            s.push_str("            sf_rec_countdown = sf_rec_every;\n        }\n        --sf_rec_countdown;\n");
+        }
+        let mut body = String::new();
+        self.step_body("        ", &mut body);
+        s.push_str(&body);
+        s.push_str("    }\n");
+        for a in self.layout.outputs.iter().filter(|a| a.role != Role::Trace) {
+            let _ = writeln!(s, "    out_{}[sf_i] = {};", a.ident, a.ident);
+        }
+        s.push_str("}\n");
+    }
+
+    fn write_c(&self, s: &mut String) {
+        let real = self.real();
+        let _ = writeln!(
+            s,
+            "/* Runs neurons [sf_start, sf_end); dims = {{n_inner, steps, rec_every, n_rec}}. */\nvoid {ENTRY}(int64_t sf_start, int64_t sf_end, const int64_t* sf_dims, void* const* sf_in, void* const* sf_out)\n{{"
+        );
+        s.push_str("    const int64_t sf_n_inner = sf_dims[0], sf_steps = sf_dims[1], sf_rec_every = sf_dims[2], sf_n_rec = sf_dims[3];\n");
+        for (k, a) in self.layout.inputs.iter().enumerate() {
+            let t = self.elem_type(a.elem);
+            let _ = writeln!(s, "    const {t}* restrict in_{} = (const {t}*) sf_in[{k}];", a.ident);
+        }
+        for (k, a) in self.layout.outputs.iter().enumerate() {
+            let t = self.elem_type(a.elem);
+            let _ = writeln!(s, "    {t}* restrict out_{} = ({t}*) sf_out[{k}];", a.ident);
+        }
+        s.push_str("    for (int64_t sf_c0 = sf_start; sf_c0 < sf_end;) {\n");
+        s.push_str("        const int64_t sf_b = sf_c0 / sf_n_inner, sf_j0 = sf_c0 - sf_b * sf_n_inner;\n");
+        s.push_str("        int64_t sf_w = sf_end - sf_c0;\n        if (sf_w > SF_LANES) sf_w = SF_LANES;\n        if (sf_w > sf_n_inner - sf_j0) sf_w = sf_n_inner - sf_j0;\n");
+        // Lane arrays: every per-neuron value of the block. Lanes past sf_w repeat lane 0 so that
+        // the vector loop always runs full width on finite values.
+        for a in self.layout.inputs.iter().filter(|a| !matches!(a.role, Role::StartStep)) {
+            let _ = writeln!(s, "        {} {}[SF_LANES];", self.elem_type(a.elem), a.ident);
+        }
+        s.push_str("        int32_t sf_spike_count[SF_LANES];\n");
+        s.push_str("        for (int sf_l = 0; sf_l < SF_LANES; ++sf_l) {\n");
+        s.push_str("            const int64_t sf_k = sf_c0 + (sf_l < sf_w ? sf_l : 0);\n");
+        for a in self.layout.inputs.iter() {
+            match a.role {
+                Role::StartStep => {}
+                Role::PerStep => {
+                    let _ = writeln!(s, "            {}[sf_l] = 0;", a.ident);
+                }
+                _ => {
+                    let _ = writeln!(s, "            {0}[sf_l] = in_{0}[sf_k];", a.ident);
+                }
+            }
+        }
+        s.push_str("            sf_spike_count[sf_l] = 0;\n        }\n");
+        s.push_str("        const int32_t sf_t0 = in_sf_t0[sf_b];\n");
+        s.push_str("        for (int64_t sf_s = 0; sf_s < sf_steps; ++sf_s) {\n");
+        s.push_str("            const int32_t sf_t_step = sf_t0 + (int32_t) sf_s;\n");
+        let _ = writeln!(s, "            const {real} sf_t = ({real}) sf_t_step * {};", literal(self.spec.dt, self.spec.dtype));
+        for a in self.layout.inputs.iter().filter(|a| a.role == Role::PerStep) {
+            let _ = writeln!(
+                s,
+                "            const {real}* sf_row_{0} = in_{0} + (sf_b * sf_steps + sf_s) * sf_n_inner + sf_j0;\n            for (int sf_l = 0; sf_l < sf_w; ++sf_l) {0}[sf_l] = sf_row_{0}[sf_l];",
+                a.ident
+            );
+        }
+        let traces = self.traces();
+        if !traces.is_empty() {
+            s.push_str("            if (sf_s % sf_rec_every == 0) {\n");
+            s.push_str("                const int64_t sf_r = sf_s / sf_rec_every;\n");
+            s.push_str("                for (int sf_l = 0; sf_l < sf_w; ++sf_l) {\n");
+            self.record("                    ", s, &|k, v| {
+                format!("out_{}[(sf_b * sf_n_rec + sf_r) * sf_n_inner + sf_j0 + sf_l] = {v};", traces[k].ident)
+            });
+            s.push_str("                }\n            }\n");
+        }
+        s.push_str("            #pragma omp simd\n");
+        s.push_str("            for (int sf_l = 0; sf_l < SF_LANES; ++sf_l) {\n");
+        let mut body = String::new();
+        self.step_body("                ", &mut body);
+        s.push_str(&body);
+        s.push_str("            }\n        }\n");
+        s.push_str("        for (int sf_l = 0; sf_l < sf_w; ++sf_l) {\n");
+        for a in self.layout.outputs.iter().filter(|a| a.role != Role::Trace) {
+            let _ = writeln!(s, "            out_{0}[sf_c0 + sf_l] = {0}[sf_l];", a.ident);
+        }
+        s.push_str("        }\n        sf_c0 += sf_w;\n    }\n}\n");
+    }
+}

@@ -1,0 +1,258 @@
+//! One printer for expression DAGs, with a CUDA C and a C dialect.
+//!
+//! The two dialects share everything but a few spellings (function qualifiers, `restrict`), so
+//! the differences live in [`Dialect`] and the printing logic exists once. Nodes that a block uses
+//! more than once become named `const` temporaries; everything else is printed inline with the
+//! fewest parentheses that keep the evaluation order of the DAG (floating-point addition is not
+//! associative, so `a + (b + c)` keeps its parentheses).
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use crate::ir::{BinOp, ExprArena, ExprId, Func, Node, Ty, VarId};
+use crate::spec::DType;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Cuda,
+    C,
+}
+
+impl Dialect {
+    pub fn restrict(self) -> &'static str {
+        match self {
+            Dialect::Cuda => "__restrict__",
+            Dialect::C => "restrict",
+        }
+    }
+
+    /// Qualifiers for a small helper function in the generated file.
+    pub fn inline_fn(self) -> &'static str {
+        match self {
+            Dialect::Cuda => "static __device__ __forceinline__",
+            Dialect::C => "static inline",
+        }
+    }
+}
+
+/// The C type of a real number in a kernel of this precision.
+pub fn real_type(dtype: DType) -> &'static str {
+    match dtype {
+        DType::Float32 => "float",
+        DType::Float64 => "double",
+    }
+}
+
+/// A literal of the kernel's precision: f32 kernels get `f`-suffixed literals so that no
+/// arithmetic is silently promoted to double.
+pub fn literal(v: f64, dtype: DType) -> String {
+    let suffix = if dtype == DType::Float32 { "f" } else { "" };
+    if v.is_nan() {
+        return format!("(0.0{suffix} / 0.0{suffix})");
+    }
+    if v.is_infinite() {
+        let sign = if v < 0.0 { "-" } else { "" };
+        return format!("({sign}1.0{suffix} / 0.0{suffix})");
+    }
+    let text = match dtype {
+        DType::Float32 => format!("{:?}", v as f32),
+        DType::Float64 => format!("{v:?}"),
+    };
+    // Rust prints 1e-7 and 1.5e20: valid C, but give integers-looking values a decimal point.
+    let text = if text.contains(['.', 'e', 'E']) { text } else { format!("{text}.0") };
+    format!("{text}{suffix}")
+}
+
+/// The name of a math function for the precision (`expf` for f32, `exp` for f64).
+pub fn math_fn(name: &str, dtype: DType) -> String {
+    match dtype {
+        DType::Float32 => format!("{name}f"),
+        DType::Float64 => name.to_string(),
+    }
+}
+
+/// Helper functions every generated file may call.
+pub fn prelude(dialect: Dialect, dtype: DType) -> String {
+    let t = real_type(dtype);
+    let floor = math_fn("floor", dtype);
+    format!(
+        "/* Python's modulo: the result takes the sign of the divisor. */\n\
+         {q} {t} sf_mod({t} a, {t} b) {{ return a - b * {floor}(a / b); }}\n",
+        q = dialect.inline_fn()
+    )
+}
+
+// Binding strength, higher binds tighter.
+const P_ATOM: u8 = 100;
+const P_UNARY: u8 = 90;
+const P_MUL: u8 = 80;
+const P_ADD: u8 = 70;
+const P_REL: u8 = 60;
+const P_EQ: u8 = 55;
+const P_AND: u8 = 40;
+const P_OR: u8 = 35;
+const P_SELECT: u8 = 20;
+
+pub struct Printer<'a> {
+    pub arena: &'a ExprArena,
+    pub dtype: DType,
+    /// How a variable of the DAG is spelled at this place of the kernel.
+    pub var_name: &'a dyn Fn(VarId) -> String,
+}
+
+impl Printer<'_> {
+    /// Prints temporaries for the nodes the roots share into `out` (one statement per line, with
+    /// `indent`), and returns the text of each root expression.
+    pub fn block(&self, roots: &[ExprId], temp_prefix: &str, indent: &str, out: &mut String) -> Vec<String> {
+        let mut uses: HashMap<ExprId, usize> = HashMap::new();
+        let mut order: Vec<ExprId> = Vec::new();
+        for &r in roots {
+            *uses.entry(r).or_default() += 1;
+            self.count_uses(r, &mut uses, &mut order);
+        }
+        let mut names: HashMap<ExprId, String> = HashMap::new();
+        for &id in &order {
+            let shared = uses[&id] > 1;
+            if shared && !matches!(self.arena.node(id), Node::Const(_) | Node::Bool(_) | Node::Var(_)) {
+                let (text, _) = self.expr(id, &names);
+                let ty = match self.arena.ty(id) {
+                    Ty::Bool => "bool",
+                    Ty::Real => real_type(self.dtype),
+                };
+                let name = format!("{temp_prefix}{}", names.len());
+                let _ = writeln!(out, "{indent}const {ty} {name} = {text};");
+                names.insert(id, name);
+            }
+        }
+        roots.iter().map(|r| self.expr(*r, &names).0).collect()
+    }
+
+    /// Counts, for every node reachable from `id`, how many parents use it; `order` receives the
+    /// nodes children-first, so that temporaries are declared before use.
+    fn count_uses(&self, id: ExprId, uses: &mut HashMap<ExprId, usize>, order: &mut Vec<ExprId>) {
+        // Iterative post-order: deep RK4 DAGs would otherwise recurse thousands of levels.
+        let mut stack: Vec<(ExprId, bool)> = vec![(id, false)];
+        let mut visited: std::collections::HashSet<ExprId> = order.iter().copied().collect();
+        while let Some((n, expanded)) = stack.pop() {
+            if expanded {
+                order.push(n);
+                continue;
+            }
+            if visited.contains(&n) {
+                continue;
+            }
+            visited.insert(n);
+            stack.push((n, true));
+            for c in self.arena.children(n).into_iter().rev() {
+                *uses.entry(c).or_default() += 1;
+                if !visited.contains(&c) {
+                    stack.push((c, false));
+                }
+            }
+        }
+    }
+
+    fn expr(&self, id: ExprId, names: &HashMap<ExprId, String>) -> (String, u8) {
+        if let Some(n) = names.get(&id) {
+            return (n.clone(), P_ATOM);
+        }
+        let dt = self.dtype;
+        match self.arena.node(id) {
+            Node::Const(bits) => {
+                let v = f64::from_bits(*bits);
+                (literal(v, dt), if v < 0.0 { P_UNARY } else { P_ATOM })
+            }
+            Node::Bool(b) => ((if *b { "true" } else { "false" }).to_string(), P_ATOM),
+            Node::Var(v) => ((self.var_name)(*v), P_ATOM),
+            Node::Neg(a) => (format!("-{}", self.operand(*a, P_UNARY + 1, names)), P_UNARY),
+            Node::Not(a) => (format!("!{}", self.operand(*a, P_UNARY + 1, names)), P_UNARY),
+            Node::Call(f, a) => {
+                let arg = self.expr(*a, names).0;
+                let name = match f {
+                    Func::Abs => math_fn("fabs", dt),
+                    f => math_fn(f.c_name(), dt),
+                };
+                (format!("{name}({arg})"), P_ATOM)
+            }
+            Node::Select(c, a, b) => (
+                format!(
+                    "{} ? {} : {}",
+                    self.operand(*c, P_SELECT + 1, names),
+                    self.operand(*a, P_SELECT + 1, names),
+                    self.operand(*b, P_SELECT, names)
+                ),
+                P_SELECT,
+            ),
+            Node::Bin(op, a, b) => {
+                let call2 = |name: &str| {
+                    (format!("{name}({}, {})", self.expr(*a, names).0, self.expr(*b, names).0), P_ATOM)
+                };
+                let (sym, p) = match op {
+                    BinOp::Add => ("+", P_ADD),
+                    BinOp::Sub => ("-", P_ADD),
+                    BinOp::Mul => ("*", P_MUL),
+                    BinOp::Div => ("/", P_MUL),
+                    BinOp::Lt => ("<", P_REL),
+                    BinOp::Le => ("<=", P_REL),
+                    BinOp::Gt => (">", P_REL),
+                    BinOp::Ge => (">=", P_REL),
+                    BinOp::Eq => ("==", P_EQ),
+                    BinOp::Ne => ("!=", P_EQ),
+                    BinOp::And => ("&&", P_AND),
+                    BinOp::Or => ("||", P_OR),
+                    BinOp::Pow => return call2(&math_fn("pow", dt)),
+                    BinOp::Min => return call2(&math_fn("fmin", dt)),
+                    BinOp::Max => return call2(&math_fn("fmax", dt)),
+                    BinOp::Mod => return call2("sf_mod"),
+                };
+                // Left operand may bind equally (left-associative); the right one must bind
+                // tighter, so `a - (b - c)` and `a + (b + c)` keep their grouping.
+                (format!("{} {sym} {}", self.operand(*a, p, names), self.operand(*b, p + 1, names)), p)
+            }
+        }
+    }
+
+    fn operand(&self, id: ExprId, min_prec: u8, names: &HashMap<ExprId, String>) -> String {
+        let (text, p) = self.expr(id, names);
+        if p < min_prec {
+            format!("({text})")
+        } else {
+            text
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f32_literals_are_suffixed() {
+        assert_eq!(literal(0.1, DType::Float32), "0.1f");
+        assert_eq!(literal(-65.0, DType::Float32), "-65.0f");
+        assert_eq!(literal(1e-7, DType::Float32), "1e-7f");
+        assert_eq!(literal(0.1, DType::Float64), "0.1");
+        assert_eq!(literal(3.0, DType::Float64), "3.0");
+    }
+
+    #[test]
+    fn shared_nodes_become_temporaries_and_grouping_is_kept() {
+        let mut a = ExprArena::new();
+        let v = a.var(0);
+        let w = a.var(1);
+        let s = a.sub(v, w);
+        let e = a.call(Func::Exp, s);
+        let r1 = a.mul(e, v);
+        let r2 = a.add(e, w);
+        let bw = a.sub(w, v);
+        let r3 = a.sub(v, bw);
+        let names = |x: VarId| if x == 0 { "v".to_string() } else { "w".to_string() };
+        let p = Printer { arena: &a, dtype: DType::Float32, var_name: &names };
+        let mut out = String::new();
+        let roots = p.block(&[r1, r2, r3], "_t", "  ", &mut out);
+        assert_eq!(out, "  const float _t0 = expf(v - w);\n");
+        assert_eq!(roots[0], "v * _t0");
+        assert_eq!(roots[1], "w + _t0");
+        assert_eq!(roots[2], "v - (w - v)");
+    }
+}

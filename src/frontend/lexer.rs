@@ -1,0 +1,138 @@
+//! Tokens of the expression language shared by every text front end (Python-like operators).
+
+use crate::diagnostics::{Diagnostic, Span};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Tok {
+    Num(f64),
+    Name(String),
+    Op(&'static str),
+    LParen,
+    RParen,
+    Comma,
+    Colon,
+    Semicolon,
+    Newline,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Token {
+    pub tok: Tok,
+    pub span: Span,
+}
+
+// Longest operators first so that `**` wins over `*` and `<=` over `<`.
+const OPERATORS: &[&str] = &[
+    "**", "<=", ">=", "==", "!=", "+=", "-=", "*=", "/=", "+", "-", "*", "/", "<", ">", "=", "%",
+];
+
+/// Splits `src` into tokens; `field` names the model field for error messages.
+/// `#` starts a comment that runs to the end of the line.
+pub fn tokenize(src: &str, field: &str) -> Result<Vec<Token>, Diagnostic> {
+    let mut out = Vec::new();
+    for (li, line) in src.lines().enumerate() {
+        let chars: Vec<char> = line.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            let col = i + 1;
+            let span1 = Span::new(li + 1, col, 1);
+            if c == '#' {
+                break;
+            }
+            if c.is_whitespace() {
+                i += 1;
+                continue;
+            }
+            if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
+                let start = i;
+                while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
+                    i += 1;
+                }
+                if i < chars.len() && (chars[i] == 'e' || chars[i] == 'E') {
+                    let mut j = i + 1;
+                    if j < chars.len() && (chars[j] == '+' || chars[j] == '-') {
+                        j += 1;
+                    }
+                    if j < chars.len() && chars[j].is_ascii_digit() {
+                        i = j;
+                        while i < chars.len() && chars[i].is_ascii_digit() {
+                            i += 1;
+                        }
+                    }
+                }
+                let text: String = chars[start..i].iter().collect();
+                let span = Span::new(li + 1, col, i - start);
+                let value: f64 = text.parse().map_err(|_| {
+                    Diagnostic::new(field, format!("malformed number '{text}'")).at(src, span)
+                })?;
+                out.push(Token { tok: Tok::Num(value), span });
+                continue;
+            }
+            if c.is_alphabetic() || c == '_' {
+                let start = i;
+                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                    i += 1;
+                }
+                let text: String = chars[start..i].iter().collect();
+                out.push(Token { tok: Tok::Name(text), span: Span::new(li + 1, col, i - start) });
+                continue;
+            }
+            let simple = match c {
+                '(' => Some(Tok::LParen),
+                ')' => Some(Tok::RParen),
+                ',' => Some(Tok::Comma),
+                ':' => Some(Tok::Colon),
+                ';' => Some(Tok::Semicolon),
+                _ => None,
+            };
+            if let Some(tok) = simple {
+                out.push(Token { tok, span: span1 });
+                i += 1;
+                continue;
+            }
+            let rest: String = chars[i..chars.len().min(i + 2)].iter().collect();
+            if let Some(op) = OPERATORS.iter().find(|op| rest.starts_with(**op)) {
+                out.push(Token { tok: Tok::Op(op), span: Span::new(li + 1, col, op.len()) });
+                i += op.len();
+                continue;
+            }
+            return Err(Diagnostic::new(field, format!("unexpected character '{c}'")).at(src, span1));
+        }
+        out.push(Token { tok: Tok::Newline, span: Span::new(li + 1, chars.len() + 1, 1) });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokenizes_numbers_names_and_operators() {
+        let t = tokenize("dv/dt = -v**2 + 1.5e-3 # comment", "equations").unwrap();
+        let toks: Vec<Tok> = t.into_iter().map(|t| t.tok).collect();
+        assert_eq!(
+            toks,
+            vec![
+                Tok::Name("dv".into()),
+                Tok::Op("/"),
+                Tok::Name("dt".into()),
+                Tok::Op("="),
+                Tok::Op("-"),
+                Tok::Name("v".into()),
+                Tok::Op("**"),
+                Tok::Num(2.0),
+                Tok::Op("+"),
+                Tok::Num(1.5e-3),
+                Tok::Newline
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_character_is_located() {
+        let e = tokenize("x = 1\ny = 2 $ 3", "equations").unwrap_err();
+        assert_eq!(e.span, Some(Span::new(2, 7, 1)));
+    }
+}

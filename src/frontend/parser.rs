@@ -1,0 +1,353 @@
+//! Recursive-descent parser for Python-like expressions and assignment statements.
+//!
+//! Precedence, lowest first: `or`, `and`, `not`, comparisons, `+ -`, `* / %`, unary `- +`, `**`
+//! (right-associative, binding tighter than unary minus on its left: `-x**2 == -(x**2)`).
+
+use super::ast::{AssignOp, Assignment, Ast, BinaryOp, UnaryOp};
+use super::lexer::{Tok, Token};
+use crate::diagnostics::{Diagnostic, Span};
+
+pub struct Parser<'a> {
+    toks: &'a [Token],
+    pos: usize,
+    src: &'a str,
+    field: &'a str,
+}
+
+impl<'a> Parser<'a> {
+    pub fn new(toks: &'a [Token], src: &'a str, field: &'a str) -> Self {
+        Parser { toks, pos: 0, src, field }
+    }
+
+    pub fn peek(&self) -> Option<&'a Token> {
+        self.toks.get(self.pos)
+    }
+
+    pub fn peek_tok(&self) -> Option<&'a Tok> {
+        self.peek().map(|t| &t.tok)
+    }
+
+    /// The token `k` places after the current one.
+    pub fn toks_at(&self, k: usize) -> Option<&'a Tok> {
+        self.toks.get(self.pos + k).map(|t| &t.tok)
+    }
+
+    pub fn next(&mut self) -> Option<&'a Token> {
+        let t = self.toks.get(self.pos);
+        if t.is_some() {
+            self.pos += 1;
+        }
+        t
+    }
+
+    pub fn at_end_of_line(&self) -> bool {
+        matches!(self.peek_tok(), None | Some(Tok::Newline) | Some(Tok::Semicolon))
+    }
+
+    /// The span of the current token, or the end of the text.
+    pub fn here(&self) -> Span {
+        self.peek().map(|t| t.span).or_else(|| self.toks.last().map(|t| t.span)).unwrap_or(Span::new(1, 1, 1))
+    }
+
+    pub fn error(&self, span: Span, msg: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(self.field, msg).at(self.src, span)
+    }
+
+    fn describe(tok: Option<&Token>) -> String {
+        match tok.map(|t| &t.tok) {
+            None | Some(Tok::Newline) => "end of line".into(),
+            Some(Tok::Num(v)) => format!("number {v}"),
+            Some(Tok::Name(n)) => format!("name '{n}'"),
+            Some(Tok::Op(o)) => format!("'{o}'"),
+            Some(Tok::LParen) => "'('".into(),
+            Some(Tok::RParen) => "')'".into(),
+            Some(Tok::Comma) => "','".into(),
+            Some(Tok::Colon) => "':'".into(),
+            Some(Tok::Semicolon) => "';'".into(),
+        }
+    }
+
+    pub fn expect(&mut self, want: &Tok, what: &str) -> Result<Span, Diagnostic> {
+        match self.peek() {
+            Some(t) if &t.tok == want => {
+                self.pos += 1;
+                Ok(t.span)
+            }
+            other => Err(self.error(self.here(), format!("expected {what}, found {}", Self::describe(other)))),
+        }
+    }
+
+    pub fn eat_op(&mut self, op: &str) -> Option<Span> {
+        match self.peek() {
+            Some(Token { tok: Tok::Op(o), span }) if *o == op => {
+                self.pos += 1;
+                Some(*span)
+            }
+            _ => None,
+        }
+    }
+
+    fn eat_keyword(&mut self, kw: &str) -> Option<Span> {
+        match self.peek() {
+            Some(Token { tok: Tok::Name(n), span }) if n == kw => {
+                self.pos += 1;
+                Some(*span)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn expression(&mut self) -> Result<Ast, Diagnostic> {
+        self.or_expr()
+    }
+
+    fn or_expr(&mut self) -> Result<Ast, Diagnostic> {
+        let mut lhs = self.and_expr()?;
+        while let Some(sp) = self.eat_keyword("or") {
+            let rhs = self.and_expr()?;
+            lhs = Ast::Binary(BinaryOp::Or, Box::new(lhs), Box::new(rhs), sp);
+        }
+        Ok(lhs)
+    }
+
+    fn and_expr(&mut self) -> Result<Ast, Diagnostic> {
+        let mut lhs = self.not_expr()?;
+        while let Some(sp) = self.eat_keyword("and") {
+            let rhs = self.not_expr()?;
+            lhs = Ast::Binary(BinaryOp::And, Box::new(lhs), Box::new(rhs), sp);
+        }
+        Ok(lhs)
+    }
+
+    fn not_expr(&mut self) -> Result<Ast, Diagnostic> {
+        if let Some(sp) = self.eat_keyword("not") {
+            let inner = self.not_expr()?;
+            return Ok(Ast::Unary(UnaryOp::Not, Box::new(inner), sp));
+        }
+        self.comparison()
+    }
+
+    fn comparison(&mut self) -> Result<Ast, Diagnostic> {
+        let lhs = self.additive()?;
+        let ops = [
+            ("<", BinaryOp::Lt),
+            ("<=", BinaryOp::Le),
+            (">", BinaryOp::Gt),
+            (">=", BinaryOp::Ge),
+            ("==", BinaryOp::Eq),
+            ("!=", BinaryOp::Ne),
+        ];
+        for (s, op) in ops {
+            if let Some(sp) = self.eat_op(s) {
+                let rhs = self.additive()?;
+                if let Some(Token { tok: Tok::Op(o), span }) = self.peek() {
+                    if ["<", "<=", ">", ">=", "==", "!="].contains(o) {
+                        return Err(self.error(*span, "chained comparisons are not supported; use 'and'"));
+                    }
+                }
+                return Ok(Ast::Binary(op, Box::new(lhs), Box::new(rhs), sp));
+            }
+        }
+        Ok(lhs)
+    }
+
+    fn additive(&mut self) -> Result<Ast, Diagnostic> {
+        let mut lhs = self.multiplicative()?;
+        loop {
+            let (op, sp) = if let Some(sp) = self.eat_op("+") {
+                (BinaryOp::Add, sp)
+            } else if let Some(sp) = self.eat_op("-") {
+                (BinaryOp::Sub, sp)
+            } else {
+                return Ok(lhs);
+            };
+            let rhs = self.multiplicative()?;
+            lhs = Ast::Binary(op, Box::new(lhs), Box::new(rhs), sp);
+        }
+    }
+
+    fn multiplicative(&mut self) -> Result<Ast, Diagnostic> {
+        let mut lhs = self.unary()?;
+        loop {
+            let (op, sp) = if let Some(sp) = self.eat_op("*") {
+                (BinaryOp::Mul, sp)
+            } else if let Some(sp) = self.eat_op("/") {
+                (BinaryOp::Div, sp)
+            } else if let Some(sp) = self.eat_op("%") {
+                (BinaryOp::Mod, sp)
+            } else {
+                return Ok(lhs);
+            };
+            let rhs = self.unary()?;
+            lhs = Ast::Binary(op, Box::new(lhs), Box::new(rhs), sp);
+        }
+    }
+
+    fn unary(&mut self) -> Result<Ast, Diagnostic> {
+        if let Some(sp) = self.eat_op("-") {
+            let inner = self.unary()?;
+            return Ok(Ast::Unary(UnaryOp::Neg, Box::new(inner), sp));
+        }
+        if self.eat_op("+").is_some() {
+            return self.unary();
+        }
+        self.power()
+    }
+
+    fn power(&mut self) -> Result<Ast, Diagnostic> {
+        let base = self.atom()?;
+        if let Some(sp) = self.eat_op("**") {
+            let exp = self.unary()?;
+            return Ok(Ast::Binary(BinaryOp::Pow, Box::new(base), Box::new(exp), sp));
+        }
+        Ok(base)
+    }
+
+    fn atom(&mut self) -> Result<Ast, Diagnostic> {
+        let tok = self.peek();
+        match tok.map(|t| &t.tok) {
+            Some(Tok::Num(v)) => {
+                let sp = tok.unwrap().span;
+                self.pos += 1;
+                Ok(Ast::Num(*v, sp))
+            }
+            Some(Tok::Name(n)) => {
+                let sp = tok.unwrap().span;
+                self.pos += 1;
+                match n.as_str() {
+                    "True" | "true" => return Ok(Ast::Bool(true, sp)),
+                    "False" | "false" => return Ok(Ast::Bool(false, sp)),
+                    "and" | "or" | "not" => {
+                        return Err(self.error(sp, format!("'{n}' needs an operand before it")));
+                    }
+                    _ => {}
+                }
+                if matches!(self.peek_tok(), Some(Tok::LParen)) {
+                    self.pos += 1;
+                    let mut args = Vec::new();
+                    if !matches!(self.peek_tok(), Some(Tok::RParen)) {
+                        loop {
+                            args.push(self.expression()?);
+                            if matches!(self.peek_tok(), Some(Tok::Comma)) {
+                                self.pos += 1;
+                                continue;
+                            }
+                            break;
+                        }
+                    }
+                    self.expect(&Tok::RParen, "')' to close the call")?;
+                    return Ok(Ast::Call(n.clone(), args, sp));
+                }
+                Ok(Ast::Name(n.clone(), sp))
+            }
+            Some(Tok::LParen) => {
+                self.pos += 1;
+                let e = self.expression()?;
+                self.expect(&Tok::RParen, "')'")?;
+                Ok(e)
+            }
+            _ => Err(self.error(self.here(), format!("expected a value, found {}", Self::describe(tok)))),
+        }
+    }
+
+    /// Skips blank lines and statement separators.
+    pub fn skip_separators(&mut self) {
+        while matches!(self.peek_tok(), Some(Tok::Newline) | Some(Tok::Semicolon)) {
+            self.pos += 1;
+        }
+    }
+
+    /// Requires the end of the current statement.
+    pub fn end_statement(&mut self) -> Result<(), Diagnostic> {
+        if self.at_end_of_line() {
+            return Ok(());
+        }
+        Err(self.error(self.here(), format!("unexpected {} after the end of the statement", Self::describe(self.peek()))))
+    }
+}
+
+/// Parses a whole field as one expression (threshold, refractory).
+pub fn parse_expression(src: &str, field: &str) -> Result<Ast, Diagnostic> {
+    let toks = super::lexer::tokenize(src, field)?;
+    let mut p = Parser::new(&toks, src, field);
+    p.skip_separators();
+    if p.peek().is_none() {
+        return Err(Diagnostic::new(field, "empty expression"));
+    }
+    let e = p.expression()?;
+    p.skip_separators();
+    if p.peek().is_some() {
+        return Err(p.error(p.here(), "unexpected text after the expression"));
+    }
+    Ok(e)
+}
+
+/// Parses statements `x = expr`, `x += expr`, ... separated by newlines or `;` (reset code).
+pub fn parse_statements(src: &str, field: &str) -> Result<Vec<Assignment>, Diagnostic> {
+    let toks = super::lexer::tokenize(src, field)?;
+    let mut p = Parser::new(&toks, src, field);
+    let mut out = Vec::new();
+    loop {
+        p.skip_separators();
+        let Some(t) = p.next() else { break };
+        let Tok::Name(target) = &t.tok else {
+            return Err(p.error(t.span, "a statement must start with the name of the variable it assigns"));
+        };
+        let op = [("=", AssignOp::Set), ("+=", AssignOp::Add), ("-=", AssignOp::Sub), ("*=", AssignOp::Mul), ("/=", AssignOp::Div)]
+            .into_iter()
+            .find_map(|(s, op)| p.eat_op(s).map(|_| op));
+        let Some(op) = op else {
+            return Err(p.error(p.here(), format!("expected '=', '+=', '-=', '*=' or '/=' after '{target}'")));
+        };
+        let value = p.expression()?;
+        p.end_statement()?;
+        out.push(Assignment { target: target.clone(), target_span: t.span, op, value });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn show(a: &Ast) -> String {
+        match a {
+            Ast::Num(v, _) => format!("{v}"),
+            Ast::Bool(b, _) => format!("{b}"),
+            Ast::Name(n, _) => n.clone(),
+            Ast::Unary(op, e, _) => format!("({op:?} {})", show(e)),
+            Ast::Binary(op, l, r, _) => format!("({op:?} {} {})", show(l), show(r)),
+            Ast::Call(f, args, _) => format!("{f}({})", args.iter().map(show).collect::<Vec<_>>().join(", ")),
+        }
+    }
+
+    #[test]
+    fn precedence_matches_python() {
+        let e = parse_expression("-x**2 + 3*y/z - 1", "t").unwrap();
+        assert_eq!(show(&e), "(Sub (Add (Neg (Pow x 2)) (Div (Mul 3 y) z)) 1)");
+        let e = parse_expression("a > 1 and not b < 2 or c == 3", "t").unwrap();
+        assert_eq!(show(&e), "(Or (And (Gt a 1) (Not (Lt b 2))) (Eq c 3))");
+        let e = parse_expression("2**-x**2", "t").unwrap();
+        assert_eq!(show(&e), "(Pow 2 (Neg (Pow x 2)))");
+        let e = parse_expression("clip(v, -1, max(a, b))", "t").unwrap();
+        assert_eq!(show(&e), "clip(v, (Neg 1), max(a, b))");
+    }
+
+    #[test]
+    fn statements_split_on_newlines_and_semicolons() {
+        let s = parse_statements("v = v_reset; w += b\nx *= 2", "reset").unwrap();
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[1].op, AssignOp::Add);
+        assert_eq!(s[2].target, "x");
+    }
+
+    #[test]
+    fn errors_point_at_the_problem() {
+        let e = parse_expression("v > (1 + ", "threshold").unwrap_err();
+        assert!(e.message.contains("expected a value"), "{}", e.message);
+        let e = parse_expression("v > 1 2", "threshold").unwrap_err();
+        assert_eq!(e.span.unwrap().col, 7);
+        let e = parse_statements("v == 3", "reset").unwrap_err();
+        assert!(e.message.contains("expected '='"), "{}", e.message);
+    }
+}

@@ -1,0 +1,3 @@
+//! The XLA FFI handlers: decode the call, find or build the kernel, launch it.
+
+pub mod neuron_run;

@@ -1,0 +1,574 @@
+//! The expression DAG that every front end lowers to and every back end prints.
+//!
+//! Nodes are hash-consed: building the same node twice returns the same id, so a subexpression
+//! that occurs several times (within one derivative, across the stages of RK4, in threshold and
+//! reset) exists once and the printer computes it once. Construction also folds constants and
+//! applies a few exact simplifications (`x*1`, `x+0`, small integer powers as multiplications,
+//! division by a constant as multiplication by its reciprocal).
+
+use std::collections::HashMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExprId(pub u32);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    /// Python's `%`: the result has the sign of the divisor.
+    Mod,
+    Pow,
+    Min,
+    Max,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+    And,
+    Or,
+}
+
+impl BinOp {
+    pub fn is_comparison(self) -> bool {
+        matches!(self, BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Ne)
+    }
+    pub fn is_logical(self) -> bool {
+        matches!(self, BinOp::And | BinOp::Or)
+    }
+    fn commutes(self) -> bool {
+        matches!(self, BinOp::Add | BinOp::Mul | BinOp::Min | BinOp::Max | BinOp::Eq | BinOp::Ne | BinOp::And | BinOp::Or)
+    }
+}
+
+/// Elementary functions of one argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Func {
+    Exp,
+    Log,
+    Log10,
+    Sqrt,
+    Cbrt,
+    Abs,
+    Sin,
+    Cos,
+    Tan,
+    Tanh,
+    Sinh,
+    Cosh,
+    Floor,
+    Ceil,
+}
+
+impl Func {
+    pub fn from_name(name: &str) -> Option<Func> {
+        Some(match name {
+            "exp" => Func::Exp,
+            "log" => Func::Log,
+            "log10" => Func::Log10,
+            "sqrt" => Func::Sqrt,
+            "cbrt" => Func::Cbrt,
+            "abs" | "fabs" => Func::Abs,
+            "sin" => Func::Sin,
+            "cos" => Func::Cos,
+            "tan" => Func::Tan,
+            "tanh" => Func::Tanh,
+            "sinh" => Func::Sinh,
+            "cosh" => Func::Cosh,
+            "floor" => Func::Floor,
+            "ceil" => Func::Ceil,
+            _ => return None,
+        })
+    }
+
+    pub fn c_name(self) -> &'static str {
+        match self {
+            Func::Exp => "exp",
+            Func::Log => "log",
+            Func::Log10 => "log10",
+            Func::Sqrt => "sqrt",
+            Func::Cbrt => "cbrt",
+            Func::Abs => "fabs",
+            Func::Sin => "sin",
+            Func::Cos => "cos",
+            Func::Tan => "tan",
+            Func::Tanh => "tanh",
+            Func::Sinh => "sinh",
+            Func::Cosh => "cosh",
+            Func::Floor => "floor",
+            Func::Ceil => "ceil",
+        }
+    }
+
+    pub fn eval(self, x: f64) -> f64 {
+        match self {
+            Func::Exp => x.exp(),
+            Func::Log => x.ln(),
+            Func::Log10 => x.log10(),
+            Func::Sqrt => x.sqrt(),
+            Func::Cbrt => x.cbrt(),
+            Func::Abs => x.abs(),
+            Func::Sin => x.sin(),
+            Func::Cos => x.cos(),
+            Func::Tan => x.tan(),
+            Func::Tanh => x.tanh(),
+            Func::Sinh => x.sinh(),
+            Func::Cosh => x.cosh(),
+            Func::Floor => x.floor(),
+            Func::Ceil => x.ceil(),
+        }
+    }
+}
+
+/// A variable the DAG reads; what it stands for is decided by whoever built the DAG
+/// (the model's symbol table), so the DAG itself stays independent of models.
+pub type VarId = u32;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Node {
+    /// An f64 constant, stored by bit pattern so that nodes can be hashed.
+    Const(u64),
+    Bool(bool),
+    Var(VarId),
+    Neg(ExprId),
+    Not(ExprId),
+    Call(Func, ExprId),
+    Bin(BinOp, ExprId, ExprId),
+    /// `cond ? a : b`
+    Select(ExprId, ExprId, ExprId),
+}
+
+/// Whether a node computes a number or a truth value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ty {
+    Real,
+    Bool,
+}
+
+#[derive(Default, Clone, Debug)]
+pub struct ExprArena {
+    nodes: Vec<Node>,
+    interned: HashMap<Node, ExprId>,
+}
+
+impl ExprArena {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn node(&self, id: ExprId) -> &Node {
+        &self.nodes[id.0 as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    fn intern(&mut self, node: Node) -> ExprId {
+        if let Some(id) = self.interned.get(&node) {
+            return *id;
+        }
+        let id = ExprId(self.nodes.len() as u32);
+        self.nodes.push(node.clone());
+        self.interned.insert(node, id);
+        id
+    }
+
+    pub fn constant(&mut self, v: f64) -> ExprId {
+        // -0.0 and 0.0 print and behave alike in everything we generate; keep one node.
+        let v = if v == 0.0 { 0.0 } else { v };
+        self.intern(Node::Const(v.to_bits()))
+    }
+
+    pub fn boolean(&mut self, b: bool) -> ExprId {
+        self.intern(Node::Bool(b))
+    }
+
+    pub fn var(&mut self, v: VarId) -> ExprId {
+        self.intern(Node::Var(v))
+    }
+
+    pub fn as_const(&self, id: ExprId) -> Option<f64> {
+        match self.node(id) {
+            Node::Const(bits) => Some(f64::from_bits(*bits)),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self, id: ExprId) -> Option<bool> {
+        match self.node(id) {
+            Node::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn ty(&self, id: ExprId) -> Ty {
+        match self.node(id) {
+            Node::Bool(_) | Node::Not(_) => Ty::Bool,
+            Node::Bin(op, _, _) if op.is_comparison() || op.is_logical() => Ty::Bool,
+            Node::Select(_, a, _) => self.ty(*a),
+            _ => Ty::Real,
+        }
+    }
+
+    pub fn neg(&mut self, a: ExprId) -> ExprId {
+        if let Some(c) = self.as_const(a) {
+            return self.constant(-c);
+        }
+        if let Node::Neg(inner) = self.node(a) {
+            return *inner;
+        }
+        self.intern(Node::Neg(a))
+    }
+
+    pub fn not(&mut self, a: ExprId) -> ExprId {
+        if let Some(b) = self.as_bool(a) {
+            return self.boolean(!b);
+        }
+        if let Node::Not(inner) = self.node(a) {
+            return *inner;
+        }
+        self.intern(Node::Not(a))
+    }
+
+    pub fn call(&mut self, f: Func, a: ExprId) -> ExprId {
+        if let Some(c) = self.as_const(a) {
+            return self.constant(f.eval(c));
+        }
+        self.intern(Node::Call(f, a))
+    }
+
+    pub fn select(&mut self, c: ExprId, a: ExprId, b: ExprId) -> ExprId {
+        if let Some(cv) = self.as_bool(c) {
+            return if cv { a } else { b };
+        }
+        if a == b {
+            return a;
+        }
+        self.intern(Node::Select(c, a, b))
+    }
+
+    pub fn add(&mut self, a: ExprId, b: ExprId) -> ExprId {
+        self.bin(BinOp::Add, a, b)
+    }
+    pub fn sub(&mut self, a: ExprId, b: ExprId) -> ExprId {
+        self.bin(BinOp::Sub, a, b)
+    }
+    pub fn mul(&mut self, a: ExprId, b: ExprId) -> ExprId {
+        self.bin(BinOp::Mul, a, b)
+    }
+    pub fn div(&mut self, a: ExprId, b: ExprId) -> ExprId {
+        self.bin(BinOp::Div, a, b)
+    }
+
+    /// Builds `a op b`, folding and simplifying where the result is exactly the same.
+    pub fn bin(&mut self, op: BinOp, a: ExprId, b: ExprId) -> ExprId {
+        let (ca, cb) = (self.as_const(a), self.as_const(b));
+        if let (Some(x), Some(y)) = (ca, cb) {
+            return match eval_bin(op, x, y) {
+                Value::Real(v) => self.constant(v),
+                Value::Bool(v) => self.boolean(v),
+            };
+        }
+        if let (Some(x), Some(y)) = (self.as_bool(a), self.as_bool(b)) {
+            match op {
+                BinOp::And => return self.boolean(x && y),
+                BinOp::Or => return self.boolean(x || y),
+                _ => {}
+            }
+        }
+        match op {
+            BinOp::Add if ca == Some(0.0) => return b,
+            BinOp::Add | BinOp::Sub if cb == Some(0.0) => return a,
+            BinOp::Sub if ca == Some(0.0) => return self.neg(b),
+            BinOp::Mul if ca == Some(1.0) => return b,
+            BinOp::Mul | BinOp::Div if cb == Some(1.0) => return a,
+            BinOp::Mul if ca == Some(-1.0) => return self.neg(b),
+            BinOp::Mul | BinOp::Div if cb == Some(-1.0) => return self.neg(a),
+            BinOp::Div => {
+                // Division by a constant becomes a multiplication by its reciprocal when the
+                // reciprocal is exact in binary (powers of two) or the user accepts rounding
+                // anyway: Brian does the same. Keep non-finite cases as divisions.
+                if let Some(c) = cb {
+                    let r = 1.0 / c;
+                    if r.is_finite() && r != 0.0 {
+                        let rc = self.constant(r);
+                        return self.mul(a, rc);
+                    }
+                }
+            }
+            BinOp::Pow => {
+                if let Some(e) = cb {
+                    if let Some(id) = self.small_power(a, e) {
+                        return id;
+                    }
+                }
+            }
+            BinOp::And => {
+                if self.as_bool(a) == Some(true) {
+                    return b;
+                }
+                if self.as_bool(b) == Some(true) {
+                    return a;
+                }
+                if self.as_bool(a) == Some(false) || self.as_bool(b) == Some(false) {
+                    return self.boolean(false);
+                }
+            }
+            BinOp::Or => {
+                if self.as_bool(a) == Some(false) {
+                    return b;
+                }
+                if self.as_bool(b) == Some(false) {
+                    return a;
+                }
+                if self.as_bool(a) == Some(true) || self.as_bool(b) == Some(true) {
+                    return self.boolean(true);
+                }
+            }
+            _ => {}
+        }
+        let (a, b) = if op.commutes() && b < a { (b, a) } else { (a, b) };
+        self.intern(Node::Bin(op, a, b))
+    }
+
+    /// `x**n` for small integers as multiplications (square-and-multiply), `x**0.5` as sqrt.
+    fn small_power(&mut self, x: ExprId, e: f64) -> Option<ExprId> {
+        if e == 0.5 {
+            return Some(self.call(Func::Sqrt, x));
+        }
+        if e.fract() != 0.0 || e.abs() > 16.0 {
+            return None;
+        }
+        let n = e.abs() as u32;
+        if n == 0 {
+            return Some(self.constant(1.0));
+        }
+        let mut result: Option<ExprId> = None;
+        let mut base = x;
+        let mut k = n;
+        while k > 0 {
+            if k & 1 == 1 {
+                result = Some(match result {
+                    None => base,
+                    Some(r) => self.mul(r, base),
+                });
+            }
+            k >>= 1;
+            if k > 0 {
+                base = self.mul(base, base);
+            }
+        }
+        let r = result.unwrap();
+        if e < 0.0 {
+            let one = self.constant(1.0);
+            Some(self.intern(Node::Bin(BinOp::Div, one, r)))
+        } else {
+            Some(r)
+        }
+    }
+
+    /// Rebuilds `root` with variables replaced as `map` says (memoised, so shared nodes stay shared).
+    pub fn substitute(&mut self, root: ExprId, map: &HashMap<VarId, ExprId>) -> ExprId {
+        let mut memo = HashMap::new();
+        self.subst_rec(root, map, &mut memo)
+    }
+
+    fn subst_rec(&mut self, id: ExprId, map: &HashMap<VarId, ExprId>, memo: &mut HashMap<ExprId, ExprId>) -> ExprId {
+        if let Some(r) = memo.get(&id) {
+            return *r;
+        }
+        let r = match self.node(id).clone() {
+            Node::Const(_) | Node::Bool(_) => id,
+            Node::Var(v) => map.get(&v).copied().unwrap_or(id),
+            Node::Neg(a) => {
+                let a = self.subst_rec(a, map, memo);
+                self.neg(a)
+            }
+            Node::Not(a) => {
+                let a = self.subst_rec(a, map, memo);
+                self.not(a)
+            }
+            Node::Call(f, a) => {
+                let a = self.subst_rec(a, map, memo);
+                self.call(f, a)
+            }
+            Node::Bin(op, a, b) => {
+                let a = self.subst_rec(a, map, memo);
+                let b = self.subst_rec(b, map, memo);
+                self.bin(op, a, b)
+            }
+            Node::Select(c, a, b) => {
+                let c = self.subst_rec(c, map, memo);
+                let a = self.subst_rec(a, map, memo);
+                let b = self.subst_rec(b, map, memo);
+                self.select(c, a, b)
+            }
+        };
+        memo.insert(id, r);
+        r
+    }
+
+    /// Every variable `root` reads.
+    pub fn vars_of(&self, root: ExprId) -> Vec<VarId> {
+        let mut seen = vec![false; self.nodes.len()];
+        let mut stack = vec![root];
+        let mut out = Vec::new();
+        while let Some(id) = stack.pop() {
+            if std::mem::replace(&mut seen[id.0 as usize], true) {
+                continue;
+            }
+            match self.node(id) {
+                Node::Var(v) => out.push(*v),
+                Node::Const(_) | Node::Bool(_) => {}
+                Node::Neg(a) | Node::Not(a) | Node::Call(_, a) => stack.push(*a),
+                Node::Bin(_, a, b) => stack.extend([*a, *b]),
+                Node::Select(c, a, b) => stack.extend([*c, *a, *b]),
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Children of a node, in evaluation order.
+    pub fn children(&self, id: ExprId) -> Vec<ExprId> {
+        match self.node(id) {
+            Node::Const(_) | Node::Bool(_) | Node::Var(_) => vec![],
+            Node::Neg(a) | Node::Not(a) | Node::Call(_, a) => vec![*a],
+            Node::Bin(_, a, b) => vec![*a, *b],
+            Node::Select(c, a, b) => vec![*c, *a, *b],
+        }
+    }
+
+    /// Evaluates in f64 (booleans as 0/1): the reference interpreter for tests and folding.
+    pub fn eval(&self, root: ExprId, vars: &dyn Fn(VarId) -> f64) -> f64 {
+        let mut memo: HashMap<ExprId, f64> = HashMap::new();
+        self.eval_rec(root, vars, &mut memo)
+    }
+
+    fn eval_rec(&self, id: ExprId, vars: &dyn Fn(VarId) -> f64, memo: &mut HashMap<ExprId, f64>) -> f64 {
+        if let Some(v) = memo.get(&id) {
+            return *v;
+        }
+        let v = match self.node(id) {
+            Node::Const(bits) => f64::from_bits(*bits),
+            Node::Bool(b) => f64::from(u8::from(*b)),
+            Node::Var(v) => vars(*v),
+            Node::Neg(a) => -self.eval_rec(*a, vars, memo),
+            Node::Not(a) => f64::from(u8::from(self.eval_rec(*a, vars, memo) == 0.0)),
+            Node::Call(f, a) => f.eval(self.eval_rec(*a, vars, memo)),
+            Node::Bin(op, a, b) => {
+                let x = self.eval_rec(*a, vars, memo);
+                let y = self.eval_rec(*b, vars, memo);
+                match eval_bin(*op, x, y) {
+                    Value::Real(r) => r,
+                    Value::Bool(b) => f64::from(u8::from(b)),
+                }
+            }
+            Node::Select(c, a, b) => {
+                if self.eval_rec(*c, vars, memo) != 0.0 {
+                    self.eval_rec(*a, vars, memo)
+                } else {
+                    self.eval_rec(*b, vars, memo)
+                }
+            }
+        };
+        memo.insert(id, v);
+        v
+    }
+}
+
+enum Value {
+    Real(f64),
+    Bool(bool),
+}
+
+fn eval_bin(op: BinOp, x: f64, y: f64) -> Value {
+    use BinOp::*;
+    match op {
+        Add => Value::Real(x + y),
+        Sub => Value::Real(x - y),
+        Mul => Value::Real(x * y),
+        Div => Value::Real(x / y),
+        Mod => Value::Real(x - y * (x / y).floor()),
+        Pow => Value::Real(x.powf(y)),
+        Min => Value::Real(x.min(y)),
+        Max => Value::Real(x.max(y)),
+        Lt => Value::Bool(x < y),
+        Le => Value::Bool(x <= y),
+        Gt => Value::Bool(x > y),
+        Ge => Value::Bool(x >= y),
+        Eq => Value::Bool(x == y),
+        Ne => Value::Bool(x != y),
+        And => Value::Bool(x != 0.0 && y != 0.0),
+        Or => Value::Bool(x != 0.0 || y != 0.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_subexpressions_share_one_node() {
+        let mut a = ExprArena::new();
+        let v = a.var(0);
+        let w = a.var(1);
+        let s1 = a.add(v, w);
+        let s2 = a.add(w, v);
+        assert_eq!(s1, s2, "commutative operands are canonicalised");
+        let e1 = a.call(Func::Exp, s1);
+        let e2 = a.call(Func::Exp, s2);
+        assert_eq!(e1, e2);
+    }
+
+    #[test]
+    fn folds_constants_and_simplifies() {
+        let mut a = ExprArena::new();
+        let two = a.constant(2.0);
+        let three = a.constant(3.0);
+        let six = a.mul(two, three);
+        assert_eq!(a.as_const(six), Some(6.0));
+        let v = a.var(0);
+        let one = a.constant(1.0);
+        assert_eq!(a.mul(v, one), v);
+        let d = a.div(v, two);
+        assert!(matches!(a.node(d), Node::Bin(BinOp::Mul, _, _)));
+        let p = a.bin(BinOp::Pow, v, three);
+        assert_eq!(a.eval(p, &|_| 1.5), 1.5f64.powi(3));
+        assert!(!matches!(a.node(p), Node::Bin(BinOp::Pow, _, _)), "x**3 becomes multiplications");
+        let m2 = a.constant(-2.0);
+        let q = a.bin(BinOp::Pow, v, m2);
+        assert!((a.eval(q, &|_| 2.0) - 0.25).abs() < 1e-15);
+    }
+
+    #[test]
+    fn substitution_rebuilds_and_refolds() {
+        let mut a = ExprArena::new();
+        let v = a.var(0);
+        let c = a.constant(4.0);
+        let e = a.mul(v, c);
+        let e = a.call(Func::Sqrt, e);
+        let mut map = HashMap::new();
+        map.insert(0, a.constant(4.0));
+        let r = a.substitute(e, &map);
+        assert_eq!(a.as_const(r), Some(4.0));
+    }
+
+    #[test]
+    fn python_modulo_has_sign_of_divisor() {
+        let mut a = ExprArena::new();
+        let x = a.var(0);
+        let y = a.constant(3.0);
+        let m = a.bin(BinOp::Mod, x, y);
+        assert_eq!(a.eval(m, &|_| -1.0), 2.0);
+    }
+}

@@ -1,0 +1,7 @@
+//! The intermediate representation shared by every front end and back end.
+
+pub mod expr;
+pub mod model;
+
+pub use expr::{BinOp, ExprArena, ExprId, Func, Node, Ty, VarId};
+pub use model::{lower, NeuronIr, RefractoryIr, StateEq, Symbol, SymbolKind};

@@ -1,0 +1,581 @@
+//! The neuron model as the back ends see it: symbols, derivatives, threshold, reset, refractoriness.
+//!
+//! Lowering resolves every name of the front end's syntax trees: constants are folded into the
+//! DAG (unless the user supplies them per neuron or per step), subexpressions are substituted
+//! (cycles are reported), booleans and numbers are kept apart.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::expr::{BinOp, ExprArena, ExprId, Func, Ty, VarId};
+use crate::diagnostics::{nearest_names, Diagnostic};
+use crate::frontend::ast::{AssignOp, Ast, BinaryOp, UnaryOp};
+use crate::frontend::brian::{parse_equations, EquationLine, LineKind};
+use crate::frontend::parser::{parse_expression, parse_statements};
+use crate::spec::{ModelSpec, Refractory};
+
+/// What a name in the model stands for, and so how a kernel gets its value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SymbolKind {
+    /// Integrated by the ODE solver; loaded once, kept in registers, stored once.
+    State,
+    /// A per-neuron value (`x : unit`), read-only unless the reset writes it.
+    Param,
+    /// A constant the user gives as an `(n,)` array instead of a folded number.
+    PerNeuronConstant,
+    /// A value given for every step, `(batch, steps, n_inner)`.
+    PerStep,
+    /// `not_refractory`: true when the neuron integrates its `(unless refractory)` equations.
+    NotRefractory,
+    /// `t`: the current time (step counter times dt).
+    Time,
+    /// `i`: the neuron's index within its population.
+    NeuronIndex,
+    /// `N`: the number of neurons in the population.
+    NeuronCount,
+}
+
+#[derive(Clone, Debug)]
+pub struct Symbol {
+    pub name: String,
+    pub kind: SymbolKind,
+    pub unit: String,
+}
+
+#[derive(Clone, Debug)]
+pub enum RefractoryIr {
+    None,
+    /// Refractory for `timestep(duration, dt)` steps after a spike; the duration may depend on
+    /// per-neuron values.
+    Duration(ExprId),
+    /// Refractory after a spike until the condition stops holding (Brian2's semantics).
+    Condition(ExprId),
+}
+
+#[derive(Clone, Debug)]
+pub struct NeuronIr {
+    pub arena: ExprArena,
+    pub symbols: Vec<Symbol>,
+    /// State symbols in definition order, with their derivative (subexpressions inlined) and
+    /// whether the `(unless refractory)` flag clamps them.
+    pub states: Vec<StateEq>,
+    pub threshold: Option<ExprId>,
+    /// Reset statements in order; `x += e` is already `x = x + e`.
+    pub reset: Vec<(VarId, ExprId)>,
+    pub refractory: RefractoryIr,
+    /// Named subexpressions, for recording.
+    pub subexpressions: BTreeMap<String, ExprId>,
+    pub dt: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct StateEq {
+    pub var: VarId,
+    pub derivative: ExprId,
+    pub unless_refractory: bool,
+}
+
+impl NeuronIr {
+    pub fn symbol(&self, v: VarId) -> &Symbol {
+        &self.symbols[v as usize]
+    }
+
+    pub fn lookup(&self, name: &str) -> Option<VarId> {
+        self.symbols.iter().position(|s| s.name == name).map(|i| i as VarId)
+    }
+
+    pub fn vars_of_kind(&self, kind: &SymbolKind) -> Vec<VarId> {
+        (0..self.symbols.len() as VarId).filter(|v| &self.symbols[*v as usize].kind == kind).collect()
+    }
+
+    /// Parameters assigned by the reset: they become outputs of the kernel.
+    pub fn written_params(&self) -> Vec<VarId> {
+        let mut out: Vec<VarId> =
+            self.reset.iter().map(|(v, _)| *v).filter(|v| self.symbol(*v).kind == SymbolKind::Param).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// Names with a built-in meaning in every model.
+const RESERVED_NAMES: &[&str] = &["t", "dt", "i", "N", "not_refractory", "lastspike", "xi"];
+
+const FUNCTIONS: &[&str] = &[
+    "exp", "log", "log10", "sqrt", "cbrt", "abs", "fabs", "sin", "cos", "tan", "tanh", "sinh", "cosh", "floor", "ceil",
+    "pow", "min", "max", "clip", "where",
+];
+
+/// Lowers a spec to the IR, reporting the first error with its place.
+pub fn lower(spec: &ModelSpec) -> Result<NeuronIr, Diagnostic> {
+    if !(spec.dt.is_finite() && spec.dt > 0.0) {
+        return Err(Diagnostic::new("dt", format!("dt must be a positive number, got {}", spec.dt)));
+    }
+    let lines = parse_equations(&spec.equations)?;
+    let mut cx = Lowering::new(spec, &lines)?;
+    cx.lower_all()?;
+    Ok(cx.finish())
+}
+
+struct Lowering<'a> {
+    spec: &'a ModelSpec,
+    lines: &'a [EquationLine],
+    arena: ExprArena,
+    symbols: Vec<Symbol>,
+    names: HashMap<String, VarId>,
+    /// Lowered subexpressions, by name.
+    subexpr_values: HashMap<String, ExprId>,
+    /// Subexpressions being lowered, to detect cycles.
+    in_progress: Vec<String>,
+    states: Vec<StateEq>,
+    threshold: Option<ExprId>,
+    reset: Vec<(VarId, ExprId)>,
+    refractory: RefractoryIr,
+}
+
+impl<'a> Lowering<'a> {
+    fn new(spec: &'a ModelSpec, lines: &'a [EquationLine]) -> Result<Self, Diagnostic> {
+        let mut cx = Lowering {
+            spec,
+            lines,
+            arena: ExprArena::new(),
+            symbols: Vec::new(),
+            names: HashMap::new(),
+            subexpr_values: HashMap::new(),
+            in_progress: Vec::new(),
+            states: Vec::new(),
+            threshold: None,
+            reset: Vec::new(),
+            refractory: RefractoryIr::None,
+        };
+        for line in lines {
+            let n = line.name.as_str();
+            if RESERVED_NAMES.contains(&n) || n.starts_with("sf_") || n.starts_with('_') {
+                return Err(Diagnostic::new("equations", format!("'{n}' is a reserved name"))
+                    .at(&spec.equations, line.name_span)
+                    .suggest(format!("reserved: {}, and names starting with '_' or 'sf_'", RESERVED_NAMES.join(", "))));
+            }
+        }
+        let defined: HashSet<&str> = lines.iter().map(|l| l.name.as_str()).collect();
+        for name in spec.constants.keys() {
+            if defined.contains(name.as_str()) {
+                return Err(Diagnostic::new(
+                    "constants",
+                    format!("'{name}' is defined in the equations and also given as a constant"),
+                ));
+            }
+        }
+        for name in spec.per_neuron.iter().chain(&spec.per_step) {
+            let is_param = lines.iter().any(|l| &l.name == name && l.kind == LineKind::Parameter);
+            if !spec.constants.contains_key(name) && !is_param {
+                return Err(Diagnostic::new(
+                    "inputs",
+                    format!("'{name}' is given as an array but is neither a constant nor a parameter of the model"),
+                ));
+            }
+        }
+        for line in lines {
+            let kind = match line.kind {
+                LineKind::Differential => SymbolKind::State,
+                LineKind::Parameter if spec.per_step.contains(&line.name) => SymbolKind::PerStep,
+                LineKind::Parameter => SymbolKind::Param,
+                LineKind::Subexpression => continue,
+            };
+            cx.add_symbol(&line.name, kind, &line.unit);
+        }
+        for name in &spec.per_neuron {
+            if spec.constants.contains_key(name) {
+                cx.add_symbol(name, SymbolKind::PerNeuronConstant, "");
+            }
+        }
+        for name in &spec.per_step {
+            if spec.constants.contains_key(name) {
+                cx.add_symbol(name, SymbolKind::PerStep, "");
+            }
+        }
+        cx.add_symbol("not_refractory", SymbolKind::NotRefractory, "boolean");
+        cx.add_symbol("t", SymbolKind::Time, "second");
+        cx.add_symbol("i", SymbolKind::NeuronIndex, "integer");
+        cx.add_symbol("N", SymbolKind::NeuronCount, "integer");
+        Ok(cx)
+    }
+
+    fn add_symbol(&mut self, name: &str, kind: SymbolKind, unit: &str) -> VarId {
+        let id = self.symbols.len() as VarId;
+        self.symbols.push(Symbol { name: name.to_string(), kind, unit: unit.to_string() });
+        self.names.insert(name.to_string(), id);
+        id
+    }
+
+    fn lower_all(&mut self) -> Result<(), Diagnostic> {
+        let src = &self.spec.equations;
+        for line in self.lines {
+            match line.kind {
+                LineKind::Differential => {
+                    let (e, ty) = self.expr(line.expr.as_ref().unwrap(), "equations", src)?;
+                    self.require_real(e, ty, line.expr.as_ref().unwrap(), "equations", src)?;
+                    let var = self.names[&line.name];
+                    self.states.push(StateEq { var, derivative: e, unless_refractory: line.has_flag("unless refractory") });
+                }
+                LineKind::Subexpression => {
+                    self.subexpression(&line.name, "equations", src)?;
+                }
+                LineKind::Parameter => {}
+            }
+        }
+        if let Some(code) = &self.spec.threshold {
+            let ast = parse_expression(code, "threshold")?;
+            let (e, ty) = self.expr(&ast, "threshold", code)?;
+            if ty != Ty::Bool {
+                return Err(Diagnostic::new("threshold", "the threshold must be a condition (e.g. 'v > v_th')")
+                    .at(code, ast.span()));
+            }
+            self.threshold = Some(e);
+        }
+        if let Some(code) = &self.spec.reset {
+            for st in parse_statements(code, "reset")? {
+                let Some(&var) = self.names.get(&st.target) else {
+                    if self.spec.constants.contains_key(&st.target) {
+                        return Err(Diagnostic::new("reset", format!("cannot assign to '{}': it is a constant", st.target))
+                            .at(code, st.target_span)
+                            .suggest("declare it as a parameter in the equations (e.g. 'x : 1') to make it per-neuron and writable"));
+                    }
+                    return Err(self.unknown_name(&st.target, st.target_span, "reset", code));
+                };
+                match self.symbols[var as usize].kind {
+                    SymbolKind::State | SymbolKind::Param => {}
+                    _ => {
+                        return Err(Diagnostic::new(
+                            "reset",
+                            format!("cannot assign to '{}': only state variables and parameters can be reset", st.target),
+                        )
+                        .at(code, st.target_span))
+                    }
+                }
+                let (value, ty) = self.expr(&st.value, "reset", code)?;
+                self.require_real(value, ty, &st.value, "reset", code)?;
+                let old = self.arena.var(var);
+                let new = match st.op {
+                    AssignOp::Set => value,
+                    AssignOp::Add => self.arena.add(old, value),
+                    AssignOp::Sub => self.arena.sub(old, value),
+                    AssignOp::Mul => self.arena.mul(old, value),
+                    AssignOp::Div => self.arena.div(old, value),
+                };
+                self.reset.push((var, new));
+            }
+        }
+        match &self.spec.refractory {
+            None => {}
+            Some(Refractory::Duration(d)) => {
+                if !(d.is_finite() && *d >= 0.0) {
+                    return Err(Diagnostic::new("refractory", format!("the refractory period must be >= 0, got {d}")));
+                }
+                let c = self.arena.constant(*d);
+                self.refractory = RefractoryIr::Duration(c);
+            }
+            Some(Refractory::Code(code)) => {
+                let ast = parse_expression(code, "refractory")?;
+                let (e, ty) = self.expr(&ast, "refractory", code)?;
+                self.refractory = match ty {
+                    Ty::Bool => RefractoryIr::Condition(e),
+                    Ty::Real => RefractoryIr::Duration(e),
+                };
+            }
+        }
+        if self.spec.refractory.is_none() {
+            if let Some(l) = self.lines.iter().find(|l| l.has_flag("unless refractory")) {
+                let span = l.flags.iter().find(|(f, _)| f == "unless refractory").unwrap().1;
+                return Err(Diagnostic::new("equations", "'(unless refractory)' needs a refractory period")
+                    .at(&self.spec.equations, span)
+                    .suggest("give refractory= a duration (e.g. 2.0) or a condition (e.g. 'v > -20')"));
+            }
+        }
+        for name in &self.spec.record {
+            let known = self.names.get(name).is_some_and(|v| {
+                matches!(self.symbols[*v as usize].kind, SymbolKind::State | SymbolKind::Param | SymbolKind::PerStep)
+            }) || self.subexpr_values.contains_key(name);
+            if !known {
+                let candidates: Vec<&str> = self
+                    .lines
+                    .iter()
+                    .map(|l| l.name.as_str())
+                    .collect();
+                let mut d = Diagnostic::new("record", format!("cannot record '{name}': it is not a variable of the model"));
+                let near = nearest_names(name, candidates.iter().copied());
+                if !near.is_empty() {
+                    d = d.suggest(format!("did you mean {}?", quote_list(&near)));
+                }
+                return Err(d);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> NeuronIr {
+        let subexpressions = self.subexpr_values.into_iter().collect();
+        NeuronIr {
+            arena: self.arena,
+            symbols: self.symbols,
+            states: self.states,
+            threshold: self.threshold,
+            reset: self.reset,
+            refractory: self.refractory,
+            subexpressions,
+            dt: self.spec.dt,
+        }
+    }
+
+    fn subexpression(&mut self, name: &str, field: &str, src: &str) -> Result<ExprId, Diagnostic> {
+        if let Some(e) = self.subexpr_values.get(name) {
+            return Ok(*e);
+        }
+        let line = self.lines.iter().find(|l| l.name == name).unwrap();
+        if let Some(pos) = self.in_progress.iter().position(|n| n == name) {
+            let mut cycle: Vec<String> = self.in_progress[pos..].to_vec();
+            cycle.push(name.to_string());
+            return Err(Diagnostic::new(field, format!("cyclic subexpressions: {}", cycle.join(" -> ")))
+                .at(&self.spec.equations, line.name_span));
+        }
+        self.in_progress.push(name.to_string());
+        let ast = line.expr.as_ref().unwrap();
+        let (e, _) = self.expr(ast, "equations", &self.spec.equations)?;
+        self.in_progress.pop();
+        let _ = src;
+        self.subexpr_values.insert(name.to_string(), e);
+        Ok(e)
+    }
+
+    fn unknown_name(&self, name: &str, span: crate::diagnostics::Span, field: &str, src: &str) -> Diagnostic {
+        let mut known: Vec<&str> = self.lines.iter().map(|l| l.name.as_str()).collect();
+        known.extend(self.spec.constants.keys().map(String::as_str));
+        known.extend(["t", "dt", "i", "N", "not_refractory"]);
+        let near = nearest_names(name, known.iter().copied());
+        let d = Diagnostic::new(field, format!("unknown name '{name}'")).at(src, span);
+        if near.is_empty() {
+            d.suggest("define it in the equations (e.g. 'x : 1') or give it in constants")
+        } else {
+            d.suggest(format!("did you mean {}?", quote_list(&near)))
+        }
+    }
+
+    fn require_real(&self, _e: ExprId, ty: Ty, ast: &Ast, field: &str, src: &str) -> Result<(), Diagnostic> {
+        if ty == Ty::Bool {
+            return Err(Diagnostic::new(field, "a condition is used where a number is expected")
+                .at(src, ast.span())
+                .suggest("use where(condition, a, b) to turn a condition into a number"));
+        }
+        Ok(())
+    }
+
+    fn expr(&mut self, ast: &Ast, field: &str, src: &str) -> Result<(ExprId, Ty), Diagnostic> {
+        Ok(match ast {
+            Ast::Num(v, _) => (self.arena.constant(*v), Ty::Real),
+            Ast::Bool(b, _) => (self.arena.boolean(*b), Ty::Bool),
+            Ast::Name(name, span) => self.name(name, *span, field, src)?,
+            Ast::Unary(UnaryOp::Neg, inner, _) => {
+                let (e, ty) = self.expr(inner, field, src)?;
+                self.require_real(e, ty, inner, field, src)?;
+                (self.arena.neg(e), Ty::Real)
+            }
+            Ast::Unary(UnaryOp::Not, inner, _) => {
+                let (e, ty) = self.expr(inner, field, src)?;
+                self.require_bool(ty, inner, "not", field, src)?;
+                (self.arena.not(e), Ty::Bool)
+            }
+            Ast::Binary(op, l, r, _) => {
+                let (a, ta) = self.expr(l, field, src)?;
+                let (b, tb) = self.expr(r, field, src)?;
+                let bop = match op {
+                    BinaryOp::Add => BinOp::Add,
+                    BinaryOp::Sub => BinOp::Sub,
+                    BinaryOp::Mul => BinOp::Mul,
+                    BinaryOp::Div => BinOp::Div,
+                    BinaryOp::Mod => BinOp::Mod,
+                    BinaryOp::Pow => BinOp::Pow,
+                    BinaryOp::Lt => BinOp::Lt,
+                    BinaryOp::Le => BinOp::Le,
+                    BinaryOp::Gt => BinOp::Gt,
+                    BinaryOp::Ge => BinOp::Ge,
+                    BinaryOp::Eq => BinOp::Eq,
+                    BinaryOp::Ne => BinOp::Ne,
+                    BinaryOp::And => BinOp::And,
+                    BinaryOp::Or => BinOp::Or,
+                };
+                if bop.is_logical() {
+                    let word = if bop == BinOp::And { "and" } else { "or" };
+                    self.require_bool(ta, l, word, field, src)?;
+                    self.require_bool(tb, r, word, field, src)?;
+                } else {
+                    self.require_real(a, ta, l, field, src)?;
+                    self.require_real(b, tb, r, field, src)?;
+                }
+                let e = self.arena.bin(bop, a, b);
+                (e, if bop.is_comparison() || bop.is_logical() { Ty::Bool } else { Ty::Real })
+            }
+            Ast::Call(fname, args, span) => self.call(fname, args, *span, field, src)?,
+        })
+    }
+
+    fn require_bool(&self, ty: Ty, ast: &Ast, op: &str, field: &str, src: &str) -> Result<(), Diagnostic> {
+        if ty != Ty::Bool {
+            return Err(Diagnostic::new(field, format!("'{op}' needs a condition, but this is a number"))
+                .at(src, ast.span())
+                .suggest("compare it explicitly, e.g. 'x != 0'"));
+        }
+        Ok(())
+    }
+
+    fn name(&mut self, name: &str, span: crate::diagnostics::Span, field: &str, src: &str) -> Result<(ExprId, Ty), Diagnostic> {
+        if self.lines.iter().any(|l| l.name == name && l.kind == LineKind::Subexpression) {
+            let e = self.subexpression(name, field, src)?;
+            return Ok((e, self.arena.ty(e)));
+        }
+        if let Some(&v) = self.names.get(name) {
+            let ty = if self.symbols[v as usize].kind == SymbolKind::NotRefractory { Ty::Bool } else { Ty::Real };
+            return Ok((self.arena.var(v), ty));
+        }
+        if let Some(c) = self.spec.constants.get(name) {
+            return Ok((self.arena.constant(*c), Ty::Real));
+        }
+        if name == "dt" {
+            return Ok((self.arena.constant(self.spec.dt), Ty::Real));
+        }
+        if FUNCTIONS.contains(&name) {
+            return Err(Diagnostic::new(field, format!("'{name}' is a function: call it with arguments, e.g. {name}(x)"))
+                .at(src, span));
+        }
+        Err(self.unknown_name(name, span, field, src))
+    }
+
+    fn call(&mut self, fname: &str, args: &[Ast], span: crate::diagnostics::Span, field: &str, src: &str) -> Result<(ExprId, Ty), Diagnostic> {
+        let arity = match fname {
+            "pow" | "min" | "max" => 2,
+            "clip" | "where" => 3,
+            _ if Func::from_name(fname).is_some() => 1,
+            _ => {
+                let near = nearest_names(fname, FUNCTIONS.iter().copied());
+                let mut d = Diagnostic::new(field, format!("unknown function '{fname}'")).at(src, span);
+                if !near.is_empty() {
+                    d = d.suggest(format!("did you mean {}?", quote_list(&near)));
+                }
+                return Err(d);
+            }
+        };
+        if args.len() != arity {
+            return Err(Diagnostic::new(field, format!("{fname}() takes {arity} argument(s), got {}", args.len())).at(src, span));
+        }
+        let mut vals = Vec::new();
+        for (k, a) in args.iter().enumerate() {
+            let (e, ty) = self.expr(a, field, src)?;
+            if fname == "where" && k == 0 {
+                self.require_bool(ty, a, "where", field, src)?;
+            } else {
+                self.require_real(e, ty, a, field, src)?;
+            }
+            vals.push(e);
+        }
+        let e = match fname {
+            "pow" => self.arena.bin(BinOp::Pow, vals[0], vals[1]),
+            "min" => self.arena.bin(BinOp::Min, vals[0], vals[1]),
+            "max" => self.arena.bin(BinOp::Max, vals[0], vals[1]),
+            "clip" => {
+                let lo = self.arena.bin(BinOp::Max, vals[0], vals[1]);
+                self.arena.bin(BinOp::Min, lo, vals[2])
+            }
+            "where" => self.arena.select(vals[0], vals[1], vals[2]),
+            _ => self.arena.call(Func::from_name(fname).unwrap(), vals[0]),
+        };
+        Ok((e, Ty::Real))
+    }
+}
+
+fn quote_list(names: &[String]) -> String {
+    names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(" or ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::ModelSpec;
+
+    pub(crate) fn lif_spec() -> ModelSpec {
+        ModelSpec {
+            equations: "dv/dt = (v_rest - v + R*I) / tau : volt (unless refractory)\nI : amp".into(),
+            threshold: Some("v > v_th".into()),
+            reset: Some("v = v_reset".into()),
+            refractory: Some(Refractory::Duration(2.0)),
+            constants: [("v_rest", -65.0), ("R", 1.0), ("tau", 10.0), ("v_th", -50.0), ("v_reset", -65.0)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            method: Default::default(),
+            dt: 0.1,
+            dtype: Default::default(),
+            per_neuron: vec![],
+            per_step: vec![],
+            record: vec!["v".into()],
+            fast_math: false,
+        }
+    }
+
+    #[test]
+    fn lowers_lif_with_folded_constants() {
+        let ir = lower(&lif_spec()).unwrap();
+        assert_eq!(ir.states.len(), 1);
+        let v = ir.lookup("v").unwrap();
+        let i = ir.lookup("I").unwrap();
+        let d = ir.states[0].derivative;
+        let f = |x: VarId| if x == v { -60.0 } else if x == i { 2.0 } else { f64::NAN };
+        assert!((ir.arena.eval(d, &f) - (-65.0 + 60.0 + 2.0) / 10.0).abs() < 1e-12);
+        assert!(ir.states[0].unless_refractory);
+        assert!(matches!(ir.refractory, RefractoryIr::Duration(_)));
+    }
+
+    #[test]
+    fn unknown_name_suggests_nearest() {
+        let mut s = lif_spec();
+        s.equations = "dv/dt = (v_rest - v + R*I) / tauu : volt\nI : amp".into();
+        s.refractory = None;
+        let e = lower(&s).unwrap_err();
+        assert!(e.message.contains("unknown name 'tauu'"), "{}", e.render());
+        assert_eq!(e.span.unwrap().col, 30);
+        assert!(e.suggestion.unwrap().contains("'tau'"));
+    }
+
+    #[test]
+    fn cyclic_subexpressions_are_reported() {
+        let mut s = lif_spec();
+        s.equations = "dv/dt = a : 1\na = b + 1 : 1\nb = a * 2 : 1".into();
+        s.refractory = None;
+        let e = lower(&s).unwrap_err();
+        assert!(e.message.contains("cyclic subexpressions: a -> b -> a"), "{}", e.message);
+    }
+
+    #[test]
+    fn booleans_and_numbers_are_kept_apart() {
+        let mut s = lif_spec();
+        s.threshold = Some("v + 1".into());
+        assert!(lower(&s).unwrap_err().message.contains("must be a condition"));
+        let mut s = lif_spec();
+        s.equations = "dv/dt = (v > 0) * 2 : 1\nI : 1".into();
+        s.refractory = None;
+        assert!(lower(&s).unwrap_err().message.contains("condition is used where a number"));
+    }
+
+    #[test]
+    fn refractory_condition_is_recognised() {
+        let mut s = lif_spec();
+        s.refractory = Some(Refractory::Code("v > -20".into()));
+        assert!(matches!(lower(&s).unwrap().refractory, RefractoryIr::Condition(_)));
+        s.refractory = Some(Refractory::Code("2*dt".into()));
+        assert!(matches!(lower(&s).unwrap().refractory, RefractoryIr::Duration(_)));
+    }
+
+    #[test]
+    fn reset_cannot_assign_constants() {
+        let mut s = lif_spec();
+        s.reset = Some("v_th = 3".into());
+        let e = lower(&s).unwrap_err();
+        assert!(e.message.contains("cannot assign to 'v_th': it is a constant"), "{}", e.message);
+    }
+}

@@ -1,0 +1,264 @@
+//! Checked CUDA driver calls (through cudarc's dynamically loaded `sys` bindings).
+//!
+//! Every call's `CUresult` is turned into [`RuntimeError::CudaCall`] naming the entry point and
+//! the error. Nothing here synchronises: kernels are enqueued on XLA's stream and XLA orders the
+//! rest.
+
+use crate::runtime::error::{catch_panic, RuntimeError};
+use cudarc::driver::sys;
+use std::ffi::{c_void, CStr};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `Ok` when `r` is `CUDA_SUCCESS`, else the error for `call`.
+pub(crate) fn check(call: &'static str, r: sys::CUresult) -> Result<(), RuntimeError> {
+    if r == sys::CUresult::CUDA_SUCCESS {
+        return Ok(());
+    }
+    let mut text: *const std::ffi::c_char = std::ptr::null();
+    // SAFETY: valid out-pointer; the driver returns a static string or leaves it null. The
+    // library is loaded (we have a result from it), so this cannot panic in cudarc.
+    let description = if unsafe { sys::cuGetErrorString(r, &mut text) }
+        == sys::CUresult::CUDA_SUCCESS
+        && !text.is_null()
+    {
+        // SAFETY: NUL-terminated static string from the driver.
+        unsafe { CStr::from_ptr(text) }
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        String::new()
+    };
+    Err(RuntimeError::CudaCall {
+        call,
+        result: format!("{r:?}"),
+        description,
+    })
+}
+
+/// Makes sure the driver library can be loaded and is initialised. Cheap after the first success
+/// (XLA has usually initialised the driver already; `cuInit` again is harmless).
+pub(crate) fn init() -> Result<(), RuntimeError> {
+    static READY: AtomicBool = AtomicBool::new(false);
+    if READY.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    catch_panic("loading the CUDA driver", || {
+        // Checked first because cudarc panics when it cannot dlopen the library.
+        // SAFETY: only dlopens (and closes) the library.
+        if !unsafe { sys::is_culib_present() } {
+            return Err(RuntimeError::CudaDriverNotFound);
+        }
+        // SAFETY: no pointers.
+        check("cuInit", unsafe { sys::cuInit(0) })?;
+        READY.store(true, Ordering::Release);
+        Ok(())
+    })
+}
+
+/// The context `stream` belongs to.
+///
+/// # Safety
+/// `stream` must be a live stream (or null for the current context's legacy default stream).
+pub(crate) unsafe fn stream_context(stream: sys::CUstream) -> Result<sys::CUcontext, RuntimeError> {
+    let mut ctx: sys::CUcontext = std::ptr::null_mut();
+    // SAFETY: forwarded to the caller; valid out-pointer.
+    check("cuStreamGetCtx", unsafe {
+        sys::cuStreamGetCtx(stream, &mut ctx)
+    })?;
+    Ok(ctx)
+}
+
+/// The calling thread's current context (null if none).
+pub(crate) fn current_context() -> Result<sys::CUcontext, RuntimeError> {
+    let mut ctx: sys::CUcontext = std::ptr::null_mut();
+    // SAFETY: valid out-pointer.
+    check("cuCtxGetCurrent", unsafe { sys::cuCtxGetCurrent(&mut ctx) })?;
+    Ok(ctx)
+}
+
+/// Keeps a context current on this thread while alive. XLA calls handlers on threads where its
+/// context is normally current already; when it is not, the context is pushed and popped again
+/// on drop, so the thread is left exactly as it was found.
+pub(crate) struct CurrentContext {
+    pushed: bool,
+}
+
+impl CurrentContext {
+    /// # Safety
+    /// `ctx` must be a live context.
+    pub(crate) unsafe fn enter(ctx: sys::CUcontext) -> Result<Self, RuntimeError> {
+        if current_context()? == ctx {
+            return Ok(CurrentContext { pushed: false });
+        }
+        // SAFETY: forwarded to the caller.
+        check("cuCtxPushCurrent", unsafe { sys::cuCtxPushCurrent_v2(ctx) })?;
+        Ok(CurrentContext { pushed: true })
+    }
+}
+
+impl Drop for CurrentContext {
+    fn drop(&mut self) {
+        if self.pushed {
+            let mut popped: sys::CUcontext = std::ptr::null_mut();
+            // SAFETY: pops what `enter` pushed on this thread. Cannot fail unless the context
+            // was destroyed meanwhile, and then there is nothing left to restore.
+            let _ = unsafe { sys::cuCtxPopCurrent_v2(&mut popped) };
+        }
+    }
+}
+
+/// The device of the current context.
+pub(crate) fn current_device() -> Result<sys::CUdevice, RuntimeError> {
+    let mut dev: sys::CUdevice = 0;
+    // SAFETY: valid out-pointer.
+    check("cuCtxGetDevice", unsafe { sys::cuCtxGetDevice(&mut dev) })?;
+    Ok(dev)
+}
+
+/// An attribute of `device` (multiprocessor count, shared memory per block, ...).
+pub fn device_attribute(
+    device: sys::CUdevice,
+    attr: sys::CUdevice_attribute,
+) -> Result<i32, RuntimeError> {
+    catch_panic("querying a device attribute", || {
+        init()?;
+        let mut v = 0;
+        // SAFETY: valid out-pointer; an invalid device is reported as an error.
+        check("cuDeviceGetAttribute", unsafe {
+            sys::cuDeviceGetAttribute(&mut v, attr, device)
+        })?;
+        Ok(v)
+    })
+}
+
+/// `(major, minor)` compute capability of `device`, e.g. `(9, 0)` for H100.
+pub(crate) fn compute_capability(device: sys::CUdevice) -> Result<(u32, u32), RuntimeError> {
+    use sys::CUdevice_attribute::*;
+    let major = device_attribute(device, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
+    let minor = device_attribute(device, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
+    Ok((major as u32, minor as u32))
+}
+
+/// Loads a CUBIN (or NUL-terminated PTX) into the current context.
+pub(crate) fn load_module(image: &[u8]) -> Result<sys::CUmodule, RuntimeError> {
+    let mut module: sys::CUmodule = std::ptr::null_mut();
+    // SAFETY: `image` is a complete CUBIN/PTX image (the driver reads it by its own headers).
+    check("cuModuleLoadData", unsafe {
+        sys::cuModuleLoadData(&mut module, image.as_ptr().cast())
+    })?;
+    Ok(module)
+}
+
+/// The kernel `name` of `module`; [`RuntimeError::KernelNotFound`] if it has none.
+///
+/// # Safety
+/// `module` must be loaded in the current context.
+pub(crate) unsafe fn module_function(
+    module: sys::CUmodule,
+    name: &CStr,
+) -> Result<sys::CUfunction, RuntimeError> {
+    let mut f: sys::CUfunction = std::ptr::null_mut();
+    // SAFETY: forwarded to the caller; valid out-pointer and name.
+    let r = unsafe { sys::cuModuleGetFunction(&mut f, module, name.as_ptr()) };
+    if r == sys::CUresult::CUDA_ERROR_NOT_FOUND {
+        return Err(RuntimeError::KernelNotFound {
+            name: name.to_string_lossy().into_owned(),
+            module: "the compiled CUDA module".to_owned(),
+        });
+    }
+    check("cuModuleGetFunction", r)?;
+    Ok(f)
+}
+
+/// # Safety
+/// `f` must be a live function handle.
+pub(crate) unsafe fn function_attribute(
+    f: sys::CUfunction,
+    attr: sys::CUfunction_attribute,
+) -> Result<i32, RuntimeError> {
+    let mut v = 0;
+    // SAFETY: forwarded to the caller; valid out-pointer.
+    check("cuFuncGetAttribute", unsafe {
+        sys::cuFuncGetAttribute(&mut v, attr, f)
+    })?;
+    Ok(v)
+}
+
+/// # Safety
+/// `f` must be a live function handle.
+pub(crate) unsafe fn set_function_attribute(
+    f: sys::CUfunction,
+    attr: sys::CUfunction_attribute,
+    value: i32,
+) -> Result<(), RuntimeError> {
+    // SAFETY: forwarded to the caller.
+    check("cuFuncSetAttribute", unsafe {
+        sys::cuFuncSetAttribute(f, attr, value)
+    })
+}
+
+/// Enqueues `f` on `stream`. Returns as soon as the launch is queued (errors found here are
+/// configuration errors: too many threads, too much shared memory, a bad stream).
+///
+/// # Safety
+/// `f` must belong to the current context and `stream` to the same context; `params` must hold
+/// one pointer to a value of the right type for each kernel parameter, and every device pointer
+/// among those values must stay valid until the kernel has run.
+pub(crate) unsafe fn launch_kernel(
+    f: sys::CUfunction,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    shared_mem: u32,
+    stream: sys::CUstream,
+    params: &mut [*mut c_void],
+) -> Result<(), RuntimeError> {
+    // SAFETY: forwarded to the caller.
+    check("cuLaunchKernel", unsafe {
+        sys::cuLaunchKernel(
+            f,
+            grid.0,
+            grid.1,
+            grid.2,
+            block.0,
+            block.1,
+            block.2,
+            shared_mem,
+            stream,
+            params.as_mut_ptr(),
+            std::ptr::null_mut(),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_driver_is_an_error_not_a_panic() {
+        // This test machine may or may not have libcuda.so.1: either way no panic escapes.
+        match init() {
+            Ok(()) => {}
+            Err(RuntimeError::CudaDriverNotFound) => {
+                let msg = RuntimeError::CudaDriverNotFound.to_string();
+                assert!(msg.starts_with("libcuda.so.1 not found: install the NVIDIA driver"));
+                assert!(matches!(
+                    device_attribute(
+                        0,
+                        sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
+                    ),
+                    Err(RuntimeError::CudaDriverNotFound)
+                ));
+            }
+            // A driver without a GPU (or a stub library): a named CUresult.
+            Err(RuntimeError::CudaCall {
+                call: "cuInit",
+                result,
+                ..
+            }) => {
+                assert!(result.starts_with("CUDA_ERROR_"), "{result}");
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+}

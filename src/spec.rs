@@ -1,0 +1,88 @@
+//! The model spec: the one serialisable description of a compiled kernel (see docs/DESIGN.md).
+//!
+//! Python sends it as JSON when a model is defined (validation and argument layout) and as a
+//! string attribute on every XLA call, so an XLA executable carries everything needed to rebuild
+//! its kernel in a fresh process.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Refractory {
+    /// A duration in the model's time unit (ms in the README's convention).
+    Duration(f64),
+    /// An expression: a duration, or a condition (Brian2: refractory while it holds after a spike).
+    Code(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    #[default]
+    Float32,
+    Float64,
+}
+
+impl DType {
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::Float32 => "float32",
+            DType::Float64 => "float64",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    #[default]
+    Euler,
+    Rk4,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub equations: String,
+    #[serde(default)]
+    pub threshold: Option<String>,
+    #[serde(default)]
+    pub reset: Option<String>,
+    #[serde(default)]
+    pub refractory: Option<Refractory>,
+    #[serde(default)]
+    pub constants: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub method: Method,
+    pub dt: f64,
+    #[serde(default)]
+    pub dtype: DType,
+    #[serde(default)]
+    pub per_neuron: Vec<String>,
+    #[serde(default)]
+    pub per_step: Vec<String>,
+    #[serde(default)]
+    pub record: Vec<String>,
+    #[serde(default)]
+    pub fast_math: bool,
+}
+
+impl ModelSpec {
+    pub fn from_json(s: &str) -> Result<Self, String> {
+        serde_json::from_str(s).map_err(|e| format!("invalid model spec: {e}"))
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a spec always serialises")
+    }
+}
+
+impl ModelSpec {
+    /// A stable identity of the spec (sha256 of its canonical JSON), the key of every cache.
+    pub fn key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(self.to_json().as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
