@@ -6,7 +6,9 @@
 //! 2. ask Python (`PYO3_PYTHON`, else `PYTHON_SYS_EXECUTABLE`, else `python3`) for
 //!    `jax.ffi.include_dir()`, or for the `include` folder next to `jaxlib` when jax is absent.
 //!
-//! Besides `OUT_DIR/xla_ffi.rs` it emits the cfg `xla_ffi_error_get_details` when the header names
+//! The bindings (`OUT_DIR/xla_ffi.rs`) carry the header's `XLA_FFI_API_MAJOR` and
+//! `XLA_FFI_API_MINOR` as constants; the bridge turns them into `xla::HEADER_API_VERSION`.
+//! The script also emits the cfg `xla_ffi_error_get_details` when the header names
 //! `XLA_FFI_Error_GetDetails` (API >= 0.4) instead of `XLA_FFI_Error_GetMessage`: that is the one
 //! function-table slot the bridge uses whose field name differs between header versions.
 
@@ -44,9 +46,6 @@ fn main() {
     let text = fs::read_to_string(&header)
         .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", header.display())));
 
-    let major = define_value(&text, "XLA_FFI_API_MAJOR");
-    let minor = define_value(&text, "XLA_FFI_API_MINOR");
-    println!("cargo::rustc-env=SPIKEFORGE_XLA_FFI_HEADER_VERSION={major}.{minor}");
     if text.contains("XLA_FFI_Error_GetDetails") {
         println!("cargo::rustc-cfg=xla_ffi_error_get_details");
     }
@@ -80,7 +79,10 @@ fn find_include_dir() -> Result<PathBuf, String> {
         return if dir.join(HEADER).is_file() {
             Ok(dir)
         } else {
-            Err(format!("{INCLUDE_ENV}={} does not contain {HEADER}", dir.display()))
+            Err(format!(
+                "{INCLUDE_ENV}={} does not contain {HEADER}",
+                dir.display()
+            ))
         };
     }
     let python = PYTHON_ENVS
@@ -101,17 +103,11 @@ fn find_include_dir() -> Result<PathBuf, String> {
     if dir.join(HEADER).is_file() {
         Ok(dir)
     } else {
-        Err(format!("`{python}` reported {} but it has no {HEADER}", dir.display()))
+        Err(format!(
+            "`{python}` reported {} but it has no {HEADER}",
+            dir.display()
+        ))
     }
-}
-
-/// Value of `#define NAME <integer>` in the header.
-fn define_value(text: &str, name: &str) -> u32 {
-    text.lines()
-        .filter_map(|line| line.trim().strip_prefix("#define"))
-        .filter_map(|rest| rest.trim().strip_prefix(name))
-        .find_map(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| fail(&format!("{HEADER} has no `#define {name} <integer>`")))
 }
 
 fn fail(reason: &str) -> ! {

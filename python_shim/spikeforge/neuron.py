@@ -198,7 +198,7 @@ class NeuronModel:
 
     # -- state ------------------------------------------------------------------------------
 
-    def init_state(self, n: int, dtype=jnp.float32, **values) -> dict:
+    def init_state(self, n: int, /, dtype=jnp.float32, **values) -> dict:
         """A state dict for ``n`` neurons. Any state variable or parameter may be given as a
         scalar or an ``(n,)`` array (others start at 0); a constant given here becomes a
         per-neuron array for this state."""

@@ -133,6 +133,15 @@ impl KernelWriter<'_> {
         }
     }
 
+    /// The type of a per-neuron value inside the kernel (lane arrays, registers): truth values
+    /// become the dialect's vectorisable boolean type.
+    fn local_type(&self, e: ElemType) -> &'static str {
+        match e {
+            ElemType::Bool => self.dialect.bool_type(),
+            e => self.elem_type(e),
+        }
+    }
+
     /// How a DAG variable is spelled inside the step: a register (CUDA) or a lane of a block (C).
     fn var_name(&self, v: VarId) -> String {
         let sym = self.ir.symbol(v);
@@ -187,7 +196,7 @@ impl KernelWriter<'_> {
             return Some(timestep(c, self.spec.dt).to_string());
         }
         let names = |v: VarId| self.var_name(v);
-        let p = Printer { arena: &self.dag.arena, dtype: self.spec.dtype, var_name: &names };
+        let p = Printer { arena: &self.dag.arena, dtype: self.spec.dtype, dialect: self.dialect, var_name: &names };
         let e = p.block(&[d], "sf_r", indent, out).remove(0);
         let dt = literal(self.spec.dt, self.spec.dtype);
         let floor = super::printer::math_fn("floor", self.spec.dtype);
@@ -198,7 +207,7 @@ impl KernelWriter<'_> {
     fn step_body(&self, indent: &str, out: &mut String) {
         let lane = if self.dialect == Dialect::C { "[sf_l]" } else { "" };
         let names = |v: VarId| self.var_name(v);
-        let p = Printer { arena: &self.dag.arena, dtype: self.spec.dtype, var_name: &names };
+        let p = Printer { arena: &self.dag.arena, dtype: self.spec.dtype, dialect: self.dialect, var_name: &names };
         // Refractoriness first: it is decided by the values at the start of the step.
         match self.dag.refractory {
             RefractoryIr::None => {}
@@ -206,14 +215,16 @@ impl KernelWriter<'_> {
                 let steps = self.refractory_steps(indent, out).unwrap();
                 let _ = writeln!(
                     out,
-                    "{indent}const bool sf_not_refractory = (sf_t_step - sf_lastspike_step{lane}) >= {steps};"
+                    "{indent}const {b} sf_not_refractory = (sf_t_step - sf_lastspike_step{lane}) >= {steps};",
+                    b = self.dialect.bool_type()
                 );
             }
             RefractoryIr::Condition(c) => {
                 let cond = p.block(&[c], "sf_c", indent, out).remove(0);
                 let _ = writeln!(
                     out,
-                    "{indent}sf_not_refractory{lane} = sf_not_refractory{lane} || !({cond});"
+                    "{indent}sf_not_refractory{lane} = sf_not_refractory{lane} {or} !({cond});",
+                    or = if self.dialect == Dialect::C { "|" } else { "||" }
                 );
             }
         }
@@ -233,7 +244,7 @@ impl KernelWriter<'_> {
             assigned.push(*v);
         }
         if self.dag.spike.is_some() {
-            let _ = writeln!(out, "{indent}const bool sf_spike = {};", texts.last().unwrap());
+            let _ = writeln!(out, "{indent}const {} sf_spike = {};", self.dialect.bool_type(), texts.last().unwrap());
         }
         for v in assigned {
             let id = ident(&self.ir.symbol(v).name);
@@ -248,7 +259,8 @@ impl KernelWriter<'_> {
                     );
                 }
                 RefractoryIr::Condition(_) => {
-                    let _ = writeln!(out, "{indent}sf_not_refractory{lane} = sf_not_refractory{lane} && !sf_spike;");
+                    let and = if self.dialect == Dialect::C { "&" } else { "&&" };
+                    let _ = writeln!(out, "{indent}sf_not_refractory{lane} = sf_not_refractory{lane} {and} !sf_spike;");
                 }
                 RefractoryIr::None => {}
             }
@@ -259,7 +271,7 @@ impl KernelWriter<'_> {
     /// Writes the trace values of the current step; `store(k, value)` gives the statement.
     fn record(&self, indent: &str, out: &mut String, store: &dyn Fn(usize, &str) -> String) {
         let names = |v: VarId| self.var_name(v);
-        let p = Printer { arena: &self.dag.arena, dtype: self.spec.dtype, var_name: &names };
+        let p = Printer { arena: &self.dag.arena, dtype: self.spec.dtype, dialect: self.dialect, var_name: &names };
         let texts = p.block(&self.dag.traces, "sf_rec", indent, out);
         for (k, t) in texts.iter().enumerate() {
             let _ = writeln!(out, "{indent}{}", store(k, t));
@@ -363,7 +375,7 @@ impl KernelWriter<'_> {
         // Lane arrays: every per-neuron value of the block. Lanes past sf_w repeat lane 0 so that
         // the vector loop always runs full width on finite values.
         for a in self.layout.inputs.iter().filter(|a| !matches!(a.role, Role::StartStep)) {
-            let _ = writeln!(s, "        {} {}[SF_LANES];", self.elem_type(a.elem), a.ident);
+            let _ = writeln!(s, "        {} {}[SF_LANES];", self.local_type(a.elem), a.ident);
         }
         s.push_str("        int32_t sf_spike_count[SF_LANES];\n");
         s.push_str("        for (int sf_l = 0; sf_l < SF_LANES; ++sf_l) {\n");

@@ -26,6 +26,15 @@ impl Dialect {
         }
     }
 
+    /// The type of a truth value inside kernels. C uses `int32_t`: GCC does not vectorise loops
+    /// over `_Bool`, which has no vector type.
+    pub fn bool_type(self) -> &'static str {
+        match self {
+            Dialect::Cuda => "bool",
+            Dialect::C => "int32_t",
+        }
+    }
+
     /// Qualifiers for a small helper function in the generated file.
     pub fn inline_fn(self) -> &'static str {
         match self {
@@ -75,12 +84,37 @@ pub fn math_fn(name: &str, dtype: DType) -> String {
 pub fn prelude(dialect: Dialect, dtype: DType) -> String {
     let t = real_type(dtype);
     let floor = math_fn("floor", dtype);
-    format!(
+    let simd = if dialect == Dialect::C { SIMD_MATH_DECLARATIONS } else { "" };
+    simd.to_string() + &format!(
         "/* Python's modulo: the result takes the sign of the divisor. */\n\
          {q} {t} sf_mod({t} a, {t} b) {{ return a - b * {floor}(a / b); }}\n",
         q = dialect.inline_fn()
     )
 }
+
+/// Declares glibc's vector math (libmvec) so that GCC vectorises loops calling these functions
+/// (math.h only does so under -ffast-math). Limited to the functions every libmvec has since
+/// glibc 2.22, and those added in 2.35 behind a version check: a declared variant that the
+/// library lacks would be an unresolved symbol when the kernel is loaded.
+const SIMD_MATH_DECLARATIONS: &str = "\
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__GLIBC__) && !defined(__FAST_MATH__)
+#define SF_SIMD __attribute__((simd(\"notinbranch\")))
+SF_SIMD float expf(float); SF_SIMD double exp(double);
+SF_SIMD float logf(float); SF_SIMD double log(double);
+SF_SIMD float sinf(float); SF_SIMD double sin(double);
+SF_SIMD float cosf(float); SF_SIMD double cos(double);
+SF_SIMD float powf(float, float); SF_SIMD double pow(double, double);
+#if __GLIBC_PREREQ(2, 35)
+SF_SIMD float tanhf(float); SF_SIMD double tanh(double);
+SF_SIMD float tanf(float); SF_SIMD double tan(double);
+SF_SIMD float cbrtf(float); SF_SIMD double cbrt(double);
+SF_SIMD float log10f(float); SF_SIMD double log10(double);
+SF_SIMD float sinhf(float); SF_SIMD double sinh(double);
+SF_SIMD float coshf(float); SF_SIMD double cosh(double);
+SF_SIMD float expm1f(float); SF_SIMD double expm1(double);
+#endif
+#endif
+";
 
 // Binding strength, higher binds tighter.
 const P_ATOM: u8 = 100;
@@ -96,6 +130,7 @@ const P_SELECT: u8 = 20;
 pub struct Printer<'a> {
     pub arena: &'a ExprArena,
     pub dtype: DType,
+    pub dialect: Dialect,
     /// How a variable of the DAG is spelled at this place of the kernel.
     pub var_name: &'a dyn Fn(VarId) -> String,
 }
@@ -116,7 +151,7 @@ impl Printer<'_> {
             if shared && !matches!(self.arena.node(id), Node::Const(_) | Node::Bool(_) | Node::Var(_)) {
                 let (text, _) = self.expr(id, &names);
                 let ty = match self.arena.ty(id) {
-                    Ty::Bool => "bool",
+                    Ty::Bool => self.dialect.bool_type(),
                     Ty::Real => real_type(self.dtype),
                 };
                 let name = format!("{temp_prefix}{}", names.len());
@@ -198,8 +233,9 @@ impl Printer<'_> {
                     BinOp::Ge => (">=", P_REL),
                     BinOp::Eq => ("==", P_EQ),
                     BinOp::Ne => ("!=", P_EQ),
-                    BinOp::And => ("&&", P_AND),
-                    BinOp::Or => ("||", P_OR),
+                    // On 0/1 values `&`/`|` equal `&&`/`||` and need no branches (vectorisable C).
+                    BinOp::And => (if self.dialect == Dialect::C { "&" } else { "&&" }, P_AND),
+                    BinOp::Or => (if self.dialect == Dialect::C { "|" } else { "||" }, P_OR),
                     BinOp::Pow => return call2(&math_fn("pow", dt)),
                     BinOp::Min => return call2(&math_fn("fmin", dt)),
                     BinOp::Max => return call2(&math_fn("fmax", dt)),
@@ -247,7 +283,7 @@ mod tests {
         let bw = a.sub(w, v);
         let r3 = a.sub(v, bw);
         let names = |x: VarId| if x == 0 { "v".to_string() } else { "w".to_string() };
-        let p = Printer { arena: &a, dtype: DType::Float32, var_name: &names };
+        let p = Printer { arena: &a, dtype: DType::Float32, dialect: Dialect::Cuda, var_name: &names };
         let mut out = String::new();
         let roots = p.block(&[r1, r2, r3], "_t", "  ", &mut out);
         assert_eq!(out, "  const float _t0 = expf(v - w);\n");

@@ -32,10 +32,13 @@ pub mod sys;
 mod tests;
 
 pub use result::{ErrorCode, FfiError};
-pub use safe::{ArrayAttr, AttrValue, Attrs, Buffer, BufferRole, CallFrame, DataType, Element, Scalar, Scratch};
+pub use safe::{
+    ArrayAttr, AttrValue, Attrs, Buffer, BufferRole, CallFrame, DataType, Element, Scalar, Scratch,
+};
 
 /// FFI API version of the header these bindings were generated from.
-pub const HEADER_API_VERSION: (i32, i32) = (sys::XLA_FFI_API_MAJOR as i32, sys::XLA_FFI_API_MINOR as i32);
+pub const HEADER_API_VERSION: (i32, i32) =
+    (sys::XLA_FFI_API_MAJOR as i32, sys::XLA_FFI_API_MINOR as i32);
 
 /// The oldest XLA FFI runtime we support: jaxlib 0.10.2 implements API 0.3.
 const OLDEST_RUNTIME_API_VERSION: (i32, i32) = (0, 3);
@@ -58,7 +61,10 @@ const fn older(a: (i32, i32), b: (i32, i32)) -> (i32, i32) {
 }
 
 // A new major version breaks the ABI: announcing 0.3 against such a header would be a lie.
-const _: () = assert!(HEADER_API_VERSION.0 == 0, "XLA FFI API major version changed: review src/xla");
+const _: () = assert!(
+    HEADER_API_VERSION.0 == 0,
+    "XLA FFI API major version changed: review src/xla"
+);
 
 /// `XLA_FFI_Extension_Base` (API 0.3) / `XLA_FFI_InternalExtension` (API 0.5): same layout, two
 /// names, so we declare it ourselves.
@@ -78,7 +84,10 @@ struct MetadataExtension {
 
 const _: () = {
     assert!(size_of::<MetadataExtension>() == size_of::<sys::XLA_FFI_Metadata_Extension>());
-    assert!(offset_of!(MetadataExtension, metadata) == offset_of!(sys::XLA_FFI_Metadata_Extension, metadata));
+    assert!(
+        offset_of!(MetadataExtension, metadata)
+            == offset_of!(sys::XLA_FFI_Metadata_Extension, metadata)
+    );
 };
 
 /// `XLA_FFI_Extension_Metadata`, typed as our header's `kind`. The cast is a no-op where clang
@@ -101,7 +110,9 @@ pub unsafe fn dispatch(
     frame: *mut sys::XLA_FFI_CallFrame,
     handler: impl FnOnce(&CallFrame<'_>) -> Result<(), FfiError>,
 ) -> *mut sys::XLA_FFI_Error {
-    let Some(raw) = frame.as_ref() else { return ptr::null_mut() };
+    let Some(raw) = frame.as_ref() else {
+        return ptr::null_mut();
+    };
     if let Some(extension) = metadata_request(raw) {
         return match fill_metadata(extension) {
             Ok(()) => ptr::null_mut(),
@@ -116,7 +127,8 @@ pub unsafe fn dispatch(
         Ok(Ok(())) => return ptr::null_mut(),
         Ok(Err(e)) => e,
         Err(payload) => {
-            let error = FfiError::internal(format!("handler panicked: {}", panic_message(&*payload)));
+            let error =
+                FfiError::internal(format!("handler panicked: {}", panic_message(&*payload)));
             // A payload whose destructor panics would otherwise unwind into XLA from here.
             let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
             error
@@ -154,14 +166,22 @@ unsafe fn fill_metadata(extension: &MetadataExtension) -> Result<(), FfiError> {
     };
     if extension.base.struct_size < sys::XLA_FFI_Metadata_Extension_STRUCT_SIZE as usize {
         let size = extension.base.struct_size;
-        return Err(too_small("XLA_FFI_Metadata_Extension", size, sys::XLA_FFI_Metadata_Extension_STRUCT_SIZE));
+        return Err(too_small(
+            "XLA_FFI_Metadata_Extension",
+            size,
+            sys::XLA_FFI_Metadata_Extension_STRUCT_SIZE,
+        ));
     }
     let metadata = extension
         .metadata
         .as_mut()
         .ok_or_else(|| FfiError::invalid_argument("metadata extension without metadata"))?;
     if metadata.struct_size < sys::XLA_FFI_Metadata_STRUCT_SIZE as usize {
-        return Err(too_small("XLA_FFI_Metadata", metadata.struct_size, sys::XLA_FFI_Metadata_STRUCT_SIZE));
+        return Err(too_small(
+            "XLA_FFI_Metadata",
+            metadata.struct_size,
+            sys::XLA_FFI_Metadata_STRUCT_SIZE,
+        ));
     }
     metadata.api_version.struct_size = sys::XLA_FFI_Api_Version_STRUCT_SIZE as usize;
     metadata.api_version.extension_start = ptr::null_mut();

@@ -33,6 +33,7 @@ pub enum ErrorCode {
 }
 
 /// (code, C value, abseil name), one row per code, so the three can't drift apart.
+#[rustfmt::skip]
 const CODES: [(ErrorCode, sys::XLA_FFI_Error_Code, &str); 16] = [
     (ErrorCode::Cancelled, sys::XLA_FFI_Error_Code_CANCELLED, "CANCELLED"),
     (ErrorCode::Unknown, sys::XLA_FFI_Error_Code_UNKNOWN, "UNKNOWN"),
@@ -54,7 +55,10 @@ const CODES: [(ErrorCode, sys::XLA_FFI_Error_Code, &str); 16] = [
 
 impl ErrorCode {
     fn row(self) -> &'static (ErrorCode, sys::XLA_FFI_Error_Code, &'static str) {
-        CODES.iter().find(|row| row.0 == self).expect("every code has a row")
+        CODES
+            .iter()
+            .find(|row| row.0 == self)
+            .expect("every code has a row")
     }
 
     /// The `XLA_FFI_Error_Code` value.
@@ -64,7 +68,10 @@ impl ErrorCode {
 
     /// Codes this build does not know (and `OK`, which is no error) read as `Unknown`.
     pub fn from_raw(raw: sys::XLA_FFI_Error_Code) -> ErrorCode {
-        CODES.iter().find(|row| row.1 == raw).map_or(ErrorCode::Unknown, |row| row.0)
+        CODES
+            .iter()
+            .find(|row| row.1 == raw)
+            .map_or(ErrorCode::Unknown, |row| row.0)
     }
 }
 
@@ -84,7 +91,10 @@ pub struct FfiError {
 
 impl FfiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> FfiError {
-        FfiError { code, message: message.into() }
+        FfiError {
+            code,
+            message: message.into(),
+        }
     }
     pub fn invalid_argument(message: impl Into<String>) -> FfiError {
         FfiError::new(ErrorCode::InvalidArgument, message)
@@ -113,7 +123,10 @@ impl FfiError {
 
     /// Prefixes the message (`"{context}: {message}"`), keeping the code.
     pub fn context(self, context: impl fmt::Display) -> FfiError {
-        FfiError { code: self.code, message: format!("{context}: {}", self.message) }
+        FfiError {
+            code: self.code,
+            message: format!("{context}: {}", self.message),
+        }
     }
 }
 
@@ -130,7 +143,8 @@ impl std::error::Error for FfiError {}
 /// # Safety
 /// `api` must be null or point to a live `XLA_FFI_Api` for `'a`.
 pub unsafe fn api_ref<'a>(api: *const sys::XLA_FFI_Api) -> Result<&'a sys::XLA_FFI_Api, FfiError> {
-    api.as_ref().ok_or_else(|| FfiError::internal("XLA passed no XLA_FFI_Api table"))
+    api.as_ref()
+        .ok_or_else(|| FfiError::internal("XLA passed no XLA_FFI_Api table"))
 }
 
 /// Reads one entry of the function table, checking the table's `struct_size` covers it: an XLA
@@ -138,7 +152,8 @@ pub unsafe fn api_ref<'a>(api: *const sys::XLA_FFI_Api) -> Result<&'a sys::XLA_F
 macro_rules! api_fn {
     ($api:expr, $field:ident) => {{
         let api: &sys::XLA_FFI_Api = $api;
-        let end = std::mem::offset_of!(sys::XLA_FFI_Api, $field) + std::mem::size_of_val(&api.$field);
+        let end =
+            std::mem::offset_of!(sys::XLA_FFI_Api, $field) + std::mem::size_of_val(&api.$field);
         if api.struct_size < end {
             Err(FfiError::unimplemented(concat!(
                 "this XLA's FFI API table is too old to have ",
@@ -146,7 +161,10 @@ macro_rules! api_fn {
             )))
         } else {
             api.$field.ok_or_else(|| {
-                FfiError::unimplemented(concat!(stringify!($field), " is not set in XLA's FFI API table"))
+                FfiError::unimplemented(concat!(
+                    stringify!($field),
+                    " is not set in XLA's FFI API table"
+                ))
             })
         }
     }};
@@ -164,9 +182,16 @@ fn size_of_args(header_size: u32) -> usize {
 ///
 /// # Safety
 /// `api` must be null or point to a live `XLA_FFI_Api`.
-pub unsafe fn error_create(api: *const sys::XLA_FFI_Api, error: &FfiError) -> *mut sys::XLA_FFI_Error {
-    let Ok(api) = api_ref(api) else { return ptr::null_mut() };
-    let Ok(create) = api_fn!(api, XLA_FFI_Error_Create) else { return ptr::null_mut() };
+pub unsafe fn error_create(
+    api: *const sys::XLA_FFI_Api,
+    error: &FfiError,
+) -> *mut sys::XLA_FFI_Error {
+    let Ok(api) = api_ref(api) else {
+        return ptr::null_mut();
+    };
+    let Ok(create) = api_fn!(api, XLA_FFI_Error_Create) else {
+        return ptr::null_mut();
+    };
     // XLA copies the message into its absl::Status, so the CString may die after the call.
     // Interior NULs would silently truncate the message, so they are dropped instead.
     let message = CString::new(error.message.replace('\0', "")).expect("NULs were removed");
@@ -200,7 +225,10 @@ pub unsafe fn take_error(api: &sys::XLA_FFI_Api, error: *mut sys::XLA_FFI_Error)
 /// runtime (same slot, `Error_GetMessage`) is safe: XLA accepts larger args structs and simply
 /// leaves `errc` as we preset it.
 #[cfg(xla_ffi_error_get_details)]
-unsafe fn error_details(api: &sys::XLA_FFI_Api, error: *mut sys::XLA_FFI_Error) -> (ErrorCode, String) {
+unsafe fn error_details(
+    api: &sys::XLA_FFI_Api,
+    error: *mut sys::XLA_FFI_Error,
+) -> (ErrorCode, String) {
     let mut args = sys::XLA_FFI_Error_GetDetails_Args {
         struct_size: size_of_args(sys::XLA_FFI_Error_GetDetails_Args_STRUCT_SIZE),
         extension_start: ptr::null_mut(),
@@ -216,7 +244,10 @@ unsafe fn error_details(api: &sys::XLA_FFI_Api, error: *mut sys::XLA_FFI_Error) 
 
 /// API 0.3: only the message is available; the code reads as `Unknown`.
 #[cfg(not(xla_ffi_error_get_details))]
-unsafe fn error_details(api: &sys::XLA_FFI_Api, error: *mut sys::XLA_FFI_Error) -> (ErrorCode, String) {
+unsafe fn error_details(
+    api: &sys::XLA_FFI_Api,
+    error: *mut sys::XLA_FFI_Error,
+) -> (ErrorCode, String) {
     let mut args = sys::XLA_FFI_Error_GetMessage_Args {
         struct_size: size_of_args(sys::XLA_FFI_Error_GetMessage_Args_STRUCT_SIZE),
         extension_start: ptr::null_mut(),

@@ -51,6 +51,7 @@ pub enum DataType {
 
 /// (type, C value, numpy / ml_dtypes name, bytes per element as XLA's `ByteWidth` counts them:
 /// sub-byte types take a byte each, a token none).
+#[rustfmt::skip]
 const DTYPES: [(DataType, sys::XLA_FFI_DataType, &str, usize); 31] = [
     (DataType::Pred, sys::XLA_FFI_DataType_PRED, "bool", 1),
     (DataType::S1, sys::XLA_FFI_DataType_S1, "int1", 1),
@@ -87,7 +88,10 @@ const DTYPES: [(DataType, sys::XLA_FFI_DataType, &str, usize); 31] = [
 
 impl DataType {
     fn row(self) -> &'static (DataType, sys::XLA_FFI_DataType, &'static str, usize) {
-        DTYPES.iter().find(|row| row.0 == self).expect("every dtype has a row")
+        DTYPES
+            .iter()
+            .find(|row| row.0 == self)
+            .expect("every dtype has a row")
     }
 
     /// Every dtype this build knows.
@@ -115,7 +119,10 @@ impl DataType {
 
     pub fn is_integer(self) -> bool {
         use DataType::*;
-        matches!(self, S1 | S2 | S4 | S8 | S16 | S32 | S64 | U1 | U2 | U4 | U8 | U16 | U32 | U64)
+        matches!(
+            self,
+            S1 | S2 | S4 | S8 | S16 | S32 | S64 | U1 | U2 | U4 | U8 | U16 | U32 | U64
+        )
     }
 }
 
@@ -159,13 +166,18 @@ unsafe fn typed<'a, T: Element>(
     len: usize,
 ) -> Result<&'a [T], FfiError> {
     if dtype != T::DTYPE {
-        return Err(FfiError::invalid_argument(format!("expected {}, got {dtype}", T::DTYPE)));
+        return Err(FfiError::invalid_argument(format!(
+            "expected {}, got {dtype}",
+            T::DTYPE
+        )));
     }
     if len == 0 {
         return Ok(&[]);
     }
     if data.is_null() || !data.cast::<T>().is_aligned() {
-        return Err(FfiError::invalid_argument(format!("{dtype} data at {data:p} is null or misaligned")));
+        return Err(FfiError::invalid_argument(format!(
+            "{dtype} data at {data:p} is null or misaligned"
+        )));
     }
     Ok(slice::from_raw_parts(data.cast::<T>(), len))
 }
@@ -209,13 +221,28 @@ pub struct Buffer<'a> {
 impl<'a> Buffer<'a> {
     /// # Safety
     /// `raw` must be null or point to an `XLA_FFI_Buffer` live for `'a`.
-    unsafe fn from_raw(raw: *const sys::XLA_FFI_Buffer, role: BufferRole, index: usize) -> Result<Buffer<'a>, FfiError> {
-        let what = format_args!("{role} {index}");
-        let raw = raw.as_ref().ok_or_else(|| FfiError::invalid_argument(format!("{what} is null")))?;
+    unsafe fn from_raw(
+        raw: *const sys::XLA_FFI_Buffer,
+        role: BufferRole,
+        index: usize,
+    ) -> Result<Buffer<'a>, FfiError> {
+        let what = || format!("{role} {index}");
+        let raw = raw
+            .as_ref()
+            .ok_or_else(|| FfiError::invalid_argument(format!("{} is null", what())))?;
         if raw.rank < 0 || (raw.rank > 0 && raw.dims.is_null()) {
-            return Err(FfiError::invalid_argument(format!("{what} has invalid rank {}", raw.rank)));
+            let message = format!("{} has invalid rank {}", what(), raw.rank);
+            return Err(FfiError::invalid_argument(message));
         }
-        Ok(Buffer { role, dtype: dtype_of(raw.dtype, what)?, data: raw.data, dims: items(raw.dims, raw.rank) })
+        let dtype = DataType::from_raw(raw.dtype).ok_or_else(|| {
+            FfiError::invalid_argument(format!("{}: unsupported dtype code {}", what(), raw.dtype))
+        })?;
+        Ok(Buffer {
+            role,
+            dtype,
+            data: raw.data,
+            dims: items(raw.dims, raw.rank),
+        })
     }
 
     pub fn rank(&self) -> usize {
@@ -224,7 +251,10 @@ impl<'a> Buffer<'a> {
 
     /// Product of the dimensions (1 for a scalar).
     pub fn element_count(&self) -> usize {
-        self.dims.iter().map(|&d| usize::try_from(d).unwrap_or(0)).product()
+        self.dims
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(0))
+            .product()
     }
 
     pub fn size_bytes(&self) -> usize {
@@ -248,7 +278,10 @@ impl<'a> Buffer<'a> {
         if self.dtype == dtype {
             return Ok(());
         }
-        Err(FfiError::invalid_argument(format!("{} '{name}': expected {dtype}, got {self}", self.role)))
+        Err(FfiError::invalid_argument(format!(
+            "{} '{name}': expected {dtype}, got {self}",
+            self.role
+        )))
     }
 
     /// The elements as a host slice.
@@ -267,7 +300,10 @@ impl<'a> Buffer<'a> {
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn as_mut_slice<T: Element>(&self) -> Result<&'a mut [T], FfiError> {
         let shared = typed::<T>(self.dtype, self.data, self.element_count())?;
-        Ok(slice::from_raw_parts_mut(shared.as_ptr().cast_mut(), shared.len()))
+        Ok(slice::from_raw_parts_mut(
+            shared.as_ptr().cast_mut(),
+            shared.len(),
+        ))
     }
 }
 
@@ -308,8 +344,12 @@ pub struct CallFrame<'a> {
 impl<'a> CallFrame<'a> {
     /// # Safety
     /// `frame` must be null or point to a call frame that stays live, unmodified, for `'a`.
-    pub unsafe fn from_raw(frame: *const sys::XLA_FFI_CallFrame) -> Result<CallFrame<'a>, FfiError> {
-        let raw = frame.as_ref().ok_or_else(|| FfiError::internal("XLA passed a null call frame"))?;
+    pub unsafe fn from_raw(
+        frame: *const sys::XLA_FFI_CallFrame,
+    ) -> Result<CallFrame<'a>, FfiError> {
+        let raw = frame
+            .as_ref()
+            .ok_or_else(|| FfiError::internal("XLA passed a null call frame"))?;
         let expected = sys::XLA_FFI_CallFrame_STRUCT_SIZE as usize;
         if raw.struct_size < expected {
             return Err(FfiError::invalid_argument(format!(
@@ -349,14 +389,26 @@ impl<'a> CallFrame<'a> {
         let args = &self.raw.args;
         // SAFETY: XLA sizes `types` and `args` by `size`; `items` bounds everything by it.
         let (types, ptrs) = unsafe { (items(args.types, args.size), items(args.args, args.size)) };
-        buffer_at(types, ptrs, sys::XLA_FFI_ArgType_BUFFER, BufferRole::Argument, index)
+        buffer_at(
+            types,
+            ptrs,
+            sys::XLA_FFI_ArgType_BUFFER,
+            BufferRole::Argument,
+            index,
+        )
     }
 
     pub fn ret(&self, index: usize) -> Result<Buffer<'a>, FfiError> {
         let rets = &self.raw.rets;
         // SAFETY: as in `arg`.
         let (types, ptrs) = unsafe { (items(rets.types, rets.size), items(rets.rets, rets.size)) };
-        buffer_at(types, ptrs, sys::XLA_FFI_RetType_BUFFER, BufferRole::Result, index)
+        buffer_at(
+            types,
+            ptrs,
+            sys::XLA_FFI_RetType_BUFFER,
+            BufferRole::Result,
+            index,
+        )
     }
 
     /// All arguments, in order.
@@ -370,7 +422,9 @@ impl<'a> CallFrame<'a> {
     }
 
     pub fn attrs(&self) -> Result<Attrs<'a>, FfiError> {
-        Ok(Attrs { raw: &self.raw.attrs })
+        Ok(Attrs {
+            raw: &self.raw.attrs,
+        })
     }
 
     /// The platform stream (`CUstream` on CUDA); an error on the CPU platform.
@@ -382,8 +436,13 @@ impl<'a> CallFrame<'a> {
     /// Device scratch memory from XLA's allocator, freed when the [`Scratch`] drops.
     pub fn scratch(&self, size: usize, alignment: usize) -> Result<Scratch<'a>, FfiError> {
         // SAFETY: api and ctx come from the live frame.
-        let data = unsafe { result::device_memory_allocate(self.raw.api, self.raw.ctx, size, alignment)? };
-        Ok(Scratch { frame: *self, data, size })
+        let data =
+            unsafe { result::device_memory_allocate(self.raw.api, self.raw.ctx, size, alignment)? };
+        Ok(Scratch {
+            frame: *self,
+            data,
+            size,
+        })
     }
 }
 
@@ -403,7 +462,9 @@ fn buffer_at<'a, K: PartialEq + fmt::Display>(
         )));
     };
     if *kind != buffer_kind {
-        return Err(FfiError::unimplemented(format!("{role} {index} has unsupported kind {kind}")));
+        return Err(FfiError::unimplemented(format!(
+            "{role} {index} has unsupported kind {kind}"
+        )));
     }
     // SAFETY: XLA points buffer-kind entries at an `XLA_FFI_Buffer` live for the call.
     unsafe { Buffer::from_raw(ptr.cast(), role, index) }
@@ -429,7 +490,9 @@ impl Scratch<'_> {
 impl Drop for Scratch<'_> {
     fn drop(&mut self) {
         // SAFETY: `data`/`size` are the allocation made through this frame.
-        let freed = unsafe { result::device_memory_free(self.frame.api(), self.frame.ctx(), self.size, self.data) };
+        let freed = unsafe {
+            result::device_memory_free(self.frame.api(), self.frame.ctx(), self.size, self.data)
+        };
         if let Err(e) = freed {
             // Drop has no way to report to XLA; losing scratch memory is worth a line on stderr.
             eprintln!("spikeforge: freeing XLA scratch memory failed: {e}");
@@ -504,14 +567,22 @@ impl<'a> Attrs<'a> {
         let this = *self;
         (0..self.len()).map(move |i| {
             let name = this.name_at(i);
-            let name = std::str::from_utf8(name)
-                .map_err(|_| FfiError::invalid_argument(format!("attribute {i} has a non-UTF-8 name")))?;
-            Ok((name, this.value_at(i).map_err(|e| e.context(format!("attribute '{name}'")))?))
+            let name = std::str::from_utf8(name).map_err(|_| {
+                FfiError::invalid_argument(format!("attribute {i} has a non-UTF-8 name"))
+            })?;
+            Ok((
+                name,
+                this.value_at(i)
+                    .map_err(|e| e.context(format!("attribute '{name}'")))?,
+            ))
         })
     }
 
     pub fn names(&self) -> Vec<&'a str> {
-        self.iter().filter_map(Result::ok).map(|(name, _)| name).collect()
+        self.iter()
+            .filter_map(Result::ok)
+            .map(|(name, _)| name)
+            .collect()
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -527,19 +598,26 @@ impl<'a> Attrs<'a> {
     pub fn try_get(&self, name: &str) -> Result<Option<AttrValue<'a>>, FfiError> {
         match self.index_of(name) {
             None => Ok(None),
-            Some(i) => self.value_at(i).map(Some).map_err(|e| e.context(format!("attribute '{name}'"))),
+            Some(i) => self
+                .value_at(i)
+                .map(Some)
+                .map_err(|e| e.context(format!("attribute '{name}'"))),
         }
     }
 
     /// Any integer scalar that fits an `i64` (JAX sends Python ints as `S64`, numpy ints as is).
     pub fn get_i64(&self, name: &str) -> Result<i64, FfiError> {
         let value = self.required(name)?;
-        let AttrValue::Scalar(scalar) = value else { return Err(mismatch(name, "an integer scalar", &value)) };
+        let AttrValue::Scalar(scalar) = value else {
+            return Err(mismatch(name, "an integer scalar", &value));
+        };
         if !scalar.dtype().is_integer() {
             return Err(mismatch(name, "an integer scalar", &value));
         }
         scalar.as_i64().ok_or_else(|| {
-            FfiError::invalid_argument(format!("attribute '{name}': {scalar:?} does not fit in int64"))
+            FfiError::invalid_argument(format!(
+                "attribute '{name}': {scalar:?} does not fit in int64"
+            ))
         })
     }
 
@@ -547,7 +625,9 @@ impl<'a> Attrs<'a> {
     pub fn get_usize(&self, name: &str) -> Result<usize, FfiError> {
         let value = self.get_i64(name)?;
         usize::try_from(value).map_err(|_| {
-            FfiError::invalid_argument(format!("attribute '{name}': expected a non-negative integer, got {value}"))
+            FfiError::invalid_argument(format!(
+                "attribute '{name}': expected a non-negative integer, got {value}"
+            ))
         })
     }
 
@@ -576,8 +656,9 @@ impl<'a> Attrs<'a> {
     }
 
     pub fn get_str(&self, name: &str) -> Result<&'a str, FfiError> {
-        std::str::from_utf8(self.get_bytes(name)?)
-            .map_err(|e| FfiError::invalid_argument(format!("attribute '{name}': string is not UTF-8 ({e})")))
+        std::str::from_utf8(self.get_bytes(name)?).map_err(|e| {
+            FfiError::invalid_argument(format!("attribute '{name}': string is not UTF-8 ({e})"))
+        })
     }
 
     pub fn get_array(&self, name: &str) -> Result<ArrayAttr<'a>, FfiError> {
@@ -589,7 +670,9 @@ impl<'a> Attrs<'a> {
 
     /// An array attribute as a slice of `T` (`T` must match its dtype exactly).
     pub fn get_slice<T: Element>(&self, name: &str) -> Result<&'a [T], FfiError> {
-        self.get_array(name)?.as_slice().map_err(|e| e.context(format!("attribute '{name}'")))
+        self.get_array(name)?
+            .as_slice()
+            .map_err(|e| e.context(format!("attribute '{name}'")))
     }
 
     pub fn get_dict(&self, name: &str) -> Result<Attrs<'a>, FfiError> {
@@ -612,24 +695,39 @@ impl<'a> Attrs<'a> {
 
     fn name_at(&self, i: usize) -> &'a [u8] {
         // SAFETY: XLA sizes `names` by `size`, each pointing at a span live for the call.
-        unsafe { items(self.raw.names, self.raw.size)[i].as_ref().map_or(&[], |span| bytes(span)) }
+        unsafe {
+            let span = items(self.raw.names, self.raw.size).get(i);
+            span.and_then(|span| span.as_ref())
+                .map_or(&[], |span| bytes(span))
+        }
     }
 
     fn value_at(&self, i: usize) -> Result<AttrValue<'a>, FfiError> {
         // SAFETY: `types` and `attrs` are sized by `size`; each value pointer is of the struct its
         // type names, live for the call.
         unsafe {
-            let kind = items(self.raw.types, self.raw.size)[i];
-            let ptr = items(self.raw.attrs, self.raw.size)[i];
+            let kind = items(self.raw.types, self.raw.size).get(i);
+            let ptr = items(self.raw.attrs, self.raw.size).get(i);
+            let (Some(&kind), Some(&ptr)) = (kind, ptr) else {
+                return Err(FfiError::invalid_argument("type or value is missing"));
+            };
             if ptr.is_null() {
                 return Err(FfiError::invalid_argument("value is null"));
             }
             match kind {
-                sys::XLA_FFI_AttrType_SCALAR => Scalar::from_raw(&*ptr.cast()).map(AttrValue::Scalar),
+                sys::XLA_FFI_AttrType_SCALAR => {
+                    Scalar::from_raw(&*ptr.cast()).map(AttrValue::Scalar)
+                }
                 sys::XLA_FFI_AttrType_STRING => Ok(AttrValue::String(bytes(&*ptr.cast()))),
-                sys::XLA_FFI_AttrType_ARRAY => ArrayAttr::from_raw(&*ptr.cast()).map(AttrValue::Array),
-                sys::XLA_FFI_AttrType_DICTIONARY => Ok(AttrValue::Dict(Attrs { raw: &*ptr.cast() })),
-                other => Err(FfiError::unimplemented(format!("unsupported attribute kind {other}"))),
+                sys::XLA_FFI_AttrType_ARRAY => {
+                    ArrayAttr::from_raw(&*ptr.cast()).map(AttrValue::Array)
+                }
+                sys::XLA_FFI_AttrType_DICTIONARY => {
+                    Ok(AttrValue::Dict(Attrs { raw: &*ptr.cast() }))
+                }
+                other => Err(FfiError::unimplemented(format!(
+                    "unsupported attribute kind {other}"
+                ))),
             }
         }
     }
@@ -667,7 +765,10 @@ impl fmt::Debug for ArrayAttr<'_> {
 }
 
 fn mismatch(name: &str, expected: &str, got: &AttrValue<'_>) -> FfiError {
-    FfiError::invalid_argument(format!("attribute '{name}': expected {expected}, got {}", got.describe()))
+    FfiError::invalid_argument(format!(
+        "attribute '{name}': expected {expected}, got {}",
+        got.describe()
+    ))
 }
 
 impl AttrValue<'_> {
@@ -710,7 +811,11 @@ impl Scalar {
             DataType::C64 => Scalar::C64(get(p)),
             DataType::C128 => Scalar::C128(get(p)),
             other if other.size_bytes() == 1 => Scalar::Other(other, get(p)),
-            other => return Err(FfiError::unimplemented(format!("{other} scalars are not supported"))),
+            other => {
+                return Err(FfiError::unimplemented(format!(
+                    "{other} scalars are not supported"
+                )))
+            }
         })
     }
 
@@ -779,7 +884,12 @@ fn f16_to_f64(bits: u16) -> f64 {
 impl<'a> ArrayAttr<'a> {
     unsafe fn from_raw(raw: &'a sys::XLA_FFI_Array) -> Result<ArrayAttr<'a>, FfiError> {
         let dtype = dtype_of(raw.dtype, "array")?;
-        Ok(ArrayAttr { dtype, len: raw.size, data: raw.data, _borrow: PhantomData })
+        Ok(ArrayAttr {
+            dtype,
+            len: raw.size,
+            data: raw.data,
+            _borrow: PhantomData,
+        })
     }
 
     pub fn dtype(&self) -> DataType {

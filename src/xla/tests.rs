@@ -32,10 +32,16 @@ fn leak_slice<T: Clone>(values: &[T]) -> *mut T {
 }
 
 fn fake_error(code: sys::XLA_FFI_Error_Code, message: &str) -> *mut sys::XLA_FFI_Error {
-    leak(FakeError { code, message: CString::new(message).unwrap() }).cast()
+    leak(FakeError {
+        code,
+        message: CString::new(message).unwrap(),
+    })
+    .cast()
 }
 
-unsafe extern "C" fn fake_error_create(args: *mut sys::XLA_FFI_Error_Create_Args) -> *mut sys::XLA_FFI_Error {
+unsafe extern "C" fn fake_error_create(
+    args: *mut sys::XLA_FFI_Error_Create_Args,
+) -> *mut sys::XLA_FFI_Error {
     let args = &*args;
     assert!(args.struct_size >= sys::XLA_FFI_Error_Create_Args_STRUCT_SIZE as usize);
     fake_error(args.errc, CStr::from_ptr(args.message).to_str().unwrap())
@@ -61,31 +67,49 @@ unsafe extern "C" fn fake_error_destroy(args: *mut sys::XLA_FFI_Error_Destroy_Ar
 const FAKE_STREAM: usize = 0x5713_ea11;
 
 /// Like XLA: a stream only exists on GPU, which fabricated frames signal with a non-null ctx.
-unsafe extern "C" fn fake_stream_get(args: *mut sys::XLA_FFI_Stream_Get_Args) -> *mut sys::XLA_FFI_Error {
+unsafe extern "C" fn fake_stream_get(
+    args: *mut sys::XLA_FFI_Stream_Get_Args,
+) -> *mut sys::XLA_FFI_Error {
     if (*args).ctx.is_null() {
-        return fake_error(sys::XLA_FFI_Error_Code_UNIMPLEMENTED, "XLA FFI GPU context is not available");
+        return fake_error(
+            sys::XLA_FFI_Error_Code_UNIMPLEMENTED,
+            "XLA FFI GPU context is not available",
+        );
     }
     (*args).stream = FAKE_STREAM as *mut c_void;
     ptr::null_mut()
 }
 
-unsafe extern "C" fn fake_allocate(args: *mut sys::XLA_FFI_DeviceMemory_Allocate_Args) -> *mut sys::XLA_FFI_Error {
+unsafe extern "C" fn fake_allocate(
+    args: *mut sys::XLA_FFI_DeviceMemory_Allocate_Args,
+) -> *mut sys::XLA_FFI_Error {
     let args = &mut *args;
     let data = alloc(Layout::from_size_align(args.size, args.alignment).unwrap());
-    LIVE_ALLOCATIONS.with(|live| live.borrow_mut().push((data as usize, args.size, args.alignment)));
+    LIVE_ALLOCATIONS.with(|live| {
+        live.borrow_mut()
+            .push((data as usize, args.size, args.alignment))
+    });
     args.data = data.cast();
     ptr::null_mut()
 }
 
-unsafe extern "C" fn fake_free(args: *mut sys::XLA_FFI_DeviceMemory_Free_Args) -> *mut sys::XLA_FFI_Error {
+unsafe extern "C" fn fake_free(
+    args: *mut sys::XLA_FFI_DeviceMemory_Free_Args,
+) -> *mut sys::XLA_FFI_Error {
     let args = &*args;
     let (_, size, alignment) = LIVE_ALLOCATIONS.with(|live| {
         let mut live = live.borrow_mut();
-        let at = live.iter().position(|&(p, ..)| p == args.data as usize).expect("freeing a live block");
+        let at = live
+            .iter()
+            .position(|&(p, ..)| p == args.data as usize)
+            .expect("freeing a live block");
         live.remove(at)
     });
     assert_eq!(size, args.size, "freed with the allocated size");
-    dealloc(args.data.cast(), Layout::from_size_align(size, alignment).unwrap());
+    dealloc(
+        args.data.cast(),
+        Layout::from_size_align(size, alignment).unwrap(),
+    );
     ptr::null_mut()
 }
 
@@ -114,7 +138,10 @@ fn take(error: *mut sys::XLA_FFI_Error) -> (ErrorCode, String) {
     assert!(!error.is_null(), "expected an error, got success");
     // SAFETY: every error in these tests is a `FakeError` made by `fake_error`.
     let error = unsafe { Box::from_raw(error.cast::<FakeError>()) };
-    (ErrorCode::from_raw(error.code), error.message.to_str().unwrap().to_owned())
+    (
+        ErrorCode::from_raw(error.code),
+        error.message.to_str().unwrap().to_owned(),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -135,12 +162,18 @@ fn buffer<T: Clone>(dtype: DataType, dims: &[i64], data: &[T]) -> *mut c_void {
 }
 
 fn scalar<T>(dtype: DataType, value: T) -> Attr {
-    let raw = sys::XLA_FFI_Scalar { dtype: dtype.to_raw(), value: leak(value).cast() };
+    let raw = sys::XLA_FFI_Scalar {
+        dtype: dtype.to_raw(),
+        value: leak(value).cast(),
+    };
     (sys::XLA_FFI_AttrType_SCALAR, leak(raw).cast())
 }
 
 fn span(bytes: &[u8]) -> sys::XLA_FFI_ByteSpan {
-    sys::XLA_FFI_ByteSpan { ptr: leak_slice(bytes).cast_const().cast(), len: bytes.len() }
+    sys::XLA_FFI_ByteSpan {
+        ptr: leak_slice(bytes).cast_const().cast(),
+        len: bytes.len(),
+    }
 }
 
 fn string(bytes: &[u8]) -> Attr {
@@ -148,13 +181,20 @@ fn string(bytes: &[u8]) -> Attr {
 }
 
 fn array<T: Clone>(dtype: DataType, values: &[T]) -> Attr {
-    let raw = sys::XLA_FFI_Array { dtype: dtype.to_raw(), size: values.len(), data: leak_slice(values).cast() };
+    let raw = sys::XLA_FFI_Array {
+        dtype: dtype.to_raw(),
+        size: values.len(),
+        data: leak_slice(values).cast(),
+    };
     (sys::XLA_FFI_AttrType_ARRAY, leak(raw).cast())
 }
 
 fn attrs(entries: &[(&str, Attr)]) -> sys::XLA_FFI_Attrs {
     let types: Vec<_> = entries.iter().map(|(_, (kind, _))| *kind).collect();
-    let names: Vec<_> = entries.iter().map(|(name, _)| leak(span(name.as_bytes()))).collect();
+    let names: Vec<_> = entries
+        .iter()
+        .map(|(name, _)| leak(span(name.as_bytes())))
+        .collect();
     let values: Vec<_> = entries.iter().map(|(_, (_, value))| *value).collect();
     sys::XLA_FFI_Attrs {
         struct_size: sys::XLA_FFI_Attrs_STRUCT_SIZE as usize,
@@ -167,11 +207,18 @@ fn attrs(entries: &[(&str, Attr)]) -> sys::XLA_FFI_Attrs {
 }
 
 fn dict(entries: &[(&str, Attr)]) -> Attr {
-    (sys::XLA_FFI_AttrType_DICTIONARY, leak(attrs(entries)).cast())
+    (
+        sys::XLA_FFI_AttrType_DICTIONARY,
+        leak(attrs(entries)).cast(),
+    )
 }
 
 /// A GPU-like execution frame (non-null ctx) on the fake api.
-fn frame(args: &[*mut c_void], rets: &[*mut c_void], attributes: &[(&str, Attr)]) -> *mut sys::XLA_FFI_CallFrame {
+fn frame(
+    args: &[*mut c_void],
+    rets: &[*mut c_void],
+    attributes: &[(&str, Attr)],
+) -> *mut sys::XLA_FFI_CallFrame {
     let mut frame = sys::XLA_FFI_CallFrame {
         struct_size: std::mem::size_of::<sys::XLA_FFI_CallFrame>(),
         api: fake_api(),
@@ -202,17 +249,29 @@ fn run(
 }
 
 /// Runs `check` on the attributes of a frame carrying `entries`.
-fn with_attrs(entries: &[(&str, Attr)], check: impl FnOnce(Attrs<'_>) -> Result<(), FfiError>) -> Option<(ErrorCode, String)> {
+fn with_attrs(
+    entries: &[(&str, Attr)],
+    check: impl FnOnce(Attrs<'_>) -> Result<(), FfiError>,
+) -> Option<(ErrorCode, String)> {
     run(frame(&[], &[], entries), |call| check(call.attrs()?))
 }
 
 /// The frame XLA sends when it asks a handler for its metadata (no api, no arguments), and the
 /// metadata the handler should fill; `traits` starts non-zero to see it cleared.
-fn metadata_frame(metadata_size: usize) -> (*mut sys::XLA_FFI_CallFrame, *const sys::XLA_FFI_Metadata) {
-    let mut metadata = sys::XLA_FFI_Metadata { struct_size: metadata_size, traits: 0xff, ..Default::default() };
+fn metadata_frame(
+    metadata_size: usize,
+) -> (*mut sys::XLA_FFI_CallFrame, *const sys::XLA_FFI_Metadata) {
+    let mut metadata = sys::XLA_FFI_Metadata {
+        struct_size: metadata_size,
+        traits: 0xff,
+        ..Default::default()
+    };
     metadata.api_version.struct_size = sys::XLA_FFI_Api_Version_STRUCT_SIZE as usize;
     let metadata = leak(metadata);
-    let mut extension = sys::XLA_FFI_Metadata_Extension { metadata, ..Default::default() };
+    let mut extension = sys::XLA_FFI_Metadata_Extension {
+        metadata,
+        ..Default::default()
+    };
     extension.extension_base.struct_size = sys::XLA_FFI_Metadata_Extension_STRUCT_SIZE as usize;
     extension.extension_base.type_ = sys::XLA_FFI_Extension_Metadata;
     let frame = sys::XLA_FFI_CallFrame {
@@ -247,10 +306,19 @@ fn metadata_handshake_reports_version_and_skips_handler() {
     assert!(!called, "a metadata request must not run the handler");
     // SAFETY: leaked by `metadata_frame`.
     let metadata = unsafe { &*metadata };
-    let version = (metadata.api_version.major_version, metadata.api_version.minor_version);
+    let version = (
+        metadata.api_version.major_version,
+        metadata.api_version.minor_version,
+    );
     assert_eq!(version, REPORTED_API_VERSION);
-    assert!(version <= (0, 3), "jaxlib 0.10.2 only accepts 0.3, got {version:?}");
-    assert_eq!(metadata.api_version.struct_size, sys::XLA_FFI_Api_Version_STRUCT_SIZE as usize);
+    assert!(
+        version <= (0, 3),
+        "jaxlib 0.10.2 only accepts 0.3, got {version:?}"
+    );
+    assert_eq!(
+        metadata.api_version.struct_size,
+        sys::XLA_FFI_Api_Version_STRUCT_SIZE as usize
+    );
     assert_eq!(metadata.traits, 0);
 }
 
@@ -264,7 +332,10 @@ fn metadata_extension_is_found_further_down_the_chain() {
         other.extension_base.next = (*frame).extension_start;
         (*frame).extension_start = leak(other).cast();
         assert_eq!(run(frame, |_| panic!("handler must not run")), None);
-        assert_eq!((*metadata).api_version.minor_version, REPORTED_API_VERSION.1);
+        assert_eq!(
+            (*metadata).api_version.minor_version,
+            REPORTED_API_VERSION.1
+        );
     }
 }
 
@@ -290,7 +361,10 @@ fn reported_version_is_never_newer_than_header_or_oldest_runtime() {
 
 #[test]
 fn null_frame_returns_null_without_calling_handler() {
-    assert_eq!(run(ptr::null_mut(), |_| panic!("handler must not run")), None);
+    assert_eq!(
+        run(ptr::null_mut(), |_| panic!("handler must not run")),
+        None
+    );
 }
 
 #[test]
@@ -300,7 +374,10 @@ fn undersized_call_frame_is_an_error() {
     unsafe { (*frame).struct_size = 16 };
     let (code, message) = run(frame, |_| Ok(())).expect("an error");
     assert_eq!(code, ErrorCode::InvalidArgument);
-    assert!(message.starts_with("XLA_FFI_CallFrame is 16 bytes"), "{message}");
+    assert!(
+        message.starts_with("XLA_FFI_CallFrame is 16 bytes"),
+        "{message}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -315,12 +392,21 @@ fn buffers_decode_with_dtype_dims_and_data() {
     let error = run(frame, |call| {
         assert_eq!((call.num_args(), call.num_rets()), (2, 1));
         let x = call.arg(0)?;
-        assert_eq!((x.role, x.dtype, x.dims), (BufferRole::Argument, DataType::F32, &[2i64, 3][..]));
+        assert_eq!(
+            (x.role, x.dtype, x.dims),
+            (BufferRole::Argument, DataType::F32, &[2i64, 3][..])
+        );
         assert_eq!((x.rank(), x.element_count(), x.size_bytes()), (2, 6, 24));
         x.expect("x", DataType::F32, &[2, 3])?;
-        assert_eq!(unsafe { x.as_slice::<f32>()? }, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(
+            unsafe { x.as_slice::<f32>()? },
+            &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+        );
         let t0 = call.arg(1)?;
-        assert_eq!((t0.rank(), t0.element_count(), t0.to_string()), (0, 1, "int32[]".to_owned()));
+        assert_eq!(
+            (t0.rank(), t0.element_count(), t0.to_string()),
+            (0, 1, "int32[]".to_owned())
+        );
         assert_eq!(unsafe { t0.as_slice::<i32>()? }, &[7]);
         let out = call.ret(0)?;
         assert_eq!(out.role, BufferRole::Result);
@@ -331,7 +417,9 @@ fn buffers_decode_with_dtype_dims_and_data() {
     });
     assert_eq!(error, None);
     // SAFETY: `out` is the leaked XLA_FFI_Buffer written above.
-    let written = unsafe { std::slice::from_raw_parts((*out.cast::<sys::XLA_FFI_Buffer>()).data.cast::<f64>(), 4) };
+    let written = unsafe {
+        std::slice::from_raw_parts((*out.cast::<sys::XLA_FFI_Buffer>()).data.cast::<f64>(), 4)
+    };
     assert_eq!(written, &[1.5, 2.5, 3.5, 4.5]);
 }
 
@@ -339,18 +427,29 @@ fn buffers_decode_with_dtype_dims_and_data() {
 fn dtype_mismatch_names_the_argument() {
     let v = buffer(DataType::F64, &[1000], &[0.0f64; 1000]);
     let frame = frame(&[v], &[], &[]);
-    let (code, message) = run(frame, |call| call.arg(0)?.expect("v", DataType::F32, &[1000])).expect("an error");
+    let (code, message) = run(frame, |call| {
+        call.arg(0)?.expect("v", DataType::F32, &[1000])
+    })
+    .expect("an error");
     assert_eq!(code, ErrorCode::InvalidArgument);
-    assert_eq!(message, "argument 'v': expected float32[1000], got float64[1000]");
+    assert_eq!(
+        message,
+        "argument 'v': expected float32[1000], got float64[1000]"
+    );
 }
 
 #[test]
 fn shape_mismatch_names_the_result() {
     let count = buffer(DataType::S32, &[9], &[0i32; 9]);
     let frame = frame(&[], &[count], &[]);
-    let (_, message) =
-        run(frame, |call| call.ret(0)?.expect("spike_count", DataType::S32, &[10])).expect("an error");
-    assert_eq!(message, "result 'spike_count': expected int32[10], got int32[9]");
+    let (_, message) = run(frame, |call| {
+        call.ret(0)?.expect("spike_count", DataType::S32, &[10])
+    })
+    .expect("an error");
+    assert_eq!(
+        message,
+        "result 'spike_count': expected int32[10], got int32[9]"
+    );
 }
 
 #[test]
@@ -359,12 +458,18 @@ fn buffer_access_errors() {
     let frame = frame(&[x], &[], &[]);
     let error = run(frame, |call| {
         let out_of_range = call.arg(3).unwrap_err();
-        assert_eq!(out_of_range.message, "argument 3 requested but the call has 1 arguments");
+        assert_eq!(
+            out_of_range.message,
+            "argument 3 requested but the call has 1 arguments"
+        );
         assert!(call.ret(0).is_err());
         let wrong_type = unsafe { call.arg(0)?.as_slice::<f32>() }.unwrap_err();
         assert_eq!(wrong_type.message, "expected float32, got float64");
         let dtype_only = call.arg(0)?.expect_dtype("w", DataType::S64).unwrap_err();
-        assert_eq!(dtype_only.message, "argument 'w': expected int64, got float64[2]");
+        assert_eq!(
+            dtype_only.message,
+            "argument 'w': expected int64, got float64[2]"
+        );
         Ok(())
     });
     assert_eq!(error, None);
@@ -419,7 +524,16 @@ fn every_scalar_dtype_decodes() {
                 other => panic!("{name}: {other:?}"),
             }
         }
-        let widths = [("s8", -8), ("s16", -16), ("s32", -32), ("s64", -64), ("u8", 8), ("u16", 16), ("u32", 32), ("u64", 64)];
+        let widths = [
+            ("s8", -8),
+            ("s16", -16),
+            ("s32", -32),
+            ("s64", -64),
+            ("u8", 8),
+            ("u16", 16),
+            ("u32", 32),
+            ("u64", 64),
+        ];
         for (name, want) in widths {
             assert_eq!(attrs.get_i64(name)?, want, "any integer width: {name}");
         }
@@ -427,7 +541,11 @@ fn every_scalar_dtype_decodes() {
         assert_eq!(attrs.get_f64("bf16")?, 1.5);
         assert_eq!(attrs.get_f64("f32")?, 0.25);
         assert_eq!(attrs.get_f64("f64")?, -0.1);
-        assert_eq!(attrs.get_f64("s64")?, -64.0, "an int where a float was meant");
+        assert_eq!(
+            attrs.get_f64("s64")?,
+            -64.0,
+            "an int where a float was meant"
+        );
         assert!(attrs.get_bool("pred")?);
         assert_eq!(attrs.get_usize("u16")?, 16);
         Ok(())
@@ -449,7 +567,13 @@ fn strings_arrays_and_nested_dicts_decode() {
             dict(&[
                 ("method", string(b"rk4")),
                 ("steps", scalar(DataType::S64, 100i64)),
-                ("inner", dict(&[("tau", scalar(DataType::F64, 10.0f64)), ("ids", array(DataType::S32, &[4i32, 5]))])),
+                (
+                    "inner",
+                    dict(&[
+                        ("tau", scalar(DataType::F64, 10.0f64)),
+                        ("ids", array(DataType::S32, &[4i32, 5])),
+                    ]),
+                ),
             ]),
         ),
     ];
@@ -460,17 +584,29 @@ fn strings_arrays_and_nested_dicts_decode() {
         assert_eq!(attrs.get_slice::<f32>("weights")?, &[0.5, 1.5]);
         assert_eq!(attrs.get_slice::<bool>("mask")?, &[true, false]);
         let none = attrs.get_array("none")?;
-        assert_eq!((none.dtype(), none.len(), none.is_empty()), (DataType::F64, 0, true));
+        assert_eq!(
+            (none.dtype(), none.len(), none.is_empty()),
+            (DataType::F64, 0, true)
+        );
         assert_eq!(none.as_slice::<f64>()?, &[] as &[f64]);
         let cfg = attrs.get_dict("cfg")?;
-        assert_eq!((cfg.len(), cfg.get_str("method")?, cfg.get_i64("steps")?), (3, "rk4", 100));
+        assert_eq!(
+            (cfg.len(), cfg.get_str("method")?, cfg.get_i64("steps")?),
+            (3, "rk4", 100)
+        );
         let inner = cfg.get_dict("inner")?;
         assert_eq!(inner.get_f64("tau")?, 10.0);
         assert_eq!(inner.get_slice::<i32>("ids")?, &[4, 5]);
         assert!(matches!(attrs.get("cfg"), Some(AttrValue::Dict(d)) if d.contains("inner")));
-        assert_eq!(attrs.names(), ["spec", "empty", "offsets", "weights", "mask", "none", "cfg"]);
+        assert_eq!(
+            attrs.names(),
+            ["spec", "empty", "offsets", "weights", "mask", "none", "cfg"]
+        );
         let debug = format!("{attrs:?}");
-        assert!(debug.contains("\"method\": \"rk4\"") && debug.contains("\"ids\": int32[2]"), "{debug}");
+        assert!(
+            debug.contains("\"method\": \"rk4\"") && debug.contains("\"ids\": int32[2]"),
+            "{debug}"
+        );
         Ok(())
     });
     assert_eq!(error, None);
@@ -488,18 +624,53 @@ fn attribute_errors_name_the_attribute() {
         ("weird", (99, leak(0u64).cast())),
     ];
     let error = with_attrs(&entries, |attrs| {
-        assert_eq!(err(attrs.get_i64("n_inner")), "attribute 'n_inner' is missing");
-        assert_eq!(err(attrs.get_i64("spec")), "attribute 'spec': expected an integer scalar, got string");
-        assert_eq!(err(attrs.get_i64("dt")), "attribute 'dt': expected an integer scalar, got float64 scalar");
-        assert_eq!(err(attrs.get_f64("spec")), "attribute 'spec': expected a real scalar, got string");
-        assert_eq!(err(attrs.get_bool("steps")), "attribute 'steps': expected a bool scalar, got int64 scalar");
-        assert_eq!(err(attrs.get_str("ids")), "attribute 'ids': expected a string, got array of int32");
-        assert_eq!(err(attrs.get_dict("spec")), "attribute 'spec': expected a dictionary, got string");
-        assert_eq!(err(attrs.get_usize("steps")), "attribute 'steps': expected a non-negative integer, got -3");
-        assert_eq!(err(attrs.get_i64("big")), "attribute 'big': U64(18446744073709551615) does not fit in int64");
-        assert!(err(attrs.get_str("bad_utf8")).starts_with("attribute 'bad_utf8': string is not UTF-8"));
-        assert_eq!(err(attrs.get_slice::<i64>("ids")), "attribute 'ids': expected an array of int64, got array of int32");
-        assert_eq!(err(attrs.get_i64("weird")), "attribute 'weird': unsupported attribute kind 99");
+        assert_eq!(
+            err(attrs.get_i64("n_inner")),
+            "attribute 'n_inner' is missing"
+        );
+        assert_eq!(
+            err(attrs.get_i64("spec")),
+            "attribute 'spec': expected an integer scalar, got string"
+        );
+        assert_eq!(
+            err(attrs.get_i64("dt")),
+            "attribute 'dt': expected an integer scalar, got float64 scalar"
+        );
+        assert_eq!(
+            err(attrs.get_f64("spec")),
+            "attribute 'spec': expected a real scalar, got string"
+        );
+        assert_eq!(
+            err(attrs.get_bool("steps")),
+            "attribute 'steps': expected a bool scalar, got int64 scalar"
+        );
+        assert_eq!(
+            err(attrs.get_str("ids")),
+            "attribute 'ids': expected a string, got array of int32"
+        );
+        assert_eq!(
+            err(attrs.get_dict("spec")),
+            "attribute 'spec': expected a dictionary, got string"
+        );
+        assert_eq!(
+            err(attrs.get_usize("steps")),
+            "attribute 'steps': expected a non-negative integer, got -3"
+        );
+        assert_eq!(
+            err(attrs.get_i64("big")),
+            "attribute 'big': U64(18446744073709551615) does not fit in int64"
+        );
+        assert!(
+            err(attrs.get_str("bad_utf8")).starts_with("attribute 'bad_utf8': string is not UTF-8")
+        );
+        assert_eq!(
+            err(attrs.get_slice::<i64>("ids")),
+            "attribute 'ids': expected an array of int64, got array of int32"
+        );
+        assert_eq!(
+            err(attrs.get_i64("weird")),
+            "attribute 'weird': unsupported attribute kind 99"
+        );
         assert!(attrs.get("weird").is_none());
         assert!(attrs.get("absent").is_none());
         assert_eq!(attrs.iter().filter(Result::is_err).count(), 1);
@@ -511,9 +682,13 @@ fn attribute_errors_name_the_attribute() {
 #[test]
 fn attribute_error_reaches_xla_with_code_and_message() {
     let entries = [("steps", string(b"ten"))];
-    let (code, message) = with_attrs(&entries, |attrs| attrs.get_i64("steps").map(drop)).expect("an error");
+    let (code, message) =
+        with_attrs(&entries, |attrs| attrs.get_i64("steps").map(drop)).expect("an error");
     assert_eq!(code, ErrorCode::InvalidArgument);
-    assert_eq!(message, "attribute 'steps': expected an integer scalar, got string");
+    assert_eq!(
+        message,
+        "attribute 'steps': expected an integer scalar, got string"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -522,14 +697,25 @@ fn attribute_error_reaches_xla_with_code_and_message() {
 #[test]
 fn handler_error_becomes_an_xla_error() {
     let frame = frame(&[], &[], &[]);
-    let error = run(frame, |_| Err(FfiError::unimplemented("rk4 on cpu").context("sf_lif_cpu")));
-    assert_eq!(error, Some((ErrorCode::Unimplemented, "sf_lif_cpu: rk4 on cpu".to_owned())));
+    let error = run(frame, |_| {
+        Err(FfiError::unimplemented("rk4 on cpu").context("sf_lif_cpu"))
+    });
+    assert_eq!(
+        error,
+        Some((
+            ErrorCode::Unimplemented,
+            "sf_lif_cpu: rk4 on cpu".to_owned()
+        ))
+    );
 }
 
 #[test]
 fn panicking_handler_becomes_an_internal_error() {
     let (code, message) = run(frame(&[], &[], &[]), |_| panic!("boom {}", 42)).expect("an error");
-    assert_eq!((code, message.as_str()), (ErrorCode::Internal, "handler panicked: boom 42"));
+    assert_eq!(
+        (code, message.as_str()),
+        (ErrorCode::Internal, "handler panicked: boom 42")
+    );
     let (_, message) = run(frame(&[], &[], &[]), |_| panic!("static str")).expect("an error");
     assert_eq!(message, "handler panicked: static str");
     let (_, message) = run(frame(&[], &[], &[]), |_| std::panic::panic_any(7u8)).expect("an error");
@@ -541,12 +727,16 @@ fn error_without_api_table_returns_null_rather_than_crashing() {
     let frame = frame(&[], &[], &[]);
     // SAFETY: just leaked.
     unsafe { (*frame).api = ptr::null() };
-    assert_eq!(run(frame, |_| Err(FfiError::internal("nowhere to go"))), None);
+    assert_eq!(
+        run(frame, |_| Err(FfiError::internal("nowhere to go"))),
+        None
+    );
 }
 
 #[test]
 fn interior_nul_does_not_truncate_message() {
-    let (_, message) = run(frame(&[], &[], &[]), |_| Err(FfiError::internal("a\0b"))).expect("an error");
+    let (_, message) =
+        run(frame(&[], &[], &[]), |_| Err(FfiError::internal("a\0b"))).expect("an error");
     assert_eq!(message, "ab");
 }
 
@@ -554,9 +744,22 @@ fn interior_nul_does_not_truncate_message() {
 fn error_codes_round_trip() {
     use ErrorCode::*;
     let all = [
-        Cancelled, Unknown, InvalidArgument, DeadlineExceeded, NotFound, AlreadyExists, PermissionDenied,
-        ResourceExhausted, FailedPrecondition, Aborted, OutOfRange, Unimplemented, Internal, Unavailable,
-        DataLoss, Unauthenticated,
+        Cancelled,
+        Unknown,
+        InvalidArgument,
+        DeadlineExceeded,
+        NotFound,
+        AlreadyExists,
+        PermissionDenied,
+        ResourceExhausted,
+        FailedPrecondition,
+        Aborted,
+        OutOfRange,
+        Unimplemented,
+        Internal,
+        Unavailable,
+        DataLoss,
+        Unauthenticated,
     ];
     for (i, code) in all.into_iter().enumerate() {
         assert_eq!(code.to_raw(), i as u32 + 1, "{code:?} has abseil's number");
@@ -588,12 +791,20 @@ fn api_errors_are_converted_and_destroyed() {
     let error = run(frame, |call| {
         let error = call.stream().unwrap_err();
         assert_eq!(error.message, "XLA FFI GPU context is not available");
-        let expected_code = if cfg!(xla_ffi_error_get_details) { ErrorCode::Unimplemented } else { ErrorCode::Unknown };
+        let expected_code = if cfg!(xla_ffi_error_get_details) {
+            ErrorCode::Unimplemented
+        } else {
+            ErrorCode::Unknown
+        };
         assert_eq!(error.code, expected_code);
         Ok(())
     });
     assert_eq!(error, None);
-    assert_eq!(DESTROYED_ERRORS.with(Cell::get), before + 1, "XLA's error is destroyed once");
+    assert_eq!(
+        DESTROYED_ERRORS.with(Cell::get),
+        before + 1,
+        "XLA's error is destroyed once"
+    );
 }
 
 #[test]
@@ -621,7 +832,11 @@ fn short_api_table_is_an_error_not_a_read_past_its_end() {
     let error = run(frame, |call| {
         let error = call.stream().unwrap_err();
         assert_eq!(error.code, ErrorCode::Unimplemented);
-        assert!(error.message.contains("too old to have XLA_FFI_Stream_Get"), "{}", error.message);
+        assert!(
+            error.message.contains("too old to have XLA_FFI_Stream_Get"),
+            "{}",
+            error.message
+        );
         Ok(())
     });
     assert_eq!(error, None);
@@ -644,13 +859,19 @@ fn dtype_table_matches_header_and_numpy() {
         (DataType::BF16, 16, "bfloat16", 2),
         (DataType::C128, 18, "complex128", 16),
     ] {
-        assert_eq!((dtype.to_raw(), dtype.name(), dtype.size_bytes()), (raw, name, size));
+        assert_eq!(
+            (dtype.to_raw(), dtype.name(), dtype.size_bytes()),
+            (raw, name, size)
+        );
         assert_eq!(DataType::from_raw(raw), Some(dtype));
     }
     assert_eq!(DataType::all().count(), 31);
     for dtype in DataType::all() {
         assert_eq!(DataType::from_raw(dtype.to_raw()), Some(dtype));
-        assert_eq!(DataType::all().filter(|d| d.name() == dtype.name()).count(), 1);
+        assert_eq!(
+            DataType::all().filter(|d| d.name() == dtype.name()).count(),
+            1
+        );
     }
     assert_eq!(DataType::from_raw(sys::XLA_FFI_DataType_INVALID), None);
     assert_eq!(DataType::from_raw(999), None);
@@ -659,7 +880,10 @@ fn dtype_table_matches_header_and_numpy() {
 #[test]
 fn half_precision_scalars_convert_exactly() {
     let f16 = |bits| Scalar::F16(bits).as_f64().unwrap();
-    assert_eq!((f16(0x3c00), f16(0xc000), f16(0x0001), f16(0x7bff)), (1.0, -2.0, 2f64.powi(-24), 65504.0));
+    assert_eq!(
+        (f16(0x3c00), f16(0xc000), f16(0x0001), f16(0x7bff)),
+        (1.0, -2.0, 2f64.powi(-24), 65504.0)
+    );
     assert!(f16(0x7c00).is_infinite() && f16(0x7e00).is_nan());
     assert_eq!(Scalar::BF16(0x3f80).as_f64(), Some(1.0));
     assert_eq!(Scalar::Pred(true).as_f64(), None);
@@ -680,6 +904,9 @@ fn macro_exports_a_dispatching_handler() {
     // SAFETY: as above.
     unsafe {
         assert!(sf_xla_tests_cpu(frame).is_null());
-        assert_eq!((*metadata).api_version.minor_version, REPORTED_API_VERSION.1);
+        assert_eq!(
+            (*metadata).api_version.minor_version,
+            REPORTED_API_VERSION.1
+        );
     }
 }
