@@ -3,7 +3,9 @@ use std::io::Read;
 
 fn main() {
     let mut text = String::new();
-    std::io::stdin().read_to_string(&mut text).expect("read stdin");
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .expect("read stdin");
     let spec = spikeforge::spec::ModelSpec::from_json(&text).unwrap_or_else(|e| panic!("{e}"));
     let dialect = if std::env::args().any(|a| a == "--c") {
         spikeforge::codegen::Dialect::C

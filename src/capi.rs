@@ -43,7 +43,9 @@ fn answer(arg: *const c_char, f: impl FnOnce(&str) -> Value) -> *mut c_char {
             },
         }
     };
-    CString::new(value.to_string()).map(CString::into_raw).unwrap_or(std::ptr::null_mut())
+    CString::new(value.to_string())
+        .map(CString::into_raw)
+        .unwrap_or(std::ptr::null_mut())
 }
 
 pub(crate) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
@@ -71,7 +73,11 @@ pub unsafe extern "C" fn sf_model_compile(spec_json: *const c_char) -> *mut c_ch
             Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
             Ok(ir) => {
                 let layout = codegen::layout::layout(&ir, &spec);
-                let states: Vec<&str> = ir.states.iter().map(|s| ir.symbol(s.var).name.as_str()).collect();
+                let states: Vec<&str> = ir
+                    .states
+                    .iter()
+                    .map(|s| ir.symbol(s.var).name.as_str())
+                    .collect();
                 json!({
                     "ok": true,
                     "key": spec.key(),
@@ -90,17 +96,31 @@ pub unsafe extern "C" fn sf_model_compile(spec_json: *const c_char) -> *mut c_ch
 /// # Safety
 /// Both arguments must be valid NUL-terminated strings.
 #[no_mangle]
-pub unsafe extern "C" fn sf_model_source(spec_json: *const c_char, target: *const c_char) -> *mut c_char {
-    let target = if target.is_null() { String::new() } else { CStr::from_ptr(target).to_string_lossy().into_owned() };
+pub unsafe extern "C" fn sf_model_source(
+    spec_json: *const c_char,
+    target: *const c_char,
+) -> *mut c_char {
+    let target = if target.is_null() {
+        String::new()
+    } else {
+        CStr::from_ptr(target).to_string_lossy().into_owned()
+    };
     answer(spec_json, |s| {
         let dialect = match target.as_str() {
             "cuda" => Dialect::Cuda,
             "c" | "cpu" => Dialect::C,
-            other => return error_json("usage", format!("unknown target '{other}': use 'cuda' or 'c'")),
+            other => {
+                return error_json(
+                    "usage",
+                    format!("unknown target '{other}': use 'cuda' or 'c'"),
+                )
+            }
         };
-        with_spec(s, |spec| match codegen::generate_from_spec(&spec, dialect) {
-            Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
-            Ok(k) => json!({"ok": true, "source": k.source, "entry": k.entry}),
+        with_spec(s, |spec| {
+            match codegen::generate_from_spec(&spec, dialect) {
+                Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
+                Ok(k) => json!({"ok": true, "source": k.source, "entry": k.entry}),
+            }
         })
     })
 }

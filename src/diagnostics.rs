@@ -24,7 +24,11 @@ impl Span {
         if other.line != self.line || other.col < self.col {
             return self;
         }
-        Span { line: self.line, col: self.col, len: (other.col + other.len).saturating_sub(self.col).max(1) }
+        Span {
+            line: self.line,
+            col: self.col,
+            len: (other.col + other.len).saturating_sub(self.col).max(1),
+        }
     }
 }
 
@@ -42,12 +46,21 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(field: &str, message: impl Into<String>) -> Self {
-        Diagnostic { field: field.to_string(), message: message.into(), span: None, source_line: None, suggestion: None }
+        Diagnostic {
+            field: field.to_string(),
+            message: message.into(),
+            span: None,
+            source_line: None,
+            suggestion: None,
+        }
     }
 
     /// Attaches a location inside `source` (the whole text of the field).
     pub fn at(mut self, source: &str, span: Span) -> Self {
-        self.source_line = source.lines().nth(span.line.saturating_sub(1)).map(str::to_string);
+        self.source_line = source
+            .lines()
+            .nth(span.line.saturating_sub(1))
+            .map(str::to_string);
         self.span = Some(span);
         self
     }
@@ -68,7 +81,12 @@ impl Diagnostic {
             None => out.push_str(&format!("in {}: {}", self.field, self.message)),
         }
         if let (Some(s), Some(line)) = (self.span, &self.source_line) {
-            out.push_str(&format!("\n    {}\n    {}{}", line, " ".repeat(s.col.saturating_sub(1)), "^".repeat(s.len.max(1))));
+            out.push_str(&format!(
+                "\n    {}\n    {}{}",
+                line,
+                " ".repeat(s.col.saturating_sub(1)),
+                "^".repeat(s.len.max(1))
+            ));
         }
         if let Some(sug) = &self.suggestion {
             out.push_str(&format!("\n{}", sug));
@@ -94,7 +112,11 @@ pub fn nearest_names<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -
         .collect();
     scored.sort();
     scored.dedup();
-    scored.into_iter().take(3).map(|(_, k)| k.to_string()).collect()
+    scored
+        .into_iter()
+        .take(3)
+        .map(|(_, k)| k.to_string())
+        .collect()
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -121,7 +143,10 @@ mod tests {
         let src = "dv/dt = -v/tauu : volt";
         let d = Diagnostic::new("equations", "unknown name 'tauu'").at(src, Span::new(1, 12, 4));
         let r = d.render();
-        assert!(r.starts_with("in equations, line 1, column 12: unknown name 'tauu'"), "{r}");
+        assert!(
+            r.starts_with("in equations, line 1, column 12: unknown name 'tauu'"),
+            "{r}"
+        );
         let lines: Vec<&str> = r.lines().collect();
         assert_eq!(lines[2].find('^').unwrap() - 4, 11);
         assert_eq!(lines[2].trim(), "^^^^");

@@ -28,8 +28,7 @@ def _candidates():
     if env:
         yield Path(env)
     for pattern in ("_spikeforge*.so", "libspikeforge*.so"):
-        for p in sorted(_HERE.glob(pattern)):
-            yield p
+        yield from sorted(_HERE.glob(pattern))
     repo = _HERE.parent.parent
     for profile in ("release", "debug"):
         yield repo / "target" / profile / "libspikeforge.so"

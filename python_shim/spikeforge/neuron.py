@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -86,19 +86,18 @@ def _fold(x, kind: str):
 def _batch_rule(args, dims, *, outs, shapes, **params):
     """vmap without a scan: the batch becomes more neurons of the same kernel launch."""
     size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
-    in_kinds, out_kinds = shapes
+    in_kinds, _ = shapes
     folded = []
     for a, d, kind in zip(args, dims, in_kinds):
         a = jnp.broadcast_to(a, (size,) + a.shape) if d is None else jnp.moveaxis(a, d, 0)
         folded.append(_fold(a, kind))
     new_outs = []
-    for o, kind in zip(outs, out_kinds):
+    for o in outs:
         shape = (size * o.shape[0],) + tuple(o.shape[1:])
         new_outs.append(jax.ShapeDtypeStruct(shape, o.dtype))
     res = neuron_run_p.bind(*folded, outs=tuple(new_outs), shapes=shapes, **params)
     res = [r.reshape((size,) + tuple(o.shape)) for r, o in zip(res, outs)]
     return res, [0] * len(res)
-
 
 
 # -- the model ---------------------------------------------------------------------------------
@@ -163,7 +162,8 @@ class NeuronModel:
         self.constants = dict(self._base["constants"])
 
     def __repr__(self):
-        return f"NeuronModel(states={self.state_variables}, parameters={self.parameters}, method={self._base['method']!r})"
+        method = self._base["method"]
+        return f"NeuronModel(states={self.state_variables}, parameters={self.parameters}, method={method!r})"
 
     # -- compilation ------------------------------------------------------------------------
 
@@ -187,8 +187,16 @@ class NeuronModel:
             self._variants[key] = info
         return self._variants[key]
 
-    def source(self, target: str = "cuda", *, dt: float = 0.1, dtype=jnp.float32, record: Sequence[str] = (),
-               per_neuron: Sequence[str] = (), per_step: Sequence[str] = ()) -> str:
+    def source(
+        self,
+        target: str = "cuda",
+        *,
+        dt: float = 0.1,
+        dtype=jnp.float32,
+        record: Sequence[str] = (),
+        per_neuron: Sequence[str] = (),
+        per_step: Sequence[str] = (),
+    ) -> str:
         """The generated kernel source for ``target`` ("cuda" or "c")."""
         spec = self._spec(dt=dt, dtype=_dtype_name(dtype), per_neuron=per_neuron, per_step=per_step, record=record)
         out = _native.model_source(json.dumps(spec), target)
@@ -233,8 +241,16 @@ class NeuronModel:
 
     # -- running ----------------------------------------------------------------------------
 
-    def run(self, state: Mapping, *, dt: float, steps: int, inputs: Mapping | None = None,
-            record: Sequence[str] = (), record_every: int = 1):
+    def run(
+        self,
+        state: Mapping,
+        *,
+        dt: float,
+        steps: int,
+        inputs: Mapping | None = None,
+        record: Sequence[str] = (),
+        record_every: int = 1,
+    ):
         """Advances ``state`` by ``steps`` steps of ``dt`` in one kernel launch.
 
         ``inputs`` maps parameter or constant names to per-step arrays of shape ``(steps, N)``.

@@ -10,7 +10,7 @@ under ``jax.jit``; batching, JVP and transpose rules are declared per primitive.
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np

@@ -68,10 +68,52 @@ pub struct Layout {
 
 /// C identifiers a user's variable may not take, and the prefix the kernel keeps for itself.
 const RESERVED: &[&str] = &[
-    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum", "extern",
-    "float", "for", "goto", "if", "inline", "int", "long", "register", "restrict", "return", "short", "signed",
-    "sizeof", "static", "struct", "switch", "typedef", "union", "unsigned", "void", "volatile", "while", "bool",
-    "true", "false", "new", "delete", "class", "this", "template", "namespace", "operator", "private", "public",
+    "auto",
+    "break",
+    "case",
+    "char",
+    "const",
+    "continue",
+    "default",
+    "do",
+    "double",
+    "else",
+    "enum",
+    "extern",
+    "float",
+    "for",
+    "goto",
+    "if",
+    "inline",
+    "int",
+    "long",
+    "register",
+    "restrict",
+    "return",
+    "short",
+    "signed",
+    "sizeof",
+    "static",
+    "struct",
+    "switch",
+    "typedef",
+    "union",
+    "unsigned",
+    "void",
+    "volatile",
+    "while",
+    "bool",
+    "true",
+    "false",
+    "new",
+    "delete",
+    "class",
+    "this",
+    "template",
+    "namespace",
+    "operator",
+    "private",
+    "public",
 ];
 
 /// The identifier a model variable gets in generated code: its own name unless that would clash
@@ -91,11 +133,25 @@ pub fn ident(name: &str) -> String {
 
 fn arg(ir: &NeuronIr, v: VarId, role: Role, shape: ShapeKind) -> Arg {
     let name = ir.symbol(v).name.clone();
-    Arg { ident: ident(&name), name, role, elem: ElemType::Real, shape, var: Some(v) }
+    Arg {
+        ident: ident(&name),
+        name,
+        role,
+        elem: ElemType::Real,
+        shape,
+        var: Some(v),
+    }
 }
 
 fn special(name: &str, role: Role, elem: ElemType, shape: ShapeKind) -> Arg {
-    Arg { name: name.into(), ident: format!("sf_{name}"), role, elem, shape, var: None }
+    Arg {
+        name: name.into(),
+        ident: format!("sf_{name}"),
+        role,
+        elem,
+        shape,
+        var: None,
+    }
 }
 
 pub fn layout(ir: &NeuronIr, spec: &ModelSpec) -> Layout {
@@ -104,26 +160,66 @@ pub fn layout(ir: &NeuronIr, spec: &ModelSpec) -> Layout {
     let written = ir.written_params();
     let refractory = match ir.refractory {
         RefractoryIr::None => None,
-        RefractoryIr::Duration(_) => Some(special("lastspike_step", Role::LastspikeStep, ElemType::Int32, ShapeKind::Neuron)),
-        RefractoryIr::Condition(_) => Some(special("not_refractory", Role::NotRefractory, ElemType::Bool, ShapeKind::Neuron)),
+        RefractoryIr::Duration(_) => Some(special(
+            "lastspike_step",
+            Role::LastspikeStep,
+            ElemType::Int32,
+            ShapeKind::Neuron,
+        )),
+        RefractoryIr::Condition(_) => Some(special(
+            "not_refractory",
+            Role::NotRefractory,
+            ElemType::Bool,
+            ShapeKind::Neuron,
+        )),
     };
     let mut inputs = Vec::new();
-    inputs.extend(states.iter().map(|v| arg(ir, *v, Role::State, ShapeKind::Neuron)));
-    inputs.extend(params.iter().map(|v| arg(ir, *v, Role::Param, ShapeKind::Neuron)));
+    inputs.extend(
+        states
+            .iter()
+            .map(|v| arg(ir, *v, Role::State, ShapeKind::Neuron)),
+    );
+    inputs.extend(
+        params
+            .iter()
+            .map(|v| arg(ir, *v, Role::Param, ShapeKind::Neuron)),
+    );
     inputs.extend(refractory.clone());
     inputs.extend(
         ir.vars_of_kind(&SymbolKind::PerNeuronConstant)
             .iter()
             .map(|v| arg(ir, *v, Role::PerNeuronConstant, ShapeKind::Neuron)),
     );
-    inputs.extend(ir.vars_of_kind(&SymbolKind::PerStep).iter().map(|v| arg(ir, *v, Role::PerStep, ShapeKind::PerStep)));
-    inputs.push(special("t0", Role::StartStep, ElemType::Int32, ShapeKind::Batch));
+    inputs.extend(
+        ir.vars_of_kind(&SymbolKind::PerStep)
+            .iter()
+            .map(|v| arg(ir, *v, Role::PerStep, ShapeKind::PerStep)),
+    );
+    inputs.push(special(
+        "t0",
+        Role::StartStep,
+        ElemType::Int32,
+        ShapeKind::Batch,
+    ));
 
     let mut outputs = Vec::new();
-    outputs.extend(states.iter().map(|v| arg(ir, *v, Role::State, ShapeKind::Neuron)));
-    outputs.extend(written.iter().map(|v| arg(ir, *v, Role::Param, ShapeKind::Neuron)));
+    outputs.extend(
+        states
+            .iter()
+            .map(|v| arg(ir, *v, Role::State, ShapeKind::Neuron)),
+    );
+    outputs.extend(
+        written
+            .iter()
+            .map(|v| arg(ir, *v, Role::Param, ShapeKind::Neuron)),
+    );
     outputs.extend(refractory);
-    outputs.push(special("spike_count", Role::SpikeCount, ElemType::Int32, ShapeKind::Neuron));
+    outputs.push(special(
+        "spike_count",
+        Role::SpikeCount,
+        ElemType::Int32,
+        ShapeKind::Neuron,
+    ));
     for name in &spec.record {
         outputs.push(Arg {
             name: format!("trace:{name}"),

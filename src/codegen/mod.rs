@@ -12,7 +12,10 @@ use crate::diagnostics::Diagnostic;
 use crate::spec::ModelSpec;
 
 /// Parses, lowers and generates the kernel for one dialect: the whole path from spec to source.
-pub fn generate_from_spec(spec: &ModelSpec, dialect: Dialect) -> Result<GeneratedKernel, Diagnostic> {
+pub fn generate_from_spec(
+    spec: &ModelSpec,
+    dialect: Dialect,
+) -> Result<GeneratedKernel, Diagnostic> {
     let ir = crate::ir::lower(spec)?;
     Ok(generate(&ir, spec, dialect))
 }

@@ -49,11 +49,18 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec) -> StepDag {
                 (true, Some(nr)) => arena.select(nr, s.derivative, zero),
                 _ => s.derivative,
             };
-            Ode { var: s.var, derivative }
+            Ode {
+                var: s.var,
+                derivative,
+            }
         })
         .collect();
     let integrated = integrators::step(&mut arena, &odes, spec.method, spec.dt);
-    let after_step: HashMap<VarId, ExprId> = odes.iter().zip(&integrated).map(|(o, x)| (o.var, *x)).collect();
+    let after_step: HashMap<VarId, ExprId> = odes
+        .iter()
+        .zip(&integrated)
+        .map(|(o, x)| (o.var, *x))
+        .collect();
 
     let spike = ir.threshold.map(|thr| {
         let crossed = arena.substitute(thr, &after_step);
@@ -69,10 +76,16 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec) -> StepDag {
         env.insert(*var, v);
     }
     let pick = |arena: &mut ExprArena, var: VarId, otherwise: ExprId| match spike {
-        Some(s) if env.get(&var).is_some_and(|r| *r != otherwise) => arena.select(s, env[&var], otherwise),
+        Some(s) if env.get(&var).is_some_and(|r| *r != otherwise) => {
+            arena.select(s, env[&var], otherwise)
+        }
         _ => otherwise,
     };
-    let next_state: Vec<ExprId> = odes.iter().zip(&integrated).map(|(o, x)| pick(&mut arena, o.var, *x)).collect();
+    let next_state: Vec<ExprId> = odes
+        .iter()
+        .zip(&integrated)
+        .map(|(o, x)| pick(&mut arena, o.var, *x))
+        .collect();
     let next_params: Vec<(VarId, ExprId)> = ir
         .written_params()
         .into_iter()
@@ -86,10 +99,20 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec) -> StepDag {
         .iter()
         .map(|name| match ir.subexpressions.get(name) {
             Some(e) => *e,
-            None => arena.var(ir.lookup(name).expect("recorded names are checked when lowering")),
+            None => arena.var(
+                ir.lookup(name)
+                    .expect("recorded names are checked when lowering"),
+            ),
         })
         .collect();
-    StepDag { arena, next_state, next_params, spike, refractory: ir.refractory.clone(), traces }
+    StepDag {
+        arena,
+        next_state,
+        next_params,
+        spike,
+        refractory: ir.refractory.clone(),
+        traces,
+    }
 }
 
 /// Brian2's `timestep(duration, dt)`: the number of whole steps, robust to rounding of `duration`.
@@ -108,8 +131,19 @@ pub struct GeneratedKernel {
 pub fn generate(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> GeneratedKernel {
     let dag = step_dag(ir, spec);
     let layout = layout(ir, spec);
-    let source = KernelWriter { ir, spec, dag: &dag, layout: &layout, dialect }.write();
-    GeneratedKernel { source, entry: ENTRY, layout }
+    let source = KernelWriter {
+        ir,
+        spec,
+        dag: &dag,
+        layout: &layout,
+        dialect,
+    }
+    .write();
+    GeneratedKernel {
+        source,
+        entry: ENTRY,
+        layout,
+    }
 }
 
 struct KernelWriter<'a> {
@@ -145,7 +179,11 @@ impl KernelWriter<'_> {
     /// How a DAG variable is spelled inside the step: a register (CUDA) or a lane of a block (C).
     fn var_name(&self, v: VarId) -> String {
         let sym = self.ir.symbol(v);
-        let lane = if self.dialect == Dialect::C { "[sf_l]" } else { "" };
+        let lane = if self.dialect == Dialect::C {
+            "[sf_l]"
+        } else {
+            ""
+        };
         match sym.kind {
             // A condition keeps it as per-neuron state; a duration recomputes it every step.
             SymbolKind::NotRefractory => match self.dag.refractory {
@@ -191,23 +229,42 @@ impl KernelWriter<'_> {
     }
 
     fn refractory_steps(&self, indent: &str, out: &mut String) -> Option<String> {
-        let RefractoryIr::Duration(d) = self.dag.refractory else { return None };
+        let RefractoryIr::Duration(d) = self.dag.refractory else {
+            return None;
+        };
         if let Some(c) = self.dag.arena.as_const(d) {
             return Some(timestep(c, self.spec.dt).to_string());
         }
         let names = |v: VarId| self.var_name(v);
-        let p = Printer { arena: &self.dag.arena, dtype: self.spec.dtype, dialect: self.dialect, var_name: &names };
+        let p = Printer {
+            arena: &self.dag.arena,
+            dtype: self.spec.dtype,
+            dialect: self.dialect,
+            var_name: &names,
+        };
         let e = p.block(&[d], "sf_r", indent, out).remove(0);
         let dt = literal(self.spec.dt, self.spec.dtype);
         let floor = super::printer::math_fn("floor", self.spec.dtype);
-        Some(format!("(int32_t) {floor}(({e} + {dt} * {}) / {dt})", literal(1e-3, self.spec.dtype)))
+        Some(format!(
+            "(int32_t) {floor}(({e} + {dt} * {}) / {dt})",
+            literal(1e-3, self.spec.dtype)
+        ))
     }
 
     /// The body of one step for one neuron, in terms of `var_name`; assigns the new values.
     fn step_body(&self, indent: &str, out: &mut String) {
-        let lane = if self.dialect == Dialect::C { "[sf_l]" } else { "" };
+        let lane = if self.dialect == Dialect::C {
+            "[sf_l]"
+        } else {
+            ""
+        };
         let names = |v: VarId| self.var_name(v);
-        let p = Printer { arena: &self.dag.arena, dtype: self.spec.dtype, dialect: self.dialect, var_name: &names };
+        let p = Printer {
+            arena: &self.dag.arena,
+            dtype: self.spec.dtype,
+            dialect: self.dialect,
+            var_name: &names,
+        };
         // Refractoriness first: it is decided by the values at the start of the step.
         match self.dag.refractory {
             RefractoryIr::None => {}
@@ -224,7 +281,11 @@ impl KernelWriter<'_> {
                 let _ = writeln!(
                     out,
                     "{indent}sf_not_refractory{lane} = sf_not_refractory{lane} {or} !({cond});",
-                    or = if self.dialect == Dialect::C { "|" } else { "||" }
+                    or = if self.dialect == Dialect::C {
+                        "|"
+                    } else {
+                        "||"
+                    }
                 );
             }
         }
@@ -236,15 +297,30 @@ impl KernelWriter<'_> {
         let n_state = self.dag.next_state.len();
         let mut assigned = Vec::new();
         for (k, st) in self.ir.states.iter().enumerate() {
-            let _ = writeln!(out, "{indent}const {real} sf_next_{} = {};", ident(&self.ir.symbol(st.var).name), texts[k]);
+            let _ = writeln!(
+                out,
+                "{indent}const {real} sf_next_{} = {};",
+                ident(&self.ir.symbol(st.var).name),
+                texts[k]
+            );
             assigned.push(st.var);
         }
         for (k, (v, _)) in self.dag.next_params.iter().enumerate() {
-            let _ = writeln!(out, "{indent}const {real} sf_next_{} = {};", ident(&self.ir.symbol(*v).name), texts[n_state + k]);
+            let _ = writeln!(
+                out,
+                "{indent}const {real} sf_next_{} = {};",
+                ident(&self.ir.symbol(*v).name),
+                texts[n_state + k]
+            );
             assigned.push(*v);
         }
         if self.dag.spike.is_some() {
-            let _ = writeln!(out, "{indent}const {} sf_spike = {};", self.dialect.bool_type(), texts.last().unwrap());
+            let _ = writeln!(
+                out,
+                "{indent}const {} sf_spike = {};",
+                self.dialect.bool_type(),
+                texts.last().unwrap()
+            );
         }
         for v in assigned {
             let id = ident(&self.ir.symbol(v).name);
@@ -259,7 +335,11 @@ impl KernelWriter<'_> {
                     );
                 }
                 RefractoryIr::Condition(_) => {
-                    let and = if self.dialect == Dialect::C { "&" } else { "&&" };
+                    let and = if self.dialect == Dialect::C {
+                        "&"
+                    } else {
+                        "&&"
+                    };
                     let _ = writeln!(out, "{indent}sf_not_refractory{lane} = sf_not_refractory{lane} {and} !sf_spike;");
                 }
                 RefractoryIr::None => {}
@@ -271,7 +351,12 @@ impl KernelWriter<'_> {
     /// Writes the trace values of the current step; `store(k, value)` gives the statement.
     fn record(&self, indent: &str, out: &mut String, store: &dyn Fn(usize, &str) -> String) {
         let names = |v: VarId| self.var_name(v);
-        let p = Printer { arena: &self.dag.arena, dtype: self.spec.dtype, dialect: self.dialect, var_name: &names };
+        let p = Printer {
+            arena: &self.dag.arena,
+            dtype: self.spec.dtype,
+            dialect: self.dialect,
+            var_name: &names,
+        };
         let texts = p.block(&self.dag.traces, "sf_rec", indent, out);
         for (k, t) in texts.iter().enumerate() {
             let _ = writeln!(out, "{indent}{}", store(k, t));
@@ -281,10 +366,18 @@ impl KernelWriter<'_> {
     fn params(&self, restrict: &str) -> Vec<String> {
         let mut params = Vec::new();
         for a in &self.layout.inputs {
-            params.push(format!("const {}* {restrict} in_{}", self.elem_type(a.elem), a.ident));
+            params.push(format!(
+                "const {}* {restrict} in_{}",
+                self.elem_type(a.elem),
+                a.ident
+            ));
         }
         for a in &self.layout.outputs {
-            params.push(format!("{}* {restrict} out_{}", self.elem_type(a.elem), a.ident));
+            params.push(format!(
+                "{}* {restrict} out_{}",
+                self.elem_type(a.elem),
+                a.ident
+            ));
         }
         params
     }
@@ -294,7 +387,11 @@ impl KernelWriter<'_> {
     }
 
     fn traces(&self) -> Vec<&Arg> {
-        self.layout.outputs.iter().filter(|a| a.role == Role::Trace).collect()
+        self.layout
+            .outputs
+            .iter()
+            .filter(|a| a.role == Role::Trace)
+            .collect()
     }
 
     fn write_cuda(&self, s: &mut String) {
@@ -313,8 +410,8 @@ impl KernelWriter<'_> {
                 Role::PerStep => {
                     let _ = writeln!(
                         s,
-                        "    const {real}* {} sf_step_{} = in_{} + sf_b * (int64_t) sf_steps * sf_n_inner + sf_j;",
-                        "__restrict__", a.ident, a.ident
+                        "    const {real}* __restrict__ sf_step_{0} = in_{0} + sf_b * (int64_t) sf_steps * sf_n_inner + sf_j;",
+                        a.ident
                     );
                 }
                 Role::StartStep => {
@@ -322,25 +419,51 @@ impl KernelWriter<'_> {
                 }
                 _ => {
                     let konst = if self.is_written(a) { "" } else { "const " };
-                    let _ = writeln!(s, "    {konst}{} {} = in_{}[sf_i];", self.elem_type(a.elem), a.ident, a.ident);
+                    let _ = writeln!(
+                        s,
+                        "    {konst}{} {} = in_{}[sf_i];",
+                        self.elem_type(a.elem),
+                        a.ident,
+                        a.ident
+                    );
                 }
             }
         }
         for t in self.traces() {
-            let _ = writeln!(s, "    {real}* sf_rec_{} = out_{} + sf_b * (int64_t) sf_n_rec * sf_n_inner + sf_j;", t.ident, t.ident);
+            let _ = writeln!(
+                s,
+                "    {real}* sf_rec_{} = out_{} + sf_b * (int64_t) sf_n_rec * sf_n_inner + sf_j;",
+                t.ident, t.ident
+            );
         }
         s.push_str("    int32_t sf_spike_count = 0;\n    int32_t sf_rec_countdown = 0;\n");
         s.push_str("    for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s) {\n");
         s.push_str("        const int32_t sf_t_step = sf_t0 + sf_s;\n");
-        let _ = writeln!(s, "        const {real} sf_t = ({real}) sf_t_step * {};", literal(self.spec.dt, self.spec.dtype));
-        for a in self.layout.inputs.iter().filter(|a| a.role == Role::PerStep) {
-            let _ = writeln!(s, "        const {real} {} = sf_step_{}[(int64_t) sf_s * sf_n_inner];", a.ident, a.ident);
+        let _ = writeln!(
+            s,
+            "        const {real} sf_t = ({real}) sf_t_step * {};",
+            literal(self.spec.dt, self.spec.dtype)
+        );
+        for a in self
+            .layout
+            .inputs
+            .iter()
+            .filter(|a| a.role == Role::PerStep)
+        {
+            let _ = writeln!(
+                s,
+                "        const {real} {} = sf_step_{}[(int64_t) sf_s * sf_n_inner];",
+                a.ident, a.ident
+            );
         }
         if !self.traces().is_empty() {
             s.push_str("        if (sf_rec_countdown == 0) {\n");
             let traces = self.traces();
             self.record("            ", s, &|k, v| {
-                format!("*sf_rec_{0} = {v}; sf_rec_{0} += sf_n_inner;", traces[k].ident)
+                format!(
+                    "*sf_rec_{0} = {v}; sf_rec_{0} += sf_n_inner;",
+                    traces[k].ident
+                )
             });
             s.push_str("            sf_rec_countdown = sf_rec_every;\n        }\n        --sf_rec_countdown;\n");
         }
@@ -363,19 +486,35 @@ impl KernelWriter<'_> {
         s.push_str("    const int64_t sf_n_inner = sf_dims[0], sf_steps = sf_dims[1], sf_rec_every = sf_dims[2], sf_n_rec = sf_dims[3];\n");
         for (k, a) in self.layout.inputs.iter().enumerate() {
             let t = self.elem_type(a.elem);
-            let _ = writeln!(s, "    const {t}* restrict in_{} = (const {t}*) sf_in[{k}];", a.ident);
+            let _ = writeln!(
+                s,
+                "    const {t}* restrict in_{} = (const {t}*) sf_in[{k}];",
+                a.ident
+            );
         }
         for (k, a) in self.layout.outputs.iter().enumerate() {
             let t = self.elem_type(a.elem);
             let _ = writeln!(s, "    {t}* restrict out_{} = ({t}*) sf_out[{k}];", a.ident);
         }
         s.push_str("    for (int64_t sf_c0 = sf_start; sf_c0 < sf_end;) {\n");
-        s.push_str("        const int64_t sf_b = sf_c0 / sf_n_inner, sf_j0 = sf_c0 - sf_b * sf_n_inner;\n");
+        s.push_str(
+            "        const int64_t sf_b = sf_c0 / sf_n_inner, sf_j0 = sf_c0 - sf_b * sf_n_inner;\n",
+        );
         s.push_str("        int64_t sf_w = sf_end - sf_c0;\n        if (sf_w > SF_LANES) sf_w = SF_LANES;\n        if (sf_w > sf_n_inner - sf_j0) sf_w = sf_n_inner - sf_j0;\n");
         // Lane arrays: every per-neuron value of the block. Lanes past sf_w repeat lane 0 so that
         // the vector loop always runs full width on finite values.
-        for a in self.layout.inputs.iter().filter(|a| !matches!(a.role, Role::StartStep)) {
-            let _ = writeln!(s, "        {} {}[SF_LANES];", self.local_type(a.elem), a.ident);
+        for a in self
+            .layout
+            .inputs
+            .iter()
+            .filter(|a| !matches!(a.role, Role::StartStep))
+        {
+            let _ = writeln!(
+                s,
+                "        {} {}[SF_LANES];",
+                self.local_type(a.elem),
+                a.ident
+            );
         }
         s.push_str("        int32_t sf_spike_count[SF_LANES];\n");
         s.push_str("        for (int sf_l = 0; sf_l < SF_LANES; ++sf_l) {\n");
@@ -395,8 +534,17 @@ impl KernelWriter<'_> {
         s.push_str("        const int32_t sf_t0 = in_sf_t0[sf_b];\n");
         s.push_str("        for (int64_t sf_s = 0; sf_s < sf_steps; ++sf_s) {\n");
         s.push_str("            const int32_t sf_t_step = sf_t0 + (int32_t) sf_s;\n");
-        let _ = writeln!(s, "            const {real} sf_t = ({real}) sf_t_step * {};", literal(self.spec.dt, self.spec.dtype));
-        for a in self.layout.inputs.iter().filter(|a| a.role == Role::PerStep) {
+        let _ = writeln!(
+            s,
+            "            const {real} sf_t = ({real}) sf_t_step * {};",
+            literal(self.spec.dt, self.spec.dtype)
+        );
+        for a in self
+            .layout
+            .inputs
+            .iter()
+            .filter(|a| a.role == Role::PerStep)
+        {
             let _ = writeln!(
                 s,
                 "            const {real}* sf_row_{0} = in_{0} + (sf_b * sf_steps + sf_s) * sf_n_inner + sf_j0;\n            for (int sf_l = 0; sf_l < sf_w; ++sf_l) {0}[sf_l] = sf_row_{0}[sf_l];",
@@ -409,7 +557,10 @@ impl KernelWriter<'_> {
             s.push_str("                const int64_t sf_r = sf_s / sf_rec_every;\n");
             s.push_str("                for (int sf_l = 0; sf_l < sf_w; ++sf_l) {\n");
             self.record("                    ", s, &|k, v| {
-                format!("out_{}[(sf_b * sf_n_rec + sf_r) * sf_n_inner + sf_j0 + sf_l] = {v};", traces[k].ident)
+                format!(
+                    "out_{}[(sf_b * sf_n_rec + sf_r) * sf_n_inner + sf_j0 + sf_l] = {v};",
+                    traces[k].ident
+                )
             });
             s.push_str("                }\n            }\n");
         }

@@ -68,7 +68,11 @@ pub fn literal(v: f64, dtype: DType) -> String {
         DType::Float64 => format!("{v:?}"),
     };
     // Rust prints 1e-7 and 1.5e20: valid C, but give integers-looking values a decimal point.
-    let text = if text.contains(['.', 'e', 'E']) { text } else { format!("{text}.0") };
+    let text = if text.contains(['.', 'e', 'E']) {
+        text
+    } else {
+        format!("{text}.0")
+    };
     format!("{text}{suffix}")
 }
 
@@ -84,12 +88,17 @@ pub fn math_fn(name: &str, dtype: DType) -> String {
 pub fn prelude(dialect: Dialect, dtype: DType) -> String {
     let t = real_type(dtype);
     let floor = math_fn("floor", dtype);
-    let simd = if dialect == Dialect::C { SIMD_MATH_DECLARATIONS } else { "" };
-    simd.to_string() + &format!(
-        "/* Python's modulo: the result takes the sign of the divisor. */\n\
+    let simd = if dialect == Dialect::C {
+        SIMD_MATH_DECLARATIONS
+    } else {
+        ""
+    };
+    simd.to_string()
+        + &format!(
+            "/* Python's modulo: the result takes the sign of the divisor. */\n\
          {q} {t} sf_mod({t} a, {t} b) {{ return a - b * {floor}(a / b); }}\n",
-        q = dialect.inline_fn()
-    )
+            q = dialect.inline_fn()
+        )
 }
 
 /// Declares glibc's vector math (libmvec) so that GCC vectorises loops calling these functions
@@ -138,7 +147,13 @@ pub struct Printer<'a> {
 impl Printer<'_> {
     /// Prints temporaries for the nodes the roots share into `out` (one statement per line, with
     /// `indent`), and returns the text of each root expression.
-    pub fn block(&self, roots: &[ExprId], temp_prefix: &str, indent: &str, out: &mut String) -> Vec<String> {
+    pub fn block(
+        &self,
+        roots: &[ExprId],
+        temp_prefix: &str,
+        indent: &str,
+        out: &mut String,
+    ) -> Vec<String> {
         let mut uses: HashMap<ExprId, usize> = HashMap::new();
         let mut order: Vec<ExprId> = Vec::new();
         for &r in roots {
@@ -148,7 +163,12 @@ impl Printer<'_> {
         let mut names: HashMap<ExprId, String> = HashMap::new();
         for &id in &order {
             let shared = uses[&id] > 1;
-            if shared && !matches!(self.arena.node(id), Node::Const(_) | Node::Bool(_) | Node::Var(_)) {
+            if shared
+                && !matches!(
+                    self.arena.node(id),
+                    Node::Const(_) | Node::Bool(_) | Node::Var(_)
+                )
+            {
                 let (text, _) = self.expr(id, &names);
                 let ty = match self.arena.ty(id) {
                     Ty::Bool => self.dialect.bool_type(),
@@ -199,8 +219,14 @@ impl Printer<'_> {
             }
             Node::Bool(b) => ((if *b { "true" } else { "false" }).to_string(), P_ATOM),
             Node::Var(v) => ((self.var_name)(*v), P_ATOM),
-            Node::Neg(a) => (format!("-{}", self.operand(*a, P_UNARY + 1, names)), P_UNARY),
-            Node::Not(a) => (format!("!{}", self.operand(*a, P_UNARY + 1, names)), P_UNARY),
+            Node::Neg(a) => (
+                format!("-{}", self.operand(*a, P_UNARY + 1, names)),
+                P_UNARY,
+            ),
+            Node::Not(a) => (
+                format!("!{}", self.operand(*a, P_UNARY + 1, names)),
+                P_UNARY,
+            ),
             Node::Call(f, a) => {
                 let arg = self.expr(*a, names).0;
                 let name = match f {
@@ -220,7 +246,14 @@ impl Printer<'_> {
             ),
             Node::Bin(op, a, b) => {
                 let call2 = |name: &str| {
-                    (format!("{name}({}, {})", self.expr(*a, names).0, self.expr(*b, names).0), P_ATOM)
+                    (
+                        format!(
+                            "{name}({}, {})",
+                            self.expr(*a, names).0,
+                            self.expr(*b, names).0
+                        ),
+                        P_ATOM,
+                    )
                 };
                 let (sym, p) = match op {
                     BinOp::Add => ("+", P_ADD),
@@ -234,8 +267,22 @@ impl Printer<'_> {
                     BinOp::Eq => ("==", P_EQ),
                     BinOp::Ne => ("!=", P_EQ),
                     // On 0/1 values `&`/`|` equal `&&`/`||` and need no branches (vectorisable C).
-                    BinOp::And => (if self.dialect == Dialect::C { "&" } else { "&&" }, P_AND),
-                    BinOp::Or => (if self.dialect == Dialect::C { "|" } else { "||" }, P_OR),
+                    BinOp::And => (
+                        if self.dialect == Dialect::C {
+                            "&"
+                        } else {
+                            "&&"
+                        },
+                        P_AND,
+                    ),
+                    BinOp::Or => (
+                        if self.dialect == Dialect::C {
+                            "|"
+                        } else {
+                            "||"
+                        },
+                        P_OR,
+                    ),
                     BinOp::Pow => return call2(&math_fn("pow", dt)),
                     BinOp::Min => return call2(&math_fn("fmin", dt)),
                     BinOp::Max => return call2(&math_fn("fmax", dt)),
@@ -243,7 +290,14 @@ impl Printer<'_> {
                 };
                 // Left operand may bind equally (left-associative); the right one must bind
                 // tighter, so `a - (b - c)` and `a + (b + c)` keep their grouping.
-                (format!("{} {sym} {}", self.operand(*a, p, names), self.operand(*b, p + 1, names)), p)
+                (
+                    format!(
+                        "{} {sym} {}",
+                        self.operand(*a, p, names),
+                        self.operand(*b, p + 1, names)
+                    ),
+                    p,
+                )
             }
         }
     }
@@ -282,8 +336,19 @@ mod tests {
         let r2 = a.add(e, w);
         let bw = a.sub(w, v);
         let r3 = a.sub(v, bw);
-        let names = |x: VarId| if x == 0 { "v".to_string() } else { "w".to_string() };
-        let p = Printer { arena: &a, dtype: DType::Float32, dialect: Dialect::Cuda, var_name: &names };
+        let names = |x: VarId| {
+            if x == 0 {
+                "v".to_string()
+            } else {
+                "w".to_string()
+            }
+        };
+        let p = Printer {
+            arena: &a,
+            dtype: DType::Float32,
+            dialect: Dialect::Cuda,
+            var_name: &names,
+        };
         let mut out = String::new();
         let roots = p.block(&[r1, r2, r3], "_t", "  ", &mut out);
         assert_eq!(out, "  const float _t0 = expf(v - w);\n");

@@ -36,7 +36,12 @@ impl EquationLine {
     }
 }
 
-const KNOWN_FLAGS: &[&str] = &["unless refractory", "constant", "constant over dt", "shared"];
+const KNOWN_FLAGS: &[&str] = &[
+    "unless refractory",
+    "constant",
+    "constant over dt",
+    "shared",
+];
 
 /// Parses every line of an equations string.
 pub fn parse_equations(src: &str) -> Result<Vec<EquationLine>, Diagnostic> {
@@ -46,11 +51,14 @@ pub fn parse_equations(src: &str) -> Result<Vec<EquationLine>, Diagnostic> {
     let mut lines: Vec<EquationLine> = Vec::new();
     loop {
         while matches!(p.peek_tok(), Some(Tok::Newline)) {
-            p.next();
+            p.advance();
         }
-        let Some(first) = p.next() else { break };
+        let Some(first) = p.advance() else { break };
         let Tok::Name(first_name) = &first.tok else {
-            return Err(p.error(first.span, "an equation line starts with 'dx/dt', a name, or 'name : unit'"));
+            return Err(p.error(
+                first.span,
+                "an equation line starts with 'dx/dt', a name, or 'name : unit'",
+            ));
         };
         // `dx/dt = ...`: a name starting with d, then `/ dt`.
         let is_diff = first_name.len() > 1
@@ -58,25 +66,49 @@ pub fn parse_equations(src: &str) -> Result<Vec<EquationLine>, Diagnostic> {
             && matches!(p.peek_tok(), Some(Tok::Op("/")))
             && matches!(p.toks_at(1), Some(Tok::Name(n)) if n == "dt");
         let (kind, name, name_span, expr) = if is_diff {
-            p.next();
-            p.next();
+            p.advance();
+            p.advance();
             p.expect(&Tok::Op("="), "'=' after 'd/dt'")?;
             let name = first_name[1..].to_string();
             let span = Span::new(first.span.line, first.span.col + 1, name.chars().count());
             (LineKind::Differential, name, span, Some(p.expression()?))
         } else if p.eat_op("=").is_some() {
-            (LineKind::Subexpression, first_name.clone(), first.span, Some(p.expression()?))
+            (
+                LineKind::Subexpression,
+                first_name.clone(),
+                first.span,
+                Some(p.expression()?),
+            )
         } else if matches!(p.peek_tok(), Some(Tok::Colon)) {
             (LineKind::Parameter, first_name.clone(), first.span, None)
         } else {
-            return Err(p.error(p.here(), format!("expected '=' or ':' after '{first_name}'")));
+            return Err(p.error(
+                p.here(),
+                format!("expected '=' or ':' after '{first_name}'"),
+            ));
         };
-        let colon = p.expect(&Tok::Colon, "':' and a unit (use ': 1' for a dimensionless value)")?;
+        let colon = p.expect(
+            &Tok::Colon,
+            "':' and a unit (use ': 1' for a dimensionless value)",
+        )?;
         let (unit, flags) = unit_and_flags(&mut p, src, colon)?;
         if let Some(prev) = lines.iter().find(|l| l.name == name) {
-            return Err(p.error(name_span, format!("'{name}' is defined twice (first on line {})", prev.name_span.line)));
+            return Err(p.error(
+                name_span,
+                format!(
+                    "'{name}' is defined twice (first on line {})",
+                    prev.name_span.line
+                ),
+            ));
         }
-        lines.push(EquationLine { kind, name, name_span, expr, unit, flags });
+        lines.push(EquationLine {
+            kind,
+            name,
+            name_span,
+            expr,
+            unit,
+            flags,
+        });
     }
     if lines.is_empty() {
         return Err(Diagnostic::new(FIELD, "no equations given"));
@@ -85,31 +117,49 @@ pub fn parse_equations(src: &str) -> Result<Vec<EquationLine>, Diagnostic> {
 }
 
 /// Reads the unit text up to an opening parenthesis or the end of the line, then the flags.
-fn unit_and_flags(p: &mut Parser, src: &str, colon: Span) -> Result<(String, Vec<(String, Span)>), Diagnostic> {
+fn unit_and_flags(
+    p: &mut Parser,
+    src: &str,
+    colon: Span,
+) -> Result<(String, Vec<(String, Span)>), Diagnostic> {
     let line_text = src.lines().nth(colon.line - 1).unwrap_or("");
     let mut unit_start: Option<Span> = None;
     let mut unit_end: Option<Span> = None;
     while !matches!(p.peek_tok(), None | Some(Tok::Newline) | Some(Tok::LParen)) {
-        let t = p.next().unwrap();
+        let t = p.advance().unwrap();
         match &t.tok {
-            Tok::Name(_) | Tok::Num(_) | Tok::Op("*") | Tok::Op("/") | Tok::Op("**") | Tok::Op("-") => {}
+            Tok::Name(_)
+            | Tok::Num(_)
+            | Tok::Op("*")
+            | Tok::Op("/")
+            | Tok::Op("**")
+            | Tok::Op("-") => {}
             _ => return Err(p.error(t.span, "unexpected text in the unit")),
         }
         unit_start.get_or_insert(t.span);
         unit_end = Some(t.span);
     }
     let unit = match (unit_start, unit_end) {
-        (Some(a), Some(b)) => line_text.chars().skip(a.col - 1).take(b.col + b.len - a.col).collect::<String>(),
-        _ => return Err(p.error(p.here(), "missing unit after ':' (use ': 1' for a dimensionless value)")),
+        (Some(a), Some(b)) => line_text
+            .chars()
+            .skip(a.col - 1)
+            .take(b.col + b.len - a.col)
+            .collect::<String>(),
+        _ => {
+            return Err(p.error(
+                p.here(),
+                "missing unit after ':' (use ': 1' for a dimensionless value)",
+            ))
+        }
     };
     let mut flags = Vec::new();
     if matches!(p.peek_tok(), Some(Tok::LParen)) {
-        p.next();
+        p.advance();
         loop {
             let mut words = Vec::new();
             let mut span: Option<Span> = None;
             while let Some(Tok::Name(w)) = p.peek_tok() {
-                let t = p.next().unwrap();
+                let t = p.advance().unwrap();
                 span = Some(span.map_or(t.span, |s| s.to(t.span)));
                 words.push(w.clone());
             }
@@ -124,7 +174,7 @@ fn unit_and_flags(p: &mut Parser, src: &str, colon: Span) -> Result<(String, Vec
             }
             flags.push((flag, span));
             if matches!(p.peek_tok(), Some(Tok::Comma)) {
-                p.next();
+                p.advance();
                 continue;
             }
             p.expect(&Tok::RParen, "')' to close the flags")?;

@@ -44,7 +44,9 @@ pub fn tokenize(src: &str, field: &str) -> Result<Vec<Token>, Diagnostic> {
                 i += 1;
                 continue;
             }
-            if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
+            if c.is_ascii_digit()
+                || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+            {
                 let start = i;
                 while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
                     i += 1;
@@ -66,7 +68,10 @@ pub fn tokenize(src: &str, field: &str) -> Result<Vec<Token>, Diagnostic> {
                 let value: f64 = text.parse().map_err(|_| {
                     Diagnostic::new(field, format!("malformed number '{text}'")).at(src, span)
                 })?;
-                out.push(Token { tok: Tok::Num(value), span });
+                out.push(Token {
+                    tok: Tok::Num(value),
+                    span,
+                });
                 continue;
             }
             if c.is_alphabetic() || c == '_' {
@@ -75,7 +80,10 @@ pub fn tokenize(src: &str, field: &str) -> Result<Vec<Token>, Diagnostic> {
                     i += 1;
                 }
                 let text: String = chars[start..i].iter().collect();
-                out.push(Token { tok: Tok::Name(text), span: Span::new(li + 1, col, i - start) });
+                out.push(Token {
+                    tok: Tok::Name(text),
+                    span: Span::new(li + 1, col, i - start),
+                });
                 continue;
             }
             let simple = match c {
@@ -93,13 +101,21 @@ pub fn tokenize(src: &str, field: &str) -> Result<Vec<Token>, Diagnostic> {
             }
             let rest: String = chars[i..chars.len().min(i + 2)].iter().collect();
             if let Some(op) = OPERATORS.iter().find(|op| rest.starts_with(**op)) {
-                out.push(Token { tok: Tok::Op(op), span: Span::new(li + 1, col, op.len()) });
+                out.push(Token {
+                    tok: Tok::Op(op),
+                    span: Span::new(li + 1, col, op.len()),
+                });
                 i += op.len();
                 continue;
             }
-            return Err(Diagnostic::new(field, format!("unexpected character '{c}'")).at(src, span1));
+            return Err(
+                Diagnostic::new(field, format!("unexpected character '{c}'")).at(src, span1),
+            );
         }
-        out.push(Token { tok: Tok::Newline, span: Span::new(li + 1, chars.len() + 1, 1) });
+        out.push(Token {
+            tok: Tok::Newline,
+            span: Span::new(li + 1, chars.len() + 1, 1),
+        });
     }
     Ok(out)
 }

@@ -16,7 +16,12 @@ pub struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     pub fn new(toks: &'a [Token], src: &'a str, field: &'a str) -> Self {
-        Parser { toks, pos: 0, src, field }
+        Parser {
+            toks,
+            pos: 0,
+            src,
+            field,
+        }
     }
 
     pub fn peek(&self) -> Option<&'a Token> {
@@ -32,7 +37,7 @@ impl<'a> Parser<'a> {
         self.toks.get(self.pos + k).map(|t| &t.tok)
     }
 
-    pub fn next(&mut self) -> Option<&'a Token> {
+    pub fn advance(&mut self) -> Option<&'a Token> {
         let t = self.toks.get(self.pos);
         if t.is_some() {
             self.pos += 1;
@@ -41,12 +46,18 @@ impl<'a> Parser<'a> {
     }
 
     pub fn at_end_of_line(&self) -> bool {
-        matches!(self.peek_tok(), None | Some(Tok::Newline) | Some(Tok::Semicolon))
+        matches!(
+            self.peek_tok(),
+            None | Some(Tok::Newline) | Some(Tok::Semicolon)
+        )
     }
 
     /// The span of the current token, or the end of the text.
     pub fn here(&self) -> Span {
-        self.peek().map(|t| t.span).or_else(|| self.toks.last().map(|t| t.span)).unwrap_or(Span::new(1, 1, 1))
+        self.peek()
+            .map(|t| t.span)
+            .or_else(|| self.toks.last().map(|t| t.span))
+            .unwrap_or(Span::new(1, 1, 1))
     }
 
     pub fn error(&self, span: Span, msg: impl Into<String>) -> Diagnostic {
@@ -73,13 +84,19 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
                 Ok(t.span)
             }
-            other => Err(self.error(self.here(), format!("expected {what}, found {}", Self::describe(other)))),
+            other => Err(self.error(
+                self.here(),
+                format!("expected {what}, found {}", Self::describe(other)),
+            )),
         }
     }
 
     pub fn eat_op(&mut self, op: &str) -> Option<Span> {
         match self.peek() {
-            Some(Token { tok: Tok::Op(o), span }) if *o == op => {
+            Some(Token {
+                tok: Tok::Op(o),
+                span,
+            }) if *o == op => {
                 self.pos += 1;
                 Some(*span)
             }
@@ -89,7 +106,10 @@ impl<'a> Parser<'a> {
 
     fn eat_keyword(&mut self, kw: &str) -> Option<Span> {
         match self.peek() {
-            Some(Token { tok: Tok::Name(n), span }) if n == kw => {
+            Some(Token {
+                tok: Tok::Name(n),
+                span,
+            }) if n == kw => {
                 self.pos += 1;
                 Some(*span)
             }
@@ -140,9 +160,15 @@ impl<'a> Parser<'a> {
         for (s, op) in ops {
             if let Some(sp) = self.eat_op(s) {
                 let rhs = self.additive()?;
-                if let Some(Token { tok: Tok::Op(o), span }) = self.peek() {
+                if let Some(Token {
+                    tok: Tok::Op(o),
+                    span,
+                }) = self.peek()
+                {
                     if ["<", "<=", ">", ">=", "==", "!="].contains(o) {
-                        return Err(self.error(*span, "chained comparisons are not supported; use 'and'"));
+                        return Err(
+                            self.error(*span, "chained comparisons are not supported; use 'and'")
+                        );
                     }
                 }
                 return Ok(Ast::Binary(op, Box::new(lhs), Box::new(rhs), sp));
@@ -198,7 +224,12 @@ impl<'a> Parser<'a> {
         let base = self.atom()?;
         if let Some(sp) = self.eat_op("**") {
             let exp = self.unary()?;
-            return Ok(Ast::Binary(BinaryOp::Pow, Box::new(base), Box::new(exp), sp));
+            return Ok(Ast::Binary(
+                BinaryOp::Pow,
+                Box::new(base),
+                Box::new(exp),
+                sp,
+            ));
         }
         Ok(base)
     }
@@ -246,7 +277,10 @@ impl<'a> Parser<'a> {
                 self.expect(&Tok::RParen, "')'")?;
                 Ok(e)
             }
-            _ => Err(self.error(self.here(), format!("expected a value, found {}", Self::describe(tok)))),
+            _ => Err(self.error(
+                self.here(),
+                format!("expected a value, found {}", Self::describe(tok)),
+            )),
         }
     }
 
@@ -262,7 +296,13 @@ impl<'a> Parser<'a> {
         if self.at_end_of_line() {
             return Ok(());
         }
-        Err(self.error(self.here(), format!("unexpected {} after the end of the statement", Self::describe(self.peek()))))
+        Err(self.error(
+            self.here(),
+            format!(
+                "unexpected {} after the end of the statement",
+                Self::describe(self.peek())
+            ),
+        ))
     }
 }
 
@@ -289,19 +329,36 @@ pub fn parse_statements(src: &str, field: &str) -> Result<Vec<Assignment>, Diagn
     let mut out = Vec::new();
     loop {
         p.skip_separators();
-        let Some(t) = p.next() else { break };
+        let Some(t) = p.advance() else { break };
         let Tok::Name(target) = &t.tok else {
-            return Err(p.error(t.span, "a statement must start with the name of the variable it assigns"));
+            return Err(p.error(
+                t.span,
+                "a statement must start with the name of the variable it assigns",
+            ));
         };
-        let op = [("=", AssignOp::Set), ("+=", AssignOp::Add), ("-=", AssignOp::Sub), ("*=", AssignOp::Mul), ("/=", AssignOp::Div)]
-            .into_iter()
-            .find_map(|(s, op)| p.eat_op(s).map(|_| op));
+        let op = [
+            ("=", AssignOp::Set),
+            ("+=", AssignOp::Add),
+            ("-=", AssignOp::Sub),
+            ("*=", AssignOp::Mul),
+            ("/=", AssignOp::Div),
+        ]
+        .into_iter()
+        .find_map(|(s, op)| p.eat_op(s).map(|_| op));
         let Some(op) = op else {
-            return Err(p.error(p.here(), format!("expected '=', '+=', '-=', '*=' or '/=' after '{target}'")));
+            return Err(p.error(
+                p.here(),
+                format!("expected '=', '+=', '-=', '*=' or '/=' after '{target}'"),
+            ));
         };
         let value = p.expression()?;
         p.end_statement()?;
-        out.push(Assignment { target: target.clone(), target_span: t.span, op, value });
+        out.push(Assignment {
+            target: target.clone(),
+            target_span: t.span,
+            op,
+            value,
+        });
     }
     Ok(out)
 }
@@ -317,7 +374,10 @@ mod tests {
             Ast::Name(n, _) => n.clone(),
             Ast::Unary(op, e, _) => format!("({op:?} {})", show(e)),
             Ast::Binary(op, l, r, _) => format!("({op:?} {} {})", show(l), show(r)),
-            Ast::Call(f, args, _) => format!("{f}({})", args.iter().map(show).collect::<Vec<_>>().join(", ")),
+            Ast::Call(f, args, _) => format!(
+                "{f}({})",
+                args.iter().map(show).collect::<Vec<_>>().join(", ")
+            ),
         }
     }
 

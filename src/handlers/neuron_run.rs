@@ -26,9 +26,12 @@ static PREPARED: LazyLock<Memo<Arc<Prepared>>> = LazyLock::new(Memo::new);
 fn prepared(attrs: &Attrs, key: &str) -> Result<Arc<Prepared>, FfiError> {
     PREPARED.get_or_try_insert(key, || {
         let text = attrs.get_str("spec")?;
-        let spec = ModelSpec::from_json(text).map_err(|e| FfiError::invalid_argument(format!("attribute 'spec': {e}")))?;
+        let spec = ModelSpec::from_json(text)
+            .map_err(|e| FfiError::invalid_argument(format!("attribute 'spec': {e}")))?;
         if spec.key() != key {
-            return Err(FfiError::invalid_argument("attribute 'key' does not match attribute 'spec'"));
+            return Err(FfiError::invalid_argument(
+                "attribute 'key' does not match attribute 'spec'",
+            ));
         }
         let ir = crate::ir::lower(&spec).map_err(|d| FfiError::invalid_argument(d.render()))?;
         let layout = codegen::layout::layout(&ir, &spec);
@@ -61,17 +64,28 @@ fn decode(call: &CallFrame, p: &Prepared, attrs: &Attrs) -> Result<Run, FfiError
     let record_every = attrs.get_usize("record_every")?;
     let n_inner = attrs.get_usize("n_inner")?;
     if steps == 0 || steps > i32::MAX as usize {
-        return Err(FfiError::invalid_argument(format!("attribute 'steps': must be in 1..=2^31-1, got {steps}")));
+        return Err(FfiError::invalid_argument(format!(
+            "attribute 'steps': must be in 1..=2^31-1, got {steps}"
+        )));
     }
     if record_every == 0 || record_every > i32::MAX as usize {
-        return Err(FfiError::invalid_argument("attribute 'record_every': must be >= 1"));
+        return Err(FfiError::invalid_argument(
+            "attribute 'record_every': must be >= 1",
+        ));
     }
     if n_inner == 0 {
-        return Err(FfiError::invalid_argument("attribute 'n_inner': must be >= 1"));
+        return Err(FfiError::invalid_argument(
+            "attribute 'n_inner': must be >= 1",
+        ));
     }
     let layout = &p.layout;
     if call.num_args() != layout.inputs.len() || call.num_rets() != layout.outputs.len() {
-        let names = |args: &[codegen::Arg]| args.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ");
+        let names = |args: &[codegen::Arg]| {
+            args.iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         return Err(FfiError::invalid_argument(format!(
             "expected {} arguments ({}) and {} results ({}), got {} and {}",
             layout.inputs.len(),
@@ -83,11 +97,19 @@ fn decode(call: &CallFrame, p: &Prepared, attrs: &Attrs) -> Result<Run, FfiError
         )));
     }
     // The batch size comes from `t0`, the one (nb,)-shaped argument.
-    let t0_index = layout.inputs.iter().position(|a| a.shape == ShapeKind::Batch).expect("t0 is always an input");
+    let t0_index = layout
+        .inputs
+        .iter()
+        .position(|a| a.shape == ShapeKind::Batch)
+        .expect("t0 is always an input");
     let t0 = call.arg(t0_index)?;
     let nb = match t0.dims {
         [nb] if *nb > 0 => *nb as usize,
-        _ => return Err(FfiError::invalid_argument(format!("argument 't0': expected int32[nb], got {t0}"))),
+        _ => {
+            return Err(FfiError::invalid_argument(format!(
+                "argument 't0': expected int32[nb], got {t0}"
+            )))
+        }
     };
     let n = nb * n_inner;
     let n_rec = steps.div_ceil(record_every);
@@ -111,7 +133,28 @@ fn decode(call: &CallFrame, p: &Prepared, attrs: &Attrs) -> Result<Run, FfiError
         b.expect(&a.name, data_type(a.elem, p.spec.dtype), &dims_of(a.shape))?;
         outputs.push(b.data);
     }
-    Ok(Run { n, n_inner, steps, record_every, n_rec, inputs, outputs })
+    Ok(Run {
+        n,
+        n_inner,
+        steps,
+        record_every,
+        n_rec,
+        inputs,
+        outputs,
+    })
+}
+
+/// `SPIKEFORGE_POISON_OUTPUTS=1`: fill every output with 0xFF bytes (NaN for floats, -1 for
+/// integers, an invalid truth value) before the kernel runs, so tests catch unwritten elements.
+static POISON_OUTPUTS: LazyLock<bool> = LazyLock::new(|| {
+    std::env::var("SPIKEFORGE_POISON_OUTPUTS").is_ok_and(|v| !v.is_empty() && v != "0")
+});
+
+/// The byte size of every output, in layout order.
+fn output_bytes(call: &CallFrame, n_outputs: usize) -> Result<Vec<usize>, FfiError> {
+    (0..n_outputs)
+        .map(|k| call.ret(k).map(|b| b.size_bytes()))
+        .collect()
 }
 
 fn runtime_error(e: RuntimeError) -> FfiError {
@@ -131,12 +174,32 @@ pub fn run_cpu(call: &CallFrame) -> Result<(), FfiError> {
     let key = attrs.get_str("key")?;
     let p = prepared(&attrs, key)?;
     let run = decode(call, &p, &attrs)?;
-    let opts = cpu::CpuCompileOptions { fast_math: p.spec.fast_math, ..Default::default() };
-    let module = cpu::load_keyed(key, codegen::ENTRY, &opts, || codegen::generate(&p.ir, &p.spec, Dialect::C).source)
-        .map_err(runtime_error)?;
+    let opts = cpu::CpuCompileOptions {
+        fast_math: p.spec.fast_math,
+        ..Default::default()
+    };
+    let module = cpu::load_keyed(key, codegen::ENTRY, &opts, || {
+        codegen::generate(&p.ir, &p.spec, Dialect::C).source
+    })
+    .map_err(runtime_error)?;
     // SAFETY: the generated C entry has exactly this signature.
     let entry: CEntry = unsafe { module.entry::<CEntry>() };
-    let dims = [run.n_inner as i64, run.steps as i64, run.record_every as i64, run.n_rec as i64];
+    if *POISON_OUTPUTS {
+        for (ptr, bytes) in run
+            .outputs
+            .iter()
+            .zip(output_bytes(call, run.outputs.len())?)
+        {
+            // SAFETY: a host buffer of `bytes` bytes owned by XLA for this call.
+            unsafe { std::ptr::write_bytes(ptr.cast::<u8>(), 0xFF, bytes) };
+        }
+    }
+    let dims = [
+        run.n_inner as i64,
+        run.steps as i64,
+        run.record_every as i64,
+        run.n_rec as i64,
+    ];
     let ptrs = SharedPtrs(&run.inputs, &run.outputs);
     // Small runs stay on the calling thread: a chunk should be worth a thread hand-off (~10 µs).
     let min_chunk = (1usize << 18) / run.steps.max(1);
@@ -144,7 +207,15 @@ pub fn run_cpu(call: &CallFrame) -> Result<(), FfiError> {
         let ptrs = &ptrs;
         // SAFETY: buffers were checked against the layout; the kernel touches [start, end) only
         // (plus shared read-only inputs).
-        unsafe { entry(start as i64, end as i64, dims.as_ptr(), ptrs.0.as_ptr(), ptrs.1.as_ptr()) };
+        unsafe {
+            entry(
+                start as i64,
+                end as i64,
+                dims.as_ptr(),
+                ptrs.0.as_ptr(),
+                ptrs.1.as_ptr(),
+            )
+        };
     });
     Ok(())
 }
@@ -165,15 +236,31 @@ pub fn run_cuda(call: &CallFrame) -> Result<(), FfiError> {
     let p = prepared(&attrs, key)?;
     let run = decode(call, &p, &attrs)?;
     let stream = call.stream()?;
-    let opts = cuda::CudaCompileOptions { fast_math: p.spec.fast_math, ..Default::default() };
+    let opts = cuda::CudaCompileOptions {
+        fast_math: p.spec.fast_math,
+        ..Default::default()
+    };
     let f = cuda::load_function_keyed(key, codegen::ENTRY, stream, &opts, || {
         codegen::generate(&p.ir, &p.spec, Dialect::Cuda).source
     })
     .map_err(runtime_error)?;
+    if *POISON_OUTPUTS {
+        for (ptr, bytes) in run
+            .outputs
+            .iter()
+            .zip(output_bytes(call, run.outputs.len())?)
+        {
+            // SAFETY: a device buffer of `bytes` bytes on XLA's stream for this call.
+            unsafe { cuda::memset_async(*ptr, 0xFF, bytes, stream) }.map_err(runtime_error)?;
+        }
+    }
     let block = block_size(run.n, f.multiprocessor_count(), f.max_threads_per_block());
     let grid = (run.n as u64).div_ceil(block as u64);
     if grid > u32::MAX as u64 {
-        return Err(FfiError::invalid_argument(format!("{} neurons are too many for one launch", run.n)));
+        return Err(FfiError::invalid_argument(format!(
+            "{} neurons are too many for one launch",
+            run.n
+        )));
     }
     let mut n = run.n as i64;
     let mut n_inner = run.n_inner as i64;
@@ -188,10 +275,24 @@ pub fn run_cuda(call: &CallFrame) -> Result<(), FfiError> {
         (&mut record_every as *mut i32).cast(),
         (&mut n_rec as *mut i32).cast(),
     ];
-    params.extend(buffers.iter_mut().map(|b| (b as *mut *mut c_void).cast::<c_void>()));
+    params.extend(
+        buffers
+            .iter_mut()
+            .map(|b| (b as *mut *mut c_void).cast::<c_void>()),
+    );
     // SAFETY: the parameters match the generated kernel's signature in order and type; the
     // buffers belong to XLA's stream and stay valid for the call.
-    unsafe { cuda::launch(&f, (grid as u32, 1, 1), (block, 1, 1), 0, stream, &mut params) }.map_err(runtime_error)
+    unsafe {
+        cuda::launch(
+            &f,
+            (grid as u32, 1, 1),
+            (block, 1, 1),
+            0,
+            stream,
+            &mut params,
+        )
+    }
+    .map_err(runtime_error)
 }
 
 crate::xla_ffi_handler!(pub fn sf_neuron_run_cpu => run_cpu);

@@ -27,7 +27,9 @@ pub fn step(arena: &mut ExprArena, odes: &[Ode], method: Method, dt: f64) -> Vec
 /// Evaluates every derivative at the point where each variable has the value `at[k]`.
 fn derivatives_at(arena: &mut ExprArena, odes: &[Ode], at: &[ExprId]) -> Vec<ExprId> {
     let map: HashMap<VarId, ExprId> = odes.iter().zip(at).map(|(o, v)| (o.var, *v)).collect();
-    odes.iter().map(|o| arena.substitute(o.derivative, &map)).collect()
+    odes.iter()
+        .map(|o| arena.substitute(o.derivative, &map))
+        .collect()
 }
 
 /// `x + h * k` for every variable.
@@ -83,7 +85,10 @@ mod tests {
         let mut a = ExprArena::new();
         let x = a.var(0);
         let dx = a.neg(x);
-        let odes = [Ode { var: 0, derivative: dx }];
+        let odes = [Ode {
+            var: 0,
+            derivative: dx,
+        }];
         let next = step(&mut a, &odes, method, dt);
         let mut v = 1.0;
         let steps = (1.0 / dt).round() as usize;
@@ -107,7 +112,10 @@ mod tests {
         let x = a.var(0);
         let e = a.call(crate::ir::Func::Exp, x);
         let d = a.bin(BinOp::Mul, e, x);
-        let odes = [Ode { var: 0, derivative: d }];
+        let odes = [Ode {
+            var: 0,
+            derivative: d,
+        }];
         let before = a.len();
         step(&mut a, &odes, Method::Rk4, 0.1);
         // 3 more derivative evaluations of 2 nodes each plus the combinations: far fewer nodes

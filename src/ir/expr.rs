@@ -34,13 +34,26 @@ pub enum BinOp {
 
 impl BinOp {
     pub fn is_comparison(self) -> bool {
-        matches!(self, BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Ne)
+        matches!(
+            self,
+            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Ne
+        )
     }
     pub fn is_logical(self) -> bool {
         matches!(self, BinOp::And | BinOp::Or)
     }
     fn commutes(self) -> bool {
-        matches!(self, BinOp::Add | BinOp::Mul | BinOp::Min | BinOp::Max | BinOp::Eq | BinOp::Ne | BinOp::And | BinOp::Or)
+        matches!(
+            self,
+            BinOp::Add
+                | BinOp::Mul
+                | BinOp::Min
+                | BinOp::Max
+                | BinOp::Eq
+                | BinOp::Ne
+                | BinOp::And
+                | BinOp::Or
+        )
     }
 }
 
@@ -335,7 +348,11 @@ impl ExprArena {
             }
             _ => {}
         }
-        let (a, b) = if op.commutes() && b < a { (b, a) } else { (a, b) };
+        let (a, b) = if op.commutes() && b < a {
+            (b, a)
+        } else {
+            (a, b)
+        };
         self.intern(Node::Bin(op, a, b))
     }
 
@@ -381,7 +398,12 @@ impl ExprArena {
         self.subst_rec(root, map, &mut memo)
     }
 
-    fn subst_rec(&mut self, id: ExprId, map: &HashMap<VarId, ExprId>, memo: &mut HashMap<ExprId, ExprId>) -> ExprId {
+    fn subst_rec(
+        &mut self,
+        id: ExprId,
+        map: &HashMap<VarId, ExprId>,
+        memo: &mut HashMap<ExprId, ExprId>,
+    ) -> ExprId {
         if let Some(r) = memo.get(&id) {
             return *r;
         }
@@ -454,7 +476,12 @@ impl ExprArena {
         self.eval_rec(root, vars, &mut memo)
     }
 
-    fn eval_rec(&self, id: ExprId, vars: &dyn Fn(VarId) -> f64, memo: &mut HashMap<ExprId, f64>) -> f64 {
+    fn eval_rec(
+        &self,
+        id: ExprId,
+        vars: &dyn Fn(VarId) -> f64,
+        memo: &mut HashMap<ExprId, f64>,
+    ) -> f64 {
         if let Some(v) = memo.get(&id) {
             return *v;
         }
@@ -544,7 +571,10 @@ mod tests {
         assert!(matches!(a.node(d), Node::Bin(BinOp::Mul, _, _)));
         let p = a.bin(BinOp::Pow, v, three);
         assert_eq!(a.eval(p, &|_| 1.5), 1.5f64.powi(3));
-        assert!(!matches!(a.node(p), Node::Bin(BinOp::Pow, _, _)), "x**3 becomes multiplications");
+        assert!(
+            !matches!(a.node(p), Node::Bin(BinOp::Pow, _, _)),
+            "x**3 becomes multiplications"
+        );
         let m2 = a.constant(-2.0);
         let q = a.bin(BinOp::Pow, v, m2);
         assert!((a.eval(q, &|_| 2.0) - 0.25).abs() < 1e-15);

@@ -80,17 +80,26 @@ impl NeuronIr {
     }
 
     pub fn lookup(&self, name: &str) -> Option<VarId> {
-        self.symbols.iter().position(|s| s.name == name).map(|i| i as VarId)
+        self.symbols
+            .iter()
+            .position(|s| s.name == name)
+            .map(|i| i as VarId)
     }
 
     pub fn vars_of_kind(&self, kind: &SymbolKind) -> Vec<VarId> {
-        (0..self.symbols.len() as VarId).filter(|v| &self.symbols[*v as usize].kind == kind).collect()
+        (0..self.symbols.len() as VarId)
+            .filter(|v| &self.symbols[*v as usize].kind == kind)
+            .collect()
     }
 
     /// Parameters assigned by the reset: they become outputs of the kernel.
     pub fn written_params(&self) -> Vec<VarId> {
-        let mut out: Vec<VarId> =
-            self.reset.iter().map(|(v, _)| *v).filter(|v| self.symbol(*v).kind == SymbolKind::Param).collect();
+        let mut out: Vec<VarId> = self
+            .reset
+            .iter()
+            .map(|(v, _)| *v)
+            .filter(|v| self.symbol(*v).kind == SymbolKind::Param)
+            .collect();
         out.sort();
         out.dedup();
         out
@@ -101,14 +110,17 @@ impl NeuronIr {
 const RESERVED_NAMES: &[&str] = &["t", "dt", "i", "N", "not_refractory", "lastspike", "xi"];
 
 const FUNCTIONS: &[&str] = &[
-    "exp", "log", "log10", "sqrt", "cbrt", "abs", "fabs", "sin", "cos", "tan", "tanh", "sinh", "cosh", "floor", "ceil",
-    "pow", "min", "max", "clip", "where",
+    "exp", "log", "log10", "sqrt", "cbrt", "abs", "fabs", "sin", "cos", "tan", "tanh", "sinh",
+    "cosh", "floor", "ceil", "pow", "min", "max", "clip", "where",
 ];
 
 /// Lowers a spec to the IR, reporting the first error with its place.
 pub fn lower(spec: &ModelSpec) -> Result<NeuronIr, Diagnostic> {
     if !(spec.dt.is_finite() && spec.dt > 0.0) {
-        return Err(Diagnostic::new("dt", format!("dt must be a positive number, got {}", spec.dt)));
+        return Err(Diagnostic::new(
+            "dt",
+            format!("dt must be a positive number, got {}", spec.dt),
+        ));
     }
     let lines = parse_equations(&spec.equations)?;
     let mut cx = Lowering::new(spec, &lines)?;
@@ -150,9 +162,14 @@ impl<'a> Lowering<'a> {
         for line in lines {
             let n = line.name.as_str();
             if RESERVED_NAMES.contains(&n) || n.starts_with("sf_") || n.starts_with('_') {
-                return Err(Diagnostic::new("equations", format!("'{n}' is a reserved name"))
-                    .at(&spec.equations, line.name_span)
-                    .suggest(format!("reserved: {}, and names starting with '_' or 'sf_'", RESERVED_NAMES.join(", "))));
+                return Err(
+                    Diagnostic::new("equations", format!("'{n}' is a reserved name"))
+                        .at(&spec.equations, line.name_span)
+                        .suggest(format!(
+                            "reserved: {}, and names starting with '_' or 'sf_'",
+                            RESERVED_NAMES.join(", ")
+                        )),
+                );
             }
         }
         let defined: HashSet<&str> = lines.iter().map(|l| l.name.as_str()).collect();
@@ -165,7 +182,9 @@ impl<'a> Lowering<'a> {
             }
         }
         for name in spec.per_neuron.iter().chain(&spec.per_step) {
-            let is_param = lines.iter().any(|l| &l.name == name && l.kind == LineKind::Parameter);
+            let is_param = lines
+                .iter()
+                .any(|l| &l.name == name && l.kind == LineKind::Parameter);
             if !spec.constants.contains_key(name) && !is_param {
                 return Err(Diagnostic::new(
                     "inputs",
@@ -201,7 +220,11 @@ impl<'a> Lowering<'a> {
 
     fn add_symbol(&mut self, name: &str, kind: SymbolKind, unit: &str) -> VarId {
         let id = self.symbols.len() as VarId;
-        self.symbols.push(Symbol { name: name.to_string(), kind, unit: unit.to_string() });
+        self.symbols.push(Symbol {
+            name: name.to_string(),
+            kind,
+            unit: unit.to_string(),
+        });
         self.names.insert(name.to_string(), id);
         id
     }
@@ -214,7 +237,11 @@ impl<'a> Lowering<'a> {
                     let (e, ty) = self.expr(line.expr.as_ref().unwrap(), "equations", src)?;
                     self.require_real(e, ty, line.expr.as_ref().unwrap(), "equations", src)?;
                     let var = self.names[&line.name];
-                    self.states.push(StateEq { var, derivative: e, unless_refractory: line.has_flag("unless refractory") });
+                    self.states.push(StateEq {
+                        var,
+                        derivative: e,
+                        unless_refractory: line.has_flag("unless refractory"),
+                    });
                 }
                 LineKind::Subexpression => {
                     self.subexpression(&line.name, "equations", src)?;
@@ -226,8 +253,11 @@ impl<'a> Lowering<'a> {
             let ast = parse_expression(code, "threshold")?;
             let (e, ty) = self.expr(&ast, "threshold", code)?;
             if ty != Ty::Bool {
-                return Err(Diagnostic::new("threshold", "the threshold must be a condition (e.g. 'v > v_th')")
-                    .at(code, ast.span()));
+                return Err(Diagnostic::new(
+                    "threshold",
+                    "the threshold must be a condition (e.g. 'v > v_th')",
+                )
+                .at(code, ast.span()));
             }
             self.threshold = Some(e);
         }
@@ -268,7 +298,10 @@ impl<'a> Lowering<'a> {
             None => {}
             Some(Refractory::Duration(d)) => {
                 if !(d.is_finite() && *d >= 0.0) {
-                    return Err(Diagnostic::new("refractory", format!("the refractory period must be >= 0, got {d}")));
+                    return Err(Diagnostic::new(
+                        "refractory",
+                        format!("the refractory period must be >= 0, got {d}"),
+                    ));
                 }
                 let c = self.arena.constant(*d);
                 self.refractory = RefractoryIr::Duration(c);
@@ -284,23 +317,35 @@ impl<'a> Lowering<'a> {
         }
         if self.spec.refractory.is_none() {
             if let Some(l) = self.lines.iter().find(|l| l.has_flag("unless refractory")) {
-                let span = l.flags.iter().find(|(f, _)| f == "unless refractory").unwrap().1;
-                return Err(Diagnostic::new("equations", "'(unless refractory)' needs a refractory period")
-                    .at(&self.spec.equations, span)
-                    .suggest("give refractory= a duration (e.g. 2.0) or a condition (e.g. 'v > -20')"));
+                let span = l
+                    .flags
+                    .iter()
+                    .find(|(f, _)| f == "unless refractory")
+                    .unwrap()
+                    .1;
+                return Err(Diagnostic::new(
+                    "equations",
+                    "'(unless refractory)' needs a refractory period",
+                )
+                .at(&self.spec.equations, span)
+                .suggest(
+                    "give refractory= a duration (e.g. 2.0) or a condition (e.g. 'v > -20')",
+                ));
             }
         }
         for name in &self.spec.record {
             let known = self.names.get(name).is_some_and(|v| {
-                matches!(self.symbols[*v as usize].kind, SymbolKind::State | SymbolKind::Param | SymbolKind::PerStep)
+                matches!(
+                    self.symbols[*v as usize].kind,
+                    SymbolKind::State | SymbolKind::Param | SymbolKind::PerStep
+                )
             }) || self.subexpr_values.contains_key(name);
             if !known {
-                let candidates: Vec<&str> = self
-                    .lines
-                    .iter()
-                    .map(|l| l.name.as_str())
-                    .collect();
-                let mut d = Diagnostic::new("record", format!("cannot record '{name}': it is not a variable of the model"));
+                let candidates: Vec<&str> = self.lines.iter().map(|l| l.name.as_str()).collect();
+                let mut d = Diagnostic::new(
+                    "record",
+                    format!("cannot record '{name}': it is not a variable of the model"),
+                );
                 let near = nearest_names(name, candidates.iter().copied());
                 if !near.is_empty() {
                     d = d.suggest(format!("did you mean {}?", quote_list(&near)));
@@ -333,8 +378,11 @@ impl<'a> Lowering<'a> {
         if let Some(pos) = self.in_progress.iter().position(|n| n == name) {
             let mut cycle: Vec<String> = self.in_progress[pos..].to_vec();
             cycle.push(name.to_string());
-            return Err(Diagnostic::new(field, format!("cyclic subexpressions: {}", cycle.join(" -> ")))
-                .at(&self.spec.equations, line.name_span));
+            return Err(Diagnostic::new(
+                field,
+                format!("cyclic subexpressions: {}", cycle.join(" -> ")),
+            )
+            .at(&self.spec.equations, line.name_span));
         }
         self.in_progress.push(name.to_string());
         let ast = line.expr.as_ref().unwrap();
@@ -345,7 +393,13 @@ impl<'a> Lowering<'a> {
         Ok(e)
     }
 
-    fn unknown_name(&self, name: &str, span: crate::diagnostics::Span, field: &str, src: &str) -> Diagnostic {
+    fn unknown_name(
+        &self,
+        name: &str,
+        span: crate::diagnostics::Span,
+        field: &str,
+        src: &str,
+    ) -> Diagnostic {
         let mut known: Vec<&str> = self.lines.iter().map(|l| l.name.as_str()).collect();
         known.extend(self.spec.constants.keys().map(String::as_str));
         known.extend(["t", "dt", "i", "N", "not_refractory"]);
@@ -358,11 +412,20 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    fn require_real(&self, _e: ExprId, ty: Ty, ast: &Ast, field: &str, src: &str) -> Result<(), Diagnostic> {
+    fn require_real(
+        &self,
+        _e: ExprId,
+        ty: Ty,
+        ast: &Ast,
+        field: &str,
+        src: &str,
+    ) -> Result<(), Diagnostic> {
         if ty == Ty::Bool {
-            return Err(Diagnostic::new(field, "a condition is used where a number is expected")
-                .at(src, ast.span())
-                .suggest("use where(condition, a, b) to turn a condition into a number"));
+            return Err(
+                Diagnostic::new(field, "a condition is used where a number is expected")
+                    .at(src, ast.span())
+                    .suggest("use where(condition, a, b) to turn a condition into a number"),
+            );
         }
         Ok(())
     }
@@ -410,28 +473,59 @@ impl<'a> Lowering<'a> {
                     self.require_real(b, tb, r, field, src)?;
                 }
                 let e = self.arena.bin(bop, a, b);
-                (e, if bop.is_comparison() || bop.is_logical() { Ty::Bool } else { Ty::Real })
+                (
+                    e,
+                    if bop.is_comparison() || bop.is_logical() {
+                        Ty::Bool
+                    } else {
+                        Ty::Real
+                    },
+                )
             }
             Ast::Call(fname, args, span) => self.call(fname, args, *span, field, src)?,
         })
     }
 
-    fn require_bool(&self, ty: Ty, ast: &Ast, op: &str, field: &str, src: &str) -> Result<(), Diagnostic> {
+    fn require_bool(
+        &self,
+        ty: Ty,
+        ast: &Ast,
+        op: &str,
+        field: &str,
+        src: &str,
+    ) -> Result<(), Diagnostic> {
         if ty != Ty::Bool {
-            return Err(Diagnostic::new(field, format!("'{op}' needs a condition, but this is a number"))
-                .at(src, ast.span())
-                .suggest("compare it explicitly, e.g. 'x != 0'"));
+            return Err(Diagnostic::new(
+                field,
+                format!("'{op}' needs a condition, but this is a number"),
+            )
+            .at(src, ast.span())
+            .suggest("compare it explicitly, e.g. 'x != 0'"));
         }
         Ok(())
     }
 
-    fn name(&mut self, name: &str, span: crate::diagnostics::Span, field: &str, src: &str) -> Result<(ExprId, Ty), Diagnostic> {
-        if self.lines.iter().any(|l| l.name == name && l.kind == LineKind::Subexpression) {
+    fn name(
+        &mut self,
+        name: &str,
+        span: crate::diagnostics::Span,
+        field: &str,
+        src: &str,
+    ) -> Result<(ExprId, Ty), Diagnostic> {
+        if self
+            .lines
+            .iter()
+            .any(|l| l.name == name && l.kind == LineKind::Subexpression)
+        {
             let e = self.subexpression(name, field, src)?;
             return Ok((e, self.arena.ty(e)));
         }
         if let Some(&v) = self.names.get(name) {
-            let ty = if self.symbols[v as usize].kind == SymbolKind::NotRefractory { Ty::Bool } else { Ty::Real };
+            let ty = if self.symbols[v as usize].kind == SymbolKind::NotRefractory {
+                Ty::Bool
+            } else {
+                Ty::Real
+            };
             return Ok((self.arena.var(v), ty));
         }
         if let Some(c) = self.spec.constants.get(name) {
@@ -441,20 +535,31 @@ impl<'a> Lowering<'a> {
             return Ok((self.arena.constant(self.spec.dt), Ty::Real));
         }
         if FUNCTIONS.contains(&name) {
-            return Err(Diagnostic::new(field, format!("'{name}' is a function: call it with arguments, e.g. {name}(x)"))
-                .at(src, span));
+            return Err(Diagnostic::new(
+                field,
+                format!("'{name}' is a function: call it with arguments, e.g. {name}(x)"),
+            )
+            .at(src, span));
         }
         Err(self.unknown_name(name, span, field, src))
     }
 
-    fn call(&mut self, fname: &str, args: &[Ast], span: crate::diagnostics::Span, field: &str, src: &str) -> Result<(ExprId, Ty), Diagnostic> {
+    fn call(
+        &mut self,
+        fname: &str,
+        args: &[Ast],
+        span: crate::diagnostics::Span,
+        field: &str,
+        src: &str,
+    ) -> Result<(ExprId, Ty), Diagnostic> {
         let arity = match fname {
             "pow" | "min" | "max" => 2,
             "clip" | "where" => 3,
             _ if Func::from_name(fname).is_some() => 1,
             _ => {
                 let near = nearest_names(fname, FUNCTIONS.iter().copied());
-                let mut d = Diagnostic::new(field, format!("unknown function '{fname}'")).at(src, span);
+                let mut d =
+                    Diagnostic::new(field, format!("unknown function '{fname}'")).at(src, span);
                 if !near.is_empty() {
                     d = d.suggest(format!("did you mean {}?", quote_list(&near)));
                 }
@@ -462,7 +567,11 @@ impl<'a> Lowering<'a> {
             }
         };
         if args.len() != arity {
-            return Err(Diagnostic::new(field, format!("{fname}() takes {arity} argument(s), got {}", args.len())).at(src, span));
+            return Err(Diagnostic::new(
+                field,
+                format!("{fname}() takes {arity} argument(s), got {}", args.len()),
+            )
+            .at(src, span));
         }
         let mut vals = Vec::new();
         for (k, a) in args.iter().enumerate() {
@@ -490,7 +599,11 @@ impl<'a> Lowering<'a> {
 }
 
 fn quote_list(names: &[String]) -> String {
-    names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(" or ")
+    names
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 #[cfg(test)]
@@ -500,14 +613,21 @@ mod tests {
 
     pub(crate) fn lif_spec() -> ModelSpec {
         ModelSpec {
-            equations: "dv/dt = (v_rest - v + R*I) / tau : volt (unless refractory)\nI : amp".into(),
+            equations: "dv/dt = (v_rest - v + R*I) / tau : volt (unless refractory)\nI : amp"
+                .into(),
             threshold: Some("v > v_th".into()),
             reset: Some("v = v_reset".into()),
             refractory: Some(Refractory::Duration(2.0)),
-            constants: [("v_rest", -65.0), ("R", 1.0), ("tau", 10.0), ("v_th", -50.0), ("v_reset", -65.0)]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
+            constants: [
+                ("v_rest", -65.0),
+                ("R", 1.0),
+                ("tau", 10.0),
+                ("v_th", -50.0),
+                ("v_reset", -65.0),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
             method: Default::default(),
             dt: 0.1,
             dtype: Default::default(),
@@ -525,7 +645,15 @@ mod tests {
         let v = ir.lookup("v").unwrap();
         let i = ir.lookup("I").unwrap();
         let d = ir.states[0].derivative;
-        let f = |x: VarId| if x == v { -60.0 } else if x == i { 2.0 } else { f64::NAN };
+        let f = |x: VarId| {
+            if x == v {
+                -60.0
+            } else if x == i {
+                2.0
+            } else {
+                f64::NAN
+            }
+        };
         assert!((ir.arena.eval(d, &f) - (-65.0 + 60.0 + 2.0) / 10.0).abs() < 1e-12);
         assert!(ir.states[0].unless_refractory);
         assert!(matches!(ir.refractory, RefractoryIr::Duration(_)));
@@ -548,27 +676,43 @@ mod tests {
         s.equations = "dv/dt = a : 1\na = b + 1 : 1\nb = a * 2 : 1".into();
         s.refractory = None;
         let e = lower(&s).unwrap_err();
-        assert!(e.message.contains("cyclic subexpressions: a -> b -> a"), "{}", e.message);
+        assert!(
+            e.message.contains("cyclic subexpressions: a -> b -> a"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn booleans_and_numbers_are_kept_apart() {
         let mut s = lif_spec();
         s.threshold = Some("v + 1".into());
-        assert!(lower(&s).unwrap_err().message.contains("must be a condition"));
+        assert!(lower(&s)
+            .unwrap_err()
+            .message
+            .contains("must be a condition"));
         let mut s = lif_spec();
         s.equations = "dv/dt = (v > 0) * 2 : 1\nI : 1".into();
         s.refractory = None;
-        assert!(lower(&s).unwrap_err().message.contains("condition is used where a number"));
+        assert!(lower(&s)
+            .unwrap_err()
+            .message
+            .contains("condition is used where a number"));
     }
 
     #[test]
     fn refractory_condition_is_recognised() {
         let mut s = lif_spec();
         s.refractory = Some(Refractory::Code("v > -20".into()));
-        assert!(matches!(lower(&s).unwrap().refractory, RefractoryIr::Condition(_)));
+        assert!(matches!(
+            lower(&s).unwrap().refractory,
+            RefractoryIr::Condition(_)
+        ));
         s.refractory = Some(Refractory::Code("2*dt".into()));
-        assert!(matches!(lower(&s).unwrap().refractory, RefractoryIr::Duration(_)));
+        assert!(matches!(
+            lower(&s).unwrap().refractory,
+            RefractoryIr::Duration(_)
+        ));
     }
 
     #[test]
@@ -576,6 +720,11 @@ mod tests {
         let mut s = lif_spec();
         s.reset = Some("v_th = 3".into());
         let e = lower(&s).unwrap_err();
-        assert!(e.message.contains("cannot assign to 'v_th': it is a constant"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("cannot assign to 'v_th': it is a constant"),
+            "{}",
+            e.message
+        );
     }
 }

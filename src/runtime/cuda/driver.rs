@@ -230,6 +230,23 @@ pub(crate) unsafe fn launch_kernel(
     })
 }
 
+/// Fills `bytes` bytes at `ptr` with `value`, in stream order.
+///
+/// # Safety
+/// `ptr` must be device memory of at least `bytes` bytes in `stream`'s context, valid until the
+/// fill has run.
+pub(crate) unsafe fn memset_d8_async(
+    ptr: *mut c_void,
+    value: u8,
+    bytes: usize,
+    stream: sys::CUstream,
+) -> Result<(), RuntimeError> {
+    // SAFETY: forwarded to the caller.
+    check("cuMemsetD8Async", unsafe {
+        sys::cuMemsetD8Async(ptr as sys::CUdeviceptr, value, bytes, stream)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

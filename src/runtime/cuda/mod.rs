@@ -179,6 +179,28 @@ pub unsafe fn launch(
     })
 }
 
+/// Fills device memory with a byte pattern on XLA's stream (no synchronisation): used to poison
+/// outputs in tests so that an element a kernel fails to write is caught.
+///
+/// # Safety
+/// `ptr` must be device memory of at least `bytes` bytes in the context of `stream`.
+pub unsafe fn memset_async(
+    ptr: *mut c_void,
+    value: u8,
+    bytes: usize,
+    stream: *mut c_void,
+) -> Result<(), RuntimeError> {
+    catch_panic("filling device memory", || {
+        driver::init()?;
+        // SAFETY: XLA passes a live stream.
+        let ctx = unsafe { driver::stream_context(stream.cast()) }?;
+        // SAFETY: the context is alive while XLA runs work on its stream.
+        let _current = unsafe { driver::CurrentContext::enter(ctx) }?;
+        // SAFETY: forwarded to the caller.
+        unsafe { driver::memset_d8_async(ptr, value, bytes, stream.cast()) }
+    })
+}
+
 /// Allows `f` to be launched with up to `bytes` of dynamic shared memory (needed above 48 KiB;
 /// [`launch`] does it by itself when asked for more).
 pub fn set_max_dynamic_shared_mem(f: &CudaFunction, bytes: u32) -> Result<(), RuntimeError> {

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Sets up the machine if needed, then runs every check and test: formatting and lints, the Rust
+# tests, the NVRTC compile check of all generated CUDA, the Python tests on the newest jax (3.12)
+# and the compatibility tests on jax 0.10.2 (3.11), the tutorials and a quick benchmark run.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export SPIKEFORGE_WITH_PY311=1 SPIKEFORGE_SETUP_EXTRA="nvidia-cuda-nvrtc"
+bash "$ROOT/scripts/setup.sh"
+cd "$ROOT"
+export PYO3_PYTHON="$ROOT/.venv/bin/python"
+step() { printf '\n== %s\n' "$*"; }
+
+step "format and lints"
+cargo fmt --check
+cargo clippy --release --all-targets -- -D warnings
+.venv/bin/ruff check python_shim tests bench tutorials
+
+step "Rust tests (the NVRTC compile check uses the NVRTC wheel from PyPI)"
+NVRTC_DIR="$(.venv/bin/python -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))')"
+export SPIKEFORGE_REQUIRE_NVRTC=1
+if command -v cargo-nextest >/dev/null; then
+  LD_LIBRARY_PATH="$NVRTC_DIR:${LD_LIBRARY_PATH:-}" cargo nextest run --release --no-fail-fast
+else
+  LD_LIBRARY_PATH="$NVRTC_DIR:${LD_LIBRARY_PATH:-}" cargo test --release
+fi
+unset SPIKEFORGE_REQUIRE_NVRTC
+
+step "Python tests, Python 3.12, newest jax (GPU tests run where a GPU is present)"
+(cd /tmp && "$ROOT/.venv/bin/python" -m pytest -q "$ROOT/tests/python")
+
+step "compatibility: Python 3.11, jax 0.10.2, the same library"
+LIB="$(.venv/bin/python -c 'import spikeforge._native as n; print(n.LIBRARY_PATH)')"
+(cd /tmp && SPIKEFORGE_LIBRARY="$LIB" PYTHONPATH="$ROOT/python_shim" "$ROOT/.venv311/bin/python" -m pytest -q \
+  "$ROOT/tests/python/test_compat.py" "$ROOT/tests/python/test_models.py" -k "compat or hh or lif")
+
+step "tutorials"
+(cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/tutorials/run_notebooks.py")
+
+step "benchmark smoke run"
+(cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_neurons.py" --quick)

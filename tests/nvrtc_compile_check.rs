@@ -1,0 +1,55 @@
+//! Compile-checks the generated CUDA of every test model with NVRTC (no GPU needed).
+//!
+//! NVRTC is loaded dynamically; without it the test says so and passes, unless
+//! `SPIKEFORGE_REQUIRE_NVRTC=1` (CI sets it, with the NVRTC wheel from PyPI on LD_LIBRARY_PATH).
+
+use std::path::Path;
+
+use spikeforge::codegen::{generate_from_spec, Dialect};
+use spikeforge::runtime::cuda::{compile_cubin, nvrtc_version, CudaCompileOptions};
+use spikeforge::spec::ModelSpec;
+
+fn models() -> Vec<(String, ModelSpec)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models");
+    let mut out: Vec<(String, ModelSpec)> = std::fs::read_dir(&dir)
+        .expect("tests/models")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (
+                p.file_stem().unwrap().to_string_lossy().into_owned(),
+                ModelSpec::from_json(&text).unwrap(),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn every_generated_cuda_kernel_compiles_for_sm90() {
+    if let Err(e) = nvrtc_version() {
+        assert!(
+            std::env::var("SPIKEFORGE_REQUIRE_NVRTC").is_err(),
+            "NVRTC required but not loadable: {e}"
+        );
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let models = models();
+    assert!(models.len() >= 8);
+    for (name, spec) in models {
+        let kernel =
+            generate_from_spec(&spec, Dialect::Cuda).unwrap_or_else(|d| panic!("{name}: {d}"));
+        for fast_math in [false, true] {
+            let opts = CudaCompileOptions {
+                fast_math,
+                ..Default::default()
+            };
+            let cubin = compile_cubin(&kernel.source, (9, 0), &opts)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(&cubin[..4], b"\x7fELF", "{name}: not a CUBIN");
+        }
+    }
+}
