@@ -17,15 +17,18 @@ cell (its index and first line) and the error. Notebooks are only written back w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-from jupyter_client.manager import KernelManager
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
@@ -58,33 +61,46 @@ def _describe(nb, index: int) -> str:
 
 def run_notebook(path: Path, timeout: int, inplace: bool) -> float:
     nb = nbformat.read(path, as_version=4)
-    km = KernelManager(kernel_name="python3", kernel_spec_manager=_ThisPython())
-    client = NotebookClient(
-        nb,
-        km=km,
-        timeout=timeout,
-        allow_errors=False,
-        record_timing=True,
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    start = time.perf_counter()
-    client.reset_execution_trackers()
-    with client.setup_kernel():
-        info = client.wait_for_reply(client.kc.kernel_info())
+    with tempfile.TemporaryDirectory(prefix="sf-nb-") as socket_dir, contextlib.ExitStack() as stack:
+        # The async manager, like nbclient's own default: with a blocking one, cell timeouts never fire.
+        km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=_ThisPython())
+        if os.name == "posix":
+            # IPC sockets, at an absolute path (the kernel runs in the notebook's folder): no TCP
+            # ports to collide in CI, no "running over TCP without encryption" warning.
+            km.transport = "ipc"
+            km.ip = os.path.join(socket_dir, "kernel")
+        client = NotebookClient(
+            nb,
+            km=km,
+            timeout=timeout,
+            allow_errors=False,
+            record_timing=True,
+            resources={"metadata": {"path": str(path.parent)}},
+        )
+        start = time.perf_counter()
+        client.reset_execution_trackers()
+        try:
+            stack.enter_context(client.setup_kernel(cleanup_kc=True))  # we own km: shut the kernel down
+            info = client.wait_for_reply(client.kc.kernel_info())
+        except Exception as err:
+            raise NotebookFailed(
+                f"{path.name}: the kernel ({sys.executable} -m ipykernel) did not start: {err}"
+            ) from None
         nb.metadata["language_info"] = info["content"]["language_info"]
         for index, cell in enumerate(nb.cells):
             try:
                 client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
-            except CellTimeoutError as err:
-                raise NotebookFailed(f"{path.name}: {_describe(nb, index)} timed out after {timeout} s\n{err}") from None
+            except CellTimeoutError:
+                raise NotebookFailed(f"{path.name}: {_describe(nb, index)} timed out after {timeout} s") from None
             except DeadKernelError as err:
                 raise NotebookFailed(f"{path.name}: the kernel died in {_describe(nb, index)}\n{err}") from None
             except CellExecutionError as err:
+                evalue = ANSI.sub("", err.evalue).strip().splitlines() or [""]
                 detail = ANSI.sub("", str(err)).strip()
                 raise NotebookFailed(
-                    f"{path.name}: {_describe(nb, index)} raised {err.ename}: {ANSI.sub('', err.evalue)}\n\n{detail}"
+                    f"{path.name}: {_describe(nb, index)} raised {err.ename}: {evalue[0]}\n\n{detail}"
                 ) from None
-    elapsed = time.perf_counter() - start
+        elapsed = time.perf_counter() - start
     if inplace:
         nbformat.write(nb, path)
     return elapsed
@@ -92,8 +108,9 @@ def run_notebook(path: Path, timeout: int, inplace: bool) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("notebooks", nargs="*", type=Path,
-                        help="notebooks to run (default: every .ipynb in tutorials/)")
+    parser.add_argument(
+        "notebooks", nargs="*", type=Path, help="notebooks to run (default: every .ipynb in tutorials/)"
+    )
     parser.add_argument("--timeout", type=int, default=300, help="seconds allowed per cell (default 300)")
     parser.add_argument("--inplace", action="store_true", help="write the executed notebooks (with outputs) back")
     args = parser.parse_args(argv)
@@ -107,8 +124,11 @@ def main(argv=None) -> int:
         print("not found: " + ", ".join(missing), file=sys.stderr)
         return 1
     if importlib.util.find_spec("spikeforge") is None:
-        print(f"spikeforge is not importable by {sys.executable}: install it, or build the library "
-              "(cargo build --release) and set PYTHONPATH=python_shim", file=sys.stderr)
+        print(
+            f"spikeforge is not importable by {sys.executable}: install it, or build the library "
+            "(cargo build --release) and set PYTHONPATH=python_shim",
+            file=sys.stderr,
+        )
         return 1
 
     failures = []

@@ -94,6 +94,23 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec) -> StepDag {
             (p, pick(&mut arena, p, cur))
         })
         .collect();
+    // Opt-in rewrites that trade exactness for speed act on the whole step at once.
+    let (next_state, next_params, spike) = if spec.fast_math {
+        let mut roots = next_state.clone();
+        roots.extend(next_params.iter().map(|(_, e)| *e));
+        roots.extend(spike);
+        let shared = arena.share_exponentials(&roots);
+        let (s, rest) = shared.split_at(next_state.len());
+        let (p, sp) = rest.split_at(next_params.len());
+        let params = next_params
+            .iter()
+            .zip(p)
+            .map(|((v, _), e)| (*v, *e))
+            .collect();
+        (s.to_vec(), params, sp.first().copied())
+    } else {
+        (next_state, next_params, spike)
+    };
     let traces = spec
         .record
         .iter()

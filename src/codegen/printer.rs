@@ -288,6 +288,11 @@ impl Printer<'_> {
                     BinOp::Max => return call2(&math_fn("fmax", dt)),
                     BinOp::Mod => return call2("sf_mod"),
                 };
+                if *op == BinOp::Add {
+                    if let Some(text) = self.as_subtraction(*a, *b, names) {
+                        return (text, P_ADD);
+                    }
+                }
                 // Left operand may bind equally (left-associative); the right one must bind
                 // tighter, so `a - (b - c)` and `a + (b + c)` keep their grouping.
                 (
@@ -300,6 +305,46 @@ impl Printer<'_> {
                 )
             }
         }
+    }
+
+    /// `x + (-c)` and `x + (-c) * y` (canonical forms in the IR) read as `x - c` and
+    /// `x - c * y`; the values are identical since negation is exact.
+    fn as_subtraction(
+        &self,
+        a: ExprId,
+        b: ExprId,
+        names: &HashMap<ExprId, String>,
+    ) -> Option<String> {
+        let negated = |id: ExprId| -> Option<String> {
+            if names.contains_key(&id) {
+                return None;
+            }
+            if let Some(c) = self.arena.as_const(id).filter(|c| *c < 0.0) {
+                return Some(literal(-c, self.dtype));
+            }
+            if let Node::Bin(BinOp::Mul, x, y) = *self.arena.node(id) {
+                let (c, other) = match (self.arena.as_const(x), self.arena.as_const(y)) {
+                    (Some(c), None) => (c, y),
+                    (None, Some(c)) => (c, x),
+                    _ => return None,
+                };
+                if c < 0.0 {
+                    return Some(format!(
+                        "{} * {}",
+                        literal(-c, self.dtype),
+                        self.operand(other, P_MUL + 1, names)
+                    ));
+                }
+            }
+            None
+        };
+        if let Some(rhs) = negated(b) {
+            return Some(format!("{} - {rhs}", self.operand(a, P_ADD, names)));
+        }
+        if let Some(rhs) = negated(a) {
+            return Some(format!("{} - {rhs}", self.operand(b, P_ADD, names)));
+        }
+        None
     }
 
     fn operand(&self, id: ExprId, min_prec: u8, names: &HashMap<ExprId, String>) -> String {

@@ -238,6 +238,10 @@ impl ExprArena {
         if let Node::Neg(inner) = self.node(a) {
             return *inner;
         }
+        if let Some((c, inner)) = self.const_factor(a) {
+            let k = self.constant(-c);
+            return self.bin(BinOp::Mul, k, inner);
+        }
         self.intern(Node::Neg(a))
     }
 
@@ -298,6 +302,40 @@ impl ExprArena {
             }
         }
         match op {
+            // Canonical forms: subtracting a constant is adding its negation; constant factors
+            // gather into one (`c1 * (c2 * x)` -> `(c1 c2) x`, `c * -x` -> `(-c) x`).
+            BinOp::Sub if cb.is_some_and(|c| c != 0.0) => {
+                let nb = self.constant(-cb.unwrap());
+                return self.bin(BinOp::Add, a, nb);
+            }
+            BinOp::Mul if ca.is_some() || cb.is_some() => {
+                let (c, x) = if let Some(c) = ca {
+                    (c, b)
+                } else {
+                    (cb.unwrap(), a)
+                };
+                if c == 1.0 {
+                    return x;
+                }
+                if c == -1.0 {
+                    return self.neg(x);
+                }
+                if let Some((c2, inner)) = self.const_factor(x) {
+                    let k = self.constant(c * c2);
+                    return self.bin(BinOp::Mul, k, inner);
+                }
+                if let Node::Neg(inner) = *self.node(x) {
+                    let k = self.constant(-c);
+                    return self.bin(BinOp::Mul, k, inner);
+                }
+                let k = self.constant(c);
+                return self.intern(Node::Bin(BinOp::Mul, k, x));
+            }
+            BinOp::Div if cb.is_none() => {
+                if let Some(r) = self.removable_singularity(a, b) {
+                    return r;
+                }
+            }
             BinOp::Add if ca == Some(0.0) => return b,
             BinOp::Add | BinOp::Sub if cb == Some(0.0) => return a,
             BinOp::Sub if ca == Some(0.0) => return self.neg(b),
@@ -354,6 +392,89 @@ impl ExprArena {
             (a, b)
         };
         self.intern(Node::Bin(op, a, b))
+    }
+
+    /// `Some((c, x))` when the node is `c * x` with a constant `c`.
+    fn const_factor(&self, id: ExprId) -> Option<(f64, ExprId)> {
+        match *self.node(id) {
+            Node::Bin(BinOp::Mul, a, b) => match (self.as_const(a), self.as_const(b)) {
+                (Some(c), None) => Some((c, b)),
+                (None, Some(c)) => Some((c, a)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// `(c, x)` with `id == c * x` (c = 1 when there is no constant factor).
+    fn linear_factor(&self, id: ExprId) -> (f64, ExprId) {
+        match *self.node(id) {
+            Node::Neg(inner) => {
+                let (c, x) = self.linear_factor(inner);
+                (-c, x)
+            }
+            _ => self.const_factor(id).unwrap_or((1.0, id)),
+        }
+    }
+
+    /// Rate functions like `0.1*(v+40) / (1 - exp(-(v+40)/10))` are 0/0 where the exponent is 0,
+    /// a removable singularity a kernel can hit exactly (the seed's NeuroDriver models special-case
+    /// it by hand). `num / (1 - exp(z))` and `num / (exp(z) - 1)` with `num = r z` become
+    /// `-r B(z)` and `r B(z)`, `B(z) = z / (exp(z) - 1)`, evaluated by its series near 0.
+    fn removable_singularity(&mut self, num: ExprId, den: ExprId) -> Option<ExprId> {
+        let (sign, z) = match *self.node(den) {
+            Node::Bin(BinOp::Add, a, b) => {
+                // exp(z) - 1 is stored as exp(z) + (-1).
+                let (c, e) = match (self.as_const(a), self.as_const(b)) {
+                    (Some(c), None) => (c, b),
+                    (None, Some(c)) => (c, a),
+                    _ => return None,
+                };
+                match (c, self.node(e)) {
+                    (-1.0, Node::Call(Func::Exp, z)) => (1.0, *z),
+                    _ => return None,
+                }
+            }
+            Node::Bin(BinOp::Sub, a, b) => match (self.as_const(a), self.node(b)) {
+                (Some(1.0), Node::Call(Func::Exp, z)) => (-1.0, *z),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let (cn, xn) = self.linear_factor(num);
+        let (cz, xz) = self.linear_factor(z);
+        if xn != xz || cz == 0.0 {
+            return None;
+        }
+        let r = sign * cn / cz;
+        let b = self.exprel_inverse(z);
+        let rc = self.constant(r);
+        Some(self.mul(rc, b))
+    }
+
+    /// `B(z) = z / (exp(z) - 1)`: the formula away from 0, the series
+    /// `1 - z/2 + z^2/12 - z^4/720` (error below z^6/30240) where |z| < 0.01.
+    fn exprel_inverse(&mut self, z: ExprId) -> ExprId {
+        let one = self.constant(1.0);
+        let minus_one = self.constant(-1.0);
+        let e = self.call(Func::Exp, z);
+        let em1 = self.bin(BinOp::Add, e, minus_one);
+        // Interned directly: rebuilding it through `bin` would match the pattern again.
+        let exact = self.intern(Node::Bin(BinOp::Div, z, em1));
+        let z2 = self.mul(z, z);
+        let c720 = self.constant(-1.0 / 720.0);
+        let c12 = self.constant(1.0 / 12.0);
+        let t = self.mul(c720, z2);
+        let t = self.add(c12, t);
+        let u = self.mul(z, t);
+        let half = self.constant(-0.5);
+        let u = self.add(half, u);
+        let w = self.mul(z, u);
+        let series = self.add(one, w);
+        let small = self.constant(1e-2);
+        let az = self.call(Func::Abs, z);
+        let near = self.bin(BinOp::Lt, az, small);
+        self.select(near, series, exact)
     }
 
     /// `x**n` for small integers as multiplications (square-and-multiply), `x**0.5` as sqrt.

@@ -98,30 +98,35 @@ def test_handler_rejects_wrong_buffers_with_an_xla_error_naming_the_argument():
         jax.ShapeDtypeStruct((8,), jnp.int32),
         jax.ShapeDtypeStruct((8,), jnp.int32),
     ]
+    # Errors of a GPU call surface when its result is awaited.
     with pytest.raises(Exception, match=r"argument 'v': expected float32\[8\], got float32\[7\]"):
-        sf.neuron_run_p(
-            *args,
-            outs=outs,
-            spec=info["spec"],
-            key=info["key"],
-            steps=5,
-            record_every=1,
-            n_inner=8,
-            shapes=(("neuron",) * 3 + ("batch",), ("neuron",) * 3),
+        jax.block_until_ready(
+            sf.neuron_run_p(
+                *args,
+                outs=outs,
+                spec=info["spec"],
+                key=info["key"],
+                steps=5,
+                record_every=1,
+                n_inner=8,
+                shapes=(("neuron",) * 3 + ("batch",), ("neuron",) * 3),
+            )
         )
     with pytest.raises(Exception, match="attribute 'key' does not match"):
-        sf.neuron_run_p(
-            state["v"],
-            state["I"],
-            state["lastspike_step"],
-            jnp.zeros((1,), jnp.int32),
-            outs=outs,
-            spec=info["spec"],
-            key="0" * 64,
-            steps=5,
-            record_every=1,
-            n_inner=8,
-            shapes=(("neuron",) * 3 + ("batch",), ("neuron",) * 3),
+        jax.block_until_ready(
+            sf.neuron_run_p(
+                state["v"],
+                state["I"],
+                state["lastspike_step"],
+                jnp.zeros((1,), jnp.int32),
+                outs=outs,
+                spec=info["spec"],
+                key="0" * 64,
+                steps=5,
+                record_every=1,
+                n_inner=8,
+                shapes=(("neuron",) * 3 + ("batch",), ("neuron",) * 3),
+            )
         )
     _, out = model.run(state, dt=0.1, steps=10)
     assert np.asarray(out.spike_count).shape == (8,)
