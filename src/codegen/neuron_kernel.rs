@@ -36,7 +36,7 @@ pub struct StepDag {
     pub traces: Vec<ExprId>,
 }
 
-pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec) -> StepDag {
+pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
     let mut arena = ir.arena.clone();
     let not_ref = ir.lookup("not_refractory").map(|v| arena.var(v));
     let zero = arena.constant(0.0);
@@ -99,7 +99,7 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec) -> StepDag {
         let mut roots = next_state.clone();
         roots.extend(next_params.iter().map(|(_, e)| *e));
         roots.extend(spike);
-        let shared = arena.share_exponentials(&roots);
+        let shared = arena.share_exponentials(&roots, dialect == Dialect::Cuda);
         let (s, rest) = shared.split_at(next_state.len());
         let (p, sp) = rest.split_at(next_params.len());
         let params = next_params
@@ -146,7 +146,7 @@ pub struct GeneratedKernel {
 }
 
 pub fn generate(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> GeneratedKernel {
-    let dag = step_dag(ir, spec);
+    let dag = step_dag(ir, spec, dialect);
     let layout = layout(ir, spec);
     let source = KernelWriter {
         ir,

@@ -121,6 +121,7 @@ SF_SIMD float log10f(float); SF_SIMD double log10(double);
 SF_SIMD float sinhf(float); SF_SIMD double sinh(double);
 SF_SIMD float coshf(float); SF_SIMD double cosh(double);
 SF_SIMD float expm1f(float); SF_SIMD double expm1(double);
+SF_SIMD float exp2f(float); SF_SIMD double exp2(double);
 #endif
 #endif
 ";

@@ -161,6 +161,20 @@ fn runtime_error(e: RuntimeError) -> FfiError {
     FfiError::internal(e.to_string())
 }
 
+/// Compiler options for a model's C kernel. Under fast math, divisions and square roots may use
+/// the approximate reciprocal instructions refined by one Newton step (`-mrecip`).
+fn cpu_options(fast_math: bool) -> cpu::CpuCompileOptions {
+    let extra_flags = if fast_math {
+        vec!["-mrecip".to_string()]
+    } else {
+        vec![]
+    };
+    cpu::CpuCompileOptions {
+        fast_math,
+        extra_flags,
+    }
+}
+
 /// The C entry point: `(start, end, dims, inputs, outputs)`.
 type CEntry = unsafe extern "C" fn(i64, i64, *const i64, *const *mut c_void, *const *mut c_void);
 
@@ -174,10 +188,7 @@ pub fn run_cpu(call: &CallFrame) -> Result<(), FfiError> {
     let key = attrs.get_str("key")?;
     let p = prepared(&attrs, key)?;
     let run = decode(call, &p, &attrs)?;
-    let opts = cpu::CpuCompileOptions {
-        fast_math: p.spec.fast_math,
-        ..Default::default()
-    };
+    let opts = cpu_options(p.spec.fast_math);
     let module = cpu::load_keyed(key, codegen::ENTRY, &opts, || {
         codegen::generate(&p.ir, &p.spec, Dialect::C).source
     })

@@ -61,6 +61,8 @@ impl BinOp {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Func {
     Exp,
+    /// `2**x`: what GPUs evaluate natively; produced by fast-math rewrites.
+    Exp2,
     Log,
     Log10,
     Sqrt,
@@ -80,6 +82,7 @@ impl Func {
     pub fn from_name(name: &str) -> Option<Func> {
         Some(match name {
             "exp" => Func::Exp,
+            "exp2" => Func::Exp2,
             "log" => Func::Log,
             "log10" => Func::Log10,
             "sqrt" => Func::Sqrt,
@@ -100,6 +103,7 @@ impl Func {
     pub fn c_name(self) -> &'static str {
         match self {
             Func::Exp => "exp",
+            Func::Exp2 => "exp2",
             Func::Log => "log",
             Func::Log10 => "log10",
             Func::Sqrt => "sqrt",
@@ -119,6 +123,7 @@ impl Func {
     pub fn eval(self, x: f64) -> f64 {
         match self {
             Func::Exp => x.exp(),
+            Func::Exp2 => x.exp2(),
             Func::Log => x.ln(),
             Func::Log10 => x.log10(),
             Func::Sqrt => x.sqrt(),

@@ -5,6 +5,16 @@ use std::collections::HashMap;
 
 use super::expr::{BinOp, ExprArena, ExprId, Func, Node};
 
+/// `exp(arg) = factor * exp2(log2(e) * base_arg)`.
+#[derive(Clone, Copy)]
+struct Replacement {
+    factor: f64,
+    /// The argument of the group's base exponential, as the user wrote it: keeping `k (x + c)`
+    /// rather than expanding it to `k x + k c` avoids a cancellation near `x = -c`.
+    base_arg: ExprId,
+    use_exp2: bool,
+}
+
 impl ExprArena {
     /// `(k, x, b)` with `id == k * x + b` for constants `k` and `b`.
     fn affine(&self, id: ExprId) -> (f64, ExprId, f64) {
@@ -33,12 +43,18 @@ impl ExprArena {
         }
     }
 
-    /// Exponentials of the same variable with the same slope share one evaluation:
-    /// `exp(k x + b_i) = exp(k x + b_0) * exp(b_i - b_0)`, with `exp(b_i - b_0)` folded. In the
-    /// Hodgkin-Huxley rates, `exp(-(v+40)/10)`, `exp(-(v+55)/10)` and `exp(-(v+35)/10)` become
-    /// one exponential and two multiplications. Costs about one rounding per shared term, and
-    /// may overflow or underflow earlier by the factor `exp(b_i - b_0)`; hence opt-in.
-    pub fn share_exponentials(&mut self, roots: &[ExprId]) -> Vec<ExprId> {
+    /// Fast-math rewrite of every exponential `exp(k x + b)`:
+    /// * with `use_exp2` (GPUs), as `exp2(log2(e) * arg)` with `log2(e)` folded into the
+    ///   argument's constant factor, so that it is one `ex2` instruction with no extra scaling (a
+    ///   CPU's vector `exp` reduces its argument more accurately than a rounded product would);
+    /// * exponentials of the same variable with the same slope share one evaluation:
+    ///   `exp(k x + b_i) = exp(k x + b_0) * exp(b_i - b_0)`, the factor folded. In the
+    ///   Hodgkin-Huxley rates, `exp(-(v+40)/10)`, `exp(-(v+55)/10)` and `exp(-(v+35)/10)` become
+    ///   one exponential and two multiplications.
+    ///
+    /// Costs about one rounding per rewritten term and may overflow or underflow earlier by the
+    /// factor `exp(b_i - b_0)`: hence only under `fast_math`, whose accuracy the tests check.
+    pub fn share_exponentials(&mut self, roots: &[ExprId], use_exp2: bool) -> Vec<ExprId> {
         let mut groups: HashMap<(u64, ExprId), Vec<(f64, ExprId)>> = HashMap::new();
         let mut seen = vec![false; self.len()];
         let mut stack: Vec<ExprId> = roots.to_vec();
@@ -48,21 +64,29 @@ impl ExprArena {
             }
             if let Node::Call(Func::Exp, arg) = *self.node(id) {
                 let (k, x, b) = self.affine(arg);
-                if self.as_const(x).is_none() {
-                    groups.entry((k.to_bits(), x)).or_default().push((b, id));
-                }
+                groups.entry((k.to_bits(), x)).or_default().push((b, id));
             }
             stack.extend(self.children(id));
         }
-        // Each replaced exponential is a constant factor times its group's base; the base is
-        // itself rebuilt (its argument may depend on replaced nodes of earlier RK stages).
-        let mut replace: HashMap<ExprId, (f64, ExprId)> = HashMap::new();
-        for members in groups.values_mut().filter(|m| m.len() > 1) {
+        // Each exponential becomes `factor * exp2(log2(e) * base_arg)`; the base argument is
+        // rebuilt first (it may depend on rewritten nodes of earlier RK stages).
+        let mut replace: HashMap<ExprId, Replacement> = HashMap::new();
+        for members in groups.values_mut().filter(|m| use_exp2 || m.len() > 1) {
             // The base is the member closest to exp(k x): the factors stay near 1.
             members.sort_by(|a, b| a.0.abs().total_cmp(&b.0.abs()).then(a.1.cmp(&b.1)));
             let (b0, base) = members[0];
-            for &(b, id) in &members[1..] {
-                replace.insert(id, ((b - b0).exp(), base));
+            let Node::Call(Func::Exp, base_arg) = *self.node(base) else {
+                unreachable!()
+            };
+            for &(b, id) in members.iter() {
+                replace.insert(
+                    id,
+                    Replacement {
+                        factor: (b - b0).exp(),
+                        base_arg,
+                        use_exp2,
+                    },
+                );
             }
         }
         if replace.is_empty() {
@@ -79,7 +103,7 @@ impl ExprArena {
     fn replace_nodes(
         &mut self,
         id: ExprId,
-        replace: &HashMap<ExprId, (f64, ExprId)>,
+        replace: &HashMap<ExprId, Replacement>,
         memo: &mut HashMap<ExprId, ExprId>,
     ) -> ExprId {
         if let Some(r) = memo.get(&id) {
@@ -87,10 +111,17 @@ impl ExprArena {
         }
         let r = match self.node(id).clone() {
             _ if replace.contains_key(&id) => {
-                let (factor, base) = replace[&id];
-                let base = self.replace_nodes(base, replace, memo);
-                let f = self.constant(factor);
-                self.mul(f, base)
+                let r = replace[&id];
+                let arg = self.replace_nodes(r.base_arg, replace, memo);
+                let e = if r.use_exp2 {
+                    let log2e = self.constant(std::f64::consts::LOG2_E);
+                    let arg = self.mul(log2e, arg);
+                    self.call(Func::Exp2, arg)
+                } else {
+                    self.call(Func::Exp, arg)
+                };
+                let f = self.constant(r.factor);
+                self.mul(f, e)
             }
             Node::Const(_) | Node::Bool(_) | Node::Var(_) => id,
             Node::Neg(a) => {
@@ -138,7 +169,7 @@ mod tests {
             let arg = a.mul(k, s);
             roots.push(a.call(Func::Exp, arg));
         }
-        let shared = a.share_exponentials(&roots);
+        let shared = a.share_exponentials(&roots, true);
         let count_exps = |a: &ExprArena, roots: &[ExprId]| {
             let mut seen = std::collections::HashSet::new();
             let mut stack = roots.to_vec();
