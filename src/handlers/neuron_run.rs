@@ -5,7 +5,7 @@
 //! generates and compiles the kernel; later calls are a map lookup, buffer checks and a launch.
 
 use std::ffi::c_void;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use crate::codegen::{self, Dialect, ElemType, Layout, ShapeKind};
 use crate::ir::NeuronIr;
@@ -19,6 +19,10 @@ struct Prepared {
     spec: ModelSpec,
     ir: NeuronIr,
     layout: Layout,
+    /// The loaded kernels, so that a call after the first is one map lookup: the C kernel, and
+    /// the CUDA kernel per XLA stream (a stream belongs to one context for its whole life).
+    cpu: OnceLock<Arc<cpu::CpuModule>>,
+    cuda: Mutex<Vec<(usize, Arc<cuda::CudaFunction>)>>,
 }
 
 static PREPARED: LazyLock<Memo<Arc<Prepared>>> = LazyLock::new(Memo::new);
@@ -35,7 +39,13 @@ fn prepared(attrs: &Attrs, key: &str) -> Result<Arc<Prepared>, FfiError> {
         }
         let ir = crate::ir::lower(&spec).map_err(|d| FfiError::invalid_argument(d.render()))?;
         let layout = codegen::layout::layout(&ir, &spec);
-        Ok(Arc::new(Prepared { spec, ir, layout }))
+        Ok(Arc::new(Prepared {
+            spec,
+            ir,
+            layout,
+            cpu: OnceLock::new(),
+            cuda: Mutex::new(Vec::new()),
+        }))
     })
 }
 
@@ -188,11 +198,17 @@ pub fn run_cpu(call: &CallFrame) -> Result<(), FfiError> {
     let key = attrs.get_str("key")?;
     let p = prepared(&attrs, key)?;
     let run = decode(call, &p, &attrs)?;
-    let opts = cpu_options(p.spec.fast_math);
-    let module = cpu::load_keyed(key, codegen::ENTRY, &opts, || {
-        codegen::generate(&p.ir, &p.spec, Dialect::C).source
-    })
-    .map_err(runtime_error)?;
+    let module = match p.cpu.get() {
+        Some(m) => Arc::clone(m),
+        None => {
+            let opts = cpu_options(p.spec.fast_math);
+            let m = cpu::load_keyed(key, codegen::ENTRY, &opts, || {
+                codegen::generate(&p.ir, &p.spec, Dialect::C).source
+            })
+            .map_err(runtime_error)?;
+            Arc::clone(p.cpu.get_or_init(|| m))
+        }
+    };
     // SAFETY: the generated C entry has exactly this signature.
     let entry: CEntry = unsafe { module.entry::<CEntry>() };
     if *POISON_OUTPUTS {
@@ -241,12 +257,16 @@ fn block_size(n: usize, multiprocessors: u32, max_threads: u32) -> u32 {
     block
 }
 
-pub fn run_cuda(call: &CallFrame) -> Result<(), FfiError> {
-    let attrs = call.attrs()?;
-    let key = attrs.get_str("key")?;
-    let p = prepared(&attrs, key)?;
-    let run = decode(call, &p, &attrs)?;
-    let stream = call.stream()?;
+/// The model's CUDA kernel for XLA's `stream`: a lookup after the first call on that stream.
+fn cuda_function(
+    p: &Prepared,
+    key: &str,
+    stream: *mut c_void,
+) -> Result<Arc<cuda::CudaFunction>, FfiError> {
+    let mut loaded = p.cuda.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, f)) = loaded.iter().find(|(s, _)| *s == stream as usize) {
+        return Ok(Arc::clone(f));
+    }
     let opts = cuda::CudaCompileOptions {
         fast_math: p.spec.fast_math,
         ..Default::default()
@@ -255,6 +275,17 @@ pub fn run_cuda(call: &CallFrame) -> Result<(), FfiError> {
         codegen::generate(&p.ir, &p.spec, Dialect::Cuda).source
     })
     .map_err(runtime_error)?;
+    loaded.push((stream as usize, Arc::clone(&f)));
+    Ok(f)
+}
+
+pub fn run_cuda(call: &CallFrame) -> Result<(), FfiError> {
+    let attrs = call.attrs()?;
+    let key = attrs.get_str("key")?;
+    let p = prepared(&attrs, key)?;
+    let run = decode(call, &p, &attrs)?;
+    let stream = call.stream()?;
+    let f = cuda_function(&p, key, stream)?;
     if *POISON_OUTPUTS {
         for (ptr, bytes) in run
             .outputs
