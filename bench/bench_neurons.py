@@ -76,14 +76,20 @@ WORKLOADS = {
     "gpu": Workloads(
         sims=(
             SimCase("hh", 10_000, 5000, 1.0, "fused fast-math CUDA 1.25, lax.scan 38"),
+            SimCase("hh-fast", 10_000, 5000, 1.0, "fused fast-math CUDA 1.25, lax.scan 38"),
             SimCase("hh", 1_000_000, 5000, 46.0, "fused fast-math CUDA 55, lax.scan 108"),
+            SimCase("hh-fast", 1_000_000, 5000, 46.0, "fused fast-math CUDA 55, lax.scan 108"),
             SimCase("lif", 1_000_000, 10_000, 4.0),
         ),
         overhead_calls=1000,
         compile_models=("lif", "hh"),
     ),
     "cpu": Workloads(
-        sims=(SimCase("hh", 10_000, 5000, 320.0), SimCase("lif", 100_000, 10_000)),
+        sims=(
+            SimCase("hh", 10_000, 5000, 320.0),
+            SimCase("hh-fast", 10_000, 5000, 320.0),
+            SimCase("lif", 100_000, 10_000),
+        ),
         overhead_calls=1000,
         compile_models=("lif", "hh"),
     ),
@@ -110,6 +116,7 @@ def make_sf_model(spec: dict, constants: dict | None = None) -> sf.NeuronModel:
         refractory=spec.get("refractory"),
         constants=constants if constants is not None else spec["constants"],
         method=spec["method"],
+        fast_math=spec.get("fast_math", False),
     )
 
 
@@ -187,10 +194,11 @@ class ModelKind:
     scan_fn: Callable  # (spec, steps) -> jittable fn(*scan_args) -> (v, spike_count)
     scan_args: Callable  # (n) -> tuple of arrays
     reference_counts: Callable  # (spec, currents float64, steps) -> float64 numpy spike counts
+    fast_math: bool = False  # spikeforge's fast_math option (its accuracy is tested in tests/python)
 
     @property
     def spec(self) -> dict:
-        return load_spec(self.spec_name)
+        return dict(load_spec(self.spec_name), fast_math=self.fast_math)
 
 
 HH_Y0 = {"v": -65.0, "m": 0.05, "h": 0.6, "n": 0.32}
@@ -239,6 +247,16 @@ MODEL_KINDS = {
         scan_fn=lambda spec, steps: hh_scan(spec["constants"], spec["dt"], steps),
         scan_args=lambda n: (hh_y0(n), jnp.asarray(hh_currents(n))),
         reference_counts=hh_reference_counts,
+    ),
+    "hh-fast": ModelKind(
+        label="HH rk4 f32 fast-math",
+        spec_name="hh_32",
+        currents=hh_currents,
+        sf_state=lambda model, n: model.init_state(n, I=hh_currents(n), **HH_Y0),
+        scan_fn=lambda spec, steps: hh_scan(spec["constants"], spec["dt"], steps),
+        scan_args=lambda n: (hh_y0(n), jnp.asarray(hh_currents(n))),
+        reference_counts=hh_reference_counts,
+        fast_math=True,
     ),
     "lif": ModelKind(
         label="LIF euler+refr f32",

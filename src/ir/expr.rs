@@ -274,6 +274,17 @@ impl ExprArena {
         if a == b {
             return a;
         }
+        // Under the same condition an inner select on either side has already been decided.
+        if let Node::Select(c2, x, _) = *self.node(a) {
+            if c2 == c {
+                return self.select(c, x, b);
+            }
+        }
+        if let Node::Select(c2, _, y) = *self.node(b) {
+            if c2 == c {
+                return self.select(c, a, y);
+            }
+        }
         self.intern(Node::Select(c, a, b))
     }
 

@@ -179,7 +179,7 @@ mod tests {
                 }
             }
             seen.iter()
-                .filter(|id| matches!(a.node(**id), Node::Call(Func::Exp, _)))
+                .filter(|id| matches!(a.node(**id), Node::Call(Func::Exp | Func::Exp2, _)))
                 .count()
         };
         assert_eq!(count_exps(&a, &roots), 3);
