@@ -41,12 +41,19 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
     let not_ref = ir.lookup("not_refractory").map(|v| arena.var(v));
     let zero = arena.constant(0.0);
     let has_refractory = !matches!(ir.refractory, RefractoryIr::None);
+    let clamped =
+        |s: &crate::ir::StateEq| s.unless_refractory && has_refractory && not_ref.is_some();
+    // `(unless refractory)` holds a variable while refractory. When every variable is held, or
+    // the scheme has one stage (Euler), holding the result (`nr ? x + h f : x`) is the same as
+    // zeroing the derivative in every stage, and cheaper; otherwise the clamped derivative
+    // enters the stages, as Brian2 does.
+    let hold_result = spec.method == crate::spec::Method::Euler || ir.states.iter().all(clamped);
     let odes: Vec<Ode> = ir
         .states
         .iter()
         .map(|s| {
-            let derivative = match (s.unless_refractory && has_refractory, not_ref) {
-                (true, Some(nr)) => arena.select(nr, s.derivative, zero),
+            let derivative = match not_ref {
+                Some(nr) if clamped(s) && !hold_result => arena.select(nr, s.derivative, zero),
                 _ => s.derivative,
             };
             Ode {
@@ -55,7 +62,15 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
             }
         })
         .collect();
-    let integrated = integrators::step(&mut arena, &odes, spec.method, spec.dt);
+    let mut integrated = integrators::step(&mut arena, &odes, spec.method, spec.dt);
+    if let (true, Some(nr)) = (hold_result, not_ref) {
+        for (s, x) in ir.states.iter().zip(integrated.iter_mut()) {
+            if clamped(s) {
+                let old = arena.var(s.var);
+                *x = arena.select(nr, *x, old);
+            }
+        }
+    }
     let after_step: HashMap<VarId, ExprId> = odes
         .iter()
         .zip(&integrated)
@@ -289,7 +304,7 @@ impl KernelWriter<'_> {
                 let steps = self.refractory_steps(indent, out).unwrap();
                 let _ = writeln!(
                     out,
-                    "{indent}const {b} sf_not_refractory = (sf_t_step - sf_lastspike_step{lane}) >= {steps};",
+                    "{indent}const {b} sf_not_refractory = sf_lastspike_step{lane} <= sf_t_step - ({steps});",
                     b = self.dialect.bool_type()
                 );
             }
@@ -454,7 +469,8 @@ impl KernelWriter<'_> {
             );
         }
         s.push_str("    int32_t sf_spike_count = 0;\n    int32_t sf_rec_countdown = 0;\n");
-        s.push_str("    for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s) {\n");
+        // Unrolling amortises the loop's own counter, compare and branch over several steps.
+        s.push_str("    #pragma unroll 4\n    for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s) {\n");
         s.push_str("        const int32_t sf_t_step = sf_t0 + sf_s;\n");
         let _ = writeln!(
             s,

@@ -161,6 +161,19 @@ impl Printer<'_> {
             *uses.entry(r).or_default() += 1;
             self.count_uses(r, &mut uses, &mut order);
         }
+        if self.dialect == Dialect::C {
+            // Both sides of a select become named temporaries, computed unconditionally: GCC
+            // will not if-convert (and so not vectorise) a conditional expression whose branch
+            // holds loads or arithmetic it cannot prove safe to speculate.
+            for &id in &order {
+                if let Node::Select(_, a, b) = *self.arena.node(id) {
+                    for side in [a, b] {
+                        let u = uses.entry(side).or_default();
+                        *u = (*u).max(2);
+                    }
+                }
+            }
+        }
         let mut names: HashMap<ExprId, String> = HashMap::new();
         for &id in &order {
             let shared = uses[&id] > 1;

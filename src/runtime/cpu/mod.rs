@@ -28,8 +28,10 @@ pub struct CpuCompileOptions {
 impl CpuCompileOptions {
     /// The full flag list. `-fno-math-errno` always: errno is never read and setting it stops
     /// GCC from vectorising `sqrt`/`exp` calls; `-fopenmp-simd` honours `#pragma omp simd`
-    /// without pulling in the OpenMP runtime.
-    fn flags(&self) -> Vec<String> {
+    /// without pulling in the OpenMP runtime; `-fno-trapping-math`: kernels never enable
+    /// floating-point traps, and without it GCC keeps `floor`/`ceil` as library calls and will
+    /// not speculate arithmetic into vector selects. Neither changes any result.
+    pub fn flags(&self) -> Vec<String> {
         let mut f: Vec<String> = [
             "-O3",
             "-march=native",
@@ -37,6 +39,7 @@ impl CpuCompileOptions {
             "-shared",
             "-std=c11",
             "-fno-math-errno",
+            "-fno-trapping-math",
             "-fopenmp-simd",
         ]
         .map(String::from)
