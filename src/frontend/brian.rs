@@ -152,6 +152,17 @@ fn unit_and_flags(
             ))
         }
     };
+    if let (Some(bad), Some(start)) = (super::units::unknown_unit_name(&unit), unit_start) {
+        let offset = unit.find(&bad).unwrap_or(0);
+        let span = Span::new(
+            start.line,
+            start.col + unit[..offset].chars().count(),
+            bad.chars().count(),
+        );
+        return Err(p
+            .error(span, format!("unknown unit '{bad}'"))
+            .suggest("use SI names with prefixes (mV, ms, nS, pF, volt, amp/meter**2), '1', 'boolean' or 'integer'"));
+    }
     let mut flags = Vec::new();
     if matches!(p.peek_tok(), Some(Tok::LParen)) {
         p.advance();
@@ -228,6 +239,9 @@ mod tests {
         assert_eq!(e.span.unwrap().col, 24);
         let e = parse_equations("dv/dt = -v : 1\ndv/dt = v : 1").unwrap_err();
         assert!(e.message.contains("defined twice"));
+        let e = parse_equations("dv/dt = -v : vlot").unwrap_err();
+        assert!(e.message.contains("unknown unit 'vlot'"), "{}", e.message);
+        assert_eq!(e.span.unwrap().col, 14);
         let e = parse_equations("dv/dt = (-v : 1").unwrap_err();
         assert_eq!(e.span.unwrap().line, 1);
     }

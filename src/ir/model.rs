@@ -534,6 +534,10 @@ impl<'a> Lowering<'a> {
         if name == "dt" {
             return Ok((self.arena.constant(self.spec.dt), Ty::Real));
         }
+        // A unit name is its value in the kernels' unit system (`-50*mV` is -50, `5*ms` is 5).
+        if let Some(scale) = crate::frontend::units::unit_value(name) {
+            return Ok((self.arena.constant(scale), Ty::Real));
+        }
         if FUNCTIONS.contains(&name) {
             return Err(Diagnostic::new(
                 field,
