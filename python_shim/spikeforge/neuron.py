@@ -162,8 +162,8 @@ class NeuronModel:
         self.constants = dict(self._base["constants"])
 
     def __repr__(self):
-        method = self._base["method"]
-        return f"NeuronModel(states={self.state_variables}, parameters={self.parameters}, method={method!r})"
+        states, params = getattr(self, "state_variables", ()), getattr(self, "parameters", ())
+        return f"NeuronModel(states={states}, parameters={params}, method={self._base['method']!r})"
 
     # -- compilation ------------------------------------------------------------------------
 

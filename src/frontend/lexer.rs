@@ -28,8 +28,11 @@ const OPERATORS: &[&str] = &[
 
 /// Splits `src` into tokens; `field` names the model field for error messages.
 /// `#` starts a comment that runs to the end of the line.
+/// Inside parentheses a line break continues the expression (as in Python and Brian2), so no
+/// `Newline` token is emitted there.
 pub fn tokenize(src: &str, field: &str) -> Result<Vec<Token>, Diagnostic> {
     let mut out = Vec::new();
+    let mut depth = 0usize;
     for (li, line) in src.lines().enumerate() {
         let chars: Vec<char> = line.chars().collect();
         let mut i = 0;
@@ -95,6 +98,11 @@ pub fn tokenize(src: &str, field: &str) -> Result<Vec<Token>, Diagnostic> {
                 _ => None,
             };
             if let Some(tok) = simple {
+                match tok {
+                    Tok::LParen => depth += 1,
+                    Tok::RParen => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
                 out.push(Token { tok, span: span1 });
                 i += 1;
                 continue;
@@ -112,10 +120,12 @@ pub fn tokenize(src: &str, field: &str) -> Result<Vec<Token>, Diagnostic> {
                 Diagnostic::new(field, format!("unexpected character '{c}'")).at(src, span1),
             );
         }
-        out.push(Token {
-            tok: Tok::Newline,
-            span: Span::new(li + 1, chars.len() + 1, 1),
-        });
+        if depth == 0 {
+            out.push(Token {
+                tok: Tok::Newline,
+                span: Span::new(li + 1, chars.len() + 1, 1),
+            });
+        }
     }
     Ok(out)
 }
@@ -144,6 +154,15 @@ mod tests {
                 Tok::Newline
             ]
         );
+    }
+
+    #[test]
+    fn line_breaks_inside_parentheses_continue_the_expression() {
+        let t = tokenize("dv/dt = (a -\n b)/tau : volt\nx : 1", "equations").unwrap();
+        let newlines = t.iter().filter(|t| t.tok == Tok::Newline).count();
+        assert_eq!(newlines, 2);
+        let b = t.iter().find(|t| t.tok == Tok::Name("b".into())).unwrap();
+        assert_eq!((b.span.line, b.span.col), (2, 2));
     }
 
     #[test]

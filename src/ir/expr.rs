@@ -468,6 +468,26 @@ impl ExprArena {
         Some(self.mul(rc, b))
     }
 
+    /// `exprel(z) = (exp(z) - 1) / z` (Brian2's function, 1 at 0): the formula away from 0, the
+    /// series `1 + z/2 + z^2/6 + z^3/24 + z^4/120` where |z| < 0.01.
+    pub fn exprel(&mut self, z: ExprId) -> ExprId {
+        let e = self.call(Func::Exp, z);
+        let minus_one = self.constant(-1.0);
+        let em1 = self.bin(BinOp::Add, e, minus_one);
+        // Interned directly: rebuilding it through `bin` would match the singular pattern.
+        let exact = self.intern(Node::Bin(BinOp::Div, em1, z));
+        let mut series = self.constant(1.0 / 120.0);
+        for c in [1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0] {
+            let t = self.mul(z, series);
+            let cc = self.constant(c);
+            series = self.add(cc, t);
+        }
+        let small = self.constant(1e-2);
+        let az = self.call(Func::Abs, z);
+        let near = self.bin(BinOp::Lt, az, small);
+        self.select(near, series, exact)
+    }
+
     /// `B(z) = z / (exp(z) - 1)`: the formula away from 0, the series
     /// `1 - z/2 + z^2/12 - z^4/720` (error below z^6/30240) where |z| < 0.01.
     fn exprel_inverse(&mut self, z: ExprId) -> ExprId {

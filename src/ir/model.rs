@@ -111,7 +111,7 @@ const RESERVED_NAMES: &[&str] = &["t", "dt", "i", "N", "not_refractory", "lastsp
 
 const FUNCTIONS: &[&str] = &[
     "exp", "log", "log10", "sqrt", "cbrt", "abs", "fabs", "sin", "cos", "tan", "tanh", "sinh",
-    "cosh", "floor", "ceil", "pow", "min", "max", "clip", "where",
+    "cosh", "floor", "ceil", "pow", "min", "max", "clip", "where", "exprel",
 ];
 
 /// Lowers a spec to the IR, reporting the first error with its place.
@@ -559,6 +559,7 @@ impl<'a> Lowering<'a> {
         let arity = match fname {
             "pow" | "min" | "max" => 2,
             "clip" | "where" => 3,
+            "exprel" => 1,
             _ if Func::from_name(fname).is_some() => 1,
             _ => {
                 let near = nearest_names(fname, FUNCTIONS.iter().copied());
@@ -596,6 +597,7 @@ impl<'a> Lowering<'a> {
                 self.arena.bin(BinOp::Min, lo, vals[2])
             }
             "where" => self.arena.select(vals[0], vals[1], vals[2]),
+            "exprel" => self.arena.exprel(vals[0]),
             _ => self.arena.call(Func::from_name(fname).unwrap(), vals[0]),
         };
         Ok((e, Ty::Real))
