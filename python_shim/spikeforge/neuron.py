@@ -158,6 +158,9 @@ class NeuronModel:
         info = self._variant(dt=0.1, dtype="float32", per_neuron=(), per_step=(), record=())
         self.state_variables: tuple = tuple(info["states"])
         self.parameters: tuple = tuple(a["name"] for a in info["layout"]["inputs"] if a["role"] == "param")
+        self.shared_parameters: tuple = tuple(
+            a["name"] for a in info["layout"]["inputs"] if a["role"] == "param" and a["shape"] == "batch"
+        )
         self.subexpressions: tuple = tuple(info["subexpressions"])
         self.constants = dict(self._base["constants"])
 
@@ -223,6 +226,11 @@ class NeuronModel:
         for name in self.state_variables + self.parameters + tuple(k for k in values if k in self.constants):
             v = values.get(name, self.constants.get(name, 0.0))
             arr = jnp.asarray(v, dtype=dtype)
+            if name in self.shared_parameters:
+                if arr.ndim != 0:
+                    raise ValueError(f"init_state: {name!r} is shared: give one value, not shape {arr.shape}")
+                state[name] = arr
+                continue
             if arr.ndim == 0:
                 arr = jnp.full((n,), arr, dtype=dtype)
             if arr.shape != (n,):
@@ -296,8 +304,12 @@ class NeuronModel:
                 if name not in state:
                     raise KeyError(f"the state is missing {name!r} (build it with init_state)")
                 x = jnp.asarray(state[name])
-                expect = (n,)
-                shaped = lambda x: x  # noqa: E731
+                if a["shape"] == "batch":  # a (shared) parameter: one value for the population
+                    expect = ()
+                    shaped = lambda x: x.reshape((1,))  # noqa: E731
+                else:
+                    expect = (n,)
+                    shaped = lambda x: x  # noqa: E731
             if x.shape != expect:
                 where = "inputs" if a["role"] == "per_step" else "state"
                 raise ValueError(f"{where}[{name!r}] has shape {x.shape}, expected {expect}")

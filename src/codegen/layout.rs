@@ -179,11 +179,15 @@ pub fn layout(ir: &NeuronIr, spec: &ModelSpec) -> Layout {
             .iter()
             .map(|v| arg(ir, *v, Role::State, ShapeKind::Neuron)),
     );
-    inputs.extend(
-        params
-            .iter()
-            .map(|v| arg(ir, *v, Role::Param, ShapeKind::Neuron)),
-    );
+    // A shared parameter has one value per batch member.
+    inputs.extend(params.iter().map(|v| {
+        let shape = if ir.symbol(*v).shared {
+            ShapeKind::Batch
+        } else {
+            ShapeKind::Neuron
+        };
+        arg(ir, *v, Role::Param, shape)
+    }));
     inputs.extend(refractory.clone());
     inputs.extend(
         ir.vars_of_kind(&SymbolKind::PerNeuronConstant)

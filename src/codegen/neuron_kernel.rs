@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use super::layout::{ident, layout, Arg, ElemType, Layout, Role};
+use super::layout::{ident, layout, Arg, ElemType, Layout, Role, ShapeKind};
 use super::printer::{literal, prelude, real_type, Dialect, Printer};
 use crate::integrators::{self, Ode};
 use crate::ir::{ExprArena, ExprId, NeuronIr, RefractoryIr, SymbolKind, VarId};
@@ -86,6 +86,16 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
     });
     // Reset statements run in order, each seeing the values the previous ones left.
     let mut env = after_step.clone();
+    // The reset runs on neurons that just spiked: as in Brian2 (whose thresholder updates them
+    // first), it sees `lastspike` as the current time and `not_refractory` as false.
+    if let (Some(ls), Some(t)) = (ir.lookup("lastspike"), ir.lookup("t")) {
+        let now = arena.var(t);
+        env.insert(ls, now);
+    }
+    if let Some(nr) = ir.lookup("not_refractory") {
+        let f = arena.boolean(false);
+        env.insert(nr, f);
+    }
     for (var, value) in &ir.reset {
         let v = arena.substitute(*value, &env);
         env.insert(*var, v);
@@ -126,11 +136,20 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
     } else {
         (next_state, next_params, spike)
     };
+    // Traces are printed before the step body defines the held values: use their expressions.
+    let held: HashMap<VarId, ExprId> = ir.held.iter().copied().collect();
     let traces = spec
         .record
         .iter()
         .map(|name| match ir.subexpressions.get(name) {
-            Some(e) => *e,
+            Some(e) => {
+                // Held values nest in dependency order, so a few passes resolve them fully.
+                let mut e = *e;
+                for _ in 0..=held.len() {
+                    e = arena.substitute(e, &held);
+                }
+                e
+            }
             None => arena.var(
                 ir.lookup(name)
                     .expect("recorded names are checked when lowering"),
@@ -228,6 +247,13 @@ impl KernelWriter<'_> {
                 Dialect::C => format!("(({}) (sf_j0 + sf_l))", self.real()),
             },
             SymbolKind::NeuronCount => format!("(({}) sf_n_inner)", self.real()),
+            SymbolKind::LastSpike => format!(
+                "(({}) sf_lastspike_step{lane} * {})",
+                self.real(),
+                literal(self.spec.dt, self.spec.dtype)
+            ),
+            // Held values are per-step locals (scalars in both dialects).
+            SymbolKind::HeldSubexpression => ident(&sym.name),
             _ => format!("{}{lane}", ident(&sym.name)),
         }
     }
@@ -297,6 +323,16 @@ impl KernelWriter<'_> {
             dialect: self.dialect,
             var_name: &names,
         };
+        // `constant over dt` subexpressions: computed once from the values at the step's start.
+        for (v, e) in &self.ir.held {
+            let text = p.block(&[*e], &format!("sf_h{v}_"), indent, out).remove(0);
+            let _ = writeln!(
+                out,
+                "{indent}const {} {} = {text};",
+                self.real(),
+                ident(&self.ir.symbol(*v).name)
+            );
+        }
         // Refractoriness first: it is decided by the values at the start of the step.
         match self.dag.refractory {
             RefractoryIr::None => {}
@@ -451,9 +487,14 @@ impl KernelWriter<'_> {
                 }
                 _ => {
                     let konst = if self.is_written(a) { "" } else { "const " };
+                    let index = if a.shape == ShapeKind::Batch {
+                        "sf_b"
+                    } else {
+                        "sf_i"
+                    };
                     let _ = writeln!(
                         s,
-                        "    {konst}{} {} = in_{}[sf_i];",
+                        "    {konst}{} {} = in_{}[{index}];",
                         self.elem_type(a.elem),
                         a.ident,
                         a.ident
@@ -559,7 +600,13 @@ impl KernelWriter<'_> {
                     let _ = writeln!(s, "            {}[sf_l] = 0;", a.ident);
                 }
                 _ => {
-                    let _ = writeln!(s, "            {0}[sf_l] = in_{0}[sf_k];", a.ident);
+                    // Blocks never straddle batch members, so a shared value is one per block.
+                    let index = if a.shape == ShapeKind::Batch {
+                        "sf_b"
+                    } else {
+                        "sf_k"
+                    };
+                    let _ = writeln!(s, "            {0}[sf_l] = in_{0}[{index}];", a.ident);
                 }
             }
         }

@@ -32,6 +32,12 @@ pub enum SymbolKind {
     NeuronIndex,
     /// `N`: the number of neurons in the population.
     NeuronCount,
+    /// `lastspike`: the time of the neuron's last spike (needs a refractory duration, whose
+    /// bookkeeping keeps the step of the last spike).
+    LastSpike,
+    /// A subexpression flagged `constant over dt`: evaluated once from the values at the start
+    /// of the step and held through the integrator's stages (Brian2's semantics).
+    HeldSubexpression,
 }
 
 #[derive(Clone, Debug)]
@@ -39,6 +45,8 @@ pub struct Symbol {
     pub name: String,
     pub kind: SymbolKind,
     pub unit: String,
+    /// `(shared)`: one value for the whole population (per batch member), not per neuron.
+    pub shared: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -64,6 +72,9 @@ pub struct NeuronIr {
     pub refractory: RefractoryIr,
     /// Named subexpressions, for recording.
     pub subexpressions: BTreeMap<String, ExprId>,
+    /// `constant over dt` subexpressions, in an order where each comes after those it uses:
+    /// the kernel computes them at the start of each step.
+    pub held: Vec<(VarId, ExprId)>,
     pub dt: f64,
 }
 
@@ -134,6 +145,7 @@ struct Lowering<'a> {
     arena: ExprArena,
     symbols: Vec<Symbol>,
     names: HashMap<String, VarId>,
+    held: Vec<(VarId, ExprId)>,
     /// Lowered subexpressions, by name.
     subexpr_values: HashMap<String, ExprId>,
     /// Subexpressions being lowered, to detect cycles.
@@ -153,6 +165,7 @@ impl<'a> Lowering<'a> {
             symbols: Vec::new(),
             names: HashMap::new(),
             subexpr_values: HashMap::new(),
+            held: Vec::new(),
             in_progress: Vec::new(),
             states: Vec::new(),
             threshold: None,
@@ -199,7 +212,16 @@ impl<'a> Lowering<'a> {
                 LineKind::Parameter => SymbolKind::Param,
                 LineKind::Subexpression => continue,
             };
-            cx.add_symbol(&line.name, kind, &line.unit);
+            if line.has_flag("shared") && kind != SymbolKind::Param {
+                let span = line.flags.iter().find(|(f, _)| f == "shared").unwrap().1;
+                return Err(Diagnostic::new(
+                    "equations",
+                    "only parameters ('x : unit') can be shared",
+                )
+                .at(&spec.equations, span));
+            }
+            let v = cx.add_symbol(&line.name, kind, &line.unit);
+            cx.symbols[v as usize].shared = line.has_flag("shared");
         }
         for name in &spec.per_neuron {
             if spec.constants.contains_key(name) {
@@ -212,6 +234,7 @@ impl<'a> Lowering<'a> {
             }
         }
         cx.add_symbol("not_refractory", SymbolKind::NotRefractory, "boolean");
+        cx.add_symbol("lastspike", SymbolKind::LastSpike, "second");
         cx.add_symbol("t", SymbolKind::Time, "second");
         cx.add_symbol("i", SymbolKind::NeuronIndex, "integer");
         cx.add_symbol("N", SymbolKind::NeuronCount, "integer");
@@ -224,6 +247,7 @@ impl<'a> Lowering<'a> {
             name: name.to_string(),
             kind,
             unit: unit.to_string(),
+            shared: false,
         });
         self.names.insert(name.to_string(), id);
         id
@@ -271,6 +295,16 @@ impl<'a> Lowering<'a> {
                     }
                     return Err(self.unknown_name(&st.target, st.target_span, "reset", code));
                 };
+                let line = self.lines.iter().find(|l| l.name == st.target);
+                if let Some(flag) =
+                    line.and_then(|l| ["constant", "shared"].into_iter().find(|f| l.has_flag(f)))
+                {
+                    return Err(Diagnostic::new(
+                        "reset",
+                        format!("cannot assign to '{}': it is flagged ({flag})", st.target),
+                    )
+                    .at(code, st.target_span));
+                }
                 match self.symbols[var as usize].kind {
                     SymbolKind::State | SymbolKind::Param => {}
                     _ => {
@@ -333,6 +367,26 @@ impl<'a> Lowering<'a> {
                 ));
             }
         }
+        if !matches!(self.refractory, RefractoryIr::Duration(_)) {
+            let lastspike = self.names["lastspike"];
+            let uses = self
+                .states
+                .iter()
+                .map(|s| s.derivative)
+                .chain(self.threshold)
+                .chain(self.reset.iter().map(|r| r.1));
+            let roots: Vec<ExprId> = uses.collect();
+            if roots
+                .iter()
+                .any(|r| self.arena.vars_of(*r).contains(&lastspike))
+            {
+                return Err(Diagnostic::new(
+                    "equations",
+                    "'lastspike' is only kept when the refractory period is a duration",
+                )
+                .suggest("give refractory= a duration (e.g. 2.0 or '2*ms')"));
+            }
+        }
         for name in &self.spec.record {
             let known = self.names.get(name).is_some_and(|v| {
                 matches!(
@@ -366,6 +420,7 @@ impl<'a> Lowering<'a> {
             reset: self.reset,
             refractory: self.refractory,
             subexpressions,
+            held: self.held,
             dt: self.spec.dt,
         }
     }
@@ -389,6 +444,18 @@ impl<'a> Lowering<'a> {
         let (e, _) = self.expr(ast, "equations", &self.spec.equations)?;
         self.in_progress.pop();
         let _ = src;
+        if line.has_flag("constant over dt") {
+            if self.arena.ty(e) == Ty::Bool {
+                return Err(Diagnostic::new(
+                    "equations",
+                    "a 'constant over dt' subexpression must be a number",
+                )
+                .at(&self.spec.equations, line.name_span));
+            }
+            let unit = line.unit.clone();
+            let v = self.add_symbol(name, SymbolKind::HeldSubexpression, &unit);
+            self.held.push((v, e));
+        }
         self.subexpr_values.insert(name.to_string(), e);
         Ok(e)
     }
@@ -402,7 +469,7 @@ impl<'a> Lowering<'a> {
     ) -> Diagnostic {
         let mut known: Vec<&str> = self.lines.iter().map(|l| l.name.as_str()).collect();
         known.extend(self.spec.constants.keys().map(String::as_str));
-        known.extend(["t", "dt", "i", "N", "not_refractory"]);
+        known.extend(["t", "dt", "i", "N", "not_refractory", "lastspike"]);
         let near = nearest_names(name, known.iter().copied());
         let d = Diagnostic::new(field, format!("unknown name '{name}'")).at(src, span);
         if near.is_empty() {
@@ -518,6 +585,13 @@ impl<'a> Lowering<'a> {
             .any(|l| l.name == name && l.kind == LineKind::Subexpression)
         {
             let e = self.subexpression(name, field, src)?;
+            if let Some(&(held, _)) = self
+                .held
+                .iter()
+                .find(|(v, _)| self.symbols[*v as usize].name == name)
+            {
+                return Ok((self.arena.var(held), Ty::Real));
+            }
             return Ok((e, self.arena.ty(e)));
         }
         if let Some(&v) = self.names.get(name) {
