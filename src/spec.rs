@@ -33,6 +33,23 @@ impl DType {
     }
 }
 
+/// A narrower type the state, inputs and traces are stored in; arithmetic stays float32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    Float16,
+    Bfloat16,
+}
+
+impl Storage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Storage::Float16 => "float16",
+            Storage::Bfloat16 => "bfloat16",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
@@ -66,6 +83,9 @@ pub struct ModelSpec {
     pub record: Vec<String>,
     #[serde(default)]
     pub fast_math: bool,
+    /// Store real buffers as float16 / bfloat16 (the kernel computes in `dtype`, float32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Storage>,
 }
 
 impl ModelSpec {

@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
         per_step: vec![],
         record: vec![],
         fast_math: false,
+        storage: None,
     };
     match spikeforge::ir::lower(&spec) {
         Err(d) => {

@@ -116,13 +116,16 @@ def _normalise_refractory(refractory):
     return value
 
 
+# Real dtypes a state may have. float16 and bfloat16 are storage types: the kernel loads them
+# into float32 registers once, computes in float32 and rounds once when it stores.
+_REAL_DTYPES = ("float32", "float64", "float16", "bfloat16")
+
+
 def _dtype_name(dtype) -> str:
-    d = np.dtype(dtype)
-    if d == np.float32:
-        return "float32"
-    if d == np.float64:
-        return "float64"
-    raise TypeError(f"spikeforge kernels compute in float32 or float64, not {d}")
+    name = jnp.dtype(dtype).name
+    if name not in _REAL_DTYPES:
+        raise TypeError(f"spikeforge states are float32, float64, float16 or bfloat16, not {name}")
+    return name
 
 
 class NeuronModel:
@@ -171,10 +174,12 @@ class NeuronModel:
     # -- compilation ------------------------------------------------------------------------
 
     def _spec(self, *, dt, dtype, per_neuron, per_step, record) -> dict:
+        storage = {"storage": dtype} if dtype in ("float16", "bfloat16") else {}
         return dict(
             self._base,
+            **storage,
             dt=float(dt),
-            dtype=dtype,
+            dtype="float32" if storage else dtype,
             per_neuron=list(per_neuron),
             per_step=list(per_step),
             record=list(record),
@@ -213,7 +218,7 @@ class NeuronModel:
         """A state dict for ``n`` neurons. Any state variable or parameter may be given as a
         scalar or an ``(n,)`` array (others start at 0); a constant given here becomes a
         per-neuron array for this state."""
-        dtype = np.dtype(dtype)
+        dtype = jnp.dtype(dtype)
         _dtype_name(dtype)
         known = set(self.state_variables) | set(self.parameters) | set(self.constants)
         for k in values:
@@ -286,7 +291,7 @@ class NeuronModel:
         info = self._variant(dt=dt, dtype=dtype, per_neuron=per_neuron, per_step=per_step, record=tuple(record))
         layout = info["layout"]
         n_rec = -(-steps // record_every)
-        real = np.dtype(dtype)
+        real = jnp.dtype(dtype)
         elem_dtype = {"real": real, "int32": np.dtype(np.int32), "bool": np.dtype(np.bool_)}
 
         args, in_kinds = [], []

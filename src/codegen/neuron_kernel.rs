@@ -210,8 +210,10 @@ impl KernelWriter<'_> {
         real_type(self.spec.dtype)
     }
 
+    /// The type of a buffer element: reals in the storage type when there is one.
     fn elem_type(&self, e: ElemType) -> &'static str {
         match e {
+            ElemType::Real if self.spec.storage.is_some() => "uint16_t",
             ElemType::Real => self.real(),
             ElemType::Int32 => "int32_t",
             ElemType::Bool => "bool",
@@ -223,7 +225,24 @@ impl KernelWriter<'_> {
     fn local_type(&self, e: ElemType) -> &'static str {
         match e {
             ElemType::Bool => self.dialect.bool_type(),
+            ElemType::Real => self.real(),
             e => self.elem_type(e),
+        }
+    }
+
+    /// A buffer element read as a kernel value (converted from the storage type).
+    fn load(&self, a: &Arg, element: &str) -> String {
+        match (a.elem, self.spec.storage) {
+            (ElemType::Real, Some(_)) => format!("sf_load({element})"),
+            _ => element.to_string(),
+        }
+    }
+
+    /// A kernel value written to a buffer element of `a` (converted to the storage type).
+    fn store(&self, a: &Arg, value: &str) -> String {
+        match (a.elem, self.spec.storage) {
+            (ElemType::Real, Some(_)) => format!("sf_store({value})"),
+            _ => value.to_string(),
         }
     }
 
@@ -270,7 +289,7 @@ impl KernelWriter<'_> {
         );
         match self.dialect {
             Dialect::Cuda => {
-                s.push_str("typedef int int32_t;\ntypedef long long int64_t;\n");
+                s.push_str("typedef int int32_t;\ntypedef long long int64_t;\ntypedef unsigned short uint16_t;\ntypedef unsigned int uint32_t;\n");
             }
             Dialect::C => {
                 s.push_str("#include <math.h>\n#include <stdbool.h>\n#include <stdint.h>\n");
@@ -278,6 +297,9 @@ impl KernelWriter<'_> {
             }
         }
         s.push_str(&prelude(self.dialect, self.spec.dtype));
+        if let Some(storage) = self.spec.storage {
+            s.push_str(&super::printer::storage_conversions(self.dialect, storage));
+        }
         s.push('\n');
         match self.dialect {
             Dialect::Cuda => self.write_cuda(&mut s),
@@ -478,7 +500,8 @@ impl KernelWriter<'_> {
                 Role::PerStep => {
                     let _ = writeln!(
                         s,
-                        "    const {real}* __restrict__ sf_step_{0} = in_{0} + sf_b * (int64_t) sf_steps * sf_n_inner + sf_j;",
+                        "    const {}* __restrict__ sf_step_{1} = in_{1} + sf_b * (int64_t) sf_steps * sf_n_inner + sf_j;",
+                        self.elem_type(a.elem),
                         a.ident
                     );
                 }
@@ -494,10 +517,10 @@ impl KernelWriter<'_> {
                     };
                     let _ = writeln!(
                         s,
-                        "    {konst}{} {} = in_{}[{index}];",
-                        self.elem_type(a.elem),
+                        "    {konst}{} {} = {};",
+                        self.local_type(a.elem),
                         a.ident,
-                        a.ident
+                        self.load(a, &format!("in_{}[{index}]", a.ident))
                     );
                 }
             }
@@ -505,8 +528,10 @@ impl KernelWriter<'_> {
         for t in self.traces() {
             let _ = writeln!(
                 s,
-                "    {real}* sf_rec_{} = out_{} + sf_b * (int64_t) sf_n_rec * sf_n_inner + sf_j;",
-                t.ident, t.ident
+                "    {}* sf_rec_{} = out_{} + sf_b * (int64_t) sf_n_rec * sf_n_inner + sf_j;",
+                self.elem_type(t.elem),
+                t.ident,
+                t.ident
             );
         }
         s.push_str("    int32_t sf_spike_count = 0;\n    int32_t sf_rec_countdown = 0;\n");
@@ -526,8 +551,12 @@ impl KernelWriter<'_> {
         {
             let _ = writeln!(
                 s,
-                "        const {real} {} = sf_step_{}[(int64_t) sf_s * sf_n_inner];",
-                a.ident, a.ident
+                "        const {real} {} = {};",
+                a.ident,
+                self.load(
+                    a,
+                    &format!("sf_step_{}[(int64_t) sf_s * sf_n_inner]", a.ident)
+                )
             );
         }
         if !self.traces().is_empty() {
@@ -535,8 +564,9 @@ impl KernelWriter<'_> {
             let traces = self.traces();
             self.record("            ", s, &|k, v| {
                 format!(
-                    "*sf_rec_{0} = {v}; sf_rec_{0} += sf_n_inner;",
-                    traces[k].ident
+                    "*sf_rec_{0} = {1}; sf_rec_{0} += sf_n_inner;",
+                    traces[k].ident,
+                    self.store(traces[k], v)
                 )
             });
             s.push_str("            sf_rec_countdown = sf_rec_every;\n        }\n        --sf_rec_countdown;\n");
@@ -546,7 +576,12 @@ impl KernelWriter<'_> {
         s.push_str(&body);
         s.push_str("    }\n");
         for a in self.layout.outputs.iter().filter(|a| a.role != Role::Trace) {
-            let _ = writeln!(s, "    out_{}[sf_i] = {};", a.ident, a.ident);
+            let _ = writeln!(
+                s,
+                "    out_{}[sf_i] = {};",
+                a.ident,
+                self.store(a, &a.ident)
+            );
         }
         s.push_str("}\n");
     }
@@ -606,7 +641,8 @@ impl KernelWriter<'_> {
                     } else {
                         "sf_k"
                     };
-                    let _ = writeln!(s, "            {0}[sf_l] = in_{0}[{index}];", a.ident);
+                    let value = self.load(a, &format!("in_{}[{index}]", a.ident));
+                    let _ = writeln!(s, "            {}[sf_l] = {value};", a.ident);
                 }
             }
         }
@@ -627,8 +663,10 @@ impl KernelWriter<'_> {
         {
             let _ = writeln!(
                 s,
-                "            const {real}* sf_row_{0} = in_{0} + (sf_b * sf_steps + sf_s) * sf_n_inner + sf_j0;\n            for (int sf_l = 0; sf_l < sf_w; ++sf_l) {0}[sf_l] = sf_row_{0}[sf_l];",
-                a.ident
+                "            const {}* sf_row_{1} = in_{1} + (sf_b * sf_steps + sf_s) * sf_n_inner + sf_j0;\n            for (int sf_l = 0; sf_l < sf_w; ++sf_l) {1}[sf_l] = {2};",
+                self.elem_type(a.elem),
+                a.ident,
+                self.load(a, &format!("sf_row_{}[sf_l]", a.ident))
             );
         }
         let traces = self.traces();
@@ -638,8 +676,9 @@ impl KernelWriter<'_> {
             s.push_str("                for (int sf_l = 0; sf_l < sf_w; ++sf_l) {\n");
             self.record("                    ", s, &|k, v| {
                 format!(
-                    "out_{}[(sf_b * sf_n_rec + sf_r) * sf_n_inner + sf_j0 + sf_l] = {v};",
-                    traces[k].ident
+                    "out_{}[(sf_b * sf_n_rec + sf_r) * sf_n_inner + sf_j0 + sf_l] = {};",
+                    traces[k].ident,
+                    self.store(traces[k], v)
                 )
             });
             s.push_str("                }\n            }\n");
@@ -652,7 +691,8 @@ impl KernelWriter<'_> {
         s.push_str("            }\n        }\n");
         s.push_str("        for (int sf_l = 0; sf_l < sf_w; ++sf_l) {\n");
         for a in self.layout.outputs.iter().filter(|a| a.role != Role::Trace) {
-            let _ = writeln!(s, "            out_{0}[sf_c0 + sf_l] = {0}[sf_l];", a.ident);
+            let value = self.store(a, &format!("{}[sf_l]", a.ident));
+            let _ = writeln!(s, "            out_{}[sf_c0 + sf_l] = {value};", a.ident);
         }
         s.push_str("        }\n        sf_c0 += sf_w;\n    }\n}\n");
     }

@@ -84,6 +84,44 @@ pub fn math_fn(name: &str, dtype: DType) -> String {
     }
 }
 
+/// Conversions between float32 and a 16-bit storage type (bit patterns held in `uint16_t`):
+/// bfloat16 by bit manipulation (round to nearest even, NaN kept quiet), float16 by the
+/// hardware conversion (PTX `cvt`, or GCC's `_Float16`).
+pub fn storage_conversions(dialect: Dialect, storage: crate::spec::Storage) -> String {
+    use crate::spec::Storage;
+    let q = dialect.inline_fn();
+    let (as_bits, from_bits) = match dialect {
+        Dialect::Cuda => ("__float_as_uint(f)", "__uint_as_float"),
+        Dialect::C => ("sf_f32_bits(f)", "sf_bits_f32"),
+    };
+    let mut out = String::new();
+    if dialect == Dialect::C {
+        out.push_str(&format!(
+            "{q} uint32_t sf_f32_bits(float f) {{ union {{ float f; uint32_t u; }} x; x.f = f; return x.u; }}\n\
+             {q} float sf_bits_f32(uint32_t u) {{ union {{ float f; uint32_t u; }} x; x.u = u; return x.f; }}\n"
+        ));
+    }
+    match (storage, dialect) {
+        (Storage::Bfloat16, _) => out.push_str(&format!(
+            "{q} float sf_load(uint16_t h) {{ return {from_bits}(((uint32_t) h) << 16); }}\n\
+             {q} uint16_t sf_store(float f) {{\n\
+             \x20   uint32_t u = {as_bits};\n\
+             \x20   if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t) ((u >> 16) | 0x40u);\n\
+             \x20   return (uint16_t) ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);\n\
+             }}\n"
+        )),
+        (Storage::Float16, Dialect::Cuda) => out.push_str(&format!(
+            "{q} float sf_load(uint16_t h) {{ float f; asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(f) : \"h\"(h)); return f; }}\n\
+             {q} uint16_t sf_store(float f) {{ uint16_t h; asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(h) : \"f\"(f)); return h; }}\n"
+        )),
+        (Storage::Float16, Dialect::C) => out.push_str(&format!(
+            "{q} float sf_load(uint16_t h) {{ union {{ _Float16 f; uint16_t u; }} x; x.u = h; return (float) x.f; }}\n\
+             {q} uint16_t sf_store(float f) {{ union {{ _Float16 f; uint16_t u; }} x; x.f = (_Float16) f; return x.u; }}\n"
+        )),
+    }
+    out
+}
+
 /// Helper functions every generated file may call.
 pub fn prelude(dialect: Dialect, dtype: DType) -> String {
     let t = real_type(dtype);

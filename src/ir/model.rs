@@ -133,6 +133,12 @@ pub fn lower(spec: &ModelSpec) -> Result<NeuronIr, Diagnostic> {
             format!("dt must be a positive number, got {}", spec.dt),
         ));
     }
+    if spec.storage.is_some() && spec.dtype != crate::spec::DType::Float32 {
+        return Err(Diagnostic::new(
+            "dtype",
+            "float16 / bfloat16 storage computes in float32: use dtype float32",
+        ));
+    }
     let lines = parse_equations(&spec.equations)?;
     let mut cx = Lowering::new(spec, &lines)?;
     cx.lower_all()?;
@@ -715,6 +721,7 @@ mod tests {
             per_step: vec![],
             record: vec!["v".into()],
             fast_math: false,
+            storage: None,
         }
     }
 
