@@ -121,6 +121,10 @@ def _normalise_refractory(refractory):
 _REAL_DTYPES = ("float32", "float64", "float16", "bfloat16")
 
 
+def roles_of_layout(info: dict) -> set:
+    return {a["name"] for a in info["layout"]["inputs"]}
+
+
 def _dtype_name(dtype) -> str:
     name = jnp.dtype(dtype).name
     if name not in _REAL_DTYPES:
@@ -214,7 +218,7 @@ class NeuronModel:
 
     # -- state ------------------------------------------------------------------------------
 
-    def init_state(self, n: int, /, dtype=jnp.float32, **values) -> dict:
+    def init_state(self, n: int, /, dtype=jnp.float32, rng_seed: int = 0, **values) -> dict:
         """A state dict for ``n`` neurons. Any state variable or parameter may be given as a
         scalar or an ``(n,)`` array (others start at 0); a constant given here becomes a
         per-neuron array for this state."""
@@ -249,6 +253,9 @@ class NeuronModel:
                 state["lastspike_step"] = jnp.full((n,), NEVER_SPIKED, dtype=jnp.int32)
             if "not_refractory" in roles:
                 state["not_refractory"] = jnp.ones((n,), dtype=jnp.bool_)
+        if "rng_seed" in roles_of_layout(self._variant(dt=0.1, dtype="float32", per_neuron=(), per_step=(), record=())):
+            # The noise stream's seed: one per population (per batch member under vmap).
+            state["rng_seed"] = jnp.asarray(rng_seed, dtype=jnp.int32)
         state["t_step"] = jnp.zeros((), dtype=jnp.int32)
         return state
 

@@ -42,6 +42,8 @@ pub enum Role {
     PerNeuronConstant,
     PerStep,
     StartStep,
+    /// The seed of the noise stream, one per batch member (int32 bits).
+    Seed,
     SpikeCount,
     Trace,
 }
@@ -199,6 +201,14 @@ pub fn layout(ir: &NeuronIr, spec: &ModelSpec) -> Layout {
             .iter()
             .map(|v| arg(ir, *v, Role::PerStep, ShapeKind::PerStep)),
     );
+    if !ir.noise.is_empty() {
+        inputs.push(special(
+            "rng_seed",
+            Role::Seed,
+            ElemType::Int32,
+            ShapeKind::Batch,
+        ));
+    }
     inputs.push(special(
         "t0",
         Role::StartStep,

@@ -48,13 +48,35 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
     // zeroing the derivative in every stage, and cheaper; otherwise the clamped derivative
     // enters the stages, as Brian2 does.
     let hold_result = spec.method == crate::spec::Method::Euler || ir.states.iter().all(clamped);
+    // Euler-Maruyama: dx/dt = f + sum_k g_k xi_k gives x + f dt + sqrt(dt) sum_k g_k N_k. The
+    // drift f is the derivative with every xi at 0; g_k the change when xi_k is 1 (the lowering
+    // checked that each xi enters linearly).
+    let zeros: HashMap<VarId, ExprId> = ir.noise.iter().map(|v| (*v, zero)).collect();
+    let mut drifts: Vec<ExprId> = Vec::new();
+    let mut diffusion: Vec<ExprId> = Vec::new();
+    for s in &ir.states {
+        let drift = arena.substitute(s.derivative, &zeros);
+        drifts.push(drift);
+        let mut total = zero;
+        for &xi in &ir.noise {
+            let mut one_on = zeros.clone();
+            one_on.insert(xi, arena.constant(1.0));
+            let with = arena.substitute(s.derivative, &one_on);
+            let g = arena.sub(with, drift);
+            let n = arena.var(xi);
+            let term = arena.mul(g, n);
+            total = arena.add(total, term);
+        }
+        diffusion.push(total);
+    }
     let odes: Vec<Ode> = ir
         .states
         .iter()
-        .map(|s| {
+        .zip(&drifts)
+        .map(|(s, &drift)| {
             let derivative = match not_ref {
-                Some(nr) if clamped(s) && !hold_result => arena.select(nr, s.derivative, zero),
-                _ => s.derivative,
+                Some(nr) if clamped(s) && !hold_result => arena.select(nr, drift, zero),
+                _ => drift,
             };
             Ode {
                 var: s.var,
@@ -63,6 +85,11 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
         })
         .collect();
     let mut integrated = integrators::step(&mut arena, &odes, spec.method, spec.dt);
+    let sqrt_dt = arena.constant(spec.dt.sqrt());
+    for (x, g) in integrated.iter_mut().zip(&diffusion) {
+        let kick = arena.mul(sqrt_dt, *g);
+        *x = arena.add(*x, kick);
+    }
     if let (true, Some(nr)) = (hold_result, not_ref) {
         for (s, x) in ir.states.iter().zip(integrated.iter_mut()) {
             if clamped(s) {
@@ -271,8 +298,9 @@ impl KernelWriter<'_> {
                 self.real(),
                 literal(self.spec.dt, self.spec.dtype)
             ),
-            // Held values are per-step locals (scalars in both dialects).
+            // Held values and the step's normals are per-step locals (scalars in both dialects).
             SymbolKind::HeldSubexpression => ident(&sym.name),
+            SymbolKind::Noise => format!("sf_{}", ident(&sym.name)),
             _ => format!("{}{lane}", ident(&sym.name)),
         }
     }
@@ -289,7 +317,7 @@ impl KernelWriter<'_> {
         );
         match self.dialect {
             Dialect::Cuda => {
-                s.push_str("typedef int int32_t;\ntypedef long long int64_t;\ntypedef unsigned short uint16_t;\ntypedef unsigned int uint32_t;\n");
+                s.push_str("typedef int int32_t;\ntypedef long long int64_t;\ntypedef unsigned short uint16_t;\ntypedef unsigned int uint32_t;\ntypedef unsigned long long uint64_t;\n");
             }
             Dialect::C => {
                 s.push_str("#include <math.h>\n#include <stdbool.h>\n#include <stdint.h>\n");
@@ -297,6 +325,9 @@ impl KernelWriter<'_> {
             }
         }
         s.push_str(&prelude(self.dialect, self.spec.dtype));
+        if !self.ir.noise.is_empty() {
+            s.push_str(&super::random::normal_source(self.dialect));
+        }
         if let Some(storage) = self.spec.storage {
             s.push_str(&super::printer::storage_conversions(self.dialect, storage));
         }
@@ -345,6 +376,20 @@ impl KernelWriter<'_> {
             dialect: self.dialect,
             var_name: &names,
         };
+        // One standard normal per noise symbol, from the counter-based stream (seed, neuron, step).
+        for (k, v) in self.ir.noise.iter().enumerate() {
+            let j = match self.dialect {
+                Dialect::Cuda => "(uint32_t) sf_j",
+                Dialect::C => "(uint32_t) (sf_j0 + sf_l)",
+            };
+            let _ = writeln!(
+                out,
+                "{indent}const {} sf_{} = ({}) sf_normal((uint32_t) sf_seed, {j}, (uint32_t) sf_t_step, {k}u);",
+                self.real(),
+                ident(&self.ir.symbol(*v).name),
+                self.real()
+            );
+        }
         // `constant over dt` subexpressions: computed once from the values at the step's start.
         for (v, e) in &self.ir.held {
             let text = p.block(&[*e], &format!("sf_h{v}_"), indent, out).remove(0);
@@ -508,6 +553,9 @@ impl KernelWriter<'_> {
                 Role::StartStep => {
                     s.push_str("    const int32_t sf_t0 = in_sf_t0[sf_b];\n");
                 }
+                Role::Seed => {
+                    s.push_str("    const int32_t sf_seed = in_sf_rng_seed[sf_b];\n");
+                }
                 _ => {
                     let konst = if self.is_written(a) { "" } else { "const " };
                     let index = if a.shape == ShapeKind::Batch {
@@ -616,7 +664,7 @@ impl KernelWriter<'_> {
             .layout
             .inputs
             .iter()
-            .filter(|a| !matches!(a.role, Role::StartStep))
+            .filter(|a| !matches!(a.role, Role::StartStep | Role::Seed))
         {
             let _ = writeln!(
                 s,
@@ -630,7 +678,7 @@ impl KernelWriter<'_> {
         s.push_str("            const int64_t sf_k = sf_c0 + (sf_l < sf_w ? sf_l : 0);\n");
         for a in self.layout.inputs.iter() {
             match a.role {
-                Role::StartStep => {}
+                Role::StartStep | Role::Seed => {}
                 Role::PerStep => {
                     let _ = writeln!(s, "            {}[sf_l] = 0;", a.ident);
                 }
@@ -648,6 +696,9 @@ impl KernelWriter<'_> {
         }
         s.push_str("            sf_spike_count[sf_l] = 0;\n        }\n");
         s.push_str("        const int32_t sf_t0 = in_sf_t0[sf_b];\n");
+        if !self.ir.noise.is_empty() {
+            s.push_str("        const int32_t sf_seed = in_sf_rng_seed[sf_b];\n");
+        }
         s.push_str("        for (int64_t sf_s = 0; sf_s < sf_steps; ++sf_s) {\n");
         s.push_str("            const int32_t sf_t_step = sf_t0 + (int32_t) sf_s;\n");
         let _ = writeln!(

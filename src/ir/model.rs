@@ -38,6 +38,9 @@ pub enum SymbolKind {
     /// A subexpression flagged `constant over dt`: evaluated once from the values at the start
     /// of the step and held through the integrator's stages (Brian2's semantics).
     HeldSubexpression,
+    /// `xi`, `xi_*`: white noise, a fresh standard normal per neuron and step (Euler-Maruyama:
+    /// a term `g*xi` in dx/dt adds `g*sqrt(dt)*N(0,1)` to x each step).
+    Noise,
 }
 
 #[derive(Clone, Debug)]
@@ -75,6 +78,8 @@ pub struct NeuronIr {
     /// `constant over dt` subexpressions, in an order where each comes after those it uses:
     /// the kernel computes them at the start of each step.
     pub held: Vec<(VarId, ExprId)>,
+    /// Noise symbols (`xi`, `xi_*`) in order of first use.
+    pub noise: Vec<VarId>,
     pub dt: f64,
 }
 
@@ -180,7 +185,11 @@ impl<'a> Lowering<'a> {
         };
         for line in lines {
             let n = line.name.as_str();
-            if RESERVED_NAMES.contains(&n) || n.starts_with("sf_") || n.starts_with('_') {
+            if RESERVED_NAMES.contains(&n)
+                || n.starts_with("sf_")
+                || n.starts_with('_')
+                || n.starts_with("xi_")
+            {
                 return Err(
                     Diagnostic::new("equations", format!("'{n}' is a reserved name"))
                         .at(&spec.equations, line.name_span)
@@ -393,6 +402,9 @@ impl<'a> Lowering<'a> {
                 .suggest("give refractory= a duration (e.g. 2.0 or '2*ms')"));
             }
         }
+        if self.symbols.iter().any(|s| s.kind == SymbolKind::Noise) {
+            self.check_noise()?;
+        }
         for name in &self.spec.record {
             let known = self.names.get(name).is_some_and(|v| {
                 matches!(
@@ -416,7 +428,55 @@ impl<'a> Lowering<'a> {
         Ok(())
     }
 
+    /// Stochastic equations: Euler-Maruyama, and each `xi` entering linearly (an additive or
+    /// multiplicative term `g(x) * xi`), checked by evaluating the derivatives at random points.
+    fn check_noise(&self) -> Result<(), Diagnostic> {
+        if self.spec.method != crate::spec::Method::Euler {
+            return Err(Diagnostic::new("method", "stochastic equations (with xi) are integrated with method='euler' (Euler-Maruyama)"));
+        }
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut random = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        };
+        let noise: Vec<VarId> = self.vars_of_kind_local(&SymbolKind::Noise);
+        for st in &self.states {
+            for &xi in &noise {
+                let point: Vec<f64> = (0..self.symbols.len()).map(|_| random()).collect();
+                let at = |x: f64| {
+                    self.arena.eval(st.derivative, &|v| {
+                        if v == xi {
+                            x
+                        } else {
+                            point[v as usize]
+                        }
+                    })
+                };
+                let (d0, d1, d2) = (at(0.0), at(1.0), at(2.0));
+                if ((d2 - d0) - 2.0 * (d1 - d0)).abs() > 1e-9 * (1.0 + d2.abs()) {
+                    let name = &self.symbol_name(st.var);
+                    return Err(Diagnostic::new(
+                        "equations",
+                        format!(
+                            "in d{name}/dt the noise '{}' must enter linearly (as g*{})",
+                            self.symbol_name(xi),
+                            self.symbol_name(xi)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn symbol_name(&self, v: VarId) -> String {
+        self.symbols[v as usize].name.clone()
+    }
+
     fn finish(self) -> NeuronIr {
+        let noise = self.vars_of_kind_local(&SymbolKind::Noise);
         let subexpressions = self.subexpr_values.into_iter().collect();
         NeuronIr {
             arena: self.arena,
@@ -426,9 +486,16 @@ impl<'a> Lowering<'a> {
             reset: self.reset,
             refractory: self.refractory,
             subexpressions,
+            noise,
             held: self.held,
             dt: self.spec.dt,
         }
+    }
+
+    fn vars_of_kind_local(&self, kind: &SymbolKind) -> Vec<VarId> {
+        (0..self.symbols.len() as VarId)
+            .filter(|v| &self.symbols[*v as usize].kind == kind)
+            .collect()
     }
 
     fn subexpression(&mut self, name: &str, field: &str, src: &str) -> Result<ExprId, Diagnostic> {
@@ -610,6 +677,17 @@ impl<'a> Lowering<'a> {
         }
         if let Some(c) = self.spec.constants.get(name) {
             return Ok((self.arena.constant(*c), Ty::Real));
+        }
+        if name == "xi" || name.starts_with("xi_") {
+            if field != "equations" {
+                return Err(Diagnostic::new(
+                    field,
+                    format!("'{name}' (white noise) can only appear in the equations"),
+                )
+                .at(src, span));
+            }
+            let v = self.add_symbol(name, SymbolKind::Noise, "second**-0.5");
+            return Ok((self.arena.var(v), Ty::Real));
         }
         if name == "dt" {
             return Ok((self.arena.constant(self.spec.dt), Ty::Real));

@@ -1,0 +1,101 @@
+//! The noise stream: Philox4x32-10 keyed by the seed, counted by (neuron, step, noise index).
+//!
+//! A counter-based generator needs no state: the normal a neuron uses at a step is a pure
+//! function of (seed, neuron, step, k), so CPU and GPU runs, batch layouts and split runs all see
+//! the same numbers. The uniforms are exact (24-bit), and the Box-Muller transform uses only
+//! correctly rounded operations (multiply, add, divide, square root, fused multiply-add) through
+//! macros that forbid contraction, with its own logarithm and sine/cosine polynomials, so the
+//! normals are bit-identical on the CPU and the GPU (outside fast math, which may reassociate).
+//!
+//! Generator: Philox4x32-10 (Salmon et al., SC'11), key = (seed, 0x5F0F_5F0F), counter =
+//! (neuron, step, k, 0x53504B46). Normal: z = sqrt(-2 ln u1) cos(2 pi u2) with u = (w >> 8 + 0.5) / 2^24.
+
+use super::printer::Dialect;
+
+/// The generator and the normal transform, for one dialect.
+pub fn normal_source(dialect: Dialect) -> String {
+    let q = dialect.inline_fn();
+    let ops = match dialect {
+        // Intrinsics with explicit rounding are never contracted into other operations.
+        Dialect::Cuda => "#define SF_MUL(a, b) __fmul_rn(a, b)\n#define SF_ADD(a, b) __fadd_rn(a, b)\n#define SF_FMA(a, b, c) __fmaf_rn(a, b, c)\n#define SF_DIV(a, b) __fdiv_rn(a, b)\n#define SF_SQRT(a) __fsqrt_rn(a)\n",
+        // ISO C mode (-std=c11) does not contract across statements or expressions.
+        Dialect::C => "#define SF_MUL(a, b) ((a) * (b))\n#define SF_ADD(a, b) ((a) + (b))\n#define SF_FMA(a, b, c) fmaf(a, b, c)\n#define SF_DIV(a, b) ((a) / (b))\n#define SF_SQRT(a) sqrtf(a)\n",
+    };
+    let unroll = match dialect {
+        Dialect::Cuda => "#pragma unroll",
+        Dialect::C => "#pragma GCC unroll 10",
+    };
+    let bits = match dialect {
+        Dialect::Cuda => "__int_as_float((int) u)",
+        Dialect::C => "sf_rng_bits(u)",
+    };
+    let bits_helper = match dialect {
+        Dialect::Cuda => String::new(),
+        Dialect::C => format!(
+            "{q} float sf_rng_bits(uint32_t u) {{ union {{ float f; uint32_t u; }} x; x.u = u; return x.f; }}\n\
+             {q} uint32_t sf_rng_ubits(float f) {{ union {{ float f; uint32_t u; }} x; x.f = f; return x.u; }}\n"
+        ),
+    };
+    let ubits = match dialect {
+        Dialect::Cuda => "(uint32_t) __float_as_int(m)",
+        Dialect::C => "sf_rng_ubits(m)",
+    };
+    format!(
+        r#"/* Noise: Philox4x32-10 keyed by (seed, neuron, step, k); see src/codegen/random.rs. */
+{ops}{bits_helper}{q} uint32_t sf_mulhilo(uint32_t a, uint32_t b, uint32_t* hi) {{
+    const uint64_t p = (uint64_t) a * (uint64_t) b;
+    *hi = (uint32_t) (p >> 32);
+    return (uint32_t) p;
+}}
+{q} void sf_philox(uint32_t c[4], uint32_t k0, uint32_t k1) {{
+    {unroll}
+    for (int r = 0; r < 10; ++r) {{
+        uint32_t hi0, hi1;
+        const uint32_t lo0 = sf_mulhilo(0xD2511F53u, c[0], &hi0);
+        const uint32_t lo1 = sf_mulhilo(0xCD9E8D57u, c[2], &hi1);
+        const uint32_t n0 = hi1 ^ c[1] ^ k0, n2 = hi0 ^ c[3] ^ k1;
+        c[0] = n0; c[1] = lo1; c[2] = n2; c[3] = lo0;
+        k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
+    }}
+}}
+/* ln(u) for u in (0, 1]: u = m 2^e, m in [1, 2); ln m = 2 atanh((m-1)/(m+1)). */
+{q} float sf_rng_log(float u) {{
+    const uint32_t w = {ubits_u};
+    const int e = (int) ((w >> 23) & 0xffu) - 127;
+    const float m = {bits_m};
+    const float s = SF_DIV(SF_ADD(m, -1.0f), SF_ADD(m, 1.0f));
+    const float s2 = SF_MUL(s, s);
+    float p = 1.0f / 17.0f;
+    p = SF_FMA(p, s2, 1.0f / 15.0f); p = SF_FMA(p, s2, 1.0f / 13.0f); p = SF_FMA(p, s2, 1.0f / 11.0f);
+    p = SF_FMA(p, s2, 1.0f / 9.0f); p = SF_FMA(p, s2, 1.0f / 7.0f); p = SF_FMA(p, s2, 1.0f / 5.0f);
+    p = SF_FMA(p, s2, 1.0f / 3.0f); p = SF_FMA(p, s2, 1.0f);
+    return SF_FMA((float) e, 0.69314718f, SF_MUL(SF_MUL(2.0f, s), p));
+}}
+/* cos(2 pi x) for x in [0, 1): the quadrant exactly, then polynomials on [0, pi/2). */
+{q} float sf_rng_cos_turns(float x) {{
+    const float x4 = SF_MUL(x, 4.0f);
+    const int quadrant = (int) x4;
+    const float f = SF_MUL(SF_ADD(x4, -(float) quadrant), 1.57079637f);
+    const float f2 = SF_MUL(f, f);
+    float c = -1.0f / 87178291200.0f;
+    c = SF_FMA(c, f2, 1.0f / 479001600.0f); c = SF_FMA(c, f2, -1.0f / 3628800.0f); c = SF_FMA(c, f2, 1.0f / 40320.0f);
+    c = SF_FMA(c, f2, -1.0f / 720.0f); c = SF_FMA(c, f2, 1.0f / 24.0f); c = SF_FMA(c, f2, -0.5f); c = SF_FMA(c, f2, 1.0f);
+    float s = -1.0f / 1307674368000.0f;
+    s = SF_FMA(s, f2, 1.0f / 6227020800.0f); s = SF_FMA(s, f2, -1.0f / 39916800.0f); s = SF_FMA(s, f2, 1.0f / 362880.0f);
+    s = SF_FMA(s, f2, -1.0f / 5040.0f); s = SF_FMA(s, f2, 1.0f / 120.0f); s = SF_FMA(s, f2, -1.0f / 6.0f); s = SF_FMA(s, f2, 1.0f);
+    s = SF_MUL(s, f);
+    return quadrant == 0 ? c : quadrant == 1 ? -s : quadrant == 2 ? -c : s;
+}}
+/* The k-th standard normal of `neuron` at `step`. */
+{q} float sf_normal(uint32_t seed, uint32_t neuron, uint32_t step, uint32_t k) {{
+    uint32_t c[4] = {{neuron, step, k, 0x53504B46u}};
+    sf_philox(c, seed, 0x5F0F5F0Fu);
+    const float u1 = SF_MUL(SF_ADD((float) (c[0] >> 8), 0.5f), 5.9604645e-8f);
+    const float u2 = SF_MUL((float) (c[1] >> 8), 5.9604645e-8f);
+    return SF_MUL(SF_SQRT(SF_MUL(-2.0f, sf_rng_log(u1))), sf_rng_cos_turns(u2));
+}}
+"#,
+        ubits_u = ubits.replace('m', "u"),
+        bits_m = bits.replace('u', "((w & 0x007fffffu) | 0x3f800000u)"),
+    )
+}
