@@ -36,9 +36,9 @@ Python at launch time.
 | brainevent + Numba | spikeforge |
 |---|---|
 | `@cuda.jit` Python function | CUDA C source string (`extern "C" __global__`), compiled by NVRTC |
-| `numba_cuda_kernel(kernel, outs, grid=, block=, launch_dims=, ...)` | `sf.cuda_kernel(source, name, outs, grid=, block=, launch_dims=, ...)` |
-| `numba_cuda_callable(python_fn, outs)` (Python runs on every call) | `sf.cuda_callable(source, inputs=, outs=, temps=, steps=[sf.Launch(...)])` (declared; Rust launches) |
-| `XLACustomKernel.def_numba_cuda_kernel(generator)` | `sf.XLACustomKernel.def_gpu_kernel(generator)`, or `sf.brainevent.register(prim, gpu=generator)` |
+| `numba_cuda_kernel(kernel, outs, grid=, ...)` | `sf.cuda_kernel(source, name, outs, grid=, ...)` |
+| `numba_cuda_callable(python_fn, outs)`: Python on every call | `sf.cuda_callable(...)`: declared, Rust launches |
+| `XLACustomKernel.def_numba_cuda_kernel(gen)` | `def_gpu_kernel(gen)`, `sf.brainevent.register(prim, gpu=gen)` |
 | GPU only | an optional **C twin** of each kernel runs the same primitive on the CPU |
 
 The C twins are why this notebook runs anywhere: on a machine without a GPU every call below runs

@@ -2,8 +2,8 @@
 through XLA FFI custom calls, under ``jax.jit`` and ``jax.vmap``."""
 
 from . import _native, brainevent
-from .neuron import ModelError, NeuronModel, RunResult, neuron_run_p
 from .kernels import CustomKernel, KernelError, Launch, compile_cuda, cuda_callable, cuda_kernel, launch_config
+from .neuron import ModelError, NeuronModel, RunResult, neuron_run_p
 from .primitive import XLACustomKernel
 
 __version__ = _native.version()

@@ -262,10 +262,10 @@ class CustomKernel:
         if vmap_method == "broadcast_all":
             for launch, policy in steps:
                 if policy[0] != "dims" or len(policy[1]) != 1:
+                    has = "grid/block" if policy[0] == "explicit" else "multi-dimensional launch_dims"
                     raise ValueError(
                         f"vmap_method='broadcast_all' needs 1-D launch_dims in every launch (kernel "
-                        f"{launch.kernel!r} has {'grid/block' if policy[0] == 'explicit' else 'multi-dimensional launch_dims'}): "
-                        "the batch is folded into the launch"
+                        f"{launch.kernel!r} has {has}): the batch is folded into the launch"
                     )
             if not sizes:
                 raise ValueError(
@@ -277,7 +277,9 @@ class CustomKernel:
                 raise ValueError(f"kernel {launch.kernel!r} does not appear in the CUDA source")
             c_name = launch.c_kernel or launch.kernel
             if c_source is not None and not _has_identifier(c_source, c_name):
-                raise ValueError(f"C function {c_name!r} (the twin of kernel {launch.kernel!r}) does not appear in c_source")
+                raise ValueError(
+                    f"C function {c_name!r} (the twin of kernel {launch.kernel!r}) does not appear in c_source"
+                )
         self.cuda_source = cuda_source
         self.c_source = c_source
         self.inputs = None if inputs is None else tuple(inputs)

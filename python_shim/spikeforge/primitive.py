@@ -13,7 +13,6 @@ import functools
 from collections.abc import Callable, Sequence
 
 import jax
-import numpy as np
 from jax.interpreters import ad, batching, mlir
 
 try:  # jax >= 0.4.36

@@ -21,13 +21,16 @@ use crate::runtime::cache::Memo;
 use crate::runtime::{cpu, cuda, RuntimeError};
 use crate::xla::{Attrs, CallFrame, FfiError};
 
+/// The loaded CUDA kernels of a plan, one a step.
+type CudaKernels = Arc<Vec<Arc<cuda::CudaFunction>>>;
+
 /// A plan resolved once per process, with the kernels it loaded.
 struct Prepared {
     plan: Plan,
     buffers: Vec<Resolved>,
     cpu: OnceLock<Arc<CpuProgram>>,
     /// Per XLA stream (a stream belongs to one context for its whole life): one kernel a step.
-    cuda: Mutex<Vec<(usize, Arc<Vec<Arc<cuda::CudaFunction>>>)>>,
+    cuda: Mutex<Vec<(usize, CudaKernels)>>,
 }
 
 static PREPARED: LazyLock<Memo<Arc<Prepared>>> = LazyLock::new(Memo::new);
@@ -200,11 +203,7 @@ pub fn run_cpu(call: &CallFrame) -> Result<(), FfiError> {
 // ---------------------------------------------------------------------------------------------
 // CUDA
 
-fn cuda_functions(
-    p: &Prepared,
-    key: &str,
-    stream: *mut c_void,
-) -> Result<Arc<Vec<Arc<cuda::CudaFunction>>>, FfiError> {
+fn cuda_functions(p: &Prepared, key: &str, stream: *mut c_void) -> Result<CudaKernels, FfiError> {
     let mut loaded = p.cuda.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, f)) = loaded.iter().find(|(s, _)| *s == stream as usize) {
         return Ok(Arc::clone(f));
@@ -296,7 +295,9 @@ crate::xla_ffi_handler!(pub fn sf_custom_call_cuda => run_cuda);
 /// # Safety
 /// `request` must be a valid NUL-terminated string.
 #[no_mangle]
-pub unsafe extern "C" fn sf_cuda_compile_check(request: *const std::ffi::c_char) -> *mut std::ffi::c_char {
+pub unsafe extern "C" fn sf_cuda_compile_check(
+    request: *const std::ffi::c_char,
+) -> *mut std::ffi::c_char {
     crate::capi::answer(request, |text| {
         #[derive(serde::Deserialize)]
         struct Request {
@@ -355,7 +356,10 @@ mod tests {
         let ptx = ".visible .entry relu(\n.param .u64 relu_param_0\n)";
         assert_eq!(missing_entry(ptx, &["relu".into()]), None);
         assert_eq!(missing_entry(ptx, &["rel".into()]), Some("rel"));
-        assert_eq!(missing_entry(ptx, &["relu".into(), "sig".into()]), Some("sig"));
+        assert_eq!(
+            missing_entry(ptx, &["relu".into(), "sig".into()]),
+            Some("sig")
+        );
     }
 
     #[test]

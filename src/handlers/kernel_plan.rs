@@ -82,7 +82,8 @@ pub struct Resolved {
 
 impl Plan {
     pub fn from_json(text: &str) -> Result<Plan, String> {
-        let plan: Plan = serde_json::from_str(text).map_err(|e| format!("attribute 'plan': {e}"))?;
+        let plan: Plan =
+            serde_json::from_str(text).map_err(|e| format!("attribute 'plan': {e}"))?;
         plan.check()?;
         Ok(plan)
     }
@@ -100,7 +101,10 @@ impl Plan {
                     .find(|d| d.name() == b.dtype)
                     .ok_or_else(|| format!("buffer '{}': unknown dtype '{}'", b.name, b.dtype))?;
                 if b.shape.iter().any(|&d| d < 0) {
-                    return Err(format!("buffer '{}': negative dimension in {:?}", b.name, b.shape));
+                    return Err(format!(
+                        "buffer '{}': negative dimension in {:?}",
+                        b.name, b.shape
+                    ));
                 }
                 let count = b
                     .shape
@@ -133,7 +137,10 @@ impl Plan {
                 return Err(format!("{}: empty or invalid kernel name", at()));
             }
             if step.args.is_empty() {
-                return Err(format!("{}: a kernel needs at least one buffer argument", at()));
+                return Err(format!(
+                    "{}: a kernel needs at least one buffer argument",
+                    at()
+                ));
             }
             for &a in &step.args {
                 if a >= n_buffers {
@@ -149,7 +156,10 @@ impl Plan {
         let first_output = self.inputs.len();
         for (k, out) in self.outputs.iter().enumerate() {
             if !written[first_output + k] {
-                return Err(format!("output '{}' is not an argument of any step", out.name));
+                return Err(format!(
+                    "output '{}' is not an argument of any step",
+                    out.name
+                ));
             }
         }
         Ok(())

@@ -217,7 +217,12 @@ def test_float64_under_jit_with_several_inputs(device):
     n = 513
     a, x, y = rand(1, dtype=np.float64), rand(n, dtype=np.float64), rand(n, dtype=np.float64)
     axpy = sf.cuda_kernel(
-        ELEMENTWISE_CU, "axpy64", jax.ShapeDtypeStruct((n,), jnp.float64), launch_dims=n, c_source=ELEMENTWISE_C, sizes=True
+        ELEMENTWISE_CU,
+        "axpy64",
+        jax.ShapeDtypeStruct((n,), jnp.float64),
+        launch_dims=n,
+        c_source=ELEMENTWISE_C,
+        sizes=True,
     )
     f = jax.jit(lambda a, x, y: axpy(a, x, y) * 2.0)
     for _ in range(3):  # later calls reuse the compiled kernel
@@ -269,7 +274,9 @@ def test_poisoning_catches_an_unwritten_element(device):
         "relu_short",
         f32(n),
         launch_dims=n,
-        c_source=ELEMENTWISE_C.replace("i < sizes[1]", "i < sizes[1] - 1", 1).replace("void relu(", "void relu_short(", 1),
+        c_source=ELEMENTWISE_C.replace("i < sizes[1]", "i < sizes[1] - 1", 1).replace(
+            "void relu(", "void relu_short(", 1
+        ),
         sizes=True,
     )
     x = jnp.asarray(rand(n))
@@ -338,7 +345,9 @@ def test_vmap_sequential_and_broadcast_all(device):
     v = np.random.default_rng().uniform(-75.0, -50.0, (b, n)).astype(np.float32)
     v_th = np.array([[-55.0], [-60.0], [-65.0], [-52.0]], np.float32)
     rest = np.array([-70.0], np.float32)
-    spikes, v_out = jax.vmap(lif_callable(n), in_axes=(0, 0, None))(jnp.asarray(v), jnp.asarray(v_th), jnp.asarray(rest))
+    spikes, v_out = jax.vmap(lif_callable(n), in_axes=(0, 0, None))(
+        jnp.asarray(v), jnp.asarray(v_th), jnp.asarray(rest)
+    )
     check_written(spikes, v_out)
     want = v >= v_th
     np.testing.assert_array_equal(np.asarray(spikes), want.astype(np.int32))
@@ -402,7 +411,10 @@ def test_bad_names_and_callable_descriptions():
             "inputs": ["x"],
             "outs": {"out": f32(8)},
             "temps": {"tmp": f32(8)},
-            "steps": [sf.Launch("square", ["x", "tmp"], launch_dims=8), sf.Launch("root", ["tmp", "out"], launch_dims=8)],
+            "steps": [
+                sf.Launch("square", ["x", "tmp"], launch_dims=8),
+                sf.Launch("root", ["tmp", "out"], launch_dims=8),
+            ],
             **kw,
         },
     )
@@ -426,14 +438,24 @@ def test_c_errors_reach_python_and_the_process_keeps_working():
     x = jnp.asarray(rand(16))
     # The name is in the source (a comment), but no such function: the loader's error.
     missing = sf.cuda_kernel(
-        ELEMENTWISE_CU, "relu", f32(16), launch_dims=16, sizes=True, c_source="/* relu */ void other(void **a, const int64_t *s) {}"
+        ELEMENTWISE_CU,
+        "relu",
+        f32(16),
+        launch_dims=16,
+        sizes=True,
+        c_source="/* relu */ void other(void **a, const int64_t *s) {}",
     )
     with jax.default_device(jax.devices("cpu")[0]):
         with pytest.raises(Exception, match="kernel `relu` not found"):
             jax.block_until_ready(missing(x))
         _still_works()
         broken = sf.cuda_kernel(
-            ELEMENTWISE_CU, "relu", f32(16), launch_dims=16, sizes=True, c_source="void relu(void **a, const int64_t *s) { int x = ; }"
+            ELEMENTWISE_CU,
+            "relu",
+            f32(16),
+            launch_dims=16,
+            sizes=True,
+            c_source="void relu(void **a, const int64_t *s) { int x = ; }",
         )
         with pytest.raises(Exception, match=r"C compiler failed(.|\n)*c_source:1"):
             jax.block_until_ready(broken(x))
@@ -448,7 +470,9 @@ def test_cuda_errors_reach_python_and_the_process_keeps_working(device):
     if device.platform == "cpu":
         pytest.skip("CUDA launch errors need a GPU (the NVRTC error path is tested by test_nvrtc_log_in_the_error)")
     x = jnp.asarray(rand(16))
-    bad = sf.cuda_kernel(ELEMENTWISE_CU.replace("fmaxf(x[i]", "fmaxf(undefined_name[i]"), "relu", f32(16), launch_dims=16, sizes=True)
+    bad = sf.cuda_kernel(
+        ELEMENTWISE_CU.replace("fmaxf(x[i]", "fmaxf(undefined_name[i]"), "relu", f32(16), launch_dims=16, sizes=True
+    )
     with pytest.raises(Exception, match="undefined_name"):
         jax.block_until_ready(bad(x))
     _still_works()
@@ -528,7 +552,9 @@ def leaky_generator(*, outs, alpha=0.01, **_):
     """A kernel generator: receives the call's keyword arguments, returns a function of the inputs."""
     n = outs[0].shape[0]
     define = f"#define ALPHA {float(alpha)!r}f\n"
-    return sf.cuda_kernel(define + LEAKY_CU, "leaky_relu", outs[0], launch_dims=n, c_source=define + LEAKY_C, sizes=True)
+    return sf.cuda_kernel(
+        define + LEAKY_CU, "leaky_relu", outs[0], launch_dims=n, c_source=define + LEAKY_C, sizes=True
+    )
 
 
 leaky_relu_op = sf.XLACustomKernel("test_leaky_relu")
@@ -539,7 +565,10 @@ leaky_relu_op.def_gpu_kernel(leaky_generator)
 def test_generator_receives_keyword_arguments(device):
     x = rand(300)
     for alpha in (0.1, 0.25):
-        f = jax.jit(lambda x, alpha: leaky_relu_op(x, outs=jax.ShapeDtypeStruct(x.shape, x.dtype), alpha=alpha), static_argnames="alpha")
+        f = jax.jit(
+            lambda x, alpha: leaky_relu_op(x, outs=jax.ShapeDtypeStruct(x.shape, x.dtype), alpha=alpha),
+            static_argnames="alpha",
+        )
         r = f(jnp.asarray(x), alpha=alpha)
         check_written(r)
         np.testing.assert_allclose(np.asarray(r), np.where(x > 0, x, np.float32(alpha) * x), rtol=1e-6)
