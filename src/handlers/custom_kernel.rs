@@ -238,15 +238,22 @@ pub fn run_cuda(call: &CallFrame) -> Result<(), FfiError> {
     let stream = call.stream()?;
     let functions = cuda_functions(&p, key, stream)?;
     let n_fixed = ptrs.len();
-    // 256-byte alignment: what cudaMalloc gives, so vector loads in user kernels stay aligned.
+    // XLA refuses alignments above 16 (`kMaxAlignment` in its FFI API); its allocator hands out
+    // blocks aligned far more than that anyway (the BFC allocator: 256 bytes).
     let temps = p.buffers[n_fixed..]
         .iter()
-        .map(|t| call.scratch(t.bytes.max(1), 256))
+        .map(|t| {
+            call.scratch(t.bytes.max(1), 16)
+                .map_err(|e| e.context(format!("temp '{}'", t.name)))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     ptrs.extend(temps.iter().map(|t| t.data()));
     if *POISON_OUTPUTS {
         let first_output = p.plan.inputs.len();
         for (ptr, b) in ptrs.iter().zip(&p.buffers).skip(first_output) {
+            if b.bytes == 0 {
+                continue;
+            }
             // SAFETY: device memory of `bytes` bytes on XLA's stream for this call.
             unsafe { cuda::memset_async(*ptr, 0xFF, b.bytes, stream) }.map_err(runtime_error)?;
         }
@@ -360,6 +367,58 @@ mod tests {
             missing_entry(ptx, &["relu".into(), "sig".into()]),
             Some("sig")
         );
+    }
+
+    /// The C ABI answer for `request`, parsed.
+    fn compile_check(request: serde_json::Value) -> serde_json::Value {
+        let arg = std::ffi::CString::new(request.to_string()).unwrap();
+        // SAFETY: a valid NUL-terminated string; the answer is freed below.
+        let answer = unsafe { sf_cuda_compile_check(arg.as_ptr()) };
+        assert!(!answer.is_null());
+        // SAFETY: Rust-owned NUL-terminated JSON from `answer`.
+        let text = unsafe { std::ffi::CStr::from_ptr(answer) }
+            .to_string_lossy()
+            .into_owned();
+        // SAFETY: returned by the C ABI, freed once.
+        unsafe { crate::capi::sf_string_free(answer) };
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn compile_check_reports_nvrtc_log_and_missing_kernels() {
+        let good = r#"extern "C" __global__ void relu(const float* x, float* y) {
+            y[threadIdx.x] = fmaxf(x[threadIdx.x], 0.0f); }"#;
+        let answer = compile_check(serde_json::json!({"source": good, "kernels": ["relu"]}));
+        if answer["error"]["kind"] == "nvrtc_missing" {
+            assert!(
+                std::env::var("SPIKEFORGE_REQUIRE_NVRTC").is_err(),
+                "NVRTC required: {answer}"
+            );
+            eprintln!("SKIPPED compile_check_reports_nvrtc_log_and_missing_kernels: {answer}");
+            return;
+        }
+        assert_eq!(answer["ok"], true, "{answer}");
+        assert!(answer["ptx"].as_str().unwrap().contains(".entry relu("));
+
+        let missing =
+            compile_check(serde_json::json!({"source": good, "kernels": ["relu", "gelu"]}));
+        assert_eq!(missing["error"]["kind"], "kernel_not_found", "{missing}");
+        assert!(missing["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`gelu`"));
+
+        let bad = good.replace("fmaxf", "fmax_f");
+        let broken = compile_check(serde_json::json!({"source": bad, "kernels": ["relu"]}));
+        assert_eq!(broken["error"]["kind"], "compile", "{broken}");
+        let message = broken["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("identifier \"fmax_f\" is undefined"),
+            "{message}"
+        );
+
+        let usage = compile_check(serde_json::json!({"kernels": []}));
+        assert_eq!(usage["error"]["kind"], "usage", "{usage}");
     }
 
     #[test]
