@@ -244,6 +244,7 @@ class CustomKernel:
         cuda_source: str,
         c_source: str | None,
         inputs: Sequence[str] | None,
+        in_specs: Mapping[str, jax.ShapeDtypeStruct] | None = None,
         outs: Mapping[str, jax.ShapeDtypeStruct],
         single: bool,
         steps: Sequence[tuple[Launch, tuple]],
@@ -283,6 +284,7 @@ class CustomKernel:
         self.cuda_source = cuda_source
         self.c_source = c_source
         self.inputs = None if inputs is None else tuple(inputs)
+        self.in_specs = dict(in_specs) if in_specs else None
         self.outs = dict(outs)
         self.temps = dict(temps)
         self.steps = tuple(steps)
@@ -346,9 +348,11 @@ class CustomKernel:
         if self.inputs is not None and len(ins) != len(self.inputs):
             raise TypeError(f"{self!r} takes {len(self.inputs)} inputs {self.inputs}, got {len(ins)}")
         args = [jnp.asarray(x) for x in ins]
-        for k, a in enumerate(args):
-            if a.dtype == jnp.float64 and not jax.config.jax_enable_x64:  # pragma: no cover
-                raise TypeError(f"input {k} is float64 but jax_enable_x64 is off")
+        for (name, spec), a in zip((self.in_specs or {}).items(), args):
+            if tuple(a.shape) != tuple(spec.shape):
+                raise ValueError(f"{self!r}: input {name!r} has shape {tuple(a.shape)}, expected {tuple(spec.shape)}")
+            if np.dtype(a.dtype) != np.dtype(spec.dtype):
+                raise TypeError(f"{self!r}: input {name!r} has dtype {a.dtype}, expected {np.dtype(spec.dtype)}")
         res = self._bind(args, 1)
         return res[0] if self._single else tuple(res)
 
@@ -387,6 +391,7 @@ def cuda_kernel(
     sizes: bool = False,
     vmap_method: str | None = None,
     fast_math: bool = False,
+    inputs: Sequence | None = None,
 ) -> CustomKernel:
     """One CUDA kernel from source, as a function of its input arrays (the shape of brainevent's
     ``numba_cuda_kernel``).
@@ -399,8 +404,13 @@ def cuda_kernel(
     (``void name(void **args, const int64_t *sizes)``) that runs the same primitive on the CPU.
     ``sizes=True`` appends a ``long long`` element count per pointer to the CUDA parameters.
     ``vmap_method``: ``None`` (vmap is an error), ``"sequential"`` or ``"broadcast_all"``.
+    ``inputs``: optionally the expected inputs (``jax.ShapeDtypeStruct`` s), checked at each
+    call with an error naming the input.
     """
     out_map, single = _outs(outs)
+    in_specs = None
+    if inputs is not None:
+        in_specs = {f"input {k}": _struct(i, f"inputs[{k}]") for k, i in enumerate(inputs)}
     launch = Launch(
         name,
         tuple(out_map),  # placeholder, replaced below once the input count is known
@@ -415,7 +425,8 @@ def cuda_kernel(
     return _SingleKernel(
         cuda_source=source,
         c_source=c_source,
-        inputs=None,
+        inputs=None if in_specs is None else tuple(in_specs),
+        in_specs=in_specs,
         outs=out_map,
         single=single,
         steps=[(launch, policy)],
@@ -441,7 +452,7 @@ class _SingleKernel(CustomKernel):
 def cuda_callable(
     source: str,
     *,
-    inputs: Sequence[str],
+    inputs: Sequence[str] | Mapping,
     outs,
     steps: Sequence[Launch],
     temps: Mapping | None = None,
@@ -454,7 +465,9 @@ def cuda_callable(
     from XLA's allocator (the shape of brainevent's ``numba_cuda_callable``, declared instead
     of written as Python, so no Python runs at launch time).
 
-    ``inputs``: the names of the call's arguments, in order. ``outs``: a mapping name ->
+    ``inputs``: the names of the call's arguments, in order; or a mapping name ->
+    ``jax.ShapeDtypeStruct`` (or ``(shape, dtype)``), and each call checks its inputs against
+    it, with errors naming the input. ``outs``: a mapping name ->
     ``jax.ShapeDtypeStruct`` (the call returns one array, or a tuple in this order). ``temps``:
     name -> ``jax.ShapeDtypeStruct`` or ``(shape, dtype)``, allocated for the call and freed
     when it ends (their contents are undefined at the start). ``steps``: :class:`Launch` es, each
@@ -462,7 +475,10 @@ def cuda_callable(
     """
     if isinstance(inputs, str):
         raise TypeError("inputs must be a list of names, got a string")
-    inputs = tuple(inputs)
+    in_specs = None
+    if isinstance(inputs, Mapping):
+        in_specs = {str(k): _struct(v, f"inputs[{k!r}]") for k, v in inputs.items()}
+    inputs = tuple(str(i) for i in inputs)
     if not isinstance(outs, Mapping):
         raise TypeError("cuda_callable: outs must be a mapping name -> jax.ShapeDtypeStruct")
     out_map, single = _outs(outs)
@@ -490,6 +506,7 @@ def cuda_callable(
         cuda_source=source,
         c_source=c_source,
         inputs=inputs,
+        in_specs=in_specs,
         outs=out_map,
         single=single,
         steps=planned,

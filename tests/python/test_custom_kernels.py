@@ -306,8 +306,32 @@ def _still_works():
     np.testing.assert_array_equal(np.asarray(r), np.maximum(x, 0))
 
 
+def test_declared_inputs_are_checked_by_name():
+    relu = elementwise("relu", 8, inputs=[f32(8)])
+    with pytest.raises(ValueError, match=r"input 'input 0' has shape \(9,\), expected \(8,\)"):
+        relu(jnp.zeros(9, jnp.float32))
+    with pytest.raises(TypeError, match="input 'input 0' has dtype int32, expected float32"):
+        relu(jnp.zeros(8, jnp.int32))
+    with pytest.raises(TypeError, match="takes 1 inputs"):
+        relu(jnp.zeros(8, jnp.float32), jnp.zeros(8, jnp.float32))
+    lif = sf.cuda_callable(
+        PIPELINE_CU,
+        inputs={"v": f32(8), "v_th": ((1,), np.float32), "v_rest": f32(1)},
+        outs={"spikes": jax.ShapeDtypeStruct((8,), jnp.int32), "v_out": f32(8)},
+        steps=[
+            sf.Launch("detect", ["v", "v_th", "spikes"], launch_dims=8),
+            sf.Launch("reset", ["v", "spikes", "v_rest", "v_out"], launch_dims=8),
+        ],
+        c_source=PIPELINE_C,
+        sizes=True,
+    )
+    with pytest.raises(TypeError, match="input 'v_th' has dtype float64, expected float32"):
+        lif(jnp.zeros(8, jnp.float32), jnp.zeros(1, jnp.float64), jnp.zeros(1, jnp.float32))
+    spikes, _ = lif(jnp.full(8, -50.0, jnp.float32), jnp.full(1, -55.0, jnp.float32), jnp.zeros(1, jnp.float32))
+    np.testing.assert_array_equal(np.asarray(spikes), np.ones(8, np.int32))
+
+
 def test_c_errors_reach_python_and_the_process_keeps_working():
-    x = jnp.asarray(rand(16))
     # The name is in the source (a comment), but no such function: the loader's error.
     missing = sf.cuda_kernel(
         ELEMENTWISE_CU,
@@ -318,6 +342,7 @@ def test_c_errors_reach_python_and_the_process_keeps_working():
         c_source="/* relu */ void other(void **a, const int64_t *s) {}",
     )
     with jax.default_device(jax.devices("cpu")[0]):
+        x = jnp.asarray(rand(16))
         with pytest.raises(Exception, match="kernel `relu` not found"):
             jax.block_until_ready(missing(x))
         _still_works()
