@@ -380,6 +380,9 @@ brainevent user switches with one call:
 ```python
 sf.brainevent.register(brainevent_primitive, cpu=leaky_relu_generator, gpu=leaky_relu_generator, asdefault=True)
 ```
+
+`sf.kernel_generator(source, name, c_source=, defines=("alpha",))` writes such a generator for
+you: the keyword arguments named in `defines` become `#define` lines in front of both sources.
 """)
 
 code(r'''
@@ -391,6 +394,14 @@ leaky_relu_op.def_gpu_kernel(jax_leaky_relu, backend="jax")
 out = jax.ShapeDtypeStruct((N,), jnp.float32)
 same = jnp.array_equal(leaky_relu_op(x, outs=out, alpha=0.1), leaky_relu_op(x, outs=out, alpha=0.1, backend="jax"))
 print("backends:", leaky_relu_op.available_backends("cpu"), "| spikeforge == jax:", bool(same))
+
+# The same generator, declared: the keyword arguments named in defines= become #define lines.
+generated = sf.kernel_generator(LEAKY_CU, "leaky_relu", c_source=LEAKY_C, defines=("alpha",))
+leaky_relu_op.def_cpu_kernel(generated, backend="generated")
+leaky_relu_op.def_gpu_kernel(generated, backend="generated")
+by_hand = leaky_relu_op(x, outs=out, alpha=0.1)
+print("hand-written generator == sf.kernel_generator:",
+      bool(jnp.array_equal(by_hand, leaky_relu_op(x, outs=out, alpha=0.1, backend="generated"))))
 print("brainevent installed:", sf.brainevent.available())
 ''')
 

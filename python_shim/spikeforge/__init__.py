@@ -2,7 +2,16 @@
 through XLA FFI custom calls, under ``jax.jit`` and ``jax.vmap``."""
 
 from . import _native, brainevent
-from .kernels import CustomKernel, KernelError, Launch, compile_cuda, cuda_callable, cuda_kernel, launch_config
+from .kernels import (
+    CustomKernel,
+    KernelError,
+    Launch,
+    compile_cuda,
+    cuda_callable,
+    cuda_kernel,
+    kernel_generator,
+    launch_config,
+)
 from .neuron import ModelError, NeuronModel, RunResult, neuron_run_p
 from .primitive import XLACustomKernel
 
@@ -10,6 +19,7 @@ __version__ = _native.version()
 
 __all__ = ["NeuronModel", "ModelError", "RunResult", "XLACustomKernel", "neuron_run_p", "generate"]
 __all__ += ["cuda_kernel", "cuda_callable", "Launch", "CustomKernel", "KernelError", "compile_cuda", "launch_config"]
+__all__ += ["kernel_generator"]
 __all__ += ["brainevent"]
 
 

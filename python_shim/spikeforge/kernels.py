@@ -41,6 +41,7 @@ __all__ = [
     "cuda_callable",
     "cuda_kernel",
     "custom_call_p",
+    "kernel_generator",
     "launch_config",
 ]
 
@@ -516,6 +517,77 @@ def cuda_callable(
         fast_math=fast_math,
         label="cuda_callable " + "+".join(s.kernel for s in steps),
     )
+
+
+def _c_literal(name: str, value, single: bool = False) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "1" if value else "0"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            raise ValueError(f"keyword argument {name!r}={value!r} must be finite to become a #define")
+        text = repr(float(value))
+        if single:
+            return text + ("f" if any(c in text for c in ".e") else ".0f")
+        return text
+    raise TypeError(f"keyword argument {name!r}={value!r} cannot become a #define (use an int, float or bool)")
+
+
+def kernel_generator(
+    source: str,
+    name: str,
+    *,
+    c_source: str | None = None,
+    c_name: str | None = None,
+    defines: Sequence[str] = (),
+    launch_dims=None,
+    threads_per_block: int = 256,
+    shared_mem: int = 0,
+    sizes: bool = True,
+    vmap_method: str | None = None,
+):
+    """A kernel generator for :class:`XLACustomKernel` / brainevent primitives: ``generator(outs=,
+    **kwargs)`` returns :func:`cuda_kernel` of ``source`` for the call's ``outs``.
+
+    ``defines``: keyword arguments of the call that become ``#define NAME value`` lines (the name
+    upper-cased) in front of both sources, e.g. ``defines=("alpha",)`` -> ``#define ALPHA 0.1f``
+    (a float is written in the float type of the first output: ``0.1f`` for float32, else
+    ``0.1``). ``launch_dims``: an int or tuple, a function
+    ``(outs, **kwargs) -> launch_dims``, or None for the element count of the first output.
+    """
+    if isinstance(defines, str):
+        defines = (defines,)
+    defines = tuple(defines)
+
+    def generator(*, outs, **kwargs):
+        missing = [d for d in defines if d not in kwargs]
+        if missing:
+            raise TypeError(f"kernel {name!r} needs the keyword arguments {missing} (its #defines)")
+        outs = tuple(outs)
+        single = np.dtype(outs[0].dtype) == np.float32
+        prefix = "".join(f"#define {d.upper()} {_c_literal(d, kwargs[d], single)}\n" for d in defines)
+        if callable(launch_dims):
+            dims = launch_dims(outs, **kwargs)
+        elif launch_dims is None:
+            dims = max(1, int(np.prod(outs[0].shape)))
+        else:
+            dims = launch_dims
+        return cuda_kernel(
+            prefix + source,
+            name,
+            outs[0] if len(outs) == 1 else list(outs),
+            launch_dims=dims,
+            threads_per_block=threads_per_block,
+            shared_mem=shared_mem,
+            c_source=None if c_source is None else prefix + c_source,
+            c_name=c_name,
+            sizes=sizes,
+            vmap_method=vmap_method,
+        )
+
+    generator.__name__ = f"kernel_generator_{name}"
+    return generator
 
 
 def compile_cuda(source: str, kernels: Sequence[str] = (), *, arch=(9, 0), fast_math: bool = False) -> str:

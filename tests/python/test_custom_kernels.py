@@ -507,6 +507,28 @@ def test_backends_and_defaults(device):
     np.testing.assert_array_equal(np.asarray(op(x, outs=out)), -np.asarray(x))
 
 
+def test_kernel_generator_turns_keyword_arguments_into_defines(device):
+    generator = sf.kernel_generator(LEAKY_CU, "leaky_relu", c_source=LEAKY_C, defines=("alpha",))
+    op = sf.XLACustomKernel("test_generated_leaky_relu")
+    op.def_cpu_kernel(generator)
+    op.def_gpu_kernel(generator)
+    x = rand((4, 25))  # launch_dims defaults to the element count of the first output
+    f = jax.jit(
+        lambda x, alpha: op(x, outs=jax.ShapeDtypeStruct(x.shape, x.dtype), alpha=alpha), static_argnames="alpha"
+    )
+    for alpha in (0.5, 2):
+        r = f(jnp.asarray(x), alpha=alpha)
+        check_written(r)
+        np.testing.assert_allclose(np.asarray(r), np.where(x > 0, x, alpha * x.astype(np.float64)), rtol=1e-6)
+    # A float keyword becomes a literal of the output's type: the same bits as a float32 slope.
+    r = f(jnp.asarray(x), alpha=0.1)
+    np.testing.assert_array_equal(np.asarray(r), np.where(x > 0, x, np.float32(0.1) * x))
+    with pytest.raises(TypeError, match=r"needs the keyword arguments \['alpha'\]"):
+        op(jnp.asarray(x), outs=jax.ShapeDtypeStruct(x.shape, x.dtype))
+    with pytest.raises(TypeError, match="cannot become a #define"):
+        op(jnp.asarray(x), outs=jax.ShapeDtypeStruct(x.shape, x.dtype), alpha="a")
+
+
 def test_brainevent_register_without_brainevent(monkeypatch):
     monkeypatch.setitem(sys.modules, "brainevent", None)  # makes `import brainevent` fail
     assert not sf.brainevent.available()
