@@ -24,6 +24,12 @@ char *sf_model_source(const char *spec_json, const char *target);
 
 void sf_string_free(char *s);
 
+/* Compiles CUDA source with NVRTC (no GPU needed) to PTX and checks the named kernels exist:
+ * {"source": "...", "kernels": ["name"], "arch": [9, 0], "fast_math": false} ->
+ * {"ok": true, "ptx": "..."} or {"ok": false, "error": {"kind": "nvrtc_missing" | "compile" |
+ * "kernel_not_found", "message": "..."}}. */
+char *sf_cuda_compile_check(const char *request_json);
+
 /* The library version, a static string. */
 const char *sf_version(void);
 
@@ -32,6 +38,8 @@ struct XLA_FFI_CallFrame;
 struct XLA_FFI_Error;
 struct XLA_FFI_Error *sf_neuron_run_cpu(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_neuron_run_cuda(struct XLA_FFI_CallFrame *frame);
+struct XLA_FFI_Error *sf_custom_call_cpu(struct XLA_FFI_CallFrame *frame);
+struct XLA_FFI_Error *sf_custom_call_cuda(struct XLA_FFI_CallFrame *frame);
 
 #ifdef __cplusplus
 }

@@ -25,12 +25,12 @@ fn diagnostic_json(d: &Diagnostic) -> Value {
     })
 }
 
-fn error_json(kind: &str, message: String) -> Value {
+pub(crate) fn error_json(kind: &str, message: String) -> Value {
     json!({"ok": false, "error": {"kind": kind, "message": message, "rendered": message}})
 }
 
 /// Runs `f` on the JSON argument, catching panics, and returns a Rust-owned C string.
-fn answer(arg: *const c_char, f: impl FnOnce(&str) -> Value) -> *mut c_char {
+pub(crate) fn answer(arg: *const c_char, f: impl FnOnce(&str) -> Value) -> *mut c_char {
     let value = if arg.is_null() {
         error_json("usage", "null argument".into())
     } else {

@@ -1,13 +1,26 @@
 """spikeforge: spiking-neuron models written as equations, run as generated CUDA / C kernels
 through XLA FFI custom calls, under ``jax.jit`` and ``jax.vmap``."""
 
-from . import _native
+from . import _native, brainevent
+from .kernels import (
+    CustomKernel,
+    KernelError,
+    Launch,
+    compile_cuda,
+    cuda_callable,
+    cuda_kernel,
+    kernel_generator,
+    launch_config,
+)
 from .neuron import ModelError, NeuronModel, RunResult, neuron_run_p
 from .primitive import XLACustomKernel
 
 __version__ = _native.version()
 
 __all__ = ["NeuronModel", "ModelError", "RunResult", "XLACustomKernel", "neuron_run_p", "generate"]
+__all__ += ["cuda_kernel", "cuda_callable", "Launch", "CustomKernel", "KernelError", "compile_cuda", "launch_config"]
+__all__ += ["kernel_generator"]
+__all__ += ["brainevent"]
 
 
 def generate(model: NeuronModel, target: str = "cuda", **kwargs) -> str:

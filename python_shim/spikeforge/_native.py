@@ -20,6 +20,7 @@ _HERE = Path(__file__).resolve().parent
 # XLA FFI handlers exported by the library: target name -> {platform: symbol}.
 FFI_TARGETS = {
     "spikeforge_neuron_run": {"cpu": "sf_neuron_run_cpu", "CUDA": "sf_neuron_run_cuda"},
+    "spikeforge_custom_call": {"cpu": "sf_custom_call_cpu", "CUDA": "sf_custom_call_cuda"},
 }
 
 
@@ -87,6 +88,8 @@ _lib.sf_model_source.restype = ctypes.c_void_p
 _lib.sf_string_free.argtypes = [ctypes.c_void_p]
 _lib.sf_string_free.restype = None
 _lib.sf_version.restype = ctypes.c_char_p
+_lib.sf_cuda_compile_check.argtypes = [ctypes.c_char_p]
+_lib.sf_cuda_compile_check.restype = ctypes.c_void_p
 
 
 def _take_json(ptr) -> dict:
@@ -104,6 +107,10 @@ def model_compile(spec_json: str) -> dict:
 
 def model_source(spec_json: str, target: str) -> dict:
     return _take_json(_lib.sf_model_source(spec_json.encode("utf-8"), target.encode("utf-8")))
+
+
+def cuda_compile_check(request: dict) -> dict:
+    return _take_json(_lib.sf_cuda_compile_check(json.dumps(request).encode("utf-8")))
 
 
 def version() -> str:
