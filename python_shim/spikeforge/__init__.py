@@ -4,10 +4,12 @@ through XLA FFI custom calls, under ``jax.jit`` and ``jax.vmap``."""
 from . import _native
 from .neuron import ModelError, NeuronModel, RunResult, neuron_run_p
 from .primitive import XLACustomKernel
+from .reductions import count_nonzero, population_rate, reduce_max, reduce_mean, reduce_min, reduce_sum
 
 __version__ = _native.version()
 
 __all__ = ["NeuronModel", "ModelError", "RunResult", "XLACustomKernel", "neuron_run_p", "generate"]
+__all__ += ["reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "count_nonzero", "population_rate"]
 
 
 def generate(model: NeuronModel, target: str = "cuda", **kwargs) -> str:

@@ -20,6 +20,7 @@ _HERE = Path(__file__).resolve().parent
 # XLA FFI handlers exported by the library: target name -> {platform: symbol}.
 FFI_TARGETS = {
     "spikeforge_neuron_run": {"cpu": "sf_neuron_run_cpu", "CUDA": "sf_neuron_run_cuda"},
+    "spikeforge_reduce": {"cpu": "sf_reduce_cpu", "CUDA": "sf_reduce_cuda"},
 }
 
 

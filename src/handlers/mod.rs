@@ -1,3 +1,4 @@
 //! The XLA FFI handlers: decode the call, find or build the kernel, launch it.
 
 pub mod neuron_run;
+pub mod reduce;
