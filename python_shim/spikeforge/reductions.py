@@ -148,12 +148,13 @@ def _lengths(offsets) -> np.ndarray:
 def _jvp_rule(primals, tangents, *, outs, op, offsets, **params):
     (x,), (dx,) = primals, tangents
     res = reduce_p.bind(x, outs=outs, op=op, offsets=offsets, **params)
+    zeros = [ad.Zero(jax.core.ShapedArray(o.shape, o.dtype).to_tangent_aval()) for o in outs]
     if op == "count":
-        return res, [ad.Zero(jax.core.get_aval(r).to_tangent_aval()) for r in res]
+        return res, zeros
     if op not in ("sum", "mean"):
         raise NotImplementedError(f"spikeforge: reduce_{op} has no derivative rule (only sum and mean do)")
     if type(dx) is ad.Zero:
-        return res, [ad.Zero(jax.core.get_aval(r).to_tangent_aval()) for r in res]
+        return res, zeros
     tan = reduce_p.bind(dx, outs=outs, op=op, offsets=offsets, **params)
     return res, tan
 
