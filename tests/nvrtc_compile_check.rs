@@ -53,3 +53,33 @@ fn every_generated_cuda_kernel_compiles_for_sm90() {
         }
     }
 }
+
+/// Every reduction kernel (each op, input and output type) compiles for sm_90.
+#[test]
+fn every_reduction_kernel_compiles_for_sm90() {
+    use spikeforge::codegen::reduction::{generate, RDType, ReduceKernel, ReduceOp};
+    if let Err(e) = nvrtc_version() {
+        assert!(
+            std::env::var("SPIKEFORGE_REQUIRE_NVRTC").is_err(),
+            "NVRTC required but not loadable: {e}"
+        );
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let mut compiled = 0;
+    for op in ReduceOp::ALL {
+        for input in RDType::ALL {
+            for output in RDType::ALL {
+                let Ok(k) = ReduceKernel::new(op, input, output) else {
+                    continue;
+                };
+                let source = generate(&k, Dialect::Cuda);
+                let cubin = compile_cubin(&source, (9, 0), &CudaCompileOptions::default())
+                    .unwrap_or_else(|e| panic!("{}: {e}", k.key()));
+                assert_eq!(&cubin[..4], b"\x7fELF", "{}: not a CUBIN", k.key());
+                compiled += 1;
+            }
+        }
+    }
+    assert!(compiled >= 30, "only {compiled} reduction kernels");
+}

@@ -157,7 +157,11 @@ fn c_kernel(k: &ReduceKernel) -> Result<Arc<CKernel>, FfiError> {
         .map_err(runtime_error)?;
         // SAFETY: the generated entry points have exactly these signatures.
         let tiles: CTiles = unsafe { module.entry::<CTiles>() };
-        let finish: CFinish = unsafe { *module.symbol::<CFinish>(ENTRY_FINISH).map_err(runtime_error)? };
+        let finish: CFinish = unsafe {
+            *module
+                .symbol::<CFinish>(ENTRY_FINISH)
+                .map_err(runtime_error)?
+        };
         Ok(Arc::new(CKernel {
             tiles,
             finish,
@@ -319,7 +323,86 @@ crate::xla_ffi_handler!(pub fn sf_reduce_cuda => run_cuda);
 
 #[cfg(test)]
 mod tests {
-    use super::finish_block;
+    use super::*;
+
+    /// The C kernels straight from Rust: float32 sums of three segments (one empty, one spanning
+    /// several tiles) against a float64 reference, and the same bits however the tiles are split
+    /// between calls (as `parallel_chunks` may split them between threads).
+    #[test]
+    fn c_sum_matches_float64_and_ignores_the_chunking() {
+        let k = ReduceKernel::new(ReduceOp::Sum, RDType::F32, RDType::F32).unwrap();
+        let kernel = c_kernel(&k).expect("a C compiler");
+        let lengths = [1000, 0, 3 * TILE + 17];
+        let n: usize = lengths.iter().sum();
+        // A cheap deterministic pseudo-random sequence (no new crates): values in [-1, 2).
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let x: Vec<f32> = (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32 * 3.0 - 1.0
+            })
+            .collect();
+        let table = reduction::segment_table(&lengths);
+        let ntiles = *table.last().unwrap() as usize;
+        let nseg = lengths.len() as i64;
+        let run = |splits: &[usize]| -> Vec<f32> {
+            let mut partials = vec![0u64; ntiles];
+            let mut out = vec![f32::NAN; lengths.len()];
+            for w in splits.windows(2) {
+                // SAFETY: a valid table for x; partials sized by the table.
+                unsafe {
+                    (kernel.tiles)(
+                        w[0] as i64,
+                        w[1] as i64,
+                        table.as_ptr(),
+                        nseg,
+                        n as i64,
+                        x.as_ptr().cast(),
+                        partials.as_mut_ptr().cast(),
+                    )
+                };
+            }
+            // SAFETY: as above.
+            unsafe {
+                (kernel.finish)(
+                    0,
+                    nseg,
+                    table.as_ptr(),
+                    nseg,
+                    n as i64,
+                    ntiles as i64,
+                    partials.as_ptr().cast(),
+                    out.as_mut_ptr().cast(),
+                )
+            };
+            out
+        };
+        let whole = run(&[0, ntiles]);
+        let mut lo = 0;
+        for (s, &len) in lengths.iter().enumerate() {
+            let exact: f64 = x[lo..lo + len].iter().map(|&v| f64::from(v)).sum();
+            let err = (f64::from(whole[s]) - exact).abs();
+            assert!(
+                err <= exact.abs() * f64::from(f32::EPSILON) / 2.0 + 1e-9,
+                "segment {s}: {} vs {exact}",
+                whole[s]
+            );
+            lo += len;
+        }
+        for splits in [
+            &[0, 1, ntiles][..],
+            &[0, 2, 3, ntiles],
+            &[0, 1, 2, 3, ntiles],
+        ] {
+            let split = run(splits);
+            assert_eq!(
+                whole.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                split.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+        }
+    }
 
     #[test]
     fn finish_blocks_are_powers_of_two_within_limits() {
