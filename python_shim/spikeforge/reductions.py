@@ -245,4 +245,3 @@ def population_rate(
     ``duration_ms``. An empty population gives NaN."""
     mean = _reduce("mean", "population_rate", spike_count, segments, offsets)
     return mean * (1000.0 / jnp.asarray(duration_ms, dtype=mean.dtype))
-

@@ -107,7 +107,8 @@ fn decode<'a>(call: &CallFrame<'a>) -> Result<Call<'a>, FfiError> {
             "attributes 'n_tiles' ({ntiles}) / 'max_tiles' ({max_tiles}) do not fit {n} elements in {nseg} segments"
         )));
     }
-    if ntiles > u32::MAX as usize || nseg > u32::MAX as usize {
+    // One block per tile (pass 1) and per segment (pass 2): CUDA grids reach 2^31 - 1 blocks.
+    if ntiles > i32::MAX as usize || nseg > i32::MAX as usize {
         return Err(FfiError::invalid_argument(format!(
             "{n} elements in {nseg} segments are too many for one launch"
         )));

@@ -297,9 +297,14 @@ def test_handler_rejects_a_corrupt_segment_table(device):
         pytest.skip("the GPU handler cannot read the table without a synchronisation; it clamps")
     table = np.array([[0, 20], [0, 1]], np.int64).view(np.int32)
     call = jax.ffi.ffi_call("spikeforge_reduce", jax.ShapeDtypeStruct((1,), jnp.float32))
+
+    def attrs(op="sum", tile=8192):
+        return dict(op=op, tile=np.int64(tile), n_tiles=np.int64(1), max_tiles=np.int64(1))
+
     with pytest.raises(Exception, match="the segments cover 20 elements but x has 10"):
-        call(jnp.ones(10, jnp.float32), jnp.asarray(table), op="sum", tile=np.int64(8192), n_tiles=np.int64(1), max_tiles=np.int64(1))
+        call(jnp.ones(10, jnp.float32), jnp.asarray(table), **attrs())
     with pytest.raises(Exception, match='unknown reduction "avg"'):
-        call(jnp.ones(20, jnp.float32), jnp.asarray(table), op="avg", tile=np.int64(8192), n_tiles=np.int64(1), max_tiles=np.int64(1))
+        call(jnp.ones(20, jnp.float32), jnp.asarray(table), **attrs(op="avg"))
     with pytest.raises(Exception, match="built for tiles of 4096"):
-        call(jnp.ones(20, jnp.float32), jnp.asarray(table), op="sum", tile=np.int64(4096), n_tiles=np.int64(1), max_tiles=np.int64(1))
+        call(jnp.ones(20, jnp.float32), jnp.asarray(table), **attrs(tile=4096))
+    np.testing.assert_array_equal(np.asarray(call(jnp.ones(20, jnp.float32), jnp.asarray(table), **attrs())), [20.0])
