@@ -53,3 +53,66 @@ fn every_generated_cuda_kernel_compiles_for_sm90() {
         }
     }
 }
+
+/// Every reduction kernel (each op, input and output type) compiles for sm_90.
+#[test]
+fn every_reduction_kernel_compiles_for_sm90() {
+    use spikeforge::codegen::reduction::{generate, RDType, ReduceKernel, ReduceOp};
+    if let Err(e) = nvrtc_version() {
+        assert!(
+            std::env::var("SPIKEFORGE_REQUIRE_NVRTC").is_err(),
+            "NVRTC required but not loadable: {e}"
+        );
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let mut compiled = 0;
+    for op in ReduceOp::ALL {
+        for input in RDType::ALL {
+            for output in RDType::ALL {
+                let Ok(k) = ReduceKernel::new(op, input, output) else {
+                    continue;
+                };
+                let source = generate(&k, Dialect::Cuda);
+                let cubin = compile_cubin(&source, (9, 0), &CudaCompileOptions::default())
+                    .unwrap_or_else(|e| panic!("{}: {e}", k.key()));
+                assert_eq!(&cubin[..4], b"\x7fELF", "{}: not a CUBIN", k.key());
+                compiled += 1;
+            }
+        }
+    }
+    assert!(compiled >= 30, "only {compiled} reduction kernels");
+}
+
+/// The fast path of pass 1 keeps its 32 elements per thread in registers (fully unrolled, no
+/// local memory) and reads them through the read-only path: what makes the reduction run at the
+/// copy bandwidth.
+#[test]
+fn reduction_tile_loads_are_unrolled_into_registers() {
+    use spikeforge::codegen::reduction::{generate, RDType, ReduceKernel, ReduceOp, CUDA_ITEMS};
+    use spikeforge::runtime::cuda::compile_ptx;
+    if let Err(e) = nvrtc_version() {
+        assert!(
+            std::env::var("SPIKEFORGE_REQUIRE_NVRTC").is_err(),
+            "NVRTC required but not loadable: {e}"
+        );
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let k = ReduceKernel::new(ReduceOp::Sum, RDType::F32, RDType::F32).unwrap();
+    let ptx = compile_ptx(
+        &generate(&k, Dialect::Cuda),
+        (9, 0),
+        &CudaCompileOptions::default(),
+    )
+    .unwrap();
+    if std::env::var("SPIKEFORGE_SHOW_PTX").is_ok() {
+        eprintln!("{ptx}");
+    }
+    assert!(!ptx.contains(".local"), "pass 1 spills to local memory");
+    let loads = ptx.matches("ld.global.nc.f32").count();
+    assert!(
+        loads >= CUDA_ITEMS,
+        "{loads} read-only f32 loads, expected at least {CUDA_ITEMS}"
+    );
+}

@@ -14,6 +14,7 @@ from .kernels import (
 )
 from .neuron import ModelError, NeuronModel, RunResult, neuron_run_p
 from .primitive import XLACustomKernel
+from .reductions import count_nonzero, population_rate, reduce_max, reduce_mean, reduce_min, reduce_sum
 
 __version__ = _native.version()
 
@@ -21,6 +22,7 @@ __all__ = ["NeuronModel", "ModelError", "RunResult", "XLACustomKernel", "neuron_
 __all__ += ["cuda_kernel", "cuda_callable", "Launch", "CustomKernel", "KernelError", "compile_cuda", "launch_config"]
 __all__ += ["kernel_generator"]
 __all__ += ["brainevent"]
+__all__ += ["reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "count_nonzero", "population_rate"]
 
 
 def generate(model: NeuronModel, target: str = "cuda", **kwargs) -> str:

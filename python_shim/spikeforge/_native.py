@@ -21,6 +21,7 @@ _HERE = Path(__file__).resolve().parent
 FFI_TARGETS = {
     "spikeforge_neuron_run": {"cpu": "sf_neuron_run_cpu", "CUDA": "sf_neuron_run_cuda"},
     "spikeforge_custom_call": {"cpu": "sf_custom_call_cpu", "CUDA": "sf_custom_call_cuda"},
+    "spikeforge_reduce": {"cpu": "sf_reduce_cpu", "CUDA": "sf_reduce_cuda"},
 }
 
 

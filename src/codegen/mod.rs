@@ -4,6 +4,7 @@ pub mod layout;
 pub mod neuron_kernel;
 pub mod printer;
 pub mod random;
+pub mod reduction;
 
 pub use layout::{Arg, ElemType, Layout, Role, ShapeKind};
 pub use neuron_kernel::{generate, GeneratedKernel, ENTRY};

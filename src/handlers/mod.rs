@@ -3,3 +3,4 @@
 pub mod custom_kernel;
 pub mod kernel_plan;
 pub mod neuron_run;
+pub mod reduce;
