@@ -3,6 +3,7 @@
 pub mod layout;
 pub mod neuron_kernel;
 pub mod printer;
+pub mod python_step;
 
 pub use layout::{Arg, ElemType, Layout, Role, ShapeKind};
 pub use neuron_kernel::{generate, GeneratedKernel, ENTRY};

@@ -6,3 +6,4 @@ pub mod ast;
 pub mod brian;
 pub mod lexer;
 pub mod parser;
+pub mod python_ode;

@@ -65,6 +65,9 @@ pub struct NeuronIr {
     /// Named subexpressions, for recording.
     pub subexpressions: BTreeMap<String, ExprId>,
     pub dt: f64,
+    /// Set for a model class (`spec.python_model`): how `ode()`'s direct assignments and bounds
+    /// enter the step. `states` then holds every stored variable, integrated or not.
+    pub python: Option<super::python_model::PythonOde>,
 }
 
 #[derive(Clone, Debug)]
@@ -121,6 +124,9 @@ pub fn lower(spec: &ModelSpec) -> Result<NeuronIr, Diagnostic> {
             "dt",
             format!("dt must be a positive number, got {}", spec.dt),
         ));
+    }
+    if let Some(py) = &spec.python_model {
+        return super::python_model::lower_python(spec, py);
     }
     let lines = parse_equations(&spec.equations)?;
     let mut cx = Lowering::new(spec, &lines)?;
@@ -367,6 +373,7 @@ impl<'a> Lowering<'a> {
             refractory: self.refractory,
             subexpressions,
             dt: self.spec.dt,
+            python: None,
         }
     }
 
@@ -615,6 +622,7 @@ mod tests {
         ModelSpec {
             equations: "dv/dt = (v_rest - v + R*I) / tau : volt (unless refractory)\nI : amp"
                 .into(),
+            python_model: None,
             threshold: Some("v > v_th".into()),
             reset: Some("v = v_reset".into()),
             refractory: Some(Refractory::Duration(2.0)),
