@@ -161,6 +161,14 @@ class NeuronModel:
         self.subexpressions: tuple = tuple(info["subexpressions"])
         self.constants = dict(self._base["constants"])
 
+    @staticmethod
+    def from_class(cls, method: str = "euler", fast_math: bool = False) -> NeuronModel:
+        """A model from a ``neural``-style class (``Default_States``, ``Default_Params``,
+        ``Default_Inters``, ``ode()``): see :class:`spikeforge.PythonModel`."""
+        from .model_class import PythonModel
+
+        return PythonModel(cls, method=method, fast_math=fast_math)
+
     def __repr__(self):
         method = self._base["method"]
         return f"NeuronModel(states={self.state_variables}, parameters={self.parameters}, method={method!r})"

@@ -1108,6 +1108,24 @@ impl<'a> Parser<'a> {
         self.advance(); // '.'
         let (f, span) = self.expect_name()?;
         let whole = start.to(span);
+        if self.is_op(".") {
+            // `np.random.rand(...)`, `np.linalg.norm(...)`: a submodule.
+            let mut path = format!("{module}.{f}");
+            let mut end = span;
+            while self.eat_op(".").is_some() {
+                let (part, sp) = self.expect_name()?;
+                path = format!("{path}.{part}");
+                end = sp;
+            }
+            let what = if self.is_op("(") {
+                format!("a call to '{path}'")
+            } else {
+                format!("'{path}'")
+            };
+            return Err(self
+                .error(start.to(end), format!("unsupported construct: {what} (ode() may call numpy's math functions, e.g. np.exp)"))
+                .suggest("random numbers and other library calls cannot run inside the generated kernel"));
+        }
         if !self.is_op("(") {
             if f == "pi" || f == "e" {
                 let v = if f == "pi" {
