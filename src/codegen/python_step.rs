@@ -49,14 +49,19 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
             Some(inc) => arena.add(end, inc),
             None => end,
         };
+        // The clip as selects, not fmax/fmin: GCC vectorises a compare-and-blend but not fmaxf
+        // (whose NaN rule has no vector instruction), and a NaN stays visible instead of being
+        // clipped to a bound.
         let (lo, hi) = py.bounds[k];
         if let Some(lo) = lo {
             let c = arena.constant(lo);
-            x = arena.bin(BinOp::Max, x, c);
+            let below = arena.bin(BinOp::Lt, x, c);
+            x = arena.select(below, c, x);
         }
         if let Some(hi) = hi {
             let c = arena.constant(hi);
-            x = arena.bin(BinOp::Min, x, c);
+            let above = arena.bin(BinOp::Gt, x, c);
+            x = arena.select(above, c, x);
         }
         next_state.push(x);
     }
