@@ -134,9 +134,13 @@ class PythonModel(NeuronModel):
             states[str(k)] = _state_entry(name, k, v)
         if not states:
             raise ValueError(f"{name}.Default_States is empty: a model needs at least one state")
-        params = {str(k): _number(v, f"{name}.Default_Params[{k!r}]") for k, v in (getattr(cls, "Default_Params", {}) or {}).items()}
+        params = {
+            str(k): _number(v, f"{name}.Default_Params[{k!r}]")
+            for k, v in (getattr(cls, "Default_Params", {}) or {}).items()
+        }
         internals = {
-            str(k): _number(v, f"{name}.Default_Inters[{k!r}]") for k, v in (getattr(cls, "Default_Inters", {}) or {}).items()
+            str(k): _number(v, f"{name}.Default_Inters[{k!r}]")
+            for k, v in (getattr(cls, "Default_Inters", {}) or {}).items()
         }
         source, filename, first_line = _ode_source(cls)
         inputs = _ode_defaults(cls)
@@ -170,7 +174,8 @@ class PythonModel(NeuronModel):
         self.constants = dict(self._base["constants"])
 
     def __repr__(self):
-        return f"PythonModel({self._where[0]}, states={self.state_variables}, inputs={self.inputs}, method={self.method!r})"
+        name = self._where[0]
+        return f"PythonModel({name}, states={self.state_variables}, inputs={self.inputs}, method={self.method!r})"
 
     def _located(self, err: ModelError) -> ModelError:
         """Adds the file and line of ``ode()`` to errors located in it (lines count from its def)."""

@@ -158,7 +158,7 @@ impl<'a> Lowering<'a> {
         }
         for s in &py.states {
             if let (Some(lo), Some(hi)) = (s.min, s.max) {
-                if !(lo <= hi) {
+                if lo > hi {
                     return Err(Diagnostic::new(
                         "python_model",
                         format!("the bounds of '{}' are empty: min {lo} > max {hi}", s.name),

@@ -68,7 +68,7 @@ def run_reference(cls, init: dict, dt: float, steps: int, method: str, per_neuro
                 inc = k1
             else:
 
-                def stage(kprev, h, y=y, p=p, kw=kw):
+                def stage(kprev, h, y=y, p=p, kw=kw, integrated=integrated):
                     point = dict(y)
                     for k in integrated:
                         point[k] = y[k] + h * kprev[k]

@@ -118,8 +118,14 @@ def test_vmap_over_a_batch_of_inputs(device):
     state = model.init_state(5, dtype=jnp.float64)
     batched = jax.vmap(lambda sp: model.run(state, dt=0.5, steps=40, inputs={"input": sp})[0]["g"])(jnp.asarray(spikes))
     for b in range(3):
-        ref, _ = run_reference(Oizumi, {k: np.asarray(state[k]) for k in model.state_variables}, 0.5, 40, "rk4",
-                               per_step={"input": spikes[b]})
+        ref, _ = run_reference(
+            Oizumi,
+            {k: np.asarray(state[k]) for k in model.state_variables},
+            0.5,
+            40,
+            "rk4",
+            per_step={"input": spikes[b]},
+        )
         np.testing.assert_allclose(np.asarray(batched[b]), ref["g"], rtol=1e-10, atol=1e-10)
 
 
@@ -147,8 +153,8 @@ class WithLoop(sf.Model):
     Default_States = dict(v=0.0)
     Default_Params = dict(tau=10.0)
 
-    def ode(self, I=0.0):
-        for k in range(3):
+    def ode(self, current=0.0):
+        for _ in range(3):
             self.d_v = -self.v / self.tau
 
 
@@ -222,10 +228,10 @@ def test_class_definition_errors():
     class NoDefault(sf.Model):
         Default_States = dict(v=0.0)
 
-        def ode(self, I):
-            self.d_v = I
+        def ode(self, current):
+            self.d_v = current
 
-    with pytest.raises(sf.ModelError, match="'I' has no value"):
+    with pytest.raises(sf.ModelError, match="'current' has no value"):
         sf.NeuronModel.from_class(NoDefault)
 
     class BadBounds(sf.Model):
