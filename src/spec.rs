@@ -61,7 +61,12 @@ pub enum Method {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
+    /// Brian2-style equations; empty when the model is a `python_model`.
+    #[serde(default)]
     pub equations: String,
+    /// A model class (`neural` / NeuroDriver style) instead of equations: see [`PythonModelSpec`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_model: Option<PythonModelSpec>,
     #[serde(default)]
     pub threshold: Option<String>,
     #[serde(default)]
@@ -86,6 +91,40 @@ pub struct ModelSpec {
     /// Store real buffers as float16 / bfloat16 (the kernel computes in `dtype`, float32).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<Storage>,
+}
+
+/// A model class with `Default_States`, `Default_Params`, `Default_Inters` and an `ode()`
+/// method (docs/DESIGN.md, "Python model classes"). The values of the parameters and the
+/// defaults of `ode()`'s keyword arguments are in the spec's `constants`, so that, like any
+/// constant, they can be given per neuron or per step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PythonModelSpec {
+    /// The class name, for messages.
+    #[serde(default)]
+    pub class_name: String,
+    /// The dedented source of `ode()`, from its `def` line.
+    pub source: String,
+    /// `Default_States`, in the class's order, with their bounds.
+    pub states: Vec<PythonState>,
+    /// `Default_Inters`: per-neuron values written inside `ode()` and not integrated.
+    #[serde(default)]
+    pub internals: Vec<String>,
+    /// `Default_Params`: the names `self.x` may read; their values are in `constants`.
+    #[serde(default)]
+    pub params: Vec<String>,
+}
+
+/// One entry of `Default_States`: `(initial, min, max)` gives the bounds (the initial value
+/// stays with the Python class: it does not change the kernel).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PythonState {
+    pub name: String,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
 }
 
 impl ModelSpec {

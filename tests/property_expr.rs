@@ -155,6 +155,7 @@ fn random_expressions_agree_between_generated_c_and_references() {
             record: vec![],
             fast_math: false,
             storage: None,
+            python_model: None,
         };
         let ir = spikeforge::ir::lower(&spec)
             .unwrap_or_else(|d| panic!("case {case} (seed {seed}): {d}\n{}", g.text));

@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
         record: vec![],
         fast_math: false,
         storage: None,
+        python_model: None,
     };
     match spikeforge::ir::lower(&spec) {
         Err(d) => {

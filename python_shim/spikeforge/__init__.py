@@ -12,6 +12,7 @@ from .kernels import (
     kernel_generator,
     launch_config,
 )
+from .model_class import Model, PythonModel
 from .neuron import ModelError, NeuronModel, RunResult, neuron_run_p
 from .primitive import XLACustomKernel
 from .reductions import count_nonzero, population_rate, reduce_max, reduce_mean, reduce_min, reduce_sum
@@ -23,6 +24,7 @@ __all__ += ["cuda_kernel", "cuda_callable", "Launch", "CustomKernel", "KernelErr
 __all__ += ["kernel_generator"]
 __all__ += ["brainevent"]
 __all__ += ["reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "count_nonzero", "population_rate"]
+__all__ += ["Model", "PythonModel"]
 
 
 def generate(model: NeuronModel, target: str = "cuda", **kwargs) -> str:

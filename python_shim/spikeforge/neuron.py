@@ -140,6 +140,9 @@ class NeuronModel:
     as written, so keep one consistent unit system (e.g. mV, ms, nA, MOhm, pF).
     """
 
+    # Parameters with one value per population (`(shared)`); set from the layout.
+    shared_parameters: tuple = ()
+
     def __init__(
         self,
         equations: str,
@@ -170,6 +173,14 @@ class NeuronModel:
         )
         self.subexpressions: tuple = tuple(info["subexpressions"])
         self.constants = dict(self._base["constants"])
+
+    @staticmethod
+    def from_class(cls, method: str = "euler", fast_math: bool = False) -> NeuronModel:
+        """A model from a ``neural``-style class (``Default_States``, ``Default_Params``,
+        ``Default_Inters``, ``ode()``): see :class:`spikeforge.PythonModel`."""
+        from .model_class import PythonModel
+
+        return PythonModel(cls, method=method, fast_math=fast_math)
 
     def __repr__(self):
         states, params = getattr(self, "state_variables", ()), getattr(self, "parameters", ())

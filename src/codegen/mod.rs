@@ -3,6 +3,7 @@
 pub mod layout;
 pub mod neuron_kernel;
 pub mod printer;
+pub mod python_step;
 pub mod random;
 pub mod reduction;
 

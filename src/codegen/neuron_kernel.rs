@@ -37,6 +37,9 @@ pub struct StepDag {
 }
 
 pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
+    if ir.python.is_some() {
+        return super::python_step::step_dag(ir, spec, dialect);
+    }
     let mut arena = ir.arena.clone();
     let not_ref = ir.lookup("not_refractory").map(|v| arena.var(v));
     let zero = arena.constant(0.0);

@@ -6,4 +6,5 @@ pub mod ast;
 pub mod brian;
 pub mod lexer;
 pub mod parser;
+pub mod python_ode;
 pub mod units;

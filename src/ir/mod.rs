@@ -2,6 +2,7 @@
 
 pub mod expr;
 pub mod model;
+pub mod python_model;
 pub mod rewrite;
 
 pub use expr::{BinOp, ExprArena, ExprId, Func, Node, Ty, VarId};

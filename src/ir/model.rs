@@ -81,6 +81,9 @@ pub struct NeuronIr {
     /// Noise symbols (`xi`, `xi_*`) in order of first use.
     pub noise: Vec<VarId>,
     pub dt: f64,
+    /// Set for a model class (`spec.python_model`): how `ode()`'s direct assignments and bounds
+    /// enter the step. `states` then holds every stored variable, integrated or not.
+    pub python: Option<super::python_model::PythonOde>,
 }
 
 #[derive(Clone, Debug)]
@@ -143,6 +146,9 @@ pub fn lower(spec: &ModelSpec) -> Result<NeuronIr, Diagnostic> {
             "dtype",
             "float16 / bfloat16 storage computes in float32: use dtype float32",
         ));
+    }
+    if let Some(py) = &spec.python_model {
+        return super::python_model::lower_python(spec, py);
     }
     let lines = parse_equations(&spec.equations)?;
     let mut cx = Lowering::new(spec, &lines)?;
@@ -489,6 +495,7 @@ impl<'a> Lowering<'a> {
             noise,
             held: self.held,
             dt: self.spec.dt,
+            python: None,
         }
     }
 
@@ -779,6 +786,7 @@ mod tests {
         ModelSpec {
             equations: "dv/dt = (v_rest - v + R*I) / tau : volt (unless refractory)\nI : amp"
                 .into(),
+            python_model: None,
             threshold: Some("v > v_th".into()),
             reset: Some("v = v_reset".into()),
             refractory: Some(Refractory::Duration(2.0)),

@@ -1,0 +1,936 @@
+//! Lowering a model class's `ode()` (the `neural` / NeuroDriver style, parsed by
+//! [`crate::frontend::python_ode`]) to the same [`NeuronIr`] the equation front end produces.
+//!
+//! The body runs once, symbolically, over the stored values of the neuron: every `self.x` and
+//! every local is an SSA value in an environment; `if/elif/else` lowers both branches and merges
+//! them with selects (a value assigned in both branches becomes `cond ? a : b`). What comes out
+//! is, for each stored variable `x`, its derivative `self.d_x` (if `ode()` assigns one) and its
+//! value at the end of the body. The step built from them (see `codegen::python_step` and
+//! docs/DESIGN.md, "Python model classes") is
+//!
+//! ```text
+//! x_next = clip(end_value(x) + dt * increment(x), min, max)
+//! ```
+//!
+//! which for Euler is exactly what `neural`'s forward Euler does: `ode()` runs (its direct
+//! assignments such as Oizumi's `self.g += self.NT*self.q` take effect at once), then
+//! `x += dt * d_x` with the derivatives computed in that same call, then the clip.
+//!
+//! Python is typed loosely and the models rely on it: a comparison used as a number is 1 or 0
+//! (`(self.v > 0) * self.v`), and a number used as a condition is true when non-zero
+//! (`if stimulus:`). Unlike the equation front end, both are accepted here.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::expr::{BinOp, ExprArena, ExprId, Func, Ty, VarId};
+use super::model::{NeuronIr, RefractoryIr, StateEq, Symbol, SymbolKind};
+use crate::diagnostics::{nearest_names, Diagnostic, Span};
+use crate::frontend::python_ode::{
+    parse_ode, AssignOp, BinaryOp, OdeMethod, PyExpr, Stmt, Target, UnaryOp, FIELD,
+};
+use crate::spec::{Method, ModelSpec, PythonModelSpec};
+
+/// What a model class's `ode()` computes besides derivatives, per entry of `NeuronIr::states`
+/// (the class's states in order, then its internals).
+#[derive(Clone, Debug)]
+pub struct PythonOde {
+    /// Whether `ode()` assigns the variable's derivative `self.d_x` (so it is integrated).
+    pub integrated: Vec<bool>,
+    /// The variable's value at the end of `ode()` run on the stored values: the stored value
+    /// itself unless `ode()` assigns it.
+    pub end_values: Vec<ExprId>,
+    /// `(min, max)` from `Default_States`; internals have none.
+    pub bounds: Vec<(Option<f64>, Option<f64>)>,
+}
+
+/// What a name or attribute holds at a point of the body.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Binding {
+    Value(ExprId, Ty, Span),
+    /// Assigned on some paths through the body but not all (the span of one assignment).
+    Partial(Span),
+}
+
+/// Locals under their name, attributes under `self.<name>`.
+type Env = BTreeMap<String, Binding>;
+
+pub fn lower_python(spec: &ModelSpec, py: &PythonModelSpec) -> Result<NeuronIr, Diagnostic> {
+    for (what, given) in [
+        ("threshold", spec.threshold.is_some()),
+        ("reset", spec.reset.is_some()),
+        ("refractory", spec.refractory.is_some()),
+    ] {
+        if given {
+            return Err(Diagnostic::new(
+                what,
+                format!("a model class has no {what}: ode() describes the whole model"),
+            ));
+        }
+    }
+    if !spec.equations.trim().is_empty() {
+        return Err(Diagnostic::new(
+            "equations",
+            "give either equations or a python_model, not both",
+        ));
+    }
+    if !matches!(spec.method, Method::Euler | Method::Rk4) {
+        return Err(Diagnostic::new(
+            "method",
+            "model classes are integrated with 'euler' or 'rk4'",
+        ));
+    }
+    let method = parse_ode(&py.source)?;
+    let mut cx = Lowering::new(spec, py, &method)?;
+    let mut env = cx.initial_env();
+    cx.block(&method.body, &mut env)?;
+    cx.finish(env)
+}
+
+struct Lowering<'a> {
+    spec: &'a ModelSpec,
+    py: &'a PythonModelSpec,
+    src: &'a str,
+    arena: ExprArena,
+    symbols: Vec<Symbol>,
+    /// States then internals: the per-neuron values kept between steps.
+    stored: Vec<(String, VarId)>,
+    params: HashSet<&'a str>,
+    args: Vec<&'a str>,
+    /// Constants given as per-neuron or per-step arrays, by name.
+    arrays: HashMap<String, VarId>,
+}
+
+impl<'a> Lowering<'a> {
+    fn new(
+        spec: &'a ModelSpec,
+        py: &'a PythonModelSpec,
+        method: &'a OdeMethod,
+    ) -> Result<Self, Diagnostic> {
+        let mut cx = Lowering {
+            spec,
+            py,
+            src: &py.source,
+            arena: ExprArena::new(),
+            symbols: Vec::new(),
+            stored: Vec::new(),
+            params: py.params.iter().map(String::as_str).collect(),
+            args: method.args.iter().map(|a| a.name.as_str()).collect(),
+            arrays: HashMap::new(),
+        };
+        // One name, one meaning: the state dict and the constants share a namespace.
+        let mut seen: HashMap<&str, &str> = HashMap::new();
+        let groups: [(&str, Vec<&str>); 4] = [
+            (
+                "Default_States",
+                py.states.iter().map(|s| s.name.as_str()).collect(),
+            ),
+            (
+                "Default_Inters",
+                py.internals.iter().map(String::as_str).collect(),
+            ),
+            (
+                "Default_Params",
+                py.params.iter().map(String::as_str).collect(),
+            ),
+            ("the arguments of ode()", cx.args.clone()),
+        ];
+        for (group, names) in &groups {
+            for name in names {
+                if let Some(prev) = seen.insert(name, group) {
+                    let d = Diagnostic::new(
+                        "python_model",
+                        format!(
+                            "'{name}' is both in {prev} and in {group}: give them different names"
+                        ),
+                    );
+                    return Err(match method.args.iter().find(|a| a.name == *name) {
+                        Some(a) => Diagnostic::new(FIELD, d.message).at(&py.source, a.span),
+                        None => d,
+                    });
+                }
+                if name.starts_with("sf_") || name.starts_with("__") || name.is_empty() {
+                    return Err(Diagnostic::new(
+                        "python_model",
+                        format!("'{name}' is a reserved name (names starting with 'sf_' or '__')"),
+                    ));
+                }
+            }
+        }
+        for s in &py.states {
+            if let (Some(lo), Some(hi)) = (s.min, s.max) {
+                if lo > hi {
+                    return Err(Diagnostic::new(
+                        "python_model",
+                        format!("the bounds of '{}' are empty: min {lo} > max {hi}", s.name),
+                    ));
+                }
+            }
+        }
+        for name in py
+            .params
+            .iter()
+            .map(String::as_str)
+            .chain(cx.args.iter().copied())
+        {
+            if !spec.constants.contains_key(name) {
+                let d = Diagnostic::new(
+                    FIELD,
+                    format!("'{name}' has no value: give the parameter a value in Default_Params, or the ode() argument a default"),
+                );
+                return Err(match method.args.iter().find(|a| a.name == name) {
+                    Some(a) => d.at(&py.source, a.span),
+                    None => d,
+                });
+            }
+        }
+        for name in spec.per_neuron.iter().chain(&spec.per_step) {
+            let is_constant = py.params.contains(name) || cx.args.contains(&name.as_str());
+            if !is_constant || !spec.constants.contains_key(name) {
+                return Err(Diagnostic::new(
+                    "inputs",
+                    format!("'{name}' is given as an array but is neither a parameter nor an argument of ode()"),
+                ));
+            }
+        }
+        let names: Vec<String> = py
+            .states
+            .iter()
+            .map(|s| s.name.clone())
+            .chain(py.internals.iter().cloned())
+            .collect();
+        for name in names {
+            let v = cx.add_symbol(&name, SymbolKind::State);
+            cx.stored.push((name, v));
+        }
+        for name in &spec.per_neuron {
+            let v = cx.add_symbol(name, SymbolKind::PerNeuronConstant);
+            cx.arrays.insert(name.clone(), v);
+        }
+        for name in &spec.per_step {
+            let v = cx.add_symbol(name, SymbolKind::PerStep);
+            cx.arrays.insert(name.clone(), v);
+        }
+        Ok(cx)
+    }
+
+    fn add_symbol(&mut self, name: &str, kind: SymbolKind) -> VarId {
+        let id = self.symbols.len() as VarId;
+        self.symbols.push(Symbol {
+            name: name.to_string(),
+            kind,
+            unit: String::new(),
+            shared: false,
+        });
+        id
+    }
+
+    fn error(&self, span: Span, msg: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(FIELD, msg).at(self.src, span)
+    }
+
+    /// Every stored variable starts as its stored value.
+    fn initial_env(&mut self) -> Env {
+        let mut env = Env::new();
+        for (name, v) in self.stored.clone() {
+            let e = self.arena.var(v);
+            env.insert(
+                format!("self.{name}"),
+                Binding::Value(e, Ty::Real, Span::default()),
+            );
+        }
+        env
+    }
+
+    fn is_stored(&self, name: &str) -> bool {
+        self.stored.iter().any(|(n, _)| n == name)
+    }
+
+    fn is_state(&self, name: &str) -> bool {
+        self.py.states.iter().any(|s| s.name == name)
+    }
+
+    /// A parameter or an argument of ode(): folded, or read from its per-neuron / per-step array.
+    fn constant(&mut self, name: &str) -> ExprId {
+        if let Some(&v) = self.arrays.get(name) {
+            return self.arena.var(v);
+        }
+        self.arena.constant(self.spec.constants[name])
+    }
+
+    fn real(&mut self, (e, ty): (ExprId, Ty)) -> ExprId {
+        match ty {
+            Ty::Real => e,
+            // Python: True * x == x, False * x == 0.
+            Ty::Bool => {
+                let (one, zero) = (self.arena.constant(1.0), self.arena.constant(0.0));
+                self.arena.select(e, one, zero)
+            }
+        }
+    }
+
+    fn condition(&mut self, (e, ty): (ExprId, Ty)) -> ExprId {
+        match ty {
+            Ty::Bool => e,
+            // Python: a number is true when it is not zero.
+            Ty::Real => {
+                let zero = self.arena.constant(0.0);
+                self.arena.bin(BinOp::Ne, e, zero)
+            }
+        }
+    }
+
+    fn block(&mut self, body: &[Stmt], env: &mut Env) -> Result<(), Diagnostic> {
+        for st in body {
+            match st {
+                Stmt::Assign {
+                    target,
+                    span,
+                    op,
+                    value,
+                } => self.assign(target, *span, *op, value, env)?,
+                Stmt::If { branches, orelse } => self.if_chain(branches, orelse, env)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn if_chain(
+        &mut self,
+        branches: &[(PyExpr, Vec<Stmt>)],
+        orelse: &[Stmt],
+        env: &mut Env,
+    ) -> Result<(), Diagnostic> {
+        let (cond, body) = &branches[0];
+        let c = self.expr(cond, env)?;
+        let c = self.condition(c);
+        let mut then_env = env.clone();
+        self.block(body, &mut then_env)?;
+        let mut else_env = env.clone();
+        if branches.len() > 1 {
+            self.if_chain(&branches[1..], orelse, &mut else_env)?;
+        } else {
+            self.block(orelse, &mut else_env)?;
+        }
+        let keys: Vec<String> = then_env.keys().chain(else_env.keys()).cloned().collect();
+        let mut merged = Env::new();
+        for key in keys {
+            if merged.contains_key(&key) {
+                continue;
+            }
+            let b = match (then_env.get(&key), else_env.get(&key)) {
+                (Some(Binding::Value(a, ta, sa)), Some(Binding::Value(b, tb, _))) => {
+                    if ta == tb {
+                        Binding::Value(self.arena.select(c, *a, *b), *ta, *sa)
+                    } else {
+                        let a = self.real((*a, *ta));
+                        let b = self.real((*b, *tb));
+                        Binding::Value(self.arena.select(c, a, b), Ty::Real, *sa)
+                    }
+                }
+                (Some(Binding::Value(_, _, s)), _)
+                | (_, Some(Binding::Value(_, _, s)))
+                | (Some(Binding::Partial(s)), _)
+                | (_, Some(Binding::Partial(s))) => Binding::Partial(*s),
+                (None, None) => unreachable!("the key came from one of the two"),
+            };
+            merged.insert(key, b);
+        }
+        *env = merged;
+        Ok(())
+    }
+
+    fn assign(
+        &mut self,
+        target: &Target,
+        span: Span,
+        op: AssignOp,
+        value: &PyExpr,
+        env: &mut Env,
+    ) -> Result<(), Diagnostic> {
+        let key = match target {
+            Target::Local(name) => name.clone(),
+            Target::SelfAttr(attr) => {
+                self.check_attribute_target(attr, span)?;
+                format!("self.{attr}")
+            }
+        };
+        let rhs = self.expr(value, env)?;
+        let new = match op {
+            AssignOp::Set => match target {
+                // Locals keep truth values (`spiking = self.v > 0`); stored values are numbers.
+                Target::Local(_) => rhs,
+                Target::SelfAttr(_) => (self.real(rhs), Ty::Real),
+            },
+            _ => {
+                let old = match env.get(&key) {
+                    Some(Binding::Value(e, ty, _)) => (*e, *ty),
+                    Some(Binding::Partial(_)) => {
+                        return Err(self.error(
+                            span,
+                            format!("'{}' is not assigned on every path before this update", key),
+                        ))
+                    }
+                    None => {
+                        return Err(
+                            self.error(span, format!("'{}' is updated before it is assigned", key))
+                        )
+                    }
+                };
+                let (a, b) = (self.real(old), self.real(rhs));
+                let bop = match op {
+                    AssignOp::Add => BinOp::Add,
+                    AssignOp::Sub => BinOp::Sub,
+                    AssignOp::Mul => BinOp::Mul,
+                    AssignOp::Div => BinOp::Div,
+                    AssignOp::Set => unreachable!(),
+                };
+                (self.arena.bin(bop, a, b), Ty::Real)
+            }
+        };
+        env.insert(key, Binding::Value(new.0, new.1, span));
+        Ok(())
+    }
+
+    /// `self.x = ...` must name a stored variable, `self.d_x = ...` a state.
+    fn check_attribute_target(&self, attr: &str, span: Span) -> Result<(), Diagnostic> {
+        if self.is_stored(attr) {
+            return Ok(());
+        }
+        if let Some(x) = attr.strip_prefix("d_") {
+            if self.is_state(x) {
+                return Ok(());
+            }
+            if self.py.internals.iter().any(|i| i == x) {
+                return Err(self.error(span, format!("'{x}' is an internal (Default_Inters), which is not integrated: it has no derivative"))
+                    .suggest(format!("move '{x}' to Default_States to integrate it")));
+            }
+        }
+        if self.params.contains(attr) {
+            return Err(self.error(span, format!("cannot assign to '{attr}': it is a parameter (Default_Params), read-only in ode()"))
+                .suggest(format!("declare '{attr}' in Default_Inters to keep a per-neuron value that ode() writes")));
+        }
+        if self.args.contains(&attr) {
+            return Err(self.error(
+                span,
+                format!(
+                    "'{attr}' is an argument of ode(), not an attribute: assign it without 'self.'"
+                ),
+            ));
+        }
+        let mut known: Vec<String> = self.stored.iter().map(|(n, _)| n.clone()).collect();
+        known.extend(self.py.states.iter().map(|s| format!("d_{}", s.name)));
+        let near = nearest_names(attr, known.iter().map(String::as_str));
+        let d = if let Some(x) = attr.strip_prefix("d_") {
+            self.error(
+                span,
+                format!(
+                    "cannot assign the derivative 'self.d_{x}': '{x}' is not in Default_States"
+                ),
+            )
+        } else {
+            self.error(
+                span,
+                format!(
+                    "cannot assign to 'self.{attr}': it is not in Default_States or Default_Inters"
+                ),
+            )
+        };
+        Err(if near.is_empty() {
+            d.suggest(format!("declare '{attr}' in Default_Inters (a per-neuron value ode() writes) or Default_States"))
+        } else {
+            d.suggest(format!("did you mean {}?", quote_self(&near)))
+        })
+    }
+
+    fn expr(&mut self, e: &PyExpr, env: &Env) -> Result<(ExprId, Ty), Diagnostic> {
+        Ok(match e {
+            PyExpr::Num(v, _) => (self.arena.constant(*v), Ty::Real),
+            PyExpr::Bool(b, _) => (self.arena.boolean(*b), Ty::Bool),
+            PyExpr::Name(name, span) => self.read_name(name, *span, env)?,
+            PyExpr::SelfAttr(attr, span) => self.read_attribute(attr, *span, env)?,
+            PyExpr::Unary(UnaryOp::Neg, inner, _) => {
+                let v = self.expr(inner, env)?;
+                let v = self.real(v);
+                (self.arena.neg(v), Ty::Real)
+            }
+            PyExpr::Unary(UnaryOp::Not, inner, _) => {
+                let v = self.expr(inner, env)?;
+                let c = self.condition(v);
+                (self.arena.not(c), Ty::Bool)
+            }
+            PyExpr::Binary(op, l, r, _) => {
+                let a = self.expr(l, env)?;
+                let b = self.expr(r, env)?;
+                let bop = match op {
+                    BinaryOp::Add => BinOp::Add,
+                    BinaryOp::Sub => BinOp::Sub,
+                    BinaryOp::Mul => BinOp::Mul,
+                    BinaryOp::Div => BinOp::Div,
+                    BinaryOp::Mod => BinOp::Mod,
+                    BinaryOp::Pow => BinOp::Pow,
+                    BinaryOp::Lt => BinOp::Lt,
+                    BinaryOp::Le => BinOp::Le,
+                    BinaryOp::Gt => BinOp::Gt,
+                    BinaryOp::Ge => BinOp::Ge,
+                    BinaryOp::Eq => BinOp::Eq,
+                    BinaryOp::Ne => BinOp::Ne,
+                    BinaryOp::And => BinOp::And,
+                    BinaryOp::Or => BinOp::Or,
+                };
+                let (a, b) = if bop.is_logical() {
+                    (self.condition(a), self.condition(b))
+                } else {
+                    (self.real(a), self.real(b))
+                };
+                let ty = if bop.is_logical() || bop.is_comparison() {
+                    Ty::Bool
+                } else {
+                    Ty::Real
+                };
+                (self.arena.bin(bop, a, b), ty)
+            }
+            PyExpr::IfElse(cond, a, b, _) => {
+                let c = self.expr(cond, env)?;
+                let c = self.condition(c);
+                let a = self.expr(a, env)?;
+                let b = self.expr(b, env)?;
+                if a.1 == Ty::Bool && b.1 == Ty::Bool {
+                    (self.arena.select(c, a.0, b.0), Ty::Bool)
+                } else {
+                    let (a, b) = (self.real(a), self.real(b));
+                    (self.arena.select(c, a, b), Ty::Real)
+                }
+            }
+            PyExpr::Call(f, args, _) => {
+                let mut vals = Vec::new();
+                for (k, a) in args.iter().enumerate() {
+                    let v = self.expr(a, env)?;
+                    vals.push(if f == "where" && k == 0 {
+                        self.condition(v)
+                    } else {
+                        self.real(v)
+                    });
+                }
+                let e = match f.as_str() {
+                    "power" => self.arena.bin(BinOp::Pow, vals[0], vals[1]),
+                    "minimum" => self.arena.bin(BinOp::Min, vals[0], vals[1]),
+                    "maximum" => self.arena.bin(BinOp::Max, vals[0], vals[1]),
+                    "clip" => {
+                        let lo = self.arena.bin(BinOp::Max, vals[0], vals[1]);
+                        self.arena.bin(BinOp::Min, lo, vals[2])
+                    }
+                    "where" => self.arena.select(vals[0], vals[1], vals[2]),
+                    other => {
+                        let func = Func::from_name(other)
+                            .expect("the parser only accepts functions the IR has");
+                        self.arena.call(func, vals[0])
+                    }
+                };
+                (e, Ty::Real)
+            }
+        })
+    }
+
+    fn read_name(&mut self, name: &str, span: Span, env: &Env) -> Result<(ExprId, Ty), Diagnostic> {
+        match env.get(name) {
+            Some(Binding::Value(e, ty, _)) => return Ok((*e, *ty)),
+            Some(Binding::Partial(_)) => {
+                return Err(self
+                    .error(
+                        span,
+                        format!("'{name}' is not assigned on every path before it is used here"),
+                    )
+                    .suggest("assign it before the 'if', or in every branch"))
+            }
+            None => {}
+        }
+        if self.args.contains(&name) {
+            return Ok((self.constant(name), Ty::Real));
+        }
+        if self.is_stored(name) || self.params.contains(name) {
+            return Err(self
+                .error(span, format!("unknown name '{name}'"))
+                .suggest(format!("did you mean 'self.{name}'?")));
+        }
+        let mut known: Vec<&str> = env
+            .keys()
+            .filter(|k| !k.starts_with("self."))
+            .map(String::as_str)
+            .collect();
+        known.extend(self.args.iter().copied());
+        let near = nearest_names(name, known);
+        let d = self.error(span, format!("unknown name '{name}'"));
+        Err(if near.is_empty() {
+            d.suggest("assign it first, or read a state or parameter as 'self.x'")
+        } else {
+            d.suggest(format!(
+                "did you mean {}?",
+                near.iter()
+                    .map(|n| format!("'{n}'"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ))
+        })
+    }
+
+    fn read_attribute(
+        &mut self,
+        attr: &str,
+        span: Span,
+        env: &Env,
+    ) -> Result<(ExprId, Ty), Diagnostic> {
+        let key = format!("self.{attr}");
+        match env.get(&key) {
+            Some(Binding::Value(e, ty, _)) => return Ok((*e, *ty)),
+            Some(Binding::Partial(_)) => {
+                return Err(self.error(
+                    span,
+                    format!("'self.{attr}' is not assigned on every path before it is used here"),
+                ))
+            }
+            None => {}
+        }
+        if self.params.contains(attr) {
+            return Ok((self.constant(attr), Ty::Real));
+        }
+        if let Some(x) = attr.strip_prefix("d_") {
+            if self.is_state(x) {
+                return Err(self.error(
+                    span,
+                    format!("the derivative 'self.d_{x}' is read before ode() assigns it"),
+                ));
+            }
+        }
+        if self.args.contains(&attr) {
+            return Err(self
+                .error(
+                    span,
+                    format!("'{attr}' is an argument of ode(), not an attribute"),
+                )
+                .suggest(format!("write '{attr}' without 'self.'")));
+        }
+        let known: Vec<&str> = self
+            .stored
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .chain(self.params.iter().copied())
+            .collect();
+        let near = nearest_names(attr, known);
+        let d = self.error(span, format!("unknown attribute 'self.{attr}': not in Default_States, Default_Inters or Default_Params"));
+        Err(if near.is_empty() {
+            d
+        } else {
+            d.suggest(format!("did you mean {}?", quote_self(&near)))
+        })
+    }
+
+    fn finish(mut self, env: Env) -> Result<NeuronIr, Diagnostic> {
+        let mut states = Vec::new();
+        let mut integrated = Vec::new();
+        let mut end_values = Vec::new();
+        let mut bounds = Vec::new();
+        let zero = self.arena.constant(0.0);
+        for (name, var) in self.stored.clone() {
+            let Some(Binding::Value(end, _, _)) = env.get(&format!("self.{name}")).copied() else {
+                let span = match env.get(&format!("self.{name}")) {
+                    Some(Binding::Partial(s)) => *s,
+                    _ => Span::default(),
+                };
+                return Err(
+                    self.error(span, format!("'self.{name}' is not assigned on every path"))
+                );
+            };
+            let derivative = match env.get(&format!("self.d_{name}")) {
+                Some(Binding::Value(d, _, _)) => Some(*d),
+                Some(Binding::Partial(span)) => {
+                    return Err(self
+                        .error(*span, format!("the derivative 'self.d_{name}' is assigned on some paths through ode() but not all"))
+                        .suggest("assign it in every branch (e.g. 'self.d_x = 0.' in the else branch)"))
+                }
+                None => None,
+            };
+            integrated.push(derivative.is_some());
+            end_values.push(end);
+            states.push(StateEq {
+                var,
+                derivative: derivative.unwrap_or(zero),
+                unless_refractory: false,
+            });
+            bounds.push(
+                self.py
+                    .states
+                    .iter()
+                    .find(|s| s.name == name)
+                    .map_or((None, None), |s| (s.min, s.max)),
+            );
+        }
+        for name in &self.spec.record {
+            let ok = self.is_stored(name) || self.spec.per_step.contains(name);
+            if !ok {
+                let known: Vec<&str> = self.stored.iter().map(|(n, _)| n.as_str()).collect();
+                let near = nearest_names(name, known);
+                let mut d = Diagnostic::new(
+                    "record",
+                    format!("cannot record '{name}': only states, internals and per-step inputs can be recorded"),
+                );
+                if !near.is_empty() {
+                    d = d.suggest(format!(
+                        "did you mean {}?",
+                        near.iter()
+                            .map(|n| format!("'{n}'"))
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    ));
+                }
+                return Err(d);
+            }
+        }
+        Ok(NeuronIr {
+            arena: self.arena,
+            symbols: self.symbols,
+            states,
+            threshold: None,
+            reset: Vec::new(),
+            refractory: RefractoryIr::None,
+            subexpressions: BTreeMap::new(),
+            held: Vec::new(),
+            noise: Vec::new(),
+            dt: self.spec.dt,
+            python: Some(PythonOde {
+                integrated,
+                end_values,
+                bounds,
+            }),
+        })
+    }
+}
+
+fn quote_self(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("'self.{n}'"))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::PythonState;
+
+    fn spec(
+        source: &str,
+        states: &[(&str, Option<f64>, Option<f64>)],
+        internals: &[&str],
+        params: &[(&str, f64)],
+        args: &[(&str, f64)],
+    ) -> ModelSpec {
+        let mut constants: BTreeMap<String, f64> =
+            params.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        constants.extend(args.iter().map(|(k, v)| (k.to_string(), *v)));
+        ModelSpec {
+            equations: String::new(),
+            python_model: Some(PythonModelSpec {
+                class_name: "Test".into(),
+                source: source.into(),
+                states: states
+                    .iter()
+                    .map(|(n, lo, hi)| PythonState {
+                        name: n.to_string(),
+                        min: *lo,
+                        max: *hi,
+                    })
+                    .collect(),
+                internals: internals.iter().map(|s| s.to_string()).collect(),
+                params: params.iter().map(|(k, _)| k.to_string()).collect(),
+            }),
+            threshold: None,
+            reset: None,
+            refractory: None,
+            constants,
+            method: Method::Euler,
+            dt: 0.1,
+            dtype: Default::default(),
+            per_neuron: vec![],
+            per_step: vec![],
+            record: vec![],
+            fast_math: false,
+            storage: None,
+        }
+    }
+
+    const OIZUMI: &str = "def ode(self, input=0, f=1.):\n    self.p = self.pmax * np.exp(-self.Kpre * f)\n    self.d_N = (self.N0 - self.N) ** 2 / self.tauN0\n    self.d_g = -self.g / self.tauO\n\n    if input == 1:\n        self.NT = self.N*self.p\n        self.g += self.NT*self.q\n        self.N -= self.NT\n    else:\n        self.NT = 0\n";
+
+    fn oizumi() -> ModelSpec {
+        spec(
+            OIZUMI,
+            &[("N", Some(0.0), Some(51.0)), ("g", Some(0.0), Some(1000.0))],
+            &["p", "NT"],
+            &[
+                ("N0", 51.0),
+                ("q", 1.07),
+                ("tauO", 10.0),
+                ("tauN0", 100.0),
+                ("pmax", 0.79),
+                ("Kpre", 0.0035),
+            ],
+            &[("input", 0.0), ("f", 1.0)],
+        )
+    }
+
+    #[test]
+    fn oizumi_lowers_with_internals_and_jumps() {
+        let mut s = oizumi();
+        s.per_step = vec!["input".into()];
+        let ir = crate::ir::lower(&s).unwrap();
+        let py = ir.python.as_ref().unwrap();
+        let names: Vec<&str> = ir
+            .states
+            .iter()
+            .map(|st| ir.symbol(st.var).name.as_str())
+            .collect();
+        assert_eq!(names, ["N", "g", "p", "NT"]);
+        assert_eq!(py.integrated, [true, true, false, false]);
+        let (n, g, input) = (
+            ir.lookup("N").unwrap(),
+            ir.lookup("g").unwrap(),
+            ir.lookup("input").unwrap(),
+        );
+        let at = |inp: f64| {
+            move |v: VarId| {
+                if v == n {
+                    40.0
+                } else if v == g {
+                    2.0
+                } else if v == input {
+                    inp
+                } else {
+                    0.0
+                }
+            }
+        };
+        let p = 0.79 * (-0.0035f64).exp();
+        // With a spike: N loses N*p, g gains N*p*q; NT holds N*p.
+        assert!((ir.arena.eval(py.end_values[0], &at(1.0)) - (40.0 - 40.0 * p)).abs() < 1e-12);
+        assert!(
+            (ir.arena.eval(py.end_values[1], &at(1.0)) - (2.0 + 40.0 * p * 1.07)).abs() < 1e-12
+        );
+        assert!((ir.arena.eval(py.end_values[3], &at(1.0)) - 40.0 * p).abs() < 1e-12);
+        assert_eq!(ir.arena.eval(py.end_values[3], &at(0.0)), 0.0);
+        assert!((ir.arena.eval(py.end_values[2], &at(0.0)) - p).abs() < 1e-12);
+        // Derivatives see N before the jump.
+        assert!((ir.arena.eval(ir.states[0].derivative, &at(1.0)) - 121.0 / 100.0).abs() < 1e-12);
+        assert_eq!(py.bounds[1], (Some(0.0), Some(1000.0)));
+        assert_eq!(py.bounds[2], (None, None));
+    }
+
+    #[test]
+    fn derivative_in_both_branches_becomes_a_select_and_bools_are_numbers() {
+        let src = "def ode(self):\n    a = self.v - 1.\n    if abs(a) <= 1e-7:\n        self.d_v = 1.\n    elif a > 0:\n        self.d_v = (a > 1) * a\n    else:\n        self.d_v = -a\n";
+        let ir = crate::ir::lower(&spec(src, &[("v", None, None)], &[], &[], &[])).unwrap();
+        let d = ir.states[0].derivative;
+        let at = |x: f64| move |_: VarId| x;
+        assert_eq!(ir.arena.eval(d, &at(1.0)), 1.0);
+        assert_eq!(ir.arena.eval(d, &at(1.5)), 0.0);
+        assert_eq!(ir.arena.eval(d, &at(3.0)), 2.0);
+        assert_eq!(ir.arena.eval(d, &at(0.0)), 1.0);
+    }
+
+    fn lower_error(src: &str) -> Diagnostic {
+        crate::ir::lower(&spec(
+            src,
+            &[("v", None, None)],
+            &["w"],
+            &[("tau", 10.0)],
+            &[("I", 0.0)],
+        ))
+        .unwrap_err()
+    }
+
+    #[test]
+    fn mistakes_are_located_and_explained() {
+        let cases: &[(&str, &str, usize)] = &[
+            (
+                "    self.d_v = -self.vv / self.tau\n",
+                "unknown attribute 'self.vv'",
+                2,
+            ),
+            ("    self.d_v = -v\n", "did you mean 'self.v'", 2),
+            ("    self.tau = 1.\n", "it is a parameter", 2),
+            ("    self.d_w = 1.\n", "internal (Default_Inters)", 2),
+            ("    self.d_x = 1.\n", "'x' is not in Default_States", 2),
+            (
+                "    if I > 0:\n        self.d_v = 1.\n",
+                "assigned on some paths",
+                3,
+            ),
+            (
+                "    if I > 0:\n        y = 1.\n    self.d_v = y\n",
+                "'y' is not assigned on every path",
+                4,
+            ),
+            ("    self.d_v = self.I\n", "argument of ode()", 2),
+            (
+                "    self.d_v = self.d_v + 1\n",
+                "read before ode() assigns it",
+                2,
+            ),
+        ];
+        for (body, needle, line) in cases {
+            let e = lower_error(&format!("def ode(self, I=0.):\n{body}"));
+            assert!(
+                e.message.contains(needle)
+                    || e.suggestion.as_deref().is_some_and(|s| s.contains(needle)),
+                "{body:?}: {}",
+                e.render()
+            );
+            assert_eq!(
+                e.span.map(|s| s.line),
+                Some(*line),
+                "{body:?}: {}",
+                e.render()
+            );
+        }
+    }
+
+    /// Deterministic mutations of a real model (characters deleted, duplicated, replaced) never
+    /// panic: every outcome is a model or a located diagnostic.
+    #[test]
+    fn mutated_sources_never_panic() {
+        let base = oizumi();
+        let src: Vec<char> = OIZUMI.chars().collect();
+        let alphabet: Vec<char> = "()[]{}:.,=+-*/<>!#'\"\\ \n\tabcdefgselfnp0123456789_"
+            .chars()
+            .collect();
+        let mut seed = 0x9e3779b97f4a7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..3000 {
+            let mut s = src.clone();
+            for _ in 0..(1 + next() % 3) {
+                let at = (next() as usize) % s.len();
+                match next() % 3 {
+                    0 => {
+                        s.remove(at);
+                    }
+                    1 => s.insert(at, alphabet[(next() as usize) % alphabet.len()]),
+                    _ => s[at] = alphabet[(next() as usize) % alphabet.len()],
+                }
+            }
+            let mut spec = base.clone();
+            spec.python_model.as_mut().unwrap().source = s.into_iter().collect();
+            match crate::ir::lower(&spec) {
+                Ok(ir) => {
+                    let _ = crate::codegen::generate(&ir, &spec, crate::codegen::Dialect::C);
+                }
+                Err(d) => {
+                    let _ = d.render();
+                }
+            }
+        }
+    }
+}
