@@ -125,7 +125,10 @@ pub fn lower(spec: &ModelSpec) -> Result<NeuronIr, Diagnostic> {
     let lines = parse_equations(&spec.equations)?;
     let mut cx = Lowering::new(spec, &lines)?;
     cx.lower_all()?;
-    Ok(cx.finish())
+    let ir = cx.finish();
+    // The integration scheme is part of the model: one that does not apply is a model error.
+    crate::integrators::resolve_method(&ir, spec)?;
+    Ok(ir)
 }
 
 struct Lowering<'a> {
@@ -629,6 +632,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
             method: Default::default(),
+            substeps: 1,
             dt: 0.1,
             dtype: Default::default(),
             per_neuron: vec![],
