@@ -183,18 +183,79 @@ fn locate(spec: &ModelSpec, ir: &NeuronIr, method: Method, of: &str) -> Option<(
         .iter()
         .find(|l| l.name == of && l.kind == LineKind::Differential)?;
     match loc.class(line.expr.as_ref()?) {
-        Class::Bad(span) => Some((span, loc.text(span))),
+        Class::Bad(span) => {
+            let span = loc.balanced(span);
+            Some((span, loc.text(span)))
+        }
         _ => None,
     }
 }
 
+/// The span of a whole term: the parser records only the operator (or the name) of a node.
+fn extent(ast: &Ast) -> Span {
+    match ast {
+        Ast::Num(_, s) | Ast::Bool(_, s) | Ast::Name(_, s) => *s,
+        Ast::Unary(_, inner, s) => s.to(extent(inner)),
+        Ast::Binary(_, l, r, _) => extent(l).to(extent(r)),
+        Ast::Call(_, args, s) => match args.last() {
+            Some(a) => s.to(extent(a)),
+            None => *s,
+        },
+    }
+}
+
 impl Locator<'_> {
-    fn text(&self, span: Span) -> String {
+    fn line_chars(&self, span: Span) -> Vec<char> {
         self.src
             .lines()
             .nth(span.line.saturating_sub(1))
-            .map(|l| l.chars().skip(span.col - 1).take(span.len).collect())
+            .map(|l| l.chars().collect())
             .unwrap_or_default()
+    }
+
+    fn text(&self, span: Span) -> String {
+        self.line_chars(span)
+            .iter()
+            .skip(span.col - 1)
+            .take(span.len)
+            .collect()
+    }
+
+    /// Widens a term's span over the parentheses it opens or closes (syntax trees keep none),
+    /// so that the caret covers `(E - v) / tau` and `exp(v / 10)`, not half of them.
+    fn balanced(&self, span: Span) -> Span {
+        let chars = self.line_chars(span);
+        let (mut start, mut end) = (span.col - 1, span.col - 1 + span.len);
+        if end > chars.len() {
+            return span;
+        }
+        let mut depth = 0i32;
+        let mut unopened = 0;
+        for c in &chars[start..end] {
+            match c {
+                '(' => depth += 1,
+                ')' if depth > 0 => depth -= 1,
+                ')' => unopened += 1,
+                _ => {}
+            }
+        }
+        while unopened > 0 && start > 0 {
+            start -= 1;
+            match chars[start] {
+                '(' => unopened -= 1,
+                c if c.is_whitespace() => {}
+                _ => return span,
+            }
+        }
+        while depth > 0 && end < chars.len() {
+            match chars[end] {
+                ')' => depth -= 1,
+                c if c.is_whitespace() => {}
+                _ => return span,
+            }
+            end += 1;
+        }
+        Span::new(span.line, start + 1, end - start)
     }
 
     fn name(&mut self, name: &str, span: Span) -> Class {
@@ -255,9 +316,9 @@ impl Locator<'_> {
             Ast::Num(..) | Ast::Bool(..) => Class::Number,
             Ast::Name(n, span) => self.name(n, *span),
             Ast::Unary(UnaryOp::Neg, inner, _) => self.class(inner),
-            Ast::Unary(UnaryOp::Not, inner, span) => self.opaque(&[inner], *span),
-            Ast::Binary(op, l, r, span) => {
-                let span = *span;
+            Ast::Unary(UnaryOp::Not, inner, _) => self.opaque(&[inner.as_ref()], extent(ast)),
+            Ast::Binary(op, l, r, _) => {
+                let span = extent(ast);
                 match op {
                     BinaryOp::Add | BinaryOp::Sub => {
                         let a = self.class(l);
@@ -301,10 +362,11 @@ impl Locator<'_> {
                             (a, b) => Self::join(a, b),
                         }
                     }
-                    _ => self.opaque(&[l, r], span),
+                    _ => self.opaque(&[l.as_ref(), r.as_ref()], span),
                 }
             }
-            Ast::Call(f, args, span) => {
+            Ast::Call(f, args, _) => {
+                let span = &extent(ast);
                 if f == "where" && args.len() == 3 {
                     if let Class::Bad(s) = self.opaque(&[&args[0]], *span) {
                         return Class::Bad(s);
@@ -347,8 +409,10 @@ mod tests {
         }
     }
 
+    /// Lowering checks the scheme: its error is the one `resolve_method` gives.
     fn resolve(s: &ModelSpec) -> Result<Method, Diagnostic> {
-        resolve_method(&lower(s).unwrap(), s)
+        let ir = lower(s)?;
+        resolve_method(&ir, s)
     }
 
     #[test]
@@ -377,7 +441,7 @@ mod tests {
         assert_eq!(d.field, "equations");
         assert!(d.message.contains("the term 'v**2' in dv/dt is not linear in v"), "{}", d.render());
         let span = d.span.unwrap();
-        assert_eq!((span.line, span.col, span.len), (1, 30, 4), "{}", d.render());
+        assert_eq!((span.line, span.col, span.len), (1, 29, 4), "{}", d.render());
         assert!(d.suggestion.unwrap().contains("rk4"));
         // Linear in its own variable with coefficients in another: fine.
         let s = spec(

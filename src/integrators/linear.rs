@@ -296,7 +296,8 @@ mod tests {
         let v = a.eval(next[0], &|v| if v == 0 { 2.0 } else { 0.0 });
         assert!((v - 2.1).abs() < 1e-15, "{v}");
         let v = a.eval(next[0], &|v| if v == 0 { 2.0 } else { 1e-9 });
-        let want = 1.0 / 1e-9 + (2.0 - 1.0 / 1e-9) * (-1e-10f64).exp();
+        // x + (A + B x) (exp(B h) - 1) / B, without cancellation.
+        let want = 2.0 + (1.0 - 2e-9) * (-1e-10f64).exp_m1() / -1e-9;
         assert!((v - want).abs() < 1e-12, "{v} vs {want}");
     }
 
@@ -324,8 +325,13 @@ mod tests {
         // x*y is linear in y: fine for exponential Euler, not for exact.
         assert!(self_coefficients(&mut a, &odes[1..]).is_ok());
         assert!(matches!(
+            linear_system(&mut a, &odes, None),
+            Err(NotIntegrable::NotLinear { of: 0, var: 0 })
+        ));
+        // Alone, y's equation has the coefficient x: not a constant.
+        assert!(matches!(
             linear_system(&mut a, &odes[1..], None),
-            Err(NotIntegrable::NotLinear { of: 1, var: 0 })
+            Err(NotIntegrable::CoefficientNotConstant { of: 1, var: 1, .. })
         ));
         // A per-neuron coefficient: not constant.
         let p = a.var(5);
