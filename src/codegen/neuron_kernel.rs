@@ -48,8 +48,11 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
     // `(unless refractory)` holds a variable while refractory. When every variable is held, or
     // the scheme is one stage that reads only the start of the step (Euler, exponential Euler,
     // without sub-steps), holding the result (`nr ? x + h f : x`) is the same as zeroing the
-    // derivative in every stage, and cheaper; otherwise the clamped derivative enters the
-    // stages, as Brian2 does (exact integration solves both cases and selects one).
+    // derivative in every stage, and cheaper. Otherwise (Brian2: the clamped derivative enters
+    // every stage) the step is integrated for each case, derivatives clamped or not, and the
+    // case selected once per variable at the end: the same values as a clamp in every stage,
+    // without repeated selects on one condition, which GCC threads into two code paths and
+    // then does not vectorise.
     let single_stage = matches!(
         method,
         crate::spec::Method::Euler | crate::spec::Method::ExponentialEuler
@@ -58,25 +61,46 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
     let odes: Vec<Ode> = ir
         .states
         .iter()
-        .map(|s| {
-            let derivative = match not_ref {
-                Some(nr) if clamped(s) && !hold_result => arena.select(nr, s.derivative, zero),
-                _ => s.derivative,
-            };
-            Ode {
-                var: s.var,
-                derivative,
-            }
+        .map(|s| Ode {
+            var: s.var,
+            derivative: s.derivative,
         })
         .collect();
-    let problem = integrators::Problem {
-        odes: &odes,
-        time: ir.vars_of_kind(&SymbolKind::Time).first().copied(),
-        switch: ir.lookup("not_refractory"),
+    let time = ir.vars_of_kind(&SymbolKind::Time).first().copied();
+    let switch = ir.lookup("not_refractory");
+    let integrate = |arena: &mut ExprArena, odes: &[Ode]| {
+        let problem = integrators::Problem { odes, time, switch };
+        integrators::integrate(arena, &problem, method, spec.dt, spec.substeps)
+            .unwrap_or_else(|e| panic!("{method:?} was checked to apply: {e:?}"))
     };
-    let mut integrated =
-        integrators::integrate(&mut arena, &problem, method, spec.dt, spec.substeps)
-            .unwrap_or_else(|e| panic!("{method:?} was checked to apply: {e:?}"));
+    let mut integrated = match (not_ref, switch) {
+        (Some(nr), Some(sw)) if !hold_result && ir.states.iter().any(clamped) => {
+            let case = |arena: &mut ExprArena, refractory: bool| -> Vec<Ode> {
+                let b = arena.boolean(!refractory);
+                let map: HashMap<VarId, ExprId> = [(sw, b)].into_iter().collect();
+                ir.states
+                    .iter()
+                    .map(|s| Ode {
+                        var: s.var,
+                        derivative: if refractory && clamped(s) {
+                            zero
+                        } else {
+                            arena.substitute(s.derivative, &map)
+                        },
+                    })
+                    .collect()
+            };
+            let active = case(&mut arena, false);
+            let held = case(&mut arena, true);
+            let on = integrate(&mut arena, &active);
+            let off = integrate(&mut arena, &held);
+            on.iter()
+                .zip(&off)
+                .map(|(a, b)| arena.select(nr, *a, *b))
+                .collect()
+        }
+        _ => integrate(&mut arena, &odes),
+    };
     if let (true, Some(nr)) = (hold_result, not_ref) {
         for (s, x) in ir.states.iter().zip(integrated.iter_mut()) {
             if clamped(s) {

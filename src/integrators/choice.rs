@@ -29,7 +29,9 @@ pub fn resolve_method(ir: &NeuronIr, spec: &ModelSpec) -> Result<Method, Diagnos
         ));
     }
     match spec.method {
-        Some(m) => applies(ir, m).map(|_| m).map_err(|e| explain(ir, spec, m, &e)),
+        Some(m) => applies(ir, m)
+            .map(|_| m)
+            .map_err(|e| explain(ir, spec, m, &e)),
         None => Ok(AUTOMATIC_ORDER
             .iter()
             .copied()
@@ -70,9 +72,7 @@ fn explain(ir: &NeuronIr, spec: &ModelSpec, method: Method, why: &NotIntegrable)
         NotIntegrable::NotLinear { of, var } if of == var => {
             (*of, format!("is not linear in {}", name(*var)))
         }
-        NotIntegrable::NotLinear { of, var } => {
-            (*of, format!("is not linear in {}", name(*var)))
-        }
+        NotIntegrable::NotLinear { of, var } => (*of, format!("is not linear in {}", name(*var))),
         NotIntegrable::CoefficientNotConstant { of, var, reads } => {
             let names: Vec<String> = reads.iter().map(|v| format!("'{}'", name(*v))).collect();
             (
@@ -439,9 +439,19 @@ mod tests {
         );
         let d = resolve(&s).unwrap_err();
         assert_eq!(d.field, "equations");
-        assert!(d.message.contains("the term 'v**2' in dv/dt is not linear in v"), "{}", d.render());
+        assert!(
+            d.message
+                .contains("the term 'v**2' in dv/dt is not linear in v"),
+            "{}",
+            d.render()
+        );
         let span = d.span.unwrap();
-        assert_eq!((span.line, span.col, span.len), (1, 29, 4), "{}", d.render());
+        assert_eq!(
+            (span.line, span.col, span.len),
+            (1, 29, 4),
+            "{}",
+            d.render()
+        );
         assert!(d.suggestion.unwrap().contains("rk4"));
         // Linear in its own variable with coefficients in another: fine.
         let s = spec(
@@ -470,13 +480,21 @@ mod tests {
             Some(Method::Exact),
         );
         let d = resolve(&s).unwrap_err();
-        assert!(d.message.contains("'exact' needs linear equations"), "{}", d.render());
+        assert!(
+            d.message.contains("'exact' needs linear equations"),
+            "{}",
+            d.render()
+        );
         assert!(d.message.contains("'w * v'"), "{}", d.render());
         let mut s = spec("dv/dt = (E - v) / tau : volt", Some(Method::Exact));
         s.per_neuron = vec!["tau".into()];
         let d = resolve(&s).unwrap_err();
         assert!(d.message.contains("not constant"), "{}", d.render());
-        assert!(d.message.contains("'(E - v) / tau'") || d.message.contains("tau"), "{}", d.render());
+        assert!(
+            d.message.contains("'(E - v) / tau'") || d.message.contains("tau"),
+            "{}",
+            d.render()
+        );
         let s = spec("dv/dt = (sin(t) - v) / tau : 1", Some(Method::Exact));
         let d = resolve(&s).unwrap_err();
         assert!(d.message.contains("'t'"), "{}", d.render());
