@@ -241,6 +241,108 @@ mod tests {
         assert!((e4 - 16.0).abs() < 1.5, "rk4 ratio {e4}");
     }
 
+    /// The harmonic oscillator dx/dt = v, dv/dt = -w^2 x from (1, 0) to t = 2, integrated in
+    /// the interpreter; returns the max error of x and v against cos / sin.
+    fn oscillator_error(method: Method, dt: f64, substeps: u32) -> f64 {
+        let w = 2.0;
+        let mut a = ExprArena::new();
+        let x = a.var(0);
+        let v = a.var(1);
+        let w2 = a.constant(-w * w);
+        let dv = a.mul(w2, x);
+        let odes = [
+            Ode {
+                var: 0,
+                derivative: v,
+            },
+            Ode {
+                var: 1,
+                derivative: dv,
+            },
+        ];
+        let problem = Problem {
+            odes: &odes,
+            time: None,
+            switch: None,
+        };
+        let next = integrate(&mut a, &problem, method, dt, substeps).unwrap();
+        let mut s = [1.0, 0.0];
+        let steps = (2.0 / dt).round() as usize;
+        for _ in 0..steps {
+            let cur = s;
+            s = [
+                a.eval(next[0], &|k| cur[k as usize]),
+                a.eval(next[1], &|k| cur[k as usize]),
+            ];
+        }
+        let t = steps as f64 * dt;
+        (s[0] - (w * t).cos())
+            .abs()
+            .max((s[1] + w * (w * t).sin()).abs())
+    }
+
+    #[test]
+    fn oscillator_slopes_match_the_orders() {
+        for (method, order) in [
+            (Method::Euler, 1.0),
+            (Method::Rk2, 2.0),
+            (Method::Heun, 2.0),
+            (Method::Rk4, 4.0),
+        ] {
+            let slope =
+                (oscillator_error(method, 0.02, 1) / oscillator_error(method, 0.01, 1)).log2();
+            assert!((slope - order).abs() < 0.2, "{method:?}: slope {slope}");
+        }
+        assert!(oscillator_error(Method::Exact, 0.1, 1) < 1e-13);
+    }
+
+    #[test]
+    fn substeps_are_steps_of_dt_over_k() {
+        for method in [Method::Euler, Method::Heun, Method::Rk4] {
+            let a = oscillator_error(method, 0.04, 4);
+            let b = oscillator_error(method, 0.01, 1);
+            assert!(
+                (a - b).abs() <= 1e-12 * b.max(1e-300),
+                "{method:?}: {a} vs {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn stages_see_the_time_of_the_stage() {
+        // dx/dt = cos(t): RK4 is Simpson's rule, heun the trapezoidal rule, rk2 the midpoint rule,
+        // only if stages read t + c h; with t frozen they are left Riemann sums (error ~0.07).
+        let mut a = ExprArena::new();
+        let t = a.var(1);
+        let c = a.call(crate::ir::Func::Cos, t);
+        let odes = [Ode {
+            var: 0,
+            derivative: c,
+        }];
+        let problem = Problem {
+            odes: &odes,
+            time: Some(1),
+            switch: None,
+        };
+        for (method, tol) in [
+            (Method::Rk4, 1e-6),
+            (Method::Heun, 2e-3),
+            (Method::Rk2, 2e-3),
+        ] {
+            for substeps in [1, 3] {
+                let mut a = a.clone();
+                let next = integrate(&mut a, &problem, method, 0.1, substeps).unwrap();
+                let mut x = 0.0;
+                for k in 0..20 {
+                    let tk = k as f64 * 0.1;
+                    x = a.eval(next[0], &|v| if v == 0 { x } else { tk });
+                }
+                let err = (x - 2.0f64.sin()).abs();
+                assert!(err < tol, "{method:?} x{substeps}: {err}");
+            }
+        }
+    }
+
     #[test]
     fn rk4_stages_share_work() {
         let mut a = ExprArena::new();

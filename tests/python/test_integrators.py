@@ -218,3 +218,69 @@ def test_exact_with_partial_refractory_clamp(device, substeps):
 def test_generated_source_names_the_method():
     model = sf.NeuronModel("dv/dt = -v / tau : 1", constants={"tau": 7.0}, method="heun", substeps=2)
     assert "(heun, 2 sub-steps, dt = 0.1)" in model.source("c")
+
+
+@pytest.mark.parametrize("method,substeps", [("rk4", 1), ("heun", 2), ("rk2", 1), ("euler", 3), ("exponential_euler", 2)])
+def test_partial_refractory_clamp_with_every_scheme(device, method, substeps):
+    """Brian2's semantics: while refractory, dv/dt = 0 in every stage; w integrates on."""
+    tau, tau_w, dt, steps = 10.0, 30.0, 0.1, 400
+
+    def f(v, w, current, nr):
+        return np.where(nr, (current + w - v) / tau, 0.0), -w / tau_w + 0.01 * v
+
+    def stage(y, k, h):
+        return y[0] + h * k[0], y[1] + h * k[1]
+
+    def one(y, current, nr, h):
+        if method == "euler":
+            k = f(*y, current, nr)
+            return stage(y, k, h)
+        if method == "rk2":
+            k1 = f(*y, current, nr)
+            return stage(y, f(*stage(y, k1, h / 2), current, nr), h)
+        if method == "heun":
+            k1 = f(*y, current, nr)
+            k2 = f(*stage(y, k1, h), current, nr)
+            return stage(y, (k1[0] + k2[0], k1[1] + k2[1]), h / 2)
+        if method == "rk4":
+            k1 = f(*y, current, nr)
+            k2 = f(*stage(y, k1, h / 2), current, nr)
+            k3 = f(*stage(y, k2, h / 2), current, nr)
+            k4 = f(*stage(y, k3, h), current, nr)
+            return stage(y, tuple(a + 2 * b + 2 * c + d for a, b, c, d in zip(k1, k2, k3, k4)), h / 6)
+        # exponential Euler, Brian2's form, each variable with the others at the start.
+        v, w = y
+        a_v, b_v = np.where(nr, (current + w) / tau, 0.0), np.where(nr, -1 / tau, 0.0)
+        a_w, b_w = 0.01 * v, -1 / tau_w
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v_new = np.where(b_v != 0, -a_v / b_v + (v + a_v / b_v) * np.exp(b_v * h), v + h * a_v)
+        return v_new, -a_w / b_w + (w + a_w / b_w) * np.exp(b_w * h)
+
+    model = sf.NeuronModel(
+        "dv/dt = (I + w - v) / tau : 1 (unless refractory)\ndw/dt = -w / tau_w + 0.01 * v : 1\nI : 1",
+        threshold="v > 1",
+        reset="v = 0; w += 0.5",
+        refractory=2.0,
+        constants={"tau": tau, "tau_w": tau_w},
+        method=method,
+        substeps=substeps,
+    )
+    n = 16
+    current = np.linspace(0.5, 3.0, n)
+    new, out = run(model, n, dt, steps, I=current)
+    check_written(new["v"], new["w"], out.spike_count)
+    y = (np.zeros(n), np.zeros(n))
+    last = np.full(n, -(10**9))
+    spikes = np.zeros(n, int)
+    for s in range(steps):
+        nr = (s - last) >= 20
+        for _ in range(substeps):
+            y = one(y, current, nr, dt / substeps)
+        spike = (y[0] > 1) & nr
+        y = (np.where(spike, 0.0, y[0]), np.where(spike, y[1] + 0.5, y[1]))
+        last = np.where(spike, s, last)
+        spikes += spike
+    assert spikes.max() >= 5
+    np.testing.assert_array_equal(np.asarray(out.spike_count), spikes)
+    np.testing.assert_allclose(np.asarray(new["v"]), y[0], atol=1e-9)
+    np.testing.assert_allclose(np.asarray(new["w"]), y[1], atol=1e-9)
