@@ -220,7 +220,9 @@ def test_generated_source_names_the_method():
     assert "(heun, 2 sub-steps, dt = 0.1)" in model.source("c")
 
 
-@pytest.mark.parametrize("method,substeps", [("rk4", 1), ("heun", 2), ("rk2", 1), ("euler", 3), ("exponential_euler", 2)])
+@pytest.mark.parametrize(
+    "method,substeps", [("rk4", 1), ("heun", 2), ("rk2", 1), ("euler", 3), ("exponential_euler", 2)]
+)
 def test_partial_refractory_clamp_with_every_scheme(device, method, substeps):
     """Brian2's semantics: while refractory, dv/dt = 0 in every stage; w integrates on."""
     tau, tau_w, dt, steps = 10.0, 30.0, 0.1, 400
