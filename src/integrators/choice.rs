@@ -69,8 +69,10 @@ pub fn applies(ir: &NeuronIr, method: Method) -> Result<(), NotIntegrable> {
 fn explain(ir: &NeuronIr, spec: &ModelSpec, method: Method, why: &NotIntegrable) -> Diagnostic {
     let name = |v| ir.symbol(v).name.clone();
     let (of, problem) = match why {
-        NotIntegrable::NotLinear { of, var } if of == var => {
-            (*of, format!("is not linear in {}", name(*var)))
+        // Exact integration needs linearity in all the variables at once; which variable's
+        // coefficient the IR tripped on first says little about the term the user sees.
+        NotIntegrable::NotLinear { of, .. } if method == Method::Exact => {
+            (*of, "is not linear in the state variables".to_string())
         }
         NotIntegrable::NotLinear { of, var } => (*of, format!("is not linear in {}", name(*var))),
         NotIntegrable::CoefficientNotConstant { of, var, reads } => {
@@ -485,7 +487,12 @@ mod tests {
             "{}",
             d.render()
         );
-        assert!(d.message.contains("'w * v'"), "{}", d.render());
+        assert!(
+            d.message
+                .contains("the term 'w * v' in dv/dt is not linear in the state variables"),
+            "{}",
+            d.render()
+        );
         let mut s = spec("dv/dt = (E - v) / tau : volt", Some(Method::Exact));
         s.per_neuron = vec!["tau".into()];
         let d = resolve(&s).unwrap_err();
