@@ -87,6 +87,13 @@ fn explain(ir: &NeuronIr, spec: &ModelSpec, method: Method, why: &NotIntegrable)
             )
         }
         NotIntegrable::TimeDependent { of } => (*of, "depends on the time t".to_string()),
+        NotIntegrable::Overflow { of } => (
+            *of,
+            format!(
+                "grows beyond the range of f64 within one step of dt = {}",
+                ir.dt
+            ),
+        ),
     };
     let of_name = name(of);
     let requirement = match method {

@@ -52,6 +52,8 @@ pub enum NotIntegrable {
     },
     /// The derivative of `of` reads the time (exact).
     TimeDependent { of: VarId },
+    /// `exp(M dt)` overflows: the system grows beyond f64 within one step (exact).
+    Overflow { of: VarId },
 }
 
 /// The value of every variable after one step of size `dt`, in the order of `odes`.
