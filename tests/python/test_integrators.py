@@ -286,3 +286,16 @@ def test_partial_refractory_clamp_with_every_scheme(device, method, substeps):
     np.testing.assert_array_equal(np.asarray(out.spike_count), spikes)
     np.testing.assert_allclose(np.asarray(new["v"]), y[0], atol=1e-9)
     np.testing.assert_allclose(np.asarray(new["w"]), y[1], atol=1e-9)
+
+
+@pytest.mark.parametrize("method,order", [("rk2", 2), ("heun", 2), ("rk4", 4)])
+def test_stages_read_the_time_of_the_stage(device, method, order):
+    """dv/dt = cos(t): the stages must see t + c dt (frozen t would make every scheme first order)."""
+    model = sf.NeuronModel("dv/dt = cos(t) : 1", method=method)
+
+    def error(dt):
+        new, _ = run(model, 4, dt, round(2.0 / dt), v=0.0)
+        return abs(float(new["v"][0]) - np.sin(2.0))
+
+    slope = np.log2(error(0.1) / error(0.05))
+    assert abs(slope - order) < 0.2, f"{method}: slope {slope:.2f}"
