@@ -84,6 +84,8 @@ pub unsafe extern "C" fn sf_model_compile(spec_json: *const c_char) -> *mut c_ch
                     "spec": spec.to_json(),
                     "states": states,
                     "subexpressions": ir.subexpressions.keys().collect::<Vec<_>>(),
+                    // The integration scheme used: the one named, or the one chosen for it.
+                    "method": crate::integrators::resolve_method(&ir, &spec).ok().map(|m| m.name()),
                     "layout": layout,
                 })
             }

@@ -50,12 +50,44 @@ impl Storage {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+/// Integration schemes, named as in Brian2 (see `crate::integrators`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
 pub enum Method {
     #[default]
     Euler,
+    /// Second-order Runge-Kutta, midpoint rule.
+    Rk2,
+    /// Second-order Runge-Kutta, trapezoidal rule (Heun's method).
+    Heun,
     Rk4,
+    /// Exponential Euler for conditionally linear equations.
+    ExponentialEuler,
+    /// Exact integration of linear equations with constant coefficients (Brian2's `linear` too).
+    #[serde(alias = "linear")]
+    Exact,
+}
+
+impl Method {
+    /// The name Brian2 (and the spec's JSON) use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Euler => "euler",
+            Method::Rk2 => "rk2",
+            Method::Heun => "heun",
+            Method::Rk4 => "rk4",
+            Method::ExponentialEuler => "exponential_euler",
+            Method::Exact => "exact",
+        }
+    }
+}
+
+fn one_substep() -> u32 {
+    1
+}
+
+fn is_one_substep(k: &u32) -> bool {
+    *k == 1
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,8 +107,13 @@ pub struct ModelSpec {
     pub refractory: Option<Refractory>,
     #[serde(default)]
     pub constants: BTreeMap<String, f64>,
+    /// The integration scheme; `None` chooses one the way Brian2 does (`integrators::resolve_method`).
     #[serde(default)]
-    pub method: Method,
+    pub method: Option<Method>,
+    /// Integration steps of `dt / substeps` per step of `dt` (threshold and reset once per `dt`).
+    /// Left out of the JSON when 1, so that specs (and cache keys) without it are unchanged.
+    #[serde(default = "one_substep", skip_serializing_if = "is_one_substep")]
+    pub substeps: u32,
     pub dt: f64,
     #[serde(default)]
     pub dtype: DType,

@@ -54,7 +54,7 @@ the C twin (compiled by the system C compiler); on a GPU the same calls run the 
   `<stddef.h>`, `<stdbool.h>` are included for you.
 """)
 
-code(r'''
+code(r"""
 import time
 
 import jax
@@ -66,7 +66,7 @@ ON_GPU = jax.default_backend() == "gpu"
 print("spikeforge", sf.__version__, "| jax", jax.__version__)
 print("running on:", jax.devices()[0], "->", "CUDA kernels" if ON_GPU else "their C twins")
 rng = np.random.default_rng(0)
-''')
+""")
 
 # ---------------------------------------------------------------------------------------------
 md(r"""
@@ -385,7 +385,7 @@ sf.brainevent.register(brainevent_primitive, cpu=leaky_relu_generator, gpu=leaky
 you: the keyword arguments named in `defines` become `#define` lines in front of both sources.
 """)
 
-code(r'''
+code(r"""
 def jax_leaky_relu(*, outs, alpha=0.01, **kwargs):
     return lambda x: jnp.where(x > 0, x, alpha * x)
 
@@ -403,7 +403,7 @@ by_hand = leaky_relu_op(x, outs=out, alpha=0.1)
 print("hand-written generator == sf.kernel_generator:",
       bool(jnp.array_equal(by_hand, leaky_relu_op(x, outs=out, alpha=0.1, backend="generated"))))
 print("brainevent installed:", sf.brainevent.available())
-''')
+""")
 
 # ---------------------------------------------------------------------------------------------
 md(r"""
@@ -480,7 +480,7 @@ spikeforge call is a map lookup and two launches in Rust. On a CPU the compariso
 (plain loops, one thread) against XLA's fused CPU code.
 """)
 
-code(r'''
+code(r"""
 @jax.jit
 def spikeforge_lif_step(V, V_th, V_rest):
     return lif_fn(V, V_th, V_rest)
@@ -505,7 +505,7 @@ t_jax = ms_per_call(jax_lif_step, V, V_th, V_rest)
 print(f"device: {jax.devices()[0]}, {N_NEURONS} neurons, one LIF step per call")
 print(f"spikeforge (2 kernels) : {t_sf:.4f} ms")
 print(f"plain JAX              : {t_jax:.4f} ms")
-''')
+""")
 
 # ---------------------------------------------------------------------------------------------
 md(r"""
@@ -517,7 +517,7 @@ compiles CUDA source with NVRTC without a GPU (it is how the tests check every C
 this notebook).
 """)
 
-code(r'''
+code(r"""
 for kwargs in [dict(grid=4, block=256, launch_dims=N), dict(launch_dims=0), dict(launch_dims=N, shared_mem=1 << 20)]:
     try:
         sf.cuda_kernel(ELEMENTWISE_CU, "relu", jax.ShapeDtypeStruct((N,), jnp.float32), **kwargs)
@@ -542,7 +542,7 @@ if not ON_GPU:
     except Exception as e:
         print(type(e).__name__ + ":", next(line for line in str(e).splitlines() if "error" in line))
 print("still working:", bool(jnp.all(relu_fn(jnp.ones(1024, jnp.float32)) == 1.0)))
-''')
+""")
 
 # ---------------------------------------------------------------------------------------------
 md(r"""

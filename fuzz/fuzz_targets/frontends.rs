@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
         refractory,
         constants: [("tau".to_string(), 10.0), ("v_th".to_string(), -50.0)].into_iter().collect(),
         method: Default::default(),
+        substeps: 1,
         dt: 0.1,
         dtype: Default::default(),
         per_neuron: vec![],
@@ -43,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(k.source.contains("sf_neuron_run"));
             }
             let mut rk4 = spec.clone();
-            rk4.method = spikeforge::spec::Method::Rk4;
+            rk4.method = Some(spikeforge::spec::Method::Rk4);
             rk4.fast_math = true;
             let _ = generate_from_spec(&rk4, Dialect::Cuda);
         }

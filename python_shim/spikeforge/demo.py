@@ -72,6 +72,7 @@ def main(argv=None):
         reset="v = v_reset",
         refractory=2.0,
         constants=dict(v_rest=-65.0, R=1.0, tau=10.0, v_th=-50.0, v_reset=-65.0),
+        method="euler",
     )
     state = lif.init_state(n_lif, v=-65.0, I=jnp.linspace(0, 30, n_lif))
     run = jax.jit(lambda s: lif.run(s, dt=0.1, steps=10_000))

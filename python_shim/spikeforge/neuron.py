@@ -132,9 +132,18 @@ def _dtype_name(dtype) -> str:
     return name
 
 
+# Brian2's integration schemes; "linear" is Brian2's other name for "exact".
+METHODS = ("euler", "rk2", "heun", "rk4", "exponential_euler", "exact", "linear")
+
+
 class NeuronModel:
     """A population of neurons defined by equations (Brian2's names: equations, threshold,
     reset, refractory, method).
+
+    ``method`` is one of ``METHODS``, or ``None`` to choose like Brian2 (exact integration for
+    linear equations with constant coefficients, else Euler); ``model.method`` says which scheme
+    is used. ``substeps=k`` integrates with ``k`` steps of ``dt / k`` per step of ``dt``
+    (threshold, reset and recording stay once per ``dt``).
 
     Units in the equations are accepted and not converted: the kernel computes with the numbers
     as written, so keep one consistent unit system (e.g. mV, ms, nA, MOhm, pF).
@@ -150,11 +159,14 @@ class NeuronModel:
         reset: str | None = None,
         refractory=None,
         constants: Mapping[str, float] | None = None,
-        method: str = "euler",
+        method: str | None = None,
         fast_math: bool = False,
+        substeps: int = 1,
     ):
-        if method not in ("euler", "rk4"):
-            raise ValueError(f"method must be 'euler' or 'rk4', got {method!r}")
+        if method is not None and method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS} or None (automatic), got {method!r}")
+        if isinstance(substeps, bool) or not isinstance(substeps, int | np.integer) or substeps < 1:
+            raise ValueError(f"substeps must be an integer >= 1, got {substeps!r}")
         self._base = {
             "equations": equations,
             "threshold": threshold,
@@ -164,6 +176,9 @@ class NeuronModel:
             "method": method,
             "fast_math": bool(fast_math),
         }
+        if int(substeps) != 1:
+            # Left out when 1, like the Rust spec does, so that cache keys stay as they were.
+            self._base["substeps"] = int(substeps)
         self._variants: dict = {}
         info = self._variant(dt=0.1, dtype="float32", per_neuron=(), per_step=(), record=())
         self.state_variables: tuple = tuple(info["states"])
@@ -173,6 +188,9 @@ class NeuronModel:
         )
         self.subexpressions: tuple = tuple(info["subexpressions"])
         self.constants = dict(self._base["constants"])
+        self.method: str = info["method"]
+        """The integration scheme used: the one given, or the one chosen when ``method=None``."""
+        self.substeps: int = int(substeps)
 
     @staticmethod
     def from_class(cls, method: str = "euler", fast_math: bool = False) -> NeuronModel:
@@ -184,7 +202,7 @@ class NeuronModel:
 
     def __repr__(self):
         states, params = getattr(self, "state_variables", ()), getattr(self, "parameters", ())
-        return f"NeuronModel(states={states}, parameters={params}, method={self._base['method']!r})"
+        return f"NeuronModel(states={states}, parameters={params}, method={getattr(self, 'method', None)!r})"
 
     # -- compilation ------------------------------------------------------------------------
 

@@ -36,7 +36,8 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
         .filter(|(_, i)| **i)
         .map(|(s, _)| (s.var, s.derivative))
         .collect();
-    let increments = increments(&mut arena, &odes, spec.method, spec.dt);
+    let method = spec.method.unwrap_or(crate::spec::Method::Euler);
+    let increments = increments(&mut arena, &odes, method, spec.dt);
     let mut by_var: HashMap<VarId, ExprId> = odes
         .iter()
         .zip(&increments)

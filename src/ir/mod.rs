@@ -1,5 +1,6 @@
 //! The intermediate representation shared by every front end and back end.
 
+pub mod derivative;
 pub mod expr;
 pub mod model;
 pub mod python_model;

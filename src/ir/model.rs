@@ -153,7 +153,10 @@ pub fn lower(spec: &ModelSpec) -> Result<NeuronIr, Diagnostic> {
     let lines = parse_equations(&spec.equations)?;
     let mut cx = Lowering::new(spec, &lines)?;
     cx.lower_all()?;
-    Ok(cx.finish())
+    let ir = cx.finish();
+    // The integration scheme is part of the model: one that does not apply is a model error.
+    crate::integrators::resolve_method(&ir, spec)?;
+    Ok(ir)
 }
 
 struct Lowering<'a> {
@@ -437,9 +440,6 @@ impl<'a> Lowering<'a> {
     /// Stochastic equations: Euler-Maruyama, and each `xi` entering linearly (an additive or
     /// multiplicative term `g(x) * xi`), checked by evaluating the derivatives at random points.
     fn check_noise(&self) -> Result<(), Diagnostic> {
-        if self.spec.method != crate::spec::Method::Euler {
-            return Err(Diagnostic::new("method", "stochastic equations (with xi) are integrated with method='euler' (Euler-Maruyama)"));
-        }
         let mut seed = 0x9E37_79B9_7F4A_7C15u64;
         let mut random = move || {
             seed ^= seed << 13;
@@ -801,6 +801,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
             method: Default::default(),
+            substeps: 1,
             dt: 0.1,
             dtype: Default::default(),
             per_neuron: vec![],

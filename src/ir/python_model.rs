@@ -73,7 +73,7 @@ pub fn lower_python(spec: &ModelSpec, py: &PythonModelSpec) -> Result<NeuronIr, 
             "give either equations or a python_model, not both",
         ));
     }
-    if !matches!(spec.method, Method::Euler | Method::Rk4) {
+    if !matches!(spec.method, None | Some(Method::Euler | Method::Rk4)) {
         return Err(Diagnostic::new(
             "method",
             "model classes are integrated with 'euler' or 'rk4'",
@@ -748,7 +748,8 @@ mod tests {
             reset: None,
             refractory: None,
             constants,
-            method: Method::Euler,
+            method: Some(Method::Euler),
+            substeps: 1,
             dt: 0.1,
             dtype: Default::default(),
             per_neuron: vec![],

@@ -61,3 +61,26 @@ def lif_euler(v0, current, dt, steps, p, refractory_steps):
         lastspike = np.where(spike, s, lastspike)
         spike_steps.append(np.nonzero(spike)[0])
     return v, trace, spike_steps
+
+
+def hh_exponential_euler(current, dt, steps, p, y0=(-65.0, 0.05, 0.6, 0.32)):
+    """Exponential Euler in Brian2's form, in float64: each variable x with dx/dt = A + B x
+    (A, B at the start of the step) becomes -A/B + (x + A/B) exp(B dt). Returns the final state
+    and the number of upward 0 mV crossings."""
+    current = np.asarray(current, dtype=np.float64)
+    v, m, h, n = (np.full_like(current, c) for c in y0)
+    spikes = np.zeros(current.shape, dtype=np.int64)
+
+    def update(x, a, b):
+        ab = a / b
+        return -ab + (x + ab) * np.exp(b * dt)
+
+    for _ in range(steps):
+        am, bm, ah, bh, an, bn = hh_rates(v)
+        g = p["gNa"] * m**3 * h + p["gK"] * n**4 + p["gL"]
+        a_v = (current + p["gNa"] * m**3 * h * p["ENa"] + p["gK"] * n**4 * p["EK"] + p["gL"] * p["EL"]) / p["Cm"]
+        v_new = update(v, a_v, -g / p["Cm"])
+        m, h, n = update(m, am, -(am + bm)), update(h, ah, -(ah + bh)), update(n, an, -(an + bn))
+        spikes += (v <= 0) & (v_new > 0)
+        v = v_new
+    return np.stack([v, m, h, n]), spikes

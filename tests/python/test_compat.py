@@ -17,7 +17,11 @@ def test_compat_handshake_and_one_model_run():
     """XLA calls the handler's metadata handshake when the target is used: a version this jaxlib
     does not accept would fail here."""
     model = sf.NeuronModel(
-        "dv/dt = (I - v) / tau : 1\nI : 1", threshold="v > 1", reset="v = 0", constants={"tau": 10.0}
+        "dv/dt = (I - v) / tau : 1\nI : 1",
+        threshold="v > 1",
+        reset="v = 0",
+        constants={"tau": 10.0},
+        method="euler",
     )
     state = model.init_state(100, I=jnp.linspace(0.0, 3.0, 100))
     new, out = jax.jit(lambda s: model.run(s, dt=0.1, steps=500, record=["v"]))(state)

@@ -8,7 +8,7 @@ import spikeforge as sf
 
 
 def test_shared_parameter_is_one_value_per_population(device):
-    model = sf.NeuronModel("dv/dt = (E - v)/tau : 1\nE : 1 (shared)", constants=dict(tau=10.0))
+    model = sf.NeuronModel("dv/dt = (E - v)/tau : 1\nE : 1 (shared)", constants=dict(tau=10.0), method="euler")
     state = model.init_state(5, dtype=jnp.float64, v=0.0, E=2.0)
     assert state["E"].shape == ()
     new, _ = jax.jit(lambda s: model.run(s, dt=0.1, steps=100))(state)
