@@ -4,7 +4,7 @@
 # and the compatibility tests on jax 0.10.2 (3.11), the tutorials and a quick benchmark run.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export SPIKEFORGE_WITH_PY311=1 SPIKEFORGE_SETUP_EXTRA="nvidia-cuda-nvrtc brian2"
+export SPIKEFORGE_WITH_PY311=1 SPIKEFORGE_SETUP_EXTRA="nvidia-cuda-nvrtc brian2 brainevent"
 bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 export PYO3_PYTHON="$ROOT/.venv/bin/python"
