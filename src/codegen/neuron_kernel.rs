@@ -128,11 +128,49 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
         _ => integrate(&mut arena, &odes),
     };
     let sqrt_dt = arena.constant(spec.dt.sqrt());
-    for (x, g) in integrated.iter_mut().zip(&diffusion) {
-        let kick = arena.mul(sqrt_dt, *g);
-        *x = arena.add(*x, kick);
+    let stochastic_heun = !ir.noise.is_empty() && method == crate::spec::Method::Heun;
+    if stochastic_heun {
+        // Stratonovich Heun (Brian2's `heun` for multiplicative noise), with D = sum_k g_k xi_k:
+        // x* = x + f dt + D sqrt(dt);  x' = x + (f + f*) dt/2 + (D + D*) sqrt(dt)/2, where f*, D*
+        // are evaluated at x* with the same normals.
+        let dt = arena.constant(spec.dt);
+        let support: HashMap<VarId, ExprId> = ir
+            .states
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                let x = arena.var(s.var);
+                let a = arena.mul(dt, drifts[k]);
+                let b = arena.mul(sqrt_dt, diffusion[k]);
+                let xa = arena.add(x, a);
+                (s.var, arena.add(xa, b))
+            })
+            .collect();
+        let half_dt = arena.constant(spec.dt / 2.0);
+        let half_sqrt_dt = arena.constant(spec.dt.sqrt() / 2.0);
+        integrated = ir
+            .states
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                let f_star = arena.substitute(drifts[k], &support);
+                let d_star = arena.substitute(diffusion[k], &support);
+                let x = arena.var(s.var);
+                let fs = arena.add(drifts[k], f_star);
+                let ds = arena.add(diffusion[k], d_star);
+                let a = arena.mul(half_dt, fs);
+                let b = arena.mul(half_sqrt_dt, ds);
+                let xa = arena.add(x, a);
+                arena.add(xa, b)
+            })
+            .collect();
+    } else {
+        for (x, g) in integrated.iter_mut().zip(&diffusion) {
+            let kick = arena.mul(sqrt_dt, *g);
+            *x = arena.add(*x, kick);
+        }
     }
-    if let (true, Some(nr)) = (hold_result, not_ref) {
+    if let (true, Some(nr)) = (hold_result || stochastic_heun, not_ref) {
         for (s, x) in ir.states.iter().zip(integrated.iter_mut()) {
             if clamped(s) {
                 let old = arena.var(s.var);

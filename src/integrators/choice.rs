@@ -28,13 +28,21 @@ pub fn resolve_method(ir: &NeuronIr, spec: &ModelSpec) -> Result<Method, Diagnos
             "substeps must be at least 1 (the number of integration steps per dt)",
         ));
     }
-    // Stochastic equations: Euler-Maruyama (the drift/diffusion split is built for one stage).
+    // Stochastic equations (Brian2's rules): Euler-Maruyama for additive noise, Stratonovich
+    // Heun for multiplicative noise (a noise coefficient that depends on a state variable).
     if !ir.noise.is_empty() {
-        return match spec.method {
-            None | Some(Method::Euler) => Ok(Method::Euler),
-            Some(_) => Err(Diagnostic::new(
+        let multiplicative = multiplicative_noise(ir);
+        return match (spec.method, multiplicative) {
+            (None, false) | (Some(Method::Euler), false) => Ok(Method::Euler),
+            (None, true) | (Some(Method::Heun), _) => Ok(Method::Heun),
+            (Some(Method::Euler), true) => Err(Diagnostic::new(
                 "method",
-                "stochastic equations (with xi) are integrated with method='euler' (Euler-Maruyama)",
+                "'euler' handles additive noise only: a noise coefficient here depends on a state variable",
+            )
+            .suggest("use method='heun' (or leave method unset)")),
+            (Some(_), _) => Err(Diagnostic::new(
+                "method",
+                "stochastic equations (with xi) are integrated with 'euler' (additive noise) or 'heun'",
             )),
         };
     }
@@ -48,6 +56,25 @@ pub fn resolve_method(ir: &NeuronIr, spec: &ModelSpec) -> Result<Method, Diagnos
             .find(|m| applies(ir, *m).is_ok())
             .unwrap_or(Method::Euler)),
     }
+}
+
+/// Whether some `xi`'s coefficient depends on a state variable.
+fn multiplicative_noise(ir: &NeuronIr) -> bool {
+    let mut arena = ir.arena.clone();
+    let zero = arena.constant(0.0);
+    let zeros: std::collections::HashMap<crate::ir::VarId, crate::ir::ExprId> =
+        ir.noise.iter().map(|v| (*v, zero)).collect();
+    let states: Vec<crate::ir::VarId> = ir.states.iter().map(|s| s.var).collect();
+    ir.states.iter().any(|s| {
+        let drift = arena.substitute(s.derivative, &zeros);
+        ir.noise.iter().any(|&xi| {
+            let mut on = zeros.clone();
+            on.insert(xi, arena.constant(1.0));
+            let with = arena.substitute(s.derivative, &on);
+            let g = arena.sub(with, drift);
+            arena.vars_of(g).iter().any(|v| states.contains(v))
+        })
+    })
 }
 
 /// Whether `method` can integrate the model's equations (as written, before the refractory clamp,

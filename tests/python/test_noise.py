@@ -58,9 +58,29 @@ def test_cpu_and_gpu_streams_are_bit_identical():
 
 
 def test_noise_errors():
-    with pytest.raises(sf.ModelError, match="method='euler'"):
+    with pytest.raises(sf.ModelError, match=r"'euler' \(additive noise\) or 'heun'"):
         sf.NeuronModel(OU, constants=dict(tau=10.0, sigma=2.0), method="rk4")
     with pytest.raises(sf.ModelError, match="must enter linearly"):
         sf.NeuronModel("dx/dt = xi**2 : 1")
     with pytest.raises(sf.ModelError, match="can only appear in the equations"):
         sf.NeuronModel("dx/dt = -x : 1", threshold="xi > 1")
+
+
+def test_multiplicative_noise_uses_stratonovich_heun_pathwise(device):
+    """Geometric Brownian motion in Stratonovich form, dx = mu x dt + s x o dW, is solved exactly
+    by x = x0 exp(mu t + s W). W is integrated alongside from the same normals, so Heun's path can
+    be compared with the exact solution path by path (strong error O(dt))."""
+    model = sf.NeuronModel("dx/dt = mu*x + s*x*xi : 1\ndW/dt = xi : 1", constants=dict(mu=0.05, s=0.3))
+    assert model.method == "heun"
+    n, dt, steps = 4000, 0.01, 1000
+    state = model.init_state(n, dtype=jnp.float64, x=1.0, W=0.0, rng_seed=5)
+    new, _ = jax.jit(lambda st: model.run(st, dt=dt, steps=steps))(state)
+    x, w = np.asarray(new["x"]), np.asarray(new["W"])
+    exact = np.exp(0.05 * dt * steps + 0.3 * w)
+    assert np.abs(x / exact - 1).max() < 5e-3
+    assert abs(w.var() / (dt * steps) - 1) < 0.1  # W is a Brownian motion at t = 10
+
+
+def test_euler_refuses_multiplicative_noise():
+    with pytest.raises(sf.ModelError, match="additive noise only"):
+        sf.NeuronModel("dx/dt = x*xi : 1", method="euler")
