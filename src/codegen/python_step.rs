@@ -105,18 +105,7 @@ fn increments(
     let k2 = stage(arena, odes, &k1, dt / 2.0);
     let k3 = stage(arena, odes, &k2, dt / 2.0);
     let k4 = stage(arena, odes, &k3, dt);
-    let two = arena.constant(2.0);
-    let sixth = arena.constant(dt / 6.0);
-    (0..odes.len())
-        .map(|i| {
-            let a = arena.mul(two, k2[i]);
-            let b = arena.mul(two, k3[i]);
-            let s = arena.add(k1[i], a);
-            let s = arena.add(s, b);
-            let s = arena.add(s, k4[i]);
-            arena.mul(sixth, s)
-        })
-        .collect()
+    crate::integrators::rk4_increments(arena, [&k1, &k2, &k3, &k4], dt)
 }
 
 /// The derivatives at `y + h k`.

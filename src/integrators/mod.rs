@@ -196,18 +196,32 @@ fn rk4(arena: &mut ExprArena, problem: &Problem, dt: f64) -> Vec<ExprId> {
     let k3 = derivatives_at(arena, problem, &x3, dt / 2.0);
     let x4 = advance(arena, odes, &k3, dt);
     let k4 = derivatives_at(arena, problem, &x4, dt);
+    let increments = rk4_increments(arena, [&k1, &k2, &k3, &k4], dt);
+    odes.iter()
+        .zip(increments)
+        .map(|(o, inc)| {
+            let x = arena.var(o.var);
+            arena.add(x, inc)
+        })
+        .collect()
+}
+
+/// RK4's weighted increment `dt/6 (k1 + 2 k2 + 2 k3 + k4)` for every variable.
+pub fn rk4_increments(
+    arena: &mut ExprArena,
+    [k1, k2, k3, k4]: [&[ExprId]; 4],
+    dt: f64,
+) -> Vec<ExprId> {
     let two = arena.constant(2.0);
     let sixth = arena.constant(dt / 6.0);
-    (0..odes.len())
+    (0..k1.len())
         .map(|i| {
             let a = arena.mul(two, k2[i]);
             let b = arena.mul(two, k3[i]);
             let s = arena.add(k1[i], a);
             let s = arena.add(s, b);
             let s = arena.add(s, k4[i]);
-            let x = arena.var(odes[i].var);
-            let inc = arena.mul(sixth, s);
-            arena.add(x, inc)
+            arena.mul(sixth, s)
         })
         .collect()
 }
