@@ -22,12 +22,20 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)"; exit 1; }
 
-find_python() {  # $1 = major.minor
-  if command -v pyenv >/dev/null && pyenv versions --bare | grep -q "^$1"; then
-    PYENV_VERSION="$(pyenv versions --bare | grep "^$1" | tail -1)" pyenv which python
-  elif command -v "python$1" >/dev/null; then
-    command -v "python$1"
+find_python() {  # $1 = major.minor: a Python that really runs (pyenv shims may not)
+  local candidates=()
+  if command -v pyenv >/dev/null; then
+    local v; v="$(pyenv versions --bare 2>/dev/null | grep "^$1" | tail -1)"
+    [ -n "$v" ] && candidates+=("$(PYENV_VERSION="$v" pyenv which python 2>/dev/null)")
   fi
+  candidates+=($(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$1"*/bin/python 2>/dev/null | sort -V | tail -1))
+  candidates+=("$(command -v "python$1" 2>/dev/null)")
+  for py in "${candidates[@]}"; do
+    if [ -n "$py" ] && "$py" -c 'import sys' >/dev/null 2>&1; then
+      echo "$py"
+      return
+    fi
+  done
 }
 
 make_venv() {  # $1 = dir, $2 = python version, rest = pip requirements
