@@ -488,8 +488,8 @@ impl ExprArena {
         self.select(near, series, exact)
     }
 
-    /// `B(z) = z / (exp(z) - 1)`: the formula away from 0, the series
-    /// `1 - z/2 + z^2/12 - z^4/720` (error below z^6/30240) where |z| < 0.01.
+    /// `B(z) = z / (exp(z) - 1)`: the formula away from 0, the series `1 - z/2 + z^2/12`
+    /// where |z| < 0.01.
     fn exprel_inverse(&mut self, z: ExprId) -> ExprId {
         let one = self.constant(1.0);
         let minus_one = self.constant(-1.0);
@@ -497,12 +497,10 @@ impl ExprArena {
         let em1 = self.bin(BinOp::Add, e, minus_one);
         // Interned directly: rebuilding it through `bin` would match the pattern again.
         let exact = self.intern(Node::Bin(BinOp::Div, z, em1));
-        let z2 = self.mul(z, z);
-        let c720 = self.constant(-1.0 / 720.0);
+        // B has no odd terms past z: `1 - z/2 + z^2/12` is off by at most z^4/720 (1.4e-11
+        // relative at |z| = 0.01), two fused multiply-adds.
         let c12 = self.constant(1.0 / 12.0);
-        let t = self.mul(c720, z2);
-        let t = self.add(c12, t);
-        let u = self.mul(z, t);
+        let u = self.mul(z, c12);
         let half = self.constant(-0.5);
         let u = self.add(half, u);
         let w = self.mul(z, u);
