@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::expr::{BinOp, ExprArena, ExprId, Func, Ty, VarId};
 use crate::diagnostics::{nearest_names, Diagnostic};
-use crate::frontend::ast::{AssignOp, Ast, BinaryOp, UnaryOp};
+use crate::frontend::ast::{AssignOp, Ast, UnaryOp};
 use crate::frontend::brian::{parse_equations, EquationLine, LineKind};
 use crate::frontend::parser::{parse_expression, parse_statements};
 use crate::spec::{ModelSpec, Refractory};
@@ -595,22 +595,7 @@ impl<'a> Lowering<'a> {
             Ast::Binary(op, l, r, _) => {
                 let (a, ta) = self.expr(l, field, src)?;
                 let (b, tb) = self.expr(r, field, src)?;
-                let bop = match op {
-                    BinaryOp::Add => BinOp::Add,
-                    BinaryOp::Sub => BinOp::Sub,
-                    BinaryOp::Mul => BinOp::Mul,
-                    BinaryOp::Div => BinOp::Div,
-                    BinaryOp::Mod => BinOp::Mod,
-                    BinaryOp::Pow => BinOp::Pow,
-                    BinaryOp::Lt => BinOp::Lt,
-                    BinaryOp::Le => BinOp::Le,
-                    BinaryOp::Gt => BinOp::Gt,
-                    BinaryOp::Ge => BinOp::Ge,
-                    BinaryOp::Eq => BinOp::Eq,
-                    BinaryOp::Ne => BinOp::Ne,
-                    BinaryOp::And => BinOp::And,
-                    BinaryOp::Or => BinOp::Or,
-                };
+                let bop = BinOp::from(*op);
                 if bop.is_logical() {
                     let word = if bop == BinOp::And { "and" } else { "or" };
                     self.require_bool(ta, l, word, field, src)?;

@@ -26,7 +26,7 @@ use super::expr::{BinOp, ExprArena, ExprId, Func, Ty, VarId};
 use super::model::{NeuronIr, RefractoryIr, StateEq, Symbol, SymbolKind};
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
 use crate::frontend::python_ode::{
-    parse_ode, AssignOp, BinaryOp, OdeMethod, PyExpr, Stmt, Target, UnaryOp, FIELD,
+    parse_ode, AssignOp, OdeMethod, PyExpr, Stmt, Target, UnaryOp, FIELD,
 };
 use crate::spec::{Method, ModelSpec, PythonModelSpec};
 
@@ -461,22 +461,7 @@ impl<'a> Lowering<'a> {
             PyExpr::Binary(op, l, r, _) => {
                 let a = self.expr(l, env)?;
                 let b = self.expr(r, env)?;
-                let bop = match op {
-                    BinaryOp::Add => BinOp::Add,
-                    BinaryOp::Sub => BinOp::Sub,
-                    BinaryOp::Mul => BinOp::Mul,
-                    BinaryOp::Div => BinOp::Div,
-                    BinaryOp::Mod => BinOp::Mod,
-                    BinaryOp::Pow => BinOp::Pow,
-                    BinaryOp::Lt => BinOp::Lt,
-                    BinaryOp::Le => BinOp::Le,
-                    BinaryOp::Gt => BinOp::Gt,
-                    BinaryOp::Ge => BinOp::Ge,
-                    BinaryOp::Eq => BinOp::Eq,
-                    BinaryOp::Ne => BinOp::Ne,
-                    BinaryOp::And => BinOp::And,
-                    BinaryOp::Or => BinOp::Or,
-                };
+                let bop = BinOp::from(*op);
                 let (a, b) = if bop.is_logical() {
                     (self.condition(a), self.condition(b))
                 } else {
