@@ -20,6 +20,7 @@ pub mod capi;
 pub mod codegen;
 pub mod diagnostics;
 pub mod frontend;
+pub mod fuzzing;
 pub mod handlers;
 pub mod integrators;
 pub mod ir;
