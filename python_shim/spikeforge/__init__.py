@@ -19,12 +19,15 @@ from .reductions import count_nonzero, population_rate, reduce_max, reduce_mean,
 
 __version__ = _native.version()
 
-__all__ = ["NeuronModel", "ModelError", "RunResult", "XLACustomKernel", "neuron_run_p", "generate"]
-__all__ += ["cuda_kernel", "cuda_callable", "Launch", "CustomKernel", "KernelError", "compile_cuda", "launch_config"]
-__all__ += ["kernel_generator"]
-__all__ += ["brainevent"]
-__all__ += ["reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "count_nonzero", "population_rate"]
-__all__ += ["Model", "PythonModel"]
+__all__ = [
+    # neuron models
+    "NeuronModel", "ModelError", "RunResult", "Model", "PythonModel", "generate", "neuron_run_p",
+    # primitives and custom kernels
+    "XLACustomKernel", "cuda_kernel", "cuda_callable", "Launch", "CustomKernel", "KernelError",
+    "compile_cuda", "launch_config", "kernel_generator", "brainevent",
+    # reductions
+    "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "count_nonzero", "population_rate",
+]  # fmt: skip
 
 
 def generate(model: NeuronModel, target: str = "cuda", **kwargs) -> str:
