@@ -252,6 +252,12 @@ pub fn run_cpu(call: &CallFrame) -> Result<(), FfiError> {
 /// Threads per block: full blocks for large populations, smaller ones when that spreads a small
 /// population over more multiprocessors (a time loop of thousands of steps is latency-bound).
 fn block_size(n: usize, multiprocessors: u32, max_threads: u32) -> u32 {
+    // SPIKEFORGE_BLOCK overrides the choice, for tuning experiments.
+    static OVERRIDE: LazyLock<Option<u32>> =
+        LazyLock::new(|| std::env::var("SPIKEFORGE_BLOCK").ok().and_then(|v| v.parse().ok()));
+    if let Some(b) = *OVERRIDE {
+        return b.clamp(32, max_threads.max(32));
+    }
     let mut block = 256u32.min(max_threads.max(32));
     while block > 32 && (n as u64).div_ceil(block as u64) < 2 * multiprocessors as u64 {
         block /= 2;
