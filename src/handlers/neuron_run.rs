@@ -253,8 +253,11 @@ pub fn run_cpu(call: &CallFrame) -> Result<(), FfiError> {
 /// population over more multiprocessors (a time loop of thousands of steps is latency-bound).
 fn block_size(n: usize, multiprocessors: u32, max_threads: u32) -> u32 {
     // SPIKEFORGE_BLOCK overrides the choice, for tuning experiments.
-    static OVERRIDE: LazyLock<Option<u32>> =
-        LazyLock::new(|| std::env::var("SPIKEFORGE_BLOCK").ok().and_then(|v| v.parse().ok()));
+    static OVERRIDE: LazyLock<Option<u32>> = LazyLock::new(|| {
+        std::env::var("SPIKEFORGE_BLOCK")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
     if let Some(b) = *OVERRIDE {
         return b.clamp(32, max_threads.max(32));
     }
