@@ -31,7 +31,7 @@ step "Python tests, Python 3.12, newest jax (GPU tests run where a GPU is presen
 step "compatibility: Python 3.11, jax 0.10.2, the same library"
 LIB="$(.venv/bin/python -c 'import spikeforge._native as n; print(n.LIBRARY_PATH)')"
 (cd /tmp && SPIKEFORGE_LIBRARY="$LIB" PYTHONPATH="$ROOT/python_shim" "$ROOT/.venv311/bin/python" -m pytest -q \
-  "$ROOT/tests/python/test_compat.py" "$ROOT/tests/python/test_models.py" -k "compat or hh or lif")
+  -p no:logging "$ROOT/tests/python")
 
 step "tutorials"
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/tutorials/run_notebooks.py")
