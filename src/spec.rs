@@ -177,8 +177,6 @@ impl ModelSpec {
 impl ModelSpec {
     /// A stable identity of the spec (sha256 of its canonical JSON), the key of every cache.
     pub fn key(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let digest = Sha256::digest(self.to_json().as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        crate::runtime::cache::sha256_hex(&self.to_json())
     }
 }

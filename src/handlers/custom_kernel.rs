@@ -14,7 +14,7 @@ use std::alloc::{self, Layout};
 use std::ffi::c_void;
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
-use sha2::{Digest, Sha256};
+use crate::runtime::cache::sha256_hex;
 
 use super::kernel_plan::{check_device_limits, DeviceLimits, Plan, Resolved};
 use crate::runtime::cache::Memo;
@@ -34,13 +34,6 @@ struct Prepared {
 }
 
 static PREPARED: LazyLock<Memo<Arc<Prepared>>> = LazyLock::new(Memo::new);
-
-fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 fn prepared(attrs: &Attrs, key: &str) -> Result<Arc<Prepared>, FfiError> {
     PREPARED.get_or_try_insert(key, || {

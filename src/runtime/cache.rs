@@ -55,6 +55,12 @@ pub fn key(parts: &[&[u8]]) -> String {
     hex(&h.finalize())
 }
 
+/// SHA-256 (lower-case hex) of one text, the same digest as Python's `hashlib.sha256`: the key
+/// Python computes for specs and kernel plans and Rust checks.
+pub fn sha256_hex(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
