@@ -1,0 +1,146 @@
+//! Golden kernels: the generated source of every test model, and of every reduction kernel, in
+//! both dialects, committed under `tests/kernels/`. Any change to code generation shows up here as
+//! a diff of generated code, to be read in review and explained in the commit.
+//!
+//! Re-bless after an intended change (writes the files, then the test passes):
+//!
+//! ```sh
+//! SPIKEFORGE_BLESS=1 cargo test --release --test golden_kernels
+//! ```
+//!
+//! (`scripts/bless_kernels.sh` runs exactly that.) A model in `tests/models/` named `x.json` gives
+//! `tests/kernels/x.cu.snap` and `tests/kernels/x.c.snap`; with `"fast_math": false` in the spec, the
+//! fast-math variant is printed too (`x.fast.cu.snap`, ...), since that rewrite changes the DAG.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use spikeforge::codegen::reduction::{self, RDType, ReduceKernel, ReduceOp};
+use spikeforge::codegen::{generate_from_spec, Dialect};
+use spikeforge::spec::ModelSpec;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+/// Golden files end in `.snap` after the dialect's extension (`x.cu.snap`, `x.c.snap`): they are
+/// reference data, not sources of the project (tools that scan the tree for code skip them).
+fn extension(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Cuda => "cu.snap",
+        Dialect::C => "c.snap",
+    }
+}
+
+/// Every golden file's name and expected contents, as the current code generates them.
+fn generated() -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let dir = root().join("tests/models");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/models")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 20, "expected the test models in {dir:?}");
+    for path in paths {
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let spec = ModelSpec::from_json(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{stem}: {e}"));
+        let mut variants = vec![(stem.clone(), spec.clone())];
+        if !spec.fast_math {
+            let mut fast = spec;
+            fast.fast_math = true;
+            variants.push((format!("{stem}.fast"), fast));
+        }
+        for (name, spec) in variants {
+            for dialect in [Dialect::Cuda, Dialect::C] {
+                let kernel = generate_from_spec(&spec, dialect)
+                    .unwrap_or_else(|d| panic!("{name}: {}", d.render()));
+                out.insert(format!("{name}.{}", extension(dialect)), kernel.source);
+            }
+        }
+    }
+    for op in ReduceOp::ALL {
+        for input in RDType::ALL {
+            for output in reduction::allowed_outputs(op, input) {
+                let Ok(k) = ReduceKernel::new(op, input, output) else {
+                    continue;
+                };
+                for dialect in [Dialect::Cuda, Dialect::C] {
+                    let name = format!(
+                        "reduce_{}_{}_{}.{}",
+                        op.name(),
+                        input.name(),
+                        output.name(),
+                        extension(dialect)
+                    );
+                    out.insert(name, reduction::generate(&k, dialect));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The first line where two texts differ, with a few lines of context from each.
+fn first_difference(want: &str, got: &str) -> String {
+    let (w, g): (Vec<&str>, Vec<&str>) = (want.lines().collect(), got.lines().collect());
+    let k = w
+        .iter()
+        .zip(&g)
+        .position(|(a, b)| a != b)
+        .unwrap_or(w.len().min(g.len()));
+    let show = |lines: &[&str]| lines[k.min(lines.len())..(k + 3).min(lines.len())].join("\n");
+    format!(
+        "first difference at line {}:\n--- committed\n{}\n--- generated\n{}",
+        k + 1,
+        show(&w),
+        show(&g)
+    )
+}
+
+#[test]
+fn generated_kernels_match_the_committed_golden_files() {
+    let dir = root().join("tests/kernels");
+    let generated = generated();
+    if std::env::var_os("SPIKEFORGE_BLESS").is_some() {
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !generated.contains_key(&name) {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+        for (name, text) in &generated {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        eprintln!("blessed {} golden kernels in {dir:?}", generated.len());
+        return;
+    }
+    let mut problems = Vec::new();
+    for (name, text) in &generated {
+        match std::fs::read_to_string(dir.join(name)) {
+            Err(_) => problems.push(format!("{name}: not committed")),
+            Ok(want) if &want != text => {
+                problems.push(format!("{name}: {}", first_difference(&want, text)))
+            }
+            Ok(_) => {}
+        }
+    }
+    for entry in std::fs::read_dir(&dir).expect("tests/kernels") {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if !generated.contains_key(&name) {
+            problems.push(format!("{name}: committed but no longer generated"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} golden kernel(s) differ; if the change is intended, run \
+         `SPIKEFORGE_BLESS=1 cargo test --release --test golden_kernels` and explain it in the \
+         commit:\n\n{}",
+        problems.len(),
+        problems.join("\n\n")
+    );
+}
