@@ -3,6 +3,7 @@
 
 use crate::codegen::{generate_from_spec, Dialect};
 use crate::spec::{Method, ModelSpec, Refractory};
+use crate::types::ElemType;
 
 /// Any text, as equations, threshold, reset and refractory (fields separated by 0x1f) and as an
 /// `ode()` body, must give a model or an error that renders, never a panic; a model must
@@ -29,7 +30,7 @@ pub fn frontends(data: &[u8]) {
         method: None,
         substeps: 1,
         dt: 0.1,
-        dtype: Default::default(),
+        dtype: ElemType::F32,
         per_neuron: vec![],
         per_step: vec![],
         record: vec![],

@@ -26,4 +26,5 @@ pub mod integrators;
 pub mod ir;
 pub mod runtime;
 pub mod spec;
+pub mod types;
 pub mod xla;

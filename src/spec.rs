@@ -4,8 +4,10 @@
 //! string attribute on every XLA call, so an XLA executable carries everything needed to rebuild
 //! its kernel in a fresh process.
 
-use serde::{Deserialize, Serialize};
+use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
+
+use crate::types::ElemType;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -14,40 +16,6 @@ pub enum Refractory {
     Duration(f64),
     /// An expression: a duration, or a condition (Brian2: refractory while it holds after a spike).
     Code(String),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum DType {
-    #[default]
-    Float32,
-    Float64,
-}
-
-impl DType {
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::Float32 => "float32",
-            DType::Float64 => "float64",
-        }
-    }
-}
-
-/// A narrower type the state, inputs and traces are stored in; arithmetic stays float32.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Storage {
-    Float16,
-    Bfloat16,
-}
-
-impl Storage {
-    pub fn name(self) -> &'static str {
-        match self {
-            Storage::Float16 => "float16",
-            Storage::Bfloat16 => "bfloat16",
-        }
-    }
 }
 
 /// Integration schemes, named as in Brian2 (see `crate::integrators`).
@@ -79,6 +47,32 @@ impl Method {
             Method::ExponentialEuler => "exponential_euler",
             Method::Exact => "exact",
         }
+    }
+}
+
+fn float32() -> ElemType {
+    ElemType::F32
+}
+
+/// `dtype`: one of [`ElemType::PRECISIONS`].
+fn precision<'de, D: Deserializer<'de>>(d: D) -> Result<ElemType, D::Error> {
+    let t = ElemType::deserialize(d)?;
+    if ElemType::PRECISIONS.contains(&t) {
+        Ok(t)
+    } else {
+        Err(D::Error::custom(format!(
+            "dtype must be float32 or float64, got {t}"
+        )))
+    }
+}
+
+/// `storage`: null or one of [`ElemType::STORAGES`].
+fn storage<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ElemType>, D::Error> {
+    match Option::<ElemType>::deserialize(d)? {
+        Some(t) if !ElemType::STORAGES.contains(&t) => Err(D::Error::custom(format!(
+            "storage must be float16 or bfloat16, got {t}"
+        ))),
+        t => Ok(t),
     }
 }
 
@@ -115,8 +109,9 @@ pub struct ModelSpec {
     #[serde(default = "one_substep", skip_serializing_if = "is_one_substep")]
     pub substeps: u32,
     pub dt: f64,
-    #[serde(default)]
-    pub dtype: DType,
+    /// The precision the kernel computes in: float32 or float64.
+    #[serde(default = "float32", deserialize_with = "precision")]
+    pub dtype: ElemType,
     #[serde(default)]
     pub per_neuron: Vec<String>,
     #[serde(default)]
@@ -126,8 +121,12 @@ pub struct ModelSpec {
     #[serde(default)]
     pub fast_math: bool,
     /// Store real buffers as float16 / bfloat16 (the kernel computes in `dtype`, float32).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage: Option<Storage>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "storage"
+    )]
+    pub storage: Option<ElemType>,
 }
 
 /// A model class with `Default_States`, `Default_Params`, `Default_Inters` and an `ode()`
@@ -175,6 +174,11 @@ impl ModelSpec {
 }
 
 impl ModelSpec {
+    /// The element type of the real buffers: the storage type when there is one, else `dtype`.
+    pub fn buffer_real(&self) -> ElemType {
+        self.storage.unwrap_or(self.dtype)
+    }
+
     /// A stable identity of the spec (sha256 of its canonical JSON), the key of every cache.
     pub fn key(&self) -> String {
         crate::runtime::cache::sha256_hex(&self.to_json())

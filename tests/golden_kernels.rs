@@ -15,9 +15,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use spikeforge::codegen::reduction::{self, RDType, ReduceKernel, ReduceOp};
+use spikeforge::codegen::reduction::{self, ReduceKernel, ReduceOp};
 use spikeforge::codegen::{generate_from_spec, Dialect};
 use spikeforge::spec::ModelSpec;
+use spikeforge::types::ElemType;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
@@ -62,7 +63,7 @@ fn generated() -> BTreeMap<String, String> {
         }
     }
     for op in ReduceOp::ALL {
-        for input in RDType::ALL {
+        for input in ElemType::ALL {
             for output in reduction::allowed_outputs(op, input) {
                 let Ok(k) = ReduceKernel::new(op, input, output) else {
                     continue;

@@ -68,14 +68,15 @@ fn every_generated_cuda_kernel_compiles_for_sm90() {
 /// Every reduction kernel (each op, input and output type) compiles for sm_90.
 #[test]
 fn every_reduction_kernel_compiles_for_sm90() {
-    use spikeforge::codegen::reduction::{generate, RDType, ReduceKernel, ReduceOp};
+    use spikeforge::codegen::reduction::{generate, ReduceKernel, ReduceOp};
+    use spikeforge::types::ElemType;
     if !nvrtc_available() {
         return;
     }
     let mut compiled = 0;
     for op in ReduceOp::ALL {
-        for input in RDType::ALL {
-            for output in RDType::ALL {
+        for input in ElemType::ALL {
+            for output in ElemType::ALL {
                 let Ok(k) = ReduceKernel::new(op, input, output) else {
                     continue;
                 };
@@ -95,12 +96,13 @@ fn every_reduction_kernel_compiles_for_sm90() {
 /// copy bandwidth.
 #[test]
 fn reduction_tile_loads_are_unrolled_into_registers() {
-    use spikeforge::codegen::reduction::{generate, RDType, ReduceKernel, ReduceOp, CUDA_ITEMS};
+    use spikeforge::codegen::reduction::{generate, ReduceKernel, ReduceOp, CUDA_ITEMS};
     use spikeforge::runtime::cuda::compile_ptx;
+    use spikeforge::types::ElemType;
     if !nvrtc_available() {
         return;
     }
-    let k = ReduceKernel::new(ReduceOp::Sum, RDType::F32, RDType::F32).unwrap();
+    let k = ReduceKernel::new(ReduceOp::Sum, ElemType::F32, ElemType::F32).unwrap();
     let ptx = compile_ptx(
         &generate(&k, Dialect::Cuda),
         (9, 0),

@@ -6,7 +6,8 @@ use std::ffi::c_void;
 
 use spikeforge::codegen::{generate_from_spec, Dialect};
 use spikeforge::runtime::cpu::{self, CpuCompileOptions};
-use spikeforge::spec::{DType, Method, ModelSpec};
+use spikeforge::spec::{Method, ModelSpec};
+use spikeforge::types::ElemType;
 
 /// A small deterministic generator (xorshift64*), so failures reproduce from the printed seed.
 struct Rng(u64);
@@ -150,7 +151,7 @@ fn random_expressions_agree_between_generated_c_and_references() {
             method: Some(Method::Euler),
             substeps: 1,
             dt: 1.0,
-            dtype: DType::Float64,
+            dtype: ElemType::F64,
             per_neuron: vec![],
             per_step: vec![],
             record: vec![],

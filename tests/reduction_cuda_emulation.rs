@@ -10,8 +10,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use spikeforge::codegen::reduction::{generate, RDType, ReduceKernel, ReduceOp};
+use spikeforge::codegen::reduction::{generate, ReduceKernel, ReduceOp};
 use spikeforge::codegen::Dialect;
+use spikeforge::types::ElemType;
 
 const SHIM_HEAD: &str = r#"
 #include <barrier>
@@ -169,35 +170,35 @@ fn cuda_reduction_kernels_emulated_on_the_cpu() {
     // Segments: short, empty, several full tiles plus a partial one, one element.
     let lengths = [1000, 0, 3 * 8192 + 17, 1];
     let real = "((double)(h % 1000003) / 1000003.0 - 0.3)";
-    let cases: [(ReduceOp, RDType, RDType, &str, u32); 7] = [
-        (ReduceOp::Sum, RDType::F32, RDType::F32, real, 32),
-        (ReduceOp::Mean, RDType::F64, RDType::F64, real, 64),
-        (ReduceOp::Max, RDType::F32, RDType::F32, real, 32),
+    let cases: [(ReduceOp, ElemType, ElemType, &str, u32); 7] = [
+        (ReduceOp::Sum, ElemType::F32, ElemType::F32, real, 32),
+        (ReduceOp::Mean, ElemType::F64, ElemType::F64, real, 64),
+        (ReduceOp::Max, ElemType::F32, ElemType::F32, real, 32),
         (
             ReduceOp::Min,
-            RDType::I32,
-            RDType::I32,
+            ElemType::I32,
+            ElemType::I32,
             "((long long)(h % 2001) - 1000)",
             32,
         ),
         (
             ReduceOp::Count,
-            RDType::Bool,
-            RDType::I32,
+            ElemType::Bool,
+            ElemType::I32,
             "(h % 3 == 0)",
             32,
         ),
         (
             ReduceOp::Sum,
-            RDType::F16,
-            RDType::F32,
+            ElemType::F16,
+            ElemType::F32,
             "(0x3c00 + (h % 1024))",
             32,
         ),
         (
             ReduceOp::Sum,
-            RDType::I32,
-            RDType::I64,
+            ElemType::I32,
+            ElemType::I64,
             "((long long)(h % 2001) - 1000)",
             1024,
         ),

@@ -3,19 +3,11 @@
 //! Defined once here; the generated kernels, the FFI handler and (through the C ABI) the Python
 //! shim all follow it. docs/DESIGN.md describes it in words.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::ir::{NeuronIr, RefractoryIr, SymbolKind, VarId};
 use crate::spec::ModelSpec;
-
-/// The element type of a buffer, spelled as numpy/XLA spell it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ElemType {
-    Real,
-    Int32,
-    Bool,
-}
+use crate::types::ElemType;
 
 /// The shape of a buffer in terms of the run: `n` neurons (batch folded in), `nb` batch members
 /// of `n_inner` neurons, `steps`, and `n_rec = ceil(steps / record_every)` recordings.
@@ -55,11 +47,23 @@ pub struct Arg {
     /// The identifier used in generated code.
     pub ident: String,
     pub role: Role,
+    /// The type of the buffer's elements: for real numbers the model's dtype, or its storage
+    /// type. The JSON says `"real"` for those (Python asks for the dtype it calls with), else the
+    /// type's name (`"int32"`, `"bool"`).
+    #[serde(serialize_with = "elem_json")]
     pub elem: ElemType,
     pub shape: ShapeKind,
     /// The model variable behind the argument, where there is one.
     #[serde(skip)]
     pub var: Option<VarId>,
+}
+
+fn elem_json<S: Serializer>(elem: &ElemType, s: S) -> Result<S::Ok, S::Error> {
+    if elem.is_float() {
+        s.serialize_str("real")
+    } else {
+        elem.serialize(s)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -133,13 +137,13 @@ pub fn ident(name: &str) -> String {
     }
 }
 
-fn arg(ir: &NeuronIr, v: VarId, role: Role, shape: ShapeKind) -> Arg {
+fn arg(ir: &NeuronIr, v: VarId, role: Role, real: ElemType, shape: ShapeKind) -> Arg {
     let name = ir.symbol(v).name.clone();
     Arg {
         ident: ident(&name),
         name,
         role,
-        elem: ElemType::Real,
+        elem: real,
         shape,
         var: Some(v),
     }
@@ -157,6 +161,8 @@ fn special(name: &str, role: Role, elem: ElemType, shape: ShapeKind) -> Arg {
 }
 
 pub fn layout(ir: &NeuronIr, spec: &ModelSpec) -> Layout {
+    let real = spec.buffer_real();
+    let arg = |v: VarId, role: Role, shape: ShapeKind| arg(ir, v, role, real, shape);
     let states: Vec<VarId> = ir.states.iter().map(|s| s.var).collect();
     let params = ir.vars_of_kind(&SymbolKind::Param);
     let written = ir.written_params();
@@ -165,7 +171,7 @@ pub fn layout(ir: &NeuronIr, spec: &ModelSpec) -> Layout {
         RefractoryIr::Duration(_) => Some(special(
             "lastspike_step",
             Role::LastspikeStep,
-            ElemType::Int32,
+            ElemType::I32,
             ShapeKind::Neuron,
         )),
         RefractoryIr::Condition(_) => Some(special(
@@ -179,7 +185,7 @@ pub fn layout(ir: &NeuronIr, spec: &ModelSpec) -> Layout {
     inputs.extend(
         states
             .iter()
-            .map(|v| arg(ir, *v, Role::State, ShapeKind::Neuron)),
+            .map(|v| arg(*v, Role::State, ShapeKind::Neuron)),
     );
     // A shared parameter has one value per batch member.
     inputs.extend(params.iter().map(|v| {
@@ -188,31 +194,31 @@ pub fn layout(ir: &NeuronIr, spec: &ModelSpec) -> Layout {
         } else {
             ShapeKind::Neuron
         };
-        arg(ir, *v, Role::Param, shape)
+        arg(*v, Role::Param, shape)
     }));
     inputs.extend(refractory.clone());
     inputs.extend(
         ir.vars_of_kind(&SymbolKind::PerNeuronConstant)
             .iter()
-            .map(|v| arg(ir, *v, Role::PerNeuronConstant, ShapeKind::Neuron)),
+            .map(|v| arg(*v, Role::PerNeuronConstant, ShapeKind::Neuron)),
     );
     inputs.extend(
         ir.vars_of_kind(&SymbolKind::PerStep)
             .iter()
-            .map(|v| arg(ir, *v, Role::PerStep, ShapeKind::PerStep)),
+            .map(|v| arg(*v, Role::PerStep, ShapeKind::PerStep)),
     );
     if !ir.noise.is_empty() {
         inputs.push(special(
             "rng_seed",
             Role::Seed,
-            ElemType::Int32,
+            ElemType::I32,
             ShapeKind::Batch,
         ));
     }
     inputs.push(special(
         "t0",
         Role::StartStep,
-        ElemType::Int32,
+        ElemType::I32,
         ShapeKind::Batch,
     ));
 
@@ -220,18 +226,18 @@ pub fn layout(ir: &NeuronIr, spec: &ModelSpec) -> Layout {
     outputs.extend(
         states
             .iter()
-            .map(|v| arg(ir, *v, Role::State, ShapeKind::Neuron)),
+            .map(|v| arg(*v, Role::State, ShapeKind::Neuron)),
     );
     outputs.extend(
         written
             .iter()
-            .map(|v| arg(ir, *v, Role::Param, ShapeKind::Neuron)),
+            .map(|v| arg(*v, Role::Param, ShapeKind::Neuron)),
     );
     outputs.extend(refractory);
     outputs.push(special(
         "spike_count",
         Role::SpikeCount,
-        ElemType::Int32,
+        ElemType::I32,
         ShapeKind::Neuron,
     ));
     for name in &spec.record {
@@ -239,7 +245,7 @@ pub fn layout(ir: &NeuronIr, spec: &ModelSpec) -> Layout {
             name: format!("trace:{name}"),
             ident: format!("sf_trace_{}", ident(name)),
             role: Role::Trace,
-            elem: ElemType::Real,
+            elem: real,
             shape: ShapeKind::Trace,
             var: ir.lookup(name),
         });

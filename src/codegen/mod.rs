@@ -7,7 +7,7 @@ pub mod python_step;
 pub mod random;
 pub mod reduction;
 
-pub use layout::{Arg, ElemType, Layout, Role, ShapeKind};
+pub use layout::{Arg, Layout, Role, ShapeKind};
 pub use neuron_kernel::{generate, GeneratedKernel, ENTRY};
 pub use printer::Dialect;
 

@@ -9,11 +9,12 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use super::layout::{ident, layout, Arg, ElemType, Layout, Role, ShapeKind};
-use super::printer::{literal, prelude, real_type, Dialect, Printer};
+use super::layout::{ident, layout, Arg, Layout, Role, ShapeKind};
+use super::printer::{literal, prelude, Dialect, Printer};
 use crate::integrators::{self, Ode};
 use crate::ir::{ExprArena, ExprId, NeuronIr, RefractoryIr, SymbolKind, VarId};
 use crate::spec::ModelSpec;
+use crate::types::ElemType;
 
 /// The name of the generated entry point in both dialects.
 pub const ENTRY: &str = "sf_neuron_run";
@@ -314,42 +315,34 @@ struct KernelWriter<'a> {
 
 impl KernelWriter<'_> {
     fn real(&self) -> &'static str {
-        real_type(self.spec.dtype)
+        self.spec.dtype.c_type()
     }
 
-    /// The type of a buffer element: reals in the storage type when there is one.
-    fn elem_type(&self, e: ElemType) -> &'static str {
-        match e {
-            ElemType::Real if self.spec.storage.is_some() => "uint16_t",
-            ElemType::Real => self.real(),
-            ElemType::Int32 => "int32_t",
-            ElemType::Bool => "bool",
-        }
-    }
-
-    /// The type of a per-neuron value inside the kernel (lane arrays, registers): truth values
-    /// become the dialect's vectorisable boolean type.
+    /// The type of a per-neuron value inside the kernel (lane arrays, registers): reals in the
+    /// model's precision, truth values in the dialect's vectorisable boolean type.
     fn local_type(&self, e: ElemType) -> &'static str {
         match e {
             ElemType::Bool => self.dialect.bool_type(),
-            ElemType::Real => self.real(),
-            e => self.elem_type(e),
+            e if e.is_float() => self.real(),
+            e => e.c_type(),
         }
     }
 
     /// A buffer element read as a kernel value (converted from the storage type).
     fn load(&self, a: &Arg, element: &str) -> String {
-        match (a.elem, self.spec.storage) {
-            (ElemType::Real, Some(_)) => format!("sf_load({element})"),
-            _ => element.to_string(),
+        if ElemType::STORAGES.contains(&a.elem) {
+            format!("sf_load({element})")
+        } else {
+            element.to_string()
         }
     }
 
     /// A kernel value written to a buffer element of `a` (converted to the storage type).
     fn store(&self, a: &Arg, value: &str) -> String {
-        match (a.elem, self.spec.storage) {
-            (ElemType::Real, Some(_)) => format!("sf_store({value})"),
-            _ => value.to_string(),
+        if ElemType::STORAGES.contains(&a.elem) {
+            format!("sf_store({value})")
+        } else {
+            value.to_string()
         }
     }
 
@@ -591,16 +584,12 @@ impl KernelWriter<'_> {
         for a in &self.layout.inputs {
             params.push(format!(
                 "const {}* {restrict} in_{}",
-                self.elem_type(a.elem),
+                a.elem.c_type(),
                 a.ident
             ));
         }
         for a in &self.layout.outputs {
-            params.push(format!(
-                "{}* {restrict} out_{}",
-                self.elem_type(a.elem),
-                a.ident
-            ));
+            params.push(format!("{}* {restrict} out_{}", a.elem.c_type(), a.ident));
         }
         params
     }
@@ -634,7 +623,7 @@ impl KernelWriter<'_> {
                     let _ = writeln!(
                         s,
                         "    const {}* __restrict__ sf_step_{1} = in_{1} + sf_b * (int64_t) sf_steps * sf_n_inner + sf_j;",
-                        self.elem_type(a.elem),
+                        a.elem.c_type(),
                         a.ident
                     );
                 }
@@ -665,7 +654,7 @@ impl KernelWriter<'_> {
             let _ = writeln!(
                 s,
                 "    {}* sf_rec_{} = out_{} + sf_b * (int64_t) sf_n_rec * sf_n_inner + sf_j;",
-                self.elem_type(t.elem),
+                t.elem.c_type(),
                 t.ident,
                 t.ident
             );
@@ -730,7 +719,7 @@ impl KernelWriter<'_> {
         );
         s.push_str("    const int64_t sf_n_inner = sf_dims[0], sf_steps = sf_dims[1], sf_rec_every = sf_dims[2], sf_n_rec = sf_dims[3];\n");
         for (k, a) in self.layout.inputs.iter().enumerate() {
-            let t = self.elem_type(a.elem);
+            let t = a.elem.c_type();
             let _ = writeln!(
                 s,
                 "    const {t}* restrict in_{} = (const {t}*) sf_in[{k}];",
@@ -738,7 +727,7 @@ impl KernelWriter<'_> {
             );
         }
         for (k, a) in self.layout.outputs.iter().enumerate() {
-            let t = self.elem_type(a.elem);
+            let t = a.elem.c_type();
             let _ = writeln!(s, "    {t}* restrict out_{} = ({t}*) sf_out[{k}];", a.ident);
         }
         s.push_str("    for (int64_t sf_c0 = sf_start; sf_c0 < sf_end;) {\n");
@@ -803,7 +792,7 @@ impl KernelWriter<'_> {
             let _ = writeln!(
                 s,
                 "            const {}* sf_row_{1} = in_{1} + (sf_b * sf_steps + sf_s) * sf_n_inner + sf_j0;\n            for (int sf_l = 0; sf_l < sf_w; ++sf_l) {1}[sf_l] = {2};",
-                self.elem_type(a.elem),
+                a.elem.c_type(),
                 a.ident,
                 self.load(a, &format!("sf_row_{}[sf_l]", a.ident))
             );

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use crate::ir::{BinOp, ExprArena, ExprId, Func, Node, Ty, VarId};
-use crate::spec::DType;
+use crate::types::ElemType;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
@@ -44,18 +44,11 @@ impl Dialect {
     }
 }
 
-/// The C type of a real number in a kernel of this precision.
-pub fn real_type(dtype: DType) -> &'static str {
-    match dtype {
-        DType::Float32 => "float",
-        DType::Float64 => "double",
-    }
-}
-
 /// A literal of the kernel's precision: f32 kernels get `f`-suffixed literals so that no
 /// arithmetic is silently promoted to double.
-pub fn literal(v: f64, dtype: DType) -> String {
-    let suffix = if dtype == DType::Float32 { "f" } else { "" };
+pub fn literal(v: f64, precision: ElemType) -> String {
+    let single = precision == ElemType::F32;
+    let suffix = if single { "f" } else { "" };
     if v.is_nan() {
         return format!("(0.0{suffix} / 0.0{suffix})");
     }
@@ -63,9 +56,10 @@ pub fn literal(v: f64, dtype: DType) -> String {
         let sign = if v < 0.0 { "-" } else { "" };
         return format!("({sign}1.0{suffix} / 0.0{suffix})");
     }
-    let text = match dtype {
-        DType::Float32 => format!("{:?}", v as f32),
-        DType::Float64 => format!("{v:?}"),
+    let text = if single {
+        format!("{:?}", v as f32)
+    } else {
+        format!("{v:?}")
     };
     // Rust prints 1e-7 and 1.5e20: valid C, but give integers-looking values a decimal point.
     let text = if text.contains(['.', 'e', 'E']) {
@@ -77,18 +71,18 @@ pub fn literal(v: f64, dtype: DType) -> String {
 }
 
 /// The name of a math function for the precision (`expf` for f32, `exp` for f64).
-pub fn math_fn(name: &str, dtype: DType) -> String {
-    match dtype {
-        DType::Float32 => format!("{name}f"),
-        DType::Float64 => name.to_string(),
+pub fn math_fn(name: &str, precision: ElemType) -> String {
+    if precision == ElemType::F32 {
+        format!("{name}f")
+    } else {
+        name.to_string()
     }
 }
 
 /// Conversions between float32 and a 16-bit storage type (bit patterns held in `uint16_t`):
 /// bfloat16 by bit manipulation (round to nearest even, NaN kept quiet), float16 by the
 /// hardware conversion (PTX `cvt`, or GCC's `_Float16`).
-pub fn storage_conversions(dialect: Dialect, storage: crate::spec::Storage) -> String {
-    use crate::spec::Storage;
+pub fn storage_conversions(dialect: Dialect, storage: ElemType) -> String {
     let q = dialect.inline_fn();
     let (as_bits, from_bits) = match dialect {
         Dialect::Cuda => ("__float_as_uint(f)", "__uint_as_float"),
@@ -102,7 +96,7 @@ pub fn storage_conversions(dialect: Dialect, storage: crate::spec::Storage) -> S
         ));
     }
     match (storage, dialect) {
-        (Storage::Bfloat16, _) => out.push_str(&format!(
+        (ElemType::BF16, _) => out.push_str(&format!(
             "{q} float sf_load(uint16_t h) {{ return {from_bits}(((uint32_t) h) << 16); }}\n\
              {q} uint16_t sf_store(float f) {{\n\
              \x20   uint32_t u = {as_bits};\n\
@@ -110,21 +104,22 @@ pub fn storage_conversions(dialect: Dialect, storage: crate::spec::Storage) -> S
              \x20   return (uint16_t) ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);\n\
              }}\n"
         )),
-        (Storage::Float16, Dialect::Cuda) => out.push_str(&format!(
+        (ElemType::F16, Dialect::Cuda) => out.push_str(&format!(
             "{q} float sf_load(uint16_t h) {{ float f; asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(f) : \"h\"(h)); return f; }}\n\
              {q} uint16_t sf_store(float f) {{ uint16_t h; asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(h) : \"f\"(f)); return h; }}\n"
         )),
-        (Storage::Float16, Dialect::C) => out.push_str(&format!(
+        (ElemType::F16, Dialect::C) => out.push_str(&format!(
             "{q} float sf_load(uint16_t h) {{ union {{ _Float16 f; uint16_t u; }} x; x.u = h; return (float) x.f; }}\n\
              {q} uint16_t sf_store(float f) {{ union {{ _Float16 f; uint16_t u; }} x; x.f = (_Float16) f; return x.u; }}\n"
         )),
+        (other, _) => unreachable!("{other} is not a storage type (the spec checks it)"),
     }
     out
 }
 
 /// Helper functions every generated file may call.
-pub fn prelude(dialect: Dialect, dtype: DType) -> String {
-    let t = real_type(dtype);
+pub fn prelude(dialect: Dialect, dtype: ElemType) -> String {
+    let t = dtype.c_type();
     let floor = math_fn("floor", dtype);
     let simd = if dialect == Dialect::C {
         SIMD_MATH_DECLARATIONS
@@ -177,7 +172,8 @@ const P_SELECT: u8 = 20;
 
 pub struct Printer<'a> {
     pub arena: &'a ExprArena,
-    pub dtype: DType,
+    /// The precision the DAG is computed in (float32 or float64).
+    pub dtype: ElemType,
     pub dialect: Dialect,
     /// How a variable of the DAG is spelled at this place of the kernel.
     pub var_name: &'a dyn Fn(VarId) -> String,
@@ -224,7 +220,7 @@ impl Printer<'_> {
                 let (text, _) = self.expr(id, &names);
                 let ty = match self.arena.ty(id) {
                     Ty::Bool => self.dialect.bool_type(),
-                    Ty::Real => real_type(self.dtype),
+                    Ty::Real => self.dtype.c_type(),
                 };
                 let name = format!("{temp_prefix}{}", names.len());
                 let _ = writeln!(out, "{indent}const {ty} {name} = {text};");
@@ -415,11 +411,11 @@ mod tests {
 
     #[test]
     fn f32_literals_are_suffixed() {
-        assert_eq!(literal(0.1, DType::Float32), "0.1f");
-        assert_eq!(literal(-65.0, DType::Float32), "-65.0f");
-        assert_eq!(literal(1e-7, DType::Float32), "1e-7f");
-        assert_eq!(literal(0.1, DType::Float64), "0.1");
-        assert_eq!(literal(3.0, DType::Float64), "3.0");
+        assert_eq!(literal(0.1, ElemType::F32), "0.1f");
+        assert_eq!(literal(-65.0, ElemType::F32), "-65.0f");
+        assert_eq!(literal(1e-7, ElemType::F32), "1e-7f");
+        assert_eq!(literal(0.1, ElemType::F64), "0.1");
+        assert_eq!(literal(3.0, ElemType::F64), "3.0");
     }
 
     #[test]
@@ -442,7 +438,7 @@ mod tests {
         };
         let p = Printer {
             arena: &a,
-            dtype: DType::Float32,
+            dtype: ElemType::F32,
             dialect: Dialect::Cuda,
             var_name: &names,
         };

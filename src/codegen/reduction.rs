@@ -37,9 +37,10 @@
 //! constant of the XLA program. The kernels clamp every index they derive from it, so even a
 //! corrupt table cannot make them read or write out of bounds (the CPU handler also validates it).
 
-use std::fmt::{self, Write};
+use std::fmt::Write;
 
 use super::printer::Dialect;
+use crate::types::ElemType;
 
 /// Elements per tile (pass 1). The same on both platforms so that one table serves both.
 pub const TILE: usize = 8192;
@@ -93,61 +94,12 @@ impl ReduceOp {
     }
 }
 
-/// The element types reductions read and write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RDType {
-    Bool,
-    I32,
-    I64,
-    F16,
-    BF16,
-    F32,
-    F64,
-}
-
-impl RDType {
-    pub const ALL: [RDType; 7] = [
-        RDType::Bool,
-        RDType::I32,
-        RDType::I64,
-        RDType::F16,
-        RDType::BF16,
-        RDType::F32,
-        RDType::F64,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            RDType::Bool => "bool",
-            RDType::I32 => "int32",
-            RDType::I64 => "int64",
-            RDType::F16 => "float16",
-            RDType::BF16 => "bfloat16",
-            RDType::F32 => "float32",
-            RDType::F64 => "float64",
-        }
-    }
-
-    /// The storage type in both dialects (halves are raw bits, converted by hand: no headers).
-    fn storage(self) -> &'static str {
-        match self {
-            RDType::Bool => "uint8_t",
-            RDType::I32 => "int32_t",
-            RDType::I64 => "int64_t",
-            RDType::F16 | RDType::BF16 => "uint16_t",
-            RDType::F32 => "float",
-            RDType::F64 => "double",
-        }
-    }
-
-    pub fn is_float(self) -> bool {
-        matches!(self, RDType::F16 | RDType::BF16 | RDType::F32 | RDType::F64)
-    }
-}
-
-impl fmt::Display for RDType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+/// The C type a reduction buffer holds: an element's bits, with no headers (C's `bool` needs
+/// `<stdbool.h>`, so truth values are bytes).
+fn storage(t: ElemType) -> &'static str {
+    match t {
+        ElemType::Bool => "uint8_t",
+        t => t.c_type(),
     }
 }
 
@@ -155,14 +107,14 @@ impl fmt::Display for RDType {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ReduceKernel {
     pub op: ReduceOp,
-    pub input: RDType,
-    pub output: RDType,
+    pub input: ElemType,
+    pub output: ElemType,
 }
 
 impl ReduceKernel {
     /// Checks that `output` is a result type of `op` on `input`; the error says which are.
-    pub fn new(op: ReduceOp, input: RDType, output: RDType) -> Result<ReduceKernel, String> {
-        if input == RDType::I64 {
+    pub fn new(op: ReduceOp, input: ElemType, output: ElemType) -> Result<ReduceKernel, String> {
+        if input == ElemType::I64 {
             return Err(format!(
                 "{} of int64 is not supported (inputs: bool, int32, float16, bfloat16, float32, float64)",
                 op.name()
@@ -196,8 +148,8 @@ impl ReduceKernel {
             ReduceOp::Sum | ReduceOp::Mean if self.input.is_float() => "double",
             ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Count => "int64_t",
             ReduceOp::Max | ReduceOp::Min => match self.input {
-                RDType::F64 => "double",
-                RDType::F16 | RDType::BF16 | RDType::F32 => "float",
+                ElemType::F64 => "double",
+                ElemType::F16 | ElemType::BF16 | ElemType::F32 => "float",
                 _ => "int32_t",
             },
         }
@@ -214,8 +166,8 @@ impl ReduceKernel {
 
 /// The output types `op` may produce from `input` (the first is what numpy/jax produce by default
 /// without x64; halves produce float32, which Python casts back).
-pub fn allowed_outputs(op: ReduceOp, input: RDType) -> Vec<RDType> {
-    use RDType::*;
+pub fn allowed_outputs(op: ReduceOp, input: ElemType) -> Vec<ElemType> {
+    use ElemType::*;
     match op {
         ReduceOp::Sum if input.is_float() => match input {
             F64 => vec![F64],
@@ -260,8 +212,8 @@ pub fn generate(k: &ReduceKernel, dialect: Dialect) -> String {
     let _ = writeln!(
         s,
         "typedef {} in_t;\ntypedef {} out_t;\ntypedef {acc} acc_t;\n#define SF_TILE {TILE}\n",
-        k.input.storage(),
-        k.output.storage()
+        storage(k.input),
+        storage(k.output)
     );
 
     // Bit casts for the half conversions.
@@ -284,15 +236,15 @@ pub fn generate(k: &ReduceKernel, dialect: Dialect) -> String {
 
     // Load: one input element as the accumulator type.
     let load = match (k.op, k.input) {
-        (ReduceOp::Count, RDType::F16) => "(acc_t)((x & 0x7fffu) != 0u)".to_string(),
-        (ReduceOp::Count, RDType::BF16) => "(acc_t)((x & 0x7fffu) != 0u)".to_string(),
+        (ReduceOp::Count, ElemType::F16) => "(acc_t)((x & 0x7fffu) != 0u)".to_string(),
+        (ReduceOp::Count, ElemType::BF16) => "(acc_t)((x & 0x7fffu) != 0u)".to_string(),
         (ReduceOp::Count, _) => "(acc_t)(x != 0)".to_string(),
-        (_, RDType::F16) => "(acc_t)sf_f16_to_float(x)".to_string(),
-        (_, RDType::BF16) => "(acc_t)sf_bits_to_float((uint32_t)x << 16)".to_string(),
-        (_, RDType::Bool) => "(acc_t)(x != 0)".to_string(),
+        (_, ElemType::F16) => "(acc_t)sf_f16_to_float(x)".to_string(),
+        (_, ElemType::BF16) => "(acc_t)sf_bits_to_float((uint32_t)x << 16)".to_string(),
+        (_, ElemType::Bool) => "(acc_t)(x != 0)".to_string(),
         _ => "(acc_t)x".to_string(),
     };
-    if k.input == RDType::F16 {
+    if k.input == ElemType::F16 {
         let _ = writeln!(
             s,
             "/* IEEE binary16 -> float, exactly (subnormals included). */\n\
@@ -312,8 +264,8 @@ pub fn generate(k: &ReduceKernel, dialect: Dialect) -> String {
         ReduceOp::Max | ReduceOp::Min => {
             let cmp = if k.op == ReduceOp::Max { ">" } else { "<" };
             let identity = match (k.op, acc) {
-                (ReduceOp::Max, "int32_t") if k.input == RDType::Bool => "0".to_string(),
-                (ReduceOp::Min, "int32_t") if k.input == RDType::Bool => "1".to_string(),
+                (ReduceOp::Max, "int32_t") if k.input == ElemType::Bool => "0".to_string(),
+                (ReduceOp::Min, "int32_t") if k.input == ElemType::Bool => "1".to_string(),
                 (ReduceOp::Max, "int32_t") => "(-2147483647 - 1)".to_string(),
                 (ReduceOp::Min, "int32_t") => "2147483647".to_string(),
                 (ReduceOp::Max, _) => "(-1.0 / 0.0)".to_string(),
@@ -333,7 +285,7 @@ pub fn generate(k: &ReduceKernel, dialect: Dialect) -> String {
     );
     let finalize = match k.op {
         ReduceOp::Mean => format!("len > 0 ? (out_t)((double)a / (double)len) : (out_t){nan}"),
-        ReduceOp::Max | ReduceOp::Min if k.input == RDType::Bool => "(out_t)(a != 0)".to_string(),
+        ReduceOp::Max | ReduceOp::Min if k.input == ElemType::Bool => "(out_t)(a != 0)".to_string(),
         _ => "(out_t)a".to_string(),
     };
     let _ = writeln!(
@@ -555,20 +507,20 @@ mod tests {
 
     #[test]
     fn output_types_follow_the_rules() {
-        assert!(ReduceKernel::new(ReduceOp::Sum, RDType::F32, RDType::F32).is_ok());
-        assert!(ReduceKernel::new(ReduceOp::Sum, RDType::Bool, RDType::I64).is_ok());
-        let e = ReduceKernel::new(ReduceOp::Mean, RDType::F32, RDType::I32).unwrap_err();
+        assert!(ReduceKernel::new(ReduceOp::Sum, ElemType::F32, ElemType::F32).is_ok());
+        assert!(ReduceKernel::new(ReduceOp::Sum, ElemType::Bool, ElemType::I64).is_ok());
+        let e = ReduceKernel::new(ReduceOp::Mean, ElemType::F32, ElemType::I32).unwrap_err();
         assert!(e.contains("allowed: float32"), "{e}");
-        assert!(ReduceKernel::new(ReduceOp::Sum, RDType::I64, RDType::I64).is_err());
+        assert!(ReduceKernel::new(ReduceOp::Sum, ElemType::I64, ElemType::I64).is_err());
     }
 
     #[test]
     fn accumulators() {
         let k = |op, i, o| ReduceKernel::new(op, i, o).unwrap().accumulator();
-        assert_eq!(k(ReduceOp::Sum, RDType::F32, RDType::F32), "double");
-        assert_eq!(k(ReduceOp::Sum, RDType::I32, RDType::I32), "int64_t");
-        assert_eq!(k(ReduceOp::Max, RDType::BF16, RDType::F32), "float");
-        assert_eq!(k(ReduceOp::Count, RDType::F64, RDType::I32), "int64_t");
+        assert_eq!(k(ReduceOp::Sum, ElemType::F32, ElemType::F32), "double");
+        assert_eq!(k(ReduceOp::Sum, ElemType::I32, ElemType::I32), "int64_t");
+        assert_eq!(k(ReduceOp::Max, ElemType::BF16, ElemType::F32), "float");
+        assert_eq!(k(ReduceOp::Count, ElemType::F64, ElemType::I32), "int64_t");
     }
 
     #[test]
@@ -587,8 +539,8 @@ mod tests {
     #[test]
     fn every_kernel_generates_in_both_dialects() {
         for op in ReduceOp::ALL {
-            for input in RDType::ALL {
-                for output in RDType::ALL {
+            for input in ElemType::ALL {
+                for output in ElemType::ALL {
                     let Ok(k) = ReduceKernel::new(op, input, output) else {
                         continue;
                     };

@@ -7,11 +7,11 @@
 use std::ffi::c_void;
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
-use crate::codegen::{self, Dialect, ElemType, Layout, ShapeKind};
+use crate::codegen::{self, Dialect, Layout, ShapeKind};
 use crate::ir::NeuronIr;
 use crate::runtime::cache::Memo;
 use crate::runtime::{cpu, cuda, RuntimeError};
-use crate::spec::{DType, ModelSpec, Storage};
+use crate::spec::ModelSpec;
 use crate::xla::{Attrs, CallFrame, DataType, FfiError};
 
 /// A model spec resolved once per process: the IR to generate from and the argument layout.
@@ -58,17 +58,6 @@ struct Run {
     n_rec: usize,
     inputs: Vec<*mut c_void>,
     outputs: Vec<*mut c_void>,
-}
-
-fn data_type(elem: ElemType, spec: &ModelSpec) -> DataType {
-    match (elem, spec.storage, spec.dtype) {
-        (ElemType::Real, Some(Storage::Float16), _) => DataType::F16,
-        (ElemType::Real, Some(Storage::Bfloat16), _) => DataType::BF16,
-        (ElemType::Real, None, DType::Float32) => DataType::F32,
-        (ElemType::Real, None, DType::Float64) => DataType::F64,
-        (ElemType::Int32, _, _) => DataType::S32,
-        (ElemType::Bool, _, _) => DataType::Pred,
-    }
 }
 
 fn decode(call: &CallFrame, p: &Prepared, attrs: &Attrs) -> Result<Run, FfiError> {
@@ -136,13 +125,13 @@ fn decode(call: &CallFrame, p: &Prepared, attrs: &Attrs) -> Result<Run, FfiError
     let mut inputs = Vec::with_capacity(layout.inputs.len());
     for (k, a) in layout.inputs.iter().enumerate() {
         let b = call.arg(k)?;
-        b.expect(&a.name, data_type(a.elem, &p.spec), &dims_of(a.shape))?;
+        b.expect(&a.name, DataType::from(a.elem), &dims_of(a.shape))?;
         inputs.push(b.data);
     }
     let mut outputs = Vec::with_capacity(layout.outputs.len());
     for (k, a) in layout.outputs.iter().enumerate() {
         let b = call.ret(k)?;
-        b.expect(&a.name, data_type(a.elem, &p.spec), &dims_of(a.shape))?;
+        b.expect(&a.name, DataType::from(a.elem), &dims_of(a.shape))?;
         outputs.push(b.data);
     }
     Ok(Run {

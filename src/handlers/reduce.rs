@@ -17,26 +17,14 @@ use std::ffi::c_void;
 use std::sync::{Arc, LazyLock};
 
 use crate::codegen::reduction::{
-    self, RDType, ReduceKernel, ReduceOp, CUDA_BLOCK, CUDA_FINISH_MAX_BLOCK, ENTRY_FINISH,
-    ENTRY_TILES, TILE,
+    self, ReduceKernel, ReduceOp, CUDA_BLOCK, CUDA_FINISH_MAX_BLOCK, ENTRY_FINISH, ENTRY_TILES,
+    TILE,
 };
 use crate::codegen::Dialect;
 use crate::runtime::cache::Memo;
 use crate::runtime::{cpu, cuda, RuntimeError};
+use crate::types::ElemType;
 use crate::xla::{Buffer, CallFrame, DataType, FfiError};
-
-fn rdtype(dtype: DataType) -> Option<RDType> {
-    Some(match dtype {
-        DataType::Pred => RDType::Bool,
-        DataType::S32 => RDType::I32,
-        DataType::S64 => RDType::I64,
-        DataType::F16 => RDType::F16,
-        DataType::BF16 => RDType::BF16,
-        DataType::F32 => RDType::F32,
-        DataType::F64 => RDType::F64,
-        _ => return None,
-    })
-}
 
 /// One call, decoded and checked.
 struct Call<'a> {
@@ -76,13 +64,13 @@ fn decode<'a>(call: &CallFrame<'a>) -> Result<Call<'a>, FfiError> {
     let x = call.arg(0)?;
     let table = call.arg(1)?;
     let out = call.ret(0)?;
-    let input = rdtype(x.dtype).ok_or_else(|| {
+    let input = ElemType::try_from(x.dtype).map_err(|_| {
         FfiError::invalid_argument(format!(
             "argument 'x': {} is not supported (bool, int32, float16, bfloat16, float32, float64)",
             x.dtype
         ))
     })?;
-    let output = rdtype(out.dtype).ok_or_else(|| {
+    let output = ElemType::try_from(out.dtype).map_err(|_| {
         FfiError::invalid_argument(format!("result 'out': {} is not supported", out.dtype))
     })?;
     let kernel = ReduceKernel::new(op, input, output).map_err(FfiError::invalid_argument)?;
@@ -331,7 +319,7 @@ mod tests {
     /// between calls (as `parallel_chunks` may split them between threads).
     #[test]
     fn c_sum_matches_float64_and_ignores_the_chunking() {
-        let k = ReduceKernel::new(ReduceOp::Sum, RDType::F32, RDType::F32).unwrap();
+        let k = ReduceKernel::new(ReduceOp::Sum, ElemType::F32, ElemType::F32).unwrap();
         let kernel = c_kernel(&k).expect("a C compiler");
         let lengths = [1000, 0, 3 * TILE + 17];
         let n: usize = lengths.iter().sum();

@@ -433,6 +433,7 @@ mod tests {
     use super::*;
     use crate::ir::lower;
     use crate::spec::Refractory;
+    use crate::types::ElemType;
 
     fn spec(equations: &str, method: Option<Method>) -> ModelSpec {
         ModelSpec {
@@ -447,7 +448,7 @@ mod tests {
             method,
             substeps: 1,
             dt: 0.1,
-            dtype: Default::default(),
+            dtype: ElemType::F32,
             per_neuron: vec![],
             per_step: vec![],
             record: vec![],

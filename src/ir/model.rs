@@ -12,6 +12,7 @@ use crate::frontend::ast::{AssignOp, Ast, UnaryOp};
 use crate::frontend::brian::{parse_equations, EquationLine, LineKind};
 use crate::frontend::parser::{parse_expression, parse_statements};
 use crate::spec::{ModelSpec, Refractory};
+use crate::types::ElemType;
 
 /// What a name in the model stands for, and so how a kernel gets its value.
 #[derive(Clone, Debug, PartialEq)]
@@ -141,11 +142,25 @@ pub fn lower(spec: &ModelSpec) -> Result<NeuronIr, Diagnostic> {
             format!("dt must be a positive number, got {}", spec.dt),
         ));
     }
-    if spec.storage.is_some() && spec.dtype != crate::spec::DType::Float32 {
+    if !ElemType::PRECISIONS.contains(&spec.dtype) {
         return Err(Diagnostic::new(
             "dtype",
-            "float16 / bfloat16 storage computes in float32: use dtype float32",
+            format!("dtype must be float32 or float64, got {}", spec.dtype),
         ));
+    }
+    if let Some(storage) = spec.storage {
+        if !ElemType::STORAGES.contains(&storage) {
+            return Err(Diagnostic::new(
+                "storage",
+                format!("storage must be float16 or bfloat16, got {storage}"),
+            ));
+        }
+        if spec.dtype != ElemType::F32 {
+            return Err(Diagnostic::new(
+                "dtype",
+                "float16 / bfloat16 storage computes in float32: use dtype float32",
+            ));
+        }
     }
     if let Some(py) = &spec.python_model {
         return super::python_model::lower_python(spec, py);
@@ -788,7 +803,7 @@ mod tests {
             method: Default::default(),
             substeps: 1,
             dt: 0.1,
-            dtype: Default::default(),
+            dtype: ElemType::F32,
             per_neuron: vec![],
             per_step: vec![],
             record: vec!["v".into()],

@@ -702,6 +702,7 @@ fn quote_self(names: &[String]) -> String {
 mod tests {
     use super::*;
     use crate::spec::PythonState;
+    use crate::types::ElemType;
 
     fn spec(
         source: &str,
@@ -736,7 +737,7 @@ mod tests {
             method: Some(Method::Euler),
             substeps: 1,
             dt: 0.1,
-            dtype: Default::default(),
+            dtype: ElemType::F32,
             per_neuron: vec![],
             per_step: vec![],
             record: vec![],

@@ -24,6 +24,7 @@ use std::mem::offset_of;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
+mod elem_type;
 pub mod result;
 pub mod safe;
 pub mod sys;
