@@ -58,7 +58,7 @@ pub(crate) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 fn with_spec(json_text: &str, f: impl FnOnce(ModelSpec) -> Value) -> Value {
     match ModelSpec::from_json(json_text) {
         Ok(spec) => f(spec),
-        Err(e) => error_json("spec", e),
+        Err(e) => error_json("spec", e.to_string()),
     }
 }
 

@@ -3,7 +3,6 @@
 
 use crate::codegen::{generate_from_spec, Dialect};
 use crate::spec::{Method, ModelSpec, Refractory};
-use crate::types::ElemType;
 
 /// Any text, as equations, threshold, reset and refractory (fields separated by 0x1f) and as an
 /// `ode()` body, must give a model or an error that renders, never a panic; a model must
@@ -19,25 +18,11 @@ pub fn frontends(data: &[u8]) {
     let threshold = field(parts.next());
     let reset = field(parts.next());
     let refractory = field(parts.next()).map(Refractory::Code);
-    let spec = ModelSpec {
-        equations,
-        threshold,
-        reset,
-        refractory,
-        constants: [("tau".to_string(), 10.0), ("v_th".to_string(), -50.0)]
-            .into_iter()
-            .collect(),
-        method: None,
-        substeps: 1,
-        dt: 0.1,
-        dtype: ElemType::F32,
-        per_neuron: vec![],
-        per_step: vec![],
-        record: vec![],
-        fast_math: false,
-        storage: None,
-        python_model: None,
-    };
+    let mut spec =
+        ModelSpec::from_equations(equations, 0.1).constants([("tau", 10.0), ("v_th", -50.0)]);
+    spec.threshold = threshold;
+    spec.reset = reset;
+    spec.refractory = refractory;
     match crate::ir::lower(&spec) {
         Err(d) => {
             let _ = d.render();

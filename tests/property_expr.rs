@@ -142,23 +142,9 @@ fn random_expressions_agree_between_generated_c_and_references() {
     for case in 0..24 {
         let g = expr(&mut rng, 4);
         // One Euler step of size 1 from v = 0 gives v = expr(x, y).
-        let spec = ModelSpec {
-            equations: format!("dv/dt = {} : 1\nx : 1\ny : 1", g.text),
-            threshold: None,
-            reset: None,
-            refractory: None,
-            constants: Default::default(),
-            method: Some(Method::Euler),
-            substeps: 1,
-            dt: 1.0,
-            dtype: ElemType::F64,
-            per_neuron: vec![],
-            per_step: vec![],
-            record: vec![],
-            fast_math: false,
-            storage: None,
-            python_model: None,
-        };
+        let spec = ModelSpec::from_equations(format!("dv/dt = {} : 1\nx : 1\ny : 1", g.text), 1.0)
+            .method(Method::Euler)
+            .dtype(ElemType::F64);
         let ir = spikeforge::ir::lower(&spec)
             .unwrap_or_else(|d| panic!("case {case} (seed {seed}): {d}\n{}", g.text));
         let kernel = generate_from_spec(&spec, Dialect::C).unwrap();

@@ -152,7 +152,7 @@ class PythonModel(NeuronModel):
         self.inputs = tuple(inputs)
         self._where = (name, filename, first_line)
         self._base = {
-            "python_model": {
+            "model_class": {
                 "class_name": name,
                 "source": source,
                 "states": [{"name": k, "min": lo, "max": hi} for k, (_, lo, hi) in states.items()],

@@ -131,7 +131,7 @@ mod tests {
     use crate::spec::ModelSpec;
 
     const OIZUMI: &str = r#"{
-        "python_model": {
+        "model_class": {
             "class_name": "Oizumi",
             "source": "def ode(self, input=0, f=1.):\n    \"\"\"\n    Arguments:\n        input (bool): spike indicator.\n    \"\"\"\n    self.p = self.pmax * np.exp(-self.Kpre * f)\n    self.d_N = (self.N0 - self.N) ** 2 / self.tauN0\n    self.d_g = -self.g / self.tauO\n\n    if input == 1:\n        self.NT = self.N*self.p\n        self.g += self.NT*self.q\n        self.N -= self.NT\n    else:\n        self.NT = 0\n",
             "states": [{"name": "N", "min": 0, "max": 51}, {"name": "g", "min": 0, "max": 1000}],

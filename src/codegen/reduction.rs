@@ -37,7 +37,7 @@
 //! constant of the XLA program. The kernels clamp every index they derive from it, so even a
 //! corrupt table cannot make them read or write out of bounds (the CPU handler also validates it).
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
 
 use super::printer::Dialect;
 use crate::types::ElemType;
@@ -103,6 +103,45 @@ fn storage(t: ElemType) -> &'static str {
     }
 }
 
+/// A reduction that spikeforge does not generate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceError {
+    /// An input type no reduction reads (int64).
+    UnsupportedInput { op: ReduceOp, input: ElemType },
+    /// An output type that is not a result type of `op` on `input` ([`allowed_outputs`]).
+    UnsupportedOutput {
+        op: ReduceOp,
+        input: ElemType,
+        output: ElemType,
+    },
+}
+
+impl fmt::Display for ReduceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ReduceError::UnsupportedInput { op, input } => write!(
+                f,
+                "{} of {input} is not supported (inputs: bool, int32, float16, bfloat16, float32, float64)",
+                op.name()
+            ),
+            ReduceError::UnsupportedOutput { op, input, output } => {
+                let names: Vec<&str> = allowed_outputs(op, input)
+                    .iter()
+                    .map(|d| d.name())
+                    .collect();
+                write!(
+                    f,
+                    "{} of {input} cannot produce {output} (allowed: {})",
+                    op.name(),
+                    names.join(", ")
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ReduceError {}
+
 /// One reduction kernel: what it computes, what it reads, what it writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ReduceKernel {
@@ -113,21 +152,16 @@ pub struct ReduceKernel {
 
 impl ReduceKernel {
     /// Checks that `output` is a result type of `op` on `input`; the error says which are.
-    pub fn new(op: ReduceOp, input: ElemType, output: ElemType) -> Result<ReduceKernel, String> {
+    pub fn new(
+        op: ReduceOp,
+        input: ElemType,
+        output: ElemType,
+    ) -> Result<ReduceKernel, ReduceError> {
         if input == ElemType::I64 {
-            return Err(format!(
-                "{} of int64 is not supported (inputs: bool, int32, float16, bfloat16, float32, float64)",
-                op.name()
-            ));
+            return Err(ReduceError::UnsupportedInput { op, input });
         }
-        let allowed = allowed_outputs(op, input);
-        if !allowed.contains(&output) {
-            let names: Vec<&str> = allowed.iter().map(|d| d.name()).collect();
-            return Err(format!(
-                "{} of {input} cannot produce {output} (allowed: {})",
-                op.name(),
-                names.join(", ")
-            ));
+        if !allowed_outputs(op, input).contains(&output) {
+            return Err(ReduceError::UnsupportedOutput { op, input, output });
         }
         Ok(ReduceKernel { op, input, output })
     }
@@ -461,42 +495,104 @@ pub fn segment_table(lengths: &[usize]) -> Vec<i64> {
     offsets
 }
 
+/// What is wrong with a segment table, in the user's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableError {
+    /// The table does not have `2 (n_segments + 1)` entries.
+    Size {
+        nseg: usize,
+        len: usize,
+    },
+    /// The element or tile offsets do not start at 0.
+    FirstOffset,
+    NegativeLength {
+        segment: usize,
+        len: i64,
+    },
+    /// A segment's tile count is not `ceil(len / TILE)`.
+    TilesDoNotMatch {
+        segment: usize,
+        len: i64,
+    },
+    /// The segments cover `covered` elements, the input has `n`.
+    Coverage {
+        covered: i64,
+        n: usize,
+    },
+    /// The table counts `tiles` tiles, the call's attribute `n_tiles`.
+    TileCount {
+        tiles: i64,
+        n_tiles: usize,
+    },
+}
+
+impl fmt::Display for TableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            TableError::Size { nseg, len } => write!(
+                f,
+                "expected {} entries for {nseg} segments, got {len}",
+                2 * (nseg + 1)
+            ),
+            TableError::FirstOffset => f.write_str("the first offset must be 0"),
+            TableError::NegativeLength { segment, len } => {
+                write!(f, "segment {segment} has negative length {len}")
+            }
+            TableError::TilesDoNotMatch { segment, len } => write!(
+                f,
+                "segment {segment}: tile offsets do not match its length {len}"
+            ),
+            TableError::Coverage { covered, n } => {
+                write!(f, "the segments cover {covered} elements but x has {n}")
+            }
+            TableError::TileCount { tiles, n_tiles } => write!(
+                f,
+                "the table has {tiles} tiles, attribute 'n_tiles' says {n_tiles}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TableError {}
+
 /// Checks a segment table (as read from an input buffer) against the number of elements and
-/// tiles; the error says what is wrong, in the user's terms.
-pub fn validate_table(table: &[i64], nseg: usize, n: usize, ntiles: usize) -> Result<(), String> {
+/// tiles.
+pub fn validate_table(
+    table: &[i64],
+    nseg: usize,
+    n: usize,
+    ntiles: usize,
+) -> Result<(), TableError> {
     if table.len() != 2 * (nseg + 1) {
-        return Err(format!(
-            "expected {} entries for {nseg} segments, got {}",
-            2 * (nseg + 1),
-            table.len()
-        ));
+        return Err(TableError::Size {
+            nseg,
+            len: table.len(),
+        });
     }
     let (offsets, tiles) = table.split_at(nseg + 1);
     if offsets[0] != 0 || tiles[0] != 0 {
-        return Err("the first offset must be 0".into());
+        return Err(TableError::FirstOffset);
     }
-    for s in 0..nseg {
-        let len = offsets[s + 1] - offsets[s];
+    for segment in 0..nseg {
+        let len = offsets[segment + 1] - offsets[segment];
         if len < 0 {
-            return Err(format!("segment {s} has negative length {len}"));
+            return Err(TableError::NegativeLength { segment, len });
         }
-        if tiles[s + 1] - tiles[s] != (len as u64).div_ceil(TILE as u64) as i64 {
-            return Err(format!(
-                "segment {s}: tile offsets do not match its length {len}"
-            ));
+        if tiles[segment + 1] - tiles[segment] != (len as u64).div_ceil(TILE as u64) as i64 {
+            return Err(TableError::TilesDoNotMatch { segment, len });
         }
     }
     if offsets[nseg] != n as i64 {
-        return Err(format!(
-            "the segments cover {} elements but x has {n}",
-            offsets[nseg]
-        ));
+        return Err(TableError::Coverage {
+            covered: offsets[nseg],
+            n,
+        });
     }
     if tiles[nseg] != ntiles as i64 {
-        return Err(format!(
-            "the table has {} tiles, attribute 'n_tiles' says {ntiles}",
-            tiles[nseg]
-        ));
+        return Err(TableError::TileCount {
+            tiles: tiles[nseg],
+            n_tiles: ntiles,
+        });
     }
     Ok(())
 }
@@ -509,7 +605,9 @@ mod tests {
     fn output_types_follow_the_rules() {
         assert!(ReduceKernel::new(ReduceOp::Sum, ElemType::F32, ElemType::F32).is_ok());
         assert!(ReduceKernel::new(ReduceOp::Sum, ElemType::Bool, ElemType::I64).is_ok());
-        let e = ReduceKernel::new(ReduceOp::Mean, ElemType::F32, ElemType::I32).unwrap_err();
+        let e = ReduceKernel::new(ReduceOp::Mean, ElemType::F32, ElemType::I32)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("allowed: float32"), "{e}");
         assert!(ReduceKernel::new(ReduceOp::Sum, ElemType::I64, ElemType::I64).is_err());
     }
@@ -528,7 +626,7 @@ mod tests {
         let t = segment_table(&[3, 0, TILE + 1]);
         assert_eq!(t, vec![0, 3, 3, TILE as i64 + 4, 0, 1, 1, 3]);
         assert!(validate_table(&t, 3, TILE + 4, 3).is_ok());
-        let e = validate_table(&t, 3, TILE + 5, 3).unwrap_err();
+        let e = validate_table(&t, 3, TILE + 5, 3).unwrap_err().to_string();
         assert!(e.contains("cover"), "{e}");
         let mut bad = t.clone();
         bad[2] = 2;

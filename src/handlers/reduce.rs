@@ -73,7 +73,8 @@ fn decode<'a>(call: &CallFrame<'a>) -> Result<Call<'a>, FfiError> {
     let output = ElemType::try_from(out.dtype).map_err(|_| {
         FfiError::invalid_argument(format!("result 'out': {} is not supported", out.dtype))
     })?;
-    let kernel = ReduceKernel::new(op, input, output).map_err(FfiError::invalid_argument)?;
+    let kernel = ReduceKernel::new(op, input, output)
+        .map_err(|e| FfiError::invalid_argument(e.to_string()))?;
     // int64 entries carried as little-endian int32 pairs (JAX without x64 has no int64 arrays).
     let nseg = match (table.dtype, table.dims) {
         (DataType::S32, [2, m]) if *m >= 2 && *m % 2 == 0 => (*m / 2 - 1) as usize,

@@ -13,7 +13,7 @@ use crate::diagnostics::{Diagnostic, Span};
 use crate::frontend::ast::{Ast, BinaryOp, UnaryOp};
 use crate::frontend::brian::{parse_equations, EquationLine, LineKind};
 use crate::ir::{NeuronIr, SymbolKind};
-use crate::spec::{Method, ModelSpec};
+use crate::spec::{Dynamics, Method, ModelSpec};
 
 /// Brian2's default for equations without noise: `method=('exact', 'euler', 'heun')`, the first
 /// that applies. Euler applies to every deterministic system, so heun is never reached here.
@@ -133,6 +133,10 @@ fn explain(ir: &NeuronIr, spec: &ModelSpec, method: Method, why: &NotIntegrable)
         ),
     };
     let of_name = name(of);
+    let equations = match &spec.dynamics {
+        Dynamics::Equations(text) => text.as_str(),
+        Dynamics::ModelClass(_) => "",
+    };
     let requirement = match method {
         Method::ExponentialEuler => {
             "'exponential_euler' needs every equation to be linear in its own variable"
@@ -152,7 +156,7 @@ fn explain(ir: &NeuronIr, spec: &ModelSpec, method: Method, why: &NotIntegrable)
             "equations",
             format!("{requirement}: the term '{text}' in d{of_name}/dt {problem}"),
         )
-        .at(&spec.equations, span)
+        .at(equations, span)
         .suggest(suggestion),
         None => {
             let mut d = Diagnostic::new(
@@ -160,11 +164,11 @@ fn explain(ir: &NeuronIr, spec: &ModelSpec, method: Method, why: &NotIntegrable)
                 format!("{requirement}: d{of_name}/dt {problem}"),
             )
             .suggest(suggestion);
-            if let Some(line) = parse_equations(&spec.equations)
+            if let Some(line) = parse_equations(equations)
                 .ok()
                 .and_then(|ls| ls.into_iter().find(|l| l.name == of_name))
             {
-                d = d.at(&spec.equations, line.name_span);
+                d = d.at(equations, line.name_span);
             }
             d
         }
@@ -198,7 +202,10 @@ struct Locator<'a> {
 
 /// The span and text of the term that stops `method` in `d<of>/dt`, if the syntax shows one.
 fn locate(spec: &ModelSpec, ir: &NeuronIr, method: Method, of: &str) -> Option<(Span, String)> {
-    let lines = parse_equations(&spec.equations).ok()?;
+    let Dynamics::Equations(equations) = &spec.dynamics else {
+        return None;
+    };
+    let lines = parse_equations(equations).ok()?;
     let states: Vec<String> = ir
         .states
         .iter()
@@ -218,7 +225,7 @@ fn locate(spec: &ModelSpec, ir: &NeuronIr, method: Method, of: &str) -> Option<(
         .collect();
     numbers.insert("dt".into());
     let mut loc = Locator {
-        src: &spec.equations,
+        src: equations,
         lines: &lines,
         linear,
         numbers,
@@ -433,28 +440,13 @@ mod tests {
     use super::*;
     use crate::ir::lower;
     use crate::spec::Refractory;
-    use crate::types::ElemType;
 
     fn spec(equations: &str, method: Option<Method>) -> ModelSpec {
-        ModelSpec {
-            equations: equations.into(),
-            threshold: None,
-            reset: None,
-            refractory: None,
-            constants: [("tau", 10.0), ("E", -65.0)]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-            method,
-            substeps: 1,
-            dt: 0.1,
-            dtype: ElemType::F32,
-            per_neuron: vec![],
-            per_step: vec![],
-            record: vec![],
-            fast_math: false,
-            storage: None,
-            python_model: None,
+        let spec =
+            ModelSpec::from_equations(equations, 0.1).constants([("tau", 10.0), ("E", -65.0)]);
+        match method {
+            Some(m) => spec.method(m),
+            None => spec,
         }
     }
 

@@ -11,7 +11,7 @@ use crate::diagnostics::{nearest_names, Diagnostic};
 use crate::frontend::ast::{AssignOp, Ast, UnaryOp};
 use crate::frontend::brian::{parse_equations, EquationLine, LineKind};
 use crate::frontend::parser::{parse_expression, parse_statements};
-use crate::spec::{ModelSpec, Refractory};
+use crate::spec::{Dynamics, ModelSpec, Refractory};
 use crate::types::ElemType;
 
 /// What a name in the model stands for, and so how a kernel gets its value.
@@ -82,7 +82,7 @@ pub struct NeuronIr {
     /// Noise symbols (`xi`, `xi_*`) in order of first use.
     pub noise: Vec<VarId>,
     pub dt: f64,
-    /// Set for a model class (`spec.python_model`): how `ode()`'s direct assignments and bounds
+    /// Set for a model class (`spec.dynamics`): how `ode()`'s direct assignments and bounds
     /// enter the step. `states` then holds every stored variable, integrated or not.
     pub python: Option<super::python_model::PythonOde>,
 }
@@ -162,11 +162,12 @@ pub fn lower(spec: &ModelSpec) -> Result<NeuronIr, Diagnostic> {
             ));
         }
     }
-    if let Some(py) = &spec.python_model {
-        return super::python_model::lower_python(spec, py);
-    }
-    let lines = parse_equations(&spec.equations)?;
-    let mut cx = Lowering::new(spec, &lines)?;
+    let equations = match &spec.dynamics {
+        Dynamics::ModelClass(class) => return super::python_model::lower_python(spec, class),
+        Dynamics::Equations(text) => text.as_str(),
+    };
+    let lines = parse_equations(equations)?;
+    let mut cx = Lowering::new(spec, equations, &lines)?;
     cx.lower_all()?;
     let ir = cx.finish();
     // The integration scheme is part of the model: one that does not apply is a model error.
@@ -176,6 +177,7 @@ pub fn lower(spec: &ModelSpec) -> Result<NeuronIr, Diagnostic> {
 
 struct Lowering<'a> {
     spec: &'a ModelSpec,
+    equations: &'a str,
     lines: &'a [EquationLine],
     arena: ExprArena,
     symbols: Vec<Symbol>,
@@ -192,9 +194,14 @@ struct Lowering<'a> {
 }
 
 impl<'a> Lowering<'a> {
-    fn new(spec: &'a ModelSpec, lines: &'a [EquationLine]) -> Result<Self, Diagnostic> {
+    fn new(
+        spec: &'a ModelSpec,
+        equations: &'a str,
+        lines: &'a [EquationLine],
+    ) -> Result<Self, Diagnostic> {
         let mut cx = Lowering {
             spec,
+            equations,
             lines,
             arena: ExprArena::new(),
             symbols: Vec::new(),
@@ -216,7 +223,7 @@ impl<'a> Lowering<'a> {
             {
                 return Err(
                     Diagnostic::new("equations", format!("'{n}' is a reserved name"))
-                        .at(&spec.equations, line.name_span)
+                        .at(equations, line.name_span)
                         .suggest(format!(
                             "reserved: {}, and names starting with '_' or 'sf_'",
                             RESERVED_NAMES.join(", ")
@@ -257,7 +264,7 @@ impl<'a> Lowering<'a> {
                     "equations",
                     "only parameters ('x : unit') can be shared",
                 )
-                .at(&spec.equations, span));
+                .at(equations, span));
             }
             let v = cx.add_symbol(&line.name, kind, &line.unit);
             cx.symbols[v as usize].shared = line.has_flag("shared");
@@ -293,7 +300,7 @@ impl<'a> Lowering<'a> {
     }
 
     fn lower_all(&mut self) -> Result<(), Diagnostic> {
-        let src = &self.spec.equations;
+        let src = self.equations;
         for line in self.lines {
             match line.kind {
                 LineKind::Differential => {
@@ -400,7 +407,7 @@ impl<'a> Lowering<'a> {
                     "equations",
                     "'(unless refractory)' needs a refractory period",
                 )
-                .at(&self.spec.equations, span)
+                .at(self.equations, span)
                 .suggest(
                     "give refractory= a duration (e.g. 2.0) or a condition (e.g. 'v > -20')",
                 ));
@@ -532,11 +539,11 @@ impl<'a> Lowering<'a> {
                 field,
                 format!("cyclic subexpressions: {}", cycle.join(" -> ")),
             )
-            .at(&self.spec.equations, line.name_span));
+            .at(self.equations, line.name_span));
         }
         self.in_progress.push(name.to_string());
         let ast = line.expr.as_ref().unwrap();
-        let (e, _) = self.expr(ast, "equations", &self.spec.equations)?;
+        let (e, _) = self.expr(ast, "equations", self.equations)?;
         self.in_progress.pop();
         let _ = src;
         if line.has_flag("constant over dt") {
@@ -545,7 +552,7 @@ impl<'a> Lowering<'a> {
                     "equations",
                     "a 'constant over dt' subexpression must be a number",
                 )
-                .at(&self.spec.equations, line.name_span));
+                .at(self.equations, line.name_span));
             }
             let unit = line.unit.clone();
             let v = self.add_symbol(name, SymbolKind::HeldSubexpression, &unit);
@@ -783,33 +790,21 @@ mod tests {
     use crate::spec::ModelSpec;
 
     pub(crate) fn lif_spec() -> ModelSpec {
-        ModelSpec {
-            equations: "dv/dt = (v_rest - v + R*I) / tau : volt (unless refractory)\nI : amp"
-                .into(),
-            python_model: None,
-            threshold: Some("v > v_th".into()),
-            reset: Some("v = v_reset".into()),
-            refractory: Some(Refractory::Duration(2.0)),
-            constants: [
-                ("v_rest", -65.0),
-                ("R", 1.0),
-                ("tau", 10.0),
-                ("v_th", -50.0),
-                ("v_reset", -65.0),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-            method: Default::default(),
-            substeps: 1,
-            dt: 0.1,
-            dtype: ElemType::F32,
-            per_neuron: vec![],
-            per_step: vec![],
-            record: vec!["v".into()],
-            fast_math: false,
-            storage: None,
-        }
+        ModelSpec::from_equations(
+            "dv/dt = (v_rest - v + R*I) / tau : volt (unless refractory)\nI : amp",
+            0.1,
+        )
+        .threshold("v > v_th")
+        .reset("v = v_reset")
+        .refractory(2.0)
+        .constants([
+            ("v_rest", -65.0),
+            ("R", 1.0),
+            ("tau", 10.0),
+            ("v_th", -50.0),
+            ("v_reset", -65.0),
+        ])
+        .record(["v"])
     }
 
     #[test]
@@ -836,7 +831,8 @@ mod tests {
     #[test]
     fn unknown_name_suggests_nearest() {
         let mut s = lif_spec();
-        s.equations = "dv/dt = (v_rest - v + R*I) / tauu : volt\nI : amp".into();
+        s.dynamics =
+            Dynamics::Equations("dv/dt = (v_rest - v + R*I) / tauu : volt\nI : amp".into());
         s.refractory = None;
         let e = lower(&s).unwrap_err();
         assert!(e.message.contains("unknown name 'tauu'"), "{}", e.render());
@@ -847,7 +843,7 @@ mod tests {
     #[test]
     fn cyclic_subexpressions_are_reported() {
         let mut s = lif_spec();
-        s.equations = "dv/dt = a : 1\na = b + 1 : 1\nb = a * 2 : 1".into();
+        s.dynamics = Dynamics::Equations("dv/dt = a : 1\na = b + 1 : 1\nb = a * 2 : 1".into());
         s.refractory = None;
         let e = lower(&s).unwrap_err();
         assert!(
@@ -866,7 +862,7 @@ mod tests {
             .message
             .contains("must be a condition"));
         let mut s = lif_spec();
-        s.equations = "dv/dt = (v > 0) * 2 : 1\nI : 1".into();
+        s.dynamics = Dynamics::Equations("dv/dt = (v > 0) * 2 : 1\nI : 1".into());
         s.refractory = None;
         assert!(lower(&s)
             .unwrap_err()

@@ -28,7 +28,7 @@ use crate::diagnostics::{nearest_names, Diagnostic, Span};
 use crate::frontend::python_ode::{
     parse_ode, AssignOp, OdeMethod, PyExpr, Stmt, Target, UnaryOp, FIELD,
 };
-use crate::spec::{Method, ModelSpec, PythonModelSpec};
+use crate::spec::{Method, ModelClassSpec, ModelSpec};
 
 /// What a model class's `ode()` computes besides derivatives, per entry of `NeuronIr::states`
 /// (the class's states in order, then its internals).
@@ -54,7 +54,7 @@ enum Binding {
 /// Locals under their name, attributes under `self.<name>`.
 type Env = BTreeMap<String, Binding>;
 
-pub fn lower_python(spec: &ModelSpec, py: &PythonModelSpec) -> Result<NeuronIr, Diagnostic> {
+pub fn lower_python(spec: &ModelSpec, py: &ModelClassSpec) -> Result<NeuronIr, Diagnostic> {
     for (what, given) in [
         ("threshold", spec.threshold.is_some()),
         ("reset", spec.reset.is_some()),
@@ -66,12 +66,6 @@ pub fn lower_python(spec: &ModelSpec, py: &PythonModelSpec) -> Result<NeuronIr, 
                 format!("a model class has no {what}: ode() describes the whole model"),
             ));
         }
-    }
-    if !spec.equations.trim().is_empty() {
-        return Err(Diagnostic::new(
-            "equations",
-            "give either equations or a python_model, not both",
-        ));
     }
     if !matches!(spec.method, None | Some(Method::Euler | Method::Rk4)) {
         return Err(Diagnostic::new(
@@ -88,7 +82,7 @@ pub fn lower_python(spec: &ModelSpec, py: &PythonModelSpec) -> Result<NeuronIr, 
 
 struct Lowering<'a> {
     spec: &'a ModelSpec,
-    py: &'a PythonModelSpec,
+    py: &'a ModelClassSpec,
     src: &'a str,
     arena: ExprArena,
     symbols: Vec<Symbol>,
@@ -103,7 +97,7 @@ struct Lowering<'a> {
 impl<'a> Lowering<'a> {
     fn new(
         spec: &'a ModelSpec,
-        py: &'a PythonModelSpec,
+        py: &'a ModelClassSpec,
         method: &'a OdeMethod,
     ) -> Result<Self, Diagnostic> {
         let mut cx = Lowering {
@@ -138,7 +132,7 @@ impl<'a> Lowering<'a> {
             for name in names {
                 if let Some(prev) = seen.insert(name, group) {
                     let d = Diagnostic::new(
-                        "python_model",
+                        "model_class",
                         format!(
                             "'{name}' is both in {prev} and in {group}: give them different names"
                         ),
@@ -150,7 +144,7 @@ impl<'a> Lowering<'a> {
                 }
                 if name.starts_with("sf_") || name.starts_with("__") || name.is_empty() {
                     return Err(Diagnostic::new(
-                        "python_model",
+                        "model_class",
                         format!("'{name}' is a reserved name (names starting with 'sf_' or '__')"),
                     ));
                 }
@@ -160,7 +154,7 @@ impl<'a> Lowering<'a> {
             if let (Some(lo), Some(hi)) = (s.min, s.max) {
                 if lo > hi {
                     return Err(Diagnostic::new(
-                        "python_model",
+                        "model_class",
                         format!("the bounds of '{}' are empty: min {lo} > max {hi}", s.name),
                     ));
                 }
@@ -701,8 +695,7 @@ fn quote_self(names: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::PythonState;
-    use crate::types::ElemType;
+    use crate::spec::Dynamics;
 
     fn spec(
         source: &str,
@@ -711,39 +704,15 @@ mod tests {
         params: &[(&str, f64)],
         args: &[(&str, f64)],
     ) -> ModelSpec {
-        let mut constants: BTreeMap<String, f64> =
-            params.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-        constants.extend(args.iter().map(|(k, v)| (k.to_string(), *v)));
-        ModelSpec {
-            equations: String::new(),
-            python_model: Some(PythonModelSpec {
-                class_name: "Test".into(),
-                source: source.into(),
-                states: states
-                    .iter()
-                    .map(|(n, lo, hi)| PythonState {
-                        name: n.to_string(),
-                        min: *lo,
-                        max: *hi,
-                    })
-                    .collect(),
-                internals: internals.iter().map(|s| s.to_string()).collect(),
-                params: params.iter().map(|(k, _)| k.to_string()).collect(),
-            }),
-            threshold: None,
-            reset: None,
-            refractory: None,
-            constants,
-            method: Some(Method::Euler),
-            substeps: 1,
-            dt: 0.1,
-            dtype: ElemType::F32,
-            per_neuron: vec![],
-            per_step: vec![],
-            record: vec![],
-            fast_math: false,
-            storage: None,
+        let mut class = ModelClassSpec::new("Test", source)
+            .internals(internals.iter().copied())
+            .params(params.iter().map(|(k, _)| *k));
+        for (name, lo, hi) in states {
+            class = class.state(*name, *lo, *hi);
         }
+        ModelSpec::from_class(class, 0.1)
+            .constants(params.iter().chain(args).copied())
+            .method(Method::Euler)
     }
 
     const OIZUMI: &str = "def ode(self, input=0, f=1.):\n    self.p = self.pmax * np.exp(-self.Kpre * f)\n    self.d_N = (self.N0 - self.N) ** 2 / self.tauN0\n    self.d_g = -self.g / self.tauO\n\n    if input == 1:\n        self.NT = self.N*self.p\n        self.g += self.NT*self.q\n        self.N -= self.NT\n    else:\n        self.NT = 0\n";
@@ -909,7 +878,10 @@ mod tests {
                 }
             }
             let mut spec = base.clone();
-            spec.python_model.as_mut().unwrap().source = s.into_iter().collect();
+            let Dynamics::ModelClass(class) = &mut spec.dynamics else {
+                unreachable!("oizumi() is a model class")
+            };
+            class.source = s.into_iter().collect();
             match crate::ir::lower(&spec) {
                 Ok(ir) => {
                     let _ = crate::codegen::generate(&ir, &spec, crate::codegen::Dialect::C);
