@@ -421,8 +421,8 @@ mod tests {
     #[test]
     fn shared_nodes_become_temporaries_and_grouping_is_kept() {
         let mut a = ExprArena::new();
-        let v = a.var(0);
-        let w = a.var(1);
+        let v = a.var(VarId(0));
+        let w = a.var(VarId(1));
         let s = a.sub(v, w);
         let e = a.call(Func::Exp, s);
         let r1 = a.mul(e, v);
@@ -430,7 +430,7 @@ mod tests {
         let bw = a.sub(w, v);
         let r3 = a.sub(v, bw);
         let names = |x: VarId| {
-            if x == 0 {
+            if x == VarId(0) {
                 "v".to_string()
             } else {
                 "w".to_string()

@@ -241,13 +241,13 @@ mod tests {
     fn exponential_euler_is_exact_for_constant_coefficients() {
         // dx/dt = (3 - x) / 2 from x = 0: x(t) = 3 (1 - exp(-t/2)).
         let mut a = ExprArena::new();
-        let x = a.var(0);
+        let x = a.var(VarId(0));
         let three = a.constant(3.0);
         let d = a.sub(three, x);
         let half = a.constant(0.5);
         let f = a.mul(d, half);
         let odes = [Ode {
-            var: 0,
+            var: VarId(0),
             derivative: f,
         }];
         let p = Problem {
@@ -275,13 +275,13 @@ mod tests {
     fn exponential_euler_handles_a_vanishing_coefficient() {
         // dx/dt = 1 - b x with b a variable that is 0: the linear limit x + h.
         let mut a = ExprArena::new();
-        let x = a.var(0);
-        let b = a.var(1);
+        let x = a.var(VarId(0));
+        let b = a.var(VarId(1));
         let bx = a.mul(b, x);
         let one = a.constant(1.0);
         let f = a.sub(one, bx);
         let odes = [Ode {
-            var: 0,
+            var: VarId(0),
             derivative: f,
         }];
         let p = Problem {
@@ -290,9 +290,9 @@ mod tests {
             switch: None,
         };
         let next = exponential_euler(&mut a, &p, 0.1).unwrap();
-        let v = a.eval(next[0], &|v| if v == 0 { 2.0 } else { 0.0 });
+        let v = a.eval(next[0], &|v| if v == VarId(0) { 2.0 } else { 0.0 });
         assert!((v - 2.1).abs() < 1e-15, "{v}");
-        let v = a.eval(next[0], &|v| if v == 0 { 2.0 } else { 1e-9 });
+        let v = a.eval(next[0], &|v| if v == VarId(0) { 2.0 } else { 1e-9 });
         // x + (A + B x) (exp(B h) - 1) / B, without cancellation.
         let want = 2.0 + (1.0 - 2e-9) * (-1e-10f64).exp_m1() / -1e-9;
         assert!((v - want).abs() < 1e-12, "{v} vs {want}");
@@ -301,51 +301,65 @@ mod tests {
     #[test]
     fn nonlinear_equations_are_refused() {
         let mut a = ExprArena::new();
-        let x = a.var(0);
-        let y = a.var(1);
+        let x = a.var(VarId(0));
+        let y = a.var(VarId(1));
         let f = a.mul(x, x);
         let g = a.mul(x, y);
         let odes = [
             Ode {
-                var: 0,
+                var: VarId(0),
                 derivative: f,
             },
             Ode {
-                var: 1,
+                var: VarId(1),
                 derivative: g,
             },
         ];
         assert_eq!(
             self_coefficients(&mut a, &odes).unwrap_err(),
-            NotIntegrable::NotLinear { of: 0, var: 0 }
+            NotIntegrable::NotLinear {
+                of: VarId(0),
+                var: VarId(0)
+            }
         );
         // x*y is linear in y: fine for exponential Euler, not for exact.
         assert!(self_coefficients(&mut a, &odes[1..]).is_ok());
         assert!(matches!(
             linear_system(&mut a, &odes, None),
-            Err(NotIntegrable::NotLinear { of: 0, var: 0 })
+            Err(NotIntegrable::NotLinear {
+                of: VarId(0),
+                var: VarId(0)
+            })
         ));
         // Alone, y's equation has the coefficient x: not a constant.
         assert!(matches!(
             linear_system(&mut a, &odes[1..], None),
-            Err(NotIntegrable::CoefficientNotConstant { of: 1, var: 1, .. })
+            Err(NotIntegrable::CoefficientNotConstant {
+                of: VarId(1),
+                var: VarId(1),
+                ..
+            })
         ));
         // A per-neuron coefficient: not constant.
-        let p = a.var(5);
+        let p = a.var(VarId(5));
         let px = a.mul(p, x);
         let odes = [Ode {
-            var: 0,
+            var: VarId(0),
             derivative: px,
         }];
         assert!(matches!(
             linear_system(&mut a, &odes, None),
-            Err(NotIntegrable::CoefficientNotConstant { of: 0, var: 0, .. })
+            Err(NotIntegrable::CoefficientNotConstant {
+                of: VarId(0),
+                var: VarId(0),
+                ..
+            })
         ));
         // A system that leaves f64 within a step is an error, not a panic.
         let big = a.constant(1e300);
         let grow = a.mul(big, x);
         let odes = [Ode {
-            var: 0,
+            var: VarId(0),
             derivative: grow,
         }];
         let p = Problem {
@@ -355,7 +369,7 @@ mod tests {
         };
         assert_eq!(
             exact(&mut a, &p, 0.1).unwrap_err(),
-            NotIntegrable::Overflow { of: 0 }
+            NotIntegrable::Overflow { of: VarId(0) }
         );
     }
 }

@@ -234,10 +234,10 @@ mod tests {
     /// Integrates dx/dt = -x and dy/dt = x (so x(t)=e^-t) with the scheme, in the interpreter.
     fn error_after(method: Method, dt: f64) -> f64 {
         let mut a = ExprArena::new();
-        let x = a.var(0);
+        let x = a.var(VarId(0));
         let dx = a.neg(x);
         let odes = [Ode {
-            var: 0,
+            var: VarId(0),
             derivative: dx,
         }];
         let next = step(&mut a, &odes, method, dt);
@@ -262,17 +262,17 @@ mod tests {
     fn oscillator_error(method: Method, dt: f64, substeps: u32) -> f64 {
         let w = 2.0;
         let mut a = ExprArena::new();
-        let x = a.var(0);
-        let v = a.var(1);
+        let x = a.var(VarId(0));
+        let v = a.var(VarId(1));
         let w2 = a.constant(-w * w);
         let dv = a.mul(w2, x);
         let odes = [
             Ode {
-                var: 0,
+                var: VarId(0),
                 derivative: v,
             },
             Ode {
-                var: 1,
+                var: VarId(1),
                 derivative: dv,
             },
         ];
@@ -287,8 +287,8 @@ mod tests {
         for _ in 0..steps {
             let cur = s;
             s = [
-                a.eval(next[0], &|k| cur[k as usize]),
-                a.eval(next[1], &|k| cur[k as usize]),
+                a.eval(next[0], &|k| cur[k.index()]),
+                a.eval(next[1], &|k| cur[k.index()]),
             ];
         }
         let t = steps as f64 * dt;
@@ -329,15 +329,15 @@ mod tests {
         // dx/dt = cos(t): RK4 is Simpson's rule, heun the trapezoidal rule, rk2 the midpoint rule,
         // only if stages read t + c h; with t frozen they are left Riemann sums (error ~0.07).
         let mut a = ExprArena::new();
-        let t = a.var(1);
+        let t = a.var(VarId(1));
         let c = a.call(crate::ir::Func::Cos, t);
         let odes = [Ode {
-            var: 0,
+            var: VarId(0),
             derivative: c,
         }];
         let problem = Problem {
             odes: &odes,
-            time: Some(1),
+            time: Some(VarId(1)),
             switch: None,
         };
         for (method, tol) in [
@@ -351,7 +351,7 @@ mod tests {
                 let mut x = 0.0;
                 for k in 0..20 {
                     let tk = k as f64 * 0.1;
-                    x = a.eval(next[0], &|v| if v == 0 { x } else { tk });
+                    x = a.eval(next[0], &|v| if v == VarId(0) { x } else { tk });
                 }
                 let err = (x - 2.0f64.sin()).abs();
                 assert!(err < tol, "{method:?} x{substeps}: {err}");
@@ -362,11 +362,11 @@ mod tests {
     #[test]
     fn rk4_stages_share_work() {
         let mut a = ExprArena::new();
-        let x = a.var(0);
+        let x = a.var(VarId(0));
         let e = a.call(crate::ir::Func::Exp, x);
         let d = a.bin(BinOp::Mul, e, x);
         let odes = [Ode {
-            var: 0,
+            var: VarId(0),
             derivative: d,
         }];
         let before = a.len();

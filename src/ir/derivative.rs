@@ -211,15 +211,15 @@ mod tests {
     /// Checks d/dx against a central difference at a few points.
     fn check(build: impl Fn(&mut ExprArena, ExprId, ExprId) -> ExprId, points: &[(f64, f64)]) {
         let mut a = ExprArena::new();
-        let x = a.var(0);
-        let y = a.var(1);
+        let x = a.var(VarId(0));
+        let y = a.var(VarId(1));
         let e = build(&mut a, x, y);
-        let d = derivative(&mut a, e, 0);
+        let d = derivative(&mut a, e, VarId(0));
         for &(px, py) in points {
             let h = 1e-6 * px.abs().max(1.0);
-            let at = |xv: f64| a.eval(e, &|v| if v == 0 { xv } else { py });
+            let at = |xv: f64| a.eval(e, &|v| if v == VarId(0) { xv } else { py });
             let fd = (at(px + h) - at(px - h)) / (2.0 * h);
-            let sym = a.eval(d, &|v| if v == 0 { px } else { py });
+            let sym = a.eval(d, &|v| if v == VarId(0) { px } else { py });
             assert!(
                 (fd - sym).abs() <= 1e-6 * fd.abs().max(1.0),
                 "at ({px}, {py}): symbolic {sym}, finite difference {fd}"
@@ -296,8 +296,8 @@ mod tests {
     fn linear_terms_have_derivatives_free_of_the_variable() {
         // HH gating: alpha(v) (1 - m) - beta(v) m is linear in m.
         let mut a = ExprArena::new();
-        let m = a.var(0);
-        let v = a.var(1);
+        let m = a.var(VarId(0));
+        let v = a.var(VarId(1));
         let k = a.constant(0.1);
         let kv = a.mul(k, v);
         let alpha = a.call(Func::Exp, kv);
@@ -307,24 +307,24 @@ mod tests {
         let t1 = a.mul(alpha, om);
         let t2 = a.mul(beta, m);
         let f = a.sub(t1, t2);
-        let d = derivative(&mut a, f, 0);
-        assert!(!depends_on(&a, d, 0));
-        assert!(depends_on(&a, d, 1));
+        let d = derivative(&mut a, f, VarId(0));
+        assert!(!depends_on(&a, d, VarId(0)));
+        assert!(depends_on(&a, d, VarId(1)));
         // ... and m^2 is not.
         let sq = a.mul(m, m);
         let g = a.add(f, sq);
-        let d = derivative(&mut a, g, 0);
-        assert!(depends_on(&a, d, 0));
+        let d = derivative(&mut a, g, VarId(0));
+        assert!(depends_on(&a, d, VarId(0)));
         // Constant coefficients fold to constants: d/dv (-(v - 3) / 10) = -0.1.
         let three = a.constant(3.0);
         let ten = a.constant(10.0);
         let s = a.sub(v, three);
         let s = a.neg(s);
         let q = a.div(s, ten);
-        let d = derivative(&mut a, q, 1);
+        let d = derivative(&mut a, q, VarId(1));
         assert_eq!(a.as_const(d), Some(-0.1));
         // A variable that does not occur has derivative 0, exactly.
-        let d = derivative(&mut a, f, 7);
+        let d = derivative(&mut a, f, VarId(7));
         assert_eq!(a.as_const(d), Some(0.0));
     }
 }

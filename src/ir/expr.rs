@@ -164,9 +164,28 @@ impl Func {
     }
 }
 
-/// A variable the DAG reads; what it stands for is decided by whoever built the DAG
-/// (the model's symbol table), so the DAG itself stays independent of models.
-pub type VarId = u32;
+/// A variable the DAG reads: the index of a symbol in whoever built the DAG (the group's symbol
+/// table), so the DAG itself stays independent of models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VarId(pub u32);
+
+impl VarId {
+    /// The position of the symbol in its table.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// The id of the symbol at `index` in its table.
+    pub fn at(index: usize) -> VarId {
+        VarId(u32::try_from(index).expect("fewer than 2^32 symbols"))
+    }
+}
+
+impl std::fmt::Display for VarId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Node {
@@ -725,8 +744,8 @@ mod tests {
     #[test]
     fn identical_subexpressions_share_one_node() {
         let mut a = ExprArena::new();
-        let v = a.var(0);
-        let w = a.var(1);
+        let v = a.var(VarId(0));
+        let w = a.var(VarId(1));
         let s1 = a.add(v, w);
         let s2 = a.add(w, v);
         assert_eq!(s1, s2, "commutative operands are canonicalised");
@@ -742,7 +761,7 @@ mod tests {
         let three = a.constant(3.0);
         let six = a.mul(two, three);
         assert_eq!(a.as_const(six), Some(6.0));
-        let v = a.var(0);
+        let v = a.var(VarId(0));
         let one = a.constant(1.0);
         assert_eq!(a.mul(v, one), v);
         let d = a.div(v, two);
@@ -761,12 +780,12 @@ mod tests {
     #[test]
     fn substitution_rebuilds_and_refolds() {
         let mut a = ExprArena::new();
-        let v = a.var(0);
+        let v = a.var(VarId(0));
         let c = a.constant(4.0);
         let e = a.mul(v, c);
         let e = a.call(Func::Sqrt, e);
         let mut map = HashMap::new();
-        map.insert(0, a.constant(4.0));
+        map.insert(VarId(0), a.constant(4.0));
         let r = a.substitute(e, &map);
         assert_eq!(a.as_const(r), Some(4.0));
     }
@@ -774,7 +793,7 @@ mod tests {
     #[test]
     fn python_modulo_has_sign_of_divisor() {
         let mut a = ExprArena::new();
-        let x = a.var(0);
+        let x = a.var(VarId(0));
         let y = a.constant(3.0);
         let m = a.bin(BinOp::Mod, x, y);
         assert_eq!(a.eval(m, &|_| -1.0), 2.0);

@@ -96,19 +96,20 @@ pub struct StateEq {
 
 impl NeuronIr {
     pub fn symbol(&self, v: VarId) -> &Symbol {
-        &self.symbols[v as usize]
+        &self.symbols[v.index()]
     }
 
     pub fn lookup(&self, name: &str) -> Option<VarId> {
         self.symbols
             .iter()
             .position(|s| s.name == name)
-            .map(|i| i as VarId)
+            .map(VarId::at)
     }
 
     pub fn vars_of_kind(&self, kind: &SymbolKind) -> Vec<VarId> {
-        (0..self.symbols.len() as VarId)
-            .filter(|v| &self.symbols[*v as usize].kind == kind)
+        (0..self.symbols.len())
+            .map(VarId::at)
+            .filter(|v| &self.symbols[v.index()].kind == kind)
             .collect()
     }
 
@@ -267,7 +268,7 @@ impl<'a> Lowering<'a> {
                 .at(equations, span));
             }
             let v = cx.add_symbol(&line.name, kind, &line.unit);
-            cx.symbols[v as usize].shared = line.has_flag("shared");
+            cx.symbols[v.index()].shared = line.has_flag("shared");
         }
         for name in &spec.per_neuron {
             if spec.constants.contains_key(name) {
@@ -288,7 +289,7 @@ impl<'a> Lowering<'a> {
     }
 
     fn add_symbol(&mut self, name: &str, kind: SymbolKind, unit: &str) -> VarId {
-        let id = self.symbols.len() as VarId;
+        let id = VarId::at(self.symbols.len());
         self.symbols.push(Symbol {
             name: name.to_string(),
             kind,
@@ -351,7 +352,7 @@ impl<'a> Lowering<'a> {
                     )
                     .at(code, st.target_span));
                 }
-                match self.symbols[var as usize].kind {
+                match self.symbols[var.index()].kind {
                     SymbolKind::State | SymbolKind::Param => {}
                     _ => {
                         return Err(Diagnostic::new(
@@ -439,7 +440,7 @@ impl<'a> Lowering<'a> {
         for name in &self.spec.record {
             let known = self.names.get(name).is_some_and(|v| {
                 matches!(
-                    self.symbols[*v as usize].kind,
+                    self.symbols[v.index()].kind,
                     SymbolKind::State | SymbolKind::Param | SymbolKind::PerStep
                 )
             }) || self.subexpr_values.contains_key(name);
@@ -478,7 +479,7 @@ impl<'a> Lowering<'a> {
                         if v == xi {
                             x
                         } else {
-                            point[v as usize]
+                            point[v.index()]
                         }
                     })
                 };
@@ -500,7 +501,7 @@ impl<'a> Lowering<'a> {
     }
 
     fn symbol_name(&self, v: VarId) -> String {
-        self.symbols[v as usize].name.clone()
+        self.symbols[v.index()].name.clone()
     }
 
     fn finish(self) -> NeuronIr {
@@ -522,8 +523,9 @@ impl<'a> Lowering<'a> {
     }
 
     fn vars_of_kind_local(&self, kind: &SymbolKind) -> Vec<VarId> {
-        (0..self.symbols.len() as VarId)
-            .filter(|v| &self.symbols[*v as usize].kind == kind)
+        (0..self.symbols.len())
+            .map(VarId::at)
+            .filter(|v| &self.symbols[v.index()].kind == kind)
             .collect()
     }
 
@@ -675,14 +677,14 @@ impl<'a> Lowering<'a> {
             if let Some(&(held, _)) = self
                 .held
                 .iter()
-                .find(|(v, _)| self.symbols[*v as usize].name == name)
+                .find(|(v, _)| self.symbols[v.index()].name == name)
             {
                 return Ok((self.arena.var(held), Ty::Real));
             }
             return Ok((e, self.arena.ty(e)));
         }
         if let Some(&v) = self.names.get(name) {
-            let ty = if self.symbols[v as usize].kind == SymbolKind::NotRefractory {
+            let ty = if self.symbols[v.index()].kind == SymbolKind::NotRefractory {
                 Ty::Bool
             } else {
                 Ty::Real

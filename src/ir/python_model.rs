@@ -208,7 +208,7 @@ impl<'a> Lowering<'a> {
     }
 
     fn add_symbol(&mut self, name: &str, kind: SymbolKind) -> VarId {
-        let id = self.symbols.len() as VarId;
+        let id = VarId::at(self.symbols.len());
         self.symbols.push(Symbol {
             name: name.to_string(),
             kind,

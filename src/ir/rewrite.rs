@@ -156,11 +156,12 @@ impl ExprArena {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ir::VarId;
 
     #[test]
     fn exponentials_with_one_slope_share_one_evaluation() {
         let mut a = ExprArena::new();
-        let v = a.var(0);
+        let v = a.var(VarId(0));
         let mut roots = Vec::new();
         for off in [40.0, 55.0, 35.0] {
             let c = a.constant(off);
