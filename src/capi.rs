@@ -69,15 +69,13 @@ fn with_spec(json_text: &str, f: impl FnOnce(ModelSpec) -> Value) -> Value {
 #[no_mangle]
 pub unsafe extern "C" fn sf_model_compile(spec_json: *const c_char) -> *mut c_char {
     answer(spec_json, |s| {
-        with_spec(s, |spec| match crate::ir::lower(&spec) {
+        with_spec(s, |spec| match crate::frontend::lower(&spec) {
             Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
             Ok(ir) => {
                 let layout = codegen::layout::layout(&ir, &spec);
-                let states: Vec<&str> = ir
-                    .states
-                    .iter()
-                    .map(|s| ir.symbol(s.var).name.as_str())
-                    .collect();
+                let stored = ir.stored();
+                let states: Vec<&str> =
+                    stored.iter().map(|v| ir.symbol(*v).name.as_str()).collect();
                 json!({
                     "ok": true,
                     "key": spec.key(),
@@ -85,7 +83,7 @@ pub unsafe extern "C" fn sf_model_compile(spec_json: *const c_char) -> *mut c_ch
                     "states": states,
                     "subexpressions": ir.subexpressions.keys().collect::<Vec<_>>(),
                     // The integration scheme used: the one named, or the one chosen for it.
-                    "method": crate::integrators::resolve_method(&ir, &spec).ok().map(|m| m.name()),
+                    "method": ir.method.name(),
                     "layout": layout,
                 })
             }

@@ -11,7 +11,7 @@ pub fn frontends(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = crate::frontend::python_ode::parse_ode(text);
+    let _ = crate::frontend::pyclass::parse::parse_ode(text);
     let mut parts = text.split('\u{1f}');
     let equations = parts.next().unwrap_or("").to_string();
     let field = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_string);
@@ -23,7 +23,7 @@ pub fn frontends(data: &[u8]) {
     spec.threshold = threshold;
     spec.reset = reset;
     spec.refractory = refractory;
-    match crate::ir::lower(&spec) {
+    match crate::frontend::lower(&spec) {
         Err(d) => {
             let _ = d.render();
         }

@@ -145,7 +145,7 @@ fn random_expressions_agree_between_generated_c_and_references() {
         let spec = ModelSpec::from_equations(format!("dv/dt = {} : 1\nx : 1\ny : 1", g.text), 1.0)
             .method(Method::Euler)
             .dtype(ElemType::F64);
-        let ir = spikeforge::ir::lower(&spec)
+        let ir = spikeforge::frontend::lower(&spec)
             .unwrap_or_else(|d| panic!("case {case} (seed {seed}): {d}\n{}", g.text));
         let kernel = generate_from_spec(&spec, Dialect::C).unwrap();
         let module = cpu::load(&kernel.source, kernel.entry, &CpuCompileOptions::default())
@@ -174,7 +174,7 @@ fn random_expressions_agree_between_generated_c_and_references() {
         let (x_var, y_var) = (ir.lookup("x").unwrap(), ir.lookup("y").unwrap());
         for k in 0..n {
             let direct = (g.eval)(xs[k], ys[k]);
-            let interp = ir.arena.eval(ir.states[0].derivative, &|var| {
+            let interp = ir.arena.eval(ir.integrated()[0].1, &|var| {
                 if var == x_var {
                     xs[k]
                 } else if var == y_var {

@@ -5,7 +5,7 @@
 
 use serde::{Serialize, Serializer};
 
-use crate::ir::{NeuronIr, RefractoryIr, SymbolKind, VarId};
+use crate::ir::{GroupIr, RefractoryIr, SymbolKind, VarId};
 use crate::spec::ModelSpec;
 use crate::types::ElemType;
 
@@ -137,7 +137,7 @@ pub fn ident(name: &str) -> String {
     }
 }
 
-fn arg(ir: &NeuronIr, v: VarId, role: Role, real: ElemType, shape: ShapeKind) -> Arg {
+fn arg(ir: &GroupIr, v: VarId, role: Role, real: ElemType, shape: ShapeKind) -> Arg {
     let name = ir.symbol(v).name.clone();
     Arg {
         ident: ident(&name),
@@ -160,13 +160,13 @@ fn special(name: &str, role: Role, elem: ElemType, shape: ShapeKind) -> Arg {
     }
 }
 
-pub fn layout(ir: &NeuronIr, spec: &ModelSpec) -> Layout {
+pub fn layout(ir: &GroupIr, spec: &ModelSpec) -> Layout {
     let real = spec.buffer_real();
     let arg = |v: VarId, role: Role, shape: ShapeKind| arg(ir, v, role, real, shape);
-    let states: Vec<VarId> = ir.states.iter().map(|s| s.var).collect();
+    let states: Vec<VarId> = ir.stored();
     let params = ir.vars_of_kind(&SymbolKind::Param);
     let written = ir.written_params();
-    let refractory = match ir.refractory {
+    let refractory = match ir.events.refractory {
         RefractoryIr::None => None,
         RefractoryIr::Duration(_) => Some(special(
             "lastspike_step",

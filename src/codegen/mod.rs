@@ -19,6 +19,6 @@ pub fn generate_from_spec(
     spec: &ModelSpec,
     dialect: Dialect,
 ) -> Result<GeneratedKernel, Diagnostic> {
-    let ir = crate::ir::lower(spec)?;
+    let ir = crate::frontend::lower(spec)?;
     Ok(generate(&ir, spec, dialect))
 }

@@ -12,7 +12,9 @@ use std::fmt::Write;
 use super::layout::{ident, layout, Arg, Layout, Role, ShapeKind};
 use super::printer::{literal, prelude, Dialect, Printer};
 use crate::integrators::{self, Ode};
-use crate::ir::{ExprArena, ExprId, NeuronIr, RefractoryIr, SymbolKind, VarId};
+use crate::ir::{
+    Dynamics, ExprArena, ExprId, GroupIr, IndexOf, RefractoryIr, StateEq, SymbolKind, VarId,
+};
 use crate::spec::ModelSpec;
 use crate::types::ElemType;
 
@@ -25,7 +27,8 @@ pub const C_LANES: usize = 16;
 /// One time step as a DAG over the current values of the model's variables.
 pub struct StepDag {
     pub arena: ExprArena,
-    /// The value of each state variable at the end of the step (after reset), in `ir.states` order.
+    /// The value of each stored variable at the end of the step (after reset), in the order of
+    /// `ir.stored()`.
     pub next_state: Vec<ExprId>,
     /// Parameters written by the reset, and their value at the end of the step.
     pub next_params: Vec<(VarId, ExprId)>,
@@ -37,18 +40,19 @@ pub struct StepDag {
     pub traces: Vec<ExprId>,
 }
 
-pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
-    if ir.python.is_some() {
-        return super::python_step::step_dag(ir, spec, dialect);
-    }
+pub fn step_dag(ir: &GroupIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
+    let states: &[StateEq] = match &ir.dynamics {
+        Dynamics::Updates(updates) => {
+            return super::python_step::step_dag(ir, updates, spec, dialect)
+        }
+        Dynamics::Odes(states) => states,
+    };
     let mut arena = ir.arena.clone();
     let not_ref = ir.lookup("not_refractory").map(|v| arena.var(v));
     let zero = arena.constant(0.0);
-    let has_refractory = !matches!(ir.refractory, RefractoryIr::None);
-    let clamped =
-        |s: &crate::ir::StateEq| s.unless_refractory && has_refractory && not_ref.is_some();
-    let method = integrators::resolve_method(ir, spec)
-        .unwrap_or_else(|d| panic!("the model was lowered with a scheme that applies: {d}"));
+    let has_refractory = !matches!(ir.events.refractory, RefractoryIr::None);
+    let clamped = |s: &StateEq| s.unless_refractory && has_refractory && not_ref.is_some();
+    let method = ir.method;
     // `(unless refractory)` holds a variable while refractory. When every variable is held, or
     // the scheme is one stage that reads only the start of the step (Euler, exponential Euler,
     // without sub-steps), holding the result (`nr ? x + h f : x`) is the same as zeroing the
@@ -61,14 +65,14 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
         method,
         crate::spec::Method::Euler | crate::spec::Method::ExponentialEuler
     ) && spec.substeps <= 1;
-    let hold_result = single_stage || ir.states.iter().all(clamped);
+    let hold_result = single_stage || states.iter().all(clamped);
     // Euler-Maruyama: dx/dt = f + sum_k g_k xi_k gives x + f dt + sqrt(dt) sum_k g_k N_k. The
     // drift f is the derivative with every xi at 0; g_k the change when xi_k is 1 (the lowering
     // checked that each xi enters linearly and that the method is Euler).
     let zeros: HashMap<VarId, ExprId> = ir.noise.iter().map(|v| (*v, zero)).collect();
     let mut drifts: Vec<ExprId> = Vec::new();
     let mut diffusion: Vec<ExprId> = Vec::new();
-    for s in &ir.states {
+    for s in states {
         let drift = arena.substitute(s.derivative, &zeros);
         drifts.push(drift);
         let mut total = zero;
@@ -83,8 +87,7 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
         }
         diffusion.push(total);
     }
-    let odes: Vec<Ode> = ir
-        .states
+    let odes: Vec<Ode> = states
         .iter()
         .zip(&drifts)
         .map(|(s, &drift)| Ode {
@@ -96,15 +99,15 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
     let switch = ir.lookup("not_refractory");
     let integrate = |arena: &mut ExprArena, odes: &[Ode]| {
         let problem = integrators::Problem { odes, time, switch };
-        integrators::integrate(arena, &problem, method, spec.dt, spec.substeps)
+        integrators::integrate(arena, &problem, method, ir.dt, ir.substeps)
             .unwrap_or_else(|e| panic!("{method:?} was checked to apply: {e:?}"))
     };
     let mut integrated = match (not_ref, switch) {
-        (Some(nr), Some(sw)) if !hold_result && ir.states.iter().any(clamped) => {
+        (Some(nr), Some(sw)) if !hold_result && states.iter().any(clamped) => {
             let case = |arena: &mut ExprArena, refractory: bool| -> Vec<Ode> {
                 let b = arena.boolean(!refractory);
                 let map: HashMap<VarId, ExprId> = [(sw, b)].into_iter().collect();
-                ir.states
+                states
                     .iter()
                     .zip(&drifts)
                     .map(|(s, &drift)| Ode {
@@ -135,8 +138,7 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
         // x* = x + f dt + D sqrt(dt);  x' = x + (f + f*) dt/2 + (D + D*) sqrt(dt)/2, where f*, D*
         // are evaluated at x* with the same normals.
         let dt = arena.constant(spec.dt);
-        let support: HashMap<VarId, ExprId> = ir
-            .states
+        let support: HashMap<VarId, ExprId> = states
             .iter()
             .enumerate()
             .map(|(k, s)| {
@@ -149,8 +151,7 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
             .collect();
         let half_dt = arena.constant(spec.dt / 2.0);
         let half_sqrt_dt = arena.constant(spec.dt.sqrt() / 2.0);
-        integrated = ir
-            .states
+        integrated = states
             .iter()
             .enumerate()
             .map(|(k, s)| {
@@ -172,7 +173,7 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
         }
     }
     if let (true, Some(nr)) = (hold_result || stochastic_heun, not_ref) {
-        for (s, x) in ir.states.iter().zip(integrated.iter_mut()) {
+        for (s, x) in states.iter().zip(integrated.iter_mut()) {
             if clamped(s) {
                 let old = arena.var(s.var);
                 *x = arena.select(nr, *x, old);
@@ -185,7 +186,7 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
         .map(|(o, x)| (o.var, *x))
         .collect();
 
-    let spike = ir.threshold.map(|thr| {
+    let spike = ir.events.threshold.map(|thr| {
         let crossed = arena.substitute(thr, &after_step);
         match (has_refractory, not_ref) {
             (true, Some(nr)) => arena.bin(crate::ir::BinOp::And, crossed, nr),
@@ -204,7 +205,7 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
         let f = arena.boolean(false);
         env.insert(nr, f);
     }
-    for (var, value) in &ir.reset {
+    for (var, value) in &ir.events.reset {
         let v = arena.substitute(*value, &env);
         env.insert(*var, v);
     }
@@ -269,7 +270,7 @@ pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
         next_state,
         next_params,
         spike,
-        refractory: ir.refractory.clone(),
+        refractory: ir.events.refractory.clone(),
         traces,
     }
 }
@@ -287,7 +288,7 @@ pub struct GeneratedKernel {
     pub layout: Layout,
 }
 
-pub fn generate(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> GeneratedKernel {
+pub fn generate(ir: &GroupIr, spec: &ModelSpec, dialect: Dialect) -> GeneratedKernel {
     let dag = step_dag(ir, spec, dialect);
     let layout = layout(ir, spec);
     let source = KernelWriter {
@@ -306,7 +307,7 @@ pub fn generate(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> GeneratedK
 }
 
 struct KernelWriter<'a> {
-    ir: &'a NeuronIr,
+    ir: &'a GroupIr,
     spec: &'a ModelSpec,
     dag: &'a StepDag,
     layout: &'a Layout,
@@ -361,11 +362,11 @@ impl KernelWriter<'_> {
                 _ => "sf_not_refractory".into(),
             },
             SymbolKind::Time => "sf_t".into(),
-            SymbolKind::NeuronIndex => match self.dialect {
+            SymbolKind::Index(IndexOf::Element) => match self.dialect {
                 Dialect::Cuda => format!("(({}) sf_j)", self.real()),
                 Dialect::C => format!("(({}) (sf_j0 + sf_l))", self.real()),
             },
-            SymbolKind::NeuronCount => format!("(({}) sf_n_inner)", self.real()),
+            SymbolKind::Count(IndexOf::Element) => format!("(({}) sf_n_inner)", self.real()),
             SymbolKind::LastSpike => format!(
                 "(({}) sf_lastspike_step{lane} * {})",
                 self.real(),
@@ -374,7 +375,16 @@ impl KernelWriter<'_> {
             // Held values and the step's normals are per-step locals (scalars in both dialects).
             SymbolKind::HeldSubexpression => ident(&sym.name),
             SymbolKind::Noise => format!("sf_{}", ident(&sym.name)),
-            _ => format!("{}{lane}", ident(&sym.name)),
+            SymbolKind::State
+            | SymbolKind::Param
+            | SymbolKind::PerNeuronConstant
+            | SymbolKind::PerStep => format!("{}{lane}", ident(&sym.name)),
+            SymbolKind::Index(IndexOf::Pre | IndexOf::Post)
+            | SymbolKind::Count(IndexOf::Pre | IndexOf::Post) => {
+                unreachable!(
+                    "only synapse groups have pre/post indices, and no front end builds one"
+                )
+            }
         }
     }
 
@@ -386,10 +396,8 @@ impl KernelWriter<'_> {
             env!("CARGO_PKG_VERSION"),
             self.spec.dtype.name(),
             {
-                let m = crate::integrators::resolve_method(self.ir, self.spec)
-                    .map(|m| m.name())
-                    .unwrap_or("?");
-                match self.spec.substeps {
+                let m = self.ir.method.name();
+                match self.ir.substeps {
                     1 => m.to_string(),
                     k => format!("{m}, {k} sub-steps"),
                 }
@@ -512,14 +520,14 @@ impl KernelWriter<'_> {
         let real = self.real();
         let n_state = self.dag.next_state.len();
         let mut assigned = Vec::new();
-        for (k, st) in self.ir.states.iter().enumerate() {
+        for (k, var) in self.ir.stored().into_iter().enumerate() {
             let _ = writeln!(
                 out,
                 "{indent}const {real} sf_next_{} = {};",
-                ident(&self.ir.symbol(st.var).name),
+                ident(&self.ir.symbol(var).name),
                 texts[k]
             );
-            assigned.push(st.var);
+            assigned.push(var);
         }
         for (k, (v, _)) in self.dag.next_params.iter().enumerate() {
             let _ = writeln!(

@@ -20,40 +20,29 @@ use std::collections::HashMap;
 
 use super::neuron_kernel::StepDag;
 use super::printer::Dialect;
-use crate::ir::{BinOp, ExprArena, ExprId, NeuronIr, RefractoryIr, VarId};
+use crate::ir::{BinOp, ExprArena, ExprId, GroupIr, RefractoryIr, Update, VarId};
 use crate::spec::{Method, ModelSpec};
 
-pub fn step_dag(ir: &NeuronIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
-    let py = ir
-        .python
-        .as_ref()
-        .expect("python_step::step_dag is called for model classes");
+pub fn step_dag(ir: &GroupIr, updates: &[Update], spec: &ModelSpec, dialect: Dialect) -> StepDag {
     let mut arena = ir.arena.clone();
-    let odes: Vec<(VarId, ExprId)> = ir
-        .states
-        .iter()
-        .zip(&py.integrated)
-        .filter(|(_, i)| **i)
-        .map(|(s, _)| (s.var, s.derivative))
-        .collect();
-    let method = spec.method.unwrap_or(crate::spec::Method::Euler);
-    let increments = increments(&mut arena, &odes, method, spec.dt);
+    let odes: Vec<(VarId, ExprId)> = ir.integrated();
+    let increments = increments(&mut arena, &odes, ir.method, ir.dt);
     let mut by_var: HashMap<VarId, ExprId> = odes
         .iter()
         .zip(&increments)
         .map(|((v, _), inc)| (*v, *inc))
         .collect();
     let mut next_state = Vec::new();
-    for (k, s) in ir.states.iter().enumerate() {
-        let end = py.end_values[k];
-        let mut x = match by_var.remove(&s.var) {
+    for u in updates {
+        let end = u.end_value;
+        let mut x = match by_var.remove(&u.var) {
             Some(inc) => arena.add(end, inc),
             None => end,
         };
         // The clip as selects, not fmax/fmin: GCC vectorises a compare-and-blend but not fmaxf
         // (whose NaN rule has no vector instruction), and a NaN stays visible instead of being
         // clipped to a bound.
-        let (lo, hi) = py.bounds[k];
+        let (lo, hi) = u.bounds;
         if let Some(lo) = lo {
             let c = arena.constant(lo);
             let below = arena.bin(BinOp::Lt, x, c);

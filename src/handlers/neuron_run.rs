@@ -8,7 +8,7 @@ use std::ffi::c_void;
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use crate::codegen::{self, Dialect, Layout, ShapeKind};
-use crate::ir::NeuronIr;
+use crate::ir::GroupIr;
 use crate::runtime::cache::Memo;
 use crate::runtime::{cpu, cuda, RuntimeError};
 use crate::spec::ModelSpec;
@@ -17,7 +17,7 @@ use crate::xla::{Attrs, CallFrame, DataType, FfiError};
 /// A model spec resolved once per process: the IR to generate from and the argument layout.
 struct Prepared {
     spec: ModelSpec,
-    ir: NeuronIr,
+    ir: GroupIr,
     layout: Layout,
     /// The loaded kernels, so that a call after the first is one map lookup: the C kernel, and
     /// the CUDA kernel per XLA stream (a stream belongs to one context for its whole life).
@@ -37,7 +37,8 @@ fn prepared(attrs: &Attrs, key: &str) -> Result<Arc<Prepared>, FfiError> {
                 "attribute 'key' does not match attribute 'spec'",
             ));
         }
-        let ir = crate::ir::lower(&spec).map_err(|d| FfiError::invalid_argument(d.render()))?;
+        let ir =
+            crate::frontend::lower(&spec).map_err(|d| FfiError::invalid_argument(d.render()))?;
         let layout = codegen::layout::layout(&ir, &spec);
         Ok(Arc::new(Prepared {
             spec,

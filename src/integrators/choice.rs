@@ -1,436 +1,201 @@
-//! Which scheme integrates a model: the one it names, checked, or Brian2's choice when it names
-//! none; and, when a named scheme does not apply, an error that points at the term in the
-//! equations that prevents it.
+//! Which scheme integrates a group: the one its spec names, checked, or Brian2's choice when it
+//! names none; and, when a named scheme does not apply, why (a [`MethodError`], which the front
+//! end turns into a diagnostic located in the text it lowered).
 //!
-//! The decision is made on the IR (symbolic derivatives, [`super::linear`]); the place is found
-//! on the syntax tree of the equations, by a conservative classification of each term as a
-//! number, free of the variables, linear in them, or not linear.
+//! The decision is made on the IR, by symbolic derivatives ([`super::linear`]), before the group
+//! is finished: front ends call [`resolve`] with the parts they built.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::fmt;
 
 use super::{linear, NotIntegrable, Ode, Problem};
-use crate::diagnostics::{Diagnostic, Span};
-use crate::frontend::ast::{Ast, BinaryOp, UnaryOp};
-use crate::frontend::brian::{parse_equations, EquationLine, LineKind};
-use crate::ir::{NeuronIr, SymbolKind};
-use crate::spec::{Dynamics, Method, ModelSpec};
+use crate::ir::group::{integrated, lookup, vars_of_kind};
+use crate::ir::{Dynamics, ExprArena, ExprId, Symbol, SymbolKind, VarId};
+use crate::spec::Method;
 
 /// Brian2's default for equations without noise: `method=('exact', 'euler', 'heun')`, the first
 /// that applies. Euler applies to every deterministic system, so heun is never reached here.
 pub const AUTOMATIC_ORDER: &[Method] = &[Method::Exact, Method::Euler, Method::Heun];
 
-/// The scheme that integrates `ir`: `spec.method` after checking that it applies, or the first
-/// of [`AUTOMATIC_ORDER`] that applies when the spec names none.
-pub fn resolve_method(ir: &NeuronIr, spec: &ModelSpec) -> Result<Method, Diagnostic> {
-    if spec.substeps == 0 {
-        return Err(Diagnostic::new(
-            "substeps",
-            "substeps must be at least 1 (the number of integration steps per dt)",
-        ));
-    }
-    // Stochastic equations (Brian2's rules): Euler-Maruyama for additive noise, Stratonovich
-    // Heun for multiplicative noise (a noise coefficient that depends on a state variable).
-    if !ir.noise.is_empty() {
-        let multiplicative = multiplicative_noise(ir);
-        return match (spec.method, multiplicative) {
-            (None, false) | (Some(Method::Euler), false) => Ok(Method::Euler),
-            (None, true) | (Some(Method::Heun), _) => Ok(Method::Heun),
-            (Some(Method::Euler), true) => Err(Diagnostic::new(
-                "method",
+/// Why the requested scheme does not integrate a group.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MethodError {
+    /// The scheme's structural requirement fails (see [`NotIntegrable`]).
+    NotApplicable { method: Method, why: NotIntegrable },
+    /// `euler` for noise whose coefficient depends on a state variable.
+    EulerWithMultiplicativeNoise,
+    /// A scheme other than `euler` or `heun` for stochastic equations.
+    NotForNoise(Method),
+}
+
+impl fmt::Display for MethodError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MethodError::NotApplicable { method, why } => {
+                write!(f, "{}: {why:?}", requirement(*method))
+            }
+            MethodError::EulerWithMultiplicativeNoise => f.write_str(
                 "'euler' handles additive noise only: a noise coefficient here depends on a state variable",
-            )
-            .suggest("use method='heun' (or leave method unset)")),
-            (Some(_), _) => Err(Diagnostic::new(
-                "method",
-                "stochastic equations (with xi) are integrated with 'euler' (additive noise) or 'heun'",
-            )),
-        };
-    }
-    match spec.method {
-        Some(m) => applies(ir, m)
-            .map(|_| m)
-            .map_err(|e| explain(ir, spec, m, &e)),
-        None => Ok(AUTOMATIC_ORDER
-            .iter()
-            .copied()
-            .find(|m| applies(ir, *m).is_ok())
-            .unwrap_or(Method::Euler)),
-    }
-}
-
-/// Whether some `xi`'s coefficient depends on a state variable.
-fn multiplicative_noise(ir: &NeuronIr) -> bool {
-    let mut arena = ir.arena.clone();
-    let zero = arena.constant(0.0);
-    let zeros: std::collections::HashMap<crate::ir::VarId, crate::ir::ExprId> =
-        ir.noise.iter().map(|v| (*v, zero)).collect();
-    let states: Vec<crate::ir::VarId> = ir.states.iter().map(|s| s.var).collect();
-    ir.states.iter().any(|s| {
-        let drift = arena.substitute(s.derivative, &zeros);
-        ir.noise.iter().any(|&xi| {
-            let mut on = zeros.clone();
-            on.insert(xi, arena.constant(1.0));
-            let with = arena.substitute(s.derivative, &on);
-            let g = arena.sub(with, drift);
-            arena.vars_of(g).iter().any(|v| states.contains(v))
-        })
-    })
-}
-
-/// Whether `method` can integrate the model's equations (as written, before the refractory clamp,
-/// which keeps every scheme's structure).
-pub fn applies(ir: &NeuronIr, method: Method) -> Result<(), NotIntegrable> {
-    let mut arena = ir.arena.clone();
-    let odes: Vec<Ode> = ir
-        .states
-        .iter()
-        .map(|s| Ode {
-            var: s.var,
-            derivative: s.derivative,
-        })
-        .collect();
-    let problem = Problem {
-        odes: &odes,
-        time: ir.vars_of_kind(&SymbolKind::Time).first().copied(),
-        switch: ir.lookup("not_refractory"),
-    };
-    match method {
-        Method::ExponentialEuler => linear::self_coefficients(&mut arena, &odes).map(|_| ()),
-        Method::Exact => linear::exact(&mut arena, &problem, ir.dt).map(|_| ()),
-        _ => Ok(()),
-    }
-}
-
-/// The diagnostic for a scheme that does not apply, located at the offending term when the
-/// syntax tree shows it.
-fn explain(ir: &NeuronIr, spec: &ModelSpec, method: Method, why: &NotIntegrable) -> Diagnostic {
-    let name = |v| ir.symbol(v).name.clone();
-    let (of, problem) = match why {
-        // Exact integration needs linearity in all the variables at once; which variable's
-        // coefficient the IR tripped on first says little about the term the user sees.
-        NotIntegrable::NotLinear { of, .. } if method == Method::Exact => {
-            (*of, "is not linear in the state variables".to_string())
-        }
-        NotIntegrable::NotLinear { of, var } => (*of, format!("is not linear in {}", name(*var))),
-        NotIntegrable::CoefficientNotConstant { of, var, reads } => {
-            let names: Vec<String> = reads.iter().map(|v| format!("'{}'", name(*v))).collect();
-            (
-                *of,
-                format!(
-                    "gives {} a coefficient that is not constant (it reads {})",
-                    name(*var),
-                    names.join(", ")
-                ),
-            )
-        }
-        NotIntegrable::TimeDependent { of } => (*of, "depends on the time t".to_string()),
-        NotIntegrable::Overflow { of } => (
-            *of,
-            format!(
-                "grows beyond the range of f64 within one step of dt = {}",
-                ir.dt
             ),
-        ),
-    };
-    let of_name = name(of);
-    let equations = match &spec.dynamics {
-        Dynamics::Equations(text) => text.as_str(),
-        Dynamics::ModelClass(_) => "",
-    };
-    let requirement = match method {
+            MethodError::NotForNoise(_) => f.write_str(
+                "stochastic equations (with xi) are integrated with 'euler' (additive noise) or 'heun'",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for MethodError {}
+
+/// What a scheme that uses the structure of the equations requires of them.
+pub fn requirement(method: Method) -> &'static str {
+    match method {
         Method::ExponentialEuler => {
             "'exponential_euler' needs every equation to be linear in its own variable"
         }
         _ => "'exact' needs linear equations with constant coefficients",
-    };
-    let suggestion = match method {
+    }
+}
+
+/// What to do instead when `method` does not apply.
+pub fn alternatives(method: Method) -> &'static str {
+    match method {
         Method::ExponentialEuler => {
             "use method='rk4' (or 'euler', 'rk2', 'heun'), or leave method out to let spikeforge choose"
         }
-        _ => "use method='exponential_euler' if each equation is linear in its own variable, \
-              or 'rk4', or leave method out to let spikeforge choose",
-    };
-    let place = locate(spec, ir, method, &of_name);
-    match place {
-        Some((span, text)) => Diagnostic::new(
-            "equations",
-            format!("{requirement}: the term '{text}' in d{of_name}/dt {problem}"),
-        )
-        .at(equations, span)
-        .suggest(suggestion),
-        None => {
-            let mut d = Diagnostic::new(
-                "equations",
-                format!("{requirement}: d{of_name}/dt {problem}"),
-            )
-            .suggest(suggestion);
-            if let Some(line) = parse_equations(equations)
-                .ok()
-                .and_then(|ls| ls.into_iter().find(|l| l.name == of_name))
-            {
-                d = d.at(equations, line.name_span);
+        _ => {
+            "use method='exponential_euler' if each equation is linear in its own variable, \
+              or 'rk4', or leave method out to let spikeforge choose"
+        }
+    }
+}
+
+impl NotIntegrable {
+    /// The equation at fault and what is wrong with it, in words (`name` spells a variable).
+    pub fn describe(
+        &self,
+        method: Method,
+        dt: f64,
+        name: impl Fn(VarId) -> String,
+    ) -> (VarId, String) {
+        match self {
+            // Exact integration needs linearity in all the variables at once; which variable's
+            // coefficient the IR tripped on first says little about the term the user sees.
+            NotIntegrable::NotLinear { of, .. } if method == Method::Exact => {
+                (*of, "is not linear in the state variables".to_string())
             }
-            d
+            NotIntegrable::NotLinear { of, var } => {
+                (*of, format!("is not linear in {}", name(*var)))
+            }
+            NotIntegrable::CoefficientNotConstant { of, var, reads } => {
+                let names: Vec<String> = reads.iter().map(|v| format!("'{}'", name(*v))).collect();
+                (
+                    *of,
+                    format!(
+                        "gives {} a coefficient that is not constant (it reads {})",
+                        name(*var),
+                        names.join(", ")
+                    ),
+                )
+            }
+            NotIntegrable::TimeDependent { of } => (*of, "depends on the time t".to_string()),
+            NotIntegrable::Overflow { of } => (
+                *of,
+                format!("grows beyond the range of f64 within one step of dt = {dt}"),
+            ),
         }
     }
 }
 
-/// How a term depends on the variables that must appear linearly.
-#[derive(Clone, Debug)]
-enum Class {
-    /// A number after constant folding.
-    Number,
-    /// Free of the linear variables, but not a number (parameters, other states, inputs).
-    Free,
-    /// Linear in the variables.
-    Linear,
-    /// Not allowed; the innermost offending term.
-    Bad(Span),
+/// What the choice looks at: the equations a scheme would integrate and the variables with a
+/// role in them.
+struct System<'a> {
+    arena: &'a ExprArena,
+    odes: Vec<Ode>,
+    time: Option<VarId>,
+    switch: Option<VarId>,
+    noise: &'a [VarId],
+    dt: f64,
 }
 
-struct Locator<'a> {
-    src: &'a str,
-    lines: &'a [EquationLine],
-    /// Names that must appear linearly.
-    linear: HashSet<String>,
-    /// Names folded to numbers (constants not given per neuron or per step, `dt`).
-    numbers: HashSet<String>,
-    /// Exact integration: coefficients must be numbers and `t` may not occur.
-    strict: bool,
-    memo: HashMap<String, Class>,
-}
-
-/// The span and text of the term that stops `method` in `d<of>/dt`, if the syntax shows one.
-fn locate(spec: &ModelSpec, ir: &NeuronIr, method: Method, of: &str) -> Option<(Span, String)> {
-    let Dynamics::Equations(equations) = &spec.dynamics else {
-        return None;
+/// The scheme that integrates a group with these parts: `requested` after checking that it
+/// applies, or the first of [`AUTOMATIC_ORDER`] that applies when the spec names none.
+pub fn resolve(
+    arena: &ExprArena,
+    dynamics: &Dynamics,
+    symbols: &[Symbol],
+    noise: &[VarId],
+    dt: f64,
+    requested: Option<Method>,
+) -> Result<Method, MethodError> {
+    let system = System {
+        arena,
+        odes: integrated(dynamics)
+            .into_iter()
+            .map(|(var, derivative)| Ode { var, derivative })
+            .collect(),
+        time: vars_of_kind(symbols, &SymbolKind::Time).first().copied(),
+        switch: lookup(symbols, "not_refractory"),
+        noise,
+        dt,
     };
-    let lines = parse_equations(equations).ok()?;
-    let states: Vec<String> = ir
-        .states
-        .iter()
-        .map(|s| ir.symbol(s.var).name.clone())
-        .collect();
-    let strict = method == Method::Exact;
-    let linear: HashSet<String> = if strict {
-        states.into_iter().collect()
-    } else {
-        [of.to_string()].into_iter().collect()
-    };
-    let mut numbers: HashSet<String> = spec
-        .constants
-        .keys()
-        .filter(|k| !spec.per_neuron.contains(k) && !spec.per_step.contains(k))
-        .cloned()
-        .collect();
-    numbers.insert("dt".into());
-    let mut loc = Locator {
-        src: equations,
-        lines: &lines,
-        linear,
-        numbers,
-        strict,
-        memo: HashMap::new(),
-    };
-    let line = lines
-        .iter()
-        .find(|l| l.name == of && l.kind == LineKind::Differential)?;
-    match loc.class(line.expr.as_ref()?) {
-        Class::Bad(span) => {
-            let span = loc.balanced(span);
-            Some((span, loc.text(span)))
-        }
-        _ => None,
+    // Stochastic equations (Brian2's rules): Euler-Maruyama for additive noise, Stratonovich
+    // Heun for multiplicative noise (a noise coefficient that depends on a state variable).
+    if !noise.is_empty() {
+        let multiplicative = system.multiplicative_noise();
+        return match (requested, multiplicative) {
+            (None, false) | (Some(Method::Euler), false) => Ok(Method::Euler),
+            (None, true) | (Some(Method::Heun), _) => Ok(Method::Heun),
+            (Some(Method::Euler), true) => Err(MethodError::EulerWithMultiplicativeNoise),
+            (Some(m), _) => Err(MethodError::NotForNoise(m)),
+        };
     }
-}
-
-/// The span of a whole term: the parser records only the operator (or the name) of a node.
-fn extent(ast: &Ast) -> Span {
-    match ast {
-        Ast::Num(_, s) | Ast::Bool(_, s) | Ast::Name(_, s) => *s,
-        Ast::Unary(_, inner, s) => s.to(extent(inner)),
-        Ast::Binary(_, l, r, _) => extent(l).to(extent(r)),
-        Ast::Call(_, args, s) => match args.last() {
-            Some(a) => s.to(extent(a)),
-            None => *s,
-        },
-    }
-}
-
-impl Locator<'_> {
-    fn line_chars(&self, span: Span) -> Vec<char> {
-        self.src
-            .lines()
-            .nth(span.line.saturating_sub(1))
-            .map(|l| l.chars().collect())
-            .unwrap_or_default()
-    }
-
-    fn text(&self, span: Span) -> String {
-        self.line_chars(span)
+    match requested {
+        Some(method) => system
+            .applies(method)
+            .map(|_| method)
+            .map_err(|why| MethodError::NotApplicable { method, why }),
+        None => Ok(AUTOMATIC_ORDER
             .iter()
-            .skip(span.col - 1)
-            .take(span.len)
-            .collect()
+            .copied()
+            .find(|m| system.applies(*m).is_ok())
+            .unwrap_or(Method::Euler)),
+    }
+}
+
+impl System<'_> {
+    /// Whether some `xi`'s coefficient depends on a state variable.
+    fn multiplicative_noise(&self) -> bool {
+        let mut arena = self.arena.clone();
+        let zero = arena.constant(0.0);
+        let zeros: HashMap<VarId, ExprId> = self.noise.iter().map(|v| (*v, zero)).collect();
+        let states: Vec<VarId> = self.odes.iter().map(|o| o.var).collect();
+        self.odes.iter().any(|o| {
+            let drift = arena.substitute(o.derivative, &zeros);
+            self.noise.iter().any(|&xi| {
+                let mut on = zeros.clone();
+                on.insert(xi, arena.constant(1.0));
+                let with = arena.substitute(o.derivative, &on);
+                let g = arena.sub(with, drift);
+                arena.vars_of(g).iter().any(|v| states.contains(v))
+            })
+        })
     }
 
-    /// Widens a term's span over the parentheses it opens or closes (syntax trees keep none),
-    /// so that the caret covers `(E - v) / tau` and `exp(v / 10)`, not half of them.
-    fn balanced(&self, span: Span) -> Span {
-        let chars = self.line_chars(span);
-        let (mut start, mut end) = (span.col - 1, span.col - 1 + span.len);
-        if end > chars.len() {
-            return span;
-        }
-        let mut depth = 0i32;
-        let mut unopened = 0;
-        for c in &chars[start..end] {
-            match c {
-                '(' => depth += 1,
-                ')' if depth > 0 => depth -= 1,
-                ')' => unopened += 1,
-                _ => {}
+    /// Whether `method` can integrate the equations (as written, before the refractory clamp,
+    /// which keeps every scheme's structure).
+    fn applies(&self, method: Method) -> Result<(), NotIntegrable> {
+        let mut arena = self.arena.clone();
+        let problem = Problem {
+            odes: &self.odes,
+            time: self.time,
+            switch: self.switch,
+        };
+        match method {
+            Method::ExponentialEuler => {
+                linear::self_coefficients(&mut arena, &self.odes).map(|_| ())
             }
-        }
-        while unopened > 0 && start > 0 {
-            start -= 1;
-            match chars[start] {
-                '(' => unopened -= 1,
-                c if c.is_whitespace() => {}
-                _ => return span,
-            }
-        }
-        while depth > 0 && end < chars.len() {
-            match chars[end] {
-                ')' => depth -= 1,
-                c if c.is_whitespace() => {}
-                _ => return span,
-            }
-            end += 1;
-        }
-        Span::new(span.line, start + 1, end - start)
-    }
-
-    fn name(&mut self, name: &str, span: Span) -> Class {
-        if self.linear.contains(name) {
-            return Class::Linear;
-        }
-        if self.numbers.contains(name) {
-            return Class::Number;
-        }
-        if name == "t" && self.strict {
-            return Class::Bad(span);
-        }
-        if let Some(c) = self.memo.get(name) {
-            return c.clone();
-        }
-        let lines = self.lines;
-        if let Some(line) = lines
-            .iter()
-            .find(|l| l.name == name && l.kind == LineKind::Subexpression)
-        {
-            // Cycles were rejected when lowering; mark it while in progress anyway.
-            self.memo.insert(name.to_string(), Class::Free);
-            let c = match line.expr.as_ref() {
-                Some(e) => self.class(e),
-                None => Class::Free,
-            };
-            self.memo.insert(name.to_string(), c.clone());
-            return c;
-        }
-        Class::Free
-    }
-
-    /// The sum of two classes (also the class of `where`'s branches).
-    fn join(a: Class, b: Class) -> Class {
-        match (a, b) {
-            (Class::Bad(s), _) | (_, Class::Bad(s)) => Class::Bad(s),
-            (Class::Linear, _) | (_, Class::Linear) => Class::Linear,
-            (Class::Free, _) | (_, Class::Free) => Class::Free,
-            _ => Class::Number,
-        }
-    }
-
-    /// Anything but a number or a free term inside makes the whole term non-linear.
-    fn opaque(&mut self, parts: &[&Ast], span: Span) -> Class {
-        let mut out = Class::Number;
-        for p in parts {
-            match self.class(p) {
-                Class::Bad(s) => return Class::Bad(s),
-                Class::Linear => return Class::Bad(span),
-                c => out = Self::join(out, c),
-            }
-        }
-        out
-    }
-
-    fn class(&mut self, ast: &Ast) -> Class {
-        match ast {
-            Ast::Num(..) | Ast::Bool(..) => Class::Number,
-            Ast::Name(n, span) => self.name(n, *span),
-            Ast::Unary(UnaryOp::Neg, inner, _) => self.class(inner),
-            Ast::Unary(UnaryOp::Not, inner, _) => self.opaque(&[inner.as_ref()], extent(ast)),
-            Ast::Binary(op, l, r, _) => {
-                let span = extent(ast);
-                match op {
-                    BinaryOp::Add | BinaryOp::Sub => {
-                        let a = self.class(l);
-                        let b = self.class(r);
-                        Self::join(a, b)
-                    }
-                    BinaryOp::Mul => {
-                        let a = self.class(l);
-                        let b = self.class(r);
-                        match (a, b) {
-                            (Class::Bad(s), _) | (_, Class::Bad(s)) => Class::Bad(s),
-                            (Class::Linear, Class::Linear) => Class::Bad(span),
-                            (Class::Linear, Class::Free) | (Class::Free, Class::Linear)
-                                if self.strict =>
-                            {
-                                Class::Bad(span)
-                            }
-                            (a, b) => Self::join(a, b),
-                        }
-                    }
-                    BinaryOp::Div => {
-                        let a = self.class(l);
-                        let b = self.class(r);
-                        match (a, b) {
-                            (Class::Bad(s), _) | (_, Class::Bad(s)) => Class::Bad(s),
-                            (_, Class::Linear) => Class::Bad(span),
-                            (Class::Linear, Class::Free) if self.strict => Class::Bad(span),
-                            (a, b) => Self::join(a, b),
-                        }
-                    }
-                    BinaryOp::Pow => {
-                        let base = self.class(l);
-                        let exp = self.class(r);
-                        match (base, exp) {
-                            (Class::Bad(s), _) | (_, Class::Bad(s)) => Class::Bad(s),
-                            (_, Class::Linear) => Class::Bad(span),
-                            (Class::Linear, _) if matches!(**r, Ast::Num(e, _) if e == 1.0) => {
-                                Class::Linear
-                            }
-                            (Class::Linear, _) => Class::Bad(span),
-                            (a, b) => Self::join(a, b),
-                        }
-                    }
-                    _ => self.opaque(&[l.as_ref(), r.as_ref()], span),
-                }
-            }
-            Ast::Call(f, args, _) => {
-                let span = &extent(ast);
-                if f == "where" && args.len() == 3 {
-                    if let Class::Bad(s) = self.opaque(&[&args[0]], *span) {
-                        return Class::Bad(s);
-                    }
-                    let a = self.class(&args[1]);
-                    let b = self.class(&args[2]);
-                    return Self::join(a, b);
-                }
-                let parts: Vec<&Ast> = args.iter().collect();
-                self.opaque(&parts, *span)
-            }
+            Method::Exact => linear::exact(&mut arena, &problem, self.dt).map(|_| ()),
+            _ => Ok(()),
         }
     }
 }
@@ -438,129 +203,57 @@ impl Locator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::lower;
-    use crate::spec::Refractory;
 
-    fn spec(equations: &str, method: Option<Method>) -> ModelSpec {
-        let spec =
-            ModelSpec::from_equations(equations, 0.1).constants([("tau", 10.0), ("E", -65.0)]);
-        match method {
-            Some(m) => spec.method(m),
-            None => spec,
+    fn symbol(name: &str, kind: SymbolKind) -> Symbol {
+        Symbol {
+            name: name.into(),
+            kind,
+            unit: String::new(),
+            shared: false,
         }
     }
 
-    /// Lowering checks the scheme: its error is the one `resolve_method` gives.
-    fn resolve(s: &ModelSpec) -> Result<Method, Diagnostic> {
-        let ir = lower(s)?;
-        resolve_method(&ir, s)
+    /// dx/dt = f(x, p), as the parts `resolve` reads.
+    fn choose(
+        f: impl Fn(&mut ExprArena, ExprId, ExprId) -> ExprId,
+        requested: Option<Method>,
+    ) -> Result<Method, MethodError> {
+        let mut arena = ExprArena::new();
+        let (x, p) = (arena.var(VarId(0)), arena.var(VarId(1)));
+        let derivative = f(&mut arena, x, p);
+        let dynamics = Dynamics::Odes(vec![crate::ir::StateEq {
+            var: VarId(0),
+            derivative,
+            unless_refractory: false,
+        }]);
+        let symbols = [
+            symbol("x", SymbolKind::State),
+            symbol("p", SymbolKind::Param),
+        ];
+        resolve(&arena, &dynamics, &symbols, &[], 0.1, requested)
     }
 
     #[test]
-    fn automatic_choice_follows_brian2() {
-        let lif = spec("dv/dt = (E - v + I) / tau : volt\nI : amp", None);
-        assert_eq!(resolve(&lif).unwrap(), Method::Exact);
-        let osc = spec("dx/dt = v : 1\ndv/dt = -4*x - 0.1*v : 1", None);
-        assert_eq!(resolve(&osc).unwrap(), Method::Exact);
-        // Non-linear, or a per-neuron coefficient: Brian2 falls back to euler.
-        let quad = spec("dv/dt = v**2 / tau : 1", None);
-        assert_eq!(resolve(&quad).unwrap(), Method::Euler);
-        let mut per_neuron = lif.clone();
-        per_neuron.per_neuron = vec!["tau".into()];
-        assert_eq!(resolve(&per_neuron).unwrap(), Method::Euler);
-        let timed = spec("dv/dt = (sin(t) - v) / tau : 1", None);
-        assert_eq!(resolve(&timed).unwrap(), Method::Euler);
-    }
-
-    #[test]
-    fn exponential_euler_names_the_nonlinear_term() {
-        let s = spec(
-            "dv/dt = (E - v) / tau + w * v**2 : volt\ndw/dt = -w / tau : 1",
-            Some(Method::ExponentialEuler),
-        );
-        let d = resolve(&s).unwrap_err();
-        assert_eq!(d.field, "equations");
-        assert!(
-            d.message
-                .contains("the term 'v**2' in dv/dt is not linear in v"),
-            "{}",
-            d.render()
-        );
-        let span = d.span.unwrap();
+    fn the_first_scheme_that_applies_is_chosen_and_a_named_one_is_checked() {
+        let decay = |a: &mut ExprArena, x, _| a.neg(x);
+        assert_eq!(choose(decay, None), Ok(Method::Exact));
+        let per_neuron = |a: &mut ExprArena, x, p| a.mul(p, x);
+        assert_eq!(choose(per_neuron, None), Ok(Method::Euler));
         assert_eq!(
-            (span.line, span.col, span.len),
-            (1, 29, 4),
-            "{}",
-            d.render()
+            choose(per_neuron, Some(Method::ExponentialEuler)),
+            Ok(Method::ExponentialEuler)
         );
-        assert!(d.suggestion.unwrap().contains("rk4"));
-        // Linear in its own variable with coefficients in another: fine.
-        let s = spec(
-            "dv/dt = (E - v) / tau + w * v : volt\ndw/dt = -w / tau : 1",
-            Some(Method::ExponentialEuler),
+        let square = |a: &mut ExprArena, x, _| a.mul(x, x);
+        assert_eq!(
+            choose(square, Some(Method::ExponentialEuler)),
+            Err(MethodError::NotApplicable {
+                method: Method::ExponentialEuler,
+                why: NotIntegrable::NotLinear {
+                    of: VarId(0),
+                    var: VarId(0)
+                }
+            })
         );
-        assert_eq!(resolve(&s).unwrap(), Method::ExponentialEuler);
-    }
-
-    #[test]
-    fn nonlinear_term_in_a_subexpression_is_located_there() {
-        let s = spec(
-            "dv/dt = (E - v) / tau + g : volt\ng = exp(v / 10) : 1",
-            Some(Method::ExponentialEuler),
-        );
-        let d = resolve(&s).unwrap_err();
-        let span = d.span.unwrap();
-        assert_eq!(span.line, 2, "{}", d.render());
-        assert!(d.message.contains("'exp(v / 10)'"), "{}", d.render());
-    }
-
-    #[test]
-    fn exact_explains_coefficients_that_are_not_constant() {
-        let s = spec(
-            "dv/dt = (E - v) / tau + w * v : volt\ndw/dt = -w / tau : 1",
-            Some(Method::Exact),
-        );
-        let d = resolve(&s).unwrap_err();
-        assert!(
-            d.message.contains("'exact' needs linear equations"),
-            "{}",
-            d.render()
-        );
-        assert!(
-            d.message
-                .contains("the term 'w * v' in dv/dt is not linear in the state variables"),
-            "{}",
-            d.render()
-        );
-        let mut s = spec("dv/dt = (E - v) / tau : volt", Some(Method::Exact));
-        s.per_neuron = vec!["tau".into()];
-        let d = resolve(&s).unwrap_err();
-        assert!(d.message.contains("not constant"), "{}", d.render());
-        assert!(
-            d.message.contains("the term '(E - v) / tau' in dv/dt gives v a coefficient that is not constant (it reads 'tau')"),
-            "{}",
-            d.render()
-        );
-        let s = spec("dv/dt = (sin(t) - v) / tau : 1", Some(Method::Exact));
-        let d = resolve(&s).unwrap_err();
-        assert!(d.message.contains("'t'"), "{}", d.render());
-    }
-
-    #[test]
-    fn refractory_clamp_keeps_exact_applicable() {
-        let mut s = spec(
-            "dv/dt = (E - v) / tau : volt (unless refractory)",
-            Some(Method::Exact),
-        );
-        s.refractory = Some(Refractory::Duration(2.0));
-        s.threshold = Some("v > -50".into());
-        assert_eq!(resolve(&s).unwrap(), Method::Exact);
-    }
-
-    #[test]
-    fn zero_substeps_is_an_error() {
-        let mut s = spec("dv/dt = -v / tau : 1", None);
-        s.substeps = 0;
-        assert_eq!(resolve(&s).unwrap_err().field, "substeps");
+        assert_eq!(choose(square, Some(Method::Rk2)), Ok(Method::Rk2));
     }
 }

@@ -7,7 +7,7 @@
 //! The schemes are Brian2's: `euler`, `rk2` (midpoint), `heun`, `rk4`, `exponential_euler`
 //! (conditionally linear equations, [`linear`]) and `exact` (linear equations with constant
 //! coefficients, solved with a matrix exponential computed at compile time, [`expm`]).
-//! [`choice`] checks that a requested scheme applies, explains why not, and picks one when the
+//! [`choice`] checks that a requested scheme applies, says why not, and picks one when the
 //! model names none.
 
 pub mod choice;
@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use crate::ir::{ExprArena, ExprId, VarId};
 use crate::spec::Method;
 
-pub use choice::resolve_method;
+pub use choice::{resolve, MethodError};
 
 /// One ODE: the variable it integrates and its derivative.
 #[derive(Clone, Copy, Debug)]
@@ -54,20 +54,6 @@ pub enum NotIntegrable {
     TimeDependent { of: VarId },
     /// `exp(M dt)` overflows: the system grows beyond f64 within one step (exact).
     Overflow { of: VarId },
-}
-
-/// The value of every variable after one step of size `dt`, in the order of `odes`.
-///
-/// Panics for a scheme that does not apply; [`resolve_method`] checks that first.
-pub fn step(arena: &mut ExprArena, odes: &[Ode], method: Method, dt: f64) -> Vec<ExprId> {
-    let problem = Problem {
-        odes,
-        time: None,
-        switch: None,
-    };
-    integrate(arena, &problem, method, dt, 1).unwrap_or_else(|e| {
-        panic!("{method:?} cannot integrate these equations ({e:?}); resolve_method checks this")
-    })
 }
 
 /// The value of every variable after `substeps` steps of `dt / substeps`, in the order of
@@ -231,6 +217,16 @@ mod tests {
     use super::*;
     use crate::ir::BinOp;
 
+    /// One step of an autonomous system (the schemes used here always apply).
+    fn one_step_of(arena: &mut ExprArena, odes: &[Ode], method: Method, dt: f64) -> Vec<ExprId> {
+        let problem = Problem {
+            odes,
+            time: None,
+            switch: None,
+        };
+        integrate(arena, &problem, method, dt, 1).unwrap()
+    }
+
     /// Integrates dx/dt = -x and dy/dt = x (so x(t)=e^-t) with the scheme, in the interpreter.
     fn error_after(method: Method, dt: f64) -> f64 {
         let mut a = ExprArena::new();
@@ -240,7 +236,7 @@ mod tests {
             var: VarId(0),
             derivative: dx,
         }];
-        let next = step(&mut a, &odes, method, dt);
+        let next = one_step_of(&mut a, &odes, method, dt);
         let mut v = 1.0;
         let steps = (1.0 / dt).round() as usize;
         for _ in 0..steps {
@@ -370,7 +366,7 @@ mod tests {
             derivative: d,
         }];
         let before = a.len();
-        step(&mut a, &odes, Method::Rk4, 0.1);
+        one_step_of(&mut a, &odes, Method::Rk4, 0.1);
         // 3 more derivative evaluations of 2 nodes each plus the combinations: far fewer nodes
         // than re-evaluating everything with fresh copies would need.
         assert!(a.len() - before < 40, "{} nodes", a.len() - before);

@@ -32,29 +32,6 @@ pub enum BinOp {
     Or,
 }
 
-/// The IR operator of a front end's binary operator (both front ends share the syntax tree's).
-impl From<crate::frontend::ast::BinaryOp> for BinOp {
-    fn from(op: crate::frontend::ast::BinaryOp) -> BinOp {
-        use crate::frontend::ast::BinaryOp as B;
-        match op {
-            B::Add => BinOp::Add,
-            B::Sub => BinOp::Sub,
-            B::Mul => BinOp::Mul,
-            B::Div => BinOp::Div,
-            B::Mod => BinOp::Mod,
-            B::Pow => BinOp::Pow,
-            B::Lt => BinOp::Lt,
-            B::Le => BinOp::Le,
-            B::Gt => BinOp::Gt,
-            B::Ge => BinOp::Ge,
-            B::Eq => BinOp::Eq,
-            B::Ne => BinOp::Ne,
-            B::And => BinOp::And,
-            B::Or => BinOp::Or,
-        }
-    }
-}
-
 impl BinOp {
     pub fn is_comparison(self) -> bool {
         matches!(

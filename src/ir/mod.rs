@@ -1,10 +1,17 @@
-//! The intermediate representation shared by every front end and back end.
+//! The intermediate representation every front end lowers to and every back end reads: one
+//! hash-consed expression DAG ([`expr`]) and the group built on it ([`group`]), with the
+//! rewrites that act on them ([`derivative`], [`rewrite`]) and the way back to the source text
+//! ([`spans`]). Data and rewrites only: no parsing (`crate::frontend`), no step semantics
+//! (`crate::step`), no printing (`crate::codegen`).
 
 pub mod derivative;
 pub mod expr;
-pub mod model;
-pub mod python_model;
+pub mod group;
 pub mod rewrite;
+pub mod spans;
 
 pub use expr::{BinOp, ExprArena, ExprId, Func, Node, Ty, VarId};
-pub use model::{lower, NeuronIr, RefractoryIr, StateEq, Symbol, SymbolKind};
+pub use group::{
+    Dynamics, Events, GroupIr, IndexOf, RefractoryIr, StateEq, Symbol, SymbolKind, Update,
+};
+pub use spans::{Site, SourceSpan, SpanTable};

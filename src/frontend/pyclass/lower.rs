@@ -1,15 +1,15 @@
-//! Lowering a model class's `ode()` (the `neural` / NeuroDriver style, parsed by
-//! [`crate::frontend::python_ode`]) to the same [`NeuronIr`] the equation front end produces.
+//! A model class's `ode()` (the `neural` / NeuroDriver style, parsed by [`super::parse`]), with
+//! the events given beside the class, -> [`GroupIr`] whose dynamics are explicit updates.
 //!
-//! The body runs once, symbolically, over the stored values of the neuron: every `self.x` and
+//! The body runs once, symbolically, over the stored values of the element: every `self.x` and
 //! every local is an SSA value in an environment; `if/elif/else` lowers both branches and merges
 //! them with selects (a value assigned in both branches becomes `cond ? a : b`). What comes out
 //! is, for each stored variable `x`, its derivative `self.d_x` (if `ode()` assigns one) and its
-//! value at the end of the body. The step built from them (see `codegen::python_step` and
-//! docs/DESIGN.md, "Python model classes") is
+//! value at the end of the body ([`Update`]). The step built from them (`crate::step` and
+//! docs/DESIGN.md, "Model classes") is
 //!
 //! ```text
-//! x_next = clip(end_value(x) + dt * increment(x), min, max)
+//! x_next = clip(end_value(x) + (the scheme's change of x), min, max)
 //! ```
 //!
 //! which for Euler is exactly what `neural`'s forward Euler does: `ode()` runs (its direct
@@ -22,26 +22,17 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::expr::{BinOp, ExprArena, ExprId, Func, Ty, VarId};
-use super::model::{NeuronIr, RefractoryIr, StateEq, Symbol, SymbolKind};
+use super::parse::{parse_ode, AssignOp, OdeMethod, PyExpr, Stmt, Target, UnaryOp, FIELD};
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
-use crate::frontend::python_ode::{
-    parse_ode, AssignOp, OdeMethod, PyExpr, Stmt, Target, UnaryOp, FIELD,
+use crate::frontend::brian::events::{check_lastspike, lower_events, EventScope};
+use crate::frontend::brian::expr::{common_name, quote_list, unknown_name, Scope};
+use crate::frontend::builder::{GroupBuilder, Lowered, BUILTIN_NAMES};
+use crate::frontend::method::{self, Explain, Term};
+use crate::ir::{
+    BinOp, Dynamics, ExprArena, ExprId, Func, GroupIr, Site, SpanTable, SymbolKind, Ty, Update,
+    VarId,
 };
 use crate::spec::{Method, ModelClassSpec, ModelSpec};
-
-/// What a model class's `ode()` computes besides derivatives, per entry of `NeuronIr::states`
-/// (the class's states in order, then its internals).
-#[derive(Clone, Debug)]
-pub struct PythonOde {
-    /// Whether `ode()` assigns the variable's derivative `self.d_x` (so it is integrated).
-    pub integrated: Vec<bool>,
-    /// The variable's value at the end of `ode()` run on the stored values: the stored value
-    /// itself unless `ode()` assigns it.
-    pub end_values: Vec<ExprId>,
-    /// `(min, max)` from `Default_States`; internals have none.
-    pub bounds: Vec<(Option<f64>, Option<f64>)>,
-}
 
 /// What a name or attribute holds at a point of the body.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -54,7 +45,9 @@ enum Binding {
 /// Locals under their name, attributes under `self.<name>`.
 type Env = BTreeMap<String, Binding>;
 
-pub fn lower_python(spec: &ModelSpec, py: &ModelClassSpec) -> Result<NeuronIr, Diagnostic> {
+/// Lowers a spec whose dynamics are the model class `py`, reporting the first error with its
+/// place.
+pub fn lower(spec: &ModelSpec, py: &ModelClassSpec) -> Result<GroupIr, Diagnostic> {
     for (what, given) in [
         ("threshold", spec.threshold.is_some()),
         ("reset", spec.reset.is_some()),
@@ -73,19 +66,44 @@ pub fn lower_python(spec: &ModelSpec, py: &ModelClassSpec) -> Result<NeuronIr, D
             "model classes are integrated with 'euler' or 'rk4'",
         ));
     }
-    let method = parse_ode(&py.source)?;
-    let mut cx = Lowering::new(spec, py, &method)?;
+    let ode = parse_ode(&py.source)?;
+    let mut cx = Lowering::new(spec, py, &ode)?;
     let mut env = cx.initial_env();
-    cx.block(&method.body, &mut env)?;
-    cx.finish(env)
+    cx.block(&ode.body, &mut env)?;
+    let lowered = cx.finish(env)?;
+    // Until the step semantics take every scheme for model classes, the automatic choice is
+    // Euler, as the kernel integrates them.
+    let mut spec_euler;
+    let spec = if spec.method.is_none() {
+        spec_euler = spec.clone();
+        spec_euler.method = Some(Method::Euler);
+        &spec_euler
+    } else {
+        spec
+    };
+    let method = method::resolve(spec, &cx.group, &lowered, &ClassTerms)?;
+    Ok(cx.group.finish(lowered, method, spec.substeps, spec.dt))
+}
+
+/// Model classes name a derivative `self.d_x`; a scheme that does not apply is shown at its
+/// assignment (from the span table).
+struct ClassTerms;
+
+impl Explain for ClassTerms {
+    fn derivative_name(&self, x: &str) -> String {
+        format!("self.d_{x}")
+    }
+
+    fn locate_term(&self, _of: VarId, _method: Method) -> Option<Term> {
+        None
+    }
 }
 
 struct Lowering<'a> {
     spec: &'a ModelSpec,
     py: &'a ModelClassSpec,
     src: &'a str,
-    arena: ExprArena,
-    symbols: Vec<Symbol>,
+    group: GroupBuilder,
     /// States then internals: the per-neuron values kept between steps.
     stored: Vec<(String, VarId)>,
     params: HashSet<&'a str>,
@@ -98,17 +116,16 @@ impl<'a> Lowering<'a> {
     fn new(
         spec: &'a ModelSpec,
         py: &'a ModelClassSpec,
-        method: &'a OdeMethod,
+        ode: &'a OdeMethod,
     ) -> Result<Self, Diagnostic> {
         let mut cx = Lowering {
             spec,
             py,
             src: &py.source,
-            arena: ExprArena::new(),
-            symbols: Vec::new(),
+            group: GroupBuilder::default(),
             stored: Vec::new(),
             params: py.params.iter().map(String::as_str).collect(),
-            args: method.args.iter().map(|a| a.name.as_str()).collect(),
+            args: ode.args.iter().map(|a| a.name.as_str()).collect(),
             arrays: HashMap::new(),
         };
         // One name, one meaning: the state dict and the constants share a namespace.
@@ -137,7 +154,7 @@ impl<'a> Lowering<'a> {
                             "'{name}' is both in {prev} and in {group}: give them different names"
                         ),
                     );
-                    return Err(match method.args.iter().find(|a| a.name == *name) {
+                    return Err(match ode.args.iter().find(|a| a.name == *name) {
                         Some(a) => Diagnostic::new(FIELD, d.message).at(&py.source, a.span),
                         None => d,
                     });
@@ -171,7 +188,7 @@ impl<'a> Lowering<'a> {
                     FIELD,
                     format!("'{name}' has no value: give the parameter a value in Default_Params, or the ode() argument a default"),
                 );
-                return Err(match method.args.iter().find(|a| a.name == name) {
+                return Err(match ode.args.iter().find(|a| a.name == name) {
                     Some(a) => d.at(&py.source, a.span),
                     None => d,
                 });
@@ -204,18 +221,12 @@ impl<'a> Lowering<'a> {
             let v = cx.add_symbol(name, SymbolKind::PerStep);
             cx.arrays.insert(name.clone(), v);
         }
+        cx.group.add_builtins();
         Ok(cx)
     }
 
     fn add_symbol(&mut self, name: &str, kind: SymbolKind) -> VarId {
-        let id = VarId::at(self.symbols.len());
-        self.symbols.push(Symbol {
-            name: name.to_string(),
-            kind,
-            unit: String::new(),
-            shared: false,
-        });
-        id
+        self.group.add_symbol(name, kind, "")
     }
 
     fn error(&self, span: Span, msg: impl Into<String>) -> Diagnostic {
@@ -226,7 +237,7 @@ impl<'a> Lowering<'a> {
     fn initial_env(&mut self) -> Env {
         let mut env = Env::new();
         for (name, v) in self.stored.clone() {
-            let e = self.arena.var(v);
+            let e = self.group.arena.var(v);
             env.insert(
                 format!("self.{name}"),
                 Binding::Value(e, Ty::Real, Span::default()),
@@ -246,9 +257,9 @@ impl<'a> Lowering<'a> {
     /// A parameter or an argument of ode(): folded, or read from its per-neuron / per-step array.
     fn constant(&mut self, name: &str) -> ExprId {
         if let Some(&v) = self.arrays.get(name) {
-            return self.arena.var(v);
+            return self.group.arena.var(v);
         }
-        self.arena.constant(self.spec.constants[name])
+        self.group.arena.constant(self.spec.constants[name])
     }
 
     fn real(&mut self, (e, ty): (ExprId, Ty)) -> ExprId {
@@ -256,8 +267,11 @@ impl<'a> Lowering<'a> {
             Ty::Real => e,
             // Python: True * x == x, False * x == 0.
             Ty::Bool => {
-                let (one, zero) = (self.arena.constant(1.0), self.arena.constant(0.0));
-                self.arena.select(e, one, zero)
+                let (one, zero) = (
+                    self.group.arena.constant(1.0),
+                    self.group.arena.constant(0.0),
+                );
+                self.group.arena.select(e, one, zero)
             }
         }
     }
@@ -267,8 +281,8 @@ impl<'a> Lowering<'a> {
             Ty::Bool => e,
             // Python: a number is true when it is not zero.
             Ty::Real => {
-                let zero = self.arena.constant(0.0);
-                self.arena.bin(BinOp::Ne, e, zero)
+                let zero = self.group.arena.constant(0.0);
+                self.group.arena.bin(BinOp::Ne, e, zero)
             }
         }
     }
@@ -314,11 +328,11 @@ impl<'a> Lowering<'a> {
             let b = match (then_env.get(&key), else_env.get(&key)) {
                 (Some(Binding::Value(a, ta, sa)), Some(Binding::Value(b, tb, _))) => {
                     if ta == tb {
-                        Binding::Value(self.arena.select(c, *a, *b), *ta, *sa)
+                        Binding::Value(self.group.arena.select(c, *a, *b), *ta, *sa)
                     } else {
                         let a = self.real((*a, *ta));
                         let b = self.real((*b, *tb));
-                        Binding::Value(self.arena.select(c, a, b), Ty::Real, *sa)
+                        Binding::Value(self.group.arena.select(c, a, b), Ty::Real, *sa)
                     }
                 }
                 (Some(Binding::Value(_, _, s)), _)
@@ -378,7 +392,7 @@ impl<'a> Lowering<'a> {
                     AssignOp::Div => BinOp::Div,
                     AssignOp::Set => unreachable!(),
                 };
-                (self.arena.bin(bop, a, b), Ty::Real)
+                (self.group.arena.bin(bop, a, b), Ty::Real)
             }
         };
         env.insert(key, Binding::Value(new.0, new.1, span));
@@ -438,19 +452,19 @@ impl<'a> Lowering<'a> {
 
     fn expr(&mut self, e: &PyExpr, env: &Env) -> Result<(ExprId, Ty), Diagnostic> {
         Ok(match e {
-            PyExpr::Num(v, _) => (self.arena.constant(*v), Ty::Real),
-            PyExpr::Bool(b, _) => (self.arena.boolean(*b), Ty::Bool),
+            PyExpr::Num(v, _) => (self.group.arena.constant(*v), Ty::Real),
+            PyExpr::Bool(b, _) => (self.group.arena.boolean(*b), Ty::Bool),
             PyExpr::Name(name, span) => self.read_name(name, *span, env)?,
             PyExpr::SelfAttr(attr, span) => self.read_attribute(attr, *span, env)?,
             PyExpr::Unary(UnaryOp::Neg, inner, _) => {
                 let v = self.expr(inner, env)?;
                 let v = self.real(v);
-                (self.arena.neg(v), Ty::Real)
+                (self.group.arena.neg(v), Ty::Real)
             }
             PyExpr::Unary(UnaryOp::Not, inner, _) => {
                 let v = self.expr(inner, env)?;
                 let c = self.condition(v);
-                (self.arena.not(c), Ty::Bool)
+                (self.group.arena.not(c), Ty::Bool)
             }
             PyExpr::Binary(op, l, r, _) => {
                 let a = self.expr(l, env)?;
@@ -466,7 +480,7 @@ impl<'a> Lowering<'a> {
                 } else {
                     Ty::Real
                 };
-                (self.arena.bin(bop, a, b), ty)
+                (self.group.arena.bin(bop, a, b), ty)
             }
             PyExpr::IfElse(cond, a, b, _) => {
                 let c = self.expr(cond, env)?;
@@ -474,10 +488,10 @@ impl<'a> Lowering<'a> {
                 let a = self.expr(a, env)?;
                 let b = self.expr(b, env)?;
                 if a.1 == Ty::Bool && b.1 == Ty::Bool {
-                    (self.arena.select(c, a.0, b.0), Ty::Bool)
+                    (self.group.arena.select(c, a.0, b.0), Ty::Bool)
                 } else {
                     let (a, b) = (self.real(a), self.real(b));
-                    (self.arena.select(c, a, b), Ty::Real)
+                    (self.group.arena.select(c, a, b), Ty::Real)
                 }
             }
             PyExpr::Call(f, args, _) => {
@@ -491,18 +505,18 @@ impl<'a> Lowering<'a> {
                     });
                 }
                 let e = match f.as_str() {
-                    "power" => self.arena.bin(BinOp::Pow, vals[0], vals[1]),
-                    "minimum" => self.arena.bin(BinOp::Min, vals[0], vals[1]),
-                    "maximum" => self.arena.bin(BinOp::Max, vals[0], vals[1]),
+                    "power" => self.group.arena.bin(BinOp::Pow, vals[0], vals[1]),
+                    "minimum" => self.group.arena.bin(BinOp::Min, vals[0], vals[1]),
+                    "maximum" => self.group.arena.bin(BinOp::Max, vals[0], vals[1]),
                     "clip" => {
-                        let lo = self.arena.bin(BinOp::Max, vals[0], vals[1]);
-                        self.arena.bin(BinOp::Min, lo, vals[2])
+                        let lo = self.group.arena.bin(BinOp::Max, vals[0], vals[1]);
+                        self.group.arena.bin(BinOp::Min, lo, vals[2])
                     }
-                    "where" => self.arena.select(vals[0], vals[1], vals[2]),
+                    "where" => self.group.arena.select(vals[0], vals[1], vals[2]),
                     other => {
                         let func = Func::from_name(other)
                             .expect("the parser only accepts functions the IR has");
-                        self.arena.call(func, vals[0])
+                        self.group.arena.call(func, vals[0])
                     }
                 };
                 (e, Ty::Real)
@@ -542,13 +556,7 @@ impl<'a> Lowering<'a> {
         Err(if near.is_empty() {
             d.suggest("assign it first, or read a state or parameter as 'self.x'")
         } else {
-            d.suggest(format!(
-                "did you mean {}?",
-                near.iter()
-                    .map(|n| format!("'{n}'"))
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ))
+            d.suggest(format!("did you mean {}?", quote_list(&near)))
         })
     }
 
@@ -603,12 +611,9 @@ impl<'a> Lowering<'a> {
         })
     }
 
-    fn finish(mut self, env: Env) -> Result<NeuronIr, Diagnostic> {
-        let mut states = Vec::new();
-        let mut integrated = Vec::new();
-        let mut end_values = Vec::new();
-        let mut bounds = Vec::new();
-        let zero = self.arena.constant(0.0);
+    /// The updates `ode()` gives, then the events beside the class.
+    fn finish(&mut self, env: Env) -> Result<Lowered, Diagnostic> {
+        let mut updates = Vec::new();
         for (name, var) in self.stored.clone() {
             let Some(Binding::Value(end, _, _)) = env.get(&format!("self.{name}")).copied() else {
                 let span = match env.get(&format!("self.{name}")) {
@@ -620,7 +625,12 @@ impl<'a> Lowering<'a> {
                 );
             };
             let derivative = match env.get(&format!("self.d_{name}")) {
-                Some(Binding::Value(d, _, _)) => Some(*d),
+                Some(Binding::Value(d, _, span)) => {
+                    self.group
+                        .spans
+                        .insert(Site::Dynamics(var), FIELD, self.src, *span);
+                    Some(*d)
+                }
                 Some(Binding::Partial(span)) => {
                     return Err(self
                         .error(*span, format!("the derivative 'self.d_{name}' is assigned on some paths through ode() but not all"))
@@ -628,21 +638,41 @@ impl<'a> Lowering<'a> {
                 }
                 None => None,
             };
-            integrated.push(derivative.is_some());
-            end_values.push(end);
-            states.push(StateEq {
+            let bounds = self
+                .py
+                .states
+                .iter()
+                .find(|s| s.name == name)
+                .map_or((None, None), |s| (s.min, s.max));
+            updates.push(Update {
                 var,
-                derivative: derivative.unwrap_or(zero),
-                unless_refractory: false,
+                derivative,
+                end_value: end,
+                bounds,
             });
-            bounds.push(
-                self.py
-                    .states
-                    .iter()
-                    .find(|s| s.name == name)
-                    .map_or((None, None), |s| (s.min, s.max)),
-            );
         }
+        self.check_record()?;
+        let events = lower_events(self, self.spec)?;
+        let roots: Vec<ExprId> = updates
+            .iter()
+            .flat_map(|u| u.derivative.into_iter().chain([u.end_value]))
+            .collect();
+        check_lastspike(
+            &self.group.arena,
+            self.group.names["lastspike"],
+            &events,
+            roots,
+        )?;
+        Ok(Lowered {
+            dynamics: Dynamics::Updates(updates),
+            events,
+            subexpressions: Default::default(),
+            held: Vec::new(),
+            noise: Vec::new(),
+        })
+    }
+
+    fn check_record(&self) -> Result<(), Diagnostic> {
         for name in &self.spec.record {
             let ok = self.is_stored(name) || self.spec.per_step.contains(name);
             if !ok {
@@ -653,34 +683,93 @@ impl<'a> Lowering<'a> {
                     format!("cannot record '{name}': only states, internals and per-step inputs can be recorded"),
                 );
                 if !near.is_empty() {
-                    d = d.suggest(format!(
-                        "did you mean {}?",
-                        near.iter()
-                            .map(|n| format!("'{n}'"))
-                            .collect::<Vec<_>>()
-                            .join(" or ")
-                    ));
+                    d = d.suggest(format!("did you mean {}?", quote_list(&near)));
                 }
                 return Err(d);
             }
         }
-        Ok(NeuronIr {
-            arena: self.arena,
-            symbols: self.symbols,
-            states,
-            threshold: None,
-            reset: Vec::new(),
-            refractory: RefractoryIr::None,
-            subexpressions: BTreeMap::new(),
-            held: Vec::new(),
-            noise: Vec::new(),
-            dt: self.spec.dt,
-            python: Some(PythonOde {
-                integrated,
-                end_values,
-                bounds,
-            }),
-        })
+        Ok(())
+    }
+}
+
+/// The events beside a model class are Brian2-syntax code over the class's names: its states
+/// and internals (without `self.`), its parameters and the arguments of `ode()` (constants), and
+/// the names every group has (`t`, `dt`, `i`, `N`, `not_refractory`, `lastspike`, units).
+impl Scope for Lowering<'_> {
+    fn arena(&mut self) -> &mut ExprArena {
+        &mut self.group.arena
+    }
+
+    fn name(
+        &mut self,
+        name: &str,
+        span: Span,
+        field: &str,
+        src: &str,
+    ) -> Result<(ExprId, Ty), Diagnostic> {
+        if self.params.contains(name) || self.args.contains(&name) {
+            return Ok((self.constant(name), Ty::Real));
+        }
+        if let Some(&v) = self.group.names.get(name) {
+            let ty = if *self.group.kind(v) == SymbolKind::NotRefractory {
+                Ty::Bool
+            } else {
+                Ty::Real
+            };
+            return Ok((self.group.arena.var(v), ty));
+        }
+        if let Some(found) =
+            common_name(&mut self.group.arena, self.spec.dt, name, span, field, src)
+        {
+            return found;
+        }
+        Err(self.unknown_event_name(name, span, field, src))
+    }
+}
+
+impl EventScope for Lowering<'_> {
+    fn reset_target(&self, name: &str, span: Span, code: &str) -> Result<VarId, Diagnostic> {
+        if let Some((_, v)) = self.stored.iter().find(|(n, _)| n == name) {
+            return Ok(*v);
+        }
+        if self.params.contains(name) || self.args.contains(&name) {
+            return Err(Diagnostic::new(
+                "reset",
+                format!("cannot assign to '{name}': it is a constant (a parameter or an argument of ode())"),
+            )
+            .at(code, span)
+            .suggest("declare it in Default_Inters to keep a per-neuron value the reset writes"));
+        }
+        if self.group.names.contains_key(name) {
+            return Err(Diagnostic::new(
+                "reset",
+                format!("cannot assign to '{name}': only states and internals can be reset"),
+            )
+            .at(code, span));
+        }
+        Err(self.unknown_event_name(name, span, "reset", code))
+    }
+
+    fn spans(&mut self) -> &mut SpanTable {
+        &mut self.group.spans
+    }
+}
+
+impl Lowering<'_> {
+    fn unknown_event_name(&self, name: &str, span: Span, field: &str, src: &str) -> Diagnostic {
+        let mut known: Vec<&str> = self.stored.iter().map(|(n, _)| n.as_str()).collect();
+        known.extend(self.params.iter().copied());
+        known.extend(self.args.iter().copied());
+        known.extend(BUILTIN_NAMES.iter().filter(|n| **n != "xi"));
+        let bare = name.strip_prefix("self.").unwrap_or(name);
+        unknown_name(
+            bare,
+            span,
+            field,
+            src,
+            known,
+            "use a state, an internal, a parameter or an argument of ode() of the class",
+        )
     }
 }
 
@@ -695,7 +784,15 @@ fn quote_self(names: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Dynamics;
+    use crate::frontend::lower;
+    use crate::spec::Dynamics as SpecDynamics;
+
+    fn updates(ir: &GroupIr) -> &[Update] {
+        match &ir.dynamics {
+            Dynamics::Updates(u) => u,
+            Dynamics::Odes(_) => panic!("a model class lowers to updates"),
+        }
+    }
 
     fn spec(
         source: &str,
@@ -738,15 +835,12 @@ mod tests {
     fn oizumi_lowers_with_internals_and_jumps() {
         let mut s = oizumi();
         s.per_step = vec!["input".into()];
-        let ir = crate::ir::lower(&s).unwrap();
-        let py = ir.python.as_ref().unwrap();
-        let names: Vec<&str> = ir
-            .states
-            .iter()
-            .map(|st| ir.symbol(st.var).name.as_str())
-            .collect();
+        let ir = lower(&s).unwrap();
+        let up = updates(&ir);
+        let names: Vec<&str> = up.iter().map(|u| ir.symbol(u.var).name.as_str()).collect();
         assert_eq!(names, ["N", "g", "p", "NT"]);
-        assert_eq!(py.integrated, [true, true, false, false]);
+        let integrated: Vec<bool> = up.iter().map(|u| u.derivative.is_some()).collect();
+        assert_eq!(integrated, [true, true, false, false]);
         let (n, g, input) = (
             ir.lookup("N").unwrap(),
             ir.lookup("g").unwrap(),
@@ -767,24 +861,22 @@ mod tests {
         };
         let p = 0.79 * (-0.0035f64).exp();
         // With a spike: N loses N*p, g gains N*p*q; NT holds N*p.
-        assert!((ir.arena.eval(py.end_values[0], &at(1.0)) - (40.0 - 40.0 * p)).abs() < 1e-12);
-        assert!(
-            (ir.arena.eval(py.end_values[1], &at(1.0)) - (2.0 + 40.0 * p * 1.07)).abs() < 1e-12
-        );
-        assert!((ir.arena.eval(py.end_values[3], &at(1.0)) - 40.0 * p).abs() < 1e-12);
-        assert_eq!(ir.arena.eval(py.end_values[3], &at(0.0)), 0.0);
-        assert!((ir.arena.eval(py.end_values[2], &at(0.0)) - p).abs() < 1e-12);
+        assert!((ir.arena.eval(up[0].end_value, &at(1.0)) - (40.0 - 40.0 * p)).abs() < 1e-12);
+        assert!((ir.arena.eval(up[1].end_value, &at(1.0)) - (2.0 + 40.0 * p * 1.07)).abs() < 1e-12);
+        assert!((ir.arena.eval(up[3].end_value, &at(1.0)) - 40.0 * p).abs() < 1e-12);
+        assert_eq!(ir.arena.eval(up[3].end_value, &at(0.0)), 0.0);
+        assert!((ir.arena.eval(up[2].end_value, &at(0.0)) - p).abs() < 1e-12);
         // Derivatives see N before the jump.
-        assert!((ir.arena.eval(ir.states[0].derivative, &at(1.0)) - 121.0 / 100.0).abs() < 1e-12);
-        assert_eq!(py.bounds[1], (Some(0.0), Some(1000.0)));
-        assert_eq!(py.bounds[2], (None, None));
+        assert!((ir.arena.eval(up[0].derivative.unwrap(), &at(1.0)) - 121.0 / 100.0).abs() < 1e-12);
+        assert_eq!(up[1].bounds, (Some(0.0), Some(1000.0)));
+        assert_eq!(up[2].bounds, (None, None));
     }
 
     #[test]
     fn derivative_in_both_branches_becomes_a_select_and_bools_are_numbers() {
         let src = "def ode(self):\n    a = self.v - 1.\n    if abs(a) <= 1e-7:\n        self.d_v = 1.\n    elif a > 0:\n        self.d_v = (a > 1) * a\n    else:\n        self.d_v = -a\n";
-        let ir = crate::ir::lower(&spec(src, &[("v", None, None)], &[], &[], &[])).unwrap();
-        let d = ir.states[0].derivative;
+        let ir = lower(&spec(src, &[("v", None, None)], &[], &[], &[])).unwrap();
+        let d = updates(&ir)[0].derivative.unwrap();
         let at = |x: f64| move |_: VarId| x;
         assert_eq!(ir.arena.eval(d, &at(1.0)), 1.0);
         assert_eq!(ir.arena.eval(d, &at(1.5)), 0.0);
@@ -793,7 +885,7 @@ mod tests {
     }
 
     fn lower_error(src: &str) -> Diagnostic {
-        crate::ir::lower(&spec(
+        lower(&spec(
             src,
             &[("v", None, None)],
             &["w"],
@@ -878,11 +970,11 @@ mod tests {
                 }
             }
             let mut spec = base.clone();
-            let Dynamics::ModelClass(class) = &mut spec.dynamics else {
+            let SpecDynamics::ModelClass(class) = &mut spec.dynamics else {
                 unreachable!("oizumi() is a model class")
             };
             class.source = s.into_iter().collect();
-            match crate::ir::lower(&spec) {
+            match lower(&spec) {
                 Ok(ir) => {
                     let _ = crate::codegen::generate(&ir, &spec, crate::codegen::Dialect::C);
                 }

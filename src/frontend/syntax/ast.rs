@@ -1,6 +1,8 @@
-//! Syntax trees produced by the text front ends, before names are resolved.
+//! Syntax trees of the expression language (Python-like operators) that Brian2's fields and a
+//! model class's `ode()` share, before names are resolved.
 
 use crate::diagnostics::Span;
+use crate::ir::BinOp;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Ast {
@@ -34,6 +36,28 @@ pub enum BinaryOp {
     Ne,
     And,
     Or,
+}
+
+/// The IR operator of a syntax tree's binary operator (both front ends share the syntax tree's).
+impl From<BinaryOp> for BinOp {
+    fn from(op: BinaryOp) -> BinOp {
+        match op {
+            BinaryOp::Add => BinOp::Add,
+            BinaryOp::Sub => BinOp::Sub,
+            BinaryOp::Mul => BinOp::Mul,
+            BinaryOp::Div => BinOp::Div,
+            BinaryOp::Mod => BinOp::Mod,
+            BinaryOp::Pow => BinOp::Pow,
+            BinaryOp::Lt => BinOp::Lt,
+            BinaryOp::Le => BinOp::Le,
+            BinaryOp::Gt => BinOp::Gt,
+            BinaryOp::Ge => BinOp::Ge,
+            BinaryOp::Eq => BinOp::Eq,
+            BinaryOp::Ne => BinOp::Ne,
+            BinaryOp::And => BinOp::And,
+            BinaryOp::Or => BinOp::Or,
+        }
+    }
 }
 
 impl Ast {

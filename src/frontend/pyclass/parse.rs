@@ -16,7 +16,7 @@
 
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
 
-pub use super::ast::{AssignOp, BinaryOp, UnaryOp};
+pub use crate::frontend::syntax::ast::{AssignOp, BinaryOp, UnaryOp};
 
 /// The diagnostics field of every error in the method.
 pub const FIELD: &str = "ode";

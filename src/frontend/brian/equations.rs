@@ -8,10 +8,11 @@
 //! Units are accepted and kept as text (the kernels compute in the numbers the user wrote, see the
 //! README's unit convention). Flags are checked against the ones spikeforge understands.
 
-use super::ast::Ast;
-use super::lexer::{tokenize, Tok};
-use super::parser::Parser;
 use crate::diagnostics::{Diagnostic, Span};
+use crate::frontend::syntax::ast::Ast;
+use crate::frontend::syntax::lexer::{tokenize, Tok};
+use crate::frontend::syntax::parser::Parser;
+use crate::frontend::syntax::units::unknown_unit_name;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LineKind {
@@ -152,7 +153,7 @@ fn unit_and_flags(
             ))
         }
     };
-    if let (Some(bad), Some(start)) = (super::units::unknown_unit_name(&unit), unit_start) {
+    if let (Some(bad), Some(start)) = (unknown_unit_name(&unit), unit_start) {
         let offset = unit.find(&bad).unwrap_or(0);
         let span = Span::new(
             start.line,

@@ -1,4 +1,4 @@
-//! Tokens of the expression language shared by every text front end (Python-like operators).
+//! Tokens of the shared expression language (Python-like operators), with their places.
 
 use crate::diagnostics::{Diagnostic, Span};
 

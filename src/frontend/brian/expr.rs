@@ -1,0 +1,209 @@
+//! Brian2-syntax expressions -> IR nodes. How a name resolves depends on the group (an equation
+//! model's parameters and subexpressions, a model class's states and internals): each lowering
+//! context says it through [`Scope`]; the operators, the functions, the truth-value rules
+//! (booleans and numbers are kept apart) and the names every group knows (`dt`, units) are here.
+
+use crate::diagnostics::{nearest_names, Diagnostic, Span};
+use crate::frontend::syntax::ast::{Ast, UnaryOp};
+use crate::frontend::syntax::units::unit_value;
+use crate::ir::{BinOp, ExprArena, ExprId, Func, Ty};
+
+/// The functions Brian2-syntax expressions may call.
+pub const FUNCTIONS: &[&str] = &[
+    "exp", "log", "log10", "sqrt", "cbrt", "abs", "fabs", "sin", "cos", "tan", "tanh", "sinh",
+    "cosh", "floor", "ceil", "pow", "min", "max", "clip", "where", "exprel",
+];
+
+/// A place where Brian2-syntax expressions are lowered: the arena the nodes go to and what the
+/// names mean there.
+pub(crate) trait Scope {
+    fn arena(&mut self) -> &mut ExprArena;
+
+    /// The value of `name` (written at `span` of `src`, the text of `field`) and whether it is a
+    /// number or a truth value; an error that says what the name could have been otherwise.
+    fn name(
+        &mut self,
+        name: &str,
+        span: Span,
+        field: &str,
+        src: &str,
+    ) -> Result<(ExprId, Ty), Diagnostic>;
+
+    fn expr(&mut self, ast: &Ast, field: &str, src: &str) -> Result<(ExprId, Ty), Diagnostic> {
+        Ok(match ast {
+            Ast::Num(v, _) => (self.arena().constant(*v), Ty::Real),
+            Ast::Bool(b, _) => (self.arena().boolean(*b), Ty::Bool),
+            Ast::Name(name, span) => self.name(name, *span, field, src)?,
+            Ast::Unary(UnaryOp::Neg, inner, _) => {
+                let (e, ty) = self.expr(inner, field, src)?;
+                require_real(ty, inner, field, src)?;
+                (self.arena().neg(e), Ty::Real)
+            }
+            Ast::Unary(UnaryOp::Not, inner, _) => {
+                let (e, ty) = self.expr(inner, field, src)?;
+                require_bool(ty, inner, "not", field, src)?;
+                (self.arena().not(e), Ty::Bool)
+            }
+            Ast::Binary(op, l, r, _) => {
+                let (a, ta) = self.expr(l, field, src)?;
+                let (b, tb) = self.expr(r, field, src)?;
+                let bop = BinOp::from(*op);
+                if bop.is_logical() {
+                    let word = if bop == BinOp::And { "and" } else { "or" };
+                    require_bool(ta, l, word, field, src)?;
+                    require_bool(tb, r, word, field, src)?;
+                } else {
+                    require_real(ta, l, field, src)?;
+                    require_real(tb, r, field, src)?;
+                }
+                let e = self.arena().bin(bop, a, b);
+                let ty = if bop.is_comparison() || bop.is_logical() {
+                    Ty::Bool
+                } else {
+                    Ty::Real
+                };
+                (e, ty)
+            }
+            Ast::Call(fname, args, span) => self.call(fname, args, *span, field, src)?,
+        })
+    }
+
+    fn call(
+        &mut self,
+        fname: &str,
+        args: &[Ast],
+        span: Span,
+        field: &str,
+        src: &str,
+    ) -> Result<(ExprId, Ty), Diagnostic> {
+        let arity = match fname {
+            "pow" | "min" | "max" => 2,
+            "clip" | "where" => 3,
+            "exprel" => 1,
+            _ if Func::from_name(fname).is_some() => 1,
+            _ => {
+                let near = nearest_names(fname, FUNCTIONS.iter().copied());
+                let mut d =
+                    Diagnostic::new(field, format!("unknown function '{fname}'")).at(src, span);
+                if !near.is_empty() {
+                    d = d.suggest(format!("did you mean {}?", quote_list(&near)));
+                }
+                return Err(d);
+            }
+        };
+        if args.len() != arity {
+            return Err(Diagnostic::new(
+                field,
+                format!("{fname}() takes {arity} argument(s), got {}", args.len()),
+            )
+            .at(src, span));
+        }
+        let mut vals = Vec::new();
+        for (k, a) in args.iter().enumerate() {
+            let (e, ty) = self.expr(a, field, src)?;
+            if fname == "where" && k == 0 {
+                require_bool(ty, a, "where", field, src)?;
+            } else {
+                require_real(ty, a, field, src)?;
+            }
+            vals.push(e);
+        }
+        let arena = self.arena();
+        let e = match fname {
+            "pow" => arena.bin(BinOp::Pow, vals[0], vals[1]),
+            "min" => arena.bin(BinOp::Min, vals[0], vals[1]),
+            "max" => arena.bin(BinOp::Max, vals[0], vals[1]),
+            "clip" => {
+                let lo = arena.bin(BinOp::Max, vals[0], vals[1]);
+                arena.bin(BinOp::Min, lo, vals[2])
+            }
+            "where" => arena.select(vals[0], vals[1], vals[2]),
+            "exprel" => arena.exprel(vals[0]),
+            _ => arena.call(Func::from_name(fname).unwrap(), vals[0]),
+        };
+        Ok((e, Ty::Real))
+    }
+}
+
+/// The names with one meaning in every group, after its own: `dt` (folded), a unit name (its
+/// value in the kernels' unit system: `-50*mV` is -50), and a function named without a call
+/// (an error). `None` for any other name.
+pub(crate) fn common_name(
+    arena: &mut ExprArena,
+    dt: f64,
+    name: &str,
+    span: Span,
+    field: &str,
+    src: &str,
+) -> Option<Result<(ExprId, Ty), Diagnostic>> {
+    if name == "dt" {
+        return Some(Ok((arena.constant(dt), Ty::Real)));
+    }
+    if let Some(scale) = unit_value(name) {
+        return Some(Ok((arena.constant(scale), Ty::Real)));
+    }
+    if FUNCTIONS.contains(&name) {
+        return Some(Err(Diagnostic::new(
+            field,
+            format!("'{name}' is a function: call it with arguments, e.g. {name}(x)"),
+        )
+        .at(src, span)));
+    }
+    None
+}
+
+pub(crate) fn require_real(ty: Ty, ast: &Ast, field: &str, src: &str) -> Result<(), Diagnostic> {
+    if ty == Ty::Bool {
+        return Err(
+            Diagnostic::new(field, "a condition is used where a number is expected")
+                .at(src, ast.span())
+                .suggest("use where(condition, a, b) to turn a condition into a number"),
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn require_bool(
+    ty: Ty,
+    ast: &Ast,
+    op: &str,
+    field: &str,
+    src: &str,
+) -> Result<(), Diagnostic> {
+    if ty != Ty::Bool {
+        return Err(Diagnostic::new(
+            field,
+            format!("'{op}' needs a condition, but this is a number"),
+        )
+        .at(src, ast.span())
+        .suggest("compare it explicitly, e.g. 'x != 0'"));
+    }
+    Ok(())
+}
+
+/// `'a' or 'b'`, for "did you mean" suggestions.
+pub(crate) fn quote_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// The "unknown name" error, with the nearest of `known` as a suggestion, else `otherwise`.
+pub(crate) fn unknown_name<'a>(
+    name: &str,
+    span: Span,
+    field: &str,
+    src: &str,
+    known: impl IntoIterator<Item = &'a str>,
+    otherwise: &str,
+) -> Diagnostic {
+    let near = nearest_names(name, known);
+    let d = Diagnostic::new(field, format!("unknown name '{name}'")).at(src, span);
+    if near.is_empty() {
+        d.suggest(otherwise)
+    } else {
+        d.suggest(format!("did you mean {}?", quote_list(&near)))
+    }
+}
