@@ -26,5 +26,6 @@ pub mod integrators;
 pub mod ir;
 pub mod runtime;
 pub mod spec;
+pub mod step;
 pub mod types;
 pub mod xla;

@@ -3,7 +3,6 @@
 pub mod layout;
 pub mod neuron_kernel;
 pub mod printer;
-pub mod python_step;
 pub mod random;
 pub mod reduction;
 

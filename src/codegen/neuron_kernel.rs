@@ -6,16 +6,13 @@
 //! or, in C, a block of `SF_LANES` neurons whose per-step body is an `omp simd` loop so that the
 //! compiler vectorises across neurons (structure of arrays in registers/L1).
 
-use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::layout::{ident, layout, Arg, Layout, Role, ShapeKind};
 use super::printer::{literal, prelude, Dialect, Printer};
-use crate::integrators::{self, Ode};
-use crate::ir::{
-    Dynamics, ExprArena, ExprId, GroupIr, IndexOf, RefractoryIr, StateEq, SymbolKind, VarId,
-};
+use crate::ir::{ExprId, GroupIr, IndexOf, RefractoryIr, SymbolKind, VarId};
 use crate::spec::ModelSpec;
+use crate::step::{self, FastMath, StepDag};
 use crate::types::ElemType;
 
 /// The name of the generated entry point in both dialects.
@@ -23,262 +20,6 @@ pub const ENTRY: &str = "sf_neuron_run";
 
 /// Neurons per vectorised block in the C dialect.
 pub const C_LANES: usize = 16;
-
-/// One time step as a DAG over the current values of the model's variables.
-pub struct StepDag {
-    pub arena: ExprArena,
-    /// The value of each stored variable at the end of the step (after reset), in the order of
-    /// `ir.stored()`.
-    pub next_state: Vec<ExprId>,
-    /// Parameters written by the reset, and their value at the end of the step.
-    pub next_params: Vec<(VarId, ExprId)>,
-    /// Whether the neuron spiked during the step.
-    pub spike: Option<ExprId>,
-    /// Refractoriness, evaluated at the start of the step from the current values.
-    pub refractory: RefractoryIr,
-    /// Traces: the value of each recorded variable at the start of the step.
-    pub traces: Vec<ExprId>,
-}
-
-pub fn step_dag(ir: &GroupIr, spec: &ModelSpec, dialect: Dialect) -> StepDag {
-    let states: &[StateEq] = match &ir.dynamics {
-        Dynamics::Updates(updates) => {
-            return super::python_step::step_dag(ir, updates, spec, dialect)
-        }
-        Dynamics::Odes(states) => states,
-    };
-    let mut arena = ir.arena.clone();
-    let not_ref = ir.lookup("not_refractory").map(|v| arena.var(v));
-    let zero = arena.constant(0.0);
-    let has_refractory = !matches!(ir.events.refractory, RefractoryIr::None);
-    let clamped = |s: &StateEq| s.unless_refractory && has_refractory && not_ref.is_some();
-    let method = ir.method;
-    // `(unless refractory)` holds a variable while refractory. When every variable is held, or
-    // the scheme is one stage that reads only the start of the step (Euler, exponential Euler,
-    // without sub-steps), holding the result (`nr ? x + h f : x`) is the same as zeroing the
-    // derivative in every stage, and cheaper. Otherwise (Brian2: the clamped derivative enters
-    // every stage) the step is integrated for each case, derivatives clamped or not, and the
-    // case selected once per variable at the end: the same values as a clamp in every stage,
-    // without repeated selects on one condition, which GCC threads into two code paths and
-    // then does not vectorise.
-    let single_stage = matches!(
-        method,
-        crate::spec::Method::Euler | crate::spec::Method::ExponentialEuler
-    ) && spec.substeps <= 1;
-    let hold_result = single_stage || states.iter().all(clamped);
-    // Euler-Maruyama: dx/dt = f + sum_k g_k xi_k gives x + f dt + sqrt(dt) sum_k g_k N_k. The
-    // drift f is the derivative with every xi at 0; g_k the change when xi_k is 1 (the lowering
-    // checked that each xi enters linearly and that the method is Euler).
-    let zeros: HashMap<VarId, ExprId> = ir.noise.iter().map(|v| (*v, zero)).collect();
-    let mut drifts: Vec<ExprId> = Vec::new();
-    let mut diffusion: Vec<ExprId> = Vec::new();
-    for s in states {
-        let drift = arena.substitute(s.derivative, &zeros);
-        drifts.push(drift);
-        let mut total = zero;
-        for &xi in &ir.noise {
-            let mut one_on = zeros.clone();
-            one_on.insert(xi, arena.constant(1.0));
-            let with = arena.substitute(s.derivative, &one_on);
-            let g = arena.sub(with, drift);
-            let n = arena.var(xi);
-            let term = arena.mul(g, n);
-            total = arena.add(total, term);
-        }
-        diffusion.push(total);
-    }
-    let odes: Vec<Ode> = states
-        .iter()
-        .zip(&drifts)
-        .map(|(s, &drift)| Ode {
-            var: s.var,
-            derivative: drift,
-        })
-        .collect();
-    let time = ir.vars_of_kind(&SymbolKind::Time).first().copied();
-    let switch = ir.lookup("not_refractory");
-    let integrate = |arena: &mut ExprArena, odes: &[Ode]| {
-        let problem = integrators::Problem { odes, time, switch };
-        integrators::integrate(arena, &problem, method, ir.dt, ir.substeps)
-            .unwrap_or_else(|e| panic!("{method:?} was checked to apply: {e:?}"))
-    };
-    let mut integrated = match (not_ref, switch) {
-        (Some(nr), Some(sw)) if !hold_result && states.iter().any(clamped) => {
-            let case = |arena: &mut ExprArena, refractory: bool| -> Vec<Ode> {
-                let b = arena.boolean(!refractory);
-                let map: HashMap<VarId, ExprId> = [(sw, b)].into_iter().collect();
-                states
-                    .iter()
-                    .zip(&drifts)
-                    .map(|(s, &drift)| Ode {
-                        var: s.var,
-                        derivative: if refractory && clamped(s) {
-                            zero
-                        } else {
-                            arena.substitute(drift, &map)
-                        },
-                    })
-                    .collect()
-            };
-            let active = case(&mut arena, false);
-            let held = case(&mut arena, true);
-            let on = integrate(&mut arena, &active);
-            let off = integrate(&mut arena, &held);
-            on.iter()
-                .zip(&off)
-                .map(|(a, b)| arena.select(nr, *a, *b))
-                .collect()
-        }
-        _ => integrate(&mut arena, &odes),
-    };
-    let sqrt_dt = arena.constant(spec.dt.sqrt());
-    let stochastic_heun = !ir.noise.is_empty() && method == crate::spec::Method::Heun;
-    if stochastic_heun {
-        // Stratonovich Heun (Brian2's `heun` for multiplicative noise), with D = sum_k g_k xi_k:
-        // x* = x + f dt + D sqrt(dt);  x' = x + (f + f*) dt/2 + (D + D*) sqrt(dt)/2, where f*, D*
-        // are evaluated at x* with the same normals.
-        let dt = arena.constant(spec.dt);
-        let support: HashMap<VarId, ExprId> = states
-            .iter()
-            .enumerate()
-            .map(|(k, s)| {
-                let x = arena.var(s.var);
-                let a = arena.mul(dt, drifts[k]);
-                let b = arena.mul(sqrt_dt, diffusion[k]);
-                let xa = arena.add(x, a);
-                (s.var, arena.add(xa, b))
-            })
-            .collect();
-        let half_dt = arena.constant(spec.dt / 2.0);
-        let half_sqrt_dt = arena.constant(spec.dt.sqrt() / 2.0);
-        integrated = states
-            .iter()
-            .enumerate()
-            .map(|(k, s)| {
-                let f_star = arena.substitute(drifts[k], &support);
-                let d_star = arena.substitute(diffusion[k], &support);
-                let x = arena.var(s.var);
-                let fs = arena.add(drifts[k], f_star);
-                let ds = arena.add(diffusion[k], d_star);
-                let a = arena.mul(half_dt, fs);
-                let b = arena.mul(half_sqrt_dt, ds);
-                let xa = arena.add(x, a);
-                arena.add(xa, b)
-            })
-            .collect();
-    } else {
-        for (x, g) in integrated.iter_mut().zip(&diffusion) {
-            let kick = arena.mul(sqrt_dt, *g);
-            *x = arena.add(*x, kick);
-        }
-    }
-    if let (true, Some(nr)) = (hold_result || stochastic_heun, not_ref) {
-        for (s, x) in states.iter().zip(integrated.iter_mut()) {
-            if clamped(s) {
-                let old = arena.var(s.var);
-                *x = arena.select(nr, *x, old);
-            }
-        }
-    }
-    let after_step: HashMap<VarId, ExprId> = odes
-        .iter()
-        .zip(&integrated)
-        .map(|(o, x)| (o.var, *x))
-        .collect();
-
-    let spike = ir.events.threshold.map(|thr| {
-        let crossed = arena.substitute(thr, &after_step);
-        match (has_refractory, not_ref) {
-            (true, Some(nr)) => arena.bin(crate::ir::BinOp::And, crossed, nr),
-            _ => crossed,
-        }
-    });
-    // Reset statements run in order, each seeing the values the previous ones left.
-    let mut env = after_step.clone();
-    // The reset runs on neurons that just spiked: as in Brian2 (whose thresholder updates them
-    // first), it sees `lastspike` as the current time and `not_refractory` as false.
-    if let (Some(ls), Some(t)) = (ir.lookup("lastspike"), ir.lookup("t")) {
-        let now = arena.var(t);
-        env.insert(ls, now);
-    }
-    if let Some(nr) = ir.lookup("not_refractory") {
-        let f = arena.boolean(false);
-        env.insert(nr, f);
-    }
-    for (var, value) in &ir.events.reset {
-        let v = arena.substitute(*value, &env);
-        env.insert(*var, v);
-    }
-    let pick = |arena: &mut ExprArena, var: VarId, otherwise: ExprId| match spike {
-        Some(s) if env.get(&var).is_some_and(|r| *r != otherwise) => {
-            arena.select(s, env[&var], otherwise)
-        }
-        _ => otherwise,
-    };
-    let next_state: Vec<ExprId> = odes
-        .iter()
-        .zip(&integrated)
-        .map(|(o, x)| pick(&mut arena, o.var, *x))
-        .collect();
-    let next_params: Vec<(VarId, ExprId)> = ir
-        .written_params()
-        .into_iter()
-        .map(|p| {
-            let cur = arena.var(p);
-            (p, pick(&mut arena, p, cur))
-        })
-        .collect();
-    // Opt-in rewrites that trade exactness for speed act on the whole step at once.
-    let (next_state, next_params, spike) = if spec.fast_math {
-        let mut roots = next_state.clone();
-        roots.extend(next_params.iter().map(|(_, e)| *e));
-        roots.extend(spike);
-        let shared = arena.share_exponentials(&roots, dialect == Dialect::Cuda);
-        let (s, rest) = shared.split_at(next_state.len());
-        let (p, sp) = rest.split_at(next_params.len());
-        let params = next_params
-            .iter()
-            .zip(p)
-            .map(|((v, _), e)| (*v, *e))
-            .collect();
-        (s.to_vec(), params, sp.first().copied())
-    } else {
-        (next_state, next_params, spike)
-    };
-    // Traces are printed before the step body defines the held values: use their expressions.
-    let held: HashMap<VarId, ExprId> = ir.held.iter().copied().collect();
-    let traces = spec
-        .record
-        .iter()
-        .map(|name| match ir.subexpressions.get(name) {
-            Some(e) => {
-                // Held values nest in dependency order, so a few passes resolve them fully.
-                let mut e = *e;
-                for _ in 0..=held.len() {
-                    e = arena.substitute(e, &held);
-                }
-                e
-            }
-            None => arena.var(
-                ir.lookup(name)
-                    .expect("recorded names are checked when lowering"),
-            ),
-        })
-        .collect();
-    StepDag {
-        arena,
-        next_state,
-        next_params,
-        spike,
-        refractory: ir.events.refractory.clone(),
-        traces,
-    }
-}
-
-/// Brian2's `timestep(duration, dt)`: the number of whole steps, robust to rounding of `duration`.
-pub fn timestep(duration: f64, dt: f64) -> i64 {
-    ((duration + 1e-3 * dt) / dt).floor() as i64
-}
 
 /// A generated kernel: its source, entry point and argument layout.
 #[derive(Clone, Debug)]
@@ -289,7 +30,13 @@ pub struct GeneratedKernel {
 }
 
 pub fn generate(ir: &GroupIr, spec: &ModelSpec, dialect: Dialect) -> GeneratedKernel {
-    let dag = step_dag(ir, spec, dialect);
+    let fast_math = match (spec.fast_math, dialect) {
+        (false, _) => FastMath::Off,
+        (true, dialect) => FastMath::On {
+            exp2: dialect == Dialect::Cuda,
+        },
+    };
+    let dag = step::build(ir, &spec.record, fast_math);
     let layout = layout(ir, spec);
     let source = KernelWriter {
         ir,
@@ -433,7 +180,7 @@ impl KernelWriter<'_> {
             return None;
         };
         if let Some(c) = self.dag.arena.as_const(d) {
-            return Some(timestep(c, self.spec.dt).to_string());
+            return Some(step::timestep(c, self.spec.dt).to_string());
         }
         let names = |v: VarId| self.var_name(v);
         let p = Printer {
@@ -831,5 +578,42 @@ impl KernelWriter<'_> {
             let _ = writeln!(s, "            out_{}[sf_c0 + sf_l] = {value};", a.ident);
         }
         s.push_str("        }\n        sf_c0 += sf_w;\n    }\n}\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::codegen::{generate_from_spec, Dialect};
+    use crate::spec::ModelSpec;
+
+    const OIZUMI: &str = r#"{
+        "model_class": {
+            "class_name": "Oizumi",
+            "source": "def ode(self, input=0, f=1.):\n    \"\"\"\n    Arguments:\n        input (bool): spike indicator.\n    \"\"\"\n    self.p = self.pmax * np.exp(-self.Kpre * f)\n    self.d_N = (self.N0 - self.N) ** 2 / self.tauN0\n    self.d_g = -self.g / self.tauO\n\n    if input == 1:\n        self.NT = self.N*self.p\n        self.g += self.NT*self.q\n        self.N -= self.NT\n    else:\n        self.NT = 0\n",
+            "states": [{"name": "N", "min": 0, "max": 51}, {"name": "g", "min": 0, "max": 1000}],
+            "internals": ["p", "NT"],
+            "params": ["N0", "q", "tauO", "tauN0", "pmax", "Kpre"]
+        },
+        "constants": {"N0": 51, "q": 1.07, "tauO": 10, "tauN0": 100, "pmax": 0.79, "Kpre": 0.0035, "input": 0, "f": 1},
+        "method": "rk4", "dt": 0.1, "per_step": ["input"], "record": ["g"]
+    }"#;
+
+    /// A model class's kernel writes every stored variable (states and internals).
+    #[test]
+    fn oizumi_generates_a_kernel_that_writes_every_stored_variable() {
+        let spec = ModelSpec::from_json(OIZUMI).unwrap();
+        for dialect in [Dialect::Cuda, Dialect::C] {
+            let k = generate_from_spec(&spec, dialect).unwrap();
+            for v in ["N", "g", "p", "NT"] {
+                assert!(
+                    k.source.contains(&format!("sf_next_{v} =")),
+                    "{v} in\n{}",
+                    k.source
+                );
+            }
+            assert!(!k.source.contains("self"), "{}", k.source);
+            let inputs: Vec<&str> = k.layout.inputs.iter().map(|a| a.name.as_str()).collect();
+            assert_eq!(inputs, ["N", "g", "p", "NT", "input", "t0"]);
+        }
     }
 }

@@ -63,6 +63,28 @@ pub fn exponential_euler(
     problem: &Problem,
     h: f64,
 ) -> Result<Vec<ExprId>, NotIntegrable> {
+    exponential_euler_with(arena, problem, h, |arena, x, inc| {
+        let x = arena.var(x);
+        arena.add(x, inc)
+    })
+}
+
+/// Exponential Euler's increments `h f phi(B h)` (the change of each variable over the step).
+pub fn exponential_euler_increments(
+    arena: &mut ExprArena,
+    problem: &Problem,
+    h: f64,
+) -> Result<Vec<ExprId>, NotIntegrable> {
+    exponential_euler_with(arena, problem, h, |_, _, inc| inc)
+}
+
+/// `finish(x, increment)` for each variable.
+fn exponential_euler_with(
+    arena: &mut ExprArena,
+    problem: &Problem,
+    h: f64,
+    mut finish: impl FnMut(&mut ExprArena, VarId, ExprId) -> ExprId,
+) -> Result<Vec<ExprId>, NotIntegrable> {
     let b = self_coefficients(arena, problem.odes)?;
     let hc = arena.constant(h);
     Ok(problem
@@ -74,8 +96,7 @@ pub fn exponential_euler(
             let p = phi(arena, z);
             let hf = arena.mul(hc, o.derivative);
             let inc = arena.mul(hf, p);
-            let x = arena.var(o.var);
-            arena.add(x, inc)
+            finish(arena, o.var, inc)
         })
         .collect())
 }

@@ -107,6 +107,50 @@ fn one_step(
     })
 }
 
+/// The change of every variable over one step of `h`, `x_next - x`, written as the scheme
+/// forms it (the weighted sum of the stage derivatives of an explicit Runge-Kutta scheme,
+/// exponential Euler's `h f phi(B h)`), for dynamics that add it to something other than `x` (a
+/// model class adds it to the value `ode()` leaves). `None` for exact integration, which gives
+/// the values after the step only.
+pub fn increments(
+    arena: &mut ExprArena,
+    problem: &Problem,
+    method: Method,
+    h: f64,
+) -> Result<Option<Vec<ExprId>>, NotIntegrable> {
+    let k1 = first_stage(problem);
+    let scaled = |arena: &mut ExprArena, k: &[ExprId], h: f64| -> Vec<ExprId> {
+        let hc = arena.constant(h);
+        k.iter().map(|k| arena.mul(hc, *k)).collect()
+    };
+    Ok(Some(match method {
+        Method::Euler => scaled(arena, &k1, h),
+        Method::Rk2 => {
+            let mid = advance(arena, problem.odes, &k1, h / 2.0);
+            let k2 = derivatives_at(arena, problem, &mid, h / 2.0);
+            scaled(arena, &k2, h)
+        }
+        Method::Heun => {
+            let end = advance(arena, problem.odes, &k1, h);
+            let k2 = derivatives_at(arena, problem, &end, h);
+            let sum: Vec<ExprId> = k1.iter().zip(&k2).map(|(a, b)| arena.add(*a, *b)).collect();
+            scaled(arena, &sum, h / 2.0)
+        }
+        Method::Rk4 => {
+            let odes = problem.odes;
+            let x2 = advance(arena, odes, &k1, h / 2.0);
+            let k2 = derivatives_at(arena, problem, &x2, h / 2.0);
+            let x3 = advance(arena, odes, &k2, h / 2.0);
+            let k3 = derivatives_at(arena, problem, &x3, h / 2.0);
+            let x4 = advance(arena, odes, &k3, h);
+            let k4 = derivatives_at(arena, problem, &x4, h);
+            rk4_increments(arena, [&k1, &k2, &k3, &k4], h)
+        }
+        Method::ExponentialEuler => linear::exponential_euler_increments(arena, problem, h)?,
+        Method::Exact => return Ok(None),
+    }))
+}
+
 /// Evaluates every derivative where each variable has the value `at[k]`, at time `t + dt_off`.
 fn derivatives_at(
     arena: &mut ExprArena,
@@ -172,18 +216,15 @@ fn heun(arena: &mut ExprArena, problem: &Problem, dt: f64) -> Vec<ExprId> {
     advance(arena, problem.odes, &sum, dt / 2.0)
 }
 
-/// The classical fourth-order Runge-Kutta scheme.
+/// The classical fourth-order Runge-Kutta scheme: `x` plus its [`increments`].
 fn rk4(arena: &mut ExprArena, problem: &Problem, dt: f64) -> Vec<ExprId> {
-    let odes = problem.odes;
-    let k1 = first_stage(problem);
-    let x2 = advance(arena, odes, &k1, dt / 2.0);
-    let k2 = derivatives_at(arena, problem, &x2, dt / 2.0);
-    let x3 = advance(arena, odes, &k2, dt / 2.0);
-    let k3 = derivatives_at(arena, problem, &x3, dt / 2.0);
-    let x4 = advance(arena, odes, &k3, dt);
-    let k4 = derivatives_at(arena, problem, &x4, dt);
-    let increments = rk4_increments(arena, [&k1, &k2, &k3, &k4], dt);
-    odes.iter()
+    let increments = increments(arena, problem, Method::Rk4, dt)
+        .ok()
+        .flatten()
+        .expect("RK4 gives increments for any system");
+    problem
+        .odes
+        .iter()
         .zip(increments)
         .map(|(o, inc)| {
             let x = arena.var(o.var);
@@ -193,11 +234,7 @@ fn rk4(arena: &mut ExprArena, problem: &Problem, dt: f64) -> Vec<ExprId> {
 }
 
 /// RK4's weighted increment `dt/6 (k1 + 2 k2 + 2 k3 + k4)` for every variable.
-pub fn rk4_increments(
-    arena: &mut ExprArena,
-    [k1, k2, k3, k4]: [&[ExprId]; 4],
-    dt: f64,
-) -> Vec<ExprId> {
+fn rk4_increments(arena: &mut ExprArena, [k1, k2, k3, k4]: [&[ExprId]; 4], dt: f64) -> Vec<ExprId> {
     let two = arena.constant(2.0);
     let sixth = arena.constant(dt / 6.0);
     (0..k1.len())

@@ -48,39 +48,11 @@ type Env = BTreeMap<String, Binding>;
 /// Lowers a spec whose dynamics are the model class `py`, reporting the first error with its
 /// place.
 pub fn lower(spec: &ModelSpec, py: &ModelClassSpec) -> Result<GroupIr, Diagnostic> {
-    for (what, given) in [
-        ("threshold", spec.threshold.is_some()),
-        ("reset", spec.reset.is_some()),
-        ("refractory", spec.refractory.is_some()),
-    ] {
-        if given {
-            return Err(Diagnostic::new(
-                what,
-                format!("a model class has no {what}: ode() describes the whole model"),
-            ));
-        }
-    }
-    if !matches!(spec.method, None | Some(Method::Euler | Method::Rk4)) {
-        return Err(Diagnostic::new(
-            "method",
-            "model classes are integrated with 'euler' or 'rk4'",
-        ));
-    }
     let ode = parse_ode(&py.source)?;
     let mut cx = Lowering::new(spec, py, &ode)?;
     let mut env = cx.initial_env();
     cx.block(&ode.body, &mut env)?;
     let lowered = cx.finish(env)?;
-    // Until the step semantics take every scheme for model classes, the automatic choice is
-    // Euler, as the kernel integrates them.
-    let mut spec_euler;
-    let spec = if spec.method.is_none() {
-        spec_euler = spec.clone();
-        spec_euler.method = Some(Method::Euler);
-        &spec_euler
-    } else {
-        spec
-    };
     let method = method::resolve(spec, &cx.group, &lowered, &ClassTerms)?;
     Ok(cx.group.finish(lowered, method, spec.substeps, spec.dt))
 }

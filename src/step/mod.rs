@@ -1,0 +1,153 @@
+//! Step semantics: what one step of a group does, as one DAG over the values at the start of the
+//! step, for every kind of dynamics; the kernel printers (`crate::codegen`) only print it.
+//!
+//! Brian2's order: traces record the values at the start of the step; refractoriness is
+//! decided from them; the state is updated ([`odes`]: the scheme on the differential equations,
+//! with noise and the `(unless refractory)` clamp; [`updates`]: a model class's end values plus
+//! the scheme's change, clipped); the threshold is tested on the updated values (only when not
+//! refractory); the reset statements run in order on the elements that spiked. Everything is
+//! composed by substitution into one hash-consed DAG, so work shared between the update, the
+//! threshold and the reset is computed once.
+
+mod odes;
+mod updates;
+
+use std::collections::HashMap;
+
+use crate::ir::{BinOp, Dynamics, ExprArena, ExprId, GroupIr, RefractoryIr, VarId};
+
+/// One time step as a DAG over the current values of the group's variables.
+pub struct StepDag {
+    pub arena: ExprArena,
+    /// The value of each stored variable at the end of the step (after reset), in the order of
+    /// `GroupIr::stored`.
+    pub next_state: Vec<ExprId>,
+    /// Parameters written by the reset, and their value at the end of the step.
+    pub next_params: Vec<(VarId, ExprId)>,
+    /// Whether the element spiked during the step.
+    pub spike: Option<ExprId>,
+    /// Refractoriness, evaluated at the start of the step from the current values.
+    pub refractory: RefractoryIr,
+    /// Traces: the value of each recorded variable at the start of the step.
+    pub traces: Vec<ExprId>,
+}
+
+/// Rewrites that trade exactness for speed (the spec's `fast_math`), applied to the whole step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FastMath {
+    Off,
+    /// Exponentials of one variable with one slope share one evaluation; with `exp2`, every
+    /// exponential becomes `exp2` (what GPUs evaluate natively).
+    On {
+        exp2: bool,
+    },
+}
+
+/// The step of `ir`, with traces of the variables named in `record` (checked when lowering).
+pub fn build(ir: &GroupIr, record: &[String], fast_math: FastMath) -> StepDag {
+    let mut arena = ir.arena.clone();
+    let updated = match &ir.dynamics {
+        Dynamics::Odes(states) => odes::update(ir, states, &mut arena),
+        Dynamics::Updates(list) => updates::update(ir, list, &mut arena),
+    };
+    let stored = ir.stored();
+    let after_step: HashMap<VarId, ExprId> = stored
+        .iter()
+        .copied()
+        .zip(updated.iter().copied())
+        .collect();
+    let has_refractory = !matches!(ir.events.refractory, RefractoryIr::None);
+    let not_ref = ir.lookup("not_refractory").map(|v| arena.var(v));
+
+    let spike = ir.events.threshold.map(|thr| {
+        let crossed = arena.substitute(thr, &after_step);
+        match (has_refractory, not_ref) {
+            (true, Some(nr)) => arena.bin(BinOp::And, crossed, nr),
+            _ => crossed,
+        }
+    });
+    // Reset statements run in order, each seeing the values the previous ones left.
+    let mut env = after_step.clone();
+    // The reset runs on neurons that just spiked: as in Brian2 (whose thresholder updates them
+    // first), it sees `lastspike` as the current time and `not_refractory` as false.
+    if let (Some(ls), Some(t)) = (ir.lookup("lastspike"), ir.lookup("t")) {
+        let now = arena.var(t);
+        env.insert(ls, now);
+    }
+    if let Some(nr) = ir.lookup("not_refractory") {
+        let f = arena.boolean(false);
+        env.insert(nr, f);
+    }
+    for (var, value) in &ir.events.reset {
+        let v = arena.substitute(*value, &env);
+        env.insert(*var, v);
+    }
+    let pick = |arena: &mut ExprArena, var: VarId, otherwise: ExprId| match spike {
+        Some(s) if env.get(&var).is_some_and(|r| *r != otherwise) => {
+            arena.select(s, env[&var], otherwise)
+        }
+        _ => otherwise,
+    };
+    let next_state: Vec<ExprId> = stored
+        .iter()
+        .zip(&updated)
+        .map(|(v, x)| pick(&mut arena, *v, *x))
+        .collect();
+    let next_params: Vec<(VarId, ExprId)> = ir
+        .written_params()
+        .into_iter()
+        .map(|p| {
+            let cur = arena.var(p);
+            (p, pick(&mut arena, p, cur))
+        })
+        .collect();
+    // Opt-in rewrites that trade exactness for speed act on the whole step at once.
+    let (next_state, next_params, spike) = if let FastMath::On { exp2 } = fast_math {
+        let mut roots = next_state.clone();
+        roots.extend(next_params.iter().map(|(_, e)| *e));
+        roots.extend(spike);
+        let shared = arena.share_exponentials(&roots, exp2);
+        let (s, rest) = shared.split_at(next_state.len());
+        let (p, sp) = rest.split_at(next_params.len());
+        let params = next_params
+            .iter()
+            .zip(p)
+            .map(|((v, _), e)| (*v, *e))
+            .collect();
+        (s.to_vec(), params, sp.first().copied())
+    } else {
+        (next_state, next_params, spike)
+    };
+    // Traces are printed before the step body defines the held values: use their expressions.
+    let held: HashMap<VarId, ExprId> = ir.held.iter().copied().collect();
+    let traces = record
+        .iter()
+        .map(|name| match ir.subexpressions.get(name) {
+            Some(e) => {
+                // Held values nest in dependency order, so a few passes resolve them fully.
+                let mut e = *e;
+                for _ in 0..=held.len() {
+                    e = arena.substitute(e, &held);
+                }
+                e
+            }
+            None => arena.var(
+                ir.lookup(name)
+                    .expect("recorded names are checked when lowering"),
+            ),
+        })
+        .collect();
+    StepDag {
+        arena,
+        next_state,
+        next_params,
+        spike,
+        refractory: ir.events.refractory.clone(),
+        traces,
+    }
+}
+
+/// Brian2's `timestep(duration, dt)`: the number of whole steps, robust to rounding of `duration`.
+pub fn timestep(duration: f64, dt: f64) -> i64 {
+    ((duration + 1e-3 * dt) / dt).floor() as i64
+}
