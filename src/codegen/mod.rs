@@ -1,14 +1,20 @@
-//! Code generation: the IR printed as CUDA C or C, and the kernels built from it.
+//! Code generation: printers only. The step DAG (`crate::step`) printed as a fused group kernel
+//! ([`group_kernel`]) in either [`Dialect`], with its argument layout ([`layout`]); the
+//! expression printer and helpers every file shares ([`printer`]); the noise generator's source
+//! ([`random`]); the reduction kernels ([`reduction`]). All of them write through one
+//! [`writer::SourceWriter`].
 
+pub mod dialect;
+pub mod group_kernel;
 pub mod layout;
-pub mod neuron_kernel;
 pub mod printer;
 pub mod random;
 pub mod reduction;
+pub mod writer;
 
+pub use dialect::Dialect;
+pub use group_kernel::{generate, GeneratedKernel, ENTRY};
 pub use layout::{Arg, Layout, Role, ShapeKind};
-pub use neuron_kernel::{generate, GeneratedKernel, ENTRY};
-pub use printer::Dialect;
 
 use crate::diagnostics::Diagnostic;
 use crate::spec::ModelSpec;

@@ -1,48 +1,19 @@
-//! One printer for expression DAGs, with a CUDA C and a C dialect.
+//! One printer for expression DAGs, in either dialect, and the helper functions every generated
+//! file may call.
 //!
-//! The two dialects share everything but a few spellings (function qualifiers, `restrict`), so
-//! the differences live in [`Dialect`] and the printing logic exists once. Nodes that a block uses
-//! more than once become named `const` temporaries; everything else is printed inline with the
-//! fewest parentheses that keep the evaluation order of the DAG (floating-point addition is not
-//! associative, so `a + (b + c)` keeps its parentheses).
+//! The two dialects share everything but a few spellings, which [`Dialect`] holds, so the
+//! printing logic exists once. Nodes that a block uses more than once become named `const`
+//! temporaries; everything else is printed inline with the fewest parentheses that keep the
+//! evaluation order of the DAG (floating-point addition is not associative, so `a + (b + c)`
+//! keeps its parentheses).
 
 use std::collections::HashMap;
-use std::fmt::Write;
+use std::fmt::{self, Write};
 
+use super::dialect::Dialect;
+use super::writer::SourceWriter;
 use crate::ir::{BinOp, ExprArena, ExprId, Func, Node, Ty, VarId};
 use crate::types::ElemType;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dialect {
-    Cuda,
-    C,
-}
-
-impl Dialect {
-    pub fn restrict(self) -> &'static str {
-        match self {
-            Dialect::Cuda => "__restrict__",
-            Dialect::C => "restrict",
-        }
-    }
-
-    /// The type of a truth value inside kernels. C uses `int32_t`: GCC does not vectorise loops
-    /// over `_Bool`, which has no vector type.
-    pub fn bool_type(self) -> &'static str {
-        match self {
-            Dialect::Cuda => "bool",
-            Dialect::C => "int32_t",
-        }
-    }
-
-    /// Qualifiers for a small helper function in the generated file.
-    pub fn inline_fn(self) -> &'static str {
-        match self {
-            Dialect::Cuda => "static __device__ __forceinline__",
-            Dialect::C => "static inline",
-        }
-    }
-}
 
 /// A literal of the kernel's precision: f32 kernels get `f`-suffixed literals so that no
 /// arithmetic is silently promoted to double.
@@ -180,15 +151,14 @@ pub struct Printer<'a> {
 }
 
 impl Printer<'_> {
-    /// Prints temporaries for the nodes the roots share into `out` (one statement per line, with
-    /// `indent`), and returns the text of each root expression.
+    /// Writes temporaries for the nodes the roots share (one statement per line), and returns
+    /// the text of each root expression.
     pub fn block(
         &self,
         roots: &[ExprId],
         temp_prefix: &str,
-        indent: &str,
-        out: &mut String,
-    ) -> Vec<String> {
+        w: &mut SourceWriter,
+    ) -> Result<Vec<String>, fmt::Error> {
         let mut uses: HashMap<ExprId, usize> = HashMap::new();
         let mut order: Vec<ExprId> = Vec::new();
         for &r in roots {
@@ -223,11 +193,11 @@ impl Printer<'_> {
                     Ty::Real => self.dtype.c_type(),
                 };
                 let name = format!("{temp_prefix}{}", names.len());
-                let _ = writeln!(out, "{indent}const {ty} {name} = {text};");
+                writeln!(w, "const {ty} {name} = {text};")?;
                 names.insert(id, name);
             }
         }
-        roots.iter().map(|r| self.expr(*r, &names).0).collect()
+        Ok(roots.iter().map(|r| self.expr(*r, &names).0).collect())
     }
 
     /// Counts, for every node reachable from `id`, how many parents use it; `order` receives the
@@ -314,23 +284,8 @@ impl Printer<'_> {
                     BinOp::Ge => (">=", P_REL),
                     BinOp::Eq => ("==", P_EQ),
                     BinOp::Ne => ("!=", P_EQ),
-                    // On 0/1 values `&`/`|` equal `&&`/`||` and need no branches (vectorisable C).
-                    BinOp::And => (
-                        if self.dialect == Dialect::C {
-                            "&"
-                        } else {
-                            "&&"
-                        },
-                        P_AND,
-                    ),
-                    BinOp::Or => (
-                        if self.dialect == Dialect::C {
-                            "|"
-                        } else {
-                            "||"
-                        },
-                        P_OR,
-                    ),
+                    BinOp::And => (self.dialect.and(), P_AND),
+                    BinOp::Or => (self.dialect.or(), P_OR),
                     BinOp::Pow => return call2(&math_fn("pow", dt)),
                     BinOp::Min => return call2(&math_fn("fmin", dt)),
                     BinOp::Max => return call2(&math_fn("fmax", dt)),
@@ -442,9 +397,14 @@ mod tests {
             dialect: Dialect::Cuda,
             var_name: &names,
         };
-        let mut out = String::new();
-        let roots = p.block(&[r1, r2, r3], "_t", "  ", &mut out);
-        assert_eq!(out, "  const float _t0 = expf(v - w);\n");
+        let mut w = SourceWriter::new();
+        let mut roots = Vec::new();
+        w.indented(|w| {
+            roots = p.block(&[r1, r2, r3], "_t", w)?;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(w.finish(), "    const float _t0 = expf(v - w);\n");
         assert_eq!(roots[0], "v * _t0");
         assert_eq!(roots[1], "w + _t0");
         assert_eq!(roots[2], "v - (w - v)");

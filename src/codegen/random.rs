@@ -10,7 +10,7 @@
 //! Generator: Philox4x32-10 (Salmon et al., SC'11), key = (seed, 0x5F0F_5F0F), counter =
 //! (neuron, step, k, 0x53504B46). Normal: z = sqrt(-2 ln u1) cos(2 pi u2) with u = (w >> 8 + 0.5) / 2^24.
 
-use super::printer::Dialect;
+use super::dialect::Dialect;
 
 /// The generator and the normal transform, for one dialect.
 pub fn normal_source(dialect: Dialect) -> String {

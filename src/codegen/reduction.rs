@@ -39,7 +39,8 @@
 
 use std::fmt::{self, Write};
 
-use super::printer::Dialect;
+use super::dialect::Dialect;
+use super::writer::{render, SourceWriter};
 use crate::types::ElemType;
 
 /// Elements per tile (pass 1). The same on both platforms so that one table serves both.
@@ -223,44 +224,46 @@ pub fn allowed_outputs(op: ReduceOp, input: ElemType) -> Vec<ElemType> {
 /// The generated source of `k` for `dialect`: both entry points, [`ENTRY_TILES`] and
 /// [`ENTRY_FINISH`].
 pub fn generate(k: &ReduceKernel, dialect: Dialect) -> String {
-    let mut s = String::new();
+    render(|w| write_kernels(w, k, dialect))
+}
+
+fn write_kernels(s: &mut SourceWriter, k: &ReduceKernel, dialect: Dialect) -> fmt::Result {
     let cuda = dialect == Dialect::Cuda;
     let q = dialect.inline_fn();
     let acc = k.accumulator();
-    let _ = writeln!(
+    writeln!(
         s,
         "/* spikeforge reduction: {} of {} -> {} ({} dialect). Generated; see src/codegen/reduction.rs. */",
         k.op.name(),
         k.input,
         k.output,
         if cuda { "CUDA" } else { "C" }
-    );
+    )?;
     if cuda {
-        s.push_str(
-            "typedef signed char int8_t;\ntypedef unsigned char uint8_t;\ntypedef unsigned short uint16_t;\n\
-             typedef int int32_t;\ntypedef unsigned int uint32_t;\ntypedef long long int64_t;\n",
-        );
+        s.write_str(&dialect.integer_typedefs(&[
+            "int8_t", "uint8_t", "uint16_t", "int32_t", "uint32_t", "int64_t",
+        ]))?;
     } else {
-        s.push_str("#include <stdint.h>\n#include <string.h>\n");
+        s.write_str("#include <stdint.h>\n#include <string.h>\n")?;
     }
-    let _ = writeln!(
+    writeln!(
         s,
         "typedef {} in_t;\ntypedef {} out_t;\ntypedef {acc} acc_t;\n#define SF_TILE {TILE}\n",
         storage(k.input),
         storage(k.output)
-    );
+    )?;
 
     // Bit casts for the half conversions.
     if cuda {
-        let _ = writeln!(
+        writeln!(
             s,
             "{q} float sf_bits_to_float(uint32_t b) {{ return __uint_as_float(b); }}"
-        );
+        )?;
     } else {
-        let _ = writeln!(
+        writeln!(
             s,
             "{q} float sf_bits_to_float(uint32_t b) {{ float f; memcpy(&f, &b, 4); return f; }}"
-        );
+        )?;
     }
     let nan = if cuda {
         "__longlong_as_double(0x7ff8000000000000LL)"
@@ -279,7 +282,7 @@ pub fn generate(k: &ReduceKernel, dialect: Dialect) -> String {
         _ => "(acc_t)x".to_string(),
     };
     if k.input == ElemType::F16 {
-        let _ = writeln!(
+        writeln!(
             s,
             "/* IEEE binary16 -> float, exactly (subnormals included). */\n\
              {q} float sf_f16_to_float(uint16_t h) {{\n\
@@ -288,9 +291,9 @@ pub fn generate(k: &ReduceKernel, dialect: Dialect) -> String {
              \x20   if (e == 31u) return sf_bits_to_float(sign | 0x7f800000u | (m << 13));\n\
              \x20   return sf_bits_to_float(sign | ((e + 112u) << 23) | (m << 13));\n\
              }}"
-        );
+        )?;
     }
-    let _ = writeln!(s, "{q} acc_t sf_load(in_t x) {{ return {load}; }}");
+    writeln!(s, "{q} acc_t sf_load(in_t x) {{ return {load}; }}")?;
 
     // Combine, identity and finalisation.
     let (combine, identity) = match k.op {
@@ -313,23 +316,23 @@ pub fn generate(k: &ReduceKernel, dialect: Dialect) -> String {
             }
         }
     };
-    let _ = writeln!(
+    writeln!(
         s,
         "{q} acc_t sf_combine(acc_t a, acc_t b) {{ return {combine}; }}\n#define SF_IDENTITY ((acc_t){identity})"
-    );
+    )?;
     let finalize = match k.op {
         ReduceOp::Mean => format!("len > 0 ? (out_t)((double)a / (double)len) : (out_t){nan}"),
         ReduceOp::Max | ReduceOp::Min if k.input == ElemType::Bool => "(out_t)(a != 0)".to_string(),
         _ => "(out_t)a".to_string(),
     };
-    let _ = writeln!(
+    writeln!(
         s,
         "{q} out_t sf_finalize(acc_t a, int64_t len) {{ (void)len; return {finalize}; }}"
-    );
+    )?;
 
     // The segment of a tile: the last s with tile_offsets[s] <= tile (empty segments share their
     // tile offset with the next one, so "last" skips them).
-    let _ = writeln!(
+    writeln!(
         s,
         "{q} int64_t sf_segment_of(const int64_t* tile_offsets, int64_t nseg, int64_t tile) {{\n\
          \x20   int64_t lo = 0, hi = nseg; /* invariant: answer in [lo, hi) */\n\
@@ -340,18 +343,17 @@ pub fn generate(k: &ReduceKernel, dialect: Dialect) -> String {
          \x20   return lo;\n\
          }}\n\
          {q} int64_t sf_clamp(int64_t v, int64_t lo, int64_t hi) {{ return v < lo ? lo : (v > hi ? hi : v); }}"
-    );
+    )?;
 
     if cuda {
-        cuda_kernels(&mut s);
+        cuda_kernels(s)
     } else {
-        c_kernels(&mut s);
+        c_kernels(s)
     }
-    s
 }
 
-fn cuda_kernels(s: &mut String) {
-    let _ = write!(
+fn cuda_kernels(s: &mut SourceWriter) -> fmt::Result {
+    write!(
         s,
         r#"
 #define SF_BLOCK {CUDA_BLOCK}
@@ -421,11 +423,11 @@ extern "C" __global__ void __launch_bounds__(SF_FINISH_MAX_BLOCK) {ENTRY_FINISH}
     }}
 }}
 "#
-    );
+    )
 }
 
-fn c_kernels(s: &mut String) {
-    let _ = write!(
+fn c_kernels(s: &mut SourceWriter) -> fmt::Result {
+    write!(
         s,
         r#"
 #define SF_LANES {C_LANES}
@@ -480,7 +482,7 @@ void {ENTRY_FINISH}(int64_t s0, int64_t s1, const int64_t* table, int64_t nseg, 
     }}
 }}
 "#
-    );
+    )
 }
 
 /// The segment table for `lengths`: `[offsets..., tile_offsets...]`, row-major `[2, n + 1]`.
