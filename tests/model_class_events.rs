@@ -150,15 +150,10 @@ fn reference(method: Method, refractory: &Refractory, inputs: &[f64]) -> Outcome
                     not_refractory
                 }
             };
-            v += match method {
-                Method::Euler => DT * f(v),
-                Method::Rk4 => {
-                    let k1 = f(v);
-                    let k2 = f(v + DT / 2.0 * k1);
-                    let k3 = f(v + DT / 2.0 * k2);
-                    let k4 = f(v + DT * k3);
-                    DT / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
-                }
+            v = match method {
+                Method::Euler => v + DT * f(v),
+                // Linear with constant coefficients: the exact solution over one step.
+                Method::Exact => input + (v - input) * (-DT / TAU).exp(),
                 other => panic!("no reference for {other:?}"),
             };
             if v > 1.0 && active {
@@ -188,7 +183,7 @@ fn assert_close(got: &[f64], want: &[f64], what: &str) {
 fn a_model_class_spikes_resets_and_stays_refractory_as_brian2_does() {
     // Inputs below and above the threshold, some far above (refractoriness then decides the rate).
     let inputs: Vec<f64> = (0..24).map(|k| 0.5 + 0.25 * k as f64).collect();
-    for method in [Method::Euler, Method::Rk4] {
+    for method in [Method::Euler, Method::Exact] {
         for refractory in [
             Refractory::Duration(0.5),
             Refractory::Code("v < 0.5".into()),

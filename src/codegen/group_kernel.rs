@@ -552,24 +552,11 @@ impl KernelWriter<'_> {
 #[cfg(test)]
 mod tests {
     use crate::codegen::{generate_from_spec, Dialect};
-    use crate::spec::ModelSpec;
-
-    const OIZUMI: &str = r#"{
-        "model_class": {
-            "class_name": "Oizumi",
-            "source": "def ode(self, input=0, f=1.):\n    \"\"\"\n    Arguments:\n        input (bool): spike indicator.\n    \"\"\"\n    self.p = self.pmax * np.exp(-self.Kpre * f)\n    self.d_N = (self.N0 - self.N) ** 2 / self.tauN0\n    self.d_g = -self.g / self.tauO\n\n    if input == 1:\n        self.NT = self.N*self.p\n        self.g += self.NT*self.q\n        self.N -= self.NT\n    else:\n        self.NT = 0\n",
-            "states": [{"name": "N", "min": 0, "max": 51}, {"name": "g", "min": 0, "max": 1000}],
-            "internals": ["p", "NT"],
-            "params": ["N0", "q", "tauO", "tauN0", "pmax", "Kpre"]
-        },
-        "constants": {"N0": 51, "q": 1.07, "tauO": 10, "tauN0": 100, "pmax": 0.79, "Kpre": 0.0035, "input": 0, "f": 1},
-        "method": "rk4", "dt": 0.1, "per_step": ["input"], "record": ["g"]
-    }"#;
 
     /// A model class's kernel writes every stored variable (states and internals).
     #[test]
     fn oizumi_generates_a_kernel_that_writes_every_stored_variable() {
-        let spec = ModelSpec::from_json(OIZUMI).unwrap();
+        let spec = crate::spec::seed000_oizumi();
         for dialect in [Dialect::Cuda, Dialect::C] {
             let k = generate_from_spec(&spec, dialect).unwrap();
             for v in ["N", "g", "p", "NT"] {
@@ -581,7 +568,7 @@ mod tests {
             }
             assert!(!k.source.contains("self"), "{}", k.source);
             let inputs: Vec<&str> = k.layout.inputs.iter().map(|a| a.name.as_str()).collect();
-            assert_eq!(inputs, ["N", "g", "p", "NT", "input", "t0"]);
+            assert_eq!(inputs, ["N", "g", "p", "NT", "f", "input", "t0"]);
         }
     }
 }

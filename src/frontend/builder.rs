@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::ir::{
-    Dynamics, Events, ExprArena, ExprId, GroupIr, IndexOf, SpanTable, Symbol, SymbolKind, VarId,
+    Dynamics, Events, ExprArena, ExprId, GroupIr, IndexOf, SpanTable, Symbol, SymbolKind, Ty, VarId,
 };
 use crate::spec::Method;
 
@@ -54,6 +54,17 @@ impl GroupBuilder {
 
     pub fn kind(&self, v: VarId) -> &SymbolKind {
         &self.symbols[v.index()].kind
+    }
+
+    /// The value of the symbol called `name`, if there is one (`not_refractory` is a truth
+    /// value, every other symbol a number).
+    pub fn symbol_value(&mut self, name: &str) -> Option<(ExprId, Ty)> {
+        let v = *self.names.get(name)?;
+        let ty = match self.kind(v) {
+            SymbolKind::NotRefractory => Ty::Bool,
+            _ => Ty::Real,
+        };
+        Some((self.arena.var(v), ty))
     }
 
     pub fn finish(self, lowered: Lowered, method: Method, substeps: u32, dt: f64) -> GroupIr {

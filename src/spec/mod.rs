@@ -243,6 +243,23 @@ impl ModelSpec {
     }
 }
 
+/// The seed's Oizumi class (`tests/models/seed000_oizumi.json`: internals, direct jumps in
+/// `ode()`, a docstring), for the tests of every stage.
+#[cfg(test)]
+pub(crate) fn seed000_oizumi() -> ModelSpec {
+    ModelSpec::from_json(include_str!("../../tests/models/seed000_oizumi.json"))
+        .expect("the test model reads")
+}
+
+/// The source of [`seed000_oizumi`]'s `ode()`.
+#[cfg(test)]
+pub(crate) fn seed000_oizumi_source() -> String {
+    match seed000_oizumi().dynamics {
+        Dynamics::ModelClass(class) => class.source,
+        Dynamics::Equations(_) => unreachable!("a model class"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,26 +14,42 @@ pub const FUNCTIONS: &[&str] = &[
     "cosh", "floor", "ceil", "pow", "min", "max", "clip", "where", "exprel",
 ];
 
+/// Where a piece of text was written: its span in `src`, the whole text of `field`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Place<'a> {
+    pub field: &'a str,
+    pub src: &'a str,
+    pub span: Span,
+}
+
+impl Place<'_> {
+    /// An error located here.
+    pub fn error(&self, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(self.field, message).at(self.src, self.span)
+    }
+}
+
 /// A place where Brian2-syntax expressions are lowered: the arena the nodes go to and what the
 /// names mean there.
 pub(crate) trait Scope {
     fn arena(&mut self) -> &mut ExprArena;
 
-    /// The value of `name` (written at `span` of `src`, the text of `field`) and whether it is a
-    /// number or a truth value; an error that says what the name could have been otherwise.
-    fn name(
-        &mut self,
-        name: &str,
-        span: Span,
-        field: &str,
-        src: &str,
-    ) -> Result<(ExprId, Ty), Diagnostic>;
+    /// The value of `name`, written `at`, and whether it is a number or a truth value; else an
+    /// error that says what the name could have been.
+    fn name(&mut self, name: &str, at: Place) -> Result<(ExprId, Ty), Diagnostic>;
 
     fn expr(&mut self, ast: &Ast, field: &str, src: &str) -> Result<(ExprId, Ty), Diagnostic> {
         Ok(match ast {
             Ast::Num(v, _) => (self.arena().constant(*v), Ty::Real),
             Ast::Bool(b, _) => (self.arena().boolean(*b), Ty::Bool),
-            Ast::Name(name, span) => self.name(name, *span, field, src)?,
+            Ast::Name(name, span) => self.name(
+                name,
+                Place {
+                    field,
+                    src,
+                    span: *span,
+                },
+            )?,
             Ast::Unary(UnaryOp::Neg, inner, _) => {
                 let (e, ty) = self.expr(inner, field, src)?;
                 require_real(ty, inner, field, src)?;
@@ -47,7 +63,7 @@ pub(crate) trait Scope {
             Ast::Binary(op, l, r, _) => {
                 let (a, ta) = self.expr(l, field, src)?;
                 let (b, tb) = self.expr(r, field, src)?;
-                let bop = BinOp::from(*op);
+                let bop = *op;
                 if bop.is_logical() {
                     let word = if bop == BinOp::And { "and" } else { "or" };
                     require_bool(ta, l, word, field, src)?;
@@ -132,9 +148,7 @@ pub(crate) fn common_name(
     arena: &mut ExprArena,
     dt: f64,
     name: &str,
-    span: Span,
-    field: &str,
-    src: &str,
+    at: Place,
 ) -> Option<Result<(ExprId, Ty), Diagnostic>> {
     if name == "dt" {
         return Some(Ok((arena.constant(dt), Ty::Real)));
@@ -143,11 +157,9 @@ pub(crate) fn common_name(
         return Some(Ok((arena.constant(scale), Ty::Real)));
     }
     if FUNCTIONS.contains(&name) {
-        return Some(Err(Diagnostic::new(
-            field,
-            format!("'{name}' is a function: call it with arguments, e.g. {name}(x)"),
-        )
-        .at(src, span)));
+        return Some(Err(at.error(format!(
+            "'{name}' is a function: call it with arguments, e.g. {name}(x)"
+        ))));
     }
     None
 }
@@ -193,14 +205,12 @@ pub(crate) fn quote_list(names: &[String]) -> String {
 /// The "unknown name" error, with the nearest of `known` as a suggestion, else `otherwise`.
 pub(crate) fn unknown_name<'a>(
     name: &str,
-    span: Span,
-    field: &str,
-    src: &str,
+    at: Place,
     known: impl IntoIterator<Item = &'a str>,
     otherwise: &str,
 ) -> Diagnostic {
     let near = nearest_names(name, known);
-    let d = Diagnostic::new(field, format!("unknown name '{name}'")).at(src, span);
+    let d = at.error(format!("unknown name '{name}'"));
     if near.is_empty() {
         d.suggest(otherwise)
     } else {

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::equations::{parse_equations, EquationLine, LineKind};
 use super::events::{check_lastspike, lower_events, EventScope};
-use super::expr::{common_name, quote_list, unknown_name, Scope};
+use super::expr::{common_name, quote_list, unknown_name, Place, Scope};
 use super::method::EquationTerms;
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
 use crate::frontend::builder::{GroupBuilder, Lowered, BUILTIN_NAMES};
@@ -294,15 +294,13 @@ impl<'a> Lowering<'a> {
         Ok(e)
     }
 
-    fn unknown_name(&self, name: &str, span: Span, field: &str, src: &str) -> Diagnostic {
+    fn unknown_name(&self, name: &str, at: Place) -> Diagnostic {
         let mut known: Vec<&str> = self.lines.iter().map(|l| l.name.as_str()).collect();
         known.extend(self.spec.constants.keys().map(String::as_str));
         known.extend(BUILTIN_NAMES.iter().filter(|n| **n != "xi"));
         unknown_name(
             name,
-            span,
-            field,
-            src,
+            at,
             known,
             "define it in the equations (e.g. 'x : 1') or give it in constants",
         )
@@ -314,19 +312,13 @@ impl Scope for Lowering<'_> {
         &mut self.group.arena
     }
 
-    fn name(
-        &mut self,
-        name: &str,
-        span: Span,
-        field: &str,
-        src: &str,
-    ) -> Result<(ExprId, Ty), Diagnostic> {
+    fn name(&mut self, name: &str, at: Place) -> Result<(ExprId, Ty), Diagnostic> {
         if self
             .lines
             .iter()
             .any(|l| l.name == name && l.kind == LineKind::Subexpression)
         {
-            let e = self.subexpression(name, field)?;
+            let e = self.subexpression(name, at.field)?;
             if let Some(&(held, _)) = self
                 .held
                 .iter()
@@ -336,36 +328,27 @@ impl Scope for Lowering<'_> {
             }
             return Ok((e, self.group.arena.ty(e)));
         }
-        if let Some(&v) = self.group.names.get(name) {
-            let ty = if *self.group.kind(v) == SymbolKind::NotRefractory {
-                Ty::Bool
-            } else {
-                Ty::Real
-            };
-            return Ok((self.group.arena.var(v), ty));
+        if let Some(found) = self.group.symbol_value(name) {
+            return Ok(found);
         }
         if let Some(c) = self.spec.constants.get(name) {
             return Ok((self.group.arena.constant(*c), Ty::Real));
         }
         if name == "xi" || name.starts_with("xi_") {
-            if field != "equations" {
-                return Err(Diagnostic::new(
-                    field,
-                    format!("'{name}' (white noise) can only appear in the equations"),
-                )
-                .at(src, span));
+            if at.field != "equations" {
+                return Err(at.error(format!(
+                    "'{name}' (white noise) can only appear in the equations"
+                )));
             }
             let v = self
                 .group
                 .add_symbol(name, SymbolKind::Noise, "second**-0.5");
             return Ok((self.group.arena.var(v), Ty::Real));
         }
-        if let Some(found) =
-            common_name(&mut self.group.arena, self.spec.dt, name, span, field, src)
-        {
+        if let Some(found) = common_name(&mut self.group.arena, self.spec.dt, name, at) {
             return found;
         }
-        Err(self.unknown_name(name, span, field, src))
+        Err(self.unknown_name(name, at))
     }
 }
 
@@ -377,7 +360,14 @@ impl EventScope for Lowering<'_> {
                     .at(code, span)
                     .suggest("declare it as a parameter in the equations (e.g. 'x : 1') to make it per-neuron and writable"));
             }
-            return Err(self.unknown_name(name, span, "reset", code));
+            return Err(self.unknown_name(
+                name,
+                Place {
+                    field: "reset",
+                    src: code,
+                    span,
+                },
+            ));
         };
         let line = self.lines.iter().find(|l| l.name == name);
         if let Some(flag) =

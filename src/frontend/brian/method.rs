@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet};
 use super::equations::{EquationLine, LineKind};
 use crate::diagnostics::Span;
 use crate::frontend::method::{Explain, Term};
-use crate::frontend::syntax::ast::{Ast, BinaryOp, UnaryOp};
-use crate::ir::{Dynamics, Symbol, VarId};
+use crate::frontend::syntax::ast::{Ast, UnaryOp};
+use crate::ir::{BinOp, Dynamics, Symbol, VarId};
 use crate::spec::{Method, ModelSpec};
 
 /// The equations of a model being lowered, as the term locator reads them.
@@ -212,12 +212,12 @@ impl Locator<'_> {
             Ast::Binary(op, l, r, _) => {
                 let span = extent(ast);
                 match op {
-                    BinaryOp::Add | BinaryOp::Sub => {
+                    BinOp::Add | BinOp::Sub => {
                         let a = self.class(l);
                         let b = self.class(r);
                         Self::join(a, b)
                     }
-                    BinaryOp::Mul => {
+                    BinOp::Mul => {
                         let a = self.class(l);
                         let b = self.class(r);
                         match (a, b) {
@@ -231,7 +231,7 @@ impl Locator<'_> {
                             (a, b) => Self::join(a, b),
                         }
                     }
-                    BinaryOp::Div => {
+                    BinOp::Div => {
                         let a = self.class(l);
                         let b = self.class(r);
                         match (a, b) {
@@ -241,7 +241,7 @@ impl Locator<'_> {
                             (a, b) => Self::join(a, b),
                         }
                     }
-                    BinaryOp::Pow => {
+                    BinOp::Pow => {
                         let base = self.class(l);
                         let exp = self.class(r);
                         match (base, exp) {

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::parse::{parse_ode, AssignOp, OdeMethod, PyExpr, Stmt, Target, UnaryOp, FIELD};
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
 use crate::frontend::brian::events::{check_lastspike, lower_events, EventScope};
-use crate::frontend::brian::expr::{common_name, quote_list, unknown_name, Scope};
+use crate::frontend::brian::expr::{common_name, quote_list, unknown_name, Place, Scope};
 use crate::frontend::builder::{GroupBuilder, Lowered, BUILTIN_NAMES};
 use crate::frontend::method::{self, Explain, Term};
 use crate::ir::{
@@ -45,11 +45,11 @@ enum Binding {
 /// Locals under their name, attributes under `self.<name>`.
 type Env = BTreeMap<String, Binding>;
 
-/// Lowers a spec whose dynamics are the model class `py`, reporting the first error with its
+/// Lowers a spec whose dynamics are the model class `class`, reporting the first error with its
 /// place.
-pub fn lower(spec: &ModelSpec, py: &ModelClassSpec) -> Result<GroupIr, Diagnostic> {
-    let ode = parse_ode(&py.source)?;
-    let mut cx = Lowering::new(spec, py, &ode)?;
+pub fn lower(spec: &ModelSpec, class: &ModelClassSpec) -> Result<GroupIr, Diagnostic> {
+    let ode = parse_ode(&class.source)?;
+    let mut cx = Lowering::new(spec, class, &ode)?;
     let mut env = cx.initial_env();
     cx.block(&ode.body, &mut env)?;
     let lowered = cx.finish(env)?;
@@ -73,7 +73,7 @@ impl Explain for ClassTerms {
 
 struct Lowering<'a> {
     spec: &'a ModelSpec,
-    py: &'a ModelClassSpec,
+    class: &'a ModelClassSpec,
     src: &'a str,
     group: GroupBuilder,
     /// States then internals: the per-neuron values kept between steps.
@@ -87,16 +87,16 @@ struct Lowering<'a> {
 impl<'a> Lowering<'a> {
     fn new(
         spec: &'a ModelSpec,
-        py: &'a ModelClassSpec,
+        class: &'a ModelClassSpec,
         ode: &'a OdeMethod,
     ) -> Result<Self, Diagnostic> {
         let mut cx = Lowering {
             spec,
-            py,
-            src: &py.source,
+            class,
+            src: &class.source,
             group: GroupBuilder::default(),
             stored: Vec::new(),
-            params: py.params.iter().map(String::as_str).collect(),
+            params: class.params.iter().map(String::as_str).collect(),
             args: ode.args.iter().map(|a| a.name.as_str()).collect(),
             arrays: HashMap::new(),
         };
@@ -105,15 +105,15 @@ impl<'a> Lowering<'a> {
         let groups: [(&str, Vec<&str>); 4] = [
             (
                 "Default_States",
-                py.states.iter().map(|s| s.name.as_str()).collect(),
+                class.states.iter().map(|s| s.name.as_str()).collect(),
             ),
             (
                 "Default_Inters",
-                py.internals.iter().map(String::as_str).collect(),
+                class.internals.iter().map(String::as_str).collect(),
             ),
             (
                 "Default_Params",
-                py.params.iter().map(String::as_str).collect(),
+                class.params.iter().map(String::as_str).collect(),
             ),
             ("the arguments of ode()", cx.args.clone()),
         ];
@@ -127,7 +127,7 @@ impl<'a> Lowering<'a> {
                         ),
                     );
                     return Err(match ode.args.iter().find(|a| a.name == *name) {
-                        Some(a) => Diagnostic::new(FIELD, d.message).at(&py.source, a.span),
+                        Some(a) => Diagnostic::new(FIELD, d.message).at(&class.source, a.span),
                         None => d,
                     });
                 }
@@ -139,7 +139,7 @@ impl<'a> Lowering<'a> {
                 }
             }
         }
-        for s in &py.states {
+        for s in &class.states {
             if let (Some(lo), Some(hi)) = (s.min, s.max) {
                 if lo > hi {
                     return Err(Diagnostic::new(
@@ -149,7 +149,7 @@ impl<'a> Lowering<'a> {
                 }
             }
         }
-        for name in py
+        for name in class
             .params
             .iter()
             .map(String::as_str)
@@ -161,13 +161,13 @@ impl<'a> Lowering<'a> {
                     format!("'{name}' has no value: give the parameter a value in Default_Params, or the ode() argument a default"),
                 );
                 return Err(match ode.args.iter().find(|a| a.name == name) {
-                    Some(a) => d.at(&py.source, a.span),
+                    Some(a) => d.at(&class.source, a.span),
                     None => d,
                 });
             }
         }
         for name in spec.per_neuron.iter().chain(&spec.per_step) {
-            let is_constant = py.params.contains(name) || cx.args.contains(&name.as_str());
+            let is_constant = class.params.contains(name) || cx.args.contains(&name.as_str());
             if !is_constant || !spec.constants.contains_key(name) {
                 return Err(Diagnostic::new(
                     "inputs",
@@ -175,11 +175,11 @@ impl<'a> Lowering<'a> {
                 ));
             }
         }
-        let names: Vec<String> = py
+        let names: Vec<String> = class
             .states
             .iter()
             .map(|s| s.name.clone())
-            .chain(py.internals.iter().cloned())
+            .chain(class.internals.iter().cloned())
             .collect();
         for name in names {
             let v = cx.add_symbol(&name, SymbolKind::State);
@@ -223,7 +223,7 @@ impl<'a> Lowering<'a> {
     }
 
     fn is_state(&self, name: &str) -> bool {
-        self.py.states.iter().any(|s| s.name == name)
+        self.class.states.iter().any(|s| s.name == name)
     }
 
     /// A parameter or an argument of ode(): folded, or read from its per-neuron / per-step array.
@@ -281,7 +281,7 @@ impl<'a> Lowering<'a> {
         env: &mut Env,
     ) -> Result<(), Diagnostic> {
         let (cond, body) = &branches[0];
-        let c = self.expr(cond, env)?;
+        let c = self.ode_expr(cond, env)?;
         let c = self.condition(c);
         let mut then_env = env.clone();
         self.block(body, &mut then_env)?;
@@ -334,7 +334,7 @@ impl<'a> Lowering<'a> {
                 format!("self.{attr}")
             }
         };
-        let rhs = self.expr(value, env)?;
+        let rhs = self.ode_expr(value, env)?;
         let new = match op {
             AssignOp::Set => match target {
                 // Locals keep truth values (`spiking = self.v > 0`); stored values are numbers.
@@ -380,7 +380,7 @@ impl<'a> Lowering<'a> {
             if self.is_state(x) {
                 return Ok(());
             }
-            if self.py.internals.iter().any(|i| i == x) {
+            if self.class.internals.iter().any(|i| i == x) {
                 return Err(self.error(span, format!("'{x}' is an internal (Default_Inters), which is not integrated: it has no derivative"))
                     .suggest(format!("move '{x}' to Default_States to integrate it")));
             }
@@ -398,7 +398,7 @@ impl<'a> Lowering<'a> {
             ));
         }
         let mut known: Vec<String> = self.stored.iter().map(|(n, _)| n.clone()).collect();
-        known.extend(self.py.states.iter().map(|s| format!("d_{}", s.name)));
+        known.extend(self.class.states.iter().map(|s| format!("d_{}", s.name)));
         let near = nearest_names(attr, known.iter().map(String::as_str));
         let d = if let Some(x) = attr.strip_prefix("d_") {
             self.error(
@@ -422,26 +422,26 @@ impl<'a> Lowering<'a> {
         })
     }
 
-    fn expr(&mut self, e: &PyExpr, env: &Env) -> Result<(ExprId, Ty), Diagnostic> {
+    fn ode_expr(&mut self, e: &PyExpr, env: &Env) -> Result<(ExprId, Ty), Diagnostic> {
         Ok(match e {
             PyExpr::Num(v, _) => (self.group.arena.constant(*v), Ty::Real),
             PyExpr::Bool(b, _) => (self.group.arena.boolean(*b), Ty::Bool),
             PyExpr::Name(name, span) => self.read_name(name, *span, env)?,
             PyExpr::SelfAttr(attr, span) => self.read_attribute(attr, *span, env)?,
             PyExpr::Unary(UnaryOp::Neg, inner, _) => {
-                let v = self.expr(inner, env)?;
+                let v = self.ode_expr(inner, env)?;
                 let v = self.real(v);
                 (self.group.arena.neg(v), Ty::Real)
             }
             PyExpr::Unary(UnaryOp::Not, inner, _) => {
-                let v = self.expr(inner, env)?;
+                let v = self.ode_expr(inner, env)?;
                 let c = self.condition(v);
                 (self.group.arena.not(c), Ty::Bool)
             }
             PyExpr::Binary(op, l, r, _) => {
-                let a = self.expr(l, env)?;
-                let b = self.expr(r, env)?;
-                let bop = BinOp::from(*op);
+                let a = self.ode_expr(l, env)?;
+                let b = self.ode_expr(r, env)?;
+                let bop = *op;
                 let (a, b) = if bop.is_logical() {
                     (self.condition(a), self.condition(b))
                 } else {
@@ -455,10 +455,10 @@ impl<'a> Lowering<'a> {
                 (self.group.arena.bin(bop, a, b), ty)
             }
             PyExpr::IfElse(cond, a, b, _) => {
-                let c = self.expr(cond, env)?;
+                let c = self.ode_expr(cond, env)?;
                 let c = self.condition(c);
-                let a = self.expr(a, env)?;
-                let b = self.expr(b, env)?;
+                let a = self.ode_expr(a, env)?;
+                let b = self.ode_expr(b, env)?;
                 if a.1 == Ty::Bool && b.1 == Ty::Bool {
                     (self.group.arena.select(c, a.0, b.0), Ty::Bool)
                 } else {
@@ -469,7 +469,7 @@ impl<'a> Lowering<'a> {
             PyExpr::Call(f, args, _) => {
                 let mut vals = Vec::new();
                 for (k, a) in args.iter().enumerate() {
-                    let v = self.expr(a, env)?;
+                    let v = self.ode_expr(a, env)?;
                     vals.push(if f == "where" && k == 0 {
                         self.condition(v)
                     } else {
@@ -611,7 +611,7 @@ impl<'a> Lowering<'a> {
                 None => None,
             };
             let bounds = self
-                .py
+                .class
                 .states
                 .iter()
                 .find(|s| s.name == name)
@@ -672,30 +672,17 @@ impl Scope for Lowering<'_> {
         &mut self.group.arena
     }
 
-    fn name(
-        &mut self,
-        name: &str,
-        span: Span,
-        field: &str,
-        src: &str,
-    ) -> Result<(ExprId, Ty), Diagnostic> {
+    fn name(&mut self, name: &str, at: Place) -> Result<(ExprId, Ty), Diagnostic> {
         if self.params.contains(name) || self.args.contains(&name) {
             return Ok((self.constant(name), Ty::Real));
         }
-        if let Some(&v) = self.group.names.get(name) {
-            let ty = if *self.group.kind(v) == SymbolKind::NotRefractory {
-                Ty::Bool
-            } else {
-                Ty::Real
-            };
-            return Ok((self.group.arena.var(v), ty));
+        if let Some(found) = self.group.symbol_value(name) {
+            return Ok(found);
         }
-        if let Some(found) =
-            common_name(&mut self.group.arena, self.spec.dt, name, span, field, src)
-        {
+        if let Some(found) = common_name(&mut self.group.arena, self.spec.dt, name, at) {
             return found;
         }
-        Err(self.unknown_event_name(name, span, field, src))
+        Err(self.unknown_event_name(name, at))
     }
 }
 
@@ -719,7 +706,14 @@ impl EventScope for Lowering<'_> {
             )
             .at(code, span));
         }
-        Err(self.unknown_event_name(name, span, "reset", code))
+        Err(self.unknown_event_name(
+            name,
+            Place {
+                field: "reset",
+                src: code,
+                span,
+            },
+        ))
     }
 
     fn spans(&mut self) -> &mut SpanTable {
@@ -728,7 +722,7 @@ impl EventScope for Lowering<'_> {
 }
 
 impl Lowering<'_> {
-    fn unknown_event_name(&self, name: &str, span: Span, field: &str, src: &str) -> Diagnostic {
+    fn unknown_event_name(&self, name: &str, at: Place) -> Diagnostic {
         let mut known: Vec<&str> = self.stored.iter().map(|(n, _)| n.as_str()).collect();
         known.extend(self.params.iter().copied());
         known.extend(self.args.iter().copied());
@@ -736,9 +730,7 @@ impl Lowering<'_> {
         let bare = name.strip_prefix("self.").unwrap_or(name);
         unknown_name(
             bare,
-            span,
-            field,
-            src,
+            at,
             known,
             "use a state, an internal, a parameter or an argument of ode() of the class",
         )
@@ -784,23 +776,13 @@ mod tests {
             .method(Method::Euler)
     }
 
-    const OIZUMI: &str = "def ode(self, input=0, f=1.):\n    self.p = self.pmax * np.exp(-self.Kpre * f)\n    self.d_N = (self.N0 - self.N) ** 2 / self.tauN0\n    self.d_g = -self.g / self.tauO\n\n    if input == 1:\n        self.NT = self.N*self.p\n        self.g += self.NT*self.q\n        self.N -= self.NT\n    else:\n        self.NT = 0\n";
-
+    /// The seed's Oizumi class with `f` folded, integrated with Euler.
     fn oizumi() -> ModelSpec {
-        spec(
-            OIZUMI,
-            &[("N", Some(0.0), Some(51.0)), ("g", Some(0.0), Some(1000.0))],
-            &["p", "NT"],
-            &[
-                ("N0", 51.0),
-                ("q", 1.07),
-                ("tauO", 10.0),
-                ("tauN0", 100.0),
-                ("pmax", 0.79),
-                ("Kpre", 0.0035),
-            ],
-            &[("input", 0.0), ("f", 1.0)],
-        )
+        let mut spec = crate::spec::seed000_oizumi().method(Method::Euler);
+        spec.per_neuron.clear();
+        spec.per_step.clear();
+        spec.record.clear();
+        spec
     }
 
     #[test]
@@ -918,7 +900,7 @@ mod tests {
     #[test]
     fn mutated_sources_never_panic() {
         let base = oizumi();
-        let src: Vec<char> = OIZUMI.chars().collect();
+        let src: Vec<char> = crate::spec::seed000_oizumi_source().chars().collect();
         let alphabet: Vec<char> = "()[]{}:.,=+-*/<>!#'\"\\ \n\tabcdefgselfnp0123456789_"
             .chars()
             .collect();

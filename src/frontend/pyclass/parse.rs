@@ -15,8 +15,11 @@
 //! the name of the construct, rather than guessed at.
 
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
+use crate::frontend::syntax::lexer::{scan_word, Word};
+use crate::frontend::syntax::parser::ExpressionLevels;
 
-pub use crate::frontend::syntax::ast::{AssignOp, BinaryOp, UnaryOp};
+pub use crate::frontend::syntax::ast::{AssignOp, UnaryOp};
+pub use crate::ir::BinOp;
 
 /// The diagnostics field of every error in the method.
 pub const FIELD: &str = "ode";
@@ -64,7 +67,7 @@ pub enum PyExpr {
     /// `self.x` (the span covers `self.x`).
     SelfAttr(String, Span),
     Unary(UnaryOp, Box<PyExpr>, Span),
-    Binary(BinaryOp, Box<PyExpr>, Box<PyExpr>, Span),
+    Binary(BinOp, Box<PyExpr>, Box<PyExpr>, Span),
     /// A call of a function of [`CALLABLE`] (canonical name: `min`/`max` become
     /// `minimum`/`maximum`, `abs`/`fabs`/`absolute` become `abs`).
     Call(String, Vec<PyExpr>, Span),
@@ -219,61 +222,31 @@ fn tokenize(src: &str) -> Result<Vec<Token>, Diagnostic> {
                 i += 1;
                 continue;
             }
-            if c.is_ascii_digit()
-                || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
-            {
-                let start = i;
-                while i < chars.len()
-                    && (chars[i].is_ascii_digit() || chars[i] == '.' || chars[i] == '_')
-                {
-                    i += 1;
-                }
-                if i < chars.len() && (chars[i] == 'e' || chars[i] == 'E') {
-                    let mut j = i + 1;
-                    if j < chars.len() && (chars[j] == '+' || chars[j] == '-') {
-                        j += 1;
+            if let Some((word, end)) = scan_word(chars, i, Some('_')) {
+                let span = Span::new(line_no, col, end - i);
+                let tok = match word.map_err(|e| err(src, span, e))? {
+                    Word::Number(_) if end < chars.len() && chars[end].is_alphanumeric() => {
+                        return Err(err(
+                            src,
+                            Span::new(line_no, col, end - i + 1),
+                            "unsupported number literal (hexadecimal, complex or suffixed numbers)",
+                        ));
                     }
-                    if j < chars.len() && chars[j].is_ascii_digit() {
-                        i = j;
-                        while i < chars.len() && chars[i].is_ascii_digit() {
-                            i += 1;
-                        }
+                    Word::Number(value) => Some(Tok::Num(value)),
+                    // String prefixes (r"", f"", b"", ...) belong to the string that follows.
+                    Word::Name(text)
+                        if end < chars.len()
+                            && (chars[end] == '"' || chars[end] == '\'')
+                            && text.len() <= 2
+                            && text.chars().all(|p| "rRbBfFuU".contains(p)) =>
+                    {
+                        None
                     }
-                }
-                let span = Span::new(line_no, col, i - start);
-                if i < chars.len() && (chars[i].is_alphanumeric()) {
-                    return Err(err(
-                        src,
-                        Span::new(line_no, col, i - start + 1),
-                        "unsupported number literal (hexadecimal, complex or suffixed numbers)",
-                    ));
-                }
-                let text: String = chars[start..i].iter().filter(|c| **c != '_').collect();
-                let value: f64 = text
-                    .parse()
-                    .map_err(|_| err(src, span, format!("malformed number '{text}'")))?;
-                out.push(Token {
-                    tok: Tok::Num(value),
-                    span,
-                });
-                continue;
-            }
-            if c.is_alphabetic() || c == '_' {
-                let start = i;
-                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-                    i += 1;
-                }
-                // String prefixes (r"", f"", b"", ...) belong to the string that follows.
-                let text: String = chars[start..i].iter().collect();
-                let is_prefix = i < chars.len()
-                    && (chars[i] == '"' || chars[i] == '\'')
-                    && text.len() <= 2
-                    && text.chars().all(|p| "rRbBfFuU".contains(p));
-                if !is_prefix {
-                    out.push(Token {
-                        tok: Tok::Name(text),
-                        span: Span::new(line_no, col, i - start),
-                    });
+                    Word::Name(text) => Some(Tok::Name(text)),
+                };
+                i = end;
+                if let Some(tok) = tok {
+                    out.push(Token { tok, span });
                     continue;
                 }
             }
@@ -462,6 +435,62 @@ const UNSUPPORTED_STATEMENTS: &[(&str, &str)] = &[
     ("print", "a call to print()"),
 ];
 
+impl ExpressionLevels for Parser<'_> {
+    type Tree = PyExpr;
+
+    fn eat_word(&mut self, word: &str) -> Option<Span> {
+        if word.starts_with(char::is_alphabetic) {
+            self.eat_name(word)
+        } else {
+            self.eat_op(word)
+        }
+    }
+
+    fn binary(op: BinOp, lhs: PyExpr, rhs: PyExpr, span: Span) -> PyExpr {
+        PyExpr::Binary(op, Box::new(lhs), Box::new(rhs), span)
+    }
+
+    fn unary(op: UnaryOp, inner: PyExpr, span: Span) -> PyExpr {
+        PyExpr::Unary(op, Box::new(inner), span)
+    }
+
+    /// Comparisons chain as in Python: `a < b < c` is `a < b and b < c`.
+    fn comparison(&mut self) -> Result<PyExpr, Diagnostic> {
+        let first = self.bitwise()?;
+        let mut result: Option<PyExpr> = None;
+        let mut left = first.clone();
+        loop {
+            let op = match self.peek_tok() {
+                Some(Tok::Op("<")) => BinOp::Lt,
+                Some(Tok::Op("<=")) => BinOp::Le,
+                Some(Tok::Op(">")) => BinOp::Gt,
+                Some(Tok::Op(">=")) => BinOp::Ge,
+                Some(Tok::Op("==")) => BinOp::Eq,
+                Some(Tok::Op("!=")) => BinOp::Ne,
+                Some(Tok::Name(n)) if n == "is" || n == "in" => {
+                    return Err(self.error(
+                        self.here(),
+                        format!("unsupported construct: the '{n}' operator (compare numbers with ==, <, ...)"),
+                    ))
+                }
+                Some(Tok::Name(n)) if n == "not" && matches!(self.peek_at(1), Some(Tok::Name(m)) if m == "in") => {
+                    return Err(self.error(self.here(), "unsupported construct: the 'not in' operator"))
+                }
+                _ => break,
+            };
+            let sp = self.advance().unwrap().span;
+            let right = self.bitwise()?;
+            let cmp = PyExpr::Binary(op, Box::new(left), Box::new(right.clone()), sp);
+            result = Some(match result {
+                None => cmp,
+                Some(prev) => PyExpr::Binary(BinOp::And, Box::new(prev), Box::new(cmp), sp),
+            });
+            left = right;
+        }
+        Ok(result.unwrap_or(first))
+    }
+}
+
 impl<'a> Parser<'a> {
     fn peek(&self) -> Option<&'a Token> {
         self.toks.get(self.pos)
@@ -500,6 +529,14 @@ impl<'a> Parser<'a> {
 
     fn is_name(&self, name: &str) -> bool {
         matches!(self.peek_tok(), Some(Tok::Name(n)) if n == name)
+    }
+
+    /// An error at the next token when it is `op`, a construct outside the subset.
+    fn refuse(&self, op: &str, message: &str) -> Result<(), Diagnostic> {
+        if self.is_op(op) {
+            return Err(self.error(self.here(), message));
+        }
+        Ok(())
     }
 
     fn eat_op(&mut self, op: &str) -> Option<Span> {
@@ -577,12 +614,10 @@ impl<'a> Parser<'a> {
 
     /// `def ode(self, a=1., b=0):` and its indented body.
     fn method(&mut self) -> Result<OdeMethod, Diagnostic> {
-        if self.is_op("@") {
-            return Err(self.error(
-                self.here(),
-                "unsupported construct: a decorator on ode(); define it as a plain method",
-            ));
-        }
+        self.refuse(
+            "@",
+            "unsupported construct: a decorator on ode(); define it as a plain method",
+        )?;
         let Some(def) = self.eat_name("def") else {
             return Err(self.error(
                 self.here(),
@@ -735,7 +770,6 @@ impl<'a> Parser<'a> {
     }
 
     fn assignment(&mut self) -> Result<Stmt, Diagnostic> {
-        let start = self.here();
         let lhs = self.expression()?;
         let op = match self.peek_tok() {
             Some(Tok::Op("=")) => AssignOp::Set,
@@ -779,20 +813,9 @@ impl<'a> Parser<'a> {
                 )),
             };
         let span = lhs.span();
-        let _ = start;
         let value = self.expression()?;
-        if self.is_op("=") {
-            return Err(self.error(
-                self.here(),
-                "unsupported construct: a chained assignment ('a = b = value'); assign each name separately",
-            ));
-        }
-        if self.is_op(",") {
-            return Err(self.error(
-                self.here(),
-                "unsupported construct: a tuple (several values separated by ','); assign one value per statement",
-            ));
-        }
+        self.refuse("=", "unsupported construct: a chained assignment ('a = b = value'); assign each name separately")?;
+        self.refuse(",", "unsupported construct: a tuple (several values separated by ','); assign one value per statement")?;
         self.expect_newline()?;
         Ok(Stmt::Assign {
             target,
@@ -825,68 +848,6 @@ impl<'a> Parser<'a> {
         Ok(body)
     }
 
-    fn or_expr(&mut self) -> Result<PyExpr, Diagnostic> {
-        let mut lhs = self.and_expr()?;
-        while let Some(sp) = self.eat_name("or") {
-            let rhs = self.and_expr()?;
-            lhs = PyExpr::Binary(BinaryOp::Or, Box::new(lhs), Box::new(rhs), sp);
-        }
-        Ok(lhs)
-    }
-
-    fn and_expr(&mut self) -> Result<PyExpr, Diagnostic> {
-        let mut lhs = self.not_expr()?;
-        while let Some(sp) = self.eat_name("and") {
-            let rhs = self.not_expr()?;
-            lhs = PyExpr::Binary(BinaryOp::And, Box::new(lhs), Box::new(rhs), sp);
-        }
-        Ok(lhs)
-    }
-
-    fn not_expr(&mut self) -> Result<PyExpr, Diagnostic> {
-        if let Some(sp) = self.eat_name("not") {
-            let inner = self.not_expr()?;
-            return Ok(PyExpr::Unary(UnaryOp::Not, Box::new(inner), sp));
-        }
-        self.comparison()
-    }
-
-    /// Comparisons chain as in Python: `a < b < c` is `a < b and b < c`.
-    fn comparison(&mut self) -> Result<PyExpr, Diagnostic> {
-        let first = self.bitwise()?;
-        let mut result: Option<PyExpr> = None;
-        let mut left = first.clone();
-        loop {
-            let op = match self.peek_tok() {
-                Some(Tok::Op("<")) => BinaryOp::Lt,
-                Some(Tok::Op("<=")) => BinaryOp::Le,
-                Some(Tok::Op(">")) => BinaryOp::Gt,
-                Some(Tok::Op(">=")) => BinaryOp::Ge,
-                Some(Tok::Op("==")) => BinaryOp::Eq,
-                Some(Tok::Op("!=")) => BinaryOp::Ne,
-                Some(Tok::Name(n)) if n == "is" || n == "in" => {
-                    return Err(self.error(
-                        self.here(),
-                        format!("unsupported construct: the '{n}' operator (compare numbers with ==, <, ...)"),
-                    ))
-                }
-                Some(Tok::Name(n)) if n == "not" && matches!(self.peek_at(1), Some(Tok::Name(m)) if m == "in") => {
-                    return Err(self.error(self.here(), "unsupported construct: the 'not in' operator"))
-                }
-                _ => break,
-            };
-            let sp = self.advance().unwrap().span;
-            let right = self.bitwise()?;
-            let cmp = PyExpr::Binary(op, Box::new(left), Box::new(right.clone()), sp);
-            result = Some(match result {
-                None => cmp,
-                Some(prev) => PyExpr::Binary(BinaryOp::And, Box::new(prev), Box::new(cmp), sp),
-            });
-            left = right;
-        }
-        Ok(result.unwrap_or(first))
-    }
-
     fn bitwise(&mut self) -> Result<PyExpr, Diagnostic> {
         let e = self.additive()?;
         for op in ["&", "|", "^", "<<", ">>", "@"] {
@@ -906,44 +867,20 @@ impl<'a> Parser<'a> {
     }
 
     fn additive(&mut self) -> Result<PyExpr, Diagnostic> {
-        let mut lhs = self.multiplicative()?;
-        loop {
-            let op = if self.is_op("+") {
-                BinaryOp::Add
-            } else if self.is_op("-") {
-                BinaryOp::Sub
-            } else {
-                break;
-            };
-            let sp = self.advance().unwrap().span;
-            let rhs = self.multiplicative()?;
-            lhs = PyExpr::Binary(op, Box::new(lhs), Box::new(rhs), sp);
-        }
-        Ok(lhs)
+        self.left_assoc(
+            &[("+", BinOp::Add), ("-", BinOp::Sub)],
+            Self::multiplicative,
+        )
     }
 
     fn multiplicative(&mut self) -> Result<PyExpr, Diagnostic> {
-        let mut lhs = self.unary()?;
-        loop {
-            let op = if self.is_op("*") {
-                BinaryOp::Mul
-            } else if self.is_op("/") {
-                BinaryOp::Div
-            } else if self.is_op("%") {
-                BinaryOp::Mod
-            } else if self.is_op("//") {
-                return Err(self.error(
-                    self.here(),
-                    "unsupported construct: floor division '//' (use np.floor(a / b))",
-                ));
-            } else {
-                break;
-            };
-            let sp = self.advance().unwrap().span;
-            let rhs = self.unary()?;
-            lhs = PyExpr::Binary(op, Box::new(lhs), Box::new(rhs), sp);
-        }
-        Ok(lhs)
+        let ops = [("*", BinOp::Mul), ("/", BinOp::Div), ("%", BinOp::Mod)];
+        let e = self.left_assoc(&ops, Self::unary)?;
+        self.refuse(
+            "//",
+            "unsupported construct: floor division '//' (use np.floor(a / b))",
+        )?;
+        Ok(e)
     }
 
     fn unary(&mut self) -> Result<PyExpr, Diagnostic> {
@@ -954,12 +891,10 @@ impl<'a> Parser<'a> {
         if self.eat_op("+").is_some() {
             return self.unary();
         }
-        if self.is_op("~") {
-            return Err(self.error(
-                self.here(),
-                "unsupported construct: the operator '~' (for conditions use 'not')",
-            ));
-        }
+        self.refuse(
+            "~",
+            "unsupported construct: the operator '~' (for conditions use 'not')",
+        )?;
         self.power()
     }
 
@@ -968,7 +903,7 @@ impl<'a> Parser<'a> {
         if let Some(sp) = self.eat_op("**") {
             let exp = self.unary()?; // right-associative; `2**-1` is allowed
             return Ok(PyExpr::Binary(
-                BinaryOp::Pow,
+                BinOp::Pow,
                 Box::new(base),
                 Box::new(exp),
                 sp,
@@ -1040,24 +975,15 @@ impl<'a> Parser<'a> {
                 ))
             }
         };
-        if self.is_op("[") {
-            return Err(self.error(
-                self.here(),
-                "unsupported construct in ode(): a subscript ('x[...]')",
-            ));
-        }
-        if self.is_op("(") {
-            return Err(self.error(
-                self.here(),
-                "unsupported construct: calling a value that is not a function",
-            ));
-        }
-        if self.is_op(".") {
-            return Err(self.error(
-                self.here(),
-                "unsupported construct: attribute access on a value (ode() reads 'self.x' and calls 'np.f(...)')",
-            ));
-        }
+        self.refuse(
+            "[",
+            "unsupported construct in ode(): a subscript ('x[...]')",
+        )?;
+        self.refuse(
+            "(",
+            "unsupported construct: calling a value that is not a function",
+        )?;
+        self.refuse(".", "unsupported construct: attribute access on a value (ode() reads 'self.x' and calls 'np.f(...)')")?;
         Ok(e)
     }
 
@@ -1238,27 +1164,9 @@ fn canonical(f: &str) -> &str {
 mod tests {
     use super::*;
 
-    const OIZUMI: &str = r#"def ode(self, input=0, f=1.):
-    """
-    Arguments:
-        input (bool): spike indicator.
-        f (float): overall spike rate.
-    """
-    self.p = self.pmax * np.exp(-self.Kpre * f)
-    self.d_N = (self.N0 - self.N) ** 2 / self.tauN0
-    self.d_g = -self.g / self.tauO
-
-    if input == 1:
-        self.NT = self.N*self.p
-        self.g += self.NT*self.q
-        self.N -= self.NT
-    else:
-        self.NT = 0
-"#;
-
     #[test]
     fn parses_oizumi() {
-        let m = parse_ode(OIZUMI).unwrap();
+        let m = parse_ode(&crate::spec::seed000_oizumi_source()).unwrap();
         assert_eq!(
             m.args.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
             ["input", "f"]
@@ -1300,7 +1208,7 @@ mod tests {
         let Stmt::Assign { value, .. } = &m.body[0] else {
             panic!()
         };
-        assert!(matches!(value, PyExpr::Binary(BinaryOp::And, ..)));
+        assert!(matches!(value, PyExpr::Binary(BinOp::And, ..)));
     }
 
     fn error_of(body: &str) -> Diagnostic {

@@ -10,7 +10,8 @@ pub enum Ast {
     Bool(bool, Span),
     Name(String, Span),
     Unary(UnaryOp, Box<Ast>, Span),
-    Binary(BinaryOp, Box<Ast>, Box<Ast>, Span),
+    /// A binary operator, as the IR names it (the syntax has no operator the IR lacks).
+    Binary(BinOp, Box<Ast>, Box<Ast>, Span),
     Call(String, Vec<Ast>, Span),
 }
 
@@ -18,46 +19,6 @@ pub enum Ast {
 pub enum UnaryOp {
     Neg,
     Not,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BinaryOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Mod,
-    Pow,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    Eq,
-    Ne,
-    And,
-    Or,
-}
-
-/// The IR operator of a syntax tree's binary operator (both front ends share the syntax tree's).
-impl From<BinaryOp> for BinOp {
-    fn from(op: BinaryOp) -> BinOp {
-        match op {
-            BinaryOp::Add => BinOp::Add,
-            BinaryOp::Sub => BinOp::Sub,
-            BinaryOp::Mul => BinOp::Mul,
-            BinaryOp::Div => BinOp::Div,
-            BinaryOp::Mod => BinOp::Mod,
-            BinaryOp::Pow => BinOp::Pow,
-            BinaryOp::Lt => BinOp::Lt,
-            BinaryOp::Le => BinOp::Le,
-            BinaryOp::Gt => BinOp::Gt,
-            BinaryOp::Ge => BinOp::Ge,
-            BinaryOp::Eq => BinOp::Eq,
-            BinaryOp::Ne => BinOp::Ne,
-            BinaryOp::And => BinOp::And,
-            BinaryOp::Or => BinOp::Or,
-        }
-    }
 }
 
 impl Ast {

@@ -26,6 +26,57 @@ const OPERATORS: &[&str] = &[
     "**", "<=", ">=", "==", "!=", "+=", "-=", "*=", "/=", "+", "-", "*", "/", "<", ">", "=", "%",
 ];
 
+/// A number or a name, as both languages spell them.
+pub(crate) enum Word {
+    Number(f64),
+    Name(String),
+}
+
+/// The number or name that starts at `chars[start]`, with its end: a number is digits and points
+/// (and the `separator`, Python's `_`, where the language has one), then an exponent
+/// `e[+-]digits` when one follows; a malformed number is the message that says so. `None` when
+/// neither starts there.
+pub(crate) fn scan_word(
+    chars: &[char],
+    start: usize,
+    separator: Option<char>,
+) -> Option<(Result<Word, String>, usize)> {
+    let c = chars[start];
+    let mut i = start;
+    if c.is_alphabetic() || c == '_' {
+        while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+            i += 1;
+        }
+        return Some((Ok(Word::Name(chars[start..i].iter().collect())), i));
+    }
+    if !(c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))) {
+        return None;
+    }
+    while i < chars.len()
+        && (chars[i].is_ascii_digit() || chars[i] == '.' || Some(chars[i]) == separator)
+    {
+        i += 1;
+    }
+    if i < chars.len() && (chars[i] == 'e' || chars[i] == 'E') {
+        let mut j = i + 1;
+        if j < chars.len() && (chars[j] == '+' || chars[j] == '-') {
+            j += 1;
+        }
+        if j < chars.len() && chars[j].is_ascii_digit() {
+            i = j;
+            while i < chars.len() && chars[i].is_ascii_digit() {
+                i += 1;
+            }
+        }
+    }
+    let text: String = chars[start..i].iter().filter(|c| **c != '_').collect();
+    let value = text
+        .parse()
+        .map(Word::Number)
+        .map_err(|_| format!("malformed number '{text}'"));
+    Some((value, i))
+}
+
 /// Splits `src` into tokens; `field` names the model field for error messages.
 /// `#` starts a comment that runs to the end of the line.
 /// Inside parentheses a line break continues the expression (as in Python and Brian2), so no
@@ -47,46 +98,14 @@ pub fn tokenize(src: &str, field: &str) -> Result<Vec<Token>, Diagnostic> {
                 i += 1;
                 continue;
             }
-            if c.is_ascii_digit()
-                || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
-            {
-                let start = i;
-                while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
-                    i += 1;
-                }
-                if i < chars.len() && (chars[i] == 'e' || chars[i] == 'E') {
-                    let mut j = i + 1;
-                    if j < chars.len() && (chars[j] == '+' || chars[j] == '-') {
-                        j += 1;
-                    }
-                    if j < chars.len() && chars[j].is_ascii_digit() {
-                        i = j;
-                        while i < chars.len() && chars[i].is_ascii_digit() {
-                            i += 1;
-                        }
-                    }
-                }
-                let text: String = chars[start..i].iter().collect();
-                let span = Span::new(li + 1, col, i - start);
-                let value: f64 = text.parse().map_err(|_| {
-                    Diagnostic::new(field, format!("malformed number '{text}'")).at(src, span)
-                })?;
-                out.push(Token {
-                    tok: Tok::Num(value),
-                    span,
-                });
-                continue;
-            }
-            if c.is_alphabetic() || c == '_' {
-                let start = i;
-                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-                    i += 1;
-                }
-                let text: String = chars[start..i].iter().collect();
-                out.push(Token {
-                    tok: Tok::Name(text),
-                    span: Span::new(li + 1, col, i - start),
-                });
+            if let Some((word, end)) = scan_word(&chars, i, None) {
+                let span = Span::new(li + 1, col, end - i);
+                let tok = match word.map_err(|e| Diagnostic::new(field, e).at(src, span))? {
+                    Word::Number(v) => Tok::Num(v),
+                    Word::Name(name) => Tok::Name(name),
+                };
+                out.push(Token { tok, span });
+                i = end;
                 continue;
             }
             let simple = match c {

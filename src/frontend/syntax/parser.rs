@@ -3,9 +3,113 @@
 //! Precedence, lowest first: `or`, `and`, `not`, comparisons, `+ -`, `* / %`, unary `- +`, `**`
 //! (right-associative, binding tighter than unary minus on its left: `-x**2 == -(x**2)`).
 
-use super::ast::{AssignOp, Assignment, Ast, BinaryOp, UnaryOp};
+use super::ast::{AssignOp, Assignment, Ast, UnaryOp};
 use super::lexer::{Tok, Token};
 use crate::diagnostics::{Diagnostic, Span};
+use crate::ir::BinOp;
+
+/// The precedence levels that the shared expression language's two recursive-descent parsers
+/// (this one and the `ode()` parser) have in common, written once: `or`, `and`, `not` and the
+/// left-associative binary levels. A parser says how it eats an operator or keyword, builds its
+/// nodes and parses a comparison.
+pub(crate) trait ExpressionLevels: Sized {
+    type Tree;
+
+    /// Consumes `word` (an operator such as `+`, or a keyword such as `and`) if it comes next.
+    fn eat_word(&mut self, word: &str) -> Option<Span>;
+
+    fn binary(op: BinOp, lhs: Self::Tree, rhs: Self::Tree, span: Span) -> Self::Tree;
+
+    fn unary(op: UnaryOp, inner: Self::Tree, span: Span) -> Self::Tree;
+
+    /// The level below `not`.
+    fn comparison(&mut self) -> Result<Self::Tree, Diagnostic>;
+
+    fn or_expr(&mut self) -> Result<Self::Tree, Diagnostic> {
+        self.left_assoc(&[("or", BinOp::Or)], Self::and_expr)
+    }
+
+    fn and_expr(&mut self) -> Result<Self::Tree, Diagnostic> {
+        self.left_assoc(&[("and", BinOp::And)], Self::not_expr)
+    }
+
+    fn not_expr(&mut self) -> Result<Self::Tree, Diagnostic> {
+        if let Some(sp) = self.eat_word("not") {
+            let inner = self.not_expr()?;
+            return Ok(Self::unary(UnaryOp::Not, inner, sp));
+        }
+        self.comparison()
+    }
+
+    /// `next (op next)*`, grouped to the left, for the operators of one level.
+    fn left_assoc(
+        &mut self,
+        ops: &[(&str, BinOp)],
+        next: fn(&mut Self) -> Result<Self::Tree, Diagnostic>,
+    ) -> Result<Self::Tree, Diagnostic> {
+        let mut lhs = next(self)?;
+        loop {
+            let found = ops
+                .iter()
+                .find_map(|(word, op)| self.eat_word(word).map(|sp| (*op, sp)));
+            let Some((op, span)) = found else {
+                return Ok(lhs);
+            };
+            let rhs = next(self)?;
+            lhs = Self::binary(op, lhs, rhs, span);
+        }
+    }
+}
+
+impl ExpressionLevels for Parser<'_> {
+    type Tree = Ast;
+
+    fn eat_word(&mut self, word: &str) -> Option<Span> {
+        if word.starts_with(char::is_alphabetic) {
+            self.eat_keyword(word)
+        } else {
+            self.eat_op(word)
+        }
+    }
+
+    fn binary(op: BinOp, lhs: Ast, rhs: Ast, span: Span) -> Ast {
+        Ast::Binary(op, Box::new(lhs), Box::new(rhs), span)
+    }
+
+    fn unary(op: UnaryOp, inner: Ast, span: Span) -> Ast {
+        Ast::Unary(op, Box::new(inner), span)
+    }
+
+    fn comparison(&mut self) -> Result<Ast, Diagnostic> {
+        let lhs = self.additive()?;
+        let ops = [
+            ("<", BinOp::Lt),
+            ("<=", BinOp::Le),
+            (">", BinOp::Gt),
+            (">=", BinOp::Ge),
+            ("==", BinOp::Eq),
+            ("!=", BinOp::Ne),
+        ];
+        for (s, op) in ops {
+            if let Some(sp) = self.eat_op(s) {
+                let rhs = self.additive()?;
+                if let Some(Token {
+                    tok: Tok::Op(o),
+                    span,
+                }) = self.peek()
+                {
+                    if ["<", "<=", ">", ">=", "==", "!="].contains(o) {
+                        return Err(
+                            self.error(*span, "chained comparisons are not supported; use 'and'")
+                        );
+                    }
+                }
+                return Ok(Ast::Binary(op, Box::new(lhs), Box::new(rhs), sp));
+            }
+        }
+        Ok(lhs)
+    }
+}
 
 pub struct Parser<'a> {
     toks: &'a [Token],
@@ -121,92 +225,16 @@ impl<'a> Parser<'a> {
         self.or_expr()
     }
 
-    fn or_expr(&mut self) -> Result<Ast, Diagnostic> {
-        let mut lhs = self.and_expr()?;
-        while let Some(sp) = self.eat_keyword("or") {
-            let rhs = self.and_expr()?;
-            lhs = Ast::Binary(BinaryOp::Or, Box::new(lhs), Box::new(rhs), sp);
-        }
-        Ok(lhs)
-    }
-
-    fn and_expr(&mut self) -> Result<Ast, Diagnostic> {
-        let mut lhs = self.not_expr()?;
-        while let Some(sp) = self.eat_keyword("and") {
-            let rhs = self.not_expr()?;
-            lhs = Ast::Binary(BinaryOp::And, Box::new(lhs), Box::new(rhs), sp);
-        }
-        Ok(lhs)
-    }
-
-    fn not_expr(&mut self) -> Result<Ast, Diagnostic> {
-        if let Some(sp) = self.eat_keyword("not") {
-            let inner = self.not_expr()?;
-            return Ok(Ast::Unary(UnaryOp::Not, Box::new(inner), sp));
-        }
-        self.comparison()
-    }
-
-    fn comparison(&mut self) -> Result<Ast, Diagnostic> {
-        let lhs = self.additive()?;
-        let ops = [
-            ("<", BinaryOp::Lt),
-            ("<=", BinaryOp::Le),
-            (">", BinaryOp::Gt),
-            (">=", BinaryOp::Ge),
-            ("==", BinaryOp::Eq),
-            ("!=", BinaryOp::Ne),
-        ];
-        for (s, op) in ops {
-            if let Some(sp) = self.eat_op(s) {
-                let rhs = self.additive()?;
-                if let Some(Token {
-                    tok: Tok::Op(o),
-                    span,
-                }) = self.peek()
-                {
-                    if ["<", "<=", ">", ">=", "==", "!="].contains(o) {
-                        return Err(
-                            self.error(*span, "chained comparisons are not supported; use 'and'")
-                        );
-                    }
-                }
-                return Ok(Ast::Binary(op, Box::new(lhs), Box::new(rhs), sp));
-            }
-        }
-        Ok(lhs)
-    }
-
     fn additive(&mut self) -> Result<Ast, Diagnostic> {
-        let mut lhs = self.multiplicative()?;
-        loop {
-            let (op, sp) = if let Some(sp) = self.eat_op("+") {
-                (BinaryOp::Add, sp)
-            } else if let Some(sp) = self.eat_op("-") {
-                (BinaryOp::Sub, sp)
-            } else {
-                return Ok(lhs);
-            };
-            let rhs = self.multiplicative()?;
-            lhs = Ast::Binary(op, Box::new(lhs), Box::new(rhs), sp);
-        }
+        self.left_assoc(
+            &[("+", BinOp::Add), ("-", BinOp::Sub)],
+            Self::multiplicative,
+        )
     }
 
     fn multiplicative(&mut self) -> Result<Ast, Diagnostic> {
-        let mut lhs = self.unary()?;
-        loop {
-            let (op, sp) = if let Some(sp) = self.eat_op("*") {
-                (BinaryOp::Mul, sp)
-            } else if let Some(sp) = self.eat_op("/") {
-                (BinaryOp::Div, sp)
-            } else if let Some(sp) = self.eat_op("%") {
-                (BinaryOp::Mod, sp)
-            } else {
-                return Ok(lhs);
-            };
-            let rhs = self.unary()?;
-            lhs = Ast::Binary(op, Box::new(lhs), Box::new(rhs), sp);
-        }
+        let ops = [("*", BinOp::Mul), ("/", BinOp::Div), ("%", BinOp::Mod)];
+        self.left_assoc(&ops, Self::unary)
     }
 
     fn unary(&mut self) -> Result<Ast, Diagnostic> {
@@ -224,12 +252,7 @@ impl<'a> Parser<'a> {
         let base = self.atom()?;
         if let Some(sp) = self.eat_op("**") {
             let exp = self.unary()?;
-            return Ok(Ast::Binary(
-                BinaryOp::Pow,
-                Box::new(base),
-                Box::new(exp),
-                sp,
-            ));
+            return Ok(Ast::Binary(BinOp::Pow, Box::new(base), Box::new(exp), sp));
         }
         Ok(base)
     }
