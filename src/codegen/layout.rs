@@ -1,4 +1,4 @@
-//! The argument layout of the fused neuron kernel: which buffers, in which order, of which shape.
+//! The argument layout of the fused group kernel: which buffers, in which order, of which shape.
 //!
 //! Defined once here; the generated kernels, the FFI handler and (through the C ABI) the Python
 //! shim all follow it. docs/DESIGN.md describes it in words.

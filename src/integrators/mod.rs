@@ -7,6 +7,8 @@
 //! The schemes are Brian2's: `euler`, `rk2` (midpoint), `heun`, `rk4`, `exponential_euler`
 //! (conditionally linear equations, [`linear`]) and `exact` (linear equations with constant
 //! coefficients, solved with a matrix exponential computed at compile time, [`expm`]).
+//! [`integrate`] gives the values after a step (differential equations); [`increments`] gives
+//! the change over a step, for a model class, which adds it to the values `ode()` leaves.
 //! [`choice`] checks that a requested scheme applies, says why not, and picks one when the
 //! model names none.
 

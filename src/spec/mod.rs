@@ -4,7 +4,7 @@
 //! string attribute on every XLA call, so an XLA executable carries everything needed to rebuild
 //! its kernel in a fresh process. The dynamics are a sum type ([`Dynamics`]: Brian2 equations or
 //! a model class); the JSON stays flat (`"equations": ...` or `"model_class": {...}` beside the
-//! other fields, [`wire`]). In Rust a spec is built with [`ModelSpec::from_equations`] /
+//! other fields, `wire`). In Rust a spec is built with [`ModelSpec::from_equations`] /
 //! [`ModelSpec::from_class`] and the chained setters below.
 
 mod model_class;

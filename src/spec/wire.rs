@@ -84,14 +84,22 @@ fn storage<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ElemType>, D::Error
     }
 }
 
-impl TryFrom<SpecJson> for ModelSpec {
-    type Error = String;
+/// A spec that gives both kinds of dynamics.
+#[derive(Debug)]
+pub(super) struct BothDynamics;
 
-    fn try_from(j: SpecJson) -> Result<ModelSpec, String> {
+impl std::fmt::Display for BothDynamics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("give either equations or a model_class, not both")
+    }
+}
+
+impl TryFrom<SpecJson> for ModelSpec {
+    type Error = BothDynamics;
+
+    fn try_from(j: SpecJson) -> Result<ModelSpec, BothDynamics> {
         let dynamics = match (j.equations, j.model_class) {
-            (Some(eq), Some(_)) if !eq.trim().is_empty() => {
-                return Err("give either equations or a model_class, not both".into())
-            }
+            (Some(eq), Some(_)) if !eq.trim().is_empty() => return Err(BothDynamics),
             (_, Some(class)) => Dynamics::ModelClass(class),
             // No dynamics at all reads as empty equations, which lowering reports as a model
             // error in the field `equations`.

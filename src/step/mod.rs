@@ -2,8 +2,8 @@
 //! step, for every kind of dynamics; the kernel printers (`crate::codegen`) only print it.
 //!
 //! Brian2's order: traces record the values at the start of the step; refractoriness is
-//! decided from them; the state is updated ([`odes`]: the scheme on the differential equations,
-//! with noise and the `(unless refractory)` clamp; [`updates`]: a model class's end values plus
+//! decided from them; the state is updated (`odes`: the scheme on the differential equations,
+//! with noise and the `(unless refractory)` clamp; `updates`: a model class's end values plus
 //! the scheme's change, clipped); the threshold is tested on the updated values (only when not
 //! refractory); the reset statements run in order on the elements that spiked. Everything is
 //! composed by substitution into one hash-consed DAG, so work shared between the update, the

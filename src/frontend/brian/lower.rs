@@ -3,7 +3,7 @@
 //! Lowering resolves every name of the syntax trees: constants are folded into the DAG (unless
 //! the user supplies them per neuron or per step), subexpressions are substituted (cycles are
 //! reported), booleans and numbers are kept apart; then the scheme is resolved, with errors
-//! located at the term that prevents it ([`super::method`]).
+//! located at the term that prevents it (`super::method`).
 
 use std::collections::{HashMap, HashSet};
 

@@ -1,4 +1,6 @@
-//! Recursive-descent parser for Python-like expressions and assignment statements.
+//! Recursive-descent parser for Python-like expressions and assignment statements: Brian2's
+//! fields (equation right-hand sides, threshold, reset, refractory). The precedence levels it
+//! shares with the `ode()` parser are written once, in `ExpressionLevels`.
 //!
 //! Precedence, lowest first: `or`, `and`, `not`, comparisons, `+ -`, `* / %`, unary `- +`, `**`
 //! (right-associative, binding tighter than unary minus on its left: `-x**2 == -(x**2)`).
