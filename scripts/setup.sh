@@ -52,7 +52,7 @@ make_venv() {  # $1 = dir, $2 = python version, rest = pip requirements
 
 log "Python 3.12 environment (.venv)"
 make_venv .venv 3.12 "jax>=0.11,<0.13" "jaxlib>=0.11,<0.13" numpy setuptools setuptools-rust wheel \
-  pytest matplotlib nbclient nbformat ipykernel ruff ${SPIKEFORGE_SETUP_EXTRA:-}
+  pytest matplotlib nbclient nbformat ipykernel jupytext ruff ${SPIKEFORGE_SETUP_EXTRA:-}
 
 log "building and installing spikeforge (Rust, release)"
 export PYO3_PYTHON="$ROOT/.venv/bin/python"

@@ -33,8 +33,8 @@ LIB="$(.venv/bin/python -c 'import spikeforge._native as n; print(n.LIBRARY_PATH
 (cd /tmp && SPIKEFORGE_LIBRARY="$LIB" PYTHONPATH="$ROOT/python_shim" "$ROOT/.venv311/bin/python" -m pytest -q \
   -p no:logging "$ROOT/tests/python")
 
-step "tutorials"
-(cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/tutorials/run_notebooks.py")
+step "tutorials: every source runs, every committed notebook is built from its source"
+(cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/tutorials/build.py" --check)
 
 step "benchmark smoke run"
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_neurons.py" --quick)
