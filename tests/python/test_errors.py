@@ -109,7 +109,6 @@ def test_handler_rejects_wrong_buffers_with_an_xla_error_naming_the_argument():
                 steps=5,
                 record_every=1,
                 n_inner=8,
-                shapes=(("neuron",) * 3 + ("batch",), ("neuron",) * 3),
             )
         )
     with pytest.raises(Exception, match="attribute 'key' does not match"):
@@ -125,7 +124,6 @@ def test_handler_rejects_wrong_buffers_with_an_xla_error_naming_the_argument():
                 steps=5,
                 record_every=1,
                 n_inner=8,
-                shapes=(("neuron",) * 3 + ("batch",), ("neuron",) * 3),
             )
         )
     _, out = model.run(state, dt=0.1, steps=10)
