@@ -32,6 +32,7 @@ import numpy as np
 from jax.interpreters import ad
 
 from .ffi_primitive import FfiCall, ffi_primitive, fold_batch
+from .units import TIME, to_kernel_units
 
 __all__ = [
     "reduce_sum",
@@ -223,6 +224,7 @@ def population_rate(
 ):
     """Mean firing rate in Hz of each population (or of all neurons): the spikes of a run
     (``RunResult.spike_count``) averaged over the population's neurons, per second of
-    ``duration_ms``. An empty population gives NaN."""
+    ``duration_ms`` (ms, or a time quantity). An empty population gives NaN."""
+    duration_ms = to_kernel_units(duration_ms, "duration_ms", expect=TIME)
     mean = _reduce("mean", "population_rate", spike_count, segments, offsets)
     return mean * (1000.0 / jnp.asarray(duration_ms, dtype=mean.dtype))
