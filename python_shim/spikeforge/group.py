@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _native, arguments
+from .equations import equations_text
 from .errors import ModelError
 from .layout import Layout
 from .units import to_kernel_units
@@ -78,6 +79,9 @@ def _refractory(value):
 class Group:
     """A group of elements (neurons) sharing one model; see :class:`spikeforge.NeuronModel`.
 
+    ``equations``: a string or a ``brian2.Equations`` (the equation front end), or the
+    :class:`Definition` another front end made (a model class: :class:`spikeforge.PythonModel`).
+
     Attributes: ``state_variables``, ``parameters``, ``shared_parameters``, ``subexpressions``,
     ``constants``, ``method`` (the scheme used: the one given or the one chosen), ``substeps``,
     ``threshold``, ``reset``, ``refractory``, ``fast_math``, ``definition``.
@@ -85,8 +89,7 @@ class Group:
 
     def __init__(
         self,
-        definition: Definition,
-        *,
+        equations,
         threshold: str | None = None,
         reset: str | None = None,
         refractory=None,
@@ -97,6 +100,9 @@ class Group:
     ):
         if method is not None and method not in METHODS:
             raise ModelError(f"method must be one of {METHODS} or None (automatic), got {method!r}", field="method")
+        definition = (
+            equations if isinstance(equations, Definition) else Definition({"equations": equations_text(equations)})
+        )
         self.definition = definition
         self.threshold = _text(threshold, "threshold")
         self.reset = _text(reset, "reset")

@@ -19,10 +19,9 @@ import jax
 import jax.numpy as jnp
 
 from . import arguments
-from .equations import equations_text
 from .errors import ModelError
 from .ffi_primitive import FfiCall, ffi_primitive
-from .group import METHODS, Definition, Group, dtype_name
+from .group import METHODS, Group, dtype_name
 from .layout import NEVER_SPIKED, Layout
 
 __all__ = ["NeuronModel", "ModelError", "RunResult", "neuron_run_p", "METHODS", "NEVER_SPIKED"]
@@ -68,31 +67,6 @@ class NeuronModel(Group):
     Numbers are taken as already in the kernels' unit system (ms, mV, nA, uS, nF, MOhm, um, mM);
     quantities are converted into it by their dimension.
     """
-
-    def __init__(
-        self,
-        equations,
-        threshold: str | None = None,
-        reset: str | None = None,
-        refractory=None,
-        constants: Mapping | None = None,
-        method: str | None = None,
-        fast_math: bool = False,
-        substeps: int = 1,
-    ):
-        # A front end other than equation text (a model class: PythonModel) passes its Definition.
-        if not isinstance(equations, Definition):
-            equations = Definition({"equations": equations_text(equations)})
-        super().__init__(
-            equations,
-            threshold=threshold,
-            reset=reset,
-            refractory=refractory,
-            constants=constants,
-            method=method,
-            fast_math=fast_math,
-            substeps=substeps,
-        )
 
     @staticmethod
     def from_class(cls, method: str | None = "euler", fast_math: bool = False, **kwargs) -> NeuronModel:

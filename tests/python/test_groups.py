@@ -16,19 +16,13 @@ from references import hh_rk4, load_spec
 from seed000_models import HodgkinHuxley, Oizumi
 from spikeforge import errors, ffi_primitive, group
 from spikeforge.ffi_primitive import FfiCall
+from test_models import model_from
 
 SHIM = Path(sf.__file__).resolve().parent
 
 
 def equation_model():
-    spec = load_spec("lif_32")
-    return sf.NeuronModel(
-        spec["equations"],
-        threshold=spec["threshold"],
-        reset=spec["reset"],
-        refractory=spec["refractory"],
-        constants=spec["constants"],
-    )
+    return model_from(load_spec("lif_32"))
 
 
 def public_attributes(obj):

@@ -14,45 +14,46 @@ from spikeforge.units import describe, dimension_of, to_kernel_units
 b2 = pytest.importorskip("brian2")
 
 
-def brian_cases():
-    u = b2
-    return [
-        # (quantity, value in kernel units, computed by hand from the SI value)
-        (0.1 * u.ms, 0.1),
-        (1 * u.second, 1000.0),
-        (-65 * u.mV, -65.0),
-        (1 * u.volt, 1e3),
-        (10 * u.nS, 0.01),
-        (1 * u.siemens, 1e6),
-        (200 * u.pF, 0.2),
-        (1 * u.farad, 1e9),
-        (100 * u.Mohm, 100.0),
-        (1 * u.ohm, 1e-6),
-        (2 * u.nA, 2.0),
-        (1 * u.amp, 1e9),
-        (5 * u.um, 5.0),
-        (1 * u.metre, 1e6),
-        (3 * u.mM, 3.0),
-        (1 * u.mole / u.metre**3, 1.0),
-        (1 * u.molar, 1e3),
-        (10 * u.Hz, 0.01),
-        (1 * u.kHz, 1.0),
-        (1 * u.cm2, 1e8),  # um^2
-        (1 * u.uF / u.cm**2, 1e-5),  # 1e-2 F/m^2 = 1e-2 * 1e9 nF / 1e12 um^2
-        (1 * u.mS / u.cm**2, 1e-5),  # 10 S/m^2 = 10 * 1e6 uS / 1e12 um^2
-        (1 * u.mV / u.ms, 1.0),
-        (1 * u.nA / u.uS, 1.0),  # = 1 mV
-        (310 * u.kelvin, 310.0),
-        (1 * u.second**-0.5, 10**-1.5),  # a noise amplitude's sqrt(1/time)
-        (1 * u.kgram, 1e9),  # 1 kg; the kernels' mass unit is ug (so that volt -> mV)
-        (u.ms, 1.0),  # a unit alone
-        (3.0 * u.mV / u.mV, 3.0),  # dimensionless
-    ]
+# (quantity made with a unit library u, its value in kernel units, computed by hand from SI)
+CASES = [
+    (lambda u: 0.1 * u.ms, 0.1),
+    (lambda u: 1 * u.second, 1000.0),
+    (lambda u: -65 * u.mV, -65.0),
+    (lambda u: 1 * u.volt, 1e3),
+    (lambda u: 10 * u.nS, 0.01),
+    (lambda u: 1 * u.siemens, 1e6),
+    (lambda u: 200 * u.pF, 0.2),
+    (lambda u: 1 * u.farad, 1e9),
+    (lambda u: 100 * u.Mohm, 100.0),
+    (lambda u: 1 * u.ohm, 1e-6),
+    (lambda u: 2 * u.nA, 2.0),
+    (lambda u: 1 * u.amp, 1e9),
+    (lambda u: 5 * u.um, 5.0),
+    (lambda u: 1 * u.metre, 1e6),
+    (lambda u: 3 * u.mM, 3.0),
+    (lambda u: 1 * u.mole / u.metre**3, 1.0),
+    (lambda u: 1 * u.molar, 1e3),
+    (lambda u: 10 * u.Hz, 0.01),
+    (lambda u: 1 * u.kHz, 1.0),
+    (lambda u: 1 * u.cm2, 1e8),  # um^2
+    (lambda u: 1 * u.uF / u.cm**2, 1e-5),  # 1e-2 F/m^2 = 1e-2 * 1e9 nF / 1e12 um^2
+    (lambda u: 1 * u.mS / u.cm**2, 1e-5),  # 10 S/m^2 = 10 * 1e6 uS / 1e12 um^2
+    (lambda u: 1 * u.mV / u.ms, 1.0),
+    (lambda u: 1 * u.nA / u.uS, 1.0),  # = 1 mV
+    (lambda u: 310 * u.kelvin, 310.0),
+    (lambda u: 1 * u.second**-0.5, 10**-1.5),  # a noise amplitude's sqrt(1/time)
+    (lambda u: 1 * u.kilogram, 1e9),  # the kernels' mass unit is ug (so that volt -> mV)
+    (lambda u: u.ms, 1.0),  # a unit alone
+    (lambda u: 3.0 * u.mV / u.mV, 3.0),  # dimensionless
+]
 
 
-@pytest.mark.parametrize("case", range(len(brian_cases())))
-def test_brian2_quantities_convert_by_dimension(case):
-    q, want = brian_cases()[case]
+@pytest.mark.parametrize("library", ["brian2", "brainunit"])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_quantities_convert_by_dimension(library, case):
+    u = pytest.importorskip(library)
+    make, want = CASES[case]
+    q = make(u)
     got = to_kernel_units(q, "x")
     assert math.isclose(float(got), want, rel_tol=1e-14), (q, got, want)
 
@@ -69,28 +70,10 @@ def test_exact_where_the_written_value_is_exact():
     assert to_kernel_units([1 * b2.mV, 2 * b2.mV], "x") == [1.0, 2.0]
 
 
-def test_brainunit_quantities_convert_by_dimension():
+def test_brainunit_specifics():
     bu = pytest.importorskip("brainunit")
-    cases = [
-        (0.1 * bu.ms, 0.1),
-        (1 * bu.second, 1e3),
-        (-65 * bu.mV, -65.0),
-        (10 * bu.nS, 0.01),
-        (200 * bu.pF, 0.2),
-        (100 * bu.Mohm, 100.0),
-        (2 * bu.nA, 2.0),
-        (5 * bu.um, 5.0),
-        (3 * bu.mM, 3.0),
-        (1 * bu.molar, 1e3),
-        (10 * bu.Hz, 0.01),
-        (1 * bu.mS / bu.cm**2, 1e-5),
-        (2 * bu.minute, 120_000.0),  # a unit with a factor that is not a power of ten
-        (bu.ms, 1.0),
-    ]
-    for q, want in cases:
-        got = to_kernel_units(q, "x")
-        assert math.isclose(float(got), want, rel_tol=1e-14), (q, got, want)
-    assert to_kernel_units(0.1 * bu.ms, "dt") == 0.1
+    assert to_kernel_units(2 * bu.minute, "t") == 120_000.0  # a unit whose factor is not a power of ten
+    assert to_kernel_units(0.1 * bu.ms, "dt") == 0.1  # mantissa and scale: exact
     # A jax mantissa stays a jax array (converted under jit too).
     got = jax.jit(lambda m: to_kernel_units(m * bu.mV, "v"))(jnp.arange(3.0))
     np.testing.assert_array_equal(np.asarray(got), [0.0, 1.0, 2.0])
