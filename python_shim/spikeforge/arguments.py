@@ -28,7 +28,13 @@ _INT64_MAX = 2**63 - 1
 def count(value, what: str, *, minimum: int = 1) -> int:
     """An integer ``>= minimum`` (Python or numpy integers, ``np.uint64`` included; not floats,
     not bools), as a Python ``int`` that fits in int64."""
-    if isinstance(value, (bool, np.bool_)) or isinstance(value, jax.core.Tracer):
+    if isinstance(value, jax.core.Tracer):
+        raise ModelError(
+            f"{what} is a traced value: it sets shapes or the kernel's loop, so it must be a Python or "
+            f"numpy integer (make it static: jax.jit(..., static_argnames=...))",
+            field=what,
+        )
+    if isinstance(value, (bool, np.bool_)):
         raise ModelError(f"{what} must be an integer, got {value!r}", field=what)
     try:
         n = operator.index(value)
@@ -56,7 +62,7 @@ def duration(value, what: str, *, allow_zero: bool = True) -> float:
         array = np.asarray(value)
     except Exception:  # noqa: BLE001 - whatever it is, it is not a number
         array = None
-    if array is None or array.ndim != 0 or array.dtype.kind not in "biuf":
+    if array is None or array.ndim != 0 or array.dtype.kind not in "iuf":
         raise ModelError(f"{what} must be a number (ms) or a time quantity, got {value!r}", field=what)
     t = float(array)
     if not math.isfinite(t) or t < 0 or (t == 0 and not allow_zero):

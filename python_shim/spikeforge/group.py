@@ -100,9 +100,10 @@ class Group:
     ):
         if method is not None and method not in METHODS:
             raise ModelError(f"method must be one of {METHODS} or None (automatic), got {method!r}", field="method")
-        definition = (
-            equations if isinstance(equations, Definition) else Definition({"equations": equations_text(equations)})
-        )
+        if isinstance(equations, Definition):
+            definition = equations
+        else:
+            definition = Definition({"equations": equations_text(equations)})
         self.definition = definition
         self.threshold = _text(threshold, "threshold")
         self.reset = _text(reset, "reset")

@@ -95,7 +95,11 @@ class Layout:
             if role == "per_step":
                 x = inputs[name]
             elif role == "start_step":
-                x = state.get(key, 0)
+                x = state.get(key, np.zeros((), self.dtype(a)))
+                if steps > np.iinfo(self.dtype(a)).max:
+                    raise ModelError(
+                        f"steps={steps} is more than the step counter ({self.dtype(a)}) can count", field="steps"
+                    )
             else:
                 if key not in state:
                     raise KeyError(f"the state is missing {key!r} (build it with init_state)")

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import spikeforge as sf
-from python_reference import run_reference
+from model_class_reference import run_reference
 from references import hh_rk4, load_spec
 from seed000_models import HodgkinHuxley, Oizumi
 from spikeforge import errors, ffi_primitive, group
