@@ -31,7 +31,8 @@ import numpy as np
 from jax import lax
 
 from . import _native
-from .primitive import XLACustomKernel
+from .errors import KernelError
+from .ffi_primitive import FfiCall, ffi_primitive, fold_batch, folded_shape
 
 __all__ = [
     "CustomKernel",
@@ -51,15 +52,6 @@ MAX_SHARED_MEM = 227 * 1024
 _MAX_THREADS = 1024
 _VMAP_METHODS = (None, "sequential", "broadcast_all")
 _AUTO_BLOCK = {2: (16, 16), 3: (8, 8, 8)}
-
-
-class KernelError(RuntimeError):
-    """A kernel that does not compile, or a kernel name that is not in the source. ``kind`` is
-    ``"compile"`` (the message carries NVRTC's log), ``"kernel_not_found"`` or ``"nvrtc_missing"``."""
-
-    def __init__(self, kind: str, message: str):
-        self.kind = kind
-        super().__init__(message)
 
 
 # -- launch configuration --------------------------------------------------------------------
@@ -185,25 +177,22 @@ def _has_identifier(source: str, name: str) -> bool:
 
 # -- the primitive -----------------------------------------------------------------------------
 
-custom_call_p = XLACustomKernel("spikeforge_custom_call")
+
+def _lowering(*, plan, key, program, batch) -> FfiCall:
+    return FfiCall(attributes=dict(plan=plan, key=key))
 
 
-def _ffi_generator(*, outs, plan, key, **_):
-    call = jax.ffi.ffi_call("spikeforge_custom_call", outs)
-
-    def kernel(*ins):
-        return call(*ins, plan=plan, key=key)
-
-    return kernel
+def _replan(size, operands, params):
+    """A broadcast_all batch: the same kernels over a ``size`` times longer launch."""
+    program, batch = params["program"], params["batch"] * size
+    plan, key, outs = program._plan(tuple((tuple(a.shape), np.dtype(a.dtype)) for a in operands), batch)
+    return dict(params, plan=plan, key=key, outs=outs, batch=batch)
 
 
-custom_call_p.def_kernel("spikeforge", "cpu", _ffi_generator)
-custom_call_p.def_kernel("spikeforge", "cuda", _ffi_generator)
+_fold_into_launch = fold_batch(_replan)
 
 
-@custom_call_p.def_batching_rule
-def _batch_rule(args, dims, *, program, batch, **_):
-    size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+def _batch_rule(primitive, args, dims, *, program, batch, **params):
     method = program.vmap_method
     if method is None:
         raise ValueError(
@@ -211,27 +200,24 @@ def _batch_rule(args, dims, *, program, batch, **_):
             "element, through lax.map) or vmap_method='broadcast_all' (an element-wise kernel: "
             "one launch over the whole batch)"
         )
-    if method == "sequential":
-        batched = [i for i, d in enumerate(dims) if d is not None]
-        xs = tuple(jnp.moveaxis(args[i], dims[i], 0) for i in batched)
+    if method == "broadcast_all":
+        # Every argument gets the batch axis, folded into its leading axis: a longer element-wise
+        # launch (the kernel reads its length from the size parameters).
+        return _fold_into_launch(primitive, args, dims, program=program, batch=batch, **params)
+    batched = [i for i, d in enumerate(dims) if d is not None]
+    xs = tuple(jnp.moveaxis(args[i], dims[i], 0) for i in batched)
 
-        def one(slices):
-            full = list(args)
-            for i, s in zip(batched, slices):
-                full[i] = s
-            return tuple(program._bind(full, batch))
+    def one(slices):
+        full = list(args)
+        for i, s in zip(batched, slices):
+            full[i] = s
+        return tuple(program._bind(full, batch))
 
-        res = lax.map(one, xs)
-        return list(res), [0] * len(res)
-    # broadcast_all: every argument gets the batch axis, which is folded into the leading axis
-    # of a bigger element-wise launch (the kernel reads its length from the size parameters).
-    full = []
-    for a, d in zip(args, dims):
-        a = jnp.broadcast_to(a, (size,) + a.shape) if d is None else jnp.moveaxis(a, d, 0)
-        full.append(a.reshape((size * a.shape[1],) + a.shape[2:]) if batch > 1 else a)
-    res = program._bind(full, batch * size)
-    outs = [r.reshape((size,) + (r.shape[0] // size,) + r.shape[1:]) if batch > 1 else r for r in res]
-    return outs, [0] * len(outs)
+    res = lax.map(one, xs)
+    return list(res), [0] * len(res)
+
+
+custom_call_p = ffi_primitive("spikeforge_custom_call", _lowering, batching=_batch_rule)
 
 
 class CustomKernel:
@@ -306,9 +292,13 @@ class CustomKernel:
         if memo in self._plans:
             return self._plans[memo]
         in_names = self.inputs or tuple(f"input {k}" for k in range(len(in_avals)))
-        prefix = (batch,) if batch > 1 else ()
-        out_structs = tuple(jax.ShapeDtypeStruct(prefix + tuple(o.shape), o.dtype) for o in self.outs.values())
-        temps = [_buffer(n, prefix + tuple(t.shape), t.dtype) for n, t in self.temps.items()]
+
+        # A batch (vmap_method="broadcast_all") is folded into the leading axis of every buffer.
+        def shape(s):
+            return folded_shape(s, batch) if batch > 1 else tuple(s)
+
+        out_structs = tuple(jax.ShapeDtypeStruct(shape(o.shape), o.dtype) for o in self.outs.values())
+        temps = [_buffer(n, shape(t.shape), t.dtype) for n, t in self.temps.items()]
         index = {n: k for k, n in enumerate(list(in_names) + list(self.outs) + list(self.temps))}
         steps = []
         for launch, policy in self.steps:
