@@ -12,8 +12,10 @@
 //!   pass `struct_size`), so every committed struct's fields must be a prefix of the newer
 //!   struct's, with the same types; every committed constant keeps its value (the minor API
 //!   version may grow, and `*_STRUCT_SIZE` grows exactly when fields were appended); every type
-//!   alias (enum types, function-pointer types) is identical. Names XLA changed without changing
-//!   the layout are listed in [`RENAMED`]; a newer header may also add items.
+//!   alias (enum types, function-pointer types) is identical; and no struct held by value by
+//!   another grew, since that moves the fields after it. Names XLA changed without changing the
+//!   layout are listed in [`RENAMED`]; a newer header may also add items. The one break found
+//!   (API 0.5, `XLA_FFI_Handler_Register_Args`) is in [`UNUSED_BREAKING`], which src/ must not use.
 //!
 //! Headers are found through `SPIKEFORGE_XLA_FFI_INCLUDE` (a path list of directories holding
 //! `xla/ffi/api/c_api.h`), else by asking the project's `.venv311` and `.venv` and `python3` for
