@@ -5,9 +5,11 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export SPIKEFORGE_WITH_PY311=1 SPIKEFORGE_SETUP_EXTRA="nvidia-cuda-nvrtc brian2 brainevent"
+# The committed XLA FFI bindings are checked against .venv311's and .venv's jaxlib headers
+# (tests/xla_ffi_bindings.rs); setup.sh installs the libclang that this needs.
+export SPIKEFORGE_REQUIRE_BINDINGS_CHECK=1
 bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
-export PYO3_PYTHON="$ROOT/.venv/bin/python"
 step() { printf '\n== %s\n' "$*"; }
 
 step "format and lints"

@@ -221,43 +221,43 @@ pub unsafe fn take_error(api: &sys::XLA_FFI_Api, error: *mut sys::XLA_FFI_Error)
     FfiError::new(code, message)
 }
 
-/// API >= 0.4 calls this entry `Error_GetDetails` and also reports the code. Calling it on a 0.3
-/// runtime (same slot, `Error_GetMessage`) is safe: XLA accepts larger args structs and simply
-/// leaves `errc` as we preset it.
-#[cfg(xla_ffi_error_get_details)]
-unsafe fn error_details(
-    api: &sys::XLA_FFI_Api,
-    error: *mut sys::XLA_FFI_Error,
-) -> (ErrorCode, String) {
-    let mut args = sys::XLA_FFI_Error_GetDetails_Args {
-        struct_size: size_of_args(sys::XLA_FFI_Error_GetDetails_Args_STRUCT_SIZE),
-        extension_start: ptr::null_mut(),
-        error,
-        message: ptr::null(),
-        errc: sys::XLA_FFI_Error_Code_UNKNOWN,
-    };
-    if let Ok(get) = api_fn!(api, XLA_FFI_Error_GetDetails) {
-        get(&mut args);
-    }
-    (ErrorCode::from_raw(args.errc), message_text(args.message))
+/// The args of the error-details entry as API >= 0.4 declares them
+/// (`XLA_FFI_Error_GetDetails_Args`): API 0.3's `XLA_FFI_Error_GetMessage_Args` with the error
+/// code appended. The entry sits in the same slot of the function table in every version.
+#[repr(C)]
+pub(crate) struct ErrorGetDetailsArgs {
+    pub(crate) base: sys::XLA_FFI_Error_GetMessage_Args,
+    pub(crate) errc: sys::XLA_FFI_Error_Code,
 }
 
-/// API 0.3: only the message is available; the code reads as `Unknown`.
-#[cfg(not(xla_ffi_error_get_details))]
+/// `XLA_FFI_STRUCT_SIZE(XLA_FFI_Error_GetDetails_Args, errc)`.
+pub(crate) const ERROR_GET_DETAILS_ARGS_STRUCT_SIZE: usize =
+    std::mem::offset_of!(ErrorGetDetailsArgs, errc)
+        + std::mem::size_of::<sys::XLA_FFI_Error_Code>();
+
+/// The code and message of an XLA error. We always pass the larger args struct of API 0.4 and
+/// later: their XLA (jaxlib 0.11+) fills in the code; API 0.3's (jaxlib 0.10), which accepts
+/// larger args structs, only writes the message and leaves the code as preset, `UNKNOWN`.
 unsafe fn error_details(
     api: &sys::XLA_FFI_Api,
     error: *mut sys::XLA_FFI_Error,
 ) -> (ErrorCode, String) {
-    let mut args = sys::XLA_FFI_Error_GetMessage_Args {
-        struct_size: size_of_args(sys::XLA_FFI_Error_GetMessage_Args_STRUCT_SIZE),
-        extension_start: ptr::null_mut(),
-        error,
-        message: ptr::null(),
+    let mut args = ErrorGetDetailsArgs {
+        base: sys::XLA_FFI_Error_GetMessage_Args {
+            struct_size: ERROR_GET_DETAILS_ARGS_STRUCT_SIZE,
+            extension_start: ptr::null_mut(),
+            error,
+            message: ptr::null(),
+        },
+        errc: sys::XLA_FFI_Error_Code_UNKNOWN,
     };
     if let Ok(get) = api_fn!(api, XLA_FFI_Error_GetMessage) {
-        get(&mut args);
+        get(ptr::addr_of_mut!(args).cast());
     }
-    (ErrorCode::Unknown, message_text(args.message))
+    (
+        ErrorCode::from_raw(args.errc),
+        message_text(args.base.message),
+    )
 }
 
 unsafe fn message_text(message: *const std::ffi::c_char) -> String {
