@@ -8,9 +8,11 @@
 //!   stream, allocate scratch memory), each returning `Result<_, FfiError>`.
 //! * [`safe`]: what a handler holds: [`CallFrame`], [`Buffer`], [`Attrs`], with errors that name
 //!   the argument or attribute at fault.
+//! * [`instance`]: handlers with per-executable state ([`Handler`]: `instantiate` once per call
+//!   site, `execute` with what it prepared), kept in XLA's execution state.
 //! * this file: [`dispatch`], the one place where C meets Rust (metadata handshake, panic
 //!   barrier, error conversion), and [`xla_ffi_handler!`](crate::xla_ffi_handler), which exports
-//!   a handler symbol.
+//!   a [`Handler`] as a symbol.
 //!
 //! Header versions: the bridge builds against jaxlib 0.10 (FFI API 0.3) and 0.12 (API 0.5). They
 //! differ in names, not layout, for everything used here: the extension header struct is
@@ -24,6 +26,7 @@ use std::mem::offset_of;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
+pub mod instance;
 pub mod result;
 pub mod safe;
 pub mod sys;
@@ -31,6 +34,7 @@ pub mod sys;
 #[cfg(test)]
 mod tests;
 
+pub use instance::{Handler, HandlerTraits};
 pub use result::{ErrorCode, FfiError};
 pub use safe::{
     ArrayAttr, AttrValue, Attrs, Buffer, BufferRole, CallFrame, DataType, Element, Scalar, Scratch,
@@ -95,11 +99,22 @@ const _: () = {
 #[allow(clippy::unnecessary_cast)]
 const METADATA_EXTENSION: u32 = sys::XLA_FFI_Extension_Metadata as u32;
 
+/// Runs the stage XLA asks for of the [`Handler`] `H` (see [`instance`]) through [`dispatch`].
+///
+/// # Safety
+/// As for [`dispatch`].
+pub unsafe fn dispatch_handler<H: Handler>(
+    frame: *mut sys::XLA_FFI_CallFrame,
+) -> *mut sys::XLA_FFI_Error {
+    dispatch(frame, H::TRAITS, instance::run_stage::<H>)
+}
+
 /// Calls `handler` on behalf of XLA and converts the outcome into what XLA expects: null on
 /// success, an `XLA_FFI_Error` otherwise.
 ///
 /// * A metadata request (XLA asks every handler for its API version when it is registered) is
-///   answered before anything else is read: XLA sends it with no api table, no arguments.
+///   answered before anything else is read: XLA sends it with no api table, no arguments. The
+///   answer carries `traits`.
 /// * The handler runs inside `catch_unwind`: a panic must not unwind into XLA's C++ frames. It
 ///   becomes an `Internal` error carrying the panic message.
 /// * A null frame gets null back: without a frame there is no api table to create an error with.
@@ -108,13 +123,14 @@ const METADATA_EXTENSION: u32 = sys::XLA_FFI_Extension_Metadata as u32;
 /// `frame` must be null or the live call frame XLA passed to the handler symbol.
 pub unsafe fn dispatch(
     frame: *mut sys::XLA_FFI_CallFrame,
+    traits: HandlerTraits,
     handler: impl FnOnce(&CallFrame<'_>) -> Result<(), FfiError>,
 ) -> *mut sys::XLA_FFI_Error {
     let Some(raw) = frame.as_ref() else {
         return ptr::null_mut();
     };
     if let Some(extension) = metadata_request(raw) {
-        return match fill_metadata(extension) {
+        return match fill_metadata(extension, traits) {
             Ok(()) => ptr::null_mut(),
             Err(e) => report(raw.api, &e),
         };
@@ -160,7 +176,10 @@ unsafe fn metadata_request(frame: &sys::XLA_FFI_CallFrame) -> Option<&MetadataEx
     None
 }
 
-unsafe fn fill_metadata(extension: &MetadataExtension) -> Result<(), FfiError> {
+unsafe fn fill_metadata(
+    extension: &MetadataExtension,
+    traits: HandlerTraits,
+) -> Result<(), FfiError> {
     let too_small = |what: &str, got: usize, want: u32| {
         FfiError::invalid_argument(format!("{what} is {got} bytes, expected at least {want}"))
     };
@@ -187,9 +206,9 @@ unsafe fn fill_metadata(extension: &MetadataExtension) -> Result<(), FfiError> {
     metadata.api_version.extension_start = ptr::null_mut();
     metadata.api_version.major_version = REPORTED_API_VERSION.0;
     metadata.api_version.minor_version = REPORTED_API_VERSION.1;
-    // No traits: in particular not COMMAND_BUFFER_COMPATIBLE, since handlers may pick kernels and
-    // allocate at run time.
-    metadata.traits = 0;
+    // `state_type_id` (a later field) is left alone: XLA asks the execute stage, which sets no
+    // state, and a 0.3 metadata struct may end before it.
+    metadata.traits = traits.bits();
     Ok(())
 }
 
@@ -203,19 +222,22 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
     }
 }
 
-/// Defines an exported XLA FFI handler symbol that runs a Rust function through [`dispatch`]:
+/// Defines an exported XLA FFI handler symbol that runs a [`Handler`] through
+/// [`dispatch_handler`]:
 ///
 /// ```ignore
-/// fn lif_cpu(call: &CallFrame) -> Result<(), FfiError> { ... }
-/// xla_ffi_handler!(pub fn sf_lif_cpu => lif_cpu);
+/// struct LifCpu;
+/// impl Handler for LifCpu { ... }
+/// xla_ffi_handler!(pub fn sf_lif_cpu => LifCpu);
 /// ```
 ///
-/// Python registers the symbol with `jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(...))`.
+/// Python registers the symbol for both stages: `jax.ffi.register_ffi_target(name,
+/// {"instantiate": capsule, "execute": capsule})`.
 #[macro_export]
 macro_rules! xla_ffi_handler {
-    ($(#[$meta:meta])* $vis:vis fn $name:ident => $handler:path) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident => $handler:ty) => {
         $(#[$meta])*
-        /// XLA FFI handler (exported, C ABI).
+        /// XLA FFI handler (exported, C ABI), for the instantiate and execute stages.
         ///
         /// # Safety
         /// Only XLA may call this, with a live `XLA_FFI_CallFrame` (or a metadata request).
@@ -223,7 +245,7 @@ macro_rules! xla_ffi_handler {
         $vis unsafe extern "C" fn $name(
             frame: *mut $crate::xla::sys::XLA_FFI_CallFrame,
         ) -> *mut $crate::xla::sys::XLA_FFI_Error {
-            $crate::xla::dispatch(frame, |call| $handler(call))
+            $crate::xla::dispatch_handler::<$handler>(frame)
         }
 
         // The exported symbol must have exactly the C handler type.
