@@ -1115,8 +1115,12 @@ fn metadata_carries_the_handler_traits() {
         );
         assert_eq!(
             (*metadata).traits,
-            sys::XLA_FFI_HANDLER_TRAITS_COMMAND_BUFFER_COMPATIBLE as u32
+            HandlerTraits {
+                command_buffer_compatible: true
+            }
+            .bits()
         );
+        assert_ne!((*metadata).traits, 0);
     }
     let (frame, metadata) = full_metadata_frame();
     // SAFETY: as above.
