@@ -18,6 +18,7 @@
 use std::any::Any;
 use std::ffi::c_void;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 
 use super::result::{self, FfiError};
@@ -91,7 +92,9 @@ pub(super) fn run_stage<H: Handler>(call: &CallFrame<'_>) -> Result<(), FfiError
 /// library's deleter, so that two copies of the library loaded into one process (each with its
 /// own deleter) never share a type.
 fn stored_type(api: *const sys::XLA_FFI_Api) -> Result<sys::XLA_FFI_TypeId, FfiError> {
-    static TYPE_ID: Mutex<Option<i64>> = Mutex::new(None);
+    /// 0 (`XLA_FFI_UNKNOWN_TYPE_ID`) until registered: every execution reads it, one lock-free load.
+    static TYPE_ID: AtomicI64 = AtomicI64::new(0);
+    static REGISTERING: Mutex<()> = Mutex::new(());
     /// `XLA_FFI_TypeInfo` holds a (null) pointer, so it needs this to be a `static`.
     struct TypeInfo(sys::XLA_FFI_TypeInfo);
     // SAFETY: a null extension pointer and a function pointer, never written.
@@ -101,9 +104,13 @@ fn stored_type(api: *const sys::XLA_FFI_Api) -> Result<sys::XLA_FFI_TypeId, FfiE
         extension_start: std::ptr::null_mut(),
         deleter: Some(delete_stored),
     });
-    let mut registered = TYPE_ID.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(type_id) = *registered {
-        return Ok(sys::XLA_FFI_TypeId { type_id });
+    let registered = |type_id| (type_id != 0).then_some(sys::XLA_FFI_TypeId { type_id });
+    if let Some(type_id) = registered(TYPE_ID.load(Ordering::Acquire)) {
+        return Ok(type_id);
+    }
+    let _registering = REGISTERING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(type_id) = registered(TYPE_ID.load(Ordering::Acquire)) {
+        return Ok(type_id);
     }
     let name = format!(
         "spikeforge.HandlerInstance@{:p}",
@@ -113,7 +120,7 @@ fn stored_type(api: *const sys::XLA_FFI_Api) -> Result<sys::XLA_FFI_TypeId, FfiE
     // SAFETY: `api` comes from a live frame; TYPE_INFO is static.
     unsafe { result::type_register(api, &name, &mut type_id, &TYPE_INFO.0) }
         .map_err(|e| e.context("registering the handler state type with XLA"))?;
-    *registered = Some(type_id.type_id);
+    TYPE_ID.store(type_id.type_id, Ordering::Release);
     Ok(type_id)
 }
 
