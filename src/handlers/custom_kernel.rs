@@ -19,7 +19,7 @@ use super::loaded_kernels::LoadedKernels;
 use super::poison;
 use crate::runtime::cache::sha256_hex;
 use crate::runtime::{cpu, cuda, RuntimeError};
-use crate::xla::{CallFrame, FfiError, Handler, HandlerTraits};
+use crate::xla::{CallFrame, FfiError, Handler, HandlerTraits, Instance};
 
 /// The loaded CUDA kernels of a plan, one a step.
 type CudaKernels = Arc<Vec<Arc<cuda::CudaFunction>>>;
@@ -35,7 +35,7 @@ pub struct CustomCall {
     kernels: LoadedKernels<CpuProgram, CudaKernels>,
 }
 
-impl CustomCall {
+impl Instance for CustomCall {
     fn instantiate(call: &CallFrame) -> Result<CustomCall, FfiError> {
         let attrs = call.attrs()?;
         let key = attrs.get_str("key")?;
@@ -61,7 +61,9 @@ impl CustomCall {
             kernels: LoadedKernels::new(),
         })
     }
+}
 
+impl CustomCall {
     /// The data pointers of the call's buffers in the plan's numbering (arguments, then the
     /// results: outputs and temps), each checked against the plan, and the results' byte sizes.
     fn call_buffers<'a>(&self, call: &CallFrame<'a>) -> Result<buffers::Checked<'a>, FfiError> {
@@ -141,20 +143,14 @@ pub struct CustomCallCpu;
 
 impl Handler for CustomCallCpu {
     type Instance = CustomCall;
-    const TRAITS: HandlerTraits = HandlerTraits {
-        command_buffer_compatible: false,
-    };
-
-    fn instantiate(call: &CallFrame<'_>) -> Result<CustomCall, FfiError> {
-        CustomCall::instantiate(call)
-    }
+    const TRAITS: HandlerTraits = HandlerTraits::NONE;
 
     fn execute(call: &CallFrame<'_>, site: &CustomCall) -> Result<(), FfiError> {
         let checked = site.call_buffers(call)?;
         let program = site.kernels.cpu(|| cpu_program(site))?;
         if poison::enabled() {
             // SAFETY: XLA's host buffers of these sizes, for this call.
-            unsafe { poison::host(checked.rets.iter().map(|b| (b.data, b.size_bytes()))) };
+            unsafe { poison::host(&checked.rets) };
         }
         let ptrs = all_pointers(&checked);
         for ((step, entry), sizes) in site
@@ -202,13 +198,7 @@ pub struct CustomCallCuda;
 
 impl Handler for CustomCallCuda {
     type Instance = CustomCall;
-    const TRAITS: HandlerTraits = HandlerTraits {
-        command_buffer_compatible: true,
-    };
-
-    fn instantiate(call: &CallFrame<'_>) -> Result<CustomCall, FfiError> {
-        CustomCall::instantiate(call)
-    }
+    const TRAITS: HandlerTraits = HandlerTraits::COMMAND_BUFFER_COMPATIBLE;
 
     fn execute(call: &CallFrame<'_>, site: &CustomCall) -> Result<(), FfiError> {
         let checked = site.call_buffers(call)?;
@@ -216,12 +206,7 @@ impl Handler for CustomCallCuda {
         let functions = site.kernels.cuda(stream, || cuda_kernels(site, stream))?;
         if poison::enabled() {
             // SAFETY: device buffers of these sizes on XLA's stream for this call.
-            unsafe {
-                poison::device(
-                    checked.rets.iter().map(|b| (b.data, b.size_bytes())),
-                    stream,
-                )
-            }?;
+            unsafe { poison::device(&checked.rets, stream) }?;
         }
         let ptrs = all_pointers(&checked);
         for ((step, f), sizes) in site

@@ -16,7 +16,7 @@ use crate::codegen::{self, Dialect, ElemType, Layout, ShapeKind};
 use crate::ir::NeuronIr;
 use crate::runtime::{cpu, cuda};
 use crate::spec::{DType, ModelSpec, Storage};
-use crate::xla::{Attrs, CallFrame, DataType, FfiError, Handler, HandlerTraits};
+use crate::xla::{Attrs, CallFrame, DataType, FfiError, Handler, HandlerTraits, Instance};
 
 /// The neuron-specific part of a call site: the spec, lowered, with its argument layout.
 struct Model {
@@ -116,7 +116,7 @@ pub struct NeuronRun {
     kernels: LoadedKernels<CpuKernel, Arc<cuda::CudaFunction>>,
 }
 
-impl NeuronRun {
+impl Instance for NeuronRun {
     fn instantiate(call: &CallFrame) -> Result<NeuronRun, FfiError> {
         let attrs = call.attrs()?;
         let key = attrs.get_str("key")?;
@@ -231,13 +231,7 @@ pub struct NeuronRunCpu;
 
 impl Handler for NeuronRunCpu {
     type Instance = NeuronRun;
-    const TRAITS: HandlerTraits = HandlerTraits {
-        command_buffer_compatible: false,
-    };
-
-    fn instantiate(call: &CallFrame<'_>) -> Result<NeuronRun, FfiError> {
-        NeuronRun::instantiate(call)
-    }
+    const TRAITS: HandlerTraits = HandlerTraits::NONE;
 
     fn execute(call: &CallFrame<'_>, site: &NeuronRun) -> Result<(), FfiError> {
         let run = decode(call, site)?;
@@ -256,7 +250,7 @@ impl Handler for NeuronRunCpu {
         let rets = &run.buffers.rets;
         if poison::enabled() {
             // SAFETY: host buffers of these sizes owned by XLA for this call.
-            unsafe { poison::host(rets.iter().map(|b| (b.data, b.size_bytes()))) };
+            unsafe { poison::host(rets) };
         }
         let outputs: Vec<*mut c_void> = run.buffers.ret_ptrs().collect();
         let s = site.sizes;
@@ -314,13 +308,7 @@ pub struct NeuronRunCuda;
 
 impl Handler for NeuronRunCuda {
     type Instance = NeuronRun;
-    const TRAITS: HandlerTraits = HandlerTraits {
-        command_buffer_compatible: true,
-    };
-
-    fn instantiate(call: &CallFrame<'_>) -> Result<NeuronRun, FfiError> {
-        NeuronRun::instantiate(call)
-    }
+    const TRAITS: HandlerTraits = HandlerTraits::COMMAND_BUFFER_COMPATIBLE;
 
     fn execute(call: &CallFrame<'_>, site: &NeuronRun) -> Result<(), FfiError> {
         let run = decode(call, site)?;
@@ -341,7 +329,7 @@ impl Handler for NeuronRunCuda {
         let rets = &run.buffers.rets;
         if poison::enabled() {
             // SAFETY: device buffers of these sizes on XLA's stream for this call.
-            unsafe { poison::device(rets.iter().map(|b| (b.data, b.size_bytes())), stream) }?;
+            unsafe { poison::device(rets, stream) }?;
         }
         let block = block_size(run.n, f.multiprocessor_count(), f.max_threads_per_block());
         let grid = u32::try_from((run.n as u64).div_ceil(u64::from(block))).map_err(|_| {

@@ -2,11 +2,10 @@
 //! 0xFF bytes before its kernels run: NaN for floats, -1 for integers, an invalid truth value.
 //! The tests set it, so an element a kernel fails to write shows up as a wrong answer.
 
-use std::ffi::c_void;
 use std::sync::LazyLock;
 
 use crate::runtime::cuda;
-use crate::xla::FfiError;
+use crate::xla::{Buffer, FfiError};
 
 /// The fill byte.
 const POISON: u8 = 0xFF;
@@ -19,32 +18,32 @@ pub fn enabled() -> bool {
     *ENABLED
 }
 
-/// Fills host buffers, given as `(pointer, bytes)`.
+/// Fills host buffers (the results of a CPU call).
 ///
 /// # Safety
-/// Each pointer must be host memory of at least its byte count that nothing else uses meanwhile.
-pub unsafe fn host(buffers: impl IntoIterator<Item = (*mut c_void, usize)>) {
-    for (ptr, bytes) in buffers {
-        if bytes > 0 {
-            // SAFETY: forwarded to the caller.
-            unsafe { std::ptr::write_bytes(ptr.cast::<u8>(), POISON, bytes) };
+/// The buffers must be host memory that nothing else uses meanwhile.
+pub unsafe fn host<'b, 'a: 'b>(buffers: impl IntoIterator<Item = &'b Buffer<'a>>) {
+    for b in buffers {
+        if b.size_bytes() > 0 {
+            // SAFETY: forwarded to the caller; XLA allocated `size_bytes` for the buffer.
+            unsafe { std::ptr::write_bytes(b.data.cast::<u8>(), POISON, b.size_bytes()) };
         }
     }
 }
 
-/// Fills device buffers, given as `(pointer, bytes)`, on `stream` (asynchronously, in order with
-/// the kernels queued after it).
+/// Fills device buffers (the results of a CUDA call) on `stream`: asynchronously, in order with
+/// the kernels queued after it.
 ///
 /// # Safety
-/// Each pointer must be device memory of at least its byte count in the context of `stream`.
-pub unsafe fn device(
-    buffers: impl IntoIterator<Item = (*mut c_void, usize)>,
-    stream: *mut c_void,
+/// The buffers must be device memory in the context of `stream`.
+pub unsafe fn device<'b, 'a: 'b>(
+    buffers: impl IntoIterator<Item = &'b Buffer<'a>>,
+    stream: *mut std::ffi::c_void,
 ) -> Result<(), FfiError> {
-    for (ptr, bytes) in buffers {
-        if bytes > 0 {
+    for b in buffers {
+        if b.size_bytes() > 0 {
             // SAFETY: forwarded to the caller.
-            unsafe { cuda::memset_async(ptr, POISON, bytes, stream) }?;
+            unsafe { cuda::memset_async(b.data, POISON, b.size_bytes(), stream) }?;
         }
     }
     Ok(())

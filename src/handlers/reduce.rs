@@ -27,7 +27,7 @@ use crate::codegen::reduction::{
 use crate::codegen::Dialect;
 use crate::runtime::cache::Memo;
 use crate::runtime::{cpu, cuda};
-use crate::xla::{Buffer, CallFrame, DataType, FfiError, Handler, HandlerTraits};
+use crate::xla::{Buffer, CallFrame, DataType, FfiError, Handler, HandlerTraits, Instance};
 
 fn rdtype(dtype: DataType) -> Option<RDType> {
     Some(match dtype {
@@ -51,7 +51,7 @@ pub struct Reduce {
     kernels: LoadedKernels<(ReduceKernel, Arc<CKernel>), (ReduceKernel, CudaKernels)>,
 }
 
-impl Reduce {
+impl Instance for Reduce {
     fn instantiate(call: &CallFrame) -> Result<Reduce, FfiError> {
         let attrs = call.attrs()?;
         let op_name = attrs.get_str("op")?;
@@ -261,13 +261,7 @@ pub struct ReduceCpu;
 
 impl Handler for ReduceCpu {
     type Instance = Reduce;
-    const TRAITS: HandlerTraits = HandlerTraits {
-        command_buffer_compatible: false,
-    };
-
-    fn instantiate(call: &CallFrame<'_>) -> Result<Reduce, FfiError> {
-        Reduce::instantiate(call)
-    }
+    const TRAITS: HandlerTraits = HandlerTraits::NONE;
 
     fn execute(call: &CallFrame<'_>, site: &Reduce) -> Result<(), FfiError> {
         let c = decode(call, site)?;
@@ -281,7 +275,7 @@ impl Handler for ReduceCpu {
         let k = same_kernel(loaded, c.kernel)?;
         if poison::enabled() {
             // SAFETY: a host buffer of this size owned by XLA for this call.
-            unsafe { poison::host([(c.out.data, c.out.size_bytes())]) };
+            unsafe { poison::host([&c.out]) };
         }
         // u64 storage keeps every accumulator type (at most 8 bytes) aligned.
         let mut partial_store = vec![0u64; site.ntiles];
@@ -341,13 +335,7 @@ pub struct ReduceCuda;
 impl Handler for ReduceCuda {
     type Instance = Reduce;
     /// Not compatible: the partials are allocated at every execution.
-    const TRAITS: HandlerTraits = HandlerTraits {
-        command_buffer_compatible: false,
-    };
-
-    fn instantiate(call: &CallFrame<'_>) -> Result<Reduce, FfiError> {
-        Reduce::instantiate(call)
-    }
+    const TRAITS: HandlerTraits = HandlerTraits::NONE;
 
     fn execute(call: &CallFrame<'_>, site: &Reduce) -> Result<(), FfiError> {
         let c = decode(call, site)?;
@@ -363,7 +351,7 @@ impl Handler for ReduceCuda {
         let (tiles, finish) = same_kernel(&loaded, c.kernel)?;
         if poison::enabled() {
             // SAFETY: a device buffer of this size on XLA's stream for this call.
-            unsafe { poison::device([(c.out.data, c.out.size_bytes())], stream) }?;
+            unsafe { poison::device([&c.out], stream) }?;
         }
         if c.nseg == 0 {
             return Ok(());

@@ -2,7 +2,7 @@
 //!
 //! XLA calls a handler registered with an `instantiate` stage once per call site when it loads
 //! the executable, then `execute` at every run. A [`Handler`] does its expensive, call-independent
-//! work in [`Handler::instantiate`] (parse the attributes, check them, prepare what to launch) and
+//! work in [`Instance::instantiate`] (parse the attributes, check them, prepare what to launch) and
 //! keeps the result, its *instance*, in XLA's execution state; [`Handler::execute`] gets it back
 //! with one table lookup instead of decoding string attributes on every call. XLA owns the
 //! instance and drops it (through the deleter registered here) with the executable.
@@ -35,6 +35,15 @@ pub struct HandlerTraits {
 }
 
 impl HandlerTraits {
+    /// No promise.
+    pub const NONE: HandlerTraits = HandlerTraits {
+        command_buffer_compatible: false,
+    };
+    /// See [`HandlerTraits::command_buffer_compatible`].
+    pub const COMMAND_BUFFER_COMPATIBLE: HandlerTraits = HandlerTraits {
+        command_buffer_compatible: true,
+    };
+
     /// The `XLA_FFI_Handler_Traits` bits.
     pub fn bits(self) -> u32 {
         #[allow(clippy::unnecessary_cast)] // a C enum: `u32` or `i32` depending on the compiler
@@ -47,17 +56,19 @@ impl HandlerTraits {
     }
 }
 
-/// An XLA FFI handler with an instance per call site.
+/// What a handler prepares once per call site, for every execution there.
+pub trait Instance: Sized + Send + Sync + 'static {
+    /// Called once per call site when XLA instantiates the executable. The frame carries the
+    /// attributes but no buffers, stream or scratch memory.
+    fn instantiate(call: &CallFrame<'_>) -> Result<Self, FfiError>;
+}
+
+/// An XLA FFI handler with an [`Instance`] per call site.
 pub trait Handler {
-    /// What [`Handler::instantiate`] prepares for [`Handler::execute`].
-    type Instance: Send + Sync + 'static;
+    type Instance: Instance;
 
     /// What the handler promises XLA.
     const TRAITS: HandlerTraits;
-
-    /// Called once per call site when XLA instantiates the executable. The frame carries the
-    /// attributes but no buffers, stream or scratch memory.
-    fn instantiate(call: &CallFrame<'_>) -> Result<Self::Instance, FfiError>;
 
     /// Called for every execution, with the instance of this call site.
     fn execute(call: &CallFrame<'_>, instance: &Self::Instance) -> Result<(), FfiError>;
@@ -72,7 +83,9 @@ type Stored = Box<dyn Any + Send + Sync>;
 /// no-ops.
 pub(super) fn run_stage<H: Handler>(call: &CallFrame<'_>) -> Result<(), FfiError> {
     match call.stage() {
-        sys::XLA_FFI_ExecutionStage_INSTANTIATE => store(call, Box::new(H::instantiate(call)?)),
+        sys::XLA_FFI_ExecutionStage_INSTANTIATE => {
+            store(call, Box::new(H::Instance::instantiate(call)?))
+        }
         sys::XLA_FFI_ExecutionStage_EXECUTE => match stored(call) {
             Some(instance) => {
                 let instance = instance.downcast_ref::<H::Instance>().ok_or_else(|| {
@@ -82,7 +95,7 @@ pub(super) fn run_stage<H: Handler>(call: &CallFrame<'_>) -> Result<(), FfiError
                 })?;
                 H::execute(call, instance)
             }
-            None => H::execute(call, &H::instantiate(call)?),
+            None => H::execute(call, &H::Instance::instantiate(call)?),
         },
         _ => Ok(()),
     }

@@ -8,8 +8,8 @@
 //!   stream, allocate scratch memory), each returning `Result<_, FfiError>`.
 //! * [`safe`]: what a handler holds: [`CallFrame`], [`Buffer`], [`Attrs`], with errors that name
 //!   the argument or attribute at fault.
-//! * [`instance`]: handlers with per-executable state ([`Handler`]: `instantiate` once per call
-//!   site, `execute` with what it prepared), kept in XLA's execution state.
+//! * [`instance`]: handlers with per-executable state (an [`Instance`] prepared once per call
+//!   site, then [`Handler::execute`] with it), kept in XLA's execution state.
 //! * this file: [`dispatch`], the one place where C meets Rust (metadata handshake, panic
 //!   barrier, error conversion), and [`xla_ffi_handler!`](crate::xla_ffi_handler), which exports
 //!   a [`Handler`] as a symbol.
@@ -34,7 +34,7 @@ pub mod sys;
 #[cfg(test)]
 mod tests;
 
-pub use instance::{Handler, HandlerTraits};
+pub use instance::{Handler, HandlerTraits, Instance};
 pub use result::{ErrorCode, FfiError};
 pub use safe::{
     ArrayAttr, AttrValue, Attrs, Buffer, BufferRole, CallFrame, DataType, Element, Scalar, Scratch,

@@ -383,6 +383,33 @@ fn undersized_call_frame_is_an_error() {
 // ---------------------------------------------------------------------------------------------
 // Buffers
 
+/// A shape whose size wraps (or is negative) is refused where the buffer is decoded, so that no
+/// size computed from it later can wrap.
+#[test]
+fn buffers_whose_size_overflows_are_refused() {
+    for dims in [
+        &[1i64 << 62, 4][..],
+        &[-1, 4],
+        &[i64::MAX],
+        &[1 << 31, 1 << 31, 1 << 2],
+    ] {
+        let x = buffer(DataType::F64, dims, &[0.0f64]);
+        let (code, message) =
+            run(frame(&[x], &[], &[]), |call| call.arg(0).map(drop)).expect("an error");
+        assert_eq!(code, ErrorCode::InvalidArgument);
+        assert!(
+            message.starts_with("argument 0 has an invalid shape"),
+            "{dims:?}: {message}"
+        );
+    }
+    let empty = buffer(DataType::F64, &[0, i64::MAX], &[0.0f64]);
+    let error = run(frame(&[empty], &[], &[]), |call| {
+        assert_eq!(call.arg(0)?.size_bytes(), 0);
+        Ok(())
+    });
+    assert_eq!(error, None);
+}
+
 #[test]
 fn buffers_decode_with_dtype_dims_and_data() {
     let x = buffer(DataType::F32, &[2, 3], &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]);
@@ -908,22 +935,23 @@ impl Drop for Prepared {
     }
 }
 
-/// Instantiation reads `scale`; an execution reports it and the argument count as an error, so
-/// the test sees which instance ran.
-struct TestHandler;
-
-impl Handler for TestHandler {
-    type Instance = Prepared;
-    const TRAITS: HandlerTraits = HandlerTraits {
-        command_buffer_compatible: true,
-    };
-
+/// Instantiation reads `scale`.
+impl Instance for Prepared {
     fn instantiate(call: &CallFrame<'_>) -> Result<Prepared, FfiError> {
         INSTANTIATED.with(|n| n.set(n.get() + 1));
         Ok(Prepared {
             scale: call.attrs()?.get_i64("scale")?,
         })
     }
+}
+
+/// An execution reports the instance's `scale` and the argument count as an error, so the test
+/// sees which instance ran.
+struct TestHandler;
+
+impl Handler for TestHandler {
+    type Instance = Prepared;
+    const TRAITS: HandlerTraits = HandlerTraits::COMMAND_BUFFER_COMPATIBLE;
 
     fn execute(call: &CallFrame<'_>, prepared: &Prepared) -> Result<(), FfiError> {
         Err(FfiError::not_found(format!(
@@ -934,20 +962,22 @@ impl Handler for TestHandler {
     }
 }
 
-/// Another handler whose instance type differs.
+/// Another handler, whose instance type differs.
 struct OtherHandler;
 
-impl Handler for OtherHandler {
-    type Instance = String;
-    const TRAITS: HandlerTraits = HandlerTraits {
-        command_buffer_compatible: false,
-    };
+struct OtherInstance;
 
-    fn instantiate(_: &CallFrame<'_>) -> Result<String, FfiError> {
-        Ok("other".into())
+impl Instance for OtherInstance {
+    fn instantiate(_: &CallFrame<'_>) -> Result<OtherInstance, FfiError> {
+        Ok(OtherInstance)
     }
+}
 
-    fn execute(_: &CallFrame<'_>, _: &String) -> Result<(), FfiError> {
+impl Handler for OtherHandler {
+    type Instance = OtherInstance;
+    const TRAITS: HandlerTraits = HandlerTraits::NONE;
+
+    fn execute(_: &CallFrame<'_>, _: &OtherInstance) -> Result<(), FfiError> {
         Ok(())
     }
 }
@@ -1115,10 +1145,7 @@ fn metadata_carries_the_handler_traits() {
         );
         assert_eq!(
             (*metadata).traits,
-            HandlerTraits {
-                command_buffer_compatible: true
-            }
-            .bits()
+            HandlerTraits::COMMAND_BUFFER_COMPATIBLE.bits()
         );
         assert_ne!((*metadata).traits, 0);
     }
