@@ -70,7 +70,6 @@ def test_a_spec_sent_with_another_specs_key_is_refused():
         ran, _ = fast.run(state, dt=0.1, steps=10)  # the key's kernel is compiled and cached
         np.testing.assert_allclose(np.asarray(ran["v"]), 0.9**10, rtol=1e-5)
         fast_key = fast._variant(dt=0.1, dtype="float32", per_neuron=(), per_step=(), record=())["key"]
-        slow_spec = slow._variant(dt=0.1, dtype="float32", per_neuron=(), per_step=(), record=())["spec"]
         # Before: the cached kernel of `fast` ran for `slow`'s spec (v = 0.9**10 instead of 0.999**10).
         with pytest.raises(Exception, match="attribute 'key' does not match attribute 'spec'"):
             jax.block_until_ready(_run_with(slow, slow.init_state(4, v=1.0), key=fast_key))
@@ -80,9 +79,16 @@ def test_a_spec_sent_with_another_specs_key_is_refused():
 
 def test_a_plan_sent_with_another_plans_key_is_refused():
     source = 'extern "C" __global__ void k(const float* x, float* y, long long a, long long b) {}'
-    c_twin = "void k(void **a, const int64_t *s) { float *x = a[0], *y = a[1]; for (int64_t i = 0; i < s[1]; i++) y[i] = x[i] * %s; }"
-    twice = sf.cuda_kernel(source, "k", jax.ShapeDtypeStruct((4,), jnp.float32), launch_dims=4, sizes=True, c_source=c_twin % "2")
-    thrice = sf.cuda_kernel(source, "k", jax.ShapeDtypeStruct((4,), jnp.float32), launch_dims=4, sizes=True, c_source=c_twin % "3")
+    c_twin = (
+        "void k(void **a, const int64_t *s) {"
+        " float *x = a[0], *y = a[1]; for (int64_t i = 0; i < s[1]; i++) y[i] = x[i] * %s; }"
+    )
+
+    def scaling(factor):
+        out = jax.ShapeDtypeStruct((4,), jnp.float32)
+        return sf.cuda_kernel(source, "k", out, launch_dims=4, sizes=True, c_source=c_twin % factor)
+
+    twice, thrice = scaling("2"), scaling("3")
     with jax.default_device(jax.devices("cpu")[0]):
         x = jnp.arange(4, dtype=jnp.float32)
         np.testing.assert_array_equal(np.asarray(twice(x)), [0, 2, 4, 6])
@@ -181,7 +187,8 @@ def test_a_forged_plan_with_a_huge_temp_is_refused_by_the_handler():
     outs = (jax.ShapeDtypeStruct((4,), jnp.float64), jax.ShapeDtypeStruct((4,), jnp.float64))
     call = jax.ffi.ffi_call("spikeforge_custom_call", outs)
     with jax.default_device(jax.devices("cpu")[0]):
-        with pytest.raises(Exception, match=r"buffer 'tmp': float64\[4611686018427387904\] is larger than any allocation"):
+        too_large = r"buffer 'tmp': float64\[4611686018427387904\] is larger than any allocation"
+        with pytest.raises(Exception, match=too_large):
             jax.block_until_ready(call(jnp.zeros(4), plan=text, key=key))
 
 
