@@ -37,7 +37,8 @@ import numpy as np
 import spikeforge as sf
 from jax import lax
 
-MODELS = Path(__file__).resolve().parents[1] / "tests" / "models"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_neurons import load_spec, make_sf_model  # noqa: E402
 
 SCALE_CU = r"""
 extern "C" __global__ void scale(const float* x, float* out, long long n_x, long long n) {
@@ -90,15 +91,8 @@ def cases(n: int, calls: int, device):
     custom = jax.jit(lambda x: lax.fori_loop(0, calls, lambda _, x: kernel(x), x))
     yield "custom kernel (sf.cuda_kernel)", custom, x0, close
 
-    spec = json.loads((MODELS / "lif_32.json").read_text())
-    lif = sf.NeuronModel(
-        spec["equations"],
-        threshold=spec["threshold"],
-        reset=spec["reset"],
-        refractory=spec["refractory"],
-        constants=spec["constants"],
-        method=spec["method"],
-    )
+    spec = load_spec("lif_32")
+    lif = make_sf_model(spec)
     # Below threshold all along: v relaxes towards v_rest + R*I = -60 mV with tau = 10 ms.
     state = jax.device_put(lif.init_state(n, v=-65.0, I=jnp.full((n,), 5.0, jnp.float32)), device)
     dt = spec["dt"]
