@@ -527,6 +527,9 @@ mod tests {
         let mut tiles = table.clone();
         tiles[5] += 1;
         assert!(fails(&tiles, 3, n, ntiles).contains("tile offsets"));
+        let mut first = table.clone();
+        first[0] = 1;
+        assert!(fails(&first, 3, n, ntiles).contains("first offset must be 0"));
     }
 
     /// Issue 8 item 11: offsets whose differences wrap around 2^64 to plausible lengths, with
