@@ -281,8 +281,7 @@ impl Plan {
                 }
                 written[a] = true;
             }
-            check_launch_shape(step.grid, step.block)
-                .map_err(|reason| PlanError::LaunchShape { at: at(), reason })?;
+            check_launch_shape(step.grid, step.block, at)?;
             if let Some(params) = kernel_params(&self.cuda_source, &step.kernel) {
                 check_parameters(&params, step, &buffers, at)?;
             }
@@ -370,21 +369,26 @@ fn check_parameters(
 }
 
 /// Grid and block within CUDA's architectural limits (no zero, at most 1024 threads a block).
-pub fn check_launch_shape(grid: [u32; 3], block: [u32; 3]) -> Result<(), String> {
+fn check_launch_shape(
+    grid: [u32; 3],
+    block: [u32; 3],
+    at: impl Fn() -> StepAt,
+) -> Result<(), PlanError> {
+    let fail = |reason: String| Err(PlanError::LaunchShape { at: at(), reason });
     if grid.contains(&0) || block.contains(&0) {
-        return Err(format!(
+        return fail(format!(
             "grid {grid:?} and block {block:?} must have no zero dimension (zero threads)"
         ));
     }
     let threads: u64 = block.iter().map(|&b| u64::from(b)).product();
     if threads > MAX_THREADS_PER_BLOCK {
-        return Err(format!(
+        return fail(format!(
             "block {block:?} has {threads} threads, more than CUDA's {MAX_THREADS_PER_BLOCK}"
         ));
     }
     for axis in 0..3 {
         if block[axis] > MAX_BLOCK[axis] || grid[axis] > MAX_GRID[axis] {
-            return Err(format!(
+            return fail(format!(
                 "grid {grid:?} / block {block:?} exceed CUDA's limits (grid {MAX_GRID:?}, block \
                  {MAX_BLOCK:?})"
             ));

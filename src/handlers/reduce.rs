@@ -15,6 +15,7 @@
 //! per execution, which is why this handler is not command-buffer compatible).
 
 use std::ffi::c_void;
+use std::fmt;
 use std::sync::{Arc, LazyLock};
 
 use super::buffers::SharedPtr;
@@ -153,60 +154,134 @@ fn decode<'a>(call: &CallFrame<'a>, site: &Reduce) -> Result<Call<'a>, FfiError>
     })
 }
 
+/// What is wrong with a segment table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum TableError {
+    Entries {
+        segments: usize,
+        got: usize,
+    },
+    FirstOffset,
+    NegativeLength {
+        segment: usize,
+        start: i64,
+        end: i64,
+    },
+    /// The element offsets reach `covered`, past the `n` elements of `x` (or short of them).
+    Coverage {
+        covered: i64,
+        n: usize,
+    },
+    Tiles {
+        segment: usize,
+        first: i64,
+        end: i64,
+        len: u64,
+    },
+    TileTotal {
+        table: i64,
+        ntiles: usize,
+    },
+}
+
+impl fmt::Display for TableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use TableError::*;
+        match self {
+            Entries { segments, got } => write!(
+                f,
+                "expected 2 * ({segments} + 1) entries for {segments} segments, got {got}"
+            ),
+            FirstOffset => f.write_str("the first offset must be 0"),
+            NegativeLength {
+                segment,
+                start,
+                end,
+            } => write!(
+                f,
+                "segment {segment} has negative length (offsets {start} then {end})"
+            ),
+            Coverage { covered, n } => {
+                write!(f, "the segments cover {covered} elements but x has {n}")
+            }
+            Tiles {
+                segment,
+                first,
+                end,
+                len,
+            } => write!(
+                f,
+                "segment {segment}: tile offsets {first}..{end} do not match its length {len}"
+            ),
+            TileTotal { table, ntiles } => write!(
+                f,
+                "the table has {table} tiles, attribute 'n_tiles' says {ntiles}"
+            ),
+        }
+    }
+}
+
 /// Checks a segment table (as read from the input buffer) against the number of elements and
 /// tiles: element offsets start at 0, never decrease and end at `n`; tile offsets start at 0 and
 /// grow by each segment's `ceil(len / TILE)` to `ntiles`. Each offset is compared with the
 /// previous one and with the total before anything is subtracted, so no arithmetic can wrap (a
 /// table whose differences wrap around 2^64 to plausible lengths is refused).
-fn check_segment_table(table: &[i64], nseg: usize, n: usize, ntiles: usize) -> Result<(), String> {
+fn check_segment_table(
+    table: &[i64],
+    nseg: usize,
+    n: usize,
+    ntiles: usize,
+) -> Result<(), TableError> {
     let expected_len = nseg.checked_add(1).and_then(|k| k.checked_mul(2));
     if expected_len != Some(table.len()) {
-        return Err(format!(
-            "expected 2 * ({nseg} + 1) entries for {nseg} segments, got {}",
-            table.len()
-        ));
+        return Err(TableError::Entries {
+            segments: nseg,
+            got: table.len(),
+        });
     }
     let (offsets, tiles) = table.split_at(nseg + 1);
     if offsets[0] != 0 || tiles[0] != 0 {
-        return Err("the first offset must be 0".into());
+        return Err(TableError::FirstOffset);
     }
-    let (n, ntiles) = (n as u64, ntiles as u64);
     for s in 0..nseg {
         let (start, end) = (offsets[s], offsets[s + 1]);
         if end < start {
-            return Err(format!(
-                "segment {s} has negative length (offsets {start} then {end})"
-            ));
+            return Err(TableError::NegativeLength {
+                segment: s,
+                start,
+                end,
+            });
         }
         // 0 <= start <= end here, so both fit u64 and the difference cannot wrap.
-        let (start, end) = (start as u64, end as u64);
-        if end > n {
-            return Err(format!("the segments cover {end} elements but x has {n}"));
+        if end as u64 > n as u64 {
+            return Err(TableError::Coverage { covered: end, n });
         }
-        let (first_tile, end_tile) = (tiles[s], tiles[s + 1]);
-        let expected_tiles = (end - start).div_ceil(TILE as u64);
-        let tiles_ok = first_tile >= 0
-            && end_tile >= first_tile
-            && (end_tile as u64) <= ntiles
-            && (end_tile - first_tile) as u64 == expected_tiles;
+        let len = (end - start) as u64;
+        let (first, end_tile) = (tiles[s], tiles[s + 1]);
+        let tiles_ok = first >= 0
+            && end_tile >= first
+            && end_tile as u64 <= ntiles as u64
+            && (end_tile - first) as u64 == len.div_ceil(TILE as u64);
         if !tiles_ok {
-            return Err(format!(
-                "segment {s}: tile offsets {first_tile}..{end_tile} do not match its length {}",
-                end - start
-            ));
+            return Err(TableError::Tiles {
+                segment: s,
+                first,
+                end: end_tile,
+                len,
+            });
         }
     }
-    if offsets[nseg] as u64 != n {
-        return Err(format!(
-            "the segments cover {} elements but x has {n}",
-            offsets[nseg]
-        ));
+    if offsets[nseg] as u64 != n as u64 {
+        return Err(TableError::Coverage {
+            covered: offsets[nseg],
+            n,
+        });
     }
-    if tiles[nseg] as u64 != ntiles {
-        return Err(format!(
-            "the table has {} tiles, attribute 'n_tiles' says {ntiles}",
-            tiles[nseg]
-        ));
+    if tiles[nseg] as u64 != ntiles as u64 {
+        return Err(TableError::TileTotal {
+            table: tiles[nseg],
+            ntiles,
+        });
     }
     Ok(())
 }
@@ -515,21 +590,40 @@ mod tests {
         let fails = |table: &[i64], nseg, n, ntiles| {
             check_segment_table(table, nseg, n, ntiles).unwrap_err()
         };
-        assert!(fails(&table, 3, n + 1, ntiles).contains("but x has"));
-        assert!(fails(&table, 3, n, ntiles + 1).contains("attribute 'n_tiles' says"));
-        assert!(fails(&table, 2, n, ntiles).contains("entries for 2 segments"));
+        let err = fails(&table, 3, n + 1, ntiles);
+        assert_eq!(
+            err.to_string(),
+            format!("the segments cover {n} elements but x has {}", n + 1)
+        );
+        let err = fails(&table, 3, n, ntiles + 1);
+        assert!(
+            err.to_string().contains("attribute 'n_tiles' says"),
+            "{err}"
+        );
+        assert!(matches!(
+            fails(&table, 2, n, ntiles),
+            TableError::Entries { segments: 2, .. }
+        ));
         let mut backwards = table.clone();
         backwards[1] = 2000;
-        assert!(fails(&backwards, 3, n, ntiles).contains("segment 1 has negative length"));
+        let err = fails(&backwards, 3, n, ntiles);
+        assert!(
+            matches!(err, TableError::NegativeLength { segment: 1, .. }),
+            "{err}"
+        );
         let mut past = table.clone();
         past[1] = n as i64 + 5;
-        assert!(fails(&past, 3, n, ntiles).contains(&format!("cover {} elements", n + 5)));
+        let err = fails(&past, 3, n, ntiles);
+        assert!(matches!(err, TableError::Coverage { covered, .. } if covered == n as i64 + 5));
         let mut tiles = table.clone();
         tiles[5] += 1;
-        assert!(fails(&tiles, 3, n, ntiles).contains("tile offsets"));
+        assert!(matches!(
+            fails(&tiles, 3, n, ntiles),
+            TableError::Tiles { .. }
+        ));
         let mut first = table.clone();
         first[0] = 1;
-        assert!(fails(&first, 3, n, ntiles).contains("first offset must be 0"));
+        assert_eq!(fails(&first, 3, n, ntiles), TableError::FirstOffset);
     }
 
     /// Issue 8 item 11: offsets whose differences wrap around 2^64 to plausible lengths, with
@@ -557,7 +651,13 @@ mod tests {
         );
         let table: Vec<i64> = offsets.into_iter().chain(tiles).collect();
         let err = check_segment_table(&table, nseg, TILE, 1).unwrap_err();
-        assert!(err.contains("the segments cover"), "{err}");
+        assert_eq!(
+            err,
+            TableError::Coverage {
+                covered: big,
+                n: TILE
+            }
+        );
     }
 
     #[test]
