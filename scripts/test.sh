@@ -42,3 +42,4 @@ step "benchmark smoke run"
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_neurons.py" --quick)
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_custom_kernels.py" --quick)
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_reductions.py" --quick)
+(cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_call_overhead.py" --quick)

@@ -33,10 +33,14 @@ _INT64 = (-(2**63), 2**63 - 1)
 @dataclasses.dataclass(frozen=True)
 class FfiCall:
     """What one call of an FFI target receives besides the primitive's operands: ``attributes``
-    (name -> str, int or float) and extra ``operands`` appended after the primitive's own."""
+    (name -> str, int or float), extra ``operands`` appended after the primitive's own, and
+    ``scratch``: buffers (``jax.ShapeDtypeStruct``) the target writes as extra results after the
+    primitive's own, which the primitive drops (scratch memory XLA allocates with its other
+    buffers, so that no call allocates: what lets XLA capture the call into a CUDA graph)."""
 
     attributes: Mapping[str, object]
     operands: Sequence = ()
+    scratch: Sequence = ()
 
 
 def _attribute(target: str, name: str, value):
@@ -72,10 +76,11 @@ def ffi_primitive(
     def generator(*, outs, **params):
         call = lowering(**params)
         attributes = {k: _attribute(target, k, v) for k, v in call.attributes.items()}
-        ffi = jax.ffi.ffi_call(target, outs)
+        ffi = jax.ffi.ffi_call(target, tuple(outs) + tuple(call.scratch))
 
         def kernel(*operands):
-            return ffi(*operands, *call.operands, **attributes)
+            results = ffi(*operands, *call.operands, **attributes)
+            return results[: len(outs)] if call.scratch else results
 
         return kernel
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 
@@ -156,15 +157,28 @@ def _grid_block(policy, batch: int):
 # -- outputs and buffers ---------------------------------------------------------------------
 
 
+#: The most bytes one buffer can have (what an allocation can be: 2**63 - 1).
+MAX_BUFFER_BYTES = 2**63 - 1
+
+
 def _struct(o, what: str) -> jax.ShapeDtypeStruct:
     if isinstance(o, jax.ShapeDtypeStruct):
-        return o
-    if hasattr(o, "shape") and hasattr(o, "dtype"):
-        return jax.ShapeDtypeStruct(tuple(o.shape), o.dtype)
-    if isinstance(o, tuple) and len(o) == 2:
+        struct = o
+    elif hasattr(o, "shape") and hasattr(o, "dtype"):
+        struct = jax.ShapeDtypeStruct(tuple(o.shape), o.dtype)
+    elif isinstance(o, tuple) and len(o) == 2:
         shape = (o[0],) if isinstance(o[0], (int, np.integer)) else tuple(o[0])
-        return jax.ShapeDtypeStruct(tuple(int(d) for d in shape), np.dtype(o[1]))
-    raise TypeError(f"{what}: expected a jax.ShapeDtypeStruct (or (shape, dtype)), got {o!r}")
+        struct = jax.ShapeDtypeStruct(tuple(int(d) for d in shape), np.dtype(o[1]))
+    else:
+        raise TypeError(f"{what}: expected a jax.ShapeDtypeStruct (or (shape, dtype)), got {o!r}")
+    # Exact (Python ints): a size that wraps in 64 bits must be an error here, not a small buffer.
+    nbytes = math.prod(int(d) for d in struct.shape) * np.dtype(struct.dtype).itemsize
+    if nbytes > MAX_BUFFER_BYTES:
+        raise ValueError(
+            f"{what}: {np.dtype(struct.dtype).name}{list(struct.shape)} is {nbytes} bytes, more than "
+            f"one buffer can hold ({MAX_BUFFER_BYTES})"
+        )
+    return struct
 
 
 def _buffer(name: str, shape, dtype) -> dict:
@@ -178,15 +192,17 @@ def _has_identifier(source: str, name: str) -> bool:
 # -- the primitive -----------------------------------------------------------------------------
 
 
-def _lowering(*, plan, key, program, batch) -> FfiCall:
-    return FfiCall(attributes=dict(plan=plan, key=key))
+def _lowering(*, plan, key, temps, program, batch) -> FfiCall:
+    # The temps are results of the call after the outputs: XLA allocates them with its other
+    # buffers (so no call allocates), and the primitive drops them.
+    return FfiCall(attributes=dict(plan=plan, key=key), scratch=temps)
 
 
 def _replan(size, operands, params):
     """A broadcast_all batch: the same kernels over a ``size`` times longer launch."""
     program, batch = params["program"], params["batch"] * size
-    plan, key, outs = program._plan(tuple((tuple(a.shape), np.dtype(a.dtype)) for a in operands), batch)
-    return dict(params, plan=plan, key=key, outs=outs, batch=batch)
+    plan, key, outs, temps = program._plan(tuple((tuple(a.shape), np.dtype(a.dtype)) for a in operands), batch)
+    return dict(params, plan=plan, key=key, outs=outs, temps=temps, batch=batch)
 
 
 _fold_into_launch = fold_batch(_replan)
@@ -298,7 +314,8 @@ class CustomKernel:
             return folded_shape(s, batch) if batch > 1 else tuple(s)
 
         out_structs = tuple(jax.ShapeDtypeStruct(shape(o.shape), o.dtype) for o in self.outs.values())
-        temps = [_buffer(n, shape(t.shape), t.dtype) for n, t in self.temps.items()]
+        temp_structs = tuple(jax.ShapeDtypeStruct(shape(t.shape), t.dtype) for t in self.temps.values())
+        temps = [_buffer(n, t.shape, t.dtype) for n, t in zip(self.temps, temp_structs)]
         index = {n: k for k, n in enumerate(list(in_names) + list(self.outs) + list(self.temps))}
         steps = []
         for launch, policy in self.steps:
@@ -324,14 +341,14 @@ class CustomKernel:
             "fast_math": self.fast_math,
         }
         text = json.dumps(plan, sort_keys=True)
-        entry = (text, hashlib.sha256(text.encode("utf-8")).hexdigest(), out_structs)
+        entry = (text, hashlib.sha256(text.encode("utf-8")).hexdigest(), out_structs, temp_structs)
         self._plans[memo] = entry
         return entry
 
     def _bind(self, args, batch: int):
         in_avals = tuple((tuple(a.shape), np.dtype(a.dtype)) for a in args)
-        plan, key, outs = self._plan(in_avals, batch)
-        return custom_call_p.bind(*args, outs=outs, plan=plan, key=key, program=self, batch=batch)
+        plan, key, outs, temps = self._plan(in_avals, batch)
+        return custom_call_p.bind(*args, outs=outs, temps=temps, plan=plan, key=key, program=self, batch=batch)
 
     # -- calling ------------------------------------------------------------------------------
 
@@ -460,8 +477,8 @@ def cuda_callable(
     ``jax.ShapeDtypeStruct`` (or ``(shape, dtype)``), and each call checks its inputs against
     it, with errors naming the input. ``outs``: a mapping name ->
     ``jax.ShapeDtypeStruct`` (the call returns one array, or a tuple in this order). ``temps``:
-    name -> ``jax.ShapeDtypeStruct`` or ``(shape, dtype)``, allocated for the call and freed
-    when it ends (their contents are undefined at the start). ``steps``: :class:`Launch` es, each
+    name -> ``jax.ShapeDtypeStruct`` or ``(shape, dtype)``, allocated by XLA with the call's
+    other buffers and dropped after it (their contents are undefined at the start). ``steps``: :class:`Launch` es, each
     naming its buffers in ``args``.
     """
     if isinstance(inputs, str):

@@ -8,9 +8,11 @@
 //!   stream, allocate scratch memory), each returning `Result<_, FfiError>`.
 //! * [`safe`]: what a handler holds: [`CallFrame`], [`Buffer`], [`Attrs`], with errors that name
 //!   the argument or attribute at fault.
+//! * [`instance`]: handlers with per-executable state (an [`Instance`] prepared once per call
+//!   site, then [`Handler::execute`] with it), kept in XLA's execution state.
 //! * this file: [`dispatch`], the one place where C meets Rust (metadata handshake, panic
 //!   barrier, error conversion), and [`xla_ffi_handler!`](crate::xla_ffi_handler), which exports
-//!   a handler symbol.
+//!   a [`Handler`] as a symbol.
 //!
 //! Header versions: the bindings are API 0.3's, and every jaxlib from 0.10.2 to 0.12 (API 0.3 to
 //! 0.5) keeps what they declare at the same offsets (`tests/xla_ffi_bindings.rs` checks the
@@ -21,6 +23,7 @@ use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
+pub mod instance;
 pub mod result;
 pub mod safe;
 pub mod sys;
@@ -28,6 +31,7 @@ pub mod sys;
 #[cfg(test)]
 mod tests;
 
+pub use instance::{Handler, HandlerTraits, Instance};
 pub use result::{ErrorCode, FfiError};
 pub use safe::{
     ArrayAttr, AttrValue, Attrs, Buffer, BufferRole, CallFrame, DataType, Element, Scalar, Scratch,
@@ -58,11 +62,22 @@ const _: () = assert!(
 const METADATA_EXTENSION: sys::XLA_FFI_Extension_Type =
     sys::XLA_FFI_Extension_Metadata as sys::XLA_FFI_Extension_Type;
 
+/// Runs the stage XLA asks for of the [`Handler`] `H` (see [`instance`]) through [`dispatch`].
+///
+/// # Safety
+/// As for [`dispatch`].
+pub unsafe fn dispatch_handler<H: Handler>(
+    frame: *mut sys::XLA_FFI_CallFrame,
+) -> *mut sys::XLA_FFI_Error {
+    dispatch(frame, H::TRAITS, instance::run_stage::<H>)
+}
+
 /// Calls `handler` on behalf of XLA and converts the outcome into what XLA expects: null on
 /// success, an `XLA_FFI_Error` otherwise.
 ///
 /// * A metadata request (XLA asks every handler for its API version when it is registered) is
-///   answered before anything else is read: XLA sends it with no api table, no arguments.
+///   answered before anything else is read: XLA sends it with no api table, no arguments. The
+///   answer carries `traits`.
 /// * The handler runs inside `catch_unwind`: a panic must not unwind into XLA's C++ frames. It
 ///   becomes an `Internal` error carrying the panic message.
 /// * A null frame gets null back: without a frame there is no api table to create an error with.
@@ -71,13 +86,14 @@ const METADATA_EXTENSION: sys::XLA_FFI_Extension_Type =
 /// `frame` must be null or the live call frame XLA passed to the handler symbol.
 pub unsafe fn dispatch(
     frame: *mut sys::XLA_FFI_CallFrame,
+    traits: HandlerTraits,
     handler: impl FnOnce(&CallFrame<'_>) -> Result<(), FfiError>,
 ) -> *mut sys::XLA_FFI_Error {
     let Some(raw) = frame.as_ref() else {
         return ptr::null_mut();
     };
     if let Some(extension) = metadata_request(raw) {
-        return match fill_metadata(extension) {
+        return match fill_metadata(extension, traits) {
             Ok(()) => ptr::null_mut(),
             Err(e) => report(raw.api, &e),
         };
@@ -125,7 +141,10 @@ unsafe fn metadata_request(
     None
 }
 
-unsafe fn fill_metadata(extension: &sys::XLA_FFI_Metadata_Extension) -> Result<(), FfiError> {
+unsafe fn fill_metadata(
+    extension: &sys::XLA_FFI_Metadata_Extension,
+    traits: HandlerTraits,
+) -> Result<(), FfiError> {
     let too_small = |what: &str, got: usize, want: u32| {
         FfiError::invalid_argument(format!("{what} is {got} bytes, expected at least {want}"))
     };
@@ -152,9 +171,9 @@ unsafe fn fill_metadata(extension: &sys::XLA_FFI_Metadata_Extension) -> Result<(
     metadata.api_version.extension_start = ptr::null_mut();
     metadata.api_version.major_version = REPORTED_API_VERSION.0;
     metadata.api_version.minor_version = REPORTED_API_VERSION.1;
-    // No traits: in particular not COMMAND_BUFFER_COMPATIBLE, since handlers may pick kernels and
-    // allocate at run time.
-    metadata.traits = 0;
+    // `state_type_id` (a later field) is left alone: XLA asks the execute stage, which sets no
+    // state, and a 0.3 metadata struct may end before it.
+    metadata.traits = traits.bits();
     Ok(())
 }
 
@@ -168,19 +187,22 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
     }
 }
 
-/// Defines an exported XLA FFI handler symbol that runs a Rust function through [`dispatch`]:
+/// Defines an exported XLA FFI handler symbol that runs a [`Handler`] through
+/// [`dispatch_handler`]:
 ///
 /// ```ignore
-/// fn lif_cpu(call: &CallFrame) -> Result<(), FfiError> { ... }
-/// xla_ffi_handler!(pub fn sf_lif_cpu => lif_cpu);
+/// struct LifCpu;
+/// impl Handler for LifCpu { ... }
+/// xla_ffi_handler!(pub fn sf_lif_cpu => LifCpu);
 /// ```
 ///
-/// Python registers the symbol with `jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(...))`.
+/// Python registers the symbol for both stages: `jax.ffi.register_ffi_target(name,
+/// {"instantiate": capsule, "execute": capsule})`.
 #[macro_export]
 macro_rules! xla_ffi_handler {
-    ($(#[$meta:meta])* $vis:vis fn $name:ident => $handler:path) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident => $handler:ty) => {
         $(#[$meta])*
-        /// XLA FFI handler (exported, C ABI).
+        /// XLA FFI handler (exported, C ABI), for the instantiate and execute stages.
         ///
         /// # Safety
         /// Only XLA may call this, with a live `XLA_FFI_CallFrame` (or a metadata request).
@@ -188,7 +210,7 @@ macro_rules! xla_ffi_handler {
         $vis unsafe extern "C" fn $name(
             frame: *mut $crate::xla::sys::XLA_FFI_CallFrame,
         ) -> *mut $crate::xla::sys::XLA_FFI_Error {
-            $crate::xla::dispatch(frame, |call| $handler(call))
+            $crate::xla::dispatch_handler::<$handler>(frame)
         }
 
         // The exported symbol must have exactly the C handler type.

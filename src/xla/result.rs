@@ -343,3 +343,80 @@ pub unsafe fn device_memory_free(
     };
     check(api, free(&mut args))
 }
+
+/// Registers a user type with XLA under `name`. `type_id` is in-out: `XLA_FFI_UNKNOWN_TYPE_ID`
+/// (0) asks XLA for a new id, which is written back.
+///
+/// # Safety
+/// `api` must be null or point to a live `XLA_FFI_Api`; `info` must stay valid (its deleter
+/// callable) for as long as XLA may destroy objects of this type, i.e. the process.
+pub unsafe fn type_register(
+    api: *const sys::XLA_FFI_Api,
+    name: &str,
+    type_id: &mut sys::XLA_FFI_TypeId,
+    info: &'static sys::XLA_FFI_TypeInfo,
+) -> Result<(), FfiError> {
+    let api = api_ref(api)?;
+    let register = api_fn!(api, XLA_FFI_Type_Register)?;
+    let mut args = sys::XLA_FFI_Type_Register_Args {
+        struct_size: size_of_args(sys::XLA_FFI_Type_Register_Args_STRUCT_SIZE),
+        extension_start: ptr::null_mut(),
+        name: sys::XLA_FFI_ByteSpan {
+            ptr: name.as_ptr().cast(),
+            len: name.len(),
+        },
+        type_id,
+        type_info: info,
+    };
+    check(api, register(&mut args))
+}
+
+/// Hands `state` (an object of the registered type `type_id`) to XLA as the state of this call
+/// site for `stage`; XLA destroys it with the type's deleter when the executable goes away.
+///
+/// # Safety
+/// `api` and `ctx` must be the ones of the live call frame; `state` must be an object the
+/// type's deleter may destroy. On error the state was not taken: the caller still owns it.
+pub unsafe fn state_set(
+    api: *const sys::XLA_FFI_Api,
+    ctx: *mut sys::XLA_FFI_ExecutionContext,
+    stage: sys::XLA_FFI_ExecutionStage,
+    mut type_id: sys::XLA_FFI_TypeId,
+    state: *mut c_void,
+) -> Result<(), FfiError> {
+    let api = api_ref(api)?;
+    let set = api_fn!(api, XLA_FFI_State_Set)?;
+    let mut args = sys::XLA_FFI_State_Set_Args {
+        struct_size: size_of_args(sys::XLA_FFI_State_Set_Args_STRUCT_SIZE),
+        extension_start: ptr::null_mut(),
+        ctx,
+        stage,
+        type_id: &mut type_id,
+        state,
+    };
+    check(api, set(&mut args))
+}
+
+/// The state stored for `stage` of this call site, which must be of type `type_id`.
+///
+/// # Safety
+/// `api` and `ctx` must be the ones of the live call frame.
+pub unsafe fn state_get(
+    api: *const sys::XLA_FFI_Api,
+    ctx: *mut sys::XLA_FFI_ExecutionContext,
+    stage: sys::XLA_FFI_ExecutionStage,
+    mut type_id: sys::XLA_FFI_TypeId,
+) -> Result<*mut c_void, FfiError> {
+    let api = api_ref(api)?;
+    let get = api_fn!(api, XLA_FFI_State_Get)?;
+    let mut args = sys::XLA_FFI_State_Get_Args {
+        struct_size: size_of_args(sys::XLA_FFI_State_Get_Args_STRUCT_SIZE),
+        extension_start: ptr::null_mut(),
+        ctx,
+        stage,
+        type_id: &mut type_id,
+        state: ptr::null_mut(),
+    };
+    check(api, get(&mut args))?;
+    Ok(args.state)
+}

@@ -240,11 +240,23 @@ impl<'a> Buffer<'a> {
         let dtype = DataType::from_raw(raw.dtype).ok_or_else(|| {
             FfiError::invalid_argument(format!("{}: unsupported dtype code {}", what(), raw.dtype))
         })?;
+        let dims = items(raw.dims, raw.rank);
+        // Checked once here, so that `element_count` and `size_bytes` cannot wrap.
+        let bytes = dims
+            .iter()
+            .try_fold(dtype.size_bytes(), |acc, &d| {
+                usize::try_from(d).ok().and_then(|d| acc.checked_mul(d))
+            })
+            .filter(|&bytes| bytes <= isize::MAX as usize);
+        if bytes.is_none() {
+            let message = format!("{} has an invalid shape {dims:?}", what());
+            return Err(FfiError::invalid_argument(message));
+        }
         Ok(Buffer {
             role,
             dtype,
             data: raw.data,
-            dims: items(raw.dims, raw.rank),
+            dims,
         })
     }
 
@@ -252,12 +264,10 @@ impl<'a> Buffer<'a> {
         self.dims.len()
     }
 
-    /// Product of the dimensions (1 for a scalar).
+    /// Product of the dimensions (1 for a scalar). Cannot overflow: the shape was checked when
+    /// the buffer was decoded.
     pub fn element_count(&self) -> usize {
-        self.dims
-            .iter()
-            .map(|&d| usize::try_from(d).unwrap_or(0))
-            .product()
+        self.dims.iter().map(|&d| d as usize).product()
     }
 
     pub fn size_bytes(&self) -> usize {

@@ -240,7 +240,7 @@ fn run(
     handler: impl FnOnce(&CallFrame<'_>) -> Result<(), FfiError>,
 ) -> Option<(ErrorCode, String)> {
     // SAFETY: fabricated frames are complete and leaked, so live for the call.
-    let error = unsafe { dispatch(frame, handler) };
+    let error = unsafe { dispatch(frame, HandlerTraits::default(), handler) };
     (!error.is_null()).then(|| take(error))
 }
 
@@ -376,6 +376,33 @@ fn undersized_call_frame_is_an_error() {
 
 // ---------------------------------------------------------------------------------------------
 // Buffers
+
+/// A shape whose size wraps (or is negative) is refused where the buffer is decoded, so that no
+/// size computed from it later can wrap.
+#[test]
+fn buffers_whose_size_overflows_are_refused() {
+    for dims in [
+        &[1i64 << 62, 4][..],
+        &[-1, 4],
+        &[i64::MAX],
+        &[1 << 31, 1 << 31, 1 << 2],
+    ] {
+        let x = buffer(DataType::F64, dims, &[0.0f64]);
+        let (code, message) =
+            run(frame(&[x], &[], &[]), |call| call.arg(0).map(drop)).expect("an error");
+        assert_eq!(code, ErrorCode::InvalidArgument);
+        assert!(
+            message.starts_with("argument 0 has an invalid shape"),
+            "{dims:?}: {message}"
+        );
+    }
+    let empty = buffer(DataType::F64, &[0, i64::MAX], &[0.0f64]);
+    let error = run(frame(&[empty], &[], &[]), |call| {
+        assert_eq!(call.arg(0)?.size_bytes(), 0);
+        Ok(())
+    });
+    assert_eq!(error, None);
+}
 
 #[test]
 fn buffers_decode_with_dtype_dims_and_data() {
@@ -928,24 +955,243 @@ fn half_precision_scalars_convert_exactly() {
     assert_eq!(Scalar::Pred(true).as_f64(), None);
 }
 
-fn macro_target(call: &CallFrame<'_>) -> Result<(), FfiError> {
-    Err(FfiError::not_found(format!("{} args", call.num_args())))
+// ---------------------------------------------------------------------------------------------
+// Handlers with an instance per call site (the instantiate stage)
+
+thread_local! {
+    static INSTANTIATED: Cell<usize> = const { Cell::new(0) };
+    static DROPPED: Cell<usize> = const { Cell::new(0) };
 }
 
-crate::xla_ffi_handler!(fn sf_xla_tests_cpu => macro_target);
+/// What the test handler prepares: the `scale` attribute, counted in and out.
+struct Prepared {
+    scale: i64,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        DROPPED.with(|n| n.set(n.get() + 1));
+    }
+}
+
+/// Instantiation reads `scale`.
+impl Instance for Prepared {
+    fn instantiate(call: &CallFrame<'_>) -> Result<Prepared, FfiError> {
+        INSTANTIATED.with(|n| n.set(n.get() + 1));
+        Ok(Prepared {
+            scale: call.attrs()?.get_i64("scale")?,
+        })
+    }
+}
+
+/// An execution reports the instance's `scale` and the argument count as an error, so the test
+/// sees which instance ran.
+struct TestHandler;
+
+impl Handler for TestHandler {
+    type Instance = Prepared;
+    const TRAITS: HandlerTraits = HandlerTraits::COMMAND_BUFFER_COMPATIBLE;
+
+    fn execute(call: &CallFrame<'_>, prepared: &Prepared) -> Result<(), FfiError> {
+        Err(FfiError::not_found(format!(
+            "{} args, scale {}",
+            call.num_args(),
+            prepared.scale
+        )))
+    }
+}
+
+/// Another handler, whose instance type differs.
+struct OtherHandler;
+
+struct OtherInstance;
+
+impl Instance for OtherInstance {
+    fn instantiate(_: &CallFrame<'_>) -> Result<OtherInstance, FfiError> {
+        Ok(OtherInstance)
+    }
+}
+
+impl Handler for OtherHandler {
+    type Instance = OtherInstance;
+    const TRAITS: HandlerTraits = HandlerTraits::NONE;
+
+    fn execute(_: &CallFrame<'_>, _: &OtherInstance) -> Result<(), FfiError> {
+        Ok(())
+    }
+}
+
+crate::xla_ffi_handler!(fn sf_xla_tests_cpu => TestHandler);
+
+/// XLA's execution state of one call site, as the fake API keeps it: (type id, object) set at
+/// instantiation. (One call site per test thread.)
+#[derive(Default)]
+struct FakeState {
+    instantiated: Option<(i64, usize)>,
+}
+
+thread_local! {
+    static STATE: RefCell<FakeState> = RefCell::new(FakeState::default());
+}
+
+/// The deleter of each registered type id, so that a test can destroy a state as XLA does. Types
+/// are registered once per process, like XLA's type registry.
+static REGISTERED_TYPES: std::sync::Mutex<Vec<(i64, unsafe extern "C" fn(*mut c_void))>> =
+    std::sync::Mutex::new(Vec::new());
+
+unsafe extern "C" fn fake_type_register(
+    args: *mut sys::XLA_FFI_Type_Register_Args,
+) -> *mut sys::XLA_FFI_Error {
+    let args = &*args;
+    let mut types = REGISTERED_TYPES.lock().unwrap();
+    let id = 100 + types.len() as i64;
+    (*args.type_id).type_id = id;
+    types.push((id, (*args.type_info).deleter.unwrap()));
+    ptr::null_mut()
+}
+
+unsafe extern "C" fn fake_state_set(
+    args: *mut sys::XLA_FFI_State_Set_Args,
+) -> *mut sys::XLA_FFI_Error {
+    let args = &*args;
+    assert_eq!(args.stage, sys::XLA_FFI_ExecutionStage_INSTANTIATE);
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.instantiated.is_some() {
+            return fake_error(sys::XLA_FFI_Error_Code_ALREADY_EXISTS, "state already set");
+        }
+        s.instantiated = Some(((*args.type_id).type_id, args.state as usize));
+        ptr::null_mut()
+    })
+}
+
+unsafe extern "C" fn fake_state_get(
+    args: *mut sys::XLA_FFI_State_Get_Args,
+) -> *mut sys::XLA_FFI_Error {
+    let args = &mut *args;
+    STATE.with(|s| match s.borrow().instantiated {
+        Some((id, state)) if id == (*args.type_id).type_id => {
+            args.state = state as *mut c_void;
+            ptr::null_mut()
+        }
+        Some(_) => fake_error(sys::XLA_FFI_Error_Code_INVALID_ARGUMENT, "wrong type"),
+        None => fake_error(sys::XLA_FFI_Error_Code_NOT_FOUND, "state is not set"),
+    })
+}
+
+/// The fake API with execution state, and a frame of `stage` carrying `scale`.
+fn stage_frame(stage: sys::XLA_FFI_ExecutionStage, scale: i64) -> *mut sys::XLA_FFI_CallFrame {
+    let frame = frame(&[], &[], &[("scale", scalar(DataType::S64, scale))]);
+    // SAFETY: just leaked, as is the api table it points to.
+    unsafe {
+        let api = (*frame).api.cast_mut();
+        (*api).XLA_FFI_Type_Register = Some(fake_type_register);
+        (*api).XLA_FFI_State_Set = Some(fake_state_set);
+        (*api).XLA_FFI_State_Get = Some(fake_state_get);
+        (*frame).stage = stage;
+    }
+    frame
+}
+
+/// XLA destroying the executable: the stored state goes to its type's deleter.
+fn destroy_state() {
+    let (id, state) = STATE
+        .with(|s| s.borrow_mut().instantiated.take())
+        .expect("a state");
+    let deleter = REGISTERED_TYPES
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(t, _)| *t == id)
+        .expect("a registered type")
+        .1;
+    // SAFETY: as XLA calls it, once, on the object stored with this type.
+    unsafe { deleter(state as *mut c_void) };
+}
 
 #[test]
-fn macro_exports_a_dispatching_handler() {
-    // SAFETY: fabricated frames as above.
-    let error = unsafe { sf_xla_tests_cpu(frame(&[], &[], &[])) };
-    assert_eq!(take(error), (ErrorCode::NotFound, "0 args".to_owned()));
+fn instance_is_prepared_once_and_used_by_every_execution() {
+    let instantiate = stage_frame(sys::XLA_FFI_ExecutionStage_INSTANTIATE, 3);
+    // SAFETY: fabricated frames, complete and leaked.
+    assert!(unsafe { sf_xla_tests_cpu(instantiate) }.is_null());
+    for _ in 0..3 {
+        // The execution's own attributes say 99: the instance's 3 is what runs.
+        let error =
+            unsafe { sf_xla_tests_cpu(stage_frame(sys::XLA_FFI_ExecutionStage_EXECUTE, 99)) };
+        assert_eq!(
+            take(error),
+            (ErrorCode::NotFound, "0 args, scale 3".to_owned())
+        );
+    }
+    assert_eq!(INSTANTIATED.with(Cell::get), 1);
+    // A handler with another instance type is refused the state, not handed it.
+    let error = run_stage_of::<OtherHandler>(sys::XLA_FFI_ExecutionStage_EXECUTE);
+    assert!(error.unwrap().1.contains("belongs to another handler"));
+    assert_eq!(DROPPED.with(Cell::get), 0);
+    destroy_state();
+    assert_eq!(
+        DROPPED.with(Cell::get),
+        1,
+        "XLA's deleter drops the instance"
+    );
+}
+
+fn run_stage_of<H: Handler>(stage: sys::XLA_FFI_ExecutionStage) -> Option<(ErrorCode, String)> {
+    // SAFETY: a fabricated frame, complete and leaked.
+    let error = unsafe { dispatch_handler::<H>(stage_frame(stage, 5)) };
+    (!error.is_null()).then(|| take(error))
+}
+
+#[test]
+fn execution_without_an_instance_prepares_its_own() {
+    let error = run_stage_of::<TestHandler>(sys::XLA_FFI_ExecutionStage_EXECUTE);
+    assert_eq!(error, Some((ErrorCode::NotFound, "0 args, scale 5".into())));
+    assert_eq!(INSTANTIATED.with(Cell::get), 1);
+    assert_eq!(DROPPED.with(Cell::get), 1, "and drops it after the call");
+    // Stages it is not registered for do nothing.
+    assert_eq!(
+        run_stage_of::<TestHandler>(sys::XLA_FFI_ExecutionStage_PREPARE),
+        None
+    );
+    assert_eq!(INSTANTIATED.with(Cell::get), 1);
+}
+
+#[test]
+fn instantiation_errors_reach_xla_and_store_nothing() {
+    let frame = stage_frame(sys::XLA_FFI_ExecutionStage_INSTANTIATE, 0);
+    // SAFETY: just leaked; drop the attribute the handler needs.
+    unsafe { (*frame).attrs.size = 0 };
+    let error = unsafe { sf_xla_tests_cpu(frame) };
+    assert_eq!(
+        take(error),
+        (
+            ErrorCode::InvalidArgument,
+            "attribute 'scale' is missing".to_owned()
+        )
+    );
+    assert!(STATE.with(|s| s.borrow().instantiated.is_none()));
+}
+
+#[test]
+fn metadata_carries_the_handler_traits() {
     let (frame, metadata) = full_metadata_frame();
-    // SAFETY: as above.
+    // SAFETY: fabricated frames as above.
     unsafe {
         assert!(sf_xla_tests_cpu(frame).is_null());
         assert_eq!(
             (*metadata).api_version.minor_version,
             REPORTED_API_VERSION.1
         );
+        assert_eq!(
+            (*metadata).traits,
+            HandlerTraits::COMMAND_BUFFER_COMPATIBLE.bits()
+        );
+        assert_ne!((*metadata).traits, 0);
+    }
+    let (frame, metadata) = full_metadata_frame();
+    // SAFETY: as above.
+    unsafe {
+        assert!(dispatch_handler::<OtherHandler>(frame).is_null());
+        assert_eq!((*metadata).traits, 0);
     }
 }

@@ -101,7 +101,8 @@ def test_one_helper_binds_every_ffi_target():
     platform and a batching rule."""
     prims = (sf.neuron_run_p, sf.kernels.custom_call_p, sf.reductions.reduce_p)
     for p in prims:
-        assert p.available_backends("cpu") == ["spikeforge"] == p.available_backends("cuda")
+        # (other tests may register extra backends, e.g. test_ffi's forged one)
+        assert "spikeforge" in p.available_backends("cpu") and "spikeforge" in p.available_backends("cuda")
     for module in ("neuron.py", "kernels.py", "reductions.py"):
         text = (SHIM / module).read_text()
         assert "ffi_primitive(" in text and "jax.ffi.ffi_call" not in text, module
