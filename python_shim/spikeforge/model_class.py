@@ -187,13 +187,6 @@ class PythonModel(NeuronModel):
     """
 
     def __init__(self, cls, method: str | None = "euler", fast_math: bool = False, **kwargs):
-        if kwargs.get("substeps", 1) != 1:
-            # The library's model-class step ignores sub-steps (one step of dt per step): refused
-            # here until it integrates them, rather than silently running with the wrong dt.
-            raise ModelError(
-                "substeps: model classes are integrated with one step of dt per step; give a smaller dt instead",
-                field="substeps",
-            )
         definition = ModelClass(cls)
         self.model_class = definition.model_class
         self.bounds = definition.bounds

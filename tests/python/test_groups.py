@@ -13,7 +13,7 @@ import pytest
 import spikeforge as sf
 from model_class_reference import run_reference
 from references import hh_rk4, load_spec
-from seed000_models import HodgkinHuxley, Oizumi
+from seed000_models import Alpha, HodgkinHuxley, Oizumi
 from spikeforge import errors, ffi_primitive, group
 from spikeforge.ffi_primitive import FfiCall
 from test_models import model_from
@@ -55,21 +55,24 @@ def test_class_built_models_take_the_group_keywords(device):
     state = faster.init_state(3, dtype=jnp.float64, rng_seed=1, N=40.0)
     new, _ = faster.run(state, dt=1.0, steps=1)
     np.testing.assert_allclose(np.asarray(new["N"]), 40.0 + 121 / 50, rtol=1e-12)
-    # The library of this branch steps model classes once per dt whatever the spec says (the
-    # kernel header claims the sub-steps): refused rather than silently ignored.
-    with pytest.raises(sf.ModelError, match="substeps"):
-        sf.NeuronModel.from_class(Oizumi, substeps=2)
+
+
+def test_class_built_models_integrate_sub_steps(device):
+    """substeps=2 at dt is two steps of dt/2 (the Alpha class without stimulus is a pure ODE)."""
+    coarse = sf.NeuronModel.from_class(Alpha, method="rk4", substeps=2)
+    fine = sf.NeuronModel.from_class(Alpha, method="rk4")
+    assert coarse.substeps == 2
+    state = fine.init_state(3, dtype=jnp.float64, s=np.array([0.0, 0.5, 1.0]), u=np.array([1.0, 0.0, -2.0]))
+    a, _ = coarse.run(state, dt=0.2, steps=50)
+    b, _ = fine.run(state, dt=0.1, steps=100)
+    np.testing.assert_allclose(np.asarray(a["s"]), np.asarray(b["s"]), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(a["u"]), np.asarray(b["u"]), rtol=1e-12, atol=1e-14)
+    assert not np.allclose(np.asarray(a["s"]), np.asarray(state["s"]))
 
 
 def test_class_built_model_with_a_threshold(device):
-    """An HH class with threshold="v > 0", as a network needs. The library of this branch
-    predates thresholds for model classes; where it refuses, the test says so and skips."""
-    try:
-        model = sf.NeuronModel.from_class(HodgkinHuxley, method="rk4", threshold="v > 0", refractory="v > 0")
-    except sf.ModelError as e:
-        if "a model class has no threshold" in str(e):
-            pytest.skip(f"the library does not take a threshold for model classes yet: {e}")
-        raise
+    """An HH class with threshold="v > 0", as a network needs."""
+    model = sf.NeuronModel.from_class(HodgkinHuxley, method="rk4", threshold="v > 0", refractory="v > 0")
     n, dt, steps = 8, 0.01, 3000
     current = np.linspace(0.0, 20.0, n)
     init = dict(v=np.full(n, -65.0), n=np.full(n, 0.32), m=np.full(n, 0.05), h=np.full(n, 0.6))
