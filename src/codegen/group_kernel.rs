@@ -9,7 +9,8 @@
 use std::fmt::{self, Write};
 
 use super::dialect::Dialect;
-use super::layout::{ident, layout, Arg, Layout, Role, ShapeKind};
+use super::identifiers::ident;
+use super::layout::{layout, Arg, Layout, Role, ShapeKind};
 use super::printer::{literal, math_fn, prelude, storage_conversions, Printer};
 use super::writer::{render, SourceWriter};
 use crate::ir::{ExprId, GroupIr, IndexOf, RefractoryIr, SymbolKind, VarId};

@@ -1,11 +1,13 @@
 //! Code generation: printers only. The step DAG (`crate::step`) printed as a fused group kernel
 //! ([`group_kernel`]) in either [`Dialect`], with its argument layout ([`layout`]); the
-//! expression printer and helpers every file shares ([`printer`]); the noise generator's source
+//! expression printer and helpers every file shares ([`printer`]); how a model's names are spelled
+//! in generated code ([`identifiers`]); the noise generator's source
 //! ([`random`]); the reduction kernels ([`reduction`]). All of them write through one
 //! [`writer::SourceWriter`].
 
 pub mod dialect;
 pub mod group_kernel;
+pub mod identifiers;
 pub mod layout;
 pub mod printer;
 pub mod random;

@@ -16,15 +16,27 @@ pub use builder::BUILTIN_NAMES;
 
 use crate::diagnostics::Diagnostic;
 use crate::ir::GroupIr;
-use crate::spec::{Dynamics, ModelSpec};
+use crate::spec::{names, Dynamics, ModelSpec};
 use crate::types::ElemType;
 
 /// Lowers a spec to its group, reporting the first error with its place.
 pub fn lower(spec: &ModelSpec) -> Result<GroupIr, Diagnostic> {
     check_numbers(spec)?;
-    match &spec.dynamics {
-        Dynamics::Equations(text) => brian::lower(spec, text),
-        Dynamics::ModelClass(class) => pyclass::lower(spec, class),
+    spec.check_names()?;
+    let ir = match &spec.dynamics {
+        Dynamics::Equations(text) => brian::lower(spec, text)?,
+        Dynamics::ModelClass(class) => pyclass::lower(spec, class)?,
+    };
+    check_symbol_names(&ir)?;
+    Ok(ir)
+}
+
+/// Every symbol of a lowered group has a valid name: the front ends check each where it is
+/// defined, with its place; this is the net under them, since these names reach generated code.
+fn check_symbol_names(ir: &GroupIr) -> Result<(), Diagnostic> {
+    match ir.symbols.iter().find_map(|s| names::invalid(&s.name)) {
+        Some(message) => Err(Diagnostic::new("model", message)),
+        None => Ok(()),
     }
 }
 

@@ -8,6 +8,7 @@
 //! [`ModelSpec::from_class`] and the chained setters below.
 
 mod model_class;
+pub mod names;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -46,6 +47,12 @@ impl From<f64> for Refractory {
 impl From<&str> for Refractory {
     fn from(code: &str) -> Refractory {
         Refractory::Code(code.to_string())
+    }
+}
+
+impl From<String> for Refractory {
+    fn from(code: String) -> Refractory {
+        Refractory::Code(code)
     }
 }
 

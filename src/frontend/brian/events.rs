@@ -94,15 +94,26 @@ pub(crate) fn check_lastspike(
     events: &Events,
     roots: impl IntoIterator<Item = ExprId>,
 ) -> Result<(), Diagnostic> {
-    if matches!(events.refractory, RefractoryIr::Duration(_)) {
-        return Ok(());
+    let condition = match events.refractory {
+        RefractoryIr::Duration(_) => return Ok(()),
+        RefractoryIr::Condition(c) => Some(c),
+        RefractoryIr::None => None,
+    };
+    let reads = |r: ExprId| arena.vars_of(r).contains(&lastspike);
+    // A condition that reads `lastspike` would need the bookkeeping it replaces.
+    if condition.is_some_and(reads) {
+        return Err(Diagnostic::new(
+            "refractory",
+            "a refractory condition cannot read 'lastspike': it is only kept when the refractory period is a duration",
+        )
+        .suggest("give the period as a duration instead (e.g. refractory='3*ms' for '(t - lastspike) < 3*ms')"));
     }
-    let reads = roots
+    if roots
         .into_iter()
         .chain(events.threshold)
         .chain(events.reset.iter().map(|r| r.1))
-        .any(|r| arena.vars_of(r).contains(&lastspike));
-    if reads {
+        .any(reads)
+    {
         return Err(Diagnostic::new(
             "equations",
             "'lastspike' is only kept when the refractory period is a duration",

@@ -17,7 +17,7 @@ use crate::frontend::method;
 use crate::ir::{
     Dynamics, ExprArena, ExprId, GroupIr, Site, SpanTable, StateEq, SymbolKind, Ty, VarId,
 };
-use crate::spec::ModelSpec;
+use crate::spec::{names, ModelSpec};
 
 /// Lowers a spec whose dynamics are `equations`, reporting the first error with its place.
 pub fn lower(spec: &ModelSpec, equations: &str) -> Result<GroupIr, Diagnostic> {
@@ -64,6 +64,9 @@ impl<'a> Lowering<'a> {
         };
         for line in lines {
             let n = line.name.as_str();
+            if let Some(message) = names::invalid(n) {
+                return Err(Diagnostic::new("equations", message).at(equations, line.name_span));
+            }
             if BUILTIN_NAMES.contains(&n)
                 || n.starts_with("sf_")
                 || n.starts_with('_')
@@ -339,6 +342,9 @@ impl Scope for Lowering<'_> {
                 return Err(at.error(format!(
                     "'{name}' (white noise) can only appear in the equations"
                 )));
+            }
+            if let Some(message) = names::invalid(name) {
+                return Err(at.error(message));
             }
             let v = self
                 .group

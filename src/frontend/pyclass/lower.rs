@@ -32,7 +32,7 @@ use crate::ir::{
     BinOp, Dynamics, ExprArena, ExprId, Func, GroupIr, Site, SpanTable, SymbolKind, Ty, Update,
     VarId,
 };
-use crate::spec::{Method, ModelClassSpec, ModelSpec};
+use crate::spec::{names, Method, ModelClassSpec, ModelSpec};
 
 /// What a name or attribute holds at a point of the body.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -100,6 +100,11 @@ impl<'a> Lowering<'a> {
             args: ode.args.iter().map(|a| a.name.as_str()).collect(),
             arrays: HashMap::new(),
         };
+        for a in &ode.args {
+            if let Some(message) = names::invalid(&a.name) {
+                return Err(Diagnostic::new(FIELD, message).at(&class.source, a.span));
+            }
+        }
         // One name, one meaning: the state dict and the constants share a namespace.
         let mut seen: HashMap<&str, &str> = HashMap::new();
         let groups: [(&str, Vec<&str>); 4] = [

@@ -17,6 +17,7 @@
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
 use crate::frontend::syntax::lexer::{scan_word, Word};
 use crate::frontend::syntax::parser::ExpressionLevels;
+use crate::spec::names::describe_char;
 
 pub use crate::frontend::syntax::ast::{AssignOp, UnaryOp};
 pub use crate::ir::BinOp;
@@ -274,7 +275,7 @@ fn tokenize(src: &str) -> Result<Vec<Token>, Diagnostic> {
                 return Err(err(
                     src,
                     Span::new(line_no, col, 1),
-                    format!("unexpected character '{c}'"),
+                    format!("unexpected character {}", describe_char(c)),
                 ));
             };
             match *op {

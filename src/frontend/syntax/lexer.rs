@@ -1,6 +1,7 @@
 //! Tokens of the shared expression language (Python-like operators), with their places.
 
 use crate::diagnostics::{Diagnostic, Span};
+use crate::spec::names::describe_char;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Tok {
@@ -135,9 +136,11 @@ pub fn tokenize(src: &str, field: &str) -> Result<Vec<Token>, Diagnostic> {
                 i += op.len();
                 continue;
             }
-            return Err(
-                Diagnostic::new(field, format!("unexpected character '{c}'")).at(src, span1),
-            );
+            return Err(Diagnostic::new(
+                field,
+                format!("unexpected character {}", describe_char(c)),
+            )
+            .at(src, span1));
         }
         if depth == 0 {
             out.push(Token {

@@ -1,0 +1,178 @@
+"""A hostile model (issue 8, items 10 and 11): names that carry code, forged specs at the FFI,
+expressions that would exhaust the stack, values that do not fit the model's precision and
+sub-step counts that would never compile. Each case here ran code, crashed, hung or compiled
+into a wrong kernel before; now each is a located error that names the culprit, or works."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import spikeforge as sf
+
+CPU = jax.devices("cpu")[0]
+
+
+def _payload(path):
+    """A constant name that, pasted into C, declares and calls system()."""
+    return f'y; extern int system(const char*); system("echo INJECTED >> {path}"); //'
+
+
+def _assert_refused(excinfo, marker, name):
+    message = str(excinfo.value)
+    assert f"'{name}' is not a valid name" in message, message
+    assert not marker.exists(), "the payload ran"
+
+
+# -- item 10: names that carry code --------------------------------------------------------------
+
+
+def test_a_per_neuron_constant_named_with_code_never_runs(tmp_path):
+    marker = tmp_path / "f"
+    bad = _payload(marker)
+    with jax.default_device(CPU), pytest.raises(sf.ModelError) as e:
+        model = sf.NeuronModel("dv/dt = -v/tau : 1", constants={"tau": 10.0, bad: 1.0})
+        state = model.init_state(4, **{bad: np.ones(4)})
+        jax.block_until_ready(model.run(state, dt=0.1, steps=2))
+    _assert_refused(e, marker, bad)
+    assert e.value.field == "constants"
+
+
+def test_a_per_step_input_named_with_code_never_runs(tmp_path):
+    marker = tmp_path / "f"
+    bad = _payload(marker)
+    model = sf.NeuronModel("dv/dt = -v/tau : 1", constants={"tau": 10.0})
+    with jax.default_device(CPU), pytest.raises(sf.ModelError) as e:
+        state = model.init_state(4)
+        jax.block_until_ready(model.run(state, dt=0.1, steps=2, inputs={bad: np.ones((2, 4))}))
+    _assert_refused(e, marker, bad)
+    assert e.value.field == "inputs"
+
+
+def test_a_model_class_internal_named_with_code_never_runs(tmp_path):
+    marker = tmp_path / "f"
+    bad = _payload(marker)
+
+    class Leaky(sf.Model):
+        Default_States = {"v": 0.0}
+        Default_Inters = {bad: 0.0}
+
+        def ode(self):
+            self.d_v = -self.v
+
+    with jax.default_device(CPU), pytest.raises(sf.ModelError) as e:
+        model = sf.NeuronModel.from_class(Leaky)
+        jax.block_until_ready(model.run(model.init_state(4), dt=0.1, steps=2))
+    _assert_refused(e, marker, bad)
+    assert "Default_Inters" in str(e.value)
+
+
+def _canonical(spec: dict) -> str:
+    """The spec's JSON as Rust writes it (compact, field order kept, constants sorted), whose
+    SHA-256 is the key the handler checks."""
+    spec = dict(spec, constants=dict(sorted(spec["constants"].items())))
+    return json.dumps(spec, separators=(",", ":"), ensure_ascii=False)
+
+
+def _forge(model, change):
+    """A spec changed by `change` (a dict -> None function), with its correct key."""
+    info = model._variant(dt=0.1, dtype="float32", per_neuron=(), per_step=(), record=())
+    spec = json.loads(info["spec"])
+    assert _canonical(spec) == info["spec"], "the test writes specs as Rust does"
+    change(spec)
+    text = _canonical(spec)
+    return text, hashlib.sha256(text.encode()).hexdigest()
+
+
+def _call_forged(text, key, inputs, outputs):
+    call = jax.ffi.ffi_call("spikeforge_neuron_run", outputs)
+    return call(*inputs, spec=text, key=key, steps=np.int64(2), record_every=np.int64(1), n_inner=np.int64(4))
+
+
+def test_a_forged_spec_at_the_ffi_never_runs_its_payload(tmp_path):
+    """No Python between the attacker and the handler: an exported program could carry this
+    spec. The buffers match the layout the forged spec asks for (v, the constant per neuron,
+    t0 -> v, spike_count), so only the name check stands in the way."""
+    marker = tmp_path / "f"
+    bad = _payload(marker)
+    model = sf.NeuronModel("dv/dt = -v/tau : 1", constants={"tau": 10.0}, method="euler")
+
+    def per_neuron_payload(spec):
+        spec["constants"][bad] = 1.0
+        spec["per_neuron"] = [bad]
+
+    text, key = _forge(model, per_neuron_payload)
+    f32 = jax.ShapeDtypeStruct((4,), jnp.float32)
+    outs = (f32, jax.ShapeDtypeStruct((4,), jnp.int32))
+    with jax.default_device(CPU):
+        inputs = (jnp.ones(4, jnp.float32), jnp.ones(4, jnp.float32), jnp.zeros(1, jnp.int32))
+        with pytest.raises(Exception) as e:
+            jax.block_until_ready(_call_forged(text, key, inputs, outs))
+    _assert_refused(e, marker, bad)
+
+
+def test_a_forged_model_class_at_the_ffi_never_runs_its_payload(tmp_path):
+    marker = tmp_path / "f"
+    bad = _payload(marker)
+
+    class Leaky(sf.Model):
+        Default_States = {"v": 0.0}
+
+        def ode(self):
+            self.d_v = -self.v
+
+    model = sf.NeuronModel.from_class(Leaky)
+    text, key = _forge(model, lambda spec: spec["model_class"]["internals"].append(bad))
+    f32 = jax.ShapeDtypeStruct((4,), jnp.float32)
+    outs = (f32, f32, jax.ShapeDtypeStruct((4,), jnp.int32))
+    with jax.default_device(CPU):
+        inputs = (jnp.ones(4, jnp.float32), jnp.ones(4, jnp.float32), jnp.zeros(1, jnp.int32))
+        with pytest.raises(Exception) as e:
+            jax.block_until_ready(_call_forged(text, key, inputs, outs))
+    _assert_refused(e, marker, bad)
+
+
+@pytest.mark.parametrize("name", ["NAN", "INFINITY", "int32_t", "SF_LANES", "powf", "xor", "throw", "nullptr"])
+def test_names_that_c_or_cuda_already_use_run(name):
+    """Before, each of these failed in the C compiler (or NVRTC) at the first run; now each
+    is spelled sf_u_<name> in the kernel, and its value is what the model says."""
+    model = sf.NeuronModel(f"dv/dt = -v/tau + {name} : 1\n{name} : 1", constants={"tau": 10.0}, method="euler")
+    with jax.default_device(CPU):
+        state = model.init_state(3, v=1.0, **{name: np.array([0.0, 1.0, 2.0])})
+        state, out = model.run(state, dt=0.1, steps=1, record=[name])
+    np.testing.assert_allclose(np.asarray(state["v"]), 1.0 - 0.01 + 0.1 * np.array([0.0, 1.0, 2.0]), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(out.traces[name])[0], [0.0, 1.0, 2.0])
+    assert f"sf_u_{name}" in model.source("c")
+
+
+def test_exp_and_exp_underscore_are_two_variables():
+    """Before, both became `exp_` in the kernel (a redefinition)."""
+    model = sf.NeuronModel("dv/dt = exp_ - v : 1\nexp_ : 1\nexpo = 2*exp_ : 1", method="euler")
+    with jax.default_device(CPU):
+        state, _ = model.run(model.init_state(2, v=0.0, exp_=np.array([1.0, 2.0])), dt=0.1, steps=1)
+    np.testing.assert_allclose(np.asarray(state["v"]), [0.1, 0.2], rtol=1e-6)
+
+
+def test_odd_unicode_in_a_name_is_a_located_error():
+    with pytest.raises(sf.ModelError) as e:
+        sf.NeuronModel("dvé/dt = -vé : 1")
+    assert e.value.line == 1 and e.value.column == 2
+    assert "'é' (U+00E9) is not allowed in a name" in str(e.value)
+    with pytest.raises(sf.ModelError, match=r"U\+200B"):
+        sf.NeuronModel("dv/dt = -v : 1\nw\u200b : 1")
+
+
+# -- item 5 (names): a model that validates compiles ----------------------------------------------
+
+
+def test_a_refractory_condition_on_lastspike_is_refused_at_definition():
+    """Before: accepted, then the C compiler failed inside XLA ("'sf_lastspike_step'
+    undeclared"). tests/validation_compiles.rs checks every name in every place."""
+    with pytest.raises(sf.ModelError, match="a refractory condition cannot read 'lastspike'") as e:
+        sf.NeuronModel("dv/dt = -v/(10*ms) : 1", threshold="v > 1", reset="v = 0", refractory="(t - lastspike) < 3*ms")
+    assert e.value.field == "refractory"
+    assert "refractory='3*ms'" in str(e.value)
