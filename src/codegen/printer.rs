@@ -5,7 +5,9 @@
 //! printing logic exists once. Nodes that a block uses more than once become named `const`
 //! temporaries; everything else is printed inline with the fewest parentheses that keep the
 //! evaluation order of the DAG (floating-point addition is not associative, so `a + (b + c)`
-//! keeps its parentheses).
+//! keeps its parentheses). An expression nests at most [`MAX_INLINE_DEPTH`] operations: a node
+//! deeper than that becomes a temporary too, so that neither this printer's recursion nor the C
+//! compilers' see a DAG's full depth (a chain of thousands of subexpressions, a long `ode()`).
 
 use std::collections::HashMap;
 use std::fmt::{self, Write};
@@ -130,6 +132,10 @@ SF_SIMD float exp2f(float); SF_SIMD double exp2(double);
 #endif
 ";
 
+/// The deepest an expression is printed inline (every generated kernel of the test models stays
+/// well below it, so none of them changes).
+pub const MAX_INLINE_DEPTH: usize = 64;
+
 // Binding strength, higher binds tighter.
 const P_ATOM: u8 = 100;
 const P_UNARY: u8 = 90;
@@ -179,14 +185,28 @@ impl Printer<'_> {
             }
         }
         let mut names: HashMap<ExprId, String> = HashMap::new();
+        // How many operations deep each node would print inline (0 for a name or a leaf).
+        let mut depth: HashMap<ExprId, usize> = HashMap::new();
         for &id in &order {
             let shared = uses[&id] > 1;
-            if shared
-                && !matches!(
-                    self.arena.node(id),
-                    Node::Const(_) | Node::Bool(_) | Node::Var(_)
-                )
-            {
+            let leaf = matches!(
+                self.arena.node(id),
+                Node::Const(_) | Node::Bool(_) | Node::Var(_)
+            );
+            let inline = if leaf {
+                0
+            } else {
+                1 + self
+                    .arena
+                    .children(id)
+                    .iter()
+                    .map(|c| depth[c])
+                    .max()
+                    .unwrap_or(0)
+            };
+            depth.insert(id, inline);
+            if (shared || inline > MAX_INLINE_DEPTH) && !leaf {
+                depth.insert(id, 0);
                 let (text, _) = self.expr(id, &names);
                 let ty = match self.arena.ty(id) {
                     Ty::Bool => self.dialect.bool_type(),

@@ -4,12 +4,14 @@
 //! Each front end lowers in its own folder: [`brian`] (Brian2 equation strings) and [`pyclass`]
 //! (a model class's `ode()` method); both write their events (threshold, reset, refractory) in
 //! Brian2's syntax and share its expression language ([`syntax`]). The integration scheme is
-//! resolved once, while lowering, and stored in the group.
+//! resolved once, while lowering, and stored in the group. Lowering runs on a stack of its own
+//! (`stack`), so that the recursions the limits of the language bound fit whatever thread calls.
 
 pub mod brian;
 mod builder;
 mod method;
 pub mod pyclass;
+mod stack;
 pub mod syntax;
 
 pub use builder::BUILTIN_NAMES;
@@ -21,6 +23,11 @@ use crate::types::ElemType;
 
 /// Lowers a spec to its group, reporting the first error with its place.
 pub fn lower(spec: &ModelSpec) -> Result<GroupIr, Diagnostic> {
+    stack::on_own_stack(|| lower_here(spec))
+}
+
+/// [`lower`] on the calling thread's stack.
+fn lower_here(spec: &ModelSpec) -> Result<GroupIr, Diagnostic> {
     check_numbers(spec)?;
     spec.check_names()?;
     let ir = match &spec.dynamics {

@@ -176,3 +176,71 @@ def test_a_refractory_condition_on_lastspike_is_refused_at_definition():
         sf.NeuronModel("dv/dt = -v/(10*ms) : 1", threshold="v > 1", reset="v = 0", refractory="(t - lastspike) < 3*ms")
     assert e.value.field == "refractory"
     assert "refractory='3*ms'" in str(e.value)
+
+
+# -- item 11: deep or long expressions -----------------------------------------------------------
+
+_DEEP = {
+    "parentheses": "equations = 'dv/dt = ' + '(' * 2600 + '-v' + ')' * 2600 + ' : 1'",
+    "flat sum": "equations = 'dv/dt = -(' + ' + '.join(['v'] * 30000) + ') : 1'",
+    "chained subexpressions": (
+        "equations = 'dv/dt = -a0 : 1\\n' + ''.join(f'a{k} = a{k + 1} + v : 1\\n' for k in range(6000))"
+        " + 'a6000 = v : 1'"
+    ),
+}
+
+_DEFINE = """
+import spikeforge as sf
+{equations}
+try:
+    sf.NeuronModel(equations, method="euler")
+except sf.ModelError as e:
+    print("REFUSED", e.field, e.line, str(e).splitlines()[0])
+"""
+
+_FORGE = """
+import hashlib, json
+import jax, jax.numpy as jnp, numpy as np
+import spikeforge as sf
+{equations}
+ok = sf.NeuronModel("dv/dt = -v : 1", method="euler")
+spec = json.loads(ok._variant(dt=0.1, dtype="float32", per_neuron=(), per_step=(), record=())["spec"])
+spec["equations"] = equations
+text = json.dumps(spec, separators=(",", ":"), ensure_ascii=False)
+key = hashlib.sha256(text.encode()).hexdigest()
+f32 = jax.ShapeDtypeStruct((4,), jnp.float32)
+call = jax.ffi.ffi_call("spikeforge_neuron_run", (f32, jax.ShapeDtypeStruct((4,), jnp.int32)))
+try:
+    with jax.default_device(jax.devices("cpu")[0]):
+        args = (jnp.ones(4, jnp.float32), jnp.zeros(1, jnp.int32))
+        kw = dict(steps=np.int64(2), record_every=np.int64(1), n_inner=np.int64(4))
+        jax.block_until_ready(call(*args, spec=text, key=key, **kw))
+except Exception as e:
+    print("REFUSED", str(e).splitlines()[0])
+"""
+
+
+def _run(script):
+    """Runs `script` in a fresh interpreter: before, these inputs killed the process (SIGSEGV)."""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"exit status {done.returncode}:\n{done.stderr[-2000:]}"
+    return done.stdout
+
+
+@pytest.mark.parametrize("case", sorted(_DEEP))
+def test_deep_expressions_are_located_errors(case):
+    out = _run(_DEFINE.format(equations=_DEEP[case]))
+    assert out.startswith("REFUSED equations "), out
+    limit = {
+        "parentheses": "nests more than 200 levels deep",
+        "flat sum": "more than 1000 operations deep",
+        "chained subexpressions": "with its subexpressions substituted",
+    }[case]
+    assert limit in out, out
+
+
+@pytest.mark.parametrize("case", sorted(_DEEP))
+def test_deep_expressions_in_a_forged_spec_are_refused_by_the_handler(case):
+    out = _run(_FORGE.format(equations=_DEEP[case]))
+    assert out.startswith("REFUSED"), out
+    assert "in equations, line" in out, out

@@ -8,6 +8,11 @@ use crate::frontend::syntax::ast::{Ast, UnaryOp};
 use crate::frontend::syntax::units::unit_value;
 use crate::ir::{BinOp, ExprArena, ExprId, Func, Ty};
 
+/// The deepest lowering may recurse: the height of an expression's syntax tree with the trees of
+/// the subexpressions it uses substituted for their names (each syntax tree alone is at most
+/// `MAX_HEIGHT` tall; a chain of subexpressions, each using the next, adds up).
+pub const MAX_SUBSTITUTED_DEPTH: usize = 2000;
+
 /// The functions Brian2-syntax expressions may call.
 pub const FUNCTIONS: &[&str] = &[
     "exp", "log", "log10", "sqrt", "cbrt", "abs", "fabs", "sin", "cos", "tan", "tanh", "sinh",
@@ -38,7 +43,30 @@ pub(crate) trait Scope {
     /// error that says what the name could have been.
     fn name(&mut self, name: &str, at: Place) -> Result<(ExprId, Ty), Diagnostic>;
 
+    /// How deep [`Scope::expr`] is recursing now (through subexpressions too).
+    fn depth(&mut self) -> &mut usize;
+
+    /// Lowers `ast` (written in `src`, the text of `field`): an error at `ast` past
+    /// [`MAX_SUBSTITUTED_DEPTH`].
     fn expr(&mut self, ast: &Ast, field: &str, src: &str) -> Result<(ExprId, Ty), Diagnostic> {
+        if *self.depth() >= MAX_SUBSTITUTED_DEPTH {
+            return Err(Diagnostic::new(
+                field,
+                format!(
+                    "with its subexpressions substituted, this expression is more than {MAX_SUBSTITUTED_DEPTH} operations deep"
+                ),
+            )
+            .at(src, ast.span())
+            .suggest("fewer subexpressions that each use the next"));
+        }
+        *self.depth() += 1;
+        let out = self.expr_node(ast, field, src);
+        *self.depth() -= 1;
+        out
+    }
+
+    /// [`Scope::expr`] without the depth check.
+    fn expr_node(&mut self, ast: &Ast, field: &str, src: &str) -> Result<(ExprId, Ty), Diagnostic> {
         Ok(match ast {
             Ast::Num(v, _) => (self.arena().constant(*v), Ty::Real),
             Ast::Bool(b, _) => (self.arena().boolean(*b), Ty::Bool),

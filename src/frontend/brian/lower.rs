@@ -45,6 +45,8 @@ struct Lowering<'a> {
     subexpr_values: HashMap<String, ExprId>,
     /// Subexpressions being lowered, to detect cycles.
     in_progress: Vec<String>,
+    /// How deep `Scope::expr` recurses now.
+    depth: usize,
 }
 
 impl<'a> Lowering<'a> {
@@ -61,6 +63,7 @@ impl<'a> Lowering<'a> {
             subexpr_values: HashMap::new(),
             held: Vec::new(),
             in_progress: Vec::new(),
+            depth: 0,
         };
         for line in lines {
             let n = line.name.as_str();
@@ -313,6 +316,10 @@ impl<'a> Lowering<'a> {
 impl Scope for Lowering<'_> {
     fn arena(&mut self) -> &mut ExprArena {
         &mut self.group.arena
+    }
+
+    fn depth(&mut self) -> &mut usize {
+        &mut self.depth
     }
 
     fn name(&mut self, name: &str, at: Place) -> Result<(ExprId, Ty), Diagnostic> {

@@ -82,6 +82,8 @@ struct Lowering<'a> {
     args: Vec<&'a str>,
     /// Constants given as per-neuron or per-step arrays, by name.
     arrays: HashMap<String, VarId>,
+    /// How deep `Scope::expr` (the events' lowering) recurses now.
+    depth: usize,
 }
 
 impl<'a> Lowering<'a> {
@@ -99,6 +101,7 @@ impl<'a> Lowering<'a> {
             params: class.params.iter().map(String::as_str).collect(),
             args: ode.args.iter().map(|a| a.name.as_str()).collect(),
             arrays: HashMap::new(),
+            depth: 0,
         };
         for a in &ode.args {
             if let Some(message) = names::invalid(&a.name) {
@@ -279,23 +282,35 @@ impl<'a> Lowering<'a> {
         Ok(())
     }
 
+    /// `if c1: b1 elif c2: b2 ... else: orelse`: every branch runs on the environment before
+    /// the statement (conditions have no effects), then the environments merge from the last
+    /// branch outwards, `c1 ? b1 : (c2 ? b2 : ... orelse)`. A loop, not a recursion over the
+    /// `elif`s, whatever their number; nodes are made in the order a recursion would make them.
     fn if_chain(
         &mut self,
         branches: &[(PyExpr, Vec<Stmt>)],
         orelse: &[Stmt],
         env: &mut Env,
     ) -> Result<(), Diagnostic> {
-        let (cond, body) = &branches[0];
-        let c = self.ode_expr(cond, env)?;
-        let c = self.condition(c);
-        let mut then_env = env.clone();
-        self.block(body, &mut then_env)?;
-        let mut else_env = env.clone();
-        if branches.len() > 1 {
-            self.if_chain(&branches[1..], orelse, &mut else_env)?;
-        } else {
-            self.block(orelse, &mut else_env)?;
+        let mut taken: Vec<(ExprId, Env)> = Vec::with_capacity(branches.len());
+        for (cond, body) in branches {
+            let c = self.ode_expr(cond, env)?;
+            let c = self.condition(c);
+            let mut then_env = env.clone();
+            self.block(body, &mut then_env)?;
+            taken.push((c, then_env));
         }
+        let mut merged = env.clone();
+        self.block(orelse, &mut merged)?;
+        for (c, then_env) in taken.into_iter().rev() {
+            merged = self.merge(c, &then_env, &merged);
+        }
+        *env = merged;
+        Ok(())
+    }
+
+    /// The environment after `c ? then_env : else_env`.
+    fn merge(&mut self, c: ExprId, then_env: &Env, else_env: &Env) -> Env {
         let keys: Vec<String> = then_env.keys().chain(else_env.keys()).cloned().collect();
         let mut merged = Env::new();
         for key in keys {
@@ -320,8 +335,7 @@ impl<'a> Lowering<'a> {
             };
             merged.insert(key, b);
         }
-        *env = merged;
-        Ok(())
+        merged
     }
 
     fn assign(
@@ -675,6 +689,10 @@ impl<'a> Lowering<'a> {
 impl Scope for Lowering<'_> {
     fn arena(&mut self) -> &mut ExprArena {
         &mut self.group.arena
+    }
+
+    fn depth(&mut self) -> &mut usize {
+        &mut self.depth
     }
 
     fn name(&mut self, name: &str, at: Place) -> Result<(ExprId, Ty), Diagnostic> {
