@@ -18,15 +18,19 @@ use crate::ir::{BinOp, ExprArena, ExprId, Func, Node, Ty, VarId};
 use crate::types::ElemType;
 
 /// A literal of the kernel's precision: f32 kernels get `f`-suffixed literals so that no
-/// arithmetic is silently promoted to double.
+/// arithmetic is silently promoted to double. Any value prints as valid C: the value the
+/// precision holds (the model's own numbers are checked to be held exactly,
+/// `crate::spec::numbers`; a folded value beyond the precision's range is infinity, as the
+/// kernel would compute it), NaN and infinities as quotients.
 pub fn literal(v: f64, precision: ElemType) -> String {
     let single = precision == ElemType::F32;
     let suffix = if single { "f" } else { "" };
-    if v.is_nan() {
+    let held = if single { f64::from(v as f32) } else { v };
+    if held.is_nan() {
         return format!("(0.0{suffix} / 0.0{suffix})");
     }
-    if v.is_infinite() {
-        let sign = if v < 0.0 { "-" } else { "" };
+    if held.is_infinite() {
+        let sign = if held < 0.0 { "-" } else { "" };
         return format!("({sign}1.0{suffix} / 0.0{suffix})");
     }
     let text = if single {
@@ -391,6 +395,22 @@ mod tests {
         assert_eq!(literal(1e-7, ElemType::F32), "1e-7f");
         assert_eq!(literal(0.1, ElemType::F64), "0.1");
         assert_eq!(literal(3.0, ElemType::F64), "3.0");
+    }
+
+    #[test]
+    fn every_value_prints_as_valid_c() {
+        // Before: 1e39 printed as `inf.0f` in a float32 kernel.
+        assert_eq!(literal(1e39, ElemType::F32), "(1.0f / 0.0f)");
+        assert_eq!(literal(-1e39, ElemType::F32), "(-1.0f / 0.0f)");
+        assert_eq!(literal(1e39, ElemType::F64), "1e39");
+        assert_eq!(literal(f64::NAN, ElemType::F64), "(0.0 / 0.0)");
+        assert_eq!(literal(f64::INFINITY, ElemType::F64), "(1.0 / 0.0)");
+        assert_eq!(literal(1e-50, ElemType::F32), "0.0f");
+        assert_eq!(literal(1e-45, ElemType::F32), "1e-45f");
+        assert_eq!(
+            literal(f64::MIN_POSITIVE / 4.0, ElemType::F64),
+            "5.562684646268003e-309"
+        );
     }
 
     #[test]

@@ -49,12 +49,6 @@ fn check_symbol_names(ir: &GroupIr) -> Result<(), Diagnostic> {
 
 /// The step and the element types, whatever the dynamics.
 fn check_numbers(spec: &ModelSpec) -> Result<(), Diagnostic> {
-    if !(spec.dt.is_finite() && spec.dt > 0.0) {
-        return Err(Diagnostic::new(
-            "dt",
-            format!("dt must be a positive number, got {}", spec.dt),
-        ));
-    }
     if !ElemType::PRECISIONS.contains(&spec.dtype) {
         return Err(Diagnostic::new(
             "dtype",
@@ -75,5 +69,5 @@ fn check_numbers(spec: &ModelSpec) -> Result<(), Diagnostic> {
             ));
         }
     }
-    Ok(())
+    spec.check_numbers()
 }

@@ -9,6 +9,7 @@
 
 mod model_class;
 pub mod names;
+pub mod numbers;
 mod wire;
 
 use std::collections::BTreeMap;

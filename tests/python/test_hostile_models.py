@@ -244,3 +244,50 @@ def test_deep_expressions_in_a_forged_spec_are_refused_by_the_handler(case):
     out = _run(_FORGE.format(equations=_DEEP[case]))
     assert out.startswith("REFUSED"), out
     assert "in equations, line" in out, out
+
+
+# -- item 11: values the model's precision cannot hold -------------------------------------------
+
+
+def _decay_to(equations, **constants):
+    return sf.NeuronModel(equations, constants=constants, method="euler")
+
+
+def test_a_constant_beyond_float32_is_an_error_in_float32_and_works_in_float64():
+    """Before: 1e39 was printed as `inf.0f`, and the C compiler failed inside XLA."""
+    model = _decay_to("dv/dt = (c*1e-39 - v)/(1*ms) : 1", c=1e39)
+    with jax.default_device(CPU):
+        with pytest.raises(sf.ModelError, match=r"the constant 'c' = 1e39 does not fit float32") as e:
+            model.run(model.init_state(2, dtype=jnp.float32), dt=0.1, steps=1)
+        assert e.value.field == "constants"
+        state, _ = model.run(model.init_state(2, dtype=jnp.float64), dt=0.1, steps=1)
+    np.testing.assert_allclose(np.asarray(state["v"]), 0.1, rtol=1e-12)
+
+
+def test_a_literal_beyond_float32_is_located():
+    model = _decay_to("dv/dt = (1e39*1e-39 - v)/(1*ms) : 1")
+    with jax.default_device(CPU):
+        with pytest.raises(sf.ModelError, match="the number 1e39 does not fit float32") as e:
+            model.run(model.init_state(2, dtype=jnp.float32), dt=0.1, steps=1)
+        assert (e.value.field, e.value.line, e.value.column) == ("equations", 1, 10)
+        state, _ = model.run(model.init_state(2, dtype=jnp.float64), dt=0.1, steps=1)
+    np.testing.assert_allclose(np.asarray(state["v"]), 0.1, rtol=1e-12)
+
+
+def test_a_time_step_that_vanishes_in_float32_is_refused():
+    """Before: dt = 1e-300 was printed as 0.0f; the state never moved and nothing said so."""
+    model = _decay_to("dv/dt = -v/(1*ms) : 1")
+    with jax.default_device(CPU):
+        with pytest.raises(sf.ModelError, match="too small for float32") as e:
+            model.run(model.init_state(2, v=1.0, dtype=jnp.float32), dt=1e-300, steps=1)
+        assert e.value.field == "dt"
+        state, _ = model.run(model.init_state(2, v=1.0, dtype=jnp.float64), dt=1e-300, steps=1)
+    np.testing.assert_array_equal(np.asarray(state["v"]), 1.0 - 1e-300)
+
+
+def test_a_unit_too_small_for_float32_is_located():
+    model = _decay_to("dv/dt = -v/(1*ms) + 1*ym3 : 1")
+    too_small = r"'ym3' stands for 9\.9+\d*e-55, which is too small"
+    with jax.default_device(CPU), pytest.raises(sf.ModelError, match=too_small) as e:
+        model.run(model.init_state(2, dtype=jnp.float32), dt=0.1, steps=1)
+    assert e.value.column == 23

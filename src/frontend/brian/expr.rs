@@ -7,6 +7,8 @@ use crate::diagnostics::{nearest_names, Diagnostic, Span};
 use crate::frontend::syntax::ast::{Ast, UnaryOp};
 use crate::frontend::syntax::units::unit_value;
 use crate::ir::{BinOp, ExprArena, ExprId, Func, Ty};
+use crate::spec::numbers;
+use crate::types::ElemType;
 
 /// The deepest lowering may recurse: the height of an expression's syntax tree with the trees of
 /// the subexpressions it uses substituted for their names (each syntax tree alone is at most
@@ -46,6 +48,9 @@ pub(crate) trait Scope {
     /// How deep [`Scope::expr`] is recursing now (through subexpressions too).
     fn depth(&mut self) -> &mut usize;
 
+    /// The precision the kernel computes in: every number the text writes must fit it.
+    fn precision(&self) -> ElemType;
+
     /// Lowers `ast` (written in `src`, the text of `field`): an error at `ast` past
     /// [`MAX_SUBSTITUTED_DEPTH`].
     fn expr(&mut self, ast: &Ast, field: &str, src: &str) -> Result<(ExprId, Ty), Diagnostic> {
@@ -68,16 +73,30 @@ pub(crate) trait Scope {
     /// [`Scope::expr`] without the depth check.
     fn expr_node(&mut self, ast: &Ast, field: &str, src: &str) -> Result<(ExprId, Ty), Diagnostic> {
         Ok(match ast {
-            Ast::Num(v, _) => (self.arena().constant(*v), Ty::Real),
+            Ast::Num(v, span) => {
+                if let Some(why) = numbers::problem(*v, self.precision()) {
+                    return Err(
+                        Diagnostic::new(field, format!("the number {v:e} {why}")).at(src, *span)
+                    );
+                }
+                (self.arena().constant(*v), Ty::Real)
+            }
             Ast::Bool(b, _) => (self.arena().boolean(*b), Ty::Bool),
-            Ast::Name(name, span) => self.name(
-                name,
-                Place {
+            Ast::Name(name, span) => {
+                let at = Place {
                     field,
                     src,
                     span: *span,
-                },
-            )?,
+                };
+                let (e, ty) = self.name(name, at)?;
+                // A unit, `dt` or a constant: a number of the text too.
+                if let Some(v) = self.arena().as_const(e) {
+                    if let Some(why) = numbers::problem(v, self.precision()) {
+                        return Err(at.error(format!("'{name}' stands for {v:e}, which {why}")));
+                    }
+                }
+                (e, ty)
+            }
             Ast::Unary(UnaryOp::Neg, inner, _) => {
                 let (e, ty) = self.expr(inner, field, src)?;
                 require_real(ty, inner, field, src)?;

@@ -18,6 +18,7 @@ use crate::ir::{
     Dynamics, ExprArena, ExprId, GroupIr, Site, SpanTable, StateEq, SymbolKind, Ty, VarId,
 };
 use crate::spec::{names, ModelSpec};
+use crate::types::ElemType;
 
 /// Lowers a spec whose dynamics are `equations`, reporting the first error with its place.
 pub fn lower(spec: &ModelSpec, equations: &str) -> Result<GroupIr, Diagnostic> {
@@ -320,6 +321,10 @@ impl Scope for Lowering<'_> {
 
     fn depth(&mut self) -> &mut usize {
         &mut self.depth
+    }
+
+    fn precision(&self) -> ElemType {
+        self.spec.dtype
     }
 
     fn name(&mut self, name: &str, at: Place) -> Result<(ExprId, Ty), Diagnostic> {

@@ -32,7 +32,8 @@ use crate::ir::{
     BinOp, Dynamics, ExprArena, ExprId, Func, GroupIr, Site, SpanTable, SymbolKind, Ty, Update,
     VarId,
 };
-use crate::spec::{names, Method, ModelClassSpec, ModelSpec};
+use crate::spec::{names, numbers, Method, ModelClassSpec, ModelSpec};
+use crate::types::ElemType;
 
 /// What a name or attribute holds at a point of the body.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -443,7 +444,12 @@ impl<'a> Lowering<'a> {
 
     fn ode_expr(&mut self, e: &PyExpr, env: &Env) -> Result<(ExprId, Ty), Diagnostic> {
         Ok(match e {
-            PyExpr::Num(v, _) => (self.group.arena.constant(*v), Ty::Real),
+            PyExpr::Num(v, span) => {
+                if let Some(why) = numbers::problem(*v, self.spec.dtype) {
+                    return Err(self.error(*span, format!("the number {v:e} {why}")));
+                }
+                (self.group.arena.constant(*v), Ty::Real)
+            }
             PyExpr::Bool(b, _) => (self.group.arena.boolean(*b), Ty::Bool),
             PyExpr::Name(name, span) => self.read_name(name, *span, env)?,
             PyExpr::SelfAttr(attr, span) => self.read_attribute(attr, *span, env)?,
@@ -693,6 +699,10 @@ impl Scope for Lowering<'_> {
 
     fn depth(&mut self) -> &mut usize {
         &mut self.depth
+    }
+
+    fn precision(&self) -> ElemType {
+        self.spec.dtype
     }
 
     fn name(&mut self, name: &str, at: Place) -> Result<(ExprId, Ty), Diagnostic> {
