@@ -133,7 +133,7 @@ fn long_reset_and_model_class_bodies() {
     assert!(size > 3000 * 10);
 
     let mut source = String::from("def ode(self):\n    x = self.v\n");
-    for _ in 0..3000 {
+    for _ in 0..1500 {
         source.push_str("    x = x * 0.999 + 0.001\n");
     }
     source.push_str("    self.d_v = x - self.v\n");
@@ -177,11 +177,79 @@ fn model_class_nesting() {
     refused(class(nested), "blocks nest more than 100 levels deep");
     // A long elif chain is a loop, not a recursion.
     let mut elifs = String::from("    if self.v > 0:\n        self.d_v = 0.0\n");
-    for k in 1..3000 {
+    for k in 1..1500 {
         elifs.push_str(&format!(
             "    elif self.v > {k}:\n        self.d_v = -{k}.0\n"
         ));
     }
     elifs.push_str("    else:\n        self.d_v = -self.v\n");
     compile(class(elifs)).unwrap();
+}
+
+/// Sub-steps past four are a loop in the kernel, not unrolled: `substeps=10**6` used to make a
+/// DAG, a source and a C compilation that never finished.
+#[test]
+fn a_million_sub_steps_are_a_loop() {
+    for method in [Method::Euler, Method::Rk4, Method::ExponentialEuler] {
+        let spec = ModelSpec::from_equations("dv/dt = (-v + cos(t/ms)) / (10*ms) : 1", 0.1)
+            .method(method)
+            .substeps(1_000_000);
+        let source = small_stack(move || generate_from_spec(&spec, Dialect::C))
+            .unwrap()
+            .source;
+        assert!(
+            source.contains("for (int32_t sf_sub0_k = 0; sf_sub0_k < 1000000; ++sf_sub0_k)"),
+            "{source}"
+        );
+        assert!(source.len() < 20_000, "{method:?}: {} bytes", source.len());
+    }
+    // A sub-step must be a number of the precision too: 5e-40 is not one of float32's.
+    let tiny = || {
+        let mut spec = equations("dv/dt = -v/(10*ms) : 1".into()).substeps(2_000_000_000);
+        spec.dt = 1e-30;
+        spec
+    };
+    let d = refused(
+        tiny(),
+        "dt / substeps = 1e-30 / 2000000000 = 5.0000000000000005e-40, is too small for float32",
+    );
+    assert_eq!(d.field, "substeps");
+    compile(tiny().dtype(spikeforge::types::ElemType::F64)).unwrap();
+}
+
+/// The kernel's bounds, each a clear error at definition: stored variables (10,000 used to hang
+/// the C compiler), buffers (CUDA's kernel parameters), operations per step.
+#[test]
+fn what_one_kernel_holds_is_bounded() {
+    let states = |n: usize| {
+        (0..n)
+            .map(|k| format!("dv{k}/dt = -v{k}/(10*ms) : 1\n"))
+            .collect::<String>()
+    };
+    let started = std::time::Instant::now();
+    let d = refused(
+        equations(states(10_000)),
+        "the model has 10000 state variables; one kernel holds at most 128",
+    );
+    assert_eq!(d.span.map(|s| s.line), Some(129));
+    assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+    compile(equations(states(128))).unwrap();
+
+    let params = (0..600).map(|k| format!("p{k} : 1\n")).collect::<String>();
+    refused(
+        equations(format!("dv/dt = -v/(10*ms) : 1\n{params}")),
+        "the kernel would take 604 arrays",
+    );
+
+    let sum = (0..800)
+        .map(|k| format!("exp(v{} * {k}e-3)", k % 30))
+        .collect::<Vec<_>>()
+        .join(" + ");
+    let big = (0..30)
+        .map(|k| format!("dv{k}/dt = -v{k}/(10*ms) + ({sum}) * 1e-9 / ms : 1\n"))
+        .collect::<String>();
+    refused(
+        equations(big).method(Method::Rk4).substeps(4),
+        "operations; a kernel holds at most 20000",
+    );
 }

@@ -15,7 +15,7 @@ use super::printer::{literal, math_fn, prelude, storage_conversions, Printer};
 use super::writer::{render, SourceWriter};
 use crate::ir::{ExprId, GroupIr, IndexOf, RefractoryIr, SymbolKind, VarId};
 use crate::spec::ModelSpec;
-use crate::step::{self, FastMath, StepDag};
+use crate::step::{self, FastMath, StepDag, SubstepLoop};
 use crate::types::ElemType;
 
 /// The name of the generated entry point in both dialects.
@@ -108,6 +108,12 @@ impl KernelWriter<'_> {
 
     /// How a DAG variable is spelled inside the step.
     fn var_name(&self, v: VarId) -> String {
+        if let Some((k, carried)) = self.dag.loop_var(v) {
+            return match carried {
+                Some(i) => format!("sf_sub{k}_{i}"),
+                None => format!("sf_sub{k}_t"),
+            };
+        }
         let sym = self.ir.symbol(v);
         let lane = self.lane();
         match sym.kind {
@@ -261,6 +267,9 @@ impl KernelWriter<'_> {
                 )?;
             }
         }
+        for (k, l) in self.dag.loops.iter().enumerate() {
+            self.substep_loop(k, l, w)?;
+        }
         let mut roots: Vec<ExprId> = self.dag.next_state.clone();
         roots.extend(self.dag.next_params.iter().map(|(_, e)| *e));
         roots.extend(self.dag.spike);
@@ -306,6 +315,40 @@ impl KernelWriter<'_> {
             writeln!(w, "sf_spike_count{lane} += sf_spike ? 1 : 0;")?;
         }
         Ok(())
+    }
+
+    /// Sub-steps as a loop (`crate::step::substeps`): the carried variables `sf_sub<k>_<i>`
+    /// start at their values before the loop, and each iteration computes every next value
+    /// before it assigns any.
+    fn substep_loop(&self, k: usize, l: &SubstepLoop, w: &mut SourceWriter) -> fmt::Result {
+        let real = self.real();
+        let starts: Vec<ExprId> = l.carried.iter().map(|c| c.start).collect();
+        let starts = self.print_block(&starts, &format!("sf_sub{k}_s"), w)?;
+        for (i, start) in starts.iter().enumerate() {
+            writeln!(w, "{real} sf_sub{k}_{i} = {start};")?;
+        }
+        let head = format!(
+            "for (int32_t sf_sub{k}_k = 0; sf_sub{k}_k < {}; ++sf_sub{k}_k)",
+            l.count
+        );
+        w.block(head, |w| {
+            if l.time.is_some() {
+                writeln!(
+                    w,
+                    "const {real} sf_sub{k}_t = sf_t + ({real}) sf_sub{k}_k * {};",
+                    literal(l.h, self.spec.dtype)
+                )?;
+            }
+            let next: Vec<ExprId> = l.carried.iter().map(|c| c.next).collect();
+            let next = self.print_block(&next, &format!("sf_sub{k}_e"), w)?;
+            for (i, text) in next.iter().enumerate() {
+                writeln!(w, "const {real} sf_sub{k}_n{i} = {text};")?;
+            }
+            for i in 0..next.len() {
+                writeln!(w, "sf_sub{k}_{i} = sf_sub{k}_n{i};")?;
+            }
+            Ok(())
+        })
     }
 
     /// Writes the trace values of the current step; `store(trace, value)` gives the statement.

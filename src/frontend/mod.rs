@@ -16,6 +16,21 @@ pub mod syntax;
 
 pub use builder::BUILTIN_NAMES;
 
+/// The most variables one model may store (its states; a model class's internals too). Each is
+/// a lane array the C kernel keeps across its step loop, and GCC's register allocation time
+/// grows steeply with them: about 20 s for 100 on the project's machine, and 300 coupled ones
+/// did not finish in 5 minutes.
+pub const MAX_STORED: usize = 128;
+
+/// The error for a model with `count` stored variables, past [`MAX_STORED`].
+pub(crate) fn too_many_stored(field: &str, count: usize) -> Diagnostic {
+    Diagnostic::new(
+        field,
+        format!("the model has {count} state variables; one kernel holds at most {MAX_STORED}"),
+    )
+    .suggest("split the population into several models")
+}
+
 use crate::diagnostics::Diagnostic;
 use crate::ir::GroupIr;
 use crate::spec::{names, Dynamics, ModelSpec};
@@ -28,6 +43,7 @@ pub fn lower(spec: &ModelSpec) -> Result<GroupIr, Diagnostic> {
 
 /// [`lower`] on the calling thread's stack.
 fn lower_here(spec: &ModelSpec) -> Result<GroupIr, Diagnostic> {
+    spec.check_sizes()?;
     check_numbers(spec)?;
     spec.check_names()?;
     let ir = match &spec.dynamics {

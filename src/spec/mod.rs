@@ -7,6 +7,7 @@
 //! other fields, `wire`). In Rust a spec is built with [`ModelSpec::from_equations`] /
 //! [`ModelSpec::from_class`] and the chained setters below.
 
+pub mod limits;
 mod model_class;
 pub mod names;
 pub mod numbers;

@@ -74,6 +74,19 @@ impl ModelSpec {
             )
             .suggest(fix));
         }
+        if self.substeps > 1 {
+            let h = self.dt / f64::from(self.substeps);
+            if let Some(why) = problem(h, precision) {
+                return Err(Diagnostic::new(
+                    "substeps",
+                    format!(
+                        "a sub-step, dt / substeps = {:e} / {} = {h:e}, {why}",
+                        self.dt, self.substeps
+                    ),
+                )
+                .suggest(fix));
+            }
+        }
         for (name, v) in &self.constants {
             if let Some(why) = problem(*v, precision) {
                 return Err(Diagnostic::new(

@@ -291,3 +291,51 @@ def test_a_unit_too_small_for_float32_is_located():
     with jax.default_device(CPU), pytest.raises(sf.ModelError, match=too_small) as e:
         model.run(model.init_state(2, dtype=jnp.float32), dt=0.1, steps=1)
     assert e.value.column == 23
+
+
+# -- item 11: sub-steps and state variables that hung the C compiler -----------------------------
+
+
+def test_a_million_sub_steps_run_as_a_loop():
+    """Before: 10**6 sub-steps were unrolled into the source, which never finished compiling."""
+    model = sf.NeuronModel("dv/dt = -v/tau : 1", constants=dict(tau=10.0), method="euler", substeps=10**6)
+    assert "sf_sub0_k < 1000000" in model.source("c", dtype=jnp.float64)
+    with jax.default_device(CPU):
+        state, _ = model.run(model.init_state(3, v=1.0, dtype=jnp.float64), dt=0.1, steps=2)
+    h = 0.1 / 10**6
+    expected = (1.0 - h / 10.0) ** (2 * 10**6)  # Euler's sub-steps, in closed form
+    np.testing.assert_allclose(np.asarray(state["v"]), expected, rtol=1e-9)
+    np.testing.assert_allclose(np.asarray(state["v"]), np.exp(-0.02), rtol=1e-8)
+
+
+def test_looped_sub_steps_are_the_unrolled_ones():
+    """8 sub-steps of dt = 0.2 (a loop in the kernel) against 4 of dt = 0.1 (unrolled), twice
+    as many steps: the same sub-steps of 0.025 at the same times (the equation reads t)."""
+    model = lambda k: sf.NeuronModel(  # noqa: E731
+        "dv/dt = (-v + sin(t/ms))/(2*ms) : 1", method="rk4", substeps=k
+    )
+    looped, unrolled = model(8), model(4)
+    assert "sf_sub0_k" in looped.source("c", dtype=jnp.float64)
+    assert "sf_sub0_k" not in unrolled.source("c", dtype=jnp.float64)
+    with jax.default_device(CPU):
+        a, _ = looped.run(looped.init_state(2, v=0.5, dtype=jnp.float64), dt=0.2, steps=5)
+        b, _ = unrolled.run(unrolled.init_state(2, v=0.5, dtype=jnp.float64), dt=0.1, steps=10)
+    np.testing.assert_allclose(np.asarray(a["v"]), np.asarray(b["v"]), rtol=1e-12)
+    # and both are RK4 of the equation (against a float64 reference with the same sub-steps)
+    v, t, h = 0.5, 0.0, 0.025
+    f = lambda t, v: (-v + np.sin(t)) / 2.0  # noqa: E731
+    for _ in range(40):
+        k1 = f(t, v)
+        k2 = f(t + h / 2, v + h / 2 * k1)
+        k3 = f(t + h / 2, v + h / 2 * k2)
+        k4 = f(t + h, v + h * k3)
+        v, t = v + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4), t + h
+    np.testing.assert_allclose(np.asarray(a["v"]), v, rtol=1e-12)
+
+
+def test_ten_thousand_state_variables_are_refused_at_once():
+    """Before: the C compiler never returned."""
+    equations = "".join(f"dv{k}/dt = -v{k}/(10*ms) : 1\n" for k in range(10_000))
+    with pytest.raises(sf.ModelError, match="the model has 10000 state variables; one kernel holds at most 128") as e:
+        sf.NeuronModel(equations)
+    assert e.value.line == 129

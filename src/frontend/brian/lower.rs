@@ -14,6 +14,7 @@ use super::method::EquationTerms;
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
 use crate::frontend::builder::{GroupBuilder, Lowered, BUILTIN_NAMES};
 use crate::frontend::method;
+use crate::frontend::{too_many_stored, MAX_STORED};
 use crate::ir::{
     Dynamics, ExprArena, ExprId, GroupIr, Site, SpanTable, StateEq, SymbolKind, Ty, VarId,
 };
@@ -85,6 +86,11 @@ impl<'a> Lowering<'a> {
                         )),
                 );
             }
+        }
+        let mut states = lines.iter().filter(|l| l.kind == LineKind::Differential);
+        if let Some(line) = states.nth(MAX_STORED) {
+            let count = MAX_STORED + 1 + states.count();
+            return Err(too_many_stored("equations", count).at(equations, line.name_span));
         }
         let defined: HashSet<&str> = lines.iter().map(|l| l.name.as_str()).collect();
         for name in spec.constants.keys() {

@@ -28,6 +28,7 @@ use crate::frontend::brian::events::{check_lastspike, lower_events, EventScope};
 use crate::frontend::brian::expr::{common_name, quote_list, unknown_name, Place, Scope};
 use crate::frontend::builder::{GroupBuilder, Lowered, BUILTIN_NAMES};
 use crate::frontend::method::{self, Explain, Term};
+use crate::frontend::{too_many_stored, MAX_STORED};
 use crate::ir::{
     BinOp, Dynamics, ExprArena, ExprId, Func, GroupIr, Site, SpanTable, SymbolKind, Ty, Update,
     VarId,
@@ -147,6 +148,10 @@ impl<'a> Lowering<'a> {
                     ));
                 }
             }
+        }
+        let stored = class.states.len() + class.internals.len();
+        if stored > MAX_STORED {
+            return Err(too_many_stored("model_class", stored));
         }
         for s in &class.states {
             if let (Some(lo), Some(hi)) = (s.min, s.max) {
