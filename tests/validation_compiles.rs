@@ -9,10 +9,13 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+mod common;
+use common::nvrtc_available;
+
 use spikeforge::codegen::identifiers::listed_reserved_names;
 use spikeforge::codegen::{generate, Dialect};
 use spikeforge::runtime::cpu::CpuCompileOptions;
-use spikeforge::runtime::cuda::{compile_cubin, nvrtc_version, CudaCompileOptions};
+use spikeforge::runtime::cuda::{compile_cubin, CudaCompileOptions};
 use spikeforge::spec::{ModelClassSpec, ModelSpec, Refractory};
 
 /// The system C compiler's verdict on `source` (`-fsyntax-only`: every error about names is a
@@ -51,19 +54,6 @@ fn c_compiles(source: &str) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn nvrtc_available() -> bool {
-    match nvrtc_version() {
-        Ok(_) => true,
-        Err(e) => {
-            assert!(
-                std::env::var("SPIKEFORGE_REQUIRE_NVRTC").is_err(),
-                "NVRTC required but not loadable: {e}"
-            );
-            false
-        }
-    }
 }
 
 /// Lowers `spec`; if it validates, generates both dialects and compiles them (panicking with
