@@ -8,6 +8,7 @@
 //! it holds an `Arc`, so code is never unloaded under a running call. Until then the map still
 //! finds it (it keeps a weak reference), so a value is never loaded twice.
 
+use crate::runtime::settings;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -61,6 +62,11 @@ fn lock<U>(m: &Mutex<U>) -> MutexGuard<'_, U> {
 }
 
 impl<T> Lru<T> {
+    /// A map that keeps at most `SPIKEFORGE_MAX_LOADED_MODULES` values alive by itself.
+    pub fn new() -> Self {
+        Self::with_capacity(settings::loaded_capacity())
+    }
+
     /// A map that keeps at most `capacity` values alive by itself (at least one).
     pub fn with_capacity(capacity: usize) -> Self {
         Lru {
@@ -182,6 +188,46 @@ impl<T> Lru<T> {
     }
 }
 
+impl<T> Default for Lru<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Shortcuts from a caller's own key for something loaded (e.g. the hash of a model spec, known
+/// before the source is generated) to its key in an [`Lru`]. Only names are kept, a bounded
+/// number of them; the loaded thing itself lives in the `Lru`.
+pub struct Aliases(Lru<String>);
+
+impl Aliases {
+    /// Room for four names per value an [`Lru::new`] keeps.
+    pub fn new() -> Self {
+        Self::with_capacity(4 * settings::loaded_capacity())
+    }
+
+    pub fn with_capacity(capacity: usize) -> Self {
+        Aliases(Lru::with_capacity(capacity))
+    }
+
+    /// What `alias` was last [`recorded`](Self::record) for, if it is still alive in `target`.
+    pub fn resolve<T>(&self, alias: &str, target: &Lru<T>) -> Option<Arc<T>> {
+        target.get(&self.0.get(alias)?)
+    }
+
+    /// Records that `alias` stands for `key`.
+    pub fn record(&self, alias: &str, key: &str) {
+        let _ = self
+            .0
+            .get_or_try_insert::<()>(alias, || Ok(Arc::new(key.to_owned())));
+    }
+}
+
+impl Default for Aliases {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +336,24 @@ mod tests {
             alive.load(Ordering::SeqCst),
             2,
             "dropped once the caller let go"
+        );
+    }
+
+    #[test]
+    fn aliases_resolve_while_the_target_lives() {
+        let alive = AtomicUsize::new(0);
+        let m = Lru::with_capacity(1);
+        let aliases = Aliases::with_capacity(4);
+        assert!(aliases.resolve("spec-a", &m).is_none());
+        m.get_or_try_insert::<()>("lib-a", || Ok(Loaded::new(1, &alive)))
+            .unwrap();
+        aliases.record("spec-a", "lib-a");
+        assert_eq!(aliases.resolve("spec-a", &m).unwrap().0, 1);
+        m.get_or_try_insert::<()>("lib-b", || Ok(Loaded::new(2, &alive)))
+            .unwrap();
+        assert!(
+            aliases.resolve("spec-a", &m).is_none(),
+            "lib-a was unloaded"
         );
     }
 

@@ -15,7 +15,7 @@ mod memo;
 
 pub use entry::{commit, read_blob, temp_path, write_atomic, write_blob};
 pub use folder::{dir, open, root, stale_age, subdir, Scratch};
-pub use lru::Lru;
+pub use lru::{Aliases, Lru};
 pub use memo::Memo;
 
 use sha2::{Digest, Sha256};

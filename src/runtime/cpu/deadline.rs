@@ -81,6 +81,33 @@ fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// Asserts that every process whose pid is listed in the file `pids` stops within a few seconds
+/// (a killed process takes a moment to die): gone, or a zombie waiting to be reaped.
+#[cfg(test)]
+pub(crate) fn assert_stopped(pids: &std::path::Path) {
+    let text = std::fs::read_to_string(pids).unwrap();
+    for pid in text.split_whitespace() {
+        let t = Instant::now();
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next();
+            if matches!(state, None | Some("Z") | Some("X")) {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "process {pid} still runs: {stat}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,24 +135,10 @@ mod tests {
             p = pids.display()
         ));
         let t = Instant::now();
-        let r = output_within(c, Some(Duration::from_millis(300))).unwrap();
+        let r = output_within(c, Some(Duration::from_secs(1))).unwrap();
         assert!(matches!(r, Finished::TimedOut), "{r:?}");
         assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
-        let text = std::fs::read_to_string(&pids).unwrap();
-        for pid in text.split_whitespace() {
-            // Gone, or a zombie waiting for init to reap it: either way not running.
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let state = stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .next();
-            assert!(
-                matches!(state, None | Some("Z") | Some("X")),
-                "process {pid} still runs: {stat}"
-            );
-        }
+        assert_stopped(&pids);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -189,23 +189,6 @@ fn hanging_compiler(dir: &std::path::Path) -> (std::path::PathBuf, std::path::Pa
     (script, pids)
 }
 
-fn assert_not_running(pids: &std::path::Path) {
-    let text = fs::read_to_string(pids).unwrap();
-    for pid in text.split_whitespace() {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .next();
-        assert!(
-            matches!(state, None | Some("Z") | Some("X")),
-            "compiler process {pid} still runs: {stat}"
-        );
-    }
-}
-
 /// A compiler that never returns is stopped at the time limit, with its children, and the error
 /// says what happened and what to do.
 #[test]
@@ -213,7 +196,7 @@ fn a_hanging_compiler_is_stopped_with_a_clear_error() {
     let root = cache::test_dir("cpu-hang");
     let (script, pids) = hanging_compiler(&root);
     let cc =
-        Compiler::new(&script.display().to_string()).with_timeout(Some(Duration::from_millis(500)));
+        Compiler::new(&script.display().to_string()).with_timeout(Some(Duration::from_secs(1)));
     let t = Instant::now();
     let err = load_with(
         "int value(void) { return 1; }\n",
@@ -229,13 +212,13 @@ fn a_hanging_compiler_is_stopped_with_a_clear_error() {
         matches!(err, RuntimeError::CompileTimedOut { .. }),
         "{err:?}"
     );
-    assert!(msg.contains("took longer than 0.5 s"), "{msg}");
+    assert!(msg.contains("took longer than 1 s"), "{msg}");
     assert!(
         msg.contains("SPIKEFORGE_COMPILE_TIMEOUT=<seconds>"),
         "{msg}"
     );
     assert!(msg.contains("source kept at"), "{msg}");
-    assert_not_running(&pids);
+    super::deadline::assert_stopped(&pids);
     // The build folder went with the compile.
     let left: Vec<_> = fs::read_dir(root.join("tmp")).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
@@ -253,14 +236,14 @@ fn the_time_limit_comes_from_the_environment() {
         &[
             ("SPIKEFORGE_CACHE_DIR", cache_dir.as_os_str()),
             ("CC", script.as_os_str()),
-            ("SPIKEFORGE_COMPILE_TIMEOUT", OsStr::new("0.3")),
+            ("SPIKEFORGE_COMPILE_TIMEOUT", OsStr::new("1.5")),
         ],
     );
     assert!(
-        out.contains("ERROR compiling the generated code took longer than 0.3 s"),
+        out.contains("ERROR compiling the generated code took longer than 1.5 s"),
         "{out}"
     );
-    assert_not_running(&pids);
+    super::deadline::assert_stopped(&pids);
     let _ = fs::remove_dir_all(&root);
 }
 

@@ -16,7 +16,7 @@ mod parallel;
 
 pub use parallel::{parallel_chunks, CHUNK_ALIGN};
 
-use super::cache::{self, Lru};
+use super::cache::{self, Aliases, Lru};
 use super::error::{catch_panic, RuntimeError};
 use super::settings;
 use compiler::Compiler;
@@ -164,8 +164,7 @@ pub fn load_keyed(
 }
 
 /// Libraries loaded by this process, by disk key + entry + cache folder.
-static LOADED: LazyLock<Lru<CpuModule>> =
-    LazyLock::new(|| Lru::with_capacity(settings::loaded_capacity()));
+static LOADED: LazyLock<Lru<CpuModule>> = LazyLock::new(Lru::new);
 
 fn by_key(
     key: &str,
@@ -173,16 +172,13 @@ fn by_key(
     opts: &CpuCompileOptions,
     load: impl FnOnce() -> Result<Arc<CpuModule>, RuntimeError>,
 ) -> Result<Arc<CpuModule>, RuntimeError> {
-    // Caller's key -> the library's key in LOADED: only names, so a bounded number of them is
-    // cheap to keep even for libraries long unloaded.
-    static ALIASES: LazyLock<Lru<String>> =
-        LazyLock::new(|| Lru::with_capacity(4 * settings::loaded_capacity()));
+    static ALIASES: LazyLock<Aliases> = LazyLock::new(Aliases::new);
     let alias = format!("{key}\0{entry}\0{opts:?}");
-    if let Some(module) = ALIASES.get(&alias).and_then(|k| LOADED.get(&k)) {
+    if let Some(module) = ALIASES.resolve(&alias, &LOADED) {
         return Ok(module);
     }
     let module = load()?;
-    let _ = ALIASES.get_or_try_insert::<()>(&alias, || Ok(Arc::new(module.loaded_key.clone())));
+    ALIASES.record(&alias, &module.loaded_key);
     Ok(module)
 }
 
