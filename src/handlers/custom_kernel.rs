@@ -17,7 +17,7 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use crate::runtime::cache::sha256_hex;
 
 use super::kernel_plan::{check_device_limits, DeviceLimits, Plan, Resolved};
-use crate::runtime::cache::Memo;
+use crate::runtime::cache::Lru;
 use crate::runtime::{cpu, cuda, RuntimeError};
 use crate::xla::{Attrs, CallFrame, FfiError};
 
@@ -33,7 +33,7 @@ struct Prepared {
     cuda: Mutex<Vec<(usize, CudaKernels)>>,
 }
 
-static PREPARED: LazyLock<Memo<Arc<Prepared>>> = LazyLock::new(Memo::new);
+static PREPARED: LazyLock<Lru<Prepared>> = LazyLock::new(Lru::new);
 
 fn prepared(attrs: &Attrs, key: &str) -> Result<Arc<Prepared>, FfiError> {
     PREPARED.get_or_try_insert(key, || {

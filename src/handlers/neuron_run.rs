@@ -9,7 +9,7 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use crate::codegen::{self, Dialect, ElemType, Layout, ShapeKind};
 use crate::ir::NeuronIr;
-use crate::runtime::cache::Memo;
+use crate::runtime::cache::Lru;
 use crate::runtime::{cpu, cuda, RuntimeError};
 use crate::spec::{DType, ModelSpec, Storage};
 use crate::xla::{Attrs, CallFrame, DataType, FfiError};
@@ -25,7 +25,7 @@ struct Prepared {
     cuda: Mutex<Vec<(usize, Arc<cuda::CudaFunction>)>>,
 }
 
-static PREPARED: LazyLock<Memo<Arc<Prepared>>> = LazyLock::new(Memo::new);
+static PREPARED: LazyLock<Lru<Prepared>> = LazyLock::new(Lru::new);
 
 fn prepared(attrs: &Attrs, key: &str) -> Result<Arc<Prepared>, FfiError> {
     PREPARED.get_or_try_insert(key, || {
