@@ -144,7 +144,6 @@ pub fn load(
     opts: &CpuCompileOptions,
 ) -> Result<Arc<CpuModule>, RuntimeError> {
     catch_panic("loading a CPU kernel", || {
-        settings::max_loaded_modules()?;
         load_with(source, entry, opts, &Compiler::from_env()?, &cache::root()?)
     })
 }
@@ -193,6 +192,8 @@ fn load_with(
     let key = disk_key(source, &flags, compiler)?;
     let loaded_key = format!("{key}\0{entry}\0{}", cache_root.display());
     LOADED.get_or_try_insert(&loaded_key, || {
+        // Checked on every load (a hit implies an earlier successful load).
+        settings::max_loaded_modules()?;
         let (mut module, _) = build_and_open(source, entry, &flags, compiler, &key, cache_root)?;
         module.loaded_key.clone_from(&loaded_key);
         Ok(Arc::new(module))

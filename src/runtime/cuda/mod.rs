@@ -122,7 +122,6 @@ pub fn load_function(
     opts: &CudaCompileOptions,
 ) -> Result<Arc<CudaFunction>, RuntimeError> {
     catch_panic("loading a CUDA kernel", || {
-        super::settings::max_loaded_modules()?;
         driver::init()?;
         // SAFETY: XLA passes a live stream (null means the current context's default stream).
         let ctx = unsafe { driver::stream_context(stream.cast()) }?;
@@ -144,7 +143,6 @@ pub fn load_function_keyed(
 ) -> Result<Arc<CudaFunction>, RuntimeError> {
     static ALIASES: LazyLock<Aliases> = LazyLock::new(Aliases::new);
     catch_panic("loading a CUDA kernel", || {
-        super::settings::max_loaded_modules()?;
         driver::init()?;
         // SAFETY: as in `load_function`.
         let ctx = unsafe { driver::stream_context(stream.cast()) }?;

@@ -83,6 +83,8 @@ pub(crate) fn function(
     // The context address identifies the context: XLA keeps its contexts for the whole process.
     let cache_key = format!("{:p}\0{source_key}\0{entry}", ctx);
     FUNCTIONS.get_or_try_insert(&cache_key, || {
+        // Checked on every load (a hit implies an earlier successful load).
+        crate::runtime::settings::max_loaded_modules()?;
         let mut f = build_function(source, entry, ctx, opts)?;
         f.cache_key = cache_key.clone();
         Ok(Arc::new(f))
