@@ -1,11 +1,15 @@
 /* spikeforge's C-facing surface.
  *
  * 1. The Python-facing C ABI: JSON in, JSON out. Strings returned are owned by the library and
- *    must be released with sf_string_free. No call aborts the process: errors come back as
+ *    must be released with sf_string_free (except the static ones of sf_version and
+ *    sf_ffi_targets). No call aborts the process: errors come back as
  *    {"ok": false, "error": {...}} (a model error carries field, line, column and a rendering
  *    with a caret).
- * 2. XLA FFI handlers (XLA_FFI_Handler signature, see xla/ffi/api/c_api.h), registered by the
- *    Python shim with jax.ffi.register_ffi_target.
+ * 2. XLA FFI handlers (XLA_FFI_Handler signature, see xla/ffi/api/c_api.h), listed by
+ *    sf_ffi_targets and registered by the Python shim with jax.ffi.register_ffi_target, each for
+ *    the instantiate and execute stages.
+ *
+ * tests/ffi_header.rs checks that this file declares exactly the library's exported functions.
  */
 #ifndef SPIKEFORGE_H
 #define SPIKEFORGE_H
@@ -16,22 +20,29 @@ extern "C" {
 
 /* Validates a model spec (docs/DESIGN.md) and returns
  * {"ok": true, "key": "<sha256>", "spec": "<canonical spec>", "states": [...],
- *  "subexpressions": [...], "layout": {"inputs": [...], "outputs": [...]}}. */
+ *  "subexpressions": [...], "method": "...", "layout": {"inputs": [...], "outputs": [...]}}. */
 char *sf_model_compile(const char *spec_json);
 
 /* The generated kernel source for target "cuda" or "c": {"ok": true, "source": "...", "entry": "..."}. */
 char *sf_model_source(const char *spec_json, const char *target);
 
+/* Releases a string returned by sf_model_compile, sf_model_source or sf_cuda_compile_check. */
 void sf_string_free(char *s);
 
 /* Compiles CUDA source with NVRTC (no GPU needed) to PTX and checks the named kernels exist:
  * {"source": "...", "kernels": ["name"], "arch": [9, 0], "fast_math": false} ->
  * {"ok": true, "ptx": "..."} or {"ok": false, "error": {"kind": "nvrtc_missing" | "compile" |
- * "kernel_not_found", "message": "..."}}. */
+ * "kernel_not_found" | "usage", "message": "..."}}. */
 char *sf_cuda_compile_check(const char *request_json);
 
 /* The library version, a static string. */
 const char *sf_version(void);
+
+/* The XLA FFI handlers below, as static JSON (not to be freed):
+ * {"api_version": [0, 3], "targets": [{"name": "spikeforge_neuron_run", "platform": "cpu",
+ *  "symbol": "sf_neuron_run_cpu", "stages": ["instantiate", "execute"],
+ *  "command_buffer_compatible": false}, ...]}. */
+const char *sf_ffi_targets(void);
 
 /* XLA FFI handlers: XLA_FFI_Error *handler(XLA_FFI_CallFrame *frame). */
 struct XLA_FFI_CallFrame;
@@ -40,6 +51,8 @@ struct XLA_FFI_Error *sf_neuron_run_cpu(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_neuron_run_cuda(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_custom_call_cpu(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_custom_call_cuda(struct XLA_FFI_CallFrame *frame);
+struct XLA_FFI_Error *sf_reduce_cpu(struct XLA_FFI_CallFrame *frame);
+struct XLA_FFI_Error *sf_reduce_cuda(struct XLA_FFI_CallFrame *frame);
 
 #ifdef __cplusplus
 }

@@ -5,9 +5,11 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export SPIKEFORGE_WITH_PY311=1 SPIKEFORGE_SETUP_EXTRA="nvidia-cuda-nvrtc brian2 brainevent"
+# The committed XLA FFI bindings are checked against .venv311's and .venv's jaxlib headers
+# (tests/xla_ffi_bindings.rs); setup.sh installs the libclang that this needs.
+export SPIKEFORGE_REQUIRE_BINDINGS_CHECK=1
 bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
-export PYO3_PYTHON="$ROOT/.venv/bin/python"
 step() { printf '\n== %s\n' "$*"; }
 
 step "format and lints"
@@ -33,10 +35,11 @@ LIB="$(.venv/bin/python -c 'import spikeforge._native as n; print(n.LIBRARY_PATH
 (cd /tmp && SPIKEFORGE_LIBRARY="$LIB" PYTHONPATH="$ROOT/python_shim" "$ROOT/.venv311/bin/python" -m pytest -q \
   -p no:logging "$ROOT/tests/python")
 
-step "tutorials"
-(cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/tutorials/run_notebooks.py")
+step "tutorials: every source runs, every committed notebook is built from its source"
+(cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/tutorials/build.py" --check)
 
 step "benchmark smoke run"
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_neurons.py" --quick)
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_custom_kernels.py" --quick)
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_reductions.py" --quick)
+(cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_call_overhead.py" --quick)

@@ -143,3 +143,12 @@ pub unsafe extern "C" fn sf_string_free(s: *mut c_char) {
 pub extern "C" fn sf_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
 }
+
+/// The XLA FFI targets this library exports, as static JSON (not to be freed):
+/// `{"api_version": [0, 3], "targets": [{"name", "platform", "symbol", "stages",
+/// "command_buffer_compatible"}, ...]}` (see [`crate::handlers::registry`]). The Python shim
+/// registers exactly these.
+#[no_mangle]
+pub extern "C" fn sf_ffi_targets() -> *const c_char {
+    crate::handlers::registry::targets_c_string()
+}

@@ -1,10 +1,17 @@
 """spikeforge: spiking-neuron models written as equations, run as generated CUDA / C kernels
-through XLA FFI custom calls, under ``jax.jit`` and ``jax.vmap``."""
+through XLA FFI custom calls, under ``jax.jit`` and ``jax.vmap``.
+
+Modules: ``group`` (what every group shares) and ``neuron`` (NeuronModel) with their front ends
+``equations`` and ``model_class``; ``layout`` (state <-> FFI operands), ``arguments`` and ``units``
+(what users pass, checked and converted), ``errors``; ``ffi_primitive`` (the library's FFI
+targets as JAX primitives) on ``primitive`` (XLACustomKernel); ``kernels`` (custom kernels),
+``reductions``, ``brainevent``; ``_native`` (loading the library)."""
 
 from . import _native, brainevent
+from .errors import KernelError, ModelError, SpikeforgeError, UnitError
+from .group import Group
 from .kernels import (
     CustomKernel,
-    KernelError,
     Launch,
     compile_cuda,
     cuda_callable,
@@ -13,17 +20,19 @@ from .kernels import (
     launch_config,
 )
 from .model_class import Model, PythonModel
-from .neuron import ModelError, NeuronModel, RunResult, neuron_run_p
+from .neuron import NeuronModel, RunResult, neuron_run_p
 from .primitive import XLACustomKernel
 from .reductions import count_nonzero, population_rate, reduce_max, reduce_mean, reduce_min, reduce_sum
 
 __version__ = _native.version()
 
 __all__ = [
-    # neuron models
-    "NeuronModel", "ModelError", "RunResult", "Model", "PythonModel", "generate", "neuron_run_p",
+    # groups and neuron models
+    "Group", "NeuronModel", "RunResult", "Model", "PythonModel", "generate", "neuron_run_p",
+    # errors
+    "SpikeforgeError", "ModelError", "UnitError", "KernelError",
     # primitives and custom kernels
-    "XLACustomKernel", "cuda_kernel", "cuda_callable", "Launch", "CustomKernel", "KernelError",
+    "XLACustomKernel", "cuda_kernel", "cuda_callable", "Launch", "CustomKernel",
     "compile_cuda", "launch_config", "kernel_generator", "brainevent",
     # reductions
     "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "count_nonzero", "population_rate",

@@ -2,6 +2,8 @@
 
 The library is a plain C-ABI shared object (no Python extension module): model validation and
 source generation are JSON-in/JSON-out calls, and the XLA handlers are handed to ``jax.ffi``.
+Which handlers there are is the library's to say (``sf_ffi_targets``): this module registers
+exactly what it reports, each for the execution stages it names.
 """
 
 from __future__ import annotations
@@ -16,13 +18,6 @@ from pathlib import Path
 import jax
 
 _HERE = Path(__file__).resolve().parent
-
-# XLA FFI handlers exported by the library: target name -> {platform: symbol}.
-FFI_TARGETS = {
-    "spikeforge_neuron_run": {"cpu": "sf_neuron_run_cpu", "CUDA": "sf_neuron_run_cuda"},
-    "spikeforge_custom_call": {"cpu": "sf_custom_call_cpu", "CUDA": "sf_custom_call_cuda"},
-    "spikeforge_reduce": {"cpu": "sf_reduce_cpu", "CUDA": "sf_reduce_cuda"},
-}
 
 
 def _candidates():
@@ -91,6 +86,8 @@ _lib.sf_string_free.restype = None
 _lib.sf_version.restype = ctypes.c_char_p
 _lib.sf_cuda_compile_check.argtypes = [ctypes.c_char_p]
 _lib.sf_cuda_compile_check.restype = ctypes.c_void_p
+_lib.sf_ffi_targets.argtypes = []
+_lib.sf_ffi_targets.restype = ctypes.c_char_p
 
 
 def _take_json(ptr) -> dict:
@@ -118,15 +115,23 @@ def version() -> str:
     return _lib.sf_version().decode()
 
 
+def ffi_targets() -> dict:
+    """What the library exports: ``{"api_version": [major, minor], "targets": [{"name",
+    "platform", "symbol", "stages", "command_buffer_compatible"}, ...]}`` (static, from Rust's
+    ``handlers::registry``)."""
+    return json.loads(_lib.sf_ffi_targets().decode("utf-8"))
+
+
 def _register_targets():
-    for name, platforms in FFI_TARGETS.items():
-        for platform, symbol in platforms.items():
-            fn = getattr(_lib, symbol)
-            try:
-                jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(fn), platform=platform)
-            except Exception:  # noqa: BLE001 - a jaxlib without that platform: CPU still works
-                if platform == "cpu":
-                    raise
+    for target in ffi_targets()["targets"]:
+        capsule = jax.ffi.pycapsule(getattr(_lib, target["symbol"]))
+        # One symbol serves every stage: XLA passes the stage in the call frame.
+        stages = {stage: capsule for stage in target["stages"]}
+        try:
+            jax.ffi.register_ffi_target(target["name"], stages, platform=target["platform"])
+        except Exception:  # noqa: BLE001 - a jaxlib without that platform: CPU still works
+            if target["platform"] == "cpu":
+                raise
 
 
 _register_targets()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 
@@ -31,7 +32,8 @@ import numpy as np
 from jax import lax
 
 from . import _native
-from .primitive import XLACustomKernel
+from .errors import KernelError
+from .ffi_primitive import FfiCall, ffi_primitive, fold_batch, folded_shape
 
 __all__ = [
     "CustomKernel",
@@ -51,15 +53,6 @@ MAX_SHARED_MEM = 227 * 1024
 _MAX_THREADS = 1024
 _VMAP_METHODS = (None, "sequential", "broadcast_all")
 _AUTO_BLOCK = {2: (16, 16), 3: (8, 8, 8)}
-
-
-class KernelError(RuntimeError):
-    """A kernel that does not compile, or a kernel name that is not in the source. ``kind`` is
-    ``"compile"`` (the message carries NVRTC's log), ``"kernel_not_found"`` or ``"nvrtc_missing"``."""
-
-    def __init__(self, kind: str, message: str):
-        self.kind = kind
-        super().__init__(message)
 
 
 # -- launch configuration --------------------------------------------------------------------
@@ -164,15 +157,28 @@ def _grid_block(policy, batch: int):
 # -- outputs and buffers ---------------------------------------------------------------------
 
 
+#: The most bytes one buffer can have (what an allocation can be: 2**63 - 1).
+MAX_BUFFER_BYTES = 2**63 - 1
+
+
 def _struct(o, what: str) -> jax.ShapeDtypeStruct:
     if isinstance(o, jax.ShapeDtypeStruct):
-        return o
-    if hasattr(o, "shape") and hasattr(o, "dtype"):
-        return jax.ShapeDtypeStruct(tuple(o.shape), o.dtype)
-    if isinstance(o, tuple) and len(o) == 2:
+        struct = o
+    elif hasattr(o, "shape") and hasattr(o, "dtype"):
+        struct = jax.ShapeDtypeStruct(tuple(o.shape), o.dtype)
+    elif isinstance(o, tuple) and len(o) == 2:
         shape = (o[0],) if isinstance(o[0], (int, np.integer)) else tuple(o[0])
-        return jax.ShapeDtypeStruct(tuple(int(d) for d in shape), np.dtype(o[1]))
-    raise TypeError(f"{what}: expected a jax.ShapeDtypeStruct (or (shape, dtype)), got {o!r}")
+        struct = jax.ShapeDtypeStruct(tuple(int(d) for d in shape), np.dtype(o[1]))
+    else:
+        raise TypeError(f"{what}: expected a jax.ShapeDtypeStruct (or (shape, dtype)), got {o!r}")
+    # Exact (Python ints): a size that wraps in 64 bits must be an error here, not a small buffer.
+    nbytes = math.prod(int(d) for d in struct.shape) * np.dtype(struct.dtype).itemsize
+    if nbytes > MAX_BUFFER_BYTES:
+        raise ValueError(
+            f"{what}: {np.dtype(struct.dtype).name}{list(struct.shape)} is {nbytes} bytes, more than "
+            f"one buffer can hold ({MAX_BUFFER_BYTES})"
+        )
+    return struct
 
 
 def _buffer(name: str, shape, dtype) -> dict:
@@ -185,25 +191,24 @@ def _has_identifier(source: str, name: str) -> bool:
 
 # -- the primitive -----------------------------------------------------------------------------
 
-custom_call_p = XLACustomKernel("spikeforge_custom_call")
+
+def _lowering(*, plan, key, temps, program, batch) -> FfiCall:
+    # The temps are results of the call after the outputs: XLA allocates them with its other
+    # buffers (so no call allocates), and the primitive drops them.
+    return FfiCall(attributes=dict(plan=plan, key=key), scratch=temps)
 
 
-def _ffi_generator(*, outs, plan, key, **_):
-    call = jax.ffi.ffi_call("spikeforge_custom_call", outs)
-
-    def kernel(*ins):
-        return call(*ins, plan=plan, key=key)
-
-    return kernel
+def _replan(size, operands, params):
+    """A broadcast_all batch: the same kernels over a ``size`` times longer launch."""
+    program, batch = params["program"], params["batch"] * size
+    plan, key, outs, temps = program._plan(tuple((tuple(a.shape), np.dtype(a.dtype)) for a in operands), batch)
+    return dict(params, plan=plan, key=key, outs=outs, temps=temps, batch=batch)
 
 
-custom_call_p.def_kernel("spikeforge", "cpu", _ffi_generator)
-custom_call_p.def_kernel("spikeforge", "cuda", _ffi_generator)
+_fold_into_launch = fold_batch(_replan)
 
 
-@custom_call_p.def_batching_rule
-def _batch_rule(args, dims, *, program, batch, **_):
-    size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+def _batch_rule(primitive, args, dims, *, program, batch, **params):
     method = program.vmap_method
     if method is None:
         raise ValueError(
@@ -211,27 +216,24 @@ def _batch_rule(args, dims, *, program, batch, **_):
             "element, through lax.map) or vmap_method='broadcast_all' (an element-wise kernel: "
             "one launch over the whole batch)"
         )
-    if method == "sequential":
-        batched = [i for i, d in enumerate(dims) if d is not None]
-        xs = tuple(jnp.moveaxis(args[i], dims[i], 0) for i in batched)
+    if method == "broadcast_all":
+        # Every argument gets the batch axis, folded into its leading axis: a longer element-wise
+        # launch (the kernel reads its length from the size parameters).
+        return _fold_into_launch(primitive, args, dims, program=program, batch=batch, **params)
+    batched = [i for i, d in enumerate(dims) if d is not None]
+    xs = tuple(jnp.moveaxis(args[i], dims[i], 0) for i in batched)
 
-        def one(slices):
-            full = list(args)
-            for i, s in zip(batched, slices):
-                full[i] = s
-            return tuple(program._bind(full, batch))
+    def one(slices):
+        full = list(args)
+        for i, s in zip(batched, slices):
+            full[i] = s
+        return tuple(program._bind(full, batch))
 
-        res = lax.map(one, xs)
-        return list(res), [0] * len(res)
-    # broadcast_all: every argument gets the batch axis, which is folded into the leading axis
-    # of a bigger element-wise launch (the kernel reads its length from the size parameters).
-    full = []
-    for a, d in zip(args, dims):
-        a = jnp.broadcast_to(a, (size,) + a.shape) if d is None else jnp.moveaxis(a, d, 0)
-        full.append(a.reshape((size * a.shape[1],) + a.shape[2:]) if batch > 1 else a)
-    res = program._bind(full, batch * size)
-    outs = [r.reshape((size,) + (r.shape[0] // size,) + r.shape[1:]) if batch > 1 else r for r in res]
-    return outs, [0] * len(outs)
+    res = lax.map(one, xs)
+    return list(res), [0] * len(res)
+
+
+custom_call_p = ffi_primitive("spikeforge_custom_call", _lowering, batching=_batch_rule)
 
 
 class CustomKernel:
@@ -306,9 +308,14 @@ class CustomKernel:
         if memo in self._plans:
             return self._plans[memo]
         in_names = self.inputs or tuple(f"input {k}" for k in range(len(in_avals)))
-        prefix = (batch,) if batch > 1 else ()
-        out_structs = tuple(jax.ShapeDtypeStruct(prefix + tuple(o.shape), o.dtype) for o in self.outs.values())
-        temps = [_buffer(n, prefix + tuple(t.shape), t.dtype) for n, t in self.temps.items()]
+
+        # A batch (vmap_method="broadcast_all") is folded into the leading axis of every buffer.
+        def shape(s):
+            return folded_shape(s, batch) if batch > 1 else tuple(s)
+
+        out_structs = tuple(jax.ShapeDtypeStruct(shape(o.shape), o.dtype) for o in self.outs.values())
+        temp_structs = tuple(jax.ShapeDtypeStruct(shape(t.shape), t.dtype) for t in self.temps.values())
+        temps = [_buffer(n, t.shape, t.dtype) for n, t in zip(self.temps, temp_structs)]
         index = {n: k for k, n in enumerate(list(in_names) + list(self.outs) + list(self.temps))}
         steps = []
         for launch, policy in self.steps:
@@ -334,14 +341,14 @@ class CustomKernel:
             "fast_math": self.fast_math,
         }
         text = json.dumps(plan, sort_keys=True)
-        entry = (text, hashlib.sha256(text.encode("utf-8")).hexdigest(), out_structs)
+        entry = (text, hashlib.sha256(text.encode("utf-8")).hexdigest(), out_structs, temp_structs)
         self._plans[memo] = entry
         return entry
 
     def _bind(self, args, batch: int):
         in_avals = tuple((tuple(a.shape), np.dtype(a.dtype)) for a in args)
-        plan, key, outs = self._plan(in_avals, batch)
-        return custom_call_p.bind(*args, outs=outs, plan=plan, key=key, program=self, batch=batch)
+        plan, key, outs, temps = self._plan(in_avals, batch)
+        return custom_call_p.bind(*args, outs=outs, temps=temps, plan=plan, key=key, program=self, batch=batch)
 
     # -- calling ------------------------------------------------------------------------------
 
@@ -470,8 +477,8 @@ def cuda_callable(
     ``jax.ShapeDtypeStruct`` (or ``(shape, dtype)``), and each call checks its inputs against
     it, with errors naming the input. ``outs``: a mapping name ->
     ``jax.ShapeDtypeStruct`` (the call returns one array, or a tuple in this order). ``temps``:
-    name -> ``jax.ShapeDtypeStruct`` or ``(shape, dtype)``, allocated for the call and freed
-    when it ends (their contents are undefined at the start). ``steps``: :class:`Launch` es, each
+    name -> ``jax.ShapeDtypeStruct`` or ``(shape, dtype)``, allocated by XLA with the call's
+    other buffers and dropped after it (their contents are undefined at the start). ``steps``: :class:`Launch` es, each
     naming its buffers in ``args``.
     """
     if isinstance(inputs, str):

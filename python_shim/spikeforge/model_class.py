@@ -32,20 +32,29 @@ For ``euler`` that is exactly ``neural``'s forward Euler.
 * ``Default_Inters``: per-neuron values ``ode()`` writes and reads back, not integrated.
 * ``ode()``'s keyword arguments are inputs with their defaults: give them per neuron to
   ``init_state`` or per step to ``run(inputs=...)`` (a spike indicator, a current).
+
+Values in the class may be numbers (in the kernels' units) or Brian2 / brainunit quantities.
+
+This module is the model-class front end on the Python side: :class:`ModelClass` reads the class
+into a :class:`~spikeforge.group.Definition` (the spec's model-class entry, defaults, and the file
+and line of ``ode()`` for errors); :class:`PythonModel` is the :class:`~spikeforge.NeuronModel`
+built from it.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
 import textwrap
-from collections.abc import Mapping
 
-import numpy as np
+from . import arguments
+from .errors import ModelError
+from .group import Definition
+from .neuron import NeuronModel
 
-from .neuron import ModelError, NeuronModel
+__all__ = ["Model", "ModelClass", "PythonModel", "SPEC_KEY"]
 
-__all__ = ["Model", "PythonModel"]
+SPEC_KEY = "python_model"
+"""The key of the model-class entry in the model spec (docs/DESIGN.md)."""
 
 
 class Model:
@@ -61,13 +70,7 @@ class Model:
 
 
 def _number(value, what: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{what} must be finite, got {value!r}")
-    return v
+    return arguments.number(value, what, field="model class")
 
 
 def _state_entry(cls_name: str, name: str, value):
@@ -75,14 +78,14 @@ def _state_entry(cls_name: str, name: str, value):
     what = f"{cls_name}.Default_States[{name!r}]"
     if isinstance(value, (tuple, list)):
         if len(value) != 3:
-            raise ValueError(f"{what} must be a number or (initial, min, max), got {value!r}")
+            raise ModelError(f"{what} must be a number or (initial, min, max), got {value!r}", field="model class")
         initial = _number(value[0], what + " initial value")
         lo = None if value[1] is None else _number(value[1], what + " min")
         hi = None if value[2] is None else _number(value[2], what + " max")
         if lo is not None and hi is not None and lo > hi:
-            raise ValueError(f"{what}: min {lo} > max {hi}")
+            raise ModelError(f"{what}: min {lo} > max {hi}", field="model class")
         if (lo is not None and initial < lo) or (hi is not None and initial > hi):
-            raise ValueError(f"{what}: the initial value {initial} is outside [{lo}, {hi}]")
+            raise ModelError(f"{what}: the initial value {initial} is outside [{lo}, {hi}]", field="model class")
         return initial, lo, hi
     return _number(value, what), None, None
 
@@ -116,24 +119,22 @@ def _ode_defaults(cls) -> dict:
     return out
 
 
-class PythonModel(NeuronModel):
-    """A population of neurons (or synapses) defined by a model class; see the module docstring.
+class ModelClass(Definition):
+    """A model class read for the library: the spec's model-class entry (the source of ``ode()``,
+    states with their bounds, internals, parameter names), its parameters and ``ode()`` defaults
+    as constants, its states' and internals' defaults as initial values.
 
-    Runs like any :class:`NeuronModel` (``init_state``, ``run``, ``source``); ``init_state``
-    starts every state and internal at its class default.
+    ``model_class``: the class; ``bounds``: state -> (min, max); ``defaults``: stored variable ->
+    initial value; ``inputs``: ``ode()``'s keyword arguments.
     """
 
-    def __init__(self, cls, method: str = "euler", fast_math: bool = False):
+    def __init__(self, cls):
         if not isinstance(cls, type):
             cls = type(cls)
-        if method not in ("euler", "rk4"):
-            raise ValueError(f"method must be 'euler' or 'rk4', got {method!r}")
         name = cls.__name__
-        states = {}
-        for k, v in dict(getattr(cls, "Default_States", {}) or {}).items():
-            states[str(k)] = _state_entry(name, k, v)
+        states = {str(k): _state_entry(name, k, v) for k, v in dict(getattr(cls, "Default_States", {}) or {}).items()}
         if not states:
-            raise ValueError(f"{name}.Default_States is empty: a model needs at least one state")
+            raise ModelError(f"{name}.Default_States is empty: a model needs at least one state", field="model class")
         params = {
             str(k): _number(v, f"{name}.Default_Params[{k!r}]")
             for k, v in (getattr(cls, "Default_Params", {}) or {}).items()
@@ -145,70 +146,61 @@ class PythonModel(NeuronModel):
         source, filename, first_line = _ode_source(cls)
         inputs = _ode_defaults(cls)
         self.model_class = cls
-        self.method = method
         self.bounds = {k: (lo, hi) for k, (_, lo, hi) in states.items()}
         self.defaults = {k: init for k, (init, _, _) in states.items()}
         self.defaults.update(internals)
         self.inputs = tuple(inputs)
-        self._where = (name, filename, first_line)
-        self._base = {
-            "python_model": {
-                "class_name": name,
-                "source": source,
-                "states": [{"name": k, "min": lo, "max": hi} for k, (_, lo, hi) in states.items()],
-                "internals": list(internals),
-                "params": list(params),
-            },
-            "threshold": None,
-            "reset": None,
-            "refractory": None,
-            "constants": {**params, **inputs},
-            "method": method,
-            "fast_math": bool(fast_math),
+        self.where = (name, filename, first_line)
+        entry = {
+            "class_name": name,
+            "source": source,
+            "states": [{"name": k, "min": lo, "max": hi} for k, (_, lo, hi) in states.items()],
+            "internals": list(internals),
+            "params": list(params),
         }
-        self._variants: dict = {}
-        info = self._variant(dt=0.1, dtype="float32", per_neuron=(), per_step=(), record=())
-        self.state_variables = tuple(info["states"])
-        self.parameters = ()
-        self.subexpressions = ()
-        self.constants = dict(self._base["constants"])
+        super().__init__({SPEC_KEY: entry}, constants={**params, **inputs}, initial=self.defaults)
+
+    def locate(self, error: ModelError) -> ModelError:
+        """Adds the file and line of ``ode()`` to errors located in it (lines count from its def)."""
+        if error.field != "ode" or error.line is None:
+            return error
+        name, filename, first = self.where
+        located = ModelError(
+            f"{name}.ode() ({filename}, line {first + error.line - 1}): {error}",
+            field=error.field,
+            line=error.line,
+            column=error.column,
+            suggestion=error.suggestion,
+        )
+        located.detail = error.detail
+        located.file_line = first + error.line - 1
+        return located
+
+
+class PythonModel(NeuronModel):
+    """A :class:`NeuronModel` defined by a model class (see the module docstring); what
+    :meth:`NeuronModel.from_class` returns.
+
+    Runs like any :class:`NeuronModel` (``init_state``, ``run``, ``source``) and has all its
+    attributes; ``init_state`` starts every state and internal at its class default. Also:
+    ``model_class``, ``bounds``, ``defaults`` and ``inputs`` (``ode()``'s arguments).
+    """
+
+    def __init__(self, cls, method: str | None = "euler", fast_math: bool = False, **kwargs):
+        if kwargs.get("substeps", 1) != 1:
+            # The library's model-class step ignores sub-steps (one step of dt per step): refused
+            # here until it integrates them, rather than silently running with the wrong dt.
+            raise ModelError(
+                "substeps: model classes are integrated with one step of dt per step; give a smaller dt instead",
+                field="substeps",
+            )
+        definition = ModelClass(cls)
+        self.model_class = definition.model_class
+        self.bounds = definition.bounds
+        self.defaults = definition.defaults
+        self.inputs = definition.inputs
+        super().__init__(definition, method=method, fast_math=fast_math, **kwargs)
 
     def __repr__(self):
-        name = self._where[0]
+        name = self.model_class.__name__
         return f"PythonModel({name}, states={self.state_variables}, inputs={self.inputs}, method={self.method!r})"
-
-    def _located(self, err: ModelError) -> ModelError:
-        """Adds the file and line of ``ode()`` to errors located in it (lines count from its def)."""
-        if err.field != "ode" or err.line is None:
-            return err
-        name, filename, first = self._where
-        info = {
-            "field": err.field,
-            "line": err.line,
-            "column": err.column,
-            "suggestion": err.suggestion,
-            "message": err.detail,
-            "rendered": f"{name}.ode() ({filename}, line {first + err.line - 1}): {err}",
-        }
-        out = ModelError(info)
-        out.file_line = first + err.line - 1
-        return out
-
-    def _variant(self, **kw) -> dict:
-        try:
-            return super()._variant(**kw)
-        except ModelError as e:
-            raise self._located(e) from None
-
-    def source(self, target: str = "cuda", **kw) -> str:
-        try:
-            return super().source(target, **kw)
-        except ModelError as e:
-            raise self._located(e) from None
-
-    def init_state(self, n: int, /, dtype=np.float32, **values) -> dict:
-        """A state dict for ``n`` neurons, every state and internal at its class default unless
-        given (a scalar or an ``(n,)`` array). A parameter or an ``ode()`` argument given here
-        becomes a per-neuron array for this state."""
-        merged: Mapping = {**self.defaults, **values}
-        return super().init_state(n, dtype=dtype, **merged)

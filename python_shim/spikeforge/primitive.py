@@ -4,7 +4,11 @@ The registration style follows brainevent: ``def_kernel(backend, platform, gener
 ``generator(**kwargs)`` returns a function of the input arrays, and calls are made as
 ``prim(*ins, outs=..., **kwargs)``. The primitive lowers through ``mlir.lower_fun`` to whatever
 the generator returns (for spikeforge, a ``jax.ffi.ffi_call`` to the Rust handlers), so it works
-under ``jax.jit``; batching, JVP and transpose rules are declared per primitive.
+under ``jax.jit``; batching, JVP and transpose rules are declared per primitive. An eager call runs
+the primitive as a one-primitive ``jax.jit`` function, compiled once per set of parameters (the
+public counterpart of what jax does for its own primitives). Only public jax modules are used.
+
+spikeforge's own primitives are made by :func:`spikeforge.ffi_primitive.ffi_primitive`.
 """
 
 from __future__ import annotations
@@ -20,11 +24,9 @@ try:  # jax >= 0.4.36
 except ImportError:  # pragma: no cover - older jax
     from jax.core import Primitive
 
-from jax._src import dispatch
+__all__ = ["XLACustomKernel", "PLATFORMS"]
 
-__all__ = ["XLACustomKernel"]
-
-_PLATFORMS = ("cpu", "cuda")
+PLATFORMS = ("cpu", "cuda")
 # brainevent (and jax) say "gpu" where XLA's platform is "cuda".
 _ALIASES = {"gpu": "cuda"}
 
@@ -33,9 +35,26 @@ def _platform(platform: str) -> str:
     if not isinstance(platform, str):
         raise TypeError(f"platform must be a string, got {type(platform).__name__}")
     p = _ALIASES.get(platform.lower(), platform.lower())
-    if p not in _PLATFORMS:
-        raise ValueError(f"unknown platform {platform!r}: use one of {_PLATFORMS} (or 'gpu' for 'cuda')")
+    if p not in PLATFORMS:
+        raise ValueError(f"unknown platform {platform!r}: use one of {PLATFORMS} (or 'gpu' for 'cuda')")
     return p
+
+
+@functools.lru_cache(maxsize=1024)
+def _jitted(primitive: Primitive, params: tuple) -> Callable:
+    kwargs = dict(params)
+    return jax.jit(lambda *ins: primitive.bind(*ins, **kwargs))
+
+
+def _apply(primitive: Primitive, *ins, **params):
+    """The eager implementation: ``primitive`` bound inside ``jax.jit`` (where it lowers), one
+    compiled function per parameter set (parameters are hashable: they key XLA's cache too)."""
+    key = tuple(sorted(params.items()))
+    try:
+        fn = _jitted(primitive, key)
+    except TypeError:  # an unhashable parameter (bound directly, not through __call__)
+        fn = jax.jit(lambda *xs: primitive.bind(*xs, **params))
+    return fn(*ins)
 
 
 def _as_struct(o) -> jax.ShapeDtypeStruct:
@@ -59,11 +78,11 @@ class XLACustomKernel:
         self.name = name
         self.primitive = Primitive(name)
         self.primitive.multiple_results = True
-        self.primitive.def_impl(functools.partial(dispatch.apply_primitive, self.primitive))
+        self.primitive.def_impl(functools.partial(_apply, self.primitive))
         self.primitive.def_abstract_eval(self._abstract_eval)
         self._kernels: dict[str, dict[str, Callable]] = {}
         self._defaults: dict[str, str] = {}
-        for platform in _PLATFORMS:
+        for platform in PLATFORMS:
             mlir.register_lowering(
                 self.primitive,
                 mlir.lower_fun(functools.partial(self._run_kernel, platform), multiple_results=True),

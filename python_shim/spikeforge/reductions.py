@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.interpreters import ad
 
-from .primitive import XLACustomKernel
+from .ffi_primitive import FfiCall, ffi_primitive, fold_batch
+from .units import TIME, to_kernel_units
 
 __all__ = [
     "reduce_sum",
@@ -49,9 +50,6 @@ TILE = 8192
 
 _SUPPORTED = tuple(np.dtype(d) for d in (np.bool_, np.int32, jnp.float16, jnp.bfloat16, np.float32, np.float64))
 _HALVES = (np.dtype(jnp.float16), np.dtype(jnp.bfloat16))
-
-reduce_p = XLACustomKernel("spikeforge_reduce")
-
 
 # -- segments ------------------------------------------------------------------------------------
 
@@ -102,42 +100,26 @@ def _table(offsets: tuple):
 # -- the primitive -------------------------------------------------------------------------------
 
 
-def _ffi_generator(*, outs, op, offsets, **_):
+def _lowering(*, op, offsets) -> FfiCall:
     table, n_tiles, max_tiles = _table(offsets)
-    call = jax.ffi.ffi_call("spikeforge_reduce", outs)
-
-    def kernel(x):
-        # int64 words carried as pairs of int32 (little-endian), so that the table keeps its
-        # width whether or not jax_enable_x64 is set.
-        return call(
-            x,
-            jnp.asarray(table.view(np.int32)),
-            op=op,
-            tile=np.int64(TILE),
-            n_tiles=np.int64(n_tiles),
-            max_tiles=np.int64(max_tiles),
-        )
-
-    return kernel
+    # int64 words carried as pairs of int32 (little-endian), so that the table keeps its width
+    # whether or not jax_enable_x64 is set.
+    return FfiCall(
+        attributes=dict(op=op, tile=TILE, n_tiles=n_tiles, max_tiles=max_tiles),
+        operands=(jnp.asarray(table.view(np.int32)),),
+    )
 
 
-reduce_p.def_kernel("spikeforge", "cpu", _ffi_generator)
-reduce_p.def_kernel("spikeforge", "cuda", _ffi_generator)
-
-
-@reduce_p.def_batching_rule
-def _batch_rule(args, dims, *, outs, op, offsets, **params):
+def _more_segments(size, operands, params):
     """The batch becomes more segments of the same launch: (B, n) -> B * k segments."""
-    (x,), (d,) = args, dims
-    size = x.shape[d]
+    offsets = params["offsets"]
     n = offsets[-1]
-    x = jnp.moveaxis(x, d, 0).reshape((-1,))
     o = np.asarray(offsets, dtype=np.int64)
     folded = (0,) + tuple(int(v) for v in (o[1:][None, :] + n * np.arange(size)[:, None]).reshape(-1))
-    k = len(offsets) - 1
-    (out,) = outs
-    (res,) = reduce_p.bind(x, outs=(jax.ShapeDtypeStruct((size * k,), out.dtype),), op=op, offsets=folded, **params)
-    return [res.reshape((size, k))], [0]
+    return dict(params, offsets=folded)
+
+
+reduce_p = ffi_primitive("spikeforge_reduce", _lowering, batching=fold_batch(_more_segments))
 
 
 def _lengths(offsets) -> np.ndarray:
@@ -242,6 +224,7 @@ def population_rate(
 ):
     """Mean firing rate in Hz of each population (or of all neurons): the spikes of a run
     (``RunResult.spike_count``) averaged over the population's neurons, per second of
-    ``duration_ms``. An empty population gives NaN."""
+    ``duration_ms`` (ms, or a time quantity). An empty population gives NaN."""
+    duration_ms = to_kernel_units(duration_ms, "duration_ms", expect=TIME)
     mean = _reduce("mean", "population_rate", spike_count, segments, offsets)
     return mean * (1000.0 / jnp.asarray(duration_ms, dtype=mean.dtype))

@@ -1,92 +1,94 @@
 //! `spikeforge_custom_call`: user kernels from source, one or several launches in order.
 //!
 //! Attributes: `plan` (JSON, see [`super::kernel_plan`]) and `key` (the SHA-256 of `plan`, hex).
-//! The first call for a key parses and checks the plan; the kernels are compiled (NVRTC for CUDA,
-//! the system C compiler for the C twins) and loaded once per key (and per stream on CUDA), so a
-//! later call is a map lookup, buffer checks and the launches. No Python runs at launch time.
+//! Instantiation (once per call site) checks the key against the plan, then parses and checks
+//! the plan; the kernels are compiled (NVRTC for CUDA, the system C compiler for the C twins) and
+//! loaded by the first execution (once per stream on CUDA), so a later execution is buffer
+//! checks and the launches. No Python runs at launch time.
 //!
-//! Temporary buffers come from XLA's scratch allocator on CUDA (`XLA_FFI_DeviceMemory_Allocate`)
-//! and are returned when the call ends. Returning them while the kernels may still be running is
-//! what XLA's own custom calls do: the allocator hands memory out in the order of XLA's stream,
-//! and every later user of that memory is queued behind our kernels on that stream.
+//! The call's results are the plan's outputs, then its temps: XLA allocates the temporary
+//! buffers with the others and Python drops them, so an execution allocates nothing and launches
+//! the same kernels every time (on CUDA it may be captured into a CUDA graph).
 
-use std::alloc::{self, Layout};
 use std::ffi::c_void;
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::Arc;
 
-use crate::runtime::cache::sha256_hex;
-
+use super::buffers::{self, Expected};
 use super::kernel_plan::{check_device_limits, DeviceLimits, Plan, Resolved};
-use crate::runtime::cache::Lru;
+use super::loaded_kernels::LoadedKernels;
+use super::poison;
+use crate::runtime::cache::sha256_hex;
 use crate::runtime::{cpu, cuda, RuntimeError};
-use crate::xla::{Attrs, CallFrame, FfiError};
+use crate::xla::{CallFrame, FfiError, Handler, HandlerTraits, Instance};
 
 /// The loaded CUDA kernels of a plan, one a step.
 type CudaKernels = Arc<Vec<Arc<cuda::CudaFunction>>>;
 
-/// A plan resolved once per process, with the kernels it loaded.
-struct Prepared {
+/// One call site of `spikeforge_custom_call`: the checked plan and the kernels it loaded.
+pub struct CustomCall {
+    key: String,
     plan: Plan,
+    /// Every buffer, numbered as the plan numbers them: inputs, outputs, temps.
     buffers: Vec<Resolved>,
-    cpu: OnceLock<Arc<CpuProgram>>,
-    /// Per XLA stream (a stream belongs to one context for its whole life): one kernel a step.
-    cuda: Mutex<Vec<(usize, CudaKernels)>>,
+    /// For each step, the element counts of its buffers (the `sizes` the kernels receive).
+    step_sizes: Vec<Vec<i64>>,
+    kernels: LoadedKernels<CpuProgram, CudaKernels>,
 }
 
-static PREPARED: LazyLock<Lru<Prepared>> = LazyLock::new(Lru::new);
-
-fn prepared(attrs: &Attrs, key: &str) -> Result<Arc<Prepared>, FfiError> {
-    PREPARED.get_or_try_insert(key, || {
+impl Instance for CustomCall {
+    fn instantiate(call: &CallFrame) -> Result<CustomCall, FfiError> {
+        let attrs = call.attrs()?;
+        let key = attrs.get_str("key")?;
         let text = attrs.get_str("plan")?;
-        // Checked once per key: a key that lied would pick up another call's kernels.
+        // A key that lied would pick up another plan's kernels from the caches keyed by it.
         if sha256_hex(text) != key {
             return Err(FfiError::invalid_argument(
                 "attribute 'key' is not the SHA-256 of attribute 'plan'",
             ));
         }
-        let plan = Plan::from_json(text).map_err(FfiError::invalid_argument)?;
-        let buffers = plan.resolve().map_err(FfiError::invalid_argument)?;
-        Ok(Arc::new(Prepared {
+        let plan = Plan::from_json(text)?;
+        let buffers = plan.resolve()?;
+        let step_sizes = plan
+            .steps
+            .iter()
+            .map(|step| step.args.iter().map(|&a| buffers[a].count).collect())
+            .collect();
+        Ok(CustomCall {
+            key: key.to_owned(),
             plan,
             buffers,
-            cpu: OnceLock::new(),
-            cuda: Mutex::new(Vec::new()),
-        }))
-    })
+            step_sizes,
+            kernels: LoadedKernels::new(),
+        })
+    }
 }
 
-/// The data pointers of the call's arguments and results, checked against the plan.
-fn call_buffers(call: &CallFrame, p: &Prepared) -> Result<Vec<*mut c_void>, FfiError> {
-    let (n_in, n_out) = (p.plan.inputs.len(), p.plan.outputs.len());
-    if call.num_args() != n_in || call.num_rets() != n_out {
-        return Err(FfiError::invalid_argument(format!(
-            "the kernel was planned for {n_in} inputs and {n_out} outputs, the call has {} and {}",
-            call.num_args(),
-            call.num_rets()
-        )));
+impl CustomCall {
+    /// The data pointers of the call's buffers in the plan's numbering (arguments, then the
+    /// results: outputs and temps), each checked against the plan, and the results' byte sizes.
+    fn call_buffers<'a>(&self, call: &CallFrame<'a>) -> Result<buffers::Checked<'a>, FfiError> {
+        let expected: Vec<Expected> = self
+            .buffers
+            .iter()
+            .map(|b| Expected {
+                name: &b.name,
+                dtype: b.dtype,
+                dims: &b.dims,
+            })
+            .collect();
+        let (args, rets) = expected.split_at(self.plan.inputs.len());
+        buffers::check(call, args, rets)
     }
-    let mut ptrs = Vec::with_capacity(p.buffers.len());
-    for (k, want) in p.buffers[..n_in].iter().enumerate() {
-        let b = call.arg(k)?;
-        b.expect(&want.name, want.dtype, &want.dims)?;
-        ptrs.push(b.data);
-    }
-    for (k, want) in p.buffers[n_in..n_in + n_out].iter().enumerate() {
-        let b = call.ret(k)?;
-        b.expect(&want.name, want.dtype, &want.dims)?;
-        ptrs.push(b.data);
-    }
-    Ok(ptrs)
 }
 
-/// `SPIKEFORGE_POISON_OUTPUTS=1`: outputs and temps are filled with 0xFF bytes before the first
-/// launch, so a test catches an element no kernel wrote (or a temp read before it was written).
-static POISON_OUTPUTS: LazyLock<bool> = LazyLock::new(|| {
-    std::env::var("SPIKEFORGE_POISON_OUTPUTS").is_ok_and(|v| !v.is_empty() && v != "0")
-});
-
-fn runtime_error(e: RuntimeError) -> FfiError {
-    FfiError::internal(e.to_string())
+/// Every buffer pointer of a call, in the plan's numbering.
+fn all_pointers(checked: &buffers::Checked) -> Vec<*mut c_void> {
+    checked
+        .args
+        .iter()
+        .copied()
+        .chain(checked.ret_ptrs())
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -95,6 +97,7 @@ fn runtime_error(e: RuntimeError) -> FfiError {
 /// `void name(void **args, const int64_t *sizes)`.
 type CStep = unsafe extern "C" fn(*const *mut c_void, *const i64);
 
+#[derive(Clone)]
 struct CpuProgram {
     /// One entry a step; the addresses stay valid while `_module` is alive.
     entries: Vec<CStep>,
@@ -106,182 +109,140 @@ struct CpuProgram {
 const C_PRELUDE: &str =
     "#include <stdint.h>\n#include <stddef.h>\n#include <stdbool.h>\n#include <math.h>\n#line 1 \"c_source\"\n";
 
-fn cpu_program(p: &Prepared, key: &str) -> Result<Arc<CpuProgram>, FfiError> {
-    if let Some(prog) = p.cpu.get() {
-        return Ok(Arc::clone(prog));
-    }
-    let Some(c_source) = &p.plan.c_source else {
+fn cpu_program(site: &CustomCall) -> Result<CpuProgram, FfiError> {
+    let plan = &site.plan;
+    let Some(c_source) = &plan.c_source else {
         return Err(FfiError::unimplemented(
             "this kernel has no C source, so it cannot run on the CPU: pass c_source= with a C \
              twin of each kernel (`void name(void **args, const int64_t *sizes)`)",
         ));
     };
     let opts = cpu::CpuCompileOptions {
-        fast_math: p.plan.fast_math,
+        fast_math: plan.fast_math,
         extra_flags: vec![],
     };
-    let first = p.plan.steps[0].c_name();
-    let module = cpu::load_keyed(key, first, &opts, || format!("{C_PRELUDE}{c_source}"))
-        .map_err(runtime_error)?;
-    let mut entries = Vec::with_capacity(p.plan.steps.len());
-    for step in &p.plan.steps {
-        // SAFETY: the documented C convention; a wrong user signature is the user's contract.
-        let symbol = unsafe { module.symbol::<CStep>(step.c_name()) }.map_err(runtime_error)?;
-        entries.push(*symbol);
-    }
-    let prog = Arc::new(CpuProgram {
+    let first = plan.steps[0].c_name();
+    let module = cpu::load_keyed(&site.key, first, &opts, || format!("{C_PRELUDE}{c_source}"))?;
+    let entries = plan
+        .steps
+        .iter()
+        .map(|step| {
+            // SAFETY: the documented C convention; a wrong user signature is the user's contract.
+            let symbol = unsafe { module.symbol::<CStep>(step.c_name()) }?;
+            Ok(*symbol)
+        })
+        .collect::<Result<Vec<_>, RuntimeError>>()?;
+    Ok(CpuProgram {
         entries,
         _module: module,
-    });
-    Ok(Arc::clone(p.cpu.get_or_init(|| prog)))
+    })
 }
 
-/// Host memory for the temps of a CPU call, 64-byte aligned, freed on drop.
-struct HostTemp {
-    ptr: *mut u8,
-    layout: Layout,
-}
+/// `spikeforge_custom_call` on the CPU: the C twins, in order, on the calling thread.
+pub struct CustomCallCpu;
 
-impl HostTemp {
-    fn new(bytes: usize) -> Result<Self, FfiError> {
-        let layout = Layout::from_size_align(bytes.max(1), 64)
-            .map_err(|e| FfiError::resource_exhausted(format!("temp of {bytes} bytes: {e}")))?;
-        // SAFETY: non-zero size.
-        let ptr = unsafe { alloc::alloc_zeroed(layout) };
-        if ptr.is_null() {
-            return Err(FfiError::resource_exhausted(format!(
-                "could not allocate a temp of {bytes} bytes"
-            )));
+impl Handler for CustomCallCpu {
+    type Instance = CustomCall;
+    const TRAITS: HandlerTraits = HandlerTraits::NONE;
+
+    fn execute(call: &CallFrame<'_>, site: &CustomCall) -> Result<(), FfiError> {
+        let checked = site.call_buffers(call)?;
+        let program = site.kernels.cpu(|| cpu_program(site))?;
+        if poison::enabled() {
+            // SAFETY: XLA's host buffers of these sizes, for this call.
+            unsafe { poison::host(&checked.rets) };
         }
-        Ok(HostTemp { ptr, layout })
-    }
-}
-
-impl Drop for HostTemp {
-    fn drop(&mut self) {
-        // SAFETY: allocated with this layout in `new`.
-        unsafe { alloc::dealloc(self.ptr, self.layout) };
-    }
-}
-
-pub fn run_cpu(call: &CallFrame) -> Result<(), FfiError> {
-    let attrs = call.attrs()?;
-    let key = attrs.get_str("key")?;
-    let p = prepared(&attrs, key)?;
-    let mut ptrs = call_buffers(call, &p)?;
-    let prog = cpu_program(&p, key)?;
-    let n_fixed = ptrs.len();
-    let temps = p.buffers[n_fixed..]
-        .iter()
-        .map(|t| HostTemp::new(t.bytes))
-        .collect::<Result<Vec<_>, _>>()?;
-    ptrs.extend(temps.iter().map(|t| t.ptr.cast::<c_void>()));
-    if *POISON_OUTPUTS {
-        let first_output = p.plan.inputs.len();
-        for (ptr, b) in ptrs.iter().zip(&p.buffers).skip(first_output) {
-            // SAFETY: an output (XLA's, `bytes` long) or one of our temps.
-            unsafe { std::ptr::write_bytes(ptr.cast::<u8>(), 0xFF, b.bytes) };
+        let ptrs = all_pointers(&checked);
+        for ((step, entry), sizes) in site
+            .plan
+            .steps
+            .iter()
+            .zip(&program.entries)
+            .zip(&site.step_sizes)
+        {
+            let args: Vec<*mut c_void> = step.args.iter().map(|&a| ptrs[a]).collect();
+            // SAFETY: the buffers were checked against the plan; the C twin follows the
+            // convention.
+            unsafe { entry(args.as_ptr(), sizes.as_ptr()) };
         }
+        Ok(())
     }
-    for (step, entry) in p.plan.steps.iter().zip(&prog.entries) {
-        let args: Vec<*mut c_void> = step.args.iter().map(|&a| ptrs[a]).collect();
-        let sizes: Vec<i64> = step.args.iter().map(|&a| p.buffers[a].count).collect();
-        // SAFETY: buffers were checked against the plan; the C twin follows the convention.
-        unsafe { entry(args.as_ptr(), sizes.as_ptr()) };
-    }
-    drop(temps);
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
 // CUDA
 
-fn cuda_functions(p: &Prepared, key: &str, stream: *mut c_void) -> Result<CudaKernels, FfiError> {
-    let mut loaded = p.cuda.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, f)) = loaded.iter().find(|(s, _)| *s == stream as usize) {
-        return Ok(Arc::clone(f));
-    }
+fn cuda_kernels(site: &CustomCall, stream: *mut c_void) -> Result<CudaKernels, FfiError> {
     let opts = cuda::CudaCompileOptions {
-        fast_math: p.plan.fast_math,
+        fast_math: site.plan.fast_math,
         ..Default::default()
     };
-    let mut functions = Vec::with_capacity(p.plan.steps.len());
-    for step in &p.plan.steps {
-        let f = cuda::load_function_keyed(key, &step.kernel, stream, &opts, || {
-            p.plan.cuda_source.clone()
-        })
-        .map_err(runtime_error)?;
+    let mut functions = Vec::with_capacity(site.plan.steps.len());
+    for step in &site.plan.steps {
+        let f = cuda::load_function_keyed(&site.key, &step.kernel, stream, &opts, || {
+            site.plan.cuda_source.clone()
+        })?;
         let limits = DeviceLimits {
             max_threads_per_block: f.max_threads_per_block(),
             max_shared_mem: f.max_shared_mem_per_block(),
         };
-        check_device_limits(step, limits).map_err(FfiError::invalid_argument)?;
+        check_device_limits(step, limits)?;
         functions.push(f);
     }
-    let functions = Arc::new(functions);
-    loaded.push((stream as usize, Arc::clone(&functions)));
-    Ok(functions)
+    Ok(Arc::new(functions))
 }
 
-pub fn run_cuda(call: &CallFrame) -> Result<(), FfiError> {
-    let attrs = call.attrs()?;
-    let key = attrs.get_str("key")?;
-    let p = prepared(&attrs, key)?;
-    let mut ptrs = call_buffers(call, &p)?;
-    let stream = call.stream()?;
-    let functions = cuda_functions(&p, key, stream)?;
-    let n_fixed = ptrs.len();
-    // XLA refuses alignments above 16 (`kMaxAlignment` in its FFI API); its allocator hands out
-    // blocks aligned far more than that anyway (the BFC allocator: 256 bytes).
-    let temps = p.buffers[n_fixed..]
-        .iter()
-        .map(|t| {
-            call.scratch(t.bytes.max(1), 16)
-                .map_err(|e| e.context(format!("temp '{}'", t.name)))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    ptrs.extend(temps.iter().map(|t| t.data()));
-    if *POISON_OUTPUTS {
-        let first_output = p.plan.inputs.len();
-        for (ptr, b) in ptrs.iter().zip(&p.buffers).skip(first_output) {
-            if b.bytes == 0 {
-                continue;
+/// `spikeforge_custom_call` on CUDA: the kernels in order on XLA's stream. The same launches
+/// every execution (temps are XLA's buffers), so XLA may capture them into a CUDA graph.
+pub struct CustomCallCuda;
+
+impl Handler for CustomCallCuda {
+    type Instance = CustomCall;
+    const TRAITS: HandlerTraits = HandlerTraits::COMMAND_BUFFER_COMPATIBLE;
+
+    fn execute(call: &CallFrame<'_>, site: &CustomCall) -> Result<(), FfiError> {
+        let checked = site.call_buffers(call)?;
+        let stream = call.stream()?;
+        let functions = site.kernels.cuda(stream, || cuda_kernels(site, stream))?;
+        if poison::enabled() {
+            // SAFETY: device buffers of these sizes on XLA's stream for this call.
+            unsafe { poison::device(&checked.rets, stream) }?;
+        }
+        let ptrs = all_pointers(&checked);
+        for ((step, f), sizes) in site
+            .plan
+            .steps
+            .iter()
+            .zip(functions.iter())
+            .zip(&site.step_sizes)
+        {
+            let mut args: Vec<*mut c_void> = step.args.iter().map(|&a| ptrs[a]).collect();
+            let mut sizes = sizes.clone();
+            let mut params: Vec<*mut c_void> = args
+                .iter_mut()
+                .map(|a| (a as *mut *mut c_void).cast::<c_void>())
+                .collect();
+            if site.plan.sizes {
+                params.extend(sizes.iter_mut().map(|s| (s as *mut i64).cast::<c_void>()));
             }
-            // SAFETY: device memory of `bytes` bytes on XLA's stream for this call.
-            unsafe { cuda::memset_async(*ptr, 0xFF, b.bytes, stream) }.map_err(runtime_error)?;
+            let (g, b) = (step.grid, step.block);
+            // SAFETY: the parameters are the documented convention (pointers, then `long long`
+            // counts when `sizes`); the buffers live on XLA's stream for the call.
+            unsafe {
+                cuda::launch(
+                    f,
+                    (g[0], g[1], g[2]),
+                    (b[0], b[1], b[2]),
+                    step.shared_mem,
+                    stream,
+                    &mut params,
+                )
+            }
+            .map_err(|e| FfiError::internal(format!("kernel '{}': {e}", step.kernel)))?;
         }
+        Ok(())
     }
-    for (step, f) in p.plan.steps.iter().zip(functions.iter()) {
-        let mut args: Vec<*mut c_void> = step.args.iter().map(|&a| ptrs[a]).collect();
-        let mut sizes: Vec<i64> = step.args.iter().map(|&a| p.buffers[a].count).collect();
-        let mut params: Vec<*mut c_void> = args
-            .iter_mut()
-            .map(|a| (a as *mut *mut c_void).cast::<c_void>())
-            .collect();
-        if p.plan.sizes {
-            params.extend(sizes.iter_mut().map(|s| (s as *mut i64).cast::<c_void>()));
-        }
-        let (g, b) = (step.grid, step.block);
-        // SAFETY: the parameters are the documented convention (pointers, then `long long`
-        // counts when `sizes`); the buffers live on XLA's stream for the call.
-        unsafe {
-            cuda::launch(
-                f,
-                (g[0], g[1], g[2]),
-                (b[0], b[1], b[2]),
-                step.shared_mem,
-                stream,
-                &mut params,
-            )
-        }
-        .map_err(|e| FfiError::internal(format!("kernel '{}': {e}", step.kernel)))?;
-    }
-    drop(temps);
-    Ok(())
 }
-
-crate::xla_ffi_handler!(pub fn sf_custom_call_cpu => run_cpu);
-crate::xla_ffi_handler!(pub fn sf_custom_call_cuda => run_cuda);
 
 // ---------------------------------------------------------------------------------------------
 // Compile check (C ABI): NVRTC without a GPU

@@ -10,10 +10,19 @@
 //! The C twin of a step is a function `void name(void **args, const int64_t *sizes)`: `args[k]`
 //! is the step's k-th buffer and `sizes[k]` its element count. It runs the whole launch (it loops
 //! over the elements itself).
+//!
+//! Checked here, once per call site: buffer sizes (computed with checked arithmetic; a buffer
+//! past what can be allocated is an error), buffer numbers, launch shapes, and each step's
+//! buffers against the pointer parameters its kernel declares in the CUDA source (count and
+//! element type, see [`super::kernel_signature`]). Every failure is a [`PlanError`] naming the
+//! step, the buffer or the parameter.
+
+use std::fmt;
 
 use serde::Deserialize;
 
-use crate::xla::DataType;
+use super::kernel_signature::{kernel_params, Param};
+use crate::xla::{DataType, FfiError};
 
 /// One buffer of the call, as Python described it.
 #[derive(Clone, Debug, Deserialize)]
@@ -55,6 +64,8 @@ pub struct Plan {
     pub c_source: Option<String>,
     pub inputs: Vec<BufferSpec>,
     pub outputs: Vec<BufferSpec>,
+    /// Scratch buffers: results of the call after the outputs (XLA allocates them; Python drops
+    /// them), so that no call allocates.
     #[serde(default)]
     pub temps: Vec<BufferSpec>,
     pub steps: Vec<Step>,
@@ -70,6 +81,9 @@ const MAX_THREADS_PER_BLOCK: u64 = 1024;
 const MAX_BLOCK: [u32; 3] = [1024, 1024, 64];
 const MAX_GRID: [u32; 3] = [i32::MAX as u32, 65535, 65535];
 
+/// The most bytes one buffer may have: what an allocation can be (`isize::MAX`).
+const MAX_BUFFER_BYTES: u64 = isize::MAX as u64;
+
 /// A buffer with its decoded dtype and sizes.
 #[derive(Clone, Debug)]
 pub struct Resolved {
@@ -80,10 +94,149 @@ pub struct Resolved {
     pub bytes: usize,
 }
 
+/// Where in a plan a step-level error is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepAt {
+    pub step: usize,
+    pub kernel: String,
+}
+
+impl fmt::Display for StepAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "step {} (kernel '{}')", self.step, self.kernel)
+    }
+}
+
+/// What is wrong with a plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlanError {
+    /// The JSON does not parse as a plan.
+    Json(String),
+    NoSteps,
+    UnknownDtype {
+        buffer: String,
+        dtype: String,
+    },
+    NegativeDimension {
+        buffer: String,
+        shape: Vec<i64>,
+    },
+    /// More elements or bytes than one allocation can hold.
+    TooLarge {
+        buffer: String,
+        shape: Vec<i64>,
+        dtype: DataType,
+    },
+    InvalidKernelName(StepAt),
+    NoBuffers(StepAt),
+    ArgumentOutOfRange {
+        at: StepAt,
+        arg: usize,
+        buffers: usize,
+    },
+    /// Grid and block outside CUDA's limits (`reason` says which).
+    LaunchShape {
+        at: StepAt,
+        reason: String,
+    },
+    OutputNotWritten {
+        output: String,
+    },
+    /// The kernel declares another number of pointer parameters than the step passes buffers.
+    PointerCount {
+        at: StepAt,
+        declared: usize,
+        passed: usize,
+    },
+    /// A buffer whose dtype the kernel's parameter does not take.
+    ParameterType {
+        at: StepAt,
+        param: usize,
+        declared: String,
+        buffer: String,
+        dtype: DataType,
+        accepts: Vec<DataType>,
+    },
+    /// The loaded kernel cannot be launched as the step asks on this device.
+    DeviceLimit {
+        kernel: String,
+        reason: String,
+    },
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use PlanError::*;
+        match self {
+            Json(e) => write!(f, "attribute 'plan': {e}"),
+            NoSteps => f.write_str("the plan has no steps"),
+            UnknownDtype { buffer, dtype } => {
+                write!(f, "buffer '{buffer}': unknown dtype '{dtype}'")
+            }
+            NegativeDimension { buffer, shape } => {
+                write!(f, "buffer '{buffer}': negative dimension in {shape:?}")
+            }
+            TooLarge {
+                buffer,
+                shape,
+                dtype,
+            } => write!(
+                f,
+                "buffer '{buffer}': {dtype}{shape:?} is larger than any allocation can be \
+                 ({MAX_BUFFER_BYTES} bytes at most)"
+            ),
+            InvalidKernelName(at) => write!(f, "{at}: empty or invalid kernel name"),
+            NoBuffers(at) => write!(f, "{at}: a kernel needs at least one buffer argument"),
+            ArgumentOutOfRange { at, arg, buffers } => write!(
+                f,
+                "{at}: argument {arg} out of range (the call has {buffers} buffers)"
+            ),
+            LaunchShape { at, reason } => write!(f, "{at}: {reason}"),
+            OutputNotWritten { output } => {
+                write!(f, "output '{output}' is not an argument of any step")
+            }
+            PointerCount {
+                at,
+                declared,
+                passed,
+            } => write!(
+                f,
+                "{at}: the kernel declares {declared} pointer parameters but the step passes \
+                 {passed} buffers (one pointer per buffer, in order)"
+            ),
+            ParameterType {
+                at,
+                param,
+                declared,
+                buffer,
+                dtype,
+                accepts,
+            } => {
+                let accepts: Vec<&str> = accepts.iter().map(|d| d.name()).collect();
+                write!(
+                    f,
+                    "{at}: parameter {param} (`{declared}`) takes {}, but buffer '{buffer}' is \
+                     {dtype}",
+                    accepts.join(" or ")
+                )
+            }
+            DeviceLimit { kernel, reason } => write!(f, "kernel '{kernel}': {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+impl From<PlanError> for FfiError {
+    fn from(e: PlanError) -> FfiError {
+        FfiError::invalid_argument(e.to_string())
+    }
+}
+
 impl Plan {
-    pub fn from_json(text: &str) -> Result<Plan, String> {
-        let plan: Plan =
-            serde_json::from_str(text).map_err(|e| format!("attribute 'plan': {e}"))?;
+    /// Parses and checks a plan (see the module documentation for what is checked).
+    pub fn from_json(text: &str) -> Result<Plan, PlanError> {
+        let plan: Plan = serde_json::from_str(text).map_err(|e| PlanError::Json(e.to_string()))?;
         plan.check()?;
         Ok(plan)
     }
@@ -94,94 +247,148 @@ impl Plan {
     }
 
     /// Decoded dtypes and sizes of every buffer, in numbering order.
-    pub fn resolve(&self) -> Result<Vec<Resolved>, String> {
-        self.buffers()
-            .map(|b| {
-                let dtype = DataType::all()
-                    .find(|d| d.name() == b.dtype)
-                    .ok_or_else(|| format!("buffer '{}': unknown dtype '{}'", b.name, b.dtype))?;
-                if b.shape.iter().any(|&d| d < 0) {
-                    return Err(format!(
-                        "buffer '{}': negative dimension in {:?}",
-                        b.name, b.shape
-                    ));
-                }
-                let count = b
-                    .shape
-                    .iter()
-                    .try_fold(1i64, |acc, &d| acc.checked_mul(d))
-                    .ok_or_else(|| format!("buffer '{}': shape {:?} overflows", b.name, b.shape))?;
-                Ok(Resolved {
-                    name: b.name.clone(),
-                    dtype,
-                    dims: b.shape.clone(),
-                    count,
-                    bytes: count as usize * dtype.size_bytes(),
-                })
-            })
-            .collect()
+    pub fn resolve(&self) -> Result<Vec<Resolved>, PlanError> {
+        self.buffers().map(resolve).collect()
     }
 
-    /// Checks what does not depend on the device: buffer numbers, launch shapes within CUDA's
-    /// limits, every output written by some step, a C twin for every step when there is C.
-    fn check(&self) -> Result<(), String> {
+    /// Checks what does not depend on the device: buffer sizes and numbers, launch shapes within
+    /// CUDA's limits, every output written by some step, each step's buffers against its
+    /// kernel's declared pointer parameters.
+    fn check(&self) -> Result<(), PlanError> {
         if self.steps.is_empty() {
-            return Err("the plan has no steps".into());
+            return Err(PlanError::NoSteps);
         }
-        self.resolve()?;
-        let n_buffers = self.inputs.len() + self.outputs.len() + self.temps.len();
-        let mut written = vec![false; n_buffers];
+        let buffers = self.resolve()?;
+        let mut written = vec![false; buffers.len()];
         for (s, step) in self.steps.iter().enumerate() {
-            let at = || format!("step {s} (kernel '{}')", step.kernel);
+            let at = || StepAt {
+                step: s,
+                kernel: step.kernel.clone(),
+            };
             if step.kernel.is_empty() || step.kernel.contains('\0') {
-                return Err(format!("{}: empty or invalid kernel name", at()));
+                return Err(PlanError::InvalidKernelName(at()));
             }
             if step.args.is_empty() {
-                return Err(format!(
-                    "{}: a kernel needs at least one buffer argument",
-                    at()
-                ));
+                return Err(PlanError::NoBuffers(at()));
             }
             for &a in &step.args {
-                if a >= n_buffers {
-                    return Err(format!(
-                        "{}: argument {a} out of range (the call has {n_buffers} buffers)",
-                        at()
-                    ));
+                if a >= buffers.len() {
+                    return Err(PlanError::ArgumentOutOfRange {
+                        at: at(),
+                        arg: a,
+                        buffers: buffers.len(),
+                    });
                 }
                 written[a] = true;
             }
-            check_launch_shape(step.grid, step.block).map_err(|e| format!("{}: {e}", at()))?;
+            check_launch_shape(step.grid, step.block, at)?;
+            if let Some(params) = kernel_params(&self.cuda_source, &step.kernel) {
+                check_parameters(&params, step, &buffers, at)?;
+            }
         }
         let first_output = self.inputs.len();
         for (k, out) in self.outputs.iter().enumerate() {
             if !written[first_output + k] {
-                return Err(format!(
-                    "output '{}' is not an argument of any step",
-                    out.name
-                ));
+                return Err(PlanError::OutputNotWritten {
+                    output: out.name.clone(),
+                });
             }
         }
         Ok(())
     }
 }
 
+fn resolve(b: &BufferSpec) -> Result<Resolved, PlanError> {
+    let dtype = DataType::all()
+        .find(|d| d.name() == b.dtype)
+        .ok_or_else(|| PlanError::UnknownDtype {
+            buffer: b.name.clone(),
+            dtype: b.dtype.clone(),
+        })?;
+    if b.shape.iter().any(|&d| d < 0) {
+        return Err(PlanError::NegativeDimension {
+            buffer: b.name.clone(),
+            shape: b.shape.clone(),
+        });
+    }
+    let too_large = || PlanError::TooLarge {
+        buffer: b.name.clone(),
+        shape: b.shape.clone(),
+        dtype,
+    };
+    let count = b
+        .shape
+        .iter()
+        .try_fold(1i64, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(too_large)?;
+    let bytes = u64::try_from(count)
+        .ok()
+        .and_then(|c| c.checked_mul(dtype.size_bytes() as u64))
+        .filter(|&bytes| bytes <= MAX_BUFFER_BYTES)
+        .ok_or_else(too_large)?;
+    Ok(Resolved {
+        name: b.name.clone(),
+        dtype,
+        dims: b.shape.clone(),
+        count,
+        bytes: usize::try_from(bytes).map_err(|_| too_large())?,
+    })
+}
+
+/// A step's buffers against its kernel's declared parameters: one pointer per buffer, each of a
+/// type that takes the buffer's dtype. (With `sizes`, the `long long` counts follow the
+/// pointers; they are not pointers, so they are not counted.)
+fn check_parameters(
+    params: &[Param],
+    step: &Step,
+    buffers: &[Resolved],
+    at: impl Fn() -> StepAt,
+) -> Result<(), PlanError> {
+    let pointers: Vec<&Param> = params.iter().filter(|p| p.is_pointer()).collect();
+    if pointers.len() != step.args.len() {
+        return Err(PlanError::PointerCount {
+            at: at(),
+            declared: pointers.len(),
+            passed: step.args.len(),
+        });
+    }
+    for (k, (param, &a)) in pointers.iter().zip(&step.args).enumerate() {
+        let buffer = &buffers[a];
+        if !param.accepts(buffer.dtype) {
+            return Err(PlanError::ParameterType {
+                at: at(),
+                param: k,
+                declared: param.text.clone(),
+                buffer: buffer.name.clone(),
+                dtype: buffer.dtype,
+                accepts: DataType::all().filter(|&d| param.accepts(d)).collect(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Grid and block within CUDA's architectural limits (no zero, at most 1024 threads a block).
-pub fn check_launch_shape(grid: [u32; 3], block: [u32; 3]) -> Result<(), String> {
+fn check_launch_shape(
+    grid: [u32; 3],
+    block: [u32; 3],
+    at: impl Fn() -> StepAt,
+) -> Result<(), PlanError> {
+    let fail = |reason: String| Err(PlanError::LaunchShape { at: at(), reason });
     if grid.contains(&0) || block.contains(&0) {
-        return Err(format!(
+        return fail(format!(
             "grid {grid:?} and block {block:?} must have no zero dimension (zero threads)"
         ));
     }
     let threads: u64 = block.iter().map(|&b| u64::from(b)).product();
     if threads > MAX_THREADS_PER_BLOCK {
-        return Err(format!(
+        return fail(format!(
             "block {block:?} has {threads} threads, more than CUDA's {MAX_THREADS_PER_BLOCK}"
         ));
     }
     for axis in 0..3 {
         if block[axis] > MAX_BLOCK[axis] || grid[axis] > MAX_GRID[axis] {
-            return Err(format!(
+            return fail(format!(
                 "grid {grid:?} / block {block:?} exceed CUDA's limits (grid {MAX_GRID:?}, block \
                  {MAX_BLOCK:?})"
             ));
@@ -199,21 +406,25 @@ pub struct DeviceLimits {
 
 /// Checks a step against the loaded kernel's limits (its register use bounds the block size; the
 /// device bounds dynamic shared memory).
-pub fn check_device_limits(step: &Step, limits: DeviceLimits) -> Result<(), String> {
+pub fn check_device_limits(step: &Step, limits: DeviceLimits) -> Result<(), PlanError> {
+    let limit = |reason: String| PlanError::DeviceLimit {
+        kernel: step.kernel.clone(),
+        reason,
+    };
     let threads: u64 = step.block.iter().map(|&b| u64::from(b)).product();
     if threads > u64::from(limits.max_threads_per_block) {
-        return Err(format!(
-            "kernel '{}': block {:?} has {threads} threads; this kernel can be launched with at \
-             most {} on this device",
-            step.kernel, step.block, limits.max_threads_per_block
-        ));
+        return Err(limit(format!(
+            "block {:?} has {threads} threads; this kernel can be launched with at most {} on \
+             this device",
+            step.block, limits.max_threads_per_block
+        )));
     }
     if step.shared_mem > limits.max_shared_mem {
-        return Err(format!(
-            "kernel '{}': shared_mem={} bytes is more than the {} bytes of shared memory a block \
-             may use on this device",
-            step.kernel, step.shared_mem, limits.max_shared_mem
-        ));
+        return Err(limit(format!(
+            "shared_mem={} bytes is more than the {} bytes of shared memory a block may use on \
+             this device",
+            step.shared_mem, limits.max_shared_mem
+        )));
     }
     Ok(())
 }
@@ -275,14 +486,111 @@ mod tests {
             ),
         ];
         for (steps, want) in cases {
-            let err = Plan::from_json(&plan(steps)).unwrap_err();
+            let err = Plan::from_json(&plan(steps)).unwrap_err().to_string();
             assert!(err.contains(want), "{steps}: {err}");
         }
         let valid = r#"[{"kernel": "k", "args": [0, 1], "grid": [1,1,1], "block": [4,1,1]}]"#;
         let err = Plan::from_json(&plan(valid).replace("float64", "float65")).unwrap_err();
-        assert!(err.contains("unknown dtype 'float65'"), "{err}");
+        assert_eq!(
+            err,
+            PlanError::UnknownDtype {
+                buffer: "tmp".into(),
+                dtype: "float65".into()
+            }
+        );
+        assert!(err.to_string().contains("unknown dtype 'float65'"), "{err}");
         let err = Plan::from_json("{}").unwrap_err();
-        assert!(err.starts_with("attribute 'plan'"), "{err}");
+        assert!(matches!(err, PlanError::Json(_)), "{err:?}");
+        assert!(err.to_string().starts_with("attribute 'plan'"), "{err}");
+    }
+
+    /// Issue 8 item 11: a temp of f64[2^62] made 2^65 bytes, which wrapped to 0 (1 byte was
+    /// allocated, then written past); f64[2^61] wrapped to 0 as well. Every size is checked.
+    #[test]
+    fn buffers_past_what_can_be_allocated_are_refused() {
+        let valid = r#"[{"kernel": "k", "args": [0, 1], "grid": [1,1,1], "block": [4,1,1]}]"#;
+        for shape in [
+            "[4611686018427387904]",    // 2^62 elements: 2^65 bytes
+            "[2305843009213693952]",    // 2^61: 2^64 bytes, 0 when wrapped
+            "[1152921504606846976]",    // 2^60: 2^63 bytes, one more than isize::MAX
+            "[4294967296, 4294967296]", // 2^64 elements: the count itself overflows
+            "[3037000500, 3037000500, 3037000500]",
+        ] {
+            let text = plan(valid).replace("[2, 2]", shape);
+            let err = Plan::from_json(&text).unwrap_err();
+            assert!(
+                matches!(&err, PlanError::TooLarge { buffer, .. } if buffer == "tmp"),
+                "{shape}: {err:?}"
+            );
+            assert!(
+                err.to_string().contains("larger than any allocation"),
+                "{err}"
+            );
+        }
+        // Just under the limit is a size, not an error (allocating it is XLA's business).
+        let text = plan(valid).replace("[2, 2]", "[576460752303423487]");
+        let r = Plan::from_json(&text).unwrap().resolve().unwrap();
+        assert_eq!(r[2].bytes, 576460752303423487 * 8);
+        // A zero dimension makes an empty buffer, whatever the others.
+        let text = plan(valid).replace("[2, 2]", "[0, 9223372036854775807]");
+        let r = Plan::from_json(&text).unwrap().resolve().unwrap();
+        assert_eq!(r[2].bytes, 0);
+    }
+
+    /// Issue 8 item 7: float32 spikes passed to a kernel declared `const unsigned char*` ran and
+    /// returned garbage. Each step's buffers are checked against its kernel's declared pointers.
+    #[test]
+    fn buffers_must_fit_the_declared_pointer_types() {
+        let with_source = |source: &str, args: &str| {
+            let steps = format!(
+                r#"[{{"kernel": "count", "args": {args}, "grid": [1,1,1], "block": [4,1,1]}}]"#
+            );
+            let mut value: serde_json::Value = serde_json::from_str(&plan(&steps)).unwrap();
+            value["cuda_source"] = source.into();
+            Plan::from_json(&value.to_string())
+        };
+        let bytes =
+            r#"extern "C" __global__ void count(const unsigned char* spikes, float* out) {}"#;
+        let err = with_source(bytes, "[0, 1]").unwrap_err();
+        assert_eq!(
+            err,
+            PlanError::ParameterType {
+                at: StepAt {
+                    step: 0,
+                    kernel: "count".into()
+                },
+                param: 0,
+                declared: "const unsigned char* spikes".into(),
+                buffer: "x".into(),
+                dtype: DataType::F32,
+                accepts: vec![DataType::Pred, DataType::U8],
+            }
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("parameter 0 (`const unsigned char* spikes`) takes bool or uint8")
+                && message.contains("buffer 'x' is float32"),
+            "{message}"
+        );
+        let floats =
+            r#"extern "C" __global__ void count(const float* x, float* out, long long n) {}"#;
+        assert!(with_source(floats, "[0, 1]").is_ok());
+        let err = with_source(floats, "[0, 1, 2]").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PlanError::PointerCount {
+                    declared: 2,
+                    passed: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // void*, unknown typedefs and kernels the scanner cannot find are not checked.
+        let untyped = r#"extern "C" __global__ void count(const void* x, my_t* out) {}"#;
+        assert!(with_source(untyped, "[2, 1]").is_ok());
+        assert!(with_source("#define K count\nK", "[0, 1]").is_ok());
     }
 
     #[test]
@@ -307,7 +615,8 @@ mod tests {
                 ..roomy
             },
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("at most 256"), "{err}");
         let err = check_device_limits(
             &step,
@@ -316,7 +625,8 @@ mod tests {
                 ..roomy
             },
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("shared_mem=100000"), "{err}");
     }
 }

@@ -9,21 +9,26 @@
 //! (must equal [`TILE`], so a table built for another tiling is refused), `n_tiles` (the last
 //! tile offset: the grid of pass 1 and the size of the partials) and `max_tiles` (the most tiles
 //! of one segment: sizes the blocks of pass 2). The input and output dtypes are those of the
-//! buffers, checked against the op.
+//! buffers, checked against the op. The attributes are read once per call site.
 //!
-//! The partials live in a host vector on the CPU and in XLA scratch memory on the GPU.
+//! The partials live in a host vector on the CPU and in XLA scratch memory on the GPU (allocated
+//! per execution, which is why this handler is not command-buffer compatible).
 
 use std::ffi::c_void;
+use std::fmt;
 use std::sync::{Arc, LazyLock};
 
+use super::buffers::SharedPtr;
+use super::loaded_kernels::LoadedKernels;
+use super::poison;
 use crate::codegen::reduction::{
     self, RDType, ReduceKernel, ReduceOp, CUDA_BLOCK, CUDA_FINISH_MAX_BLOCK, ENTRY_FINISH,
     ENTRY_TILES, TILE,
 };
 use crate::codegen::Dialect;
 use crate::runtime::cache::Lru;
-use crate::runtime::{cpu, cuda, RuntimeError};
-use crate::xla::{Buffer, CallFrame, DataType, FfiError};
+use crate::runtime::{cpu, cuda};
+use crate::xla::{Buffer, CallFrame, DataType, FfiError, Handler, HandlerTraits, Instance};
 
 fn rdtype(dtype: DataType) -> Option<RDType> {
     Some(match dtype {
@@ -38,6 +43,48 @@ fn rdtype(dtype: DataType) -> Option<RDType> {
     })
 }
 
+/// One call site of `spikeforge_reduce`: its attributes, and the kernels it loaded (with the
+/// reduction they compute, which the buffers' dtypes decide).
+pub struct Reduce {
+    op: ReduceOp,
+    ntiles: usize,
+    max_tiles: usize,
+    kernels: LoadedKernels<(ReduceKernel, Arc<CKernel>), (ReduceKernel, CudaKernels)>,
+}
+
+impl Instance for Reduce {
+    fn instantiate(call: &CallFrame) -> Result<Reduce, FfiError> {
+        let attrs = call.attrs()?;
+        let op_name = attrs.get_str("op")?;
+        let op = ReduceOp::parse(op_name).ok_or_else(|| {
+            FfiError::invalid_argument(format!(
+                "attribute 'op': unknown reduction {op_name:?} (use sum, mean, max, min or count)"
+            ))
+        })?;
+        let tile = attrs.get_usize("tile")?;
+        if tile != TILE {
+            return Err(FfiError::invalid_argument(format!(
+                "attribute 'tile': the segment table was built for tiles of {tile} elements, this library uses {TILE}"
+            )));
+        }
+        let ntiles = attrs.get_usize("n_tiles")?;
+        let max_tiles = attrs.get_usize("max_tiles")?;
+        // One block per tile (pass 1): CUDA grids reach 2^31 - 1 blocks.
+        if ntiles > i32::MAX as usize || max_tiles > ntiles {
+            return Err(FfiError::invalid_argument(format!(
+                "attributes 'n_tiles' ({ntiles}) / 'max_tiles' ({max_tiles}): at most 2^31 - 1 \
+                 tiles, and no segment with more tiles than all of them"
+            )));
+        }
+        Ok(Reduce {
+            op,
+            ntiles,
+            max_tiles,
+            kernels: LoadedKernels::new(),
+        })
+    }
+}
+
 /// One call, decoded and checked.
 struct Call<'a> {
     kernel: ReduceKernel,
@@ -46,26 +93,9 @@ struct Call<'a> {
     out: Buffer<'a>,
     n: usize,
     nseg: usize,
-    ntiles: usize,
-    max_tiles: usize,
 }
 
-fn decode<'a>(call: &CallFrame<'a>) -> Result<Call<'a>, FfiError> {
-    let attrs = call.attrs()?;
-    let op_name = attrs.get_str("op")?;
-    let op = ReduceOp::parse(op_name).ok_or_else(|| {
-        FfiError::invalid_argument(format!(
-            "attribute 'op': unknown reduction {op_name:?} (use sum, mean, max, min or count)"
-        ))
-    })?;
-    let tile = attrs.get_usize("tile")?;
-    if tile != TILE {
-        return Err(FfiError::invalid_argument(format!(
-            "attribute 'tile': the segment table was built for tiles of {tile} elements, this library uses {TILE}"
-        )));
-    }
-    let ntiles = attrs.get_usize("n_tiles")?;
-    let max_tiles = attrs.get_usize("max_tiles")?;
+fn decode<'a>(call: &CallFrame<'a>, site: &Reduce) -> Result<Call<'a>, FfiError> {
     if call.num_args() != 2 || call.num_rets() != 1 {
         return Err(FfiError::invalid_argument(format!(
             "expected 2 arguments (x, segments) and 1 result (out), got {} and {}",
@@ -85,7 +115,7 @@ fn decode<'a>(call: &CallFrame<'a>) -> Result<Call<'a>, FfiError> {
     let output = rdtype(out.dtype).ok_or_else(|| {
         FfiError::invalid_argument(format!("result 'out': {} is not supported", out.dtype))
     })?;
-    let kernel = ReduceKernel::new(op, input, output).map_err(FfiError::invalid_argument)?;
+    let kernel = ReduceKernel::new(site.op, input, output).map_err(FfiError::invalid_argument)?;
     // int64 entries carried as little-endian int32 pairs (JAX without x64 has no int64 arrays).
     let nseg = match (table.dtype, table.dims) {
         (DataType::S32, [2, m]) if *m >= 2 && *m % 2 == 0 => (*m / 2 - 1) as usize,
@@ -102,13 +132,14 @@ fn decode<'a>(call: &CallFrame<'a>) -> Result<Call<'a>, FfiError> {
     }
     out.expect("out", out.dtype, &[nseg as i64])?;
     let n = x.element_count();
-    if ntiles > n.div_ceil(TILE) + nseg || max_tiles > ntiles {
+    let (ntiles, max_tiles) = (site.ntiles, site.max_tiles);
+    if ntiles > n.div_ceil(TILE).saturating_add(nseg) {
         return Err(FfiError::invalid_argument(format!(
             "attributes 'n_tiles' ({ntiles}) / 'max_tiles' ({max_tiles}) do not fit {n} elements in {nseg} segments"
         )));
     }
-    // One block per tile (pass 1) and per segment (pass 2): CUDA grids reach 2^31 - 1 blocks.
-    if ntiles > i32::MAX as usize || nseg > i32::MAX as usize {
+    // One block per segment (pass 2): CUDA grids reach 2^31 - 1 blocks.
+    if nseg > i32::MAX as usize {
         return Err(FfiError::invalid_argument(format!(
             "{n} elements in {nseg} segments are too many for one launch"
         )));
@@ -120,19 +151,139 @@ fn decode<'a>(call: &CallFrame<'a>) -> Result<Call<'a>, FfiError> {
         out,
         n,
         nseg,
-        ntiles,
-        max_tiles,
     })
 }
 
-/// `SPIKEFORGE_POISON_OUTPUTS=1`: outputs are filled with 0xFF bytes before the kernels run, as
-/// in [`super::neuron_run`], so a segment the kernels fail to write is caught by the tests.
-static POISON_OUTPUTS: LazyLock<bool> = LazyLock::new(|| {
-    std::env::var("SPIKEFORGE_POISON_OUTPUTS").is_ok_and(|v| !v.is_empty() && v != "0")
-});
+/// What is wrong with a segment table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum TableError {
+    Entries {
+        segments: usize,
+        got: usize,
+    },
+    FirstOffset,
+    NegativeLength {
+        segment: usize,
+        start: i64,
+        end: i64,
+    },
+    /// The element offsets reach `covered`, past the `n` elements of `x` (or short of them).
+    Coverage {
+        covered: i64,
+        n: usize,
+    },
+    Tiles {
+        segment: usize,
+        first: i64,
+        end: i64,
+        len: u64,
+    },
+    TileTotal {
+        table: i64,
+        ntiles: usize,
+    },
+}
 
-fn runtime_error(e: RuntimeError) -> FfiError {
-    FfiError::internal(e.to_string())
+impl fmt::Display for TableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use TableError::*;
+        match self {
+            Entries { segments, got } => write!(
+                f,
+                "expected 2 * ({segments} + 1) entries for {segments} segments, got {got}"
+            ),
+            FirstOffset => f.write_str("the first offset must be 0"),
+            NegativeLength {
+                segment,
+                start,
+                end,
+            } => write!(
+                f,
+                "segment {segment} has negative length (offsets {start} then {end})"
+            ),
+            Coverage { covered, n } => {
+                write!(f, "the segments cover {covered} elements but x has {n}")
+            }
+            Tiles {
+                segment,
+                first,
+                end,
+                len,
+            } => write!(
+                f,
+                "segment {segment}: tile offsets {first}..{end} do not match its length {len}"
+            ),
+            TileTotal { table, ntiles } => write!(
+                f,
+                "the table has {table} tiles, attribute 'n_tiles' says {ntiles}"
+            ),
+        }
+    }
+}
+
+/// Checks a segment table (as read from the input buffer) against the number of elements and
+/// tiles: element offsets start at 0, never decrease and end at `n`; tile offsets start at 0 and
+/// grow by each segment's `ceil(len / TILE)` to `ntiles`. Each offset is compared with the
+/// previous one and with the total before anything is subtracted, so no arithmetic can wrap (a
+/// table whose differences wrap around 2^64 to plausible lengths is refused).
+fn check_segment_table(
+    table: &[i64],
+    nseg: usize,
+    n: usize,
+    ntiles: usize,
+) -> Result<(), TableError> {
+    let expected_len = nseg.checked_add(1).and_then(|k| k.checked_mul(2));
+    if expected_len != Some(table.len()) {
+        return Err(TableError::Entries {
+            segments: nseg,
+            got: table.len(),
+        });
+    }
+    let (offsets, tiles) = table.split_at(nseg + 1);
+    if offsets[0] != 0 || tiles[0] != 0 {
+        return Err(TableError::FirstOffset);
+    }
+    for s in 0..nseg {
+        let (start, end) = (offsets[s], offsets[s + 1]);
+        if end < start {
+            return Err(TableError::NegativeLength {
+                segment: s,
+                start,
+                end,
+            });
+        }
+        // 0 <= start <= end here, so both fit u64 and the difference cannot wrap.
+        if end as u64 > n as u64 {
+            return Err(TableError::Coverage { covered: end, n });
+        }
+        let len = (end - start) as u64;
+        let (first, end_tile) = (tiles[s], tiles[s + 1]);
+        let tiles_ok = first >= 0
+            && end_tile >= first
+            && end_tile as u64 <= ntiles as u64
+            && (end_tile - first) as u64 == len.div_ceil(TILE as u64);
+        if !tiles_ok {
+            return Err(TableError::Tiles {
+                segment: s,
+                first,
+                end: end_tile,
+                len,
+            });
+        }
+    }
+    if offsets[nseg] as u64 != n as u64 {
+        return Err(TableError::Coverage {
+            covered: offsets[nseg],
+            n,
+        });
+    }
+    if tiles[nseg] as u64 != ntiles as u64 {
+        return Err(TableError::TileTotal {
+            table: tiles[nseg],
+            ntiles,
+        });
+    }
+    Ok(())
 }
 
 /// `(t0, t1, table, nseg, n, x, partials)`
@@ -142,7 +293,7 @@ type CFinish =
     unsafe extern "C" fn(i64, i64, *const i64, i64, i64, i64, *const c_void, *mut c_void);
 
 /// Both C entry points of a kernel, resolved once per process.
-struct CKernel {
+pub struct CKernel {
     tiles: CTiles,
     finish: CFinish,
     _module: Arc<cpu::CpuModule>,
@@ -154,15 +305,10 @@ fn c_kernel(k: &ReduceKernel) -> Result<Arc<CKernel>, FfiError> {
         let opts = cpu::CpuCompileOptions::default();
         let module = cpu::load_keyed(&k.key(), ENTRY_TILES, &opts, || {
             reduction::generate(k, Dialect::C)
-        })
-        .map_err(runtime_error)?;
+        })?;
         // SAFETY: the generated entry points have exactly these signatures.
         let tiles: CTiles = unsafe { module.entry::<CTiles>() };
-        let finish: CFinish = unsafe {
-            *module
-                .symbol::<CFinish>(ENTRY_FINISH)
-                .map_err(runtime_error)?
-        };
+        let finish: CFinish = unsafe { *module.symbol::<CFinish>(ENTRY_FINISH)? };
         Ok(Arc::new(CKernel {
             tiles,
             finish,
@@ -171,67 +317,82 @@ fn c_kernel(k: &ReduceKernel) -> Result<Arc<CKernel>, FfiError> {
     })
 }
 
-/// A raw pointer that worker threads may share: each chunk writes its own range only.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut c_void);
-// SAFETY: used for buffers that outlive the parallel section, written at disjoint indices.
-unsafe impl Sync for SharedMut {}
-unsafe impl Send for SharedMut {}
-
-pub fn run_cpu(call: &CallFrame) -> Result<(), FfiError> {
-    let c = decode(call)?;
-    // SAFETY: host memory on the CPU platform, not written during the call, 8-byte aligned
-    // (checked in `decode`), holding 2 * (nseg + 1) int64 as int32 pairs.
-    let table: &[i64] =
-        unsafe { std::slice::from_raw_parts(c.table.data.cast::<i64>(), 2 * (c.nseg + 1)) };
-    reduction::validate_table(table, c.nseg, c.n, c.ntiles)
-        .map_err(|e| FfiError::invalid_argument(format!("argument 'segments': {e}")))?;
-    let k = c_kernel(&c.kernel)?;
-    if *POISON_OUTPUTS {
-        // SAFETY: a host buffer of this size owned by XLA for this call.
-        unsafe { std::ptr::write_bytes(c.out.data.cast::<u8>(), 0xFF, c.out.size_bytes()) };
+/// The kernel a call site loaded, if it computes `want`. The buffers' dtypes, which choose the
+/// kernel, are fixed for a call site; a call that differed would be refused rather than run the
+/// wrong kernel.
+fn same_kernel<T: Clone>(loaded: &(ReduceKernel, T), want: ReduceKernel) -> Result<T, FfiError> {
+    if loaded.0 == want {
+        Ok(loaded.1.clone())
+    } else {
+        Err(FfiError::internal(format!(
+            "this call site was prepared for {:?} and is now asked for {want:?}",
+            loaded.0
+        )))
     }
-    // u64 storage keeps every accumulator type (at most 8 bytes) aligned.
-    let mut partials = vec![0u64; c.ntiles];
-    let partials_ptr = SharedMut(partials.as_mut_ptr().cast());
-    let x = SharedMut(c.x.data);
-    let (nseg, n, ntiles) = (c.nseg as i64, c.n as i64, c.ntiles as i64);
-    // A tile is ~8k elements (a few µs); 4 tiles per chunk make a thread hand-off worth it. The
-    // chunking never changes a result: each tile is reduced on its own.
-    cpu::parallel_chunks(c.ntiles, 4, |t0, t1| {
-        let (x, partials) = (x, partials_ptr);
-        // SAFETY: the table was validated; the kernel writes partials[t0..t1] only and reads x
-        // within the segments, which cover exactly x's elements.
-        unsafe {
-            (k.tiles)(
-                t0 as i64,
-                t1 as i64,
-                table.as_ptr(),
-                nseg,
-                n,
-                x.0,
-                partials.0,
-            )
-        };
-    });
-    let out = SharedMut(c.out.data);
-    cpu::parallel_chunks(c.nseg, 4096, |s0, s1| {
-        let (out, partials) = (out, partials_ptr);
-        // SAFETY: as above; writes out[s0..s1] only.
-        unsafe {
-            (k.finish)(
-                s0 as i64,
-                s1 as i64,
-                table.as_ptr(),
-                nseg,
-                n,
-                ntiles,
-                partials.0,
-                out.0,
-            )
-        };
-    });
-    Ok(())
+}
+
+/// `spikeforge_reduce` on the CPU: tiles, then segments, spread over the cores.
+pub struct ReduceCpu;
+
+impl Handler for ReduceCpu {
+    type Instance = Reduce;
+    const TRAITS: HandlerTraits = HandlerTraits::NONE;
+
+    fn execute(call: &CallFrame<'_>, site: &Reduce) -> Result<(), FfiError> {
+        let c = decode(call, site)?;
+        // SAFETY: host memory on the CPU platform, not written during the call, 8-byte aligned
+        // (checked in `decode`), holding 2 * (nseg + 1) int64 as int32 pairs.
+        let table: &[i64] =
+            unsafe { std::slice::from_raw_parts(c.table.data.cast::<i64>(), 2 * (c.nseg + 1)) };
+        check_segment_table(table, c.nseg, c.n, site.ntiles)
+            .map_err(|e| FfiError::invalid_argument(format!("argument 'segments': {e}")))?;
+        let loaded = site.kernels.cpu(|| Ok((c.kernel, c_kernel(&c.kernel)?)))?;
+        let k = same_kernel(loaded, c.kernel)?;
+        if poison::enabled() {
+            // SAFETY: a host buffer of this size owned by XLA for this call.
+            unsafe { poison::host([&c.out]) };
+        }
+        // u64 storage keeps every accumulator type (at most 8 bytes) aligned.
+        let mut partial_store = vec![0u64; site.ntiles];
+        let partials = SharedPtr::new(partial_store.as_mut_ptr().cast::<c_void>());
+        let x = SharedPtr::new(c.x.data);
+        let (nseg, n, ntiles) = (c.nseg as i64, c.n as i64, site.ntiles as i64);
+        // A tile is ~8k elements (a few µs); 4 tiles per chunk make a thread hand-off worth it.
+        // The chunking never changes a result: each tile is reduced on its own.
+        cpu::parallel_chunks(site.ntiles, 4, |t0, t1| {
+            // SAFETY: the table was validated; the kernel writes partials[t0..t1] only and reads
+            // x within the segments, which cover exactly x's elements.
+            unsafe {
+                (k.tiles)(
+                    t0 as i64,
+                    t1 as i64,
+                    table.as_ptr(),
+                    nseg,
+                    n,
+                    x.get(),
+                    partials.get(),
+                )
+            };
+        });
+        let out = SharedPtr::new(c.out.data);
+        cpu::parallel_chunks(c.nseg, 4096, |s0, s1| {
+            // SAFETY: as above; writes out[s0..s1] only.
+            unsafe {
+                (k.finish)(
+                    s0 as i64,
+                    s1 as i64,
+                    table.as_ptr(),
+                    nseg,
+                    n,
+                    ntiles,
+                    partials.get(),
+                    out.get(),
+                )
+            };
+        });
+        drop(partial_store);
+        Ok(())
+    }
 }
 
 /// Threads per block of pass 2: enough to read a segment's partials in a few strided rounds,
@@ -240,87 +401,100 @@ fn finish_block(max_tiles: usize) -> u32 {
     (max_tiles.div_ceil(4).next_power_of_two()).clamp(32, CUDA_FINISH_MAX_BLOCK) as u32
 }
 
-pub fn run_cuda(call: &CallFrame) -> Result<(), FfiError> {
-    let c = decode(call)?;
-    let stream = call.stream()?;
-    let key = c.kernel.key();
-    let opts = cuda::CudaCompileOptions::default();
-    let source = || reduction::generate(&c.kernel, Dialect::Cuda);
-    let tiles = cuda::load_function_keyed(&key, ENTRY_TILES, stream, &opts, source)
-        .map_err(runtime_error)?;
-    let finish = cuda::load_function_keyed(&key, ENTRY_FINISH, stream, &opts, source)
-        .map_err(runtime_error)?;
-    if *POISON_OUTPUTS && c.out.size_bytes() > 0 {
-        // SAFETY: a device buffer of this size on XLA's stream for this call.
-        unsafe { cuda::memset_async(c.out.data, 0xFF, c.out.size_bytes(), stream) }
-            .map_err(runtime_error)?;
-    }
-    if c.nseg == 0 {
-        return Ok(());
-    }
-    // Scratch for the partials, from XLA's allocator (stream-ordered: freed when this handler
-    // returns, reusable only by work queued after ours). At least one element so the pointer is
-    // never null.
-    let scratch = call.scratch(c.ntiles.max(1) * c.kernel.accumulator_bytes(), 16)?;
-    let mut table = c.table.data;
-    let mut nseg = c.nseg as i64;
-    let mut n = c.n as i64;
-    let mut ntiles = c.ntiles as i64;
-    let mut x = c.x.data;
-    let mut partials = scratch.data();
-    let mut out = c.out.data;
-    if c.ntiles > 0 {
+/// Both CUDA kernels of a reduction, for one stream's context.
+type CudaKernels = (Arc<cuda::CudaFunction>, Arc<cuda::CudaFunction>);
+
+/// `spikeforge_reduce` on CUDA: two launches on XLA's stream, the partials in XLA scratch memory.
+pub struct ReduceCuda;
+
+impl Handler for ReduceCuda {
+    type Instance = Reduce;
+    /// Not compatible: the partials are allocated at every execution.
+    const TRAITS: HandlerTraits = HandlerTraits::NONE;
+
+    fn execute(call: &CallFrame<'_>, site: &Reduce) -> Result<(), FfiError> {
+        let c = decode(call, site)?;
+        let stream = call.stream()?;
+        let loaded = site.kernels.cuda(stream, || {
+            let key = c.kernel.key();
+            let opts = cuda::CudaCompileOptions::default();
+            let source = || reduction::generate(&c.kernel, Dialect::Cuda);
+            let tiles = cuda::load_function_keyed(&key, ENTRY_TILES, stream, &opts, source)?;
+            let finish = cuda::load_function_keyed(&key, ENTRY_FINISH, stream, &opts, source)?;
+            Ok((c.kernel, (tiles, finish)))
+        })?;
+        let (tiles, finish) = same_kernel(&loaded, c.kernel)?;
+        if poison::enabled() {
+            // SAFETY: a device buffer of this size on XLA's stream for this call.
+            unsafe { poison::device([&c.out], stream) }?;
+        }
+        if c.nseg == 0 {
+            return Ok(());
+        }
+        // Scratch for the partials, from XLA's allocator (stream-ordered: freed when this handler
+        // returns, reusable only by work queued after ours). At least one element so the pointer
+        // is never null.
+        let bytes = site
+            .ntiles
+            .max(1)
+            .checked_mul(c.kernel.accumulator_bytes())
+            .ok_or_else(|| FfiError::invalid_argument("the partials do not fit in memory"))?;
+        let scratch = call.scratch(bytes, 16)?;
+        let mut table = c.table.data;
+        let mut nseg = c.nseg as i64;
+        let mut n = c.n as i64;
+        let mut ntiles = site.ntiles as i64;
+        let mut x = c.x.data;
+        let mut partials = scratch.data();
+        let mut out = c.out.data;
+        if site.ntiles > 0 {
+            let mut params: [*mut c_void; 6] = [
+                (&mut table as *mut *mut c_void).cast(),
+                (&mut nseg as *mut i64).cast(),
+                (&mut n as *mut i64).cast(),
+                (&mut ntiles as *mut i64).cast(),
+                (&mut x as *mut *mut c_void).cast(),
+                (&mut partials as *mut *mut c_void).cast(),
+            ];
+            // SAFETY: parameters in the order and types of the generated kernel; the kernel
+            // clamps every index it takes from the table, and the buffers live for the call.
+            unsafe {
+                cuda::launch(
+                    &tiles,
+                    (site.ntiles as u32, 1, 1),
+                    (CUDA_BLOCK as u32, 1, 1),
+                    0,
+                    stream,
+                    &mut params,
+                )
+            }?;
+        }
         let mut params: [*mut c_void; 6] = [
             (&mut table as *mut *mut c_void).cast(),
             (&mut nseg as *mut i64).cast(),
             (&mut n as *mut i64).cast(),
             (&mut ntiles as *mut i64).cast(),
-            (&mut x as *mut *mut c_void).cast(),
             (&mut partials as *mut *mut c_void).cast(),
+            (&mut out as *mut *mut c_void).cast(),
         ];
-        // SAFETY: parameters in the order and types of the generated kernel; the kernel clamps
-        // every index it takes from the table, and the buffers live for the call.
+        // The tree needs a power of two: round the kernel's limit down to one.
+        let limit = finish.max_threads_per_block().max(32);
+        let block = finish_block(site.max_tiles).min(1 << (31 - limit.leading_zeros()));
+        // SAFETY: as above.
         unsafe {
             cuda::launch(
-                &tiles,
-                (c.ntiles as u32, 1, 1),
-                (CUDA_BLOCK as u32, 1, 1),
+                &finish,
+                (c.nseg as u32, 1, 1),
+                (block, 1, 1),
                 0,
                 stream,
                 &mut params,
             )
-        }
-        .map_err(runtime_error)?;
+        }?;
+        drop(scratch);
+        Ok(())
     }
-    let mut params: [*mut c_void; 6] = [
-        (&mut table as *mut *mut c_void).cast(),
-        (&mut nseg as *mut i64).cast(),
-        (&mut n as *mut i64).cast(),
-        (&mut ntiles as *mut i64).cast(),
-        (&mut partials as *mut *mut c_void).cast(),
-        (&mut out as *mut *mut c_void).cast(),
-    ];
-    // The tree needs a power of two: round the kernel's limit down to one.
-    let limit = finish.max_threads_per_block().max(32);
-    let block = finish_block(c.max_tiles).min(1 << (31 - limit.leading_zeros()));
-    // SAFETY: as above.
-    unsafe {
-        cuda::launch(
-            &finish,
-            (c.nseg as u32, 1, 1),
-            (block, 1, 1),
-            0,
-            stream,
-            &mut params,
-        )
-    }
-    .map_err(runtime_error)?;
-    drop(scratch);
-    Ok(())
 }
-
-crate::xla_ffi_handler!(pub fn sf_reduce_cpu => run_cpu);
-crate::xla_ffi_handler!(pub fn sf_reduce_cuda => run_cuda);
 
 #[cfg(test)]
 mod tests {
@@ -403,6 +577,87 @@ mod tests {
                 split.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
             );
         }
+    }
+
+    /// The tables the shim builds pass, and each kind of corruption is named.
+    #[test]
+    fn segment_tables_are_checked() {
+        let lengths = [1000, 0, 3 * TILE + 17];
+        let table = reduction::segment_table(&lengths);
+        let n: usize = lengths.iter().sum();
+        let ntiles = *table.last().unwrap() as usize;
+        assert_eq!(check_segment_table(&table, 3, n, ntiles), Ok(()));
+        let fails = |table: &[i64], nseg, n, ntiles| {
+            check_segment_table(table, nseg, n, ntiles).unwrap_err()
+        };
+        let err = fails(&table, 3, n + 1, ntiles);
+        assert_eq!(
+            err.to_string(),
+            format!("the segments cover {n} elements but x has {}", n + 1)
+        );
+        let err = fails(&table, 3, n, ntiles + 1);
+        assert!(
+            err.to_string().contains("attribute 'n_tiles' says"),
+            "{err}"
+        );
+        assert!(matches!(
+            fails(&table, 2, n, ntiles),
+            TableError::Entries { segments: 2, .. }
+        ));
+        let mut backwards = table.clone();
+        backwards[1] = 2000;
+        let err = fails(&backwards, 3, n, ntiles);
+        assert!(
+            matches!(err, TableError::NegativeLength { segment: 1, .. }),
+            "{err}"
+        );
+        let mut past = table.clone();
+        past[1] = n as i64 + 5;
+        let err = fails(&past, 3, n, ntiles);
+        assert!(matches!(err, TableError::Coverage { covered, .. } if covered == n as i64 + 5));
+        let mut tiles = table.clone();
+        tiles[5] += 1;
+        assert!(matches!(
+            fails(&tiles, 3, n, ntiles),
+            TableError::Tiles { .. }
+        ));
+        let mut first = table.clone();
+        first[0] = 1;
+        assert_eq!(fails(&first, 3, n, ntiles), TableError::FirstOffset);
+    }
+
+    /// Issue 8 item 11: offsets whose differences wrap around 2^64 to plausible lengths, with
+    /// tile offsets that wrap the same way, passed the old check (it subtracted first), and the
+    /// kernels then read far outside `x`. 2^14 segments of 2^63 - 8192 elements (2^50 - 1 tiles
+    /// each) and one last segment bring both sums back, modulo 2^64, to 8192 elements in 1 tile.
+    #[test]
+    fn tables_whose_offsets_wrap_around_are_refused() {
+        let big = i64::MAX - (TILE as i64 - 1); // 2^63 - 8192, a multiple of TILE
+        let count = 1usize << 14;
+        let mut offsets = vec![0i64];
+        let mut tiles = vec![0i64];
+        for _ in 0..count {
+            offsets.push(offsets.last().unwrap().wrapping_add(big));
+            tiles.push(tiles.last().unwrap().wrapping_add(big / TILE as i64));
+        }
+        offsets.push(TILE as i64);
+        tiles.push(1);
+        let nseg = count + 1;
+        // Every difference, taken with wrapping as the old check took it, looks valid.
+        let last = offsets[nseg].wrapping_sub(offsets[nseg - 1]);
+        assert_eq!(
+            tiles[nseg].wrapping_sub(tiles[nseg - 1]),
+            (last as u64).div_ceil(TILE as u64) as i64
+        );
+        let table: Vec<i64> = offsets.into_iter().chain(tiles).collect();
+        let err = check_segment_table(&table, nseg, TILE, 1).unwrap_err();
+        assert_eq!(
+            err,
+            TableError::Coverage {
+                covered: big,
+                n: TILE
+            }
+        );
     }
 
     #[test]

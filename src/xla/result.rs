@@ -221,43 +221,43 @@ pub unsafe fn take_error(api: &sys::XLA_FFI_Api, error: *mut sys::XLA_FFI_Error)
     FfiError::new(code, message)
 }
 
-/// API >= 0.4 calls this entry `Error_GetDetails` and also reports the code. Calling it on a 0.3
-/// runtime (same slot, `Error_GetMessage`) is safe: XLA accepts larger args structs and simply
-/// leaves `errc` as we preset it.
-#[cfg(xla_ffi_error_get_details)]
-unsafe fn error_details(
-    api: &sys::XLA_FFI_Api,
-    error: *mut sys::XLA_FFI_Error,
-) -> (ErrorCode, String) {
-    let mut args = sys::XLA_FFI_Error_GetDetails_Args {
-        struct_size: size_of_args(sys::XLA_FFI_Error_GetDetails_Args_STRUCT_SIZE),
-        extension_start: ptr::null_mut(),
-        error,
-        message: ptr::null(),
-        errc: sys::XLA_FFI_Error_Code_UNKNOWN,
-    };
-    if let Ok(get) = api_fn!(api, XLA_FFI_Error_GetDetails) {
-        get(&mut args);
-    }
-    (ErrorCode::from_raw(args.errc), message_text(args.message))
+/// The args of the error-details entry as API >= 0.4 declares them
+/// (`XLA_FFI_Error_GetDetails_Args`): API 0.3's `XLA_FFI_Error_GetMessage_Args` with the error
+/// code appended. The entry sits in the same slot of the function table in every version.
+#[repr(C)]
+pub(crate) struct ErrorGetDetailsArgs {
+    pub(crate) base: sys::XLA_FFI_Error_GetMessage_Args,
+    pub(crate) errc: sys::XLA_FFI_Error_Code,
 }
 
-/// API 0.3: only the message is available; the code reads as `Unknown`.
-#[cfg(not(xla_ffi_error_get_details))]
+/// `XLA_FFI_STRUCT_SIZE(XLA_FFI_Error_GetDetails_Args, errc)`.
+pub(crate) const ERROR_GET_DETAILS_ARGS_STRUCT_SIZE: usize =
+    std::mem::offset_of!(ErrorGetDetailsArgs, errc)
+        + std::mem::size_of::<sys::XLA_FFI_Error_Code>();
+
+/// The code and message of an XLA error. We always pass the larger args struct of API 0.4 and
+/// later: their XLA (jaxlib 0.11+) fills in the code; API 0.3's (jaxlib 0.10), which accepts
+/// larger args structs, only writes the message and leaves the code as preset, `UNKNOWN`.
 unsafe fn error_details(
     api: &sys::XLA_FFI_Api,
     error: *mut sys::XLA_FFI_Error,
 ) -> (ErrorCode, String) {
-    let mut args = sys::XLA_FFI_Error_GetMessage_Args {
-        struct_size: size_of_args(sys::XLA_FFI_Error_GetMessage_Args_STRUCT_SIZE),
-        extension_start: ptr::null_mut(),
-        error,
-        message: ptr::null(),
+    let mut args = ErrorGetDetailsArgs {
+        base: sys::XLA_FFI_Error_GetMessage_Args {
+            struct_size: ERROR_GET_DETAILS_ARGS_STRUCT_SIZE,
+            extension_start: ptr::null_mut(),
+            error,
+            message: ptr::null(),
+        },
+        errc: sys::XLA_FFI_Error_Code_UNKNOWN,
     };
     if let Ok(get) = api_fn!(api, XLA_FFI_Error_GetMessage) {
-        get(&mut args);
+        get(ptr::addr_of_mut!(args).cast());
     }
-    (ErrorCode::Unknown, message_text(args.message))
+    (
+        ErrorCode::from_raw(args.errc),
+        message_text(args.base.message),
+    )
 }
 
 unsafe fn message_text(message: *const std::ffi::c_char) -> String {
@@ -342,4 +342,81 @@ pub unsafe fn device_memory_free(
         data,
     };
     check(api, free(&mut args))
+}
+
+/// Registers a user type with XLA under `name`. `type_id` is in-out: `XLA_FFI_UNKNOWN_TYPE_ID`
+/// (0) asks XLA for a new id, which is written back.
+///
+/// # Safety
+/// `api` must be null or point to a live `XLA_FFI_Api`; `info` must stay valid (its deleter
+/// callable) for as long as XLA may destroy objects of this type, i.e. the process.
+pub unsafe fn type_register(
+    api: *const sys::XLA_FFI_Api,
+    name: &str,
+    type_id: &mut sys::XLA_FFI_TypeId,
+    info: &'static sys::XLA_FFI_TypeInfo,
+) -> Result<(), FfiError> {
+    let api = api_ref(api)?;
+    let register = api_fn!(api, XLA_FFI_Type_Register)?;
+    let mut args = sys::XLA_FFI_Type_Register_Args {
+        struct_size: size_of_args(sys::XLA_FFI_Type_Register_Args_STRUCT_SIZE),
+        extension_start: ptr::null_mut(),
+        name: sys::XLA_FFI_ByteSpan {
+            ptr: name.as_ptr().cast(),
+            len: name.len(),
+        },
+        type_id,
+        type_info: info,
+    };
+    check(api, register(&mut args))
+}
+
+/// Hands `state` (an object of the registered type `type_id`) to XLA as the state of this call
+/// site for `stage`; XLA destroys it with the type's deleter when the executable goes away.
+///
+/// # Safety
+/// `api` and `ctx` must be the ones of the live call frame; `state` must be an object the
+/// type's deleter may destroy. On error the state was not taken: the caller still owns it.
+pub unsafe fn state_set(
+    api: *const sys::XLA_FFI_Api,
+    ctx: *mut sys::XLA_FFI_ExecutionContext,
+    stage: sys::XLA_FFI_ExecutionStage,
+    mut type_id: sys::XLA_FFI_TypeId,
+    state: *mut c_void,
+) -> Result<(), FfiError> {
+    let api = api_ref(api)?;
+    let set = api_fn!(api, XLA_FFI_State_Set)?;
+    let mut args = sys::XLA_FFI_State_Set_Args {
+        struct_size: size_of_args(sys::XLA_FFI_State_Set_Args_STRUCT_SIZE),
+        extension_start: ptr::null_mut(),
+        ctx,
+        stage,
+        type_id: &mut type_id,
+        state,
+    };
+    check(api, set(&mut args))
+}
+
+/// The state stored for `stage` of this call site, which must be of type `type_id`.
+///
+/// # Safety
+/// `api` and `ctx` must be the ones of the live call frame.
+pub unsafe fn state_get(
+    api: *const sys::XLA_FFI_Api,
+    ctx: *mut sys::XLA_FFI_ExecutionContext,
+    stage: sys::XLA_FFI_ExecutionStage,
+    mut type_id: sys::XLA_FFI_TypeId,
+) -> Result<*mut c_void, FfiError> {
+    let api = api_ref(api)?;
+    let get = api_fn!(api, XLA_FFI_State_Get)?;
+    let mut args = sys::XLA_FFI_State_Get_Args {
+        struct_size: size_of_args(sys::XLA_FFI_State_Get_Args_STRUCT_SIZE),
+        extension_start: ptr::null_mut(),
+        ctx,
+        stage,
+        type_id: &mut type_id,
+        state: ptr::null_mut(),
+    };
+    check(api, get(&mut args))?;
+    Ok(args.state)
 }

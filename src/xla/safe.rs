@@ -7,6 +7,8 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::slice;
 
+use half::{bf16, f16};
+
 use super::result::{self, FfiError};
 use super::sys;
 
@@ -155,9 +157,10 @@ macro_rules! element {
     )*};
 }
 
-// `bool` relies on XLA storing PRED as one byte holding 0 or 1, which it does.
+// `bool` relies on XLA storing PRED as one byte holding 0 or 1, which it does. The `half` types
+// are `repr(transparent)` over their IEEE / bfloat16 bits, as XLA stores them.
 element!(bool => Pred, i8 => S8, i16 => S16, i32 => S32, i64 => S64, u8 => U8, u16 => U16,
-         u32 => U32, u64 => U64, f32 => F32, f64 => F64);
+         u32 => U32, u64 => U64, f16 => F16, bf16 => BF16, f32 => F32, f64 => F64);
 
 /// `len` elements of `T` at `data`, checking dtype and alignment; empty for a null pointer.
 unsafe fn typed<'a, T: Element>(
@@ -237,11 +240,23 @@ impl<'a> Buffer<'a> {
         let dtype = DataType::from_raw(raw.dtype).ok_or_else(|| {
             FfiError::invalid_argument(format!("{}: unsupported dtype code {}", what(), raw.dtype))
         })?;
+        let dims = items(raw.dims, raw.rank);
+        // Checked once here, so that `element_count` and `size_bytes` cannot wrap.
+        let bytes = dims
+            .iter()
+            .try_fold(dtype.size_bytes(), |acc, &d| {
+                usize::try_from(d).ok().and_then(|d| acc.checked_mul(d))
+            })
+            .filter(|&bytes| bytes <= isize::MAX as usize);
+        if bytes.is_none() {
+            let message = format!("{} has an invalid shape {dims:?}", what());
+            return Err(FfiError::invalid_argument(message));
+        }
         Ok(Buffer {
             role,
             dtype,
             data: raw.data,
-            dims: items(raw.dims, raw.rank),
+            dims,
         })
     }
 
@@ -249,12 +264,10 @@ impl<'a> Buffer<'a> {
         self.dims.len()
     }
 
-    /// Product of the dimensions (1 for a scalar).
+    /// Product of the dimensions (1 for a scalar). Cannot overflow: the shape was checked when
+    /// the buffer was decoded.
     pub fn element_count(&self) -> usize {
-        self.dims
-            .iter()
-            .map(|&d| usize::try_from(d).unwrap_or(0))
-            .product()
+        self.dims.iter().map(|&d| d as usize).product()
     }
 
     pub fn size_bytes(&self) -> usize {
@@ -532,10 +545,8 @@ pub enum Scalar {
     U16(u16),
     U32(u32),
     U64(u64),
-    /// IEEE half, as raw bits.
-    F16(u16),
-    /// bfloat16, as raw bits.
-    BF16(u16),
+    F16(f16),
+    BF16(bf16),
     F32(f32),
     F64(f64),
     C64([f32; 2]),
@@ -858,26 +869,13 @@ impl Scalar {
     /// Real floats of any width, and integers (rounded to the nearest `f64` beyond 2^53).
     pub fn as_f64(&self) -> Option<f64> {
         match *self {
-            Scalar::F16(bits) => Some(f16_to_f64(bits)),
-            Scalar::BF16(bits) => Some(f32::from_bits(u32::from(bits) << 16).into()),
+            Scalar::F16(v) => Some(v.to_f64()),
+            Scalar::BF16(v) => Some(v.to_f64()),
             Scalar::F32(v) => Some(v.into()),
             Scalar::F64(v) => Some(v),
             Scalar::U64(v) => Some(v as f64),
             _ => self.as_i64().map(|v| v as f64),
         }
-    }
-}
-
-/// IEEE binary16 -> f64, exactly (every half is representable).
-fn f16_to_f64(bits: u16) -> f64 {
-    let sign = if bits & 0x8000 != 0 { -1.0 } else { 1.0 };
-    let exponent = i32::from((bits >> 10) & 0x1f);
-    let mantissa = f64::from(bits & 0x3ff);
-    sign * match exponent {
-        0 => mantissa * 2f64.powi(-24),
-        0x1f if mantissa == 0.0 => f64::INFINITY,
-        0x1f => f64::NAN,
-        e => (1.0 + mantissa / 1024.0) * 2f64.powi(e - 15),
     }
 }
 

@@ -47,15 +47,18 @@ unsafe extern "C" fn fake_error_create(
     fake_error(args.errc, CStr::from_ptr(args.message).to_str().unwrap())
 }
 
-#[cfg(xla_ffi_error_get_details)]
-unsafe extern "C" fn fake_error_details(args: *mut sys::XLA_FFI_Error_GetDetails_Args) {
+/// Like XLA >= 0.4 (jaxlib 0.11+): `Error_GetDetails` writes the message and, when the args
+/// struct is large enough, the code.
+unsafe extern "C" fn fake_error_details(args: *mut sys::XLA_FFI_Error_GetMessage_Args) {
     let error = &*(*args).error.cast::<FakeError>();
     (*args).message = error.message.as_ptr();
-    (*args).errc = error.code;
+    if (*args).struct_size >= result::ERROR_GET_DETAILS_ARGS_STRUCT_SIZE {
+        (*args.cast::<result::ErrorGetDetailsArgs>()).errc = error.code;
+    }
 }
 
-#[cfg(not(xla_ffi_error_get_details))]
-unsafe extern "C" fn fake_error_details(args: *mut sys::XLA_FFI_Error_GetMessage_Args) {
+/// Like XLA 0.3 (jaxlib 0.10): `Error_GetMessage` only writes the message.
+unsafe extern "C" fn fake_error_message_only(args: *mut sys::XLA_FFI_Error_GetMessage_Args) {
     (*args).message = (*(*args).error.cast::<FakeError>()).message.as_ptr();
 }
 
@@ -118,14 +121,7 @@ fn fake_api() -> *const sys::XLA_FFI_Api {
     let mut api: sys::XLA_FFI_Api = unsafe { std::mem::zeroed() };
     api.struct_size = std::mem::size_of::<sys::XLA_FFI_Api>();
     api.XLA_FFI_Error_Create = Some(fake_error_create);
-    #[cfg(xla_ffi_error_get_details)]
-    {
-        api.XLA_FFI_Error_GetDetails = Some(fake_error_details);
-    }
-    #[cfg(not(xla_ffi_error_get_details))]
-    {
-        api.XLA_FFI_Error_GetMessage = Some(fake_error_details);
-    }
+    api.XLA_FFI_Error_GetMessage = Some(fake_error_details);
     api.XLA_FFI_Error_Destroy = Some(fake_error_destroy);
     api.XLA_FFI_Stream_Get = Some(fake_stream_get);
     api.XLA_FFI_DeviceMemory_Allocate = Some(fake_allocate);
@@ -244,7 +240,7 @@ fn run(
     handler: impl FnOnce(&CallFrame<'_>) -> Result<(), FfiError>,
 ) -> Option<(ErrorCode, String)> {
     // SAFETY: fabricated frames are complete and leaked, so live for the call.
-    let error = unsafe { dispatch(frame, handler) };
+    let error = unsafe { dispatch(frame, HandlerTraits::default(), handler) };
     (!error.is_null()).then(|| take(error))
 }
 
@@ -351,12 +347,10 @@ fn undersized_metadata_is_reported_when_xla_gives_an_api() {
 }
 
 #[test]
-fn reported_version_is_never_newer_than_header_or_oldest_runtime() {
-    assert!(REPORTED_API_VERSION <= HEADER_API_VERSION);
-    assert!(REPORTED_API_VERSION <= (0, 3));
-    assert_eq!(older((0, 5), (0, 3)), (0, 3));
-    assert_eq!(older((0, 2), (0, 3)), (0, 2));
-    assert_eq!(older((1, 0), (0, 3)), (0, 3));
+fn reported_version_is_the_oldest_runtimes() {
+    // jaxlib 0.10.2 accepts exactly its own API version, 0.3; newer ones accept 0.3 too.
+    assert_eq!(REPORTED_API_VERSION, (0, 3));
+    assert_eq!(HEADER_API_VERSION, (0, 3));
 }
 
 #[test]
@@ -382,6 +376,33 @@ fn undersized_call_frame_is_an_error() {
 
 // ---------------------------------------------------------------------------------------------
 // Buffers
+
+/// A shape whose size wraps (or is negative) is refused where the buffer is decoded, so that no
+/// size computed from it later can wrap.
+#[test]
+fn buffers_whose_size_overflows_are_refused() {
+    for dims in [
+        &[1i64 << 62, 4][..],
+        &[-1, 4],
+        &[i64::MAX],
+        &[1 << 31, 1 << 31, 1 << 2],
+    ] {
+        let x = buffer(DataType::F64, dims, &[0.0f64]);
+        let (code, message) =
+            run(frame(&[x], &[], &[]), |call| call.arg(0).map(drop)).expect("an error");
+        assert_eq!(code, ErrorCode::InvalidArgument);
+        assert!(
+            message.starts_with("argument 0 has an invalid shape"),
+            "{dims:?}: {message}"
+        );
+    }
+    let empty = buffer(DataType::F64, &[0, i64::MAX], &[0.0f64]);
+    let error = run(frame(&[empty], &[], &[]), |call| {
+        assert_eq!(call.arg(0)?.size_bytes(), 0);
+        Ok(())
+    });
+    assert_eq!(error, None);
+}
 
 #[test]
 fn buffers_decode_with_dtype_dims_and_data() {
@@ -453,6 +474,30 @@ fn shape_mismatch_names_the_result() {
 }
 
 #[test]
+fn half_precision_buffers_read_as_half_types() {
+    // Raw bits as XLA stores them: 1.5, -2 in float16 and 1.5, -5 in bfloat16.
+    let h = buffer(DataType::F16, &[2], &[0x3e00u16, 0xc000]);
+    let b = buffer(DataType::BF16, &[2], &[0x3fc0u16, 0xc0a0]);
+    let frame = frame(&[h, b], &[], &[]);
+    let error = run(frame, |call| {
+        let h = unsafe { call.arg(0)?.as_slice::<half::f16>()? };
+        let b = unsafe { call.arg(1)?.as_slice::<half::bf16>()? };
+        assert_eq!(
+            h.iter().map(|x| x.to_f64()).collect::<Vec<_>>(),
+            [1.5, -2.0]
+        );
+        assert_eq!(
+            b.iter().map(|x| x.to_f64()).collect::<Vec<_>>(),
+            [1.5, -5.0]
+        );
+        let wrong = unsafe { call.arg(0)?.as_slice::<half::bf16>() }.unwrap_err();
+        assert_eq!(wrong.message, "expected bfloat16, got float16");
+        Ok(())
+    });
+    assert_eq!(error, None);
+}
+
+#[test]
 fn buffer_access_errors() {
     let x = buffer(DataType::F64, &[2], &[0.0f64; 2]);
     let frame = frame(&[x], &[], &[]);
@@ -510,8 +555,8 @@ fn every_scalar_dtype_decodes() {
             Scalar::U16(16),
             Scalar::U32(32),
             Scalar::U64(64),
-            Scalar::F16(0x3e00),
-            Scalar::BF16(0x3fc0),
+            Scalar::F16(half::f16::from_bits(0x3e00)),
+            Scalar::BF16(half::bf16::from_bits(0x3fc0)),
             Scalar::F32(0.25),
             Scalar::F64(-0.1),
             Scalar::C64([1.0, -1.0]),
@@ -791,12 +836,7 @@ fn api_errors_are_converted_and_destroyed() {
     let error = run(frame, |call| {
         let error = call.stream().unwrap_err();
         assert_eq!(error.message, "XLA FFI GPU context is not available");
-        let expected_code = if cfg!(xla_ffi_error_get_details) {
-            ErrorCode::Unimplemented
-        } else {
-            ErrorCode::Unknown
-        };
-        assert_eq!(error.code, expected_code);
+        assert_eq!(error.code, ErrorCode::Unimplemented);
         Ok(())
     });
     assert_eq!(error, None);
@@ -805,6 +845,27 @@ fn api_errors_are_converted_and_destroyed() {
         before + 1,
         "XLA's error is destroyed once"
     );
+}
+
+#[test]
+fn api_errors_of_an_api_0_3_runtime_keep_their_message() {
+    let frame = frame(&[], &[], &[]);
+    // SAFETY: just leaked; the table is ours to change. A null ctx makes the stream call fail.
+    unsafe {
+        (*frame).ctx = ptr::null_mut();
+        (*(*frame).api.cast_mut()).XLA_FFI_Error_GetMessage = Some(fake_error_message_only);
+    }
+    let error = run(frame, |call| {
+        let error = call.stream().unwrap_err();
+        assert_eq!(error.message, "XLA FFI GPU context is not available");
+        assert_eq!(
+            error.code,
+            ErrorCode::Unknown,
+            "API 0.3 has no code to give"
+        );
+        Ok(())
+    });
+    assert_eq!(error, None);
 }
 
 #[test]
@@ -879,34 +940,258 @@ fn dtype_table_matches_header_and_numpy() {
 
 #[test]
 fn half_precision_scalars_convert_exactly() {
-    let f16 = |bits| Scalar::F16(bits).as_f64().unwrap();
+    let f16 = |bits| Scalar::F16(half::f16::from_bits(bits)).as_f64().unwrap();
     assert_eq!(
         (f16(0x3c00), f16(0xc000), f16(0x0001), f16(0x7bff)),
         (1.0, -2.0, 2f64.powi(-24), 65504.0)
     );
     assert!(f16(0x7c00).is_infinite() && f16(0x7e00).is_nan());
-    assert_eq!(Scalar::BF16(0x3f80).as_f64(), Some(1.0));
+    let bf16 = |bits| Scalar::BF16(half::bf16::from_bits(bits)).as_f64().unwrap();
+    assert_eq!(
+        (bf16(0x3f80), bf16(0xc0a0), bf16(0x0001), bf16(0x7f7f)),
+        (1.0, -5.0, 2f64.powi(-133), 255.0 * 2f64.powi(120))
+    );
+    assert!(bf16(0x7f80).is_infinite() && bf16(0x7fc1).is_nan());
     assert_eq!(Scalar::Pred(true).as_f64(), None);
 }
 
-fn macro_target(call: &CallFrame<'_>) -> Result<(), FfiError> {
-    Err(FfiError::not_found(format!("{} args", call.num_args())))
+// ---------------------------------------------------------------------------------------------
+// Handlers with an instance per call site (the instantiate stage)
+
+thread_local! {
+    static INSTANTIATED: Cell<usize> = const { Cell::new(0) };
+    static DROPPED: Cell<usize> = const { Cell::new(0) };
 }
 
-crate::xla_ffi_handler!(fn sf_xla_tests_cpu => macro_target);
+/// What the test handler prepares: the `scale` attribute, counted in and out.
+struct Prepared {
+    scale: i64,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        DROPPED.with(|n| n.set(n.get() + 1));
+    }
+}
+
+/// Instantiation reads `scale`.
+impl Instance for Prepared {
+    fn instantiate(call: &CallFrame<'_>) -> Result<Prepared, FfiError> {
+        INSTANTIATED.with(|n| n.set(n.get() + 1));
+        Ok(Prepared {
+            scale: call.attrs()?.get_i64("scale")?,
+        })
+    }
+}
+
+/// An execution reports the instance's `scale` and the argument count as an error, so the test
+/// sees which instance ran.
+struct TestHandler;
+
+impl Handler for TestHandler {
+    type Instance = Prepared;
+    const TRAITS: HandlerTraits = HandlerTraits::COMMAND_BUFFER_COMPATIBLE;
+
+    fn execute(call: &CallFrame<'_>, prepared: &Prepared) -> Result<(), FfiError> {
+        Err(FfiError::not_found(format!(
+            "{} args, scale {}",
+            call.num_args(),
+            prepared.scale
+        )))
+    }
+}
+
+/// Another handler, whose instance type differs.
+struct OtherHandler;
+
+struct OtherInstance;
+
+impl Instance for OtherInstance {
+    fn instantiate(_: &CallFrame<'_>) -> Result<OtherInstance, FfiError> {
+        Ok(OtherInstance)
+    }
+}
+
+impl Handler for OtherHandler {
+    type Instance = OtherInstance;
+    const TRAITS: HandlerTraits = HandlerTraits::NONE;
+
+    fn execute(_: &CallFrame<'_>, _: &OtherInstance) -> Result<(), FfiError> {
+        Ok(())
+    }
+}
+
+crate::xla_ffi_handler!(fn sf_xla_tests_cpu => TestHandler);
+
+/// XLA's execution state of one call site, as the fake API keeps it: (type id, object) set at
+/// instantiation. (One call site per test thread.)
+#[derive(Default)]
+struct FakeState {
+    instantiated: Option<(i64, usize)>,
+}
+
+thread_local! {
+    static STATE: RefCell<FakeState> = RefCell::new(FakeState::default());
+}
+
+/// The deleter of each registered type id, so that a test can destroy a state as XLA does. Types
+/// are registered once per process, like XLA's type registry.
+static REGISTERED_TYPES: std::sync::Mutex<Vec<(i64, unsafe extern "C" fn(*mut c_void))>> =
+    std::sync::Mutex::new(Vec::new());
+
+unsafe extern "C" fn fake_type_register(
+    args: *mut sys::XLA_FFI_Type_Register_Args,
+) -> *mut sys::XLA_FFI_Error {
+    let args = &*args;
+    let mut types = REGISTERED_TYPES.lock().unwrap();
+    let id = 100 + types.len() as i64;
+    (*args.type_id).type_id = id;
+    types.push((id, (*args.type_info).deleter.unwrap()));
+    ptr::null_mut()
+}
+
+unsafe extern "C" fn fake_state_set(
+    args: *mut sys::XLA_FFI_State_Set_Args,
+) -> *mut sys::XLA_FFI_Error {
+    let args = &*args;
+    assert_eq!(args.stage, sys::XLA_FFI_ExecutionStage_INSTANTIATE);
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.instantiated.is_some() {
+            return fake_error(sys::XLA_FFI_Error_Code_ALREADY_EXISTS, "state already set");
+        }
+        s.instantiated = Some(((*args.type_id).type_id, args.state as usize));
+        ptr::null_mut()
+    })
+}
+
+unsafe extern "C" fn fake_state_get(
+    args: *mut sys::XLA_FFI_State_Get_Args,
+) -> *mut sys::XLA_FFI_Error {
+    let args = &mut *args;
+    STATE.with(|s| match s.borrow().instantiated {
+        Some((id, state)) if id == (*args.type_id).type_id => {
+            args.state = state as *mut c_void;
+            ptr::null_mut()
+        }
+        Some(_) => fake_error(sys::XLA_FFI_Error_Code_INVALID_ARGUMENT, "wrong type"),
+        None => fake_error(sys::XLA_FFI_Error_Code_NOT_FOUND, "state is not set"),
+    })
+}
+
+/// The fake API with execution state, and a frame of `stage` carrying `scale`.
+fn stage_frame(stage: sys::XLA_FFI_ExecutionStage, scale: i64) -> *mut sys::XLA_FFI_CallFrame {
+    let frame = frame(&[], &[], &[("scale", scalar(DataType::S64, scale))]);
+    // SAFETY: just leaked, as is the api table it points to.
+    unsafe {
+        let api = (*frame).api.cast_mut();
+        (*api).XLA_FFI_Type_Register = Some(fake_type_register);
+        (*api).XLA_FFI_State_Set = Some(fake_state_set);
+        (*api).XLA_FFI_State_Get = Some(fake_state_get);
+        (*frame).stage = stage;
+    }
+    frame
+}
+
+/// XLA destroying the executable: the stored state goes to its type's deleter.
+fn destroy_state() {
+    let (id, state) = STATE
+        .with(|s| s.borrow_mut().instantiated.take())
+        .expect("a state");
+    let deleter = REGISTERED_TYPES
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(t, _)| *t == id)
+        .expect("a registered type")
+        .1;
+    // SAFETY: as XLA calls it, once, on the object stored with this type.
+    unsafe { deleter(state as *mut c_void) };
+}
 
 #[test]
-fn macro_exports_a_dispatching_handler() {
-    // SAFETY: fabricated frames as above.
-    let error = unsafe { sf_xla_tests_cpu(frame(&[], &[], &[])) };
-    assert_eq!(take(error), (ErrorCode::NotFound, "0 args".to_owned()));
+fn instance_is_prepared_once_and_used_by_every_execution() {
+    let instantiate = stage_frame(sys::XLA_FFI_ExecutionStage_INSTANTIATE, 3);
+    // SAFETY: fabricated frames, complete and leaked.
+    assert!(unsafe { sf_xla_tests_cpu(instantiate) }.is_null());
+    for _ in 0..3 {
+        // The execution's own attributes say 99: the instance's 3 is what runs.
+        let error =
+            unsafe { sf_xla_tests_cpu(stage_frame(sys::XLA_FFI_ExecutionStage_EXECUTE, 99)) };
+        assert_eq!(
+            take(error),
+            (ErrorCode::NotFound, "0 args, scale 3".to_owned())
+        );
+    }
+    assert_eq!(INSTANTIATED.with(Cell::get), 1);
+    // A handler with another instance type is refused the state, not handed it.
+    let error = run_stage_of::<OtherHandler>(sys::XLA_FFI_ExecutionStage_EXECUTE);
+    assert!(error.unwrap().1.contains("belongs to another handler"));
+    assert_eq!(DROPPED.with(Cell::get), 0);
+    destroy_state();
+    assert_eq!(
+        DROPPED.with(Cell::get),
+        1,
+        "XLA's deleter drops the instance"
+    );
+}
+
+fn run_stage_of<H: Handler>(stage: sys::XLA_FFI_ExecutionStage) -> Option<(ErrorCode, String)> {
+    // SAFETY: a fabricated frame, complete and leaked.
+    let error = unsafe { dispatch_handler::<H>(stage_frame(stage, 5)) };
+    (!error.is_null()).then(|| take(error))
+}
+
+#[test]
+fn execution_without_an_instance_prepares_its_own() {
+    let error = run_stage_of::<TestHandler>(sys::XLA_FFI_ExecutionStage_EXECUTE);
+    assert_eq!(error, Some((ErrorCode::NotFound, "0 args, scale 5".into())));
+    assert_eq!(INSTANTIATED.with(Cell::get), 1);
+    assert_eq!(DROPPED.with(Cell::get), 1, "and drops it after the call");
+    // Stages it is not registered for do nothing.
+    assert_eq!(
+        run_stage_of::<TestHandler>(sys::XLA_FFI_ExecutionStage_PREPARE),
+        None
+    );
+    assert_eq!(INSTANTIATED.with(Cell::get), 1);
+}
+
+#[test]
+fn instantiation_errors_reach_xla_and_store_nothing() {
+    let frame = stage_frame(sys::XLA_FFI_ExecutionStage_INSTANTIATE, 0);
+    // SAFETY: just leaked; drop the attribute the handler needs.
+    unsafe { (*frame).attrs.size = 0 };
+    let error = unsafe { sf_xla_tests_cpu(frame) };
+    assert_eq!(
+        take(error),
+        (
+            ErrorCode::InvalidArgument,
+            "attribute 'scale' is missing".to_owned()
+        )
+    );
+    assert!(STATE.with(|s| s.borrow().instantiated.is_none()));
+}
+
+#[test]
+fn metadata_carries_the_handler_traits() {
     let (frame, metadata) = full_metadata_frame();
-    // SAFETY: as above.
+    // SAFETY: fabricated frames as above.
     unsafe {
         assert!(sf_xla_tests_cpu(frame).is_null());
         assert_eq!(
             (*metadata).api_version.minor_version,
             REPORTED_API_VERSION.1
         );
+        assert_eq!(
+            (*metadata).traits,
+            HandlerTraits::COMMAND_BUFFER_COMPATIBLE.bits()
+        );
+        assert_ne!((*metadata).traits, 0);
+    }
+    let (frame, metadata) = full_metadata_frame();
+    // SAFETY: as above.
+    unsafe {
+        assert!(dispatch_handler::<OtherHandler>(frame).is_null());
+        assert_eq!((*metadata).traits, 0);
     }
 }

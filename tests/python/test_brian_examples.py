@@ -2,7 +2,8 @@
 
 The constants Brian takes from its namespace as quantities are given here as numbers in the
 kernels' unit system (ms, mV, nA, uS, nF). Where Brian2 itself is installed, the same models run
-in Brian2 (numpy target, same method) and the trajectories are compared.
+in Brian2 (numpy target, same method) and the trajectories are compared; there the CUBA model is
+given Brian2's own namespace, quantities and Equations object.
 """
 
 import jax
@@ -125,10 +126,11 @@ def test_matches_brian2(name):
         init = dict(v=np.array([-60.0, -55.0, -52.0, -51.0]), ge=np.array([0.0, 1.0, 2.0, 0.5]), gi=np.zeros(4))
         group.v = init["v"] * mV
         group.ge = init["ge"] * mV
+        # Brian2's own namespace and quantities, converted by their dimensions.
         model = sf.NeuronModel(
-            CUBA, threshold="v>Vt", reset="v = Vr", refractory="5*ms", constants=CUBA_CONSTANTS, method="rk4"
+            b2.Equations(CUBA), threshold="v>Vt", reset="v = Vr", refractory=5 * ms, constants=ns, method="rk4"
         )
-        state = model.init_state(4, dtype=jnp.float64, **init)
+        state = model.init_state(4, dtype=jnp.float64, v=init["v"] * mV, ge=init["ge"] * mV, gi=init["gi"] * mV)
         scale = {"v": mV}
     else:
         c = COBAHH_CONSTANTS
@@ -156,7 +158,7 @@ def test_matches_brian2(name):
         scale = {"v": mV}
     mon = StateMonitor(group, "v", record=True)
     b2run(steps * defaultclock.dt)
-    new, out = model.run(state, dt=0.01, steps=steps, record=["v"])
+    new, out = model.run(state, dt=defaultclock.dt, duration=steps * defaultclock.dt, record=["v"])
     ours = np.asarray(out.traces["v"])
     theirs = np.asarray(mon.v / scale["v"]).T
     assert np.isfinite(ours).all() and np.isfinite(theirs).all()

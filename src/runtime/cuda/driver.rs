@@ -247,6 +247,47 @@ pub(crate) unsafe fn memset_d8_async(
     })
 }
 
+/// While XLA captures its stream into a CUDA graph (a command buffer), lets this thread make the
+/// calls capture forbids ("potentially unsafe" ones, such as loading a module the first time a
+/// handler runs), and restores the thread's capture mode when dropped. Does nothing when the
+/// stream is not being captured. Loading a module enqueues nothing on the stream, so the graph
+/// is unaffected.
+pub(crate) struct RelaxedCapture {
+    previous: Option<sys::CUstreamCaptureMode>,
+}
+
+impl RelaxedCapture {
+    /// # Safety
+    /// `stream` must be a live stream.
+    pub(crate) unsafe fn enter(stream: sys::CUstream) -> Result<Self, RuntimeError> {
+        let mut status = sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
+        // SAFETY: forwarded to the caller; valid out-pointer.
+        check("cuStreamIsCapturing", unsafe {
+            sys::cuStreamIsCapturing(stream, &mut status)
+        })?;
+        if status == sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE {
+            return Ok(RelaxedCapture { previous: None });
+        }
+        let mut mode = sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED;
+        // SAFETY: valid in-out pointer.
+        check("cuThreadExchangeStreamCaptureMode", unsafe {
+            sys::cuThreadExchangeStreamCaptureMode(&mut mode)
+        })?;
+        Ok(RelaxedCapture {
+            previous: Some(mode),
+        })
+    }
+}
+
+impl Drop for RelaxedCapture {
+    fn drop(&mut self) {
+        if let Some(mut mode) = self.previous {
+            // SAFETY: puts back the mode `enter` exchanged on this thread.
+            let _ = unsafe { sys::cuThreadExchangeStreamCaptureMode(&mut mode) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

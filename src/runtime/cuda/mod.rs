@@ -112,7 +112,8 @@ impl CudaFunction {
 ///
 /// The first call for a (context, source, options, entry) compiles with NVRTC (or reads the
 /// CUBIN from the disk cache) for the device's compute capability, loads the module and looks up
-/// the kernel; later calls return the same `Arc` after a `cuStreamGetCtx`, a hash of `source` and
+/// the kernel (in relaxed capture mode if XLA is capturing `stream` into a CUDA graph, since a
+/// command-buffer-compatible handler may run for the first time during a capture); later calls return the same `Arc` after a `cuStreamGetCtx`, a hash of `source` and
 /// a map lookup (no compilation, no file access). The calling thread's current context is left
 /// as it was found.
 pub fn load_function(
@@ -125,6 +126,8 @@ pub fn load_function(
         driver::init()?;
         // SAFETY: XLA passes a live stream (null means the current context's default stream).
         let ctx = unsafe { driver::stream_context(stream.cast()) }?;
+        // SAFETY: as above.
+        let _relaxed = unsafe { driver::RelaxedCapture::enter(stream.cast()) }?;
         module_cache::function(source, entry, ctx, opts)
     })
 }
@@ -150,6 +153,8 @@ pub fn load_function_keyed(
         if let Some(f) = ALIASES.resolve(&alias, &module_cache::FUNCTIONS) {
             return Ok(f);
         }
+        // SAFETY: as above.
+        let _relaxed = unsafe { driver::RelaxedCapture::enter(stream.cast()) }?;
         let f = module_cache::function(&source(), entry, ctx, opts)?;
         ALIASES.record(&alias, &f.cache_key);
         Ok(f)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import spikeforge as sf
 from conftest import check_written
-from python_reference import class_layout, run_reference
+from model_class_reference import class_layout, run_reference
 from seed000_models import OTP, Alpha, HodgkinHuxley, Oizumi
 
 N = 12
@@ -216,7 +216,7 @@ def test_unsupported_constructs_are_named_and_located(cls, needle, line, column)
     assert needle in text, text
     assert (err.field, err.line, err.column) == ("ode", line, column), text
     # The rendering names the class, the file and the line in that file, and puts a caret under the place.
-    assert f"{cls.__name__}.ode()" in text and "test_python_models.py" in text
+    assert f"{cls.__name__}.ode()" in text and "test_model_classes.py" in text
     src_line, caret = text.splitlines()[1:3]
     assert caret.index("^") - 4 == column - 1, text
     assert err.file_line == cls.ode.__code__.co_firstlineno + line - 1

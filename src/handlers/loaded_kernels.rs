@@ -1,0 +1,93 @@
+//! The kernels one call site has loaded, kept in its instance so that an execution after the
+//! first is a lookup: the CPU kernel once, the CUDA kernel once per XLA stream (a stream belongs
+//! to one context for its whole life, and a module is loaded per context).
+//!
+//! The loaders behind these caches are themselves cached by key in the runtime, so two call
+//! sites of one model compile it once; this cache only saves the key hashing and map lookups.
+
+use std::ffi::c_void;
+use std::sync::{Mutex, OnceLock};
+
+use crate::xla::FfiError;
+
+/// A call site's loaded kernels: `C` for the CPU, `G` per CUDA stream.
+pub struct LoadedKernels<C, G> {
+    cpu: OnceLock<C>,
+    cuda: Mutex<Vec<(usize, G)>>,
+}
+
+impl<C, G: Clone> LoadedKernels<C, G> {
+    pub fn new() -> Self {
+        LoadedKernels {
+            cpu: OnceLock::new(),
+            cuda: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The CPU kernel, loaded by `load` the first time. Two first calls racing may both load; the
+    /// runtime's own cache makes the second load a lookup, and one result is kept.
+    pub fn cpu(&self, load: impl FnOnce() -> Result<C, FfiError>) -> Result<&C, FfiError> {
+        if let Some(loaded) = self.cpu.get() {
+            return Ok(loaded);
+        }
+        let loaded = load()?;
+        Ok(self.cpu.get_or_init(|| loaded))
+    }
+
+    /// The CUDA kernel for `stream`, loaded by `load` the first time on that stream.
+    pub fn cuda(
+        &self,
+        stream: *mut c_void,
+        load: impl FnOnce() -> Result<G, FfiError>,
+    ) -> Result<G, FfiError> {
+        // A poisoned lock only means a panic elsewhere; the list itself is always consistent.
+        let mut loaded = self.cuda.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, kernel)) = loaded.iter().find(|(s, _)| *s == stream as usize) {
+            return Ok(kernel.clone());
+        }
+        let kernel = load()?;
+        loaded.push((stream as usize, kernel.clone()));
+        Ok(kernel)
+    }
+}
+
+impl<C, G: Clone> Default for LoadedKernels<C, G> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_once_on_the_cpu_and_once_per_stream() {
+        let kernels: LoadedKernels<u32, u32> = LoadedKernels::new();
+        let mut loads = 0;
+        for _ in 0..3 {
+            let k = kernels.cpu(|| {
+                loads += 1;
+                Ok(7)
+            });
+            assert_eq!(k.copied(), Ok(7));
+        }
+        assert_eq!(loads, 1);
+        let (a, b) = (0x10 as *mut c_void, 0x20 as *mut c_void);
+        let mut loads = Vec::new();
+        for stream in [a, b, a, b, a] {
+            let k = kernels.cuda(stream, || {
+                loads.push(stream as usize);
+                Ok(stream as u32)
+            });
+            assert_eq!(k, Ok(stream as u32));
+        }
+        assert_eq!(loads, vec![0x10, 0x20]);
+        // A failed load is not kept: the next call tries again.
+        let empty: LoadedKernels<u32, u32> = LoadedKernels::new();
+        assert!(empty
+            .cpu(|| Err(FfiError::internal("no compiler")))
+            .is_err());
+        assert_eq!(empty.cpu(|| Ok(1)).copied(), Ok(1));
+    }
+}
