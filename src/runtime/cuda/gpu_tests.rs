@@ -300,6 +300,54 @@ fn child_loads_many_modules() {
     );
 }
 
+/// An evicted module may be unloaded while the thread captures XLA's stream into a CUDA graph
+/// (a load during a capture can evict one): the unload must neither fail nor invalidate the
+/// capture, and the captured graph must run.
+#[test]
+fn unloading_during_a_capture_keeps_the_capture_valid() {
+    let Some(stream) = gpu_or_skip("unloading_during_a_capture_keeps_the_capture_valid") else {
+        return;
+    };
+    let put = |i: i32| format!("extern \"C\" __global__ void put(int* out) {{ *out = {i}; }}\n");
+    let opts = CudaCompileOptions::default();
+    let kept = load_function(&put(41), "put", stream.cast(), &opts).unwrap();
+    let dev = driver::current_device().unwrap();
+    let doomed = compile_cubin(&put(42), driver::compute_capability(dev).unwrap(), &opts).unwrap();
+    let doomed = driver::load_module(&doomed).unwrap();
+    let out = device_buffer(&[0f32]);
+    let mut o = out;
+    let mut params: [*mut c_void; 1] = [(&mut o as *mut sys::CUdeviceptr).cast()];
+    use sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL;
+    // SAFETY: our own stream; every call below is checked.
+    unsafe {
+        driver::check(
+            "cuStreamBeginCapture",
+            sys::cuStreamBeginCapture_v2(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL),
+        )
+        .unwrap();
+        launch(&kept, (1, 1, 1), (1, 1, 1), 0, stream.cast(), &mut params).unwrap();
+        let unloaded = driver::unload_module(doomed);
+        let mut graph: sys::CUgraph = std::ptr::null_mut();
+        let ended = driver::check(
+            "cuStreamEndCapture",
+            sys::cuStreamEndCapture(stream, &mut graph),
+        );
+        unloaded.unwrap();
+        ended.unwrap();
+        let mut exec: sys::CUgraphExec = std::ptr::null_mut();
+        driver::check(
+            "cuGraphInstantiate",
+            sys::cuGraphInstantiateWithFlags(&mut exec, graph, 0),
+        )
+        .unwrap();
+        driver::check("cuGraphLaunch", sys::cuGraphLaunch(exec, stream)).unwrap();
+        cu::stream::synchronize(stream).unwrap();
+        sys::cuGraphExecDestroy(exec);
+        sys::cuGraphDestroy(graph);
+    }
+    assert_eq!(read_back(out, 1)[0].to_bits(), 41);
+}
+
 /// Spins for `ns` nanoseconds of GPU time, then sets `*done`.
 const SPIN: &str = r#"
 extern "C" __global__ void spin(unsigned long long ns, int* done) {
@@ -350,7 +398,7 @@ fn probe_module_costs() {
         );
         for m in modules {
             // SAFETY: loaded above, unused.
-            driver::check("cuModuleUnload", unsafe { sys::cuModuleUnload(m) }).unwrap();
+            unsafe { driver::unload_module(m) }.unwrap();
         }
         let (maps2, free2) = (mappings(), free());
         println!(
@@ -386,4 +434,20 @@ fn probe_module_costs() {
          stream sync {s:?} after {total:?}; kernel finished: {}",
         flag == 1
     );
+
+    // A plain cuModuleUnload while this thread captures (thread-local mode).
+    let m = driver::load_module(&cubin).unwrap();
+    use sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL;
+    // SAFETY: our own stream; the probe only reports what the driver says.
+    let (r, ended) = unsafe {
+        sys::cuStreamBeginCapture_v2(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+        let r = sys::cuModuleUnload(m);
+        let mut graph: sys::CUgraph = std::ptr::null_mut();
+        let ended = sys::cuStreamEndCapture(stream, &mut graph);
+        if !graph.is_null() {
+            sys::cuGraphDestroy(graph);
+        }
+        (r, ended)
+    };
+    println!("PROBE plain cuModuleUnload during a capture: {r:?}; end of capture: {ended:?}");
 }

@@ -13,8 +13,11 @@
 //! CUBIN took 2 MB), so the bound matters less than for CPU libraries; but images, modules and
 //! tables grew with every model. `cuModuleUnload` waits for the module's kernels that are still
 //! running (it returned when a 2 s kernel had finished, which completed normally), so unloading
-//! never pulls code from under the GPU. Anything that keeps a kernel beyond a call (a CUDA graph
-//! captured with it) must hold its `Arc<CudaFunction>` as long.
+//! never pulls code from under the GPU. A load while XLA captures its stream into a CUDA graph can
+//! evict and so unload another module: a plain `cuModuleUnload` there fails and invalidates the
+//! capture (seen on the H200), so the unload relaxes the thread's capture mode
+//! ([`driver::unload_module`]). Anything that keeps a kernel beyond a call (a CUDA graph captured
+//! with it) must hold its `Arc<CudaFunction>` as long.
 
 use super::driver::{self, CurrentContext};
 use super::nvrtc::{self, Target};
@@ -58,12 +61,9 @@ impl Drop for LoadedModule {
         let _ = catch_panic("unloading a CUDA module", || {
             // SAFETY: XLA keeps its contexts for the whole process.
             let _current = unsafe { CurrentContext::enter(self.ctx) }?;
-            // SAFETY: loaded by `build_function`, unloaded once, here; nothing refers to its
-            // functions any more (every `CudaFunction` holds its module). The driver waits for
-            // the module's kernels still running.
-            driver::check("cuModuleUnload", unsafe {
-                sys::cuModuleUnload(self.module)
-            })
+            // SAFETY: loaded by `LoadedModule::load` in this context, unloaded once, here;
+            // nothing refers to its functions any more (every `CudaFunction` holds its module).
+            unsafe { driver::unload_module(self.module) }
         });
     }
 }
