@@ -253,15 +253,13 @@ pub unsafe extern "C" fn sf_network_source(
                 format!("unknown target '{target}': use 'cuda' or 'c'"),
             );
         };
-        with_network(s, |spec| match crate::frontend::network::lower(&spec) {
-            Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
-            Ok(net) => {
-                let plan = step::network::plan(&net);
-                let layout = codegen::network_layout::layout(&net, &plan);
-                let k = codegen::network_kernel::generate(&net, &plan, &layout, dialect);
-                json!({"ok": true, "source": k.source, "entries": k.entries})
-            }
-        })
+        with_network(
+            s,
+            |spec| match codegen::network_kernel::generate_from_spec(&spec, dialect) {
+                Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
+                Ok(k) => json!({"ok": true, "source": k.source, "entries": k.entries}),
+            },
+        )
     })
 }
 

@@ -48,6 +48,18 @@ pub struct GeneratedNetwork {
     pub entries: Vec<&'static str>,
 }
 
+/// Lowers, plans, lays out and generates a network's kernels for one dialect: the whole path
+/// from spec to source.
+pub fn generate_from_spec(
+    spec: &crate::spec::NetworkSpec,
+    dialect: Dialect,
+) -> Result<GeneratedNetwork, crate::diagnostics::Diagnostic> {
+    let net = crate::frontend::network::lower(spec)?;
+    let plan = crate::step::network::plan(&net);
+    let layout = super::network_layout::layout(&net, &plan);
+    Ok(generate(&net, &plan, &layout, dialect))
+}
+
 /// How the CUDA kernels are launched: fixed by the network (grids never depend on data).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelShape {
