@@ -191,13 +191,7 @@ const CUBA_EQ: &str = "dv/dt = (ge + gi - (v - El))/taum : volt (unless refracto
 
 impl Cuba {
     fn new(n: usize, n_e: usize, p: f64, seed: u64) -> Cuba {
-        let mut s = seed;
-        let mut next = move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = harness::uniforms(seed);
         let rows = (0..n)
             .map(|i| {
                 let mut row = Vec::new();

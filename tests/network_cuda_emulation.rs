@@ -264,13 +264,7 @@ fn cuba(
     seed: u64,
 ) -> (serde_json::Value, Vec<(&'static str, Vec<f64>)>) {
     let n_e = n * 4 / 5;
-    let mut s = seed;
-    let mut next = move || {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (s >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut next = harness::uniforms(seed);
     let mut state: Vec<(&'static str, Vec<f64>)> = Vec::new();
     for (name, range) in [("Ce", 0..n_e), ("Ci", n_e..n)] {
         let (mut off, mut t, mut w) = (vec![0.0], vec![], vec![]);

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use super::buffers::{self, Expected, SharedPtr};
 use super::loaded_kernels::LoadedKernels;
+use super::neuron_run::{cpu_options, cuda_options};
 use super::poison;
 use crate::codegen::network_kernel::{self, DELIVER_BLOCK};
 use crate::codegen::network_layout::{self, Dim, NetArg, NetLayout, NetRole, UPDATE_BLOCK};
@@ -274,10 +275,7 @@ impl Handler for NetworkRunCpu {
             let module = cpu::load_keyed(
                 &site.key,
                 network_kernel::C_ENTRY,
-                &cpu::CpuCompileOptions {
-                    fast_math: site.network.net.fast_math,
-                    extra_flags: vec![],
-                },
+                &cpu_options(site.network.net.fast_math),
                 || site.network.source(Dialect::C),
             )?;
             // SAFETY: the generated C entry has exactly this signature.
@@ -364,10 +362,7 @@ impl Handler for NetworkRunCuda {
         let run = decode(call, site)?;
         let stream = call.stream()?;
         let kernels = site.kernels.cuda(stream, || {
-            let opts = cuda::CudaCompileOptions {
-                fast_math: site.network.net.fast_math,
-                ..Default::default()
-            };
+            let opts = cuda_options(site.network.net.fast_math);
             let mut source: Option<String> = None;
             let mut loaded = Vec::new();
             for entry in entries(&site.network) {

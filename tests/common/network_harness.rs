@@ -365,3 +365,14 @@ pub fn spikes(r: &Results, monitor: &str, capacity: usize, b: usize) -> Vec<(i64
     out.sort_unstable();
     out
 }
+
+/// A small deterministic generator of uniforms in [0, 1) (a 64-bit LCG), for test networks.
+pub fn uniforms(seed: u64) -> impl FnMut() -> f64 {
+    let mut s = seed;
+    move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
