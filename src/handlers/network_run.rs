@@ -262,6 +262,19 @@ pub fn starts(layout: &NetLayout) -> Vec<Start> {
         .collect()
 }
 
+/// The results the kernels must write at every position, the ones `SPIKEFORGE_POISON_OUTPUTS`
+/// fills first (the others start as a copy of the state, which may be the same buffer when XLA
+/// aliases them, or with a fill).
+fn written<'r, 'a>(
+    rets: &'r [Buffer<'a>],
+    starts: &'r [Start],
+) -> impl Iterator<Item = &'r Buffer<'a>> {
+    rets.iter()
+        .zip(starts)
+        .filter(|(_, s)| **s == Start::Written)
+        .map(|(b, _)| b)
+}
+
 /// `spikeforge_network_run` on the CPU: the C entry, batch members spread over the cores.
 pub struct NetworkRunCpu;
 
@@ -297,11 +310,12 @@ impl Handler for NetworkRunCpu {
                 site.steps
             )));
         }
+        let starts = starts(&site.network.layout);
         if poison::enabled() {
             // SAFETY: host buffers of these sizes owned by XLA for this call.
-            unsafe { poison::host(&run.rets) };
+            unsafe { poison::host(written(&run.rets, &starts)) };
         }
-        for (r, start) in starts(&site.network.layout).iter().enumerate() {
+        for (r, start) in starts.iter().enumerate() {
             let out = &run.rets[r];
             match start {
                 Start::Copy(k) if run.args[*k] != out.data => {
@@ -380,11 +394,12 @@ impl Handler for NetworkRunCuda {
             }
             Ok(Arc::new(loaded))
         })?;
+        let starts = starts(&site.network.layout);
         if poison::enabled() {
             // SAFETY: device buffers of these sizes on XLA's stream for this call.
-            unsafe { poison::device(&run.rets, stream) }?;
+            unsafe { poison::device(written(&run.rets, &starts), stream) }?;
         }
-        for (r, start) in starts(&site.network.layout).iter().enumerate() {
+        for (r, start) in starts.iter().enumerate() {
             let out = &run.rets[r];
             if out.size_bytes() == 0 {
                 continue;
