@@ -293,6 +293,14 @@ def test_brian2_keywords_make_the_rules():
     assert isinstance(rule, C.Explicit) and rule.skip_if_invalid
 
 
+def test_rules_are_checked_without_building():
+    info = C.check_rule(C.Pairs(condition="x_post > a"), post_variables=["x", "y"], constants={"a": 1, "b": 2})
+    assert info["post_variables"] == ["x"] and info["rows"] == "pre"
+    assert C.check_rule(C.FixedInDegree(3))["rows"] == "post"
+    with pytest.raises(sf.ModelError, match="unknown name 'z_post'"):
+        C.check_rule(C.Pairs(p="z_post"), post_variables=["x"])
+
+
 def test_kernels_can_be_read():
     src = C.source(C.Pairs(p=0.02), "cuda")
     assert "sf_connect_count" in src and "__global__" in src
