@@ -668,15 +668,17 @@ def sort_rows(conn: Connectivity, key) -> tuple[Connectivity, jax.Array]:
     """Sorts each row's synapses by ``key`` (``(n_syn,)``, e.g. the delay in steps), stably (so
     creation order within equal keys). Returns the sorted connectivity and the permutation:
     synapse ``s`` of the result is synapse ``perm[s]`` of ``conn`` (``w[perm]`` reorders a
-    per-synapse variable). A by-post index present is rebuilt for the new order."""
-    key = jnp.asarray(key)
+    per-synapse variable). A by-post index present is rebuilt for the new order. Runs on the
+    device the connectivity is on."""
+    device = _device_of(conn.targets)
+    key = jax.device_put(jnp.asarray(key), device)
     if key.shape != (conn.n_synapses,):
         raise ModelError(
             f"key has shape {key.shape}, expected ({conn.n_synapses},): one value per synapse", field="key"
         )
     if conn.n_synapses > INT32_MAX:
         raise ModelError(f"{conn.n_synapses} synapses are too many for an int32 permutation", field="key")
-    with jax.default_device(_device_of(conn.targets)):
+    with jax.default_device(device):
         counts = np.diff(conn.offsets())
         rows = jnp.repeat(
             jnp.arange(conn.n_pre, dtype=jnp.int32),
