@@ -48,6 +48,34 @@ pub(crate) fn answer(arg: *const c_char, f: impl FnOnce(&str) -> Value) -> *mut 
         .unwrap_or(std::ptr::null_mut())
 }
 
+/// [`answer`] for the functions that take a `target` (`"cuda"`, or `"c"` / `"cpu"`): `f` gets the
+/// JSON argument and the dialect; an unknown target is a usage error.
+///
+/// # Safety
+/// `arg` as for [`answer`]; `target` must be null or a valid NUL-terminated string.
+pub(crate) unsafe fn answer_for_target(
+    arg: *const c_char,
+    target: *const c_char,
+    f: impl FnOnce(&str, Dialect) -> Value,
+) -> *mut c_char {
+    let target = if target.is_null() {
+        String::new()
+    } else {
+        // SAFETY: forwarded to the caller.
+        unsafe { CStr::from_ptr(target) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    answer(arg, |s| match target.as_str() {
+        "cuda" => f(s, Dialect::Cuda),
+        "c" | "cpu" => f(s, Dialect::C),
+        other => error_json(
+            "usage",
+            format!("unknown target '{other}': use 'cuda' or 'c'"),
+        ),
+    })
+}
+
 pub(crate) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -100,44 +128,28 @@ pub unsafe extern "C" fn sf_model_source(
     spec_json: *const c_char,
     target: *const c_char,
 ) -> *mut c_char {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        answer_for_target(spec_json, target, |s, dialect| {
-            with_spec(s, |spec| {
-                match codegen::generate_from_spec(&spec, dialect) {
-                    Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
-                    Ok(k) => json!({"ok": true, "source": k.source, "entry": k.entry}),
-                }
-            })
-        })
-    }
-}
-
-/// [`answer`] for the functions that take a `target` (`"cuda"`, or `"c"` / `"cpu"`): `f` gets the
-/// JSON argument and the dialect; an unknown target is a usage error.
-///
-/// # Safety
-/// `arg` as for [`answer`]; `target` must be null or a valid NUL-terminated string.
-pub(crate) unsafe fn answer_for_target(
-    arg: *const c_char,
-    target: *const c_char,
-    f: impl FnOnce(&str, Dialect) -> Value,
-) -> *mut c_char {
     let target = if target.is_null() {
         String::new()
     } else {
-        // SAFETY: forwarded to the caller.
-        unsafe { CStr::from_ptr(target) }
-            .to_string_lossy()
-            .into_owned()
+        CStr::from_ptr(target).to_string_lossy().into_owned()
     };
-    answer(arg, |s| match target.as_str() {
-        "cuda" => f(s, Dialect::Cuda),
-        "c" | "cpu" => f(s, Dialect::C),
-        other => error_json(
-            "usage",
-            format!("unknown target '{other}': use 'cuda' or 'c'"),
-        ),
+    answer(spec_json, |s| {
+        let dialect = match target.as_str() {
+            "cuda" => Dialect::Cuda,
+            "c" | "cpu" => Dialect::C,
+            other => {
+                return error_json(
+                    "usage",
+                    format!("unknown target '{other}': use 'cuda' or 'c'"),
+                )
+            }
+        };
+        with_spec(s, |spec| {
+            match codegen::generate_from_spec(&spec, dialect) {
+                Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
+                Ok(k) => json!({"ok": true, "source": k.source, "entry": k.entry}),
+            }
+        })
     })
 }
 
