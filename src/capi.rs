@@ -17,7 +17,7 @@ use crate::ir::SymbolKind;
 use crate::spec::{ModelSpec, NetworkSpec};
 use crate::step;
 
-fn diagnostic_json(d: &Diagnostic) -> Value {
+pub(crate) fn diagnostic_json(d: &Diagnostic) -> Value {
     json!({
         "kind": "model",
         "field": d.field,
@@ -50,6 +50,34 @@ pub(crate) fn answer(arg: *const c_char, f: impl FnOnce(&str) -> Value) -> *mut 
     CString::new(value.to_string())
         .map(CString::into_raw)
         .unwrap_or(std::ptr::null_mut())
+}
+
+/// [`answer`] for the functions that take a `target` (`"cuda"`, or `"c"` / `"cpu"`): `f` gets the
+/// JSON argument and the dialect; an unknown target is a usage error.
+///
+/// # Safety
+/// `arg` as for [`answer`]; `target` must be null or a valid NUL-terminated string.
+pub(crate) unsafe fn answer_for_target(
+    arg: *const c_char,
+    target: *const c_char,
+    f: impl FnOnce(&str, Dialect) -> Value,
+) -> *mut c_char {
+    let target = if target.is_null() {
+        String::new()
+    } else {
+        // SAFETY: forwarded to the caller.
+        unsafe { CStr::from_ptr(target) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    answer(arg, |s| match target.as_str() {
+        "cuda" => f(s, Dialect::Cuda),
+        "c" | "cpu" => f(s, Dialect::C),
+        other => error_json(
+            "usage",
+            format!("unknown target '{other}': use 'cuda' or 'c'"),
+        ),
+    })
 }
 
 pub(crate) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
@@ -106,7 +134,7 @@ pub unsafe extern "C" fn sf_model_source(
 ) -> *mut c_char {
     // SAFETY: forwarded to the caller.
     unsafe {
-        source_for(spec_json, target, |s, dialect| {
+        answer_for_target(spec_json, target, |s, dialect| {
             with_spec(s, |spec| {
                 match codegen::generate_from_spec(&spec, dialect) {
                     Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
@@ -115,33 +143,6 @@ pub unsafe extern "C" fn sf_model_source(
             })
         })
     }
-}
-
-/// Answers a request for generated source: `target` read as a dialect (an error otherwise), then
-/// `generate(spec text, dialect)`.
-///
-/// # Safety
-/// Both arguments must be valid NUL-terminated strings (or null).
-unsafe fn source_for(
-    spec_json: *const c_char,
-    target: *const c_char,
-    generate: impl FnOnce(&str, Dialect) -> Value,
-) -> *mut c_char {
-    let target = if target.is_null() {
-        String::new()
-    } else {
-        // SAFETY: forwarded to the caller.
-        unsafe { CStr::from_ptr(target) }
-            .to_string_lossy()
-            .into_owned()
-    };
-    answer(spec_json, |s| match dialect_named(&target) {
-        Some(dialect) => generate(s, dialect),
-        None => error_json(
-            "usage",
-            format!("unknown target '{target}': use 'cuda' or 'c'"),
-        ),
-    })
 }
 
 fn with_network(json_text: &str, f: impl FnOnce(NetworkSpec) -> Value) -> Value {
@@ -262,7 +263,7 @@ pub unsafe extern "C" fn sf_network_source(
 ) -> *mut c_char {
     // SAFETY: forwarded to the caller.
     unsafe {
-        source_for(spec_json, target, |s, dialect| {
+        answer_for_target(spec_json, target, |s, dialect| {
             with_network(
                 s,
                 |spec| match codegen::network_kernel::generate_from_spec(&spec, dialect) {
@@ -271,15 +272,6 @@ pub unsafe extern "C" fn sf_network_source(
                 },
             )
         })
-    }
-}
-
-/// The dialect a target names: "cuda", or "c" (also "cpu").
-fn dialect_named(target: &str) -> Option<Dialect> {
-    match target {
-        "cuda" => Some(Dialect::Cuda),
-        "c" | "cpu" => Some(Dialect::C),
-        _ => None,
     }
 }
 

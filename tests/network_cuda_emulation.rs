@@ -11,6 +11,8 @@
 //!
 //! Needs `g++` with C++20; skipped without one, unless `SPIKEFORGE_REQUIRE_GXX=1`.
 
+#[path = "common/cuda_emulation.rs"]
+mod cuda_emulation;
 #[path = "common/network_harness.rs"]
 mod harness;
 
@@ -28,16 +30,12 @@ use spikeforge::step::network::plan;
 
 const SHIM: &str = r#"
 #include <atomic>
-#include <barrier>
 #include <cmath>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
+#include <barrier>
 #include <fstream>
 #include <memory>
 #include <thread>
-#include <vector>
 struct sf_dim3 { unsigned x, y; };
 static thread_local sf_dim3 threadIdx, blockIdx;
 static sf_dim3 blockDim, gridDim;
@@ -87,18 +85,7 @@ static int __float_as_int(float f) { int b; std::memcpy(&b, &f, 4); return b; }
 #define __dmul_rn(a, b) ((a) * (b))
 #define __dadd_rn(a, b) ((a) + (b))
 #define __ddiv_rn(a, b) ((a) / (b))
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __launch_bounds__(n)
-#define __restrict__
 #define __shared__ static
-/* The kernel source declares its own fixed-width types, which clash with <cstdint>'s. */
-#define int32_t sf_i32
-#define uint32_t sf_u32
-#define int64_t sf_i64
-#define uint64_t sf_u64
-#define uint16_t sf_u16
 "#;
 
 const LAUNCH: &str = r#"
@@ -129,21 +116,6 @@ static std::vector<std::vector<unsigned char>> sf_read(const char* path) {
     return out;
 }
 "#;
-
-fn gxx_available() -> bool {
-    let ok = Command::new("g++")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok || std::env::var("SPIKEFORGE_REQUIRE_GXX").is_err(),
-        "g++ required but not found"
-    );
-    if !ok {
-        eprintln!("SKIPPED: no g++");
-    }
-    ok
-}
 
 /// The emulation program of a network: the shim, the CUDA source, and a host that launches
 /// `steps` steps the way the handler does.
@@ -183,34 +155,16 @@ fn program(c: &Compiled) -> String {
         ));
     }
     format!(
-        "{SHIM}\n{source}\n{LAUNCH}\nint main(int argc, char** argv) {{\n    auto bufs = sf_read(argv[1]);\n    const int steps = std::atoi(argv[2]);\n    const unsigned nb = (unsigned) std::atoi(argv[3]);\n    const unsigned db = (unsigned) std::atoi(argv[4]);\n    for (int s = 0; s < steps; ++s) {{\n        {launches}    }}\n    std::ofstream out(argv[argc - 1], std::ios::binary);\n    for (size_t k = {n_in}; k < bufs.size(); ++k) out.write((const char*) bufs[k].data(), (std::streamsize) bufs[k].size() - 8);\n    return 0;\n}}\n"
+        "{SHIM}\n{}\n{source}\n{}\n{LAUNCH}\nint main(int argc, char** argv) {{\n    auto bufs = sf_read(argv[1]);\n    const int steps = std::atoi(argv[2]);\n    const unsigned nb = (unsigned) std::atoi(argv[3]);\n    const unsigned db = (unsigned) std::atoi(argv[4]);\n    for (int s = 0; s < steps; ++s) {{\n        {launches}    }}\n    std::ofstream out(argv[argc - 1], std::ios::binary);\n    for (size_t k = {n_in}; k < bufs.size(); ++k) out.write((const char*) bufs[k].data(), (std::streamsize) bufs[k].size() - 8);\n    return 0;\n}}\n",
+        cuda_emulation::head(),
+        cuda_emulation::tail()
     )
-}
-
-fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sf_net_emulation_{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// Builds the emulation of a network once.
 fn build(c: &Compiled, name: &str, dir: &Path) -> PathBuf {
-    let src = dir.join(format!("{name}.cpp"));
-    let exe = dir.join(name);
-    std::fs::write(&src, program(c)).unwrap();
-    let out = Command::new("g++")
-        .args(["-std=c++20", "-O1", "-ffp-contract=off", "-pthread", "-w"])
-        .arg(&src)
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{name}: the emulation does not build:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    exe
+    let flags = ["-std=c++20", "-O1", "-ffp-contract=off", "-pthread", "-w"];
+    cuda_emulation::compile(&program(c), dir, name, &flags)
 }
 
 /// Runs `steps` steps of the emulated CUDA kernels with `deliver_blocks` delivery blocks.
@@ -333,10 +287,9 @@ fn assert_close(a: &[f64], b: &[f64], tol: f64, what: &str) {
 
 #[test]
 fn emulated_cuda_kernels_give_the_c_kernels_results() {
-    if !gxx_available() {
+    let Some(dir) = cuda_emulation::work_dir("network_cuda_emulation") else {
         return;
-    }
-    let dir = scratch_dir();
+    };
     let steps = 100;
     for (name, n, deterministic, shared) in [
         ("atomic", 300usize, false, false),
@@ -386,10 +339,9 @@ fn emulated_cuda_kernels_give_the_c_kernels_results() {
 
 #[test]
 fn emulated_inputs_delays_generators_and_late_resets_match_c() {
-    if !gxx_available() {
+    let Some(dir) = cuda_emulation::work_dir("network_cuda_emulation") else {
         return;
-    }
-    let dir = scratch_dir();
+    };
     let spec = json!({
         "dt": 0.1, "dtype": "float32",
         "timed_arrays": [{"name": "stim", "dt": 1.0, "shape": [4, 2]}],
