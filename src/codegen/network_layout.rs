@@ -426,38 +426,15 @@ pub fn layout(net: &NetworkIr, plan: &NetworkPlan) -> NetLayout {
         let name = mon.name();
         match mon {
             MonitorIr::Spike { capacity, .. } => {
-                outputs.push(b.arg(
-                    name,
-                    "i",
-                    NetRole::MonitorIndex,
-                    i32_,
-                    vec![Dim::Fixed(*capacity)],
-                    format!("m{m}_i"),
-                ));
-                outputs.push(b.arg(
-                    name,
-                    "t_step",
-                    NetRole::MonitorStep,
-                    i32_,
-                    vec![Dim::Fixed(*capacity)],
-                    format!("m{m}_step"),
-                ));
-                outputs.push(b.arg(
-                    name,
-                    "count",
-                    NetRole::MonitorCount,
-                    i32_,
-                    vec![],
-                    format!("m{m}_count"),
-                ));
-                outputs.push(b.arg(
-                    name,
-                    "dropped",
-                    NetRole::MonitorDropped,
-                    i32_,
-                    vec![],
-                    format!("m{m}_dropped"),
-                ));
+                let buffer = vec![Dim::Fixed(*capacity)];
+                for (key, role, shape, ident) in [
+                    ("i", NetRole::MonitorIndex, buffer.clone(), "i"),
+                    ("t_step", NetRole::MonitorStep, buffer, "step"),
+                    ("count", NetRole::MonitorCount, vec![], "count"),
+                    ("dropped", NetRole::MonitorDropped, vec![], "dropped"),
+                ] {
+                    outputs.push(b.arg(name, key, role, i32_, shape, format!("m{m}_{ident}")));
+                }
             }
             MonitorIr::State {
                 group,

@@ -14,6 +14,7 @@ use super::brian::synapses::{self, Neighbour};
 use super::brian::tables::{max_elements, TableRef};
 use super::builder::GroupBuilder;
 use crate::diagnostics::Diagnostic;
+use crate::frontend::syntax::lexer::is_identifier;
 use crate::frontend::syntax::parser::parse_expression;
 use crate::ir::network::{
     MonitorIr, NetGroup, NetGroupKind, NetworkIr, PoissonInputIr, Projection, Recorded, TableIr,
@@ -113,14 +114,6 @@ pub fn lower(spec: &NetworkSpec) -> Result<NetworkIr, Diagnostic> {
 fn within(what: &str, mut d: Diagnostic) -> Diagnostic {
     d.field = format!("{what}, {}", d.field);
     d
-}
-
-fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The step, and every object's name: identifiers, unique, not the network's own.
