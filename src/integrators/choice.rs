@@ -5,12 +5,12 @@
 //! The decision is made on the IR, by symbolic derivatives ([`super::linear`]), before the group
 //! is finished: front ends call [`resolve`] with the parts they built.
 
-use std::collections::HashMap;
 use std::fmt;
 
+use super::noise::{self, NoiseKind};
 use super::{linear, NotIntegrable, Ode, Problem};
 use crate::ir::group::{integrated, lookup, vars_of_kind};
-use crate::ir::{Dynamics, ExprArena, ExprId, Symbol, SymbolKind, VarId};
+use crate::ir::{Dynamics, ExprArena, Symbol, SymbolKind, VarId};
 use crate::spec::Method;
 
 /// Brian2's default for equations without noise: `method=('exact', 'euler', 'heun')`, the first
@@ -22,8 +22,9 @@ pub const AUTOMATIC_ORDER: &[Method] = &[Method::Exact, Method::Euler, Method::H
 pub enum MethodError {
     /// The scheme's structural requirement fails (see [`NotIntegrable`]).
     NotApplicable { method: Method, why: NotIntegrable },
-    /// `euler` for noise whose coefficient depends on a state variable.
-    EulerWithMultiplicativeNoise,
+    /// `euler` for multiplicative noise (Brian2 refuses it too): the coefficient of `of`'s
+    /// noise reads `reads`, a state variable or the time.
+    EulerWithMultiplicativeNoise { of: VarId, reads: VarId },
     /// A scheme other than `euler` or `heun` for stochastic equations.
     NotForNoise(Method),
 }
@@ -34,8 +35,8 @@ impl fmt::Display for MethodError {
             MethodError::NotApplicable { method, why } => {
                 write!(f, "{}: {why:?}", requirement(*method))
             }
-            MethodError::EulerWithMultiplicativeNoise => f.write_str(
-                "'euler' handles additive noise only: a noise coefficient here depends on a state variable",
+            MethodError::EulerWithMultiplicativeNoise { .. } => f.write_str(
+                "'euler' integrates additive noise only (as in Brian2), and this noise is multiplicative",
             ),
             MethodError::NotForNoise(_) => f.write_str(
                 "stochastic equations (with xi) are integrated with 'euler' (additive noise) or 'heun'",
@@ -139,13 +140,15 @@ pub fn resolve(
         dt,
     };
     // Stochastic equations (Brian2's rules): Euler-Maruyama for additive noise, Stratonovich
-    // Heun for multiplicative noise (a noise coefficient that depends on a state variable).
+    // Heun for multiplicative noise (a noise coefficient that reads a state variable or t).
     if !noise.is_empty() {
-        let multiplicative = system.multiplicative_noise();
-        return match (requested, multiplicative) {
-            (None, false) | (Some(Method::Euler), false) => Ok(Method::Euler),
-            (None, true) | (Some(Method::Heun), _) => Ok(Method::Heun),
-            (Some(Method::Euler), true) => Err(MethodError::EulerWithMultiplicativeNoise),
+        let kind = system.noise_kind();
+        return match (requested, kind) {
+            (None | Some(Method::Euler), NoiseKind::Additive) => Ok(Method::Euler),
+            (None | Some(Method::Heun), _) => Ok(Method::Heun),
+            (Some(Method::Euler), NoiseKind::Multiplicative { of, reads }) => {
+                Err(MethodError::EulerWithMultiplicativeNoise { of, reads })
+            }
             (Some(m), _) => Err(MethodError::NotForNoise(m)),
         };
     }
@@ -163,22 +166,13 @@ pub fn resolve(
 }
 
 impl System<'_> {
-    /// Whether some `xi`'s coefficient depends on a state variable.
-    fn multiplicative_noise(&self) -> bool {
+    /// Brian2's classification of the noise (the lowering checked that it enters linearly).
+    fn noise_kind(&self) -> NoiseKind {
         let mut arena = self.arena.clone();
-        let zero = arena.constant(0.0);
-        let zeros: HashMap<VarId, ExprId> = self.noise.iter().map(|v| (*v, zero)).collect();
         let states: Vec<VarId> = self.odes.iter().map(|o| o.var).collect();
-        self.odes.iter().any(|o| {
-            let drift = arena.substitute(o.derivative, &zeros);
-            self.noise.iter().any(|&xi| {
-                let mut on = zeros.clone();
-                on.insert(xi, arena.constant(1.0));
-                let with = arena.substitute(o.derivative, &on);
-                let g = arena.sub(with, drift);
-                arena.vars_of(g).iter().any(|v| states.contains(v))
-            })
-        })
+        let splits = noise::split(&mut arena, &self.odes, self.noise)
+            .expect("the lowering checked that every xi enters linearly");
+        noise::kind(&arena, &splits, &states, self.time)
     }
 
     /// Whether `method` can integrate the equations (as written, before the refractory clamp,
@@ -203,6 +197,7 @@ impl System<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ir::ExprId;
 
     fn symbol(name: &str, kind: SymbolKind) -> Symbol {
         Symbol {

@@ -612,6 +612,59 @@ impl ExprArena {
         r
     }
 
+    /// `root` with the variables `vars` set to 0 and the terms they multiply dropped, as a
+    /// symbolic algebra would (`g*xi` vanishes; `substitute` keeps `g*0`, which is NaN for an
+    /// infinite `g`). Used to take the drift of a stochastic equation (every `xi` at 0).
+    pub fn drop_terms(&mut self, root: ExprId, vars: &[VarId]) -> ExprId {
+        let mut memo = HashMap::new();
+        self.drop_rec(root, vars, &mut memo)
+    }
+
+    fn drop_rec(
+        &mut self,
+        id: ExprId,
+        vars: &[VarId],
+        memo: &mut HashMap<ExprId, ExprId>,
+    ) -> ExprId {
+        if let Some(r) = memo.get(&id) {
+            return *r;
+        }
+        let zero = |arena: &ExprArena, e: ExprId| arena.as_const(e) == Some(0.0);
+        let r = match self.node(id).clone() {
+            Node::Var(v) if vars.contains(&v) => self.constant(0.0),
+            Node::Const(_) | Node::Bool(_) | Node::Var(_) => id,
+            Node::Neg(a) => {
+                let a = self.drop_rec(a, vars, memo);
+                self.neg(a)
+            }
+            Node::Not(a) => {
+                let a = self.drop_rec(a, vars, memo);
+                self.not(a)
+            }
+            Node::Call(f, a) => {
+                let a = self.drop_rec(a, vars, memo);
+                self.call(f, a)
+            }
+            Node::Bin(op, a, b) => {
+                let a = self.drop_rec(a, vars, memo);
+                let b = self.drop_rec(b, vars, memo);
+                match op {
+                    BinOp::Mul if zero(self, a) || zero(self, b) => self.constant(0.0),
+                    BinOp::Div if zero(self, a) => self.constant(0.0),
+                    _ => self.bin(op, a, b),
+                }
+            }
+            Node::Select(c, a, b) => {
+                let c = self.drop_rec(c, vars, memo);
+                let a = self.drop_rec(a, vars, memo);
+                let b = self.drop_rec(b, vars, memo);
+                self.select(c, a, b)
+            }
+        };
+        memo.insert(id, r);
+        r
+    }
+
     /// Every variable `root` reads.
     pub fn vars_of(&self, root: ExprId) -> Vec<VarId> {
         let mut seen = vec![false; self.nodes.len()];

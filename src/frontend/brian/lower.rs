@@ -14,6 +14,7 @@ use super::method::EquationTerms;
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
 use crate::frontend::builder::{GroupBuilder, Lowered, BUILTIN_NAMES};
 use crate::frontend::method;
+use crate::integrators::{noise, Ode};
 use crate::ir::{
     Dynamics, ExprArena, ExprId, GroupIr, Site, SpanTable, StateEq, SymbolKind, Ty, VarId,
 };
@@ -220,43 +221,33 @@ impl<'a> Lowering<'a> {
     }
 
     /// Stochastic equations: each `xi` enters linearly (an additive or multiplicative term
-    /// `g(x) * xi`), checked by evaluating the derivatives at random points.
+    /// `g(x) * xi`, no product of noises), checked by differentiating with respect to it.
     fn check_noise(&self, states: &[StateEq], noise: &[VarId]) -> Result<(), Diagnostic> {
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut random = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-        };
+        let odes: Vec<Ode> = states
+            .iter()
+            .map(|s| Ode {
+                var: s.var,
+                derivative: s.derivative,
+            })
+            .collect();
+        let mut arena = self.group.arena.clone();
         let name = |v: VarId| self.group.symbols[v.index()].name.as_str();
-        for st in states {
-            for &xi in noise {
-                let point: Vec<f64> = (0..self.group.symbols.len()).map(|_| random()).collect();
-                let at = |x: f64| {
-                    self.group.arena.eval(st.derivative, &|v| {
-                        if v == xi {
-                            x
-                        } else {
-                            point[v.index()]
-                        }
-                    })
-                };
-                let (d0, d1, d2) = (at(0.0), at(1.0), at(2.0));
-                if ((d2 - d0) - 2.0 * (d1 - d0)).abs() > 1e-9 * (1.0 + d2.abs()) {
-                    return Err(Diagnostic::new(
-                        "equations",
-                        format!(
-                            "in d{}/dt the noise '{}' must enter linearly (as g*{})",
-                            name(st.var),
-                            name(xi),
-                            name(xi)
-                        ),
-                    ));
-                }
+        noise::split(&mut arena, &odes, noise).map(|_| ()).map_err(|e| {
+            let line = self.lines.iter().find(|l| l.name == name(e.of));
+            let d = Diagnostic::new(
+                "equations",
+                format!(
+                    "in d{}/dt the noise '{}' must enter linearly (as g*{}, where g does not read any noise)",
+                    name(e.of),
+                    name(e.xi),
+                    name(e.xi)
+                ),
+            );
+            match line {
+                Some(l) => d.at(self.equations, l.name_span),
+                None => d,
             }
-        }
-        Ok(())
+        })
     }
 
     fn subexpression(&mut self, name: &str, field: &str) -> Result<ExprId, Diagnostic> {
