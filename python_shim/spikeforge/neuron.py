@@ -18,13 +18,17 @@ from collections.abc import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-from . import arguments
+from . import arguments, clock
+from .clock import NEVER_SPIKED
 from .errors import ModelError
 from .ffi_primitive import FfiCall, ffi_primitive
 from .group import METHODS, Group, dtype_name
-from .layout import NEVER_SPIKED, Layout
+from .layout import Layout
 
 __all__ = ["NeuronModel", "ModelError", "RunResult", "neuron_run_p", "METHODS", "NEVER_SPIKED"]
+
+# The kernels' loop over the steps of one call counts in int32.
+_MAX_STEPS = 2**31 - 1
 
 
 @jax.tree_util.register_dataclass
@@ -113,6 +117,12 @@ class NeuronModel(Group):
         if steps is None:
             steps = arguments.steps_for(arguments.duration(duration, "duration", allow_zero=False), dt)
         steps = arguments.count(steps, "steps")
+        if steps > _MAX_STEPS:
+            raise ModelError(
+                f"steps={steps}: one run takes at most 2^31-1 steps (split it into several runs; the time "
+                "of the state counts on without limit)",
+                field="steps",
+            )
         record_every = arguments.count(record_every, "record_every")
         record = arguments.names(record, "record")
         if inputs is not None and not isinstance(inputs, Mapping):
@@ -128,6 +138,8 @@ class NeuronModel(Group):
         per_neuron = tuple(sorted(k for k in state if k in self.constants and k not in inputs))
         info = self._variant(dt=dt, dtype=dtype, per_neuron=per_neuron, per_step=per_step, record=record)
         layout = Layout(info["layout"], dtype)
+        if "t" in state:
+            clock.check_continuation(state["t"], dt)
         n_rec = -(-steps // record_every)
         results = neuron_run_p(
             *layout.operands(state, inputs, n=n, reference=reference, steps=steps),
@@ -138,5 +150,5 @@ class NeuronModel(Group):
             record_every=record_every,
             n_inner=n,
         )
-        new_state, traces, others = layout.unpack(state, results, n=n, n_rec=n_rec, steps=steps)
+        new_state, traces, others = layout.unpack(state, results, n=n, n_rec=n_rec)
         return new_state, RunResult(spike_count=others["spike_count"], traces=traces)

@@ -8,11 +8,12 @@
 
 use std::fmt::{self, Write};
 
+use super::clock::{clock_source, NEVER};
 use super::dialect::Dialect;
 use super::layout::{ident, layout, Arg, Layout, Role, ShapeKind};
-use super::printer::{literal, math_fn, prelude, storage_conversions, Printer};
+use super::printer::{literal, prelude, storage_conversions, Printer};
 use super::writer::{render, SourceWriter};
-use crate::ir::{ExprId, GroupIr, IndexOf, RefractoryIr, SymbolKind, VarId};
+use crate::ir::{Draw, ExprId, GroupIr, IndexOf, RefractoryIr, SymbolKind, ValueType, VarId};
 use crate::spec::ModelSpec;
 use crate::step::{self, FastMath, StepDag};
 use crate::types::ElemType;
@@ -110,10 +111,12 @@ impl KernelWriter<'_> {
         let sym = self.ir.symbol(v);
         let lane = self.lane();
         match sym.kind {
-            // A condition keeps it as per-element state; a duration recomputes it every step.
+            // A condition keeps it as per-element state; a duration recomputes it every step;
+            // without a refractory period an element is never refractory.
             SymbolKind::NotRefractory => match self.dag.refractory {
                 RefractoryIr::Condition(_) => format!("sf_not_refractory{lane}"),
-                _ => "sf_not_refractory".into(),
+                RefractoryIr::Duration(_) => "sf_not_refractory".into(),
+                RefractoryIr::None => "true".into(),
             },
             SymbolKind::Time => "sf_t".into(),
             SymbolKind::Index(IndexOf::Element) => match self.dialect {
@@ -121,14 +124,16 @@ impl KernelWriter<'_> {
                 Dialect::C => format!("(({}) (sf_j0 + sf_l))", self.real()),
             },
             SymbolKind::Count(IndexOf::Element) => format!("(({}) sf_n_inner)", self.real()),
-            SymbolKind::LastSpike => format!(
-                "(({}) sf_lastspike_step{lane} * {})",
-                self.real(),
-                literal(self.spec.dt, self.spec.dtype)
-            ),
-            // Held values and the step's normals are per-step locals (scalars in both dialects).
+            // The time of the last spike, as the model's precision reads it.
+            SymbolKind::LastSpike => format!("sf_lastspike{lane}"),
+            // Held values and the step's draws are per-step locals (scalars in both dialects).
             SymbolKind::HeldSubexpression => ident(&sym.name),
             SymbolKind::Noise => format!("sf_{}", ident(&sym.name)),
+            SymbolKind::Random(_) => sym.name.clone(),
+            // Expressions read an integer as a number of the model's precision.
+            SymbolKind::Param | SymbolKind::PerStep if sym.value == ValueType::Integer => {
+                format!("(({}) {}{lane})", self.real(), ident(&sym.name))
+            }
             SymbolKind::State
             | SymbolKind::Param
             | SymbolKind::PerNeuronConstant
@@ -183,8 +188,13 @@ impl KernelWriter<'_> {
             }
         }
         w.write_str(&prelude(self.dialect, self.spec.dtype))?;
-        if !self.ir.noise.is_empty() {
-            w.write_str(&super::random::normal_source(self.dialect))?;
+        w.write_str(&clock_source(self.dialect, self.spec.dt, self.spec.dtype))?;
+        if !self.ir.stream_draws().is_empty() {
+            w.write_str(&super::random::stream_source(
+                self.dialect,
+                self.spec.dt,
+                self.spec.dtype,
+            ))?;
         }
         if let Some(storage) = self.spec.storage {
             w.write_str(&storage_conversions(self.dialect, storage))?;
@@ -203,32 +213,32 @@ impl KernelWriter<'_> {
             return Ok(None);
         };
         if let Some(c) = self.dag.arena.as_const(d) {
-            return Ok(Some(step::timestep(c, self.spec.dt).to_string()));
+            let steps = step::timestep(c, self.spec.dt).clamp(-(1 << 62), 1 << 62);
+            return Ok(Some(format!("{steps}LL")));
         }
         let e = self.print_block(&[d], "sf_r", w)?.remove(0);
-        let dt = literal(self.spec.dt, self.spec.dtype);
-        let floor = math_fn("floor", self.spec.dtype);
-        Ok(Some(format!(
-            "(int32_t) {floor}(({e} + {dt} * {}) / {dt})",
-            literal(1e-3, self.spec.dtype)
-        )))
+        Ok(Some(format!("sf_refractory_steps({e})")))
     }
 
     /// The body of one step for one element, in terms of `var_name`; assigns the new values.
     fn step_body(&self, w: &mut SourceWriter) -> fmt::Result {
         let lane = self.lane();
         let real = self.real();
-        // One standard normal per noise symbol, from the counter-based stream (seed, element,
-        // step).
-        for (k, v) in self.ir.noise.iter().enumerate() {
+        // The step's random numbers, from the counter-based stream (seed, element, step, k):
+        // a standard normal per noise symbol, a number per call of rand() / randn().
+        for (v, k) in self.ir.stream_draws() {
             let j = match self.dialect {
                 Dialect::Cuda => "(uint32_t) sf_j",
                 Dialect::C => "(uint32_t) (sf_j0 + sf_l)",
             };
+            let function = match self.ir.symbol(v).kind {
+                SymbolKind::Random(Draw::Uniform) => "sf_uniform",
+                _ => "sf_normal",
+            };
             writeln!(
                 w,
-                "const {real} sf_{} = ({real}) sf_normal((uint32_t) sf_seed, {j}, (uint32_t) sf_t_step, {k}u);",
-                ident(&self.ir.symbol(*v).name),
+                "const {real} {} = ({real}) {function}((uint32_t) sf_seed, {j}, sf_t_step, {k}u);",
+                self.var_name(v),
             )?;
         }
         // `constant over dt` subexpressions: computed once from the values at the step's start.
@@ -247,8 +257,9 @@ impl KernelWriter<'_> {
                 let steps = self.refractory_steps(w)?.expect("a duration");
                 writeln!(
                     w,
-                    "const {b} sf_not_refractory = sf_lastspike_step{lane} <= sf_t_step - ({steps});",
-                    b = self.dialect.bool_type()
+                    "const {b} sf_not_refractory = (sf_lastspike_step{lane} == {NEVER}) {or} (sf_t_step - sf_lastspike_step{lane} >= {steps});",
+                    b = self.dialect.bool_type(),
+                    or = self.dialect.or(),
                 )?;
             }
             RefractoryIr::Condition(c) => {
@@ -271,11 +282,13 @@ impl KernelWriter<'_> {
             .chain(self.dag.next_params.iter().map(|(v, _)| *v))
             .collect();
         for (var, text) in assigned.iter().zip(&texts) {
-            writeln!(
-                w,
-                "const {real} sf_next_{} = {text};",
-                ident(&self.ir.symbol(*var).name)
-            )?;
+            let symbol = self.ir.symbol(*var);
+            let (ty, value) = match symbol.value {
+                ValueType::Real => (real, text.clone()),
+                ValueType::Integer => ("int32_t", format!("sf_int32({text})")),
+                ValueType::Boolean => (self.dialect.bool_type(), text.clone()),
+            };
+            writeln!(w, "const {ty} sf_next_{} = {value};", ident(&symbol.name))?;
         }
         if self.dag.spike.is_some() {
             writeln!(
@@ -290,17 +303,24 @@ impl KernelWriter<'_> {
             writeln!(w, "{id}{lane} = sf_next_{id};")?;
         }
         if self.dag.spike.is_some() {
-            match self.dag.refractory {
-                RefractoryIr::Duration(_) => writeln!(
+            if self.ir.bookkeeping.lastspike {
+                writeln!(
                     w,
                     "sf_lastspike_step{lane} = sf_spike ? sf_t_step : sf_lastspike_step{lane};"
-                )?,
-                RefractoryIr::Condition(_) => writeln!(
+                )?;
+            }
+            if self.ir.bookkeeping.lastspike_value {
+                writeln!(
+                    w,
+                    "sf_lastspike{lane} = sf_spike ? sf_t : sf_lastspike{lane};"
+                )?;
+            }
+            if let RefractoryIr::Condition(_) = self.dag.refractory {
+                writeln!(
                     w,
                     "sf_not_refractory{lane} = sf_not_refractory{lane} {} !sf_spike;",
                     self.dialect.and()
-                )?,
-                RefractoryIr::None => {}
+                )?;
             }
             writeln!(w, "sf_spike_count{lane} += sf_spike ? 1 : 0;")?;
         }
@@ -311,7 +331,14 @@ impl KernelWriter<'_> {
     fn record(&self, w: &mut SourceWriter, store: impl Fn(&Arg, &str) -> String) -> fmt::Result {
         let texts = self.print_block(&self.dag.traces, "sf_rec", w)?;
         for (trace, text) in self.traces().into_iter().zip(&texts) {
-            writeln!(w, "{}", store(trace, text))?;
+            // An integer is recorded as it is stored, not through the model's precision.
+            let text = match trace.var.map(|v| self.ir.symbol(v)) {
+                Some(sym) if sym.value == ValueType::Integer => {
+                    format!("{}{}", ident(&sym.name), self.lane())
+                }
+                _ => text.clone(),
+            };
+            writeln!(w, "{}", store(trace, &text))?;
         }
         Ok(())
     }
@@ -329,6 +356,57 @@ impl KernelWriter<'_> {
             .iter()
             .map(|a| format!("{}* {restrict} out_{}", a.elem.c_type(), a.ident));
         inputs.chain(outputs).collect()
+    }
+
+    /// The per-element registers of the bookkeeping, loaded from element `index` (CUDA: `const`
+    /// where the step does not change them; C: lane arrays, declared by the caller).
+    fn load_bookkeeping(&self, w: &mut SourceWriter, index: &str) -> fmt::Result {
+        let (lane, int64, real) = match self.dialect {
+            Dialect::Cuda => ("", "int64_t ", format!("{} ", self.real())),
+            Dialect::C => ("[sf_l]", "", String::new()),
+        };
+        if self.ir.bookkeeping.lastspike {
+            writeln!(
+                w,
+                "{int64}sf_lastspike_step{lane} = sf_spike_step(in_sf_lastspike, {index});"
+            )?;
+        }
+        if self.ir.bookkeeping.lastspike_value {
+            writeln!(
+                w,
+                "{real}sf_lastspike{lane} = sf_time_value(in_sf_lastspike, {index});"
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The statement that stores output `a` of element `index` (CUDA: from the registers;
+    /// C: from lane `sf_l`). The time of the state is written by the first element of each batch
+    /// member.
+    fn store_output(&self, w: &mut SourceWriter, a: &Arg, index: &str) -> fmt::Result {
+        let lane = self.lane();
+        match a.role {
+            Role::Lastspike => writeln!(
+                w,
+                "if (sf_spike_count{lane} > 0) sf_store_step_time(out_sf_lastspike, {index}, sf_lastspike_step{lane}); else sf_copy_time(out_sf_lastspike, in_sf_lastspike, {index});"
+            ),
+            Role::Time => {
+                let first = match self.dialect {
+                    Dialect::Cuda => "sf_j == 0",
+                    Dialect::C => "sf_j0 + sf_l == 0",
+                };
+                writeln!(
+                    w,
+                    "if ({first}) sf_store_step_time(out_sf_t, sf_b, sf_t0 + (int64_t) sf_steps);"
+                )
+            }
+            _ => writeln!(
+                w,
+                "out_{}[{index}] = {};",
+                a.ident,
+                self.store(a, &format!("{}{lane}", a.ident))
+            ),
+        }
     }
 
     fn is_written(&self, a: &Arg) -> bool {
@@ -378,8 +456,9 @@ impl KernelWriter<'_> {
                         a.elem.c_type(),
                         a.ident
                     )?,
-                    Role::StartStep => w.write_str("const int32_t sf_t0 = in_sf_t0[sf_b];\n")?,
+                    Role::Time => w.write_str("const int64_t sf_t0 = sf_start_step(in_sf_t, sf_b);\n")?,
                     Role::Seed => w.write_str("const int32_t sf_seed = in_sf_rng_seed[sf_b];\n")?,
+                    Role::Lastspike => self.load_bookkeeping(w, "sf_i")?,
                     _ => {
                         let konst = if self.is_written(a) { "" } else { "const " };
                         let index = if a.shape == ShapeKind::Batch {
@@ -409,13 +488,13 @@ impl KernelWriter<'_> {
             // Unrolling amortises the loop's own counter, compare and branch over several steps.
             w.write_str("#pragma unroll 4\n")?;
             w.block("for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
-                w.write_str("const int32_t sf_t_step = sf_t0 + sf_s;\n")?;
+                w.write_str("const int64_t sf_t_step = sf_t0 + sf_s;\n")?;
                 self.time(w)?;
                 for a in self.per_step_inputs() {
                     writeln!(
                         w,
                         "const {} {} = {};",
-                        self.real(),
+                        self.local_type(a.elem),
                         a.ident,
                         self.load(a, &format!("sf_step_{}[(int64_t) sf_s * sf_n_inner]", a.ident))
                     )?;
@@ -436,7 +515,7 @@ impl KernelWriter<'_> {
                 self.step_body(w)
             })?;
             for a in self.layout.outputs.iter().filter(|a| a.role != Role::Trace) {
-                writeln!(w, "out_{}[sf_i] = {};", a.ident, self.store(a, &a.ident))?;
+                self.store_output(w, a, "sf_i")?;
             }
             Ok(())
         })?;
@@ -477,16 +556,23 @@ impl KernelWriter<'_> {
             .layout
             .inputs
             .iter()
-            .filter(|a| !matches!(a.role, Role::StartStep | Role::Seed))
+            .filter(|a| !matches!(a.role, Role::Time | Role::Seed | Role::Lastspike))
         {
             writeln!(w, "{} {}[SF_LANES];", self.local_type(a.elem), a.ident)?;
+        }
+        if self.ir.bookkeeping.lastspike {
+            w.write_str("int64_t sf_lastspike_step[SF_LANES];\n")?;
+        }
+        if self.ir.bookkeeping.lastspike_value {
+            writeln!(w, "{} sf_lastspike[SF_LANES];", self.real())?;
         }
         w.write_str("int32_t sf_spike_count[SF_LANES];\n")?;
         w.block("for (int sf_l = 0; sf_l < SF_LANES; ++sf_l)", |w| {
             w.write_str("const int64_t sf_k = sf_c0 + (sf_l < sf_w ? sf_l : 0);\n")?;
             for a in &self.layout.inputs {
                 match a.role {
-                    Role::StartStep | Role::Seed => {}
+                    Role::Time | Role::Seed => {}
+                    Role::Lastspike => self.load_bookkeeping(w, "sf_k")?,
                     Role::PerStep => writeln!(w, "{}[sf_l] = 0;", a.ident)?,
                     _ => {
                         // Blocks never straddle batch members, so a shared value is one per
@@ -503,12 +589,12 @@ impl KernelWriter<'_> {
             }
             w.write_str("sf_spike_count[sf_l] = 0;\n")
         })?;
-        w.write_str("const int32_t sf_t0 = in_sf_t0[sf_b];\n")?;
-        if !self.ir.noise.is_empty() {
+        w.write_str("const int64_t sf_t0 = sf_start_step(in_sf_t, sf_b);\n")?;
+        if !self.ir.stream_draws().is_empty() {
             w.write_str("const int32_t sf_seed = in_sf_rng_seed[sf_b];\n")?;
         }
         w.block("for (int64_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
-            w.write_str("const int32_t sf_t_step = sf_t0 + (int32_t) sf_s;\n")?;
+            w.write_str("const int64_t sf_t_step = sf_t0 + sf_s;\n")?;
             self.time(w)?;
             for a in self.per_step_inputs() {
                 writeln!(
@@ -540,8 +626,7 @@ impl KernelWriter<'_> {
         })?;
         w.block("for (int sf_l = 0; sf_l < sf_w; ++sf_l)", |w| {
             for a in self.layout.outputs.iter().filter(|a| a.role != Role::Trace) {
-                let value = self.store(a, &format!("{}[sf_l]", a.ident));
-                writeln!(w, "out_{}[sf_c0 + sf_l] = {value};", a.ident)?;
+                self.store_output(w, a, "sf_c0 + sf_l")?;
             }
             Ok(())
         })?;
@@ -568,7 +653,7 @@ mod tests {
             }
             assert!(!k.source.contains("self"), "{}", k.source);
             let inputs: Vec<&str> = k.layout.inputs.iter().map(|a| a.name.as_str()).collect();
-            assert_eq!(inputs, ["N", "g", "p", "NT", "f", "input", "t0"]);
+            assert_eq!(inputs, ["N", "g", "p", "NT", "f", "input", "t"]);
         }
     }
 }

@@ -4,6 +4,7 @@
 //! ([`random`]); the reduction kernels ([`reduction`]). All of them write through one
 //! [`writer::SourceWriter`].
 
+pub mod clock;
 pub mod dialect;
 pub mod group_kernel;
 pub mod layout;

@@ -12,7 +12,7 @@ use std::sync::{Arc, LazyLock};
 use super::buffers::{self, Expected, SharedPtr};
 use super::loaded_kernels::LoadedKernels;
 use super::poison;
-use crate::codegen::{self, Dialect, Layout, ShapeKind};
+use crate::codegen::{self, Dialect, Layout, Role, ShapeKind};
 use crate::ir::GroupIr;
 use crate::runtime::{cpu, cuda};
 use crate::spec::ModelSpec;
@@ -118,21 +118,26 @@ impl Instance for NeuronRun {
     }
 }
 
-/// The dims of each kind of argument in one call.
+/// The dims of each kind of argument in one call (`*_words`: a 64-bit value per element, as a
+/// trailing pair of int32 words).
 struct ShapeDims {
     neuron: [i64; 1],
+    neuron_words: [i64; 2],
     per_step: [i64; 3],
     batch: [i64; 1],
+    batch_words: [i64; 2],
     trace: [i64; 3],
 }
 
 impl ShapeDims {
-    fn of(&self, shape: ShapeKind) -> &[i64] {
-        match shape {
-            ShapeKind::Neuron => &self.neuron,
-            ShapeKind::PerStep => &self.per_step,
-            ShapeKind::Batch => &self.batch,
-            ShapeKind::Trace => &self.trace,
+    fn of(&self, shape: ShapeKind, words: bool) -> &[i64] {
+        match (shape, words) {
+            (ShapeKind::Neuron, false) => &self.neuron,
+            (ShapeKind::Neuron, true) => &self.neuron_words,
+            (ShapeKind::Batch, false) => &self.batch,
+            (ShapeKind::Batch, true) => &self.batch_words,
+            (ShapeKind::PerStep, _) => &self.per_step,
+            (ShapeKind::Trace, _) => &self.trace,
         }
     }
 
@@ -142,7 +147,7 @@ impl ShapeDims {
             .map(|a| Expected {
                 name: &a.name,
                 dtype: DataType::from(a.elem),
-                dims: self.of(a.shape),
+                dims: self.of(a.shape, a.words.is_some()),
             })
             .collect()
     }
@@ -157,18 +162,18 @@ struct Run<'a> {
 
 fn decode<'a>(call: &CallFrame<'a>, site: &NeuronRun) -> Result<Run<'a>, FfiError> {
     let layout = &site.model.layout;
-    // The batch size comes from `t0`, the one (nb,)-shaped argument.
-    let t0_index = layout
+    // The batch size comes from `t`, the time of the state: one per batch member.
+    let t_index = layout
         .inputs
         .iter()
-        .position(|a| a.shape == ShapeKind::Batch)
-        .expect("t0 is always an input");
-    let t0 = call.arg(t0_index)?;
-    let nb = match t0.dims {
-        [nb] if *nb > 0 => *nb,
+        .position(|a| a.role == Role::Time)
+        .expect("the time is always an input");
+    let t = call.arg(t_index)?;
+    let nb = match t.dims {
+        [nb, 2] if *nb > 0 => *nb,
         _ => {
             return Err(FfiError::invalid_argument(format!(
-                "argument 't0': expected int32[nb], got {t0}"
+                "argument 't': expected int32[nb, 2] (the time as float64 words), got {t}"
             )))
         }
     };
@@ -187,8 +192,10 @@ fn decode<'a>(call: &CallFrame<'a>, site: &NeuronRun) -> Result<Run<'a>, FfiErro
     })?;
     let dims = ShapeDims {
         neuron: [n],
+        neuron_words: [n, 2],
         per_step: [nb, steps, n_inner],
         batch: [nb],
+        batch_words: [nb, 2],
         trace: [nb, n_rec, n_inner],
     };
     let inputs = dims.expected(&layout.inputs);

@@ -204,6 +204,7 @@ mod tests {
             name: name.into(),
             kind,
             unit: String::new(),
+            value: crate::ir::ValueType::Real,
             shared: false,
         }
     }

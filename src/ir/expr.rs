@@ -76,6 +76,8 @@ pub enum Func {
     Cosh,
     Floor,
     Ceil,
+    /// Truncation toward zero (Brian2's `int()` of a number).
+    Trunc,
 }
 
 impl Func {
@@ -96,6 +98,7 @@ impl Func {
             "cosh" => Func::Cosh,
             "floor" => Func::Floor,
             "ceil" => Func::Ceil,
+            "trunc" => Func::Trunc,
             _ => return None,
         })
     }
@@ -117,6 +120,7 @@ impl Func {
             Func::Cosh => "cosh",
             Func::Floor => "floor",
             Func::Ceil => "ceil",
+            Func::Trunc => "trunc",
         }
     }
 
@@ -137,6 +141,7 @@ impl Func {
             Func::Cosh => x.cosh(),
             Func::Floor => x.floor(),
             Func::Ceil => x.ceil(),
+            Func::Trunc => x.trunc(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod spans;
 
 pub use expr::{BinOp, ExprArena, ExprId, Func, Node, Ty, VarId};
 pub use group::{
-    Dynamics, Events, GroupIr, IndexOf, RefractoryIr, StateEq, Symbol, SymbolKind, Update,
+    Bookkeeping, Draw, Dynamics, Events, GroupIr, IndexOf, RefractoryIr, StateEq, Symbol,
+    SymbolKind, Update, ValueType,
 };
 pub use spans::{Site, SourceSpan, SpanTable};

@@ -117,9 +117,7 @@ def test_multiplicative_noise_uses_stratonovich_heun_pathwise(device, method):
     """Geometric Brownian motion in Stratonovich form, dx = mu x dt + s x o dW, is solved exactly
     by x = x0 exp(mu t + s W). W is integrated alongside from the same normals, so Heun's path can
     be compared with the exact solution path by path (strong error O(dt))."""
-    model = sf.NeuronModel(
-        "dx/dt = mu*x + s*x*xi : 1\ndW/dt = xi : 1", constants=dict(mu=0.05, s=0.3), method=method
-    )
+    model = sf.NeuronModel("dx/dt = mu*x + s*x*xi : 1\ndW/dt = xi : 1", constants=dict(mu=0.05, s=0.3), method=method)
     assert model.method == "heun"
     n, dt, steps = 4000, 0.01, 1000
     state = model.init_state(n, dtype=jnp.float64, x=1.0, W=0.0, rng_seed=5)
@@ -136,9 +134,7 @@ def test_stochastic_heun_is_brian2s_scheme_step_by_step(device):
     (W integrates xi alone), and a float64 numpy loop of Brian2's formula with them gives the same
     path."""
     mu, s, dt, steps = 0.05, 0.3, 0.01, 200
-    model = sf.NeuronModel(
-        "dx/dt = mu*x + s*x*xi : 1\ndW/dt = xi : 1", constants=dict(mu=mu, s=s), method="heun"
-    )
+    model = sf.NeuronModel("dx/dt = mu*x + s*x*xi : 1\ndW/dt = xi : 1", constants=dict(mu=mu, s=s), method="heun")
     state = model.init_state(50, dtype=jnp.float64, x=1.0, W=0.0, rng_seed=2)
     _, out = model.run(state, dt=dt, steps=steps + 1, record=["x", "W"])
     x_run, w = np.asarray(out.traces["x"]), np.asarray(out.traces["W"])
