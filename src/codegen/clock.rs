@@ -12,7 +12,10 @@
 //!   `ceil(ls / dt - 1e-3)`, the spike's step, and compares integers in every step;
 //! * never having spiked (`ls = -inf`) is its own value, [`NEVER`], tested explicitly, so that
 //!   no refractory period, however long, makes a neuron that never spiked refractory;
-//! * steps stay within `[-2^62, 2^62]` (a time beyond is clamped), so differences never overflow.
+//! * steps stay within `[-2^61, 2^61]` (a time beyond is clamped), so differences never overflow;
+//! * a constant refractory period of `r` steps becomes, per element, the step of the run from
+//!   which it is free again, `ls + r - t0` clamped to int32 (`INT32_MIN` for never spiked,
+//!   `INT32_MAX` when beyond any run): the step compares two int32 values.
 //!
 //! All float64 arithmetic is here, before the entry point: the per-step body of a float32 kernel
 //! computes in float32 and int64 only.
@@ -25,9 +28,10 @@ use crate::types::ElemType;
 pub const NEVER: &str = "SF_NEVER";
 
 /// Helpers for a kernel of step `dt` computing in `precision`:
-/// `sf_start_step(words, b)`, `sf_spike_step(words, i)`, `sf_time_value(words, i)` (a stored
-/// time in `precision`), `sf_store_step_time(words, i, step)`, `sf_copy_time(to, from, i)` and
-/// `sf_refractory_steps(duration)` (Brian2's `timestep(duration, dt)`, clamped).
+/// `sf_start_step(words, b)`, `sf_spike_step(words, i)`, `sf_first_free_step(words, i, t0, r)`,
+/// `sf_time_value(words, i)` (a stored time in `precision`), `sf_store_step_time(words, i,
+/// step)`, `sf_copy_time(to, from, i)` and `sf_refractory_steps(duration)` (Brian2's
+/// `timestep(duration, dt)`, clamped).
 pub fn clock_source(dialect: Dialect, dt: f64, precision: ElemType) -> String {
     let q = dialect.inline_fn();
     let real = precision.c_type();
@@ -54,18 +58,18 @@ pub fn clock_source(dialect: Dialect, dt: f64, precision: ElemType) -> String {
     let floor = math_fn("floor", precision);
     let r_dt = literal(dt, precision);
     let r_eps = literal(1e-3 * dt, precision);
-    let r_limit = literal(4.0e18, precision);
+    let r_limit = literal(2.0e18, precision);
     format!(
         r#"/* The clock: times as float64 ms in int32 word pairs, steps as int64 on the grid of dt = {dt}
    (see src/codegen/clock.rs). */
-#define SF_STEP_LIMIT 4611686018427387904LL
+#define SF_STEP_LIMIT 2305843009213693952LL
 #define {NEVER} (-SF_STEP_LIMIT - 1)
 {c_helpers}{q} double sf_time_load(const int32_t* w, int64_t k) {{ return {load}; }}
 {q} void sf_time_store(int32_t* w, int64_t k, double t) {{ {store} }}
 {q} int64_t sf_clamp_step(double s) {{
     if (s != s) return 0;
-    if (s >= 4.6e18) return SF_STEP_LIMIT;
-    if (s <= -4.6e18) return -SF_STEP_LIMIT;
+    if (s >= 2.3e18) return SF_STEP_LIMIT;
+    if (s <= -2.3e18) return -SF_STEP_LIMIT;
     return (int64_t) s;
 }}
 /* Brian2's Clock._calc_timestep: the step of time t, rounded when within 1e-4 dt, else up. */
@@ -82,6 +86,13 @@ pub fn clock_source(dialect: Dialect, dt: f64, precision: ElemType) -> String {
     const double ls = sf_time_load(w, i);
     if (!(ls > -1.7976931348623157e308)) return {NEVER};
     return sf_clamp_step(ceil(ls / {dt_lit} - 1e-3));
+}}
+/* The step of this run (from t0) from which an element is no longer refractory for r steps. */
+{q} int32_t sf_first_free_step(const int32_t* w, int64_t i, int64_t t0, int64_t r) {{
+    const int64_t ls = sf_spike_step(w, i);
+    if (ls == {NEVER}) return -2147483647 - 1;
+    const int64_t f = ls + r - t0;
+    return f > 2147483647LL ? 2147483647 : f < -2147483647LL ? -2147483647 : (int32_t) f;
 }}
 {q} {real} sf_time_value(const int32_t* w, int64_t i) {{ return ({real}) sf_time_load(w, i); }}
 {q} void sf_store_step_time(int32_t* w, int64_t k, int64_t step) {{ sf_time_store(w, k, {mul}((double) step, {dt_lit})); }}

@@ -55,6 +55,16 @@ pub fn generate(ir: &GroupIr, spec: &ModelSpec, dialect: Dialect) -> GeneratedKe
     }
 }
 
+/// How the kernel counts the steps of a refractory duration.
+enum RefractoryCount {
+    /// A constant number of steps: each element keeps the step of the run from which it is free
+    /// again (int32; `INT32_MIN` never spiked, `INT32_MAX` not within this run).
+    Constant(i64),
+    /// A duration that depends on per-element values, in steps every step: each element keeps
+    /// the int64 step of its last spike.
+    Expression,
+}
+
 /// Prints one group's [`StepDag`] inside the kernel's loops.
 struct KernelWriter<'a> {
     ir: &'a GroupIr,
@@ -206,18 +216,16 @@ impl KernelWriter<'_> {
         }
     }
 
-    /// The refractory period in steps, when it is a duration (written as an expression when it
-    /// depends on per-element values).
-    fn refractory_steps(&self, w: &mut SourceWriter) -> Result<Option<String>, fmt::Error> {
+    /// How a refractory duration is counted: a constant number of steps (`timestep(duration,
+    /// dt)`, folded at compile time), or an expression evaluated every step.
+    fn refractory_count(&self) -> Option<RefractoryCount> {
         let RefractoryIr::Duration(d) = self.dag.refractory else {
-            return Ok(None);
+            return None;
         };
-        if let Some(c) = self.dag.arena.as_const(d) {
-            let steps = step::timestep(c, self.spec.dt).clamp(-(1 << 62), 1 << 62);
-            return Ok(Some(format!("{steps}LL")));
-        }
-        let e = self.print_block(&[d], "sf_r", w)?.remove(0);
-        Ok(Some(format!("sf_refractory_steps({e})")))
+        Some(match self.dag.arena.as_const(d) {
+            Some(c) => RefractoryCount::Constant(step::timestep(c, self.spec.dt).clamp(0, 1 << 61)),
+            None => RefractoryCount::Expression,
+        })
     }
 
     /// The body of one step for one element, in terms of `var_name`; assigns the new values.
@@ -253,15 +261,26 @@ impl KernelWriter<'_> {
         // Refractoriness first: it is decided by the values at the start of the step.
         match self.dag.refractory {
             RefractoryIr::None => {}
-            RefractoryIr::Duration(_) => {
-                let steps = self.refractory_steps(w)?.expect("a duration");
-                writeln!(
+            RefractoryIr::Duration(_) => match self.refractory_count() {
+                // Free again from a step of this run, kept per element: one int32 comparison.
+                Some(RefractoryCount::Constant(_)) => writeln!(
                     w,
-                    "const {b} sf_not_refractory = (sf_lastspike_step{lane} == {NEVER}) {or} (sf_t_step - sf_lastspike_step{lane} >= {steps});",
+                    "const {b} sf_not_refractory = sf_s32 >= sf_free_from{lane};",
                     b = self.dialect.bool_type(),
-                    or = self.dialect.or(),
-                )?;
-            }
+                )?,
+                _ => {
+                    let RefractoryIr::Duration(d) = self.dag.refractory else {
+                        unreachable!()
+                    };
+                    let e = self.print_block(&[d], "sf_r", w)?.remove(0);
+                    writeln!(
+                        w,
+                        "const {b} sf_not_refractory = (sf_lastspike_step{lane} == {NEVER}) {or} (sf_t_step - sf_lastspike_step{lane} >= sf_refractory_steps({e}));",
+                        b = self.dialect.bool_type(),
+                        or = self.dialect.or(),
+                    )?;
+                }
+            },
             RefractoryIr::Condition(c) => {
                 let cond = self.print_block(&[c], "sf_c", w)?.remove(0);
                 writeln!(
@@ -304,10 +323,29 @@ impl KernelWriter<'_> {
         }
         if self.dag.spike.is_some() {
             if self.ir.bookkeeping.lastspike {
-                writeln!(
+                writeln!(w, "sf_last_s{lane} = sf_spike ? sf_s32 : sf_last_s{lane};")?;
+            }
+            match self.refractory_count() {
+                Some(RefractoryCount::Constant(r)) => {
+                    // Saturating: a period past the end of any run is INT32_MAX.
+                    let free = if r >= i64::from(i32::MAX) {
+                        "2147483647".to_string()
+                    } else {
+                        format!(
+                            "(sf_s32 > {} ? 2147483647 : sf_s32 + {r})",
+                            i32::MAX as i64 - r
+                        )
+                    };
+                    writeln!(
+                        w,
+                        "sf_free_from{lane} = sf_spike ? {free} : sf_free_from{lane};"
+                    )?;
+                }
+                Some(RefractoryCount::Expression) => writeln!(
                     w,
                     "sf_lastspike_step{lane} = sf_spike ? sf_t_step : sf_lastspike_step{lane};"
-                )?;
+                )?,
+                None => {}
             }
             if self.ir.bookkeeping.lastspike_value {
                 writeln!(
@@ -358,24 +396,56 @@ impl KernelWriter<'_> {
         inputs.chain(outputs).collect()
     }
 
-    /// The per-element registers of the bookkeeping, loaded from element `index` (CUDA: `const`
-    /// where the step does not change them; C: lane arrays, declared by the caller).
+    /// The per-element registers of the bookkeeping, loaded from element `index` once `sf_t0` is
+    /// known (CUDA: declared here; C: lane arrays, declared by [`Self::bookkeeping_lanes`]).
     fn load_bookkeeping(&self, w: &mut SourceWriter, index: &str) -> fmt::Result {
-        let (lane, int64, real) = match self.dialect {
-            Dialect::Cuda => ("", "int64_t ", format!("{} ", self.real())),
-            Dialect::C => ("[sf_l]", "", String::new()),
-        };
-        if self.ir.bookkeeping.lastspike {
-            writeln!(
+        let cuda = self.dialect == Dialect::Cuda;
+        let (lane, decl) = if cuda { ("", true) } else { ("[sf_l]", false) };
+        let ty = |t: &str| if decl { format!("{t} ") } else { String::new() };
+        if !self.ir.bookkeeping.lastspike {
+            return Ok(());
+        }
+        writeln!(w, "{}sf_last_s{lane} = -1;", ty("int32_t"))?;
+        match self.refractory_count() {
+            Some(RefractoryCount::Constant(r)) => writeln!(
                 w,
-                "{int64}sf_lastspike_step{lane} = sf_spike_step(in_sf_lastspike, {index});"
-            )?;
+                "{}sf_free_from{lane} = sf_first_free_step(in_sf_lastspike, {index}, sf_t0, {r}LL);",
+                ty("int32_t")
+            )?,
+            Some(RefractoryCount::Expression) => writeln!(
+                w,
+                "{}sf_lastspike_step{lane} = sf_spike_step(in_sf_lastspike, {index});",
+                ty("int64_t")
+            )?,
+            None => {}
         }
         if self.ir.bookkeeping.lastspike_value {
             writeln!(
                 w,
-                "{real}sf_lastspike{lane} = sf_time_value(in_sf_lastspike, {index});"
+                "{}sf_lastspike{lane} = sf_time_value(in_sf_lastspike, {index});",
+                ty(self.real())
             )?;
+        }
+        Ok(())
+    }
+
+    /// The lane arrays of the bookkeeping registers (C).
+    fn bookkeeping_lanes(&self, w: &mut SourceWriter) -> fmt::Result {
+        if !self.ir.bookkeeping.lastspike {
+            return Ok(());
+        }
+        w.write_str("int32_t sf_last_s[SF_LANES];\n")?;
+        match self.refractory_count() {
+            Some(RefractoryCount::Constant(_)) => {
+                w.write_str("int32_t sf_free_from[SF_LANES];\n")?
+            }
+            Some(RefractoryCount::Expression) => {
+                w.write_str("int64_t sf_lastspike_step[SF_LANES];\n")?
+            }
+            None => {}
+        }
+        if self.ir.bookkeeping.lastspike_value {
+            writeln!(w, "{} sf_lastspike[SF_LANES];", self.real())?;
         }
         Ok(())
     }
@@ -388,7 +458,7 @@ impl KernelWriter<'_> {
         match a.role {
             Role::Lastspike => writeln!(
                 w,
-                "if (sf_spike_count{lane} > 0) sf_store_step_time(out_sf_lastspike, {index}, sf_lastspike_step{lane}); else sf_copy_time(out_sf_lastspike, in_sf_lastspike, {index});"
+                "if (sf_spike_count{lane} > 0) sf_store_step_time(out_sf_lastspike, {index}, sf_t0 + sf_last_s{lane}); else sf_copy_time(out_sf_lastspike, in_sf_lastspike, {index});"
             ),
             Role::Time => {
                 let first = match self.dialect {
@@ -448,6 +518,7 @@ impl KernelWriter<'_> {
             w.write_str("const int64_t sf_i = (int64_t) blockIdx.x * blockDim.x + threadIdx.x;\n")?;
             w.write_str("if (sf_i >= sf_n) return;\n")?;
             w.write_str("const int64_t sf_b = sf_i / sf_n_inner;\nconst int64_t sf_j = sf_i - sf_b * sf_n_inner;\n")?;
+            w.write_str("const int64_t sf_t0 = sf_start_step(in_sf_t, sf_b);\n")?;
             for a in &self.layout.inputs {
                 match a.role {
                     Role::PerStep => writeln!(
@@ -456,7 +527,7 @@ impl KernelWriter<'_> {
                         a.elem.c_type(),
                         a.ident
                     )?,
-                    Role::Time => w.write_str("const int64_t sf_t0 = sf_start_step(in_sf_t, sf_b);\n")?,
+                    Role::Time => {}
                     Role::Seed => w.write_str("const int32_t sf_seed = in_sf_rng_seed[sf_b];\n")?,
                     Role::Lastspike => self.load_bookkeeping(w, "sf_i")?,
                     _ => {
@@ -488,7 +559,7 @@ impl KernelWriter<'_> {
             // Unrolling amortises the loop's own counter, compare and branch over several steps.
             w.write_str("#pragma unroll 4\n")?;
             w.block("for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
-                w.write_str("const int64_t sf_t_step = sf_t0 + sf_s;\n")?;
+                w.write_str("const int32_t sf_s32 = sf_s;\nconst int64_t sf_t_step = sf_t0 + sf_s;\n")?;
                 self.time(w)?;
                 for a in self.per_step_inputs() {
                     writeln!(
@@ -560,13 +631,9 @@ impl KernelWriter<'_> {
         {
             writeln!(w, "{} {}[SF_LANES];", self.local_type(a.elem), a.ident)?;
         }
-        if self.ir.bookkeeping.lastspike {
-            w.write_str("int64_t sf_lastspike_step[SF_LANES];\n")?;
-        }
-        if self.ir.bookkeeping.lastspike_value {
-            writeln!(w, "{} sf_lastspike[SF_LANES];", self.real())?;
-        }
+        self.bookkeeping_lanes(w)?;
         w.write_str("int32_t sf_spike_count[SF_LANES];\n")?;
+        w.write_str("const int64_t sf_t0 = sf_start_step(in_sf_t, sf_b);\n")?;
         w.block("for (int sf_l = 0; sf_l < SF_LANES; ++sf_l)", |w| {
             w.write_str("const int64_t sf_k = sf_c0 + (sf_l < sf_w ? sf_l : 0);\n")?;
             for a in &self.layout.inputs {
@@ -589,12 +656,11 @@ impl KernelWriter<'_> {
             }
             w.write_str("sf_spike_count[sf_l] = 0;\n")
         })?;
-        w.write_str("const int64_t sf_t0 = sf_start_step(in_sf_t, sf_b);\n")?;
         if !self.ir.stream_draws().is_empty() {
             w.write_str("const int32_t sf_seed = in_sf_rng_seed[sf_b];\n")?;
         }
         w.block("for (int64_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
-            w.write_str("const int64_t sf_t_step = sf_t0 + sf_s;\n")?;
+            w.write_str("const int32_t sf_s32 = (int32_t) sf_s;\nconst int64_t sf_t_step = sf_t0 + sf_s;\n")?;
             self.time(w)?;
             for a in self.per_step_inputs() {
                 writeln!(
