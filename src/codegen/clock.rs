@@ -94,6 +94,10 @@ pub fn clock_source(dialect: Dialect, dt: f64, precision: ElemType) -> String {
     const int64_t f = ls + r - t0;
     return f > 2147483647LL ? 2147483647 : f < -2147483647LL ? -2147483647 : (int32_t) f;
 }}
+/* -1 when the element spiked in the step before step t0, else INT32_MIN. */
+{q} int32_t sf_previous_step_spike(const int32_t* w, int64_t i, int64_t t0) {{
+    return sf_spike_step(w, i) == t0 - 1 ? -1 : -2147483647 - 1;
+}}
 {q} {real} sf_time_value(const int32_t* w, int64_t i) {{ return ({real}) sf_time_load(w, i); }}
 {q} void sf_store_step_time(int32_t* w, int64_t k, int64_t step) {{ sf_time_store(w, k, {mul}((double) step, {dt_lit})); }}
 {q} void sf_copy_time(int32_t* to, const int32_t* from, int64_t i) {{ to[2 * i] = from[2 * i]; to[2 * i + 1] = from[2 * i + 1]; }}

@@ -118,6 +118,13 @@ impl KernelWriter<'_> {
 
     /// How a DAG variable is spelled inside the step.
     fn var_name(&self, v: VarId) -> String {
+        self.var_name_at(v, false)
+    }
+
+    /// How a DAG variable is spelled inside the step, or where the traces are recorded, at the
+    /// start of the step (`at_start`): there `not_refractory` is Brian2's stored value, the one
+    /// the previous step left (`sf_nr_at_start` for a refractory duration, see [`Self::record`]).
+    fn var_name_at(&self, v: VarId, at_start: bool) -> String {
         let sym = self.ir.symbol(v);
         let lane = self.lane();
         match sym.kind {
@@ -125,6 +132,7 @@ impl KernelWriter<'_> {
             // without a refractory period an element is never refractory.
             SymbolKind::NotRefractory => match self.dag.refractory {
                 RefractoryIr::Condition(_) => format!("sf_not_refractory{lane}"),
+                RefractoryIr::Duration(_) if at_start => "sf_nr_at_start".into(),
                 RefractoryIr::Duration(_) => "sf_not_refractory".into(),
                 RefractoryIr::None => "true".into(),
             },
@@ -138,6 +146,9 @@ impl KernelWriter<'_> {
             SymbolKind::LastSpike => format!("sf_lastspike{lane}"),
             // Held values and the step's draws are per-step locals (scalars in both dialects).
             SymbolKind::HeldSubexpression => ident(&sym.name),
+            // Where traces are recorded, before the step draws its numbers, a draw is drawn
+            // again: the stream gives the same number for the same (element, step, k).
+            SymbolKind::Noise | SymbolKind::Random(_) if at_start => self.draw_call(v),
             SymbolKind::Noise => format!("sf_{}", ident(&sym.name)),
             SymbolKind::Random(_) => sym.name.clone(),
             // Expressions read an integer as a number of the model's precision.
@@ -157,6 +168,30 @@ impl KernelWriter<'_> {
         }
     }
 
+    /// The call that draws the random number of `v` (a noise symbol or a call of `rand()` /
+    /// `randn()`) for the current element and step.
+    fn draw_call(&self, v: VarId) -> String {
+        let k = self
+            .ir
+            .stream_draws()
+            .into_iter()
+            .find(|(d, _)| *d == v)
+            .map(|(_, k)| k)
+            .expect("a draw of the group");
+        let j = match self.dialect {
+            Dialect::Cuda => "(uint32_t) sf_j",
+            Dialect::C => "(uint32_t) (sf_j0 + sf_l)",
+        };
+        let function = match self.ir.symbol(v).kind {
+            SymbolKind::Random(Draw::Uniform) => "sf_uniform",
+            _ => "sf_normal",
+        };
+        format!(
+            "(({}) {function}((uint32_t) sf_seed, {j}, sf_t_step, {k}u))",
+            self.real()
+        )
+    }
+
     /// Writes expression blocks of the step DAG with this kernel's spelling of its variables.
     fn print_block(
         &self,
@@ -164,7 +199,18 @@ impl KernelWriter<'_> {
         temp_prefix: &str,
         w: &mut SourceWriter,
     ) -> Result<Vec<String>, fmt::Error> {
-        let names = |v: VarId| self.var_name(v);
+        self.print_block_at(roots, temp_prefix, false, w)
+    }
+
+    /// [`Self::print_block`] with the spelling of [`Self::var_name_at`].
+    fn print_block_at(
+        &self,
+        roots: &[ExprId],
+        temp_prefix: &str,
+        at_start: bool,
+        w: &mut SourceWriter,
+    ) -> Result<Vec<String>, fmt::Error> {
+        let names = |v: VarId| self.var_name_at(v, at_start);
         Printer {
             arena: &self.dag.arena,
             dtype: self.spec.dtype,
@@ -234,19 +280,12 @@ impl KernelWriter<'_> {
         let real = self.real();
         // The step's random numbers, from the counter-based stream (seed, element, step, k):
         // a standard normal per noise symbol, a number per call of rand() / randn().
-        for (v, k) in self.ir.stream_draws() {
-            let j = match self.dialect {
-                Dialect::Cuda => "(uint32_t) sf_j",
-                Dialect::C => "(uint32_t) (sf_j0 + sf_l)",
-            };
-            let function = match self.ir.symbol(v).kind {
-                SymbolKind::Random(Draw::Uniform) => "sf_uniform",
-                _ => "sf_normal",
-            };
+        for (v, _) in self.ir.stream_draws() {
             writeln!(
                 w,
-                "const {real} {} = ({real}) {function}((uint32_t) sf_seed, {j}, sf_t_step, {k}u);",
+                "const {real} {} = {};",
                 self.var_name(v),
+                self.draw_call(v)
             )?;
         }
         // `constant over dt` subexpressions: computed once from the values at the step's start.
@@ -367,7 +406,31 @@ impl KernelWriter<'_> {
 
     /// Writes the trace values of the current step; `store(trace, value)` gives the statement.
     fn record(&self, w: &mut SourceWriter, store: impl Fn(&Arg, &str) -> String) -> fmt::Result {
-        let texts = self.print_block(&self.dag.traces, "sf_rec", w)?;
+        if self.records_not_refractory() {
+            // Brian2's stored not_refractory at the start of step s: computed in step s - 1 and
+            // cleared by a spike in it.
+            let lane = self.lane();
+            let b = self.dialect.bool_type();
+            let and = self.dialect.and();
+            let or = self.dialect.or();
+            match self.refractory_count() {
+                Some(RefractoryCount::Constant(_)) => writeln!(
+                    w,
+                    "const {b} sf_nr_at_start = (sf_s32 - 1 >= sf_free_from{lane}) {and} (sf_last_s{lane} != sf_s32 - 1);"
+                )?,
+                _ => {
+                    let RefractoryIr::Duration(d) = self.dag.refractory else {
+                        unreachable!("records_not_refractory needs a duration")
+                    };
+                    let e = self.print_block(&[d], "sf_rr", w)?.remove(0);
+                    writeln!(
+                        w,
+                        "const {b} sf_nr_at_start = (sf_lastspike_step{lane} != sf_t_step - 1) {and} ((sf_lastspike_step{lane} == {NEVER}) {or} (sf_t_step - 1 - sf_lastspike_step{lane} >= sf_refractory_steps({e})));"
+                    )?;
+                }
+            }
+        }
+        let texts = self.print_block_at(&self.dag.traces, "sf_rec", true, w)?;
         for (trace, text) in self.traces().into_iter().zip(&texts) {
             // An integer is recorded as it is stored, not through the model's precision.
             let text = match trace.var.map(|v| self.ir.symbol(v)) {
@@ -405,7 +468,17 @@ impl KernelWriter<'_> {
         if !self.ir.bookkeeping.lastspike {
             return Ok(());
         }
-        writeln!(w, "{}sf_last_s{lane} = -1;", ty("int32_t"))?;
+        if self.records_not_refractory() {
+            // -1 when the last spike was in the step before the run (the trace at the run's
+            // first step needs it).
+            writeln!(
+                w,
+                "{}sf_last_s{lane} = sf_previous_step_spike(in_sf_lastspike, {index}, sf_t0);",
+                ty("int32_t")
+            )?;
+        } else {
+            writeln!(w, "{}sf_last_s{lane} = -1;", ty("int32_t"))?;
+        }
         match self.refractory_count() {
             Some(RefractoryCount::Constant(r)) => writeln!(
                 w,
@@ -427,6 +500,20 @@ impl KernelWriter<'_> {
             )?;
         }
         Ok(())
+    }
+
+    /// Whether a trace reads `not_refractory` under a refractory duration, which the step
+    /// computes from the step's refractory count, not from a stored value.
+    fn records_not_refractory(&self) -> bool {
+        let Some(nr) = self.ir.lookup("not_refractory") else {
+            return false;
+        };
+        matches!(self.dag.refractory, RefractoryIr::Duration(_))
+            && self
+                .dag
+                .traces
+                .iter()
+                .any(|t| self.dag.arena.vars_of(*t).contains(&nr))
     }
 
     /// The lane arrays of the bookkeeping registers (C).

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::diagnostics::Diagnostic;
 use crate::ir::{
     Bookkeeping, Draw, Dynamics, Events, ExprArena, ExprId, GroupIr, IndexOf, RefractoryIr,
     SpanTable, Symbol, SymbolKind, Ty, ValueType, VarId,
@@ -90,8 +91,11 @@ impl GroupBuilder {
         self.arena.var(v)
     }
 
-    /// The bookkeeping of `lastspike`, from every place that reads it: the dynamics, the held
-    /// subexpressions, the events, the recorded subexpressions and the record list itself.
+    /// The bookkeeping of `lastspike`: kept, as in Brian2, when the group has a refractory
+    /// period, and besides whenever the model reads it (the dynamics, a subexpression, the
+    /// events). What the state holds does not depend on the variant (recorded variables, inputs):
+    /// one state serves every run. The kernel keeps the value itself (not only the step count)
+    /// when the model or the record list reads it.
     fn bookkeeping(&self, lowered: &Lowered, record: &[String]) -> Bookkeeping {
         let Some(&lastspike) = self.names.get("lastspike") else {
             return Bookkeeping::default();
@@ -108,24 +112,23 @@ impl GroupBuilder {
             RefractoryIr::None => None,
             RefractoryIr::Duration(e) | RefractoryIr::Condition(e) => Some(e),
         };
-        let recorded = record
-            .iter()
-            .filter_map(|name| lowered.subexpressions.get(name).copied());
         let reads = dynamics
             .into_iter()
             .chain(lowered.held.iter().map(|(_, e)| *e))
+            .chain(lowered.subexpressions.values().copied())
             .chain(events.threshold)
             .chain(events.reset.iter().map(|(_, e)| *e))
             .chain(refractory)
-            .chain(recorded)
-            .any(|root| self.arena.vars_of(root).contains(&lastspike))
-            || record.iter().any(|r| r == "lastspike");
+            .any(|root| self.arena.vars_of(root).contains(&lastspike));
+        let kept = reads || refractory.is_some();
         Bookkeeping {
-            lastspike: reads || matches!(events.refractory, RefractoryIr::Duration(_)),
-            lastspike_value: reads,
+            lastspike: kept,
+            lastspike_value: reads || (kept && record.iter().any(|r| r == "lastspike")),
         }
     }
 
+    /// The group, or why the record list cannot be recorded (`lastspike` in a group that
+    /// does not keep it).
     pub fn finish(
         self,
         lowered: Lowered,
@@ -133,8 +136,15 @@ impl GroupBuilder {
         substeps: u32,
         dt: f64,
         record: &[String],
-    ) -> GroupIr {
+    ) -> Result<GroupIr, Diagnostic> {
         let bookkeeping = self.bookkeeping(&lowered, record);
+        if !bookkeeping.lastspike && record.iter().any(|r| r == "lastspike") {
+            return Err(Diagnostic::new(
+                "record",
+                "cannot record 'lastspike': this group keeps no time of the last spike (it has no refractory period and no expression reads lastspike)",
+            )
+            .suggest("give the group a refractory period (refractory=0 keeps lastspike without making it refractory)"));
+        }
         let draws = self
             .symbols
             .iter()
@@ -142,7 +152,7 @@ impl GroupBuilder {
             .filter(|(_, s)| matches!(s.kind, SymbolKind::Random(_)))
             .map(|(k, _)| VarId::at(k))
             .collect();
-        GroupIr {
+        Ok(GroupIr {
             arena: self.arena,
             symbols: self.symbols,
             dynamics: lowered.dynamics,
@@ -156,6 +166,6 @@ impl GroupBuilder {
             draws,
             bookkeeping,
             spans: self.spans,
-        }
+        })
     }
 }

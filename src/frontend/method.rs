@@ -78,6 +78,15 @@ fn diagnostic(
             return d.suggest("use method='heun' (Stratonovich Heun, Brian2's scheme for multiplicative noise), or leave method unset");
         }
         MethodError::NotForNoise(_) => return Diagnostic::new("method", err.to_string()),
+        MethodError::DrawsInDerivative { of, .. } => {
+            let name = group.symbols[of.index()].name.clone();
+            let message = format!("{err} (in {})", explain.derivative_name(&name));
+            let d = match group.spans.get(&Site::Dynamics(*of)) {
+                Some(at) => at.diagnostic(message),
+                None => Diagnostic::new("method", message),
+            };
+            return d.suggest("use method='euler' or 'exponential_euler', or draw once per step in a subexpression flagged constant over dt (r = rand() : 1 (constant over dt)), which every scheme integrates");
+        }
     };
     let name = |v: VarId| group.symbols[v.index()].name.clone();
     let (of, problem) = why.describe(method, dt, name);

@@ -27,6 +27,10 @@ pub enum MethodError {
     EulerWithMultiplicativeNoise { of: VarId, reads: VarId },
     /// A scheme other than `euler` or `heun` for stochastic equations.
     NotForNoise(Method),
+    /// `rand()` / `randn()` in the derivative of `of`, which draws once per step, with a scheme
+    /// of several stages (Brian2 would draw again in every stage) or exact integration (which
+    /// needs terms constant over a step, as Brian2 says).
+    DrawsInDerivative { method: Method, of: VarId },
 }
 
 impl fmt::Display for MethodError {
@@ -40,6 +44,17 @@ impl fmt::Display for MethodError {
             ),
             MethodError::NotForNoise(_) => f.write_str(
                 "stochastic equations (with xi) are integrated with 'euler' (additive noise) or 'heun'",
+            ),
+            MethodError::DrawsInDerivative {
+                method: Method::Exact,
+                ..
+            } => f.write_str(
+                "'exact' cannot integrate rand() or randn(): a drawn number is not constant over a time step",
+            ),
+            MethodError::DrawsInDerivative { method, .. } => write!(
+                f,
+                "rand() and randn() in a differential equation draw once per step, which is what 'euler' and 'exponential_euler' do; with '{}' Brian2 would draw again in every stage",
+                method.name()
             ),
         }
     }
@@ -115,6 +130,7 @@ struct System<'a> {
     time: Option<VarId>,
     switch: Option<VarId>,
     noise: &'a [VarId],
+    symbols: &'a [Symbol],
     dt: f64,
 }
 
@@ -137,15 +153,41 @@ pub fn resolve(
         time: vars_of_kind(symbols, &SymbolKind::Time).first().copied(),
         switch: lookup(symbols, "not_refractory"),
         noise,
+        symbols,
         dt,
     };
+    // rand() / randn() in a derivative draws once per step: single-stage schemes only, as in
+    // Brian2 (whose multi-stage schemes draw again in every stage); exact integration does not
+    // apply.
+    if let Some(of) = system.draws_in() {
+        let one_stage = |m: Method| matches!(m, Method::Euler | Method::ExponentialEuler);
+        match requested {
+            Some(method) if !one_stage(method) => {
+                return Err(MethodError::DrawsInDerivative { method, of })
+            }
+            None if noise.is_empty() => {
+                return Ok(if system.applies(Method::Euler).is_ok() {
+                    Method::Euler
+                } else {
+                    Method::ExponentialEuler
+                })
+            }
+            _ => {}
+        }
+    }
     // Stochastic equations (Brian2's rules): Euler-Maruyama for additive noise, Stratonovich
     // Heun for multiplicative noise (a noise coefficient that reads a state variable or t).
     if !noise.is_empty() {
         let kind = system.noise_kind();
         return match (requested, kind) {
             (None | Some(Method::Euler), NoiseKind::Additive) => Ok(Method::Euler),
-            (None | Some(Method::Heun), _) => Ok(Method::Heun),
+            (None | Some(Method::Heun), _) => match system.draws_in() {
+                Some(of) => Err(MethodError::DrawsInDerivative {
+                    method: Method::Heun,
+                    of,
+                }),
+                None => Ok(Method::Heun),
+            },
             (Some(Method::Euler), NoiseKind::Multiplicative { of, reads }) => {
                 Err(MethodError::EulerWithMultiplicativeNoise { of, reads })
             }
@@ -166,6 +208,19 @@ pub fn resolve(
 }
 
 impl System<'_> {
+    /// The first variable whose derivative calls `rand()` or `randn()`.
+    fn draws_in(&self) -> Option<VarId> {
+        self.odes
+            .iter()
+            .find(|o| {
+                self.arena
+                    .vars_of(o.derivative)
+                    .iter()
+                    .any(|v| matches!(self.symbols[v.index()].kind, SymbolKind::Random(_)))
+            })
+            .map(|o| o.var)
+    }
+
     /// Brian2's classification of the noise (the lowering checked that it enters linearly).
     fn noise_kind(&self) -> NoiseKind {
         let mut arena = self.arena.clone();

@@ -34,9 +34,8 @@ pub fn lower(spec: &ModelSpec, equations: &str) -> Result<GroupIr, Diagnostic> {
         states: &lowered.dynamics,
     };
     let method = method::resolve(spec, &cx.group, &lowered, &terms)?;
-    Ok(cx
-        .group
-        .finish(lowered, method, spec.substeps, spec.dt, &spec.record))
+    cx.group
+        .finish(lowered, method, spec.substeps, spec.dt, &spec.record)
 }
 
 struct Lowering<'a> {

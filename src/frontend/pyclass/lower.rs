@@ -54,9 +54,8 @@ pub fn lower(spec: &ModelSpec, class: &ModelClassSpec) -> Result<GroupIr, Diagno
     cx.block(&ode.body, &mut env)?;
     let lowered = cx.finish(env)?;
     let method = method::resolve(spec, &cx.group, &lowered, &ClassTerms)?;
-    Ok(cx
-        .group
-        .finish(lowered, method, spec.substeps, spec.dt, &spec.record))
+    cx.group
+        .finish(lowered, method, spec.substeps, spec.dt, &spec.record)
 }
 
 /// Model classes name a derivative `self.d_x`; a scheme that does not apply is shown at its
