@@ -26,7 +26,14 @@ char *sf_model_compile(const char *spec_json);
 /* The generated kernel source for target "cuda" or "c": {"ok": true, "source": "...", "entry": "..."}. */
 char *sf_model_source(const char *spec_json, const char *target);
 
-/* Releases a string returned by sf_model_compile, sf_model_source or sf_cuda_compile_check. */
+/* Initial values given as expressions, evaluated over n elements:
+ * {"spec": "<spec>", "n": 100, "seed": 3, "values": {"name": 1.5 | {"base64": "<float64 LE>"}},
+ *  "statements": [["v", "v_r + rand()*(v_t - v_r)"]]} ->
+ * {"ok": true, "values": [["v", "<base64 float64 LE>"]]}. */
+char *sf_initial_values(const char *request_json);
+
+/* Releases a string returned by sf_model_compile, sf_model_source, sf_initial_values or
+ * sf_cuda_compile_check. */
 void sf_string_free(char *s);
 
 /* Compiles CUDA source with NVRTC (no GPU needed) to PTX and checks the named kernels exist:

@@ -4,10 +4,12 @@
 //! Each front end lowers in its own folder: [`brian`] (Brian2 equation strings) and [`pyclass`]
 //! (a model class's `ode()` method); both write their events (threshold, reset, refractory) in
 //! Brian2's syntax and share its expression language ([`syntax`]). The integration scheme is
-//! resolved once, while lowering, and stored in the group.
+//! resolved once, while lowering, and stored in the group. [`initial`] lowers and evaluates
+//! initial values given as expressions against a lowered group.
 
 pub mod brian;
 mod builder;
+pub mod initial;
 mod method;
 pub mod pyclass;
 pub mod syntax;

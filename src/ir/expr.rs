@@ -727,10 +727,7 @@ impl ExprArena {
             Node::Bin(op, a, b) => {
                 let x = self.eval_rec(*a, vars, memo);
                 let y = self.eval_rec(*b, vars, memo);
-                match eval_bin(*op, x, y) {
-                    Value::Real(r) => r,
-                    Value::Bool(b) => f64::from(u8::from(b)),
-                }
+                apply_bin(*op, x, y)
             }
             Node::Select(c, a, b) => {
                 if self.eval_rec(*c, vars, memo) != 0.0 {
@@ -748,6 +745,14 @@ impl ExprArena {
 enum Value {
     Real(f64),
     Bool(bool),
+}
+
+/// `x op y` in f64, a truth value as 1 or 0 (the reference semantics of every operator).
+pub fn apply_bin(op: BinOp, x: f64, y: f64) -> f64 {
+    match eval_bin(op, x, y) {
+        Value::Real(r) => r,
+        Value::Bool(b) => f64::from(u8::from(b)),
+    }
 }
 
 fn eval_bin(op: BinOp, x: f64, y: f64) -> Value {

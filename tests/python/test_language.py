@@ -274,3 +274,57 @@ def test_cpu_and_gpu_draw_the_same_numbers():
     for cpu, gpu in zip(outs[:2], outs[2:]):
         for name in cpu:
             np.testing.assert_array_equal(cpu[name], gpu[name])
+
+
+# -- initial values given as expressions ------------------------------------------------------
+
+
+def test_initial_values_given_as_expressions():
+    model = sf.NeuronModel(
+        "dv/dt = (v_r - v)/tau : volt\nw : 1\nk : integer\nup : boolean",
+        constants=dict(v_r=-70.0, v_t=-50.0, tau=10.0),
+    )
+    n = 20_000
+    state = model.init_state(
+        n,
+        dtype=jnp.float64,
+        rng_seed=4,
+        v="v_r + rand()*(v_t - v_r)",
+        w="2*v/mV + i",  # reads the values set before it
+        k="int(randn() * 1000)",
+        up="v > -60*mV",
+    )
+    v, w, k, up = (np.asarray(state[x]) for x in ("v", "w", "k", "up"))
+    assert state["k"].dtype == jnp.int32 and state["up"].dtype == jnp.bool_
+    assert (v >= -70).all() and (v < -50).all()
+    assert abs(v.mean() + 60) < 4 * 20 / np.sqrt(12 * n)
+    np.testing.assert_allclose(w, 2 * v + np.arange(n), rtol=1e-15)
+    np.testing.assert_array_equal(up, v > -60)
+    assert abs(k.std() / 1000 - 1) < 4 * np.sqrt(2 / n) and abs(k.mean()) < 4 * 1000 / np.sqrt(n)
+    # The same seed gives the same values; the stream is the library's, not numpy's.
+    again = model.init_state(n, dtype=jnp.float64, rng_seed=4, v="v_r + rand()*(v_t - v_r)")
+    np.testing.assert_array_equal(np.asarray(again["v"]), v)
+    other = model.init_state(n, dtype=jnp.float64, rng_seed=5, v="v_r + rand()*(v_t - v_r)")
+    assert not np.array_equal(np.asarray(other["v"]), v)
+    # A float32 state rounds the float64 values once.
+    small = model.init_state(n, dtype=jnp.float32, rng_seed=4, v="v_r + rand()*(v_t - v_r)")
+    np.testing.assert_array_equal(np.asarray(small["v"]), v.astype(np.float32))
+    # Arrays given beside expressions are read by them; a constant may be set per element.
+    st = model.init_state(3, dtype=jnp.float64, w=np.array([1.0, 2.0, 3.0]), v="v_r + w*mV", tau="5 + i")
+    np.testing.assert_array_equal(np.asarray(st["v"]), [-69.0, -68.0, -67.0])
+    np.testing.assert_array_equal(np.asarray(st["tau"]), [5.0, 6.0, 7.0])
+    new, _ = model.run(st, dt=0.1, steps=10)
+    assert np.isfinite(np.asarray(new["v"])).all()
+
+
+def test_initial_value_mistakes_are_located():
+    model = sf.NeuronModel("dv/dt = -v/tau : 1\nup : boolean", constants=dict(tau=10.0))
+    with pytest.raises(sf.ModelError, match="unknown name 'tua'") as e:
+        model.init_state(4, v="tua * 2")
+    assert e.value.field == "init_state: v" and "did you mean 'tau'?" in str(e.value)
+    with pytest.raises(sf.ModelError, match="'dt' has no value"):
+        model.init_state(4, v="dt")
+    with pytest.raises(sf.ModelError, match="'up' is boolean"):
+        model.init_state(4, up="1")
+    with pytest.raises(sf.ModelError, match="evaluated when the state is made"):
+        jax.jit(lambda x: model.init_state(4, v="rand()", up=x > 0))(1.0)
