@@ -140,8 +140,8 @@ class Layout:
 
     # -- results -----------------------------------------------------------------------------------
 
-    def result_structs(self, *, n: int, n_rec: int) -> list:
-        shape = {"neuron": (n,), "batch": (1,), "trace": (1, n_rec, n)}
+    def result_structs(self, *, n: int, n_rec: int, spike_capacity: int = 0) -> list:
+        shape = {"neuron": (n,), "batch": (1,), "trace": (1, n_rec, n), "spikes": (1, spike_capacity)}
         return [jax.ShapeDtypeStruct(shape[a["shape"]] + self.trailing(a), self.dtype(a)) for a in self.outputs]
 
     def unpack(self, state: Mapping, results, *, n: int, n_rec: int) -> tuple[dict, dict, dict]:

@@ -400,6 +400,20 @@ impl KernelWriter<'_> {
                 )?;
             }
             writeln!(w, "sf_spike_count{lane} += sf_spike ? 1 : 0;")?;
+            if self.spec.record_spikes {
+                match self.dialect {
+                    // One slot of the batch member's spike record per spike, by an atomic count.
+                    Dialect::Cuda => w.block("if (sf_spike)", |w| {
+                        w.write_str("const unsigned long long sf_slot = atomicAdd((unsigned long long*) out_sf_spike_total + sf_b, 1ull);\n")?;
+                        w.block("if (sf_slot < (unsigned long long) sf_spike_cap)", |w| {
+                            w.write_str("out_sf_spike_index[sf_b * sf_spike_cap + (int64_t) sf_slot] = (int32_t) sf_j;\nout_sf_spike_step[sf_b * sf_spike_cap + (int64_t) sf_slot] = sf_s32;\n")
+                        })
+                    })?,
+                    // Atomics stop vectorisation: the lanes that spiked are recorded after the
+                    // vector loop (`Self::c_spike_record`).
+                    Dialect::C => w.write_str("sf_spiked[sf_l] = sf_spike;\nsf_n_spiked += sf_spike;\n")?,
+                }
+            }
         }
         Ok(())
     }
@@ -598,7 +612,12 @@ impl KernelWriter<'_> {
     fn write_cuda(&self, w: &mut SourceWriter) -> fmt::Result {
         writeln!(
             w,
-            "extern \"C\" __global__ void {ENTRY}(\n    const int64_t sf_n, const int64_t sf_n_inner, const int32_t sf_steps,\n    const int32_t sf_rec_every, const int32_t sf_n_rec,\n    {})\n{{",
+            "extern \"C\" __global__ void {ENTRY}(\n    const int64_t sf_n, const int64_t sf_n_inner, const int32_t sf_steps,\n    const int32_t sf_rec_every, const int32_t sf_n_rec,{}\n    {})\n{{",
+            if self.spec.record_spikes {
+                " const int64_t sf_spike_cap,"
+            } else {
+                ""
+            },
             self.params().join(",\n    ")
         )?;
         w.indented(|w| {
@@ -672,7 +691,7 @@ impl KernelWriter<'_> {
                 }
                 self.step_body(w)
             })?;
-            for a in self.layout.outputs.iter().filter(|a| a.role != Role::Trace) {
+            for a in self.layout.outputs.iter().filter(|a| a.shape == ShapeKind::Neuron || a.role == Role::Time) {
                 self.store_output(w, a, "sf_i")?;
             }
             Ok(())
@@ -683,10 +702,14 @@ impl KernelWriter<'_> {
     fn write_c(&self, w: &mut SourceWriter) -> fmt::Result {
         writeln!(
             w,
-            "/* Runs neurons [sf_start, sf_end); dims = {{n_inner, steps, rec_every, n_rec}}. */\nvoid {ENTRY}(int64_t sf_start, int64_t sf_end, const int64_t* sf_dims, void* const* sf_in, void* const* sf_out)\n{{"
+            "/* Runs neurons [sf_start, sf_end); dims = {{n_inner, steps, rec_every, n_rec{}}}. */\nvoid {ENTRY}(int64_t sf_start, int64_t sf_end, const int64_t* sf_dims, void* const* sf_in, void* const* sf_out)\n{{",
+            if self.spec.record_spikes { ", spike_capacity" } else { "" }
         )?;
         w.indented(|w| {
             w.write_str("const int64_t sf_n_inner = sf_dims[0], sf_steps = sf_dims[1], sf_rec_every = sf_dims[2], sf_n_rec = sf_dims[3];\n")?;
+            if self.spec.record_spikes {
+                w.write_str("const int64_t sf_spike_cap = sf_dims[4];\n")?;
+            }
             for (k, a) in self.layout.inputs.iter().enumerate() {
                 let t = a.elem.c_type();
                 writeln!(w, "const {t}* restrict in_{} = (const {t}*) sf_in[{k}];", a.ident)?;
@@ -700,6 +723,24 @@ impl KernelWriter<'_> {
             })
         })?;
         w.write_str("}\n")
+    }
+
+    /// After the vector loop of a step (C): each lane that spiked takes one slot of its batch
+    /// member's spike record, by an atomic count (blocks run on several threads).
+    fn c_spike_record(&self, w: &mut SourceWriter) -> fmt::Result {
+        if !self.spec.record_spikes {
+            return Ok(());
+        }
+        w.block("if (sf_n_spiked > 0)", |w| {
+            w.block("for (int sf_l = 0; sf_l < sf_w; ++sf_l)", |w| {
+                w.block("if (sf_spiked[sf_l])", |w| {
+                    w.write_str("const int64_t sf_slot = __atomic_fetch_add((int64_t*) out_sf_spike_total + sf_b, (int64_t) 1, __ATOMIC_RELAXED);\n")?;
+                    w.block("if (sf_slot < sf_spike_cap)", |w| {
+                        w.write_str("out_sf_spike_index[sf_b * sf_spike_cap + sf_slot] = (int32_t) (sf_j0 + sf_l);\nout_sf_spike_step[sf_b * sf_spike_cap + sf_slot] = sf_s32;\n")
+                    })
+                })
+            })
+        })
     }
 
     /// One block of `SF_LANES` elements: load them into lane arrays, run every step, store.
@@ -720,6 +761,9 @@ impl KernelWriter<'_> {
         }
         self.bookkeeping_lanes(w)?;
         w.write_str("int32_t sf_spike_count[SF_LANES];\n")?;
+        if self.spec.record_spikes {
+            w.write_str("int32_t sf_spiked[SF_LANES];\n")?;
+        }
         w.write_str("const int64_t sf_t0 = sf_start_step(in_sf_t, sf_b);\n")?;
         w.block("for (int sf_l = 0; sf_l < SF_LANES; ++sf_l)", |w| {
             w.write_str("const int64_t sf_k = sf_c0 + (sf_l < sf_w ? sf_l : 0);\n")?;
@@ -772,13 +816,23 @@ impl KernelWriter<'_> {
                     })
                 })?;
             }
-            w.write_str("#pragma omp simd\n")?;
+            if self.spec.record_spikes {
+                w.write_str("int32_t sf_n_spiked = 0;\n#pragma omp simd reduction(+:sf_n_spiked)\n")?;
+            } else {
+                w.write_str("#pragma omp simd\n")?;
+            }
             w.block("for (int sf_l = 0; sf_l < SF_LANES; ++sf_l)", |w| {
                 self.step_body(w)
-            })
+            })?;
+            self.c_spike_record(w)
         })?;
         w.block("for (int sf_l = 0; sf_l < sf_w; ++sf_l)", |w| {
-            for a in self.layout.outputs.iter().filter(|a| a.role != Role::Trace) {
+            for a in self
+                .layout
+                .outputs
+                .iter()
+                .filter(|a| a.shape == ShapeKind::Neuron || a.role == Role::Time)
+            {
                 self.store_output(w, a, "sf_c0 + sf_l")?;
             }
             Ok(())

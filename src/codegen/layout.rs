@@ -22,6 +22,8 @@ pub enum ShapeKind {
     Batch,
     /// `(nb, n_rec, n_inner)`
     Trace,
+    /// `(nb, capacity)`: the spike record, `capacity` entries per batch member.
+    Spikes,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -42,6 +44,13 @@ pub enum Role {
     Time,
     SpikeCount,
     Trace,
+    /// The spike record (when the spec asks for it): the element of each recorded spike...
+    SpikeIndex,
+    /// ... the step of the run it happened in ...
+    SpikeStep,
+    /// ... and how many spikes there were, recorded or not (int64, as int32 words; the handler
+    /// zeroes it before the kernel counts into it).
+    SpikeTotal,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -275,6 +284,29 @@ pub fn layout(ir: &GroupIr, spec: &ModelSpec) -> Layout {
         ShapeKind::Neuron,
     ));
     outputs.push(time);
+    if spec.record_spikes {
+        outputs.push(special(
+            "spike_index",
+            Role::SpikeIndex,
+            ElemType::I32,
+            ShapeKind::Spikes,
+        ));
+        outputs.push(special(
+            "spike_step",
+            Role::SpikeStep,
+            ElemType::I32,
+            ShapeKind::Spikes,
+        ));
+        outputs.push(Arg {
+            words: Some(ElemType::I64),
+            ..special(
+                "spike_total",
+                Role::SpikeTotal,
+                ElemType::I32,
+                ShapeKind::Batch,
+            )
+        });
+    }
     for name in &spec.record {
         let var = ir.lookup(name);
         let elem = match (var, ir.subexpressions.get(name)) {

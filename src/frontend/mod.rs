@@ -24,10 +24,17 @@ use crate::types::ElemType;
 /// Lowers a spec to its group, reporting the first error with its place.
 pub fn lower(spec: &ModelSpec) -> Result<GroupIr, Diagnostic> {
     check_numbers(spec)?;
-    match &spec.dynamics {
-        Dynamics::Equations(text) => brian::lower(spec, text),
-        Dynamics::ModelClass(class) => pyclass::lower(spec, class),
+    let ir = match &spec.dynamics {
+        Dynamics::Equations(text) => brian::lower(spec, text)?,
+        Dynamics::ModelClass(class) => pyclass::lower(spec, class)?,
+    };
+    if spec.record_spikes && ir.events.threshold.is_none() {
+        return Err(Diagnostic::new(
+            "record_spikes",
+            "recording spikes needs a threshold: without one the group never spikes",
+        ));
     }
+    Ok(ir)
 }
 
 /// The step and the element types, whatever the dynamics.
