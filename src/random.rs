@@ -112,31 +112,32 @@ fn cos_turns(x: f32) -> f32 {
     let quadrant = x4 as i32;
     let f = (x4 + -(quadrant as f32)) * std::f32::consts::FRAC_PI_2;
     let f2 = f * f;
-    let mut c = -1.0f32 / 87_178_291_200.0;
-    for k in [
-        1.0f32 / 479_001_600.0,
+    // Horner's rule with fused multiply-adds, highest coefficient first.
+    let horner = |coefficients: &[f32]| {
+        coefficients[1..]
+            .iter()
+            .fold(coefficients[0], |acc, k| acc.mul_add(f2, *k))
+    };
+    let c = horner(&[
+        -1.0 / 87_178_291_200.0,
+        1.0 / 479_001_600.0,
         -1.0 / 3_628_800.0,
         1.0 / 40_320.0,
         -1.0 / 720.0,
         1.0 / 24.0,
         -0.5,
         1.0,
-    ] {
-        c = c.mul_add(f2, k);
-    }
-    let mut s = -1.0f32 / 1_307_674_368_000.0;
-    for k in [
-        1.0f32 / 6_227_020_800.0,
+    ]);
+    let s = horner(&[
+        -1.0 / 1_307_674_368_000.0,
+        1.0 / 6_227_020_800.0,
         -1.0 / 39_916_800.0,
         1.0 / 362_880.0,
         -1.0 / 5_040.0,
         1.0 / 120.0,
         -1.0 / 6.0,
         1.0,
-    ] {
-        s = s.mul_add(f2, k);
-    }
-    s *= f;
+    ]) * f;
     match quadrant {
         0 => c,
         1 => -s,

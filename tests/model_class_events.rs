@@ -4,14 +4,12 @@
 //! by hand in Brian2's order (refractoriness from the values at the start of the step, the
 //! update, the threshold on the updated values, the reset on the elements that spiked).
 
-use std::ffi::c_void;
+mod common;
 
 use spikeforge::codegen::{generate_from_spec, Dialect, Role};
 use spikeforge::runtime::cpu::{self, CpuCompileOptions};
 use spikeforge::spec::{Method, ModelClassSpec, ModelSpec, Refractory};
 use spikeforge::types::ElemType;
-
-type CEntry = unsafe extern "C" fn(i64, i64, *const i64, *const *mut c_void, *const *mut c_void);
 
 const TAU: f64 = 10.0;
 const DT: f64 = 0.1;
@@ -73,21 +71,8 @@ fn run_kernel(spec: &ModelSpec, inputs: &[f64]) -> Outcome {
         .iter()
         .map(|a| vec![u64::MAX; if a.role == Role::Trace { n * n_rec } else { n }])
         .collect();
-    let in_ptrs: Vec<*mut c_void> = ins.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
-    let out_ptrs: Vec<*mut c_void> = outs.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
     let dims = [n as i64, STEPS as i64, REC_EVERY as i64, n_rec as i64];
-    // SAFETY: one buffer per layout entry, each at least as large as its shape, with the
-    // generated signature.
-    unsafe {
-        let entry: CEntry = module.entry();
-        entry(
-            0,
-            n as i64,
-            dims.as_ptr(),
-            in_ptrs.as_ptr(),
-            out_ptrs.as_ptr(),
-        );
-    }
+    common::run_c_kernel(&module, n, &dims, &mut ins, &mut outs);
     let out = |name: &str| {
         let k = kernel
             .layout

@@ -3,15 +3,13 @@
 //! draw index) and both transforms. The generated CUDA follows the same source, and the
 //! GPU tests compare CPU and GPU runs bit for bit.
 
-use std::ffi::c_void;
+mod common;
 
 use spikeforge::codegen::{generate_from_spec, Dialect, Role};
 use spikeforge::random;
 use spikeforge::runtime::cpu::{self, CpuCompileOptions};
 use spikeforge::spec::ModelSpec;
 use spikeforge::types::ElemType;
-
-type CEntry = unsafe extern "C" fn(i64, i64, *const i64, *const *mut c_void, *const *mut c_void);
 
 /// `xi` takes draw 0, the calls of rand() and randn() draws 1 and 2.
 const EQUATIONS: &str =
@@ -47,20 +45,8 @@ fn kernels_draw_the_numbers_of_the_rust_stream() {
             .iter()
             .map(|a| vec![u64::MAX; if a.role == Role::Trace { n * steps } else { n }])
             .collect();
-        let in_ptrs: Vec<*mut c_void> = ins.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
-        let out_ptrs: Vec<*mut c_void> = outs.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
         let dims = [n as i64, steps as i64, 1, steps as i64];
-        // SAFETY: one buffer per layout entry, each at least as large as its shape.
-        unsafe {
-            let entry: CEntry = module.entry();
-            entry(
-                0,
-                n as i64,
-                dims.as_ptr(),
-                in_ptrs.as_ptr(),
-                out_ptrs.as_ptr(),
-            );
-        }
+        common::run_c_kernel(&module, n, &dims, &mut ins, &mut outs);
         let trace = |name: &str| -> Vec<f64> {
             let k = kernel
                 .layout

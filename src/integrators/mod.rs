@@ -32,6 +32,15 @@ pub struct Ode {
     pub derivative: ExprId,
 }
 
+impl From<&crate::ir::StateEq> for Ode {
+    fn from(s: &crate::ir::StateEq) -> Ode {
+        Ode {
+            var: s.var,
+            derivative: s.derivative,
+        }
+    }
+}
+
 /// What one step integrates: the ODEs, and the variables with a special role in them.
 #[derive(Clone, Copy, Debug)]
 pub struct Problem<'a> {

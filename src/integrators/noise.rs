@@ -205,6 +205,15 @@ pub fn stochastic_heun(
 mod tests {
     use super::*;
 
+    /// The split of dx/dt = f (x is VarId 0, xi VarId 1).
+    fn split_one(a: &mut ExprArena, f: ExprId) -> Result<Vec<Split>, NotLinearInNoise> {
+        let ode = Ode {
+            var: VarId(0),
+            derivative: f,
+        };
+        split(a, &[ode], &[VarId(1)])
+    }
+
     /// dx/dt = -x/10 + c(x) xi (x is VarId 0, xi VarId 1, t VarId 2).
     fn one(c: impl Fn(&mut ExprArena, ExprId) -> ExprId) -> (ExprArena, Vec<Split>) {
         let mut a = ExprArena::new();
@@ -215,15 +224,7 @@ mod tests {
         let g = c(&mut a, x);
         let noise = a.mul(g, xi);
         let f = a.add(decay, noise);
-        let splits = split(
-            &mut a,
-            &[Ode {
-                var: VarId(0),
-                derivative: f,
-            }],
-            &[VarId(1)],
-        )
-        .unwrap();
+        let splits = split_one(&mut a, f).unwrap();
         (a, splits)
     }
 
@@ -256,15 +257,7 @@ mod tests {
         let mut a = ExprArena::new();
         let xi = a.var(VarId(1));
         let sq = a.mul(xi, xi);
-        let e = split(
-            &mut a,
-            &[Ode {
-                var: VarId(0),
-                derivative: sq,
-            }],
-            &[VarId(1)],
-        )
-        .unwrap_err();
+        let e = split_one(&mut a, sq).unwrap_err();
         assert_eq!(
             e,
             NotLinearInNoise {
@@ -286,15 +279,7 @@ mod tests {
         let sx = a.mul(sc, x);
         let noise = a.mul(sx, xi);
         let f = a.add(drift, noise);
-        let splits = split(
-            &mut a,
-            &[Ode {
-                var: VarId(0),
-                derivative: f,
-            }],
-            &[VarId(1)],
-        )
-        .unwrap();
+        let splits = split_one(&mut a, f).unwrap();
         let normal = a.var(VarId(3));
         let new = stochastic_heun(
             &mut a,

@@ -574,13 +574,16 @@ impl ExprArena {
     /// Rebuilds `root` with variables replaced as `map` says (memoised, so shared nodes stay shared).
     pub fn substitute(&mut self, root: ExprId, map: &HashMap<VarId, ExprId>) -> ExprId {
         let mut memo = HashMap::new();
-        self.subst_rec(root, map, &mut memo)
+        self.subst_rec(root, map, false, &mut memo)
     }
 
+    /// [`Self::substitute`]; with `drop_zero_products`, a product (or a quotient) with a
+    /// numerator that became 0 is 0 ([`Self::drop_terms`]).
     fn subst_rec(
         &mut self,
         id: ExprId,
         map: &HashMap<VarId, ExprId>,
+        drop_zero_products: bool,
         memo: &mut HashMap<ExprId, ExprId>,
     ) -> ExprId {
         if let Some(r) = memo.get(&id) {
@@ -590,26 +593,31 @@ impl ExprArena {
             Node::Const(_) | Node::Bool(_) => id,
             Node::Var(v) => map.get(&v).copied().unwrap_or(id),
             Node::Neg(a) => {
-                let a = self.subst_rec(a, map, memo);
+                let a = self.subst_rec(a, map, drop_zero_products, memo);
                 self.neg(a)
             }
             Node::Not(a) => {
-                let a = self.subst_rec(a, map, memo);
+                let a = self.subst_rec(a, map, drop_zero_products, memo);
                 self.not(a)
             }
             Node::Call(f, a) => {
-                let a = self.subst_rec(a, map, memo);
+                let a = self.subst_rec(a, map, drop_zero_products, memo);
                 self.call(f, a)
             }
             Node::Bin(op, a, b) => {
-                let a = self.subst_rec(a, map, memo);
-                let b = self.subst_rec(b, map, memo);
-                self.bin(op, a, b)
+                let a = self.subst_rec(a, map, drop_zero_products, memo);
+                let b = self.subst_rec(b, map, drop_zero_products, memo);
+                let zero = |e: ExprId| self.as_const(e) == Some(0.0);
+                match op {
+                    BinOp::Mul if drop_zero_products && (zero(a) || zero(b)) => self.constant(0.0),
+                    BinOp::Div if drop_zero_products && zero(a) => self.constant(0.0),
+                    _ => self.bin(op, a, b),
+                }
             }
             Node::Select(c, a, b) => {
-                let c = self.subst_rec(c, map, memo);
-                let a = self.subst_rec(a, map, memo);
-                let b = self.subst_rec(b, map, memo);
+                let c = self.subst_rec(c, map, drop_zero_products, memo);
+                let a = self.subst_rec(a, map, drop_zero_products, memo);
+                let b = self.subst_rec(b, map, drop_zero_products, memo);
                 self.select(c, a, b)
             }
         };
@@ -621,53 +629,10 @@ impl ExprArena {
     /// symbolic algebra would (`g*xi` vanishes; `substitute` keeps `g*0`, which is NaN for an
     /// infinite `g`). Used to take the drift of a stochastic equation (every `xi` at 0).
     pub fn drop_terms(&mut self, root: ExprId, vars: &[VarId]) -> ExprId {
+        let zero = self.constant(0.0);
+        let map: HashMap<VarId, ExprId> = vars.iter().map(|v| (*v, zero)).collect();
         let mut memo = HashMap::new();
-        self.drop_rec(root, vars, &mut memo)
-    }
-
-    fn drop_rec(
-        &mut self,
-        id: ExprId,
-        vars: &[VarId],
-        memo: &mut HashMap<ExprId, ExprId>,
-    ) -> ExprId {
-        if let Some(r) = memo.get(&id) {
-            return *r;
-        }
-        let zero = |arena: &ExprArena, e: ExprId| arena.as_const(e) == Some(0.0);
-        let r = match self.node(id).clone() {
-            Node::Var(v) if vars.contains(&v) => self.constant(0.0),
-            Node::Const(_) | Node::Bool(_) | Node::Var(_) => id,
-            Node::Neg(a) => {
-                let a = self.drop_rec(a, vars, memo);
-                self.neg(a)
-            }
-            Node::Not(a) => {
-                let a = self.drop_rec(a, vars, memo);
-                self.not(a)
-            }
-            Node::Call(f, a) => {
-                let a = self.drop_rec(a, vars, memo);
-                self.call(f, a)
-            }
-            Node::Bin(op, a, b) => {
-                let a = self.drop_rec(a, vars, memo);
-                let b = self.drop_rec(b, vars, memo);
-                match op {
-                    BinOp::Mul if zero(self, a) || zero(self, b) => self.constant(0.0),
-                    BinOp::Div if zero(self, a) => self.constant(0.0),
-                    _ => self.bin(op, a, b),
-                }
-            }
-            Node::Select(c, a, b) => {
-                let c = self.drop_rec(c, vars, memo);
-                let a = self.drop_rec(a, vars, memo);
-                let b = self.drop_rec(b, vars, memo);
-                self.select(c, a, b)
-            }
-        };
-        memo.insert(id, r);
-        r
+        self.subst_rec(root, &map, true, &mut memo)
     }
 
     /// Every variable `root` reads.

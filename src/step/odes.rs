@@ -30,13 +30,7 @@ pub(super) fn update(ir: &GroupIr, states: &[StateEq], arena: &mut ExprArena) ->
     let hold_result = single_stage || states.iter().all(clamped);
     // Stochastic equations: dx/dt = f + sum_k g_k xi_k. The scheme integrates the drift f
     // (every xi at 0); the noise is added as Brian2's scheme says (`integrators::noise`).
-    let written: Vec<Ode> = states
-        .iter()
-        .map(|s| Ode {
-            var: s.var,
-            derivative: s.derivative,
-        })
-        .collect();
+    let written: Vec<Ode> = states.iter().map(Ode::from).collect();
     let splits = noise::split(arena, &written, &ir.noise)
         .expect("the lowering checked that every xi enters linearly");
     let drifts: Vec<ExprId> = splits.iter().map(|s| s.drift).collect();

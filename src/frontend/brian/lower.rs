@@ -235,13 +235,7 @@ impl<'a> Lowering<'a> {
     /// Stochastic equations: each `xi` enters linearly (an additive or multiplicative term
     /// `g(x) * xi`, no product of noises), checked by differentiating with respect to it.
     fn check_noise(&self, states: &[StateEq], noise: &[VarId]) -> Result<(), Diagnostic> {
-        let odes: Vec<Ode> = states
-            .iter()
-            .map(|s| Ode {
-                var: s.var,
-                derivative: s.derivative,
-            })
-            .collect();
+        let odes: Vec<Ode> = states.iter().map(Ode::from).collect();
         let mut arena = self.group.arena.clone();
         let name = |v: VarId| self.group.symbols[v.index()].name.as_str();
         noise::split(&mut arena, &odes, noise).map(|_| ()).map_err(|e| {
