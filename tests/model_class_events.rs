@@ -4,7 +4,8 @@
 //! by hand in Brian2's order (refractoriness from the values at the start of the step, the
 //! update, the threshold on the updated values, the reset on the elements that spiked).
 
-mod common;
+#[path = "common/c_kernel.rs"]
+mod c_kernel;
 
 use spikeforge::codegen::{generate_from_spec, Dialect, Role};
 use spikeforge::runtime::cpu::{self, CpuCompileOptions};
@@ -72,7 +73,7 @@ fn run_kernel(spec: &ModelSpec, inputs: &[f64]) -> Outcome {
         .map(|a| vec![u64::MAX; if a.role == Role::Trace { n * n_rec } else { n }])
         .collect();
     let dims = [n as i64, STEPS as i64, REC_EVERY as i64, n_rec as i64];
-    common::run_c_kernel(&module, n, &dims, &mut ins, &mut outs);
+    c_kernel::run_c_kernel(&module, n, &dims, &mut ins, &mut outs);
     let out = |name: &str| {
         let k = kernel
             .layout

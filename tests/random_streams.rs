@@ -3,7 +3,8 @@
 //! draw index) and both transforms. The generated CUDA follows the same source, and the
 //! GPU tests compare CPU and GPU runs bit for bit.
 
-mod common;
+#[path = "common/c_kernel.rs"]
+mod c_kernel;
 
 use spikeforge::codegen::{generate_from_spec, Dialect, Role};
 use spikeforge::random;
@@ -46,7 +47,7 @@ fn kernels_draw_the_numbers_of_the_rust_stream() {
             .map(|a| vec![u64::MAX; if a.role == Role::Trace { n * steps } else { n }])
             .collect();
         let dims = [n as i64, steps as i64, 1, steps as i64];
-        common::run_c_kernel(&module, n, &dims, &mut ins, &mut outs);
+        c_kernel::run_c_kernel(&module, n, &dims, &mut ins, &mut outs);
         let trace = |name: &str| -> Vec<f64> {
             let k = kernel
                 .layout

@@ -11,7 +11,7 @@ use std::fmt::{self, Write};
 use super::clock::{clock_source, NEVER};
 use super::dialect::Dialect;
 use super::layout::{ident, layout, Arg, Layout, Role, ShapeKind};
-use super::printer::{literal, prelude, storage_conversions, Printer};
+use super::printer::{int32_conversion, literal, prelude, storage_conversions, Printer};
 use super::writer::{render, SourceWriter};
 use crate::ir::{Draw, ExprId, GroupIr, IndexOf, RefractoryIr, SymbolKind, ValueType, VarId};
 use crate::spec::ModelSpec;
@@ -244,6 +244,14 @@ impl KernelWriter<'_> {
             }
         }
         w.write_str(&prelude(self.dialect, self.spec.dtype))?;
+        let writes_integers = self
+            .dag
+            .next_params
+            .iter()
+            .any(|(v, _)| self.ir.symbol(*v).value == ValueType::Integer);
+        if writes_integers {
+            w.write_str(&int32_conversion(self.dialect, self.spec.dtype))?;
+        }
         w.write_str(&clock_source(self.dialect, self.spec.dt, self.spec.dtype))?;
         if !self.ir.stream_draws().is_empty() {
             w.write_str(&super::random::stream_source(

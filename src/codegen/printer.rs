@@ -97,16 +97,25 @@ pub fn prelude(dialect: Dialect, dtype: ElemType) -> String {
     } else {
         ""
     };
-    let limit = literal(2147483647.0, dtype);
-    let low = literal(-2147483648.0, dtype);
     simd.to_string()
         + &format!(
             "/* Python's modulo: the result takes the sign of the divisor. */\n\
-         {q} {t} sf_mod({t} a, {t} b) {{ return a - b * {floor}(a / b); }}\n\
-         /* A number stored in an integer variable: truncated toward zero, clamped, NaN as 0. */\n\
-         {q} int32_t sf_int32({t} x) {{ return x >= {limit} ? 2147483647 : x <= {low} ? (-2147483647 - 1) : x == x ? (int32_t) x : 0; }}\n",
+         {q} {t} sf_mod({t} a, {t} b) {{ return a - b * {floor}(a / b); }}\n",
             q = dialect.inline_fn()
         )
+}
+
+/// `sf_int32(x)`: a number of the precision `dtype` stored in an integer variable, truncated
+/// toward zero as Brian2's `int()`, clamped to int32, NaN as 0 (a plain cast is undefined there).
+pub fn int32_conversion(dialect: Dialect, dtype: ElemType) -> String {
+    let t = dtype.c_type();
+    let limit = literal(2147483647.0, dtype);
+    let low = literal(-2147483648.0, dtype);
+    format!(
+        "/* A number stored in an integer variable: truncated toward zero, clamped, NaN as 0. */\n\
+         {q} int32_t sf_int32({t} x) {{ return x >= {limit} ? 2147483647 : x <= {low} ? (-2147483647 - 1) : x == x ? (int32_t) x : 0; }}\n",
+        q = dialect.inline_fn()
+    )
 }
 
 /// Declares glibc's vector math (libmvec) so that GCC vectorises loops calling these functions

@@ -195,3 +195,17 @@ def test_lastspike_without_a_refractory_period(device):
     since = np.asarray(out.traces["since"])[:, 0]
     assert np.isposinf(since[:11]).all()
     np.testing.assert_allclose(since[11:22], 0.1 * np.arange(1, 12), atol=1e-12)
+
+
+def test_times_read_back_with_and_without_x64():
+    times = np.array([0.0, 1.5, -0.1, 40.5, 2**31 * 0.1, -np.inf, 3e38, 1e39, 1e-310])
+    pairs = sf.clock.words(times)
+    assert pairs.dtype == np.int32 and pairs.shape == (9, 2)
+    np.testing.assert_array_equal(np.asarray(sf.clock.value(pairs)), times)
+    if not hasattr(jax, "enable_x64"):
+        pytest.skip("this jax cannot switch x64 off in a context")
+    with jax.enable_x64(False):
+        single = np.asarray(sf.clock.value(pairs))
+    assert single.dtype == np.float32
+    np.testing.assert_allclose(single[:7], times[:7].astype(np.float32), rtol=1e-7)
+    assert np.isposinf(single[7]) and single[8] == 0.0

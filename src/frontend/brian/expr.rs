@@ -40,8 +40,15 @@ pub(crate) trait Scope {
     /// error that says what the name could have been.
     fn name(&mut self, name: &str, at: Place) -> Result<(ExprId, Ty), Diagnostic>;
 
-    /// A new draw of `rand()` / `randn()` (a call written `at`), or why this place cannot draw.
-    fn draw(&mut self, draw: Draw, at: Place) -> Result<ExprId, Diagnostic>;
+    /// A new draw of `rand()` / `randn()` (a call written `at`), or why this place cannot draw:
+    /// by default, it cannot (a place with a random stream of its own says how it draws).
+    fn draw(&mut self, draw: Draw, at: Place) -> Result<ExprId, Diagnostic> {
+        let name = match draw {
+            Draw::Uniform => "rand",
+            Draw::Normal => "randn",
+        };
+        Err(at.error(format!("{name}() cannot be used here")))
+    }
 
     fn expr(&mut self, ast: &Ast, field: &str, src: &str) -> Result<(ExprId, Ty), Diagnostic> {
         Ok(match ast {

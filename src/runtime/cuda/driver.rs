@@ -149,6 +149,26 @@ pub(crate) fn load_module(image: &[u8]) -> Result<sys::CUmodule, RuntimeError> {
     Ok(module)
 }
 
+/// Unloads `module` from the current context. The driver waits for the module's kernels that are
+/// still running. Allowed even while this thread captures a stream into a CUDA graph: the
+/// thread's capture mode is relaxed for the call (an unload enqueues nothing, so a graph being
+/// captured is unaffected, where a forbidden call would have invalidated it).
+///
+/// # Safety
+/// `module` must be loaded in the current context, and nothing may use its functions again.
+pub(crate) unsafe fn unload_module(module: sys::CUmodule) -> Result<(), RuntimeError> {
+    let mut mode = sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED;
+    // SAFETY: valid in-out pointer; swaps this thread's mode, restored below.
+    check("cuThreadExchangeStreamCaptureMode", unsafe {
+        sys::cuThreadExchangeStreamCaptureMode(&mut mode)
+    })?;
+    // SAFETY: forwarded to the caller.
+    let unloaded = check("cuModuleUnload", unsafe { sys::cuModuleUnload(module) });
+    // SAFETY: puts back the mode swapped out above.
+    let _ = unsafe { sys::cuThreadExchangeStreamCaptureMode(&mut mode) };
+    unloaded
+}
+
 /// The kernel `name` of `module`; [`RuntimeError::KernelNotFound`] if it has none.
 ///
 /// # Safety
