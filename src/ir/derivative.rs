@@ -125,7 +125,7 @@ fn outer_derivative(arena: &mut ExprArena, f: Func, a: ExprId, node: ExprId) -> 
         }
         Func::Sinh => arena.call(Func::Cosh, a),
         Func::Cosh => arena.call(Func::Sinh, a),
-        Func::Floor | Func::Ceil => arena.constant(0.0),
+        Func::Floor | Func::Ceil | Func::Trunc => arena.constant(0.0),
     }
 }
 

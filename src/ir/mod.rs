@@ -1,10 +1,12 @@
 //! The intermediate representation every front end lowers to and every back end reads: one
 //! hash-consed expression DAG ([`expr`]) and the group built on it ([`group`]), with the
-//! rewrites that act on them ([`derivative`], [`rewrite`]) and the way back to the source text
-//! ([`spans`]). Data and rewrites only: no parsing (`crate::frontend`), no step semantics
-//! (`crate::step`), no printing (`crate::codegen`).
+//! rewrites that act on them ([`derivative`], [`rewrite`]), an evaluator over many elements
+//! ([`eval`]) and the way back to the source text ([`spans`]). Data and rewrites only: no
+//! parsing (`crate::frontend`), no step semantics (`crate::step`), no printing
+//! (`crate::codegen`).
 
 pub mod derivative;
+pub mod eval;
 pub mod expr;
 pub mod group;
 pub mod rewrite;
@@ -12,6 +14,7 @@ pub mod spans;
 
 pub use expr::{BinOp, ExprArena, ExprId, Func, Node, Ty, VarId};
 pub use group::{
-    Dynamics, Events, GroupIr, IndexOf, RefractoryIr, StateEq, Symbol, SymbolKind, Update,
+    Bookkeeping, Draw, Dynamics, Events, GroupIr, IndexOf, RefractoryIr, StateEq, Symbol,
+    SymbolKind, Update, ValueType,
 };
 pub use spans::{Site, SourceSpan, SpanTable};
