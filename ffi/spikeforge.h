@@ -37,6 +37,12 @@ char *sf_network_compile(const char *spec_json);
  * {"ok": true, "source": "...", "entries": ["sf_network_update", ...]}. */
 char *sf_network_source(const char *spec_json, const char *target);
 
+/* Initial values given as expressions, evaluated over n elements:
+ * {"spec": "<spec>", "n": 100, "seed": 3, "values": {"name": 1.5 | {"base64": "<float64 LE>"}},
+ *  "statements": [["v", "v_r + rand()*(v_t - v_r)"]]} ->
+ * {"ok": true, "values": [["v", "<base64 float64 LE>"]]}. */
+char *sf_initial_values(const char *request_json);
+
 /* Validates a connection rule (src/connect/spec.rs) and returns {"ok": true, "key": "<sha256>",
  * "spec": "<canonical spec>", "rows": "pre" | "post", "pre_variables": [...],
  * "post_variables": [...], "error_codes": {...}}, or a located error as sf_model_compile does. */
@@ -46,8 +52,9 @@ char *sf_connect_compile(const char *spec_json);
  * {"ok": true, "source": "...", "entries": ["sf_connect_count", "sf_connect_fill"]}. */
 char *sf_connect_source(const char *spec_json, const char *target);
 
-/* Releases a string returned by sf_model_compile, sf_model_source, sf_network_compile,
- * sf_network_source, sf_connect_compile, sf_connect_source or sf_cuda_compile_check. */
+/* Releases a string returned by sf_model_compile, sf_model_source, sf_initial_values,
+ * sf_network_compile, sf_network_source, sf_connect_compile, sf_connect_source or
+ * sf_cuda_compile_check. */
 void sf_string_free(char *s);
 
 /* Compiles CUDA source with NVRTC (no GPU needed) to PTX and checks the named kernels exist:

@@ -275,6 +275,94 @@ pub unsafe extern "C" fn sf_network_source(
     }
 }
 
+/// Initial values given as expressions (`crate::frontend::initial`), for `init_state`:
+/// `{"spec": "<spec JSON>", "n": 100, "seed": 3, "values": {"name": 1.5 | {"base64": "<n
+/// little-endian float64>"}}, "statements": [["v", "v_r + rand()*(v_t - v_r)"], ...]}` ->
+/// `{"ok": true, "values": [["v", "<base64 float64>"], ...]}` (each statement's target, in order,
+/// its final values), or `{"ok": false, "error": ...}`. Arrays travel as base64 so that a large
+/// population costs a copy, not a decimal rendering of every number.
+///
+/// # Safety
+/// `request_json` must be a valid NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn sf_initial_values(request_json: *const c_char) -> *mut c_char {
+    answer(request_json, |s| match initial_values_request(s) {
+        Ok(v) => v,
+        Err(Ok(d)) => json!({"ok": false, "error": diagnostic_json(&d)}),
+        Err(Err(message)) => error_json("usage", message),
+    })
+}
+
+/// [`sf_initial_values`]'s work: a model error (`Err(Ok)`) or a malformed request (`Err(Err)`).
+fn initial_values_request(text: &str) -> Result<Value, Result<Diagnostic, String>> {
+    use crate::frontend::initial::{initial_values, Statement};
+    use crate::ir::eval::Column;
+    use base64::Engine;
+
+    let request: Value =
+        serde_json::from_str(text).map_err(|e| Err(format!("the request is not JSON: {e}")))?;
+    let spec = request["spec"]
+        .as_str()
+        .ok_or_else(|| Err("'spec' must be a string".to_string()))
+        .and_then(|s| ModelSpec::from_json(s).map_err(|e| Err(e.to_string())))?;
+    let n = request["n"]
+        .as_u64()
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| Err("'n' must be a non-negative integer".to_string()))?;
+    let seed = request["seed"]
+        .as_i64()
+        .and_then(|s| i32::try_from(s).ok())
+        .ok_or_else(|| Err("'seed' must be an int32".to_string()))?;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut given = std::collections::HashMap::new();
+    for (name, value) in request["values"].as_object().into_iter().flatten() {
+        let column = match value {
+            Value::Number(x) => Column::Scalar(x.as_f64().unwrap_or(f64::NAN)),
+            Value::Object(o) => {
+                let bytes = o
+                    .get("base64")
+                    .and_then(Value::as_str)
+                    .and_then(|b| engine.decode(b).ok())
+                    .filter(|b| b.len() % 8 == 0)
+                    .ok_or_else(|| {
+                        Err(format!("values['{name}']: expected base64 float64 data"))
+                    })?;
+                Column::Values(
+                    bytes
+                        .chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                        .collect(),
+                )
+            }
+            _ => {
+                return Err(Err(format!(
+                    "values['{name}']: a number or {{\"base64\": ...}}"
+                )))
+            }
+        };
+        given.insert(name.clone(), column);
+    }
+    let mut statements = Vec::new();
+    for st in request["statements"].as_array().into_iter().flatten() {
+        match st.as_array().map(Vec::as_slice) {
+            Some([Value::String(target), Value::String(code)]) => statements.push(Statement {
+                target: target.clone(),
+                code: code.clone(),
+            }),
+            _ => return Err(Err("'statements' must be [[target, code], ...]".to_string())),
+        }
+    }
+    let values = initial_values(&spec, n, seed as u32, given, &statements).map_err(Ok)?;
+    let encoded: Vec<Value> = values
+        .into_iter()
+        .map(|(name, v)| {
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            json!([name, engine.encode(bytes)])
+        })
+        .collect();
+    Ok(json!({"ok": true, "values": encoded}))
+}
+
 /// Frees a string returned by this library.
 ///
 /// # Safety

@@ -14,6 +14,8 @@
 //!   the choice of a scheme.
 //! * [`step`]: the semantics of one step (update, noise, refractoriness, threshold, reset,
 //!   traces) as one DAG, for every kind of dynamics.
+//! * [`random`]: the random streams (Philox4x32-10 keyed by seed and counted by element, step
+//!   and draw), computed in Rust; the kernels print the same computation.
 //! * [`codegen`]: printers only: the step DAG as a fused group kernel in CUDA C or C, the
 //!   argument layout, the reduction kernels.
 //! * [`runtime`]: turning generated source into something callable (NVRTC + CUDA driver, cc + dlopen).
@@ -36,6 +38,7 @@ pub mod fuzzing;
 pub mod handlers;
 pub mod integrators;
 pub mod ir;
+pub mod random;
 pub mod runtime;
 pub mod spec;
 pub mod step;

@@ -649,3 +649,80 @@ fn every_test_network_builds_and_runs_in_c() {
         assert_eq!(s.get("t_step"), [30.0], "{path:?}");
     }
 }
+
+#[test]
+fn random_numbers_are_the_documented_streams() {
+    use spikeforge::random::{philox, step_key, step_words, uniform_f64};
+    let dt = 0.1;
+    let spec = json!({
+        "dt": dt, "dtype": "float64",
+        "groups": [
+            {"kind": "neuron", "name": "A", "n": 3, "model": {"equations": "dy/dt = 0/ms : 1"}},
+            {"kind": "neuron", "name": "B", "n": 4,
+             "model": {"equations": "u = rand() : 1 (constant over dt)\nz = randn() : 1 (constant over dt)\ndy/dt = (u + z - y)/ms : 1"}},
+            {"kind": "poisson", "name": "pg", "n": 5, "rates": 0.3}
+        ],
+        "monitors": [{"kind": "state", "name": "m", "source": "B", "variables": ["u"], "record": true},
+                     {"kind": "spike", "name": "sp", "source": "pg", "capacity": 1000}]
+    });
+    let c = compile(&spec.to_string());
+    let seed = 77u32;
+    let steps = 200;
+    let (_, r) = c.run(&c.state(1, &[("rng_seed", vec![seed as f64])]), steps);
+    // rand() of group B's neuron i: the step stream of a group run alone, its element being the
+    // neuron's index in the network (B starts at 3), draw 0 (u is B's first draw).
+    let u = r.get("m.u");
+    for k in 0..steps {
+        for i in 0..4 {
+            let want = uniform_f64(step_words(seed, dt, 3 + i as u32, k as i64, 0));
+            assert_eq!(u[k * 4 + i], want, "u[{i}] at step {k}");
+        }
+    }
+    // The Poisson group (group 2): counter (i, step, 0, 0x52010000 + 2) under the step key.
+    let mut want = Vec::new();
+    for k in 0..steps as u32 {
+        for i in 0..5u32 {
+            let w = philox([i, k, 0, 0x5201_0000 + 2], [seed, step_key(dt)]);
+            if uniform_f64(w) < 0.3 * dt {
+                want.push((k as i64, i as i64));
+            }
+        }
+    }
+    assert!(want.len() > 10);
+    assert_eq!(spikes(&r, "sp", 1000, 0), want);
+}
+
+#[test]
+fn lastspike_is_kept_where_code_or_synapses_read_it() {
+    // No refractory period: B keeps lastspike because its threshold reads it; A because a
+    // synapse reads lastspike_pre.
+    let spec = json!({
+        "dt": 0.1, "dtype": "float64",
+        "groups": [
+            {"kind": "neuron", "name": "A", "n": 1,
+             "model": {"equations": "dc/dt = 1/ms : 1", "threshold": "c > 0.35", "reset": "c = 0"}},
+            {"kind": "neuron", "name": "B", "n": 1,
+             "model": {"equations": "dy/dt = 0/ms : 1\nseen : 1",
+                       "threshold": "t - lastspike > 1000*ms", "reset": "y += 1"}}
+        ],
+        "projections": [{"name": "AB", "source": "A", "target": "B", "on_pre": "seen_post = lastspike_pre"}]
+    });
+    let c = compile(&spec.to_string());
+    let names: Vec<String> = c.layout.inputs.iter().map(harness::key).collect();
+    assert!(names.contains(&"A.lastspike_step".to_string()));
+    assert!(names.contains(&"B.lastspike_step".to_string()));
+    let state = c.state(
+        1,
+        &[
+            ("AB.row_offsets", vec![0.0, 1.0]),
+            ("AB.targets", vec![0.0]),
+        ],
+    );
+    let (s, _) = c.run(&state, 10);
+    // A spikes at steps 3 and 7 (c reaches 0.4); the last delivery reads lastspike = 0.7 ms.
+    assert_eq!(s.get("A.lastspike_step"), [7.0]);
+    assert_eq!(s.get("B.seen"), [7.0 * 0.1]);
+    // B never spiked before: "t - lastspike" is long; it spikes at step 0 and then not again.
+    assert_eq!(s.get("B.y"), [1.0]);
+    assert_eq!(s.get("B.lastspike_step"), [0.0]);
+}

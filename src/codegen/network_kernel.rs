@@ -342,8 +342,7 @@ impl Gen<'_> {
         }
         writeln!(w, "#define SF_BLOCK {UPDATE_BLOCK}")?;
         w.write_str(&prelude(self.dialect, self.real))?;
-        let normals = self.groups.iter().flatten().any(|g| !g.ir.noise.is_empty());
-        w.write_str(&network_source(self.dialect, normals))?;
+        w.write_str(&network_source(self.dialect, self.net.dt, self.real))?;
         for k in 0..self.net.tables.len() {
             writeln!(
                 w,
@@ -543,7 +542,21 @@ impl Gen<'_> {
                             code.dag.traces[k]
                         })
                         .collect();
-                    let texts = body.print_block(&roots, &format!("sf_m{m}_"), w)?;
+                    // At the start of the step the draws are not made yet: a trace reading
+                    // one draws it here (the stream gives the same number for the same
+                    // element, step and k).
+                    let ir = &code.ir;
+                    let names = |v: VarId| match ir.symbol(v).kind {
+                        SymbolKind::Noise | SymbolKind::Random(_) => body.draw_call(v),
+                        _ => self.group_name(g, ir, v),
+                    };
+                    let texts = Printer {
+                        arena: &code.dag.arena,
+                        dtype: self.real,
+                        dialect: self.dialect,
+                        var_name: &names,
+                    }
+                    .block(&roots, &format!("sf_m{m}_"), w)?;
                     writeln!(
                         w,
                         "const int64_t sf_at = ((int64_t) sf_b * ((sf_steps + {every} - 1) / {every}) + sf_s / {every}) * {n_rec} + sf_row;"
@@ -567,7 +580,11 @@ impl Gen<'_> {
             SymbolKind::State | SymbolKind::Param | SymbolKind::PerNeuronConstant => {
                 format!("x{}", v.0)
             }
+            SymbolKind::NotRefractory if matches!(ir.events.refractory, RefractoryIr::None) => {
+                "true".into()
+            }
             SymbolKind::NotRefractory => "sf_not_refractory".into(),
+            SymbolKind::Random(_) => format!("sf_rnd{}", v.0),
             SymbolKind::Time => "sf_t".into(),
             SymbolKind::Index(IndexOf::Element) => format!("(({real}) sf_i)"),
             SymbolKind::Count(IndexOf::Element) => {
@@ -594,20 +611,22 @@ impl Gen<'_> {
                 writeln!(w, "{real} x{k} = {};", self.group_value(g, v, "sf_i"))?;
             }
         }
-        match ir.events.refractory {
-            RefractoryIr::Duration(_) => writeln!(
+        if self.plan.groups[g].lastspike {
+            writeln!(
                 w,
                 "int32_t sf_lastspike_step = {};",
                 self.at(&format!("g{g}_lastspike"), "sf_i")
-            ),
-            RefractoryIr::Condition(_) => writeln!(
+            )?;
+        }
+        if let RefractoryIr::Condition(_) = ir.events.refractory {
+            writeln!(
                 w,
                 "{} sf_not_refractory = {};",
                 self.dialect.bool_type(),
                 self.at(&format!("g{g}_not_refractory"), "sf_i")
-            ),
-            RefractoryIr::None => Ok(()),
+            )?;
         }
+        Ok(())
     }
 
     /// Stores group g's registers that the step assigns.
@@ -652,24 +671,26 @@ impl Gen<'_> {
             next_name: &next,
             lane: "",
             noise_element: &element,
+            lastspike: self.plan.groups[g].lastspike,
         };
         self.write_records(g, code, &body, w)?;
         body.write(w)?;
         let mut assigned = ir.stored();
         assigned.extend(code.dag.next_params.iter().map(|(v, _)| *v));
         self.write_stores(g, ir, &assigned, w)?;
-        match ir.events.refractory {
-            RefractoryIr::Duration(_) => writeln!(
+        if self.plan.groups[g].lastspike {
+            writeln!(
                 w,
                 "{} = sf_lastspike_step;",
                 self.at(&format!("g{g}_lastspike"), "sf_i")
-            )?,
-            RefractoryIr::Condition(_) => writeln!(
+            )?;
+        }
+        if let RefractoryIr::Condition(_) = ir.events.refractory {
+            writeln!(
                 w,
                 "{} = sf_not_refractory;",
                 self.at(&format!("g{g}_not_refractory"), "sf_i")
-            )?,
-            RefractoryIr::None => {}
+            )?;
         }
         if code.dag.spike.is_some() {
             writeln!(

@@ -254,25 +254,27 @@ pub fn layout(net: &NetworkIr, plan: &NetworkPlan) -> NetLayout {
                         outputs.push(b.group_var(g, ir, v, NetRole::Param));
                     }
                 }
-                let refractory = match ir.events.refractory {
-                    RefractoryIr::Duration(_) => Some(b.arg(
+                let mut refractory = Vec::new();
+                if gp.lastspike {
+                    refractory.push(b.arg(
                         name,
                         "lastspike_step",
                         NetRole::LastspikeStep,
                         i32_,
                         vec![Dim::Fixed(n)],
                         format!("g{g}_lastspike"),
-                    )),
-                    RefractoryIr::Condition(_) => Some(b.arg(
+                    ));
+                }
+                if let RefractoryIr::Condition(_) = ir.events.refractory {
+                    refractory.push(b.arg(
                         name,
                         "not_refractory",
                         NetRole::NotRefractory,
                         ElemType::Bool,
                         vec![Dim::Fixed(n)],
                         format!("g{g}_not_refractory"),
-                    )),
-                    RefractoryIr::None => None,
-                };
+                    ));
+                }
                 inputs.extend(refractory.clone());
                 outputs.extend(refractory);
                 for v in ir.vars_of_kind(&SymbolKind::PerNeuronConstant) {

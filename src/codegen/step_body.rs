@@ -1,14 +1,16 @@
-//! The body of one step of one element of a group, printed from its [`StepDag`]: noise draws,
-//! held subexpressions, refractoriness, the update, the threshold, the reset, the refractory
-//! bookkeeping and the spike count. The single-group kernel and the network's update kernel both
-//! print it, each naming the variables its own way (lanes of a C block, registers of a thread).
+//! The body of one step of one element of a network's neuron group, printed from its
+//! [`StepDag`]: the step's random draws, held subexpressions, refractoriness, the update, the
+//! threshold, the reset, the refractory bookkeeping and the spike count, in either dialect.
+//! The network counts steps in int32 with each element's last spike as a step
+//! (`sf_lastspike_step`, [`NEVER_SPIKED`] for none); a single-group run has its own clock
+//! (`codegen::clock`, in `group_kernel`).
 
 use std::fmt::{self, Write};
 
 use super::dialect::Dialect;
 use super::printer::{literal, math_fn, Printer};
 use super::writer::SourceWriter;
-use crate::ir::{ExprId, GroupIr, RefractoryIr, VarId};
+use crate::ir::{Draw, ExprId, GroupIr, RefractoryIr, SymbolKind, VarId};
 use crate::step::{self, StepDag};
 use crate::types::ElemType;
 
@@ -27,9 +29,14 @@ pub struct StepBody<'a> {
     pub next_name: &'a dyn Fn(VarId) -> String,
     /// `[sf_l]` for a lane of a C block, empty for a thread's registers.
     pub lane: &'a str,
-    /// The element counter of the noise stream.
+    /// The element counter of the random streams (noise, `rand()`, `randn()`).
     pub noise_element: &'a str,
+    /// Whether the group keeps the step of each element's last spike (`sf_lastspike_step`).
+    pub lastspike: bool,
 }
+
+/// A step counter at or below this means "never spiked" (the start value of `lastspike_step`).
+pub const NEVER_SPIKED: i64 = -1_000_000_000;
 
 impl StepBody<'_> {
     /// Writes temporaries for the nodes `roots` share and returns the text of each root.
@@ -46,6 +53,28 @@ impl StepBody<'_> {
             var_name: self.var_name,
         }
         .block(roots, temp_prefix, w)
+    }
+
+    /// Draw `v` of the step (a noise symbol or a call of `rand()` / `randn()`): the streams of
+    /// `codegen::random::stream_source`, counted by (element, step, k) as a group run alone
+    /// counts them.
+    pub fn draw_call(&self, v: VarId) -> String {
+        let k = self
+            .ir
+            .stream_draws()
+            .into_iter()
+            .find(|(d, _)| *d == v)
+            .map(|(_, k)| k)
+            .expect("a draw of the group");
+        let function = match self.ir.symbol(v).kind {
+            SymbolKind::Random(Draw::Uniform) => "sf_uniform",
+            _ => "sf_normal",
+        };
+        format!(
+            "(({}) {function}(sf_seed, {}, (int64_t) sf_t_step, {k}u))",
+            self.dtype.c_type(),
+            self.noise_element
+        )
     }
 
     /// The refractory period in steps, when it is a duration (written as an expression when it
@@ -70,14 +99,14 @@ impl StepBody<'_> {
     pub fn write(&self, w: &mut SourceWriter) -> fmt::Result {
         let lane = self.lane;
         let real = self.dtype.c_type();
-        // One standard normal per noise symbol, from the counter-based stream (seed, element,
-        // step).
-        for (k, v) in self.ir.noise.iter().enumerate() {
+        // The step's random numbers, from the counter-based streams (seed, element, step, k):
+        // a standard normal per noise symbol, a number per call of rand() / randn().
+        for (v, _) in self.ir.stream_draws() {
             writeln!(
                 w,
-                "const {real} {} = ({real}) sf_normal((uint32_t) sf_seed, {}, (uint32_t) sf_t_step, {k}u);",
-                (self.var_name)(*v),
-                self.noise_element,
+                "const {real} {} = {};",
+                (self.var_name)(v),
+                self.draw_call(v)
             )?;
         }
         // `constant over dt` subexpressions: computed once from the values at the step's start.
@@ -92,8 +121,9 @@ impl StepBody<'_> {
                 let steps = self.refractory_steps(w)?.expect("a duration");
                 writeln!(
                     w,
-                    "const {b} sf_not_refractory = sf_lastspike_step{lane} <= sf_t_step - ({steps});",
-                    b = self.dialect.bool_type()
+                    "const {b} sf_not_refractory = sf_lastspike_step{lane} <= {NEVER_SPIKED} {or} sf_lastspike_step{lane} <= sf_t_step - ({steps});",
+                    b = self.dialect.bool_type(),
+                    or = self.dialect.or(),
                 )?;
             }
             RefractoryIr::Condition(c) => {
@@ -130,17 +160,18 @@ impl StepBody<'_> {
             writeln!(w, "{} = {};", (self.var_name)(v), (self.next_name)(v))?;
         }
         if self.dag.spike.is_some() {
-            match self.dag.refractory {
-                RefractoryIr::Duration(_) => writeln!(
+            if self.lastspike {
+                writeln!(
                     w,
                     "sf_lastspike_step{lane} = sf_spike ? sf_t_step : sf_lastspike_step{lane};"
-                )?,
-                RefractoryIr::Condition(_) => writeln!(
+                )?;
+            }
+            if let RefractoryIr::Condition(_) = self.dag.refractory {
+                writeln!(
                     w,
                     "sf_not_refractory{lane} = sf_not_refractory{lane} {} !sf_spike;",
                     self.dialect.and()
-                )?,
-                RefractoryIr::None => {}
+                )?;
             }
             writeln!(w, "sf_spike_count{lane} += sf_spike ? 1 : 0;")?;
         }

@@ -4,10 +4,12 @@
 //! Each front end lowers in its own folder: [`brian`] (Brian2 equation strings) and [`pyclass`]
 //! (a model class's `ode()` method); both write their events (threshold, reset, refractory) in
 //! Brian2's syntax and share its expression language ([`syntax`]). The integration scheme is
-//! resolved once, while lowering, and stored in the group.
+//! resolved once, while lowering, and stored in the group. [`initial`] lowers and evaluates
+//! initial values given as expressions against a lowered group.
 
 pub mod brian;
 mod builder;
+pub mod initial;
 mod method;
 pub mod network;
 pub mod pyclass;
@@ -29,10 +31,17 @@ pub fn lower(spec: &ModelSpec) -> Result<GroupIr, Diagnostic> {
 /// [`lower`], where Brian2 expressions may also call the TimedArrays `tables` (a network's).
 pub fn lower_with_tables(spec: &ModelSpec, tables: &[TableRef]) -> Result<GroupIr, Diagnostic> {
     check_numbers(spec)?;
-    match &spec.dynamics {
-        Dynamics::Equations(text) => brian::lower_with_tables(spec, text, tables),
-        Dynamics::ModelClass(class) => pyclass::lower(spec, class),
+    let ir = match &spec.dynamics {
+        Dynamics::Equations(text) => brian::lower_with_tables(spec, text, tables)?,
+        Dynamics::ModelClass(class) => pyclass::lower(spec, class)?,
+    };
+    if spec.record_spikes && ir.events.threshold.is_none() {
+        return Err(Diagnostic::new(
+            "record_spikes",
+            "recording spikes needs a threshold: without one the group never spikes",
+        ));
     }
+    Ok(ir)
 }
 
 /// The step and the element types, whatever the dynamics.

@@ -16,6 +16,7 @@ use super::builder::GroupBuilder;
 use crate::diagnostics::Diagnostic;
 use crate::frontend::syntax::lexer::is_identifier;
 use crate::frontend::syntax::parser::parse_expression;
+use crate::ir::group::ValueType;
 use crate::ir::network::{
     MonitorIr, NetGroup, NetGroupKind, NetworkIr, PoissonInputIr, Projection, Recorded, TableIr,
 };
@@ -282,9 +283,34 @@ fn group_kind(
                     "16-bit storage is not supported in networks (use dtype float32)",
                 );
             }
+            if model.record_spikes {
+                return refuse(
+                    "record_spikes",
+                    "in a network, record spikes with a SpikeMonitor",
+                );
+            }
             // Lowered without `record`: the monitors check their variables, naming themselves.
             let ir =
                 crate::frontend::lower_with_tables(&model, tables).map_err(|d| within(&what, d))?;
+            let typed = |s: &&crate::ir::Symbol| {
+                s.value != ValueType::Real
+                    && matches!(
+                        s.kind,
+                        SymbolKind::State | SymbolKind::Param | SymbolKind::PerNeuronConstant
+                    )
+            };
+            if let Some(sym) = ir.symbols.iter().find(typed) {
+                return Err(within(
+                    &what,
+                    Diagnostic::new(
+                        "equations",
+                        format!(
+                            "'{}' is declared {}: boolean and integer variables are not supported in networks yet",
+                            sym.name, sym.unit
+                        ),
+                    ),
+                ));
+            }
             model.record = monitored(spec, g.name());
             Ok(NetGroupKind::Neuron {
                 spec: Box::new(model),
@@ -335,7 +361,8 @@ fn group_kind(
             };
             let ir = scope
                 .builder
-                .finish(lowered, crate::spec::Method::Euler, 1, spec.dt);
+                .finish(lowered, crate::spec::Method::Euler, 1, spec.dt, &[])
+                .map_err(|d| within(&what, d))?;
             Ok(NetGroupKind::Poisson { ir, rates })
         }
         GroupSpec::SpikeGenerator {
@@ -754,6 +781,20 @@ fn monitor(m: &MonitorSpec, groups: &[NetGroup]) -> Result<MonitorIr, Diagnostic
                     return Err(err(
                         "variables",
                         format!("{} has no variable '{v}' to record", describe(g)),
+                    ));
+                }
+                let reads_refractoriness = ir.subexpressions.get(v).is_some_and(|e| {
+                    ir.arena
+                        .vars_of(*e)
+                        .iter()
+                        .any(|x| ir.symbol(*x).kind == SymbolKind::NotRefractory)
+                });
+                if reads_refractoriness
+                    && matches!(ir.events.refractory, crate::ir::RefractoryIr::Duration(_))
+                {
+                    return Err(err(
+                        "variables",
+                        format!("recording '{v}', which reads not_refractory, is not supported in networks yet"),
                     ));
                 }
             }

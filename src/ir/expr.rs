@@ -76,6 +76,8 @@ pub enum Func {
     Cosh,
     Floor,
     Ceil,
+    /// Truncation toward zero (Brian2's `int()` of a number).
+    Trunc,
     /// Row `x` (truncated to an integer) of a network's table `k`: the values of a TimedArray,
     /// read where the front end computed the index (`crate::frontend::brian::tables`). Never
     /// folded: its values are data.
@@ -100,6 +102,7 @@ impl Func {
             "cosh" => Func::Cosh,
             "floor" => Func::Floor,
             "ceil" => Func::Ceil,
+            "trunc" => Func::Trunc,
             _ => return None,
         })
     }
@@ -121,6 +124,7 @@ impl Func {
             Func::Cosh => "cosh",
             Func::Floor => "floor",
             Func::Ceil => "ceil",
+            Func::Trunc => "trunc",
             Func::Table(_) => "sf_table",
         }
     }
@@ -142,6 +146,7 @@ impl Func {
             Func::Cosh => x.cosh(),
             Func::Floor => x.floor(),
             Func::Ceil => x.ceil(),
+            Func::Trunc => x.trunc(),
             Func::Table(_) => f64::NAN,
         }
     }
@@ -575,13 +580,16 @@ impl ExprArena {
     /// Rebuilds `root` with variables replaced as `map` says (memoised, so shared nodes stay shared).
     pub fn substitute(&mut self, root: ExprId, map: &HashMap<VarId, ExprId>) -> ExprId {
         let mut memo = HashMap::new();
-        self.subst_rec(root, map, &mut memo)
+        self.subst_rec(root, map, false, &mut memo)
     }
 
+    /// [`Self::substitute`]; with `drop_zero_products`, a product (or a quotient) with a
+    /// numerator that became 0 is 0 ([`Self::drop_terms`]).
     fn subst_rec(
         &mut self,
         id: ExprId,
         map: &HashMap<VarId, ExprId>,
+        drop_zero_products: bool,
         memo: &mut HashMap<ExprId, ExprId>,
     ) -> ExprId {
         if let Some(r) = memo.get(&id) {
@@ -591,31 +599,46 @@ impl ExprArena {
             Node::Const(_) | Node::Bool(_) => id,
             Node::Var(v) => map.get(&v).copied().unwrap_or(id),
             Node::Neg(a) => {
-                let a = self.subst_rec(a, map, memo);
+                let a = self.subst_rec(a, map, drop_zero_products, memo);
                 self.neg(a)
             }
             Node::Not(a) => {
-                let a = self.subst_rec(a, map, memo);
+                let a = self.subst_rec(a, map, drop_zero_products, memo);
                 self.not(a)
             }
             Node::Call(f, a) => {
-                let a = self.subst_rec(a, map, memo);
+                let a = self.subst_rec(a, map, drop_zero_products, memo);
                 self.call(f, a)
             }
             Node::Bin(op, a, b) => {
-                let a = self.subst_rec(a, map, memo);
-                let b = self.subst_rec(b, map, memo);
-                self.bin(op, a, b)
+                let a = self.subst_rec(a, map, drop_zero_products, memo);
+                let b = self.subst_rec(b, map, drop_zero_products, memo);
+                let zero = |e: ExprId| self.as_const(e) == Some(0.0);
+                match op {
+                    BinOp::Mul if drop_zero_products && (zero(a) || zero(b)) => self.constant(0.0),
+                    BinOp::Div if drop_zero_products && zero(a) => self.constant(0.0),
+                    _ => self.bin(op, a, b),
+                }
             }
             Node::Select(c, a, b) => {
-                let c = self.subst_rec(c, map, memo);
-                let a = self.subst_rec(a, map, memo);
-                let b = self.subst_rec(b, map, memo);
+                let c = self.subst_rec(c, map, drop_zero_products, memo);
+                let a = self.subst_rec(a, map, drop_zero_products, memo);
+                let b = self.subst_rec(b, map, drop_zero_products, memo);
                 self.select(c, a, b)
             }
         };
         memo.insert(id, r);
         r
+    }
+
+    /// `root` with the variables `vars` set to 0 and the terms they multiply dropped, as a
+    /// symbolic algebra would (`g*xi` vanishes; `substitute` keeps `g*0`, which is NaN for an
+    /// infinite `g`). Used to take the drift of a stochastic equation (every `xi` at 0).
+    pub fn drop_terms(&mut self, root: ExprId, vars: &[VarId]) -> ExprId {
+        let zero = self.constant(0.0);
+        let map: HashMap<VarId, ExprId> = vars.iter().map(|v| (*v, zero)).collect();
+        let mut memo = HashMap::new();
+        self.subst_rec(root, &map, true, &mut memo)
     }
 
     /// Every variable `root` reads.
@@ -675,10 +698,7 @@ impl ExprArena {
             Node::Bin(op, a, b) => {
                 let x = self.eval_rec(*a, vars, memo);
                 let y = self.eval_rec(*b, vars, memo);
-                match eval_bin(*op, x, y) {
-                    Value::Real(r) => r,
-                    Value::Bool(b) => f64::from(u8::from(b)),
-                }
+                apply_bin(*op, x, y)
             }
             Node::Select(c, a, b) => {
                 if self.eval_rec(*c, vars, memo) != 0.0 {
@@ -696,6 +716,14 @@ impl ExprArena {
 enum Value {
     Real(f64),
     Bool(bool),
+}
+
+/// `x op y` in f64, a truth value as 1 or 0 (the reference semantics of every operator).
+pub fn apply_bin(op: BinOp, x: f64, y: f64) -> f64 {
+    match eval_bin(op, x, y) {
+        Value::Real(r) => r,
+        Value::Bool(b) => f64::from(u8::from(b)),
+    }
 }
 
 fn eval_bin(op: BinOp, x: f64, y: f64) -> Value {

@@ -40,6 +40,9 @@ pub(super) struct SpecJson {
     per_step: Vec<String>,
     #[serde(default)]
     record: Vec<String>,
+    /// Left out of the JSON when false, so that specs (and cache keys) without it are unchanged.
+    #[serde(default, skip_serializing_if = "is_false")]
+    record_spikes: bool,
     #[serde(default)]
     fast_math: bool,
     #[serde(
@@ -56,6 +59,10 @@ fn one_substep() -> u32 {
 
 fn is_one_substep(k: &u32) -> bool {
     *k == 1
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 pub(super) fn float32() -> ElemType {
@@ -118,6 +125,7 @@ impl TryFrom<SpecJson> for ModelSpec {
             per_neuron: j.per_neuron,
             per_step: j.per_step,
             record: j.record,
+            record_spikes: j.record_spikes,
             fast_math: j.fast_math,
             storage: j.storage,
         })
@@ -144,6 +152,7 @@ impl From<ModelSpec> for SpecJson {
             per_neuron: s.per_neuron,
             per_step: s.per_step,
             record: s.record,
+            record_spikes: s.record_spikes,
             fast_math: s.fast_math,
             storage: s.storage,
         }

@@ -52,6 +52,9 @@ pub struct GroupPlan {
     pub late_reset: bool,
     /// Variables of the group that deliveries or Poisson inputs assign (outputs of the run).
     pub written: Vec<VarId>,
+    /// The group keeps each neuron's last spike step (`lastspike_step`): its refractory period
+    /// is a duration, or its code or a projection's reads `lastspike`.
+    pub lastspike: bool,
 }
 
 /// What the step does for one projection.
@@ -247,15 +250,23 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
                 .filter(|(gg, _)| *gg == g)
                 .map(|(_, v)| *v)
                 .collect();
-            let late_reset = match &group.kind {
-                NetGroupKind::Neuron { ir, .. } => reset_observed(ir, &written, &read),
-                _ => false,
+            let (late_reset, lastspike) = match &group.kind {
+                NetGroupKind::Neuron { ir, .. } => {
+                    let read_by_synapses =
+                        ir.lookup("lastspike").is_some_and(|v| read.contains(&v));
+                    (
+                        reset_observed(ir, &written, &read),
+                        ir.bookkeeping.lastspike || read_by_synapses,
+                    )
+                }
+                _ => (false, false),
             };
             GroupPlan {
                 depth,
                 ordered_compaction,
                 late_reset,
                 written,
+                lastspike,
             }
         })
         .collect();

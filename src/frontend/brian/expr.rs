@@ -5,14 +5,16 @@
 
 use super::tables::{lower_call, TableRef};
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
+use crate::frontend::builder::MATH_CONSTANTS;
 use crate::frontend::syntax::ast::{Ast, UnaryOp};
 use crate::frontend::syntax::units::unit_value;
-use crate::ir::{BinOp, ExprArena, ExprId, Func, Ty};
+use crate::ir::{BinOp, Draw, ExprArena, ExprId, Func, Ty};
 
 /// The functions Brian2-syntax expressions may call.
 pub const FUNCTIONS: &[&str] = &[
     "exp", "log", "log10", "sqrt", "cbrt", "abs", "fabs", "sin", "cos", "tan", "tanh", "sinh",
-    "cosh", "floor", "ceil", "pow", "min", "max", "clip", "where", "exprel",
+    "cosh", "floor", "ceil", "pow", "min", "max", "clip", "where", "exprel", "int", "sign", "rand",
+    "randn",
 ];
 
 /// Where a piece of text was written: its span in `src`, the whole text of `field`.
@@ -38,6 +40,16 @@ pub(crate) trait Scope {
     /// The value of `name`, written `at`, and whether it is a number or a truth value; else an
     /// error that says what the name could have been.
     fn name(&mut self, name: &str, at: Place) -> Result<(ExprId, Ty), Diagnostic>;
+
+    /// A new draw of `rand()` / `randn()` (a call written `at`), or why this place cannot draw:
+    /// by default, it cannot (a place with a random stream of its own says how it draws).
+    fn draw(&mut self, draw: Draw, at: Place) -> Result<ExprId, Diagnostic> {
+        let name = match draw {
+            Draw::Uniform => "rand",
+            Draw::Normal => "randn",
+        };
+        Err(at.error(format!("{name}() cannot be used here")))
+    }
 
     fn expr(&mut self, ast: &Ast, field: &str, src: &str) -> Result<(ExprId, Ty), Diagnostic> {
         Ok(match ast {
@@ -110,9 +122,10 @@ pub(crate) trait Scope {
             return Ok((e, Ty::Real));
         }
         let arity = match fname {
+            "rand" | "randn" => 0,
             "pow" | "min" | "max" => 2,
             "clip" | "where" => 3,
-            "exprel" => 1,
+            "exprel" | "int" | "sign" => 1,
             _ if Func::from_name(fname).is_some() => 1,
             _ => {
                 let near = nearest_names(fname, FUNCTIONS.iter().copied());
@@ -130,6 +143,28 @@ pub(crate) trait Scope {
                 format!("{fname}() takes {arity} argument(s), got {}", args.len()),
             )
             .at(src, span));
+        }
+        if fname == "rand" || fname == "randn" {
+            let draw = if fname == "rand" {
+                Draw::Uniform
+            } else {
+                Draw::Normal
+            };
+            let at = Place { field, src, span };
+            return Ok((self.draw(draw, at)?, Ty::Real));
+        }
+        if fname == "int" {
+            // Brian2's int(): truncation toward zero; of a condition, 1 or 0.
+            let (e, ty) = self.expr(&args[0], field, src)?;
+            let arena = self.arena();
+            let e = match ty {
+                Ty::Bool => {
+                    let (one, zero) = (arena.constant(1.0), arena.constant(0.0));
+                    arena.select(e, one, zero)
+                }
+                Ty::Real => arena.call(Func::Trunc, e),
+            };
+            return Ok((e, Ty::Real));
         }
         let mut vals = Vec::new();
         for (k, a) in args.iter().enumerate() {
@@ -152,15 +187,25 @@ pub(crate) trait Scope {
             }
             "where" => arena.select(vals[0], vals[1], vals[2]),
             "exprel" => arena.exprel(vals[0]),
+            "sign" => {
+                // -1, 0 or 1 (the argument itself when it is 0 or NaN, as numpy's sign).
+                let x = vals[0];
+                let zero = arena.constant(0.0);
+                let (one, minus_one) = (arena.constant(1.0), arena.constant(-1.0));
+                let negative = arena.bin(BinOp::Lt, x, zero);
+                let positive = arena.bin(BinOp::Gt, x, zero);
+                let rest = arena.select(negative, minus_one, x);
+                arena.select(positive, one, rest)
+            }
             _ => arena.call(Func::from_name(fname).unwrap(), vals[0]),
         };
         Ok((e, Ty::Real))
     }
 }
 
-/// The names with one meaning in every group, after its own: `dt` (folded), a unit name (its
-/// value in the kernels' unit system: `-50*mV` is -50), and a function named without a call
-/// (an error). `None` for any other name.
+/// The names with one meaning in every group, after its own: `dt` (folded), `pi` and `e`, a unit
+/// name (its value in the kernels' unit system: `-50*mV` is -50), and a function named without a
+/// call (an error). `None` for any other name.
 pub(crate) fn common_name(
     arena: &mut ExprArena,
     dt: f64,
@@ -169,6 +214,9 @@ pub(crate) fn common_name(
 ) -> Option<Result<(ExprId, Ty), Diagnostic>> {
     if name == "dt" {
         return Some(Ok((arena.constant(dt), Ty::Real)));
+    }
+    if let Some((_, value)) = MATH_CONSTANTS.iter().find(|(c, _)| *c == name) {
+        return Some(Ok((arena.constant(*value), Ty::Real)));
     }
     if let Some(scale) = unit_value(name) {
         return Some(Ok((arena.constant(scale), Ty::Real)));

@@ -5,8 +5,7 @@
 //! `x_post` are variables of the source and target groups; a bare name the target group has is
 //! the target's (`ge += w` is `ge_post += w`); then the projection's constants, `i` and `j`
 //! (the pre- and postsynaptic indices within the (sub)groups), `N_pre`, `N_post`, `t`, `dt`,
-//! units. `lastspike_pre` / `lastspike_post` are the neighbours' last spike times (where their
-//! refractory bookkeeping keeps them). What the next issue brings (`on_post`, synaptic
+//! units. `lastspike_pre` / `lastspike_post` are the neighbours' last spike times. What the next issue brings (`on_post`, synaptic
 //! differential equations `(clock-driven)` / `(event-driven)`, `(summed)` variables) is refused
 //! with a located "not supported yet" message.
 
@@ -124,7 +123,7 @@ pub fn lower(
         held: Vec::new(),
         noise: Vec::new(),
     };
-    let group = cx.group.finish(lowered, Method::Euler, 1, dt);
+    let group = cx.group.finish(lowered, Method::Euler, 1, dt, &[])?;
     Ok(SynapsesIr {
         group,
         on_pre,
@@ -306,15 +305,7 @@ impl<'a> SynapseScope<'a> {
             "target"
         };
         if let Some(v) = group.var(base) {
-            let ir = group.ir.expect("a variable belongs to a neuron group");
-            if ir.symbol(v).kind == SymbolKind::LastSpike
-                && !matches!(ir.events.refractory, crate::ir::RefractoryIr::Duration(_))
-            {
-                return Some(Err(at.error(format!(
-                    "'{name}': the {role} {} keeps no last spike time (it needs a refractory period given as a duration)",
-                    group.describe
-                ))));
-            }
+            // (A group keeps `lastspike` when a synapse reads it: `step::network`.)
             return Some(Ok(self.neighbour_symbol(side, v)));
         }
         if group
