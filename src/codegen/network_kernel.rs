@@ -675,9 +675,7 @@ impl Gen<'_> {
         };
         self.write_records(g, code, &body, w)?;
         body.write(w)?;
-        let mut assigned = ir.stored();
-        assigned.extend(code.dag.next_params.iter().map(|(v, _)| *v));
-        self.write_stores(g, ir, &assigned, w)?;
+        self.write_stores(g, ir, &code.dag.assigned(ir), w)?;
         if self.plan.groups[g].lastspike {
             writeln!(
                 w,

@@ -135,16 +135,8 @@ impl StepBody<'_> {
                 )?;
             }
         }
-        let mut roots: Vec<ExprId> = self.dag.next_state.clone();
-        roots.extend(self.dag.next_params.iter().map(|(_, e)| *e));
-        roots.extend(self.dag.spike);
-        let texts = self.print_block(&roots, "sf_", w)?;
-        let assigned: Vec<VarId> = self
-            .ir
-            .stored()
-            .into_iter()
-            .chain(self.dag.next_params.iter().map(|(v, _)| *v))
-            .collect();
+        let texts = self.print_block(&self.dag.roots(), "sf_", w)?;
+        let assigned = self.dag.assigned(self.ir);
         for (var, text) in assigned.iter().zip(&texts) {
             writeln!(w, "const {real} {} = {text};", (self.next_name)(*var))?;
         }

@@ -33,6 +33,26 @@ pub struct StepDag {
     pub traces: Vec<ExprId>,
 }
 
+impl StepDag {
+    /// What a step computes, in order: each stored variable's new value, each written
+    /// parameter's, then the spike (when there is a threshold).
+    pub fn roots(&self) -> Vec<ExprId> {
+        let mut roots = self.next_state.clone();
+        roots.extend(self.next_params.iter().map(|(_, e)| *e));
+        roots.extend(self.spike);
+        roots
+    }
+
+    /// The variables a step assigns, in the order of [`StepDag::roots`]: the stored variables
+    /// of `ir`, then the written parameters.
+    pub fn assigned(&self, ir: &GroupIr) -> Vec<VarId> {
+        ir.stored()
+            .into_iter()
+            .chain(self.next_params.iter().map(|(v, _)| *v))
+            .collect()
+    }
+}
+
 /// Rewrites that trade exactness for speed (the spec's `fast_math`), applied to the whole step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FastMath {
