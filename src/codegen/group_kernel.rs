@@ -160,10 +160,9 @@ impl KernelWriter<'_> {
             | SymbolKind::PerNeuronConstant
             | SymbolKind::PerStep => format!("{}{lane}", ident(&sym.name)),
             SymbolKind::Index(IndexOf::Pre | IndexOf::Post)
-            | SymbolKind::Count(IndexOf::Pre | IndexOf::Post) => {
-                unreachable!(
-                    "only synapse groups have pre/post indices, and no front end builds one"
-                )
+            | SymbolKind::Count(IndexOf::Pre | IndexOf::Post)
+            | SymbolKind::Neighbour(..) => {
+                unreachable!("only synapse groups have pre/post indices and neighbours")
             }
         }
     }
@@ -337,16 +336,8 @@ impl KernelWriter<'_> {
                 )?;
             }
         }
-        let mut roots: Vec<ExprId> = self.dag.next_state.clone();
-        roots.extend(self.dag.next_params.iter().map(|(_, e)| *e));
-        roots.extend(self.dag.spike);
-        let texts = self.print_block(&roots, "sf_", w)?;
-        let assigned: Vec<VarId> = self
-            .ir
-            .stored()
-            .into_iter()
-            .chain(self.dag.next_params.iter().map(|(v, _)| *v))
-            .collect();
+        let texts = self.print_block(&self.dag.roots(), "sf_", w)?;
+        let assigned = self.dag.assigned(self.ir);
         for (var, text) in assigned.iter().zip(&texts) {
             let symbol = self.ir.symbol(*var);
             let (ty, value) = match symbol.value {

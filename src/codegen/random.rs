@@ -44,6 +44,67 @@ pub fn philox_source(dialect: Dialect) -> String {
     )
 }
 
+/// The generator and everything the network kernels draw with, for a network of step `dt` and
+/// `precision`: the groups' streams (`stream_source`: noise, `rand()`, `randn()`), and the
+/// network's own streams, counted by (element, step, draw, stream) under the same key: exact
+/// uniforms (24 bits for float32, 53 for float64) and exact binomial counts.
+pub fn network_source(dialect: Dialect, dt: f64, precision: ElemType) -> String {
+    let q = dialect.inline_fn();
+    let key = step_key(dt);
+    let dops = match dialect {
+        Dialect::Cuda => "#define SF_DMUL(a, b) __dmul_rn(a, b)\n#define SF_DADD(a, b) __dadd_rn(a, b)\n#define SF_DDIV(a, b) __ddiv_rn(a, b)\n",
+        Dialect::C => "#define SF_DMUL(a, b) ((a) * (b))\n#define SF_DADD(a, b) ((a) + (b))\n#define SF_DDIV(a, b) ((a) / (b))\n",
+    };
+    let mut out = stream_source(dialect, dt, precision);
+    out.push_str(dops);
+    out.push_str(&format!(
+        r#"/* Uniforms of stream `stream`: counter (element, step, draw, stream), 24 or 53 exact bits. */
+{q} float sf_uniform24(uint32_t seed, uint32_t stream, uint32_t element, uint32_t step, uint32_t draw) {{
+    uint32_t c[4] = {{element, step, draw, stream}};
+    sf_philox(c, seed, 0x{key:08X}u);
+    return (float) (c[0] >> 8) * 5.9604645e-8f;
+}}
+{q} double sf_uniform53(uint32_t seed, uint32_t stream, uint32_t element, uint32_t step, uint32_t draw) {{
+    uint32_t c[4] = {{element, step, draw, stream}};
+    sf_philox(c, seed, 0x{key:08X}u);
+    return ((double) (c[0] >> 5) * 67108864.0 + (double) (c[1] >> 6)) * 1.1102230246251565e-16;
+}}
+/* Binomial(n, p), exactly, by inversion in float64 (correctly rounded, uncontracted operations, so
+   CPU and GPU agree): n is split into chunks of mean at most 16 events, each drawn from its own
+   uniform: P(0) = (1-p)^m by squaring, P(k+1) = P(k) (m-k)/(k+1) p/(1-p). */
+{q} uint32_t sf_binomial(uint32_t seed, uint32_t stream, uint32_t element, uint32_t step, uint32_t n, double p) {{
+    if (!(p > 0.0) || n == 0u) return 0u;
+    if (p >= 1.0) return n;
+    const double q = SF_DADD(1.0, -p);
+    const double ratio = SF_DDIV(p, q);
+    const double most = SF_DDIV(16.0, p);
+    const uint32_t chunk = most >= (double) n ? n : (most < 1.0 ? 1u : (uint32_t) most);
+    uint32_t total = 0u, draw = 0u;
+    for (uint32_t left = n; left > 0u; ++draw) {{
+        const uint32_t m = left < chunk ? left : chunk;
+        left -= m;
+        double pk = 1.0, base = q;
+        for (uint32_t e = m; e > 0u; e >>= 1) {{
+            if (e & 1u) pk = SF_DMUL(pk, base);
+            if (e > 1u) base = SF_DMUL(base, base);
+        }}
+        const double u = sf_uniform53(seed, stream, element, step, draw);
+        double cdf = pk;
+        uint32_t k = 0u;
+        while (u >= cdf && k < m) {{
+            pk = SF_DMUL(pk, SF_DMUL(SF_DDIV((double) (m - k), (double) (k + 1u)), ratio));
+            k += 1u;
+            cdf = SF_DADD(cdf, pk);
+        }}
+        total += k;
+    }}
+    return total;
+}}
+"#
+    ));
+    out
+}
+
 /// The generator and the transforms, for one dialect, for the steps of a run with step `dt`:
 /// `sf_normal(seed, element, step, k)` and `sf_uniform(...)` in the kernel's `precision` (a
 /// float32 kernel gets no double arithmetic).

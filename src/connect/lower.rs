@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::spec::{ConnectSpec, NumberOrExpr, Rule};
 use crate::diagnostics::Diagnostic;
 use crate::frontend::brian::expr::{common_name, unknown_name, Place, Scope};
+use crate::frontend::syntax::lexer::is_identifier;
 use crate::frontend::syntax::parser::parse_expression;
 use crate::ir::{ExprArena, ExprId, IndexOf, Ty, VarId};
 
@@ -202,14 +203,6 @@ fn check_names(spec: &ConnectSpec) -> Result<(), Diagnostic> {
         }
     }
     Ok(())
-}
-
-fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Names with a meaning in every connection rule.

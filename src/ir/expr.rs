@@ -78,6 +78,10 @@ pub enum Func {
     Ceil,
     /// Truncation toward zero (Brian2's `int()` of a number).
     Trunc,
+    /// Row `x` (truncated to an integer) of a network's table `k`: the values of a TimedArray,
+    /// read where the front end computed the index (`crate::frontend::brian::tables`). Never
+    /// folded: its values are data.
+    Table(u16),
 }
 
 impl Func {
@@ -121,6 +125,7 @@ impl Func {
             Func::Floor => "floor",
             Func::Ceil => "ceil",
             Func::Trunc => "trunc",
+            Func::Table(_) => "sf_table",
         }
     }
 
@@ -142,6 +147,7 @@ impl Func {
             Func::Floor => x.floor(),
             Func::Ceil => x.ceil(),
             Func::Trunc => x.trunc(),
+            Func::Table(_) => f64::NAN,
         }
     }
 }
@@ -285,7 +291,7 @@ impl ExprArena {
     }
 
     pub fn call(&mut self, f: Func, a: ExprId) -> ExprId {
-        if let Some(c) = self.as_const(a) {
+        if let (Some(c), false) = (self.as_const(a), matches!(f, Func::Table(_))) {
             return self.constant(f.eval(c));
         }
         self.intern(Node::Call(f, a))

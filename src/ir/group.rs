@@ -58,6 +58,9 @@ pub enum SymbolKind {
     /// One call of `rand()` or `randn()` in the group's code: a fresh number per element and
     /// step, drawn at the start of the step (the same value wherever the step reads it).
     Random(Draw),
+    /// In a synapse group: a variable of the presynaptic (`x_pre`) or postsynaptic (`x_post`, or
+    /// a bare name the target has) neuron group, by its id in that group's IR.
+    Neighbour(IndexOf, VarId),
 }
 
 /// What one call of a random function draws.

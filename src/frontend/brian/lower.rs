@@ -7,10 +7,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::equations::{parse_equations, EquationLine, LineKind};
+use super::equations::{parse_equations, subexpression_cycle, EquationLine, LineKind};
 use super::events::{lower_events, EventScope};
 use super::expr::{common_name, quote_list, unknown_name, Place, Scope};
 use super::method::EquationTerms;
+use super::tables::TableRef;
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
 use crate::frontend::builder::{GroupBuilder, Lowered, BUILTIN_NAMES, MATH_CONSTANTS};
 use crate::frontend::method;
@@ -23,8 +24,17 @@ use crate::spec::ModelSpec;
 
 /// Lowers a spec whose dynamics are `equations`, reporting the first error with its place.
 pub fn lower(spec: &ModelSpec, equations: &str) -> Result<GroupIr, Diagnostic> {
+    lower_with_tables(spec, equations, &[])
+}
+
+/// [`lower`], where expressions may also call the TimedArrays `tables` (a network's).
+pub fn lower_with_tables(
+    spec: &ModelSpec,
+    equations: &str,
+    tables: &[TableRef],
+) -> Result<GroupIr, Diagnostic> {
     let lines = parse_equations(equations)?;
-    let mut cx = Lowering::new(spec, equations, &lines)?;
+    let mut cx = Lowering::new(spec, equations, &lines, tables)?;
     let lowered = cx.lower_all()?;
     let terms = EquationTerms {
         spec,
@@ -43,6 +53,8 @@ struct Lowering<'a> {
     equations: &'a str,
     lines: &'a [EquationLine],
     group: GroupBuilder,
+    /// The TimedArrays expressions may call.
+    tables: &'a [TableRef],
     held: Vec<(VarId, ExprId)>,
     /// Lowered subexpressions, by name.
     subexpr_values: HashMap<String, ExprId>,
@@ -55,12 +67,14 @@ impl<'a> Lowering<'a> {
         spec: &'a ModelSpec,
         equations: &'a str,
         lines: &'a [EquationLine],
+        tables: &'a [TableRef],
     ) -> Result<Self, Diagnostic> {
         let mut cx = Lowering {
             spec,
             equations,
             lines,
             group: GroupBuilder::default(),
+            tables,
             subexpr_values: HashMap::new(),
             held: Vec::new(),
             in_progress: Vec::new(),
@@ -261,14 +275,14 @@ impl<'a> Lowering<'a> {
             return Ok(*e);
         }
         let line = self.lines.iter().find(|l| l.name == name).unwrap();
-        if let Some(pos) = self.in_progress.iter().position(|n| n == name) {
-            let mut cycle: Vec<String> = self.in_progress[pos..].to_vec();
-            cycle.push(name.to_string());
-            return Err(Diagnostic::new(
-                field,
-                format!("cyclic subexpressions: {}", cycle.join(" -> ")),
-            )
-            .at(self.equations, line.name_span));
+        if let Some(d) = subexpression_cycle(
+            &self.in_progress,
+            name,
+            field,
+            self.equations,
+            line.name_span,
+        ) {
+            return Err(d);
         }
         self.in_progress.push(name.to_string());
         let ast = line.expr.as_ref().unwrap();
@@ -334,6 +348,11 @@ impl<'a> Lowering<'a> {
 impl Scope for Lowering<'_> {
     fn arena(&mut self) -> &mut ExprArena {
         &mut self.group.arena
+    }
+
+    fn table(&self, name: &str) -> Option<(TableRef, f64)> {
+        let t = self.tables.iter().find(|t| t.name == name)?;
+        Some((t.clone(), self.spec.dt))
     }
 
     fn draw(&mut self, draw: Draw, _at: Place) -> Result<ExprId, Diagnostic> {
