@@ -6,7 +6,6 @@ drawn initial values. Imported only where brian2 is installed.
 from __future__ import annotations
 
 import numpy as np
-
 from network_models import DT, REFRACTORY_MS, RESET, THRESHOLD
 
 

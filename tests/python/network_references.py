@@ -166,9 +166,7 @@ def coba_update(c: dict, dt: float) -> Callable:
     def update(state, not_ref):
         v, ge, gi = state["v"], state["ge"], state["gi"]
         dv = (ge * (c["Ee"] - v) + gi * (c["Ei"] - v) - (v - c["El"])) / c["taum"]
-        return dict(
-            v=np.where(not_ref, v + dt * dv, v), ge=ge + dt * (-ge / c["taue"]), gi=gi + dt * (-gi / c["taui"])
-        )
+        return dict(v=np.where(not_ref, v + dt * dv, v), ge=ge + dt * (-ge / c["taue"]), gi=gi + dt * (-gi / c["taui"]))
 
     return update
 
