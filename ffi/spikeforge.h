@@ -26,7 +26,17 @@ char *sf_model_compile(const char *spec_json);
 /* The generated kernel source for target "cuda" or "c": {"ok": true, "source": "...", "entry": "..."}. */
 char *sf_model_source(const char *spec_json, const char *target);
 
-/* Releases a string returned by sf_model_compile, sf_model_source or sf_cuda_compile_check. */
+/* Validates a connection rule (src/connect/spec.rs) and returns {"ok": true, "key": "<sha256>",
+ * "spec": "<canonical spec>", "rows": "pre" | "post", "pre_variables": [...],
+ * "post_variables": [...], "error_codes": {...}}, or a located error as sf_model_compile does. */
+char *sf_connect_compile(const char *spec_json);
+
+/* The generated connectivity kernels of a rule for target "cuda" or "c":
+ * {"ok": true, "source": "...", "entries": ["sf_connect_count", "sf_connect_fill"]}. */
+char *sf_connect_source(const char *spec_json, const char *target);
+
+/* Releases a string returned by sf_model_compile, sf_model_source, sf_connect_compile,
+ * sf_connect_source or sf_cuda_compile_check. */
 void sf_string_free(char *s);
 
 /* Compiles CUDA source with NVRTC (no GPU needed) to PTX and checks the named kernels exist:
@@ -53,6 +63,8 @@ struct XLA_FFI_Error *sf_custom_call_cpu(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_custom_call_cuda(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_reduce_cpu(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_reduce_cuda(struct XLA_FFI_CallFrame *frame);
+struct XLA_FFI_Error *sf_connect_cpu(struct XLA_FFI_CallFrame *frame);
+struct XLA_FFI_Error *sf_connect_cuda(struct XLA_FFI_CallFrame *frame);
 
 #ifdef __cplusplus
 }

@@ -13,7 +13,7 @@ use crate::codegen::{self, Dialect};
 use crate::diagnostics::Diagnostic;
 use crate::spec::ModelSpec;
 
-fn diagnostic_json(d: &Diagnostic) -> Value {
+pub(crate) fn diagnostic_json(d: &Diagnostic) -> Value {
     json!({
         "kind": "model",
         "field": d.field,

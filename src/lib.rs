@@ -19,6 +19,8 @@
 //! * [`runtime`]: turning generated source into something callable (NVRTC + CUDA driver, cc + dlopen).
 //! * [`xla`]: the XLA FFI bridge (bindgen `sys` -> checked `result` -> `safe` types).
 //! * [`handlers`]: the FFI handlers XLA calls; [`capi`]: the C ABI the Python shim calls.
+//! * [`connect`]: connectivity (which synapses a projection has) from a rule and a seed, by
+//!   generated kernels on the device.
 //! * [`fuzzing`]: the entry points of the fuzz targets (fuzz/), replayed by a test.
 
 // Model errors carry their location and source line (about 150 bytes); they are returned only on
@@ -27,6 +29,7 @@
 
 pub mod capi;
 pub mod codegen;
+pub mod connect;
 pub mod diagnostics;
 pub mod frontend;
 pub mod fuzzing;

@@ -86,6 +86,10 @@ _lib.sf_string_free.restype = None
 _lib.sf_version.restype = ctypes.c_char_p
 _lib.sf_cuda_compile_check.argtypes = [ctypes.c_char_p]
 _lib.sf_cuda_compile_check.restype = ctypes.c_void_p
+_lib.sf_connect_compile.argtypes = [ctypes.c_char_p]
+_lib.sf_connect_compile.restype = ctypes.c_void_p
+_lib.sf_connect_source.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+_lib.sf_connect_source.restype = ctypes.c_void_p
 _lib.sf_ffi_targets.argtypes = []
 _lib.sf_ffi_targets.restype = ctypes.c_char_p
 
@@ -105,6 +109,14 @@ def model_compile(spec_json: str) -> dict:
 
 def model_source(spec_json: str, target: str) -> dict:
     return _take_json(_lib.sf_model_source(spec_json.encode("utf-8"), target.encode("utf-8")))
+
+
+def connect_compile(spec_json: str) -> dict:
+    return _take_json(_lib.sf_connect_compile(spec_json.encode("utf-8")))
+
+
+def connect_source(spec_json: str, target: str) -> dict:
+    return _take_json(_lib.sf_connect_source(spec_json.encode("utf-8"), target.encode("utf-8")))
 
 
 def cuda_compile_check(request: dict) -> dict:

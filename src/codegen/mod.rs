@@ -1,9 +1,11 @@
 //! Code generation: printers only. The step DAG (`crate::step`) printed as a fused group kernel
 //! ([`group_kernel`]) in either [`Dialect`], with its argument layout ([`layout`]); the
 //! expression printer and helpers every file shares ([`printer`]); the noise generator's source
-//! ([`random`]); the reduction kernels ([`reduction`]). All of them write through one
+//! ([`random`]); the reduction kernels ([`reduction`]); the connectivity kernels
+//! ([`connect_kernel`]). All of them write through one
 //! [`writer::SourceWriter`].
 
+pub mod connect_kernel;
 pub mod dialect;
 pub mod group_kernel;
 pub mod layout;

@@ -12,6 +12,36 @@
 
 use super::dialect::Dialect;
 
+/// Philox4x32-10 for one dialect: `sf_philox(c, k0, k1)` turns the counter `c` into four
+/// random words in place. Every stream of the library (noise here, connectivity in
+/// `connect_kernel`) calls this one function, with its own key and counter layout.
+pub fn philox_source(dialect: Dialect) -> String {
+    let q = dialect.inline_fn();
+    let unroll = match dialect {
+        Dialect::Cuda => "#pragma unroll",
+        Dialect::C => "#pragma GCC unroll 10",
+    };
+    format!(
+        r#"{q} uint32_t sf_mulhilo(uint32_t a, uint32_t b, uint32_t* hi) {{
+    const uint64_t p = (uint64_t) a * (uint64_t) b;
+    *hi = (uint32_t) (p >> 32);
+    return (uint32_t) p;
+}}
+{q} void sf_philox(uint32_t c[4], uint32_t k0, uint32_t k1) {{
+    {unroll}
+    for (int r = 0; r < 10; ++r) {{
+        uint32_t hi0, hi1;
+        const uint32_t lo0 = sf_mulhilo(0xD2511F53u, c[0], &hi0);
+        const uint32_t lo1 = sf_mulhilo(0xCD9E8D57u, c[2], &hi1);
+        const uint32_t n0 = hi1 ^ c[1] ^ k0, n2 = hi0 ^ c[3] ^ k1;
+        c[0] = n0; c[1] = lo1; c[2] = n2; c[3] = lo0;
+        k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
+    }}
+}}
+"#
+    )
+}
+
 /// The generator and the normal transform, for one dialect.
 pub fn normal_source(dialect: Dialect) -> String {
     let q = dialect.inline_fn();
@@ -20,10 +50,6 @@ pub fn normal_source(dialect: Dialect) -> String {
         Dialect::Cuda => "#define SF_MUL(a, b) __fmul_rn(a, b)\n#define SF_ADD(a, b) __fadd_rn(a, b)\n#define SF_FMA(a, b, c) __fmaf_rn(a, b, c)\n#define SF_DIV(a, b) __fdiv_rn(a, b)\n#define SF_SQRT(a) __fsqrt_rn(a)\n",
         // ISO C mode (-std=c11) does not contract across statements or expressions.
         Dialect::C => "#define SF_MUL(a, b) ((a) * (b))\n#define SF_ADD(a, b) ((a) + (b))\n#define SF_FMA(a, b, c) fmaf(a, b, c)\n#define SF_DIV(a, b) ((a) / (b))\n#define SF_SQRT(a) sqrtf(a)\n",
-    };
-    let unroll = match dialect {
-        Dialect::Cuda => "#pragma unroll",
-        Dialect::C => "#pragma GCC unroll 10",
     };
     let bits = match dialect {
         Dialect::Cuda => "__int_as_float((int) u)",
@@ -42,23 +68,7 @@ pub fn normal_source(dialect: Dialect) -> String {
     };
     format!(
         r#"/* Noise: Philox4x32-10 keyed by (seed, neuron, step, k); see src/codegen/random.rs. */
-{ops}{bits_helper}{q} uint32_t sf_mulhilo(uint32_t a, uint32_t b, uint32_t* hi) {{
-    const uint64_t p = (uint64_t) a * (uint64_t) b;
-    *hi = (uint32_t) (p >> 32);
-    return (uint32_t) p;
-}}
-{q} void sf_philox(uint32_t c[4], uint32_t k0, uint32_t k1) {{
-    {unroll}
-    for (int r = 0; r < 10; ++r) {{
-        uint32_t hi0, hi1;
-        const uint32_t lo0 = sf_mulhilo(0xD2511F53u, c[0], &hi0);
-        const uint32_t lo1 = sf_mulhilo(0xCD9E8D57u, c[2], &hi1);
-        const uint32_t n0 = hi1 ^ c[1] ^ k0, n2 = hi0 ^ c[3] ^ k1;
-        c[0] = n0; c[1] = lo1; c[2] = n2; c[3] = lo0;
-        k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
-    }}
-}}
-/* ln(u) for u in (0, 1]: u = m 2^e, m in [1, 2); ln m = 2 atanh((m-1)/(m+1)). */
+{ops}{bits_helper}{philox}/* ln(u) for u in (0, 1]: u = m 2^e, m in [1, 2); ln m = 2 atanh((m-1)/(m+1)). */
 {q} float sf_rng_log(float u) {{
     const uint32_t w = {ubits_u};
     const int e = (int) ((w >> 23) & 0xffu) - 127;
@@ -95,6 +105,7 @@ pub fn normal_source(dialect: Dialect) -> String {
     return SF_MUL(SF_SQRT(SF_MUL(-2.0f, sf_rng_log(u1))), sf_rng_cos_turns(u2));
 }}
 "#,
+        philox = philox_source(dialect),
         ubits_u = ubits.replace('m', "u"),
         bits_m = bits.replace('u', "((w & 0x007fffffu) | 0x3f800000u)"),
     )
