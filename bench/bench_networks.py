@@ -92,8 +92,8 @@ def build_network(case: Case):
     )
     Ce = sf.Synapses(P[: case.n_exc], P, on_pre="ge_post += we", constants=dict(we=WE), name="Ce")
     Ci = sf.Synapses(P[case.n_exc :], P, on_pre="gi_post += wi", constants=dict(wi=WI), name="Ci")
-    Ce.connect(fixed_out_degree=OUT_DEGREE, with_replacement=True, seed=11)
-    Ci.connect(fixed_out_degree=OUT_DEGREE, with_replacement=True, seed=12)
+    Ce.connect(fixed_out_degree=OUT_DEGREE, replace=True, seed=11)
+    Ci.connect(fixed_out_degree=OUT_DEGREE, replace=True, seed=12)
     return sf.Network(P, Ce, Ci, dt=DT)
 
 

@@ -81,25 +81,30 @@ def test_connect_arguments_are_checked():
     S = sf.Synapses(P[:4], P, on_pre="x += 1", name="S")
     with pytest.raises(sf.ModelError, match="Synapses 'S': connect: i has 3 entries and j has 2"):
         S.connect(i=[0, 1, 2], j=[0, 1])
-    with pytest.raises(IndexError, match="i = 4 is out of range: the source has 4 neurons"):
+    with pytest.raises(IndexError, match=r"i\[1\] = 4 is out of range: the source has 4 neurons"):
         S.connect(i=[0, 4], j=[0, 1])
-    with pytest.raises(IndexError, match="j = -1 is out of range"):
+    with pytest.raises(IndexError, match=r"j\[1\] = -1 is out of range"):
         S.connect(i=[0, 1], j=[0, -1])
     with pytest.raises(TypeError, match="must hold integers"):
         S.connect(i=[0.5], j=[1])
     with pytest.raises(sf.ModelError, match="give both i and j"):
         S.connect(i=[0])
-    with pytest.raises(sf.ModelError, match="cannot be combined with p"):
+    with pytest.raises(sf.ModelError, match="cannot be combined with i/j arrays"):
         S.connect(i=[0], j=[1], p=0.5)
-    with pytest.raises(sf.ModelError, match=r"p must lie in \[0, 1\]"):
+    with pytest.raises(sf.ModelError, match="p"):
         S.connect(p=1.5)
     with pytest.raises(sf.ModelError, match="not both"):
         S.connect(fixed_out_degree=3, fixed_in_degree=3)
     with pytest.raises(sf.ModelError, match="without replacement needs at least 11"):
-        S.connect(fixed_out_degree=11, with_replacement=False)
-    with pytest.raises(sf.ModelError, match="generator syntax"):
+        S.connect(fixed_out_degree=11, replace=False)
+    with pytest.raises(sf.ModelError, match="generator syntax is not supported"):
         S.connect(i=0, j="k for k in range(3)")
+    with pytest.raises(sf.ModelError, match="unknown name 'k'") as e:
+        S.connect(condition="k != j")
+    assert any("connect() of Synapses 'S'" in note for note in e.value.__notes__)
     assert S.connections == []
+    S.connect(condition="x_post > 0 and i != j", p=0.5)  # the target's parameter x
+    S.connections.clear()
     S.connect(i=2, j=[3, 4, 5])
     S.connect(p=0.5, condition="i != j", seed=3)
     assert len(S.connections) == 2

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import arguments
+from .. import arguments, connectivity
 from ..errors import ModelError
 from ..layout import NEVER_SPIKED
 from ..units import to_kernel_units
@@ -198,8 +198,10 @@ class Network:
                     per_neuron.append((g.name, consts))
         synapses = {}
         max_delay = []
-        for s in self.members.synapses:
-            built = self._build_synapses(s, seed, initial_values.get(s.name, {}), dtype)
+        generated = any(isinstance(c, GeneratedSynapses) for s in self.members.synapses for c in s.connections)
+        group_values = self._group_values(initial_values) if generated else {}
+        for index, s in enumerate(self.members.synapses):
+            built = self._build_synapses(index, s, seed, initial_values.get(s.name, {}), group_values)
             synapses[s.name] = built
             if built["delay_var"] is not None:
                 max_delay.append((s.name, built["max_steps"] * self.dt))
@@ -208,33 +210,70 @@ class Network:
         layout = self._layout(answer, dtype)
         return self._fill_state(layout, seed, dtype, initial_values, synapses)
 
-    def _build_synapses(self, s, seed: int, values: Mapping, dtype: str) -> dict:
-        """The projection's CSR and its per-synapse values in stored order."""
-        pieces_i, pieces_j = [], []
+    def _group_values(self, initial_values: Mapping) -> dict:
+        """Each neuron group's initial variables as float64 numpy arrays (what connect rules read)."""
+        out = {}
+        for g in self.members.groups:
+            if not isinstance(g, NeuronGroup):
+                continue
+            given = initial_values.get(g.name, {})
+            values = {}
+            for name in tuple(g.model.state_variables) + tuple(g.model.parameters):
+                where = f"init_state: {g.name}[{name!r}]"
+                value = to_kernel_units(given.get(name, self._default_value(g, name)), where)
+                values[name] = np.broadcast_to(np.asarray(value, dtype=np.float64), (g.n,))
+            out[g.name] = values
+        return out
+
+    def _build_synapses(self, index: int, s, seed: int, values: Mapping, group_values: Mapping) -> dict:
+        """The projection's CSR (row offsets, targets), the per-synapse values in stored order,
+        and its delay buckets when its delays are per synapse."""
+        parts = []
         for k, conn in enumerate(s.connections):
             if isinstance(conn, ExplicitSynapses):
-                pieces_i.append(conn.i.astype(np.int64))
-                pieces_j.append(conn.j.astype(np.int64))
-            else:
-                i, j = self._generate(s, conn, seed, k)
-                pieces_i.append(i)
-                pieces_j.append(j)
-        i = np.concatenate(pieces_i) if pieces_i else np.zeros(0, np.int64)
-        j = np.concatenate(pieces_j) if pieces_j else np.zeros(0, np.int64)
-        n_syn = i.size
+                parts.append((conn.i.astype(np.int64), conn.j.astype(np.int64)))
+                continue
+            pre = {n: v[s.source.start : s.source.stop] for n, v in group_values.get(s.source.root.name, {}).items()}
+            post = {n: v[s.target.start : s.target.stop] for n, v in group_values.get(s.target.root.name, {}).items()}
+            same = s.source.root is s.target.root
+            try:
+                built = connectivity.build(
+                    conn.rule,
+                    s.source.n,
+                    s.target.n,
+                    seed=seed if conn.seed is None else conn.seed,
+                    stream=(index << 16) + k,
+                    pre_values=pre,
+                    post_values=post,
+                    constants=s.constants,
+                    self_offset=s.source.start - s.target.start if same else None,
+                )
+            except ModelError as err:
+                raise s.error(f"connect call {k + 1}: {err}", field=err.field or "connect") from None
+            if built.wide:
+                raise s.error(f"{built.n_synapses} synapses: more than 2^31 - 1 in one projection", field="connect")
+            parts.append(built)
+        delay_var = self._per_synapse_delay(s)
+        table = None
+        if len(parts) == 1 and not isinstance(parts[0], tuple) and delay_var is None:
+            # One rule: its CSR as built, on the device (creation order is its order).
+            row_offsets, targets, n_syn = parts[0].row_offsets, parts[0].targets, parts[0].n_synapses
+        else:
+            pairs = [p if isinstance(p, tuple) else tuple(np.asarray(x, np.int64) for x in p.pairs()) for p in parts]
+            i = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, np.int64)
+            j = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0, np.int64)
+            n_syn = int(i.size)
+            table = i, j
         converted = {}
         for var, value in values.items():
             x = np.asarray(to_kernel_units(value, f"init_state: {s.name}[{var!r}]"))
-            if x.ndim == 1 and x.shape[0] != n_syn:
+            if x.ndim > 1 or (x.ndim == 1 and x.shape[0] != n_syn):
                 raise s.error(
-                    f"init_state: {var!r} has {x.shape[0]} values, but the projection has {n_syn} synapses "
+                    f"init_state: {var!r} has shape {x.shape}, but the projection has {n_syn} synapses "
                     "(give one value, or one per synapse in creation order)",
                     field=var,
                 )
-            if x.ndim > 1:
-                raise s.error(f"init_state: {var!r} has shape {x.shape}: give one value or one per synapse", field=var)
             converted[var] = x
-        delay_var = self._per_synapse_delay(s)
         steps = None
         max_steps = 0
         if delay_var is not None:
@@ -249,22 +288,27 @@ class Network:
             if max_steps > self.MAX_DELAY_STEPS:
                 k = int(np.argmax(steps))
                 raise s.error(
-                    f"init_state: synapse {k}'s delay {d[k]} ms is {max_steps} steps of dt = {self.dt} ms: longer than "
-                    f"the spike queue holds ({self.MAX_DELAY_STEPS} steps)",
+                    f"init_state: synapse {k}'s delay {d[k]} ms is {max_steps} steps of dt = {self.dt} ms: longer "
+                    f"than the spike queue holds ({self.MAX_DELAY_STEPS} steps)",
                     field=delay_var,
                 )
-        table = csr_mod.from_pairs(i, j, s.source.n, steps)
-        stored = {var: (x if x.ndim == 0 else table.permute(x)) for var, x in converted.items()}
+        stored = converted
         buckets = None
-        if steps is not None:
-            buckets = csr_mod.delay_buckets(table, steps[table.order], max_steps)
-        return dict(csr=table, values=stored, delay_var=delay_var, max_steps=max_steps, buckets=buckets)
-
-    def _generate(self, s, conn: GeneratedSynapses, seed: int, call: int):
-        """(i, j) of a connect rule, built by the library's connectivity kernels."""
-        from .. import connectivity as build  # the connectivity builder (spikeforge_connect)
-
-        return build.pairs(s, conn, seed=seed if conn.seed is None else conn.seed, call=call)
+        if table is not None:
+            csr = csr_mod.from_pairs(*table, s.source.n, steps)
+            row_offsets, targets = csr.row_offsets, csr.targets
+            stored = {var: (x if x.ndim == 0 else csr.permute(x)) for var, x in converted.items()}
+            if steps is not None:
+                buckets = csr_mod.delay_buckets(csr, steps[csr.order], max_steps)
+        return dict(
+            row_offsets=row_offsets,
+            targets=targets,
+            n_syn=n_syn,
+            values=stored,
+            delay_var=delay_var,
+            max_steps=max_steps,
+            buckets=buckets,
+        )
 
     def _fill_state(self, layout, seed: int, dtype: str, initial_values: Mapping, synapses: dict) -> dict:
         state: dict = {}
@@ -279,7 +323,7 @@ class Network:
             obj = by_name[owner]
             given = initial_values.get(owner, {})
             box = state.setdefault(owner, {})
-            shape = layout.shape(a, steps=1, n_syn={k: v["csr"].n_syn for k, v in synapses.items()})
+            shape = layout.shape(a, steps=1, n_syn={k: v["n_syn"] for k, v in synapses.items()})
             if role in ("state", "param", "per_neuron_constant"):
                 used.setdefault(owner, set()).add(name)
                 value = given[name] if name in given else self._default_value(obj, name)
@@ -298,9 +342,9 @@ class Network:
             elif role in ("spike_queue", "spike_queue_counts"):
                 box[name] = jnp.zeros(shape, want)
             elif role == "row_offsets":
-                box[name] = jnp.asarray(synapses[owner]["csr"].row_offsets, want)
+                box[name] = jnp.asarray(synapses[owner]["row_offsets"], want)
             elif role == "targets":
-                box[name] = jnp.asarray(synapses[owner]["csr"].targets, want)
+                box[name] = jnp.asarray(synapses[owner]["targets"], want)
             elif role == "delay_buckets":
                 box[name] = jnp.asarray(synapses[owner]["buckets"], want)
             elif role in ("synapse_param", "shared_param"):

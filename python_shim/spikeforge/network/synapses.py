@@ -14,13 +14,14 @@ concrete there); this module records and checks what was asked.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
-import operator
 
 import numpy as np
 
-from .. import arguments
+from .. import arguments, connectivity
 from ..equations import equations_text
+from ..errors import ModelError
 from ..units import TIME, to_kernel_units
 from .base import NetworkObject, describe
 from .groups import NeuronGroup, SpikeSource, Subgroup
@@ -30,7 +31,8 @@ __all__ = ["Synapses", "Connection", "ExplicitSynapses", "GeneratedSynapses"]
 
 @dataclasses.dataclass(frozen=True)
 class ExplicitSynapses:
-    """``connect(i=..., j=...)``: indices within the source and the target, in the order given."""
+    """``connect(i=..., j=...)``: indices within the source and the target, in the order given
+    (multapses of ``n=`` repeated, invalid pairs of ``skip_if_invalid=True`` left out)."""
 
     i: np.ndarray
     j: np.ndarray
@@ -38,24 +40,17 @@ class ExplicitSynapses:
 
 @dataclasses.dataclass(frozen=True)
 class GeneratedSynapses:
-    """A rule the library builds from a seed: ``condition`` (an expression of ``i``, ``j`` and
-    group variables, or None), ``p`` (probability per pair) and ``n`` (synapses per accepted
-    pair), each a number or an expression of ``i``, ``j`` and group variables,
-    or a fixed out- / in-degree (``with_replacement``: targets drawn with replacement)."""
+    """A rule (``spikeforge.connectivity``'s ``Pairs``, ``FixedOutDegree`` or ``FixedInDegree``)
+    that the library's connectivity kernels build from ``seed`` (None: the network's)."""
 
-    condition: str | None = None
-    p: float | str = 1.0
-    n: int | str = 1
-    fixed_out_degree: int | None = None
-    fixed_in_degree: int | None = None
-    with_replacement: bool = True
+    rule: object
     seed: int | None = None
 
 
 Connection = ExplicitSynapses | GeneratedSynapses
 
 
-def _index_array(value, what: str, size: int, owner) -> np.ndarray:
+def _index_array(value, what: str, size: int, owner, skip: bool) -> np.ndarray:
     array = np.asarray(value)
     if array.dtype == np.bool_ or (array.size and array.dtype.kind not in "iu"):
         raise owner.error(
@@ -64,39 +59,17 @@ def _index_array(value, what: str, size: int, owner) -> np.ndarray:
     if array.ndim > 1:
         raise owner.error(f"connect: {what} must be one index or a 1-d array, got shape {array.shape}", field="connect")
     array = array.astype(np.int64).reshape(-1)
-    if array.size and (array.min() < 0 or array.max() >= size):
-        bad = int(array[(array < 0) | (array >= size)][0])
+    bad = (array < 0) | (array >= size)
+    if bad.any() and not skip:
+        k = int(np.nonzero(bad)[0][0])
         side = "source" if what == "i" else "target"
         raise owner.error(
-            f"connect: {what} = {bad} is out of range: the {side} has {size} neurons ({what} in [0, {size}))",
+            f"connect: {what}[{k}] = {int(array[k])} is out of range: the {side} has {size} neurons "
+            f"({what} in [0, {size})); skip_if_invalid=True drops such pairs",
             field="connect",
             cls=IndexError,
         )
     return array
-
-
-def _probability(p, owner) -> float | str:
-    if isinstance(p, str):
-        return p
-    try:
-        value = float(p)
-    except (TypeError, ValueError):
-        raise owner.error(f"connect: p must be a number in [0, 1], got {p!r}", field="connect", cls=TypeError) from None
-    if not 0.0 <= value <= 1.0 or not math.isfinite(value):
-        raise owner.error(f"connect: p must lie in [0, 1], got {p!r}", field="connect")
-    return value
-
-
-def _degree(value, what: str, owner) -> int:
-    try:
-        k = operator.index(value)
-    except TypeError:
-        raise owner.error(
-            f"connect: {what} must be an integer, got {value!r}", field="connect", cls=TypeError
-        ) from None
-    if isinstance(value, (bool, np.bool_)) or k < 0:
-        raise owner.error(f"connect: {what} must be an integer >= 0, got {value!r}", field="connect")
-    return int(k)
 
 
 class Synapses(NetworkObject):
@@ -197,97 +170,95 @@ class Synapses(NetworkObject):
         j=None,
         p=1.0,
         n=1,
+        skip_if_invalid: bool = False,
         *,
         fixed_out_degree=None,
         fixed_in_degree=None,
-        with_replacement: bool = True,
+        replace: bool = True,
+        allow_self: bool = True,
         seed: int | None = None,
     ) -> Synapses:
         """Adds synapses, Brian2's ``connect``: ``connect(i=..., j=...)`` (arrays or one index,
-        indices within the source and the target), ``connect()`` (all to all),
-        ``connect(condition="i != j", p=0.02, n=2)``, ``connect(p=0.02)``, or a fixed degree
-        (``fixed_out_degree=80``: each source neuron gets 80 targets; ``fixed_in_degree=80``;
-        drawn with replacement unless ``with_replacement=False``). ``condition=True`` is all to
-        all; a bool ``condition`` is Brian2's ``connect(True)``. ``seed``: the generator's seed
-        (default: the network's seed). Several calls add up, in order. Returns ``self``."""
-        explicit = i is not None or j is not None
-        if isinstance(condition, (bool, np.bool_)):
-            if not condition:
-                return self
-            condition = None
-        if condition is not None and not isinstance(condition, str):
-            raise self.error(f"connect: condition must be a string expression, got {condition!r}", field="connect")
-        if explicit:
-            if i is None or j is None:
-                raise self.error(
-                    "connect: give both i and j (arrays of the same length, or one index)", field="connect"
-                )
-            if isinstance(i, str) or isinstance(j, str):
-                raise self.error(
-                    "connect: generator syntax (j='k for k in ...') is not supported: use condition=, p=, n=, "
-                    "fixed_out_degree= or fixed_in_degree=",
-                    field="connect",
-                )
-            others = dict(condition=condition, fixed_out_degree=fixed_out_degree, fixed_in_degree=fixed_in_degree)
-            given = (
-                [k for k, v in others.items() if v is not None]
-                + (["p"] if p != 1.0 else [])
-                + (["n"] if n != 1 else [])
+        within the source and the target), ``connect()`` or ``connect(True)`` (all to all),
+        ``connect(condition="i != j", p=0.02, n=2)`` (``p`` and ``n`` numbers or expressions of
+        ``i``, ``j``, ``N_pre``, ``N_post``, ``x_pre``/``x_post`` group variables and the
+        synapses' constants), or a fixed degree: ``fixed_out_degree=80`` (80 targets per source
+        neuron), ``fixed_in_degree=80``, drawn with replacement unless ``replace=False``;
+        ``allow_self=False`` leaves out a neuron's synapse onto itself. Rules are built by the
+        library's connectivity kernels when the network's state is made, from ``seed`` (default:
+        the network's seed); the same seed gives the same synapses on CPU and GPU. Several
+        calls add up, in order. Returns ``self``."""
+        try:
+            rule = connectivity.connect_rule(
+                condition,
+                i,
+                j,
+                p,
+                n,
+                skip_if_invalid,
+                fixed_out_degree=fixed_out_degree,
+                fixed_in_degree=fixed_in_degree,
+                replace=replace,
+                allow_self=allow_self,
             )
-            if given:
-                raise self.error(f"connect: i/j arrays cannot be combined with {', '.join(given)}", field="connect")
-            ia = _index_array(i, "i", self.source.n, self)
-            ja = _index_array(j, "j", self.target.n, self)
-            if ia.size == 1 and ja.size != 1:
+        except ModelError as err:
+            raise self.error(f"connect: {err}", field=err.field or "connect") from None
+        if isinstance(rule, connectivity.Explicit):
+            ia = _index_array(rule.i, "i", self.source.n, self, rule.skip_if_invalid)
+            ja = _index_array(rule.j, "j", self.target.n, self, rule.skip_if_invalid)
+            if ia.size == 1 and np.ndim(rule.i) == 0:
                 ia = np.full(ja.size, ia[0])
-            elif ja.size == 1 and ia.size != 1:
+            elif ja.size == 1 and np.ndim(rule.j) == 0:
                 ja = np.full(ia.size, ja[0])
             if ia.size != ja.size:
                 raise self.error(
                     f"connect: i has {ia.size} entries and j has {ja.size}: they must have the same length",
                     field="connect",
                 )
+            keep = (ia >= 0) & (ia < self.source.n) & (ja >= 0) & (ja < self.target.n)
+            ia, ja = ia[keep], ja[keep]
+            if rule.n != 1:
+                ia, ja = np.repeat(ia, rule.n), np.repeat(ja, rule.n)
             self.connections.append(ExplicitSynapses(ia.astype(np.int32), ja.astype(np.int32)))
             return self
-        if fixed_out_degree is not None and fixed_in_degree is not None:
-            raise self.error("connect: give fixed_out_degree or fixed_in_degree, not both", field="connect")
-        degree = fixed_out_degree if fixed_out_degree is not None else fixed_in_degree
-        prob = _probability(p, self)
-        if degree is not None:
-            what = "fixed_out_degree" if fixed_out_degree is not None else "fixed_in_degree"
-            k = _degree(degree, what, self)
-            if condition is not None or prob != 1.0 or n != 1:
-                raise self.error(f"connect: {what} cannot be combined with condition=, p= or n=", field="connect")
-            pool = self.target.n if fixed_out_degree is not None else self.source.n
-            if not with_replacement and k > pool:
+        if seed is not None:
+            if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+                raise self.error(f"connect: seed must be an integer in 0..2^32-1, got {seed!r}", field="connect")
+            seed = int(seed)
+        if isinstance(rule, (connectivity.FixedOutDegree, connectivity.FixedInDegree)) and not rule.replace:
+            out = isinstance(rule, connectivity.FixedOutDegree)
+            pool = self.target.n if out else self.source.n
+            if rule.k > pool:
+                what = "fixed_out_degree" if out else "fixed_in_degree"
                 raise self.error(
-                    f"connect: {what}={k} without replacement needs at least {k} candidates, the "
-                    f"{'target' if fixed_out_degree is not None else 'source'} has {pool}",
+                    f"connect: {what}={rule.k} without replacement needs at least {rule.k} candidates, the "
+                    f"{'target' if out else 'source'} has {pool}",
                     field="connect",
                 )
-            if fixed_out_degree is not None:
-                fixed_out_degree = k
-            else:
-                fixed_in_degree = k
-        multiplicity = n if isinstance(n, str) else _degree(n, "n", self)
-        if isinstance(multiplicity, int) and multiplicity < 1:
-            raise self.error("connect: n must be >= 1", field="connect")
-        if seed is not None:
-            seed = _degree(seed, "seed", self)
-            if seed >= 2**64:
-                raise self.error("connect: seed must fit in 64 bits", field="connect")
-        self.connections.append(
-            GeneratedSynapses(
-                condition=condition,
-                p=prob,
-                n=multiplicity,
-                fixed_out_degree=fixed_out_degree,
-                fixed_in_degree=fixed_in_degree,
-                with_replacement=bool(with_replacement),
-                seed=seed,
-            )
-        )
+        self._check_rule(rule)
+        self.connections.append(GeneratedSynapses(rule, seed))
         return self
+
+    def group_variables(self, side: str) -> tuple:
+        """The variables of the source (``"pre"``) or target (``"post"``) group a rule may read."""
+        root = (self.source if side == "pre" else self.target).root
+        if not isinstance(root, NeuronGroup):
+            return ()
+        return tuple(root.model.state_variables) + tuple(root.model.parameters)
+
+    def _check_rule(self, rule):
+        """The rule's expressions checked by the library now, against the names they may read."""
+        spec = connectivity._spec(
+            rule,
+            dict.fromkeys(self.group_variables("pre")),
+            dict.fromkeys(self.group_variables("post")),
+            self.constants,
+        )
+        try:
+            connectivity._compile(json.dumps(spec, sort_keys=True))
+        except ModelError as err:
+            err.add_note(f"in connect() of {describe(self)}")
+            raise
 
     def __repr__(self):
         return f"<Synapses {self.name!r}: {self.source.name} -> {self.target.name}, on_pre={self.on_pre!r}>"
