@@ -35,8 +35,15 @@ char *sf_connect_compile(const char *spec_json);
  * {"ok": true, "source": "...", "entries": ["sf_connect_count", "sf_connect_fill"]}. */
 char *sf_connect_source(const char *spec_json, const char *target);
 
+/* Validates a network spec (docs/NETWORKS.md) and returns
+ * {"ok": true, "key": "<sha256>", "spec": "<canonical spec>", "dt": ..., "dtype": "...",
+ *  "deterministic": ..., "groups": [...], "projections": [...],
+ *  "layout": {"inputs": [...], "outputs": [...], "scratch": [...]}};
+ * errors name the object and field ("Synapses 'S', on_pre"). */
+char *sf_network_compile(const char *spec_json);
+
 /* Releases a string returned by sf_model_compile, sf_model_source, sf_connect_compile,
- * sf_connect_source or sf_cuda_compile_check. */
+ * sf_connect_source, sf_network_compile, sf_network_source or sf_cuda_compile_check. */
 void sf_string_free(char *s);
 
 /* Compiles CUDA source with NVRTC (no GPU needed) to PTX and checks the named kernels exist:

@@ -11,7 +11,11 @@ use serde_json::{json, Value};
 
 use crate::codegen::{self, Dialect};
 use crate::diagnostics::Diagnostic;
-use crate::spec::ModelSpec;
+use crate::ir::network::{NetGroupKind, NetworkIr};
+use crate::ir::synapses::DelayIr;
+use crate::ir::SymbolKind;
+use crate::spec::{ModelSpec, NetworkSpec};
+use crate::step;
 
 pub(crate) fn diagnostic_json(d: &Diagnostic) -> Value {
     json!({
@@ -121,6 +125,113 @@ pub unsafe extern "C" fn sf_model_source(
                 Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
                 Ok(k) => json!({"ok": true, "source": k.source, "entry": k.entry}),
             }
+        })
+    })
+}
+
+fn with_network(json_text: &str, f: impl FnOnce(NetworkSpec) -> Value) -> Value {
+    match NetworkSpec::from_json(json_text) {
+        Ok(spec) => f(spec),
+        Err(e) => error_json("spec", e.to_string()),
+    }
+}
+
+/// What `sf_network_compile` says about a lowered network (docs/NETWORKS.md, "C ABI").
+fn network_json(spec: &NetworkSpec, net: &NetworkIr) -> Value {
+    let plan = step::network::plan(net);
+    let layout = codegen::network_layout::layout(net, &plan);
+    let names = |ir: &crate::ir::GroupIr, vars: Vec<crate::ir::VarId>| -> Vec<String> {
+        vars.iter().map(|v| ir.symbol(*v).name.clone()).collect()
+    };
+    let groups: Vec<Value> = net
+        .groups
+        .iter()
+        .zip(&plan.groups)
+        .map(|(g, gp)| {
+            let mut o = json!({
+                "name": g.name,
+                "n": g.n,
+                "offset": g.offset,
+                "spike_queue_depth": gp.depth,
+                "late_reset": gp.late_reset,
+            });
+            match &g.kind {
+                NetGroupKind::Neuron { ir, .. } => {
+                    o["kind"] = json!("neuron");
+                    o["states"] = json!(names(ir, ir.stored()));
+                    o["params"] = json!(names(ir, ir.vars_of_kind(&SymbolKind::Param)));
+                    o["subexpressions"] = json!(ir.subexpressions.keys().collect::<Vec<_>>());
+                    o["method"] = json!(ir.method.name());
+                }
+                NetGroupKind::Poisson { rates, .. } => {
+                    o["kind"] = json!("poisson");
+                    o["rates_per_neuron"] = json!(rates.is_none());
+                }
+                NetGroupKind::SpikeGenerator {
+                    n_spikes,
+                    period_steps,
+                } => {
+                    o["kind"] = json!("spike_generator");
+                    o["n_spikes"] = json!(n_spikes);
+                    o["period_steps"] = json!(period_steps);
+                }
+            }
+            o
+        })
+        .collect();
+    let projections: Vec<Value> = net
+        .projections
+        .iter()
+        .zip(&plan.projections)
+        .map(|(p, pp)| {
+            let s = &p.synapses;
+            let delay = match s.delay {
+                DelayIr::Homogeneous { steps } => json!({"kind": "homogeneous", "steps": steps}),
+                DelayIr::PerSynapse { var, max_steps } => json!({
+                    "kind": "per_synapse",
+                    "variable": s.group.symbol(var).name,
+                    "max_steps": max_steps,
+                }),
+            };
+            json!({
+                "name": p.name,
+                "source": net.groups[p.source].name,
+                "target": net.groups[p.target].name,
+                "source_range": [p.source_range.start, p.source_range.end],
+                "target_range": [p.target_range.start, p.target_range.end],
+                "n_pre": p.n_pre(),
+                "n_post": p.n_post(),
+                "per_synapse": names(&s.group, s.per_synapse()),
+                "shared": names(&s.group, s.shared()),
+                "delay": delay,
+                "delivery": format!("{:?}", pp.delivery).to_lowercase(),
+            })
+        })
+        .collect();
+    json!({
+        "ok": true,
+        "key": spec.key(),
+        "spec": spec.to_json(),
+        "dt": net.dt,
+        "dtype": net.dtype.name(),
+        "deterministic": net.deterministic,
+        "groups": groups,
+        "projections": projections,
+        "layout": layout,
+    })
+}
+
+/// Validates a network spec and returns its argument layout, cache key and what each object
+/// became (docs/NETWORKS.md).
+///
+/// # Safety
+/// `spec_json` must be a valid NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn sf_network_compile(spec_json: *const c_char) -> *mut c_char {
+    answer(spec_json, |s| {
+        with_network(s, |spec| match crate::frontend::network::lower(&spec) {
+            Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
+            Ok(net) => network_json(&spec, &net),
         })
     })
 }

@@ -134,7 +134,8 @@ impl KernelWriter<'_> {
             | SymbolKind::PerNeuronConstant
             | SymbolKind::PerStep => format!("{}{lane}", ident(&sym.name)),
             SymbolKind::Index(IndexOf::Pre | IndexOf::Post)
-            | SymbolKind::Count(IndexOf::Pre | IndexOf::Post) => {
+            | SymbolKind::Count(IndexOf::Pre | IndexOf::Post)
+            | SymbolKind::Neighbour(..) => {
                 unreachable!(
                     "only synapse groups have pre/post indices, and no front end builds one"
                 )

@@ -9,6 +9,7 @@ pub mod connect_kernel;
 pub mod dialect;
 pub mod group_kernel;
 pub mod layout;
+pub mod network_layout;
 pub mod printer;
 pub mod random;
 pub mod reduction;

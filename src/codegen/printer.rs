@@ -249,6 +249,8 @@ impl Printer<'_> {
                 let arg = self.expr(*a, names).0;
                 let name = match f {
                     Func::Abs => math_fn("fabs", dt),
+                    // A table is read by a macro the network kernel defines.
+                    Func::Table(k) => format!("SF_TABLE{k}"),
                     f => math_fn(f.c_name(), dt),
                 };
                 (format!("{name}({arg})"), P_ATOM)

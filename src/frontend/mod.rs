@@ -9,9 +9,11 @@
 pub mod brian;
 mod builder;
 mod method;
+pub mod network;
 pub mod pyclass;
 pub mod syntax;
 
+pub use brian::tables::TableRef;
 pub use builder::BUILTIN_NAMES;
 
 use crate::diagnostics::Diagnostic;
@@ -21,9 +23,14 @@ use crate::types::ElemType;
 
 /// Lowers a spec to its group, reporting the first error with its place.
 pub fn lower(spec: &ModelSpec) -> Result<GroupIr, Diagnostic> {
+    lower_with_tables(spec, &[])
+}
+
+/// [`lower`], where Brian2 expressions may also call the TimedArrays `tables` (a network's).
+pub fn lower_with_tables(spec: &ModelSpec, tables: &[TableRef]) -> Result<GroupIr, Diagnostic> {
     check_numbers(spec)?;
     match &spec.dynamics {
-        Dynamics::Equations(text) => brian::lower(spec, text),
+        Dynamics::Equations(text) => brian::lower_with_tables(spec, text, tables),
         Dynamics::ModelClass(class) => pyclass::lower(spec, class),
     }
 }

@@ -76,6 +76,10 @@ pub enum Func {
     Cosh,
     Floor,
     Ceil,
+    /// Row `x` (truncated to an integer) of a network's table `k`: the values of a TimedArray,
+    /// read where the front end computed the index (`crate::frontend::brian::tables`). Never
+    /// folded: its values are data.
+    Table(u16),
 }
 
 impl Func {
@@ -117,6 +121,7 @@ impl Func {
             Func::Cosh => "cosh",
             Func::Floor => "floor",
             Func::Ceil => "ceil",
+            Func::Table(_) => "sf_table",
         }
     }
 
@@ -137,6 +142,7 @@ impl Func {
             Func::Cosh => x.cosh(),
             Func::Floor => x.floor(),
             Func::Ceil => x.ceil(),
+            Func::Table(_) => f64::NAN,
         }
     }
 }
@@ -280,7 +286,7 @@ impl ExprArena {
     }
 
     pub fn call(&mut self, f: Func, a: ExprId) -> ExprId {
-        if let Some(c) = self.as_const(a) {
+        if let (Some(c), false) = (self.as_const(a), matches!(f, Func::Table(_))) {
             return self.constant(f.eval(c));
         }
         self.intern(Node::Call(f, a))

@@ -55,6 +55,9 @@ pub enum SymbolKind {
     /// `xi`, `xi_*`: white noise, a fresh standard normal per element and step (a term `g*xi` in
     /// dx/dt adds `g*sqrt(dt)*N(0,1)` to x each step).
     Noise,
+    /// In a synapse group: a variable of the presynaptic (`x_pre`) or postsynaptic (`x_post`, or
+    /// a bare name the target has) neuron group, by its id in that group's IR.
+    Neighbour(IndexOf, VarId),
 }
 
 #[derive(Clone, Debug)]

@@ -8,6 +8,7 @@
 //! [`ModelSpec::from_class`] and the chained setters below.
 
 mod model_class;
+pub mod network;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use model_class::{ClassState, ModelClassSpec};
+pub use network::NetworkSpec;
 
 use crate::types::ElemType;
 

@@ -3,6 +3,7 @@
 //! context says it through [`Scope`]; the operators, the functions, the truth-value rules
 //! (booleans and numbers are kept apart) and the names every group knows (`dt`, units) are here.
 
+use super::tables::{lower_call, TableRef};
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
 use crate::frontend::syntax::ast::{Ast, UnaryOp};
 use crate::frontend::syntax::units::unit_value;
@@ -84,6 +85,12 @@ pub(crate) trait Scope {
         })
     }
 
+    /// The TimedArray called `name`, if this place knows one, with the step of the group the
+    /// expression belongs to.
+    fn table(&self, _name: &str) -> Option<(TableRef, f64)> {
+        None
+    }
+
     fn call(
         &mut self,
         fname: &str,
@@ -92,6 +99,16 @@ pub(crate) trait Scope {
         field: &str,
         src: &str,
     ) -> Result<(ExprId, Ty), Diagnostic> {
+        if let Some((table, group_dt)) = self.table(fname) {
+            let mut vals = Vec::new();
+            for a in args {
+                let (e, ty) = self.expr(a, field, src)?;
+                require_real(ty, a, field, src)?;
+                vals.push(e);
+            }
+            let e = lower_call(self.arena(), &table, group_dt, &vals, (field, src, span))?;
+            return Ok((e, Ty::Real));
+        }
         let arity = match fname {
             "pow" | "min" | "max" => 2,
             "clip" | "where" => 3,

@@ -11,6 +11,7 @@ use super::equations::{parse_equations, EquationLine, LineKind};
 use super::events::{check_lastspike, lower_events, EventScope};
 use super::expr::{common_name, quote_list, unknown_name, Place, Scope};
 use super::method::EquationTerms;
+use super::tables::TableRef;
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
 use crate::frontend::builder::{GroupBuilder, Lowered, BUILTIN_NAMES};
 use crate::frontend::method;
@@ -21,8 +22,17 @@ use crate::spec::ModelSpec;
 
 /// Lowers a spec whose dynamics are `equations`, reporting the first error with its place.
 pub fn lower(spec: &ModelSpec, equations: &str) -> Result<GroupIr, Diagnostic> {
+    lower_with_tables(spec, equations, &[])
+}
+
+/// [`lower`], where expressions may also call the TimedArrays `tables` (a network's).
+pub fn lower_with_tables(
+    spec: &ModelSpec,
+    equations: &str,
+    tables: &[TableRef],
+) -> Result<GroupIr, Diagnostic> {
     let lines = parse_equations(equations)?;
-    let mut cx = Lowering::new(spec, equations, &lines)?;
+    let mut cx = Lowering::new(spec, equations, &lines, tables)?;
     let lowered = cx.lower_all()?;
     let terms = EquationTerms {
         spec,
@@ -40,6 +50,8 @@ struct Lowering<'a> {
     equations: &'a str,
     lines: &'a [EquationLine],
     group: GroupBuilder,
+    /// The TimedArrays expressions may call.
+    tables: &'a [TableRef],
     held: Vec<(VarId, ExprId)>,
     /// Lowered subexpressions, by name.
     subexpr_values: HashMap<String, ExprId>,
@@ -52,12 +64,14 @@ impl<'a> Lowering<'a> {
         spec: &'a ModelSpec,
         equations: &'a str,
         lines: &'a [EquationLine],
+        tables: &'a [TableRef],
     ) -> Result<Self, Diagnostic> {
         let mut cx = Lowering {
             spec,
             equations,
             lines,
             group: GroupBuilder::default(),
+            tables,
             subexpr_values: HashMap::new(),
             held: Vec::new(),
             in_progress: Vec::new(),
@@ -310,6 +324,11 @@ impl<'a> Lowering<'a> {
 impl Scope for Lowering<'_> {
     fn arena(&mut self) -> &mut ExprArena {
         &mut self.group.arena
+    }
+
+    fn table(&self, name: &str) -> Option<(TableRef, f64)> {
+        let t = self.tables.iter().find(|t| t.name == name)?;
+        Some((t.clone(), self.spec.dt))
     }
 
     fn name(&mut self, name: &str, at: Place) -> Result<(ExprId, Ty), Diagnostic> {
