@@ -3,7 +3,8 @@ the state pytree and of the outputs and that every error message uses.
 
 Names follow Brian2: given with ``name=``, or made from the class (``neurongroup``,
 ``neurongroup_1``, ...). A name must be a Python identifier (it becomes a key and a name in the
-network spec) and may not start with an underscore (the library's own entries do).
+network spec) and may not be one of the network's own entries (``t_step``, ``rng_seed``,
+``spike_count``, ``sf_*``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import re
 
 from ..errors import ModelError
 
-__all__ = ["NetworkObject", "describe"]
+__all__ = ["NetworkObject", "describe", "RESERVED"]
+
+RESERVED = frozenset({"t_step", "rng_seed", "spike_count"})
+"""Names the state or the outputs use for the network's own entries."""
 
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _COUNTERS: dict[str, itertools.count] = {}
@@ -36,6 +40,11 @@ class NetworkObject:
         if not isinstance(name, str) or not _IDENTIFIER.match(name):
             raise ModelError(
                 f"{self.kind}: name must be an identifier (letters, digits, '_', starting with a letter), got {name!r}",
+                field="name",
+            )
+        if name in RESERVED or name.startswith("sf_"):
+            raise ModelError(
+                f"{self.kind}: the name {name!r} is the network's own (t_step, rng_seed, sf_*): choose another",
                 field="name",
             )
         self.name = name

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .base import NetworkObject, describe
+from .base import RESERVED, NetworkObject, describe
 from .groups import NeuronGroup, PoissonGroup, SpikeGeneratorGroup, SpikeSource, Subgroup
 from .inputs import PoissonInput, TimedArray
 from .monitors import PopulationRateMonitor, SpikeMonitor, StateMonitor, _Monitor
@@ -111,6 +111,10 @@ def collect(objects, named_monitors: dict) -> Members:
         add_group(p.target.root)
     for m in monitors.values():
         add_group(m.source.root)
+    for g in groups:
+        for table in getattr(g, "timed_arrays", {}).values():
+            if table not in timed:
+                timed.append(table)
     if not groups:
         raise ValueError("Network: there is no group to simulate")
     members = Members(groups, synapses, inputs, timed, monitors)
@@ -128,10 +132,14 @@ def _check_names(members: Members):
                 "state and the outputs, give each object its own (name=...)"
             )
         seen[obj.name] = obj
-    for key in members.monitors:
-        if key in ("spike_count",):
+    for key, mon in members.monitors.items():
+        if key in RESERVED or key.startswith("sf_"):
+            raise ValueError(f"Network: {key!r} is a name of the network's own entries: name the monitor otherwise")
+        other = seen.get(key)
+        if other is not None and other is not mon:
             raise ValueError(
-                f"Network: {key!r} is the name of the spike counts in the outputs: name the monitor otherwise"
+                f"Network: the monitor given as {key}= has the name of {describe(other)}: names key the state and the "
+                "outputs, use another keyword"
             )
 
 

@@ -9,8 +9,8 @@ the range ``[start, stop)`` within it. A group is its own root with the whole ra
 
 from __future__ import annotations
 
-import math
 import operator
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -143,17 +143,29 @@ class NeuronGroup(_Root):
                 f"name= and NeuronModel's keywords {_MODEL_KEYWORDS}",
                 cls=TypeError,
             )
+        constants = model_keywords.pop("constants", None)
+        self.timed_arrays = tables_in(constants, self)
         if isinstance(model, Group):
-            if model_keywords:
+            if model_keywords or constants is not None:
+                given = sorted(model_keywords) + (["constants"] if constants is not None else [])
                 raise self.error(
-                    f"the model is already a NeuronModel: give {', '.join(sorted(model_keywords))} to the model, "
-                    "not to the group",
+                    f"the model is already a NeuronModel: give {', '.join(given)} to the model, not to the group",
                     cls=TypeError,
                 )
             self.model = model
         else:
+            numbers = {k: v for k, v in (constants or {}).items() if k not in self.timed_arrays}
             try:
-                self.model = NeuronModel(model, **model_keywords)
+                if self.timed_arrays:
+                    from .table_model import TableModel
+
+                    self.model = TableModel(
+                        model, tables=self.timed_arrays, owner=self.name, constants=numbers, **model_keywords
+                    )
+                else:
+                    self.model = NeuronModel(
+                        model, constants=numbers if constants is not None else None, **model_keywords
+                    )
             except ModelError as err:
                 err.add_note(f"in the model of {describe(self)}")
                 raise
@@ -166,6 +178,32 @@ class NeuronGroup(_Root):
 
     def __repr__(self):
         return f"<NeuronGroup {self.name!r}: {self.n} neurons, states {self.model.state_variables}>"
+
+
+def tables_in(constants, owner: NetworkObject) -> dict:
+    """The TimedArrays among ``constants`` (Brian2's namespace: ``constants=dict(stim=ta)`` makes
+    ``stim(t, i)`` callable), by the name the expressions call them. A TimedArray keeps its own
+    name; one left to its automatic name takes the key it is given under."""
+    from .inputs import TimedArray
+
+    if constants is None:
+        return {}
+    if not isinstance(constants, Mapping):
+        raise owner.error(
+            f"constants must be a mapping name -> value, got {type(constants).__name__}", field="constants"
+        )
+    tables = {}
+    for key, value in constants.items():
+        if isinstance(value, TimedArray):
+            value.adopt_name(key)
+            if value.name != key:
+                raise owner.error(
+                    f"constants[{key!r}] is TimedArray {value.name!r}: a TimedArray is called by its name, give it "
+                    f"under that name ({value.name}=...) or name it {key!r}",
+                    field="constants",
+                )
+            tables[key] = value
+    return tables
 
 
 def rate_value(value, what: str, owner: NetworkObject):
@@ -189,13 +227,16 @@ class PoissonGroup(_Root):
     """``n`` independent Poisson neurons, Brian2's ``PoissonGroup``: neuron ``i`` spikes in a step
     when ``rand() < rates*dt``. ``rates``: in 1/ms (the kernels' unit system: 15 Hz is 0.015) or
     a frequency quantity (``15*Hz``); one value, one per neuron, or a string expression of ``t``
-    and ``i`` (a TimedArray call, for example). Its random numbers come from the network's
-    counter-based generator (identical on CPU and GPU)."""
+    and ``i`` (a TimedArray call, for example; ``constants`` names the numbers and TimedArrays it
+    uses). Its random numbers come from the network's counter-based generator (identical on CPU
+    and GPU)."""
 
     kind = "PoissonGroup"
 
-    def __init__(self, n, rates, *, name: str | None = None):
+    def __init__(self, n, rates, *, constants=None, name: str | None = None):
         super().__init__(n, name)
+        self.timed_arrays = tables_in(constants, self)
+        self.constants = arguments.constants({k: v for k, v in (constants or {}).items() if k not in self.timed_arrays})
         self.rates = rate_value(rates, "rates", self)
         if isinstance(self.rates, np.ndarray) and self.rates.shape != (self.n,):
             raise self.error(
@@ -280,7 +321,3 @@ class SpikeGeneratorGroup(_Root):
     @property
     def variables(self) -> tuple:
         return ()
-
-
-def is_finite_number(x) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and math.isfinite(float(x))

@@ -22,11 +22,22 @@ class PoissonInput(NetworkObject):
 
     ``rate``: 1/ms (the kernels' unit system: 10 Hz is 0.01) or a frequency quantity;
     ``rate*dt`` must be at most 1. ``weight``: a number or quantity, or a string expression
-    (a constant of the target's model, for example ``"we"``)."""
+    of the target's variables and constants (``"we"``) or of ``constants``."""
 
     kind = "PoissonInput"
 
-    def __init__(self, target, target_var: str, n=None, rate=None, weight=None, *, N=None, name: str | None = None):
+    def __init__(
+        self,
+        target,
+        target_var: str,
+        n=None,
+        rate=None,
+        weight=None,
+        *,
+        N=None,
+        constants=None,
+        name: str | None = None,
+    ):
         super().__init__(name)
         if n is None:
             n = N
@@ -55,6 +66,7 @@ class PoissonInput(NetworkObject):
         self.rate = rate_value(rate, "rate", self)
         if isinstance(self.rate, np.ndarray):
             raise self.error("rate must be one value (Brian2's PoissonInput has one rate)", field="rate")
+        self.constants = {**_numeric(model.constants), **arguments.constants(constants)}
         if isinstance(weight, str):
             self.weight = weight
         else:
@@ -71,6 +83,10 @@ class PoissonInput(NetworkObject):
             )
 
 
+def _numeric(constants) -> dict:
+    return {k: float(v) for k, v in constants.items() if isinstance(v, (int, float))}
+
+
 class TimedArray(NetworkObject):
     """Values on a time grid of step ``dt``, Brian2's ``TimedArray``: ``values`` of shape
     ``(n_times,)`` (one value for every neuron) or ``(n_times, n)`` (one per neuron). In
@@ -81,6 +97,7 @@ class TimedArray(NetworkObject):
     kind = "TimedArray"
 
     def __init__(self, values, dt, *, name: str | None = None):
+        self._automatic_name = name is None
         super().__init__(name)
         array = np.asarray(to_kernel_units(values, f"{describe(self)}: values"), dtype=np.float64)
         if array.ndim not in (1, 2) or array.shape[0] == 0:
@@ -90,6 +107,12 @@ class TimedArray(NetworkObject):
         self.values = array
         self.dt = arguments.duration(dt, f"{describe(self)}: dt", allow_zero=False)
         to_kernel_units(dt, "dt", expect=TIME)
+
+    def adopt_name(self, name: str):
+        """Takes ``name`` if it was left to its automatic one (the key it is first given under)."""
+        if self._automatic_name:
+            self.name = name
+            self._automatic_name = False
 
     @property
     def n_times(self) -> int:

@@ -39,7 +39,7 @@ DEFAULT_MAX_RATE = 0.2
 
 
 class _Monitor(NetworkObject):
-    def __init__(self, source, name):
+    def __init__(self, source, *, name: str | None = None):
         super().__init__(name)
         if not isinstance(source, SpikeSource):
             raise self.error(f"monitors record a group or a slice of one, got {type(source).__name__}", cls=TypeError)
@@ -55,7 +55,7 @@ class SpikeMonitor(_Monitor):
     kind = "SpikeMonitor"
 
     def __init__(self, source, capacity=None, *, name: str | None = None):
-        super().__init__(source, name)
+        super().__init__(source, name=name)
         self.capacity = None if capacity is None else arguments.count(capacity, f"{describe(self)}: capacity")
         if self.capacity is not None and self.capacity >= 2**31:
             raise self.error("capacity must be less than 2**31 (int32 indices)", field="capacity")
@@ -75,7 +75,7 @@ class StateMonitor(_Monitor):
     kind = "StateMonitor"
 
     def __init__(self, source, variables, record=True, every=1, *, name: str | None = None):
-        super().__init__(source, name)
+        super().__init__(source, name=name)
         self.variables = arguments.names(variables, f"{describe(self)}: variables")
         if not self.variables:
             raise self.error("give at least one variable to record", field="variables")
@@ -101,6 +101,8 @@ class StateMonitor(_Monitor):
                 raise self.error(
                     f"record index {bad} is out of range for {source.n} neurons", field="record", cls=IndexError
                 )
+        if np.unique(indices).size != indices.size:
+            raise self.error("record lists a neuron more than once: give each index once", field="record")
         self.record = indices.astype(np.int32)
         self.every = arguments.count(every, f"{describe(self)}: every")
 

@@ -168,6 +168,10 @@ class Network:
         dtype = jnp.dtype(dtype).name
         if dtype not in _REAL:
             raise TypeError(f"init_state: dtype must be float32 or float64, got {dtype}")
+        if dtype == "float64" and not jax.config.jax_enable_x64:
+            raise TypeError(
+                "init_state: dtype float64 needs 64-bit JAX: jax.config.update('jax_enable_x64', True) first"
+            )
         if isinstance(seed, jax.core.Tracer):
             raise ModelError(
                 "init_state: seed is a traced value: the connectivity is built here, outside jit", field="seed"

@@ -40,11 +40,11 @@ def source_range(x: SpikeSource):
 
 def _group(g, per_neuron: dict) -> dict:
     if isinstance(g, NeuronGroup):
-        model = dict(g.model._base, per_neuron=list(per_neuron.get(g.name, ())), per_step=[], record=[])
+        model = dict(g.model._base, per_neuron=list(per_neuron.get(g.name, ())))
         return {"kind": "neuron", "name": g.name, "n": g.n, "model": model}
     if isinstance(g, PoissonGroup):
         rates = None if isinstance(g.rates, np.ndarray) else g.rates
-        return {"kind": "poisson", "name": g.name, "n": g.n, "rates": rates}
+        return {"kind": "poisson", "name": g.name, "n": g.n, "rates": rates, "constants": dict(g.constants)}
     if isinstance(g, SpikeGeneratorGroup):
         return {
             "kind": "spike_generator",
@@ -110,6 +110,7 @@ def network_spec(members: Members, *, dt: float, deterministic: bool, variant: V
             "n": p.n,
             "rate": p.rate,
             "weight": p.weight,
+            "constants": dict(p.constants),
         }
         for p in members.inputs
     ]
