@@ -183,3 +183,20 @@ def test_network_membership_and_names():
         sf.Network(P, 3)
     with pytest.raises(sf.ModelError, match="dt must be a finite duration > 0"):
         sf.Network(P, dt=0)
+
+
+def test_synapse_statements_are_checked_where_the_projection_is_made():
+    P = group(10, name="P")
+    Q = sf.NeuronGroup(5, "dw/dt = -w/(10*ms) : 1", name="Q")
+    with pytest.raises(sf.ModelError, match="Synapses 'S'") as e:
+        sf.Synapses(P, P, on_pre="gee_post += 1", name="S")
+    assert e.value.field.endswith("on_pre") and "^" in str(e.value)
+    with pytest.raises(sf.ModelError, match="Synapses 'S2'.*'v'") as e:
+        sf.Synapses(P, Q, on_pre="v_post += 1", name="S2")  # Q has no v
+    with pytest.raises(sf.ModelError, match="Synapses 'S3'"):
+        sf.Synapses(P, P, model="w : 1", on_pre="w_pre += 1", name="S3")
+    # the process keeps working: a correct projection of the same groups
+    S = sf.Synapses(P, Q, "w : 1", on_pre="w_post += w", name="S4")
+    assert S.delay_variable() is None
+    D = sf.Synapses(P, P, "d : second", on_pre="x_post += 1", delay="d", name="S5")
+    assert D.delay_variable() == "d"

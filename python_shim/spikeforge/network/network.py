@@ -40,6 +40,7 @@ from .output import NetworkOutput
 from .progress import ProgressBar, chunk_steps
 from .spec import Variant, network_spec
 from .synapses import ExplicitSynapses, GeneratedSynapses
+from .table_model import compile_spec
 
 __all__ = ["Network"]
 
@@ -116,21 +117,14 @@ class Network:
             max_delay = tuple((s.name, 0.0) for s in self.members.synapses if self._per_synapse_delay(s) is not None)
         return Variant(dtype=dtype, per_neuron=tuple(per_neuron), max_delay=tuple(max_delay), capacity=capacity)
 
-    def _per_synapse_delay(self, s):
-        """The per-synapse variable holding ``s``'s delays, or None (homogeneous)."""
-        if isinstance(s.delay, str) and s.delay.strip().isidentifier():
-            declared = [line.split(":")[0].strip() for line in s.model.splitlines() if ":" in line]
-            if s.delay.strip() in declared:
-                return s.delay.strip()
-        return None
+    @staticmethod
+    def _per_synapse_delay(s):
+        return s.delay_variable()
 
     def _compile(self, variant: Variant) -> dict:
         if variant not in self._compiled:
             spec = network_spec(self.members, dt=self.dt, deterministic=self.deterministic, variant=variant)
-            answer = _abi.network_compile(json.dumps(spec))
-            if not answer.get("ok"):
-                raise ModelError.from_native(answer["error"])
-            self._compiled[variant] = answer
+            self._compiled[variant] = compile_spec(spec)
         return self._compiled[variant]
 
     def _layout(self, answer: dict, dtype: str):

@@ -135,6 +135,35 @@ class Synapses(NetworkObject):
         self.constants = arguments.constants(constants)
         self.method = method
         self.connections: list = []
+        self._validate()
+
+    def delay_variable(self) -> str | None:
+        """The per-synapse variable that holds the delays (``delay="d"`` with ``d`` in the
+        model), or None when the delay is one for all synapses."""
+        if isinstance(self.delay, str):
+            name = self.delay.strip()
+            declared = [line.split(":")[0].strip() for line in self.model.splitlines() if ":" in line]
+            if name.isidentifier() and name in declared:
+                return name
+        return None
+
+    def _validate(self):
+        """The projection checked by the library now, in a network of its two groups, so that a
+        mistake in ``model``, ``on_pre`` or ``delay`` is reported where the projection is made."""
+        from .collect import Members
+        from .spec import Variant, network_spec
+        from .table_model import compile_spec
+
+        groups = [self.source.root] + ([self.target.root] if self.target.root is not self.source.root else [])
+        tables = []
+        for g in groups:
+            for t in getattr(g, "timed_arrays", {}).values():
+                if t not in tables:
+                    tables.append(t)
+        members = Members(groups=groups, synapses=[self], inputs=[], timed_arrays=tables, monitors={})
+        max_delay = ((self.name, 0.1),) if self.delay_variable() is not None else ()
+        spec = network_spec(members, dt=0.1, deterministic=False, variant=Variant(max_delay=max_delay))
+        compile_spec(spec)
 
     # -- definition -----------------------------------------------------------------------------
 

@@ -15,7 +15,15 @@ from ..errors import ModelError
 from ..neuron import NeuronModel
 from . import _abi
 
-__all__ = ["TableModel"]
+__all__ = ["TableModel", "compile_spec"]
+
+
+def compile_spec(spec: dict) -> dict:
+    """The library's answer for a network spec; its error as a :class:`ModelError`."""
+    answer = _abi.network_compile(json.dumps(spec))
+    if not answer.get("ok"):
+        raise ModelError.from_native(answer["error"])
+    return answer
 
 
 class TableModel(NeuronModel):
