@@ -391,6 +391,54 @@ class Network:
             )
         return x
 
+    # -- batches (jax.vmap) ----------------------------------------------------------------------
+
+    CONNECTIVITY = ("row_offsets", "targets", "delay_buckets")
+    """A projection's entries that the members of a batch share."""
+
+    def batch_axes(self, state: Mapping) -> dict:
+        """``in_axes`` (and ``out_axes``) for ``jax.vmap`` over states of this network whose
+        members share their connectivity (as :meth:`stack` makes them): 0 for every entry, None
+        for the projections' connectivity, so that it is passed once, not once per member."""
+        projections = {s.name for s in self.members.synapses}
+        axes = {}
+        for key, value in state.items():
+            if isinstance(value, Mapping):
+                shared = key in projections
+                axes[key] = {k: (None if shared and k in self.CONNECTIVITY else 0) for k in value}
+            else:
+                axes[key] = 0
+        return axes
+
+    def stack(self, states) -> dict:
+        """Member states (from :meth:`init_state`, one per member of a parameter sweep) as one
+        batched state: every entry stacked on a new leading axis, except the connectivity, which
+        must be the same in every member and is kept once (see :meth:`batch_axes`)."""
+        states = list(states)
+        if not states:
+            raise ValueError("stack: give at least one state")
+        first = states[0]
+        axes = self.batch_axes(first)
+        out = {}
+        for key, axis in axes.items():
+            if isinstance(axis, dict):
+                out[key] = {}
+                for k, a in axis.items():
+                    values = [s[key][k] for s in states]
+                    if a is None:
+                        for m, v in enumerate(values[1:], 1):
+                            if np.shape(v) != np.shape(values[0]) or not np.array_equal(v, values[0]):
+                                raise ValueError(
+                                    f"stack: member {m} has other connectivity than member 0 ({key}.{k}); members "
+                                    "with their own synapses are stacked with jnp.stack and run one call each"
+                                )
+                        out[key][k] = values[0]
+                    else:
+                        out[key][k] = jnp.stack(values)
+            else:
+                out[key] = jnp.stack([s[key] for s in states])
+        return out
+
     # -- running ---------------------------------------------------------------------------------
 
     def _variant_of(self, state: Mapping, steps: int) -> tuple[Variant, str]:
