@@ -34,7 +34,7 @@ from . import _abi, primitive
 from . import csr as csr_mod
 from .base import describe
 from .collect import collect
-from .groups import NeuronGroup, PoissonGroup, SpikeGeneratorGroup
+from .groups import NeuronGroup, SpikeGeneratorGroup
 from .monitors import RateRecord, SpikeRecord, StateRecord
 from .output import NetworkOutput
 from .progress import ProgressBar, chunk_steps
@@ -88,6 +88,7 @@ class Network:
                         field="delay",
                     )
         self._compiled: dict = {}
+        self._chunk_fns: dict = {}
         # Compiled once now, so that every mistake is reported where the network is made.
         self._definition = self._compile(self._default_variant("float32", steps=1))
 
@@ -447,18 +448,17 @@ class Network:
         per_neuron = []
         max_delay = []
         for g in self.members.groups:
-            box = state.get(g.name)
-            if box is None and not isinstance(g, PoissonGroup):
+            if not isinstance(g, NeuronGroup):
                 continue
-            if isinstance(g, NeuronGroup):
-                if not isinstance(box, Mapping):
-                    raise KeyError(f"the state is missing {g.name!r} (build it with net.init_state)")
-                name = (g.model.state_variables + g.model.parameters)[0]
-                if name in box:
-                    dtype = jnp.dtype(box[name].dtype).name
-                consts = tuple(sorted(k for k in box if k in g.model.constants))
-                if consts:
-                    per_neuron.append((g.name, consts))
+            box = state.get(g.name)
+            if not isinstance(box, Mapping):
+                raise KeyError(f"the state is missing {g.name!r} (build it with net.init_state)")
+            name = (g.model.state_variables + g.model.parameters)[0]
+            if name in box and dtype is None:
+                dtype = jnp.dtype(box[name].dtype).name
+            consts = tuple(sorted(k for k in box if k in g.model.constants))
+            if consts:
+                per_neuron.append((g.name, consts))
         for s in self.members.synapses:
             if self._per_synapse_delay(s) is not None:
                 buckets = state.get(s.name, {}).get("delay_buckets")
@@ -534,10 +534,11 @@ class Network:
             rec = out.records[key]
 
             def report(dropped, count, key=key, mon=mon):
-                if int(dropped) > 0:
+                dropped, count = np.asarray(dropped), np.asarray(count)
+                if (dropped > 0).any():
                     warnings.warn(
-                        f"{describe(mon)} ({key!r}): {int(dropped)} spikes were not recorded, its buffer holds "
-                        f"{int(count)}; give it a larger capacity (SpikeMonitor(..., capacity=...))",
+                        f"{describe(mon)} ({key!r}): {int(dropped.sum())} spikes were not recorded, its buffer holds "
+                        f"{int(count.max())}; give it a larger capacity (SpikeMonitor(..., capacity=...))",
                         RuntimeWarning,
                         stacklevel=2,
                     )
@@ -561,10 +562,10 @@ class Network:
             progress = not traced
         variant, dtype = self._variant_of(state, steps)
         if traced or not progress:
-            return self._run_chunk(state, steps, variant, dtype, steps)
+            return self._run_chunk(state, steps, variant, dtype)
         return self._run_chunked(state, steps, variant, dtype)
 
-    def _run_chunk(self, state, steps: int, variant: Variant, dtype: str, total: int, warn: bool = True):
+    def _run_chunk(self, state, steps: int, variant: Variant, dtype: str, warn: bool = True):
         start = jnp.asarray(state["t_step"])
         new_state, raw = self._call(state, steps, variant, dtype)
         out = self._records(raw, start, steps, dtype)
@@ -577,13 +578,10 @@ class Network:
         multiple = int(np.lcm.reduce(every)) if every else 1
         chunks = chunk_steps(steps, multiple)
         bar = ProgressBar(steps * self.dt)
-        jitted = {}
         outs = []
         try:
             for n in chunks:
-                if n not in jitted:
-                    jitted[n] = jax.jit(lambda s, n=n: self._run_chunk(s, n, variant, dtype, steps, warn=False))
-                state, out = jitted[n](state)
+                state, out = self._chunk_function(variant, dtype, n)(state)
                 outs.append(out)
                 jax.block_until_ready(state["t_step"])
                 bar.update(n * self.dt)
@@ -592,6 +590,14 @@ class Network:
         out = outs[0] if len(outs) == 1 else self._join(outs, variant)
         self._warn_dropped_now(out)
         return state, out
+
+    def _chunk_function(self, variant: Variant, dtype: str, steps: int):
+        """The jitted run of ``steps`` steps (one per variant and length, kept: chunks and later
+        runs reuse it)."""
+        key = (variant, dtype, steps)
+        if key not in self._chunk_fns:
+            self._chunk_fns[key] = jax.jit(lambda s: self._run_chunk(s, steps, variant, dtype, warn=False))
+        return self._chunk_fns[key]
 
     def _warn_dropped_now(self, out: NetworkOutput):
         for key, mon in self.members.spike_monitors.items():
@@ -628,7 +634,7 @@ class Network:
         """One step: ``(new_state, out)``, for a ``lax.scan`` of one's own (JAX code between
         steps). ``out.spike_count[group]`` is then each neuron's spike (0 or 1) of this step."""
         variant, dtype = self._variant_of(state, 1)
-        return self._run_chunk(state, 1, variant, dtype, 1)
+        return self._run_chunk(state, 1, variant, dtype)
 
 
 def _join_spikes(parts: list, capacity: int) -> SpikeRecord:
