@@ -1,4 +1,5 @@
-//! Golden kernels: the generated source of every test model, and of every reduction kernel, in
+//! Golden kernels: the generated source of every test model, of every reduction kernel and of
+//! every test connection rule (`tests/connect_rules/x.json` gives `connect_x.cu.snap`, ...), in
 //! both dialects, committed under `tests/kernels/`. Any change to code generation shows up here as
 //! a diff of generated code, to be read in review and explained in the commit.
 //!
@@ -15,8 +16,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use spikeforge::codegen::connect_kernel;
 use spikeforge::codegen::reduction::{self, ReduceKernel, ReduceOp};
 use spikeforge::codegen::{generate_from_spec, Dialect};
+use spikeforge::connect::{self, ConnectSpec};
 use spikeforge::spec::ModelSpec;
 use spikeforge::types::ElemType;
 
@@ -81,7 +84,33 @@ fn generated() -> BTreeMap<String, String> {
             }
         }
     }
+    for (stem, spec) in connect_rules() {
+        let (ir, _) = connect::lower(&spec).unwrap_or_else(|d| panic!("{stem}: {}", d.render()));
+        for dialect in [Dialect::Cuda, Dialect::C] {
+            let name = format!("connect_{stem}.{}", extension(dialect));
+            out.insert(name, connect_kernel::generate(&ir, dialect));
+        }
+    }
     out
+}
+
+/// The test connection rules, `tests/connect_rules/*.json`, by file stem.
+fn connect_rules() -> Vec<(String, ConnectSpec)> {
+    let dir = root().join("tests/connect_rules");
+    let mut rules: Vec<(String, ConnectSpec)> = std::fs::read_dir(&dir)
+        .expect("tests/connect_rules")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+            let spec = ConnectSpec::from_json(&std::fs::read_to_string(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{stem}: {e}"));
+            (stem, spec)
+        })
+        .collect();
+    rules.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(rules.len() >= 5, "expected the test rules in {dir:?}");
+    rules
 }
 
 /// The first line where two texts differ, with a few lines of context from each.

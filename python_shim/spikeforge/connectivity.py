@@ -151,8 +151,17 @@ def connect_rule(
         raise ModelError("give fixed_out_degree or fixed_in_degree, not both", field="fixed_in_degree")
     if degrees:
         ((name, k),) = degrees
-        others = [a for a, given in (("condition", condition is not None), ("i", i is not None), ("j", j is not None),
-                                     ("p", not _is_one(p)), ("n", not _is_one(n))) if given]  # fmt: skip
+        others = [
+            a
+            for a, given in (
+                ("condition", condition is not None),
+                ("i", i is not None),
+                ("j", j is not None),
+                ("p", not _is_one(p)),
+                ("n", not _is_one(n)),
+            )
+            if given
+        ]
         if others:
             raise ModelError(f"{name} cannot be combined with {', '.join(others)}", field=name)
         k = _whole(k, name, lo=0, hi=INT32_MAX)
@@ -229,18 +238,33 @@ def _spec(rule: Rule, pre_values: Mapping, post_values: Mapping, constants: Mapp
         condition = rule.condition
         if condition is not None and not isinstance(condition, str):
             raise ModelError(f"condition must be a string, got {condition!r}", field="condition")
-        body = dict(kind="pairs", condition=condition, p=_number_or_code(rule.p, "p"), n=_number_or_code(rule.n, "n"),
-                    allow_self=_flag(rule.allow_self, "allow_self"))  # fmt: skip
+        body = dict(
+            kind="pairs",
+            condition=condition,
+            p=_number_or_code(rule.p, "p"),
+            n=_number_or_code(rule.n, "n"),
+            allow_self=_flag(rule.allow_self, "allow_self"),
+        )
     elif isinstance(rule, (FixedOutDegree, FixedInDegree)):
         name = "fixed_out_degree" if isinstance(rule, FixedOutDegree) else "fixed_in_degree"
-        body = dict(kind=name, k=_whole(rule.k, name, lo=0, hi=INT32_MAX), replace=_flag(rule.replace, "replace"),
-                    allow_self=_flag(rule.allow_self, "allow_self"))  # fmt: skip
+        body = dict(
+            kind=name,
+            k=_whole(rule.k, name, lo=0, hi=INT32_MAX),
+            replace=_flag(rule.replace, "replace"),
+            allow_self=_flag(rule.allow_self, "allow_self"),
+        )
     else:
         raise TypeError(f"rule must be Pairs, FixedOutDegree, FixedInDegree or Explicit, got {type(rule).__name__}")
-    folded = {str(name): _real(to_kernel_units(value, f"constants[{name!r}]"), f"constants[{name!r}]")
-              for name, value in constants.items()}  # fmt: skip
-    return dict(rule=body, pre_variables=sorted(map(str, pre_values)), post_variables=sorted(map(str, post_values)),
-                constants=folded)  # fmt: skip
+    folded = {
+        str(name): _real(to_kernel_units(value, f"constants[{name!r}]"), f"constants[{name!r}]")
+        for name, value in constants.items()
+    }
+    return dict(
+        rule=body,
+        pre_variables=sorted(map(str, pre_values)),
+        post_variables=sorted(map(str, post_values)),
+        constants=folded,
+    )
 
 
 def _number_or_code(value, name: str):
@@ -378,13 +402,18 @@ def build(
                 _values(pre_values, info["pre_variables"], n_pre, "pre_values"),
                 _values(post_values, info["post_variables"], n_post, "post_values"),
             ]
-            call = dict(spec=info["spec"], key=info["key"], n_pre=n_pre, n_post=n_post,
-                        self_offset=NO_SELF if self_offset is None else self_offset)  # fmt: skip
+            call = dict(
+                spec=info["spec"],
+                key=info["key"],
+                n_pre=n_pre,
+                n_post=n_post,
+                self_offset=NO_SELF if self_offset is None else self_offset,
+            )
             operands = [jax.device_put(x, device) for x in [np.array([seed, stream], np.uint32), *values]]
             offsets, targets = _run(rule, info, call, operands, device, n_pre, n_post, self_offset, extra)
         n_syn = int(offsets[-1])
         if in_degree:
-            return _transposed(targets, offsets, n_pre, n_post, wide=wide, sources=sources, by_post=by_post)
+            return _transposed(targets, rule.k, n_pre, n_post, wide=wide, sources=sources, by_post=by_post)
         return _finish(offsets, targets, n_pre, n_post, wide=wide, sources=sources, by_post=by_post, n_syn=n_syn)
 
 
@@ -392,12 +421,12 @@ def _device(platform):
     if platform is None:
         return jax.devices()[0]
     if not isinstance(platform, str) or platform.lower() not in ("cpu", "gpu", "cuda"):
-        raise ValueError(f"platform must be 'cpu', 'gpu' or None, got {platform!r}")
+        raise ModelError(f"platform must be 'cpu', 'gpu' or None, got {platform!r}", field="platform")
     name = "cpu" if platform.lower() == "cpu" else "gpu"
     try:
         return jax.devices(name)[0]
     except RuntimeError as e:
-        raise ValueError(f"platform {platform!r} is not available here ({e})") from None
+        raise ModelError(f"platform {platform!r} is not available here ({e})", field="platform") from None
 
 
 def _values(given: Mapping, names, n: int, what: str) -> np.ndarray:
@@ -561,16 +590,18 @@ def _row_offsets(offsets: np.ndarray, wide: bool | None) -> jax.Array:
 
 
 def _finish(offsets, targets, n_pre, n_post, *, wide, sources, by_post, n_syn) -> Connectivity:
-    conn = Connectivity(row_offsets=_row_offsets(offsets, wide), targets=targets, n_pre=n_pre, n_post=n_post,
-                        n_synapses=n_syn)  # fmt: skip
+    conn = Connectivity(
+        row_offsets=_row_offsets(offsets, wide), targets=targets, n_pre=n_pre, n_post=n_post, n_synapses=n_syn
+    )
     if sources:
         conn = dataclasses.replace(conn, sources=_sources(np.diff(offsets), n_syn))
     return with_by_post(conn) if by_post else conn
 
 
 def _sources(counts: np.ndarray, n_syn: int) -> jax.Array:
-    return jnp.repeat(jnp.arange(counts.size, dtype=jnp.int32), jnp.asarray(counts.astype(np.int32)),
-                      total_repeat_length=n_syn)  # fmt: skip
+    return jnp.repeat(
+        jnp.arange(counts.size, dtype=jnp.int32), jnp.asarray(counts.astype(np.int32)), total_repeat_length=n_syn
+    )
 
 
 def _stable_order(*keys) -> jax.Array:
@@ -587,24 +618,22 @@ def _with_zero(counts: jax.Array) -> jax.Array:
     return jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(counts, dtype=jnp.int32)])
 
 
-def _transposed(entries, by_col, n_pre, n_post, *, wide, sources, by_post) -> Connectivity:
-    """A fixed in-degree's draws (rows = postsynaptic neurons, entries = sources) as CSR by pre:
-    stable by source, so within a row by postsynaptic neuron, then in the order drawn."""
-    n_syn = int(by_col[-1])
-    counts = np.asarray(_bincount(entries, n_pre)).astype(np.int64)
-    offsets = _offsets(counts)
+def _transposed(entries, k: int, n_pre, n_post, *, wide, sources, by_post) -> Connectivity:
+    """A fixed in-degree's draws (``k`` sources per postsynaptic neuron, by post) as CSR by pre:
+    stably by source, so within a row by postsynaptic neuron, then in the order drawn."""
+    n_syn = k * n_post
+    counts = np.bincount(np.asarray(entries), minlength=n_pre).astype(np.int64)
     order = _stable_order(entries)
-    post_of = jnp.repeat(jnp.arange(n_post, dtype=jnp.int32), jnp.asarray(np.diff(by_col).astype(np.int32)),
-                         total_repeat_length=n_syn)  # fmt: skip
-    conn = Connectivity(row_offsets=_row_offsets(offsets, wide), targets=post_of[order], n_pre=n_pre,
-                        n_post=n_post, n_synapses=n_syn)  # fmt: skip
+    conn = Connectivity(
+        row_offsets=_row_offsets(_offsets(counts), wide),
+        targets=order // max(k, 1),  # entry e belongs to postsynaptic neuron e // k
+        n_pre=n_pre,
+        n_post=n_post,
+        n_synapses=n_syn,
+    )
     if sources:
         conn = dataclasses.replace(conn, sources=entries[order])
-    if by_post:
-        # Entry e (post j, draw t) became synapse inverse[e]; the entries are already by post.
-        inverse = jnp.zeros((n_syn,), jnp.int32).at[order].set(jnp.arange(n_syn, dtype=jnp.int32))
-        conn = dataclasses.replace(conn, col_offsets=jnp.asarray(by_col.astype(np.int32)), synapses_by_post=inverse)
-    return conn
+    return with_by_post(conn) if by_post else conn
 
 
 def with_by_post(conn: Connectivity) -> Connectivity:
@@ -633,8 +662,11 @@ def sort_rows(conn: Connectivity, key) -> tuple[Connectivity, jax.Array]:
         raise ModelError(f"{conn.n_synapses} synapses are too many for an int32 permutation", field="key")
     with jax.default_device(_device_of(conn.targets)):
         counts = np.diff(conn.offsets())
-        rows = jnp.repeat(jnp.arange(conn.n_pre, dtype=jnp.int32), jnp.asarray(counts.astype(np.int32)),
-                          total_repeat_length=conn.n_synapses)  # fmt: skip
+        rows = jnp.repeat(
+            jnp.arange(conn.n_pre, dtype=jnp.int32),
+            jnp.asarray(counts.astype(np.int32)),
+            total_repeat_length=conn.n_synapses,
+        )
         perm = _stable_order(rows, key)
         new = dataclasses.replace(
             conn,

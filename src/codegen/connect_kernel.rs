@@ -37,12 +37,13 @@ pub const CUDA_BLOCK: u32 = 128;
 /// not do either (see the module documentation).
 pub const CUDA_OPTIONS: &[&str] = &["--fmad=false"];
 
-/// `ln 2` in two parts: `e * LN2_HI` is exact for every exponent a double has.
-const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
-const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
-/// Terms of `atanh(s) / s - 1 = s^2/3 + s^4/5 + ...` kept by the logarithm: with
-/// |s| <= 3 - 2 sqrt(2) the next one is below 2^-60 of the result.
-const LOG_TERMS: u32 = 10;
+/// `ln 2` in two parts: `LN2_HI` has 32 significant bits, so `e * LN2_HI` is exact for every
+/// exponent a double has; `LN2_HI + LN2_LO` is `ln 2` to 2^-85.
+const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
+const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
+/// Terms kept of `R(z) = 2z/3 + 2z^2/5 + ...` (`z = s^2 <= (3 - 2 sqrt(2))^2`): the next one
+/// is below 2^-60 of the logarithm.
+const LOG_TERMS: u32 = 11;
 /// `2^-53`: the spacing of the uniforms.
 const TWO_POW_M53: f64 = 1.0 / 9_007_199_254_740_992.0;
 
@@ -167,8 +168,9 @@ impl KernelWriter<'_> {
 {q} uint64_t sf_below(uint64_t w, uint64_t bound) {{
     return ((w >> 32) * bound + (((w & 0xffffffffull) * bound) >> 32)) >> 32;
 }}
-/* ln(u) for u in (0, 1] from correctly rounded operations only: u = m 2^e with m in
-   (sqrt(1/2), sqrt(2)], ln m = 2 atanh(s), s = (m - 1) / (m + 1). */
+/* ln(u) for u in (0, 1] from correctly rounded operations only: u = (1 + f) 2^e with 1 + f in
+   (sqrt(1/2), sqrt(2)], s = f / (2 + f), ln(1 + f) = 2 atanh(s) = f - f^2/2 + s (f^2/2 + R(s^2)),
+   summed so that the error stays within an ulp. */
 {q} double sf_ln(double u) {{
     {to_bits}
     int e = (int) ((w0 >> 52) & 0x7ff) - 1023;
@@ -177,22 +179,24 @@ impl KernelWriter<'_> {
         m = m * 0.5;
         e += 1;
     }}
-    const double s = (m - 1.0) / (m + 1.0);
-    const double s2 = s * s;
-    double q = {last};",
+    const double f = m - 1.0;
+    const double s = f / (2.0 + f);
+    const double z = s * s;
+    double r = {last};",
             sqrt2 = literal(std::f64::consts::SQRT_2, ElemType::F64),
-            last = literal(1.0 / f64::from(2 * LOG_TERMS + 1), ElemType::F64),
+            last = literal(2.0 / f64::from(2 * LOG_TERMS + 1), ElemType::F64),
         )?;
         w.indented(|w| {
             for k in (1..LOG_TERMS).rev() {
-                let c = literal(1.0 / f64::from(2 * k + 1), ElemType::F64);
-                writeln!(w, "q = fma(q, s2, {c});")?;
+                let c = literal(2.0 / f64::from(2 * k + 1), ElemType::F64);
+                writeln!(w, "r = fma(r, z, {c});")?;
             }
-            writeln!(w, "const double r = s + s;")?;
-            writeln!(w, "const double t = r * s2;")?;
+            writeln!(w, "r = r * z;")?;
+            writeln!(w, "const double hfsq = 0.5 * (f * f);")?;
+            writeln!(w, "const double de = (double) e;")?;
             writeln!(
                 w,
-                "return fma((double) e, {}, fma((double) e, {}, fma(t, q, r)));",
+                "return de * {} - ((hfsq - (s * (hfsq + r) + de * {})) - f);",
                 literal(LN2_HI, ElemType::F64),
                 literal(LN2_LO, ElemType::F64)
             )
@@ -538,6 +542,12 @@ mod tests {
                 assert!(src.contains("sf_philox"), "{json}");
             }
         }
+    }
+
+    #[test]
+    fn ln2_splits_exactly() {
+        assert_eq!(LN2_HI.to_bits() & 0x1F_FFFF, 0, "21 trailing zero bits");
+        assert_eq!(LN2_HI + LN2_LO, std::f64::consts::LN_2);
     }
 
     #[test]
