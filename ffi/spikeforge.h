@@ -42,6 +42,10 @@ char *sf_connect_source(const char *spec_json, const char *target);
  * errors name the object and field ("Synapses 'S', on_pre"). */
 char *sf_network_compile(const char *spec_json);
 
+/* The generated network kernels for target "cuda" or "c":
+ * {"ok": true, "source": "...", "entries": ["sf_network_update", ...]}. */
+char *sf_network_source(const char *spec_json, const char *target);
+
 /* Releases a string returned by sf_model_compile, sf_model_source, sf_connect_compile,
  * sf_connect_source, sf_network_compile, sf_network_source or sf_cuda_compile_check. */
 void sf_string_free(char *s);
@@ -72,6 +76,8 @@ struct XLA_FFI_Error *sf_reduce_cpu(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_reduce_cuda(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_connect_cpu(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_connect_cuda(struct XLA_FFI_CallFrame *frame);
+struct XLA_FFI_Error *sf_network_run_cpu(struct XLA_FFI_CallFrame *frame);
+struct XLA_FFI_Error *sf_network_run_cuda(struct XLA_FFI_CallFrame *frame);
 
 #ifdef __cplusplus
 }

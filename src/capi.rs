@@ -110,15 +110,11 @@ pub unsafe extern "C" fn sf_model_source(
         CStr::from_ptr(target).to_string_lossy().into_owned()
     };
     answer(spec_json, |s| {
-        let dialect = match target.as_str() {
-            "cuda" => Dialect::Cuda,
-            "c" | "cpu" => Dialect::C,
-            other => {
-                return error_json(
-                    "usage",
-                    format!("unknown target '{other}': use 'cuda' or 'c'"),
-                )
-            }
+        let Some(dialect) = dialect_named(&target) else {
+            return error_json(
+                "usage",
+                format!("unknown target '{target}': use 'cuda' or 'c'"),
+            );
         };
         with_spec(s, |spec| {
             match codegen::generate_from_spec(&spec, dialect) {
@@ -234,6 +230,48 @@ pub unsafe extern "C" fn sf_network_compile(spec_json: *const c_char) -> *mut c_
             Ok(net) => network_json(&spec, &net),
         })
     })
+}
+
+/// Returns the generated source of a network's kernels for `target` ("cuda" or "c").
+///
+/// # Safety
+/// Both arguments must be valid NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn sf_network_source(
+    spec_json: *const c_char,
+    target: *const c_char,
+) -> *mut c_char {
+    let target = if target.is_null() {
+        String::new()
+    } else {
+        CStr::from_ptr(target).to_string_lossy().into_owned()
+    };
+    answer(spec_json, |s| {
+        let Some(dialect) = dialect_named(&target) else {
+            return error_json(
+                "usage",
+                format!("unknown target '{target}': use 'cuda' or 'c'"),
+            );
+        };
+        with_network(s, |spec| match crate::frontend::network::lower(&spec) {
+            Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
+            Ok(net) => {
+                let plan = step::network::plan(&net);
+                let layout = codegen::network_layout::layout(&net, &plan);
+                let k = codegen::network_kernel::generate(&net, &plan, &layout, dialect);
+                json!({"ok": true, "source": k.source, "entries": k.entries})
+            }
+        })
+    })
+}
+
+/// The dialect a target names: "cuda", or "c" (also "cpu").
+fn dialect_named(target: &str) -> Option<Dialect> {
+    match target {
+        "cuda" => Some(Dialect::Cuda),
+        "c" | "cpu" => Some(Dialect::C),
+        _ => None,
+    }
 }
 
 /// Frees a string returned by this library.

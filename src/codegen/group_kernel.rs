@@ -10,7 +10,8 @@ use std::fmt::{self, Write};
 
 use super::dialect::Dialect;
 use super::layout::{ident, layout, Arg, Layout, Role, ShapeKind};
-use super::printer::{literal, math_fn, prelude, storage_conversions, Printer};
+use super::printer::{literal, prelude, storage_conversions, Printer};
+use super::step_body::StepBody;
 use super::writer::{render, SourceWriter};
 use crate::ir::{ExprId, GroupIr, IndexOf, RefractoryIr, SymbolKind, VarId};
 use crate::spec::ModelSpec;
@@ -197,115 +198,25 @@ impl KernelWriter<'_> {
         }
     }
 
-    /// The refractory period in steps, when it is a duration (written as an expression when it
-    /// depends on per-element values).
-    fn refractory_steps(&self, w: &mut SourceWriter) -> Result<Option<String>, fmt::Error> {
-        let RefractoryIr::Duration(d) = self.dag.refractory else {
-            return Ok(None);
-        };
-        if let Some(c) = self.dag.arena.as_const(d) {
-            return Ok(Some(step::timestep(c, self.spec.dt).to_string()));
-        }
-        let e = self.print_block(&[d], "sf_r", w)?.remove(0);
-        let dt = literal(self.spec.dt, self.spec.dtype);
-        let floor = math_fn("floor", self.spec.dtype);
-        Ok(Some(format!(
-            "(int32_t) {floor}(({e} + {dt} * {}) / {dt})",
-            literal(1e-3, self.spec.dtype)
-        )))
-    }
-
     /// The body of one step for one element, in terms of `var_name`; assigns the new values.
     fn step_body(&self, w: &mut SourceWriter) -> fmt::Result {
-        let lane = self.lane();
-        let real = self.real();
-        // One standard normal per noise symbol, from the counter-based stream (seed, element,
-        // step).
-        for (k, v) in self.ir.noise.iter().enumerate() {
-            let j = match self.dialect {
+        let names = |v: VarId| self.var_name(v);
+        let next = |v: VarId| format!("sf_next_{}", ident(&self.ir.symbol(v).name));
+        StepBody {
+            ir: self.ir,
+            dag: self.dag,
+            dt: self.spec.dt,
+            dtype: self.spec.dtype,
+            dialect: self.dialect,
+            var_name: &names,
+            next_name: &next,
+            lane: self.lane(),
+            noise_element: match self.dialect {
                 Dialect::Cuda => "(uint32_t) sf_j",
                 Dialect::C => "(uint32_t) (sf_j0 + sf_l)",
-            };
-            writeln!(
-                w,
-                "const {real} sf_{} = ({real}) sf_normal((uint32_t) sf_seed, {j}, (uint32_t) sf_t_step, {k}u);",
-                ident(&self.ir.symbol(*v).name),
-            )?;
+            },
         }
-        // `constant over dt` subexpressions: computed once from the values at the step's start.
-        for (v, e) in &self.ir.held {
-            let text = self.print_block(&[*e], &format!("sf_h{v}_"), w)?.remove(0);
-            writeln!(
-                w,
-                "const {real} {} = {text};",
-                ident(&self.ir.symbol(*v).name)
-            )?;
-        }
-        // Refractoriness first: it is decided by the values at the start of the step.
-        match self.dag.refractory {
-            RefractoryIr::None => {}
-            RefractoryIr::Duration(_) => {
-                let steps = self.refractory_steps(w)?.expect("a duration");
-                writeln!(
-                    w,
-                    "const {b} sf_not_refractory = sf_lastspike_step{lane} <= sf_t_step - ({steps});",
-                    b = self.dialect.bool_type()
-                )?;
-            }
-            RefractoryIr::Condition(c) => {
-                let cond = self.print_block(&[c], "sf_c", w)?.remove(0);
-                writeln!(
-                    w,
-                    "sf_not_refractory{lane} = sf_not_refractory{lane} {or} !({cond});",
-                    or = self.dialect.or()
-                )?;
-            }
-        }
-        let mut roots: Vec<ExprId> = self.dag.next_state.clone();
-        roots.extend(self.dag.next_params.iter().map(|(_, e)| *e));
-        roots.extend(self.dag.spike);
-        let texts = self.print_block(&roots, "sf_", w)?;
-        let assigned: Vec<VarId> = self
-            .ir
-            .stored()
-            .into_iter()
-            .chain(self.dag.next_params.iter().map(|(v, _)| *v))
-            .collect();
-        for (var, text) in assigned.iter().zip(&texts) {
-            writeln!(
-                w,
-                "const {real} sf_next_{} = {text};",
-                ident(&self.ir.symbol(*var).name)
-            )?;
-        }
-        if self.dag.spike.is_some() {
-            writeln!(
-                w,
-                "const {} sf_spike = {};",
-                self.dialect.bool_type(),
-                texts.last().expect("the spike is the last root")
-            )?;
-        }
-        for v in assigned {
-            let id = ident(&self.ir.symbol(v).name);
-            writeln!(w, "{id}{lane} = sf_next_{id};")?;
-        }
-        if self.dag.spike.is_some() {
-            match self.dag.refractory {
-                RefractoryIr::Duration(_) => writeln!(
-                    w,
-                    "sf_lastspike_step{lane} = sf_spike ? sf_t_step : sf_lastspike_step{lane};"
-                )?,
-                RefractoryIr::Condition(_) => writeln!(
-                    w,
-                    "sf_not_refractory{lane} = sf_not_refractory{lane} {} !sf_spike;",
-                    self.dialect.and()
-                )?,
-                RefractoryIr::None => {}
-            }
-            writeln!(w, "sf_spike_count{lane} += sf_spike ? 1 : 0;")?;
-        }
-        Ok(())
+        .write(w)
     }
 
     /// Writes the trace values of the current step; `store(trace, value)` gives the statement.

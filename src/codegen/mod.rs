@@ -9,10 +9,12 @@ pub mod connect_kernel;
 pub mod dialect;
 pub mod group_kernel;
 pub mod layout;
+pub mod network_kernel;
 pub mod network_layout;
 pub mod printer;
 pub mod random;
 pub mod reduction;
+pub mod step_body;
 pub mod writer;
 
 pub use dialect::Dialect;

@@ -134,6 +134,15 @@ pub fn blocks(n: usize) -> usize {
     n.div_ceil(UPDATE_BLOCK)
 }
 
+/// Blocks of the update kernel for a group: one per `UPDATE_BLOCK` neurons; one for a spike
+/// generator (its spikes are read in order by one thread).
+pub fn update_blocks(g: &crate::ir::network::NetGroup) -> usize {
+    match g.kind {
+        NetGroupKind::SpikeGenerator { .. } => 1,
+        _ => blocks(g.n),
+    }
+}
+
 struct Builder<'a> {
     net: &'a NetworkIr,
     real: ElemType,
@@ -530,7 +539,7 @@ fn work_layout(net: &NetworkIr, plan: &NetworkPlan) -> WorkLayout {
     };
     let cursors = take(2 * net.groups.len());
     let tickets = take(1);
-    let n_blocks: usize = net.groups.iter().map(|g| blocks(g.n)).sum();
+    let n_blocks: usize = net.groups.iter().map(update_blocks).sum();
     let status = take(2 * n_blocks);
     let arrivals = counted_statements(net, plan)
         .into_iter()

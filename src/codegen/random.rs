@@ -44,6 +44,74 @@ pub fn philox_source(dialect: Dialect) -> String {
 
 /// The generator and the normal transform, for one dialect.
 pub fn normal_source(dialect: Dialect) -> String {
+    let (head, tail) = philox_and_normal(dialect);
+    head + &tail
+}
+
+/// The generator and everything the network kernels draw with: the normal transform when
+/// `normals`, exact uniforms (24 bits for float32, 53 for float64) and exact binomial counts.
+pub fn network_source(dialect: Dialect, normals: bool) -> String {
+    let (head, normal) = philox_and_normal(dialect);
+    let q = dialect.inline_fn();
+    let dops = match dialect {
+        Dialect::Cuda => "#define SF_DMUL(a, b) __dmul_rn(a, b)\n#define SF_DADD(a, b) __dadd_rn(a, b)\n#define SF_DDIV(a, b) __ddiv_rn(a, b)\n",
+        Dialect::C => "#define SF_DMUL(a, b) ((a) * (b))\n#define SF_DADD(a, b) ((a) + (b))\n#define SF_DDIV(a, b) ((a) / (b))\n",
+    };
+    let mut out = head;
+    if normals {
+        out.push_str(&normal);
+    }
+    out.push_str(dops);
+    out.push_str(&format!(
+        r#"/* Uniforms of stream `stream`: counter (element, step, draw, stream), 24 or 53 exact bits. */
+{q} float sf_uniform24(uint32_t seed, uint32_t stream, uint32_t element, uint32_t step, uint32_t draw) {{
+    uint32_t c[4] = {{element, step, draw, stream}};
+    sf_philox(c, seed, 0x5F0F5F0Fu);
+    return (float) (c[0] >> 8) * 5.9604645e-8f;
+}}
+{q} double sf_uniform53(uint32_t seed, uint32_t stream, uint32_t element, uint32_t step, uint32_t draw) {{
+    uint32_t c[4] = {{element, step, draw, stream}};
+    sf_philox(c, seed, 0x5F0F5F0Fu);
+    return ((double) (c[0] >> 5) * 67108864.0 + (double) (c[1] >> 6)) * 1.1102230246251565e-16;
+}}
+/* Binomial(n, p), exactly, by inversion in float64 (correctly rounded, uncontracted operations, so
+   CPU and GPU agree): n is split into chunks of mean at most 16 events, each drawn from its own
+   uniform: P(0) = (1-p)^m by squaring, P(k+1) = P(k) (m-k)/(k+1) p/(1-p). */
+{q} uint32_t sf_binomial(uint32_t seed, uint32_t stream, uint32_t element, uint32_t step, uint32_t n, double p) {{
+    if (!(p > 0.0) || n == 0u) return 0u;
+    if (p >= 1.0) return n;
+    const double q = SF_DADD(1.0, -p);
+    const double ratio = SF_DDIV(p, q);
+    const double most = SF_DDIV(16.0, p);
+    const uint32_t chunk = most >= (double) n ? n : (most < 1.0 ? 1u : (uint32_t) most);
+    uint32_t total = 0u, draw = 0u;
+    for (uint32_t left = n; left > 0u; ++draw) {{
+        const uint32_t m = left < chunk ? left : chunk;
+        left -= m;
+        double pk = 1.0, base = q;
+        for (uint32_t e = m; e > 0u; e >>= 1) {{
+            if (e & 1u) pk = SF_DMUL(pk, base);
+            if (e > 1u) base = SF_DMUL(base, base);
+        }}
+        const double u = sf_uniform53(seed, stream, element, step, draw);
+        double cdf = pk;
+        uint32_t k = 0u;
+        while (u >= cdf && k < m) {{
+            pk = SF_DMUL(pk, SF_DMUL(SF_DDIV((double) (m - k), (double) (k + 1u)), ratio));
+            k += 1u;
+            cdf = SF_DADD(cdf, pk);
+        }}
+        total += k;
+    }}
+    return total;
+}}
+"#
+    ));
+    out
+}
+
+/// The generator (with the rounding macros) and the normal transform, as two pieces.
+fn philox_and_normal(dialect: Dialect) -> (String, String) {
     let q = dialect.inline_fn();
     let ops = match dialect {
         // Intrinsics with explicit rounding are never contracted into other operations.
@@ -66,9 +134,13 @@ pub fn normal_source(dialect: Dialect) -> String {
         Dialect::Cuda => "(uint32_t) __float_as_int(m)",
         Dialect::C => "sf_rng_ubits(m)",
     };
-    format!(
+    let head = format!(
         r#"/* Noise: Philox4x32-10 keyed by (seed, neuron, step, k); see src/codegen/random.rs. */
-{ops}{bits_helper}{philox}/* ln(u) for u in (0, 1]: u = m 2^e, m in [1, 2); ln m = 2 atanh((m-1)/(m+1)). */
+{ops}{bits_helper}{philox}"#,
+        philox = philox_source(dialect),
+    );
+    let tail = format!(
+        r#"/* ln(u) for u in (0, 1]: u = m 2^e, m in [1, 2); ln m = 2 atanh((m-1)/(m+1)). */
 {q} float sf_rng_log(float u) {{
     const uint32_t w = {ubits_u};
     const int e = (int) ((w >> 23) & 0xffu) - 127;
@@ -105,8 +177,8 @@ pub fn normal_source(dialect: Dialect) -> String {
     return SF_MUL(SF_SQRT(SF_MUL(-2.0f, sf_rng_log(u1))), sf_rng_cos_turns(u2));
 }}
 "#,
-        philox = philox_source(dialect),
         ubits_u = ubits.replace('m', "u"),
         bits_m = bits.replace('u', "((w & 0x007fffffu) | 0x3f800000u)"),
-    )
+    );
+    (head, tail)
 }

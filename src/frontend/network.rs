@@ -23,6 +23,11 @@ use crate::spec::network::{GroupSpec, MonitorSpec, NetworkSpec, NumberOrExpr, Ra
 use crate::spec::{Dynamics, ModelSpec};
 use crate::types::ElemType;
 
+/// The most (projection, delay step) pairs a network delivers from: each projection with
+/// per-synapse delays counts its longest delay in steps plus one, every other projection one
+/// (the delivery kernel keeps a prefix over them in shared memory).
+pub const MAX_DELAY_BUCKETS: usize = 16_384;
+
 /// Names the network's state keeps for itself.
 const NETWORK_NAMES: &[&str] = &["t_step", "rng_seed"];
 
@@ -66,6 +71,21 @@ pub fn lower(spec: &NetworkSpec) -> Result<NetworkIr, Diagnostic> {
         .iter()
         .map(|p| projection(spec, p, &groups))
         .collect::<Result<Vec<_>, _>>()?;
+    let buckets: usize = projections
+        .iter()
+        .map(|p| match p.synapses.delay {
+            crate::ir::synapses::DelayIr::PerSynapse { max_steps, .. } => max_steps as usize + 1,
+            crate::ir::synapses::DelayIr::Homogeneous { .. } => 1,
+        })
+        .sum();
+    if buckets > MAX_DELAY_BUCKETS {
+        return Err(Diagnostic::new(
+            "projections",
+            format!(
+                "the projections' delays span {buckets} steps together: at most {MAX_DELAY_BUCKETS} (each per-synapse delay queue counts its longest delay in steps, plus one)"
+            ),
+        ));
+    }
     let poisson_inputs = spec
         .poisson_inputs
         .iter()

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 
 use serde_json::json;
 
-use super::{connect, custom_kernel, neuron_run, reduce};
+use super::{connect, custom_kernel, network_run, neuron_run, reduce};
 use crate::xla::{Handler, HandlerTraits, REPORTED_API_VERSION};
 
 /// The platform a handler runs on, as `jax.ffi.register_ffi_target` names it.
@@ -70,6 +70,10 @@ ffi_targets! {
     "spikeforge_connect" {
         Cpu: sf_connect_cpu => connect::ConnectCpu,
         Cuda: sf_connect_cuda => connect::ConnectCuda,
+    }
+    "spikeforge_network_run" {
+        Cpu: sf_network_run_cpu => network_run::NetworkRunCpu,
+        Cuda: sf_network_run_cuda => network_run::NetworkRunCuda,
     }
 }
 

@@ -27,6 +27,9 @@ use crate::spec::Method;
 /// The longest delay a spike queue holds, in steps (6.5 s at dt = 0.1 ms).
 pub const MAX_DELAY_STEPS: u32 = 65_535;
 
+/// The longest per-synapse delay, in steps (a delivery walks every delay step up to it).
+pub const MAX_PER_SYNAPSE_DELAY_STEPS: u32 = 4095;
+
 /// What issue 11 brings, and the place it is refused.
 const NEXT_ISSUE: &str = "not supported yet (issue 11)";
 
@@ -50,7 +53,6 @@ impl Neighbour<'_> {
             SymbolKind::State
             | SymbolKind::Param
             | SymbolKind::PerNeuronConstant
-            | SymbolKind::NotRefractory
             | SymbolKind::LastSpike => Some(v),
             _ => None,
         }
@@ -517,6 +519,12 @@ impl<'a> SynapseScope<'a> {
                         .at(&code, *span));
                     };
                     let max_steps = steps_of(max, "max_delay")?;
+                    if max_steps > MAX_PER_SYNAPSE_DELAY_STEPS {
+                        return Err(Diagnostic::new(
+                            "max_delay",
+                            format!("max_delay {max} is {max_steps} steps of dt = {dt}: per-synapse delays span at most {MAX_PER_SYNAPSE_DELAY_STEPS} steps"),
+                        ));
+                    }
                     return Ok(DelayIr::PerSynapse { var: v, max_steps });
                 }
             }
@@ -581,18 +589,9 @@ impl Scope for SynapseScope<'_> {
 }
 
 impl SynapseScope<'_> {
-    /// A neighbour's symbol as a value (a truth value for `not_refractory`).
+    /// A neighbour's symbol as a value.
     fn neighbour_value(&mut self, v: VarId) -> (ExprId, Ty) {
-        let SymbolKind::Neighbour(side, var) = self.group.symbols[v.index()].kind else {
-            unreachable!("a neighbour's symbol")
-        };
-        let ir = self.side(side).ir.expect("a neuron group");
-        let ty = if ir.symbol(var).kind == SymbolKind::NotRefractory {
-            Ty::Bool
-        } else {
-            Ty::Real
-        };
-        (self.group.arena.var(v), ty)
+        (self.group.arena.var(v), Ty::Real)
     }
 }
 

@@ -267,6 +267,28 @@ pub(crate) unsafe fn memset_d8_async(
     })
 }
 
+/// Copies `bytes` bytes from `src` to `dst` (both device memory), in stream order.
+///
+/// # Safety
+/// Both must be device memory of at least `bytes` bytes in `stream`'s context, not overlapping,
+/// valid until the copy has run.
+pub(crate) unsafe fn memcpy_dtod_async(
+    dst: *mut c_void,
+    src: *const c_void,
+    bytes: usize,
+    stream: sys::CUstream,
+) -> Result<(), RuntimeError> {
+    // SAFETY: forwarded to the caller.
+    check("cuMemcpyDtoDAsync", unsafe {
+        sys::cuMemcpyDtoDAsync_v2(
+            dst as sys::CUdeviceptr,
+            src as sys::CUdeviceptr,
+            bytes,
+            stream,
+        )
+    })
+}
+
 /// While XLA captures its stream into a CUDA graph (a command buffer), lets this thread make the
 /// calls capture forbids ("potentially unsafe" ones, such as loading a module the first time a
 /// handler runs), and restores the thread's capture mode when dropped. Does nothing when the

@@ -211,6 +211,29 @@ pub unsafe fn memset_async(
     })
 }
 
+/// Copies device memory on XLA's stream (no synchronisation): a network run starts from its
+/// input state this way.
+///
+/// # Safety
+/// `dst` and `src` must be device memory of at least `bytes` bytes in the context of `stream`,
+/// not overlapping.
+pub unsafe fn memcpy_async(
+    dst: *mut c_void,
+    src: *const c_void,
+    bytes: usize,
+    stream: *mut c_void,
+) -> Result<(), RuntimeError> {
+    catch_panic("copying device memory", || {
+        driver::init()?;
+        // SAFETY: XLA passes a live stream.
+        let ctx = unsafe { driver::stream_context(stream.cast()) }?;
+        // SAFETY: the context is alive while XLA runs work on its stream.
+        let _current = unsafe { driver::CurrentContext::enter(ctx) }?;
+        // SAFETY: forwarded to the caller.
+        unsafe { driver::memcpy_dtod_async(dst, src, bytes, stream.cast()) }
+    })
+}
+
 /// Allows `f` to be launched with up to `bytes` of dynamic shared memory (needed above 48 KiB;
 /// [`launch`] does it by itself when asked for more).
 pub fn set_max_dynamic_shared_mem(f: &CudaFunction, bytes: u32) -> Result<(), RuntimeError> {
