@@ -140,7 +140,7 @@ def test_float32_rates_and_count_distributions_match_the_references(name, device
 @pytest.mark.parametrize("name", ["cuba", "coba"])
 def test_two_half_runs_are_one_run(name, device):
     net = drawn(name)
-    network = spikeforge_network(net, every=3)
+    network = spikeforge_network(net, every=4)
     state = network.init_state(seed=0, dtype=jnp.float64, P=initial(net, jnp.float64))
     whole, out = run(network, state)
     half, out1 = run(network, state, DURATION / 2)
@@ -150,7 +150,7 @@ def test_two_half_runs_are_one_run(name, device):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=k)
     joined = np.concatenate([sf_spikes(out1), sf_spikes(out2)], axis=1)
     np.testing.assert_array_equal(joined, sf_spikes(out))
-    # every=3 does not divide 5000: the second half's rows continue the first's grid
+    # a run records its first step and every 4th after: 4 divides 5000, so the halves' rows are the whole's
     np.testing.assert_array_equal(np.concatenate([out1.v.t, out2.v.t]), np.asarray(out.v.t))
     np.testing.assert_array_equal(np.concatenate([out1.v.v, out2.v.v]), np.asarray(out.v.v))
 

@@ -94,10 +94,10 @@ def test_delay_zero_arrives_after_the_update_and_before_the_reset(device):
     step; on the other, the arrival is seen at the next step, not integrated in its own step."""
     eqs = "dv/dt = drive/(1*ms) : 1 (unless refractory)\ndrive : 1"
     P = sf.NeuronGroup(2, eqs, threshold="v > 1", reset="v = 0", refractory=0.3, name="P")
-    S = sf.Synapses(P[:1], P, on_pre="v_post += 0.25", name="S")
+    S = sf.Synapses(P[:1], P, on_pre="v_post += 0.15", name="S")
     S.connect(i=[0, 0], j=[0, 1])
     net = sf.Network(P, S, v=sf.StateMonitor(P, "v"), spikes=sf.SpikeMonitor(P), dt=DT)
-    state = net.init_state(dtype=jnp.float64, P=dict(v=[0.0, 0.0], drive=[0.3, 0.0]))
+    state = net.init_state(dtype=jnp.float64, P=dict(v=[0.0, 0.0], drive=[3.0, 0.0]))
     _, out = net.run(state, steps=30)
 
     def update(state, not_ref):
@@ -108,14 +108,14 @@ def test_delay_zero_arrives_after_the_update_and_before_the_reset(device):
 
     group = Group(
         n=2,
-        state=dict(v=np.zeros(2), drive=np.array([0.3, 0.0])),
+        state=dict(v=np.zeros(2), drive=np.array([3.0, 0.0])),
         update=update,
         threshold=lambda s: s["v"] > 1,
         reset=reset,
         refractory_steps=3,
     )
     ref = simulate(
-        {"P": group}, [Projection("P", "P", np.array([0, 0]), np.array([0, 1]), "v", 0.25)], 30, record=[("P", "v")]
+        {"P": group}, [Projection("P", "P", np.array([0, 0]), np.array([0, 1]), "v", 0.15)], 30, record=[("P", "v")]
     )
     np.testing.assert_allclose(np.asarray(out.v.v), ref.traces[("P", "v")], rtol=0, atol=1e-12)
     assert ref.counts["P"][0] >= 2 and ref.counts["P"][1] == 0
