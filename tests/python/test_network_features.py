@@ -87,7 +87,8 @@ def test_pre_and_index_names(device):
     def reset(state, idx):
         state["v"][idx] = 0.0
 
-    group = Group(3, dict(v=np.zeros(3), rate=rates), update, lambda s: s["v"] > 1, reset, refractory_steps=3)
+    # refractory 0.25 ms is 2 steps: Brian2 counts int((0.25 + 1e-3 dt) / dt)
+    group = Group(3, dict(v=np.zeros(3), rate=rates), update, lambda s: s["v"] > 1, reset, refractory_steps=2)
     ref = simulate({"src": group}, [], 40)
     steps, idx = ref.spikes["src"]
     expect = np.zeros(2)
