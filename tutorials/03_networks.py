@@ -9,7 +9,7 @@
 # |---|---|
 # | `NeuronGroup(N, eqs, threshold=, reset=, refractory=, method=)` | `sf.NeuronGroup(N, eqs, ..., constants=)` |
 # | `P[:3200]` (a subgroup) | `P[:3200]` |
-# | `Synapses(Pe, P, on_pre='ge += we')`, `S.connect(p=0.02)` | `sf.Synapses(Pe, P, on_pre="ge += we")`, `S.connect(p=0.02)` |
+# | `Synapses(Pe, P, on_pre='ge += we').connect(p=0.02)` | `sf.Synapses(Pe, P, on_pre="ge += we").connect(p=0.02)` |
 # | `SpikeMonitor`, `StateMonitor`, `PopulationRateMonitor` | the same, passed to `sf.Network(..., name=monitor)` |
 # | `run(1*second)` | `state, out = net.run(state, duration=1000.0)`: a pure function of the state |
 #
