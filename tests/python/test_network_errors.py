@@ -125,6 +125,8 @@ def test_inputs_are_checked():
     inp = sf.PoissonInput(P, "v", N=10, rate=15.0, weight=1.0, name="inp2")
     with pytest.raises(sf.ModelError, match=r"rate\*dt = 1.5 is more than 1.*0.015"):
         sf.Network(P, inp, dt=0.1)
+    with pytest.raises(sf.ModelError, match=r"PoissonGroup 'pg15': rates\*dt = 1.5 is more than 1"):
+        sf.Network(sf.PoissonGroup(4, rates=15.0, name="pg15"), dt=0.1)
     with pytest.raises(sf.ModelError, match="one value or one per neuron"):
         sf.PoissonGroup(4, rates=np.ones((2, 2)))
     with pytest.raises(sf.ModelError, match=r"rates has shape \(3,\)"):

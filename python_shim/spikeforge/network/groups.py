@@ -243,6 +243,18 @@ class PoissonGroup(_Root):
                 f"rates has shape {self.rates.shape}: give one rate or one per neuron ({self.n},)", field="rates"
             )
 
+    def check_dt(self, dt: float):
+        """``rates*dt`` is a probability: a number past 1 is almost surely Hz given as 1/ms."""
+        if isinstance(self.rates, str):
+            return
+        top = float(np.max(self.rates))
+        if top * dt > 1:
+            raise self.error(
+                f"rates*dt = {top * dt:g} is more than 1: rates are in 1/ms (the kernels' unit system), so "
+                f"{top:g} is {top * 1000:g} Hz; for {top:g} Hz write {top / 1000:g} or a quantity (15*Hz)",
+                field="rates",
+            )
+
     @property
     def variables(self) -> tuple:
         return ()

@@ -34,7 +34,7 @@ from . import _abi, primitive
 from . import csr as csr_mod
 from .base import describe
 from .collect import collect
-from .groups import NeuronGroup, SpikeGeneratorGroup
+from .groups import NeuronGroup, PoissonGroup, SpikeGeneratorGroup
 from .monitors import RateRecord, SpikeRecord, StateRecord
 from .output import NetworkOutput
 from .progress import ProgressBar, chunk_steps
@@ -75,6 +75,9 @@ class Network:
         self.members = collect(objects, named_monitors)
         for p in self.members.inputs:
             p.check_dt(self.dt)
+        for g in self.members.groups:
+            if isinstance(g, PoissonGroup):
+                g.check_dt(self.dt)
         self._spikes = {
             g.name: g.spike_steps(self.dt) for g in self.members.groups if isinstance(g, SpikeGeneratorGroup)
         }

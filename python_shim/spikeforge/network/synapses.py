@@ -99,7 +99,6 @@ class Synapses(NetworkObject):
         pre=None,
         delay=None,
         constants=None,
-        method=None,
         name: str | None = None,
     ):
         super().__init__(name)
@@ -133,7 +132,6 @@ class Synapses(NetworkObject):
         self.on_pre = on_pre or ""
         self.delay = self._delay(delay)
         self.constants = arguments.constants(constants)
-        self.method = method
         self.connections: list = []
         self._validate()
 
