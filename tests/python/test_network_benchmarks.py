@@ -62,7 +62,7 @@ def spikeforge_network(net, *, every=1):
     )
 
 
-def initial(net, dtype):
+def initial(net):
     return dict(v=net.v, ge=net.ge, gi=net.gi)
 
 
@@ -103,13 +103,17 @@ def ks_critical(n, m, alpha_coefficient=1.628) -> float:
     return alpha_coefficient * np.sqrt((n + m) / (n * m))
 
 
+def run_drawn(name, dtype):
+    """The drawn network run by spikeforge for 1 s: (drawn network, its reference, state, out)."""
+    net = drawn(name)
+    network = spikeforge_network(net)
+    state = network.init_state(seed=0, dtype=dtype, P=initial(net))
+    return net, reference(name), *run(network, state)
+
+
 @pytest.mark.parametrize("name", ["cuba", "coba"])
 def test_float64_spike_trains_are_the_references(name, device):
-    net = drawn(name)
-    ref = reference(name)
-    network = spikeforge_network(net)
-    state = network.init_state(seed=0, dtype=jnp.float64, P=initial(net, jnp.float64))
-    new, out = run(network, state)
+    net, ref, new, out = run_drawn(name, jnp.float64)
     ours, theirs = sf_spikes(out), spike_pairs(*ref.spikes["P"])
     assert ours.shape == theirs.shape and (ours == theirs).all(), first_difference(ours, theirs)
     np.testing.assert_array_equal(np.asarray(out.spike_count["P"]), ref.counts["P"])
@@ -123,11 +127,7 @@ def test_float64_spike_trains_are_the_references(name, device):
 
 @pytest.mark.parametrize("name", ["cuba", "coba"])
 def test_float32_rates_and_count_distributions_match_the_references(name, device):
-    net = drawn(name)
-    ref = reference(name)
-    network = spikeforge_network(net)
-    state = network.init_state(seed=0, dtype=jnp.float32, P=initial(net, jnp.float32))
-    _, out = run(network, state)
+    net, ref, _, out = run_drawn(name, jnp.float32)
     counts = np.asarray(out.spike_count["P"])
     ref_counts = ref.counts["P"]
     assert counts.sum() > 10 * net.n // 2, "the network must be active"
@@ -141,7 +141,7 @@ def test_float32_rates_and_count_distributions_match_the_references(name, device
 def test_two_half_runs_are_one_run(name, device):
     net = drawn(name)
     network = spikeforge_network(net, every=4)
-    state = network.init_state(seed=0, dtype=jnp.float64, P=initial(net, jnp.float64))
+    state = network.init_state(seed=0, dtype=jnp.float64, P=initial(net))
     whole, out = run(network, state)
     half, out1 = run(network, state, DURATION / 2)
     second, out2 = run(network, half, DURATION / 2)
@@ -163,7 +163,7 @@ def test_matches_brian2(name):
     net = drawn(name)
     theirs = run_brian2(net, DURATION, record_v=RECORDED)
     network = spikeforge_network(net)
-    state = network.init_state(seed=0, dtype=jnp.float64, P=initial(net, jnp.float64))
+    state = network.init_state(seed=0, dtype=jnp.float64, P=initial(net))
     _, out = run(network, state)
     ours = sf_spikes(out)
     brian = spike_pairs(theirs["steps"], theirs["indices"])

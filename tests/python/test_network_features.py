@@ -291,3 +291,33 @@ def test_init_state_errors_name_the_object(device):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         net.run(state, steps=1, progress=False)  # the process keeps working
+
+
+@pytest.mark.parametrize("library", ["brian2", "brainunit"])
+def test_quantities_are_accepted_everywhere(library, device):
+    u = pytest.importorskip(library)
+    ms, mV, Hz = u.ms, u.mV, u.Hz
+
+    def build(q):
+        pg = sf.PoissonGroup(20, rates=q(15.0, Hz, 1e-3), name="pg")
+        sg = sf.SpikeGeneratorGroup(2, [0, 1], q(np.array([0.5, 1.5]), ms, 1.0), period=q(3.0, ms, 1.0), name="sg")
+        eqs = "dv/dt = (El - v)/(10*ms) : volt\nx : 1"
+        P = sf.NeuronGroup(
+            20, eqs, threshold="v > -50", reset="v = -60", constants=dict(El=q(-45.0, mV, 1.0)), name="P"
+        )
+        A = sf.Synapses(pg, P, on_pre="v_post += 2", delay=q(1.5, ms, 1.0), name="A")
+        A.connect(i=np.arange(20), j=np.arange(20))
+        B = sf.Synapses(sg, P, "d : second", on_pre="x_post += 1", delay="d", name="B")
+        B.connect(i=[0, 1], j=[3, 4])
+        inp = sf.PoissonInput(P, "v", n=10, rate=q(20.0, Hz, 1e-3), weight=q(0.5, mV, 1.0), name="inp")
+        net = sf.Network(pg, sg, P, A, B, inp, spikes=sf.SpikeMonitor(P), dt=q(0.1, ms, 1.0))
+        state = net.init_state(
+            seed=2, dtype=jnp.float64, P=dict(v=q(-60.0, mV, 1.0)), B=dict(d=q(np.array([0.2, 0.7]), ms, 1.0))
+        )
+        return net.run(state, duration=q(20.0, ms, 1.0), progress=False)
+
+    plain = build(lambda value, unit, factor: value * factor)
+    with_units = build(lambda value, unit, factor: value * unit)
+    for a, b in zip(jax.tree_util.tree_leaves(plain), jax.tree_util.tree_leaves(with_units)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert int(plain[1].spikes.count) > 0
