@@ -52,6 +52,34 @@ pub(crate) fn answer(arg: *const c_char, f: impl FnOnce(&str) -> Value) -> *mut 
         .unwrap_or(std::ptr::null_mut())
 }
 
+/// [`answer`] for the functions that take a `target` (`"cuda"`, or `"c"` / `"cpu"`): `f` gets the
+/// JSON argument and the dialect; an unknown target is a usage error.
+///
+/// # Safety
+/// `arg` as for [`answer`]; `target` must be null or a valid NUL-terminated string.
+pub(crate) unsafe fn answer_for_target(
+    arg: *const c_char,
+    target: *const c_char,
+    f: impl FnOnce(&str, Dialect) -> Value,
+) -> *mut c_char {
+    let target = if target.is_null() {
+        String::new()
+    } else {
+        // SAFETY: forwarded to the caller.
+        unsafe { CStr::from_ptr(target) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    answer(arg, |s| match target.as_str() {
+        "cuda" => f(s, Dialect::Cuda),
+        "c" | "cpu" => f(s, Dialect::C),
+        other => error_json(
+            "usage",
+            format!("unknown target '{other}': use 'cuda' or 'c'"),
+        ),
+    })
+}
+
 pub(crate) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -12,6 +12,9 @@
 //! The emulation needs `g++` (skipped without it unless `SPIKEFORGE_REQUIRE_GXX=1`); NVRTC is
 //! loaded dynamically (skipped without it unless `SPIKEFORGE_REQUIRE_NVRTC=1`).
 
+#[path = "common/cuda_emulation.rs"]
+mod cuda_emulation;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -82,11 +85,9 @@ fn run_c(
     // SAFETY: the generated entry points have these signatures.
     let count: CCount = unsafe { module.entry::<CCount>() };
     let fill: CFill = unsafe { *module.symbol::<CFill>(ENTRY_FILL).unwrap() };
-    let rows = match ir.rule {
-        connect::RuleIr::Degree {
-            rows: Rows::Post, ..
-        } => n_post,
-        _ => n_pre,
+    let rows = match ir.rule.rows() {
+        Rows::Post => n_post,
+        Rows::Pre => n_pre,
     };
     let pre: Vec<f64> = (0..ir.pre_variables.len())
         .flat_map(|k| (0..n_pre).map(move |i| value(k, i)))
@@ -148,11 +149,9 @@ fn c_passes_agree_and_stay_in_range() {
         let module = c_module(&ir);
         for case in CASES {
             let s = run_c(&module, &ir, case);
-            let bound = match ir.rule {
-                connect::RuleIr::Degree {
-                    rows: Rows::Post, ..
-                } => case.0,
-                _ => case.1,
+            let bound = match ir.rule.rows() {
+                Rows::Post => case.0,
+                Rows::Pre => case.1,
             };
             assert!(
                 s.targets.iter().all(|&t| t >= 0 && i64::from(t) < bound),
@@ -166,36 +165,18 @@ fn c_passes_agree_and_stay_in_range() {
     }
 }
 
+/// Before the shared head: the kernels' names for the thread indices and math functions, and
+/// the bit cast the logarithm uses.
 const SHIM_HEAD: &str = r#"
 #include <cmath>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <vector>
 using std::exp; using std::fabs; using std::floor; using std::fma; using std::pow; using std::log;
 struct sf_dim3 { unsigned x; };
 static sf_dim3 threadIdx, blockIdx, blockDim, gridDim;
 static long long __double_as_longlong(double d) { long long b; std::memcpy(&b, &d, 8); return b; }
-static double __longlong_as_double(long long b) { double d; std::memcpy(&d, &b, 8); return d; }
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __launch_bounds__(n)
-#define __restrict__
-/* The kernel source declares its own fixed-width types, which clash with <cstdint>'s. */
-#define int32_t sf_i32
-#define uint32_t sf_u32
-#define int64_t sf_i64
-#define uint64_t sf_u64
 "#;
 
 const SHIM_TAIL: &str = r#"
-#undef int32_t
-#undef uint32_t
-#undef int64_t
-#undef uint64_t
-
 /* Every thread of every block, one after the other (the kernels share nothing between threads). */
 template <class F, class... A> static void launch(F f, unsigned grid, unsigned block, A... a) {
     blockDim.x = block;
@@ -229,21 +210,6 @@ int main(int argc, char** argv) {
 }
 "#;
 
-fn gxx_available() -> bool {
-    let found = Command::new("g++")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("SPIKEFORGE_REQUIRE_GXX").is_err(),
-            "g++ required but not found"
-        );
-        eprintln!("SKIPPED: no g++");
-    }
-    found
-}
-
 fn numbers<T: std::str::FromStr>(line: &str) -> Vec<T>
 where
     T::Err: std::fmt::Debug,
@@ -255,31 +221,22 @@ where
 
 #[test]
 fn cuda_source_emulated_on_the_cpu_gives_the_c_synapses() {
-    if !gxx_available() {
+    let Some(dir) = cuda_emulation::work_dir("connect_cuda_emulation") else {
         return;
-    }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("connect_cuda_emulation");
-    std::fs::create_dir_all(&dir).unwrap();
+    };
     for (name, spec) in rules() {
         let ir = lowered(&spec);
-        let src = dir.join(format!("{name}.cpp"));
-        let exe = dir.join(&name);
         let code = format!(
-            "{SHIM_HEAD}\n{}\n#define N_PRE_VARIABLES {}\n#define N_POST_VARIABLES {}\n#define VALUE {VALUE_CPP}\n{SHIM_TAIL}",
+            "{SHIM_HEAD}{}\n{}\n{}#define N_PRE_VARIABLES {}\n#define N_POST_VARIABLES {}\n#define VALUE {VALUE_CPP}\n{SHIM_TAIL}",
+            cuda_emulation::head(),
             connect_kernel::generate(&ir, Dialect::Cuda),
+            cuda_emulation::tail(),
             ir.pre_variables.len(),
             ir.post_variables.len(),
         );
-        std::fs::write(&src, code).unwrap();
         // No contraction into fused multiply-adds, as NVRTC is told (`CUDA_OPTIONS`).
-        let status = Command::new("g++")
-            .args(["-std=c++17", "-O2", "-ffp-contract=off"])
-            .arg(&src)
-            .arg("-o")
-            .arg(&exe)
-            .status()
-            .unwrap();
-        assert!(status.success(), "{name}: g++ failed on {}", src.display());
+        let flags = ["-std=c++17", "-O2", "-ffp-contract=off"];
+        let exe = cuda_emulation::compile(&code, &dir, &name, &flags);
         let module = c_module(&ir);
         for case in CASES {
             let want = run_c(&module, &ir, case);

@@ -48,6 +48,7 @@ __all__ = [
     "Explicit",
     "Connectivity",
     "connect_rule",
+    "check_rule",
     "build",
     "with_by_post",
     "sort_rows",
@@ -255,10 +256,12 @@ def _spec(rule: Rule, pre_values: Mapping, post_values: Mapping, constants: Mapp
         )
     else:
         raise TypeError(f"rule must be Pairs, FixedOutDegree, FixedInDegree or Explicit, got {type(rule).__name__}")
-    folded = {
-        str(name): _real(to_kernel_units(value, f"constants[{name!r}]"), f"constants[{name!r}]")
-        for name, value in constants.items()
-    }
+    # Only numbers are visible to a rule (a projection's constants may hold other things).
+    folded = {}
+    for name, value in constants.items():
+        value = to_kernel_units(value, f"constants[{name!r}]")
+        if not isinstance(value, (bool, np.bool_)) and np.ndim(value) == 0 and np.asarray(value).dtype.kind in "iuf":
+            folded[str(name)] = float(value)
     return dict(
         rule=body,
         pre_variables=sorted(map(str, pre_values)),
@@ -279,6 +282,19 @@ def _real(value, name: str) -> float:
     if isinstance(value, (bool, np.bool_)) or a.ndim != 0 or a.dtype.kind not in "iuf":
         raise ModelError(f"{name} must be a number or an expression (a string), got {value!r}", field=name)
     return float(a)
+
+
+def check_rule(rule: Rule, *, pre_variables=(), post_variables=(), constants=None) -> dict:
+    """Checks ``rule`` against the names it may read (the groups' variables, constants), without
+    building anything: a mistake raises :class:`ModelError` with its place (``condition``, ``p``,
+    ``n``, with a caret), as when ``Synapses.connect`` is called. Returns what the library
+    answers: the canonical spec and key, the variables the rule reads (``pre_variables``,
+    ``post_variables``), ``rows`` (``"pre"``, or ``"post"`` for a fixed in-degree). :class:`Explicit`
+    rules read no names; their arrays are checked by :func:`build`."""
+    if isinstance(rule, Explicit):
+        return {}
+    spec = _spec(rule, dict.fromkeys(pre_variables), dict.fromkeys(post_variables), constants or {})
+    return _compile(json.dumps(spec, sort_keys=True))
 
 
 def source(rule: Rule, target: str = "c", *, pre_variables=(), post_variables=(), constants=None) -> str:
@@ -652,15 +668,17 @@ def sort_rows(conn: Connectivity, key) -> tuple[Connectivity, jax.Array]:
     """Sorts each row's synapses by ``key`` (``(n_syn,)``, e.g. the delay in steps), stably (so
     creation order within equal keys). Returns the sorted connectivity and the permutation:
     synapse ``s`` of the result is synapse ``perm[s]`` of ``conn`` (``w[perm]`` reorders a
-    per-synapse variable). A by-post index present is rebuilt for the new order."""
-    key = jnp.asarray(key)
+    per-synapse variable). A by-post index present is rebuilt for the new order. Runs on the
+    device the connectivity is on."""
+    device = _device_of(conn.targets)
+    key = jax.device_put(jnp.asarray(key), device)
     if key.shape != (conn.n_synapses,):
         raise ModelError(
             f"key has shape {key.shape}, expected ({conn.n_synapses},): one value per synapse", field="key"
         )
     if conn.n_synapses > INT32_MAX:
         raise ModelError(f"{conn.n_synapses} synapses are too many for an int32 permutation", field="key")
-    with jax.default_device(_device_of(conn.targets)):
+    with jax.default_device(device):
         counts = np.diff(conn.offsets())
         rows = jnp.repeat(
             jnp.arange(conn.n_pre, dtype=jnp.int32),

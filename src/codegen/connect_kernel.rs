@@ -22,7 +22,8 @@ use super::printer::{literal, prelude, Printer};
 use super::random::philox_source;
 use super::writer::{render, SourceWriter};
 use crate::connect::{
-    ConnectIr, ErrorCode, Multiplicity, Probability, Rows, RuleIr, Value, COUNTER_TAG,
+    ConnectIr, DegreeIr, ErrorCode, Multiplicity, PairsIr, Probability, Rows, RuleIr, Value,
+    COUNTER_TAG,
 };
 use crate::ir::IndexOf;
 use crate::types::ElemType;
@@ -87,12 +88,12 @@ impl KernelWriter<'_> {
     /// What the rule is, for the header comment.
     fn summary(&self) -> String {
         match &self.ir.rule {
-            RuleIr::Pairs {
+            RuleIr::Pairs(PairsIr {
                 condition,
                 p,
                 n,
                 allow_self,
-            } => {
+            }) => {
                 let p = match p {
                     Probability::Always => "p = 1".to_string(),
                     Probability::Never => "p = 0".to_string(),
@@ -117,12 +118,12 @@ impl KernelWriter<'_> {
                     }
                 )
             }
-            RuleIr::Degree {
+            RuleIr::Degree(DegreeIr {
                 rows,
                 k,
                 replace,
                 allow_self,
-            } => format!(
+            }) => format!(
                 "fixed {}-degree {k}, {}{}",
                 if *rows == Rows::Pre { "out" } else { "in" },
                 if *replace {
@@ -216,29 +217,13 @@ impl KernelWriter<'_> {
             self.dialect.inline_fn()
         );
         w.block(head, |w| match &self.ir.rule {
-            RuleIr::Pairs {
-                condition,
-                p,
-                n,
-                allow_self,
-            } => self.write_pairs(w, *condition, *p, *n, *allow_self),
-            RuleIr::Degree {
-                rows,
-                k,
-                replace,
-                allow_self,
-            } => self.write_degree(w, *rows, *k, *replace, *allow_self),
+            RuleIr::Pairs(pairs) => self.write_pairs(w, pairs),
+            RuleIr::Degree(degree) => self.write_degree(w, degree),
         })
     }
 
-    fn write_pairs(
-        &self,
-        w: &mut SourceWriter,
-        condition: Option<crate::ir::ExprId>,
-        p: Probability,
-        n: Multiplicity,
-        allow_self: bool,
-    ) -> fmt::Result {
+    fn write_pairs(&self, w: &mut SourceWriter, pairs: &PairsIr) -> fmt::Result {
+        let PairsIr { p, allow_self, .. } = *pairs;
         writeln!(
             w,
             "(void) n_pre; (void) self_offset; (void) pre; (void) post;"
@@ -260,7 +245,7 @@ impl KernelWriter<'_> {
             writeln!(w, "const int64_t self_j = row + self_offset;")?;
         }
         writeln!(w, "int64_t count = 0;")?;
-        let body = |w: &mut SourceWriter| self.write_pair_body(w, condition, p, n, allow_self);
+        let body = |w: &mut SourceWriter| self.write_pair_body(w, pairs);
         match p {
             Probability::Constant(p) => {
                 let log_q = literal((-p).ln_1p(), ElemType::F64);
@@ -288,14 +273,13 @@ impl KernelWriter<'_> {
     }
 
     /// One candidate pair `(row, j)`: condition, probability, multiplicity, emit.
-    fn write_pair_body(
-        &self,
-        w: &mut SourceWriter,
-        condition: Option<crate::ir::ExprId>,
-        p: Probability,
-        n: Multiplicity,
-        allow_self: bool,
-    ) -> fmt::Result {
+    fn write_pair_body(&self, w: &mut SourceWriter, pairs: &PairsIr) -> fmt::Result {
+        let PairsIr {
+            condition,
+            p,
+            n,
+            allow_self,
+        } = *pairs;
         if !allow_self {
             writeln!(w, "if (j == self_j) continue;")?;
         }
@@ -366,14 +350,13 @@ impl KernelWriter<'_> {
         writeln!(w, "count += sf_k;")
     }
 
-    fn write_degree(
-        &self,
-        w: &mut SourceWriter,
-        rows: Rows,
-        k: u64,
-        replace: bool,
-        allow_self: bool,
-    ) -> fmt::Result {
+    fn write_degree(&self, w: &mut SourceWriter, degree: &DegreeIr) -> fmt::Result {
+        let DegreeIr {
+            rows,
+            k,
+            replace,
+            allow_self,
+        } = *degree;
         let (population, own) = match rows {
             Rows::Pre => ("n_post", "row + self_offset"),
             Rows::Post => ("n_pre", "row - self_offset"),

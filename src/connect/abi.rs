@@ -2,13 +2,13 @@
 //! and out as in [`crate::capi`]): Python validates a rule once, before anything runs, and gets
 //! the canonical spec the `spikeforge_connect` calls carry.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::c_char;
 
 use serde_json::{json, Value};
 
 use super::{lower, ConnectSpec, ErrorCode};
-use crate::capi::{answer, diagnostic_json, error_json};
-use crate::codegen::{connect_kernel, Dialect};
+use crate::capi::{answer, answer_for_target, diagnostic_json, error_json};
+use crate::codegen::connect_kernel;
 
 fn with_spec(text: &str, f: impl FnOnce(ConnectSpec) -> Value) -> Value {
     match ConnectSpec::from_json(text) {
@@ -61,34 +61,19 @@ pub unsafe extern "C" fn sf_connect_source(
     spec_json: *const c_char,
     target: *const c_char,
 ) -> *mut c_char {
-    let target = if target.is_null() {
-        String::new()
-    } else {
-        // SAFETY: the caller passes a NUL-terminated string.
-        unsafe { CStr::from_ptr(target) }
-            .to_string_lossy()
-            .into_owned()
-    };
-    answer(spec_json, |s| {
-        let dialect = match target.as_str() {
-            "cuda" => Dialect::Cuda,
-            "c" | "cpu" => Dialect::C,
-            other => {
-                return error_json(
-                    "usage",
-                    format!("unknown target '{other}': use 'cuda' or 'c'"),
-                )
-            }
-        };
-        with_spec(s, |spec| match lower(&spec) {
-            Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
-            Ok((ir, _)) => json!({
-                "ok": true,
-                "source": connect_kernel::generate(&ir, dialect),
-                "entries": [connect_kernel::ENTRY_COUNT, connect_kernel::ENTRY_FILL],
-            }),
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        answer_for_target(spec_json, target, |s, dialect| {
+            with_spec(s, |spec| match lower(&spec) {
+                Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
+                Ok((ir, _)) => json!({
+                    "ok": true,
+                    "source": connect_kernel::generate(&ir, dialect),
+                    "entries": [connect_kernel::ENTRY_COUNT, connect_kernel::ENTRY_FILL],
+                }),
+            })
         })
-    })
+    }
 }
 
 #[cfg(test)]

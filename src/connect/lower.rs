@@ -55,22 +55,40 @@ pub enum Multiplicity {
     PerPair(ExprId),
 }
 
+/// Brian2's `connect(condition, p, n)` after lowering.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PairsIr {
+    pub condition: Option<ExprId>,
+    pub p: Probability,
+    pub n: Multiplicity,
+    pub allow_self: bool,
+}
+
+/// A fixed degree: `k` draws per row, from the other side's population.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DegreeIr {
+    /// Which side the rows are (the draws come from the other).
+    pub rows: super::Rows,
+    pub k: u64,
+    pub replace: bool,
+    pub allow_self: bool,
+}
+
 /// A rule after lowering.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RuleIr {
-    Pairs {
-        condition: Option<ExprId>,
-        p: Probability,
-        n: Multiplicity,
-        allow_self: bool,
-    },
-    /// `k` draws per row, from the other side's population; `rows` says which side the rows are.
-    Degree {
-        rows: super::Rows,
-        k: u64,
-        replace: bool,
-        allow_self: bool,
-    },
+    Pairs(PairsIr),
+    Degree(DegreeIr),
+}
+
+impl RuleIr {
+    /// Which side the rows of the kernels are.
+    pub fn rows(&self) -> super::Rows {
+        match self {
+            RuleIr::Pairs(_) => super::Rows::Pre,
+            RuleIr::Degree(d) => d.rows,
+        }
+    }
 }
 
 /// A lowered connection rule.
@@ -114,12 +132,12 @@ pub fn lower(spec: &ConnectSpec) -> Result<(ConnectIr, ConnectSpec), Diagnostic>
             }
             let condition = condition.filter(|c| cx.arena.as_bool(*c).is_none());
             let n = cx.multiplicity(n)?;
-            RuleIr::Pairs {
+            RuleIr::Pairs(PairsIr {
                 condition,
                 p,
                 n,
                 allow_self: *allow_self,
-            }
+            })
         }
         Rule::FixedOutDegree {
             k,
@@ -137,12 +155,12 @@ pub fn lower(spec: &ConnectSpec) -> Result<(ConnectIr, ConnectSpec), Diagnostic>
                     format!("a degree of {k} is more than 2^31 - 1 synapses per neuron"),
                 ));
             }
-            RuleIr::Degree {
+            RuleIr::Degree(DegreeIr {
                 rows: spec.rows(),
                 k: *k,
                 replace: *replace,
                 allow_self: *allow_self,
-            }
+            })
         }
     };
     Ok(cx.finish(spec, rule))
@@ -259,26 +277,33 @@ impl<'a> ConnectScope<'a> {
         Ok(e)
     }
 
-    fn probability(&mut self, p: &NumberOrExpr) -> Result<Probability, Diagnostic> {
-        let (value, text) = match p {
-            NumberOrExpr::Number(v) => (*v, None),
+    /// A number, or an expression: folded to a number where it can be (with its text, which an
+    /// error about the value points into), else its DAG.
+    fn number_or_expr<'t>(
+        &mut self,
+        field: &str,
+        value: &'t NumberOrExpr,
+    ) -> Result<Folded<'t>, Diagnostic> {
+        Ok(match value {
+            NumberOrExpr::Number(v) => Folded::Number(*v, None),
             NumberOrExpr::Expr(text) => {
-                let e = self.lower_field("p", text, Ty::Real)?;
+                let e = self.lower_field(field, text, Ty::Real)?;
                 match self.arena.as_const(e) {
-                    Some(v) => (v, Some(text)),
-                    None => return Ok(Probability::PerPair(e)),
+                    Some(v) => Folded::Number(v, Some(text)),
+                    None => Folded::Expr(e),
                 }
             }
+        })
+    }
+
+    fn probability(&mut self, p: &NumberOrExpr) -> Result<Probability, Diagnostic> {
+        let (value, text) = match self.number_or_expr("p", p)? {
+            Folded::Number(value, text) => (value, text),
+            Folded::Expr(e) => return Ok(Probability::PerPair(e)),
         };
         if !(0.0..=1.0).contains(&value) {
-            let d = Diagnostic::new(
-                "p",
-                format!("the probability p must be in [0, 1], got {value}"),
-            );
-            return Err(match text {
-                Some(text) => d.at(text, whole(text)),
-                None => d,
-            });
+            let message = format!("the probability p must be in [0, 1], got {value}");
+            return Err(value_error("p", message, text));
         }
         Ok(if value == 0.0 {
             Probability::Never
@@ -290,27 +315,15 @@ impl<'a> ConnectScope<'a> {
     }
 
     fn multiplicity(&mut self, n: &NumberOrExpr) -> Result<Multiplicity, Diagnostic> {
-        let (value, text) = match n {
-            NumberOrExpr::Number(v) => (*v, None),
-            NumberOrExpr::Expr(text) => {
-                let e = self.lower_field("n", text, Ty::Real)?;
-                match self.arena.as_const(e) {
-                    Some(v) => (v, Some(text)),
-                    None => return Ok(Multiplicity::PerPair(e)),
-                }
-            }
+        let (value, text) = match self.number_or_expr("n", n)? {
+            Folded::Number(value, text) => (value, text),
+            Folded::Expr(e) => return Ok(Multiplicity::PerPair(e)),
         };
         if !(value >= 0.0 && value.fract() == 0.0 && value <= MAX_PER_ROW as f64) {
-            let d = Diagnostic::new(
-                "n",
-                format!(
-                    "the number of synapses per pair n must be an integer in 0..=2^31-1, got {value}"
-                ),
+            let message = format!(
+                "the number of synapses per pair n must be an integer in 0..=2^31-1, got {value}"
             );
-            return Err(match text {
-                Some(text) => d.at(text, whole(text)),
-                None => d,
-            });
+            return Err(value_error("n", message, text));
         }
         Ok(Multiplicity::Constant(value as u64))
     }
@@ -360,6 +373,22 @@ impl<'a> ConnectScope<'a> {
             post_variables,
         };
         (ir, canonical)
+    }
+}
+
+/// A field's value: a number (given, or folded from an expression whose text is kept), or an
+/// expression that depends on the pair.
+enum Folded<'t> {
+    Number(f64, Option<&'t str>),
+    Expr(ExprId),
+}
+
+/// An error about the value of a field, under the whole expression when it was one.
+fn value_error(field: &str, message: String, text: Option<&str>) -> Diagnostic {
+    let d = Diagnostic::new(field, message);
+    match text {
+        Some(text) => d.at(text, whole(text)),
+        None => d,
     }
 }
 
@@ -461,9 +490,9 @@ mod tests {
                 "pre_variables": ["y", "x"], "post_variables": ["x"], "constants": {"w": 2, "unused": 1}}"#,
         ))
         .unwrap();
-        let RuleIr::Pairs {
+        let RuleIr::Pairs(PairsIr {
             condition, p, n, ..
-        } = ir.rule
+        }) = ir.rule
         else {
             panic!("{:?}", ir.rule)
         };
@@ -495,20 +524,20 @@ mod tests {
         .unwrap();
         assert_eq!(
             ir.rule,
-            RuleIr::Pairs {
+            RuleIr::Pairs(PairsIr {
                 condition: None,
                 p: Probability::Never,
                 n: Multiplicity::Constant(2),
                 allow_self: true
-            }
+            })
         );
         let (ir, _) = lower(&spec(r#"{"rule": {"kind": "pairs", "p": "i / N_pre"}}"#)).unwrap();
         assert!(matches!(
             ir.rule,
-            RuleIr::Pairs {
+            RuleIr::Pairs(PairsIr {
                 p: Probability::PerPair(_),
                 ..
-            }
+            })
         ));
     }
 

@@ -40,7 +40,7 @@ pub mod abi;
 pub mod lower;
 pub mod spec;
 
-pub use lower::{lower, ConnectIr, Multiplicity, Probability, RuleIr, Value};
+pub use lower::{lower, ConnectIr, DegreeIr, Multiplicity, PairsIr, Probability, RuleIr, Value};
 pub use spec::{ConnectSpec, NumberOrExpr, Rows, Rule};
 
 /// The fourth counter word of every connectivity draw ("CONN").

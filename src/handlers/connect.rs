@@ -269,31 +269,9 @@ impl Handler for ConnectCpu {
         })?;
         let rows = site.n_rows();
         let sizes = [site.n_pre as i64, site.n_post as i64, site.self_offset];
-        let [key, pre, post] = [0, 1, 2].map(|k| SharedPtr::new(c.buffers.args[k]));
-        let out = SharedPtr::new(c.buffers.rets[0].data);
-        match site.phase {
-            Phase::Count => {
-                if poison::enabled() {
-                    // SAFETY: a host buffer of this size owned by XLA for this call.
-                    unsafe { poison::host(&c.buffers.rets) };
-                }
-                let count = kernels.count;
-                cpu::parallel_chunks(rows, ROWS_PER_CHUNK, |r0, r1| {
-                    // SAFETY: the buffers were checked (shapes, alignment) and outlive the
-                    // section; the kernel writes counts[r0..r1) only.
-                    unsafe {
-                        count(
-                            r0 as i64,
-                            r1 as i64,
-                            sizes.as_ptr(),
-                            key.get().cast(),
-                            pre.get().cast(),
-                            post.get().cast(),
-                            out.get().cast(),
-                        )
-                    }
-                });
-            }
+        // The fill pass trusts its offsets: check them first.
+        let offsets = match site.phase {
+            Phase::Count => std::ptr::null(),
             Phase::Fill => {
                 // SAFETY: host memory, 8-byte aligned (checked), rows + 1 int64 as int32 pairs,
                 // not written during the call.
@@ -302,30 +280,40 @@ impl Handler for ConnectCpu {
                 };
                 check_offsets(offsets, c.n_syn)
                     .map_err(|e| FfiError::invalid_argument(format!("argument 'offsets': {e}")))?;
-                if poison::enabled() {
-                    // SAFETY: as above.
-                    unsafe { poison::host(&c.buffers.rets) };
-                }
-                let fill = kernels.fill;
-                let offsets = SharedPtr::new(offsets.as_ptr().cast_mut());
-                cpu::parallel_chunks(rows, ROWS_PER_CHUNK, |r0, r1| {
-                    // SAFETY: as above; the offsets were checked, so row r writes
-                    // targets[offsets[r]..offsets[r + 1]) only, disjoint between rows.
-                    unsafe {
-                        fill(
-                            r0 as i64,
-                            r1 as i64,
-                            sizes.as_ptr(),
-                            key.get().cast(),
-                            pre.get().cast(),
-                            post.get().cast(),
-                            offsets.get(),
-                            out.get().cast(),
-                        )
-                    }
-                });
+                offsets.as_ptr()
             }
+        };
+        if poison::enabled() {
+            // SAFETY: a host buffer of this size owned by XLA for this call.
+            unsafe { poison::host(&c.buffers.rets) };
         }
+        let [key, pre, post] = [0, 1, 2].map(|k| SharedPtr::new(c.buffers.args[k]));
+        let offsets = SharedPtr::new(offsets.cast_mut());
+        let out = SharedPtr::new(c.buffers.rets[0].data);
+        let (phase, count, fill) = (site.phase, kernels.count, kernels.fill);
+        cpu::parallel_chunks(rows, ROWS_PER_CHUNK, |r0, r1| {
+            let (r0, r1) = (r0 as i64, r1 as i64);
+            let (key, pre, post) = (key.get().cast(), pre.get().cast(), post.get().cast());
+            // SAFETY: the buffers were checked (shapes, alignment) and outlive the section. The
+            // count pass writes counts[r0..r1) only; the fill pass, whose offsets were checked,
+            // writes targets[offsets[r]..offsets[r + 1]) for its rows r only, disjoint between
+            // rows.
+            unsafe {
+                match phase {
+                    Phase::Count => count(r0, r1, sizes.as_ptr(), key, pre, post, out.get().cast()),
+                    Phase::Fill => fill(
+                        r0,
+                        r1,
+                        sizes.as_ptr(),
+                        key,
+                        pre,
+                        post,
+                        offsets.get(),
+                        out.get().cast(),
+                    ),
+                }
+            }
+        });
         Ok(())
     }
 }

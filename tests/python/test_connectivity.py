@@ -283,6 +283,17 @@ def test_works_without_x64():
     assert_same(conn, ref.pairs(1, 0, 30, 30, p=0.3, condition=lambda i, j: x[i.astype(int)] > 0.5))
 
 
+@pytest.mark.parametrize(
+    "rule", [C.Pairs(), C.Pairs(p=0.5), C.FixedOutDegree(0), C.FixedInDegree(0), C.Explicit([], [])]
+)
+@pytest.mark.parametrize("n_pre, n_post", [(0, 0), (0, 5), (5, 0)])
+def test_empty_populations_and_zero_degrees_give_no_synapses(rule, n_pre, n_post):
+    conn = C.build(rule, n_pre, n_post, seed=1, sources=True, by_post=True)
+    assert conn.n_synapses == 0 and conn.targets.shape == (0,)
+    np.testing.assert_array_equal(np.asarray(conn.row_offsets), np.zeros(n_pre + 1))
+    np.testing.assert_array_equal(np.asarray(conn.col_offsets), np.zeros(n_post + 1))
+
+
 def test_brian2_keywords_make_the_rules():
     assert C.connect_rule(p=0.1) == C.Pairs(p=0.1)
     assert C.connect_rule("i != j", n=2) == C.Pairs(condition="i != j", n=2)
@@ -291,6 +302,14 @@ def test_brian2_keywords_make_the_rules():
     assert C.connect_rule(fixed_in_degree=5, replace=False) == C.FixedInDegree(5, replace=False)
     rule = C.connect_rule(i=[0, 1], j=[1, 0], skip_if_invalid=True)
     assert isinstance(rule, C.Explicit) and rule.skip_if_invalid
+
+
+def test_rules_are_checked_without_building():
+    info = C.check_rule(C.Pairs(condition="x_post > a"), post_variables=["x", "y"], constants={"a": 1, "b": 2})
+    assert info["post_variables"] == ["x"] and info["rows"] == "pre"
+    assert C.check_rule(C.FixedInDegree(3))["rows"] == "post"
+    with pytest.raises(sf.ModelError, match="unknown name 'z_post'"):
+        C.check_rule(C.Pairs(p="z_post"), post_variables=["x"])
 
 
 def test_kernels_can_be_read():
