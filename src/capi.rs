@@ -132,24 +132,43 @@ pub unsafe extern "C" fn sf_model_source(
     spec_json: *const c_char,
     target: *const c_char,
 ) -> *mut c_char {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        source_for(spec_json, target, |s, dialect| {
+            with_spec(s, |spec| {
+                match codegen::generate_from_spec(&spec, dialect) {
+                    Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
+                    Ok(k) => json!({"ok": true, "source": k.source, "entry": k.entry}),
+                }
+            })
+        })
+    }
+}
+
+/// Answers a request for generated source: `target` read as a dialect (an error otherwise), then
+/// `generate(spec text, dialect)`.
+///
+/// # Safety
+/// Both arguments must be valid NUL-terminated strings (or null).
+unsafe fn source_for(
+    spec_json: *const c_char,
+    target: *const c_char,
+    generate: impl FnOnce(&str, Dialect) -> Value,
+) -> *mut c_char {
     let target = if target.is_null() {
         String::new()
     } else {
-        CStr::from_ptr(target).to_string_lossy().into_owned()
+        // SAFETY: forwarded to the caller.
+        unsafe { CStr::from_ptr(target) }
+            .to_string_lossy()
+            .into_owned()
     };
-    answer(spec_json, |s| {
-        let Some(dialect) = dialect_named(&target) else {
-            return error_json(
-                "usage",
-                format!("unknown target '{target}': use 'cuda' or 'c'"),
-            );
-        };
-        with_spec(s, |spec| {
-            match codegen::generate_from_spec(&spec, dialect) {
-                Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
-                Ok(k) => json!({"ok": true, "source": k.source, "entry": k.entry}),
-            }
-        })
+    answer(spec_json, |s| match dialect_named(&target) {
+        Some(dialect) => generate(s, dialect),
+        None => error_json(
+            "usage",
+            format!("unknown target '{target}': use 'cuda' or 'c'"),
+        ),
     })
 }
 
@@ -269,28 +288,18 @@ pub unsafe extern "C" fn sf_network_source(
     spec_json: *const c_char,
     target: *const c_char,
 ) -> *mut c_char {
-    let target = if target.is_null() {
-        String::new()
-    } else {
-        CStr::from_ptr(target).to_string_lossy().into_owned()
-    };
-    answer(spec_json, |s| {
-        let Some(dialect) = dialect_named(&target) else {
-            return error_json(
-                "usage",
-                format!("unknown target '{target}': use 'cuda' or 'c'"),
-            );
-        };
-        with_network(s, |spec| match crate::frontend::network::lower(&spec) {
-            Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
-            Ok(net) => {
-                let plan = step::network::plan(&net);
-                let layout = codegen::network_layout::layout(&net, &plan);
-                let k = codegen::network_kernel::generate(&net, &plan, &layout, dialect);
-                json!({"ok": true, "source": k.source, "entries": k.entries})
-            }
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        source_for(spec_json, target, |s, dialect| {
+            with_network(
+                s,
+                |spec| match codegen::network_kernel::generate_from_spec(&spec, dialect) {
+                    Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
+                    Ok(k) => json!({"ok": true, "source": k.source, "entries": k.entries}),
+                },
+            )
         })
-    })
+    }
 }
 
 /// The dialect a target names: "cuda", or "c" (also "cpu").

@@ -11,16 +11,18 @@
 //!
 //! (`scripts/bless_kernels.sh` runs exactly that.) A model in `tests/models/` named `x.json` gives
 //! `tests/kernels/x.cu.snap` and `tests/kernels/x.c.snap`; with `"fast_math": false` in the spec, the
-//! fast-math variant is printed too (`x.fast.cu.snap`, ...), since that rewrite changes the DAG.
+//! fast-math variant is printed too (`x.fast.cu.snap`, ...), since that rewrite changes the DAG. A
+//! network in `tests/networks/` named `x.json` gives `tests/kernels/network_x.cu.snap` and
+//! `network_x.c.snap`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use spikeforge::codegen::connect_kernel;
 use spikeforge::codegen::reduction::{self, ReduceKernel, ReduceOp};
-use spikeforge::codegen::{generate_from_spec, Dialect};
+use spikeforge::codegen::{generate_from_spec, network_kernel, Dialect};
 use spikeforge::connect::{self, ConnectSpec};
-use spikeforge::spec::ModelSpec;
+use spikeforge::spec::{ModelSpec, NetworkSpec};
 use spikeforge::types::ElemType;
 
 fn root() -> PathBuf {
@@ -63,6 +65,28 @@ fn generated() -> BTreeMap<String, String> {
                     .unwrap_or_else(|d| panic!("{name}: {}", d.render()));
                 out.insert(format!("{name}.{}", extension(dialect)), kernel.source);
             }
+        }
+    }
+    // Networks: `tests/networks/x.json` gives `network_x.cu.snap` and `network_x.c.snap`.
+    let dir = root().join("tests/networks");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/networks")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 4, "expected the test networks in {dir:?}");
+    for path in paths {
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let spec = NetworkSpec::from_json(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{stem}: {e}"));
+        for dialect in [Dialect::Cuda, Dialect::C] {
+            let kernel = network_kernel::generate_from_spec(&spec, dialect)
+                .unwrap_or_else(|d| panic!("{stem}: {}", d.render()));
+            out.insert(
+                format!("network_{stem}.{}", extension(dialect)),
+                kernel.source,
+            );
         }
     }
     for op in ReduceOp::ALL {

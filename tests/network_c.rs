@@ -191,13 +191,7 @@ const CUBA_EQ: &str = "dv/dt = (ge + gi - (v - El))/taum : volt (unless refracto
 
 impl Cuba {
     fn new(n: usize, n_e: usize, p: f64, seed: u64) -> Cuba {
-        let mut s = seed;
-        let mut next = move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = harness::uniforms(seed);
         let rows = (0..n)
             .map(|i| {
                 let mut row = Vec::new();
@@ -620,4 +614,38 @@ fn a_group_may_read_its_neighbours_and_write_its_source() {
     assert_eq!(s.get("A.lastspike_step"), [3.0, 3.0]);
     let _ = NEVER_SPIKED;
     let _: BTreeMap<(), ()> = BTreeMap::new();
+}
+
+#[test]
+fn every_test_network_builds_and_runs_in_c() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/networks");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let mut spec: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        // Small enough to run here.
+        for g in spec["groups"].as_array_mut().unwrap() {
+            let n = g["n"].as_u64().unwrap().min(64);
+            g["n"] = json!(n);
+        }
+        for p in spec["projections"].as_array_mut().unwrap() {
+            for range in ["source_range", "target_range"] {
+                if p[range].is_array() {
+                    p[range] = json!([0, 5]);
+                }
+            }
+        }
+        for m in spec["monitors"].as_array_mut().unwrap() {
+            if m["range"].is_array() {
+                m["range"] = json!([0, 5]);
+            }
+        }
+        let c = compile(&spec.to_string());
+        let state = c.state(1, &[]);
+        let (s, _) = c.run(&state, 30);
+        assert_eq!(s.get("t_step"), [30.0], "{path:?}");
+    }
 }

@@ -229,17 +229,11 @@ impl KernelWriter<'_> {
     }
 
     fn params(&self) -> Vec<String> {
-        let restrict = self.dialect.restrict();
-        let inputs = self
-            .layout
-            .inputs
-            .iter()
-            .map(|a| format!("const {}* {restrict} in_{}", a.elem.c_type(), a.ident));
-        let outputs = self
-            .layout
-            .outputs
-            .iter()
-            .map(|a| format!("{}* {restrict} out_{}", a.elem.c_type(), a.ident));
+        let d = self.dialect;
+        let inputs = (self.layout.inputs.iter())
+            .map(|a| d.pointer_param(a.elem, &format!("in_{}", a.ident), false));
+        let outputs = (self.layout.outputs.iter())
+            .map(|a| d.pointer_param(a.elem, &format!("out_{}", a.ident), true));
         inputs.chain(outputs).collect()
     }
 

@@ -48,6 +48,18 @@ pub struct GeneratedNetwork {
     pub entries: Vec<&'static str>,
 }
 
+/// Lowers, plans, lays out and generates a network's kernels for one dialect: the whole path
+/// from spec to source.
+pub fn generate_from_spec(
+    spec: &crate::spec::NetworkSpec,
+    dialect: Dialect,
+) -> Result<GeneratedNetwork, crate::diagnostics::Diagnostic> {
+    let net = crate::frontend::network::lower(spec)?;
+    let plan = crate::step::network::plan(&net);
+    let layout = super::network_layout::layout(&net, &plan);
+    Ok(generate(&net, &plan, &layout, dialect))
+}
+
 /// How the CUDA kernels are launched: fixed by the network (grids never depend on data).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelShape {
@@ -360,20 +372,14 @@ impl Gen<'_> {
 
     /// The kernels' parameters after the scalars: every input, every output, the work buffer.
     fn pointer_params(&self) -> Vec<String> {
-        let restrict = self.dialect.restrict();
-        let inputs = self
-            .layout
-            .inputs
-            .iter()
-            .map(|a| format!("const {}* {restrict} in_{}", a.elem.c_type(), a.ident));
-        let outputs = self
-            .layout
-            .outputs
-            .iter()
-            .map(|a| format!("{}* {restrict} out_{}", a.elem.c_type(), a.ident));
+        let d = self.dialect;
+        let inputs = (self.layout.inputs.iter())
+            .map(|a| d.pointer_param(a.elem, &format!("in_{}", a.ident), false));
+        let outputs = (self.layout.outputs.iter())
+            .map(|a| d.pointer_param(a.elem, &format!("out_{}", a.ident), true));
         inputs
             .chain(outputs)
-            .chain([format!("int32_t* {restrict} sf_work")])
+            .chain([d.pointer_param(ElemType::I32, "sf_work", true)])
             .collect()
     }
 
@@ -1150,7 +1156,7 @@ impl Gen<'_> {
                             Task::Queues => {
                                 w.block("if (sf_lane == 0)", |w| self.write_queue_bookkeeping(w))
                             }
-                            Task::Monitor(m) => self.write_monitor_warp(*m, w),
+                            Task::Monitor(m) => self.write_monitor(*m, w),
                             Task::Ordered => w.block("if (sf_lane == 0)", |w| {
                                 for (p, pp) in self.plan.projections.iter().enumerate() {
                                     if pp.delivery == Delivery::Ordered {
@@ -1264,16 +1270,63 @@ impl Gen<'_> {
         writeln!(w, "__syncthreads();")
     }
 
-    /// A spike or rate monitor's work for this step, by one warp (CUDA).
-    fn write_monitor_warp(&self, m: usize, w: &mut SourceWriter) -> fmt::Result {
-        let mon = &self.net.monitors[m];
-        let g = mon.group();
+    /// The spike list of this step of monitor m's group (`sf_count`, `sf_list`).
+    fn write_monitor_list(&self, m: usize, w: &mut SourceWriter) -> fmt::Result {
+        let g = self.net.monitors[m].group();
         writeln!(w, "const int32_t sf_count = {};", self.cursor(g, 0))?;
         writeln!(
             w,
             "const int32_t* const sf_list = {};",
             self.queue_row(g, &self.slot(g, "0"))
+        )
+    }
+
+    /// A spike monitor stores spike `sf_i` (in its range) at position `at`, when there is room.
+    fn write_monitor_store(
+        &self,
+        m: usize,
+        range: &std::ops::Range<usize>,
+        capacity: usize,
+        at: &str,
+        w: &mut SourceWriter,
+    ) -> fmt::Result {
+        writeln!(
+            w,
+            "out_m{m}_i[(int64_t) sf_b * {capacity} + {at}] = sf_i - {};",
+            range.start
         )?;
+        writeln!(
+            w,
+            "out_m{m}_step[(int64_t) sf_b * {capacity} + {at}] = sf_t_step;"
+        )
+    }
+
+    /// A spike monitor's count and overflow after seeing `sf_seen` spikes in the run.
+    fn write_monitor_totals(&self, m: usize, capacity: usize, w: &mut SourceWriter) -> fmt::Result {
+        writeln!(
+            w,
+            "out_m{m}_count[sf_b] = sf_seen < {capacity} ? sf_seen : {capacity};"
+        )?;
+        writeln!(
+            w,
+            "out_m{m}_dropped[sf_b] = sf_seen < {capacity} ? 0 : sf_seen - {capacity};"
+        )
+    }
+
+    /// A rate monitor's value of this step from `sf_in` spikes in its range.
+    fn rate_value(&self, m: usize, range: &std::ops::Range<usize>) -> String {
+        format!(
+            "out_m{m}_rate[(int64_t) sf_b * sf_steps + sf_s] = ({}) sf_in / {};",
+            self.real_t(),
+            self.lit(range.len() as f64 * self.net.dt)
+        )
+    }
+
+    /// A spike or rate monitor's work for this step: by one warp (CUDA), or a loop (C).
+    fn write_monitor(&self, m: usize, w: &mut SourceWriter) -> fmt::Result {
+        let mon = &self.net.monitors[m];
+        let cuda = self.dialect == Dialect::Cuda;
+        self.write_monitor_list(m, w)?;
         match mon {
             MonitorIr::Spike {
                 range, capacity, ..
@@ -1282,70 +1335,66 @@ impl Gen<'_> {
                     w,
                     "int32_t sf_seen = out_m{m}_count[sf_b] + out_m{m}_dropped[sf_b];"
                 )?;
-                w.block("for (int32_t sf_k0 = 0; sf_k0 < sf_count; sf_k0 += 32)", |w| {
-                    writeln!(w, "const int32_t sf_k = sf_k0 + sf_lane;")?;
-                    writeln!(w, "const int32_t sf_i = sf_k < sf_count ? sf_list[sf_k] : -1;")?;
-                    writeln!(
-                        w,
-                        "const bool sf_in = sf_i >= {} && sf_i < {};",
-                        range.start, range.end
-                    )?;
-                    writeln!(w, "const unsigned sf_ballot = __ballot_sync(0xffffffffu, sf_in);")?;
-                    writeln!(
-                        w,
-                        "const int32_t sf_at = sf_seen + __popc(sf_ballot & ((1u << sf_lane) - 1u));"
-                    )?;
-                    w.block(format!("if (sf_in && sf_at < {capacity})"), |w| {
+                let inside = format!("sf_i >= {} && sf_i < {}", range.start, range.end);
+                if cuda {
+                    w.block("for (int32_t sf_k0 = 0; sf_k0 < sf_count; sf_k0 += 32)", |w| {
+                        writeln!(w, "const int32_t sf_k = sf_k0 + sf_lane;")?;
+                        writeln!(w, "const int32_t sf_i = sf_k < sf_count ? sf_list[sf_k] : -1;")?;
+                        writeln!(w, "const bool sf_in = {inside};")?;
+                        writeln!(w, "const unsigned sf_ballot = __ballot_sync(0xffffffffu, sf_in);")?;
                         writeln!(
                             w,
-                            "out_m{m}_i[(int64_t) sf_b * {capacity} + sf_at] = sf_i - {};",
-                            range.start
+                            "const int32_t sf_at = sf_seen + __popc(sf_ballot & ((1u << sf_lane) - 1u));"
                         )?;
-                        writeln!(
-                            w,
-                            "out_m{m}_step[(int64_t) sf_b * {capacity} + sf_at] = sf_t_step;"
-                        )
+                        w.block(format!("if (sf_in && sf_at < {capacity})"), |w| {
+                            self.write_monitor_store(m, range, *capacity, "sf_at", w)
+                        })?;
+                        writeln!(w, "sf_seen += __popc(sf_ballot);")
                     })?;
-                    writeln!(w, "sf_seen += __popc(sf_ballot);")
-                })?;
-                w.block("if (sf_lane == 0)", |w| {
-                    writeln!(
-                        w,
-                        "out_m{m}_count[sf_b] = sf_seen < {capacity} ? sf_seen : {capacity};"
-                    )?;
-                    writeln!(
-                        w,
-                        "out_m{m}_dropped[sf_b] = sf_seen < {capacity} ? 0 : sf_seen - {capacity};"
-                    )
-                })
+                    w.block("if (sf_lane == 0)", |w| {
+                        self.write_monitor_totals(m, *capacity, w)
+                    })
+                } else {
+                    w.block("for (int32_t sf_k = 0; sf_k < sf_count; ++sf_k)", |w| {
+                        writeln!(w, "const int32_t sf_i = sf_list[sf_k];")?;
+                        writeln!(w, "if (!({inside})) continue;")?;
+                        w.block(format!("if (sf_seen < {capacity})"), |w| {
+                            self.write_monitor_store(m, range, *capacity, "sf_seen", w)
+                        })?;
+                        writeln!(w, "sf_seen += 1;")
+                    })?;
+                    self.write_monitor_totals(m, *capacity, w)
+                }
             }
             MonitorIr::Rate { range, .. } => {
-                let full = range.start == 0 && range.end == self.net.groups[g].n;
+                let full = range.start == 0 && range.end == self.net.groups[mon.group()].n;
                 writeln!(w, "int32_t sf_in = 0;")?;
+                let (first, stride) = if cuda { ("sf_lane", "32") } else { ("0", "1") };
                 if full {
                     writeln!(w, "sf_in = sf_count;")?;
                 } else {
                     w.block(
-                        "for (int32_t sf_k = sf_lane; sf_k < sf_count; sf_k += 32)",
+                        format!("for (int32_t sf_k = {first}; sf_k < sf_count; sf_k += {stride})"),
                         |w| {
-                            writeln!(w, "const int32_t sf_i = sf_list[sf_k];")?;
                             writeln!(
                                 w,
-                                "sf_in += sf_i >= {} && sf_i < {} ? 1 : 0;",
+                                "sf_in += sf_list[sf_k] >= {} && sf_list[sf_k] < {} ? 1 : 0;",
                                 range.start, range.end
                             )
                         },
                     )?;
-                    w.block("for (int sf_o = 16; sf_o > 0; sf_o >>= 1)", |w| {
-                        writeln!(w, "sf_in += __shfl_down_sync(0xffffffffu, sf_in, sf_o);")
-                    })?;
+                    if cuda {
+                        w.block("for (int sf_o = 16; sf_o > 0; sf_o >>= 1)", |w| {
+                            writeln!(w, "sf_in += __shfl_down_sync(0xffffffffu, sf_in, sf_o);")
+                        })?;
+                    }
                 }
-                let real = self.real_t();
-                writeln!(
-                    w,
-                    "if (sf_lane == 0) out_m{m}_rate[(int64_t) sf_b * sf_steps + sf_s] = ({real}) sf_in / {};",
-                    self.lit(range.len() as f64 * self.net.dt)
-                )
+                let store = self.rate_value(m, range);
+                if cuda {
+                    writeln!(w, "if (sf_lane == 0) {store}")
+                } else {
+                    writeln!(w, "{store}")
+                }
             }
             MonitorIr::State { .. } => unreachable!("state monitors record in the update"),
         }
@@ -1526,7 +1575,7 @@ impl Gen<'_> {
                     self.write_queue_bookkeeping(w)?;
                     for (m, mon) in self.net.monitors.iter().enumerate() {
                         if !matches!(mon, MonitorIr::State { .. }) {
-                            scope(w, |w| self.write_monitor_c(m, w))?;
+                            scope(w, |w| self.write_monitor(m, w))?;
                         }
                     }
                     for p in 0..self.net.projections.len() {
@@ -1588,73 +1637,6 @@ impl Gen<'_> {
             })?;
         }
         Ok(())
-    }
-
-    /// A spike or rate monitor's work for this step, in C.
-    fn write_monitor_c(&self, m: usize, w: &mut SourceWriter) -> fmt::Result {
-        let mon = &self.net.monitors[m];
-        let g = mon.group();
-        let real = self.real_t();
-        writeln!(w, "const int32_t sf_count = {};", self.cursor(g, 0))?;
-        writeln!(
-            w,
-            "const int32_t* const sf_list = {};",
-            self.queue_row(g, &self.slot(g, "0"))
-        )?;
-        match mon {
-            MonitorIr::Spike {
-                range, capacity, ..
-            } => {
-                writeln!(
-                    w,
-                    "int32_t sf_seen = out_m{m}_count[sf_b] + out_m{m}_dropped[sf_b];"
-                )?;
-                w.block("for (int32_t sf_k = 0; sf_k < sf_count; ++sf_k)", |w| {
-                    writeln!(w, "const int32_t sf_i = sf_list[sf_k];")?;
-                    writeln!(
-                        w,
-                        "if (sf_i < {} || sf_i >= {}) continue;",
-                        range.start, range.end
-                    )?;
-                    w.block(format!("if (sf_seen < {capacity})"), |w| {
-                        writeln!(
-                            w,
-                            "out_m{m}_i[(int64_t) sf_b * {capacity} + sf_seen] = sf_i - {};",
-                            range.start
-                        )?;
-                        writeln!(
-                            w,
-                            "out_m{m}_step[(int64_t) sf_b * {capacity} + sf_seen] = sf_t_step;"
-                        )
-                    })?;
-                    writeln!(w, "sf_seen += 1;")
-                })?;
-                writeln!(
-                    w,
-                    "out_m{m}_count[sf_b] = sf_seen < {capacity} ? sf_seen : {capacity};"
-                )?;
-                writeln!(
-                    w,
-                    "out_m{m}_dropped[sf_b] = sf_seen < {capacity} ? 0 : sf_seen - {capacity};"
-                )
-            }
-            MonitorIr::Rate { range, .. } => {
-                writeln!(w, "int32_t sf_in = 0;")?;
-                w.block("for (int32_t sf_k = 0; sf_k < sf_count; ++sf_k)", |w| {
-                    writeln!(
-                        w,
-                        "sf_in += sf_list[sf_k] >= {} && sf_list[sf_k] < {} ? 1 : 0;",
-                        range.start, range.end
-                    )
-                })?;
-                writeln!(
-                    w,
-                    "out_m{m}_rate[(int64_t) sf_b * sf_steps + sf_s] = ({real}) sf_in / {};",
-                    self.lit(range.len() as f64 * self.net.dt)
-                )
-            }
-            MonitorIr::State { .. } => unreachable!("state monitors record in the update"),
-        }
     }
 }
 

@@ -42,25 +42,19 @@ pub fn philox_source(dialect: Dialect) -> String {
     )
 }
 
-/// The generator and the normal transform, for one dialect.
-pub fn normal_source(dialect: Dialect) -> String {
-    let (head, tail) = philox_and_normal(dialect);
-    head + &tail
-}
-
 /// The generator and everything the network kernels draw with: the normal transform when
 /// `normals`, exact uniforms (24 bits for float32, 53 for float64) and exact binomial counts.
 pub fn network_source(dialect: Dialect, normals: bool) -> String {
-    let (head, normal) = philox_and_normal(dialect);
     let q = dialect.inline_fn();
     let dops = match dialect {
         Dialect::Cuda => "#define SF_DMUL(a, b) __dmul_rn(a, b)\n#define SF_DADD(a, b) __dadd_rn(a, b)\n#define SF_DDIV(a, b) __ddiv_rn(a, b)\n",
         Dialect::C => "#define SF_DMUL(a, b) ((a) * (b))\n#define SF_DADD(a, b) ((a) + (b))\n#define SF_DDIV(a, b) ((a) / (b))\n",
     };
-    let mut out = head;
-    if normals {
-        out.push_str(&normal);
-    }
+    let mut out = if normals {
+        normal_source(dialect)
+    } else {
+        philox_source(dialect)
+    };
     out.push_str(dops);
     out.push_str(&format!(
         r#"/* Uniforms of stream `stream`: counter (element, step, draw, stream), 24 or 53 exact bits. */
@@ -110,8 +104,8 @@ pub fn network_source(dialect: Dialect, normals: bool) -> String {
     out
 }
 
-/// The generator (with the rounding macros) and the normal transform, as two pieces.
-fn philox_and_normal(dialect: Dialect) -> (String, String) {
+/// The generator and the normal transform, for one dialect.
+pub fn normal_source(dialect: Dialect) -> String {
     let q = dialect.inline_fn();
     let ops = match dialect {
         // Intrinsics with explicit rounding are never contracted into other operations.
@@ -134,13 +128,9 @@ fn philox_and_normal(dialect: Dialect) -> (String, String) {
         Dialect::Cuda => "(uint32_t) __float_as_int(m)",
         Dialect::C => "sf_rng_ubits(m)",
     };
-    let head = format!(
+    format!(
         r#"/* Noise: Philox4x32-10 keyed by (seed, neuron, step, k); see src/codegen/random.rs. */
-{ops}{bits_helper}{philox}"#,
-        philox = philox_source(dialect),
-    );
-    let tail = format!(
-        r#"/* ln(u) for u in (0, 1]: u = m 2^e, m in [1, 2); ln m = 2 atanh((m-1)/(m+1)). */
+{ops}{bits_helper}{philox}/* ln(u) for u in (0, 1]: u = m 2^e, m in [1, 2); ln m = 2 atanh((m-1)/(m+1)). */
 {q} float sf_rng_log(float u) {{
     const uint32_t w = {ubits_u};
     const int e = (int) ((w >> 23) & 0xffu) - 127;
@@ -177,8 +167,8 @@ fn philox_and_normal(dialect: Dialect) -> (String, String) {
     return SF_MUL(SF_SQRT(SF_MUL(-2.0f, sf_rng_log(u1))), sf_rng_cos_turns(u2));
 }}
 "#,
+        philox = philox_source(dialect),
         ubits_u = ubits.replace('m', "u"),
         bits_m = bits.replace('u', "((w & 0x007fffffu) | 0x3f800000u)"),
-    );
-    (head, tail)
+    )
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use super::buffers::{self, Expected, SharedPtr};
 use super::loaded_kernels::LoadedKernels;
+use super::neuron_run::{cpu_options, cuda_options};
 use super::poison;
 use crate::codegen::network_kernel::{self, DELIVER_BLOCK};
 use crate::codegen::network_layout::{self, Dim, NetArg, NetLayout, NetRole, UPDATE_BLOCK};
@@ -261,6 +262,19 @@ pub fn starts(layout: &NetLayout) -> Vec<Start> {
         .collect()
 }
 
+/// The results the kernels must write at every position, the ones `SPIKEFORGE_POISON_OUTPUTS`
+/// fills first (the others start as a copy of the state, which may be the same buffer when XLA
+/// aliases them, or with a fill).
+fn written<'r, 'a>(
+    rets: &'r [Buffer<'a>],
+    starts: &'r [Start],
+) -> impl Iterator<Item = &'r Buffer<'a>> {
+    rets.iter()
+        .zip(starts)
+        .filter(|(_, s)| **s == Start::Written)
+        .map(|(b, _)| b)
+}
+
 /// `spikeforge_network_run` on the CPU: the C entry, batch members spread over the cores.
 pub struct NetworkRunCpu;
 
@@ -274,10 +288,7 @@ impl Handler for NetworkRunCpu {
             let module = cpu::load_keyed(
                 &site.key,
                 network_kernel::C_ENTRY,
-                &cpu::CpuCompileOptions {
-                    fast_math: site.network.net.fast_math,
-                    extra_flags: vec![],
-                },
+                &cpu_options(site.network.net.fast_math),
                 || site.network.source(Dialect::C),
             )?;
             // SAFETY: the generated C entry has exactly this signature.
@@ -299,11 +310,12 @@ impl Handler for NetworkRunCpu {
                 site.steps
             )));
         }
+        let starts = starts(&site.network.layout);
         if poison::enabled() {
             // SAFETY: host buffers of these sizes owned by XLA for this call.
-            unsafe { poison::host(&run.rets) };
+            unsafe { poison::host(written(&run.rets, &starts)) };
         }
-        for (r, start) in starts(&site.network.layout).iter().enumerate() {
+        for (r, start) in starts.iter().enumerate() {
             let out = &run.rets[r];
             match start {
                 Start::Copy(k) if run.args[*k] != out.data => {
@@ -364,10 +376,7 @@ impl Handler for NetworkRunCuda {
         let run = decode(call, site)?;
         let stream = call.stream()?;
         let kernels = site.kernels.cuda(stream, || {
-            let opts = cuda::CudaCompileOptions {
-                fast_math: site.network.net.fast_math,
-                ..Default::default()
-            };
+            let opts = cuda_options(site.network.net.fast_math);
             let mut source: Option<String> = None;
             let mut loaded = Vec::new();
             for entry in entries(&site.network) {
@@ -385,11 +394,12 @@ impl Handler for NetworkRunCuda {
             }
             Ok(Arc::new(loaded))
         })?;
+        let starts = starts(&site.network.layout);
         if poison::enabled() {
             // SAFETY: device buffers of these sizes on XLA's stream for this call.
-            unsafe { poison::device(&run.rets, stream) }?;
+            unsafe { poison::device(written(&run.rets, &starts), stream) }?;
         }
-        for (r, start) in starts(&site.network.layout).iter().enumerate() {
+        for (r, start) in starts.iter().enumerate() {
             let out = &run.rets[r];
             if out.size_bytes() == 0 {
                 continue;

@@ -200,9 +200,9 @@ fn decode<'a>(call: &CallFrame<'a>, site: &NeuronRun) -> Result<Run<'a>, FfiErro
     })
 }
 
-/// Compiler options for a model's C kernel. Under fast math, divisions and square roots may use
-/// the approximate reciprocal instructions refined by one Newton step (`-mrecip`).
-fn cpu_options(fast_math: bool) -> cpu::CpuCompileOptions {
+/// Compiler options for a model's (or network's) C kernel. Under fast math, divisions and square
+/// roots may use the approximate reciprocal instructions refined by one Newton step (`-mrecip`).
+pub(super) fn cpu_options(fast_math: bool) -> cpu::CpuCompileOptions {
     let extra_flags = if fast_math {
         vec!["-mrecip".to_string()]
     } else {
@@ -271,6 +271,14 @@ impl Handler for NeuronRunCpu {
     }
 }
 
+/// NVRTC options for a model's (or network's) CUDA kernels.
+pub(super) fn cuda_options(fast_math: bool) -> cuda::CudaCompileOptions {
+    cuda::CudaCompileOptions {
+        fast_math,
+        ..Default::default()
+    }
+}
+
 /// Threads per block: full blocks for large populations, smaller ones when that spreads a small
 /// population over more multiprocessors (a time loop of thousands of steps is latency-bound).
 fn block_size(n: usize, multiprocessors: u32, max_threads: u32) -> u32 {
@@ -302,15 +310,11 @@ impl Handler for NeuronRunCuda {
         let run = decode(call, site)?;
         let stream = call.stream()?;
         let f = site.kernels.cuda(stream, || {
-            let opts = cuda::CudaCompileOptions {
-                fast_math: site.model.spec.fast_math,
-                ..Default::default()
-            };
             Ok(cuda::load_function_keyed(
                 &site.key,
                 codegen::ENTRY,
                 stream,
-                &opts,
+                &cuda_options(site.model.spec.fast_math),
                 || site.model.source(Dialect::Cuda),
             )?)
         })?;

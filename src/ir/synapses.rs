@@ -114,30 +114,27 @@ impl SynapsesIr {
     /// (in a statement's expression: `x *= c` reads `x`; the `x` that `x += e` adds to is not
     /// counted, an addition being one indivisible update), by its id in that group, sorted.
     pub fn neighbours_read(&self, side: IndexOf) -> Vec<VarId> {
-        let mut out: Vec<VarId> = self
-            .on_pre
-            .iter()
-            .flat_map(|s| {
+        self.on_side(
+            side,
+            self.on_pre.iter().flat_map(|s| {
                 let e = match s.effect {
                     Effect::Add(e) | Effect::Set(e) => e,
                 };
                 self.group.arena.vars_of(e)
-            })
-            .filter_map(|v| self.neighbour(v))
-            .filter(|(s, _)| *s == side)
-            .map(|(_, v)| v)
-            .collect();
-        out.sort();
-        out.dedup();
-        out
+            }),
+        )
     }
 
     /// Every variable of the source or target group that `on_pre` assigns, sorted.
     pub fn neighbours_written(&self, side: IndexOf) -> Vec<VarId> {
-        let mut out: Vec<VarId> = self
-            .on_pre
-            .iter()
-            .filter_map(|s| self.neighbour(s.var))
+        self.on_side(side, self.on_pre.iter().map(|s| s.var))
+    }
+
+    /// The variables of the group on `side` that `symbols` (of the synapse group) refer to,
+    /// sorted, once each.
+    fn on_side(&self, side: IndexOf, symbols: impl Iterator<Item = VarId>) -> Vec<VarId> {
+        let mut out: Vec<VarId> = symbols
+            .filter_map(|v| self.neighbour(v))
             .filter(|(s, _)| *s == side)
             .map(|(_, v)| v)
             .collect();

@@ -11,10 +11,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::ModelSpec;
+use super::{wire, ModelSpec};
 use crate::types::ElemType;
 
 /// The whole network.
@@ -24,7 +24,7 @@ pub struct NetworkSpec {
     /// The step, in the kernels' time unit (ms).
     pub dt: f64,
     /// float32 or float64, for every group, projection and input.
-    #[serde(default = "float32", deserialize_with = "precision")]
+    #[serde(default = "wire::float32", deserialize_with = "wire::precision")]
     pub dtype: ElemType,
     #[serde(default)]
     pub fast_math: bool,
@@ -282,21 +282,6 @@ impl MonitorSpec {
 
 fn one() -> u32 {
     1
-}
-
-fn float32() -> ElemType {
-    ElemType::F32
-}
-
-fn precision<'de, D: Deserializer<'de>>(d: D) -> Result<ElemType, D::Error> {
-    let t = ElemType::deserialize(d)?;
-    if ElemType::PRECISIONS.contains(&t) {
-        Ok(t)
-    } else {
-        Err(D::Error::custom(format!(
-            "dtype must be float32 or float64, got {t}"
-        )))
-    }
 }
 
 /// A network spec that cannot be read (not JSON, a missing or unknown field, a value of the

@@ -58,12 +58,12 @@ fn is_one_substep(k: &u32) -> bool {
     *k == 1
 }
 
-fn float32() -> ElemType {
+pub(super) fn float32() -> ElemType {
     ElemType::F32
 }
 
 /// `dtype`: one of [`ElemType::PRECISIONS`].
-fn precision<'de, D: Deserializer<'de>>(d: D) -> Result<ElemType, D::Error> {
+pub(super) fn precision<'de, D: Deserializer<'de>>(d: D) -> Result<ElemType, D::Error> {
     let t = ElemType::deserialize(d)?;
     if ElemType::PRECISIONS.contains(&t) {
         Ok(t)

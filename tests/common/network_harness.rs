@@ -228,11 +228,13 @@ impl Compiled {
         State { nb, bufs }
     }
 
-    /// Runs `steps` steps; returns the new state and the results. With `poison`, results start
-    /// as 0xFF bytes before the run starts them (as `SPIKEFORGE_POISON_OUTPUTS` does).
-    pub fn run(&self, state: &State, steps: usize) -> (State, Results) {
+    /// The buffers of a run as `spikeforge_network_run` starts them: the inputs, the results
+    /// (poisoned with 0xFF, then started: copies of the state, zeroed counters, -1 monitor
+    /// entries, a zeroed work buffer), and the dims of the C entry (`steps`, then each
+    /// projection's synapses).
+    pub fn prepare(&self, state: &State, steps: usize) -> Prepared {
         let nb = state.nb;
-        let mut inputs: Vec<Buf> = self
+        let inputs: Vec<Buf> = self
             .layout
             .inputs
             .iter()
@@ -246,14 +248,11 @@ impl Compiled {
             .filter(|(a, _)| a.name == "targets")
             .map(|(a, b)| (a.owner.clone(), b.len))
             .collect();
-        let results: Vec<&NetArg> = self
+        let mut outs: Vec<Buf> = self
             .layout
             .outputs
             .iter()
             .chain(&self.layout.scratch)
-            .collect();
-        let mut outs: Vec<Buf> = results
-            .iter()
             .map(|a| {
                 let per = self.len_of(a, self.n_syn_of(&n_syn, &a.owner), steps);
                 let mut b = Buf::zeros(a.elem, if a.batched { per * nb } else { per });
@@ -274,26 +273,15 @@ impl Compiled {
                 dims.push(n_syn[&a.owner] as i64);
             }
         }
-        let in_ptrs: Vec<*mut c_void> = inputs.iter_mut().map(Buf::ptr).collect();
-        let n_out = self.layout.outputs.len();
-        let mut out_ptrs: Vec<*mut c_void> = outs.iter_mut().map(Buf::ptr).collect();
-        let work = out_ptrs[n_out].cast::<i32>();
-        out_ptrs.truncate(n_out);
-        // SAFETY: the generated entry has this signature; the buffers have the layout's sizes.
-        unsafe {
-            let entry: Entry = self.module.entry::<Entry>();
-            entry(
-                0,
-                nb as i64,
-                dims.as_ptr(),
-                in_ptrs.as_ptr(),
-                out_ptrs.as_ptr(),
-                work,
-            );
-        }
+        Prepared { inputs, outs, dims }
+    }
+
+    /// The new state and the results, from a run's results.
+    pub fn finish(&self, state: &State, steps: usize, outs: Vec<Buf>) -> (State, Results) {
         let mut next = state.clone();
         let mut by_key = HashMap::new();
-        for (a, b) in results.iter().zip(outs) {
+        let results = self.layout.outputs.iter().chain(&self.layout.scratch);
+        for (a, b) in results.zip(outs) {
             if self
                 .layout
                 .inputs
@@ -305,11 +293,64 @@ impl Compiled {
             by_key.insert(key(a), b);
         }
         let t = next.bufs.get_mut("t_step").expect("t_step");
-        for m in 0..nb {
+        for m in 0..state.nb {
             let v = t.get(m);
             t.set(m, v + steps as f64);
         }
         (next, Results { bufs: by_key })
+    }
+
+    /// Runs `steps` steps of the C kernel; returns the new state and the results.
+    pub fn run(&self, state: &State, steps: usize) -> (State, Results) {
+        let Prepared {
+            mut inputs,
+            mut outs,
+            dims,
+        } = self.prepare(state, steps);
+        let in_ptrs: Vec<*mut c_void> = inputs.iter_mut().map(Buf::ptr).collect();
+        let n_out = self.layout.outputs.len();
+        let mut out_ptrs: Vec<*mut c_void> = outs.iter_mut().map(Buf::ptr).collect();
+        let work = out_ptrs[n_out].cast::<i32>();
+        out_ptrs.truncate(n_out);
+        // SAFETY: the generated entry has this signature; the buffers have the layout's sizes.
+        unsafe {
+            let entry: Entry = self.module.entry::<Entry>();
+            entry(
+                0,
+                state.nb as i64,
+                dims.as_ptr(),
+                in_ptrs.as_ptr(),
+                out_ptrs.as_ptr(),
+                work,
+            );
+        }
+        self.finish(state, steps, outs)
+    }
+}
+
+/// A run's buffers before it runs (see [`Compiled::prepare`]).
+pub struct Prepared {
+    pub inputs: Vec<Buf>,
+    /// The outputs, then the work buffer.
+    pub outs: Vec<Buf>,
+    pub dims: Vec<i64>,
+}
+
+impl Buf {
+    /// The buffer's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: `words` holds at least the buffer's bytes.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.words.as_ptr().cast::<u8>(),
+                self.elem.size() * self.len,
+            )
+        }
+    }
+
+    /// Replaces the buffer's bytes (the same length).
+    pub fn set_bytes(&mut self, bytes: &[u8]) {
+        self.bytes().copy_from_slice(bytes);
     }
 }
 
@@ -323,4 +364,15 @@ pub fn spikes(r: &Results, monitor: &str, capacity: usize, b: usize) -> Vec<(i64
         .collect();
     out.sort_unstable();
     out
+}
+
+/// A small deterministic generator of uniforms in [0, 1) (a 64-bit LCG), for test networks.
+pub fn uniforms(seed: u64) -> impl FnMut() -> f64 {
+    let mut s = seed;
+    move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    }
 }

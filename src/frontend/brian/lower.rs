@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::equations::{parse_equations, EquationLine, LineKind};
+use super::equations::{parse_equations, subexpression_cycle, EquationLine, LineKind};
 use super::events::{check_lastspike, lower_events, EventScope};
 use super::expr::{common_name, quote_list, unknown_name, Place, Scope};
 use super::method::EquationTerms;
@@ -278,14 +278,14 @@ impl<'a> Lowering<'a> {
             return Ok(*e);
         }
         let line = self.lines.iter().find(|l| l.name == name).unwrap();
-        if let Some(pos) = self.in_progress.iter().position(|n| n == name) {
-            let mut cycle: Vec<String> = self.in_progress[pos..].to_vec();
-            cycle.push(name.to_string());
-            return Err(Diagnostic::new(
-                field,
-                format!("cyclic subexpressions: {}", cycle.join(" -> ")),
-            )
-            .at(self.equations, line.name_span));
+        if let Some(d) = subexpression_cycle(
+            &self.in_progress,
+            name,
+            field,
+            self.equations,
+            line.name_span,
+        ) {
+            return Err(d);
         }
         self.in_progress.push(name.to_string());
         let ast = line.expr.as_ref().unwrap();

@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::equations::{parse_equations, EquationLine, LineKind};
+use super::equations::{parse_equations, subexpression_cycle, EquationLine, LineKind};
 use super::expr::{common_name, quote_list, require_real, unknown_name, Place, Scope};
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
 use crate::frontend::builder::{GroupBuilder, Lowered};
@@ -452,14 +452,14 @@ impl<'a> SynapseScope<'a> {
             return Ok(*e);
         }
         let line = self.lines.iter().find(|l| l.name == name).unwrap();
-        if let Some(pos) = self.in_progress.iter().position(|n| n == name) {
-            let mut cycle: Vec<String> = self.in_progress[pos..].to_vec();
-            cycle.push(name.to_string());
-            return Err(Diagnostic::new(
-                "model",
-                format!("cyclic subexpressions: {}", cycle.join(" -> ")),
-            )
-            .at(&self.spec.model, line.name_span));
+        if let Some(d) = subexpression_cycle(
+            &self.in_progress,
+            name,
+            "model",
+            &self.spec.model,
+            line.name_span,
+        ) {
+            return Err(d);
         }
         self.in_progress.push(name.to_string());
         let ast = line.expr.as_ref().unwrap();
