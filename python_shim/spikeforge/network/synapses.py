@@ -14,7 +14,6 @@ concrete there); this module records and checks what was asked.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 
 import numpy as np
@@ -275,14 +274,13 @@ class Synapses(NetworkObject):
 
     def _check_rule(self, rule):
         """The rule's expressions checked by the library now, against the names they may read."""
-        spec = connectivity._spec(
-            rule,
-            dict.fromkeys(self.group_variables("pre")),
-            dict.fromkeys(self.group_variables("post")),
-            self.constants,
-        )
         try:
-            connectivity._compile(json.dumps(spec, sort_keys=True))
+            connectivity.check_rule(
+                rule,
+                pre_variables=self.group_variables("pre"),
+                post_variables=self.group_variables("post"),
+                constants=self.constants,
+            )
         except ModelError as err:
             err.add_note(f"in connect() of {describe(self)}")
             raise
