@@ -39,8 +39,9 @@ def test_subgroups_and_multapses(device):
     # sg 1 spikes twice (i = 0 in the subgroup): 2 x (1 + 10) on T[2], 2 x 100 on T[4]; sg 3 once: 1000 on T[3]
     np.testing.assert_array_equal(x, [0, 0, 22, 1000, 200, 0])
     i, t = out.spikes.numpy()
-    np.testing.assert_array_equal(i, [0, 2, 0])  # indices within the monitored subgroup
-    np.testing.assert_allclose(t, [0.0, 0.0, 0.5])
+    order = np.lexsort((i, t))  # within a step, the GPU records spikes in the order threads find them
+    np.testing.assert_array_equal(i[order], [0, 2, 0])  # indices within the monitored subgroup
+    np.testing.assert_allclose(t[order], [0.0, 0.0, 0.5])
 
 
 def test_statement_order_follows_brian2(device):
@@ -222,13 +223,18 @@ def test_progress_bar_chunks_give_the_single_run(device, capsys):
     state = lif_state(net, 1.3)
     one, out1 = jax.jit(lambda s: net.run(s, steps=4000))(state)
     chunked, out2 = net.run(state, steps=4000)  # from Python: a progress bar, 20 chunks
-    assert "4000" in capsys.readouterr().err.replace(".0", "") or True
+    assert "400.0/400.0 ms" in capsys.readouterr().err  # the bar reached the end
     np.testing.assert_array_equal(np.asarray(one["P"]["v"]), np.asarray(chunked["P"]["v"]))
     np.testing.assert_array_equal(np.asarray(out1.spike_count["P"]), np.asarray(out2.spike_count["P"]))
     np.testing.assert_array_equal(np.asarray(out1.v.v), np.asarray(out2.v.v))
     np.testing.assert_array_equal(np.asarray(out1.v.t), np.asarray(out2.v.t))
-    for field in ("i", "t", "count", "dropped"):
+    for field in ("count", "dropped"):
         np.testing.assert_array_equal(np.asarray(getattr(out1.spikes, field)), np.asarray(getattr(out2.spikes, field)))
+    (i1, t1), (i2, t2) = out1.spikes.numpy(), out2.spikes.numpy()
+    o1, o2 = np.lexsort((i1, t1)), np.lexsort((i2, t2))  # the GPU's order within a step may differ
+    np.testing.assert_array_equal(i1[o1], i2[o2])
+    np.testing.assert_array_equal(t1[o1], t2[o2])
+    assert np.isnan(np.asarray(out2.spikes.t)[int(out2.spikes.count) :]).all()
 
 
 def test_vmap_over_network_states_is_one_call(device):
