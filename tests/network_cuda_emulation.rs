@@ -65,6 +65,12 @@ template <class T> static T __shfl_down_sync(unsigned, T v, unsigned d) {
     const int src = (int) (sf_this_lane() + d);
     return sf_exchange(v, src < 32 ? src : (int) sf_this_lane());
 }
+static unsigned __match_any_sync(unsigned, int v) {
+    unsigned m = 0;
+    for (int l = 0; l < 32; ++l) m |= (sf_exchange<int>(v, l) == v ? 1u : 0u) << l;
+    return m;
+}
+static void __syncwarp() { sf_warps[threadIdx.x >> 5].bar.arrive_and_wait(); }
 static int __popc(unsigned x) { return __builtin_popcount(x); }
 static int __ffs(int x) { return __builtin_ffs(x); }
 template <class T> static T atomicAdd(T* p, T v) { return std::atomic_ref<T>(*p).fetch_add(v); }

@@ -1045,9 +1045,9 @@ impl Gen<'_> {
         writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")
     }
 
-    /// Every event of projection p in this step, one after another in Brian2's order (spike
-    /// step, neuron index, synapse order), on one thread.
-    fn write_ordered(&self, p: usize, w: &mut SourceWriter) -> fmt::Result {
+    /// Every event of projection p in this step in Brian2's order (spike step, neuron index,
+    /// synapse order): on one thread, or (`warp`) a row at a time by a warp.
+    fn write_ordered(&self, p: usize, warp: bool, w: &mut SourceWriter) -> fmt::Result {
         let proj = &self.net.projections[p];
         let g = proj.source;
         let delays = &self.plan.projections[p].delays;
@@ -1067,6 +1067,9 @@ impl Gen<'_> {
             w.block("for (int32_t sf_k = 0; sf_k < sf_count; ++sf_k)", |w| {
                 writeln!(w, "const int32_t sf_pre = sf_list[sf_k];")?;
                 self.write_row_bounds(p, "sf_d", w)?;
+                if warp {
+                    return self.write_row_by_warp(p, w);
+                }
                 w.block(
                     "for (int64_t sf_syn = sf_lo; sf_syn < sf_hi; ++sf_syn)",
                     |w| {
@@ -1075,6 +1078,60 @@ impl Gen<'_> {
                     },
                 )
             })
+        })
+    }
+
+    /// One row of a row-parallel ordered projection, 32 synapses at a time by a warp: each lane
+    /// computes its synapse's increments; the lanes with one target are grouped
+    /// (`__match_any_sync`) and the lowest adds the group's increments in lane (synapse) order.
+    fn write_row_by_warp(&self, p: usize, w: &mut SourceWriter) -> fmt::Result {
+        let proj = &self.net.projections[p];
+        let real = self.real_t();
+        let names = |v: VarId| self.synapse_name(p, v, &EVENT);
+        let printer = Printer {
+            arena: &self.arenas[p],
+            dtype: self.real,
+            dialect: self.dialect,
+            var_name: &names,
+        };
+        w.block("for (int64_t sf_base = sf_lo; sf_base < sf_hi; sf_base += 32)", |w| {
+            writeln!(w, "const int64_t sf_syn = sf_base + sf_lane;")?;
+            writeln!(w, "const int32_t sf_j = sf_syn < sf_hi ? in_p{p}_targets[sf_syn] : -1;")?;
+            writeln!(w, "const bool sf_ok = sf_j >= 0 && sf_j < {};", proj.n_post())?;
+            for (k, st) in proj.synapses.on_pre.iter().enumerate() {
+                let target = self.statement_target(p, k, &EVENT);
+                match (st.side, st.effect) {
+                    (Side::Post, Effect::Add(e)) => scope(w, |w| {
+                        writeln!(w, "{real} sf_v = 0;")?;
+                        w.block("if (sf_ok)", |w| {
+                            let text = printer.block(&[e], &format!("sf_q{k}_"), w)?.remove(0);
+                            writeln!(w, "sf_v = {text};")
+                        })?;
+                        writeln!(w, "sf_row_values[threadIdx.x] = sf_v;")?;
+                        writeln!(
+                            w,
+                            "const unsigned sf_group = __match_any_sync(0xffffffffu, sf_ok ? sf_j : -1 - sf_lane);"
+                        )?;
+                        writeln!(w, "__syncwarp();")?;
+                        w.block("if (sf_ok && sf_lane == __ffs((int) sf_group) - 1)", |w| {
+                            writeln!(w, "{real} sf_x = {target};")?;
+                            writeln!(
+                                w,
+                                "for (unsigned sf_m = sf_group; sf_m != 0u; sf_m &= sf_m - 1u) sf_x = sf_x + sf_row_values[(threadIdx.x & ~31u) + (unsigned) (__ffs((int) sf_m) - 1)];"
+                            )?;
+                            writeln!(w, "{target} = sf_x;")
+                        })?;
+                        writeln!(w, "__syncwarp();")
+                    })?,
+                    _ => w.block("if (sf_ok)", |w| {
+                        let text = printer
+                            .block(&[self.new_values[p][k]], &format!("sf_q{k}_"), w)?
+                            .remove(0);
+                        writeln!(w, "{target} = {text};")
+                    })?,
+                }
+            }
+            Ok(())
         })
     }
 
@@ -1145,6 +1202,13 @@ impl Gen<'_> {
                 w,
                 "const int64_t sf_nwarps = ((int64_t) gridDim.x * blockDim.x) >> 5;"
             )?;
+            if self.plan.projections.iter().any(|p| p.row_parallel) {
+                writeln!(
+                    w,
+                    "__shared__ {} sf_row_values[{DELIVER_BLOCK}];",
+                    self.real_t()
+                )?;
+            }
             w.block(
                 format!(
                     "for (int64_t sf_task = sf_gwarp; sf_task < {}; sf_task += sf_nwarps)",
@@ -1157,14 +1221,22 @@ impl Gen<'_> {
                                 w.block("if (sf_lane == 0)", |w| self.write_queue_bookkeeping(w))
                             }
                             Task::Monitor(m) => self.write_monitor(*m, w),
-                            Task::Ordered => w.block("if (sf_lane == 0)", |w| {
+                            Task::Ordered => {
                                 for (p, pp) in self.plan.projections.iter().enumerate() {
-                                    if pp.delivery == Delivery::Ordered {
-                                        self.write_ordered(p, w)?;
+                                    if pp.delivery != Delivery::Ordered {
+                                        continue;
                                     }
+                                    if pp.row_parallel {
+                                        scope(w, |w| self.write_ordered(p, true, w))?;
+                                    } else {
+                                        w.block("if (sf_lane == 0)", |w| {
+                                            self.write_ordered(p, false, w)
+                                        })?;
+                                    }
+                                    writeln!(w, "__syncwarp();")?;
                                 }
                                 Ok(())
-                            }),
+                            }
                         })?;
                     }
                     Ok(())
@@ -1579,7 +1651,7 @@ impl Gen<'_> {
                         }
                     }
                     for p in 0..self.net.projections.len() {
-                        self.write_ordered(p, w)?;
+                        self.write_ordered(p, false, w)?;
                     }
                     for (g, group) in self.net.groups.iter().enumerate() {
                         if self.has_after(g) {

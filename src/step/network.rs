@@ -58,6 +58,11 @@ pub struct GroupPlan {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProjectionPlan {
     pub delivery: Delivery,
+    /// An ordered delivery whose events may run a row at a time, in parallel over its synapses:
+    /// every statement adds to the target (each variable by one statement) or writes the
+    /// synapse, and reads nothing a delivery writes. Additions to one target within a row are
+    /// then summed in synapse order by one thread: the same order as one thread for all.
+    pub row_parallel: bool,
     /// The delays (in steps) whose events arrive in a step: one for a homogeneous delay, every
     /// step from 0 to the longest for per-synapse delays.
     pub delays: Vec<u32>,
@@ -115,6 +120,15 @@ fn additive(s: &SynapsesIr) -> bool {
             (Side::Post, Effect::Add(_)) | (Side::Synapse, _)
         )
     })
+}
+
+/// Whether no two statements assign one variable.
+fn one_statement_per_variable(s: &SynapsesIr) -> bool {
+    let mut vars: Vec<VarId> = s.on_pre.iter().map(|st| st.var).collect();
+    let n = vars.len();
+    vars.sort();
+    vars.dedup();
+    vars.len() == n
 }
 
 fn countable(s: &SynapsesIr) -> bool {
@@ -176,8 +190,13 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
         .projections
         .iter()
         .zip(&delivery)
-        .map(|(proj, d)| ProjectionPlan {
+        .enumerate()
+        .map(|(p, (proj, d))| ProjectionPlan {
             delivery: *d,
+            row_parallel: *d == Delivery::Ordered
+                && additive(&proj.synapses)
+                && !touch[p].0.iter().any(|gv| written_by_any.contains(gv))
+                && one_statement_per_variable(&proj.synapses),
             delays: match proj.synapses.delay {
                 DelayIr::Homogeneous { steps } => vec![steps],
                 DelayIr::PerSynapse { max_steps, .. } => (0..=max_steps).collect(),
@@ -308,6 +327,12 @@ mod tests {
             true,
         ));
         assert_eq!(p.projections[0].delivery, Delivery::Ordered);
+        assert!(p.projections[0].row_parallel);
+        let (_, p) = planned(&net(
+            r#"{"name": "A", "source": "P", "target": "P", "model": "w : 1", "on_pre": "ge += w\nge += 2*w"}"#,
+            true,
+        ));
+        assert!(!p.projections[0].row_parallel, "two statements add to ge");
     }
 
     #[test]

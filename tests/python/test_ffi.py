@@ -40,6 +40,7 @@ def test_the_shim_registers_what_the_library_reports():
         assert hasattr(_native._lib, t["symbol"])
     assert not hasattr(_native, "FFI_TARGETS"), "no hand-kept list in the shim"
     assert got[("spikeforge_neuron_run", "CUDA")]["command_buffer_compatible"]
+    assert got[("spikeforge_network_run", "CUDA")]["command_buffer_compatible"]
     assert not got[("spikeforge_reduce", "CUDA")]["command_buffer_compatible"]
 
 
