@@ -72,15 +72,21 @@ def test_heterogeneous_delays_arrive_at_their_own_steps(device):
 
 
 def test_longest_supported_delay(device):
-    """The longest delay the queue takes arrives on time; one step more is a clear error."""
+    """The longest delay the queue takes arrives on time (one for all synapses, and per synapse);
+    one step more is a clear error."""
     longest = sf.Network.MAX_DELAY_STEPS
     steps = longest + 30
     trace = run_counter_network(longest * DT, steps=steps)
     np.testing.assert_array_equal(arrivals_from_trace(trace), expected_arrivals(steps, [longest]))
     with pytest.raises(sf.ModelError, match="Synapses 'S'.*delay"):
         run_counter_network((longest + 1) * DT, steps=10)
+    per_synapse = sf.Network.MAX_PER_SYNAPSE_DELAY_STEPS
+    delays = np.array([0.0, per_synapse * DT, 1.0])
+    trace = run_counter_network("d", model="d : second", values=dict(d=delays), n_targets=3, steps=per_synapse + 30)
+    expect = expected_arrivals(per_synapse + 30, delay_steps(delays, DT))
+    np.testing.assert_array_equal(arrivals_from_trace(trace), expect)
     with pytest.raises(sf.ModelError, match="Synapses 'S'.*delay"):
-        run_counter_network("d", model="d : second", values=dict(d=[(longest + 1) * DT]), steps=10)
+        run_counter_network("d", model="d : second", values=dict(d=[(per_synapse + 1) * DT]), steps=10)
 
 
 def test_negative_per_synapse_delays_are_an_error():

@@ -66,8 +66,10 @@ class Network:
     name. ``deterministic=True`` makes GPU runs bit-identical from run to run (ordered
     accumulation instead of float atomics; the CPU always is)."""
 
-    MAX_DELAY_STEPS = 32767
+    MAX_DELAY_STEPS = 65535
     """The longest delay, in steps, that a spike queue holds (a longer one is an error)."""
+    MAX_PER_SYNAPSE_DELAY_STEPS = 4095
+    """The longest per-synapse delay, in steps (their delay buckets take ``n_pre`` entries a step)."""
 
     def __init__(self, *objects, dt=0.1, deterministic: bool = False, **named_monitors):
         self.dt = arguments.time_step(dt)
@@ -287,11 +289,11 @@ class Network:
                 raise s.error(f"init_state: synapse {k} has a negative delay {d[k]} ms", field=delay_var)
             steps = _delay_steps(d, self.dt)
             max_steps = int(steps.max()) if n_syn else 0
-            if max_steps > self.MAX_DELAY_STEPS:
+            if max_steps > self.MAX_PER_SYNAPSE_DELAY_STEPS:
                 k = int(np.argmax(steps))
                 raise s.error(
                     f"init_state: synapse {k}'s delay {d[k]} ms is {max_steps} steps of dt = {self.dt} ms: longer "
-                    f"than the spike queue holds ({self.MAX_DELAY_STEPS} steps)",
+                    f"than per-synapse delays may be ({self.MAX_PER_SYNAPSE_DELAY_STEPS} steps)",
                     field=delay_var,
                 )
         stored = converted
