@@ -26,7 +26,35 @@ char *sf_model_compile(const char *spec_json);
 /* The generated kernel source for target "cuda" or "c": {"ok": true, "source": "...", "entry": "..."}. */
 char *sf_model_source(const char *spec_json, const char *target);
 
-/* Releases a string returned by sf_model_compile, sf_model_source or sf_cuda_compile_check. */
+/* Validates a network spec (docs/NETWORKS.md) and returns
+ * {"ok": true, "key": "<sha256>", "spec": "<canonical spec>", "dt": ..., "dtype": "...",
+ *  "deterministic": ..., "groups": [...], "projections": [...],
+ *  "layout": {"inputs": [...], "outputs": [...], "scratch": [...]}};
+ * errors name the object and field ("Synapses 'S', on_pre"). */
+char *sf_network_compile(const char *spec_json);
+
+/* The generated network kernels for target "cuda" or "c":
+ * {"ok": true, "source": "...", "entries": ["sf_network_update", ...]}. */
+char *sf_network_source(const char *spec_json, const char *target);
+
+/* Initial values given as expressions, evaluated over n elements:
+ * {"spec": "<spec>", "n": 100, "seed": 3, "values": {"name": 1.5 | {"base64": "<float64 LE>"}},
+ *  "statements": [["v", "v_r + rand()*(v_t - v_r)"]]} ->
+ * {"ok": true, "values": [["v", "<base64 float64 LE>"]]}. */
+char *sf_initial_values(const char *request_json);
+
+/* Validates a connection rule (src/connect/spec.rs) and returns {"ok": true, "key": "<sha256>",
+ * "spec": "<canonical spec>", "rows": "pre" | "post", "pre_variables": [...],
+ * "post_variables": [...], "error_codes": {...}}, or a located error as sf_model_compile does. */
+char *sf_connect_compile(const char *spec_json);
+
+/* The generated connectivity kernels of a rule for target "cuda" or "c":
+ * {"ok": true, "source": "...", "entries": ["sf_connect_count", "sf_connect_fill"]}. */
+char *sf_connect_source(const char *spec_json, const char *target);
+
+/* Releases a string returned by sf_model_compile, sf_model_source, sf_initial_values,
+ * sf_network_compile, sf_network_source, sf_connect_compile, sf_connect_source or
+ * sf_cuda_compile_check. */
 void sf_string_free(char *s);
 
 /* Compiles CUDA source with NVRTC (no GPU needed) to PTX and checks the named kernels exist:
@@ -53,6 +81,10 @@ struct XLA_FFI_Error *sf_custom_call_cpu(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_custom_call_cuda(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_reduce_cpu(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_reduce_cuda(struct XLA_FFI_CallFrame *frame);
+struct XLA_FFI_Error *sf_network_run_cpu(struct XLA_FFI_CallFrame *frame);
+struct XLA_FFI_Error *sf_network_run_cuda(struct XLA_FFI_CallFrame *frame);
+struct XLA_FFI_Error *sf_connect_cpu(struct XLA_FFI_CallFrame *frame);
+struct XLA_FFI_Error *sf_connect_cuda(struct XLA_FFI_CallFrame *frame);
 
 #ifdef __cplusplus
 }

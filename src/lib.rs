@@ -14,11 +14,15 @@
 //!   the choice of a scheme.
 //! * [`step`]: the semantics of one step (update, noise, refractoriness, threshold, reset,
 //!   traces) as one DAG, for every kind of dynamics.
+//! * [`random`]: the random streams (Philox4x32-10 keyed by seed and counted by element, step
+//!   and draw), computed in Rust; the kernels print the same computation.
 //! * [`codegen`]: printers only: the step DAG as a fused group kernel in CUDA C or C, the
 //!   argument layout, the reduction kernels.
 //! * [`runtime`]: turning generated source into something callable (NVRTC + CUDA driver, cc + dlopen).
 //! * [`xla`]: the XLA FFI bridge (bindgen `sys` -> checked `result` -> `safe` types).
 //! * [`handlers`]: the FFI handlers XLA calls; [`capi`]: the C ABI the Python shim calls.
+//! * [`connect`]: connectivity (which synapses a projection has) from a rule and a seed, by
+//!   generated kernels on the device.
 //! * [`fuzzing`]: the entry points of the fuzz targets (fuzz/), replayed by a test.
 
 // Model errors carry their location and source line (about 150 bytes); they are returned only on
@@ -27,12 +31,14 @@
 
 pub mod capi;
 pub mod codegen;
+pub mod connect;
 pub mod diagnostics;
 pub mod frontend;
 pub mod fuzzing;
 pub mod handlers;
 pub mod integrators;
 pub mod ir;
+pub mod random;
 pub mod runtime;
 pub mod spec;
 pub mod step;

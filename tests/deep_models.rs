@@ -238,7 +238,7 @@ fn what_one_kernel_holds_is_bounded() {
     let params = (0..600).map(|k| format!("p{k} : 1\n")).collect::<String>();
     refused(
         equations(format!("dv/dt = -v/(10*ms) : 1\n{params}")),
-        "the kernel would take 604 arrays",
+        "arrays (states, parameters, inputs, traces); at most 500",
     );
 
     let sum = (0..800)

@@ -1,4 +1,5 @@
-//! Golden kernels: the generated source of every test model, and of every reduction kernel, in
+//! Golden kernels: the generated source of every test model, of every reduction kernel and of
+//! every test connection rule (`tests/connect_rules/x.json` gives `connect_x.cu.snap`, ...), in
 //! both dialects, committed under `tests/kernels/`. Any change to code generation shows up here as
 //! a diff of generated code, to be read in review and explained in the commit.
 //!
@@ -10,14 +11,18 @@
 //!
 //! (`scripts/bless_kernels.sh` runs exactly that.) A model in `tests/models/` named `x.json` gives
 //! `tests/kernels/x.cu.snap` and `tests/kernels/x.c.snap`; with `"fast_math": false` in the spec, the
-//! fast-math variant is printed too (`x.fast.cu.snap`, ...), since that rewrite changes the DAG.
+//! fast-math variant is printed too (`x.fast.cu.snap`, ...), since that rewrite changes the DAG. A
+//! network in `tests/networks/` named `x.json` gives `tests/kernels/network_x.cu.snap` and
+//! `network_x.c.snap`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use spikeforge::codegen::connect_kernel;
 use spikeforge::codegen::reduction::{self, ReduceKernel, ReduceOp};
-use spikeforge::codegen::{generate_from_spec, Dialect};
-use spikeforge::spec::ModelSpec;
+use spikeforge::codegen::{generate_from_spec, network_kernel, Dialect};
+use spikeforge::connect::{self, ConnectSpec};
+use spikeforge::spec::{ModelSpec, NetworkSpec};
 use spikeforge::types::ElemType;
 
 fn root() -> PathBuf {
@@ -62,6 +67,28 @@ fn generated() -> BTreeMap<String, String> {
             }
         }
     }
+    // Networks: `tests/networks/x.json` gives `network_x.cu.snap` and `network_x.c.snap`.
+    let dir = root().join("tests/networks");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/networks")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 4, "expected the test networks in {dir:?}");
+    for path in paths {
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let spec = NetworkSpec::from_json(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{stem}: {e}"));
+        for dialect in [Dialect::Cuda, Dialect::C] {
+            let kernel = network_kernel::generate_from_spec(&spec, dialect)
+                .unwrap_or_else(|d| panic!("{stem}: {}", d.render()));
+            out.insert(
+                format!("network_{stem}.{}", extension(dialect)),
+                kernel.source,
+            );
+        }
+    }
     for op in ReduceOp::ALL {
         for input in ElemType::ALL {
             for output in reduction::allowed_outputs(op, input) {
@@ -81,7 +108,33 @@ fn generated() -> BTreeMap<String, String> {
             }
         }
     }
+    for (stem, spec) in connect_rules() {
+        let (ir, _) = connect::lower(&spec).unwrap_or_else(|d| panic!("{stem}: {}", d.render()));
+        for dialect in [Dialect::Cuda, Dialect::C] {
+            let name = format!("connect_{stem}.{}", extension(dialect));
+            out.insert(name, connect_kernel::generate(&ir, dialect));
+        }
+    }
     out
+}
+
+/// The test connection rules, `tests/connect_rules/*.json`, by file stem.
+fn connect_rules() -> Vec<(String, ConnectSpec)> {
+    let dir = root().join("tests/connect_rules");
+    let mut rules: Vec<(String, ConnectSpec)> = std::fs::read_dir(&dir)
+        .expect("tests/connect_rules")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+            let spec = ConnectSpec::from_json(&std::fs::read_to_string(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{stem}: {e}"));
+            (stem, spec)
+        })
+        .collect();
+    rules.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(rules.len() >= 5, "expected the test rules in {dir:?}");
+    rules
 }
 
 /// The first line where two texts differ, with a few lines of context from each.

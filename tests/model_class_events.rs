@@ -4,20 +4,19 @@
 //! by hand in Brian2's order (refractoriness from the values at the start of the step, the
 //! update, the threshold on the updated values, the reset on the elements that spiked).
 
-use std::ffi::c_void;
+#[path = "common/c_kernel.rs"]
+mod c_kernel;
 
 use spikeforge::codegen::{generate_from_spec, Dialect, Role};
 use spikeforge::runtime::cpu::{self, CpuCompileOptions};
 use spikeforge::spec::{Method, ModelClassSpec, ModelSpec, Refractory};
 use spikeforge::types::ElemType;
 
-type CEntry = unsafe extern "C" fn(i64, i64, *const i64, *const *mut c_void, *const *mut c_void);
-
 const TAU: f64 = 10.0;
 const DT: f64 = 0.1;
 const STEPS: usize = 400;
 const REC_EVERY: usize = 7;
-/// The step of the last spike of an element that never spiked (as the Python side starts it).
+/// The step of the last spike of an element that never spiked, in the reference.
 const NEVER: i32 = i32::MIN / 2;
 
 /// `v` relaxes to the per-neuron input `I`; `kicks` (an internal) counts the resets.
@@ -60,9 +59,10 @@ fn run_kernel(spec: &ModelSpec, inputs: &[f64]) -> Outcome {
         ins.push(match (a.role, a.name.as_str()) {
             (Role::State, _) => vec![0f64.to_bits(); n],
             (Role::PerNeuronConstant, "I") => inputs.iter().map(|x| x.to_bits()).collect(),
-            (Role::LastspikeStep, _) => words_i32(&vec![NEVER; n]),
+            // Times are float64 (as int32 word pairs): never spiked, and the start at t = 0.
+            (Role::Lastspike, _) => vec![f64::NEG_INFINITY.to_bits(); n],
             (Role::NotRefractory, _) => words_u8(&vec![1u8; n]),
-            (Role::StartStep, _) => words_i32(&[0]),
+            (Role::Time, _) => vec![0f64.to_bits()],
             other => panic!("unexpected input {other:?}"),
         });
     }
@@ -72,21 +72,8 @@ fn run_kernel(spec: &ModelSpec, inputs: &[f64]) -> Outcome {
         .iter()
         .map(|a| vec![u64::MAX; if a.role == Role::Trace { n * n_rec } else { n }])
         .collect();
-    let in_ptrs: Vec<*mut c_void> = ins.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
-    let out_ptrs: Vec<*mut c_void> = outs.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
     let dims = [n as i64, STEPS as i64, REC_EVERY as i64, n_rec as i64];
-    // SAFETY: one buffer per layout entry, each at least as large as its shape, with the
-    // generated signature.
-    unsafe {
-        let entry: CEntry = module.entry();
-        entry(
-            0,
-            n as i64,
-            dims.as_ptr(),
-            in_ptrs.as_ptr(),
-            out_ptrs.as_ptr(),
-        );
-    }
+    c_kernel::run_c_kernel(&module, n, &dims, &mut ins, &mut outs);
     let out = |name: &str| {
         let k = kernel
             .layout
@@ -107,13 +94,6 @@ fn run_kernel(spec: &ModelSpec, inputs: &[f64]) -> Outcome {
         spikes,
         trace: trace.chunks(n).map(<[f64]>::to_vec).collect(),
     }
-}
-
-fn words_i32(values: &[i32]) -> Vec<u64> {
-    let mut w = vec![0u64; values.len().div_ceil(2)];
-    // SAFETY: w holds at least values.len() int32 slots.
-    unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), w.as_mut_ptr().cast(), values.len()) };
-    w
 }
 
 fn words_u8(values: &[u8]) -> Vec<u64> {
@@ -224,13 +204,12 @@ fn events_beside_a_class_are_checked_like_any_other() {
     );
     let d = bad(&|s| s.threshold("v + 1"));
     assert!(d.message.contains("must be a condition"), "{}", d.render());
-    let d = bad(&|s| {
-        s.threshold("v > 1 and t - lastspike > 2")
-            .refractory("v < 0.5")
-    });
-    assert!(
-        d.message.contains("'lastspike' is only kept"),
-        "{}",
-        d.render()
-    );
+    // Reading `lastspike` keeps its bookkeeping, whatever the refractory period is.
+    let reads = spec
+        .clone()
+        .threshold("v > 1 and t - lastspike > 2")
+        .refractory("v < 0.5");
+    let ir = spikeforge::frontend::lower(&reads).unwrap_or_else(|d| panic!("{}", d.render()));
+    assert!(ir.bookkeeping.lastspike && ir.bookkeeping.lastspike_value);
+    generate_from_spec(&reads, Dialect::C).unwrap();
 }

@@ -106,3 +106,46 @@ fn reduction_tile_loads_are_unrolled_into_registers() {
         "{loads} read-only f32 loads, expected at least {CUDA_ITEMS}"
     );
 }
+
+/// Every test network's CUDA kernels (tests/networks/) compile for sm_90, with and without fast
+/// math, and define the entries the handler launches.
+#[test]
+fn every_network_kernel_compiles_for_sm90() {
+    use spikeforge::codegen::network_kernel::generate_from_spec;
+    use spikeforge::spec::NetworkSpec;
+    if !nvrtc_available() {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/networks");
+    let mut compiled = 0;
+    for entry in std::fs::read_dir(&dir).expect("tests/networks") {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let mut spec = NetworkSpec::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for fast_math in [false, true] {
+            spec.fast_math = fast_math;
+            let kernel =
+                generate_from_spec(&spec, Dialect::Cuda).unwrap_or_else(|d| panic!("{name}: {d}"));
+            let opts = CudaCompileOptions {
+                fast_math,
+                ..Default::default()
+            };
+            let ptx = spikeforge::runtime::cuda::compile_ptx(&kernel.source, (9, 0), &opts)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            for entry in &kernel.entries {
+                assert!(
+                    ptx.contains(&format!(".entry {entry}(")),
+                    "{name}: no {entry}"
+                );
+            }
+            let cubin = compile_cubin(&kernel.source, (9, 0), &opts)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(&cubin[..4], b"\x7fELF", "{name}: not a CUBIN");
+            compiled += 1;
+        }
+    }
+    assert!(compiled >= 8, "only {compiled} network variants");
+}

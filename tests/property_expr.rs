@@ -138,16 +138,22 @@ fn random_expressions_agree_between_generated_c_and_references() {
         let xs: Vec<f64> = (0..n).map(|_| rng.uniform(-2.0, 2.0)).collect();
         let ys: Vec<f64> = (0..n).map(|_| rng.uniform(-2.0, 2.0)).collect();
         let mut v = vec![0.0f64; n];
-        let mut t0 = [0i32];
+        // The time of the state, a float64 (as int32 words): 0 at the start, 1 step at the end.
+        let mut t = [0f64];
         let mut v_out = vec![f64::NAN; n];
         let mut count = vec![-1i32; n];
+        let mut t_out = [f64::NAN];
         let ins: Vec<*mut c_void> = vec![
             v.as_mut_ptr().cast(),
             xs.as_ptr().cast_mut().cast(),
             ys.as_ptr().cast_mut().cast(),
-            t0.as_mut_ptr().cast(),
+            t.as_mut_ptr().cast(),
         ];
-        let outs: Vec<*mut c_void> = vec![v_out.as_mut_ptr().cast(), count.as_mut_ptr().cast()];
+        let outs: Vec<*mut c_void> = vec![
+            v_out.as_mut_ptr().cast(),
+            count.as_mut_ptr().cast(),
+            t_out.as_mut_ptr().cast(),
+        ];
         assert_eq!(kernel.layout.inputs.len(), ins.len());
         assert_eq!(kernel.layout.outputs.len(), outs.len());
         let dims = [n as i64, 1, 1, 1];
@@ -179,5 +185,6 @@ fn random_expressions_agree_between_generated_c_and_references() {
             );
             assert_eq!(count[k], 0);
         }
+        assert_eq!(t_out[0], 1.0);
     }
 }

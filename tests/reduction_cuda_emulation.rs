@@ -7,6 +7,9 @@
 //! Needs `g++` with C++20 (`<barrier>`); skipped without one, unless
 //! `SPIKEFORGE_REQUIRE_GXX=1`.
 
+#[path = "common/cuda_emulation.rs"]
+mod cuda_emulation;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -14,45 +17,22 @@ use spikeforge::codegen::reduction::{generate, ReduceKernel, ReduceOp};
 use spikeforge::codegen::Dialect;
 use spikeforge::types::ElemType;
 
+/// Before the shared head: one thread per CUDA thread, a barrier for `__syncthreads`.
 const SHIM_HEAD: &str = r#"
 #include <barrier>
-#include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
-#include <cstdlib>
 #include <thread>
-#include <vector>
 struct sf_dim3 { unsigned x; };
 static thread_local sf_dim3 threadIdx, blockIdx;
 static sf_dim3 blockDim;
 static std::barrier<>* sf_bar;
 static void __syncthreads() { sf_bar->arrive_and_wait(); }
 static float __uint_as_float(uint32_t b) { float f; std::memcpy(&f, &b, 4); return f; }
-static double __longlong_as_double(long long b) { double d; std::memcpy(&d, &b, 8); return d; }
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __launch_bounds__(n)
-#define __restrict__
 #define __shared__ static
-/* The kernel source declares its own fixed-width types, which clash with <cstdint>'s. */
-#define int8_t sf_i8
-#define uint8_t sf_u8
-#define uint16_t sf_u16
-#define int32_t sf_i32
-#define uint32_t sf_u32
-#define int64_t sf_i64
 "#;
 
 const SHIM_TAIL: &str = r#"
-#undef int8_t
-#undef uint8_t
-#undef uint16_t
-#undef int32_t
-#undef uint32_t
-#undef int64_t
-
 template <class F, class... A> static void launch(F f, long grid, unsigned block, A... a) {
     blockDim.x = block;
     for (long b = 0; b < grid; ++b) {
@@ -97,32 +77,16 @@ int main(int argc, char** argv) {
 }
 "#;
 
-fn gxx_available() -> bool {
-    Command::new("g++")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn run_emulated(k: &ReduceKernel, fill: &str, finish_block: u32, lengths: &[usize], dir: &Path) {
     let name = k.key().replace(':', "_");
-    let src = dir.join(format!("{name}.cpp"));
-    let exe = dir.join(&name);
-    let code = format!("{SHIM_HEAD}\n{}\n{SHIM_TAIL}", generate(k, Dialect::Cuda));
-    std::fs::write(&src, code).unwrap();
-    let status = Command::new("g++")
-        .args([
-            "-std=c++20",
-            "-O1",
-            "-pthread",
-            &format!("-DSF_FILL={fill}"),
-        ])
-        .arg(&src)
-        .arg("-o")
-        .arg(&exe)
-        .status()
-        .unwrap();
-    assert!(status.success(), "{name}: g++ failed on {}", src.display());
+    let code = format!(
+        "{SHIM_HEAD}{}\n{}\n{}{SHIM_TAIL}",
+        cuda_emulation::head(),
+        generate(k, Dialect::Cuda),
+        cuda_emulation::tail()
+    );
+    let fill = format!("-DSF_FILL={fill}");
+    let exe = cuda_emulation::compile(&code, dir, &name, &["-std=c++20", "-O1", "-pthread", &fill]);
     let out = Command::new(&exe)
         .arg(finish_block.to_string())
         .args(lengths.iter().map(|l| l.to_string()))
@@ -157,16 +121,9 @@ fn run_emulated(k: &ReduceKernel, fill: &str, finish_block: u32, lengths: &[usiz
 
 #[test]
 fn cuda_reduction_kernels_emulated_on_the_cpu() {
-    if !gxx_available() {
-        assert!(
-            std::env::var("SPIKEFORGE_REQUIRE_GXX").is_err(),
-            "g++ required but not found"
-        );
-        eprintln!("SKIPPED: no g++");
+    let Some(dir) = cuda_emulation::work_dir("reduction_cuda_emulation") else {
         return;
-    }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reduction_cuda_emulation");
-    std::fs::create_dir_all(&dir).unwrap();
+    };
     // Segments: short, empty, several full tiles plus a partial one, one element.
     let lengths = [1000, 0, 3 * 8192 + 17, 1];
     let real = "((double)(h % 1000003) / 1000003.0 - 0.3)";

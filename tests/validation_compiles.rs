@@ -358,19 +358,19 @@ fn every_reserved_name_is_a_usable_variable() {
 }
 
 /// Sub-steps past the unrolled ones are a loop in the kernel: with every scheme, a clamp
-/// `(unless refractory)` (which integrates each case), noise, the time, a model class, fast
-/// math, both precisions.
+/// `(unless refractory)` (which integrates each case), the time, a model class, fast math, both
+/// precisions. (Sub-steps with white noise are refused: Brian2's stochastic schemes take one
+/// step of dt.)
 #[test]
 fn sub_step_loops_compile() {
     use spikeforge::spec::Method;
     use spikeforge::types::ElemType;
     let nvrtc = nvrtc_available();
-    let equations =
-        "dv/dt = (-v + w + sin(t/ms)) / (10*ms) + 0.1*xi/sqrt(ms) : 1 (unless refractory)\n\
+    let equations = "dv/dt = (-v + w + sin(t/ms)) / (10*ms) : 1 (unless refractory)\n\
                      dw/dt = (v - w) / (20*ms) : 1";
     for method in [Method::Euler, Method::Rk2, Method::Heun, Method::Rk4] {
         for (dtype, fast) in [(ElemType::F32, false), (ElemType::F64, true)] {
-            let mut spec = ModelSpec::from_equations(equations, 0.1)
+            let spec = ModelSpec::from_equations(equations, 0.1)
                 .method(method)
                 .substeps(10)
                 .threshold("v > 1")
@@ -378,17 +378,15 @@ fn sub_step_loops_compile() {
                 .refractory(2.0)
                 .dtype(dtype)
                 .fast_math(fast);
-            if method != Method::Heun {
-                // Noise takes Heun (or Euler when additive, which the library does not yet
-                // recognise here: issue 8 item 3).
-                spec.dynamics = spikeforge::spec::Dynamics::Equations(
-                    equations.replace(" + 0.1*xi/sqrt(ms)", ""),
-                );
-            }
             let what = format!("{method:?} with 10 sub-steps ({dtype})");
             assert!(validates_then_compiles(&what, &spec, nvrtc), "{what}");
         }
     }
+    let noisy = ModelSpec::from_equations("dv/dt = -v / (10*ms) + 0.1*xi/sqrt(ms) : 1", 0.1)
+        .method(Method::Heun)
+        .substeps(10);
+    let d = spikeforge::frontend::lower(&noisy).unwrap_err();
+    assert_eq!(d.field, "substeps", "{}", d.render());
     let source = "def ode(self, I=0.0):\n    self.d_v = (I - self.v) / 10.0\n";
     let class = ModelClassSpec::new("C", source).state("v", Some(-1.0), Some(1.0));
     let spec = ModelSpec::from_class(class, 0.1)

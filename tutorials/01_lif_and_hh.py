@@ -71,8 +71,10 @@ print(lif)
 
 # %% [markdown]
 # A *state* is a plain dict of arrays, one element per neuron. Besides `v` and `I` it holds
-# `lastspike_step` (for the refractory period) and `t_step`, the step counter: a run continues
-# from wherever the state stopped. Here 1000 neurons get currents from 0 to 30 nA.
+# `lastspike` (the time of each neuron's last spike, for the refractory period) and `t`, the time
+# of the state (both float64 milliseconds, carried as int32 word pairs; `sf.time_of(state)` reads
+# the time): a run continues from wherever the state stopped. Here 1000 neurons get currents from
+# 0 to 30 nA.
 
 # %%
 N = 1000
@@ -173,12 +175,12 @@ plt.show()
 # ### Continuing a run
 #
 # `run` does not mutate anything: it returns a new state, and running that state again continues
-# the simulation (`t_step`, the membrane potential and the refractory bookkeeping all carry over).
+# the simulation (the time, the membrane potential and the refractory bookkeeping all carry over).
 # Two consecutive 1 s runs give bit-for-bit the same result as one 2 s run.
 
 # %%
 state2, res2 = run_lif(state1)  # the second second
-print("t_step:", int(state0["t_step"]), "->", int(state1["t_step"]), "->", int(state2["t_step"]))
+print("t (ms):", float(sf.time_of(state0)), "->", float(sf.time_of(state1)), "->", float(sf.time_of(state2)))
 print("first sample of run 2 == final v of run 1:", bool(np.array_equal(res2.traces["v"][0], state1["v"])))
 
 state_2s, res_2s = jax.jit(lambda s: lif.run(s, dt=dt, steps=2 * steps, record=["v"], record_every=every))(state0)

@@ -84,8 +84,14 @@ _lib.sf_model_source.restype = ctypes.c_void_p
 _lib.sf_string_free.argtypes = [ctypes.c_void_p]
 _lib.sf_string_free.restype = None
 _lib.sf_version.restype = ctypes.c_char_p
+_lib.sf_initial_values.argtypes = [ctypes.c_char_p]
+_lib.sf_initial_values.restype = ctypes.c_void_p
 _lib.sf_cuda_compile_check.argtypes = [ctypes.c_char_p]
 _lib.sf_cuda_compile_check.restype = ctypes.c_void_p
+_lib.sf_connect_compile.argtypes = [ctypes.c_char_p]
+_lib.sf_connect_compile.restype = ctypes.c_void_p
+_lib.sf_connect_source.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+_lib.sf_connect_source.restype = ctypes.c_void_p
 _lib.sf_ffi_targets.argtypes = []
 _lib.sf_ffi_targets.restype = ctypes.c_char_p
 
@@ -105,6 +111,19 @@ def model_compile(spec_json: str) -> dict:
 
 def model_source(spec_json: str, target: str) -> dict:
     return _take_json(_lib.sf_model_source(spec_json.encode("utf-8"), target.encode("utf-8")))
+
+
+def initial_values(request: dict) -> dict:
+    """Initial values given as expressions, evaluated by the library (``sf_initial_values``)."""
+    return _take_json(_lib.sf_initial_values(json.dumps(request).encode("utf-8")))
+
+
+def connect_compile(spec_json: str) -> dict:
+    return _take_json(_lib.sf_connect_compile(spec_json.encode("utf-8")))
+
+
+def connect_source(spec_json: str, target: str) -> dict:
+    return _take_json(_lib.sf_connect_source(spec_json.encode("utf-8"), target.encode("utf-8")))
 
 
 def cuda_compile_check(request: dict) -> dict:

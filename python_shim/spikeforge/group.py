@@ -10,9 +10,11 @@ attribute exists whichever front end was used.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -148,11 +150,14 @@ class Group:
 
     # -- compilation ------------------------------------------------------------------------
 
-    def _spec(self, *, dt, dtype, per_neuron, per_step, record) -> dict:
+    def _spec(self, *, dt, dtype, per_neuron, per_step, record, spikes=False) -> dict:
         storage = {"storage": dtype} if dtype in ("float16", "bfloat16") else {}
+        # Left out when False, like the Rust spec does, so that cache keys stay as they were.
+        spike_record = {"record_spikes": True} if spikes else {}
         return dict(
             self._base,
             **storage,
+            **spike_record,
             dt=float(dt),
             dtype="float32" if storage else dtype,
             per_neuron=list(per_neuron),
@@ -163,11 +168,13 @@ class Group:
     def _native_error(self, error: Mapping) -> ModelError:
         return self.definition.locate(ModelError.from_native(error))
 
-    def _variant(self, *, dt, dtype, per_neuron, per_step, record) -> dict:
+    def _variant(self, *, dt, dtype, per_neuron, per_step, record, spikes=False) -> dict:
         """The library's answer for one variant (spec, cache key, layout), compiled once."""
-        key = (float(dt), dtype, tuple(per_neuron), tuple(per_step), tuple(record))
+        key = (float(dt), dtype, tuple(per_neuron), tuple(per_step), tuple(record), bool(spikes))
         if key not in self._variants:
-            spec = self._spec(dt=dt, dtype=dtype, per_neuron=per_neuron, per_step=per_step, record=record)
+            spec = self._spec(
+                dt=dt, dtype=dtype, per_neuron=per_neuron, per_step=per_step, record=record, spikes=spikes
+            )
             info = _native.model_compile(json.dumps(spec))
             if not info.get("ok"):
                 raise self._native_error(info["error"])
@@ -201,9 +208,16 @@ class Group:
 
     def init_state(self, n: int, /, dtype=jnp.float32, rng_seed: int = 0, **values) -> dict:
         """A state dict for ``n`` elements. Any state variable or parameter may be given as a
-        scalar or an ``(n,)`` array (or a quantity: converted to the kernels' units); the others
-        start at their defaults (0 for equations). A constant given here becomes a per-element
-        array for this state."""
+        scalar or an ``(n,)`` array (or a quantity: converted to the kernels' units), or as an
+        expression in the model's language (``v='v_r + rand()*(v_t - v_r)'``); the others start at
+        their defaults (0 for equations). A constant given here becomes a per-element array for
+        this state.
+
+        Expressions are evaluated by the library (never by Python) when the state is made, in
+        the order given, each seeing the values given or set before it, as Brian2's assignments
+        do; they may read the model's variables, constants and subexpressions, ``i``, ``N``,
+        units, ``pi``, ``e`` and every function. ``rand()`` / ``randn()`` draw from the initial-value
+        stream keyed by ``rng_seed`` (the same numbers on every platform)."""
         n = arguments.count(n, "init_state: n")
         dtype = jnp.dtype(dtype)
         dtype_name(dtype, "init_state: dtype")
@@ -215,9 +229,11 @@ class Group:
                     f"parameters {self.parameters} and constants {tuple(self.constants)}",
                     field=k,
                 )
-        values = {k: to_kernel_units(v, f"init_state: {k!r}") for k, v in values.items()}
+        values = {k: v if isinstance(v, str) else to_kernel_units(v, f"init_state: {k!r}") for k, v in values.items()}
         per_neuron = tuple(sorted(k for k in values if k in self.constants))
         info = self._variant(dt=_DEFINITION_DT, dtype=_DEFINITION_DTYPE, per_neuron=per_neuron, per_step=(), record=())
+        if any(isinstance(v, str) for v in values.values()):
+            values = self._evaluate_initial(info, n, rng_seed, values)
         initial = self.definition.initial
 
         def value_of(name):
@@ -226,6 +242,49 @@ class Group:
             return initial.get(name, self.constants.get(name, 0.0))
 
         return Layout(info["layout"], dtype).initial_state(n, value_of, rng_seed=_seed(rng_seed))
+
+    def _evaluate_initial(self, info: Mapping, n: int, rng_seed, values: dict) -> dict:
+        """``values`` with its expressions replaced by their values, computed by the library
+        (``sf_initial_values``) from the other values and the defaults."""
+        initial = self.definition.initial
+        seed = _concrete(rng_seed, "rng_seed")
+        given = {}
+        for a in info["layout"]["inputs"]:
+            name = a["name"]
+            if a["role"] not in ("state", "param", "per_neuron_constant"):
+                continue
+            value = values.get(name, initial.get(name, self.constants.get(name, 0.0)))
+            if isinstance(value, str):
+                continue
+            array = np.asarray(_concrete(value, f"init_state: {name!r}"), dtype=np.float64)
+            if array.ndim == 0:
+                given[name] = float(array)
+            elif array.shape == (n,):
+                given[name] = {"base64": base64.b64encode(array.astype("<f8").tobytes()).decode("ascii")}
+        statements = [[k, v] for k, v in values.items() if isinstance(v, str)]
+        answer = _native.initial_values(
+            dict(spec=info["spec"], n=n, seed=int(_seed(seed)), values=given, statements=statements)
+        )
+        if not answer.get("ok"):
+            error = answer["error"]
+            if error.get("kind") != "model":
+                raise ModelError(f"init_state: {error['message']}", field="init_state")
+            raise self._native_error(error)
+        out = dict(values)
+        for name, data in answer["values"]:
+            out[name] = np.frombuffer(base64.b64decode(data), dtype="<f8")
+        return out
+
+
+def _concrete(value, what: str):
+    """A value an expression of ``init_state`` reads: known now, not traced."""
+    if isinstance(value, jax.core.Tracer):
+        raise ModelError(
+            f"{what} is a traced value, but initial values given as expressions are evaluated when the "
+            "state is made: call init_state outside jax.jit / jax.vmap, or give the values as arrays",
+            field="init_state",
+        )
+    return value
 
 
 def _seed(value):

@@ -15,24 +15,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import clock
 from .errors import ModelError
 from .units import to_kernel_units
 
-__all__ = ["Layout", "NEVER_SPIKED", "STEP_COUNTER"]
+__all__ = ["Layout"]
 
-# The step counter of a neuron that never spiked: far enough in the past for any refractory period.
-NEVER_SPIKED = -(10**9)
-
-STEP_COUNTER = "t_step"
-"""The state entry holding the step counter (the ``start_step`` operand, named ``t0`` in the layout)."""
-
-# Where each role's operand comes from: the per-step inputs, or the state under another name.
-_STATE_KEY = {"start_step": STEP_COUNTER}
+# The state entries of the bookkeeping and their starting values (the others are the model's).
+_START = {"time": lambda n: clock.words(0.0), "lastspike": lambda n: clock.words(np.full((n,), clock.NEVER_SPIKED))}
 
 
 class Layout:
     """The argument layout of one compiled variant: ``inputs`` and ``outputs``, each a list of
-    ``{"name", "role", "elem", "shape"}`` (element type ``real`` is the model's dtype)."""
+    ``{"name", "role", "elem", "shape"}`` (element type ``real`` is the model's dtype), with
+    ``"words": "float64"`` where a float64 value travels as a trailing pair of int32 words
+    (``spikeforge.clock``)."""
 
     def __init__(self, layout: Mapping, real_dtype):
         self.inputs = list(layout["inputs"])
@@ -41,6 +38,11 @@ class Layout:
 
     def dtype(self, arg: Mapping) -> np.dtype:
         return self.real if arg["elem"] == "real" else np.dtype(arg["elem"])
+
+    @staticmethod
+    def trailing(arg: Mapping) -> tuple:
+        """The trailing axis of a word-pair argument, ``(2,)``; ``()`` otherwise."""
+        return (2,) if arg.get("words") else ()
 
     def roles(self) -> set:
         return {a["role"] for a in self.inputs}
@@ -56,12 +58,10 @@ class Layout:
             role, name, dtype = a["role"], a["name"], self.dtype(a)
             if role == "per_step":
                 continue
-            if role == "start_step":
-                state[STEP_COUNTER] = jnp.zeros((), dtype)
+            if role in _START:
+                state[name] = jnp.asarray(_START[role](n), dtype)
             elif role == "seed":
                 state[name] = jnp.asarray(rng_seed, dtype)
-            elif role == "lastspike_step":
-                state[name] = jnp.full((n,), NEVER_SPIKED, dtype)
             elif role == "not_refractory":
                 state[name] = jnp.ones((n,), dtype)
             else:
@@ -90,21 +90,18 @@ class Layout:
         args = []
         for a in self.inputs:
             role, name = a["role"], a["name"]
-            key = _STATE_KEY.get(role, name)
+            key = name
             where = f"inputs[{name!r}]" if role == "per_step" else f"state[{key!r}]"
             if role == "per_step":
                 x = inputs[name]
-            elif role == "start_step":
-                x = state.get(key, np.zeros((), self.dtype(a)))
-                if steps > np.iinfo(self.dtype(a)).max:
-                    raise ModelError(
-                        f"steps={steps} is more than the step counter ({self.dtype(a)}) can count", field="steps"
-                    )
+            elif role == "time":
+                x = state.get(key, clock.words(0.0))
             else:
                 if key not in state:
                     raise KeyError(f"the state is missing {key!r} (build it with init_state)")
                 x = state[key]
             x = jnp.asarray(to_kernel_units(x, where))
+            tail = self.trailing(a)
             if role == "per_step":
                 expect = (steps, n)
                 if x.shape != expect:
@@ -116,9 +113,16 @@ class Layout:
                     raise ValueError(f"{where} has shape {x.shape}, expected (steps, N) = {expect}{detail}")
                 shaped = x.reshape((1, steps, n))
             elif a["shape"] == "batch":
-                if x.shape != ():
-                    raise ValueError(f"{where} has shape {x.shape}, expected () (one value for the population)")
-                shaped = x.reshape((1,))
+                if x.shape != tail:
+                    raise ValueError(f"{where} has shape {x.shape}, expected {tail} (one value for the population)")
+                shaped = x.reshape((1,) + tail)
+            elif tail:
+                if x.shape != (n,) + tail:
+                    raise ValueError(
+                        f"{where} has shape {x.shape}, expected {(n,) + tail}: one float64 time per element, "
+                        "as int32 word pairs (spikeforge.clock)"
+                    )
+                shaped = x
             else:
                 if x.shape != (n,):
                     if x.ndim == 1:
@@ -136,21 +140,21 @@ class Layout:
 
     # -- results -----------------------------------------------------------------------------------
 
-    def result_structs(self, *, n: int, n_rec: int) -> list:
-        shape = {"neuron": (n,), "trace": (1, n_rec, n)}
-        return [jax.ShapeDtypeStruct(shape[a["shape"]], self.dtype(a)) for a in self.outputs]
+    def result_structs(self, *, n: int, n_rec: int, spike_capacity: int = 0) -> list:
+        shape = {"neuron": (n,), "batch": (1,), "trace": (1, n_rec, n), "spikes": (1, spike_capacity)}
+        return [jax.ShapeDtypeStruct(shape[a["shape"]] + self.trailing(a), self.dtype(a)) for a in self.outputs]
 
-    def unpack(self, state: Mapping, results, *, n: int, n_rec: int, steps: int) -> tuple[dict, dict, dict]:
+    def unpack(self, state: Mapping, results, *, n: int, n_rec: int) -> tuple[dict, dict, dict]:
         """(new state, traces by name, other results by role): each result put back where its
-        operand came from, the step counter advanced by ``steps``; traces reshaped to
+        operand came from (the time of the state is the kernel's); traces reshaped to
         ``(n_rec, n)``."""
         new_state, traces, others = dict(state), {}, {}
-        counter = next(self.dtype(a) for a in self.inputs if a["role"] == "start_step")
-        new_state[STEP_COUNTER] = jnp.asarray(state.get(STEP_COUNTER, 0), counter) + jnp.asarray(steps, counter)
         for a, r in zip(self.outputs, results):
             if a["role"] == "trace":
                 traces[a["name"].split(":", 1)[1]] = r.reshape((n_rec, n))
-            elif a["role"] in ("state", "param", "lastspike_step", "not_refractory"):
+            elif a["role"] == "time":
+                new_state[a["name"]] = r.reshape(self.trailing(a))
+            elif a["role"] in ("state", "param", "lastspike", "not_refractory"):
                 new_state[a["name"]] = r
             else:
                 others[a["role"]] = r

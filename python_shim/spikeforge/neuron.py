@@ -18,13 +18,17 @@ from collections.abc import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-from . import arguments
+from . import arguments, clock, spikes
+from .clock import NEVER_SPIKED
 from .errors import ModelError
 from .ffi_primitive import FfiCall, ffi_primitive
 from .group import METHODS, Group, dtype_name
-from .layout import NEVER_SPIKED, Layout
+from .layout import Layout
 
 __all__ = ["NeuronModel", "ModelError", "RunResult", "neuron_run_p", "METHODS", "NEVER_SPIKED"]
+
+# The kernels' loop over the steps of one call counts in int32.
+_MAX_STEPS = 2**31 - 1
 
 
 @jax.tree_util.register_dataclass
@@ -36,13 +40,19 @@ class RunResult:
     """``(N,)`` int32: spikes of each neuron during the run."""
     traces: dict = dataclasses.field(default_factory=dict)
     """name -> ``(ceil(steps / record_every), N)``: the value at the start of every k-th step."""
+    spikes: spikes.SpikeRecord | None = None
+    """With ``run(..., record_spikes=capacity)``: every spike as (index, time), in time order
+    (:class:`spikeforge.spikes.SpikeRecord`)."""
 
 
 # -- the primitive -----------------------------------------------------------------------------
 
 
-def _lowering(*, spec, key, steps, record_every, n_inner) -> FfiCall:
-    return FfiCall(attributes=dict(spec=spec, key=key, steps=steps, record_every=record_every, n_inner=n_inner))
+def _lowering(*, spec, key, steps, record_every, n_inner, spike_capacity=0) -> FfiCall:
+    attributes = dict(spec=spec, key=key, steps=steps, record_every=record_every, n_inner=n_inner)
+    if spike_capacity:
+        attributes["spike_capacity"] = spike_capacity
+    return FfiCall(attributes=attributes)
 
 
 # vmap folds the batch into the neuron axis: one launch, ``n_inner`` neurons per batch member.
@@ -98,6 +108,7 @@ class NeuronModel(Group):
         inputs: Mapping | None = None,
         record: Sequence[str] = (),
         record_every: int = 1,
+        record_spikes: int = 0,
     ):
         """Advances ``state`` by ``steps`` steps of ``dt`` in one kernel launch.
 
@@ -106,6 +117,8 @@ class NeuronModel(Group):
         or constant names to per-step arrays of shape ``(steps, N)``. ``record``: names of
         variables whose values are recorded at the start of every ``record_every``-th step.
         Returns ``(new_state, RunResult)``; traces have ``ceil(steps / record_every)`` rows.
+        ``record_spikes``: room for that many spikes, returned as ``RunResult.spikes`` (indices
+        and times in time order; spikes past the capacity are counted in ``dropped``).
         """
         dt = arguments.time_step(dt)
         if (steps is None) == (duration is None):
@@ -113,8 +126,17 @@ class NeuronModel(Group):
         if steps is None:
             steps = arguments.steps_for(arguments.duration(duration, "duration", allow_zero=False), dt)
         steps = arguments.count(steps, "steps")
+        if steps > _MAX_STEPS:
+            raise ModelError(
+                f"steps={steps}: one run takes at most 2^31-1 steps (split it into several runs; the time "
+                "of the state counts on without limit)",
+                field="steps",
+            )
         record_every = arguments.count(record_every, "record_every")
         record = arguments.names(record, "record")
+        spike_capacity = arguments.count(record_spikes, "record_spikes", minimum=0)
+        if spike_capacity > _MAX_STEPS:
+            raise ModelError(f"record_spikes={spike_capacity}: at most 2^31-1 spikes per run", field="record_spikes")
         if inputs is not None and not isinstance(inputs, Mapping):
             raise TypeError(f"inputs must be a mapping name -> (steps, N) array, got {type(inputs).__name__}")
         inputs = dict(inputs or {})
@@ -126,17 +148,32 @@ class NeuronModel(Group):
         dtype = dtype_name(ref.dtype, f"state[{reference!r}]")
         per_step = tuple(sorted(inputs))
         per_neuron = tuple(sorted(k for k in state if k in self.constants and k not in inputs))
-        info = self._variant(dt=dt, dtype=dtype, per_neuron=per_neuron, per_step=per_step, record=record)
+        info = self._variant(
+            dt=dt, dtype=dtype, per_neuron=per_neuron, per_step=per_step, record=record, spikes=spike_capacity > 0
+        )
         layout = Layout(info["layout"], dtype)
+        if "t" in state:
+            clock.check_continuation(state["t"], dt)
         n_rec = -(-steps // record_every)
         results = neuron_run_p(
             *layout.operands(state, inputs, n=n, reference=reference, steps=steps),
-            outs=layout.result_structs(n=n, n_rec=n_rec),
+            outs=layout.result_structs(n=n, n_rec=n_rec, spike_capacity=spike_capacity),
             spec=info["spec"],
             key=info["key"],
             steps=steps,
             record_every=record_every,
             n_inner=n,
+            spike_capacity=spike_capacity,
         )
-        new_state, traces, others = layout.unpack(state, results, n=n, n_rec=n_rec, steps=steps)
-        return new_state, RunResult(spike_count=others["spike_count"], traces=traces)
+        new_state, traces, others = layout.unpack(state, results, n=n, n_rec=n_rec)
+        record_of_spikes = None
+        if spike_capacity:
+            record_of_spikes = spikes.from_kernel(
+                others["spike_index"].reshape((spike_capacity,)),
+                others["spike_step"].reshape((spike_capacity,)),
+                others["spike_total"].reshape((2,)),
+                t_end_words=new_state["t"],
+                steps=steps,
+                dt=dt,
+            )
+        return new_state, RunResult(spike_count=others["spike_count"], traces=traces, spikes=record_of_spikes)

@@ -11,7 +11,9 @@
 
 use super::layout::Layout;
 use crate::diagnostics::Diagnostic;
+use crate::ir::network::{NetGroupKind, NetworkIr};
 use crate::ir::GroupIr;
+use crate::spec::names::describe;
 use crate::spec::{Dynamics, ModelSpec};
 use crate::step::{self, FastMath};
 
@@ -35,6 +37,12 @@ pub fn check(ir: &GroupIr, spec: &ModelSpec, layout: &Layout) -> Result<(), Diag
         )
         .suggest("fold parameters that do not vary between neurons into constants"));
     }
+    check_step(ir, spec, field)
+}
+
+/// At most [`MAX_STEP_SIZE`] operations in one step of the group `ir` of `spec` (a model alone
+/// or a network's neuron group), built as each dialect builds it; the error is in `field`.
+pub fn check_step(ir: &GroupIr, spec: &ModelSpec, field: &str) -> Result<(), Diagnostic> {
     let modes = if spec.fast_math {
         vec![FastMath::On { exp2: false }, FastMath::On { exp2: true }]
     } else {
@@ -50,6 +58,19 @@ pub fn check(ir: &GroupIr, spec: &ModelSpec, layout: &Layout) -> Result<(), Diag
                 ),
             )
             .suggest("a simpler scheme, or fewer sub-steps (more than 4 run as a loop and count once)"));
+        }
+    }
+    Ok(())
+}
+
+/// [`check_step`] for every neuron group of the network `net`; the error names the group.
+pub fn check_network(net: &NetworkIr) -> Result<(), Diagnostic> {
+    for g in &net.groups {
+        if let NetGroupKind::Neuron { spec, ir } = &g.kind {
+            check_step(ir, spec, "equations").map_err(|mut d| {
+                d.field = format!("{}, {}", describe("NeuronGroup", &g.name), d.field);
+                d
+            })?;
         }
     }
     Ok(())

@@ -2,6 +2,8 @@
 //! (qualifiers, `restrict`, truth values and their operators, the CUDA side's integer types), in
 //! one place: the printers ask the dialect, they do not test it.
 
+use crate::types::ElemType;
+
 /// CUDA C (compiled by NVRTC, one thread per element) or C (compiled by the system compiler,
 /// vectorised across elements).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +44,13 @@ impl Dialect {
             Dialect::Cuda => "||",
             Dialect::C => "|",
         }
+    }
+
+    /// A kernel's pointer parameter: `const T* restrict name` for an input (`writable` false),
+    /// `T* restrict name` for an output.
+    pub fn pointer_param(self, elem: ElemType, name: &str, writable: bool) -> String {
+        let konst = if writable { "" } else { "const " };
+        format!("{konst}{}* {} {name}", elem.c_type(), self.restrict())
     }
 
     /// Qualifiers for a small helper function in the generated file.

@@ -8,14 +8,16 @@
 
 use std::fmt::{self, Write};
 
+use super::clock::{clock_source, NEVER};
 use super::dialect::Dialect;
 use super::identifiers::ident;
 use super::layout::{layout, Arg, Layout, Role, ShapeKind};
-use super::printer::{literal, math_fn, prelude, storage_conversions, Printer};
+use super::printer::{int32_conversion, literal, prelude, storage_conversions, Printer};
+use super::substep_loop::{loop_var_name, write_loops};
 use super::writer::{render, SourceWriter};
-use crate::ir::{ExprId, GroupIr, IndexOf, RefractoryIr, SymbolKind, VarId};
+use crate::ir::{Draw, ExprId, GroupIr, IndexOf, RefractoryIr, SymbolKind, ValueType, VarId};
 use crate::spec::ModelSpec;
-use crate::step::{self, FastMath, StepDag, SubstepLoop};
+use crate::step::{self, FastMath, StepDag};
 use crate::types::ElemType;
 
 /// The name of the generated entry point in both dialects.
@@ -53,6 +55,16 @@ pub fn generate(ir: &GroupIr, spec: &ModelSpec, dialect: Dialect) -> GeneratedKe
         entry: ENTRY,
         layout,
     }
+}
+
+/// How the kernel counts the steps of a refractory duration.
+enum RefractoryCount {
+    /// A constant number of steps: each element keeps the step of the run from which it is free
+    /// again (int32; `INT32_MIN` never spiked, `INT32_MAX` not within this run).
+    Constant(i64),
+    /// A duration that depends on per-element values, in steps every step: each element keeps
+    /// the int64 step of its last spike.
+    Expression,
 }
 
 /// Prints one group's [`StepDag`] inside the kernel's loops.
@@ -108,19 +120,27 @@ impl KernelWriter<'_> {
 
     /// How a DAG variable is spelled inside the step.
     fn var_name(&self, v: VarId) -> String {
-        if let Some((k, carried)) = self.dag.loop_var(v) {
-            return match carried {
-                Some(i) => format!("sf_sub{k}_{i}"),
-                None => format!("sf_sub{k}_t"),
-            };
+        self.var_name_at(v, false)
+    }
+
+    /// How a DAG variable is spelled inside the step, or where the traces are recorded, at the
+    /// start of the step (`at_start`): there `not_refractory` is Brian2's stored value, the one
+    /// the previous step left (`sf_nr_at_start` for a refractory duration, see [`Self::record`]).
+    /// A variable a sub-step loop carries is the loop's local.
+    fn var_name_at(&self, v: VarId, at_start: bool) -> String {
+        if let Some(name) = loop_var_name(self.dag, v) {
+            return name;
         }
         let sym = self.ir.symbol(v);
         let lane = self.lane();
         match sym.kind {
-            // A condition keeps it as per-element state; a duration recomputes it every step.
+            // A condition keeps it as per-element state; a duration recomputes it every step;
+            // without a refractory period an element is never refractory.
             SymbolKind::NotRefractory => match self.dag.refractory {
                 RefractoryIr::Condition(_) => format!("sf_not_refractory{lane}"),
-                _ => "sf_not_refractory".into(),
+                RefractoryIr::Duration(_) if at_start => "sf_nr_at_start".into(),
+                RefractoryIr::Duration(_) => "sf_not_refractory".into(),
+                RefractoryIr::None => "true".into(),
             },
             SymbolKind::Time => "sf_t".into(),
             SymbolKind::Index(IndexOf::Element) => match self.dialect {
@@ -128,25 +148,53 @@ impl KernelWriter<'_> {
                 Dialect::C => format!("(({}) (sf_j0 + sf_l))", self.real()),
             },
             SymbolKind::Count(IndexOf::Element) => format!("(({}) sf_n_inner)", self.real()),
-            SymbolKind::LastSpike => format!(
-                "(({}) sf_lastspike_step{lane} * {})",
-                self.real(),
-                literal(self.spec.dt, self.spec.dtype)
-            ),
-            // Held values and the step's normals are per-step locals (scalars in both dialects).
+            // The time of the last spike, as the model's precision reads it.
+            SymbolKind::LastSpike => format!("sf_lastspike{lane}"),
+            // Held values and the step's draws are per-step locals (scalars in both dialects).
             SymbolKind::HeldSubexpression => ident(&sym.name),
+            // Where traces are recorded, before the step draws its numbers, a draw is drawn
+            // again: the stream gives the same number for the same (element, step, k).
+            SymbolKind::Noise | SymbolKind::Random(_) if at_start => self.draw_call(v),
             SymbolKind::Noise => format!("sf_{}", ident(&sym.name)),
+            SymbolKind::Random(_) => sym.name.clone(),
+            // Expressions read an integer as a number of the model's precision.
+            SymbolKind::Param | SymbolKind::PerStep if sym.value == ValueType::Integer => {
+                format!("(({}) {}{lane})", self.real(), ident(&sym.name))
+            }
             SymbolKind::State
             | SymbolKind::Param
             | SymbolKind::PerNeuronConstant
             | SymbolKind::PerStep => format!("{}{lane}", ident(&sym.name)),
             SymbolKind::Index(IndexOf::Pre | IndexOf::Post)
-            | SymbolKind::Count(IndexOf::Pre | IndexOf::Post) => {
-                unreachable!(
-                    "only synapse groups have pre/post indices, and no front end builds one"
-                )
+            | SymbolKind::Count(IndexOf::Pre | IndexOf::Post)
+            | SymbolKind::Neighbour(..) => {
+                unreachable!("only synapse groups have pre/post indices and neighbours")
             }
         }
+    }
+
+    /// The call that draws the random number of `v` (a noise symbol or a call of `rand()` /
+    /// `randn()`) for the current element and step.
+    fn draw_call(&self, v: VarId) -> String {
+        let k = self
+            .ir
+            .stream_draws()
+            .into_iter()
+            .find(|(d, _)| *d == v)
+            .map(|(_, k)| k)
+            .expect("a draw of the group");
+        let j = match self.dialect {
+            Dialect::Cuda => "(uint32_t) sf_j",
+            Dialect::C => "(uint32_t) (sf_j0 + sf_l)",
+        };
+        let function = match self.ir.symbol(v).kind {
+            SymbolKind::Random(Draw::Uniform) => "sf_uniform",
+            _ => "sf_normal",
+        };
+        format!(
+            "(({}) {function}((uint32_t) sf_seed, {j}, sf_t_step, {k}u))",
+            self.real()
+        )
     }
 
     /// Writes expression blocks of the step DAG with this kernel's spelling of its variables.
@@ -156,7 +204,18 @@ impl KernelWriter<'_> {
         temp_prefix: &str,
         w: &mut SourceWriter,
     ) -> Result<Vec<String>, fmt::Error> {
-        let names = |v: VarId| self.var_name(v);
+        self.print_block_at(roots, temp_prefix, false, w)
+    }
+
+    /// [`Self::print_block`] with the spelling of [`Self::var_name_at`].
+    fn print_block_at(
+        &self,
+        roots: &[ExprId],
+        temp_prefix: &str,
+        at_start: bool,
+        w: &mut SourceWriter,
+    ) -> Result<Vec<String>, fmt::Error> {
+        let names = |v: VarId| self.var_name_at(v, at_start);
         Printer {
             arena: &self.dag.arena,
             dtype: self.spec.dtype,
@@ -190,8 +249,21 @@ impl KernelWriter<'_> {
             }
         }
         w.write_str(&prelude(self.dialect, self.spec.dtype))?;
-        if !self.ir.noise.is_empty() {
-            w.write_str(&super::random::normal_source(self.dialect))?;
+        let writes_integers = self
+            .dag
+            .next_params
+            .iter()
+            .any(|(v, _)| self.ir.symbol(*v).value == ValueType::Integer);
+        if writes_integers {
+            w.write_str(&int32_conversion(self.dialect, self.spec.dtype))?;
+        }
+        w.write_str(&clock_source(self.dialect, self.spec.dt, self.spec.dtype))?;
+        if !self.ir.stream_draws().is_empty() {
+            w.write_str(&super::random::stream_source(
+                self.dialect,
+                self.spec.dt,
+                self.spec.dtype,
+            ))?;
         }
         if let Some(storage) = self.spec.storage {
             w.write_str(&storage_conversions(self.dialect, storage))?;
@@ -203,39 +275,30 @@ impl KernelWriter<'_> {
         }
     }
 
-    /// The refractory period in steps, when it is a duration (written as an expression when it
-    /// depends on per-element values).
-    fn refractory_steps(&self, w: &mut SourceWriter) -> Result<Option<String>, fmt::Error> {
+    /// How a refractory duration is counted: a constant number of steps (`timestep(duration,
+    /// dt)`, folded at compile time), or an expression evaluated every step.
+    fn refractory_count(&self) -> Option<RefractoryCount> {
         let RefractoryIr::Duration(d) = self.dag.refractory else {
-            return Ok(None);
+            return None;
         };
-        if let Some(c) = self.dag.arena.as_const(d) {
-            return Ok(Some(step::timestep(c, self.spec.dt).to_string()));
-        }
-        let e = self.print_block(&[d], "sf_r", w)?.remove(0);
-        let dt = literal(self.spec.dt, self.spec.dtype);
-        let floor = math_fn("floor", self.spec.dtype);
-        Ok(Some(format!(
-            "(int32_t) {floor}(({e} + {dt} * {}) / {dt})",
-            literal(1e-3, self.spec.dtype)
-        )))
+        Some(match self.dag.arena.as_const(d) {
+            Some(c) => RefractoryCount::Constant(step::timestep(c, self.spec.dt).clamp(0, 1 << 61)),
+            None => RefractoryCount::Expression,
+        })
     }
 
     /// The body of one step for one element, in terms of `var_name`; assigns the new values.
     fn step_body(&self, w: &mut SourceWriter) -> fmt::Result {
         let lane = self.lane();
         let real = self.real();
-        // One standard normal per noise symbol, from the counter-based stream (seed, element,
-        // step).
-        for (k, v) in self.ir.noise.iter().enumerate() {
-            let j = match self.dialect {
-                Dialect::Cuda => "(uint32_t) sf_j",
-                Dialect::C => "(uint32_t) (sf_j0 + sf_l)",
-            };
+        // The step's random numbers, from the counter-based stream (seed, element, step, k):
+        // a standard normal per noise symbol, a number per call of rand() / randn().
+        for (v, _) in self.ir.stream_draws() {
             writeln!(
                 w,
-                "const {real} sf_{} = ({real}) sf_normal((uint32_t) sf_seed, {j}, (uint32_t) sf_t_step, {k}u);",
-                ident(&self.ir.symbol(*v).name),
+                "const {real} {} = {};",
+                self.var_name(v),
+                self.draw_call(v)
             )?;
         }
         // `constant over dt` subexpressions: computed once from the values at the step's start.
@@ -250,14 +313,26 @@ impl KernelWriter<'_> {
         // Refractoriness first: it is decided by the values at the start of the step.
         match self.dag.refractory {
             RefractoryIr::None => {}
-            RefractoryIr::Duration(_) => {
-                let steps = self.refractory_steps(w)?.expect("a duration");
-                writeln!(
+            RefractoryIr::Duration(_) => match self.refractory_count() {
+                // Free again from a step of this run, kept per element: one int32 comparison.
+                Some(RefractoryCount::Constant(_)) => writeln!(
                     w,
-                    "const {b} sf_not_refractory = sf_lastspike_step{lane} <= sf_t_step - ({steps});",
-                    b = self.dialect.bool_type()
-                )?;
-            }
+                    "const {b} sf_not_refractory = sf_s32 >= sf_free_from{lane};",
+                    b = self.dialect.bool_type(),
+                )?,
+                _ => {
+                    let RefractoryIr::Duration(d) = self.dag.refractory else {
+                        unreachable!()
+                    };
+                    let e = self.print_block(&[d], "sf_r", w)?.remove(0);
+                    writeln!(
+                        w,
+                        "const {b} sf_not_refractory = (sf_lastspike_step{lane} == {NEVER}) {or} (sf_t_step - sf_lastspike_step{lane} >= sf_refractory_steps({e}));",
+                        b = self.dialect.bool_type(),
+                        or = self.dialect.or(),
+                    )?;
+                }
+            },
             RefractoryIr::Condition(c) => {
                 let cond = self.print_block(&[c], "sf_c", w)?.remove(0);
                 writeln!(
@@ -267,25 +342,20 @@ impl KernelWriter<'_> {
                 )?;
             }
         }
-        for (k, l) in self.dag.loops.iter().enumerate() {
-            self.substep_loop(k, l, w)?;
-        }
-        let mut roots: Vec<ExprId> = self.dag.next_state.clone();
-        roots.extend(self.dag.next_params.iter().map(|(_, e)| *e));
-        roots.extend(self.dag.spike);
-        let texts = self.print_block(&roots, "sf_", w)?;
-        let assigned: Vec<VarId> = self
-            .ir
-            .stored()
-            .into_iter()
-            .chain(self.dag.next_params.iter().map(|(v, _)| *v))
-            .collect();
+        let print = |roots: &[ExprId], prefix: &str, w: &mut SourceWriter| {
+            self.print_block(roots, prefix, w)
+        };
+        write_loops(self.dag, self.spec.dtype, "sf_t", &print, w)?;
+        let texts = self.print_block(&self.dag.roots(), "sf_", w)?;
+        let assigned = self.dag.assigned(self.ir);
         for (var, text) in assigned.iter().zip(&texts) {
-            writeln!(
-                w,
-                "const {real} sf_next_{} = {text};",
-                ident(&self.ir.symbol(*var).name)
-            )?;
+            let symbol = self.ir.symbol(*var);
+            let (ty, value) = match symbol.value {
+                ValueType::Real => (real, text.clone()),
+                ValueType::Integer => ("int32_t", format!("sf_int32({text})")),
+                ValueType::Boolean => (self.dialect.bool_type(), text.clone()),
+            };
+            writeln!(w, "const {ty} sf_next_{} = {value};", ident(&symbol.name))?;
         }
         if self.dag.spike.is_some() {
             writeln!(
@@ -300,62 +370,99 @@ impl KernelWriter<'_> {
             writeln!(w, "{id}{lane} = sf_next_{id};")?;
         }
         if self.dag.spike.is_some() {
-            match self.dag.refractory {
-                RefractoryIr::Duration(_) => writeln!(
+            if self.ir.bookkeeping.lastspike {
+                writeln!(w, "sf_last_s{lane} = sf_spike ? sf_s32 : sf_last_s{lane};")?;
+            }
+            match self.refractory_count() {
+                Some(RefractoryCount::Constant(r)) => {
+                    // Saturating: a period past the end of any run is INT32_MAX.
+                    let free = if r >= i64::from(i32::MAX) {
+                        "2147483647".to_string()
+                    } else {
+                        format!(
+                            "(sf_s32 > {} ? 2147483647 : sf_s32 + {r})",
+                            i32::MAX as i64 - r
+                        )
+                    };
+                    writeln!(
+                        w,
+                        "sf_free_from{lane} = sf_spike ? {free} : sf_free_from{lane};"
+                    )?;
+                }
+                Some(RefractoryCount::Expression) => writeln!(
                     w,
                     "sf_lastspike_step{lane} = sf_spike ? sf_t_step : sf_lastspike_step{lane};"
                 )?,
-                RefractoryIr::Condition(_) => writeln!(
+                None => {}
+            }
+            if self.ir.bookkeeping.lastspike_value {
+                writeln!(
+                    w,
+                    "sf_lastspike{lane} = sf_spike ? sf_t : sf_lastspike{lane};"
+                )?;
+            }
+            if let RefractoryIr::Condition(_) = self.dag.refractory {
+                writeln!(
                     w,
                     "sf_not_refractory{lane} = sf_not_refractory{lane} {} !sf_spike;",
                     self.dialect.and()
-                )?,
-                RefractoryIr::None => {}
+                )?;
             }
             writeln!(w, "sf_spike_count{lane} += sf_spike ? 1 : 0;")?;
+            if self.spec.record_spikes {
+                match self.dialect {
+                    // One slot of the batch member's spike record per spike, by an atomic count.
+                    Dialect::Cuda => w.block("if (sf_spike)", |w| {
+                        w.write_str("const unsigned long long sf_slot = atomicAdd((unsigned long long*) out_sf_spike_total + sf_b, 1ull);\n")?;
+                        w.block("if (sf_slot < (unsigned long long) sf_spike_cap)", |w| {
+                            w.write_str("out_sf_spike_index[sf_b * sf_spike_cap + (int64_t) sf_slot] = (int32_t) sf_j;\nout_sf_spike_step[sf_b * sf_spike_cap + (int64_t) sf_slot] = sf_s32;\n")
+                        })
+                    })?,
+                    // Atomics stop vectorisation: the lanes that spiked are recorded after the
+                    // vector loop (`Self::c_spike_record`).
+                    Dialect::C => w.write_str("sf_spiked[sf_l] = sf_spike;\nsf_n_spiked += sf_spike;\n")?,
+                }
+            }
         }
         Ok(())
     }
 
-    /// Sub-steps as a loop (`crate::step::substeps`): the carried variables `sf_sub<k>_<i>`
-    /// start at their values before the loop, and each iteration computes every next value
-    /// before it assigns any.
-    fn substep_loop(&self, k: usize, l: &SubstepLoop, w: &mut SourceWriter) -> fmt::Result {
-        let real = self.real();
-        let starts: Vec<ExprId> = l.carried.iter().map(|c| c.start).collect();
-        let starts = self.print_block(&starts, &format!("sf_sub{k}_s"), w)?;
-        for (i, start) in starts.iter().enumerate() {
-            writeln!(w, "{real} sf_sub{k}_{i} = {start};")?;
-        }
-        let head = format!(
-            "for (int32_t sf_sub{k}_k = 0; sf_sub{k}_k < {}; ++sf_sub{k}_k)",
-            l.count
-        );
-        w.block(head, |w| {
-            if l.time.is_some() {
-                writeln!(
-                    w,
-                    "const {real} sf_sub{k}_t = sf_t + ({real}) sf_sub{k}_k * {};",
-                    literal(l.h, self.spec.dtype)
-                )?;
-            }
-            let next: Vec<ExprId> = l.carried.iter().map(|c| c.next).collect();
-            let next = self.print_block(&next, &format!("sf_sub{k}_e"), w)?;
-            for (i, text) in next.iter().enumerate() {
-                writeln!(w, "const {real} sf_sub{k}_n{i} = {text};")?;
-            }
-            for i in 0..next.len() {
-                writeln!(w, "sf_sub{k}_{i} = sf_sub{k}_n{i};")?;
-            }
-            Ok(())
-        })
-    }
-
     /// Writes the trace values of the current step; `store(trace, value)` gives the statement.
     fn record(&self, w: &mut SourceWriter, store: impl Fn(&Arg, &str) -> String) -> fmt::Result {
-        let texts = self.print_block(&self.dag.traces, "sf_rec", w)?;
+        if self.records_not_refractory() {
+            // Brian2's stored not_refractory at the start of step s: computed in step s - 1 and
+            // cleared by a spike in it.
+            let lane = self.lane();
+            let b = self.dialect.bool_type();
+            let and = self.dialect.and();
+            let or = self.dialect.or();
+            match self.refractory_count() {
+                Some(RefractoryCount::Constant(_)) => writeln!(
+                    w,
+                    "const {b} sf_nr_at_start = (sf_s32 - 1 >= sf_free_from{lane}) {and} (sf_last_s{lane} != sf_s32 - 1);"
+                )?,
+                _ => {
+                    let RefractoryIr::Duration(d) = self.dag.refractory else {
+                        unreachable!("records_not_refractory needs a duration")
+                    };
+                    let e = self.print_block(&[d], "sf_rr", w)?.remove(0);
+                    writeln!(
+                        w,
+                        "const {b} sf_nr_at_start = (sf_lastspike_step{lane} != sf_t_step - 1) {and} ((sf_lastspike_step{lane} == {NEVER}) {or} (sf_t_step - 1 - sf_lastspike_step{lane} >= sf_refractory_steps({e})));"
+                    )?;
+                }
+            }
+        }
+        let texts = self.print_block_at(&self.dag.traces, "sf_rec", true, w)?;
         for (trace, text) in self.traces().into_iter().zip(&texts) {
-            writeln!(w, "{}", store(trace, text))?;
+            // An integer is recorded as it is stored, not through the model's precision.
+            let text = match trace.var.map(|v| self.ir.symbol(v)) {
+                Some(sym) if sym.value == ValueType::Integer => {
+                    format!("{}{}", ident(&sym.name), self.lane())
+                }
+                _ => text.clone(),
+            };
+            writeln!(w, "{}", store(trace, &text))?;
         }
         Ok(())
     }
@@ -373,6 +480,113 @@ impl KernelWriter<'_> {
             .iter()
             .map(|a| format!("{}* {restrict} out_{}", a.elem.c_type(), a.ident));
         inputs.chain(outputs).collect()
+    }
+
+    /// The per-element registers of the bookkeeping, loaded from element `index` once `sf_t0` is
+    /// known (CUDA: declared here; C: lane arrays, declared by [`Self::bookkeeping_lanes`]).
+    fn load_bookkeeping(&self, w: &mut SourceWriter, index: &str) -> fmt::Result {
+        let cuda = self.dialect == Dialect::Cuda;
+        let (lane, decl) = if cuda { ("", true) } else { ("[sf_l]", false) };
+        let ty = |t: &str| if decl { format!("{t} ") } else { String::new() };
+        if !self.ir.bookkeeping.lastspike {
+            return Ok(());
+        }
+        if self.records_not_refractory() {
+            // -1 when the last spike was in the step before the run (the trace at the run's
+            // first step needs it).
+            writeln!(
+                w,
+                "{}sf_last_s{lane} = sf_previous_step_spike(in_sf_lastspike, {index}, sf_t0);",
+                ty("int32_t")
+            )?;
+        } else {
+            writeln!(w, "{}sf_last_s{lane} = -1;", ty("int32_t"))?;
+        }
+        match self.refractory_count() {
+            Some(RefractoryCount::Constant(r)) => writeln!(
+                w,
+                "{}sf_free_from{lane} = sf_first_free_step(in_sf_lastspike, {index}, sf_t0, {r}LL);",
+                ty("int32_t")
+            )?,
+            Some(RefractoryCount::Expression) => writeln!(
+                w,
+                "{}sf_lastspike_step{lane} = sf_spike_step(in_sf_lastspike, {index});",
+                ty("int64_t")
+            )?,
+            None => {}
+        }
+        if self.ir.bookkeeping.lastspike_value {
+            writeln!(
+                w,
+                "{}sf_lastspike{lane} = sf_time_value(in_sf_lastspike, {index});",
+                ty(self.real())
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Whether a trace reads `not_refractory` under a refractory duration, which the step
+    /// computes from the step's refractory count, not from a stored value.
+    fn records_not_refractory(&self) -> bool {
+        let Some(nr) = self.ir.lookup("not_refractory") else {
+            return false;
+        };
+        matches!(self.dag.refractory, RefractoryIr::Duration(_))
+            && self
+                .dag
+                .traces
+                .iter()
+                .any(|t| self.dag.arena.vars_of(*t).contains(&nr))
+    }
+
+    /// The lane arrays of the bookkeeping registers (C).
+    fn bookkeeping_lanes(&self, w: &mut SourceWriter) -> fmt::Result {
+        if !self.ir.bookkeeping.lastspike {
+            return Ok(());
+        }
+        w.write_str("int32_t sf_last_s[SF_LANES];\n")?;
+        match self.refractory_count() {
+            Some(RefractoryCount::Constant(_)) => {
+                w.write_str("int32_t sf_free_from[SF_LANES];\n")?
+            }
+            Some(RefractoryCount::Expression) => {
+                w.write_str("int64_t sf_lastspike_step[SF_LANES];\n")?
+            }
+            None => {}
+        }
+        if self.ir.bookkeeping.lastspike_value {
+            writeln!(w, "{} sf_lastspike[SF_LANES];", self.real())?;
+        }
+        Ok(())
+    }
+
+    /// The statement that stores output `a` of element `index` (CUDA: from the registers;
+    /// C: from lane `sf_l`). The time of the state is written by the first element of each batch
+    /// member.
+    fn store_output(&self, w: &mut SourceWriter, a: &Arg, index: &str) -> fmt::Result {
+        let lane = self.lane();
+        match a.role {
+            Role::Lastspike => writeln!(
+                w,
+                "if (sf_spike_count{lane} > 0) sf_store_step_time(out_sf_lastspike, {index}, sf_t0 + sf_last_s{lane}); else sf_copy_time(out_sf_lastspike, in_sf_lastspike, {index});"
+            ),
+            Role::Time => {
+                let first = match self.dialect {
+                    Dialect::Cuda => "sf_j == 0",
+                    Dialect::C => "sf_j0 + sf_l == 0",
+                };
+                writeln!(
+                    w,
+                    "if ({first}) sf_store_step_time(out_sf_t, sf_b, sf_t0 + (int64_t) sf_steps);"
+                )
+            }
+            _ => writeln!(
+                w,
+                "out_{}[{index}] = {};",
+                a.ident,
+                self.store(a, &format!("{}{lane}", a.ident))
+            ),
+        }
     }
 
     fn is_written(&self, a: &Arg) -> bool {
@@ -407,13 +621,19 @@ impl KernelWriter<'_> {
     fn write_cuda(&self, w: &mut SourceWriter) -> fmt::Result {
         writeln!(
             w,
-            "extern \"C\" __global__ void {ENTRY}(\n    const int64_t sf_n, const int64_t sf_n_inner, const int32_t sf_steps,\n    const int32_t sf_rec_every, const int32_t sf_n_rec,\n    {})\n{{",
+            "extern \"C\" __global__ void {ENTRY}(\n    const int64_t sf_n, const int64_t sf_n_inner, const int32_t sf_steps,\n    const int32_t sf_rec_every, const int32_t sf_n_rec,{}\n    {})\n{{",
+            if self.spec.record_spikes {
+                " const int64_t sf_spike_cap,"
+            } else {
+                ""
+            },
             self.params().join(",\n    ")
         )?;
         w.indented(|w| {
             w.write_str("const int64_t sf_i = (int64_t) blockIdx.x * blockDim.x + threadIdx.x;\n")?;
             w.write_str("if (sf_i >= sf_n) return;\n")?;
             w.write_str("const int64_t sf_b = sf_i / sf_n_inner;\nconst int64_t sf_j = sf_i - sf_b * sf_n_inner;\n")?;
+            w.write_str("const int64_t sf_t0 = sf_start_step(in_sf_t, sf_b);\n")?;
             for a in &self.layout.inputs {
                 match a.role {
                     Role::PerStep => writeln!(
@@ -422,8 +642,9 @@ impl KernelWriter<'_> {
                         a.elem.c_type(),
                         a.ident
                     )?,
-                    Role::StartStep => w.write_str("const int32_t sf_t0 = in_sf_t0[sf_b];\n")?,
+                    Role::Time => {}
                     Role::Seed => w.write_str("const int32_t sf_seed = in_sf_rng_seed[sf_b];\n")?,
+                    Role::Lastspike => self.load_bookkeeping(w, "sf_i")?,
                     _ => {
                         let konst = if self.is_written(a) { "" } else { "const " };
                         let index = if a.shape == ShapeKind::Batch {
@@ -453,13 +674,13 @@ impl KernelWriter<'_> {
             // Unrolling amortises the loop's own counter, compare and branch over several steps.
             w.write_str("#pragma unroll 4\n")?;
             w.block("for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
-                w.write_str("const int32_t sf_t_step = sf_t0 + sf_s;\n")?;
+                w.write_str("const int32_t sf_s32 = sf_s;\nconst int64_t sf_t_step = sf_t0 + sf_s;\n")?;
                 self.time(w)?;
                 for a in self.per_step_inputs() {
                     writeln!(
                         w,
                         "const {} {} = {};",
-                        self.real(),
+                        self.local_type(a.elem),
                         a.ident,
                         self.load(a, &format!("sf_step_{}[(int64_t) sf_s * sf_n_inner]", a.ident))
                     )?;
@@ -479,8 +700,8 @@ impl KernelWriter<'_> {
                 }
                 self.step_body(w)
             })?;
-            for a in self.layout.outputs.iter().filter(|a| a.role != Role::Trace) {
-                writeln!(w, "out_{}[sf_i] = {};", a.ident, self.store(a, &a.ident))?;
+            for a in self.layout.outputs.iter().filter(|a| a.shape == ShapeKind::Neuron || a.role == Role::Time) {
+                self.store_output(w, a, "sf_i")?;
             }
             Ok(())
         })?;
@@ -490,10 +711,14 @@ impl KernelWriter<'_> {
     fn write_c(&self, w: &mut SourceWriter) -> fmt::Result {
         writeln!(
             w,
-            "/* Runs neurons [sf_start, sf_end); dims = {{n_inner, steps, rec_every, n_rec}}. */\nvoid {ENTRY}(int64_t sf_start, int64_t sf_end, const int64_t* sf_dims, void* const* sf_in, void* const* sf_out)\n{{"
+            "/* Runs neurons [sf_start, sf_end); dims = {{n_inner, steps, rec_every, n_rec{}}}. */\nvoid {ENTRY}(int64_t sf_start, int64_t sf_end, const int64_t* sf_dims, void* const* sf_in, void* const* sf_out)\n{{",
+            if self.spec.record_spikes { ", spike_capacity" } else { "" }
         )?;
         w.indented(|w| {
             w.write_str("const int64_t sf_n_inner = sf_dims[0], sf_steps = sf_dims[1], sf_rec_every = sf_dims[2], sf_n_rec = sf_dims[3];\n")?;
+            if self.spec.record_spikes {
+                w.write_str("const int64_t sf_spike_cap = sf_dims[4];\n")?;
+            }
             for (k, a) in self.layout.inputs.iter().enumerate() {
                 let t = a.elem.c_type();
                 writeln!(w, "const {t}* restrict in_{} = (const {t}*) sf_in[{k}];", a.ident)?;
@@ -509,6 +734,24 @@ impl KernelWriter<'_> {
         w.write_str("}\n")
     }
 
+    /// After the vector loop of a step (C): each lane that spiked takes one slot of its batch
+    /// member's spike record, by an atomic count (blocks run on several threads).
+    fn c_spike_record(&self, w: &mut SourceWriter) -> fmt::Result {
+        if !self.spec.record_spikes {
+            return Ok(());
+        }
+        w.block("if (sf_n_spiked > 0)", |w| {
+            w.block("for (int sf_l = 0; sf_l < sf_w; ++sf_l)", |w| {
+                w.block("if (sf_spiked[sf_l])", |w| {
+                    w.write_str("const int64_t sf_slot = __atomic_fetch_add((int64_t*) out_sf_spike_total + sf_b, (int64_t) 1, __ATOMIC_RELAXED);\n")?;
+                    w.block("if (sf_slot < sf_spike_cap)", |w| {
+                        w.write_str("out_sf_spike_index[sf_b * sf_spike_cap + sf_slot] = (int32_t) (sf_j0 + sf_l);\nout_sf_spike_step[sf_b * sf_spike_cap + sf_slot] = sf_s32;\n")
+                    })
+                })
+            })
+        })
+    }
+
     /// One block of `SF_LANES` elements: load them into lane arrays, run every step, store.
     fn c_block(&self, w: &mut SourceWriter) -> fmt::Result {
         w.write_str(
@@ -521,16 +764,22 @@ impl KernelWriter<'_> {
             .layout
             .inputs
             .iter()
-            .filter(|a| !matches!(a.role, Role::StartStep | Role::Seed))
+            .filter(|a| !matches!(a.role, Role::Time | Role::Seed | Role::Lastspike))
         {
             writeln!(w, "{} {}[SF_LANES];", self.local_type(a.elem), a.ident)?;
         }
+        self.bookkeeping_lanes(w)?;
         w.write_str("int32_t sf_spike_count[SF_LANES];\n")?;
+        if self.spec.record_spikes {
+            w.write_str("int32_t sf_spiked[SF_LANES];\n")?;
+        }
+        w.write_str("const int64_t sf_t0 = sf_start_step(in_sf_t, sf_b);\n")?;
         w.block("for (int sf_l = 0; sf_l < SF_LANES; ++sf_l)", |w| {
             w.write_str("const int64_t sf_k = sf_c0 + (sf_l < sf_w ? sf_l : 0);\n")?;
             for a in &self.layout.inputs {
                 match a.role {
-                    Role::StartStep | Role::Seed => {}
+                    Role::Time | Role::Seed => {}
+                    Role::Lastspike => self.load_bookkeeping(w, "sf_k")?,
                     Role::PerStep => writeln!(w, "{}[sf_l] = 0;", a.ident)?,
                     _ => {
                         // Blocks never straddle batch members, so a shared value is one per
@@ -547,12 +796,11 @@ impl KernelWriter<'_> {
             }
             w.write_str("sf_spike_count[sf_l] = 0;\n")
         })?;
-        w.write_str("const int32_t sf_t0 = in_sf_t0[sf_b];\n")?;
-        if !self.ir.noise.is_empty() {
+        if !self.ir.stream_draws().is_empty() {
             w.write_str("const int32_t sf_seed = in_sf_rng_seed[sf_b];\n")?;
         }
         w.block("for (int64_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
-            w.write_str("const int32_t sf_t_step = sf_t0 + (int32_t) sf_s;\n")?;
+            w.write_str("const int32_t sf_s32 = (int32_t) sf_s;\nconst int64_t sf_t_step = sf_t0 + sf_s;\n")?;
             self.time(w)?;
             for a in self.per_step_inputs() {
                 writeln!(
@@ -577,15 +825,24 @@ impl KernelWriter<'_> {
                     })
                 })?;
             }
-            w.write_str("#pragma omp simd\n")?;
+            if self.spec.record_spikes {
+                w.write_str("int32_t sf_n_spiked = 0;\n#pragma omp simd reduction(+:sf_n_spiked)\n")?;
+            } else {
+                w.write_str("#pragma omp simd\n")?;
+            }
             w.block("for (int sf_l = 0; sf_l < SF_LANES; ++sf_l)", |w| {
                 self.step_body(w)
-            })
+            })?;
+            self.c_spike_record(w)
         })?;
         w.block("for (int sf_l = 0; sf_l < sf_w; ++sf_l)", |w| {
-            for a in self.layout.outputs.iter().filter(|a| a.role != Role::Trace) {
-                let value = self.store(a, &format!("{}[sf_l]", a.ident));
-                writeln!(w, "out_{}[sf_c0 + sf_l] = {value};", a.ident)?;
+            for a in self
+                .layout
+                .outputs
+                .iter()
+                .filter(|a| a.shape == ShapeKind::Neuron || a.role == Role::Time)
+            {
+                self.store_output(w, a, "sf_c0 + sf_l")?;
             }
             Ok(())
         })?;
@@ -612,7 +869,7 @@ mod tests {
             }
             assert!(!k.source.contains("self"), "{}", k.source);
             let inputs: Vec<&str> = k.layout.inputs.iter().map(|a| a.name.as_str()).collect();
-            assert_eq!(inputs, ["N", "g", "p", "NT", "f", "input", "t0"]);
+            assert_eq!(inputs, ["N", "g", "p", "NT", "f", "input", "t"]);
         }
     }
 }

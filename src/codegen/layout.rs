@@ -7,7 +7,7 @@ use serde::{Serialize, Serializer};
 
 use super::identifiers::ident;
 
-use crate::ir::{GroupIr, RefractoryIr, SymbolKind, VarId};
+use crate::ir::{GroupIr, RefractoryIr, SymbolKind, Ty, ValueType, VarId};
 use crate::spec::ModelSpec;
 use crate::types::ElemType;
 
@@ -24,6 +24,8 @@ pub enum ShapeKind {
     Batch,
     /// `(nb, n_rec, n_inner)`
     Trace,
+    /// `(nb, capacity)`: the spike record, `capacity` entries per batch member.
+    Spikes,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -31,15 +33,26 @@ pub enum ShapeKind {
 pub enum Role {
     State,
     Param,
-    LastspikeStep,
+    /// The time of each element's last spike (ms, float64; `-inf`: never), when the group keeps
+    /// it (`ir::Bookkeeping`).
+    Lastspike,
     NotRefractory,
     PerNeuronConstant,
     PerStep,
-    StartStep,
-    /// The seed of the noise stream, one per batch member (int32 bits).
+    /// The seed of the random streams, one per batch member (int32 bits).
     Seed,
+    /// The time of the state (ms, float64), one per batch member: at the start of the run as an
+    /// input, at its end as an output.
+    Time,
     SpikeCount,
     Trace,
+    /// The spike record (when the spec asks for it): the element of each recorded spike...
+    SpikeIndex,
+    /// ... the step of the run it happened in ...
+    SpikeStep,
+    /// ... and how many spikes there were, recorded or not (int64, as int32 words; the handler
+    /// zeroes it before the kernel counts into it).
+    SpikeTotal,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -54,6 +67,12 @@ pub struct Arg {
     /// type's name (`"int32"`, `"bool"`).
     #[serde(serialize_with = "elem_json")]
     pub elem: ElemType,
+    /// `Some(t)`: the buffer holds 64-bit values of type `t` (float64 times), each as two int32
+    /// words, low then high, along a trailing axis of 2 (JAX without x64 has no 64-bit arrays);
+    /// `elem` is then int32. On the little-endian hosts and GPUs spikeforge runs on, the buffer
+    /// is byte for byte an array of `t`, which is how the kernel reads it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub words: Option<ElemType>,
     pub shape: ShapeKind,
     /// The model variable behind the argument, where there is one.
     #[serde(skip)]
@@ -74,13 +93,31 @@ pub struct Layout {
     pub outputs: Vec<Arg>,
 }
 
+impl Arg {
+    /// The C type of one element as the kernel reads it (the 64-bit type of a word pair).
+    pub fn c_type(&self) -> &'static str {
+        self.words.unwrap_or(self.elem).c_type()
+    }
+}
+
+/// The buffer element type of a variable's values: the model's real type, `int32` for
+/// integers, `bool` for truth values.
+pub fn value_elem(value: ValueType, real: ElemType) -> ElemType {
+    match value {
+        ValueType::Real => real,
+        ValueType::Integer => ElemType::I32,
+        ValueType::Boolean => ElemType::Bool,
+    }
+}
+
 fn arg(ir: &GroupIr, v: VarId, role: Role, real: ElemType, shape: ShapeKind) -> Arg {
-    let name = ir.symbol(v).name.clone();
+    let symbol = ir.symbol(v);
     Arg {
-        ident: ident(&name),
-        name,
+        ident: ident(&symbol.name),
+        name: symbol.name.clone(),
         role,
-        elem: real,
+        elem: value_elem(symbol.value, real),
+        words: None,
         shape,
         var: Some(v),
     }
@@ -92,8 +129,17 @@ fn special(name: &str, role: Role, elem: ElemType, shape: ShapeKind) -> Arg {
         ident: format!("sf_{name}"),
         role,
         elem,
+        words: None,
         shape,
         var: None,
+    }
+}
+
+/// A float64 value carried as int32 word pairs.
+fn float64_words(name: &str, role: Role, shape: ShapeKind) -> Arg {
+    Arg {
+        words: Some(ElemType::F64),
+        ..special(name, role, ElemType::I32, shape)
     }
 }
 
@@ -103,21 +149,23 @@ pub fn layout(ir: &GroupIr, spec: &ModelSpec) -> Layout {
     let states: Vec<VarId> = ir.stored();
     let params = ir.vars_of_kind(&SymbolKind::Param);
     let written = ir.written_params();
-    let refractory = match ir.events.refractory {
-        RefractoryIr::None => None,
-        RefractoryIr::Duration(_) => Some(special(
-            "lastspike_step",
-            Role::LastspikeStep,
-            ElemType::I32,
+    let mut bookkeeping = Vec::new();
+    if ir.bookkeeping.lastspike {
+        bookkeeping.push(float64_words(
+            "lastspike",
+            Role::Lastspike,
             ShapeKind::Neuron,
-        )),
-        RefractoryIr::Condition(_) => Some(special(
+        ));
+    }
+    if matches!(ir.events.refractory, RefractoryIr::Condition(_)) {
+        bookkeeping.push(special(
             "not_refractory",
             Role::NotRefractory,
             ElemType::Bool,
             ShapeKind::Neuron,
-        )),
-    };
+        ));
+    }
+    let time = float64_words("t", Role::Time, ShapeKind::Batch);
     let mut inputs = Vec::new();
     inputs.extend(
         states
@@ -133,7 +181,7 @@ pub fn layout(ir: &GroupIr, spec: &ModelSpec) -> Layout {
         };
         arg(*v, Role::Param, shape)
     }));
-    inputs.extend(refractory.clone());
+    inputs.extend(bookkeeping.iter().cloned());
     inputs.extend(
         ir.vars_of_kind(&SymbolKind::PerNeuronConstant)
             .iter()
@@ -144,7 +192,7 @@ pub fn layout(ir: &GroupIr, spec: &ModelSpec) -> Layout {
             .iter()
             .map(|v| arg(*v, Role::PerStep, ShapeKind::PerStep)),
     );
-    if !ir.noise.is_empty() {
+    if !ir.stream_draws().is_empty() {
         inputs.push(special(
             "rng_seed",
             Role::Seed,
@@ -152,12 +200,7 @@ pub fn layout(ir: &GroupIr, spec: &ModelSpec) -> Layout {
             ShapeKind::Batch,
         ));
     }
-    inputs.push(special(
-        "t0",
-        Role::StartStep,
-        ElemType::I32,
-        ShapeKind::Batch,
-    ));
+    inputs.push(time.clone());
 
     let mut outputs = Vec::new();
     outputs.extend(
@@ -170,21 +213,52 @@ pub fn layout(ir: &GroupIr, spec: &ModelSpec) -> Layout {
             .iter()
             .map(|v| arg(*v, Role::Param, ShapeKind::Neuron)),
     );
-    outputs.extend(refractory);
+    outputs.extend(bookkeeping);
     outputs.push(special(
         "spike_count",
         Role::SpikeCount,
         ElemType::I32,
         ShapeKind::Neuron,
     ));
+    outputs.push(time);
+    if spec.record_spikes {
+        outputs.push(special(
+            "spike_index",
+            Role::SpikeIndex,
+            ElemType::I32,
+            ShapeKind::Spikes,
+        ));
+        outputs.push(special(
+            "spike_step",
+            Role::SpikeStep,
+            ElemType::I32,
+            ShapeKind::Spikes,
+        ));
+        outputs.push(Arg {
+            words: Some(ElemType::I64),
+            ..special(
+                "spike_total",
+                Role::SpikeTotal,
+                ElemType::I32,
+                ShapeKind::Batch,
+            )
+        });
+    }
     for name in &spec.record {
+        let var = ir.lookup(name);
+        let elem = match (var, ir.subexpressions.get(name)) {
+            (_, Some(e)) if ir.arena.ty(*e) == Ty::Bool => ElemType::Bool,
+            (Some(v), _) => value_elem(ir.symbol(v).value, real),
+            _ => real,
+        };
         outputs.push(Arg {
             name: format!("trace:{name}"),
             ident: format!("sf_trace_{}", ident(name)),
             role: Role::Trace,
-            elem: real,
+            elem,
+            words: None,
             shape: ShapeKind::Trace,
-            var: ir.lookup(name),
+            var,
         });
     }
     Layout { inputs, outputs }

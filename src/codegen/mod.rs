@@ -1,18 +1,25 @@
 //! Code generation: printers only. The step DAG (`crate::step`) printed as a fused group kernel
 //! ([`group_kernel`]) in either [`Dialect`], with its argument layout ([`layout`]); the
 //! expression printer and helpers every file shares ([`printer`]); how a model's names are spelled
-//! in generated code ([`identifiers`]); what one kernel may hold ([`bounds`]); the noise
-//! generator's source ([`random`]); the reduction kernels ([`reduction`]). All of them write
-//! through one [`writer::SourceWriter`].
+//! in generated code ([`identifiers`]); what one kernel may hold ([`bounds`]); the clock helpers
+//! ([`clock`]); the random streams' source ([`random`]); the reduction kernels ([`reduction`]);
+//! the connectivity kernels ([`connect_kernel`]). All of them write through one
+//! [`writer::SourceWriter`].
 
 pub mod bounds;
+pub mod clock;
+pub mod connect_kernel;
 pub mod dialect;
 pub mod group_kernel;
 pub mod identifiers;
 pub mod layout;
+pub mod network_kernel;
+pub mod network_layout;
 pub mod printer;
 pub mod random;
 pub mod reduction;
+pub mod step_body;
+pub mod substep_loop;
 pub mod writer;
 
 pub use dialect::Dialect;
@@ -20,7 +27,9 @@ pub use group_kernel::{generate, GeneratedKernel, ENTRY};
 pub use layout::{Arg, Layout, Role, ShapeKind};
 
 use crate::diagnostics::Diagnostic;
+use crate::ir::network::NetworkIr;
 use crate::ir::GroupIr;
+use crate::spec::network::NetworkSpec;
 use crate::spec::ModelSpec;
 
 /// Lowers a spec and checks what its kernel will hold ([`bounds`]): the group and its argument
@@ -30,6 +39,15 @@ pub fn prepare(spec: &ModelSpec) -> Result<(GroupIr, Layout), Diagnostic> {
     let layout = layout::layout(&ir, spec);
     bounds::check(&ir, spec, &layout)?;
     Ok((ir, layout))
+}
+
+/// Lowers a network spec and checks what its kernels will hold ([`bounds::check_network`]):
+/// what `sf_network_compile` and the network handler both go through, as [`prepare`] for a
+/// model.
+pub fn prepare_network(spec: &NetworkSpec) -> Result<NetworkIr, Diagnostic> {
+    let net = crate::frontend::network::lower(spec)?;
+    bounds::check_network(&net)?;
+    Ok(net)
 }
 
 /// Parses, lowers, checks and generates the kernel for one dialect: the whole path from spec to

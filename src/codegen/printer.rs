@@ -111,6 +111,19 @@ pub fn prelude(dialect: Dialect, dtype: ElemType) -> String {
         )
 }
 
+/// `sf_int32(x)`: a number of the precision `dtype` stored in an integer variable, truncated
+/// toward zero as Brian2's `int()`, clamped to int32, NaN as 0 (a plain cast is undefined there).
+pub fn int32_conversion(dialect: Dialect, dtype: ElemType) -> String {
+    let t = dtype.c_type();
+    let limit = literal(2147483647.0, dtype);
+    let low = literal(-2147483648.0, dtype);
+    format!(
+        "/* A number stored in an integer variable: truncated toward zero, clamped, NaN as 0. */\n\
+         {q} int32_t sf_int32({t} x) {{ return x >= {limit} ? 2147483647 : x <= {low} ? (-2147483647 - 1) : x == x ? (int32_t) x : 0; }}\n",
+        q = dialect.inline_fn()
+    )
+}
+
 /// Declares glibc's vector math (libmvec) so that GCC vectorises loops calling these functions
 /// (math.h only does so under -ffast-math). Limited to the functions every libmvec has since
 /// glibc 2.22, and those added in 2.35 behind a version check: a declared variant that the
@@ -273,6 +286,8 @@ impl Printer<'_> {
                 let arg = self.expr(*a, names).0;
                 let name = match f {
                     Func::Abs => math_fn("fabs", dt),
+                    // A table is read by a macro the network kernel defines.
+                    Func::Table(k) => format!("SF_TABLE{k}"),
                     f => math_fn(f.c_name(), dt),
                 };
                 (format!("{name}({arg})"), P_ATOM)

@@ -38,6 +38,13 @@ pub(crate) fn resolve(
             "substeps must be at least 1 (the number of integration steps per dt)",
         ));
     }
+    if spec.substeps > 1 && !lowered.noise.is_empty() {
+        return Err(Diagnostic::new(
+            "substeps",
+            "sub-steps are not supported with white noise (xi): Brian2's stochastic schemes take one step of dt",
+        )
+        .suggest("use substeps=1 with a smaller dt"));
+    }
     choice::resolve(
         &group.arena,
         &lowered.dynamics,
@@ -57,11 +64,29 @@ fn diagnostic(
 ) -> Diagnostic {
     let (method, why) = match err {
         MethodError::NotApplicable { method, why } => (*method, why),
-        MethodError::EulerWithMultiplicativeNoise => {
-            return Diagnostic::new("method", err.to_string())
-                .suggest("use method='heun' (or leave method unset)")
+        MethodError::EulerWithMultiplicativeNoise { of, reads } => {
+            let name = |v: VarId| group.symbols[v.index()].name.clone();
+            let message = format!(
+                "{err}: the noise coefficient in {} reads '{}'",
+                explain.derivative_name(&name(*of)),
+                name(*reads)
+            );
+            let d = match group.spans.get(&Site::Dynamics(*of)) {
+                Some(at) => at.diagnostic(message),
+                None => Diagnostic::new("method", message),
+            };
+            return d.suggest("use method='heun' (Stratonovich Heun, Brian2's scheme for multiplicative noise), or leave method unset");
         }
         MethodError::NotForNoise(_) => return Diagnostic::new("method", err.to_string()),
+        MethodError::DrawsInDerivative { of, .. } => {
+            let name = group.symbols[of.index()].name.clone();
+            let message = format!("{err} (in {})", explain.derivative_name(&name));
+            let d = match group.spans.get(&Site::Dynamics(*of)) {
+                Some(at) => at.diagnostic(message),
+                None => Diagnostic::new("method", message),
+            };
+            return d.suggest("use method='euler' or 'exponential_euler', or draw once per step in a subexpression flagged constant over dt (r = rand() : 1 (constant over dt)), which every scheme integrates");
+        }
     };
     let name = |v: VarId| group.symbols[v.index()].name.clone();
     let (of, problem) = why.describe(method, dt, name);

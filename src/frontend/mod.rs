@@ -4,16 +4,21 @@
 //! Each front end lowers in its own folder: [`brian`] (Brian2 equation strings) and [`pyclass`]
 //! (a model class's `ode()` method); both write their events (threshold, reset, refractory) in
 //! Brian2's syntax and share its expression language ([`syntax`]). The integration scheme is
-//! resolved once, while lowering, and stored in the group. Lowering runs on a stack of its own
-//! (`stack`), so that the recursions the limits of the language bound fit whatever thread calls.
+//! resolved once, while lowering, and stored in the group. [`initial`] lowers and evaluates
+//! initial values given as expressions against a lowered group; [`network`] lowers a network's
+//! groups and projections. Lowering runs on a stack of its own (`stack`), so that the recursions
+//! the limits of the language bound fit whatever thread calls.
 
 pub mod brian;
 mod builder;
+pub mod initial;
 mod method;
+pub mod network;
 pub mod pyclass;
 mod stack;
 pub mod syntax;
 
+pub use brian::tables::TableRef;
 pub use builder::BUILTIN_NAMES;
 
 /// The most variables one model may store (its states; a model class's internals too). Each is
@@ -38,25 +43,36 @@ use crate::types::ElemType;
 
 /// Lowers a spec to its group, reporting the first error with its place.
 pub fn lower(spec: &ModelSpec) -> Result<GroupIr, Diagnostic> {
-    stack::on_own_stack(|| lower_here(spec))
+    lower_with_tables(spec, &[])
 }
 
-/// [`lower`] on the calling thread's stack.
-fn lower_here(spec: &ModelSpec) -> Result<GroupIr, Diagnostic> {
+/// [`lower`], where Brian2 expressions may also call the TimedArrays `tables` (a network's).
+pub fn lower_with_tables(spec: &ModelSpec, tables: &[TableRef]) -> Result<GroupIr, Diagnostic> {
+    stack::on_own_stack(|| lower_here(spec, tables))
+}
+
+/// [`lower_with_tables`] on the calling thread's stack.
+fn lower_here(spec: &ModelSpec, tables: &[TableRef]) -> Result<GroupIr, Diagnostic> {
     spec.check_sizes()?;
     check_numbers(spec)?;
     spec.check_names()?;
     let ir = match &spec.dynamics {
-        Dynamics::Equations(text) => brian::lower(spec, text)?,
+        Dynamics::Equations(text) => brian::lower_with_tables(spec, text, tables)?,
         Dynamics::ModelClass(class) => pyclass::lower(spec, class)?,
     };
     check_symbol_names(&ir)?;
+    if spec.record_spikes && ir.events.threshold.is_none() {
+        return Err(Diagnostic::new(
+            "record_spikes",
+            "recording spikes needs a threshold: without one the group never spikes",
+        ));
+    }
     Ok(ir)
 }
 
 /// Every symbol of a lowered group has a valid name: the front ends check each where it is
 /// defined, with its place; this is the net under them, since these names reach generated code.
-fn check_symbol_names(ir: &GroupIr) -> Result<(), Diagnostic> {
+pub(crate) fn check_symbol_names(ir: &GroupIr) -> Result<(), Diagnostic> {
     match ir.symbols.iter().find_map(|s| names::invalid(&s.name)) {
         Some(message) => Err(Diagnostic::new("model", message)),
         None => Ok(()),

@@ -19,9 +19,10 @@
 
 use std::collections::HashSet;
 
+use crate::codegen::clock::clock_source;
 use crate::codegen::identifiers::{is_reserved, MANGLED_PREFIX};
-use crate::codegen::printer::{math_fn, prelude, storage_conversions};
-use crate::codegen::random::normal_source;
+use crate::codegen::printer::{int32_conversion, math_fn, prelude, storage_conversions};
+use crate::codegen::random::stream_source;
 use crate::codegen::Dialect;
 use crate::frontend::brian::expr::FUNCTIONS;
 use crate::ir::{Func, GroupIr};
@@ -54,11 +55,22 @@ pub const C_WORDS: &[&str] = &[
     "blockDim",
     "threadIdx",
     "x",
+    "else",
+    "SF_NEVER",
+    "__atomic_fetch_add",
+    "__ATOMIC_RELAXED",
+    "unsigned",
+    "long",
+    "atomicAdd",
     "SF_LANES",
 ];
 
 /// Lines the printers write that start with `#`, outside the fixed parts.
-const DIRECTIVES: &[&str] = &["#pragma omp simd", "#pragma unroll 4"];
+const DIRECTIVES: &[&str] = &[
+    "#pragma omp simd",
+    "#pragma omp simd reduction(+:sf_n_spiked)",
+    "#pragma unroll 4",
+];
 
 /// The math functions the printers may call, in both precisions.
 fn math_functions() -> HashSet<String> {
@@ -76,9 +88,16 @@ fn math_functions() -> HashSet<String> {
     out
 }
 
-/// The parts of a kernel that do not depend on its spec, removed before the check.
+/// The parts of a kernel that do not depend on its names (functions of the dialect, the
+/// precision, `dt` and the storage type only), removed before the check: the helpers the
+/// group kernel's printer may write before its entry point, as `group_kernel` writes them.
 fn fixed_parts(spec: &ModelSpec, dialect: Dialect) -> Vec<String> {
-    let mut parts = vec![prelude(dialect, spec.dtype), normal_source(dialect)];
+    let mut parts = vec![
+        prelude(dialect, spec.dtype),
+        int32_conversion(dialect, spec.dtype),
+        clock_source(dialect, spec.dt, spec.dtype),
+        stream_source(dialect, spec.dt, spec.dtype),
+    ];
     if let Some(storage) = spec.storage {
         parts.push(storage_conversions(dialect, storage));
     }
@@ -214,7 +233,8 @@ pub fn check_source(
 }
 
 /// The length of the number at the start of `s` (decimal with an optional fraction, exponent
-/// and `f`; an integer with an optional `u`; hexadecimal with an optional `u`), or `None`.
+/// and `f`; an integer with an optional `u`, `LL` or `ull`; hexadecimal with an optional `u`), or
+/// `None`.
 fn number_end(s: &str) -> Option<usize> {
     let b = s.as_bytes();
     let mut i = 0;
@@ -252,7 +272,11 @@ fn number_end(s: &str) -> Option<usize> {
                 return None;
             }
         }
-        if i < b.len() && (b[i] == b'f' || b[i] == b'u') {
+        // A 64-bit integer literal (the clock's step counts, atomic increments).
+        let long = ["LL", "ull"].iter().find(|x| s[i..].starts_with(**x));
+        if let (Some(suffix), true, false) = (long, int, frac) {
+            i += suffix.len();
+        } else if i < b.len() && (b[i] == b'f' || b[i] == b'u') {
             i += 1;
         }
     }

@@ -12,7 +12,7 @@ use std::sync::{Arc, LazyLock};
 use super::buffers::{self, Expected, SharedPtr};
 use super::loaded_kernels::LoadedKernels;
 use super::poison;
-use crate::codegen::{self, Dialect, Layout, ShapeKind};
+use crate::codegen::{self, Dialect, Layout, Role, ShapeKind};
 use crate::ir::GroupIr;
 use crate::runtime::{cpu, cuda};
 use crate::spec::ModelSpec;
@@ -53,10 +53,12 @@ struct Sizes {
     n_inner: usize,
     /// Trace rows: `ceil(steps / record_every)`.
     n_rec: usize,
+    /// Entries of the spike record per batch member (0 without one).
+    spike_capacity: usize,
 }
 
 impl Sizes {
-    fn from_attrs(attrs: &Attrs) -> Result<Sizes, FfiError> {
+    fn from_attrs(attrs: &Attrs, layout: &Layout) -> Result<Sizes, FfiError> {
         let steps = attrs.get_usize("steps")?;
         let record_every = attrs.get_usize("record_every")?;
         let n_inner = attrs.get_usize("n_inner")?;
@@ -76,11 +78,24 @@ impl Sizes {
                 "attribute 'n_inner': must be in 1..=2^63-1, got {n_inner}"
             )));
         }
+        let records_spikes = layout.outputs.iter().any(|a| a.shape == ShapeKind::Spikes);
+        let spike_capacity = if records_spikes {
+            let c = attrs.get_usize("spike_capacity")?;
+            if c == 0 || c > i32::MAX as usize {
+                return Err(FfiError::invalid_argument(format!(
+                    "attribute 'spike_capacity': must be in 1..=2^31-1, got {c}"
+                )));
+            }
+            c
+        } else {
+            0
+        };
         Ok(Sizes {
             steps,
             record_every,
             n_inner,
             n_rec: steps.div_ceil(record_every),
+            spike_capacity,
         })
     }
 }
@@ -108,30 +123,38 @@ impl Instance for NeuronRun {
         let attrs = call.attrs()?;
         let key = attrs.get_str("key")?;
         let model = Model::prepare(attrs.get_str("spec")?, key)?;
+        let sizes = Sizes::from_attrs(&attrs, &model.layout)?;
         Ok(NeuronRun {
             key: key.to_owned(),
             model,
-            sizes: Sizes::from_attrs(&attrs)?,
+            sizes,
             kernels: LoadedKernels::new(),
         })
     }
 }
 
-/// The dims of each kind of argument in one call.
+/// The dims of each kind of argument in one call (`*_words`: a 64-bit value per element, as a
+/// trailing pair of int32 words).
 struct ShapeDims {
     neuron: [i64; 1],
+    neuron_words: [i64; 2],
     per_step: [i64; 3],
     batch: [i64; 1],
+    batch_words: [i64; 2],
     trace: [i64; 3],
+    spikes: [i64; 2],
 }
 
 impl ShapeDims {
-    fn of(&self, shape: ShapeKind) -> &[i64] {
-        match shape {
-            ShapeKind::Neuron => &self.neuron,
-            ShapeKind::PerStep => &self.per_step,
-            ShapeKind::Batch => &self.batch,
-            ShapeKind::Trace => &self.trace,
+    fn of(&self, shape: ShapeKind, words: bool) -> &[i64] {
+        match (shape, words) {
+            (ShapeKind::Neuron, false) => &self.neuron,
+            (ShapeKind::Neuron, true) => &self.neuron_words,
+            (ShapeKind::Batch, false) => &self.batch,
+            (ShapeKind::Batch, true) => &self.batch_words,
+            (ShapeKind::PerStep, _) => &self.per_step,
+            (ShapeKind::Trace, _) => &self.trace,
+            (ShapeKind::Spikes, _) => &self.spikes,
         }
     }
 
@@ -141,7 +164,7 @@ impl ShapeDims {
             .map(|a| Expected {
                 name: &a.name,
                 dtype: DataType::from(a.elem),
-                dims: self.of(a.shape),
+                dims: self.of(a.shape, a.words.is_some()),
             })
             .collect()
     }
@@ -156,18 +179,18 @@ struct Run<'a> {
 
 fn decode<'a>(call: &CallFrame<'a>, site: &NeuronRun) -> Result<Run<'a>, FfiError> {
     let layout = &site.model.layout;
-    // The batch size comes from `t0`, the one (nb,)-shaped argument.
-    let t0_index = layout
+    // The batch size comes from `t`, the time of the state: one per batch member.
+    let t_index = layout
         .inputs
         .iter()
-        .position(|a| a.shape == ShapeKind::Batch)
-        .expect("t0 is always an input");
-    let t0 = call.arg(t0_index)?;
-    let nb = match t0.dims {
-        [nb] if *nb > 0 => *nb,
+        .position(|a| a.role == Role::Time)
+        .expect("the time is always an input");
+    let t = call.arg(t_index)?;
+    let nb = match t.dims {
+        [nb, 2] if *nb > 0 => *nb,
         _ => {
             return Err(FfiError::invalid_argument(format!(
-                "argument 't0': expected int32[nb], got {t0}"
+                "argument 't': expected int32[nb, 2] (the time as float64 words), got {t}"
             )))
         }
     };
@@ -175,10 +198,17 @@ fn decode<'a>(call: &CallFrame<'a>, site: &NeuronRun) -> Result<Run<'a>, FfiErro
         steps,
         n_inner,
         n_rec,
+        spike_capacity,
         ..
     } = site.sizes;
-    // Each fits an i64: `steps` and `n_rec` are at most 2^31 - 1, `n_inner` was checked.
-    let (steps, n_rec, n_inner) = (steps as i64, n_rec as i64, n_inner as i64);
+    // Each fits an i64: `steps`, `n_rec` and the capacity are at most 2^31 - 1, `n_inner` was
+    // checked.
+    let (steps, n_rec, n_inner, spike_capacity) = (
+        steps as i64,
+        n_rec as i64,
+        n_inner as i64,
+        spike_capacity as i64,
+    );
     let n = n_inner.checked_mul(nb).ok_or_else(|| {
         FfiError::invalid_argument(format!(
             "{nb} batch members of {n_inner} neurons are more than 2^63 neurons"
@@ -186,9 +216,12 @@ fn decode<'a>(call: &CallFrame<'a>, site: &NeuronRun) -> Result<Run<'a>, FfiErro
     })?;
     let dims = ShapeDims {
         neuron: [n],
+        neuron_words: [n, 2],
         per_step: [nb, steps, n_inner],
         batch: [nb],
+        batch_words: [nb, 2],
         trace: [nb, n_rec, n_inner],
+        spikes: [nb, spike_capacity],
     };
     let inputs = dims.expected(&layout.inputs);
     let outputs = dims.expected(&layout.outputs);
@@ -199,9 +232,9 @@ fn decode<'a>(call: &CallFrame<'a>, site: &NeuronRun) -> Result<Run<'a>, FfiErro
     })
 }
 
-/// Compiler options for a model's C kernel. Under fast math, divisions and square roots may use
-/// the approximate reciprocal instructions refined by one Newton step (`-mrecip`).
-fn cpu_options(fast_math: bool) -> cpu::CpuCompileOptions {
+/// Compiler options for a model's (or network's) C kernel. Under fast math, divisions and square
+/// roots may use the approximate reciprocal instructions refined by one Newton step (`-mrecip`).
+pub(super) fn cpu_options(fast_math: bool) -> cpu::CpuCompileOptions {
     let extra_flags = if fast_math {
         vec!["-mrecip".to_string()]
     } else {
@@ -239,6 +272,8 @@ impl Handler for NeuronRunCpu {
             // SAFETY: host buffers of these sizes owned by XLA for this call.
             unsafe { poison::host(rets) };
         }
+        // SAFETY: host buffers of these sizes owned by XLA for this call.
+        unsafe { zero_spike_totals(&site.model.layout, rets) };
         let outputs: Vec<*mut c_void> = run.buffers.ret_ptrs().collect();
         let s = site.sizes;
         let dims = [
@@ -246,6 +281,7 @@ impl Handler for NeuronRunCpu {
             s.steps as i64,
             s.record_every as i64,
             s.n_rec as i64,
+            s.spike_capacity as i64,
         ];
         let inputs = SharedPtr::new(run.buffers.args.as_ptr().cast_mut());
         let outputs = SharedPtr::new(outputs.as_ptr().cast_mut());
@@ -267,6 +303,27 @@ impl Handler for NeuronRunCpu {
             };
         });
         Ok(())
+    }
+}
+
+/// NVRTC options for a model's (or network's) CUDA kernels.
+pub(super) fn cuda_options(fast_math: bool) -> cuda::CudaCompileOptions {
+    cuda::CudaCompileOptions {
+        fast_math,
+        ..Default::default()
+    }
+}
+
+/// Sets the spike record's counts to 0 before the kernel counts into them.
+///
+/// # Safety
+/// `rets` are the host results of this call, in the order of `layout.outputs`.
+unsafe fn zero_spike_totals(layout: &Layout, rets: &[crate::xla::Buffer]) {
+    for (a, b) in layout.outputs.iter().zip(rets) {
+        if a.role == Role::SpikeTotal {
+            // SAFETY: forwarded to the caller; XLA allocated `size_bytes` for the buffer.
+            unsafe { std::ptr::write_bytes(b.data.cast::<u8>(), 0, b.size_bytes()) };
+        }
     }
 }
 
@@ -301,15 +358,11 @@ impl Handler for NeuronRunCuda {
         let run = decode(call, site)?;
         let stream = call.stream()?;
         let f = site.kernels.cuda(stream, || {
-            let opts = cuda::CudaCompileOptions {
-                fast_math: site.model.spec.fast_math,
-                ..Default::default()
-            };
             Ok(cuda::load_function_keyed(
                 &site.key,
                 codegen::ENTRY,
                 stream,
-                &opts,
+                &cuda_options(site.model.spec.fast_math),
                 || site.model.source(Dialect::Cuda),
             )?)
         })?;
@@ -317,6 +370,13 @@ impl Handler for NeuronRunCuda {
         if poison::enabled() {
             // SAFETY: device buffers of these sizes on XLA's stream for this call.
             unsafe { poison::device(rets, stream) }?;
+        }
+        // The spike record's counts start at 0 (the kernel counts into them atomically).
+        for (a, b) in site.model.layout.outputs.iter().zip(rets) {
+            if a.role == Role::SpikeTotal {
+                // SAFETY: a device buffer of this size on XLA's stream for this call.
+                unsafe { cuda::memset_async(b.data, 0, b.size_bytes(), stream) }?;
+            }
         }
         let block = block_size(run.n, f.multiprocessor_count(), f.max_threads_per_block());
         let grid = u32::try_from((run.n as u64).div_ceil(u64::from(block))).map_err(|_| {
@@ -329,6 +389,7 @@ impl Handler for NeuronRunCuda {
         let mut steps = s.steps as i32;
         let mut record_every = s.record_every as i32;
         let mut n_rec = s.n_rec as i32;
+        let mut spike_capacity = s.spike_capacity as i64;
         let mut buffers: Vec<*mut c_void> = run
             .buffers
             .args
@@ -343,6 +404,9 @@ impl Handler for NeuronRunCuda {
             (&mut record_every as *mut i32).cast(),
             (&mut n_rec as *mut i32).cast(),
         ];
+        if s.spike_capacity > 0 {
+            params.push((&mut spike_capacity as *mut i64).cast());
+        }
         params.extend(
             buffers
                 .iter_mut()

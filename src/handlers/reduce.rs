@@ -26,7 +26,7 @@ use crate::codegen::reduction::{
     TILE,
 };
 use crate::codegen::Dialect;
-use crate::runtime::cache::Memo;
+use crate::runtime::cache::Lru;
 use crate::runtime::{cpu, cuda};
 use crate::types::ElemType;
 use crate::xla::{Buffer, CallFrame, DataType, FfiError, Handler, HandlerTraits, Instance};
@@ -289,7 +289,7 @@ pub struct CKernel {
 }
 
 fn c_kernel(k: &ReduceKernel) -> Result<Arc<CKernel>, FfiError> {
-    static LOADED: LazyLock<Memo<Arc<CKernel>>> = LazyLock::new(Memo::new);
+    static LOADED: LazyLock<Lru<CKernel>> = LazyLock::new(Lru::new);
     LOADED.get_or_try_insert(&k.key(), || {
         let opts = cpu::CpuCompileOptions::default();
         let module = cpu::load_keyed(&k.key(), ENTRY_TILES, &opts, || {

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 
 use serde_json::json;
 
-use super::{custom_kernel, neuron_run, reduce};
+use super::{connect, custom_kernel, network_run, neuron_run, reduce};
 use crate::xla::{Handler, HandlerTraits, REPORTED_API_VERSION};
 
 /// The platform a handler runs on, as `jax.ffi.register_ffi_target` names it.
@@ -66,6 +66,14 @@ ffi_targets! {
     "spikeforge_reduce" {
         Cpu: sf_reduce_cpu => reduce::ReduceCpu,
         Cuda: sf_reduce_cuda => reduce::ReduceCuda,
+    }
+    "spikeforge_connect" {
+        Cpu: sf_connect_cpu => connect::ConnectCpu,
+        Cuda: sf_connect_cuda => connect::ConnectCuda,
+    }
+    "spikeforge_network_run" {
+        Cpu: sf_network_run_cpu => network_run::NetworkRunCpu,
+        Cuda: sf_network_run_cuda => network_run::NetworkRunCuda,
     }
 }
 

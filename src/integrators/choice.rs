@@ -5,12 +5,12 @@
 //! The decision is made on the IR, by symbolic derivatives ([`super::linear`]), before the group
 //! is finished: front ends call [`resolve`] with the parts they built.
 
-use std::collections::HashMap;
 use std::fmt;
 
+use super::noise::{self, NoiseKind};
 use super::{linear, NotIntegrable, Ode, Problem};
 use crate::ir::group::{integrated, lookup, vars_of_kind};
-use crate::ir::{Dynamics, ExprArena, ExprId, Symbol, SymbolKind, VarId};
+use crate::ir::{Dynamics, ExprArena, Symbol, SymbolKind, VarId};
 use crate::spec::Method;
 
 /// Brian2's default for equations without noise: `method=('exact', 'euler', 'heun')`, the first
@@ -22,10 +22,15 @@ pub const AUTOMATIC_ORDER: &[Method] = &[Method::Exact, Method::Euler, Method::H
 pub enum MethodError {
     /// The scheme's structural requirement fails (see [`NotIntegrable`]).
     NotApplicable { method: Method, why: NotIntegrable },
-    /// `euler` for noise whose coefficient depends on a state variable.
-    EulerWithMultiplicativeNoise,
+    /// `euler` for multiplicative noise (Brian2 refuses it too): the coefficient of `of`'s
+    /// noise reads `reads`, a state variable or the time.
+    EulerWithMultiplicativeNoise { of: VarId, reads: VarId },
     /// A scheme other than `euler` or `heun` for stochastic equations.
     NotForNoise(Method),
+    /// `rand()` / `randn()` in the derivative of `of`, which draws once per step, with a scheme
+    /// of several stages (Brian2 would draw again in every stage) or exact integration (which
+    /// needs terms constant over a step, as Brian2 says).
+    DrawsInDerivative { method: Method, of: VarId },
 }
 
 impl fmt::Display for MethodError {
@@ -34,11 +39,22 @@ impl fmt::Display for MethodError {
             MethodError::NotApplicable { method, why } => {
                 write!(f, "{}: {why:?}", requirement(*method))
             }
-            MethodError::EulerWithMultiplicativeNoise => f.write_str(
-                "'euler' handles additive noise only: a noise coefficient here depends on a state variable",
+            MethodError::EulerWithMultiplicativeNoise { .. } => f.write_str(
+                "'euler' integrates additive noise only (as in Brian2), and this noise is multiplicative",
             ),
             MethodError::NotForNoise(_) => f.write_str(
                 "stochastic equations (with xi) are integrated with 'euler' (additive noise) or 'heun'",
+            ),
+            MethodError::DrawsInDerivative {
+                method: Method::Exact,
+                ..
+            } => f.write_str(
+                "'exact' cannot integrate rand() or randn(): a drawn number is not constant over a time step",
+            ),
+            MethodError::DrawsInDerivative { method, .. } => write!(
+                f,
+                "rand() and randn() in a differential equation draw once per step, which is what 'euler' and 'exponential_euler' do; with '{}' Brian2 would draw again in every stage",
+                method.name()
             ),
         }
     }
@@ -114,6 +130,7 @@ struct System<'a> {
     time: Option<VarId>,
     switch: Option<VarId>,
     noise: &'a [VarId],
+    symbols: &'a [Symbol],
     dt: f64,
 }
 
@@ -136,16 +153,44 @@ pub fn resolve(
         time: vars_of_kind(symbols, &SymbolKind::Time).first().copied(),
         switch: lookup(symbols, "not_refractory"),
         noise,
+        symbols,
         dt,
     };
+    // rand() / randn() in a derivative draws once per step: single-stage schemes only, as in
+    // Brian2 (whose multi-stage schemes draw again in every stage); exact integration does not
+    // apply.
+    if let Some(of) = system.draws_in() {
+        let one_stage = |m: Method| matches!(m, Method::Euler | Method::ExponentialEuler);
+        match requested {
+            Some(method) if !one_stage(method) => {
+                return Err(MethodError::DrawsInDerivative { method, of })
+            }
+            None if noise.is_empty() => {
+                return Ok(if system.applies(Method::Euler).is_ok() {
+                    Method::Euler
+                } else {
+                    Method::ExponentialEuler
+                })
+            }
+            _ => {}
+        }
+    }
     // Stochastic equations (Brian2's rules): Euler-Maruyama for additive noise, Stratonovich
-    // Heun for multiplicative noise (a noise coefficient that depends on a state variable).
+    // Heun for multiplicative noise (a noise coefficient that reads a state variable or t).
     if !noise.is_empty() {
-        let multiplicative = system.multiplicative_noise();
-        return match (requested, multiplicative) {
-            (None, false) | (Some(Method::Euler), false) => Ok(Method::Euler),
-            (None, true) | (Some(Method::Heun), _) => Ok(Method::Heun),
-            (Some(Method::Euler), true) => Err(MethodError::EulerWithMultiplicativeNoise),
+        let kind = system.noise_kind();
+        return match (requested, kind) {
+            (None | Some(Method::Euler), NoiseKind::Additive) => Ok(Method::Euler),
+            (None | Some(Method::Heun), _) => match system.draws_in() {
+                Some(of) => Err(MethodError::DrawsInDerivative {
+                    method: Method::Heun,
+                    of,
+                }),
+                None => Ok(Method::Heun),
+            },
+            (Some(Method::Euler), NoiseKind::Multiplicative { of, reads }) => {
+                Err(MethodError::EulerWithMultiplicativeNoise { of, reads })
+            }
             (Some(m), _) => Err(MethodError::NotForNoise(m)),
         };
     }
@@ -163,22 +208,26 @@ pub fn resolve(
 }
 
 impl System<'_> {
-    /// Whether some `xi`'s coefficient depends on a state variable.
-    fn multiplicative_noise(&self) -> bool {
-        let mut arena = self.arena.clone();
-        let zero = arena.constant(0.0);
-        let zeros: HashMap<VarId, ExprId> = self.noise.iter().map(|v| (*v, zero)).collect();
-        let states: Vec<VarId> = self.odes.iter().map(|o| o.var).collect();
-        self.odes.iter().any(|o| {
-            let drift = arena.substitute(o.derivative, &zeros);
-            self.noise.iter().any(|&xi| {
-                let mut on = zeros.clone();
-                on.insert(xi, arena.constant(1.0));
-                let with = arena.substitute(o.derivative, &on);
-                let g = arena.sub(with, drift);
-                arena.vars_of(g).iter().any(|v| states.contains(v))
+    /// The first variable whose derivative calls `rand()` or `randn()`.
+    fn draws_in(&self) -> Option<VarId> {
+        self.odes
+            .iter()
+            .find(|o| {
+                self.arena
+                    .vars_of(o.derivative)
+                    .iter()
+                    .any(|v| matches!(self.symbols[v.index()].kind, SymbolKind::Random(_)))
             })
-        })
+            .map(|o| o.var)
+    }
+
+    /// Brian2's classification of the noise (the lowering checked that it enters linearly).
+    fn noise_kind(&self) -> NoiseKind {
+        let mut arena = self.arena.clone();
+        let states: Vec<VarId> = self.odes.iter().map(|o| o.var).collect();
+        let splits = noise::split(&mut arena, &self.odes, self.noise)
+            .expect("the lowering checked that every xi enters linearly");
+        noise::kind(&arena, &splits, &states, self.time)
     }
 
     /// Whether `method` can integrate the equations (as written, before the refractory clamp,
@@ -203,12 +252,14 @@ impl System<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ir::ExprId;
 
     fn symbol(name: &str, kind: SymbolKind) -> Symbol {
         Symbol {
             name: name.into(),
             kind,
             unit: String::new(),
+            value: crate::ir::ValueType::Real,
             shared: false,
         }
     }

@@ -10,11 +10,13 @@
 //! [`integrate`] gives the values after a step (differential equations); [`increments`] gives
 //! the change over a step, for a model class, which adds it to the values `ode()` leaves.
 //! [`choice`] checks that a requested scheme applies, says why not, and picks one when the
-//! model names none.
+//! model names none; [`noise`] splits stochastic equations into drift and diffusion and holds
+//! Brian2's two stochastic schemes.
 
 pub mod choice;
 pub mod expm;
 pub mod linear;
+pub mod noise;
 
 use std::collections::HashMap;
 
@@ -28,6 +30,15 @@ pub use choice::{resolve, MethodError};
 pub struct Ode {
     pub var: VarId,
     pub derivative: ExprId,
+}
+
+impl From<&crate::ir::StateEq> for Ode {
+    fn from(s: &crate::ir::StateEq) -> Ode {
+        Ode {
+            var: s.var,
+            derivative: s.derivative,
+        }
+    }
 }
 
 /// What one step integrates: the ODEs, and the variables with a special role in them.

@@ -124,7 +124,8 @@ fn outer_derivative(arena: &mut ExprArena, f: Func, a: ExprId, node: ExprId) -> 
         }
         Func::Sinh => arena.call(Func::Cosh, a),
         Func::Cosh => arena.call(Func::Sinh, a),
-        Func::Floor | Func::Ceil => arena.constant(0.0),
+        // Piecewise constant (a table's rows are held for its sampling interval).
+        Func::Floor | Func::Ceil | Func::Trunc | Func::Table(_) => arena.constant(0.0),
     }
 }
 

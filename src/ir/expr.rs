@@ -76,6 +76,12 @@ pub enum Func {
     Cosh,
     Floor,
     Ceil,
+    /// Truncation toward zero (Brian2's `int()` of a number).
+    Trunc,
+    /// Row `x` (truncated to an integer) of a network's table `k`: the values of a TimedArray,
+    /// read where the front end computed the index (`crate::frontend::brian::tables`). Never
+    /// folded: its values are data.
+    Table(u16),
 }
 
 impl Func {
@@ -96,6 +102,7 @@ impl Func {
             "cosh" => Func::Cosh,
             "floor" => Func::Floor,
             "ceil" => Func::Ceil,
+            "trunc" => Func::Trunc,
             _ => return None,
         })
     }
@@ -117,6 +124,8 @@ impl Func {
             Func::Cosh => "cosh",
             Func::Floor => "floor",
             Func::Ceil => "ceil",
+            Func::Trunc => "trunc",
+            Func::Table(_) => "sf_table",
         }
     }
 
@@ -137,6 +146,8 @@ impl Func {
             Func::Cosh => x.cosh(),
             Func::Floor => x.floor(),
             Func::Ceil => x.ceil(),
+            Func::Trunc => x.trunc(),
+            Func::Table(_) => f64::NAN,
         }
     }
 }
@@ -286,7 +297,7 @@ impl ExprArena {
     }
 
     pub fn call(&mut self, f: Func, a: ExprId) -> ExprId {
-        if let Some(c) = self.as_const(a) {
+        if let (Some(c), false) = (self.as_const(a), matches!(f, Func::Table(_))) {
             return self.constant(f.eval(c));
         }
         self.intern(Node::Call(f, a))
@@ -575,10 +586,23 @@ impl ExprArena {
     /// Rebuilds `root` with variables replaced as `map` says (memoised, so shared nodes stay shared).
     pub fn substitute(&mut self, root: ExprId, map: &HashMap<VarId, ExprId>) -> ExprId {
         let mut memo = HashMap::new();
+        self.subst_with(root, map, false, &mut memo)
+    }
+
+    /// [`Self::substitute`]; with `drop_zero_products`, a product (or a quotient) with a
+    /// numerator that became 0 is 0 ([`Self::drop_terms`]). Walks with [`post_order`], so a DAG
+    /// of any depth is safe.
+    fn subst_with(
+        &mut self,
+        root: ExprId,
+        map: &HashMap<VarId, ExprId>,
+        drop_zero_products: bool,
+        memo: &mut HashMap<ExprId, ExprId>,
+    ) -> ExprId {
         post_order(
             self,
             root,
-            &mut memo,
+            memo,
             |arena, id| arena.children(id),
             |arena, id, memo| {
                 let m = |x: ExprId| memo[&x];
@@ -588,11 +612,31 @@ impl ExprArena {
                     Node::Neg(a) => arena.neg(m(a)),
                     Node::Not(a) => arena.not(m(a)),
                     Node::Call(f, a) => arena.call(f, m(a)),
-                    Node::Bin(op, a, b) => arena.bin(op, m(a), m(b)),
+                    Node::Bin(op, a, b) => {
+                        let (a, b) = (m(a), m(b));
+                        let zero = |e: ExprId| arena.as_const(e) == Some(0.0);
+                        match op {
+                            BinOp::Mul if drop_zero_products && (zero(a) || zero(b)) => {
+                                arena.constant(0.0)
+                            }
+                            BinOp::Div if drop_zero_products && zero(a) => arena.constant(0.0),
+                            _ => arena.bin(op, a, b),
+                        }
+                    }
                     Node::Select(c, a, b) => arena.select(m(c), m(a), m(b)),
                 }
             },
         )
+    }
+
+    /// `root` with the variables `vars` set to 0 and the terms they multiply dropped, as a
+    /// symbolic algebra would (`g*xi` vanishes; `substitute` keeps `g*0`, which is NaN for an
+    /// infinite `g`). Used to take the drift of a stochastic equation (every `xi` at 0).
+    pub fn drop_terms(&mut self, root: ExprId, vars: &[VarId]) -> ExprId {
+        let zero = self.constant(0.0);
+        let map: HashMap<VarId, ExprId> = vars.iter().map(|v| (*v, zero)).collect();
+        let mut memo = HashMap::new();
+        self.subst_with(root, &map, true, &mut memo)
     }
 
     /// Every variable `root` reads.
@@ -644,10 +688,7 @@ impl ExprArena {
                     Node::Neg(a) => -m(a),
                     Node::Not(a) => f64::from(u8::from(m(a) == 0.0)),
                     Node::Call(f, a) => f.eval(m(a)),
-                    Node::Bin(op, a, b) => match eval_bin(*op, m(a), m(b)) {
-                        Value::Real(r) => r,
-                        Value::Bool(b) => f64::from(u8::from(b)),
-                    },
+                    Node::Bin(op, a, b) => apply_bin(*op, m(a), m(b)),
                     Node::Select(c, a, b) => {
                         if m(c) != 0.0 {
                             m(a)
@@ -695,6 +736,14 @@ pub(crate) fn post_order<C, T: Copy>(
 enum Value {
     Real(f64),
     Bool(bool),
+}
+
+/// `x op y` in f64, a truth value as 1 or 0 (the reference semantics of every operator).
+pub fn apply_bin(op: BinOp, x: f64, y: f64) -> f64 {
+    match eval_bin(op, x, y) {
+        Value::Real(r) => r,
+        Value::Bool(b) => f64::from(u8::from(b)),
+    }
 }
 
 fn eval_bin(op: BinOp, x: f64, y: f64) -> Value {

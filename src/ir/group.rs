@@ -55,6 +55,42 @@ pub enum SymbolKind {
     /// `xi`, `xi_*`: white noise, a fresh standard normal per element and step (a term `g*xi` in
     /// dx/dt adds `g*sqrt(dt)*N(0,1)` to x each step).
     Noise,
+    /// One call of `rand()` or `randn()` in the group's code: a fresh number per element and
+    /// step, drawn at the start of the step (the same value wherever the step reads it).
+    Random(Draw),
+    /// In a synapse group: a variable of the presynaptic (`x_pre`) or postsynaptic (`x_post`, or
+    /// a bare name the target has) neuron group, by its id in that group's IR.
+    Neighbour(IndexOf, VarId),
+}
+
+/// What one call of a random function draws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Draw {
+    /// `rand()`: uniform on [0, 1).
+    Uniform,
+    /// `randn()`: standard normal.
+    Normal,
+}
+
+/// What a symbol's values are. Parameters declared `: boolean` or `: integer` are stored as
+/// truth values (`bool` buffers) or integers (`int32` buffers); expressions read an integer as
+/// a number in the model's precision and a boolean as a condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ValueType {
+    Real,
+    Integer,
+    Boolean,
+}
+
+impl ValueType {
+    /// The value type a declared unit says: `boolean`, `integer`, or a number.
+    pub fn of_unit(unit: &str) -> ValueType {
+        match unit.trim() {
+            "boolean" => ValueType::Boolean,
+            "integer" => ValueType::Integer,
+            _ => ValueType::Real,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -62,6 +98,8 @@ pub struct Symbol {
     pub name: String,
     pub kind: SymbolKind,
     pub unit: String,
+    /// Numbers, integers or truth values (from the unit).
+    pub value: ValueType,
     /// `(shared)`: one value for the whole population (per batch member), not per element.
     pub shared: bool,
 }
@@ -131,6 +169,19 @@ impl Events {
     }
 }
 
+/// The per-element bookkeeping a group keeps besides its variables, decided while lowering from
+/// every place that reads it (so that a model that lowers compiles: `lastspike` read in a
+/// refractory condition keeps the time of the last spike, without a refractory duration too).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bookkeeping {
+    /// The time of each element's last spike: kept when the refractory period is a duration, or
+    /// when any expression (or the record list) reads `lastspike`.
+    pub lastspike: bool,
+    /// Some expression or trace reads the value of `lastspike` (not only the refractory
+    /// duration's step counting).
+    pub lastspike_value: bool,
+}
+
 /// One group, lowered: everything the step semantics and the printers need.
 #[derive(Clone, Debug)]
 pub struct GroupIr {
@@ -152,6 +203,10 @@ pub struct GroupIr {
     pub held: Vec<(VarId, ExprId)>,
     /// Noise symbols (`xi`, `xi_*`) in order of first use.
     pub noise: Vec<VarId>,
+    /// The calls of `rand()` / `randn()` in the group's code, in order of lowering.
+    pub draws: Vec<VarId>,
+    /// The bookkeeping the kernel keeps (see [`Bookkeeping`]).
+    pub bookkeeping: Bookkeeping,
     /// Where the group's equations and events were written.
     pub spans: SpanTable,
 }
@@ -181,6 +236,22 @@ impl GroupIr {
     /// model class assigns.
     pub fn integrated(&self) -> Vec<(VarId, ExprId)> {
         integrated(&self.dynamics)
+    }
+
+    /// Every random number a step uses, with its index in the step's stream (`crate::random`):
+    /// the noise symbols first, then the calls of `rand()` / `randn()`.
+    pub fn stream_draws(&self) -> Vec<(VarId, u32)> {
+        self.noise
+            .iter()
+            .chain(&self.draws)
+            .enumerate()
+            .map(|(k, v)| {
+                (
+                    *v,
+                    u32::try_from(k).expect("fewer than 2^32 draws per step"),
+                )
+            })
+            .collect()
     }
 
     /// Parameters assigned by the reset: they become outputs of the kernel.

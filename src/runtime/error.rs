@@ -26,6 +26,15 @@ pub enum RuntimeError {
         /// Where the generated source was kept, so it can be inspected or compiled by hand.
         source_path: PathBuf,
     },
+    /// A compile (the C compiler, or NVRTC) ran past its time limit and was stopped.
+    CompileTimedOut {
+        /// What was stopped: the C compiler's command line, or "NVRTC".
+        compiler: String,
+        /// The limit, in seconds.
+        seconds: f64,
+        /// Where the generated source was kept, if it was.
+        source_path: Option<PathBuf>,
+    },
     /// A compiled shared library exists but the dynamic loader refused it.
     LoadFailed { path: PathBuf, message: String },
     /// `libcuda.so.1` (the driver) could not be loaded.
@@ -61,6 +70,20 @@ pub enum RuntimeError {
     },
     /// Generated source cannot be handed to a C API (it contains a NUL byte).
     InvalidSource { what: &'static str },
+    /// The cache folder could be written by someone else, so what it holds cannot be trusted to
+    /// run in this process.
+    UnsafeCache {
+        path: PathBuf,
+        /// What is wrong, e.g. "is owned by user 1001 (you are user 1000)".
+        reason: String,
+    },
+    /// An environment variable the runtime reads does not parse.
+    BadSetting {
+        name: &'static str,
+        value: String,
+        /// What it should hold.
+        expected: &'static str,
+    },
     /// A file-system operation on the cache (or a kept source) failed.
     Io {
         action: &'static str,
@@ -94,6 +117,27 @@ impl fmt::Display for RuntimeError {
                 source_path.display(),
                 stderr.trim_end()
             ),
+            CompileTimedOut {
+                compiler,
+                seconds,
+                source_path,
+            } => {
+                write!(
+                    f,
+                    "compiling the generated code took longer than {seconds} s, so {compiler} was \
+                     stopped"
+                )?;
+                if let Some(p) = source_path {
+                    write!(f, " (source kept at {})", p.display())?;
+                }
+                write!(
+                    f,
+                    ". A model this slow to compile is usually too large for the compiler (very many \
+                     state variables, very long expressions or many sub-steps): make it smaller, \
+                     or allow more time with {}=<seconds> (0 for no limit)",
+                    super::settings::COMPILE_TIMEOUT_VAR
+                )
+            }
             LoadFailed { path, message } => write!(
                 f,
                 "could not load the compiled library {}: {message}",
@@ -153,6 +197,19 @@ impl fmt::Display for RuntimeError {
                 "generated {what} contains a NUL byte and cannot be compiled (this is a bug in \
                  spikeforge's code generator)"
             ),
+            UnsafeCache { path, reason } => write!(
+                f,
+                "refusing to use the cache folder {}: it {reason}, and compiled code in it would \
+                 run in this process. Use a folder that only you can write: set \
+                 SPIKEFORGE_CACHE_DIR to one (it is created if missing), or make this one yours \
+                 (chown it to yourself, chmod 700 it and empty it)",
+                path.display()
+            ),
+            BadSetting {
+                name,
+                value,
+                expected,
+            } => write!(f, "{name}={value}: expected {expected}"),
             Io {
                 action,
                 path,

@@ -5,6 +5,7 @@
 //! them in int32). The kernel's own bounds (stored variables, buffers, operations per step) are
 //! checked where they are known (`crate::frontend::MAX_STORED`, `crate::codegen::bounds`).
 
+use super::network::{GroupSpec, MonitorSpec, NetworkSpec, NumberOrExpr};
 use super::{Dynamics, ModelSpec, Refractory};
 use crate::diagnostics::Diagnostic;
 
@@ -43,25 +44,7 @@ impl ModelSpec {
         if let Some(Refractory::Code(code)) = &self.refractory {
             texts.push(("refractory", code));
         }
-        for (field, text) in texts {
-            if text.len() > MAX_TEXT_BYTES {
-                return Err(Diagnostic::new(
-                    field,
-                    format!(
-                        "the text is {} bytes; a field holds at most {MAX_TEXT_BYTES}",
-                        text.len()
-                    ),
-                ));
-            }
-        }
-        for (list, len) in lists {
-            if len > MAX_NAMES {
-                return Err(Diagnostic::new(
-                    list,
-                    format!("{list} has {len} entries; at most {MAX_NAMES}"),
-                ));
-            }
-        }
+        check_texts_and_lists(texts, lists)?;
         if self.substeps > MAX_SUBSTEPS {
             return Err(Diagnostic::new(
                 "substeps",
@@ -72,6 +55,97 @@ impl ModelSpec {
             ));
         }
         Ok(())
+    }
+}
+
+/// Every text at most [`MAX_TEXT_BYTES`], every list at most [`MAX_NAMES`] entries; the error
+/// names the field (`texts`: field and text; `lists`: field and length).
+fn check_texts_and_lists<F: AsRef<str>>(
+    texts: Vec<(F, &str)>,
+    lists: Vec<(F, usize)>,
+) -> Result<(), Diagnostic> {
+    for (field, text) in texts {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(Diagnostic::new(
+                field.as_ref(),
+                format!(
+                    "the text is {} bytes; a field holds at most {MAX_TEXT_BYTES}",
+                    text.len()
+                ),
+            ));
+        }
+    }
+    for (list, len) in lists {
+        if len > MAX_NAMES {
+            let list = list.as_ref();
+            return Err(Diagnostic::new(
+                list,
+                format!("{list} has {len} entries; at most {MAX_NAMES}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl NetworkSpec {
+    /// The sizes above for what a network spec gives besides its neuron groups' models (which
+    /// are checked as models when they are lowered): its lists of objects, each object's
+    /// constants and monitored variables, and every text (synapse models, `on_pre`, `on_post`,
+    /// rates, weights, delays given as expressions).
+    pub fn check_sizes(&self) -> Result<(), Diagnostic> {
+        let mut texts: Vec<(String, &str)> = Vec::new();
+        let mut lists: Vec<(String, usize)> = vec![
+            ("groups".into(), self.groups.len()),
+            ("projections".into(), self.projections.len()),
+            ("poisson_inputs".into(), self.poisson_inputs.len()),
+            ("timed_arrays".into(), self.timed_arrays.len()),
+            ("monitors".into(), self.monitors.len()),
+        ];
+        fn expression(v: &NumberOrExpr) -> Option<&str> {
+            match v {
+                NumberOrExpr::Expression(code) => Some(code),
+                NumberOrExpr::Number(_) => None,
+            }
+        }
+        for (k, g) in self.groups.iter().enumerate() {
+            if let GroupSpec::Poisson {
+                rates, constants, ..
+            } = g
+            {
+                lists.push((format!("groups[{k}].constants"), constants.len()));
+                texts.extend(
+                    rates
+                        .as_ref()
+                        .and_then(expression)
+                        .map(|t| (format!("groups[{k}].rates"), t)),
+                );
+            }
+        }
+        for (k, p) in self.projections.iter().enumerate() {
+            let field = |f: &str| format!("projections[{k}].{f}");
+            lists.push((field("constants"), p.constants.len()));
+            texts.push((field("model"), &p.model));
+            texts.push((field("on_pre"), &p.on_pre));
+            texts.extend(p.on_post.as_deref().map(|t| (field("on_post"), t)));
+            texts.extend(
+                p.delay
+                    .as_ref()
+                    .and_then(expression)
+                    .map(|t| (field("delay"), t)),
+            );
+        }
+        for (k, p) in self.poisson_inputs.iter().enumerate() {
+            let field = |f: &str| format!("poisson_inputs[{k}].{f}");
+            lists.push((field("constants"), p.constants.len()));
+            texts.extend(expression(&p.rate).map(|t| (field("rate"), t)));
+            texts.extend(expression(&p.weight).map(|t| (field("weight"), t)));
+        }
+        for (k, m) in self.monitors.iter().enumerate() {
+            if let MonitorSpec::State { variables, .. } = m {
+                lists.push((format!("monitors[{k}].variables"), variables.len()));
+            }
+        }
+        check_texts_and_lists(texts, lists)
     }
 }
 

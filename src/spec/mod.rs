@@ -10,6 +10,7 @@
 pub mod limits;
 mod model_class;
 pub mod names;
+pub mod network;
 pub mod numbers;
 mod wire;
 
@@ -19,6 +20,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use model_class::{ClassState, ModelClassSpec};
+pub use network::NetworkSpec;
 
 use crate::types::ElemType;
 
@@ -115,6 +117,9 @@ pub struct ModelSpec {
     pub per_step: Vec<String>,
     /// Variables whose traces the kernel writes.
     pub record: Vec<String>,
+    /// The kernel writes each spike as (element, step) into a buffer of a capacity given per
+    /// call (`codegen::layout`, the spike record).
+    pub record_spikes: bool,
     pub fast_math: bool,
     /// Store real buffers as float16 / bfloat16 (the kernel computes in `dtype`, float32).
     pub storage: Option<ElemType>,
@@ -155,6 +160,7 @@ impl ModelSpec {
             per_neuron: Vec::new(),
             per_step: Vec::new(),
             record: Vec::new(),
+            record_spikes: false,
             fast_math: false,
             storage: None,
         }
@@ -225,6 +231,11 @@ impl ModelSpec {
 
     pub fn record<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
         self.record.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn record_spikes(mut self, on: bool) -> Self {
+        self.record_spikes = on;
         self
     }
 

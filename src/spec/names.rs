@@ -8,6 +8,7 @@
 //! text defines (with its place). The printers then spell a valid name as itself or, when C, C++,
 //! CUDA or the generated code already use it, with a prefix (`crate::codegen::identifiers`).
 
+use super::network::{GroupSpec, MonitorSpec, NetworkSpec};
 use super::{Dynamics, ModelSpec};
 use crate::diagnostics::Diagnostic;
 
@@ -138,6 +139,61 @@ impl ModelSpec {
         }
         Ok(())
     }
+}
+
+impl NetworkSpec {
+    /// Every name the network spec gives is a name of the model language: its objects' (groups,
+    /// projections, Poisson inputs, TimedArrays, monitors), the constants of Poisson groups,
+    /// projections and Poisson inputs, and the variables state monitors record. A neuron group's
+    /// model is checked as a model ([`ModelSpec::check_names`]) when it is lowered; a synapse
+    /// model's names where its text defines them. The error names the object, the field and the
+    /// name.
+    pub fn check_names(&self) -> Result<(), Diagnostic> {
+        for (what, name) in self.objects() {
+            if let Some(message) = invalid(name) {
+                return Err(Diagnostic::new("name", format!("{what}: {message}")));
+            }
+        }
+        let mut lists: Vec<(String, &str, Vec<&str>)> = Vec::new();
+        for g in &self.groups {
+            if let GroupSpec::Poisson { constants, .. } = g {
+                lists.push((g.describe(), "constants", keys(constants)));
+            }
+        }
+        for p in &self.projections {
+            lists.push((
+                describe("Synapses", &p.name),
+                "constants",
+                keys(&p.constants),
+            ));
+        }
+        for p in &self.poisson_inputs {
+            let what = describe("PoissonInput", &p.name);
+            lists.push((what.clone(), "constants", keys(&p.constants)));
+            lists.push((what, "variable", vec![&p.variable]));
+        }
+        for m in &self.monitors {
+            if let MonitorSpec::State { variables, .. } = m {
+                let names = variables.iter().map(String::as_str).collect();
+                lists.push((m.describe(), "variables", names));
+            }
+        }
+        for (what, field, names) in lists {
+            if let Some(message) = names.into_iter().find_map(invalid) {
+                return Err(Diagnostic::new(field, format!("{what}: {message}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `Kind 'name'`, as messages name an object.
+pub fn describe(kind: &str, name: &str) -> String {
+    format!("{kind} {}", shown(name))
+}
+
+fn keys(map: &std::collections::BTreeMap<String, f64>) -> Vec<&str> {
+    map.keys().map(String::as_str).collect()
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! The spec's own numbers are checked here ([`ModelSpec::check_numbers`], when lowering); the
 //! front ends check the numbers of the text at their place.
 
+use super::network::{GroupSpec, NetworkSpec, NumberOrExpr};
 use super::{Dynamics, ModelSpec, Refractory};
 use crate::diagnostics::Diagnostic;
 use crate::types::ElemType;
@@ -63,11 +64,7 @@ impl ModelSpec {
             "use numbers {} can hold (check the units), or dtype float64",
             precision.name()
         );
-        let dt_problem = match problem(self.dt, precision) {
-            None if self.dt <= 0.0 => Some("is not positive".to_string()),
-            other => other,
-        };
-        if let Some(why) = dt_problem {
+        if let Some(why) = positive_problem(self.dt, precision) {
             return Err(Diagnostic::new(
                 "dt",
                 format!("dt must be a positive number, got {}, which {why}", self.dt),
@@ -123,6 +120,96 @@ impl ModelSpec {
             }
         }
         Ok(())
+    }
+}
+
+impl NetworkSpec {
+    /// The numbers a network spec gives besides its groups' models (which are checked as models
+    /// when they are lowered): `dt` (positive), the constants of Poisson groups, projections and
+    /// Poisson inputs, rates, weights, delays, the longest delay, periods and TimedArrays' steps,
+    /// each a number the network's precision holds. The error names the object and field.
+    pub fn check_numbers(&self) -> Result<(), Diagnostic> {
+        let precision = self.dtype;
+        let fix = format!(
+            "use numbers {} can hold (check the units), or dtype float64",
+            precision.name()
+        );
+        if let Some(why) = positive_problem(self.dt, precision) {
+            return Err(Diagnostic::new(
+                "dt",
+                format!("dt must be a positive number, got {}, which {why}", self.dt),
+            )
+            .suggest(fix));
+        }
+        // (object, field, what the number is, value)
+        let mut numbers: Vec<(String, &str, String, f64)> = Vec::new();
+        let constants = |what: &str, map: &std::collections::BTreeMap<String, f64>| {
+            map.iter()
+                .map(|(k, v)| {
+                    (
+                        what.to_string(),
+                        "constants",
+                        format!("the constant '{k}'"),
+                        *v,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let given = |what: &str, field: &'static str, v: &Option<NumberOrExpr>| match v {
+            Some(NumberOrExpr::Number(x)) => vec![(what.to_string(), field, field.to_string(), *x)],
+            _ => Vec::new(),
+        };
+        for g in &self.groups {
+            let what = g.describe();
+            match g {
+                GroupSpec::Poisson {
+                    rates,
+                    constants: c,
+                    ..
+                } => {
+                    numbers.extend(constants(&what, c));
+                    numbers.extend(given(&what, "rates", rates));
+                }
+                GroupSpec::SpikeGenerator {
+                    period: Some(p), ..
+                } => numbers.push((what, "period", "the period".into(), *p)),
+                _ => {}
+            }
+        }
+        for p in &self.projections {
+            let what = super::names::describe("Synapses", &p.name);
+            numbers.extend(constants(&what, &p.constants));
+            numbers.extend(given(&what, "delay", &p.delay));
+            if let Some(m) = p.max_delay {
+                numbers.push((what, "max_delay", "max_delay".into(), m));
+            }
+        }
+        for p in &self.poisson_inputs {
+            let what = super::names::describe("PoissonInput", &p.name);
+            numbers.extend(constants(&what, &p.constants));
+            numbers.extend(given(&what, "rate", &Some(p.rate.clone())));
+            numbers.extend(given(&what, "weight", &Some(p.weight.clone())));
+        }
+        for t in &self.timed_arrays {
+            let what = super::names::describe("TimedArray", &t.name);
+            numbers.push((what, "dt", "dt".into(), t.dt));
+        }
+        for (what, field, name, v) in numbers {
+            if let Some(why) = problem(v, precision) {
+                return Err(
+                    Diagnostic::new(field, format!("{what}: {name} = {v:e} {why}")).suggest(fix),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why `v` is not a positive number `precision` holds (a step); `None` when it is one.
+fn positive_problem(v: f64, precision: ElemType) -> Option<String> {
+    match problem(v, precision) {
+        None if v <= 0.0 => Some("is not positive".to_string()),
+        other => other,
     }
 }
 

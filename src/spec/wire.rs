@@ -40,6 +40,9 @@ pub(super) struct SpecJson {
     per_step: Vec<String>,
     #[serde(default)]
     record: Vec<String>,
+    /// Left out of the JSON when false, so that specs (and cache keys) without it are unchanged.
+    #[serde(default, skip_serializing_if = "is_false")]
+    record_spikes: bool,
     #[serde(default)]
     fast_math: bool,
     #[serde(
@@ -58,12 +61,16 @@ fn is_one_substep(k: &u32) -> bool {
     *k == 1
 }
 
-fn float32() -> ElemType {
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+pub(super) fn float32() -> ElemType {
     ElemType::F32
 }
 
 /// `dtype`: one of [`ElemType::PRECISIONS`].
-fn precision<'de, D: Deserializer<'de>>(d: D) -> Result<ElemType, D::Error> {
+pub(super) fn precision<'de, D: Deserializer<'de>>(d: D) -> Result<ElemType, D::Error> {
     let t = ElemType::deserialize(d)?;
     if ElemType::PRECISIONS.contains(&t) {
         Ok(t)
@@ -118,6 +125,7 @@ impl TryFrom<SpecJson> for ModelSpec {
             per_neuron: j.per_neuron,
             per_step: j.per_step,
             record: j.record,
+            record_spikes: j.record_spikes,
             fast_math: j.fast_math,
             storage: j.storage,
         })
@@ -144,6 +152,7 @@ impl From<ModelSpec> for SpecJson {
             per_neuron: s.per_neuron,
             per_step: s.per_step,
             record: s.record,
+            record_spikes: s.record_spikes,
             fast_math: s.fast_math,
             storage: s.storage,
         }

@@ -9,6 +9,7 @@
 //! composed by substitution into one hash-consed DAG, so work shared between the update, the
 //! threshold and the reset is computed once.
 
+pub mod network;
 mod odes;
 pub mod substeps;
 mod updates;
@@ -81,6 +82,26 @@ impl StepDag {
     }
 }
 
+impl StepDag {
+    /// What a step computes, in order: each stored variable's new value, each written
+    /// parameter's, then the spike (when there is a threshold).
+    pub fn roots(&self) -> Vec<ExprId> {
+        let mut roots = self.next_state.clone();
+        roots.extend(self.next_params.iter().map(|(_, e)| *e));
+        roots.extend(self.spike);
+        roots
+    }
+
+    /// The variables a step assigns, in the order of [`StepDag::roots`]: the stored variables
+    /// of `ir`, then the written parameters.
+    pub fn assigned(&self, ir: &GroupIr) -> Vec<VarId> {
+        ir.stored()
+            .into_iter()
+            .chain(self.next_params.iter().map(|(v, _)| *v))
+            .collect()
+    }
+}
+
 /// Rewrites that trade exactness for speed (the spec's `fast_math`), applied to the whole step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FastMath {
@@ -117,22 +138,7 @@ pub fn build(ir: &GroupIr, record: &[String], fast_math: FastMath) -> StepDag {
             _ => crossed,
         }
     });
-    // Reset statements run in order, each seeing the values the previous ones left.
-    let mut env = after_step.clone();
-    // The reset runs on neurons that just spiked: as in Brian2 (whose thresholder updates them
-    // first), it sees `lastspike` as the current time and `not_refractory` as false.
-    if let (Some(ls), Some(t)) = (ir.lookup("lastspike"), ir.lookup("t")) {
-        let now = arena.var(t);
-        env.insert(ls, now);
-    }
-    if let Some(nr) = ir.lookup("not_refractory") {
-        let f = arena.boolean(false);
-        env.insert(nr, f);
-    }
-    for (var, value) in &ir.events.reset {
-        let v = arena.substitute(*value, &env);
-        env.insert(*var, v);
-    }
+    let env = run_reset(ir, &mut arena, after_step.clone());
     let pick = |arena: &mut ExprArena, var: VarId, otherwise: ExprId| match spike {
         Some(s) if env.get(&var).is_some_and(|r| *r != otherwise) => {
             arena.select(s, env[&var], otherwise)
@@ -207,6 +213,52 @@ pub fn build(ir: &GroupIr, record: &[String], fast_math: FastMath) -> StepDag {
         traces,
         loops,
     }
+}
+
+/// The reset statements, in order, each seeing the values the previous ones left, starting from
+/// `env` (the value of each variable before the reset; a variable missing from it is read as
+/// stored). Returns `env` with every assigned variable's new value.
+fn run_reset(
+    ir: &GroupIr,
+    arena: &mut ExprArena,
+    mut env: HashMap<VarId, ExprId>,
+) -> HashMap<VarId, ExprId> {
+    // The reset runs on neurons that just spiked: as in Brian2 (whose thresholder updates them
+    // first), it sees `lastspike` as the current time and `not_refractory` as false.
+    if let (Some(ls), Some(t)) = (ir.lookup("lastspike"), ir.lookup("t")) {
+        let now = arena.var(t);
+        env.insert(ls, now);
+    }
+    if let Some(nr) = ir.lookup("not_refractory") {
+        let f = arena.boolean(false);
+        env.insert(nr, f);
+    }
+    for (var, value) in &ir.events.reset {
+        let v = arena.substitute(*value, &env);
+        env.insert(*var, v);
+    }
+    env
+}
+
+/// The reset alone, as a separate phase of a step (a network resets after the synapses
+/// deliver when their order can be observed): the new value of each variable the reset assigns,
+/// over the values stored when it runs, in the order of first assignment.
+pub struct ResetDag {
+    pub arena: ExprArena,
+    pub assigned: Vec<(VarId, ExprId)>,
+}
+
+/// See [`ResetDag`].
+pub fn reset(ir: &GroupIr) -> ResetDag {
+    let mut arena = ir.arena.clone();
+    let env = run_reset(ir, &mut arena, HashMap::new());
+    let mut assigned: Vec<(VarId, ExprId)> = Vec::new();
+    for (var, _) in &ir.events.reset {
+        if !assigned.iter().any(|(v, _)| v == var) {
+            assigned.push((*var, env[var]));
+        }
+    }
+    ResetDag { arena, assigned }
 }
 
 /// Brian2's `timestep(duration, dt)`: the number of whole steps, robust to rounding of `duration`.

@@ -1,12 +1,13 @@
 //! The state update of differential equations: the scheme applied to the derivatives, with
-//! white noise (Euler-Maruyama for additive noise, Stratonovich Heun for multiplicative noise)
+//! white noise (Brian2's schemes: Euler-Maruyama for additive noise, Stratonovich Heun for
+//! multiplicative noise, `integrators::noise`)
 //! and the `(unless refractory)` clamp (Brian2: a clamped variable has a zero derivative in every
 //! stage and sub-step while refractory).
 
 use std::collections::HashMap;
 
 use super::substeps::Loops;
-use crate::integrators::{Ode, Problem};
+use crate::integrators::{noise, Ode, Problem};
 use crate::ir::{ExprArena, ExprId, GroupIr, RefractoryIr, StateEq, SymbolKind, VarId};
 use crate::spec::Method;
 
@@ -33,27 +34,12 @@ pub(super) fn update(
     let single_stage =
         matches!(method, Method::Euler | Method::ExponentialEuler) && ir.substeps <= 1;
     let hold_result = single_stage || states.iter().all(clamped);
-    // Euler-Maruyama: dx/dt = f + sum_k g_k xi_k gives x + f dt + sqrt(dt) sum_k g_k N_k. The
-    // drift f is the derivative with every xi at 0; g_k the change when xi_k is 1 (the lowering
-    // checked that each xi enters linearly and that the method is Euler).
-    let zeros: HashMap<VarId, ExprId> = ir.noise.iter().map(|v| (*v, zero)).collect();
-    let mut drifts: Vec<ExprId> = Vec::new();
-    let mut diffusion: Vec<ExprId> = Vec::new();
-    for s in states {
-        let drift = arena.substitute(s.derivative, &zeros);
-        drifts.push(drift);
-        let mut total = zero;
-        for &xi in &ir.noise {
-            let mut one_on = zeros.clone();
-            one_on.insert(xi, arena.constant(1.0));
-            let with = arena.substitute(s.derivative, &one_on);
-            let g = arena.sub(with, drift);
-            let n = arena.var(xi);
-            let term = arena.mul(g, n);
-            total = arena.add(total, term);
-        }
-        diffusion.push(total);
-    }
+    // Stochastic equations: dx/dt = f + sum_k g_k xi_k. The scheme integrates the drift f
+    // (every xi at 0); the noise is added as Brian2's scheme says (`integrators::noise`).
+    let written: Vec<Ode> = states.iter().map(Ode::from).collect();
+    let splits = noise::split(arena, &written, &ir.noise)
+        .expect("the lowering checked that every xi enters linearly");
+    let drifts: Vec<ExprId> = splits.iter().map(|s| s.drift).collect();
     let odes: Vec<Ode> = states
         .iter()
         .zip(&drifts)
@@ -70,7 +56,16 @@ pub(super) fn update(
             .integrate(arena, &problem, method, ir.dt, ir.substeps)
             .unwrap_or_else(|e| panic!("{method:?} was checked to apply when lowering: {e:?}"))
     };
-    let mut integrated = match (not_ref, switch) {
+    let normals: Vec<ExprId> = ir.noise.iter().map(|v| arena.var(*v)).collect();
+    let increments = noise::Increments {
+        normals: &normals,
+        dt: ir.dt,
+    };
+    let stochastic_heun = !ir.noise.is_empty() && method == Method::Heun;
+    let integrated = match (not_ref, switch) {
+        // Brian2's heun for stochastic equations: an Euler step of the drift and the
+        // trapezoidal rule on the noise; held while refractory by the select below.
+        _ if stochastic_heun => noise::stochastic_heun(arena, &splits, &increments, time),
         (Some(nr), Some(sw)) if !hold_result && states.iter().any(clamped) => {
             let case = |arena: &mut ExprArena, refractory: bool| -> Vec<Ode> {
                 let b = arena.boolean(!refractory);
@@ -99,47 +94,11 @@ pub(super) fn update(
         }
         _ => integrate(arena, &odes),
     };
-    let sqrt_dt = arena.constant(ir.dt.sqrt());
-    let stochastic_heun = !ir.noise.is_empty() && method == Method::Heun;
-    if stochastic_heun {
-        // Stratonovich Heun (Brian2's `heun` for multiplicative noise), with D = sum_k g_k xi_k:
-        // x* = x + f dt + D sqrt(dt);  x' = x + (f + f*) dt/2 + (D + D*) sqrt(dt)/2, where f*, D*
-        // are evaluated at x* with the same normals.
-        let dt = arena.constant(ir.dt);
-        let support: HashMap<VarId, ExprId> = states
-            .iter()
-            .enumerate()
-            .map(|(k, s)| {
-                let x = arena.var(s.var);
-                let a = arena.mul(dt, drifts[k]);
-                let b = arena.mul(sqrt_dt, diffusion[k]);
-                let xa = arena.add(x, a);
-                (s.var, arena.add(xa, b))
-            })
-            .collect();
-        let half_dt = arena.constant(ir.dt / 2.0);
-        let half_sqrt_dt = arena.constant(ir.dt.sqrt() / 2.0);
-        integrated = states
-            .iter()
-            .enumerate()
-            .map(|(k, s)| {
-                let f_star = arena.substitute(drifts[k], &support);
-                let d_star = arena.substitute(diffusion[k], &support);
-                let x = arena.var(s.var);
-                let fs = arena.add(drifts[k], f_star);
-                let ds = arena.add(diffusion[k], d_star);
-                let a = arena.mul(half_dt, fs);
-                let b = arena.mul(half_sqrt_dt, ds);
-                let xa = arena.add(x, a);
-                arena.add(xa, b)
-            })
-            .collect();
+    let mut integrated = if ir.noise.is_empty() || stochastic_heun {
+        integrated
     } else {
-        for (x, g) in integrated.iter_mut().zip(&diffusion) {
-            let kick = arena.mul(sqrt_dt, *g);
-            *x = arena.add(*x, kick);
-        }
-    }
+        noise::euler_maruyama(arena, &splits, &integrated, &increments)
+    };
     if let (true, Some(nr)) = (hold_result || stochastic_heun, not_ref) {
         for (s, x) in states.iter().zip(integrated.iter_mut()) {
             if clamped(s) {

@@ -18,7 +18,6 @@
 use std::any::Any;
 use std::ffi::c_void;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 
 use super::result::{self, FfiError};
@@ -101,13 +100,17 @@ pub(super) fn run_stage<H: Handler>(call: &CallFrame<'_>) -> Result<(), FfiError
     }
 }
 
-/// The XLA type id of [`Stored`], registered on first use. The name carries the address of this
-/// library's deleter, so that two copies of the library loaded into one process (each with its
-/// own deleter) never share a type.
+/// The XLA type id of [`Stored`] in the XLA runtime behind `api`, registered there on first use.
+/// The name carries the address of this library's deleter, so that two copies of the library
+/// loaded into one process (each with its own deleter) never share a type.
+///
+/// Type ids belong to one runtime's registry: the CPU client and a GPU plugin are separate XLA
+/// runtimes, each with its own API table and its own numbering (seen on jaxlib 0.11.2: an id
+/// registered with the CPU runtime named another library's type in the CUDA plugin, whose
+/// serialiser then ran on our state and crashed). So the id is kept per API table.
 fn stored_type(api: *const sys::XLA_FFI_Api) -> Result<sys::XLA_FFI_TypeId, FfiError> {
-    /// 0 (`XLA_FFI_UNKNOWN_TYPE_ID`) until registered: every execution reads it, one lock-free load.
-    static TYPE_ID: AtomicI64 = AtomicI64::new(0);
-    static REGISTERING: Mutex<()> = Mutex::new(());
+    /// (API table, type id) for every runtime seen so far: a handful at most.
+    static TYPE_IDS: Mutex<Vec<(usize, i64)>> = Mutex::new(Vec::new());
     /// `XLA_FFI_TypeInfo` holds a (null) pointer, so it needs this to be a `static`.
     struct TypeInfo(sys::XLA_FFI_TypeInfo);
     // SAFETY: a null extension pointer and a function pointer, never written.
@@ -117,13 +120,10 @@ fn stored_type(api: *const sys::XLA_FFI_Api) -> Result<sys::XLA_FFI_TypeId, FfiE
         extension_start: std::ptr::null_mut(),
         deleter: Some(delete_stored),
     });
-    let registered = |type_id| (type_id != 0).then_some(sys::XLA_FFI_TypeId { type_id });
-    if let Some(type_id) = registered(TYPE_ID.load(Ordering::Acquire)) {
-        return Ok(type_id);
-    }
-    let _registering = REGISTERING.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(type_id) = registered(TYPE_ID.load(Ordering::Acquire)) {
-        return Ok(type_id);
+    let key = api as usize;
+    let mut ids = TYPE_IDS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&(_, type_id)) = ids.iter().find(|(a, _)| *a == key) {
+        return Ok(sys::XLA_FFI_TypeId { type_id });
     }
     let name = format!(
         "spikeforge.HandlerInstance@{:p}",
@@ -133,7 +133,7 @@ fn stored_type(api: *const sys::XLA_FFI_Api) -> Result<sys::XLA_FFI_TypeId, FfiE
     // SAFETY: `api` comes from a live frame; TYPE_INFO is static.
     unsafe { result::type_register(api, &name, &mut type_id, &TYPE_INFO.0) }
         .map_err(|e| e.context("registering the handler state type with XLA"))?;
-    TYPE_ID.store(type_id.type_id, Ordering::Release);
+    ids.push((key, type_id.type_id));
     Ok(type_id)
 }
 

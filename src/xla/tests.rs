@@ -1079,15 +1079,23 @@ unsafe extern "C" fn fake_state_get(
     })
 }
 
-/// The fake API with execution state, and a frame of `stage` carrying `scale`.
+/// The fake API with execution state, and a frame of `stage` carrying `scale`. Every frame of a
+/// thread shares one API table, as every call of one XLA runtime does (type ids are per runtime).
 fn stage_frame(stage: sys::XLA_FFI_ExecutionStage, scale: i64) -> *mut sys::XLA_FFI_CallFrame {
+    thread_local! {
+        static API: Cell<*const sys::XLA_FFI_Api> = const { Cell::new(std::ptr::null()) };
+    }
     let frame = frame(&[], &[], &[("scale", scalar(DataType::S64, scale))]);
     // SAFETY: just leaked, as is the api table it points to.
     unsafe {
-        let api = (*frame).api.cast_mut();
-        (*api).XLA_FFI_Type_Register = Some(fake_type_register);
-        (*api).XLA_FFI_State_Set = Some(fake_state_set);
-        (*api).XLA_FFI_State_Get = Some(fake_state_get);
+        if API.with(Cell::get).is_null() {
+            let api = (*frame).api.cast_mut();
+            (*api).XLA_FFI_Type_Register = Some(fake_type_register);
+            (*api).XLA_FFI_State_Set = Some(fake_state_set);
+            (*api).XLA_FFI_State_Get = Some(fake_state_get);
+            API.with(|a| a.set(api));
+        }
+        (*frame).api = API.with(Cell::get);
         (*frame).stage = stage;
     }
     frame

@@ -26,7 +26,13 @@ def test_the_shim_registers_what_the_library_reports():
     report = _native.ffi_targets()
     assert report["api_version"] == [0, 3]
     got = {(t["name"], t["platform"]): t for t in report["targets"]}
-    names = ("spikeforge_neuron_run", "spikeforge_custom_call", "spikeforge_reduce")
+    names = (
+        "spikeforge_neuron_run",
+        "spikeforge_custom_call",
+        "spikeforge_reduce",
+        "spikeforge_connect",
+        "spikeforge_network_run",
+    )
     assert set(got) == {(n, p) for n in names for p in ("cpu", "CUDA")}
     for t in report["targets"]:
         assert t["symbol"] == f"sf_{t['name'].removeprefix('spikeforge_')}_{t['platform'].lower()}"
@@ -34,6 +40,7 @@ def test_the_shim_registers_what_the_library_reports():
         assert hasattr(_native._lib, t["symbol"])
     assert not hasattr(_native, "FFI_TARGETS"), "no hand-kept list in the shim"
     assert got[("spikeforge_neuron_run", "CUDA")]["command_buffer_compatible"]
+    assert got[("spikeforge_network_run", "CUDA")]["command_buffer_compatible"]
     assert not got[("spikeforge_reduce", "CUDA")]["command_buffer_compatible"]
 
 

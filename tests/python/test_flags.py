@@ -54,7 +54,6 @@ def test_lastspike_is_the_time_of_the_last_spike(device):
         ("dv/dt = -v : 1\nc : 1 (constant)", "c = 1", r"flagged \(constant\)"),
         ("dv/dt = -v : 1\nc : 1 (shared)", "c = 1", r"flagged \(shared\)"),
         ("dv/dt = -v : 1 (shared)", None, "only parameters"),
-        ("dv/dt = -v + 0*lastspike : 1", None, "'lastspike' is only kept"),
     ],
 )
 def test_flag_errors(equations, reset, needle):

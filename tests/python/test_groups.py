@@ -87,16 +87,19 @@ def test_class_built_model_with_a_threshold(device):
 
 
 def test_state_comes_from_the_layout():
-    """init_state has exactly the entries the layout reads (plus the step counter); run's
-    results go back under the same names."""
+    """init_state has exactly the entries the layout reads (the time of the state among them);
+    run's results go back under the same names."""
     model = equation_model()
     state = model.init_state(5, v=-65.0, I=1.0, tau=np.linspace(5, 10, 5))
     info = model._variant(dt=0.1, dtype="float32", per_neuron=("tau",), per_step=(), record=())
-    in_state = {a["name"] for a in info["layout"]["inputs"] if a["role"] not in ("start_step", "per_step")}
-    assert set(state) == in_state | {"t_step"}
-    assert state["lastspike_step"].dtype == jnp.int32 and state["tau"].shape == (5,)
+    in_state = {a["name"] for a in info["layout"]["inputs"] if a["role"] != "per_step"}
+    assert set(state) == in_state and "t" in state
+    # Times are float64 values carried as int32 word pairs (spikeforge.clock).
+    assert state["lastspike"].dtype == jnp.int32 and state["lastspike"].shape == (5, 2)
+    assert state["t"].shape == (2,) and state["tau"].shape == (5,)
+    np.testing.assert_array_equal(np.asarray(sf.clock.value(state["lastspike"])), -np.inf)
     new, _ = model.run(state, dt=0.1, steps=3)
-    assert set(new) == set(state) and int(new["t_step"]) == 3
+    assert set(new) == set(state) and float(sf.time_of(new)) == 3 * 0.1
 
 
 def test_one_helper_binds_every_ffi_target():

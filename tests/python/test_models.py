@@ -76,16 +76,17 @@ def test_lif_float64_same_trajectory_and_spike_steps(device):
     steps = 1500
     new, out = jax.jit(lambda s: model.run(s, dt=0.1, steps=steps, record=["v"]))(state)
     v_ref, trace_ref, spike_steps = lif_euler(np.full(300, -65.0), current, 0.1, steps, spec["constants"], 20)
-    check_written(new["v"], new["lastspike_step"], out.spike_count, out.traces["v"])
+    check_written(new["v"], new["lastspike"], new["t"], out.spike_count, out.traces["v"])
     np.testing.assert_allclose(np.asarray(out.traces["v"]), trace_ref, rtol=0, atol=1e-9)
     np.testing.assert_allclose(np.asarray(new["v"]), v_ref, rtol=0, atol=1e-9)
     counts = np.zeros(300, int)
-    last = np.full(300, -(10**9))
+    last = np.full(300, -np.inf)
     for s, idx in enumerate(spike_steps):
         counts[idx] += 1
-        last[idx] = s
+        last[idx] = s * 0.1  # Brian2's lastspike: the time of the spike's step, timestep * dt
     np.testing.assert_array_equal(np.asarray(out.spike_count), counts)
-    np.testing.assert_array_equal(np.asarray(new["lastspike_step"]), last)
+    np.testing.assert_array_equal(np.asarray(sf.clock.value(new["lastspike"])), last)
+    assert float(sf.time_of(new)) == steps * 0.1
     assert counts.max() > 5
 
 
@@ -112,16 +113,16 @@ def test_record_every_subsamples_the_full_trace(device):
 
 
 def test_runs_continue_where_they_stopped(device):
-    """Two runs of 700 steps equal one of 1400: state, step counter and refractoriness carry over."""
+    """Two runs of 700 steps equal one of 1400: state, time and refractoriness carry over."""
     _, model, _, state = lif_setup(256, jnp.float64)
     run = jax.jit(lambda s, steps: model.run(s, dt=0.1, steps=steps), static_argnums=1)
     once, out_once = run(state, 1400)
     half, out1 = run(state, 700)
     twice, out2 = run(half, 700)
     np.testing.assert_array_equal(np.asarray(once["v"]), np.asarray(twice["v"]))
-    np.testing.assert_array_equal(np.asarray(once["lastspike_step"]), np.asarray(twice["lastspike_step"]))
+    np.testing.assert_array_equal(np.asarray(once["lastspike"]), np.asarray(twice["lastspike"]))
     np.testing.assert_array_equal(np.asarray(out_once.spike_count), np.asarray(out1.spike_count + out2.spike_count))
-    assert int(twice["t_step"]) == 1400
+    assert float(sf.time_of(twice)) == 1400 * 0.1
 
 
 def izhikevich_reference(v, u, current, p, dt):

@@ -44,6 +44,28 @@ const KNOWN_FLAGS: &[&str] = &[
     "shared",
 ];
 
+/// The error for the subexpression `name`, reached again while it is being lowered
+/// (`in_progress` is the chain being lowered, its definition at `span` of `src` in `field`), or
+/// `None` when it is not in the chain.
+pub(crate) fn subexpression_cycle(
+    in_progress: &[String],
+    name: &str,
+    field: &str,
+    src: &str,
+    span: Span,
+) -> Option<Diagnostic> {
+    let pos = in_progress.iter().position(|n| n == name)?;
+    let mut cycle: Vec<String> = in_progress[pos..].to_vec();
+    cycle.push(name.to_string());
+    Some(
+        Diagnostic::new(
+            field,
+            format!("cyclic subexpressions: {}", cycle.join(" -> ")),
+        )
+        .at(src, span),
+    )
+}
+
 /// Parses every line of an equations string.
 pub fn parse_equations(src: &str) -> Result<Vec<EquationLine>, Diagnostic> {
     const FIELD: &str = "equations";

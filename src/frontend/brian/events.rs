@@ -6,16 +6,16 @@
 use crate::diagnostics::{Diagnostic, Span};
 use crate::frontend::syntax::ast::AssignOp;
 use crate::frontend::syntax::parser::{parse_expression, parse_statements};
-use crate::ir::{Events, ExprArena, ExprId, RefractoryIr, Site, SpanTable, Ty, VarId};
+use crate::ir::{Events, RefractoryIr, Site, SpanTable, Ty, VarId};
 use crate::spec::{ModelSpec, Refractory};
 
 use super::expr::{require_real, Scope};
 
 /// A [`Scope`] that also says what a reset statement may assign and where spans are recorded.
 pub(crate) trait EventScope: Scope {
-    /// The variable `name` (the target of a reset statement at `span` of `code`), or why it
-    /// cannot be assigned.
-    fn reset_target(&self, name: &str, span: Span, code: &str) -> Result<VarId, Diagnostic>;
+    /// The variable `name` (the target of a reset statement at `span` of `code`) and whether it
+    /// holds a truth value (a boolean parameter), or why it cannot be assigned.
+    fn reset_target(&self, name: &str, span: Span, code: &str) -> Result<(VarId, Ty), Diagnostic>;
 
     fn spans(&mut self) -> &mut SpanTable;
 }
@@ -42,9 +42,30 @@ pub(crate) fn lower_events(
     }
     if let Some(code) = &spec.reset {
         for st in parse_statements(code, "reset")? {
-            let var = cx.reset_target(&st.target, st.target_span, code)?;
+            let (var, target) = cx.reset_target(&st.target, st.target_span, code)?;
             let (value, ty) = cx.expr(&st.value, "reset", code)?;
-            require_real(ty, &st.value, "reset", code)?;
+            match (target, st.op) {
+                (Ty::Real, _) => require_real(ty, &st.value, "reset", code)?,
+                (Ty::Bool, AssignOp::Set) if ty == Ty::Bool => {}
+                (Ty::Bool, AssignOp::Set) => {
+                    return Err(Diagnostic::new(
+                        "reset",
+                        format!("'{}' is boolean: assign it a condition", st.target),
+                    )
+                    .at(code, st.value.span())
+                    .suggest(format!(
+                        "e.g. '{} = v > 0' or '{} = True'",
+                        st.target, st.target
+                    )))
+                }
+                (Ty::Bool, _) => {
+                    return Err(Diagnostic::new(
+                        "reset",
+                        format!("'{}' is boolean: only '=' assigns it", st.target),
+                    )
+                    .at(code, st.target_span))
+                }
+            }
             let arena = cx.arena();
             let old = arena.var(var);
             let new = match st.op {
@@ -84,41 +105,4 @@ pub(crate) fn lower_events(
         }
     }
     Ok(events)
-}
-
-/// `lastspike` is kept only by the bookkeeping of a refractory duration: an error if anything in
-/// `roots` (the dynamics) or in the events reads it otherwise.
-pub(crate) fn check_lastspike(
-    arena: &ExprArena,
-    lastspike: VarId,
-    events: &Events,
-    roots: impl IntoIterator<Item = ExprId>,
-) -> Result<(), Diagnostic> {
-    let condition = match events.refractory {
-        RefractoryIr::Duration(_) => return Ok(()),
-        RefractoryIr::Condition(c) => Some(c),
-        RefractoryIr::None => None,
-    };
-    let reads = |r: ExprId| arena.vars_of(r).contains(&lastspike);
-    // A condition that reads `lastspike` would need the bookkeeping it replaces.
-    if condition.is_some_and(reads) {
-        return Err(Diagnostic::new(
-            "refractory",
-            "a refractory condition cannot read 'lastspike': it is only kept when the refractory period is a duration",
-        )
-        .suggest("give the period as a duration instead (e.g. refractory='3*ms' for '(t - lastspike) < 3*ms')"));
-    }
-    if roots
-        .into_iter()
-        .chain(events.threshold)
-        .chain(events.reset.iter().map(|r| r.1))
-        .any(reads)
-    {
-        return Err(Diagnostic::new(
-            "equations",
-            "'lastspike' is only kept when the refractory period is a duration",
-        )
-        .suggest("give refractory= a duration (e.g. 2.0 or '2*ms')"));
-    }
-    Ok(())
 }

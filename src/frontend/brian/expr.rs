@@ -3,10 +3,12 @@
 //! context says it through [`Scope`]; the operators, the functions, the truth-value rules
 //! (booleans and numbers are kept apart) and the names every group knows (`dt`, units) are here.
 
+use super::tables::{lower_call, TableRef};
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
+use crate::frontend::builder::MATH_CONSTANTS;
 use crate::frontend::syntax::ast::{Ast, UnaryOp};
 use crate::frontend::syntax::units::unit_value;
-use crate::ir::{BinOp, ExprArena, ExprId, Func, Ty};
+use crate::ir::{BinOp, Draw, ExprArena, ExprId, Func, Ty};
 use crate::spec::numbers;
 use crate::types::ElemType;
 
@@ -18,7 +20,8 @@ pub const MAX_SUBSTITUTED_DEPTH: usize = 2000;
 /// The functions Brian2-syntax expressions may call.
 pub const FUNCTIONS: &[&str] = &[
     "exp", "log", "log10", "sqrt", "cbrt", "abs", "fabs", "sin", "cos", "tan", "tanh", "sinh",
-    "cosh", "floor", "ceil", "pow", "min", "max", "clip", "where", "exprel",
+    "cosh", "floor", "ceil", "pow", "min", "max", "clip", "where", "exprel", "int", "sign", "rand",
+    "randn",
 ];
 
 /// Where a piece of text was written: its span in `src`, the whole text of `field`.
@@ -44,6 +47,16 @@ pub(crate) trait Scope {
     /// The value of `name`, written `at`, and whether it is a number or a truth value; else an
     /// error that says what the name could have been.
     fn name(&mut self, name: &str, at: Place) -> Result<(ExprId, Ty), Diagnostic>;
+
+    /// A new draw of `rand()` / `randn()` (a call written `at`), or why this place cannot draw:
+    /// by default, it cannot (a place with a random stream of its own says how it draws).
+    fn draw(&mut self, draw: Draw, at: Place) -> Result<ExprId, Diagnostic> {
+        let name = match draw {
+            Draw::Uniform => "rand",
+            Draw::Normal => "randn",
+        };
+        Err(at.error(format!("{name}() cannot be used here")))
+    }
 
     /// How deep [`Scope::expr`] is recursing now (through subexpressions too).
     fn depth(&mut self) -> &mut usize;
@@ -131,6 +144,12 @@ pub(crate) trait Scope {
         })
     }
 
+    /// The TimedArray called `name`, if this place knows one, with the step of the group the
+    /// expression belongs to.
+    fn table(&self, _name: &str) -> Option<(TableRef, f64)> {
+        None
+    }
+
     fn call(
         &mut self,
         fname: &str,
@@ -139,10 +158,21 @@ pub(crate) trait Scope {
         field: &str,
         src: &str,
     ) -> Result<(ExprId, Ty), Diagnostic> {
+        if let Some((table, group_dt)) = self.table(fname) {
+            let mut vals = Vec::new();
+            for a in args {
+                let (e, ty) = self.expr(a, field, src)?;
+                require_real(ty, a, field, src)?;
+                vals.push(e);
+            }
+            let e = lower_call(self.arena(), &table, group_dt, &vals, (field, src, span))?;
+            return Ok((e, Ty::Real));
+        }
         let arity = match fname {
+            "rand" | "randn" => 0,
             "pow" | "min" | "max" => 2,
             "clip" | "where" => 3,
-            "exprel" => 1,
+            "exprel" | "int" | "sign" => 1,
             _ if Func::from_name(fname).is_some() => 1,
             _ => {
                 let near = nearest_names(fname, FUNCTIONS.iter().copied());
@@ -160,6 +190,28 @@ pub(crate) trait Scope {
                 format!("{fname}() takes {arity} argument(s), got {}", args.len()),
             )
             .at(src, span));
+        }
+        if fname == "rand" || fname == "randn" {
+            let draw = if fname == "rand" {
+                Draw::Uniform
+            } else {
+                Draw::Normal
+            };
+            let at = Place { field, src, span };
+            return Ok((self.draw(draw, at)?, Ty::Real));
+        }
+        if fname == "int" {
+            // Brian2's int(): truncation toward zero; of a condition, 1 or 0.
+            let (e, ty) = self.expr(&args[0], field, src)?;
+            let arena = self.arena();
+            let e = match ty {
+                Ty::Bool => {
+                    let (one, zero) = (arena.constant(1.0), arena.constant(0.0));
+                    arena.select(e, one, zero)
+                }
+                Ty::Real => arena.call(Func::Trunc, e),
+            };
+            return Ok((e, Ty::Real));
         }
         let mut vals = Vec::new();
         for (k, a) in args.iter().enumerate() {
@@ -182,15 +234,25 @@ pub(crate) trait Scope {
             }
             "where" => arena.select(vals[0], vals[1], vals[2]),
             "exprel" => arena.exprel(vals[0]),
+            "sign" => {
+                // -1, 0 or 1 (the argument itself when it is 0 or NaN, as numpy's sign).
+                let x = vals[0];
+                let zero = arena.constant(0.0);
+                let (one, minus_one) = (arena.constant(1.0), arena.constant(-1.0));
+                let negative = arena.bin(BinOp::Lt, x, zero);
+                let positive = arena.bin(BinOp::Gt, x, zero);
+                let rest = arena.select(negative, minus_one, x);
+                arena.select(positive, one, rest)
+            }
             _ => arena.call(Func::from_name(fname).unwrap(), vals[0]),
         };
         Ok((e, Ty::Real))
     }
 }
 
-/// The names with one meaning in every group, after its own: `dt` (folded), a unit name (its
-/// value in the kernels' unit system: `-50*mV` is -50), and a function named without a call
-/// (an error). `None` for any other name.
+/// The names with one meaning in every group, after its own: `dt` (folded), `pi` and `e`, a unit
+/// name (its value in the kernels' unit system: `-50*mV` is -50), and a function named without a
+/// call (an error). `None` for any other name.
 pub(crate) fn common_name(
     arena: &mut ExprArena,
     dt: f64,
@@ -199,6 +261,9 @@ pub(crate) fn common_name(
 ) -> Option<Result<(ExprId, Ty), Diagnostic>> {
     if name == "dt" {
         return Some(Ok((arena.constant(dt), Ty::Real)));
+    }
+    if let Some((_, value)) = MATH_CONSTANTS.iter().find(|(c, _)| *c == name) {
+        return Some(Ok((arena.constant(*value), Ty::Real)));
     }
     if let Some(scale) = unit_value(name) {
         return Some(Ok((arena.constant(scale), Ty::Real)));

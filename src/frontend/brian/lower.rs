@@ -7,24 +7,36 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::equations::{parse_equations, EquationLine, LineKind};
-use super::events::{check_lastspike, lower_events, EventScope};
+use super::equations::{parse_equations, subexpression_cycle, EquationLine, LineKind};
+use super::events::{lower_events, EventScope};
 use super::expr::{common_name, quote_list, unknown_name, Place, Scope};
 use super::method::EquationTerms;
+use super::tables::TableRef;
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
-use crate::frontend::builder::{GroupBuilder, Lowered, BUILTIN_NAMES};
+use crate::frontend::builder::{GroupBuilder, Lowered, BUILTIN_NAMES, MATH_CONSTANTS};
 use crate::frontend::method;
 use crate::frontend::{too_many_stored, MAX_STORED};
+use crate::integrators::{noise, Ode};
 use crate::ir::{
-    Dynamics, ExprArena, ExprId, GroupIr, Site, SpanTable, StateEq, SymbolKind, Ty, VarId,
+    Draw, Dynamics, ExprArena, ExprId, GroupIr, Site, SpanTable, StateEq, SymbolKind, Ty,
+    ValueType, VarId,
 };
 use crate::spec::{names, ModelSpec};
 use crate::types::ElemType;
 
 /// Lowers a spec whose dynamics are `equations`, reporting the first error with its place.
 pub fn lower(spec: &ModelSpec, equations: &str) -> Result<GroupIr, Diagnostic> {
+    lower_with_tables(spec, equations, &[])
+}
+
+/// [`lower`], where expressions may also call the TimedArrays `tables` (a network's).
+pub fn lower_with_tables(
+    spec: &ModelSpec,
+    equations: &str,
+    tables: &[TableRef],
+) -> Result<GroupIr, Diagnostic> {
     let lines = parse_equations(equations)?;
-    let mut cx = Lowering::new(spec, equations, &lines)?;
+    let mut cx = Lowering::new(spec, equations, &lines, tables)?;
     let lowered = cx.lower_all()?;
     let terms = EquationTerms {
         spec,
@@ -34,7 +46,8 @@ pub fn lower(spec: &ModelSpec, equations: &str) -> Result<GroupIr, Diagnostic> {
         states: &lowered.dynamics,
     };
     let method = method::resolve(spec, &cx.group, &lowered, &terms)?;
-    Ok(cx.group.finish(lowered, method, spec.substeps, spec.dt))
+    cx.group
+        .finish(lowered, method, spec.substeps, spec.dt, &spec.record)
 }
 
 struct Lowering<'a> {
@@ -42,6 +55,8 @@ struct Lowering<'a> {
     equations: &'a str,
     lines: &'a [EquationLine],
     group: GroupBuilder,
+    /// The TimedArrays expressions may call.
+    tables: &'a [TableRef],
     held: Vec<(VarId, ExprId)>,
     /// Lowered subexpressions, by name.
     subexpr_values: HashMap<String, ExprId>,
@@ -56,12 +71,14 @@ impl<'a> Lowering<'a> {
         spec: &'a ModelSpec,
         equations: &'a str,
         lines: &'a [EquationLine],
+        tables: &'a [TableRef],
     ) -> Result<Self, Diagnostic> {
         let mut cx = Lowering {
             spec,
             equations,
             lines,
             group: GroupBuilder::default(),
+            tables,
             subexpr_values: HashMap::new(),
             held: Vec::new(),
             in_progress: Vec::new(),
@@ -71,6 +88,13 @@ impl<'a> Lowering<'a> {
             let n = line.name.as_str();
             if let Some(message) = names::invalid(n) {
                 return Err(Diagnostic::new("equations", message).at(equations, line.name_span));
+            }
+            if let Some((_, value)) = MATH_CONSTANTS.iter().find(|(c, _)| *c == n) {
+                return Err(Diagnostic::new(
+                    "equations",
+                    format!("'{n}' is the name of a constant ({value}), it cannot be used as a variable name"),
+                )
+                .at(equations, line.name_span));
             }
             if BUILTIN_NAMES.contains(&n)
                 || n.starts_with("sf_")
@@ -94,6 +118,12 @@ impl<'a> Lowering<'a> {
         }
         let defined: HashSet<&str> = lines.iter().map(|l| l.name.as_str()).collect();
         for name in spec.constants.keys() {
+            if let Some((_, value)) = MATH_CONSTANTS.iter().find(|(c, _)| c == name) {
+                return Err(Diagnostic::new(
+                    "constants",
+                    format!("'{name}' is the name of a built-in constant ({value}): give this constant another name"),
+                ));
+            }
             if defined.contains(name.as_str()) {
                 return Err(Diagnostic::new(
                     "constants",
@@ -113,6 +143,18 @@ impl<'a> Lowering<'a> {
             }
         }
         for line in lines {
+            let value = ValueType::of_unit(&line.unit);
+            if line.kind == LineKind::Differential && value != ValueType::Real {
+                return Err(Diagnostic::new(
+                    "equations",
+                    format!(
+                        "d{}/dt: a differential equation's variable is a number, not '{}'",
+                        line.name, line.unit
+                    ),
+                )
+                .at(equations, line.name_span)
+                .suggest("declare it with a physical unit or '1'; 'boolean' and 'integer' are for parameters"));
+            }
             let kind = match line.kind {
                 LineKind::Differential => SymbolKind::State,
                 LineKind::Parameter if spec.per_step.contains(&line.name) => SymbolKind::PerStep,
@@ -169,31 +211,9 @@ impl<'a> Lowering<'a> {
                 LineKind::Parameter => {}
             }
         }
+        // `(unless refractory)` without a refractory period is accepted, as in Brian2: the
+        // element is never refractory, so the flag has no effect.
         let events = lower_events(self, self.spec)?;
-        if self.spec.refractory.is_none() {
-            if let Some(l) = self.lines.iter().find(|l| l.has_flag("unless refractory")) {
-                let span = l
-                    .flags
-                    .iter()
-                    .find(|(f, _)| f == "unless refractory")
-                    .unwrap()
-                    .1;
-                return Err(Diagnostic::new(
-                    "equations",
-                    "'(unless refractory)' needs a refractory period",
-                )
-                .at(self.equations, span)
-                .suggest(
-                    "give refractory= a duration (e.g. 2.0) or a condition (e.g. 'v > -20')",
-                ));
-            }
-        }
-        check_lastspike(
-            &self.group.arena,
-            self.group.names["lastspike"],
-            &events,
-            states.iter().map(|s| s.derivative),
-        )?;
         let noise = crate::ir::group::vars_of_kind(&self.group.symbols, &SymbolKind::Noise);
         self.check_noise(&states, &noise)?;
         self.check_record()?;
@@ -213,11 +233,18 @@ impl<'a> Lowering<'a> {
             let known = self.group.names.get(name).is_some_and(|v| {
                 matches!(
                     self.group.kind(*v),
-                    SymbolKind::State | SymbolKind::Param | SymbolKind::PerStep
+                    SymbolKind::State
+                        | SymbolKind::Param
+                        | SymbolKind::PerStep
+                        | SymbolKind::Time
+                        | SymbolKind::LastSpike
+                        | SymbolKind::NotRefractory
                 )
             }) || self.subexpr_values.contains_key(name);
             if !known {
-                let candidates: Vec<&str> = self.lines.iter().map(|l| l.name.as_str()).collect();
+                let mut candidates: Vec<&str> =
+                    self.lines.iter().map(|l| l.name.as_str()).collect();
+                candidates.extend(["t", "lastspike", "not_refractory"]);
                 let mut d = Diagnostic::new(
                     "record",
                     format!("cannot record '{name}': it is not a variable of the model"),
@@ -233,43 +260,27 @@ impl<'a> Lowering<'a> {
     }
 
     /// Stochastic equations: each `xi` enters linearly (an additive or multiplicative term
-    /// `g(x) * xi`), checked by evaluating the derivatives at random points.
+    /// `g(x) * xi`, no product of noises), checked by differentiating with respect to it.
     fn check_noise(&self, states: &[StateEq], noise: &[VarId]) -> Result<(), Diagnostic> {
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut random = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-        };
+        let odes: Vec<Ode> = states.iter().map(Ode::from).collect();
+        let mut arena = self.group.arena.clone();
         let name = |v: VarId| self.group.symbols[v.index()].name.as_str();
-        for st in states {
-            for &xi in noise {
-                let point: Vec<f64> = (0..self.group.symbols.len()).map(|_| random()).collect();
-                let at = |x: f64| {
-                    self.group.arena.eval(st.derivative, &|v| {
-                        if v == xi {
-                            x
-                        } else {
-                            point[v.index()]
-                        }
-                    })
-                };
-                let (d0, d1, d2) = (at(0.0), at(1.0), at(2.0));
-                if ((d2 - d0) - 2.0 * (d1 - d0)).abs() > 1e-9 * (1.0 + d2.abs()) {
-                    return Err(Diagnostic::new(
-                        "equations",
-                        format!(
-                            "in d{}/dt the noise '{}' must enter linearly (as g*{})",
-                            name(st.var),
-                            name(xi),
-                            name(xi)
-                        ),
-                    ));
-                }
+        noise::split(&mut arena, &odes, noise).map(|_| ()).map_err(|e| {
+            let line = self.lines.iter().find(|l| l.name == name(e.of));
+            let d = Diagnostic::new(
+                "equations",
+                format!(
+                    "in d{}/dt the noise '{}' must enter linearly (as g*{}, where g does not read any noise)",
+                    name(e.of),
+                    name(e.xi),
+                    name(e.xi)
+                ),
+            );
+            match line {
+                Some(l) => d.at(self.equations, l.name_span),
+                None => d,
             }
-        }
-        Ok(())
+        })
     }
 
     fn subexpression(&mut self, name: &str, field: &str) -> Result<ExprId, Diagnostic> {
@@ -277,20 +288,47 @@ impl<'a> Lowering<'a> {
             return Ok(*e);
         }
         let line = self.lines.iter().find(|l| l.name == name).unwrap();
-        if let Some(pos) = self.in_progress.iter().position(|n| n == name) {
-            let mut cycle: Vec<String> = self.in_progress[pos..].to_vec();
-            cycle.push(name.to_string());
-            return Err(Diagnostic::new(
-                field,
-                format!("cyclic subexpressions: {}", cycle.join(" -> ")),
-            )
-            .at(self.equations, line.name_span));
+        if let Some(d) = subexpression_cycle(
+            &self.in_progress,
+            name,
+            field,
+            self.equations,
+            line.name_span,
+        ) {
+            return Err(d);
         }
         self.in_progress.push(name.to_string());
         let ast = line.expr.as_ref().unwrap();
         let (e, _) = self.expr(ast, "equations", self.equations)?;
         self.in_progress.pop();
-        if line.has_flag("constant over dt") {
+        let reads = self.group.arena.vars_of(e);
+        let held = line.has_flag("constant over dt");
+        if !held
+            && reads
+                .iter()
+                .any(|v| matches!(self.group.kind(*v), SymbolKind::Random(_)))
+        {
+            // Brian2's rule: a subexpression is substituted wherever it is used, so a draw in it
+            // would be drawn again at every use.
+            return Err(Diagnostic::new(
+                "equations",
+                format!("the subexpression '{name}' calls rand() or randn(): such expressions are evaluated once per step only when flagged 'constant over dt'"),
+            )
+            .at(self.equations, line.name_span)
+            .suggest(format!("declare it as '{name} = ... : {} (constant over dt)'", line.unit)));
+        }
+        if held
+            && reads
+                .iter()
+                .any(|v| *self.group.kind(*v) == SymbolKind::Noise)
+        {
+            return Err(Diagnostic::new(
+                "equations",
+                format!("the 'constant over dt' subexpression '{name}' reads white noise (xi), which only a differential equation can integrate"),
+            )
+            .at(self.equations, line.name_span));
+        }
+        if held {
             if self.group.arena.ty(e) == Ty::Bool {
                 return Err(Diagnostic::new(
                     "equations",
@@ -331,6 +369,15 @@ impl Scope for Lowering<'_> {
 
     fn precision(&self) -> ElemType {
         self.spec.dtype
+    }
+
+    fn table(&self, name: &str) -> Option<(TableRef, f64)> {
+        let t = self.tables.iter().find(|t| t.name == name)?;
+        Some((t.clone(), self.spec.dt))
+    }
+
+    fn draw(&mut self, draw: Draw, _at: Place) -> Result<ExprId, Diagnostic> {
+        Ok(self.group.draw(draw))
     }
 
     fn name(&mut self, name: &str, at: Place) -> Result<(ExprId, Ty), Diagnostic> {
@@ -377,7 +424,7 @@ impl Scope for Lowering<'_> {
 }
 
 impl EventScope for Lowering<'_> {
-    fn reset_target(&self, name: &str, span: Span, code: &str) -> Result<VarId, Diagnostic> {
+    fn reset_target(&self, name: &str, span: Span, code: &str) -> Result<(VarId, Ty), Diagnostic> {
         let Some(&var) = self.group.names.get(name) else {
             if self.spec.constants.contains_key(name) {
                 return Err(Diagnostic::new("reset", format!("cannot assign to '{name}': it is a constant"))
@@ -403,8 +450,12 @@ impl EventScope for Lowering<'_> {
             )
             .at(code, span));
         }
+        let ty = match self.group.symbols[var.index()].value {
+            ValueType::Boolean => Ty::Bool,
+            ValueType::Real | ValueType::Integer => Ty::Real,
+        };
         match self.group.kind(var) {
-            SymbolKind::State | SymbolKind::Param => Ok(var),
+            SymbolKind::State | SymbolKind::Param => Ok((var, ty)),
             _ => Err(Diagnostic::new(
                 "reset",
                 format!(

@@ -10,5 +10,7 @@ pub(crate) mod events;
 pub(crate) mod expr;
 pub mod lower;
 mod method;
+pub mod synapses;
+pub mod tables;
 
-pub use lower::lower;
+pub use lower::{lower, lower_with_tables};

@@ -24,14 +24,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::parse::{parse_ode, AssignOp, OdeMethod, PyExpr, Stmt, Target, UnaryOp, FIELD};
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
-use crate::frontend::brian::events::{check_lastspike, lower_events, EventScope};
+use crate::frontend::brian::events::{lower_events, EventScope};
 use crate::frontend::brian::expr::{common_name, quote_list, unknown_name, Place, Scope};
 use crate::frontend::builder::{GroupBuilder, Lowered, BUILTIN_NAMES};
 use crate::frontend::method::{self, Explain, Term};
 use crate::frontend::{too_many_stored, MAX_STORED};
 use crate::ir::{
-    BinOp, Dynamics, ExprArena, ExprId, Func, GroupIr, Site, SpanTable, SymbolKind, Ty, Update,
-    VarId,
+    BinOp, Draw, Dynamics, ExprArena, ExprId, Func, GroupIr, Site, SpanTable, SymbolKind, Ty,
+    Update, VarId,
 };
 use crate::spec::{names, numbers, Method, ModelClassSpec, ModelSpec};
 use crate::types::ElemType;
@@ -56,7 +56,8 @@ pub fn lower(spec: &ModelSpec, class: &ModelClassSpec) -> Result<GroupIr, Diagno
     cx.block(&ode.body, &mut env)?;
     let lowered = cx.finish(env)?;
     let method = method::resolve(spec, &cx.group, &lowered, &ClassTerms)?;
-    Ok(cx.group.finish(lowered, method, spec.substeps, spec.dt))
+    cx.group
+        .finish(lowered, method, spec.substeps, spec.dt, &spec.record)
 }
 
 /// Model classes name a derivative `self.d_x`; a scheme that does not apply is shown at its
@@ -655,16 +656,6 @@ impl<'a> Lowering<'a> {
         }
         self.check_record()?;
         let events = lower_events(self, self.spec)?;
-        let roots: Vec<ExprId> = updates
-            .iter()
-            .flat_map(|u| u.derivative.into_iter().chain([u.end_value]))
-            .collect();
-        check_lastspike(
-            &self.group.arena,
-            self.group.names["lastspike"],
-            &events,
-            roots,
-        )?;
         Ok(Lowered {
             dynamics: Dynamics::Updates(updates),
             events,
@@ -676,13 +667,15 @@ impl<'a> Lowering<'a> {
 
     fn check_record(&self) -> Result<(), Diagnostic> {
         for name in &self.spec.record {
-            let ok = self.is_stored(name) || self.spec.per_step.contains(name);
+            let ok = self.is_stored(name)
+                || self.spec.per_step.contains(name)
+                || ["t", "lastspike", "not_refractory"].contains(&name.as_str());
             if !ok {
                 let known: Vec<&str> = self.stored.iter().map(|(n, _)| n.as_str()).collect();
                 let near = nearest_names(name, known);
                 let mut d = Diagnostic::new(
                     "record",
-                    format!("cannot record '{name}': only states, internals and per-step inputs can be recorded"),
+                    format!("cannot record '{name}': only states, internals, per-step inputs, t, lastspike and not_refractory can be recorded"),
                 );
                 if !near.is_empty() {
                     d = d.suggest(format!("did you mean {}?", quote_list(&near)));
@@ -710,6 +703,10 @@ impl Scope for Lowering<'_> {
         self.spec.dtype
     }
 
+    fn draw(&mut self, draw: Draw, _at: Place) -> Result<ExprId, Diagnostic> {
+        Ok(self.group.draw(draw))
+    }
+
     fn name(&mut self, name: &str, at: Place) -> Result<(ExprId, Ty), Diagnostic> {
         if self.params.contains(name) || self.args.contains(&name) {
             return Ok((self.constant(name), Ty::Real));
@@ -725,9 +722,9 @@ impl Scope for Lowering<'_> {
 }
 
 impl EventScope for Lowering<'_> {
-    fn reset_target(&self, name: &str, span: Span, code: &str) -> Result<VarId, Diagnostic> {
+    fn reset_target(&self, name: &str, span: Span, code: &str) -> Result<(VarId, Ty), Diagnostic> {
         if let Some((_, v)) = self.stored.iter().find(|(n, _)| n == name) {
-            return Ok(*v);
+            return Ok((*v, Ty::Real));
         }
         if self.params.contains(name) || self.args.contains(&name) {
             return Err(Diagnostic::new(

@@ -1,30 +1,45 @@
-//! The system C compiler: finding it, identifying it (for cache keys) and running it.
+//! The system C compiler: finding it, identifying it (for cache keys) and running it, each run
+//! bounded in time ([`super::deadline`]).
 
+use super::deadline::{output_within, Finished};
 use crate::runtime::cache::{self, Memo};
 use crate::runtime::error::RuntimeError;
+use crate::runtime::settings;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::Duration;
 
-/// A C compiler command: a program plus any leading arguments (`CC="ccache gcc"` is common).
+/// A C compiler command: a program plus any leading arguments (`CC="ccache gcc"` is common), and
+/// how long one run of it may take.
 #[derive(Clone, Debug)]
 pub(crate) struct Compiler {
     argv: Vec<String>,
+    timeout: Option<Duration>,
 }
 
 impl Compiler {
-    /// `$CC` if set and not empty, else `cc`.
-    pub fn from_env() -> Self {
-        match std::env::var("CC") {
+    /// `$CC` if set and not empty, else `cc`; the time limit from `SPIKEFORGE_COMPILE_TIMEOUT`.
+    pub fn from_env() -> Result<Self, RuntimeError> {
+        let cc = match std::env::var("CC") {
             Ok(cc) if !cc.trim().is_empty() => Self::new(&cc),
             _ => Self::new("cc"),
-        }
+        };
+        Ok(cc.with_timeout(settings::compile_timeout()?))
     }
 
+    /// `command` with the default time limit.
     pub fn new(command: &str) -> Self {
         Compiler {
             argv: command.split_whitespace().map(str::to_owned).collect(),
+            timeout: Some(settings::DEFAULT_COMPILE_TIMEOUT),
         }
+    }
+
+    /// The same compiler with another time limit per run (`None`: none).
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// The command as the user would write it.
@@ -40,11 +55,21 @@ impl Compiler {
         c
     }
 
-    fn run(&self, mut c: Command) -> Result<Output, RuntimeError> {
-        c.output().map_err(|e| RuntimeError::NoCCompiler {
-            compiler: self.display(),
-            reason: e.to_string(),
-        })
+    /// Runs `c` (one of [`Self::command`]'s) within the time limit. `source` is the file being
+    /// compiled, for the error.
+    fn run(&self, c: Command, source: Option<&Path>) -> Result<Output, RuntimeError> {
+        match output_within(c, self.timeout) {
+            Ok(Finished::Exited(out)) => Ok(out),
+            Ok(Finished::TimedOut) => Err(RuntimeError::CompileTimedOut {
+                compiler: format!("the C compiler `{}`", self.display()),
+                seconds: self.timeout.unwrap_or_default().as_secs_f64(),
+                source_path: source.map(Path::to_owned),
+            }),
+            Err(e) => Err(RuntimeError::NoCCompiler {
+                compiler: self.display(),
+                reason: e.to_string(),
+            }),
+        }
     }
 
     /// A hash of everything besides the source and flags that the compiled code depends on:
@@ -56,7 +81,7 @@ impl Compiler {
         FINGERPRINTS.get_or_try_insert(&self.display(), || {
             let mut c = self.command();
             c.arg("--version");
-            let out = self.run(c)?;
+            let out = self.run(c, None)?;
             Ok(Arc::from(cache::key(&[
                 &out.stdout,
                 &out.stderr,
@@ -68,7 +93,9 @@ impl Compiler {
     /// Compiles the C file `src` into the shared library `out` with `flags`, linking the math
     /// library and, where it exists, libmvec (glibc's vector math, which GCC calls from
     /// vectorised loops over `expf`, `logf`, ...). Without `-lmvec` such a library would still
-    /// link but fail at `dlopen` with an undefined `_ZGV...` symbol.
+    /// link but fail at `dlopen` with an undefined `_ZGV...` symbol. The compiler's own temp
+    /// files go in `out`'s folder (a private build folder), so a killed compile leaves none
+    /// elsewhere.
     pub fn compile_shared(
         &self,
         src: &Path,
@@ -81,8 +108,11 @@ impl Compiler {
             if with_mvec {
                 c.arg("-lmvec");
             }
+            if let Some(scratch) = out.parent() {
+                c.env("TMPDIR", scratch);
+            }
             let line = format!("{c:?}");
-            Ok((self.run(c)?, line))
+            Ok((self.run(c, Some(src))?, line))
         };
         let (mut output, mut line) = attempt(true)?;
         // Non-glibc systems (musl, macOS) have no libmvec: retry without it, but only when the

@@ -1,17 +1,26 @@
 //! CPU back end: generated C -> the system C compiler -> a shared library loaded with `dlopen`.
 //!
-//! A library is built once per machine (cached on disk under `<cache>/cpu/<key>.so`, next to the
-//! `<key>.c` it came from) and loaded once per process (cached in memory); later [`load`]s of the
-//! same source hash it and look it up.
+//! A library is built once per machine and kept in the disk cache as a checksummed blob
+//! (`<cache>/cpu/<key>.so`, next to the `<key>.c` it came from); a process loads the verified
+//! bytes from a private copy ([`library`]), never the file in the cache. Loaded libraries are
+//! kept in a bounded [`Lru`]: the least recently used is unloaded when no call holds it any more.
+//! Later [`load`]s of a loaded source hash it and look it up.
 
 mod compiler;
+mod deadline;
+#[cfg(test)]
+mod hardening_tests;
+mod library;
+mod memfd;
 mod parallel;
 
 pub use parallel::{parallel_chunks, CHUNK_ALIGN};
 
-use super::cache::{self, Memo};
+use super::cache::{self, Aliases, Lru};
 use super::error::{catch_panic, RuntimeError};
+use super::settings;
 use compiler::Compiler;
+use library::Library;
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
@@ -52,17 +61,20 @@ impl CpuCompileOptions {
     }
 }
 
-/// A compiled, loaded C library and the address of its entry point.
+/// A compiled, loaded C library and the address of its entry point. The library is unloaded when
+/// the last `Arc` to it goes (see [`load`]): hold one for as long as any address from it is used.
 pub struct CpuModule {
     // Field order: `entry` points into `lib`, which must outlive every use of it.
     entry: *const c_void,
     entry_name: String,
     path: PathBuf,
-    lib: libloading::Library,
+    /// Its key in [`LOADED`].
+    loaded_key: String,
+    lib: Library,
 }
 
 // SAFETY: `entry` is the address of code in `lib`, which is immutable and stays mapped for as long
-// as this value exists; `libloading::Library` is itself Send + Sync.
+// as this value exists; a loaded library may be used from any thread.
 unsafe impl Send for CpuModule {}
 unsafe impl Sync for CpuModule {}
 
@@ -113,7 +125,8 @@ impl CpuModule {
         })
     }
 
-    /// Where the shared library lives in the cache.
+    /// Where the shared library is kept in the cache (as a checksummed blob; the loaded copy is
+    /// private to the process).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -122,20 +135,22 @@ impl CpuModule {
 /// Compiles `source` (C11) with `$CC` (else `cc`) into a shared library, loads it and resolves
 /// `entry`. Cached on disk (keyed by the source, the flags, the compiler's `--version` and the
 /// host CPU) and in memory (keyed by the same plus `entry`): repeated calls return the same
-/// `Arc` without running the compiler or touching the disk.
+/// `Arc` without running the compiler or touching the disk, while the library stays loaded. It
+/// stays loaded while anyone holds the `Arc`, and while it is among the most recently used
+/// `SPIKEFORGE_MAX_LOADED_MODULES` (default 1024) libraries.
 pub fn load(
     source: &str,
     entry: &str,
     opts: &CpuCompileOptions,
 ) -> Result<Arc<CpuModule>, RuntimeError> {
     catch_panic("loading a CPU kernel", || {
-        load_with(source, entry, opts, &Compiler::from_env(), &cache::dir())
+        load_with(source, entry, opts, &Compiler::from_env()?, &cache::root()?)
     })
 }
 
 /// Like [`load`], for callers that can name the source without building it: `key` must
 /// determine `source()` completely (e.g. the hash of the model spec). When `(key, entry, opts)`
-/// has been loaded before in this process, `source` is not called at all; otherwise the source
+/// was loaded before and is still loaded, `source` is not called at all; otherwise the source
 /// is built and goes through [`load`] (so the disk cache is keyed by the source itself, and a
 /// stale `key` can never pick up code from an older code generator).
 pub fn load_keyed(
@@ -147,19 +162,24 @@ pub fn load_keyed(
     by_key(key, entry, opts, || load(&source(), entry, opts))
 }
 
+/// Libraries loaded by this process, by disk key + entry + cache folder.
+static LOADED: LazyLock<Lru<CpuModule>> = LazyLock::new(Lru::new);
+
 fn by_key(
     key: &str,
     entry: &str,
     opts: &CpuCompileOptions,
     load: impl FnOnce() -> Result<Arc<CpuModule>, RuntimeError>,
 ) -> Result<Arc<CpuModule>, RuntimeError> {
-    static BY_KEY: LazyLock<Memo<Arc<CpuModule>>> = LazyLock::new(Memo::new);
-    let memo_key = format!("{key}\0{entry}\0{opts:?}");
-    BY_KEY.get_or_try_insert(&memo_key, load)
+    static ALIASES: LazyLock<Aliases> = LazyLock::new(Aliases::new);
+    let alias = format!("{key}\0{entry}\0{opts:?}");
+    if let Some(module) = ALIASES.resolve(&alias, &LOADED) {
+        return Ok(module);
+    }
+    let module = load()?;
+    ALIASES.record(&alias, &module.loaded_key);
+    Ok(module)
 }
-
-/// Libraries loaded by this process, by disk key + entry + cache folder.
-static LOADED: LazyLock<Memo<Arc<CpuModule>>> = LazyLock::new(Memo::new);
 
 fn load_with(
     source: &str,
@@ -170,25 +190,30 @@ fn load_with(
 ) -> Result<Arc<CpuModule>, RuntimeError> {
     let flags = opts.flags();
     let key = disk_key(source, &flags, compiler)?;
-    let memo_key = format!("{key}\0{entry}\0{}", cache_root.display());
-    LOADED.get_or_try_insert(&memo_key, || {
-        build_and_open(source, entry, &flags, compiler, &key, cache_root)
-            .map(|(module, _)| Arc::new(module))
+    let loaded_key = format!("{key}\0{entry}\0{}", cache_root.display());
+    LOADED.get_or_try_insert(&loaded_key, || {
+        // Checked on every load (a hit implies an earlier successful load).
+        settings::max_loaded_modules()?;
+        let (mut module, _) = build_and_open(source, entry, &flags, compiler, &key, cache_root)?;
+        module.loaded_key.clone_from(&loaded_key);
+        Ok(Arc::new(module))
     })
 }
 
 fn disk_key(source: &str, flags: &[String], compiler: &Compiler) -> Result<String, RuntimeError> {
     let fingerprint = compiler.fingerprint()?;
     Ok(cache::key(&[
-        b"spikeforge-cpu-v1",
+        // v2: entries are checksummed blobs (v1 were bare libraries).
+        b"spikeforge-cpu-v2",
         source.as_bytes(),
         flags.join("\0").as_bytes(),
         fingerprint.as_bytes(),
     ]))
 }
 
-/// Opens `<cache>/cpu/<key>.so`, compiling it first if it is not there (or is unloadable).
-/// Also says whether the compiler ran (false: the library came from the disk cache).
+/// Loads the library `<cache>/cpu/<key>.so`, compiling it first if it is not there, fails its
+/// checksum, or fails to load. Also says whether the compiler ran (false: the library came from
+/// the disk cache).
 fn build_and_open(
     source: &str,
     entry: &str,
@@ -199,13 +224,11 @@ fn build_and_open(
 ) -> Result<(CpuModule, bool), RuntimeError> {
     let dir = cache::subdir(cache_root, "cpu")?;
     let so_path = dir.join(format!("{key}.so"));
-    if so_path.exists() {
-        match open(&so_path, entry) {
+    if let Some(bytes) = cache::read_blob(&so_path) {
+        match open(&bytes, &so_path, entry) {
             Ok(module) => return Ok((module, false)),
-            // Damaged entry (e.g. the disk filled up while it was written): rebuild it.
-            Err(RuntimeError::LoadFailed { .. }) => {
-                let _ = std::fs::remove_file(&so_path);
-            }
+            // Intact but unloadable (built against another C library, say): rebuild it.
+            Err(RuntimeError::LoadFailed { .. }) => {}
             Err(e) => return Err(e),
         }
     }
@@ -213,31 +236,26 @@ fn build_and_open(
     // one looks at when profiling the library.
     let c_path = dir.join(format!("{key}.c"));
     cache::write_atomic(&c_path, source.as_bytes())?;
-    let tmp = cache::temp_path(&so_path);
-    compiler.compile_shared(&c_path, &tmp, flags)?;
-    cache::commit(&tmp, &so_path)?;
-    Ok((open(&so_path, entry)?, true))
+    let scratch = cache::Scratch::new(cache_root)?;
+    let out = scratch.path().join(format!("{key}.so"));
+    compiler.compile_shared(&c_path, &out, flags)?;
+    let bytes =
+        std::fs::read(&out).map_err(|e| RuntimeError::io("read the compiled library", &out, e))?;
+    drop(scratch);
+    cache::write_blob(&so_path, &bytes)?;
+    Ok((open(&bytes, &so_path, entry)?, true))
 }
 
-fn open(path: &Path, entry: &str) -> Result<CpuModule, RuntimeError> {
-    let load_failed = |e: libloading::Error| RuntimeError::LoadFailed {
+/// Loads the verified library `bytes` (kept in the cache at `path`) and resolves `entry`.
+fn open(bytes: &[u8], path: &Path, entry: &str) -> Result<CpuModule, RuntimeError> {
+    let label = path
+        .file_name()
+        .map(|n| format!("spikeforge-{}", n.to_string_lossy()))
+        .unwrap_or_else(|| "spikeforge".to_owned());
+    let lib = Library::load(bytes, &label).map_err(|message| RuntimeError::LoadFailed {
         path: path.to_owned(),
-        message: error_chain(&e),
-    };
-    // RTLD_NOW: resolve every symbol now, so a missing one is an error here rather than the
-    // dynamic linker killing the process at the first call.
-    #[cfg(unix)]
-    let lib: libloading::Library = {
-        use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
-        // SAFETY: the library is generated C with no initialisers.
-        unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }
-            .map_err(load_failed)?
-            .into()
-    };
-    #[cfg(not(unix))]
-    // SAFETY: as above.
-    let lib = unsafe { libloading::Library::new(path) }.map_err(load_failed)?;
-
+        message,
+    })?;
     // SAFETY: reading a symbol's address as a data pointer is valid for any symbol.
     let entry_ptr = match unsafe { lib.get::<*mut c_void>(entry) } {
         Ok(sym) => *sym as *const c_void,
@@ -252,20 +270,9 @@ fn open(path: &Path, entry: &str) -> Result<CpuModule, RuntimeError> {
         entry: entry_ptr,
         entry_name: entry.to_owned(),
         path: path.to_owned(),
+        loaded_key: String::new(),
         lib,
     })
-}
-
-/// `e` and its causes, joined: libloading's own message is only "dlopen failed".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
@@ -359,8 +366,7 @@ mod tests {
         assert!(!compiled, "disk hit must not run the compiler");
         check_saxpy(&module, 7);
 
-        // A damaged library left by another process is rebuilt, not loaded. (A fresh source:
-        // dlopen matches paths this process already loaded by name, without reading the file.)
+        // A damaged library left by another process is rebuilt, not loaded.
         let src = format!("{SAXPY_EXP}\n/* damaged test */\n");
         let key = disk_key(&src, &flags, &gcc()).unwrap();
         let so_path = cache::subdir(&root, "cpu")
@@ -394,30 +400,17 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
     }
 
-    /// `CC=/nonexistent` in the environment: checked in a child process (this test binary
-    /// again, running only `child_with_cc_env`), since changing the environment of a
-    /// multi-threaded test process is racy.
+    /// `CC=/nonexistent` in the environment: checked in a child process.
     #[test]
     fn cc_from_environment_is_used() {
         let root = cache::test_dir("cpu-env");
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "runtime::cpu::tests::child_with_cc_env",
-                "--ignored",
-                "--nocapture",
-            ])
-            .env("CC", "/nonexistent")
-            .env("SPIKEFORGE_CACHE_DIR", &root)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
+        crate::runtime::run_test_child(
+            "runtime::cpu::tests::child_with_cc_env",
+            &[
+                ("CC", "/nonexistent".as_ref()),
+                ("SPIKEFORGE_CACHE_DIR", root.as_os_str()),
+            ],
         );
-        assert!(text.contains("1 passed"), "child test did not run: {text}");
         let _ = std::fs::remove_dir_all(&root);
     }
 

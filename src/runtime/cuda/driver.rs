@@ -149,6 +149,26 @@ pub(crate) fn load_module(image: &[u8]) -> Result<sys::CUmodule, RuntimeError> {
     Ok(module)
 }
 
+/// Unloads `module` from the current context. The driver waits for the module's kernels that are
+/// still running. Allowed even while this thread captures a stream into a CUDA graph: the
+/// thread's capture mode is relaxed for the call (an unload enqueues nothing, so a graph being
+/// captured is unaffected, where a forbidden call would have invalidated it).
+///
+/// # Safety
+/// `module` must be loaded in the current context, and nothing may use its functions again.
+pub(crate) unsafe fn unload_module(module: sys::CUmodule) -> Result<(), RuntimeError> {
+    let mut mode = sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED;
+    // SAFETY: valid in-out pointer; swaps this thread's mode, restored below.
+    check("cuThreadExchangeStreamCaptureMode", unsafe {
+        sys::cuThreadExchangeStreamCaptureMode(&mut mode)
+    })?;
+    // SAFETY: forwarded to the caller.
+    let unloaded = check("cuModuleUnload", unsafe { sys::cuModuleUnload(module) });
+    // SAFETY: puts back the mode swapped out above.
+    let _ = unsafe { sys::cuThreadExchangeStreamCaptureMode(&mut mode) };
+    unloaded
+}
+
 /// The kernel `name` of `module`; [`RuntimeError::KernelNotFound`] if it has none.
 ///
 /// # Safety
@@ -244,6 +264,28 @@ pub(crate) unsafe fn memset_d8_async(
     // SAFETY: forwarded to the caller.
     check("cuMemsetD8Async", unsafe {
         sys::cuMemsetD8Async(ptr as sys::CUdeviceptr, value, bytes, stream)
+    })
+}
+
+/// Copies `bytes` bytes from `src` to `dst` (both device memory), in stream order.
+///
+/// # Safety
+/// Both must be device memory of at least `bytes` bytes in `stream`'s context, not overlapping,
+/// valid until the copy has run.
+pub(crate) unsafe fn memcpy_dtod_async(
+    dst: *mut c_void,
+    src: *const c_void,
+    bytes: usize,
+    stream: sys::CUstream,
+) -> Result<(), RuntimeError> {
+    // SAFETY: forwarded to the caller.
+    check("cuMemcpyDtoDAsync", unsafe {
+        sys::cuMemcpyDtoDAsync_v2(
+            dst as sys::CUdeviceptr,
+            src as sys::CUdeviceptr,
+            bytes,
+            stream,
+        )
     })
 }
 

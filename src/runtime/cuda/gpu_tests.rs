@@ -241,3 +241,213 @@ fn large_dynamic_shared_memory_and_foreign_thread() {
         cu::free_sync(dy).unwrap();
     }
 }
+
+/// 60 distinct kernels with a bound of 8, in a process of its own: evicted modules are unloaded
+/// (at most two bounded levels of 8 stay loaded), every result is right, and a kernel a caller
+/// holds keeps working after its module was evicted.
+#[test]
+fn loaded_modules_are_bounded() {
+    if gpu_or_skip("loaded_modules_are_bounded").is_none() {
+        return;
+    }
+    let root = crate::runtime::cache::test_dir("cuda-many");
+    crate::runtime::run_test_child(
+        "runtime::cuda::gpu_tests::child_loads_many_modules",
+        &[
+            ("SPIKEFORGE_MAX_LOADED_MODULES", "8".as_ref()),
+            ("SPIKEFORGE_CACHE_DIR", root.as_os_str()),
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+#[ignore = "run by loaded_modules_are_bounded"]
+fn child_loads_many_modules() {
+    use std::sync::atomic::Ordering;
+    let stream = gpu_or_skip("child_loads_many_modules").unwrap();
+    let opts = CudaCompileOptions::default();
+    let out = device_buffer(&[0f32]);
+    let run = |f: &CudaFunction| -> i32 {
+        let mut o = out;
+        let mut params: [*mut c_void; 1] = [(&mut o as *mut sys::CUdeviceptr).cast()];
+        // SAFETY: params match `put`; `out` holds one int.
+        unsafe { launch(f, (1, 1, 1), (1, 1, 1), 0, stream.cast(), &mut params) }.unwrap();
+        // SAFETY: our own stream.
+        unsafe { cu::stream::synchronize(stream) }.unwrap();
+        read_back(out, 1)[0].to_bits() as i32
+    };
+    let load = |i: i32| {
+        load_function_keyed(&format!("model-{i}"), "put", stream.cast(), &opts, || {
+            format!("extern \"C\" __global__ void put(int* out) {{ *out = {i}; }}\n")
+        })
+        .unwrap()
+    };
+    let held = load(0);
+    for i in 0..60 {
+        assert_eq!(run(&load(i)), i);
+        let live = module_cache::LIVE_MODULES.load(Ordering::SeqCst);
+        assert!(live <= 2 * 8 + 1, "{live} modules loaded");
+    }
+    assert_eq!(run(&held), 0, "a held kernel was unloaded");
+    // Evicted ones load again (from the disk cache) and are right.
+    for i in [1, 17, 33] {
+        assert_eq!(run(&load(i)), i);
+    }
+    println!(
+        "modules loaded at the end: {}",
+        module_cache::LIVE_MODULES.load(Ordering::SeqCst)
+    );
+}
+
+/// An evicted module may be unloaded while the thread captures XLA's stream into a CUDA graph
+/// (a load during a capture can evict one): the unload must neither fail nor invalidate the
+/// capture, and the captured graph must run.
+#[test]
+fn unloading_during_a_capture_keeps_the_capture_valid() {
+    let Some(stream) = gpu_or_skip("unloading_during_a_capture_keeps_the_capture_valid") else {
+        return;
+    };
+    let put = |i: i32| format!("extern \"C\" __global__ void put(int* out) {{ *out = {i}; }}\n");
+    let opts = CudaCompileOptions::default();
+    let kept = load_function(&put(41), "put", stream.cast(), &opts).unwrap();
+    let dev = driver::current_device().unwrap();
+    let doomed = compile_cubin(&put(42), driver::compute_capability(dev).unwrap(), &opts).unwrap();
+    let doomed = driver::load_module(&doomed).unwrap();
+    let out = device_buffer(&[0f32]);
+    let mut o = out;
+    let mut params: [*mut c_void; 1] = [(&mut o as *mut sys::CUdeviceptr).cast()];
+    use sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL;
+    // SAFETY: our own stream; every call below is checked.
+    unsafe {
+        driver::check(
+            "cuStreamBeginCapture",
+            sys::cuStreamBeginCapture_v2(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL),
+        )
+        .unwrap();
+        launch(&kept, (1, 1, 1), (1, 1, 1), 0, stream.cast(), &mut params).unwrap();
+        let unloaded = driver::unload_module(doomed);
+        let mut graph: sys::CUgraph = std::ptr::null_mut();
+        let ended = driver::check(
+            "cuStreamEndCapture",
+            sys::cuStreamEndCapture(stream, &mut graph),
+        );
+        unloaded.unwrap();
+        ended.unwrap();
+        let mut exec: sys::CUgraphExec = std::ptr::null_mut();
+        driver::check(
+            "cuGraphInstantiate",
+            sys::cuGraphInstantiateWithFlags(&mut exec, graph, 0),
+        )
+        .unwrap();
+        driver::check("cuGraphLaunch", sys::cuGraphLaunch(exec, stream)).unwrap();
+        cu::stream::synchronize(stream).unwrap();
+        sys::cuGraphExecDestroy(exec);
+        sys::cuGraphDestroy(graph);
+    }
+    assert_eq!(read_back(out, 1)[0].to_bits(), 41);
+}
+
+/// Spins for `ns` nanoseconds of GPU time, then sets `*done`.
+const SPIN: &str = r#"
+extern "C" __global__ void spin(unsigned long long ns, int* done) {
+    unsigned long long t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    do { asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)); } while (t - t0 < ns);
+    *done = 1;
+}
+"#;
+
+fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+/// Measures what a loaded CUDA module costs the process (memory mappings, device memory) and
+/// whether `cuModuleUnload` waits for a kernel of the module that is still running. A probe, run
+/// by hand on a GPU: `cargo test --release --lib probe_module_costs -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, run by hand on a GPU"]
+fn probe_module_costs() {
+    let Some(stream) = gpu_or_skip("probe_module_costs") else {
+        return;
+    };
+    let dev = driver::current_device().unwrap();
+    let arch = driver::compute_capability(dev).unwrap();
+    let free = || cu::mem_get_info().unwrap().0;
+    // A small kernel and a 64 KB one (an unrolled loop).
+    let big = "extern \"C\" __global__ void big(float* x) { float v = x[threadIdx.x];\n\
+               #pragma unroll\n for (int i = 0; i < 100000; i++) v = v * 1.0001f + sinf(v + i);\n\
+               x[threadIdx.x] = v; }\n";
+    for src in [SPIN, big] {
+        let cubin = compile_cubin(src, arch, &CudaCompileOptions::default()).unwrap();
+        let (maps0, free0) = (mappings(), free());
+        let n = 1000;
+        let modules: Vec<_> = (0..n)
+            .map(|_| driver::load_module(&cubin).unwrap())
+            .collect();
+        let (maps1, free1) = (mappings(), free());
+        println!(
+            "PROBE {n} modules of a {} B cubin: +{} mappings, +{} KiB device memory ({} B each)",
+            cubin.len(),
+            maps1 as i64 - maps0 as i64,
+            (free0 as i64 - free1 as i64) / 1024,
+            (free0 as i64 - free1 as i64) / n
+        );
+        for m in modules {
+            // SAFETY: loaded above, unused.
+            unsafe { driver::unload_module(m) }.unwrap();
+        }
+        let (maps2, free2) = (mappings(), free());
+        println!(
+            "PROBE after unloading: {} mappings, {} KiB device memory back",
+            maps2 as i64 - maps0 as i64,
+            (free2 as i64 - free1 as i64) / 1024
+        );
+    }
+    let cubin = compile_cubin(SPIN, arch, &CudaCompileOptions::default()).unwrap();
+
+    // Unload while a kernel of the module runs for 2 s.
+    let m = driver::load_module(&cubin).unwrap();
+    // SAFETY: the module is loaded in the current context.
+    let f = unsafe { driver::module_function(m, c"spin") }.unwrap();
+    let done = device_buffer(&[0f32]);
+    let (mut ns, mut d) = (2_000_000_000u64, done);
+    let mut params: [*mut c_void; 2] = [
+        (&mut ns as *mut u64).cast(),
+        (&mut d as *mut sys::CUdeviceptr).cast(),
+    ];
+    // SAFETY: params match `spin`.
+    unsafe { driver::launch_kernel(f, (1, 1, 1), (1, 1, 1), 0, stream, &mut params) }.unwrap();
+    let t = std::time::Instant::now();
+    // SAFETY: the point of the probe: unload with the kernel in flight.
+    let r = unsafe { sys::cuModuleUnload(m) };
+    let unload = t.elapsed();
+    // SAFETY: our own stream.
+    let s = unsafe { cu::stream::synchronize(stream) };
+    let total = t.elapsed();
+    let flag = read_back(done, 1)[0].to_bits();
+    println!(
+        "PROBE cuModuleUnload with a 2 s kernel in flight: returned {r:?} after {unload:?}; \
+         stream sync {s:?} after {total:?}; kernel finished: {}",
+        flag == 1
+    );
+
+    // A plain cuModuleUnload while this thread captures (thread-local mode).
+    let m = driver::load_module(&cubin).unwrap();
+    use sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL;
+    // SAFETY: our own stream; the probe only reports what the driver says.
+    let (r, ended) = unsafe {
+        sys::cuStreamBeginCapture_v2(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+        let r = sys::cuModuleUnload(m);
+        let mut graph: sys::CUgraph = std::ptr::null_mut();
+        let ended = sys::cuStreamEndCapture(stream, &mut graph);
+        if !graph.is_null() {
+            sys::cuGraphDestroy(graph);
+        }
+        (r, ended)
+    };
+    println!("PROBE plain cuModuleUnload during a capture: {r:?}; end of capture: {ended:?}");
+}

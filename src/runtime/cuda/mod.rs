@@ -24,7 +24,7 @@ pub use cudarc::driver::sys::{CUdevice, CUdevice_attribute, CUfunction_attribute
 pub use driver::device_attribute;
 pub use nvrtc::{compile_cubin, compile_ptx, nvrtc_version};
 
-use super::cache::Memo;
+use super::cache::Aliases;
 use super::error::{catch_panic, RuntimeError};
 use cudarc::driver::sys;
 use std::ffi::c_void;
@@ -55,6 +55,8 @@ pub struct CudaFunction {
     max_shared_mem_optin: u32,
     /// The `MAX_DYNAMIC_SHARED_SIZE_BYTES` currently set on `func`.
     dynamic_shared_limit: AtomicU32,
+    /// Its key in `module_cache::FUNCTIONS`.
+    cache_key: String,
     /// Keeps the module (and so `func`) alive.
     _module: Arc<dyn Send + Sync>,
 }
@@ -132,8 +134,8 @@ pub fn load_function(
 
 /// Like [`load_function`], for callers that can name the source without building it: `key` must
 /// determine `source()` completely (e.g. the FFI `key` attribute, the hash of the model spec).
-/// When `(context, key, entry, opts)` was loaded before, `source` is not called and nothing is
-/// hashed but the key. A miss goes through [`load_function`], whose caches are keyed by the source
+/// When `(context, key, entry, opts)` was loaded before and is still loaded, `source` is not
+/// called and nothing is hashed but the key. A miss goes through [`load_function`], whose caches are keyed by the source
 /// itself, so a stale key can never pick up code from an older code generator on disk.
 pub fn load_function_keyed(
     key: &str,
@@ -142,17 +144,20 @@ pub fn load_function_keyed(
     opts: &CudaCompileOptions,
     source: impl FnOnce() -> String,
 ) -> Result<Arc<CudaFunction>, RuntimeError> {
-    static BY_KEY: LazyLock<Memo<Arc<CudaFunction>>> = LazyLock::new(Memo::new);
+    static ALIASES: LazyLock<Aliases> = LazyLock::new(Aliases::new);
     catch_panic("loading a CUDA kernel", || {
         driver::init()?;
         // SAFETY: as in `load_function`.
         let ctx = unsafe { driver::stream_context(stream.cast()) }?;
-        let memo_key = format!("{ctx:p}\0{key}\0{entry}\0{opts:?}");
-        BY_KEY.get_or_try_insert(&memo_key, || {
-            // SAFETY: as above.
-            let _relaxed = unsafe { driver::RelaxedCapture::enter(stream.cast()) }?;
-            module_cache::function(&source(), entry, ctx, opts)
-        })
+        let alias = format!("{ctx:p}\0{key}\0{entry}\0{opts:?}");
+        if let Some(f) = ALIASES.resolve(&alias, &module_cache::FUNCTIONS) {
+            return Ok(f);
+        }
+        // SAFETY: as above.
+        let _relaxed = unsafe { driver::RelaxedCapture::enter(stream.cast()) }?;
+        let f = module_cache::function(&source(), entry, ctx, opts)?;
+        ALIASES.record(&alias, &f.cache_key);
+        Ok(f)
     })
 }
 
@@ -203,6 +208,29 @@ pub unsafe fn memset_async(
         let _current = unsafe { driver::CurrentContext::enter(ctx) }?;
         // SAFETY: forwarded to the caller.
         unsafe { driver::memset_d8_async(ptr, value, bytes, stream.cast()) }
+    })
+}
+
+/// Copies device memory on XLA's stream (no synchronisation): a network run starts from its
+/// input state this way.
+///
+/// # Safety
+/// `dst` and `src` must be device memory of at least `bytes` bytes in the context of `stream`,
+/// not overlapping.
+pub unsafe fn memcpy_async(
+    dst: *mut c_void,
+    src: *const c_void,
+    bytes: usize,
+    stream: *mut c_void,
+) -> Result<(), RuntimeError> {
+    catch_panic("copying device memory", || {
+        driver::init()?;
+        // SAFETY: XLA passes a live stream.
+        let ctx = unsafe { driver::stream_context(stream.cast()) }?;
+        // SAFETY: the context is alive while XLA runs work on its stream.
+        let _current = unsafe { driver::CurrentContext::enter(ctx) }?;
+        // SAFETY: forwarded to the caller.
+        unsafe { driver::memcpy_dtod_async(dst, src, bytes, stream.cast()) }
     })
 }
 

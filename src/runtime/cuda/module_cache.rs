@@ -1,34 +1,76 @@
 //! Compiled images and loaded CUDA modules, cached so each source is compiled once per machine
-//! and loaded once per context.
+//! and loaded once per context while it is in use.
 //!
-//! Three levels, each a [`Memo`]:
+//! Three levels, each an [`Lru`] (bounded by `SPIKEFORGE_MAX_LOADED_MODULES`):
 //! * images (CUBIN/PTX bytes) by image key = sha256(source, target, NVRTC version, options),
-//!   backed by `<cache>/cuda/<key>.cubin|.ptx` on disk;
+//!   backed by checksummed blobs `<cache>/cuda/<key>.cubin|.ptx` on disk;
 //! * modules by (context, image key);
 //! * functions by (context, source key, entry): the only level a warm call touches.
 //!
-//! Modules are never unloaded: a process loads a handful, and they live as long as XLA's context.
+//! A module is unloaded when the last function of it goes (evicted, and no caller holding it).
+//! Measured on an H200 (driver 580, `probe_module_costs` in `gpu_tests`): a loaded module costs
+//! the process no memory mapping, and device memory about its size (1000 modules of a 6.4 KB
+//! CUBIN took 2 MB), so the bound matters less than for CPU libraries; but images, modules and
+//! tables grew with every model. `cuModuleUnload` waits for the module's kernels that are still
+//! running (it returned when a 2 s kernel had finished, which completed normally), so unloading
+//! never pulls code from under the GPU. A load while XLA captures its stream into a CUDA graph can
+//! evict and so unload another module: a plain `cuModuleUnload` there fails and invalidates the
+//! capture (seen on the H200), so the unload relaxes the thread's capture mode
+//! ([`driver::unload_module`]). Anything that keeps a kernel beyond a call (a CUDA graph captured
+//! with it) must hold its `Arc<CudaFunction>` as long.
 
 use super::driver::{self, CurrentContext};
 use super::nvrtc::{self, Target};
 use super::{CudaCompileOptions, CudaFunction};
-use crate::runtime::cache::{self, Memo};
-use crate::runtime::error::RuntimeError;
+use crate::runtime::cache::{self, Lru};
+use crate::runtime::error::{catch_panic, RuntimeError};
 use cudarc::driver::sys;
 use std::ffi::CString;
 use std::sync::{Arc, LazyLock};
 
-/// A module loaded into one context.
-struct LoadedModule(sys::CUmodule);
+/// A module loaded into one context; unloaded on drop.
+struct LoadedModule {
+    module: sys::CUmodule,
+    ctx: sys::CUcontext,
+}
 
 // SAFETY: a module handle is an immutable driver object usable from any thread (with its context
 // current, which every user here arranges).
 unsafe impl Send for LoadedModule {}
 unsafe impl Sync for LoadedModule {}
 
-static IMAGES: LazyLock<Memo<Arc<Vec<u8>>>> = LazyLock::new(Memo::new);
-static MODULES: LazyLock<Memo<Arc<LoadedModule>>> = LazyLock::new(Memo::new);
-static FUNCTIONS: LazyLock<Memo<Arc<CudaFunction>>> = LazyLock::new(Memo::new);
+/// How many modules are loaded, for tests.
+#[cfg(test)]
+pub(crate) static LIVE_MODULES: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+impl LoadedModule {
+    fn load(image: &[u8], ctx: sys::CUcontext) -> Result<Self, RuntimeError> {
+        let module = driver::load_module(image)?;
+        #[cfg(test)]
+        LIVE_MODULES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(LoadedModule { module, ctx })
+    }
+}
+
+impl Drop for LoadedModule {
+    fn drop(&mut self) {
+        #[cfg(test)]
+        LIVE_MODULES.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        // Best effort: a module that cannot be unloaded (its context gone) is only leaked.
+        let _ = catch_panic("unloading a CUDA module", || {
+            // SAFETY: XLA keeps its contexts for the whole process.
+            let _current = unsafe { CurrentContext::enter(self.ctx) }?;
+            // SAFETY: loaded by `LoadedModule::load` in this context, unloaded once, here;
+            // nothing refers to its functions any more (every `CudaFunction` holds its module).
+            unsafe { driver::unload_module(self.module) }
+        });
+    }
+}
+
+static IMAGES: LazyLock<Lru<Vec<u8>>> = LazyLock::new(Lru::new);
+static MODULES: LazyLock<Lru<LoadedModule>> = LazyLock::new(Lru::new);
+pub(crate) static FUNCTIONS: LazyLock<Lru<CudaFunction>> = LazyLock::new(Lru::new);
 
 /// See [`super::load_function`].
 pub(crate) fn function(
@@ -39,9 +81,13 @@ pub(crate) fn function(
 ) -> Result<Arc<CudaFunction>, RuntimeError> {
     let source_key = cache::key(&[source.as_bytes(), format!("{opts:?}").as_bytes()]);
     // The context address identifies the context: XLA keeps its contexts for the whole process.
-    let memo_key = format!("{:p}\0{source_key}\0{entry}", ctx);
-    FUNCTIONS.get_or_try_insert(&memo_key, || {
-        build_function(source, entry, ctx, opts).map(Arc::new)
+    let cache_key = format!("{:p}\0{source_key}\0{entry}", ctx);
+    FUNCTIONS.get_or_try_insert(&cache_key, || {
+        // Checked on every load (a hit implies an earlier successful load).
+        crate::runtime::settings::max_loaded_modules()?;
+        let mut f = build_function(source, entry, ctx, opts)?;
+        f.cache_key = cache_key.clone();
+        Ok(Arc::new(f))
     })
 }
 
@@ -56,16 +102,23 @@ fn build_function(
     let device = driver::current_device()?;
     let arch = driver::compute_capability(device)?;
     let target = choose_target(arch)?;
-    let (image_key, image) = image(&cache::dir(), source, target, opts)?;
+    // A cache folder that cannot be made only costs recompiles; one that others could have
+    // written to is refused.
+    let cache_root = match cache::root() {
+        Ok(root) => Some(root),
+        Err(e @ RuntimeError::UnsafeCache { .. }) => return Err(e),
+        Err(_) => None,
+    };
+    let (image_key, image) = image(cache_root.as_deref(), source, target, opts)?;
 
     let module = MODULES.get_or_try_insert(&format!("{:p}\0{image_key}", ctx), || {
-        driver::load_module(&image).map(|m| Arc::new(LoadedModule(m)))
+        LoadedModule::load(&image, ctx).map(Arc::new)
     })?;
     let name = CString::new(entry).map_err(|_| RuntimeError::InvalidSource {
         what: "kernel name",
     })?;
     // SAFETY: the module was loaded into `ctx`, which is current.
-    let func = unsafe { driver::module_function(module.0, &name) }?;
+    let func = unsafe { driver::module_function(module.module, &name) }?;
 
     use sys::CUdevice_attribute::*;
     // SAFETY: `func` was just obtained.
@@ -93,6 +146,7 @@ fn build_function(
         dynamic_shared_limit: std::sync::atomic::AtomicU32::new(
             super::DEFAULT_DYNAMIC_SHARED_LIMIT,
         ),
+        cache_key: String::new(),
         _module: module,
     })
 }
@@ -113,9 +167,9 @@ fn choose_target((major, minor): (u32, u32)) -> Result<Target, RuntimeError> {
 }
 
 /// The compiled image for `(source, target, opts)`: from memory, else disk (under
-/// `cache_root`), else NVRTC.
+/// `cache_root`, if any), else NVRTC.
 fn image(
-    cache_root: &std::path::Path,
+    cache_root: Option<&std::path::Path>,
     source: &str,
     target: Target,
     opts: &CudaCompileOptions,
@@ -133,9 +187,11 @@ fn image(
             Target::Cubin(..) => "cubin",
             Target::Ptx(..) => "ptx",
         };
-        let path = cache::subdir(cache_root, "cuda")
-            .ok()
-            .map(|d| d.join(format!("{key}.{ext}")));
+        let path = match cache_root.map(|root| cache::subdir(root, "cuda")) {
+            Some(Ok(dir)) => Some(dir.join(format!("{key}.{ext}"))),
+            Some(Err(e @ RuntimeError::UnsafeCache { .. })) => return Err(e),
+            _ => None,
+        };
         if let Some(bytes) = path.as_deref().and_then(cache::read_blob) {
             return Ok(Arc::new(bytes));
         }
@@ -184,18 +240,18 @@ mod tests {
         let root = cache::test_dir("cuda-image");
         let src = "extern \"C\" __global__ void k(float* x) { x[threadIdx.x] *= 2.0f; }";
         let opts = CudaCompileOptions::default();
-        let (key, bytes) = image(&root, src, Target::Cubin(9, 0), &opts).unwrap();
+        let (key, bytes) = image(Some(&root), src, Target::Cubin(9, 0), &opts).unwrap();
         assert_eq!(&bytes[..4], b"\x7fELF");
         let on_disk = cache::read_blob(&root.join("cuda").join(format!("{key}.cubin"))).unwrap();
         assert_eq!(on_disk, *bytes);
-        let (key2, again) = image(&root, src, Target::Cubin(9, 0), &opts).unwrap();
+        let (key2, again) = image(Some(&root), src, Target::Cubin(9, 0), &opts).unwrap();
         assert_eq!(key, key2);
         assert!(
             Arc::ptr_eq(&bytes, &again),
             "second request is a memory hit"
         );
 
-        let (ptx_key, ptx) = image(&root, src, Target::Ptx(9, 0), &opts).unwrap();
+        let (ptx_key, ptx) = image(Some(&root), src, Target::Ptx(9, 0), &opts).unwrap();
         assert_ne!(key, ptx_key);
         assert_eq!(
             ptx.last(),

@@ -1,13 +1,22 @@
 //! NVRTC: CUDA C++ source -> CUBIN (or PTX). Needs `libnvrtc.so.13` (and its companion
 //! `libnvrtc-builtins.so.13.*`) but no GPU and no driver, so CI can compile-check kernels.
+//!
+//! NVRTC compiles inside this process, so it cannot be killed like the C compiler. A compile with
+//! a time limit (`SPIKEFORGE_COMPILE_TIMEOUT`) runs on a thread of its own: the caller waits for
+//! it until the limit and then returns [`RuntimeError::CompileTimedOut`]. The compile itself is
+//! cancelled through NVRTC's flow callback (`nvrtcSetFlowCallback`, NVRTC 12.8+), which NVRTC
+//! only calls between pieces of work: on a huge source the thread can go on for tens of seconds
+//! past the limit (gaps of 34 s were seen in NVRTC 13.5) before it stops and frees the program.
 
 use super::CudaCompileOptions;
 use crate::runtime::cache;
 use crate::runtime::error::{catch_panic, RuntimeError};
+use crate::runtime::settings;
 use cudarc::nvrtc::sys;
-use std::ffi::{c_char, c_int, CString};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// Checks that libnvrtc can be loaded before anything calls into cudarc, which would panic
 /// instead of returning an error. Only success is remembered: a library the Python layer
@@ -134,17 +143,63 @@ pub fn compile_ptx(
 }
 
 /// Compiles `source` for `target`: the CUBIN, or the PTX with its terminating NUL (what
-/// `cuModuleLoadData` expects).
+/// `cuModuleLoadData` expects). Stopped after `SPIKEFORGE_COMPILE_TIMEOUT`.
 pub(crate) fn compile(
     source: &str,
     target: Target,
     opts: &CudaCompileOptions,
 ) -> Result<Vec<u8>, RuntimeError> {
+    compile_within(source, target, opts, settings::compile_timeout()?)
+}
+
+/// [`compile`] with an explicit time limit (`None`: none): on a thread of its own, which the
+/// caller stops waiting for when the time is up.
+fn compile_within(
+    source: &str,
+    target: Target,
+    opts: &CudaCompileOptions,
+    timeout: Option<Duration>,
+) -> Result<Vec<u8>, RuntimeError> {
+    ensure_loadable()?;
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let (Some(timeout), Some(deadline)) = (timeout, deadline) else {
+        return compile_now(source, target, opts, None);
+    };
+    let (done, result) = std::sync::mpsc::channel();
+    let (owned_source, opts) = (source.to_owned(), opts.clone());
+    std::thread::Builder::new()
+        .name("spikeforge-nvrtc".to_owned())
+        .spawn(move || {
+            let _ = done.send(compile_now(&owned_source, target, &opts, Some(deadline)));
+        })
+        .map_err(|e| RuntimeError::Panic {
+            during: "starting a thread for NVRTC",
+            message: e.to_string(),
+        })?;
+    match result.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(Err(RuntimeError::NvrtcCall { result, .. })) if result == "NVRTC_ERROR_CANCELLED" => {}
+        Ok(r) => return r,
+        // The thread goes on until NVRTC next calls the flow callback, which then cancels.
+        Err(_) => {}
+    }
+    Err(RuntimeError::CompileTimedOut {
+        compiler: "NVRTC".to_owned(),
+        seconds: timeout.as_secs_f64(),
+        source_path: keep_failed_source(source),
+    })
+}
+
+/// Compiles on the calling thread; NVRTC cancels at its first flow callback after `deadline`.
+fn compile_now(
+    source: &str,
+    target: Target,
+    opts: &CudaCompileOptions,
+    deadline: Option<Instant>,
+) -> Result<Vec<u8>, RuntimeError> {
     catch_panic("compiling CUDA code with NVRTC", || {
-        ensure_loadable()?;
         let options = options(target, opts);
         let program = Program::new(source)?;
-        if let Err(e) = program.compile(&options) {
+        if let Err(e) = program.compile(&options, deadline) {
             let RuntimeError::NvrtcCall { result, .. } = &e else {
                 return Err(e);
             };
@@ -171,7 +226,7 @@ pub(crate) fn compile(
 /// Saves source NVRTC rejected under `<cache>/cuda/failed/`, so the error can point at it.
 /// Best effort: the error is worth reporting even if the file cannot be written.
 fn keep_failed_source(source: &str) -> Option<std::path::PathBuf> {
-    let dir = cache::subdir(&cache::dir(), "cuda/failed").ok()?;
+    let dir = cache::subdir(&cache::root().ok()?, "cuda/failed").ok()?;
     let path = dir.join(format!("{}.cu", cache::key(&[source.as_bytes()])));
     cache::write_atomic(&path, source.as_bytes()).ok()?;
     Some(path)
@@ -200,7 +255,21 @@ impl Program {
         Ok(Program(prog))
     }
 
-    fn compile(&self, options: &[String]) -> Result<(), RuntimeError> {
+    /// Compiles with `options`; cancelled (`NVRTC_ERROR_CANCELLED`) at the first flow callback
+    /// after `deadline`, where NVRTC supports cancelling.
+    fn compile(&self, options: &[String], deadline: Option<Instant>) -> Result<(), RuntimeError> {
+        // Read by `past_deadline` during the compile, and outlives it.
+        if let (Some(deadline), Some(set_flow_callback)) = (&deadline, flow_callback_setter()) {
+            // SAFETY: a live program; `deadline` outlives the compile below, the only time NVRTC
+            // calls the callback.
+            check("nvrtcSetFlowCallback", unsafe {
+                set_flow_callback(
+                    self.0,
+                    Some(past_deadline),
+                    (deadline as *const Instant).cast_mut().cast(),
+                )
+            })?;
+        }
         let owned: Vec<CString> = options
             .iter()
             .map(|o| CString::new(o.as_str()))
@@ -258,6 +327,36 @@ impl Program {
             sys::nvrtcGetPTX,
         )
     }
+}
+
+/// `nvrtcSetFlowCallback(prog, callback, payload)`.
+type SetFlowCallback = unsafe extern "C" fn(
+    sys::nvrtcProgram,
+    Option<unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int>,
+    *mut c_void,
+) -> sys::nvrtcResult;
+
+/// NVRTC's `nvrtcSetFlowCallback`, if this NVRTC has it (12.8 and later). cudarc does not bind it,
+/// so it is looked up in the library cudarc loaded.
+fn flow_callback_setter() -> Option<SetFlowCallback> {
+    static SETTER: OnceLock<Option<SetFlowCallback>> = OnceLock::new();
+    *SETTER.get_or_init(|| {
+        // SAFETY: callers have checked `ensure_loadable`, so `culib` does not panic; the symbol's
+        // type is NVRTC's documented signature.
+        unsafe { sys::culib().get::<SetFlowCallback>(b"nvrtcSetFlowCallback") }
+            .ok()
+            .map(|f| *f)
+    })
+}
+
+/// The flow callback: 1 (cancel) once the deadline `payload` points to has passed, else 0. Time
+/// only moves forward, so once it cancels it keeps cancelling, as NVRTC requires; it is
+/// thread-safe and calls no NVRTC function.
+unsafe extern "C" fn past_deadline(payload: *mut c_void, _reserved: *mut c_void) -> c_int {
+    // SAFETY: `payload` is the `Instant` registered in `Program::compile`, alive during the
+    // compile.
+    let deadline = unsafe { *payload.cast::<Instant>() };
+    c_int::from(Instant::now() >= deadline)
 }
 
 impl Drop for Program {
@@ -351,6 +450,80 @@ mod tests {
         let err = compile_cubin(SAXPY, (9, 0), &opts).unwrap_err();
         assert!(matches!(err, RuntimeError::NvrtcCompile { .. }), "{err:?}");
         assert!(err.to_string().contains("--no-such-option"), "{err}");
+    }
+
+    /// NVRTC runs in this process and cannot be killed: past its time limit the caller gets an
+    /// error at once, and the compile (on its own thread) is cancelled at NVRTC's next flow
+    /// callback. In a child process, to see that thread end.
+    #[test]
+    fn a_compile_past_its_time_is_abandoned_then_cancelled() {
+        if !nvrtc_or_skip("a_compile_past_its_time_is_abandoned_then_cancelled") {
+            return;
+        }
+        let out = crate::runtime::run_test_child(
+            "runtime::cuda::nvrtc::tests::child_compiles_too_long",
+            &[],
+        );
+        assert!(out.contains("THREAD ENDED"), "{out}");
+    }
+
+    /// The threads of this process named like the compile thread.
+    fn nvrtc_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim() == "spikeforge-nvrt") // comm keeps 15 bytes
+            .count()
+    }
+
+    #[test]
+    #[ignore = "run by a_compile_past_its_time_is_abandoned_then_cancelled"]
+    fn child_compiles_too_long() {
+        // 300 chained sinf calls: NVRTC 13.5 needs about 20 s for this (it inlines and
+        // optimises every call).
+        let mut heavy = String::from("extern \"C\" __global__ void g(float* x) {\n");
+        heavy.push_str("    float v = x[threadIdx.x];\n");
+        for i in 0..300 {
+            heavy.push_str(&format!("    v = v * 1.0001f + sinf(v + {i}.0f);\n"));
+        }
+        heavy.push_str("    x[threadIdx.x] = v;\n}\n");
+        let t = Instant::now();
+        let err = compile_within(
+            &heavy,
+            Target::Cubin(9, 0),
+            &CudaCompileOptions::default(),
+            Some(Duration::from_millis(500)),
+        )
+        .unwrap_err();
+        let took = t.elapsed();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, RuntimeError::CompileTimedOut { .. }),
+            "{err:?}"
+        );
+        assert!(
+            msg.contains("took longer than 0.5 s, so NVRTC was stopped"),
+            "{msg}"
+        );
+        assert!(msg.contains("SPIKEFORGE_COMPILE_TIMEOUT"), "{msg}");
+        assert!(took < Duration::from_secs(3), "the caller waited {took:?}");
+        // The abandoned compile is cancelled at NVRTC's next flow callback.
+        while nvrtc_threads() > 0 {
+            assert!(t.elapsed() < Duration::from_secs(60), "NVRTC never stopped");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!(
+            "THREAD ENDED after {:?} (caller released after {took:?})",
+            t.elapsed()
+        );
+        // The same path lets an ordinary compile through.
+        compile_within(
+            SAXPY,
+            Target::Cubin(9, 0),
+            &CudaCompileOptions::default(),
+            Some(Duration::from_secs(60)),
+        )
+        .unwrap();
     }
 
     #[test]

@@ -1,0 +1,45 @@
+"""The network part of the library's C ABI (``ffi/spikeforge.h``), JSON in and out like the rest:
+``sf_network_compile`` (validation, canonical spec, key, argument layout) and ``sf_network_source``
+(the generated kernels, for reading)."""
+
+from __future__ import annotations
+
+import ctypes
+
+from .. import _native
+
+__all__ = ["network_compile", "network_source"]
+
+_lib = _native._lib
+
+
+def _bind(name: str, nargs: int):
+    fn = getattr(_lib, name, None)
+    if fn is None:
+        return None
+    fn.argtypes = [ctypes.c_char_p] * nargs
+    fn.restype = ctypes.c_void_p
+    return fn
+
+
+_compile = _bind("sf_network_compile", 1)
+_source = _bind("sf_network_source", 2)
+
+
+def _missing(name: str):
+    raise RuntimeError(
+        f"spikeforge: the library at {_native.LIBRARY_PATH} has no {name}: it predates networks; rebuild it "
+        "(cargo build --release) or reinstall the package"
+    )
+
+
+def network_compile(spec_json: str) -> dict:
+    if _compile is None:
+        _missing("sf_network_compile")
+    return _native._take_json(_compile(spec_json.encode("utf-8")))
+
+
+def network_source(spec_json: str, target: str) -> dict:
+    if _source is None:
+        _missing("sf_network_source")
+    return _native._take_json(_source(spec_json.encode("utf-8"), target.encode("utf-8")))

@@ -1,0 +1,474 @@
+//! `spikeforge_network_run`: runs a network (docs/NETWORKS.md) for `steps` steps.
+//!
+//! Attributes: `spec` (the network spec JSON), `key` (its hash), `steps`. Buffers follow
+//! [`crate::codegen::network_layout`]: the inputs, then the outputs and the work buffer as
+//! results. Instantiation (once per call site) parses the spec, checks the key, lowers it, plans
+//! the step and lays out the arguments. An execution checks the buffers (reading the batch size
+//! from `t_step` and each projection's synapse count from its `targets`), starts the outputs from
+//! the input state (a copy, skipped when XLA aliases them), zeroes the run's counters and the
+//! work buffer, and runs: on the CPU one call of the C entry per batch member range; on CUDA, per
+//! step, the update, delivery and (when needed) after-delivery kernels on XLA's stream, with
+//! grids fixed by the network, so every execution enqueues the same work (no allocation, no
+//! synchronisation) and XLA may capture it into a CUDA graph.
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use super::buffers::{self, Expected, SharedPtr};
+use super::loaded_kernels::LoadedKernels;
+use super::neuron_run::{cpu_options, cuda_options};
+use super::poison;
+use crate::codegen::network_kernel::{self, DELIVER_BLOCK};
+use crate::codegen::network_layout::{self, Dim, NetArg, NetLayout, NetRole, UPDATE_BLOCK};
+use crate::codegen::Dialect;
+use crate::ir::network::{MonitorIr, NetworkIr};
+use crate::runtime::{cpu, cuda};
+use crate::spec::NetworkSpec;
+use crate::step::network::{self as plan, NetworkPlan};
+use crate::xla::{Buffer, CallFrame, DataType, FfiError, Handler, HandlerTraits, Instance};
+
+/// A kernel's parameter space: the classic 4 KiB (newer drivers allow more; this stays portable).
+const PARAM_BYTES: usize = 4096;
+
+/// The network of a call site: lowered, planned and laid out.
+struct Network {
+    net: NetworkIr,
+    plan: NetworkPlan,
+    layout: NetLayout,
+    /// The CUDA kernels' launch shape.
+    shape: network_kernel::KernelShape,
+    /// `every` of the state monitors, by name (their traces have `ceil(steps / every)` rows).
+    every: HashMap<String, usize>,
+}
+
+impl Network {
+    fn prepare(spec: &str, key: &str) -> Result<Network, FfiError> {
+        let spec = NetworkSpec::from_json(spec)
+            .map_err(|e| FfiError::invalid_argument(format!("attribute 'spec': {e}")))?;
+        if spec.key() != key {
+            return Err(FfiError::invalid_argument(
+                "attribute 'key' does not match attribute 'spec'",
+            ));
+        }
+        let net = crate::codegen::prepare_network(&spec)?;
+        let plan = plan::plan(&net);
+        let layout = network_layout::layout(&net, &plan);
+        let pointers = layout.inputs.len() + layout.outputs.len() + 1;
+        let bytes = 8 + 8 * net.projections.len() + 8 * pointers;
+        if bytes > PARAM_BYTES {
+            return Err(FfiError::invalid_argument(format!(
+                "the network has {pointers} buffers and {} projections: its kernels' parameters take {bytes} bytes, more than the {PARAM_BYTES} one launch passes (merge groups into one, or projections between the same groups)",
+                net.projections.len()
+            )));
+        }
+        let every = net
+            .monitors
+            .iter()
+            .filter_map(|m| match m {
+                MonitorIr::State { name, every, .. } => Some((name.clone(), *every as usize)),
+                _ => None,
+            })
+            .collect();
+        let shape = network_kernel::kernel_shape(&net, &plan);
+        Ok(Network {
+            net,
+            plan,
+            layout,
+            shape,
+            every,
+        })
+    }
+
+    fn source(&self, dialect: Dialect) -> String {
+        network_kernel::generate(&self.net, &self.plan, &self.layout, dialect).source
+    }
+}
+
+/// The C entry point: `(member start, member end, dims, inputs, outputs, work)`.
+type CEntry =
+    unsafe extern "C" fn(i64, i64, *const i64, *const *mut c_void, *const *mut c_void, *mut i32);
+
+#[derive(Clone)]
+struct CpuKernel {
+    entry: CEntry,
+    _module: Arc<cpu::CpuModule>,
+}
+
+/// The CUDA kernels of one stream, in launch order.
+type CudaKernels = Arc<Vec<Arc<cuda::CudaFunction>>>;
+
+/// One call site of `spikeforge_network_run`.
+pub struct NetworkRun {
+    key: String,
+    network: Network,
+    steps: usize,
+    kernels: LoadedKernels<CpuKernel, CudaKernels>,
+}
+
+impl Instance for NetworkRun {
+    fn instantiate(call: &CallFrame) -> Result<NetworkRun, FfiError> {
+        let attrs = call.attrs()?;
+        let key = attrs.get_str("key")?;
+        let network = Network::prepare(attrs.get_str("spec")?, key)?;
+        let steps = attrs.get_usize("steps")?;
+        if steps == 0 || steps > i32::MAX as usize {
+            return Err(FfiError::invalid_argument(format!(
+                "attribute 'steps': must be in 1..=2^31-1, got {steps}"
+            )));
+        }
+        Ok(NetworkRun {
+            key: key.to_owned(),
+            network,
+            steps,
+            kernels: LoadedKernels::new(),
+        })
+    }
+}
+
+/// The buffers of one call, checked, with the sizes read from them.
+struct Run<'a> {
+    /// Batch members.
+    nb: usize,
+    /// Synapses of each projection.
+    n_syn: Vec<i64>,
+    args: Vec<*mut c_void>,
+    rets: Vec<Buffer<'a>>,
+}
+
+/// The dims a layout entry must have in this call.
+fn dims_of(a: &NetArg, nb: i64, n_syn: i64, rows: i64, steps: i64) -> Vec<i64> {
+    let mut dims = Vec::with_capacity(a.shape.len() + 1);
+    if a.batched {
+        dims.push(nb);
+    }
+    dims.extend(a.shape.iter().map(|d| match d {
+        Dim::Fixed(n) => *n as i64,
+        Dim::Sized("n_syn") => n_syn,
+        Dim::Sized("records") => rows,
+        Dim::Sized(_) => steps,
+    }));
+    dims
+}
+
+fn decode<'a>(call: &CallFrame<'a>, site: &NetworkRun) -> Result<Run<'a>, FfiError> {
+    let network = &site.network;
+    let layout = &network.layout;
+    let t_step = call.arg(0)?;
+    let nb = match t_step.dims {
+        [nb] if *nb > 0 && *nb <= 65_535 => *nb,
+        _ => {
+            return Err(FfiError::invalid_argument(format!(
+                "argument 't_step': expected int32[nb] with 1 <= nb <= 65535, got {t_step}"
+            )))
+        }
+    };
+    // Each projection's synapse count, from its `targets` (in projection order).
+    let mut n_syn = Vec::new();
+    for (k, a) in layout.inputs.iter().enumerate() {
+        if a.role == NetRole::Targets {
+            let b = call.arg(k)?;
+            match b.dims {
+                [n] if *n >= 0 && *n <= i32::MAX as i64 => n_syn.push(*n),
+                _ => {
+                    return Err(FfiError::invalid_argument(format!(
+                        "argument '{}.targets': expected int32[n_syn] with n_syn < 2^31, got {b}",
+                        a.owner
+                    )))
+                }
+            }
+        }
+    }
+    let projection = |owner: &str| {
+        network
+            .net
+            .projections
+            .iter()
+            .position(|p| p.name == owner)
+            .map_or(0, |p| n_syn[p])
+    };
+    let steps = site.steps as i64;
+    let rows = |owner: &str| {
+        let every = network.every.get(owner).copied().unwrap_or(1) as i64;
+        (steps + every - 1) / every
+    };
+    let expect = |list: &[NetArg]| -> Vec<(String, DataType, Vec<i64>)> {
+        list.iter()
+            .map(|a| {
+                (
+                    if a.owner.is_empty() {
+                        a.name.clone()
+                    } else {
+                        format!("{}.{}", a.owner, a.name)
+                    },
+                    DataType::from(a.elem),
+                    dims_of(a, nb, projection(&a.owner), rows(&a.owner), steps),
+                )
+            })
+            .collect()
+    };
+    let inputs = expect(&layout.inputs);
+    let mut outputs = expect(&layout.outputs);
+    outputs.extend(expect(&layout.scratch));
+    let checked = buffers::check(call, &view(&inputs), &view(&outputs))?;
+    Ok(Run {
+        nb: nb as usize,
+        n_syn,
+        args: checked.args,
+        rets: checked.rets,
+    })
+}
+
+/// The expectations as [`buffers::check`] takes them.
+fn view(list: &[(String, DataType, Vec<i64>)]) -> Vec<Expected<'_>> {
+    list.iter()
+        .map(|(name, dtype, dims)| Expected {
+            name,
+            dtype: *dtype,
+            dims,
+        })
+        .collect()
+}
+
+/// How a run starts each result (outputs, then the work buffer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// A copy of this input: the state the run advances.
+    Copy(usize),
+    /// Every byte this value: counters 0, unused monitor entries -1 (`0xFF`).
+    Fill(u8),
+    /// Written by the kernels at every position (traces, rates).
+    Written,
+}
+
+/// What each result starts from (outputs, then scratch).
+pub fn starts(layout: &NetLayout) -> Vec<Start> {
+    layout
+        .outputs
+        .iter()
+        .chain(&layout.scratch)
+        .map(|o| {
+            let input = layout
+                .inputs
+                .iter()
+                .position(|i| i.owner == o.owner && i.name == o.name && i.role == o.role);
+            match (input, o.role) {
+                (Some(k), _) => Start::Copy(k),
+                (None, NetRole::MonitorIndex | NetRole::MonitorStep) => Start::Fill(0xFF),
+                (None, NetRole::MonitorTrace | NetRole::MonitorRate) => Start::Written,
+                (None, _) => Start::Fill(0),
+            }
+        })
+        .collect()
+}
+
+/// The results the kernels must write at every position, the ones `SPIKEFORGE_POISON_OUTPUTS`
+/// fills first (the others start as a copy of the state, which may be the same buffer when XLA
+/// aliases them, or with a fill).
+fn written<'r, 'a>(
+    rets: &'r [Buffer<'a>],
+    starts: &'r [Start],
+) -> impl Iterator<Item = &'r Buffer<'a>> {
+    rets.iter()
+        .zip(starts)
+        .filter(|(_, s)| **s == Start::Written)
+        .map(|(b, _)| b)
+}
+
+/// `spikeforge_network_run` on the CPU: the C entry, batch members spread over the cores.
+pub struct NetworkRunCpu;
+
+impl Handler for NetworkRunCpu {
+    type Instance = NetworkRun;
+    const TRAITS: HandlerTraits = HandlerTraits::NONE;
+
+    fn execute(call: &CallFrame<'_>, site: &NetworkRun) -> Result<(), FfiError> {
+        let run = decode(call, site)?;
+        let kernel = site.kernels.cpu(|| {
+            let module = cpu::load_keyed(
+                &site.key,
+                network_kernel::C_ENTRY,
+                &cpu_options(site.network.net.fast_math),
+                || site.network.source(Dialect::C),
+            )?;
+            // SAFETY: the generated C entry has exactly this signature.
+            let entry: CEntry = unsafe { module.entry::<CEntry>() };
+            Ok(CpuKernel {
+                entry,
+                _module: module,
+            })
+        })?;
+        // The step counter must not pass int32 within the run.
+        // SAFETY: `t_step` is a host int32[nb] buffer (checked).
+        let t0 = unsafe { std::slice::from_raw_parts(run.args[0].cast::<i32>(), run.nb) };
+        if let Some(t) = t0
+            .iter()
+            .find(|t| **t < 0 || (**t as i64) + site.steps as i64 > i32::MAX as i64)
+        {
+            return Err(FfiError::invalid_argument(format!(
+                "t_step {t} + {} steps is outside 0..2^31-1",
+                site.steps
+            )));
+        }
+        let starts = starts(&site.network.layout);
+        if poison::enabled() {
+            // SAFETY: host buffers of these sizes owned by XLA for this call.
+            unsafe { poison::host(written(&run.rets, &starts)) };
+        }
+        for (r, start) in starts.iter().enumerate() {
+            let out = &run.rets[r];
+            match start {
+                Start::Copy(k) if run.args[*k] != out.data => {
+                    // SAFETY: the input and the result have the same dtype and dims (checked),
+                    // are host memory of XLA's, and are distinct buffers.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            run.args[*k].cast::<u8>(),
+                            out.data.cast::<u8>(),
+                            out.size_bytes(),
+                        )
+                    };
+                }
+                Start::Fill(byte) => {
+                    // SAFETY: a host result of this size.
+                    unsafe {
+                        std::ptr::write_bytes(out.data.cast::<u8>(), *byte, out.size_bytes())
+                    };
+                }
+                _ => {}
+            }
+        }
+        let mut dims = vec![site.steps as i64];
+        dims.extend(&run.n_syn);
+        let outputs: Vec<*mut c_void> = run.rets.iter().map(|b| b.data).collect();
+        let n_out = site.network.layout.outputs.len();
+        let work = SharedPtr::new(outputs[n_out].cast::<i32>());
+        let inputs = SharedPtr::new(run.args.as_ptr().cast_mut());
+        let outputs = SharedPtr::new(outputs.as_ptr().cast_mut());
+        let entry = kernel.entry;
+        cpu::parallel_chunks(run.nb, 1, |start, end| {
+            // SAFETY: the buffers were checked against the layout and outlive the section; the
+            // kernel touches batch members [start, end) only (each member's rows of every
+            // batched buffer and of the work buffer) and reads the shared connectivity.
+            unsafe {
+                entry(
+                    start as i64,
+                    end as i64,
+                    dims.as_ptr(),
+                    inputs.get(),
+                    outputs.get(),
+                    work.get(),
+                )
+            };
+        });
+        Ok(())
+    }
+}
+
+/// `spikeforge_network_run` on CUDA: per step, two or three launches on XLA's stream.
+pub struct NetworkRunCuda;
+
+impl Handler for NetworkRunCuda {
+    type Instance = NetworkRun;
+    const TRAITS: HandlerTraits = HandlerTraits::COMMAND_BUFFER_COMPATIBLE;
+
+    fn execute(call: &CallFrame<'_>, site: &NetworkRun) -> Result<(), FfiError> {
+        let run = decode(call, site)?;
+        let stream = call.stream()?;
+        let kernels = site.kernels.cuda(stream, || {
+            let opts = cuda_options(site.network.net.fast_math);
+            let mut source: Option<String> = None;
+            let mut loaded = Vec::new();
+            for entry in entries(&site.network) {
+                loaded.push(cuda::load_function_keyed(
+                    &site.key,
+                    entry,
+                    stream,
+                    &opts,
+                    || {
+                        source
+                            .get_or_insert_with(|| site.network.source(Dialect::Cuda))
+                            .clone()
+                    },
+                )?);
+            }
+            Ok(Arc::new(loaded))
+        })?;
+        let starts = starts(&site.network.layout);
+        if poison::enabled() {
+            // SAFETY: device buffers of these sizes on XLA's stream for this call.
+            unsafe { poison::device(written(&run.rets, &starts), stream) }?;
+        }
+        for (r, start) in starts.iter().enumerate() {
+            let out = &run.rets[r];
+            if out.size_bytes() == 0 {
+                continue;
+            }
+            match start {
+                Start::Copy(k) if run.args[*k] != out.data => {
+                    // SAFETY: same dtype and dims (checked), device memory of XLA's stream,
+                    // distinct buffers.
+                    unsafe {
+                        cuda::memcpy_async(out.data, run.args[*k], out.size_bytes(), stream)
+                    }?;
+                }
+                Start::Fill(byte) => {
+                    // SAFETY: a device result of this size on XLA's stream.
+                    unsafe { cuda::memset_async(out.data, *byte, out.size_bytes(), stream) }?;
+                }
+                _ => {}
+            }
+        }
+        let sms = kernels[0].multiprocessor_count().max(1);
+        let shape = &site.network.shape;
+        let nb = run.nb as u32;
+        let update_grid = (shape.update_blocks as u32, nb, 1);
+        let deliver_blocks = (2 * sms).max(shape.tasks.div_ceil(DELIVER_BLOCK / 32) as u32);
+        let deliver_grid = (deliver_blocks, nb, 1);
+        let shared = if shape.segments > 0 {
+            8 * (shape.segments as u32 + 1)
+        } else {
+            0
+        };
+        // The step within the run, which the launches read through `params` when they are made.
+        let s = std::cell::Cell::new(0i32);
+        let mut steps = site.steps as i32;
+        let mut n_syn = run.n_syn.clone();
+        let mut pointers: Vec<*mut c_void> = run
+            .args
+            .iter()
+            .copied()
+            .chain(run.rets.iter().map(|b| b.data))
+            .collect();
+        let mut params: Vec<*mut c_void> = vec![s.as_ptr().cast(), (&mut steps as *mut i32).cast()];
+        params.extend(n_syn.iter_mut().map(|n| (n as *mut i64).cast::<c_void>()));
+        params.extend(
+            pointers
+                .iter_mut()
+                .map(|b| (b as *mut *mut c_void).cast::<c_void>()),
+        );
+        for step in 0..site.steps {
+            s.set(step as i32);
+            for (k, f) in kernels.iter().enumerate() {
+                let (grid, block, shared) = match k {
+                    1 => (deliver_grid, DELIVER_BLOCK as u32, shared),
+                    _ => (update_grid, UPDATE_BLOCK as u32, 0),
+                };
+                // SAFETY: the parameters match the generated kernels' signature in order and
+                // type (`s` updated above); the buffers belong to XLA's stream and stay valid
+                // for the call.
+                unsafe { cuda::launch(f, grid, (block, 1, 1), shared, stream, &mut params) }?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The CUDA kernels of a network, in launch order.
+fn entries(network: &Network) -> Vec<&'static str> {
+    let mut e = vec![network_kernel::UPDATE_ENTRY, network_kernel::DELIVER_ENTRY];
+    if network.plan.after_delivery {
+        e.push(network_kernel::AFTER_ENTRY);
+    }
+    e
+}

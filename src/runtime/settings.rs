@@ -1,0 +1,119 @@
+//! The runtime's settings from the environment, each parsed in one place and refused with an
+//! error that names the variable when it does not parse. (The cache folder's variables are read
+//! by [`super::cache::dir`].)
+
+use super::error::RuntimeError;
+use std::time::Duration;
+
+/// Seconds a compile (the C compiler, NVRTC) may take before it is stopped; `0` for no limit.
+pub const COMPILE_TIMEOUT_VAR: &str = "SPIKEFORGE_COMPILE_TIMEOUT";
+/// Generous: the largest models the tests build compile in a few seconds; a compile that takes
+/// minutes is a source the compiler will not finish (sub-steps unrolled a million times).
+pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How many loaded kernels (CPU libraries, CUDA modules) each cache keeps alive by itself.
+pub const MAX_LOADED_VAR: &str = "SPIKEFORGE_MAX_LOADED_MODULES";
+/// About five memory mappings a CPU library: far below the kernel's default limit of 65530.
+pub const DEFAULT_MAX_LOADED: usize = 1024;
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn bad(name: &'static str, value: &str, expected: &'static str) -> RuntimeError {
+    RuntimeError::BadSetting {
+        name,
+        value: value.to_owned(),
+        expected,
+    }
+}
+
+/// [`COMPILE_TIMEOUT_VAR`]: `None` for no limit.
+pub fn compile_timeout() -> Result<Option<Duration>, RuntimeError> {
+    let Some(text) = var(COMPILE_TIMEOUT_VAR) else {
+        return Ok(Some(DEFAULT_COMPILE_TIMEOUT));
+    };
+    let expected = "a number of seconds (0 for no limit)";
+    match text.trim().parse::<f64>() {
+        Ok(0.0) => Ok(None),
+        Ok(s) if s > 0.0 => Duration::try_from_secs_f64(s)
+            .map(Some)
+            .map_err(|_| bad(COMPILE_TIMEOUT_VAR, &text, expected)),
+        _ => Err(bad(COMPILE_TIMEOUT_VAR, &text, expected)),
+    }
+}
+
+/// [`MAX_LOADED_VAR`].
+pub fn max_loaded_modules() -> Result<usize, RuntimeError> {
+    let Some(text) = var(MAX_LOADED_VAR) else {
+        return Ok(DEFAULT_MAX_LOADED);
+    };
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(bad(MAX_LOADED_VAR, &text, "a whole number of at least 1")),
+    }
+}
+
+/// The capacity for a cache of loaded code created now: [`max_loaded_modules`], or its default
+/// when the variable does not parse (the loads themselves then fail with that error first).
+pub fn loaded_capacity() -> usize {
+    max_loaded_modules().unwrap_or(DEFAULT_MAX_LOADED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The variables are read in a child process (see [`crate::runtime::run_test_child`]).
+    fn child(vars: &[(&str, &str)]) -> String {
+        let mut env: Vec<(&str, &std::ffi::OsStr)> = vec![
+            (COMPILE_TIMEOUT_VAR, "".as_ref()),
+            (MAX_LOADED_VAR, "".as_ref()),
+        ];
+        env.extend(vars.iter().map(|(k, v)| (*k, v.as_ref())));
+        let text =
+            crate::runtime::run_test_child("runtime::settings::tests::child_reads_settings", &env);
+        text.lines()
+            .find_map(|l| l.split_once("SETTINGS ").map(|(_, r)| r))
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    #[ignore = "run by settings_parse_and_refuse_nonsense"]
+    fn child_reads_settings() {
+        println!(
+            "SETTINGS {:?} / {}",
+            compile_timeout().map_err(|e| e.to_string()),
+            match max_loaded_modules() {
+                Ok(n) => n.to_string(),
+                Err(e) => e.to_string(),
+            }
+        );
+    }
+
+    #[test]
+    fn settings_parse_and_refuse_nonsense() {
+        assert_eq!(child(&[]), "Ok(Some(120s)) / 1024");
+        assert_eq!(
+            child(&[(COMPILE_TIMEOUT_VAR, "2.5"), (MAX_LOADED_VAR, "64")]),
+            "Ok(Some(2.5s)) / 64"
+        );
+        assert_eq!(child(&[(COMPILE_TIMEOUT_VAR, "0")]), "Ok(None) / 1024");
+        let out = child(&[(COMPILE_TIMEOUT_VAR, "soon"), (MAX_LOADED_VAR, "0")]);
+        assert!(
+            out.contains(
+                "SPIKEFORGE_COMPILE_TIMEOUT=soon: expected a number of seconds (0 for no limit)"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("SPIKEFORGE_MAX_LOADED_MODULES=0: expected a whole number of at least 1"),
+            "{out}"
+        );
+        for nonsense in ["-1", "inf", "nan", "1e400"] {
+            let out = child(&[(COMPILE_TIMEOUT_VAR, nonsense)]);
+            assert!(out.starts_with("Err("), "{nonsense}: {out}");
+        }
+    }
+}

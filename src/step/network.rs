@@ -1,0 +1,372 @@
+//! The semantics of one network step, decided once per network: which phase does what, so that
+//! the kernels reproduce Brian2's schedule (docs/NETWORKS.md, "one step").
+//!
+//! A step is three phases. **Update** (one thread per neuron of every group): state monitors
+//! record, groups integrate, thresholds fire, spikes are compacted into each group's spike
+//! queue, and the reset runs there too when nothing delivered in this step can observe its order.
+//! **Deliver** (every projection): the events whose arrival step is this one run their `on_pre`
+//! statements; spike and rate monitors read the queue. **After delivery** (one thread per
+//! neuron, only when needed): counted arrivals are added, Poisson inputs add their draws, and the
+//! late resets run. This module says, per group and projection, what goes where.
+//!
+//! How a projection delivers:
+//! * [`Delivery::Atomic`]: every statement adds to a target variable (`x_post += e`) or writes a
+//!   synaptic parameter, and reads nothing another delivery writes: events run in parallel, the
+//!   additions as atomic adds (in any order: float sums may differ in the last bits from run to
+//!   run on the GPU).
+//! * [`Delivery::Counted`] (deterministic mode): every statement adds one value the same for all
+//!   synapses of the step (a constant, a shared parameter, a function of `t`): events count
+//!   arrivals per target with integer atomics, and the after-delivery phase adds
+//!   `count * value` once: exact, and the same from run to run.
+//! * [`Delivery::Ordered`]: anything else (assignments, `*=`, writes to the source group, reads of
+//!   what a delivery writes, and in deterministic mode per-synapse values): events run one after
+//!   another in Brian2's order (spike step, then neuron index, then synapse order), so the result
+//!   is Brian2's and the same from run to run. The source groups of ordered projections compact
+//!   their spikes in ascending order.
+
+use std::collections::HashSet;
+
+use crate::ir::network::{MonitorIr, NetGroupKind, NetworkIr};
+use crate::ir::synapses::{DelayIr, Effect, Side, SynapsesIr};
+use crate::ir::{ExprId, GroupIr, IndexOf, SymbolKind, VarId};
+
+/// How one projection's events are run (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Atomic,
+    Counted,
+    Ordered,
+}
+
+/// What the step does for one group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupPlan {
+    /// Slots of the spike queue: 1 + the longest delay of the projections leaving the group; 0
+    /// when nothing reads the group's spikes (no projection, spike or rate monitor).
+    pub depth: usize,
+    /// Spikes are compacted in ascending index order (deterministic mode, or a source of an
+    /// ordered projection), not in the order threads find them.
+    pub ordered_compaction: bool,
+    /// The reset runs after delivery (a delivery reads or writes what it writes, or writes what
+    /// it reads).
+    pub late_reset: bool,
+    /// Variables of the group that deliveries or Poisson inputs assign (outputs of the run).
+    pub written: Vec<VarId>,
+    /// The group keeps each neuron's last spike step (`lastspike_step`): its refractory period
+    /// is a duration, or its code or a projection's reads `lastspike`.
+    pub lastspike: bool,
+}
+
+/// What the step does for one projection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProjectionPlan {
+    pub delivery: Delivery,
+    /// An ordered delivery whose events may run a row at a time, in parallel over its synapses:
+    /// every statement adds to the target (each variable by one statement) or writes the
+    /// synapse, and reads nothing a delivery writes. Additions to one target within a row are
+    /// then summed in synapse order by one thread: the same order as one thread for all.
+    pub row_parallel: bool,
+    /// The delays (in steps) whose events arrive in a step: one for a homogeneous delay, every
+    /// step from 0 to the longest for per-synapse delays.
+    pub delays: Vec<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkPlan {
+    pub groups: Vec<GroupPlan>,
+    pub projections: Vec<ProjectionPlan>,
+    /// Whether the after-delivery phase runs.
+    pub after_delivery: bool,
+}
+
+/// A variable of a group of the network.
+type GroupVar = (usize, VarId);
+
+/// The neighbours' variables a projection reads and writes, as (group, variable).
+fn touched(net: &NetworkIr, p: usize) -> (Vec<GroupVar>, Vec<GroupVar>) {
+    let proj = &net.projections[p];
+    let s = &proj.synapses;
+    let on = |side: IndexOf| {
+        if side == IndexOf::Pre {
+            proj.source
+        } else {
+            proj.target
+        }
+    };
+    let mut read = Vec::new();
+    let mut written = Vec::new();
+    for side in [IndexOf::Pre, IndexOf::Post] {
+        read.extend(s.neighbours_read(side).into_iter().map(|v| (on(side), v)));
+        written.extend(
+            s.neighbours_written(side)
+                .into_iter()
+                .map(|v| (on(side), v)),
+        );
+    }
+    (read, written)
+}
+
+/// Whether an increment is the same for every event of a step: it reads only `t`, shared
+/// parameters and constants.
+fn uniform(s: &SynapsesIr, e: ExprId) -> bool {
+    s.group.arena.vars_of(e).into_iter().all(|v| {
+        let sym = s.group.symbol(v);
+        matches!(sym.kind, SymbolKind::Time) || (sym.kind == SymbolKind::Param && sym.shared)
+    })
+}
+
+/// Whether every statement adds to the target, or writes a synaptic parameter.
+fn additive(s: &SynapsesIr) -> bool {
+    s.on_pre.iter().all(|st| {
+        matches!(
+            (st.side, st.effect),
+            (Side::Post, Effect::Add(_)) | (Side::Synapse, _)
+        )
+    })
+}
+
+/// Whether no two statements assign one variable.
+fn one_statement_per_variable(s: &SynapsesIr) -> bool {
+    let mut vars: Vec<VarId> = s.on_pre.iter().map(|st| st.var).collect();
+    let n = vars.len();
+    vars.sort();
+    vars.dedup();
+    vars.len() == n
+}
+
+fn countable(s: &SynapsesIr) -> bool {
+    s.on_pre.iter().all(|st| match (st.side, st.effect) {
+        (Side::Post, Effect::Add(e)) => uniform(s, e),
+        _ => false,
+    })
+}
+
+/// Decides every phase of the step of `net`.
+pub fn plan(net: &NetworkIr) -> NetworkPlan {
+    let np = net.projections.len();
+    let touch: Vec<_> = (0..np).map(|p| touched(net, p)).collect();
+    let written_by_any: HashSet<GroupVar> = touch.iter().flat_map(|(_, w)| w.clone()).collect();
+    let mut delivery: Vec<Delivery> = net
+        .projections
+        .iter()
+        .enumerate()
+        .map(|(p, proj)| {
+            let s = &proj.synapses;
+            let reads_written = touch[p].0.iter().any(|gv| written_by_any.contains(gv));
+            if !additive(s) || reads_written {
+                Delivery::Ordered
+            } else if net.deterministic && countable(s) {
+                Delivery::Counted
+            } else if net.deterministic {
+                Delivery::Ordered
+            } else {
+                Delivery::Atomic
+            }
+        })
+        .collect();
+    // What an ordered delivery touches is run in order by everything that writes it, and what
+    // it reads is not counted (counts are added after every delivery).
+    loop {
+        let mut ordered_touch: HashSet<GroupVar> = HashSet::new();
+        let mut ordered_read: HashSet<GroupVar> = HashSet::new();
+        for p in (0..np).filter(|p| delivery[*p] == Delivery::Ordered) {
+            ordered_touch.extend(touch[p].0.iter().chain(&touch[p].1).copied());
+            ordered_read.extend(touch[p].0.iter().copied());
+        }
+        let mut changed = false;
+        for p in 0..np {
+            let conflict = match delivery[p] {
+                Delivery::Atomic => touch[p].1.iter().any(|gv| ordered_touch.contains(gv)),
+                Delivery::Counted => touch[p].1.iter().any(|gv| ordered_read.contains(gv)),
+                Delivery::Ordered => false,
+            };
+            if conflict {
+                delivery[p] = Delivery::Ordered;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let projections: Vec<ProjectionPlan> = net
+        .projections
+        .iter()
+        .zip(&delivery)
+        .enumerate()
+        .map(|(p, (proj, d))| ProjectionPlan {
+            delivery: *d,
+            row_parallel: *d == Delivery::Ordered
+                && additive(&proj.synapses)
+                && !touch[p].0.iter().any(|gv| written_by_any.contains(gv))
+                && one_statement_per_variable(&proj.synapses),
+            delays: match proj.synapses.delay {
+                DelayIr::Homogeneous { steps } => vec![steps],
+                DelayIr::PerSynapse { max_steps, .. } => (0..=max_steps).collect(),
+            },
+        })
+        .collect();
+
+    let groups: Vec<GroupPlan> = net
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(g, group)| {
+            let outgoing: Vec<usize> = (0..np)
+                .filter(|p| net.projections[*p].source == g)
+                .collect();
+            let monitored = net.monitors.iter().any(|m| {
+                matches!(m, MonitorIr::Spike { .. } | MonitorIr::Rate { .. }) && m.group() == g
+            });
+            let depth = if outgoing.is_empty() && !monitored {
+                0
+            } else {
+                1 + outgoing
+                    .iter()
+                    .map(|p| net.projections[*p].synapses.delay.max_steps() as usize)
+                    .max()
+                    .unwrap_or(0)
+            };
+            let ordered_compaction = depth > 0
+                && (net.deterministic
+                    || outgoing.iter().any(|p| delivery[*p] == Delivery::Ordered));
+            let mut written: Vec<VarId> = touch
+                .iter()
+                .flat_map(|(_, w)| w.iter())
+                .filter(|(gg, _)| *gg == g)
+                .map(|(_, v)| *v)
+                .chain(
+                    net.poisson_inputs
+                        .iter()
+                        .filter(|i| i.target == g)
+                        .map(|i| i.var),
+                )
+                .collect();
+            written.sort();
+            written.dedup();
+            let read: HashSet<VarId> = touch
+                .iter()
+                .flat_map(|(r, _)| r.iter())
+                .filter(|(gg, _)| *gg == g)
+                .map(|(_, v)| *v)
+                .collect();
+            let (late_reset, lastspike) = match &group.kind {
+                NetGroupKind::Neuron { ir, .. } => {
+                    let read_by_synapses =
+                        ir.lookup("lastspike").is_some_and(|v| read.contains(&v));
+                    (
+                        reset_observed(ir, &written, &read),
+                        ir.bookkeeping.lastspike || read_by_synapses,
+                    )
+                }
+                _ => (false, false),
+            };
+            GroupPlan {
+                depth,
+                ordered_compaction,
+                late_reset,
+                written,
+                lastspike,
+            }
+        })
+        .collect();
+    let after_delivery = !net.poisson_inputs.is_empty()
+        || delivery.contains(&Delivery::Counted)
+        || groups.iter().any(|g| g.late_reset);
+    NetworkPlan {
+        groups,
+        projections,
+        after_delivery,
+    }
+}
+
+/// Whether deliveries that write `written` and read `read` (variables of the group) can observe
+/// the order of the group's reset: they touch what it assigns, or assign what it reads.
+fn reset_observed(ir: &GroupIr, written: &[VarId], read: &HashSet<VarId>) -> bool {
+    let assigned: HashSet<VarId> = ir.events.reset.iter().map(|(v, _)| *v).collect();
+    let reads: HashSet<VarId> = ir
+        .events
+        .reset
+        .iter()
+        .flat_map(|(_, e)| ir.arena.vars_of(*e))
+        .collect();
+    written
+        .iter()
+        .any(|v| assigned.contains(v) || reads.contains(v))
+        || read.iter().any(|v| assigned.contains(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::NetworkSpec;
+
+    fn planned(json: &str) -> (NetworkIr, NetworkPlan) {
+        let ir = crate::frontend::network::lower(&NetworkSpec::from_json(json).unwrap()).unwrap();
+        let plan = plan(&ir);
+        (ir, plan)
+    }
+
+    fn net(projections: &str, deterministic: bool) -> String {
+        format!(
+            r#"{{"dt": 0.1, "deterministic": {deterministic},
+            "groups": [{{"kind": "neuron", "name": "P", "n": 4,
+              "model": {{"equations": "dv/dt = -v/(10*ms) : 1\ndge/dt = -ge/(5*ms) : 1\nx : 1", "threshold": "v > 1", "reset": "v = 0"}}}}],
+            "projections": [{projections}]}}"#
+        )
+    }
+
+    #[test]
+    fn deliveries_are_atomic_counted_or_ordered() {
+        let (_, p) = planned(&net(
+            r#"{"name": "A", "source": "P", "target": "P", "model": "w : 1", "on_pre": "ge += w"}"#,
+            false,
+        ));
+        assert_eq!(p.projections[0].delivery, Delivery::Atomic);
+        assert!(!p.groups[0].late_reset, "ge is not reset");
+        assert_eq!(p.groups[0].depth, 1);
+        assert!(!p.after_delivery);
+        let (_, p) = planned(&net(
+            r#"{"name": "A", "source": "P", "target": "P", "on_pre": "ge += 2*we", "constants": {"we": 1}, "delay": 0.3}"#,
+            true,
+        ));
+        assert_eq!(p.projections[0].delivery, Delivery::Counted);
+        assert_eq!(p.groups[0].depth, 4);
+        assert!(p.groups[0].ordered_compaction && p.after_delivery);
+        let (_, p) = planned(&net(
+            r#"{"name": "A", "source": "P", "target": "P", "model": "w : 1", "on_pre": "ge += w"}"#,
+            true,
+        ));
+        assert_eq!(p.projections[0].delivery, Delivery::Ordered);
+        assert!(p.projections[0].row_parallel);
+        let (_, p) = planned(&net(
+            r#"{"name": "A", "source": "P", "target": "P", "model": "w : 1", "on_pre": "ge += w\nge += 2*w"}"#,
+            true,
+        ));
+        assert!(!p.projections[0].row_parallel, "two statements add to ge");
+    }
+
+    #[test]
+    fn what_an_ordered_delivery_touches_is_ordered_and_resets_wait() {
+        let (_, p) = planned(&net(
+            r#"{"name": "A", "source": "P", "target": "P", "on_pre": "ge = 0"},
+               {"name": "B", "source": "P", "target": "P", "on_pre": "ge += 1"},
+               {"name": "C", "source": "P", "target": "P", "on_pre": "x += 1"},
+               {"name": "D", "source": "P", "target": "P", "on_pre": "v_post += 1"}"#,
+            false,
+        ));
+        let d: Vec<Delivery> = p.projections.iter().map(|x| x.delivery).collect();
+        assert_eq!(
+            d,
+            [
+                Delivery::Ordered,
+                Delivery::Ordered,
+                Delivery::Atomic,
+                Delivery::Atomic
+            ]
+        );
+        assert!(p.groups[0].late_reset, "v is reset and written by D");
+        assert!(p.groups[0].ordered_compaction);
+        assert_eq!(p.groups[0].written.len(), 3);
+    }
+}

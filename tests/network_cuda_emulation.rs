@@ -1,0 +1,413 @@
+//! Runs the generated CUDA network kernels on the CPU, without a GPU, and compares them with the
+//! C kernels (tests/network_c.rs checks those against float64 references). The CUDA source is
+//! compiled as C++ with a shim: one `std::thread` per CUDA thread, a `std::barrier` per block for
+//! `__syncthreads` and per warp for the warp intrinsics (`__ballot_sync`, `__shfl_sync`), real
+//! atomics (`std::atomic_ref`), blocks one at a time (so `__shared__` is a function-local static
+//! and an ordered compaction's look-back finds its predecessors done). The host side launches as
+//! `spikeforge_network_run` does: per step the update, delivery and after-delivery kernels, from
+//! buffers started by `handlers::network_run::starts`. This checks the CUDA-only logic the C
+//! dialect does not have: warp-aggregated and look-back compaction across warps and blocks, the
+//! delivery kernel's segment prefix and work items, monitors by warps, counted arrivals.
+//!
+//! Needs `g++` with C++20; skipped without one, unless `SPIKEFORGE_REQUIRE_GXX=1`.
+
+#[path = "common/cuda_emulation.rs"]
+mod cuda_emulation;
+#[path = "common/network_harness.rs"]
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use harness::{compile, spikes, Buf, Compiled, Results, State};
+use serde_json::json;
+use spikeforge::codegen::network_kernel::{
+    generate, kernel_shape, AFTER_ENTRY, DELIVER_BLOCK, DELIVER_ENTRY, UPDATE_ENTRY,
+};
+use spikeforge::codegen::network_layout::UPDATE_BLOCK;
+use spikeforge::codegen::Dialect;
+use spikeforge::step::network::plan;
+
+const SHIM: &str = r#"
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <barrier>
+#include <fstream>
+#include <memory>
+#include <thread>
+struct sf_dim3 { unsigned x, y; };
+static thread_local sf_dim3 threadIdx, blockIdx;
+static sf_dim3 blockDim, gridDim;
+static std::barrier<>* sf_bar;
+struct sf_warp { std::barrier<> bar{32}; unsigned long long slot[32]; };
+static sf_warp* sf_warps;
+static void __syncthreads() { sf_bar->arrive_and_wait(); }
+static unsigned sf_this_lane() { return threadIdx.x & 31u; }
+template <class T> static T sf_exchange(T v, int src) {
+    sf_warp& w = sf_warps[threadIdx.x >> 5];
+    std::memcpy(&w.slot[sf_this_lane()], &v, sizeof(T));
+    w.bar.arrive_and_wait();
+    T r;
+    std::memcpy(&r, &w.slot[src], sizeof(T));
+    w.bar.arrive_and_wait();
+    return r;
+}
+static unsigned __ballot_sync(unsigned, bool p) {
+    unsigned b = 0;
+    for (int l = 0; l < 32; ++l) b |= (sf_exchange<unsigned long long>(p ? 1ull : 0ull, l) ? 1u : 0u) << l;
+    return b;
+}
+template <class T> static T __shfl_sync(unsigned, T v, int src) { return sf_exchange(v, src); }
+template <class T> static T __shfl_down_sync(unsigned, T v, unsigned d) {
+    const int src = (int) (sf_this_lane() + d);
+    return sf_exchange(v, src < 32 ? src : (int) sf_this_lane());
+}
+static unsigned __match_any_sync(unsigned, int v) {
+    unsigned m = 0;
+    for (int l = 0; l < 32; ++l) m |= (sf_exchange<int>(v, l) == v ? 1u : 0u) << l;
+    return m;
+}
+static void __syncwarp() { sf_warps[threadIdx.x >> 5].bar.arrive_and_wait(); }
+static int __popc(unsigned x) { return __builtin_popcount(x); }
+static int __ffs(int x) { return __builtin_ffs(x); }
+template <class T> static T atomicAdd(T* p, T v) { return std::atomic_ref<T>(*p).fetch_add(v); }
+static unsigned long long atomicExch(unsigned long long* p, unsigned long long v) {
+    return std::atomic_ref<unsigned long long>(*p).exchange(v);
+}
+static float __int_as_float(int b) { float f; std::memcpy(&f, &b, 4); return f; }
+static int __float_as_int(float f) { int b; std::memcpy(&b, &f, 4); return b; }
+#define __fmul_rn(a, b) ((a) * (b))
+#define __fadd_rn(a, b) ((a) + (b))
+#define __fmaf_rn(a, b, c) fmaf(a, b, c)
+#define __fdiv_rn(a, b) ((a) / (b))
+#define __fsqrt_rn(a) sqrtf(a)
+#define __dmul_rn(a, b) ((a) * (b))
+#define __dadd_rn(a, b) ((a) + (b))
+#define __ddiv_rn(a, b) ((a) / (b))
+#define __shared__ static
+"#;
+
+const LAUNCH: &str = r#"
+template <class F, class... A> static void launch(F f, unsigned gx, unsigned gy, unsigned block, A... a) {
+    blockDim.x = block; blockDim.y = 1; gridDim.x = gx; gridDim.y = gy;
+    for (unsigned by = 0; by < gy; ++by) {
+        for (unsigned bx = 0; bx < gx; ++bx) {
+            std::barrier<> bar((std::ptrdiff_t) block);
+            sf_bar = &bar;
+            std::unique_ptr<sf_warp[]> warps(new sf_warp[block / 32]);
+            sf_warps = warps.get();
+            std::vector<std::thread> ts;
+            for (unsigned t = 0; t < block; ++t)
+                ts.emplace_back([=] { threadIdx.x = t; threadIdx.y = 0; blockIdx.x = bx; blockIdx.y = by; f(a...); });
+            for (auto& th : ts) th.join();
+        }
+    }
+}
+static std::vector<std::vector<unsigned char>> sf_read(const char* path) {
+    std::ifstream in(path, std::ios::binary);
+    std::vector<std::vector<unsigned char>> out;
+    unsigned long long n;
+    while (in.read((char*) &n, 8)) {
+        std::vector<unsigned char> b(n + 8);
+        in.read((char*) b.data(), (std::streamsize) n);
+        out.push_back(std::move(b));
+    }
+    return out;
+}
+"#;
+
+/// The emulation program of a network: the shim, the CUDA source, and a host that launches
+/// `steps` steps the way the handler does.
+fn program(c: &Compiled) -> String {
+    let net = spikeforge::frontend::network::lower(&c.spec).unwrap();
+    let plan = plan(&net);
+    let shape = kernel_shape(&net, &plan);
+    let generated = generate(&net, &plan, &c.layout, Dialect::Cuda);
+    let source = generated.source.replace(
+        "extern __shared__ long long sf_seg[];",
+        &format!("static long long sf_seg[{}];", shape.segments + 1),
+    );
+    let n_in = c.layout.inputs.len();
+    let mut args = vec!["(sf_i32) s".to_string(), "(sf_i32) steps".to_string()];
+    for p in 0..net.projections.len() {
+        args.push(format!("(sf_i64) std::atoll(argv[{}])", 5 + p));
+    }
+    for (k, a) in c.layout.inputs.iter().enumerate() {
+        args.push(format!("(const {}*) bufs[{k}].data()", a.elem.c_type()));
+    }
+    for (k, a) in c.layout.outputs.iter().enumerate() {
+        args.push(format!("({}*) bufs[{}].data()", a.elem.c_type(), n_in + k));
+    }
+    args.push(format!(
+        "(int32_t*) bufs[{}].data()",
+        n_in + c.layout.outputs.len()
+    ));
+    let args = args.join(", ");
+    let mut launches = format!(
+        "launch({UPDATE_ENTRY}, {}, nb, {UPDATE_BLOCK}, {args});\n        launch({DELIVER_ENTRY}, db, nb, {DELIVER_BLOCK}, {args});\n",
+        shape.update_blocks
+    );
+    if plan.after_delivery {
+        launches.push_str(&format!(
+            "        launch({AFTER_ENTRY}, {}, nb, {UPDATE_BLOCK}, {args});\n",
+            shape.update_blocks
+        ));
+    }
+    format!(
+        "{SHIM}\n{}\n{source}\n{}\n{LAUNCH}\nint main(int argc, char** argv) {{\n    auto bufs = sf_read(argv[1]);\n    const int steps = std::atoi(argv[2]);\n    const unsigned nb = (unsigned) std::atoi(argv[3]);\n    const unsigned db = (unsigned) std::atoi(argv[4]);\n    for (int s = 0; s < steps; ++s) {{\n        {launches}    }}\n    std::ofstream out(argv[argc - 1], std::ios::binary);\n    for (size_t k = {n_in}; k < bufs.size(); ++k) out.write((const char*) bufs[k].data(), (std::streamsize) bufs[k].size() - 8);\n    return 0;\n}}\n",
+        cuda_emulation::head(),
+        cuda_emulation::tail()
+    )
+}
+
+/// Builds the emulation of a network once.
+fn build(c: &Compiled, name: &str, dir: &Path) -> PathBuf {
+    let flags = ["-std=c++20", "-O1", "-ffp-contract=off", "-pthread", "-w"];
+    cuda_emulation::compile(&program(c), dir, name, &flags)
+}
+
+/// Runs `steps` steps of the emulated CUDA kernels with `deliver_blocks` delivery blocks.
+fn emulate(
+    c: &Compiled,
+    exe: &Path,
+    state: &State,
+    steps: usize,
+    deliver_blocks: usize,
+) -> (State, Results) {
+    let prepared = c.prepare(state, steps);
+    let dir = exe.parent().unwrap();
+    let input = dir.join(format!("{}.in", exe.file_name().unwrap().to_string_lossy()));
+    let output = dir.join(format!(
+        "{}.out",
+        exe.file_name().unwrap().to_string_lossy()
+    ));
+    let mut bytes = Vec::new();
+    for b in prepared.inputs.iter().chain(&prepared.outs) {
+        let data = b.as_bytes();
+        bytes.extend((data.len() as u64).to_ne_bytes());
+        bytes.extend(data);
+    }
+    std::fs::write(&input, bytes).unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.arg(&input)
+        .arg(steps.to_string())
+        .arg(state.nb.to_string())
+        .arg(deliver_blocks.to_string());
+    for n in &prepared.dims[1..] {
+        cmd.arg(n.to_string());
+    }
+    let out = cmd.arg(&output).output().unwrap();
+    assert!(
+        out.status.success(),
+        "the emulation failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = std::fs::read(&output).unwrap();
+    let mut at = 0;
+    let mut outs: Vec<Buf> = prepared.outs;
+    for b in &mut outs {
+        let n = b.as_bytes().len();
+        b.set_bytes(&data[at..at + n]);
+        at += n;
+    }
+    assert_eq!(at, data.len());
+    c.finish(state, steps, outs)
+}
+
+/// A random current-based network of `n` neurons (E: the first 80%) with per-synapse or one
+/// shared weight.
+fn cuba(
+    n: usize,
+    deterministic: bool,
+    shared_weight: bool,
+    seed: u64,
+) -> (serde_json::Value, Vec<(&'static str, Vec<f64>)>) {
+    let n_e = n * 4 / 5;
+    let mut next = harness::uniforms(seed);
+    let mut state: Vec<(&'static str, Vec<f64>)> = Vec::new();
+    for (name, range) in [("Ce", 0..n_e), ("Ci", n_e..n)] {
+        let (mut off, mut t, mut w) = (vec![0.0], vec![], vec![]);
+        for _ in range {
+            for j in 0..n {
+                if next() < 0.1 {
+                    t.push(j as f64);
+                    w.push(if name == "Ce" {
+                        1.0 + next()
+                    } else {
+                        -3.0 - 3.0 * next()
+                    });
+                    if next() < 0.05 {
+                        t.push(j as f64); // a multapse
+                        w.push(0.5);
+                    }
+                }
+            }
+            off.push(t.len() as f64);
+        }
+        let (ko, kt, kw): (&'static str, &'static str, &'static str) = if name == "Ce" {
+            ("Ce.row_offsets", "Ce.targets", "Ce.w")
+        } else {
+            ("Ci.row_offsets", "Ci.targets", "Ci.w")
+        };
+        state.push((ko, off));
+        state.push((kt, t));
+        if !shared_weight {
+            state.push((kw, w));
+        }
+    }
+    state.push(("P.v", (0..n).map(|_| -60.0 + 12.0 * next()).collect()));
+    let (model, e_pre, i_pre) = if shared_weight {
+        ("", "ge += 1.25", "gi -= 4.5")
+    } else {
+        ("w : volt", "ge += w", "gi += w")
+    };
+    let spec = json!({
+        "dt": 0.1, "dtype": "float64", "deterministic": deterministic,
+        "groups": [{"kind": "neuron", "name": "P", "n": n,
+            "model": {"equations": "dv/dt = (ge + gi - (v + 49))/(20*ms) : volt (unless refractory)\ndge/dt = -ge/(5*ms) : volt\ndgi/dt = -gi/(10*ms) : volt",
+                      "threshold": "v > -50", "reset": "v = -60", "refractory": 2.0, "method": "euler"}}],
+        "projections": [
+            {"name": "Ce", "source": "P", "source_range": [0, n_e], "target": "P", "model": model, "on_pre": e_pre, "delay": 0.1},
+            {"name": "Ci", "source": "P", "source_range": [n_e, n], "target": "P", "model": model, "on_pre": i_pre}
+        ],
+        "monitors": [{"kind": "spike", "name": "sp", "source": "P", "capacity": 100000},
+                     {"kind": "rate", "name": "rate", "source": "P", "range": [0, n_e]},
+                     {"kind": "state", "name": "vm", "source": "P", "variables": ["v"], "record": [7, 3, 200 % n], "every": 4}]
+    });
+    (spec, state)
+}
+
+fn assert_close(a: &[f64], b: &[f64], tol: f64, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    for (k, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() <= tol, "{what}[{k}]: {x} vs {y}");
+    }
+}
+
+#[test]
+fn emulated_cuda_kernels_give_the_c_kernels_results() {
+    let Some(dir) = cuda_emulation::work_dir("network_cuda_emulation") else {
+        return;
+    };
+    let steps = 100;
+    for (name, n, deterministic, shared) in [
+        ("atomic", 300usize, false, false),
+        ("ordered", 300, true, false),
+        ("counted", 300, true, true),
+    ] {
+        let (spec, values) = cuba(n, deterministic, shared, 5);
+        let c = compile(&spec.to_string());
+        let exe = build(&c, name, &dir);
+        let state = c.state(1, &values);
+        let (cs, cr) = c.run(&state, steps);
+        let (gs, gr) = emulate(&c, &exe, &state, steps, 3);
+        let want = spikes(&cr, "sp", 100000, 0);
+        assert!(want.len() > 30, "{name}: {} spikes", want.len());
+        assert_eq!(spikes(&gr, "sp", 100000, 0), want, "{name}");
+        assert_eq!(gr.get("rate.rate"), cr.get("rate.rate"), "{name}");
+        assert_eq!(gr.get("P.spike_count"), cr.get("P.spike_count"), "{name}");
+        for key in ["P.lastspike_step", "P.spike_queue_counts"] {
+            assert_eq!(gs.get(key), cs.get(key), "{name}: {key}");
+        }
+        let exact = name == "ordered";
+        let tol = if exact { 0.0 } else { 1e-9 };
+        for key in ["P.v", "P.ge", "P.gi"] {
+            assert_close(&gs.get(key), &cs.get(key), tol, &format!("{name}: {key}"));
+        }
+        assert_close(&gr.get("vm.v"), &cr.get("vm.v"), tol, name);
+        if deterministic {
+            // In deterministic mode the spikes are compacted in order: the queue itself, the
+            // monitor's buffer and a second run are identical.
+            assert_eq!(gs.get("P.spike_queue"), cs.get("P.spike_queue"), "{name}");
+            assert_eq!(gr.get("sp.i"), cr.get("sp.i"), "{name}");
+            let (gs2, _) = emulate(&c, &exe, &state, steps, 2);
+            for key in ["P.v", "P.ge", "P.gi"] {
+                assert_eq!(gs.get(key), gs2.get(key), "{name}: {key} from run to run");
+            }
+        }
+        // Split runs on the GPU path too.
+        let (half, _) = emulate(&c, &exe, &state, steps / 2, 3);
+        let (twice, _) = emulate(&c, &exe, &half, steps - steps / 2, 3);
+        assert_eq!(
+            twice.get("P.lastspike_step"),
+            gs.get("P.lastspike_step"),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn emulated_inputs_delays_generators_and_late_resets_match_c() {
+    let Some(dir) = cuda_emulation::work_dir("network_cuda_emulation") else {
+        return;
+    };
+    let spec = json!({
+        "dt": 0.1, "dtype": "float32",
+        "timed_arrays": [{"name": "stim", "dt": 1.0, "shape": [4, 2]}],
+        "groups": [
+            {"kind": "neuron", "name": "P", "n": 150,
+             "model": {"equations": "dv/dt = (ge - (v + 49) + stim(t, i % 2))/(20*ms) : volt (unless refractory)\ndge/dt = -ge/(5*ms) : volt",
+                       "threshold": "v > -50", "reset": "v = -60", "refractory": 1.0, "method": "euler"}},
+            {"kind": "poisson", "name": "pg", "n": 40, "rates": 0.2},
+            {"kind": "spike_generator", "name": "sg", "n": 3, "n_spikes": 4, "period": 1.0}
+        ],
+        "projections": [
+            {"name": "In", "source": "pg", "target": "P", "model": "w : 1\nd : second",
+             "on_pre": "v_post += w", "delay": "d", "max_delay": 0.5},
+            {"name": "Gen", "source": "sg", "target": "P", "target_range": [10, 20], "on_pre": "ge += 3"}
+        ],
+        "poisson_inputs": [{"name": "bg", "target": "P", "target_range": [0, 100], "variable": "ge", "n": 30, "rate": 0.05, "weight": 0.4}],
+        "monitors": [{"kind": "spike", "name": "sp", "source": "P", "range": [0, 120], "capacity": 50},
+                     {"kind": "spike", "name": "gsp", "source": "sg", "capacity": 100},
+                     {"kind": "state", "name": "m", "source": "P", "variables": ["v", "ge"], "record": true, "every": 7}]
+    });
+    let c = compile(&spec.to_string());
+    // Poisson group -> P: 40 rows of 6 synapses with delays of 0..5 steps, sorted, in buckets.
+    let (mut off, mut t, mut w, mut d, mut buckets) = (vec![0.0], vec![], vec![], vec![], vec![]);
+    for r in 0..40usize {
+        let start = t.len();
+        let delays: Vec<usize> = (0..6).map(|k| (r * 7 + k * 3) % 6).collect();
+        let mut sorted = delays.clone();
+        sorted.sort_unstable();
+        for step in 0..6usize {
+            buckets.push((start + sorted.iter().filter(|x| **x < step).count()) as f64);
+        }
+        for (k, s) in sorted.iter().enumerate() {
+            t.push(((r * 11 + k * 29) % 150) as f64);
+            w.push(0.5 + (k as f64) * 0.25);
+            d.push(*s as f64 * 0.1);
+        }
+        off.push(t.len() as f64);
+    }
+    buckets.push(t.len() as f64);
+    let values = vec![
+        ("rng_seed", vec![7.0]),
+        ("stim.values", vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]),
+        ("P.v", (0..150).map(|i| -60.0 + (i % 11) as f64).collect()),
+        ("In.row_offsets", off),
+        ("In.targets", t),
+        ("In.w", w),
+        ("In.d", d),
+        ("In.delay_buckets", buckets),
+        ("sg.indices", vec![0.0, 2.0, 1.0, 2.0]),
+        ("sg.steps", vec![0.0, 0.0, 4.0, 9.0]),
+        ("Gen.row_offsets", vec![0.0, 2.0, 3.0, 5.0]),
+        ("Gen.targets", vec![0.0, 9.0, 4.0, 4.0, 5.0]),
+    ];
+    let state = c.state(1, &values);
+    let exe = build(&c, "inputs", &dir);
+    let steps = 120;
+    let (cs, cr) = c.run(&state, steps);
+    let (gs, gr) = emulate(&c, &exe, &state, steps, 2);
+    assert_eq!(spikes(&gr, "gsp", 100, 0), spikes(&cr, "gsp", 100, 0));
+    assert_eq!(gr.get("pg.spike_count"), cr.get("pg.spike_count"));
+    assert_eq!(gs.get("sg.cursor"), cs.get("sg.cursor"));
+    assert_eq!(gr.get("sp.count"), [50.0]);
+    assert_eq!(gr.get("sp.dropped"), cr.get("sp.dropped"));
+    assert_eq!(gr.get("P.spike_count"), cr.get("P.spike_count"));
+    assert_eq!(gs.get("P.lastspike_step"), cs.get("P.lastspike_step"));
+    // float32 with float atomics in a different order: values agree to rounding.
+    assert_close(&gs.get("P.v"), &cs.get("P.v"), 1e-3, "P.v");
+    assert_close(&gr.get("m.ge"), &cr.get("m.ge"), 1e-3, "m.ge");
+}
