@@ -63,10 +63,12 @@ def spikeforge_network(net, *, every=1):
 
 
 def canonical_queue(queue, counts):
-    """The spike queue with each step's entries (the first ``count`` of its row) sorted."""
+    """The spike queue with each step's entries (the first ``count`` of its row) sorted, and the
+    rest of the row, stale entries that no kernel reads, blanked."""
     queue, counts = np.array(queue), np.asarray(counts)
     for row, count in zip(queue.reshape(-1, queue.shape[-1]), counts.reshape(-1)):
         row[:count] = np.sort(row[:count])
+        row[count:] = -1
     return queue
 
 
