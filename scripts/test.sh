@@ -43,3 +43,4 @@ step "benchmark smoke run"
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_custom_kernels.py" --quick)
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_reductions.py" --quick)
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_call_overhead.py" --quick)
+(cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_networks.py" --quick)

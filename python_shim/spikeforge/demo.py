@@ -2,7 +2,9 @@
 
 Runs the seed-002 Hodgkin-Huxley population (RK4, 50 ms at dt 0.01 ms) and a large LIF
 population (Euler with refractoriness, 1 s at dt 0.1 ms) through generated kernels under
-``jax.jit``, and prints what it did, how long it took and what the neurons did.
+``jax.jit``, then Brian2's CUBA example network (Vogels & Abbott 2005: 4000 LIF neurons, 2%
+connectivity, 1 s) as one network run, and prints what it did, how long it took and what the
+neurons did.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import network as nw
 from .neuron import NeuronModel
 
 HH_EQUATIONS = """
@@ -43,6 +46,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hh", type=int, default=None, help="HH neurons (default: 100k GPU, 10k CPU)")
     parser.add_argument("--lif", type=int, default=None, help="LIF neurons (default: 1M GPU, 100k CPU)")
+    parser.add_argument("--cuba", type=int, default=4000, help="neurons of the CUBA network (default 4000)")
     args = parser.parse_args(argv)
     device = jax.devices()[0]
     gpu = device.platform == "gpu"
@@ -83,6 +87,46 @@ def main(argv=None):
         f"  rates: median {np.median(rates):.1f} Hz, max {rates.max():.1f} Hz "
         f"(refractory limit {1000 / 2.0:.0f} Hz); {int(rates.sum()):,} spikes in total"
     )
+
+    cuba_network(args.cuba)
+
+
+CUBA_EQUATIONS = """
+dv/dt = (ge + gi - (v - El)) / taum : volt (unless refractory)
+dge/dt = -ge / taue : volt
+dgi/dt = -gi / taui : volt
+"""
+
+
+def cuba_network(n: int) -> None:
+    """Brian2's ``examples/CUBA.py``: 80% excitatory, 20% inhibitory, p = 0.02, 1 s."""
+    n_exc = n * 4 // 5
+    P = nw.NeuronGroup(
+        n,
+        CUBA_EQUATIONS,
+        threshold="v > Vt",
+        reset="v = Vr",
+        refractory=5.0,
+        method="exact",
+        constants=dict(taum=20.0, taue=5.0, taui=10.0, Vt=-50.0, Vr=-60.0, El=-49.0),
+        name="P",
+    )
+    Ce = nw.Synapses(P[:n_exc], P, on_pre="ge += we", constants=dict(we=60 * 0.27 / 10), name="Ce")
+    Ci = nw.Synapses(P[n_exc:], P, on_pre="gi += wi", constants=dict(wi=-20 * 4.5 / 10), name="Ci")
+    Ce.connect(p=0.02)
+    Ci.connect(p=0.02)
+    net = nw.Network(P, Ce, Ci, spikes=nw.SpikeMonitor(P), dt=0.1)
+    v0 = -60.0 + 10.0 * np.random.default_rng(0).random(n)
+    state = net.init_state(seed=1, P=dict(v=v0))
+    run = jax.jit(lambda s: net.run(s, duration=1000.0, progress=False))
+    (_, out), ms = _timed(run, state)
+    synapses = int(state["Ce"]["targets"].shape[0] + state["Ci"]["targets"].shape[0])
+    spikes = int(np.asarray(out.spikes.count).sum())
+    print(
+        f"\nCUBA network (Brian2's example), {n:,} neurons, {synapses:,} synapses, 10000 steps of 0.1 ms "
+        f"(1 s) in one call: {ms:.1f} ms"
+    )
+    print(f"  {spikes:,} spikes: {spikes / n:.1f} Hz per neuron on average")
 
 
 if __name__ == "__main__":

@@ -327,3 +327,66 @@ def test_quantities_are_accepted_everywhere(library, device):
     for a, b in zip(jax.tree_util.tree_leaves(plain), jax.tree_util.tree_leaves(with_units)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert int(plain[1].spikes.count) > 0
+
+
+def test_projections_deliver_in_brian2_schedule_order(device):
+    """Brian2 runs the objects of its ``synapses`` slot by ``(order, name)`` (a projection's pathway
+    is ``<name>_pre``), not in creation order: assignments show the order."""
+    sg = sf.SpikeGeneratorGroup(1, [0], [0.0], name="sg")
+
+    def final(projections):
+        T = counters(1)
+        made = []
+        for name, statement, order in projections:
+            S = sf.Synapses(sg, T, on_pre=statement, order=order, name=name)
+            S.connect(i=[0], j=[0])
+            made.append(S)
+        net = sf.Network(sg, T, *made, dt=DT)
+        state = net.init_state(dtype=jnp.float64, **{T.name: dict(x=np.ones(1))})
+        new, _ = net.run(state, steps=3, progress=False)
+        return float(np.asarray(new[T.name]["x"])[0])
+
+    square, double = "x_post = x_post*x_post + 3", "x_post = 2*x_post + 1"
+    # created zz, aa: Brian2 runs aa_pre first (square, then double)
+    assert final([("zz", double, 0), ("aa", square, 0)]) == 2 * (1 * 1 + 3) + 1
+    assert final([("aa", double, 0), ("zz", square, 0)]) == (2 * 1 + 1) ** 2 + 3
+    # 'S_1_pre' < 'S_pre' ('1' sorts before 'p'), as Brian2's default names synapses_1 < synapses
+    assert final([("S", double, 0), ("S_1", square, 0)]) == 2 * (1 * 1 + 3) + 1
+    # order= comes first
+    assert final([("zz", double, -1), ("aa", square, 0)]) == (2 * 1 + 1) ** 2 + 3
+    with pytest.raises(TypeError, match="order must be an integer"):
+        sf.Synapses(sg, counters(1), on_pre=double, order=1.5)
+
+
+def test_projection_order_is_brian2s():
+    brian2 = pytest.importorskip("brian2")
+    square, double = "x_post = x_post*x_post + 3", "x_post = 2*x_post + 1"
+    results = []
+    for make in ("brian2", "spikeforge"):
+        if make == "brian2":
+            brian2.start_scope()
+            brian2.prefs.codegen.target = "numpy"
+            sg = brian2.SpikeGeneratorGroup(1, [0], [0.0] * brian2.ms, dt=DT * brian2.ms)
+            T = brian2.NeuronGroup(1, "x : 1", dt=DT * brian2.ms)
+            T.x = 1.0
+            made = [
+                brian2.Synapses(sg, T, on_pre=st, name=nm, dt=DT * brian2.ms)
+                for nm, st in (("b", double), ("a", square), ("a_1", double))
+            ]
+            for S in made:
+                S.connect(i=0, j=0)
+            brian2.Network(sg, T, *made).run(0.3 * brian2.ms)
+            results.append(float(T.x[0]))
+        else:
+            sg = sf.SpikeGeneratorGroup(1, [0], [0.0], name="sg")
+            T = counters(1)
+            made = []
+            for nm, st in (("b", double), ("a", square), ("a_1", double)):
+                S = sf.Synapses(sg, T, on_pre=st, name=nm)
+                S.connect(i=[0], j=[0])
+                made.append(S)
+            net = sf.Network(sg, T, *made, dt=DT)
+            new, _ = net.run(net.init_state(dtype=jnp.float64, T=dict(x=np.ones(1))), steps=3, progress=False)
+            results.append(float(np.asarray(new["T"]["x"])[0]))
+    # a_1_pre < a_pre < b_pre: double, square, double
+    assert results[0] == results[1] == 2 * ((2 * 1 + 1) ** 2 + 3) + 1

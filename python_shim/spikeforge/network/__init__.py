@@ -1,5 +1,5 @@
 """Networks: groups of neurons connected by synapses, with inputs and monitors, simulated with
-Brian2's schedule by generated kernels (docs/NETWORKS.md; the user's guide: docs/NETWORKS_USER.md).
+Brian2's schedule by generated kernels (docs/NETWORKS.md; the user's guide: README.md, "Networks").
 
 Modules, in the order a network is made: ``base`` (names), ``groups`` (NeuronGroup, PoissonGroup,
 SpikeGeneratorGroup, subgroups), ``synapses`` (Synapses and connect), ``inputs`` (PoissonInput,

@@ -12,9 +12,11 @@ from __future__ import annotations
 import itertools
 import re
 
+import numpy as np
+
 from ..errors import ModelError
 
-__all__ = ["NetworkObject", "describe", "RESERVED"]
+__all__ = ["NetworkObject", "describe", "schedule_order", "schedule_key", "RESERVED"]
 
 RESERVED = frozenset({"t_step", "rng_seed", "spike_count"})
 """Names the state or the outputs use for the network's own entries."""
@@ -56,6 +58,20 @@ class NetworkObject:
 
     def __repr__(self):
         return f"<{self.kind} {self.name!r}>"
+
+
+def schedule_order(order, obj) -> int:
+    """Brian2's ``order=``: an integer; objects of one slot of the schedule (here: synapses and
+    Poisson inputs) run by ``(order, name)``."""
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)):
+        raise obj.error(f"order must be an integer, got {order!r}", field="order", cls=TypeError)
+    return int(order)
+
+
+def schedule_key(obj, suffix: str = "") -> tuple:
+    """The key Brian2 sorts one slot's objects by: ``(order, name)``, the name of a synapse
+    pathway being the projection's name with ``_pre``."""
+    return (obj.order, obj.name + suffix)
 
 
 def describe(obj) -> str:

@@ -1,6 +1,8 @@
 """The objects of a network, gathered and checked: every group (also those only reached through a
-synapse, an input or a monitor), the projections in creation order, the inputs, the timed arrays
-and the monitors with the names their records come back under.
+synapse, an input or a monitor), the projections and the Poisson inputs in Brian2's order (its
+schedule sorts the objects of one slot by ``(order, name)``, a projection's pathway being named
+``<name>_pre``; the order of groups does not matter: their updates are independent), the timed
+arrays and the monitors with the names their records come back under.
 
 Why apart from :class:`~spikeforge.Network`: what belongs to a network, and whether the names
 are unique and the references consistent, is decided once, before any spec is written; the
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .base import RESERVED, NetworkObject, describe
+from .base import RESERVED, NetworkObject, describe, schedule_key
 from .groups import NeuronGroup, PoissonGroup, SpikeGeneratorGroup, SpikeSource, Subgroup
 from .inputs import PoissonInput, TimedArray
 from .monitors import PopulationRateMonitor, SpikeMonitor, StateMonitor, _Monitor
@@ -117,6 +119,8 @@ def collect(objects, named_monitors: dict) -> Members:
                 timed.append(table)
     if not groups:
         raise ValueError("Network: there is no group to simulate")
+    synapses.sort(key=lambda s: schedule_key(s, "_pre"))
+    inputs.sort(key=schedule_key)
     members = Members(groups, synapses, inputs, timed, monitors)
     _check_names(members)
     return members

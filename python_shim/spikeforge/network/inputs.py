@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import arguments
 from ..units import TIME, to_kernel_units
-from .base import NetworkObject, describe
+from .base import NetworkObject, describe, schedule_order
 from .groups import NeuronGroup, Subgroup, rate_value
 
 __all__ = ["PoissonInput", "TimedArray"]
@@ -22,7 +22,10 @@ class PoissonInput(NetworkObject):
 
     ``rate``: 1/ms (the kernels' unit system: 10 Hz is 0.01) or a frequency quantity;
     ``rate*dt`` must be at most 1. ``weight``: a number or quantity, or a string expression
-    of the target's variables and constants (``"we"``) or of ``constants``."""
+    of the target's variables and constants (``"we"``) or of ``constants``. ``order``: Poisson
+    inputs run by ``(order, name)``, after the projections' deliveries of the step (Brian2 sorts
+    them together with the synapse pathways; both only add, so this moves no value but the
+    rounding of a sum)."""
 
     kind = "PoissonInput"
 
@@ -36,9 +39,11 @@ class PoissonInput(NetworkObject):
         *,
         N=None,
         constants=None,
+        order: int = 0,
         name: str | None = None,
     ):
         super().__init__(name)
+        self.order = schedule_order(order, self)
         if n is None:
             n = N
         elif N is not None:

@@ -28,7 +28,6 @@ import numpy as np
 
 from .. import arguments, connectivity
 from ..errors import ModelError
-from ..layout import NEVER_SPIKED
 from ..units import to_kernel_units
 from . import _abi, primitive
 from . import csr as csr_mod
@@ -45,6 +44,10 @@ from .table_model import compile_spec
 __all__ = ["Network"]
 
 _REAL = ("float32", "float64")
+
+# A network keeps its own int32 step clock (docs/NETWORKS.md): the step of the last spike of a
+# neuron that never spiked, far enough in the past for any refractory period the kernels accept.
+NEVER_SPIKED_STEP = -(10**9)
 
 
 def _is_traced(tree) -> bool:
@@ -333,7 +336,7 @@ class Network:
                 value = given[name] if name in given else self._default_value(obj, name)
                 box[name] = self._array(obj, name, value, shape, want)
             elif role == "lastspike_step":
-                box[name] = jnp.full(shape, NEVER_SPIKED, want)
+                box[name] = jnp.full(shape, NEVER_SPIKED_STEP, want)
             elif role == "not_refractory":
                 box[name] = jnp.ones(shape, want)
             elif role == "rates":

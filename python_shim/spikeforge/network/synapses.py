@@ -22,7 +22,7 @@ from .. import arguments, connectivity
 from ..equations import equations_text
 from ..errors import ModelError
 from ..units import TIME, to_kernel_units
-from .base import NetworkObject, describe
+from .base import NetworkObject, describe, schedule_order
 from .groups import NeuronGroup, SpikeSource, Subgroup
 
 __all__ = ["Synapses", "Connection", "ExplicitSynapses", "GeneratedSynapses"]
@@ -82,6 +82,8 @@ class Synapses(NetworkObject):
     time quantity: one delay for every synapse), or a string naming a per-synapse variable of the
     model (``delay="d"``) or an expression; a delay becomes ``int(d/dt + 0.5)`` steps, as in
     Brian2. ``constants``: names used in ``model`` / ``on_pre`` (numbers or quantities).
+    ``order``: Brian2's; the projections of a network deliver by ``(order, name + "_pre")``, the
+    order of Brian2's schedule, which matters where statements assign (``v_post = ...``).
 
     ``on_post`` and plastic synapses are not part of this version (a clear error)."""
 
@@ -98,9 +100,11 @@ class Synapses(NetworkObject):
         pre=None,
         delay=None,
         constants=None,
+        order: int = 0,
         name: str | None = None,
     ):
         super().__init__(name)
+        self.order = schedule_order(order, self)
         target = source if target is None else target
         if not isinstance(source, SpikeSource):
             raise self.error(
