@@ -97,6 +97,7 @@ struct Name {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Place {
     Equations,
+    Subexpression,
     Threshold,
     Reset,
     RefractoryDuration,
@@ -106,8 +107,9 @@ enum Place {
 
 use Place::*;
 
-const PLACES: [Place; 6] = [
+const PLACES: [Place; 7] = [
     Equations,
+    Subexpression,
     Threshold,
     Reset,
     RefractoryDuration,
@@ -117,13 +119,23 @@ const PLACES: [Place; 6] = [
 
 const EVENTS: &[Place] = &[Equations, Threshold, Reset, RefractoryDuration];
 
+/// Every place an expression is written in.
+const EXPRESSIONS: &[Place] = &[
+    Equations,
+    Subexpression,
+    Threshold,
+    Reset,
+    RefractoryDuration,
+    RefractoryCondition,
+];
+
 #[rustfmt::skip]
 const NAMES: &[Name] = &[
     Name { label: "t", lines: "", constant: None, per_step: &[], number: "t", condition: "t > 1", record: None, must: &[Equations, Threshold, Reset, RefractoryDuration, RefractoryCondition] },
     Name { label: "dt", lines: "", constant: None, per_step: &[], number: "dt", condition: "dt > 0", record: None, must: &[Equations, Threshold, Reset, RefractoryDuration, RefractoryCondition] },
     Name { label: "i", lines: "", constant: None, per_step: &[], number: "i", condition: "i > 0", record: None, must: &[Equations, Threshold, Reset, RefractoryDuration, RefractoryCondition] },
     Name { label: "N", lines: "", constant: None, per_step: &[], number: "N", condition: "N > 2", record: None, must: &[Equations, Threshold, Reset, RefractoryDuration, RefractoryCondition] },
-    Name { label: "lastspike", lines: "", constant: None, per_step: &[], number: "lastspike", condition: "lastspike > 0", record: None, must: EVENTS },
+    Name { label: "lastspike", lines: "", constant: None, per_step: &[], number: "lastspike", condition: "(t - lastspike) < 3*ms", record: None, must: EXPRESSIONS },
     Name { label: "not_refractory", lines: "", constant: None, per_step: &[], number: "where(not_refractory, 1, 0)", condition: "not_refractory", record: None, must: &[Equations, Threshold, Reset, RefractoryDuration] },
     Name { label: "constant", lines: "", constant: Some(("c", 1.5, false, false)), per_step: &[], number: "c", condition: "c > 1", record: None, must: &[Equations, Threshold, Reset, RefractoryDuration, RefractoryCondition] },
     Name { label: "per-neuron constant", lines: "", constant: Some(("c", 1.5, true, false)), per_step: &[], number: "c", condition: "c > 1", record: None, must: &[Equations, Threshold, Reset, RefractoryDuration, RefractoryCondition] },
@@ -135,7 +147,16 @@ const NAMES: &[Name] = &[
     Name { label: "held subexpression", lines: "h = v + 1 : 1 (constant over dt)", constant: None, per_step: &[], number: "h", condition: "h > 1", record: Some("h"), must: &PLACES },
     Name { label: "noise", lines: "", constant: None, per_step: &[], number: "xi", condition: "xi > 0", record: None, must: &[Equations] },
     Name { label: "unit", lines: "", constant: None, per_step: &[], number: "3*mV", condition: "mV > 0", record: None, must: &[Equations, Threshold, Reset, RefractoryDuration, RefractoryCondition] },
-    Name { label: "function", lines: "", constant: None, per_step: &[], number: "exp(-v)", condition: "exp(-v) > 0", record: None, must: &[Equations, Threshold, Reset, RefractoryDuration, RefractoryCondition] },
+    Name { label: "function", lines: "", constant: None, per_step: &[], number: "exp(-v)", condition: "exp(-v) > 0", record: None, must: EXPRESSIONS },
+    Name { label: "pi", lines: "", constant: None, per_step: &[], number: "pi", condition: "pi > 3", record: None, must: EXPRESSIONS },
+    Name { label: "e", lines: "", constant: None, per_step: &[], number: "e", condition: "e > 2", record: None, must: EXPRESSIONS },
+    Name { label: "int()", lines: "", constant: None, per_step: &[], number: "int(3*v)", condition: "int(3*v) > 0", record: None, must: EXPRESSIONS },
+    Name { label: "sign()", lines: "", constant: None, per_step: &[], number: "sign(v - 0.5)", condition: "sign(v - 0.5) > 0", record: None, must: EXPRESSIONS },
+    Name { label: "floor/ceil", lines: "", constant: None, per_step: &[], number: "floor(v) + ceil(v)", condition: "floor(v) < ceil(v + 1)", record: None, must: EXPRESSIONS },
+    Name { label: "rand()", lines: "", constant: None, per_step: &[], number: "rand()", condition: "rand() < 0.5", record: None, must: &[Equations, Threshold, Reset, RefractoryDuration, RefractoryCondition] },
+    Name { label: "randn()", lines: "", constant: None, per_step: &[], number: "randn()", condition: "randn() > 0", record: None, must: &[Equations, Threshold, Reset, RefractoryDuration, RefractoryCondition] },
+    Name { label: "boolean parameter", lines: "active : boolean", constant: None, per_step: &[], number: "int(active)", condition: "active", record: Some("active"), must: &PLACES },
+    Name { label: "integer parameter", lines: "k : integer", constant: None, per_step: &[], number: "k", condition: "k > 0", record: Some("k"), must: &PLACES },
     Name { label: "reserved C name", lines: "NAN : 1\nint32_t : 1", constant: None, per_step: &[], number: "NAN + int32_t", condition: "NAN > int32_t", record: Some("NAN"), must: &PLACES },
     Name { label: "reserved CUDA name", lines: "dthrow/dt = -throw : 1", constant: Some(("xor", 2.0, true, false)), per_step: &[], number: "throw * xor", condition: "throw > xor", record: Some("throw"), must: &PLACES },
 ];
@@ -144,13 +165,17 @@ const NAMES: &[Name] = &[
 /// period of 2 ms, into which `place` puts `name`.
 fn model(name: &Name, place: Place) -> ModelSpec {
     let number = name.number;
-    let equations = format!(
-        "dv/dt = (-v + 10 + {}) / (10*ms) : 1 (unless refractory)\n{}",
-        if place == Equations {
+    let term = |here: Place| {
+        if place == here {
             format!("1e-3*({number})")
         } else {
             "0".into()
-        },
+        }
+    };
+    let equations = format!(
+        "dv/dt = (-v + 10 + {} + sx) / (10*ms) : 1 (unless refractory)\nsx = {} : 1\n{}",
+        term(Equations),
+        term(Subexpression),
         name.lines
     );
     let mut spec = ModelSpec::from_equations(equations, 0.1)
@@ -399,4 +424,131 @@ fn sub_step_loops_compile() {
         &spec,
         nvrtc
     ));
+}
+
+/// The names a network's expressions may read, in every place a network writes one (`on_pre`,
+/// a delay expression, a Poisson input's weight, a Poisson group's rates), and a network whose
+/// names C or CUDA reserve, or whose group runs sub-steps as a loop: where the network
+/// validates, its C compiles with the system C compiler and its CUDA with NVRTC. (The Python
+/// test `test_names_in_every_place.py` runs the same rows on the CPU.)
+#[test]
+fn every_name_in_every_place_of_a_network_compiles_where_it_validates() {
+    use serde_json::json;
+    use spikeforge::codegen::network_kernel::generate_from_spec;
+    use spikeforge::spec::NetworkSpec;
+    let nvrtc = nvrtc_available();
+    // (label, code, places where it must validate)
+    let on_pre_only: &[&str] = &["on_pre"];
+    let everywhere: &[&str] = &["on_pre", "delay", "weight", "rates"];
+    let rows: &[(&str, &str, &[&str])] = &[
+        ("v_pre", "v_pre", on_pre_only),
+        ("v_post", "v_post", on_pre_only),
+        ("synaptic parameter", "w", on_pre_only),
+        ("i", "i", &["on_pre", "rates"]),
+        ("j", "j", on_pre_only),
+        ("N_pre", "N_pre", on_pre_only),
+        ("N_post", "N_post", on_pre_only),
+        ("lastspike_pre", "lastspike_pre", on_pre_only),
+        ("t", "t", &["on_pre", "weight", "rates"]),
+        ("dt", "dt", everywhere),
+        ("constant", "c", everywhere),
+        ("reserved constant", "int32_t + NAN", everywhere),
+        ("pi", "pi", everywhere),
+        ("e", "e", everywhere),
+        ("int()", "int(3*c)", everywhere),
+        ("sign()", "sign(c - 0.5)", everywhere),
+        ("floor/ceil", "floor(c) + ceil(c)", everywhere),
+    ];
+    let network = |code: &str, place: &str| {
+        let term = |here: &str| {
+            if here == place {
+                format!("1e-3*({code})")
+            } else {
+                "0".into()
+            }
+        };
+        let constants = json!({"c": 1.5, "int32_t": 1.0, "NAN": 2.0});
+        json!({
+            "dt": 0.1,
+            "groups": [
+                {"kind": "neuron", "name": "src", "n": 3, "model": {
+                    "equations": "dv/dt = (1 + i) / (0.5*ms) : 1 (unless refractory)",
+                    "threshold": "v > 1", "reset": "v = 0", "refractory": 0.3}},
+                {"kind": "neuron", "name": "T", "n": 2, "model": {
+                    "equations": "dv/dt = (0.5 - v + xor) / (10*ms) : 1\nxor : 1",
+                    "threshold": "v > 1", "reset": "v = 0"}},
+                {"kind": "poisson", "name": "pg", "n": 2,
+                 "rates": format!("0.1 + {}*kHz", term("rates")), "constants": constants},
+            ],
+            "projections": [
+                {"name": "S", "source": "src", "target": "T", "model": "w : 1\nthrow : 1",
+                 "on_pre": format!("v_post += w + throw + {}", term("on_pre")),
+                 "delay": format!("0.2*ms + {}*ms", term("delay")), "constants": constants},
+                {"name": "P", "source": "pg", "target": "T", "on_pre": "v_post += 0.01"},
+            ],
+            "poisson_inputs": [
+                {"name": "inp", "target": "T", "variable": "v", "n": 5, "rate": 0.1,
+                 "weight": format!("0.01 + {}", term("weight").replace("_post", "")),
+                 "constants": constants},
+            ],
+        })
+    };
+    let mut table = String::new();
+    for (label, code, must) in rows {
+        for place in ["on_pre", "delay", "weight", "rates"] {
+            let json = network(code, place).to_string();
+            let spec = NetworkSpec::from_json(&json).unwrap();
+            let what = format!("{label} in {place}");
+            let validated = match generate_from_spec(&spec, Dialect::C) {
+                Err(d) => {
+                    assert!(!must.contains(&place), "{what} must validate: {d}");
+                    false
+                }
+                Ok(c) => {
+                    if let Err(e) = c_compiles(&c.source) {
+                        panic!("{what}: validated, but its C does not compile:\n{e}");
+                    }
+                    if nvrtc {
+                        let cuda = generate_from_spec(&spec, Dialect::Cuda).unwrap();
+                        if let Err(e) =
+                            compile_cubin(&cuda.source, (9, 0), &CudaCompileOptions::default())
+                        {
+                            panic!("{what}: validated, but its CUDA does not compile:\n{e}");
+                        }
+                    }
+                    true
+                }
+            };
+            table.push_str(&format!(
+                "{label:<20} {place:<8} {}\n",
+                if validated { "compiles" } else { "refused" }
+            ));
+        }
+    }
+    eprintln!("{table}");
+}
+
+/// A network's neuron group with more sub-steps than are unrolled: the network's step printer
+/// writes the loop as the group kernel does (before, it wrote none, and the kernel read
+/// undeclared loop variables).
+#[test]
+fn a_network_group_with_a_sub_step_loop_compiles() {
+    use spikeforge::codegen::network_kernel::generate_from_spec;
+    use spikeforge::spec::NetworkSpec;
+    let nvrtc = nvrtc_available();
+    let json = r#"{"dt": 0.1, "groups": [{"kind": "neuron", "name": "P", "n": 4, "model": {
+        "equations": "dv/dt = (1.5 - v + sin(t/ms)) / (10*ms) : 1\ndw/dt = (v - w) / (5*ms) : 1",
+        "threshold": "v > 1", "reset": "v = 0", "method": "rk4", "substeps": 10}}]}"#;
+    let spec = NetworkSpec::from_json(json).unwrap();
+    let c = generate_from_spec(&spec, Dialect::C).unwrap().source;
+    assert!(
+        c.contains("for (int32_t sf_sub0_k = 0; sf_sub0_k < 10;"),
+        "{c}"
+    );
+    c_compiles(&c).unwrap_or_else(|e| panic!("{e}\n{c}"));
+    if nvrtc {
+        let cuda = generate_from_spec(&spec, Dialect::Cuda).unwrap().source;
+        compile_cubin(&cuda, (9, 0), &CudaCompileOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
 }

@@ -166,18 +166,6 @@ def test_odd_unicode_in_a_name_is_a_located_error():
         sf.NeuronModel("dv/dt = -v : 1\nw\u200b : 1")
 
 
-# -- item 5 (names): a model that validates compiles ----------------------------------------------
-
-
-def test_a_refractory_condition_on_lastspike_is_refused_at_definition():
-    """Before: accepted, then the C compiler failed inside XLA ("'sf_lastspike_step'
-    undeclared"). tests/validation_compiles.rs checks every name in every place."""
-    with pytest.raises(sf.ModelError, match="a refractory condition cannot read 'lastspike'") as e:
-        sf.NeuronModel("dv/dt = -v/(10*ms) : 1", threshold="v > 1", reset="v = 0", refractory="(t - lastspike) < 3*ms")
-    assert e.value.field == "refractory"
-    assert "refractory='3*ms'" in str(e.value)
-
-
 # -- item 11: deep or long expressions -----------------------------------------------------------
 
 _DEEP = {
@@ -339,3 +327,76 @@ def test_ten_thousand_state_variables_are_refused_at_once():
     with pytest.raises(sf.ModelError, match="the model has 10000 state variables; one kernel holds at most 128") as e:
         sf.NeuronModel(equations)
     assert e.value.line == 129
+
+
+# -- item 10: a forged network spec at the FFI ------------------------------------------------------
+
+
+def _small_network():
+    return {
+        "dt": 0.1,
+        "dtype": "float64",
+        "groups": [
+            {
+                "kind": "neuron",
+                "name": "P",
+                "n": 4,
+                "model": {
+                    "equations": "dv/dt = (g - v) / tau : 1\ng : 1",
+                    "threshold": "v > 1",
+                    "reset": "v = 0",
+                    "constants": {"tau": 10.0},
+                },
+            },
+        ],
+        "projections": [
+            {"name": "S", "source": "P", "target": "P", "on_pre": "v_post += we", "constants": {"we": 0.5}}
+        ],
+    }
+
+
+@pytest.mark.parametrize("where", ["a projection's constant", "a group model's constant", "a group's name"])
+def test_a_forged_network_spec_at_the_ffi_never_runs_its_payload(tmp_path, where):
+    """A network spec reaches the library by sf_network_compile and as the attribute of every
+    spikeforge_network_run call: both check every name, so a forged spec (with its correct key,
+    as an exported program could carry it) is refused, naming the name, and nothing runs."""
+    from test_network_ffi import network_compile, operands, run
+
+    marker = tmp_path / "f"
+    bad = _payload(marker)
+    compiled = network_compile(_small_network())
+    assert compiled["ok"], compiled
+    spec = json.loads(compiled["spec"])
+    assert json.dumps(spec, separators=(",", ":"), ensure_ascii=False) == compiled["spec"], "Rust's JSON"
+    if where == "a projection's constant":
+        spec["projections"][0]["constants"] = {bad: 0.5}
+        spec["projections"][0]["on_pre"] = "v_post += 1"
+    elif where == "a group model's constant":
+        spec["groups"][0]["model"]["constants"] = dict(sorted({bad: 1.0, "tau": 10.0}.items()))
+    else:
+        spec["groups"][0]["name"] = bad
+        spec["projections"][0]["source"] = spec["projections"][0]["target"] = bad
+    text = json.dumps(spec, separators=(",", ":"), ensure_ascii=False)
+    key = hashlib.sha256(text.encode()).hexdigest()
+    refused = network_compile(spec)
+    assert not refused["ok"] and f"'{bad}' is not a valid name" in refused["error"]["rendered"], refused
+    with jax.default_device(CPU), pytest.raises(Exception) as e:
+        jax.block_until_ready(run(dict(compiled, spec=text, key=key), operands(compiled, {}), 3))
+    _assert_refused(e, marker, bad)
+
+
+def test_a_network_spec_sent_with_another_networks_key_is_refused():
+    """The key of a network that already ran (its kernels compiled and cached under that key)
+    with another network's spec: refused, not the cached kernels run on the other spec."""
+    from test_network_ffi import network_compile, operands, run
+
+    first = network_compile(_small_network())
+    other = _small_network()
+    other["projections"][0]["constants"]["we"] = 0.25
+    second = network_compile(other)
+    assert first["key"] != second["key"]
+    with jax.default_device(CPU):
+        ran = run(first, operands(first, {"P.g": [2.0] * 4}), 300)
+        assert int(np.asarray(ran["P.spike_count"]).sum()) > 0
+        with pytest.raises(Exception, match="attribute 'key' does not match attribute 'spec'"):
+            jax.block_until_ready(run(dict(second, key=first["key"]), operands(second, {}), 3))
