@@ -117,8 +117,6 @@ const PLACES: [Place; 7] = [
     Record,
 ];
 
-const EVENTS: &[Place] = &[Equations, Threshold, Reset, RefractoryDuration];
-
 /// Every place an expression is written in.
 const EXPRESSIONS: &[Place] = &[
     Equations,
