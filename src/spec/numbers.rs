@@ -60,17 +60,8 @@ impl ModelSpec {
     /// model's precision holds (see the module documentation); `dt` is positive.
     pub fn check_numbers(&self) -> Result<(), Diagnostic> {
         let precision = self.dtype;
-        let fix = format!(
-            "use numbers {} can hold (check the units), or dtype float64",
-            precision.name()
-        );
-        if let Some(why) = positive_problem(self.dt, precision) {
-            return Err(Diagnostic::new(
-                "dt",
-                format!("dt must be a positive number, got {}, which {why}", self.dt),
-            )
-            .suggest(fix));
-        }
+        let fix = fix(precision);
+        check_dt(self.dt, precision)?;
         if self.substeps > 1 {
             let h = self.dt / f64::from(self.substeps);
             if let Some(why) = problem(h, precision) {
@@ -130,17 +121,8 @@ impl NetworkSpec {
     /// each a number the network's precision holds. The error names the object and field.
     pub fn check_numbers(&self) -> Result<(), Diagnostic> {
         let precision = self.dtype;
-        let fix = format!(
-            "use numbers {} can hold (check the units), or dtype float64",
-            precision.name()
-        );
-        if let Some(why) = positive_problem(self.dt, precision) {
-            return Err(Diagnostic::new(
-                "dt",
-                format!("dt must be a positive number, got {}, which {why}", self.dt),
-            )
-            .suggest(fix));
-        }
+        let fix = fix(precision);
+        check_dt(self.dt, precision)?;
         // (object, field, what the number is, value)
         let mut numbers: Vec<(String, &str, String, f64)> = Vec::new();
         let constants = |what: &str, map: &std::collections::BTreeMap<String, f64>| {
@@ -205,12 +187,26 @@ impl NetworkSpec {
     }
 }
 
-/// Why `v` is not a positive number `precision` holds (a step); `None` when it is one.
-fn positive_problem(v: f64, precision: ElemType) -> Option<String> {
-    match problem(v, precision) {
-        None if v <= 0.0 => Some("is not positive".to_string()),
-        other => other,
-    }
+/// The suggestion of every error here.
+fn fix(precision: ElemType) -> String {
+    format!(
+        "use numbers {} can hold (check the units), or dtype float64",
+        precision.name()
+    )
+}
+
+/// `dt` is a positive number `precision` holds.
+fn check_dt(dt: f64, precision: ElemType) -> Result<(), Diagnostic> {
+    let why = match problem(dt, precision) {
+        None if dt <= 0.0 => "is not positive".to_string(),
+        None => return Ok(()),
+        Some(why) => why,
+    };
+    Err(Diagnostic::new(
+        "dt",
+        format!("dt must be a positive number, got {dt}, which {why}"),
+    )
+    .suggest(fix(precision)))
 }
 
 #[cfg(test)]
