@@ -932,4 +932,65 @@ mod tests {
         let e = error_of(|v| v["projections"][1]["target"] = json!("pg"));
         assert!(e.contains("is a spike source"), "{e}");
     }
+
+    /// A network's names, numbers and sizes meet the rules a model's do (issue 8, items 10 and
+    /// 11): before, constants of projections and inputs were not checked at all.
+    #[test]
+    fn names_numbers_and_sizes_are_checked_as_a_models_are() {
+        use serde_json::json;
+        let payload = "y; system(\"echo INJECTED\"); //";
+        let e = error_of(|v| v["projections"][0]["constants"] = json!({payload: 1.62}));
+        assert!(
+            e.contains("Synapses 'Ce'") && e.contains(&format!("'{payload}' is not a valid name")),
+            "{e}"
+        );
+        let e = error_of(|v| v["poisson_inputs"][0]["constants"] = json!({"c\u{e9}": 1.0}));
+        assert!(
+            e.contains("PoissonInput 'inp'") && e.contains("U+00E9"),
+            "{e}"
+        );
+        let e = error_of(|v| v["groups"][1]["name"] = json!("p g"));
+        assert!(e.contains("'p g' is not a valid name: a space"), "{e}");
+        let e = error_of(|v| v["projections"][1]["model"] = json!("w\u{200b} : 1"));
+        assert!(e.contains("U+200B"), "{e}");
+        let e = error_of(|v| {
+            v["dtype"] = json!("float32");
+            v["projections"][0]["constants"] = json!({"we": 1e39});
+        });
+        assert!(
+            e.contains("Synapses 'Ce'") && e.contains("does not fit float32"),
+            "{e}"
+        );
+        let e = error_of(|v| {
+            v["dtype"] = json!("float32");
+            v["dt"] = json!(1e-300);
+        });
+        assert!(
+            e.starts_with("in dt:") && e.contains("too small for float32"),
+            "{e}"
+        );
+        let e = error_of(|v| v["projections"][0]["on_pre"] = json!("ge += 1e39*we"));
+        assert!(e.contains("does not fit float32"), "{e}");
+        let long = format!(
+            "ge += we{}",
+            " ".repeat(crate::spec::limits::MAX_TEXT_BYTES)
+        );
+        let e = error_of(|v| v["projections"][0]["on_pre"] = json!(long));
+        assert!(
+            e.contains("projections[0].on_pre") && e.contains("at most"),
+            "{e}"
+        );
+        // Deep expressions are located errors from any thread (lowering has its own stack).
+        let deep = format!("ge += {}we{}", "(".repeat(2600), ")".repeat(2600));
+        let e = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || error_of(|v| v["projections"][0]["on_pre"] = json!(deep)))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(
+            e.contains("Synapses 'Ce', on_pre") && e.contains("nest"),
+            "{e}"
+        );
+    }
 }
