@@ -101,10 +101,9 @@ fn with_spec(json_text: &str, f: impl FnOnce(ModelSpec) -> Value) -> Value {
 #[no_mangle]
 pub unsafe extern "C" fn sf_model_compile(spec_json: *const c_char) -> *mut c_char {
     answer(spec_json, |s| {
-        with_spec(s, |spec| match crate::frontend::lower(&spec) {
+        with_spec(s, |spec| match codegen::prepare(&spec) {
             Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
-            Ok(ir) => {
-                let layout = codegen::layout::layout(&ir, &spec);
+            Ok((ir, layout)) => {
                 let stored = ir.stored();
                 let states: Vec<&str> =
                     stored.iter().map(|v| ir.symbol(*v).name.as_str()).collect();
@@ -245,7 +244,7 @@ fn network_json(spec: &NetworkSpec, net: &NetworkIr) -> Value {
 #[no_mangle]
 pub unsafe extern "C" fn sf_network_compile(spec_json: *const c_char) -> *mut c_char {
     answer(spec_json, |s| {
-        with_network(s, |spec| match crate::frontend::network::lower(&spec) {
+        with_network(s, |spec| match codegen::prepare_network(&spec) {
             Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
             Ok(net) => network_json(&spec, &net),
         })

@@ -5,8 +5,11 @@
 
 use std::path::Path;
 
+mod common;
+use common::nvrtc_available;
+
 use spikeforge::codegen::{generate_from_spec, Dialect};
-use spikeforge::runtime::cuda::{compile_cubin, nvrtc_version, CudaCompileOptions};
+use spikeforge::runtime::cuda::{compile_cubin, CudaCompileOptions};
 use spikeforge::spec::ModelSpec;
 
 fn models() -> Vec<(String, ModelSpec)> {
@@ -25,22 +28,6 @@ fn models() -> Vec<(String, ModelSpec)> {
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
-}
-
-/// Whether NVRTC loads; without it a test is skipped, unless CI requires it
-/// (`SPIKEFORGE_REQUIRE_NVRTC=1`), where that is a failure.
-fn nvrtc_available() -> bool {
-    match nvrtc_version() {
-        Ok(_) => true,
-        Err(e) => {
-            assert!(
-                std::env::var("SPIKEFORGE_REQUIRE_NVRTC").is_err(),
-                "NVRTC required but not loadable: {e}"
-            );
-            eprintln!("SKIPPED: {e}");
-            false
-        }
-    }
 }
 
 #[test]

@@ -9,23 +9,8 @@ use spikeforge::runtime::cpu::{self, CpuCompileOptions};
 use spikeforge::spec::{Method, ModelSpec};
 use spikeforge::types::ElemType;
 
-/// A small deterministic generator (xorshift64*), so failures reproduce from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+mod common;
+use common::Rng;
 
 /// An expression with its text and an independent evaluator (closures over x, y).
 struct Gen {

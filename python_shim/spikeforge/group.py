@@ -36,6 +36,11 @@ REAL_DTYPES = ("float32", "float64", "float16", "bfloat16")
 # The dt of the variant compiled when a group is defined (validation and the layout).
 _DEFINITION_DT = 0.1
 
+# Its precision: the widest, since the model may run in either. A number float32 cannot hold
+# (a constant of 1e39, a dt of 1e-300) is refused when a float32 variant is compiled (run,
+# source), with the same located error.
+_DEFINITION_DTYPE = "float64"
+
 
 def dtype_name(dtype, what: str = "the state") -> str:
     name = jnp.dtype(dtype).name
@@ -126,7 +131,7 @@ class Group:
             # Left out when 1, like the Rust spec does, so that cache keys stay as they were.
             self._base["substeps"] = self.substeps
         self._variants: dict = {}
-        info = self._variant(dt=_DEFINITION_DT, dtype="float32", per_neuron=(), per_step=(), record=())
+        info = self._variant(dt=_DEFINITION_DT, dtype=_DEFINITION_DTYPE, per_neuron=(), per_step=(), record=())
         inputs = info["layout"]["inputs"]
         self.state_variables: tuple = tuple(info["states"])
         self.parameters: tuple = tuple(a["name"] for a in inputs if a["role"] == "param")
@@ -226,7 +231,7 @@ class Group:
                 )
         values = {k: v if isinstance(v, str) else to_kernel_units(v, f"init_state: {k!r}") for k, v in values.items()}
         per_neuron = tuple(sorted(k for k in values if k in self.constants))
-        info = self._variant(dt=_DEFINITION_DT, dtype="float32", per_neuron=per_neuron, per_step=(), record=())
+        info = self._variant(dt=_DEFINITION_DT, dtype=_DEFINITION_DTYPE, per_neuron=per_neuron, per_step=(), record=())
         if any(isinstance(v, str) for v in values.values()):
             values = self._evaluate_initial(info, n, rng_seed, values)
         initial = self.definition.initial

@@ -10,8 +10,10 @@ use std::fmt::{self, Write};
 
 use super::clock::{clock_source, NEVER};
 use super::dialect::Dialect;
-use super::layout::{ident, layout, Arg, Layout, Role, ShapeKind};
+use super::identifiers::ident;
+use super::layout::{layout, Arg, Layout, Role, ShapeKind};
 use super::printer::{int32_conversion, literal, prelude, storage_conversions, Printer};
+use super::substep_loop::{loop_var_name, write_loops};
 use super::writer::{render, SourceWriter};
 use crate::ir::{Draw, ExprId, GroupIr, IndexOf, RefractoryIr, SymbolKind, ValueType, VarId};
 use crate::spec::ModelSpec;
@@ -124,7 +126,11 @@ impl KernelWriter<'_> {
     /// How a DAG variable is spelled inside the step, or where the traces are recorded, at the
     /// start of the step (`at_start`): there `not_refractory` is Brian2's stored value, the one
     /// the previous step left (`sf_nr_at_start` for a refractory duration, see [`Self::record`]).
+    /// A variable a sub-step loop carries is the loop's local.
     fn var_name_at(&self, v: VarId, at_start: bool) -> String {
+        if let Some(name) = loop_var_name(self.dag, v) {
+            return name;
+        }
         let sym = self.ir.symbol(v);
         let lane = self.lane();
         match sym.kind {
@@ -336,6 +342,10 @@ impl KernelWriter<'_> {
                 )?;
             }
         }
+        let print = |roots: &[ExprId], prefix: &str, w: &mut SourceWriter| {
+            self.print_block(roots, prefix, w)
+        };
+        write_loops(self.dag, self.spec.dtype, "sf_t", &print, w)?;
         let texts = self.print_block(&self.dag.roots(), "sf_", w)?;
         let assigned = self.dag.assigned(self.ir);
         for (var, text) in assigned.iter().zip(&texts) {

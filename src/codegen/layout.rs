@@ -5,6 +5,8 @@
 
 use serde::{Serialize, Serializer};
 
+use super::identifiers::ident;
+
 use crate::ir::{GroupIr, RefractoryIr, SymbolKind, Ty, ValueType, VarId};
 use crate::spec::ModelSpec;
 use crate::types::ElemType;
@@ -89,71 +91,6 @@ fn elem_json<S: Serializer>(elem: &ElemType, s: S) -> Result<S::Ok, S::Error> {
 pub struct Layout {
     pub inputs: Vec<Arg>,
     pub outputs: Vec<Arg>,
-}
-
-/// C identifiers a user's variable may not take, and the prefix the kernel keeps for itself.
-const RESERVED: &[&str] = &[
-    "auto",
-    "break",
-    "case",
-    "char",
-    "const",
-    "continue",
-    "default",
-    "do",
-    "double",
-    "else",
-    "enum",
-    "extern",
-    "float",
-    "for",
-    "goto",
-    "if",
-    "inline",
-    "int",
-    "long",
-    "register",
-    "restrict",
-    "return",
-    "short",
-    "signed",
-    "sizeof",
-    "static",
-    "struct",
-    "switch",
-    "typedef",
-    "union",
-    "unsigned",
-    "void",
-    "volatile",
-    "while",
-    "bool",
-    "true",
-    "false",
-    "new",
-    "delete",
-    "class",
-    "this",
-    "template",
-    "namespace",
-    "operator",
-    "private",
-    "public",
-];
-
-/// The identifier a model variable gets in generated code: its own name unless that would clash
-/// with C, CUDA or the math library, in which case it gets a suffix.
-pub fn ident(name: &str) -> String {
-    let clashes = RESERVED.contains(&name)
-        || crate::ir::Func::from_name(name).is_some()
-        || name.starts_with("sf_")
-        || name.starts_with("__")
-        || ["pow", "fmin", "fmax", "min", "max", "exp", "expf"].contains(&name);
-    if clashes {
-        format!("{name}_")
-    } else {
-        name.to_string()
-    }
 }
 
 impl Arg {

@@ -54,7 +54,7 @@ pub fn generate_from_spec(
     spec: &crate::spec::NetworkSpec,
     dialect: Dialect,
 ) -> Result<GeneratedNetwork, crate::diagnostics::Diagnostic> {
-    let net = crate::frontend::network::lower(spec)?;
+    let net = super::prepare_network(spec)?;
     let plan = crate::step::network::plan(&net);
     let layout = super::network_layout::layout(&net, &plan);
     Ok(generate(&net, &plan, &layout, dialect))

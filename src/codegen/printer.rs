@@ -5,7 +5,9 @@
 //! printing logic exists once. Nodes that a block uses more than once become named `const`
 //! temporaries; everything else is printed inline with the fewest parentheses that keep the
 //! evaluation order of the DAG (floating-point addition is not associative, so `a + (b + c)`
-//! keeps its parentheses).
+//! keeps its parentheses). An expression nests at most [`MAX_INLINE_DEPTH`] operations: a node
+//! deeper than that becomes a temporary too, so that neither this printer's recursion nor the C
+//! compilers' see a DAG's full depth (a chain of thousands of subexpressions, a long `ode()`).
 
 use std::collections::HashMap;
 use std::fmt::{self, Write};
@@ -16,15 +18,19 @@ use crate::ir::{BinOp, ExprArena, ExprId, Func, Node, Ty, VarId};
 use crate::types::ElemType;
 
 /// A literal of the kernel's precision: f32 kernels get `f`-suffixed literals so that no
-/// arithmetic is silently promoted to double.
+/// arithmetic is silently promoted to double. Any value prints as valid C: the value the
+/// precision holds (the model's own numbers are checked to be held exactly,
+/// `crate::spec::numbers`; a folded value beyond the precision's range is infinity, as the
+/// kernel would compute it), NaN and infinities as quotients.
 pub fn literal(v: f64, precision: ElemType) -> String {
     let single = precision == ElemType::F32;
     let suffix = if single { "f" } else { "" };
-    if v.is_nan() {
+    let held = if single { f64::from(v as f32) } else { v };
+    if held.is_nan() {
         return format!("(0.0{suffix} / 0.0{suffix})");
     }
-    if v.is_infinite() {
-        let sign = if v < 0.0 { "-" } else { "" };
+    if held.is_infinite() {
+        let sign = if held < 0.0 { "-" } else { "" };
         return format!("({sign}1.0{suffix} / 0.0{suffix})");
     }
     let text = if single {
@@ -143,6 +149,10 @@ SF_SIMD float exp2f(float); SF_SIMD double exp2(double);
 #endif
 ";
 
+/// The deepest an expression is printed inline (every generated kernel of the test models stays
+/// well below it, so none of them changes).
+pub const MAX_INLINE_DEPTH: usize = 64;
+
 // Binding strength, higher binds tighter.
 const P_ATOM: u8 = 100;
 const P_UNARY: u8 = 90;
@@ -192,14 +202,28 @@ impl Printer<'_> {
             }
         }
         let mut names: HashMap<ExprId, String> = HashMap::new();
+        // How many operations deep each node would print inline (0 for a name or a leaf).
+        let mut depth: HashMap<ExprId, usize> = HashMap::new();
         for &id in &order {
             let shared = uses[&id] > 1;
-            if shared
-                && !matches!(
-                    self.arena.node(id),
-                    Node::Const(_) | Node::Bool(_) | Node::Var(_)
-                )
-            {
+            let leaf = matches!(
+                self.arena.node(id),
+                Node::Const(_) | Node::Bool(_) | Node::Var(_)
+            );
+            let inline = if leaf {
+                0
+            } else {
+                1 + self
+                    .arena
+                    .children(id)
+                    .iter()
+                    .map(|c| depth[c])
+                    .max()
+                    .unwrap_or(0)
+            };
+            depth.insert(id, inline);
+            if (shared || inline > MAX_INLINE_DEPTH) && !leaf {
+                depth.insert(id, 0);
                 let (text, _) = self.expr(id, &names);
                 let ty = match self.arena.ty(id) {
                     Ty::Bool => self.dialect.bool_type(),
@@ -386,6 +410,22 @@ mod tests {
         assert_eq!(literal(1e-7, ElemType::F32), "1e-7f");
         assert_eq!(literal(0.1, ElemType::F64), "0.1");
         assert_eq!(literal(3.0, ElemType::F64), "3.0");
+    }
+
+    #[test]
+    fn every_value_prints_as_valid_c() {
+        // Before: 1e39 printed as `inf.0f` in a float32 kernel.
+        assert_eq!(literal(1e39, ElemType::F32), "(1.0f / 0.0f)");
+        assert_eq!(literal(-1e39, ElemType::F32), "(-1.0f / 0.0f)");
+        assert_eq!(literal(1e39, ElemType::F64), "1e39");
+        assert_eq!(literal(f64::NAN, ElemType::F64), "(0.0 / 0.0)");
+        assert_eq!(literal(f64::INFINITY, ElemType::F64), "(1.0 / 0.0)");
+        assert_eq!(literal(1e-50, ElemType::F32), "0.0f");
+        assert_eq!(literal(1e-45, ElemType::F32), "1e-45f");
+        assert_eq!(
+            literal(f64::MIN_POSITIVE / 4.0, ElemType::F64),
+            "5.562684646268003e-309"
+        );
     }
 
     #[test]

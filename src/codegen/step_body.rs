@@ -9,6 +9,7 @@ use std::fmt::{self, Write};
 
 use super::dialect::Dialect;
 use super::printer::{literal, math_fn, Printer};
+use super::substep_loop::{loop_var_name, write_loops};
 use super::writer::SourceWriter;
 use crate::ir::{Draw, ExprId, GroupIr, RefractoryIr, SymbolKind, VarId};
 use crate::step::{self, StepDag};
@@ -46,11 +47,12 @@ impl StepBody<'_> {
         temp_prefix: &str,
         w: &mut SourceWriter,
     ) -> Result<Vec<String>, fmt::Error> {
+        let names = |v: VarId| loop_var_name(self.dag, v).unwrap_or_else(|| (self.var_name)(v));
         Printer {
             arena: &self.dag.arena,
             dtype: self.dtype,
             dialect: self.dialect,
-            var_name: self.var_name,
+            var_name: &names,
         }
         .block(roots, temp_prefix, w)
     }
@@ -135,6 +137,14 @@ impl StepBody<'_> {
                 )?;
             }
         }
+        let time = match self.ir.vars_of_kind(&SymbolKind::Time).first() {
+            Some(t) => (self.var_name)(*t),
+            None => "0".into(),
+        };
+        let print = |roots: &[ExprId], prefix: &str, w: &mut SourceWriter| {
+            self.print_block(roots, prefix, w)
+        };
+        write_loops(self.dag, self.dtype, &time, &print, w)?;
         let texts = self.print_block(&self.dag.roots(), "sf_", w)?;
         let assigned = self.dag.assigned(self.ir);
         for (var, text) in assigned.iter().zip(&texts) {

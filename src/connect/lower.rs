@@ -15,9 +15,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::spec::{ConnectSpec, NumberOrExpr, Rule};
 use crate::diagnostics::Diagnostic;
 use crate::frontend::brian::expr::{common_name, unknown_name, Place, Scope};
-use crate::frontend::syntax::lexer::is_identifier;
 use crate::frontend::syntax::parser::parse_expression;
 use crate::ir::{ExprArena, ExprId, IndexOf, Ty, VarId};
+use crate::spec::names::is_identifier;
+use crate::types::ElemType;
 
 /// The most synapses one pair may get (`n`), and the most draws of a fixed degree (`k`): row
 /// counts and indices stay within int32.
@@ -218,6 +219,8 @@ struct ConnectScope<'a> {
     pre_read: BTreeSet<String>,
     post_read: BTreeSet<String>,
     constants_read: BTreeSet<String>,
+    /// How deep lowering recurses now (`Scope::depth`).
+    depth: usize,
 }
 
 impl<'a> ConnectScope<'a> {
@@ -230,6 +233,7 @@ impl<'a> ConnectScope<'a> {
             pre_read: BTreeSet::new(),
             post_read: BTreeSet::new(),
             constants_read: BTreeSet::new(),
+            depth: 0,
         }
     }
 
@@ -393,6 +397,14 @@ fn whole(text: &str) -> crate::diagnostics::Span {
 }
 
 impl Scope for ConnectScope<'_> {
+    fn depth(&mut self) -> &mut usize {
+        &mut self.depth
+    }
+
+    fn precision(&self) -> ElemType {
+        ElemType::F64
+    }
+
     fn arena(&mut self) -> &mut ExprArena {
         &mut self.arena
     }

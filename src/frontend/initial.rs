@@ -19,7 +19,9 @@ use crate::frontend::syntax::parser::parse_expression;
 use crate::ir::eval::{evaluate, Column};
 use crate::ir::{Draw, ExprArena, ExprId, GroupIr, SymbolKind, Ty, ValueType, VarId};
 use crate::random;
+use crate::spec::limits::{MAX_NAMES, MAX_TEXT_BYTES};
 use crate::spec::ModelSpec;
+use crate::types::ElemType;
 
 /// One assignment of an initial value: `target = code`.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,6 +35,36 @@ pub struct Statement {
 /// per-element constants; a missing one starts at 0), drawing with `seed`. Integers are
 /// truncated toward zero, truth values are 1 or 0.
 pub fn initial_values(
+    spec: &ModelSpec,
+    n: usize,
+    seed: u32,
+    given: HashMap<String, Column>,
+    statements: &[Statement],
+) -> Result<Vec<(String, Vec<f64>)>, Diagnostic> {
+    if statements.len() > MAX_NAMES {
+        return Err(Diagnostic::new(
+            "init_state",
+            format!(
+                "{} initial values given as expressions; at most {MAX_NAMES}",
+                statements.len()
+            ),
+        ));
+    }
+    if let Some(st) = statements.iter().find(|st| st.code.len() > MAX_TEXT_BYTES) {
+        return Err(Diagnostic::new(
+            &format!("init_state: {}", st.target),
+            format!(
+                "the text is {} bytes; a field holds at most {MAX_TEXT_BYTES}",
+                st.code.len()
+            ),
+        ));
+    }
+    // Lowering the statements recurses as a model's lowering does: on a stack of its own.
+    super::stack::on_own_stack(|| run_statements(spec, n, seed, given, statements))
+}
+
+/// [`initial_values`] once the sizes are checked, on the calling thread's stack.
+fn run_statements(
     spec: &ModelSpec,
     n: usize,
     seed: u32,
@@ -77,6 +109,7 @@ pub fn initial_values(
             ir: &ir,
             spec,
             draws: Vec::new(),
+            depth: 0,
         };
         let ast = parse_expression(&st.code, &field)?;
         let (root, ty) = scope.expr(&ast, &field, &st.code)?;
@@ -181,6 +214,8 @@ struct InitialScope<'a> {
     ir: &'a GroupIr,
     spec: &'a ModelSpec,
     draws: Vec<Draw>,
+    /// How deep lowering recurses now (`Scope::depth`).
+    depth: usize,
 }
 
 impl InitialScope<'_> {
@@ -197,6 +232,15 @@ impl InitialScope<'_> {
 }
 
 impl Scope for InitialScope<'_> {
+    fn depth(&mut self) -> &mut usize {
+        &mut self.depth
+    }
+
+    fn precision(&self) -> ElemType {
+        // Initial values are computed in float64.
+        ElemType::F64
+    }
+
     fn arena(&mut self) -> &mut ExprArena {
         &mut self.arena
     }

@@ -5,7 +5,9 @@
 //! (a model class's `ode()` method); both write their events (threshold, reset, refractory) in
 //! Brian2's syntax and share its expression language ([`syntax`]). The integration scheme is
 //! resolved once, while lowering, and stored in the group. [`initial`] lowers and evaluates
-//! initial values given as expressions against a lowered group.
+//! initial values given as expressions against a lowered group; [`network`] lowers a network's
+//! groups and projections. Lowering runs on a stack of its own (`stack`), so that the recursions
+//! the limits of the language bound fit whatever thread calls.
 
 pub mod brian;
 mod builder;
@@ -13,14 +15,30 @@ pub mod initial;
 mod method;
 pub mod network;
 pub mod pyclass;
+mod stack;
 pub mod syntax;
 
 pub use brian::tables::TableRef;
 pub use builder::BUILTIN_NAMES;
 
+/// The most variables one model may store (its states; a model class's internals too). Each is
+/// a lane array the C kernel keeps across its step loop, and GCC's register allocation time
+/// grows steeply with them: about 20 s for 100 on the project's machine, and 300 coupled ones
+/// did not finish in 5 minutes.
+pub const MAX_STORED: usize = 128;
+
+/// The error for a model with `count` stored variables, past [`MAX_STORED`].
+pub(crate) fn too_many_stored(field: &str, count: usize) -> Diagnostic {
+    Diagnostic::new(
+        field,
+        format!("the model has {count} state variables; one kernel holds at most {MAX_STORED}"),
+    )
+    .suggest("split the population into several models")
+}
+
 use crate::diagnostics::Diagnostic;
 use crate::ir::GroupIr;
-use crate::spec::{Dynamics, ModelSpec};
+use crate::spec::{names, Dynamics, ModelSpec};
 use crate::types::ElemType;
 
 /// Lowers a spec to its group, reporting the first error with its place.
@@ -30,11 +48,19 @@ pub fn lower(spec: &ModelSpec) -> Result<GroupIr, Diagnostic> {
 
 /// [`lower`], where Brian2 expressions may also call the TimedArrays `tables` (a network's).
 pub fn lower_with_tables(spec: &ModelSpec, tables: &[TableRef]) -> Result<GroupIr, Diagnostic> {
+    stack::on_own_stack(|| lower_here(spec, tables))
+}
+
+/// [`lower_with_tables`] on the calling thread's stack.
+fn lower_here(spec: &ModelSpec, tables: &[TableRef]) -> Result<GroupIr, Diagnostic> {
+    spec.check_sizes()?;
     check_numbers(spec)?;
+    spec.check_names()?;
     let ir = match &spec.dynamics {
         Dynamics::Equations(text) => brian::lower_with_tables(spec, text, tables)?,
         Dynamics::ModelClass(class) => pyclass::lower(spec, class)?,
     };
+    check_symbol_names(&ir)?;
     if spec.record_spikes && ir.events.threshold.is_none() {
         return Err(Diagnostic::new(
             "record_spikes",
@@ -44,14 +70,17 @@ pub fn lower_with_tables(spec: &ModelSpec, tables: &[TableRef]) -> Result<GroupI
     Ok(ir)
 }
 
+/// Every symbol of a lowered group has a valid name: the front ends check each where it is
+/// defined, with its place; this is the net under them, since these names reach generated code.
+pub(crate) fn check_symbol_names(ir: &GroupIr) -> Result<(), Diagnostic> {
+    match ir.symbols.iter().find_map(|s| names::invalid(&s.name)) {
+        Some(message) => Err(Diagnostic::new("model", message)),
+        None => Ok(()),
+    }
+}
+
 /// The step and the element types, whatever the dynamics.
 fn check_numbers(spec: &ModelSpec) -> Result<(), Diagnostic> {
-    if !(spec.dt.is_finite() && spec.dt > 0.0) {
-        return Err(Diagnostic::new(
-            "dt",
-            format!("dt must be a positive number, got {}", spec.dt),
-        ));
-    }
     if !ElemType::PRECISIONS.contains(&spec.dtype) {
         return Err(Diagnostic::new(
             "dtype",
@@ -72,5 +101,5 @@ fn check_numbers(spec: &ModelSpec) -> Result<(), Diagnostic> {
             ));
         }
     }
-    Ok(())
+    spec.check_numbers()
 }

@@ -14,7 +14,6 @@ use super::brian::synapses::{self, Neighbour};
 use super::brian::tables::{max_elements, TableRef};
 use super::builder::GroupBuilder;
 use crate::diagnostics::Diagnostic;
-use crate::frontend::syntax::lexer::is_identifier;
 use crate::frontend::syntax::parser::parse_expression;
 use crate::ir::group::ValueType;
 use crate::ir::network::{
@@ -33,8 +32,17 @@ pub const MAX_DELAY_BUCKETS: usize = 16_384;
 /// Names the network's state keeps for itself.
 const NETWORK_NAMES: &[&str] = &["t_step", "rng_seed"];
 
-/// Lowers a network spec, reporting the first error with the object and field it is in.
+/// Lowers a network spec, reporting the first error with the object and field it is in. Runs
+/// on a stack of its own (`frontend::stack`), as a model's lowering does.
 pub fn lower(spec: &NetworkSpec) -> Result<NetworkIr, Diagnostic> {
+    super::stack::on_own_stack(|| lower_here(spec))
+}
+
+/// [`lower`] on the calling thread's stack.
+fn lower_here(spec: &NetworkSpec) -> Result<NetworkIr, Diagnostic> {
+    spec.check_sizes()?;
+    spec.check_names()?;
+    spec.check_numbers()?;
     check_network(spec)?;
     let tables = tables(spec)?;
     let table_refs: Vec<TableRef> = tables
@@ -117,14 +125,9 @@ fn within(what: &str, mut d: Diagnostic) -> Diagnostic {
     d
 }
 
-/// The step, and every object's name: identifiers, unique, not the network's own.
+/// Every object's name (an identifier, `NetworkSpec::check_names`) unique and not the
+/// network's own; at least one group, none empty.
 fn check_network(spec: &NetworkSpec) -> Result<(), Diagnostic> {
-    if !(spec.dt.is_finite() && spec.dt > 0.0) {
-        return Err(Diagnostic::new(
-            "dt",
-            format!("dt must be a positive number, got {}", spec.dt),
-        ));
-    }
     if spec.groups.is_empty() {
         return Err(Diagnostic::new(
             "groups",
@@ -132,31 +135,11 @@ fn check_network(spec: &NetworkSpec) -> Result<(), Diagnostic> {
         ));
     }
     let mut seen = HashSet::new();
-    let names = spec
-        .groups
-        .iter()
-        .map(|g| (g.describe(), g.name()))
-        .chain(
-            spec.projections
-                .iter()
-                .map(|p| (format!("Synapses '{}'", p.name), p.name.as_str())),
-        )
-        .chain(
-            spec.poisson_inputs
-                .iter()
-                .map(|p| (format!("PoissonInput '{}'", p.name), p.name.as_str())),
-        )
-        .chain(
-            spec.timed_arrays
-                .iter()
-                .map(|t| (format!("TimedArray '{}'", t.name), t.name.as_str())),
-        )
-        .chain(spec.monitors.iter().map(|m| (m.describe(), m.name())));
-    for (what, name) in names {
-        if !is_identifier(name) || name.starts_with("sf_") || NETWORK_NAMES.contains(&name) {
+    for (what, name) in spec.objects() {
+        if name.starts_with("sf_") || NETWORK_NAMES.contains(&name) {
             return Err(Diagnostic::new(
                 "name",
-                format!("{what}: the name must be an identifier (letters, digits, '_') other than t_step, rng_seed and names starting with 'sf_'"),
+                format!("{what}: the name must be other than t_step, rng_seed and names starting with 'sf_'"),
             ));
         }
         if !seen.insert(name) {
@@ -330,6 +313,8 @@ fn group_kind(
                 dt: spec.dt,
                 tables,
                 vars: true,
+                dtype: spec.dtype,
+                depth: 0,
             };
             let rates = match rates {
                 None => None,
@@ -414,9 +399,20 @@ struct ConstScope<'a> {
     dt: f64,
     tables: &'a [TableRef],
     vars: bool,
+    dtype: ElemType,
+    /// How deep lowering recurses now (`Scope::depth`).
+    depth: usize,
 }
 
 impl Scope for ConstScope<'_> {
+    fn depth(&mut self) -> &mut usize {
+        &mut self.depth
+    }
+
+    fn precision(&self) -> ElemType {
+        self.dtype
+    }
+
     fn arena(&mut self) -> &mut ExprArena {
         &mut self.builder.arena
     }
@@ -555,7 +551,8 @@ fn projection(
         range_in(p.target_range, tg.n, "target_range", &tg.name).map_err(|d| within(&what, d))?;
     let pre = neighbour(sg, &source_range);
     let post = neighbour(tg, &target_range);
-    let synapses = synapses::lower(p, &pre, &post, spec.dt).map_err(|d| within(&what, d))?;
+    let synapses =
+        synapses::lower(p, &pre, &post, spec.dt, spec.dtype).map_err(|d| within(&what, d))?;
     Ok(Projection {
         name: p.name.clone(),
         source,
@@ -611,8 +608,8 @@ fn poisson_input(
     if p.n == 0 || p.n > i32::MAX as u64 {
         return Err(err("n", format!("n must be in 1..=2^31-1, got {}", p.n)));
     }
-    let rate =
-        constant_value(&p.rate, &p.constants, spec.dt, "rate").map_err(|d| within(&what, d))?;
+    let rate = constant_value(&p.rate, &p.constants, spec.dt, spec.dtype, "rate")
+        .map_err(|d| within(&what, d))?;
     let prob = rate * spec.dt;
     if !(rate.is_finite() && rate >= 0.0 && prob <= 1.0) {
         return Err(err(
@@ -628,6 +625,8 @@ fn poisson_input(
         arena: ir.arena.clone(),
         constants: &p.constants,
         dt: spec.dt,
+        dtype: spec.dtype,
+        depth: 0,
     };
     let weight = match &p.weight {
         NumberOrExpr::Number(w) => scope.arena.constant(*w),
@@ -658,6 +657,7 @@ fn constant_value(
     value: &NumberOrExpr,
     constants: &std::collections::BTreeMap<String, f64>,
     dt: f64,
+    dtype: ElemType,
     field: &str,
 ) -> Result<f64, Diagnostic> {
     let code = match value {
@@ -671,6 +671,8 @@ fn constant_value(
         dt,
         tables: &[],
         vars: false,
+        dtype,
+        depth: 0,
     };
     let (e, ty) = scope.expr(&ast, field, code)?;
     super::brian::expr::require_real(ty, &ast, field, code)?;
@@ -686,9 +688,20 @@ struct TargetScope<'a> {
     arena: ExprArena,
     constants: &'a std::collections::BTreeMap<String, f64>,
     dt: f64,
+    dtype: ElemType,
+    /// How deep lowering recurses now (`Scope::depth`).
+    depth: usize,
 }
 
 impl Scope for TargetScope<'_> {
+    fn depth(&mut self) -> &mut usize {
+        &mut self.depth
+    }
+
+    fn precision(&self) -> ElemType {
+        self.dtype
+    }
+
     fn arena(&mut self) -> &mut ExprArena {
         &mut self.arena
     }
@@ -918,5 +931,66 @@ mod tests {
         assert!(e.contains("index 8 is outside"), "{e}");
         let e = error_of(|v| v["projections"][1]["target"] = json!("pg"));
         assert!(e.contains("is a spike source"), "{e}");
+    }
+
+    /// A network's names, numbers and sizes meet the rules a model's do (issue 8, items 10 and
+    /// 11): before, constants of projections and inputs were not checked at all.
+    #[test]
+    fn names_numbers_and_sizes_are_checked_as_a_models_are() {
+        use serde_json::json;
+        let payload = "y; system(\"echo INJECTED\"); //";
+        let e = error_of(|v| v["projections"][0]["constants"] = json!({payload: 1.62}));
+        assert!(
+            e.contains("Synapses 'Ce'") && e.contains(&format!("'{payload}' is not a valid name")),
+            "{e}"
+        );
+        let e = error_of(|v| v["poisson_inputs"][0]["constants"] = json!({"c\u{e9}": 1.0}));
+        assert!(
+            e.contains("PoissonInput 'inp'") && e.contains("U+00E9"),
+            "{e}"
+        );
+        let e = error_of(|v| v["groups"][1]["name"] = json!("p g"));
+        assert!(e.contains("'p g' is not a valid name: a space"), "{e}");
+        let e = error_of(|v| v["projections"][1]["model"] = json!("w\u{200b} : 1"));
+        assert!(e.contains("U+200B"), "{e}");
+        let e = error_of(|v| {
+            v["dtype"] = json!("float32");
+            v["projections"][0]["constants"] = json!({"we": 1e39});
+        });
+        assert!(
+            e.contains("Synapses 'Ce'") && e.contains("does not fit float32"),
+            "{e}"
+        );
+        let e = error_of(|v| {
+            v["dtype"] = json!("float32");
+            v["dt"] = json!(1e-300);
+        });
+        assert!(
+            e.starts_with("in dt:") && e.contains("too small for float32"),
+            "{e}"
+        );
+        let e = error_of(|v| v["projections"][0]["on_pre"] = json!("ge += 1e39*we"));
+        assert!(e.contains("does not fit float32"), "{e}");
+        let long = format!(
+            "ge += we{}",
+            " ".repeat(crate::spec::limits::MAX_TEXT_BYTES)
+        );
+        let e = error_of(|v| v["projections"][0]["on_pre"] = json!(long));
+        assert!(
+            e.contains("projections[0].on_pre") && e.contains("at most"),
+            "{e}"
+        );
+        // Deep expressions are located errors from any thread (lowering has its own stack).
+        let deep = format!("ge += {}we{}", "(".repeat(2600), ")".repeat(2600));
+        let e = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || error_of(|v| v["projections"][0]["on_pre"] = json!(deep)))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(
+            e.contains("Synapses 'Ce', on_pre") && e.contains("nest"),
+            "{e}"
+        );
     }
 }

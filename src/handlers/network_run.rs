@@ -51,7 +51,7 @@ impl Network {
                 "attribute 'key' does not match attribute 'spec'",
             ));
         }
-        let net = crate::frontend::network::lower(&spec)?;
+        let net = crate::codegen::prepare_network(&spec)?;
         let plan = plan::plan(&net);
         let layout = network_layout::layout(&net, &plan);
         let pointers = layout.inputs.len() + layout.outputs.len() + 1;

@@ -35,8 +35,7 @@ impl Model {
                 "attribute 'key' does not match attribute 'spec'",
             ));
         }
-        let ir = crate::frontend::lower(&spec)?;
-        let layout = codegen::layout::layout(&ir, &spec);
+        let (ir, layout) = codegen::prepare(&spec)?;
         Ok(Model { spec, ir, layout })
     }
 

@@ -104,7 +104,8 @@ pub fn integrate(
     Ok(current)
 }
 
-fn one_step(
+/// One step of `h` of `method`: the value of every variable after it.
+pub fn one_step(
     arena: &mut ExprArena,
     problem: &Problem,
     method: Method,

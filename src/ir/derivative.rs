@@ -8,12 +8,25 @@
 
 use std::collections::HashMap;
 
-use super::expr::{BinOp, ExprArena, ExprId, Func, Node, VarId};
+use super::expr::{post_order, BinOp, ExprArena, ExprId, Func, Node, VarId};
 
 /// `d root / d var`, simplified as far as the arena's constructors fold.
 pub fn derivative(arena: &mut ExprArena, root: ExprId, var: VarId) -> ExprId {
     let mut memo = HashMap::new();
-    diff(arena, root, var, &mut memo)
+    let zero = arena.constant(0.0);
+    post_order(arena, root, &mut memo, differentiated, |arena, id, memo| {
+        diff(arena, id, var, zero, memo)
+    })
+}
+
+/// The nodes whose derivatives the derivative of `id` is built from.
+fn differentiated(arena: &ExprArena, id: ExprId) -> Vec<ExprId> {
+    match *arena.node(id) {
+        Node::Const(_) | Node::Bool(_) | Node::Not(_) | Node::Var(_) => vec![],
+        Node::Bin(op, _, _) if op.is_comparison() || op.is_logical() => vec![],
+        Node::Neg(a) | Node::Call(_, a) => vec![a],
+        Node::Bin(_, a, b) | Node::Select(_, a, b) => vec![a, b],
+    }
 }
 
 fn is_zero(arena: &ExprArena, id: ExprId) -> bool {
@@ -36,27 +49,23 @@ fn div(arena: &mut ExprArena, a: ExprId, b: ExprId) -> ExprId {
     arena.div(a, b)
 }
 
+/// The derivative of `id`, from those of its [`differentiated`] nodes in `memo`.
 fn diff(
     arena: &mut ExprArena,
     id: ExprId,
     var: VarId,
-    memo: &mut HashMap<ExprId, ExprId>,
+    zero: ExprId,
+    memo: &HashMap<ExprId, ExprId>,
 ) -> ExprId {
-    if let Some(d) = memo.get(&id) {
-        return *d;
-    }
-    let zero = arena.constant(0.0);
-    let d = match arena.node(id).clone() {
+    let d = |x: ExprId| memo[&x];
+    match arena.node(id).clone() {
         // Truth values have no derivative: a condition switches between branches, whose
         // derivatives are taken separately (see `Select`).
         Node::Const(_) | Node::Bool(_) | Node::Not(_) => zero,
         Node::Var(v) => arena.constant(if v == var { 1.0 } else { 0.0 }),
-        Node::Neg(a) => {
-            let da = diff(arena, a, var, memo);
-            arena.neg(da)
-        }
+        Node::Neg(a) => arena.neg(d(a)),
         Node::Call(f, a) => {
-            let da = diff(arena, a, var, memo);
+            let da = d(a);
             if is_zero(arena, da) {
                 zero
             } else {
@@ -64,20 +73,10 @@ fn diff(
                 mul(arena, outer, da)
             }
         }
-        Node::Select(c, a, b) => {
-            let da = diff(arena, a, var, memo);
-            let db = diff(arena, b, var, memo);
-            arena.select(c, da, db)
-        }
+        Node::Select(c, a, b) => arena.select(c, d(a), d(b)),
         Node::Bin(op, _, _) if op.is_comparison() || op.is_logical() => zero,
-        Node::Bin(op, a, b) => {
-            let da = diff(arena, a, var, memo);
-            let db = diff(arena, b, var, memo);
-            binary(arena, op, a, b, da, db)
-        }
-    };
-    memo.insert(id, d);
-    d
+        Node::Bin(op, a, b) => binary(arena, op, a, b, d(a), d(b)),
+    }
 }
 
 /// `f'(a)`, where `node` is `f(a)` itself (reused by `exp`, `tan`, `tanh`).

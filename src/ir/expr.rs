@@ -258,11 +258,17 @@ impl ExprArena {
     }
 
     pub fn ty(&self, id: ExprId) -> Ty {
-        match self.node(id) {
-            Node::Bool(_) | Node::Not(_) => Ty::Bool,
-            Node::Bin(op, _, _) if op.is_comparison() || op.is_logical() => Ty::Bool,
-            Node::Select(_, a, _) => self.ty(*a),
-            _ => Ty::Real,
+        let mut id = id;
+        loop {
+            return match self.node(id) {
+                Node::Bool(_) | Node::Not(_) => Ty::Bool,
+                Node::Bin(op, _, _) if op.is_comparison() || op.is_logical() => Ty::Bool,
+                Node::Select(_, a, _) => {
+                    id = *a;
+                    continue;
+                }
+                _ => Ty::Real,
+            };
         }
     }
 
@@ -580,55 +586,47 @@ impl ExprArena {
     /// Rebuilds `root` with variables replaced as `map` says (memoised, so shared nodes stay shared).
     pub fn substitute(&mut self, root: ExprId, map: &HashMap<VarId, ExprId>) -> ExprId {
         let mut memo = HashMap::new();
-        self.subst_rec(root, map, false, &mut memo)
+        self.subst_with(root, map, false, &mut memo)
     }
 
     /// [`Self::substitute`]; with `drop_zero_products`, a product (or a quotient) with a
-    /// numerator that became 0 is 0 ([`Self::drop_terms`]).
-    fn subst_rec(
+    /// numerator that became 0 is 0 ([`Self::drop_terms`]). Walks with [`post_order`], so a DAG
+    /// of any depth is safe.
+    fn subst_with(
         &mut self,
-        id: ExprId,
+        root: ExprId,
         map: &HashMap<VarId, ExprId>,
         drop_zero_products: bool,
         memo: &mut HashMap<ExprId, ExprId>,
     ) -> ExprId {
-        if let Some(r) = memo.get(&id) {
-            return *r;
-        }
-        let r = match self.node(id).clone() {
-            Node::Const(_) | Node::Bool(_) => id,
-            Node::Var(v) => map.get(&v).copied().unwrap_or(id),
-            Node::Neg(a) => {
-                let a = self.subst_rec(a, map, drop_zero_products, memo);
-                self.neg(a)
-            }
-            Node::Not(a) => {
-                let a = self.subst_rec(a, map, drop_zero_products, memo);
-                self.not(a)
-            }
-            Node::Call(f, a) => {
-                let a = self.subst_rec(a, map, drop_zero_products, memo);
-                self.call(f, a)
-            }
-            Node::Bin(op, a, b) => {
-                let a = self.subst_rec(a, map, drop_zero_products, memo);
-                let b = self.subst_rec(b, map, drop_zero_products, memo);
-                let zero = |e: ExprId| self.as_const(e) == Some(0.0);
-                match op {
-                    BinOp::Mul if drop_zero_products && (zero(a) || zero(b)) => self.constant(0.0),
-                    BinOp::Div if drop_zero_products && zero(a) => self.constant(0.0),
-                    _ => self.bin(op, a, b),
+        post_order(
+            self,
+            root,
+            memo,
+            |arena, id| arena.children(id),
+            |arena, id, memo| {
+                let m = |x: ExprId| memo[&x];
+                match arena.node(id).clone() {
+                    Node::Const(_) | Node::Bool(_) => id,
+                    Node::Var(v) => map.get(&v).copied().unwrap_or(id),
+                    Node::Neg(a) => arena.neg(m(a)),
+                    Node::Not(a) => arena.not(m(a)),
+                    Node::Call(f, a) => arena.call(f, m(a)),
+                    Node::Bin(op, a, b) => {
+                        let (a, b) = (m(a), m(b));
+                        let zero = |e: ExprId| arena.as_const(e) == Some(0.0);
+                        match op {
+                            BinOp::Mul if drop_zero_products && (zero(a) || zero(b)) => {
+                                arena.constant(0.0)
+                            }
+                            BinOp::Div if drop_zero_products && zero(a) => arena.constant(0.0),
+                            _ => arena.bin(op, a, b),
+                        }
+                    }
+                    Node::Select(c, a, b) => arena.select(m(c), m(a), m(b)),
                 }
-            }
-            Node::Select(c, a, b) => {
-                let c = self.subst_rec(c, map, drop_zero_products, memo);
-                let a = self.subst_rec(a, map, drop_zero_products, memo);
-                let b = self.subst_rec(b, map, drop_zero_products, memo);
-                self.select(c, a, b)
-            }
-        };
-        memo.insert(id, r);
-        r
+            },
+        )
     }
 
     /// `root` with the variables `vars` set to 0 and the terms they multiply dropped, as a
@@ -638,7 +636,7 @@ impl ExprArena {
         let zero = self.constant(0.0);
         let map: HashMap<VarId, ExprId> = vars.iter().map(|v| (*v, zero)).collect();
         let mut memo = HashMap::new();
-        self.subst_rec(root, &map, true, &mut memo)
+        self.subst_with(root, &map, true, &mut memo)
     }
 
     /// Every variable `root` reads.
@@ -676,41 +674,63 @@ impl ExprArena {
     /// Evaluates in f64 (booleans as 0/1): the reference interpreter for tests and folding.
     pub fn eval(&self, root: ExprId, vars: &dyn Fn(VarId) -> f64) -> f64 {
         let mut memo: HashMap<ExprId, f64> = HashMap::new();
-        self.eval_rec(root, vars, &mut memo)
-    }
-
-    fn eval_rec(
-        &self,
-        id: ExprId,
-        vars: &dyn Fn(VarId) -> f64,
-        memo: &mut HashMap<ExprId, f64>,
-    ) -> f64 {
-        if let Some(v) = memo.get(&id) {
-            return *v;
-        }
-        let v = match self.node(id) {
-            Node::Const(bits) => f64::from_bits(*bits),
-            Node::Bool(b) => f64::from(u8::from(*b)),
-            Node::Var(v) => vars(*v),
-            Node::Neg(a) => -self.eval_rec(*a, vars, memo),
-            Node::Not(a) => f64::from(u8::from(self.eval_rec(*a, vars, memo) == 0.0)),
-            Node::Call(f, a) => f.eval(self.eval_rec(*a, vars, memo)),
-            Node::Bin(op, a, b) => {
-                let x = self.eval_rec(*a, vars, memo);
-                let y = self.eval_rec(*b, vars, memo);
-                apply_bin(*op, x, y)
-            }
-            Node::Select(c, a, b) => {
-                if self.eval_rec(*c, vars, memo) != 0.0 {
-                    self.eval_rec(*a, vars, memo)
-                } else {
-                    self.eval_rec(*b, vars, memo)
+        post_order(
+            &mut &*self,
+            root,
+            &mut memo,
+            |arena, id| arena.children(id),
+            |arena, id, memo| {
+                let m = |x: &ExprId| memo[x];
+                match arena.node(id) {
+                    Node::Const(bits) => f64::from_bits(*bits),
+                    Node::Bool(b) => f64::from(u8::from(*b)),
+                    Node::Var(v) => vars(*v),
+                    Node::Neg(a) => -m(a),
+                    Node::Not(a) => f64::from(u8::from(m(a) == 0.0)),
+                    Node::Call(f, a) => f.eval(m(a)),
+                    Node::Bin(op, a, b) => apply_bin(*op, m(a), m(b)),
+                    Node::Select(c, a, b) => {
+                        if m(c) != 0.0 {
+                            m(a)
+                        } else {
+                            m(b)
+                        }
+                    }
                 }
-            }
-        };
-        memo.insert(id, v);
-        v
+            },
+        )
     }
+}
+
+/// Computes `value` for `root` and first, children first, for every node it reads through
+/// `reads`, each once (kept in `memo`). An explicit stack, not a recursion, so that a DAG of any
+/// depth is safe; the nodes come in the order a recursion over `reads` would visit them, so a
+/// pass that builds nodes as it goes builds the same nodes in the same order.
+pub(crate) fn post_order<C, T: Copy>(
+    cx: &mut C,
+    root: ExprId,
+    memo: &mut HashMap<ExprId, T>,
+    reads: impl Fn(&C, ExprId) -> Vec<ExprId>,
+    mut value: impl FnMut(&mut C, ExprId, &HashMap<ExprId, T>) -> T,
+) -> T {
+    let mut stack: Vec<(ExprId, bool)> = vec![(root, false)];
+    while let Some((id, ready)) = stack.pop() {
+        if memo.contains_key(&id) {
+            continue;
+        }
+        if ready {
+            let v = value(cx, id, memo);
+            memo.insert(id, v);
+            continue;
+        }
+        stack.push((id, true));
+        for c in reads(cx, id).into_iter().rev() {
+            if !memo.contains_key(&c) {
+                stack.push((c, false));
+            }
+        }
+    }
+    memo[&root]
 }
 
 enum Value {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::expr::{BinOp, ExprArena, ExprId, Func, Node};
+use super::expr::{post_order, BinOp, ExprArena, ExprId, Func, Node};
 
 /// `exp(arg) = factor * exp2(log2(e) * base_arg)`.
 #[derive(Clone, Copy)]
@@ -16,31 +16,46 @@ struct Replacement {
 }
 
 impl ExprArena {
-    /// `(k, x, b)` with `id == k * x + b` for constants `k` and `b`.
+    /// `(k, x, b)` with `id == k * x + b` for constants `k` and `b`: the chain of negations,
+    /// constant factors and constant offsets above `x` is read top down into a list, then folded
+    /// from `x` up (the arithmetic of a recursion, without its depth).
     fn affine(&self, id: ExprId) -> (f64, ExprId, f64) {
-        match *self.node(id) {
-            Node::Neg(a) => {
-                let (k, x, b) = self.affine(a);
-                (-k, x, -b)
-            }
-            Node::Bin(BinOp::Mul, a, b) => match (self.as_const(a), self.as_const(b)) {
-                (Some(c), None) | (None, Some(c)) => {
-                    let inner = if self.as_const(a).is_some() { b } else { a };
-                    let (k, x, off) = self.affine(inner);
-                    (c * k, x, c * off)
-                }
-                _ => (1.0, id, 0.0),
-            },
-            Node::Bin(BinOp::Add, a, b) => match (self.as_const(a), self.as_const(b)) {
-                (Some(c), None) | (None, Some(c)) => {
-                    let inner = if self.as_const(a).is_some() { b } else { a };
-                    let (k, x, off) = self.affine(inner);
-                    (k, x, off + c)
-                }
-                _ => (1.0, id, 0.0),
-            },
-            _ => (1.0, id, 0.0),
+        enum Step {
+            Neg,
+            Mul(f64),
+            Add(f64),
         }
+        let constant_and_other = |a: ExprId, b: ExprId| match (self.as_const(a), self.as_const(b)) {
+            (Some(c), None) => Some((c, b)),
+            (None, Some(c)) => Some((c, a)),
+            _ => None,
+        };
+        let mut steps = Vec::new();
+        let mut x = id;
+        loop {
+            let (step, inner) = match *self.node(x) {
+                Node::Neg(a) => (Step::Neg, a),
+                Node::Bin(BinOp::Mul, a, b) => match constant_and_other(a, b) {
+                    Some((c, inner)) => (Step::Mul(c), inner),
+                    None => break,
+                },
+                Node::Bin(BinOp::Add, a, b) => match constant_and_other(a, b) {
+                    Some((c, inner)) => (Step::Add(c), inner),
+                    None => break,
+                },
+                _ => break,
+            };
+            steps.push(step);
+            x = inner;
+        }
+        steps
+            .into_iter()
+            .rev()
+            .fold((1.0, x, 0.0), |(k, x, off), step| match step {
+                Step::Neg => (-k, x, -off),
+                Step::Mul(c) => (c * k, x, c * off),
+                Step::Add(c) => (k, x, off + c),
+            })
     }
 
     /// Fast-math rewrite of every exponential `exp(k x + b)`:
@@ -106,50 +121,33 @@ impl ExprArena {
         replace: &HashMap<ExprId, Replacement>,
         memo: &mut HashMap<ExprId, ExprId>,
     ) -> ExprId {
-        if let Some(r) = memo.get(&id) {
-            return *r;
-        }
-        let r = match self.node(id).clone() {
-            _ if replace.contains_key(&id) => {
-                let r = replace[&id];
-                let arg = self.replace_nodes(r.base_arg, replace, memo);
-                let e = if r.use_exp2 {
-                    let log2e = self.constant(std::f64::consts::LOG2_E);
-                    let arg = self.mul(log2e, arg);
-                    self.call(Func::Exp2, arg)
-                } else {
-                    self.call(Func::Exp, arg)
-                };
-                let f = self.constant(r.factor);
-                self.mul(f, e)
-            }
-            Node::Const(_) | Node::Bool(_) | Node::Var(_) => id,
-            Node::Neg(a) => {
-                let a = self.replace_nodes(a, replace, memo);
-                self.neg(a)
-            }
-            Node::Not(a) => {
-                let a = self.replace_nodes(a, replace, memo);
-                self.not(a)
-            }
-            Node::Call(f, a) => {
-                let a = self.replace_nodes(a, replace, memo);
-                self.call(f, a)
-            }
-            Node::Bin(op, a, b) => {
-                let a = self.replace_nodes(a, replace, memo);
-                let b = self.replace_nodes(b, replace, memo);
-                self.bin(op, a, b)
-            }
-            Node::Select(c, a, b) => {
-                let c = self.replace_nodes(c, replace, memo);
-                let a = self.replace_nodes(a, replace, memo);
-                let b = self.replace_nodes(b, replace, memo);
-                self.select(c, a, b)
-            }
+        let reads = |arena: &ExprArena, id: ExprId| match replace.get(&id) {
+            Some(r) => vec![r.base_arg],
+            None => arena.children(id),
         };
-        memo.insert(id, r);
-        r
+        post_order(self, id, memo, reads, |arena, id, memo| {
+            let m = |x: ExprId| memo[&x];
+            if let Some(r) = replace.get(&id) {
+                let arg = m(r.base_arg);
+                let e = if r.use_exp2 {
+                    let log2e = arena.constant(std::f64::consts::LOG2_E);
+                    let arg = arena.mul(log2e, arg);
+                    arena.call(Func::Exp2, arg)
+                } else {
+                    arena.call(Func::Exp, arg)
+                };
+                let f = arena.constant(r.factor);
+                return arena.mul(f, e);
+            }
+            match arena.node(id).clone() {
+                Node::Const(_) | Node::Bool(_) | Node::Var(_) => id,
+                Node::Neg(a) => arena.neg(m(a)),
+                Node::Not(a) => arena.not(m(a)),
+                Node::Call(f, a) => arena.call(f, m(a)),
+                Node::Bin(op, a, b) => arena.bin(op, m(a), m(b)),
+                Node::Select(c, a, b) => arena.select(m(c), m(a), m(b)),
+            }
+        })
     }
 }
 

@@ -7,8 +7,11 @@
 //! other fields, `wire`). In Rust a spec is built with [`ModelSpec::from_equations`] /
 //! [`ModelSpec::from_class`] and the chained setters below.
 
+pub mod limits;
 mod model_class;
+pub mod names;
 pub mod network;
+pub mod numbers;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -48,6 +51,12 @@ impl From<f64> for Refractory {
 impl From<&str> for Refractory {
     fn from(code: &str) -> Refractory {
         Refractory::Code(code.to_string())
+    }
+}
+
+impl From<String> for Refractory {
+    fn from(code: String) -> Refractory {
+        Refractory::Code(code)
     }
 }
 

@@ -14,6 +14,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::names::describe;
 use super::{wire, ModelSpec};
 use crate::types::ElemType;
 
@@ -102,7 +103,7 @@ impl GroupSpec {
             GroupSpec::Poisson { .. } => "PoissonGroup",
             GroupSpec::SpikeGenerator { .. } => "SpikeGeneratorGroup",
         };
-        format!("{kind} '{}'", self.name())
+        describe(kind, self.name())
     }
 
     /// The model spec of a neuron group, with the network's `dt`, `dtype` and `fast_math` filled
@@ -276,7 +277,7 @@ impl MonitorSpec {
             MonitorSpec::State { .. } => "StateMonitor",
             MonitorSpec::Rate { .. } => "PopulationRateMonitor",
         };
-        format!("{kind} '{}'", self.name())
+        describe(kind, self.name())
     }
 }
 
@@ -313,6 +314,30 @@ impl NetworkSpec {
     /// The sha256 of the canonical JSON: the key of every cache and of the FFI call.
     pub fn key(&self) -> String {
         crate::runtime::cache::sha256_hex(&self.to_json())
+    }
+
+    /// Every object of the network, as messages name it, with its name: groups, projections,
+    /// Poisson inputs, TimedArrays, monitors.
+    pub fn objects(&self) -> impl Iterator<Item = (String, &str)> {
+        fn named<'a>(kind: &str, name: &'a str) -> (String, &'a str) {
+            (describe(kind, name), name)
+        }
+        let groups = self.groups.iter().map(|g| (g.describe(), g.name()));
+        let projections = self.projections.iter().map(|p| named("Synapses", &p.name));
+        let inputs = self
+            .poisson_inputs
+            .iter()
+            .map(|p| named("PoissonInput", &p.name));
+        let tables = self
+            .timed_arrays
+            .iter()
+            .map(|t| named("TimedArray", &t.name));
+        let monitors = self.monitors.iter().map(|m| (m.describe(), m.name()));
+        groups
+            .chain(projections)
+            .chain(inputs)
+            .chain(tables)
+            .chain(monitors)
     }
 
     /// The group called `name`, with its id.

@@ -11,11 +11,14 @@
 
 pub mod network;
 mod odes;
+pub mod substeps;
 mod updates;
 
 use std::collections::HashMap;
 
 use crate::ir::{BinOp, Dynamics, ExprArena, ExprId, GroupIr, RefractoryIr, VarId};
+use substeps::Loops;
+pub use substeps::{Carried, SubstepLoop};
 
 /// One time step as a DAG over the current values of the group's variables.
 pub struct StepDag {
@@ -31,6 +34,52 @@ pub struct StepDag {
     pub refractory: RefractoryIr,
     /// Traces: the value of each recorded variable at the start of the step.
     pub traces: Vec<ExprId>,
+    /// Sub-steps integrated by loops in the kernel (past `substeps::UNROLLED_SUBSTEPS`), in the
+    /// order they run, before everything else of the update; their carried variables (numbered
+    /// after the group's symbols) stand for their results in the DAG.
+    pub loops: Vec<SubstepLoop>,
+}
+
+impl StepDag {
+    /// The number of operations the step prints: the nodes every root reaches (the update,
+    /// the loops' bodies, the spike, the refractory condition or duration, the traces).
+    pub fn size(&self) -> usize {
+        let mut roots: Vec<ExprId> = self.next_state.clone();
+        roots.extend(self.next_params.iter().map(|(_, e)| *e));
+        roots.extend(self.spike);
+        roots.extend(self.traces.iter().copied());
+        if let RefractoryIr::Duration(e) | RefractoryIr::Condition(e) = self.refractory {
+            roots.push(e);
+        }
+        for l in &self.loops {
+            roots.extend(l.carried.iter().flat_map(|c| [c.start, c.next]));
+        }
+        let mut seen = vec![false; self.arena.len()];
+        let mut stack = roots;
+        let mut count = 0;
+        while let Some(id) = stack.pop() {
+            if std::mem::replace(&mut seen[id.0 as usize], true) {
+                continue;
+            }
+            count += 1;
+            stack.extend(self.arena.children(id));
+        }
+        count
+    }
+
+    /// The loop that carries `v`, and which of its variables `v` is (`None`: its time), when
+    /// `v` is a variable of a loop rather than a symbol of the group.
+    pub fn loop_var(&self, v: VarId) -> Option<(usize, Option<usize>)> {
+        self.loops.iter().enumerate().find_map(|(k, l)| {
+            if l.time == Some(v) {
+                return Some((k, None));
+            }
+            l.carried
+                .iter()
+                .position(|c| c.var == v)
+                .map(|i| (k, Some(i)))
+        })
+    }
 }
 
 impl StepDag {
@@ -67,10 +116,12 @@ pub enum FastMath {
 /// The step of `ir`, with traces of the variables named in `record` (checked when lowering).
 pub fn build(ir: &GroupIr, record: &[String], fast_math: FastMath) -> StepDag {
     let mut arena = ir.arena.clone();
+    let mut loops = Loops::new(ir.symbols.len());
     let updated = match &ir.dynamics {
-        Dynamics::Odes(states) => odes::update(ir, states, &mut arena),
-        Dynamics::Updates(list) => updates::update(ir, list, &mut arena),
+        Dynamics::Odes(states) => odes::update(ir, states, &mut arena, &mut loops),
+        Dynamics::Updates(list) => updates::update(ir, list, &mut arena, &mut loops),
     };
+    let mut loops = loops.loops;
     let stored = ir.stored();
     let after_step: HashMap<VarId, ExprId> = stored
         .iter()
@@ -113,6 +164,16 @@ pub fn build(ir: &GroupIr, record: &[String], fast_math: FastMath) -> StepDag {
         roots.extend(next_params.iter().map(|(_, e)| *e));
         roots.extend(spike);
         let shared = arena.share_exponentials(&roots, exp2);
+        for l in &mut loops {
+            let next: Vec<ExprId> = l.carried.iter().map(|c| c.next).collect();
+            for (c, e) in l
+                .carried
+                .iter_mut()
+                .zip(arena.share_exponentials(&next, exp2))
+            {
+                c.next = e;
+            }
+        }
         let (s, rest) = shared.split_at(next_state.len());
         let (p, sp) = rest.split_at(next_params.len());
         let params = next_params
@@ -150,6 +211,7 @@ pub fn build(ir: &GroupIr, record: &[String], fast_math: FastMath) -> StepDag {
         spike,
         refractory: ir.events.refractory.clone(),
         traces,
+        loops,
     }
 }
 

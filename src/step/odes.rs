@@ -6,12 +6,18 @@
 
 use std::collections::HashMap;
 
-use crate::integrators::{self, noise, Ode, Problem};
+use super::substeps::Loops;
+use crate::integrators::{noise, Ode, Problem};
 use crate::ir::{ExprArena, ExprId, GroupIr, RefractoryIr, StateEq, SymbolKind, VarId};
 use crate::spec::Method;
 
 /// The value of every state variable after the update, in the order of `states`.
-pub(super) fn update(ir: &GroupIr, states: &[StateEq], arena: &mut ExprArena) -> Vec<ExprId> {
+pub(super) fn update(
+    ir: &GroupIr,
+    states: &[StateEq],
+    arena: &mut ExprArena,
+    loops: &mut Loops,
+) -> Vec<ExprId> {
     let not_ref = ir.lookup("not_refractory").map(|v| arena.var(v));
     let zero = arena.constant(0.0);
     let has_refractory = !matches!(ir.events.refractory, RefractoryIr::None);
@@ -44,9 +50,10 @@ pub(super) fn update(ir: &GroupIr, states: &[StateEq], arena: &mut ExprArena) ->
         .collect();
     let time = ir.vars_of_kind(&SymbolKind::Time).first().copied();
     let switch = ir.lookup("not_refractory");
-    let integrate = |arena: &mut ExprArena, odes: &[Ode]| {
+    let mut integrate = |arena: &mut ExprArena, odes: &[Ode]| {
         let problem = Problem { odes, time, switch };
-        integrators::integrate(arena, &problem, method, ir.dt, ir.substeps)
+        loops
+            .integrate(arena, &problem, method, ir.dt, ir.substeps)
             .unwrap_or_else(|e| panic!("{method:?} was checked to apply when lowering: {e:?}"))
     };
     let normals: Vec<ExprId> = ir.noise.iter().map(|v| arena.var(*v)).collect();

@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 
+use super::substeps::Loops;
 use crate::integrators::{self, Ode, Problem};
 use crate::ir::{BinOp, ExprArena, ExprId, GroupIr, SymbolKind, Update, VarId};
 
@@ -30,8 +31,13 @@ enum Change {
 }
 
 /// The value of every stored variable after the update, in the order of `updates`.
-pub(super) fn update(ir: &GroupIr, updates: &[Update], arena: &mut ExprArena) -> Vec<ExprId> {
-    let mut changes = changes(ir, arena);
+pub(super) fn update(
+    ir: &GroupIr,
+    updates: &[Update],
+    arena: &mut ExprArena,
+    loops: &mut Loops,
+) -> Vec<ExprId> {
+    let mut changes = changes(ir, arena, loops);
     updates
         .iter()
         .map(|u| {
@@ -69,7 +75,7 @@ pub(super) fn update(ir: &GroupIr, updates: &[Update], arena: &mut ExprArena) ->
 }
 
 /// The change of every integrated variable over the step.
-fn changes(ir: &GroupIr, arena: &mut ExprArena) -> HashMap<VarId, Change> {
+fn changes(ir: &GroupIr, arena: &mut ExprArena, loops: &mut Loops) -> HashMap<VarId, Change> {
     let odes: Vec<Ode> = ir
         .integrated()
         .into_iter()
@@ -91,7 +97,8 @@ fn changes(ir: &GroupIr, arena: &mut ExprArena) -> HashMap<VarId, Change> {
     };
     let changes: Vec<Change> = match increments {
         Some(incs) => incs.into_iter().map(Change::By).collect(),
-        None => integrators::integrate(arena, &problem, method, ir.dt, ir.substeps)
+        None => loops
+            .integrate(arena, &problem, method, ir.dt, ir.substeps)
             .unwrap_or_else(|e| checked(e))
             .into_iter()
             .map(Change::To)

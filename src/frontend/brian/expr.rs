@@ -9,6 +9,13 @@ use crate::frontend::builder::MATH_CONSTANTS;
 use crate::frontend::syntax::ast::{Ast, UnaryOp};
 use crate::frontend::syntax::units::unit_value;
 use crate::ir::{BinOp, Draw, ExprArena, ExprId, Func, Ty};
+use crate::spec::numbers;
+use crate::types::ElemType;
+
+/// The deepest lowering may recurse: the height of an expression's syntax tree with the trees of
+/// the subexpressions it uses substituted for their names (each syntax tree alone is at most
+/// `MAX_HEIGHT` tall; a chain of subexpressions, each using the next, adds up).
+pub const MAX_SUBSTITUTED_DEPTH: usize = 2000;
 
 /// The functions Brian2-syntax expressions may call.
 pub const FUNCTIONS: &[&str] = &[
@@ -51,18 +58,58 @@ pub(crate) trait Scope {
         Err(at.error(format!("{name}() cannot be used here")))
     }
 
+    /// How deep [`Scope::expr`] is recursing now (through subexpressions too).
+    fn depth(&mut self) -> &mut usize;
+
+    /// The precision the kernel computes in: every number the text writes must fit it.
+    fn precision(&self) -> ElemType;
+
+    /// Lowers `ast` (written in `src`, the text of `field`): an error at `ast` past
+    /// [`MAX_SUBSTITUTED_DEPTH`].
     fn expr(&mut self, ast: &Ast, field: &str, src: &str) -> Result<(ExprId, Ty), Diagnostic> {
+        if *self.depth() >= MAX_SUBSTITUTED_DEPTH {
+            return Err(Diagnostic::new(
+                field,
+                format!(
+                    "with its subexpressions substituted, this expression is more than {MAX_SUBSTITUTED_DEPTH} operations deep"
+                ),
+            )
+            .at(src, ast.span())
+            .suggest("fewer subexpressions that each use the next"));
+        }
+        *self.depth() += 1;
+        let out = self.expr_node(ast, field, src);
+        *self.depth() -= 1;
+        out
+    }
+
+    /// [`Scope::expr`] without the depth check.
+    fn expr_node(&mut self, ast: &Ast, field: &str, src: &str) -> Result<(ExprId, Ty), Diagnostic> {
         Ok(match ast {
-            Ast::Num(v, _) => (self.arena().constant(*v), Ty::Real),
+            Ast::Num(v, span) => {
+                if let Some(why) = numbers::problem(*v, self.precision()) {
+                    return Err(
+                        Diagnostic::new(field, format!("the number {v:e} {why}")).at(src, *span)
+                    );
+                }
+                (self.arena().constant(*v), Ty::Real)
+            }
             Ast::Bool(b, _) => (self.arena().boolean(*b), Ty::Bool),
-            Ast::Name(name, span) => self.name(
-                name,
-                Place {
+            Ast::Name(name, span) => {
+                let at = Place {
                     field,
                     src,
                     span: *span,
-                },
-            )?,
+                };
+                let (e, ty) = self.name(name, at)?;
+                // A unit, `dt` or a constant: a number of the text too.
+                if let Some(v) = self.arena().as_const(e) {
+                    if let Some(why) = numbers::problem(v, self.precision()) {
+                        return Err(at.error(format!("'{name}' stands for {v:e}, which {why}")));
+                    }
+                }
+                (e, ty)
+            }
             Ast::Unary(UnaryOp::Neg, inner, _) => {
                 let (e, ty) = self.expr(inner, field, src)?;
                 require_real(ty, inner, field, src)?;

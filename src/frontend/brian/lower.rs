@@ -15,12 +15,14 @@ use super::tables::TableRef;
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
 use crate::frontend::builder::{GroupBuilder, Lowered, BUILTIN_NAMES, MATH_CONSTANTS};
 use crate::frontend::method;
+use crate::frontend::{too_many_stored, MAX_STORED};
 use crate::integrators::{noise, Ode};
 use crate::ir::{
     Draw, Dynamics, ExprArena, ExprId, GroupIr, Site, SpanTable, StateEq, SymbolKind, Ty,
     ValueType, VarId,
 };
-use crate::spec::ModelSpec;
+use crate::spec::{names, ModelSpec};
+use crate::types::ElemType;
 
 /// Lowers a spec whose dynamics are `equations`, reporting the first error with its place.
 pub fn lower(spec: &ModelSpec, equations: &str) -> Result<GroupIr, Diagnostic> {
@@ -60,6 +62,8 @@ struct Lowering<'a> {
     subexpr_values: HashMap<String, ExprId>,
     /// Subexpressions being lowered, to detect cycles.
     in_progress: Vec<String>,
+    /// How deep `Scope::expr` recurses now.
+    depth: usize,
 }
 
 impl<'a> Lowering<'a> {
@@ -78,9 +82,13 @@ impl<'a> Lowering<'a> {
             subexpr_values: HashMap::new(),
             held: Vec::new(),
             in_progress: Vec::new(),
+            depth: 0,
         };
         for line in lines {
             let n = line.name.as_str();
+            if let Some(message) = names::invalid(n) {
+                return Err(Diagnostic::new("equations", message).at(equations, line.name_span));
+            }
             if let Some((_, value)) = MATH_CONSTANTS.iter().find(|(c, _)| *c == n) {
                 return Err(Diagnostic::new(
                     "equations",
@@ -102,6 +110,11 @@ impl<'a> Lowering<'a> {
                         )),
                 );
             }
+        }
+        let mut states = lines.iter().filter(|l| l.kind == LineKind::Differential);
+        if let Some(line) = states.nth(MAX_STORED) {
+            let count = MAX_STORED + 1 + states.count();
+            return Err(too_many_stored("equations", count).at(equations, line.name_span));
         }
         let defined: HashSet<&str> = lines.iter().map(|l| l.name.as_str()).collect();
         for name in spec.constants.keys() {
@@ -350,6 +363,14 @@ impl Scope for Lowering<'_> {
         &mut self.group.arena
     }
 
+    fn depth(&mut self) -> &mut usize {
+        &mut self.depth
+    }
+
+    fn precision(&self) -> ElemType {
+        self.spec.dtype
+    }
+
     fn table(&self, name: &str) -> Option<(TableRef, f64)> {
         let t = self.tables.iter().find(|t| t.name == name)?;
         Some((t.clone(), self.spec.dt))
@@ -386,6 +407,9 @@ impl Scope for Lowering<'_> {
                 return Err(at.error(format!(
                     "'{name}' (white noise) can only appear in the equations"
                 )));
+            }
+            if let Some(message) = names::invalid(name) {
+                return Err(at.error(message));
             }
             let v = self
                 .group

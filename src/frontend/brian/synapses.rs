@@ -21,7 +21,8 @@ use crate::frontend::syntax::parser::{parse_expression, parse_statements};
 use crate::ir::synapses::{DelayIr, Effect, Side, Statement, SynapsesIr};
 use crate::ir::{Dynamics, Events, ExprArena, ExprId, GroupIr, IndexOf, SymbolKind, Ty, VarId};
 use crate::spec::network::{NumberOrExpr, ProjectionSpec};
-use crate::spec::Method;
+use crate::spec::{names, Method};
+use crate::types::ElemType;
 
 /// The longest delay a spike queue holds, in steps (6.5 s at dt = 0.1 ms).
 pub const MAX_DELAY_STEPS: u32 = 65_535;
@@ -82,6 +83,7 @@ pub fn lower(
     pre: &Neighbour,
     post: &Neighbour,
     dt: f64,
+    dtype: ElemType,
 ) -> Result<SynapsesIr, Diagnostic> {
     if let Some(code) = spec.on_post.as_deref().filter(|c| !c.trim().is_empty()) {
         let first = first_token(code, "on_post")?;
@@ -95,7 +97,7 @@ pub fn lower(
         refuse_next_issue_flags(&spec.model)?;
         parse_equations(&spec.model)?
     };
-    let mut cx = SynapseScope::new(spec, &lines, pre, post, dt)?;
+    let mut cx = SynapseScope::new(spec, &lines, pre, post, dt, dtype)?;
     let mut on_pre = Vec::new();
     if !spec.on_pre.trim().is_empty() {
         for st in parse_statements(&spec.on_pre, "on_pre")? {
@@ -173,6 +175,10 @@ struct SynapseScope<'a> {
     neighbours: HashMap<(IndexOf, VarId), VarId>,
     subexpr_values: HashMap<String, ExprId>,
     in_progress: Vec<String>,
+    /// The network's precision: every number the text writes must fit it.
+    dtype: ElemType,
+    /// How deep lowering recurses now (`Scope::depth`).
+    depth: usize,
 }
 
 impl<'a> SynapseScope<'a> {
@@ -182,12 +188,16 @@ impl<'a> SynapseScope<'a> {
         pre: &'a Neighbour<'a>,
         post: &'a Neighbour<'a>,
         dt: f64,
+        dtype: ElemType,
     ) -> Result<Self, Diagnostic> {
         let mut group = GroupBuilder::default();
         let model = spec.model.as_str();
         for line in lines {
             let name = line.name.as_str();
             let at = |msg: String| Diagnostic::new("model", msg).at(model, line.name_span);
+            if let Some(message) = names::invalid(name) {
+                return Err(at(message));
+            }
             if SYNAPSE_BUILTINS.contains(&name)
                 || name.starts_with("sf_")
                 || name.starts_with('_')
@@ -257,6 +267,8 @@ impl<'a> SynapseScope<'a> {
             neighbours: HashMap::new(),
             subexpr_values: HashMap::new(),
             in_progress: Vec::new(),
+            dtype,
+            depth: 0,
         })
     }
 
@@ -535,6 +547,14 @@ impl<'a> SynapseScope<'a> {
 }
 
 impl Scope for SynapseScope<'_> {
+    fn depth(&mut self) -> &mut usize {
+        &mut self.depth
+    }
+
+    fn precision(&self) -> ElemType {
+        self.dtype
+    }
+
     fn arena(&mut self) -> &mut ExprArena {
         &mut self.group.arena
     }
@@ -626,7 +646,7 @@ mod tests {
             n: 10,
             constant: ["tau".to_string()].into_iter().collect(),
         };
-        lower(spec, &side(&ir), &side(&ir), 0.1)
+        lower(spec, &side(&ir), &side(&ir), 0.1, ElemType::F32)
     }
 
     #[test]

@@ -28,11 +28,13 @@ use crate::frontend::brian::events::{lower_events, EventScope};
 use crate::frontend::brian::expr::{common_name, quote_list, unknown_name, Place, Scope};
 use crate::frontend::builder::{GroupBuilder, Lowered, BUILTIN_NAMES};
 use crate::frontend::method::{self, Explain, Term};
+use crate::frontend::{too_many_stored, MAX_STORED};
 use crate::ir::{
     BinOp, Draw, Dynamics, ExprArena, ExprId, Func, GroupIr, Site, SpanTable, SymbolKind, Ty,
     Update, VarId,
 };
-use crate::spec::{Method, ModelClassSpec, ModelSpec};
+use crate::spec::{names, numbers, Method, ModelClassSpec, ModelSpec};
+use crate::types::ElemType;
 
 /// What a name or attribute holds at a point of the body.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -83,6 +85,8 @@ struct Lowering<'a> {
     args: Vec<&'a str>,
     /// Constants given as per-neuron or per-step arrays, by name.
     arrays: HashMap<String, VarId>,
+    /// How deep `Scope::expr` (the events' lowering) recurses now.
+    depth: usize,
 }
 
 impl<'a> Lowering<'a> {
@@ -100,7 +104,13 @@ impl<'a> Lowering<'a> {
             params: class.params.iter().map(String::as_str).collect(),
             args: ode.args.iter().map(|a| a.name.as_str()).collect(),
             arrays: HashMap::new(),
+            depth: 0,
         };
+        for a in &ode.args {
+            if let Some(message) = names::invalid(&a.name) {
+                return Err(Diagnostic::new(FIELD, message).at(&class.source, a.span));
+            }
+        }
         // One name, one meaning: the state dict and the constants share a namespace.
         let mut seen: HashMap<&str, &str> = HashMap::new();
         let groups: [(&str, Vec<&str>); 4] = [
@@ -139,6 +149,10 @@ impl<'a> Lowering<'a> {
                     ));
                 }
             }
+        }
+        let stored = class.states.len() + class.internals.len();
+        if stored > MAX_STORED {
+            return Err(too_many_stored("model_class", stored));
         }
         for s in &class.states {
             if let (Some(lo), Some(hi)) = (s.min, s.max) {
@@ -275,23 +289,35 @@ impl<'a> Lowering<'a> {
         Ok(())
     }
 
+    /// `if c1: b1 elif c2: b2 ... else: orelse`: every branch runs on the environment before
+    /// the statement (conditions have no effects), then the environments merge from the last
+    /// branch outwards, `c1 ? b1 : (c2 ? b2 : ... orelse)`. A loop, not a recursion over the
+    /// `elif`s, whatever their number; nodes are made in the order a recursion would make them.
     fn if_chain(
         &mut self,
         branches: &[(PyExpr, Vec<Stmt>)],
         orelse: &[Stmt],
         env: &mut Env,
     ) -> Result<(), Diagnostic> {
-        let (cond, body) = &branches[0];
-        let c = self.ode_expr(cond, env)?;
-        let c = self.condition(c);
-        let mut then_env = env.clone();
-        self.block(body, &mut then_env)?;
-        let mut else_env = env.clone();
-        if branches.len() > 1 {
-            self.if_chain(&branches[1..], orelse, &mut else_env)?;
-        } else {
-            self.block(orelse, &mut else_env)?;
+        let mut taken: Vec<(ExprId, Env)> = Vec::with_capacity(branches.len());
+        for (cond, body) in branches {
+            let c = self.ode_expr(cond, env)?;
+            let c = self.condition(c);
+            let mut then_env = env.clone();
+            self.block(body, &mut then_env)?;
+            taken.push((c, then_env));
         }
+        let mut merged = env.clone();
+        self.block(orelse, &mut merged)?;
+        for (c, then_env) in taken.into_iter().rev() {
+            merged = self.merge(c, &then_env, &merged);
+        }
+        *env = merged;
+        Ok(())
+    }
+
+    /// The environment after `c ? then_env : else_env`.
+    fn merge(&mut self, c: ExprId, then_env: &Env, else_env: &Env) -> Env {
         let keys: Vec<String> = then_env.keys().chain(else_env.keys()).cloned().collect();
         let mut merged = Env::new();
         for key in keys {
@@ -316,8 +342,7 @@ impl<'a> Lowering<'a> {
             };
             merged.insert(key, b);
         }
-        *env = merged;
-        Ok(())
+        merged
     }
 
     fn assign(
@@ -425,7 +450,12 @@ impl<'a> Lowering<'a> {
 
     fn ode_expr(&mut self, e: &PyExpr, env: &Env) -> Result<(ExprId, Ty), Diagnostic> {
         Ok(match e {
-            PyExpr::Num(v, _) => (self.group.arena.constant(*v), Ty::Real),
+            PyExpr::Num(v, span) => {
+                if let Some(why) = numbers::problem(*v, self.spec.dtype) {
+                    return Err(self.error(*span, format!("the number {v:e} {why}")));
+                }
+                (self.group.arena.constant(*v), Ty::Real)
+            }
             PyExpr::Bool(b, _) => (self.group.arena.boolean(*b), Ty::Bool),
             PyExpr::Name(name, span) => self.read_name(name, *span, env)?,
             PyExpr::SelfAttr(attr, span) => self.read_attribute(attr, *span, env)?,
@@ -663,6 +693,14 @@ impl<'a> Lowering<'a> {
 impl Scope for Lowering<'_> {
     fn arena(&mut self) -> &mut ExprArena {
         &mut self.group.arena
+    }
+
+    fn depth(&mut self) -> &mut usize {
+        &mut self.depth
+    }
+
+    fn precision(&self) -> ElemType {
+        self.spec.dtype
     }
 
     fn draw(&mut self, draw: Draw, _at: Place) -> Result<ExprId, Diagnostic> {

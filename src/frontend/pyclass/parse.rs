@@ -16,7 +16,8 @@
 
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
 use crate::frontend::syntax::lexer::{scan_word, Word};
-use crate::frontend::syntax::parser::ExpressionLevels;
+use crate::frontend::syntax::parser::{Depth, ExpressionLevels};
+use crate::spec::names::describe_char;
 
 pub use crate::frontend::syntax::ast::{AssignOp, UnaryOp};
 pub use crate::ir::BinOp;
@@ -274,7 +275,7 @@ fn tokenize(src: &str) -> Result<Vec<Token>, Diagnostic> {
                 return Err(err(
                     src,
                     Span::new(line_no, col, 1),
-                    format!("unexpected character '{c}'"),
+                    format!("unexpected character {}", describe_char(c)),
                 ));
             };
             match *op {
@@ -398,7 +399,13 @@ struct Parser<'a> {
     toks: &'a [Token],
     pos: usize,
     src: &'a str,
+    depth: Depth,
+    /// Blocks (`if`, `elif`, `else` bodies) open around the statement being parsed.
+    blocks: usize,
 }
+
+/// The deepest blocks may nest (CPython's tokenizer allows 100 levels of indentation).
+pub const MAX_BLOCKS: usize = 100;
 
 /// Parses the source of an `ode()` method.
 pub fn parse_ode(src: &str) -> Result<OdeMethod, Diagnostic> {
@@ -407,6 +414,8 @@ pub fn parse_ode(src: &str) -> Result<OdeMethod, Diagnostic> {
         toks: &toks,
         pos: 0,
         src,
+        depth: Depth::default(),
+        blocks: 0,
     };
     p.method()
 }
@@ -438,6 +447,18 @@ const UNSUPPORTED_STATEMENTS: &[(&str, &str)] = &[
 impl ExpressionLevels for Parser<'_> {
     type Tree = PyExpr;
 
+    fn depth(&mut self) -> &mut Depth {
+        &mut self.depth
+    }
+
+    fn next_span(&self) -> Span {
+        self.here()
+    }
+
+    fn error_at(&self, span: Span, message: String) -> Diagnostic {
+        self.error(span, message)
+    }
+
     fn eat_word(&mut self, word: &str) -> Option<Span> {
         if word.starts_with(char::is_alphabetic) {
             self.eat_name(word)
@@ -457,8 +478,10 @@ impl ExpressionLevels for Parser<'_> {
     /// Comparisons chain as in Python: `a < b < c` is `a < b and b < c`.
     fn comparison(&mut self) -> Result<PyExpr, Diagnostic> {
         let first = self.bitwise()?;
-        let mut result: Option<PyExpr> = None;
+        let first_height = self.last_height();
+        let mut result: Option<(PyExpr, usize)> = None;
         let mut left = first.clone();
+        let mut left_height = first_height;
         loop {
             let op = match self.peek_tok() {
                 Some(Tok::Op("<")) => BinOp::Lt,
@@ -480,14 +503,30 @@ impl ExpressionLevels for Parser<'_> {
             };
             let sp = self.advance().unwrap().span;
             let right = self.bitwise()?;
+            let right_height = self.last_height();
             let cmp = PyExpr::Binary(op, Box::new(left), Box::new(right.clone()), sp);
+            let cmp_height = left_height.max(right_height) + 1;
             result = Some(match result {
-                None => cmp,
-                Some(prev) => PyExpr::Binary(BinOp::And, Box::new(prev), Box::new(cmp), sp),
+                None => (cmp, cmp_height),
+                Some((prev, prev_height)) => (
+                    PyExpr::Binary(BinOp::And, Box::new(prev), Box::new(cmp), sp),
+                    prev_height.max(cmp_height) + 1,
+                ),
             });
+            self.built(result.as_ref().unwrap().1, sp)?;
             left = right;
+            left_height = right_height;
         }
-        Ok(result.unwrap_or(first))
+        match result {
+            Some((tree, height)) => {
+                self.depth().height = height;
+                Ok(tree)
+            }
+            None => {
+                self.depth().height = first_height;
+                Ok(first)
+            }
+        }
     }
 }
 
@@ -680,6 +719,19 @@ impl<'a> Parser<'a> {
 
     /// NEWLINE INDENT statement+ DEDENT, after a `:`.
     fn block(&mut self, owner: Span) -> Result<Vec<Stmt>, Diagnostic> {
+        if self.blocks >= MAX_BLOCKS {
+            return Err(self.error(
+                owner,
+                format!("blocks nest more than {MAX_BLOCKS} levels deep here"),
+            ));
+        }
+        self.blocks += 1;
+        let body = self.block_body(owner);
+        self.blocks -= 1;
+        body
+    }
+
+    fn block_body(&mut self, owner: Span) -> Result<Vec<Stmt>, Diagnostic> {
         if !matches!(self.peek_tok(), Some(Tok::Newline)) {
             return Err(self.error(
                 self.here(),
@@ -828,16 +880,25 @@ impl<'a> Parser<'a> {
     // Expressions, lowest precedence first (Python's grammar).
 
     fn expression(&mut self) -> Result<PyExpr, Diagnostic> {
+        self.nested(Self::conditional)
+    }
+
+    /// `body if cond else orelse`, or just `body`.
+    fn conditional(&mut self) -> Result<PyExpr, Diagnostic> {
         if let Some(sp) = self.eat_name("lambda") {
             return Err(self.error(sp, "unsupported construct in ode(): a lambda"));
         }
         let body = self.or_expr()?;
         if let Some(sp) = self.eat_name("if") {
+            let body_height = self.last_height();
             let cond = self.or_expr()?;
+            let cond_height = self.last_height();
             if self.eat_name("else").is_none() {
                 return Err(self.error(self.here(), "expected 'else' in a conditional expression"));
             }
             let orelse = self.expression()?;
+            let height = body_height.max(cond_height).max(self.last_height()) + 1;
+            self.built(height, sp)?;
             return Ok(PyExpr::IfElse(
                 Box::new(cond),
                 Box::new(body),
@@ -885,11 +946,13 @@ impl<'a> Parser<'a> {
 
     fn unary(&mut self) -> Result<PyExpr, Diagnostic> {
         if let Some(sp) = self.eat_op("-") {
-            let inner = self.unary()?;
+            let inner = self.nested(Self::unary)?;
+            let height = self.last_height() + 1;
+            self.built(height, sp)?;
             return Ok(PyExpr::Unary(UnaryOp::Neg, Box::new(inner), sp));
         }
         if self.eat_op("+").is_some() {
-            return self.unary();
+            return self.nested(Self::unary);
         }
         self.refuse(
             "~",
@@ -901,7 +964,10 @@ impl<'a> Parser<'a> {
     fn power(&mut self) -> Result<PyExpr, Diagnostic> {
         let base = self.primary()?;
         if let Some(sp) = self.eat_op("**") {
-            let exp = self.unary()?; // right-associative; `2**-1` is allowed
+            let base_height = self.last_height();
+            let exp = self.nested(Self::unary)?; // right-associative; `2**-1` is allowed
+            let height = base_height.max(self.last_height()) + 1;
+            self.built(height, sp)?;
             return Ok(PyExpr::Binary(
                 BinOp::Pow,
                 Box::new(base),
@@ -917,6 +983,8 @@ impl<'a> Parser<'a> {
         let Some(t) = self.advance() else {
             return Err(self.error(self.here(), "expected a value, found the end of the method"));
         };
+        // A leaf, unless a parenthesis, a call or `self.x` below says otherwise.
+        self.built(1, t.span)?;
         let e = match &t.tok {
             Tok::Num(v) => PyExpr::Num(*v, t.span),
             Tok::Str => {
@@ -1114,6 +1182,7 @@ impl<'a> Parser<'a> {
     fn call_args(&mut self, f: &str, span: Span) -> Result<PyExpr, Diagnostic> {
         self.advance(); // '('
         let mut args = Vec::new();
+        let mut height = 0;
         while !self.is_op(")") {
             if matches!(self.peek_tok(), Some(Tok::Name(_)))
                 && matches!(self.peek_at(1), Some(Tok::Op("=")))
@@ -1130,11 +1199,13 @@ impl<'a> Parser<'a> {
                 ));
             }
             args.push(self.expression()?);
+            height = height.max(self.last_height());
             if self.eat_op(",").is_none() {
                 break;
             }
         }
         let close = self.expect_op(")", "')' to close the call")?;
+        self.built(height + 1, span)?;
         let arity = CALLABLE
             .iter()
             .find(|(n, _)| *n == f)

@@ -1,6 +1,7 @@
 //! Tokens of the shared expression language (Python-like operators), with their places.
 
 use crate::diagnostics::{Diagnostic, Span};
+use crate::spec::names::describe_char;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Tok {
@@ -77,17 +78,6 @@ pub(crate) fn scan_word(
     Some((value, i))
 }
 
-/// Whether `name` is an ASCII identifier (a letter or `_`, then letters, digits and `_`): what
-/// names that reach generated code or key the state (groups, projections, connection rules'
-/// names) must be.
-pub fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// Splits `src` into tokens; `field` names the model field for error messages.
 /// `#` starts a comment that runs to the end of the line.
 /// Inside parentheses a line break continues the expression (as in Python and Brian2), so no
@@ -146,9 +136,11 @@ pub fn tokenize(src: &str, field: &str) -> Result<Vec<Token>, Diagnostic> {
                 i += op.len();
                 continue;
             }
-            return Err(
-                Diagnostic::new(field, format!("unexpected character '{c}'")).at(src, span1),
-            );
+            return Err(Diagnostic::new(
+                field,
+                format!("unexpected character {}", describe_char(c)),
+            )
+            .at(src, span1));
         }
         if depth == 0 {
             out.push(Token {

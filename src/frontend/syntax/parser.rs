@@ -4,18 +4,89 @@
 //!
 //! Precedence, lowest first: `or`, `and`, `not`, comparisons, `+ -`, `* / %`, unary `- +`, `**`
 //! (right-associative, binding tighter than unary minus on its left: `-x**2 == -(x**2)`).
+//!
+//! Both parsers, and every pass over the trees they build (lowering, the scheme's term locator,
+//! dropping a tree), recurse; two limits keep them within a small stack whatever the input:
+//! an expression nests at most [`MAX_NESTING`] levels (parentheses, calls, unary operators,
+//! powers, `not`, conditional expressions), and its tree is at most [`MAX_HEIGHT`] nodes tall
+//! (a chain `a + b + c + ...` is one level per operator). Past either, the error is located at
+//! the token where the limit was crossed.
 
 use super::ast::{AssignOp, Assignment, Ast, UnaryOp};
 use super::lexer::{Tok, Token};
 use crate::diagnostics::{Diagnostic, Span};
 use crate::ir::BinOp;
 
+/// The deepest an expression may nest (Python's own parser stops at 200 nested parentheses).
+pub const MAX_NESTING: usize = 200;
+
+/// The tallest syntax tree of one expression, in nodes from the root to the deepest leaf.
+pub const MAX_HEIGHT: usize = 1000;
+
+/// What a parser tracks for the limits: how deeply it is nested now, and the height of the tree
+/// it built last (each parsing function leaves the height of the tree it returns here).
+#[derive(Debug, Default)]
+pub(crate) struct Depth {
+    nesting: usize,
+    pub(crate) height: usize,
+}
+
 /// The precedence levels that the shared expression language's two recursive-descent parsers
 /// (this one and the `ode()` parser) have in common, written once: `or`, `and`, `not` and the
-/// left-associative binary levels. A parser says how it eats an operator or keyword, builds its
-/// nodes and parses a comparison.
+/// left-associative binary levels, and the limits on nesting and height. A parser says how it
+/// eats an operator or keyword, builds its nodes, parses a comparison and locates an error.
 pub(crate) trait ExpressionLevels: Sized {
     type Tree;
+
+    /// The parser's [`Depth`].
+    fn depth(&mut self) -> &mut Depth;
+
+    /// The place of the next token (or of the end of the text).
+    fn next_span(&self) -> Span;
+
+    /// An error at `span`.
+    fn error_at(&self, span: Span, message: String) -> Diagnostic;
+
+    /// Runs `parse` one nesting level deeper: an error at the next token past [`MAX_NESTING`].
+    fn nested<T>(
+        &mut self,
+        parse: impl FnOnce(&mut Self) -> Result<T, Diagnostic>,
+    ) -> Result<T, Diagnostic> {
+        if self.depth().nesting >= MAX_NESTING {
+            return Err(self.error_at(
+                self.next_span(),
+                format!(
+                    "this expression nests more than {MAX_NESTING} levels deep (parentheses, calls, unary operators, powers)"
+                ),
+            ));
+        }
+        self.depth().nesting += 1;
+        let out = parse(self);
+        self.depth().nesting -= 1;
+        out
+    }
+
+    /// Records the height of the tree just built (1 for a leaf): an error at `at` (its
+    /// operator) past [`MAX_HEIGHT`].
+    fn built(&mut self, height: usize, at: Span) -> Result<(), Diagnostic> {
+        if height > MAX_HEIGHT {
+            return Err(self
+                .error_at(
+                    at,
+                    format!(
+                        "this expression is more than {MAX_HEIGHT} operations deep (each operator of a chain like 'a + b + c' is one level)"
+                    ),
+                )
+                .suggest("split it into parts: subexpressions in equations, local variables in ode()"));
+        }
+        self.depth().height = height;
+        Ok(())
+    }
+
+    /// The height of the tree built last.
+    fn last_height(&mut self) -> usize {
+        self.depth().height
+    }
 
     /// Consumes `word` (an operator such as `+`, or a keyword such as `and`) if it comes next.
     fn eat_word(&mut self, word: &str) -> Option<Span>;
@@ -37,7 +108,9 @@ pub(crate) trait ExpressionLevels: Sized {
 
     fn not_expr(&mut self) -> Result<Self::Tree, Diagnostic> {
         if let Some(sp) = self.eat_word("not") {
-            let inner = self.not_expr()?;
+            let inner = self.nested(Self::not_expr)?;
+            let height = self.last_height() + 1;
+            self.built(height, sp)?;
             return Ok(Self::unary(UnaryOp::Not, inner, sp));
         }
         self.comparison()
@@ -50,14 +123,18 @@ pub(crate) trait ExpressionLevels: Sized {
         next: fn(&mut Self) -> Result<Self::Tree, Diagnostic>,
     ) -> Result<Self::Tree, Diagnostic> {
         let mut lhs = next(self)?;
+        let mut height = self.last_height();
         loop {
             let found = ops
                 .iter()
                 .find_map(|(word, op)| self.eat_word(word).map(|sp| (*op, sp)));
             let Some((op, span)) = found else {
+                self.depth().height = height;
                 return Ok(lhs);
             };
             let rhs = next(self)?;
+            height = height.max(self.last_height()) + 1;
+            self.built(height, span)?;
             lhs = Self::binary(op, lhs, rhs, span);
         }
     }
@@ -65,6 +142,18 @@ pub(crate) trait ExpressionLevels: Sized {
 
 impl ExpressionLevels for Parser<'_> {
     type Tree = Ast;
+
+    fn depth(&mut self) -> &mut Depth {
+        &mut self.depth
+    }
+
+    fn next_span(&self) -> Span {
+        self.here()
+    }
+
+    fn error_at(&self, span: Span, message: String) -> Diagnostic {
+        self.error(span, message)
+    }
 
     fn eat_word(&mut self, word: &str) -> Option<Span> {
         if word.starts_with(char::is_alphabetic) {
@@ -84,6 +173,7 @@ impl ExpressionLevels for Parser<'_> {
 
     fn comparison(&mut self) -> Result<Ast, Diagnostic> {
         let lhs = self.additive()?;
+        let lhs_height = self.last_height();
         let ops = [
             ("<", BinOp::Lt),
             ("<=", BinOp::Le),
@@ -95,6 +185,8 @@ impl ExpressionLevels for Parser<'_> {
         for (s, op) in ops {
             if let Some(sp) = self.eat_op(s) {
                 let rhs = self.additive()?;
+                let height = lhs_height.max(self.last_height()) + 1;
+                self.built(height, sp)?;
                 if let Some(Token {
                     tok: Tok::Op(o),
                     span,
@@ -118,6 +210,7 @@ pub struct Parser<'a> {
     pos: usize,
     src: &'a str,
     field: &'a str,
+    depth: Depth,
 }
 
 impl<'a> Parser<'a> {
@@ -127,6 +220,7 @@ impl<'a> Parser<'a> {
             pos: 0,
             src,
             field,
+            depth: Depth::default(),
         }
     }
 
@@ -224,7 +318,7 @@ impl<'a> Parser<'a> {
     }
 
     pub fn expression(&mut self) -> Result<Ast, Diagnostic> {
-        self.or_expr()
+        self.nested(Self::or_expr)
     }
 
     fn additive(&mut self) -> Result<Ast, Diagnostic> {
@@ -241,11 +335,13 @@ impl<'a> Parser<'a> {
 
     fn unary(&mut self) -> Result<Ast, Diagnostic> {
         if let Some(sp) = self.eat_op("-") {
-            let inner = self.unary()?;
+            let inner = self.nested(Self::unary)?;
+            let height = self.last_height() + 1;
+            self.built(height, sp)?;
             return Ok(Ast::Unary(UnaryOp::Neg, Box::new(inner), sp));
         }
         if self.eat_op("+").is_some() {
-            return self.unary();
+            return self.nested(Self::unary);
         }
         self.power()
     }
@@ -253,7 +349,10 @@ impl<'a> Parser<'a> {
     fn power(&mut self) -> Result<Ast, Diagnostic> {
         let base = self.atom()?;
         if let Some(sp) = self.eat_op("**") {
-            let exp = self.unary()?;
+            let base_height = self.last_height();
+            let exp = self.nested(Self::unary)?;
+            let height = base_height.max(self.last_height()) + 1;
+            self.built(height, sp)?;
             return Ok(Ast::Binary(BinOp::Pow, Box::new(base), Box::new(exp), sp));
         }
         Ok(base)
@@ -265,11 +364,13 @@ impl<'a> Parser<'a> {
             Some(Tok::Num(v)) => {
                 let sp = tok.unwrap().span;
                 self.pos += 1;
+                self.built(1, sp)?;
                 Ok(Ast::Num(*v, sp))
             }
             Some(Tok::Name(n)) => {
                 let sp = tok.unwrap().span;
                 self.pos += 1;
+                self.built(1, sp)?;
                 match n.as_str() {
                     "True" | "true" => return Ok(Ast::Bool(true, sp)),
                     "False" | "false" => return Ok(Ast::Bool(false, sp)),
@@ -281,9 +382,11 @@ impl<'a> Parser<'a> {
                 if matches!(self.peek_tok(), Some(Tok::LParen)) {
                     self.pos += 1;
                     let mut args = Vec::new();
+                    let mut height = 0;
                     if !matches!(self.peek_tok(), Some(Tok::RParen)) {
                         loop {
                             args.push(self.expression()?);
+                            height = height.max(self.last_height());
                             if matches!(self.peek_tok(), Some(Tok::Comma)) {
                                 self.pos += 1;
                                 continue;
@@ -292,6 +395,7 @@ impl<'a> Parser<'a> {
                         }
                     }
                     self.expect(&Tok::RParen, "')' to close the call")?;
+                    self.built(height + 1, sp)?;
                     return Ok(Ast::Call(n.clone(), args, sp));
                 }
                 Ok(Ast::Name(n.clone(), sp))
