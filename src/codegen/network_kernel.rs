@@ -820,19 +820,26 @@ impl Gen<'_> {
             } else {
                 writeln!(w, "const int32_t sf_vb = (int32_t) blockIdx.x;")?;
             }
-            writeln!(w, "__shared__ int32_t sf_warp_spikes[SF_BLOCK / 32];")?;
-            writeln!(w, "__shared__ int32_t sf_block_base;")?;
-            let mut start = 0usize;
-            for (g, group) in self.net.groups.iter().enumerate() {
-                let end = start + update_blocks(group);
-                w.block(format!("if (sf_vb >= {start} && sf_vb < {end})"), |w| {
-                    self.write_update_block(g, start, w)
-                })?;
-                start = end;
-            }
-            Ok(())
+            self.write_update_phase(w)
         })?;
         w.write_str("}\n")
+    }
+
+    /// The update of virtual block `sf_vb` (a group's block of `SF_BLOCK` neurons, or a spike
+    /// generator): what the update kernel runs once and the persistent kernel once per virtual
+    /// block it owns. Needs `sf_b`, `sf_s`, the step prologue, `sf_lane` and `sf_vb`.
+    fn write_update_phase(&self, w: &mut SourceWriter) -> fmt::Result {
+        writeln!(w, "__shared__ int32_t sf_warp_spikes[SF_BLOCK / 32];")?;
+        writeln!(w, "__shared__ int32_t sf_block_base;")?;
+        let mut start = 0usize;
+        for (g, group) in self.net.groups.iter().enumerate() {
+            let end = start + update_blocks(group);
+            w.block(format!("if (sf_vb >= {start} && sf_vb < {end})"), |w| {
+                self.write_update_block(g, start, w)
+            })?;
+            start = end;
+        }
+        Ok(())
     }
 
     /// One block of group g's update (its blocks start at virtual block `first`).
@@ -1172,7 +1179,6 @@ impl Gen<'_> {
     }
 
     fn write_deliver_cuda(&self, w: &mut SourceWriter) -> fmt::Result {
-        let tasks = self.tasks();
         let s = self.segments.len();
         // The segments' projection, source group and delay.
         if s > 0 {
@@ -1212,100 +1218,109 @@ impl Gen<'_> {
         w.indented(|w| {
             writeln!(w, "const int32_t sf_b = (int32_t) blockIdx.y;")?;
             self.step_prologue(w)?;
-            writeln!(w, "const int32_t sf_lane = (int32_t) (threadIdx.x & 31u);")?;
-            writeln!(
-                w,
-                "const int64_t sf_gwarp = ((int64_t) blockIdx.x * blockDim.x + threadIdx.x) >> 5;"
-            )?;
-            writeln!(
-                w,
-                "const int64_t sf_nwarps = ((int64_t) gridDim.x * blockDim.x) >> 5;"
-            )?;
-            if self.plan.projections.iter().any(|p| p.row_parallel) {
-                writeln!(
-                    w,
-                    "__shared__ {} sf_row_values[{DELIVER_BLOCK}];",
-                    self.real_t()
-                )?;
-            }
-            w.block(
-                format!(
-                    "for (int64_t sf_task = sf_gwarp; sf_task < {}; sf_task += sf_nwarps)",
-                    tasks.len()
-                ),
-                |w| {
-                    for (k, task) in tasks.iter().enumerate() {
-                        w.block(format!("if (sf_task == {k})"), |w| match task {
-                            Task::Queues => {
-                                w.block("if (sf_lane == 0)", |w| self.write_queue_bookkeeping(w))
-                            }
-                            Task::Monitor(m) => self.write_monitor(*m, w),
-                            Task::Ordered => {
-                                for (p, pp) in self.plan.projections.iter().enumerate() {
-                                    if pp.delivery != Delivery::Ordered {
-                                        continue;
-                                    }
-                                    if pp.row_parallel {
-                                        scope(w, |w| self.write_ordered(p, true, w))?;
-                                    } else {
-                                        w.block("if (sf_lane == 0)", |w| {
-                                            self.write_ordered(p, false, w)
-                                        })?;
-                                    }
-                                    writeln!(w, "__syncwarp();")?;
-                                }
-                                Ok(())
-                            }
-                        })?;
-                    }
-                    Ok(())
-                },
-            )?;
-            if s == 0 {
-                return Ok(());
-            }
-            self.write_segment_scan(w)?;
-            w.block(
-                format!("for (int64_t sf_item = sf_gwarp; sf_item < sf_seg[{s}]; sf_item += sf_nwarps)"),
-                |w| {
-                    writeln!(w, "int32_t sf_lo_k = 0, sf_hi_k = {s};")?;
-                    w.block("while (sf_hi_k - sf_lo_k > 1)", |w| {
-                        writeln!(w, "const int32_t sf_mid = (sf_lo_k + sf_hi_k) / 2;")?;
-                        writeln!(w, "if (sf_seg[sf_mid] <= sf_item) sf_lo_k = sf_mid; else sf_hi_k = sf_mid;")
-                    })?;
-                    writeln!(w, "const int32_t sf_k = sf_lo_k;")?;
-                    writeln!(w, "const int32_t sf_pos = (int32_t) (sf_item - sf_seg[sf_k]);")?;
-                    writeln!(w, "const int32_t sf_d = sf_seg_d[sf_k];")?;
-                    for (p, pp) in self.plan.projections.iter().enumerate() {
-                        if pp.delivery == Delivery::Ordered {
-                            continue;
-                        }
-                        w.block(format!("if (sf_seg_p[sf_k] == {p})"), |w| {
-                            let g = self.net.projections[p].source;
-                            // A loop of one pass, so that `continue` leaves the item.
-                            w.block("do", |w| {
-                                writeln!(
-                                    w,
-                                    "const int32_t sf_pre = {}[sf_pos];",
-                                    self.queue_row(g, &self.slot(g, "sf_d"))
-                                )?;
-                                self.write_row_bounds(p, "sf_d", w)?;
-                                w.block(
-                                    "for (int64_t sf_syn = sf_lo + sf_lane; sf_syn < sf_hi; sf_syn += 32)",
-                                    |w| {
-                                        self.write_target(p, w)?;
-                                        self.write_statements(p, pp.delivery, &EVENT, w)
-                                    },
-                                )
-                            })?;
-                            writeln!(w, "while (0);")
-                        })?;
-                    }
-                    Ok(())
-                },
-            )
+            self.write_deliver_phase(w)
         })?;
         w.write_str("}\n")
+    }
+
+    /// The delivery of one step by every warp of the grid: the bookkeeping tasks, then the work
+    /// items. What the delivery kernel runs, and the persistent kernel once per step. Needs
+    /// `sf_b`, `sf_s` and the step prologue.
+    fn write_deliver_phase(&self, w: &mut SourceWriter) -> fmt::Result {
+        let tasks = self.tasks();
+        let s = self.segments.len();
+        writeln!(w, "const int32_t sf_lane = (int32_t) (threadIdx.x & 31u);")?;
+        writeln!(
+            w,
+            "const int64_t sf_gwarp = ((int64_t) blockIdx.x * blockDim.x + threadIdx.x) >> 5;"
+        )?;
+        writeln!(
+            w,
+            "const int64_t sf_nwarps = ((int64_t) gridDim.x * blockDim.x) >> 5;"
+        )?;
+        if self.plan.projections.iter().any(|p| p.row_parallel) {
+            writeln!(
+                w,
+                "__shared__ {} sf_row_values[{DELIVER_BLOCK}];",
+                self.real_t()
+            )?;
+        }
+        w.block(
+            format!(
+                "for (int64_t sf_task = sf_gwarp; sf_task < {}; sf_task += sf_nwarps)",
+                tasks.len()
+            ),
+            |w| {
+                for (k, task) in tasks.iter().enumerate() {
+                    w.block(format!("if (sf_task == {k})"), |w| match task {
+                        Task::Queues => {
+                            w.block("if (sf_lane == 0)", |w| self.write_queue_bookkeeping(w))
+                        }
+                        Task::Monitor(m) => self.write_monitor(*m, w),
+                        Task::Ordered => {
+                            for (p, pp) in self.plan.projections.iter().enumerate() {
+                                if pp.delivery != Delivery::Ordered {
+                                    continue;
+                                }
+                                if pp.row_parallel {
+                                    scope(w, |w| self.write_ordered(p, true, w))?;
+                                } else {
+                                    w.block("if (sf_lane == 0)", |w| {
+                                        self.write_ordered(p, false, w)
+                                    })?;
+                                }
+                                writeln!(w, "__syncwarp();")?;
+                            }
+                            Ok(())
+                        }
+                    })?;
+                }
+                Ok(())
+            },
+        )?;
+        if s == 0 {
+            return Ok(());
+        }
+        self.write_segment_scan(w)?;
+        w.block(
+            format!("for (int64_t sf_item = sf_gwarp; sf_item < sf_seg[{s}]; sf_item += sf_nwarps)"),
+            |w| {
+                writeln!(w, "int32_t sf_lo_k = 0, sf_hi_k = {s};")?;
+                w.block("while (sf_hi_k - sf_lo_k > 1)", |w| {
+                    writeln!(w, "const int32_t sf_mid = (sf_lo_k + sf_hi_k) / 2;")?;
+                    writeln!(w, "if (sf_seg[sf_mid] <= sf_item) sf_lo_k = sf_mid; else sf_hi_k = sf_mid;")
+                })?;
+                writeln!(w, "const int32_t sf_k = sf_lo_k;")?;
+                writeln!(w, "const int32_t sf_pos = (int32_t) (sf_item - sf_seg[sf_k]);")?;
+                writeln!(w, "const int32_t sf_d = sf_seg_d[sf_k];")?;
+                for (p, pp) in self.plan.projections.iter().enumerate() {
+                    if pp.delivery == Delivery::Ordered {
+                        continue;
+                    }
+                    w.block(format!("if (sf_seg_p[sf_k] == {p})"), |w| {
+                        let g = self.net.projections[p].source;
+                        // A loop of one pass, so that `continue` leaves the item.
+                        w.block("do", |w| {
+                            writeln!(
+                                w,
+                                "const int32_t sf_pre = {}[sf_pos];",
+                                self.queue_row(g, &self.slot(g, "sf_d"))
+                            )?;
+                            self.write_row_bounds(p, "sf_d", w)?;
+                            w.block(
+                                "for (int64_t sf_syn = sf_lo + sf_lane; sf_syn < sf_hi; sf_syn += 32)",
+                                |w| {
+                                    self.write_target(p, w)?;
+                                    self.write_statements(p, pp.delivery, &EVENT, w)
+                                },
+                            )
+                        })?;
+                        writeln!(w, "while (0);")
+                    })?;
+                }
+                Ok(())
+            },
+        )
     }
 
     /// The delivery kernel's prefix over the segments' spike counts, in shared memory.
@@ -1609,25 +1624,31 @@ impl Gen<'_> {
             writeln!(w, "const int32_t sf_b = (int32_t) blockIdx.y;")?;
             self.step_prologue(w)?;
             writeln!(w, "const int32_t sf_vb = (int32_t) blockIdx.x;")?;
-            let mut start = 0usize;
-            for (g, group) in self.net.groups.iter().enumerate() {
-                let end = start + update_blocks(group);
-                if self.has_after(g) {
-                    w.block(format!("if (sf_vb >= {start} && sf_vb < {end})"), |w| {
-                        writeln!(
-                            w,
-                            "const int64_t sf_i = (int64_t) (sf_vb - {start}) * SF_BLOCK + threadIdx.x;"
-                        )?;
-                        w.block(format!("if (sf_i < {})", group.n), |w| {
-                            self.write_after_neuron(g, w)
-                        })
-                    })?;
-                }
-                start = end;
-            }
-            Ok(())
+            self.write_after_phase(w)
         })?;
         w.write_str("}\n")
+    }
+
+    /// The after-delivery work of virtual block `sf_vb` (the update's blocks, each neuron on the
+    /// thread that updated it). Needs `sf_b`, `sf_s`, the step prologue and `sf_vb`.
+    fn write_after_phase(&self, w: &mut SourceWriter) -> fmt::Result {
+        let mut start = 0usize;
+        for (g, group) in self.net.groups.iter().enumerate() {
+            let end = start + update_blocks(group);
+            if self.has_after(g) {
+                w.block(format!("if (sf_vb >= {start} && sf_vb < {end})"), |w| {
+                    writeln!(
+                        w,
+                        "const int64_t sf_i = (int64_t) (sf_vb - {start}) * SF_BLOCK + threadIdx.x;"
+                    )?;
+                    w.block(format!("if (sf_i < {})", group.n), |w| {
+                        self.write_after_neuron(g, w)
+                    })
+                })?;
+            }
+            start = end;
+        }
+        Ok(())
     }
 
     // -- the C dialect ------------------------------------------------------------------------
