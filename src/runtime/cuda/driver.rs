@@ -250,6 +250,60 @@ pub(crate) unsafe fn launch_kernel(
     })
 }
 
+/// Enqueues `f` on `stream` as a cooperative launch: every block resident at once (the driver
+/// refuses a grid larger than the device holds with `CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE`),
+/// so that the blocks may wait for each other.
+///
+/// # Safety
+/// As [`launch_kernel`].
+pub(crate) unsafe fn launch_cooperative_kernel(
+    f: sys::CUfunction,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    shared_mem: u32,
+    stream: sys::CUstream,
+    params: &mut [*mut c_void],
+) -> Result<(), RuntimeError> {
+    // SAFETY: forwarded to the caller.
+    check("cuLaunchCooperativeKernel", unsafe {
+        sys::cuLaunchCooperativeKernel(
+            f,
+            grid.0,
+            grid.1,
+            grid.2,
+            block.0,
+            block.1,
+            block.2,
+            shared_mem,
+            stream,
+            params.as_mut_ptr(),
+        )
+    })
+}
+
+/// How many blocks of `block` threads and `shared_mem` bytes of dynamic shared memory of `f`
+/// one multiprocessor holds at once.
+///
+/// # Safety
+/// `f` must be a live function handle of the current context.
+pub(crate) unsafe fn occupancy_blocks_per_sm(
+    f: sys::CUfunction,
+    block: u32,
+    shared_mem: u32,
+) -> Result<u32, RuntimeError> {
+    let mut n = 0;
+    // SAFETY: forwarded to the caller; valid out-pointer.
+    check("cuOccupancyMaxActiveBlocksPerMultiprocessor", unsafe {
+        sys::cuOccupancyMaxActiveBlocksPerMultiprocessor(
+            &mut n,
+            f,
+            block as i32,
+            shared_mem as usize,
+        )
+    })?;
+    Ok(n.max(0) as u32)
+}
+
 /// Fills `bytes` bytes at `ptr` with `value`, in stream order.
 ///
 /// # Safety

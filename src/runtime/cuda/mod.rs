@@ -189,6 +189,62 @@ pub unsafe fn launch(
     })
 }
 
+/// Like [`launch`], as a cooperative launch (every block of the grid resident at once, which
+/// the driver checks: a grid larger than the device holds is an error, not a hang).
+///
+/// # Safety
+/// As [`launch`].
+pub unsafe fn launch_cooperative(
+    f: &CudaFunction,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    shared_mem: u32,
+    stream: *mut c_void,
+    params: &mut [*mut c_void],
+) -> Result<(), RuntimeError> {
+    catch_panic("launching a cooperative CUDA kernel", || {
+        // SAFETY: the context is alive while XLA runs work on its stream.
+        let _current = unsafe { driver::CurrentContext::enter(f.ctx) }?;
+        if shared_mem > f.dynamic_shared_limit.load(Ordering::Relaxed) {
+            set_max_dynamic_shared_mem_current(f, shared_mem)?;
+        }
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            driver::launch_cooperative_kernel(
+                f.func,
+                grid,
+                block,
+                shared_mem,
+                stream.cast(),
+                params,
+            )
+        }
+    })
+}
+
+/// How many blocks of `f` (of `block` threads and `shared_mem` bytes of dynamic shared memory)
+/// the device holds at once, over all its multiprocessors: the largest cooperative grid; 0 when
+/// the device cannot launch cooperatively.
+pub fn resident_blocks(f: &CudaFunction, block: u32, shared_mem: u32) -> Result<u32, RuntimeError> {
+    catch_panic("querying a kernel's occupancy", || {
+        let cooperative = device_attribute(
+            f.device,
+            CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH,
+        )?;
+        if cooperative == 0 {
+            return Ok(0);
+        }
+        // SAFETY: `f.ctx` is alive as long as `f` is usable.
+        let _current = unsafe { driver::CurrentContext::enter(f.ctx) }?;
+        if shared_mem > f.dynamic_shared_limit.load(Ordering::Relaxed) {
+            set_max_dynamic_shared_mem_current(f, shared_mem)?;
+        }
+        // SAFETY: `f.func` is alive; its context is current.
+        let per_sm = unsafe { driver::occupancy_blocks_per_sm(f.func, block, shared_mem) }?;
+        Ok(per_sm * f.multiprocessor_count)
+    })
+}
+
 /// Fills device memory with a byte pattern on XLA's stream (no synchronisation): used to poison
 /// outputs in tests so that an element a kernel fails to write is caught.
 ///
