@@ -14,12 +14,9 @@
 #   bash scripts/gpu_persistent.sh bench 1             # COBA x1, 10 s biological, every path
 #   bash scripts/gpu_persistent.sh bench 10            # COBA x10
 set -uo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export PYTHONPATH="$ROOT/python_shim" PYTHONUNBUFFERED=1
-export SPIKEFORGE_LIBRARY="${SPIKEFORGE_LIBRARY:-$ROOT/target/release/libspikeforge.so}"
-LOG="${OUT:-/tmp}"
-what="${1:-}"
-status=0
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" LOG="${OUT:-/tmp}" what="${1:-}" status=0
+export PYTHONPATH="$ROOT/python_shim" PYTHONUNBUFFERED=1 \
+  SPIKEFORGE_LIBRARY="${SPIKEFORGE_LIBRARY:-$ROOT/target/release/libspikeforge.so}"
 cd "$ROOT"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 run() { # run NAME SECONDS COMMAND...: logs to $LOG/NAME.log, prints the tail, keeps the worst status

@@ -176,9 +176,8 @@ fn program(c: &Compiled, persistent: bool) -> String {
             &format!("template <int SF_BX> static void {PERSISTENT_ENTRY}("),
         );
         // Waits give the CPU to the threads they wait for (2 cores, hundreds of threads).
-        for wait in ["while (*(volatile unsigned long long*) sf_arrived < sf_target) {"] {
-            source = source.replace(wait, &format!("{wait} std::this_thread::yield();"));
-        }
+        let wait = "while (*(volatile unsigned long long*) sf_arrived < sf_target) {";
+        source = source.replace(wait, &format!("{wait} std::this_thread::yield();"));
         source = source.replace(
             "== 0ull) continue;",
             "== 0ull) { std::this_thread::yield(); continue; }",
@@ -425,20 +424,8 @@ fn emulated_cuda_kernels_give_the_c_kernels_results() {
         );
         // The persistent kernel, as one block and as grids (in chunks of steps), gives the
         // per-step kernels' results: the same spikes, and in deterministic mode the same bits.
-        for mode in [
-            Mode::Persistent {
-                blocks: 1,
-                chunk: steps,
-            },
-            Mode::Persistent {
-                blocks: 3,
-                chunk: 37,
-            },
-            Mode::Persistent {
-                blocks: 2,
-                chunk: 1,
-            },
-        ] {
+        for (blocks, chunk) in [(1, steps), (3, 37), (2, 1)] {
+            let mode = Mode::Persistent { blocks, chunk };
             let what = format!("{name} {mode:?}");
             let (ps, pr) = emulate(&c, &exe, &state, steps, mode);
             assert_eq!(spikes(&pr, "sp", 100000, 0), want, "{what}");
@@ -562,16 +549,11 @@ fn inputs_delays_generators(dir: &Path, deterministic: bool) {
     // float32 with float atomics in a different order: values agree to rounding.
     assert_close(&gs.get("P.v"), &cs.get("P.v"), 1e-3, "P.v");
     assert_close(&gr.get("m.ge"), &cr.get("m.ge"), 1e-3, "m.ge");
-    for mode in [
-        Mode::Persistent {
-            blocks: 1,
-            chunk: steps,
-        },
-        Mode::Persistent {
-            blocks: 3,
-            chunk: 50,
-        },
-    ] {
+    // One block for the whole run; three blocks (one of them with two virtual blocks of the
+    // update) in two launches.
+    for mode in
+        [(1, steps), (3, steps / 2)].map(|(blocks, chunk)| Mode::Persistent { blocks, chunk })
+    {
         let what = format!("deterministic {deterministic}, {mode:?}");
         let (ps, pr) = emulate(&c, &exe, &state, steps, mode);
         assert_eq!(

@@ -127,53 +127,44 @@ mod tests {
     }
 
     #[test]
-    fn auto_takes_one_block_for_small_networks_and_a_grid_for_larger_ones() {
-        let small = work(1000, 20_000, 1);
-        assert_eq!(choose(Strategy::Auto, small, H200), Ok(Path::Block));
-        let edge = work(768, BLOCK_MAX_WORK - 768, 1);
-        assert_eq!(choose(Strategy::Auto, edge, H200), Ok(Path::Block));
-        let coba = work(4000, 320_000, 1);
-        // 32 update blocks, fewer than the multiprocessors: one block per multiprocessor.
-        assert_eq!(
-            choose(Strategy::Auto, coba, H200),
-            Ok(Path::Grid { blocks: 132 })
-        );
-        let x100 = work(400_000, 32_000_000, 1);
-        // 3125 update blocks: as many as the device holds.
-        assert_eq!(
-            choose(Strategy::Auto, x100, H200),
-            Ok(Path::Grid { blocks: 132 * 16 })
-        );
-    }
-
-    #[test]
-    fn auto_runs_per_step_where_the_grid_does_not_fit() {
-        let coba = work(4000, 320_000, 1);
+    fn auto_and_grid_choose_by_size_members_and_device() {
         let none = Device {
             multiprocessors: 132,
             resident_blocks: 0,
         };
-        assert_eq!(choose(Strategy::Auto, coba, none), Ok(Path::PerStep));
-        // Many members share the device: fewer than two blocks each.
-        let many = work(4000, 320_000, 2000);
-        assert_eq!(choose(Strategy::Auto, many, H200), Ok(Path::PerStep));
-        // ... but a batch of small networks still runs as a block each.
-        let small = work(100, 1000, 60_000);
-        assert_eq!(choose(Strategy::Auto, small, H200), Ok(Path::Block));
-    }
-
-    #[test]
-    fn members_share_the_resident_blocks() {
-        let coba = work(4000, 320_000, 4);
-        assert_eq!(
-            choose(Strategy::Grid, coba, H200),
-            Ok(Path::Grid { blocks: 132 })
-        );
-        let coba = work(4000, 320_000, 64);
-        assert_eq!(
-            choose(Strategy::Grid, coba, H200),
-            Ok(Path::Grid { blocks: 33 })
-        );
+        let grid = |blocks| Ok(Path::Grid { blocks });
+        // (strategy, neurons, synapses, members, device, path)
+        let cases = [
+            (Strategy::Auto, 1000, 20_000, 1, H200, Ok(Path::Block)),
+            // at the threshold: still one block
+            (
+                Strategy::Auto,
+                768,
+                BLOCK_MAX_WORK - 768,
+                1,
+                H200,
+                Ok(Path::Block),
+            ),
+            // COBA x1: 32 update blocks, fewer than the multiprocessors: one per multiprocessor
+            (Strategy::Auto, 4000, 320_000, 1, H200, grid(132)),
+            // x100: 3125 update blocks, as many as the device holds
+            (Strategy::Auto, 400_000, 32_000_000, 1, H200, grid(132 * 16)),
+            // no cooperative launch, or fewer than two blocks per member: per step
+            (Strategy::Auto, 4000, 320_000, 1, none, Ok(Path::PerStep)),
+            (Strategy::Auto, 4000, 320_000, 2000, H200, Ok(Path::PerStep)),
+            // ... but a batch of small networks still runs as a block each
+            (Strategy::Auto, 100, 1000, 60_000, H200, Ok(Path::Block)),
+            // members share the resident blocks
+            (Strategy::Grid, 4000, 320_000, 4, H200, grid(132)),
+            (Strategy::Grid, 4000, 320_000, 64, H200, grid(33)),
+        ];
+        for (strategy, neurons, synapses, members, device, want) in cases {
+            let got = choose(strategy, work(neurons, synapses, members), device);
+            assert_eq!(
+                got, want,
+                "{strategy:?} {neurons} + {synapses}, {members} members"
+            );
+        }
     }
 
     #[test]

@@ -483,19 +483,17 @@ impl Handler for NetworkRunCuda {
             (&mut total as *mut i32).cast(),
         ];
         params.extend(tail(&mut n_syn, &mut pointers));
-        let grid = (blocks, nb, 1);
-        let block = (PERSISTENT_BLOCK as u32, 1, 1);
+        // A grid of more than one block is launched cooperatively: every block resident, which
+        // its barrier needs (the driver refuses a grid the device cannot hold).
+        let launch = cuda::LaunchShape {
+            grid: (blocks, nb, 1),
+            block: (PERSISTENT_BLOCK as u32, 1, 1),
+            shared_mem: shared,
+            cooperative: blocks > 1,
+        };
         // SAFETY: the parameters match the persistent kernel's signature in order and type; the
-        // buffers belong to XLA's stream and stay valid for the call. A grid of more than one
-        // block is launched cooperatively (every block resident, which its barrier needs; the
-        // driver refuses a grid the device cannot hold).
-        unsafe {
-            if blocks > 1 {
-                cuda::launch_cooperative(persistent, grid, block, shared, stream, &mut params)
-            } else {
-                cuda::launch(persistent, grid, block, shared, stream, &mut params)
-            }
-        }?;
+        // buffers belong to XLA's stream and stay valid for the call.
+        unsafe { cuda::launch_shaped(persistent, launch, stream, &mut params) }?;
         Ok(())
     }
 }

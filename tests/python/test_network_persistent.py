@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import spikeforge as sf
-from network_models import DT, REFRACTORY_MS, RESET, THRESHOLD, draw
+from network_models import DT, draw, spikeforge_objects
 
 try:
     GPU = jax.devices("gpu")[0]
@@ -44,20 +44,7 @@ def build(name: str, strategy: str, deterministic: bool) -> sf.Network:
     per synapse."""
     net = drawn(name)
     scale = 1.0 if name == "cuba" else 0.1  # CUBA's conductances are mV, COBA's unitless
-    P = sf.NeuronGroup(
-        net.n,
-        net.equations,
-        threshold=THRESHOLD,
-        reset=RESET,
-        refractory=REFRACTORY_MS,
-        constants=net.constants,
-        method=net.method,
-        name="P",
-    )
-    Ce = sf.Synapses(P[: net.n_exc], P, on_pre="ge += we", constants=dict(we=net.weights["we"]), name="Ce")
-    Ci = sf.Synapses(P[net.n_exc :], P, on_pre="gi += wi", constants=dict(wi=net.weights["wi"]), delay=DT, name="Ci")
-    Ce.connect(i=net.exc_i, j=net.exc_j)
-    Ci.connect(i=net.inh_i, j=net.inh_j)
+    P, Ce, Ci = spikeforge_objects(net, inh_delay=DT)
     pg = sf.PoissonGroup(40, rates=0.02, name="pg")
     Sp = sf.Synapses(pg, P, model="w : 1\nd : second", on_pre="ge += w", delay="d", name="Sp")
     Sp.connect(i=np.repeat(np.arange(40), 25), j=(np.arange(1000) * 7) % net.n)
@@ -65,15 +52,9 @@ def build(name: str, strategy: str, deterministic: bool) -> sf.Network:
     Sg = sf.Synapses(gen, P, on_pre="v += 3", delay=0.3, name="Sg")
     Sg.connect(i=np.repeat(np.arange(3), 30), j=np.arange(90) * 11)
     bg = sf.PoissonInput(P[:500], "ge", n=20, rate=0.01, weight=0.5 * scale, name="bg")
+    objects = [P, Ce, Ci, pg, Sp, gen, Sg, bg]
     return sf.Network(
-        P,
-        Ce,
-        Ci,
-        pg,
-        Sp,
-        gen,
-        Sg,
-        bg,
+        *objects,
         spikes=sf.SpikeMonitor(P),
         v=sf.StateMonitor(P, "v", record=RECORDED, every=3),
         rate=sf.PopulationRateMonitor(P),

@@ -178,45 +178,59 @@ pub unsafe fn launch(
     stream: *mut c_void,
     params: &mut [*mut c_void],
 ) -> Result<(), RuntimeError> {
-    catch_panic("launching a CUDA kernel", || {
-        // SAFETY: the context is alive while XLA runs work on its stream.
-        let _current = unsafe { driver::CurrentContext::enter(f.ctx) }?;
-        if shared_mem > f.dynamic_shared_limit.load(Ordering::Relaxed) {
-            set_max_dynamic_shared_mem_current(f, shared_mem)?;
-        }
-        // SAFETY: forwarded to the caller.
-        unsafe { driver::launch_kernel(f.func, grid, block, shared_mem, stream.cast(), params) }
-    })
+    let shape = LaunchShape {
+        grid,
+        block,
+        shared_mem,
+        cooperative: false,
+    };
+    // SAFETY: forwarded to the caller.
+    unsafe { launch_shaped(f, shape, stream, params) }
 }
 
-/// Like [`launch`], as a cooperative launch (every block of the grid resident at once, which
-/// the driver checks: a grid larger than the device holds is an error, not a hang).
+/// A launch's shape: grid, block, dynamic shared memory, and whether it is cooperative (every
+/// block of the grid resident at once, which the driver checks: a grid larger than the device
+/// holds is an error, not a hang).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaunchShape {
+    pub grid: (u32, u32, u32),
+    pub block: (u32, u32, u32),
+    pub shared_mem: u32,
+    pub cooperative: bool,
+}
+
+/// [`launch`] with a [`LaunchShape`] (for cooperative launches).
 ///
 /// # Safety
 /// As [`launch`].
-pub unsafe fn launch_cooperative(
+pub unsafe fn launch_shaped(
     f: &CudaFunction,
-    grid: (u32, u32, u32),
-    block: (u32, u32, u32),
-    shared_mem: u32,
+    shape: LaunchShape,
     stream: *mut c_void,
     params: &mut [*mut c_void],
 ) -> Result<(), RuntimeError> {
-    catch_panic("launching a cooperative CUDA kernel", || {
+    catch_panic("launching a CUDA kernel", || {
         // SAFETY: the context is alive while XLA runs work on its stream.
         let _current = unsafe { driver::CurrentContext::enter(f.ctx) }?;
-        if shared_mem > f.dynamic_shared_limit.load(Ordering::Relaxed) {
-            set_max_dynamic_shared_mem_current(f, shared_mem)?;
+        if shape.shared_mem > f.dynamic_shared_limit.load(Ordering::Relaxed) {
+            set_max_dynamic_shared_mem_current(f, shape.shared_mem)?;
         }
+        let LaunchShape {
+            grid,
+            block,
+            shared_mem,
+            cooperative,
+        } = shape;
         // SAFETY: forwarded to the caller.
         unsafe {
-            driver::launch_cooperative_kernel(
+            driver::launch_kernel(
                 f.func,
                 grid,
                 block,
                 shared_mem,
                 stream.cast(),
                 params,
+                cooperative,
             )
         }
     })
