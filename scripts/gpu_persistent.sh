@@ -13,6 +13,7 @@
 #   bash scripts/gpu_persistent.sh sanitize grid       #   (or several: "sanitize block grid")
 #   bash scripts/gpu_persistent.sh bench 1             # COBA x1, 10 s biological, every path
 #   bash scripts/gpu_persistent.sh bench 10            # COBA x10
+# STRATEGIES=per_step,grid REPEATS=3 narrow the benchmark (one block at x10 may be slow).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" LOG="${OUT:-/tmp}" what="${1:-}" status=0
 export PYTHONPATH="$ROOT/python_shim" PYTHONUNBUFFERED=1 \
@@ -51,7 +52,7 @@ case "$what" in
   bench)
     for scale in "${@:-1}"; do
       run "bench_persistent_x$scale" 560 python3 bench/bench_networks.py --gpu --scales "$scale" \
-        --duration 10000 --strategy per_step,block,grid,auto --json "$LOG/bench_persistent_x$scale.json"
+        --duration 10000 --strategy "${STRATEGIES:-per_step,block,grid,auto}" --repeats "${REPEATS:-3}" --json "$LOG/bench_persistent_x$scale.json"
       sed -n '/| scale | neurons/,/^$/p' "$LOG/bench_persistent_x$scale.log"
     done
     ;;
