@@ -3,7 +3,8 @@ process: brainevent's ``examples/COBA_2005.py`` network at scales x1, x10, x100.
 
 Usage::
 
-    python bench/bench_networks.py [--cpu | --gpu] [--quick] [--scales 1,10] [--duration MS] [--json PATH]
+    python bench/bench_networks.py [--cpu | --gpu] [--quick] [--scales 1,10] [--duration MS]
+        [--strategy per_step,block,grid,auto] [--json PATH]
 
 The network (issue 9 / 10): ``4000*s`` LIF neurons, 80% excitatory, every neuron with 80 targets
 drawn with replacement among all neurons (fixed out-degree), conductance synapses (we 0.6, wi 6.7
@@ -17,6 +18,10 @@ fails the run (exit status 1) instead of being reported as fast.
 Also measured: the bytes of each projection's connectivity in the state against its floor
 (4 bytes per synapse for the target index, the weight's bytes only when weights are per synapse,
 and the row offsets), and on a GPU the peak device memory of building it.
+
+``--strategy``: the GPU paths to time in the same run (``Network(strategy=...)``: the per-step
+kernels, the persistent kernel as one block or as a cooperative grid, or auto's choice), one
+table row each, with the path each run took (``net.last_strategy``); default ``auto``.
 
 Timing: a warm-up call, then at least 3 timed calls (median, min), each the whole run as one
 jitted call; the pure-JAX run is a jitted ``lax.scan`` with event-driven propagation (compacted
@@ -78,8 +83,9 @@ WORKLOADS = {
 }
 
 
-def build_network(case: Case):
-    """The spikeforge network of ``case`` (one group, two projections, a spike counter)."""
+def build_network(case: Case, strategy: str = "auto"):
+    """The spikeforge network of ``case`` (one group, two projections, a spike counter), run
+    by ``strategy`` on a GPU."""
     P = sf.NeuronGroup(
         case.n,
         EQUATIONS,
@@ -94,7 +100,7 @@ def build_network(case: Case):
     Ci = sf.Synapses(P[case.n_exc :], P, on_pre="gi_post += wi", constants=dict(wi=WI), name="Ci")
     Ce.connect(fixed_out_degree=OUT_DEGREE, replace=True, seed=11)
     Ci.connect(fixed_out_degree=OUT_DEGREE, replace=True, seed=12)
-    return sf.Network(P, Ce, Ci, dt=DT)
+    return sf.Network(P, Ce, Ci, dt=DT, strategy=strategy)
 
 
 def initial_v(n: int, seed: int = 0) -> np.ndarray:
@@ -200,19 +206,18 @@ def peak_device_bytes() -> int | None:
     return stats.get("peak_bytes_in_use")
 
 
-def run_case(case: Case, dtype, repeats: int) -> dict:
-    net = build_network(case)
+def run_case(case: Case, dtype, repeats: int, strategies=("auto",)) -> list[dict]:
+    """One row per strategy: spikeforge's time by that path, the pure-JAX time (measured once),
+    the rates, whether they agree, and the connectivity's memory."""
+    nets = {st: build_network(case, st) for st in strategies}
+    first = nets[strategies[0]]
     peak_before = peak_device_bytes()
     t0 = time.perf_counter()
-    state = net.init_state(seed=0, dtype=dtype, P=dict(v=initial_v(case.n)))
+    state = first.init_state(seed=0, dtype=dtype, P=dict(v=initial_v(case.n)))
     jax.block_until_ready(state)
     build_s = time.perf_counter() - t0
     peak_after = peak_device_bytes()
     memory = {p: connectivity_bytes(state, p) for p in ("Ce", "Ci")}
-
-    run_sf = jax.jit(lambda s: net.run(s, duration=case.duration_ms, progress=False))
-    t_sf, (_, out) = time_calls(run_sf, state, repeats=repeats)
-    counts_sf = np.asarray(out.spike_count["P"])
 
     te = targets_table(state, "Ce", case.n_exc)
     ti = targets_table(state, "Ci", case.n - case.n_exc)
@@ -220,52 +225,64 @@ def run_case(case: Case, dtype, repeats: int) -> dict:
     run_jax = jax_network(case, te, ti, dtype, max_events)
     t_jax, (counts_jax, overflow) = time_calls(run_jax, jnp.asarray(initial_v(case.n), dtype), repeats=repeats)
     counts_jax = np.asarray(counts_jax)
-
     seconds = case.duration_ms / 1000.0
-    rate_sf = counts_sf.mean() / seconds
     rate_jax = counts_jax.mean() / seconds
-    agree = int(overflow) == 0 and abs(rate_sf - rate_jax) <= 0.01 * max(rate_jax, 1e-9)
-    if jnp.dtype(dtype) == jnp.float64:
-        agree = agree and bool((counts_sf == counts_jax).all())
-    return dict(
-        scale=case.scale,
-        n=case.n,
-        synapses=sum(m[2] for m in memory.values()),
-        duration_ms=case.duration_ms,
-        dtype=jnp.dtype(dtype).name,
-        spikeforge_s=t_sf.median,
-        spikeforge_times=t_sf.times,
-        jax_s=t_jax.median,
-        jax_times=t_jax.times,
-        rate_spikeforge_hz=float(rate_sf),
-        rate_jax_hz=float(rate_jax),
-        jax_overflow_steps=int(overflow),
-        agree=bool(agree),
-        connect_s=build_s,
-        connectivity_bytes=sum(m[0] for m in memory.values()),
-        connectivity_floor=sum(m[1] for m in memory.values()),
-        peak_device_bytes_before=peak_before,
-        peak_device_bytes_after=peak_after,
-    )
+
+    rows = []
+    for strategy, net in nets.items():
+        # every network of the case has the same definition but its strategy: one state for all
+        run_sf = jax.jit(lambda s, net=net: net.run(s, duration=case.duration_ms, progress=False))
+        t_sf, (_, out) = time_calls(run_sf, state, repeats=repeats)
+        counts_sf = np.asarray(out.spike_count["P"])
+        rate_sf = counts_sf.mean() / seconds
+        agree = int(overflow) == 0 and abs(rate_sf - rate_jax) <= 0.01 * max(rate_jax, 1e-9)
+        if jnp.dtype(dtype) == jnp.float64:
+            agree = agree and bool((counts_sf == counts_jax).all())
+        rows.append(
+            dict(
+                scale=case.scale,
+                n=case.n,
+                synapses=sum(m[2] for m in memory.values()),
+                duration_ms=case.duration_ms,
+                dtype=jnp.dtype(dtype).name,
+                strategy=strategy,
+                path=net.last_strategy,
+                spikeforge_s=t_sf.median,
+                spikeforge_times=t_sf.times,
+                jax_s=t_jax.median,
+                jax_times=t_jax.times,
+                rate_spikeforge_hz=float(rate_sf),
+                rate_jax_hz=float(rate_jax),
+                jax_overflow_steps=int(overflow),
+                agree=bool(agree),
+                connect_s=build_s,
+                connectivity_bytes=sum(m[0] for m in memory.values()),
+                connectivity_floor=sum(m[1] for m in memory.values()),
+                peak_device_bytes_before=peak_before,
+                peak_device_bytes_after=peak_after,
+            )
+        )
+    return rows
 
 
 def print_tables(rows: list[dict]):
     print(
-        "\n| scale | neurons | synapses | dtype | bio ms | spikeforge s, median (min) | pure JAX s | speedup | "
-        "rate sf / JAX (Hz) | agree |"
+        "\n| scale | neurons | synapses | dtype | bio ms | strategy (path) | spikeforge s, median (min) | "
+        "pure JAX s | speedup | rate sf / JAX (Hz) | agree |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         speed = f"{r['jax_s'] / r['spikeforge_s']:.1f}x" if r["agree"] else "-"
         print(
             f"| x{r['scale']} | {r['n']} | {r['synapses']} | {r['dtype']} | {r['duration_ms']:.0f} | "
+            f"{r['strategy']} ({r['path']}) | "
             f"{r['spikeforge_s']:.3f} ({min(r['spikeforge_times']):.3f}) | {r['jax_s']:.3f} "
             f"({min(r['jax_times']):.3f}) | {speed} | {r['rate_spikeforge_hz']:.2f} / {r['rate_jax_hz']:.2f} | "
             f"{'yes' if r['agree'] else '**MISMATCH**'} |"
         )
     print("\n| scale | synapses | connectivity bytes | floor | ratio | build s | device peak before / after (MB) |")
     print("|---|---|---|---|---|---|---|")
-    for r in rows:
+    for r in {r["scale"]: r for r in rows}.values():
         peak = "-"
         if r["peak_device_bytes_after"] is not None:
             peak = f"{(r['peak_device_bytes_before'] or 0) / 1e6:.1f} / {r['peak_device_bytes_after'] / 1e6:.1f}"
@@ -286,8 +303,19 @@ def main(argv=None) -> int:
     parser.add_argument("--duration", type=float, help="biological ms, overriding the set's")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--strategy",
+        default="auto",
+        help="comma-separated GPU paths to time, one row each: per_step, block, grid, auto (default auto)",
+    )
     parser.add_argument("--json", help="also write every number here")
     args = parser.parse_args(argv)
+    strategies = tuple(s.strip() for s in args.strategy.split(",") if s.strip())
+    unknown = [s for s in strategies if s not in sf.Network.STRATEGIES]
+    if unknown or not strategies:
+        parser.error(
+            f"--strategy: {', '.join(unknown) or 'none given'}; choose among {', '.join(sf.Network.STRATEGIES)}"
+        )
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     if args.quick:
@@ -302,8 +330,13 @@ def main(argv=None) -> int:
     print(f"spikeforge {sf.__version__}, jax {jax.__version__}, device {jax.devices()[0]}, set {kind!r}")
     rows = []
     for s in scales:
-        rows.append(run_case(Case(s, duration), jnp.dtype(args.dtype), args.repeats))
-        print(f"  x{s}: spikeforge {rows[-1]['spikeforge_s']:.3f} s, pure JAX {rows[-1]['jax_s']:.3f} s", flush=True)
+        for r in run_case(Case(s, duration), jnp.dtype(args.dtype), args.repeats, strategies):
+            rows.append(r)
+            print(
+                f"  x{s} {r['strategy']} ({r['path']}): spikeforge {r['spikeforge_s']:.3f} s, "
+                f"pure JAX {r['jax_s']:.3f} s",
+                flush=True,
+            )
     print_tables(rows)
     if args.json:
         with open(args.json, "w") as f:

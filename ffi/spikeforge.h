@@ -37,6 +37,10 @@ char *sf_network_compile(const char *spec_json);
  * {"ok": true, "source": "...", "entries": ["sf_network_update", ...]}. */
 char *sf_network_source(const char *spec_json, const char *target);
 
+/* The path the last run of the network with this key took in this process:
+ * {"ok": true, "path": "per_step" | "block" | "grid" | "cpu" | null}. */
+char *sf_network_last_path(const char *key);
+
 /* Initial values given as expressions, evaluated over n elements:
  * {"spec": "<spec>", "n": 100, "seed": 3, "values": {"name": 1.5 | {"base64": "<float64 LE>"}},
  *  "statements": [["v", "v_r + rand()*(v_t - v_r)"]]} ->
@@ -53,7 +57,7 @@ char *sf_connect_compile(const char *spec_json);
 char *sf_connect_source(const char *spec_json, const char *target);
 
 /* Releases a string returned by sf_model_compile, sf_model_source, sf_initial_values,
- * sf_network_compile, sf_network_source, sf_connect_compile, sf_connect_source or
+ * sf_network_compile, sf_network_source, sf_network_last_path, sf_connect_compile, sf_connect_source or
  * sf_cuda_compile_check. */
 void sf_string_free(char *s);
 

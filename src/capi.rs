@@ -274,6 +274,20 @@ pub unsafe extern "C" fn sf_network_source(
     }
 }
 
+/// The path the last run of the network with this key took on this process
+/// (`handlers::network_path`): `{"ok": true, "path": "per_step" | "block" | "grid" | "cpu" |
+/// null}` (null before its first run).
+///
+/// # Safety
+/// `key` must be a valid NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn sf_network_last_path(key: *const c_char) -> *mut c_char {
+    answer(
+        key,
+        |k| json!({"ok": true, "path": crate::handlers::network_path::last(k)}),
+    )
+}
+
 /// Initial values given as expressions (`crate::frontend::initial`), for `init_state`:
 /// `{"spec": "<spec JSON>", "n": 100, "seed": 3, "values": {"name": 1.5 | {"base64": "<n
 /// little-endian float64>"}}, "statements": [["v", "v_r + rand()*(v_t - v_r)"], ...]}` ->

@@ -9,6 +9,11 @@
 //! dialect does not have: warp-aggregated and look-back compaction across warps and blocks, the
 //! delivery kernel's segment prefix and work items, monitors by warps, counted arrivals.
 //!
+//! The persistent kernel runs here too, as one block and as a grid of blocks that all run at
+//! once (each block's `__shared__` variables its own: the kernel becomes a function template
+//! instantiated once per block), with its real grid barrier (atomics, fences, volatile loads),
+//! launched in chunks of steps as the handler may launch it.
+//!
 //! Needs `g++` with C++20; skipped without one, unless `SPIKEFORGE_REQUIRE_GXX=1`.
 
 #[path = "common/cuda_emulation.rs"]
@@ -22,7 +27,8 @@ use std::process::Command;
 use harness::{compile, spikes, Buf, Compiled, Results, State};
 use serde_json::json;
 use spikeforge::codegen::network_kernel::{
-    generate, kernel_shape, AFTER_ENTRY, DELIVER_BLOCK, DELIVER_ENTRY, UPDATE_ENTRY,
+    generate, kernel_shape, AFTER_ENTRY, DELIVER_BLOCK, DELIVER_ENTRY, PERSISTENT_BLOCK,
+    PERSISTENT_ENTRY, UPDATE_ENTRY,
 };
 use spikeforge::codegen::network_layout::UPDATE_BLOCK;
 use spikeforge::codegen::Dialect;
@@ -33,15 +39,19 @@ const SHIM: &str = r#"
 #include <cmath>
 #include <cstring>
 #include <barrier>
+#include <chrono>
 #include <fstream>
 #include <memory>
 #include <thread>
 struct sf_dim3 { unsigned x, y; };
 static thread_local sf_dim3 threadIdx, blockIdx;
 static sf_dim3 blockDim, gridDim;
-static std::barrier<>* sf_bar;
+static thread_local std::barrier<>* sf_bar;
 struct sf_warp { std::barrier<> bar{32}; unsigned long long slot[32]; };
-static sf_warp* sf_warps;
+static thread_local sf_warp* sf_warps;
+static void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+static long long clock64() { return (long long) std::chrono::steady_clock::now().time_since_epoch().count(); }
+static void __trap() { std::abort(); }
 static void __syncthreads() { sf_bar->arrive_and_wait(); }
 static unsigned sf_this_lane() { return threadIdx.x & 31u; }
 template <class T> static T sf_exchange(T v, int src) {
@@ -94,15 +104,34 @@ template <class F, class... A> static void launch(F f, unsigned gx, unsigned gy,
     for (unsigned by = 0; by < gy; ++by) {
         for (unsigned bx = 0; bx < gx; ++bx) {
             std::barrier<> bar((std::ptrdiff_t) block);
-            sf_bar = &bar;
             std::unique_ptr<sf_warp[]> warps(new sf_warp[block / 32]);
-            sf_warps = warps.get();
+            std::barrier<>* b = &bar;
+            sf_warp* ws = warps.get();
             std::vector<std::thread> ts;
             for (unsigned t = 0; t < block; ++t)
-                ts.emplace_back([=] { threadIdx.x = t; threadIdx.y = 0; blockIdx.x = bx; blockIdx.y = by; f(a...); });
+                ts.emplace_back([=] { sf_bar = b; sf_warps = ws; threadIdx.x = t; threadIdx.y = 0; blockIdx.x = bx; blockIdx.y = by; f(a...); });
             for (auto& th : ts) th.join();
         }
     }
+}
+/* Every block of the grid at once (a cooperative launch): `f(bx)` runs block bx's thread. */
+template <class F> static void launch_grid(unsigned gx, unsigned gy, unsigned block, F f) {
+    blockDim.x = block; blockDim.y = 1; gridDim.x = gx; gridDim.y = gy;
+    std::vector<std::unique_ptr<std::barrier<>>> bars;
+    std::vector<std::unique_ptr<sf_warp[]>> warps;
+    for (unsigned k = 0; k < gx * gy; ++k) {
+        bars.emplace_back(new std::barrier<>((std::ptrdiff_t) block));
+        warps.emplace_back(new sf_warp[block / 32]);
+    }
+    std::vector<std::thread> ts;
+    for (unsigned by = 0; by < gy; ++by)
+        for (unsigned bx = 0; bx < gx; ++bx)
+            for (unsigned t = 0; t < block; ++t) {
+                std::barrier<>* b = bars[by * gx + bx].get();
+                sf_warp* ws = warps[by * gx + bx].get();
+                ts.emplace_back([=] { sf_bar = b; sf_warps = ws; threadIdx.x = t; threadIdx.y = 0; blockIdx.x = bx; blockIdx.y = by; f(bx); });
+            }
+    for (auto& th : ts) th.join();
 }
 static std::vector<std::vector<unsigned char>> sf_read(const char* path) {
     std::ifstream in(path, std::ios::binary);
@@ -117,21 +146,47 @@ static std::vector<std::vector<unsigned char>> sf_read(const char* path) {
 }
 "#;
 
+/// How the emulated host launches the kernels.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// Per step the update, delivery and after-delivery kernels (the argument: delivery blocks).
+    PerStep(usize),
+    /// The persistent kernel with this many blocks at once, in launches of `chunk` steps.
+    Persistent { blocks: usize, chunk: usize },
+}
+
+/// Most blocks a persistent emulation runs (one instantiation of the kernel template each).
+const MAX_PERSISTENT_BLOCKS: usize = 4;
+
 /// The emulation program of a network: the shim, the CUDA source, and a host that launches
-/// `steps` steps the way the handler does.
-fn program(c: &Compiled) -> String {
+/// `steps` steps the way the handler does, per step or persistent.
+fn program(c: &Compiled, persistent: bool) -> String {
     let net = spikeforge::frontend::network::lower(&c.spec).unwrap();
     let plan = plan(&net);
     let shape = kernel_shape(&net, &plan);
     let generated = generate(&net, &plan, &c.layout, Dialect::Cuda);
-    let source = generated.source.replace(
+    let mut source = generated.source.replace(
         "extern __shared__ long long sf_seg[];",
         &format!("static long long sf_seg[{}];", shape.segments + 1),
     );
+    if persistent {
+        // One instantiation per block: each block's `__shared__` (function statics) its own.
+        source = source.replace(
+            &format!("extern \"C\" __global__ void __launch_bounds__({PERSISTENT_BLOCK}) {PERSISTENT_ENTRY}("),
+            &format!("template <int SF_BX> static void {PERSISTENT_ENTRY}("),
+        );
+        // Waits give the CPU to the threads they wait for (2 cores, hundreds of threads).
+        let wait = "while (*(volatile unsigned long long*) sf_arrived < sf_target) {";
+        source = source.replace(wait, &format!("{wait} std::this_thread::yield();"));
+        source = source.replace(
+            "== 0ull) continue;",
+            "== 0ull) { std::this_thread::yield(); continue; }",
+        );
+    }
     let n_in = c.layout.inputs.len();
-    let mut args = vec!["(sf_i32) s".to_string(), "(sf_i32) steps".to_string()];
+    let mut args = Vec::new();
     for p in 0..net.projections.len() {
-        args.push(format!("(sf_i64) std::atoll(argv[{}])", 5 + p));
+        args.push(format!("(sf_i64) std::atoll(argv[{}])", 6 + p));
     }
     for (k, a) in c.layout.inputs.iter().enumerate() {
         args.push(format!("(const {}*) bufs[{k}].data()", a.elem.c_type()));
@@ -144,37 +199,69 @@ fn program(c: &Compiled) -> String {
         n_in + c.layout.outputs.len()
     ));
     let args = args.join(", ");
-    let mut launches = format!(
-        "launch({UPDATE_ENTRY}, {}, nb, {UPDATE_BLOCK}, {args});\n        launch({DELIVER_ENTRY}, db, nb, {DELIVER_BLOCK}, {args});\n",
-        shape.update_blocks
-    );
-    if plan.after_delivery {
-        launches.push_str(&format!(
-            "        launch({AFTER_ENTRY}, {}, nb, {UPDATE_BLOCK}, {args});\n",
+    let launches = if persistent {
+        let cases: String = (0..MAX_PERSISTENT_BLOCKS)
+            .map(|b| format!("case {b}: {PERSISTENT_ENTRY}<{b}>((sf_i32) c0, (sf_i32) c1, (sf_i32) steps, {args}); break; "))
+            .collect();
+        format!(
+            "for (int c0 = 0; c0 < steps; c0 += chunk) {{\n        const int c1 = c0 + chunk < steps ? c0 + chunk : steps;\n        launch_grid(blocks, nb, {PERSISTENT_BLOCK}, [&](unsigned bx) {{ switch (bx) {{ {cases}}} }});\n    }}\n"
+        )
+    } else {
+        let mut l = format!(
+            "for (int s = 0; s < steps; ++s) {{\n        launch({UPDATE_ENTRY}, {}, nb, {UPDATE_BLOCK}, (sf_i32) s, (sf_i32) steps, {args});\n        launch({DELIVER_ENTRY}, blocks, nb, {DELIVER_BLOCK}, (sf_i32) s, (sf_i32) steps, {args});\n",
             shape.update_blocks
-        ));
-    }
+        );
+        if plan.after_delivery {
+            l.push_str(&format!(
+                "        launch({AFTER_ENTRY}, {}, nb, {UPDATE_BLOCK}, (sf_i32) s, (sf_i32) steps, {args});\n",
+                shape.update_blocks
+            ));
+        }
+        l.push_str("    }\n");
+        l
+    };
     format!(
-        "{SHIM}\n{}\n{source}\n{}\n{LAUNCH}\nint main(int argc, char** argv) {{\n    auto bufs = sf_read(argv[1]);\n    const int steps = std::atoi(argv[2]);\n    const unsigned nb = (unsigned) std::atoi(argv[3]);\n    const unsigned db = (unsigned) std::atoi(argv[4]);\n    for (int s = 0; s < steps; ++s) {{\n        {launches}    }}\n    std::ofstream out(argv[argc - 1], std::ios::binary);\n    for (size_t k = {n_in}; k < bufs.size(); ++k) out.write((const char*) bufs[k].data(), (std::streamsize) bufs[k].size() - 8);\n    return 0;\n}}\n",
+        "{SHIM}\n{}\n{source}\n{}\n{LAUNCH}\nint main(int argc, char** argv) {{\n    auto bufs = sf_read(argv[1]);\n    const int steps = std::atoi(argv[2]);\n    const unsigned nb = (unsigned) std::atoi(argv[3]);\n    const unsigned blocks = (unsigned) std::atoi(argv[4]);\n    const int chunk = std::atoi(argv[5]);\n    (void) chunk;\n    {launches}    std::ofstream out(argv[argc - 1], std::ios::binary);\n    for (size_t k = {n_in}; k < bufs.size(); ++k) out.write((const char*) bufs[k].data(), (std::streamsize) bufs[k].size() - 8);\n    return 0;\n}}\n",
         cuda_emulation::head(),
         cuda_emulation::tail()
     )
 }
 
-/// Builds the emulation of a network once.
-fn build(c: &Compiled, name: &str, dir: &Path) -> PathBuf {
-    let flags = ["-std=c++20", "-O1", "-ffp-contract=off", "-pthread", "-w"];
-    cuda_emulation::compile(&program(c), dir, name, &flags)
+/// The emulations of a network: per step, and persistent.
+struct Programs {
+    per_step: PathBuf,
+    persistent: PathBuf,
 }
 
-/// Runs `steps` steps of the emulated CUDA kernels with `deliver_blocks` delivery blocks.
+/// Builds the emulations of a network once.
+fn build(c: &Compiled, name: &str, dir: &Path) -> Programs {
+    let flags = ["-std=c++20", "-O1", "-ffp-contract=off", "-pthread", "-w"];
+    Programs {
+        per_step: cuda_emulation::compile(&program(c, false), dir, name, &flags),
+        persistent: cuda_emulation::compile(
+            &program(c, true),
+            dir,
+            &format!("{name}_persistent"),
+            &flags,
+        ),
+    }
+}
+
+/// Runs `steps` steps of the emulated CUDA kernels, launched as `mode` says.
 fn emulate(
     c: &Compiled,
-    exe: &Path,
+    exe: &Programs,
     state: &State,
     steps: usize,
-    deliver_blocks: usize,
+    mode: Mode,
 ) -> (State, Results) {
+    let (exe, blocks, chunk) = match mode {
+        Mode::PerStep(blocks) => (&exe.per_step, blocks, steps),
+        Mode::Persistent { blocks, chunk } => {
+            assert!((1..=MAX_PERSISTENT_BLOCKS).contains(&blocks));
+            (&exe.persistent, blocks, chunk)
+        }
+    };
     let prepared = c.prepare(state, steps);
     let dir = exe.parent().unwrap();
     let input = dir.join(format!("{}.in", exe.file_name().unwrap().to_string_lossy()));
@@ -193,7 +280,8 @@ fn emulate(
     cmd.arg(&input)
         .arg(steps.to_string())
         .arg(state.nb.to_string())
-        .arg(deliver_blocks.to_string());
+        .arg(blocks.to_string())
+        .arg(chunk.to_string());
     for n in &prepared.dims[1..] {
         cmd.arg(n.to_string());
     }
@@ -301,7 +389,7 @@ fn emulated_cuda_kernels_give_the_c_kernels_results() {
         let exe = build(&c, name, &dir);
         let state = c.state(1, &values);
         let (cs, cr) = c.run(&state, steps);
-        let (gs, gr) = emulate(&c, &exe, &state, steps, 3);
+        let (gs, gr) = emulate(&c, &exe, &state, steps, Mode::PerStep(3));
         let want = spikes(&cr, "sp", 100000, 0);
         assert!(want.len() > 30, "{name}: {} spikes", want.len());
         assert_eq!(spikes(&gr, "sp", 100000, 0), want, "{name}");
@@ -321,19 +409,59 @@ fn emulated_cuda_kernels_give_the_c_kernels_results() {
             // monitor's buffer and a second run are identical.
             assert_eq!(gs.get("P.spike_queue"), cs.get("P.spike_queue"), "{name}");
             assert_eq!(gr.get("sp.i"), cr.get("sp.i"), "{name}");
-            let (gs2, _) = emulate(&c, &exe, &state, steps, 2);
+            let (gs2, _) = emulate(&c, &exe, &state, steps, Mode::PerStep(2));
             for key in ["P.v", "P.ge", "P.gi"] {
                 assert_eq!(gs.get(key), gs2.get(key), "{name}: {key} from run to run");
             }
         }
         // Split runs on the GPU path too.
-        let (half, _) = emulate(&c, &exe, &state, steps / 2, 3);
-        let (twice, _) = emulate(&c, &exe, &half, steps - steps / 2, 3);
+        let (half, _) = emulate(&c, &exe, &state, steps / 2, Mode::PerStep(3));
+        let (twice, _) = emulate(&c, &exe, &half, steps - steps / 2, Mode::PerStep(3));
         assert_eq!(
             twice.get("P.lastspike_step"),
             gs.get("P.lastspike_step"),
             "{name}"
         );
+        // The persistent kernel, as one block and as grids (in chunks of steps), gives the
+        // per-step kernels' results: the same spikes, and in deterministic mode the same bits.
+        for (blocks, chunk) in [(1, steps), (3, 37), (2, 1)] {
+            let mode = Mode::Persistent { blocks, chunk };
+            let what = format!("{name} {mode:?}");
+            let (ps, pr) = emulate(&c, &exe, &state, steps, mode);
+            assert_eq!(spikes(&pr, "sp", 100000, 0), want, "{what}");
+            assert_eq!(pr.get("rate.rate"), cr.get("rate.rate"), "{what}");
+            assert_eq!(pr.get("P.spike_count"), cr.get("P.spike_count"), "{what}");
+            for key in ["P.lastspike_step", "P.spike_queue_counts"] {
+                assert_eq!(ps.get(key), cs.get(key), "{what}: {key}");
+            }
+            for key in ["P.v", "P.ge", "P.gi"] {
+                assert_close(&ps.get(key), &cs.get(key), tol, &format!("{what}: {key}"));
+            }
+            assert_close(&pr.get("vm.v"), &cr.get("vm.v"), tol, &what);
+            if deterministic {
+                for key in ["P.v", "P.ge", "P.gi", "P.spike_queue"] {
+                    assert_eq!(ps.get(key), gs.get(key), "{what}: {key}");
+                }
+                assert_eq!(pr.get("sp.i"), gr.get("sp.i"), "{what}");
+                assert_eq!(pr.get("vm.v"), gr.get("vm.v"), "{what}");
+            }
+        }
+        // Two persistent half runs are one run.
+        let grid = Mode::Persistent {
+            blocks: 3,
+            chunk: 20,
+        };
+        let (full, _) = emulate(&c, &exe, &state, steps, grid);
+        let (half, _) = emulate(&c, &exe, &state, steps / 2, grid);
+        let (twice, _) = emulate(&c, &exe, &half, steps - steps / 2, grid);
+        for key in ["P.lastspike_step", "P.spike_queue_counts"] {
+            assert_eq!(twice.get(key), full.get(key), "{name}: {key}");
+        }
+        if deterministic {
+            for key in ["P.v", "P.ge", "P.gi"] {
+                assert_eq!(twice.get(key), full.get(key), "{name}: {key} split");
+            }
+        }
     }
 }
 
@@ -342,8 +470,19 @@ fn emulated_inputs_delays_generators_and_late_resets_match_c() {
     let Some(dir) = cuda_emulation::work_dir("network_cuda_emulation") else {
         return;
     };
+    for deterministic in [false, true] {
+        inputs_delays_generators(&dir, deterministic);
+    }
+}
+
+/// A network of every input (Poisson group, generator with a period, Poisson input,
+/// TimedArray), per-synapse delays and a late reset, emulated per step and persistent, against
+/// the C kernels: float32 with float atomics, or float64 in deterministic mode (where every
+/// path gives the same bits).
+fn inputs_delays_generators(dir: &Path, deterministic: bool) {
+    let dtype = if deterministic { "float64" } else { "float32" };
     let spec = json!({
-        "dt": 0.1, "dtype": "float32",
+        "dt": 0.1, "dtype": dtype, "deterministic": deterministic,
         "timed_arrays": [{"name": "stim", "dt": 1.0, "shape": [4, 2]}],
         "groups": [
             {"kind": "neuron", "name": "P", "n": 150,
@@ -396,10 +535,10 @@ fn emulated_inputs_delays_generators_and_late_resets_match_c() {
         ("Gen.targets", vec![0.0, 9.0, 4.0, 4.0, 5.0]),
     ];
     let state = c.state(1, &values);
-    let exe = build(&c, "inputs", &dir);
+    let exe = build(&c, &format!("inputs_{deterministic}"), dir);
     let steps = 120;
     let (cs, cr) = c.run(&state, steps);
-    let (gs, gr) = emulate(&c, &exe, &state, steps, 2);
+    let (gs, gr) = emulate(&c, &exe, &state, steps, Mode::PerStep(2));
     assert_eq!(spikes(&gr, "gsp", 100, 0), spikes(&cr, "gsp", 100, 0));
     assert_eq!(gr.get("pg.spike_count"), cr.get("pg.spike_count"));
     assert_eq!(gs.get("sg.cursor"), cs.get("sg.cursor"));
@@ -410,4 +549,34 @@ fn emulated_inputs_delays_generators_and_late_resets_match_c() {
     // float32 with float atomics in a different order: values agree to rounding.
     assert_close(&gs.get("P.v"), &cs.get("P.v"), 1e-3, "P.v");
     assert_close(&gr.get("m.ge"), &cr.get("m.ge"), 1e-3, "m.ge");
+    // One block for the whole run; three blocks (one of them with two virtual blocks of the
+    // update) in two launches.
+    for mode in
+        [(1, steps), (3, steps / 2)].map(|(blocks, chunk)| Mode::Persistent { blocks, chunk })
+    {
+        let what = format!("deterministic {deterministic}, {mode:?}");
+        let (ps, pr) = emulate(&c, &exe, &state, steps, mode);
+        assert_eq!(
+            spikes(&pr, "gsp", 100, 0),
+            spikes(&cr, "gsp", 100, 0),
+            "{what}"
+        );
+        assert_eq!(spikes(&pr, "sp", 50, 0), spikes(&gr, "sp", 50, 0), "{what}");
+        for key in ["pg.spike_count", "P.spike_count", "sp.dropped"] {
+            assert_eq!(pr.get(key), cr.get(key), "{what}: {key}");
+        }
+        for key in ["sg.cursor", "P.lastspike_step"] {
+            assert_eq!(ps.get(key), cs.get(key), "{what}: {key}");
+        }
+        assert_close(&ps.get("P.v"), &cs.get("P.v"), 1e-3, &what);
+        assert_close(&pr.get("m.ge"), &cr.get("m.ge"), 1e-3, &what);
+        if deterministic {
+            for key in ["P.v", "P.ge", "P.spike_queue"] {
+                assert_eq!(ps.get(key), gs.get(key), "{what}: {key}");
+            }
+            for key in ["m.v", "m.ge", "sp.i"] {
+                assert_eq!(pr.get(key), gr.get(key), "{what}: {key}");
+            }
+        }
+    }
 }

@@ -108,7 +108,7 @@ fn reduction_tile_loads_are_unrolled_into_registers() {
 }
 
 /// Every test network's CUDA kernels (tests/networks/) compile for sm_90, with and without fast
-/// math, and define the entries the handler launches.
+/// math, and define the entries the handler launches, the persistent kernel among them.
 #[test]
 fn every_network_kernel_compiles_for_sm90() {
     use spikeforge::codegen::network_kernel::generate_from_spec;
@@ -135,6 +135,13 @@ fn every_network_kernel_compiles_for_sm90() {
             };
             let ptx = spikeforge::runtime::cuda::compile_ptx(&kernel.source, (9, 0), &opts)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
+            // The per-step kernels and the persistent kernel (issue 10) of every network.
+            assert!(
+                kernel
+                    .entries
+                    .contains(&spikeforge::codegen::network_kernel::PERSISTENT_ENTRY),
+                "{name}: no persistent kernel"
+            );
             for entry in &kernel.entries {
                 assert!(
                     ptx.contains(&format!(".entry {entry}(")),

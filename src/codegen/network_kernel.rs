@@ -30,8 +30,25 @@ use crate::types::ElemType;
 pub const UPDATE_ENTRY: &str = "sf_network_update";
 pub const DELIVER_ENTRY: &str = "sf_network_deliver";
 pub const AFTER_ENTRY: &str = "sf_network_after";
+/// The persistent CUDA kernel: every phase of every step of a chunk of steps in one launch
+/// (docs/NETWORKS.md, "The persistent kernel"), as one block per batch member or as a
+/// cooperative grid.
+pub const PERSISTENT_ENTRY: &str = "sf_network_persistent";
 /// The C entry point (every phase of every step).
 pub const C_ENTRY: &str = "sf_network_run";
+
+/// Threads per block of the persistent kernel: the update's blocks, so that a virtual block of
+/// the update and after-delivery phases is one physical block's pass.
+pub const PERSISTENT_BLOCK: usize = UPDATE_BLOCK;
+
+/// Barriers the persistent kernel passes per step (after the update, after the delivery): the
+/// grid barrier's arrival counter grows by `BARRIERS_PER_STEP * blocks` a step.
+pub const BARRIERS_PER_STEP: u64 = 2;
+
+/// Cycles (`clock64`) a block waits at a grid barrier before it stops the kernel with an error
+/// (`__trap`): about 35 s at 2 GHz, far beyond any step, so that blocks that are not all
+/// resident (a launch that broke the co-residency the barrier needs) fail instead of hanging.
+const SPIN_CYCLES: u64 = 1 << 36;
 
 /// Threads per block of the delivery kernel.
 pub const DELIVER_BLOCK: usize = 256;
@@ -202,8 +219,10 @@ pub fn generate(
     };
     let source = render(|w| gen.write(w));
     let entries = match dialect {
-        Dialect::Cuda if plan.after_delivery => vec![UPDATE_ENTRY, DELIVER_ENTRY, AFTER_ENTRY],
-        Dialect::Cuda => vec![UPDATE_ENTRY, DELIVER_ENTRY],
+        Dialect::Cuda if plan.after_delivery => {
+            vec![UPDATE_ENTRY, DELIVER_ENTRY, AFTER_ENTRY, PERSISTENT_ENTRY]
+        }
+        Dialect::Cuda => vec![UPDATE_ENTRY, DELIVER_ENTRY, PERSISTENT_ENTRY],
         Dialect::C => vec![C_ENTRY],
     };
     GeneratedNetwork { source, entries }
@@ -361,7 +380,8 @@ impl Gen<'_> {
                     writeln!(w)?;
                     self.write_after_cuda(w)?;
                 }
-                Ok(())
+                writeln!(w)?;
+                self.write_persistent_cuda(w)
             }
             Dialect::C => self.write_c(w),
         }
@@ -383,10 +403,16 @@ impl Gen<'_> {
     }
 
     fn cuda_signature(&self, entry: &str, block: usize) -> String {
-        let mut params = vec![
-            "const int32_t sf_s".to_string(),
-            "const int32_t sf_steps".to_string(),
-        ];
+        self.cuda_signature_with(entry, block, &["sf_s", "sf_steps"])
+    }
+
+    /// A kernel's signature: the int32 scalars `first`, each projection's synapse count, the
+    /// pointers.
+    fn cuda_signature_with(&self, entry: &str, block: usize, first: &[&str]) -> String {
+        let mut params: Vec<String> = first
+            .iter()
+            .map(|name| format!("const int32_t {name}"))
+            .collect();
         params.extend((0..self.net.projections.len()).map(|p| format!("const int64_t sf_nsyn{p}")));
         params.extend(self.pointer_params());
         format!(
@@ -820,19 +846,26 @@ impl Gen<'_> {
             } else {
                 writeln!(w, "const int32_t sf_vb = (int32_t) blockIdx.x;")?;
             }
-            writeln!(w, "__shared__ int32_t sf_warp_spikes[SF_BLOCK / 32];")?;
-            writeln!(w, "__shared__ int32_t sf_block_base;")?;
-            let mut start = 0usize;
-            for (g, group) in self.net.groups.iter().enumerate() {
-                let end = start + update_blocks(group);
-                w.block(format!("if (sf_vb >= {start} && sf_vb < {end})"), |w| {
-                    self.write_update_block(g, start, w)
-                })?;
-                start = end;
-            }
-            Ok(())
+            self.write_update_phase(w)
         })?;
         w.write_str("}\n")
+    }
+
+    /// The update of virtual block `sf_vb` (a group's block of `SF_BLOCK` neurons, or a spike
+    /// generator): what the update kernel runs once and the persistent kernel once per virtual
+    /// block it owns. Needs `sf_b`, `sf_s`, the step prologue, `sf_lane` and `sf_vb`.
+    fn write_update_phase(&self, w: &mut SourceWriter) -> fmt::Result {
+        writeln!(w, "__shared__ int32_t sf_warp_spikes[SF_BLOCK / 32];")?;
+        writeln!(w, "__shared__ int32_t sf_block_base;")?;
+        let mut start = 0usize;
+        for (g, group) in self.net.groups.iter().enumerate() {
+            let end = start + update_blocks(group);
+            w.block(format!("if (sf_vb >= {start} && sf_vb < {end})"), |w| {
+                self.write_update_block(g, start, w)
+            })?;
+            start = end;
+        }
+        Ok(())
     }
 
     /// One block of group g's update (its blocks start at virtual block `first`).
@@ -1172,7 +1205,6 @@ impl Gen<'_> {
     }
 
     fn write_deliver_cuda(&self, w: &mut SourceWriter) -> fmt::Result {
-        let tasks = self.tasks();
         let s = self.segments.len();
         // The segments' projection, source group and delay.
         if s > 0 {
@@ -1212,100 +1244,109 @@ impl Gen<'_> {
         w.indented(|w| {
             writeln!(w, "const int32_t sf_b = (int32_t) blockIdx.y;")?;
             self.step_prologue(w)?;
-            writeln!(w, "const int32_t sf_lane = (int32_t) (threadIdx.x & 31u);")?;
-            writeln!(
-                w,
-                "const int64_t sf_gwarp = ((int64_t) blockIdx.x * blockDim.x + threadIdx.x) >> 5;"
-            )?;
-            writeln!(
-                w,
-                "const int64_t sf_nwarps = ((int64_t) gridDim.x * blockDim.x) >> 5;"
-            )?;
-            if self.plan.projections.iter().any(|p| p.row_parallel) {
-                writeln!(
-                    w,
-                    "__shared__ {} sf_row_values[{DELIVER_BLOCK}];",
-                    self.real_t()
-                )?;
-            }
-            w.block(
-                format!(
-                    "for (int64_t sf_task = sf_gwarp; sf_task < {}; sf_task += sf_nwarps)",
-                    tasks.len()
-                ),
-                |w| {
-                    for (k, task) in tasks.iter().enumerate() {
-                        w.block(format!("if (sf_task == {k})"), |w| match task {
-                            Task::Queues => {
-                                w.block("if (sf_lane == 0)", |w| self.write_queue_bookkeeping(w))
-                            }
-                            Task::Monitor(m) => self.write_monitor(*m, w),
-                            Task::Ordered => {
-                                for (p, pp) in self.plan.projections.iter().enumerate() {
-                                    if pp.delivery != Delivery::Ordered {
-                                        continue;
-                                    }
-                                    if pp.row_parallel {
-                                        scope(w, |w| self.write_ordered(p, true, w))?;
-                                    } else {
-                                        w.block("if (sf_lane == 0)", |w| {
-                                            self.write_ordered(p, false, w)
-                                        })?;
-                                    }
-                                    writeln!(w, "__syncwarp();")?;
-                                }
-                                Ok(())
-                            }
-                        })?;
-                    }
-                    Ok(())
-                },
-            )?;
-            if s == 0 {
-                return Ok(());
-            }
-            self.write_segment_scan(w)?;
-            w.block(
-                format!("for (int64_t sf_item = sf_gwarp; sf_item < sf_seg[{s}]; sf_item += sf_nwarps)"),
-                |w| {
-                    writeln!(w, "int32_t sf_lo_k = 0, sf_hi_k = {s};")?;
-                    w.block("while (sf_hi_k - sf_lo_k > 1)", |w| {
-                        writeln!(w, "const int32_t sf_mid = (sf_lo_k + sf_hi_k) / 2;")?;
-                        writeln!(w, "if (sf_seg[sf_mid] <= sf_item) sf_lo_k = sf_mid; else sf_hi_k = sf_mid;")
-                    })?;
-                    writeln!(w, "const int32_t sf_k = sf_lo_k;")?;
-                    writeln!(w, "const int32_t sf_pos = (int32_t) (sf_item - sf_seg[sf_k]);")?;
-                    writeln!(w, "const int32_t sf_d = sf_seg_d[sf_k];")?;
-                    for (p, pp) in self.plan.projections.iter().enumerate() {
-                        if pp.delivery == Delivery::Ordered {
-                            continue;
-                        }
-                        w.block(format!("if (sf_seg_p[sf_k] == {p})"), |w| {
-                            let g = self.net.projections[p].source;
-                            // A loop of one pass, so that `continue` leaves the item.
-                            w.block("do", |w| {
-                                writeln!(
-                                    w,
-                                    "const int32_t sf_pre = {}[sf_pos];",
-                                    self.queue_row(g, &self.slot(g, "sf_d"))
-                                )?;
-                                self.write_row_bounds(p, "sf_d", w)?;
-                                w.block(
-                                    "for (int64_t sf_syn = sf_lo + sf_lane; sf_syn < sf_hi; sf_syn += 32)",
-                                    |w| {
-                                        self.write_target(p, w)?;
-                                        self.write_statements(p, pp.delivery, &EVENT, w)
-                                    },
-                                )
-                            })?;
-                            writeln!(w, "while (0);")
-                        })?;
-                    }
-                    Ok(())
-                },
-            )
+            self.write_deliver_phase(w)
         })?;
         w.write_str("}\n")
+    }
+
+    /// The delivery of one step by every warp of the grid: the bookkeeping tasks, then the work
+    /// items. What the delivery kernel runs, and the persistent kernel once per step. Needs
+    /// `sf_b`, `sf_s` and the step prologue.
+    fn write_deliver_phase(&self, w: &mut SourceWriter) -> fmt::Result {
+        let tasks = self.tasks();
+        let s = self.segments.len();
+        writeln!(w, "const int32_t sf_lane = (int32_t) (threadIdx.x & 31u);")?;
+        writeln!(
+            w,
+            "const int64_t sf_gwarp = ((int64_t) blockIdx.x * blockDim.x + threadIdx.x) >> 5;"
+        )?;
+        writeln!(
+            w,
+            "const int64_t sf_nwarps = ((int64_t) gridDim.x * blockDim.x) >> 5;"
+        )?;
+        if self.plan.projections.iter().any(|p| p.row_parallel) {
+            writeln!(
+                w,
+                "__shared__ {} sf_row_values[{DELIVER_BLOCK}];",
+                self.real_t()
+            )?;
+        }
+        w.block(
+            format!(
+                "for (int64_t sf_task = sf_gwarp; sf_task < {}; sf_task += sf_nwarps)",
+                tasks.len()
+            ),
+            |w| {
+                for (k, task) in tasks.iter().enumerate() {
+                    w.block(format!("if (sf_task == {k})"), |w| match task {
+                        Task::Queues => {
+                            w.block("if (sf_lane == 0)", |w| self.write_queue_bookkeeping(w))
+                        }
+                        Task::Monitor(m) => self.write_monitor(*m, w),
+                        Task::Ordered => {
+                            for (p, pp) in self.plan.projections.iter().enumerate() {
+                                if pp.delivery != Delivery::Ordered {
+                                    continue;
+                                }
+                                if pp.row_parallel {
+                                    scope(w, |w| self.write_ordered(p, true, w))?;
+                                } else {
+                                    w.block("if (sf_lane == 0)", |w| {
+                                        self.write_ordered(p, false, w)
+                                    })?;
+                                }
+                                writeln!(w, "__syncwarp();")?;
+                            }
+                            Ok(())
+                        }
+                    })?;
+                }
+                Ok(())
+            },
+        )?;
+        if s == 0 {
+            return Ok(());
+        }
+        self.write_segment_scan(w)?;
+        w.block(
+            format!("for (int64_t sf_item = sf_gwarp; sf_item < sf_seg[{s}]; sf_item += sf_nwarps)"),
+            |w| {
+                writeln!(w, "int32_t sf_lo_k = 0, sf_hi_k = {s};")?;
+                w.block("while (sf_hi_k - sf_lo_k > 1)", |w| {
+                    writeln!(w, "const int32_t sf_mid = (sf_lo_k + sf_hi_k) / 2;")?;
+                    writeln!(w, "if (sf_seg[sf_mid] <= sf_item) sf_lo_k = sf_mid; else sf_hi_k = sf_mid;")
+                })?;
+                writeln!(w, "const int32_t sf_k = sf_lo_k;")?;
+                writeln!(w, "const int32_t sf_pos = (int32_t) (sf_item - sf_seg[sf_k]);")?;
+                writeln!(w, "const int32_t sf_d = sf_seg_d[sf_k];")?;
+                for (p, pp) in self.plan.projections.iter().enumerate() {
+                    if pp.delivery == Delivery::Ordered {
+                        continue;
+                    }
+                    w.block(format!("if (sf_seg_p[sf_k] == {p})"), |w| {
+                        let g = self.net.projections[p].source;
+                        // A loop of one pass, so that `continue` leaves the item.
+                        w.block("do", |w| {
+                            writeln!(
+                                w,
+                                "const int32_t sf_pre = {}[sf_pos];",
+                                self.queue_row(g, &self.slot(g, "sf_d"))
+                            )?;
+                            self.write_row_bounds(p, "sf_d", w)?;
+                            w.block(
+                                "for (int64_t sf_syn = sf_lo + sf_lane; sf_syn < sf_hi; sf_syn += 32)",
+                                |w| {
+                                    self.write_target(p, w)?;
+                                    self.write_statements(p, pp.delivery, &EVENT, w)
+                                },
+                            )
+                        })?;
+                        writeln!(w, "while (0);")
+                    })?;
+                }
+                Ok(())
+            },
+        )
     }
 
     /// The delivery kernel's prefix over the segments' spike counts, in shared memory.
@@ -1609,25 +1650,143 @@ impl Gen<'_> {
             writeln!(w, "const int32_t sf_b = (int32_t) blockIdx.y;")?;
             self.step_prologue(w)?;
             writeln!(w, "const int32_t sf_vb = (int32_t) blockIdx.x;")?;
-            let mut start = 0usize;
-            for (g, group) in self.net.groups.iter().enumerate() {
-                let end = start + update_blocks(group);
-                if self.has_after(g) {
-                    w.block(format!("if (sf_vb >= {start} && sf_vb < {end})"), |w| {
-                        writeln!(
-                            w,
-                            "const int64_t sf_i = (int64_t) (sf_vb - {start}) * SF_BLOCK + threadIdx.x;"
-                        )?;
-                        w.block(format!("if (sf_i < {})", group.n), |w| {
-                            self.write_after_neuron(g, w)
-                        })
-                    })?;
-                }
-                start = end;
-            }
-            Ok(())
+            self.write_after_phase(w)
         })?;
         w.write_str("}\n")
+    }
+
+    /// The after-delivery work of virtual block `sf_vb` (the update's blocks, each neuron on the
+    /// thread that updated it). Needs `sf_b`, `sf_s`, the step prologue and `sf_vb`.
+    fn write_after_phase(&self, w: &mut SourceWriter) -> fmt::Result {
+        let mut start = 0usize;
+        for (g, group) in self.net.groups.iter().enumerate() {
+            let end = start + update_blocks(group);
+            if self.has_after(g) {
+                w.block(format!("if (sf_vb >= {start} && sf_vb < {end})"), |w| {
+                    writeln!(
+                        w,
+                        "const int64_t sf_i = (int64_t) (sf_vb - {start}) * SF_BLOCK + threadIdx.x;"
+                    )?;
+                    w.block(format!("if (sf_i < {})", group.n), |w| {
+                        self.write_after_neuron(g, w)
+                    })
+                })?;
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    // -- the persistent kernel ----------------------------------------------------------------
+
+    /// The persistent kernel: steps `[sf_s0, sf_s1)` of the run in one launch, the phases of each
+    /// step printed by the same functions as the per-step kernels, with the virtual blocks of the
+    /// update and after-delivery phases looped over by the physical blocks (every block makes
+    /// the same number of passes, so `__syncthreads` inside a phase stays legal) and the warps
+    /// of the grid delivering. Between the update and the delivery, and after the delivery, a
+    /// barrier: `__syncthreads` when the kernel runs as one block per member, the grid barrier
+    /// of [`Gen::write_grid_sync`] when it runs as a cooperative grid. The after-delivery phase
+    /// of step k and the update of step k + 1 need none: each neuron is on the same thread in
+    /// both, and what either reads of other threads' work (the queue, the arrivals) was written
+    /// before the barrier after step k's delivery.
+    fn write_persistent_cuda(&self, w: &mut SourceWriter) -> fmt::Result {
+        self.write_grid_sync(w)?;
+        writeln!(w)?;
+        let total_blocks: usize = self.net.groups.iter().map(update_blocks).sum();
+        let ordered = self.plan.groups.iter().any(|g| g.ordered_compaction);
+        let vb_loop = format!(
+            "for (int32_t sf_vb = (int32_t) blockIdx.x; sf_vb < {total_blocks}; sf_vb += (int32_t) gridDim.x)"
+        );
+        writeln!(
+            w,
+            "{}\n{{",
+            self.cuda_signature_with(
+                PERSISTENT_ENTRY,
+                PERSISTENT_BLOCK,
+                &["sf_s0", "sf_s1", "sf_steps"]
+            )
+        )?;
+        w.indented(|w| {
+            writeln!(w, "const int32_t sf_b = (int32_t) blockIdx.y;")?;
+            writeln!(
+                w,
+                "unsigned long long* const sf_barrier = (unsigned long long*) (sf_work + (int64_t) sf_b * {} + {});",
+                self.layout.work.words, self.layout.work.barrier
+            )?;
+            writeln!(w, "/* Arrivals at the grid barrier before this chunk's first step. */")?;
+            writeln!(
+                w,
+                "unsigned long long sf_target = (unsigned long long) sf_s0 * {BARRIERS_PER_STEP}ull * gridDim.x;"
+            )?;
+            w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
+                scope(w, |w| {
+                    self.step_prologue(w)?;
+                    writeln!(w, "const int32_t sf_lane = (int32_t) (threadIdx.x & 31u);")?;
+                    w.block(&vb_loop, |w| {
+                        self.write_update_phase(w)?;
+                        if ordered {
+                            // The next pass rewrites the compaction's shared words.
+                            writeln!(w, "__syncthreads();")?;
+                        }
+                        Ok(())
+                    })
+                })?;
+                writeln!(w, "sf_target += gridDim.x;")?;
+                writeln!(w, "sf_grid_sync(sf_barrier, sf_target);")?;
+                scope(w, |w| {
+                    self.step_prologue(w)?;
+                    self.write_deliver_phase(w)
+                })?;
+                writeln!(w, "sf_target += gridDim.x;")?;
+                writeln!(w, "sf_grid_sync(sf_barrier, sf_target);")?;
+                if self.plan.after_delivery {
+                    scope(w, |w| {
+                        self.step_prologue(w)?;
+                        w.block(&vb_loop, |w| self.write_after_phase(w))
+                    })?;
+                }
+                Ok(())
+            })
+        })?;
+        w.write_str("}\n")
+    }
+
+    /// The persistent kernel's barrier. One block: `__syncthreads`. A cooperative grid (every
+    /// block resident, so every block reaches the barrier): each block's thread 0 adds one to the
+    /// member's arrival counter and waits until it reaches `sf_target` (the counter only grows:
+    /// `BARRIERS_PER_STEP * blocks` a step, so no reset and no sense to flip; 64 bits never
+    /// wrap). Memory order: the block's writes before the barrier are ordered before thread 0's
+    /// arrival by `__syncthreads` and the `__threadfence` (a fence.sc, cumulative); a waiter
+    /// that reads the full count (a volatile load, not cached in L1) fences again before its
+    /// block goes on, so every write made before any arrival is visible after the barrier. A
+    /// wait of more than `SPIN_CYCLES` cycles traps (an error, never a hang).
+    fn write_grid_sync(&self, w: &mut SourceWriter) -> fmt::Result {
+        w.block(
+            "static __device__ __forceinline__ void sf_grid_sync(unsigned long long* sf_arrived, const unsigned long long sf_target)",
+            |w| {
+                writeln!(w, "__syncthreads();")?;
+                writeln!(w, "if (gridDim.x == 1u) return;")?;
+                w.block("if (threadIdx.x == 0)", |w| {
+                    writeln!(w, "__threadfence();")?;
+                    writeln!(w, "atomicAdd(sf_arrived, 1ull);")?;
+                    writeln!(w, "const long long sf_t0 = clock64();")?;
+                    w.block(
+                        "while (*(volatile unsigned long long*) sf_arrived < sf_target)",
+                        |w| {
+                            w.block(format!("if (clock64() - sf_t0 > {SPIN_CYCLES}ll)"), |w| {
+                                writeln!(
+                                    w,
+                                    "printf(\"spikeforge: block %u of the persistent network kernel waited at a grid barrier for more than {SPIN_CYCLES} cycles (blocks not all resident?)\\n\", blockIdx.x);"
+                                )?;
+                                writeln!(w, "__trap();")
+                            })
+                        },
+                    )?;
+                    writeln!(w, "__threadfence();")
+                })?;
+                writeln!(w, "__syncthreads();")
+            },
+        )
     }
 
     // -- the C dialect ------------------------------------------------------------------------

@@ -113,6 +113,9 @@ pub struct WorkLayout {
     pub arrivals: Vec<usize>,
     /// Spike flags of groups whose reset runs after delivery, `(n,)` each (by group).
     pub spiked: Vec<Option<usize>>,
+    /// The persistent kernel's grid barrier: one 64-bit arrival counter per member (2 words),
+    /// zeroed with the rest at the start of a call.
+    pub barrier: usize,
     /// Words per member.
     pub words: usize,
 }
@@ -530,13 +533,15 @@ fn work_layout(net: &NetworkIr, plan: &NetworkPlan) -> WorkLayout {
         .zip(&plan.groups)
         .map(|(g, gp)| gp.late_reset.then(|| take(g.n)))
         .collect();
+    let barrier = take(2);
     WorkLayout {
         cursors,
         tickets,
         status,
         arrivals,
         spiked,
-        words: at.max(2),
+        barrier,
+        words: at,
     }
 }
 

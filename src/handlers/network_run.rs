@@ -6,10 +6,12 @@
 //! the step and lays out the arguments. An execution checks the buffers (reading the batch size
 //! from `t_step` and each projection's synapse count from its `targets`), starts the outputs from
 //! the input state (a copy, skipped when XLA aliases them), zeroes the run's counters and the
-//! work buffer, and runs: on the CPU one call of the C entry per batch member range; on CUDA, per
-//! step, the update, delivery and (when needed) after-delivery kernels on XLA's stream, with
-//! grids fixed by the network, so every execution enqueues the same work (no allocation, no
-//! synchronisation) and XLA may capture it into a CUDA graph.
+//! work buffer, and runs: on the CPU one call of the C entry per batch member range; on CUDA the
+//! path that `handlers::network_path` chooses from the spec's `strategy`, the network's size and
+//! the device: per step, the update, delivery and (when needed) after-delivery kernels; or the
+//! persistent kernel once for every step, as one block per member or as a cooperative grid. All
+//! on XLA's stream, with grids fixed by the network and the device, so every execution enqueues
+//! the same work (no allocation, no synchronisation) and XLA may capture it into a CUDA graph.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -17,9 +19,10 @@ use std::sync::Arc;
 
 use super::buffers::{self, Expected, SharedPtr};
 use super::loaded_kernels::LoadedKernels;
+use super::network_path::{self, Path};
 use super::neuron_run::{cpu_options, cuda_options};
 use super::poison;
-use crate::codegen::network_kernel::{self, DELIVER_BLOCK};
+use crate::codegen::network_kernel::{self, DELIVER_BLOCK, PERSISTENT_BLOCK};
 use crate::codegen::network_layout::{self, Dim, NetArg, NetLayout, NetRole, UPDATE_BLOCK};
 use crate::codegen::Dialect;
 use crate::ir::network::{MonitorIr, NetworkIr};
@@ -40,6 +43,8 @@ struct Network {
     shape: network_kernel::KernelShape,
     /// `every` of the state monitors, by name (their traces have `ceil(steps / every)` rows).
     every: HashMap<String, usize>,
+    /// How CUDA runs are launched (the spec's `strategy`).
+    strategy: crate::spec::Strategy,
 }
 
 impl Network {
@@ -55,7 +60,8 @@ impl Network {
         let plan = plan::plan(&net);
         let layout = network_layout::layout(&net, &plan);
         let pointers = layout.inputs.len() + layout.outputs.len() + 1;
-        let bytes = 8 + 8 * net.projections.len() + 8 * pointers;
+        // The persistent kernel's scalars: three int32 (padded to 16 bytes), then the counts.
+        let bytes = 16 + 8 * net.projections.len() + 8 * pointers;
         if bytes > PARAM_BYTES {
             return Err(FfiError::invalid_argument(format!(
                 "the network has {pointers} buffers and {} projections: its kernels' parameters take {bytes} bytes, more than the {PARAM_BYTES} one launch passes (merge groups into one, or projections between the same groups)",
@@ -77,6 +83,7 @@ impl Network {
             layout,
             shape,
             every,
+            strategy: spec.strategy,
         })
     }
 
@@ -346,6 +353,7 @@ impl Handler for NetworkRunCpu {
         let inputs = SharedPtr::new(run.args.as_ptr().cast_mut());
         let outputs = SharedPtr::new(outputs.as_ptr().cast_mut());
         let entry = kernel.entry;
+        network_path::record(&site.key, "cpu");
         cpu::parallel_chunks(run.nb, 1, |start, end| {
             // SAFETY: the buffers were checked against the layout and outlive the section; the
             // kernel touches batch members [start, end) only (each member's rows of every
@@ -365,7 +373,8 @@ impl Handler for NetworkRunCpu {
     }
 }
 
-/// `spikeforge_network_run` on CUDA: per step, two or three launches on XLA's stream.
+/// `spikeforge_network_run` on CUDA: the persistent kernel once, or per step two or three
+/// launches, on XLA's stream.
 pub struct NetworkRunCuda;
 
 impl Handler for NetworkRunCuda {
@@ -422,17 +431,14 @@ impl Handler for NetworkRunCuda {
         let sms = kernels[0].multiprocessor_count().max(1);
         let shape = &site.network.shape;
         let nb = run.nb as u32;
-        let update_grid = (shape.update_blocks as u32, nb, 1);
-        let deliver_blocks = (2 * sms).max(shape.tasks.div_ceil(DELIVER_BLOCK / 32) as u32);
-        let deliver_grid = (deliver_blocks, nb, 1);
         let shared = if shape.segments > 0 {
             8 * (shape.segments as u32 + 1)
         } else {
             0
         };
-        // The step within the run, which the launches read through `params` when they are made.
-        let s = std::cell::Cell::new(0i32);
-        let mut steps = site.steps as i32;
+        let persistent = kernels.last().expect("the persistent kernel");
+        let path = choose_path(site, &run, persistent, sms, shared)?;
+        network_path::record(&site.key, path.name());
         let mut n_syn = run.n_syn.clone();
         let mut pointers: Vec<*mut c_void> = run
             .args
@@ -440,35 +446,135 @@ impl Handler for NetworkRunCuda {
             .copied()
             .chain(run.rets.iter().map(|b| b.data))
             .collect();
-        let mut params: Vec<*mut c_void> = vec![s.as_ptr().cast(), (&mut steps as *mut i32).cast()];
-        params.extend(n_syn.iter_mut().map(|n| (n as *mut i64).cast::<c_void>()));
-        params.extend(
-            pointers
+        let steps = site.steps as i32;
+        let tail = |n_syn: &mut Vec<i64>, pointers: &mut Vec<*mut c_void>| {
+            let mut p: Vec<*mut c_void> = n_syn
                 .iter_mut()
-                .map(|b| (b as *mut *mut c_void).cast::<c_void>()),
-        );
-        for step in 0..site.steps {
-            s.set(step as i32);
-            for (k, f) in kernels.iter().enumerate() {
-                let (grid, block, shared) = match k {
-                    1 => (deliver_grid, DELIVER_BLOCK as u32, shared),
-                    _ => (update_grid, UPDATE_BLOCK as u32, 0),
-                };
-                // SAFETY: the parameters match the generated kernels' signature in order and
-                // type (`s` updated above); the buffers belong to XLA's stream and stay valid
-                // for the call.
-                unsafe { cuda::launch(f, grid, (block, 1, 1), shared, stream, &mut params) }?;
+                .map(|n| (n as *mut i64).cast::<c_void>())
+                .collect();
+            p.extend(
+                pointers
+                    .iter_mut()
+                    .map(|b| (b as *mut *mut c_void).cast::<c_void>()),
+            );
+            p
+        };
+        let blocks = match path {
+            Path::PerStep => {
+                let per_step = &kernels[..kernels.len() - 1];
+                return launch_per_step(
+                    site,
+                    per_step,
+                    &mut tail(&mut n_syn, &mut pointers),
+                    nb,
+                    sms,
+                    shared,
+                    stream,
+                );
             }
-        }
+            Path::Block => 1,
+            Path::Grid { blocks } => blocks,
+        };
+        // The whole run in one launch: steps [0, steps).
+        let (mut s0, mut s1, mut total) = (0i32, steps, steps);
+        let mut params: Vec<*mut c_void> = vec![
+            (&mut s0 as *mut i32).cast(),
+            (&mut s1 as *mut i32).cast(),
+            (&mut total as *mut i32).cast(),
+        ];
+        params.extend(tail(&mut n_syn, &mut pointers));
+        // A grid of more than one block is launched cooperatively: every block resident, which
+        // its barrier needs (the driver refuses a grid the device cannot hold).
+        let launch = cuda::LaunchShape {
+            grid: (blocks, nb, 1),
+            block: (PERSISTENT_BLOCK as u32, 1, 1),
+            shared_mem: shared,
+            cooperative: blocks > 1,
+        };
+        // SAFETY: the parameters match the persistent kernel's signature in order and type; the
+        // buffers belong to XLA's stream and stay valid for the call.
+        unsafe { cuda::launch_shaped(persistent, launch, stream, &mut params) }?;
         Ok(())
     }
 }
 
-/// The CUDA kernels of a network, in launch order.
+/// The path of this call (`handlers::network_path`): the device is asked what it holds only
+/// when the choice depends on it.
+fn choose_path(
+    site: &NetworkRun,
+    run: &Run<'_>,
+    persistent: &cuda::CudaFunction,
+    sms: u32,
+    shared: u32,
+) -> Result<Path, FfiError> {
+    let net = &site.network.net;
+    let work = network_path::Work {
+        neurons: net.groups.iter().map(|g| g.n as u64).sum(),
+        synapses: run.n_syn.iter().map(|n| *n as u64).sum(),
+        update_blocks: site.network.shape.update_blocks as u32,
+        members: run.nb as u32,
+    };
+    let strategy = site.network.strategy;
+    let needs_device = match strategy {
+        crate::spec::Strategy::Grid => true,
+        crate::spec::Strategy::Auto => work.neurons + work.synapses > network_path::BLOCK_MAX_WORK,
+        _ => false,
+    };
+    let resident_blocks = if needs_device {
+        cuda::resident_blocks(persistent, PERSISTENT_BLOCK as u32, shared)?
+    } else {
+        0
+    };
+    let device = network_path::Device {
+        multiprocessors: sms,
+        resident_blocks,
+    };
+    network_path::choose(strategy, work, device).map_err(FfiError::invalid_argument)
+}
+
+/// The per-step path: per step, the update, delivery and (when needed) after-delivery kernels.
+/// `tail` holds the parameters after the step and the step count.
+fn launch_per_step(
+    site: &NetworkRun,
+    kernels: &[Arc<cuda::CudaFunction>],
+    tail: &mut Vec<*mut c_void>,
+    nb: u32,
+    sms: u32,
+    shared: u32,
+    stream: *mut c_void,
+) -> Result<(), FfiError> {
+    let shape = &site.network.shape;
+    let update_grid = (shape.update_blocks as u32, nb, 1);
+    let deliver_blocks = (2 * sms).max(shape.tasks.div_ceil(DELIVER_BLOCK / 32) as u32);
+    let deliver_grid = (deliver_blocks, nb, 1);
+    // The step within the run, which the launches read through `params` when they are made.
+    let s = std::cell::Cell::new(0i32);
+    let mut steps = site.steps as i32;
+    let mut params: Vec<*mut c_void> = vec![s.as_ptr().cast(), (&mut steps as *mut i32).cast()];
+    params.append(tail);
+    for step in 0..site.steps {
+        s.set(step as i32);
+        for (k, f) in kernels.iter().enumerate() {
+            let (grid, block, shared) = match k {
+                1 => (deliver_grid, DELIVER_BLOCK as u32, shared),
+                _ => (update_grid, UPDATE_BLOCK as u32, 0),
+            };
+            // SAFETY: the parameters match the generated kernels' signature in order and
+            // type (`s` updated above); the buffers belong to XLA's stream and stay valid
+            // for the call.
+            unsafe { cuda::launch(f, grid, (block, 1, 1), shared, stream, &mut params) }?;
+        }
+    }
+    Ok(())
+}
+
+/// The CUDA kernels of a network: the per-step kernels in launch order, then the persistent
+/// kernel.
 fn entries(network: &Network) -> Vec<&'static str> {
     let mut e = vec![network_kernel::UPDATE_ENTRY, network_kernel::DELIVER_ENTRY];
     if network.plan.after_delivery {
         e.push(network_kernel::AFTER_ENTRY);
     }
+    e.push(network_kernel::PERSISTENT_ENTRY);
     e
 }

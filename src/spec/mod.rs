@@ -20,7 +20,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use model_class::{ClassState, ModelClassSpec};
-pub use network::NetworkSpec;
+pub use network::{NetworkSpec, Strategy};
 
 use crate::types::ElemType;
 

@@ -32,6 +32,10 @@ pub struct NetworkSpec {
     /// Bit-identical results from run to run on the GPU (docs/NETWORKS.md says how).
     #[serde(default)]
     pub deterministic: bool,
+    /// How a CUDA run is launched (docs/NETWORKS.md, "Launches and limits"); left out of the
+    /// canonical JSON when `auto`.
+    #[serde(default, skip_serializing_if = "Strategy::is_auto")]
+    pub strategy: Strategy,
     /// Neuron groups and spike sources, in order: their index is the group id.
     pub groups: Vec<GroupSpec>,
     /// Synapse groups, in creation order (Brian2 delivers in this order).
@@ -44,6 +48,39 @@ pub struct NetworkSpec {
     pub timed_arrays: Vec<TimedArraySpec>,
     #[serde(default)]
     pub monitors: Vec<MonitorSpec>,
+}
+
+/// How a network's steps are launched on a GPU (the CPU runs every step in one call whatever it
+/// says).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// The persistent kernel as one block for small networks, as a cooperative grid where the
+    /// device holds it, else per step (`handlers::network_path`).
+    #[default]
+    Auto,
+    /// Two or three kernel launches a step.
+    PerStep,
+    /// The persistent kernel as one block per batch member.
+    Block,
+    /// The persistent kernel as a cooperative grid (an error where the device cannot hold it).
+    Grid,
+}
+
+impl Strategy {
+    pub fn is_auto(&self) -> bool {
+        *self == Strategy::Auto
+    }
+
+    /// Its name in the spec.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Auto => "auto",
+            Strategy::PerStep => "per_step",
+            Strategy::Block => "block",
+            Strategy::Grid => "grid",
+        }
+    }
 }
 
 /// A population of neurons, or of spike sources.
@@ -368,6 +405,35 @@ mod tests {
         "monitors": [{"kind": "spike", "name": "spikes", "source": "P", "capacity": 100},
                      {"kind": "state", "name": "vm", "source": "P", "variables": ["v"], "record": [0, 3]}]
     }"#;
+
+    #[test]
+    fn strategy_is_validated_and_auto_stays_out_of_the_canonical_spec() {
+        let spec = NetworkSpec::from_json(SMALL).unwrap();
+        assert_eq!(spec.strategy, Strategy::Auto);
+        assert!(!spec.to_json().contains("strategy"));
+        for (name, want) in [
+            ("auto", Strategy::Auto),
+            ("per_step", Strategy::PerStep),
+            ("block", Strategy::Block),
+            ("grid", Strategy::Grid),
+        ] {
+            let text = SMALL.replacen(
+                "\"dt\": 0.1,",
+                &format!("\"dt\": 0.1, \"strategy\": \"{name}\","),
+                1,
+            );
+            let spec = NetworkSpec::from_json(&text).unwrap();
+            assert_eq!(spec.strategy, want);
+            assert_eq!(want.name(), name);
+            assert_eq!(spec.to_json().contains("strategy"), want != Strategy::Auto);
+        }
+        let bad = SMALL.replacen("\"dt\": 0.1,", "\"dt\": 0.1, \"strategy\": \"fast\",", 1);
+        let err = NetworkSpec::from_json(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown variant `fast`") && err.contains("per_step"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn reads_a_network_and_round_trips() {

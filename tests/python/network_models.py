@@ -98,3 +98,27 @@ def draw(name: str, n: int = 4000, *, p: float = 0.02, seed: int = 2007) -> Netw
         ge = np.clip(rng.normal(4.0, 1.5, n), 0, None) / 10.0
         gi = np.clip(rng.normal(20.0, 12.0, n), 0, None) / 10.0
     return Network(name, n, n_exc, exc_i, exc_j, inh_i, inh_j, v, ge, gi)
+
+
+def spikeforge_objects(net: Network, *, inh_delay: float = 0.0) -> tuple:
+    """The drawn network as spikeforge objects: the group ``P`` and its projections ``Ce``, ``Ci``
+    (explicit i/j connectivity; the inhibitory one with ``inh_delay`` ms)."""
+    import spikeforge as sf
+
+    P = sf.NeuronGroup(
+        net.n,
+        net.equations,
+        threshold=THRESHOLD,
+        reset=RESET,
+        refractory=REFRACTORY_MS,
+        constants=net.constants,
+        method=net.method,
+        name="P",
+    )
+    Ce = sf.Synapses(P[: net.n_exc], P, on_pre="ge += we", constants=dict(we=net.weights["we"]), name="Ce")
+    Ci = sf.Synapses(
+        P[net.n_exc :], P, on_pre="gi += wi", constants=dict(wi=net.weights["wi"]), delay=inh_delay or None, name="Ci"
+    )
+    Ce.connect(i=net.exc_i, j=net.exc_j)
+    Ci.connect(i=net.inh_i, j=net.inh_j)
+    return P, Ce, Ci

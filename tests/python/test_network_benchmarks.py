@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import spikeforge as sf
-from network_models import DT, REFRACTORY_MS, RESET, THRESHOLD, draw
+from network_models import DT, draw, spikeforge_objects
 from network_references import benchmark_network, simulate
 
 DURATION = 1000.0
@@ -37,20 +37,7 @@ def reference(name):
 
 
 def spikeforge_network(net, *, every=1):
-    P = sf.NeuronGroup(
-        net.n,
-        net.equations,
-        threshold=THRESHOLD,
-        reset=RESET,
-        refractory=REFRACTORY_MS,
-        constants=net.constants,
-        method=net.method,
-        name="P",
-    )
-    Ce = sf.Synapses(P[: net.n_exc], P, on_pre="ge += we", constants=dict(we=net.weights["we"]), name="Ce")
-    Ci = sf.Synapses(P[net.n_exc :], P, on_pre="gi += wi", constants=dict(wi=net.weights["wi"]), name="Ci")
-    Ce.connect(i=net.exc_i, j=net.exc_j)
-    Ci.connect(i=net.inh_i, j=net.inh_j)
+    P, Ce, Ci = spikeforge_objects(net)
     return sf.Network(
         P,
         Ce,

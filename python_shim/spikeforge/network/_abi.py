@@ -1,6 +1,6 @@
 """The network part of the library's C ABI (``ffi/spikeforge.h``), JSON in and out like the rest:
-``sf_network_compile`` (validation, canonical spec, key, argument layout) and ``sf_network_source``
-(the generated kernels, for reading)."""
+``sf_network_compile`` (validation, canonical spec, key, argument layout), ``sf_network_source``
+(the generated kernels, for reading) and ``sf_network_last_path`` (which path a run took)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import ctypes
 
 from .. import _native
 
-__all__ = ["network_compile", "network_source"]
+__all__ = ["network_compile", "network_last_path", "network_source"]
 
 _lib = _native._lib
 
@@ -24,6 +24,7 @@ def _bind(name: str, nargs: int):
 
 _compile = _bind("sf_network_compile", 1)
 _source = _bind("sf_network_source", 2)
+_last_path = _bind("sf_network_last_path", 1)
 
 
 def _missing(name: str):
@@ -43,3 +44,11 @@ def network_source(spec_json: str, target: str) -> dict:
     if _source is None:
         _missing("sf_network_source")
     return _native._take_json(_source(spec_json.encode("utf-8"), target.encode("utf-8")))
+
+
+def network_last_path(key: str):
+    """The path the last run of the network with this key took ("per_step", "block", "grid",
+    "cpu"), or None before its first run."""
+    if _last_path is None:
+        _missing("sf_network_last_path")
+    return _native._take_json(_last_path(key.encode("utf-8")))["path"]

@@ -67,16 +67,32 @@ class Network:
     or a monitor are added with it. Monitors given as keywords (``spikes=sf.SpikeMonitor(P)``)
     come back under that keyword (``out.spikes``); monitors given positionally under their own
     name. ``deterministic=True`` makes GPU runs bit-identical from run to run (ordered
-    accumulation instead of float atomics; the CPU always is)."""
+    accumulation instead of float atomics; the CPU always is).
+
+    ``strategy`` says how a GPU runs the steps (docs/NETWORKS.md, "Launches and limits"):
+    ``"per_step"`` (two or three kernel launches a step), ``"block"`` (one persistent kernel for
+    the whole run, one block per network), ``"grid"`` (one persistent kernel as a cooperative
+    grid; an error where the device cannot hold it), or ``"auto"`` (one block for small
+    networks, a grid where the device holds one, else per step). Every path gives the same
+    spikes. After a run, :attr:`last_strategy` says which path it took."""
 
     MAX_DELAY_STEPS = 65535
     """The longest delay, in steps, that a spike queue holds (a longer one is an error)."""
     MAX_PER_SYNAPSE_DELAY_STEPS = 4095
     """The longest per-synapse delay, in steps (their delay buckets take ``n_pre`` entries a step)."""
 
-    def __init__(self, *objects, dt=0.1, deterministic: bool = False, **named_monitors):
+    STRATEGIES = ("auto", "per_step", "block", "grid")
+    """The values of ``strategy``."""
+
+    def __init__(self, *objects, dt=0.1, deterministic: bool = False, strategy: str = "auto", **named_monitors):
         self.dt = arguments.time_step(dt)
         self.deterministic = bool(deterministic)
+        if not isinstance(strategy, str):
+            raise ModelError(
+                f"strategy must be one of {', '.join(map(repr, self.STRATEGIES))}, got {strategy!r}", field="strategy"
+            )
+        self.strategy = strategy
+        self._last_key = None
         self.members = collect(objects, named_monitors)
         for p in self.members.inputs:
             p.check_dt(self.dt)
@@ -101,6 +117,16 @@ class Network:
         self._definition = self._compile(self._default_variant("float32", steps=1))
 
     # -- what the network holds ------------------------------------------------------------------
+
+    @property
+    def last_strategy(self) -> str | None:
+        """The path the last run of this network took: ``"per_step"``, ``"block"`` or ``"grid"``
+        on a GPU, ``"cpu"`` on the CPU; None before a run has executed. (Recorded per compiled
+        network by the library when the run executes: a network with an identical definition
+        shares the record.)"""
+        if self._last_key is None:
+            return None
+        return _abi.network_last_path(self._last_key)
 
     @property
     def groups(self) -> tuple:
@@ -132,7 +158,9 @@ class Network:
 
     def _compile(self, variant: Variant) -> dict:
         if variant not in self._compiled:
-            spec = network_spec(self.members, dt=self.dt, deterministic=self.deterministic, variant=variant)
+            spec = network_spec(
+                self.members, dt=self.dt, deterministic=self.deterministic, variant=variant, strategy=self.strategy
+            )
             self._compiled[variant] = compile_spec(spec)
         return self._compiled[variant]
 
@@ -497,6 +525,7 @@ class Network:
     def _call(self, state: Mapping, steps: int, variant: Variant, dtype: str):
         """One FFI call of ``steps`` steps: (new state, raw outputs by (owner, name))."""
         answer = self._compile(variant)
+        self._last_key = answer["key"]
         layout = self._layout(answer, dtype)
         n_syn = layout.synapse_counts(state)
         operands = layout.operands(state, steps=steps)

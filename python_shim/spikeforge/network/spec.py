@@ -80,7 +80,7 @@ def _monitor(key: str, m, capacity: dict) -> dict:
     raise TypeError(m)  # pragma: no cover
 
 
-def network_spec(members: Members, *, dt: float, deterministic: bool, variant: Variant) -> dict:
+def network_spec(members: Members, *, dt: float, deterministic: bool, variant: Variant, strategy: str = "auto") -> dict:
     per_neuron = dict(variant.per_neuron)
     max_delay = dict(variant.max_delay)
     capacity = dict(variant.capacity)
@@ -119,6 +119,7 @@ def network_spec(members: Members, *, dt: float, deterministic: bool, variant: V
         "dt": float(dt),
         "dtype": variant.dtype,
         "deterministic": bool(deterministic),
+        "strategy": strategy,
         "groups": [_group(g, per_neuron) for g in members.groups],
         "projections": projections,
         "poisson_inputs": inputs,

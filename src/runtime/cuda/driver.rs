@@ -218,7 +218,10 @@ pub(crate) unsafe fn set_function_attribute(
 }
 
 /// Enqueues `f` on `stream`. Returns as soon as the launch is queued (errors found here are
-/// configuration errors: too many threads, too much shared memory, a bad stream).
+/// configuration errors: too many threads, too much shared memory, a bad stream). A
+/// `cooperative` launch has every block resident at once (the driver refuses a grid larger than
+/// the device holds with `CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE`), so that the blocks may wait
+/// for each other.
 ///
 /// # Safety
 /// `f` must belong to the current context and `stream` to the same context; `params` must hold
@@ -231,23 +234,54 @@ pub(crate) unsafe fn launch_kernel(
     shared_mem: u32,
     stream: sys::CUstream,
     params: &mut [*mut c_void],
+    cooperative: bool,
 ) -> Result<(), RuntimeError> {
+    let (g, b, p) = (grid, block, params.as_mut_ptr());
+    if cooperative {
+        // SAFETY: forwarded to the caller.
+        return check("cuLaunchCooperativeKernel", unsafe {
+            sys::cuLaunchCooperativeKernel(f, g.0, g.1, g.2, b.0, b.1, b.2, shared_mem, stream, p)
+        });
+    }
     // SAFETY: forwarded to the caller.
     check("cuLaunchKernel", unsafe {
         sys::cuLaunchKernel(
             f,
-            grid.0,
-            grid.1,
-            grid.2,
-            block.0,
-            block.1,
-            block.2,
+            g.0,
+            g.1,
+            g.2,
+            b.0,
+            b.1,
+            b.2,
             shared_mem,
             stream,
-            params.as_mut_ptr(),
+            p,
             std::ptr::null_mut(),
         )
     })
+}
+
+/// How many blocks of `block` threads and `shared_mem` bytes of dynamic shared memory of `f`
+/// one multiprocessor holds at once.
+///
+/// # Safety
+/// `f` must be a live function handle of the current context.
+pub(crate) unsafe fn occupancy_blocks_per_sm(
+    f: sys::CUfunction,
+    block: u32,
+    shared_mem: u32,
+) -> Result<u32, RuntimeError> {
+    let mut n = 0;
+    // SAFETY: forwarded to the caller; valid out-pointer.
+    check("cuOccupancyMaxActiveBlocksPerMultiprocessor", unsafe {
+        sys::cuOccupancyMaxActiveBlocksPerMultiprocessor(
+            &mut n,
+            f,
+            block as i32,
+            shared_mem as usize,
+        )
+    })?;
+    Ok(n.max(0) as u32)
 }
 
 /// Fills `bytes` bytes at `ptr` with `value`, in stream order.

@@ -420,7 +420,8 @@ fn probe_module_costs() {
         (&mut d as *mut sys::CUdeviceptr).cast(),
     ];
     // SAFETY: params match `spin`.
-    unsafe { driver::launch_kernel(f, (1, 1, 1), (1, 1, 1), 0, stream, &mut params) }.unwrap();
+    unsafe { driver::launch_kernel(f, (1, 1, 1), (1, 1, 1), 0, stream, &mut params, false) }
+        .unwrap();
     let t = std::time::Instant::now();
     // SAFETY: the point of the probe: unload with the kernel in flight.
     let r = unsafe { sys::cuModuleUnload(m) };

@@ -178,14 +178,84 @@ pub unsafe fn launch(
     stream: *mut c_void,
     params: &mut [*mut c_void],
 ) -> Result<(), RuntimeError> {
+    let shape = LaunchShape {
+        grid,
+        block,
+        shared_mem,
+        cooperative: false,
+    };
+    // SAFETY: forwarded to the caller.
+    unsafe { launch_shaped(f, shape, stream, params) }
+}
+
+/// A launch's shape: grid, block, dynamic shared memory, and whether it is cooperative (every
+/// block of the grid resident at once, which the driver checks: a grid larger than the device
+/// holds is an error, not a hang).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaunchShape {
+    pub grid: (u32, u32, u32),
+    pub block: (u32, u32, u32),
+    pub shared_mem: u32,
+    pub cooperative: bool,
+}
+
+/// [`launch`] with a [`LaunchShape`] (for cooperative launches).
+///
+/// # Safety
+/// As [`launch`].
+pub unsafe fn launch_shaped(
+    f: &CudaFunction,
+    shape: LaunchShape,
+    stream: *mut c_void,
+    params: &mut [*mut c_void],
+) -> Result<(), RuntimeError> {
     catch_panic("launching a CUDA kernel", || {
         // SAFETY: the context is alive while XLA runs work on its stream.
+        let _current = unsafe { driver::CurrentContext::enter(f.ctx) }?;
+        if shape.shared_mem > f.dynamic_shared_limit.load(Ordering::Relaxed) {
+            set_max_dynamic_shared_mem_current(f, shape.shared_mem)?;
+        }
+        let LaunchShape {
+            grid,
+            block,
+            shared_mem,
+            cooperative,
+        } = shape;
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            driver::launch_kernel(
+                f.func,
+                grid,
+                block,
+                shared_mem,
+                stream.cast(),
+                params,
+                cooperative,
+            )
+        }
+    })
+}
+
+/// How many blocks of `f` (of `block` threads and `shared_mem` bytes of dynamic shared memory)
+/// the device holds at once, over all its multiprocessors: the largest cooperative grid; 0 when
+/// the device cannot launch cooperatively.
+pub fn resident_blocks(f: &CudaFunction, block: u32, shared_mem: u32) -> Result<u32, RuntimeError> {
+    catch_panic("querying a kernel's occupancy", || {
+        let cooperative = device_attribute(
+            f.device,
+            CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH,
+        )?;
+        if cooperative == 0 {
+            return Ok(0);
+        }
+        // SAFETY: `f.ctx` is alive as long as `f` is usable.
         let _current = unsafe { driver::CurrentContext::enter(f.ctx) }?;
         if shared_mem > f.dynamic_shared_limit.load(Ordering::Relaxed) {
             set_max_dynamic_shared_mem_current(f, shared_mem)?;
         }
-        // SAFETY: forwarded to the caller.
-        unsafe { driver::launch_kernel(f.func, grid, block, shared_mem, stream.cast(), params) }
+        // SAFETY: `f.func` is alive; its context is current.
+        let per_sm = unsafe { driver::occupancy_blocks_per_sm(f.func, block, shared_mem) }?;
+        Ok(per_sm * f.multiprocessor_count)
     })
 }
 

@@ -1,0 +1,208 @@
+//! Which CUDA path runs a network (docs/NETWORKS.md, "Launches and limits"): the per-step
+//! kernels, the persistent kernel as one block per batch member, or the persistent kernel as a
+//! cooperative grid. A pure function of the spec's `strategy`, the network's size and what the
+//! device holds, so that it is tested without a GPU; the handler asks the device and launches
+//! what this says, and [`last`] reports the last choice of each network (`net.last_strategy` in
+//! Python).
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+use crate::spec::Strategy;
+
+/// The most work (neurons plus synapses, over the whole network) that `auto` gives one block:
+/// one block of 128 threads passes over the neurons in turns of 128 and delivers with its 4
+/// warps, so above a few tens of thousands of neurons and synapses a grid's parallelism is
+/// worth its barriers (about 1 µs each on an H200, where `__syncthreads` costs nanoseconds).
+pub const BLOCK_MAX_WORK: u64 = 32_768;
+
+/// A path, with its grid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    PerStep,
+    /// One block per member.
+    Block,
+    /// A cooperative grid of `blocks` blocks per member.
+    Grid {
+        blocks: u32,
+    },
+}
+
+impl Path {
+    /// Its name (the spec's `strategy` that gives it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::PerStep => Strategy::PerStep.name(),
+            Path::Block => Strategy::Block.name(),
+            Path::Grid { .. } => Strategy::Grid.name(),
+        }
+    }
+}
+
+/// What the choice needs to know of a network and a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Work {
+    pub neurons: u64,
+    pub synapses: u64,
+    /// Virtual blocks of the update phase (one per 128 neurons of a group, one per generator).
+    pub update_blocks: u32,
+    /// Batch members.
+    pub members: u32,
+}
+
+/// What the choice needs to know of the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub multiprocessors: u32,
+    /// Blocks of the persistent kernel the device holds at once (0: no cooperative launch).
+    pub resident_blocks: u32,
+}
+
+/// The path `strategy` gives for `work` on `device`, or why it cannot run.
+///
+/// - `per_step` and `block` always run (a block per member needs no co-residency);
+/// - `grid` needs at least one resident block per member; it takes at most as many blocks per
+///   member as the update has virtual blocks or the device multiprocessors (whichever is more),
+///   and at most what the device holds divided by the members;
+/// - `auto`: one block when the work is at most [`BLOCK_MAX_WORK`], else a grid when the device
+///   holds at least two blocks per member, else per step.
+pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, String> {
+    let per_member = device.resident_blocks / work.members.max(1);
+    let grid = per_member
+        .min(work.update_blocks.max(device.multiprocessors).max(1))
+        .max(1);
+    match strategy {
+        Strategy::PerStep => Ok(Path::PerStep),
+        Strategy::Block => Ok(Path::Block),
+        Strategy::Grid if per_member == 0 => Err(format!(
+            "strategy 'grid': the device holds {} blocks of the persistent kernel at once{}, fewer than the {} batch members need (one each); use strategy 'block' or 'per_step', or fewer members",
+            device.resident_blocks,
+            if device.resident_blocks == 0 { " (no cooperative launch)" } else { "" },
+            work.members
+        )),
+        Strategy::Grid => Ok(Path::Grid { blocks: grid }),
+        Strategy::Auto if work.neurons + work.synapses <= BLOCK_MAX_WORK => Ok(Path::Block),
+        Strategy::Auto if per_member >= 2 => Ok(Path::Grid { blocks: grid }),
+        Strategy::Auto => Ok(Path::PerStep),
+    }
+}
+
+/// The last path each network (by key) ran on a GPU, or `"cpu"`.
+static LAST: LazyLock<Mutex<HashMap<String, &'static str>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Records the path a run of network `key` took.
+pub fn record(key: &str, path: &'static str) {
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if last.get(key) != Some(&path) {
+        last.insert(key.to_owned(), path);
+    }
+}
+
+/// The path the last run of network `key` took: `"per_step"`, `"block"`, `"grid"` or `"cpu"`;
+/// `None` before its first run.
+pub fn last(key: &str) -> Option<&'static str> {
+    LAST.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(key)
+        .copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H200: Device = Device {
+        multiprocessors: 132,
+        resident_blocks: 132 * 16,
+    };
+
+    fn work(neurons: u64, synapses: u64, members: u32) -> Work {
+        Work {
+            neurons,
+            synapses,
+            update_blocks: neurons.div_ceil(128) as u32,
+            members,
+        }
+    }
+
+    #[test]
+    fn auto_and_grid_choose_by_size_members_and_device() {
+        let none = Device {
+            multiprocessors: 132,
+            resident_blocks: 0,
+        };
+        let grid = |blocks| Ok(Path::Grid { blocks });
+        // (strategy, neurons, synapses, members, device, path)
+        let cases = [
+            (Strategy::Auto, 1000, 20_000, 1, H200, Ok(Path::Block)),
+            // at the threshold: still one block
+            (
+                Strategy::Auto,
+                768,
+                BLOCK_MAX_WORK - 768,
+                1,
+                H200,
+                Ok(Path::Block),
+            ),
+            // COBA x1: 32 update blocks, fewer than the multiprocessors: one per multiprocessor
+            (Strategy::Auto, 4000, 320_000, 1, H200, grid(132)),
+            // x100: 3125 update blocks, as many as the device holds
+            (Strategy::Auto, 400_000, 32_000_000, 1, H200, grid(132 * 16)),
+            // no cooperative launch, or fewer than two blocks per member: per step
+            (Strategy::Auto, 4000, 320_000, 1, none, Ok(Path::PerStep)),
+            (Strategy::Auto, 4000, 320_000, 2000, H200, Ok(Path::PerStep)),
+            // ... but a batch of small networks still runs as a block each
+            (Strategy::Auto, 100, 1000, 60_000, H200, Ok(Path::Block)),
+            // members share the resident blocks
+            (Strategy::Grid, 4000, 320_000, 4, H200, grid(132)),
+            (Strategy::Grid, 4000, 320_000, 64, H200, grid(33)),
+        ];
+        for (strategy, neurons, synapses, members, device, want) in cases {
+            let got = choose(strategy, work(neurons, synapses, members), device);
+            assert_eq!(
+                got, want,
+                "{strategy:?} {neurons} + {synapses}, {members} members"
+            );
+        }
+    }
+
+    #[test]
+    fn explicit_strategies_run_as_asked_or_fail_clearly() {
+        let small = work(100, 100, 1);
+        assert_eq!(choose(Strategy::PerStep, small, H200), Ok(Path::PerStep));
+        assert_eq!(choose(Strategy::Block, small, H200), Ok(Path::Block));
+        // A grid for a small network: at least one block, at most a multiprocessor each.
+        assert_eq!(
+            choose(Strategy::Grid, small, H200),
+            Ok(Path::Grid { blocks: 132 })
+        );
+        let none = Device {
+            multiprocessors: 8,
+            resident_blocks: 0,
+        };
+        let err = choose(Strategy::Grid, small, none).unwrap_err();
+        assert!(err.contains("no cooperative launch"), "{err}");
+        let err = choose(Strategy::Grid, work(4000, 0, 5000), H200).unwrap_err();
+        assert!(err.contains("5000 batch members"), "{err}");
+        assert_eq!(
+            choose(Strategy::Block, work(4000, 0, 5000), H200),
+            Ok(Path::Block)
+        );
+    }
+
+    #[test]
+    fn the_last_path_is_recorded_per_network() {
+        assert_eq!(last("test-network-never-run"), None);
+        record("test-network-a", "grid");
+        record("test-network-a", "block");
+        assert_eq!(last("test-network-a"), Some("block"));
+    }
+
+    #[test]
+    fn paths_are_named_as_the_strategies_that_give_them() {
+        assert_eq!(Path::Grid { blocks: 3 }.name(), "grid");
+        assert_eq!(Path::Block.name(), "block");
+        assert_eq!(Path::PerStep.name(), "per_step");
+    }
+}
