@@ -69,12 +69,15 @@ def initial_state(network, name, dtype, device):
     scale = 1.0 if name == "cuba" else 0.1
     rng = np.random.default_rng(11)
     with jax.default_device(device):
-        return network.init_state(
+        state = network.init_state(
             seed=3,
             dtype=dtype,
             P=dict(v=net.v, ge=net.ge, gi=net.gi),
             Sp=dict(w=rng.uniform(0.2, 1.0, 1000) * scale, d=rng.integers(0, 6, 1000) * DT),
         )
+    # Committed to the device, so that the jitted run executes there (default_device alone
+    # leaves arrays uncommitted: a run outside the context would go to the default GPU).
+    return jax.device_put(state, device)
 
 
 def run(network, state, steps=STEPS):
@@ -153,8 +156,19 @@ def test_persistent_paths_float32_give_the_same_rates(name, strategy):
     _, _, base = gpu_run(name, "per_step", jnp.float32, False)
     _, cpu_out = cpu_run(name)
     counts = np.asarray(out.spike_count["P"]).astype(np.float64)
-    for other in (np.asarray(base.spike_count["P"]), np.asarray(cpu_out.spike_count["P"])):
-        assert abs(counts.mean() - other.mean()) <= 0.02 * other.mean(), (counts.mean(), other.mean())
+    # float32 on the GPU, every path: the per-step path's rate within 2%
+    other = np.asarray(base.spike_count["P"])
+    assert abs(counts.mean() - other.mean()) <= 0.02 * other.mean(), (counts.mean(), other.mean())
+    # against the CPU's float64 run, 200 ms of a chaotic network at about 6 Hz (1.2 spikes a
+    # neuron): float32 against float64 moves single spikes, which moves the mean by a few
+    # percent (2.1% measured on the H200 for CUBA, the same on every path): 5%, and the
+    # count distributions must agree by a two-sample Kolmogorov-Smirnov test
+    other = np.asarray(cpu_out.spike_count["P"])
+    assert abs(counts.mean() - other.mean()) <= 0.05 * other.mean(), (counts.mean(), other.mean())
+    grid = np.arange(0, max(counts.max(), other.max()) + 2)
+    cdf = lambda x: np.searchsorted(np.sort(x), grid, side="right") / len(x)  # noqa: E731
+    d = np.abs(cdf(counts) - cdf(other)).max()
+    assert d < 1.63 * np.sqrt(2 / len(counts)), d  # alpha = 0.01
     # the inputs' own spikes do not depend on the float order
     np.testing.assert_array_equal(np.asarray(out.spike_count["pg"]), np.asarray(cpu_out.spike_count["pg"]))
 
@@ -193,7 +207,9 @@ def test_persistent_grid_that_the_device_cannot_hold_is_an_error():
     net = sf.Network(G, dt=DT, strategy="grid")
     with jax.default_device(GPU):
         one = net.init_state(dtype=jnp.float32)
-        many = net.stack([one] * 8192)  # more members than resident blocks (16 per SM at most)
+        # more members than the device holds resident blocks (an H200: 132 SMs, at most 16
+        # blocks of 128 threads each, 2112)
+        many = net.stack([one] * 4096)
         with pytest.raises(Exception, match="batch members"):
             jax.block_until_ready(jax.jit(jax.vmap(lambda s: net.run(s, steps=5, progress=False)))(many))
 
