@@ -22,12 +22,20 @@
 //!   what a delivery writes, and in deterministic mode per-synapse values): events run one after
 //!   another in Brian2's order (spike step, then neuron index, then synapse order), so the result
 //!   is Brian2's and the same from run to run. The source groups of ordered projections compact
-//!   their spikes in ascending order.
+//!   their spikes in ascending order. Plastic projections (`on_post`, `(event-driven)`
+//!   variables) are always ordered.
+//!
+//! The pathways of the synapses slot run in Brian2's order ([`NetworkPlan::pathways`]): Brian2
+//! gives every `<name>_pre` pathway order -1 and every `<name>_post` order +1 (whatever the
+//! `Synapses`' own `order`), and sorts by `(order, name)`: every `on_pre` pathway (in the spec's
+//! order: Python lists the projections by `name + "_pre"`), then every `on_post` pathway by
+//! `name + "_post"`. An `on_post` pathway runs over the target's spikes of this step, each
+//! through the by-post index.
 
 use std::collections::HashSet;
 
 use crate::ir::network::{MonitorIr, NetGroupKind, NetworkIr};
-use crate::ir::synapses::{DelayIr, Effect, Side, SynapsesIr};
+use crate::ir::synapses::{DelayIr, Effect, Pathway, Side, SynapsesIr};
 use crate::ir::{ExprId, GroupIr, IndexOf, SymbolKind, VarId};
 
 /// How one projection's events are run (see the module documentation).
@@ -75,6 +83,8 @@ pub struct ProjectionPlan {
 pub struct NetworkPlan {
     pub groups: Vec<GroupPlan>,
     pub projections: Vec<ProjectionPlan>,
+    /// Every (projection, pathway), in the order the synapses slot runs them (module docs).
+    pub pathways: Vec<(usize, Pathway)>,
     /// Whether the after-delivery phase runs.
     pub after_delivery: bool,
 }
@@ -153,7 +163,7 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
         .map(|(p, proj)| {
             let s = &proj.synapses;
             let reads_written = touch[p].0.iter().any(|gv| written_by_any.contains(gv));
-            if !additive(s) || reads_written {
+            if !additive(s) || reads_written || s.plastic() {
                 Delivery::Ordered
             } else if net.deterministic && countable(s) {
                 Delivery::Counted
@@ -197,6 +207,7 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
         .map(|(p, (proj, d))| ProjectionPlan {
             delivery: *d,
             row_parallel: *d == Delivery::Ordered
+                && !proj.synapses.plastic()
                 && additive(&proj.synapses)
                 && !touch[p].0.iter().any(|gv| written_by_any.contains(gv))
                 && one_statement_per_variable(&proj.synapses),
@@ -218,7 +229,12 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
             let monitored = net.monitors.iter().any(|m| {
                 matches!(m, MonitorIr::Spike { .. } | MonitorIr::Rate { .. }) && m.group() == g
             });
-            let depth = if outgoing.is_empty() && !monitored {
+            // The target of an `on_post` pathway reads its own spikes of the step, in order.
+            let post_pathway = net
+                .projections
+                .iter()
+                .any(|p| p.target == g && p.synapses.has_on_post);
+            let depth = if outgoing.is_empty() && !monitored && !post_pathway {
                 0
             } else {
                 1 + outgoing
@@ -229,6 +245,7 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
             };
             let ordered_compaction = depth > 0
                 && (net.deterministic
+                    || post_pathway
                     || outgoing.iter().any(|p| delivery[*p] == Delivery::Ordered));
             let mut written: Vec<VarId> = touch
                 .iter()
@@ -276,8 +293,21 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
     NetworkPlan {
         groups,
         projections,
+        pathways: pathways(net),
         after_delivery,
     }
+}
+
+/// The synapses slot's pathways in Brian2's order (module docs).
+fn pathways(net: &NetworkIr) -> Vec<(usize, Pathway)> {
+    let mut post: Vec<usize> = (0..net.projections.len())
+        .filter(|p| net.projections[*p].synapses.has_on_post)
+        .collect();
+    post.sort_by_key(|p| format!("{}_post", net.projections[*p].name));
+    (0..net.projections.len())
+        .map(|p| (p, Pathway::Pre))
+        .chain(post.into_iter().map(|p| (p, Pathway::Post)))
+        .collect()
 }
 
 /// Whether deliveries that write `written` and read `read` (variables of the group) can observe
