@@ -186,6 +186,14 @@ impl<'a> SynapseScope<'a> {
         for line in lines {
             let name = line.name.as_str();
             let at = |msg: String| Diagnostic::new("model", msg).at(model, line.name_span);
+            if let Some((_, span)) = line.flags.iter().find(|(f, _)| f == "summed") {
+                return Err(Diagnostic::new(
+                    "model",
+                    format!("'(summed)' synaptic variables are {NEXT_ISSUE}"),
+                )
+                .at(model, *span)
+                .suggest("add to the target in on_pre instead ('g_post += w')"));
+            }
             if let Some(message) = names::invalid(name) {
                 return Err(at(message));
             }
@@ -234,14 +242,6 @@ impl<'a> SynapseScope<'a> {
                     )
                     .at(model, at_flag)
                     .suggest("traces that change only at events are '(event-driven)': 'dx/dt = -x/tau : 1 (event-driven)'"));
-                }
-                (_, Some((f, span))) if f == "summed" => {
-                    return Err(Diagnostic::new(
-                        "model",
-                        format!("'(summed)' synaptic variables are {NEXT_ISSUE}"),
-                    )
-                    .at(model, *span)
-                    .suggest("add to the target in on_pre instead ('g_post += w')"));
                 }
                 (_, Some((f, span))) => {
                     let shown = f.replace('_', "-");
@@ -405,7 +405,13 @@ impl<'a> SynapseScope<'a> {
                 "cannot assign to '{LASTUPDATE}': the pathways keep it (the time of each synapse's last event)"
             )));
         }
-        if let Some(v) = self.group.names.get(name).copied() {
+        // (A neighbour's symbol made by an earlier statement resolves as a neighbour below.)
+        if let Some(v) = self.group.names.get(name).copied().filter(|v| {
+            !matches!(
+                self.group.symbols[v.index()].kind,
+                SymbolKind::Neighbour(..)
+            )
+        }) {
             let sym = &self.group.symbols[v.index()];
             return match sym.kind {
                 SymbolKind::Param if sym.shared => Err(err(format!(
