@@ -3,10 +3,17 @@
 written here from Brian2's semantics (independent of the generated code) and against Brian2
 itself (numpy target, float64); the pathway order of Brian2's synapses slot; bad input."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import spikeforge as sf
+
+try:
+    GPU = jax.devices("gpu")[0]
+except RuntimeError:
+    GPU = None
+gpu_only = pytest.mark.skipif(GPU is None, reason="needs a GPU")
 
 DT = 0.1
 # Brian2's STDP example, in the kernels' units (ms, mV); gmax, dApre, dApost dimensionless.
@@ -93,9 +100,9 @@ def spikeforge_stdp(n_in, n_out, neuron, step, split=(None,)):
     return inp, post, S
 
 
-def run_stdp(n_in, n_out, neuron, step, w0, v0, chunks, dtype=jnp.float64):
+def run_stdp(n_in, n_out, neuron, step, w0, v0, chunks, dtype=jnp.float64, strategy="auto", expect=None):
     inp, post, S = spikeforge_stdp(n_in, n_out, neuron, step)
-    net = sf.Network(inp, post, S, spikes=sf.SpikeMonitor(post), dt=DT)
+    net = sf.Network(inp, post, S, spikes=sf.SpikeMonitor(post), dt=DT, strategy=strategy)
     state = net.init_state(dtype=dtype, S=dict(w=w0), post=dict(v=v0))
     i_all, t_all = [], []
     for steps in chunks:
@@ -103,6 +110,8 @@ def run_stdp(n_in, n_out, neuron, step, w0, v0, chunks, dtype=jnp.float64):
         i, t = out.spikes.numpy()
         i_all.append(np.asarray(i))
         t_all.append(np.asarray(t))
+    if expect is not None:
+        assert net.last_strategy == expect
     return state, np.concatenate(i_all), np.concatenate(t_all)
 
 
@@ -130,6 +139,23 @@ def test_stdp_matches_the_float64_reference_and_persists_across_runs(device):
         assert got == ref["spikes"]
     # The weights moved: plasticity happened, on both pathways.
     assert np.abs(np.asarray(one["S"]["w"]) - w0).max() > 1e-4
+
+
+@gpu_only
+@pytest.mark.parametrize("strategy", ["per_step", "block", "grid"])
+def test_stdp_on_every_gpu_path_matches_the_reference(strategy):
+    """The CUDA kernels (per step, and the persistent kernel as one block and as a grid): the
+    plastic projection is ordered, so float64 gives the reference to 1e-12 on every path."""
+    n_in, n_out, neuron, step, w0, v0, steps = small_case(seed=7)
+    ref = reference(n_in, n_out, neuron, step, w0, steps, v0)
+    assert len(ref["spikes"]) > 5
+    with jax.default_device(GPU):
+        state, i, t = run_stdp(
+            n_in, n_out, neuron, step, w0, v0, [700, steps - 700], strategy=strategy, expect=strategy
+        )
+    np.testing.assert_allclose(np.asarray(state["S"]["w"]), ref["w"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(state["S"]["Apost"]), ref["apost"], rtol=0, atol=1e-12)
+    assert sorted(zip(np.round(t / DT).astype(int).tolist(), i.tolist())) == ref["spikes"]
 
 
 def test_stdp_float32_follows_the_reference(device):
