@@ -399,4 +399,55 @@ mod tests {
         assert!(p.groups[0].ordered_compaction);
         assert_eq!(p.groups[0].written.len(), 3);
     }
+
+    #[test]
+    fn plastic_projections_are_ordered_and_pathways_run_in_brian2s_order() {
+        let plastic = |name: &str| {
+            format!(
+                r#"{{"name": "{name}", "source": "P", "target": "P", "model": "w : 1", "on_pre": "ge += w", "on_post": "w += 1"}}"#
+            )
+        };
+        let (ir, p) = planned(
+            &net(
+                &format!(
+                    "{}, {}, {}",
+                    plastic("S"),
+                    plastic("S_pq"),
+                    r#"{"name": "A", "source": "P", "target": "P", "model": "w : 1", "on_pre": "ge += w"}"#
+                ),
+                false,
+            ),
+        );
+        assert!(ir.projections[0].synapses.plastic());
+        let d: Vec<Delivery> = p.projections.iter().map(|x| x.delivery).collect();
+        // A only adds to ge, but the ordered projections touch it too.
+        assert_eq!(d, [Delivery::Ordered; 3]);
+        assert!(!p.projections[0].row_parallel);
+        // Every _pre pathway in the spec's order, then the _post ones by name: 'S_post' sorts
+        // before 'S_pq_post'.
+        assert_eq!(
+            p.pathways,
+            [
+                (0, Pathway::Pre),
+                (1, Pathway::Pre),
+                (2, Pathway::Pre),
+                (0, Pathway::Post),
+                (1, Pathway::Post)
+            ]
+        );
+        assert!(p.groups[0].ordered_compaction && p.groups[0].depth == 1);
+    }
+
+    #[test]
+    fn the_target_of_an_on_post_keeps_its_spikes() {
+        let json = r#"{"dt": 0.1,
+            "groups": [{"kind": "poisson", "name": "pg", "n": 3, "rates": 0.1},
+                       {"kind": "neuron", "name": "T", "n": 2, "model": {"equations": "dv/dt = -v/(10*ms) : 1", "threshold": "v > 1", "reset": "v = 0"}}],
+            "projections": [{"name": "S", "source": "pg", "target": "T", "model": "w : 1\ndA/dt = -A/(20*ms) : 1 (event-driven)",
+                             "on_pre": "v += w\nA += 1", "on_post": "w += A"}]}"#;
+        let (ir, p) = planned(json);
+        assert_eq!(ir.projections[0].synapses.event_driven.len(), 1);
+        assert_eq!((p.groups[1].depth, p.groups[1].ordered_compaction), (1, true));
+        assert_eq!(p.projections[0].delivery, Delivery::Ordered);
+    }
 }

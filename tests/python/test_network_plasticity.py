@@ -286,3 +286,9 @@ def test_plasticity_errors_are_clear():
         sf.Synapses(P, P, "x_post = w : 1 (summed)\nw : 1", on_pre="", name="S4")
     with pytest.raises(sf.ModelError, match="on_post must be a string"):
         sf.Synapses(P, P, on_pre="x += 1", on_post=3, name="S5")
+    # Brian2 runs on_post after the Poisson inputs; here they come before: refused where it shows.
+    S = sf.Synapses(P, P, "w : 1", on_pre="w += 1", on_post="x_post += w", name="S6")
+    S.connect(i=[0], j=[1])
+    bg = sf.PoissonInput(P, "x", n=5, rate=0.01, weight=1.0, name="bg")
+    with pytest.raises(sf.ModelError, match="on_post touches a variable that the PoissonInput 'bg' changes"):
+        sf.Network(P, S, bg, dt=DT).init_state()
