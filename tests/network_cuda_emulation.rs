@@ -594,10 +594,8 @@ fn by_post(rows: &[f64], targets: &[f64], n_post: usize) -> [Vec<f64>; 3] {
     let mut ids: Vec<usize> = (0..targets.len()).collect();
     ids.sort_by_key(|s| (targets[*s] as usize, *s));
     let mut sources = vec![0.0; targets.len()];
-    for r in 0..rows.len() - 1 {
-        for s in rows[r] as usize..rows[r + 1] as usize {
-            sources[s] = r as f64;
-        }
+    for (r, bounds) in rows.windows(2).enumerate() {
+        sources[bounds[0] as usize..bounds[1] as usize].fill(r as f64);
     }
     [offsets, ids.iter().map(|s| *s as f64).collect(), sources]
 }

@@ -1093,8 +1093,17 @@ impl Gen<'_> {
                 )?;
             }
         }
-        writeln!(w, "if (sf_lo < 0) sf_lo = 0;")?;
-        writeln!(w, "if (sf_hi > sf_nsyn{p}) sf_hi = sf_nsyn{p};")
+        write_clamp(p, w)
+    }
+
+    /// `sf_count` and `sf_list`: group g's spikes of `delay` steps ago (a C expression).
+    fn write_spike_list(&self, g: usize, delay: &str, w: &mut SourceWriter) -> fmt::Result {
+        writeln!(w, "const int32_t sf_count = {};", self.spikes_of(g, delay))?;
+        writeln!(
+            w,
+            "const int32_t* const sf_list = {};",
+            self.queue_row(g, &self.slot(g, delay))
+        )
     }
 
     /// One event's target index `sf_j`, checked.
@@ -1117,12 +1126,7 @@ impl Gen<'_> {
             format!("for (int32_t sf_d = {hi}; sf_d >= {lo}; --sf_d)")
         };
         w.block(head, |w| {
-            writeln!(w, "const int32_t sf_count = {};", self.spikes_of(g, "sf_d"))?;
-            writeln!(
-                w,
-                "const int32_t* const sf_list = {};",
-                self.queue_row(g, &self.slot(g, "sf_d"))
-            )?;
+            self.write_spike_list(g, "sf_d", w)?;
             w.block("for (int32_t sf_k = 0; sf_k < sf_count; ++sf_k)", |w| {
                 writeln!(w, "const int32_t sf_pre = sf_list[sf_k];")?;
                 self.write_row_bounds(p, "sf_d", w)?;
@@ -1146,25 +1150,16 @@ impl Gen<'_> {
     fn write_post_pathway(&self, p: usize, w: &mut SourceWriter) -> fmt::Result {
         let proj = &self.net.projections[p];
         let g = proj.target;
-        let (a, b) = (proj.target_range.start, proj.target_range.end);
+        let (a, n_post) = (proj.target_range.start, proj.n_post());
         let (n_pre, start_pre) = (proj.n_pre(), proj.source_range.start);
         scope(w, |w| {
-            writeln!(w, "const int32_t sf_count = {};", self.spikes_of(g, "0"))?;
-            writeln!(
-                w,
-                "const int32_t* const sf_list = {};",
-                self.queue_row(g, &self.slot(g, "0"))
-            )?;
+            self.write_spike_list(g, "0", w)?;
             w.block("for (int32_t sf_k = 0; sf_k < sf_count; ++sf_k)", |w| {
-                writeln!(w, "const int32_t sf_spiked = sf_list[sf_k];")?;
-                writeln!(w, "if (sf_spiked < {a} || sf_spiked >= {b}) continue;")?;
-                writeln!(w, "const int32_t sf_j = sf_spiked - {a};")?;
-                writeln!(
-                    w,
-                    "int64_t sf_lo = in_p{p}_post_rows[sf_j], sf_hi = in_p{p}_post_rows[sf_j + 1];"
-                )?;
-                writeln!(w, "if (sf_lo < 0) sf_lo = 0;")?;
-                writeln!(w, "if (sf_hi > sf_nsyn{p}) sf_hi = sf_nsyn{p};")?;
+                writeln!(w, "const int32_t sf_j = sf_list[sf_k] - {a};")?;
+                writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
+                let rows = format!("in_p{p}_post_rows");
+                writeln!(w, "int64_t sf_lo = {rows}[sf_j], sf_hi = {rows}[sf_j + 1];")?;
+                write_clamp(p, w)?;
                 w.block("for (int64_t sf_m = sf_lo; sf_m < sf_hi; ++sf_m)", |w| {
                     writeln!(w, "const int64_t sf_syn = in_p{p}_post_syn[sf_m];")?;
                     writeln!(w, "if (sf_syn < 0 || sf_syn >= sf_nsyn{p}) continue;")?;
@@ -1942,6 +1937,12 @@ impl Gen<'_> {
         }
         Ok(())
     }
+}
+
+/// Synapse bounds `sf_lo`, `sf_hi` of projection p clamped to the synapses there are.
+fn write_clamp(p: usize, w: &mut SourceWriter) -> fmt::Result {
+    writeln!(w, "if (sf_lo < 0) sf_lo = 0;")?;
+    writeln!(w, "if (sf_hi > sf_nsyn{p}) sf_hi = sf_nsyn{p};")
 }
 
 /// A block of its own: `{`, `body` one level deeper, `}`.

@@ -131,13 +131,6 @@ fn post_pathways_after_poisson_inputs(
 ) -> Result<(), Diagnostic> {
     for proj in projections {
         let s = &proj.synapses;
-        let group_of = |side: IndexOf| {
-            if side == IndexOf::Pre {
-                proj.source
-            } else {
-                proj.target
-            }
-        };
         let mut touched = Vec::new();
         let mut written = Vec::new();
         for st in &s.on_post {
@@ -146,9 +139,9 @@ fn post_pathways_after_poisson_inputs(
             };
             for v in s.group.arena.vars_of(e).into_iter().chain([st.var]) {
                 if let Some((side, var)) = s.neighbour(v) {
-                    touched.push((group_of(side), var));
+                    touched.push((proj.group_on(side), var));
                     if v == st.var {
-                        written.push((group_of(side), var));
+                        written.push((proj.group_on(side), var));
                     }
                 }
             }

@@ -96,21 +96,18 @@ type GroupVar = (usize, VarId);
 fn touched(net: &NetworkIr, p: usize) -> (Vec<GroupVar>, Vec<GroupVar>) {
     let proj = &net.projections[p];
     let s = &proj.synapses;
-    let on = |side: IndexOf| {
-        if side == IndexOf::Pre {
-            proj.source
-        } else {
-            proj.target
-        }
-    };
     let mut read = Vec::new();
     let mut written = Vec::new();
     for side in [IndexOf::Pre, IndexOf::Post] {
-        read.extend(s.neighbours_read(side).into_iter().map(|v| (on(side), v)));
+        read.extend(
+            s.neighbours_read(side)
+                .into_iter()
+                .map(|v| (proj.group_on(side), v)),
+        );
         written.extend(
             s.neighbours_written(side)
                 .into_iter()
-                .map(|v| (on(side), v)),
+                .map(|v| (proj.group_on(side), v)),
         );
     }
     (read, written)
@@ -407,17 +404,15 @@ mod tests {
                 r#"{{"name": "{name}", "source": "P", "target": "P", "model": "w : 1", "on_pre": "ge += w", "on_post": "w += 1"}}"#
             )
         };
-        let (ir, p) = planned(
-            &net(
-                &format!(
-                    "{}, {}, {}",
-                    plastic("S"),
-                    plastic("S_pq"),
-                    r#"{"name": "A", "source": "P", "target": "P", "model": "w : 1", "on_pre": "ge += w"}"#
-                ),
-                false,
+        let (ir, p) = planned(&net(
+            &format!(
+                "{}, {}, {}",
+                plastic("S"),
+                plastic("S_pq"),
+                r#"{"name": "A", "source": "P", "target": "P", "model": "w : 1", "on_pre": "ge += w"}"#
             ),
-        );
+            false,
+        ));
         assert!(ir.projections[0].synapses.plastic());
         let d: Vec<Delivery> = p.projections.iter().map(|x| x.delivery).collect();
         // A only adds to ge, but the ordered projections touch it too.
@@ -447,7 +442,10 @@ mod tests {
                              "on_pre": "v += w\nA += 1", "on_post": "w += A"}]}"#;
         let (ir, p) = planned(json);
         assert_eq!(ir.projections[0].synapses.event_driven.len(), 1);
-        assert_eq!((p.groups[1].depth, p.groups[1].ordered_compaction), (1, true));
+        assert_eq!(
+            (p.groups[1].depth, p.groups[1].ordered_compaction),
+            (1, true)
+        );
         assert_eq!(p.projections[0].delivery, Delivery::Ordered);
     }
 }
