@@ -89,19 +89,21 @@ def reference(n_in, n_out, neuron, step, w0, steps, v0):
     return dict(w=w, apre=apre, apost=apost, lastupdate=last, spikes=post_spikes, v=v, ge=ge)
 
 
-def spikeforge_stdp(n_in, n_out, neuron, step, split=(None,)):
+def spikeforge_stdp(n_in, n_out, neuron, step, delay=None):
     """The same network in spikeforge: its objects and a fresh state's ingredients."""
     inp = sf.SpikeGeneratorGroup(n_in, neuron, step * DT, name="inp")
     post = sf.NeuronGroup(
         n_out, NEURON_EQS, threshold="v>vt", reset="v = vr", method="euler", constants=STDP, name="post"
     )
-    S = sf.Synapses(inp, post, SYNAPSE_MODEL, on_pre=ON_PRE, on_post=ON_POST, constants=SYN_CONSTANTS, name="S")
+    S = sf.Synapses(
+        inp, post, SYNAPSE_MODEL, on_pre=ON_PRE, on_post=ON_POST, constants=SYN_CONSTANTS, delay=delay, name="S"
+    )
     S.connect()
     return inp, post, S
 
 
-def run_stdp(n_in, n_out, neuron, step, w0, v0, chunks, dtype=jnp.float64, strategy="auto", expect=None):
-    inp, post, S = spikeforge_stdp(n_in, n_out, neuron, step)
+def run_stdp(n_in, n_out, neuron, step, w0, v0, chunks, dtype=jnp.float64, strategy="auto", expect=None, delay=None):
+    inp, post, S = spikeforge_stdp(n_in, n_out, neuron, step, delay)
     net = sf.Network(inp, post, S, spikes=sf.SpikeMonitor(post), dt=DT, strategy=strategy)
     state = net.init_state(dtype=dtype, S=dict(w=w0), post=dict(v=v0))
     i_all, t_all = [], []
@@ -165,7 +167,7 @@ def test_stdp_float32_follows_the_reference(device):
     np.testing.assert_allclose(np.asarray(state["S"]["w"]), ref["w"], rtol=0, atol=2e-5)
 
 
-def brian2_stdp(n_in, neuron, step, w0, duration_steps):
+def brian2_stdp(n_in, neuron, step, w0, duration_steps, delay=None):
     b2 = pytest.importorskip("brian2")
     from brian2 import Hz, ms, mV  # noqa: F401
 
@@ -183,20 +185,24 @@ def brian2_stdp(n_in, neuron, step, w0, duration_steps):
     S = b2.Synapses(inp, neurons, SYNAPSE_MODEL, on_pre=ON_PRE, on_post=ON_POST, namespace=ns, name="S")
     S.connect()
     S.w = w0
+    if delay is not None:
+        S.delay = delay * ms
     mon = b2.SpikeMonitor(neurons)
     b2.Network(inp, neurons, S, mon).run(duration_steps * DT * ms)
     return np.asarray(S.w[:]), np.round(np.asarray(mon.t / ms) / DT).astype(int)
 
 
-def test_stdp_matches_brian2():
+@pytest.mark.parametrize("delay", [None, 1.5])
+def test_stdp_matches_brian2(delay):
     """Brian2's STDP example with its Poisson inputs replaced by stored spike trains (fewer
-    inputs, shorter): the same final weights to 1e-9 and the same post spike times."""
+    inputs, shorter): the same final weights to 1e-9 and the same post spike times; with a
+    presynaptic delay, the traces decay to the arrival of each event."""
     n_in, steps = 200, 5000
     neuron, step = input_trains(n_in, 80.0, steps, seed=11)
     w0 = np.random.default_rng(12).random(n_in) * GMAX
-    w_b2, t_b2 = brian2_stdp(n_in, neuron, step, w0, steps)
+    w_b2, t_b2 = brian2_stdp(n_in, neuron, step, w0, steps, delay)
     assert t_b2.size > 5
-    state, i, t = run_stdp(n_in, 1, neuron, step, w0, np.array([-60.0]), [steps])
+    state, i, t = run_stdp(n_in, 1, neuron, step, w0, np.array([-60.0]), [steps], delay=delay)
     np.testing.assert_array_equal(np.round(t / DT).astype(int), t_b2)
     np.testing.assert_allclose(np.asarray(state["S"]["w"]), w_b2, rtol=0, atol=1e-9)
     assert np.abs(w_b2 - w0).max() > 1e-4
