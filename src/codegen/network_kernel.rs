@@ -20,7 +20,7 @@ use super::random::network_source;
 use super::step_body::StepBody;
 use super::writer::{render, SourceWriter};
 use crate::ir::network::{MonitorIr, NetGroupKind, NetworkIr, Recorded};
-use crate::ir::synapses::{DelayIr, Effect, Side};
+use crate::ir::synapses::{DelayIr, Effect, Pathway, Side};
 use crate::ir::{ExprArena, ExprId, GroupIr, IndexOf, RefractoryIr, SymbolKind, VarId};
 use crate::step::network::{Delivery, NetworkPlan};
 use crate::step::{self, FastMath, ResetDag, StepDag};
@@ -180,15 +180,16 @@ pub fn generate(
         })
         .collect();
     let mut arenas: Vec<ExprArena> = Vec::new();
-    let mut new_values: Vec<Vec<ExprId>> = Vec::new();
+    let mut new_values: Vec<[Vec<ExprId>; 2]> = Vec::new();
     for p in &net.projections {
         let mut arena = p.synapses.group.arena.clone();
-        let values = p
-            .synapses
-            .on_pre
-            .iter()
-            .map(|st| st.new_value(&mut arena))
-            .collect();
+        let values = [Pathway::Pre, Pathway::Post].map(|pathway| {
+            p.synapses
+                .statements(pathway)
+                .iter()
+                .map(|st| st.new_value(&mut arena))
+                .collect()
+        });
         arenas.push(arena);
         new_values.push(values);
     }
@@ -245,9 +246,9 @@ struct Gen<'a> {
     dialect: Dialect,
     real: ElemType,
     groups: Vec<Option<GroupCode>>,
-    /// Each projection's arena, with the statements' new values.
+    /// Each projection's arena, with the statements' new values (`on_pre`'s, `on_post`'s).
     arenas: Vec<ExprArena>,
-    new_values: Vec<Vec<ExprId>>,
+    new_values: Vec<[Vec<ExprId>; 2]>,
     /// Each buffer by identifier, and whether the kernels use its output (the state being
     /// advanced, or a result) rather than its input.
     args: HashMap<String, (bool, NetArg)>,
@@ -1005,17 +1006,23 @@ impl Gen<'_> {
         }
     }
 
-    /// The variable a statement assigns, for one event.
-    fn statement_target(&self, p: usize, k: usize, ev: &Event) -> String {
-        let st = self.net.projections[p].synapses.on_pre[k];
+    /// The variable a statement of a pathway assigns, for one event.
+    fn statement_target(&self, p: usize, pathway: Pathway, k: usize, ev: &Event) -> String {
+        let st = self.net.projections[p].synapses.statements(pathway)[k];
         self.synapse_name(p, st.var, ev)
     }
 
-    /// Projection p's statements for one event, one after another (`atomic`: additions to the
-    /// target as atomic adds; `counted`: arrivals counted instead).
+    /// The new value of statement k of a pathway.
+    fn new_value(&self, p: usize, pathway: Pathway, k: usize) -> ExprId {
+        self.new_values[p][pathway as usize][k]
+    }
+
+    /// Projection p's statements of a pathway for one event, one after another (`atomic`:
+    /// additions to the target as atomic adds; `counted`: arrivals counted instead).
     fn write_statements(
         &self,
         p: usize,
+        pathway: Pathway,
         mode: Delivery,
         ev: &Event,
         w: &mut SourceWriter,
@@ -1029,8 +1036,8 @@ impl Gen<'_> {
             dialect: self.dialect,
             var_name: &names,
         };
-        for (k, st) in proj.synapses.on_pre.iter().enumerate() {
-            let target = self.statement_target(p, k, ev);
+        for (k, st) in proj.synapses.statements(pathway).iter().enumerate() {
+            let target = self.statement_target(p, pathway, k, ev);
             match (mode, st.side, st.effect) {
                 (Delivery::Counted, _, _) => {
                     let c = self
@@ -1050,7 +1057,7 @@ impl Gen<'_> {
                 }
                 _ => {
                     let text = printer
-                        .block(&[self.new_values[p][k]], &format!("sf_q{k}_"), w)?
+                        .block(&[self.new_value(p, pathway, k)], &format!("sf_q{k}_"), w)?
                         .remove(0);
                     writeln!(w, "{target} = {text};")?;
                 }
@@ -1086,8 +1093,17 @@ impl Gen<'_> {
                 )?;
             }
         }
-        writeln!(w, "if (sf_lo < 0) sf_lo = 0;")?;
-        writeln!(w, "if (sf_hi > sf_nsyn{p}) sf_hi = sf_nsyn{p};")
+        write_clamp(p, w)
+    }
+
+    /// `sf_count` and `sf_list`: group g's spikes of `delay` steps ago (a C expression).
+    fn write_spike_list(&self, g: usize, delay: &str, w: &mut SourceWriter) -> fmt::Result {
+        writeln!(w, "const int32_t sf_count = {};", self.spikes_of(g, delay))?;
+        writeln!(
+            w,
+            "const int32_t* const sf_list = {};",
+            self.queue_row(g, &self.slot(g, delay))
+        )
     }
 
     /// One event's target index `sf_j`, checked.
@@ -1110,12 +1126,7 @@ impl Gen<'_> {
             format!("for (int32_t sf_d = {hi}; sf_d >= {lo}; --sf_d)")
         };
         w.block(head, |w| {
-            writeln!(w, "const int32_t sf_count = {};", self.spikes_of(g, "sf_d"))?;
-            writeln!(
-                w,
-                "const int32_t* const sf_list = {};",
-                self.queue_row(g, &self.slot(g, "sf_d"))
-            )?;
+            self.write_spike_list(g, "sf_d", w)?;
             w.block("for (int32_t sf_k = 0; sf_k < sf_count; ++sf_k)", |w| {
                 writeln!(w, "const int32_t sf_pre = sf_list[sf_k];")?;
                 self.write_row_bounds(p, "sf_d", w)?;
@@ -1126,9 +1137,38 @@ impl Gen<'_> {
                     "for (int64_t sf_syn = sf_lo; sf_syn < sf_hi; ++sf_syn)",
                     |w| {
                         self.write_target(p, w)?;
-                        self.write_statements(p, Delivery::Ordered, &EVENT, w)
+                        self.write_statements(p, Pathway::Pre, Delivery::Ordered, &EVENT, w)
                     },
                 )
+            })
+        })
+    }
+
+    /// Projection p's `on_post` pathway on one thread: for each spike of the target group in
+    /// this step (ascending), the synapses onto that neuron through the by-post index (ascending
+    /// creation order), each running the `on_post` statements.
+    fn write_post_pathway(&self, p: usize, w: &mut SourceWriter) -> fmt::Result {
+        let proj = &self.net.projections[p];
+        let g = proj.target;
+        let (a, n_post) = (proj.target_range.start, proj.n_post());
+        let (n_pre, start_pre) = (proj.n_pre(), proj.source_range.start);
+        scope(w, |w| {
+            self.write_spike_list(g, "0", w)?;
+            w.block("for (int32_t sf_k = 0; sf_k < sf_count; ++sf_k)", |w| {
+                writeln!(w, "const int32_t sf_j = sf_list[sf_k] - {a};")?;
+                writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
+                let rows = format!("in_p{p}_post_rows");
+                writeln!(w, "int64_t sf_lo = {rows}[sf_j], sf_hi = {rows}[sf_j + 1];")?;
+                write_clamp(p, w)?;
+                w.block("for (int64_t sf_m = sf_lo; sf_m < sf_hi; ++sf_m)", |w| {
+                    writeln!(w, "const int64_t sf_syn = in_p{p}_post_syn[sf_m];")?;
+                    writeln!(w, "if (sf_syn < 0 || sf_syn >= sf_nsyn{p}) continue;")?;
+                    writeln!(w, "const int32_t sf_r = in_p{p}_sources[sf_syn];")?;
+                    writeln!(w, "if (sf_r < 0 || sf_r >= {n_pre}) continue;")?;
+                    writeln!(w, "const int32_t sf_pre = sf_r + {start_pre};")?;
+                    writeln!(w, "(void) sf_pre;")?;
+                    self.write_statements(p, Pathway::Post, Delivery::Ordered, &EVENT, w)
+                })
             })
         })
     }
@@ -1151,7 +1191,7 @@ impl Gen<'_> {
             writeln!(w, "const int32_t sf_j = sf_syn < sf_hi ? in_p{p}_targets[sf_syn] : -1;")?;
             writeln!(w, "const bool sf_ok = sf_j >= 0 && sf_j < {};", proj.n_post())?;
             for (k, st) in proj.synapses.on_pre.iter().enumerate() {
-                let target = self.statement_target(p, k, &EVENT);
+                let target = self.statement_target(p, Pathway::Pre, k, &EVENT);
                 match (st.side, st.effect) {
                     (Side::Post, Effect::Add(e)) => scope(w, |w| {
                         writeln!(w, "{real} sf_v = 0;")?;
@@ -1177,7 +1217,7 @@ impl Gen<'_> {
                     })?,
                     _ => w.block("if (sf_ok)", |w| {
                         let text = printer
-                            .block(&[self.new_values[p][k]], &format!("sf_q{k}_"), w)?
+                            .block(&[self.new_value(p, Pathway::Pre, k)], &format!("sf_q{k}_"), w)?
                             .remove(0);
                         writeln!(w, "{target} = {text};")
                     })?,
@@ -1284,11 +1324,16 @@ impl Gen<'_> {
                         }
                         Task::Monitor(m) => self.write_monitor(*m, w),
                         Task::Ordered => {
-                            for (p, pp) in self.plan.projections.iter().enumerate() {
+                            for &(p, pathway) in &self.plan.pathways {
+                                let pp = &self.plan.projections[p];
                                 if pp.delivery != Delivery::Ordered {
                                     continue;
                                 }
-                                if pp.row_parallel {
+                                if pathway == Pathway::Post {
+                                    w.block("if (sf_lane == 0)", |w| {
+                                        self.write_post_pathway(p, w)
+                                    })?;
+                                } else if pp.row_parallel {
                                     scope(w, |w| self.write_ordered(p, true, w))?;
                                 } else {
                                     w.block("if (sf_lane == 0)", |w| {
@@ -1337,7 +1382,7 @@ impl Gen<'_> {
                                 "for (int64_t sf_syn = sf_lo + sf_lane; sf_syn < sf_hi; sf_syn += 32)",
                                 |w| {
                                     self.write_target(p, w)?;
-                                    self.write_statements(p, pp.delivery, &EVENT, w)
+                                    self.write_statements(p, Pathway::Pre, pp.delivery, &EVENT, w)
                                 },
                             )
                         })?;
@@ -1568,6 +1613,7 @@ impl Gen<'_> {
                     .remove(0);
                     let target = self.statement_target(
                         p,
+                        Pathway::Pre,
                         k,
                         &Event {
                             post: &format!("(sf_i - {a})"),
@@ -1828,8 +1874,11 @@ impl Gen<'_> {
                             scope(w, |w| self.write_monitor(m, w))?;
                         }
                     }
-                    for p in 0..self.net.projections.len() {
-                        self.write_ordered(p, false, w)?;
+                    for &(p, pathway) in &self.plan.pathways {
+                        match pathway {
+                            Pathway::Pre => self.write_ordered(p, false, w)?,
+                            Pathway::Post => self.write_post_pathway(p, w)?,
+                        }
                     }
                     for (g, group) in self.net.groups.iter().enumerate() {
                         if self.has_after(g) {
@@ -1888,6 +1937,12 @@ impl Gen<'_> {
         }
         Ok(())
     }
+}
+
+/// Synapse bounds `sf_lo`, `sf_hi` of projection p clamped to the synapses there are.
+fn write_clamp(p: usize, w: &mut SourceWriter) -> fmt::Result {
+    writeln!(w, "if (sf_lo < 0) sf_lo = 0;")?;
+    writeln!(w, "if (sf_hi > sf_nsyn{p}) sf_hi = sf_nsyn{p};")
 }
 
 /// A block of its own: `{`, `body` one level deeper, `}`.

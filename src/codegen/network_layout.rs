@@ -53,6 +53,12 @@ pub enum NetRole {
     RowOffsets,
     Targets,
     DelayBuckets,
+    /// The by-post index of a projection with `on_post`: `post_offsets[j]..post_offsets[j + 1]`
+    /// index `post_synapses`, the synapses onto target `j` (ascending creation order).
+    PostOffsets,
+    PostSynapses,
+    /// The presynaptic index (within the source range) of each synapse (for `on_post`).
+    Sources,
     /// A per-synapse parameter (`w`), in CSR order.
     SynapseParam,
     /// A `(shared)` synaptic parameter.
@@ -169,7 +175,12 @@ impl Builder<'_> {
             shape,
             batched: !matches!(
                 role,
-                NetRole::RowOffsets | NetRole::Targets | NetRole::DelayBuckets
+                NetRole::RowOffsets
+                    | NetRole::Targets
+                    | NetRole::DelayBuckets
+                    | NetRole::PostOffsets
+                    | NetRole::PostSynapses
+                    | NetRole::Sources
             ),
             ident,
             at: None,
@@ -385,6 +396,25 @@ pub fn layout(net: &NetworkIr, plan: &NetworkPlan) -> NetLayout {
                 vec![Dim::Fixed(buckets)],
                 format!("p{p}_buckets"),
             ));
+        }
+        if s.has_on_post {
+            for (key, role, shape, ident) in [
+                (
+                    "post_offsets",
+                    NetRole::PostOffsets,
+                    Dim::Fixed(proj.n_post() + 1),
+                    "post_rows",
+                ),
+                (
+                    "post_synapses",
+                    NetRole::PostSynapses,
+                    Dim::Sized("n_syn"),
+                    "post_syn",
+                ),
+                ("sources", NetRole::Sources, Dim::Sized("n_syn"), "sources"),
+            ] {
+                inputs.push(b.arg(name, key, role, i32_, vec![shape], format!("p{p}_{ident}")));
+            }
         }
         let written = s.synapse_written();
         for v in s.per_synapse() {

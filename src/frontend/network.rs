@@ -19,6 +19,7 @@ use crate::ir::group::ValueType;
 use crate::ir::network::{
     MonitorIr, NetGroup, NetGroupKind, NetworkIr, PoissonInputIr, Projection, Recorded, TableIr,
 };
+use crate::ir::synapses::Effect;
 use crate::ir::{ExprArena, ExprId, GroupIr, IndexOf, SymbolKind, Ty, VarId};
 use crate::spec::network::{GroupSpec, MonitorSpec, NetworkSpec, NumberOrExpr, Rates, Record};
 use crate::spec::{Dynamics, ModelSpec};
@@ -101,6 +102,7 @@ fn lower_here(spec: &NetworkSpec) -> Result<NetworkIr, Diagnostic> {
         .iter()
         .map(|p| poisson_input(spec, p, &groups))
         .collect::<Result<Vec<_>, _>>()?;
+    post_pathways_after_poisson_inputs(&projections, &poisson_inputs)?;
     let monitors = spec
         .monitors
         .iter()
@@ -117,6 +119,54 @@ fn lower_here(spec: &NetworkSpec) -> Result<NetworkIr, Diagnostic> {
         tables,
         monitors,
     })
+}
+
+/// Brian2 runs the `on_post` pathways after the Poisson inputs (`<name>_post` has order 1, a
+/// `PoissonInput` 0); the kernels run them with the deliveries, before the Poisson inputs. The
+/// two orders agree unless an `on_post` touches what a Poisson input writes, or writes what it
+/// reads: refused.
+fn post_pathways_after_poisson_inputs(
+    projections: &[Projection],
+    inputs: &[PoissonInputIr],
+) -> Result<(), Diagnostic> {
+    for proj in projections {
+        let s = &proj.synapses;
+        let mut touched = Vec::new();
+        let mut written = Vec::new();
+        for st in &s.on_post {
+            let e = match st.effect {
+                Effect::Add(e) | Effect::Set(e) => e,
+            };
+            for v in s.group.arena.vars_of(e).into_iter().chain([st.var]) {
+                if let Some((side, var)) = s.neighbour(v) {
+                    touched.push((proj.group_on(side), var));
+                    if v == st.var {
+                        written.push((proj.group_on(side), var));
+                    }
+                }
+            }
+        }
+        for input in inputs {
+            let reads = input.arena.vars_of(input.weight);
+            let clash = touched.contains(&(input.target, input.var))
+                || written
+                    .iter()
+                    .any(|(g, v)| *g == input.target && reads.contains(v));
+            if clash {
+                return Err(within(
+                    &format!("Synapses '{}'", proj.name),
+                    Diagnostic::new(
+                        "on_post",
+                        format!(
+                            "on_post touches a variable that the PoissonInput '{}' changes: Brian2 runs on_post after the Poisson inputs, this version before them; this combination is not supported yet",
+                            input.name
+                        ),
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `what` (an object's description), `field`: the prefix of a diagnostic's field.

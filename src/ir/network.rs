@@ -63,6 +63,15 @@ pub struct Projection {
 }
 
 impl Projection {
+    /// The group on one side: the source (`Pre`) or the target.
+    pub fn group_on(&self, side: super::IndexOf) -> usize {
+        if side == super::IndexOf::Pre {
+            self.source
+        } else {
+            self.target
+        }
+    }
+
     pub fn n_pre(&self) -> usize {
         self.source_range.len()
     }

@@ -1,11 +1,12 @@
 //! A synapse group (Brian2's `Synapses`), lowered: the synapses as a population ([`GroupIr`]:
 //! per-synapse parameters, `i`, `j`, `N_pre`, `N_post`, `t`, and references to the variables of
-//! the groups on either side), the statements run when a presynaptic spike arrives (`on_pre`),
-//! and the delay.
+//! the groups on either side), the statements run when a presynaptic spike arrives (`on_pre`)
+//! and when a postsynaptic neuron spikes (`on_post`), and the delay.
 //!
-//! The group's dynamics are empty for now: synaptic differential equations (`(clock-driven)`,
-//! `(event-driven)`), `on_post` and `(summed)` variables are the next issue's, and have their
-//! places here (`GroupIr::dynamics`, a second pathway) when they come.
+//! `(event-driven)` variables are per-synapse values that only events change: each pathway's
+//! statements start with their exact update over the time since the synapse's `lastupdate` and
+//! end with `lastupdate = t` (Brian2's code for a pathway), so the kernels need nothing more than
+//! statements. `(clock-driven)` and `(summed)` variables are not here yet.
 
 use super::expr::{ExprArena, ExprId, VarId};
 use super::group::{GroupIr, IndexOf, SymbolKind};
@@ -73,17 +74,53 @@ impl DelayIr {
     }
 }
 
-/// One synapse group's model and presynaptic pathway.
+/// A synapse group's pathways: Brian2's `SynapticPathway`s `<name>_pre` and `<name>_post`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Pathway {
+    /// Run for each synapse of a presynaptic spike, after its delay.
+    Pre,
+    /// Run for each synapse onto a postsynaptic neuron that spiked in this step.
+    Post,
+}
+
+/// One synapse group's model and pathways.
 #[derive(Clone, Debug)]
 pub struct SynapsesIr {
     /// The synapses as a population (symbols, subexpressions, spans).
     pub group: GroupIr,
-    /// `on_pre`, in order: run once per (arriving spike, synapse of its row).
+    /// `on_pre`, in order: run once per (arriving spike, synapse of its row). With
+    /// `(event-driven)` variables: their updates first and `lastupdate = t` last.
     pub on_pre: Vec<Statement>,
+    /// `on_post`, in order: run once per (postsynaptic spike, synapse onto its neuron), found
+    /// through the by-post index. Never assigns the presynaptic side. Empty without `on_post`.
+    pub on_post: Vec<Statement>,
+    /// Whether the projection has an `on_post` pathway (it may have no statements).
+    pub has_on_post: bool,
+    /// The `(event-driven)` variables (per-synapse parameters that the pathways update).
+    pub event_driven: Vec<VarId>,
     pub delay: DelayIr,
 }
 
 impl SynapsesIr {
+    /// A pathway's statements.
+    pub fn statements(&self, pathway: Pathway) -> &[Statement] {
+        match pathway {
+            Pathway::Pre => &self.on_pre,
+            Pathway::Post => &self.on_post,
+        }
+    }
+
+    /// Every statement of both pathways.
+    fn all_statements(&self) -> impl Iterator<Item = &Statement> {
+        self.on_pre.iter().chain(&self.on_post)
+    }
+
+    /// Whether the synapses change anything but their targets on events of their own: an
+    /// `on_post` pathway or `(event-driven)` variables (plasticity).
+    pub fn plastic(&self) -> bool {
+        self.has_on_post || !self.event_driven.is_empty()
+    }
+
     /// The neighbour variable a symbol refers to, with its side.
     pub fn neighbour(&self, v: VarId) -> Option<(IndexOf, VarId)> {
         match self.group.symbol(v).kind {
@@ -110,13 +147,13 @@ impl SynapsesIr {
             .collect()
     }
 
-    /// Every variable of the source (`Pre`) or target (`Post`) group whose value `on_pre` reads
+    /// Every variable of the source (`Pre`) or target (`Post`) group whose value a pathway reads
     /// (in a statement's expression: `x *= c` reads `x`; the `x` that `x += e` adds to is not
     /// counted, an addition being one indivisible update), by its id in that group, sorted.
     pub fn neighbours_read(&self, side: IndexOf) -> Vec<VarId> {
         self.on_side(
             side,
-            self.on_pre.iter().flat_map(|s| {
+            self.all_statements().flat_map(|s| {
                 let e = match s.effect {
                     Effect::Add(e) | Effect::Set(e) => e,
                 };
@@ -125,9 +162,9 @@ impl SynapsesIr {
         )
     }
 
-    /// Every variable of the source or target group that `on_pre` assigns, sorted.
+    /// Every variable of the source or target group that a pathway assigns, sorted.
     pub fn neighbours_written(&self, side: IndexOf) -> Vec<VarId> {
-        self.on_side(side, self.on_pre.iter().map(|s| s.var))
+        self.on_side(side, self.all_statements().map(|s| s.var))
     }
 
     /// The variables of the group on `side` that `symbols` (of the synapse group) refer to,
@@ -143,11 +180,10 @@ impl SynapsesIr {
         out
     }
 
-    /// The per-synapse parameters `on_pre` assigns.
+    /// The per-synapse parameters a pathway assigns.
     pub fn synapse_written(&self) -> Vec<VarId> {
         let mut out: Vec<VarId> = self
-            .on_pre
-            .iter()
+            .all_statements()
             .filter(|s| s.side == Side::Synapse)
             .map(|s| s.var)
             .collect();

@@ -22,12 +22,20 @@
 //!   what a delivery writes, and in deterministic mode per-synapse values): events run one after
 //!   another in Brian2's order (spike step, then neuron index, then synapse order), so the result
 //!   is Brian2's and the same from run to run. The source groups of ordered projections compact
-//!   their spikes in ascending order.
+//!   their spikes in ascending order. Plastic projections (`on_post`, `(event-driven)`
+//!   variables) are always ordered.
+//!
+//! The pathways of the synapses slot run in Brian2's order ([`NetworkPlan::pathways`]): Brian2
+//! gives every `<name>_pre` pathway order -1 and every `<name>_post` order +1 (whatever the
+//! `Synapses`' own `order`), and sorts by `(order, name)`: every `on_pre` pathway (in the spec's
+//! order: Python lists the projections by `name + "_pre"`), then every `on_post` pathway by
+//! `name + "_post"`. An `on_post` pathway runs over the target's spikes of this step, each
+//! through the by-post index.
 
 use std::collections::HashSet;
 
 use crate::ir::network::{MonitorIr, NetGroupKind, NetworkIr};
-use crate::ir::synapses::{DelayIr, Effect, Side, SynapsesIr};
+use crate::ir::synapses::{DelayIr, Effect, Pathway, Side, SynapsesIr};
 use crate::ir::{ExprId, GroupIr, IndexOf, SymbolKind, VarId};
 
 /// How one projection's events are run (see the module documentation).
@@ -75,6 +83,8 @@ pub struct ProjectionPlan {
 pub struct NetworkPlan {
     pub groups: Vec<GroupPlan>,
     pub projections: Vec<ProjectionPlan>,
+    /// Every (projection, pathway), in the order the synapses slot runs them (module docs).
+    pub pathways: Vec<(usize, Pathway)>,
     /// Whether the after-delivery phase runs.
     pub after_delivery: bool,
 }
@@ -86,21 +96,18 @@ type GroupVar = (usize, VarId);
 fn touched(net: &NetworkIr, p: usize) -> (Vec<GroupVar>, Vec<GroupVar>) {
     let proj = &net.projections[p];
     let s = &proj.synapses;
-    let on = |side: IndexOf| {
-        if side == IndexOf::Pre {
-            proj.source
-        } else {
-            proj.target
-        }
-    };
     let mut read = Vec::new();
     let mut written = Vec::new();
     for side in [IndexOf::Pre, IndexOf::Post] {
-        read.extend(s.neighbours_read(side).into_iter().map(|v| (on(side), v)));
+        read.extend(
+            s.neighbours_read(side)
+                .into_iter()
+                .map(|v| (proj.group_on(side), v)),
+        );
         written.extend(
             s.neighbours_written(side)
                 .into_iter()
-                .map(|v| (on(side), v)),
+                .map(|v| (proj.group_on(side), v)),
         );
     }
     (read, written)
@@ -153,7 +160,7 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
         .map(|(p, proj)| {
             let s = &proj.synapses;
             let reads_written = touch[p].0.iter().any(|gv| written_by_any.contains(gv));
-            if !additive(s) || reads_written {
+            if !additive(s) || reads_written || s.plastic() {
                 Delivery::Ordered
             } else if net.deterministic && countable(s) {
                 Delivery::Counted
@@ -197,6 +204,7 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
         .map(|(p, (proj, d))| ProjectionPlan {
             delivery: *d,
             row_parallel: *d == Delivery::Ordered
+                && !proj.synapses.plastic()
                 && additive(&proj.synapses)
                 && !touch[p].0.iter().any(|gv| written_by_any.contains(gv))
                 && one_statement_per_variable(&proj.synapses),
@@ -218,7 +226,12 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
             let monitored = net.monitors.iter().any(|m| {
                 matches!(m, MonitorIr::Spike { .. } | MonitorIr::Rate { .. }) && m.group() == g
             });
-            let depth = if outgoing.is_empty() && !monitored {
+            // The target of an `on_post` pathway reads its own spikes of the step, in order.
+            let post_pathway = net
+                .projections
+                .iter()
+                .any(|p| p.target == g && p.synapses.has_on_post);
+            let depth = if outgoing.is_empty() && !monitored && !post_pathway {
                 0
             } else {
                 1 + outgoing
@@ -229,6 +242,7 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
             };
             let ordered_compaction = depth > 0
                 && (net.deterministic
+                    || post_pathway
                     || outgoing.iter().any(|p| delivery[*p] == Delivery::Ordered));
             let mut written: Vec<VarId> = touch
                 .iter()
@@ -276,8 +290,21 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
     NetworkPlan {
         groups,
         projections,
+        pathways: pathways(net),
         after_delivery,
     }
+}
+
+/// The synapses slot's pathways in Brian2's order (module docs).
+fn pathways(net: &NetworkIr) -> Vec<(usize, Pathway)> {
+    let mut post: Vec<usize> = (0..net.projections.len())
+        .filter(|p| net.projections[*p].synapses.has_on_post)
+        .collect();
+    post.sort_by_key(|p| format!("{}_post", net.projections[*p].name));
+    (0..net.projections.len())
+        .map(|p| (p, Pathway::Pre))
+        .chain(post.into_iter().map(|p| (p, Pathway::Post)))
+        .collect()
 }
 
 /// Whether deliveries that write `written` and read `read` (variables of the group) can observe
@@ -368,5 +395,57 @@ mod tests {
         assert!(p.groups[0].late_reset, "v is reset and written by D");
         assert!(p.groups[0].ordered_compaction);
         assert_eq!(p.groups[0].written.len(), 3);
+    }
+
+    #[test]
+    fn plastic_projections_are_ordered_and_pathways_run_in_brian2s_order() {
+        let plastic = |name: &str| {
+            format!(
+                r#"{{"name": "{name}", "source": "P", "target": "P", "model": "w : 1", "on_pre": "ge += w", "on_post": "w += 1"}}"#
+            )
+        };
+        let (ir, p) = planned(&net(
+            &format!(
+                "{}, {}, {}",
+                plastic("S"),
+                plastic("S_pq"),
+                r#"{"name": "A", "source": "P", "target": "P", "model": "w : 1", "on_pre": "ge += w"}"#
+            ),
+            false,
+        ));
+        assert!(ir.projections[0].synapses.plastic());
+        let d: Vec<Delivery> = p.projections.iter().map(|x| x.delivery).collect();
+        // A only adds to ge, but the ordered projections touch it too.
+        assert_eq!(d, [Delivery::Ordered; 3]);
+        assert!(!p.projections[0].row_parallel);
+        // Every _pre pathway in the spec's order, then the _post ones by name: 'S_post' sorts
+        // before 'S_pq_post'.
+        assert_eq!(
+            p.pathways,
+            [
+                (0, Pathway::Pre),
+                (1, Pathway::Pre),
+                (2, Pathway::Pre),
+                (0, Pathway::Post),
+                (1, Pathway::Post)
+            ]
+        );
+        assert!(p.groups[0].ordered_compaction && p.groups[0].depth == 1);
+    }
+
+    #[test]
+    fn the_target_of_an_on_post_keeps_its_spikes() {
+        let json = r#"{"dt": 0.1,
+            "groups": [{"kind": "poisson", "name": "pg", "n": 3, "rates": 0.1},
+                       {"kind": "neuron", "name": "T", "n": 2, "model": {"equations": "dv/dt = -v/(10*ms) : 1", "threshold": "v > 1", "reset": "v = 0"}}],
+            "projections": [{"name": "S", "source": "pg", "target": "T", "model": "w : 1\ndA/dt = -A/(20*ms) : 1 (event-driven)",
+                             "on_pre": "v += w\nA += 1", "on_post": "w += A"}]}"#;
+        let (ir, p) = planned(json);
+        assert_eq!(ir.projections[0].synapses.event_driven.len(), 1);
+        assert_eq!(
+            (p.groups[1].depth, p.groups[1].ordered_compaction),
+            (1, true)
+        );
+        assert_eq!(p.projections[0].delivery, Delivery::Ordered);
     }
 }

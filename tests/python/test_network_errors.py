@@ -65,8 +65,8 @@ def test_synapse_endpoints_and_delays():
         sf.Synapses(P, pg, on_pre="x += 1")
     with pytest.raises(TypeError, match="source must be"):
         sf.Synapses(np.arange(3), P, on_pre="x += 1")
-    with pytest.raises(sf.ModelError, match="on_post.*not supported"):
-        sf.Synapses(P, P, on_pre="x += 1", on_post="x += 1")
+    with pytest.raises(sf.ModelError, match="on_post writing a presynaptic variable"):
+        sf.Synapses(P, P, on_pre="x += 1", on_post="x_pre += 1")
     with pytest.raises(sf.ModelError, match="Synapses 'S'.*delay must be a finite duration >= 0"):
         sf.Synapses(P, P, on_pre="x += 1", delay=-1.0, name="S")
     with pytest.raises(sf.ModelError, match="delay is an array"):

@@ -330,8 +330,9 @@ def test_quantities_are_accepted_everywhere(library, device):
 
 
 def test_projections_deliver_in_brian2_schedule_order(device):
-    """Brian2 runs the objects of its ``synapses`` slot by ``(order, name)`` (a projection's pathway
-    is ``<name>_pre``), not in creation order: assignments show the order."""
+    """Brian2 runs the objects of its ``synapses`` slot by ``(order, name)``, a projection's pathway
+    being ``<name>_pre`` with order -1 whatever the Synapses' ``order``, not in creation order:
+    assignments show the order."""
     sg = sf.SpikeGeneratorGroup(1, [0], [0.0], name="sg")
 
     def final(projections):
@@ -352,8 +353,8 @@ def test_projections_deliver_in_brian2_schedule_order(device):
     assert final([("aa", double, 0), ("zz", square, 0)]) == (2 * 1 + 1) ** 2 + 3
     # 'S_1_pre' < 'S_pre' ('1' sorts before 'p'), as Brian2's default names synapses_1 < synapses
     assert final([("S", double, 0), ("S_1", square, 0)]) == 2 * (1 * 1 + 3) + 1
-    # order= comes first
-    assert final([("zz", double, -1), ("aa", square, 0)]) == (2 * 1 + 1) ** 2 + 3
+    # the Synapses' order= does not move its pathways (Brian2 gives every _pre pathway order -1)
+    assert final([("zz", double, -1), ("aa", square, 0)]) == 2 * (1 * 1 + 3) + 1
     with pytest.raises(TypeError, match="order must be an integer"):
         sf.Synapses(sg, counters(1), on_pre=double, order=1.5)
 
@@ -370,8 +371,8 @@ def test_projection_order_is_brian2s():
             T = brian2.NeuronGroup(1, "x : 1", dt=DT * brian2.ms)
             T.x = 1.0
             made = [
-                brian2.Synapses(sg, T, on_pre=st, name=nm, dt=DT * brian2.ms)
-                for nm, st in (("b", double), ("a", square), ("a_1", double))
+                brian2.Synapses(sg, T, on_pre=st, name=nm, order=o, dt=DT * brian2.ms)
+                for nm, st, o in (("b", double, -2), ("a", square, 0), ("a_1", double, 3))
             ]
             for S in made:
                 S.connect(i=0, j=0)
@@ -381,12 +382,12 @@ def test_projection_order_is_brian2s():
             sg = sf.SpikeGeneratorGroup(1, [0], [0.0], name="sg")
             T = counters(1)
             made = []
-            for nm, st in (("b", double), ("a", square), ("a_1", double)):
-                S = sf.Synapses(sg, T, on_pre=st, name=nm)
+            for nm, st, o in (("b", double, -2), ("a", square, 0), ("a_1", double, 3)):
+                S = sf.Synapses(sg, T, on_pre=st, name=nm, order=o)
                 S.connect(i=[0], j=[0])
                 made.append(S)
             net = sf.Network(sg, T, *made, dt=DT)
             new, _ = net.run(net.init_state(dtype=jnp.float64, T=dict(x=np.ones(1))), steps=3, progress=False)
             results.append(float(np.asarray(new["T"]["x"])[0]))
-    # a_1_pre < a_pre < b_pre: double, square, double
+    # a_1_pre < a_pre < b_pre: double, square, double (order= changes nothing)
     assert results[0] == results[1] == 2 * ((2 * 1 + 1) ** 2 + 3) + 1

@@ -69,8 +69,8 @@ def schedule_order(order, obj) -> int:
 
 
 def schedule_key(obj, suffix: str = "") -> tuple:
-    """The key Brian2 sorts one slot's objects by: ``(order, name)``, the name of a synapse
-    pathway being the projection's name with ``_pre``."""
+    """The key Brian2 sorts one slot's objects by: ``(order, name)`` (a synapse pathway's order is
+    Brian2's own, -1 for ``<name>_pre`` and +1 for ``<name>_post``: see ``collect``)."""
     return (obj.order, obj.name + suffix)
 
 

@@ -1,8 +1,11 @@
 """The objects of a network, gathered and checked: every group (also those only reached through a
 synapse, an input or a monitor), the projections and the Poisson inputs in Brian2's order (its
-schedule sorts the objects of one slot by ``(order, name)``, a projection's pathway being named
-``<name>_pre``; the order of groups does not matter: their updates are independent), the timed
-arrays and the monitors with the names their records come back under.
+schedule sorts the objects of one slot by ``(order, name)``; a projection's pathways are named
+``<name>_pre`` (order -1) and ``<name>_post`` (order +1), whatever the ``Synapses``' own
+``order``, so the projections are listed by ``<name>_pre`` and the library runs the ``on_post``
+pathways after all ``on_pre`` ones, by ``<name>_post``; the order of groups does not matter: their
+updates are independent), the timed arrays and the monitors with the names their records come back
+under.
 
 Why apart from :class:`~spikeforge.Network`: what belongs to a network, and whether the names
 are unique and the references consistent, is decided once, before any spec is written; the
@@ -119,7 +122,7 @@ def collect(objects, named_monitors: dict) -> Members:
                 timed.append(table)
     if not groups:
         raise ValueError("Network: there is no group to simulate")
-    synapses.sort(key=lambda s: schedule_key(s, "_pre"))
+    synapses.sort(key=lambda s: s.name + "_pre")
     inputs.sort(key=schedule_key)
     members = Members(groups, synapses, inputs, timed, monitors)
     _check_names(members)

@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["Csr", "from_pairs", "delay_buckets", "INT32_MAX"]
+__all__ = ["Csr", "from_pairs", "delay_buckets", "by_post", "INT32_MAX"]
 
 INT32_MAX = 2**31 - 1
 
@@ -62,3 +62,19 @@ def delay_buckets(csr: Csr, delay_steps_stored: np.ndarray, max_steps: int) -> n
     out = np.zeros(n_pre * depth + 1, dtype=np.int64)
     np.cumsum(counts, out=out[1:])
     return out.astype(np.int32)
+
+
+def by_post(csr: Csr, n_post: int) -> dict:
+    """The by-post index of ``on_post`` pathways: ``post_offsets`` ``(n_post + 1,)``,
+    ``post_synapses`` ``(n_syn,)`` (stored synapse ids, those onto target ``j`` at
+    ``post_offsets[j]:post_offsets[j + 1]`` in creation order, Brian2's synapse order) and
+    ``sources`` ``(n_syn,)`` (each stored synapse's presynaptic index), all int32."""
+    targets = csr.targets.astype(np.int64)
+    post_synapses = np.lexsort((csr.order, targets))
+    offsets = np.zeros(n_post + 1, dtype=np.int64)
+    np.cumsum(np.bincount(targets, minlength=n_post), out=offsets[1:])
+    return {
+        "post_offsets": offsets.astype(np.int32),
+        "post_synapses": post_synapses.astype(np.int32),
+        "sources": csr.sources.astype(np.int32),
+    }

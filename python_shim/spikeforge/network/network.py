@@ -290,7 +290,8 @@ class Network:
             parts.append(built)
         delay_var = self._per_synapse_delay(s)
         table = None
-        if len(parts) == 1 and not isinstance(parts[0], tuple) and delay_var is None:
+        plastic = s.on_post is not None
+        if len(parts) == 1 and not isinstance(parts[0], tuple) and delay_var is None and not plastic:
             # One rule: its CSR as built, on the device (creation order is its order).
             row_offsets, targets, n_syn = parts[0].row_offsets, parts[0].targets, parts[0].n_synapses
         else:
@@ -329,12 +330,15 @@ class Network:
                 )
         stored = converted
         buckets = None
+        by_post = None
         if table is not None:
             csr = csr_mod.from_pairs(*table, s.source.n, steps)
             row_offsets, targets = csr.row_offsets, csr.targets
             stored = {var: (x if x.ndim == 0 else csr.permute(x)) for var, x in converted.items()}
             if steps is not None:
                 buckets = csr_mod.delay_buckets(csr, steps[csr.order], max_steps)
+            if plastic:
+                by_post = csr_mod.by_post(csr, s.target.n)
         return dict(
             row_offsets=row_offsets,
             targets=targets,
@@ -343,6 +347,7 @@ class Network:
             delay_var=delay_var,
             max_steps=max_steps,
             buckets=buckets,
+            by_post=by_post,
         )
 
     def _fill_state(self, layout, seed: int, dtype: str, initial_values: Mapping, synapses: dict) -> dict:
@@ -382,6 +387,8 @@ class Network:
                 box[name] = jnp.asarray(synapses[owner]["targets"], want)
             elif role == "delay_buckets":
                 box[name] = jnp.asarray(synapses[owner]["buckets"], want)
+            elif role in ("post_offsets", "post_synapses", "sources"):
+                box[name] = jnp.asarray(synapses[owner]["by_post"][role], want)
             elif role in ("synapse_param", "shared_param"):
                 used.setdefault(owner, set()).add(name)
                 stored = synapses[owner]["values"]
@@ -430,7 +437,7 @@ class Network:
 
     # -- batches (jax.vmap) ----------------------------------------------------------------------
 
-    CONNECTIVITY = ("row_offsets", "targets", "delay_buckets")
+    CONNECTIVITY = ("row_offsets", "targets", "delay_buckets", "post_offsets", "post_synapses", "sources")
     """A projection's entries that the members of a batch share."""
 
     def batch_axes(self, state: Mapping) -> dict:

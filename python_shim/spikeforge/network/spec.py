@@ -87,20 +87,21 @@ def network_spec(members: Members, *, dt: float, deterministic: bool, variant: V
     projections = []
     for s in members.synapses:
         delay = s.delay if isinstance(s.delay, str) or s.delay != 0.0 else None
-        projections.append(
-            {
-                "name": s.name,
-                "source": s.source.root.name,
-                "source_range": source_range(s.source),
-                "target": s.target.root.name,
-                "target_range": source_range(s.target),
-                "model": s.model,
-                "on_pre": s.on_pre,
-                "delay": delay,
-                "max_delay": max_delay.get(s.name),
-                "constants": dict(s.constants),
-            }
-        )
+        projection = {
+            "name": s.name,
+            "source": s.source.root.name,
+            "source_range": source_range(s.source),
+            "target": s.target.root.name,
+            "target_range": source_range(s.target),
+            "model": s.model,
+            "on_pre": s.on_pre,
+            "delay": delay,
+            "max_delay": max_delay.get(s.name),
+            "constants": dict(s.constants),
+        }
+        if s.on_post is not None:
+            projection["on_post"] = s.on_post
+        projections.append(projection)
     inputs = [
         {
             "name": p.name,

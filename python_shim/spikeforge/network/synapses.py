@@ -81,11 +81,21 @@ class Synapses(NetworkObject):
     ``i`` / ``j`` their indices, ``lastspike_pre``). ``delay``: None (0), a duration (ms or a
     time quantity: one delay for every synapse), or a string naming a per-synapse variable of the
     model (``delay="d"``) or an expression; a delay becomes ``int(d/dt + 0.5)`` steps, as in
-    Brian2. ``constants``: names used in ``model`` / ``on_pre`` (numbers or quantities).
-    ``order``: Brian2's; the projections of a network deliver by ``(order, name + "_pre")``, the
-    order of Brian2's schedule, which matters where statements assign (``v_post = ...``).
+    Brian2. ``constants``: names used in ``model`` / ``on_pre`` / ``on_post`` (numbers or
+    quantities).
 
-    ``on_post`` and plastic synapses are not part of this version (a clear error)."""
+    ``on_post``: statements run, in the step a target neuron spikes, for each synapse onto it
+    (STDP: ``Apost += dApost; w = clip(w + Apre, 0, gmax)``); they may assign synaptic variables
+    and the target's, not the source's. ``model`` may declare ``(event-driven)`` traces
+    (``dApre/dt = -Apre/taupre : 1 (event-driven)``), linear with constant coefficients: each
+    pathway updates them exactly over the time since the synapse's last event (kept in the
+    synapse variable ``lastupdate``), as Brian2 does. Weights and traces are per-synapse state:
+    they persist from run to run. ``(clock-driven)`` and ``(summed)`` variables: not yet.
+
+    ``order``: accepted for Brian2 compatibility; as in Brian2 it does not move the pathways:
+    the synapses slot runs every ``<name>_pre`` pathway (by name), then the Poisson inputs, then
+    every ``<name>_post`` pathway (by name), which matters where statements assign
+    (``v_post = ...``)."""
 
     kind = "Synapses"
 
@@ -118,11 +128,9 @@ class Synapses(NetworkObject):
                 f"got {describe(target) if isinstance(target, NetworkObject) else type(target).__name__}",
                 cls=TypeError,
             )
-        if on_post is not None:
-            raise self.error(
-                "on_post (and plasticity) is not supported yet: synapses act on spikes of the source only",
-                field="on_post",
-            )
+        if on_post is not None and not isinstance(on_post, str):
+            raise self.error(f"on_post must be a string of statements, got {type(on_post).__name__}", field="on_post")
+        self.on_post = on_post
         if pre is not None:
             if on_pre is not None:
                 raise self.error("give on_pre or its old name pre, not both", field="on_pre", cls=TypeError)

@@ -68,6 +68,15 @@ pub(crate) fn subexpression_cycle(
 
 /// Parses every line of an equations string.
 pub fn parse_equations(src: &str) -> Result<Vec<EquationLine>, Diagnostic> {
+    parse_equations_with_flags(src, &[])
+}
+
+/// Parses every line of an equations string that may also carry the flags `extra` (a synapse
+/// model's, as one word each: `event_driven`).
+pub fn parse_equations_with_flags(
+    src: &str,
+    extra: &[&str],
+) -> Result<Vec<EquationLine>, Diagnostic> {
     const FIELD: &str = "equations";
     let toks = tokenize(src, FIELD)?;
     let mut p = Parser::new(&toks, src, FIELD);
@@ -114,7 +123,7 @@ pub fn parse_equations(src: &str) -> Result<Vec<EquationLine>, Diagnostic> {
             &Tok::Colon,
             "':' and a unit (use ': 1' for a dimensionless value)",
         )?;
-        let (unit, flags) = unit_and_flags(&mut p, src, colon)?;
+        let (unit, flags) = unit_and_flags(&mut p, src, colon, extra)?;
         if let Some(prev) = lines.iter().find(|l| l.name == name) {
             return Err(p.error(
                 name_span,
@@ -144,6 +153,7 @@ fn unit_and_flags(
     p: &mut Parser,
     src: &str,
     colon: Span,
+    extra: &[&str],
 ) -> Result<(String, Vec<(String, Span)>), Diagnostic> {
     let line_text = src.lines().nth(colon.line - 1).unwrap_or("");
     let mut unit_start: Option<Span> = None;
@@ -201,10 +211,11 @@ fn unit_and_flags(
                 return Err(p.error(p.here(), "expected a flag name"));
             };
             let flag = words.join(" ");
-            if !KNOWN_FLAGS.contains(&flag.as_str()) {
+            if !KNOWN_FLAGS.contains(&flag.as_str()) && !extra.contains(&flag.as_str()) {
+                let known: Vec<&str> = KNOWN_FLAGS.iter().chain(extra).copied().collect();
                 return Err(p
                     .error(span, format!("unknown flag '{flag}'"))
-                    .suggest(format!("known flags: {}", KNOWN_FLAGS.join(", "))));
+                    .suggest(format!("known flags: {}", known.join(", "))));
             }
             flags.push((flag, span));
             if matches!(p.peek_tok(), Some(Tok::Comma)) {

@@ -1,25 +1,33 @@
 //! Brian2's `Synapses`: the synapse model (per-synapse parameters, `(shared)` ones,
-//! subexpressions), the `on_pre` statements and the delay -> [`SynapsesIr`].
+//! subexpressions, `(event-driven)` variables), the `on_pre` and `on_post` statements and the
+//! delay -> [`SynapsesIr`].
 //!
-//! Names in `on_pre` resolve as in Brian2: the synapse group's own variables first; `x_pre` and
-//! `x_post` are variables of the source and target groups; a bare name the target group has is
-//! the target's (`ge += w` is `ge_post += w`); then the projection's constants, `i` and `j`
-//! (the pre- and postsynaptic indices within the (sub)groups), `N_pre`, `N_post`, `t`, `dt`,
-//! units. `lastspike_pre` / `lastspike_post` are the neighbours' last spike times. What the next issue brings (`on_post`, synaptic
-//! differential equations `(clock-driven)` / `(event-driven)`, `(summed)` variables) is refused
-//! with a located "not supported yet" message.
+//! Names in `on_pre` and `on_post` resolve as in Brian2: the synapse group's own variables first;
+//! `x_pre` and `x_post` are variables of the source and target groups; a bare name the target
+//! group has is the target's (`ge += w` is `ge_post += w`, in both pathways); then the
+//! projection's constants, `i` and `j` (the pre- and postsynaptic indices within the (sub)groups),
+//! `N_pre`, `N_post`, `t`, `dt`, units. `lastspike_pre` / `lastspike_post` are the neighbours'
+//! last spike times. `on_post` may not assign the presynaptic side (each postsynaptic spike
+//! runs over the synapses onto one neuron, from any source neuron).
+//!
+//! An `(event-driven)` variable must be linear with constant coefficients (`dx/dt = a*x + b`):
+//! each pathway starts with its exact solution over `t - lastupdate` and ends with
+//! `lastupdate = t`, as Brian2's `SynapticPathway` does. `(clock-driven)` variables and
+//! `(summed)` variables are refused with a located "not supported yet" message.
 
 use std::collections::{HashMap, HashSet};
 
-use super::equations::{parse_equations, subexpression_cycle, EquationLine, LineKind};
+use super::equations::{parse_equations_with_flags, subexpression_cycle, EquationLine, LineKind};
 use super::expr::{common_name, quote_list, require_real, unknown_name, Place, Scope};
 use crate::diagnostics::{nearest_names, Diagnostic, Span};
 use crate::frontend::builder::{GroupBuilder, Lowered};
 use crate::frontend::syntax::ast::{AssignOp, Ast};
-use crate::frontend::syntax::lexer::{tokenize, Tok};
 use crate::frontend::syntax::parser::{parse_expression, parse_statements};
-use crate::ir::synapses::{DelayIr, Effect, Side, Statement, SynapsesIr};
-use crate::ir::{Dynamics, Events, ExprArena, ExprId, GroupIr, IndexOf, SymbolKind, Ty, VarId};
+use crate::ir::derivative::derivative;
+use crate::ir::synapses::{DelayIr, Effect, Pathway, Side, Statement, SynapsesIr};
+use crate::ir::{
+    Dynamics, Events, ExprArena, ExprId, Func, GroupIr, IndexOf, SymbolKind, Ty, VarId,
+};
 use crate::spec::network::{NumberOrExpr, ProjectionSpec};
 use crate::spec::{names, Method};
 use crate::types::ElemType;
@@ -30,8 +38,16 @@ pub const MAX_DELAY_STEPS: u32 = 65_535;
 /// The longest per-synapse delay, in steps (a delivery walks every delay step up to it).
 pub const MAX_PER_SYNAPSE_DELAY_STEPS: u32 = 4095;
 
-/// What issue 11 brings, and the place it is refused.
+/// What issue 11 brings later, and the place it is refused.
 const NEXT_ISSUE: &str = "not supported yet (issue 11)";
+
+/// The flags of a synapse model that neuron models do not have, as the equation parser reads
+/// them (one word: the model's `event-driven` is rewritten to `event_driven`, same length).
+const SYNAPSE_FLAGS: &[&str] = &["event_driven", "clock_driven", "summed"];
+
+/// The per-synapse time of the last event (Brian2's `lastupdate`), kept with `(event-driven)`
+/// variables.
+const LASTUPDATE: &str = "lastupdate";
 
 /// A group on one side of a projection, as the synapses see it.
 pub struct Neighbour<'a> {
@@ -76,7 +92,7 @@ impl Neighbour<'_> {
     }
 }
 
-/// Lowers one projection's synapse model, `on_pre` and delay. Errors name the field (`model`,
+/// Lowers one projection's synapse model, pathways and delay. Errors name the field (`model`,
 /// `on_pre`, `on_post`, `delay`, `max_delay`); the caller adds the projection's name.
 pub fn lower(
     spec: &ProjectionSpec,
@@ -85,37 +101,29 @@ pub fn lower(
     dt: f64,
     dtype: ElemType,
 ) -> Result<SynapsesIr, Diagnostic> {
-    if let Some(code) = spec.on_post.as_deref().filter(|c| !c.trim().is_empty()) {
-        let first = first_token(code, "on_post")?;
-        return Err(Diagnostic::new("on_post", format!("on_post is {NEXT_ISSUE}"))
-            .at(code, first)
-            .suggest("postsynaptic statements (STDP and other plasticity) come with the next issue; use on_pre"));
-    }
-    let lines = if spec.model.trim().is_empty() {
+    // `(event-driven)` and `(clock-driven)` as one word each, at the same columns.
+    let model = spec
+        .model
+        .replace("event-driven", "event_driven")
+        .replace("clock-driven", "clock_driven");
+    let lines = if model.trim().is_empty() {
         Vec::new()
     } else {
-        refuse_next_issue_flags(&spec.model)?;
-        parse_equations(&spec.model)?
+        parse_equations_with_flags(&model, SYNAPSE_FLAGS).map_err(|mut d| {
+            d.field = "model".into();
+            d
+        })?
     };
     let mut cx = SynapseScope::new(spec, &lines, pre, post, dt, dtype)?;
-    let mut on_pre = Vec::new();
-    if !spec.on_pre.trim().is_empty() {
-        for st in parse_statements(&spec.on_pre, "on_pre")? {
-            let (var, side) = cx.target(&st.target, st.target_span)?;
-            let (value, ty) = cx.expr(&st.value, "on_pre", &spec.on_pre)?;
-            require_real(ty, &st.value, "on_pre", &spec.on_pre)?;
-            let arena = &mut cx.group.arena;
-            let old = arena.var(var);
-            let effect = match st.op {
-                AssignOp::Set => Effect::Set(value),
-                AssignOp::Add => Effect::Add(value),
-                AssignOp::Sub => Effect::Add(arena.neg(value)),
-                AssignOp::Mul => Effect::Set(arena.mul(old, value)),
-                AssignOp::Div => Effect::Set(arena.div(old, value)),
-            };
-            on_pre.push(Statement { var, side, effect });
-        }
-    }
+    let event_driven = cx.event_driven_updates()?;
+    let on_pre = cx.pathway(Pathway::Pre, &spec.on_pre, &event_driven)?;
+    let on_post_code = spec.on_post.as_deref().unwrap_or("");
+    let has_on_post = spec.on_post.is_some();
+    let on_post = if has_on_post {
+        cx.pathway(Pathway::Post, on_post_code, &event_driven)?
+    } else {
+        Vec::new()
+    };
     let delay = cx.delay()?;
     let subexpressions = std::mem::take(&mut cx.subexpr_values).into_iter().collect();
     let lowered = Lowered {
@@ -129,36 +137,19 @@ pub fn lower(
     Ok(SynapsesIr {
         group,
         on_pre,
+        on_post,
+        has_on_post,
+        event_driven: event_driven.iter().map(|(v, _)| *v).collect(),
         delay,
     })
 }
 
-/// The span of the first token of `code` (for messages about a whole field).
-fn first_token(code: &str, field: &str) -> Result<Span, Diagnostic> {
-    Ok(tokenize(code, field)?
-        .into_iter()
-        .find(|t| t.tok != Tok::Newline)
-        .map_or(Span::new(1, 1, 1), |t| t.span))
-}
-
-/// `(event-driven)`, `(clock-driven)` and `(summed)`, which the equation parser does not know,
-/// are the next issue's: refused where they are written.
-fn refuse_next_issue_flags(model: &str) -> Result<(), Diagnostic> {
-    for (k, line) in model.lines().enumerate() {
-        let code = line.split('#').next().unwrap_or("");
-        for flag in ["event-driven", "clock-driven", "summed"] {
-            if let Some(col) = code.find(flag) {
-                let col = code[..col].chars().count() + 1;
-                return Err(Diagnostic::new(
-                    "model",
-                    format!("'({flag})' synaptic variables are {NEXT_ISSUE}"),
-                )
-                .at(model, Span::new(k + 1, col, flag.chars().count()))
-                .suggest("synapses hold parameters for now ('w : 1', 'w : 1 (shared)')"));
-            }
-        }
+/// The field a pathway's statements are written in.
+fn field_of(pathway: Pathway) -> &'static str {
+    match pathway {
+        Pathway::Pre => "on_pre",
+        Pathway::Post => "on_post",
     }
-    Ok(())
 }
 
 /// Names in a synapse group with a built-in meaning.
@@ -195,6 +186,14 @@ impl<'a> SynapseScope<'a> {
         for line in lines {
             let name = line.name.as_str();
             let at = |msg: String| Diagnostic::new("model", msg).at(model, line.name_span);
+            if let Some((_, span)) = line.flags.iter().find(|(f, _)| f == "summed") {
+                return Err(Diagnostic::new(
+                    "model",
+                    format!("'(summed)' synaptic variables are {NEXT_ISSUE}"),
+                )
+                .at(model, *span)
+                .suggest("add to the target in on_pre instead ('g_post += w')"));
+            }
             if let Some(message) = names::invalid(name) {
                 return Err(at(message));
             }
@@ -217,14 +216,42 @@ impl<'a> SynapseScope<'a> {
                     "'{name}' is defined in the model and also given as a constant"
                 )));
             }
-            match line.kind {
-                LineKind::Differential => {
-                    return Err(at(format!(
-                        "synaptic differential equations ('(clock-driven)', '(event-driven)') are {NEXT_ISSUE}"
-                    ))
-                    .suggest("synapses hold parameters for now ('w : 1')"));
+            let synapse_flag = line
+                .flags
+                .iter()
+                .find(|(f, _)| SYNAPSE_FLAGS.contains(&f.as_str()));
+            match (line.kind, synapse_flag) {
+                (LineKind::Differential, Some((f, _))) if f == "event_driven" => {
+                    if let Some((flag, span)) = line.flags.iter().find(|(f, _)| f != "event_driven")
+                    {
+                        return Err(Diagnostic::new(
+                            "model",
+                            format!(
+                                "the flag '({flag})' does not apply to an (event-driven) variable"
+                            ),
+                        )
+                        .at(model, *span));
+                    }
+                    group.add_symbol(name, SymbolKind::Param, &line.unit);
                 }
-                LineKind::Parameter => {
+                (LineKind::Differential, _) => {
+                    let at_flag = synapse_flag.map_or(line.name_span, |(_, span)| *span);
+                    return Err(Diagnostic::new(
+                        "model",
+                        format!("'(clock-driven)' synaptic variables (integrated every step) are {NEXT_ISSUE}"),
+                    )
+                    .at(model, at_flag)
+                    .suggest("traces that change only at events are '(event-driven)': 'dx/dt = -x/tau : 1 (event-driven)'"));
+                }
+                (_, Some((f, span))) => {
+                    let shown = f.replace('_', "-");
+                    return Err(Diagnostic::new(
+                        "model",
+                        format!("the flag '({shown})' applies to differential equations only"),
+                    )
+                    .at(model, *span));
+                }
+                (LineKind::Parameter, None) => {
                     if let Some((flag, span)) = line
                         .flags
                         .iter()
@@ -239,7 +266,7 @@ impl<'a> SynapseScope<'a> {
                     let v = group.add_symbol(name, SymbolKind::Param, &line.unit);
                     group.symbols[v.index()].shared = line.has_flag("shared");
                 }
-                LineKind::Subexpression => {
+                (LineKind::Subexpression, None) => {
                     if let Some((flag, span)) = line.flags.first() {
                         return Err(Diagnostic::new(
                             "model",
@@ -251,6 +278,16 @@ impl<'a> SynapseScope<'a> {
                     }
                 }
             }
+        }
+        if lines.iter().any(|l| l.has_flag("event_driven")) {
+            if let Some(line) = lines.iter().find(|l| l.name == LASTUPDATE) {
+                return Err(Diagnostic::new(
+                    "model",
+                    format!("'{LASTUPDATE}' is a reserved name: (event-driven) variables keep each synapse's last update time in it"),
+                )
+                .at(model, line.name_span));
+            }
+            group.add_symbol(LASTUPDATE, SymbolKind::Param, "second");
         }
         group.add_symbol("t", SymbolKind::Time, "second");
         group.add_symbol("i", SymbolKind::Index(IndexOf::Pre), "integer");
@@ -348,16 +385,33 @@ impl<'a> SynapseScope<'a> {
         Some(Err(d))
     }
 
-    /// The variable an `on_pre` statement assigns, and its side; or why it cannot be assigned.
-    fn target(&mut self, name: &str, span: Span) -> Result<(VarId, Side), Diagnostic> {
-        let code = self.spec.on_pre.as_str();
+    /// The variable a statement of `field` (`on_pre`, `on_post`, written in `code`) assigns, and
+    /// its side; or why it cannot be assigned.
+    fn target(
+        &mut self,
+        name: &str,
+        span: Span,
+        field: &'static str,
+        code: &str,
+    ) -> Result<(VarId, Side), Diagnostic> {
         let at = Place {
-            field: "on_pre",
+            field,
             src: code,
             span,
         };
-        let err = |msg: String| Diagnostic::new("on_pre", msg).at(code, span);
-        if let Some(v) = self.group.names.get(name).copied() {
+        let err = |msg: String| Diagnostic::new(field, msg).at(code, span);
+        if name == LASTUPDATE && self.lines.iter().any(|l| l.has_flag("event_driven")) {
+            return Err(err(format!(
+                "cannot assign to '{LASTUPDATE}': the pathways keep it (the time of each synapse's last event)"
+            )));
+        }
+        // (A neighbour's symbol made by an earlier statement resolves as a neighbour below.)
+        if let Some(v) = self.group.names.get(name).copied().filter(|v| {
+            !matches!(
+                self.group.symbols[v.index()].kind,
+                SymbolKind::Neighbour(..)
+            )
+        }) {
             let sym = &self.group.symbols[v.index()];
             return match sym.kind {
                 SymbolKind::Param if sym.shared => Err(err(format!(
@@ -427,6 +481,136 @@ impl<'a> SynapseScope<'a> {
             return Err(err(format!("cannot assign to '{name}'")));
         }
         Err(self.unknown(name, at))
+    }
+
+    /// The `(event-driven)` variables with their exact update over `t - lastupdate`: for
+    /// `dx/dt = a*x + b` (`a`, `b` constant), `x*exp(a*h)` (`b = 0`), `x + b*h` (`a = 0`), else
+    /// `(x + b/a)*exp(a*h) - b/a`. Anything else is a located error.
+    fn event_driven_updates(&mut self) -> Result<Vec<(VarId, ExprId)>, Diagnostic> {
+        let model = self.spec.model.clone();
+        let lines: Vec<&EquationLine> = self
+            .lines
+            .iter()
+            .filter(|l| l.has_flag("event_driven"))
+            .collect();
+        let mut out = Vec::new();
+        for line in lines {
+            let name = line.name.as_str();
+            let ast = line.expr.as_ref().expect("a differential equation");
+            let (f, ty) = self.expr(ast, "model", &model)?;
+            require_real(ty, ast, "model", &model)?;
+            let x = self.group.names[name];
+            let arena = &mut self.group.arena;
+            let at = |msg: String| {
+                Diagnostic::new("model", msg)
+                    .at(&model, ast.span())
+                    .suggest("an (event-driven) variable is a trace such as 'dx/dt = -x/tau : 1 (event-driven)': linear in itself, with constant coefficients")
+            };
+            let slope = derivative(arena, f, x);
+            let Some(a) = arena.as_const(slope) else {
+                let reads_itself = arena.vars_of(slope).contains(&x);
+                return Err(at(if reads_itself {
+                    format!("the (event-driven) equation of '{name}' is not linear in '{name}': it cannot be integrated exactly between events")
+                } else {
+                    format!("the (event-driven) equation of '{name}' has a coefficient that is not constant: {NEXT_ISSUE}")
+                }));
+            };
+            let zero = arena.constant(0.0);
+            let rest = arena.substitute(f, &[(x, zero)].into_iter().collect());
+            let Some(b) = arena.as_const(rest) else {
+                let others: Vec<String> = arena
+                    .vars_of(rest)
+                    .into_iter()
+                    .map(|v| self.group.symbols[v.index()].name.clone())
+                    .collect();
+                return Err(at(format!(
+                    "the (event-driven) equation of '{name}' depends on {}: coupled or time-dependent (event-driven) equations are {NEXT_ISSUE}",
+                    quote_list(&others)
+                )));
+            };
+            let t = self.group.names["t"];
+            let last = self.group.names[LASTUPDATE];
+            let arena = &mut self.group.arena;
+            let (tv, lv, xv) = (arena.var(t), arena.var(last), arena.var(x));
+            let h = arena.sub(tv, lv);
+            let value = if a == 0.0 {
+                let bc = arena.constant(b);
+                let inc = arena.mul(bc, h);
+                arena.add(xv, inc)
+            } else {
+                let ac = arena.constant(a);
+                let ah = arena.mul(ac, h);
+                let decay = arena.call(Func::Exp, ah);
+                if b == 0.0 {
+                    arena.mul(xv, decay)
+                } else {
+                    let fixed = arena.constant(b / a);
+                    let shifted = arena.add(xv, fixed);
+                    let scaled = arena.mul(shifted, decay);
+                    arena.sub(scaled, fixed)
+                }
+            };
+            out.push((x, value));
+        }
+        Ok(out)
+    }
+
+    /// One pathway's statements: the `(event-driven)` updates, the statements of `code`, and
+    /// `lastupdate = t` (the updates and `lastupdate` only where `code` has statements: a
+    /// pathway that does nothing changes nothing, as in Brian2, which makes none).
+    fn pathway(
+        &mut self,
+        pathway: Pathway,
+        code: &str,
+        event_driven: &[(VarId, ExprId)],
+    ) -> Result<Vec<Statement>, Diagnostic> {
+        let field = field_of(pathway);
+        if code.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<Statement> = event_driven
+            .iter()
+            .map(|(var, value)| Statement {
+                var: *var,
+                side: Side::Synapse,
+                effect: Effect::Set(*value),
+            })
+            .collect();
+        for st in parse_statements(code, field)? {
+            let (var, side) = self.target(&st.target, st.target_span, field, code)?;
+            if pathway == Pathway::Post && side == Side::Pre {
+                return Err(Diagnostic::new(
+                    field,
+                    format!("on_post writing a presynaptic variable ('{}'): a postsynaptic spike runs over the synapses onto one neuron, from many source neurons", st.target),
+                )
+                .at(code, st.target_span)
+                .suggest("on_post may assign synaptic variables and the target's variables"));
+            }
+            let (value, ty) = self.expr(&st.value, field, code)?;
+            require_real(ty, &st.value, field, code)?;
+            let arena = &mut self.group.arena;
+            let old = arena.var(var);
+            let effect = match st.op {
+                AssignOp::Set => Effect::Set(value),
+                AssignOp::Add => Effect::Add(value),
+                AssignOp::Sub => Effect::Add(arena.neg(value)),
+                AssignOp::Mul => Effect::Set(arena.mul(old, value)),
+                AssignOp::Div => Effect::Set(arena.div(old, value)),
+            };
+            out.push(Statement { var, side, effect });
+        }
+        if let Some(&last) = self.group.names.get(LASTUPDATE) {
+            if !event_driven.is_empty() {
+                let t = self.group.names["t"];
+                let now = self.group.arena.var(t);
+                out.push(Statement {
+                    var: last,
+                    side: Side::Synapse,
+                    effect: Effect::Set(now),
+                });
+            }
+        }
+        Ok(out)
     }
 
     fn flagged_constant(&self, name: &str) -> bool {
@@ -742,9 +926,9 @@ mod tests {
     }
 
     #[test]
-    fn the_next_issue_is_refused_where_it_is_written() {
+    fn what_is_not_here_yet_is_refused_where_it_is_written() {
         let e = lower_with(&projection(
-            "dApre/dt = -Apre/tau : 1 (event-driven)",
+            "dApre/dt = -Apre/tau : 1 (clock-driven)",
             "ge += 1",
         ))
         .unwrap_err();
@@ -755,15 +939,88 @@ mod tests {
         );
         assert_eq!((e.span.unwrap().line, e.span.unwrap().col), (1, 27));
         let e = lower_with(&projection("dx/dt = -x : 1", "ge += 1")).unwrap_err();
-        assert!(e.message.contains("issue 11"), "{}", e.render());
+        assert!(e.message.contains("clock-driven"), "{}", e.render());
         let e = lower_with(&projection("g_syn = w : 1 (summed)\nw : 1", "")).unwrap_err();
         assert!(e.message.contains("'(summed)'"), "{}", e.render());
-        let mut p = projection("w : 1", "ge += w");
-        p.on_post = Some("w += 1".into());
-        let e = lower_with(&p).unwrap_err();
-        assert_eq!(e.field, "on_post");
-        assert!(e.message.contains("issue 11"));
         let e = lower_with(&projection("x_post : 1", "")).unwrap_err();
         assert!(e.message.contains("reserved"), "{}", e.render());
+    }
+
+    const STDP: &str = "w : 1\ndApre/dt = -Apre/taupre : 1 (event-driven)\ndApost/dt = -Apost/taupre : 1 (event-driven)";
+
+    fn stdp(on_post: &str) -> ProjectionSpec {
+        let mut p = projection(STDP, "ge += w\nApre += 0.01\nw = clip(w + Apost, 0, 1)");
+        p.on_post = Some(on_post.into());
+        p.constants.insert("taupre".into(), 20.0);
+        p
+    }
+
+    #[test]
+    fn event_driven_variables_are_updated_exactly_at_each_event_of_both_pathways() {
+        let s = lower_with(&stdp("Apost += -0.01\nw = clip(w + Apre, 0, 1)")).unwrap();
+        assert!(s.has_on_post && s.plastic());
+        assert_eq!(s.event_driven.len(), 2);
+        // Apre, Apost decayed; the statements; lastupdate = t.
+        assert_eq!(s.on_pre.len(), 2 + 3 + 1);
+        assert_eq!(s.on_post.len(), 2 + 2 + 1);
+        let last = s.group.lookup("lastupdate").unwrap();
+        assert_eq!(s.on_pre.last().unwrap().var, last);
+        assert_eq!(s.on_post.last().unwrap().var, last);
+        assert_eq!(s.on_post[2].side, Side::Synapse);
+        // Apre(t) = Apre * exp(-(t - lastupdate)/taupre), evaluated.
+        let Effect::Set(decay) = s.on_pre[0].effect else {
+            panic!()
+        };
+        let apre = s.group.lookup("Apre").unwrap();
+        let t = s.group.lookup("t").unwrap();
+        let values: HashMap<VarId, f64> =
+            [(apre, 2.0), (t, 13.0), (last, 3.0)].into_iter().collect();
+        use crate::ir::eval::{evaluate, Column};
+        let got = match &evaluate(&s.group.arena, &[decay], 1, &|v| Column::Scalar(values[&v]))[0] {
+            Column::Scalar(x) => *x,
+            Column::Values(x) => x[0],
+        };
+        assert!((got - 2.0 * (-0.5f64).exp()).abs() < 1e-15, "{got}");
+        // A constant input: x + b h; both terms: the affine solution.
+        let s = lower_with(&projection(
+            "dx/dt = 0.5 : 1 (event-driven)\ndy/dt = (2 - y)/tau_y : 1 (event-driven)",
+            "x += 1\ny += 1",
+        ))
+        .map_err(|e| e.render())
+        .unwrap_err();
+        assert!(s.contains("tau_y"), "{s}");
+    }
+
+    #[test]
+    fn plasticity_errors_are_located() {
+        let e = lower_with(&stdp("Apost += 1\nv_pre = 0")).unwrap_err();
+        assert_eq!(e.field, "on_post");
+        assert!(
+            e.message.contains("on_post writing a presynaptic variable"),
+            "{}",
+            e.render()
+        );
+        assert_eq!((e.span.unwrap().line, e.span.unwrap().col), (2, 1));
+        let e =
+            lower_with(&projection("dx/dt = -x*x/tau : 1 (event-driven)", "x += 1")).unwrap_err();
+        assert!(e.message.contains("not linear"), "{}", e.render());
+        assert_eq!(e.field, "model");
+        // At the right-hand side (its top operator).
+        assert_eq!((e.span.unwrap().line, e.span.unwrap().col), (1, 13));
+        let e = lower_with(&projection(
+            "w : 1\ndx/dt = -x/(10*ms) + w : 1 (event-driven)",
+            "x += 1",
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("depends on 'w'"), "{}", e.render());
+        let e = lower_with(&stdp("lastupdate = 0")).unwrap_err();
+        assert!(
+            e.message.contains("cannot assign to 'lastupdate'"),
+            "{}",
+            e.render()
+        );
+        let e = lower_with(&stdp("Apost += gmaxx")).unwrap_err();
+        assert_eq!(e.field, "on_post");
+        assert!(e.message.contains("unknown name 'gmaxx'"), "{}", e.render());
     }
 }
