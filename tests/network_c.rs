@@ -726,3 +726,32 @@ fn lastspike_is_kept_where_code_or_synapses_read_it() {
     assert_eq!(s.get("B.y"), [1.0]);
     assert_eq!(s.get("B.lastspike_step"), [0.0]);
 }
+
+#[test]
+fn a_generator_state_with_more_spikes_in_a_step_than_neurons_stays_in_its_slot() {
+    // Python refuses a neuron twice in one step; a state edited by hand (here: every stored
+    // spike is neuron 0 at step 0) must still never write past the spike queue's slot.
+    let spec = json!({
+        "dt": 0.1, "dtype": "float64",
+        "groups": [
+            {"kind": "spike_generator", "name": "sg", "n": 2, "n_spikes": 7, "period": null},
+            {"kind": "neuron", "name": "T", "n": 1, "model": {"equations": "x : 1"}}
+        ],
+        "projections": [
+            {"name": "S", "source": "sg", "target": "T", "model": "", "on_pre": "x += 1"}
+        ],
+        "monitors": []
+    });
+    let c = compile(&spec.to_string());
+    let state = c.state(
+        1,
+        &[
+            ("S.row_offsets", vec![0.0, 1.0, 1.0]),
+            ("S.targets", vec![0.0]),
+        ],
+    );
+    let (s, r) = c.run(&state, 3);
+    // two of the seven stored spikes fit the slot of a group of two neurons
+    assert_eq!(r.get("sg.spike_count"), [2.0, 0.0]);
+    assert_eq!(s.get("T.x"), [2.0]);
+}

@@ -810,7 +810,13 @@ impl Gen<'_> {
                     self.at(&format!("g{g}_sg_index"), "sf_next")
                 )?;
                 writeln!(w, "sf_next += 1;")?;
-                writeln!(w, "if (sf_i < 0 || sf_i >= {n}) continue;")?;
+                // A queue slot holds n spikes: stored spikes that Python would refuse (a
+                // neuron twice in one step, in a state edited by hand) are dropped past that,
+                // never written beyond the slot.
+                writeln!(
+                    w,
+                    "if (sf_i < 0 || sf_i >= {n} || sf_emitted >= {n}) continue;"
+                )?;
                 writeln!(w, "{} += 1;", self.at(&format!("g{g}_spike_count"), "sf_i"))?;
                 if self.plan.groups[g].depth > 0 {
                     writeln!(
