@@ -13,9 +13,10 @@ use super::dialect::Dialect;
 use super::identifiers::ident;
 use super::layout::{layout, Arg, Layout, Role, ShapeKind};
 use super::printer::{int32_conversion, literal, prelude, storage_conversions, Printer};
+use super::random::draw_parts;
 use super::substep_loop::{loop_var_name, write_loops};
 use super::writer::{render, SourceWriter};
-use crate::ir::{Draw, ExprId, GroupIr, IndexOf, RefractoryIr, SymbolKind, ValueType, VarId};
+use crate::ir::{ExprId, GroupIr, IndexOf, RefractoryIr, SymbolKind, ValueType, VarId};
 use crate::spec::ModelSpec;
 use crate::step::{self, FastMath, StepDag};
 use crate::types::ElemType;
@@ -176,20 +177,10 @@ impl KernelWriter<'_> {
     /// The call that draws the random number of `v` (a noise symbol or a call of `rand()` /
     /// `randn()`) for the current element and step.
     fn draw_call(&self, v: VarId) -> String {
-        let k = self
-            .ir
-            .stream_draws()
-            .into_iter()
-            .find(|(d, _)| *d == v)
-            .map(|(_, k)| k)
-            .expect("a draw of the group");
+        let (function, k) = draw_parts(self.ir, v);
         let j = match self.dialect {
             Dialect::Cuda => "(uint32_t) sf_j",
             Dialect::C => "(uint32_t) (sf_j0 + sf_l)",
-        };
-        let function = match self.ir.symbol(v).kind {
-            SymbolKind::Random(Draw::Uniform) => "sf_uniform",
-            _ => "sf_normal",
         };
         format!(
             "(({}) {function}((uint32_t) sf_seed, {j}, sf_t_step, {k}u))",

@@ -11,8 +11,26 @@
 //! math, which may reassociate).
 
 use super::dialect::Dialect;
+use crate::ir::{Draw, GroupIr, SymbolKind, VarId};
 use crate::random::{step_key, STEP_DOMAIN};
 use crate::types::ElemType;
+
+/// The printed function and the draw index (`GroupIr::stream_draws`) of the random number `v`
+/// of a group's step (a noise symbol or a call of `rand()` / `randn()`): what the group kernel
+/// and the network's step printer call with their own element and step.
+pub fn draw_parts(ir: &GroupIr, v: VarId) -> (&'static str, u32) {
+    let k = ir
+        .stream_draws()
+        .into_iter()
+        .find(|(d, _)| *d == v)
+        .map(|(_, k)| k)
+        .expect("a draw of the group");
+    let function = match ir.symbol(v).kind {
+        SymbolKind::Random(Draw::Uniform) => "sf_uniform",
+        _ => "sf_normal",
+    };
+    (function, k)
+}
 
 /// Philox4x32-10 for one dialect: `sf_philox(c, k0, k1)` turns the counter `c` into four
 /// random words in place. Every stream of the library (noise here, connectivity in

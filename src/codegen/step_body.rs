@@ -9,9 +9,10 @@ use std::fmt::{self, Write};
 
 use super::dialect::Dialect;
 use super::printer::{literal, math_fn, Printer};
+use super::random::draw_parts;
 use super::substep_loop::{loop_var_name, write_loops};
 use super::writer::SourceWriter;
-use crate::ir::{Draw, ExprId, GroupIr, RefractoryIr, SymbolKind, VarId};
+use crate::ir::{ExprId, GroupIr, RefractoryIr, SymbolKind, VarId};
 use crate::step::{self, StepDag};
 use crate::types::ElemType;
 
@@ -61,17 +62,7 @@ impl StepBody<'_> {
     /// `codegen::random::stream_source`, counted by (element, step, k) as a group run alone
     /// counts them.
     pub fn draw_call(&self, v: VarId) -> String {
-        let k = self
-            .ir
-            .stream_draws()
-            .into_iter()
-            .find(|(d, _)| *d == v)
-            .map(|(_, k)| k)
-            .expect("a draw of the group");
-        let function = match self.ir.symbol(v).kind {
-            SymbolKind::Random(Draw::Uniform) => "sf_uniform",
-            _ => "sf_normal",
-        };
+        let (function, k) = draw_parts(self.ir, v);
         format!(
             "(({}) {function}(sf_seed, {}, (int64_t) sf_t_step, {k}u))",
             self.dtype.c_type(),
