@@ -5,6 +5,7 @@
     python bench/bench_call_overhead.py --gpu      # the GPU (fails without one): CUDA kernels
     python bench/bench_call_overhead.py --cpu      # the CPU: the C kernels
     python bench/bench_call_overhead.py --quick    # smoke run (CI), a few seconds
+    python bench/bench_call_overhead.py --gpu --hlo  # also print each loop body as XLA compiled it
 
 Each row is one loop of ``--calls`` iterations over ``--n`` float32 elements, jitted once, timed
 to completion (two untimed runs first, then median (min) over repeated runs), and divided by the
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -52,6 +54,15 @@ void scale(void **args, const int64_t *sizes) {
     for (int64_t i = 0; i < sizes[1]; i++) out[i] = x[i] * 1.0001f + 1e-6f;
 }
 """
+
+
+NATIVE = "native elementwise op"
+#: The native row each spikeforge row is compared with in the last column: the same work in XLA.
+TWINS = {
+    "custom kernel (sf.cuda_kernel)": NATIVE,
+    "neuron run (LIF, 1 step)": NATIVE,
+    "native op + sf.reduce_sum": "native op + jnp.sum",
+}
 
 
 def timed(fn, arg, *, repeats: int, budget_s: float) -> tuple[float, float]:
@@ -83,7 +94,7 @@ def cases(n: int, calls: int, device):
         return bool(np.allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4))
 
     native = jax.jit(lambda x: lax.fori_loop(0, calls, lambda _, x: x * 1.0001 + 1e-6, x))
-    yield "native elementwise op", native, x0, close
+    yield NATIVE, native, x0, close
 
     kernel = sf.cuda_kernel(
         SCALE_CU, "scale", jax.ShapeDtypeStruct((n,), jnp.float32), launch_dims=n, c_source=SCALE_C, sizes=True
@@ -107,16 +118,28 @@ def cases(n: int, calls: int, device):
 
     yield "neuron run (LIF, 1 step)", run, state, lif_ok
 
-    reduce = jax.jit(lambda x: lax.fori_loop(0, calls, lambda _, x: x * 1.0001 + 1e-9 * sf.reduce_sum(x), x))
     want_r = np.asarray(x0, np.float64)
     for _ in range(calls):
         want_r = want_r * 1.0001 + 1e-9 * want_r.sum()
-    yield (
-        "reduction (sf.reduce_sum)",
-        reduce,
-        x0,
-        lambda got: bool(np.allclose(np.asarray(got), want_r, rtol=1e-4, atol=1e-5)),
-    )
+
+    def reduced_ok(got) -> bool:
+        return bool(np.allclose(np.asarray(got), want_r, rtol=1e-4, atol=1e-5))
+
+    native_sum = jax.jit(lambda x: lax.fori_loop(0, calls, lambda _, x: x * 1.0001 + 1e-9 * jnp.sum(x), x))
+    yield "native op + jnp.sum", native_sum, x0, reduced_ok
+    reduce = jax.jit(lambda x: lax.fori_loop(0, calls, lambda _, x: x * 1.0001 + 1e-9 * sf.reduce_sum(x), x))
+    yield "native op + sf.reduce_sum", reduce, x0, reduced_ok
+
+
+def loop_body(fn, arg) -> str:
+    """The computations of ``fn`` as XLA compiled it, without the entry computation, metadata and
+    backend configs: the while body (and any command buffer XLA made of it) is what one iteration
+    runs."""
+    text = fn.lower(arg).compile().as_text()
+    text = text[text.find("\n%") :]
+    text = re.sub(r", (metadata|backend_config|frontend_attributes)=(\{(?:[^{}]|\{[^{}]*\})*\}|\"[^\"]*\")", "", text)
+    # A custom call's attributes (a plan carries its sources) are cut short.
+    return "\n".join(line if len(line) < 400 else line[:400] + " ..." for line in text.splitlines() if line.strip())
 
 
 def main(argv=None) -> int:
@@ -128,6 +151,7 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=1000, help="elements / neurons (default 1000)")
     p.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     p.add_argument("--json", type=Path, help="also write the numbers to this file")
+    p.add_argument("--hlo", action="store_true", help="print each row's compiled loop body (XLA's thunks)")
     args = p.parse_args(argv)
     if args.gpu:
         device = jax.devices("gpu")[0]
@@ -139,20 +163,29 @@ def main(argv=None) -> int:
     repeats, budget = (5, 1.0) if args.quick else (30, 5.0)
 
     print(f"device: {device} | spikeforge {sf.__version__} | jax {jax.__version__} | {calls} calls, n = {args.n}\n")
-    print("| loop body | µs / iteration, median (min) | minus native op, µs |")
-    print("|---|---|---|")
-    rows, ok, native_us = [], True, None
+    print("| loop body | µs / iteration, median (min) | minus native op, µs | minus its native twin, µs |")
+    print("|---|---|---|---|")
+    rows, ok, medians = [], True, {}
     with jax.default_device(device):
         for label, fn, arg, check in cases(args.n, calls, device):
+            if args.hlo:
+                print(f"\n```\n{label}:\n{loop_body(fn, arg)}\n```\n")
             if not check(fn(arg)):
-                print(f"| {label} | MISMATCH | |")
+                print(f"| {label} | MISMATCH | | |")
                 ok = False
                 continue
             median, best = (t / calls * 1e6 for t in timed(fn, arg, repeats=repeats, budget_s=budget))
-            native_us = median if native_us is None else native_us
-            extra = "" if label.startswith("native") else f"{median - native_us:+.2f}"
-            print(f"| {label} | {median:.2f} ({best:.2f}) | {extra} |")
-            rows.append({"body": label, "median_us": median, "min_us": best, "minus_native_us": median - native_us})
+            medians[label] = median
+            row = {"body": label, "median_us": median, "min_us": best}
+            cells = []
+            for key, base in (("minus_native_us", NATIVE), ("minus_twin_us", TWINS.get(label))):
+                if base in medians and base != label:
+                    row[key] = median - medians[base]
+                    cells.append(f"{row[key]:+.2f}")
+                else:
+                    cells.append("")
+            print(f"| {label} | {median:.2f} ({best:.2f}) | {' | '.join(cells)} |")
+            rows.append(row)
     if args.json:
         args.json.write_text(json.dumps({"device": str(device), "calls": calls, "n": args.n, "rows": rows}, indent=1))
     return 0 if ok else 1
