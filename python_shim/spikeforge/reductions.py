@@ -9,7 +9,7 @@ bool).
 
 The kernels are generated in Rust (``src/codegen/reduction.rs``): a shared-memory block sum per
 tile of 8192 elements, then a second pass per segment; no atomics, so repeated calls give the
-same bits. float32/float16/bfloat16 sums accumulate in float64 (so the result is the exact sum
+same bits. The per-tile partials are a second result of the call, allocated by XLA and dropped. float32/float16/bfloat16 sums accumulate in float64 (so the result is the exact sum
 rounded once, except under heavy cancellation), float64 sums in float64 with trees; max, min and
 count are exact; int32 sums accumulate in int64 and wrap to an int32 result like any int32 sum.
 
@@ -100,13 +100,21 @@ def _table(offsets: tuple):
 # -- the primitive -------------------------------------------------------------------------------
 
 
+#: Bytes of pass 1's partial result per tile: room for the widest accumulator (int64, float64).
+_PARTIAL_BYTES = 8
+
+
 def _lowering(*, op, offsets) -> FfiCall:
     table, n_tiles, max_tiles = _table(offsets)
     # int64 words carried as pairs of int32 (little-endian), so that the table keeps its width
-    # whether or not jax_enable_x64 is set.
+    # whether or not jax_enable_x64 is set. The partials (one accumulator per tile) are a result
+    # that the primitive drops: XLA allocates them with its other buffers, so a call allocates
+    # nothing and XLA may capture it into a CUDA graph.
+    partials = jax.ShapeDtypeStruct((max(n_tiles, 1) * _PARTIAL_BYTES // 4,), np.int32)
     return FfiCall(
         attributes=dict(op=op, tile=TILE, n_tiles=n_tiles, max_tiles=max_tiles),
         operands=(jnp.asarray(table.view(np.int32)),),
+        scratch=(partials,),
     )
 
 

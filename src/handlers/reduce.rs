@@ -4,15 +4,17 @@
 //! Arguments: `x` (any shape, read flat; bool, int32, float16, bfloat16, float32, float64) and
 //! `segments` (the int64 table `[2, n_segments + 1]` of element offsets, then tile offsets,
 //! carried as an int32 `[2, 2 * (n_segments + 1)]` of little-endian word pairs, since JAX
-//! without x64 has no int64 arrays). Result: `out`
-//! `[n_segments]`. Attributes: `op` (`"sum"`, `"mean"`, `"max"`, `"min"`, `"count"`), `tile`
+//! without x64 has no int64 arrays). Results: `out` `[n_segments]`, then `partials`, the
+//! per-tile partial results of pass 1 (int32 `[2 * max(n_tiles, 1)]`: 8 bytes a tile, room for
+//! any accumulator), which the Python wrapper drops. Attributes: `op` (`"sum"`, `"mean"`, `"max"`, `"min"`, `"count"`), `tile`
 //! (must equal [`TILE`], so a table built for another tiling is refused), `n_tiles` (the last
 //! tile offset: the grid of pass 1 and the size of the partials) and `max_tiles` (the most tiles
 //! of one segment: sizes the blocks of pass 2). The input and output dtypes are those of the
 //! buffers, checked against the op. The attributes are read once per call site.
 //!
-//! The partials live in a host vector on the CPU and in XLA scratch memory on the GPU (allocated
-//! per execution, which is why this handler is not command-buffer compatible).
+//! The partials are a result, so XLA allocates them with its other buffers: an execution allocates
+//! nothing and enqueues the same two launches every time, which lets XLA capture the CUDA handler
+//! into a command buffer (a CUDA graph), as it does the neuron run and custom kernels.
 
 use std::ffi::c_void;
 use std::fmt;
@@ -73,20 +75,25 @@ impl Instance for Reduce {
     }
 }
 
+/// Bytes of `partials` per tile: the widest accumulator (int64, double).
+const PARTIAL_BYTES: usize = 8;
+
 /// One call, decoded and checked.
 struct Call<'a> {
     kernel: ReduceKernel,
     x: Buffer<'a>,
     table: Buffer<'a>,
     out: Buffer<'a>,
+    /// Room for `ntiles` accumulators, 8-byte aligned.
+    partials: Buffer<'a>,
     n: usize,
     nseg: usize,
 }
 
 fn decode<'a>(call: &CallFrame<'a>, site: &Reduce) -> Result<Call<'a>, FfiError> {
-    if call.num_args() != 2 || call.num_rets() != 1 {
+    if call.num_args() != 2 || call.num_rets() != 2 {
         return Err(FfiError::invalid_argument(format!(
-            "expected 2 arguments (x, segments) and 1 result (out), got {} and {}",
+            "expected 2 arguments (x, segments) and 2 results (out, partials), got {} and {}",
             call.num_args(),
             call.num_rets()
         )));
@@ -94,6 +101,7 @@ fn decode<'a>(call: &CallFrame<'a>, site: &Reduce) -> Result<Call<'a>, FfiError>
     let x = call.arg(0)?;
     let table = call.arg(1)?;
     let out = call.ret(0)?;
+    let partials = call.ret(1)?;
     let input = ElemType::try_from(x.dtype).map_err(|_| {
         FfiError::invalid_argument(format!(
             "argument 'x': {} is not supported (bool, int32, float16, bfloat16, float32, float64)",
@@ -122,6 +130,15 @@ fn decode<'a>(call: &CallFrame<'a>, site: &Reduce) -> Result<Call<'a>, FfiError>
     out.expect("out", out.dtype, &[nseg as i64])?;
     let n = x.element_count();
     let (ntiles, max_tiles) = (site.ntiles, site.max_tiles);
+    // `ntiles` is at most 2^31 - 1 (checked at instantiation): the count cannot overflow.
+    let words = (ntiles.max(1) * (PARTIAL_BYTES / 4)) as i64;
+    partials.expect("partials", DataType::S32, &[words])?;
+    debug_assert!(kernel.accumulator_bytes() <= PARTIAL_BYTES);
+    if partials.data.align_offset(PARTIAL_BYTES) != 0 {
+        return Err(FfiError::invalid_argument(
+            "result 'partials': buffer is not 8-byte aligned",
+        ));
+    }
     if ntiles > n.div_ceil(TILE).saturating_add(nseg) {
         return Err(FfiError::invalid_argument(format!(
             "attributes 'n_tiles' ({ntiles}) / 'max_tiles' ({max_tiles}) do not fit {n} elements in {nseg} segments"
@@ -138,6 +155,7 @@ fn decode<'a>(call: &CallFrame<'a>, site: &Reduce) -> Result<Call<'a>, FfiError>
         x,
         table,
         out,
+        partials,
         n,
         nseg,
     })
@@ -338,12 +356,10 @@ impl Handler for ReduceCpu {
         let loaded = site.kernels.cpu(|| Ok((c.kernel, c_kernel(&c.kernel)?)))?;
         let k = same_kernel(loaded, c.kernel)?;
         if poison::enabled() {
-            // SAFETY: a host buffer of this size owned by XLA for this call.
-            unsafe { poison::host([&c.out]) };
+            // SAFETY: host buffers of these sizes owned by XLA for this call.
+            unsafe { poison::host([&c.out, &c.partials]) };
         }
-        // u64 storage keeps every accumulator type (at most 8 bytes) aligned.
-        let mut partial_store = vec![0u64; site.ntiles];
-        let partials = SharedPtr::new(partial_store.as_mut_ptr().cast::<c_void>());
+        let partials = SharedPtr::new(c.partials.data);
         let x = SharedPtr::new(c.x.data);
         let (nseg, n, ntiles) = (c.nseg as i64, c.n as i64, site.ntiles as i64);
         // A tile is ~8k elements (a few µs); 4 tiles per chunk make a thread hand-off worth it.
@@ -379,7 +395,6 @@ impl Handler for ReduceCpu {
                 )
             };
         });
-        drop(partial_store);
         Ok(())
     }
 }
@@ -393,13 +408,14 @@ fn finish_block(max_tiles: usize) -> u32 {
 /// Both CUDA kernels of a reduction, for one stream's context.
 type CudaKernels = (Arc<cuda::CudaFunction>, Arc<cuda::CudaFunction>);
 
-/// `spikeforge_reduce` on CUDA: two launches on XLA's stream, the partials in XLA scratch memory.
+/// `spikeforge_reduce` on CUDA: two launches on XLA's stream, the same every execution (the
+/// partials are XLA's buffer; no allocation, no synchronisation), so XLA may capture them into a
+/// CUDA graph.
 pub struct ReduceCuda;
 
 impl Handler for ReduceCuda {
     type Instance = Reduce;
-    /// Not compatible: the partials are allocated at every execution.
-    const TRAITS: HandlerTraits = HandlerTraits::NONE;
+    const TRAITS: HandlerTraits = HandlerTraits::COMMAND_BUFFER_COMPATIBLE;
 
     fn execute(call: &CallFrame<'_>, site: &Reduce) -> Result<(), FfiError> {
         let c = decode(call, site)?;
@@ -414,27 +430,18 @@ impl Handler for ReduceCuda {
         })?;
         let (tiles, finish) = same_kernel(&loaded, c.kernel)?;
         if poison::enabled() {
-            // SAFETY: a device buffer of this size on XLA's stream for this call.
-            unsafe { poison::device([&c.out], stream) }?;
+            // SAFETY: device buffers of these sizes on XLA's stream for this call.
+            unsafe { poison::device([&c.out, &c.partials], stream) }?;
         }
         if c.nseg == 0 {
             return Ok(());
         }
-        // Scratch for the partials, from XLA's allocator (stream-ordered: freed when this handler
-        // returns, reusable only by work queued after ours). At least one element so the pointer
-        // is never null.
-        let bytes = site
-            .ntiles
-            .max(1)
-            .checked_mul(c.kernel.accumulator_bytes())
-            .ok_or_else(|| FfiError::invalid_argument("the partials do not fit in memory"))?;
-        let scratch = call.scratch(bytes, 16)?;
         let mut table = c.table.data;
         let mut nseg = c.nseg as i64;
         let mut n = c.n as i64;
         let mut ntiles = site.ntiles as i64;
         let mut x = c.x.data;
-        let mut partials = scratch.data();
+        let mut partials = c.partials.data;
         let mut out = c.out.data;
         if site.ntiles > 0 {
             let mut params: [*mut c_void; 6] = [
@@ -480,7 +487,6 @@ impl Handler for ReduceCuda {
                 &mut params,
             )
         }?;
-        drop(scratch);
         Ok(())
     }
 }

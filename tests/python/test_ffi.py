@@ -41,7 +41,9 @@ def test_the_shim_registers_what_the_library_reports():
     assert not hasattr(_native, "FFI_TARGETS"), "no hand-kept list in the shim"
     assert got[("spikeforge_neuron_run", "CUDA")]["command_buffer_compatible"]
     assert got[("spikeforge_network_run", "CUDA")]["command_buffer_compatible"]
-    assert not got[("spikeforge_reduce", "CUDA")]["command_buffer_compatible"]
+    # The reduction's partials are a result since issue 8 item 12: nothing allocated per call.
+    assert got[("spikeforge_reduce", "CUDA")]["command_buffer_compatible"]
+    assert got[("spikeforge_custom_call", "CUDA")]["command_buffer_compatible"]
 
 
 # -- (a) a key must be the hash of its spec / plan, whatever ran before --------------------------
@@ -113,6 +115,11 @@ def test_a_plan_sent_with_another_plans_key_is_refused():
 # -- (b) segment tables whose offsets wrap around 2^64 -------------------------------------------
 
 
+def _partials(n_tiles: int) -> jax.ShapeDtypeStruct:
+    """The reduction's second result: 8 bytes per tile (as int32 pairs)."""
+    return jax.ShapeDtypeStruct((2 * max(n_tiles, 1),), jnp.int32)
+
+
 def test_a_segment_table_that_wraps_around_is_refused():
     """2^14 segments of 2^63 - 8192 elements and a last one: every difference, taken modulo 2^64,
     is a valid length, and the sums come back to 8192 elements in 1 tile. Before, the table was
@@ -122,7 +129,7 @@ def test_a_segment_table_that_wraps_around_is_refused():
     offsets = [(k * big) % 2**64 for k in range(count + 1)] + [TILE]
     tiles = [(k * (big // TILE)) % 2**64 for k in range(count + 1)] + [1]
     table = np.array([offsets, tiles], dtype=np.uint64).view(np.int64).view(np.int32)
-    call = jax.ffi.ffi_call("spikeforge_reduce", jax.ShapeDtypeStruct((count + 1,), jnp.float32))
+    call = jax.ffi.ffi_call("spikeforge_reduce", (jax.ShapeDtypeStruct((count + 1,), jnp.float32), _partials(1)))
     with jax.default_device(jax.devices("cpu")[0]):
         with pytest.raises(Exception, match="argument 'segments': the segments cover"):
             jax.block_until_ready(
@@ -156,8 +163,8 @@ def test_unsigned_attributes_reach_the_handler():
     with jax.default_device(jax.devices("cpu")[0]):
         x = jnp.arange(10, dtype=jnp.float32)
         table = np.array([[0, 10], [0, 1]], np.int64).view(np.int32)
-        call = jax.ffi.ffi_call("spikeforge_reduce", jax.ShapeDtypeStruct((1,), jnp.float32))
-        got = call(x, jnp.asarray(table), op="sum", tile=np.uint64(TILE), n_tiles=np.uint32(1), max_tiles=np.uint8(1))
+        call = jax.ffi.ffi_call("spikeforge_reduce", (jax.ShapeDtypeStruct((1,), jnp.float32), _partials(1)))
+        got, _ = call(x, jnp.asarray(table), op="sum", tile=np.uint64(TILE), n_tiles=np.uint32(1), max_tiles=np.uint8(1))
         assert float(got[0]) == 45.0
 
 

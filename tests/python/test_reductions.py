@@ -296,7 +296,10 @@ def test_handler_rejects_a_corrupt_segment_table(device):
     if device.platform != "cpu":
         pytest.skip("the GPU handler cannot read the table without a synchronisation; it clamps")
     table = np.array([[0, 20], [0, 1]], np.int64).view(np.int32)
-    call = jax.ffi.ffi_call("spikeforge_reduce", jax.ShapeDtypeStruct((1,), jnp.float32))
+    # Results: out, then the per-tile partials (8 bytes a tile, as int32 pairs).
+    call = jax.ffi.ffi_call(
+        "spikeforge_reduce", (jax.ShapeDtypeStruct((1,), jnp.float32), jax.ShapeDtypeStruct((2,), jnp.int32))
+    )
 
     def attrs(op="sum", tile=8192):
         return dict(op=op, tile=np.int64(tile), n_tiles=np.int64(1), max_tiles=np.int64(1))
@@ -307,4 +310,10 @@ def test_handler_rejects_a_corrupt_segment_table(device):
         call(jnp.ones(20, jnp.float32), jnp.asarray(table), **attrs(op="avg"))
     with pytest.raises(Exception, match="built for tiles of 4096"):
         call(jnp.ones(20, jnp.float32), jnp.asarray(table), **attrs(tile=4096))
-    np.testing.assert_array_equal(np.asarray(call(jnp.ones(20, jnp.float32), jnp.asarray(table), **attrs())), [20.0])
+    np.testing.assert_array_equal(np.asarray(call(jnp.ones(20, jnp.float32), jnp.asarray(table), **attrs())[0]), [20.0])
+    # Partials too small for the tiles: refused before any kernel runs.
+    short = jax.ffi.ffi_call(
+        "spikeforge_reduce", (jax.ShapeDtypeStruct((1,), jnp.float32), jax.ShapeDtypeStruct((1,), jnp.int32))
+    )
+    with pytest.raises(Exception, match=r"result 'partials': expected int32\[2\], got int32\[1\]"):
+        short(jnp.ones(20, jnp.float32), jnp.asarray(table), **attrs())
