@@ -60,6 +60,7 @@ NATIVE = "native elementwise op"
 #: The native row each spikeforge row is compared with in the last column: the same work in XLA.
 TWINS = {
     "custom kernel (sf.cuda_kernel)": NATIVE,
+    "custom kernel, in place (input_output_aliases)": NATIVE,
     "neuron run (LIF, 1 step)": NATIVE,
     "native op + sf.reduce_sum": "native op + jnp.sum",
 }
@@ -101,6 +102,17 @@ def cases(n: int, calls: int, device):
     )
     custom = jax.jit(lambda x: lax.fori_loop(0, calls, lambda _, x: kernel(x), x))
     yield "custom kernel (sf.cuda_kernel)", custom, x0, close
+    in_place = sf.cuda_kernel(
+        SCALE_CU,
+        "scale",
+        jax.ShapeDtypeStruct((n,), jnp.float32),
+        launch_dims=n,
+        c_source=SCALE_C,
+        sizes=True,
+        input_output_aliases={0: 0},
+    )
+    custom_in_place = jax.jit(lambda x: lax.fori_loop(0, calls, lambda _, x: in_place(x), x))
+    yield "custom kernel, in place (input_output_aliases)", custom_in_place, x0, close
 
     spec = load_spec("lif_32")
     lif = make_sf_model(spec)

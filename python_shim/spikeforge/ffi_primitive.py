@@ -36,11 +36,15 @@ class FfiCall:
     (name -> str, int or float), extra ``operands`` appended after the primitive's own, and
     ``scratch``: buffers (``jax.ShapeDtypeStruct``) the target writes as extra results after the
     primitive's own, which the primitive drops (scratch memory XLA allocates with its other
-    buffers, so that no call allocates: what lets XLA capture the call into a CUDA graph)."""
+    buffers, so that no call allocates: what lets XLA capture the call into a CUDA graph).
+    ``input_output_aliases``: operand index -> result index of buffers the target updates in
+    place (``jax.ffi.ffi_call``'s argument): XLA gives the result the operand's buffer, so a loop
+    that carries it needs no copy."""
 
     attributes: Mapping[str, object]
     operands: Sequence = ()
     scratch: Sequence = ()
+    input_output_aliases: Mapping[int, int] | None = None
 
 
 def _attribute(target: str, name: str, value):
@@ -76,7 +80,11 @@ def ffi_primitive(
     def generator(*, outs, **params):
         call = lowering(**params)
         attributes = {k: _attribute(target, k, v) for k, v in call.attributes.items()}
-        ffi = jax.ffi.ffi_call(target, tuple(outs) + tuple(call.scratch))
+        ffi = jax.ffi.ffi_call(
+            target,
+            tuple(outs) + tuple(call.scratch),
+            input_output_aliases=dict(call.input_output_aliases) if call.input_output_aliases else None,
+        )
 
         def kernel(*operands):
             results = ffi(*operands, *call.operands, **attributes)

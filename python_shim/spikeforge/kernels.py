@@ -15,6 +15,11 @@ Conventions (the one contract between your source and spikeforge):
   ``args[k]`` is the k-th buffer of the launch, ``sizes[k]`` its element count. It does the work
   of the whole launch (it loops over the elements itself). ``<stdint.h>``, ``<stddef.h>``,
   ``<stdbool.h>`` and ``<math.h>`` are included for you.
+* **In place.** ``input_output_aliases={input: output}`` (indices or names) makes an output share
+  its input's buffer: the kernel receives the same pointer twice and must be correct when it
+  reads and writes the same memory (an element-wise update is). In a ``lax.fori_loop`` /
+  ``lax.scan`` that carries the array this saves XLA a copy per iteration. Outside a donated
+  argument XLA copies the input first, so the caller's array never changes.
 """
 
 from __future__ import annotations
@@ -195,7 +200,7 @@ def _has_identifier(source: str, name: str) -> bool:
 def _lowering(*, plan, key, temps, program, batch) -> FfiCall:
     # The temps are results of the call after the outputs: XLA allocates them with its other
     # buffers (so no call allocates), and the primitive drops them.
-    return FfiCall(attributes=dict(plan=plan, key=key), scratch=temps)
+    return FfiCall(attributes=dict(plan=plan, key=key), scratch=temps, input_output_aliases=dict(program.aliases))
 
 
 def _replan(size, operands, params):
@@ -256,6 +261,7 @@ class CustomKernel:
         vmap_method: str | None,
         fast_math: bool,
         label: str,
+        input_output_aliases: Mapping | None = None,
     ):
         if not isinstance(cuda_source, str):
             raise TypeError(f"the CUDA source must be a string, got {type(cuda_source).__name__}")
@@ -297,9 +303,39 @@ class CustomKernel:
         self._single = single
         self._label = label
         self._plans: dict = {}
+        self.aliases = self._resolve_aliases(input_output_aliases)
 
     def __repr__(self):
         return f"<spikeforge {self._label}>"
+
+    def _resolve_aliases(self, aliases) -> tuple[tuple[int, int], ...]:
+        """``input_output_aliases`` as sorted (input index, output index) pairs; names are looked
+        up among the inputs and outputs. Shapes are compared per call (see :meth:`_plan`)."""
+        if aliases is None:
+            return ()
+        if not isinstance(aliases, Mapping):
+            raise TypeError(f"input_output_aliases must be a mapping input -> output, got {aliases!r}")
+        outs = list(self.outs)
+
+        def index(key, names, what):
+            if isinstance(key, str):
+                if names is None or key not in names:
+                    raise ValueError(f"input_output_aliases: unknown {what} {key!r}; the {what}s are {names}")
+                return names.index(key)
+            if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or key < 0:
+                raise TypeError(f"input_output_aliases: {what}s are indices >= 0 or names, got {key!r}")
+            if names is not None and key >= len(names):
+                raise ValueError(f"input_output_aliases: {what} {key} does not exist ({len(names)} {what}s)")
+            return int(key)
+
+        pairs = sorted(
+            (index(i, None if self.inputs is None else list(self.inputs), "input"), index(o, outs, "output"))
+            for i, o in aliases.items()
+        )
+        targets = [o for _, o in pairs]
+        if len(set(targets)) != len(targets):
+            raise ValueError(f"input_output_aliases: an output can share the buffer of one input only, got {aliases!r}")
+        return tuple(pairs)
 
     # -- plan ---------------------------------------------------------------------------------
 
@@ -314,6 +350,18 @@ class CustomKernel:
             return folded_shape(s, batch) if batch > 1 else tuple(s)
 
         out_structs = tuple(jax.ShapeDtypeStruct(shape(o.shape), o.dtype) for o in self.outs.values())
+        for i, o in self.aliases:
+            if i >= len(in_avals):
+                raise ValueError(
+                    f"{self!r}: input_output_aliases names input {i}, but the call has {len(in_avals)} inputs"
+                )
+            got, want = in_avals[i], out_structs[o]
+            if tuple(got[0]) != tuple(want.shape) or np.dtype(got[1]) != np.dtype(want.dtype):
+                raise ValueError(
+                    f"{self!r}: input {in_names[i]!r} ({np.dtype(got[1]).name}{list(got[0])}) cannot be updated in "
+                    f"place as output {list(self.outs)[o]!r} ({np.dtype(want.dtype).name}{list(want.shape)}): "
+                    "input_output_aliases needs the same shape and dtype"
+                )
         temp_structs = tuple(jax.ShapeDtypeStruct(shape(t.shape), t.dtype) for t in self.temps.values())
         temps = [_buffer(n, t.shape, t.dtype) for n, t in zip(self.temps, temp_structs)]
         index = {n: k for k, n in enumerate(list(in_names) + list(self.outs) + list(self.temps))}
@@ -400,6 +448,7 @@ def cuda_kernel(
     vmap_method: str | None = None,
     fast_math: bool = False,
     inputs: Sequence | None = None,
+    input_output_aliases: Mapping | None = None,
 ) -> CustomKernel:
     """One CUDA kernel from source, as a function of its input arrays (the shape of brainevent's
     ``numba_cuda_kernel``).
@@ -413,7 +462,8 @@ def cuda_kernel(
     ``sizes=True`` appends a ``long long`` element count per pointer to the CUDA parameters.
     ``vmap_method``: ``None`` (vmap is an error), ``"sequential"`` or ``"broadcast_all"``.
     ``inputs``: optionally the expected inputs (``jax.ShapeDtypeStruct`` s), checked at each
-    call with an error naming the input.
+    call with an error naming the input. ``input_output_aliases``: ``{input index: output
+    index}`` of outputs written in place over their input (see the module's conventions).
     """
     out_map, single = _outs(outs)
     in_specs = None
@@ -443,6 +493,7 @@ def cuda_kernel(
         vmap_method=vmap_method,
         fast_math=fast_math,
         label=f"cuda_kernel {name!r}",
+        input_output_aliases=input_output_aliases,
     )
 
 
@@ -468,6 +519,7 @@ def cuda_callable(
     sizes: bool = False,
     vmap_method: str | None = None,
     fast_math: bool = False,
+    input_output_aliases: Mapping | None = None,
 ) -> CustomKernel:
     """Several kernels of one source launched in order on XLA's stream, with temporary buffers
     from XLA's allocator (the shape of brainevent's ``numba_cuda_callable``, declared instead
@@ -479,7 +531,8 @@ def cuda_callable(
     ``jax.ShapeDtypeStruct`` (the call returns one array, or a tuple in this order). ``temps``:
     name -> ``jax.ShapeDtypeStruct`` or ``(shape, dtype)``, allocated by XLA with the call's
     other buffers and dropped after it (their contents are undefined at the start). ``steps``: :class:`Launch` es, each
-    naming its buffers in ``args``.
+    naming its buffers in ``args``. ``input_output_aliases``: ``{input: output}`` (names or
+    indices) of outputs written in place over their input (see the module's conventions).
     """
     if isinstance(inputs, str):
         raise TypeError("inputs must be a list of names, got a string")
@@ -523,6 +576,7 @@ def cuda_callable(
         vmap_method=vmap_method,
         fast_math=fast_math,
         label="cuda_callable " + "+".join(s.kernel for s in steps),
+        input_output_aliases=input_output_aliases,
     )
 
 

@@ -9,9 +9,10 @@ bool).
 
 The kernels are generated in Rust (``src/codegen/reduction.rs``): a shared-memory block sum per
 tile of 8192 elements, then a second pass per segment; no atomics, so repeated calls give the
-same bits. The per-tile partials are a second result of the call, allocated by XLA and dropped. float32/float16/bfloat16 sums accumulate in float64 (so the result is the exact sum
-rounded once, except under heavy cancellation), float64 sums in float64 with trees; max, min and
-count are exact; int32 sums accumulate in int64 and wrap to an int32 result like any int32 sum.
+same bits. The per-tile partials are a second result of the call, allocated by XLA and dropped.
+float32/float16/bfloat16 sums accumulate in float64 (so the result is the exact sum rounded once,
+except under heavy cancellation), float64 sums in float64 with trees; max, min and count are exact;
+int32 sums accumulate in int64 and wrap to an int32 result like any int32 sum.
 
 Result dtypes follow ``jax.numpy`` (``jnp.sum``, ``jnp.mean``, ``jnp.max``, ``jnp.count_nonzero``
 of the same input, so they depend on ``jax_enable_x64`` as jnp's do).

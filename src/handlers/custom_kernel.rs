@@ -8,7 +8,8 @@
 //!
 //! The call's results are the plan's outputs, then its temps: XLA allocates the temporary
 //! buffers with the others and Python drops them, so an execution allocates nothing and launches
-//! the same kernels every time (on CUDA it may be captured into a CUDA graph).
+//! the same kernels every time (on CUDA it may be captured into a CUDA graph). An output declared
+//! in place (`input_output_aliases` in Python) arrives as its input's buffer: it is not poisoned.
 
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -81,6 +82,17 @@ impl CustomCall {
     }
 }
 
+/// The results that are not also arguments: what poisoning fills. An output the caller declared
+/// in place (`input_output_aliases`) is its input's buffer, which the kernel still has to read.
+fn fresh_results<'c, 'a>(
+    checked: &'c buffers::Checked<'a>,
+) -> impl Iterator<Item = &'c crate::xla::Buffer<'a>> + 'c {
+    checked
+        .rets
+        .iter()
+        .filter(|r| !checked.args.contains(&r.data))
+}
+
 /// Every buffer pointer of a call, in the plan's numbering.
 fn all_pointers(checked: &buffers::Checked) -> Vec<*mut c_void> {
     checked
@@ -150,7 +162,7 @@ impl Handler for CustomCallCpu {
         let program = site.kernels.cpu(|| cpu_program(site))?;
         if poison::enabled() {
             // SAFETY: XLA's host buffers of these sizes, for this call.
-            unsafe { poison::host(&checked.rets) };
+            unsafe { poison::host(fresh_results(&checked)) };
         }
         let ptrs = all_pointers(&checked);
         for ((step, entry), sizes) in site
@@ -206,7 +218,7 @@ impl Handler for CustomCallCuda {
         let functions = site.kernels.cuda(stream, || cuda_kernels(site, stream))?;
         if poison::enabled() {
             // SAFETY: device buffers of these sizes on XLA's stream for this call.
-            unsafe { poison::device(&checked.rets, stream) }?;
+            unsafe { poison::device(fresh_results(&checked), stream) }?;
         }
         let ptrs = all_pointers(&checked);
         for ((step, f), sizes) in site

@@ -249,6 +249,119 @@ def test_vmap_without_a_declared_rule_is_an_error():
         elementwise("relu", 8, vmap_method="expand_dims")
 
 
+# -- in place: input_output_aliases ------------------------------------------------------------
+
+
+def loop_body_hlo(fn, *args) -> str:
+    """The computation holding the custom call, as XLA compiled ``fn`` (the loop body)."""
+    text = jax.jit(fn).lower(*args).compile().as_text()
+    at = text.index('custom_call_target="spikeforge_custom_call"')
+    start = text.rfind("\n%", 0, at)
+    return text[start : text.index("\n}", at)]
+
+
+def test_in_place_kernel_in_a_loop_needs_no_copy(device):
+    """A kernel updating its input in place, carried by a fori_loop: the same numbers as the plain
+    kernel and numpy, and XLA's loop body holds no copy of the carried array (the plain kernel's
+    does: its output is a new buffer that must be copied back into the loop's)."""
+    n, calls = 1000, 20
+    x = rand(n, scale=1.0)
+    plain = elementwise("sigmoid", n)
+    in_place = elementwise("sigmoid", n, input_output_aliases={0: 0})
+
+    def loop(kernel):
+        return lambda x: jax.lax.fori_loop(0, calls, lambda _, x: kernel(x), x)
+
+    want = x.astype(np.float64)
+    for _ in range(calls):
+        want = 1.0 / (1.0 + np.exp(-want))
+    got = jax.jit(loop(in_place))(jnp.asarray(x))
+    check_written(got)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(jax.jit(loop(plain))(jnp.asarray(x))))
+    assert " copy(" in loop_body_hlo(loop(plain), jnp.asarray(x))
+    assert " copy(" not in loop_body_hlo(loop(in_place), jnp.asarray(x))
+
+
+def test_in_place_leaves_the_callers_array_alone(device):
+    n = 257
+    x = jnp.asarray(rand(n))
+    before = np.asarray(x).copy()
+    r = elementwise("relu", n, input_output_aliases={0: 0})(x)
+    np.testing.assert_array_equal(np.asarray(r), np.maximum(before, 0.0))
+    np.testing.assert_array_equal(np.asarray(x), before)
+
+
+def test_in_place_callable_by_name_and_poisoning_of_the_other_outputs(device):
+    """v_out written over v (by name), under jit and vmap; spikes is still a fresh, poisoned
+    buffer, so a kernel that leaves an element unwritten is still caught."""
+    n = 3000
+    v = np.random.default_rng().uniform(-75.0, -50.0, n).astype(np.float32)
+    v_th, v_rest = np.array([-55.0], np.float32), np.array([-70.0], np.float32)
+
+    def callable_(source, c_source):
+        return sf.cuda_callable(
+            source,
+            inputs=["v", "v_th", "v_rest"],
+            outs={"spikes": jax.ShapeDtypeStruct((n,), jnp.int32), "v_out": f32(n)},
+            steps=[
+                sf.Launch("detect", ["v", "v_th", "spikes"], launch_dims=n),
+                sf.Launch("reset", ["v", "spikes", "v_rest", "v_out"], launch_dims=n),
+            ],
+            c_source=c_source,
+            sizes=True,
+            vmap_method="sequential",
+            input_output_aliases={"v": "v_out"},
+        )
+
+    step = callable_(PIPELINE_CU, PIPELINE_C)
+    spikes, v_out = jax.jit(step)(jnp.asarray(v), jnp.asarray(v_th), jnp.asarray(v_rest))
+    check_written(spikes, v_out)
+    want = v.astype(np.float64) >= -55.0
+    assert 0 < want.sum() < n
+    np.testing.assert_array_equal(np.asarray(spikes), want.astype(np.int32))
+    np.testing.assert_array_equal(np.asarray(v_out), np.where(want, np.float32(-70.0), v))
+    batch = np.stack([v, v[::-1]])
+    _, vb = jax.vmap(step, in_axes=(0, None, None))(jnp.asarray(batch), jnp.asarray(v_th), jnp.asarray(v_rest))
+    np.testing.assert_array_equal(np.asarray(vb), np.where(batch >= -55.0, np.float32(-70.0), batch))
+    # detect one thread short: the last spike flag keeps the poison.
+    short_cu = PIPELINE_CU.replace("if (i < n) spikes[i]", "if (i < n - 1) spikes[i]", 1)
+    short_c = PIPELINE_C.replace("i < sizes[0]; i++) spikes[i]", "i < sizes[0] - 1; i++) spikes[i]", 1)
+    assert short_cu != PIPELINE_CU and short_c != PIPELINE_C
+    short = callable_(short_cu, short_c)
+    spikes, _ = short(jnp.asarray(v), jnp.asarray(v_th), jnp.asarray(v_rest))
+    with pytest.raises(AssertionError, match="unwritten"):
+        check_written(spikes)
+
+
+def test_in_place_errors():
+    n = 16
+    with pytest.raises(ValueError, match=r"input 'input 0' \(float32\[17\]\) cannot be updated in place as output "):
+        elementwise("relu", n, input_output_aliases={0: 0})(jnp.ones(17, jnp.float32))
+    with pytest.raises(ValueError, match="names input 1, but the call has 1 inputs"):
+        elementwise("relu", n, input_output_aliases={1: 0})(jnp.ones(n, jnp.float32))
+    with pytest.raises(ValueError, match="output 1 does not exist"):
+        elementwise("relu", n, input_output_aliases={0: 1})
+    with pytest.raises(ValueError, match="unknown input 'w'"):
+        sf.cuda_callable(
+            PIPELINE_CU,
+            inputs=["x"],
+            outs={"out": f32(n)},
+            steps=[sf.Launch("square", ["x", "out"], launch_dims=n)],
+            input_output_aliases={"w": "out"},
+        )
+    with pytest.raises(ValueError, match="one input only"):
+        sf.cuda_callable(
+            PIPELINE_CU,
+            inputs=["x", "y"],
+            outs={"out": f32(n)},
+            steps=[sf.Launch("square", ["x", "out"], launch_dims=n)],
+            input_output_aliases={"x": "out", "y": "out"},
+        )
+    with pytest.raises(TypeError, match="a mapping input -> output"):
+        elementwise("relu", n, input_output_aliases=[(0, 0)])
+
+
 # -- bad launch configurations and sources: Python exceptions, and the process keeps working -----
 
 

@@ -164,7 +164,8 @@ def test_unsigned_attributes_reach_the_handler():
         x = jnp.arange(10, dtype=jnp.float32)
         table = np.array([[0, 10], [0, 1]], np.int64).view(np.int32)
         call = jax.ffi.ffi_call("spikeforge_reduce", (jax.ShapeDtypeStruct((1,), jnp.float32), _partials(1)))
-        got, _ = call(x, jnp.asarray(table), op="sum", tile=np.uint64(TILE), n_tiles=np.uint32(1), max_tiles=np.uint8(1))
+        attrs = dict(op="sum", tile=np.uint64(TILE), n_tiles=np.uint32(1), max_tiles=np.uint8(1))
+        got, _ = call(x, jnp.asarray(table), **attrs)
         assert float(got[0]) == 45.0
 
 
