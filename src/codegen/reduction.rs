@@ -14,6 +14,13 @@
 //! 2. Pass 2 reduces the partials of each segment in tile order (CUDA: one block per segment,
 //!    strided then the same tree; C: sequentially) and finalises (mean divides by the length).
 //!
+//! On CUDA, when no segment has more than one tile, one launch does both ([`ENTRY_ONE_PASS`]:
+//! block `s` reduces segment `s` with pass 1's code, then finalises as pass 2 would), which saves
+//! a launch per call where the call's cost is mostly launches (small populations, a reduction
+//! per step of a loop). Pass 2 on a single partial `p` computes `combine(identity, p)` and then
+//! combines that with identities, which changes nothing more (`x + 0 == x` once `x` is not
+//! `-0.0`, `max(x, -inf) == x`): so the one-pass kernel gives the same bits as the two passes.
+//!
 //! Which core or block runs which tile never changes a result, so repeated runs are bit-identical
 //! on one platform (CUDA and C use different orders within a tile, so they may differ from each
 //! other in the last bits of a float sum).
@@ -58,6 +65,8 @@ pub const C_LANES: usize = 16;
 pub const ENTRY_TILES: &str = "sf_reduce_tiles";
 /// Pass-2 entry point (both dialects).
 pub const ENTRY_FINISH: &str = "sf_reduce_finish";
+/// Both passes in one launch when every segment fits in one tile (CUDA only).
+pub const ENTRY_ONE_PASS: &str = "sf_reduce_one_pass";
 
 const _: () = assert!(CUDA_BLOCK * CUDA_ITEMS == TILE && TILE % C_LANES == 0);
 
@@ -374,6 +383,26 @@ static __device__ __forceinline__ acc_t sf_block_reduce(acc_t v, acc_t* shared) 
     return shared[0];
 }}
 
+/* x[lo, hi) (at most one tile) reduced by a block of SF_BLOCK threads: each thread combines its
+   strided elements in order, then the tree. Shared by pass 1 and the one-pass kernel, so that a
+   tile gives the same bits in both. Valid in thread 0. */
+static __device__ __forceinline__ acc_t sf_tile_reduce(
+    const in_t* __restrict__ x, int64_t lo, int64_t hi, acc_t* shared) {{
+    const unsigned tid = threadIdx.x;
+    acc_t acc = SF_IDENTITY;
+    if (hi - lo == SF_TILE) {{
+        const in_t* p = x + lo + tid;
+        in_t v[SF_ITEMS];
+#pragma unroll
+        for (int k = 0; k < SF_ITEMS; ++k) v[k] = p[k * SF_BLOCK];
+#pragma unroll
+        for (int k = 0; k < SF_ITEMS; ++k) acc = sf_combine(acc, sf_load(v[k]));
+    }} else {{
+        for (int64_t i = lo + tid; i < hi; i += SF_BLOCK) acc = sf_combine(acc, sf_load(x[i]));
+    }}
+    return sf_block_reduce(acc, shared);
+}}
+
 /* Pass 1: block b reduces tile b to partials[b]. */
 extern "C" __global__ void __launch_bounds__(SF_BLOCK) {ENTRY_TILES}(
     const int64_t* __restrict__ table, int64_t nseg, int64_t n, int64_t ntiles,
@@ -387,20 +416,8 @@ extern "C" __global__ void __launch_bounds__(SF_BLOCK) {ENTRY_TILES}(
     const int64_t end = sf_clamp(offsets[s + 1], 0, n);
     const int64_t lo = sf_clamp(offsets[s] + (tile - tile_offsets[s]) * SF_TILE, 0, end);
     const int64_t hi = lo + SF_TILE < end ? lo + SF_TILE : end;
-    const unsigned tid = threadIdx.x;
-    acc_t acc = SF_IDENTITY;
-    if (hi - lo == SF_TILE) {{
-        const in_t* p = x + lo + tid;
-        in_t v[SF_ITEMS];
-#pragma unroll
-        for (int k = 0; k < SF_ITEMS; ++k) v[k] = p[k * SF_BLOCK];
-#pragma unroll
-        for (int k = 0; k < SF_ITEMS; ++k) acc = sf_combine(acc, sf_load(v[k]));
-    }} else {{
-        for (int64_t i = lo + tid; i < hi; i += SF_BLOCK) acc = sf_combine(acc, sf_load(x[i]));
-    }}
-    acc = sf_block_reduce(acc, shared);
-    if (tid == 0) partials[tile] = acc;
+    const acc_t acc = sf_tile_reduce(x, lo, hi, shared);
+    if (threadIdx.x == 0) partials[tile] = acc;
 }}
 
 /* Pass 2: block s reduces the partials of segment s, in tile order per thread then the tree. */
@@ -421,6 +438,24 @@ extern "C" __global__ void __launch_bounds__(SF_FINISH_MAX_BLOCK) {ENTRY_FINISH}
         const int64_t end = sf_clamp(offsets[s + 1], 0, n);
         out[s] = sf_finalize(acc, end - sf_clamp(offsets[s], 0, end));
     }}
+}}
+
+/* Both passes in one launch when no segment has more than one tile: block s reduces segment s as
+   pass 1 reduces its tile (an empty segment gives the identity, as the tree of identities does
+   in pass 2), then finishes as pass 2 does with that one partial: combine(identity, p), then
+   only identities, which change nothing more. A longer segment (a corrupt table) is cut at one
+   tile: a wrong sum, never an access out of bounds. */
+extern "C" __global__ void __launch_bounds__(SF_BLOCK) {ENTRY_ONE_PASS}(
+    const int64_t* __restrict__ table, int64_t nseg, int64_t n,
+    const in_t* __restrict__ x, out_t* __restrict__ out) {{
+    __shared__ acc_t shared[SF_BLOCK];
+    const int64_t s = blockIdx.x;
+    if (s >= nseg) return;
+    const int64_t end = sf_clamp(table[s + 1], 0, n);
+    const int64_t lo = sf_clamp(table[s], 0, end);
+    const int64_t hi = lo + SF_TILE < end ? lo + SF_TILE : end;
+    const acc_t acc = sf_tile_reduce(x, lo, hi, shared);
+    if (threadIdx.x == 0) out[s] = sf_finalize(sf_combine(SF_IDENTITY, acc), end - lo);
 }}
 "#
     )
@@ -539,6 +574,7 @@ mod tests {
                     for d in [Dialect::C, Dialect::Cuda] {
                         let src = generate(&k, d);
                         assert!(src.contains(ENTRY_TILES) && src.contains(ENTRY_FINISH));
+                        assert_eq!(src.contains(ENTRY_ONE_PASS), d == Dialect::Cuda);
                     }
                 }
             }

@@ -12,9 +12,10 @@
 //! of one segment: sizes the blocks of pass 2). The input and output dtypes are those of the
 //! buffers, checked against the op. The attributes are read once per call site.
 //!
-//! The partials are a result, so XLA allocates them with its other buffers: an execution allocates
-//! nothing and enqueues the same two launches every time, which lets XLA capture the CUDA handler
-//! into a command buffer (a CUDA graph), as it does the neuron run and custom kernels.
+//! The partials are a result, so XLA allocates them with its other buffers: an execution
+//! allocates nothing and enqueues the same launches every time (on CUDA one when no segment has
+//! more than one tile, else two), which lets XLA capture the CUDA handler into a command buffer
+//! (a CUDA graph), as it does the neuron run and custom kernels.
 
 use std::ffi::c_void;
 use std::fmt;
@@ -24,8 +25,8 @@ use super::buffers::SharedPtr;
 use super::loaded_kernels::LoadedKernels;
 use super::poison;
 use crate::codegen::reduction::{
-    self, ReduceKernel, ReduceOp, CUDA_BLOCK, CUDA_FINISH_MAX_BLOCK, ENTRY_FINISH, ENTRY_TILES,
-    TILE,
+    self, ReduceKernel, ReduceOp, CUDA_BLOCK, CUDA_FINISH_MAX_BLOCK, ENTRY_FINISH, ENTRY_ONE_PASS,
+    ENTRY_TILES, TILE,
 };
 use crate::codegen::Dialect;
 use crate::runtime::cache::Lru;
@@ -405,12 +406,18 @@ fn finish_block(max_tiles: usize) -> u32 {
     (max_tiles.div_ceil(4).next_power_of_two()).clamp(32, CUDA_FINISH_MAX_BLOCK) as u32
 }
 
-/// Both CUDA kernels of a reduction, for one stream's context.
-type CudaKernels = (Arc<cuda::CudaFunction>, Arc<cuda::CudaFunction>);
+/// The CUDA kernels of a reduction, for one stream's context: pass 1, pass 2, and both in one.
+#[derive(Clone)]
+struct CudaKernels {
+    tiles: Arc<cuda::CudaFunction>,
+    finish: Arc<cuda::CudaFunction>,
+    one_pass: Arc<cuda::CudaFunction>,
+}
 
-/// `spikeforge_reduce` on CUDA: two launches on XLA's stream, the same every execution (the
-/// partials are XLA's buffer; no allocation, no synchronisation), so XLA may capture them into a
-/// CUDA graph.
+/// `spikeforge_reduce` on CUDA: on XLA's stream, one launch when no segment has more than one
+/// tile (`max_tiles <= 1`, an attribute: the same choice at every execution), else the two
+/// passes. The same work every execution (the partials are XLA's buffer; no allocation, no
+/// synchronisation), so XLA may capture it into a CUDA graph.
 pub struct ReduceCuda;
 
 impl Handler for ReduceCuda {
@@ -424,11 +431,19 @@ impl Handler for ReduceCuda {
             let key = c.kernel.key();
             let opts = cuda::CudaCompileOptions::default();
             let source = || reduction::generate(&c.kernel, Dialect::Cuda);
-            let tiles = cuda::load_function_keyed(&key, ENTRY_TILES, stream, &opts, source)?;
-            let finish = cuda::load_function_keyed(&key, ENTRY_FINISH, stream, &opts, source)?;
-            Ok((c.kernel, (tiles, finish)))
+            let load = |entry| cuda::load_function_keyed(&key, entry, stream, &opts, source);
+            let kernels = CudaKernels {
+                tiles: load(ENTRY_TILES)?,
+                finish: load(ENTRY_FINISH)?,
+                one_pass: load(ENTRY_ONE_PASS)?,
+            };
+            Ok((c.kernel, kernels))
         })?;
-        let (tiles, finish) = same_kernel(&loaded, c.kernel)?;
+        let CudaKernels {
+            tiles,
+            finish,
+            one_pass,
+        } = same_kernel(&loaded, c.kernel)?;
         if poison::enabled() {
             // SAFETY: device buffers of these sizes on XLA's stream for this call.
             unsafe { poison::device([&c.out, &c.partials], stream) }?;
@@ -443,6 +458,28 @@ impl Handler for ReduceCuda {
         let mut x = c.x.data;
         let mut partials = c.partials.data;
         let mut out = c.out.data;
+        if site.max_tiles <= 1 {
+            let mut params: [*mut c_void; 5] = [
+                (&mut table as *mut *mut c_void).cast(),
+                (&mut nseg as *mut i64).cast(),
+                (&mut n as *mut i64).cast(),
+                (&mut x as *mut *mut c_void).cast(),
+                (&mut out as *mut *mut c_void).cast(),
+            ];
+            // SAFETY: parameters in the order and types of the generated kernel; it clamps every
+            // index it takes from the table, and the buffers live for the call.
+            unsafe {
+                cuda::launch(
+                    &one_pass,
+                    (c.nseg as u32, 1, 1),
+                    (CUDA_BLOCK as u32, 1, 1),
+                    0,
+                    stream,
+                    &mut params,
+                )
+            }?;
+            return Ok(());
+        }
         if site.ntiles > 0 {
             let mut params: [*mut c_void; 6] = [
                 (&mut table as *mut *mut c_void).cast(),

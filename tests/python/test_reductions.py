@@ -160,6 +160,28 @@ def test_repeated_runs_give_the_same_bits(device, dtype):
     np.testing.assert_array_equal(np.asarray(sf.reduce_sum(x, segments)), first[0])
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("op", list(OPS))
+def test_one_pass_and_two_passes_give_the_same_bits(device, op, dtype):
+    """On CUDA, segments of at most one tile take one launch, longer ones the two passes: the
+    same segments must give the same bits either way (and the right values). Here the same short
+    segments (empty, one element, a signed zero, a NaN, a full tile) are reduced alone (one pass)
+    and next to a segment of two tiles (two passes)."""
+    rng = np.random.default_rng()
+    lengths = (0, 1, 1, 1000, 8192, 17)
+    short = random_input(rng, sum(lengths), dtype)
+    if np.dtype(dtype).kind == "f" or dtype in (jnp.float16, jnp.bfloat16):
+        short[1] = -0.0
+        short[2] = np.nan
+    long = random_input(rng, 8193, dtype)
+    offsets = tuple(np.concatenate([[0], np.cumsum(lengths)]))
+    alone = OPS[op](jnp.asarray(short), segments=lengths)
+    beside = OPS[op](jnp.asarray(np.concatenate([short, long])), segments=lengths + (8193,))
+    alone, beside = np.asarray(alone), np.asarray(beside)
+    np.testing.assert_array_equal(alone.view(np.uint8), beside[: len(lengths)].view(np.uint8))
+    check_against_reference(op, short, alone, offsets)
+
+
 def test_nan_propagates_through_max_and_min_and_counts(device):
     x = np.array([1.0, np.nan, 3.0, -0.0, 0.0, 2.0], np.float32)
     assert np.isnan(float(sf.reduce_max(jnp.asarray(x))))
