@@ -9,18 +9,30 @@
 
 Each row is one loop of ``--calls`` iterations over ``--n`` float32 elements, jitted once, timed
 to completion (two untimed runs first, then median (min) over repeated runs), and divided by the
-number of iterations. The first row is a native XLA elementwise op (``x * 1.0001 + 1e-6``); the
-others put one spikeforge call in the body:
+number of iterations. The native rows are XLA's own ops; the others put one spikeforge call in the
+body:
 
-* ``custom kernel``: ``sf.cuda_kernel`` computing the same ``x * 1.0001 + 1e-6`` (the C twin on
-  the CPU), so the difference to the native row is the cost of the call itself;
+* ``native elementwise op``: ``x * 1.0001 + 1e-6``;
+* ``custom kernel``: ``sf.cuda_kernel`` computing the same (the C twin on the CPU). Its output is a
+  new buffer, so XLA copies it back into the loop's carry every iteration;
+* ``custom kernel, in place``: the same kernel with ``input_output_aliases={0: 0}``: no copy, the
+  same ops per iteration as the native row, so the difference is the cost of the call itself;
 * ``neuron run``: one step of the LIF model of ``tests/models/lif_32.json`` (``model.run(state,
   steps=1)``), what a network stepped from ``lax.scan`` pays per step;
-* ``reduction``: ``x * 1.0001 + 1e-9 * sf.reduce_sum(x)`` (the native op plus one reduction).
+* ``native op + jnp.sum`` and ``native op + sf.reduce_sum``: ``x * 1.0001 + 1e-9 * sum(x)``, the
+  reduction by XLA and by spikeforge.
 
-The last column is the row's time minus the native row's. Every loop's result is checked against
-numpy before it is timed (exit status 1 on a mismatch). Issue 8 item 12 targets a difference of at
-most 2 µs on the GPU (H200).
+The last two columns are the row's time minus the native elementwise row's and minus its native
+twin's (the same work done by XLA: for the reduction, ``jnp.sum``). Every loop's result is checked
+against numpy before it is timed (exit status 1 on a mismatch). Issue 8 item 12 targets a
+difference of at most 2 µs on the GPU (H200).
+
+What decides the GPU figures is how many XLA thunks an iteration runs: XLA captures a run of at
+least ``--xla_gpu_graph_min_graph_size`` (default 5) command-buffer-compatible ops into one CUDA
+graph, and launches shorter runs op by op, each paying a launch from the host (~3-4 µs on the
+H200). The neuron-run body (the call, three copies of the state, the loop counter) is five ops,
+so it runs as one graph and beats the native row's two separate launches; the other bodies have
+two or three ops and run op by op. ``--hlo`` prints each compiled body.
 """
 
 from __future__ import annotations
