@@ -109,22 +109,15 @@ def cases(n: int, calls: int, device):
     native = jax.jit(lambda x: lax.fori_loop(0, calls, lambda _, x: x * 1.0001 + 1e-6, x))
     yield NATIVE, native, x0, close
 
-    kernel = sf.cuda_kernel(
-        SCALE_CU, "scale", jax.ShapeDtypeStruct((n,), jnp.float32), launch_dims=n, c_source=SCALE_C, sizes=True
-    )
-    custom = jax.jit(lambda x: lax.fori_loop(0, calls, lambda _, x: kernel(x), x))
-    yield "custom kernel (sf.cuda_kernel)", custom, x0, close
-    in_place = sf.cuda_kernel(
-        SCALE_CU,
-        "scale",
-        jax.ShapeDtypeStruct((n,), jnp.float32),
-        launch_dims=n,
-        c_source=SCALE_C,
-        sizes=True,
-        input_output_aliases={0: 0},
-    )
-    custom_in_place = jax.jit(lambda x: lax.fori_loop(0, calls, lambda _, x: in_place(x), x))
-    yield "custom kernel, in place (input_output_aliases)", custom_in_place, x0, close
+    for label, aliases in (
+        ("custom kernel (sf.cuda_kernel)", None),
+        ("custom kernel, in place (input_output_aliases)", {0: 0}),
+    ):
+        out = jax.ShapeDtypeStruct((n,), jnp.float32)
+        kernel = sf.cuda_kernel(
+            SCALE_CU, "scale", out, launch_dims=n, c_source=SCALE_C, sizes=True, input_output_aliases=aliases
+        )
+        yield label, jax.jit(lambda x, k=kernel: lax.fori_loop(0, calls, lambda _, x: k(x), x)), x0, close
 
     spec = load_spec("lif_32")
     lif = make_sf_model(spec)

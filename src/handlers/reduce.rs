@@ -459,73 +459,65 @@ impl Handler for ReduceCuda {
         let mut partials = c.partials.data;
         let mut out = c.out.data;
         if site.max_tiles <= 1 {
-            let mut params: [*mut c_void; 5] = [
-                (&mut table as *mut *mut c_void).cast(),
-                (&mut nseg as *mut i64).cast(),
-                (&mut n as *mut i64).cast(),
-                (&mut x as *mut *mut c_void).cast(),
-                (&mut out as *mut *mut c_void).cast(),
+            let mut params = [
+                param(&mut table),
+                param(&mut nseg),
+                param(&mut n),
+                param(&mut x),
+                param(&mut out),
             ];
             // SAFETY: parameters in the order and types of the generated kernel; it clamps every
             // index it takes from the table, and the buffers live for the call.
-            unsafe {
-                cuda::launch(
-                    &one_pass,
-                    (c.nseg as u32, 1, 1),
-                    (CUDA_BLOCK as u32, 1, 1),
-                    0,
-                    stream,
-                    &mut params,
-                )
-            }?;
-            return Ok(());
+            return unsafe { launch_1d(&one_pass, c.nseg, CUDA_BLOCK as u32, stream, &mut params) };
         }
         if site.ntiles > 0 {
-            let mut params: [*mut c_void; 6] = [
-                (&mut table as *mut *mut c_void).cast(),
-                (&mut nseg as *mut i64).cast(),
-                (&mut n as *mut i64).cast(),
-                (&mut ntiles as *mut i64).cast(),
-                (&mut x as *mut *mut c_void).cast(),
-                (&mut partials as *mut *mut c_void).cast(),
+            let mut params = [
+                param(&mut table),
+                param(&mut nseg),
+                param(&mut n),
+                param(&mut ntiles),
+                param(&mut x),
+                param(&mut partials),
             ];
-            // SAFETY: parameters in the order and types of the generated kernel; the kernel
-            // clamps every index it takes from the table, and the buffers live for the call.
-            unsafe {
-                cuda::launch(
-                    &tiles,
-                    (site.ntiles as u32, 1, 1),
-                    (CUDA_BLOCK as u32, 1, 1),
-                    0,
-                    stream,
-                    &mut params,
-                )
-            }?;
+            // SAFETY: as above.
+            unsafe { launch_1d(&tiles, site.ntiles, CUDA_BLOCK as u32, stream, &mut params) }?;
         }
-        let mut params: [*mut c_void; 6] = [
-            (&mut table as *mut *mut c_void).cast(),
-            (&mut nseg as *mut i64).cast(),
-            (&mut n as *mut i64).cast(),
-            (&mut ntiles as *mut i64).cast(),
-            (&mut partials as *mut *mut c_void).cast(),
-            (&mut out as *mut *mut c_void).cast(),
+        let mut params = [
+            param(&mut table),
+            param(&mut nseg),
+            param(&mut n),
+            param(&mut ntiles),
+            param(&mut partials),
+            param(&mut out),
         ];
         // The tree needs a power of two: round the kernel's limit down to one.
         let limit = finish.max_threads_per_block().max(32);
         let block = finish_block(site.max_tiles).min(1 << (31 - limit.leading_zeros()));
         // SAFETY: as above.
-        unsafe {
-            cuda::launch(
-                &finish,
-                (c.nseg as u32, 1, 1),
-                (block, 1, 1),
-                0,
-                stream,
-                &mut params,
-            )
-        }?;
-        Ok(())
+        unsafe { launch_1d(&finish, c.nseg, block, stream, &mut params) }
     }
+}
+
+/// A kernel parameter: the address of its value, as `cuLaunchKernel` takes it.
+fn param<T>(value: &mut T) -> *mut c_void {
+    (value as *mut T).cast()
+}
+
+/// Launches `f` on `stream` over `blocks` blocks of `threads` threads (1-D, no dynamic shared
+/// memory). `blocks` is at most 2^31 - 1: tile and segment counts are checked in `decode`.
+///
+/// # Safety
+/// As for [`cuda::launch`]: `params` match the kernel's parameters, the buffers live for the call.
+unsafe fn launch_1d(
+    f: &cuda::CudaFunction,
+    blocks: usize,
+    threads: u32,
+    stream: *mut c_void,
+    params: &mut [*mut c_void],
+) -> Result<(), FfiError> {
+    // SAFETY: forwarded to the caller.
+    unsafe { cuda::launch(f, (blocks as u32, 1, 1), (threads, 1, 1), 0, stream, params) }?;
+    Ok(())
 }
 
 #[cfg(test)]

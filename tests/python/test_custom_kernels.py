@@ -188,18 +188,19 @@ def test_abs_as_two_kernels_with_a_temp(device):
     np.testing.assert_allclose(np.asarray(out), np.abs(x.astype(np.float64)), rtol=1e-6)
 
 
-def lif_callable(n):
+def lif_callable(n, source=PIPELINE_CU, c_source=PIPELINE_C, **kw):
     return sf.cuda_callable(
-        PIPELINE_CU,
+        source,
         inputs=["v", "v_th", "v_rest"],
         outs={"spikes": jax.ShapeDtypeStruct((n,), jnp.int32), "v_out": f32(n)},
         steps=[
             sf.Launch("detect", ["v", "v_th", "spikes"], launch_dims=n),
             sf.Launch("reset", ["v", "spikes", "v_rest", "v_out"], launch_dims=n),
         ],
-        c_source=PIPELINE_C,
+        c_source=c_source,
         sizes=True,
         vmap_method="sequential",
+        **kw,
     )
 
 
@@ -299,22 +300,7 @@ def test_in_place_callable_by_name_and_poisoning_of_the_other_outputs(device):
     v = np.random.default_rng().uniform(-75.0, -50.0, n).astype(np.float32)
     v_th, v_rest = np.array([-55.0], np.float32), np.array([-70.0], np.float32)
 
-    def callable_(source, c_source):
-        return sf.cuda_callable(
-            source,
-            inputs=["v", "v_th", "v_rest"],
-            outs={"spikes": jax.ShapeDtypeStruct((n,), jnp.int32), "v_out": f32(n)},
-            steps=[
-                sf.Launch("detect", ["v", "v_th", "spikes"], launch_dims=n),
-                sf.Launch("reset", ["v", "spikes", "v_rest", "v_out"], launch_dims=n),
-            ],
-            c_source=c_source,
-            sizes=True,
-            vmap_method="sequential",
-            input_output_aliases={"v": "v_out"},
-        )
-
-    step = callable_(PIPELINE_CU, PIPELINE_C)
+    step = lif_callable(n, input_output_aliases={"v": "v_out"})
     spikes, v_out = jax.jit(step)(jnp.asarray(v), jnp.asarray(v_th), jnp.asarray(v_rest))
     check_written(spikes, v_out)
     want = v.astype(np.float64) >= -55.0
@@ -328,7 +314,7 @@ def test_in_place_callable_by_name_and_poisoning_of_the_other_outputs(device):
     short_cu = PIPELINE_CU.replace("if (i < n) spikes[i]", "if (i < n - 1) spikes[i]", 1)
     short_c = PIPELINE_C.replace("i < sizes[0]; i++) spikes[i]", "i < sizes[0] - 1; i++) spikes[i]", 1)
     assert short_cu != PIPELINE_CU and short_c != PIPELINE_C
-    short = callable_(short_cu, short_c)
+    short = lif_callable(n, short_cu, short_c, input_output_aliases={"v": "v_out"})
     spikes, _ = short(jnp.asarray(v), jnp.asarray(v_th), jnp.asarray(v_rest))
     with pytest.raises(AssertionError, match="unwritten"):
         check_written(spikes)
