@@ -98,13 +98,21 @@ pub fn kernel_shape(net: &NetworkIr, plan: &NetworkPlan) -> KernelShape {
     }
 }
 
-/// (projection, delay) of the parallel deliveries, in order.
-fn segments(net: &NetworkIr, plan: &NetworkPlan) -> Vec<(usize, u32)> {
+/// (projection, pathway, delay) of the parallel deliveries, in order.
+fn segments(net: &NetworkIr, plan: &NetworkPlan) -> Vec<Segment> {
     (0..net.projections.len())
         .filter(|p| plan.projections[*p].delivery != Delivery::Ordered)
-        .flat_map(|p| plan.projections[p].delays.iter().map(move |d| (p, *d)))
+        .flat_map(|p| {
+            net.projections[p]
+                .synapses
+                .pathways_of(Pathway::Pre)
+                .flat_map(move |k| plan.projections[p].delays[k].iter().map(move |d| (p, k, *d)))
+        })
         .collect()
 }
+
+/// A parallel delivery's (projection, pathway, delay step).
+type Segment = (usize, usize, u32);
 
 /// The delivery kernel's bookkeeping tasks, one warp each.
 fn tasks(net: &NetworkIr, plan: &NetworkPlan, dialect: Dialect) -> Vec<Task> {
@@ -180,16 +188,21 @@ pub fn generate(
         })
         .collect();
     let mut arenas: Vec<ExprArena> = Vec::new();
-    let mut new_values: Vec<[Vec<ExprId>; 2]> = Vec::new();
+    let mut new_values: Vec<Vec<Vec<ExprId>>> = Vec::new();
     for p in &net.projections {
         let mut arena = p.synapses.group.arena.clone();
-        let values = [Pathway::Pre, Pathway::Post].map(|pathway| {
-            p.synapses
-                .statements(pathway)
-                .iter()
-                .map(|st| st.new_value(&mut arena))
-                .collect()
-        });
+        let values = p
+            .synapses
+            .pathways
+            .iter()
+            .map(|pathway| {
+                pathway
+                    .statements
+                    .iter()
+                    .map(|st| st.new_value(&mut arena))
+                    .collect()
+            })
+            .collect();
         arenas.push(arena);
         new_values.push(values);
     }
@@ -246,16 +259,16 @@ struct Gen<'a> {
     dialect: Dialect,
     real: ElemType,
     groups: Vec<Option<GroupCode>>,
-    /// Each projection's arena, with the statements' new values (`on_pre`'s, `on_post`'s).
+    /// Each projection's arena, with the statements' new values (per pathway).
     arenas: Vec<ExprArena>,
-    new_values: Vec<[Vec<ExprId>; 2]>,
+    new_values: Vec<Vec<Vec<ExprId>>>,
     /// Each buffer by identifier, and whether the kernels use its output (the state being
     /// advanced, or a result) rather than its input.
     args: HashMap<String, (bool, NetArg)>,
-    /// (projection, delay) of the parallel deliveries.
-    segments: Vec<(usize, u32)>,
-    /// (projection, statement) of the counted arrivals, in order.
-    counted: Vec<(usize, usize)>,
+    /// (projection, pathway, delay) of the parallel deliveries.
+    segments: Vec<Segment>,
+    /// (projection, pathway, statement) of the counted arrivals, in order.
+    counted: Vec<(usize, usize, usize)>,
 }
 
 /// How the indices of one event are spelled.
@@ -989,6 +1002,18 @@ impl Gen<'_> {
 
     // -- the delivery phase -------------------------------------------------------------------
 
+    /// Whether a parallel projection has more than one presynaptic pathway: the segments then
+    /// say which (`sf_seg_w`).
+    fn several_parallel_pathways(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|(p, k, _)| self.segments[0].0 == *p && self.segments[0].1 != *k)
+            || self
+                .segments
+                .windows(2)
+                .any(|x| x[0].0 == x[1].0 && x[0].1 != x[1].1)
+    }
+
     /// How projection p's expressions name their variables for one event.
     fn synapse_name(&self, p: usize, v: VarId, ev: &Event) -> String {
         let proj = &self.net.projections[p];
@@ -1012,15 +1037,15 @@ impl Gen<'_> {
         }
     }
 
-    /// The variable a statement of a pathway assigns, for one event.
-    fn statement_target(&self, p: usize, pathway: Pathway, k: usize, ev: &Event) -> String {
+    /// The variable statement k of a pathway assigns, for one event.
+    fn statement_target(&self, p: usize, pathway: usize, k: usize, ev: &Event) -> String {
         let st = self.net.projections[p].synapses.statements(pathway)[k];
         self.synapse_name(p, st.var, ev)
     }
 
     /// The new value of statement k of a pathway.
-    fn new_value(&self, p: usize, pathway: Pathway, k: usize) -> ExprId {
-        self.new_values[p][pathway as usize][k]
+    fn new_value(&self, p: usize, pathway: usize, k: usize) -> ExprId {
+        self.new_values[p][pathway][k]
     }
 
     /// Projection p's statements of a pathway for one event, one after another (`atomic`:
@@ -1028,7 +1053,7 @@ impl Gen<'_> {
     fn write_statements(
         &self,
         p: usize,
-        pathway: Pathway,
+        pathway: usize,
         mode: Delivery,
         ev: &Event,
         w: &mut SourceWriter,
@@ -1049,7 +1074,7 @@ impl Gen<'_> {
                     let c = self
                         .counted
                         .iter()
-                        .position(|x| *x == (p, k))
+                        .position(|x| *x == (p, pathway, k))
                         .expect("a counted statement");
                     writeln!(
                         w,
@@ -1072,15 +1097,22 @@ impl Gen<'_> {
         Ok(())
     }
 
-    /// The synapses of spike `sf_pre` of projection p arriving with delay `delay` (a C
-    /// expression): their bounds `sf_lo`, `sf_hi`, clamped to the synapses there are. Skips spikes
-    /// outside the source range.
-    fn write_row_bounds(&self, p: usize, delay: &str, w: &mut SourceWriter) -> fmt::Result {
+    /// The synapses of spike `sf_pre` of projection p that its pathway `pathway` reaches with
+    /// delay `delay` (a C expression): their bounds `sf_lo`, `sf_hi`, clamped to the synapses
+    /// there are (the whole row for a homogeneous delay, the delay's bucket for per-synapse
+    /// delays). Skips spikes outside the source range.
+    fn write_row_bounds(
+        &self,
+        p: usize,
+        pathway: usize,
+        delay: &str,
+        w: &mut SourceWriter,
+    ) -> fmt::Result {
         let proj = &self.net.projections[p];
         let (a, b) = (proj.source_range.start, proj.source_range.end);
         writeln!(w, "if (sf_pre < {a} || sf_pre >= {b}) continue;")?;
         writeln!(w, "const int32_t sf_r = sf_pre - {a};")?;
-        match proj.synapses.delay {
+        match proj.synapses.pathways[pathway].delay {
             DelayIr::Homogeneous { .. } => {
                 writeln!(
                     w,
@@ -1119,12 +1151,13 @@ impl Gen<'_> {
         writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")
     }
 
-    /// Every event of projection p in this step in Brian2's order (spike step, neuron index,
-    /// synapse order): on one thread, or (`warp`) a row at a time by a warp.
-    fn write_ordered(&self, p: usize, warp: bool, w: &mut SourceWriter) -> fmt::Result {
+    /// Every event of projection p's presynaptic pathway `pathway` in this step in Brian2's
+    /// order (spike step, neuron index, synapse order): on one thread, or (`warp`) a row at a
+    /// time by a warp.
+    fn write_ordered(&self, p: usize, pathway: usize, warp: bool, w: &mut SourceWriter) -> fmt::Result {
         let proj = &self.net.projections[p];
         let g = proj.source;
-        let delays = &self.plan.projections[p].delays;
+        let delays = &self.plan.projections[p].delays[pathway];
         let (lo, hi) = (delays[0], *delays.last().expect("a delay"));
         let head = if lo == hi {
             format!("for (int32_t sf_d = {lo}; sf_d == {lo}; --sf_d)")
@@ -1135,31 +1168,33 @@ impl Gen<'_> {
             self.write_spike_list(g, "sf_d", w)?;
             w.block("for (int32_t sf_k = 0; sf_k < sf_count; ++sf_k)", |w| {
                 writeln!(w, "const int32_t sf_pre = sf_list[sf_k];")?;
-                self.write_row_bounds(p, "sf_d", w)?;
+                self.write_row_bounds(p, pathway, "sf_d", w)?;
                 if warp {
-                    return self.write_row_by_warp(p, w);
+                    return self.write_row_by_warp(p, pathway, w);
                 }
                 w.block(
                     "for (int64_t sf_syn = sf_lo; sf_syn < sf_hi; ++sf_syn)",
                     |w| {
                         self.write_target(p, w)?;
-                        self.write_statements(p, Pathway::Pre, Delivery::Ordered, &EVENT, w)
+                        self.write_statements(p, pathway, Delivery::Ordered, &EVENT, w)
                     },
                 )
             })
         })
     }
 
-    /// Projection p's `on_post` pathway on one thread: for each spike of the target group in
-    /// this step (ascending), the synapses onto that neuron through the by-post index (ascending
-    /// creation order), each running the `on_post` statements.
-    fn write_post_pathway(&self, p: usize, w: &mut SourceWriter) -> fmt::Result {
+    /// Projection p's postsynaptic pathway `pathway` on one thread: for each spike of the
+    /// target group in this step (or the pathway's delay ago; ascending), the synapses onto that
+    /// neuron through the by-post index (ascending creation order), each running the
+    /// pathway's statements.
+    fn write_post_pathway(&self, p: usize, pathway: usize, w: &mut SourceWriter) -> fmt::Result {
         let proj = &self.net.projections[p];
         let g = proj.target;
         let (a, n_post) = (proj.target_range.start, proj.n_post());
         let (n_pre, start_pre) = (proj.n_pre(), proj.source_range.start);
+        let delay = proj.synapses.pathways[pathway].delay.max_steps();
         scope(w, |w| {
-            self.write_spike_list(g, "0", w)?;
+            self.write_spike_list(g, &delay.to_string(), w)?;
             w.block("for (int32_t sf_k = 0; sf_k < sf_count; ++sf_k)", |w| {
                 writeln!(w, "const int32_t sf_j = sf_list[sf_k] - {a};")?;
                 writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
@@ -1173,7 +1208,7 @@ impl Gen<'_> {
                     writeln!(w, "if (sf_r < 0 || sf_r >= {n_pre}) continue;")?;
                     writeln!(w, "const int32_t sf_pre = sf_r + {start_pre};")?;
                     writeln!(w, "(void) sf_pre;")?;
-                    self.write_statements(p, Pathway::Post, Delivery::Ordered, &EVENT, w)
+                    self.write_statements(p, pathway, Delivery::Ordered, &EVENT, w)
                 })
             })
         })
@@ -1182,7 +1217,7 @@ impl Gen<'_> {
     /// One row of a row-parallel ordered projection, 32 synapses at a time by a warp: each lane
     /// computes its synapse's increments; the lanes with one target are grouped
     /// (`__match_any_sync`) and the lowest adds the group's increments in lane (synapse) order.
-    fn write_row_by_warp(&self, p: usize, w: &mut SourceWriter) -> fmt::Result {
+    fn write_row_by_warp(&self, p: usize, pathway: usize, w: &mut SourceWriter) -> fmt::Result {
         let proj = &self.net.projections[p];
         let real = self.real_t();
         let names = |v: VarId| self.synapse_name(p, v, &EVENT);
@@ -1196,8 +1231,8 @@ impl Gen<'_> {
             writeln!(w, "const int64_t sf_syn = sf_base + sf_lane;")?;
             writeln!(w, "const int32_t sf_j = sf_syn < sf_hi ? in_p{p}_targets[sf_syn] : -1;")?;
             writeln!(w, "const bool sf_ok = sf_j >= 0 && sf_j < {};", proj.n_post())?;
-            for (k, st) in proj.synapses.on_pre.iter().enumerate() {
-                let target = self.statement_target(p, Pathway::Pre, k, &EVENT);
+            for (k, st) in proj.synapses.statements(pathway).iter().enumerate() {
+                let target = self.statement_target(p, pathway, k, &EVENT);
                 match (st.side, st.effect) {
                     (Side::Post, Effect::Add(e)) => scope(w, |w| {
                         writeln!(w, "{real} sf_v = 0;")?;
@@ -1223,7 +1258,7 @@ impl Gen<'_> {
                     })?,
                     _ => w.block("if (sf_ok)", |w| {
                         let text = printer
-                            .block(&[self.new_value(p, Pathway::Pre, k)], &format!("sf_q{k}_"), w)?
+                            .block(&[self.new_value(p, pathway, k)], &format!("sf_q{k}_"), w)?
                             .remove(0);
                         writeln!(w, "{target} = {text};")
                     })?,
@@ -1254,26 +1289,36 @@ impl Gen<'_> {
         let s = self.segments.len();
         // The segments' projection, source group and delay.
         if s > 0 {
-            for (name, values) in [
+            let mut tables = vec![
                 (
                     "sf_seg_p",
                     self.segments
                         .iter()
-                        .map(|(p, _)| *p as u64)
+                        .map(|(p, _, _)| *p as u64)
                         .collect::<Vec<_>>(),
                 ),
                 (
                     "sf_seg_g",
                     self.segments
                         .iter()
-                        .map(|(p, _)| self.net.projections[*p].source as u64)
+                        .map(|(p, _, _)| self.net.projections[*p].source as u64)
                         .collect(),
                 ),
                 (
                     "sf_seg_d",
-                    self.segments.iter().map(|(_, d)| u64::from(*d)).collect(),
+                    self.segments
+                        .iter()
+                        .map(|(_, _, d)| u64::from(*d))
+                        .collect(),
                 ),
-            ] {
+            ];
+            if self.several_parallel_pathways() {
+                tables.push((
+                    "sf_seg_w",
+                    self.segments.iter().map(|(_, k, _)| *k as u64).collect(),
+                ));
+            }
+            for (name, values) in tables {
                 let items: Vec<String> = values.iter().map(u64::to_string).collect();
                 writeln!(
                     w,
@@ -1330,20 +1375,21 @@ impl Gen<'_> {
                         }
                         Task::Monitor(m) => self.write_monitor(*m, w),
                         Task::Ordered => {
-                            for &(p, pathway) in &self.plan.pathways {
+                            for &(p, k) in &self.plan.pathways {
                                 let pp = &self.plan.projections[p];
                                 if pp.delivery != Delivery::Ordered {
                                     continue;
                                 }
-                                if pathway == Pathway::Post {
+                                let kind = self.net.projections[p].synapses.pathways[k].kind;
+                                if kind == Pathway::Post {
                                     w.block("if (sf_lane == 0)", |w| {
-                                        self.write_post_pathway(p, w)
+                                        self.write_post_pathway(p, k, w)
                                     })?;
                                 } else if pp.row_parallel {
-                                    scope(w, |w| self.write_ordered(p, true, w))?;
+                                    scope(w, |w| self.write_ordered(p, k, true, w))?;
                                 } else {
                                     w.block("if (sf_lane == 0)", |w| {
-                                        self.write_ordered(p, false, w)
+                                        self.write_ordered(p, k, false, w)
                                     })?;
                                 }
                                 writeln!(w, "__syncwarp();")?;
@@ -1370,11 +1416,17 @@ impl Gen<'_> {
                 writeln!(w, "const int32_t sf_k = sf_lo_k;")?;
                 writeln!(w, "const int32_t sf_pos = (int32_t) (sf_item - sf_seg[sf_k]);")?;
                 writeln!(w, "const int32_t sf_d = sf_seg_d[sf_k];")?;
-                for (p, pp) in self.plan.projections.iter().enumerate() {
-                    if pp.delivery == Delivery::Ordered {
-                        continue;
-                    }
-                    w.block(format!("if (sf_seg_p[sf_k] == {p})"), |w| {
+                let mut parallel: Vec<(usize, usize)> =
+                    self.segments.iter().map(|(p, k, _)| (*p, *k)).collect();
+                parallel.dedup();
+                for (p, k) in parallel {
+                    let pp = &self.plan.projections[p];
+                    let test = if self.several_parallel_pathways() {
+                        format!("if (sf_seg_p[sf_k] == {p} && sf_seg_w[sf_k] == {k})")
+                    } else {
+                        format!("if (sf_seg_p[sf_k] == {p})")
+                    };
+                    w.block(test, |w| {
                         let g = self.net.projections[p].source;
                         // A loop of one pass, so that `continue` leaves the item.
                         w.block("do", |w| {
@@ -1383,12 +1435,12 @@ impl Gen<'_> {
                                 "const int32_t sf_pre = {}[sf_pos];",
                                 self.queue_row(g, &self.slot(g, "sf_d"))
                             )?;
-                            self.write_row_bounds(p, "sf_d", w)?;
+                            self.write_row_bounds(p, k, "sf_d", w)?;
                             w.block(
                                 "for (int64_t sf_syn = sf_lo + sf_lane; sf_syn < sf_hi; sf_syn += 32)",
                                 |w| {
                                     self.write_target(p, w)?;
-                                    self.write_statements(p, Pathway::Pre, pp.delivery, &EVENT, w)
+                                    self.write_statements(p, k, pp.delivery, &EVENT, w)
                                 },
                             )
                         })?;
@@ -1421,7 +1473,7 @@ impl Gen<'_> {
             let sources: std::collections::BTreeSet<usize> = self
                 .segments
                 .iter()
-                .map(|(p, _)| self.net.projections[*p].source)
+                .map(|(p, _, _)| self.net.projections[*p].source)
                 .collect();
             for g in sources {
                 writeln!(
@@ -1594,12 +1646,12 @@ impl Gen<'_> {
         };
         let ir = group.neuron_ir().expect("a neuron group");
         let real = self.real_t();
-        for (c, &(p, k)) in self.counted.iter().enumerate() {
+        for (c, &(p, pathway, k)) in self.counted.iter().enumerate() {
             let proj = &self.net.projections[p];
             if proj.target != g {
                 continue;
             }
-            let st = proj.synapses.on_pre[k];
+            let st = proj.synapses.statements(pathway)[k];
             let Effect::Add(value) = st.effect else {
                 unreachable!("counted statements add")
             };
@@ -1619,7 +1671,7 @@ impl Gen<'_> {
                     .remove(0);
                     let target = self.statement_target(
                         p,
-                        Pathway::Pre,
+                        pathway,
                         k,
                         &Event {
                             post: &format!("(sf_i - {a})"),
@@ -1693,7 +1745,7 @@ impl Gen<'_> {
             || self
                 .counted
                 .iter()
-                .any(|(p, _)| self.net.projections[*p].target == g)
+                .any(|(p, _, _)| self.net.projections[*p].target == g)
     }
 
     fn write_after_cuda(&self, w: &mut SourceWriter) -> fmt::Result {
@@ -1880,10 +1932,10 @@ impl Gen<'_> {
                             scope(w, |w| self.write_monitor(m, w))?;
                         }
                     }
-                    for &(p, pathway) in &self.plan.pathways {
-                        match pathway {
-                            Pathway::Pre => self.write_ordered(p, false, w)?,
-                            Pathway::Post => self.write_post_pathway(p, w)?,
+                    for &(p, k) in &self.plan.pathways {
+                        match self.net.projections[p].synapses.pathways[k].kind {
+                            Pathway::Pre => self.write_ordered(p, k, false, w)?,
+                            Pathway::Post => self.write_post_pathway(p, k, w)?,
                         }
                     }
                     for (g, group) in self.net.groups.iter().enumerate() {

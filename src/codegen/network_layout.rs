@@ -12,7 +12,7 @@
 use serde::{Serialize, Serializer};
 
 use crate::ir::network::{MonitorIr, NetGroupKind, NetworkIr, Recorded};
-use crate::ir::synapses::DelayIr;
+use crate::ir::synapses::Pathway;
 use crate::ir::{GroupIr, RefractoryIr, SymbolKind, VarId};
 use crate::step::network::{Delivery, NetworkPlan};
 use crate::types::ElemType;
@@ -386,7 +386,7 @@ pub fn layout(net: &NetworkIr, plan: &NetworkPlan) -> NetLayout {
             vec![Dim::Sized("n_syn")],
             format!("p{p}_targets"),
         ));
-        if let DelayIr::PerSynapse { max_steps, .. } = s.delay {
+        if let Some((_, max_steps)) = s.row_delay() {
             let buckets = n_pre * (max_steps as usize + 1) + 1;
             inputs.push(b.arg(
                 name,
@@ -397,7 +397,7 @@ pub fn layout(net: &NetworkIr, plan: &NetworkPlan) -> NetLayout {
                 format!("p{p}_buckets"),
             ));
         }
-        if s.has_on_post {
+        if s.has_post() {
             for (key, role, shape, ident) in [
                 (
                     "post_offsets",
@@ -531,13 +531,17 @@ pub fn needs_seed(net: &NetworkIr) -> bool {
         })
 }
 
-/// The statements whose arrivals are counted: (projection, statement) in order.
-pub fn counted_statements(net: &NetworkIr, plan: &NetworkPlan) -> Vec<(usize, usize)> {
+/// The statements whose arrivals are counted: (projection, pathway, statement) in order.
+pub fn counted_statements(net: &NetworkIr, plan: &NetworkPlan) -> Vec<(usize, usize, usize)> {
     net.projections
         .iter()
         .enumerate()
         .filter(|(p, _)| plan.projections[*p].delivery == Delivery::Counted)
-        .flat_map(|(p, proj)| (0..proj.synapses.on_pre.len()).map(move |k| (p, k)))
+        .flat_map(|(p, proj)| {
+            let s = &proj.synapses;
+            s.pathways_of(Pathway::Pre)
+                .flat_map(move |k| (0..s.statements(k).len()).map(move |st| (p, k, st)))
+        })
         .collect()
 }
 
@@ -555,7 +559,7 @@ fn work_layout(net: &NetworkIr, plan: &NetworkPlan) -> WorkLayout {
     let status = take(2 * n_blocks);
     let arrivals = counted_statements(net, plan)
         .into_iter()
-        .map(|(p, _)| take(net.projections[p].n_post()))
+        .map(|(p, _, _)| take(net.projections[p].n_post()))
         .collect();
     let spiked = net
         .groups

@@ -74,17 +74,18 @@ pub struct ProjectionPlan {
     /// synapse, and reads nothing a delivery writes. Additions to one target within a row are
     /// then summed in synapse order by one thread: the same order as one thread for all.
     pub row_parallel: bool,
-    /// The delays (in steps) whose events arrive in a step: one for a homogeneous delay, every
-    /// step from 0 to the longest for per-synapse delays.
-    pub delays: Vec<u32>,
+    /// Per pathway (the synapses' order), the delays (in steps) whose events arrive in a step:
+    /// one for a homogeneous delay, every step from 0 to the longest for per-synapse delays.
+    pub delays: Vec<Vec<u32>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetworkPlan {
     pub groups: Vec<GroupPlan>,
     pub projections: Vec<ProjectionPlan>,
-    /// Every (projection, pathway), in the order the synapses slot runs them (module docs).
-    pub pathways: Vec<(usize, Pathway)>,
+    /// Every (projection, pathway index), in the order the synapses slot runs them (module
+    /// docs).
+    pub pathways: Vec<(usize, usize)>,
     /// Whether the after-delivery phase runs.
     pub after_delivery: bool,
 }
@@ -122,9 +123,9 @@ fn uniform(s: &SynapsesIr, e: ExprId) -> bool {
     })
 }
 
-/// Whether every statement adds to the target, or writes a synaptic parameter.
+/// Whether every presynaptic statement adds to the target, or writes a synaptic parameter.
 fn additive(s: &SynapsesIr) -> bool {
-    s.on_pre.iter().all(|st| {
+    s.pre_statements().all(|st| {
         matches!(
             (st.side, st.effect),
             (Side::Post, Effect::Add(_)) | (Side::Synapse, _)
@@ -132,17 +133,19 @@ fn additive(s: &SynapsesIr) -> bool {
     })
 }
 
-/// Whether no two statements assign one variable.
+/// Whether no two statements of one presynaptic pathway assign one variable.
 fn one_statement_per_variable(s: &SynapsesIr) -> bool {
-    let mut vars: Vec<VarId> = s.on_pre.iter().map(|st| st.var).collect();
-    let n = vars.len();
-    vars.sort();
-    vars.dedup();
-    vars.len() == n
+    s.pathways_of(Pathway::Pre).all(|k| {
+        let mut vars: Vec<VarId> = s.statements(k).iter().map(|st| st.var).collect();
+        let n = vars.len();
+        vars.sort();
+        vars.dedup();
+        vars.len() == n
+    })
 }
 
 fn countable(s: &SynapsesIr) -> bool {
-    s.on_pre.iter().all(|st| match (st.side, st.effect) {
+    s.pre_statements().all(|st| match (st.side, st.effect) {
         (Side::Post, Effect::Add(e)) => uniform(s, e),
         _ => false,
     })
@@ -208,10 +211,15 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
                 && additive(&proj.synapses)
                 && !touch[p].0.iter().any(|gv| written_by_any.contains(gv))
                 && one_statement_per_variable(&proj.synapses),
-            delays: match proj.synapses.delay {
-                DelayIr::Homogeneous { steps } => vec![steps],
-                DelayIr::PerSynapse { max_steps, .. } => (0..=max_steps).collect(),
-            },
+            delays: proj
+                .synapses
+                .pathways
+                .iter()
+                .map(|pw| match pw.delay {
+                    DelayIr::Homogeneous { steps } => vec![steps],
+                    DelayIr::PerSynapse { max_steps, .. } => (0..=max_steps).collect(),
+                })
+                .collect(),
         })
         .collect();
 
@@ -226,19 +234,24 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
             let monitored = net.monitors.iter().any(|m| {
                 matches!(m, MonitorIr::Spike { .. } | MonitorIr::Rate { .. }) && m.group() == g
             });
-            // The target of an `on_post` pathway reads its own spikes of the step, in order.
-            let post_pathway = net
-                .projections
-                .iter()
-                .any(|p| p.target == g && p.synapses.has_on_post);
+            // The target of an `on_post` pathway reads its own spikes (of the step, or of its
+            // delay ago), in order.
+            let incoming_post: Vec<usize> = (0..np)
+                .filter(|p| {
+                    net.projections[*p].target == g && net.projections[*p].synapses.has_post()
+                })
+                .collect();
+            let post_pathway = !incoming_post.is_empty();
             let depth = if outgoing.is_empty() && !monitored && !post_pathway {
                 0
             } else {
-                1 + outgoing
+                let pre = outgoing
                     .iter()
-                    .map(|p| net.projections[*p].synapses.delay.max_steps() as usize)
-                    .max()
-                    .unwrap_or(0)
+                    .map(|p| net.projections[*p].synapses.max_delay(Pathway::Pre));
+                let post = incoming_post
+                    .iter()
+                    .map(|p| net.projections[*p].synapses.max_delay(Pathway::Post));
+                1 + pre.chain(post).max().unwrap_or(0) as usize
             };
             let ordered_compaction = depth > 0
                 && (net.deterministic
@@ -295,16 +308,21 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
     }
 }
 
-/// The synapses slot's pathways in Brian2's order (module docs).
-fn pathways(net: &NetworkIr) -> Vec<(usize, Pathway)> {
-    let mut post: Vec<usize> = (0..net.projections.len())
-        .filter(|p| net.projections[*p].synapses.has_on_post)
-        .collect();
-    post.sort_by_key(|p| format!("{}_post", net.projections[*p].name));
-    (0..net.projections.len())
-        .map(|p| (p, Pathway::Pre))
-        .chain(post.into_iter().map(|p| (p, Pathway::Post)))
-        .collect()
+/// The synapses slot's pathways in Brian2's order (module docs): by `(order, name)`, where a
+/// pathway `<projection>_<pathway name>` has order -1 when presynaptic, +1 when postsynaptic.
+fn pathways(net: &NetworkIr) -> Vec<(usize, usize)> {
+    let mut all: Vec<(i32, String, usize, usize)> = Vec::new();
+    for (p, proj) in net.projections.iter().enumerate() {
+        for (k, pw) in proj.synapses.pathways.iter().enumerate() {
+            let order = match pw.kind {
+                Pathway::Pre => -1,
+                Pathway::Post => 1,
+            };
+            all.push((order, format!("{}_{}", proj.name, pw.name), p, k));
+        }
+    }
+    all.sort();
+    all.into_iter().map(|(_, _, p, k)| (p, k)).collect()
 }
 
 /// Whether deliveries that write `written` and read `read` (variables of the group) can observe
@@ -418,18 +436,9 @@ mod tests {
         // A only adds to ge, but the ordered projections touch it too.
         assert_eq!(d, [Delivery::Ordered; 3]);
         assert!(!p.projections[0].row_parallel);
-        // Every _pre pathway in the spec's order, then the _post ones by name: 'S_post' sorts
-        // before 'S_pq_post'.
-        assert_eq!(
-            p.pathways,
-            [
-                (0, Pathway::Pre),
-                (1, Pathway::Pre),
-                (2, Pathway::Pre),
-                (0, Pathway::Post),
-                (1, Pathway::Post)
-            ]
-        );
+        // Every _pre pathway by name, then the _post ones by name: 'S_pq_pre' sorts before
+        // 'S_pre', but 'S_post' before 'S_pq_post'.
+        assert_eq!(p.pathways, [(2, 0), (1, 0), (0, 0), (0, 1), (1, 1)]);
         assert!(p.groups[0].ordered_compaction && p.groups[0].depth == 1);
     }
 

@@ -24,11 +24,11 @@ use crate::frontend::builder::{GroupBuilder, Lowered};
 use crate::frontend::syntax::ast::{AssignOp, Ast};
 use crate::frontend::syntax::parser::{parse_expression, parse_statements};
 use crate::ir::derivative::derivative;
-use crate::ir::synapses::{DelayIr, Effect, Pathway, Side, Statement, SynapsesIr};
+use crate::ir::synapses::{DelayIr, Effect, Pathway, PathwayIr, Side, Statement, SynapsesIr};
 use crate::ir::{
     Dynamics, Events, ExprArena, ExprId, Func, GroupIr, IndexOf, SymbolKind, Ty, VarId,
 };
-use crate::spec::network::{NumberOrExpr, ProjectionSpec};
+use crate::spec::network::{DelaySpec, NumberOrExpr, PathwayCode, ProjectionSpec};
 use crate::spec::{names, Method};
 use crate::types::ElemType;
 
@@ -116,15 +116,7 @@ pub fn lower(
     };
     let mut cx = SynapseScope::new(spec, &lines, pre, post, dt, dtype)?;
     let event_driven = cx.event_driven_updates()?;
-    let on_pre = cx.pathway(Pathway::Pre, &spec.on_pre, &event_driven)?;
-    let on_post_code = spec.on_post.as_deref().unwrap_or("");
-    let has_on_post = spec.on_post.is_some();
-    let on_post = if has_on_post {
-        cx.pathway(Pathway::Post, on_post_code, &event_driven)?
-    } else {
-        Vec::new()
-    };
-    let delay = cx.delay()?;
+    let pathways = cx.pathways(&event_driven)?;
     let subexpressions = std::mem::take(&mut cx.subexpr_values).into_iter().collect();
     let lowered = Lowered {
         dynamics: Dynamics::Odes(Vec::new()),
@@ -136,19 +128,29 @@ pub fn lower(
     let group = cx.group.finish(lowered, Method::Euler, 1, dt, &[])?;
     Ok(SynapsesIr {
         group,
-        on_pre,
-        on_post,
-        has_on_post,
+        pathways,
         event_driven: event_driven.iter().map(|(v, _)| *v).collect(),
-        delay,
     })
 }
 
-/// The field a pathway's statements are written in.
-fn field_of(pathway: Pathway) -> &'static str {
-    match pathway {
+/// The field a pathway's statements are written in: `on_pre` for a single text, `on_pre['up']`
+/// for a named one.
+fn field_of(kind: Pathway, code: &PathwayCode, name: &str) -> String {
+    let base = match kind {
         Pathway::Pre => "on_pre",
         Pathway::Post => "on_post",
+    };
+    match code {
+        PathwayCode::One(_) => base.into(),
+        PathwayCode::Named(_) => format!("{base}['{name}']"),
+    }
+}
+
+/// The field a pathway's delay is given in.
+fn delay_field(delay: &DelaySpec, name: &str) -> String {
+    match delay {
+        DelaySpec::One(_) => "delay".into(),
+        DelaySpec::Named(_) => format!("delay['{name}']"),
     }
 }
 
@@ -391,7 +393,7 @@ impl<'a> SynapseScope<'a> {
         &mut self,
         name: &str,
         span: Span,
-        field: &'static str,
+        field: &str,
         code: &str,
     ) -> Result<(VarId, Side), Diagnostic> {
         let at = Place {
@@ -561,10 +563,10 @@ impl<'a> SynapseScope<'a> {
     fn pathway(
         &mut self,
         pathway: Pathway,
+        field: &str,
         code: &str,
         event_driven: &[(VarId, ExprId)],
     ) -> Result<Vec<Statement>, Diagnostic> {
-        let field = field_of(pathway);
         if code.trim().is_empty() {
             return Ok(Vec::new());
         }
@@ -656,8 +658,130 @@ impl<'a> SynapseScope<'a> {
         Ok(e)
     }
 
-    /// The projection's delay.
-    fn delay(&mut self) -> Result<DelayIr, Diagnostic> {
+    /// Every pathway, Brian2's `SynapticPathway`s: `on_pre`'s (one called `pre`, or one per
+    /// name) by name, then `on_post`'s, each with its statements and its delay. A delay given
+    /// for a pathway that does not exist, two pathways of one name, or a name that is not an
+    /// identifier or is a name of the model, are errors.
+    fn pathways(&mut self, event_driven: &[(VarId, ExprId)]) -> Result<Vec<PathwayIr>, Diagnostic> {
+        let spec = self.spec;
+        let mut given: Vec<(Pathway, &PathwayCode)> = vec![(Pathway::Pre, &spec.on_pre)];
+        given.extend(spec.on_post.as_ref().map(|c| (Pathway::Post, c)));
+        let mut names: Vec<&str> = Vec::new();
+        let mut out = Vec::new();
+        for (kind, code) in given {
+            let default = match kind {
+                Pathway::Pre => "pre",
+                Pathway::Post => "post",
+            };
+            for (name, text) in code.pathways(default) {
+                let field = field_of(kind, code, name);
+                self.check_pathway_name(name, &field, &names)?;
+                names.push(name);
+                let statements = self.pathway(kind, &field, text, event_driven)?;
+                let delay = self.delay(kind, name)?;
+                out.push(PathwayIr {
+                    name: name.to_string(),
+                    kind,
+                    statements,
+                    delay,
+                });
+            }
+        }
+        if let Some(delay) = &spec.delay {
+            for (name, _) in delay.by_pathway() {
+                if !names.contains(&name) {
+                    let field = delay_field(delay, name);
+                    let known = names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>();
+                    let mut d = Diagnostic::new(
+                        &field,
+                        format!(
+                            "a delay for the pathway '{name}', which the synapses do not have (their pathways: {})",
+                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        ),
+                    );
+                    if let Some(near) = nearest_names(name, names.iter().copied()).first() {
+                        d = d.suggest(format!("did you mean '{near}'?"));
+                    } else {
+                        d = d.suggest("name the pathways in on_pre / on_post ({'up': ..., 'down': ...}) and give their delays under the same names");
+                    }
+                    return Err(d);
+                }
+            }
+        }
+        let per_synapse: Vec<(VarId, &str)> = out
+            .iter()
+            .filter_map(|p| match p.delay {
+                DelayIr::PerSynapse { var, .. } => Some((var, p.name.as_str())),
+                DelayIr::Homogeneous { .. } => None,
+            })
+            .collect();
+        if let Some(&(other, name)) = per_synapse.iter().find(|(v, _)| *v != per_synapse[0].0) {
+            let first = self.group.symbols[per_synapse[0].0.index()].name.clone();
+            let second = self.group.symbols[other.index()].name.clone();
+            return Err(Diagnostic::new(
+                &delay_field(spec.delay.as_ref().expect("delays given"), name),
+                format!(
+                    "pathways with per-synapse delays from two variables ('{first}', '{second}'): {NEXT_ISSUE} (each row of synapses is sorted by one delay)"
+                ),
+            )
+            .suggest(format!("give every pathway with per-synapse delays the same variable ('{first}')")));
+        }
+        if per_synapse.is_empty() && spec.max_delay.is_some() {
+            return Err(Diagnostic::new(
+                "max_delay",
+                "max_delay is the queue length of per-synapse delays; no pathway has per-synapse delays",
+            ));
+        }
+        Ok(out)
+    }
+
+    /// A pathway name is an identifier, used once, and not a name of the model (Brian2 makes
+    /// it an attribute of the `Synapses`: `S.up`).
+    fn check_pathway_name(&self, name: &str, field: &str, seen: &[&str]) -> Result<(), Diagnostic> {
+        let problem = if let Some(message) = names::invalid(name) {
+            Some(format!("the pathway name '{name}' is not valid: {message}"))
+        } else if seen.contains(&name) {
+            Some(format!(
+                "two pathways are called '{name}' (on_pre's and on_post's pathways share one set of names)"
+            ))
+        } else if self.lines.iter().any(|l| l.name == name) || SYNAPSE_BUILTINS.contains(&name) {
+            Some(format!(
+                "the pathway name '{name}' is a name of the synapses' model"
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(message) => Err(Diagnostic::new(field, message)
+                .suggest("pathway names are identifiers, distinct from each other and from the model's names")),
+            None => Ok(()),
+        }
+    }
+
+    /// The delay of the pathway `name`: as given under its name in `delay` (a single value is
+    /// the `pre` pathway's), else 0. A postsynaptic pathway's delay is one for all synapses.
+    fn delay(&mut self, kind: Pathway, name: &str) -> Result<DelayIr, Diagnostic> {
+        let Some(delay) = &self.spec.delay else {
+            return Ok(DelayIr::Homogeneous { steps: 0 });
+        };
+        let Some((_, given)) = delay.by_pathway().into_iter().find(|(n, _)| *n == name) else {
+            return Ok(DelayIr::Homogeneous { steps: 0 });
+        };
+        let field = delay_field(delay, name);
+        let d = self.delay_value(given, &field)?;
+        if kind == Pathway::Post && matches!(d, DelayIr::PerSynapse { .. }) {
+            return Err(Diagnostic::new(
+                &field,
+                format!("per-synapse delays of a postsynaptic pathway ('{name}') are {NEXT_ISSUE}"),
+            )
+            .suggest("give the on_post pathway one delay for all synapses (a duration)"));
+        }
+        Ok(d)
+    }
+
+    /// One delay (given in `field`): a duration, a constant expression, or a per-synapse
+    /// variable.
+    fn delay_value(&mut self, given: &NumberOrExpr, field: &str) -> Result<DelayIr, Diagnostic> {
         let dt = self.dt;
         let steps_of = |d: f64, field: &str| -> Result<u32, Diagnostic> {
             if !(d.is_finite() && d >= 0.0) {
@@ -678,29 +802,22 @@ impl<'a> SynapseScope<'a> {
             }
             Ok(steps as u32)
         };
-        let max_delay = self.spec.max_delay;
         let homogeneous = |steps: u32| -> Result<DelayIr, Diagnostic> {
-            if max_delay.is_some() {
-                return Err(Diagnostic::new(
-                    "max_delay",
-                    "max_delay is the queue length of per-synapse delays; this delay is one value for all synapses",
-                ));
-            }
             Ok(DelayIr::Homogeneous { steps })
         };
-        let code = match &self.spec.delay {
-            None => return homogeneous(0),
-            Some(NumberOrExpr::Number(d)) => return homogeneous(steps_of(*d, "delay")?),
-            Some(NumberOrExpr::Expression(code)) => code.clone(),
+        let max_delay = self.spec.max_delay;
+        let code = match given {
+            NumberOrExpr::Number(d) => return homogeneous(steps_of(*d, field)?),
+            NumberOrExpr::Expression(code) => code.clone(),
         };
-        let ast = parse_expression(&code, "delay")?;
+        let ast = parse_expression(&code, field)?;
         if let Ast::Name(name, span) = &ast {
             if let Some(&v) = self.group.names.get(name.as_str()) {
                 let sym = &self.group.symbols[v.index()];
                 if sym.kind == SymbolKind::Param && !sym.shared {
                     let Some(max) = max_delay else {
                         return Err(Diagnostic::new(
-                            "delay",
+                            field,
                             format!("per-synapse delays ('{name}') need max_delay: the longest delay the spike queue must hold"),
                         )
                         .at(&code, *span));
@@ -716,12 +833,12 @@ impl<'a> SynapseScope<'a> {
                 }
             }
         }
-        let (e, ty) = self.expr(&ast, "delay", &code)?;
-        require_real(ty, &ast, "delay", &code)?;
+        let (e, ty) = self.expr(&ast, field, &code)?;
+        require_real(ty, &ast, field, &code)?;
         match self.group.arena.as_const(e) {
-            Some(d) => homogeneous(steps_of(d, "delay")?),
+            Some(d) => homogeneous(steps_of(d, field)?),
             None => Err(Diagnostic::new(
-                "delay",
+                field,
                 "a delay must be a duration, a constant expression, or the name of a per-synapse variable of the model",
             )
             .at(&code, ast.span())
@@ -814,7 +931,7 @@ mod tests {
             target: "P".into(),
             target_range: None,
             model: model.into(),
-            on_pre: on_pre.into(),
+            on_pre: PathwayCode::One(on_pre.into()),
             on_post: None,
             delay: None,
             max_delay: None,
@@ -840,12 +957,14 @@ mod tests {
             "ge += w\nv_post -= we\nw = w * 0.5",
         ))
         .unwrap();
-        assert_eq!(s.on_pre.len(), 3);
-        assert_eq!(s.on_pre[0].side, Side::Post);
-        assert!(matches!(s.on_pre[0].effect, Effect::Add(_)));
-        assert_eq!(s.on_pre[2].side, Side::Synapse);
+        let on_pre = s.statements(0);
+        assert_eq!((s.pathways.len(), s.pathways[0].name.as_str()), (1, "pre"));
+        assert_eq!(on_pre.len(), 3);
+        assert_eq!(on_pre[0].side, Side::Post);
+        assert!(matches!(on_pre[0].effect, Effect::Add(_)));
+        assert_eq!(on_pre[2].side, Side::Synapse);
         assert_eq!(s.per_synapse().len(), 2);
-        assert_eq!(s.delay, DelayIr::Homogeneous { steps: 0 });
+        assert_eq!(s.pathways[0].delay, DelayIr::Homogeneous { steps: 0 });
         let written: Vec<&str> = s
             .neighbours_written(IndexOf::Post)
             .into_iter()
@@ -854,7 +973,7 @@ mod tests {
             .collect();
         assert_eq!(written.len(), 2);
         // v_post -= we is v_post += -1.5.
-        let Effect::Add(e) = s.on_pre[1].effect else {
+        let Effect::Add(e) = s.statements(0)[1].effect else {
             panic!()
         };
         assert_eq!(s.group.arena.as_const(e), Some(-1.5));
@@ -863,26 +982,24 @@ mod tests {
     #[test]
     fn delays_round_as_brian_and_per_synapse_delays_need_a_queue_length() {
         let mut p = projection("d : second", "ge += 1");
-        p.delay = Some(NumberOrExpr::Number(0.25));
-        assert_eq!(
-            lower_with(&p).unwrap().delay,
-            DelayIr::Homogeneous { steps: 3 }
-        );
-        p.delay = Some(NumberOrExpr::Expression("1.5*ms + 2*dt".into()));
-        assert_eq!(
-            lower_with(&p).unwrap().delay,
-            DelayIr::Homogeneous { steps: 17 }
-        );
-        p.delay = Some(NumberOrExpr::Expression("d".into()));
+        let one = |d| Some(DelaySpec::One(d));
+        let delay = |p: &ProjectionSpec| lower_with(p).unwrap().pathways[0].delay;
+        p.delay = one(NumberOrExpr::Number(0.25));
+        assert_eq!(delay(&p), DelayIr::Homogeneous { steps: 3 });
+        p.delay = one(NumberOrExpr::Expression("1.5*ms + 2*dt".into()));
+        assert_eq!(delay(&p), DelayIr::Homogeneous { steps: 17 });
+        p.delay = one(NumberOrExpr::Expression("d".into()));
         let e = lower_with(&p).unwrap_err();
         assert!(e.message.contains("need max_delay"), "{}", e.render());
         p.max_delay = Some(2.0);
-        let s = lower_with(&p).unwrap();
-        assert!(matches!(s.delay, DelayIr::PerSynapse { max_steps: 20, .. }));
-        p.delay = Some(NumberOrExpr::Number(-1.0));
+        assert!(matches!(
+            delay(&p),
+            DelayIr::PerSynapse { max_steps: 20, .. }
+        ));
+        p.delay = one(NumberOrExpr::Number(-1.0));
         p.max_delay = None;
         assert!(lower_with(&p).unwrap_err().message.contains(">= 0"));
-        p.delay = Some(NumberOrExpr::Expression("d * 2".into()));
+        p.delay = one(NumberOrExpr::Expression("d * 2".into()));
         assert!(lower_with(&p)
             .unwrap_err()
             .message
@@ -950,7 +1067,7 @@ mod tests {
 
     fn stdp(on_post: &str) -> ProjectionSpec {
         let mut p = projection(STDP, "ge += w\nApre += 0.01\nw = clip(w + Apost, 0, 1)");
-        p.on_post = Some(on_post.into());
+        p.on_post = Some(PathwayCode::One(on_post.into()));
         p.constants.insert("taupre".into(), 20.0);
         p
     }
@@ -958,17 +1075,19 @@ mod tests {
     #[test]
     fn event_driven_variables_are_updated_exactly_at_each_event_of_both_pathways() {
         let s = lower_with(&stdp("Apost += -0.01\nw = clip(w + Apre, 0, 1)")).unwrap();
-        assert!(s.has_on_post && s.plastic());
+        assert!(s.has_post() && s.plastic());
         assert_eq!(s.event_driven.len(), 2);
         // Apre, Apost decayed; the statements; lastupdate = t.
-        assert_eq!(s.on_pre.len(), 2 + 3 + 1);
-        assert_eq!(s.on_post.len(), 2 + 2 + 1);
+        let (on_pre, on_post) = (s.statements(0), s.statements(1));
+        assert_eq!(s.pathways[1].kind, Pathway::Post);
+        assert_eq!(on_pre.len(), 2 + 3 + 1);
+        assert_eq!(on_post.len(), 2 + 2 + 1);
         let last = s.group.lookup("lastupdate").unwrap();
-        assert_eq!(s.on_pre.last().unwrap().var, last);
-        assert_eq!(s.on_post.last().unwrap().var, last);
-        assert_eq!(s.on_post[2].side, Side::Synapse);
+        assert_eq!(on_pre.last().unwrap().var, last);
+        assert_eq!(on_post.last().unwrap().var, last);
+        assert_eq!(on_post[2].side, Side::Synapse);
         // Apre(t) = Apre * exp(-(t - lastupdate)/taupre), evaluated.
-        let Effect::Set(decay) = s.on_pre[0].effect else {
+        let Effect::Set(decay) = on_pre[0].effect else {
             panic!()
         };
         let apre = s.group.lookup("Apre").unwrap();
@@ -989,6 +1108,95 @@ mod tests {
         .map_err(|e| e.render())
         .unwrap_err();
         assert!(s.contains("tau_y"), "{s}");
+    }
+
+    fn named(pairs: &[(&str, &str)]) -> PathwayCode {
+        PathwayCode::Named(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn named_pathways_have_their_own_statements_and_delays() {
+        let mut p = projection("w : 1\nd : second", "");
+        p.on_pre = named(&[("up", "ge += w"), ("down", "v_post += 2*w")]);
+        p.on_post = Some(named(&[("back", "w += 1")]));
+        let delays = |pairs: &[(&str, NumberOrExpr)]| {
+            Some(DelaySpec::Named(
+                pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            ))
+        };
+        p.delay = delays(&[
+            ("down", NumberOrExpr::Number(0.5)),
+            ("back", NumberOrExpr::Number(0.2)),
+        ]);
+        let s = lower_with(&p).unwrap();
+        let got: Vec<(&str, Pathway, DelayIr, usize)> = s
+            .pathways
+            .iter()
+            .map(|x| (x.name.as_str(), x.kind, x.delay, x.statements.len()))
+            .collect();
+        let steps = |steps| DelayIr::Homogeneous { steps };
+        assert_eq!(
+            got,
+            [
+                ("down", Pathway::Pre, steps(5), 1),
+                ("up", Pathway::Pre, steps(0), 1),
+                ("back", Pathway::Post, steps(2), 1)
+            ]
+        );
+        assert_eq!(s.max_delay(Pathway::Pre), 5);
+        assert_eq!(s.max_delay(Pathway::Post), 2);
+        // Per-synapse delays on one pathway: the rows are sorted by them.
+        p.delay = delays(&[("down", NumberOrExpr::Expression("d".into()))]);
+        p.max_delay = Some(1.0);
+        let s = lower_with(&p).unwrap();
+        assert_eq!(s.row_delay().map(|(_, m)| m), Some(10));
+        assert_eq!(s.pathways[1].delay, steps(0));
+        // Errors, each at its field.
+        let err = |p: &ProjectionSpec| lower_with(p).unwrap_err();
+        p.delay = delays(&[("dwn", NumberOrExpr::Number(1.0))]);
+        p.max_delay = None;
+        let e = err(&p);
+        assert_eq!(e.field, "delay['dwn']");
+        assert!(
+            e.message.contains("pathway 'dwn', which the synapses do not have")
+                && e.message.contains("'down', 'up', 'back'"),
+            "{}",
+            e.render()
+        );
+        assert!(e.suggestion.unwrap().contains("'down'"));
+        p.delay = Some(DelaySpec::One(NumberOrExpr::Number(1.0)));
+        assert!(err(&p).message.contains("pathway 'pre'"));
+        p.delay = delays(&[("back", NumberOrExpr::Expression("d".into()))]);
+        p.max_delay = Some(1.0);
+        let e = err(&p);
+        assert!(
+            e.field == "delay['back']" && e.message.contains("postsynaptic pathway"),
+            "{}",
+            e.render()
+        );
+        p.delay = delays(&[
+            ("up", NumberOrExpr::Expression("d".into())),
+            ("down", NumberOrExpr::Expression("w".into())),
+        ]);
+        assert!(err(&p).message.contains("two variables"));
+        p.delay = None;
+        p.max_delay = None;
+        p.on_post = Some(named(&[("up", "w += 1")]));
+        assert!(err(&p).message.contains("two pathways are called 'up'"));
+        p.on_post = Some(named(&[("w", "w += 1")]));
+        assert!(err(&p).message.contains("a name of the synapses' model"));
+        p.on_post = Some(named(&[("2x", "w += 1")]));
+        assert_eq!(err(&p).field, "on_post['2x']");
+        p.on_post = None;
+        p.on_pre = named(&[("up", "ge += ww")]);
+        let e = err(&p);
+        assert_eq!(e.field, "on_pre['up']");
+        assert!(e.message.contains("unknown name 'ww'"), "{}", e.render());
     }
 
     #[test]
