@@ -103,13 +103,16 @@ class Network:
             g.name: g.spike_steps(self.dt) for g in self.members.groups if isinstance(g, SpikeGeneratorGroup)
         }
         for s in self.members.synapses:
-            if not isinstance(s.delay, str):
-                d = int(_delay_steps(s.delay, self.dt))
+            for pathway, delay in s.delays().items():
+                if isinstance(delay, str):
+                    continue
+                d = int(_delay_steps(delay, self.dt))
                 if d > self.MAX_DELAY_STEPS:
+                    field = f"delay[{pathway!r}]" if isinstance(s.delay, dict) else "delay"
                     raise s.error(
-                        f"delay {s.delay} ms is {d} steps of dt = {self.dt} ms: longer than the spike queue holds "
+                        f"{field} {delay} ms is {d} steps of dt = {self.dt} ms: longer than the spike queue holds "
                         f"({self.MAX_DELAY_STEPS} steps)",
-                        field="delay",
+                        field=field,
                     )
         self._compiled: dict = {}
         self._chunk_fns: dict = {}
