@@ -304,11 +304,13 @@ fn emulate(
 }
 
 /// A random current-based network of `n` neurons (E: the first 80%) with per-synapse or one
-/// shared weight.
+/// shared weight; `named`: E's synapses have two named pathways with their own delays (the
+/// second also inhibits, later).
 fn cuba(
     n: usize,
     deterministic: bool,
     shared_weight: bool,
+    named: bool,
     seed: u64,
 ) -> (serde_json::Value, Vec<(&'static str, Vec<f64>)>) {
     let n_e = n * 4 / 5;
@@ -350,13 +352,26 @@ fn cuba(
     } else {
         ("w : volt", "ge += w", "gi += w")
     };
+    let (e_pre, e_delay) = if named {
+        let late = if shared_weight {
+            "gi -= 0.5"
+        } else {
+            "gi -= 0.4*w"
+        };
+        (
+            json!({"now": e_pre, "late": late}),
+            json!({"now": 0.1, "late": 0.35}),
+        )
+    } else {
+        (json!(e_pre), json!(0.1))
+    };
     let spec = json!({
         "dt": 0.1, "dtype": "float64", "deterministic": deterministic,
         "groups": [{"kind": "neuron", "name": "P", "n": n,
             "model": {"equations": "dv/dt = (ge + gi - (v + 49))/(20*ms) : volt (unless refractory)\ndge/dt = -ge/(5*ms) : volt\ndgi/dt = -gi/(10*ms) : volt",
                       "threshold": "v > -50", "reset": "v = -60", "refractory": 2.0, "method": "euler"}}],
         "projections": [
-            {"name": "Ce", "source": "P", "source_range": [0, n_e], "target": "P", "model": model, "on_pre": e_pre, "delay": 0.1},
+            {"name": "Ce", "source": "P", "source_range": [0, n_e], "target": "P", "model": model, "on_pre": e_pre, "delay": e_delay},
             {"name": "Ci", "source": "P", "source_range": [n_e, n], "target": "P", "model": model, "on_pre": i_pre}
         ],
         "monitors": [{"kind": "spike", "name": "sp", "source": "P", "capacity": 100000},
@@ -379,12 +394,17 @@ fn emulated_cuda_kernels_give_the_c_kernels_results() {
         return;
     };
     let steps = 100;
-    for (name, n, deterministic, shared) in [
-        ("atomic", 300usize, false, false),
-        ("ordered", 300, true, false),
-        ("counted", 300, true, true),
+    for (name, n, deterministic, shared, named) in [
+        ("atomic", 300usize, false, false, false),
+        ("ordered", 300, true, false, false),
+        ("counted", 300, true, true, false),
+        // Two named pathways of one projection, with their own delays: parallel segments of
+        // both pathways, ordered (row-parallel) and counted deliveries of each.
+        ("named_atomic", 300, false, false, true),
+        ("named_ordered", 300, true, false, true),
+        ("named_counted", 300, true, true, true),
     ] {
-        let (spec, values) = cuba(n, deterministic, shared, 5);
+        let (spec, values) = cuba(n, deterministic, shared, named, 5);
         let c = compile(&spec.to_string());
         let exe = build(&c, name, &dir);
         let state = c.state(1, &values);
@@ -398,7 +418,7 @@ fn emulated_cuda_kernels_give_the_c_kernels_results() {
         for key in ["P.lastspike_step", "P.spike_queue_counts"] {
             assert_eq!(gs.get(key), cs.get(key), "{name}: {key}");
         }
-        let exact = name == "ordered";
+        let exact = name.ends_with("ordered");
         let tol = if exact { 0.0 } else { 1e-9 };
         for key in ["P.v", "P.ge", "P.gi"] {
             assert_close(&gs.get(key), &cs.get(key), tol, &format!("{name}: {key}"));
@@ -611,7 +631,40 @@ fn emulated_plastic_synapses_match_c() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/networks/stdp.json"),
     )
     .unwrap();
-    let c = compile(&spec);
+    for deterministic in [false, true] {
+        stdp_network_matches_c(&dir, &with_mode(&spec, deterministic), deterministic);
+    }
+}
+
+/// The network spec `spec` with `"deterministic"` set.
+fn with_mode(spec: &str, deterministic: bool) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(spec).unwrap();
+    v["deterministic"] = json!(deterministic);
+    v.to_string()
+}
+
+/// Compares the emulated CUDA kernels' `keys` with the C kernels': the same bits in
+/// deterministic mode (ordered deliveries, postsynaptic pathways on the targets' threads: the
+/// C kernels' order of additions); in the default mode the presynaptic pathways of the plastic
+/// projections add to the targets with float atomics, in any order: the same spikes, the
+/// state to 1e-9.
+fn assert_matches_c(got: &State, want: &State, keys: &[&str], deterministic: bool, what: &str) {
+    for key in keys {
+        if deterministic {
+            assert_eq!(got.get(key), want.get(key), "{what}: {key}");
+        } else {
+            assert_close(
+                &got.get(key),
+                &want.get(key),
+                1e-9,
+                &format!("{what}: {key}"),
+            );
+        }
+    }
+}
+
+fn stdp_network_matches_c(dir: &Path, spec: &str, deterministic: bool) {
+    let c = compile(spec);
     // Input i spikes in the steps s of the 0.5 ms period with i = s (mod 2): 50 spikes, sorted
     // by step then index (n_spikes <= n: every_test_network_builds_and_runs_in_c puts them all
     // in step 0, and a generator's queue slot holds n spikes).
@@ -653,7 +706,7 @@ fn emulated_plastic_synapses_match_c() {
     // One batch member: the emulation shares a block's `__shared__` words between batch members
     // of the persistent kernel (one instantiation per blockIdx.x), as the other tests here.
     let state = c.state(1, &values);
-    let exe = build(&c, "stdp", &dir);
+    let exe = build(&c, &format!("stdp_{deterministic}"), dir);
     let steps = 600;
     let (cs, cr) = c.run(&state, steps);
     let post_spikes = cr.get("post.spike_count");
@@ -684,7 +737,7 @@ fn emulated_plastic_synapses_match_c() {
         },
     ] {
         let (gs, gr) = emulate(&c, &exe, &state, steps, mode);
-        for key in [
+        let keys = [
             "S.w",
             "S.Apre",
             "S.Apost",
@@ -692,9 +745,140 @@ fn emulated_plastic_synapses_match_c() {
             "Back.w2",
             "post.v",
             "post.ge",
-        ] {
-            assert_eq!(gs.get(key), cs.get(key), "{mode:?}: {key}");
+        ];
+        let what = format!("deterministic {deterministic}, {mode:?}");
+        assert_matches_c(&gs, &cs, &keys, deterministic, &what);
+        assert_eq!(gr.get("post.spike_count"), post_spikes, "{mode:?}");
+        assert_eq!(
+            spikes(&gr, "sp", 1000, 0),
+            spikes(&cr, "sp", 1000, 0),
+            "{mode:?}"
+        );
+    }
+}
+
+#[test]
+fn emulated_named_pathways_match_c() {
+    let Some(dir) = cuda_emulation::work_dir("network_cuda_emulation") else {
+        return;
+    };
+    // tests/networks/pathways.json: a generator of 50 inputs -> 2 neurons through two named
+    // presynaptic pathways ('up' 3 steps late; 'down' with per-synapse delays of 0 to 9 steps,
+    // in buckets) and a postsynaptic one 7 steps late, with an (event-driven) trace; and a
+    // recurrent projection with a delayed presynaptic pathway and two postsynaptic ones ('q'
+    // one step late).
+    let spec = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/networks/pathways.json"),
+    )
+    .unwrap();
+    for deterministic in [false, true] {
+        pathways_network_matches_c(&dir, &with_mode(&spec, deterministic), deterministic);
+    }
+}
+
+fn pathways_network_matches_c(dir: &Path, spec: &str, deterministic: bool) {
+    let c = compile(spec);
+    let spikes_at: Vec<(f64, f64)> = (0..5)
+        .flat_map(|s| {
+            (0..20)
+                .filter(move |i| i % 2 == s % 2)
+                .map(move |i| (i as f64, s as f64))
+        })
+        .collect();
+    // Rows of 2 synapses (inputs 0..20), sorted by delay step: delay steps (s * 7) % 10.
+    let steps_of = |s: usize| ((s * 7) % 10) as f64;
+    let mut s_targets = Vec::new();
+    let mut s_delays = Vec::new();
+    for r in 0..20 {
+        let mut row: Vec<(f64, f64)> = (0..2).map(|j| (steps_of(2 * r + j), j as f64)).collect();
+        row.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+        for (d, j) in row {
+            s_targets.push(j);
+            s_delays.push(d);
         }
+    }
+    let s_rows: Vec<f64> = (0..=50).map(|r| (2 * r).min(40) as f64).collect();
+    // Delay buckets: B = 11 entries a row (max_steps 10), first synapse with delay >= D.
+    let mut buckets = Vec::new();
+    for r in 0..50usize {
+        let (lo, hi) = (s_rows[r] as usize, s_rows[r + 1] as usize);
+        for d in 0..11 {
+            let first = (lo..hi).find(|k| s_delays[*k] >= d as f64).unwrap_or(hi);
+            buckets.push(first as f64);
+        }
+    }
+    buckets.push(40.0);
+    let [s_po, s_ps, s_src] = by_post(&s_rows, &s_targets, 2);
+    let l_rows = vec![0.0, 1.0, 3.0];
+    let l_targets = vec![1.0, 0.0, 1.0];
+    let [l_po, l_ps, l_src] = by_post(&l_rows, &l_targets, 2);
+    let values = vec![
+        ("inp.indices", spikes_at.iter().map(|x| x.0).collect()),
+        ("inp.steps", spikes_at.iter().map(|x| x.1).collect()),
+        ("post.v", vec![-60.0, -56.0]),
+        ("S.row_offsets", s_rows),
+        ("S.targets", s_targets),
+        ("S.delay_buckets", buckets),
+        ("S.post_offsets", s_po),
+        ("S.post_synapses", s_ps),
+        ("S.sources", s_src),
+        ("S.d", s_delays.iter().map(|d| d * 0.1).collect()),
+        (
+            "S.w",
+            (0..40)
+                .map(|s| 0.02 * ((s * 37) % 40) as f64 / 40.0)
+                .collect(),
+        ),
+        ("Loop.row_offsets", l_rows),
+        ("Loop.targets", l_targets),
+        ("Loop.post_offsets", l_po),
+        ("Loop.post_synapses", l_ps),
+        ("Loop.sources", l_src),
+    ];
+    let state = c.state(1, &values);
+    let exe = build(&c, &format!("pathways_{deterministic}"), dir);
+    let steps = 600;
+    let (cs, cr) = c.run(&state, steps);
+    let post_spikes = cr.get("post.spike_count");
+    assert!(
+        post_spikes.iter().all(|n| *n > 10.0),
+        "the targets must spike: {post_spikes:?}"
+    );
+    let w0 = state.get("S.w");
+    assert!(
+        cs.get("S.w")
+            .iter()
+            .zip(&w0)
+            .any(|(a, b)| (a - b).abs() > 1e-5),
+        "weights moved"
+    );
+    assert!(
+        cs.get("Loop.c").iter().all(|x| *x > 2.0),
+        "Loop's on_post ran"
+    );
+    for mode in [
+        Mode::PerStep(2),
+        Mode::Persistent {
+            blocks: 1,
+            chunk: steps,
+        },
+        Mode::Persistent {
+            blocks: 3,
+            chunk: steps / 3,
+        },
+    ] {
+        let (gs, gr) = emulate(&c, &exe, &state, steps, mode);
+        let keys = [
+            "S.w",
+            "S.Apre",
+            "S.lastupdate",
+            "Loop.c",
+            "post.v",
+            "post.ge",
+            "post.gi",
+        ];
+        let what = format!("deterministic {deterministic}, {mode:?}");
+        assert_matches_c(&gs, &cs, &keys, deterministic, &what);
         assert_eq!(gr.get("post.spike_count"), post_spikes, "{mode:?}");
         assert_eq!(
             spikes(&gr, "sp", 1000, 0),

@@ -106,7 +106,11 @@ fn segments(net: &NetworkIr, plan: &NetworkPlan) -> Vec<Segment> {
             net.projections[p]
                 .synapses
                 .pathways_of(Pathway::Pre)
-                .flat_map(move |k| plan.projections[p].delays[k].iter().map(move |d| (p, k, *d)))
+                .flat_map(move |k| {
+                    plan.projections[p].delays[k]
+                        .iter()
+                        .map(move |d| (p, k, *d))
+                })
         })
         .collect()
 }
@@ -1154,7 +1158,13 @@ impl Gen<'_> {
     /// Every event of projection p's presynaptic pathway `pathway` in this step in Brian2's
     /// order (spike step, neuron index, synapse order): on one thread, or (`warp`) a row at a
     /// time by a warp.
-    fn write_ordered(&self, p: usize, pathway: usize, warp: bool, w: &mut SourceWriter) -> fmt::Result {
+    fn write_ordered(
+        &self,
+        p: usize,
+        pathway: usize,
+        warp: bool,
+        w: &mut SourceWriter,
+    ) -> fmt::Result {
         let proj = &self.net.projections[p];
         let g = proj.source;
         let delays = &self.plan.projections[p].delays[pathway];
@@ -1381,6 +1391,9 @@ impl Gen<'_> {
                                     continue;
                                 }
                                 let kind = self.net.projections[p].synapses.pathways[k].kind;
+                                if kind == Pathway::Post && self.plan.post_after_delivery {
+                                    continue;
+                                }
                                 if kind == Pathway::Post {
                                     w.block("if (sf_lane == 0)", |w| {
                                         self.write_post_pathway(p, k, w)
@@ -1716,6 +1729,9 @@ impl Gen<'_> {
                 })
             })?;
         }
+        for (p, k) in self.post_pathways_after(g) {
+            self.write_post_pathway_of_neuron(p, k, w)?;
+        }
         if let (Some(reset), Some(Some(at))) = (&code.reset, self.layout.work.spiked.get(g)) {
             w.block(format!("if (sf_w[{at} + sf_i] != 0)"), |w| {
                 self.write_loads(g, ir, w)?;
@@ -1738,9 +1754,79 @@ impl Gen<'_> {
         Ok(())
     }
 
+    /// The postsynaptic pathways onto group g that its neurons' threads run after the
+    /// deliveries (CUDA, [`NetworkPlan::post_after_delivery`]), in Brian2's order.
+    fn post_pathways_after(&self, g: usize) -> Vec<(usize, usize)> {
+        if self.dialect != Dialect::Cuda || !self.plan.post_after_delivery {
+            return Vec::new();
+        }
+        self.plan
+            .pathways
+            .iter()
+            .copied()
+            .filter(|&(p, k)| {
+                let proj = &self.net.projections[p];
+                proj.target == g && proj.synapses.pathways[k].kind == Pathway::Post
+            })
+            .collect()
+    }
+
+    /// Projection p's postsynaptic pathway `pathway` for neuron `sf_i` of its target group, on
+    /// the neuron's thread: when the neuron is in the spike list of the pathway's delay ago (a
+    /// binary search: the target's spikes are compacted in ascending order), the synapses onto
+    /// it in creation order (the by-post index). Each synapse has one target, so the threads
+    /// never touch one synapse, and the pathway touches no other neuron.
+    fn write_post_pathway_of_neuron(
+        &self,
+        p: usize,
+        pathway: usize,
+        w: &mut SourceWriter,
+    ) -> fmt::Result {
+        let proj = &self.net.projections[p];
+        let g = proj.target;
+        let (a, b) = (proj.target_range.start, proj.target_range.end);
+        let (n_pre, start_pre) = (proj.n_pre(), proj.source_range.start);
+        let delay = proj.synapses.pathways[pathway]
+            .delay
+            .max_steps()
+            .to_string();
+        w.block(format!("if (sf_i >= {a} && sf_i < {b})"), |w| {
+            writeln!(w, "const int32_t sf_count = {};", self.spikes_of(g, &delay))?;
+            writeln!(
+                w,
+                "const int32_t* const sf_list = {};",
+                self.queue_row(g, &self.slot(g, &delay))
+            )?;
+            writeln!(w, "int32_t sf_lo_k = 0, sf_hi_k = sf_count;")?;
+            w.block("while (sf_lo_k < sf_hi_k)", |w| {
+                writeln!(w, "const int32_t sf_mid = (sf_lo_k + sf_hi_k) / 2;")?;
+                writeln!(
+                    w,
+                    "if (sf_list[sf_mid] < sf_i) sf_lo_k = sf_mid + 1; else sf_hi_k = sf_mid;"
+                )
+            })?;
+            w.block("if (sf_lo_k < sf_count && sf_list[sf_lo_k] == sf_i)", |w| {
+                writeln!(w, "const int32_t sf_j = (int32_t) sf_i - {a};")?;
+                let rows = format!("in_p{p}_post_rows");
+                writeln!(w, "int64_t sf_lo = {rows}[sf_j], sf_hi = {rows}[sf_j + 1];")?;
+                write_clamp(p, w)?;
+                w.block("for (int64_t sf_m = sf_lo; sf_m < sf_hi; ++sf_m)", |w| {
+                    writeln!(w, "const int64_t sf_syn = in_p{p}_post_syn[sf_m];")?;
+                    writeln!(w, "if (sf_syn < 0 || sf_syn >= sf_nsyn{p}) continue;")?;
+                    writeln!(w, "const int32_t sf_r = in_p{p}_sources[sf_syn];")?;
+                    writeln!(w, "if (sf_r < 0 || sf_r >= {n_pre}) continue;")?;
+                    writeln!(w, "const int32_t sf_pre = sf_r + {start_pre};")?;
+                    writeln!(w, "(void) sf_pre;")?;
+                    self.write_statements(p, pathway, Delivery::Ordered, &EVENT, w)
+                })
+            })
+        })
+    }
+
     /// Whether group g has after-delivery work.
     fn has_after(&self, g: usize) -> bool {
-        self.plan.groups[g].late_reset
+        !self.post_pathways_after(g).is_empty()
+            || self.plan.groups[g].late_reset
             || self.net.poisson_inputs.iter().any(|i| i.target == g)
             || self
                 .counted

@@ -133,10 +133,7 @@ fn post_pathways_after_poisson_inputs(
         let s = &proj.synapses;
         let mut touched = Vec::new();
         let mut written = Vec::new();
-        for st in s
-            .pathways_of(Pathway::Post)
-            .flat_map(|k| s.statements(k))
-        {
+        for st in s.pathways_of(Pathway::Post).flat_map(|k| s.statements(k)) {
             let e = match st.effect {
                 Effect::Add(e) | Effect::Set(e) => e,
             };

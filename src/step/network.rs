@@ -88,6 +88,14 @@ pub struct NetworkPlan {
     pub pathways: Vec<(usize, usize)>,
     /// Whether the after-delivery phase runs.
     pub after_delivery: bool,
+    /// The CUDA kernels run every postsynaptic pathway in the after-delivery phase, each target
+    /// neuron's on its own thread (after its counted arrivals and Poisson inputs, before its
+    /// late reset), instead of on one thread in the delivery phase: every postsynaptic pathway
+    /// of the network reads nothing of its source group (so it touches only its target neuron
+    /// and the synapses onto it, and runs after every presynaptic pathway of the step, as in
+    /// Brian2). The presynaptic pathways of plastic projections are then delivered like any
+    /// other (in parallel). The C kernels run them in the delivery phase, in Brian2's order.
+    pub post_after_delivery: bool,
 }
 
 /// A variable of a group of the network.
@@ -133,15 +141,76 @@ fn additive(s: &SynapsesIr) -> bool {
     })
 }
 
-/// Whether no two statements of one presynaptic pathway assign one variable.
+/// Whether no two statements of one presynaptic pathway assign one variable of the target (a
+/// row by a warp adds each statement's increments target by target).
 fn one_statement_per_variable(s: &SynapsesIr) -> bool {
     s.pathways_of(Pathway::Pre).all(|k| {
-        let mut vars: Vec<VarId> = s.statements(k).iter().map(|st| st.var).collect();
+        let mut vars: Vec<VarId> = s
+            .statements(k)
+            .iter()
+            .filter(|st| st.side != Side::Synapse)
+            .map(|st| st.var)
+            .collect();
         let n = vars.len();
         vars.sort();
         vars.dedup();
         vars.len() == n
     })
+}
+
+/// Whether two presynaptic pathways of the projection touch a synaptic variable one of them
+/// writes (`(event-driven)` traces, `lastupdate`, weights): their events of one step must then
+/// run one pathway after the other, in Brian2's order.
+fn pathways_conflict(s: &SynapsesIr) -> bool {
+    let pre: Vec<usize> = s
+        .pathways_of(Pathway::Pre)
+        .filter(|k| !s.statements(*k).is_empty())
+        .collect();
+    let synaptic =
+        |v: VarId| s.neighbour(v).is_none() && s.group.symbol(v).kind == SymbolKind::Param;
+    let written = |k: usize| -> HashSet<VarId> {
+        s.statements(k)
+            .iter()
+            .filter(|st| st.side == Side::Synapse)
+            .map(|st| st.var)
+            .collect()
+    };
+    let touched = |k: usize| -> HashSet<VarId> {
+        s.statements(k)
+            .iter()
+            .flat_map(|st| {
+                let e = match st.effect {
+                    Effect::Add(e) | Effect::Set(e) => e,
+                };
+                s.group.arena.vars_of(e).into_iter().chain([st.var])
+            })
+            .filter(|v| synaptic(*v))
+            .collect()
+    };
+    pre.iter().any(|&a| {
+        let w = written(a);
+        pre.iter()
+            .any(|&b| a != b && touched(b).iter().any(|v| w.contains(v)))
+    })
+}
+
+/// Whether every postsynaptic pathway of the projection reads nothing of the source group
+/// (`x_pre`, `lastspike_pre`): each target neuron's pathway then touches only that neuron and
+/// the synapses onto it, so the CUDA kernels run it on the neuron's own thread after the
+/// deliveries (see [`NetworkPlan::post_after_delivery`]).
+fn post_local(s: &SynapsesIr) -> bool {
+    s.pathways_of(Pathway::Post)
+        .flat_map(|k| s.statements(k))
+        .all(|st| {
+            let e = match st.effect {
+                Effect::Add(e) | Effect::Set(e) => e,
+            };
+            s.group
+                .arena
+                .vars_of(e)
+                .into_iter()
+                .all(|v| !matches!(s.neighbour(v), Some((IndexOf::Pre, _))))
+        })
 }
 
 fn countable(s: &SynapsesIr) -> bool {
@@ -156,6 +225,11 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
     let np = net.projections.len();
     let touch: Vec<_> = (0..np).map(|p| touched(net, p)).collect();
     let written_by_any: HashSet<GroupVar> = touch.iter().flat_map(|(_, w)| w.clone()).collect();
+    let post_after_delivery = net.projections.iter().all(|p| post_local(&p.synapses))
+        && net.projections.iter().any(|p| p.synapses.has_post());
+    // A plastic projection's pathways of one step follow Brian2's order: its presynaptic ones
+    // run in parallel only when its postsynaptic ones wait for the after-delivery phase.
+    let plastic_ordered = |s: &SynapsesIr| s.plastic() && s.has_post() && !post_after_delivery;
     let mut delivery: Vec<Delivery> = net
         .projections
         .iter()
@@ -163,7 +237,7 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
         .map(|(p, proj)| {
             let s = &proj.synapses;
             let reads_written = touch[p].0.iter().any(|gv| written_by_any.contains(gv));
-            if !additive(s) || reads_written || s.plastic() {
+            if !additive(s) || reads_written || plastic_ordered(s) || pathways_conflict(s) {
                 Delivery::Ordered
             } else if net.deterministic && countable(s) {
                 Delivery::Counted
@@ -207,7 +281,8 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
         .map(|(p, (proj, d))| ProjectionPlan {
             delivery: *d,
             row_parallel: *d == Delivery::Ordered
-                && !proj.synapses.plastic()
+                && !plastic_ordered(&proj.synapses)
+                && !pathways_conflict(&proj.synapses)
                 && additive(&proj.synapses)
                 && !touch[p].0.iter().any(|gv| written_by_any.contains(gv))
                 && one_statement_per_variable(&proj.synapses),
@@ -248,9 +323,12 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
                 let pre = outgoing
                     .iter()
                     .map(|p| net.projections[*p].synapses.max_delay(Pathway::Pre));
+                // Run in the after-delivery phase, a postsynaptic pathway reads its slot while
+                // the next step's update may write the next one: one slot more.
+                let extra = u32::from(post_after_delivery);
                 let post = incoming_post
                     .iter()
-                    .map(|p| net.projections[*p].synapses.max_delay(Pathway::Post));
+                    .map(|p| net.projections[*p].synapses.max_delay(Pathway::Post) + extra);
                 1 + pre.chain(post).max().unwrap_or(0) as usize
             };
             let ordered_compaction = depth > 0
@@ -299,12 +377,14 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
         .collect();
     let after_delivery = !net.poisson_inputs.is_empty()
         || delivery.contains(&Delivery::Counted)
-        || groups.iter().any(|g| g.late_reset);
+        || groups.iter().any(|g| g.late_reset)
+        || post_after_delivery;
     NetworkPlan {
         groups,
         projections,
         pathways: pathways(net),
         after_delivery,
+        post_after_delivery,
     }
 }
 

@@ -802,9 +802,8 @@ impl<'a> SynapseScope<'a> {
             }
             Ok(steps as u32)
         };
-        let homogeneous = |steps: u32| -> Result<DelayIr, Diagnostic> {
-            Ok(DelayIr::Homogeneous { steps })
-        };
+        let homogeneous =
+            |steps: u32| -> Result<DelayIr, Diagnostic> { Ok(DelayIr::Homogeneous { steps }) };
         let max_delay = self.spec.max_delay;
         let code = match given {
             NumberOrExpr::Number(d) => return homogeneous(steps_of(*d, field)?),
@@ -1126,7 +1125,10 @@ mod tests {
         p.on_post = Some(named(&[("back", "w += 1")]));
         let delays = |pairs: &[(&str, NumberOrExpr)]| {
             Some(DelaySpec::Named(
-                pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
             ))
         };
         p.delay = delays(&[
@@ -1163,7 +1165,8 @@ mod tests {
         let e = err(&p);
         assert_eq!(e.field, "delay['dwn']");
         assert!(
-            e.message.contains("pathway 'dwn', which the synapses do not have")
+            e.message
+                .contains("pathway 'dwn', which the synapses do not have")
                 && e.message.contains("'down', 'up', 'back'"),
             "{}",
             e.render()
