@@ -315,5 +315,5 @@ plt.tight_layout()
 #   under `jax.jit`; `net.step(state)` is one step for a `lax.scan` of your own; `jax.vmap` over
 #   stacked states (`net.stack`, `net.batch_axes`) runs a parameter sweep in one call.
 # * float64 runs reproduce Brian2's schedule spike for spike.
-* Plastic synapses: `on_post`, `(event-driven)` traces, named pathways with their own delays
-  (`on_pre={'up': ..., 'down': ...}`, `delay={'down': 2.0}`); learned weights stay in the state.
+# * Plastic synapses: `on_post`, `(event-driven)` traces, named pathways with their own delays
+#   (`on_pre={'up': ..., 'down': ...}`, `delay={'down': 2.0}`); learned weights stay in the state.

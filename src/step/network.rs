@@ -23,14 +23,17 @@
 //!   another in Brian2's order (spike step, then neuron index, then synapse order), so the result
 //!   is Brian2's and the same from run to run. The source groups of ordered projections compact
 //!   their spikes in ascending order. Plastic projections (`on_post`, `(event-driven)`
-//!   variables) are always ordered.
+//!   variables) are delivered like any other when their postsynaptic pathways run in the
+//!   after-delivery phase ([`NetworkPlan::post_after_delivery`]) and no two of their
+//!   presynaptic pathways share a synaptic variable; else ordered.
 //!
-//! The pathways of the synapses slot run in Brian2's order ([`NetworkPlan::pathways`]): Brian2
-//! gives every `<name>_pre` pathway order -1 and every `<name>_post` order +1 (whatever the
-//! `Synapses`' own `order`), and sorts by `(order, name)`: every `on_pre` pathway (in the spec's
-//! order: Python lists the projections by `name + "_pre"`), then every `on_post` pathway by
-//! `name + "_post"`. An `on_post` pathway runs over the target's spikes of this step, each
-//! through the by-post index.
+//! The pathways of the synapses slot run in Brian2's order ([`NetworkPlan::pathways`]): a
+//! pathway is named `<projection>_<pathway>` (`S_pre`, `S_post`, or `S_up` for a named one),
+//! Brian2 gives every presynaptic pathway order -1 and every postsynaptic one +1 (whatever the
+//! `Synapses`' own `order`), and sorts by `(order, name)`: every presynaptic pathway by name (of
+//! all projections, interleaved), then every postsynaptic one by name. A presynaptic pathway
+//! delivers the spikes of its delay ago; a postsynaptic one runs over the target's spikes of its
+//! delay ago, each through the by-post index.
 
 use std::collections::HashSet;
 

@@ -17,9 +17,7 @@ gpu_only = pytest.mark.skipif(GPU is None, reason="needs a GPU")
 
 DT = 0.1
 C = dict(taum=10.0, taue=5.0, taui=10.0, Ee=0.0, Ei=-80.0, El=-74.0, vt=-54.0, vr=-60.0)
-NEURON_EQS = (
-    "dv/dt = (ge*(Ee-v) + gi*(Ei-v) + El - v) / taum : volt\ndge/dt = -ge / taue : 1\ndgi/dt = -gi / taui : 1"
-)
+NEURON_EQS = "dv/dt = (ge*(Ee-v) + gi*(Ei-v) + El - v) / taum : volt\ndge/dt = -ge / taue : 1\ndgi/dt = -gi / taui : 1"
 GMAX = 0.08
 # Two presynaptic pathways (excitation now, inhibition later) and, in the plastic variant, a
 # delayed postsynaptic one that potentiates by the presynaptic trace.
@@ -164,7 +162,9 @@ def test_named_pathways_match_the_float64_reference(which, device):
     ref = reference(case, n_in, n_out, neuron, step, w0, d_syn, ref_delays, steps, v0)
     assert len(ref["spikes"]) > 10, "the targets must spike for the test to mean anything"
     with jax.default_device(device):
-        net, state, spikes = run_spikeforge(case, delay, n_in, n_out, neuron, step, w0, d_syn, v0, [steps // 3, steps - steps // 3])
+        net, state, spikes = run_spikeforge(
+            case, delay, n_in, n_out, neuron, step, w0, d_syn, v0, [steps // 3, steps - steps // 3]
+        )
     assert spikes == ref["spikes"]
     np.testing.assert_allclose(np.asarray(state["post"]["v"]), ref["v"], rtol=0, atol=1e-9)
     # The stored synapses are in creation order here (all-to-all rows, sorted by delay when per synapse).
@@ -218,7 +218,9 @@ def brian2_run(case, brian_delay, per_synapse, n_in, n_out, neuron, step, w0, d_
         taupre=20 * ms, gmax=GMAX,
     )  # fmt: skip
     inp = b2.SpikeGeneratorGroup(n_in, neuron, step * DT * ms, name="inp")
-    post = b2.NeuronGroup(n_out, NEURON_EQS, threshold="v>vt", reset="v = vr", method="euler", namespace=ns, name="post")
+    post = b2.NeuronGroup(
+        n_out, NEURON_EQS, threshold="v>vt", reset="v = vr", method="euler", namespace=ns, name="post"
+    )
     post.v = v0 * mV
     model = case["model"].replace("d : second\n", "")
     kw = dict(on_post=case["on_post"]) if case["on_post"] else {}
@@ -311,7 +313,14 @@ def test_named_pathway_errors_are_clear():
     with pytest.raises(sf.ModelError, match="per-synapse delays of a postsynaptic pathway"):
         sf.Synapses(P, P, "w : 1\nd : second", on_pre="x += w", on_post="w += 1", delay={"post": "d"}, name="S5")
     with pytest.raises(sf.ModelError, match="two variables"):
-        sf.Synapses(P, P, "d1 : second\nd2 : second", on_pre={"a": "x += 1", "b": "v += 1"}, delay={"a": "d1", "b": "d2"}, name="S6")
+        sf.Synapses(
+            P,
+            P,
+            "d1 : second\nd2 : second",
+            on_pre={"a": "x += 1", "b": "v += 1"},
+            delay={"a": "d1", "b": "d2"},
+            name="S6",
+        )
     with pytest.raises(TypeError, match="pathway names"):
         sf.Synapses(P, P, on_pre={1: "x += 1"}, name="S7")
     with pytest.raises(sf.ModelError, match=r"delay\['up'\] must be a finite duration"):

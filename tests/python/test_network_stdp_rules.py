@@ -82,7 +82,9 @@ def test_triplet_stdp_matches_the_float64_reference(device):
     assert (ref["o2"] > 0).all() and (ref["r2"] > 0).all(), "the triplet traces are used"
 
     inp = sf.SpikeGeneratorGroup(n_in, neuron, step * DT, name="inp")
-    post = sf.NeuronGroup(1, NEURON_EQS, threshold="v>vt", reset="v = vr", method="euler", constants=NEURON, name="post")
+    post = sf.NeuronGroup(
+        1, NEURON_EQS, threshold="v>vt", reset="v = vr", method="euler", constants=NEURON, name="post"
+    )
     S = sf.Synapses(inp, post, MODEL, on_pre=ON_PRE, on_post=ON_POST, constants=RULE, name="S")
     S.connect()
     net = sf.Network(inp, post, S, spikes=sf.SpikeMonitor(post), dt=DT)
