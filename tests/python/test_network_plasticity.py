@@ -147,7 +147,9 @@ def test_stdp_matches_the_float64_reference_and_persists_across_runs(device):
 @pytest.mark.parametrize("strategy", ["per_step", "block", "grid"])
 def test_stdp_on_every_gpu_path_matches_the_reference(strategy):
     """The CUDA kernels (per step, and the persistent kernel as one block and as a grid): the
-    plastic projection is ordered, so float64 gives the reference to 1e-12 on every path."""
+    presynaptic pathway adds to ``ge`` with float atomics (in any order: the last bits of ``ge``
+    may differ), the postsynaptic one runs on the target's thread; the weights depend on the
+    spike times and the traces only, so float64 gives the reference to 1e-12 on every path."""
     n_in, n_out, neuron, step, w0, v0, steps = small_case(seed=7)
     ref = reference(n_in, n_out, neuron, step, w0, steps, v0)
     assert len(ref["spikes"]) > 5
