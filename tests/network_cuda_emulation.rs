@@ -663,11 +663,11 @@ fn assert_matches_c(got: &State, want: &State, keys: &[&str], deterministic: boo
     }
 }
 
-fn stdp_network_matches_c(dir: &Path, spec: &str, deterministic: bool) {
-    let c = compile(spec);
-    // Input i spikes in the steps s of the 0.5 ms period with i = s (mod 2): 50 spikes, sorted
-    // by step then index (n_spikes <= n: every_test_network_builds_and_runs_in_c puts them all
-    // in step 0, and a generator's queue slot holds n spikes).
+/// The spikes of tests/networks/stdp.json's and pathways.json's generator: input i spikes in
+/// the steps s of the 0.5 ms period with i = s (mod 2), 50 spikes, sorted by step then index
+/// (n_spikes <= n: every_test_network_builds_and_runs_in_c puts them all in step 0, and a
+/// generator's queue slot holds n spikes).
+fn generator_spikes() -> Vec<(f64, f64)> {
     let spikes_at: Vec<(f64, f64)> = (0..5)
         .flat_map(|s| {
             (0..20)
@@ -676,6 +676,50 @@ fn stdp_network_matches_c(dir: &Path, spec: &str, deterministic: bool) {
         })
         .collect();
     assert_eq!(spikes_at.len(), 50);
+    spikes_at
+}
+
+/// The per-step kernels and the persistent kernel as one block and as a grid in chunks against
+/// the C kernels: the same spikes, `keys` as [`assert_matches_c`] says.
+fn every_path_matches_c(
+    c: &Compiled,
+    exe: &Programs,
+    state: &State,
+    steps: usize,
+    keys: &[&str],
+    deterministic: bool,
+) {
+    let (cs, cr) = c.run(state, steps);
+    for mode in [
+        Mode::PerStep(2),
+        Mode::Persistent {
+            blocks: 1,
+            chunk: steps,
+        },
+        Mode::Persistent {
+            blocks: 3,
+            chunk: steps / 3,
+        },
+    ] {
+        let (gs, gr) = emulate(c, exe, state, steps, mode);
+        let what = format!("deterministic {deterministic}, {mode:?}");
+        assert_matches_c(&gs, &cs, keys, deterministic, &what);
+        assert_eq!(
+            gr.get("post.spike_count"),
+            cr.get("post.spike_count"),
+            "{what}"
+        );
+        assert_eq!(
+            spikes(&gr, "sp", 1000, 0),
+            spikes(&cr, "sp", 1000, 0),
+            "{what}"
+        );
+    }
+}
+
+fn stdp_network_matches_c(dir: &Path, spec: &str, deterministic: bool) {
+    let c = compile(spec);
+    let spikes_at = generator_spikes();
     let s_rows: Vec<f64> = (0..=50).map(|r| (2 * r).min(40) as f64).collect();
     let s_targets: Vec<f64> = (0..40).map(|s| (s % 2) as f64).collect();
     let [s_po, s_ps, s_src] = by_post(&s_rows, &s_targets, 2);
@@ -724,37 +768,16 @@ fn stdp_network_matches_c(dir: &Path, spec: &str, deterministic: bool) {
         cs.get("Back.w2").iter().all(|x| *x > 1.0),
         "Back's on_post ran"
     );
-    // Every delivery is ordered (float64): every path gives the C kernels' bits.
-    for mode in [
-        Mode::PerStep(2),
-        Mode::Persistent {
-            blocks: 1,
-            chunk: steps,
-        },
-        Mode::Persistent {
-            blocks: 3,
-            chunk: steps / 3,
-        },
-    ] {
-        let (gs, gr) = emulate(&c, &exe, &state, steps, mode);
-        let keys = [
-            "S.w",
-            "S.Apre",
-            "S.Apost",
-            "S.lastupdate",
-            "Back.w2",
-            "post.v",
-            "post.ge",
-        ];
-        let what = format!("deterministic {deterministic}, {mode:?}");
-        assert_matches_c(&gs, &cs, &keys, deterministic, &what);
-        assert_eq!(gr.get("post.spike_count"), post_spikes, "{mode:?}");
-        assert_eq!(
-            spikes(&gr, "sp", 1000, 0),
-            spikes(&cr, "sp", 1000, 0),
-            "{mode:?}"
-        );
-    }
+    let keys = [
+        "S.w",
+        "S.Apre",
+        "S.Apost",
+        "S.lastupdate",
+        "Back.w2",
+        "post.v",
+        "post.ge",
+    ];
+    every_path_matches_c(&c, &exe, &state, steps, &keys, deterministic);
 }
 
 #[test]
@@ -778,13 +801,7 @@ fn emulated_named_pathways_match_c() {
 
 fn pathways_network_matches_c(dir: &Path, spec: &str, deterministic: bool) {
     let c = compile(spec);
-    let spikes_at: Vec<(f64, f64)> = (0..5)
-        .flat_map(|s| {
-            (0..20)
-                .filter(move |i| i % 2 == s % 2)
-                .map(move |i| (i as f64, s as f64))
-        })
-        .collect();
+    let spikes_at = generator_spikes();
     // Rows of 2 synapses (inputs 0..20), sorted by delay step: delay steps (s * 7) % 10.
     let steps_of = |s: usize| ((s * 7) % 10) as f64;
     let mut s_targets = Vec::new();
@@ -856,34 +873,14 @@ fn pathways_network_matches_c(dir: &Path, spec: &str, deterministic: bool) {
         cs.get("Loop.c").iter().all(|x| *x > 2.0),
         "Loop's on_post ran"
     );
-    for mode in [
-        Mode::PerStep(2),
-        Mode::Persistent {
-            blocks: 1,
-            chunk: steps,
-        },
-        Mode::Persistent {
-            blocks: 3,
-            chunk: steps / 3,
-        },
-    ] {
-        let (gs, gr) = emulate(&c, &exe, &state, steps, mode);
-        let keys = [
-            "S.w",
-            "S.Apre",
-            "S.lastupdate",
-            "Loop.c",
-            "post.v",
-            "post.ge",
-            "post.gi",
-        ];
-        let what = format!("deterministic {deterministic}, {mode:?}");
-        assert_matches_c(&gs, &cs, &keys, deterministic, &what);
-        assert_eq!(gr.get("post.spike_count"), post_spikes, "{mode:?}");
-        assert_eq!(
-            spikes(&gr, "sp", 1000, 0),
-            spikes(&cr, "sp", 1000, 0),
-            "{mode:?}"
-        );
-    }
+    let keys = [
+        "S.w",
+        "S.Apre",
+        "S.lastupdate",
+        "Loop.c",
+        "post.v",
+        "post.ge",
+        "post.gi",
+    ];
+    every_path_matches_c(&c, &exe, &state, steps, &keys, deterministic);
 }

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import spikeforge as sf
+from pathway_order import final_x
 
 try:
     GPU = jax.devices("gpu")[0]
@@ -260,37 +261,12 @@ def test_pathways_of_several_projections_interleave_by_name(device):
     """Brian2 sorts the pathway objects of the synapses slot by name: ``A_m`` < ``A_n_pre`` <
     ``A_z`` (pathways of two projections interleave), and the ``_post`` ones after them;
     assignments to one target variable show the order, checked against Brian2."""
-    b2 = pytest.importorskip("brian2", reason="brian2 gives the expected order")
+    pytest.importorskip("brian2", reason="brian2 gives the expected order")
     made = [
-        ("A", {"m": "x_post = x_post*x_post + 3", "z": "x_post = 2*x_post + 1"}, {"q": "x_post = x_post - 7"}),
-        ("A_n", "x_post = x_post + 10", "x_post = x_post*3"),
+        ("A", {"m": "x_post = x_post*x_post + 3", "z": "x_post = 2*x_post + 1"}, {"q": "x_post = x_post - 7"}, 0),
+        ("A_n", "x_post = x_post + 10", "x_post = x_post*3", 0),
     ]
-    results = []
-    for make in ("brian2", "spikeforge"):
-        if make == "brian2":
-            from brian2 import ms
-
-            b2.start_scope()
-            b2.prefs.codegen.target = "numpy"
-            sg = b2.SpikeGeneratorGroup(1, [0], [0.0] * ms, dt=DT * ms)
-            T = b2.NeuronGroup(1, "x : 1\nu : 1", threshold="u > 0", reset="u = 0", dt=DT * ms)
-            T.x, T.u = 1.0, 1.0
-            objs = [b2.Synapses(sg, T, on_pre=a, on_post=b, name=n, dt=DT * ms) for n, a, b in made]
-            for S in objs:
-                S.connect(i=0, j=0)
-            b2.Network(sg, T, *objs).run(0.3 * ms)
-            results.append(float(T.x[0]))
-        else:
-            sg = sf.SpikeGeneratorGroup(1, [0], [0.0], name="sg")
-            T = sf.NeuronGroup(1, "dx/dt = 0 : 1\ndu/dt = 0 : 1", threshold="u > 0", reset="u = 0", name="T")
-            objs = [sf.Synapses(sg, T, on_pre=a, on_post=b, name=n) for n, a, b in made]
-            for S in objs:
-                S.connect(i=[0], j=[0])
-            net = sf.Network(sg, T, *objs, dt=DT)
-            state = net.init_state(dtype=jnp.float64, T=dict(x=np.ones(1), u=np.ones(1)))
-            with jax.default_device(device):
-                new, _ = net.run(state, steps=3, progress=False)
-            results.append(float(np.asarray(new["T"]["x"])[0]))
+    results = [final_x(made, make, device) for make in ("brian2", "spikeforge")]
     x = 1.0
     for f in (lambda x: x * x + 3, lambda x: x + 10, lambda x: 2 * x + 1):  # A_m, A_n_pre, A_z
         x = f(x)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import spikeforge as sf
+from pathway_order import final_x
 
 try:
     GPU = jax.devices("gpu")[0]
@@ -214,36 +215,11 @@ def test_pathways_run_in_brian2s_order(device):
     """Brian2 runs every ``<name>_pre`` pathway (order -1) before every ``<name>_post`` one (+1),
     each set by name, whatever the Synapses' ``order``: assignments to one target variable
     show it (the target spikes in step 0, as the source does)."""
-    b2 = pytest.importorskip("brian2", reason="brian2 gives the expected order")
+    pytest.importorskip("brian2", reason="brian2 gives the expected order")
     square, double, plus = "x_post = x_post*x_post + 3", "x_post = 2*x_post + 1", "x_post = x_post + 10"
     # (name, on_pre, on_post, order); 'S_pq' sorts between 'S_post' and 'S_pre'
     made = [("S", double, square, 0), ("S_pq", plus, double, -5), ("A", square, plus, 3)]
-    results = []
-    for make in ("brian2", "spikeforge"):
-        if make == "brian2":
-            from brian2 import ms
-
-            b2.start_scope()
-            b2.prefs.codegen.target = "numpy"
-            sg = b2.SpikeGeneratorGroup(1, [0], [0.0] * ms, dt=DT * ms)
-            T = b2.NeuronGroup(1, "x : 1\nu : 1", threshold="u > 0", reset="u = 0", dt=DT * ms)
-            T.x, T.u = 1.0, 1.0
-            objs = [b2.Synapses(sg, T, on_pre=a, on_post=b, order=o, name=n, dt=DT * ms) for n, a, b, o in made]
-            for S in objs:
-                S.connect(i=0, j=0)
-            b2.Network(sg, T, *objs).run(0.3 * ms)
-            results.append(float(T.x[0]))
-        else:
-            sg = sf.SpikeGeneratorGroup(1, [0], [0.0], name="sg")
-            T = sf.NeuronGroup(1, "dx/dt = 0 : 1\ndu/dt = 0 : 1", threshold="u > 0", reset="u = 0", name="T")
-            objs = [sf.Synapses(sg, T, on_pre=a, on_post=b, order=o, name=n) for n, a, b, o in made]
-            for S in objs:
-                S.connect(i=[0], j=[0])
-            net = sf.Network(sg, T, *objs, dt=DT)
-            state = net.init_state(dtype=jnp.float64, T=dict(x=np.ones(1), u=np.ones(1)))
-            with jax_default(device):
-                new, _ = net.run(state, steps=3, progress=False)
-            results.append(float(np.asarray(new["T"]["x"])[0]))
+    results = [final_x(made, make, device) for make in ("brian2", "spikeforge")]
     # 'S_pq_pre' < 'S_pre' but 'S_post' < 'S_pq_post': the two sets run in different orders.
     x = 1.0
     for f in (lambda x: x * x + 3, lambda x: x + 10, lambda x: x * 2 + 1):  # A_pre, S_pq_pre, S_pre
@@ -251,12 +227,6 @@ def test_pathways_run_in_brian2s_order(device):
     for f in (lambda x: x + 10, lambda x: x * x + 3, lambda x: 2 * x + 1):  # A_post, S_post, S_pq_post
         x = f(x)
     assert results == [x, x]
-
-
-def jax_default(device):
-    import jax
-
-    return jax.default_device(device)
 
 
 def test_on_post_reaches_only_the_synapses_onto_the_spiking_neuron(device):

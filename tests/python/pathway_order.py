@@ -1,0 +1,39 @@
+"""The order of Brian2's synapses slot, observed: one spike source and one target neuron that
+both spike in step 0, and projections whose pathways assign the target's ``x``; the final ``x``
+depends on the order the pathways ran in. Shared by the plasticity and pathway tests."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import spikeforge as sf
+
+DT = 0.1
+
+
+def final_x(made, make, device=None):
+    """``x`` after 3 steps, ``made`` a list of ``(name, on_pre, on_post, order)`` (statements
+    or dicts of named pathways), simulated by ``make``: ``"brian2"`` or ``"spikeforge"``."""
+    if make == "brian2":
+        import brian2 as b2
+        from brian2 import ms
+
+        b2.start_scope()
+        b2.prefs.codegen.target = "numpy"
+        sg = b2.SpikeGeneratorGroup(1, [0], [0.0] * ms, dt=DT * ms)
+        T = b2.NeuronGroup(1, "x : 1\nu : 1", threshold="u > 0", reset="u = 0", dt=DT * ms)
+        T.x, T.u = 1.0, 1.0
+        objs = [b2.Synapses(sg, T, on_pre=a, on_post=b, order=o, name=n, dt=DT * ms) for n, a, b, o in made]
+        for S in objs:
+            S.connect(i=0, j=0)
+        b2.Network(sg, T, *objs).run(0.3 * ms)
+        return float(T.x[0])
+    sg = sf.SpikeGeneratorGroup(1, [0], [0.0], name="sg")
+    T = sf.NeuronGroup(1, "dx/dt = 0 : 1\ndu/dt = 0 : 1", threshold="u > 0", reset="u = 0", name="T")
+    objs = [sf.Synapses(sg, T, on_pre=a, on_post=b, order=o, name=n) for n, a, b, o in made]
+    for S in objs:
+        S.connect(i=[0], j=[0])
+    net = sf.Network(sg, T, *objs, dt=DT)
+    state = net.init_state(dtype=jnp.float64, T=dict(x=np.ones(1), u=np.ones(1)))
+    with jax.default_device(device or jax.devices()[0]):
+        new, _ = net.run(state, steps=3, progress=False)
+    return float(np.asarray(new["T"]["x"])[0])
