@@ -622,17 +622,25 @@ fn by_post(rows: &[f64], targets: &[f64], n_post: usize) -> [Vec<f64>; 3] {
 
 #[test]
 fn emulated_plastic_synapses_match_c() {
+    // tests/networks/stdp.json: a generator of 50 inputs (the first 20 spike) -> 2 neurons with Brian2's STDP
+    // (on_pre, on_post, (event-driven) traces), and a recurrent projection with an on_post.
+    in_both_modes("stdp.json", stdp_network_matches_c);
+}
+
+/// tests/networks/`file` in the default and the deterministic mode, checked by `check(dir, spec,
+/// deterministic)`.
+fn in_both_modes(file: &str, check: fn(&Path, &str, bool)) {
     let Some(dir) = cuda_emulation::work_dir("network_cuda_emulation") else {
         return;
     };
-    // tests/networks/stdp.json: a generator of 50 inputs (the first 20 spike) -> 2 neurons with Brian2's STDP
-    // (on_pre, on_post, (event-driven) traces), and a recurrent projection with an on_post.
     let spec = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/networks/stdp.json"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/networks")
+            .join(file),
     )
     .unwrap();
     for deterministic in [false, true] {
-        stdp_network_matches_c(&dir, &with_mode(&spec, deterministic), deterministic);
+        check(&dir, &with_mode(&spec, deterministic), deterministic);
     }
 }
 
@@ -782,21 +790,12 @@ fn stdp_network_matches_c(dir: &Path, spec: &str, deterministic: bool) {
 
 #[test]
 fn emulated_named_pathways_match_c() {
-    let Some(dir) = cuda_emulation::work_dir("network_cuda_emulation") else {
-        return;
-    };
     // tests/networks/pathways.json: a generator of 50 inputs -> 2 neurons through two named
     // presynaptic pathways ('up' 3 steps late; 'down' with per-synapse delays of 0 to 9 steps,
     // in buckets) and a postsynaptic one 7 steps late, with an (event-driven) trace; and a
     // recurrent projection with a delayed presynaptic pathway and two postsynaptic ones ('q'
     // one step late).
-    let spec = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/networks/pathways.json"),
-    )
-    .unwrap();
-    for deterministic in [false, true] {
-        pathways_network_matches_c(&dir, &with_mode(&spec, deterministic), deterministic);
-    }
+    in_both_modes("pathways.json", pathways_network_matches_c);
 }
 
 fn pathways_network_matches_c(dir: &Path, spec: &str, deterministic: bool) {

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import spikeforge as sf
-from pathway_order import final_x
+from plasticity_helpers import final_x, fresh_brian2
 
 try:
     GPU = jax.devices("gpu")[0]
@@ -207,13 +207,8 @@ def test_named_pathways_on_every_gpu_path(which, deterministic, strategy):
 
 
 def brian2_run(case, brian_delay, per_synapse, n_in, n_out, neuron, step, w0, d_syn, v0, steps):
-    b2 = pytest.importorskip("brian2")
-    from brian2 import ms, mV
-
-    b2.start_scope()
-    b2.prefs.codegen.target = "numpy"
-    b2.prefs.core.default_float_dtype = np.float64
-    b2.defaultclock.dt = DT * ms
+    b2 = fresh_brian2(DT)
+    ms, mV = b2.ms, b2.mV
     ns = dict(
         taum=10 * ms, taue=5 * ms, taui=10 * ms, Ee=0 * mV, Ei=-80 * mV, El=-74 * mV, vt=-54 * mV, vr=-60 * mV,
         taupre=20 * ms, gmax=GMAX,

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import spikeforge as sf
-from pathway_order import final_x
+from plasticity_helpers import final_x, fresh_brian2
 
 try:
     GPU = jax.devices("gpu")[0]
@@ -171,13 +171,8 @@ def test_stdp_float32_follows_the_reference(device):
 
 
 def brian2_stdp(n_in, neuron, step, w0, duration_steps, delay=None):
-    b2 = pytest.importorskip("brian2")
-    from brian2 import Hz, ms, mV  # noqa: F401
-
-    b2.start_scope()
-    b2.prefs.codegen.target = "numpy"
-    b2.prefs.core.default_float_dtype = np.float64
-    b2.defaultclock.dt = DT * ms
+    b2 = fresh_brian2(DT)
+    ms, mV = b2.ms, b2.mV
     ns = dict(
         taum=10 * ms, taupre=20 * ms, taupost=20 * ms, Ee=0 * mV, vt=-54 * mV, vr=-60 * mV, El=-74 * mV,
         taue=5 * ms, gmax=GMAX, dApre=DAPRE, dApost=DAPOST,

@@ -1,24 +1,33 @@
-"""The order of Brian2's synapses slot, observed: one spike source and one target neuron that
-both spike in step 0, and projections whose pathways assign the target's ``x``; the final ``x``
-depends on the order the pathways ran in. Shared by the plasticity and pathway tests."""
+"""Helpers of the plasticity and pathway tests: a fresh Brian2 (numpy target, float64), and
+the order of Brian2's synapses slot observed (one spike source and one target neuron that both
+spike in step 0, and projections whose pathways assign the target's ``x``: the final ``x``
+depends on the order the pathways ran in)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import spikeforge as sf
 
 DT = 0.1
+
+
+def fresh_brian2(dt=DT):
+    """Brian2 in a new scope, numpy target, float64, ``dt`` in ms (skips without brian2)."""
+    b2 = pytest.importorskip("brian2")
+    b2.start_scope()
+    b2.prefs.codegen.target = "numpy"
+    b2.prefs.core.default_float_dtype = np.float64
+    b2.defaultclock.dt = dt * b2.ms
+    return b2
 
 
 def final_x(made, make, device=None):
     """``x`` after 3 steps, ``made`` a list of ``(name, on_pre, on_post, order)`` (statements
     or dicts of named pathways), simulated by ``make``: ``"brian2"`` or ``"spikeforge"``."""
     if make == "brian2":
-        import brian2 as b2
-        from brian2 import ms
-
-        b2.start_scope()
-        b2.prefs.codegen.target = "numpy"
+        b2 = fresh_brian2()
+        ms = b2.ms
         sg = b2.SpikeGeneratorGroup(1, [0], [0.0] * ms, dt=DT * ms)
         T = b2.NeuronGroup(1, "x : 1\nu : 1", threshold="u > 0", reset="u = 0", dt=DT * ms)
         T.x, T.u = 1.0, 1.0
