@@ -627,6 +627,36 @@ fn emulated_plastic_synapses_match_c() {
     in_both_modes("stdp.json", stdp_network_matches_c);
 }
 
+/// A plastic test network's state from `values` (one batch member: the emulation shares a
+/// block's `__shared__` words between batch members of the persistent kernel, one instantiation
+/// per blockIdx.x, as the other tests here), its emulation programs, and its C run's final
+/// state, checked to mean something: every target spikes, the weights move.
+fn plastic_run(
+    c: &Compiled,
+    values: &[(&str, Vec<f64>)],
+    name: &str,
+    dir: &Path,
+    steps: usize,
+) -> (State, Programs, State) {
+    let state = c.state(1, values);
+    let exe = build(c, name, dir);
+    let (cs, cr) = c.run(&state, steps);
+    let post_spikes = cr.get("post.spike_count");
+    assert!(
+        post_spikes.iter().all(|n| *n > 10.0),
+        "{name}: the targets must spike: {post_spikes:?}"
+    );
+    let w0 = state.get("S.w");
+    assert!(
+        cs.get("S.w")
+            .iter()
+            .zip(&w0)
+            .any(|(a, b)| (a - b).abs() > 1e-5),
+        "{name}: weights moved"
+    );
+    (state, exe, cs)
+}
+
 /// tests/networks/`file` in the default and the deterministic mode, checked by `check(dir, spec,
 /// deterministic)`.
 fn in_both_modes(file: &str, check: fn(&Path, &str, bool)) {
@@ -755,23 +785,8 @@ fn stdp_network_matches_c(dir: &Path, spec: &str, deterministic: bool) {
         ("Back.post_synapses", b_ps),
         ("Back.sources", b_src),
     ];
-    // One batch member: the emulation shares a block's `__shared__` words between batch members
-    // of the persistent kernel (one instantiation per blockIdx.x), as the other tests here.
-    let state = c.state(1, &values);
-    let exe = build(&c, &format!("stdp_{deterministic}"), dir);
     let steps = 600;
-    let (cs, cr) = c.run(&state, steps);
-    let post_spikes = cr.get("post.spike_count");
-    assert!(
-        post_spikes.iter().all(|n| *n > 10.0),
-        "the targets must spike: {post_spikes:?}"
-    );
-    let w0 = state.get("S.w");
-    let w = cs.get("S.w");
-    assert!(
-        w.iter().zip(&w0).any(|(a, b)| (a - b).abs() > 1e-5),
-        "weights moved"
-    );
+    let (state, exe, cs) = plastic_run(&c, &values, &format!("stdp_{deterministic}"), dir, steps);
     assert!(
         cs.get("Back.w2").iter().all(|x| *x > 1.0),
         "Back's on_post ran"
@@ -851,22 +866,13 @@ fn pathways_network_matches_c(dir: &Path, spec: &str, deterministic: bool) {
         ("Loop.post_synapses", l_ps),
         ("Loop.sources", l_src),
     ];
-    let state = c.state(1, &values);
-    let exe = build(&c, &format!("pathways_{deterministic}"), dir);
     let steps = 600;
-    let (cs, cr) = c.run(&state, steps);
-    let post_spikes = cr.get("post.spike_count");
-    assert!(
-        post_spikes.iter().all(|n| *n > 10.0),
-        "the targets must spike: {post_spikes:?}"
-    );
-    let w0 = state.get("S.w");
-    assert!(
-        cs.get("S.w")
-            .iter()
-            .zip(&w0)
-            .any(|(a, b)| (a - b).abs() > 1e-5),
-        "weights moved"
+    let (state, exe, cs) = plastic_run(
+        &c,
+        &values,
+        &format!("pathways_{deterministic}"),
+        dir,
+        steps,
     );
     assert!(
         cs.get("Loop.c").iter().all(|x| *x > 2.0),

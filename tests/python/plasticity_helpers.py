@@ -11,6 +11,12 @@ import spikeforge as sf
 
 DT = 0.1
 
+try:
+    GPU = jax.devices("gpu")[0]
+except RuntimeError:
+    GPU = None
+gpu_only = pytest.mark.skipif(GPU is None, reason="needs a GPU")
+
 
 def fresh_brian2(dt=DT):
     """Brian2 in a new scope, numpy target, float64, ``dt`` in ms (skips without brian2)."""

@@ -8,13 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import spikeforge as sf
-from plasticity_helpers import final_x, fresh_brian2
-
-try:
-    GPU = jax.devices("gpu")[0]
-except RuntimeError:
-    GPU = None
-gpu_only = pytest.mark.skipif(GPU is None, reason="needs a GPU")
+from plasticity_helpers import GPU, final_x, fresh_brian2, gpu_only
 
 DT = 0.1
 C = dict(taum=10.0, taue=5.0, taui=10.0, Ee=0.0, Ei=-80.0, El=-74.0, vt=-54.0, vr=-60.0)

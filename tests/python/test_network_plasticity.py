@@ -8,13 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import spikeforge as sf
-from plasticity_helpers import final_x, fresh_brian2
-
-try:
-    GPU = jax.devices("gpu")[0]
-except RuntimeError:
-    GPU = None
-gpu_only = pytest.mark.skipif(GPU is None, reason="needs a GPU")
+from plasticity_helpers import GPU, final_x, fresh_brian2, gpu_only
 
 DT = 0.1
 # Brian2's STDP example, in the kernels' units (ms, mV); gmax, dApre, dApost dimensionless.
