@@ -18,6 +18,18 @@ except RuntimeError:
 gpu_only = pytest.mark.skipif(GPU is None, reason="needs a GPU")
 
 
+def run_in_chunks(net, state, chunks):
+    """Runs ``net`` from ``state`` for each number of steps in ``chunks``, one after another.
+    Returns the final state and the ``spikes`` monitor's (i, t) of all the runs."""
+    i_all, t_all = [], []
+    for steps in chunks:
+        state, out = net.run(state, steps=steps, progress=False)
+        i, t = out.spikes.numpy()
+        i_all.append(np.asarray(i))
+        t_all.append(np.asarray(t))
+    return state, np.concatenate(i_all), np.concatenate(t_all)
+
+
 def fresh_brian2(dt=DT):
     """Brian2 in a new scope, numpy target, float64, ``dt`` in ms (skips without brian2)."""
     b2 = pytest.importorskip("brian2")

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import spikeforge as sf
-from plasticity_helpers import GPU, final_x, fresh_brian2, gpu_only
+from plasticity_helpers import GPU, final_x, fresh_brian2, gpu_only, run_in_chunks
 
 DT = 0.1
 C = dict(taum=10.0, taue=5.0, taui=10.0, Ee=0.0, Ei=-80.0, El=-74.0, vt=-54.0, vr=-60.0)
@@ -136,13 +136,7 @@ def run_spikeforge(case, delay, n_in, n_out, neuron, step, w0, d_syn, v0, chunks
     if "d :" in case["model"]:
         values["d"] = d_syn
     state = net.init_state(dtype=jnp.float64, S=values, post=dict(v=v0))
-    i_all, t_all = [], []
-    for steps in chunks:
-        state, out = net.run(state, steps=steps, progress=False)
-        i, t = out.spikes.numpy()
-        i_all.append(np.asarray(i))
-        t_all.append(np.asarray(t))
-    i, t = np.concatenate(i_all), np.concatenate(t_all)
+    state, i, t = run_in_chunks(net, state, chunks)
     return net, state, sorted(zip(np.round(t / DT).astype(int).tolist(), i.tolist()))
 
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import spikeforge as sf
-from plasticity_helpers import GPU, final_x, fresh_brian2, gpu_only
+from plasticity_helpers import GPU, final_x, fresh_brian2, gpu_only, run_in_chunks
 
 DT = 0.1
 # Brian2's STDP example, in the kernels' units (ms, mV); gmax, dApre, dApost dimensionless.
@@ -101,15 +101,10 @@ def run_stdp(n_in, n_out, neuron, step, w0, v0, chunks, dtype=jnp.float64, strat
     inp, post, S = spikeforge_stdp(n_in, n_out, neuron, step, delay)
     net = sf.Network(inp, post, S, spikes=sf.SpikeMonitor(post), dt=DT, strategy=strategy)
     state = net.init_state(dtype=dtype, S=dict(w=w0), post=dict(v=v0))
-    i_all, t_all = [], []
-    for steps in chunks:
-        state, out = net.run(state, steps=steps, progress=False)
-        i, t = out.spikes.numpy()
-        i_all.append(np.asarray(i))
-        t_all.append(np.asarray(t))
+    state, i, t = run_in_chunks(net, state, chunks)
     if expect is not None:
         assert net.last_strategy == expect
-    return state, np.concatenate(i_all), np.concatenate(t_all)
+    return state, i, t
 
 
 def small_case(seed=3, n_in=100, n_out=2, steps=3000):
