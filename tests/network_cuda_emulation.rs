@@ -29,7 +29,7 @@ use harness::{compile, spikes, Buf, Compiled, Results, State};
 use serde_json::json;
 use spikeforge::codegen::network_kernel::{
     generate, kernel_shape, resident_layout, AFTER_ENTRY, DELIVER_BLOCK, DELIVER_ENTRY,
-    PERSISTENT_ENTRY, RESIDENT_ENTRY, UPDATE_ENTRY,
+    PERSISTENT_BLOCK, PERSISTENT_ENTRY, RESIDENT_ENTRY, UPDATE_ENTRY,
 };
 use spikeforge::codegen::network_layout::UPDATE_BLOCK;
 use spikeforge::codegen::Dialect;
@@ -184,10 +184,7 @@ fn program(c: &Compiled, persistent: bool) -> String {
     if persistent {
         // One instantiation per block: each block's `__shared__` (function statics) its own.
         source = source.replace(
-            &format!(
-                "extern \"C\" __global__ void __launch_bounds__({}) {PERSISTENT_ENTRY}(",
-                shape.persistent_block
-            ),
+            &format!("extern \"C\" __global__ void __launch_bounds__({PERSISTENT_BLOCK}) {PERSISTENT_ENTRY}("),
             &format!("template <int SF_BX> static void {PERSISTENT_ENTRY}("),
         );
         // Waits give the CPU to the threads they wait for (2 cores, hundreds of threads).
@@ -220,8 +217,8 @@ fn program(c: &Compiled, persistent: bool) -> String {
             .collect();
         // `blocks` 0: the resident kernel.
         format!(
-            "for (int c0 = 0; c0 < steps; c0 += chunk) {{\n        const int c1 = c0 + chunk < steps ? c0 + chunk : steps;\n        if (blocks == 0) launch({RESIDENT_ENTRY}, 1, nb, {block}, (sf_i32) c0, (sf_i32) c1, (sf_i32) steps, {args});\n        else launch_grid(blocks, nb, {block}, [&](unsigned bx) {{ switch (bx) {{ {cases}}} }});\n    }}\n",
-            block = shape.persistent_block
+            "for (int c0 = 0; c0 < steps; c0 += chunk) {{\n        const int c1 = c0 + chunk < steps ? c0 + chunk : steps;\n        if (blocks == 0) launch({RESIDENT_ENTRY}, 1, nb, {block}, (sf_i32) c0, (sf_i32) c1, (sf_i32) steps, {args});\n        else launch_grid(blocks, nb, {PERSISTENT_BLOCK}, [&](unsigned bx) {{ switch (bx) {{ {cases}}} }});\n    }}\n",
+            block = shape.resident_block
         )
     } else {
         let mut l = format!(

@@ -40,22 +40,27 @@ pub const RESIDENT_ENTRY: &str = "sf_network_resident";
 /// The C entry point (every phase of every step).
 pub const C_ENTRY: &str = "sf_network_run";
 
-/// The most threads per block of the persistent kernel (see [`persistent_block`]).
-pub const PERSISTENT_BLOCK_MAX: usize = 1024;
+/// Threads per block of the persistent kernel as a cooperative grid (or as one block whose
+/// state is not resident): the update's blocks, so that a virtual block of the update and
+/// after-delivery phases is one physical block's pass. (Blocks of 1024 threads were measured
+/// slower for the grid on the H200: fewer multiprocessors update, and every `__syncthreads` of
+/// the barriers and the delivery's prefix waits for 32 warps.)
+pub const PERSISTENT_BLOCK: usize = UPDATE_BLOCK;
 
-/// Threads per block of the persistent kernel, which are also the neurons of a virtual block of
-/// its update and after-delivery phases (a virtual block is one physical block's pass): the
-/// largest group's neurons rounded up to whole update blocks, at most
-/// [`PERSISTENT_BLOCK_MAX`]. One block then updates a small network in one pass (with 128
-/// threads, the block path made 32 passes a step over 4000 neurons, each a chain of global
-/// loads, stores and atomics), and a grid has few, large blocks at its barrier.
-pub fn persistent_block(net: &NetworkIr) -> usize {
+/// The most threads per block of the resident kernel (see [`resident_block`]).
+pub const RESIDENT_BLOCK_MAX: usize = 1024;
+
+/// Threads per block of the resident kernel, which are also the neurons of a virtual block of
+/// its update and after-delivery phases: the largest group's neurons rounded up to whole update
+/// blocks, at most [`RESIDENT_BLOCK_MAX`]. One block then updates a small network in a pass or
+/// a few (with 128 threads, 32 passes a step over COBA's 4000 neurons).
+pub fn resident_block(net: &NetworkIr) -> usize {
     let largest = (net.groups.iter())
         .filter(|g| !matches!(g.kind, NetGroupKind::SpikeGenerator { .. }))
         .map(|g| g.n)
         .max()
         .unwrap_or(0);
-    (largest.div_ceil(UPDATE_BLOCK) * UPDATE_BLOCK).clamp(UPDATE_BLOCK, PERSISTENT_BLOCK_MAX)
+    (largest.div_ceil(UPDATE_BLOCK) * UPDATE_BLOCK).clamp(UPDATE_BLOCK, RESIDENT_BLOCK_MAX)
 }
 
 /// Virtual blocks of a group's update in a kernel whose blocks have `block` threads: one per
@@ -70,21 +75,35 @@ pub fn virtual_blocks(g: &crate::ir::network::NetGroup, block: usize) -> usize {
 /// Where the resident kernel ([`RESIDENT_ENTRY`]) keeps the groups' state in its dynamic shared
 /// memory, in bytes from the start (the delivery's segment prefix `sf_seg`, `8 (segments + 1)`
 /// bytes, comes first): every per-neuron buffer the run writes (state variables, last spike
-/// steps, refractoriness flags, spike counts, the spike queue and its counts), then the member's
-/// work words. Each region starts on an 8-byte boundary.
+/// steps, refractoriness flags, spike counts, the spike queue and its counts), the projections'
+/// row offsets (read by every delivered spike) and the member's work words. Each region starts
+/// on an 8-byte boundary.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ResidentLayout {
-    /// (identifier, byte offset, elements per member, element type) of each resident buffer.
-    pub buffers: Vec<(String, usize, usize, ElemType)>,
+    pub buffers: Vec<ResidentBuffer>,
     /// The work words' byte offset.
     pub work: usize,
     /// The resident kernel's dynamic shared memory, in bytes.
     pub bytes: usize,
 }
 
+/// A buffer of the [`ResidentLayout`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResidentBuffer {
+    pub ident: String,
+    /// Byte offset in dynamic shared memory.
+    pub offset: usize,
+    /// Elements (per member, if batched).
+    pub elems: usize,
+    pub elem: ElemType,
+    /// Whether the run writes it (an output, copied back at the end), or only reads it (an
+    /// input, the same for every member).
+    pub written: bool,
+}
+
 impl ResidentLayout {
     fn holds(&self, ident: &str) -> bool {
-        self.buffers.iter().any(|b| b.0 == ident)
+        self.buffers.iter().any(|b| b.ident == ident)
     }
 }
 
@@ -92,27 +111,36 @@ impl ResidentLayout {
 pub fn resident_layout(layout: &NetLayout, segments: usize) -> ResidentLayout {
     let mut at = 8 * (segments + 1);
     let mut buffers = Vec::new();
-    for a in &layout.outputs {
-        let per_neuron = matches!(
-            a.role,
+    let written = layout.outputs.iter().map(|a| (a, true));
+    let read = layout.inputs.iter().map(|a| (a, false));
+    for (a, out) in written.chain(read) {
+        let wanted = match a.role {
             NetRole::State
-                | NetRole::LastspikeStep
-                | NetRole::NotRefractory
-                | NetRole::SpikeCount
-                | NetRole::SpikeQueue
-                | NetRole::SpikeQueueCounts
-        );
+            | NetRole::LastspikeStep
+            | NetRole::NotRefractory
+            | NetRole::SpikeCount
+            | NetRole::SpikeQueue
+            | NetRole::SpikeQueueCounts => out && a.batched,
+            NetRole::RowOffsets => !out && !a.batched,
+            _ => false,
+        };
         let fixed: Option<Vec<usize>> = (a.shape.iter())
             .map(|d| match d {
                 Dim::Fixed(n) => Some(*n),
                 Dim::Sized(_) => None,
             })
             .collect();
-        let Some(fixed) = fixed.filter(|f| per_neuron && a.batched && !f.is_empty()) else {
+        let Some(fixed) = fixed.filter(|f| wanted && !f.is_empty()) else {
             continue;
         };
         let elems: usize = fixed.iter().product();
-        buffers.push((a.ident.clone(), at, elems, a.elem));
+        buffers.push(ResidentBuffer {
+            ident: a.ident.clone(),
+            offset: at,
+            elems,
+            elem: a.elem,
+            written: out,
+        });
         at += (elems * a.elem.size()).div_ceil(8) * 8;
     }
     let work = at;
@@ -170,8 +198,8 @@ pub struct KernelShape {
     pub segments: usize,
     /// Warps the delivery kernel's bookkeeping needs (at least that many warps are launched).
     pub tasks: usize,
-    /// Threads per block of the persistent kernel ([`persistent_block`]).
-    pub persistent_block: usize,
+    /// Threads per block of the resident kernel ([`resident_block`]).
+    pub resident_block: usize,
 }
 
 /// See [`KernelShape`].
@@ -180,7 +208,7 @@ pub fn kernel_shape(net: &NetworkIr, plan: &NetworkPlan) -> KernelShape {
         update_blocks: net.groups.iter().map(update_blocks).sum(),
         segments: segments(net, plan).len(),
         tasks: tasks(net, plan, Dialect::Cuda).len(),
-        persistent_block: persistent_block(net),
+        resident_block: resident_block(net),
     }
 }
 
@@ -369,7 +397,7 @@ enum Printing {
     /// neurons.
     PerStep,
     /// A persistent kernel with blocks of `block` threads (virtual blocks of that many neurons,
-    /// spelled `SF_PBLOCK`); `resident`: the groups' state in shared memory.
+    /// printed as a number); `resident`: the groups' state in shared memory.
     Persistent { block: usize, resident: bool },
 }
 
@@ -462,10 +490,10 @@ impl Gen<'_> {
 
     /// How the kernel being printed spells the neurons of a virtual block of the update and
     /// after-delivery phases.
-    fn vblock_size(&self) -> &'static str {
+    fn vblock_size(&self) -> String {
         match self.printing.get() {
-            Printing::Persistent { .. } => "SF_PBLOCK",
-            Printing::PerStep => "SF_BLOCK",
+            Printing::Persistent { block, .. } => block.to_string(),
+            Printing::PerStep => "SF_BLOCK".to_owned(),
         }
     }
 
@@ -483,6 +511,16 @@ impl Gen<'_> {
         match self.printing.get() {
             Printing::Persistent { block, .. } => virtual_blocks(group, block),
             Printing::PerStep => update_blocks(group),
+        }
+    }
+
+    /// Projection p's row offsets: resident in shared memory, or the input.
+    fn row_offsets(&self, p: usize) -> String {
+        let ident = format!("p{p}_rows");
+        if self.resident_now() && self.resident.holds(&ident) {
+            format!("sf_r_{ident}")
+        } else {
+            format!("in_{ident}")
         }
     }
 
@@ -863,10 +901,18 @@ impl Gen<'_> {
         self.write_records(g, code, &body, w)?;
         body.write(w)?;
         self.write_stores(g, ir, &code.dag.assigned(ir), w)?;
+        // On CUDA the last spike step and the spike count are stored only when the neuron
+        // spiked: at 50 Hz and dt 0.1 ms, 12 of the 40 bytes a neuron moves a step otherwise
+        // (the C loops stay branch-free, for GCC's vectoriser).
+        let on_spike = if self.dialect == Dialect::Cuda && code.dag.spike.is_some() {
+            "if (sf_spike) "
+        } else {
+            ""
+        };
         if self.plan.groups[g].lastspike {
             writeln!(
                 w,
-                "{} = sf_lastspike_step;",
+                "{on_spike}{} = sf_lastspike_step;",
                 self.at(&format!("g{g}_lastspike"), "sf_i")
             )?;
         }
@@ -880,7 +926,7 @@ impl Gen<'_> {
         if code.dag.spike.is_some() {
             writeln!(
                 w,
-                "{} += sf_spike_count;",
+                "{on_spike}{} += sf_spike_count;",
                 self.at(&format!("g{g}_spike_count"), "sf_i")
             )?;
             writeln!(w, "sf_fire = sf_spike;")?;
@@ -1247,10 +1293,8 @@ impl Gen<'_> {
         writeln!(w, "const int32_t sf_r = sf_pre - {a};")?;
         match proj.synapses.delay {
             DelayIr::Homogeneous { .. } => {
-                writeln!(
-                    w,
-                    "int64_t sf_lo = in_p{p}_rows[sf_r], sf_hi = in_p{p}_rows[sf_r + 1];"
-                )?;
+                let rows = self.row_offsets(p);
+                writeln!(w, "int64_t sf_lo = {rows}[sf_r], sf_hi = {rows}[sf_r + 1];")?;
             }
             DelayIr::PerSynapse { max_steps, .. } => {
                 let buckets = max_steps as usize + 1;
@@ -1920,14 +1964,14 @@ impl Gen<'_> {
     /// both, and what either reads of other threads' work (the queue, the arrivals) was written
     /// before the barrier after step k's delivery.
     fn write_persistent_cuda(&self, w: &mut SourceWriter) -> fmt::Result {
-        let block = persistent_block(self.net);
         self.write_grid_sync(w)?;
-        writeln!(w)?;
-        writeln!(w, "#define SF_PBLOCK {block}")?;
         for resident in [false, true] {
-            if resident {
-                writeln!(w)?;
-            }
+            let block = if resident {
+                resident_block(self.net)
+            } else {
+                PERSISTENT_BLOCK
+            };
+            writeln!(w)?;
             self.printing.set(Printing::Persistent { block, resident });
             let written = self.write_persistent_kernel(block, resident, w);
             self.printing.set(Printing::PerStep);
@@ -2028,11 +2072,12 @@ impl Gen<'_> {
         let words = self.layout.work.words;
         if load {
             writeln!(w, "extern __shared__ long long sf_dynamic[];")?;
-            for (ident, offset, _, elem) in &r.buffers {
-                let t = elem.c_type();
+            for b in &r.buffers {
+                let t = b.elem.c_type();
                 writeln!(
                     w,
-                    "{t}* const sf_r_{ident} = ({t}*) ((char*) sf_dynamic + {offset});"
+                    "{t}* const sf_r_{} = ({t}*) ((char*) sf_dynamic + {});",
+                    b.ident, b.offset
                 )?;
             }
             writeln!(
@@ -2041,11 +2086,21 @@ impl Gen<'_> {
                 r.work
             )?;
         }
+        // (shared, global, elements, batched): the inputs are copied in only.
         let copies = (r.buffers.iter())
-            .map(|(ident, _, elems, _)| (format!("sf_r_{ident}"), format!("out_{ident}"), *elems))
-            .chain([("sf_r_work".to_owned(), "sf_work".to_owned(), words)]);
-        for (shared, global, elems) in copies {
-            let global = format!("{global}[(int64_t) sf_b * {elems} + sf_k]");
+            .filter(|b| load || b.written)
+            .map(|b| {
+                let global = if b.written { "out" } else { "in" };
+                let name = format!("{global}_{}", b.ident);
+                (format!("sf_r_{}", b.ident), name, b.elems, b.written)
+            })
+            .chain([("sf_r_work".to_owned(), "sf_work".to_owned(), words, true)]);
+        for (shared, global, elems, batched) in copies {
+            let global = if batched {
+                format!("{global}[(int64_t) sf_b * {elems} + sf_k]")
+            } else {
+                format!("{global}[sf_k]")
+            };
             let shared = format!("{shared}[sf_k]");
             let (to, from) = if load {
                 (shared, global)

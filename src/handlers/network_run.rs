@@ -22,7 +22,7 @@ use super::loaded_kernels::LoadedKernels;
 use super::network_path::{self, Path};
 use super::neuron_run::{cpu_options, cuda_options};
 use super::poison;
-use crate::codegen::network_kernel::{self, DELIVER_BLOCK};
+use crate::codegen::network_kernel::{self, DELIVER_BLOCK, PERSISTENT_BLOCK};
 use crate::codegen::network_layout::{self, Dim, NetArg, NetLayout, NetRole, UPDATE_BLOCK};
 use crate::codegen::Dialect;
 use crate::ir::network::{MonitorIr, NetworkIr};
@@ -466,7 +466,8 @@ impl Handler for NetworkRunCuda {
             );
             p
         };
-        let (kernel, blocks, shared) = match path {
+        // (kernel, blocks, threads per block, dynamic shared memory)
+        let (kernel, blocks, threads, shared) = match path {
             Path::PerStep => {
                 let per_step = &kernels[..kernels.len() - 2];
                 return launch_per_step(
@@ -479,9 +480,14 @@ impl Handler for NetworkRunCuda {
                     stream,
                 );
             }
-            Path::Block { resident: true } => (resident, 1, site.network.resident.bytes as u32),
-            Path::Block { resident: false } => (persistent, 1, shared),
-            Path::Grid { blocks } => (persistent, blocks, shared),
+            Path::Block { resident: true } => (
+                resident,
+                1,
+                shape.resident_block,
+                site.network.resident.bytes as u32,
+            ),
+            Path::Block { resident: false } => (persistent, 1, PERSISTENT_BLOCK, shared),
+            Path::Grid { blocks } => (persistent, blocks, PERSISTENT_BLOCK, shared),
         };
         // The whole run in one launch: steps [0, steps).
         let (mut s0, mut s1, mut total) = (0i32, steps, steps);
@@ -495,7 +501,7 @@ impl Handler for NetworkRunCuda {
         // its barrier needs (the driver refuses a grid the device cannot hold).
         let launch = cuda::LaunchShape {
             grid: (blocks, nb, 1),
-            block: (shape.persistent_block as u32, 1, 1),
+            block: (threads as u32, 1, 1),
             shared_mem: shared,
             cooperative: blocks > 1,
         };
@@ -538,11 +544,7 @@ fn choose_path(
         _ => false,
     };
     let resident_blocks = if needs_device {
-        cuda::resident_blocks(
-            persistent,
-            site.network.shape.persistent_block as u32,
-            shared,
-        )?
+        cuda::resident_blocks(persistent, PERSISTENT_BLOCK as u32, shared)?
     } else {
         0
     };
