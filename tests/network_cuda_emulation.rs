@@ -12,7 +12,8 @@
 //! The persistent kernel runs here too, as one block and as a grid of blocks that all run at
 //! once (each block's `__shared__` variables its own: the kernel becomes a function template
 //! instantiated once per block), with its real grid barrier (atomics, fences, volatile loads),
-//! launched in chunks of steps as the handler may launch it.
+//! launched in chunks of steps as the handler may launch it; and so does the resident kernel
+//! (one block per member, the state in its dynamic shared memory).
 //!
 //! Needs `g++` with C++20; skipped without one, unless `SPIKEFORGE_REQUIRE_GXX=1`.
 
@@ -27,8 +28,8 @@ use std::process::Command;
 use harness::{compile, spikes, Buf, Compiled, Results, State};
 use serde_json::json;
 use spikeforge::codegen::network_kernel::{
-    generate, kernel_shape, AFTER_ENTRY, DELIVER_BLOCK, DELIVER_ENTRY, PERSISTENT_BLOCK,
-    PERSISTENT_ENTRY, UPDATE_ENTRY,
+    generate, kernel_shape, resident_layout, AFTER_ENTRY, DELIVER_BLOCK, DELIVER_ENTRY,
+    PERSISTENT_BLOCK, PERSISTENT_ENTRY, RESIDENT_ENTRY, UPDATE_ENTRY,
 };
 use spikeforge::codegen::network_layout::UPDATE_BLOCK;
 use spikeforge::codegen::Dialect;
@@ -153,6 +154,9 @@ enum Mode {
     PerStep(usize),
     /// The persistent kernel with this many blocks at once, in launches of `chunk` steps.
     Persistent { blocks: usize, chunk: usize },
+    /// The resident kernel (one block, the state in shared memory), in launches of `chunk`
+    /// steps.
+    Resident { chunk: usize },
 }
 
 /// Most blocks a persistent emulation runs (one instantiation of the kernel template each).
@@ -165,10 +169,18 @@ fn program(c: &Compiled, persistent: bool) -> String {
     let plan = plan(&net);
     let shape = kernel_shape(&net, &plan);
     let generated = generate(&net, &plan, &c.layout, Dialect::Cuda);
-    let mut source = generated.source.replace(
-        "extern __shared__ long long sf_seg[];",
-        &format!("static long long sf_seg[{}];", shape.segments + 1),
-    );
+    // Dynamic shared memory: the delivery's segment prefix, the resident kernel's state.
+    let resident = resident_layout(&c.layout, shape.segments);
+    let mut source = generated
+        .source
+        .replace(
+            "extern __shared__ long long sf_seg[];",
+            &format!("static long long sf_seg[{}];", shape.segments + 1),
+        )
+        .replace(
+            "extern __shared__ long long sf_dynamic[];",
+            &format!("static long long sf_dynamic[{}];", resident.bytes / 8),
+        );
     if persistent {
         // One instantiation per block: each block's `__shared__` (function statics) its own.
         source = source.replace(
@@ -203,8 +215,10 @@ fn program(c: &Compiled, persistent: bool) -> String {
         let cases: String = (0..MAX_PERSISTENT_BLOCKS)
             .map(|b| format!("case {b}: {PERSISTENT_ENTRY}<{b}>((sf_i32) c0, (sf_i32) c1, (sf_i32) steps, {args}); break; "))
             .collect();
+        // `blocks` 0: the resident kernel.
         format!(
-            "for (int c0 = 0; c0 < steps; c0 += chunk) {{\n        const int c1 = c0 + chunk < steps ? c0 + chunk : steps;\n        launch_grid(blocks, nb, {PERSISTENT_BLOCK}, [&](unsigned bx) {{ switch (bx) {{ {cases}}} }});\n    }}\n"
+            "for (int c0 = 0; c0 < steps; c0 += chunk) {{\n        const int c1 = c0 + chunk < steps ? c0 + chunk : steps;\n        if (blocks == 0) launch({RESIDENT_ENTRY}, 1, nb, {block}, (sf_i32) c0, (sf_i32) c1, (sf_i32) steps, {args});\n        else launch_grid(blocks, nb, {PERSISTENT_BLOCK}, [&](unsigned bx) {{ switch (bx) {{ {cases}}} }});\n    }}\n",
+            block = shape.resident_block
         )
     } else {
         let mut l = format!(
@@ -261,6 +275,7 @@ fn emulate(
             assert!((1..=MAX_PERSISTENT_BLOCKS).contains(&blocks));
             (&exe.persistent, blocks, chunk)
         }
+        Mode::Resident { chunk } => (&exe.persistent, 0, chunk),
     };
     let prepared = c.prepare(state, steps);
     let dir = exe.parent().unwrap();
@@ -444,8 +459,14 @@ fn emulated_cuda_kernels_give_the_c_kernels_results() {
         );
         // The persistent kernel, as one block and as grids (in chunks of steps), gives the
         // per-step kernels' results: the same spikes, and in deterministic mode the same bits.
-        for (blocks, chunk) in [(1, steps), (3, 37), (2, 1)] {
-            let mode = Mode::Persistent { blocks, chunk };
+        let modes = [(1, steps), (3, 37), (2, 1)]
+            .map(|(blocks, chunk)| Mode::Persistent { blocks, chunk })
+            .into_iter()
+            .chain([
+                Mode::Resident { chunk: steps },
+                Mode::Resident { chunk: 41 },
+            ]);
+        for mode in modes {
             let what = format!("{name} {mode:?}");
             let (ps, pr) = emulate(&c, &exe, &state, steps, mode);
             assert_eq!(spikes(&pr, "sp", 100000, 0), want, "{what}");
@@ -571,9 +592,11 @@ fn inputs_delays_generators(dir: &Path, deterministic: bool) {
     assert_close(&gr.get("m.ge"), &cr.get("m.ge"), 1e-3, "m.ge");
     // One block for the whole run; three blocks (one of them with two virtual blocks of the
     // update) in two launches.
-    for mode in
-        [(1, steps), (3, steps / 2)].map(|(blocks, chunk)| Mode::Persistent { blocks, chunk })
-    {
+    let modes = [(1, steps), (3, steps / 2)]
+        .map(|(blocks, chunk)| Mode::Persistent { blocks, chunk })
+        .into_iter()
+        .chain([Mode::Resident { chunk: steps / 3 }]);
+    for mode in modes {
         let what = format!("deterministic {deterministic}, {mode:?}");
         let (ps, pr) = emulate(&c, &exe, &state, steps, mode);
         assert_eq!(
@@ -738,6 +761,7 @@ fn every_path_matches_c(
             blocks: 3,
             chunk: steps / 3,
         },
+        Mode::Resident { chunk: steps / 2 },
     ] {
         let (gs, gr) = emulate(c, exe, state, steps, mode);
         let what = format!("deterministic {deterministic}, {mode:?}");

@@ -12,7 +12,7 @@ use std::fmt::{self, Write};
 
 use super::dialect::Dialect;
 use super::network_layout::{
-    counted_statements, group_var_ident, synapse_var_ident, update_blocks, NetArg, NetLayout,
+    counted_statements, group_var_ident, synapse_var_ident, update_blocks, Dim, NetArg, NetLayout,
     NetRole, UPDATE_BLOCK,
 };
 use super::printer::{literal, prelude, Printer};
@@ -34,12 +34,123 @@ pub const AFTER_ENTRY: &str = "sf_network_after";
 /// (docs/NETWORKS.md, "The persistent kernel"), as one block per batch member or as a
 /// cooperative grid.
 pub const PERSISTENT_ENTRY: &str = "sf_network_persistent";
+/// The persistent kernel as one block per batch member with the groups' state resident in
+/// shared memory (see [`ResidentLayout`]): the block path where that state fits.
+pub const RESIDENT_ENTRY: &str = "sf_network_resident";
 /// The C entry point (every phase of every step).
 pub const C_ENTRY: &str = "sf_network_run";
 
-/// Threads per block of the persistent kernel: the update's blocks, so that a virtual block of
-/// the update and after-delivery phases is one physical block's pass.
+/// Threads per block of the persistent kernel as a cooperative grid (or as one block whose
+/// state is not resident): the update's blocks, so that a virtual block of the update and
+/// after-delivery phases is one physical block's pass. (Blocks of 1024 threads were measured
+/// slower for the grid on the H200: fewer multiprocessors update, and every `__syncthreads` of
+/// the barriers and the delivery's prefix waits for 32 warps.)
 pub const PERSISTENT_BLOCK: usize = UPDATE_BLOCK;
+
+/// The most threads per block of the resident kernel (see [`resident_block`]).
+pub const RESIDENT_BLOCK_MAX: usize = 1024;
+
+/// Threads per block of the resident kernel, which are also the neurons of a virtual block of
+/// its update and after-delivery phases: the largest group's neurons rounded up to whole update
+/// blocks, at most [`RESIDENT_BLOCK_MAX`]. One block then updates a small network in a pass or
+/// a few (with 128 threads, 32 passes a step over COBA's 4000 neurons).
+pub fn resident_block(net: &NetworkIr) -> usize {
+    let largest = (net.groups.iter())
+        .filter(|g| !matches!(g.kind, NetGroupKind::SpikeGenerator { .. }))
+        .map(|g| g.n)
+        .max()
+        .unwrap_or(0);
+    (largest.div_ceil(UPDATE_BLOCK) * UPDATE_BLOCK).clamp(UPDATE_BLOCK, RESIDENT_BLOCK_MAX)
+}
+
+/// Virtual blocks of a group's update in a kernel whose blocks have `block` threads: one per
+/// `block` neurons; one for a spike generator (its spikes are read in order by one thread).
+pub fn virtual_blocks(g: &crate::ir::network::NetGroup, block: usize) -> usize {
+    match g.kind {
+        NetGroupKind::SpikeGenerator { .. } => 1,
+        _ => g.n.div_ceil(block),
+    }
+}
+
+/// Where the resident kernel ([`RESIDENT_ENTRY`]) keeps the groups' state in its dynamic shared
+/// memory, in bytes from the start (the delivery's segment prefix `sf_seg`, `8 (segments + 1)`
+/// bytes, comes first): every per-neuron buffer the run writes (state variables, last spike
+/// steps, refractoriness flags, spike counts, the spike queue and its counts), the projections'
+/// row offsets (read by every delivered spike) and the member's work words. Each region starts
+/// on an 8-byte boundary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResidentLayout {
+    pub buffers: Vec<ResidentBuffer>,
+    /// The work words' byte offset.
+    pub work: usize,
+    /// The resident kernel's dynamic shared memory, in bytes.
+    pub bytes: usize,
+}
+
+/// A buffer of the [`ResidentLayout`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResidentBuffer {
+    pub ident: String,
+    /// Byte offset in dynamic shared memory.
+    pub offset: usize,
+    /// Elements (per member, if batched).
+    pub elems: usize,
+    pub elem: ElemType,
+    /// Whether the run writes it (an output, copied back at the end), or only reads it (an
+    /// input, the same for every member).
+    pub written: bool,
+}
+
+impl ResidentLayout {
+    fn holds(&self, ident: &str) -> bool {
+        self.buffers.iter().any(|b| b.ident == ident)
+    }
+}
+
+/// See [`ResidentLayout`]; `segments`: [`KernelShape::segments`].
+pub fn resident_layout(layout: &NetLayout, segments: usize) -> ResidentLayout {
+    let mut at = 8 * (segments + 1);
+    let mut buffers = Vec::new();
+    let written = layout.outputs.iter().map(|a| (a, true));
+    let read = layout.inputs.iter().map(|a| (a, false));
+    for (a, out) in written.chain(read) {
+        let wanted = match a.role {
+            NetRole::State
+            | NetRole::LastspikeStep
+            | NetRole::NotRefractory
+            | NetRole::SpikeCount
+            | NetRole::SpikeQueue
+            | NetRole::SpikeQueueCounts => out && a.batched,
+            NetRole::RowOffsets => !out && !a.batched,
+            _ => false,
+        };
+        let fixed: Option<Vec<usize>> = (a.shape.iter())
+            .map(|d| match d {
+                Dim::Fixed(n) => Some(*n),
+                Dim::Sized(_) => None,
+            })
+            .collect();
+        let Some(fixed) = fixed.filter(|f| wanted && !f.is_empty()) else {
+            continue;
+        };
+        let elems: usize = fixed.iter().product();
+        buffers.push(ResidentBuffer {
+            ident: a.ident.clone(),
+            offset: at,
+            elems,
+            elem: a.elem,
+            written: out,
+        });
+        at += (elems * a.elem.size()).div_ceil(8) * 8;
+    }
+    let work = at;
+    at += (4 * layout.work.words).div_ceil(8) * 8;
+    ResidentLayout {
+        buffers,
+        work,
+        bytes: at,
+    }
+}
 
 /// Barriers the persistent kernel passes per step (after the update, after the delivery): the
 /// grid barrier's arrival counter grows by `BARRIERS_PER_STEP * blocks` a step.
@@ -87,6 +198,8 @@ pub struct KernelShape {
     pub segments: usize,
     /// Warps the delivery kernel's bookkeeping needs (at least that many warps are launched).
     pub tasks: usize,
+    /// Threads per block of the resident kernel ([`resident_block`]).
+    pub resident_block: usize,
 }
 
 /// See [`KernelShape`].
@@ -95,6 +208,7 @@ pub fn kernel_shape(net: &NetworkIr, plan: &NetworkPlan) -> KernelShape {
         update_blocks: net.groups.iter().map(update_blocks).sum(),
         segments: segments(net, plan).len(),
         tasks: tasks(net, plan, Dialect::Cuda).len(),
+        resident_block: resident_block(net),
     }
 }
 
@@ -222,6 +336,7 @@ pub fn generate(
         )
         .collect();
     let segments = segments(net, plan);
+    let segments_len = segments.len();
     let gen = Gen {
         net,
         plan,
@@ -234,13 +349,26 @@ pub fn generate(
         args,
         segments,
         counted: counted_statements(net, plan),
+        printing: std::cell::Cell::new(Printing::PerStep),
+        resident: resident_layout(layout, segments_len),
     };
     let source = render(|w| gen.write(w));
     let entries = match dialect {
         Dialect::Cuda if plan.after_delivery => {
-            vec![UPDATE_ENTRY, DELIVER_ENTRY, AFTER_ENTRY, PERSISTENT_ENTRY]
+            vec![
+                UPDATE_ENTRY,
+                DELIVER_ENTRY,
+                AFTER_ENTRY,
+                PERSISTENT_ENTRY,
+                RESIDENT_ENTRY,
+            ]
         }
-        Dialect::Cuda => vec![UPDATE_ENTRY, DELIVER_ENTRY, PERSISTENT_ENTRY],
+        Dialect::Cuda => vec![
+            UPDATE_ENTRY,
+            DELIVER_ENTRY,
+            PERSISTENT_ENTRY,
+            RESIDENT_ENTRY,
+        ],
         Dialect::C => vec![C_ENTRY],
     };
     GeneratedNetwork { source, entries }
@@ -273,6 +401,21 @@ struct Gen<'a> {
     segments: Vec<Segment>,
     /// (projection, pathway, statement) of the counted arrivals, in order.
     counted: Vec<(usize, usize, usize)>,
+    /// The kernel being printed (the phases print themselves for it).
+    printing: std::cell::Cell<Printing>,
+    /// Where the resident kernel keeps the groups' state in shared memory.
+    resident: ResidentLayout,
+}
+
+/// Which kernel the phases are being printed for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Printing {
+    /// The per-step kernels (and the C entry): virtual blocks of `SF_BLOCK` (`UPDATE_BLOCK`)
+    /// neurons.
+    PerStep,
+    /// A persistent kernel with blocks of `block` threads (virtual blocks of that many neurons,
+    /// printed as a number); `resident`: the groups' state in shared memory.
+    Persistent { block: usize, resident: bool },
 }
 
 /// How the indices of one event are spelled.
@@ -314,6 +457,9 @@ impl Gen<'_> {
 
     /// Element `index` (within a batch member) of the buffer `ident`.
     fn at(&self, ident: &str, index: &str) -> String {
+        if self.resident_now() && self.resident.holds(ident) {
+            return format!("sf_r_{ident}[{index}]");
+        }
         let (_, a) = &self.args[ident];
         let buf = self.buf(ident);
         if !a.batched {
@@ -357,6 +503,50 @@ impl Gen<'_> {
 
     fn tasks(&self) -> Vec<Task> {
         tasks(self.net, self.plan, self.dialect)
+    }
+
+    /// How the kernel being printed spells the neurons of a virtual block of the update and
+    /// after-delivery phases.
+    fn vblock_size(&self) -> String {
+        match self.printing.get() {
+            Printing::Persistent { block, .. } => block.to_string(),
+            Printing::PerStep => "SF_BLOCK".to_owned(),
+        }
+    }
+
+    /// Threads per block of the kernel whose delivery phase is being printed.
+    fn deliver_threads(&self) -> usize {
+        match self.printing.get() {
+            Printing::Persistent { block, .. } => block,
+            Printing::PerStep => DELIVER_BLOCK,
+        }
+    }
+
+    /// Virtual blocks of group g's update in the kernel being printed.
+    fn vblocks(&self, g: usize) -> usize {
+        let group = &self.net.groups[g];
+        match self.printing.get() {
+            Printing::Persistent { block, .. } => virtual_blocks(group, block),
+            Printing::PerStep => update_blocks(group),
+        }
+    }
+
+    /// Projection p's row offsets: resident in shared memory, or the input.
+    fn row_offsets(&self, p: usize) -> String {
+        let ident = format!("p{p}_rows");
+        if self.resident_now() && self.resident.holds(&ident) {
+            format!("sf_r_{ident}")
+        } else {
+            format!("in_{ident}")
+        }
+    }
+
+    /// Whether the resident kernel is being printed.
+    fn resident_now(&self) -> bool {
+        matches!(
+            self.printing.get(),
+            Printing::Persistent { resident: true, .. }
+        )
     }
 
     fn write(&self, w: &mut SourceWriter) -> fmt::Result {
@@ -443,11 +633,15 @@ impl Gen<'_> {
     /// the seed.
     fn step_prologue(&self, w: &mut SourceWriter) -> fmt::Result {
         let real = self.real_t();
-        writeln!(
-            w,
-            "int32_t* const sf_w = sf_work + (int64_t) sf_b * {};",
-            self.layout.work.words
-        )?;
+        if self.resident_now() {
+            writeln!(w, "int32_t* const sf_w = sf_r_work;")?;
+        } else {
+            writeln!(
+                w,
+                "int32_t* const sf_w = sf_work + (int64_t) sf_b * {};",
+                self.layout.work.words
+            )?;
+        }
         writeln!(w, "const int32_t sf_t_step = in_sf_t_step[sf_b] + sf_s;")?;
         writeln!(
             w,
@@ -492,6 +686,10 @@ impl Gen<'_> {
     fn queue_row(&self, g: usize, slot: &str) -> String {
         let gp = &self.plan.groups[g];
         let n = self.net.groups[g].n;
+        let queue = format!("g{g}_queue");
+        if self.resident_now() && self.resident.holds(&queue) {
+            return format!("(sf_r_{queue} + (int64_t) ({slot}) * {n})");
+        }
         format!(
             "({} + ((int64_t) sf_b * {} + {slot}) * {n})",
             self.buf(&format!("g{g}_queue")),
@@ -720,10 +918,18 @@ impl Gen<'_> {
         self.write_records(g, code, &body, w)?;
         body.write(w)?;
         self.write_stores(g, ir, &code.dag.assigned(ir), w)?;
+        // On CUDA the last spike step and the spike count are stored only when the neuron
+        // spiked: at 50 Hz and dt 0.1 ms, 12 of the 40 bytes a neuron moves a step otherwise
+        // (the C loops stay branch-free, for GCC's vectoriser).
+        let on_spike = if self.dialect == Dialect::Cuda && code.dag.spike.is_some() {
+            "if (sf_spike) "
+        } else {
+            ""
+        };
         if self.plan.groups[g].lastspike {
             writeln!(
                 w,
-                "{} = sf_lastspike_step;",
+                "{on_spike}{} = sf_lastspike_step;",
                 self.at(&format!("g{g}_lastspike"), "sf_i")
             )?;
         }
@@ -737,7 +943,7 @@ impl Gen<'_> {
         if code.dag.spike.is_some() {
             writeln!(
                 w,
-                "{} += sf_spike_count;",
+                "{on_spike}{} += sf_spike_count;",
                 self.at(&format!("g{g}_spike_count"), "sf_i")
             )?;
             writeln!(w, "sf_fire = sf_spike;")?;
@@ -879,11 +1085,15 @@ impl Gen<'_> {
     /// generator): what the update kernel runs once and the persistent kernel once per virtual
     /// block it owns. Needs `sf_b`, `sf_s`, the step prologue, `sf_lane` and `sf_vb`.
     fn write_update_phase(&self, w: &mut SourceWriter) -> fmt::Result {
-        writeln!(w, "__shared__ int32_t sf_warp_spikes[SF_BLOCK / 32];")?;
+        writeln!(
+            w,
+            "__shared__ int32_t sf_warp_spikes[{} / 32];",
+            self.vblock_size()
+        )?;
         writeln!(w, "__shared__ int32_t sf_block_base;")?;
         let mut start = 0usize;
-        for (g, group) in self.net.groups.iter().enumerate() {
-            let end = start + update_blocks(group);
+        for g in 0..self.net.groups.len() {
+            let end = start + self.vblocks(g);
             w.block(format!("if (sf_vb >= {start} && sf_vb < {end})"), |w| {
                 self.write_update_block(g, start, w)
             })?;
@@ -907,7 +1117,8 @@ impl Gen<'_> {
         }
         writeln!(
             w,
-            "const int64_t sf_i = (int64_t) (sf_vb - {first}) * SF_BLOCK + threadIdx.x;"
+            "const int64_t sf_i = (int64_t) (sf_vb - {first}) * {} + threadIdx.x;",
+            self.vblock_size()
         )?;
         writeln!(w, "bool sf_fire = false;")?;
         w.block(format!("if (sf_i < {})", group.n), |w| match group.kind {
@@ -942,7 +1153,7 @@ impl Gen<'_> {
         }
         // Ordered compaction: a block-wide scan, then a decoupled look-back over the group's
         // earlier blocks (64-bit status words: tag = step + 1, flag 1 = aggregate, 2 = prefix).
-        let blocks = update_blocks(group);
+        let blocks = self.vblocks(g);
         let status = self.layout.work.status;
         writeln!(
             w,
@@ -951,7 +1162,7 @@ impl Gen<'_> {
         writeln!(w, "__syncthreads();")?;
         w.block("if (threadIdx.x == 0)", |w| {
             writeln!(w, "int32_t sf_total = 0;")?;
-            w.block("for (int k = 0; k < SF_BLOCK / 32; ++k)", |w| {
+            w.block(format!("for (int k = 0; k < {} / 32; ++k)", self.vblock_size()), |w| {
                 writeln!(w, "const int32_t c = sf_warp_spikes[k];")?;
                 writeln!(w, "sf_warp_spikes[k] = sf_total;")?;
                 writeln!(w, "sf_total += c;")
@@ -1118,10 +1329,8 @@ impl Gen<'_> {
         writeln!(w, "const int32_t sf_r = sf_pre - {a};")?;
         match proj.synapses.pathways[pathway].delay {
             DelayIr::Homogeneous { .. } => {
-                writeln!(
-                    w,
-                    "int64_t sf_lo = in_p{p}_rows[sf_r], sf_hi = in_p{p}_rows[sf_r + 1];"
-                )?;
+                let rows = self.row_offsets(p);
+                writeln!(w, "int64_t sf_lo = {rows}[sf_r], sf_hi = {rows}[sf_r + 1];")?;
             }
             DelayIr::PerSynapse { max_steps, .. } => {
                 let buckets = max_steps as usize + 1;
@@ -1376,8 +1585,9 @@ impl Gen<'_> {
         if self.plan.projections.iter().any(|p| p.row_parallel) {
             writeln!(
                 w,
-                "__shared__ {} sf_row_values[{DELIVER_BLOCK}];",
-                self.real_t()
+                "__shared__ {} sf_row_values[{}];",
+                self.real_t(),
+                self.deliver_threads()
             )?;
         }
         w.block(
@@ -1477,11 +1687,17 @@ impl Gen<'_> {
     fn write_segment_scan(&self, w: &mut SourceWriter) -> fmt::Result {
         let s = self.segments.len();
         writeln!(w, "extern __shared__ long long sf_seg[];")?;
-        writeln!(w, "__shared__ long long sf_part[{DELIVER_BLOCK}];")?;
+        // `sf_used` threads hold `sf_per` segments each; thread 0 scans their sums.
+        writeln!(
+            w,
+            "__shared__ long long sf_part[{}];",
+            s.min(self.deliver_threads())
+        )?;
         writeln!(
             w,
             "const int32_t sf_per = ({s} + (int32_t) blockDim.x - 1) / (int32_t) blockDim.x;"
         )?;
+        writeln!(w, "const int32_t sf_used = ({s} + sf_per - 1) / sf_per;")?;
         writeln!(w, "const int32_t sf_k0 = (int32_t) threadIdx.x * sf_per;")?;
         writeln!(
             w,
@@ -1506,11 +1722,14 @@ impl Gen<'_> {
             writeln!(w, "sf_seg[sf_k + 1] = sf_c;")?;
             writeln!(w, "sf_sum += sf_c;")
         })?;
-        writeln!(w, "sf_part[threadIdx.x] = sf_sum;")?;
+        writeln!(
+            w,
+            "if ((int32_t) threadIdx.x < sf_used) sf_part[threadIdx.x] = sf_sum;"
+        )?;
         writeln!(w, "__syncthreads();")?;
         w.block("if (threadIdx.x == 0)", |w| {
             writeln!(w, "long long sf_run = 0;")?;
-            w.block("for (int32_t k = 0; k < (int32_t) blockDim.x; ++k)", |w| {
+            w.block("for (int32_t k = 0; k < sf_used; ++k)", |w| {
                 writeln!(w, "const long long x = sf_part[k];")?;
                 writeln!(w, "sf_part[k] = sf_run;")?;
                 writeln!(w, "sf_run += x;")
@@ -1518,10 +1737,12 @@ impl Gen<'_> {
             writeln!(w, "sf_seg[0] = 0;")
         })?;
         writeln!(w, "__syncthreads();")?;
-        writeln!(w, "long long sf_run = sf_part[threadIdx.x];")?;
-        w.block("for (int32_t sf_k = sf_k0; sf_k < sf_k1; ++sf_k)", |w| {
-            writeln!(w, "sf_run += sf_seg[sf_k + 1];")?;
-            writeln!(w, "sf_seg[sf_k + 1] = sf_run;")
+        w.block("if ((int32_t) threadIdx.x < sf_used)", |w| {
+            writeln!(w, "long long sf_run = sf_part[threadIdx.x];")?;
+            w.block("for (int32_t sf_k = sf_k0; sf_k < sf_k1; ++sf_k)", |w| {
+                writeln!(w, "sf_run += sf_seg[sf_k + 1];")?;
+                writeln!(w, "sf_seg[sf_k + 1] = sf_run;")
+            })
         })?;
         writeln!(w, "__syncthreads();")
     }
@@ -1846,12 +2067,13 @@ impl Gen<'_> {
     fn write_after_phase(&self, w: &mut SourceWriter) -> fmt::Result {
         let mut start = 0usize;
         for (g, group) in self.net.groups.iter().enumerate() {
-            let end = start + update_blocks(group);
+            let end = start + self.vblocks(g);
             if self.has_after(g) {
                 w.block(format!("if (sf_vb >= {start} && sf_vb < {end})"), |w| {
                     writeln!(
                         w,
-                        "const int64_t sf_i = (int64_t) (sf_vb - {start}) * SF_BLOCK + threadIdx.x;"
+                        "const int64_t sf_i = (int64_t) (sf_vb - {start}) * {} + threadIdx.x;",
+                        self.vblock_size()
                     )?;
                     w.block(format!("if (sf_i < {})", group.n), |w| {
                         self.write_after_neuron(g, w)
@@ -1877,33 +2099,69 @@ impl Gen<'_> {
     /// before the barrier after step k's delivery.
     fn write_persistent_cuda(&self, w: &mut SourceWriter) -> fmt::Result {
         self.write_grid_sync(w)?;
-        writeln!(w)?;
-        let total_blocks: usize = self.net.groups.iter().map(update_blocks).sum();
+        for resident in [false, true] {
+            let block = if resident {
+                resident_block(self.net)
+            } else {
+                PERSISTENT_BLOCK
+            };
+            writeln!(w)?;
+            self.printing.set(Printing::Persistent { block, resident });
+            let written = self.write_persistent_kernel(block, resident, w);
+            self.printing.set(Printing::PerStep);
+            written?;
+        }
+        Ok(())
+    }
+
+    /// The persistent kernel with blocks of `block` threads; `resident`: the one-block kernel
+    /// with the groups' state in shared memory ([`RESIDENT_ENTRY`]), which loads it at the start
+    /// of the launch, stores it at the end and synchronises with `__syncthreads` alone.
+    fn write_persistent_kernel(
+        &self,
+        block: usize,
+        resident: bool,
+        w: &mut SourceWriter,
+    ) -> fmt::Result {
+        let total_blocks: usize = (0..self.net.groups.len()).map(|g| self.vblocks(g)).sum();
         let ordered = self.plan.groups.iter().any(|g| g.ordered_compaction);
         let vb_loop = format!(
             "for (int32_t sf_vb = (int32_t) blockIdx.x; sf_vb < {total_blocks}; sf_vb += (int32_t) gridDim.x)"
         );
+        let entry = if resident {
+            RESIDENT_ENTRY
+        } else {
+            PERSISTENT_ENTRY
+        };
         writeln!(
             w,
             "{}\n{{",
-            self.cuda_signature_with(
-                PERSISTENT_ENTRY,
-                PERSISTENT_BLOCK,
-                &["sf_s0", "sf_s1", "sf_steps"]
-            )
+            self.cuda_signature_with(entry, block, &["sf_s0", "sf_s1", "sf_steps"])
         )?;
+        let barrier = |w: &mut SourceWriter| {
+            if resident {
+                writeln!(w, "__syncthreads();")
+            } else {
+                writeln!(w, "sf_target += gridDim.x;")?;
+                writeln!(w, "sf_grid_sync(sf_barrier, sf_target);")
+            }
+        };
         w.indented(|w| {
             writeln!(w, "const int32_t sf_b = (int32_t) blockIdx.y;")?;
-            writeln!(
-                w,
-                "unsigned long long* const sf_barrier = (unsigned long long*) (sf_work + (int64_t) sf_b * {} + {});",
-                self.layout.work.words, self.layout.work.barrier
-            )?;
-            writeln!(w, "/* Arrivals at the grid barrier before this chunk's first step. */")?;
-            writeln!(
-                w,
-                "unsigned long long sf_target = (unsigned long long) sf_s0 * {BARRIERS_PER_STEP}ull * gridDim.x;"
-            )?;
+            if resident {
+                self.write_resident_copies(true, w)?;
+            } else {
+                writeln!(
+                    w,
+                    "unsigned long long* const sf_barrier = (unsigned long long*) (sf_work + (int64_t) sf_b * {} + {});",
+                    self.layout.work.words, self.layout.work.barrier
+                )?;
+                writeln!(w, "/* Arrivals at the grid barrier before this chunk's first step. */")?;
+                writeln!(
+                    w,
+                    "unsigned long long sf_target = (unsigned long long) sf_s0 * {BARRIERS_PER_STEP}ull * gridDim.x;"
+                )?;
+            }
             w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
                 scope(w, |w| {
                     self.step_prologue(w)?;
@@ -1917,14 +2175,12 @@ impl Gen<'_> {
                         Ok(())
                     })
                 })?;
-                writeln!(w, "sf_target += gridDim.x;")?;
-                writeln!(w, "sf_grid_sync(sf_barrier, sf_target);")?;
+                barrier(w)?;
                 scope(w, |w| {
                     self.step_prologue(w)?;
                     self.write_deliver_phase(w)
                 })?;
-                writeln!(w, "sf_target += gridDim.x;")?;
-                writeln!(w, "sf_grid_sync(sf_barrier, sf_target);")?;
+                barrier(w)?;
                 if self.plan.after_delivery {
                     scope(w, |w| {
                         self.step_prologue(w)?;
@@ -1932,9 +2188,68 @@ impl Gen<'_> {
                     })?;
                 }
                 Ok(())
-            })
+            })?;
+            if resident {
+                writeln!(w, "__syncthreads();")?;
+                self.write_resident_copies(false, w)?;
+            }
+            Ok(())
         })?;
         w.write_str("}\n")
+    }
+
+    /// The resident kernel's state copies: `load` (at the start: the pointers into dynamic
+    /// shared memory, every resident buffer and the member's work words copied in, then a
+    /// `__syncthreads`), or the copies back to global memory at the end.
+    fn write_resident_copies(&self, load: bool, w: &mut SourceWriter) -> fmt::Result {
+        let r = &self.resident;
+        let words = self.layout.work.words;
+        if load {
+            writeln!(w, "extern __shared__ long long sf_dynamic[];")?;
+            for b in &r.buffers {
+                let t = b.elem.c_type();
+                writeln!(
+                    w,
+                    "{t}* const sf_r_{} = ({t}*) ((char*) sf_dynamic + {});",
+                    b.ident, b.offset
+                )?;
+            }
+            writeln!(
+                w,
+                "int32_t* const sf_r_work = (int32_t*) ((char*) sf_dynamic + {});",
+                r.work
+            )?;
+        }
+        // (shared, global, elements, batched): the inputs are copied in only.
+        let copies = (r.buffers.iter())
+            .filter(|b| load || b.written)
+            .map(|b| {
+                let global = if b.written { "out" } else { "in" };
+                let name = format!("{global}_{}", b.ident);
+                (format!("sf_r_{}", b.ident), name, b.elems, b.written)
+            })
+            .chain([("sf_r_work".to_owned(), "sf_work".to_owned(), words, true)]);
+        for (shared, global, elems, batched) in copies {
+            let global = if batched {
+                format!("{global}[(int64_t) sf_b * {elems} + sf_k]")
+            } else {
+                format!("{global}[sf_k]")
+            };
+            let shared = format!("{shared}[sf_k]");
+            let (to, from) = if load {
+                (shared, global)
+            } else {
+                (global, shared)
+            };
+            writeln!(
+                w,
+                "for (int32_t sf_k = (int32_t) threadIdx.x; sf_k < {elems}; sf_k += (int32_t) blockDim.x) {to} = {from};"
+            )?;
+        }
+        if load {
+            writeln!(w, "__syncthreads();")?;
+        }
+        Ok(())
     }
 
     /// The persistent kernel's barrier. One block: `__syncthreads`. A cooperative grid (every
