@@ -27,11 +27,13 @@ Every implementation simulates the very same synapses (the baselines read spikef
 connectivity from the state) and initial state, with Brian2's schedule; the rates are compared
 (float32: within 1% for ``coba_be``, 10% for the chaotic ``coba`` and ``cuba``, whose float32
 trajectories diverge; float64: equal spike counts for every neuron), so a wrong kernel fails the
-run (exit status 1) instead of being reported as fast. Baselines: ``jax``, a jitted ``lax.scan`` with event-driven propagation
-(compacted spike indices, then a scatter-add of their rows); ``brainevent``, the same scan with
-propagation by brainevent's ``binary_fcnmv`` (fixed-connection event-driven matvec, backend
-``cuda_raw`` on a GPU, what brainevent's COBA example runs; ``numba`` or ``jax_raw`` on a CPU);
-a clear line says when brainevent cannot be imported and its column is left out.
+run (exit status 1) instead of being reported as fast.
+
+Baselines: ``jax``, a jitted ``lax.scan`` with event-driven propagation (compacted spike indices,
+then a scatter-add of their rows); ``brainevent``, the same scan with propagation by brainevent's
+``binary_fcnmv`` (fixed-connection event-driven matvec, backend ``cuda_raw`` on a GPU, what
+brainevent's COBA example runs; ``numba`` or ``jax_raw`` on a CPU); a clear line says when
+brainevent cannot be imported and its column is left out.
 
 Also measured: the bytes of each projection's connectivity in the state against its floor
 (4 bytes per synapse for the target index, the weight's bytes only when weights are per synapse,
