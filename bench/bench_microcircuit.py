@@ -6,16 +6,16 @@ Usage::
     python bench/bench_microcircuit.py [--scale 0.1] [--duration MS] [--presim MS]
         [--strategy per_step,block,grid,auto] [--quick] [--json PATH]
 
-The model (PD14; parameters as in NEST's ``microcircuit`` example): 77,169 current-based LIF
-neurons in 8 populations (L2/3, L4, L5, L6, excitatory and inhibitory), tau_m 10 ms,
-C_m 250 pF, E_L = V_reset -65 mV, threshold -50 mV, refractory 2 ms, exponential synaptic
-currents tau_syn 0.5 ms, exact integration, dt 0.1 ms. One spikeforge ``Synapses`` per pair of
-populations with a non-zero connection probability, ``connect(p=...)`` from the published
-table (about 0.3 billion synapses at full scale), per-synapse weights (mean 87.8 pA, i.e. a
-0.15 mV PSP, doubled from L4e to L2/3e, -4x for inhibitory sources; normal, 10% standard
-deviation, clipped at 0 so that no synapse changes sign) and per-synapse delays (normal,
-1.5 +- 0.75 ms excitatory, 0.75 +- 0.375 ms inhibitory, clipped below at dt), Poisson background
-(``PoissonInput``: K_ext sources of 8 Hz per neuron, K_ext from the published table).
+The model (PD14; parameters as in NEST's ``microcircuit`` example): 77,169 current-based LIF neurons
+in 8 populations (L2/3, L4, L5, L6, excitatory and inhibitory), tau_m 10 ms, C_m 250 pF, E_L =
+V_reset -65 mV, threshold -50 mV, refractory 2 ms, exponential synaptic currents tau_syn 0.5 ms,
+exact integration, dt 0.1 ms. One spikeforge ``Synapses`` per pair of populations with a non-zero
+connection probability, ``connect(p=...)`` from the published table (p = -ln(1 - C): PD14's C counts
+multapses once; about 0.3 billion synapses at full scale), per-synapse weights (mean 87.8 pA, i.e. a
+0.15 mV PSP, doubled from L4e to L2/3e, -4x for inhibitory sources; normal, 10% standard deviation,
+clipped at 0 so that no synapse changes sign) and per-synapse delays (normal, 1.5 +- 0.75 ms
+excitatory, 0.75 +- 0.375 ms inhibitory, clipped below at dt), Poisson background (``PoissonInput``:
+K_ext sources of 8 Hz per neuron, K_ext from the published table).
 
 ``--scale s`` (e.g. 0.1 on a CPU, 1.0 on the GPU) scales the neurons by s; the probabilities
 stay, so every in-degree scales by s too (synapses by s^2), and, as NEST's example does for
@@ -37,9 +37,11 @@ biological second on a Titan RTX (issue 10's target: 0.25 s).
 from __future__ import annotations
 
 import argparse
+import cProfile
 import dataclasses
 import json
 import math
+import pstats
 import statistics
 import sys
 import time
@@ -64,6 +66,11 @@ CONN_PROBS = np.array(
         [0.0364, 0.0010, 0.0034, 0.0005, 0.0277, 0.0080, 0.0658, 0.1443],
     ]
 )
+# PD14's probabilities are of at least one synapse between two neurons, with multapses: the
+# number of synapses is K = ln(1 - C) / ln(1 - 1/(N_pre N_post)), i.e. a mean of -ln(1 - C) N_pre
+# per target neuron (NEST's fixed_total_number). Without multapses the same mean in-degree is a
+# Bernoulli draw with probability -ln(1 - C) (at most 0.47 here).
+SYNAPSE_PROBS = -np.log1p(-CONN_PROBS)
 K_EXT = np.array([1600, 1500, 2100, 1900, 2000, 1900, 2900, 2100])
 BG_RATE = 8.0  # Hz per external source
 # the full model's rates (NEST's example, Poisson background; PD14 Fig. 6), Hz
@@ -108,7 +115,7 @@ class Circuit:
         1/sqrt(s) removes (NEST's example, adjust_weights_and_input_to_synapse_scaling)."""
         if self.scale == 1.0:
             return np.zeros(8)
-        k_full = CONN_PROBS * np.asarray(FULL_SIZES)[None, :]
+        k_full = SYNAPSE_PROBS * np.asarray(FULL_SIZES)[None, :]
         recurrent = (self.mean_weights() * k_full * FULL_RATES[None, :]).sum(axis=1)
         external = W_MEAN * K_EXT * BG_RATE
         return 1e-3 * NEURON["tau_syn"] * (1.0 - math.sqrt(self.scale)) * (recurrent + external)
@@ -135,7 +142,7 @@ def build(circuit: Circuit, strategy: str = "auto"):
     objects, values = [P], {}
     for a in range(8):  # target
         for b in range(8):  # source
-            p = CONN_PROBS[a, b]
+            p = SYNAPSE_PROBS[a, b]
             if p == 0.0:
                 continue
             name = f"S_{POPULATIONS[b]}_{POPULATIONS[a]}"
@@ -185,7 +192,9 @@ def device_peak() -> int | None:
     return stats.get("peak_bytes_in_use")
 
 
-def run(circuit: Circuit, duration: float, presim: float, strategies, repeats: int) -> list[dict]:
+def run(
+    circuit: Circuit, duration: float, presim: float, strategies, repeats: int, profile_build: bool = False
+) -> list[dict]:
     t0 = time.perf_counter()
     nets = {s: build(circuit, s) for s in strategies}
     net, values = nets[strategies[0]]
@@ -196,8 +205,14 @@ def run(circuit: Circuit, duration: float, presim: float, strategies, repeats: i
     for k, (name, (w, d)) in enumerate(values.items()):
         init[name] = synapse_values(w, d, seed=1000 + 2 * k)
     peak0 = device_peak()
-    state = net.init_state(seed=0, **init)
-    jax.block_until_ready(state)
+    profile = cProfile.Profile() if profile_build else None
+    if profile:
+        profile.enable()
+    state = jax.block_until_ready(net.init_state(seed=0, **init))
+    if profile:
+        profile.disable()
+        print("  init_state, where the time goes (cumulative s):")
+        pstats.Stats(profile, stream=sys.stdout).sort_stats("cumulative").print_stats(r"spikeforge|numpy", 14)
     build_s = time.perf_counter() - t0
     peak_built = device_peak()
     held, floor, n_syn = synapse_bytes(state, values)
@@ -280,6 +295,7 @@ def main(argv=None) -> int:
     parser.add_argument("--strategy", default="auto", help="comma-separated: per_step, block, grid, auto")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smoke run: scale 0.05, 100 ms")
+    parser.add_argument("--profile-build", action="store_true", help="print where init_state spends its time")
     parser.add_argument("--json", help="also write every number here")
     args = parser.parse_args(argv)
     strategies = tuple(s.strip() for s in args.strategy.split(",") if s.strip())
@@ -293,7 +309,7 @@ def main(argv=None) -> int:
         parser.error("--scale: in (0, 1]")
     duration = args.duration or (100.0 if args.quick else 1000.0 if gpu else 200.0)
     print(f"spikeforge {sf.__version__}, jax {jax.__version__}, device {jax.devices()[0]}")
-    rows = run(Circuit(scale), duration, args.presim, strategies, args.repeats)
+    rows = run(Circuit(scale), duration, args.presim, strategies, args.repeats, args.profile_build)
     print_table(rows)
     if args.json:
         with open(args.json, "w") as f:
