@@ -283,13 +283,14 @@ def print_table(rows: list[dict]):
         else:
             plastic = f"{r['plastic_s']:.3f} ({min(r['plastic_times']):.3f})"
             ratio = f"{r['plastic_s'] / r['static_s']:.2f}x" if r["agree"] else "-"
+        mean_w = "-" if r["final_mean_w"] is None else f"{r['final_mean_w']:.4f}"
         print(
             f"| x{r['scale']:g} | {r['n']} | {r['synapses']} ({r['ee_synapses']}) | {r['duration_ms']:.0f} | "
             f"{r['strategy']} ({r['path_static']}/{r['path_plastic']}) | "
             f"{r['static_s']:.3f} ({min(r['static_times']):.3f}) | "
             f"{plastic} | "
             f"{ratio} | {r['jax_s']:.3f} | {r['rate_static_hz']:.2f} / {r['rate_plastic_hz']:.2f} / "
-            f"{r['rate_jax_hz']:.2f} | {'-' if r['final_mean_w'] is None else f'{r['final_mean_w']:.4f}'} | {r['check']['weight_max_error']:.1e} | "
+            f"{r['rate_jax_hz']:.2f} | {mean_w} | {r['check']['weight_max_error']:.1e} | "
             f"{'yes' if r['agree'] else '**MISMATCH**'} |"
         )
 
