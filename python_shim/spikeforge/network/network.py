@@ -197,8 +197,10 @@ class Network:
         a group (state variables, parameters, and constants given per neuron), ``S=dict(w=...,
         d=...)`` for a projection (one value, or one per synapse in creation order: the order of
         the ``connect`` calls, and within one the order of its ``i``/``j`` or of the rule's
-        draws). Numbers may be quantities. Connectivity is built here (outside ``jit``: its size
-        becomes a shape), from ``seed`` unless a ``connect`` call gave its own."""
+        draws; or a function of the number of synapses returning one per synapse, for values
+        drawn for synapses built by a rule, whose number is known only here). Numbers may be
+        quantities. Connectivity is built here (outside ``jit``: its size becomes a shape), from
+        ``seed`` unless a ``connect`` call gave its own."""
         dtype = jnp.dtype(dtype).name
         if dtype not in _REAL:
             raise TypeError(f"init_state: dtype must be float32 or float64, got {dtype}")
@@ -305,6 +307,8 @@ class Network:
             table = i, j
         converted = {}
         for var, value in values.items():
+            if callable(value):  # drawn once the number of synapses is known
+                value = value(n_syn)
             x = np.asarray(to_kernel_units(value, f"init_state: {s.name}[{var!r}]"))
             if x.ndim > 1 or (x.ndim == 1 and x.shape[0] != n_syn):
                 raise s.error(
