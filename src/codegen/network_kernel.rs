@@ -10,6 +10,11 @@
 use std::collections::HashMap;
 use std::fmt::{self, Write};
 
+mod synapse_dynamics;
+pub use synapse_dynamics::{
+    barriers_per_step, step_launches, StepGrid, SUMS_ENTRY, SYNAPSES_ENTRY,
+};
+
 use super::dialect::Dialect;
 use super::network_layout::{
     counted_statements, group_var_ident, synapse_var_ident, update_blocks, NetArg, NetLayout,
@@ -40,10 +45,6 @@ pub const C_ENTRY: &str = "sf_network_run";
 /// Threads per block of the persistent kernel: the update's blocks, so that a virtual block of
 /// the update and after-delivery phases is one physical block's pass.
 pub const PERSISTENT_BLOCK: usize = UPDATE_BLOCK;
-
-/// Barriers the persistent kernel passes per step (after the update, after the delivery): the
-/// grid barrier's arrival counter grows by `BARRIERS_PER_STEP * blocks` a step.
-pub const BARRIERS_PER_STEP: u64 = 2;
 
 /// Cycles (`clock64`) a block waits at a grid barrier before it stops the kernel with an error
 /// (`__trap`): about 35 s at 2 GHz, far beyond any step, so that blocks that are not all
@@ -220,10 +221,11 @@ pub fn generate(
     };
     let source = render(|w| gen.write(w));
     let entries = match dialect {
-        Dialect::Cuda if plan.after_delivery => {
-            vec![UPDATE_ENTRY, DELIVER_ENTRY, AFTER_ENTRY, PERSISTENT_ENTRY]
-        }
-        Dialect::Cuda => vec![UPDATE_ENTRY, DELIVER_ENTRY, PERSISTENT_ENTRY],
+        Dialect::Cuda => step_launches(plan)
+            .into_iter()
+            .map(|(entry, _)| entry)
+            .chain([PERSISTENT_ENTRY])
+            .collect(),
         Dialect::C => vec![C_ENTRY],
     };
     GeneratedNetwork { source, entries }
@@ -374,6 +376,7 @@ impl Gen<'_> {
         writeln!(w)?;
         match self.dialect {
             Dialect::Cuda => {
+                self.write_dynamics_cuda(w)?;
                 self.write_update_cuda(w)?;
                 writeln!(w)?;
                 self.write_deliver_cuda(w)?;
@@ -701,6 +704,7 @@ impl Gen<'_> {
             lastspike: self.plan.groups[g].lastspike,
         };
         self.write_records(g, code, &body, w)?;
+        self.write_sums_taken(g, w)?;
         body.write(w)?;
         self.write_stores(g, ir, &code.dag.assigned(ir), w)?;
         if self.plan.groups[g].lastspike {
@@ -1768,9 +1772,11 @@ impl Gen<'_> {
             writeln!(w, "/* Arrivals at the grid barrier before this chunk's first step. */")?;
             writeln!(
                 w,
-                "unsigned long long sf_target = (unsigned long long) sf_s0 * {BARRIERS_PER_STEP}ull * gridDim.x;"
+                "unsigned long long sf_target = (unsigned long long) sf_s0 * {}ull * gridDim.x;",
+                barriers_per_step(self.plan)
             )?;
             w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
+                self.write_persistent_sums(w)?;
                 scope(w, |w| {
                     self.step_prologue(w)?;
                     writeln!(w, "const int32_t sf_lane = (int32_t) (threadIdx.x & 31u);")?;
@@ -1785,6 +1791,7 @@ impl Gen<'_> {
                 })?;
                 writeln!(w, "sf_target += gridDim.x;")?;
                 writeln!(w, "sf_grid_sync(sf_barrier, sf_target);")?;
+                self.write_persistent_clock_driven(w)?;
                 scope(w, |w| {
                     self.step_prologue(w)?;
                     self.write_deliver_phase(w)
@@ -1806,7 +1813,7 @@ impl Gen<'_> {
     /// The persistent kernel's barrier. One block: `__syncthreads`. A cooperative grid (every
     /// block resident, so every block reaches the barrier): each block's thread 0 adds one to the
     /// member's arrival counter and waits until it reaches `sf_target` (the counter only grows:
-    /// `BARRIERS_PER_STEP * blocks` a step, so no reset and no sense to flip; 64 bits never
+    /// `barriers_per_step * blocks` a step, so no reset and no sense to flip; 64 bits never
     /// wrap). Memory order: the block's writes before the barrier are ordered before thread 0's
     /// arrival by `__syncthreads` and the `__threadfence` (a fence.sc, cumulative); a waiter
     /// that reads the full count (a volatile load, not cached in L1) fences again before its
@@ -1873,7 +1880,9 @@ impl Gen<'_> {
                 writeln!(w, "const int32_t sf_b = (int32_t) sf_bl;")?;
                 w.block("for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
                     self.step_prologue(w)?;
+                    self.write_sums_phase(w)?;
                     self.write_c_update(w)?;
+                    self.write_clock_driven_phase(w)?;
                     self.write_queue_bookkeeping(w)?;
                     for (m, mon) in self.net.monitors.iter().enumerate() {
                         if !matches!(mon, MonitorIr::State { .. }) {

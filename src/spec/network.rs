@@ -209,7 +209,7 @@ pub struct ProjectionSpec {
     /// Statements run once per (spike, synapse) when the spike arrives (`ge_post += w`).
     #[serde(default)]
     pub on_pre: String,
-    /// Postsynaptic statements: the next issue's (refused with a located message).
+    /// Statements run once per (postsynaptic spike, synapse onto its neuron).
     #[serde(default)]
     pub on_post: Option<String>,
     /// None (0), a duration (ms), a constant expression, or the name of a per-synapse
@@ -221,6 +221,10 @@ pub struct ProjectionSpec {
     pub max_delay: Option<f64>,
     #[serde(default)]
     pub constants: BTreeMap<String, f64>,
+    /// The integration scheme of the `(clock-driven)` variables (Brian2's choice when absent:
+    /// exact, euler, heun, the first that applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<crate::spec::Method>,
 }
 
 /// Brian2's `PoissonInput`: each step, `Binomial(n, rate * dt)` events, each adding `weight` to

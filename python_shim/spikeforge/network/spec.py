@@ -101,6 +101,8 @@ def network_spec(members: Members, *, dt: float, deterministic: bool, variant: V
         }
         if s.on_post is not None:
             projection["on_post"] = s.on_post
+        if s.method is not None:
+            projection["method"] = s.method
         projections.append(projection)
     inputs = [
         {
