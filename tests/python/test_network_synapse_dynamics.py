@@ -380,8 +380,8 @@ def test_synapse_dynamics_errors_are_clear():
         ("gs = w : 1 (summed)\nw : 1", "does not end in '_pre' or '_post'", (1, 1)),
         ("gs_post : 1 (summed)", r"applies to a subexpression", (1, 14)),
         ("dg/dt = -g/(5*ms) : 1 (clock-driven, shared)", r"'\(shared\)' does not apply to a \(clock-driven\)", (1, 38)),
-        ("dA/dt = -A/(5*ms) : 1 (event-driven)\ndg/dt = -g/(5*ms) + A/ms : 1", "should not depend on the event-driven variable 'A'", (2, 1)),
-        ("dg/dt = -g/(5*ms) + lastspike_pre/ms : 1", r"reads 'lastspike_pre'.*not supported yet", (1, 1)),
+        ("dA/dt = -A/(5*ms) : 1 (event-driven)\ndg/dt = -g/(5*ms) + A/ms : 1", "should not depend on the event-driven variable 'A'", (2, 2)),
+        ("dg/dt = -g/(5*ms) + lastspike_pre/ms : 1", r"reads 'lastspike_pre'.*not supported yet", (1, 2)),
         ("dg/dt = -g/(5*ms) + xi/sqrt(ms) : 1", r"'xi' \(white noise\)", (1, 21)),
     ]  # fmt: skip
     for k, (model, message, (line, col)) in enumerate(cases):
