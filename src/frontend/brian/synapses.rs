@@ -1044,7 +1044,7 @@ mod tests {
 
     fn target_ir() -> GroupIr {
         let spec = ModelSpec::from_equations(
-            "dv/dt = (ge - v)/(10*ms) : volt (unless refractory)\ndge/dt = -ge/(5*ms) : volt\ntau : second (constant)",
+            "dv/dt = (ge - v)/(10*ms) : volt (unless refractory)\ndge/dt = -ge/(5*ms) : volt\ntau : second (constant)\ngs : volt",
             0.1,
         )
         .threshold("v > 1")
@@ -1174,22 +1174,45 @@ mod tests {
     }
 
     #[test]
-    fn what_is_not_here_yet_is_refused_where_it_is_written() {
-        let e = lower_with(&projection(
-            "dApre/dt = -Apre/tau : 1 (clock-driven)",
-            "ge += 1",
-        ))
-        .unwrap_err();
-        assert!(
-            e.message.contains("not supported yet (issue 11)"),
-            "{}",
-            e.render()
+    fn clock_driven_and_summed_variables_lower_with_brian2s_rules() {
+        let mut p = projection(
+            "w : 1\ndg/dt = -g/tau_g : 1 (clock-driven)\ndh/dt = (v_pre - h)/tau_g : 1\ngs_post = w*g : volt (summed)",
+            "g += 1",
         );
-        assert_eq!((e.span.unwrap().line, e.span.unwrap().col), (1, 27));
-        let e = lower_with(&projection("dx/dt = -x : 1", "ge += 1")).unwrap_err();
-        assert!(e.message.contains("clock-driven"), "{}", e.render());
-        let e = lower_with(&projection("g_syn = w : 1 (summed)\nw : 1", "")).unwrap_err();
-        assert!(e.message.contains("'(summed)'"), "{}", e.render());
+        p.constants.insert("tau_g".into(), 2.0);
+        let s = lower_with(&p).map_err(|e| e.render()).unwrap();
+        assert_eq!(s.clock_driven.len(), 2, "an unflagged equation is clock-driven");
+        assert_eq!(s.group.method, Method::Exact, "Brian2's choice: exact first");
+        assert_eq!(s.summed.len(), 1);
+        assert_eq!(s.summed[0].side, IndexOf::Post);
+        assert_eq!(target_ir().symbol(s.summed[0].var).name, "gs");
+        assert!(s.synapse_written().contains(&s.clock_driven[0]));
+        assert!(s.by_post_index() && !s.plastic());
+        let cases = [
+            ("w : 1\ngz_post = w : 1 (summed)", "has no variable 'gz'", (2, 1)),
+            ("w : 1\nv_post = w : 1 (summed)", "integrated by the group", (2, 1)),
+            ("w : 1\ntau_post = w : 1 (summed)", "flagged (constant)", (2, 1)),
+            ("w : 1\nge = w : 1 (summed)", "does not end in '_pre' or '_post'", (2, 1)),
+            ("dx/dt = -x : 1 (clock-driven, constant)", "does not apply to a (clock-driven)", (1, 31)),
+            (
+                "dA/dt = -A/tau_g : 1 (event-driven)\ngs_post = A : 1 (summed)",
+                "should not depend on the event-driven variable 'A'",
+                (2, 1),
+            ),
+        ];
+        for (model, want, (line, col)) in cases {
+            let mut p = projection(model, "");
+            p.constants.insert("tau_g".into(), 2.0);
+            let e = lower_with(&p).unwrap_err();
+            assert!(e.message.contains(want), "{model}: {}", e.render());
+            assert_eq!(e.field, "model");
+            let at = e.span.unwrap();
+            assert_eq!((at.line, at.col), (line, col), "{model}: {}", e.render());
+        }
+        let mut p = projection("dx/dt = -x*x/(10*ms) : 1", "");
+        p.method = Some(Method::Exact);
+        let e = lower_with(&p).unwrap_err();
+        assert_eq!(e.field, "method");
         let e = lower_with(&projection("x_post : 1", "")).unwrap_err();
         assert!(e.message.contains("reserved"), "{}", e.render());
     }
