@@ -31,7 +31,9 @@ pub fn check(groups: &[NetGroup], projections: &[Projection]) -> Result<(), Diag
 }
 
 fn var_name(groups: &[NetGroup], g: usize, v: crate::ir::VarId) -> String {
-    let ir = groups[g].neuron_ir().expect("a neuron group has the variable");
+    let ir = groups[g]
+        .neuron_ir()
+        .expect("a neuron group has the variable");
     ir.symbol(v).name.clone()
 }
 
@@ -42,7 +44,9 @@ fn at(proj: &Projection, message: String) -> Diagnostic {
 }
 
 /// Every (projection, group, variable, range) a `(summed)` variable sets.
-fn sums(projections: &[Projection]) -> Vec<(usize, usize, crate::ir::VarId, std::ops::Range<usize>)> {
+fn sums(
+    projections: &[Projection],
+) -> Vec<(usize, usize, crate::ir::VarId, std::ops::Range<usize>)> {
     projections
         .iter()
         .enumerate()
@@ -110,7 +114,10 @@ fn check_sums_onto_one_variable(
     Ok(())
 }
 
-fn check_sums_read_no_sum(groups: &[NetGroup], projections: &[Projection]) -> Result<(), Diagnostic> {
+fn check_sums_read_no_sum(
+    groups: &[NetGroup],
+    projections: &[Projection],
+) -> Result<(), Diagnostic> {
     let all = sums(projections);
     for proj in projections {
         for side in [IndexOf::Pre, IndexOf::Post] {

@@ -306,7 +306,10 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
     let after_delivery = !net.poisson_inputs.is_empty()
         || delivery.contains(&Delivery::Counted)
         || groups.iter().any(|g| g.late_reset);
-    let sums = net.projections.iter().any(|p| !p.synapses.summed.is_empty());
+    let sums = net
+        .projections
+        .iter()
+        .any(|p| !p.synapses.summed.is_empty());
     let clock_driven = net
         .projections
         .iter()

@@ -332,7 +332,9 @@ def test_clock_driven_matches_brian2():
     b2_spikes = sorted(zip(np.round(np.asarray(spk.t / ms) / DT).astype(int).tolist(), np.asarray(spk.i).tolist()))
     assert spikes == b2_spikes and len(spikes) > 20
     np.testing.assert_allclose(u, np.asarray(mon.u).T, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(np.asarray(state["S"]["g"]), np.asarray(S.g)[stored_order(CD_PAIRS[0])], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        np.asarray(state["S"]["g"]), np.asarray(S.g)[stored_order(CD_PAIRS[0])], rtol=0, atol=1e-9
+    )
 
 
 def test_summed_variables_match_brian2():
@@ -363,7 +365,9 @@ def test_summed_variables_match_brian2():
     assert spikes == b2_spikes and len(spikes) > 3
     for k in rec:
         np.testing.assert_allclose(rec[k], np.asarray(getattr(mon, k)).T, rtol=0, atol=1e-9, err_msg=k)
-    np.testing.assert_allclose(np.asarray(state["S"]["s"]), np.asarray(S.s)[stored_order(S_PAIRS[0])], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        np.asarray(state["S"]["s"]), np.asarray(S.s)[stored_order(S_PAIRS[0])], rtol=0, atol=1e-9
+    )
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -380,7 +384,8 @@ def test_synapse_dynamics_errors_are_clear():
         ("gs = w : 1 (summed)\nw : 1", "does not end in '_pre' or '_post'", (1, 1)),
         ("gs_post : 1 (summed)", r"applies to a subexpression", (1, 14)),
         ("dg/dt = -g/(5*ms) : 1 (clock-driven, shared)", r"'\(shared\)' does not apply to a \(clock-driven\)", (1, 38)),
-        ("dA/dt = -A/(5*ms) : 1 (event-driven)\ndg/dt = -g/(5*ms) + A/ms : 1", "should not depend on the event-driven variable 'A'", (2, 2)),
+        ("dA/dt = -A/(5*ms) : 1 (event-driven)\ndg/dt = -g/(5*ms) + A/ms : 1",
+         "should not depend on the event-driven variable 'A'", (2, 2)),
         ("dg/dt = -g/(5*ms) + lastspike_pre/ms : 1", r"reads 'lastspike_pre'.*not supported yet", (1, 2)),
         ("dg/dt = -g/(5*ms) + xi/sqrt(ms) : 1", r"'xi' \(white noise\)", (1, 21)),
     ]  # fmt: skip

@@ -174,13 +174,13 @@ impl Gen<'_> {
             let (a, b) = (range.start, range.end);
             let v = summed.var;
             w.block(format!("if (sf_i >= {a} && sf_i < {b})"), |w| {
-                writeln!(w, "x{} = {};", v.0, self.sum_slot(k, &format!("sf_i - {a}")))?;
                 writeln!(
                     w,
-                    "{} = x{};",
-                    self.at(&group_var_ident(g, v), "sf_i"),
-                    v.0
-                )
+                    "x{} = {};",
+                    v.0,
+                    self.sum_slot(k, &format!("sf_i - {a}"))
+                )?;
+                writeln!(w, "{} = x{};", self.at(&group_var_ident(g, v), "sf_i"), v.0)
             })?;
         }
         Ok(())

@@ -30,8 +30,8 @@ use crate::diagnostics::{nearest_names, Diagnostic, Span};
 use crate::frontend::builder::{GroupBuilder, Lowered};
 use crate::frontend::syntax::ast::{AssignOp, Ast};
 use crate::frontend::syntax::parser::{parse_expression, parse_statements};
-use crate::ir::derivative::derivative;
 use crate::integrators::choice;
+use crate::ir::derivative::derivative;
 use crate::ir::synapses::{DelayIr, Effect, Pathway, Side, Statement, Summed, SynapsesIr};
 use crate::ir::{
     Dynamics, Events, ExprArena, ExprId, Func, GroupIr, IndexOf, Site, StateEq, SymbolKind, Ty,
@@ -821,7 +821,8 @@ impl SynapseScope<'_> {
     /// The `(summed)` variables, in order, each onto a parameter of its group (Brian2's rules).
     fn summed(&mut self) -> Result<Vec<Summed>, Diagnostic> {
         let model = self.spec.model.clone();
-        let lines: Vec<&EquationLine> = self.lines.iter().filter(|l| l.has_flag("summed")).collect();
+        let lines: Vec<&EquationLine> =
+            self.lines.iter().filter(|l| l.has_flag("summed")).collect();
         let mut out: Vec<Summed> = Vec::new();
         for line in lines {
             let name = line.name.as_str();
@@ -830,7 +831,11 @@ impl SynapseScope<'_> {
                 None => (name.strip_suffix("_post").expect("checked"), IndexOf::Post),
             };
             let group = self.side(side);
-            let role = if side == IndexOf::Pre { "source" } else { "target" };
+            let role = if side == IndexOf::Pre {
+                "source"
+            } else {
+                "target"
+            };
             let at = |msg: String| Diagnostic::new("model", msg).at(&model, line.name_span);
             let Some(ir) = group.ir else {
                 return Err(at(format!(
@@ -845,7 +850,9 @@ impl SynapseScope<'_> {
                 ));
                 let near = nearest_names(base, group.names().iter().map(String::as_str));
                 d = if near.is_empty() {
-                    d.suggest(format!("declare '{base} : <unit>' in the {role}'s equations"))
+                    d.suggest(format!(
+                        "declare '{base} : <unit>' in the {role}'s equations"
+                    ))
                 } else {
                     d.suggest(format!("did you mean {}?", quote_list(&near)))
                 };
@@ -1181,19 +1188,47 @@ mod tests {
         );
         p.constants.insert("tau_g".into(), 2.0);
         let s = lower_with(&p).map_err(|e| e.render()).unwrap();
-        assert_eq!(s.clock_driven.len(), 2, "an unflagged equation is clock-driven");
-        assert_eq!(s.group.method, Method::Exact, "Brian2's choice: exact first");
+        assert_eq!(
+            s.clock_driven.len(),
+            2,
+            "an unflagged equation is clock-driven"
+        );
+        assert_eq!(
+            s.group.method,
+            Method::Exact,
+            "Brian2's choice: exact first"
+        );
         assert_eq!(s.summed.len(), 1);
         assert_eq!(s.summed[0].side, IndexOf::Post);
         assert_eq!(target_ir().symbol(s.summed[0].var).name, "gs");
         assert!(s.synapse_written().contains(&s.clock_driven[0]));
         assert!(s.by_post_index() && !s.plastic());
         let cases = [
-            ("w : 1\ngz_post = w : 1 (summed)", "has no variable 'gz'", (2, 1)),
-            ("w : 1\nv_post = w : 1 (summed)", "integrated by the group", (2, 1)),
-            ("w : 1\ntau_post = w : 1 (summed)", "flagged (constant)", (2, 1)),
-            ("w : 1\nge = w : 1 (summed)", "does not end in '_pre' or '_post'", (2, 1)),
-            ("dx/dt = -x : 1 (clock-driven, constant)", "does not apply to a (clock-driven)", (1, 31)),
+            (
+                "w : 1\ngz_post = w : 1 (summed)",
+                "has no variable 'gz'",
+                (2, 1),
+            ),
+            (
+                "w : 1\nv_post = w : 1 (summed)",
+                "integrated by the group",
+                (2, 1),
+            ),
+            (
+                "w : 1\ntau_post = w : 1 (summed)",
+                "flagged (constant)",
+                (2, 1),
+            ),
+            (
+                "w : 1\nge = w : 1 (summed)",
+                "does not end in '_pre' or '_post'",
+                (2, 1),
+            ),
+            (
+                "dx/dt = -x : 1 (clock-driven, constant)",
+                "does not apply to a (clock-driven)",
+                (1, 31),
+            ),
             (
                 "dA/dt = -A/tau_g : 1 (event-driven)\ngs_post = A : 1 (summed)",
                 "should not depend on the event-driven variable 'A'",
