@@ -600,6 +600,27 @@ fn by_post(rows: &[f64], targets: &[f64], n_post: usize) -> [Vec<f64>; 3] {
     [offsets, ids.iter().map(|s| *s as f64).collect(), sources]
 }
 
+/// The spec of a test network (tests/networks/<name>.json).
+fn test_network(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/networks/{name}.json"));
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// Per step, and persistent as one block and as a grid of 3 blocks in chunks of a third.
+fn every_path(steps: usize) -> [Mode; 3] {
+    [
+        Mode::PerStep(2),
+        Mode::Persistent {
+            blocks: 1,
+            chunk: steps,
+        },
+        Mode::Persistent {
+            blocks: 3,
+            chunk: steps / 3,
+        },
+    ]
+}
+
 #[test]
 fn emulated_plastic_synapses_match_c() {
     let Some(dir) = cuda_emulation::work_dir("network_cuda_emulation") else {
@@ -607,10 +628,7 @@ fn emulated_plastic_synapses_match_c() {
     };
     // tests/networks/stdp.json: a generator of 50 inputs (the first 20 spike) -> 2 neurons with Brian2's STDP
     // (on_pre, on_post, (event-driven) traces), and a recurrent projection with an on_post.
-    let spec = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/networks/stdp.json"),
-    )
-    .unwrap();
+    let spec = test_network("stdp");
     let c = compile(&spec);
     // Input i spikes in the steps s of the 0.5 ms period with i = s (mod 2): 50 spikes, sorted
     // by step then index (n_spikes <= n: every_test_network_builds_and_runs_in_c puts them all
@@ -672,17 +690,7 @@ fn emulated_plastic_synapses_match_c() {
         "Back's on_post ran"
     );
     // Every delivery is ordered (float64): every path gives the C kernels' bits.
-    for mode in [
-        Mode::PerStep(2),
-        Mode::Persistent {
-            blocks: 1,
-            chunk: steps,
-        },
-        Mode::Persistent {
-            blocks: 3,
-            chunk: steps / 3,
-        },
-    ] {
+    for mode in every_path(steps) {
         let (gs, gr) = emulate(&c, &exe, &state, steps, mode);
         for key in [
             "S.w",
@@ -715,10 +723,7 @@ fn emulated_synapse_dynamics_match_c() {
     // fb_pre = g + 0.5*v_post). The sums phase and the clock-driven phase run on two blocks per
     // step (150 neurons), as their own kernels per step and between the persistent kernel's
     // barriers.
-    let spec = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/networks/synapse_dynamics.json"),
-    )
-    .unwrap();
+    let spec = test_network("synapse_dynamics");
     let c = compile(&spec);
     let n = 150usize;
     // Input i spikes at step i mod 10 of each 1 ms period.
@@ -780,17 +785,7 @@ fn emulated_synapse_dynamics_match_c() {
     assert!(cs.get("T.g").iter().any(|x| x.abs() > 1.0), "g integrated");
     // The sums are gathered in a fixed order and the clock-driven steps are per synapse: every
     // path gives the C kernels' bits.
-    for mode in [
-        Mode::PerStep(2),
-        Mode::Persistent {
-            blocks: 1,
-            chunk: steps,
-        },
-        Mode::Persistent {
-            blocks: 3,
-            chunk: steps / 3,
-        },
-    ] {
+    for mode in every_path(steps) {
         let (gs, gr) = emulate(&c, &exe, &state, steps, mode);
         for key in ["S.s", "T.g", "P.v", "P.gsyn", "P.fb"] {
             assert_eq!(gs.get(key), cs.get(key), "{mode:?}: {key}");

@@ -1161,25 +1161,39 @@ impl Gen<'_> {
         let proj = &self.net.projections[p];
         let g = proj.target;
         let (a, n_post) = (proj.target_range.start, proj.n_post());
-        let (n_pre, start_pre) = (proj.n_pre(), proj.source_range.start);
         scope(w, |w| {
             self.write_spike_list(g, "0", w)?;
             w.block("for (int32_t sf_k = 0; sf_k < sf_count; ++sf_k)", |w| {
                 writeln!(w, "const int32_t sf_j = sf_list[sf_k] - {a};")?;
                 writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
-                let rows = format!("in_p{p}_post_rows");
-                writeln!(w, "int64_t sf_lo = {rows}[sf_j], sf_hi = {rows}[sf_j + 1];")?;
-                write_clamp(p, w)?;
-                w.block("for (int64_t sf_m = sf_lo; sf_m < sf_hi; ++sf_m)", |w| {
-                    writeln!(w, "const int64_t sf_syn = in_p{p}_post_syn[sf_m];")?;
-                    writeln!(w, "if (sf_syn < 0 || sf_syn >= sf_nsyn{p}) continue;")?;
-                    writeln!(w, "const int32_t sf_r = in_p{p}_sources[sf_syn];")?;
-                    writeln!(w, "if (sf_r < 0 || sf_r >= {n_pre}) continue;")?;
-                    writeln!(w, "const int32_t sf_pre = sf_r + {start_pre};")?;
-                    writeln!(w, "(void) sf_pre;")?;
+                self.write_synapses_onto(p, w, |w| {
                     self.write_statements(p, Pathway::Post, Delivery::Ordered, &EVENT, w)
                 })
             })
+        })
+    }
+
+    /// For each synapse of projection p onto target `sf_j` (within the target range), through
+    /// the by-post index in creation order: `body` with `sf_syn`, `sf_r`, `sf_pre` in scope.
+    fn write_synapses_onto(
+        &self,
+        p: usize,
+        w: &mut SourceWriter,
+        body: impl FnOnce(&mut SourceWriter) -> fmt::Result,
+    ) -> fmt::Result {
+        let proj = &self.net.projections[p];
+        let (n_pre, start_pre) = (proj.n_pre(), proj.source_range.start);
+        let rows = format!("in_p{p}_post_rows");
+        writeln!(w, "int64_t sf_lo = {rows}[sf_j], sf_hi = {rows}[sf_j + 1];")?;
+        write_clamp(p, w)?;
+        w.block("for (int64_t sf_m = sf_lo; sf_m < sf_hi; ++sf_m)", |w| {
+            writeln!(w, "const int64_t sf_syn = in_p{p}_post_syn[sf_m];")?;
+            writeln!(w, "if (sf_syn < 0 || sf_syn >= sf_nsyn{p}) continue;")?;
+            writeln!(w, "const int32_t sf_r = in_p{p}_sources[sf_syn];")?;
+            writeln!(w, "if (sf_r < 0 || sf_r >= {n_pre}) continue;")?;
+            writeln!(w, "const int32_t sf_pre = sf_r + {start_pre};")?;
+            writeln!(w, "(void) sf_pre;")?;
+            body(w)
         })
     }
 

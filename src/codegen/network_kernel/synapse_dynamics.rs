@@ -122,18 +122,7 @@ impl Gen<'_> {
                 writeln!(w, "{real} sf_acc = {};", self.lit(0.0))?;
                 if summed.side == IndexOf::Post {
                     writeln!(w, "const int32_t sf_j = (int32_t) sf_x;")?;
-                    let rows = format!("in_p{p}_post_rows");
-                    writeln!(w, "int64_t sf_lo = {rows}[sf_j], sf_hi = {rows}[sf_j + 1];")?;
-                    write_clamp(p, w)?;
-                    w.block("for (int64_t sf_m = sf_lo; sf_m < sf_hi; ++sf_m)", |w| {
-                        writeln!(w, "const int64_t sf_syn = in_p{p}_post_syn[sf_m];")?;
-                        writeln!(w, "if (sf_syn < 0 || sf_syn >= sf_nsyn{p}) continue;")?;
-                        writeln!(w, "const int32_t sf_r = in_p{p}_sources[sf_syn];")?;
-                        writeln!(w, "if (sf_r < 0 || sf_r >= {n_pre}) continue;")?;
-                        writeln!(w, "const int32_t sf_pre = sf_r + {start_pre};")?;
-                        writeln!(w, "(void) sf_pre;")?;
-                        add(w)
-                    })?;
+                    self.write_synapses_onto(p, w, add)?;
                 } else {
                     writeln!(w, "const int32_t sf_r = (int32_t) sf_x;")?;
                     writeln!(w, "const int32_t sf_pre = sf_r + {start_pre};")?;
@@ -264,15 +253,13 @@ impl Gen<'_> {
             return Ok(());
         }
         if self.plan.after_delivery {
-            writeln!(w, "sf_target += gridDim.x;")?;
-            writeln!(w, "sf_grid_sync(sf_barrier, sf_target);")?;
+            write_barrier(w)?;
         }
         scope(w, |w| {
             self.step_prologue(w)?;
             self.write_sums_phase(w)
         })?;
-        writeln!(w, "sf_target += gridDim.x;")?;
-        writeln!(w, "sf_grid_sync(sf_barrier, sf_target);")
+        write_barrier(w)
     }
 
     /// The persistent kernel's clock-driven phase of a step, then its barrier.
@@ -284,7 +271,12 @@ impl Gen<'_> {
             self.step_prologue(w)?;
             self.write_clock_driven_phase(w)
         })?;
-        writeln!(w, "sf_target += gridDim.x;")?;
-        writeln!(w, "sf_grid_sync(sf_barrier, sf_target);")
+        write_barrier(w)
     }
+}
+
+/// The persistent kernel's grid barrier (`sf_grid_sync`, the next arrival count).
+fn write_barrier(w: &mut SourceWriter) -> fmt::Result {
+    writeln!(w, "sf_target += gridDim.x;")?;
+    writeln!(w, "sf_grid_sync(sf_barrier, sf_target);")
 }
