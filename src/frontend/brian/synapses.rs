@@ -961,13 +961,8 @@ impl SynapseScope<'_> {
     /// The scheme of the `(clock-driven)` equations: the spec's, checked, or Brian2's choice.
     fn method(&self, dynamics: &Dynamics) -> Result<Method, Diagnostic> {
         if crate::ir::group::integrated(dynamics).is_empty() {
-            return match self.spec.method {
-                Some(_) => Err(Diagnostic::new(
-                    "method",
-                    "a method integrates (clock-driven) variables: this model has none",
-                )),
-                None => Ok(Method::Euler),
-            };
+            // Nothing to integrate: the method has no effect (Brian2 accepts it too).
+            return Ok(Method::Euler);
         }
         choice::resolve(
             &self.group.arena,
