@@ -28,8 +28,8 @@ use std::process::Command;
 use harness::{compile, spikes, Buf, Compiled, Results, State};
 use serde_json::json;
 use spikeforge::codegen::network_kernel::{
-    generate, kernel_shape, resident_layout, AFTER_ENTRY, DELIVER_BLOCK, DELIVER_ENTRY,
-    PERSISTENT_BLOCK, PERSISTENT_ENTRY, RESIDENT_ENTRY, UPDATE_ENTRY,
+    generate, kernel_shape, resident_layout, step_launches, StepGrid, DELIVER_BLOCK,
+    PERSISTENT_BLOCK, PERSISTENT_ENTRY, RESIDENT_ENTRY,
 };
 use spikeforge::codegen::network_layout::UPDATE_BLOCK;
 use spikeforge::codegen::Dialect;
@@ -221,14 +221,14 @@ fn program(c: &Compiled, persistent: bool) -> String {
             block = shape.resident_block
         )
     } else {
-        let mut l = format!(
-            "for (int s = 0; s < steps; ++s) {{\n        launch({UPDATE_ENTRY}, {}, nb, {UPDATE_BLOCK}, (sf_i32) s, (sf_i32) steps, {args});\n        launch({DELIVER_ENTRY}, blocks, nb, {DELIVER_BLOCK}, (sf_i32) s, (sf_i32) steps, {args});\n",
-            shape.update_blocks
-        );
-        if plan.after_delivery {
+        let mut l = "for (int s = 0; s < steps; ++s) {\n".to_string();
+        for (entry, grid) in step_launches(&plan) {
+            let (blocks, threads) = match grid {
+                StepGrid::Update => (shape.update_blocks.to_string(), UPDATE_BLOCK),
+                StepGrid::Deliver => ("blocks".to_string(), DELIVER_BLOCK),
+            };
             l.push_str(&format!(
-                "        launch({AFTER_ENTRY}, {}, nb, {UPDATE_BLOCK}, (sf_i32) s, (sf_i32) steps, {args});\n",
-                shape.update_blocks
+                "        launch({entry}, {blocks}, nb, {threads}, (sf_i32) s, (sf_i32) steps, {args});\n"
             ));
         }
         l.push_str("    }\n");
@@ -643,6 +643,28 @@ fn by_post(rows: &[f64], targets: &[f64], n_post: usize) -> [Vec<f64>; 3] {
     [offsets, ids.iter().map(|s| *s as f64).collect(), sources]
 }
 
+/// The spec of a test network (tests/networks/<name>.json).
+fn test_network(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/networks/{name}.json"));
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// Per step, and persistent as one block and as a grid of 3 blocks in chunks of a third.
+fn every_path(steps: usize) -> [Mode; 4] {
+    [
+        Mode::PerStep(2),
+        Mode::Persistent {
+            blocks: 1,
+            chunk: steps,
+        },
+        Mode::Persistent {
+            blocks: 3,
+            chunk: steps / 3,
+        },
+        Mode::Resident { chunk: steps / 2 },
+    ]
+}
+
 #[test]
 fn emulated_plastic_synapses_match_c() {
     // tests/networks/stdp.json: a generator of 50 inputs (the first 20 spike) -> 2 neurons with Brian2's STDP
@@ -912,4 +934,88 @@ fn pathways_network_matches_c(dir: &Path, spec: &str, deterministic: bool) {
         "post.gi",
     ];
     every_path_matches_c(&c, &exe, &state, steps, &keys, deterministic);
+}
+
+#[test]
+fn emulated_synapse_dynamics_match_c() {
+    let Some(dir) = cuda_emulation::work_dir("network_cuda_emulation") else {
+        return;
+    };
+    // tests/networks/synapse_dynamics.json: a generator of 20 inputs -> 150 neurons through S
+    // (a clock-driven s, summed onto the target: gsyn_post = w*s) and the neurons onto themselves
+    // through T (a clock-driven g read from v_pre and v_post with rk4, summed onto the source:
+    // fb_pre = g + 0.5*v_post). The sums phase and the clock-driven phase run on two blocks per
+    // step (150 neurons), as their own kernels per step and between the persistent kernel's
+    // barriers.
+    let spec = test_network("synapse_dynamics");
+    let c = compile(&spec);
+    let n = 150usize;
+    // Input i spikes at step i mod 10 of each 1 ms period.
+    let mut spikes_at: Vec<(f64, f64)> = (0..20).map(|i| (i as f64, (i % 10) as f64)).collect();
+    spikes_at.sort_by(|a, b| (a.1, a.0).partial_cmp(&(b.1, b.0)).unwrap());
+    let rows = |n_pre: usize, per_row: &dyn Fn(usize) -> Vec<usize>| {
+        let mut offsets = vec![0.0];
+        let mut targets = Vec::new();
+        for r in 0..n_pre {
+            targets.extend(per_row(r).into_iter().map(|j| j as f64));
+            offsets.push(targets.len() as f64);
+        }
+        (offsets, targets)
+    };
+    let (s_rows, s_targets) = rows(20, &|i| {
+        let mut t: Vec<usize> = (0..10).map(|k| (i * 7 + k * 13) % n).collect();
+        t.push(t[0]); // a multapse
+        t
+    });
+    let (t_rows, t_targets) = rows(n, &|i| vec![(i + 1) % n, (i * 3 + 5) % n]);
+    let [s_po, s_ps, s_src] = by_post(&s_rows, &s_targets, n);
+    let [t_po, t_ps, t_src] = by_post(&t_rows, &t_targets, n);
+    let values = vec![
+        ("inp.indices", spikes_at.iter().map(|x| x.0).collect()),
+        ("inp.steps", spikes_at.iter().map(|x| x.1).collect()),
+        (
+            "P.v",
+            (0..n)
+                .map(|i| -60.0 + 9.5 * ((i * 17) % n) as f64 / n as f64)
+                .collect(),
+        ),
+        (
+            "S.w",
+            (0..s_targets.len())
+                .map(|s| 0.05 + 0.1 * ((s * 37) % 40) as f64 / 40.0)
+                .collect(),
+        ),
+        ("S.row_offsets", s_rows),
+        ("S.targets", s_targets),
+        ("S.post_offsets", s_po),
+        ("S.post_synapses", s_ps),
+        ("S.sources", s_src),
+        ("T.row_offsets", t_rows),
+        ("T.targets", t_targets),
+        ("T.post_offsets", t_po),
+        ("T.post_synapses", t_ps),
+        ("T.sources", t_src),
+    ];
+    let state = c.state(1, &values);
+    let exe = build(&c, "synapse_dynamics", &dir);
+    let steps = 300;
+    let (cs, cr) = c.run(&state, steps);
+    let counts = cr.get("P.spike_count");
+    assert!(
+        counts.iter().filter(|n| **n > 0.0).count() > 20,
+        "the neurons must spike: {counts:?}"
+    );
+    assert!(cs.get("P.gsyn").iter().any(|x| *x > 0.1), "the sums ran");
+    assert!(cs.get("T.g").iter().any(|x| x.abs() > 1.0), "g integrated");
+    // The sums are gathered in a fixed order and the clock-driven steps are per synapse: every
+    // path gives the C kernels' bits.
+    for mode in every_path(steps) {
+        let (gs, gr) = emulate(&c, &exe, &state, steps, mode);
+        for key in ["S.s", "T.g", "P.v", "P.gsyn", "P.fb"] {
+            assert_eq!(gs.get(key), cs.get(key), "{mode:?}: {key}");
+        }
+        for key in ["m.gsyn", "m.fb", "m.v", "P.spike_count"] {
+            assert_eq!(gr.get(key), cr.get(key), "{mode:?}: {key}");
+        }
+    }
 }

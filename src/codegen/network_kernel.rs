@@ -10,6 +10,11 @@
 use std::collections::HashMap;
 use std::fmt::{self, Write};
 
+mod synapse_dynamics;
+pub use synapse_dynamics::{
+    barriers_per_step, step_launches, StepGrid, SUMS_ENTRY, SYNAPSES_ENTRY,
+};
+
 use super::dialect::Dialect;
 use super::network_layout::{
     counted_statements, group_var_ident, synapse_var_ident, update_blocks, Dim, NetArg, NetLayout,
@@ -151,10 +156,6 @@ pub fn resident_layout(layout: &NetLayout, segments: usize) -> ResidentLayout {
         bytes: at,
     }
 }
-
-/// Barriers the persistent kernel passes per step (after the update, after the delivery): the
-/// grid barrier's arrival counter grows by `BARRIERS_PER_STEP * blocks` a step.
-pub const BARRIERS_PER_STEP: u64 = 2;
 
 /// Cycles (`clock64`) a block waits at a grid barrier before it stops the kernel with an error
 /// (`__trap`): about 35 s at 2 GHz, far beyond any step, so that blocks that are not all
@@ -354,21 +355,11 @@ pub fn generate(
     };
     let source = render(|w| gen.write(w));
     let entries = match dialect {
-        Dialect::Cuda if plan.after_delivery => {
-            vec![
-                UPDATE_ENTRY,
-                DELIVER_ENTRY,
-                AFTER_ENTRY,
-                PERSISTENT_ENTRY,
-                RESIDENT_ENTRY,
-            ]
-        }
-        Dialect::Cuda => vec![
-            UPDATE_ENTRY,
-            DELIVER_ENTRY,
-            PERSISTENT_ENTRY,
-            RESIDENT_ENTRY,
-        ],
+        Dialect::Cuda => step_launches(plan)
+            .into_iter()
+            .map(|(entry, _)| entry)
+            .chain([PERSISTENT_ENTRY, RESIDENT_ENTRY])
+            .collect(),
         Dialect::C => vec![C_ENTRY],
     };
     GeneratedNetwork { source, entries }
@@ -581,6 +572,7 @@ impl Gen<'_> {
         writeln!(w)?;
         match self.dialect {
             Dialect::Cuda => {
+                self.write_dynamics_cuda(w)?;
                 self.write_update_cuda(w)?;
                 writeln!(w)?;
                 self.write_deliver_cuda(w)?;
@@ -916,6 +908,7 @@ impl Gen<'_> {
             lastspike: self.plan.groups[g].lastspike,
         };
         self.write_records(g, code, &body, w)?;
+        self.write_sums_taken(g, w)?;
         body.write(w)?;
         self.write_stores(g, ir, &code.dag.assigned(ir), w)?;
         // On CUDA the last spike step and the spike count are stored only when the neuron
@@ -1416,15 +1409,21 @@ impl Gen<'_> {
             w.block("for (int32_t sf_k = 0; sf_k < sf_count; ++sf_k)", |w| {
                 writeln!(w, "const int32_t sf_j = sf_list[sf_k] - {a};")?;
                 writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
-                self.write_synapses_onto(p, pathway, w)
+                self.write_synapses_onto(p, w, |w| {
+                    self.write_statements(p, pathway, Delivery::Ordered, &EVENT, w)
+                })
             })
         })
     }
 
-    /// The synapses of projection p onto target `sf_j` (within the target range), through the
-    /// by-post index in creation order, each running the statements of its postsynaptic
-    /// pathway `pathway`.
-    fn write_synapses_onto(&self, p: usize, pathway: usize, w: &mut SourceWriter) -> fmt::Result {
+    /// For each synapse of projection p onto target `sf_j` (within the target range), through
+    /// the by-post index in creation order: `body` with `sf_syn`, `sf_r`, `sf_pre` in scope.
+    fn write_synapses_onto(
+        &self,
+        p: usize,
+        w: &mut SourceWriter,
+        body: impl FnOnce(&mut SourceWriter) -> fmt::Result,
+    ) -> fmt::Result {
         let proj = &self.net.projections[p];
         let (n_pre, start_pre) = (proj.n_pre(), proj.source_range.start);
         let rows = format!("in_p{p}_post_rows");
@@ -1437,7 +1436,7 @@ impl Gen<'_> {
             writeln!(w, "if (sf_r < 0 || sf_r >= {n_pre}) continue;")?;
             writeln!(w, "const int32_t sf_pre = sf_r + {start_pre};")?;
             writeln!(w, "(void) sf_pre;")?;
-            self.write_statements(p, pathway, Delivery::Ordered, &EVENT, w)
+            body(w)
         })
     }
 
@@ -2035,7 +2034,9 @@ impl Gen<'_> {
             })?;
             w.block("if (sf_lo_k < sf_count && sf_list[sf_lo_k] == sf_i)", |w| {
                 writeln!(w, "const int32_t sf_j = (int32_t) sf_i - {a};")?;
-                self.write_synapses_onto(p, pathway, w)
+                self.write_synapses_onto(p, w, |w| {
+                    self.write_statements(p, pathway, Delivery::Ordered, &EVENT, w)
+                })
             })
         })
     }
@@ -2159,10 +2160,12 @@ impl Gen<'_> {
                 writeln!(w, "/* Arrivals at the grid barrier before this chunk's first step. */")?;
                 writeln!(
                     w,
-                    "unsigned long long sf_target = (unsigned long long) sf_s0 * {BARRIERS_PER_STEP}ull * gridDim.x;"
+                    "unsigned long long sf_target = (unsigned long long) sf_s0 * {}ull * gridDim.x;",
+                    barriers_per_step(self.plan)
                 )?;
             }
             w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
+                self.write_persistent_sums(w)?;
                 scope(w, |w| {
                     self.step_prologue(w)?;
                     writeln!(w, "const int32_t sf_lane = (int32_t) (threadIdx.x & 31u);")?;
@@ -2176,6 +2179,7 @@ impl Gen<'_> {
                     })
                 })?;
                 barrier(w)?;
+                self.write_persistent_clock_driven(w)?;
                 scope(w, |w| {
                     self.step_prologue(w)?;
                     self.write_deliver_phase(w)
@@ -2255,7 +2259,7 @@ impl Gen<'_> {
     /// The persistent kernel's barrier. One block: `__syncthreads`. A cooperative grid (every
     /// block resident, so every block reaches the barrier): each block's thread 0 adds one to the
     /// member's arrival counter and waits until it reaches `sf_target` (the counter only grows:
-    /// `BARRIERS_PER_STEP * blocks` a step, so no reset and no sense to flip; 64 bits never
+    /// `barriers_per_step * blocks` a step, so no reset and no sense to flip; 64 bits never
     /// wrap). Memory order: the block's writes before the barrier are ordered before thread 0's
     /// arrival by `__syncthreads` and the `__threadfence` (a fence.sc, cumulative); a waiter
     /// that reads the full count (a volatile load, not cached in L1) fences again before its
@@ -2322,7 +2326,9 @@ impl Gen<'_> {
                 writeln!(w, "const int32_t sf_b = (int32_t) sf_bl;")?;
                 w.block("for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
                     self.step_prologue(w)?;
+                    self.write_sums_phase(w)?;
                     self.write_c_update(w)?;
+                    self.write_clock_driven_phase(w)?;
                     self.write_queue_bookkeeping(w)?;
                     for (m, mon) in self.net.monitors.iter().enumerate() {
                         if !matches!(mon, MonitorIr::State { .. }) {

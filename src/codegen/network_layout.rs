@@ -119,6 +119,10 @@ pub struct WorkLayout {
     pub arrivals: Vec<usize>,
     /// Spike flags of groups whose reset runs after delivery, `(n,)` each (by group).
     pub spiked: Vec<Option<usize>>,
+    /// The sums of `(summed)` variables between the sums phase and the update (real values,
+    /// 1 or 2 words each): one region per summed variable, in [`summed_variables`] order, of
+    /// its range's length.
+    pub sums: Vec<usize>,
     /// The persistent kernel's grid barrier: one 64-bit arrival counter per member (2 words),
     /// zeroed with the rest at the start of a call.
     pub barrier: usize,
@@ -397,7 +401,7 @@ pub fn layout(net: &NetworkIr, plan: &NetworkPlan) -> NetLayout {
                 format!("p{p}_buckets"),
             ));
         }
-        if s.has_post() {
+        if s.by_post_index() {
             for (key, role, shape, ident) in [
                 (
                     "post_offsets",
@@ -545,6 +549,15 @@ pub fn counted_statements(net: &NetworkIr, plan: &NetworkPlan) -> Vec<(usize, us
         .collect()
 }
 
+/// Every `(summed)` variable as (projection, index in its list), in order.
+pub fn summed_variables(net: &NetworkIr) -> Vec<(usize, usize)> {
+    net.projections
+        .iter()
+        .enumerate()
+        .flat_map(|(p, proj)| (0..proj.synapses.summed.len()).map(move |k| (p, k)))
+        .collect()
+}
+
 fn work_layout(net: &NetworkIr, plan: &NetworkPlan) -> WorkLayout {
     let mut at = 0usize;
     let mut take = |words: usize| {
@@ -567,8 +580,21 @@ fn work_layout(net: &NetworkIr, plan: &NetworkPlan) -> WorkLayout {
         .zip(&plan.groups)
         .map(|(g, gp)| gp.late_reset.then(|| take(g.n)))
         .collect();
+    let words_per_real = net.dtype.size().div_ceil(4);
+    let sums = summed_variables(net)
+        .into_iter()
+        .map(|(p, k)| {
+            let proj = &net.projections[p];
+            let n = match proj.synapses.summed[k].side {
+                crate::ir::IndexOf::Pre => proj.n_pre(),
+                _ => proj.n_post(),
+            };
+            take(n * words_per_real)
+        })
+        .collect();
     let barrier = take(2);
     WorkLayout {
+        sums,
         cursors,
         tickets,
         status,

@@ -103,6 +103,7 @@ fn lower_here(spec: &NetworkSpec) -> Result<NetworkIr, Diagnostic> {
         .map(|p| poisson_input(spec, p, &groups))
         .collect::<Result<Vec<_>, _>>()?;
     post_pathways_after_poisson_inputs(&projections, &poisson_inputs)?;
+    super::synapse_dynamics::check(&groups, &projections)?;
     let monitors = spec
         .monitors
         .iter()

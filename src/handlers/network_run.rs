@@ -22,7 +22,7 @@ use super::loaded_kernels::LoadedKernels;
 use super::network_path::{self, Path};
 use super::neuron_run::{cpu_options, cuda_options};
 use super::poison;
-use crate::codegen::network_kernel::{self, DELIVER_BLOCK, PERSISTENT_BLOCK};
+use crate::codegen::network_kernel::{self, StepGrid, DELIVER_BLOCK, PERSISTENT_BLOCK};
 use crate::codegen::network_layout::{self, Dim, NetArg, NetLayout, NetRole, UPDATE_BLOCK};
 use crate::codegen::Dialect;
 use crate::ir::network::{MonitorIr, NetworkIr};
@@ -578,10 +578,11 @@ fn launch_per_step(
     params.append(tail);
     for step in 0..site.steps {
         s.set(step as i32);
-        for (k, f) in kernels.iter().enumerate() {
-            let (grid, block, shared) = match k {
-                1 => (deliver_grid, DELIVER_BLOCK as u32, shared),
-                _ => (update_grid, UPDATE_BLOCK as u32, 0),
+        let launches = network_kernel::step_launches(&site.network.plan);
+        for ((_, kind), f) in launches.iter().zip(kernels) {
+            let (grid, block, shared) = match kind {
+                StepGrid::Deliver => (deliver_grid, DELIVER_BLOCK as u32, shared),
+                StepGrid::Update => (update_grid, UPDATE_BLOCK as u32, 0),
             };
             // SAFETY: the parameters match the generated kernels' signature in order and
             // type (`s` updated above); the buffers belong to XLA's stream and stay valid
@@ -595,10 +596,10 @@ fn launch_per_step(
 /// The CUDA kernels of a network: the per-step kernels in launch order, then the persistent
 /// kernel and the resident kernel.
 fn entries(network: &Network) -> Vec<&'static str> {
-    let mut e = vec![network_kernel::UPDATE_ENTRY, network_kernel::DELIVER_ENTRY];
-    if network.plan.after_delivery {
-        e.push(network_kernel::AFTER_ENTRY);
-    }
+    let mut e: Vec<&'static str> = network_kernel::step_launches(&network.plan)
+        .into_iter()
+        .map(|(entry, _)| entry)
+        .collect();
     e.push(network_kernel::PERSISTENT_ENTRY);
     e.push(network_kernel::RESIDENT_ENTRY);
     e

@@ -7,7 +7,12 @@
 //! `(event-driven)` variables are per-synapse values that only events change: each pathway's
 //! statements start with their exact update over the time since the synapse's `lastupdate` and
 //! end with `lastupdate = t` (Brian2's code for a pathway), so the kernels need nothing more than
-//! statements. `(clock-driven)` and `(summed)` variables are not here yet.
+//! statements.
+//!
+//! `(clock-driven)` variables are per-synapse values integrated every step: they are the
+//! synapse group's dynamics (`group.dynamics`, with its resolved `group.method`), stepped by the
+//! same integrators as a neuron group's. `(summed)` variables ([`Summed`]) set a variable of the
+//! source or target group, each step, to the sum over that neuron's synapses of an expression.
 
 use super::expr::{ExprArena, ExprId, VarId};
 use super::group::{GroupIr, IndexOf, SymbolKind};
@@ -99,6 +104,18 @@ pub struct PathwayIr {
     pub delay: DelayIr,
 }
 
+/// A `(summed)` variable (`g_syn_post = s : 1 (summed)`): every step, before the groups update,
+/// each neuron of the `side` range gets the sum of `value` over its synapses (0 without any).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summed {
+    /// `Pre`: onto the source group (`x_pre`), `Post`: onto the target group (`x_post`).
+    pub side: IndexOf,
+    /// The variable of that group (a parameter, not shared, not constant).
+    pub var: VarId,
+    /// The per-synapse value, in the synapse group's arena.
+    pub value: ExprId,
+}
+
 /// One synapse group's model and pathways.
 #[derive(Clone, Debug)]
 pub struct SynapsesIr {
@@ -109,6 +126,11 @@ pub struct SynapsesIr {
     pub pathways: Vec<PathwayIr>,
     /// The `(event-driven)` variables (per-synapse parameters that the pathways update).
     pub event_driven: Vec<VarId>,
+    /// The `(clock-driven)` variables (per-synapse parameters that `group.dynamics` integrates
+    /// every step).
+    pub clock_driven: Vec<VarId>,
+    /// The `(summed)` variables, in the model's order.
+    pub summed: Vec<Summed>,
 }
 
 impl SynapsesIr {
@@ -159,6 +181,33 @@ impl SynapsesIr {
     /// `on_post` pathway or `(event-driven)` variables (plasticity).
     pub fn plastic(&self) -> bool {
         self.has_post() || !self.event_driven.is_empty()
+    }
+
+    /// Whether the synapses have per-step work of their own: `(clock-driven)` variables or
+    /// `(summed)` variables.
+    pub fn has_dynamics(&self) -> bool {
+        !self.clock_driven.is_empty() || !self.summed.is_empty()
+    }
+
+    /// Whether the kernels need the by-post index (`post_offsets`, `post_synapses`, `sources`):
+    /// for `on_post`, for the presynaptic index of each synapse (clock-driven integration), and
+    /// for sums onto the target.
+    pub fn by_post_index(&self) -> bool {
+        self.has_post() || self.has_dynamics()
+    }
+
+    /// Every variable of the source or target group that the `(clock-driven)` derivatives read,
+    /// by its id in that group, sorted.
+    pub fn neighbours_read_by_clock_driven(&self, side: IndexOf) -> Vec<VarId> {
+        let roots = self.group.integrated().into_iter().map(|(_, e)| e);
+        self.on_side(side, roots.flat_map(|e| self.group.arena.vars_of(e)))
+    }
+
+    /// Every variable of the source or target group that the `(summed)` values read, by its id
+    /// in that group, sorted.
+    pub fn neighbours_read_by_sums(&self, side: IndexOf) -> Vec<VarId> {
+        let roots = self.summed.iter().map(|s| s.value);
+        self.on_side(side, roots.flat_map(|e| self.group.arena.vars_of(e)))
     }
 
     /// The neighbour variable a symbol refers to, with its side.
@@ -220,12 +269,13 @@ impl SynapsesIr {
         out
     }
 
-    /// The per-synapse parameters a pathway assigns.
+    /// The per-synapse parameters a pathway assigns or the step integrates.
     pub fn synapse_written(&self) -> Vec<VarId> {
         let mut out: Vec<VarId> = self
             .all_statements()
             .filter(|s| s.side == Side::Synapse)
             .map(|s| s.var)
+            .chain(self.clock_driven.iter().copied())
             .collect();
         out.sort();
         out.dedup();

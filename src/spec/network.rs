@@ -270,6 +270,10 @@ pub struct ProjectionSpec {
     pub max_delay: Option<f64>,
     #[serde(default)]
     pub constants: BTreeMap<String, f64>,
+    /// The integration scheme of the `(clock-driven)` variables (Brian2's choice when absent:
+    /// exact, euler, heun, the first that applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<crate::spec::Method>,
 }
 
 /// Brian2's `PoissonInput`: each step, `Binomial(n, rate * dt)` events, each adding `weight` to

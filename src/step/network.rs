@@ -34,6 +34,19 @@
 //! all projections, interleaved), then every postsynaptic one by name. A presynaptic pathway
 //! delivers the spikes of its delay ago; a postsynaptic one runs over the target's spikes of its
 //! delay ago, each through the by-post index.
+//!
+//! Synapses with dynamics add two phases ([`NetworkPlan::sums`], [`NetworkPlan::clock_driven`]),
+//! in Brian2's `groups` slot: Brian2 runs every summed-variable updater at order
+//! `target.order - 1`, before the state updaters (order 0, by name), so the **sums** phase runs
+//! before the update phase: each neuron of a `(summed)` target range gets the sum over its
+//! synapses (gathered in synapse creation order, on one thread per neuron: deterministic, and
+//! Brian2's `bincount` order), kept in the work buffer until the neuron's update takes it after
+//! its state monitors record (Brian2's monitors record in the `start` slot, before the sums).
+//! The **clock-driven** phase runs after the update phase (Brian2's synapse state updater,
+//! `<name>_stateupdater`, sorts after the groups' that it reads: the front end refuses the other
+//! order), before the deliveries: one thread per synapse integrates its `(clock-driven)`
+//! variables from the groups' updated values, before their resets (a reset that assigns what
+//! the integration reads runs late).
 
 use std::collections::HashSet;
 
@@ -99,6 +112,10 @@ pub struct NetworkPlan {
     /// Brian2). The presynaptic pathways of plastic projections are then delivered like any
     /// other (in parallel). The C kernels run them in the delivery phase, in Brian2's order.
     pub post_after_delivery: bool,
+    /// Whether the sums phase runs (a projection has `(summed)` variables).
+    pub sums: bool,
+    /// Whether the clock-driven phase runs (a projection has `(clock-driven)` variables).
+    pub clock_driven: bool,
 }
 
 /// A variable of a group of the network.
@@ -349,6 +366,7 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
                         .filter(|i| i.target == g)
                         .map(|i| i.var),
                 )
+                .chain(summed_onto(net, g))
                 .collect();
             written.sort();
             written.dedup();
@@ -357,6 +375,7 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
                 .flat_map(|(r, _)| r.iter())
                 .filter(|(gg, _)| *gg == g)
                 .map(|(_, v)| *v)
+                .chain(read_by_clock_driven(net, g))
                 .collect();
             let (late_reset, lastspike) = match &group.kind {
                 NetGroupKind::Neuron { ir, .. } => {
@@ -382,13 +401,51 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
         || delivery.contains(&Delivery::Counted)
         || groups.iter().any(|g| g.late_reset)
         || post_after_delivery;
+    let sums = net
+        .projections
+        .iter()
+        .any(|p| !p.synapses.summed.is_empty());
+    let clock_driven = net
+        .projections
+        .iter()
+        .any(|p| !p.synapses.clock_driven.is_empty());
     NetworkPlan {
         groups,
         projections,
         pathways: pathways(net),
         after_delivery,
         post_after_delivery,
+        sums,
+        clock_driven,
     }
+}
+
+/// The variables of group g that `(summed)` variables set.
+fn summed_onto(net: &NetworkIr, g: usize) -> Vec<VarId> {
+    net.projections
+        .iter()
+        .flat_map(|p| {
+            p.synapses
+                .summed
+                .iter()
+                .filter(move |s| p.group_on(s.side) == g)
+                .map(|s| s.var)
+        })
+        .collect()
+}
+
+/// The variables of group g that `(clock-driven)` equations read: the clock-driven phase runs
+/// after the update, so a reset that assigns one of them waits (late reset) to run after it.
+fn read_by_clock_driven(net: &NetworkIr, g: usize) -> Vec<VarId> {
+    net.projections
+        .iter()
+        .flat_map(|p| {
+            [IndexOf::Pre, IndexOf::Post]
+                .into_iter()
+                .filter(move |side| p.group_on(*side) == g)
+                .flat_map(move |side| p.synapses.neighbours_read_by_clock_driven(side))
+        })
+        .collect()
 }
 
 /// The synapses slot's pathways in Brian2's order (module docs): by `(order, name)`, where a

@@ -242,10 +242,7 @@ def test_plasticity_errors_are_clear():
     with pytest.raises(sf.ModelError, match="not linear") as e:
         sf.Synapses(P, P, "da/dt = -a*a/(10*ms) : 1 (event-driven)", on_pre="a += 1", name="S2")
     assert "model" in str(e.value)
-    with pytest.raises(sf.ModelError, match=r"clock-driven.*not supported yet"):
-        sf.Synapses(P, P, "da/dt = -a/(10*ms) : 1 (clock-driven)", on_pre="a += 1", name="S3")
-    with pytest.raises(sf.ModelError, match=r"summed.*not supported yet"):
-        sf.Synapses(P, P, "x_post = w : 1 (summed)\nw : 1", on_pre="", name="S4")
+    # (clock-driven) and (summed) variables: tests/python/test_network_synapse_dynamics.py
     with pytest.raises(sf.ModelError, match="on_post must be a string"):
         sf.Synapses(P, P, on_pre="x += 1", on_post=3, name="S5")
     # Brian2 runs on_post after the Poisson inputs; here they come before: refused where it shows.

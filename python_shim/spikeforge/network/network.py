@@ -295,7 +295,7 @@ class Network:
             parts.append(built)
         delay_var = self._per_synapse_delay(s)
         table = None
-        plastic = s.on_post is not None
+        plastic = s.on_post is not None or s.has_dynamics()
         if len(parts) == 1 and not isinstance(parts[0], tuple) and delay_var is None and not plastic:
             # One rule: its CSR as built, on the device (creation order is its order).
             row_offsets, targets, n_syn = parts[0].row_offsets, parts[0].targets, parts[0].n_synapses

@@ -104,6 +104,8 @@ def network_spec(members: Members, *, dt: float, deterministic: bool, variant: V
         }
         if s.on_post is not None:
             projection["on_post"] = dict(s.on_post) if isinstance(s.on_post, dict) else s.on_post
+        if s.method is not None:
+            projection["method"] = s.method
         projections.append(projection)
     inputs = [
         {

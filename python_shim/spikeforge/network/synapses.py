@@ -99,7 +99,14 @@ class Synapses(NetworkObject):
     (``dApre/dt = -Apre/taupre : 1 (event-driven)``), linear with constant coefficients: each
     pathway updates them exactly over the time since the synapse's last event (kept in the
     synapse variable ``lastupdate``), as Brian2 does. Weights and traces are per-synapse state:
-    they persist from run to run. ``(clock-driven)`` and ``(summed)`` variables: not yet.
+    they persist from run to run.
+
+    ``(clock-driven)`` variables (``dg/dt = -g/tau : 1 (clock-driven)``, or a differential
+    equation without a flag) are integrated every step, after the groups they read, by the
+    integrators of neuron groups (``method``: a scheme's name, or Brian2's choice when None).
+    ``(summed)`` variables (``gsyn_post = g : 1 (summed)``) set a parameter of the target
+    (``_post``) or source (``_pre``) group, every step before the groups update, to the sum over
+    each neuron's synapses (Brian2's rules: a parameter of that group, one sum per variable).
 
     ``order``: accepted for Brian2 compatibility; as in Brian2 it does not move the pathways:
     the synapses slot runs every ``<name>_pre`` pathway (by name), then the Poisson inputs, then
@@ -119,10 +126,14 @@ class Synapses(NetworkObject):
         pre=None,
         delay=None,
         constants=None,
+        method: str | None = None,
         order: int = 0,
         name: str | None = None,
     ):
         super().__init__(name)
+        if method is not None and not isinstance(method, str):
+            raise self.error(f"method must be a scheme's name or None, got {type(method).__name__}", field="method")
+        self.method = method
         self.order = schedule_order(order, self)
         target = source if target is None else target
         if not isinstance(source, SpikeSource):
@@ -189,6 +200,21 @@ class Synapses(NetworkObject):
     def delays(self) -> dict:
         """The delays given, by pathway name (a single delay is the ``pre`` pathway's)."""
         return dict(self.delay) if isinstance(self.delay, dict) else {"pre": self.delay}
+
+    def has_dynamics(self) -> bool:
+        """Whether the model has ``(summed)`` or ``(clock-driven)`` variables (their kernels read
+        the by-post index, built with the connectivity)."""
+        for line in self.model.splitlines():
+            lhs, colon, rest = line.split("#")[0].partition(":")
+            if not colon:
+                continue
+            flags = set()
+            if "(" in rest:
+                flags = {f.strip() for f in rest[rest.find("(") + 1 : rest.rfind(")")].split(",")}
+            differential = lhs.strip().startswith("d") and "/dt" in lhs.replace(" ", "")
+            if "summed" in flags or (differential and "event-driven" not in flags):
+                return True
+        return False
 
     def delay_variable(self) -> str | None:
         """The per-synapse variable that holds the delays (``delay="d"`` or ``delay={'up':

@@ -12,8 +12,15 @@
 //!
 //! An `(event-driven)` variable must be linear with constant coefficients (`dx/dt = a*x + b`):
 //! each pathway starts with its exact solution over `t - lastupdate` and ends with
-//! `lastupdate = t`, as Brian2's `SynapticPathway` does. `(clock-driven)` variables and
-//! `(summed)` variables are refused with a located "not supported yet" message.
+//! `lastupdate = t`, as Brian2's `SynapticPathway` does.
+//!
+//! A `(clock-driven)` variable (or a differential equation without a flag, as in Brian2) is
+//! integrated every step by the integrators of neuron groups (the projection's `method`, or
+//! Brian2's choice). A `(summed)` variable (`g_post = g_syn : 1 (summed)`) sets a parameter of
+//! the target (`_post`) or source (`_pre`) group to the sum over each neuron's synapses, with
+//! Brian2's rules: the variable exists and is a parameter of that group (not integrated, not
+//! shared, not constant), and one projection sums onto it once. Neither may depend on an
+//! `(event-driven)` variable (Brian2's rule).
 
 use std::collections::{HashMap, HashSet};
 
@@ -23,10 +30,14 @@ use crate::diagnostics::{nearest_names, Diagnostic, Span};
 use crate::frontend::builder::{GroupBuilder, Lowered};
 use crate::frontend::syntax::ast::{AssignOp, Ast};
 use crate::frontend::syntax::parser::{parse_expression, parse_statements};
+use crate::integrators::choice;
 use crate::ir::derivative::derivative;
-use crate::ir::synapses::{DelayIr, Effect, Pathway, PathwayIr, Side, Statement, SynapsesIr};
+use crate::ir::synapses::{
+    DelayIr, Effect, Pathway, PathwayIr, Side, Statement, Summed, SynapsesIr,
+};
 use crate::ir::{
-    Dynamics, Events, ExprArena, ExprId, Func, GroupIr, IndexOf, SymbolKind, Ty, VarId,
+    Dynamics, Events, ExprArena, ExprId, Func, GroupIr, IndexOf, Site, StateEq, SymbolKind, Ty,
+    VarId,
 };
 use crate::spec::network::{DelaySpec, NumberOrExpr, PathwayCode, ProjectionSpec};
 use crate::spec::{names, Method};
@@ -117,19 +128,27 @@ pub fn lower(
     let mut cx = SynapseScope::new(spec, &lines, pre, post, dt, dtype)?;
     let event_driven = cx.event_driven_updates()?;
     let pathways = cx.pathways(&event_driven)?;
+    let clock_driven = cx.clock_driven()?;
+    let summed = cx.summed()?;
+    let event_driven: Vec<VarId> = event_driven.iter().map(|(v, _)| *v).collect();
+    cx.check_dynamics(&clock_driven, &summed, &event_driven)?;
+    let dynamics = Dynamics::Odes(clock_driven);
+    let method = cx.method(&dynamics)?;
     let subexpressions = std::mem::take(&mut cx.subexpr_values).into_iter().collect();
     let lowered = Lowered {
-        dynamics: Dynamics::Odes(Vec::new()),
+        dynamics,
         events: Events::none(),
         subexpressions,
         held: Vec::new(),
         noise: Vec::new(),
     };
-    let group = cx.group.finish(lowered, Method::Euler, 1, dt, &[])?;
+    let group = cx.group.finish(lowered, method, 1, dt, &[])?;
     Ok(SynapsesIr {
+        clock_driven: group.stored(),
         group,
         pathways,
-        event_driven: event_driven.iter().map(|(v, _)| *v).collect(),
+        event_driven,
+        summed,
     })
 }
 
@@ -188,13 +207,9 @@ impl<'a> SynapseScope<'a> {
         for line in lines {
             let name = line.name.as_str();
             let at = |msg: String| Diagnostic::new("model", msg).at(model, line.name_span);
-            if let Some((_, span)) = line.flags.iter().find(|(f, _)| f == "summed") {
-                return Err(Diagnostic::new(
-                    "model",
-                    format!("'(summed)' synaptic variables are {NEXT_ISSUE}"),
-                )
-                .at(model, *span)
-                .suggest("add to the target in on_pre instead ('g_post += w')"));
+            if line.has_flag("summed") {
+                check_summed_line(line, model)?;
+                continue;
             }
             if let Some(message) = names::invalid(name) {
                 return Err(at(message));
@@ -237,13 +252,19 @@ impl<'a> SynapseScope<'a> {
                     group.add_symbol(name, SymbolKind::Param, &line.unit);
                 }
                 (LineKind::Differential, _) => {
-                    let at_flag = synapse_flag.map_or(line.name_span, |(_, span)| *span);
-                    return Err(Diagnostic::new(
-                        "model",
-                        format!("'(clock-driven)' synaptic variables (integrated every step) are {NEXT_ISSUE}"),
-                    )
-                    .at(model, at_flag)
-                    .suggest("traces that change only at events are '(event-driven)': 'dx/dt = -x/tau : 1 (event-driven)'"));
+                    // (clock-driven), or no flag: Brian2 integrates it every step.
+                    if let Some((flag, span)) = line.flags.iter().find(|(f, _)| f != "clock_driven")
+                    {
+                        return Err(Diagnostic::new(
+                            "model",
+                            format!(
+                                "the flag '({})' does not apply to a (clock-driven) variable",
+                                flag.replace('_', "-")
+                            ),
+                        )
+                        .at(model, *span));
+                    }
+                    group.add_symbol(name, SymbolKind::Param, &line.unit);
                 }
                 (_, Some((f, span))) => {
                     let shown = f.replace('_', "-");
@@ -428,7 +449,11 @@ impl<'a> SynapseScope<'a> {
                 ))),
             };
         }
-        if self.lines.iter().any(|l| l.name == name) {
+        if self
+            .lines
+            .iter()
+            .any(|l| l.name == name && !l.has_flag("summed"))
+        {
             return Err(err(format!(
                 "cannot assign to '{name}': it is a subexpression"
             )));
@@ -846,6 +871,232 @@ impl<'a> SynapseScope<'a> {
     }
 }
 
+/// A `(summed)` line's form, before its names are resolved: a subexpression (`x_post = e : unit
+/// (summed)`) onto a name ending in `_pre` or `_post`, with no other flag.
+fn check_summed_line(line: &EquationLine, model: &str) -> Result<(), Diagnostic> {
+    let (_, at_flag) = line
+        .flags
+        .iter()
+        .find(|(f, _)| f == "summed")
+        .expect("a (summed) line");
+    if line.kind != LineKind::Subexpression {
+        return Err(Diagnostic::new(
+            "model",
+            "'(summed)' applies to a subexpression onto a variable of the source or target group",
+        )
+        .at(model, *at_flag)
+        .suggest("write it as 'g_post = g_syn : 1 (summed)'"));
+    }
+    if let Some((flag, span)) = line.flags.iter().find(|(f, _)| f != "summed") {
+        return Err(Diagnostic::new(
+            "model",
+            format!("the flag '({flag})' does not apply to a (summed) variable"),
+        )
+        .at(model, *span));
+    }
+    if !(line.name.ends_with("_pre") || line.name.ends_with("_post")) {
+        return Err(Diagnostic::new(
+            "model",
+            format!(
+                "the summed variable '{}' does not end in '_pre' or '_post': it sets a variable of the source or target group",
+                line.name
+            ),
+        )
+        .at(model, line.name_span)
+        .suggest(format!("'{}_post' sums onto the target's '{}'", line.name, line.name)));
+    }
+    Ok(())
+}
+
+/// The `(clock-driven)` and `(summed)` variables (module docs).
+impl SynapseScope<'_> {
+    /// The `(clock-driven)` equations (and differential equations without a flag), in order.
+    fn clock_driven(&mut self) -> Result<Vec<StateEq>, Diagnostic> {
+        let model = self.spec.model.clone();
+        let lines: Vec<&EquationLine> = self
+            .lines
+            .iter()
+            .filter(|l| l.kind == LineKind::Differential && !l.has_flag("event_driven"))
+            .collect();
+        let mut out = Vec::new();
+        for line in lines {
+            let ast = line.expr.as_ref().expect("a differential equation");
+            let (e, ty) = self.expr(ast, "model", &model)?;
+            require_real(ty, ast, "model", &model)?;
+            let var = self.group.names[&line.name];
+            self.group
+                .spans
+                .insert(Site::Dynamics(var), "model", &model, line.name_span);
+            out.push(StateEq {
+                var,
+                derivative: e,
+                unless_refractory: false,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The `(summed)` variables, in order, each onto a parameter of its group (Brian2's rules).
+    fn summed(&mut self) -> Result<Vec<Summed>, Diagnostic> {
+        let model = self.spec.model.clone();
+        let lines: Vec<&EquationLine> =
+            self.lines.iter().filter(|l| l.has_flag("summed")).collect();
+        let mut out: Vec<Summed> = Vec::new();
+        for line in lines {
+            let name = line.name.as_str();
+            let (base, side) = match name.strip_suffix("_pre") {
+                Some(b) => (b, IndexOf::Pre),
+                None => (name.strip_suffix("_post").expect("checked"), IndexOf::Post),
+            };
+            let group = self.side(side);
+            let role = if side == IndexOf::Pre {
+                "source"
+            } else {
+                "target"
+            };
+            let at = |msg: String| Diagnostic::new("model", msg).at(&model, line.name_span);
+            let Some(ir) = group.ir else {
+                return Err(at(format!(
+                    "the summed variable '{name}': the {role} {} is a spike source, it has no variables",
+                    group.describe
+                )));
+            };
+            let Some(var) = ir.lookup(base) else {
+                let mut d = at(format!(
+                    "the summed variable '{name}': the {role} {} has no variable '{base}'",
+                    group.describe
+                ));
+                let near = nearest_names(base, group.names().iter().map(String::as_str));
+                d = if near.is_empty() {
+                    d.suggest(format!(
+                        "declare '{base} : <unit>' in the {role}'s equations"
+                    ))
+                } else {
+                    d.suggest(format!("did you mean {}?", quote_list(&near)))
+                };
+                return Err(d);
+            };
+            let sym = ir.symbol(var);
+            let why = match sym.kind {
+                SymbolKind::State => Some("integrated by the group (a differential equation)"),
+                SymbolKind::Param if sym.shared => Some("shared (one value for the group)"),
+                SymbolKind::Param if group.constant.contains(base) => Some("flagged (constant)"),
+                SymbolKind::Param => None,
+                _ => Some("not a parameter"),
+            };
+            if let Some(why) = why {
+                return Err(at(format!(
+                    "the summed variable '{name}' needs a parameter '{base}' in the {role} {}: '{base}' is {why}",
+                    group.describe
+                ))
+                .suggest(format!(
+                    "declare '{base} : <unit>' (a parameter) in the {role} and use it in its equations"
+                )));
+            }
+            if out.iter().any(|s| s.side == side && s.var == var) {
+                return Err(at(format!(
+                    "the target variable '{base}' is already updated by another summed variable"
+                )));
+            }
+            let ast = line.expr.as_ref().expect("a subexpression");
+            let (value, ty) = self.expr(ast, "model", &model)?;
+            require_real(ty, ast, "model", &model)?;
+            out.push(Summed { side, var, value });
+        }
+        Ok(out)
+    }
+
+    /// Brian2's rules between the kinds of variables: neither a `(clock-driven)` equation nor a
+    /// `(summed)` value depends on an `(event-driven)` variable; and what the kernels cannot
+    /// give: a `(clock-driven)` equation reads no last spike time (the groups' thresholds run
+    /// before the synapses integrate, Brian2's after).
+    fn check_dynamics(
+        &self,
+        clock_driven: &[StateEq],
+        summed: &[Summed],
+        event_driven: &[VarId],
+    ) -> Result<(), Diagnostic> {
+        let model = &self.spec.model;
+        let line_of = |name: &str| {
+            self.lines
+                .iter()
+                .find(|l| l.name == name)
+                .expect("a line of the model")
+        };
+        let summed_lines = self.lines.iter().filter(|l| l.has_flag("summed"));
+        let roots: Vec<(String, ExprId, &str)> = clock_driven
+            .iter()
+            .map(|s| {
+                let name = self.group.symbols[s.var.index()].name.clone();
+                (name, s.derivative, "clock-driven")
+            })
+            .chain(
+                summed_lines
+                    .zip(summed)
+                    .map(|(l, s)| (l.name.clone(), s.value, "summed")),
+            )
+            .collect();
+        for (name, root, kind) in roots {
+            let line = line_of(&name);
+            for v in self.group.arena.vars_of(root) {
+                let sym = &self.group.symbols[v.index()];
+                if event_driven.contains(&v) {
+                    return Err(Diagnostic::new(
+                        "model",
+                        format!(
+                            "the {kind} '{name}' should not depend on the event-driven variable '{}'",
+                            sym.name
+                        ),
+                    )
+                    .at(model, line.name_span));
+                }
+                let reads_lastspike = self
+                    .neighbour_kind(v)
+                    .is_some_and(|k| k == SymbolKind::LastSpike);
+                if kind == "clock-driven" && reads_lastspike {
+                    return Err(Diagnostic::new(
+                        "model",
+                        format!(
+                            "the clock-driven '{name}' reads '{}': a last spike time in a (clock-driven) equation is {NEXT_ISSUE}",
+                            sym.name
+                        ),
+                    )
+                    .at(model, line.name_span));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The kind of the neighbour's variable a symbol refers to.
+    fn neighbour_kind(&self, v: VarId) -> Option<SymbolKind> {
+        let SymbolKind::Neighbour(side, var) = self.group.symbols[v.index()].kind else {
+            return None;
+        };
+        Some(self.side(side).ir?.symbol(var).kind.clone())
+    }
+
+    /// The scheme of the `(clock-driven)` equations: the spec's, checked, or Brian2's choice.
+    fn method(&self, dynamics: &Dynamics) -> Result<Method, Diagnostic> {
+        if crate::ir::group::integrated(dynamics).is_empty() {
+            // Nothing to integrate: the method has no effect (Brian2 accepts it too).
+            return Ok(Method::Euler);
+        }
+        choice::resolve(
+            &self.group.arena,
+            dynamics,
+            &self.group.symbols,
+            &[],
+            self.dt,
+            self.spec.method,
+        )
+        .map_err(|e| {
+            Diagnostic::new("method", format!("the (clock-driven) equations: {e}"))
+                .suggest("leave method unset for Brian2's choice (exact, euler, heun: the first that applies)")
+        })
+    }
+}
+
 impl Scope for SynapseScope<'_> {
     fn depth(&mut self) -> &mut usize {
         &mut self.depth
@@ -863,7 +1114,7 @@ impl Scope for SynapseScope<'_> {
         if self
             .lines
             .iter()
-            .any(|l| l.name == name && l.kind == LineKind::Subexpression)
+            .any(|l| l.name == name && l.kind == LineKind::Subexpression && !l.has_flag("summed"))
         {
             let e = self.subexpression(name)?;
             return Ok((e, self.group.arena.ty(e)));
@@ -913,7 +1164,7 @@ mod tests {
 
     fn target_ir() -> GroupIr {
         let spec = ModelSpec::from_equations(
-            "dv/dt = (ge - v)/(10*ms) : volt (unless refractory)\ndge/dt = -ge/(5*ms) : volt\ntau : second (constant)",
+            "dv/dt = (ge - v)/(10*ms) : volt (unless refractory)\ndge/dt = -ge/(5*ms) : volt\ntau : second (constant)\ngs : volt",
             0.1,
         )
         .threshold("v > 1")
@@ -924,6 +1175,7 @@ mod tests {
 
     fn projection(model: &str, on_pre: &str) -> ProjectionSpec {
         ProjectionSpec {
+            method: None,
             name: "S".into(),
             source: "P".into(),
             source_range: None,
@@ -1042,22 +1294,73 @@ mod tests {
     }
 
     #[test]
-    fn what_is_not_here_yet_is_refused_where_it_is_written() {
-        let e = lower_with(&projection(
-            "dApre/dt = -Apre/tau : 1 (clock-driven)",
-            "ge += 1",
-        ))
-        .unwrap_err();
-        assert!(
-            e.message.contains("not supported yet (issue 11)"),
-            "{}",
-            e.render()
+    fn clock_driven_and_summed_variables_lower_with_brian2s_rules() {
+        let mut p = projection(
+            "w : 1\ndg/dt = -g/tau_g : 1 (clock-driven)\ndh/dt = (v_pre - h)/tau_g : 1\ngs_post = w*g : volt (summed)",
+            "g += 1",
         );
-        assert_eq!((e.span.unwrap().line, e.span.unwrap().col), (1, 27));
-        let e = lower_with(&projection("dx/dt = -x : 1", "ge += 1")).unwrap_err();
-        assert!(e.message.contains("clock-driven"), "{}", e.render());
-        let e = lower_with(&projection("g_syn = w : 1 (summed)\nw : 1", "")).unwrap_err();
-        assert!(e.message.contains("'(summed)'"), "{}", e.render());
+        p.constants.insert("tau_g".into(), 2.0);
+        let s = lower_with(&p).map_err(|e| e.render()).unwrap();
+        assert_eq!(
+            s.clock_driven.len(),
+            2,
+            "an unflagged equation is clock-driven"
+        );
+        assert_eq!(
+            s.group.method,
+            Method::Exact,
+            "Brian2's choice: exact first"
+        );
+        assert_eq!(s.summed.len(), 1);
+        assert_eq!(s.summed[0].side, IndexOf::Post);
+        assert_eq!(target_ir().symbol(s.summed[0].var).name, "gs");
+        assert!(s.synapse_written().contains(&s.clock_driven[0]));
+        assert!(s.by_post_index() && !s.plastic());
+        let cases = [
+            (
+                "w : 1\ngz_post = w : 1 (summed)",
+                "has no variable 'gz'",
+                (2, 1),
+            ),
+            (
+                "w : 1\nv_post = w : 1 (summed)",
+                "integrated by the group",
+                (2, 1),
+            ),
+            (
+                "w : 1\ntau_post = w : 1 (summed)",
+                "flagged (constant)",
+                (2, 1),
+            ),
+            (
+                "w : 1\nge = w : 1 (summed)",
+                "does not end in '_pre' or '_post'",
+                (2, 1),
+            ),
+            (
+                "dx/dt = -x : 1 (clock-driven, constant)",
+                "does not apply to a (clock-driven)",
+                (1, 31),
+            ),
+            (
+                "dA/dt = -A/tau_g : 1 (event-driven)\ngs_post = A : 1 (summed)",
+                "should not depend on the event-driven variable 'A'",
+                (2, 1),
+            ),
+        ];
+        for (model, want, (line, col)) in cases {
+            let mut p = projection(model, "");
+            p.constants.insert("tau_g".into(), 2.0);
+            let e = lower_with(&p).unwrap_err();
+            assert!(e.message.contains(want), "{model}: {}", e.render());
+            assert_eq!(e.field, "model");
+            let at = e.span.unwrap();
+            assert_eq!((at.line, at.col), (line, col), "{model}: {}", e.render());
+        }
+        let mut p = projection("dx/dt = -x*x/(10*ms) : 1", "");
+        p.method = Some(Method::Exact);
+        let e = lower_with(&p).unwrap_err();
+        assert_eq!(e.field, "method");
         let e = lower_with(&projection("x_post : 1", "")).unwrap_err();
         assert!(e.message.contains("reserved"), "{}", e.render());
     }
