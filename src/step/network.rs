@@ -556,7 +556,7 @@ mod tests {
     }
 
     #[test]
-    fn plastic_projections_are_ordered_and_pathways_run_in_brian2s_order() {
+    fn plastic_projections_deliver_in_parallel_and_pathways_run_in_brian2s_order() {
         let plastic = |name: &str| {
             format!(
                 r#"{{"name": "{name}", "source": "P", "target": "P", "model": "w : 1", "on_pre": "ge += w", "on_post": "w += 1"}}"#
@@ -573,13 +573,35 @@ mod tests {
         ));
         assert!(ir.projections[0].synapses.plastic());
         let d: Vec<Delivery> = p.projections.iter().map(|x| x.delivery).collect();
-        // A only adds to ge, but the ordered projections touch it too.
-        assert_eq!(d, [Delivery::Ordered; 3]);
-        assert!(!p.projections[0].row_parallel);
+        // No on_post reads the source: they run on the targets' threads after the deliveries,
+        // and every on_pre is delivered in parallel.
+        assert!(p.post_after_delivery && p.after_delivery);
+        assert_eq!(d, [Delivery::Atomic; 3]);
         // Every _pre pathway by name, then the _post ones by name: 'S_pq_pre' sorts before
         // 'S_pre', but 'S_post' before 'S_pq_post'.
         assert_eq!(p.pathways, [(2, 0), (1, 0), (0, 0), (0, 1), (1, 1)]);
-        assert!(p.groups[0].ordered_compaction && p.groups[0].depth == 1);
+        // One queue slot more: the after phase reads this step's while the next update writes.
+        assert!(p.groups[0].ordered_compaction && p.groups[0].depth == 2);
+        // An on_post that reads the source keeps the plastic projections on one thread.
+        let reads_pre = r#"{"name": "R", "source": "P", "target": "P", "model": "w : 1", "on_pre": "ge += w", "on_post": "w += x_pre"}"#;
+        let (_, p) = planned(&net(&format!("{reads_pre}, {}", plastic("S")), false));
+        assert!(!p.post_after_delivery);
+        assert_eq!(p.projections[0].delivery, Delivery::Ordered);
+        assert_eq!(p.projections[1].delivery, Delivery::Ordered);
+        assert!(!p.projections[0].row_parallel && p.groups[0].depth == 1);
+        // Two presynaptic pathways sharing a trace run one after the other (ordered), else in
+        // parallel.
+        let two = |model: &str| {
+            format!(
+                r#"{{"name": "T", "source": "P", "target": "P", "model": "{model}", "on_pre": {{"a": "ge += w", "b": "x_post += w"}}, "delay": {{"b": 0.2}}}}"#
+            )
+        };
+        let (_, p) = planned(&net(&two("w : 1"), false));
+        assert_eq!(p.projections[0].delivery, Delivery::Atomic);
+        assert_eq!(p.projections[0].delays, [vec![0], vec![2]]);
+        let traced = two("w : 1\\ndA/dt = -A/(10*ms) : 1 (event-driven)");
+        let (_, p) = planned(&net(&traced, false));
+        assert_eq!(p.projections[0].delivery, Delivery::Ordered);
     }
 
     #[test]
@@ -593,8 +615,8 @@ mod tests {
         assert_eq!(ir.projections[0].synapses.event_driven.len(), 1);
         assert_eq!(
             (p.groups[1].depth, p.groups[1].ordered_compaction),
-            (1, true)
+            (2, true)
         );
-        assert_eq!(p.projections[0].delivery, Delivery::Ordered);
+        assert_eq!(p.projections[0].delivery, Delivery::Atomic);
     }
 }
