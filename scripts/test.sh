@@ -44,3 +44,5 @@ step "benchmark smoke run"
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_reductions.py" --quick)
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_call_overhead.py" --quick)
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_networks.py" --quick)
+# the three networks in float64 for 50 ms: spike counts equal to pure JAX's, neuron by neuron
+(cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_networks.py" --quick --models all --dtype float64 --baselines jax --duration 50)

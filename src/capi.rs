@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::codegen::{self, Dialect};
 use crate::diagnostics::Diagnostic;
 use crate::ir::network::{NetGroupKind, NetworkIr};
-use crate::ir::synapses::DelayIr;
+use crate::ir::synapses::{DelayIr, Pathway};
 use crate::ir::SymbolKind;
 use crate::spec::{ModelSpec, NetworkSpec};
 use crate::step;
@@ -200,7 +200,7 @@ fn network_json(spec: &NetworkSpec, net: &NetworkIr) -> Value {
         .zip(&plan.projections)
         .map(|(p, pp)| {
             let s = &p.synapses;
-            let delay = match s.delay {
+            let delay_json = |d: DelayIr| match d {
                 DelayIr::Homogeneous { steps } => json!({"kind": "homogeneous", "steps": steps}),
                 DelayIr::PerSynapse { var, max_steps } => json!({
                     "kind": "per_synapse",
@@ -208,6 +208,27 @@ fn network_json(spec: &NetworkSpec, net: &NetworkIr) -> Value {
                     "max_steps": max_steps,
                 }),
             };
+            // The delay the rows are sorted by (per-synapse), else the `pre` pathway's.
+            let row_delay = match s.row_delay() {
+                Some((var, max_steps)) => DelayIr::PerSynapse { var, max_steps },
+                None => s
+                    .pathways
+                    .iter()
+                    .find(|pw| pw.name == "pre" && pw.kind == Pathway::Pre)
+                    .map_or(DelayIr::Homogeneous { steps: 0 }, |pw| pw.delay),
+            };
+            let pathways: Vec<Value> = s
+                .pathways
+                .iter()
+                .map(|pw| {
+                    json!({
+                        "name": pw.name,
+                        "kind": if pw.kind == Pathway::Pre { "pre" } else { "post" },
+                        "delay": delay_json(pw.delay),
+                    })
+                })
+                .collect();
+            let delay = delay_json(row_delay);
             json!({
                 "name": p.name,
                 "source": net.groups[p.source].name,
@@ -219,6 +240,7 @@ fn network_json(spec: &NetworkSpec, net: &NetworkIr) -> Value {
                 "per_synapse": names(&s.group, s.per_synapse()),
                 "shared": names(&s.group, s.shared()),
                 "delay": delay,
+                "pathways": pathways,
                 "delivery": format!("{:?}", pp.delivery).to_lowercase(),
             })
         })

@@ -12,7 +12,8 @@
 //! The persistent kernel runs here too, as one block and as a grid of blocks that all run at
 //! once (each block's `__shared__` variables its own: the kernel becomes a function template
 //! instantiated once per block), with its real grid barrier (atomics, fences, volatile loads),
-//! launched in chunks of steps as the handler may launch it.
+//! launched in chunks of steps as the handler may launch it; and so does the resident kernel
+//! (one block per member, the state in its dynamic shared memory).
 //!
 //! Needs `g++` with C++20; skipped without one, unless `SPIKEFORGE_REQUIRE_GXX=1`.
 
@@ -27,8 +28,8 @@ use std::process::Command;
 use harness::{compile, spikes, Buf, Compiled, Results, State};
 use serde_json::json;
 use spikeforge::codegen::network_kernel::{
-    generate, kernel_shape, AFTER_ENTRY, DELIVER_BLOCK, DELIVER_ENTRY, PERSISTENT_BLOCK,
-    PERSISTENT_ENTRY, UPDATE_ENTRY,
+    generate, kernel_shape, resident_layout, step_launches, StepGrid, DELIVER_BLOCK,
+    PERSISTENT_BLOCK, PERSISTENT_ENTRY, RESIDENT_ENTRY,
 };
 use spikeforge::codegen::network_layout::UPDATE_BLOCK;
 use spikeforge::codegen::Dialect;
@@ -153,6 +154,9 @@ enum Mode {
     PerStep(usize),
     /// The persistent kernel with this many blocks at once, in launches of `chunk` steps.
     Persistent { blocks: usize, chunk: usize },
+    /// The resident kernel (one block, the state in shared memory), in launches of `chunk`
+    /// steps.
+    Resident { chunk: usize },
 }
 
 /// Most blocks a persistent emulation runs (one instantiation of the kernel template each).
@@ -165,10 +169,18 @@ fn program(c: &Compiled, persistent: bool) -> String {
     let plan = plan(&net);
     let shape = kernel_shape(&net, &plan);
     let generated = generate(&net, &plan, &c.layout, Dialect::Cuda);
-    let mut source = generated.source.replace(
-        "extern __shared__ long long sf_seg[];",
-        &format!("static long long sf_seg[{}];", shape.segments + 1),
-    );
+    // Dynamic shared memory: the delivery's segment prefix, the resident kernel's state.
+    let resident = resident_layout(&c.layout, shape.segments);
+    let mut source = generated
+        .source
+        .replace(
+            "extern __shared__ long long sf_seg[];",
+            &format!("static long long sf_seg[{}];", shape.segments + 1),
+        )
+        .replace(
+            "extern __shared__ long long sf_dynamic[];",
+            &format!("static long long sf_dynamic[{}];", resident.bytes / 8),
+        );
     if persistent {
         // One instantiation per block: each block's `__shared__` (function statics) its own.
         source = source.replace(
@@ -203,18 +215,20 @@ fn program(c: &Compiled, persistent: bool) -> String {
         let cases: String = (0..MAX_PERSISTENT_BLOCKS)
             .map(|b| format!("case {b}: {PERSISTENT_ENTRY}<{b}>((sf_i32) c0, (sf_i32) c1, (sf_i32) steps, {args}); break; "))
             .collect();
+        // `blocks` 0: the resident kernel.
         format!(
-            "for (int c0 = 0; c0 < steps; c0 += chunk) {{\n        const int c1 = c0 + chunk < steps ? c0 + chunk : steps;\n        launch_grid(blocks, nb, {PERSISTENT_BLOCK}, [&](unsigned bx) {{ switch (bx) {{ {cases}}} }});\n    }}\n"
+            "for (int c0 = 0; c0 < steps; c0 += chunk) {{\n        const int c1 = c0 + chunk < steps ? c0 + chunk : steps;\n        if (blocks == 0) launch({RESIDENT_ENTRY}, 1, nb, {block}, (sf_i32) c0, (sf_i32) c1, (sf_i32) steps, {args});\n        else launch_grid(blocks, nb, {PERSISTENT_BLOCK}, [&](unsigned bx) {{ switch (bx) {{ {cases}}} }});\n    }}\n",
+            block = shape.resident_block
         )
     } else {
-        let mut l = format!(
-            "for (int s = 0; s < steps; ++s) {{\n        launch({UPDATE_ENTRY}, {}, nb, {UPDATE_BLOCK}, (sf_i32) s, (sf_i32) steps, {args});\n        launch({DELIVER_ENTRY}, blocks, nb, {DELIVER_BLOCK}, (sf_i32) s, (sf_i32) steps, {args});\n",
-            shape.update_blocks
-        );
-        if plan.after_delivery {
+        let mut l = "for (int s = 0; s < steps; ++s) {\n".to_string();
+        for (entry, grid) in step_launches(&plan) {
+            let (blocks, threads) = match grid {
+                StepGrid::Update => (shape.update_blocks.to_string(), UPDATE_BLOCK),
+                StepGrid::Deliver => ("blocks".to_string(), DELIVER_BLOCK),
+            };
             l.push_str(&format!(
-                "        launch({AFTER_ENTRY}, {}, nb, {UPDATE_BLOCK}, (sf_i32) s, (sf_i32) steps, {args});\n",
-                shape.update_blocks
+                "        launch({entry}, {blocks}, nb, {threads}, (sf_i32) s, (sf_i32) steps, {args});\n"
             ));
         }
         l.push_str("    }\n");
@@ -261,6 +275,7 @@ fn emulate(
             assert!((1..=MAX_PERSISTENT_BLOCKS).contains(&blocks));
             (&exe.persistent, blocks, chunk)
         }
+        Mode::Resident { chunk } => (&exe.persistent, 0, chunk),
     };
     let prepared = c.prepare(state, steps);
     let dir = exe.parent().unwrap();
@@ -304,11 +319,13 @@ fn emulate(
 }
 
 /// A random current-based network of `n` neurons (E: the first 80%) with per-synapse or one
-/// shared weight.
+/// shared weight; `named`: E's synapses have two named pathways with their own delays (the
+/// second also inhibits, later).
 fn cuba(
     n: usize,
     deterministic: bool,
     shared_weight: bool,
+    named: bool,
     seed: u64,
 ) -> (serde_json::Value, Vec<(&'static str, Vec<f64>)>) {
     let n_e = n * 4 / 5;
@@ -350,13 +367,26 @@ fn cuba(
     } else {
         ("w : volt", "ge += w", "gi += w")
     };
+    let (e_pre, e_delay) = if named {
+        let late = if shared_weight {
+            "gi -= 0.5"
+        } else {
+            "gi -= 0.4*w"
+        };
+        (
+            json!({"now": e_pre, "late": late}),
+            json!({"now": 0.1, "late": 0.35}),
+        )
+    } else {
+        (json!(e_pre), json!(0.1))
+    };
     let spec = json!({
         "dt": 0.1, "dtype": "float64", "deterministic": deterministic,
         "groups": [{"kind": "neuron", "name": "P", "n": n,
             "model": {"equations": "dv/dt = (ge + gi - (v + 49))/(20*ms) : volt (unless refractory)\ndge/dt = -ge/(5*ms) : volt\ndgi/dt = -gi/(10*ms) : volt",
                       "threshold": "v > -50", "reset": "v = -60", "refractory": 2.0, "method": "euler"}}],
         "projections": [
-            {"name": "Ce", "source": "P", "source_range": [0, n_e], "target": "P", "model": model, "on_pre": e_pre, "delay": 0.1},
+            {"name": "Ce", "source": "P", "source_range": [0, n_e], "target": "P", "model": model, "on_pre": e_pre, "delay": e_delay},
             {"name": "Ci", "source": "P", "source_range": [n_e, n], "target": "P", "model": model, "on_pre": i_pre}
         ],
         "monitors": [{"kind": "spike", "name": "sp", "source": "P", "capacity": 100000},
@@ -379,12 +409,17 @@ fn emulated_cuda_kernels_give_the_c_kernels_results() {
         return;
     };
     let steps = 100;
-    for (name, n, deterministic, shared) in [
-        ("atomic", 300usize, false, false),
-        ("ordered", 300, true, false),
-        ("counted", 300, true, true),
+    for (name, n, deterministic, shared, named) in [
+        ("atomic", 300usize, false, false, false),
+        ("ordered", 300, true, false, false),
+        ("counted", 300, true, true, false),
+        // Two named pathways of one projection, with their own delays: parallel segments of
+        // both pathways, ordered (row-parallel) and counted deliveries of each.
+        ("named_atomic", 300, false, false, true),
+        ("named_ordered", 300, true, false, true),
+        ("named_counted", 300, true, true, true),
     ] {
-        let (spec, values) = cuba(n, deterministic, shared, 5);
+        let (spec, values) = cuba(n, deterministic, shared, named, 5);
         let c = compile(&spec.to_string());
         let exe = build(&c, name, &dir);
         let state = c.state(1, &values);
@@ -398,7 +433,7 @@ fn emulated_cuda_kernels_give_the_c_kernels_results() {
         for key in ["P.lastspike_step", "P.spike_queue_counts"] {
             assert_eq!(gs.get(key), cs.get(key), "{name}: {key}");
         }
-        let exact = name == "ordered";
+        let exact = name.ends_with("ordered");
         let tol = if exact { 0.0 } else { 1e-9 };
         for key in ["P.v", "P.ge", "P.gi"] {
             assert_close(&gs.get(key), &cs.get(key), tol, &format!("{name}: {key}"));
@@ -424,8 +459,14 @@ fn emulated_cuda_kernels_give_the_c_kernels_results() {
         );
         // The persistent kernel, as one block and as grids (in chunks of steps), gives the
         // per-step kernels' results: the same spikes, and in deterministic mode the same bits.
-        for (blocks, chunk) in [(1, steps), (3, 37), (2, 1)] {
-            let mode = Mode::Persistent { blocks, chunk };
+        let modes = [(1, steps), (3, 37), (2, 1)]
+            .map(|(blocks, chunk)| Mode::Persistent { blocks, chunk })
+            .into_iter()
+            .chain([
+                Mode::Resident { chunk: steps },
+                Mode::Resident { chunk: 41 },
+            ]);
+        for mode in modes {
             let what = format!("{name} {mode:?}");
             let (ps, pr) = emulate(&c, &exe, &state, steps, mode);
             assert_eq!(spikes(&pr, "sp", 100000, 0), want, "{what}");
@@ -551,9 +592,11 @@ fn inputs_delays_generators(dir: &Path, deterministic: bool) {
     assert_close(&gr.get("m.ge"), &cr.get("m.ge"), 1e-3, "m.ge");
     // One block for the whole run; three blocks (one of them with two virtual blocks of the
     // update) in two launches.
-    for mode in
-        [(1, steps), (3, steps / 2)].map(|(blocks, chunk)| Mode::Persistent { blocks, chunk })
-    {
+    let modes = [(1, steps), (3, steps / 2)]
+        .map(|(blocks, chunk)| Mode::Persistent { blocks, chunk })
+        .into_iter()
+        .chain([Mode::Resident { chunk: steps / 3 }]);
+    for mode in modes {
         let what = format!("deterministic {deterministic}, {mode:?}");
         let (ps, pr) = emulate(&c, &exe, &state, steps, mode);
         assert_eq!(
@@ -600,21 +643,114 @@ fn by_post(rows: &[f64], targets: &[f64], n_post: usize) -> [Vec<f64>; 3] {
     [offsets, ids.iter().map(|s| *s as f64).collect(), sources]
 }
 
+/// The spec of a test network (tests/networks/<name>.json).
+fn test_network(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/networks/{name}.json"));
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// Per step, and persistent as one block and as a grid of 3 blocks in chunks of a third.
+fn every_path(steps: usize) -> [Mode; 4] {
+    [
+        Mode::PerStep(2),
+        Mode::Persistent {
+            blocks: 1,
+            chunk: steps,
+        },
+        Mode::Persistent {
+            blocks: 3,
+            chunk: steps / 3,
+        },
+        Mode::Resident { chunk: steps / 2 },
+    ]
+}
+
 #[test]
 fn emulated_plastic_synapses_match_c() {
+    // tests/networks/stdp.json: a generator of 50 inputs (the first 20 spike) -> 2 neurons with Brian2's STDP
+    // (on_pre, on_post, (event-driven) traces), and a recurrent projection with an on_post.
+    in_both_modes("stdp.json", stdp_network_matches_c);
+}
+
+/// A plastic test network's state from `values` (one batch member: the emulation shares a
+/// block's `__shared__` words between batch members of the persistent kernel, one instantiation
+/// per blockIdx.x, as the other tests here), its emulation programs, and its C run's final
+/// state, checked to mean something: every target spikes, the weights move.
+fn plastic_run(
+    c: &Compiled,
+    values: &[(&str, Vec<f64>)],
+    name: &str,
+    dir: &Path,
+    steps: usize,
+) -> (State, Programs, State) {
+    let state = c.state(1, values);
+    let exe = build(c, name, dir);
+    let (cs, cr) = c.run(&state, steps);
+    let post_spikes = cr.get("post.spike_count");
+    assert!(
+        post_spikes.iter().all(|n| *n > 10.0),
+        "{name}: the targets must spike: {post_spikes:?}"
+    );
+    let w0 = state.get("S.w");
+    assert!(
+        cs.get("S.w")
+            .iter()
+            .zip(&w0)
+            .any(|(a, b)| (a - b).abs() > 1e-5),
+        "{name}: weights moved"
+    );
+    (state, exe, cs)
+}
+
+/// tests/networks/`file` in the default and the deterministic mode, checked by `check(dir, spec,
+/// deterministic)`.
+fn in_both_modes(file: &str, check: fn(&Path, &str, bool)) {
     let Some(dir) = cuda_emulation::work_dir("network_cuda_emulation") else {
         return;
     };
-    // tests/networks/stdp.json: a generator of 50 inputs (the first 20 spike) -> 2 neurons with Brian2's STDP
-    // (on_pre, on_post, (event-driven) traces), and a recurrent projection with an on_post.
     let spec = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/networks/stdp.json"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/networks")
+            .join(file),
     )
     .unwrap();
-    let c = compile(&spec);
-    // Input i spikes in the steps s of the 0.5 ms period with i = s (mod 2): 50 spikes, sorted
-    // by step then index (n_spikes <= n: every_test_network_builds_and_runs_in_c puts them all
-    // in step 0, and a generator's queue slot holds n spikes).
+    for deterministic in [false, true] {
+        check(&dir, &with_mode(&spec, deterministic), deterministic);
+    }
+}
+
+/// The network spec `spec` with `"deterministic"` set.
+fn with_mode(spec: &str, deterministic: bool) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(spec).unwrap();
+    v["deterministic"] = json!(deterministic);
+    v.to_string()
+}
+
+/// Compares the emulated CUDA kernels' `keys` with the C kernels': the same bits in
+/// deterministic mode (ordered deliveries, postsynaptic pathways on the targets' threads: the
+/// C kernels' order of additions); in the default mode the presynaptic pathways of the plastic
+/// projections add to the targets with float atomics, in any order: the same spikes, the
+/// state to 1e-9.
+fn assert_matches_c(got: &State, want: &State, keys: &[&str], deterministic: bool, what: &str) {
+    for key in keys {
+        if deterministic {
+            assert_eq!(got.get(key), want.get(key), "{what}: {key}");
+        } else {
+            assert_close(
+                &got.get(key),
+                &want.get(key),
+                1e-9,
+                &format!("{what}: {key}"),
+            );
+        }
+    }
+}
+
+/// The spikes of tests/networks/stdp.json's and pathways.json's generator: input i spikes in
+/// the steps s of the 0.5 ms period with i = s (mod 2), 50 spikes, sorted by step then index
+/// (n_spikes <= n: every_test_network_builds_and_runs_in_c puts them all in step 0, and a
+/// generator's queue slot holds n spikes).
+fn generator_spikes() -> Vec<(f64, f64)> {
     let spikes_at: Vec<(f64, f64)> = (0..5)
         .flat_map(|s| {
             (0..20)
@@ -623,6 +759,51 @@ fn emulated_plastic_synapses_match_c() {
         })
         .collect();
     assert_eq!(spikes_at.len(), 50);
+    spikes_at
+}
+
+/// The per-step kernels and the persistent kernel as one block and as a grid in chunks against
+/// the C kernels: the same spikes, `keys` as [`assert_matches_c`] says.
+fn every_path_matches_c(
+    c: &Compiled,
+    exe: &Programs,
+    state: &State,
+    steps: usize,
+    keys: &[&str],
+    deterministic: bool,
+) {
+    let (cs, cr) = c.run(state, steps);
+    for mode in [
+        Mode::PerStep(2),
+        Mode::Persistent {
+            blocks: 1,
+            chunk: steps,
+        },
+        Mode::Persistent {
+            blocks: 3,
+            chunk: steps / 3,
+        },
+        Mode::Resident { chunk: steps / 2 },
+    ] {
+        let (gs, gr) = emulate(c, exe, state, steps, mode);
+        let what = format!("deterministic {deterministic}, {mode:?}");
+        assert_matches_c(&gs, &cs, keys, deterministic, &what);
+        assert_eq!(
+            gr.get("post.spike_count"),
+            cr.get("post.spike_count"),
+            "{what}"
+        );
+        assert_eq!(
+            spikes(&gr, "sp", 1000, 0),
+            spikes(&cr, "sp", 1000, 0),
+            "{what}"
+        );
+    }
+}
+
+fn stdp_network_matches_c(dir: &Path, spec: &str, deterministic: bool) {
+    let c = compile(spec);
+    let spikes_at = generator_spikes();
     let s_rows: Vec<f64> = (0..=50).map(|r| (2 * r).min(40) as f64).collect();
     let s_targets: Vec<f64> = (0..40).map(|s| (s % 2) as f64).collect();
     let [s_po, s_ps, s_src] = by_post(&s_rows, &s_targets, 2);
@@ -650,56 +831,191 @@ fn emulated_plastic_synapses_match_c() {
         ("Back.post_synapses", b_ps),
         ("Back.sources", b_src),
     ];
-    // One batch member: the emulation shares a block's `__shared__` words between batch members
-    // of the persistent kernel (one instantiation per blockIdx.x), as the other tests here.
-    let state = c.state(1, &values);
-    let exe = build(&c, "stdp", &dir);
     let steps = 600;
-    let (cs, cr) = c.run(&state, steps);
-    let post_spikes = cr.get("post.spike_count");
-    assert!(
-        post_spikes.iter().all(|n| *n > 10.0),
-        "the targets must spike: {post_spikes:?}"
-    );
-    let w0 = state.get("S.w");
-    let w = cs.get("S.w");
-    assert!(
-        w.iter().zip(&w0).any(|(a, b)| (a - b).abs() > 1e-5),
-        "weights moved"
-    );
+    let (state, exe, cs) = plastic_run(&c, &values, &format!("stdp_{deterministic}"), dir, steps);
     assert!(
         cs.get("Back.w2").iter().all(|x| *x > 1.0),
         "Back's on_post ran"
     );
-    // Every delivery is ordered (float64): every path gives the C kernels' bits.
-    for mode in [
-        Mode::PerStep(2),
-        Mode::Persistent {
-            blocks: 1,
-            chunk: steps,
-        },
-        Mode::Persistent {
-            blocks: 3,
-            chunk: steps / 3,
-        },
-    ] {
-        let (gs, gr) = emulate(&c, &exe, &state, steps, mode);
-        for key in [
+    let keys = [
+        "S.w",
+        "S.Apre",
+        "S.Apost",
+        "S.lastupdate",
+        "Back.w2",
+        "post.v",
+        "post.ge",
+    ];
+    every_path_matches_c(&c, &exe, &state, steps, &keys, deterministic);
+}
+
+#[test]
+fn emulated_named_pathways_match_c() {
+    // tests/networks/pathways.json: a generator of 50 inputs -> 2 neurons through two named
+    // presynaptic pathways ('up' 3 steps late; 'down' with per-synapse delays of 0 to 9 steps,
+    // in buckets) and a postsynaptic one 7 steps late, with an (event-driven) trace; and a
+    // recurrent projection with a delayed presynaptic pathway and two postsynaptic ones ('q'
+    // one step late).
+    in_both_modes("pathways.json", pathways_network_matches_c);
+}
+
+fn pathways_network_matches_c(dir: &Path, spec: &str, deterministic: bool) {
+    let c = compile(spec);
+    let spikes_at = generator_spikes();
+    // Rows of 2 synapses (inputs 0..20), sorted by delay step: delay steps (s * 7) % 10.
+    let steps_of = |s: usize| ((s * 7) % 10) as f64;
+    let mut s_targets = Vec::new();
+    let mut s_delays = Vec::new();
+    for r in 0..20 {
+        let mut row: Vec<(f64, f64)> = (0..2).map(|j| (steps_of(2 * r + j), j as f64)).collect();
+        row.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+        for (d, j) in row {
+            s_targets.push(j);
+            s_delays.push(d);
+        }
+    }
+    let s_rows: Vec<f64> = (0..=50).map(|r| (2 * r).min(40) as f64).collect();
+    // Delay buckets: B = 11 entries a row (max_steps 10), first synapse with delay >= D.
+    let mut buckets = Vec::new();
+    for r in 0..50usize {
+        let (lo, hi) = (s_rows[r] as usize, s_rows[r + 1] as usize);
+        for d in 0..11 {
+            let first = (lo..hi).find(|k| s_delays[*k] >= d as f64).unwrap_or(hi);
+            buckets.push(first as f64);
+        }
+    }
+    buckets.push(40.0);
+    let [s_po, s_ps, s_src] = by_post(&s_rows, &s_targets, 2);
+    let l_rows = vec![0.0, 1.0, 3.0];
+    let l_targets = vec![1.0, 0.0, 1.0];
+    let [l_po, l_ps, l_src] = by_post(&l_rows, &l_targets, 2);
+    let values = vec![
+        ("inp.indices", spikes_at.iter().map(|x| x.0).collect()),
+        ("inp.steps", spikes_at.iter().map(|x| x.1).collect()),
+        ("post.v", vec![-60.0, -56.0]),
+        ("S.row_offsets", s_rows),
+        ("S.targets", s_targets),
+        ("S.delay_buckets", buckets),
+        ("S.post_offsets", s_po),
+        ("S.post_synapses", s_ps),
+        ("S.sources", s_src),
+        ("S.d", s_delays.iter().map(|d| d * 0.1).collect()),
+        (
             "S.w",
-            "S.Apre",
-            "S.Apost",
-            "S.lastupdate",
-            "Back.w2",
-            "post.v",
-            "post.ge",
-        ] {
+            (0..40)
+                .map(|s| 0.02 * ((s * 37) % 40) as f64 / 40.0)
+                .collect(),
+        ),
+        ("Loop.row_offsets", l_rows),
+        ("Loop.targets", l_targets),
+        ("Loop.post_offsets", l_po),
+        ("Loop.post_synapses", l_ps),
+        ("Loop.sources", l_src),
+    ];
+    let steps = 600;
+    let (state, exe, cs) = plastic_run(
+        &c,
+        &values,
+        &format!("pathways_{deterministic}"),
+        dir,
+        steps,
+    );
+    assert!(
+        cs.get("Loop.c").iter().all(|x| *x > 2.0),
+        "Loop's on_post ran"
+    );
+    let keys = [
+        "S.w",
+        "S.Apre",
+        "S.lastupdate",
+        "Loop.c",
+        "post.v",
+        "post.ge",
+        "post.gi",
+    ];
+    every_path_matches_c(&c, &exe, &state, steps, &keys, deterministic);
+}
+
+#[test]
+fn emulated_synapse_dynamics_match_c() {
+    let Some(dir) = cuda_emulation::work_dir("network_cuda_emulation") else {
+        return;
+    };
+    // tests/networks/synapse_dynamics.json: a generator of 20 inputs -> 150 neurons through S
+    // (a clock-driven s, summed onto the target: gsyn_post = w*s) and the neurons onto themselves
+    // through T (a clock-driven g read from v_pre and v_post with rk4, summed onto the source:
+    // fb_pre = g + 0.5*v_post). The sums phase and the clock-driven phase run on two blocks per
+    // step (150 neurons), as their own kernels per step and between the persistent kernel's
+    // barriers.
+    let spec = test_network("synapse_dynamics");
+    let c = compile(&spec);
+    let n = 150usize;
+    // Input i spikes at step i mod 10 of each 1 ms period.
+    let mut spikes_at: Vec<(f64, f64)> = (0..20).map(|i| (i as f64, (i % 10) as f64)).collect();
+    spikes_at.sort_by(|a, b| (a.1, a.0).partial_cmp(&(b.1, b.0)).unwrap());
+    let rows = |n_pre: usize, per_row: &dyn Fn(usize) -> Vec<usize>| {
+        let mut offsets = vec![0.0];
+        let mut targets = Vec::new();
+        for r in 0..n_pre {
+            targets.extend(per_row(r).into_iter().map(|j| j as f64));
+            offsets.push(targets.len() as f64);
+        }
+        (offsets, targets)
+    };
+    let (s_rows, s_targets) = rows(20, &|i| {
+        let mut t: Vec<usize> = (0..10).map(|k| (i * 7 + k * 13) % n).collect();
+        t.push(t[0]); // a multapse
+        t
+    });
+    let (t_rows, t_targets) = rows(n, &|i| vec![(i + 1) % n, (i * 3 + 5) % n]);
+    let [s_po, s_ps, s_src] = by_post(&s_rows, &s_targets, n);
+    let [t_po, t_ps, t_src] = by_post(&t_rows, &t_targets, n);
+    let values = vec![
+        ("inp.indices", spikes_at.iter().map(|x| x.0).collect()),
+        ("inp.steps", spikes_at.iter().map(|x| x.1).collect()),
+        (
+            "P.v",
+            (0..n)
+                .map(|i| -60.0 + 9.5 * ((i * 17) % n) as f64 / n as f64)
+                .collect(),
+        ),
+        (
+            "S.w",
+            (0..s_targets.len())
+                .map(|s| 0.05 + 0.1 * ((s * 37) % 40) as f64 / 40.0)
+                .collect(),
+        ),
+        ("S.row_offsets", s_rows),
+        ("S.targets", s_targets),
+        ("S.post_offsets", s_po),
+        ("S.post_synapses", s_ps),
+        ("S.sources", s_src),
+        ("T.row_offsets", t_rows),
+        ("T.targets", t_targets),
+        ("T.post_offsets", t_po),
+        ("T.post_synapses", t_ps),
+        ("T.sources", t_src),
+    ];
+    let state = c.state(1, &values);
+    let exe = build(&c, "synapse_dynamics", &dir);
+    let steps = 300;
+    let (cs, cr) = c.run(&state, steps);
+    let counts = cr.get("P.spike_count");
+    assert!(
+        counts.iter().filter(|n| **n > 0.0).count() > 20,
+        "the neurons must spike: {counts:?}"
+    );
+    assert!(cs.get("P.gsyn").iter().any(|x| *x > 0.1), "the sums ran");
+    assert!(cs.get("T.g").iter().any(|x| x.abs() > 1.0), "g integrated");
+    // The sums are gathered in a fixed order and the clock-driven steps are per synapse: every
+    // path gives the C kernels' bits.
+    for mode in every_path(steps) {
+        let (gs, gr) = emulate(&c, &exe, &state, steps, mode);
+        for key in ["S.s", "T.g", "P.v", "P.gsyn", "P.fb"] {
             assert_eq!(gs.get(key), cs.get(key), "{mode:?}: {key}");
         }
-        assert_eq!(gr.get("post.spike_count"), post_spikes, "{mode:?}");
-        assert_eq!(
-            spikes(&gr, "sp", 1000, 0),
-            spikes(&cr, "sp", 1000, 0),
-            "{mode:?}"
-        );
+        for key in ["m.gsyn", "m.fb", "m.v", "P.spike_count"] {
+            assert_eq!(gr.get(key), cr.get(key), "{mode:?}: {key}");
+        }
     }
 }

@@ -137,13 +137,16 @@ fn every_network_kernel_compiles_for_sm90() {
             };
             let ptx = spikeforge::runtime::cuda::compile_ptx(&kernel.source, (9, 0), &opts)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
-            // The per-step kernels and the persistent kernel (issue 10) of every network.
-            assert!(
-                kernel
-                    .entries
-                    .contains(&spikeforge::codegen::network_kernel::PERSISTENT_ENTRY),
-                "{name}: no persistent kernel"
-            );
+            // The per-step kernels and the persistent kernels (issue 10) of every network.
+            for persistent in [
+                spikeforge::codegen::network_kernel::PERSISTENT_ENTRY,
+                spikeforge::codegen::network_kernel::RESIDENT_ENTRY,
+            ] {
+                assert!(
+                    kernel.entries.contains(&persistent),
+                    "{name}: no {persistent}"
+                );
+            }
             for entry in &kernel.entries {
                 assert!(
                     ptx.contains(&format!(".entry {entry}(")),

@@ -10,9 +10,14 @@
 use std::collections::HashMap;
 use std::fmt::{self, Write};
 
+mod synapse_dynamics;
+pub use synapse_dynamics::{
+    barriers_per_step, step_launches, StepGrid, SUMS_ENTRY, SYNAPSES_ENTRY,
+};
+
 use super::dialect::Dialect;
 use super::network_layout::{
-    counted_statements, group_var_ident, synapse_var_ident, update_blocks, NetArg, NetLayout,
+    counted_statements, group_var_ident, synapse_var_ident, update_blocks, Dim, NetArg, NetLayout,
     NetRole, UPDATE_BLOCK,
 };
 use super::printer::{literal, prelude, Printer};
@@ -34,16 +39,123 @@ pub const AFTER_ENTRY: &str = "sf_network_after";
 /// (docs/NETWORKS.md, "The persistent kernel"), as one block per batch member or as a
 /// cooperative grid.
 pub const PERSISTENT_ENTRY: &str = "sf_network_persistent";
+/// The persistent kernel as one block per batch member with the groups' state resident in
+/// shared memory (see [`ResidentLayout`]): the block path where that state fits.
+pub const RESIDENT_ENTRY: &str = "sf_network_resident";
 /// The C entry point (every phase of every step).
 pub const C_ENTRY: &str = "sf_network_run";
 
-/// Threads per block of the persistent kernel: the update's blocks, so that a virtual block of
-/// the update and after-delivery phases is one physical block's pass.
+/// Threads per block of the persistent kernel as a cooperative grid (or as one block whose
+/// state is not resident): the update's blocks, so that a virtual block of the update and
+/// after-delivery phases is one physical block's pass. (Blocks of 1024 threads were measured
+/// slower for the grid on the H200: fewer multiprocessors update, and every `__syncthreads` of
+/// the barriers and the delivery's prefix waits for 32 warps.)
 pub const PERSISTENT_BLOCK: usize = UPDATE_BLOCK;
 
-/// Barriers the persistent kernel passes per step (after the update, after the delivery): the
-/// grid barrier's arrival counter grows by `BARRIERS_PER_STEP * blocks` a step.
-pub const BARRIERS_PER_STEP: u64 = 2;
+/// The most threads per block of the resident kernel (see [`resident_block`]).
+pub const RESIDENT_BLOCK_MAX: usize = 1024;
+
+/// Threads per block of the resident kernel, which are also the neurons of a virtual block of
+/// its update and after-delivery phases: the largest group's neurons rounded up to whole update
+/// blocks, at most [`RESIDENT_BLOCK_MAX`]. One block then updates a small network in a pass or
+/// a few (with 128 threads, 32 passes a step over COBA's 4000 neurons).
+pub fn resident_block(net: &NetworkIr) -> usize {
+    let largest = (net.groups.iter())
+        .filter(|g| !matches!(g.kind, NetGroupKind::SpikeGenerator { .. }))
+        .map(|g| g.n)
+        .max()
+        .unwrap_or(0);
+    (largest.div_ceil(UPDATE_BLOCK) * UPDATE_BLOCK).clamp(UPDATE_BLOCK, RESIDENT_BLOCK_MAX)
+}
+
+/// Virtual blocks of a group's update in a kernel whose blocks have `block` threads: one per
+/// `block` neurons; one for a spike generator (its spikes are read in order by one thread).
+pub fn virtual_blocks(g: &crate::ir::network::NetGroup, block: usize) -> usize {
+    match g.kind {
+        NetGroupKind::SpikeGenerator { .. } => 1,
+        _ => g.n.div_ceil(block),
+    }
+}
+
+/// Where the resident kernel ([`RESIDENT_ENTRY`]) keeps the groups' state in its dynamic shared
+/// memory, in bytes from the start (the delivery's segment prefix `sf_seg`, `8 (segments + 1)`
+/// bytes, comes first): every per-neuron buffer the run writes (state variables, last spike
+/// steps, refractoriness flags, spike counts, the spike queue and its counts), the projections'
+/// row offsets (read by every delivered spike) and the member's work words. Each region starts
+/// on an 8-byte boundary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResidentLayout {
+    pub buffers: Vec<ResidentBuffer>,
+    /// The work words' byte offset.
+    pub work: usize,
+    /// The resident kernel's dynamic shared memory, in bytes.
+    pub bytes: usize,
+}
+
+/// A buffer of the [`ResidentLayout`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResidentBuffer {
+    pub ident: String,
+    /// Byte offset in dynamic shared memory.
+    pub offset: usize,
+    /// Elements (per member, if batched).
+    pub elems: usize,
+    pub elem: ElemType,
+    /// Whether the run writes it (an output, copied back at the end), or only reads it (an
+    /// input, the same for every member).
+    pub written: bool,
+}
+
+impl ResidentLayout {
+    fn holds(&self, ident: &str) -> bool {
+        self.buffers.iter().any(|b| b.ident == ident)
+    }
+}
+
+/// See [`ResidentLayout`]; `segments`: [`KernelShape::segments`].
+pub fn resident_layout(layout: &NetLayout, segments: usize) -> ResidentLayout {
+    let mut at = 8 * (segments + 1);
+    let mut buffers = Vec::new();
+    let written = layout.outputs.iter().map(|a| (a, true));
+    let read = layout.inputs.iter().map(|a| (a, false));
+    for (a, out) in written.chain(read) {
+        let wanted = match a.role {
+            NetRole::State
+            | NetRole::LastspikeStep
+            | NetRole::NotRefractory
+            | NetRole::SpikeCount
+            | NetRole::SpikeQueue
+            | NetRole::SpikeQueueCounts => out && a.batched,
+            NetRole::RowOffsets => !out && !a.batched,
+            _ => false,
+        };
+        let fixed: Option<Vec<usize>> = (a.shape.iter())
+            .map(|d| match d {
+                Dim::Fixed(n) => Some(*n),
+                Dim::Sized(_) => None,
+            })
+            .collect();
+        let Some(fixed) = fixed.filter(|f| wanted && !f.is_empty()) else {
+            continue;
+        };
+        let elems: usize = fixed.iter().product();
+        buffers.push(ResidentBuffer {
+            ident: a.ident.clone(),
+            offset: at,
+            elems,
+            elem: a.elem,
+            written: out,
+        });
+        at += (elems * a.elem.size()).div_ceil(8) * 8;
+    }
+    let work = at;
+    at += (4 * layout.work.words).div_ceil(8) * 8;
+    ResidentLayout {
+        buffers,
+        work,
+        bytes: at,
+    }
+}
 
 /// Cycles (`clock64`) a block waits at a grid barrier before it stops the kernel with an error
 /// (`__trap`): about 35 s at 2 GHz, far beyond any step, so that blocks that are not all
@@ -87,6 +199,8 @@ pub struct KernelShape {
     pub segments: usize,
     /// Warps the delivery kernel's bookkeeping needs (at least that many warps are launched).
     pub tasks: usize,
+    /// Threads per block of the resident kernel ([`resident_block`]).
+    pub resident_block: usize,
 }
 
 /// See [`KernelShape`].
@@ -95,16 +209,29 @@ pub fn kernel_shape(net: &NetworkIr, plan: &NetworkPlan) -> KernelShape {
         update_blocks: net.groups.iter().map(update_blocks).sum(),
         segments: segments(net, plan).len(),
         tasks: tasks(net, plan, Dialect::Cuda).len(),
+        resident_block: resident_block(net),
     }
 }
 
-/// (projection, delay) of the parallel deliveries, in order.
-fn segments(net: &NetworkIr, plan: &NetworkPlan) -> Vec<(usize, u32)> {
+/// (projection, pathway, delay) of the parallel deliveries, in order.
+fn segments(net: &NetworkIr, plan: &NetworkPlan) -> Vec<Segment> {
     (0..net.projections.len())
         .filter(|p| plan.projections[*p].delivery != Delivery::Ordered)
-        .flat_map(|p| plan.projections[p].delays.iter().map(move |d| (p, *d)))
+        .flat_map(|p| {
+            net.projections[p]
+                .synapses
+                .pathways_of(Pathway::Pre)
+                .flat_map(move |k| {
+                    plan.projections[p].delays[k]
+                        .iter()
+                        .map(move |d| (p, k, *d))
+                })
+        })
         .collect()
 }
+
+/// A parallel delivery's (projection, pathway, delay step).
+type Segment = (usize, usize, u32);
 
 /// The delivery kernel's bookkeeping tasks, one warp each.
 fn tasks(net: &NetworkIr, plan: &NetworkPlan, dialect: Dialect) -> Vec<Task> {
@@ -180,16 +307,21 @@ pub fn generate(
         })
         .collect();
     let mut arenas: Vec<ExprArena> = Vec::new();
-    let mut new_values: Vec<[Vec<ExprId>; 2]> = Vec::new();
+    let mut new_values: Vec<Vec<Vec<ExprId>>> = Vec::new();
     for p in &net.projections {
         let mut arena = p.synapses.group.arena.clone();
-        let values = [Pathway::Pre, Pathway::Post].map(|pathway| {
-            p.synapses
-                .statements(pathway)
-                .iter()
-                .map(|st| st.new_value(&mut arena))
-                .collect()
-        });
+        let values = p
+            .synapses
+            .pathways
+            .iter()
+            .map(|pathway| {
+                pathway
+                    .statements
+                    .iter()
+                    .map(|st| st.new_value(&mut arena))
+                    .collect()
+            })
+            .collect();
         arenas.push(arena);
         new_values.push(values);
     }
@@ -205,6 +337,7 @@ pub fn generate(
         )
         .collect();
     let segments = segments(net, plan);
+    let segments_len = segments.len();
     let gen = Gen {
         net,
         plan,
@@ -217,13 +350,16 @@ pub fn generate(
         args,
         segments,
         counted: counted_statements(net, plan),
+        printing: std::cell::Cell::new(Printing::PerStep),
+        resident: resident_layout(layout, segments_len),
     };
     let source = render(|w| gen.write(w));
     let entries = match dialect {
-        Dialect::Cuda if plan.after_delivery => {
-            vec![UPDATE_ENTRY, DELIVER_ENTRY, AFTER_ENTRY, PERSISTENT_ENTRY]
-        }
-        Dialect::Cuda => vec![UPDATE_ENTRY, DELIVER_ENTRY, PERSISTENT_ENTRY],
+        Dialect::Cuda => step_launches(plan)
+            .into_iter()
+            .map(|(entry, _)| entry)
+            .chain([PERSISTENT_ENTRY, RESIDENT_ENTRY])
+            .collect(),
         Dialect::C => vec![C_ENTRY],
     };
     GeneratedNetwork { source, entries }
@@ -246,16 +382,31 @@ struct Gen<'a> {
     dialect: Dialect,
     real: ElemType,
     groups: Vec<Option<GroupCode>>,
-    /// Each projection's arena, with the statements' new values (`on_pre`'s, `on_post`'s).
+    /// Each projection's arena, with the statements' new values (per pathway).
     arenas: Vec<ExprArena>,
-    new_values: Vec<[Vec<ExprId>; 2]>,
+    new_values: Vec<Vec<Vec<ExprId>>>,
     /// Each buffer by identifier, and whether the kernels use its output (the state being
     /// advanced, or a result) rather than its input.
     args: HashMap<String, (bool, NetArg)>,
-    /// (projection, delay) of the parallel deliveries.
-    segments: Vec<(usize, u32)>,
-    /// (projection, statement) of the counted arrivals, in order.
-    counted: Vec<(usize, usize)>,
+    /// (projection, pathway, delay) of the parallel deliveries.
+    segments: Vec<Segment>,
+    /// (projection, pathway, statement) of the counted arrivals, in order.
+    counted: Vec<(usize, usize, usize)>,
+    /// The kernel being printed (the phases print themselves for it).
+    printing: std::cell::Cell<Printing>,
+    /// Where the resident kernel keeps the groups' state in shared memory.
+    resident: ResidentLayout,
+}
+
+/// Which kernel the phases are being printed for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Printing {
+    /// The per-step kernels (and the C entry): virtual blocks of `SF_BLOCK` (`UPDATE_BLOCK`)
+    /// neurons.
+    PerStep,
+    /// A persistent kernel with blocks of `block` threads (virtual blocks of that many neurons,
+    /// printed as a number); `resident`: the groups' state in shared memory.
+    Persistent { block: usize, resident: bool },
 }
 
 /// How the indices of one event are spelled.
@@ -297,6 +448,9 @@ impl Gen<'_> {
 
     /// Element `index` (within a batch member) of the buffer `ident`.
     fn at(&self, ident: &str, index: &str) -> String {
+        if self.resident_now() && self.resident.holds(ident) {
+            return format!("sf_r_{ident}[{index}]");
+        }
         let (_, a) = &self.args[ident];
         let buf = self.buf(ident);
         if !a.batched {
@@ -342,6 +496,50 @@ impl Gen<'_> {
         tasks(self.net, self.plan, self.dialect)
     }
 
+    /// How the kernel being printed spells the neurons of a virtual block of the update and
+    /// after-delivery phases.
+    fn vblock_size(&self) -> String {
+        match self.printing.get() {
+            Printing::Persistent { block, .. } => block.to_string(),
+            Printing::PerStep => "SF_BLOCK".to_owned(),
+        }
+    }
+
+    /// Threads per block of the kernel whose delivery phase is being printed.
+    fn deliver_threads(&self) -> usize {
+        match self.printing.get() {
+            Printing::Persistent { block, .. } => block,
+            Printing::PerStep => DELIVER_BLOCK,
+        }
+    }
+
+    /// Virtual blocks of group g's update in the kernel being printed.
+    fn vblocks(&self, g: usize) -> usize {
+        let group = &self.net.groups[g];
+        match self.printing.get() {
+            Printing::Persistent { block, .. } => virtual_blocks(group, block),
+            Printing::PerStep => update_blocks(group),
+        }
+    }
+
+    /// Projection p's row offsets: resident in shared memory, or the input.
+    fn row_offsets(&self, p: usize) -> String {
+        let ident = format!("p{p}_rows");
+        if self.resident_now() && self.resident.holds(&ident) {
+            format!("sf_r_{ident}")
+        } else {
+            format!("in_{ident}")
+        }
+    }
+
+    /// Whether the resident kernel is being printed.
+    fn resident_now(&self) -> bool {
+        matches!(
+            self.printing.get(),
+            Printing::Persistent { resident: true, .. }
+        )
+    }
+
     fn write(&self, w: &mut SourceWriter) -> fmt::Result {
         writeln!(
             w,
@@ -374,6 +572,7 @@ impl Gen<'_> {
         writeln!(w)?;
         match self.dialect {
             Dialect::Cuda => {
+                self.write_dynamics_cuda(w)?;
                 self.write_update_cuda(w)?;
                 writeln!(w)?;
                 self.write_deliver_cuda(w)?;
@@ -426,11 +625,15 @@ impl Gen<'_> {
     /// the seed.
     fn step_prologue(&self, w: &mut SourceWriter) -> fmt::Result {
         let real = self.real_t();
-        writeln!(
-            w,
-            "int32_t* const sf_w = sf_work + (int64_t) sf_b * {};",
-            self.layout.work.words
-        )?;
+        if self.resident_now() {
+            writeln!(w, "int32_t* const sf_w = sf_r_work;")?;
+        } else {
+            writeln!(
+                w,
+                "int32_t* const sf_w = sf_work + (int64_t) sf_b * {};",
+                self.layout.work.words
+            )?;
+        }
         writeln!(w, "const int32_t sf_t_step = in_sf_t_step[sf_b] + sf_s;")?;
         writeln!(
             w,
@@ -475,6 +678,10 @@ impl Gen<'_> {
     fn queue_row(&self, g: usize, slot: &str) -> String {
         let gp = &self.plan.groups[g];
         let n = self.net.groups[g].n;
+        let queue = format!("g{g}_queue");
+        if self.resident_now() && self.resident.holds(&queue) {
+            return format!("(sf_r_{queue} + (int64_t) ({slot}) * {n})");
+        }
         format!(
             "({} + ((int64_t) sf_b * {} + {slot}) * {n})",
             self.buf(&format!("g{g}_queue")),
@@ -701,12 +908,21 @@ impl Gen<'_> {
             lastspike: self.plan.groups[g].lastspike,
         };
         self.write_records(g, code, &body, w)?;
+        self.write_sums_taken(g, w)?;
         body.write(w)?;
         self.write_stores(g, ir, &code.dag.assigned(ir), w)?;
+        // On CUDA the last spike step and the spike count are stored only when the neuron
+        // spiked: at 50 Hz and dt 0.1 ms, 12 of the 40 bytes a neuron moves a step otherwise
+        // (the C loops stay branch-free, for GCC's vectoriser).
+        let on_spike = if self.dialect == Dialect::Cuda && code.dag.spike.is_some() {
+            "if (sf_spike) "
+        } else {
+            ""
+        };
         if self.plan.groups[g].lastspike {
             writeln!(
                 w,
-                "{} = sf_lastspike_step;",
+                "{on_spike}{} = sf_lastspike_step;",
                 self.at(&format!("g{g}_lastspike"), "sf_i")
             )?;
         }
@@ -720,7 +936,7 @@ impl Gen<'_> {
         if code.dag.spike.is_some() {
             writeln!(
                 w,
-                "{} += sf_spike_count;",
+                "{on_spike}{} += sf_spike_count;",
                 self.at(&format!("g{g}_spike_count"), "sf_i")
             )?;
             writeln!(w, "sf_fire = sf_spike;")?;
@@ -862,11 +1078,15 @@ impl Gen<'_> {
     /// generator): what the update kernel runs once and the persistent kernel once per virtual
     /// block it owns. Needs `sf_b`, `sf_s`, the step prologue, `sf_lane` and `sf_vb`.
     fn write_update_phase(&self, w: &mut SourceWriter) -> fmt::Result {
-        writeln!(w, "__shared__ int32_t sf_warp_spikes[SF_BLOCK / 32];")?;
+        writeln!(
+            w,
+            "__shared__ int32_t sf_warp_spikes[{} / 32];",
+            self.vblock_size()
+        )?;
         writeln!(w, "__shared__ int32_t sf_block_base;")?;
         let mut start = 0usize;
-        for (g, group) in self.net.groups.iter().enumerate() {
-            let end = start + update_blocks(group);
+        for g in 0..self.net.groups.len() {
+            let end = start + self.vblocks(g);
             w.block(format!("if (sf_vb >= {start} && sf_vb < {end})"), |w| {
                 self.write_update_block(g, start, w)
             })?;
@@ -890,7 +1110,8 @@ impl Gen<'_> {
         }
         writeln!(
             w,
-            "const int64_t sf_i = (int64_t) (sf_vb - {first}) * SF_BLOCK + threadIdx.x;"
+            "const int64_t sf_i = (int64_t) (sf_vb - {first}) * {} + threadIdx.x;",
+            self.vblock_size()
         )?;
         writeln!(w, "bool sf_fire = false;")?;
         w.block(format!("if (sf_i < {})", group.n), |w| match group.kind {
@@ -925,7 +1146,7 @@ impl Gen<'_> {
         }
         // Ordered compaction: a block-wide scan, then a decoupled look-back over the group's
         // earlier blocks (64-bit status words: tag = step + 1, flag 1 = aggregate, 2 = prefix).
-        let blocks = update_blocks(group);
+        let blocks = self.vblocks(g);
         let status = self.layout.work.status;
         writeln!(
             w,
@@ -934,7 +1155,7 @@ impl Gen<'_> {
         writeln!(w, "__syncthreads();")?;
         w.block("if (threadIdx.x == 0)", |w| {
             writeln!(w, "int32_t sf_total = 0;")?;
-            w.block("for (int k = 0; k < SF_BLOCK / 32; ++k)", |w| {
+            w.block(format!("for (int k = 0; k < {} / 32; ++k)", self.vblock_size()), |w| {
                 writeln!(w, "const int32_t c = sf_warp_spikes[k];")?;
                 writeln!(w, "sf_warp_spikes[k] = sf_total;")?;
                 writeln!(w, "sf_total += c;")
@@ -989,6 +1210,18 @@ impl Gen<'_> {
 
     // -- the delivery phase -------------------------------------------------------------------
 
+    /// Whether a parallel projection has more than one presynaptic pathway: the segments then
+    /// say which (`sf_seg_w`).
+    fn several_parallel_pathways(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|(p, k, _)| self.segments[0].0 == *p && self.segments[0].1 != *k)
+            || self
+                .segments
+                .windows(2)
+                .any(|x| x[0].0 == x[1].0 && x[0].1 != x[1].1)
+    }
+
     /// How projection p's expressions name their variables for one event.
     fn synapse_name(&self, p: usize, v: VarId, ev: &Event) -> String {
         let proj = &self.net.projections[p];
@@ -1012,15 +1245,15 @@ impl Gen<'_> {
         }
     }
 
-    /// The variable a statement of a pathway assigns, for one event.
-    fn statement_target(&self, p: usize, pathway: Pathway, k: usize, ev: &Event) -> String {
+    /// The variable statement k of a pathway assigns, for one event.
+    fn statement_target(&self, p: usize, pathway: usize, k: usize, ev: &Event) -> String {
         let st = self.net.projections[p].synapses.statements(pathway)[k];
         self.synapse_name(p, st.var, ev)
     }
 
     /// The new value of statement k of a pathway.
-    fn new_value(&self, p: usize, pathway: Pathway, k: usize) -> ExprId {
-        self.new_values[p][pathway as usize][k]
+    fn new_value(&self, p: usize, pathway: usize, k: usize) -> ExprId {
+        self.new_values[p][pathway][k]
     }
 
     /// Projection p's statements of a pathway for one event, one after another (`atomic`:
@@ -1028,7 +1261,7 @@ impl Gen<'_> {
     fn write_statements(
         &self,
         p: usize,
-        pathway: Pathway,
+        pathway: usize,
         mode: Delivery,
         ev: &Event,
         w: &mut SourceWriter,
@@ -1049,7 +1282,7 @@ impl Gen<'_> {
                     let c = self
                         .counted
                         .iter()
-                        .position(|x| *x == (p, k))
+                        .position(|x| *x == (p, pathway, k))
                         .expect("a counted statement");
                     writeln!(
                         w,
@@ -1072,20 +1305,25 @@ impl Gen<'_> {
         Ok(())
     }
 
-    /// The synapses of spike `sf_pre` of projection p arriving with delay `delay` (a C
-    /// expression): their bounds `sf_lo`, `sf_hi`, clamped to the synapses there are. Skips spikes
-    /// outside the source range.
-    fn write_row_bounds(&self, p: usize, delay: &str, w: &mut SourceWriter) -> fmt::Result {
+    /// The synapses of spike `sf_pre` of projection p that its pathway `pathway` reaches with
+    /// delay `delay` (a C expression): their bounds `sf_lo`, `sf_hi`, clamped to the synapses
+    /// there are (the whole row for a homogeneous delay, the delay's bucket for per-synapse
+    /// delays). Skips spikes outside the source range.
+    fn write_row_bounds(
+        &self,
+        p: usize,
+        pathway: usize,
+        delay: &str,
+        w: &mut SourceWriter,
+    ) -> fmt::Result {
         let proj = &self.net.projections[p];
         let (a, b) = (proj.source_range.start, proj.source_range.end);
         writeln!(w, "if (sf_pre < {a} || sf_pre >= {b}) continue;")?;
         writeln!(w, "const int32_t sf_r = sf_pre - {a};")?;
-        match proj.synapses.delay {
+        match proj.synapses.pathways[pathway].delay {
             DelayIr::Homogeneous { .. } => {
-                writeln!(
-                    w,
-                    "int64_t sf_lo = in_p{p}_rows[sf_r], sf_hi = in_p{p}_rows[sf_r + 1];"
-                )?;
+                let rows = self.row_offsets(p);
+                writeln!(w, "int64_t sf_lo = {rows}[sf_r], sf_hi = {rows}[sf_r + 1];")?;
             }
             DelayIr::PerSynapse { max_steps, .. } => {
                 let buckets = max_steps as usize + 1;
@@ -1119,12 +1357,19 @@ impl Gen<'_> {
         writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")
     }
 
-    /// Every event of projection p in this step in Brian2's order (spike step, neuron index,
-    /// synapse order): on one thread, or (`warp`) a row at a time by a warp.
-    fn write_ordered(&self, p: usize, warp: bool, w: &mut SourceWriter) -> fmt::Result {
+    /// Every event of projection p's presynaptic pathway `pathway` in this step in Brian2's
+    /// order (spike step, neuron index, synapse order): on one thread, or (`warp`) a row at a
+    /// time by a warp.
+    fn write_ordered(
+        &self,
+        p: usize,
+        pathway: usize,
+        warp: bool,
+        w: &mut SourceWriter,
+    ) -> fmt::Result {
         let proj = &self.net.projections[p];
         let g = proj.source;
-        let delays = &self.plan.projections[p].delays;
+        let delays = &self.plan.projections[p].delays[pathway];
         let (lo, hi) = (delays[0], *delays.last().expect("a delay"));
         let head = if lo == hi {
             format!("for (int32_t sf_d = {lo}; sf_d == {lo}; --sf_d)")
@@ -1135,54 +1380,70 @@ impl Gen<'_> {
             self.write_spike_list(g, "sf_d", w)?;
             w.block("for (int32_t sf_k = 0; sf_k < sf_count; ++sf_k)", |w| {
                 writeln!(w, "const int32_t sf_pre = sf_list[sf_k];")?;
-                self.write_row_bounds(p, "sf_d", w)?;
+                self.write_row_bounds(p, pathway, "sf_d", w)?;
                 if warp {
-                    return self.write_row_by_warp(p, w);
+                    return self.write_row_by_warp(p, pathway, w);
                 }
                 w.block(
                     "for (int64_t sf_syn = sf_lo; sf_syn < sf_hi; ++sf_syn)",
                     |w| {
                         self.write_target(p, w)?;
-                        self.write_statements(p, Pathway::Pre, Delivery::Ordered, &EVENT, w)
+                        self.write_statements(p, pathway, Delivery::Ordered, &EVENT, w)
                     },
                 )
             })
         })
     }
 
-    /// Projection p's `on_post` pathway on one thread: for each spike of the target group in
-    /// this step (ascending), the synapses onto that neuron through the by-post index (ascending
-    /// creation order), each running the `on_post` statements.
-    fn write_post_pathway(&self, p: usize, w: &mut SourceWriter) -> fmt::Result {
+    /// Projection p's postsynaptic pathway `pathway` on one thread: for each spike of the
+    /// target group in this step (or the pathway's delay ago; ascending), the synapses onto that
+    /// neuron through the by-post index (ascending creation order), each running the
+    /// pathway's statements.
+    fn write_post_pathway(&self, p: usize, pathway: usize, w: &mut SourceWriter) -> fmt::Result {
         let proj = &self.net.projections[p];
         let g = proj.target;
         let (a, n_post) = (proj.target_range.start, proj.n_post());
-        let (n_pre, start_pre) = (proj.n_pre(), proj.source_range.start);
+        let delay = proj.synapses.pathways[pathway].delay.max_steps();
         scope(w, |w| {
-            self.write_spike_list(g, "0", w)?;
+            self.write_spike_list(g, &delay.to_string(), w)?;
             w.block("for (int32_t sf_k = 0; sf_k < sf_count; ++sf_k)", |w| {
                 writeln!(w, "const int32_t sf_j = sf_list[sf_k] - {a};")?;
                 writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
-                let rows = format!("in_p{p}_post_rows");
-                writeln!(w, "int64_t sf_lo = {rows}[sf_j], sf_hi = {rows}[sf_j + 1];")?;
-                write_clamp(p, w)?;
-                w.block("for (int64_t sf_m = sf_lo; sf_m < sf_hi; ++sf_m)", |w| {
-                    writeln!(w, "const int64_t sf_syn = in_p{p}_post_syn[sf_m];")?;
-                    writeln!(w, "if (sf_syn < 0 || sf_syn >= sf_nsyn{p}) continue;")?;
-                    writeln!(w, "const int32_t sf_r = in_p{p}_sources[sf_syn];")?;
-                    writeln!(w, "if (sf_r < 0 || sf_r >= {n_pre}) continue;")?;
-                    writeln!(w, "const int32_t sf_pre = sf_r + {start_pre};")?;
-                    writeln!(w, "(void) sf_pre;")?;
-                    self.write_statements(p, Pathway::Post, Delivery::Ordered, &EVENT, w)
+                self.write_synapses_onto(p, w, |w| {
+                    self.write_statements(p, pathway, Delivery::Ordered, &EVENT, w)
                 })
             })
+        })
+    }
+
+    /// For each synapse of projection p onto target `sf_j` (within the target range), through
+    /// the by-post index in creation order: `body` with `sf_syn`, `sf_r`, `sf_pre` in scope.
+    fn write_synapses_onto(
+        &self,
+        p: usize,
+        w: &mut SourceWriter,
+        body: impl FnOnce(&mut SourceWriter) -> fmt::Result,
+    ) -> fmt::Result {
+        let proj = &self.net.projections[p];
+        let (n_pre, start_pre) = (proj.n_pre(), proj.source_range.start);
+        let rows = format!("in_p{p}_post_rows");
+        writeln!(w, "int64_t sf_lo = {rows}[sf_j], sf_hi = {rows}[sf_j + 1];")?;
+        write_clamp(p, w)?;
+        w.block("for (int64_t sf_m = sf_lo; sf_m < sf_hi; ++sf_m)", |w| {
+            writeln!(w, "const int64_t sf_syn = in_p{p}_post_syn[sf_m];")?;
+            writeln!(w, "if (sf_syn < 0 || sf_syn >= sf_nsyn{p}) continue;")?;
+            writeln!(w, "const int32_t sf_r = in_p{p}_sources[sf_syn];")?;
+            writeln!(w, "if (sf_r < 0 || sf_r >= {n_pre}) continue;")?;
+            writeln!(w, "const int32_t sf_pre = sf_r + {start_pre};")?;
+            writeln!(w, "(void) sf_pre;")?;
+            body(w)
         })
     }
 
     /// One row of a row-parallel ordered projection, 32 synapses at a time by a warp: each lane
     /// computes its synapse's increments; the lanes with one target are grouped
     /// (`__match_any_sync`) and the lowest adds the group's increments in lane (synapse) order.
-    fn write_row_by_warp(&self, p: usize, w: &mut SourceWriter) -> fmt::Result {
+    fn write_row_by_warp(&self, p: usize, pathway: usize, w: &mut SourceWriter) -> fmt::Result {
         let proj = &self.net.projections[p];
         let real = self.real_t();
         let names = |v: VarId| self.synapse_name(p, v, &EVENT);
@@ -1196,8 +1457,8 @@ impl Gen<'_> {
             writeln!(w, "const int64_t sf_syn = sf_base + sf_lane;")?;
             writeln!(w, "const int32_t sf_j = sf_syn < sf_hi ? in_p{p}_targets[sf_syn] : -1;")?;
             writeln!(w, "const bool sf_ok = sf_j >= 0 && sf_j < {};", proj.n_post())?;
-            for (k, st) in proj.synapses.on_pre.iter().enumerate() {
-                let target = self.statement_target(p, Pathway::Pre, k, &EVENT);
+            for (k, st) in proj.synapses.statements(pathway).iter().enumerate() {
+                let target = self.statement_target(p, pathway, k, &EVENT);
                 match (st.side, st.effect) {
                     (Side::Post, Effect::Add(e)) => scope(w, |w| {
                         writeln!(w, "{real} sf_v = 0;")?;
@@ -1223,7 +1484,7 @@ impl Gen<'_> {
                     })?,
                     _ => w.block("if (sf_ok)", |w| {
                         let text = printer
-                            .block(&[self.new_value(p, Pathway::Pre, k)], &format!("sf_q{k}_"), w)?
+                            .block(&[self.new_value(p, pathway, k)], &format!("sf_q{k}_"), w)?
                             .remove(0);
                         writeln!(w, "{target} = {text};")
                     })?,
@@ -1254,26 +1515,36 @@ impl Gen<'_> {
         let s = self.segments.len();
         // The segments' projection, source group and delay.
         if s > 0 {
-            for (name, values) in [
+            let mut tables = vec![
                 (
                     "sf_seg_p",
                     self.segments
                         .iter()
-                        .map(|(p, _)| *p as u64)
+                        .map(|(p, _, _)| *p as u64)
                         .collect::<Vec<_>>(),
                 ),
                 (
                     "sf_seg_g",
                     self.segments
                         .iter()
-                        .map(|(p, _)| self.net.projections[*p].source as u64)
+                        .map(|(p, _, _)| self.net.projections[*p].source as u64)
                         .collect(),
                 ),
                 (
                     "sf_seg_d",
-                    self.segments.iter().map(|(_, d)| u64::from(*d)).collect(),
+                    self.segments
+                        .iter()
+                        .map(|(_, _, d)| u64::from(*d))
+                        .collect(),
                 ),
-            ] {
+            ];
+            if self.several_parallel_pathways() {
+                tables.push((
+                    "sf_seg_w",
+                    self.segments.iter().map(|(_, k, _)| *k as u64).collect(),
+                ));
+            }
+            for (name, values) in tables {
                 let items: Vec<String> = values.iter().map(u64::to_string).collect();
                 writeln!(
                     w,
@@ -1313,8 +1584,9 @@ impl Gen<'_> {
         if self.plan.projections.iter().any(|p| p.row_parallel) {
             writeln!(
                 w,
-                "__shared__ {} sf_row_values[{DELIVER_BLOCK}];",
-                self.real_t()
+                "__shared__ {} sf_row_values[{}];",
+                self.real_t(),
+                self.deliver_threads()
             )?;
         }
         w.block(
@@ -1330,20 +1602,24 @@ impl Gen<'_> {
                         }
                         Task::Monitor(m) => self.write_monitor(*m, w),
                         Task::Ordered => {
-                            for &(p, pathway) in &self.plan.pathways {
+                            for &(p, k) in &self.plan.pathways {
                                 let pp = &self.plan.projections[p];
                                 if pp.delivery != Delivery::Ordered {
                                     continue;
                                 }
-                                if pathway == Pathway::Post {
+                                let kind = self.net.projections[p].synapses.pathways[k].kind;
+                                if kind == Pathway::Post && self.plan.post_after_delivery {
+                                    continue;
+                                }
+                                if kind == Pathway::Post {
                                     w.block("if (sf_lane == 0)", |w| {
-                                        self.write_post_pathway(p, w)
+                                        self.write_post_pathway(p, k, w)
                                     })?;
                                 } else if pp.row_parallel {
-                                    scope(w, |w| self.write_ordered(p, true, w))?;
+                                    scope(w, |w| self.write_ordered(p, k, true, w))?;
                                 } else {
                                     w.block("if (sf_lane == 0)", |w| {
-                                        self.write_ordered(p, false, w)
+                                        self.write_ordered(p, k, false, w)
                                     })?;
                                 }
                                 writeln!(w, "__syncwarp();")?;
@@ -1370,11 +1646,17 @@ impl Gen<'_> {
                 writeln!(w, "const int32_t sf_k = sf_lo_k;")?;
                 writeln!(w, "const int32_t sf_pos = (int32_t) (sf_item - sf_seg[sf_k]);")?;
                 writeln!(w, "const int32_t sf_d = sf_seg_d[sf_k];")?;
-                for (p, pp) in self.plan.projections.iter().enumerate() {
-                    if pp.delivery == Delivery::Ordered {
-                        continue;
-                    }
-                    w.block(format!("if (sf_seg_p[sf_k] == {p})"), |w| {
+                let mut parallel: Vec<(usize, usize)> =
+                    self.segments.iter().map(|(p, k, _)| (*p, *k)).collect();
+                parallel.dedup();
+                for (p, k) in parallel {
+                    let pp = &self.plan.projections[p];
+                    let test = if self.several_parallel_pathways() {
+                        format!("if (sf_seg_p[sf_k] == {p} && sf_seg_w[sf_k] == {k})")
+                    } else {
+                        format!("if (sf_seg_p[sf_k] == {p})")
+                    };
+                    w.block(test, |w| {
                         let g = self.net.projections[p].source;
                         // A loop of one pass, so that `continue` leaves the item.
                         w.block("do", |w| {
@@ -1383,12 +1665,12 @@ impl Gen<'_> {
                                 "const int32_t sf_pre = {}[sf_pos];",
                                 self.queue_row(g, &self.slot(g, "sf_d"))
                             )?;
-                            self.write_row_bounds(p, "sf_d", w)?;
+                            self.write_row_bounds(p, k, "sf_d", w)?;
                             w.block(
                                 "for (int64_t sf_syn = sf_lo + sf_lane; sf_syn < sf_hi; sf_syn += 32)",
                                 |w| {
                                     self.write_target(p, w)?;
-                                    self.write_statements(p, Pathway::Pre, pp.delivery, &EVENT, w)
+                                    self.write_statements(p, k, pp.delivery, &EVENT, w)
                                 },
                             )
                         })?;
@@ -1404,11 +1686,17 @@ impl Gen<'_> {
     fn write_segment_scan(&self, w: &mut SourceWriter) -> fmt::Result {
         let s = self.segments.len();
         writeln!(w, "extern __shared__ long long sf_seg[];")?;
-        writeln!(w, "__shared__ long long sf_part[{DELIVER_BLOCK}];")?;
+        // `sf_used` threads hold `sf_per` segments each; thread 0 scans their sums.
+        writeln!(
+            w,
+            "__shared__ long long sf_part[{}];",
+            s.min(self.deliver_threads())
+        )?;
         writeln!(
             w,
             "const int32_t sf_per = ({s} + (int32_t) blockDim.x - 1) / (int32_t) blockDim.x;"
         )?;
+        writeln!(w, "const int32_t sf_used = ({s} + sf_per - 1) / sf_per;")?;
         writeln!(w, "const int32_t sf_k0 = (int32_t) threadIdx.x * sf_per;")?;
         writeln!(
             w,
@@ -1421,7 +1709,7 @@ impl Gen<'_> {
             let sources: std::collections::BTreeSet<usize> = self
                 .segments
                 .iter()
-                .map(|(p, _)| self.net.projections[*p].source)
+                .map(|(p, _, _)| self.net.projections[*p].source)
                 .collect();
             for g in sources {
                 writeln!(
@@ -1433,11 +1721,14 @@ impl Gen<'_> {
             writeln!(w, "sf_seg[sf_k + 1] = sf_c;")?;
             writeln!(w, "sf_sum += sf_c;")
         })?;
-        writeln!(w, "sf_part[threadIdx.x] = sf_sum;")?;
+        writeln!(
+            w,
+            "if ((int32_t) threadIdx.x < sf_used) sf_part[threadIdx.x] = sf_sum;"
+        )?;
         writeln!(w, "__syncthreads();")?;
         w.block("if (threadIdx.x == 0)", |w| {
             writeln!(w, "long long sf_run = 0;")?;
-            w.block("for (int32_t k = 0; k < (int32_t) blockDim.x; ++k)", |w| {
+            w.block("for (int32_t k = 0; k < sf_used; ++k)", |w| {
                 writeln!(w, "const long long x = sf_part[k];")?;
                 writeln!(w, "sf_part[k] = sf_run;")?;
                 writeln!(w, "sf_run += x;")
@@ -1445,10 +1736,12 @@ impl Gen<'_> {
             writeln!(w, "sf_seg[0] = 0;")
         })?;
         writeln!(w, "__syncthreads();")?;
-        writeln!(w, "long long sf_run = sf_part[threadIdx.x];")?;
-        w.block("for (int32_t sf_k = sf_k0; sf_k < sf_k1; ++sf_k)", |w| {
-            writeln!(w, "sf_run += sf_seg[sf_k + 1];")?;
-            writeln!(w, "sf_seg[sf_k + 1] = sf_run;")
+        w.block("if ((int32_t) threadIdx.x < sf_used)", |w| {
+            writeln!(w, "long long sf_run = sf_part[threadIdx.x];")?;
+            w.block("for (int32_t sf_k = sf_k0; sf_k < sf_k1; ++sf_k)", |w| {
+                writeln!(w, "sf_run += sf_seg[sf_k + 1];")?;
+                writeln!(w, "sf_seg[sf_k + 1] = sf_run;")
+            })
         })?;
         writeln!(w, "__syncthreads();")
     }
@@ -1594,12 +1887,12 @@ impl Gen<'_> {
         };
         let ir = group.neuron_ir().expect("a neuron group");
         let real = self.real_t();
-        for (c, &(p, k)) in self.counted.iter().enumerate() {
+        for (c, &(p, pathway, k)) in self.counted.iter().enumerate() {
             let proj = &self.net.projections[p];
             if proj.target != g {
                 continue;
             }
-            let st = proj.synapses.on_pre[k];
+            let st = proj.synapses.statements(pathway)[k];
             let Effect::Add(value) = st.effect else {
                 unreachable!("counted statements add")
             };
@@ -1619,7 +1912,7 @@ impl Gen<'_> {
                     .remove(0);
                     let target = self.statement_target(
                         p,
-                        Pathway::Pre,
+                        pathway,
                         k,
                         &Event {
                             post: &format!("(sf_i - {a})"),
@@ -1664,6 +1957,9 @@ impl Gen<'_> {
                 })
             })?;
         }
+        for (p, k) in self.post_pathways_after(g) {
+            self.write_post_pathway_of_neuron(p, k, w)?;
+        }
         if let (Some(reset), Some(Some(at))) = (&code.reset, self.layout.work.spiked.get(g)) {
             w.block(format!("if (sf_w[{at} + sf_i] != 0)"), |w| {
                 self.write_loads(g, ir, w)?;
@@ -1686,14 +1982,74 @@ impl Gen<'_> {
         Ok(())
     }
 
+    /// The postsynaptic pathways onto group g that its neurons' threads run after the
+    /// deliveries (CUDA, [`NetworkPlan::post_after_delivery`]), in Brian2's order.
+    fn post_pathways_after(&self, g: usize) -> Vec<(usize, usize)> {
+        if self.dialect != Dialect::Cuda || !self.plan.post_after_delivery {
+            return Vec::new();
+        }
+        self.plan
+            .pathways
+            .iter()
+            .copied()
+            .filter(|&(p, k)| {
+                let proj = &self.net.projections[p];
+                proj.target == g && proj.synapses.pathways[k].kind == Pathway::Post
+            })
+            .collect()
+    }
+
+    /// Projection p's postsynaptic pathway `pathway` for neuron `sf_i` of its target group, on
+    /// the neuron's thread: when the neuron is in the spike list of the pathway's delay ago (a
+    /// binary search: the target's spikes are compacted in ascending order), the synapses onto
+    /// it in creation order (the by-post index). Each synapse has one target, so the threads
+    /// never touch one synapse, and the pathway touches no other neuron.
+    fn write_post_pathway_of_neuron(
+        &self,
+        p: usize,
+        pathway: usize,
+        w: &mut SourceWriter,
+    ) -> fmt::Result {
+        let proj = &self.net.projections[p];
+        let g = proj.target;
+        let (a, b) = (proj.target_range.start, proj.target_range.end);
+        let delay = proj.synapses.pathways[pathway]
+            .delay
+            .max_steps()
+            .to_string();
+        w.block(format!("if (sf_i >= {a} && sf_i < {b})"), |w| {
+            writeln!(w, "const int32_t sf_count = {};", self.spikes_of(g, &delay))?;
+            writeln!(
+                w,
+                "const int32_t* const sf_list = {};",
+                self.queue_row(g, &self.slot(g, &delay))
+            )?;
+            writeln!(w, "int32_t sf_lo_k = 0, sf_hi_k = sf_count;")?;
+            w.block("while (sf_lo_k < sf_hi_k)", |w| {
+                writeln!(w, "const int32_t sf_mid = (sf_lo_k + sf_hi_k) / 2;")?;
+                writeln!(
+                    w,
+                    "if (sf_list[sf_mid] < sf_i) sf_lo_k = sf_mid + 1; else sf_hi_k = sf_mid;"
+                )
+            })?;
+            w.block("if (sf_lo_k < sf_count && sf_list[sf_lo_k] == sf_i)", |w| {
+                writeln!(w, "const int32_t sf_j = (int32_t) sf_i - {a};")?;
+                self.write_synapses_onto(p, w, |w| {
+                    self.write_statements(p, pathway, Delivery::Ordered, &EVENT, w)
+                })
+            })
+        })
+    }
+
     /// Whether group g has after-delivery work.
     fn has_after(&self, g: usize) -> bool {
-        self.plan.groups[g].late_reset
+        !self.post_pathways_after(g).is_empty()
+            || self.plan.groups[g].late_reset
             || self.net.poisson_inputs.iter().any(|i| i.target == g)
             || self
                 .counted
                 .iter()
-                .any(|(p, _)| self.net.projections[*p].target == g)
+                .any(|(p, _, _)| self.net.projections[*p].target == g)
     }
 
     fn write_after_cuda(&self, w: &mut SourceWriter) -> fmt::Result {
@@ -1712,12 +2068,13 @@ impl Gen<'_> {
     fn write_after_phase(&self, w: &mut SourceWriter) -> fmt::Result {
         let mut start = 0usize;
         for (g, group) in self.net.groups.iter().enumerate() {
-            let end = start + update_blocks(group);
+            let end = start + self.vblocks(g);
             if self.has_after(g) {
                 w.block(format!("if (sf_vb >= {start} && sf_vb < {end})"), |w| {
                     writeln!(
                         w,
-                        "const int64_t sf_i = (int64_t) (sf_vb - {start}) * SF_BLOCK + threadIdx.x;"
+                        "const int64_t sf_i = (int64_t) (sf_vb - {start}) * {} + threadIdx.x;",
+                        self.vblock_size()
                     )?;
                     w.block(format!("if (sf_i < {})", group.n), |w| {
                         self.write_after_neuron(g, w)
@@ -1743,34 +2100,72 @@ impl Gen<'_> {
     /// before the barrier after step k's delivery.
     fn write_persistent_cuda(&self, w: &mut SourceWriter) -> fmt::Result {
         self.write_grid_sync(w)?;
-        writeln!(w)?;
-        let total_blocks: usize = self.net.groups.iter().map(update_blocks).sum();
+        for resident in [false, true] {
+            let block = if resident {
+                resident_block(self.net)
+            } else {
+                PERSISTENT_BLOCK
+            };
+            writeln!(w)?;
+            self.printing.set(Printing::Persistent { block, resident });
+            let written = self.write_persistent_kernel(block, resident, w);
+            self.printing.set(Printing::PerStep);
+            written?;
+        }
+        Ok(())
+    }
+
+    /// The persistent kernel with blocks of `block` threads; `resident`: the one-block kernel
+    /// with the groups' state in shared memory ([`RESIDENT_ENTRY`]), which loads it at the start
+    /// of the launch, stores it at the end and synchronises with `__syncthreads` alone.
+    fn write_persistent_kernel(
+        &self,
+        block: usize,
+        resident: bool,
+        w: &mut SourceWriter,
+    ) -> fmt::Result {
+        let total_blocks: usize = (0..self.net.groups.len()).map(|g| self.vblocks(g)).sum();
         let ordered = self.plan.groups.iter().any(|g| g.ordered_compaction);
         let vb_loop = format!(
             "for (int32_t sf_vb = (int32_t) blockIdx.x; sf_vb < {total_blocks}; sf_vb += (int32_t) gridDim.x)"
         );
+        let entry = if resident {
+            RESIDENT_ENTRY
+        } else {
+            PERSISTENT_ENTRY
+        };
         writeln!(
             w,
             "{}\n{{",
-            self.cuda_signature_with(
-                PERSISTENT_ENTRY,
-                PERSISTENT_BLOCK,
-                &["sf_s0", "sf_s1", "sf_steps"]
-            )
+            self.cuda_signature_with(entry, block, &["sf_s0", "sf_s1", "sf_steps"])
         )?;
+        let barrier = |w: &mut SourceWriter| {
+            if resident {
+                writeln!(w, "__syncthreads();")
+            } else {
+                writeln!(w, "sf_target += gridDim.x;")?;
+                writeln!(w, "sf_grid_sync(sf_barrier, sf_target);")
+            }
+        };
         w.indented(|w| {
             writeln!(w, "const int32_t sf_b = (int32_t) blockIdx.y;")?;
-            writeln!(
-                w,
-                "unsigned long long* const sf_barrier = (unsigned long long*) (sf_work + (int64_t) sf_b * {} + {});",
-                self.layout.work.words, self.layout.work.barrier
-            )?;
-            writeln!(w, "/* Arrivals at the grid barrier before this chunk's first step. */")?;
-            writeln!(
-                w,
-                "unsigned long long sf_target = (unsigned long long) sf_s0 * {BARRIERS_PER_STEP}ull * gridDim.x;"
-            )?;
+            if resident {
+                self.write_resident_copies(true, w)?;
+            } else {
+                writeln!(
+                    w,
+                    "unsigned long long* const sf_barrier = (unsigned long long*) (sf_work + (int64_t) sf_b * {} + {});",
+                    self.layout.work.words, self.layout.work.barrier
+                )?;
+                writeln!(w, "/* Arrivals at the grid barrier before this chunk's first step. */")?;
+                writeln!(
+                    w,
+                    "unsigned long long sf_target = (unsigned long long) sf_s0 * {}ull * gridDim.x;",
+                    barriers_per_step(self.plan)
+                )?;
+            }
             w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
+                self.write_persistent_sums(w)?;
                 scope(w, |w| {
                     self.step_prologue(w)?;
                     writeln!(w, "const int32_t sf_lane = (int32_t) (threadIdx.x & 31u);")?;
@@ -1783,14 +2178,13 @@ impl Gen<'_> {
                         Ok(())
                     })
                 })?;
-                writeln!(w, "sf_target += gridDim.x;")?;
-                writeln!(w, "sf_grid_sync(sf_barrier, sf_target);")?;
+                barrier(w)?;
+                self.write_persistent_clock_driven(w)?;
                 scope(w, |w| {
                     self.step_prologue(w)?;
                     self.write_deliver_phase(w)
                 })?;
-                writeln!(w, "sf_target += gridDim.x;")?;
-                writeln!(w, "sf_grid_sync(sf_barrier, sf_target);")?;
+                barrier(w)?;
                 if self.plan.after_delivery {
                     scope(w, |w| {
                         self.step_prologue(w)?;
@@ -1798,15 +2192,74 @@ impl Gen<'_> {
                     })?;
                 }
                 Ok(())
-            })
+            })?;
+            if resident {
+                writeln!(w, "__syncthreads();")?;
+                self.write_resident_copies(false, w)?;
+            }
+            Ok(())
         })?;
         w.write_str("}\n")
+    }
+
+    /// The resident kernel's state copies: `load` (at the start: the pointers into dynamic
+    /// shared memory, every resident buffer and the member's work words copied in, then a
+    /// `__syncthreads`), or the copies back to global memory at the end.
+    fn write_resident_copies(&self, load: bool, w: &mut SourceWriter) -> fmt::Result {
+        let r = &self.resident;
+        let words = self.layout.work.words;
+        if load {
+            writeln!(w, "extern __shared__ long long sf_dynamic[];")?;
+            for b in &r.buffers {
+                let t = b.elem.c_type();
+                writeln!(
+                    w,
+                    "{t}* const sf_r_{} = ({t}*) ((char*) sf_dynamic + {});",
+                    b.ident, b.offset
+                )?;
+            }
+            writeln!(
+                w,
+                "int32_t* const sf_r_work = (int32_t*) ((char*) sf_dynamic + {});",
+                r.work
+            )?;
+        }
+        // (shared, global, elements, batched): the inputs are copied in only.
+        let copies = (r.buffers.iter())
+            .filter(|b| load || b.written)
+            .map(|b| {
+                let global = if b.written { "out" } else { "in" };
+                let name = format!("{global}_{}", b.ident);
+                (format!("sf_r_{}", b.ident), name, b.elems, b.written)
+            })
+            .chain([("sf_r_work".to_owned(), "sf_work".to_owned(), words, true)]);
+        for (shared, global, elems, batched) in copies {
+            let global = if batched {
+                format!("{global}[(int64_t) sf_b * {elems} + sf_k]")
+            } else {
+                format!("{global}[sf_k]")
+            };
+            let shared = format!("{shared}[sf_k]");
+            let (to, from) = if load {
+                (shared, global)
+            } else {
+                (global, shared)
+            };
+            writeln!(
+                w,
+                "for (int32_t sf_k = (int32_t) threadIdx.x; sf_k < {elems}; sf_k += (int32_t) blockDim.x) {to} = {from};"
+            )?;
+        }
+        if load {
+            writeln!(w, "__syncthreads();")?;
+        }
+        Ok(())
     }
 
     /// The persistent kernel's barrier. One block: `__syncthreads`. A cooperative grid (every
     /// block resident, so every block reaches the barrier): each block's thread 0 adds one to the
     /// member's arrival counter and waits until it reaches `sf_target` (the counter only grows:
-    /// `BARRIERS_PER_STEP * blocks` a step, so no reset and no sense to flip; 64 bits never
+    /// `barriers_per_step * blocks` a step, so no reset and no sense to flip; 64 bits never
     /// wrap). Memory order: the block's writes before the barrier are ordered before thread 0's
     /// arrival by `__syncthreads` and the `__threadfence` (a fence.sc, cumulative); a waiter
     /// that reads the full count (a volatile load, not cached in L1) fences again before its
@@ -1873,17 +2326,19 @@ impl Gen<'_> {
                 writeln!(w, "const int32_t sf_b = (int32_t) sf_bl;")?;
                 w.block("for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
                     self.step_prologue(w)?;
+                    self.write_sums_phase(w)?;
                     self.write_c_update(w)?;
+                    self.write_clock_driven_phase(w)?;
                     self.write_queue_bookkeeping(w)?;
                     for (m, mon) in self.net.monitors.iter().enumerate() {
                         if !matches!(mon, MonitorIr::State { .. }) {
                             scope(w, |w| self.write_monitor(m, w))?;
                         }
                     }
-                    for &(p, pathway) in &self.plan.pathways {
-                        match pathway {
-                            Pathway::Pre => self.write_ordered(p, false, w)?,
-                            Pathway::Post => self.write_post_pathway(p, w)?,
+                    for &(p, k) in &self.plan.pathways {
+                        match self.net.projections[p].synapses.pathways[k].kind {
+                            Pathway::Pre => self.write_ordered(p, k, false, w)?,
+                            Pathway::Post => self.write_post_pathway(p, k, w)?,
                         }
                     }
                     for (g, group) in self.net.groups.iter().enumerate() {

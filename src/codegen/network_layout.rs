@@ -12,7 +12,7 @@
 use serde::{Serialize, Serializer};
 
 use crate::ir::network::{MonitorIr, NetGroupKind, NetworkIr, Recorded};
-use crate::ir::synapses::DelayIr;
+use crate::ir::synapses::Pathway;
 use crate::ir::{GroupIr, RefractoryIr, SymbolKind, VarId};
 use crate::step::network::{Delivery, NetworkPlan};
 use crate::types::ElemType;
@@ -119,6 +119,10 @@ pub struct WorkLayout {
     pub arrivals: Vec<usize>,
     /// Spike flags of groups whose reset runs after delivery, `(n,)` each (by group).
     pub spiked: Vec<Option<usize>>,
+    /// The sums of `(summed)` variables between the sums phase and the update (real values,
+    /// 1 or 2 words each): one region per summed variable, in [`summed_variables`] order, of
+    /// its range's length.
+    pub sums: Vec<usize>,
     /// The persistent kernel's grid barrier: one 64-bit arrival counter per member (2 words),
     /// zeroed with the rest at the start of a call.
     pub barrier: usize,
@@ -386,7 +390,7 @@ pub fn layout(net: &NetworkIr, plan: &NetworkPlan) -> NetLayout {
             vec![Dim::Sized("n_syn")],
             format!("p{p}_targets"),
         ));
-        if let DelayIr::PerSynapse { max_steps, .. } = s.delay {
+        if let Some((_, max_steps)) = s.row_delay() {
             let buckets = n_pre * (max_steps as usize + 1) + 1;
             inputs.push(b.arg(
                 name,
@@ -397,7 +401,7 @@ pub fn layout(net: &NetworkIr, plan: &NetworkPlan) -> NetLayout {
                 format!("p{p}_buckets"),
             ));
         }
-        if s.has_on_post {
+        if s.by_post_index() {
             for (key, role, shape, ident) in [
                 (
                     "post_offsets",
@@ -531,13 +535,26 @@ pub fn needs_seed(net: &NetworkIr) -> bool {
         })
 }
 
-/// The statements whose arrivals are counted: (projection, statement) in order.
-pub fn counted_statements(net: &NetworkIr, plan: &NetworkPlan) -> Vec<(usize, usize)> {
+/// The statements whose arrivals are counted: (projection, pathway, statement) in order.
+pub fn counted_statements(net: &NetworkIr, plan: &NetworkPlan) -> Vec<(usize, usize, usize)> {
     net.projections
         .iter()
         .enumerate()
         .filter(|(p, _)| plan.projections[*p].delivery == Delivery::Counted)
-        .flat_map(|(p, proj)| (0..proj.synapses.on_pre.len()).map(move |k| (p, k)))
+        .flat_map(|(p, proj)| {
+            let s = &proj.synapses;
+            s.pathways_of(Pathway::Pre)
+                .flat_map(move |k| (0..s.statements(k).len()).map(move |st| (p, k, st)))
+        })
+        .collect()
+}
+
+/// Every `(summed)` variable as (projection, index in its list), in order.
+pub fn summed_variables(net: &NetworkIr) -> Vec<(usize, usize)> {
+    net.projections
+        .iter()
+        .enumerate()
+        .flat_map(|(p, proj)| (0..proj.synapses.summed.len()).map(move |k| (p, k)))
         .collect()
 }
 
@@ -555,7 +572,7 @@ fn work_layout(net: &NetworkIr, plan: &NetworkPlan) -> WorkLayout {
     let status = take(2 * n_blocks);
     let arrivals = counted_statements(net, plan)
         .into_iter()
-        .map(|(p, _)| take(net.projections[p].n_post()))
+        .map(|(p, _, _)| take(net.projections[p].n_post()))
         .collect();
     let spiked = net
         .groups
@@ -563,8 +580,21 @@ fn work_layout(net: &NetworkIr, plan: &NetworkPlan) -> WorkLayout {
         .zip(&plan.groups)
         .map(|(g, gp)| gp.late_reset.then(|| take(g.n)))
         .collect();
+    let words_per_real = net.dtype.size().div_ceil(4);
+    let sums = summed_variables(net)
+        .into_iter()
+        .map(|(p, k)| {
+            let proj = &net.projections[p];
+            let n = match proj.synapses.summed[k].side {
+                crate::ir::IndexOf::Pre => proj.n_pre(),
+                _ => proj.n_post(),
+            };
+            take(n * words_per_real)
+        })
+        .collect();
     let barrier = take(2);
     WorkLayout {
+        sums,
         cursors,
         tickets,
         status,

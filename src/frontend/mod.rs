@@ -16,6 +16,7 @@ mod method;
 pub mod network;
 pub mod pyclass;
 mod stack;
+mod synapse_dynamics;
 pub mod syntax;
 
 pub use brian::tables::TableRef;

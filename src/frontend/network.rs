@@ -19,7 +19,7 @@ use crate::ir::group::ValueType;
 use crate::ir::network::{
     MonitorIr, NetGroup, NetGroupKind, NetworkIr, PoissonInputIr, Projection, Recorded, TableIr,
 };
-use crate::ir::synapses::Effect;
+use crate::ir::synapses::{Effect, Pathway};
 use crate::ir::{ExprArena, ExprId, GroupIr, IndexOf, SymbolKind, Ty, VarId};
 use crate::spec::network::{GroupSpec, MonitorSpec, NetworkSpec, NumberOrExpr, Rates, Record};
 use crate::spec::{Dynamics, ModelSpec};
@@ -84,9 +84,9 @@ fn lower_here(spec: &NetworkSpec) -> Result<NetworkIr, Diagnostic> {
         .collect::<Result<Vec<_>, _>>()?;
     let buckets: usize = projections
         .iter()
-        .map(|p| match p.synapses.delay {
-            crate::ir::synapses::DelayIr::PerSynapse { max_steps, .. } => max_steps as usize + 1,
-            crate::ir::synapses::DelayIr::Homogeneous { .. } => 1,
+        .map(|p| match p.synapses.row_delay() {
+            Some((_, max_steps)) => max_steps as usize + 1,
+            None => 1,
         })
         .sum();
     if buckets > MAX_DELAY_BUCKETS {
@@ -103,6 +103,7 @@ fn lower_here(spec: &NetworkSpec) -> Result<NetworkIr, Diagnostic> {
         .map(|p| poisson_input(spec, p, &groups))
         .collect::<Result<Vec<_>, _>>()?;
     post_pathways_after_poisson_inputs(&projections, &poisson_inputs)?;
+    super::synapse_dynamics::check(&groups, &projections)?;
     let monitors = spec
         .monitors
         .iter()
@@ -133,7 +134,7 @@ fn post_pathways_after_poisson_inputs(
         let s = &proj.synapses;
         let mut touched = Vec::new();
         let mut written = Vec::new();
-        for st in &s.on_post {
+        for st in s.pathways_of(Pathway::Post).flat_map(|k| s.statements(k)) {
             let e = match st.effect {
                 Effect::Add(e) | Effect::Set(e) => e,
             };
@@ -927,7 +928,7 @@ mod tests {
         assert_eq!(net.groups[1].offset, 8);
         assert_eq!(net.total(), 12);
         assert_eq!(net.projections[0].source_range, 0..6);
-        assert_eq!(net.projections[1].synapses.delay.max_steps(), 20);
+        assert_eq!(net.projections[1].synapses.max_delay(Pathway::Pre), 20);
         assert!((net.poisson_inputs[0].p - 0.001).abs() < 1e-15);
         let NetGroupKind::Neuron { spec: model, .. } = &net.groups[0].kind else {
             panic!()

@@ -1,5 +1,6 @@
 //! Which CUDA path runs a network (docs/NETWORKS.md, "Launches and limits"): the per-step
-//! kernels, the persistent kernel as one block per batch member, or the persistent kernel as a
+//! kernels, the persistent kernel as one block per batch member (with the groups' state in
+//! shared memory where it fits: the resident kernel), or the persistent kernel as a
 //! cooperative grid. A pure function of the spec's `strategy`, the network's size and what the
 //! device holds, so that it is tested without a GPU; the handler asks the device and launches
 //! what this says, and [`last`] reports the last choice of each network (`net.last_strategy` in
@@ -10,18 +11,27 @@ use std::sync::{LazyLock, Mutex};
 
 use crate::spec::Strategy;
 
-/// The most work (neurons plus synapses, over the whole network) that `auto` gives one block:
-/// one block of 128 threads passes over the neurons in turns of 128 and delivers with its 4
-/// warps, so above a few tens of thousands of neurons and synapses a grid's parallelism is
-/// worth its barriers (about 1 µs each on an H200, where `__syncthreads` costs nanoseconds).
+/// The most work (neurons plus synapses, over the whole network) that `auto` gives one block
+/// whose state is not resident in shared memory: each pass over the neurons and each delivery
+/// is a chain of global loads, stores and atomics, so above a few tens of thousands of neurons
+/// and synapses a grid's parallelism is worth its barriers (about 1 µs each on an H200, where
+/// `__syncthreads` costs nanoseconds).
 pub const BLOCK_MAX_WORK: u64 = 32_768;
+
+/// The most synapses `auto` gives one block whose state is resident in shared memory (the
+/// state of a few thousand neurons fits; its update is a few passes over shared memory, and
+/// its delivery, by the block's warps, reads only the connectivity from global memory): beyond
+/// this, a grid's warps deliver faster than one block's.
+pub const RESIDENT_MAX_SYNAPSES: u64 = 1 << 22;
 
 /// A path, with its grid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
     PerStep,
-    /// One block per member.
-    Block,
+    /// One block per member; `resident`: the groups' state in shared memory.
+    Block {
+        resident: bool,
+    },
     /// A cooperative grid of `blocks` blocks per member.
     Grid {
         blocks: u32,
@@ -33,7 +43,7 @@ impl Path {
     pub fn name(self) -> &'static str {
         match self {
             Path::PerStep => Strategy::PerStep.name(),
-            Path::Block => Strategy::Block.name(),
+            Path::Block { .. } => Strategy::Block.name(),
             Path::Grid { .. } => Strategy::Grid.name(),
         }
     }
@@ -48,6 +58,8 @@ pub struct Work {
     pub update_blocks: u32,
     /// Batch members.
     pub members: u32,
+    /// Shared memory (static and dynamic) of the resident kernel, in bytes.
+    pub resident_bytes: u32,
 }
 
 /// What the choice needs to know of the device.
@@ -56,24 +68,29 @@ pub struct Device {
     pub multiprocessors: u32,
     /// Blocks of the persistent kernel the device holds at once (0: no cooperative launch).
     pub resident_blocks: u32,
+    /// The most shared memory one block may use (after opting in), in bytes.
+    pub max_shared_bytes: u32,
 }
 
 /// The path `strategy` gives for `work` on `device`, or why it cannot run.
 ///
-/// - `per_step` and `block` always run (a block per member needs no co-residency);
+/// - `per_step` and `block` always run (a block per member needs no co-residency); the block
+///   is the resident kernel when its shared memory fits the device's;
 /// - `grid` needs at least one resident block per member; it takes at most as many blocks per
 ///   member as the update has virtual blocks or the device multiprocessors (whichever is more),
 ///   and at most what the device holds divided by the members;
-/// - `auto`: one block when the work is at most [`BLOCK_MAX_WORK`], else a grid when the device
-///   holds at least two blocks per member, else per step.
+/// - `auto`: the resident block when its shared memory fits and the synapses are at most
+///   [`RESIDENT_MAX_SYNAPSES`], else one block when the work is at most [`BLOCK_MAX_WORK`],
+///   else a grid when the device holds at least two blocks per member, else per step.
 pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, String> {
+    let resident = work.resident_bytes <= device.max_shared_bytes;
     let per_member = device.resident_blocks / work.members.max(1);
     let grid = per_member
         .min(work.update_blocks.max(device.multiprocessors).max(1))
         .max(1);
     match strategy {
         Strategy::PerStep => Ok(Path::PerStep),
-        Strategy::Block => Ok(Path::Block),
+        Strategy::Block => Ok(Path::Block { resident }),
         Strategy::Grid if per_member == 0 => Err(format!(
             "strategy 'grid': the device holds {} blocks of the persistent kernel at once{}, fewer than the {} batch members need (one each); use strategy 'block' or 'per_step', or fewer members",
             device.resident_blocks,
@@ -81,7 +98,12 @@ pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, St
             work.members
         )),
         Strategy::Grid => Ok(Path::Grid { blocks: grid }),
-        Strategy::Auto if work.neurons + work.synapses <= BLOCK_MAX_WORK => Ok(Path::Block),
+        Strategy::Auto if resident && work.synapses <= RESIDENT_MAX_SYNAPSES => {
+            Ok(Path::Block { resident })
+        }
+        Strategy::Auto if work.neurons + work.synapses <= BLOCK_MAX_WORK => {
+            Ok(Path::Block { resident })
+        }
         Strategy::Auto if per_member >= 2 => Ok(Path::Grid { blocks: grid }),
         Strategy::Auto => Ok(Path::PerStep),
     }
@@ -115,45 +137,78 @@ mod tests {
     const H200: Device = Device {
         multiprocessors: 132,
         resident_blocks: 132 * 16,
+        max_shared_bytes: 227 * 1024,
     };
 
+    /// A network of `neurons` whose resident state takes 24 bytes a neuron (COBA's: three state
+    /// variables, the last spike step, the spike count and a queue slot).
     fn work(neurons: u64, synapses: u64, members: u32) -> Work {
         Work {
             neurons,
             synapses,
             update_blocks: neurons.div_ceil(128) as u32,
             members,
+            resident_bytes: (24 * neurons + 1024) as u32,
         }
     }
 
     #[test]
     fn auto_and_grid_choose_by_size_members_and_device() {
         let none = Device {
-            multiprocessors: 132,
             resident_blocks: 0,
+            ..H200
+        };
+        let small_shared = Device {
+            max_shared_bytes: 16 * 1024,
+            ..H200
         };
         let grid = |blocks| Ok(Path::Grid { blocks });
+        let resident = || Ok(Path::Block { resident: true });
+        let block = || Ok(Path::Block { resident: false });
         // (strategy, neurons, synapses, members, device, path)
         let cases = [
-            (Strategy::Auto, 1000, 20_000, 1, H200, Ok(Path::Block)),
-            // at the threshold: still one block
+            (Strategy::Auto, 1000, 20_000, 1, H200, resident()),
+            // COBA x1: its state fits in shared memory
+            (Strategy::Auto, 4000, 320_000, 1, H200, resident()),
+            // ... also without cooperative launches, and for many members
+            (Strategy::Auto, 4000, 320_000, 1, none, resident()),
+            (Strategy::Auto, 4000, 320_000, 2000, H200, resident()),
+            // too many synapses for one block's warps: a grid
+            (
+                Strategy::Auto,
+                4000,
+                RESIDENT_MAX_SYNAPSES + 1,
+                1,
+                H200,
+                grid(132),
+            ),
+            // state beyond the shared memory: one block up to BLOCK_MAX_WORK, else a grid of
+            // one block per multiprocessor (32 update blocks) ...
+            (Strategy::Auto, 1000, 20_000, 1, small_shared, block()),
             (
                 Strategy::Auto,
                 768,
                 BLOCK_MAX_WORK - 768,
                 1,
-                H200,
-                Ok(Path::Block),
+                small_shared,
+                block(),
             ),
-            // COBA x1: 32 update blocks, fewer than the multiprocessors: one per multiprocessor
-            (Strategy::Auto, 4000, 320_000, 1, H200, grid(132)),
-            // x100: 3125 update blocks, as many as the device holds
+            (Strategy::Auto, 4000, 320_000, 1, small_shared, grid(132)),
+            (Strategy::Auto, 10_000, 800_000, 1, H200, grid(132)),
+            // ... x100: 3125 update blocks, as many as the device holds
             (Strategy::Auto, 400_000, 32_000_000, 1, H200, grid(132 * 16)),
             // no cooperative launch, or fewer than two blocks per member: per step
-            (Strategy::Auto, 4000, 320_000, 1, none, Ok(Path::PerStep)),
-            (Strategy::Auto, 4000, 320_000, 2000, H200, Ok(Path::PerStep)),
+            (Strategy::Auto, 10_000, 800_000, 1, none, Ok(Path::PerStep)),
+            (
+                Strategy::Auto,
+                10_000,
+                800_000,
+                2000,
+                H200,
+                Ok(Path::PerStep),
+            ),
             // ... but a batch of small networks still runs as a block each
-            (Strategy::Auto, 100, 1000, 60_000, H200, Ok(Path::Block)),
+            (Strategy::Auto, 100, 1000, 60_000, small_shared, resident()),
             // members share the resident blocks
             (Strategy::Grid, 4000, 320_000, 4, H200, grid(132)),
             (Strategy::Grid, 4000, 320_000, 64, H200, grid(33)),
@@ -162,7 +217,7 @@ mod tests {
             let got = choose(strategy, work(neurons, synapses, members), device);
             assert_eq!(
                 got, want,
-                "{strategy:?} {neurons} + {synapses}, {members} members"
+                "{strategy:?} {neurons} + {synapses}, {members} members, {device:?}"
             );
         }
     }
@@ -171,7 +226,15 @@ mod tests {
     fn explicit_strategies_run_as_asked_or_fail_clearly() {
         let small = work(100, 100, 1);
         assert_eq!(choose(Strategy::PerStep, small, H200), Ok(Path::PerStep));
-        assert_eq!(choose(Strategy::Block, small, H200), Ok(Path::Block));
+        assert_eq!(
+            choose(Strategy::Block, small, H200),
+            Ok(Path::Block { resident: true })
+        );
+        // A block whose state does not fit in shared memory keeps it in global memory.
+        assert_eq!(
+            choose(Strategy::Block, work(100_000, 0, 1), H200),
+            Ok(Path::Block { resident: false })
+        );
         // A grid for a small network: at least one block, at most a multiprocessor each.
         assert_eq!(
             choose(Strategy::Grid, small, H200),
@@ -180,6 +243,7 @@ mod tests {
         let none = Device {
             multiprocessors: 8,
             resident_blocks: 0,
+            max_shared_bytes: 48 * 1024,
         };
         let err = choose(Strategy::Grid, small, none).unwrap_err();
         assert!(err.contains("no cooperative launch"), "{err}");
@@ -187,7 +251,7 @@ mod tests {
         assert!(err.contains("5000 batch members"), "{err}");
         assert_eq!(
             choose(Strategy::Block, work(4000, 0, 5000), H200),
-            Ok(Path::Block)
+            Ok(Path::Block { resident: true })
         );
     }
 
@@ -202,7 +266,8 @@ mod tests {
     #[test]
     fn paths_are_named_as_the_strategies_that_give_them() {
         assert_eq!(Path::Grid { blocks: 3 }.name(), "grid");
-        assert_eq!(Path::Block.name(), "block");
+        assert_eq!(Path::Block { resident: true }.name(), "block");
+        assert_eq!(Path::Block { resident: false }.name(), "block");
         assert_eq!(Path::PerStep.name(), "per_step");
     }
 }

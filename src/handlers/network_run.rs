@@ -22,7 +22,7 @@ use super::loaded_kernels::LoadedKernels;
 use super::network_path::{self, Path};
 use super::neuron_run::{cpu_options, cuda_options};
 use super::poison;
-use crate::codegen::network_kernel::{self, DELIVER_BLOCK, PERSISTENT_BLOCK};
+use crate::codegen::network_kernel::{self, StepGrid, DELIVER_BLOCK, PERSISTENT_BLOCK};
 use crate::codegen::network_layout::{self, Dim, NetArg, NetLayout, NetRole, UPDATE_BLOCK};
 use crate::codegen::Dialect;
 use crate::ir::network::{MonitorIr, NetworkIr};
@@ -41,6 +41,8 @@ struct Network {
     layout: NetLayout,
     /// The CUDA kernels' launch shape.
     shape: network_kernel::KernelShape,
+    /// Where the resident kernel keeps the state in shared memory.
+    resident: network_kernel::ResidentLayout,
     /// `every` of the state monitors, by name (their traces have `ceil(steps / every)` rows).
     every: HashMap<String, usize>,
     /// How CUDA runs are launched (the spec's `strategy`).
@@ -77,11 +79,13 @@ impl Network {
             })
             .collect();
         let shape = network_kernel::kernel_shape(&net, &plan);
+        let resident = network_kernel::resident_layout(&layout, shape.segments);
         Ok(Network {
             net,
             plan,
             layout,
             shape,
+            resident,
             every,
             strategy: spec.strategy,
         })
@@ -436,8 +440,11 @@ impl Handler for NetworkRunCuda {
         } else {
             0
         };
-        let persistent = kernels.last().expect("the persistent kernel");
-        let path = choose_path(site, &run, persistent, sms, shared)?;
+        let (persistent, resident) = match &kernels[kernels.len() - 2..] {
+            [p, r] => (p, r),
+            _ => unreachable!("the persistent and resident kernels come last"),
+        };
+        let path = choose_path(site, &run, persistent, resident, sms, shared)?;
         network_path::record(&site.key, path.name());
         let mut n_syn = run.n_syn.clone();
         let mut pointers: Vec<*mut c_void> = run
@@ -459,9 +466,10 @@ impl Handler for NetworkRunCuda {
             );
             p
         };
-        let blocks = match path {
+        // (kernel, blocks, threads per block, dynamic shared memory)
+        let (kernel, blocks, threads, shared) = match path {
             Path::PerStep => {
-                let per_step = &kernels[..kernels.len() - 1];
+                let per_step = &kernels[..kernels.len() - 2];
                 return launch_per_step(
                     site,
                     per_step,
@@ -472,8 +480,14 @@ impl Handler for NetworkRunCuda {
                     stream,
                 );
             }
-            Path::Block => 1,
-            Path::Grid { blocks } => blocks,
+            Path::Block { resident: true } => (
+                resident,
+                1,
+                shape.resident_block,
+                site.network.resident.bytes as u32,
+            ),
+            Path::Block { resident: false } => (persistent, 1, PERSISTENT_BLOCK, shared),
+            Path::Grid { blocks } => (persistent, blocks, PERSISTENT_BLOCK, shared),
         };
         // The whole run in one launch: steps [0, steps).
         let (mut s0, mut s1, mut total) = (0i32, steps, steps);
@@ -487,13 +501,13 @@ impl Handler for NetworkRunCuda {
         // its barrier needs (the driver refuses a grid the device cannot hold).
         let launch = cuda::LaunchShape {
             grid: (blocks, nb, 1),
-            block: (PERSISTENT_BLOCK as u32, 1, 1),
+            block: (threads as u32, 1, 1),
             shared_mem: shared,
             cooperative: blocks > 1,
         };
         // SAFETY: the parameters match the persistent kernel's signature in order and type; the
         // buffers belong to XLA's stream and stay valid for the call.
-        unsafe { cuda::launch_shaped(persistent, launch, stream, &mut params) }?;
+        unsafe { cuda::launch_shaped(kernel, launch, stream, &mut params) }?;
         Ok(())
     }
 }
@@ -504,6 +518,7 @@ fn choose_path(
     site: &NetworkRun,
     run: &Run<'_>,
     persistent: &cuda::CudaFunction,
+    resident: &cuda::CudaFunction,
     sms: u32,
     shared: u32,
 ) -> Result<Path, FfiError> {
@@ -513,11 +528,19 @@ fn choose_path(
         synapses: run.n_syn.iter().map(|n| *n as u64).sum(),
         update_blocks: site.network.shape.update_blocks as u32,
         members: run.nb as u32,
+        resident_bytes: (site.network.resident.bytes as u32)
+            .saturating_add(cuda::function_static_shared(resident)?),
     };
     let strategy = site.network.strategy;
+    let max_shared_bytes = resident.max_shared_mem_per_block();
     let needs_device = match strategy {
         crate::spec::Strategy::Grid => true,
-        crate::spec::Strategy::Auto => work.neurons + work.synapses > network_path::BLOCK_MAX_WORK,
+        // whether the grid is the choice depends on the device only past the block's limits
+        crate::spec::Strategy::Auto => {
+            work.neurons + work.synapses > network_path::BLOCK_MAX_WORK
+                || work.synapses > network_path::RESIDENT_MAX_SYNAPSES
+                || work.resident_bytes > max_shared_bytes
+        }
         _ => false,
     };
     let resident_blocks = if needs_device {
@@ -528,6 +551,7 @@ fn choose_path(
     let device = network_path::Device {
         multiprocessors: sms,
         resident_blocks,
+        max_shared_bytes,
     };
     network_path::choose(strategy, work, device).map_err(FfiError::invalid_argument)
 }
@@ -554,10 +578,11 @@ fn launch_per_step(
     params.append(tail);
     for step in 0..site.steps {
         s.set(step as i32);
-        for (k, f) in kernels.iter().enumerate() {
-            let (grid, block, shared) = match k {
-                1 => (deliver_grid, DELIVER_BLOCK as u32, shared),
-                _ => (update_grid, UPDATE_BLOCK as u32, 0),
+        let launches = network_kernel::step_launches(&site.network.plan);
+        for ((_, kind), f) in launches.iter().zip(kernels) {
+            let (grid, block, shared) = match kind {
+                StepGrid::Deliver => (deliver_grid, DELIVER_BLOCK as u32, shared),
+                StepGrid::Update => (update_grid, UPDATE_BLOCK as u32, 0),
             };
             // SAFETY: the parameters match the generated kernels' signature in order and
             // type (`s` updated above); the buffers belong to XLA's stream and stay valid
@@ -569,12 +594,13 @@ fn launch_per_step(
 }
 
 /// The CUDA kernels of a network: the per-step kernels in launch order, then the persistent
-/// kernel.
+/// kernel and the resident kernel.
 fn entries(network: &Network) -> Vec<&'static str> {
-    let mut e = vec![network_kernel::UPDATE_ENTRY, network_kernel::DELIVER_ENTRY];
-    if network.plan.after_delivery {
-        e.push(network_kernel::AFTER_ENTRY);
-    }
+    let mut e: Vec<&'static str> = network_kernel::step_launches(&network.plan)
+        .into_iter()
+        .map(|(entry, _)| entry)
+        .collect();
     e.push(network_kernel::PERSISTENT_ENTRY);
+    e.push(network_kernel::RESIDENT_ENTRY);
     e
 }

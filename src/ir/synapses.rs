@@ -1,12 +1,18 @@
 //! A synapse group (Brian2's `Synapses`), lowered: the synapses as a population ([`GroupIr`]:
 //! per-synapse parameters, `i`, `j`, `N_pre`, `N_post`, `t`, and references to the variables of
-//! the groups on either side), the statements run when a presynaptic spike arrives (`on_pre`)
-//! and when a postsynaptic neuron spikes (`on_post`), and the delay.
+//! the groups on either side) and its pathways, each with its statements and delay: run when a
+//! presynaptic spike arrives (`on_pre`, one pathway `pre` or several by name) or when a
+//! postsynaptic neuron spikes (`on_post`).
 //!
 //! `(event-driven)` variables are per-synapse values that only events change: each pathway's
 //! statements start with their exact update over the time since the synapse's `lastupdate` and
 //! end with `lastupdate = t` (Brian2's code for a pathway), so the kernels need nothing more than
-//! statements. `(clock-driven)` and `(summed)` variables are not here yet.
+//! statements.
+//!
+//! `(clock-driven)` variables are per-synapse values integrated every step: they are the
+//! synapse group's dynamics (`group.dynamics`, with its resolved `group.method`), stepped by the
+//! same integrators as a neuron group's. `(summed)` variables ([`Summed`]) set a variable of the
+//! source or target group, each step, to the sum over that neuron's synapses of an expression.
 
 use super::expr::{ExprArena, ExprId, VarId};
 use super::group::{GroupIr, IndexOf, SymbolKind};
@@ -74,13 +80,40 @@ impl DelayIr {
     }
 }
 
-/// A synapse group's pathways: Brian2's `SynapticPathway`s `<name>_pre` and `<name>_post`.
+/// Which spikes run a pathway: Brian2's `prepost` of a `SynapticPathway`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Pathway {
-    /// Run for each synapse of a presynaptic spike, after its delay.
+    /// Run for each synapse of a presynaptic spike, after its delay (`on_pre`).
     Pre,
-    /// Run for each synapse onto a postsynaptic neuron that spiked in this step.
+    /// Run for each synapse onto a postsynaptic neuron that spiked, after its delay (`on_post`).
     Post,
+}
+
+/// One pathway of a synapse group: Brian2's `SynapticPathway` `<name>_<pathway name>`.
+#[derive(Clone, Debug)]
+pub struct PathwayIr {
+    /// Its name: `pre` or `post` for a single `on_pre` / `on_post` text, else the key it was
+    /// given under (`on_pre={'up': ...}`).
+    pub name: String,
+    pub kind: Pathway,
+    /// Run once per (arriving spike, synapse), in order. With `(event-driven)` variables: their
+    /// updates first and `lastupdate = t` last. An `on_post` pathway never assigns the
+    /// presynaptic side.
+    pub statements: Vec<Statement>,
+    /// How long after the spike it runs. A `Post` pathway's delay is homogeneous.
+    pub delay: DelayIr,
+}
+
+/// A `(summed)` variable (`g_syn_post = s : 1 (summed)`): every step, before the groups update,
+/// each neuron of the `side` range gets the sum of `value` over its synapses (0 without any).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summed {
+    /// `Pre`: onto the source group (`x_pre`), `Post`: onto the target group (`x_post`).
+    pub side: IndexOf,
+    /// The variable of that group (a parameter, not shared, not constant).
+    pub var: VarId,
+    /// The per-synapse value, in the synapse group's arena.
+    pub value: ExprId,
 }
 
 /// One synapse group's model and pathways.
@@ -88,37 +121,93 @@ pub enum Pathway {
 pub struct SynapsesIr {
     /// The synapses as a population (symbols, subexpressions, spans).
     pub group: GroupIr,
-    /// `on_pre`, in order: run once per (arriving spike, synapse of its row). With
-    /// `(event-driven)` variables: their updates first and `lastupdate = t` last.
-    pub on_pre: Vec<Statement>,
-    /// `on_post`, in order: run once per (postsynaptic spike, synapse onto its neuron), found
-    /// through the by-post index. Never assigns the presynaptic side. Empty without `on_post`.
-    pub on_post: Vec<Statement>,
-    /// Whether the projection has an `on_post` pathway (it may have no statements).
-    pub has_on_post: bool,
+    /// Every pathway: the `Pre` ones by name, then the `Post` ones by name (each set in
+    /// Brian2's order within the projection).
+    pub pathways: Vec<PathwayIr>,
     /// The `(event-driven)` variables (per-synapse parameters that the pathways update).
     pub event_driven: Vec<VarId>,
-    pub delay: DelayIr,
+    /// The `(clock-driven)` variables (per-synapse parameters that `group.dynamics` integrates
+    /// every step).
+    pub clock_driven: Vec<VarId>,
+    /// The `(summed)` variables, in the model's order.
+    pub summed: Vec<Summed>,
 }
 
 impl SynapsesIr {
-    /// A pathway's statements.
-    pub fn statements(&self, pathway: Pathway) -> &[Statement] {
-        match pathway {
-            Pathway::Pre => &self.on_pre,
-            Pathway::Post => &self.on_post,
-        }
+    /// Pathway k's statements.
+    pub fn statements(&self, k: usize) -> &[Statement] {
+        &self.pathways[k].statements
     }
 
-    /// Every statement of both pathways.
+    /// The indices of the pathways of one kind.
+    pub fn pathways_of(&self, kind: Pathway) -> impl Iterator<Item = usize> + '_ {
+        (0..self.pathways.len()).filter(move |k| self.pathways[*k].kind == kind)
+    }
+
+    /// Whether the projection has a postsynaptic pathway (it may have no statements).
+    pub fn has_post(&self) -> bool {
+        self.pathways_of(Pathway::Post).next().is_some()
+    }
+
+    /// The presynaptic pathways' statements, pathway after pathway.
+    pub fn pre_statements(&self) -> impl Iterator<Item = &Statement> {
+        self.pathways_of(Pathway::Pre)
+            .flat_map(move |k| self.pathways[k].statements.iter())
+    }
+
+    /// The per-synapse delay the connectivity's rows are sorted by (at most one variable for all
+    /// presynaptic pathways), with its longest delay in steps.
+    pub fn row_delay(&self) -> Option<(VarId, u32)> {
+        self.pathways.iter().find_map(|p| match p.delay {
+            DelayIr::PerSynapse { var, max_steps } => Some((var, max_steps)),
+            DelayIr::Homogeneous { .. } => None,
+        })
+    }
+
+    /// The longest delay of the pathways of one kind, in steps (0 without any).
+    pub fn max_delay(&self, kind: Pathway) -> u32 {
+        self.pathways_of(kind)
+            .map(|k| self.pathways[k].delay.max_steps())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Every statement of every pathway.
     fn all_statements(&self) -> impl Iterator<Item = &Statement> {
-        self.on_pre.iter().chain(&self.on_post)
+        self.pathways.iter().flat_map(|p| p.statements.iter())
     }
 
     /// Whether the synapses change anything but their targets on events of their own: an
     /// `on_post` pathway or `(event-driven)` variables (plasticity).
     pub fn plastic(&self) -> bool {
-        self.has_on_post || !self.event_driven.is_empty()
+        self.has_post() || !self.event_driven.is_empty()
+    }
+
+    /// Whether the synapses have per-step work of their own: `(clock-driven)` variables or
+    /// `(summed)` variables.
+    pub fn has_dynamics(&self) -> bool {
+        !self.clock_driven.is_empty() || !self.summed.is_empty()
+    }
+
+    /// Whether the kernels need the by-post index (`post_offsets`, `post_synapses`, `sources`):
+    /// for `on_post`, for the presynaptic index of each synapse (clock-driven integration), and
+    /// for sums onto the target.
+    pub fn by_post_index(&self) -> bool {
+        self.has_post() || self.has_dynamics()
+    }
+
+    /// Every variable of the source or target group that the `(clock-driven)` derivatives read,
+    /// by its id in that group, sorted.
+    pub fn neighbours_read_by_clock_driven(&self, side: IndexOf) -> Vec<VarId> {
+        let roots = self.group.integrated().into_iter().map(|(_, e)| e);
+        self.on_side(side, roots.flat_map(|e| self.group.arena.vars_of(e)))
+    }
+
+    /// Every variable of the source or target group that the `(summed)` values read, by its id
+    /// in that group, sorted.
+    pub fn neighbours_read_by_sums(&self, side: IndexOf) -> Vec<VarId> {
+        let roots = self.summed.iter().map(|s| s.value);
+        self.on_side(side, roots.flat_map(|e| self.group.arena.vars_of(e)))
     }
 
     /// The neighbour variable a symbol refers to, with its side.
@@ -180,12 +269,13 @@ impl SynapsesIr {
         out
     }
 
-    /// The per-synapse parameters a pathway assigns.
+    /// The per-synapse parameters a pathway assigns or the step integrates.
     pub fn synapse_written(&self) -> Vec<VarId> {
         let mut out: Vec<VarId> = self
             .all_statements()
             .filter(|s| s.side == Side::Synapse)
             .map(|s| s.var)
+            .chain(self.clock_driven.iter().copied())
             .collect();
         out.sort();
         out.dedup();

@@ -5,7 +5,7 @@
 //! them in int32). The kernel's own bounds (stored variables, buffers, operations per step) are
 //! checked where they are known (`crate::frontend::MAX_STORED`, `crate::codegen::bounds`).
 
-use super::network::{GroupSpec, MonitorSpec, NetworkSpec, NumberOrExpr};
+use super::network::{DelaySpec, GroupSpec, MonitorSpec, NetworkSpec, NumberOrExpr, PathwayCode};
 use super::{Dynamics, ModelSpec, Refractory};
 use crate::diagnostics::Diagnostic;
 
@@ -125,14 +125,25 @@ impl NetworkSpec {
             let field = |f: &str| format!("projections[{k}].{f}");
             lists.push((field("constants"), p.constants.len()));
             texts.push((field("model"), &p.model));
-            texts.push((field("on_pre"), &p.on_pre));
-            texts.extend(p.on_post.as_deref().map(|t| (field("on_post"), t)));
-            texts.extend(
-                p.delay
-                    .as_ref()
-                    .and_then(expression)
-                    .map(|t| (field("delay"), t)),
-            );
+            for (kind, code) in [("on_pre", Some(&p.on_pre)), ("on_post", p.on_post.as_ref())] {
+                let Some(code) = code else { continue };
+                let pathways = code.pathways(kind);
+                lists.push((field(kind), pathways.len()));
+                for (name, text) in pathways {
+                    let at = match code {
+                        PathwayCode::One(_) => field(kind),
+                        PathwayCode::Named(_) => field(&format!("{kind}['{name}']")),
+                    };
+                    texts.push((at, text));
+                }
+            }
+            for (name, d) in p.delay.iter().flat_map(DelaySpec::by_pathway) {
+                let at = match p.delay {
+                    Some(DelaySpec::Named(_)) => field(&format!("delay['{name}']")),
+                    _ => field("delay"),
+                };
+                texts.extend(expression(d).map(|t| (at, t)));
+            }
         }
         for (k, p) in self.poisson_inputs.iter().enumerate() {
             let field = |f: &str| format!("poisson_inputs[{k}].{f}");

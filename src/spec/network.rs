@@ -190,6 +190,51 @@ pub enum Rates {
 /// A value given as a number or as an expression (a delay, a weight).
 pub type NumberOrExpr = Rates;
 
+/// The statements of a synapse group's pathways of one kind (Brian2's `on_pre` / `on_post`):
+/// one text, the pathway named `pre` (or `post`), or texts by pathway name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PathwayCode {
+    One(String),
+    Named(BTreeMap<String, String>),
+}
+
+impl Default for PathwayCode {
+    fn default() -> Self {
+        PathwayCode::One(String::new())
+    }
+}
+
+impl PathwayCode {
+    /// Every pathway as (name, statements), by name; `default` names a single text's pathway
+    /// (`pre` or `post`).
+    pub fn pathways<'a>(&'a self, default: &'a str) -> Vec<(&'a str, &'a str)> {
+        match self {
+            PathwayCode::One(code) => vec![(default, code.as_str())],
+            PathwayCode::Named(map) => map.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+        }
+    }
+}
+
+/// A projection's delays: one (the `pre` pathway's, Brian2's `delay=2*ms`) or one per pathway
+/// name (`delay={'up': 0*ms, 'down': 5*ms}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DelaySpec {
+    One(NumberOrExpr),
+    Named(BTreeMap<String, NumberOrExpr>),
+}
+
+impl DelaySpec {
+    /// Every delay given, with the pathway it is for (a single value is the `pre` pathway's).
+    pub fn by_pathway(&self) -> Vec<(&str, &NumberOrExpr)> {
+        match self {
+            DelaySpec::One(d) => vec![("pre", d)],
+            DelaySpec::Named(map) => map.iter().map(|(k, v)| (k.as_str(), v)).collect(),
+        }
+    }
+}
+
 /// A synapse group between two (sub)groups.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -206,21 +251,29 @@ pub struct ProjectionSpec {
     /// The synapse model: per-synapse parameters (`w : 1`), `(shared)` ones, subexpressions.
     #[serde(default)]
     pub model: String,
-    /// Statements run once per (spike, synapse) when the spike arrives (`ge_post += w`).
+    /// Statements run once per (spike, synapse) when the spike arrives (`ge_post += w`): the
+    /// pathway `pre`, or named pathways (`{"up": "x += w", "down": "y += w"}`), Brian2's.
     #[serde(default)]
-    pub on_pre: String,
-    /// Postsynaptic statements: the next issue's (refused with a located message).
+    pub on_pre: PathwayCode,
+    /// Statements run once per synapse onto a target neuron when it spikes: the pathway `post`,
+    /// or named pathways. None: no postsynaptic pathway.
     #[serde(default)]
-    pub on_post: Option<String>,
-    /// None (0), a duration (ms), a constant expression, or the name of a per-synapse
-    /// variable of the model (heterogeneous delays, which need `max_delay`).
+    pub on_post: Option<PathwayCode>,
+    /// The delays of the pathways: one value (the `pre` pathway's) or one per pathway name
+    /// (`{"up": 0, "down": 5}`; pathways left out have no delay). Each is None (0), a duration
+    /// (ms), a constant expression, or the name of a per-synapse variable of the model
+    /// (heterogeneous delays, which need `max_delay`).
     #[serde(default)]
-    pub delay: Option<NumberOrExpr>,
+    pub delay: Option<DelaySpec>,
     /// The longest per-synapse delay (ms) the spike queue holds.
     #[serde(default)]
     pub max_delay: Option<f64>,
     #[serde(default)]
     pub constants: BTreeMap<String, f64>,
+    /// The integration scheme of the `(clock-driven)` variables (Brian2's choice when absent:
+    /// exact, euler, heun, the first that applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<crate::spec::Method>,
 }
 
 /// Brian2's `PoissonInput`: each step, `Binomial(n, rate * dt)` events, each adding `weight` to
@@ -441,7 +494,10 @@ mod tests {
         assert_eq!(spec.groups.len(), 3);
         assert_eq!(spec.dtype, ElemType::F32);
         assert_eq!(spec.group("pg").unwrap().0, 1);
-        assert_eq!(spec.projections[0].delay, Some(NumberOrExpr::Number(1.5)));
+        assert_eq!(
+            spec.projections[0].delay,
+            Some(DelaySpec::One(NumberOrExpr::Number(1.5)))
+        );
         match &spec.monitors[1] {
             MonitorSpec::State { record, every, .. } => {
                 assert_eq!(record, &Record::Indices(vec![0, 3]));

@@ -14,7 +14,7 @@
 //! The spec's own numbers are checked here ([`ModelSpec::check_numbers`], when lowering); the
 //! front ends check the numbers of the text at their place.
 
-use super::network::{GroupSpec, NetworkSpec, NumberOrExpr};
+use super::network::{DelaySpec, GroupSpec, NetworkSpec, NumberOrExpr};
 use super::{Dynamics, ModelSpec, Refractory};
 use crate::diagnostics::Diagnostic;
 use crate::types::ElemType;
@@ -161,7 +161,9 @@ impl NetworkSpec {
         for p in &self.projections {
             let what = super::names::describe("Synapses", &p.name);
             numbers.extend(constants(&what, &p.constants));
-            numbers.extend(given(&what, "delay", &p.delay));
+            for (_, d) in p.delay.iter().flat_map(DelaySpec::by_pathway) {
+                numbers.extend(given(&what, "delay", &Some(d.clone())));
+            }
             if let Some(m) = p.max_delay {
                 numbers.push((what, "max_delay", "max_delay".into(), m));
             }

@@ -23,14 +23,30 @@
 //!   another in Brian2's order (spike step, then neuron index, then synapse order), so the result
 //!   is Brian2's and the same from run to run. The source groups of ordered projections compact
 //!   their spikes in ascending order. Plastic projections (`on_post`, `(event-driven)`
-//!   variables) are always ordered.
+//!   variables) are delivered like any other when their postsynaptic pathways run in the
+//!   after-delivery phase ([`NetworkPlan::post_after_delivery`]) and no two of their
+//!   presynaptic pathways share a synaptic variable; else ordered.
 //!
-//! The pathways of the synapses slot run in Brian2's order ([`NetworkPlan::pathways`]): Brian2
-//! gives every `<name>_pre` pathway order -1 and every `<name>_post` order +1 (whatever the
-//! `Synapses`' own `order`), and sorts by `(order, name)`: every `on_pre` pathway (in the spec's
-//! order: Python lists the projections by `name + "_pre"`), then every `on_post` pathway by
-//! `name + "_post"`. An `on_post` pathway runs over the target's spikes of this step, each
-//! through the by-post index.
+//! The pathways of the synapses slot run in Brian2's order ([`NetworkPlan::pathways`]): a
+//! pathway is named `<projection>_<pathway>` (`S_pre`, `S_post`, or `S_up` for a named one),
+//! Brian2 gives every presynaptic pathway order -1 and every postsynaptic one +1 (whatever the
+//! `Synapses`' own `order`), and sorts by `(order, name)`: every presynaptic pathway by name (of
+//! all projections, interleaved), then every postsynaptic one by name. A presynaptic pathway
+//! delivers the spikes of its delay ago; a postsynaptic one runs over the target's spikes of its
+//! delay ago, each through the by-post index.
+//!
+//! Synapses with dynamics add two phases ([`NetworkPlan::sums`], [`NetworkPlan::clock_driven`]),
+//! in Brian2's `groups` slot: Brian2 runs every summed-variable updater at order
+//! `target.order - 1`, before the state updaters (order 0, by name), so the **sums** phase runs
+//! before the update phase: each neuron of a `(summed)` target range gets the sum over its
+//! synapses (gathered in synapse creation order, on one thread per neuron: deterministic, and
+//! Brian2's `bincount` order), kept in the work buffer until the neuron's update takes it after
+//! its state monitors record (Brian2's monitors record in the `start` slot, before the sums).
+//! The **clock-driven** phase runs after the update phase (Brian2's synapse state updater,
+//! `<name>_stateupdater`, sorts after the groups' that it reads: the front end refuses the other
+//! order), before the deliveries: one thread per synapse integrates its `(clock-driven)`
+//! variables from the groups' updated values, before their resets (a reset that assigns what
+//! the integration reads runs late).
 
 use std::collections::HashSet;
 
@@ -74,19 +90,32 @@ pub struct ProjectionPlan {
     /// synapse, and reads nothing a delivery writes. Additions to one target within a row are
     /// then summed in synapse order by one thread: the same order as one thread for all.
     pub row_parallel: bool,
-    /// The delays (in steps) whose events arrive in a step: one for a homogeneous delay, every
-    /// step from 0 to the longest for per-synapse delays.
-    pub delays: Vec<u32>,
+    /// Per pathway (the synapses' order), the delays (in steps) whose events arrive in a step:
+    /// one for a homogeneous delay, every step from 0 to the longest for per-synapse delays.
+    pub delays: Vec<Vec<u32>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetworkPlan {
     pub groups: Vec<GroupPlan>,
     pub projections: Vec<ProjectionPlan>,
-    /// Every (projection, pathway), in the order the synapses slot runs them (module docs).
-    pub pathways: Vec<(usize, Pathway)>,
+    /// Every (projection, pathway index), in the order the synapses slot runs them (module
+    /// docs).
+    pub pathways: Vec<(usize, usize)>,
     /// Whether the after-delivery phase runs.
     pub after_delivery: bool,
+    /// The CUDA kernels run every postsynaptic pathway in the after-delivery phase, each target
+    /// neuron's on its own thread (after its counted arrivals and Poisson inputs, before its
+    /// late reset), instead of on one thread in the delivery phase: every postsynaptic pathway
+    /// of the network reads nothing of its source group (so it touches only its target neuron
+    /// and the synapses onto it, and runs after every presynaptic pathway of the step, as in
+    /// Brian2). The presynaptic pathways of plastic projections are then delivered like any
+    /// other (in parallel). The C kernels run them in the delivery phase, in Brian2's order.
+    pub post_after_delivery: bool,
+    /// Whether the sums phase runs (a projection has `(summed)` variables).
+    pub sums: bool,
+    /// Whether the clock-driven phase runs (a projection has `(clock-driven)` variables).
+    pub clock_driven: bool,
 }
 
 /// A variable of a group of the network.
@@ -122,9 +151,9 @@ fn uniform(s: &SynapsesIr, e: ExprId) -> bool {
     })
 }
 
-/// Whether every statement adds to the target, or writes a synaptic parameter.
+/// Whether every presynaptic statement adds to the target, or writes a synaptic parameter.
 fn additive(s: &SynapsesIr) -> bool {
-    s.on_pre.iter().all(|st| {
+    s.pre_statements().all(|st| {
         matches!(
             (st.side, st.effect),
             (Side::Post, Effect::Add(_)) | (Side::Synapse, _)
@@ -132,17 +161,80 @@ fn additive(s: &SynapsesIr) -> bool {
     })
 }
 
-/// Whether no two statements assign one variable.
+/// Whether no two statements of one presynaptic pathway assign one variable of the target (a
+/// row by a warp adds each statement's increments target by target).
 fn one_statement_per_variable(s: &SynapsesIr) -> bool {
-    let mut vars: Vec<VarId> = s.on_pre.iter().map(|st| st.var).collect();
-    let n = vars.len();
-    vars.sort();
-    vars.dedup();
-    vars.len() == n
+    s.pathways_of(Pathway::Pre).all(|k| {
+        let mut vars: Vec<VarId> = s
+            .statements(k)
+            .iter()
+            .filter(|st| st.side != Side::Synapse)
+            .map(|st| st.var)
+            .collect();
+        let n = vars.len();
+        vars.sort();
+        vars.dedup();
+        vars.len() == n
+    })
+}
+
+/// Whether two presynaptic pathways of the projection touch a synaptic variable one of them
+/// writes (`(event-driven)` traces, `lastupdate`, weights): their events of one step must then
+/// run one pathway after the other, in Brian2's order.
+fn pathways_conflict(s: &SynapsesIr) -> bool {
+    let pre: Vec<usize> = s
+        .pathways_of(Pathway::Pre)
+        .filter(|k| !s.statements(*k).is_empty())
+        .collect();
+    let synaptic =
+        |v: VarId| s.neighbour(v).is_none() && s.group.symbol(v).kind == SymbolKind::Param;
+    let written = |k: usize| -> HashSet<VarId> {
+        s.statements(k)
+            .iter()
+            .filter(|st| st.side == Side::Synapse)
+            .map(|st| st.var)
+            .collect()
+    };
+    let touched = |k: usize| -> HashSet<VarId> {
+        s.statements(k)
+            .iter()
+            .flat_map(|st| {
+                let e = match st.effect {
+                    Effect::Add(e) | Effect::Set(e) => e,
+                };
+                s.group.arena.vars_of(e).into_iter().chain([st.var])
+            })
+            .filter(|v| synaptic(*v))
+            .collect()
+    };
+    pre.iter().any(|&a| {
+        let w = written(a);
+        pre.iter()
+            .any(|&b| a != b && touched(b).iter().any(|v| w.contains(v)))
+    })
+}
+
+/// Whether every postsynaptic pathway of the projection reads nothing of the source group
+/// (`x_pre`, `lastspike_pre`): each target neuron's pathway then touches only that neuron and
+/// the synapses onto it, so the CUDA kernels run it on the neuron's own thread after the
+/// deliveries (see [`NetworkPlan::post_after_delivery`]).
+fn post_local(s: &SynapsesIr) -> bool {
+    s.pathways_of(Pathway::Post)
+        .flat_map(|k| s.statements(k))
+        .all(|st| {
+            let e = match st.effect {
+                Effect::Add(e) | Effect::Set(e) => e,
+            };
+            s.group
+                .arena
+                .vars_of(e)
+                .into_iter()
+                .all(|v| !matches!(s.neighbour(v), Some((IndexOf::Pre, _))))
+        })
 }
 
 fn countable(s: &SynapsesIr) -> bool {
-    s.on_pre.iter().all(|st| match (st.side, st.effect) {
+    s.pre_statements().all(|st| match (st.side, st.effect) {
         (Side::Post, Effect::Add(e)) => uniform(s, e),
         _ => false,
     })
@@ -153,6 +245,11 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
     let np = net.projections.len();
     let touch: Vec<_> = (0..np).map(|p| touched(net, p)).collect();
     let written_by_any: HashSet<GroupVar> = touch.iter().flat_map(|(_, w)| w.clone()).collect();
+    let post_after_delivery = net.projections.iter().all(|p| post_local(&p.synapses))
+        && net.projections.iter().any(|p| p.synapses.has_post());
+    // A plastic projection's pathways of one step follow Brian2's order: its presynaptic ones
+    // run in parallel only when its postsynaptic ones wait for the after-delivery phase.
+    let plastic_ordered = |s: &SynapsesIr| s.plastic() && s.has_post() && !post_after_delivery;
     let mut delivery: Vec<Delivery> = net
         .projections
         .iter()
@@ -160,7 +257,7 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
         .map(|(p, proj)| {
             let s = &proj.synapses;
             let reads_written = touch[p].0.iter().any(|gv| written_by_any.contains(gv));
-            if !additive(s) || reads_written || s.plastic() {
+            if !additive(s) || reads_written || plastic_ordered(s) || pathways_conflict(s) {
                 Delivery::Ordered
             } else if net.deterministic && countable(s) {
                 Delivery::Counted
@@ -204,14 +301,20 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
         .map(|(p, (proj, d))| ProjectionPlan {
             delivery: *d,
             row_parallel: *d == Delivery::Ordered
-                && !proj.synapses.plastic()
+                && !plastic_ordered(&proj.synapses)
+                && !pathways_conflict(&proj.synapses)
                 && additive(&proj.synapses)
                 && !touch[p].0.iter().any(|gv| written_by_any.contains(gv))
                 && one_statement_per_variable(&proj.synapses),
-            delays: match proj.synapses.delay {
-                DelayIr::Homogeneous { steps } => vec![steps],
-                DelayIr::PerSynapse { max_steps, .. } => (0..=max_steps).collect(),
-            },
+            delays: proj
+                .synapses
+                .pathways
+                .iter()
+                .map(|pw| match pw.delay {
+                    DelayIr::Homogeneous { steps } => vec![steps],
+                    DelayIr::PerSynapse { max_steps, .. } => (0..=max_steps).collect(),
+                })
+                .collect(),
         })
         .collect();
 
@@ -226,19 +329,27 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
             let monitored = net.monitors.iter().any(|m| {
                 matches!(m, MonitorIr::Spike { .. } | MonitorIr::Rate { .. }) && m.group() == g
             });
-            // The target of an `on_post` pathway reads its own spikes of the step, in order.
-            let post_pathway = net
-                .projections
-                .iter()
-                .any(|p| p.target == g && p.synapses.has_on_post);
+            // The target of an `on_post` pathway reads its own spikes (of the step, or of its
+            // delay ago), in order.
+            let incoming_post: Vec<usize> = (0..np)
+                .filter(|p| {
+                    net.projections[*p].target == g && net.projections[*p].synapses.has_post()
+                })
+                .collect();
+            let post_pathway = !incoming_post.is_empty();
             let depth = if outgoing.is_empty() && !monitored && !post_pathway {
                 0
             } else {
-                1 + outgoing
+                let pre = outgoing
                     .iter()
-                    .map(|p| net.projections[*p].synapses.delay.max_steps() as usize)
-                    .max()
-                    .unwrap_or(0)
+                    .map(|p| net.projections[*p].synapses.max_delay(Pathway::Pre));
+                // Run in the after-delivery phase, a postsynaptic pathway reads its slot while
+                // the next step's update may write the next one: one slot more.
+                let extra = u32::from(post_after_delivery);
+                let post = incoming_post
+                    .iter()
+                    .map(|p| net.projections[*p].synapses.max_delay(Pathway::Post) + extra);
+                1 + pre.chain(post).max().unwrap_or(0) as usize
             };
             let ordered_compaction = depth > 0
                 && (net.deterministic
@@ -255,6 +366,7 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
                         .filter(|i| i.target == g)
                         .map(|i| i.var),
                 )
+                .chain(summed_onto(net, g))
                 .collect();
             written.sort();
             written.dedup();
@@ -263,6 +375,7 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
                 .flat_map(|(r, _)| r.iter())
                 .filter(|(gg, _)| *gg == g)
                 .map(|(_, v)| *v)
+                .chain(read_by_clock_driven(net, g))
                 .collect();
             let (late_reset, lastspike) = match &group.kind {
                 NetGroupKind::Neuron { ir, .. } => {
@@ -286,25 +399,70 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
         .collect();
     let after_delivery = !net.poisson_inputs.is_empty()
         || delivery.contains(&Delivery::Counted)
-        || groups.iter().any(|g| g.late_reset);
+        || groups.iter().any(|g| g.late_reset)
+        || post_after_delivery;
+    let sums = net
+        .projections
+        .iter()
+        .any(|p| !p.synapses.summed.is_empty());
+    let clock_driven = net
+        .projections
+        .iter()
+        .any(|p| !p.synapses.clock_driven.is_empty());
     NetworkPlan {
         groups,
         projections,
         pathways: pathways(net),
         after_delivery,
+        post_after_delivery,
+        sums,
+        clock_driven,
     }
 }
 
-/// The synapses slot's pathways in Brian2's order (module docs).
-fn pathways(net: &NetworkIr) -> Vec<(usize, Pathway)> {
-    let mut post: Vec<usize> = (0..net.projections.len())
-        .filter(|p| net.projections[*p].synapses.has_on_post)
-        .collect();
-    post.sort_by_key(|p| format!("{}_post", net.projections[*p].name));
-    (0..net.projections.len())
-        .map(|p| (p, Pathway::Pre))
-        .chain(post.into_iter().map(|p| (p, Pathway::Post)))
+/// The variables of group g that `(summed)` variables set.
+fn summed_onto(net: &NetworkIr, g: usize) -> Vec<VarId> {
+    net.projections
+        .iter()
+        .flat_map(|p| {
+            p.synapses
+                .summed
+                .iter()
+                .filter(move |s| p.group_on(s.side) == g)
+                .map(|s| s.var)
+        })
         .collect()
+}
+
+/// The variables of group g that `(clock-driven)` equations read: the clock-driven phase runs
+/// after the update, so a reset that assigns one of them waits (late reset) to run after it.
+fn read_by_clock_driven(net: &NetworkIr, g: usize) -> Vec<VarId> {
+    net.projections
+        .iter()
+        .flat_map(|p| {
+            [IndexOf::Pre, IndexOf::Post]
+                .into_iter()
+                .filter(move |side| p.group_on(*side) == g)
+                .flat_map(move |side| p.synapses.neighbours_read_by_clock_driven(side))
+        })
+        .collect()
+}
+
+/// The synapses slot's pathways in Brian2's order (module docs): by `(order, name)`, where a
+/// pathway `<projection>_<pathway name>` has order -1 when presynaptic, +1 when postsynaptic.
+fn pathways(net: &NetworkIr) -> Vec<(usize, usize)> {
+    let mut all: Vec<(i32, String, usize, usize)> = Vec::new();
+    for (p, proj) in net.projections.iter().enumerate() {
+        for (k, pw) in proj.synapses.pathways.iter().enumerate() {
+            let order = match pw.kind {
+                Pathway::Pre => -1,
+                Pathway::Post => 1,
+            };
+            all.push((order, format!("{}_{}", proj.name, pw.name), p, k));
+        }
+    }
+    all.sort();
+    all.into_iter().map(|(_, _, p, k)| (p, k)).collect()
 }
 
 /// Whether deliveries that write `written` and read `read` (variables of the group) can observe
@@ -398,7 +556,7 @@ mod tests {
     }
 
     #[test]
-    fn plastic_projections_are_ordered_and_pathways_run_in_brian2s_order() {
+    fn plastic_projections_deliver_in_parallel_and_pathways_run_in_brian2s_order() {
         let plastic = |name: &str| {
             format!(
                 r#"{{"name": "{name}", "source": "P", "target": "P", "model": "w : 1", "on_pre": "ge += w", "on_post": "w += 1"}}"#
@@ -415,22 +573,35 @@ mod tests {
         ));
         assert!(ir.projections[0].synapses.plastic());
         let d: Vec<Delivery> = p.projections.iter().map(|x| x.delivery).collect();
-        // A only adds to ge, but the ordered projections touch it too.
-        assert_eq!(d, [Delivery::Ordered; 3]);
-        assert!(!p.projections[0].row_parallel);
-        // Every _pre pathway in the spec's order, then the _post ones by name: 'S_post' sorts
-        // before 'S_pq_post'.
-        assert_eq!(
-            p.pathways,
-            [
-                (0, Pathway::Pre),
-                (1, Pathway::Pre),
-                (2, Pathway::Pre),
-                (0, Pathway::Post),
-                (1, Pathway::Post)
-            ]
-        );
-        assert!(p.groups[0].ordered_compaction && p.groups[0].depth == 1);
+        // No on_post reads the source: they run on the targets' threads after the deliveries,
+        // and every on_pre is delivered in parallel.
+        assert!(p.post_after_delivery && p.after_delivery);
+        assert_eq!(d, [Delivery::Atomic; 3]);
+        // Every _pre pathway by name, then the _post ones by name: 'S_pq_pre' sorts before
+        // 'S_pre', but 'S_post' before 'S_pq_post'.
+        assert_eq!(p.pathways, [(2, 0), (1, 0), (0, 0), (0, 1), (1, 1)]);
+        // One queue slot more: the after phase reads this step's while the next update writes.
+        assert!(p.groups[0].ordered_compaction && p.groups[0].depth == 2);
+        // An on_post that reads the source keeps the plastic projections on one thread.
+        let reads_pre = r#"{"name": "R", "source": "P", "target": "P", "model": "w : 1", "on_pre": "ge += w", "on_post": "w += x_pre"}"#;
+        let (_, p) = planned(&net(&format!("{reads_pre}, {}", plastic("S")), false));
+        assert!(!p.post_after_delivery);
+        assert_eq!(p.projections[0].delivery, Delivery::Ordered);
+        assert_eq!(p.projections[1].delivery, Delivery::Ordered);
+        assert!(!p.projections[0].row_parallel && p.groups[0].depth == 1);
+        // Two presynaptic pathways sharing a trace run one after the other (ordered), else in
+        // parallel.
+        let two = |model: &str| {
+            format!(
+                r#"{{"name": "T", "source": "P", "target": "P", "model": "{model}", "on_pre": {{"a": "ge += w", "b": "x_post += w"}}, "delay": {{"b": 0.2}}}}"#
+            )
+        };
+        let (_, p) = planned(&net(&two("w : 1"), false));
+        assert_eq!(p.projections[0].delivery, Delivery::Atomic);
+        assert_eq!(p.projections[0].delays, [vec![0], vec![2]]);
+        let traced = two("w : 1\\ndA/dt = -A/(10*ms) : 1 (event-driven)");
+        let (_, p) = planned(&net(&traced, false));
+        assert_eq!(p.projections[0].delivery, Delivery::Ordered);
     }
 
     #[test]
@@ -444,8 +615,8 @@ mod tests {
         assert_eq!(ir.projections[0].synapses.event_driven.len(), 1);
         assert_eq!(
             (p.groups[1].depth, p.groups[1].ordered_compaction),
-            (1, true)
+            (2, true)
         );
-        assert_eq!(p.projections[0].delivery, Delivery::Ordered);
+        assert_eq!(p.projections[0].delivery, Delivery::Atomic);
     }
 }

@@ -391,3 +391,30 @@ def test_projection_order_is_brian2s():
             results.append(float(np.asarray(new["T"]["x"])[0]))
     # a_1_pre < a_pre < b_pre: double, square, double (order= changes nothing)
     assert results[0] == results[1] == 2 * ((2 * 1 + 1) ** 2 + 3) + 1
+
+
+def test_per_synapse_values_as_functions_of_the_synapse_count():
+    """A projection's value given as a function is called with its synapse count (known only
+    once a rule has built the synapses) and stored as the same values given as an array in
+    creation order would be, delays included; a wrong length is the usual clear error."""
+    P = sf.NeuronGroup(20, "dv/dt = -v/(10*ms) : 1", name="P")
+    S = sf.Synapses(P, P, "w : 1\nd : second", on_pre="v_post += w", delay="d", name="S")
+    S.connect(p=0.3, seed=5)
+    net = sf.Network(P, S, dt=DT)
+    seen = []
+
+    def weights(n):
+        seen.append(n)
+        return np.arange(n, dtype=np.float64)
+
+    def delays(n):
+        return (np.arange(n) % 7) * 0.1
+
+    by_function = net.init_state(dtype=jnp.float64, S=dict(w=weights, d=delays))
+    (n,) = set(seen)
+    assert n == np.asarray(by_function["S"]["targets"]).size > 0
+    by_array = net.init_state(dtype=jnp.float64, S=dict(w=weights(n), d=delays(n)))
+    for key in by_array["S"]:
+        np.testing.assert_array_equal(np.asarray(by_function["S"][key]), np.asarray(by_array["S"][key]), err_msg=key)
+    with pytest.raises(sf.ModelError, match=f"but the projection has {n} synapses"):
+        net.init_state(S=dict(w=lambda k: np.zeros(k + 1)))

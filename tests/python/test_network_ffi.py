@@ -355,7 +355,7 @@ def test_errors_name_the_object_and_field():
     assert not out["ok"]
     assert out["error"]["rendered"].startswith("in Synapses 'Ce', on_pre, line 1, column 1: unknown name 'gee'")
     spec["projections"][0]["on_pre"] = "ge_post += w"
-    spec["projections"][0]["model"] = "w : 1\ndx/dt = -x/(5*ms) : 1 (clock-driven)"
+    spec["projections"][0]["model"] = "w : 1\ndx/dt = -x/(5*ms) + N/ms : 1 (clock-driven)"
     out = network_compile(spec)
     assert "not supported yet (issue 11)" in out["error"]["message"]
     assert out["error"]["field"] == "Synapses 'Ce', model"

@@ -189,7 +189,7 @@ def test_persistent_two_half_runs_are_one_run(name, strategy):
 
 
 @gpu_only
-def test_persistent_auto_takes_a_block_for_a_small_network_and_a_grid_for_coba():
+def test_persistent_auto_takes_a_block_while_the_state_fits_in_shared_memory_and_a_grid_beyond():
     G = sf.NeuronGroup(200, "dv/dt = (1.2 - v)/(10*ms) : 1", threshold="v > 1", reset="v = 0", name="G")
     S = sf.Synapses(G, G, on_pre="v_post += 0.01", name="S")
     S.connect(p=0.05, seed=1)
@@ -197,8 +197,24 @@ def test_persistent_auto_takes_a_block_for_a_small_network_and_a_grid_for_coba()
     with jax.default_device(GPU):
         run(small, small.init_state(dtype=jnp.float32), 50)
     assert small.last_strategy == "block"
-    taken, *_ = gpu_run("coba", "auto", jnp.float64, True)
-    assert taken == "grid"
+    # 4000 neurons with 320,000 synapses in float32 (the benchmark's COBA size): the state
+    # (about 110 kB) fits in one block's shared memory
+    M = sf.NeuronGroup(4000, "dv/dt = (1.2 - v)/(10*ms) : 1", threshold="v > 1", reset="v = 0", name="M")
+    SM = sf.Synapses(M, M, on_pre="v_post += 0.01", name="SM")
+    SM.connect(p=0.02, seed=1)
+    middle = sf.Network(M, SM, dt=DT)
+    with jax.default_device(GPU):
+        run(middle, middle.init_state(dtype=jnp.float32), 50)
+    assert middle.last_strategy == "block"
+    # 20,000 neurons (about 400 kB of state) do not: a cooperative grid
+    H = sf.NeuronGroup(20_000, "dv/dt = (1.2 - v)/(10*ms) : 1", threshold="v > 1", reset="v = 0", name="H")
+    SH = sf.Synapses(H, H, on_pre="v_post += 0.01", name="SH")
+    SH.connect(p=0.001, seed=1)
+    large = sf.Network(H, SH, dt=DT)
+    with jax.default_device(GPU):
+        _, out = run(large, large.init_state(dtype=jnp.float32), 50)
+    assert large.last_strategy == "grid"
+    assert int(np.asarray(out.spike_count["H"]).sum()) > 0
 
 
 @gpu_only

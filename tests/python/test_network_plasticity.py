@@ -8,12 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import spikeforge as sf
-
-try:
-    GPU = jax.devices("gpu")[0]
-except RuntimeError:
-    GPU = None
-gpu_only = pytest.mark.skipif(GPU is None, reason="needs a GPU")
+from plasticity_helpers import GPU, final_x, fresh_brian2, gpu_only, run_in_chunks
 
 DT = 0.1
 # Brian2's STDP example, in the kernels' units (ms, mV); gmax, dApre, dApost dimensionless.
@@ -106,15 +101,10 @@ def run_stdp(n_in, n_out, neuron, step, w0, v0, chunks, dtype=jnp.float64, strat
     inp, post, S = spikeforge_stdp(n_in, n_out, neuron, step, delay)
     net = sf.Network(inp, post, S, spikes=sf.SpikeMonitor(post), dt=DT, strategy=strategy)
     state = net.init_state(dtype=dtype, S=dict(w=w0), post=dict(v=v0))
-    i_all, t_all = [], []
-    for steps in chunks:
-        state, out = net.run(state, steps=steps, progress=False)
-        i, t = out.spikes.numpy()
-        i_all.append(np.asarray(i))
-        t_all.append(np.asarray(t))
+    state, i, t = run_in_chunks(net, state, chunks)
     if expect is not None:
         assert net.last_strategy == expect
-    return state, np.concatenate(i_all), np.concatenate(t_all)
+    return state, i, t
 
 
 def small_case(seed=3, n_in=100, n_out=2, steps=3000):
@@ -147,7 +137,9 @@ def test_stdp_matches_the_float64_reference_and_persists_across_runs(device):
 @pytest.mark.parametrize("strategy", ["per_step", "block", "grid"])
 def test_stdp_on_every_gpu_path_matches_the_reference(strategy):
     """The CUDA kernels (per step, and the persistent kernel as one block and as a grid): the
-    plastic projection is ordered, so float64 gives the reference to 1e-12 on every path."""
+    presynaptic pathway adds to ``ge`` with float atomics (in any order: the last bits of ``ge``
+    may differ), the postsynaptic one runs on the target's thread; the weights depend on the
+    spike times and the traces only, so float64 gives the reference to 1e-12 on every path."""
     n_in, n_out, neuron, step, w0, v0, steps = small_case(seed=7)
     ref = reference(n_in, n_out, neuron, step, w0, steps, v0)
     assert len(ref["spikes"]) > 5
@@ -168,13 +160,8 @@ def test_stdp_float32_follows_the_reference(device):
 
 
 def brian2_stdp(n_in, neuron, step, w0, duration_steps, delay=None):
-    b2 = pytest.importorskip("brian2")
-    from brian2 import Hz, ms, mV  # noqa: F401
-
-    b2.start_scope()
-    b2.prefs.codegen.target = "numpy"
-    b2.prefs.core.default_float_dtype = np.float64
-    b2.defaultclock.dt = DT * ms
+    b2 = fresh_brian2(DT)
+    ms, mV = b2.ms, b2.mV
     ns = dict(
         taum=10 * ms, taupre=20 * ms, taupost=20 * ms, Ee=0 * mV, vt=-54 * mV, vr=-60 * mV, El=-74 * mV,
         taue=5 * ms, gmax=GMAX, dApre=DAPRE, dApost=DAPOST,
@@ -212,36 +199,11 @@ def test_pathways_run_in_brian2s_order(device):
     """Brian2 runs every ``<name>_pre`` pathway (order -1) before every ``<name>_post`` one (+1),
     each set by name, whatever the Synapses' ``order``: assignments to one target variable
     show it (the target spikes in step 0, as the source does)."""
-    b2 = pytest.importorskip("brian2", reason="brian2 gives the expected order")
+    pytest.importorskip("brian2", reason="brian2 gives the expected order")
     square, double, plus = "x_post = x_post*x_post + 3", "x_post = 2*x_post + 1", "x_post = x_post + 10"
     # (name, on_pre, on_post, order); 'S_pq' sorts between 'S_post' and 'S_pre'
     made = [("S", double, square, 0), ("S_pq", plus, double, -5), ("A", square, plus, 3)]
-    results = []
-    for make in ("brian2", "spikeforge"):
-        if make == "brian2":
-            from brian2 import ms
-
-            b2.start_scope()
-            b2.prefs.codegen.target = "numpy"
-            sg = b2.SpikeGeneratorGroup(1, [0], [0.0] * ms, dt=DT * ms)
-            T = b2.NeuronGroup(1, "x : 1\nu : 1", threshold="u > 0", reset="u = 0", dt=DT * ms)
-            T.x, T.u = 1.0, 1.0
-            objs = [b2.Synapses(sg, T, on_pre=a, on_post=b, order=o, name=n, dt=DT * ms) for n, a, b, o in made]
-            for S in objs:
-                S.connect(i=0, j=0)
-            b2.Network(sg, T, *objs).run(0.3 * ms)
-            results.append(float(T.x[0]))
-        else:
-            sg = sf.SpikeGeneratorGroup(1, [0], [0.0], name="sg")
-            T = sf.NeuronGroup(1, "dx/dt = 0 : 1\ndu/dt = 0 : 1", threshold="u > 0", reset="u = 0", name="T")
-            objs = [sf.Synapses(sg, T, on_pre=a, on_post=b, order=o, name=n) for n, a, b, o in made]
-            for S in objs:
-                S.connect(i=[0], j=[0])
-            net = sf.Network(sg, T, *objs, dt=DT)
-            state = net.init_state(dtype=jnp.float64, T=dict(x=np.ones(1), u=np.ones(1)))
-            with jax_default(device):
-                new, _ = net.run(state, steps=3, progress=False)
-            results.append(float(np.asarray(new["T"]["x"])[0]))
+    results = [final_x(made, make, device) for make in ("brian2", "spikeforge")]
     # 'S_pq_pre' < 'S_pre' but 'S_post' < 'S_pq_post': the two sets run in different orders.
     x = 1.0
     for f in (lambda x: x * x + 3, lambda x: x + 10, lambda x: x * 2 + 1):  # A_pre, S_pq_pre, S_pre
@@ -249,12 +211,6 @@ def test_pathways_run_in_brian2s_order(device):
     for f in (lambda x: x + 10, lambda x: x * x + 3, lambda x: 2 * x + 1):  # A_post, S_post, S_pq_post
         x = f(x)
     assert results == [x, x]
-
-
-def jax_default(device):
-    import jax
-
-    return jax.default_device(device)
 
 
 def test_on_post_reaches_only_the_synapses_onto_the_spiking_neuron(device):
@@ -286,10 +242,7 @@ def test_plasticity_errors_are_clear():
     with pytest.raises(sf.ModelError, match="not linear") as e:
         sf.Synapses(P, P, "da/dt = -a*a/(10*ms) : 1 (event-driven)", on_pre="a += 1", name="S2")
     assert "model" in str(e.value)
-    with pytest.raises(sf.ModelError, match=r"clock-driven.*not supported yet"):
-        sf.Synapses(P, P, "da/dt = -a/(10*ms) : 1 (clock-driven)", on_pre="a += 1", name="S3")
-    with pytest.raises(sf.ModelError, match=r"summed.*not supported yet"):
-        sf.Synapses(P, P, "x_post = w : 1 (summed)\nw : 1", on_pre="", name="S4")
+    # (clock-driven) and (summed) variables: tests/python/test_network_synapse_dynamics.py
     with pytest.raises(sf.ModelError, match="on_post must be a string"):
         sf.Synapses(P, P, on_pre="x += 1", on_post=3, name="S5")
     # Brian2 runs on_post after the Poisson inputs; here they come before: refused where it shows.

@@ -2,8 +2,8 @@
 synapse, an input or a monitor), the projections and the Poisson inputs in Brian2's order (its
 schedule sorts the objects of one slot by ``(order, name)``; a projection's pathways are named
 ``<name>_pre`` (order -1) and ``<name>_post`` (order +1), whatever the ``Synapses``' own
-``order``, so the projections are listed by ``<name>_pre`` and the library runs the ``on_post``
-pathways after all ``on_pre`` ones, by ``<name>_post``; the order of groups does not matter: their
+``order``, and named ones ``<name>_<key>``; the projections are listed by ``<name>_pre`` and the
+library sorts every pathway by its name, presynaptic ones first; the order of groups does not matter: their
 updates are independent), the timed arrays and the monitors with the names their records come back
 under.
 

@@ -43,8 +43,15 @@ def from_pairs(i: np.ndarray, j: np.ndarray, n_pre: int, delay_steps: np.ndarray
     j = np.asarray(j, dtype=np.int64)
     if i.size > INT32_MAX:
         raise OverflowError(f"{i.size} synapses: more than int32 indices hold (2^31 - 1)")
-    keys = (i,) if delay_steps is None else (np.asarray(delay_steps, dtype=np.int64), i)
-    order = np.lexsort(keys)  # stable: creation order within equal keys
+    if delay_steps is None:
+        key = i
+    else:  # one key (row, then delay): one stable sort, several times faster than lexsort
+        steps = np.asarray(delay_steps, dtype=np.int64)
+        depth = int(steps.max()) + 1 if steps.size else 1
+        key = i * depth + steps
+        if n_pre * depth <= INT32_MAX:
+            key = key.astype(np.int32)
+    order = np.argsort(key, kind="stable")  # creation order within equal keys
     counts = np.bincount(i, minlength=n_pre)
     offsets = np.zeros(n_pre + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])

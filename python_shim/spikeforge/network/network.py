@@ -103,13 +103,16 @@ class Network:
             g.name: g.spike_steps(self.dt) for g in self.members.groups if isinstance(g, SpikeGeneratorGroup)
         }
         for s in self.members.synapses:
-            if not isinstance(s.delay, str):
-                d = int(_delay_steps(s.delay, self.dt))
+            for pathway, delay in s.delays().items():
+                if isinstance(delay, str):
+                    continue
+                d = int(_delay_steps(delay, self.dt))
                 if d > self.MAX_DELAY_STEPS:
+                    field = f"delay[{pathway!r}]" if isinstance(s.delay, dict) else "delay"
                     raise s.error(
-                        f"delay {s.delay} ms is {d} steps of dt = {self.dt} ms: longer than the spike queue holds "
+                        f"{field} {delay} ms is {d} steps of dt = {self.dt} ms: longer than the spike queue holds "
                         f"({self.MAX_DELAY_STEPS} steps)",
-                        field="delay",
+                        field=field,
                     )
         self._compiled: dict = {}
         self._chunk_fns: dict = {}
@@ -194,8 +197,10 @@ class Network:
         a group (state variables, parameters, and constants given per neuron), ``S=dict(w=...,
         d=...)`` for a projection (one value, or one per synapse in creation order: the order of
         the ``connect`` calls, and within one the order of its ``i``/``j`` or of the rule's
-        draws). Numbers may be quantities. Connectivity is built here (outside ``jit``: its size
-        becomes a shape), from ``seed`` unless a ``connect`` call gave its own."""
+        draws; or a function of the number of synapses returning one per synapse, for values
+        drawn for synapses built by a rule, whose number is known only here). Numbers may be
+        quantities. Connectivity is built here (outside ``jit``: its size becomes a shape), from
+        ``seed`` unless a ``connect`` call gave its own."""
         dtype = jnp.dtype(dtype).name
         if dtype not in _REAL:
             raise TypeError(f"init_state: dtype must be float32 or float64, got {dtype}")
@@ -290,7 +295,7 @@ class Network:
             parts.append(built)
         delay_var = self._per_synapse_delay(s)
         table = None
-        plastic = s.on_post is not None
+        plastic = s.on_post is not None or s.has_dynamics()
         if len(parts) == 1 and not isinstance(parts[0], tuple) and delay_var is None and not plastic:
             # One rule: its CSR as built, on the device (creation order is its order).
             row_offsets, targets, n_syn = parts[0].row_offsets, parts[0].targets, parts[0].n_synapses
@@ -302,6 +307,8 @@ class Network:
             table = i, j
         converted = {}
         for var, value in values.items():
+            if callable(value):  # drawn once the number of synapses is known
+                value = value(n_syn)
             x = np.asarray(to_kernel_units(value, f"init_state: {s.name}[{var!r}]"))
             if x.ndim > 1 or (x.ndim == 1 and x.shape[0] != n_syn):
                 raise s.error(

@@ -86,7 +86,10 @@ def network_spec(members: Members, *, dt: float, deterministic: bool, variant: V
     capacity = dict(variant.capacity)
     projections = []
     for s in members.synapses:
-        delay = s.delay if isinstance(s.delay, str) or s.delay != 0.0 else None
+        if isinstance(s.delay, dict):
+            delay = dict(s.delay)
+        else:
+            delay = s.delay if isinstance(s.delay, str) or s.delay != 0.0 else None
         projection = {
             "name": s.name,
             "source": s.source.root.name,
@@ -94,13 +97,15 @@ def network_spec(members: Members, *, dt: float, deterministic: bool, variant: V
             "target": s.target.root.name,
             "target_range": source_range(s.target),
             "model": s.model,
-            "on_pre": s.on_pre,
+            "on_pre": dict(s.on_pre) if isinstance(s.on_pre, dict) else s.on_pre,
             "delay": delay,
             "max_delay": max_delay.get(s.name),
             "constants": dict(s.constants),
         }
         if s.on_post is not None:
-            projection["on_post"] = s.on_post
+            projection["on_post"] = dict(s.on_post) if isinstance(s.on_post, dict) else s.on_post
+        if s.method is not None:
+            projection["method"] = s.method
         projections.append(projection)
     inputs = [
         {

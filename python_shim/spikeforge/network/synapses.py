@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -84,13 +85,28 @@ class Synapses(NetworkObject):
     Brian2. ``constants``: names used in ``model`` / ``on_pre`` / ``on_post`` (numbers or
     quantities).
 
+    **Named pathways** (Brian2's): ``on_pre={'up': 'x += w', 'down': 'y += w'}`` makes two
+    presynaptic pathways, each run for every arriving spike after its own delay
+    (``delay={'up': 0, 'down': 5*ms}``; a pathway left out of ``delay`` has none; a single
+    ``delay`` is the pathway ``pre``'s); ``on_post`` takes a dict too. Per-synapse delays of a
+    pathway: ``delay={'down': 'd'}`` with ``d : second`` in the model (Brian2's ``S.down.delay =
+    ...``; one such variable per projection, presynaptic pathways only). A delay for a pathway
+    that does not exist is an error, as in Brian2.
+
     ``on_post``: statements run, in the step a target neuron spikes, for each synapse onto it
     (STDP: ``Apost += dApost; w = clip(w + Apre, 0, gmax)``); they may assign synaptic variables
     and the target's, not the source's. ``model`` may declare ``(event-driven)`` traces
     (``dApre/dt = -Apre/taupre : 1 (event-driven)``), linear with constant coefficients: each
     pathway updates them exactly over the time since the synapse's last event (kept in the
     synapse variable ``lastupdate``), as Brian2 does. Weights and traces are per-synapse state:
-    they persist from run to run. ``(clock-driven)`` and ``(summed)`` variables: not yet.
+    they persist from run to run.
+
+    ``(clock-driven)`` variables (``dg/dt = -g/tau : 1 (clock-driven)``, or a differential
+    equation without a flag) are integrated every step, after the groups they read, by the
+    integrators of neuron groups (``method``: a scheme's name, or Brian2's choice when None).
+    ``(summed)`` variables (``gsyn_post = g : 1 (summed)``) set a parameter of the target
+    (``_post``) or source (``_pre``) group, every step before the groups update, to the sum over
+    each neuron's synapses (Brian2's rules: a parameter of that group, one sum per variable).
 
     ``order``: accepted for Brian2 compatibility; as in Brian2 it does not move the pathways:
     the synapses slot runs every ``<name>_pre`` pathway (by name), then the Poisson inputs, then
@@ -110,10 +126,14 @@ class Synapses(NetworkObject):
         pre=None,
         delay=None,
         constants=None,
+        method: str | None = None,
         order: int = 0,
         name: str | None = None,
     ):
         super().__init__(name)
+        if method is not None and not isinstance(method, str):
+            raise self.error(f"method must be a scheme's name or None, got {type(method).__name__}", field="method")
+        self.method = method
         self.order = schedule_order(order, self)
         target = source if target is None else target
         if not isinstance(source, SpikeSource):
@@ -128,9 +148,7 @@ class Synapses(NetworkObject):
                 f"got {describe(target) if isinstance(target, NetworkObject) else type(target).__name__}",
                 cls=TypeError,
             )
-        if on_post is not None and not isinstance(on_post, str):
-            raise self.error(f"on_post must be a string of statements, got {type(on_post).__name__}", field="on_post")
-        self.on_post = on_post
+        self.on_post = None if on_post is None else self._pathway_code(on_post, "on_post")
         if pre is not None:
             if on_pre is not None:
                 raise self.error("give on_pre or its old name pre, not both", field="on_pre", cls=TypeError)
@@ -138,22 +156,75 @@ class Synapses(NetworkObject):
         self.source = source
         self.target = target
         self.model = "" if model is None else equations_text(model)
-        if on_pre is not None and not isinstance(on_pre, str):
-            raise self.error(f"on_pre must be a string of statements, got {type(on_pre).__name__}", field="on_pre")
-        self.on_pre = on_pre or ""
-        self.delay = self._delay(delay)
+        self.on_pre = "" if on_pre is None else self._pathway_code(on_pre, "on_pre")
+        if isinstance(delay, Mapping):
+            self.delay = {}
+            for key, value in delay.items():
+                if not isinstance(key, str):
+                    raise self.error(
+                        f"the keys of delay must be pathway names (strings), got {type(key).__name__}",
+                        field="delay",
+                        cls=TypeError,
+                    )
+                self.delay[key] = self._delay(value, f"delay[{key!r}]")
+        else:
+            self.delay = self._delay(delay, "delay")
         self.constants = arguments.constants(constants)
         self.connections: list = []
         self._validate()
 
+    def _pathway_code(self, code, field: str):
+        """``on_pre`` / ``on_post``: a string of statements (the pathway ``pre`` / ``post``), or
+        a dict of pathway name -> statements (Brian2's named pathways, ``{'up': ..., 'down':
+        ...}``), kept as given."""
+        if isinstance(code, str):
+            return code
+        if isinstance(code, Mapping):
+            out = {}
+            for key, value in code.items():
+                if not isinstance(key, str) or not isinstance(value, str):
+                    raise self.error(
+                        f"{field} as a dict maps pathway names (strings) to statements (strings), "
+                        f"got {key!r}: {type(value).__name__}",
+                        field=field,
+                        cls=TypeError,
+                    )
+                out[key] = value
+            return out
+        raise self.error(
+            f"{field} must be a string of statements or a dict of pathway name -> statements, "
+            f"got {type(code).__name__}",
+            field=field,
+        )
+
+    def delays(self) -> dict:
+        """The delays given, by pathway name (a single delay is the ``pre`` pathway's)."""
+        return dict(self.delay) if isinstance(self.delay, dict) else {"pre": self.delay}
+
+    def has_dynamics(self) -> bool:
+        """Whether the model has ``(summed)`` or ``(clock-driven)`` variables (their kernels read
+        the by-post index, built with the connectivity)."""
+        for line in self.model.splitlines():
+            lhs, colon, rest = line.split("#")[0].partition(":")
+            if not colon:
+                continue
+            flags = set()
+            if "(" in rest:
+                flags = {f.strip() for f in rest[rest.find("(") + 1 : rest.rfind(")")].split(",")}
+            differential = lhs.strip().startswith("d") and "/dt" in lhs.replace(" ", "")
+            if "summed" in flags or (differential and "event-driven" not in flags):
+                return True
+        return False
+
     def delay_variable(self) -> str | None:
-        """The per-synapse variable that holds the delays (``delay="d"`` with ``d`` in the
-        model), or None when the delay is one for all synapses."""
-        if isinstance(self.delay, str):
-            name = self.delay.strip()
-            declared = [line.split(":")[0].strip() for line in self.model.splitlines() if ":" in line]
-            if name.isidentifier() and name in declared:
-                return name
+        """The per-synapse variable that holds the delays (``delay="d"`` or ``delay={'up':
+        'd'}`` with ``d`` in the model), or None when every delay is one for all synapses."""
+        declared = [line.split(":")[0].strip() for line in self.model.splitlines() if ":" in line]
+        for value in self.delays().values():
+            if isinstance(value, str):
+                name = value.strip()
+                if name.isidentifier() and name in declared:
+                    return name
         return None
 
     def _validate(self):
@@ -176,27 +247,27 @@ class Synapses(NetworkObject):
 
     # -- definition -----------------------------------------------------------------------------
 
-    def _delay(self, delay):
+    def _delay(self, delay, field: str):
         if delay is None:
             return 0.0
         if isinstance(delay, str):
             if not delay.strip():
-                raise self.error("delay is an empty string", field="delay")
+                raise self.error(f"{field} is an empty string", field=field)
             return delay
-        value = to_kernel_units(delay, f"{describe(self)}: delay", expect=TIME)
+        value = to_kernel_units(delay, f"{describe(self)}: {field}", expect=TIME)
         array = np.asarray(value)
         if array.ndim != 0:
             raise self.error(
-                "delay is an array: give per-synapse delays as a synapse variable (model 'd : second', "
-                "delay='d') and their values to init_state",
-                field="delay",
+                f"{field} is an array: give per-synapse delays as a synapse variable (model 'd : second', "
+                "delay='d' or delay={'pathway': 'd'}) and their values to init_state",
+                field=field,
             )
         try:
             d = float(array)
         except (TypeError, ValueError):
-            raise self.error(f"delay must be a duration, got {delay!r}", field="delay", cls=TypeError) from None
+            raise self.error(f"{field} must be a duration, got {delay!r}", field=field, cls=TypeError) from None
         if not math.isfinite(d) or d < 0:
-            raise self.error(f"delay must be a finite duration >= 0 (ms), got {delay!r}", field="delay")
+            raise self.error(f"{field} must be a finite duration >= 0 (ms), got {delay!r}", field=field)
         return d
 
     # -- connectivity ---------------------------------------------------------------------------

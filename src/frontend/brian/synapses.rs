@@ -12,8 +12,15 @@
 //!
 //! An `(event-driven)` variable must be linear with constant coefficients (`dx/dt = a*x + b`):
 //! each pathway starts with its exact solution over `t - lastupdate` and ends with
-//! `lastupdate = t`, as Brian2's `SynapticPathway` does. `(clock-driven)` variables and
-//! `(summed)` variables are refused with a located "not supported yet" message.
+//! `lastupdate = t`, as Brian2's `SynapticPathway` does.
+//!
+//! A `(clock-driven)` variable (or a differential equation without a flag, as in Brian2) is
+//! integrated every step by the integrators of neuron groups (the projection's `method`, or
+//! Brian2's choice). A `(summed)` variable (`g_post = g_syn : 1 (summed)`) sets a parameter of
+//! the target (`_post`) or source (`_pre`) group to the sum over each neuron's synapses, with
+//! Brian2's rules: the variable exists and is a parameter of that group (not integrated, not
+//! shared, not constant), and one projection sums onto it once. Neither may depend on an
+//! `(event-driven)` variable (Brian2's rule).
 
 use std::collections::{HashMap, HashSet};
 
@@ -23,12 +30,16 @@ use crate::diagnostics::{nearest_names, Diagnostic, Span};
 use crate::frontend::builder::{GroupBuilder, Lowered};
 use crate::frontend::syntax::ast::{AssignOp, Ast};
 use crate::frontend::syntax::parser::{parse_expression, parse_statements};
+use crate::integrators::choice;
 use crate::ir::derivative::derivative;
-use crate::ir::synapses::{DelayIr, Effect, Pathway, Side, Statement, SynapsesIr};
-use crate::ir::{
-    Dynamics, Events, ExprArena, ExprId, Func, GroupIr, IndexOf, SymbolKind, Ty, VarId,
+use crate::ir::synapses::{
+    DelayIr, Effect, Pathway, PathwayIr, Side, Statement, Summed, SynapsesIr,
 };
-use crate::spec::network::{NumberOrExpr, ProjectionSpec};
+use crate::ir::{
+    Dynamics, Events, ExprArena, ExprId, Func, GroupIr, IndexOf, Site, StateEq, SymbolKind, Ty,
+    VarId,
+};
+use crate::spec::network::{DelaySpec, NumberOrExpr, PathwayCode, ProjectionSpec};
 use crate::spec::{names, Method};
 use crate::types::ElemType;
 
@@ -116,39 +127,49 @@ pub fn lower(
     };
     let mut cx = SynapseScope::new(spec, &lines, pre, post, dt, dtype)?;
     let event_driven = cx.event_driven_updates()?;
-    let on_pre = cx.pathway(Pathway::Pre, &spec.on_pre, &event_driven)?;
-    let on_post_code = spec.on_post.as_deref().unwrap_or("");
-    let has_on_post = spec.on_post.is_some();
-    let on_post = if has_on_post {
-        cx.pathway(Pathway::Post, on_post_code, &event_driven)?
-    } else {
-        Vec::new()
-    };
-    let delay = cx.delay()?;
+    let pathways = cx.pathways(&event_driven)?;
+    let clock_driven = cx.clock_driven()?;
+    let summed = cx.summed()?;
+    let event_driven: Vec<VarId> = event_driven.iter().map(|(v, _)| *v).collect();
+    cx.check_dynamics(&clock_driven, &summed, &event_driven)?;
+    let dynamics = Dynamics::Odes(clock_driven);
+    let method = cx.method(&dynamics)?;
     let subexpressions = std::mem::take(&mut cx.subexpr_values).into_iter().collect();
     let lowered = Lowered {
-        dynamics: Dynamics::Odes(Vec::new()),
+        dynamics,
         events: Events::none(),
         subexpressions,
         held: Vec::new(),
         noise: Vec::new(),
     };
-    let group = cx.group.finish(lowered, Method::Euler, 1, dt, &[])?;
+    let group = cx.group.finish(lowered, method, 1, dt, &[])?;
     Ok(SynapsesIr {
+        clock_driven: group.stored(),
         group,
-        on_pre,
-        on_post,
-        has_on_post,
-        event_driven: event_driven.iter().map(|(v, _)| *v).collect(),
-        delay,
+        pathways,
+        event_driven,
+        summed,
     })
 }
 
-/// The field a pathway's statements are written in.
-fn field_of(pathway: Pathway) -> &'static str {
-    match pathway {
+/// The field a pathway's statements are written in: `on_pre` for a single text, `on_pre['up']`
+/// for a named one.
+fn field_of(kind: Pathway, code: &PathwayCode, name: &str) -> String {
+    let base = match kind {
         Pathway::Pre => "on_pre",
         Pathway::Post => "on_post",
+    };
+    match code {
+        PathwayCode::One(_) => base.into(),
+        PathwayCode::Named(_) => format!("{base}['{name}']"),
+    }
+}
+
+/// The field a pathway's delay is given in.
+fn delay_field(delay: &DelaySpec, name: &str) -> String {
+    match delay {
+        DelaySpec::One(_) => "delay".into(),
+        DelaySpec::Named(_) => format!("delay['{name}']"),
     }
 }
 
@@ -186,13 +207,9 @@ impl<'a> SynapseScope<'a> {
         for line in lines {
             let name = line.name.as_str();
             let at = |msg: String| Diagnostic::new("model", msg).at(model, line.name_span);
-            if let Some((_, span)) = line.flags.iter().find(|(f, _)| f == "summed") {
-                return Err(Diagnostic::new(
-                    "model",
-                    format!("'(summed)' synaptic variables are {NEXT_ISSUE}"),
-                )
-                .at(model, *span)
-                .suggest("add to the target in on_pre instead ('g_post += w')"));
+            if line.has_flag("summed") {
+                check_summed_line(line, model)?;
+                continue;
             }
             if let Some(message) = names::invalid(name) {
                 return Err(at(message));
@@ -235,13 +252,19 @@ impl<'a> SynapseScope<'a> {
                     group.add_symbol(name, SymbolKind::Param, &line.unit);
                 }
                 (LineKind::Differential, _) => {
-                    let at_flag = synapse_flag.map_or(line.name_span, |(_, span)| *span);
-                    return Err(Diagnostic::new(
-                        "model",
-                        format!("'(clock-driven)' synaptic variables (integrated every step) are {NEXT_ISSUE}"),
-                    )
-                    .at(model, at_flag)
-                    .suggest("traces that change only at events are '(event-driven)': 'dx/dt = -x/tau : 1 (event-driven)'"));
+                    // (clock-driven), or no flag: Brian2 integrates it every step.
+                    if let Some((flag, span)) = line.flags.iter().find(|(f, _)| f != "clock_driven")
+                    {
+                        return Err(Diagnostic::new(
+                            "model",
+                            format!(
+                                "the flag '({})' does not apply to a (clock-driven) variable",
+                                flag.replace('_', "-")
+                            ),
+                        )
+                        .at(model, *span));
+                    }
+                    group.add_symbol(name, SymbolKind::Param, &line.unit);
                 }
                 (_, Some((f, span))) => {
                     let shown = f.replace('_', "-");
@@ -391,7 +414,7 @@ impl<'a> SynapseScope<'a> {
         &mut self,
         name: &str,
         span: Span,
-        field: &'static str,
+        field: &str,
         code: &str,
     ) -> Result<(VarId, Side), Diagnostic> {
         let at = Place {
@@ -426,7 +449,11 @@ impl<'a> SynapseScope<'a> {
                 ))),
             };
         }
-        if self.lines.iter().any(|l| l.name == name) {
+        if self
+            .lines
+            .iter()
+            .any(|l| l.name == name && !l.has_flag("summed"))
+        {
             return Err(err(format!(
                 "cannot assign to '{name}': it is a subexpression"
             )));
@@ -561,10 +588,10 @@ impl<'a> SynapseScope<'a> {
     fn pathway(
         &mut self,
         pathway: Pathway,
+        field: &str,
         code: &str,
         event_driven: &[(VarId, ExprId)],
     ) -> Result<Vec<Statement>, Diagnostic> {
-        let field = field_of(pathway);
         if code.trim().is_empty() {
             return Ok(Vec::new());
         }
@@ -656,8 +683,130 @@ impl<'a> SynapseScope<'a> {
         Ok(e)
     }
 
-    /// The projection's delay.
-    fn delay(&mut self) -> Result<DelayIr, Diagnostic> {
+    /// Every pathway, Brian2's `SynapticPathway`s: `on_pre`'s (one called `pre`, or one per
+    /// name) by name, then `on_post`'s, each with its statements and its delay. A delay given
+    /// for a pathway that does not exist, two pathways of one name, or a name that is not an
+    /// identifier or is a name of the model, are errors.
+    fn pathways(&mut self, event_driven: &[(VarId, ExprId)]) -> Result<Vec<PathwayIr>, Diagnostic> {
+        let spec = self.spec;
+        let mut given: Vec<(Pathway, &PathwayCode)> = vec![(Pathway::Pre, &spec.on_pre)];
+        given.extend(spec.on_post.as_ref().map(|c| (Pathway::Post, c)));
+        let mut names: Vec<&str> = Vec::new();
+        let mut out = Vec::new();
+        for (kind, code) in given {
+            let default = match kind {
+                Pathway::Pre => "pre",
+                Pathway::Post => "post",
+            };
+            for (name, text) in code.pathways(default) {
+                let field = field_of(kind, code, name);
+                self.check_pathway_name(name, &field, &names)?;
+                names.push(name);
+                let statements = self.pathway(kind, &field, text, event_driven)?;
+                let delay = self.delay(kind, name)?;
+                out.push(PathwayIr {
+                    name: name.to_string(),
+                    kind,
+                    statements,
+                    delay,
+                });
+            }
+        }
+        if let Some(delay) = &spec.delay {
+            for (name, _) in delay.by_pathway() {
+                if !names.contains(&name) {
+                    let field = delay_field(delay, name);
+                    let known = names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>();
+                    let mut d = Diagnostic::new(
+                        &field,
+                        format!(
+                            "a delay for the pathway '{name}', which the synapses do not have (their pathways: {})",
+                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        ),
+                    );
+                    if let Some(near) = nearest_names(name, names.iter().copied()).first() {
+                        d = d.suggest(format!("did you mean '{near}'?"));
+                    } else {
+                        d = d.suggest("name the pathways in on_pre / on_post ({'up': ..., 'down': ...}) and give their delays under the same names");
+                    }
+                    return Err(d);
+                }
+            }
+        }
+        let per_synapse: Vec<(VarId, &str)> = out
+            .iter()
+            .filter_map(|p| match p.delay {
+                DelayIr::PerSynapse { var, .. } => Some((var, p.name.as_str())),
+                DelayIr::Homogeneous { .. } => None,
+            })
+            .collect();
+        if let Some(&(other, name)) = per_synapse.iter().find(|(v, _)| *v != per_synapse[0].0) {
+            let first = self.group.symbols[per_synapse[0].0.index()].name.clone();
+            let second = self.group.symbols[other.index()].name.clone();
+            return Err(Diagnostic::new(
+                &delay_field(spec.delay.as_ref().expect("delays given"), name),
+                format!(
+                    "pathways with per-synapse delays from two variables ('{first}', '{second}'): {NEXT_ISSUE} (each row of synapses is sorted by one delay)"
+                ),
+            )
+            .suggest(format!("give every pathway with per-synapse delays the same variable ('{first}')")));
+        }
+        if per_synapse.is_empty() && spec.max_delay.is_some() {
+            return Err(Diagnostic::new(
+                "max_delay",
+                "max_delay is the queue length of per-synapse delays; no pathway has per-synapse delays",
+            ));
+        }
+        Ok(out)
+    }
+
+    /// A pathway name is an identifier, used once, and not a name of the model (Brian2 makes
+    /// it an attribute of the `Synapses`: `S.up`).
+    fn check_pathway_name(&self, name: &str, field: &str, seen: &[&str]) -> Result<(), Diagnostic> {
+        let problem = if let Some(message) = names::invalid(name) {
+            Some(format!("the pathway name '{name}' is not valid: {message}"))
+        } else if seen.contains(&name) {
+            Some(format!(
+                "two pathways are called '{name}' (on_pre's and on_post's pathways share one set of names)"
+            ))
+        } else if self.lines.iter().any(|l| l.name == name) || SYNAPSE_BUILTINS.contains(&name) {
+            Some(format!(
+                "the pathway name '{name}' is a name of the synapses' model"
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(message) => Err(Diagnostic::new(field, message)
+                .suggest("pathway names are identifiers, distinct from each other and from the model's names")),
+            None => Ok(()),
+        }
+    }
+
+    /// The delay of the pathway `name`: as given under its name in `delay` (a single value is
+    /// the `pre` pathway's), else 0. A postsynaptic pathway's delay is one for all synapses.
+    fn delay(&mut self, kind: Pathway, name: &str) -> Result<DelayIr, Diagnostic> {
+        let Some(delay) = &self.spec.delay else {
+            return Ok(DelayIr::Homogeneous { steps: 0 });
+        };
+        let Some((_, given)) = delay.by_pathway().into_iter().find(|(n, _)| *n == name) else {
+            return Ok(DelayIr::Homogeneous { steps: 0 });
+        };
+        let field = delay_field(delay, name);
+        let d = self.delay_value(given, &field)?;
+        if kind == Pathway::Post && matches!(d, DelayIr::PerSynapse { .. }) {
+            return Err(Diagnostic::new(
+                &field,
+                format!("per-synapse delays of a postsynaptic pathway ('{name}') are {NEXT_ISSUE}"),
+            )
+            .suggest("give the on_post pathway one delay for all synapses (a duration)"));
+        }
+        Ok(d)
+    }
+
+    /// One delay (given in `field`): a duration, a constant expression, or a per-synapse
+    /// variable.
+    fn delay_value(&mut self, given: &NumberOrExpr, field: &str) -> Result<DelayIr, Diagnostic> {
         let dt = self.dt;
         let steps_of = |d: f64, field: &str| -> Result<u32, Diagnostic> {
             if !(d.is_finite() && d >= 0.0) {
@@ -678,29 +827,21 @@ impl<'a> SynapseScope<'a> {
             }
             Ok(steps as u32)
         };
+        let homogeneous =
+            |steps: u32| -> Result<DelayIr, Diagnostic> { Ok(DelayIr::Homogeneous { steps }) };
         let max_delay = self.spec.max_delay;
-        let homogeneous = |steps: u32| -> Result<DelayIr, Diagnostic> {
-            if max_delay.is_some() {
-                return Err(Diagnostic::new(
-                    "max_delay",
-                    "max_delay is the queue length of per-synapse delays; this delay is one value for all synapses",
-                ));
-            }
-            Ok(DelayIr::Homogeneous { steps })
+        let code = match given {
+            NumberOrExpr::Number(d) => return homogeneous(steps_of(*d, field)?),
+            NumberOrExpr::Expression(code) => code.clone(),
         };
-        let code = match &self.spec.delay {
-            None => return homogeneous(0),
-            Some(NumberOrExpr::Number(d)) => return homogeneous(steps_of(*d, "delay")?),
-            Some(NumberOrExpr::Expression(code)) => code.clone(),
-        };
-        let ast = parse_expression(&code, "delay")?;
+        let ast = parse_expression(&code, field)?;
         if let Ast::Name(name, span) = &ast {
             if let Some(&v) = self.group.names.get(name.as_str()) {
                 let sym = &self.group.symbols[v.index()];
                 if sym.kind == SymbolKind::Param && !sym.shared {
                     let Some(max) = max_delay else {
                         return Err(Diagnostic::new(
-                            "delay",
+                            field,
                             format!("per-synapse delays ('{name}') need max_delay: the longest delay the spike queue must hold"),
                         )
                         .at(&code, *span));
@@ -716,17 +857,243 @@ impl<'a> SynapseScope<'a> {
                 }
             }
         }
-        let (e, ty) = self.expr(&ast, "delay", &code)?;
-        require_real(ty, &ast, "delay", &code)?;
+        let (e, ty) = self.expr(&ast, field, &code)?;
+        require_real(ty, &ast, field, &code)?;
         match self.group.arena.as_const(e) {
-            Some(d) => homogeneous(steps_of(d, "delay")?),
+            Some(d) => homogeneous(steps_of(d, field)?),
             None => Err(Diagnostic::new(
-                "delay",
+                field,
                 "a delay must be a duration, a constant expression, or the name of a per-synapse variable of the model",
             )
             .at(&code, ast.span())
             .suggest("for delays that differ per synapse, declare 'd : second' in the model, give delay='d' and the values in init_state")),
         }
+    }
+}
+
+/// A `(summed)` line's form, before its names are resolved: a subexpression (`x_post = e : unit
+/// (summed)`) onto a name ending in `_pre` or `_post`, with no other flag.
+fn check_summed_line(line: &EquationLine, model: &str) -> Result<(), Diagnostic> {
+    let (_, at_flag) = line
+        .flags
+        .iter()
+        .find(|(f, _)| f == "summed")
+        .expect("a (summed) line");
+    if line.kind != LineKind::Subexpression {
+        return Err(Diagnostic::new(
+            "model",
+            "'(summed)' applies to a subexpression onto a variable of the source or target group",
+        )
+        .at(model, *at_flag)
+        .suggest("write it as 'g_post = g_syn : 1 (summed)'"));
+    }
+    if let Some((flag, span)) = line.flags.iter().find(|(f, _)| f != "summed") {
+        return Err(Diagnostic::new(
+            "model",
+            format!("the flag '({flag})' does not apply to a (summed) variable"),
+        )
+        .at(model, *span));
+    }
+    if !(line.name.ends_with("_pre") || line.name.ends_with("_post")) {
+        return Err(Diagnostic::new(
+            "model",
+            format!(
+                "the summed variable '{}' does not end in '_pre' or '_post': it sets a variable of the source or target group",
+                line.name
+            ),
+        )
+        .at(model, line.name_span)
+        .suggest(format!("'{}_post' sums onto the target's '{}'", line.name, line.name)));
+    }
+    Ok(())
+}
+
+/// The `(clock-driven)` and `(summed)` variables (module docs).
+impl SynapseScope<'_> {
+    /// The `(clock-driven)` equations (and differential equations without a flag), in order.
+    fn clock_driven(&mut self) -> Result<Vec<StateEq>, Diagnostic> {
+        let model = self.spec.model.clone();
+        let lines: Vec<&EquationLine> = self
+            .lines
+            .iter()
+            .filter(|l| l.kind == LineKind::Differential && !l.has_flag("event_driven"))
+            .collect();
+        let mut out = Vec::new();
+        for line in lines {
+            let ast = line.expr.as_ref().expect("a differential equation");
+            let (e, ty) = self.expr(ast, "model", &model)?;
+            require_real(ty, ast, "model", &model)?;
+            let var = self.group.names[&line.name];
+            self.group
+                .spans
+                .insert(Site::Dynamics(var), "model", &model, line.name_span);
+            out.push(StateEq {
+                var,
+                derivative: e,
+                unless_refractory: false,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The `(summed)` variables, in order, each onto a parameter of its group (Brian2's rules).
+    fn summed(&mut self) -> Result<Vec<Summed>, Diagnostic> {
+        let model = self.spec.model.clone();
+        let lines: Vec<&EquationLine> =
+            self.lines.iter().filter(|l| l.has_flag("summed")).collect();
+        let mut out: Vec<Summed> = Vec::new();
+        for line in lines {
+            let name = line.name.as_str();
+            let (base, side) = match name.strip_suffix("_pre") {
+                Some(b) => (b, IndexOf::Pre),
+                None => (name.strip_suffix("_post").expect("checked"), IndexOf::Post),
+            };
+            let group = self.side(side);
+            let role = if side == IndexOf::Pre {
+                "source"
+            } else {
+                "target"
+            };
+            let at = |msg: String| Diagnostic::new("model", msg).at(&model, line.name_span);
+            let Some(ir) = group.ir else {
+                return Err(at(format!(
+                    "the summed variable '{name}': the {role} {} is a spike source, it has no variables",
+                    group.describe
+                )));
+            };
+            let Some(var) = ir.lookup(base) else {
+                let mut d = at(format!(
+                    "the summed variable '{name}': the {role} {} has no variable '{base}'",
+                    group.describe
+                ));
+                let near = nearest_names(base, group.names().iter().map(String::as_str));
+                d = if near.is_empty() {
+                    d.suggest(format!(
+                        "declare '{base} : <unit>' in the {role}'s equations"
+                    ))
+                } else {
+                    d.suggest(format!("did you mean {}?", quote_list(&near)))
+                };
+                return Err(d);
+            };
+            let sym = ir.symbol(var);
+            let why = match sym.kind {
+                SymbolKind::State => Some("integrated by the group (a differential equation)"),
+                SymbolKind::Param if sym.shared => Some("shared (one value for the group)"),
+                SymbolKind::Param if group.constant.contains(base) => Some("flagged (constant)"),
+                SymbolKind::Param => None,
+                _ => Some("not a parameter"),
+            };
+            if let Some(why) = why {
+                return Err(at(format!(
+                    "the summed variable '{name}' needs a parameter '{base}' in the {role} {}: '{base}' is {why}",
+                    group.describe
+                ))
+                .suggest(format!(
+                    "declare '{base} : <unit>' (a parameter) in the {role} and use it in its equations"
+                )));
+            }
+            if out.iter().any(|s| s.side == side && s.var == var) {
+                return Err(at(format!(
+                    "the target variable '{base}' is already updated by another summed variable"
+                )));
+            }
+            let ast = line.expr.as_ref().expect("a subexpression");
+            let (value, ty) = self.expr(ast, "model", &model)?;
+            require_real(ty, ast, "model", &model)?;
+            out.push(Summed { side, var, value });
+        }
+        Ok(out)
+    }
+
+    /// Brian2's rules between the kinds of variables: neither a `(clock-driven)` equation nor a
+    /// `(summed)` value depends on an `(event-driven)` variable; and what the kernels cannot
+    /// give: a `(clock-driven)` equation reads no last spike time (the groups' thresholds run
+    /// before the synapses integrate, Brian2's after).
+    fn check_dynamics(
+        &self,
+        clock_driven: &[StateEq],
+        summed: &[Summed],
+        event_driven: &[VarId],
+    ) -> Result<(), Diagnostic> {
+        let model = &self.spec.model;
+        let line_of = |name: &str| {
+            self.lines
+                .iter()
+                .find(|l| l.name == name)
+                .expect("a line of the model")
+        };
+        let summed_lines = self.lines.iter().filter(|l| l.has_flag("summed"));
+        let roots: Vec<(String, ExprId, &str)> = clock_driven
+            .iter()
+            .map(|s| {
+                let name = self.group.symbols[s.var.index()].name.clone();
+                (name, s.derivative, "clock-driven")
+            })
+            .chain(
+                summed_lines
+                    .zip(summed)
+                    .map(|(l, s)| (l.name.clone(), s.value, "summed")),
+            )
+            .collect();
+        for (name, root, kind) in roots {
+            let line = line_of(&name);
+            for v in self.group.arena.vars_of(root) {
+                let sym = &self.group.symbols[v.index()];
+                if event_driven.contains(&v) {
+                    return Err(Diagnostic::new(
+                        "model",
+                        format!(
+                            "the {kind} '{name}' should not depend on the event-driven variable '{}'",
+                            sym.name
+                        ),
+                    )
+                    .at(model, line.name_span));
+                }
+                let reads_lastspike = self
+                    .neighbour_kind(v)
+                    .is_some_and(|k| k == SymbolKind::LastSpike);
+                if kind == "clock-driven" && reads_lastspike {
+                    return Err(Diagnostic::new(
+                        "model",
+                        format!(
+                            "the clock-driven '{name}' reads '{}': a last spike time in a (clock-driven) equation is {NEXT_ISSUE}",
+                            sym.name
+                        ),
+                    )
+                    .at(model, line.name_span));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The kind of the neighbour's variable a symbol refers to.
+    fn neighbour_kind(&self, v: VarId) -> Option<SymbolKind> {
+        let SymbolKind::Neighbour(side, var) = self.group.symbols[v.index()].kind else {
+            return None;
+        };
+        Some(self.side(side).ir?.symbol(var).kind.clone())
+    }
+
+    /// The scheme of the `(clock-driven)` equations: the spec's, checked, or Brian2's choice.
+    fn method(&self, dynamics: &Dynamics) -> Result<Method, Diagnostic> {
+        if crate::ir::group::integrated(dynamics).is_empty() {
+            // Nothing to integrate: the method has no effect (Brian2 accepts it too).
+            return Ok(Method::Euler);
+        }
+        choice::resolve(
+            &self.group.arena,
+            dynamics,
+            &self.group.symbols,
+            &[],
+            self.dt,
+            self.spec.method,
+        )
+        .map_err(|e| {
+            Diagnostic::new("method", format!("the (clock-driven) equations: {e}"))
+                .suggest("leave method unset for Brian2's choice (exact, euler, heun: the first that applies)")
+        })
     }
 }
 
@@ -747,7 +1114,7 @@ impl Scope for SynapseScope<'_> {
         if self
             .lines
             .iter()
-            .any(|l| l.name == name && l.kind == LineKind::Subexpression)
+            .any(|l| l.name == name && l.kind == LineKind::Subexpression && !l.has_flag("summed"))
         {
             let e = self.subexpression(name)?;
             return Ok((e, self.group.arena.ty(e)));
@@ -797,7 +1164,7 @@ mod tests {
 
     fn target_ir() -> GroupIr {
         let spec = ModelSpec::from_equations(
-            "dv/dt = (ge - v)/(10*ms) : volt (unless refractory)\ndge/dt = -ge/(5*ms) : volt\ntau : second (constant)",
+            "dv/dt = (ge - v)/(10*ms) : volt (unless refractory)\ndge/dt = -ge/(5*ms) : volt\ntau : second (constant)\ngs : volt",
             0.1,
         )
         .threshold("v > 1")
@@ -808,13 +1175,14 @@ mod tests {
 
     fn projection(model: &str, on_pre: &str) -> ProjectionSpec {
         ProjectionSpec {
+            method: None,
             name: "S".into(),
             source: "P".into(),
             source_range: None,
             target: "P".into(),
             target_range: None,
             model: model.into(),
-            on_pre: on_pre.into(),
+            on_pre: PathwayCode::One(on_pre.into()),
             on_post: None,
             delay: None,
             max_delay: None,
@@ -840,12 +1208,14 @@ mod tests {
             "ge += w\nv_post -= we\nw = w * 0.5",
         ))
         .unwrap();
-        assert_eq!(s.on_pre.len(), 3);
-        assert_eq!(s.on_pre[0].side, Side::Post);
-        assert!(matches!(s.on_pre[0].effect, Effect::Add(_)));
-        assert_eq!(s.on_pre[2].side, Side::Synapse);
+        let on_pre = s.statements(0);
+        assert_eq!((s.pathways.len(), s.pathways[0].name.as_str()), (1, "pre"));
+        assert_eq!(on_pre.len(), 3);
+        assert_eq!(on_pre[0].side, Side::Post);
+        assert!(matches!(on_pre[0].effect, Effect::Add(_)));
+        assert_eq!(on_pre[2].side, Side::Synapse);
         assert_eq!(s.per_synapse().len(), 2);
-        assert_eq!(s.delay, DelayIr::Homogeneous { steps: 0 });
+        assert_eq!(s.pathways[0].delay, DelayIr::Homogeneous { steps: 0 });
         let written: Vec<&str> = s
             .neighbours_written(IndexOf::Post)
             .into_iter()
@@ -854,7 +1224,7 @@ mod tests {
             .collect();
         assert_eq!(written.len(), 2);
         // v_post -= we is v_post += -1.5.
-        let Effect::Add(e) = s.on_pre[1].effect else {
+        let Effect::Add(e) = s.statements(0)[1].effect else {
             panic!()
         };
         assert_eq!(s.group.arena.as_const(e), Some(-1.5));
@@ -863,26 +1233,24 @@ mod tests {
     #[test]
     fn delays_round_as_brian_and_per_synapse_delays_need_a_queue_length() {
         let mut p = projection("d : second", "ge += 1");
-        p.delay = Some(NumberOrExpr::Number(0.25));
-        assert_eq!(
-            lower_with(&p).unwrap().delay,
-            DelayIr::Homogeneous { steps: 3 }
-        );
-        p.delay = Some(NumberOrExpr::Expression("1.5*ms + 2*dt".into()));
-        assert_eq!(
-            lower_with(&p).unwrap().delay,
-            DelayIr::Homogeneous { steps: 17 }
-        );
-        p.delay = Some(NumberOrExpr::Expression("d".into()));
+        let one = |d| Some(DelaySpec::One(d));
+        let delay = |p: &ProjectionSpec| lower_with(p).unwrap().pathways[0].delay;
+        p.delay = one(NumberOrExpr::Number(0.25));
+        assert_eq!(delay(&p), DelayIr::Homogeneous { steps: 3 });
+        p.delay = one(NumberOrExpr::Expression("1.5*ms + 2*dt".into()));
+        assert_eq!(delay(&p), DelayIr::Homogeneous { steps: 17 });
+        p.delay = one(NumberOrExpr::Expression("d".into()));
         let e = lower_with(&p).unwrap_err();
         assert!(e.message.contains("need max_delay"), "{}", e.render());
         p.max_delay = Some(2.0);
-        let s = lower_with(&p).unwrap();
-        assert!(matches!(s.delay, DelayIr::PerSynapse { max_steps: 20, .. }));
-        p.delay = Some(NumberOrExpr::Number(-1.0));
+        assert!(matches!(
+            delay(&p),
+            DelayIr::PerSynapse { max_steps: 20, .. }
+        ));
+        p.delay = one(NumberOrExpr::Number(-1.0));
         p.max_delay = None;
         assert!(lower_with(&p).unwrap_err().message.contains(">= 0"));
-        p.delay = Some(NumberOrExpr::Expression("d * 2".into()));
+        p.delay = one(NumberOrExpr::Expression("d * 2".into()));
         assert!(lower_with(&p)
             .unwrap_err()
             .message
@@ -926,22 +1294,73 @@ mod tests {
     }
 
     #[test]
-    fn what_is_not_here_yet_is_refused_where_it_is_written() {
-        let e = lower_with(&projection(
-            "dApre/dt = -Apre/tau : 1 (clock-driven)",
-            "ge += 1",
-        ))
-        .unwrap_err();
-        assert!(
-            e.message.contains("not supported yet (issue 11)"),
-            "{}",
-            e.render()
+    fn clock_driven_and_summed_variables_lower_with_brian2s_rules() {
+        let mut p = projection(
+            "w : 1\ndg/dt = -g/tau_g : 1 (clock-driven)\ndh/dt = (v_pre - h)/tau_g : 1\ngs_post = w*g : volt (summed)",
+            "g += 1",
         );
-        assert_eq!((e.span.unwrap().line, e.span.unwrap().col), (1, 27));
-        let e = lower_with(&projection("dx/dt = -x : 1", "ge += 1")).unwrap_err();
-        assert!(e.message.contains("clock-driven"), "{}", e.render());
-        let e = lower_with(&projection("g_syn = w : 1 (summed)\nw : 1", "")).unwrap_err();
-        assert!(e.message.contains("'(summed)'"), "{}", e.render());
+        p.constants.insert("tau_g".into(), 2.0);
+        let s = lower_with(&p).map_err(|e| e.render()).unwrap();
+        assert_eq!(
+            s.clock_driven.len(),
+            2,
+            "an unflagged equation is clock-driven"
+        );
+        assert_eq!(
+            s.group.method,
+            Method::Exact,
+            "Brian2's choice: exact first"
+        );
+        assert_eq!(s.summed.len(), 1);
+        assert_eq!(s.summed[0].side, IndexOf::Post);
+        assert_eq!(target_ir().symbol(s.summed[0].var).name, "gs");
+        assert!(s.synapse_written().contains(&s.clock_driven[0]));
+        assert!(s.by_post_index() && !s.plastic());
+        let cases = [
+            (
+                "w : 1\ngz_post = w : 1 (summed)",
+                "has no variable 'gz'",
+                (2, 1),
+            ),
+            (
+                "w : 1\nv_post = w : 1 (summed)",
+                "integrated by the group",
+                (2, 1),
+            ),
+            (
+                "w : 1\ntau_post = w : 1 (summed)",
+                "flagged (constant)",
+                (2, 1),
+            ),
+            (
+                "w : 1\nge = w : 1 (summed)",
+                "does not end in '_pre' or '_post'",
+                (2, 1),
+            ),
+            (
+                "dx/dt = -x : 1 (clock-driven, constant)",
+                "does not apply to a (clock-driven)",
+                (1, 31),
+            ),
+            (
+                "dA/dt = -A/tau_g : 1 (event-driven)\ngs_post = A : 1 (summed)",
+                "should not depend on the event-driven variable 'A'",
+                (2, 1),
+            ),
+        ];
+        for (model, want, (line, col)) in cases {
+            let mut p = projection(model, "");
+            p.constants.insert("tau_g".into(), 2.0);
+            let e = lower_with(&p).unwrap_err();
+            assert!(e.message.contains(want), "{model}: {}", e.render());
+            assert_eq!(e.field, "model");
+            let at = e.span.unwrap();
+            assert_eq!((at.line, at.col), (line, col), "{model}: {}", e.render());
+        }
+        let mut p = projection("dx/dt = -x*x/(10*ms) : 1", "");
+        p.method = Some(Method::Exact);
+        let e = lower_with(&p).unwrap_err();
+        assert_eq!(e.field, "method");
         let e = lower_with(&projection("x_post : 1", "")).unwrap_err();
         assert!(e.message.contains("reserved"), "{}", e.render());
     }
@@ -950,7 +1369,7 @@ mod tests {
 
     fn stdp(on_post: &str) -> ProjectionSpec {
         let mut p = projection(STDP, "ge += w\nApre += 0.01\nw = clip(w + Apost, 0, 1)");
-        p.on_post = Some(on_post.into());
+        p.on_post = Some(PathwayCode::One(on_post.into()));
         p.constants.insert("taupre".into(), 20.0);
         p
     }
@@ -958,17 +1377,19 @@ mod tests {
     #[test]
     fn event_driven_variables_are_updated_exactly_at_each_event_of_both_pathways() {
         let s = lower_with(&stdp("Apost += -0.01\nw = clip(w + Apre, 0, 1)")).unwrap();
-        assert!(s.has_on_post && s.plastic());
+        assert!(s.has_post() && s.plastic());
         assert_eq!(s.event_driven.len(), 2);
         // Apre, Apost decayed; the statements; lastupdate = t.
-        assert_eq!(s.on_pre.len(), 2 + 3 + 1);
-        assert_eq!(s.on_post.len(), 2 + 2 + 1);
+        let (on_pre, on_post) = (s.statements(0), s.statements(1));
+        assert_eq!(s.pathways[1].kind, Pathway::Post);
+        assert_eq!(on_pre.len(), 2 + 3 + 1);
+        assert_eq!(on_post.len(), 2 + 2 + 1);
         let last = s.group.lookup("lastupdate").unwrap();
-        assert_eq!(s.on_pre.last().unwrap().var, last);
-        assert_eq!(s.on_post.last().unwrap().var, last);
-        assert_eq!(s.on_post[2].side, Side::Synapse);
+        assert_eq!(on_pre.last().unwrap().var, last);
+        assert_eq!(on_post.last().unwrap().var, last);
+        assert_eq!(on_post[2].side, Side::Synapse);
         // Apre(t) = Apre * exp(-(t - lastupdate)/taupre), evaluated.
-        let Effect::Set(decay) = s.on_pre[0].effect else {
+        let Effect::Set(decay) = on_pre[0].effect else {
             panic!()
         };
         let apre = s.group.lookup("Apre").unwrap();
@@ -989,6 +1410,99 @@ mod tests {
         .map_err(|e| e.render())
         .unwrap_err();
         assert!(s.contains("tau_y"), "{s}");
+    }
+
+    fn named(pairs: &[(&str, &str)]) -> PathwayCode {
+        PathwayCode::Named(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn named_pathways_have_their_own_statements_and_delays() {
+        let mut p = projection("w : 1\nd : second", "");
+        p.on_pre = named(&[("up", "ge += w"), ("down", "v_post += 2*w")]);
+        p.on_post = Some(named(&[("back", "w += 1")]));
+        let delays = |pairs: &[(&str, NumberOrExpr)]| {
+            Some(DelaySpec::Named(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+            ))
+        };
+        p.delay = delays(&[
+            ("down", NumberOrExpr::Number(0.5)),
+            ("back", NumberOrExpr::Number(0.2)),
+        ]);
+        let s = lower_with(&p).unwrap();
+        let got: Vec<(&str, Pathway, DelayIr, usize)> = s
+            .pathways
+            .iter()
+            .map(|x| (x.name.as_str(), x.kind, x.delay, x.statements.len()))
+            .collect();
+        let steps = |steps| DelayIr::Homogeneous { steps };
+        assert_eq!(
+            got,
+            [
+                ("down", Pathway::Pre, steps(5), 1),
+                ("up", Pathway::Pre, steps(0), 1),
+                ("back", Pathway::Post, steps(2), 1)
+            ]
+        );
+        assert_eq!(s.max_delay(Pathway::Pre), 5);
+        assert_eq!(s.max_delay(Pathway::Post), 2);
+        // Per-synapse delays on one pathway: the rows are sorted by them.
+        p.delay = delays(&[("down", NumberOrExpr::Expression("d".into()))]);
+        p.max_delay = Some(1.0);
+        let s = lower_with(&p).unwrap();
+        assert_eq!(s.row_delay().map(|(_, m)| m), Some(10));
+        assert_eq!(s.pathways[1].delay, steps(0));
+        // Errors, each at its field.
+        let err = |p: &ProjectionSpec| lower_with(p).unwrap_err();
+        p.delay = delays(&[("dwn", NumberOrExpr::Number(1.0))]);
+        p.max_delay = None;
+        let e = err(&p);
+        assert_eq!(e.field, "delay['dwn']");
+        assert!(
+            e.message
+                .contains("pathway 'dwn', which the synapses do not have")
+                && e.message.contains("'down', 'up', 'back'"),
+            "{}",
+            e.render()
+        );
+        assert!(e.suggestion.unwrap().contains("'down'"));
+        p.delay = Some(DelaySpec::One(NumberOrExpr::Number(1.0)));
+        assert!(err(&p).message.contains("pathway 'pre'"));
+        p.delay = delays(&[("back", NumberOrExpr::Expression("d".into()))]);
+        p.max_delay = Some(1.0);
+        let e = err(&p);
+        assert!(
+            e.field == "delay['back']" && e.message.contains("postsynaptic pathway"),
+            "{}",
+            e.render()
+        );
+        p.delay = delays(&[
+            ("up", NumberOrExpr::Expression("d".into())),
+            ("down", NumberOrExpr::Expression("w".into())),
+        ]);
+        assert!(err(&p).message.contains("two variables"));
+        p.delay = None;
+        p.max_delay = None;
+        p.on_post = Some(named(&[("up", "w += 1")]));
+        assert!(err(&p).message.contains("two pathways are called 'up'"));
+        p.on_post = Some(named(&[("w", "w += 1")]));
+        assert!(err(&p).message.contains("a name of the synapses' model"));
+        p.on_post = Some(named(&[("2x", "w += 1")]));
+        assert_eq!(err(&p).field, "on_post['2x']");
+        p.on_post = None;
+        p.on_pre = named(&[("up", "ge += ww")]);
+        let e = err(&p);
+        assert_eq!(e.field, "on_pre['up']");
+        assert!(e.message.contains("unknown name 'ww'"), "{}", e.render());
     }
 
     #[test]

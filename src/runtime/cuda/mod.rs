@@ -345,6 +345,23 @@ pub fn function_max_threads(f: &CudaFunction) -> Result<u32, RuntimeError> {
     })
 }
 
+/// The static shared memory of `f` in bytes, asked of the driver
+/// (`CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES`): what a launch's dynamic shared memory adds to.
+pub fn function_static_shared(f: &CudaFunction) -> Result<u32, RuntimeError> {
+    catch_panic("querying a kernel attribute", || {
+        // SAFETY: `f.ctx` is alive as long as `f` is usable.
+        let _current = unsafe { driver::CurrentContext::enter(f.ctx) }?;
+        // SAFETY: `f.func` is alive; its context is current.
+        let v = unsafe {
+            driver::function_attribute(
+                f.func,
+                CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES,
+            )
+        }?;
+        Ok(v as u32)
+    })
+}
+
 /// The device XLA's `stream` runs on (for [`device_attribute`] before any kernel is loaded).
 pub fn stream_device(stream: *mut c_void) -> Result<CUdevice, RuntimeError> {
     catch_panic("querying a stream's device", || {
