@@ -331,33 +331,28 @@ fn set_max_dynamic_shared_mem_current(f: &CudaFunction, bytes: u32) -> Result<()
 /// (`CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK`; also cached in
 /// [`CudaFunction::max_threads_per_block`]).
 pub fn function_max_threads(f: &CudaFunction) -> Result<u32, RuntimeError> {
-    catch_panic("querying a kernel attribute", || {
-        // SAFETY: `f.ctx` is alive as long as `f` is usable.
-        let _current = unsafe { driver::CurrentContext::enter(f.ctx) }?;
-        // SAFETY: `f.func` is alive; its context is current.
-        let v = unsafe {
-            driver::function_attribute(
-                f.func,
-                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK,
-            )
-        }?;
-        Ok(v as u32)
-    })
+    function_attribute_of(
+        f,
+        CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK,
+    )
 }
 
 /// The static shared memory of `f` in bytes, asked of the driver
 /// (`CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES`): what a launch's dynamic shared memory adds to.
 pub fn function_static_shared(f: &CudaFunction) -> Result<u32, RuntimeError> {
+    function_attribute_of(f, CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)
+}
+
+/// A (non-negative) attribute of `f`, asked of the driver in `f`'s context.
+fn function_attribute_of(
+    f: &CudaFunction,
+    attribute: CUfunction_attribute,
+) -> Result<u32, RuntimeError> {
     catch_panic("querying a kernel attribute", || {
         // SAFETY: `f.ctx` is alive as long as `f` is usable.
         let _current = unsafe { driver::CurrentContext::enter(f.ctx) }?;
         // SAFETY: `f.func` is alive; its context is current.
-        let v = unsafe {
-            driver::function_attribute(
-                f.func,
-                CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES,
-            )
-        }?;
+        let v = unsafe { driver::function_attribute(f.func, attribute) }?;
         Ok(v as u32)
     })
 }
