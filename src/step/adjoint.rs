@@ -387,6 +387,7 @@ pub fn adjoint(
         }
     };
     let adjoint: Vec<ExprId> = stored.iter().map(|v| adjoint_of(&mut arena, *v)).collect();
+    let spike = step.spike.map(|s| unhold(ir, &mut arena, s));
     let inputs: Vec<(VarId, ExprId)> = differentiable_inputs(ir)
         .into_iter()
         .map(|v| (v, adjoint_of(&mut arena, v)))
@@ -399,8 +400,26 @@ pub fn adjoint(
         trace_cotangents,
         adjoint,
         inputs,
-        spike: step.spike,
+        spike,
         threshold_argument,
+    })
+    .and_then(|dag| {
+        // The kernel knows each step's time, not each element's last spike.
+        let mut roots = dag.adjoint.clone();
+        roots.extend(dag.inputs.iter().map(|(_, e)| *e));
+        roots.extend(dag.spike);
+        let reads_lastspike = roots.iter().any(|r| {
+            dag.arena
+                .vars_of(*r)
+                .iter()
+                .any(|v| v.index() < base && ir.symbol(*v).kind == SymbolKind::LastSpike)
+        });
+        if reads_lastspike {
+            return Err(NotDifferentiable(
+                "its step reads lastspike; gradients of such models are not supported yet".into(),
+            ));
+        }
+        Ok(dag)
     })
 }
 
