@@ -54,7 +54,9 @@ def segment_length(steps: int, record_every: int, checkpoint_every: int | None) 
     else:
         k = int(checkpoint_every)
         if k < 1:
-            raise ModelError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}", field="checkpoint_every")
+            raise ModelError(
+                f"checkpoint_every must be a positive integer, got {checkpoint_every!r}", field="checkpoint_every"
+            )
     return -(-k // record_every) * record_every
 
 
@@ -134,8 +136,12 @@ def differentiable_run(
         last = None
         if rest:
             last = state_end
-            state_end, tr, oth = forward(state_end, split(inputs, full * k, rest), steps=rest, record=record, record_every=record_every)
-            traces = {name: tr[name] if traces[name] is None else jnp.concatenate([traces[name], tr[name]]) for name in record}
+            state_end, tr, oth = forward(
+                state_end, split(inputs, full * k, rest), steps=rest, record=record, record_every=record_every
+            )
+            traces = {
+                name: tr[name] if traces[name] is None else jnp.concatenate([traces[name], tr[name]]) for name in record
+            }
             count = oth["spike_count"] if count is None else (count + oth["spike_count"]).astype(count.dtype)
         others = {"spike_count": count}
         residuals = (state, inputs, checkpoints[0] if checkpoints else None, last)
@@ -149,7 +155,9 @@ def differentiable_run(
         n = jnp.asarray(state[model._reference(state)]).shape[0]
         stored = [a["name"].split(":", 1)[1] for a in layout["inputs"] if a["role"] == "state"]
         accumulated = [a["name"].split(":", 1)[1] for a in layout["inputs"] if a["role"] == "grad"]
-        per_step_grads = [a["name"].split(":", 1)[1] for a in layout["outputs"] if a["role"] == "grad" and a["shape"] == "per_step"]
+        per_step_grads = [
+            a["name"].split(":", 1)[1] for a in layout["outputs"] if a["role"] == "grad" and a["shape"] == "per_step"
+        ]
         adjoint = {x: jnp.asarray(ct_state[x], real) for x in stored}
         acc = {p: jnp.zeros((n,), real) for p in accumulated}
         ct_count = ct_others.get("spike_count")
@@ -218,7 +226,9 @@ def differentiable_run(
                 adjoint, acc, grads = backward_segment(adjoint, acc, checkpoint, seg_in, rows, k)
                 return (adjoint, acc), grads
 
-            (adjoint, acc), grads = jax.lax.scan(body, (adjoint, acc), (ckpts, seg_inputs, seg_rows), length=full, reverse=True)
+            (adjoint, acc), grads = jax.lax.scan(
+                body, (adjoint, acc), (ckpts, seg_inputs, seg_rows), length=full, reverse=True
+            )
             for name in per_step_grads:
                 input_grads[name].insert(0, grads[name].reshape((full * k, n)))
         state_ct = {}
@@ -228,7 +238,11 @@ def differentiable_run(
             elif not _is_float(x):
                 state_ct[name] = _zero_cotangent(x)
             else:
-                g = jnp.asarray(ct_state.get(name, jnp.zeros_like(x)), real) if name in ct_state else jnp.zeros(jnp.shape(x), real)
+                g = (
+                    jnp.asarray(ct_state.get(name, jnp.zeros_like(x)), real)
+                    if name in ct_state
+                    else jnp.zeros(jnp.shape(x), real)
+                )
                 if name in acc:
                     extra = acc[name]
                     g = g + (extra.sum() if jnp.ndim(x) == 0 else extra)
@@ -253,4 +267,3 @@ def check_differentiable_call(spike_capacity: int) -> None:
             "spike counts or traces, or record spikes in a run outside jax.grad",
             field="record_spikes",
         )
-

@@ -161,7 +161,9 @@ class NeuronModel(Group):
         )
         if "t" in state:
             clock.check_continuation(state["t"], dt)
-        arrays = all(isinstance(x, (jax.Array, np.ndarray, np.generic, int, float)) for x in [*state.values(), *inputs.values()])
+        arrays = all(
+            isinstance(x, (jax.Array, np.ndarray, np.generic, int, float)) for x in [*state.values(), *inputs.values()]
+        )
 
         def call(state, inputs, *, steps, record, record_every, spike_capacity=0):
             """One call of the forward kernel: (new state, traces, other results by role)."""

@@ -367,14 +367,14 @@ impl AdjointWriter<'_> {
             .inputs
             .iter()
             .enumerate()
-            .map(|(k, a)| self.dialect.pointer_param(a.elem, &self.pointer(false, k), false))
-            .chain(
-                self.layout
-                    .outputs
-                    .iter()
-                    .enumerate()
-                    .map(|(k, a)| self.dialect.pointer_param(a.elem, &self.pointer(true, k), true)),
-            )
+            .map(|(k, a)| {
+                self.dialect
+                    .pointer_param(a.elem, &self.pointer(false, k), false)
+            })
+            .chain(self.layout.outputs.iter().enumerate().map(|(k, a)| {
+                self.dialect
+                    .pointer_param(a.elem, &self.pointer(true, k), true)
+            }))
             .collect();
         match self.dialect {
             Dialect::Cuda => {
@@ -553,10 +553,7 @@ impl AdjointWriter<'_> {
             )?;
             let text = self.print_block(&[spike], "sf_f", w)?.remove(0);
             writeln!(w, "if ({text}) sf_free_from = {free};")?;
-            writeln!(
-                w,
-                "sf_out{scratch}[sf_row] = sf_not_refractory != 0;"
-            )
+            writeln!(w, "sf_out{scratch}[sf_row] = sf_not_refractory != 0;")
         })
     }
 

@@ -130,7 +130,8 @@ fn decode<'a>(call: &CallFrame<'a>, site: &NeuronGrad) -> Result<Call<'a>, FfiEr
             AdjointShape::BatchWords => vec![nb, 2],
         }
     };
-    let shapes = |args: &[AdjointArg]| -> Vec<Vec<i64>> { args.iter().map(|a| dims(a.shape)).collect() };
+    let shapes =
+        |args: &[AdjointArg]| -> Vec<Vec<i64>> { args.iter().map(|a| dims(a.shape)).collect() };
     let (in_dims, out_dims) = (shapes(&site.layout.inputs), shapes(&site.layout.outputs));
     let inputs = expected_owned(&site.layout.inputs, &in_dims);
     let outputs = expected_owned(&site.layout.outputs, &out_dims);
