@@ -8,9 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from references import load_spec
-
 import spikeforge as sf
+from references import load_spec
 
 DT = 0.1
 LIF = "dv/dt = (v_rest - v + I) / tau : 1 (unless refractory)\nI : 1"
