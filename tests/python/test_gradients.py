@@ -280,3 +280,67 @@ def test_without_grad_the_run_is_unchanged(device):
                                 kind="fast_sigmoid", slope=5.0, detach=False, refractory_steps=5)  # fmt: skip
     np.testing.assert_allclose(new["v"], v, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(out.spike_count, count)
+
+
+class Leaky(sf.Model):
+    """The LIF above as a model class (bounds wide enough never to clip)."""
+
+    Default_States = {"v": (0.0, -100.0, 100.0)}
+    Default_Params = {"tau": 10.0, "v_rest": 0.0}
+
+    def ode(self, I=0.0):
+        self.d_v = (self.v_rest - self.v + I) / self.tau
+
+
+def test_model_class_with_a_surrogate_matches_the_reference(device):
+    model = sf.NeuronModel.from_class(
+        Leaky, method="euler", threshold="v > 1", reset="v = 0", surrogate=sf.surrogate.sigmoid(4.0)
+    )
+
+    def loss(v0, currents):
+        state = dict(model.init_state(N, dtype=jnp.float64), v=v0)
+        new, out = model.run(state, dt=DT, steps=STEPS, inputs={"I": currents}, record=["v"], record_every=2)
+        return (W_FINAL * new["v"]).sum() + (W_TRACE * out.traces["v"]).sum() + (W_COUNT * out.spike_count).sum()
+
+    def reference(v0, currents):
+        v, trace, count = lif_reference(v0, 10.0, 1.0, currents, method="euler", kind="sigmoid", slope=4.0,
+                                        detach=False, refractory_steps=0)  # fmt: skip
+        return (W_FINAL * v).sum() + (W_TRACE * trace[::2]).sum() + (W_COUNT * count).sum()
+
+    got = jax.grad(loss, argnums=(0, 1))(ARGS[0], ARGS[3])
+    want = jax.grad(reference, argnums=(0, 1))(ARGS[0], ARGS[3])
+    for g, w in zip(got, want):
+        assert relative_error(g, w) < 1e-8, relative_error(g, w)
+
+
+def test_float32_gradients_follow_float64(device):
+    model = lif_model("euler")
+    loss = spikeforge_loss(model, "euler")
+
+    def loss32(v0, currents):
+        state = dict(model.init_state(N, dtype=jnp.float32), v=v0, v_th=jnp.asarray(VTH, jnp.float32))
+        new, out = model.run(state, dt=DT, steps=STEPS, inputs={"I": currents}, record=["v"], record_every=2)
+        return (W_FINAL * new["v"]).sum() + (W_TRACE * out.traces["v"]).sum() + (W_COUNT * out.spike_count).sum()
+
+    g32 = jax.grad(loss32, argnums=(0, 1))(ARGS[0].astype(jnp.float32), ARGS[3].astype(jnp.float32))
+    assert g32[0].dtype == jnp.float32
+    tau = jnp.full(N, 10.0)
+    g64 = jax.grad(loss, argnums=(0, 3))(ARGS[0], tau, ARGS[2], ARGS[3])
+    for a, b in zip(g32, g64):
+        assert relative_error(a, b) < 1e-3, relative_error(a, b)
+
+
+def test_shared_parameter_gradient_sums_over_the_population(device):
+    model = sf.NeuronModel("dv/dt = (g - v) / (10*ms) : 1\ng : 1 (shared)", method="euler")
+    n, steps = 5, 30
+    v0 = np.linspace(0.0, 1.0, n)
+
+    def loss(g):
+        state = dict(model.init_state(n, dtype=jnp.float64, v=v0), g=g)
+        new, _ = model.run(state, dt=DT, steps=steps)
+        return jnp.sum(new["v"] ** 2)
+
+    g = jax.grad(loss)(jnp.asarray(0.7))
+    assert g.shape == ()
+    fd = (loss(0.7 + 1e-6) - loss(0.7 - 1e-6)) / 2e-6
+    assert abs(float(g) - float(fd)) < 1e-6 * abs(float(fd))
