@@ -288,7 +288,7 @@ class Leaky(sf.Model):
     Default_States = {"v": (0.0, -100.0, 100.0)}
     Default_Params = {"tau": 10.0, "v_rest": 0.0}
 
-    def ode(self, I=0.0):
+    def ode(self, I=0.0):  # noqa: E741 (the input's name in the model)
         self.d_v = (self.v_rest - self.v + I) / self.tau
 
 
