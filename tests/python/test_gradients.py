@@ -344,3 +344,40 @@ def test_shared_parameter_gradient_sums_over_the_population(device):
     assert g.shape == ()
     fd = (loss(0.7 + 1e-6) - loss(0.7 - 1e-6)) / 2e-6
     assert abs(float(g) - float(fd)) < 1e-6 * abs(float(fd))
+
+
+def test_the_adjoint_target_refuses_forged_attributes_and_wrong_buffers():
+    from spikeforge.gradients import neuron_grad_p
+
+    model = lif_model("euler")
+    info = model._variant(dt=DT, dtype="float64", per_neuron=(), per_step=("I",), record=())
+    layout = sf.gradients._adjoint_info(model, info["spec"])
+    n, k = 4, 3
+    shapes = {"per_step": (1, k, n), "neuron": (n,), "batch": (1,), "neuron_words": (n, 2), "batch_words": (1, 2)}
+
+    def array(a):
+        dtype = jnp.float64 if a["elem"] == "real" else jnp.dtype(a["elem"])
+        return jnp.zeros(shapes[a["shape"]], dtype)
+
+    operands = [array(a) for a in layout["inputs"]]
+    outs = [
+        jax.ShapeDtypeStruct(shapes[a["shape"]], jnp.float64 if a["elem"] == "real" else a["elem"])
+        for a in layout["outputs"]
+    ]
+
+    def call(*ops, spec=info["spec"], key=info["key"]):
+        return neuron_grad_p(*ops, outs=outs, spec=spec, key=key, steps=k, n_inner=n)
+
+    results = call(*operands)
+    assert all(np.all(np.isfinite(np.asarray(r, np.float64))) for r in results)
+    with pytest.raises(Exception, match="key"):
+        call(*operands, key="0" * 64)
+    wrong = list(operands)
+    wrong[0] = jnp.zeros((1, k + 1, n))
+    with pytest.raises(Exception, match="state:v"):
+        call(*wrong)
+    noisy = json.loads(info["spec"])
+    noisy["equations"] = "dv/dt = (v_rest - v + I) / tau + xi / sqrt(ms) : 1 (unless refractory)\nI : 1"
+    compiled = sf._native.model_compile(json.dumps(noisy))
+    with pytest.raises(Exception, match="not differentiable"):
+        call(*operands, spec=compiled["spec"], key=compiled["key"])
