@@ -32,8 +32,8 @@ use serde::Serialize;
 use super::clock::clock_source;
 use super::dialect::Dialect;
 use super::identifiers::ident;
-use super::layout::value_elem;
-use super::printer::{prelude, Printer};
+use super::layout::{elem_json, value_elem};
+use super::printer::{local_type, prelude, Printer};
 use super::writer::{render, SourceWriter};
 use crate::ir::{GroupIr, IndexOf, RefractoryIr, SymbolKind, ValueType, VarId};
 use crate::spec::ModelSpec;
@@ -87,14 +87,6 @@ pub struct AdjointArg {
     pub shape: AdjointShape,
     #[serde(skip)]
     pub var: Option<VarId>,
-}
-
-fn elem_json<S: serde::Serializer>(elem: &ElemType, s: S) -> Result<S::Ok, S::Error> {
-    if elem.is_float() {
-        s.serialize_str("real")
-    } else {
-        elem.serialize(s)
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -271,8 +263,12 @@ impl AdjointWriter<'_> {
 
     /// How a variable of the adjoint DAG is spelled inside the step.
     fn var_name(&self, v: VarId) -> String {
+        let lane = self.lane();
         if let Some(k) = self.dag.adjoint_next.iter().position(|a| *a == v) {
-            return format!("sf_a_{}", ident(&self.ir.symbol(self.dag.stored[k]).name));
+            return format!(
+                "sf_a_{}{lane}",
+                ident(&self.ir.symbol(self.dag.stored[k]).name)
+            );
         }
         if v == self.dag.spike_cotangent {
             return "sf_a_spike".into();
@@ -292,19 +288,51 @@ impl AdjointWriter<'_> {
             SymbolKind::Time => "sf_t".into(),
             SymbolKind::Index(IndexOf::Element) => format!("(({}) sf_j)", self.real()),
             SymbolKind::Count(IndexOf::Element) => format!("(({}) sf_n_inner)", self.real()),
-            SymbolKind::Param | SymbolKind::PerStep if sym.value == ValueType::Integer => {
+            SymbolKind::PerStep if sym.value == ValueType::Integer => {
                 format!("(({}) {})", self.real(), ident(&sym.name))
+            }
+            SymbolKind::Param if sym.value == ValueType::Integer => {
+                format!("(({}) {}{lane})", self.real(), ident(&sym.name))
+            }
+            // Per-element values the walk keeps (lane arrays in C); per-step ones are locals.
+            SymbolKind::Param | SymbolKind::PerNeuronConstant => {
+                format!("{}{lane}", ident(&sym.name))
             }
             _ => ident(&sym.name),
         }
     }
 
-    fn local_type(&self, e: ElemType) -> &'static str {
-        match e {
-            ElemType::Bool => self.dialect.bool_type(),
-            e if e.is_float() => self.real(),
-            e => e.c_type(),
+    /// How a per-element value the walk keeps is indexed: a register (CUDA) or a lane of the
+    /// block (C).
+    fn lane(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Cuda => "",
+            Dialect::C => "[sf_l]",
         }
+    }
+
+    /// Writes `body` for every element of the block: itself on CUDA (one thread, one element);
+    /// inside the loop over the block's lanes in C, with the lane's `sf_j`.
+    fn per_element(
+        &self,
+        w: &mut SourceWriter,
+        body: impl FnOnce(&mut SourceWriter) -> fmt::Result,
+    ) -> fmt::Result {
+        match self.dialect {
+            Dialect::Cuda => body(w),
+            Dialect::C => w.block("for (int sf_l = 0; sf_l < sf_w; ++sf_l)", |w| {
+                w.write_str(
+                    "const int64_t sf_i = sf_c0 + sf_l;
+const int64_t sf_j = sf_j0 + sf_l;
+",
+                )?;
+                body(w)
+            }),
+        }
+    }
+
+    fn local_type(&self, e: ElemType) -> &'static str {
+        local_type(self.dialect, self.spec.dtype, e)
     }
 
     fn print_block(
@@ -356,7 +384,8 @@ impl AdjointWriter<'_> {
                     .integer_typedefs(&["int32_t", "int64_t", "uint16_t", "uint32_t", "uint64_t"]),
             )?,
             Dialect::C => {
-                w.write_str("#include <math.h>\n#include <stdbool.h>\n#include <stdint.h>\n")?
+                w.write_str("#include <math.h>\n#include <stdbool.h>\n#include <stdint.h>\n")?;
+                writeln!(w, "#define SF_LANES {}", super::group_kernel::C_LANES)?
             }
         }
         w.write_str(&prelude(self.dialect, self.spec.dtype))?;
@@ -409,8 +438,12 @@ impl AdjointWriter<'_> {
                         let t = a.elem.c_type();
                         writeln!(w, "{t}* restrict sf_out{k} = ({t}*) sf_outs[{k}];")?;
                     }
-                    w.block("for (int64_t sf_i = sf_start; sf_i < sf_end; ++sf_i)", |w| {
-                        self.element(w)
+                    w.block("for (int64_t sf_c0 = sf_start; sf_c0 < sf_end;)", |w| {
+                        // A block of lanes within one batch member: each step's rows are read
+                        // for consecutive elements, as the group kernel reads them.
+                        w.write_str("const int64_t sf_b = sf_c0 / sf_n_inner, sf_j0 = sf_c0 - sf_b * sf_n_inner;\nint64_t sf_w = sf_end - sf_c0;\nif (sf_w > SF_LANES) sf_w = SF_LANES;\nif (sf_w > sf_n_inner - sf_j0) sf_w = sf_n_inner - sf_j0;\n")?;
+                        self.element(w)?;
+                        w.write_str("sf_c0 += sf_w;\n")
                     })
                 })?;
                 w.write_str("}\n")
@@ -445,96 +478,122 @@ impl AdjointWriter<'_> {
         Ok(())
     }
 
-    /// The whole backward walk of one element `sf_i`.
+    /// The whole backward walk of one element `sf_i` (CUDA) or one block of lanes (C).
     fn element(&self, w: &mut SourceWriter) -> fmt::Result {
         let real = self.real();
-        w.write_str("const int64_t sf_b = sf_i / sf_n_inner;\nconst int64_t sf_j = sf_i - sf_b * sf_n_inner;\n")?;
+        let cuda = self.dialect == Dialect::Cuda;
+        if cuda {
+            w.write_str("const int64_t sf_b = sf_i / sf_n_inner;\nconst int64_t sf_j = sf_i - sf_b * sf_n_inner;\n")?;
+        }
         let (t, _) = self
             .input(AdjointRole::Time, "t")
             .expect("the time is an input");
         writeln!(w, "const int64_t sf_t0 = sf_start_step(sf_in{t}, sf_b);")?;
+        // The values the walk keeps per element: registers (CUDA) or lane arrays (C).
+        let mut kept: Vec<(usize, String, &'static str, &'static str)> = Vec::new();
         for (k, a) in self.layout.inputs.iter().enumerate() {
-            match (a.role, a.var) {
-                (AdjointRole::Input, Some(v)) if a.shape != AdjointShape::PerStep => {
+            let Some(v) = a.var else { continue };
+            let name = ident(&self.ir.symbol(v).name);
+            match a.role {
+                AdjointRole::Input if a.shape != AdjointShape::PerStep => {
                     let index = if a.shape == AdjointShape::Batch {
                         "sf_b"
                     } else {
                         "sf_i"
                     };
-                    writeln!(
-                        w,
-                        "const {} {} = sf_in{k}[{index}];",
-                        self.local_type(a.elem),
-                        ident(&self.ir.symbol(v).name)
-                    )?;
+                    kept.push((k, name, self.local_type(a.elem), index));
                 }
-                (AdjointRole::Adjoint, Some(v)) => writeln!(
-                    w,
-                    "{real} sf_a_{} = sf_in{k}[sf_i];",
-                    ident(&self.ir.symbol(v).name)
-                )?,
-                (AdjointRole::Grad, Some(v)) => writeln!(
-                    w,
-                    "{real} sf_g_{} = sf_in{k}[sf_i];",
-                    ident(&self.ir.symbol(v).name)
-                )?,
+                AdjointRole::Adjoint => kept.push((k, format!("sf_a_{name}"), real, "sf_i")),
+                AdjointRole::Grad => kept.push((k, format!("sf_g_{name}"), real, "sf_i")),
                 _ => {}
             }
         }
-        if has_refractory(self.ir) {
-            self.refractory_walk(w)?;
+        let refractory = self.refractory_steps();
+        if cuda {
+            for (k, name, ty, index) in &kept {
+                writeln!(w, "{ty} {name} = sf_in{k}[{index}];")?;
+            }
+        } else {
+            for (_, name, ty, _) in &kept {
+                writeln!(w, "{ty} {name}[SF_LANES];")?;
+            }
+            if refractory.is_some() {
+                w.write_str("int32_t sf_free_from[SF_LANES];\n")?;
+            }
+        }
+        let lane = self.lane();
+        self.per_element(w, |w| {
+            if !cuda {
+                for (k, name, _, index) in &kept {
+                    writeln!(w, "{name}{lane} = sf_in{k}[{index}];")?;
+                }
+            }
+            if let (Some(r), Some((ls, _))) =
+                (refractory, self.input(AdjointRole::Lastspike, "lastspike"))
+            {
+                writeln!(
+                    w,
+                    "{}sf_free_from{lane} = sf_first_free_step(sf_in{ls}, sf_i, sf_t0, {r}LL);",
+                    if cuda { "int32_t " } else { "" }
+                )?;
+            }
+            Ok(())
+        })?;
+        if let Some(r) = refractory {
+            w.block("for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
+                self.per_element(w, |w| self.refractory_walk(w, r))
+            })?;
         }
         w.block(
             "for (int32_t sf_s = sf_steps - 1; sf_s >= 0; --sf_s)",
-            |w| self.backward_step(w),
+            |w| self.per_element(w, |w| self.backward_step(w)),
         )?;
-        for (k, a) in self.layout.outputs.iter().enumerate() {
-            if a.shape != AdjointShape::Neuron {
-                continue;
+        self.per_element(w, |w| {
+            for (k, a) in self.layout.outputs.iter().enumerate() {
+                if a.shape != AdjointShape::Neuron {
+                    continue;
+                }
+                let v = a.var.expect("adjoints and gradients name their variable");
+                let prefix = if a.role == AdjointRole::Adjoint {
+                    "sf_a_"
+                } else {
+                    "sf_g_"
+                };
+                writeln!(
+                    w,
+                    "sf_out{k}[sf_i] = {prefix}{}{lane};",
+                    ident(&self.ir.symbol(v).name)
+                )?;
             }
-            let v = a.var.expect("adjoints and gradients name their variable");
-            let prefix = if a.role == AdjointRole::Adjoint {
-                "sf_a_"
-            } else {
-                "sf_g_"
-            };
-            writeln!(
-                w,
-                "sf_out{k}[sf_i] = {prefix}{};",
-                ident(&self.ir.symbol(v).name)
-            )?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
-    /// With a constant refractory period: the segment's steps forwards, each step's
-    /// `not_refractory` from the checkpoint's last spike and the recomputed spikes (the group
-    /// kernel's bookkeeping: the step of the segment from which the element is free again).
-    fn refractory_walk(&self, w: &mut SourceWriter) -> fmt::Result {
+    /// The refractory period in steps, when there is one (a constant, checked).
+    fn refractory_steps(&self) -> Option<i64> {
         let RefractoryIr::Duration(d) = self.ir.events.refractory else {
-            unreachable!("called with a refractory duration");
+            return None;
         };
-        let r = crate::step::timestep(
-            self.ir
-                .arena
-                .as_const(d)
-                .expect("checked: a constant duration"),
-            self.spec.dt,
-        )
-        .clamp(0, 1 << 61);
-        let (ls, _) = self
-            .input(AdjointRole::Lastspike, "lastspike")
-            .expect("a refractory period has lastspike");
+        let d = self
+            .ir
+            .arena
+            .as_const(d)
+            .expect("checked: a constant duration");
+        Some(crate::step::timestep(d, self.spec.dt).clamp(0, 1 << 61))
+    }
+
+    /// With a constant refractory period of `r` steps, one step of the forward walk over the
+    /// segment: the step's `not_refractory` from the checkpoint's last spike and the recomputed
+    /// spikes (the group kernel's bookkeeping: the step of the segment from which the element
+    /// is free again), kept in the scratch output for the backward walk.
+    fn refractory_walk(&self, w: &mut SourceWriter, r: i64) -> fmt::Result {
+        let lane = self.lane();
         let scratch = self
             .layout
             .outputs
             .iter()
             .position(|a| a.role == AdjointRole::NotRefractory)
             .expect("a refractory period has the scratch");
-        writeln!(
-            w,
-            "int32_t sf_free_from = sf_first_free_step(sf_in{ls}, sf_i, sf_t0, {r}LL);"
-        )?;
         let free = if r >= i64::from(i32::MAX) {
             "2147483647".to_string()
         } else {
@@ -544,17 +603,15 @@ impl AdjointWriter<'_> {
             .dag
             .spike
             .expect("a refractory period needs a threshold");
-        w.block("for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
-            self.load_step(w)?;
-            writeln!(
-                w,
-                "const {} sf_not_refractory = sf_s >= sf_free_from;",
-                self.dialect.bool_type()
-            )?;
-            let text = self.print_block(&[spike], "sf_f", w)?.remove(0);
-            writeln!(w, "if ({text}) sf_free_from = {free};")?;
-            writeln!(w, "sf_out{scratch}[sf_row] = sf_not_refractory != 0;")
-        })
+        self.load_step(w)?;
+        writeln!(
+            w,
+            "const {} sf_not_refractory = sf_s >= sf_free_from{lane};",
+            self.dialect.bool_type()
+        )?;
+        let text = self.print_block(&[spike], "sf_f", w)?.remove(0);
+        writeln!(w, "if ({text}) sf_free_from{lane} = {free};")?;
+        writeln!(w, "sf_out{scratch}[sf_row] = sf_not_refractory != 0;")
     }
 
     /// One step backwards: the adjoints at its start and the inputs' gradients.
@@ -607,12 +664,12 @@ impl AdjointWriter<'_> {
                     .expect("every per-step input has its gradient");
                 writeln!(w, "sf_out{k}[sf_row] = {text};")?;
             } else {
-                writeln!(w, "sf_g_{name} += {text};")?;
+                writeln!(w, "sf_g_{name}{} += {text};", self.lane())?;
             }
         }
         for v in &self.dag.stored {
             let name = ident(&self.ir.symbol(*v).name);
-            writeln!(w, "sf_a_{name} = sf_n_{name};")?;
+            writeln!(w, "sf_a_{name}{} = sf_n_{name};", self.lane())?;
         }
         Ok(())
     }

@@ -12,7 +12,9 @@ use super::clock::{clock_source, NEVER};
 use super::dialect::Dialect;
 use super::identifiers::ident;
 use super::layout::{layout, Arg, Layout, Role, ShapeKind};
-use super::printer::{int32_conversion, literal, prelude, storage_conversions, Printer};
+use super::printer::{
+    int32_conversion, literal, local_type, prelude, storage_conversions, Printer,
+};
 use super::random::draw_parts;
 use super::substep_loop::{loop_var_name, write_loops};
 use super::writer::{render, SourceWriter};
@@ -85,11 +87,7 @@ impl KernelWriter<'_> {
     /// The type of a per-element value inside the kernel (lane arrays, registers): reals in the
     /// model's precision, truth values in the dialect's vectorisable boolean type.
     fn local_type(&self, e: ElemType) -> &'static str {
-        match e {
-            ElemType::Bool => self.dialect.bool_type(),
-            e if e.is_float() => self.real(),
-            e => e.c_type(),
-        }
+        local_type(self.dialect, self.spec.dtype, e)
     }
 
     /// A buffer element read as a kernel value (converted from the storage type).

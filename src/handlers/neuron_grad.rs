@@ -12,9 +12,9 @@
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use super::buffers::{self, Expected, SharedPtr};
+use super::buffers::{self, Expected};
 use super::loaded_kernels::LoadedKernels;
-use super::neuron_run::{cpu_options, cuda_options};
+use super::neuron_run::{cpu_options, cuda_options, launch_with_buffers, run_elements, CEntry};
 use super::poison;
 use crate::codegen::adjoint_kernel::{
     generate_adjoint, AdjointArg, AdjointLayout, AdjointShape, ADJOINT_ENTRY,
@@ -24,9 +24,6 @@ use crate::ir::GroupIr;
 use crate::runtime::{cpu, cuda};
 use crate::spec::ModelSpec;
 use crate::xla::{CallFrame, DataType, FfiError, Handler, HandlerTraits, Instance};
-
-/// The C entry point: `(start, end, dims, inputs, outputs)`.
-type CEntry = unsafe extern "C" fn(i64, i64, *const i64, *const *mut c_void, *const *mut c_void);
 
 #[derive(Clone)]
 struct CpuKernel {
@@ -181,23 +178,14 @@ impl Handler for NeuronGradCpu {
         }
         let outputs: Vec<*mut c_void> = run.buffers.ret_ptrs().collect();
         let dims = [site.n_inner as i64, site.steps as i64];
-        let inputs = SharedPtr::new(run.buffers.args.as_ptr().cast_mut());
-        let outputs = SharedPtr::new(outputs.as_ptr().cast_mut());
-        let entry = kernel.entry;
-        let min_chunk = (1usize << 18) / site.steps;
-        cpu::parallel_chunks(run.n, min_chunk, |start, end| {
-            // SAFETY: the buffers were checked against the layout and outlive the parallel
-            // section; the kernel writes elements [start, end) only.
-            unsafe {
-                entry(
-                    start as i64,
-                    end as i64,
-                    dims.as_ptr(),
-                    inputs.get(),
-                    outputs.get(),
-                )
-            };
-        });
+        run_elements(
+            kernel.entry,
+            run.n,
+            site.steps,
+            &dims,
+            &run.buffers.args,
+            &outputs,
+        );
         Ok(())
     }
 }
@@ -233,26 +221,13 @@ impl Handler for NeuronGradCuda {
         let mut n_inner = site.n_inner as i64;
         // Checked at instantiation: within int32.
         let mut steps = site.steps as i32;
-        let mut buffers: Vec<*mut c_void> = run
-            .buffers
-            .args
-            .iter()
-            .copied()
-            .chain(run.buffers.ret_ptrs())
-            .collect();
-        let mut params: Vec<*mut c_void> = vec![
+        let params: Vec<*mut c_void> = vec![
             (&mut n as *mut i64).cast(),
             (&mut n_inner as *mut i64).cast(),
             (&mut steps as *mut i32).cast(),
         ];
-        params.extend(
-            buffers
-                .iter_mut()
-                .map(|b| (b as *mut *mut c_void).cast::<c_void>()),
-        );
-        // SAFETY: the parameters match the generated kernel's signature in order and type; the
-        // buffers belong to XLA's stream and stay valid for the call.
-        unsafe { cuda::launch(&f, (grid, 1, 1), (block, 1, 1), 0, stream, &mut params) }?;
-        Ok(())
+        // SAFETY: the scalars and the buffers, in this order, are the generated kernel's
+        // parameters; the buffers belong to XLA's stream and stay valid for the call.
+        unsafe { launch_with_buffers(&f, grid, block, stream, params, &run.buffers) }
     }
 }
