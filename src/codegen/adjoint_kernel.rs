@@ -377,17 +377,7 @@ const int64_t sf_j = sf_j0 + sf_l;
             self.ir.method.name(),
             self.spec.dt
         )?;
-        match self.dialect {
-            Dialect::Cuda => w.write_str(
-                &self
-                    .dialect
-                    .integer_typedefs(&["int32_t", "int64_t", "uint16_t", "uint32_t", "uint64_t"]),
-            )?,
-            Dialect::C => {
-                w.write_str("#include <math.h>\n#include <stdbool.h>\n#include <stdint.h>\n")?;
-                writeln!(w, "#define SF_LANES {}", super::group_kernel::C_LANES)?
-            }
-        }
+        w.write_str(&super::group_kernel::includes(self.dialect))?;
         w.write_str(&prelude(self.dialect, self.spec.dtype))?;
         w.write_str(&clock_source(self.dialect, self.spec.dt, self.spec.dtype))?;
         writeln!(w)?;
