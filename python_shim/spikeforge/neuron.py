@@ -25,6 +25,7 @@ from .errors import ModelError
 from .ffi_primitive import FfiCall, ffi_primitive
 from .group import METHODS, Group, dtype_name
 from .layout import Layout
+from .units import to_kernel_units
 
 __all__ = ["NeuronModel", "ModelError", "RunResult", "neuron_run_p", "METHODS", "NEVER_SPIKED"]
 
@@ -161,8 +162,14 @@ class NeuronModel(Group):
         )
         if "t" in state:
             clock.check_continuation(state["t"], dt)
+        # Quantities become numbers in the kernels' units here (a brian2 quantity is an ndarray:
+        # JAX would take its value in SI units); leaves JAX cannot trace stay as they are, and
+        # the run is then not differentiable.
+        state = {k: v if isinstance(v, jax.Array) else to_kernel_units(v, f"state[{k!r}]") for k, v in state.items()}
+        inputs = {k: v if isinstance(v, jax.Array) else to_kernel_units(v, f"inputs[{k!r}]") for k, v in inputs.items()}
         arrays = all(
-            isinstance(x, (jax.Array, np.ndarray, np.generic, int, float)) for x in [*state.values(), *inputs.values()]
+            type(x) in (np.ndarray, int, float) or isinstance(x, (jax.Array, np.generic))
+            for x in [*state.values(), *inputs.values()]
         )
 
         def call(state, inputs, *, steps, record, record_every, spike_capacity=0):
