@@ -366,7 +366,8 @@ def test_the_adjoint_target_refuses_forged_attributes_and_wrong_buffers():
     ]
 
     def call(*ops, spec=info["spec"], key=info["key"]):
-        return neuron_grad_p(*ops, outs=outs, spec=spec, key=key, steps=k, n_inner=n)
+        # Waited for: on a GPU a handler's error surfaces when the results are.
+        return jax.block_until_ready(neuron_grad_p(*ops, outs=outs, spec=spec, key=key, steps=k, n_inner=n))
 
     results = call(*operands)
     assert all(np.all(np.isfinite(np.asarray(r, np.float64))) for r in results)
