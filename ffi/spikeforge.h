@@ -26,6 +26,11 @@ char *sf_model_compile(const char *spec_json);
 /* The generated kernel source for target "cuda" or "c": {"ok": true, "source": "...", "entry": "..."}. */
 char *sf_model_source(const char *spec_json, const char *target);
 
+/* The adjoint (backward) kernel of a model for target "cuda" or "c" and its buffers:
+ * {"ok": true, "source": "...", "entry": "...", "layout": {"inputs": [...], "outputs": [...]}},
+ * or {"ok": false, "error": {"kind": "not_differentiable" | "model" | ..., "message": "..."}}. */
+char *sf_model_adjoint(const char *spec_json, const char *target);
+
 /* Validates a network spec (docs/NETWORKS.md) and returns
  * {"ok": true, "key": "<sha256>", "spec": "<canonical spec>", "dt": ..., "dtype": "...",
  *  "deterministic": ..., "groups": [...], "projections": [...],
@@ -56,7 +61,7 @@ char *sf_connect_compile(const char *spec_json);
  * {"ok": true, "source": "...", "entries": ["sf_connect_count", "sf_connect_fill"]}. */
 char *sf_connect_source(const char *spec_json, const char *target);
 
-/* Releases a string returned by sf_model_compile, sf_model_source, sf_initial_values,
+/* Releases a string returned by sf_model_compile, sf_model_source, sf_model_adjoint, sf_initial_values,
  * sf_network_compile, sf_network_source, sf_network_last_path, sf_connect_compile, sf_connect_source or
  * sf_cuda_compile_check. */
 void sf_string_free(char *s);
@@ -81,6 +86,8 @@ struct XLA_FFI_CallFrame;
 struct XLA_FFI_Error;
 struct XLA_FFI_Error *sf_neuron_run_cpu(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_neuron_run_cuda(struct XLA_FFI_CallFrame *frame);
+struct XLA_FFI_Error *sf_neuron_grad_cpu(struct XLA_FFI_CallFrame *frame);
+struct XLA_FFI_Error *sf_neuron_grad_cuda(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_custom_call_cpu(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_custom_call_cuda(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_reduce_cpu(struct XLA_FFI_CallFrame *frame);

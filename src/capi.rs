@@ -144,6 +144,37 @@ pub unsafe extern "C" fn sf_model_source(
     }
 }
 
+/// Returns the adjoint kernel of a model for `target` ("cuda" or "c") and its layout, or why
+/// the model's runs are not differentiable (`{"kind": "not_differentiable", ...}`).
+///
+/// # Safety
+/// Both arguments must be valid NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn sf_model_adjoint(
+    spec_json: *const c_char,
+    target: *const c_char,
+) -> *mut c_char {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        answer_for_target(spec_json, target, |s, dialect| {
+            with_spec(s, |spec| match codegen::prepare(&spec) {
+                Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
+                Ok((ir, _)) => {
+                    match codegen::adjoint_kernel::generate_adjoint(&ir, &spec, dialect) {
+                        Err(e) => error_json("not_differentiable", e.to_string()),
+                        Ok(k) => json!({
+                            "ok": true,
+                            "source": k.source,
+                            "entry": k.entry,
+                            "layout": k.layout,
+                        }),
+                    }
+                }
+            })
+        })
+    }
+}
+
 fn with_network(json_text: &str, f: impl FnOnce(NetworkSpec) -> Value) -> Value {
     match NetworkSpec::from_json(json_text) {
         Ok(spec) => f(spec),

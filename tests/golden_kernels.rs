@@ -13,17 +13,26 @@
 //! `tests/kernels/x.cu.snap` and `tests/kernels/x.c.snap`; with `"fast_math": false` in the spec, the
 //! fast-math variant is printed too (`x.fast.cu.snap`, ...), since that rewrite changes the DAG. A
 //! network in `tests/networks/` named `x.json` gives `tests/kernels/network_x.cu.snap` and
-//! `network_x.c.snap`.
+//! `network_x.c.snap`. The adjoint kernels of the models in `ADJOINT_MODELS`, with a fast-sigmoid
+//! surrogate, give `adjoint_x.cu.snap` and `adjoint_x.c.snap`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use spikeforge::codegen::adjoint_kernel::generate_adjoint;
 use spikeforge::codegen::connect_kernel;
 use spikeforge::codegen::reduction::{self, ReduceKernel, ReduceOp};
-use spikeforge::codegen::{generate_from_spec, network_kernel, Dialect};
+use spikeforge::codegen::{generate_from_spec, network_kernel, prepare, Dialect};
 use spikeforge::connect::{self, ConnectSpec};
-use spikeforge::spec::{ModelSpec, NetworkSpec};
+use spikeforge::spec::{ModelSpec, NetworkSpec, Surrogate, SurrogateKind};
 use spikeforge::types::ElemType;
+
+/// The test models whose adjoint kernels are golden too.
+const ADJOINT_MODELS: &[&str] = &[
+    "lif_32",
+    "adaptive_lif_exponential_euler_64",
+    "seed000_alpha",
+];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
@@ -106,6 +115,23 @@ fn generated() -> BTreeMap<String, String> {
                     out.insert(name, reduction::generate(&k, dialect));
                 }
             }
+        }
+    }
+    // Adjoint (backward) kernels of a few differentiable test models, with a surrogate:
+    // `tests/models/x.json` gives `adjoint_x.cu.snap` and `adjoint_x.c.snap`.
+    for stem in ADJOINT_MODELS {
+        let path = root().join(format!("tests/models/{stem}.json"));
+        let spec = ModelSpec::from_json(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{stem}: {e}"))
+            .surrogate(Surrogate::new(SurrogateKind::FastSigmoid, 4.0));
+        let (ir, _) = prepare(&spec).unwrap_or_else(|d| panic!("{stem}: {}", d.render()));
+        for dialect in [Dialect::Cuda, Dialect::C] {
+            let kernel =
+                generate_adjoint(&ir, &spec, dialect).unwrap_or_else(|e| panic!("{stem}: {e}"));
+            out.insert(
+                format!("adjoint_{stem}.{}", extension(dialect)),
+                kernel.source,
+            );
         }
     }
     for (stem, spec) in connect_rules() {

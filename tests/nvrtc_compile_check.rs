@@ -52,6 +52,40 @@ fn every_generated_cuda_kernel_compiles_for_sm90() {
     }
 }
 
+/// The adjoint (backward) kernel of every differentiable test model, with each surrogate,
+/// compiles for sm_90; the others are refused with a reason.
+#[test]
+fn every_adjoint_kernel_compiles_for_sm90() {
+    use spikeforge::codegen::adjoint_kernel::generate_adjoint;
+    use spikeforge::spec::{Surrogate, SurrogateKind};
+    if !nvrtc_available() {
+        return;
+    }
+    let kinds = [
+        SurrogateKind::FastSigmoid,
+        SurrogateKind::Sigmoid,
+        SurrogateKind::Arctan,
+        SurrogateKind::PiecewiseLinear,
+    ];
+    let mut compiled = 0;
+    for (k, (name, spec)) in models().into_iter().enumerate() {
+        let spec = spec.surrogate(Surrogate::new(kinds[k % kinds.len()], 3.0));
+        let (ir, _) = spikeforge::codegen::prepare(&spec).unwrap();
+        let kernel = match generate_adjoint(&ir, &spec, Dialect::Cuda) {
+            Ok(kernel) => kernel,
+            Err(e) => {
+                assert!(e.to_string().contains("not differentiable"), "{name}: {e}");
+                continue;
+            }
+        };
+        let cubin = compile_cubin(&kernel.source, (9, 0), &CudaCompileOptions::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(&cubin[..4], b"\x7fELF", "{name}: not a CUBIN");
+        compiled += 1;
+    }
+    assert!(compiled >= 10, "only {compiled} adjoint kernels");
+}
+
 /// Every reduction kernel (each op, input and output type) compiles for sm_90.
 #[test]
 fn every_reduction_kernel_compiles_for_sm90() {

@@ -9,7 +9,7 @@ targets as JAX primitives) on ``primitive`` (XLACustomKernel); ``kernels`` (cust
 ``reductions``, ``brainevent``; ``network`` (networks: groups, synapses, inputs, monitors);
 ``_native`` (loading the library)."""
 
-from . import _native, brainevent, clock, spikes
+from . import _native, brainevent, clock, gradients, spikes, surrogate
 from .clock import time_of
 from .errors import KernelError, ModelError, SpikeforgeError, UnitError
 from .group import Group
@@ -47,7 +47,7 @@ __version__ = _native.version()
 __all__ = [
     # groups and neuron models
     "Group", "NeuronModel", "RunResult", "Model", "PythonModel", "generate", "neuron_run_p",
-    "clock", "time_of", "spikes",
+    "clock", "time_of", "spikes", "surrogate", "gradients",
     # networks
     "NeuronGroup", "Subgroup", "PoissonGroup", "SpikeGeneratorGroup", "Synapses", "PoissonInput", "TimedArray",
     "SpikeMonitor", "StateMonitor", "PopulationRateMonitor", "Network", "NetworkOutput", "plot_raster",

@@ -81,6 +81,8 @@ _lib.sf_model_compile.argtypes = [ctypes.c_char_p]
 _lib.sf_model_compile.restype = ctypes.c_void_p
 _lib.sf_model_source.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
 _lib.sf_model_source.restype = ctypes.c_void_p
+_lib.sf_model_adjoint.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+_lib.sf_model_adjoint.restype = ctypes.c_void_p
 _lib.sf_string_free.argtypes = [ctypes.c_void_p]
 _lib.sf_string_free.restype = None
 _lib.sf_version.restype = ctypes.c_char_p
@@ -111,6 +113,11 @@ def model_compile(spec_json: str) -> dict:
 
 def model_source(spec_json: str, target: str) -> dict:
     return _take_json(_lib.sf_model_source(spec_json.encode("utf-8"), target.encode("utf-8")))
+
+
+def model_adjoint(spec_json: str, target: str) -> dict:
+    """The adjoint kernel of a model and its buffers, or why its runs are not differentiable."""
+    return _take_json(_lib.sf_model_adjoint(spec_json.encode("utf-8"), target.encode("utf-8")))
 
 
 def initial_values(request: dict) -> dict:

@@ -22,6 +22,7 @@ from . import _native, arguments
 from .equations import equations_text
 from .errors import ModelError
 from .layout import Layout
+from .surrogate import Surrogate
 from .units import to_kernel_units
 
 __all__ = ["Definition", "Group", "METHODS"]
@@ -91,7 +92,7 @@ class Group:
 
     Attributes: ``state_variables``, ``parameters``, ``shared_parameters``, ``subexpressions``,
     ``constants``, ``method`` (the scheme used: the one given or the one chosen), ``substeps``,
-    ``threshold``, ``reset``, ``refractory``, ``fast_math``, ``definition``.
+    ``threshold``, ``reset``, ``refractory``, ``fast_math``, ``surrogate``, ``definition``.
     """
 
     def __init__(
@@ -104,7 +105,14 @@ class Group:
         method: str | None = None,
         fast_math: bool = False,
         substeps: int = 1,
+        surrogate: Surrogate | None = None,
     ):
+        if surrogate is not None and not isinstance(surrogate, Surrogate):
+            raise ModelError(
+                f"surrogate must be made by spikeforge.surrogate (fast_sigmoid, sigmoid, arctan, "
+                f"piecewise_linear) or None, got {surrogate!r}",
+                field="surrogate",
+            )
         if method is not None and method not in METHODS:
             raise ModelError(f"method must be one of {METHODS} or None (automatic), got {method!r}", field="method")
         if isinstance(equations, Definition):
@@ -127,6 +135,10 @@ class Group:
             "method": method,
             "fast_math": self.fast_math,
         }
+        self.surrogate = surrogate
+        if surrogate is not None:
+            # Left out when absent, like the Rust spec does, so that cache keys stay as they were.
+            self._base["surrogate"] = surrogate.spec()
         if self.substeps != 1:
             # Left out when 1, like the Rust spec does, so that cache keys stay as they were.
             self._base["substeps"] = self.substeps

@@ -17,13 +17,15 @@ from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from . import arguments, clock, spikes
+from . import arguments, clock, gradients, spikes
 from .clock import NEVER_SPIKED
 from .errors import ModelError
 from .ffi_primitive import FfiCall, ffi_primitive
 from .group import METHODS, Group, dtype_name
 from .layout import Layout
+from .units import to_kernel_units
 
 __all__ = ["NeuronModel", "ModelError", "RunResult", "neuron_run_p", "METHODS", "NEVER_SPIKED"]
 
@@ -109,6 +111,7 @@ class NeuronModel(Group):
         record: Sequence[str] = (),
         record_every: int = 1,
         record_spikes: int = 0,
+        checkpoint_every: int | None = None,
     ):
         """Advances ``state`` by ``steps`` steps of ``dt`` in one kernel launch.
 
@@ -119,6 +122,12 @@ class NeuronModel(Group):
         Returns ``(new_state, RunResult)``; traces have ``ceil(steps / record_every)`` rows.
         ``record_spikes``: room for that many spikes, returned as ``RunResult.spikes`` (indices
         and times in time order; spikes past the capacity are counted in ``dropped``).
+
+        ``jax.grad`` / ``jax.vjp`` differentiate a run (``spikeforge.gradients``): with respect to
+        the state's real entries and the per-step inputs, through the new state, the traces and,
+        with a ``surrogate`` in the model, the spike counts (then in the model's real dtype).
+        ``checkpoint_every``: steps between the checkpoints the backward pass recomputes from
+        (default about ``sqrt(steps)``).
         """
         dt = arguments.time_step(dt)
         if (steps is None) == (duration is None):
@@ -151,21 +160,55 @@ class NeuronModel(Group):
         info = self._variant(
             dt=dt, dtype=dtype, per_neuron=per_neuron, per_step=per_step, record=record, spikes=spike_capacity > 0
         )
-        layout = Layout(info["layout"], dtype)
         if "t" in state:
             clock.check_continuation(state["t"], dt)
-        n_rec = -(-steps // record_every)
-        results = neuron_run_p(
-            *layout.operands(state, inputs, n=n, reference=reference, steps=steps),
-            outs=layout.result_structs(n=n, n_rec=n_rec, spike_capacity=spike_capacity),
-            spec=info["spec"],
-            key=info["key"],
-            steps=steps,
-            record_every=record_every,
-            n_inner=n,
-            spike_capacity=spike_capacity,
+        # Quantities become numbers in the kernels' units here (a brian2 quantity is an ndarray:
+        # JAX would take its value in SI units); leaves JAX cannot trace stay as they are, and
+        # the run is then not differentiable.
+        state = {k: v if isinstance(v, jax.Array) else to_kernel_units(v, f"state[{k!r}]") for k, v in state.items()}
+        inputs = {k: v if isinstance(v, jax.Array) else to_kernel_units(v, f"inputs[{k!r}]") for k, v in inputs.items()}
+        arrays = all(
+            type(x) in (np.ndarray, int, float) or isinstance(x, (jax.Array, np.generic))
+            for x in [*state.values(), *inputs.values()]
         )
-        new_state, traces, others = layout.unpack(state, results, n=n, n_rec=n_rec)
+
+        def call(state, inputs, *, steps, record, record_every, spike_capacity=0):
+            """One call of the forward kernel: (new state, traces, other results by role)."""
+            variant = self._variant(
+                dt=dt, dtype=dtype, per_neuron=per_neuron, per_step=per_step, record=record, spikes=spike_capacity > 0
+            )
+            layout = Layout(variant["layout"], dtype)
+            n_rec = -(-steps // record_every)
+            results = neuron_run_p(
+                *layout.operands(state, inputs, n=n, reference=reference, steps=steps),
+                outs=layout.result_structs(n=n, n_rec=n_rec, spike_capacity=spike_capacity),
+                spec=variant["spec"],
+                key=variant["key"],
+                steps=steps,
+                record_every=record_every,
+                n_inner=n,
+                spike_capacity=spike_capacity,
+            )
+            return layout.unpack(state, results, n=n, n_rec=n_rec)
+
+        if arrays:
+            new_state, traces, others = gradients.differentiable_run(
+                self,
+                dict(state),
+                inputs,
+                call=call,
+                info=info,
+                steps=steps,
+                record=record,
+                record_every=record_every,
+                spike_capacity=spike_capacity,
+                checkpoint_every=checkpoint_every,
+            )
+        else:
+            # Quantities or other leaves JAX does not trace: converted by the layout, not differentiable.
+            new_state, traces, others = call(
+                state, inputs, steps=steps, record=record, record_every=record_every, spike_capacity=spike_capacity
+            )
         record_of_spikes = None
         if spike_capacity:
             record_of_spikes = spikes.from_kernel(

@@ -12,7 +12,9 @@ use super::clock::{clock_source, NEVER};
 use super::dialect::Dialect;
 use super::identifiers::ident;
 use super::layout::{layout, Arg, Layout, Role, ShapeKind};
-use super::printer::{int32_conversion, literal, prelude, storage_conversions, Printer};
+use super::printer::{
+    int32_conversion, literal, local_type, prelude, storage_conversions, Printer,
+};
 use super::random::draw_parts;
 use super::substep_loop::{loop_var_name, write_loops};
 use super::writer::{render, SourceWriter};
@@ -58,6 +60,19 @@ pub fn generate(ir: &GroupIr, spec: &ModelSpec, dialect: Dialect) -> GeneratedKe
     }
 }
 
+/// The head of a per-element kernel's file: CUDA's integer types, or C's headers and the
+/// number of lanes per block (also the adjoint kernel's, `codegen::adjoint_kernel`).
+pub(crate) fn includes(dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Cuda => {
+            dialect.integer_typedefs(&["int32_t", "int64_t", "uint16_t", "uint32_t", "uint64_t"])
+        }
+        Dialect::C => format!(
+            "#include <math.h>\n#include <stdbool.h>\n#include <stdint.h>\n#define SF_LANES {C_LANES}\n"
+        ),
+    }
+}
+
 /// How the kernel counts the steps of a refractory duration.
 enum RefractoryCount {
     /// A constant number of steps: each element keeps the step of the run from which it is free
@@ -85,11 +100,7 @@ impl KernelWriter<'_> {
     /// The type of a per-element value inside the kernel (lane arrays, registers): reals in the
     /// model's precision, truth values in the dialect's vectorisable boolean type.
     fn local_type(&self, e: ElemType) -> &'static str {
-        match e {
-            ElemType::Bool => self.dialect.bool_type(),
-            e if e.is_float() => self.real(),
-            e => e.c_type(),
-        }
+        local_type(self.dialect, self.spec.dtype, e)
     }
 
     /// A buffer element read as a kernel value (converted from the storage type).
@@ -228,17 +239,7 @@ impl KernelWriter<'_> {
             self.spec.dtype.name(),
             self.spec.dt
         )?;
-        match self.dialect {
-            Dialect::Cuda => w.write_str(
-                &self
-                    .dialect
-                    .integer_typedefs(&["int32_t", "int64_t", "uint16_t", "uint32_t", "uint64_t"]),
-            )?,
-            Dialect::C => {
-                w.write_str("#include <math.h>\n#include <stdbool.h>\n#include <stdint.h>\n")?;
-                writeln!(w, "#define SF_LANES {C_LANES}")?;
-            }
-        }
+        w.write_str(&includes(self.dialect))?;
         w.write_str(&prelude(self.dialect, self.spec.dtype))?;
         let writes_integers = self
             .dag

@@ -79,7 +79,8 @@ pub struct Arg {
     pub var: Option<VarId>,
 }
 
-fn elem_json<S: Serializer>(elem: &ElemType, s: S) -> Result<S::Ok, S::Error> {
+/// An element type in a layout's JSON: `"real"` for the model's precision, else its name.
+pub(crate) fn elem_json<S: Serializer>(elem: &ElemType, s: S) -> Result<S::Ok, S::Error> {
     if elem.is_float() {
         s.serialize_str("real")
     } else {

@@ -6,6 +6,7 @@
 //! the connectivity kernels ([`connect_kernel`]). All of them write through one
 //! [`writer::SourceWriter`].
 
+pub mod adjoint_kernel;
 pub mod bounds;
 pub mod clock;
 pub mod connect_kernel;

@@ -95,6 +95,17 @@ pub fn storage_conversions(dialect: Dialect, storage: ElemType) -> String {
 }
 
 /// Helper functions every generated file may call.
+/// The type of a per-element value inside a kernel (lane arrays, registers): reals in the
+/// model's precision `real`, truth values in the dialect's vectorisable boolean type, integers as
+/// stored.
+pub fn local_type(dialect: Dialect, real: ElemType, e: ElemType) -> &'static str {
+    match e {
+        ElemType::Bool => dialect.bool_type(),
+        e if e.is_float() => real.c_type(),
+        e => e.c_type(),
+    }
+}
+
 pub fn prelude(dialect: Dialect, dtype: ElemType) -> String {
     let t = dtype.c_type();
     let floor = math_fn("floor", dtype);

@@ -18,6 +18,7 @@ pub mod kernel_signature;
 mod loaded_kernels;
 pub mod network_path;
 pub mod network_run;
+pub mod neuron_grad;
 pub mod neuron_run;
 mod poison;
 pub mod reduce;

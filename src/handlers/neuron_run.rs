@@ -101,7 +101,8 @@ impl Sizes {
 }
 
 /// The C entry point: `(start, end, dims, inputs, outputs)`.
-type CEntry = unsafe extern "C" fn(i64, i64, *const i64, *const *mut c_void, *const *mut c_void);
+pub(super) type CEntry =
+    unsafe extern "C" fn(i64, i64, *const i64, *const *mut c_void, *const *mut c_void);
 
 /// A loaded C kernel: its entry point, valid while the module is.
 #[derive(Clone)]
@@ -283,27 +284,47 @@ impl Handler for NeuronRunCpu {
             s.n_rec as i64,
             s.spike_capacity as i64,
         ];
-        let inputs = SharedPtr::new(run.buffers.args.as_ptr().cast_mut());
-        let outputs = SharedPtr::new(outputs.as_ptr().cast_mut());
-        let entry = kernel.entry;
-        // Small runs stay on the calling thread: a chunk should be worth a thread hand-off
-        // (~10 µs).
-        let min_chunk = (1usize << 18) / s.steps;
-        cpu::parallel_chunks(run.n, min_chunk, |start, end| {
-            // SAFETY: the buffers were checked against the layout and outlive the parallel
-            // section; the kernel writes neurons [start, end) only (and reads shared inputs).
-            unsafe {
-                entry(
-                    start as i64,
-                    end as i64,
-                    dims.as_ptr(),
-                    inputs.get(),
-                    outputs.get(),
-                )
-            };
-        });
+        run_elements(
+            kernel.entry,
+            run.n,
+            s.steps,
+            &dims,
+            &run.buffers.args,
+            &outputs,
+        );
         Ok(())
     }
+}
+
+/// Runs a per-element C entry `(start, end, dims, inputs, outputs)` over `n` elements of a
+/// `steps`-step loop, element ranges spread over the cores.
+pub(super) fn run_elements(
+    entry: CEntry,
+    n: usize,
+    steps: usize,
+    dims: &[i64],
+    inputs: &[*mut c_void],
+    outputs: &[*mut c_void],
+) {
+    let inputs = SharedPtr::new(inputs.as_ptr().cast_mut());
+    let outputs = SharedPtr::new(outputs.as_ptr().cast_mut());
+    // Small runs stay on the calling thread: a chunk should be worth a thread hand-off
+    // (~10 µs).
+    let min_chunk = (1usize << 18) / steps;
+    cpu::parallel_chunks(n, min_chunk, |start, end| {
+        // SAFETY: the callers checked the buffers against the kernel's layout; they outlive the
+        // parallel section; the kernel writes elements [start, end) only (and reads shared
+        // inputs).
+        unsafe {
+            entry(
+                start as i64,
+                end as i64,
+                dims.as_ptr(),
+                inputs.get(),
+                outputs.get(),
+            )
+        };
+    });
 }
 
 /// NVRTC options for a model's (or network's) CUDA kernels.
@@ -390,13 +411,6 @@ impl Handler for NeuronRunCuda {
         let mut record_every = s.record_every as i32;
         let mut n_rec = s.n_rec as i32;
         let mut spike_capacity = s.spike_capacity as i64;
-        let mut buffers: Vec<*mut c_void> = run
-            .buffers
-            .args
-            .iter()
-            .copied()
-            .chain(run.buffers.ret_ptrs())
-            .collect();
         let mut params: Vec<*mut c_void> = vec![
             (&mut n as *mut i64).cast(),
             (&mut n_inner as *mut i64).cast(),
@@ -407,16 +421,40 @@ impl Handler for NeuronRunCuda {
         if s.spike_capacity > 0 {
             params.push((&mut spike_capacity as *mut i64).cast());
         }
-        params.extend(
-            buffers
-                .iter_mut()
-                .map(|b| (b as *mut *mut c_void).cast::<c_void>()),
-        );
-        // SAFETY: the parameters match the generated kernel's signature in order and type; the
-        // buffers belong to XLA's stream and stay valid for the call.
-        unsafe { cuda::launch(&f, (grid, 1, 1), (block, 1, 1), 0, stream, &mut params) }?;
-        Ok(())
+        // SAFETY: the scalars and the buffers, in this order, are the generated kernel's
+        // parameters; the buffers belong to XLA's stream and stay valid for the call.
+        unsafe { launch_with_buffers(&f, grid, block, stream, params, &run.buffers) }
     }
+}
+
+/// Launches `f` on `grid` blocks of `block` threads with the scalar parameters `scalars`
+/// (pointers to their values) followed by every buffer of the call, inputs then outputs.
+///
+/// # Safety
+/// The scalars and the buffers, in this order, must be `f`'s parameters; the scalars' values
+/// must outlive the call.
+pub(super) unsafe fn launch_with_buffers(
+    f: &cuda::CudaFunction,
+    grid: u32,
+    block: u32,
+    stream: *mut c_void,
+    mut scalars: Vec<*mut c_void>,
+    buffers: &buffers::Checked<'_>,
+) -> Result<(), FfiError> {
+    let mut pointers: Vec<*mut c_void> = buffers
+        .args
+        .iter()
+        .copied()
+        .chain(buffers.ret_ptrs())
+        .collect();
+    scalars.extend(
+        pointers
+            .iter_mut()
+            .map(|b| (b as *mut *mut c_void).cast::<c_void>()),
+    );
+    // SAFETY: forwarded to the caller; the buffers belong to XLA's stream for the call.
+    unsafe { cuda::launch(f, (grid, 1, 1), (block, 1, 1), 0, stream, &mut scalars) }?;
+    Ok(())
 }
 
 #[cfg(test)]

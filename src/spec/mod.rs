@@ -12,6 +12,7 @@ mod model_class;
 pub mod names;
 pub mod network;
 pub mod numbers;
+pub mod surrogate;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use model_class::{ClassState, ModelClassSpec};
 pub use network::{NetworkSpec, Strategy};
+pub use surrogate::{Surrogate, SurrogateKind};
 
 use crate::types::ElemType;
 
@@ -123,6 +125,9 @@ pub struct ModelSpec {
     pub fast_math: bool,
     /// Store real buffers as float16 / bfloat16 (the kernel computes in `dtype`, float32).
     pub storage: Option<ElemType>,
+    /// The threshold's derivative when a run is differentiated (`None`: 0, the exact derivative
+    /// almost everywhere); no effect on the forward kernel.
+    pub surrogate: Option<Surrogate>,
 }
 
 /// A spec that cannot be read: not JSON, a missing or unknown field, a value of the wrong type,
@@ -163,6 +168,7 @@ impl ModelSpec {
             record_spikes: false,
             fast_math: false,
             storage: None,
+            surrogate: None,
         }
     }
 
@@ -236,6 +242,11 @@ impl ModelSpec {
 
     pub fn record_spikes(mut self, on: bool) -> Self {
         self.record_spikes = on;
+        self
+    }
+
+    pub fn surrogate(mut self, surrogate: Surrogate) -> Self {
+        self.surrogate = Some(surrogate);
         self
     }
 

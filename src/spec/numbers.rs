@@ -93,6 +93,20 @@ impl ModelSpec {
                 .suggest(fix));
             }
         }
+        if let Some(s) = self.surrogate {
+            let why = if s.slope > 0.0 {
+                problem(s.slope, precision)
+            } else {
+                Some("must be positive".to_string())
+            };
+            if let Some(why) = why {
+                return Err(Diagnostic::new(
+                    "surrogate",
+                    format!("the surrogate's slope {:e} {why}", s.slope),
+                )
+                .suggest(fix));
+            }
+        }
         if let Dynamics::ModelClass(class) = &self.dynamics {
             for s in &class.states {
                 for (which, bound) in [("min", s.min), ("max", s.max)] {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
 
-use super::{Dynamics, Method, ModelClassSpec, ModelSpec, Refractory};
+use super::{Dynamics, Method, ModelClassSpec, ModelSpec, Refractory, Surrogate};
 use crate::types::ElemType;
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -51,6 +51,9 @@ pub(super) struct SpecJson {
         deserialize_with = "storage"
     )]
     storage: Option<ElemType>,
+    /// Left out of the JSON when absent, so that specs (and cache keys) without it are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    surrogate: Option<Surrogate>,
 }
 
 fn one_substep() -> u32 {
@@ -128,6 +131,7 @@ impl TryFrom<SpecJson> for ModelSpec {
             record_spikes: j.record_spikes,
             fast_math: j.fast_math,
             storage: j.storage,
+            surrogate: j.surrogate,
         })
     }
 }
@@ -155,6 +159,7 @@ impl From<ModelSpec> for SpecJson {
             record_spikes: s.record_spikes,
             fast_math: s.fast_math,
             storage: s.storage,
+            surrogate: s.surrogate,
         }
     }
 }

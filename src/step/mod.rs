@@ -9,6 +9,7 @@
 //! composed by substitution into one hash-consed DAG, so work shared between the update, the
 //! threshold and the reset is computed once.
 
+pub mod adjoint;
 pub mod network;
 mod odes;
 pub mod substeps;
@@ -26,6 +27,9 @@ pub struct StepDag {
     /// The value of each stored variable at the end of the step (after reset), in the order of
     /// `GroupIr::stored`.
     pub next_state: Vec<ExprId>,
+    /// The value of each stored variable after the update, before the threshold and the reset
+    /// (what the threshold tests; what the reset's derivative starts from, `step::adjoint`).
+    pub updated: Vec<ExprId>,
     /// Parameters written by the reset, and their value at the end of the step.
     pub next_params: Vec<(VarId, ExprId)>,
     /// Whether the element spiked during the step.
@@ -207,6 +211,7 @@ pub fn build(ir: &GroupIr, record: &[String], fast_math: FastMath) -> StepDag {
     StepDag {
         arena,
         next_state,
+        updated,
         next_params,
         spike,
         refractory: ir.events.refractory.clone(),

@@ -28,6 +28,7 @@ def test_the_shim_registers_what_the_library_reports():
     got = {(t["name"], t["platform"]): t for t in report["targets"]}
     names = (
         "spikeforge_neuron_run",
+        "spikeforge_neuron_grad",
         "spikeforge_custom_call",
         "spikeforge_reduce",
         "spikeforge_connect",

@@ -1,0 +1,233 @@
+//! `spikeforge_neuron_grad`: the backward pass of one segment of a neuron run (the generated
+//! adjoint kernel, [`crate::codegen::adjoint_kernel`]).
+//!
+//! Attributes: `spec` (the model spec JSON, as for the run), `key` (its hash), `steps` (the
+//! segment's steps), `n_inner`. Buffers follow
+//! [`adjoint_layout`](crate::codegen::adjoint_kernel::adjoint_layout). Instantiation parses and
+//! lowers the spec and derives the adjoint (a model whose runs are not differentiable is an
+//! error that names why); the first execution compiles the kernel; every execution checks the
+//! buffers and launches, on the CPU over element ranges, on CUDA one thread per element on
+//! XLA's stream (the same work every time, so XLA may capture it into a CUDA graph).
+
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use super::buffers::{self, Expected};
+use super::loaded_kernels::LoadedKernels;
+use super::neuron_run::{cpu_options, cuda_options, launch_with_buffers, run_elements, CEntry};
+use super::poison;
+use crate::codegen::adjoint_kernel::{
+    generate_adjoint, AdjointArg, AdjointLayout, AdjointShape, ADJOINT_ENTRY,
+};
+use crate::codegen::{self, Dialect};
+use crate::ir::GroupIr;
+use crate::runtime::{cpu, cuda};
+use crate::spec::ModelSpec;
+use crate::xla::{CallFrame, DataType, FfiError, Handler, HandlerTraits, Instance};
+
+#[derive(Clone)]
+struct CpuKernel {
+    entry: CEntry,
+    _module: Arc<cpu::CpuModule>,
+}
+
+/// One call site of `spikeforge_neuron_grad`.
+pub struct NeuronGrad {
+    /// The key of the compiled adjoint kernel (distinct from the run's).
+    kernel_key: String,
+    spec: ModelSpec,
+    ir: GroupIr,
+    layout: AdjointLayout,
+    steps: usize,
+    n_inner: usize,
+    kernels: LoadedKernels<CpuKernel, Arc<cuda::CudaFunction>>,
+}
+
+impl NeuronGrad {
+    fn source(&self, dialect: Dialect) -> String {
+        generate_adjoint(&self.ir, &self.spec, dialect)
+            .expect("checked at instantiation")
+            .source
+    }
+}
+
+impl Instance for NeuronGrad {
+    fn instantiate(call: &CallFrame) -> Result<NeuronGrad, FfiError> {
+        let attrs = call.attrs()?;
+        let key = attrs.get_str("key")?;
+        let spec = ModelSpec::from_json(attrs.get_str("spec")?)
+            .map_err(|e| FfiError::invalid_argument(format!("attribute 'spec': {e}")))?;
+        if spec.key() != key {
+            return Err(FfiError::invalid_argument(
+                "attribute 'key' does not match attribute 'spec'",
+            ));
+        }
+        let (ir, _) = codegen::prepare(&spec)?;
+        let layout = generate_adjoint(&ir, &spec, Dialect::C)
+            .map_err(|e| FfiError::invalid_argument(e.to_string()))?
+            .layout;
+        let steps = attrs.get_usize("steps")?;
+        let n_inner = attrs.get_usize("n_inner")?;
+        if steps == 0 || steps > i32::MAX as usize {
+            return Err(FfiError::invalid_argument(format!(
+                "attribute 'steps': must be in 1..=2^31-1, got {steps}"
+            )));
+        }
+        if n_inner == 0 || i64::try_from(n_inner).is_err() {
+            return Err(FfiError::invalid_argument(format!(
+                "attribute 'n_inner': must be in 1..=2^63-1, got {n_inner}"
+            )));
+        }
+        Ok(NeuronGrad {
+            kernel_key: crate::runtime::cache::sha256_hex(&format!("adjoint\n{key}")),
+            spec,
+            ir,
+            layout,
+            steps,
+            n_inner,
+            kernels: LoadedKernels::new(),
+        })
+    }
+}
+
+/// The checked buffers of one call and the element count.
+struct Call<'a> {
+    n: usize,
+    buffers: buffers::Checked<'a>,
+}
+
+fn decode<'a>(call: &CallFrame<'a>, site: &NeuronGrad) -> Result<Call<'a>, FfiError> {
+    let t_index = site
+        .layout
+        .inputs
+        .iter()
+        .position(|a| a.name == "t")
+        .expect("the time is an input");
+    let t = call.arg(t_index)?;
+    let nb = match t.dims {
+        [nb, 2] if *nb > 0 => *nb,
+        _ => {
+            return Err(FfiError::invalid_argument(format!(
+                "argument 't': expected int32[nb, 2] (the time as float64 words), got {t}"
+            )))
+        }
+    };
+    let (steps, n_inner) = (site.steps as i64, site.n_inner as i64);
+    let n = n_inner.checked_mul(nb).ok_or_else(|| {
+        FfiError::invalid_argument(format!(
+            "{nb} batch members of {n_inner} neurons are more than 2^63 neurons"
+        ))
+    })?;
+    let dims = |shape: AdjointShape| -> Vec<i64> {
+        match shape {
+            AdjointShape::Neuron => vec![n],
+            AdjointShape::Batch => vec![nb],
+            AdjointShape::PerStep => vec![nb, steps, n_inner],
+            AdjointShape::NeuronWords => vec![n, 2],
+            AdjointShape::BatchWords => vec![nb, 2],
+        }
+    };
+    let shapes =
+        |args: &[AdjointArg]| -> Vec<Vec<i64>> { args.iter().map(|a| dims(a.shape)).collect() };
+    let (in_dims, out_dims) = (shapes(&site.layout.inputs), shapes(&site.layout.outputs));
+    let inputs = expected_owned(&site.layout.inputs, &in_dims);
+    let outputs = expected_owned(&site.layout.outputs, &out_dims);
+    let buffers = buffers::check(call, &inputs, &outputs)?;
+    Ok(Call {
+        n: usize::try_from(n).expect("a product of positive i64 that did not overflow"),
+        buffers,
+    })
+}
+
+/// What each of `args` must be, with `dims` its dimensions in this call.
+fn expected_owned<'e>(args: &'e [AdjointArg], dims: &'e [Vec<i64>]) -> Vec<Expected<'e>> {
+    args.iter()
+        .zip(dims)
+        .map(|(a, d)| Expected {
+            name: &a.name,
+            dtype: DataType::from(a.elem),
+            dims: d,
+        })
+        .collect()
+}
+
+/// `spikeforge_neuron_grad` on the CPU: element ranges spread over the cores.
+pub struct NeuronGradCpu;
+
+impl Handler for NeuronGradCpu {
+    type Instance = NeuronGrad;
+    const TRAITS: HandlerTraits = HandlerTraits::NONE;
+
+    fn execute(call: &CallFrame<'_>, site: &NeuronGrad) -> Result<(), FfiError> {
+        let run = decode(call, site)?;
+        let kernel = site.kernels.cpu(|| {
+            let opts = cpu_options(false);
+            let module = cpu::load_keyed(&site.kernel_key, ADJOINT_ENTRY, &opts, || {
+                site.source(Dialect::C)
+            })?;
+            // SAFETY: the generated C entry has exactly this signature.
+            let entry: CEntry = unsafe { module.entry::<CEntry>() };
+            Ok(CpuKernel {
+                entry,
+                _module: module,
+            })
+        })?;
+        if poison::enabled() {
+            // SAFETY: host buffers of these sizes owned by XLA for this call.
+            unsafe { poison::host(&run.buffers.rets) };
+        }
+        let outputs: Vec<*mut c_void> = run.buffers.ret_ptrs().collect();
+        let dims = [site.n_inner as i64, site.steps as i64];
+        run_elements(
+            kernel.entry,
+            run.n,
+            site.steps,
+            &dims,
+            &run.buffers.args,
+            &outputs,
+        );
+        Ok(())
+    }
+}
+
+/// `spikeforge_neuron_grad` on CUDA: one launch on XLA's stream.
+pub struct NeuronGradCuda;
+
+impl Handler for NeuronGradCuda {
+    type Instance = NeuronGrad;
+    const TRAITS: HandlerTraits = HandlerTraits::COMMAND_BUFFER_COMPATIBLE;
+
+    fn execute(call: &CallFrame<'_>, site: &NeuronGrad) -> Result<(), FfiError> {
+        let run = decode(call, site)?;
+        let stream = call.stream()?;
+        let f = site.kernels.cuda(stream, || {
+            Ok(cuda::load_function_keyed(
+                &site.kernel_key,
+                ADJOINT_ENTRY,
+                stream,
+                &cuda_options(false),
+                || site.source(Dialect::Cuda),
+            )?)
+        })?;
+        if poison::enabled() {
+            // SAFETY: device buffers of these sizes on XLA's stream for this call.
+            unsafe { poison::device(&run.buffers.rets, stream) }?;
+        }
+        let block = 128u32.min(f.max_threads_per_block().max(32));
+        let grid = u32::try_from((run.n as u64).div_ceil(u64::from(block))).map_err(|_| {
+            FfiError::invalid_argument(format!("{} neurons are too many for one launch", run.n))
+        })?;
+        let mut n = run.n as i64;
+        let mut n_inner = site.n_inner as i64;
+        // Checked at instantiation: within int32.
+        let mut steps = site.steps as i32;
+        let params: Vec<*mut c_void> = vec![
+            (&mut n as *mut i64).cast(),
+            (&mut n_inner as *mut i64).cast(),
+            (&mut steps as *mut i32).cast(),
+        ];
+        // SAFETY: the scalars and the buffers, in this order, are the generated kernel's
+        // parameters; the buffers belong to XLA's stream and stay valid for the call.
+        unsafe { launch_with_buffers(&f, grid, block, stream, params, &run.buffers) }
+    }
+}
