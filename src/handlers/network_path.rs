@@ -24,6 +24,13 @@ pub const BLOCK_MAX_WORK: u64 = 32_768;
 /// this, a grid's warps deliver faster than one block's.
 pub const RESIDENT_MAX_SYNAPSES: u64 = 1 << 22;
 
+/// The most synapses `auto` gives a cooperative grid: beyond this the work of a step (the
+/// update of hundreds of thousands of neurons, tens of thousands of synaptic events) outweighs a
+/// launch, and the per-step kernels, with all of the device's threads in each phase, beat the
+/// grid's co-resident blocks and their two barriers (H200, COBA 1 s: x10, 3.2 M synapses, grid
+/// 0.075 s against 0.127 s per step; x100, 32 M synapses, grid 0.25-0.26 s against 0.14-0.19 s).
+pub const GRID_MAX_SYNAPSES: u64 = 1 << 24;
+
 /// A path, with its grid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
@@ -81,7 +88,8 @@ pub struct Device {
 ///   and at most what the device holds divided by the members;
 /// - `auto`: the resident block when its shared memory fits and the synapses are at most
 ///   [`RESIDENT_MAX_SYNAPSES`], else one block when the work is at most [`BLOCK_MAX_WORK`],
-///   else a grid when the device holds at least two blocks per member, else per step.
+///   else a grid when the synapses are at most [`GRID_MAX_SYNAPSES`] and the device holds at
+///   least two blocks per member, else per step.
 pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, String> {
     let resident = work.resident_bytes <= device.max_shared_bytes;
     let per_member = device.resident_blocks / work.members.max(1);
@@ -104,7 +112,9 @@ pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, St
         Strategy::Auto if work.neurons + work.synapses <= BLOCK_MAX_WORK => {
             Ok(Path::Block { resident })
         }
-        Strategy::Auto if per_member >= 2 => Ok(Path::Grid { blocks: grid }),
+        Strategy::Auto if per_member >= 2 && work.synapses <= GRID_MAX_SYNAPSES => {
+            Ok(Path::Grid { blocks: grid })
+        }
         Strategy::Auto => Ok(Path::PerStep),
     }
 }
@@ -195,8 +205,24 @@ mod tests {
             ),
             (Strategy::Auto, 4000, 320_000, 1, small_shared, grid(132)),
             (Strategy::Auto, 10_000, 800_000, 1, H200, grid(132)),
-            // ... x100: 3125 update blocks, as many as the device holds
-            (Strategy::Auto, 400_000, 32_000_000, 1, H200, grid(132 * 16)),
+            // ... x30: 938 update blocks, as many as the device holds
+            (
+                Strategy::Auto,
+                120_000,
+                GRID_MAX_SYNAPSES,
+                1,
+                H200,
+                grid(938),
+            ),
+            // ... x100: more synapses than a grid pays for: per step
+            (
+                Strategy::Auto,
+                400_000,
+                32_000_000,
+                1,
+                H200,
+                Ok(Path::PerStep),
+            ),
             // no cooperative launch, or fewer than two blocks per member: per step
             (Strategy::Auto, 10_000, 800_000, 1, none, Ok(Path::PerStep)),
             (
