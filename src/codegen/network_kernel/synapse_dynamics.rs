@@ -127,10 +127,8 @@ impl Gen<'_> {
                     writeln!(w, "const int32_t sf_r = (int32_t) sf_x;")?;
                     writeln!(w, "const int32_t sf_pre = sf_r + {start_pre};")?;
                     writeln!(w, "(void) sf_pre;")?;
-                    writeln!(
-                        w,
-                        "int64_t sf_lo = in_p{p}_rows[sf_r], sf_hi = in_p{p}_rows[sf_r + 1];"
-                    )?;
+                    let rows = self.row_offsets(p);
+                    writeln!(w, "int64_t sf_lo = {rows}[sf_r], sf_hi = {rows}[sf_r + 1];")?;
                     write_clamp(p, w)?;
                     w.block(
                         "for (int64_t sf_syn = sf_lo; sf_syn < sf_hi; ++sf_syn)",
