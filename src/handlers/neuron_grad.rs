@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use super::buffers::{self, Expected};
 use super::loaded_kernels::LoadedKernels;
-use super::neuron_run::{cpu_options, cuda_options, launch_with_buffers, run_elements, CEntry};
+use super::neuron_run::{
+    cpu_options, cuda_options, grid_for, launch_with_buffers, run_elements, CEntry,
+};
 use super::poison;
 use crate::codegen::adjoint_kernel::{
     generate_adjoint, AdjointArg, AdjointLayout, AdjointShape, ADJOINT_ENTRY,
@@ -214,9 +216,7 @@ impl Handler for NeuronGradCuda {
             unsafe { poison::device(&run.buffers.rets, stream) }?;
         }
         let block = 128u32.min(f.max_threads_per_block().max(32));
-        let grid = u32::try_from((run.n as u64).div_ceil(u64::from(block))).map_err(|_| {
-            FfiError::invalid_argument(format!("{} neurons are too many for one launch", run.n))
-        })?;
+        let grid = grid_for(run.n, block)?;
         let mut n = run.n as i64;
         let mut n_inner = site.n_inner as i64;
         // Checked at instantiation: within int32.

@@ -367,6 +367,13 @@ fn block_size(n: usize, multiprocessors: u32, max_threads: u32) -> u32 {
     block
 }
 
+/// Blocks of `block` threads that cover `n` elements (one thread each), or an error when they
+/// are more than one launch takes.
+pub(super) fn grid_for(n: usize, block: u32) -> Result<u32, FfiError> {
+    u32::try_from((n as u64).div_ceil(u64::from(block)))
+        .map_err(|_| FfiError::invalid_argument(format!("{n} neurons are too many for one launch")))
+}
+
 /// `spikeforge_neuron_run` on CUDA: one launch on XLA's stream. The same work every execution
 /// (no allocation, no synchronisation), so XLA may capture it into a CUDA graph.
 pub struct NeuronRunCuda;
@@ -400,9 +407,7 @@ impl Handler for NeuronRunCuda {
             }
         }
         let block = block_size(run.n, f.multiprocessor_count(), f.max_threads_per_block());
-        let grid = u32::try_from((run.n as u64).div_ceil(u64::from(block))).map_err(|_| {
-            FfiError::invalid_argument(format!("{} neurons are too many for one launch", run.n))
-        })?;
+        let grid = grid_for(run.n, block)?;
         let s = site.sizes;
         let mut n = run.n as i64;
         let mut n_inner = s.n_inner as i64;
