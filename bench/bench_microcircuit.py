@@ -313,7 +313,8 @@ def main(argv=None) -> int:
     print_table(rows)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            # numpy scalars (the rate checks) as plain numbers
+            json.dump(rows, f, indent=1, default=lambda o: o.item())
     return 0 if all(r["agree"] for r in rows) else 1
 
 
