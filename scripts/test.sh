@@ -46,3 +46,7 @@ step "benchmark smoke run"
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_networks.py" --quick)
 # the three networks in float64 for 50 ms: spike counts equal to pure JAX's, neuron by neuron
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_networks.py" --quick --models all --dtype float64 --baselines jax --duration 50)
+(cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_plasticity.py" --quick)
+(cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_microcircuit.py" --quick)
+(cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_gradients.py" --quick)
+(cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_network_loop.py" --steps 100 --scale 0.25 --settings default)
