@@ -900,4 +900,40 @@ mod tests {
             assert_eq!(inputs, ["N", "g", "p", "NT", "f", "input", "t"]);
         }
     }
+
+    /// `record_spike_train` adds one trace-shaped int32 output, written in both dialects, and
+    /// nothing else; without it the kernel does not mention it.
+    #[test]
+    fn the_spike_train_is_an_output_only_when_asked() {
+        use crate::codegen::layout::{Role, ShapeKind};
+        use crate::spec::ModelSpec;
+        use crate::types::ElemType;
+        let spec = ModelSpec::from_equations("dv/dt = (2 - v) / (10*ms) : 1", 0.1)
+            .threshold("v > 1")
+            .reset("v = 0");
+        for dialect in [Dialect::Cuda, Dialect::C] {
+            let plain = generate_from_spec(&spec, dialect).unwrap();
+            let train =
+                generate_from_spec(&spec.clone().record_spike_train(true), dialect).unwrap();
+            assert!(!plain.source.contains("spike_train"));
+            assert!(train.source.contains("out_sf_spike_train"));
+            assert!(train.source.contains("sf_train_bin"));
+            let extra: Vec<_> = train
+                .layout
+                .outputs
+                .iter()
+                .filter(|a| !plain.layout.outputs.contains(a))
+                .collect();
+            assert_eq!(extra.len(), 1);
+            assert_eq!(
+                (extra[0].role, extra[0].shape, extra[0].elem),
+                (Role::SpikeTrain, ShapeKind::Trace, ElemType::I32)
+            );
+            assert_eq!(train.layout.inputs, plain.layout.inputs);
+        }
+        let silent =
+            ModelSpec::from_equations("dv/dt = -v / (10*ms) : 1", 0.1).record_spike_train(true);
+        let error = generate_from_spec(&silent, Dialect::C).unwrap_err();
+        assert_eq!(error.field, "record_spike_train");
+    }
 }
