@@ -39,7 +39,7 @@ __all__ = [
     "differentiable_run",
     "segment_length",
     "check_differentiable_call",
-    "spike_cotangent_rows",
+    "spike_train_cotangent",
     "reverse_mode_only",
 ]
 
@@ -190,11 +190,10 @@ def differentiable_run(
         for name in record:
             c = jnp.asarray(ct_traces[name], real)
             ct_rows[name] = jnp.zeros((steps, n), real).at[::record_every].set(c)
-        spike_rows = spike_cotangent_rows(
-            ct_count, ct_others.get("spike_train"), steps=steps, record_every=record_every
-        )
-        if spike_rows is not None:
-            ct_rows[_SPIKE_ROWS] = spike_rows
+        train_rows = spike_train_cotangent(ct_others.get("spike_train"), steps=steps, record_every=record_every)
+        if train_rows is not None:
+            # Each step's spike: the count's cotangent plus its window's in the train.
+            ct_rows[_SPIKE_ROWS] = ct_count[None, :] + train_rows.astype(real)
 
         def backward_segment(adjoint, acc, checkpoint, seg_inputs, rows, length):
             _, states_at, _ = call(checkpoint, seg_inputs, steps=length, record=tuple(stored), record_every=1)
@@ -344,15 +343,15 @@ def _join_segments(first, second=None):
     return joined
 
 
-def spike_cotangent_rows(ct_count, ct_train, *, steps: int, record_every: int):
-    """The cotangent of each step's spike, ``(steps, N)``: the spike count's on every step plus
-    the spike train's row on each step of its window. None without a (real) spike-train
-    cotangent: the adjoint then takes the count's, broadcast over the steps, as it is."""
+def spike_train_cotangent(ct_train, *, steps: int, record_every: int):
+    """The spike train's cotangent ``(windows, N)`` as the cotangent of each step's spike,
+    ``(steps, N)``: a window's row on each of its steps (the spikes of a window add up). None
+    without a (real) spike-train cotangent, which the adjoint kernel then does not need."""
     if ct_train is None or not _is_float(ct_train):
         return None
-    ct_train = jnp.asarray(ct_train, ct_count.dtype)
+    ct_train = jnp.asarray(ct_train)
     per_step = jnp.repeat(ct_train, record_every, axis=0, total_repeat_length=ct_train.shape[0] * record_every)
-    return ct_count[None, :] + per_step[:steps]
+    return per_step[:steps]
 
 
 def check_differentiable_call(spike_capacity: int) -> None:
