@@ -175,15 +175,20 @@ class NeuronModel(Group):
         dtype = dtype_name(ref.dtype, f"state[{reference!r}]")
         per_step = tuple(sorted(inputs))
         per_neuron = tuple(sorted(k for k in state if k in self.constants and k not in inputs))
-        info = self._variant(
-            dt=dt,
-            dtype=dtype,
-            per_neuron=per_neuron,
-            per_step=per_step,
-            record=record,
-            spikes=spike_capacity > 0,
-            spike_train=spike_train,
-        )
+
+        def variant(record, spike_capacity, spike_train):
+            """The compiled variant that records ``record`` (and spikes, a spike train)."""
+            return self._variant(
+                dt=dt,
+                dtype=dtype,
+                per_neuron=per_neuron,
+                per_step=per_step,
+                record=record,
+                spikes=spike_capacity > 0,
+                spike_train=spike_train,
+            )
+
+        info = variant(record, spike_capacity, spike_train)
         if "t" in state:
             clock.check_continuation(state["t"], dt)
         # Quantities become numbers in the kernels' units here (a brian2 quantity is an ndarray:
@@ -198,22 +203,14 @@ class NeuronModel(Group):
 
         def call(state, inputs, *, steps, record, record_every, spike_capacity=0, spike_train=False):
             """One call of the forward kernel: (new state, traces, other results by role)."""
-            variant = self._variant(
-                dt=dt,
-                dtype=dtype,
-                per_neuron=per_neuron,
-                per_step=per_step,
-                record=record,
-                spikes=spike_capacity > 0,
-                spike_train=spike_train,
-            )
-            layout = Layout(variant["layout"], dtype)
+            compiled = variant(record, spike_capacity, spike_train)
+            layout = Layout(compiled["layout"], dtype)
             n_rec = -(-steps // record_every)
             results = neuron_run_p(
                 *layout.operands(state, inputs, n=n, reference=reference, steps=steps),
                 outs=layout.result_structs(n=n, n_rec=n_rec, spike_capacity=spike_capacity),
-                spec=variant["spec"],
-                key=variant["key"],
+                spec=compiled["spec"],
+                key=compiled["key"],
                 steps=steps,
                 record_every=record_every,
                 n_inner=n,
@@ -221,31 +218,20 @@ class NeuronModel(Group):
             )
             return layout.unpack(state, results, n=n, n_rec=n_rec)
 
+        what = dict(
+            steps=steps,
+            record=record,
+            record_every=record_every,
+            spike_capacity=spike_capacity,
+            spike_train=spike_train,
+        )
         if arrays:
             new_state, traces, others = gradients.differentiable_run(
-                self,
-                dict(state),
-                inputs,
-                call=call,
-                info=info,
-                steps=steps,
-                record=record,
-                record_every=record_every,
-                spike_capacity=spike_capacity,
-                spike_train=spike_train,
-                checkpoint_every=checkpoint_every,
+                self, dict(state), inputs, call=call, info=info, checkpoint_every=checkpoint_every, **what
             )
         else:
             # Quantities or other leaves JAX does not trace: converted by the layout, not differentiable.
-            new_state, traces, others = call(
-                state,
-                inputs,
-                steps=steps,
-                record=record,
-                record_every=record_every,
-                spike_capacity=spike_capacity,
-                spike_train=spike_train,
-            )
+            new_state, traces, others = call(state, inputs, **what)
         record_of_spikes = None
         if spike_capacity:
             record_of_spikes = spikes.from_kernel(
