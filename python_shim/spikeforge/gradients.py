@@ -14,9 +14,14 @@ every stored variable, ``O(N k)``) and runs the adjoint kernel over it. ``k`` de
 
 Differentiable: the initial state (stored variables), real parameters, constants given per neuron
 in the state, per-step inputs; through the final state, the recorded traces and, with a
-surrogate (``spikeforge.surrogate``), the spike counts (then real-valued). Not differentiable (a
-``ModelError`` that names why, raised when ``jax.grad`` traces the run): random numbers, ``int()``
-/ ``floor()`` / ``ceil()`` of a differentiated value, refractory periods that are conditions or
+surrogate (``spikeforge.surrogate``), the spike counts and the spike train (then real-valued; a
+window's cotangent in the train is the cotangent of each of its steps' spikes, the adjoint
+kernel's per-step ``spike_cotangent``, :func:`spike_train_cotangent`). Reverse mode only: forward
+mode (``jax.jvp``, ``jax.jacfwd``) raises a ModelError naming ``jax.grad`` / ``jax.jacrev``.
+
+Not differentiable (a ``ModelError`` that names why, raised when ``jax.grad`` traces the run):
+random numbers, ``int()`` / ``floor()`` / ``ceil()`` of a differentiated value (quoting the
+equation, subexpression, threshold or reset it is in), refractory periods that are conditions or
 expressions, resets that write parameters, float16 / bfloat16 states, sub-steps beyond 4, a spike
 record (``record_spikes``).
 """

@@ -67,6 +67,22 @@ def test_the_spike_train_is_the_reference_spikes_per_window(device, record_every
         assert set(np.unique(np.asarray(out.spike_train)).tolist()) <= {0, 1}
 
 
+def test_the_spike_train_agrees_with_the_spike_record(device):
+    """Both outputs of one run (C: the record written after the vector loop, the train from the
+    lanes; CUDA: the record by atomics, the train per thread) give the same spikes."""
+    model = lif_model("exact", kind=None)
+    state = model.init_state(N, dtype=jnp.float64, v=V0, v_th=VTH)
+    _, out = model.run(
+        state, dt=DT, steps=STEPS, inputs={"I": CURRENTS}, record_spikes=STEPS * N, record_spike_train=True
+    )
+    count = int(out.spikes.count)
+    assert count > 20 and int(out.spikes.dropped) == 0
+    steps = np.rint(np.asarray(out.spikes.t[:count]) / DT).astype(int)
+    from_record = np.zeros((STEPS, N), np.int32)
+    np.add.at(from_record, (steps, np.asarray(out.spikes.i[:count])), 1)
+    np.testing.assert_array_equal(out.spike_train, from_record)
+
+
 def test_without_the_flag_there_is_no_spike_train(device):
     model = lif_model("euler")
     state = model.init_state(N, dtype=jnp.float64, v=V0)
