@@ -2,9 +2,10 @@
 # Sets up the machine if needed, then runs every check and test: formatting and lints, the Rust
 # tests, the NVRTC compile check of all generated CUDA, the Python tests on the newest jax (3.12)
 # and the compatibility tests on jax 0.10.2 (3.11), the tutorials and a quick benchmark run.
+# scikit-learn: tutorial 04 trains on its digits data set (shipped with the package, no download).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export SPIKEFORGE_WITH_PY311=1 SPIKEFORGE_SETUP_EXTRA="nvidia-cuda-nvrtc brian2 brainevent"
+export SPIKEFORGE_WITH_PY311=1 SPIKEFORGE_SETUP_EXTRA="nvidia-cuda-nvrtc brian2 brainevent scikit-learn"
 # The committed XLA FFI bindings are checked against .venv311's and .venv's jaxlib headers
 # (tests/xla_ffi_bindings.rs); setup.sh installs the libclang that this needs.
 export SPIKEFORGE_REQUIRE_BINDINGS_CHECK=1

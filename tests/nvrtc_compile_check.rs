@@ -52,6 +52,34 @@ fn every_generated_cuda_kernel_compiles_for_sm90() {
     }
 }
 
+/// With the spike train written (`record_spike_train`), every test model that has a threshold
+/// still compiles; those without one are refused.
+#[test]
+fn every_spike_train_kernel_compiles_for_sm90() {
+    if !nvrtc_available() {
+        return;
+    }
+    let mut compiled = 0;
+    for (name, spec) in models() {
+        let has_threshold = spec.threshold.is_some();
+        let spec = spec.record_spike_train(true);
+        let kernel = match generate_from_spec(&spec, Dialect::Cuda) {
+            Ok(kernel) => kernel,
+            Err(d) if !has_threshold => {
+                assert_eq!(d.field, "record_spike_train", "{name}: {d}");
+                continue;
+            }
+            Err(d) => panic!("{name}: {d}"),
+        };
+        assert!(kernel.source.contains("out_sf_spike_train"), "{name}");
+        let cubin = compile_cubin(&kernel.source, (9, 0), &CudaCompileOptions::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(&cubin[..4], b"\x7fELF", "{name}: not a CUBIN");
+        compiled += 1;
+    }
+    assert!(compiled >= 3);
+}
+
 /// The adjoint (backward) kernel of every differentiable test model, with each surrogate,
 /// compiles for sm_90; the others are refused with a reason.
 #[test]

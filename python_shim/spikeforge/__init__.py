@@ -41,6 +41,7 @@ from .network import (
 from .neuron import NeuronModel, RunResult, neuron_run_p
 from .primitive import XLACustomKernel
 from .reductions import count_nonzero, population_rate, reduce_max, reduce_mean, reduce_min, reduce_sum
+from .spikes import population_rate_trace
 
 __version__ = _native.version()
 
@@ -58,6 +59,8 @@ __all__ = [
     "compile_cuda", "launch_config", "kernel_generator", "brainevent",
     # reductions
     "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "count_nonzero", "population_rate",
+    # spikes
+    "population_rate_trace",
 ]  # fmt: skip
 
 

@@ -14,9 +14,14 @@ every stored variable, ``O(N k)``) and runs the adjoint kernel over it. ``k`` de
 
 Differentiable: the initial state (stored variables), real parameters, constants given per neuron
 in the state, per-step inputs; through the final state, the recorded traces and, with a
-surrogate (``spikeforge.surrogate``), the spike counts (then real-valued). Not differentiable (a
-``ModelError`` that names why, raised when ``jax.grad`` traces the run): random numbers, ``int()``
-/ ``floor()`` / ``ceil()`` of a differentiated value, refractory periods that are conditions or
+surrogate (``spikeforge.surrogate``), the spike counts and the spike train (then real-valued; a
+window's cotangent in the train is the cotangent of each of its steps' spikes, the adjoint
+kernel's per-step ``spike_cotangent``, :func:`spike_train_cotangent`). Reverse mode only: forward
+mode (``jax.jvp``, ``jax.jacfwd``) raises a ModelError naming ``jax.grad`` / ``jax.jacrev``.
+
+Not differentiable (a ``ModelError`` that names why, raised when ``jax.grad`` traces the run):
+random numbers, ``int()`` / ``floor()`` / ``ceil()`` of a differentiated value (quoting the
+equation, subexpression, threshold or reset it is in), refractory periods that are conditions or
 expressions, resets that write parameters, float16 / bfloat16 states, sub-steps beyond 4, a spike
 record (``record_spikes``).
 """
@@ -34,7 +39,14 @@ from . import _native, clock
 from .errors import ModelError
 from .ffi_primitive import FfiCall, ffi_primitive
 
-__all__ = ["neuron_grad_p", "differentiable_run", "segment_length", "check_differentiable_call"]
+__all__ = [
+    "neuron_grad_p",
+    "differentiable_run",
+    "segment_length",
+    "check_differentiable_call",
+    "spike_train_cotangent",
+    "reverse_mode_only",
+]
 
 
 def _lowering(*, spec, key, steps, n_inner) -> FfiCall:
@@ -86,20 +98,38 @@ def _zero_cotangent(x):
 
 
 def differentiable_run(
-    model, state: dict, inputs: dict, *, call, info, steps, record, record_every, spike_capacity, checkpoint_every
+    model,
+    state: dict,
+    inputs: dict,
+    *,
+    call,
+    info,
+    steps,
+    record,
+    record_every,
+    spike_capacity,
+    checkpoint_every,
+    spike_train=False,
 ):
-    """``call(state, inputs, steps=, record=, record_every=)`` -> ``(new_state, traces, others)``
-    (one forward kernel call), wrapped so that ``jax.grad`` / ``jax.vjp`` run the adjoint kernel.
-    With a surrogate, ``others["spike_count"]`` is real (it carries gradients)."""
+    """``call(state, inputs, steps=, record=, record_every=, spike_train=)`` -> ``(new_state,
+    traces, others)`` (one forward kernel call), wrapped so that ``jax.grad`` / ``jax.vjp`` run
+    the adjoint kernel. With a surrogate, ``others["spike_count"]`` and ``others["spike_train"]``
+    are real (they carry gradients)."""
     real = jnp.asarray(state[model._reference(state)]).dtype
     counts_are_real = model.surrogate is not None
 
     def forward(state, inputs, *, steps, record, record_every, spike_capacity=0):
         new_state, traces, others = call(
-            state, inputs, steps=steps, record=record, record_every=record_every, spike_capacity=spike_capacity
+            state,
+            inputs,
+            steps=steps,
+            record=record,
+            record_every=record_every,
+            spike_capacity=spike_capacity,
+            spike_train=spike_train,
         )
         if counts_are_real:
-            others = dict(others, spike_count=others["spike_count"].astype(real))
+            others = {role: _as_real(x, role, real) for role, x in others.items()}
         return new_state, traces, others
 
     run = jax.custom_vjp(
@@ -119,19 +149,19 @@ def differentiable_run(
 
         def segment(carry, xs):
             new, tr, oth = forward(carry, xs, steps=k, record=record, record_every=record_every)
-            return new, (carry, tr, oth["spike_count"])
+            return new, (carry, tr, oth)
 
         start = dict(state)
         # The checkpoints carry the time, which a state made by hand may leave out (time 0).
         start.setdefault("t", jnp.asarray(clock.words(0.0), jnp.int32))
         if full:
             seg_inputs = {name: x[: full * k].reshape((full, k) + x.shape[1:]) for name, x in inputs.items()}
-            state_end, (ckpts, tr, counts) = jax.lax.scan(segment, start, seg_inputs, length=full)
+            state_end, (ckpts, tr, oth) = jax.lax.scan(segment, start, seg_inputs, length=full)
             traces = {name: t.reshape((-1,) + t.shape[2:]) for name, t in tr.items()}
-            count = counts.sum(axis=0).astype(counts.dtype)
+            others = _join_segments(oth)
             checkpoints.append(ckpts)
         else:
-            state_end, traces, count = start, {name: None for name in record}, None
+            state_end, traces, others = start, {name: None for name in record}, None
         last = None
         if rest:
             last = state_end
@@ -141,8 +171,7 @@ def differentiable_run(
             traces = {
                 name: tr[name] if traces[name] is None else jnp.concatenate([traces[name], tr[name]]) for name in record
             }
-            count = oth["spike_count"] if count is None else (count + oth["spike_count"]).astype(count.dtype)
-        others = {"spike_count": count}
+            others = oth if others is None else _join_segments(others, oth)
         residuals = (state, inputs, checkpoints[0] if checkpoints else None, last)
         return (state_end, traces, others), residuals
 
@@ -166,6 +195,10 @@ def differentiable_run(
         for name in record:
             c = jnp.asarray(ct_traces[name], real)
             ct_rows[name] = jnp.zeros((steps, n), real).at[::record_every].set(c)
+        train_rows = spike_train_cotangent(ct_others.get("spike_train"), steps=steps, record_every=record_every)
+        if train_rows is not None:
+            # Each step's spike: the count's cotangent plus its window's in the train.
+            ct_rows[_SPIKE_ROWS] = ct_count[None, :] + train_rows.astype(real)
 
         def backward_segment(adjoint, acc, checkpoint, seg_inputs, rows, length):
             _, states_at, _ = call(checkpoint, seg_inputs, steps=length, record=tuple(stored), record_every=1)
@@ -185,6 +218,8 @@ def differentiable_run(
                     operands.append(jnp.asarray(checkpoint["t"]).reshape((1, 2)))
                 elif role == "adjoint":
                     operands.append(adjoint[name.split(":", 1)[1]])
+                elif role == "spike_cotangent" and _SPIKE_ROWS in rows:
+                    operands.append(rows[_SPIKE_ROWS].reshape((1, length, n)))
                 elif role == "spike_cotangent":
                     operands.append(jnp.broadcast_to(ct_count, (length, n)).reshape((1, length, n)))
                 elif role == "trace_cotangent":
@@ -255,7 +290,73 @@ def differentiable_run(
         return state_ct, inputs_ct
 
     run.defvjp(fwd, bwd)
-    return run(state, inputs)
+    return reverse_mode_only(run, state, inputs)
+
+
+FORWARD_MODE = (
+    "forward-mode differentiation (jax.jvp, jax.jacfwd, jax.hessian) of model.run is not "
+    "available: its derivative is the generated adjoint kernel, which runs backwards in time (reverse mode "
+    "only). Use jax.grad / jax.value_and_grad / jax.vjp, and jax.jacrev for a Jacobian"
+)
+
+
+def reverse_mode_only(run, state, inputs):
+    """``run(state, inputs)``; under forward-mode differentiation, which a ``custom_vjp`` does
+    not have, a ModelError that says what to use instead (JAX's own error names neither the run
+    nor the alternatives)."""
+    try:
+        return run(state, inputs)
+    except TypeError as error:
+        if "forward-mode" not in str(error):
+            raise
+        raise ModelError(FORWARD_MODE, field="gradient") from error
+
+
+def refuse_forward_mode(primals, tangents, **params):
+    """The JVP rule of the run and adjoint primitives: where forward mode reaches them (e.g.
+    ``jax.jacfwd`` traces a ``custom_vjp``'s forward pass, ``jax.hessian`` the backward pass), the
+    same ModelError, instead of JAX's "Differentiation rule ... not implemented"."""
+    raise ModelError(FORWARD_MODE, field="gradient")
+
+
+neuron_grad_p.def_jvp_rule(refuse_forward_mode)
+
+
+# The key of the spikes' per-step cotangents among the traces' (not a variable's name).
+_SPIKE_ROWS = "spike_cotangent:"
+
+
+def _as_real(x, role: str, real):
+    """A run's count-like result (``spike_count``, ``spike_train``) in the real dtype, so that it
+    carries gradients; other results as they are."""
+    return x.astype(real) if role in ("spike_count", "spike_train") else x
+
+
+def _join_segments(first, second=None):
+    """The others of consecutive segments as those of one run: ``first`` stacked over segments
+    by a scan (``second`` None), or two runs one after the other. Counts add up, spike-train
+    rows follow each other (segments are whole windows of ``record_every`` steps)."""
+    if second is None:
+        joined = {"spike_count": first["spike_count"].sum(axis=0).astype(first["spike_count"].dtype)}
+        if "spike_train" in first:
+            train = first["spike_train"]
+            joined["spike_train"] = train.reshape((-1,) + train.shape[2:])
+        return joined
+    joined = {"spike_count": (first["spike_count"] + second["spike_count"]).astype(first["spike_count"].dtype)}
+    if "spike_train" in first:
+        joined["spike_train"] = jnp.concatenate([first["spike_train"], second["spike_train"]])
+    return joined
+
+
+def spike_train_cotangent(ct_train, *, steps: int, record_every: int):
+    """The spike train's cotangent ``(windows, N)`` as the cotangent of each step's spike,
+    ``(steps, N)``: a window's row on each of its steps (the spikes of a window add up). None
+    without a (real) spike-train cotangent, which the adjoint kernel then does not need."""
+    if ct_train is None or not _is_float(ct_train):
+        return None
+    ct_train = jnp.asarray(ct_train)
+    per_step = jnp.repeat(ct_train, record_every, axis=0, total_repeat_length=ct_train.shape[0] * record_every)
+    return per_step[:steps]
 
 
 def check_differentiable_call(spike_capacity: int) -> None:

@@ -162,10 +162,12 @@ class Group:
 
     # -- compilation ------------------------------------------------------------------------
 
-    def _spec(self, *, dt, dtype, per_neuron, per_step, record, spikes=False) -> dict:
+    def _spec(self, *, dt, dtype, per_neuron, per_step, record, spikes=False, spike_train=False) -> dict:
         storage = {"storage": dtype} if dtype in ("float16", "bfloat16") else {}
         # Left out when False, like the Rust spec does, so that cache keys stay as they were.
         spike_record = {"record_spikes": True} if spikes else {}
+        if spike_train:
+            spike_record["record_spike_train"] = True
         return dict(
             self._base,
             **storage,
@@ -180,12 +182,18 @@ class Group:
     def _native_error(self, error: Mapping) -> ModelError:
         return self.definition.locate(ModelError.from_native(error))
 
-    def _variant(self, *, dt, dtype, per_neuron, per_step, record, spikes=False) -> dict:
+    def _variant(self, *, dt, dtype, per_neuron, per_step, record, spikes=False, spike_train=False) -> dict:
         """The library's answer for one variant (spec, cache key, layout), compiled once."""
-        key = (float(dt), dtype, tuple(per_neuron), tuple(per_step), tuple(record), bool(spikes))
+        key = (float(dt), dtype, tuple(per_neuron), tuple(per_step), tuple(record), bool(spikes), bool(spike_train))
         if key not in self._variants:
             spec = self._spec(
-                dt=dt, dtype=dtype, per_neuron=per_neuron, per_step=per_step, record=record, spikes=spikes
+                dt=dt,
+                dtype=dtype,
+                per_neuron=per_neuron,
+                per_step=per_step,
+                record=record,
+                spikes=spikes,
+                spike_train=spike_train,
             )
             info = _native.model_compile(json.dumps(spec))
             if not info.get("ok"):

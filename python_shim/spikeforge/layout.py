@@ -146,12 +146,14 @@ class Layout:
 
     def unpack(self, state: Mapping, results, *, n: int, n_rec: int) -> tuple[dict, dict, dict]:
         """(new state, traces by name, other results by role): each result put back where its
-        operand came from (the time of the state is the kernel's); traces reshaped to
-        ``(n_rec, n)``."""
+        operand came from (the time of the state is the kernel's); traces and the spike train
+        reshaped to ``(n_rec, n)``."""
         new_state, traces, others = dict(state), {}, {}
         for a, r in zip(self.outputs, results):
             if a["role"] == "trace":
                 traces[a["name"].split(":", 1)[1]] = r.reshape((n_rec, n))
+            elif a["role"] == "spike_train":
+                others["spike_train"] = r.reshape((n_rec, n))
             elif a["role"] == "time":
                 new_state[a["name"]] = r.reshape(self.trailing(a))
             elif a["role"] in ("state", "param", "lastspike", "not_refractory"):

@@ -39,9 +39,15 @@ class RunResult:
     """What a run produced besides the new state."""
 
     spike_count: jax.Array
-    """``(N,)`` int32: spikes of each neuron during the run."""
+    """``(N,)`` int32: spikes of each neuron during the run (with a surrogate: the model's real
+    dtype, so that it carries gradients)."""
     traces: dict = dataclasses.field(default_factory=dict)
     """name -> ``(ceil(steps / record_every), N)``: the value at the start of every k-th step."""
+    spike_train: jax.Array | None = None
+    """With ``run(..., record_spike_train=True)``: ``(ceil(steps / record_every), N)``, the spikes
+    of each neuron in each window of ``record_every`` steps (row ``r``: steps ``r k .. r k + k -
+    1``; with ``record_every=1`` 0 or 1 per step). int32, or with a surrogate the model's real
+    dtype, so that it carries gradients (``spikeforge.population_rate`` makes a rate of it)."""
     spikes: spikes.SpikeRecord | None = None
     """With ``run(..., record_spikes=capacity)``: every spike as (index, time), in time order
     (:class:`spikeforge.spikes.SpikeRecord`)."""
@@ -59,6 +65,8 @@ def _lowering(*, spec, key, steps, record_every, n_inner, spike_capacity=0) -> F
 
 # vmap folds the batch into the neuron axis: one launch, ``n_inner`` neurons per batch member.
 neuron_run_p = ffi_primitive("spikeforge_neuron_run", _lowering)
+# Forward mode (jax.jvp) is refused with an error that names what to use instead.
+neuron_run_p.def_jvp_rule(gradients.refuse_forward_mode)
 
 
 # -- the model ---------------------------------------------------------------------------------
@@ -111,6 +119,7 @@ class NeuronModel(Group):
         record: Sequence[str] = (),
         record_every: int = 1,
         record_spikes: int = 0,
+        record_spike_train: bool = False,
         checkpoint_every: int | None = None,
     ):
         """Advances ``state`` by ``steps`` steps of ``dt`` in one kernel launch.
@@ -122,10 +131,14 @@ class NeuronModel(Group):
         Returns ``(new_state, RunResult)``; traces have ``ceil(steps / record_every)`` rows.
         ``record_spikes``: room for that many spikes, returned as ``RunResult.spikes`` (indices
         and times in time order; spikes past the capacity are counted in ``dropped``).
+        ``record_spike_train=True``: the spikes of every neuron in every window of
+        ``record_every`` steps, ``RunResult.spike_train`` (``(ceil(steps / record_every), N)``;
+        0/1 per step with ``record_every=1``), written by the kernel as it runs.
 
         ``jax.grad`` / ``jax.vjp`` differentiate a run (``spikeforge.gradients``): with respect to
         the state's real entries and the per-step inputs, through the new state, the traces and,
-        with a ``surrogate`` in the model, the spike counts (then in the model's real dtype).
+        with a ``surrogate`` in the model, the spike counts and the spike train (then in the
+        model's real dtype).
         ``checkpoint_every``: steps between the checkpoints the backward pass recomputes from
         (default about ``sqrt(steps)``).
         """
@@ -144,6 +157,11 @@ class NeuronModel(Group):
         record_every = arguments.count(record_every, "record_every")
         record = arguments.names(record, "record")
         spike_capacity = arguments.count(record_spikes, "record_spikes", minimum=0)
+        if not isinstance(record_spike_train, (bool, np.bool_)):
+            raise ModelError(
+                f"record_spike_train must be True or False, got {record_spike_train!r}", field="record_spike_train"
+            )
+        spike_train = bool(record_spike_train)
         if spike_capacity > _MAX_STEPS:
             raise ModelError(f"record_spikes={spike_capacity}: at most 2^31-1 spikes per run", field="record_spikes")
         if inputs is not None and not isinstance(inputs, Mapping):
@@ -157,9 +175,20 @@ class NeuronModel(Group):
         dtype = dtype_name(ref.dtype, f"state[{reference!r}]")
         per_step = tuple(sorted(inputs))
         per_neuron = tuple(sorted(k for k in state if k in self.constants and k not in inputs))
-        info = self._variant(
-            dt=dt, dtype=dtype, per_neuron=per_neuron, per_step=per_step, record=record, spikes=spike_capacity > 0
-        )
+
+        def variant(record, spike_capacity, spike_train):
+            """The compiled variant that records ``record`` (and spikes, a spike train)."""
+            return self._variant(
+                dt=dt,
+                dtype=dtype,
+                per_neuron=per_neuron,
+                per_step=per_step,
+                record=record,
+                spikes=spike_capacity > 0,
+                spike_train=spike_train,
+            )
+
+        info = variant(record, spike_capacity, spike_train)
         if "t" in state:
             clock.check_continuation(state["t"], dt)
         # Quantities become numbers in the kernels' units here (a brian2 quantity is an ndarray:
@@ -172,18 +201,16 @@ class NeuronModel(Group):
             for x in [*state.values(), *inputs.values()]
         )
 
-        def call(state, inputs, *, steps, record, record_every, spike_capacity=0):
+        def call(state, inputs, *, steps, record, record_every, spike_capacity=0, spike_train=False):
             """One call of the forward kernel: (new state, traces, other results by role)."""
-            variant = self._variant(
-                dt=dt, dtype=dtype, per_neuron=per_neuron, per_step=per_step, record=record, spikes=spike_capacity > 0
-            )
-            layout = Layout(variant["layout"], dtype)
+            compiled = variant(record, spike_capacity, spike_train)
+            layout = Layout(compiled["layout"], dtype)
             n_rec = -(-steps // record_every)
             results = neuron_run_p(
                 *layout.operands(state, inputs, n=n, reference=reference, steps=steps),
                 outs=layout.result_structs(n=n, n_rec=n_rec, spike_capacity=spike_capacity),
-                spec=variant["spec"],
-                key=variant["key"],
+                spec=compiled["spec"],
+                key=compiled["key"],
                 steps=steps,
                 record_every=record_every,
                 n_inner=n,
@@ -191,24 +218,20 @@ class NeuronModel(Group):
             )
             return layout.unpack(state, results, n=n, n_rec=n_rec)
 
+        what = dict(
+            steps=steps,
+            record=record,
+            record_every=record_every,
+            spike_capacity=spike_capacity,
+            spike_train=spike_train,
+        )
         if arrays:
             new_state, traces, others = gradients.differentiable_run(
-                self,
-                dict(state),
-                inputs,
-                call=call,
-                info=info,
-                steps=steps,
-                record=record,
-                record_every=record_every,
-                spike_capacity=spike_capacity,
-                checkpoint_every=checkpoint_every,
+                self, dict(state), inputs, call=call, info=info, checkpoint_every=checkpoint_every, **what
             )
         else:
             # Quantities or other leaves JAX does not trace: converted by the layout, not differentiable.
-            new_state, traces, others = call(
-                state, inputs, steps=steps, record=record, record_every=record_every, spike_capacity=spike_capacity
-            )
+            new_state, traces, others = call(state, inputs, **what)
         record_of_spikes = None
         if spike_capacity:
             record_of_spikes = spikes.from_kernel(
@@ -219,4 +242,9 @@ class NeuronModel(Group):
                 steps=steps,
                 dt=dt,
             )
-        return new_state, RunResult(spike_count=others["spike_count"], traces=traces, spikes=record_of_spikes)
+        return new_state, RunResult(
+            spike_count=others["spike_count"],
+            traces=traces,
+            spikes=record_of_spikes,
+            spike_train=others.get("spike_train"),
+        )

@@ -7,6 +7,10 @@ that does not fit is counted, never silently lost: ``dropped`` says how many the
 order in which parallel threads record spikes is arbitrary; :func:`from_kernel` sorts the record
 by (time, index), so that the result is the same on every run and platform when nothing was
 dropped. Network monitors record the same three buffers per group and reuse :func:`from_kernel`.
+
+A run's spike train (``run(..., record_spike_train=True)``) is dense instead, the spikes of each
+element in each window of steps; :func:`population_rate_trace` turns it into the population's
+rate over time, in JAX, so that it differentiates with the train.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from . import clock
+from . import arguments, clock
 
-__all__ = ["SpikeRecord", "from_kernel"]
+__all__ = ["SpikeRecord", "from_kernel", "population_rate_trace"]
 
 _INT32_MAX = 2**31 - 1
 
@@ -64,3 +68,30 @@ def from_kernel(index, step, total_words, *, t_end_words, steps: int, dt: float)
         count=count,
         dropped=dropped,
     )
+
+
+def population_rate_trace(spike_train, *, dt, record_every: int = 1, steps: int | None = None):
+    """The population's rate in Hz over time, from a run's spike train
+    (``RunResult.spike_train``, ``(windows, N)``): the spikes of each window averaged over the
+    neurons, per second of the window (``record_every`` steps of ``dt``, ms or a time quantity;
+    with ``steps`` the run's steps, the last window is as long as the run left it). Plain JAX,
+    so that with a surrogate it carries the train's gradients (what Brian2's
+    ``PopulationRateMonitor`` gives with ``record_every=1``)."""
+    dt = arguments.time_step(dt)
+    record_every = arguments.count(record_every, "record_every")
+    train = jnp.asarray(spike_train)
+    if train.ndim != 2:
+        raise ValueError(f"spike_train must have shape (windows, N), got {train.shape}")
+    windows = train.shape[0]
+    width = jnp.full((windows,), float(record_every))
+    if steps is not None:
+        steps = arguments.count(steps, "steps")
+        if -(-steps // record_every) != windows:
+            raise ValueError(
+                f"steps={steps} with record_every={record_every} makes {-(-steps // record_every)} windows, "
+                f"but spike_train has {windows} rows"
+            )
+        width = width.at[-1].set(float(steps - (windows - 1) * record_every))
+    real = train.dtype if jnp.issubdtype(train.dtype, jnp.floating) else jnp.result_type(float)
+    mean = jnp.mean(train.astype(real), axis=1)
+    return mean * (1000.0 / (width.astype(real) * dt))

@@ -401,6 +401,9 @@ impl KernelWriter<'_> {
                 )?;
             }
             writeln!(w, "sf_spike_count{lane} += sf_spike ? 1 : 0;")?;
+            if self.spec.record_spike_train {
+                writeln!(w, "sf_train_bin{lane} += sf_spike ? 1 : 0;")?;
+            }
             if self.spec.record_spikes {
                 match self.dialect {
                     // One slot of the batch member's spike record per spike, by an atomic count.
@@ -662,6 +665,9 @@ impl KernelWriter<'_> {
                     t.ident,
                 )?;
             }
+            if self.spec.record_spike_train {
+                w.write_str("int32_t* sf_train = out_sf_spike_train + sf_b * (int64_t) sf_n_rec * sf_n_inner + sf_j;\nint32_t sf_train_bin = 0;\n")?;
+            }
             w.write_str("int32_t sf_spike_count = 0;\nint32_t sf_rec_countdown = 0;\n")?;
             // Unrolling amortises the loop's own counter, compare and branch over several steps.
             w.write_str("#pragma unroll 4\n")?;
@@ -690,7 +696,8 @@ impl KernelWriter<'_> {
                     })?;
                     w.write_str("--sf_rec_countdown;\n")?;
                 }
-                self.step_body(w)
+                self.step_body(w)?;
+                self.store_spike_train(w)
             })?;
             for a in self.layout.outputs.iter().filter(|a| a.shape == ShapeKind::Neuron || a.role == Role::Time) {
                 self.store_output(w, a, "sf_i")?;
@@ -744,6 +751,27 @@ impl KernelWriter<'_> {
         })
     }
 
+    /// At the end of a step that closes a window of `record_every` steps (or the run): the
+    /// window's spikes of each element go to its row of the spike train, and the count restarts.
+    fn store_spike_train(&self, w: &mut SourceWriter) -> fmt::Result {
+        if !self.spec.record_spike_train {
+            return Ok(());
+        }
+        w.block(
+            "if ((sf_s + 1) % sf_rec_every == 0 || sf_s + 1 == sf_steps)",
+            |w| match self.dialect {
+                Dialect::Cuda => w.write_str(
+                    "*sf_train = sf_train_bin;\nsf_train += sf_n_inner;\nsf_train_bin = 0;\n",
+                ),
+                Dialect::C => {
+                    w.write_str("const int64_t sf_r = sf_s / sf_rec_every;\n")?;
+                    w.write_str("for (int sf_l = 0; sf_l < sf_w; ++sf_l) out_sf_spike_train[(sf_b * sf_n_rec + sf_r) * sf_n_inner + sf_j0 + sf_l] = sf_train_bin[sf_l];\n")?;
+                    w.write_str("for (int sf_l = 0; sf_l < SF_LANES; ++sf_l) sf_train_bin[sf_l] = 0;\n")
+                }
+            },
+        )
+    }
+
     /// One block of `SF_LANES` elements: load them into lane arrays, run every step, store.
     fn c_block(&self, w: &mut SourceWriter) -> fmt::Result {
         w.write_str(
@@ -764,6 +792,9 @@ impl KernelWriter<'_> {
         w.write_str("int32_t sf_spike_count[SF_LANES];\n")?;
         if self.spec.record_spikes {
             w.write_str("int32_t sf_spiked[SF_LANES];\n")?;
+        }
+        if self.spec.record_spike_train {
+            w.write_str("int32_t sf_train_bin[SF_LANES];\n")?;
         }
         w.write_str("const int64_t sf_t0 = sf_start_step(in_sf_t, sf_b);\n")?;
         w.block("for (int sf_l = 0; sf_l < SF_LANES; ++sf_l)", |w| {
@@ -786,7 +817,11 @@ impl KernelWriter<'_> {
                     }
                 }
             }
-            w.write_str("sf_spike_count[sf_l] = 0;\n")
+            w.write_str("sf_spike_count[sf_l] = 0;\n")?;
+            if self.spec.record_spike_train {
+                w.write_str("sf_train_bin[sf_l] = 0;\n")?;
+            }
+            Ok(())
         })?;
         if !self.ir.stream_draws().is_empty() {
             w.write_str("const int32_t sf_seed = in_sf_rng_seed[sf_b];\n")?;
@@ -825,7 +860,8 @@ impl KernelWriter<'_> {
             w.block("for (int sf_l = 0; sf_l < SF_LANES; ++sf_l)", |w| {
                 self.step_body(w)
             })?;
-            self.c_spike_record(w)
+            self.c_spike_record(w)?;
+            self.store_spike_train(w)
         })?;
         w.block("for (int sf_l = 0; sf_l < sf_w; ++sf_l)", |w| {
             for a in self
@@ -863,5 +899,41 @@ mod tests {
             let inputs: Vec<&str> = k.layout.inputs.iter().map(|a| a.name.as_str()).collect();
             assert_eq!(inputs, ["N", "g", "p", "NT", "f", "input", "t"]);
         }
+    }
+
+    /// `record_spike_train` adds one trace-shaped int32 output, written in both dialects, and
+    /// nothing else; without it the kernel does not mention it.
+    #[test]
+    fn the_spike_train_is_an_output_only_when_asked() {
+        use crate::codegen::layout::{Role, ShapeKind};
+        use crate::spec::ModelSpec;
+        use crate::types::ElemType;
+        let spec = ModelSpec::from_equations("dv/dt = (2 - v) / (10*ms) : 1", 0.1)
+            .threshold("v > 1")
+            .reset("v = 0");
+        for dialect in [Dialect::Cuda, Dialect::C] {
+            let plain = generate_from_spec(&spec, dialect).unwrap();
+            let train =
+                generate_from_spec(&spec.clone().record_spike_train(true), dialect).unwrap();
+            assert!(!plain.source.contains("spike_train"));
+            assert!(train.source.contains("out_sf_spike_train"));
+            assert!(train.source.contains("sf_train_bin"));
+            let extra: Vec<_> = train
+                .layout
+                .outputs
+                .iter()
+                .filter(|a| !plain.layout.outputs.contains(a))
+                .collect();
+            assert_eq!(extra.len(), 1);
+            assert_eq!(
+                (extra[0].role, extra[0].shape, extra[0].elem),
+                (Role::SpikeTrain, ShapeKind::Trace, ElemType::I32)
+            );
+            assert_eq!(train.layout.inputs, plain.layout.inputs);
+        }
+        let silent =
+            ModelSpec::from_equations("dv/dt = -v / (10*ms) : 1", 0.1).record_spike_train(true);
+        let error = generate_from_spec(&silent, Dialect::C).unwrap_err();
+        assert_eq!(error.field, "record_spike_train");
     }
 }

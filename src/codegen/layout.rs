@@ -45,6 +45,10 @@ pub enum Role {
     /// input, at its end as an output.
     Time,
     SpikeCount,
+    /// The spike train (when the spec asks for it): the spikes of each element in each window of
+    /// `record_every` steps (int32; 0 or 1 when `record_every` is 1), one row per window, shaped
+    /// like a trace.
+    SpikeTrain,
     Trace,
     /// The spike record (when the spec asks for it): the element of each recorded spike...
     SpikeIndex,
@@ -244,6 +248,14 @@ pub fn layout(ir: &GroupIr, spec: &ModelSpec) -> Layout {
                 ShapeKind::Batch,
             )
         });
+    }
+    if spec.record_spike_train {
+        outputs.push(special(
+            "spike_train",
+            Role::SpikeTrain,
+            ElemType::I32,
+            ShapeKind::Trace,
+        ));
     }
     for name in &spec.record {
         let var = ir.lookup(name);

@@ -68,6 +68,12 @@ fn lower_here(spec: &ModelSpec, tables: &[TableRef]) -> Result<GroupIr, Diagnost
             "recording spikes needs a threshold: without one the group never spikes",
         ));
     }
+    if spec.record_spike_train && ir.events.threshold.is_none() {
+        return Err(Diagnostic::new(
+            "record_spike_train",
+            "a spike train needs a threshold: without one the group never spikes",
+        ));
+    }
     Ok(ir)
 }
 

@@ -323,6 +323,12 @@ fn group_kind(
                     "in a network, record spikes with a SpikeMonitor",
                 );
             }
+            if model.record_spike_train {
+                return refuse(
+                    "record_spike_train",
+                    "in a network, record spikes with a SpikeMonitor",
+                );
+            }
             // Lowered without `record`: the monitors check their variables, naming themselves.
             let ir =
                 crate::frontend::lower_with_tables(&model, tables).map_err(|d| within(&what, d))?;

@@ -122,6 +122,9 @@ pub struct ModelSpec {
     /// The kernel writes each spike as (element, step) into a buffer of a capacity given per
     /// call (`codegen::layout`, the spike record).
     pub record_spikes: bool,
+    /// The kernel writes the spike train: the spikes of each element in each window of
+    /// `record_every` steps (`codegen::layout`, shaped like a trace).
+    pub record_spike_train: bool,
     pub fast_math: bool,
     /// Store real buffers as float16 / bfloat16 (the kernel computes in `dtype`, float32).
     pub storage: Option<ElemType>,
@@ -166,6 +169,7 @@ impl ModelSpec {
             per_step: Vec::new(),
             record: Vec::new(),
             record_spikes: false,
+            record_spike_train: false,
             fast_math: false,
             storage: None,
             surrogate: None,
@@ -242,6 +246,11 @@ impl ModelSpec {
 
     pub fn record_spikes(mut self, on: bool) -> Self {
         self.record_spikes = on;
+        self
+    }
+
+    pub fn record_spike_train(mut self, on: bool) -> Self {
+        self.record_spike_train = on;
         self
     }
 

@@ -36,7 +36,8 @@ use std::fmt;
 use super::{build, run_reset, FastMath};
 use crate::ir::derivative::{depends_on, derivative};
 use crate::ir::{
-    BinOp, ExprArena, ExprId, Func, GroupIr, Node, RefractoryIr, SymbolKind, ValueType, VarId,
+    BinOp, Dynamics, ExprArena, ExprId, Func, GroupIr, Node, RefractoryIr, Site, SymbolKind,
+    ValueType, VarId,
 };
 use crate::spec::{Surrogate, SurrogateKind};
 
@@ -256,7 +257,7 @@ fn unhold(ir: &GroupIr, arena: &mut ExprArena, e: ExprId) -> ExprId {
 }
 
 /// The first `int()`, `floor()` or `ceil()` of a differentiated value among `roots`.
-fn piecewise_constant(arena: &ExprArena, roots: &[ExprId], vars: &[VarId]) -> Option<&'static str> {
+fn piecewise_constant(arena: &ExprArena, roots: &[ExprId], vars: &[VarId]) -> Option<Func> {
     let mut seen = vec![false; arena.len()];
     let mut stack = roots.to_vec();
     while let Some(id) = stack.pop() {
@@ -265,16 +266,64 @@ fn piecewise_constant(arena: &ExprArena, roots: &[ExprId], vars: &[VarId]) -> Op
         }
         if let Node::Call(f @ (Func::Trunc | Func::Floor | Func::Ceil), a) = *arena.node(id) {
             if vars.iter().any(|v| depends_on(arena, a, *v)) {
-                return Some(match f {
-                    Func::Trunc => "int()",
-                    Func::Floor => "floor()",
-                    _ => "ceil()",
-                });
+                return Some(f);
             }
         }
         stack.extend(arena.children(id));
     }
     None
+}
+
+/// Where the model's text calls `f`, quoted, so that the error names the expression: the first
+/// equation (or model-class assignment), threshold or reset statement that calls it, and the
+/// subexpression it is written in, if any.
+fn written_at(ir: &GroupIr, f: Func) -> Option<String> {
+    let calls = |root: ExprId| {
+        let mut stack = vec![root];
+        while let Some(id) = stack.pop() {
+            if matches!(*ir.arena.node(id), Node::Call(g, _) if g == f) {
+                return true;
+            }
+            stack.extend(ir.arena.children(id));
+        }
+        false
+    };
+    let mut sites: Vec<(Site, ExprId)> = Vec::new();
+    match &ir.dynamics {
+        Dynamics::Odes(eqs) => {
+            sites.extend(eqs.iter().map(|e| (Site::Dynamics(e.var), e.derivative)))
+        }
+        Dynamics::Updates(updates) => {
+            for u in updates {
+                sites.extend(u.derivative.map(|d| (Site::Dynamics(u.var), d)));
+                sites.push((Site::Dynamics(u.var), u.end_value));
+            }
+        }
+    }
+    sites.extend(ir.events.threshold.map(|t| (Site::Threshold, t)));
+    sites.extend(
+        ir.events
+            .reset
+            .iter()
+            .enumerate()
+            .map(|(k, (_, e))| (Site::Reset(k), *e)),
+    );
+    let quoted = sites.into_iter().find_map(|(site, root)| {
+        let at = ir.spans.get(&site).filter(|_| calls(root))?;
+        Some(format!("{} `{}`", at.field, at.line.trim()))
+    });
+    // A subexpression's text is inlined where it is used: name it, then where it is used.
+    let subexpression = ir
+        .subexpressions
+        .iter()
+        .find(|(_, e)| calls(**e))
+        .map(|(name, _)| name);
+    match (subexpression, quoted) {
+        (Some(name), Some(at)) => Some(format!("in the subexpression `{name}`, used in {at}")),
+        (Some(name), None) => Some(format!("in the subexpression `{name}`")),
+        (None, Some(at)) => Some(format!("in {at}")),
+        (None, None) => None,
+    }
 }
 
 /// The adjoint of one step of `ir` with the traces of `record` (see the module documentation).
@@ -366,9 +415,17 @@ pub fn adjoint(
     let mut roots = vec![w];
     roots.extend(threshold_argument);
     if let Some(f) = piecewise_constant(&arena, &roots, &vars) {
+        let place = written_at(ir, f)
+            .map(|at| format!(" ({at})"))
+            .unwrap_or_default();
         return Err(NotDifferentiable(format!(
-            "its step applies {f} to a value that depends on the state or an input: its \
-             derivative is 0 almost everywhere"
+            "its step applies {}(){place} to a value that depends on the state or an input: its \
+             derivative is 0 almost everywhere",
+            match f {
+                Func::Trunc => "int",
+                Func::Floor => "floor",
+                _ => "ceil",
+            }
         )));
     }
     let adjoint_of = |arena: &mut ExprArena, v: VarId| {

@@ -38,9 +38,12 @@ SURROGATES = {
 }
 
 
-def lif_reference(v0, tau, v_th, currents, *, method, kind, slope, detach, refractory_steps, v_rest=0.0, v_r=0.0):
+def lif_reference(
+    v0, tau, v_th, currents, *, method, kind, slope, detach, refractory_steps, v_rest=0.0, v_r=0.0, spike_train=False
+):
     """Pure-JAX LIF with Brian2's order: refractoriness from the start of the step, the update
-    (held while refractory), the threshold on the new value, the reset; traces at the start."""
+    (held while refractory), the threshold on the new value, the reset; traces at the start.
+    Returns the final v, the trace and the spike counts (``spike_train``: the (steps, N) spikes)."""
     h = heaviside(SURROGATES[kind](slope))
     n = v0.shape[0]
 
@@ -62,7 +65,7 @@ def lif_reference(v0, tau, v_th, currents, *, method, kind, slope, detach, refra
 
     start = (v0, jnp.full((n,), -(2**30), jnp.int32), jnp.int32(0))
     (v, _, _), (trace, spikes) = jax.lax.scan(step, start, currents)
-    return v, trace, spikes.sum(axis=0)
+    return v, trace, spikes if spike_train else spikes.sum(axis=0)
 
 
 def lif_model(method, kind="fast_sigmoid", slope=5.0, detach=False, refractory=0.5):
