@@ -6,11 +6,13 @@ kernel (``spikeforge_neuron_grad``: the derivative of one step, taken symbolical
 step's own expression DAG, walked backwards through time; ``src/step/adjoint.rs``,
 ``src/codegen/adjoint_kernel.rs``).
 
-Memory: the forward pass under differentiation runs the group kernel in segments of ``k`` steps
-and keeps the state at the start of each (checkpoints, ``O(N steps/k)``); the backward pass, for
-each segment from the last, recomputes its start-of-step values with the group kernel (traces of
-every stored variable, ``O(N k)``) and runs the adjoint kernel over it. ``k`` defaults to about
-``sqrt(steps)`` (a multiple of ``record_every``); ``run(..., checkpoint_every=k)`` sets it.
+Memory and launches: the forward pass under differentiation is the run itself (one kernel
+launch); it keeps only its inputs. The backward pass is one launch of the adjoint kernel, which
+walks the run forwards from the initial state keeping the state every ``k`` steps (checkpoints,
+``O(N steps/k)``), then, for each segment from the last, recomputes the segment's start-of-step
+values from its checkpoint into a scratch (``O(N k)``) and walks it backwards; both are scratch
+buffers of that one call. ``k`` defaults to about ``sqrt(steps)`` (a multiple of
+``record_every``, at most ``steps``); ``run(..., checkpoint_every=k)`` sets it.
 
 Differentiable: the initial state (stored variables), real parameters, constants given per neuron
 in the state, per-step inputs; through the final state, the recorded traces and, with a
@@ -37,8 +39,18 @@ from .ffi_primitive import FfiCall, ffi_primitive
 __all__ = ["neuron_grad_p", "differentiable_run", "segment_length", "check_differentiable_call"]
 
 
-def _lowering(*, spec, key, steps, n_inner) -> FfiCall:
-    return FfiCall(attributes=dict(spec=spec, key=key, steps=steps, n_inner=n_inner))
+def _lowering(*, spec, key, steps, n_inner, segment, record_every, spike_train) -> FfiCall:
+    return FfiCall(
+        attributes=dict(
+            spec=spec,
+            key=key,
+            steps=steps,
+            n_inner=n_inner,
+            segment=segment,
+            record_every=record_every,
+            spike_train=spike_train,
+        )
+    )
 
 
 # vmap folds the batch into the neuron axis, as for the run.
@@ -105,151 +117,95 @@ def differentiable_run(
     run = jax.custom_vjp(
         functools.partial(forward, steps=steps, record=record, record_every=record_every, spike_capacity=spike_capacity)
     )
-    k = segment_length(steps, record_every, checkpoint_every)
-    k = min(k, -(-steps // record_every) * record_every)
-    full, rest = divmod(steps, k)
-
-    def split(inputs, start, length):
-        return {name: x[start : start + length] for name, x in inputs.items()}
+    k = min(segment_length(steps, record_every, checkpoint_every), steps)
 
     def fwd(state, inputs):
         check_differentiable_call(spike_capacity)
         _adjoint_info(model, info["spec"])
-        checkpoints = []
-
-        def segment(carry, xs):
-            new, tr, oth = forward(carry, xs, steps=k, record=record, record_every=record_every)
-            return new, (carry, tr, oth["spike_count"])
-
         start = dict(state)
-        # The checkpoints carry the time, which a state made by hand may leave out (time 0).
+        # The backward pass reads the start time, which a state made by hand may leave out (0).
         start.setdefault("t", jnp.asarray(clock.words(0.0), jnp.int32))
-        if full:
-            seg_inputs = {name: x[: full * k].reshape((full, k) + x.shape[1:]) for name, x in inputs.items()}
-            state_end, (ckpts, tr, counts) = jax.lax.scan(segment, start, seg_inputs, length=full)
-            traces = {name: t.reshape((-1,) + t.shape[2:]) for name, t in tr.items()}
-            count = counts.sum(axis=0).astype(counts.dtype)
-            checkpoints.append(ckpts)
-        else:
-            state_end, traces, count = start, {name: None for name in record}, None
-        last = None
-        if rest:
-            last = state_end
-            state_end, tr, oth = forward(
-                state_end, split(inputs, full * k, rest), steps=rest, record=record, record_every=record_every
-            )
-            traces = {
-                name: tr[name] if traces[name] is None else jnp.concatenate([traces[name], tr[name]]) for name in record
-            }
-            count = oth["spike_count"] if count is None else (count + oth["spike_count"]).astype(count.dtype)
-        others = {"spike_count": count}
-        residuals = (state, inputs, checkpoints[0] if checkpoints else None, last)
-        return (state_end, traces, others), residuals
+        out = forward(start, inputs, steps=steps, record=record, record_every=record_every)
+        return out, (start, inputs)
 
     def bwd(res, ct):
-        state, inputs, ckpts, last = res
+        start, inputs = res
         # Known once fwd has run (it raises for a model that is not differentiable).
         layout = _adjoint_info(model, info["spec"])
         ct_state, ct_traces, ct_others = ct
-        n = jnp.asarray(state[model._reference(state)]).shape[0]
-        stored = [a["name"].split(":", 1)[1] for a in layout["inputs"] if a["role"] == "state"]
-        accumulated = [a["name"].split(":", 1)[1] for a in layout["inputs"] if a["role"] == "grad"]
-        per_step_grads = [
-            a["name"].split(":", 1)[1] for a in layout["outputs"] if a["role"] == "grad" and a["shape"] == "per_step"
-        ]
-        adjoint = {x: jnp.asarray(ct_state[x], real) for x in stored}
-        acc = {p: jnp.zeros((n,), real) for p in accumulated}
+        n = jnp.asarray(start[model._reference(start)]).shape[0]
+        n_rec = -(-steps // record_every)
         ct_count = ct_others.get("spike_count")
         if ct_count is None or not _is_float(ct_count):
             ct_count = jnp.zeros((n,), real)
-        ct_rows = {}
-        for name in record:
-            c = jnp.asarray(ct_traces[name], real)
-            ct_rows[name] = jnp.zeros((steps, n), real).at[::record_every].set(c)
-
-        def backward_segment(adjoint, acc, checkpoint, seg_inputs, rows, length):
-            _, states_at, _ = call(checkpoint, seg_inputs, steps=length, record=tuple(stored), record_every=1)
-            operands = []
-            for a in layout["inputs"]:
-                role, name = a["role"], a["name"]
-                if role == "state":
-                    operands.append(states_at[name.split(":", 1)[1]].reshape((1, length, n)))
-                elif role == "input" and a["shape"] == "per_step":
-                    operands.append(jnp.asarray(seg_inputs[name]).reshape((1, length, n)))
-                elif role == "input":
-                    x = jnp.asarray(checkpoint[name])
-                    operands.append(x.reshape((1,)) if a["shape"] == "batch" else x)
-                elif role == "lastspike":
-                    operands.append(checkpoint["lastspike"])
-                elif role == "time":
-                    operands.append(jnp.asarray(checkpoint["t"]).reshape((1, 2)))
-                elif role == "adjoint":
-                    operands.append(adjoint[name.split(":", 1)[1]])
-                elif role == "spike_cotangent":
-                    operands.append(jnp.broadcast_to(ct_count, (length, n)).reshape((1, length, n)))
-                elif role == "trace_cotangent":
-                    operands.append(rows[name.split(":", 1)[1]].reshape((1, length, n)))
-                elif role == "grad":
-                    operands.append(acc[name.split(":", 1)[1]])
-            outs = []
-            for a in layout["outputs"]:
-                dtype = real if a["elem"] == "real" else np.dtype(a["elem"])
-                shape = (1, length, n) if a["shape"] == "per_step" else (n,)
-                outs.append(jax.ShapeDtypeStruct(shape, dtype))
-            results = neuron_grad_p(*operands, outs=outs, spec=info["spec"], key=info["key"], steps=length, n_inner=n)
-            new_adjoint, new_acc, grads = dict(adjoint), dict(acc), {}
-            for a, r in zip(layout["outputs"], results):
-                role, name = a["role"], a["name"].split(":", 1)[-1]
-                if role == "adjoint":
-                    new_adjoint[name] = r
-                elif role == "grad" and a["shape"] == "per_step":
-                    grads[name] = r.reshape((length, n))
-                elif role == "grad":
-                    new_acc[name] = r
-            return new_adjoint, new_acc, grads
-
-        input_grads = {name: [] for name in per_step_grads}
-        if rest:
-            start = full * k
-            rows = {name: c[start:] for name, c in ct_rows.items()}
-            adjoint, acc, grads = backward_segment(adjoint, acc, last, split(inputs, start, rest), rows, rest)
-            for name in per_step_grads:
-                input_grads[name].append(grads[name])
-        if full:
-            seg_inputs = {name: x[: full * k].reshape((full, k) + x.shape[1:]) for name, x in inputs.items()}
-            seg_rows = {name: c[: full * k].reshape((full, k, n)) for name, c in ct_rows.items()}
-
-            def body(carry, xs):
-                adjoint, acc = carry
-                checkpoint, seg_in, rows = xs
-                adjoint, acc, grads = backward_segment(adjoint, acc, checkpoint, seg_in, rows, k)
-                return (adjoint, acc), grads
-
-            (adjoint, acc), grads = jax.lax.scan(
-                body, (adjoint, acc), (ckpts, seg_inputs, seg_rows), length=full, reverse=True
-            )
-            for name in per_step_grads:
-                input_grads[name].insert(0, grads[name].reshape((full * k, n)))
+        # A spike train's cotangent (steps, n) would go here; the spike count's is per neuron.
+        spike_train = None
+        operands = []
+        for a in layout["inputs"]:
+            role, name = a["role"], a["name"].split(":", 1)[-1]
+            if role == "state":
+                operands.append(jnp.asarray(start[name], real))
+            elif role == "input" and a["shape"] == "per_step":
+                operands.append(jnp.asarray(inputs[name]).reshape((1, steps, n)))
+            elif role == "input":
+                x = jnp.asarray(start[name])
+                operands.append(x.reshape((1,)) if a["shape"] == "batch" else x)
+            elif role == "lastspike":
+                operands.append(start["lastspike"])
+            elif role == "time":
+                operands.append(jnp.asarray(start["t"]).reshape((1, 2)))
+            elif role == "adjoint":
+                operands.append(jnp.asarray(ct_state[name], real))
+            elif role == "spike_count_cotangent":
+                operands.append(jnp.asarray(ct_count, real))
+            elif role == "spike_cotangent":
+                rows = jnp.zeros((0,), real) if spike_train is None else spike_train.reshape((1, steps, n))
+                operands.append(jnp.asarray(rows, real))
+            elif role == "trace_cotangent":
+                operands.append(jnp.asarray(ct_traces[name], real).reshape((1, n_rec, n)))
+        rows = {"per_step": steps, "per_segment": -(-steps // k), "segment_step": k}
+        outs = []
+        for a in layout["outputs"]:
+            dtype = real if a["elem"] == "real" else np.dtype(a["elem"])
+            shape = (n,) if a["shape"] == "neuron" else (1, rows[a["shape"]], n)
+            outs.append(jax.ShapeDtypeStruct(shape, dtype))
+        results = neuron_grad_p(
+            *operands,
+            outs=outs,
+            spec=info["spec"],
+            key=info["key"],
+            steps=steps,
+            n_inner=n,
+            segment=k,
+            record_every=record_every,
+            spike_train=int(spike_train is not None),
+        )
+        adjoint, acc, input_grads = {}, {}, {}
+        for a, r in zip(layout["outputs"], results):
+            role, name = a["role"], a["name"].split(":", 1)[-1]
+            if role == "adjoint":
+                adjoint[name] = r
+            elif role == "grad" and a["shape"] == "per_step":
+                input_grads[name] = r.reshape((steps, n))
+            elif role == "grad":
+                acc[name] = r
         state_ct = {}
-        for name, x in state.items():
+        for name in state:
+            x = start[name]
             if name in adjoint:
-                state_ct[name] = adjoint[name]
+                state_ct[name] = adjoint[name].astype(jnp.asarray(x).dtype)
             elif not _is_float(x):
                 state_ct[name] = _zero_cotangent(x)
             else:
-                g = (
-                    jnp.asarray(ct_state.get(name, jnp.zeros_like(x)), real)
-                    if name in ct_state
-                    else jnp.zeros(jnp.shape(x), real)
-                )
+                g = jnp.asarray(ct_state[name], real) if name in ct_state else jnp.zeros(jnp.shape(x), real)
                 if name in acc:
                     extra = acc[name]
                     g = g + (extra.sum() if jnp.ndim(x) == 0 else extra)
                 state_ct[name] = g.astype(jnp.asarray(x).dtype).reshape(jnp.shape(x))
         inputs_ct = {}
         for name, x in inputs.items():
-            if name in input_grads and input_grads[name]:
-                inputs_ct[name] = jnp.concatenate(input_grads[name]).astype(jnp.asarray(x).dtype)
+            if name in input_grads:
+                inputs_ct[name] = input_grads[name].astype(jnp.asarray(x).dtype)
             else:
                 inputs_ct[name] = _zero_cotangent(x)
         return state_ct, inputs_ct

@@ -1,8 +1,10 @@
-//! `spikeforge_neuron_grad`: the backward pass of one segment of a neuron run (the generated
+//! `spikeforge_neuron_grad`: the whole backward pass of a neuron run, one launch (the generated
 //! adjoint kernel, [`crate::codegen::adjoint_kernel`]).
 //!
 //! Attributes: `spec` (the model spec JSON, as for the run), `key` (its hash), `steps` (the
-//! segment's steps), `n_inner`. Buffers follow
+//! run's steps), `n_inner`, `segment` (`k`, the steps between checkpoints, `1..=steps`),
+//! `record_every` (the traces' recording interval), `spike_train` (1 when the call passes a
+//! per-step spike cotangent, 0 when its buffer is empty, shape `(0,)`). Buffers follow
 //! [`adjoint_layout`](crate::codegen::adjoint_kernel::adjoint_layout). Instantiation parses and
 //! lowers the spec and derives the adjoint (a model whose runs are not differentiable is an
 //! error that names why); the first execution compiles the kernel; every execution checks the
@@ -42,6 +44,11 @@ pub struct NeuronGrad {
     layout: AdjointLayout,
     steps: usize,
     n_inner: usize,
+    /// The steps between checkpoints.
+    segment: usize,
+    record_every: usize,
+    /// Whether the per-step spike cotangent has rows.
+    spike_train: bool,
     kernels: LoadedKernels<CpuKernel, Arc<cuda::CudaFunction>>,
 }
 
@@ -80,6 +87,27 @@ impl Instance for NeuronGrad {
                 "attribute 'n_inner': must be in 1..=2^63-1, got {n_inner}"
             )));
         }
+        let segment = attrs.get_usize("segment")?;
+        if segment == 0 || segment > steps {
+            return Err(FfiError::invalid_argument(format!(
+                "attribute 'segment': must be in 1..=steps ({steps}), got {segment}"
+            )));
+        }
+        let record_every = attrs.get_usize("record_every")?;
+        if record_every == 0 || record_every > i32::MAX as usize {
+            return Err(FfiError::invalid_argument(format!(
+                "attribute 'record_every': must be in 1..=2^31-1, got {record_every}"
+            )));
+        }
+        let spike_train = match attrs.get_usize("spike_train")? {
+            0 => false,
+            1 => true,
+            other => {
+                return Err(FfiError::invalid_argument(format!(
+                    "attribute 'spike_train': must be 0 or 1, got {other}"
+                )))
+            }
+        };
         Ok(NeuronGrad {
             kernel_key: crate::runtime::cache::sha256_hex(&format!("adjoint\n{key}")),
             spec,
@@ -87,6 +115,9 @@ impl Instance for NeuronGrad {
             layout,
             steps,
             n_inner,
+            segment,
+            record_every,
+            spike_train,
             kernels: LoadedKernels::new(),
         })
     }
@@ -115,6 +146,11 @@ fn decode<'a>(call: &CallFrame<'a>, site: &NeuronGrad) -> Result<Call<'a>, FfiEr
         }
     };
     let (steps, n_inner) = (site.steps as i64, site.n_inner as i64);
+    let segment = site.segment as i64;
+    let (segments, records) = (
+        site.steps.div_ceil(site.segment) as i64,
+        site.steps.div_ceil(site.record_every) as i64,
+    );
     let n = n_inner.checked_mul(nb).ok_or_else(|| {
         FfiError::invalid_argument(format!(
             "{nb} batch members of {n_inner} neurons are more than 2^63 neurons"
@@ -125,6 +161,12 @@ fn decode<'a>(call: &CallFrame<'a>, site: &NeuronGrad) -> Result<Call<'a>, FfiEr
             AdjointShape::Neuron => vec![n],
             AdjointShape::Batch => vec![nb],
             AdjointShape::PerStep => vec![nb, steps, n_inner],
+            // Without a spike train, an empty buffer (one axis: a vmap folds it as it is).
+            AdjointShape::OptionalPerStep if !site.spike_train => vec![0],
+            AdjointShape::OptionalPerStep => vec![nb, steps, n_inner],
+            AdjointShape::PerRecord => vec![nb, records, n_inner],
+            AdjointShape::PerSegment => vec![nb, segments, n_inner],
+            AdjointShape::SegmentStep => vec![nb, segment, n_inner],
             AdjointShape::NeuronWords => vec![n, 2],
             AdjointShape::BatchWords => vec![nb, 2],
         }
@@ -179,7 +221,13 @@ impl Handler for NeuronGradCpu {
             unsafe { poison::host(&run.buffers.rets) };
         }
         let outputs: Vec<*mut c_void> = run.buffers.ret_ptrs().collect();
-        let dims = [site.n_inner as i64, site.steps as i64];
+        let dims = [
+            site.n_inner as i64,
+            site.steps as i64,
+            site.segment as i64,
+            site.record_every as i64,
+            i64::from(site.spike_train),
+        ];
         run_elements(
             kernel.entry,
             run.n,
@@ -221,10 +269,16 @@ impl Handler for NeuronGradCuda {
         let mut n_inner = site.n_inner as i64;
         // Checked at instantiation: within int32.
         let mut steps = site.steps as i32;
+        let mut segment = site.segment as i32;
+        let mut record_every = site.record_every as i32;
+        let mut spike_train = i32::from(site.spike_train);
         let params: Vec<*mut c_void> = vec![
             (&mut n as *mut i64).cast(),
             (&mut n_inner as *mut i64).cast(),
             (&mut steps as *mut i32).cast(),
+            (&mut segment as *mut i32).cast(),
+            (&mut record_every as *mut i32).cast(),
+            (&mut spike_train as *mut i32).cast(),
         ];
         // SAFETY: the scalars and the buffers, in this order, are the generated kernel's
         // parameters; the buffers belong to XLA's stream and stay valid for the call.

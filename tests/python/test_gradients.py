@@ -352,8 +352,17 @@ def test_the_adjoint_target_refuses_forged_attributes_and_wrong_buffers():
     model = lif_model("euler")
     info = model._variant(dt=DT, dtype="float64", per_neuron=(), per_step=("I",), record=())
     layout = sf.gradients._adjoint_info(model, info["spec"])
-    n, k = 4, 3
-    shapes = {"per_step": (1, k, n), "neuron": (n,), "batch": (1,), "neuron_words": (n, 2), "batch_words": (1, 2)}
+    n, k, segment = 4, 3, 2
+    shapes = {
+        "per_step": (1, k, n),
+        "optional_per_step": (0,),
+        "per_segment": (1, 2, n),
+        "segment_step": (1, segment, n),
+        "neuron": (n,),
+        "batch": (1,),
+        "neuron_words": (n, 2),
+        "batch_words": (1, 2),
+    }
 
     def array(a):
         dtype = jnp.float64 if a["elem"] == "real" else jnp.dtype(a["elem"])
@@ -365,16 +374,35 @@ def test_the_adjoint_target_refuses_forged_attributes_and_wrong_buffers():
         for a in layout["outputs"]
     ]
 
-    def call(*ops, spec=info["spec"], key=info["key"]):
+    def call(*ops, spec=info["spec"], key=info["key"], segment=segment, spike_train=0):
         # Waited for: on a GPU a handler's error surfaces when the results are.
-        return jax.block_until_ready(neuron_grad_p(*ops, outs=outs, spec=spec, key=key, steps=k, n_inner=n))
+        return jax.block_until_ready(
+            neuron_grad_p(
+                *ops,
+                outs=outs,
+                spec=spec,
+                key=key,
+                steps=k,
+                n_inner=n,
+                segment=segment,
+                record_every=1,
+                spike_train=spike_train,
+            )
+        )
 
     results = call(*operands)
     assert all(np.all(np.isfinite(np.asarray(r, np.float64))) for r in results)
     with pytest.raises(Exception, match="key"):
         call(*operands, key="0" * 64)
+    with pytest.raises(Exception, match="segment"):
+        call(*operands, segment=k + 1)
+    with pytest.raises(Exception, match="spike_train"):
+        call(*operands, spike_train=2)
+    # A spike train's cotangent, announced but missing: a per-step buffer is expected.
+    with pytest.raises(Exception, match="spike_cotangent"):
+        call(*operands, spike_train=1)
     wrong = list(operands)
-    wrong[0] = jnp.zeros((1, k + 1, n))
+    wrong[0] = jnp.zeros((n + 1,))
     with pytest.raises(Exception, match="state:v"):
         call(*wrong)
     noisy = json.loads(info["spec"])
