@@ -369,6 +369,34 @@ const int64_t sf_j = sf_j0 + sf_l;
         }
     }
 
+    /// [`Self::per_element`] for a step's body: in C, an `omp simd` loop over the lanes (they
+    /// are independent), so that the compiler vectorises across elements as in the group
+    /// kernel.
+    fn per_element_step(
+        &self,
+        w: &mut SourceWriter,
+        body: impl FnOnce(&mut SourceWriter) -> fmt::Result,
+    ) -> fmt::Result {
+        if self.dialect == Dialect::C {
+            w.write_str("#pragma omp simd\n")?;
+        }
+        self.per_element(w, body)
+    }
+
+    /// A loop over steps; on CUDA unrolled by 4, as the group kernel's, so that the loads of
+    /// later steps (which do not depend on the walk's values) are issued early.
+    fn step_loop(
+        &self,
+        w: &mut SourceWriter,
+        head: &str,
+        body: impl FnOnce(&mut SourceWriter) -> fmt::Result,
+    ) -> fmt::Result {
+        if self.dialect == Dialect::Cuda {
+            w.write_str("#pragma unroll 4\n")?;
+        }
+        w.block(head, body)
+    }
+
     fn local_type(&self, e: ElemType) -> &'static str {
         local_type(self.dialect, self.spec.dtype, e)
     }
@@ -615,16 +643,16 @@ const int64_t sf_j = sf_j0 + sf_l;
             })
             .collect();
         w.write_str("/* Forwards from the initial state, keeping a checkpoint every k steps. */\n")?;
-        w.block("for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
+        w.block("for (int32_t sf_g = 0; sf_g < sf_n_seg; ++sf_g)", |w| {
             self.per_element(w, |w| {
-                w.block("if (sf_s % sf_k == 0)", |w| {
-                    writeln!(w, "const int32_t sf_g = sf_s / sf_k;")?;
-                    for (k, kept) in &checkpoints {
-                        writeln!(w, "sf_out{k}[{checkpoint_row}] = {kept};")?;
-                    }
-                    Ok(())
-                })?;
-                self.forward_step(w, false)
+                for (k, kept) in &checkpoints {
+                    writeln!(w, "sf_out{k}[{checkpoint_row}] = {kept};")?;
+                }
+                Ok(())
+            })?;
+            w.write_str("const int32_t sf_s0 = sf_g * sf_k;\nconst int32_t sf_s1 = sf_steps - sf_s0 > sf_k ? sf_s0 + sf_k : sf_steps;\n")?;
+            self.step_loop(w, "for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
+                self.per_element_step(w, |w| self.forward_step(w, false))
             })
         })?;
         w.write_str("/* Each segment from the last: forwards from its checkpoint into the scratch, then backwards. */\n")?;
@@ -636,11 +664,15 @@ const int64_t sf_j = sf_j0 + sf_l;
                 }
                 Ok(())
             })?;
-            w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
-                self.per_element(w, |w| self.forward_step(w, true))
+            self.step_loop(w, "for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
+                self.per_element_step(w, |w| self.forward_step(w, true))
             })?;
-            w.block("for (int32_t sf_s = sf_s1 - 1; sf_s >= sf_s0; --sf_s)", |w| {
-                self.per_element(w, |w| self.backward_step(w))
+            self.step_loop(w, "for (int32_t sf_s = sf_s1 - 1; sf_s >= sf_s0; --sf_s)", |w| {
+                if !self.dag.trace_cotangents.is_empty() {
+                    // Traces are recorded at the start of every rec_every-th step.
+                    w.write_str("const int32_t sf_rec = sf_s % sf_rec_every == 0 ? sf_s / sf_rec_every : -1;\n")?;
+                }
+                self.per_element_step(w, |w| self.backward_step(w))
             })
         })?;
         self.per_element(w, |w| {
@@ -769,11 +801,10 @@ const int64_t sf_j = sf_j0 + sf_l;
                     self.lane()
                 )?,
                 AdjointRole::TraceCotangent => {
-                    // Traces are recorded at the start of every rec_every-th step.
                     writeln!(
                         w,
-                        "const {real} sf_a_rec{rec} = sf_s % sf_rec_every == 0 ? sf_in{k}[{}] : ({real}) 0;",
-                        Self::row_index("sf_n_rec", "sf_s / sf_rec_every")
+                        "const {real} sf_a_rec{rec} = sf_rec >= 0 ? sf_in{k}[{}] : ({real}) 0;",
+                        Self::row_index("sf_n_rec", "sf_rec")
                     )?;
                     rec += 1;
                 }
