@@ -6,13 +6,13 @@ kernel (``spikeforge_neuron_grad``: the derivative of one step, taken symbolical
 step's own expression DAG, walked backwards through time; ``src/step/adjoint.rs``,
 ``src/codegen/adjoint_kernel.rs``).
 
-Memory and launches: the forward pass under differentiation is the run itself (one kernel
-launch); it keeps only its inputs. The backward pass is one launch of the adjoint kernel, which
-walks the run forwards from the initial state keeping the state every ``k`` steps (checkpoints,
-``O(N steps/k)``), then, for each segment from the last, recomputes the segment's start-of-step
-values from its checkpoint into a scratch (``O(N k)``) and walks it backwards; both are scratch
-buffers of that one call. ``k`` defaults to about ``sqrt(steps)`` (a multiple of
-``record_every``, at most ``steps``); ``run(..., checkpoint_every=k)`` sets it.
+Memory and launches: the forward pass under differentiation is one launch of the run's kernel
+that also keeps the state every ``k`` steps (checkpoints, ``O(N steps/k)``; the variant with
+``spec.checkpoint``). The backward pass is one launch of the adjoint kernel: for each segment
+from the last, it recomputes the segment's start-of-step values from its checkpoint into a
+scratch (``O(N k)``, a buffer of that call) and walks it backwards. ``k`` defaults to about
+``sqrt(steps)`` (a multiple of ``record_every``, at most ``steps``); ``run(...,
+checkpoint_every=k)`` sets it.
 
 Differentiable: the initial state (stored variables), real parameters, constants given per neuron
 in the state, per-step inputs; through the final state, the recorded traces and, with a
@@ -106,9 +106,15 @@ def differentiable_run(
     real = jnp.asarray(state[model._reference(state)]).dtype
     counts_are_real = model.surrogate is not None
 
-    def forward(state, inputs, *, steps, record, record_every, spike_capacity=0):
+    def forward(state, inputs, *, steps, record, record_every, spike_capacity=0, checkpoint_every=0):
         new_state, traces, others = call(
-            state, inputs, steps=steps, record=record, record_every=record_every, spike_capacity=spike_capacity
+            state,
+            inputs,
+            steps=steps,
+            record=record,
+            record_every=record_every,
+            spike_capacity=spike_capacity,
+            checkpoint_every=checkpoint_every,
         )
         if counts_are_real:
             others = dict(others, spike_count=others["spike_count"].astype(real))
@@ -125,11 +131,14 @@ def differentiable_run(
         start = dict(state)
         # The backward pass reads the start time, which a state made by hand may leave out (0).
         start.setdefault("t", jnp.asarray(clock.words(0.0), jnp.int32))
-        out = forward(start, inputs, steps=steps, record=record, record_every=record_every)
-        return out, (start, inputs)
+        new_state, traces, others = forward(
+            start, inputs, steps=steps, record=record, record_every=record_every, checkpoint_every=k
+        )
+        checkpoints = {name: others.pop(name) for name in list(others) if name.startswith("checkpoint:")}
+        return (new_state, traces, others), (start, inputs, checkpoints)
 
     def bwd(res, ct):
-        start, inputs = res
+        start, inputs, checkpoints = res
         # Known once fwd has run (it raises for a model that is not differentiable).
         layout = _adjoint_info(model, info["spec"])
         ct_state, ct_traces, ct_others = ct
@@ -143,15 +152,13 @@ def differentiable_run(
         operands = []
         for a in layout["inputs"]:
             role, name = a["role"], a["name"].split(":", 1)[-1]
-            if role == "state":
-                operands.append(jnp.asarray(start[name], real))
+            if role == "checkpoint":
+                operands.append(checkpoints[a["name"]])
             elif role == "input" and a["shape"] == "per_step":
                 operands.append(jnp.asarray(inputs[name]).reshape((1, steps, n)))
             elif role == "input":
                 x = jnp.asarray(start[name])
                 operands.append(x.reshape((1,)) if a["shape"] == "batch" else x)
-            elif role == "lastspike":
-                operands.append(start["lastspike"])
             elif role == "time":
                 operands.append(jnp.asarray(start["t"]).reshape((1, 2)))
             elif role == "adjoint":
@@ -163,7 +170,7 @@ def differentiable_run(
                 operands.append(jnp.asarray(rows, real))
             elif role == "trace_cotangent":
                 operands.append(jnp.asarray(ct_traces[name], real).reshape((1, n_rec, n)))
-        rows = {"per_step": steps, "per_segment": -(-steps // k), "segment_step": k}
+        rows = {"per_step": steps, "segment_step": k}
         outs = []
         for a in layout["outputs"]:
             dtype = real if a["elem"] == "real" else np.dtype(a["elem"])

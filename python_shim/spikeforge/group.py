@@ -162,14 +162,17 @@ class Group:
 
     # -- compilation ------------------------------------------------------------------------
 
-    def _spec(self, *, dt, dtype, per_neuron, per_step, record, spikes=False) -> dict:
+    def _spec(self, *, dt, dtype, per_neuron, per_step, record, spikes=False, checkpoint=False) -> dict:
         storage = {"storage": dtype} if dtype in ("float16", "bfloat16") else {}
         # Left out when False, like the Rust spec does, so that cache keys stay as they were.
         spike_record = {"record_spikes": True} if spikes else {}
+        # The forward pass under differentiation also writes the adjoint's checkpoints.
+        checkpoints = {"checkpoint": True} if checkpoint else {}
         return dict(
             self._base,
             **storage,
             **spike_record,
+            **checkpoints,
             dt=float(dt),
             dtype="float32" if storage else dtype,
             per_neuron=list(per_neuron),
@@ -180,12 +183,18 @@ class Group:
     def _native_error(self, error: Mapping) -> ModelError:
         return self.definition.locate(ModelError.from_native(error))
 
-    def _variant(self, *, dt, dtype, per_neuron, per_step, record, spikes=False) -> dict:
+    def _variant(self, *, dt, dtype, per_neuron, per_step, record, spikes=False, checkpoint=False) -> dict:
         """The library's answer for one variant (spec, cache key, layout), compiled once."""
-        key = (float(dt), dtype, tuple(per_neuron), tuple(per_step), tuple(record), bool(spikes))
+        key = (float(dt), dtype, tuple(per_neuron), tuple(per_step), tuple(record), bool(spikes), bool(checkpoint))
         if key not in self._variants:
             spec = self._spec(
-                dt=dt, dtype=dtype, per_neuron=per_neuron, per_step=per_step, record=record, spikes=spikes
+                dt=dt,
+                dtype=dtype,
+                per_neuron=per_neuron,
+                per_step=per_step,
+                record=record,
+                spikes=spikes,
+                checkpoint=checkpoint,
             )
             info = _native.model_compile(json.dumps(spec))
             if not info.get("ok"):

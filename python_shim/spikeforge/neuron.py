@@ -50,10 +50,12 @@ class RunResult:
 # -- the primitive -----------------------------------------------------------------------------
 
 
-def _lowering(*, spec, key, steps, record_every, n_inner, spike_capacity=0) -> FfiCall:
+def _lowering(*, spec, key, steps, record_every, n_inner, spike_capacity=0, checkpoint_every=0) -> FfiCall:
     attributes = dict(spec=spec, key=key, steps=steps, record_every=record_every, n_inner=n_inner)
     if spike_capacity:
         attributes["spike_capacity"] = spike_capacity
+    if checkpoint_every:
+        attributes["checkpoint_every"] = checkpoint_every
     return FfiCall(attributes=attributes)
 
 
@@ -172,22 +174,31 @@ class NeuronModel(Group):
             for x in [*state.values(), *inputs.values()]
         )
 
-        def call(state, inputs, *, steps, record, record_every, spike_capacity=0):
-            """One call of the forward kernel: (new state, traces, other results by role)."""
+        def call(state, inputs, *, steps, record, record_every, spike_capacity=0, checkpoint_every=0):
+            """One call of the forward kernel: (new state, traces, other results by role; with
+            ``checkpoint_every``, also the adjoint's checkpoints by name, ``checkpoint:<x>``)."""
             variant = self._variant(
-                dt=dt, dtype=dtype, per_neuron=per_neuron, per_step=per_step, record=record, spikes=spike_capacity > 0
+                dt=dt,
+                dtype=dtype,
+                per_neuron=per_neuron,
+                per_step=per_step,
+                record=record,
+                spikes=spike_capacity > 0,
+                checkpoint=checkpoint_every > 0,
             )
             layout = Layout(variant["layout"], dtype)
             n_rec = -(-steps // record_every)
+            n_ckpt = -(-steps // checkpoint_every) if checkpoint_every else 0
             results = neuron_run_p(
                 *layout.operands(state, inputs, n=n, reference=reference, steps=steps),
-                outs=layout.result_structs(n=n, n_rec=n_rec, spike_capacity=spike_capacity),
+                outs=layout.result_structs(n=n, n_rec=n_rec, spike_capacity=spike_capacity, n_ckpt=n_ckpt),
                 spec=variant["spec"],
                 key=variant["key"],
                 steps=steps,
                 record_every=record_every,
                 n_inner=n,
                 spike_capacity=spike_capacity,
+                checkpoint_every=checkpoint_every,
             )
             return layout.unpack(state, results, n=n, n_rec=n_rec)
 

@@ -2,34 +2,33 @@
 //! one launch.
 //!
 //! Backpropagation through a run of `steps` steps needs each step's start values, backwards.
-//! Each element is independent (one CUDA thread, or one lane of a C block), so the kernel finds
-//! them itself, with the forward step of the same DAG the group kernel prints
-//! ([`crate::step::build`], kept in [`AdjointDag::next_state`] and printed by the same
-//! [`Printer`]): it walks the run forwards once from the initial state, keeping a checkpoint of
-//! the state every `k` steps (`O(N steps/k)`); then, for each segment from the last, it walks
-//! the segment forwards again from its checkpoint into a per-element scratch of `k` rows
-//! (`O(N k)`, global memory) and walks that scratch backwards, applying the adjoint of one step
-//! ([`crate::step::adjoint`]) with the adjoints and accumulated gradients in registers (lanes in
-//! C). Memory `O(N (steps/k + k))`; one launch, however many segments.
+//! The forward pass under differentiation is the group kernel with `spec.checkpoint`: besides
+//! its usual results it keeps the state every `k` steps (checkpoints, `O(N steps/k)`). Each
+//! element is independent (one CUDA thread, or one lane of a C block), so this kernel, for each
+//! segment from the last, walks the segment forwards again from its checkpoint with the forward
+//! step of the same DAG the group kernel prints ([`crate::step::build`], kept in
+//! [`AdjointDag::next_state`] and printed by the same [`Printer`]) into a per-element scratch of
+//! `k` rows (`O(N k)`, global memory), then walks that scratch backwards, applying the adjoint
+//! of one step ([`crate::step::adjoint`]) with the adjoints and accumulated gradients in
+//! registers (lanes in C). Memory `O(N (steps/k + k))`; one launch, however many segments.
 //!
-//! With a refractory period, the walks keep the group kernel's bookkeeping (the step of the run
-//! from which the element is free again, from the initial `lastspike` and the recomputed
-//! spikes, with the group kernel's clock helpers: the same int32 comparison); the checkpoints
-//! keep it too, and the scratch keeps each step's `not_refractory` for the backward walk.
+//! With a refractory period, the checkpoints keep the group kernel's bookkeeping (the step of
+//! the run from which the element is free again) and the walks update it as the group kernel
+//! does (the same int32 comparison); the scratch keeps each step's `not_refractory` for the
+//! backward walk.
 //!
 //! Layout ([`adjoint_layout`]); `(nb, rows, n_inner)` a buffer of rows per batch member: per step
 //! (`steps` rows), per recorded step (`ceil(steps / record_every)`), per segment
-//! (`ceil(steps / k)`) or per step of one segment (`k`). Inputs: `state:<x>` `(n,)` for each
-//! stored variable (the initial state), every parameter `(n,)` (or `(nb,)` when shared),
-//! `lastspike` `(n, 2)` (words, with a refractory period), every per-neuron constant `(n,)`,
-//! every per-step input per step, `t` `(nb, 2)` (the run's start), `adjoint:<x>` `(n,)` (at the
-//! run's end), `spike_count_cotangent` `(n,)`, `spike_cotangent` per step (a spike train's; empty,
-//! `(0,)`, when the call has none, attribute `spike_train` 0), `trace_cotangent:<r>` per recorded step for each
-//! recorded name. Outputs: `adjoint:<x>` (at the run's start), `grad:<p>` `(n,)` for each
-//! differentiable parameter or per-neuron constant, `grad:<q>` per step for each real per-step
-//! input, and the scratch: `checkpoint:<x>` per segment, `checkpoint:free_from` per segment
-//! (int32, with a refractory period), `segment:<x>` per step of a segment, `not_refractory` per
-//! step of a segment (bool, with a refractory period).
+//! (`ceil(steps / k)`) or per step of one segment (`k`). Inputs: `checkpoint:<x>` per segment for
+//! each stored variable, `checkpoint:free_from` per segment (int32, with a refractory period),
+//! every parameter `(n,)` (or `(nb,)` when shared), every per-neuron constant `(n,)`, every
+//! per-step input per step, `t` `(nb, 2)` (the run's start), `adjoint:<x>` `(n,)` (at the run's
+//! end), `spike_count_cotangent` `(n,)`, `spike_cotangent` per step (a spike train's; empty,
+//! `(0,)`, when the call has none, attribute `spike_train` 0), `trace_cotangent:<r>` per
+//! recorded step for each recorded name. Outputs: `adjoint:<x>` (at the run's start),
+//! `grad:<p>` `(n,)` for each differentiable parameter or per-neuron constant, `grad:<q>` per
+//! step for each real per-step input, and the scratch: `segment:<x>` per step of a segment,
+//! `not_refractory` per step of a segment (bool, with a refractory period).
 
 use std::fmt::{self, Write};
 
@@ -50,8 +49,8 @@ use crate::types::ElemType;
 pub const ADJOINT_ENTRY: &str = "sf_neuron_adjoint";
 
 /// The shape of an adjoint kernel buffer: `(n,)`, `(nb,)`, rows per batch member `(nb, rows,
-/// n_inner)` (per step, per recorded step, per segment, per step of one segment), or `(n, 2)` /
-/// `(nb, 2)` float64 word pairs.
+/// n_inner)` (per step, per recorded step, per segment, per step of one segment), or `(nb, 2)`
+/// float64 word pairs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AdjointShape {
@@ -64,7 +63,6 @@ pub enum AdjointShape {
     PerRecord,
     PerSegment,
     SegmentStep,
-    NeuronWords,
     BatchWords,
 }
 
@@ -72,11 +70,8 @@ pub enum AdjointShape {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AdjointRole {
-    /// The initial value of a stored variable.
-    State,
     /// A parameter, per-neuron constant or per-step input, as the forward kernel reads it.
     Input,
-    Lastspike,
     Time,
     /// The adjoint of a stored variable.
     Adjoint,
@@ -87,8 +82,9 @@ pub enum AdjointRole {
     TraceCotangent,
     /// A gradient of a differentiable input.
     Grad,
-    /// Scratch: a stored variable (or, with a refractory period, `free_from`) at the start of
-    /// each segment.
+    /// A stored variable (or, with a refractory period, `free_from`: the step of the run from
+    /// which the element is free again) at the start of each segment, as the forward kernel
+    /// wrote it (`spec.checkpoint`, [`crate::codegen::layout::Role::Checkpoint`]).
     Checkpoint,
     /// Scratch: a stored variable at the start of each step of the segment being walked back.
     Segment,
@@ -147,7 +143,19 @@ pub fn adjoint_layout(ir: &GroupIr, spec: &ModelSpec, dag: &AdjointDag) -> Adjoi
             .map(|v| named(*v, role, shape, prefix))
             .collect()
     };
-    let mut inputs = stored(AdjointRole::State, AdjointShape::Neuron, "state:");
+    let mut inputs = stored(
+        AdjointRole::Checkpoint,
+        AdjointShape::PerSegment,
+        "checkpoint:",
+    );
+    if has_refractory(ir) {
+        inputs.push(buffer(
+            "checkpoint:free_from".into(),
+            AdjointRole::Checkpoint,
+            ElemType::I32,
+            AdjointShape::PerSegment,
+        ));
+    }
     for v in ir.vars_of_kind(&SymbolKind::Param) {
         let shape = if ir.symbol(v).shared {
             AdjointShape::Batch
@@ -155,14 +163,6 @@ pub fn adjoint_layout(ir: &GroupIr, spec: &ModelSpec, dag: &AdjointDag) -> Adjoi
             AdjointShape::Neuron
         };
         inputs.push(named(v, AdjointRole::Input, shape, ""));
-    }
-    if has_refractory(ir) {
-        inputs.push(buffer(
-            "lastspike".into(),
-            AdjointRole::Lastspike,
-            ElemType::I32,
-            AdjointShape::NeuronWords,
-        ));
     }
     for v in ir.vars_of_kind(&SymbolKind::PerNeuronConstant) {
         inputs.push(named(v, AdjointRole::Input, AdjointShape::Neuron, ""));
@@ -216,19 +216,6 @@ pub fn adjoint_layout(ir: &GroupIr, spec: &ModelSpec, dag: &AdjointDag) -> Adjoi
             .iter()
             .map(|v| named(*v, AdjointRole::Grad, AdjointShape::PerStep, "grad:")),
     );
-    outputs.extend(stored(
-        AdjointRole::Checkpoint,
-        AdjointShape::PerSegment,
-        "checkpoint:",
-    ));
-    if has_refractory(ir) {
-        outputs.push(buffer(
-            "checkpoint:free_from".into(),
-            AdjointRole::Checkpoint,
-            ElemType::I32,
-            AdjointShape::PerSegment,
-        ));
-    }
     outputs.extend(stored(
         AdjointRole::Segment,
         AdjointShape::SegmentStep,
@@ -548,8 +535,7 @@ const int64_t sf_j = sf_j0 + sf_l;
     }
 
     /// The whole backward pass of one element `sf_i` (CUDA) or one block of lanes (C): the
-    /// forward walk that keeps the checkpoints, then each segment from the last, recomputed and
-    /// walked back.
+    /// segments from the last, each recomputed from its checkpoint and walked back.
     fn element(&self, w: &mut SourceWriter) -> fmt::Result {
         let real = self.real();
         let cuda = self.dialect == Dialect::Cuda;
@@ -562,7 +548,9 @@ const int64_t sf_j = sf_j0 + sf_l;
         writeln!(w, "const int64_t sf_t0 = sf_start_step(sf_in{t}, sf_b);")?;
         w.write_str("const int32_t sf_n_seg = (sf_steps + sf_k - 1) / sf_k;\n")?;
         if !self.dag.trace_cotangents.is_empty() {
-            w.write_str("const int32_t sf_n_rec = (sf_steps + sf_rec_every - 1) / sf_rec_every;\n")?;
+            w.write_str(
+                "const int32_t sf_n_rec = (sf_steps + sf_rec_every - 1) / sf_rec_every;\n",
+            )?;
         }
         // The values the walks keep per element, and their initial values: registers (CUDA)
         // or lane arrays (C).
@@ -579,7 +567,6 @@ const int64_t sf_j = sf_j0 + sf_l;
                     };
                     kept.push((name, self.local_type(a.elem), format!("sf_in{k}[{index}]")));
                 }
-                AdjointRole::State => kept.push((format!("sf_x_{name}"), real, format!("sf_in{k}[sf_i]"))),
                 AdjointRole::Adjoint => {
                     kept.push((format!("sf_a_{name}"), real, format!("sf_in{k}[sf_i]")))
                 }
@@ -597,40 +584,42 @@ const int64_t sf_j = sf_j0 + sf_l;
             }
         }
         let refractory = self.refractory_steps();
+        // The walked state, loaded from each segment's checkpoint.
+        let mut walked: Vec<(String, &'static str)> = self
+            .dag
+            .stored
+            .iter()
+            .map(|v| (format!("sf_x_{}", ident(&self.ir.symbol(*v).name)), real))
+            .collect();
+        if refractory.is_some() {
+            walked.push(("sf_free_from".into(), "int32_t"));
+        }
         if cuda {
             for (name, ty, init) in &kept {
                 writeln!(w, "{ty} {name} = {init};")?;
+            }
+            for (name, ty) in &walked {
+                writeln!(w, "{ty} {name};")?;
             }
         } else {
             for (name, ty, _) in &kept {
                 writeln!(w, "{ty} {name}[SF_LANES];")?;
             }
-            if refractory.is_some() {
-                w.write_str("int32_t sf_free_from[SF_LANES];\n")?;
+            for (name, ty) in &walked {
+                writeln!(w, "{ty} {name}[SF_LANES];")?;
             }
+            self.per_element(w, |w| {
+                for (name, _, init) in &kept {
+                    writeln!(w, "{name}[sf_l] = {init};")?;
+                }
+                Ok(())
+            })?;
         }
         let lane = self.lane();
-        self.per_element(w, |w| {
-            if !cuda {
-                for (name, _, init) in &kept {
-                    writeln!(w, "{name}{lane} = {init};")?;
-                }
-            }
-            if let (Some(r), Some((ls, _))) =
-                (refractory, self.input(AdjointRole::Lastspike, "lastspike"))
-            {
-                writeln!(
-                    w,
-                    "{}sf_free_from{lane} = sf_first_free_step(sf_in{ls}, sf_i, sf_t0, {r}LL);",
-                    if cuda { "int32_t " } else { "" }
-                )?;
-            }
-            Ok(())
-        })?;
         let checkpoint_row = Self::row_index("sf_n_seg", "sf_g");
         let checkpoints: Vec<(usize, String)> = self
             .layout
-            .outputs
+            .inputs
             .iter()
             .enumerate()
             .filter(|(_, a)| a.role == AdjointRole::Checkpoint)
@@ -642,25 +631,12 @@ const int64_t sf_j = sf_j0 + sf_l;
                 (k, kept)
             })
             .collect();
-        w.write_str("/* Forwards from the initial state, keeping a checkpoint every k steps. */\n")?;
-        w.block("for (int32_t sf_g = 0; sf_g < sf_n_seg; ++sf_g)", |w| {
-            self.per_element(w, |w| {
-                for (k, kept) in &checkpoints {
-                    writeln!(w, "sf_out{k}[{checkpoint_row}] = {kept};")?;
-                }
-                Ok(())
-            })?;
-            w.write_str("const int32_t sf_s0 = sf_g * sf_k;\nconst int32_t sf_s1 = sf_steps - sf_s0 > sf_k ? sf_s0 + sf_k : sf_steps;\n")?;
-            self.step_loop(w, "for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
-                self.per_element_step(w, |w| self.forward_step(w, false))
-            })
-        })?;
         w.write_str("/* Each segment from the last: forwards from its checkpoint into the scratch, then backwards. */\n")?;
         w.block("for (int32_t sf_g = sf_n_seg - 1; sf_g >= 0; --sf_g)", |w| {
             w.write_str("const int32_t sf_s0 = sf_g * sf_k;\nconst int32_t sf_s1 = sf_steps - sf_s0 > sf_k ? sf_s0 + sf_k : sf_steps;\n")?;
             self.per_element(w, |w| {
                 for (k, kept) in &checkpoints {
-                    writeln!(w, "{kept} = sf_out{k}[{checkpoint_row}];")?;
+                    writeln!(w, "{kept} = sf_in{k}[{checkpoint_row}];")?;
                 }
                 Ok(())
             })?;
@@ -763,7 +739,11 @@ const int64_t sf_j = sf_j0 + sf_l;
             writeln!(w, "if ({text}) sf_free_from{lane} = {free};")?;
         }
         for (v, text) in self.dag.stored.iter().zip(&texts) {
-            writeln!(w, "sf_x_{}{lane} = {text};", ident(&self.ir.symbol(*v).name))?;
+            writeln!(
+                w,
+                "sf_x_{}{lane} = {text};",
+                ident(&self.ir.symbol(*v).name)
+            )?;
         }
         Ok(())
     }
@@ -871,8 +851,8 @@ mod tests {
         assert_eq!(
             names(&k.layout.inputs),
             [
-                "state:v",
-                "lastspike",
+                "checkpoint:v",
+                "checkpoint:free_from",
                 "tau",
                 "I",
                 "t",
@@ -888,8 +868,6 @@ mod tests {
                 "adjoint:v",
                 "grad:tau",
                 "grad:I",
-                "checkpoint:v",
-                "checkpoint:free_from",
                 "segment:v",
                 "not_refractory"
             ]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::buffers::{self, Expected};
 use super::loaded_kernels::LoadedKernels;
 use super::neuron_run::{
-    cpu_options, cuda_options, grid_for, launch_with_buffers, run_elements, CEntry,
+    block_size, cpu_options, cuda_options, grid_for, launch_with_buffers, run_elements, CEntry,
 };
 use super::poison;
 use crate::codegen::adjoint_kernel::{
@@ -167,7 +167,6 @@ fn decode<'a>(call: &CallFrame<'a>, site: &NeuronGrad) -> Result<Call<'a>, FfiEr
             AdjointShape::PerRecord => vec![nb, records, n_inner],
             AdjointShape::PerSegment => vec![nb, segments, n_inner],
             AdjointShape::SegmentStep => vec![nb, segment, n_inner],
-            AdjointShape::NeuronWords => vec![n, 2],
             AdjointShape::BatchWords => vec![nb, 2],
         }
     };
@@ -263,7 +262,9 @@ impl Handler for NeuronGradCuda {
             // SAFETY: device buffers of these sizes on XLA's stream for this call.
             unsafe { poison::device(&run.buffers.rets, stream) }?;
         }
-        let block = 128u32.min(f.max_threads_per_block().max(32));
+        // Spread over the multiprocessors as the forward kernel is (a small population in
+        // small blocks): each thread's walk is long and latency-bound.
+        let block = block_size(run.n, f.multiprocessor_count(), f.max_threads_per_block());
         let grid = grid_for(run.n, block)?;
         let mut n = run.n as i64;
         let mut n_inner = site.n_inner as i64;

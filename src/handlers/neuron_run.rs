@@ -1,7 +1,7 @@
 //! `spikeforge_neuron_run`: runs the fused neuron kernel of a model for `steps` steps.
 //!
 //! Attributes: `spec` (the model spec JSON), `key` (its hash), `steps`, `record_every`,
-//! `n_inner`. Buffers follow [`crate::codegen::layout`]. Instantiation (once per call site)
+//! `n_inner`, `spike_capacity` (with a spike record), `checkpoint_every` (with `spec.checkpoint`). Buffers follow [`crate::codegen::layout`]. Instantiation (once per call site)
 //! parses the spec, checks that `key` is its hash, lowers it, computes the layout and reads the
 //! sizes; the first execution compiles the kernel (or finds it in the caches); an execution after
 //! that checks the buffers and launches.
@@ -55,6 +55,10 @@ struct Sizes {
     n_rec: usize,
     /// Entries of the spike record per batch member (0 without one).
     spike_capacity: usize,
+    /// Steps between checkpoints (`spec.checkpoint`; 0 without).
+    checkpoint_every: usize,
+    /// Checkpoint rows: `ceil(steps / checkpoint_every)` (0 without).
+    n_ckpt: usize,
 }
 
 impl Sizes {
@@ -90,12 +94,33 @@ impl Sizes {
         } else {
             0
         };
+        let checkpoints = layout
+            .outputs
+            .iter()
+            .any(|a| a.shape == ShapeKind::Checkpoint);
+        let checkpoint_every = if checkpoints {
+            let k = attrs.get_usize("checkpoint_every")?;
+            if k == 0 || k > i32::MAX as usize {
+                return Err(FfiError::invalid_argument(format!(
+                    "attribute 'checkpoint_every': must be in 1..=2^31-1, got {k}"
+                )));
+            }
+            k
+        } else {
+            0
+        };
         Ok(Sizes {
             steps,
             record_every,
             n_inner,
             n_rec: steps.div_ceil(record_every),
             spike_capacity,
+            checkpoint_every,
+            n_ckpt: if checkpoints {
+                steps.div_ceil(checkpoint_every)
+            } else {
+                0
+            },
         })
     }
 }
@@ -144,6 +169,7 @@ struct ShapeDims {
     batch_words: [i64; 2],
     trace: [i64; 3],
     spikes: [i64; 2],
+    checkpoint: [i64; 3],
 }
 
 impl ShapeDims {
@@ -156,6 +182,7 @@ impl ShapeDims {
             (ShapeKind::PerStep, _) => &self.per_step,
             (ShapeKind::Trace, _) => &self.trace,
             (ShapeKind::Spikes, _) => &self.spikes,
+            (ShapeKind::Checkpoint, _) => &self.checkpoint,
         }
     }
 
@@ -200,6 +227,7 @@ fn decode<'a>(call: &CallFrame<'a>, site: &NeuronRun) -> Result<Run<'a>, FfiErro
         n_inner,
         n_rec,
         spike_capacity,
+        n_ckpt,
         ..
     } = site.sizes;
     // Each fits an i64: `steps`, `n_rec` and the capacity are at most 2^31 - 1, `n_inner` was
@@ -223,6 +251,7 @@ fn decode<'a>(call: &CallFrame<'a>, site: &NeuronRun) -> Result<Run<'a>, FfiErro
         batch_words: [nb, 2],
         trace: [nb, n_rec, n_inner],
         spikes: [nb, spike_capacity],
+        checkpoint: [nb, n_ckpt as i64, n_inner],
     };
     let inputs = dims.expected(&layout.inputs);
     let outputs = dims.expected(&layout.outputs);
@@ -283,6 +312,7 @@ impl Handler for NeuronRunCpu {
             s.record_every as i64,
             s.n_rec as i64,
             s.spike_capacity as i64,
+            s.checkpoint_every as i64,
         ];
         run_elements(
             kernel.entry,
@@ -350,7 +380,7 @@ unsafe fn zero_spike_totals(layout: &Layout, rets: &[crate::xla::Buffer]) {
 
 /// Threads per block: full blocks for large populations, smaller ones when that spreads a small
 /// population over more multiprocessors (a time loop of thousands of steps is latency-bound).
-fn block_size(n: usize, multiprocessors: u32, max_threads: u32) -> u32 {
+pub(super) fn block_size(n: usize, multiprocessors: u32, max_threads: u32) -> u32 {
     // SPIKEFORGE_BLOCK overrides the choice, for tuning experiments.
     static OVERRIDE: LazyLock<Option<u32>> = LazyLock::new(|| {
         std::env::var("SPIKEFORGE_BLOCK")
@@ -423,8 +453,12 @@ impl Handler for NeuronRunCuda {
             (&mut record_every as *mut i32).cast(),
             (&mut n_rec as *mut i32).cast(),
         ];
+        let mut checkpoint_every = s.checkpoint_every as i32;
         if s.spike_capacity > 0 {
             params.push((&mut spike_capacity as *mut i64).cast());
+        }
+        if s.checkpoint_every > 0 {
+            params.push((&mut checkpoint_every as *mut i32).cast());
         }
         // SAFETY: the scalars and the buffers, in this order, are the generated kernel's
         // parameters; the buffers belong to XLA's stream and stay valid for the call.

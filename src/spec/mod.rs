@@ -122,6 +122,10 @@ pub struct ModelSpec {
     /// The kernel writes each spike as (element, step) into a buffer of a capacity given per
     /// call (`codegen::layout`, the spike record).
     pub record_spikes: bool,
+    /// The kernel also writes each stored variable (and a constant refractory period's
+    /// bookkeeping) at the start of every `checkpoint_every`-th step, a number given per call:
+    /// the checkpoints the adjoint kernel (`codegen::adjoint_kernel`) recomputes the run from.
+    pub checkpoint: bool,
     pub fast_math: bool,
     /// Store real buffers as float16 / bfloat16 (the kernel computes in `dtype`, float32).
     pub storage: Option<ElemType>,
@@ -166,6 +170,7 @@ impl ModelSpec {
             per_step: Vec::new(),
             record: Vec::new(),
             record_spikes: false,
+            checkpoint: false,
             fast_math: false,
             storage: None,
             surrogate: None,
@@ -242,6 +247,11 @@ impl ModelSpec {
 
     pub fn record_spikes(mut self, on: bool) -> Self {
         self.record_spikes = on;
+        self
+    }
+
+    pub fn checkpoint(mut self, on: bool) -> Self {
+        self.checkpoint = on;
         self
     }
 

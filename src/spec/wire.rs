@@ -43,6 +43,9 @@ pub(super) struct SpecJson {
     /// Left out of the JSON when false, so that specs (and cache keys) without it are unchanged.
     #[serde(default, skip_serializing_if = "is_false")]
     record_spikes: bool,
+    /// Left out of the JSON when false, so that specs (and cache keys) without it are unchanged.
+    #[serde(default, skip_serializing_if = "is_false")]
+    checkpoint: bool,
     #[serde(default)]
     fast_math: bool,
     #[serde(
@@ -129,6 +132,7 @@ impl TryFrom<SpecJson> for ModelSpec {
             per_step: j.per_step,
             record: j.record,
             record_spikes: j.record_spikes,
+            checkpoint: j.checkpoint,
             fast_math: j.fast_math,
             storage: j.storage,
             surrogate: j.surrogate,
@@ -157,6 +161,7 @@ impl From<ModelSpec> for SpecJson {
             per_step: s.per_step,
             record: s.record,
             record_spikes: s.record_spikes,
+            checkpoint: s.checkpoint,
             fast_math: s.fast_math,
             storage: s.storage,
             surrogate: s.surrogate,

@@ -403,7 +403,7 @@ def test_the_adjoint_target_refuses_forged_attributes_and_wrong_buffers():
         call(*operands, spike_train=1)
     wrong = list(operands)
     wrong[0] = jnp.zeros((n + 1,))
-    with pytest.raises(Exception, match="state:v"):
+    with pytest.raises(Exception, match="checkpoint:v"):
         call(*wrong)
     noisy = json.loads(info["spec"])
     noisy["equations"] = "dv/dt = (v_rest - v + I) / tau + xi / sqrt(ms) : 1 (unless refractory)\nI : 1"
