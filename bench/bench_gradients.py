@@ -209,9 +209,10 @@ def main() -> int:
     ok = True
     for r in rows:
         peak = "n/a" if r["peak"] is None else f"{r['peak'] / 1e6:.1f}"
+        ratio, speed_up = r["gradient"] / r["forward"], r["scan"] / r["gradient"]
         print(
-            f"{r['neurons']:>9}{r['k']:>5}{r['forward']:11.5f}{r['gradient']:11.5f}{r['gradient'] / r['forward']:7.2f}"
-            f"{r['scan']:12.5f}{r['scan'] / r['gradient']:10.1f}{peak:>10}{r['bound'] / 1e6:10.1f}{r['difference']:11.2e}"
+            f"{r['neurons']:>9}{r['k']:>5}{r['forward']:11.5f}{r['gradient']:11.5f}{ratio:7.2f}"
+            f"{r['scan']:12.5f}{speed_up:10.1f}{peak:>10}{r['bound'] / 1e6:10.1f}{r['difference']:11.2e}"
         )
         ok = ok and r["difference"] <= tolerance and math.isfinite(r["difference"])
     print(
