@@ -36,7 +36,13 @@ from . import _native, clock
 from .errors import ModelError
 from .ffi_primitive import FfiCall, ffi_primitive
 
-__all__ = ["neuron_grad_p", "differentiable_run", "segment_length", "check_differentiable_call"]
+__all__ = [
+    "neuron_grad_p",
+    "differentiable_run",
+    "segment_length",
+    "check_differentiable_call",
+    "spike_train_cotangent",
+]
 
 
 def _lowering(*, spec, key, steps, n_inner, segment, record_every, spike_train) -> FfiCall:
@@ -147,8 +153,7 @@ def differentiable_run(
         ct_count = ct_others.get("spike_count")
         if ct_count is None or not _is_float(ct_count):
             ct_count = jnp.zeros((n,), real)
-        # A spike train's cotangent (steps, n) would go here; the spike count's is per neuron.
-        spike_train = None
+        spike_train = spike_train_cotangent(ct_others, steps, n, real)
         operands = []
         for a in layout["inputs"]:
             role, name = a["role"], a["name"].split(":", 1)[-1]
@@ -219,6 +224,16 @@ def differentiable_run(
 
     run.defvjp(fwd, bwd)
     return run(state, inputs)
+
+
+def spike_train_cotangent(ct_others: dict, steps: int, n: int, real):
+    """The cotangent of each step's spikes, ``(steps, n)``, from the run's other results' (a
+    real ``spike_train`` result's), or None when there is none: the adjoint kernel's per-step
+    ``spike_cotangent``, added to the spike count's (which is per neuron, passed apart)."""
+    ct = ct_others.get("spike_train")
+    if ct is None or not _is_float(ct):
+        return None
+    return jnp.asarray(ct, real).reshape((steps, n))
 
 
 def check_differentiable_call(spike_capacity: int) -> None:
