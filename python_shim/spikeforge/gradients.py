@@ -153,7 +153,7 @@ def differentiable_run(
         ct_count = ct_others.get("spike_count")
         if ct_count is None or not _is_float(ct_count):
             ct_count = jnp.zeros((n,), real)
-        spike_train = spike_train_cotangent(ct_others, steps, n, real)
+        spike_train = spike_train_cotangent(ct_others.get("spike_train"), steps=steps, record_every=record_every)
         operands = []
         for a in layout["inputs"]:
             role, name = a["role"], a["name"].split(":", 1)[-1]
@@ -226,14 +226,14 @@ def differentiable_run(
     return run(state, inputs)
 
 
-def spike_train_cotangent(ct_others: dict, steps: int, n: int, real):
-    """The cotangent of each step's spikes, ``(steps, n)``, from the run's other results' (a
-    real ``spike_train`` result's), or None when there is none: the adjoint kernel's per-step
-    ``spike_cotangent``, added to the spike count's (which is per neuron, passed apart)."""
-    ct = ct_others.get("spike_train")
-    if ct is None or not _is_float(ct):
+def spike_train_cotangent(ct_train, *, steps: int, record_every: int):
+    """A spike train's cotangent ``(windows, N)`` (a window: ``record_every`` steps, whose spikes
+    add up) as the cotangent of each step's spike, ``(steps, N)``: the adjoint kernel's per-step
+    ``spike_cotangent``, to which the kernel adds the spike count's (its own input). None
+    without a (real) spike-train cotangent; the kernel then reads no per-step rows."""
+    if ct_train is None or not _is_float(ct_train):
         return None
-    return jnp.asarray(ct, real).reshape((steps, n))
+    return jnp.repeat(jnp.asarray(ct_train), record_every, axis=0)[:steps]
 
 
 def check_differentiable_call(spike_capacity: int) -> None:
