@@ -175,7 +175,7 @@ def differentiable_run(
                 operands.append(jnp.asarray(rows, real))
             elif role == "trace_cotangent":
                 operands.append(jnp.asarray(ct_traces[name], real).reshape((1, n_rec, n)))
-        rows = {"per_step": steps, "segment_step": k}
+        rows = {"per_step": steps, "segment_step": 2 * k}
         outs = []
         for a in layout["outputs"]:
             dtype = real if a["elem"] == "real" else np.dtype(a["elem"])

@@ -12,6 +12,12 @@
 //! of one step ([`crate::step::adjoint`]) with the adjoints and accumulated gradients in
 //! registers (lanes in C). Memory `O(N (steps/k + k))`; one launch, however many segments.
 //!
+//! The scratch has two halves: while a segment is walked back from one, the segment before it
+//! is recomputed into the other, in the same loop. The two walks are independent chains of
+//! arithmetic and loads, so a thread whose walk waits on memory (a small population, one warp
+//! or two per multiprocessor) overlaps them: the backward pass costs about one forward walk,
+//! not two.
+//!
 //! With a refractory period, the checkpoints keep the group kernel's bookkeeping (the step of
 //! the run from which the element is free again) and the walks update it as the group kernel
 //! does (the same int32 comparison); the scratch keeps each step's `not_refractory` for the
@@ -19,7 +25,7 @@
 //!
 //! Layout ([`adjoint_layout`]); `(nb, rows, n_inner)` a buffer of rows per batch member: per step
 //! (`steps` rows), per recorded step (`ceil(steps / record_every)`), per segment
-//! (`ceil(steps / k)`) or per step of one segment (`k`). Inputs: `checkpoint:<x>` per segment for
+//! (`ceil(steps / k)`) or per step of two segments (`2 k`). Inputs: `checkpoint:<x>` per segment for
 //! each stored variable, `checkpoint:free_from` per segment (int32, with a refractory period),
 //! every parameter `(n,)` (or `(nb,)` when shared), every per-neuron constant `(n,)`, every
 //! per-step input per step, `t` `(nb, 2)` (the run's start), `adjoint:<x>` `(n,)` (at the run's
@@ -27,8 +33,8 @@
 //! `(0,)`, when the call has none, attribute `spike_train` 0), `trace_cotangent:<r>` per
 //! recorded step for each recorded name. Outputs: `adjoint:<x>` (at the run's start),
 //! `grad:<p>` `(n,)` for each differentiable parameter or per-neuron constant, `grad:<q>` per
-//! step for each real per-step input, and the scratch: `segment:<x>` per step of a segment,
-//! `not_refractory` per step of a segment (bool, with a refractory period).
+//! step for each real per-step input, and the scratch: `segment:<x>` per step of two segments,
+//! `not_refractory` per step of two segments (bool, with a refractory period).
 
 use std::fmt::{self, Write};
 
@@ -49,7 +55,7 @@ use crate::types::ElemType;
 pub const ADJOINT_ENTRY: &str = "sf_neuron_adjoint";
 
 /// The shape of an adjoint kernel buffer: `(n,)`, `(nb,)`, rows per batch member `(nb, rows,
-/// n_inner)` (per step, per recorded step, per segment, per step of one segment), or `(nb, 2)`
+/// n_inner)` (per step, per recorded step, per segment, per step of two segments), or `(nb, 2)`
 /// float64 word pairs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -616,7 +622,6 @@ const int64_t sf_j = sf_j0 + sf_l;
             })?;
         }
         let lane = self.lane();
-        let checkpoint_row = Self::row_index("sf_n_seg", "sf_g");
         let checkpoints: Vec<(usize, String)> = self
             .layout
             .inputs
@@ -631,24 +636,59 @@ const int64_t sf_j = sf_j0 + sf_l;
                 (k, kept)
             })
             .collect();
-        w.write_str("/* Each segment from the last: forwards from its checkpoint into the scratch, then backwards. */\n")?;
-        w.block("for (int32_t sf_g = sf_n_seg - 1; sf_g >= 0; --sf_g)", |w| {
-            w.write_str("const int32_t sf_s0 = sf_g * sf_k;\nconst int32_t sf_s1 = sf_steps - sf_s0 > sf_k ? sf_s0 + sf_k : sf_steps;\n")?;
+        let load_checkpoint = |w: &mut SourceWriter, segment: &str| {
+            writeln!(w, "const int32_t sf_g_load = {segment};")?;
+            let row = Self::row_index("sf_n_seg", "sf_g_load");
             self.per_element(w, |w| {
                 for (k, kept) in &checkpoints {
-                    writeln!(w, "{kept} = sf_in{k}[{checkpoint_row}];")?;
+                    writeln!(w, "{kept} = sf_in{k}[{row}];")?;
                 }
                 Ok(())
-            })?;
-            self.step_loop(w, "for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
-                self.per_element_step(w, |w| self.forward_step(w, true))
-            })?;
-            self.step_loop(w, "for (int32_t sf_s = sf_s1 - 1; sf_s >= sf_s0; --sf_s)", |w| {
-                if !self.dag.trace_cotangents.is_empty() {
-                    // Traces are recorded at the start of every rec_every-th step.
-                    w.write_str("const int32_t sf_rec = sf_s % sf_rec_every == 0 ? sf_s / sf_rec_every : -1;\n")?;
-                }
-                self.per_element_step(w, |w| self.backward_step(w))
+            })
+        };
+        // One step forwards of the segment that starts at `start`, into the scratch half `half`.
+        let forward = |w: &mut SourceWriter, step: &str, start: &str, half: &str| {
+            writeln!(
+                w,
+                "const int32_t sf_s = {step}, sf_seg0 = {start};\nconst int64_t sf_half = {half};"
+            )?;
+            self.per_element_step(w, |w| self.forward_step(w))
+        };
+        w.write_str(
+            "/* The last segment forwards from its checkpoint into its half of the scratch. */\n",
+        )?;
+        w.block("if (sf_n_seg > 0)", |w| {
+            load_checkpoint(w, "sf_n_seg - 1")?;
+            w.write_str("const int32_t sf_s0 = (sf_n_seg - 1) * sf_k;\n")?;
+            self.step_loop(
+                w,
+                "for (int32_t sf_u = 0; sf_u < sf_steps - sf_s0; ++sf_u)",
+                |w| {
+                    forward(
+                        w,
+                        "sf_s0 + sf_u",
+                        "sf_s0",
+                        "((sf_n_seg - 1) & 1) * (int64_t) sf_k",
+                    )
+                },
+            )
+        })?;
+        w.write_str("/* Each segment from the last backwards, and at the same time (independent work for the\n   same thread) the segment before it forwards into the other half of the scratch. */\n")?;
+        w.block("for (int32_t sf_g = sf_n_seg - 1; sf_g >= 0; --sf_g)", |w| {
+            w.write_str("const int32_t sf_s0 = sf_g * sf_k;\nconst int32_t sf_s1 = sf_steps - sf_s0 > sf_k ? sf_s0 + sf_k : sf_steps;\n")?;
+            w.block("if (sf_g > 0)", |w| load_checkpoint(w, "sf_g - 1"))?;
+            self.step_loop(w, "for (int32_t sf_u = 0; sf_u < sf_k; ++sf_u)", |w| {
+                w.block("if (sf_u < sf_s1 - sf_s0)", |w| {
+                    w.write_str("const int32_t sf_s = sf_s1 - 1 - sf_u, sf_seg0 = sf_s0;\nconst int64_t sf_half = (sf_g & 1) * (int64_t) sf_k;\n")?;
+                    if !self.dag.trace_cotangents.is_empty() {
+                        // Traces are recorded at the start of every rec_every-th step.
+                        w.write_str("const int32_t sf_rec = sf_s % sf_rec_every == 0 ? sf_s / sf_rec_every : -1;\n")?;
+                    }
+                    self.per_element_step(w, |w| self.backward_step(w))
+                })?;
+                w.block("if (sf_g > 0)", |w| {
+                    forward(w, "sf_s0 - sf_k + sf_u", "sf_s0 - sf_k", "((sf_g - 1) & 1) * (int64_t) sf_k")
+                })
             })
         })?;
         self.per_element(w, |w| {
@@ -685,45 +725,42 @@ const int64_t sf_j = sf_j0 + sf_l;
         Some(crate::step::timestep(d, self.spec.dt).clamp(0, 1 << 61))
     }
 
-    /// The row of step `sf_s` in the segment scratch.
+    /// The row of step `sf_s` in the segment scratch: two halves of `k` rows (one segment
+    /// walked back while the one before it is recomputed), `sf_half` the half's first row,
+    /// `sf_seg0` the segment's first step.
     fn segment_row(&self) -> String {
-        Self::row_index("sf_k", "(sf_s - sf_s0)")
+        Self::row_index("(2 * sf_k)", "sf_half + (sf_s - sf_seg0)")
     }
 
     /// One step forwards, the group kernel's step DAG: from the kept state `sf_x_<x>` to the
     /// next, with the refractory bookkeeping (the step of the run from which the element is
-    /// free again, from a constant period of `r` steps). Inside a segment (`scratch`), the
-    /// step's start values and `not_refractory` go to the scratch first.
-    fn forward_step(&self, w: &mut SourceWriter, scratch: bool) -> fmt::Result {
+    /// free again, from a constant period of `r` steps); the step's start values and
+    /// `not_refractory` go to the scratch first.
+    fn forward_step(&self, w: &mut SourceWriter) -> fmt::Result {
         let real = self.real();
         let lane = self.lane();
         self.load_step(w)?;
-        if scratch {
-            writeln!(w, "const int64_t sf_seg_row = {};", self.segment_row())?;
-        }
+        writeln!(w, "const int64_t sf_seg_row = {};", self.segment_row())?;
         for v in &self.dag.stored {
             let name = ident(&self.ir.symbol(*v).name);
-            writeln!(w, "const {real} {name} = sf_x_{name}{lane};")?;
-            if scratch {
-                let k = self
-                    .output(AdjointRole::Segment, Some(*v))
-                    .expect("every stored variable has its scratch");
-                writeln!(w, "sf_out{k}[sf_seg_row] = {name};")?;
-            }
+            let k = self
+                .output(AdjointRole::Segment, Some(*v))
+                .expect("every stored variable has its scratch");
+            writeln!(
+                w,
+                "const {real} {name} = sf_x_{name}{lane};\nsf_out{k}[sf_seg_row] = {name};"
+            )?;
         }
         let refractory = self.refractory_steps();
         if refractory.is_some() {
+            let k = self
+                .output(AdjointRole::NotRefractory, None)
+                .expect("a refractory period has the scratch");
             writeln!(
                 w,
-                "const {} sf_not_refractory = sf_s >= sf_free_from{lane};",
+                "const {} sf_not_refractory = sf_s >= sf_free_from{lane};\nsf_out{k}[sf_seg_row] = sf_not_refractory != 0;",
                 self.dialect.bool_type()
             )?;
-            if scratch {
-                let k = self
-                    .output(AdjointRole::NotRefractory, None)
-                    .expect("a refractory period has the scratch");
-                writeln!(w, "sf_out{k}[sf_seg_row] = sf_not_refractory != 0;")?;
-            }
         }
         let mut roots = self.dag.next_state.clone();
         let spike = refractory.and_then(|r| self.dag.spike.map(|s| (r, s)));

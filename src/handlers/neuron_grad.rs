@@ -166,7 +166,8 @@ fn decode<'a>(call: &CallFrame<'a>, site: &NeuronGrad) -> Result<Call<'a>, FfiEr
             AdjointShape::OptionalPerStep => vec![nb, steps, n_inner],
             AdjointShape::PerRecord => vec![nb, records, n_inner],
             AdjointShape::PerSegment => vec![nb, segments, n_inner],
-            AdjointShape::SegmentStep => vec![nb, segment, n_inner],
+            // Two halves: one segment walked back while the one before it is recomputed.
+            AdjointShape::SegmentStep => vec![nb, 2 * segment, n_inner],
             AdjointShape::BatchWords => vec![nb, 2],
         }
     };

@@ -457,7 +457,7 @@ def test_the_adjoint_target_refuses_forged_attributes_and_wrong_buffers():
         "per_step": (1, k, n),
         "optional_per_step": (0,),
         "per_segment": (1, 2, n),
-        "segment_step": (1, segment, n),
+        "segment_step": (1, 2 * segment, n),
         "neuron": (n,),
         "batch": (1,),
         "neuron_words": (n, 2),
@@ -491,7 +491,12 @@ def test_the_adjoint_target_refuses_forged_attributes_and_wrong_buffers():
         )
 
     results = call(*operands)
-    assert all(np.all(np.isfinite(np.asarray(r, np.float64))) for r in results)
+    # The results (not the scratch, whose rows past a short last segment are never written).
+    assert all(
+        np.all(np.isfinite(np.asarray(r, np.float64)))
+        for a, r in zip(layout["outputs"], results)
+        if a["role"] in ("adjoint", "grad")
+    )
     with pytest.raises(Exception, match="key"):
         call(*operands, key="0" * 64)
     with pytest.raises(Exception, match="segment"):
