@@ -18,9 +18,10 @@ faster than ``jax.grad`` of ``lax.scan``.
 Each population size runs in its own process, the spikeforge gradient first, so that the device's
 ``peak_bytes_in_use`` (``jax.Device.memory_stats()``, where the backend has it) is that call's:
 printed as the peak above the inputs, beside the bound it should stay within, in bytes: the
-backward's scratch, ``N (ceil(steps/k) (s b + 4) + k (s b + 1))`` (``s`` stored variables of
-``b`` bytes, the refractory bookkeeping's int32 checkpoint and bool per step), plus what the call
-must hold anyway: the gradient of the ``(steps, N)`` input, the trace and its cotangent.
+checkpoints and the backward's scratch, ``N (ceil(steps/k) (s b + 4) + 2 k (s b + 1))`` (``s``
+stored variables of ``b`` bytes, the refractory bookkeeping's int32 checkpoint and bool per step;
+the scratch holds two segments), plus what the call must hold anyway: the gradient of the
+``(steps, N)`` input, the trace and its cotangent.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def memory_in_use(device) -> tuple[int, int] | None:
 def memory_bound(n: int, steps: int, k: int, itemsize: int) -> int:
     """The bytes the gradient call may hold above its inputs (see the module documentation)."""
     stored = 1
-    scratch = n * (-(-steps // k) * (stored * itemsize + 4) + k * (stored * itemsize + 1))
+    scratch = n * (-(-steps // k) * (stored * itemsize + 4) + 2 * k * (stored * itemsize + 1))
     n_rec = -(-steps // RECORD_EVERY)
     held = n * steps * itemsize + 2 * n * n_rec * itemsize
     return scratch + held
@@ -156,7 +157,7 @@ def measure(n: int, steps: int, dtype_name: str, repeats: int, checkpoint_every:
     # In float32 the two implementations may round a neuron right at threshold differently: a
     # norm-wise difference, not the largest element's.
     worst = max(float(jnp.linalg.norm(a - b) / jnp.maximum(jnp.linalg.norm(b), 1e-30)) for a, b in zip(g_sf, g_scan))
-    k = min(sf.gradients.segment_length(steps, RECORD_EVERY, checkpoint_every), steps)
+    k = sf.gradients.segment_length(steps, checkpoint_every, n)
     return dict(
         neurons=n,
         steps=steps,
@@ -218,7 +219,7 @@ def main() -> int:
     print(
         "ratio: forward + backward over forward alone (target <= 3); speed-up: jax.grad of lax.scan over "
         "spikeforge's gradient (target >= 10); peak: the gradient call's peak device memory above its inputs, "
-        f"bound: N (ceil(steps/k) (b + 4) + k (b + 1)) + the input's gradient, trace and its cotangent; "
+        f"bound: N (ceil(steps/k) (b + 4) + 2 k (b + 1)) + the input's gradient, trace and its cotangent; "
         f"rel. diff tolerance {tolerance:.0e}"
     )
     return 0 if ok else 1

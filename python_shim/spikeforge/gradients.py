@@ -11,7 +11,7 @@ that also keeps the state every ``k`` steps (checkpoints, ``O(N steps/k)``; the 
 ``spec.checkpoint``). The backward pass is one launch of the adjoint kernel: for each segment
 from the last, it recomputes the segment's start-of-step values from its checkpoint into a
 scratch (``O(N k)``, a buffer of that call) and walks it backwards. ``k`` defaults to about
-``sqrt(steps)`` (a multiple of ``record_every``, at most ``steps``); ``run(...,
+``sqrt(steps)``, fewer for large populations (:func:`segment_length`); ``run(...,
 checkpoint_every=k)`` sets it.
 
 Differentiable: the initial state (stored variables), real parameters, constants given per neuron
@@ -63,18 +63,28 @@ def _lowering(*, spec, key, steps, n_inner, segment, record_every, spike_train) 
 neuron_grad_p = ffi_primitive("spikeforge_neuron_grad", _lowering)
 
 
-def segment_length(steps: int, record_every: int, checkpoint_every: int | None) -> int:
-    """The steps between checkpoints: about ``sqrt(steps)``, a multiple of ``record_every`` (so
-    that every segment's traces start on a recorded step), at most ``steps`` rounded up."""
+# The scratch rows (element x segment step) the backward pass should keep in a GPU's L2 cache at
+# once: the elements a GPU runs at once (about 2^18 threads on an H100/H200) times 2 k rows of
+# the two segments in flight, of the state and the re-read per-step inputs, must stay well under
+# its L2 (50 MB); past that the segments' rows go to device memory and back.
+_RESIDENT_ELEMENTS = 1 << 18
+_SCRATCH_ROWS = 1 << 21
+
+
+def segment_length(steps: int, checkpoint_every: int | None, n: int = 1) -> int:
+    """The steps between checkpoints, at most ``steps``: ``checkpoint_every``, or by default
+    about ``sqrt(steps)`` (the fewest stored values, ``N (steps/k + k)``), fewer for a large
+    population ``n`` (at least 4), so that the backward pass's scratch stays in the GPU's L2."""
     if checkpoint_every is None:
         k = max(1, math.isqrt(steps - 1) + 1)
+        k = min(k, max(4, _SCRATCH_ROWS // min(max(n, 1), _RESIDENT_ELEMENTS)))
     else:
         k = int(checkpoint_every)
         if k < 1:
             raise ModelError(
                 f"checkpoint_every must be a positive integer, got {checkpoint_every!r}", field="checkpoint_every"
             )
-    return -(-k // record_every) * record_every
+    return min(k, steps)
 
 
 def _adjoint_info(model, spec: str) -> dict:
@@ -129,7 +139,7 @@ def differentiable_run(
     run = jax.custom_vjp(
         functools.partial(forward, steps=steps, record=record, record_every=record_every, spike_capacity=spike_capacity)
     )
-    k = min(segment_length(steps, record_every, checkpoint_every), steps)
+    k = segment_length(steps, checkpoint_every, jnp.asarray(state[model._reference(state)]).shape[0])
 
     def fwd(state, inputs):
         check_differentiable_call(spike_capacity)
