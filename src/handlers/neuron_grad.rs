@@ -17,7 +17,8 @@ use std::sync::Arc;
 use super::buffers::{self, Expected};
 use super::loaded_kernels::LoadedKernels;
 use super::neuron_run::{
-    block_size, cpu_options, cuda_options, grid_for, launch_with_buffers, run_elements, CEntry,
+    block_size, cpu_options, cuda_options, grid_for, int32_count, launch_with_buffers,
+    run_elements, CEntry,
 };
 use super::poison;
 use crate::codegen::adjoint_kernel::{
@@ -75,13 +76,8 @@ impl Instance for NeuronGrad {
         let layout = generate_adjoint(&ir, &spec, Dialect::C)
             .map_err(|e| FfiError::invalid_argument(e.to_string()))?
             .layout;
-        let steps = attrs.get_usize("steps")?;
+        let steps = int32_count(&attrs, "steps")?;
         let n_inner = attrs.get_usize("n_inner")?;
-        if steps == 0 || steps > i32::MAX as usize {
-            return Err(FfiError::invalid_argument(format!(
-                "attribute 'steps': must be in 1..=2^31-1, got {steps}"
-            )));
-        }
         if n_inner == 0 || i64::try_from(n_inner).is_err() {
             return Err(FfiError::invalid_argument(format!(
                 "attribute 'n_inner': must be in 1..=2^63-1, got {n_inner}"
@@ -93,12 +89,7 @@ impl Instance for NeuronGrad {
                 "attribute 'segment': must be in 1..=steps ({steps}), got {segment}"
             )));
         }
-        let record_every = attrs.get_usize("record_every")?;
-        if record_every == 0 || record_every > i32::MAX as usize {
-            return Err(FfiError::invalid_argument(format!(
-                "attribute 'record_every': must be in 1..=2^31-1, got {record_every}"
-            )));
-        }
+        let record_every = int32_count(&attrs, "record_every")?;
         let spike_train = match attrs.get_usize("spike_train")? {
             0 => false,
             1 => true,

@@ -63,20 +63,10 @@ struct Sizes {
 
 impl Sizes {
     fn from_attrs(attrs: &Attrs, layout: &Layout) -> Result<Sizes, FfiError> {
-        let steps = attrs.get_usize("steps")?;
-        let record_every = attrs.get_usize("record_every")?;
-        let n_inner = attrs.get_usize("n_inner")?;
         // The kernels count steps in int32.
-        if steps == 0 || steps > i32::MAX as usize {
-            return Err(FfiError::invalid_argument(format!(
-                "attribute 'steps': must be in 1..=2^31-1, got {steps}"
-            )));
-        }
-        if record_every == 0 || record_every > i32::MAX as usize {
-            return Err(FfiError::invalid_argument(format!(
-                "attribute 'record_every': must be in 1..=2^31-1, got {record_every}"
-            )));
-        }
+        let steps = int32_count(attrs, "steps")?;
+        let record_every = int32_count(attrs, "record_every")?;
+        let n_inner = attrs.get_usize("n_inner")?;
         if n_inner == 0 || i64::try_from(n_inner).is_err() {
             return Err(FfiError::invalid_argument(format!(
                 "attribute 'n_inner': must be in 1..=2^63-1, got {n_inner}"
@@ -84,13 +74,7 @@ impl Sizes {
         }
         let records_spikes = layout.outputs.iter().any(|a| a.shape == ShapeKind::Spikes);
         let spike_capacity = if records_spikes {
-            let c = attrs.get_usize("spike_capacity")?;
-            if c == 0 || c > i32::MAX as usize {
-                return Err(FfiError::invalid_argument(format!(
-                    "attribute 'spike_capacity': must be in 1..=2^31-1, got {c}"
-                )));
-            }
-            c
+            int32_count(attrs, "spike_capacity")?
         } else {
             0
         };
@@ -99,13 +83,7 @@ impl Sizes {
             .iter()
             .any(|a| a.shape == ShapeKind::Checkpoint);
         let checkpoint_every = if checkpoints {
-            let k = attrs.get_usize("checkpoint_every")?;
-            if k == 0 || k > i32::MAX as usize {
-                return Err(FfiError::invalid_argument(format!(
-                    "attribute 'checkpoint_every': must be in 1..=2^31-1, got {k}"
-                )));
-            }
-            k
+            int32_count(attrs, "checkpoint_every")?
         } else {
             0
         };
@@ -123,6 +101,17 @@ impl Sizes {
             },
         })
     }
+}
+
+/// The positive int32 attribute `name` (a count of steps or entries the kernels keep in int32).
+pub(super) fn int32_count(attrs: &Attrs, name: &str) -> Result<usize, FfiError> {
+    let v = attrs.get_usize(name)?;
+    if v == 0 || v > i32::MAX as usize {
+        return Err(FfiError::invalid_argument(format!(
+            "attribute '{name}': must be in 1..=2^31-1, got {v}"
+        )));
+    }
+    Ok(v)
 }
 
 /// The C entry point: `(start, end, dims, inputs, outputs)`.

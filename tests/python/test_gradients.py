@@ -92,7 +92,7 @@ VTH = RNG.uniform(0.9, 1.1, N)
 W_FINAL, W_TRACE, W_COUNT = RNG.normal(size=N), RNG.normal(size=(STEPS // 2, N)), RNG.normal(size=N)
 
 
-def spikeforge_loss(model, method, checkpoint_every=None):
+def spikeforge_loss(model, method, checkpoint_every=None, record_every=2, w_trace=W_TRACE, w_count=W_COUNT):
     per_tau = method == "euler"  # exact integration needs a folded time constant
 
     def loss(v0, tau, v_th, currents):
@@ -107,10 +107,10 @@ def spikeforge_loss(model, method, checkpoint_every=None):
             steps=STEPS,
             inputs={"I": currents},
             record=["v"],
-            record_every=2,
+            record_every=record_every,
             checkpoint_every=checkpoint_every,
         )
-        return (W_FINAL * new["v"]).sum() + (W_TRACE * out.traces["v"]).sum() + (W_COUNT * out.spike_count).sum()
+        return (W_FINAL * new["v"]).sum() + (w_trace * out.traces["v"]).sum() + (w_count * out.spike_count).sum()
 
     return loss
 
@@ -176,18 +176,9 @@ def lif_loss_pair(model, *, record_every, checkpoint_every, w_steps=None):
     w_trace = np.random.default_rng(record_every).normal(size=(n_rec, N))
     w_count = 0.0 if w_steps is not None else W_COUNT
 
-    def ours(v0, tau, v_th, currents):
-        state = dict(model.init_state(N, dtype=jnp.float64, tau=np.ones(N)), v=v0, tau=tau, v_th=v_th)
-        new, out = model.run(
-            state,
-            dt=DT,
-            steps=STEPS,
-            inputs={"I": currents},
-            record=["v"],
-            record_every=record_every,
-            checkpoint_every=checkpoint_every,
-        )
-        return (W_FINAL * new["v"]).sum() + (w_trace * out.traces["v"]).sum() + (w_count * out.spike_count).sum()
+    ours = spikeforge_loss(
+        model, "euler", checkpoint_every, record_every=record_every, w_trace=w_trace, w_count=w_count
+    )
 
     def reference(v0, tau, v_th, currents):
         v, trace, spikes = lif_spike_train(v0, tau, v_th, currents)
