@@ -1,10 +1,11 @@
 """Benchmarks gradients through neuron runs: spikeforge's forward + generated adjoint kernel
 against its forward alone and against ``jax.grad`` of a pure-JAX ``lax.scan`` of the same model
-with the same surrogate.
+with the same surrogate, and the peak device memory of the gradient call.
 
 Usage::
 
-    python bench/bench_gradients.py [--neurons 10000] [--steps 1000] [--dtype float32] [--quick]
+    python bench/bench_gradients.py [--neurons 10000,1000000] [--steps 1000] [--dtype float32]
+                                    [--checkpoint-every K] [--quick]
 
 The model is a LIF with a refractory period and a per-step input current, integrated exactly,
 with a fast-sigmoid surrogate; the loss reads the final state, a trace and the spike counts. Both
@@ -13,12 +14,23 @@ status is 1 when it is above the dtype's tolerance), so a wrong kernel is flagge
 reported as fast. Times are medians of ``--repeats`` calls of the jitted functions, after a
 warm-up call that compiles. Targets (issue 12): forward + backward <= 3x forward alone, >= 10x
 faster than ``jax.grad`` of ``lax.scan``.
+
+Each population size runs in its own process, the spikeforge gradient first, so that the device's
+``peak_bytes_in_use`` (``jax.Device.memory_stats()``, where the backend has it) is that call's:
+printed as the peak above the inputs, beside the bound it should stay within, in bytes: the
+checkpoints and the backward's scratch, ``N (ceil(steps/k) (s b + 4) + 2 k (s b + 1))`` (``s``
+stored variables of ``b`` bytes, the refractory bookkeeping's int32 checkpoint and bool per step;
+the scratch holds two segments), plus what the call must hold anyway: the gradient of the
+``(steps, N)`` input, the trace and its cotangent.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import statistics
+import subprocess
 import sys
 import time
 
@@ -81,20 +93,31 @@ def timed(fn, *args, repeats):
     return statistics.median(times)
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--neurons", type=int, default=10_000)
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--quick", action="store_true", help="1000 neurons x 200 steps, 2 repeats")
-    args = p.parse_args()
-    if args.quick:
-        args.neurons, args.steps, args.repeats = 1000, 200, 2
-    if args.dtype == "float64":
+RECORD_EVERY = 10
+
+
+def memory_in_use(device) -> tuple[int, int] | None:
+    """``(bytes_in_use, peak_bytes_in_use)`` of ``device``, or None where the backend has none."""
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if not stats or "peak_bytes_in_use" not in stats:
+        return None
+    return int(stats["bytes_in_use"]), int(stats["peak_bytes_in_use"])
+
+
+def memory_bound(n: int, steps: int, k: int, itemsize: int) -> int:
+    """The bytes the gradient call may hold above its inputs (see the module documentation)."""
+    stored = 1
+    scratch = n * (-(-steps // k) * (stored * itemsize + 4) + 2 * k * (stored * itemsize + 1))
+    n_rec = -(-steps // RECORD_EVERY)
+    held = n * steps * itemsize + 2 * n * n_rec * itemsize
+    return scratch + held
+
+
+def measure(n: int, steps: int, dtype_name: str, repeats: int, checkpoint_every: int | None) -> dict:
+    """One population size: times, the gradients' difference and the gradient call's memory."""
+    if dtype_name == "float64":
         jax.config.update("jax_enable_x64", True)
-    dtype = jnp.dtype(args.dtype)
-    n, steps = args.neurons, args.steps
+    dtype = jnp.dtype(dtype_name)
     rng = np.random.default_rng(0)
     v0 = jnp.asarray(rng.uniform(0.0, 0.9, n), dtype)
     currents = jnp.asarray(rng.uniform(0.8, 1.6, (steps, n)), dtype)
@@ -103,33 +126,103 @@ def main() -> int:
     state0 = m.init_state(n, dtype=dtype)
 
     def sf_loss(v0, currents):
-        new, out = m.run(dict(state0, v=v0), dt=DT, steps=steps, inputs={"I": currents}, record=["v"], record_every=10)
+        new, out = m.run(
+            dict(state0, v=v0),
+            dt=DT,
+            steps=steps,
+            inputs={"I": currents},
+            record=["v"],
+            record_every=RECORD_EVERY,
+            checkpoint_every=checkpoint_every,
+        )
         return (w * new["v"]).sum() + 1e-3 * (out.traces["v"] ** 2).sum() + (w * out.spike_count).sum()
 
     def scan_loss(v0, currents):
         v, trace, count = scan_run(v0, currents)
-        return (w * v).sum() + 1e-3 * (trace[::10] ** 2).sum() + (w * count).sum()
+        return (w * v).sum() + 1e-3 * (trace[::RECORD_EVERY] ** 2).sum() + (w * count).sum()
 
+    device = jax.devices()[0]
     forward = jax.jit(lambda v0, c: m.run(dict(state0, v=v0), dt=DT, steps=steps, inputs={"I": c})[0]["v"])
     sf_grad = jax.jit(jax.grad(sf_loss, argnums=(0, 1)))
     scan_grad = jax.jit(jax.grad(scan_loss, argnums=(0, 1)))
-    t_forward = timed(forward, v0, currents, repeats=args.repeats)
-    t_sf = timed(sf_grad, v0, currents, repeats=args.repeats)
-    t_scan = timed(scan_grad, v0, currents, repeats=args.repeats)
-    g_sf, g_scan = sf_grad(v0, currents), scan_grad(v0, currents)
+    jax.block_until_ready((v0, currents, w, state0))
+    before = memory_in_use(device)
+    g_sf = jax.block_until_ready(sf_grad(v0, currents))
+    after = memory_in_use(device)
+    peak = None if before is None or after is None else after[1] - before[0]
+    t_sf = timed(sf_grad, v0, currents, repeats=repeats)
+    t_forward = timed(forward, v0, currents, repeats=repeats)
+    t_scan = timed(scan_grad, v0, currents, repeats=repeats)
+    g_scan = scan_grad(v0, currents)
     # In float32 the two implementations may round a neuron right at threshold differently: a
     # norm-wise difference, not the largest element's.
     worst = max(float(jnp.linalg.norm(a - b) / jnp.maximum(jnp.linalg.norm(b), 1e-30)) for a, b in zip(g_sf, g_scan))
+    k = sf.gradients.segment_length(steps, checkpoint_every, n)
+    return dict(
+        neurons=n,
+        steps=steps,
+        k=k,
+        forward=t_forward,
+        gradient=t_sf,
+        scan=t_scan,
+        difference=worst,
+        peak=peak,
+        bound=memory_bound(n, steps, k, dtype.itemsize),
+        device=str(device),
+    )
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--neurons", default="10000,1000000", help="population sizes, comma-separated")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--checkpoint-every", type=int, default=None)
+    p.add_argument("--quick", action="store_true", help="1000 neurons x 200 steps, 2 repeats")
+    p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.quick:
+        args.neurons, args.steps, args.repeats = "1000", 200, 2
+    sizes = [int(x) for x in str(args.neurons).split(",")]
+    if args.one:
+        row = measure(sizes[0], args.steps, args.dtype, args.repeats, args.checkpoint_every)
+        print(json.dumps(row))
+        return 0
+    rows = []
+    for n in sizes:
+        command = [sys.executable, __file__, "--one", "--neurons", str(n), "--steps", str(args.steps)]
+        command += ["--dtype", args.dtype, "--repeats", str(args.repeats)]
+        if args.checkpoint_every is not None:
+            command += ["--checkpoint-every", str(args.checkpoint_every)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(done.stdout + done.stderr, file=sys.stderr)
+            return done.returncode
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     tolerance = 1e-8 if args.dtype == "float64" else 1e-2
-    device = jax.devices()[0]
-    print(f"gradients, LIF exact + fast_sigmoid({SLOPE}), {n} neurons x {steps} steps, {args.dtype}, {device}")
-    print(f"{'':34}{'seconds':>10}{'x forward':>12}")
-    print(f"{'spikeforge forward':34}{t_forward:10.4f}{1.0:12.2f}")
-    print(f"{'spikeforge forward + backward':34}{t_sf:10.4f}{t_sf / t_forward:12.2f}")
-    print(f"{'jax.grad of lax.scan':34}{t_scan:10.4f}{t_scan / t_forward:12.2f}")
-    print(f"speed-up of spikeforge over lax.scan (gradients): {t_scan / t_sf:.1f}x")
-    print(f"relative difference of the gradients (norm): {worst:.2e} (tolerance {tolerance:.0e})")
-    return 0 if worst <= tolerance else 1
+    print(f"gradients, LIF exact + fast_sigmoid({SLOPE}), {args.steps} steps, {args.dtype}, {rows[0]['device']}")
+    head = (
+        f"{'neurons':>9}{'k':>5}{'forward s':>11}{'fwd+bwd s':>11}{'ratio':>7}{'lax.scan s':>12}{'speed-up':>10}"
+        f"{'peak MB':>10}{'bound MB':>10}{'rel. diff':>11}"
+    )
+    print(head)
+    ok = True
+    for r in rows:
+        peak = "n/a" if r["peak"] is None else f"{r['peak'] / 1e6:.1f}"
+        ratio, speed_up = r["gradient"] / r["forward"], r["scan"] / r["gradient"]
+        print(
+            f"{r['neurons']:>9}{r['k']:>5}{r['forward']:11.5f}{r['gradient']:11.5f}{ratio:7.2f}"
+            f"{r['scan']:12.5f}{speed_up:10.1f}{peak:>10}{r['bound'] / 1e6:10.1f}{r['difference']:11.2e}"
+        )
+        ok = ok and r["difference"] <= tolerance and math.isfinite(r["difference"])
+    print(
+        "ratio: forward + backward over forward alone (target <= 3); speed-up: jax.grad of lax.scan over "
+        "spikeforge's gradient (target >= 10); peak: the gradient call's peak device memory above its inputs, "
+        f"bound: N (ceil(steps/k) (b + 4) + 2 k (b + 1)) + the input's gradient, trace and its cotangent; "
+        f"rel. diff tolerance {tolerance:.0e}"
+    )
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

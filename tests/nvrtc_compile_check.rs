@@ -81,7 +81,8 @@ fn every_spike_train_kernel_compiles_for_sm90() {
 }
 
 /// The adjoint (backward) kernel of every differentiable test model, with each surrogate,
-/// compiles for sm_90; the others are refused with a reason.
+/// compiles for sm_90, and so does its forward kernel that keeps the checkpoints
+/// (`spec.checkpoint`); the others are refused with a reason.
 #[test]
 fn every_adjoint_kernel_compiles_for_sm90() {
     use spikeforge::codegen::adjoint_kernel::generate_adjoint;
@@ -109,6 +110,12 @@ fn every_adjoint_kernel_compiles_for_sm90() {
         let cubin = compile_cubin(&kernel.source, (9, 0), &CudaCompileOptions::default())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(&cubin[..4], b"\x7fELF", "{name}: not a CUBIN");
+        let forward =
+            spikeforge::codegen::generate_from_spec(&spec.checkpoint(true), Dialect::Cuda)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(forward.source.contains("sf_ckpt_every"), "{name}");
+        compile_cubin(&forward.source, (9, 0), &CudaCompileOptions::default())
+            .unwrap_or_else(|e| panic!("{name} (checkpoints): {e}"));
         compiled += 1;
     }
     assert!(compiled >= 10, "only {compiled} adjoint kernels");

@@ -162,16 +162,21 @@ class Group:
 
     # -- compilation ------------------------------------------------------------------------
 
-    def _spec(self, *, dt, dtype, per_neuron, per_step, record, spikes=False, spike_train=False) -> dict:
+    def _spec(
+        self, *, dt, dtype, per_neuron, per_step, record, spikes=False, spike_train=False, checkpoint=False
+    ) -> dict:
         storage = {"storage": dtype} if dtype in ("float16", "bfloat16") else {}
         # Left out when False, like the Rust spec does, so that cache keys stay as they were.
         spike_record = {"record_spikes": True} if spikes else {}
         if spike_train:
             spike_record["record_spike_train"] = True
+        # The forward pass under differentiation also writes the adjoint's checkpoints.
+        checkpoints = {"checkpoint": True} if checkpoint else {}
         return dict(
             self._base,
             **storage,
             **spike_record,
+            **checkpoints,
             dt=float(dt),
             dtype="float32" if storage else dtype,
             per_neuron=list(per_neuron),
@@ -182,9 +187,20 @@ class Group:
     def _native_error(self, error: Mapping) -> ModelError:
         return self.definition.locate(ModelError.from_native(error))
 
-    def _variant(self, *, dt, dtype, per_neuron, per_step, record, spikes=False, spike_train=False) -> dict:
+    def _variant(
+        self, *, dt, dtype, per_neuron, per_step, record, spikes=False, spike_train=False, checkpoint=False
+    ) -> dict:
         """The library's answer for one variant (spec, cache key, layout), compiled once."""
-        key = (float(dt), dtype, tuple(per_neuron), tuple(per_step), tuple(record), bool(spikes), bool(spike_train))
+        key = (
+            float(dt),
+            dtype,
+            tuple(per_neuron),
+            tuple(per_step),
+            tuple(record),
+            bool(spikes),
+            bool(spike_train),
+            bool(checkpoint),
+        )
         if key not in self._variants:
             spec = self._spec(
                 dt=dt,
@@ -194,6 +210,7 @@ class Group:
                 record=record,
                 spikes=spikes,
                 spike_train=spike_train,
+                checkpoint=checkpoint,
             )
             info = _native.model_compile(json.dumps(spec))
             if not info.get("ok"):

@@ -140,13 +140,20 @@ class Layout:
 
     # -- results -----------------------------------------------------------------------------------
 
-    def result_structs(self, *, n: int, n_rec: int, spike_capacity: int = 0) -> list:
-        shape = {"neuron": (n,), "batch": (1,), "trace": (1, n_rec, n), "spikes": (1, spike_capacity)}
+    def result_structs(self, *, n: int, n_rec: int, spike_capacity: int = 0, n_ckpt: int = 0) -> list:
+        shape = {
+            "neuron": (n,),
+            "batch": (1,),
+            "trace": (1, n_rec, n),
+            "spikes": (1, spike_capacity),
+            "checkpoint": (1, n_ckpt, n),
+        }
         return [jax.ShapeDtypeStruct(shape[a["shape"]] + self.trailing(a), self.dtype(a)) for a in self.outputs]
 
     def unpack(self, state: Mapping, results, *, n: int, n_rec: int) -> tuple[dict, dict, dict]:
-        """(new state, traces by name, other results by role): each result put back where its
-        operand came from (the time of the state is the kernel's); traces and the spike train
+        """(new state, traces by name, other results by role, checkpoints by name): each result
+        put back where its operand came from (the time of the state is the kernel's); traces and
+        the spike train
         reshaped to ``(n_rec, n)``."""
         new_state, traces, others = dict(state), {}, {}
         for a, r in zip(self.outputs, results):
@@ -158,6 +165,9 @@ class Layout:
                 new_state[a["name"]] = r.reshape(self.trailing(a))
             elif a["role"] in ("state", "param", "lastspike", "not_refractory"):
                 new_state[a["name"]] = r
+            elif a["role"] == "checkpoint":
+                # Several per variant: by name (``checkpoint:v``), kept as (1, n_ckpt, n).
+                others[a["name"]] = r
             else:
                 others[a["role"]] = r
         return new_state, traces, others

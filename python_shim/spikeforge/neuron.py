@@ -56,10 +56,12 @@ class RunResult:
 # -- the primitive -----------------------------------------------------------------------------
 
 
-def _lowering(*, spec, key, steps, record_every, n_inner, spike_capacity=0) -> FfiCall:
+def _lowering(*, spec, key, steps, record_every, n_inner, spike_capacity=0, checkpoint_every=0) -> FfiCall:
     attributes = dict(spec=spec, key=key, steps=steps, record_every=record_every, n_inner=n_inner)
     if spike_capacity:
         attributes["spike_capacity"] = spike_capacity
+    if checkpoint_every:
+        attributes["checkpoint_every"] = checkpoint_every
     return FfiCall(attributes=attributes)
 
 
@@ -176,8 +178,9 @@ class NeuronModel(Group):
         per_step = tuple(sorted(inputs))
         per_neuron = tuple(sorted(k for k in state if k in self.constants and k not in inputs))
 
-        def variant(record, spike_capacity, spike_train):
-            """The compiled variant that records ``record`` (and spikes, a spike train)."""
+        def variant(record, spike_capacity, spike_train, checkpoint=False):
+            """The compiled variant that records ``record`` (and spikes, a spike train, the
+            adjoint's checkpoints)."""
             return self._variant(
                 dt=dt,
                 dtype=dtype,
@@ -186,6 +189,7 @@ class NeuronModel(Group):
                 record=record,
                 spikes=spike_capacity > 0,
                 spike_train=spike_train,
+                checkpoint=checkpoint,
             )
 
         info = variant(record, spike_capacity, spike_train)
@@ -201,20 +205,25 @@ class NeuronModel(Group):
             for x in [*state.values(), *inputs.values()]
         )
 
-        def call(state, inputs, *, steps, record, record_every, spike_capacity=0, spike_train=False):
-            """One call of the forward kernel: (new state, traces, other results by role)."""
-            compiled = variant(record, spike_capacity, spike_train)
+        def call(
+            state, inputs, *, steps, record, record_every, spike_capacity=0, spike_train=False, checkpoint_every=0
+        ):
+            """One call of the forward kernel: (new state, traces, other results by role; with
+            ``checkpoint_every``, also the adjoint's checkpoints by name, ``checkpoint:<x>``)."""
+            compiled = variant(record, spike_capacity, spike_train, checkpoint_every > 0)
             layout = Layout(compiled["layout"], dtype)
             n_rec = -(-steps // record_every)
+            n_ckpt = -(-steps // checkpoint_every) if checkpoint_every else 0
             results = neuron_run_p(
                 *layout.operands(state, inputs, n=n, reference=reference, steps=steps),
-                outs=layout.result_structs(n=n, n_rec=n_rec, spike_capacity=spike_capacity),
+                outs=layout.result_structs(n=n, n_rec=n_rec, spike_capacity=spike_capacity, n_ckpt=n_ckpt),
                 spec=compiled["spec"],
                 key=compiled["key"],
                 steps=steps,
                 record_every=record_every,
                 n_inner=n,
                 spike_capacity=spike_capacity,
+                checkpoint_every=checkpoint_every,
             )
             return layout.unpack(state, results, n=n, n_rec=n_rec)
 

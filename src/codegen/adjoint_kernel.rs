@@ -1,29 +1,40 @@
-//! The adjoint (reverse-time) kernel of a neuron group: one segment of a run, backwards.
+//! The adjoint (reverse-time) kernel of a neuron group: the whole backward pass of a run, in
+//! one launch.
 //!
-//! Backpropagation through a run of `steps` steps keeps checkpoints of the state every `k`
-//! steps (the forward pass runs the group kernel segment by segment); the backward pass, for
-//! each segment from the last, recomputes the segment's start-of-step values with the group
-//! kernel (its traces of every stored variable, `k` rows) and calls this kernel, which walks the
-//! segment's steps backwards and applies the adjoint of one step ([`crate::step::adjoint`]):
-//! memory `O(N (steps/k + k))`. Each element is independent (one CUDA thread, or one iteration
-//! of the C loop over an element range), holds its adjoints and accumulated gradients in
-//! registers, and reads and writes each step's row once.
+//! Backpropagation through a run of `steps` steps needs each step's start values, backwards.
+//! The forward pass under differentiation is the group kernel with `spec.checkpoint`: besides
+//! its usual results it keeps the state every `k` steps (checkpoints, `O(N steps/k)`). Each
+//! element is independent (one CUDA thread, or one lane of a C block), so this kernel, for each
+//! segment from the last, walks the segment forwards again from its checkpoint with the forward
+//! step of the same DAG the group kernel prints ([`crate::step::build`], kept in
+//! [`AdjointDag::next_state`] and printed by the same [`Printer`]) into a per-element scratch of
+//! `k` rows (`O(N k)`, global memory), then walks that scratch backwards, applying the adjoint
+//! of one step ([`crate::step::adjoint`]) with the adjoints and accumulated gradients in
+//! registers (lanes in C). Memory `O(N (steps/k + k))`; one launch, however many segments.
 //!
-//! With a refractory period, the kernel first walks the segment forwards to recompute each
-//! step's `not_refractory` from the checkpoint's `lastspike` and the spikes of the recomputed
-//! values, with the group kernel's clock helpers (the same int32 comparison), and keeps it in a
-//! scratch buffer, which the backward walk reads.
+//! The scratch has two halves: while a segment is walked back from one, the segment before it
+//! is recomputed into the other, in the same loop. The two walks are independent chains of
+//! arithmetic and loads, so a thread whose walk waits on memory (a small population, one warp
+//! or two per multiprocessor) overlaps them: the backward pass costs about one forward walk,
+//! not two.
 //!
-//! Layout ([`adjoint_layout`]), `k` the segment's steps, `(nb, k, n_inner)` a per-step buffer:
-//! inputs `state:<x>` per step for each stored variable (the values at the start of each step),
-//! every parameter `(n,)` (or `(nb,)` when shared), `lastspike` `(n, 2)` (words, with a
-//! refractory period: at the segment's start), every per-neuron constant `(n,)`, every per-step
-//! input per step, `t` `(nb, 2)` (the segment's start), `adjoint:<x>` `(n,)` (at the segment's
-//! end), `spike_cotangent` per step, `trace_cotangent:<r>` per step for each recorded name,
-//! `grad:<p>` `(n,)` for each differentiable parameter or per-neuron constant (accumulated so
-//! far); outputs `adjoint:<x>` (at the segment's start), `grad:<p>` (accumulated with this
-//! segment), `grad:<q>` per step for each real per-step input, and the scratch
-//! `not_refractory` per step (bool) with a refractory period.
+//! With a refractory period, the checkpoints keep the group kernel's bookkeeping (the step of
+//! the run from which the element is free again) and the walks update it as the group kernel
+//! does (the same int32 comparison); the scratch keeps each step's `not_refractory` for the
+//! backward walk.
+//!
+//! Layout ([`adjoint_layout`]); `(nb, rows, n_inner)` a buffer of rows per batch member: per step
+//! (`steps` rows), per recorded step (`ceil(steps / record_every)`), per segment
+//! (`ceil(steps / k)`) or per step of two segments (`2 k`). Inputs: `checkpoint:<x>` per segment for
+//! each stored variable, `checkpoint:free_from` per segment (int32, with a refractory period),
+//! every parameter `(n,)` (or `(nb,)` when shared), every per-neuron constant `(n,)`, every
+//! per-step input per step, `t` `(nb, 2)` (the run's start), `adjoint:<x>` `(n,)` (at the run's
+//! end), `spike_count_cotangent` `(n,)`, `spike_cotangent` per step (a spike train's; empty,
+//! `(0,)`, when the call has none, attribute `spike_train` 0), `trace_cotangent:<r>` per
+//! recorded step for each recorded name. Outputs: `adjoint:<x>` (at the run's start),
+//! `grad:<p>` `(n,)` for each differentiable parameter or per-neuron constant, `grad:<q>` per
+//! step for each real per-step input, and the scratch: `segment:<x>` per step of two segments,
+//! `not_refractory` per step of two segments (bool, with a refractory period).
 
 use std::fmt::{self, Write};
 
@@ -43,15 +54,21 @@ use crate::types::ElemType;
 /// The name of the generated entry point in both dialects.
 pub const ADJOINT_ENTRY: &str = "sf_neuron_adjoint";
 
-/// The shape of an adjoint kernel buffer: `(n,)`, `(nb,)`, `(nb, k, n_inner)`, or `(n, 2)` /
-/// `(nb, 2)` float64 word pairs.
+/// The shape of an adjoint kernel buffer: `(n,)`, `(nb,)`, rows per batch member `(nb, rows,
+/// n_inner)` (per step, per recorded step, per segment, per step of two segments), or `(nb, 2)`
+/// float64 word pairs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AdjointShape {
     Neuron,
     Batch,
     PerStep,
-    NeuronWords,
+    /// Per step when the call passes a spike train's cotangent (attribute `spike_train` 1),
+    /// else empty, `(0,)`.
+    OptionalPerStep,
+    PerRecord,
+    PerSegment,
+    SegmentStep,
     BatchWords,
 }
 
@@ -59,19 +76,25 @@ pub enum AdjointShape {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AdjointRole {
-    /// The values of a stored variable at the start of each step.
-    State,
     /// A parameter, per-neuron constant or per-step input, as the forward kernel reads it.
     Input,
-    Lastspike,
     Time,
     /// The adjoint of a stored variable.
     Adjoint,
+    /// The cotangent of each step's spike (a spike train's), per step.
     SpikeCotangent,
+    /// The cotangent of the spike count, which every step's spike adds to.
+    SpikeCountCotangent,
     TraceCotangent,
     /// A gradient of a differentiable input.
     Grad,
-    /// Scratch: `not_refractory` of each step.
+    /// A stored variable (or, with a refractory period, `free_from`: the step of the run from
+    /// which the element is free again) at the start of each segment, as the forward kernel
+    /// wrote it (`spec.checkpoint`, [`crate::codegen::layout::Role::Checkpoint`]).
+    Checkpoint,
+    /// Scratch: a stored variable at the start of each step of the segment being walked back.
+    Segment,
+    /// Scratch: `not_refractory` of each step of the segment being walked back.
     NotRefractory,
 }
 
@@ -120,11 +143,25 @@ pub fn adjoint_layout(ir: &GroupIr, spec: &ModelSpec, dag: &AdjointDag) -> Adjoi
             )
         }
     };
-    let mut inputs: Vec<AdjointArg> = dag
-        .stored
-        .iter()
-        .map(|v| named(*v, AdjointRole::State, AdjointShape::PerStep, "state:"))
-        .collect();
+    let stored = |role: AdjointRole, shape: AdjointShape, prefix: &str| -> Vec<AdjointArg> {
+        dag.stored
+            .iter()
+            .map(|v| named(*v, role, shape, prefix))
+            .collect()
+    };
+    let mut inputs = stored(
+        AdjointRole::Checkpoint,
+        AdjointShape::PerSegment,
+        "checkpoint:",
+    );
+    if has_refractory(ir) {
+        inputs.push(buffer(
+            "checkpoint:free_from".into(),
+            AdjointRole::Checkpoint,
+            ElemType::I32,
+            AdjointShape::PerSegment,
+        ));
+    }
     for v in ir.vars_of_kind(&SymbolKind::Param) {
         let shape = if ir.symbol(v).shared {
             AdjointShape::Batch
@@ -132,14 +169,6 @@ pub fn adjoint_layout(ir: &GroupIr, spec: &ModelSpec, dag: &AdjointDag) -> Adjoi
             AdjointShape::Neuron
         };
         inputs.push(named(v, AdjointRole::Input, shape, ""));
-    }
-    if has_refractory(ir) {
-        inputs.push(buffer(
-            "lastspike".into(),
-            AdjointRole::Lastspike,
-            ElemType::I32,
-            AdjointShape::NeuronWords,
-        ));
     }
     for v in ir.vars_of_kind(&SymbolKind::PerNeuronConstant) {
         inputs.push(named(v, AdjointRole::Input, AdjointShape::Neuron, ""));
@@ -153,24 +182,26 @@ pub fn adjoint_layout(ir: &GroupIr, spec: &ModelSpec, dag: &AdjointDag) -> Adjoi
         ElemType::I32,
         AdjointShape::BatchWords,
     ));
-    let adjoints: Vec<AdjointArg> = dag
-        .stored
-        .iter()
-        .map(|v| named(*v, AdjointRole::Adjoint, AdjointShape::Neuron, "adjoint:"))
-        .collect();
+    let adjoints = stored(AdjointRole::Adjoint, AdjointShape::Neuron, "adjoint:");
     inputs.extend(adjoints.iter().cloned());
+    inputs.push(buffer(
+        "spike_count_cotangent".into(),
+        AdjointRole::SpikeCountCotangent,
+        real,
+        AdjointShape::Neuron,
+    ));
     inputs.push(buffer(
         "spike_cotangent".into(),
         AdjointRole::SpikeCotangent,
         real,
-        AdjointShape::PerStep,
+        AdjointShape::OptionalPerStep,
     ));
     for name in &spec.record {
         inputs.push(buffer(
             format!("trace_cotangent:{name}"),
             AdjointRole::TraceCotangent,
             real,
-            AdjointShape::PerStep,
+            AdjointShape::PerRecord,
         ));
     }
     let (per_step, accumulated): (Vec<VarId>, Vec<VarId>) = dag
@@ -178,30 +209,30 @@ pub fn adjoint_layout(ir: &GroupIr, spec: &ModelSpec, dag: &AdjointDag) -> Adjoi
         .iter()
         .map(|(v, _)| *v)
         .partition(|v| ir.symbol(*v).kind == SymbolKind::PerStep);
-    let grads: Vec<AdjointArg> = accumulated
-        .iter()
-        .map(|v| {
-            AdjointArg {
-                // A shared parameter's gradient is kept per element; Python sums it.
-                shape: AdjointShape::Neuron,
-                ..named(*v, AdjointRole::Grad, AdjointShape::Neuron, "grad:")
-            }
-        })
-        .collect();
-    inputs.extend(grads.iter().cloned());
     let mut outputs = adjoints;
-    outputs.extend(grads);
+    outputs.extend(accumulated.iter().map(|v| {
+        AdjointArg {
+            // A shared parameter's gradient is kept per element; Python sums it.
+            shape: AdjointShape::Neuron,
+            ..named(*v, AdjointRole::Grad, AdjointShape::Neuron, "grad:")
+        }
+    }));
     outputs.extend(
         per_step
             .iter()
             .map(|v| named(*v, AdjointRole::Grad, AdjointShape::PerStep, "grad:")),
     );
+    outputs.extend(stored(
+        AdjointRole::Segment,
+        AdjointShape::SegmentStep,
+        "segment:",
+    ));
     if has_refractory(ir) {
         outputs.push(buffer(
             "not_refractory".into(),
             AdjointRole::NotRefractory,
             ElemType::Bool,
-            AdjointShape::PerStep,
+            AdjointShape::SegmentStep,
         ));
     }
     AdjointLayout { inputs, outputs }
@@ -331,6 +362,34 @@ const int64_t sf_j = sf_j0 + sf_l;
         }
     }
 
+    /// [`Self::per_element`] for a step's body: in C, an `omp simd` loop over the lanes (they
+    /// are independent), so that the compiler vectorises across elements as in the group
+    /// kernel.
+    fn per_element_step(
+        &self,
+        w: &mut SourceWriter,
+        body: impl FnOnce(&mut SourceWriter) -> fmt::Result,
+    ) -> fmt::Result {
+        if self.dialect == Dialect::C {
+            w.write_str("#pragma omp simd\n")?;
+        }
+        self.per_element(w, body)
+    }
+
+    /// A loop over steps; on CUDA unrolled by 4, as the group kernel's, so that the loads of
+    /// later steps (which do not depend on the walk's values) are issued early.
+    fn step_loop(
+        &self,
+        w: &mut SourceWriter,
+        head: &str,
+        body: impl FnOnce(&mut SourceWriter) -> fmt::Result,
+    ) -> fmt::Result {
+        if self.dialect == Dialect::Cuda {
+            w.write_str("#pragma unroll 4\n")?;
+        }
+        w.block(head, body)
+    }
+
     fn local_type(&self, e: ElemType) -> &'static str {
         local_type(self.dialect, self.spec.dtype, e)
     }
@@ -368,6 +427,19 @@ const int64_t sf_j = sf_j0 + sf_l;
             .find(|(_, a)| a.role == role && a.name == name)
     }
 
+    /// The index of the output of `role` for `var` (or the one without a variable).
+    fn output(&self, role: AdjointRole, var: Option<VarId>) -> Option<usize> {
+        self.layout
+            .outputs
+            .iter()
+            .position(|a| a.role == role && a.var == var)
+    }
+
+    /// The element `sf_j` of row `row` of a `(nb, rows, n_inner)` buffer.
+    fn row_index(rows: &str, row: &str) -> String {
+        format!("(sf_b * (int64_t) {rows} + {row}) * sf_n_inner + sf_j")
+    }
+
     fn write(&self, w: &mut SourceWriter) -> fmt::Result {
         writeln!(
             w,
@@ -399,7 +471,7 @@ const int64_t sf_j = sf_j0 + sf_l;
             Dialect::Cuda => {
                 writeln!(
                     w,
-                    "extern \"C\" __global__ void {ADJOINT_ENTRY}(\n    const int64_t sf_n, const int64_t sf_n_inner, const int32_t sf_steps,\n    {})\n{{",
+                    "extern \"C\" __global__ void {ADJOINT_ENTRY}(\n    const int64_t sf_n, const int64_t sf_n_inner, const int32_t sf_steps,\n    const int32_t sf_k, const int32_t sf_rec_every, const int32_t sf_spike_train,\n    {})\n{{",
                     pointers.join(",\n    ")
                 )?;
                 w.indented(|w| {
@@ -414,11 +486,11 @@ const int64_t sf_j = sf_j0 + sf_l;
             Dialect::C => {
                 writeln!(
                     w,
-                    "/* Elements [sf_start, sf_end); dims = {{n_inner, steps}}. */\nvoid {ADJOINT_ENTRY}(int64_t sf_start, int64_t sf_end, const int64_t* sf_dims, void* const* sf_ins, void* const* sf_outs)\n{{"
+                    "/* Elements [sf_start, sf_end); dims = {{n_inner, steps, k, rec_every, spike_train}}. */\nvoid {ADJOINT_ENTRY}(int64_t sf_start, int64_t sf_end, const int64_t* sf_dims, void* const* sf_ins, void* const* sf_outs)\n{{"
                 )?;
                 w.indented(|w| {
                     w.write_str(
-                        "const int64_t sf_n_inner = sf_dims[0];\nconst int32_t sf_steps = (int32_t) sf_dims[1];\n",
+                        "const int64_t sf_n_inner = sf_dims[0];\nconst int32_t sf_steps = (int32_t) sf_dims[1], sf_k = (int32_t) sf_dims[2], sf_rec_every = (int32_t) sf_dims[3], sf_spike_train = (int32_t) sf_dims[4];\n",
                     )?;
                     for (k, a) in self.layout.inputs.iter().enumerate() {
                         let t = a.elem.c_type();
@@ -441,34 +513,35 @@ const int64_t sf_j = sf_j0 + sf_l;
         }
     }
 
-    /// Loads the per-step values of step `sf_s` (the states at its start, the per-step inputs)
-    /// into locals named as the DAG reads them, and its time.
+    /// Loads what step `sf_s` reads besides the state (its per-step inputs, as locals named as
+    /// the DAG reads them) and its time; `sf_row` is the step's row of per-step buffers.
     fn load_step(&self, w: &mut SourceWriter) -> fmt::Result {
         let real = self.real();
-        w.write_str("const int64_t sf_row = (sf_b * (int64_t) sf_steps + sf_s) * sf_n_inner + sf_j;\nconst int64_t sf_t_step = sf_t0 + sf_s;\n")?;
+        writeln!(
+            w,
+            "const int64_t sf_row = {};\nconst int64_t sf_t_step = sf_t0 + sf_s;",
+            Self::row_index("sf_steps", "sf_s")
+        )?;
         writeln!(
             w,
             "const {real} sf_t = ({real}) sf_t_step * {};",
             super::printer::literal(self.spec.dt, self.spec.dtype)
         )?;
         for (k, a) in self.layout.inputs.iter().enumerate() {
-            let name = match (a.role, a.var) {
-                (AdjointRole::State, Some(v)) => ident(&self.ir.symbol(v).name),
-                (AdjointRole::Input, Some(v)) if a.shape == AdjointShape::PerStep => {
+            if let (AdjointRole::Input, Some(v), AdjointShape::PerStep) = (a.role, a.var, a.shape) {
+                writeln!(
+                    w,
+                    "const {} {} = sf_in{k}[sf_row];",
+                    self.local_type(a.elem),
                     ident(&self.ir.symbol(v).name)
-                }
-                _ => continue,
-            };
-            writeln!(
-                w,
-                "const {} {name} = sf_in{k}[sf_row];",
-                self.local_type(a.elem)
-            )?;
+                )?;
+            }
         }
         Ok(())
     }
 
-    /// The whole backward walk of one element `sf_i` (CUDA) or one block of lanes (C).
+    /// The whole backward pass of one element `sf_i` (CUDA) or one block of lanes (C): the
+    /// segments from the last, each recomputed from its checkpoint and walked back.
     fn element(&self, w: &mut SourceWriter) -> fmt::Result {
         let real = self.real();
         let cuda = self.dialect == Dialect::Cuda;
@@ -479,8 +552,15 @@ const int64_t sf_j = sf_j0 + sf_l;
             .input(AdjointRole::Time, "t")
             .expect("the time is an input");
         writeln!(w, "const int64_t sf_t0 = sf_start_step(sf_in{t}, sf_b);")?;
-        // The values the walk keeps per element: registers (CUDA) or lane arrays (C).
-        let mut kept: Vec<(usize, String, &'static str, &'static str)> = Vec::new();
+        w.write_str("const int32_t sf_n_seg = (sf_steps + sf_k - 1) / sf_k;\n")?;
+        if !self.dag.trace_cotangents.is_empty() {
+            w.write_str(
+                "const int32_t sf_n_rec = (sf_steps + sf_rec_every - 1) / sf_rec_every;\n",
+            )?;
+        }
+        // The values the walks keep per element, and their initial values: registers (CUDA)
+        // or lane arrays (C).
+        let mut kept: Vec<(String, &'static str, String)> = Vec::new();
         for (k, a) in self.layout.inputs.iter().enumerate() {
             let Some(v) = a.var else { continue };
             let name = ident(&self.ir.symbol(v).name);
@@ -491,53 +571,126 @@ const int64_t sf_j = sf_j0 + sf_l;
                     } else {
                         "sf_i"
                     };
-                    kept.push((k, name, self.local_type(a.elem), index));
+                    kept.push((name, self.local_type(a.elem), format!("sf_in{k}[{index}]")));
                 }
-                AdjointRole::Adjoint => kept.push((k, format!("sf_a_{name}"), real, "sf_i")),
-                AdjointRole::Grad => kept.push((k, format!("sf_g_{name}"), real, "sf_i")),
+                AdjointRole::Adjoint => {
+                    kept.push((format!("sf_a_{name}"), real, format!("sf_in{k}[sf_i]")))
+                }
                 _ => {}
             }
         }
+        let (count, _) = self
+            .input(AdjointRole::SpikeCountCotangent, "spike_count_cotangent")
+            .expect("the spike count's cotangent is an input");
+        kept.push(("sf_a_count".into(), real, format!("sf_in{count}[sf_i]")));
+        for a in &self.layout.outputs {
+            if let (AdjointRole::Grad, AdjointShape::Neuron, Some(v)) = (a.role, a.shape, a.var) {
+                let name = ident(&self.ir.symbol(v).name);
+                kept.push((format!("sf_g_{name}"), real, format!("({real}) 0")));
+            }
+        }
         let refractory = self.refractory_steps();
+        // The walked state, loaded from each segment's checkpoint.
+        let mut walked: Vec<(String, &'static str)> = self
+            .dag
+            .stored
+            .iter()
+            .map(|v| (format!("sf_x_{}", ident(&self.ir.symbol(*v).name)), real))
+            .collect();
+        if refractory.is_some() {
+            walked.push(("sf_free_from".into(), "int32_t"));
+        }
         if cuda {
-            for (k, name, ty, index) in &kept {
-                writeln!(w, "{ty} {name} = sf_in{k}[{index}];")?;
+            for (name, ty, init) in &kept {
+                writeln!(w, "{ty} {name} = {init};")?;
+            }
+            for (name, ty) in &walked {
+                writeln!(w, "{ty} {name};")?;
             }
         } else {
-            for (_, name, ty, _) in &kept {
+            for (name, ty, _) in &kept {
                 writeln!(w, "{ty} {name}[SF_LANES];")?;
             }
-            if refractory.is_some() {
-                w.write_str("int32_t sf_free_from[SF_LANES];\n")?;
+            for (name, ty) in &walked {
+                writeln!(w, "{ty} {name}[SF_LANES];")?;
             }
-        }
-        let lane = self.lane();
-        self.per_element(w, |w| {
-            if !cuda {
-                for (k, name, _, index) in &kept {
-                    writeln!(w, "{name}{lane} = sf_in{k}[{index}];")?;
+            self.per_element(w, |w| {
+                for (name, _, init) in &kept {
+                    writeln!(w, "{name}[sf_l] = {init};")?;
                 }
-            }
-            if let (Some(r), Some((ls, _))) =
-                (refractory, self.input(AdjointRole::Lastspike, "lastspike"))
-            {
-                writeln!(
-                    w,
-                    "{}sf_free_from{lane} = sf_first_free_step(sf_in{ls}, sf_i, sf_t0, {r}LL);",
-                    if cuda { "int32_t " } else { "" }
-                )?;
-            }
-            Ok(())
-        })?;
-        if let Some(r) = refractory {
-            w.block("for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
-                self.per_element(w, |w| self.refractory_walk(w, r))
+                Ok(())
             })?;
         }
-        w.block(
-            "for (int32_t sf_s = sf_steps - 1; sf_s >= 0; --sf_s)",
-            |w| self.per_element(w, |w| self.backward_step(w)),
+        let lane = self.lane();
+        let checkpoints: Vec<(usize, String)> = self
+            .layout
+            .inputs
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.role == AdjointRole::Checkpoint)
+            .map(|(k, a)| {
+                let kept = match a.var {
+                    Some(v) => format!("sf_x_{}{lane}", ident(&self.ir.symbol(v).name)),
+                    None => format!("sf_free_from{lane}"),
+                };
+                (k, kept)
+            })
+            .collect();
+        let load_checkpoint = |w: &mut SourceWriter, segment: &str| {
+            writeln!(w, "const int32_t sf_g_load = {segment};")?;
+            let row = Self::row_index("sf_n_seg", "sf_g_load");
+            self.per_element(w, |w| {
+                for (k, kept) in &checkpoints {
+                    writeln!(w, "{kept} = sf_in{k}[{row}];")?;
+                }
+                Ok(())
+            })
+        };
+        // One step forwards of the segment that starts at `start`, into the scratch half `half`.
+        let forward = |w: &mut SourceWriter, step: &str, start: &str, half: &str| {
+            writeln!(
+                w,
+                "const int32_t sf_s = {step}, sf_seg0 = {start};\nconst int64_t sf_half = {half};"
+            )?;
+            self.per_element_step(w, |w| self.forward_step(w))
+        };
+        w.write_str(
+            "/* The last segment forwards from its checkpoint into its half of the scratch. */\n",
         )?;
+        w.block("if (sf_n_seg > 0)", |w| {
+            load_checkpoint(w, "sf_n_seg - 1")?;
+            w.write_str("const int32_t sf_s0 = (sf_n_seg - 1) * sf_k;\n")?;
+            self.step_loop(
+                w,
+                "for (int32_t sf_u = 0; sf_u < sf_steps - sf_s0; ++sf_u)",
+                |w| {
+                    forward(
+                        w,
+                        "sf_s0 + sf_u",
+                        "sf_s0",
+                        "((sf_n_seg - 1) & 1) * (int64_t) sf_k",
+                    )
+                },
+            )
+        })?;
+        w.write_str("/* Each segment from the last backwards, and at the same time (independent work for the\n   same thread) the segment before it forwards into the other half of the scratch. */\n")?;
+        w.block("for (int32_t sf_g = sf_n_seg - 1; sf_g >= 0; --sf_g)", |w| {
+            w.write_str("const int32_t sf_s0 = sf_g * sf_k;\nconst int32_t sf_s1 = sf_steps - sf_s0 > sf_k ? sf_s0 + sf_k : sf_steps;\n")?;
+            w.block("if (sf_g > 0)", |w| load_checkpoint(w, "sf_g - 1"))?;
+            self.step_loop(w, "for (int32_t sf_u = 0; sf_u < sf_k; ++sf_u)", |w| {
+                w.block("if (sf_u < sf_s1 - sf_s0)", |w| {
+                    w.write_str("const int32_t sf_s = sf_s1 - 1 - sf_u, sf_seg0 = sf_s0;\nconst int64_t sf_half = (sf_g & 1) * (int64_t) sf_k;\n")?;
+                    if !self.dag.trace_cotangents.is_empty() {
+                        // Traces are recorded at the start of every rec_every-th step.
+                        w.write_str("const int32_t sf_rec = sf_s % sf_rec_every == 0 ? sf_s / sf_rec_every : -1;\n")?;
+                    }
+                    self.per_element_step(w, |w| self.backward_step(w))
+                })?;
+                w.block("if (sf_g > 0)", |w| {
+                    forward(w, "sf_s0 - sf_k + sf_u", "sf_s0 - sf_k", "((sf_g - 1) & 1) * (int64_t) sf_k")
+                })
+            })
+        })?;
         self.per_element(w, |w| {
             for (k, a) in self.layout.outputs.iter().enumerate() {
                 if a.shape != AdjointShape::Neuron {
@@ -572,62 +725,104 @@ const int64_t sf_j = sf_j0 + sf_l;
         Some(crate::step::timestep(d, self.spec.dt).clamp(0, 1 << 61))
     }
 
-    /// With a constant refractory period of `r` steps, one step of the forward walk over the
-    /// segment: the step's `not_refractory` from the checkpoint's last spike and the recomputed
-    /// spikes (the group kernel's bookkeeping: the step of the segment from which the element
-    /// is free again), kept in the scratch output for the backward walk.
-    fn refractory_walk(&self, w: &mut SourceWriter, r: i64) -> fmt::Result {
-        let lane = self.lane();
-        let scratch = self
-            .layout
-            .outputs
-            .iter()
-            .position(|a| a.role == AdjointRole::NotRefractory)
-            .expect("a refractory period has the scratch");
-        let free = if r >= i64::from(i32::MAX) {
-            "2147483647".to_string()
-        } else {
-            format!("(sf_s > {} ? 2147483647 : sf_s + {r})", i32::MAX as i64 - r)
-        };
-        let spike = self
-            .dag
-            .spike
-            .expect("a refractory period needs a threshold");
-        self.load_step(w)?;
-        writeln!(
-            w,
-            "const {} sf_not_refractory = sf_s >= sf_free_from{lane};",
-            self.dialect.bool_type()
-        )?;
-        let text = self.print_block(&[spike], "sf_f", w)?.remove(0);
-        writeln!(w, "if ({text}) sf_free_from{lane} = {free};")?;
-        writeln!(w, "sf_out{scratch}[sf_row] = sf_not_refractory != 0;")
+    /// The row of step `sf_s` in the segment scratch: two halves of `k` rows (one segment
+    /// walked back while the one before it is recomputed), `sf_half` the half's first row,
+    /// `sf_seg0` the segment's first step.
+    fn segment_row(&self) -> String {
+        Self::row_index("(2 * sf_k)", "sf_half + (sf_s - sf_seg0)")
     }
 
-    /// One step backwards: the adjoints at its start and the inputs' gradients.
+    /// One step forwards, the group kernel's step DAG: from the kept state `sf_x_<x>` to the
+    /// next, with the refractory bookkeeping (the step of the run from which the element is
+    /// free again, from a constant period of `r` steps); the step's start values and
+    /// `not_refractory` go to the scratch first.
+    fn forward_step(&self, w: &mut SourceWriter) -> fmt::Result {
+        let real = self.real();
+        let lane = self.lane();
+        self.load_step(w)?;
+        writeln!(w, "const int64_t sf_seg_row = {};", self.segment_row())?;
+        for v in &self.dag.stored {
+            let name = ident(&self.ir.symbol(*v).name);
+            let k = self
+                .output(AdjointRole::Segment, Some(*v))
+                .expect("every stored variable has its scratch");
+            writeln!(
+                w,
+                "const {real} {name} = sf_x_{name}{lane};\nsf_out{k}[sf_seg_row] = {name};"
+            )?;
+        }
+        let refractory = self.refractory_steps();
+        if refractory.is_some() {
+            let k = self
+                .output(AdjointRole::NotRefractory, None)
+                .expect("a refractory period has the scratch");
+            writeln!(
+                w,
+                "const {} sf_not_refractory = sf_s >= sf_free_from{lane};\nsf_out{k}[sf_seg_row] = sf_not_refractory != 0;",
+                self.dialect.bool_type()
+            )?;
+        }
+        let mut roots = self.dag.next_state.clone();
+        let spike = refractory.and_then(|r| self.dag.spike.map(|s| (r, s)));
+        roots.extend(spike.map(|(_, s)| s));
+        let texts = self.print_block(&roots, "sf_f", w)?;
+        if let Some((r, _)) = spike {
+            let free = if r >= i64::from(i32::MAX) {
+                "2147483647".to_string()
+            } else {
+                format!("(sf_s > {} ? 2147483647 : sf_s + {r})", i32::MAX as i64 - r)
+            };
+            let text = texts.last().expect("the spike is the last root");
+            writeln!(w, "if ({text}) sf_free_from{lane} = {free};")?;
+        }
+        for (v, text) in self.dag.stored.iter().zip(&texts) {
+            writeln!(
+                w,
+                "sf_x_{}{lane} = {text};",
+                ident(&self.ir.symbol(*v).name)
+            )?;
+        }
+        Ok(())
+    }
+
+    /// One step backwards: the adjoints at its start and the inputs' gradients, from the
+    /// step's start values in the segment scratch.
     fn backward_step(&self, w: &mut SourceWriter) -> fmt::Result {
         let real = self.real();
         self.load_step(w)?;
-        if let Some(k) = self
-            .layout
-            .outputs
-            .iter()
-            .position(|a| a.role == AdjointRole::NotRefractory)
-        {
+        writeln!(w, "const int64_t sf_seg_row = {};", self.segment_row())?;
+        for v in &self.dag.stored {
+            let k = self
+                .output(AdjointRole::Segment, Some(*v))
+                .expect("every stored variable has its scratch");
             writeln!(
                 w,
-                "const {} sf_not_refractory = sf_out{k}[sf_row] != 0;",
+                "const {real} {} = sf_out{k}[sf_seg_row];",
+                ident(&self.ir.symbol(*v).name)
+            )?;
+        }
+        if let Some(k) = self.output(AdjointRole::NotRefractory, None) {
+            writeln!(
+                w,
+                "const {} sf_not_refractory = sf_out{k}[sf_seg_row] != 0;",
                 self.dialect.bool_type()
             )?;
         }
         let mut rec = 0;
         for (k, a) in self.layout.inputs.iter().enumerate() {
             match a.role {
-                AdjointRole::SpikeCotangent => {
-                    writeln!(w, "const {real} sf_a_spike = sf_in{k}[sf_row];")?
-                }
+                AdjointRole::SpikeCotangent => writeln!(
+                    w,
+                    "const {real} sf_a_spike = sf_spike_train ? sf_a_count{} + sf_in{k}[sf_row] : sf_a_count{};",
+                    self.lane(),
+                    self.lane()
+                )?,
                 AdjointRole::TraceCotangent => {
-                    writeln!(w, "const {real} sf_a_rec{rec} = sf_in{k}[sf_row];")?;
+                    writeln!(
+                        w,
+                        "const {real} sf_a_rec{rec} = sf_rec >= 0 ? sf_in{k}[{}] : ({real}) 0;",
+                        Self::row_index("sf_n_rec", "sf_rec")
+                    )?;
                     rec += 1;
                 }
                 _ => {}
@@ -647,10 +842,7 @@ const int64_t sf_j = sf_j0 + sf_l;
             let name = ident(&self.ir.symbol(*v).name);
             if self.ir.symbol(*v).kind == SymbolKind::PerStep {
                 let k = self
-                    .layout
-                    .outputs
-                    .iter()
-                    .position(|a| a.var == Some(*v) && a.role == AdjointRole::Grad)
+                    .output(AdjointRole::Grad, Some(*v))
                     .expect("every per-step input has its gradient");
                 writeln!(w, "sf_out{k}[sf_row] = {text};")?;
             } else {
@@ -696,20 +888,26 @@ mod tests {
         assert_eq!(
             names(&k.layout.inputs),
             [
-                "state:v",
-                "lastspike",
+                "checkpoint:v",
+                "checkpoint:free_from",
                 "tau",
                 "I",
                 "t",
                 "adjoint:v",
+                "spike_count_cotangent",
                 "spike_cotangent",
                 "trace_cotangent:v",
-                "grad:tau"
             ]
         );
         assert_eq!(
             names(&k.layout.outputs),
-            ["adjoint:v", "grad:tau", "grad:I", "not_refractory"]
+            [
+                "adjoint:v",
+                "grad:tau",
+                "grad:I",
+                "segment:v",
+                "not_refractory"
+            ]
         );
         assert!(k.source.contains("sf_neuron_adjoint"), "{}", k.source);
     }

@@ -534,6 +534,25 @@ impl KernelWriter<'_> {
                 .any(|t| self.dag.arena.vars_of(*t).contains(&nr))
     }
 
+    /// Writes the checkpoint outputs (`spec.checkpoint`) of element row `sf_c`: the stored
+    /// variables and a constant refractory period's `sf_free_from`, at the start of the step.
+    fn checkpoint(&self, w: &mut SourceWriter) -> fmt::Result {
+        let lane = self.lane();
+        for a in self
+            .layout
+            .outputs
+            .iter()
+            .filter(|a| a.role == Role::Checkpoint)
+        {
+            let value = match a.var {
+                Some(v) => format!("{}{lane}", ident(&self.ir.symbol(v).name)),
+                None => format!("sf_free_from{lane}"),
+            };
+            writeln!(w, "out_{}[sf_c] = {};", a.ident, self.store(a, &value))?;
+        }
+        Ok(())
+    }
+
     /// The lane arrays of the bookkeeping registers (C).
     fn bookkeeping_lanes(&self, w: &mut SourceWriter) -> fmt::Result {
         if !self.ir.bookkeeping.lastspike {
@@ -616,9 +635,14 @@ impl KernelWriter<'_> {
     fn write_cuda(&self, w: &mut SourceWriter) -> fmt::Result {
         writeln!(
             w,
-            "extern \"C\" __global__ void {ENTRY}(\n    const int64_t sf_n, const int64_t sf_n_inner, const int32_t sf_steps,\n    const int32_t sf_rec_every, const int32_t sf_n_rec,{}\n    {})\n{{",
+            "extern \"C\" __global__ void {ENTRY}(\n    const int64_t sf_n, const int64_t sf_n_inner, const int32_t sf_steps,\n    const int32_t sf_rec_every, const int32_t sf_n_rec,{}{}\n    {})\n{{",
             if self.spec.record_spikes {
                 " const int64_t sf_spike_cap,"
+            } else {
+                ""
+            },
+            if self.spec.checkpoint {
+                " const int32_t sf_ckpt_every,"
             } else {
                 ""
             },
@@ -669,6 +693,9 @@ impl KernelWriter<'_> {
                 w.write_str("int32_t* sf_train = out_sf_spike_train + sf_b * (int64_t) sf_n_rec * sf_n_inner + sf_j;\nint32_t sf_train_bin = 0;\n")?;
             }
             w.write_str("int32_t sf_spike_count = 0;\nint32_t sf_rec_countdown = 0;\n")?;
+            if self.spec.checkpoint {
+                w.write_str("const int32_t sf_n_ckpt = (sf_steps + sf_ckpt_every - 1) / sf_ckpt_every;\nint32_t sf_ckpt_countdown = 0, sf_ckpt_row = 0;\n")?;
+            }
             // Unrolling amortises the loop's own counter, compare and branch over several steps.
             w.write_str("#pragma unroll 4\n")?;
             w.block("for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
@@ -696,6 +723,14 @@ impl KernelWriter<'_> {
                     })?;
                     w.write_str("--sf_rec_countdown;\n")?;
                 }
+                if self.spec.checkpoint {
+                    w.block("if (sf_ckpt_countdown == 0)", |w| {
+                        w.write_str("const int64_t sf_c = (sf_b * (int64_t) sf_n_ckpt + sf_ckpt_row) * sf_n_inner + sf_j;\n")?;
+                        self.checkpoint(w)?;
+                        w.write_str("sf_ckpt_countdown = sf_ckpt_every;\n++sf_ckpt_row;\n")
+                    })?;
+                    w.write_str("--sf_ckpt_countdown;\n")?;
+                }
                 self.step_body(w)?;
                 self.store_spike_train(w)
             })?;
@@ -710,13 +745,17 @@ impl KernelWriter<'_> {
     fn write_c(&self, w: &mut SourceWriter) -> fmt::Result {
         writeln!(
             w,
-            "/* Runs neurons [sf_start, sf_end); dims = {{n_inner, steps, rec_every, n_rec{}}}. */\nvoid {ENTRY}(int64_t sf_start, int64_t sf_end, const int64_t* sf_dims, void* const* sf_in, void* const* sf_out)\n{{",
-            if self.spec.record_spikes { ", spike_capacity" } else { "" }
+            "/* Runs neurons [sf_start, sf_end); dims = {{n_inner, steps, rec_every, n_rec{}{}}}. */\nvoid {ENTRY}(int64_t sf_start, int64_t sf_end, const int64_t* sf_dims, void* const* sf_in, void* const* sf_out)\n{{",
+            if self.spec.record_spikes || self.spec.checkpoint { ", spike_capacity" } else { "" },
+            if self.spec.checkpoint { ", checkpoint_every" } else { "" }
         )?;
         w.indented(|w| {
             w.write_str("const int64_t sf_n_inner = sf_dims[0], sf_steps = sf_dims[1], sf_rec_every = sf_dims[2], sf_n_rec = sf_dims[3];\n")?;
             if self.spec.record_spikes {
                 w.write_str("const int64_t sf_spike_cap = sf_dims[4];\n")?;
+            }
+            if self.spec.checkpoint {
+                w.write_str("const int64_t sf_ckpt_every = sf_dims[5], sf_n_ckpt = (sf_steps + sf_ckpt_every - 1) / sf_ckpt_every;\n")?;
             }
             for (k, a) in self.layout.inputs.iter().enumerate() {
                 let t = a.elem.c_type();
@@ -849,6 +888,15 @@ impl KernelWriter<'_> {
                                 self.store(trace, value)
                             )
                         })
+                    })
+                })?;
+            }
+            if self.spec.checkpoint {
+                w.block("if (sf_s % sf_ckpt_every == 0)", |w| {
+                    w.write_str("const int64_t sf_r = sf_s / sf_ckpt_every;\n")?;
+                    w.block("for (int sf_l = 0; sf_l < sf_w; ++sf_l)", |w| {
+                        w.write_str("const int64_t sf_c = (sf_b * sf_n_ckpt + sf_r) * sf_n_inner + sf_j0 + sf_l;\n")?;
+                        self.checkpoint(w)
                     })
                 })?;
             }

@@ -26,6 +26,8 @@ pub enum ShapeKind {
     Trace,
     /// `(nb, capacity)`: the spike record, `capacity` entries per batch member.
     Spikes,
+    /// `(nb, n_ckpt, n_inner)`, `n_ckpt = ceil(steps / checkpoint_every)`: checkpoints.
+    Checkpoint,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -57,6 +59,10 @@ pub enum Role {
     /// ... and how many spikes there were, recorded or not (int64, as int32 words; the handler
     /// zeroes it before the kernel counts into it).
     SpikeTotal,
+    /// With `spec.checkpoint`: a stored variable, or (`checkpoint:free_from`, int32) the step of
+    /// the run from which the element is free of a constant refractory period again, at the
+    /// start of every `checkpoint_every`-th step (the adjoint kernel's checkpoints).
+    Checkpoint,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -146,6 +152,12 @@ fn float64_words(name: &str, role: Role, shape: ShapeKind) -> Arg {
         words: Some(ElemType::F64),
         ..special(name, role, ElemType::I32, shape)
     }
+}
+
+/// Whether the refractory period is a constant duration (the kernels then keep, per element,
+/// the step of the run from which it is free again).
+pub fn constant_refractory(ir: &GroupIr) -> bool {
+    matches!(ir.events.refractory, RefractoryIr::Duration(d) if ir.arena.as_const(d).is_some())
 }
 
 pub fn layout(ir: &GroupIr, spec: &ModelSpec) -> Layout {
@@ -256,6 +268,24 @@ pub fn layout(ir: &GroupIr, spec: &ModelSpec) -> Layout {
             ElemType::I32,
             ShapeKind::Trace,
         ));
+    }
+    if spec.checkpoint {
+        outputs.extend(states.iter().map(|v| Arg {
+            name: format!("checkpoint:{}", ir.symbol(*v).name),
+            ident: format!("sf_ckpt_{}", ident(&ir.symbol(*v).name)),
+            ..arg(*v, Role::Checkpoint, ShapeKind::Checkpoint)
+        }));
+        if constant_refractory(ir) {
+            outputs.push(Arg {
+                ident: "sf_ckpt_free_from".into(),
+                ..special(
+                    "checkpoint:free_from",
+                    Role::Checkpoint,
+                    ElemType::I32,
+                    ShapeKind::Checkpoint,
+                )
+            });
+        }
     }
     for name in &spec.record {
         let var = ir.lookup(name);

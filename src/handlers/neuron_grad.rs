@@ -1,8 +1,10 @@
-//! `spikeforge_neuron_grad`: the backward pass of one segment of a neuron run (the generated
+//! `spikeforge_neuron_grad`: the whole backward pass of a neuron run, one launch (the generated
 //! adjoint kernel, [`crate::codegen::adjoint_kernel`]).
 //!
 //! Attributes: `spec` (the model spec JSON, as for the run), `key` (its hash), `steps` (the
-//! segment's steps), `n_inner`. Buffers follow
+//! run's steps), `n_inner`, `segment` (`k`, the steps between checkpoints, `1..=steps`),
+//! `record_every` (the traces' recording interval), `spike_train` (1 when the call passes a
+//! per-step spike cotangent, 0 when its buffer is empty, shape `(0,)`). Buffers follow
 //! [`adjoint_layout`](crate::codegen::adjoint_kernel::adjoint_layout). Instantiation parses and
 //! lowers the spec and derives the adjoint (a model whose runs are not differentiable is an
 //! error that names why); the first execution compiles the kernel; every execution checks the
@@ -15,7 +17,8 @@ use std::sync::Arc;
 use super::buffers::{self, Expected};
 use super::loaded_kernels::LoadedKernels;
 use super::neuron_run::{
-    cpu_options, cuda_options, grid_for, launch_with_buffers, run_elements, CEntry,
+    block_size, cpu_options, cuda_options, grid_for, int32_count, launch_with_buffers,
+    run_elements, CEntry,
 };
 use super::poison;
 use crate::codegen::adjoint_kernel::{
@@ -42,6 +45,11 @@ pub struct NeuronGrad {
     layout: AdjointLayout,
     steps: usize,
     n_inner: usize,
+    /// The steps between checkpoints.
+    segment: usize,
+    record_every: usize,
+    /// Whether the per-step spike cotangent has rows.
+    spike_train: bool,
     kernels: LoadedKernels<CpuKernel, Arc<cuda::CudaFunction>>,
 }
 
@@ -68,18 +76,29 @@ impl Instance for NeuronGrad {
         let layout = generate_adjoint(&ir, &spec, Dialect::C)
             .map_err(|e| FfiError::invalid_argument(e.to_string()))?
             .layout;
-        let steps = attrs.get_usize("steps")?;
+        let steps = int32_count(&attrs, "steps")?;
         let n_inner = attrs.get_usize("n_inner")?;
-        if steps == 0 || steps > i32::MAX as usize {
-            return Err(FfiError::invalid_argument(format!(
-                "attribute 'steps': must be in 1..=2^31-1, got {steps}"
-            )));
-        }
         if n_inner == 0 || i64::try_from(n_inner).is_err() {
             return Err(FfiError::invalid_argument(format!(
                 "attribute 'n_inner': must be in 1..=2^63-1, got {n_inner}"
             )));
         }
+        let segment = attrs.get_usize("segment")?;
+        if segment == 0 || segment > steps {
+            return Err(FfiError::invalid_argument(format!(
+                "attribute 'segment': must be in 1..=steps ({steps}), got {segment}"
+            )));
+        }
+        let record_every = int32_count(&attrs, "record_every")?;
+        let spike_train = match attrs.get_usize("spike_train")? {
+            0 => false,
+            1 => true,
+            other => {
+                return Err(FfiError::invalid_argument(format!(
+                    "attribute 'spike_train': must be 0 or 1, got {other}"
+                )))
+            }
+        };
         Ok(NeuronGrad {
             kernel_key: crate::runtime::cache::sha256_hex(&format!("adjoint\n{key}")),
             spec,
@@ -87,6 +106,9 @@ impl Instance for NeuronGrad {
             layout,
             steps,
             n_inner,
+            segment,
+            record_every,
+            spike_train,
             kernels: LoadedKernels::new(),
         })
     }
@@ -115,6 +137,11 @@ fn decode<'a>(call: &CallFrame<'a>, site: &NeuronGrad) -> Result<Call<'a>, FfiEr
         }
     };
     let (steps, n_inner) = (site.steps as i64, site.n_inner as i64);
+    let segment = site.segment as i64;
+    let (segments, records) = (
+        site.steps.div_ceil(site.segment) as i64,
+        site.steps.div_ceil(site.record_every) as i64,
+    );
     let n = n_inner.checked_mul(nb).ok_or_else(|| {
         FfiError::invalid_argument(format!(
             "{nb} batch members of {n_inner} neurons are more than 2^63 neurons"
@@ -125,7 +152,13 @@ fn decode<'a>(call: &CallFrame<'a>, site: &NeuronGrad) -> Result<Call<'a>, FfiEr
             AdjointShape::Neuron => vec![n],
             AdjointShape::Batch => vec![nb],
             AdjointShape::PerStep => vec![nb, steps, n_inner],
-            AdjointShape::NeuronWords => vec![n, 2],
+            // Without a spike train, an empty buffer (one axis: a vmap folds it as it is).
+            AdjointShape::OptionalPerStep if !site.spike_train => vec![0],
+            AdjointShape::OptionalPerStep => vec![nb, steps, n_inner],
+            AdjointShape::PerRecord => vec![nb, records, n_inner],
+            AdjointShape::PerSegment => vec![nb, segments, n_inner],
+            // Two halves: one segment walked back while the one before it is recomputed.
+            AdjointShape::SegmentStep => vec![nb, 2 * segment, n_inner],
             AdjointShape::BatchWords => vec![nb, 2],
         }
     };
@@ -179,7 +212,13 @@ impl Handler for NeuronGradCpu {
             unsafe { poison::host(&run.buffers.rets) };
         }
         let outputs: Vec<*mut c_void> = run.buffers.ret_ptrs().collect();
-        let dims = [site.n_inner as i64, site.steps as i64];
+        let dims = [
+            site.n_inner as i64,
+            site.steps as i64,
+            site.segment as i64,
+            site.record_every as i64,
+            i64::from(site.spike_train),
+        ];
         run_elements(
             kernel.entry,
             run.n,
@@ -215,16 +254,24 @@ impl Handler for NeuronGradCuda {
             // SAFETY: device buffers of these sizes on XLA's stream for this call.
             unsafe { poison::device(&run.buffers.rets, stream) }?;
         }
-        let block = 128u32.min(f.max_threads_per_block().max(32));
+        // Spread over the multiprocessors as the forward kernel is (a small population in
+        // small blocks): each thread's walk is long and latency-bound.
+        let block = block_size(run.n, f.multiprocessor_count(), f.max_threads_per_block());
         let grid = grid_for(run.n, block)?;
         let mut n = run.n as i64;
         let mut n_inner = site.n_inner as i64;
         // Checked at instantiation: within int32.
         let mut steps = site.steps as i32;
+        let mut segment = site.segment as i32;
+        let mut record_every = site.record_every as i32;
+        let mut spike_train = i32::from(site.spike_train);
         let params: Vec<*mut c_void> = vec![
             (&mut n as *mut i64).cast(),
             (&mut n_inner as *mut i64).cast(),
             (&mut steps as *mut i32).cast(),
+            (&mut segment as *mut i32).cast(),
+            (&mut record_every as *mut i32).cast(),
+            (&mut spike_train as *mut i32).cast(),
         ];
         // SAFETY: the scalars and the buffers, in this order, are the generated kernel's
         // parameters; the buffers belong to XLA's stream and stay valid for the call.

@@ -1,7 +1,7 @@
 //! `spikeforge_neuron_run`: runs the fused neuron kernel of a model for `steps` steps.
 //!
 //! Attributes: `spec` (the model spec JSON), `key` (its hash), `steps`, `record_every`,
-//! `n_inner`. Buffers follow [`crate::codegen::layout`]. Instantiation (once per call site)
+//! `n_inner`, `spike_capacity` (with a spike record), `checkpoint_every` (with `spec.checkpoint`). Buffers follow [`crate::codegen::layout`]. Instantiation (once per call site)
 //! parses the spec, checks that `key` is its hash, lowers it, computes the layout and reads the
 //! sizes; the first execution compiles the kernel (or finds it in the caches); an execution after
 //! that checks the buffers and launches.
@@ -55,24 +55,18 @@ struct Sizes {
     n_rec: usize,
     /// Entries of the spike record per batch member (0 without one).
     spike_capacity: usize,
+    /// Steps between checkpoints (`spec.checkpoint`; 0 without).
+    checkpoint_every: usize,
+    /// Checkpoint rows: `ceil(steps / checkpoint_every)` (0 without).
+    n_ckpt: usize,
 }
 
 impl Sizes {
     fn from_attrs(attrs: &Attrs, layout: &Layout) -> Result<Sizes, FfiError> {
-        let steps = attrs.get_usize("steps")?;
-        let record_every = attrs.get_usize("record_every")?;
-        let n_inner = attrs.get_usize("n_inner")?;
         // The kernels count steps in int32.
-        if steps == 0 || steps > i32::MAX as usize {
-            return Err(FfiError::invalid_argument(format!(
-                "attribute 'steps': must be in 1..=2^31-1, got {steps}"
-            )));
-        }
-        if record_every == 0 || record_every > i32::MAX as usize {
-            return Err(FfiError::invalid_argument(format!(
-                "attribute 'record_every': must be in 1..=2^31-1, got {record_every}"
-            )));
-        }
+        let steps = int32_count(attrs, "steps")?;
+        let record_every = int32_count(attrs, "record_every")?;
+        let n_inner = attrs.get_usize("n_inner")?;
         if n_inner == 0 || i64::try_from(n_inner).is_err() {
             return Err(FfiError::invalid_argument(format!(
                 "attribute 'n_inner': must be in 1..=2^63-1, got {n_inner}"
@@ -80,13 +74,16 @@ impl Sizes {
         }
         let records_spikes = layout.outputs.iter().any(|a| a.shape == ShapeKind::Spikes);
         let spike_capacity = if records_spikes {
-            let c = attrs.get_usize("spike_capacity")?;
-            if c == 0 || c > i32::MAX as usize {
-                return Err(FfiError::invalid_argument(format!(
-                    "attribute 'spike_capacity': must be in 1..=2^31-1, got {c}"
-                )));
-            }
-            c
+            int32_count(attrs, "spike_capacity")?
+        } else {
+            0
+        };
+        let checkpoints = layout
+            .outputs
+            .iter()
+            .any(|a| a.shape == ShapeKind::Checkpoint);
+        let checkpoint_every = if checkpoints {
+            int32_count(attrs, "checkpoint_every")?
         } else {
             0
         };
@@ -96,8 +93,25 @@ impl Sizes {
             n_inner,
             n_rec: steps.div_ceil(record_every),
             spike_capacity,
+            checkpoint_every,
+            n_ckpt: if checkpoints {
+                steps.div_ceil(checkpoint_every)
+            } else {
+                0
+            },
         })
     }
+}
+
+/// The positive int32 attribute `name` (a count of steps or entries the kernels keep in int32).
+pub(super) fn int32_count(attrs: &Attrs, name: &str) -> Result<usize, FfiError> {
+    let v = attrs.get_usize(name)?;
+    if v == 0 || v > i32::MAX as usize {
+        return Err(FfiError::invalid_argument(format!(
+            "attribute '{name}': must be in 1..=2^31-1, got {v}"
+        )));
+    }
+    Ok(v)
 }
 
 /// The C entry point: `(start, end, dims, inputs, outputs)`.
@@ -144,6 +158,7 @@ struct ShapeDims {
     batch_words: [i64; 2],
     trace: [i64; 3],
     spikes: [i64; 2],
+    checkpoint: [i64; 3],
 }
 
 impl ShapeDims {
@@ -156,6 +171,7 @@ impl ShapeDims {
             (ShapeKind::PerStep, _) => &self.per_step,
             (ShapeKind::Trace, _) => &self.trace,
             (ShapeKind::Spikes, _) => &self.spikes,
+            (ShapeKind::Checkpoint, _) => &self.checkpoint,
         }
     }
 
@@ -200,6 +216,7 @@ fn decode<'a>(call: &CallFrame<'a>, site: &NeuronRun) -> Result<Run<'a>, FfiErro
         n_inner,
         n_rec,
         spike_capacity,
+        n_ckpt,
         ..
     } = site.sizes;
     // Each fits an i64: `steps`, `n_rec` and the capacity are at most 2^31 - 1, `n_inner` was
@@ -223,6 +240,7 @@ fn decode<'a>(call: &CallFrame<'a>, site: &NeuronRun) -> Result<Run<'a>, FfiErro
         batch_words: [nb, 2],
         trace: [nb, n_rec, n_inner],
         spikes: [nb, spike_capacity],
+        checkpoint: [nb, n_ckpt as i64, n_inner],
     };
     let inputs = dims.expected(&layout.inputs);
     let outputs = dims.expected(&layout.outputs);
@@ -283,6 +301,7 @@ impl Handler for NeuronRunCpu {
             s.record_every as i64,
             s.n_rec as i64,
             s.spike_capacity as i64,
+            s.checkpoint_every as i64,
         ];
         run_elements(
             kernel.entry,
@@ -350,7 +369,7 @@ unsafe fn zero_spike_totals(layout: &Layout, rets: &[crate::xla::Buffer]) {
 
 /// Threads per block: full blocks for large populations, smaller ones when that spreads a small
 /// population over more multiprocessors (a time loop of thousands of steps is latency-bound).
-fn block_size(n: usize, multiprocessors: u32, max_threads: u32) -> u32 {
+pub(super) fn block_size(n: usize, multiprocessors: u32, max_threads: u32) -> u32 {
     // SPIKEFORGE_BLOCK overrides the choice, for tuning experiments.
     static OVERRIDE: LazyLock<Option<u32>> = LazyLock::new(|| {
         std::env::var("SPIKEFORGE_BLOCK")
@@ -423,8 +442,12 @@ impl Handler for NeuronRunCuda {
             (&mut record_every as *mut i32).cast(),
             (&mut n_rec as *mut i32).cast(),
         ];
+        let mut checkpoint_every = s.checkpoint_every as i32;
         if s.spike_capacity > 0 {
             params.push((&mut spike_capacity as *mut i64).cast());
+        }
+        if s.checkpoint_every > 0 {
+            params.push((&mut checkpoint_every as *mut i32).cast());
         }
         // SAFETY: the scalars and the buffers, in this order, are the generated kernel's
         // parameters; the buffers belong to XLA's stream and stay valid for the call.

@@ -125,6 +125,10 @@ pub struct ModelSpec {
     /// The kernel writes the spike train: the spikes of each element in each window of
     /// `record_every` steps (`codegen::layout`, shaped like a trace).
     pub record_spike_train: bool,
+    /// The kernel also writes each stored variable (and a constant refractory period's
+    /// bookkeeping) at the start of every `checkpoint_every`-th step, a number given per call:
+    /// the checkpoints the adjoint kernel (`codegen::adjoint_kernel`) recomputes the run from.
+    pub checkpoint: bool,
     pub fast_math: bool,
     /// Store real buffers as float16 / bfloat16 (the kernel computes in `dtype`, float32).
     pub storage: Option<ElemType>,
@@ -170,6 +174,7 @@ impl ModelSpec {
             record: Vec::new(),
             record_spikes: false,
             record_spike_train: false,
+            checkpoint: false,
             fast_math: false,
             storage: None,
             surrogate: None,
@@ -251,6 +256,11 @@ impl ModelSpec {
 
     pub fn record_spike_train(mut self, on: bool) -> Self {
         self.record_spike_train = on;
+        self
+    }
+
+    pub fn checkpoint(mut self, on: bool) -> Self {
+        self.checkpoint = on;
         self
     }
 

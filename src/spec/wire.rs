@@ -46,6 +46,9 @@ pub(super) struct SpecJson {
     /// Left out of the JSON when false, so that specs (and cache keys) without it are unchanged.
     #[serde(default, skip_serializing_if = "is_false")]
     record_spike_train: bool,
+    /// Left out of the JSON when false, so that specs (and cache keys) without it are unchanged.
+    #[serde(default, skip_serializing_if = "is_false")]
+    checkpoint: bool,
     #[serde(default)]
     fast_math: bool,
     #[serde(
@@ -133,6 +136,7 @@ impl TryFrom<SpecJson> for ModelSpec {
             record: j.record,
             record_spikes: j.record_spikes,
             record_spike_train: j.record_spike_train,
+            checkpoint: j.checkpoint,
             fast_math: j.fast_math,
             storage: j.storage,
             surrogate: j.surrogate,
@@ -162,6 +166,7 @@ impl From<ModelSpec> for SpecJson {
             record: s.record,
             record_spikes: s.record_spikes,
             record_spike_train: s.record_spike_train,
+            checkpoint: s.checkpoint,
             fast_math: s.fast_math,
             storage: s.storage,
             surrogate: s.surrogate,

@@ -72,6 +72,10 @@ pub struct AdjointDag {
     pub inputs: Vec<(VarId, ExprId)>,
     /// The forward spike of the step (recomputed from the start values).
     pub spike: Option<ExprId>,
+    /// The forward step's new value of each stored variable (in the order of `stored`), read
+    /// from the values at the start of the step: what the adjoint kernel recomputes the
+    /// segments between its checkpoints with (the group kernel's own step DAG, `step::build`).
+    pub next_state: Vec<ExprId>,
     /// The threshold's argument `z`, after the update (for tests and the surrogate).
     pub threshold_argument: Option<ExprId>,
 }
@@ -445,6 +449,11 @@ pub fn adjoint(
     };
     let adjoint: Vec<ExprId> = stored.iter().map(|v| adjoint_of(&mut arena, *v)).collect();
     let spike = step.spike.map(|s| unhold(ir, &mut arena, s));
+    let next_state: Vec<ExprId> = step
+        .next_state
+        .iter()
+        .map(|x| unhold(ir, &mut arena, *x))
+        .collect();
     let inputs: Vec<(VarId, ExprId)> = differentiable_inputs(ir)
         .into_iter()
         .map(|v| (v, adjoint_of(&mut arena, v)))
@@ -458,6 +467,7 @@ pub fn adjoint(
         adjoint,
         inputs,
         spike,
+        next_state,
         threshold_argument,
     })
     .and_then(|dag| {
@@ -465,6 +475,7 @@ pub fn adjoint(
         let mut roots = dag.adjoint.clone();
         roots.extend(dag.inputs.iter().map(|(_, e)| *e));
         roots.extend(dag.spike);
+        roots.extend(dag.next_state.iter().copied());
         let reads_lastspike = roots.iter().any(|r| {
             dag.arena
                 .vars_of(*r)

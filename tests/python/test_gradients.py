@@ -95,7 +95,7 @@ VTH = RNG.uniform(0.9, 1.1, N)
 W_FINAL, W_TRACE, W_COUNT = RNG.normal(size=N), RNG.normal(size=(STEPS // 2, N)), RNG.normal(size=N)
 
 
-def spikeforge_loss(model, method, checkpoint_every=None):
+def spikeforge_loss(model, method, checkpoint_every=None, record_every=2, w_trace=W_TRACE, w_count=W_COUNT):
     per_tau = method == "euler"  # exact integration needs a folded time constant
 
     def loss(v0, tau, v_th, currents):
@@ -110,10 +110,10 @@ def spikeforge_loss(model, method, checkpoint_every=None):
             steps=STEPS,
             inputs={"I": currents},
             record=["v"],
-            record_every=2,
+            record_every=record_every,
             checkpoint_every=checkpoint_every,
         )
-        return (W_FINAL * new["v"]).sum() + (W_TRACE * out.traces["v"]).sum() + (W_COUNT * out.spike_count).sum()
+        return (W_FINAL * new["v"]).sum() + (w_trace * out.traces["v"]).sum() + (w_count * out.spike_count).sum()
 
     return loss
 
@@ -169,6 +169,97 @@ def test_checkpoint_spacing_does_not_change_the_gradient(device):
     for g in grads[1:]:
         for a, b in zip(g, grads[0]):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def lif_loss_pair(model, *, record_every, checkpoint_every, w_steps=None):
+    """(spikeforge loss, reference loss) of the Euler LIF with spikes and a refractory period,
+    its trace every ``record_every`` steps; ``w_steps`` (steps, N): a weight for each step's
+    spikes in the reference, in place of the counts' weights (the spike train's cotangent)."""
+    n_rec = -(-STEPS // record_every)
+    w_trace = np.random.default_rng(record_every).normal(size=(n_rec, N))
+    w_count = 0.0 if w_steps is not None else W_COUNT
+
+    ours = spikeforge_loss(
+        model, "euler", checkpoint_every, record_every=record_every, w_trace=w_trace, w_count=w_count
+    )
+
+    def reference(v0, tau, v_th, currents):
+        v, trace, spikes = lif_spike_train(v0, tau, v_th, currents)
+        per_step = (w_steps * spikes).sum() if w_steps is not None else (W_COUNT * spikes.sum(axis=0)).sum()
+        return (W_FINAL * v).sum() + (w_trace * trace[::record_every]).sum() + per_step
+
+    return ours, reference
+
+
+def lif_spike_train(v0, tau, v_th, currents):
+    """:func:`lif_reference` (Euler, fast sigmoid 5, 5 refractory steps) with each step's spikes."""
+    h = heaviside(SURROGATES["fast_sigmoid"](5.0))
+
+    def step(carry, inp):
+        v, free_from, s = carry
+        nr = s >= free_from
+        u = jnp.where(nr, v + DT * (0.0 - v + inp) / tau, v)
+        spike = h(u - v_th) * nr
+        v_new = spike * 0.0 + (1 - spike) * u
+        free_from = jnp.where(jax.lax.stop_gradient(spike) > 0, s + 5, free_from)
+        return (v_new, free_from, s + 1), (v, spike)
+
+    start = (v0, jnp.full(v0.shape, -(2**30), jnp.int32), jnp.int32(0))
+    (v, _, _), (trace, spikes) = jax.lax.scan(step, start, currents)
+    return v, trace, spikes
+
+
+@pytest.mark.parametrize("record_every", [1, 3])
+def test_checkpoint_spacings_with_a_remainder_match_the_reference(device, record_every):
+    """k = 1, several spacings that leave a shorter last segment, k = steps and more than steps:
+    the same gradient as the lax.scan reference, and the same as each other to 1e-12."""
+    model = lif_model("euler")
+    spacings = (1, 7, 16, 119, STEPS, 500)
+    segments = [sf.gradients.segment_length(STEPS, k) for k in spacings]
+    assert sum(STEPS % k != 0 for k in segments if k < STEPS) >= 2, segments
+    grads = []
+    for k in spacings:
+        ours, reference = lif_loss_pair(model, record_every=record_every, checkpoint_every=k)
+        grads.append(jax.grad(ours, argnums=(0, 1, 2, 3))(*ARGS))
+    want = jax.grad(reference, argnums=(0, 1, 2, 3))(*ARGS)
+    for g, w in zip(grads[0], want):
+        assert relative_error(g, w) < 1e-8, relative_error(g, w)
+    for other in grads[1:]:
+        for a, b in zip(other, grads[0]):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_a_spike_train_cotangent_enters_each_step(device, monkeypatch):
+    """The adjoint kernel's per-step spike cotangent (what a spike-train output's cotangent
+    feeds): each step's spikes weighted apart, against the lax.scan reference."""
+    w_steps = np.random.default_rng(9).normal(size=(STEPS, N))
+    monkeypatch.setattr(
+        sf.gradients, "spike_train_cotangent", lambda ct_train, *, steps, record_every: jnp.asarray(w_steps)
+    )
+    ours, reference = lif_loss_pair(lif_model("euler"), record_every=2, checkpoint_every=11, w_steps=w_steps)
+    got = jax.grad(ours, argnums=(0, 1, 2, 3))(*ARGS)
+    want = jax.grad(reference, argnums=(0, 1, 2, 3))(*ARGS)
+    for g, w in zip(got, want):
+        assert np.max(np.abs(w)) > 0
+        assert relative_error(g, w) < 1e-8, relative_error(g, w)
+
+
+def test_the_differentiated_forward_is_the_plain_run(device):
+    """Under jax.vjp the run is the kernel variant that also keeps checkpoints: its results are
+    the plain run's, bit for bit."""
+    model = lif_model("euler")
+    state = model.init_state(N, dtype=jnp.float64, v=V0)
+
+    def run(v0):
+        new, out = model.run(
+            dict(state, v=v0), dt=DT, steps=STEPS, inputs={"I": CURRENTS}, record=["v"], record_every=3
+        )
+        return new["v"], new["lastspike"], new["t"], out.traces["v"], out.spike_count
+
+    plain = run(jnp.asarray(V0))
+    differentiated, _ = jax.vjp(run, jnp.asarray(V0))
+    for a, b in zip(differentiated, plain):
+        np.testing.assert_array_equal(np.asarray(a, np.float64), np.asarray(b, np.float64))
 
 
 def central_difference(f, x, h):
@@ -355,8 +446,17 @@ def test_the_adjoint_target_refuses_forged_attributes_and_wrong_buffers():
     model = lif_model("euler")
     info = model._variant(dt=DT, dtype="float64", per_neuron=(), per_step=("I",), record=())
     layout = sf.gradients._adjoint_info(model, info["spec"])
-    n, k = 4, 3
-    shapes = {"per_step": (1, k, n), "neuron": (n,), "batch": (1,), "neuron_words": (n, 2), "batch_words": (1, 2)}
+    n, k, segment = 4, 3, 2
+    shapes = {
+        "per_step": (1, k, n),
+        "optional_per_step": (0,),
+        "per_segment": (1, 2, n),
+        "segment_step": (1, 2 * segment, n),
+        "neuron": (n,),
+        "batch": (1,),
+        "neuron_words": (n, 2),
+        "batch_words": (1, 2),
+    }
 
     def array(a):
         dtype = jnp.float64 if a["elem"] == "real" else jnp.dtype(a["elem"])
@@ -368,17 +468,41 @@ def test_the_adjoint_target_refuses_forged_attributes_and_wrong_buffers():
         for a in layout["outputs"]
     ]
 
-    def call(*ops, spec=info["spec"], key=info["key"]):
+    def call(*ops, spec=info["spec"], key=info["key"], segment=segment, spike_train=0):
         # Waited for: on a GPU a handler's error surfaces when the results are.
-        return jax.block_until_ready(neuron_grad_p(*ops, outs=outs, spec=spec, key=key, steps=k, n_inner=n))
+        return jax.block_until_ready(
+            neuron_grad_p(
+                *ops,
+                outs=outs,
+                spec=spec,
+                key=key,
+                steps=k,
+                n_inner=n,
+                segment=segment,
+                record_every=1,
+                spike_train=spike_train,
+            )
+        )
 
     results = call(*operands)
-    assert all(np.all(np.isfinite(np.asarray(r, np.float64))) for r in results)
+    # The results (not the scratch, whose rows past a short last segment are never written).
+    assert all(
+        np.all(np.isfinite(np.asarray(r, np.float64)))
+        for a, r in zip(layout["outputs"], results)
+        if a["role"] in ("adjoint", "grad")
+    )
     with pytest.raises(Exception, match="key"):
         call(*operands, key="0" * 64)
+    with pytest.raises(Exception, match="segment"):
+        call(*operands, segment=k + 1)
+    with pytest.raises(Exception, match="spike_train"):
+        call(*operands, spike_train=2)
+    # A spike train's cotangent, announced but missing: a per-step buffer is expected.
+    with pytest.raises(Exception, match="spike_cotangent"):
+        call(*operands, spike_train=1)
     wrong = list(operands)
-    wrong[0] = jnp.zeros((1, k + 1, n))
-    with pytest.raises(Exception, match="state:v"):
+    wrong[0] = jnp.zeros((n + 1,))
+    with pytest.raises(Exception, match="checkpoint:v"):
         call(*wrong)
     noisy = json.loads(info["spec"])
     noisy["equations"] = "dv/dt = (v_rest - v + I) / tau + xi / sqrt(ms) : 1 (unless refractory)\nI : 1"
