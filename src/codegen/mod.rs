@@ -7,6 +7,7 @@
 //! [`writer::SourceWriter`].
 
 pub mod adjoint_kernel;
+pub mod network_adjoint_kernel;
 pub mod bounds;
 pub mod clock;
 pub mod connect_kernel;

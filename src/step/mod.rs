@@ -10,6 +10,7 @@
 //! threshold and the reset is computed once.
 
 pub mod adjoint;
+pub mod network_adjoint;
 pub mod network;
 mod odes;
 pub mod substeps;
