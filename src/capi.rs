@@ -345,7 +345,10 @@ pub unsafe extern "C" fn sf_network_adjoint(
                 Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
                 Ok(net) => {
                     match codegen::network_adjoint_kernel::generate_network_adjoint(&net, dialect) {
-                        Err(e) => error_json("not_differentiable", e.to_string()),
+                        Err(e) => error_json(
+                            "not_differentiable",
+                            format!("this network's runs are not differentiable: {}", e.0),
+                        ),
                         Ok(k) => json!({
                             "ok": true,
                             "source": k.source,

@@ -149,7 +149,11 @@ pub fn network_adjoint(net: &NetworkIr) -> Result<NetworkAdjoint, NotDifferentia
         for k in s.pathways_of(Pathway::Pre) {
             let pathway = &s.pathways[k];
             for st in &pathway.statements {
-                let var = &s.group.symbol(st.var).name;
+                // Named as the model names it: the target's variable, without `_post`.
+                let var = match s.neighbour(st.var) {
+                    Some((IndexOf::Post, x)) => &target_ir.symbol(x).name,
+                    _ => &s.group.symbol(st.var).name,
+                };
                 let e = match (st.side, st.effect) {
                     (Side::Post, Effect::Add(e)) => e,
                     (Side::Synapse, _) => {
