@@ -42,7 +42,7 @@ char *sf_network_compile(const char *spec_json);
  * {"ok": true, "source": "...", "entries": ["sf_network_update", ...]}. */
 char *sf_network_source(const char *spec_json, const char *target);
 
-/* The adjoint (backward) kernel of a network for target "c" and its buffers (the backward pass of
+/* The adjoint (backward) kernel of a network for target "cuda" or "c" and its buffers (the backward pass of
  * network runs, spikeforge.network.gradients): {"ok": true, "source", "entry", "layout"}, or
  * {"ok": false, "error": {"kind": "not_differentiable" | "model" | ..., "message": "..."}}. */
 char *sf_network_adjoint(const char *spec_json, const char *target);
@@ -94,6 +94,7 @@ struct XLA_FFI_Error *sf_neuron_run_cuda(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_neuron_grad_cpu(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_neuron_grad_cuda(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_network_grad_cpu(struct XLA_FFI_CallFrame *frame);
+struct XLA_FFI_Error *sf_network_grad_cuda(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_custom_call_cpu(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_custom_call_cuda(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_reduce_cpu(struct XLA_FFI_CallFrame *frame);

@@ -327,7 +327,7 @@ pub unsafe extern "C" fn sf_network_source(
     }
 }
 
-/// Returns the adjoint kernel of a network for `target` ("c"; "cuda" not yet) and its layout
+/// Returns the adjoint kernel of a network for `target` ("cuda" or "c") and its layout
 /// (`codegen::network_adjoint_kernel`), or why the network's runs are not differentiable
 /// (`{"kind": "not_differentiable", ...}`).
 ///

@@ -15,7 +15,12 @@
 //! The adjoints of what was delivered live in a history of `1 + longest delay` steps per group
 //! and variable, carried from segment to segment (the spikes of a segment read the adjoints of
 //! later steps). The C dialect runs the whole segment on one thread, in the forward kernel's
-//! order; its entry has the C entries' signature (`sf_start`, `sf_end` unused).
+//! order; its entry has the C entries' signature (`sf_start`, `sf_end` unused). The CUDA
+//! dialect runs it in one block ([`CUDA_BLOCK`] threads): every phase is a block-stride loop
+//! (over neurons, or over source rows for the deliveries: a row's synapses and their weights'
+//! gradients are its thread's), phases are separated by `__syncthreads`, and what several
+//! threads add to one place (what is delivered to a target, a shared weight's gradient) is added
+//! atomically (float sums in another order: the last bits differ from the C kernel's).
 //!
 //! Layout ([`network_adjoint_layout`], each buffer named by owner and name as the network's
 //! state is, shapes with `"steps"` for the segment's steps and `"n_syn"` for the projection's
@@ -46,6 +51,9 @@ use crate::types::ElemType;
 
 /// The name of the generated entry point.
 pub const NETWORK_ADJOINT_ENTRY: &str = "sf_network_adjoint";
+
+/// Threads of the one block that runs a segment on CUDA.
+pub const CUDA_BLOCK: u32 = 1024;
 
 /// One dimension of a buffer: a number, the segment's steps or the projection's synapses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -86,7 +94,13 @@ pub struct GeneratedNetworkAdjoint {
     pub layout: NetAdjointLayout,
 }
 
-fn arg(owner: &str, name: String, role: &'static str, elem: ElemType, shape: Vec<Dim>) -> NetAdjointArg {
+fn arg(
+    owner: &str,
+    name: String,
+    role: &'static str,
+    elem: ElemType,
+    shape: Vec<Dim>,
+) -> NetAdjointArg {
     NetAdjointArg {
         owner: owner.to_string(),
         name,
@@ -129,74 +143,210 @@ pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjoi
         let (o, n) = (group.name.as_str(), group.n);
         let name = |v: VarId| ir.symbol(v).name.clone();
         for v in &ga.dag.stored {
-            inputs.push(arg(o, format!("state:{}", name(*v)), "state", real, vec![STEPS, Dim::Fixed(n)]));
+            inputs.push(arg(
+                o,
+                format!("state:{}", name(*v)),
+                "state",
+                real,
+                vec![STEPS, Dim::Fixed(n)],
+            ));
         }
         for v in group_inputs(ir) {
-            let shape = if ir.symbol(v).shared { vec![] } else { vec![Dim::Fixed(n)] };
+            let shape = if ir.symbol(v).shared {
+                vec![]
+            } else {
+                vec![Dim::Fixed(n)]
+            };
             inputs.push(arg(o, name(v), "input", real, shape));
         }
         if ga.refractory_steps.is_some() {
-            inputs.push(arg(o, "lastspike_step".into(), "input", ElemType::I32, vec![Dim::Fixed(n)]));
+            inputs.push(arg(
+                o,
+                "lastspike_step".into(),
+                "input",
+                ElemType::I32,
+                vec![Dim::Fixed(n)],
+            ));
         }
         if delayed_source(net, adj, ga.group) {
             let depth = adj.plan.groups[ga.group].depth;
-            inputs.push(arg(o, "spike_queue".into(), "input", ElemType::I32, vec![Dim::Fixed(depth), Dim::Fixed(n)]));
-            inputs.push(arg(o, "spike_queue_counts".into(), "input", ElemType::I32, vec![Dim::Fixed(depth)]));
+            inputs.push(arg(
+                o,
+                "spike_queue".into(),
+                "input",
+                ElemType::I32,
+                vec![Dim::Fixed(depth), Dim::Fixed(n)],
+            ));
+            inputs.push(arg(
+                o,
+                "spike_queue_counts".into(),
+                "input",
+                ElemType::I32,
+                vec![Dim::Fixed(depth)],
+            ));
         }
         let adjoints: Vec<NetAdjointArg> = ga
             .dag
             .stored
             .iter()
-            .map(|v| arg(o, format!("adjoint:{}", name(*v)), "adjoint", real, vec![Dim::Fixed(n)]))
+            .map(|v| {
+                arg(
+                    o,
+                    format!("adjoint:{}", name(*v)),
+                    "adjoint",
+                    real,
+                    vec![Dim::Fixed(n)],
+                )
+            })
             .collect();
         inputs.extend(adjoints.iter().cloned());
         outputs.extend(adjoints);
-        inputs.push(arg(o, "spike_cotangent".into(), "spike_cotangent", real, vec![STEPS, Dim::Fixed(n)]));
+        inputs.push(arg(
+            o,
+            "spike_cotangent".into(),
+            "spike_cotangent",
+            real,
+            vec![STEPS, Dim::Fixed(n)],
+        ));
         for v in &ga.dag.stored {
-            inputs.push(arg(o, format!("state_cotangent:{}", name(*v)), "state_cotangent", real, vec![STEPS, Dim::Fixed(n)]));
+            inputs.push(arg(
+                o,
+                format!("state_cotangent:{}", name(*v)),
+                "state_cotangent",
+                real,
+                vec![STEPS, Dim::Fixed(n)],
+            ));
         }
         let grads: Vec<NetAdjointArg> = ga
             .dag
             .inputs
             .iter()
-            .map(|(v, _)| arg(o, format!("grad:{}", name(*v)), "grad", real, vec![Dim::Fixed(n)]))
+            .map(|(v, _)| {
+                arg(
+                    o,
+                    format!("grad:{}", name(*v)),
+                    "grad",
+                    real,
+                    vec![Dim::Fixed(n)],
+                )
+            })
             .collect();
         inputs.extend(grads.iter().cloned());
         outputs.extend(grads);
-        let history: Vec<NetAdjointArg> = ga.delivered_targets.clone()
+        let history: Vec<NetAdjointArg> = ga
+            .delivered_targets
+            .clone()
             .iter()
-            .map(|v| arg(o, format!("history:{}", name(*v)), "history", real, vec![Dim::Fixed(ga.history), Dim::Fixed(n)]))
+            .map(|v| {
+                arg(
+                    o,
+                    format!("history:{}", name(*v)),
+                    "history",
+                    real,
+                    vec![Dim::Fixed(ga.history), Dim::Fixed(n)],
+                )
+            })
             .collect();
         inputs.extend(history.iter().cloned());
         outputs.extend(history);
-        scratch.push(arg(o, "spikes".into(), "scratch", ElemType::I32, vec![STEPS, Dim::Fixed(n)]));
-        scratch.push(arg(o, "synaptic_cotangent".into(), "scratch", real, vec![Dim::Fixed(n)]));
+        scratch.push(arg(
+            o,
+            "spikes".into(),
+            "scratch",
+            ElemType::I32,
+            vec![STEPS, Dim::Fixed(n)],
+        ));
+        scratch.push(arg(
+            o,
+            "synaptic_cotangent".into(),
+            "scratch",
+            real,
+            vec![Dim::Fixed(n)],
+        ));
         if ga.refractory_steps.is_some() {
-            scratch.push(arg(o, "not_refractory".into(), "scratch", ElemType::I32, vec![STEPS, Dim::Fixed(n)]));
-            scratch.push(arg(o, "lastspike".into(), "scratch", ElemType::I32, vec![Dim::Fixed(n)]));
+            scratch.push(arg(
+                o,
+                "not_refractory".into(),
+                "scratch",
+                ElemType::I32,
+                vec![STEPS, Dim::Fixed(n)],
+            ));
+            scratch.push(arg(
+                o,
+                "lastspike".into(),
+                "scratch",
+                ElemType::I32,
+                vec![Dim::Fixed(n)],
+            ));
         }
         for v in ga.delivered_targets.clone() {
-            scratch.push(arg(o, format!("delivered:{}", name(v)), "scratch", real, vec![STEPS, Dim::Fixed(n)]));
+            scratch.push(arg(
+                o,
+                format!("delivered:{}", name(v)),
+                "scratch",
+                real,
+                vec![STEPS, Dim::Fixed(n)],
+            ));
         }
     }
     for (p, proj) in net.projections.iter().enumerate() {
         let o = proj.name.as_str();
         let s = &proj.synapses;
-        inputs.push(arg(o, "row_offsets".into(), "input", ElemType::I32, vec![Dim::Fixed(proj.n_pre() + 1)]));
-        inputs.push(arg(o, "targets".into(), "input", ElemType::I32, vec![N_SYN]));
+        inputs.push(arg(
+            o,
+            "row_offsets".into(),
+            "input",
+            ElemType::I32,
+            vec![Dim::Fixed(proj.n_pre() + 1)],
+        ));
+        inputs.push(arg(
+            o,
+            "targets".into(),
+            "input",
+            ElemType::I32,
+            vec![N_SYN],
+        ));
         if let Some((_, max)) = s.row_delay() {
             let b = max as usize + 1;
-            inputs.push(arg(o, "delay_buckets".into(), "input", ElemType::I32, vec![Dim::Fixed(proj.n_pre() * b + 1)]));
+            inputs.push(arg(
+                o,
+                "delay_buckets".into(),
+                "input",
+                ElemType::I32,
+                vec![Dim::Fixed(proj.n_pre() * b + 1)],
+            ));
         }
         for v in s.per_synapse() {
-            inputs.push(arg(o, s.group.symbol(v).name.clone(), "input", real, vec![N_SYN]));
+            inputs.push(arg(
+                o,
+                s.group.symbol(v).name.clone(),
+                "input",
+                real,
+                vec![N_SYN],
+            ));
         }
         for v in s.shared() {
-            inputs.push(arg(o, s.group.symbol(v).name.clone(), "input", real, vec![]));
+            inputs.push(arg(
+                o,
+                s.group.symbol(v).name.clone(),
+                "input",
+                real,
+                vec![],
+            ));
         }
         for v in differentiated_weights(adj, p) {
-            let shape = if s.group.symbol(v).shared { vec![] } else { vec![N_SYN] };
-            let g = arg(o, format!("grad:{}", s.group.symbol(v).name), "grad", real, shape);
+            let shape = if s.group.symbol(v).shared {
+                vec![]
+            } else {
+                vec![N_SYN]
+            };
+            let g = arg(
+                o,
+                format!("grad:{}", s.group.symbol(v).name),
+                "grad",
+                real,
+                shape,
+            );
             inputs.push(g.clone());
             outputs.push(g);
         }
@@ -223,11 +373,6 @@ pub fn generate_network_adjoint(
     net: &NetworkIr,
     dialect: Dialect,
 ) -> Result<GeneratedNetworkAdjoint, NotDifferentiable> {
-    if dialect != Dialect::C {
-        return Err(NotDifferentiable(
-            "the network adjoint kernel is generated for the CPU (C) only so far".into(),
-        ));
-    }
     let adj = network_adjoint(net)?;
     let layout = network_adjoint_layout(net, &adj);
     let writer = Writer {
@@ -288,6 +433,32 @@ impl Writer<'_> {
             .any(|a| a.owner == owner && a.name == name)
     }
 
+    /// The loop of this thread over `0..n`: all of it in C, a block-stride share on CUDA.
+    fn each(&self, var: &str, n: &str) -> String {
+        match self.dialect {
+            Dialect::C => format!("for (int64_t {var} = 0; {var} < {n}; ++{var})"),
+            Dialect::Cuda => {
+                format!("for (int64_t {var} = threadIdx.x; {var} < {n}; {var} += blockDim.x)")
+            }
+        }
+    }
+
+    /// The barrier between two phases (CUDA: the block's; C: one thread, none).
+    fn sync(&self, w: &mut SourceWriter) -> fmt::Result {
+        match self.dialect {
+            Dialect::C => Ok(()),
+            Dialect::Cuda => w.write_str("__syncthreads();\n"),
+        }
+    }
+
+    /// `target += value` where several threads may add to `target` (atomic on CUDA).
+    fn accumulate(&self, target: &str, value: &str) -> String {
+        match self.dialect {
+            Dialect::C => format!("{target} += {value};"),
+            Dialect::Cuda => format!("atomicAdd(&{target}, {value});"),
+        }
+    }
+
     fn write(&self, w: &mut SourceWriter) -> fmt::Result {
         writeln!(
             w,
@@ -298,54 +469,92 @@ impl Writer<'_> {
         )?;
         w.write_str(&super::group_kernel::includes(self.dialect))?;
         w.write_str(&prelude(self.dialect, self.net.dtype))?;
-        writeln!(
-            w,
-            "/* One segment, backwards; dims = {{steps, n_syn of each projection}}. */\nvoid {NETWORK_ADJOINT_ENTRY}(int64_t sf_start, int64_t sf_end, const int64_t* sf_dims, void* const* sf_ins, void* const* sf_outs)\n{{"
-        )?;
+        match self.dialect {
+            Dialect::C => writeln!(
+                w,
+                "/* One segment, backwards; dims = {{steps, n_syn of each projection}}. */\nvoid {NETWORK_ADJOINT_ENTRY}(int64_t sf_start, int64_t sf_end, const int64_t* sf_dims, void* const* sf_ins, void* const* sf_outs)\n{{"
+            )?,
+            Dialect::Cuda => {
+                let mut params = vec!["const int64_t sf_steps".to_string()];
+                params.extend(
+                    (0..self.net.projections.len()).map(|p| format!("const int64_t sf_nsyn{p}")),
+                );
+                params.extend(self.layout.inputs.iter().enumerate().map(|(k, a)| {
+                    self.dialect.pointer_param(a.elem, &format!("sf_in{k}"), false)
+                }));
+                params.extend(self.layout.outputs.iter().enumerate().map(|(k, a)| {
+                    self.dialect.pointer_param(a.elem, &format!("sf_out{k}"), true)
+                }));
+                writeln!(
+                    w,
+                    "/* One segment, backwards, by one block. */\nextern \"C\" __global__ void __launch_bounds__({CUDA_BLOCK}) {NETWORK_ADJOINT_ENTRY}(\n    {})\n{{",
+                    params.join(",\n    ")
+                )?
+            }
+        }
         w.indented(|w| {
-            w.write_str("(void) sf_start; (void) sf_end;\nconst int64_t sf_steps = sf_dims[0];\n")?;
-            for (k, a) in self.layout.inputs.iter().enumerate() {
-                let t = a.elem.c_type();
-                writeln!(w, "const {t}* restrict sf_in{k} = (const {t}*) sf_ins[{k}];")?;
+            if self.dialect == Dialect::C {
+                w.write_str(
+                    "(void) sf_start; (void) sf_end;\nconst int64_t sf_steps = sf_dims[0];\n",
+                )?;
+                for (k, a) in self.layout.inputs.iter().enumerate() {
+                    let t = a.elem.c_type();
+                    writeln!(
+                        w,
+                        "const {t}* restrict sf_in{k} = (const {t}*) sf_ins[{k}];"
+                    )?;
+                }
+                for (k, a) in self.layout.outputs.iter().enumerate() {
+                    let t = a.elem.c_type();
+                    writeln!(w, "{t}* restrict sf_out{k} = ({t}*) sf_outs[{k}];")?;
+                }
+                for p in 0..self.net.projections.len() {
+                    writeln!(w, "const int64_t sf_nsyn{p} = sf_dims[{}];", p + 1)?;
+                }
             }
-            for (k, a) in self.layout.outputs.iter().enumerate() {
-                let t = a.elem.c_type();
-                writeln!(w, "{t}* restrict sf_out{k} = ({t}*) sf_outs[{k}];")?;
-            }
-            for p in 0..self.net.projections.len() {
-                writeln!(w, "const int64_t sf_nsyn{p} = sf_dims[{}];", p + 1)?;
-            }
-            writeln!(w, "const int64_t sf_t0 = (int64_t) {}[0];", self.input("", "t_step"))?;
+            writeln!(
+                w,
+                "const int64_t sf_t0 = (int64_t) {}[0];",
+                self.input("", "t_step")
+            )?;
             self.write_copies(w)?;
+            self.sync(w)?;
             w.block("for (int64_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
                 self.write_step_header(w)?;
                 for ga in 0..self.adj.groups.len() {
                     self.write_spikes(ga, w)?;
                 }
+                self.sync(w)?;
                 for (d, _) in self.adj.deliveries.iter().enumerate() {
                     self.write_delivery(d, false, w)?;
                 }
-                Ok(())
+                self.sync(w)
             })?;
-            w.block("for (int64_t sf_s = sf_steps - 1; sf_s >= 0; --sf_s)", |w| {
-                self.write_step_header(w)?;
-                for ga in 0..self.adj.groups.len() {
-                    self.write_group(ga, true, w)?;
-                }
-                for ga in &self.adj.groups {
-                    let o = &self.net.groups[ga.group].name;
-                    let n = self.net.groups[ga.group].n;
-                    let g = self.output(o, "synaptic_cotangent");
-                    writeln!(w, "for (int64_t sf_i = 0; sf_i < {n}; ++sf_i) {g}[sf_i] = 0;")?;
-                }
-                for (d, _) in self.adj.deliveries.iter().enumerate() {
-                    self.write_delivery(d, true, w)?;
-                }
-                for ga in 0..self.adj.groups.len() {
-                    self.write_group(ga, false, w)?;
-                }
-                Ok(())
-            })
+            w.block(
+                "for (int64_t sf_s = sf_steps - 1; sf_s >= 0; --sf_s)",
+                |w| {
+                    self.write_step_header(w)?;
+                    for ga in 0..self.adj.groups.len() {
+                        self.write_group(ga, true, w)?;
+                    }
+                    for ga in &self.adj.groups {
+                        let o = &self.net.groups[ga.group].name;
+                        let n = self.net.groups[ga.group].n;
+                        let g = self.output(o, "synaptic_cotangent");
+                        writeln!(w, "{} {g}[sf_i] = 0;", self.each("sf_i", &n.to_string()))?;
+                    }
+                    self.sync(w)?;
+                    for (d, _) in self.adj.deliveries.iter().enumerate() {
+                        self.write_delivery(d, true, w)?;
+                        // Two deliveries from one source group may add to one neuron's cotangent.
+                        self.sync(w)?;
+                    }
+                    for ga in 0..self.adj.groups.len() {
+                        self.write_group(ga, false, w)?;
+                    }
+                    self.sync(w)
+                },
+            )
         })?;
         w.write_str("}\n")
     }
@@ -353,7 +562,11 @@ impl Writer<'_> {
     fn write_step_header(&self, w: &mut SourceWriter) -> fmt::Result {
         let real = self.real();
         writeln!(w, "const int64_t sf_t_step = sf_t0 + sf_s;")?;
-        writeln!(w, "const {real} sf_t = ({real}) sf_t_step * {};", self.lit(self.net.dt))?;
+        writeln!(
+            w,
+            "const {real} sf_t = ({real}) sf_t_step * {};",
+            self.lit(self.net.dt)
+        )?;
         w.write_str("(void) sf_t;\n")
     }
 
@@ -379,7 +592,11 @@ impl Writer<'_> {
                     .collect::<Vec<_>>()
                     .join(" * "),
             };
-            writeln!(w, "for (int64_t sf_k = 0; sf_k < {len}; ++sf_k) sf_out{k}[sf_k] = {i}[sf_k];")?;
+            writeln!(
+                w,
+                "{} sf_out{k}[sf_k] = {i}[sf_k];",
+                self.each("sf_k", &len)
+            )?;
         }
         for ga in &self.adj.groups {
             if ga.refractory_steps.is_some() {
@@ -387,7 +604,8 @@ impl Writer<'_> {
                 let n = self.net.groups[ga.group].n;
                 writeln!(
                     w,
-                    "for (int64_t sf_k = 0; sf_k < {n}; ++sf_k) {}[sf_k] = {}[sf_k];",
+                    "{} {}[sf_k] = {}[sf_k];",
+                    self.each("sf_k", &n.to_string()),
                     self.output(o, "lastspike"),
                     self.input(o, "lastspike_step")
                 )?;
@@ -407,7 +625,9 @@ impl Writer<'_> {
     /// How group ga's adjoint DAG names its variables inside the per-neuron loop.
     fn group_var(&self, ga: usize, v: VarId) -> String {
         let adj = &self.adj.groups[ga];
-        let ir = self.net.groups[adj.group].neuron_ir().expect("a neuron group");
+        let ir = self.net.groups[adj.group]
+            .neuron_ir()
+            .expect("a neuron group");
         let dag = &adj.dag;
         if let Some(k) = dag.adjoint_next.iter().position(|a| *a == v) {
             return format!("sf_a{k}");
@@ -457,7 +677,13 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn print(&self, ga: usize, roots: &[ExprId], prefix: &str, w: &mut SourceWriter) -> Result<Vec<String>, fmt::Error> {
+    fn print(
+        &self,
+        ga: usize,
+        roots: &[ExprId],
+        prefix: &str,
+        w: &mut SourceWriter,
+    ) -> Result<Vec<String>, fmt::Error> {
         let names = |v: VarId| self.group_var(ga, v);
         Printer {
             arena: &self.adj.groups[ga].dag.arena,
@@ -474,7 +700,7 @@ impl Writer<'_> {
         let group = &self.net.groups[adj.group];
         let (o, n) = (&group.name, group.n);
         let spikes = self.output(o, "spikes");
-        w.block(&format!("for (int64_t sf_i = 0; sf_i < {n}; ++sf_i)"), |w| {
+        w.block(&self.each("sf_i", &n.to_string()), |w| {
             if let Some(r) = adj.refractory_steps {
                 let ls = self.output(o, "lastspike");
                 writeln!(
@@ -499,7 +725,11 @@ impl Writer<'_> {
         let ir = group.neuron_ir().expect("a neuron group");
         for v in &adj.delivered_targets {
             let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
-            writeln!(w, "for (int64_t sf_i = 0; sf_i < {n}; ++sf_i) {d}[sf_s * {n} + sf_i] = 0;")?;
+            writeln!(
+                w,
+                "{} {d}[sf_s * {n} + sf_i] = 0;",
+                self.each("sf_i", &n.to_string())
+            )?;
         }
         Ok(())
     }
@@ -514,7 +744,7 @@ impl Writer<'_> {
         if delivered && adj.delivered_targets.is_empty() {
             return Ok(());
         }
-        w.block(&format!("for (int64_t sf_i = 0; sf_i < {n}; ++sf_i)"), |w| {
+        w.block(&self.each("sf_i", &n.to_string()), |w| {
             self.write_loads(ga, w)?;
             for (k, v) in adj.dag.stored.iter().enumerate() {
                 let a = self.output(o, &format!("adjoint:{}", ir.symbol(*v).name));
@@ -529,7 +759,11 @@ impl Writer<'_> {
                 let texts = self.print(ga, &adj.dag.delivered_adjoint, "sf_h", w)?;
                 for (v, text) in adj.delivered_targets.iter().zip(texts) {
                     let h = self.output(o, &format!("history:{}", ir.symbol(*v).name));
-                    writeln!(w, "{h}[(sf_t_step % {}) * {n} + sf_i] = {text};", adj.history)?;
+                    writeln!(
+                        w,
+                        "{h}[(sf_t_step % {}) * {n} + sf_i] = {text};",
+                        adj.history
+                    )?;
                 }
                 return Ok(());
             }
@@ -576,7 +810,13 @@ impl Writer<'_> {
         }
     }
 
-    fn print_synapse(&self, d: usize, arena: &ExprArena, roots: &[ExprId], w: &mut SourceWriter) -> Result<Vec<String>, fmt::Error> {
+    fn print_synapse(
+        &self,
+        d: usize,
+        arena: &ExprArena,
+        roots: &[ExprId],
+        w: &mut SourceWriter,
+    ) -> Result<Vec<String>, fmt::Error> {
         let names = |v: VarId| self.synapse_var(d, v);
         Printer {
             arena,
@@ -594,7 +834,12 @@ impl Writer<'_> {
         let proj = &self.net.projections[del.projection];
         let source = &self.net.groups[proj.source];
         let target = &self.net.groups[proj.target];
-        let tga = self.adj.groups.iter().position(|g| g.group == proj.target).expect("a group");
+        let tga = self
+            .adj
+            .groups
+            .iter()
+            .position(|g| g.group == proj.target)
+            .expect("a group");
         let tadj = &self.adj.groups[tga];
         let tir = target.neuron_ir().expect("a neuron group");
         let x = &tir.symbol(tadj.delivered_targets[del.delivered]).name;
@@ -606,10 +851,16 @@ impl Writer<'_> {
         let targets = self.input(&proj.name, "targets");
         let spikes = self.output(&source.name, "spikes");
         let (delays, buckets) = match del.delay {
-            DelayIr::Homogeneous { steps } => (format!("int64_t sf_D = {steps}; sf_D <= {steps}; ++sf_D"), None),
+            DelayIr::Homogeneous { steps } => (
+                format!("int64_t sf_D = {steps}; sf_D <= {steps}; ++sf_D"),
+                None,
+            ),
             DelayIr::PerSynapse { max_steps, .. } => (
                 format!("int64_t sf_D = 0; sf_D <= {max_steps}; ++sf_D"),
-                Some((self.input(&proj.name, "delay_buckets"), max_steps as usize + 1)),
+                Some((
+                    self.input(&proj.name, "delay_buckets"),
+                    max_steps as usize + 1,
+                )),
             ),
         };
         // The synapses of row sf_r with delay sf_D, clamped to the synapse count.
@@ -621,25 +872,37 @@ impl Writer<'_> {
                     "int64_t sf_a = {b}[sf_r * {width} + sf_D], sf_b = {b}[sf_r * {width} + sf_D + 1];"
                 ),
             }?;
-            writeln!(w, "if (sf_a < 0) sf_a = 0;\nif (sf_b > sf_nsyn{p}) sf_b = sf_nsyn{p};")
+            writeln!(
+                w,
+                "if (sf_a < 0) sf_a = 0;\nif (sf_b > sf_nsyn{p}) sf_b = sf_nsyn{p};"
+            )
         };
         writeln!(w, "/* {} -> {}.{x} */", proj.name, target.name)?;
         if !backwards {
             let delta = self.output(&target.name, &format!("delivered:{x}"));
             let row = |w: &mut SourceWriter| -> fmt::Result {
                 range(w)?;
-                w.block("for (int64_t sf_syn = sf_a; sf_syn < sf_b; ++sf_syn)", |w| {
-                    writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
-                    writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
-                    let e = self.print_synapse(d, &del.arena, &[del.increment], w)?.remove(0);
-                    writeln!(w, "{delta}[sf_s * {nt} + {t0} + sf_j] += {e};")
-                })
+                w.block(
+                    "for (int64_t sf_syn = sf_a; sf_syn < sf_b; ++sf_syn)",
+                    |w| {
+                        writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
+                        writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
+                        let e = self
+                            .print_synapse(d, &del.arena, &[del.increment], w)?
+                            .remove(0);
+                        let target = format!("{delta}[sf_s * {nt} + {t0} + sf_j]");
+                        writeln!(w, "{}", self.accumulate(&target, &e))
+                    },
+                )
             };
             return w.block(&format!("for ({delays})"), |w| {
                 w.write_str("const int64_t sf_from = sf_s - sf_D;\n")?;
                 w.block("if (sf_from >= 0)", |w| {
-                    w.block(&format!("for (int64_t sf_r = 0; sf_r < {n_pre}; ++sf_r)"), |w| {
-                        writeln!(w, "if ({spikes}[sf_from * {ns} + {s0} + sf_r] == 0) continue;")?;
+                    w.block(&self.each("sf_r", &n_pre.to_string()), |w| {
+                        writeln!(
+                            w,
+                            "if ({spikes}[sf_from * {ns} + {s0} + sf_r] == 0) continue;"
+                        )?;
                         row(w)
                     })
                 })?;
@@ -653,8 +916,11 @@ impl Writer<'_> {
                     writeln!(w, "const int64_t sf_slot = (sf_t_step - sf_D) % {depth};")?;
                     writeln!(w, "int64_t sf_count = {counts}[sf_slot];")?;
                     writeln!(w, "if (sf_count > {ns}) sf_count = {ns};")?;
-                    w.block("for (int64_t sf_q = 0; sf_q < sf_count; ++sf_q)", |w| {
-                        writeln!(w, "const int64_t sf_r = (int64_t) {queue}[sf_slot * {ns} + sf_q] - {s0};")?;
+                    w.block(&self.each("sf_q", "sf_count"), |w| {
+                        writeln!(
+                            w,
+                            "const int64_t sf_r = (int64_t) {queue}[sf_slot * {ns} + sf_q] - {s0};"
+                        )?;
                         writeln!(w, "if (sf_r < 0 || sf_r >= {n_pre}) continue;")?;
                         row(w)
                     })
@@ -666,31 +932,44 @@ impl Writer<'_> {
         let h = tadj.history;
         let mut roots = vec![del.increment];
         roots.extend(del.grads.iter().map(|(_, e)| *e));
-        w.block(&format!("for (int64_t sf_r = 0; sf_r < {n_pre}; ++sf_r)"), |w| {
-            writeln!(w, "const int sf_fired = {spikes}[sf_s * {ns} + {s0} + sf_r] != 0;")?;
+        w.block(&self.each("sf_r", &n_pre.to_string()), |w| {
+            writeln!(
+                w,
+                "const int sf_fired = {spikes}[sf_s * {ns} + {s0} + sf_r] != 0;"
+            )?;
             writeln!(w, "{} sf_sum = 0;", self.real())?;
             w.block(&format!("for ({delays})"), |w| {
                 range(w)?;
-                writeln!(w, "const int64_t sf_at = ((sf_t_step + sf_D) % {h}) * {nt} + {t0};")?;
-                w.block("for (int64_t sf_syn = sf_a; sf_syn < sf_b; ++sf_syn)", |w| {
-                    writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
-                    writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
-                    writeln!(w, "const {} sf_ad = {history}[sf_at + sf_j];", self.real())?;
-                    let texts = self.print_synapse(d, &del.arena, &roots, w)?;
-                    writeln!(w, "sf_sum += {} * sf_ad;", texts[0])?;
-                    if del.grads.is_empty() {
-                        return Ok(());
-                    }
-                    w.block("if (sf_fired)", |w| {
-                        for ((v, _), text) in del.grads.iter().zip(&texts[1..]) {
-                            let sym = proj.synapses.group.symbol(*v);
-                            let g = self.output(&proj.name, &format!("grad:{}", sym.name));
-                            let at = if sym.shared { "0" } else { "sf_syn" };
-                            writeln!(w, "{g}[{at}] += sf_ad * ({text});")?;
+                writeln!(
+                    w,
+                    "const int64_t sf_at = ((sf_t_step + sf_D) % {h}) * {nt} + {t0};"
+                )?;
+                w.block(
+                    "for (int64_t sf_syn = sf_a; sf_syn < sf_b; ++sf_syn)",
+                    |w| {
+                        writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
+                        writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
+                        writeln!(w, "const {} sf_ad = {history}[sf_at + sf_j];", self.real())?;
+                        let texts = self.print_synapse(d, &del.arena, &roots, w)?;
+                        writeln!(w, "sf_sum += {} * sf_ad;", texts[0])?;
+                        if del.grads.is_empty() {
+                            return Ok(());
                         }
-                        Ok(())
-                    })
-                })
+                        w.block("if (sf_fired)", |w| {
+                            for ((v, _), text) in del.grads.iter().zip(&texts[1..]) {
+                                let sym = proj.synapses.group.symbol(*v);
+                                let g = self.output(&proj.name, &format!("grad:{}", sym.name));
+                                let value = format!("sf_ad * ({text})");
+                                if sym.shared {
+                                    writeln!(w, "{}", self.accumulate(&format!("{g}[0]"), &value))?;
+                                } else {
+                                    writeln!(w, "{g}[sf_syn] += {value};")?;
+                                }
+                            }
+                            Ok(())
+                        })
+                    },
+                )
             })?;
             writeln!(w, "{synaptic}[{s0} + sf_r] += sf_sum;")
         })

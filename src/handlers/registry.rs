@@ -65,6 +65,7 @@ ffi_targets! {
     }
     "spikeforge_network_grad" {
         Cpu: sf_network_grad_cpu => network_grad::NetworkGradCpu,
+        Cuda: sf_network_grad_cuda => network_grad::NetworkGradCuda,
     }
     "spikeforge_custom_call" {
         Cpu: sf_custom_call_cpu => custom_kernel::CustomCallCpu,

@@ -444,7 +444,10 @@ pub fn adjoint_with_deliveries(
         .into_iter()
         .map(|v| (v, adjoint_of(&mut arena, v)))
         .collect();
-    let delivered_adjoint: Vec<ExprId> = delta.iter().map(|d| derivative(&mut arena, w, *d)).collect();
+    let delivered_adjoint: Vec<ExprId> = delta
+        .iter()
+        .map(|d| derivative(&mut arena, w, *d))
+        .collect();
     Ok(AdjointDag {
         arena,
         stored,

@@ -10,8 +10,8 @@
 //! threshold and the reset is computed once.
 
 pub mod adjoint;
-pub mod network_adjoint;
 pub mod network;
+pub mod network_adjoint;
 mod odes;
 pub mod substeps;
 mod updates;

@@ -150,8 +150,12 @@ pub fn network_adjoint(net: &NetworkIr) -> Result<NetworkAdjoint, NotDifferentia
             let pathway = &s.pathways[k];
             for st in &pathway.statements {
                 // Named as the model names it: the target's variable, without `_post`.
+                let source_ir = net.groups[proj.source]
+                    .neuron_ir()
+                    .expect("every group is a neuron group here");
                 let var = match s.neighbour(st.var) {
                     Some((IndexOf::Post, x)) => &target_ir.symbol(x).name,
+                    Some((IndexOf::Pre, x)) => &source_ir.symbol(x).name,
                     _ => &s.group.symbol(st.var).name,
                 };
                 let e = match (st.side, st.effect) {
@@ -247,8 +251,9 @@ pub fn network_adjoint(net: &NetworkIr) -> Result<NetworkAdjoint, NotDifferentia
         let NetGroupKind::Neuron { spec, ir } = &group.kind else {
             unreachable!("checked above")
         };
-        let dag = adjoint_with_deliveries(ir, &[], spec.surrogate, &delivered[g])
-            .map_err(|e| NotDifferentiable(format!("in the NeuronGroup '{}': {}", group.name, e.0)))?;
+        let dag = adjoint_with_deliveries(ir, &[], spec.surrogate, &delivered[g]).map_err(|e| {
+            NotDifferentiable(format!("in the NeuronGroup '{}': {}", group.name, e.0))
+        })?;
         let refractory_steps = match ir.events.refractory {
             RefractoryIr::Duration(d) => Some(super::timestep(
                 ir.arena.as_const(d).expect("checked: a constant duration"),
