@@ -167,12 +167,6 @@ def assert_close(got, want, rtol, names=("v0", "ge0", "I", "w", "wi")):
         assert err <= rtol, f"d/d{name}: relative error {err:.3e} (max |ref| {scale:.3e})"
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    with jax.enable_x64(True):
-        yield
-
-
 @pytest.mark.parametrize("per_synapse_delay", [False, True])
 def test_network_gradients_match_jax_grad_of_lax_scan(device, per_synapse_delay):
     net = build(per_synapse_delay=per_synapse_delay)
