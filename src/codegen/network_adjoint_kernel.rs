@@ -700,7 +700,7 @@ impl Writer<'_> {
         let group = &self.net.groups[adj.group];
         let (o, n) = (&group.name, group.n);
         let spikes = self.output(o, "spikes");
-        w.block(&self.each("sf_i", &n.to_string()), |w| {
+        w.block(self.each("sf_i", &n.to_string()), |w| {
             if let Some(r) = adj.refractory_steps {
                 let ls = self.output(o, "lastspike");
                 writeln!(
@@ -744,7 +744,7 @@ impl Writer<'_> {
         if delivered && adj.delivered_targets.is_empty() {
             return Ok(());
         }
-        w.block(&self.each("sf_i", &n.to_string()), |w| {
+        w.block(self.each("sf_i", &n.to_string()), |w| {
             self.write_loads(ga, w)?;
             for (k, v) in adj.dag.stored.iter().enumerate() {
                 let a = self.output(o, &format!("adjoint:{}", ir.symbol(*v).name));
@@ -895,10 +895,10 @@ impl Writer<'_> {
                     },
                 )
             };
-            return w.block(&format!("for ({delays})"), |w| {
+            return w.block(format!("for ({delays})"), |w| {
                 w.write_str("const int64_t sf_from = sf_s - sf_D;\n")?;
                 w.block("if (sf_from >= 0)", |w| {
-                    w.block(&self.each("sf_r", &n_pre.to_string()), |w| {
+                    w.block(self.each("sf_r", &n_pre.to_string()), |w| {
                         writeln!(
                             w,
                             "if ({spikes}[sf_from * {ns} + {s0} + sf_r] == 0) continue;"
@@ -916,7 +916,7 @@ impl Writer<'_> {
                     writeln!(w, "const int64_t sf_slot = (sf_t_step - sf_D) % {depth};")?;
                     writeln!(w, "int64_t sf_count = {counts}[sf_slot];")?;
                     writeln!(w, "if (sf_count > {ns}) sf_count = {ns};")?;
-                    w.block(&self.each("sf_q", "sf_count"), |w| {
+                    w.block(self.each("sf_q", "sf_count"), |w| {
                         writeln!(
                             w,
                             "const int64_t sf_r = (int64_t) {queue}[sf_slot * {ns} + sf_q] - {s0};"
@@ -932,13 +932,13 @@ impl Writer<'_> {
         let h = tadj.history;
         let mut roots = vec![del.increment];
         roots.extend(del.grads.iter().map(|(_, e)| *e));
-        w.block(&self.each("sf_r", &n_pre.to_string()), |w| {
+        w.block(self.each("sf_r", &n_pre.to_string()), |w| {
             writeln!(
                 w,
                 "const int sf_fired = {spikes}[sf_s * {ns} + {s0} + sf_r] != 0;"
             )?;
             writeln!(w, "{} sf_sum = 0;", self.real())?;
-            w.block(&format!("for ({delays})"), |w| {
+            w.block(format!("for ({delays})"), |w| {
                 range(w)?;
                 writeln!(
                     w,

@@ -183,8 +183,8 @@ impl Handler for NetworkGradCpu {
                 0,
                 1,
                 dims.as_ptr(),
-                run.buffers.args.as_ptr() as *const *mut c_void,
-                outputs.as_ptr() as *const *mut c_void,
+                run.buffers.args.as_ptr(),
+                outputs.as_ptr(),
             )
         };
         Ok(())

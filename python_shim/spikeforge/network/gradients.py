@@ -224,9 +224,7 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
                     operands.append(carried[(owner, name)])
             outs, scratch = [], []
             for a in layout["outputs"]:
-                shape = tuple(
-                    length if d == "steps" else n_syn[a["owner"]] if d == "n_syn" else d for d in a["shape"]
-                )
+                shape = tuple(length if d == "steps" else n_syn[a["owner"]] if d == "n_syn" else d for d in a["shape"])
                 elem = real if a["elem"] == "real" else np.dtype(a["elem"])
                 if a["role"] == "scratch":
                     scratch.append((shape, np.dtype(elem).name))
@@ -273,4 +271,3 @@ def _state_cotangent(state: dict, ct_state: dict, carried: dict) -> dict:
         else:
             result[key] = entry("", key, value)
     return result
-
