@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import spikeforge as sf
+from test_gradients import SURROGATES, heaviside
 
 DT = 0.1
 N, N_E = 30, 20
@@ -27,21 +28,6 @@ I : 1
 CONSTANTS = dict(tau=10.0, tau_e=5.0, tau_i=8.0, v_th=1.0)
 SLOPE = 5.0
 REFRACTORY_STEPS = 3
-
-
-def surrogate_heaviside(slope):
-    """H(z) with the fast sigmoid's derivative (SuperSpike)."""
-
-    @jax.custom_jvp
-    def h(z):
-        return (z > 0).astype(z.dtype)
-
-    @h.defjvp
-    def h_jvp(primals, tangents):
-        (z,), (dz,) = primals, tangents
-        return h(z), dz / (1.0 + slope * jnp.abs(z)) ** 2
-
-    return h
 
 
 def build(*, per_synapse_delay=False, v_scale=1.0, threshold=True, seed=0):
@@ -94,7 +80,7 @@ def synapses(state, name, source_start, target_start):
 def reference_run(v0, ge0, gi0, current, w, wi, *, state, steps, v_scale=1.0, threshold=True):
     """The network as a lax.scan: (final v, ge, gi), the trace of v (start of each step), the
     spike counts."""
-    h = surrogate_heaviside(SLOPE)
+    h = heaviside(SURROGATES["fast_sigmoid"](SLOPE))
     i_e, j_e = synapses(state, "E", 0, 0)
     i_i, j_i = synapses(state, "I", N_E, 0)
     if "d" in state["E"]:
