@@ -634,8 +634,11 @@ class Network:
                 self, dict(state), steps=steps, variant=variant, dtype=dtype, checkpoint_every=checkpoint_every
             )
         if not progress:
-            return self._run_chunk(state, steps, variant, dtype)
-        return self._run_chunked(state, steps, variant, dtype)
+            new_state, out = self._run_chunk(state, steps, variant, dtype)
+        else:
+            new_state, out = self._run_chunked(state, steps, variant, dtype)
+        # As under jax.jit: the counts of groups with a surrogate are real (they carry gradients).
+        return new_state, gradients.realify_counts(self, out, jnp.dtype(dtype))
 
     def _run_chunk(self, state, steps: int, variant: Variant, dtype: str, warn: bool = True):
         start = jnp.asarray(state["t_step"])
