@@ -88,60 +88,40 @@ fn what_is_out_of_scope_is_named() {
         spec["projections"] = json!([p]);
         spec
     };
+    // (synapse model, on_pre, on_post, what the refusal names).
     let cases = [
         (
-            with_projection(
-                json!({"name": "S", "source": "P", "target": "P", "model": "w : 1",
-                "on_pre": "ge += w; w = clip(w + 0.1, 0, 1)"}),
-            ),
+            "w : 1",
+            "ge += w; w = clip(w + 0.1, 0, 1)",
+            None,
             "synaptic variable 'w'",
         ),
+        ("w : 1", "ge += w", Some("w += 0.1"), "on_post"),
         (
-            with_projection(
-                json!({"name": "S", "source": "P", "target": "P", "model": "w : 1",
-                "on_pre": "ge += w", "on_post": "w += 0.1"}),
-            ),
-            "on_post",
-        ),
-        (
-            with_projection(json!({"name": "S", "source": "P", "target": "P",
-                "model": "w : 1\ndA/dt = -A/(10*ms) : 1 (event-driven)", "on_pre": "ge += w; A += 1"})),
+            "w : 1\ndA/dt = -A/(10*ms) : 1 (event-driven)",
+            "ge += w; A += 1",
+            None,
             "(event-driven) variable 'A'",
         ),
         (
-            with_projection(json!({"name": "S", "source": "P", "target": "P",
-                "model": "dg/dt = -g/(5*ms) : 1 (clock-driven)\nw : 1", "on_pre": "ge += w"})),
+            "dg/dt = -g/(5*ms) : 1 (clock-driven)\nw : 1",
+            "ge += w",
+            None,
             "(clock-driven) variable 'g'",
         ),
-        (
-            with_projection(
-                json!({"name": "S", "source": "P", "target": "P", "model": "w : 1",
-                "on_pre": "ge = w"}),
-            ),
-            "assign 'ge'",
-        ),
-        (
-            with_projection(
-                json!({"name": "S", "source": "P", "target": "P", "model": "w : 1",
-                "on_pre": "ge += w * v_post"}),
-            ),
-            "reads 'v_post'",
-        ),
-        (
-            with_projection(
-                json!({"name": "S", "source": "P", "target": "P", "model": "w : 1",
-                "on_pre": "I += w"}),
-            ),
-            "not a state variable",
-        ),
-        (
-            with_projection(
-                json!({"name": "S", "source": "P", "target": "P", "model": "w : 1",
-                "on_pre": "v_pre += w"}),
-            ),
-            "presynaptic variable 'v'",
-        ),
+        ("w : 1", "ge = w", None, "assign 'ge'"),
+        ("w : 1", "ge += w * v_post", None, "reads 'v_post'"),
+        ("w : 1", "I += w", None, "not a state variable"),
+        ("w : 1", "v_pre += w", None, "presynaptic variable 'v'"),
     ];
+    let cases = cases.map(|(model, on_pre, on_post, needle)| {
+        let mut p =
+            json!({"name": "S", "source": "P", "target": "P", "model": model, "on_pre": on_pre});
+        if let Some(post) = on_post {
+            p["on_post"] = json!(post);
+        }
+        (with_projection(p), needle)
+    });
     for (spec, needle) in cases {
         let e = refusal(&spec);
         assert!(e.contains(needle), "{needle:?} not in {e:?}");

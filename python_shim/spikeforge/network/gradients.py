@@ -33,7 +33,7 @@ from jax import lax
 
 from ..errors import ModelError
 from ..ffi_primitive import FfiCall, batch_axis_first, ffi_primitive
-from ..gradients import segment_length
+from ..gradients import _zero_cotangent, segment_length
 from . import _abi
 from .groups import NeuronGroup
 from .monitors import PopulationRateMonitor, StateMonitor
@@ -99,13 +99,6 @@ def _recording(net, variant, stored: dict) -> tuple[dict, dict]:
 
 def _record_name(group: str) -> str:
     return f"gradient_record_{group}"
-
-
-def _zero_cotangent(x):
-    x = jnp.asarray(x)
-    if jnp.issubdtype(x.dtype, jnp.floating):
-        return jnp.zeros(x.shape, x.dtype)
-    return np.zeros(x.shape, dtype=jax.dtypes.float0)
 
 
 def _is_float(x) -> bool:
