@@ -42,6 +42,11 @@ char *sf_network_compile(const char *spec_json);
  * {"ok": true, "source": "...", "entries": ["sf_network_update", ...]}. */
 char *sf_network_source(const char *spec_json, const char *target);
 
+/* The adjoint (backward) kernel of a network for target "cuda" or "c" and its buffers (the backward pass of
+ * network runs, spikeforge.network.gradients): {"ok": true, "source", "entry", "layout"}, or
+ * {"ok": false, "error": {"kind": "not_differentiable" | "model" | ..., "message": "..."}}. */
+char *sf_network_adjoint(const char *spec_json, const char *target);
+
 /* The path the last run of the network with this key took in this process:
  * {"ok": true, "path": "per_step" | "block" | "grid" | "cpu" | null}. */
 char *sf_network_last_path(const char *key);
@@ -62,7 +67,7 @@ char *sf_connect_compile(const char *spec_json);
 char *sf_connect_source(const char *spec_json, const char *target);
 
 /* Releases a string returned by sf_model_compile, sf_model_source, sf_model_adjoint, sf_initial_values,
- * sf_network_compile, sf_network_source, sf_network_last_path, sf_connect_compile, sf_connect_source or
+ * sf_network_compile, sf_network_source, sf_network_adjoint, sf_network_last_path, sf_connect_compile, sf_connect_source or
  * sf_cuda_compile_check. */
 void sf_string_free(char *s);
 
@@ -88,6 +93,8 @@ struct XLA_FFI_Error *sf_neuron_run_cpu(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_neuron_run_cuda(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_neuron_grad_cpu(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_neuron_grad_cuda(struct XLA_FFI_CallFrame *frame);
+struct XLA_FFI_Error *sf_network_grad_cpu(struct XLA_FFI_CallFrame *frame);
+struct XLA_FFI_Error *sf_network_grad_cuda(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_custom_call_cpu(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_custom_call_cuda(struct XLA_FFI_CallFrame *frame);
 struct XLA_FFI_Error *sf_reduce_cpu(struct XLA_FFI_CallFrame *frame);

@@ -327,6 +327,41 @@ pub unsafe extern "C" fn sf_network_source(
     }
 }
 
+/// Returns the adjoint kernel of a network for `target` ("cuda" or "c") and its layout
+/// (`codegen::network_adjoint_kernel`), or why the network's runs are not differentiable
+/// (`{"kind": "not_differentiable", ...}`).
+///
+/// # Safety
+/// Both arguments must be valid NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn sf_network_adjoint(
+    spec_json: *const c_char,
+    target: *const c_char,
+) -> *mut c_char {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        answer_for_target(spec_json, target, |s, dialect| {
+            with_network(s, |spec| match codegen::prepare_network(&spec) {
+                Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
+                Ok(net) => {
+                    match codegen::network_adjoint_kernel::generate_network_adjoint(&net, dialect) {
+                        Err(e) => error_json(
+                            "not_differentiable",
+                            format!("this network's runs are not differentiable: {}", e.0),
+                        ),
+                        Ok(k) => json!({
+                            "ok": true,
+                            "source": k.source,
+                            "entry": k.entry,
+                            "layout": k.layout,
+                        }),
+                    }
+                }
+            })
+        })
+    }
+}
+
 /// The path the last run of the network with this key took on this process
 /// (`handlers::network_path`): `{"ok": true, "path": "per_step" | "block" | "grid" | "cpu" |
 /// null}` (null before its first run).

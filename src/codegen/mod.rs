@@ -14,6 +14,7 @@ pub mod dialect;
 pub mod group_kernel;
 pub mod identifiers;
 pub mod layout;
+pub mod network_adjoint_kernel;
 pub mod network_kernel;
 pub mod network_layout;
 pub mod printer;

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 
 use serde_json::json;
 
-use super::{connect, custom_kernel, network_run, neuron_grad, neuron_run, reduce};
+use super::{connect, custom_kernel, network_grad, network_run, neuron_grad, neuron_run, reduce};
 use crate::xla::{Handler, HandlerTraits, REPORTED_API_VERSION};
 
 /// The platform a handler runs on, as `jax.ffi.register_ffi_target` names it.
@@ -62,6 +62,10 @@ ffi_targets! {
     "spikeforge_neuron_grad" {
         Cpu: sf_neuron_grad_cpu => neuron_grad::NeuronGradCpu,
         Cuda: sf_neuron_grad_cuda => neuron_grad::NeuronGradCuda,
+    }
+    "spikeforge_network_grad" {
+        Cpu: sf_network_grad_cpu => network_grad::NetworkGradCpu,
+        Cuda: sf_network_grad_cuda => network_grad::NetworkGradCuda,
     }
     "spikeforge_custom_call" {
         Cpu: sf_custom_call_cpu => custom_kernel::CustomCallCpu,

@@ -78,6 +78,12 @@ pub struct AdjointDag {
     pub next_state: Vec<ExprId>,
     /// The threshold's argument `z`, after the update (for tests and the surrogate).
     pub threshold_argument: Option<ExprId>,
+    /// `Δ`: what a network's synapses delivered to each of these stored variables in this step
+    /// (new variables; empty for a group run alone), added after the update and before the
+    /// reset ([`adjoint_with_deliveries`]).
+    pub delivered: Vec<VarId>,
+    /// The adjoint of each `Δ` (the derivative of `W` by it; the spike does not depend on it).
+    pub delivered_adjoint: Vec<ExprId>,
 }
 
 impl AdjointDag {
@@ -94,6 +100,7 @@ impl AdjointDag {
         self.adjoint_next.contains(&v)
             || v == self.spike_cotangent
             || self.trace_cotangents.contains(&v)
+            || self.delivered.contains(&v)
     }
 }
 
@@ -336,6 +343,20 @@ pub fn adjoint(
     record: &[String],
     surrogate: Option<Surrogate>,
 ) -> Result<AdjointDag, NotDifferentiable> {
+    adjoint_with_deliveries(ir, record, surrogate, &[])
+}
+
+/// The adjoint of one step of a network's neuron group whose stored variables `delivered`
+/// receive what the synapses deliver in the step: Brian2's order (update, threshold, synaptic
+/// effects, reset) makes the step `x' = select(spike(u), R(u + Δ), u + Δ)`, `Δ` zero for the
+/// variables not delivered to (the forward kernels reset early only where that is the same).
+/// `Δ` is one new variable per delivered variable, numbered after the trace cotangents.
+pub fn adjoint_with_deliveries(
+    ir: &GroupIr,
+    record: &[String],
+    surrogate: Option<Surrogate>,
+    delivered: &[VarId],
+) -> Result<AdjointDag, NotDifferentiable> {
     check(ir)?;
     let step = build(ir, record, FastMath::Off);
     if !step.loops.is_empty() {
@@ -353,10 +374,40 @@ pub fn adjoint(
     let trace_cotangents: Vec<VarId> = (0..record.len())
         .map(|k| VarId::at(base + stored.len() + 1 + k))
         .collect();
+    let delta: Vec<VarId> = (0..delivered.len())
+        .map(|k| VarId::at(base + stored.len() + 1 + record.len() + k))
+        .collect();
+    // The values the reset starts from: the updated ones plus what was delivered.
+    let mut before_reset: HashMap<VarId, ExprId> = stored
+        .iter()
+        .copied()
+        .zip(step.updated.iter().copied())
+        .collect();
+    for (v, d) in delivered.iter().zip(&delta) {
+        let u = before_reset[v];
+        let d = arena.var(*d);
+        let sum = arena.add(u, d);
+        before_reset.insert(*v, sum);
+    }
+    let next_state = if delivered.is_empty() {
+        step.next_state.clone()
+    } else {
+        let env = run_reset(ir, &mut arena, before_reset.clone());
+        stored
+            .iter()
+            .map(|v| {
+                let otherwise = before_reset[v];
+                match (step.spike, env.get(v)) {
+                    (Some(s), Some(r)) if *r != otherwise => arena.select(s, *r, otherwise),
+                    _ => otherwise,
+                }
+            })
+            .collect()
+    };
 
     // W = sum_i a'_i x'_i + sum_r c_r trace_r.
     let mut w = arena.constant(0.0);
-    for (a, x) in adjoint_next.iter().zip(&step.next_state) {
+    for (a, x) in adjoint_next.iter().zip(&next_state) {
         let a = arena.var(*a);
         let t = arena.mul(a, *x);
         w = arena.add(w, t);
@@ -396,8 +447,9 @@ pub fn adjoint(
             let gate = unhold(ir, &mut arena, gate);
             let mut k = arena.var(spike_cotangent);
             if !s.detach_reset {
-                let env = run_reset(ir, &mut arena, after_step.clone());
-                for ((v, u), a) in stored.iter().zip(&step.updated).zip(&adjoint_next) {
+                let env = run_reset(ir, &mut arena, before_reset.clone());
+                for (v, a) in stored.iter().zip(&adjoint_next) {
+                    let u = &before_reset[v];
                     if let Some(r) = env.get(v).filter(|r| *r != u) {
                         let jump = arena.sub(*r, *u);
                         let a = arena.var(*a);
@@ -458,6 +510,10 @@ pub fn adjoint(
         .into_iter()
         .map(|v| (v, adjoint_of(&mut arena, v)))
         .collect();
+    let delivered_adjoint: Vec<ExprId> = delta
+        .iter()
+        .map(|d| derivative(&mut arena, w, *d))
+        .collect();
     Ok(AdjointDag {
         arena,
         stored,
@@ -469,6 +525,8 @@ pub fn adjoint(
         spike,
         next_state,
         threshold_argument,
+        delivered: delta,
+        delivered_adjoint,
     })
     .and_then(|dag| {
         // The kernel knows each step's time, not each element's last spike.

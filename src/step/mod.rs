@@ -11,6 +11,7 @@
 
 pub mod adjoint;
 pub mod network;
+pub mod network_adjoint;
 mod odes;
 pub mod substeps;
 mod updates;

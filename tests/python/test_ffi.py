@@ -33,6 +33,7 @@ def test_the_shim_registers_what_the_library_reports():
         "spikeforge_reduce",
         "spikeforge_connect",
         "spikeforge_network_run",
+        "spikeforge_network_grad",
     )
     assert set(got) == {(n, p) for n in names for p in ("cpu", "CUDA")}
     for t in report["targets"]:

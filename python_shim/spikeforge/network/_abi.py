@@ -1,6 +1,7 @@
 """The network part of the library's C ABI (``ffi/spikeforge.h``), JSON in and out like the rest:
 ``sf_network_compile`` (validation, canonical spec, key, argument layout), ``sf_network_source``
-(the generated kernels, for reading) and ``sf_network_last_path`` (which path a run took)."""
+(the generated kernels, for reading), ``sf_network_adjoint`` (the backward kernel of
+runs, ``gradients``) and ``sf_network_last_path`` (which path a run took)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import ctypes
 
 from .. import _native
 
-__all__ = ["network_compile", "network_last_path", "network_source"]
+__all__ = ["network_adjoint", "network_compile", "network_last_path", "network_source"]
 
 _lib = _native._lib
 
@@ -25,6 +26,7 @@ def _bind(name: str, nargs: int):
 _compile = _bind("sf_network_compile", 1)
 _source = _bind("sf_network_source", 2)
 _last_path = _bind("sf_network_last_path", 1)
+_adjoint = _bind("sf_network_adjoint", 2)
 
 
 def _missing(name: str):
@@ -44,6 +46,13 @@ def network_source(spec_json: str, target: str) -> dict:
     if _source is None:
         _missing("sf_network_source")
     return _native._take_json(_source(spec_json.encode("utf-8"), target.encode("utf-8")))
+
+
+def network_adjoint(spec_json: str, target: str) -> dict:
+    """The network's adjoint kernel and its buffers, or why its runs are not differentiable."""
+    if _adjoint is None:
+        _missing("sf_network_adjoint")
+    return _native._take_json(_adjoint(spec_json.encode("utf-8"), target.encode("utf-8")))
 
 
 def network_last_path(key: str):

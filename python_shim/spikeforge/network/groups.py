@@ -27,7 +27,7 @@ __all__ = ["SpikeSource", "NeuronGroup", "Subgroup", "PoissonGroup", "SpikeGener
 RATE = tuple(-x for x in TIME)
 
 # The keywords of NeuronModel that NeuronGroup passes on when it is given equations.
-_MODEL_KEYWORDS = ("threshold", "reset", "refractory", "constants", "method", "fast_math", "substeps")
+_MODEL_KEYWORDS = ("threshold", "reset", "refractory", "constants", "method", "fast_math", "substeps", "surrogate")
 
 
 class SpikeSource(NetworkObject):

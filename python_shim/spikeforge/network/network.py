@@ -29,7 +29,7 @@ import numpy as np
 from .. import arguments, connectivity
 from ..errors import ModelError
 from ..units import to_kernel_units
-from . import _abi, primitive
+from . import _abi, gradients, primitive
 from . import csr as csr_mod
 from .base import describe
 from .collect import collect
@@ -167,10 +167,11 @@ class Network:
             self._compiled[variant] = compile_spec(spec)
         return self._compiled[variant]
 
-    def _layout(self, answer: dict, dtype: str):
+    def _layout(self, answer: dict, dtype: str, every: dict | None = None):
         from .layout import NetworkLayout
 
-        every = {k: m.every for k, m in self.members.state_monitors.items()}
+        if every is None:
+            every = {k: m.every for k, m in self.members.state_monitors.items()}
         return NetworkLayout(answer["layout"], dtype, every)
 
     def source(self, target: str = "cuda", *, dtype="float32") -> str:
@@ -536,11 +537,14 @@ class Network:
             raise ModelError(f"steps={steps} is more than the step counter (int32) can count", field="steps")
         return steps
 
-    def _call(self, state: Mapping, steps: int, variant: Variant, dtype: str):
-        """One FFI call of ``steps`` steps: (new state, raw outputs by (owner, name))."""
-        answer = self._compile(variant)
-        self._last_key = answer["key"]
-        layout = self._layout(answer, dtype)
+    def _call(self, state: Mapping, steps: int, variant: Variant, dtype: str, answer=None, every=None):
+        """One FFI call of ``steps`` steps: (new state, raw outputs by (owner, name)). ``answer``
+        and ``every``: another compiled spec of the network and its state monitors' ``every``
+        (the gradients' recording runs)."""
+        if answer is None:
+            answer = self._compile(variant)
+            self._last_key = answer["key"]
+        layout = self._layout(answer, dtype, every)
         n_syn = layout.synapse_counts(state)
         operands = layout.operands(state, steps=steps)
         results = primitive.bind(
@@ -596,7 +600,15 @@ class Network:
 
             jax.debug.callback(report, rec.dropped, rec.count)
 
-    def run(self, state: Mapping, duration=None, *, steps: int | None = None, progress: bool | None = None):
+    def run(
+        self,
+        state: Mapping,
+        duration=None,
+        *,
+        steps: int | None = None,
+        progress: bool | None = None,
+        checkpoint_every: int | None = None,
+    ):
         """Advances ``state`` by ``duration`` (ms or a time quantity; counted in steps as Brian2
         counts them) or ``steps`` steps. Returns ``(new_state, out)``: ``out.<monitor>`` for each
         monitor, ``out.spike_count[group]`` the spikes of each neuron during the run.
@@ -604,7 +616,12 @@ class Network:
         Under ``jax.jit`` (or ``vmap``) the run is one call. Called from Python, a run shows a
         progress bar (``progress=False`` to hide it): it is then cut into equal chunks, each one
         call of the same compiled program, with the same result. A SpikeMonitor whose buffer
-        overflowed warns (through ``jax.debug.callback``) with the number of spikes lost."""
+        overflowed warns (through ``jax.debug.callback``) with the number of spikes lost.
+
+        ``jax.grad`` / ``jax.vjp`` differentiate a run (``spikeforge.network.gradients``: static
+        synapses, groups with a surrogate threshold, on the CPU); ``checkpoint_every``: steps
+        between the checkpoints its backward pass recomputes from (default about
+        ``sqrt(steps)``)."""
         steps = self._steps(duration, steps)
         if not isinstance(state, Mapping):
             raise TypeError(f"run: state must be the dict net.init_state returned, got {type(state).__name__}")
@@ -612,9 +629,16 @@ class Network:
         if progress is None:
             progress = not traced
         variant, dtype = self._variant_of(state, steps)
-        if traced or not progress:
-            return self._run_chunk(state, steps, variant, dtype)
-        return self._run_chunked(state, steps, variant, dtype)
+        if traced:
+            return gradients.differentiable_run(
+                self, dict(state), steps=steps, variant=variant, dtype=dtype, checkpoint_every=checkpoint_every
+            )
+        if not progress:
+            new_state, out = self._run_chunk(state, steps, variant, dtype)
+        else:
+            new_state, out = self._run_chunked(state, steps, variant, dtype)
+        # As under jax.jit: the counts of groups with a surrogate are real (they carry gradients).
+        return new_state, gradients.realify_counts(self, out, jnp.dtype(dtype))
 
     def _run_chunk(self, state, steps: int, variant: Variant, dtype: str, warn: bool = True):
         start = jnp.asarray(state["t_step"])

@@ -1,0 +1,266 @@
+"""Gradients through network runs: ``jax.grad`` / ``jax.vjp`` of ``Network.run``.
+
+Why here: a network run is one FFI call that runs every step; JAX cannot differentiate it. This
+module wraps it in a ``jax.custom_vjp`` whose backward pass is the library's generated network
+adjoint kernel (``spikeforge_network_grad``: each neuron group's step adjoint, taken
+symbolically from the group's own step (``src/step/adjoint.rs``), coupled by the transposed
+event-driven propagation of the synapses; ``src/step/network_adjoint.rs``,
+``src/codegen/network_adjoint_kernel.rs``).
+
+Memory, as for neuron runs (``spikeforge.gradients``): the forward pass under differentiation
+runs the network in segments of ``k`` steps and keeps the whole state at the start of each
+(checkpoints, ``O(N steps/k)``); the backward pass, for each segment from the last, re-runs it
+from its checkpoint recording every stored variable of every group at every step (``O(N k)``)
+and calls the adjoint kernel on it. ``k`` defaults to about ``sqrt(steps)`` (a multiple of every
+state monitor's ``every``); ``run(..., checkpoint_every=k)`` sets it.
+
+Differentiable (with a ``surrogate`` in the groups' models for gradients through spikes): the
+initial state variables, the groups' real parameters and per-neuron constants, the synaptic
+parameters (per synapse and ``(shared)``) that on_pre increments read; through the final state,
+the state monitors' traces of state variables, the spike counts (real-valued in groups with a
+surrogate) and the rate monitors. What is not (a ``ModelError`` naming it, raised when
+``jax.grad`` traces the run): plasticity, synapse dynamics, summed variables, on_pre statements
+other than additions of synaptic terms to state variables of the target, Poisson groups and
+inputs, spike generators, TimedArrays, everything a neuron run refuses. CPU only so far.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ..errors import ModelError
+from ..ffi_primitive import FfiCall, batch_axis_first, ffi_primitive
+from ..gradients import _zero_cotangent, segment_length
+from . import _abi
+from .groups import NeuronGroup
+from .monitors import PopulationRateMonitor, StateMonitor
+from .output import NetworkOutput
+
+__all__ = ["network_grad_p", "differentiable_run"]
+
+
+def _lowering(*, spec, key, steps, scratch) -> FfiCall:
+    structs = [jax.ShapeDtypeStruct(tuple(shape), np.dtype(dt)) for shape, dt in scratch]
+    return FfiCall(attributes=dict(spec=spec, key=key, steps=steps), scratch=structs)
+
+
+def _batching(primitive, args, dims, *, outs, **params):
+    """One network per call: a vmap runs one call per member (``lax.map``)."""
+    _, moved = batch_axis_first(args, dims)
+
+    def member(xs):
+        return tuple(primitive.bind(*xs, outs=outs, **params))
+
+    results = lax.map(member, tuple(moved))
+    return list(results), [0] * len(results)
+
+
+network_grad_p = ffi_primitive("spikeforge_network_grad", _lowering, batching=_batching)
+
+
+def _adjoint_answer(net, answer: dict) -> dict:
+    """The adjoint kernel's layout for the compiled network ``answer``, or a ModelError naming
+    why the network's runs are not differentiable."""
+    cache = net.__dict__.setdefault("_adjoints", {})
+    key = answer["key"]
+    if key not in cache:
+        out = _abi.network_adjoint(answer["spec"], "c")
+        if not out.get("ok"):
+            error = out["error"]
+            if error.get("kind") == "model":
+                raise ModelError.from_native(error)
+            raise ModelError(f"jax.grad through Network.run: {error['message']}", field="gradient")
+        cache[key] = out["layout"]
+    return cache[key]
+
+
+def _recording(net, variant, stored: dict) -> tuple[dict, dict]:
+    """The compiled network that records every stored variable of every group at the start of
+    every step (the backward pass's recomputation), and its monitors' ``every``."""
+    cache = net.__dict__.setdefault("_recordings", {})
+    if variant not in cache:
+        from .spec import network_spec
+        from .table_model import compile_spec
+
+        spec = network_spec(
+            net.members, dt=net.dt, deterministic=net.deterministic, variant=variant, strategy=net.strategy
+        )
+        spec["monitors"] = [
+            {"kind": "state", "name": _record_name(g), "source": g, "variables": list(xs), "record": True, "every": 1}
+            for g, xs in stored.items()
+        ]
+        answer = compile_spec(spec)
+        cache[variant] = (answer, {_record_name(g): 1 for g in stored})
+    return cache[variant]
+
+
+def _record_name(group: str) -> str:
+    return f"gradient_record_{group}"
+
+
+def _is_float(x) -> bool:
+    return x is not None and jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
+
+
+def _surrogate_groups(net) -> list:
+    return [g.name for g in net.members.groups if isinstance(g, NeuronGroup) and g.model.surrogate is not None]
+
+
+def realify_counts(net, out: NetworkOutput, real) -> NetworkOutput:
+    """Spike counts of groups with a surrogate in the real dtype (they carry gradients)."""
+    counts = dict(out.spike_count)
+    for name in _surrogate_groups(net):
+        counts[name] = counts[name].astype(real)
+    return NetworkOutput(out.records, counts)
+
+
+def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, checkpoint_every):
+    """``net.run(state, steps=steps)`` (one forward call) wrapped so that ``jax.grad`` /
+    ``jax.vjp`` run the network adjoint kernel."""
+    real = jnp.dtype(dtype)
+
+    def forward(state):
+        new_state, out = net._run_chunk(state, steps, variant, dtype)
+        return new_state, realify_counts(net, out, real)
+
+    run = jax.custom_vjp(forward)
+    every = [m.every for m in net.members.state_monitors.values()]
+    multiple = int(np.lcm.reduce(every)) if every else 1
+    k = segment_length(steps, multiple, checkpoint_every)
+    k = min(k, -(-steps // multiple) * multiple)
+    lengths = [k] * (steps // k) + ([steps % k] if steps % k else [])
+
+    def fwd(state):
+        answer = net._compile(variant)
+        _adjoint_answer(net, answer)
+        checkpoints, outs = [], []
+        s = state
+        for length in lengths:
+            checkpoints.append(s)
+            seg_variant, _ = net._variant_of(s, length)
+            s, out = net._run_chunk(s, length, seg_variant, dtype, warn=False)
+            outs.append(out)
+        out = outs[0] if len(outs) == 1 else net._join(outs, variant)
+        net._warn_dropped(out)
+        return (s, realify_counts(net, out, real)), (state, checkpoints)
+
+    def bwd(res, ct):
+        state, checkpoints = res
+        ct_state, ct_out = ct
+        answer = net._compile(variant)
+        layout = _adjoint_answer(net, answer)
+        groups = [g for g in net.members.groups if isinstance(g, NeuronGroup)]
+        n_of = {g.name: g.n for g in groups}
+        stored = {g.name: [] for g in groups}
+        for a in layout["inputs"]:
+            if a["role"] == "state":
+                stored[a["owner"]].append(a["name"].split(":", 1)[1])
+        n_syn = {s.name: int(np.shape(state[s.name]["targets"])[0]) for s in net.members.synapses}
+
+        def ct_of(owner, name):
+            c = ct_state.get(owner, {}).get(name) if owner else ct_state.get(name)
+            return c if _is_float(c) else None
+
+        # What the backward walk carries: adjoints, accumulated gradients, the histories.
+        carried = {}
+        for a in layout["inputs"]:
+            role, owner, name = a["role"], a["owner"], a["name"]
+            shape = tuple(n_syn[owner] if d == "n_syn" else d for d in a["shape"])
+            if role == "adjoint":
+                c = ct_of(owner, name.split(":", 1)[1])
+                carried[(owner, name)] = jnp.zeros(shape, real) if c is None else jnp.asarray(c, real)
+            elif role in ("grad", "history"):
+                carried[(owner, name)] = jnp.zeros(shape, real)
+        # Per-step cotangents over the whole run: of each step's spikes and start values.
+        spike_ct = {g.name: jnp.zeros((steps, g.n), real) for g in groups}
+        for g in groups:
+            c = ct_out.spike_count.get(g.name)
+            if _is_float(c):
+                spike_ct[g.name] = spike_ct[g.name] + jnp.asarray(c, real)[None, :]
+        state_ct = {(g, x): jnp.zeros((steps, n_of[g]), real) for g in stored for x in stored[g]}
+        for key, m in net.members.monitors.items():
+            rec = ct_out.records[key]
+            g = m.source.root.name
+            if isinstance(m, StateMonitor):
+                rows = (m.record + m.source.start).astype(np.int64)
+                for v in m.variables:
+                    c = rec.values[v]
+                    if _is_float(c):
+                        state_ct[(g, v)] = state_ct[(g, v)].at[:: m.every, rows].add(jnp.asarray(c, real))
+            elif isinstance(m, PopulationRateMonitor):
+                c = rec.rate
+                if _is_float(c):
+                    width = m.source.stop - m.source.start
+                    scale = jnp.asarray(c, real)[:, None] / (width * net.dt)
+                    spike_ct[g] = spike_ct[g].at[:, m.source.start : m.source.stop].add(scale)
+        rec_answer, rec_every = _recording(net, variant, stored)
+        starts = np.cumsum([0] + lengths[:-1])
+        for checkpoint, length, start in reversed(list(zip(checkpoints, lengths, starts))):
+            _, raw = net._call(checkpoint, length, variant, dtype, answer=rec_answer, every=rec_every)
+            operands = []
+            for a in layout["inputs"]:
+                role, owner, name = a["role"], a["owner"], a["name"]
+                if role == "time":
+                    operands.append(jnp.asarray(checkpoint["t_step"], jnp.int32).reshape(()))
+                elif role == "state":
+                    operands.append(raw[(_record_name(owner), name.split(":", 1)[1])].astype(real))
+                elif role == "input":
+                    operands.append(jnp.asarray(checkpoint[owner][name]))
+                elif role == "spike_cotangent":
+                    operands.append(spike_ct[owner][start : start + length])
+                elif role == "state_cotangent":
+                    operands.append(state_ct[(owner, name.split(":", 1)[1])][start : start + length])
+                else:
+                    operands.append(carried[(owner, name)])
+            outs, scratch = [], []
+            for a in layout["outputs"]:
+                shape = tuple(length if d == "steps" else n_syn[a["owner"]] if d == "n_syn" else d for d in a["shape"])
+                elem = real if a["elem"] == "real" else np.dtype(a["elem"])
+                if a["role"] == "scratch":
+                    scratch.append((shape, np.dtype(elem).name))
+                else:
+                    outs.append(jax.ShapeDtypeStruct(shape, elem))
+            results = network_grad_p(
+                *operands,
+                outs=outs,
+                spec=answer["spec"],
+                key=answer["key"],
+                steps=int(length),
+                scratch=tuple(scratch),
+            )
+            kept = [a for a in layout["outputs"] if a["role"] != "scratch"]
+            for a, r in zip(kept, results):
+                carried[(a["owner"], a["name"])] = r
+        return (_state_cotangent(state, ct_state, carried),)
+
+    run.defvjp(fwd, bwd)
+    return run(state)
+
+
+def _state_cotangent(state: dict, ct_state: dict, carried: dict) -> dict:
+    """The cotangent of the run's input state: the adjoints at the run's start for the stored
+    variables; for every other real entry, its cotangent as an output (it passes through the run
+    unchanged) plus its accumulated gradient."""
+
+    def entry(owner, name, x):
+        if (owner, f"adjoint:{name}") in carried:
+            return carried[(owner, f"adjoint:{name}")].astype(jnp.asarray(x).dtype)
+        if not _is_float(x):
+            return _zero_cotangent(x)
+        out = ct_state.get(owner, {}).get(name) if owner else ct_state.get(name)
+        g = jnp.zeros(jnp.shape(x), jnp.asarray(x).dtype) if not _is_float(out) else jnp.asarray(out)
+        extra = carried.get((owner, f"grad:{name}"))
+        if extra is not None:
+            g = g + (extra.sum() if jnp.ndim(x) == 0 else extra.reshape(jnp.shape(x)))
+        return g.astype(jnp.asarray(x).dtype)
+
+    result = {}
+    for key, value in state.items():
+        if isinstance(value, dict):
+            result[key] = {name: entry(key, name, x) for name, x in value.items()}
+        else:
+            result[key] = entry("", key, value)
+    return result

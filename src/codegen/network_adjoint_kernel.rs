@@ -1,0 +1,998 @@
+//! The adjoint (reverse-time) kernel of a network: one segment of a run, backwards
+//! ([`crate::step::network_adjoint`] says what one step's adjoint is).
+//!
+//! As for a neuron group (`adjoint_kernel`), the forward pass keeps the network's state every
+//! `k` steps and the backward pass, for each segment from the last, recomputes the start-of-step
+//! values of every neuron group's stored variables (`k` rows) and calls this kernel: memory
+//! `O(N (steps/k + k))`. The kernel first walks the segment forwards to recompute what the
+//! step adjoints read besides the state: each step's spikes (the threshold on the recomputed
+//! values, `not_refractory` from the checkpoint's `lastspike_step`) and what the synapses
+//! delivered (`Δ`, from the spikes of the segment and, for delays that reach back before it,
+//! the checkpoint's spike queues). Then it walks the steps backwards: the adjoints of what was
+//! delivered, the transposed propagation (the spike cotangents of the sources; the weights'
+//! gradients where the source spiked), the groups' step adjoints.
+//!
+//! The adjoints of what was delivered live in a history of `1 + longest delay` steps per group
+//! and variable, carried from segment to segment (the spikes of a segment read the adjoints of
+//! later steps). The C dialect runs the whole segment on one thread, in the forward kernel's
+//! order; its entry has the C entries' signature (`sf_start`, `sf_end` unused). The CUDA
+//! dialect runs it in one block ([`CUDA_BLOCK`] threads): every phase is a block-stride loop
+//! (over neurons, or over source rows for the deliveries: a row's synapses and their weights'
+//! gradients are its thread's), phases are separated by `__syncthreads`, and what several
+//! threads add to one place (what is delivered to a target, a shared weight's gradient) is added
+//! atomically (float sums in another order: the last bits differ from the C kernel's).
+//!
+//! Layout ([`network_adjoint_layout`], each buffer named by owner and name as the network's
+//! state is, shapes with `"steps"` for the segment's steps and `"n_syn"` for the projection's
+//! synapses): inputs `("", "t_step")` (the segment's first step); per group `state:<x>`
+//! `[steps, n]`, its parameters and per-neuron constants, `lastspike_step` (with a refractory
+//! period), `spike_queue` / `spike_queue_counts` (when its spikes are delivered with a delay),
+//! `adjoint:<x>` `[n]` (at the segment's end), `spike_cotangent` `[steps, n]`,
+//! `state_cotangent:<x>` `[steps, n]` (of the values at each step's start), `grad:<p>` `[n]`,
+//! `history:<x>` `[H, n]` for each delivered variable; per projection its connectivity, its
+//! parameters and `grad:<w>` (`[n_syn]`, or `[]` shared). Outputs: per group `adjoint:<x>`,
+//! `grad:<p>`, `history:<x>`, per projection `grad:<w>`, then scratch buffers.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write};
+
+use serde::Serialize;
+
+use super::dialect::Dialect;
+use super::printer::{literal, prelude, Printer};
+use super::step_body::NEVER_SPIKED;
+use super::writer::{render, SourceWriter};
+use crate::ir::network::NetworkIr;
+use crate::ir::synapses::DelayIr;
+use crate::ir::{ExprArena, ExprId, GroupIr, IndexOf, SymbolKind, VarId};
+use crate::step::adjoint::NotDifferentiable;
+use crate::step::network_adjoint::{network_adjoint, NetworkAdjoint};
+use crate::types::ElemType;
+
+/// The name of the generated entry point.
+pub const NETWORK_ADJOINT_ENTRY: &str = "sf_network_adjoint";
+
+/// Threads of the one block that runs a segment on CUDA.
+pub const CUDA_BLOCK: u32 = 1024;
+
+/// One dimension of a buffer: a number, the segment's steps or the projection's synapses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Dim {
+    Fixed(usize),
+    Named(&'static str),
+}
+
+const STEPS: Dim = Dim::Named("steps");
+const N_SYN: Dim = Dim::Named("n_syn");
+
+/// One buffer of the network adjoint kernel.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NetAdjointArg {
+    /// The group or projection (`""` for the network's own).
+    pub owner: String,
+    /// `state:v`, `tau`, `adjoint:v`, `grad:w`, `row_offsets`, ...
+    pub name: String,
+    /// What Python passes or takes: `time`, `state`, `input`, `adjoint`, `spike_cotangent`,
+    /// `state_cotangent`, `grad`, `history`, `scratch`.
+    pub role: &'static str,
+    #[serde(serialize_with = "super::layout::elem_json")]
+    pub elem: ElemType,
+    pub shape: Vec<Dim>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NetAdjointLayout {
+    pub inputs: Vec<NetAdjointArg>,
+    pub outputs: Vec<NetAdjointArg>,
+}
+
+/// A generated network adjoint kernel.
+pub struct GeneratedNetworkAdjoint {
+    pub source: String,
+    pub entry: &'static str,
+    pub layout: NetAdjointLayout,
+}
+
+fn arg(
+    owner: &str,
+    name: String,
+    role: &'static str,
+    elem: ElemType,
+    shape: Vec<Dim>,
+) -> NetAdjointArg {
+    NetAdjointArg {
+        owner: owner.to_string(),
+        name,
+        role,
+        elem,
+        shape,
+    }
+}
+
+/// The real parameters and per-neuron constants of a group that its kernel takes, in symbol
+/// order (what the forward layout holds in the state).
+fn group_inputs(ir: &GroupIr) -> Vec<VarId> {
+    (0..ir.symbols.len())
+        .map(VarId::at)
+        .filter(|v| {
+            matches!(
+                ir.symbol(*v).kind,
+                SymbolKind::Param | SymbolKind::PerNeuronConstant
+            )
+        })
+        .collect()
+}
+
+/// Whether group g's spikes are delivered with a delay (the kernel then reads its queue).
+fn delayed_source(net: &NetworkIr, adj: &NetworkAdjoint, g: usize) -> bool {
+    adj.deliveries
+        .iter()
+        .any(|d| net.projections[d.projection].source == g && d.delay.max_steps() > 0)
+}
+
+/// The kernel's buffers (see the module documentation).
+pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjointLayout {
+    let real = net.dtype;
+    let mut inputs = vec![arg("", "t_step".into(), "time", ElemType::I32, vec![])];
+    let mut outputs = Vec::new();
+    let mut scratch = Vec::new();
+    for ga in &adj.groups {
+        let group = &net.groups[ga.group];
+        let ir = group.neuron_ir().expect("a neuron group");
+        let (o, n) = (group.name.as_str(), group.n);
+        let name = |v: VarId| ir.symbol(v).name.clone();
+        for v in &ga.dag.stored {
+            inputs.push(arg(
+                o,
+                format!("state:{}", name(*v)),
+                "state",
+                real,
+                vec![STEPS, Dim::Fixed(n)],
+            ));
+        }
+        for v in group_inputs(ir) {
+            let shape = if ir.symbol(v).shared {
+                vec![]
+            } else {
+                vec![Dim::Fixed(n)]
+            };
+            inputs.push(arg(o, name(v), "input", real, shape));
+        }
+        if ga.refractory_steps.is_some() {
+            inputs.push(arg(
+                o,
+                "lastspike_step".into(),
+                "input",
+                ElemType::I32,
+                vec![Dim::Fixed(n)],
+            ));
+        }
+        if delayed_source(net, adj, ga.group) {
+            let depth = adj.plan.groups[ga.group].depth;
+            inputs.push(arg(
+                o,
+                "spike_queue".into(),
+                "input",
+                ElemType::I32,
+                vec![Dim::Fixed(depth), Dim::Fixed(n)],
+            ));
+            inputs.push(arg(
+                o,
+                "spike_queue_counts".into(),
+                "input",
+                ElemType::I32,
+                vec![Dim::Fixed(depth)],
+            ));
+        }
+        let adjoints: Vec<NetAdjointArg> = ga
+            .dag
+            .stored
+            .iter()
+            .map(|v| {
+                arg(
+                    o,
+                    format!("adjoint:{}", name(*v)),
+                    "adjoint",
+                    real,
+                    vec![Dim::Fixed(n)],
+                )
+            })
+            .collect();
+        inputs.extend(adjoints.iter().cloned());
+        outputs.extend(adjoints);
+        inputs.push(arg(
+            o,
+            "spike_cotangent".into(),
+            "spike_cotangent",
+            real,
+            vec![STEPS, Dim::Fixed(n)],
+        ));
+        for v in &ga.dag.stored {
+            inputs.push(arg(
+                o,
+                format!("state_cotangent:{}", name(*v)),
+                "state_cotangent",
+                real,
+                vec![STEPS, Dim::Fixed(n)],
+            ));
+        }
+        let grads: Vec<NetAdjointArg> = ga
+            .dag
+            .inputs
+            .iter()
+            .map(|(v, _)| {
+                arg(
+                    o,
+                    format!("grad:{}", name(*v)),
+                    "grad",
+                    real,
+                    vec![Dim::Fixed(n)],
+                )
+            })
+            .collect();
+        inputs.extend(grads.iter().cloned());
+        outputs.extend(grads);
+        let history: Vec<NetAdjointArg> = ga
+            .delivered_targets
+            .clone()
+            .iter()
+            .map(|v| {
+                arg(
+                    o,
+                    format!("history:{}", name(*v)),
+                    "history",
+                    real,
+                    vec![Dim::Fixed(ga.history), Dim::Fixed(n)],
+                )
+            })
+            .collect();
+        inputs.extend(history.iter().cloned());
+        outputs.extend(history);
+        scratch.push(arg(
+            o,
+            "spikes".into(),
+            "scratch",
+            ElemType::I32,
+            vec![STEPS, Dim::Fixed(n)],
+        ));
+        scratch.push(arg(
+            o,
+            "synaptic_cotangent".into(),
+            "scratch",
+            real,
+            vec![Dim::Fixed(n)],
+        ));
+        if ga.refractory_steps.is_some() {
+            scratch.push(arg(
+                o,
+                "not_refractory".into(),
+                "scratch",
+                ElemType::I32,
+                vec![STEPS, Dim::Fixed(n)],
+            ));
+            scratch.push(arg(
+                o,
+                "lastspike".into(),
+                "scratch",
+                ElemType::I32,
+                vec![Dim::Fixed(n)],
+            ));
+        }
+        for v in ga.delivered_targets.clone() {
+            scratch.push(arg(
+                o,
+                format!("delivered:{}", name(v)),
+                "scratch",
+                real,
+                vec![STEPS, Dim::Fixed(n)],
+            ));
+        }
+    }
+    for (p, proj) in net.projections.iter().enumerate() {
+        let o = proj.name.as_str();
+        let s = &proj.synapses;
+        inputs.push(arg(
+            o,
+            "row_offsets".into(),
+            "input",
+            ElemType::I32,
+            vec![Dim::Fixed(proj.n_pre() + 1)],
+        ));
+        inputs.push(arg(
+            o,
+            "targets".into(),
+            "input",
+            ElemType::I32,
+            vec![N_SYN],
+        ));
+        if let Some((_, max)) = s.row_delay() {
+            let b = max as usize + 1;
+            inputs.push(arg(
+                o,
+                "delay_buckets".into(),
+                "input",
+                ElemType::I32,
+                vec![Dim::Fixed(proj.n_pre() * b + 1)],
+            ));
+        }
+        for v in s.per_synapse() {
+            inputs.push(arg(
+                o,
+                s.group.symbol(v).name.clone(),
+                "input",
+                real,
+                vec![N_SYN],
+            ));
+        }
+        for v in s.shared() {
+            inputs.push(arg(
+                o,
+                s.group.symbol(v).name.clone(),
+                "input",
+                real,
+                vec![],
+            ));
+        }
+        for v in differentiated_weights(adj, p) {
+            let shape = if s.group.symbol(v).shared {
+                vec![]
+            } else {
+                vec![N_SYN]
+            };
+            let g = arg(
+                o,
+                format!("grad:{}", s.group.symbol(v).name),
+                "grad",
+                real,
+                shape,
+            );
+            inputs.push(g.clone());
+            outputs.push(g);
+        }
+    }
+    outputs.extend(scratch);
+    NetAdjointLayout { inputs, outputs }
+}
+
+/// The synaptic parameters of projection p that some increment reads, in symbol order.
+fn differentiated_weights(adj: &NetworkAdjoint, p: usize) -> Vec<VarId> {
+    let mut out: Vec<VarId> = adj
+        .deliveries
+        .iter()
+        .filter(|d| d.projection == p)
+        .flat_map(|d| d.grads.iter().map(|(v, _)| *v))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The network adjoint kernel of `net` in `dialect`, or why its runs are not differentiable.
+pub fn generate_network_adjoint(
+    net: &NetworkIr,
+    dialect: Dialect,
+) -> Result<GeneratedNetworkAdjoint, NotDifferentiable> {
+    let adj = network_adjoint(net)?;
+    let layout = network_adjoint_layout(net, &adj);
+    let writer = Writer {
+        net,
+        adj: &adj,
+        layout: &layout,
+        dialect,
+    };
+    Ok(GeneratedNetworkAdjoint {
+        source: render(|w| writer.write(w)),
+        entry: NETWORK_ADJOINT_ENTRY,
+        layout,
+    })
+}
+
+struct Writer<'a> {
+    net: &'a NetworkIr,
+    adj: &'a NetworkAdjoint,
+    layout: &'a NetAdjointLayout,
+    dialect: Dialect,
+}
+
+impl Writer<'_> {
+    fn real(&self) -> &'static str {
+        self.net.dtype.c_type()
+    }
+
+    fn lit(&self, x: f64) -> String {
+        literal(x, self.net.dtype)
+    }
+
+    /// The pointer of the input named (owner, name).
+    fn input(&self, owner: &str, name: &str) -> String {
+        let k = self
+            .layout
+            .inputs
+            .iter()
+            .position(|a| a.owner == owner && a.name == name)
+            .unwrap_or_else(|| panic!("the layout has the input {owner}/{name}"));
+        format!("sf_in{k}")
+    }
+
+    /// The pointer of the output named (owner, name).
+    fn output(&self, owner: &str, name: &str) -> String {
+        let k = self
+            .layout
+            .outputs
+            .iter()
+            .position(|a| a.owner == owner && a.name == name)
+            .unwrap_or_else(|| panic!("the layout has the output {owner}/{name}"));
+        format!("sf_out{k}")
+    }
+
+    fn has_input(&self, owner: &str, name: &str) -> bool {
+        self.layout
+            .inputs
+            .iter()
+            .any(|a| a.owner == owner && a.name == name)
+    }
+
+    /// The loop of this thread over `0..n`: all of it in C, a block-stride share on CUDA.
+    fn each(&self, var: &str, n: &str) -> String {
+        match self.dialect {
+            Dialect::C => format!("for (int64_t {var} = 0; {var} < {n}; ++{var})"),
+            Dialect::Cuda => {
+                format!("for (int64_t {var} = threadIdx.x; {var} < {n}; {var} += blockDim.x)")
+            }
+        }
+    }
+
+    /// The barrier between two phases (CUDA: the block's; C: one thread, none).
+    fn sync(&self, w: &mut SourceWriter) -> fmt::Result {
+        match self.dialect {
+            Dialect::C => Ok(()),
+            Dialect::Cuda => w.write_str("__syncthreads();\n"),
+        }
+    }
+
+    /// `target += value` where several threads may add to `target` (atomic on CUDA).
+    fn accumulate(&self, target: &str, value: &str) -> String {
+        match self.dialect {
+            Dialect::C => format!("{target} += {value};"),
+            Dialect::Cuda => format!("atomicAdd(&{target}, {value});"),
+        }
+    }
+
+    fn write(&self, w: &mut SourceWriter) -> fmt::Result {
+        writeln!(
+            w,
+            "/* Generated by spikeforge {}: the adjoint of a {} network (dt = {}). */",
+            env!("CARGO_PKG_VERSION"),
+            self.net.dtype.name(),
+            self.net.dt
+        )?;
+        w.write_str(&super::group_kernel::includes(self.dialect))?;
+        w.write_str(&prelude(self.dialect, self.net.dtype))?;
+        match self.dialect {
+            Dialect::C => writeln!(
+                w,
+                "/* One segment, backwards; dims = {{steps, n_syn of each projection}}. */\nvoid {NETWORK_ADJOINT_ENTRY}(int64_t sf_start, int64_t sf_end, const int64_t* sf_dims, void* const* sf_ins, void* const* sf_outs)\n{{"
+            )?,
+            Dialect::Cuda => {
+                let mut params = vec!["const int64_t sf_steps".to_string()];
+                params.extend(
+                    (0..self.net.projections.len()).map(|p| format!("const int64_t sf_nsyn{p}")),
+                );
+                params.extend(self.layout.inputs.iter().enumerate().map(|(k, a)| {
+                    self.dialect.pointer_param(a.elem, &format!("sf_in{k}"), false)
+                }));
+                params.extend(self.layout.outputs.iter().enumerate().map(|(k, a)| {
+                    self.dialect.pointer_param(a.elem, &format!("sf_out{k}"), true)
+                }));
+                writeln!(
+                    w,
+                    "/* One segment, backwards, by one block. */\nextern \"C\" __global__ void __launch_bounds__({CUDA_BLOCK}) {NETWORK_ADJOINT_ENTRY}(\n    {})\n{{",
+                    params.join(",\n    ")
+                )?
+            }
+        }
+        w.indented(|w| {
+            if self.dialect == Dialect::C {
+                w.write_str(
+                    "(void) sf_start; (void) sf_end;\nconst int64_t sf_steps = sf_dims[0];\n",
+                )?;
+                for (k, a) in self.layout.inputs.iter().enumerate() {
+                    let t = a.elem.c_type();
+                    writeln!(
+                        w,
+                        "const {t}* restrict sf_in{k} = (const {t}*) sf_ins[{k}];"
+                    )?;
+                }
+                for (k, a) in self.layout.outputs.iter().enumerate() {
+                    let t = a.elem.c_type();
+                    writeln!(w, "{t}* restrict sf_out{k} = ({t}*) sf_outs[{k}];")?;
+                }
+                for p in 0..self.net.projections.len() {
+                    writeln!(w, "const int64_t sf_nsyn{p} = sf_dims[{}];", p + 1)?;
+                }
+            }
+            writeln!(
+                w,
+                "const int64_t sf_t0 = (int64_t) {}[0];",
+                self.input("", "t_step")
+            )?;
+            self.write_copies(w)?;
+            self.sync(w)?;
+            w.block("for (int64_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
+                self.write_step_header(w)?;
+                for ga in 0..self.adj.groups.len() {
+                    self.write_spikes(ga, w)?;
+                }
+                self.sync(w)?;
+                for (d, _) in self.adj.deliveries.iter().enumerate() {
+                    self.write_delivery(d, false, w)?;
+                }
+                self.sync(w)
+            })?;
+            w.block(
+                "for (int64_t sf_s = sf_steps - 1; sf_s >= 0; --sf_s)",
+                |w| {
+                    self.write_step_header(w)?;
+                    for ga in 0..self.adj.groups.len() {
+                        self.write_group(ga, true, w)?;
+                    }
+                    for ga in &self.adj.groups {
+                        let o = &self.net.groups[ga.group].name;
+                        let n = self.net.groups[ga.group].n;
+                        let g = self.output(o, "synaptic_cotangent");
+                        writeln!(w, "{} {g}[sf_i] = 0;", self.each("sf_i", &n.to_string()))?;
+                    }
+                    self.sync(w)?;
+                    for (d, _) in self.adj.deliveries.iter().enumerate() {
+                        self.write_delivery(d, true, w)?;
+                        // Two deliveries from one source group may add to one neuron's cotangent.
+                        self.sync(w)?;
+                    }
+                    for ga in 0..self.adj.groups.len() {
+                        self.write_group(ga, false, w)?;
+                    }
+                    self.sync(w)
+                },
+            )
+        })?;
+        w.write_str("}\n")
+    }
+
+    fn write_step_header(&self, w: &mut SourceWriter) -> fmt::Result {
+        let real = self.real();
+        writeln!(w, "const int64_t sf_t_step = sf_t0 + sf_s;")?;
+        writeln!(
+            w,
+            "const {real} sf_t = ({real}) sf_t_step * {};",
+            self.lit(self.net.dt)
+        )?;
+        w.write_str("(void) sf_t;\n")
+    }
+
+    /// Accumulated values start as given; scratch that accumulates starts at 0.
+    fn write_copies(&self, w: &mut SourceWriter) -> fmt::Result {
+        for (k, a) in self.layout.outputs.iter().enumerate() {
+            if a.role == "scratch" {
+                continue;
+            }
+            let i = self.input(&a.owner, &a.name);
+            let len = match a.shape.as_slice() {
+                [] => "1".to_string(),
+                [N_SYN] => {
+                    let p = self.projection_index(&a.owner);
+                    format!("sf_nsyn{p}")
+                }
+                dims => dims
+                    .iter()
+                    .map(|d| match d {
+                        Dim::Fixed(x) => x.to_string(),
+                        Dim::Named(_) => unreachable!("only synapse counts"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" * "),
+            };
+            writeln!(
+                w,
+                "{} sf_out{k}[sf_k] = {i}[sf_k];",
+                self.each("sf_k", &len)
+            )?;
+        }
+        for ga in &self.adj.groups {
+            if ga.refractory_steps.is_some() {
+                let o = &self.net.groups[ga.group].name;
+                let n = self.net.groups[ga.group].n;
+                writeln!(
+                    w,
+                    "{} {}[sf_k] = {}[sf_k];",
+                    self.each("sf_k", &n.to_string()),
+                    self.output(o, "lastspike"),
+                    self.input(o, "lastspike_step")
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn projection_index(&self, owner: &str) -> usize {
+        self.net
+            .projections
+            .iter()
+            .position(|p| p.name == owner)
+            .expect("a projection")
+    }
+
+    /// How group ga's adjoint DAG names its variables inside the per-neuron loop.
+    fn group_var(&self, ga: usize, v: VarId) -> String {
+        let adj = &self.adj.groups[ga];
+        let ir = self.net.groups[adj.group]
+            .neuron_ir()
+            .expect("a neuron group");
+        let dag = &adj.dag;
+        if let Some(k) = dag.adjoint_next.iter().position(|a| *a == v) {
+            return format!("sf_a{k}");
+        }
+        if v == dag.spike_cotangent {
+            return "sf_gs".into();
+        }
+        if let Some(k) = dag.delivered.iter().position(|a| *a == v) {
+            return format!("sf_d{k}");
+        }
+        let real = self.real();
+        let sym = ir.symbol(v);
+        match sym.kind {
+            SymbolKind::NotRefractory if adj.refractory_steps.is_some() => "sf_nr".into(),
+            SymbolKind::NotRefractory => "true".into(),
+            SymbolKind::Time => "sf_t".into(),
+            SymbolKind::Index(IndexOf::Element) => format!("(({real}) sf_i)"),
+            SymbolKind::Count(IndexOf::Element) => {
+                format!("(({real}) {})", self.net.groups[adj.group].n)
+            }
+            _ => format!("x{}", v.0),
+        }
+    }
+
+    /// Loads group ga's values of step `sf_s` for neuron `sf_i`.
+    fn write_loads(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
+        let adj = &self.adj.groups[ga];
+        let group = &self.net.groups[adj.group];
+        let ir = group.neuron_ir().expect("a neuron group");
+        let (o, n, real) = (&group.name, group.n, self.real());
+        for v in &adj.dag.stored {
+            let p = self.input(o, &format!("state:{}", ir.symbol(*v).name));
+            writeln!(w, "const {real} x{} = {p}[sf_s * {n} + sf_i];", v.0)?;
+        }
+        for v in group_inputs(ir) {
+            let p = self.input(o, &ir.symbol(v).name);
+            let at = if ir.symbol(v).shared { "0" } else { "sf_i" };
+            writeln!(w, "const {real} x{} = {p}[{at}];", v.0)?;
+        }
+        if adj.refractory_steps.is_some() {
+            writeln!(
+                w,
+                "const bool sf_nr = {}[sf_s * {n} + sf_i] != 0;",
+                self.output(o, "not_refractory")
+            )?;
+        }
+        Ok(())
+    }
+
+    fn print(
+        &self,
+        ga: usize,
+        roots: &[ExprId],
+        prefix: &str,
+        w: &mut SourceWriter,
+    ) -> Result<Vec<String>, fmt::Error> {
+        let names = |v: VarId| self.group_var(ga, v);
+        Printer {
+            arena: &self.adj.groups[ga].dag.arena,
+            dtype: self.net.dtype,
+            dialect: self.dialect,
+            var_name: &names,
+        }
+        .block(roots, prefix, w)
+    }
+
+    /// The forward walk's part for group ga at step `sf_s`: refractoriness and the spike.
+    fn write_spikes(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
+        let adj = &self.adj.groups[ga];
+        let group = &self.net.groups[adj.group];
+        let (o, n) = (&group.name, group.n);
+        let spikes = self.output(o, "spikes");
+        w.block(self.each("sf_i", &n.to_string()), |w| {
+            if let Some(r) = adj.refractory_steps {
+                let ls = self.output(o, "lastspike");
+                writeln!(
+                    w,
+                    "{}[sf_s * {n} + sf_i] = ({ls}[sf_i] <= {NEVER_SPIKED} || {ls}[sf_i] <= sf_t_step - ({r})) ? 1 : 0;",
+                    self.output(o, "not_refractory")
+                )?;
+            }
+            let Some(spike) = adj.dag.spike else {
+                return writeln!(w, "{spikes}[sf_s * {n} + sf_i] = 0;");
+            };
+            self.write_loads(ga, w)?;
+            let text = self.print(ga, &[spike], "sf_f", w)?.remove(0);
+            writeln!(w, "const bool sf_spike = {text};")?;
+            writeln!(w, "{spikes}[sf_s * {n} + sf_i] = sf_spike ? 1 : 0;")?;
+            if adj.refractory_steps.is_some() {
+                let ls = self.output(o, "lastspike");
+                writeln!(w, "if (sf_spike) {ls}[sf_i] = (int32_t) sf_t_step;")?;
+            }
+            Ok(())
+        })?;
+        let ir = group.neuron_ir().expect("a neuron group");
+        for v in &adj.delivered_targets {
+            let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
+            writeln!(
+                w,
+                "{} {d}[sf_s * {n} + sf_i] = 0;",
+                self.each("sf_i", &n.to_string())
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Group ga at step `sf_s` backwards: with `delivered`, the adjoints of what was delivered
+    /// into its history; else its step adjoint, with the synaptic spike cotangents.
+    fn write_group(&self, ga: usize, delivered: bool, w: &mut SourceWriter) -> fmt::Result {
+        let adj = &self.adj.groups[ga];
+        let group = &self.net.groups[adj.group];
+        let ir = group.neuron_ir().expect("a neuron group");
+        let (o, n, real) = (&group.name, group.n, self.real());
+        if delivered && adj.delivered_targets.is_empty() {
+            return Ok(());
+        }
+        w.block(self.each("sf_i", &n.to_string()), |w| {
+            self.write_loads(ga, w)?;
+            for (k, v) in adj.dag.stored.iter().enumerate() {
+                let a = self.output(o, &format!("adjoint:{}", ir.symbol(*v).name));
+                writeln!(w, "const {real} sf_a{k} = {a}[sf_i];")?;
+            }
+            for (k, v) in adj.delivered_targets.iter().enumerate() {
+                let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
+                writeln!(w, "const {real} sf_d{k} = {d}[sf_s * {n} + sf_i];")?;
+            }
+            if delivered {
+                writeln!(w, "const {real} sf_gs = 0;")?;
+                let texts = self.print(ga, &adj.dag.delivered_adjoint, "sf_h", w)?;
+                for (v, text) in adj.delivered_targets.iter().zip(texts) {
+                    let h = self.output(o, &format!("history:{}", ir.symbol(*v).name));
+                    writeln!(
+                        w,
+                        "{h}[(sf_t_step % {}) * {n} + sf_i] = {text};",
+                        adj.history
+                    )?;
+                }
+                return Ok(());
+            }
+            writeln!(
+                w,
+                "const {real} sf_gs = {}[sf_s * {n} + sf_i] + {}[sf_i];",
+                self.input(o, "spike_cotangent"),
+                self.output(o, "synaptic_cotangent")
+            )?;
+            let mut roots = adj.dag.adjoint.clone();
+            roots.extend(adj.dag.inputs.iter().map(|(_, e)| *e));
+            let texts = self.print(ga, &roots, "sf_", w)?;
+            let (states, inputs) = texts.split_at(adj.dag.stored.len());
+            for (k, text) in states.iter().enumerate() {
+                writeln!(w, "const {real} sf_na{k} = {text};")?;
+            }
+            for ((v, _), text) in adj.dag.inputs.iter().zip(inputs) {
+                let g = self.output(o, &format!("grad:{}", ir.symbol(*v).name));
+                writeln!(w, "{g}[sf_i] += {text};")?;
+            }
+            for (k, v) in adj.dag.stored.iter().enumerate() {
+                let name = &ir.symbol(*v).name;
+                writeln!(
+                    w,
+                    "{}[sf_i] = sf_na{k} + {}[sf_s * {n} + sf_i];",
+                    self.output(o, &format!("adjoint:{name}")),
+                    self.input(o, &format!("state_cotangent:{name}"))
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// How delivery d's increment names the synapse's parameters (synapse `sf_syn`).
+    fn synapse_var(&self, d: usize, v: VarId) -> String {
+        let del = &self.adj.deliveries[d];
+        let proj = &self.net.projections[del.projection];
+        let sym = proj.synapses.group.symbol(v);
+        let p = self.input(&proj.name, &sym.name);
+        if sym.shared {
+            format!("{p}[0]")
+        } else {
+            format!("{p}[sf_syn]")
+        }
+    }
+
+    fn print_synapse(
+        &self,
+        d: usize,
+        arena: &ExprArena,
+        roots: &[ExprId],
+        w: &mut SourceWriter,
+    ) -> Result<Vec<String>, fmt::Error> {
+        let names = |v: VarId| self.synapse_var(d, v);
+        Printer {
+            arena,
+            dtype: self.net.dtype,
+            dialect: self.dialect,
+            var_name: &names,
+        }
+        .block(roots, "sf_e", w)
+    }
+
+    /// Delivery d at step `sf_s`. Forwards: adds the increments of the spikes arriving now to
+    /// `Δ`. Backwards: the transposed propagation from the history of `a_Δ`.
+    fn write_delivery(&self, d: usize, backwards: bool, w: &mut SourceWriter) -> fmt::Result {
+        let del = &self.adj.deliveries[d];
+        let proj = &self.net.projections[del.projection];
+        let source = &self.net.groups[proj.source];
+        let target = &self.net.groups[proj.target];
+        let tga = self
+            .adj
+            .groups
+            .iter()
+            .position(|g| g.group == proj.target)
+            .expect("a group");
+        let tadj = &self.adj.groups[tga];
+        let tir = target.neuron_ir().expect("a neuron group");
+        let x = &tir.symbol(tadj.delivered_targets[del.delivered]).name;
+        let (ns, nt) = (source.n, target.n);
+        let (s0, n_pre) = (proj.source_range.start, proj.n_pre());
+        let (t0, n_post) = (proj.target_range.start, proj.n_post());
+        let p = del.projection;
+        let rows = self.input(&proj.name, "row_offsets");
+        let targets = self.input(&proj.name, "targets");
+        let spikes = self.output(&source.name, "spikes");
+        let (delays, buckets) = match del.delay {
+            DelayIr::Homogeneous { steps } => (
+                format!("int64_t sf_D = {steps}; sf_D <= {steps}; ++sf_D"),
+                None,
+            ),
+            DelayIr::PerSynapse { max_steps, .. } => (
+                format!("int64_t sf_D = 0; sf_D <= {max_steps}; ++sf_D"),
+                Some((
+                    self.input(&proj.name, "delay_buckets"),
+                    max_steps as usize + 1,
+                )),
+            ),
+        };
+        // The synapses of row sf_r with delay sf_D, clamped to the synapse count.
+        let range = |w: &mut SourceWriter| -> fmt::Result {
+            match &buckets {
+                None => writeln!(w, "int64_t sf_a = {rows}[sf_r], sf_b = {rows}[sf_r + 1];"),
+                Some((b, width)) => writeln!(
+                    w,
+                    "int64_t sf_a = {b}[sf_r * {width} + sf_D], sf_b = {b}[sf_r * {width} + sf_D + 1];"
+                ),
+            }?;
+            writeln!(
+                w,
+                "if (sf_a < 0) sf_a = 0;\nif (sf_b > sf_nsyn{p}) sf_b = sf_nsyn{p};"
+            )
+        };
+        writeln!(w, "/* {} -> {}.{x} */", proj.name, target.name)?;
+        if !backwards {
+            let delta = self.output(&target.name, &format!("delivered:{x}"));
+            let row = |w: &mut SourceWriter| -> fmt::Result {
+                range(w)?;
+                w.block(
+                    "for (int64_t sf_syn = sf_a; sf_syn < sf_b; ++sf_syn)",
+                    |w| {
+                        writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
+                        writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
+                        let e = self
+                            .print_synapse(d, &del.arena, &[del.increment], w)?
+                            .remove(0);
+                        let target = format!("{delta}[sf_s * {nt} + {t0} + sf_j]");
+                        writeln!(w, "{}", self.accumulate(&target, &e))
+                    },
+                )
+            };
+            return w.block(format!("for ({delays})"), |w| {
+                w.write_str("const int64_t sf_from = sf_s - sf_D;\n")?;
+                w.block("if (sf_from >= 0)", |w| {
+                    w.block(self.each("sf_r", &n_pre.to_string()), |w| {
+                        writeln!(
+                            w,
+                            "if ({spikes}[sf_from * {ns} + {s0} + sf_r] == 0) continue;"
+                        )?;
+                        row(w)
+                    })
+                })?;
+                if !self.has_input(&source.name, "spike_queue") {
+                    return Ok(());
+                }
+                let depth = self.adj.plan.groups[proj.source].depth;
+                let queue = self.input(&source.name, "spike_queue");
+                let counts = self.input(&source.name, "spike_queue_counts");
+                w.block("else if (sf_t_step - sf_D >= 0)", |w| {
+                    writeln!(w, "const int64_t sf_slot = (sf_t_step - sf_D) % {depth};")?;
+                    writeln!(w, "int64_t sf_count = {counts}[sf_slot];")?;
+                    writeln!(w, "if (sf_count > {ns}) sf_count = {ns};")?;
+                    w.block(self.each("sf_q", "sf_count"), |w| {
+                        writeln!(
+                            w,
+                            "const int64_t sf_r = (int64_t) {queue}[sf_slot * {ns} + sf_q] - {s0};"
+                        )?;
+                        writeln!(w, "if (sf_r < 0 || sf_r >= {n_pre}) continue;")?;
+                        row(w)
+                    })
+                })
+            });
+        }
+        let history = self.output(&target.name, &format!("history:{x}"));
+        let synaptic = self.output(&source.name, "synaptic_cotangent");
+        let h = tadj.history;
+        let mut roots = vec![del.increment];
+        roots.extend(del.grads.iter().map(|(_, e)| *e));
+        w.block(self.each("sf_r", &n_pre.to_string()), |w| {
+            writeln!(
+                w,
+                "const int sf_fired = {spikes}[sf_s * {ns} + {s0} + sf_r] != 0;"
+            )?;
+            writeln!(w, "{} sf_sum = 0;", self.real())?;
+            w.block(format!("for ({delays})"), |w| {
+                range(w)?;
+                writeln!(
+                    w,
+                    "const int64_t sf_at = ((sf_t_step + sf_D) % {h}) * {nt} + {t0};"
+                )?;
+                w.block(
+                    "for (int64_t sf_syn = sf_a; sf_syn < sf_b; ++sf_syn)",
+                    |w| {
+                        writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
+                        writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
+                        writeln!(w, "const {} sf_ad = {history}[sf_at + sf_j];", self.real())?;
+                        let texts = self.print_synapse(d, &del.arena, &roots, w)?;
+                        writeln!(w, "sf_sum += {} * sf_ad;", texts[0])?;
+                        if del.grads.is_empty() {
+                            return Ok(());
+                        }
+                        w.block("if (sf_fired)", |w| {
+                            for ((v, _), text) in del.grads.iter().zip(&texts[1..]) {
+                                let sym = proj.synapses.group.symbol(*v);
+                                let g = self.output(&proj.name, &format!("grad:{}", sym.name));
+                                let value = format!("sf_ad * ({text})");
+                                if sym.shared {
+                                    writeln!(w, "{}", self.accumulate(&format!("{g}[0]"), &value))?;
+                                } else {
+                                    writeln!(w, "{g}[sf_syn] += {value};")?;
+                                }
+                            }
+                            Ok(())
+                        })
+                    },
+                )
+            })?;
+            writeln!(w, "{synaptic}[{s0} + sf_r] += sf_sum;")
+        })
+    }
+}
+
+/// The named dimensions of a buffer, for the handler's checks.
+pub fn concrete_shape(a: &NetAdjointArg, steps: usize, n_syn: usize) -> Vec<i64> {
+    a.shape
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(x) => *x as i64,
+            Dim::Named("steps") => steps as i64,
+            Dim::Named(_) => n_syn as i64,
+        })
+        .collect()
+}
+
+/// Maps each projection's name to its index (the handler's synapse counts come in that order).
+pub fn projection_order(net: &NetworkIr) -> HashMap<String, usize> {
+    net.projections
+        .iter()
+        .enumerate()
+        .map(|(k, p)| (p.name.clone(), k))
+        .collect()
+}

@@ -1,0 +1,226 @@
+//! `spikeforge_network_grad`: the backward pass of one segment of a network run (the generated
+//! network adjoint kernel, [`crate::codegen::network_adjoint_kernel`]).
+//!
+//! Attributes: `spec` (the canonical network spec, as for the run), `key` (its hash), `steps`
+//! (the segment's steps). Buffers follow
+//! [`network_adjoint_layout`](crate::codegen::network_adjoint_kernel::network_adjoint_layout),
+//! without a batch axis (one network). Instantiation parses and lowers the spec and derives the
+//! adjoint (a network whose runs are not differentiable is an error that names why); the first
+//! execution compiles the kernel; every execution reads each projection's synapse count from
+//! its `targets`, checks the buffers and runs the segment: on one CPU thread, or on CUDA by one
+//! block on XLA's stream (the same work every time).
+
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use super::buffers::{self, Expected};
+use super::loaded_kernels::LoadedKernels;
+use super::neuron_run::{cpu_options, cuda_options, launch_with_buffers, CEntry};
+use super::poison;
+use crate::codegen::network_adjoint_kernel::{
+    concrete_shape, generate_network_adjoint, projection_order, NetAdjointArg, NetAdjointLayout,
+    CUDA_BLOCK, NETWORK_ADJOINT_ENTRY,
+};
+use crate::codegen::Dialect;
+use crate::ir::network::NetworkIr;
+use crate::runtime::{cpu, cuda};
+use crate::spec::network::NetworkSpec;
+use crate::xla::{CallFrame, DataType, FfiError, Handler, HandlerTraits, Instance};
+
+#[derive(Clone)]
+struct CpuKernel {
+    entry: CEntry,
+    _module: Arc<cpu::CpuModule>,
+}
+
+/// One call site of `spikeforge_network_grad`.
+pub struct NetworkGrad {
+    /// The key of the compiled adjoint kernel (distinct from the run's).
+    kernel_key: String,
+    net: NetworkIr,
+    layout: NetAdjointLayout,
+    steps: usize,
+    kernels: LoadedKernels<CpuKernel, Arc<cuda::CudaFunction>>,
+}
+
+impl NetworkGrad {
+    fn source(&self, dialect: Dialect) -> String {
+        generate_network_adjoint(&self.net, dialect)
+            .expect("checked at instantiation")
+            .source
+    }
+}
+
+impl Instance for NetworkGrad {
+    fn instantiate(call: &CallFrame) -> Result<NetworkGrad, FfiError> {
+        let attrs = call.attrs()?;
+        let key = attrs.get_str("key")?;
+        let spec = NetworkSpec::from_json(attrs.get_str("spec")?)
+            .map_err(|e| FfiError::invalid_argument(format!("attribute 'spec': {e}")))?;
+        if spec.key() != key {
+            return Err(FfiError::invalid_argument(
+                "attribute 'key' does not match attribute 'spec'",
+            ));
+        }
+        let net = crate::codegen::prepare_network(&spec)?;
+        let layout = generate_network_adjoint(&net, Dialect::C)
+            .map_err(|e| FfiError::invalid_argument(e.to_string()))?
+            .layout;
+        let steps = attrs.get_usize("steps")?;
+        if steps == 0 || steps > i32::MAX as usize {
+            return Err(FfiError::invalid_argument(format!(
+                "attribute 'steps': must be in 1..=2^31-1, got {steps}"
+            )));
+        }
+        Ok(NetworkGrad {
+            kernel_key: crate::runtime::cache::sha256_hex(&format!("network adjoint\n{key}")),
+            net,
+            layout,
+            steps,
+            kernels: LoadedKernels::new(),
+        })
+    }
+}
+
+/// What each of `args` must be, named `names`, with `dims` its dimensions in this call.
+fn expected<'e>(
+    args: &[NetAdjointArg],
+    names: &'e [String],
+    dims: &'e [Vec<i64>],
+) -> Vec<Expected<'e>> {
+    args.iter()
+        .zip(names)
+        .zip(dims)
+        .map(|((a, name), d)| Expected {
+            name,
+            dtype: DataType::from(a.elem),
+            dims: d,
+        })
+        .collect()
+}
+
+/// The checked buffers of one call and each projection's synapse count.
+struct Call<'a> {
+    n_syn: Vec<i64>,
+    buffers: buffers::Checked<'a>,
+}
+
+fn decode<'a>(call: &CallFrame<'a>, site: &NetworkGrad) -> Result<Call<'a>, FfiError> {
+    let projections = projection_order(&site.net);
+    // Each projection's synapse count, from its `targets`.
+    let mut n_syn = vec![0i64; site.net.projections.len()];
+    for (k, a) in site.layout.inputs.iter().enumerate() {
+        if a.name == "targets" {
+            let b = call.arg(k)?;
+            match b.dims {
+                [n] => n_syn[projections[&a.owner]] = *n,
+                _ => {
+                    return Err(FfiError::invalid_argument(format!(
+                        "argument '{}/targets': expected int32[n_syn], got {b}",
+                        a.owner
+                    )))
+                }
+            }
+        }
+    }
+    let count = |owner: &str| -> usize {
+        projections
+            .get(owner)
+            .map_or(0, |p| usize::try_from(n_syn[*p]).unwrap_or(0))
+    };
+    let shapes = |args: &[NetAdjointArg]| {
+        args.iter()
+            .map(|a| concrete_shape(a, site.steps, count(&a.owner)))
+            .collect::<Vec<_>>()
+    };
+    let (in_dims, out_dims) = (shapes(&site.layout.inputs), shapes(&site.layout.outputs));
+    let names = |args: &[NetAdjointArg]| {
+        args.iter()
+            .map(|a| format!("{}/{}", a.owner, a.name))
+            .collect::<Vec<_>>()
+    };
+    let (in_names, out_names) = (names(&site.layout.inputs), names(&site.layout.outputs));
+    let inputs = expected(&site.layout.inputs, &in_names, &in_dims);
+    let outputs = expected(&site.layout.outputs, &out_names, &out_dims);
+    let buffers = buffers::check(call, &inputs, &outputs)?;
+    Ok(Call { n_syn, buffers })
+}
+
+/// `spikeforge_network_grad` on the CPU: the segment on one thread.
+pub struct NetworkGradCpu;
+
+impl Handler for NetworkGradCpu {
+    type Instance = NetworkGrad;
+    const TRAITS: HandlerTraits = HandlerTraits::NONE;
+
+    fn execute(call: &CallFrame<'_>, site: &NetworkGrad) -> Result<(), FfiError> {
+        let run = decode(call, site)?;
+        let kernel = site.kernels.cpu(|| {
+            let module = cpu::load_keyed(
+                &site.kernel_key,
+                NETWORK_ADJOINT_ENTRY,
+                &cpu_options(false),
+                || site.source(Dialect::C),
+            )?;
+            // SAFETY: the generated C entry has exactly this signature.
+            let entry: CEntry = unsafe { module.entry::<CEntry>() };
+            Ok(CpuKernel {
+                entry,
+                _module: module,
+            })
+        })?;
+        if poison::enabled() {
+            // SAFETY: host buffers of these sizes owned by XLA for this call.
+            unsafe { poison::host(&run.buffers.rets) };
+        }
+        let outputs: Vec<*mut c_void> = run.buffers.ret_ptrs().collect();
+        let mut dims = vec![site.steps as i64];
+        dims.extend(&run.n_syn);
+        // SAFETY: the buffers were checked against the kernel's layout; the entry reads the
+        // dims it was generated for and runs on this thread.
+        unsafe {
+            (kernel.entry)(
+                0,
+                1,
+                dims.as_ptr(),
+                run.buffers.args.as_ptr(),
+                outputs.as_ptr(),
+            )
+        };
+        Ok(())
+    }
+}
+
+/// `spikeforge_network_grad` on CUDA: one block on XLA's stream.
+pub struct NetworkGradCuda;
+
+impl Handler for NetworkGradCuda {
+    type Instance = NetworkGrad;
+    const TRAITS: HandlerTraits = HandlerTraits::COMMAND_BUFFER_COMPATIBLE;
+
+    fn execute(call: &CallFrame<'_>, site: &NetworkGrad) -> Result<(), FfiError> {
+        let run = decode(call, site)?;
+        let stream = call.stream()?;
+        let f = site.kernels.cuda(stream, || {
+            Ok(cuda::load_function_keyed(
+                &site.kernel_key,
+                NETWORK_ADJOINT_ENTRY,
+                stream,
+                &cuda_options(false),
+                || site.source(Dialect::Cuda),
+            )?)
+        })?;
+        if poison::enabled() {
+            // SAFETY: device buffers of these sizes on XLA's stream for this call.
+            unsafe { poison::device(&run.buffers.rets, stream) }?;
+        }
+        let block = CUDA_BLOCK.min(f.max_threads_per_block()).max(32);
+        let mut steps = site.steps as i64;
+        let mut n_syn = run.n_syn.clone();
+        let mut params: Vec<*mut c_void> = vec![(&mut steps as *mut i64).cast()];
+        params.extend(n_syn.iter_mut().map(|n| (n as *mut i64).cast::<c_void>()));
+        // SAFETY: the scalars and the buffers, in this order, are the generated kernel's
+        // parameters; the buffers belong to XLA's stream and stay valid for the call.
+        unsafe { launch_with_buffers(&f, 1, block, stream, params, &run.buffers) }
+    }
+}
