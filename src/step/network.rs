@@ -692,7 +692,7 @@ mod tests {
         // Weights, shared parameters, constants, indices: fixed from spike to arrival.
         let fixed = with(
             r#"{"a": "ge += w", "b": "x_post += k*w + 0.5*j + i"}"#,
-            "w : 1\nd : second\nk : 1 (shared)",
+            "w : 1\\nd : second\\nk : 1 (shared)",
             per_synapse,
         );
         assert_eq!(at(fixed.clone(), false), (vec![true, true], true));
@@ -701,7 +701,7 @@ mod tests {
         // A homogeneous delay: delivered at arrival.
         let homogeneous = with(
             r#"{"a": "ge += w", "b": "x_post += w"}"#,
-            "w : 1\nd : second",
+            "w : 1\\nd : second",
             r#"{"a": "d", "b": 0.2}"#,
         );
         assert_eq!(at(homogeneous, false).0, [true, false]);
@@ -710,13 +710,16 @@ mod tests {
         for (on_pre, model) in [
             (
                 r#"{"a": "ge += w*v_pre", "b": "x_post += w"}"#,
-                "w : 1\nd : second",
+                "w : 1\\nd : second",
             ),
             (
                 r#"{"a": "ge += w*t/ms", "b": "x_post += w"}"#,
-                "w : 1\nd : second",
+                "w : 1\\nd : second",
             ),
-            (r#"{"a": "ge += w", "b": "w = 0.5*w"}"#, "w : 1\nd : second"),
+            (
+                r#"{"a": "ge += w", "b": "w = 0.5*w"}"#,
+                "w : 1\\nd : second",
+            ),
         ] {
             let got = at(with(on_pre, model, per_synapse), false).0;
             assert!(!got[0], "{on_pre}: {got:?}");
