@@ -248,14 +248,18 @@ fn network_json(spec: &NetworkSpec, net: &NetworkIr) -> Value {
                     .find(|pw| pw.name == "pre" && pw.kind == Pathway::Pre)
                     .map_or(DelayIr::Homogeneous { steps: 0 }, |pw| pw.delay),
             };
+            // `at_emission`: the CUDA kernels deliver the pathway at emission into ring buffers
+            // (`step::network::at_emission`); the C kernels always deliver at arrival.
             let pathways: Vec<Value> = s
                 .pathways
                 .iter()
-                .map(|pw| {
+                .zip(&pp.at_emission)
+                .map(|(pw, at_emission)| {
                     json!({
                         "name": pw.name,
                         "kind": if pw.kind == Pathway::Pre { "pre" } else { "post" },
                         "delay": delay_json(pw.delay),
+                        "at_emission": at_emission,
                     })
                 })
                 .collect();

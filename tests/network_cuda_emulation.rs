@@ -1019,3 +1019,178 @@ fn emulated_synapse_dynamics_match_c() {
         }
     }
 }
+
+/// Rows of a projection with per-synapse delays, as `init_state` builds them: about `per_row`
+/// synapses a row onto `n_post` targets, delays of 0..=`max_steps` steps, each row sorted by
+/// delay, and the delay buckets (`n_pre * (max_steps + 1) + 1` entries). Returns the state
+/// entries of projection `name` with weights `weight(next)`.
+fn delayed_rows(
+    name: &str,
+    n_pre: usize,
+    n_post: usize,
+    per_row: usize,
+    max_steps: usize,
+    next: &mut impl FnMut() -> f64,
+    weight: impl Fn(&mut dyn FnMut() -> f64) -> f64,
+) -> Vec<(String, Vec<f64>)> {
+    let (mut off, mut t, mut w, mut d, mut buckets) = (vec![0.0], vec![], vec![], vec![], vec![]);
+    for _ in 0..n_pre {
+        let start = t.len();
+        let mut row: Vec<(usize, f64, f64)> = (0..per_row)
+            .map(|_| {
+                let j = (next() * n_post as f64) as usize;
+                let steps = (next() * (max_steps + 1) as f64) as usize;
+                (steps, j as f64, weight(&mut *next))
+            })
+            .collect();
+        row.sort_by_key(|(s, _, _)| *s);
+        for step in 0..=max_steps {
+            buckets.push((start + row.iter().filter(|(s, _, _)| *s < step).count()) as f64);
+        }
+        for (s, j, x) in row {
+            t.push(j);
+            w.push(x);
+            d.push(s as f64 * 0.1);
+        }
+        off.push(t.len() as f64);
+    }
+    buckets.push(t.len() as f64);
+    [
+        ("row_offsets", off),
+        ("targets", t),
+        ("w", w),
+        ("d", d),
+        ("delay_buckets", buckets),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("{name}.{k}"), v))
+    .collect()
+}
+
+/// tests/networks/ring_delays.json: recurrent projections from subgroups of one group with
+/// per-synapse delays of 0 to 10 steps (one onto a target range, one with a shared parameter
+/// and the postsynaptic index in its increment), a Poisson group's projection with two
+/// pathways onto two variables (the rings of `ge` and `gi` each take two projections' arrivals,
+/// of different longest delays), and an ordered projection beside them (onto `v`, whose reset
+/// then runs after the arrivals are taken). In the default mode
+/// the CUDA kernels deliver the per-synapse-delay pathways at emission into ring buffers
+/// (checked in the plan); in float64 every path (per step, persistent grid in chunks, one
+/// block, resident; runs split into two calls, whose second call rebuilds the arrivals still
+/// on their way from the spike queue) gives the C kernels' spikes and their state to 1e-9
+/// (sums in another order). Deterministic mode delivers at arrival, bit for bit.
+#[test]
+fn emulated_delivery_at_emission_matches_c() {
+    let Some(dir) = cuda_emulation::work_dir("network_cuda_emulation") else {
+        return;
+    };
+    let spec = test_network("ring_delays");
+    let mut next = harness::uniforms(11);
+    let mut values: Vec<(String, Vec<f64>)> = Vec::new();
+    values.extend(delayed_rows("EE", 160, 200, 24, 10, &mut next, |r| {
+        0.4 + 0.6 * r()
+    }));
+    values.extend(delayed_rows("IE", 40, 160, 30, 5, &mut next, |r| 1.0 + r()));
+    values.extend(delayed_rows("Ex", 30, 120, 20, 3, &mut next, |r| 1.5 + r()));
+    values.push((
+        "Lp.row_offsets".into(),
+        (0..=40).map(|r| r as f64).collect(),
+    ));
+    values.push((
+        "Lp.targets".into(),
+        (0..40).map(|r| ((r * 7) % 40) as f64).collect(),
+    ));
+    values.push(("IE.k".into(), vec![1.5]));
+    values.push(("rng_seed".into(), vec![3.0]));
+    // Two members with their own start (per step only: the persistent emulation shares a
+    // block's `__shared__` words between members).
+    let v0: Vec<f64> = (0..400).map(|_| -53.0 + 3.5 * next()).collect();
+    let given = |v: &[f64]| -> Vec<(&str, Vec<f64>)> {
+        let mut out: Vec<(&str, Vec<f64>)> = values
+            .iter()
+            .map(|(k, x)| (k.as_str(), x.clone()))
+            .collect();
+        out.push(("P.v", v.to_vec()));
+        out
+    };
+    let steps = 90;
+    for deterministic in [false, true] {
+        let c = compile(&with_mode(&spec, deterministic));
+        let net = spikeforge::frontend::network::lower(&c.spec).unwrap();
+        let p = plan(&net);
+        let emitted: Vec<Vec<bool>> = p
+            .projections
+            .iter()
+            .map(|x| x.at_emission.clone())
+            .collect();
+        let want_emitted = if deterministic {
+            vec![vec![false], vec![false], vec![false, false], vec![false]]
+        } else {
+            vec![vec![true], vec![true], vec![true, true], vec![false]]
+        };
+        assert_eq!(emitted, want_emitted, "deterministic {deterministic}");
+        let exe = build(&c, &format!("ring_{deterministic}"), &dir);
+        let keys = ["P.v", "P.ge", "P.gi"];
+        let check = |got: &(State, Results), want: &(State, Results), what: &str| {
+            let b = got.0.nb;
+            for m in 0..b {
+                assert_eq!(
+                    spikes(&got.1, "sp", 100000, m),
+                    spikes(&want.1, "sp", 100000, m),
+                    "{what}: member {m}"
+                );
+            }
+            assert_eq!(
+                got.1.get("P.spike_count"),
+                want.1.get("P.spike_count"),
+                "{what}"
+            );
+            assert_matches_c(&got.0, &want.0, &keys, deterministic, what);
+            for key in ["m.v", "m.ge", "m.gi"] {
+                let (g, w) = (got.1.get(key), want.1.get(key));
+                if deterministic {
+                    assert_eq!(g, w, "{what}: {key}");
+                } else {
+                    assert_close(&g, &w, 1e-9, &format!("{what}: {key}"));
+                }
+            }
+        };
+        // Two members, per step, in one call and in two.
+        let state = c.state(2, &given(&v0));
+        let want = c.run(&state, steps);
+        let count = spikes(&want.1, "sp", 100000, 0).len();
+        assert!(count > 100, "{count} spikes");
+        let what = format!("deterministic {deterministic}, two members per step");
+        check(
+            &emulate(&c, &exe, &state, steps, Mode::PerStep(3)),
+            &want,
+            &what,
+        );
+        let (half, _) = emulate(&c, &exe, &state, 37, Mode::PerStep(2));
+        let rest = emulate(&c, &exe, &half, steps - 37, Mode::PerStep(2));
+        let want_rest = c.run(&c.run(&state, 37).0, steps - 37);
+        check(&rest, &want_rest, &format!("{what}, split"));
+        // One member, every path, and split runs of the persistent grid and the resident kernel.
+        let state = c.state(1, &given(&v0[..200]));
+        let want = c.run(&state, steps);
+        for mode in every_path(steps) {
+            let what = format!("deterministic {deterministic}, {mode:?}");
+            check(&emulate(&c, &exe, &state, steps, mode), &want, &what);
+        }
+        let want_rest = c.run(&c.run(&state, 41).0, steps - 41);
+        for mode in [
+            Mode::Persistent {
+                blocks: 2,
+                chunk: 16,
+            },
+            Mode::Resident { chunk: 30 },
+        ] {
+            let (half, _) = emulate(&c, &exe, &state, 41, mode);
+            let rest = emulate(&c, &exe, &half, steps - 41, mode);
+            check(
+                &rest,
+                &want_rest,
+                &format!("deterministic {deterministic}, {mode:?}, split"),
+            );
+        }
+    }
+}

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::fmt::{self, Write};
 
+mod ring;
 mod synapse_dynamics;
 pub use synapse_dynamics::{
     barriers_per_step, step_launches, StepGrid, SUMS_ENTRY, SYNAPSES_ENTRY,
@@ -149,7 +150,7 @@ pub fn resident_layout(layout: &NetLayout, segments: usize) -> ResidentLayout {
         at += (elems * a.elem.size()).div_ceil(8) * 8;
     }
     let work = at;
-    at += (4 * layout.work.words).div_ceil(8) * 8;
+    at += (4 * layout.work.resident_words).div_ceil(8) * 8;
     ResidentLayout {
         buffers,
         work,
@@ -221,6 +222,7 @@ fn segments(net: &NetworkIr, plan: &NetworkPlan) -> Vec<Segment> {
             net.projections[p]
                 .synapses
                 .pathways_of(Pathway::Pre)
+                .filter(move |k| !plan.projections[p].at_emission[*k])
                 .flat_map(move |k| {
                     plan.projections[p].delays[k]
                         .iter()
@@ -1553,6 +1555,7 @@ impl Gen<'_> {
                 )?;
             }
         }
+        self.write_ring_tables(w)?;
         writeln!(
             w,
             "{}\n{{",
@@ -1631,6 +1634,7 @@ impl Gen<'_> {
                 Ok(())
             },
         )?;
+        self.write_ring_emission(w)?;
         if s == 0 {
             return Ok(());
         }
@@ -1887,6 +1891,7 @@ impl Gen<'_> {
         };
         let ir = group.neuron_ir().expect("a neuron group");
         let real = self.real_t();
+        self.write_ring_arrivals(g, w)?;
         for (c, &(p, pathway, k)) in self.counted.iter().enumerate() {
             let proj = &self.net.projections[p];
             if proj.target != g {
@@ -2044,6 +2049,7 @@ impl Gen<'_> {
     /// Whether group g has after-delivery work.
     fn has_after(&self, g: usize) -> bool {
         !self.post_pathways_after(g).is_empty()
+            || self.takes_rings(g)
             || self.plan.groups[g].late_reset
             || self.net.poisson_inputs.iter().any(|i| i.target == g)
             || self
@@ -2224,20 +2230,30 @@ impl Gen<'_> {
                 r.work
             )?;
         }
-        // (shared, global, elements, batched): the inputs are copied in only.
+        // (shared, global, elements, a member's stride when batched): the inputs are copied in
+        // only; of the work words, those before the rings (which stay in global memory).
         let copies = (r.buffers.iter())
             .filter(|b| load || b.written)
             .map(|b| {
                 let global = if b.written { "out" } else { "in" };
                 let name = format!("{global}_{}", b.ident);
-                (format!("sf_r_{}", b.ident), name, b.elems, b.written)
+                (
+                    format!("sf_r_{}", b.ident),
+                    name,
+                    b.elems,
+                    b.written.then_some(b.elems),
+                )
             })
-            .chain([("sf_r_work".to_owned(), "sf_work".to_owned(), words, true)]);
-        for (shared, global, elems, batched) in copies {
-            let global = if batched {
-                format!("{global}[(int64_t) sf_b * {elems} + sf_k]")
-            } else {
-                format!("{global}[sf_k]")
+            .chain([(
+                "sf_r_work".to_owned(),
+                "sf_work".to_owned(),
+                self.layout.work.resident_words,
+                Some(words),
+            )]);
+        for (shared, global, elems, stride) in copies {
+            let global = match stride {
+                Some(stride) => format!("{global}[(int64_t) sf_b * {stride} + sf_k]"),
+                None => format!("{global}[sf_k]"),
             };
             let shared = format!("{shared}[sf_k]");
             let (to, from) = if load {

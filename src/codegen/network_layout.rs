@@ -126,6 +126,13 @@ pub struct WorkLayout {
     /// The persistent kernel's grid barrier: one 64-bit arrival counter per member (2 words),
     /// zeroed with the rest at the start of a call.
     pub barrier: usize,
+    /// The ring buffers of arrivals of the pathways delivered at emission, one per target
+    /// variable, in [`rings`] order: `slots x n` reals each (slot `T mod slots` holds what
+    /// arrives at step `T`), after every other region.
+    pub rings: Vec<usize>,
+    /// The words before the rings: what the resident kernel keeps in shared memory (the rings
+    /// stay in global memory).
+    pub resident_words: usize,
     /// Words per member.
     pub words: usize,
 }
@@ -549,6 +556,53 @@ pub fn counted_statements(net: &NetworkIr, plan: &NetworkPlan) -> Vec<(usize, us
         .collect()
 }
 
+/// A ring buffer of arrivals: what the pathways delivered at emission
+/// ([`crate::step::network::at_emission`]) add to one variable of one group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ring {
+    pub group: usize,
+    pub var: VarId,
+    /// Steps it holds: the longest delay of its pathways + 1. The delivery of step t adds into
+    /// the slots of steps t..=t + longest; the after-delivery phase of step t takes slot t,
+    /// before (a kernel boundary or a barrier) the delivery of step t + 1 adds into it again
+    /// (as step t + 1 + longest).
+    pub slots: usize,
+    /// (projection, pathway, statement) of the statements that add into it, in order.
+    pub statements: Vec<(usize, usize, usize)>,
+}
+
+/// The ring buffers of the network, by (group, variable) in order of first use.
+pub fn rings(net: &NetworkIr, plan: &NetworkPlan) -> Vec<Ring> {
+    let mut out: Vec<Ring> = Vec::new();
+    for (p, proj) in net.projections.iter().enumerate() {
+        let s = &proj.synapses;
+        for k in (0..s.pathways.len()).filter(|k| plan.projections[p].at_emission[*k]) {
+            let slots = s.pathways[k].delay.max_steps() as usize + 1;
+            for (st, statement) in s.statements(k).iter().enumerate() {
+                let Some((_, var)) = s.neighbour(statement.var) else {
+                    unreachable!("a statement delivered at emission adds to the target")
+                };
+                match out
+                    .iter_mut()
+                    .find(|r| r.group == proj.target && r.var == var)
+                {
+                    Some(r) => {
+                        r.slots = r.slots.max(slots);
+                        r.statements.push((p, k, st));
+                    }
+                    None => out.push(Ring {
+                        group: proj.target,
+                        var,
+                        slots,
+                        statements: vec![(p, k, st)],
+                    }),
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Every `(summed)` variable as (projection, index in its list), in order.
 pub fn summed_variables(net: &NetworkIr) -> Vec<(usize, usize)> {
     net.projections
@@ -593,6 +647,11 @@ fn work_layout(net: &NetworkIr, plan: &NetworkPlan) -> WorkLayout {
         })
         .collect();
     let barrier = take(2);
+    let resident_words = take(0);
+    let rings = rings(net, plan)
+        .into_iter()
+        .map(|r| take(r.slots * net.groups[r.group].n * words_per_real))
+        .collect();
     WorkLayout {
         sums,
         cursors,
@@ -601,6 +660,8 @@ fn work_layout(net: &NetworkIr, plan: &NetworkPlan) -> WorkLayout {
         arrivals,
         spiked,
         barrier,
+        rings,
+        resident_words,
         words: at,
     }
 }

@@ -27,6 +27,12 @@
 //!   after-delivery phase ([`NetworkPlan::post_after_delivery`]) and no two of their
 //!   presynaptic pathways share a synaptic variable; else ordered.
 //!
+//! On CUDA, an atomic presynaptic pathway with per-synapse delays whose increments nothing can
+//! change between a spike and its arrival is delivered at emission ([`at_emission`],
+//! [`ProjectionPlan::at_emission`]): in the spike's own step into ring buffers of future
+//! arrivals, taken by each target neuron in the after-delivery phase of the arrival step. The
+//! sums differ from delivery at arrival in order only; the C kernels deliver at arrival.
+//!
 //! The pathways of the synapses slot run in Brian2's order ([`NetworkPlan::pathways`]): a
 //! pathway is named `<projection>_<pathway>` (`S_pre`, `S_post`, or `S_up` for a named one),
 //! Brian2 gives every presynaptic pathway order -1 and every postsynaptic one +1 (whatever the
@@ -93,6 +99,11 @@ pub struct ProjectionPlan {
     /// Per pathway (the synapses' order), the delays (in steps) whose events arrive in a step:
     /// one for a homogeneous delay, every step from 0 to the longest for per-synapse delays.
     pub delays: Vec<Vec<u32>>,
+    /// Per pathway: the CUDA kernels deliver it at emission ([`at_emission`]): each spike's
+    /// synapses add their increments into ring buffers of future arrivals in the spike's own
+    /// step, and each target neuron takes its arrivals of a step after the deliveries. The C
+    /// kernels (and every other pathway) deliver at arrival, in Brian2's order.
+    pub at_emission: Vec<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -240,6 +251,48 @@ fn countable(s: &SynapsesIr) -> bool {
     })
 }
 
+/// The most words (per batch member) of one ring buffer of arrivals ([`at_emission`]): 64 MiB.
+pub const RING_MAX_WORDS: usize = 1 << 24;
+
+/// Whether presynaptic pathway k of projection p (delivered as [`Delivery::Atomic`]) may be
+/// delivered at emission, exactly: its delays are per synapse (so that delivery at arrival walks
+/// every delay step's spikes and buckets each step), and each of its statements adds to a
+/// non-shared variable of the target group an increment that nothing can change between the
+/// spike and its arrival: constants, per-synapse parameters that no pathway writes and no
+/// equation integrates, shared parameters (inputs, never written by a run), indices and counts;
+/// not the groups' variables, not `t`. The sum of a step's arrivals then differs from the
+/// additions at arrival in order only, as atomic additions do. The ring of each target variable
+/// takes `(longest delay + 1) x n` reals: a pathway whose ring would pass [`RING_MAX_WORDS`]
+/// is delivered at arrival.
+pub fn at_emission(net: &NetworkIr, p: usize, k: usize) -> bool {
+    let proj = &net.projections[p];
+    let s = &proj.synapses;
+    let pw = &s.pathways[k];
+    let DelayIr::PerSynapse { max_steps, .. } = pw.delay else {
+        return false;
+    };
+    let NetGroupKind::Neuron { ir: target, .. } = &net.groups[proj.target].kind else {
+        return false;
+    };
+    let words = (max_steps as usize + 1) * net.groups[proj.target].n * net.dtype.size().div_ceil(4);
+    let written = s.synapse_written();
+    let fixed = |v: VarId| match s.group.symbol(v).kind {
+        SymbolKind::Param => s.group.symbol(v).shared || !written.contains(&v),
+        SymbolKind::Index(_) | SymbolKind::Count(_) => true,
+        _ => false,
+    };
+    pw.kind == Pathway::Pre
+        && !pw.statements.is_empty()
+        && words <= RING_MAX_WORDS
+        && pw.statements.iter().all(|st| match (st.side, st.effect) {
+            (Side::Post, Effect::Add(e)) => {
+                matches!(s.neighbour(st.var), Some((IndexOf::Post, v)) if !target.symbol(v).shared)
+                    && s.group.arena.vars_of(e).into_iter().all(fixed)
+            }
+            _ => false,
+        })
+}
+
 /// Decides every phase of the step of `net`.
 pub fn plan(net: &NetworkIr) -> NetworkPlan {
     let np = net.projections.len();
@@ -314,6 +367,9 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
                     DelayIr::Homogeneous { steps } => vec![steps],
                     DelayIr::PerSynapse { max_steps, .. } => (0..=max_steps).collect(),
                 })
+                .collect(),
+            at_emission: (0..proj.synapses.pathways.len())
+                .map(|k| *d == Delivery::Atomic && at_emission(net, p, k))
                 .collect(),
         })
         .collect();
@@ -399,6 +455,7 @@ pub fn plan(net: &NetworkIr) -> NetworkPlan {
         .collect();
     let after_delivery = !net.poisson_inputs.is_empty()
         || delivery.contains(&Delivery::Counted)
+        || projections.iter().any(|p| p.at_emission.contains(&true))
         || groups.iter().any(|g| g.late_reset)
         || post_after_delivery;
     let sums = net
@@ -618,5 +675,54 @@ mod tests {
             (2, true)
         );
         assert_eq!(p.projections[0].delivery, Delivery::Atomic);
+    }
+
+    #[test]
+    fn per_synapse_delays_with_fixed_increments_are_delivered_at_emission() {
+        let with = |on_pre: &str, model: &str, delay: &str| {
+            format!(
+                r#"{{"name": "A", "source": "P", "target": "P", "model": "{model}", "on_pre": {on_pre}, "delay": {delay}, "max_delay": 1.0}}"#
+            )
+        };
+        let per_synapse = r#"{"a": "d", "b": "d"}"#;
+        let at = |json: String, deterministic: bool| {
+            let (_, p) = planned(&net(&json, deterministic));
+            (p.projections[0].at_emission.clone(), p.after_delivery)
+        };
+        // Weights, shared parameters, constants, indices: fixed from spike to arrival.
+        let fixed = with(
+            r#"{"a": "ge += w", "b": "x_post += k*w + 0.5*j + i"}"#,
+            "w : 1\\nd : second\\nk : 1 (shared)",
+            per_synapse,
+        );
+        assert_eq!(at(fixed.clone(), false), (vec![true, true], true));
+        // Deterministic mode and the C kernels deliver at arrival (in order).
+        assert_eq!(at(fixed, true).0, [false, false]);
+        // A homogeneous delay: delivered at arrival.
+        let homogeneous = with(
+            r#"{"a": "ge += w", "b": "x_post += w"}"#,
+            "w : 1\\nd : second",
+            r#"{"a": "d", "b": 0.2}"#,
+        );
+        assert_eq!(at(homogeneous, false).0, [true, false]);
+        // Increments that can change before the arrival: a group's variable, t, a weight that a
+        // pathway writes.
+        for (on_pre, model) in [
+            (
+                r#"{"a": "ge += w*v_pre", "b": "x_post += w"}"#,
+                "w : 1\\nd : second",
+            ),
+            (
+                r#"{"a": "ge += w*t/ms", "b": "x_post += w"}"#,
+                "w : 1\\nd : second",
+            ),
+            (
+                r#"{"a": "ge += w", "b": "w = 0.5*w"}"#,
+                "w : 1\\nd : second",
+            ),
+        ] {
+            let got = at(with(on_pre, model, per_synapse), false).0;
+            assert!(!got[0], "{on_pre}: {got:?}");
+        }
     }
 }

@@ -71,6 +71,27 @@ def test_heterogeneous_delays_arrive_at_their_own_steps(device):
     np.testing.assert_array_equal(arrivals_from_trace(trace), expected_arrivals(steps, delay_steps(delays, DT)))
 
 
+def test_heterogeneous_delays_arrive_on_time_in_split_runs(device):
+    """A run in calls of a few steps each. With per-synapse delays the CUDA kernels deliver at
+    emission into ring buffers of arrivals that do not outlive a call: each call's first step
+    rebuilds the arrivals still on their way from the spike queue (the C kernels deliver at
+    arrival). Every synapse's arrivals come at their own steps, whatever the calls' bounds."""
+    delays = np.array([0.0, 0.1, 0.25, 0.5, 1.0, 1.234, 2.5, 0.3])
+    sg = generator()
+    T = sf.NeuronGroup(delays.size, COUNTER, name="T")
+    S = sf.Synapses(sg, T, "d : second", on_pre="x_post += 1", delay="d", name="S")
+    S.connect(i=np.zeros(delays.size, int), j=np.arange(delays.size))
+    net = sf.Network(sg, T, S, x=sf.StateMonitor(T, "x"), dt=DT)
+    state = net.init_state(seed=0, dtype=jnp.float64, T=dict(x=0.0), S=dict(d=delays))
+    traces = []
+    for steps in (7, 1, 5, 12, 25, 10):
+        state, out = net.run(state, steps=steps)
+        traces.append(np.asarray(out.x.x))
+    trace = np.concatenate(traces)
+    expect = expected_arrivals(trace.shape[0], delay_steps(delays, DT))
+    np.testing.assert_array_equal(arrivals_from_trace(trace), expect)
+
+
 def test_longest_supported_delay(device):
     """The longest delay the queue takes arrives on time (one for all synapses, and per synapse);
     one step more is a clear error."""
