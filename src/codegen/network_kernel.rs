@@ -10,7 +10,9 @@
 use std::collections::HashMap;
 use std::fmt::{self, Write};
 
+mod grid;
 mod synapse_dynamics;
+pub use grid::{accumulated, one_barrier};
 pub use synapse_dynamics::{
     barriers_per_step, step_launches, StepGrid, SUMS_ENTRY, SYNAPSES_ENTRY,
 };
@@ -149,7 +151,7 @@ pub fn resident_layout(layout: &NetLayout, segments: usize) -> ResidentLayout {
         at += (elems * a.elem.size()).div_ceil(8) * 8;
     }
     let work = at;
-    at += (4 * layout.work.words).div_ceil(8) * 8;
+    at += (4 * layout.work.resident_words()).div_ceil(8) * 8;
     ResidentLayout {
         buffers,
         work,
@@ -352,6 +354,7 @@ pub fn generate(
         counted: counted_statements(net, plan),
         printing: std::cell::Cell::new(Printing::PerStep),
         resident: resident_layout(layout, segments_len),
+        pushing: std::cell::Cell::new(false),
     };
     let source = render(|w| gen.write(w));
     let entries = match dialect {
@@ -396,6 +399,9 @@ struct Gen<'a> {
     printing: std::cell::Cell<Printing>,
     /// Where the resident kernel keeps the groups' state in shared memory.
     resident: ResidentLayout,
+    /// Whether the one-barrier grid kernel is being printed (its update phase folds and
+    /// delivers: see [`grid`]).
+    pushing: std::cell::Cell<bool>,
 }
 
 /// Which kernel the phases are being printed for.
@@ -843,6 +849,7 @@ impl Gen<'_> {
             ) {
                 let v = VarId::at(k);
                 writeln!(w, "{real} x{k} = {};", self.group_value(g, v, "sf_i"))?;
+                self.write_fold(g, v, "(sf_t_step + 1) & 1", "sf_i", false, w)?;
             }
         }
         if self.plan.groups[g].lastspike {
@@ -910,7 +917,13 @@ impl Gen<'_> {
         self.write_records(g, code, &body, w)?;
         self.write_sums_taken(g, w)?;
         body.write(w)?;
-        self.write_stores(g, ir, &code.dag.assigned(ir), w)?;
+        let assigned = code.dag.assigned(ir);
+        self.write_stores(g, ir, &assigned, w)?;
+        let folded: Vec<VarId> = (0..ir.symbols.len())
+            .map(VarId::at)
+            .filter(|v| self.accumulates(g, *v) && !assigned.contains(v))
+            .collect();
+        self.write_stores(g, ir, &folded, w)?;
         // On CUDA the last spike step and the spike count are stored only when the neuron
         // spiked: at 50 Hz and dt 0.1 ms, 12 of the 40 bytes a neuron moves a step otherwise
         // (the C loops stay branch-free, for GCC's vectoriser).
@@ -1141,7 +1154,8 @@ impl Gen<'_> {
                     self.cursor(g, 0)
                 )?;
                 writeln!(w, "sf_at = __shfl_sync(0xffffffffu, sf_at, sf_leader);")?;
-                writeln!(w, "if (sf_fire) {row}[sf_at + sf_rank] = (int32_t) sf_i;")
+                writeln!(w, "if (sf_fire) {row}[sf_at + sf_rank] = (int32_t) sf_i;")?;
+                self.write_push(g, w)
             });
         }
         // Ordered compaction: a block-wide scan, then a decoupled look-back over the group's
@@ -2108,7 +2122,14 @@ impl Gen<'_> {
             };
             writeln!(w)?;
             self.printing.set(Printing::Persistent { block, resident });
-            let written = self.write_persistent_kernel(block, resident, w);
+            let push = !resident && one_barrier(self.net, self.plan);
+            self.pushing.set(push);
+            let written = if push {
+                self.write_one_barrier_kernel(block, w)
+            } else {
+                self.write_persistent_kernel(block, resident, w)
+            };
+            self.pushing.set(false);
             self.printing.set(Printing::PerStep);
             written?;
         }
@@ -2207,7 +2228,7 @@ impl Gen<'_> {
     /// `__syncthreads`), or the copies back to global memory at the end.
     fn write_resident_copies(&self, load: bool, w: &mut SourceWriter) -> fmt::Result {
         let r = &self.resident;
-        let words = self.layout.work.words;
+        let words = self.layout.work.resident_words();
         if load {
             writeln!(w, "extern __shared__ long long sf_dynamic[];")?;
             for b in &r.buffers {

@@ -11,6 +11,7 @@
 
 use serde::{Serialize, Serializer};
 
+use super::network_kernel::accumulated;
 use crate::ir::network::{MonitorIr, NetGroupKind, NetworkIr, Recorded};
 use crate::ir::synapses::Pathway;
 use crate::ir::{GroupIr, RefractoryIr, SymbolKind, VarId};
@@ -126,8 +127,20 @@ pub struct WorkLayout {
     /// The persistent kernel's grid barrier: one 64-bit arrival counter per member (2 words),
     /// zeroed with the rest at the start of a call.
     pub barrier: usize,
+    /// The one-barrier grid kernel's accumulators (`codegen::network_kernel::grid`), per
+    /// accumulated variable in [`accumulated`] order: two regions of its group's length (real
+    /// values, by step parity). Last in the buffer, so that the resident kernel, which never
+    /// uses them, copies only the words before them ([`WorkLayout::resident_words`]).
+    pub accumulators: Vec<usize>,
     /// Words per member.
     pub words: usize,
+}
+
+impl WorkLayout {
+    /// The words the resident kernel keeps in shared memory: all but the accumulators.
+    pub fn resident_words(&self) -> usize {
+        self.accumulators.first().copied().unwrap_or(self.words)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -593,6 +606,10 @@ fn work_layout(net: &NetworkIr, plan: &NetworkPlan) -> WorkLayout {
         })
         .collect();
     let barrier = take(2);
+    let accumulators = accumulated(net, plan)
+        .into_iter()
+        .map(|(g, _)| take(2 * net.groups[g].n * words_per_real))
+        .collect();
     WorkLayout {
         sums,
         cursors,
@@ -601,6 +618,7 @@ fn work_layout(net: &NetworkIr, plan: &NetworkPlan) -> WorkLayout {
         arrivals,
         spiked,
         barrier,
+        accumulators,
         words: at,
     }
 }
