@@ -187,6 +187,11 @@ fn program(c: &Compiled, persistent: bool) -> String {
             &format!("extern \"C\" __global__ void __launch_bounds__({PERSISTENT_BLOCK}) {PERSISTENT_ENTRY}("),
             &format!("template <int SF_BX> static void {PERSISTENT_ENTRY}("),
         );
+        // Grid barrier groups of 2 blocks instead of 32, so that the emulated grids (at most
+        // MAX_PERSISTENT_BLOCKS blocks) arrive in groups and through the top counter too.
+        let groups = "(gridDim.x + 32 - 1u) / 32;";
+        assert!(source.contains(groups), "the grid barrier's groups");
+        source = source.replace(groups, "(gridDim.x + 2 - 1u) / 2;");
         // Waits give the CPU to the threads they wait for (2 cores, hundreds of threads).
         let wait = "while (*(volatile unsigned long long*) sf_arrived < sf_target) {";
         source = source.replace(wait, &format!("{wait} std::this_thread::yield();"));

@@ -159,11 +159,6 @@ pub fn resident_layout(layout: &NetLayout, segments: usize) -> ResidentLayout {
     }
 }
 
-/// Cycles (`clock64`) a block waits at a grid barrier before it stops the kernel with an error
-/// (`__trap`): about 35 s at 2 GHz, far beyond any step, so that blocks that are not all
-/// resident (a launch that broke the co-residency the barrier needs) fail instead of hanging.
-const SPIN_CYCLES: u64 = 1 << 36;
-
 /// Threads per block of the delivery kernel.
 pub const DELIVER_BLOCK: usize = 256;
 
@@ -1146,6 +1141,9 @@ impl Gen<'_> {
         if !gp.ordered_compaction {
             // Warp-aggregated atomics: one atomicAdd per warp on the group's write cursor.
             return w.block("if (sf_ballot != 0u)", |w| {
+                // (The one-barrier kernel's deliveries first: the queue is only for the state
+                // the launch leaves, so its cursor's round trip overlaps the deliveries'.)
+                self.write_push(g, w)?;
                 writeln!(w, "const int32_t sf_leader = __ffs((int) sf_ballot) - 1;")?;
                 writeln!(w, "int32_t sf_at = 0;")?;
                 writeln!(
@@ -1154,8 +1152,7 @@ impl Gen<'_> {
                     self.cursor(g, 0)
                 )?;
                 writeln!(w, "sf_at = __shfl_sync(0xffffffffu, sf_at, sf_leader);")?;
-                writeln!(w, "if (sf_fire) {row}[sf_at + sf_rank] = (int32_t) sf_i;")?;
-                self.write_push(g, w)
+                writeln!(w, "if (sf_fire) {row}[sf_at + sf_rank] = (int32_t) sf_i;")
             });
         }
         // Ordered compaction: a block-wide scan, then a decoupled look-back over the group's
@@ -2245,7 +2242,8 @@ impl Gen<'_> {
                 r.work
             )?;
         }
-        // (shared, global, elements, batched): the inputs are copied in only.
+        // (shared, global, elements, batched): the inputs are copied in only. The work words
+        // are the first `words` of a member's `layout.work.words`.
         let copies = (r.buffers.iter())
             .filter(|b| load || b.written)
             .map(|b| {
@@ -2255,8 +2253,13 @@ impl Gen<'_> {
             })
             .chain([("sf_r_work".to_owned(), "sf_work".to_owned(), words, true)]);
         for (shared, global, elems, batched) in copies {
+            let stride = if global == "sf_work" {
+                self.layout.work.words
+            } else {
+                elems
+            };
             let global = if batched {
-                format!("{global}[(int64_t) sf_b * {elems} + sf_k]")
+                format!("{global}[(int64_t) sf_b * {stride} + sf_k]")
             } else {
                 format!("{global}[sf_k]")
             };
@@ -2275,44 +2278,6 @@ impl Gen<'_> {
             writeln!(w, "__syncthreads();")?;
         }
         Ok(())
-    }
-
-    /// The persistent kernel's barrier. One block: `__syncthreads`. A cooperative grid (every
-    /// block resident, so every block reaches the barrier): each block's thread 0 adds one to the
-    /// member's arrival counter and waits until it reaches `sf_target` (the counter only grows:
-    /// `barriers_per_step * blocks` a step, so no reset and no sense to flip; 64 bits never
-    /// wrap). Memory order: the block's writes before the barrier are ordered before thread 0's
-    /// arrival by `__syncthreads` and the `__threadfence` (a fence.sc, cumulative); a waiter
-    /// that reads the full count (a volatile load, not cached in L1) fences again before its
-    /// block goes on, so every write made before any arrival is visible after the barrier. A
-    /// wait of more than `SPIN_CYCLES` cycles traps (an error, never a hang).
-    fn write_grid_sync(&self, w: &mut SourceWriter) -> fmt::Result {
-        w.block(
-            "static __device__ __forceinline__ void sf_grid_sync(unsigned long long* sf_arrived, const unsigned long long sf_target)",
-            |w| {
-                writeln!(w, "__syncthreads();")?;
-                writeln!(w, "if (gridDim.x == 1u) return;")?;
-                w.block("if (threadIdx.x == 0)", |w| {
-                    writeln!(w, "__threadfence();")?;
-                    writeln!(w, "atomicAdd(sf_arrived, 1ull);")?;
-                    writeln!(w, "const long long sf_t0 = clock64();")?;
-                    w.block(
-                        "while (*(volatile unsigned long long*) sf_arrived < sf_target)",
-                        |w| {
-                            w.block(format!("if (clock64() - sf_t0 > {SPIN_CYCLES}ll)"), |w| {
-                                writeln!(
-                                    w,
-                                    "printf(\"spikeforge: block %u of the persistent network kernel waited at a grid barrier for more than {SPIN_CYCLES} cycles (blocks not all resident?)\\n\", blockIdx.x);"
-                                )?;
-                                writeln!(w, "__trap();")
-                            })
-                        },
-                    )?;
-                    writeln!(w, "__threadfence();")
-                })?;
-                writeln!(w, "__syncthreads();")
-            },
-        )
     }
 
     // -- the C dialect ------------------------------------------------------------------------

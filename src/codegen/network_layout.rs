@@ -124,22 +124,25 @@ pub struct WorkLayout {
     /// 1 or 2 words each): one region per summed variable, in [`summed_variables`] order, of
     /// its range's length.
     pub sums: Vec<usize>,
-    /// The persistent kernel's grid barrier: one 64-bit arrival counter per member (2 words),
-    /// zeroed with the rest at the start of a call.
+    /// The persistent kernel's grid barrier (`codegen::network_kernel::grid`), zeroed with the
+    /// rest at the start of a call: a release word, a top counter and [`BARRIER_GROUPS`] group
+    /// counters (64-bit), each on a line of [`BARRIER_LINE_WORDS`] words. After the state's
+    /// regions, with the accumulators: the resident kernel, which uses neither, keeps only the
+    /// words before it ([`WorkLayout::resident_words`]).
     pub barrier: usize,
     /// The one-barrier grid kernel's accumulators (`codegen::network_kernel::grid`), per
     /// accumulated variable in [`accumulated`] order: two regions of its group's length (real
-    /// values, by step parity). Last in the buffer, so that the resident kernel, which never
-    /// uses them, copies only the words before them ([`WorkLayout::resident_words`]).
+    /// values, by step parity). Last in the buffer.
     pub accumulators: Vec<usize>,
     /// Words per member.
     pub words: usize,
 }
 
 impl WorkLayout {
-    /// The words the resident kernel keeps in shared memory: all but the accumulators.
+    /// The words the resident kernel keeps in shared memory: those before the grid barrier's
+    /// and the accumulators.
     pub fn resident_words(&self) -> usize {
-        self.accumulators.first().copied().unwrap_or(self.words)
+        self.barrier
     }
 }
 
@@ -151,6 +154,11 @@ pub struct NetLayout {
     #[serde(skip)]
     pub work: WorkLayout,
 }
+
+/// Group counters of the grid barrier (see [`WorkLayout::barrier`]).
+pub const BARRIER_GROUPS: usize = 64;
+/// Words between the grid barrier's words: 128 bytes, a line of the caches.
+pub const BARRIER_LINE_WORDS: usize = 32;
 
 /// Threads per block of the per-neuron kernels; each group starts on a block of its own.
 pub const UPDATE_BLOCK: usize = 128;
@@ -605,7 +613,7 @@ fn work_layout(net: &NetworkIr, plan: &NetworkPlan) -> WorkLayout {
             take(n * words_per_real)
         })
         .collect();
-    let barrier = take(2);
+    let barrier = take((2 + BARRIER_GROUPS) * BARRIER_LINE_WORDS);
     let accumulators = accumulated(net, plan)
         .into_iter()
         .map(|(g, _)| take(2 * net.groups[g].n * words_per_real))

@@ -38,6 +38,7 @@ use std::fmt::{self, Write};
 
 use super::{scope, Gen, EVENT};
 use crate::codegen::network_layout::group_var_ident;
+use crate::codegen::network_layout::{BARRIER_GROUPS, BARRIER_LINE_WORDS};
 use crate::codegen::printer::Printer;
 use crate::codegen::writer::SourceWriter;
 use crate::ir::network::{MonitorIr, NetGroupKind, NetworkIr};
@@ -106,7 +107,82 @@ pub fn accumulated(net: &NetworkIr, plan: &NetworkPlan) -> Vec<(usize, VarId)> {
     out
 }
 
+/// Cycles (`clock64`) a block waits at a grid barrier before it stops the kernel with an error
+/// (`__trap`): about 35 s at 2 GHz, far beyond any step, so that blocks that are not all
+/// resident (a launch that broke the co-residency the barrier needs) fail instead of hanging.
+const SPIN_CYCLES: u64 = 1 << 36;
+
+/// Blocks per arrival group of the grid barrier (at most [`BARRIER_GROUPS`] groups).
+const BARRIER_GROUP_BLOCKS: usize = 32;
+
 impl Gen<'_> {
+    /// The grid barrier of the persistent kernels (`sf_grid_sync`). One block: `__syncthreads`.
+    /// A cooperative grid (every block resident, so every block reaches the barrier): the
+    /// blocks arrive in groups (`blockIdx.x` modulo the groups: about
+    /// [`BARRIER_GROUP_BLOCKS`] blocks each, at most [`BARRIER_GROUPS`] groups), each block's
+    /// thread 0 adding one to its group's counter; the last of a group adds one to the top
+    /// counter; the last group's last block stores `sf_target` into the release word, which
+    /// every block waits for. Thousands of blocks thus never queue their atomics on one
+    /// address, and the waiters' polling never touches a counter (release word, top counter
+    /// and group counters on 128-byte lines of their own, [`BARRIER_LINE_WORDS`] apart).
+    /// The counters only grow (`sf_target / gridDim.x` is the barrier's number since the call
+    /// began: a group's count reaches that times the group's size), so nothing is reset and no
+    /// sense flips; 64 bits never wrap. Memory order: each hop is `__threadfence` (fence.sc,
+    /// cumulative), then the atomic or the store; a waiter that reads the release (a volatile
+    /// load, not cached in L1) fences before its block goes on, so every write made before any
+    /// arrival is visible after the barrier. A wait of more than `SPIN_CYCLES` cycles traps
+    /// (an error, never a hang).
+    pub(super) fn write_grid_sync(&self, w: &mut SourceWriter) -> fmt::Result {
+        let line = BARRIER_LINE_WORDS / 2;
+        let head = "static __device__ __forceinline__ void sf_grid_sync(unsigned long long* sf_arrived, const unsigned long long sf_target)";
+        w.block(head, |w| {
+            writeln!(w, "__syncthreads();")?;
+            writeln!(w, "if (gridDim.x == 1u) return;")?;
+            w.block("if (threadIdx.x == 0)", |w| {
+                writeln!(w, "const unsigned long long sf_epoch = sf_target / gridDim.x;")?;
+                writeln!(
+                    w,
+                    "unsigned sf_groups = (gridDim.x + {b} - 1u) / {b};",
+                    b = BARRIER_GROUP_BLOCKS
+                )?;
+                writeln!(
+                    w,
+                    "if (sf_groups > {BARRIER_GROUPS}u) sf_groups = {BARRIER_GROUPS}u;"
+                )?;
+                writeln!(w, "const unsigned sf_g = blockIdx.x % sf_groups;")?;
+                writeln!(
+                    w,
+                    "const unsigned long long sf_size = (gridDim.x - 1u - sf_g) / sf_groups + 1u;"
+                )?;
+                writeln!(w, "__threadfence();")?;
+                let group = format!("atomicAdd(sf_arrived + {line} * (2 + sf_g), 1ull) + 1ull");
+                w.block(format!("if ({group} == sf_epoch * sf_size)"), |w| {
+                    writeln!(w, "__threadfence();")?;
+                    let top = format!("sf_groups == 1u || atomicAdd(sf_arrived + {line}, 1ull) + 1ull == sf_epoch * sf_groups");
+                    w.block(format!("if ({top})"), |w| {
+                        writeln!(w, "__threadfence();")?;
+                        writeln!(w, "*(volatile unsigned long long*) sf_arrived = sf_target;")
+                    })
+                })?;
+                writeln!(w, "const long long sf_t0 = clock64();")?;
+                w.block(
+                    "while (*(volatile unsigned long long*) sf_arrived < sf_target)",
+                    |w| {
+                        w.block(format!("if (clock64() - sf_t0 > {SPIN_CYCLES}ll)"), |w| {
+                            writeln!(
+                                w,
+                                "printf(\"spikeforge: block %u of the persistent network kernel waited at a grid barrier for more than {SPIN_CYCLES} cycles (blocks not all resident?)\\n\", blockIdx.x);"
+                            )?;
+                            writeln!(w, "__trap();")
+                        })
+                    },
+                )?;
+                writeln!(w, "__threadfence();")
+            })?;
+            writeln!(w, "__syncthreads();")
+        })
+    }
+
     /// Element `index` of the accumulator of (group g, variable v) for the steps of parity
     /// `parity` (a C expression), if the kernel being printed accumulates it.
     fn accumulator(&self, g: usize, v: VarId, parity: &str, index: &str) -> Option<String> {
