@@ -1507,17 +1507,35 @@ impl Gen<'_> {
 
     /// Each group's slot count stored and its next write cursor zeroed.
     fn write_queue_bookkeeping(&self, w: &mut SourceWriter) -> fmt::Result {
+        self.write_queue_counts(0, "", true, w)
+    }
+
+    /// Each group's count of step `t - back` (`back` 0 or 1) stored from its write cursor, under
+    /// `guard` (a C `if (...) ` or nothing), and (`zero`) the write cursor of step `t + 1`
+    /// zeroed.
+    fn write_queue_counts(
+        &self,
+        back: u32,
+        guard: &str,
+        zero: bool,
+        w: &mut SourceWriter,
+    ) -> fmt::Result {
         for (g, gp) in self.plan.groups.iter().enumerate() {
             if gp.depth == 0 {
                 continue;
             }
             writeln!(
                 w,
-                "{} = {};",
-                self.at(&format!("g{g}_queue_count"), &self.slot(g, "0")),
-                self.cursor(g, 0)
+                "{guard}{} = {};",
+                self.at(
+                    &format!("g{g}_queue_count"),
+                    &self.slot(g, &back.to_string())
+                ),
+                self.cursor(g, back)
             )?;
-            writeln!(w, "{} = 0;", self.cursor(g, 1))?;
+            if zero {
+                writeln!(w, "{} = 0;", self.cursor(g, 1))?;
+            }
         }
         Ok(())
     }
@@ -2170,17 +2188,8 @@ impl Gen<'_> {
             if resident {
                 self.write_resident_copies(true, w)?;
             } else {
-                writeln!(
-                    w,
-                    "unsigned long long* const sf_barrier = (unsigned long long*) (sf_work + (int64_t) sf_b * {} + {});",
-                    self.layout.work.words, self.layout.work.barrier
-                )?;
-                writeln!(w, "/* Arrivals at the grid barrier before this chunk's first step. */")?;
-                writeln!(
-                    w,
-                    "unsigned long long sf_target = (unsigned long long) sf_s0 * {}ull * gridDim.x;",
-                    barriers_per_step(self.plan)
-                )?;
+                let per_step = format!("{}ull * ", barriers_per_step(self.plan));
+                self.write_barrier_start(&per_step, w)?;
             }
             w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
                 self.write_persistent_sums(w)?;

@@ -183,6 +183,25 @@ impl Gen<'_> {
         })
     }
 
+    /// The member's grid barrier words (`sf_barrier`) and the arrivals before this chunk's
+    /// first step (`sf_target`: `sf_s0` times `per_step`, a C factor such as `2ull * ` or
+    /// nothing, times the blocks).
+    pub(super) fn write_barrier_start(&self, per_step: &str, w: &mut SourceWriter) -> fmt::Result {
+        writeln!(
+            w,
+            "unsigned long long* const sf_barrier = (unsigned long long*) (sf_work + (int64_t) sf_b * {} + {});",
+            self.layout.work.words, self.layout.work.barrier
+        )?;
+        writeln!(
+            w,
+            "/* Arrivals at the grid barrier before this chunk's first step. */"
+        )?;
+        writeln!(
+            w,
+            "unsigned long long sf_target = (unsigned long long) sf_s0 * {per_step}gridDim.x;"
+        )
+    }
+
     /// Element `index` of the accumulator of (group g, variable v) for the steps of parity
     /// `parity` (a C expression), if the kernel being printed accumulates it.
     fn accumulator(&self, g: usize, v: VarId, parity: &str, index: &str) -> Option<String> {
@@ -265,15 +284,17 @@ impl Gen<'_> {
         let s = &proj.synapses;
         self.write_row_bounds(p, pathway, "0", w)?;
         let head = "for (int64_t sf_syn = sf_lo + sf_lane; sf_syn < sf_hi; sf_syn += 32)";
+        let names = |v: VarId| self.synapse_name(p, v, &EVENT);
+        let (arena, dtype, dialect) = (&self.arenas[p], self.real, self.dialect);
+        let var_name = &names;
+        let printer = Printer {
+            arena,
+            dtype,
+            dialect,
+            var_name,
+        };
         w.block(head, |w| {
             self.write_target(p, w)?;
-            let names = |v: VarId| self.synapse_name(p, v, &EVENT);
-            let printer = Printer {
-                arena: &self.arenas[p],
-                dtype: self.real,
-                dialect: self.dialect,
-                var_name: &names,
-            };
             for (k, st) in s.statements(pathway).iter().enumerate() {
                 let (Effect::Add(e), Some((IndexOf::Post, v))) = (st.effect, s.neighbour(st.var))
                 else {
@@ -310,22 +331,15 @@ impl Gen<'_> {
         w.indented(|w| {
             writeln!(w, "/* One grid barrier a step: deliveries into accumulators (codegen::network_kernel::grid). */")?;
             writeln!(w, "const int32_t sf_b = (int32_t) blockIdx.y;")?;
-            writeln!(
-                w,
-                "unsigned long long* const sf_barrier = (unsigned long long*) (sf_work + (int64_t) sf_b * {} + {});",
-                self.layout.work.words, self.layout.work.barrier
-            )?;
-            writeln!(w, "/* Arrivals at the grid barrier before this chunk's first step. */")?;
-            writeln!(
-                w,
-                "unsigned long long sf_target = (unsigned long long) sf_s0 * gridDim.x;"
-            )?;
+            self.write_barrier_start("", w)?;
             w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
                 scope(w, |w| {
                     self.step_prologue(w)?;
                     writeln!(w, "const int32_t sf_lane = (int32_t) (threadIdx.x & 31u);")?;
+                    // The count of step t - 1 (when it ran in this launch) stored, the cursor
+                    // of step t + 1 (the same word: parity) zeroed.
                     w.block("if (blockIdx.x == 0 && threadIdx.x == 0)", |w| {
-                        self.write_late_queue_counts(w)
+                        self.write_queue_counts(1, "if (sf_s > sf_s0) ", true, w)
                     })?;
                     w.block(&vb_loop, |w| self.write_update_phase(w))
                 })?;
@@ -336,17 +350,7 @@ impl Gen<'_> {
                 writeln!(w, "const int32_t sf_s = sf_s1 - 1;")?;
                 self.step_prologue(w)?;
                 w.block("if (blockIdx.x == 0 && threadIdx.x == 0)", |w| {
-                    for (g, gp) in self.plan.groups.iter().enumerate() {
-                        if gp.depth > 0 {
-                            writeln!(
-                                w,
-                                "{} = {};",
-                                self.at(&format!("g{g}_queue_count"), &self.slot(g, "0")),
-                                self.cursor(g, 0)
-                            )?;
-                        }
-                    }
-                    Ok(())
+                    self.write_queue_counts(0, "", false, w)
                 })?;
                 for (g, v) in accumulated(self.net, self.plan) {
                     let n = self.net.groups[g].n;
@@ -364,24 +368,5 @@ impl Gen<'_> {
             })
         })?;
         w.write_str("}\n")
-    }
-
-    /// At the start of step `t` (block 0's thread 0): each group's count of step `t - 1`
-    /// stored (when that step ran in this launch) and its write cursor zeroed for step `t + 1`
-    /// (the same word: parity).
-    fn write_late_queue_counts(&self, w: &mut SourceWriter) -> fmt::Result {
-        for (g, gp) in self.plan.groups.iter().enumerate() {
-            if gp.depth == 0 {
-                continue;
-            }
-            writeln!(
-                w,
-                "if (sf_s > sf_s0) {} = {};",
-                self.at(&format!("g{g}_queue_count"), &self.slot(g, "1")),
-                self.cursor(g, 1)
-            )?;
-            writeln!(w, "{} = 0;", self.cursor(g, 1))?;
-        }
-        Ok(())
     }
 }
