@@ -370,3 +370,71 @@ impl Gen<'_> {
         w.write_str("}\n")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::NetworkSpec;
+
+    /// `one_barrier` and `accumulated` of tests/networks/coba_one_barrier.json, edited by `edit`.
+    fn choice(edit: impl FnOnce(&mut serde_json::Value)) -> (bool, Vec<(usize, VarId)>) {
+        let text = include_str!("../../../tests/networks/coba_one_barrier.json");
+        let mut spec: serde_json::Value = serde_json::from_str(text).unwrap();
+        edit(&mut spec);
+        let spec = NetworkSpec::from_json(&spec.to_string()).unwrap();
+        let net = crate::frontend::network::lower(&spec).unwrap();
+        let plan = crate::step::network::plan(&net);
+        (one_barrier(&net, &plan), accumulated(&net, &plan))
+    }
+
+    #[test]
+    fn one_barrier_takes_atomic_additions_in_the_spikes_own_step_only() {
+        let (yes, acc) = choice(|_| {});
+        assert!(yes);
+        // ge and gi of group 0, by the projections' order
+        let ir = crate::frontend::network::lower(
+            &NetworkSpec::from_json(include_str!(
+                "../../../tests/networks/coba_one_barrier.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let group = ir.groups[0].neuron_ir().unwrap();
+        let names: Vec<&str> = acc
+            .iter()
+            .map(|(_, v)| group.symbol(*v).name.as_str())
+            .collect();
+        assert_eq!(acc.iter().map(|(g, _)| *g).collect::<Vec<_>>(), [0, 0]);
+        assert_eq!(names, ["ge", "gi"]);
+        let refused: [(&str, Box<dyn FnOnce(&mut serde_json::Value)>); 5] = [
+            (
+                "a spike monitor",
+                Box::new(
+                    |s| s["monitors"] = serde_json::json!([{"kind": "spike", "name": "sp", "source": "P", "capacity": 10}]),
+                ),
+            ),
+            (
+                "a delay",
+                Box::new(|s| s["projections"][0]["delay"] = serde_json::json!(0.2)),
+            ),
+            (
+                "an assignment",
+                Box::new(|s| s["projections"][0]["on_pre"] = serde_json::json!("ge = we")),
+            ),
+            (
+                "a read of a neuron's variable",
+                Box::new(|s| {
+                    s["projections"][0]["on_pre"] = serde_json::json!("ge += we * (v_pre + 60)")
+                }),
+            ),
+            (
+                "deterministic mode",
+                Box::new(|s| s["deterministic"] = serde_json::json!(true)),
+            ),
+        ];
+        for (what, edit) in refused {
+            let (yes, acc) = choice(edit);
+            assert!(!yes && acc.is_empty(), "{what}");
+        }
+    }
+}
