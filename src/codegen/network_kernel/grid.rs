@@ -406,31 +406,23 @@ mod tests {
             .collect();
         assert_eq!(acc.iter().map(|(g, _)| *g).collect::<Vec<_>>(), [0, 0]);
         assert_eq!(names, ["ge", "gi"]);
-        let refused: [(&str, Box<dyn FnOnce(&mut serde_json::Value)>); 5] = [
+        let refused: [(&str, fn(&mut serde_json::Value)); 5] = [
             (
                 "a spike monitor",
-                Box::new(
-                    |s| s["monitors"] = serde_json::json!([{"kind": "spike", "name": "sp", "source": "P", "capacity": 10}]),
-                ),
+                |s| s["monitors"] = serde_json::json!([{"kind": "spike", "name": "sp", "source": "P", "capacity": 10}]),
             ),
-            (
-                "a delay",
-                Box::new(|s| s["projections"][0]["delay"] = serde_json::json!(0.2)),
-            ),
-            (
-                "an assignment",
-                Box::new(|s| s["projections"][0]["on_pre"] = serde_json::json!("ge = we")),
-            ),
-            (
-                "a read of a neuron's variable",
-                Box::new(|s| {
-                    s["projections"][0]["on_pre"] = serde_json::json!("ge += we * (v_pre + 60)")
-                }),
-            ),
-            (
-                "deterministic mode",
-                Box::new(|s| s["deterministic"] = serde_json::json!(true)),
-            ),
+            ("a delay", |s| {
+                s["projections"][0]["delay"] = serde_json::json!(0.2)
+            }),
+            ("an assignment", |s| {
+                s["projections"][0]["on_pre"] = serde_json::json!("ge = we")
+            }),
+            ("a read of a neuron's variable", |s| {
+                s["projections"][0]["on_pre"] = serde_json::json!("ge += we * (v_pre + 60)")
+            }),
+            ("deterministic mode", |s| {
+                s["deterministic"] = serde_json::json!(true)
+            }),
         ];
         for (what, edit) in refused {
             let (yes, acc) = choice(edit);
