@@ -376,6 +376,9 @@ mod tests {
     use super::*;
     use crate::spec::NetworkSpec;
 
+    /// A change to a network's spec.
+    type Edit = fn(&mut serde_json::Value);
+
     /// `one_barrier` and `accumulated` of tests/networks/coba_one_barrier.json, edited by `edit`.
     fn choice(edit: impl FnOnce(&mut serde_json::Value)) -> (bool, Vec<(usize, VarId)>) {
         let text = include_str!("../../../tests/networks/coba_one_barrier.json");
@@ -406,7 +409,7 @@ mod tests {
             .collect();
         assert_eq!(acc.iter().map(|(g, _)| *g).collect::<Vec<_>>(), [0, 0]);
         assert_eq!(names, ["ge", "gi"]);
-        let refused: [(&str, fn(&mut serde_json::Value)); 5] = [
+        let refused: [(&str, Edit); 5] = [
             (
                 "a spike monitor",
                 |s| s["monitors"] = serde_json::json!([{"kind": "spike", "name": "sp", "source": "P", "capacity": 10}]),
