@@ -187,6 +187,11 @@ fn program(c: &Compiled, persistent: bool) -> String {
             &format!("extern \"C\" __global__ void __launch_bounds__({PERSISTENT_BLOCK}) {PERSISTENT_ENTRY}("),
             &format!("template <int SF_BX> static void {PERSISTENT_ENTRY}("),
         );
+        // Grid barrier groups of 2 blocks instead of 32, so that the emulated grids (at most
+        // MAX_PERSISTENT_BLOCKS blocks) arrive in groups and through the top counter too.
+        let groups = "(gridDim.x + 32 - 1u) / 32;";
+        assert!(source.contains(groups), "the grid barrier's groups");
+        source = source.replace(groups, "(gridDim.x + 2 - 1u) / 2;");
         // Waits give the CPU to the threads they wait for (2 cores, hundreds of threads).
         let wait = "while (*(volatile unsigned long long*) sf_arrived < sf_target) {";
         source = source.replace(wait, &format!("{wait} std::this_thread::yield();"));
@@ -1191,6 +1196,53 @@ fn emulated_delivery_at_emission_matches_c() {
                 &want_rest,
                 &format!("deterministic {deterministic}, {mode:?}, split"),
             );
+        }
+    }
+}
+
+#[test]
+fn emulated_one_barrier_grid_matches_c() {
+    // The random network of `cuba`, with every delivery in the spike's own step and no spike or
+    // rate monitor: the persistent grid kernel runs one barrier a step, its deliveries into
+    // accumulators (codegen::network_kernel::grid). Per-synapse weights and one shared weight.
+    let Some(dir) = cuda_emulation::work_dir("network_cuda_emulation") else {
+        return;
+    };
+    let steps = 100;
+    for (name, shared) in [("one_barrier", false), ("one_barrier_shared", true)] {
+        let (mut spec, values) = cuba(300, false, shared, false, 7);
+        spec["projections"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("delay");
+        let monitors = spec["monitors"].as_array().unwrap();
+        spec["monitors"] = json!([monitors[2].clone()]);
+        let c = compile(&spec.to_string());
+        let net = spikeforge::frontend::network::lower(&c.spec).unwrap();
+        assert!(
+            spikeforge::codegen::network_kernel::one_barrier(&net, &plan(&net)),
+            "{name}: a one-barrier network"
+        );
+        let source = generate(&net, &plan(&net), &c.layout, Dialect::Cuda).source;
+        assert!(source.contains("One grid barrier a step"), "{name}");
+        let exe = build(&c, name, &dir);
+        let state = c.state(1, &values);
+        let (cs, cr) = c.run(&state, steps);
+        let counts = cr.get("P.spike_count");
+        assert!(counts.iter().sum::<f64>() > 30.0, "{name}: {counts:?}");
+        let modes = [(1, steps), (3, 37), (2, 1), (4, steps)]
+            .map(|(blocks, chunk)| Mode::Persistent { blocks, chunk });
+        for mode in modes.into_iter().chain([Mode::PerStep(2)]) {
+            let what = format!("{name} {mode:?}");
+            let (ps, pr) = emulate(&c, &exe, &state, steps, mode);
+            assert_eq!(pr.get("P.spike_count"), counts, "{what}");
+            for key in ["P.lastspike_step", "P.spike_queue_counts"] {
+                assert_eq!(ps.get(key), cs.get(key), "{what}: {key}");
+            }
+            for key in ["P.v", "P.ge", "P.gi"] {
+                assert_close(&ps.get(key), &cs.get(key), 1e-9, &format!("{what}: {key}"));
+            }
+            assert_close(&pr.get("vm.v"), &cr.get("vm.v"), 1e-9, &what);
         }
     }
 }

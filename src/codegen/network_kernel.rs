@@ -10,8 +10,10 @@
 use std::collections::HashMap;
 use std::fmt::{self, Write};
 
+mod grid;
 mod ring;
 mod synapse_dynamics;
+pub use grid::{accumulated, one_barrier};
 pub use synapse_dynamics::{
     barriers_per_step, step_launches, StepGrid, SUMS_ENTRY, SYNAPSES_ENTRY,
 };
@@ -150,18 +152,13 @@ pub fn resident_layout(layout: &NetLayout, segments: usize) -> ResidentLayout {
         at += (elems * a.elem.size()).div_ceil(8) * 8;
     }
     let work = at;
-    at += (4 * layout.work.resident_words).div_ceil(8) * 8;
+    at += (4 * layout.work.resident_words()).div_ceil(8) * 8;
     ResidentLayout {
         buffers,
         work,
         bytes: at,
     }
 }
-
-/// Cycles (`clock64`) a block waits at a grid barrier before it stops the kernel with an error
-/// (`__trap`): about 35 s at 2 GHz, far beyond any step, so that blocks that are not all
-/// resident (a launch that broke the co-residency the barrier needs) fail instead of hanging.
-const SPIN_CYCLES: u64 = 1 << 36;
 
 /// Threads per block of the delivery kernel.
 pub const DELIVER_BLOCK: usize = 256;
@@ -354,6 +351,7 @@ pub fn generate(
         counted: counted_statements(net, plan),
         printing: std::cell::Cell::new(Printing::PerStep),
         resident: resident_layout(layout, segments_len),
+        pushing: std::cell::Cell::new(false),
     };
     let source = render(|w| gen.write(w));
     let entries = match dialect {
@@ -398,6 +396,9 @@ struct Gen<'a> {
     printing: std::cell::Cell<Printing>,
     /// Where the resident kernel keeps the groups' state in shared memory.
     resident: ResidentLayout,
+    /// Whether the one-barrier grid kernel is being printed (its update phase folds and
+    /// delivers: see [`grid`]).
+    pushing: std::cell::Cell<bool>,
 }
 
 /// Which kernel the phases are being printed for.
@@ -845,6 +846,7 @@ impl Gen<'_> {
             ) {
                 let v = VarId::at(k);
                 writeln!(w, "{real} x{k} = {};", self.group_value(g, v, "sf_i"))?;
+                self.write_fold(g, v, "(sf_t_step + 1) & 1", "sf_i", false, w)?;
             }
         }
         if self.plan.groups[g].lastspike {
@@ -912,7 +914,13 @@ impl Gen<'_> {
         self.write_records(g, code, &body, w)?;
         self.write_sums_taken(g, w)?;
         body.write(w)?;
-        self.write_stores(g, ir, &code.dag.assigned(ir), w)?;
+        let assigned = code.dag.assigned(ir);
+        self.write_stores(g, ir, &assigned, w)?;
+        let folded: Vec<VarId> = (0..ir.symbols.len())
+            .map(VarId::at)
+            .filter(|v| self.accumulates(g, *v) && !assigned.contains(v))
+            .collect();
+        self.write_stores(g, ir, &folded, w)?;
         // On CUDA the last spike step and the spike count are stored only when the neuron
         // spiked: at 50 Hz and dt 0.1 ms, 12 of the 40 bytes a neuron moves a step otherwise
         // (the C loops stay branch-free, for GCC's vectoriser).
@@ -1135,6 +1143,9 @@ impl Gen<'_> {
         if !gp.ordered_compaction {
             // Warp-aggregated atomics: one atomicAdd per warp on the group's write cursor.
             return w.block("if (sf_ballot != 0u)", |w| {
+                // (The one-barrier kernel's deliveries first: the queue is only for the state
+                // the launch leaves, so its cursor's round trip overlaps the deliveries'.)
+                self.write_push(g, w)?;
                 writeln!(w, "const int32_t sf_leader = __ffs((int) sf_ballot) - 1;")?;
                 writeln!(w, "int32_t sf_at = 0;")?;
                 writeln!(
@@ -1498,17 +1509,35 @@ impl Gen<'_> {
 
     /// Each group's slot count stored and its next write cursor zeroed.
     fn write_queue_bookkeeping(&self, w: &mut SourceWriter) -> fmt::Result {
+        self.write_queue_counts(0, "", true, w)
+    }
+
+    /// Each group's count of step `t - back` (`back` 0 or 1) stored from its write cursor, under
+    /// `guard` (a C `if (...) ` or nothing), and (`zero`) the write cursor of step `t + 1`
+    /// zeroed.
+    fn write_queue_counts(
+        &self,
+        back: u32,
+        guard: &str,
+        zero: bool,
+        w: &mut SourceWriter,
+    ) -> fmt::Result {
         for (g, gp) in self.plan.groups.iter().enumerate() {
             if gp.depth == 0 {
                 continue;
             }
             writeln!(
                 w,
-                "{} = {};",
-                self.at(&format!("g{g}_queue_count"), &self.slot(g, "0")),
-                self.cursor(g, 0)
+                "{guard}{} = {};",
+                self.at(
+                    &format!("g{g}_queue_count"),
+                    &self.slot(g, &back.to_string())
+                ),
+                self.cursor(g, back)
             )?;
-            writeln!(w, "{} = 0;", self.cursor(g, 1))?;
+            if zero {
+                writeln!(w, "{} = 0;", self.cursor(g, 1))?;
+            }
         }
         Ok(())
     }
@@ -2114,7 +2143,14 @@ impl Gen<'_> {
             };
             writeln!(w)?;
             self.printing.set(Printing::Persistent { block, resident });
-            let written = self.write_persistent_kernel(block, resident, w);
+            let push = !resident && one_barrier(self.net, self.plan);
+            self.pushing.set(push);
+            let written = if push {
+                self.write_one_barrier_kernel(block, w)
+            } else {
+                self.write_persistent_kernel(block, resident, w)
+            };
+            self.pushing.set(false);
             self.printing.set(Printing::PerStep);
             written?;
         }
@@ -2158,17 +2194,8 @@ impl Gen<'_> {
             if resident {
                 self.write_resident_copies(true, w)?;
             } else {
-                writeln!(
-                    w,
-                    "unsigned long long* const sf_barrier = (unsigned long long*) (sf_work + (int64_t) sf_b * {} + {});",
-                    self.layout.work.words, self.layout.work.barrier
-                )?;
-                writeln!(w, "/* Arrivals at the grid barrier before this chunk's first step. */")?;
-                writeln!(
-                    w,
-                    "unsigned long long sf_target = (unsigned long long) sf_s0 * {}ull * gridDim.x;",
-                    barriers_per_step(self.plan)
-                )?;
+                let per_step = format!("{}ull * ", barriers_per_step(self.plan));
+                self.write_barrier_start(&per_step, w)?;
             }
             w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
                 self.write_persistent_sums(w)?;
@@ -2213,7 +2240,7 @@ impl Gen<'_> {
     /// `__syncthreads`), or the copies back to global memory at the end.
     fn write_resident_copies(&self, load: bool, w: &mut SourceWriter) -> fmt::Result {
         let r = &self.resident;
-        let words = self.layout.work.words;
+        let words = self.layout.work.resident_words();
         if load {
             writeln!(w, "extern __shared__ long long sf_dynamic[];")?;
             for b in &r.buffers {
@@ -2231,7 +2258,8 @@ impl Gen<'_> {
             )?;
         }
         // (shared, global, elements, a member's stride when batched): the inputs are copied in
-        // only; of the work words, those before the rings (which stay in global memory).
+        // only; the work words are the first `words` of a member's `layout.work.words` (the
+        // grid barrier, the accumulators and the rings stay in global memory).
         let copies = (r.buffers.iter())
             .filter(|b| load || b.written)
             .map(|b| {
@@ -2247,8 +2275,8 @@ impl Gen<'_> {
             .chain([(
                 "sf_r_work".to_owned(),
                 "sf_work".to_owned(),
-                self.layout.work.resident_words,
-                Some(words),
+                words,
+                Some(self.layout.work.words),
             )]);
         for (shared, global, elems, stride) in copies {
             let global = match stride {
@@ -2270,44 +2298,6 @@ impl Gen<'_> {
             writeln!(w, "__syncthreads();")?;
         }
         Ok(())
-    }
-
-    /// The persistent kernel's barrier. One block: `__syncthreads`. A cooperative grid (every
-    /// block resident, so every block reaches the barrier): each block's thread 0 adds one to the
-    /// member's arrival counter and waits until it reaches `sf_target` (the counter only grows:
-    /// `barriers_per_step * blocks` a step, so no reset and no sense to flip; 64 bits never
-    /// wrap). Memory order: the block's writes before the barrier are ordered before thread 0's
-    /// arrival by `__syncthreads` and the `__threadfence` (a fence.sc, cumulative); a waiter
-    /// that reads the full count (a volatile load, not cached in L1) fences again before its
-    /// block goes on, so every write made before any arrival is visible after the barrier. A
-    /// wait of more than `SPIN_CYCLES` cycles traps (an error, never a hang).
-    fn write_grid_sync(&self, w: &mut SourceWriter) -> fmt::Result {
-        w.block(
-            "static __device__ __forceinline__ void sf_grid_sync(unsigned long long* sf_arrived, const unsigned long long sf_target)",
-            |w| {
-                writeln!(w, "__syncthreads();")?;
-                writeln!(w, "if (gridDim.x == 1u) return;")?;
-                w.block("if (threadIdx.x == 0)", |w| {
-                    writeln!(w, "__threadfence();")?;
-                    writeln!(w, "atomicAdd(sf_arrived, 1ull);")?;
-                    writeln!(w, "const long long sf_t0 = clock64();")?;
-                    w.block(
-                        "while (*(volatile unsigned long long*) sf_arrived < sf_target)",
-                        |w| {
-                            w.block(format!("if (clock64() - sf_t0 > {SPIN_CYCLES}ll)"), |w| {
-                                writeln!(
-                                    w,
-                                    "printf(\"spikeforge: block %u of the persistent network kernel waited at a grid barrier for more than {SPIN_CYCLES} cycles (blocks not all resident?)\\n\", blockIdx.x);"
-                                )?;
-                                writeln!(w, "__trap();")
-                            })
-                        },
-                    )?;
-                    writeln!(w, "__threadfence();")
-                })?;
-                writeln!(w, "__syncthreads();")
-            },
-        )
     }
 
     // -- the C dialect ------------------------------------------------------------------------

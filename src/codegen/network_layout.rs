@@ -11,6 +11,7 @@
 
 use serde::{Serialize, Serializer};
 
+use super::network_kernel::accumulated;
 use crate::ir::network::{MonitorIr, NetGroupKind, NetworkIr, Recorded};
 use crate::ir::synapses::Pathway;
 use crate::ir::{GroupIr, RefractoryIr, SymbolKind, VarId};
@@ -123,18 +124,30 @@ pub struct WorkLayout {
     /// 1 or 2 words each): one region per summed variable, in [`summed_variables`] order, of
     /// its range's length.
     pub sums: Vec<usize>,
-    /// The persistent kernel's grid barrier: one 64-bit arrival counter per member (2 words),
-    /// zeroed with the rest at the start of a call.
+    /// The persistent kernel's grid barrier (`codegen::network_kernel::grid`), zeroed with the
+    /// rest at the start of a call: a release word, a top counter and [`BARRIER_GROUPS`] group
+    /// counters (64-bit), each on a line of [`BARRIER_LINE_WORDS`] words. After the state's
+    /// regions, with the accumulators: the resident kernel, which uses neither, keeps only the
+    /// words before it ([`WorkLayout::resident_words`]).
     pub barrier: usize,
     /// The ring buffers of arrivals of the pathways delivered at emission, one per target
     /// variable, in [`rings`] order: `slots x n` reals each (slot `T mod slots` holds what
-    /// arrives at step `T`), after every other region.
+    /// arrives at step `T`), last in the buffer.
     pub rings: Vec<usize>,
-    /// The words before the rings: what the resident kernel keeps in shared memory (the rings
-    /// stay in global memory).
-    pub resident_words: usize,
+    /// The one-barrier grid kernel's accumulators (`codegen::network_kernel::grid`), per
+    /// accumulated variable in [`accumulated`] order: two regions of its group's length (real
+    /// values, by step parity). After the barrier, before the rings.
+    pub accumulators: Vec<usize>,
     /// Words per member.
     pub words: usize,
+}
+
+impl WorkLayout {
+    /// The words the resident kernel keeps in shared memory: those before the grid barrier's,
+    /// the accumulators and the rings (which stay in global memory).
+    pub fn resident_words(&self) -> usize {
+        self.barrier
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -145,6 +158,11 @@ pub struct NetLayout {
     #[serde(skip)]
     pub work: WorkLayout,
 }
+
+/// Group counters of the grid barrier (see [`WorkLayout::barrier`]).
+pub const BARRIER_GROUPS: usize = 64;
+/// Words between the grid barrier's words: 128 bytes, a line of the caches.
+pub const BARRIER_LINE_WORDS: usize = 32;
 
 /// Threads per block of the per-neuron kernels; each group starts on a block of its own.
 pub const UPDATE_BLOCK: usize = 128;
@@ -646,8 +664,11 @@ fn work_layout(net: &NetworkIr, plan: &NetworkPlan) -> WorkLayout {
             take(n * words_per_real)
         })
         .collect();
-    let barrier = take(2);
-    let resident_words = take(0);
+    let barrier = take((2 + BARRIER_GROUPS) * BARRIER_LINE_WORDS);
+    let accumulators = accumulated(net, plan)
+        .into_iter()
+        .map(|(g, _)| take(2 * net.groups[g].n * words_per_real))
+        .collect();
     let rings = rings(net, plan)
         .into_iter()
         .map(|r| take(r.slots * net.groups[r.group].n * words_per_real))
@@ -660,8 +681,8 @@ fn work_layout(net: &NetworkIr, plan: &NetworkPlan) -> WorkLayout {
         arrivals,
         spiked,
         barrier,
+        accumulators,
         rings,
-        resident_words,
         words: at,
     }
 }
