@@ -6,9 +6,11 @@
 //! sites of one model compile it once; this cache only saves the key hashing and map lookups.
 
 use std::ffi::c_void;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::xla::FfiError;
+use super::poison;
+use crate::runtime::cuda::{self, CudaCompileOptions, CudaFunction};
+use crate::xla::{Buffer, FfiError};
 
 /// A call site's loaded kernels: `C` for the CPU, `G` per CUDA stream.
 pub struct LoadedKernels<C, G> {
@@ -48,6 +50,31 @@ impl<C, G: Clone> LoadedKernels<C, G> {
         let kernel = load()?;
         loaded.push((stream as usize, kernel.clone()));
         Ok(kernel)
+    }
+}
+
+impl<C> LoadedKernels<C, Arc<CudaFunction>> {
+    /// A call's generated CUDA kernel `entry` on `stream`: compiled from `source` once per `key`
+    /// (the runtime's cache) and loaded once per stream (this one); the call's results `rets`
+    /// are poisoned first when poisoning is on (`SPIKEFORGE_POISON_OUTPUTS`), so that an element
+    /// the kernel leaves unwritten shows.
+    pub fn cuda_for_call(
+        &self,
+        stream: *mut c_void,
+        key: &str,
+        entry: &str,
+        opts: &CudaCompileOptions,
+        source: impl FnOnce() -> String,
+        rets: &[Buffer<'_>],
+    ) -> Result<Arc<CudaFunction>, FfiError> {
+        let f = self.cuda(stream, || {
+            Ok(cuda::load_function_keyed(key, entry, stream, opts, source)?)
+        })?;
+        if poison::enabled() {
+            // SAFETY: the call's result buffers, device memory of these sizes, on XLA's stream.
+            unsafe { poison::device(rets, stream) }?;
+        }
+        Ok(f)
     }
 }
 

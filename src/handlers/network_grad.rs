@@ -201,19 +201,14 @@ impl Handler for NetworkGradCuda {
     fn execute(call: &CallFrame<'_>, site: &NetworkGrad) -> Result<(), FfiError> {
         let run = decode(call, site)?;
         let stream = call.stream()?;
-        let f = site.kernels.cuda(stream, || {
-            Ok(cuda::load_function_keyed(
-                &site.kernel_key,
-                NETWORK_ADJOINT_ENTRY,
-                stream,
-                &cuda_options(false),
-                || site.source(Dialect::Cuda),
-            )?)
-        })?;
-        if poison::enabled() {
-            // SAFETY: device buffers of these sizes on XLA's stream for this call.
-            unsafe { poison::device(&run.buffers.rets, stream) }?;
-        }
+        let f = site.kernels.cuda_for_call(
+            stream,
+            &site.kernel_key,
+            NETWORK_ADJOINT_ENTRY,
+            &cuda_options(false),
+            || site.source(Dialect::Cuda),
+            &run.buffers.rets,
+        )?;
         let block = CUDA_BLOCK.min(f.max_threads_per_block()).max(32);
         let mut steps = site.steps as i64;
         let mut n_syn = run.n_syn.clone();

@@ -241,19 +241,14 @@ impl Handler for NeuronGradCuda {
     fn execute(call: &CallFrame<'_>, site: &NeuronGrad) -> Result<(), FfiError> {
         let run = decode(call, site)?;
         let stream = call.stream()?;
-        let f = site.kernels.cuda(stream, || {
-            Ok(cuda::load_function_keyed(
-                &site.kernel_key,
-                ADJOINT_ENTRY,
-                stream,
-                &cuda_options(false),
-                || site.source(Dialect::Cuda),
-            )?)
-        })?;
-        if poison::enabled() {
-            // SAFETY: device buffers of these sizes on XLA's stream for this call.
-            unsafe { poison::device(&run.buffers.rets, stream) }?;
-        }
+        let f = site.kernels.cuda_for_call(
+            stream,
+            &site.kernel_key,
+            ADJOINT_ENTRY,
+            &cuda_options(false),
+            || site.source(Dialect::Cuda),
+            &run.buffers.rets,
+        )?;
         // Spread over the multiprocessors as the forward kernel is (a small population in
         // small blocks): each thread's walk is long and latency-bound.
         let block = block_size(run.n, f.multiprocessor_count(), f.max_threads_per_block());

@@ -404,20 +404,15 @@ impl Handler for NeuronRunCuda {
     fn execute(call: &CallFrame<'_>, site: &NeuronRun) -> Result<(), FfiError> {
         let run = decode(call, site)?;
         let stream = call.stream()?;
-        let f = site.kernels.cuda(stream, || {
-            Ok(cuda::load_function_keyed(
-                &site.key,
-                codegen::ENTRY,
-                stream,
-                &cuda_options(site.model.spec.fast_math),
-                || site.model.source(Dialect::Cuda),
-            )?)
-        })?;
         let rets = &run.buffers.rets;
-        if poison::enabled() {
-            // SAFETY: device buffers of these sizes on XLA's stream for this call.
-            unsafe { poison::device(rets, stream) }?;
-        }
+        let f = site.kernels.cuda_for_call(
+            stream,
+            &site.key,
+            codegen::ENTRY,
+            &cuda_options(site.model.spec.fast_math),
+            || site.model.source(Dialect::Cuda),
+            rets,
+        )?;
         // The spike record's counts start at 0 (the kernel counts into them atomically).
         for (a, b) in site.model.layout.outputs.iter().zip(rets) {
             if a.role == Role::SpikeTotal {
