@@ -9,6 +9,7 @@ use std::ffi::c_void;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::poison;
+use crate::runtime::cpu::{self, CpuCompileOptions, CpuModule};
 use crate::runtime::cuda::{self, CudaCompileOptions, CudaFunction};
 use crate::xla::{Buffer, FfiError};
 
@@ -50,6 +51,38 @@ impl<C, G: Clone> LoadedKernels<C, G> {
         let kernel = load()?;
         loaded.push((stream as usize, kernel.clone()));
         Ok(kernel)
+    }
+}
+
+/// A loaded C kernel: its entry point `E` (a function pointer type), valid while the module is.
+#[derive(Clone)]
+pub struct CpuKernel<E> {
+    pub entry: E,
+    _module: Arc<CpuModule>,
+}
+
+impl<E: Copy, G: Clone> LoadedKernels<CpuKernel<E>, G> {
+    /// The call site's generated C kernel `entry`: compiled from `source` once per `key` (the
+    /// runtime's cache), loaded the first time.
+    ///
+    /// # Safety
+    /// `E` must be the exact signature of the generated entry point `entry`.
+    pub unsafe fn cpu_keyed(
+        &self,
+        key: &str,
+        entry: &str,
+        opts: &CpuCompileOptions,
+        source: impl FnOnce() -> String,
+    ) -> Result<&CpuKernel<E>, FfiError> {
+        self.cpu(|| {
+            let module = cpu::load_keyed(key, entry, opts, source)?;
+            // SAFETY: forwarded to the caller, who vouches for the signature.
+            let entry = unsafe { module.entry::<E>() };
+            Ok(CpuKernel {
+                entry,
+                _module: module,
+            })
+        })
     }
 }
 

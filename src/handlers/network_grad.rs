@@ -23,15 +23,11 @@ use crate::codegen::network_adjoint_kernel::{
 };
 use crate::codegen::Dialect;
 use crate::ir::network::NetworkIr;
-use crate::runtime::{cpu, cuda};
+use crate::runtime::cuda;
 use crate::spec::network::NetworkSpec;
 use crate::xla::{CallFrame, DataType, FfiError, Handler, HandlerTraits, Instance};
 
-#[derive(Clone)]
-struct CpuKernel {
-    entry: CEntry,
-    _module: Arc<cpu::CpuModule>,
-}
+type CpuKernel = super::loaded_kernels::CpuKernel<CEntry>;
 
 /// One call site of `spikeforge_network_grad`.
 pub struct NetworkGrad {
@@ -155,20 +151,15 @@ impl Handler for NetworkGradCpu {
 
     fn execute(call: &CallFrame<'_>, site: &NetworkGrad) -> Result<(), FfiError> {
         let run = decode(call, site)?;
-        let kernel = site.kernels.cpu(|| {
-            let module = cpu::load_keyed(
+        // SAFETY: `CEntry` is the generated entry's signature.
+        let kernel = unsafe {
+            site.kernels.cpu_keyed(
                 &site.kernel_key,
                 NETWORK_ADJOINT_ENTRY,
                 &cpu_options(false),
                 || site.source(Dialect::C),
-            )?;
-            // SAFETY: the generated C entry has exactly this signature.
-            let entry: CEntry = unsafe { module.entry::<CEntry>() };
-            Ok(CpuKernel {
-                entry,
-                _module: module,
-            })
-        })?;
+            )
+        }?;
         if poison::enabled() {
             // SAFETY: host buffers of these sizes owned by XLA for this call.
             unsafe { poison::host(&run.buffers.rets) };

@@ -100,11 +100,7 @@ impl Network {
 type CEntry =
     unsafe extern "C" fn(i64, i64, *const i64, *const *mut c_void, *const *mut c_void, *mut i32);
 
-#[derive(Clone)]
-struct CpuKernel {
-    entry: CEntry,
-    _module: Arc<cpu::CpuModule>,
-}
+type CpuKernel = super::loaded_kernels::CpuKernel<CEntry>;
 
 /// The CUDA kernels of one stream, in launch order.
 type CudaKernels = Arc<Vec<Arc<cuda::CudaFunction>>>;
@@ -295,20 +291,15 @@ impl Handler for NetworkRunCpu {
 
     fn execute(call: &CallFrame<'_>, site: &NetworkRun) -> Result<(), FfiError> {
         let run = decode(call, site)?;
-        let kernel = site.kernels.cpu(|| {
-            let module = cpu::load_keyed(
+        // SAFETY: `CEntry` is the generated entry's signature.
+        let kernel = unsafe {
+            site.kernels.cpu_keyed(
                 &site.key,
                 network_kernel::C_ENTRY,
                 &cpu_options(site.network.net.fast_math),
                 || site.network.source(Dialect::C),
-            )?;
-            // SAFETY: the generated C entry has exactly this signature.
-            let entry: CEntry = unsafe { module.entry::<CEntry>() };
-            Ok(CpuKernel {
-                entry,
-                _module: module,
-            })
-        })?;
+            )
+        }?;
         // The step counter must not pass int32 within the run.
         // SAFETY: `t_step` is a host int32[nb] buffer (checked).
         let t0 = unsafe { std::slice::from_raw_parts(run.args[0].cast::<i32>(), run.nb) };

@@ -26,15 +26,11 @@ use crate::codegen::adjoint_kernel::{
 };
 use crate::codegen::{self, Dialect};
 use crate::ir::GroupIr;
-use crate::runtime::{cpu, cuda};
+use crate::runtime::cuda;
 use crate::spec::ModelSpec;
 use crate::xla::{CallFrame, DataType, FfiError, Handler, HandlerTraits, Instance};
 
-#[derive(Clone)]
-struct CpuKernel {
-    entry: CEntry,
-    _module: Arc<cpu::CpuModule>,
-}
+type CpuKernel = super::loaded_kernels::CpuKernel<CEntry>;
 
 /// One call site of `spikeforge_neuron_grad`.
 pub struct NeuronGrad {
@@ -195,18 +191,13 @@ impl Handler for NeuronGradCpu {
 
     fn execute(call: &CallFrame<'_>, site: &NeuronGrad) -> Result<(), FfiError> {
         let run = decode(call, site)?;
-        let kernel = site.kernels.cpu(|| {
-            let opts = cpu_options(false);
-            let module = cpu::load_keyed(&site.kernel_key, ADJOINT_ENTRY, &opts, || {
-                site.source(Dialect::C)
-            })?;
-            // SAFETY: the generated C entry has exactly this signature.
-            let entry: CEntry = unsafe { module.entry::<CEntry>() };
-            Ok(CpuKernel {
-                entry,
-                _module: module,
-            })
-        })?;
+        // SAFETY: `CEntry` is the generated entry's signature.
+        let kernel = unsafe {
+            site.kernels
+                .cpu_keyed(&site.kernel_key, ADJOINT_ENTRY, &cpu_options(false), || {
+                    site.source(Dialect::C)
+                })
+        }?;
         if poison::enabled() {
             // SAFETY: host buffers of these sizes owned by XLA for this call.
             unsafe { poison::host(&run.buffers.rets) };

@@ -118,12 +118,7 @@ pub(super) fn int32_count(attrs: &Attrs, name: &str) -> Result<usize, FfiError> 
 pub(super) type CEntry =
     unsafe extern "C" fn(i64, i64, *const i64, *const *mut c_void, *const *mut c_void);
 
-/// A loaded C kernel: its entry point, valid while the module is.
-#[derive(Clone)]
-struct CpuKernel {
-    entry: CEntry,
-    _module: Arc<cpu::CpuModule>,
-}
+type CpuKernel = super::loaded_kernels::CpuKernel<CEntry>;
 
 /// One call site of `spikeforge_neuron_run`.
 pub struct NeuronRun {
@@ -274,18 +269,15 @@ impl Handler for NeuronRunCpu {
 
     fn execute(call: &CallFrame<'_>, site: &NeuronRun) -> Result<(), FfiError> {
         let run = decode(call, site)?;
-        let kernel = site.kernels.cpu(|| {
-            let opts = cpu_options(site.model.spec.fast_math);
-            let module = cpu::load_keyed(&site.key, codegen::ENTRY, &opts, || {
-                site.model.source(Dialect::C)
-            })?;
-            // SAFETY: the generated C entry has exactly this signature.
-            let entry: CEntry = unsafe { module.entry::<CEntry>() };
-            Ok(CpuKernel {
-                entry,
-                _module: module,
-            })
-        })?;
+        // SAFETY: `CEntry` is the generated entry's signature.
+        let kernel = unsafe {
+            site.kernels.cpu_keyed(
+                &site.key,
+                codegen::ENTRY,
+                &cpu_options(site.model.spec.fast_math),
+                || site.model.source(Dialect::C),
+            )
+        }?;
         let rets = &run.buffers.rets;
         if poison::enabled() {
             // SAFETY: host buffers of these sizes owned by XLA for this call.
