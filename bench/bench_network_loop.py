@@ -3,7 +3,8 @@ users who put JAX code between steps), and which settings reduce it.
 
 Usage::
 
-    python bench/bench_network_loop.py [--steps 2000] [--scale 1] [--repeats 3] [--json PATH]
+    python bench/bench_network_loop.py [--steps 2000] [--scale 1] [--repeats 3] [--per-call 1,10]
+        [--strategies auto,per_step] [--unrolls 1,8] [--settings default,...] [--json PATH]
 
 The network is brainevent's COBA (``bench_networks.py``'s ``coba_be``) at ``--scale`` x 4000
 neurons. Rows, each timed as one jitted call of ``--steps`` steps (median of ``--repeats`` after a
@@ -12,8 +13,11 @@ warm-up), in µs per step:
 - ``one call``: ``net.run`` of every step in one call (the path ``auto`` picks, and the per-step
   kernels), the floor the loop rows are measured against;
 - ``scan, k steps a call``: a ``lax.scan`` whose body runs ``k`` steps (``net.run(steps=k)``) and
-  then a JAX op on the state (a drive added to ``v``: JAX code between steps), with ``unroll`` 1
-  and 8;
+  then a JAX op on the state (a drive added to ``v``: JAX code between steps), for each ``k`` of
+  ``--per-call`` and each ``unroll`` of ``--unrolls``;
+
+for each strategy of ``--strategies`` (on a GPU; ``auto`` alone on a CPU), so that the steps a call
+at which the per-step kernels and the persistent ones cross over show;
 
 each under several ``XLA_FLAGS`` (one subprocess per setting, since XLA reads its flags once):
 the defaults; command buffers for the loop too (``--xla_gpu_enable_command_buffer`` with
@@ -41,7 +45,7 @@ FLAG_SETTINGS = {
 }
 
 
-def measure(steps: int, scale: float, repeats: int) -> list[dict]:
+def measure(steps: int, scale: float, repeats: int, per_call, strategies, unrolls) -> list[dict]:
     """Runs in the subprocess: every row of one flag setting."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import jax
@@ -52,7 +56,7 @@ def measure(steps: int, scale: float, repeats: int) -> list[dict]:
 
     case = Case(MODELS["coba_be"], round(4000 * scale), steps * 0.1)
     rows = []
-    strategies = ("auto", "per_step") if jax.default_backend() == "gpu" else ("auto",)
+    strategies = strategies if jax.default_backend() == "gpu" else ("auto",)
     nets = {s: build_network(case, s) for s in strategies}
     state = nets["auto"].init_state(seed=0, P=dict(v=initial_v(case.model, case.n)))
 
@@ -70,8 +74,8 @@ def measure(steps: int, scale: float, repeats: int) -> list[dict]:
         us, spikes = timed(one)
         rows.append(dict(row=f"one call ({strategy})", path=net.last_strategy, us_per_step=us, spikes=spikes))
         reference = spikes
-        for k in (1, 10):
-            for unroll in (1, 8):
+        for k in per_call:
+            for unroll in unrolls:
 
                 def looped(s, net=net, k=k, unroll=unroll):
                     def body(carry, _):
@@ -104,13 +108,21 @@ def main(argv=None) -> int:
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--settings", default=",".join(FLAG_SETTINGS), help="comma-separated, among the names above")
+    p.add_argument("--per-call", default="1,10", help="comma-separated steps a call of the scan rows")
+    p.add_argument("--strategies", default="auto,per_step", help="comma-separated strategies (GPU)")
+    p.add_argument("--unrolls", default="1,8", help="comma-separated unroll factors of the scan rows")
     p.add_argument("--json", help="also write every number here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.steps % 10:
-        p.error("--steps: a multiple of 10")
+    per_call = [int(k) for k in args.per_call.split(",")]
+    unrolls = [int(u) for u in args.unrolls.split(",")]
+    strategies = args.strategies.split(",")
+    if any(k < 1 or args.steps % k for k in per_call):
+        p.error(f"--per-call: each a divisor of --steps ({args.steps})")
+    if any(u < 1 for u in unrolls):
+        p.error("--unrolls: each at least 1")
     if args.child:
-        print(json.dumps(measure(args.steps, args.scale, args.repeats)))
+        print(json.dumps(measure(args.steps, args.scale, args.repeats, per_call, strategies, unrolls)))
         return 0
     results = {}
     for name in args.settings.split(","):
@@ -118,7 +130,8 @@ def main(argv=None) -> int:
             p.error(f"--settings: {name!r} is not one of {', '.join(FLAG_SETTINGS)}")
         env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + FLAG_SETTINGS[name]).strip())
         cmd = [sys.executable, __file__, "--child", f"--steps={args.steps}", f"--scale={args.scale}"]
-        cmd.append(f"--repeats={args.repeats}")
+        cmd += [f"--repeats={args.repeats}", f"--per-call={args.per_call}", f"--strategies={args.strategies}"]
+        cmd.append(f"--unrolls={args.unrolls}")
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if done.returncode:
             tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
