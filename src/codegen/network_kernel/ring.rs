@@ -286,14 +286,9 @@ impl Gen<'_> {
                                 w.block(
                                     format!("if (sf_pre >= 0 && sf_pre < {})", self.net.groups[g].n),
                                     |w| {
-                                        writeln!(w, "int32_t sf_m = 0, sf_m1 = {intervals};")?;
-                                        w.block("while (sf_m1 - sf_m > 1)", |w| {
-                                            writeln!(w, "const int32_t sf_mid = (sf_m + sf_m1) / 2;")?;
-                                            writeln!(
-                                                w,
-                                                "if (sf_ring{g}_cut[sf_mid] <= sf_pre) sf_m = sf_mid; else sf_m1 = sf_mid;"
-                                            )
-                                        })?;
+                                        let cuts = format!("sf_ring{g}_cut");
+                                        let range = ("0", intervals.to_string());
+                                        write_last_at_most(w, "sf_m", range, &cuts, "sf_pre")?;
                                         writeln!(
                                             w,
                                             "sf_q = sf_ring{g}_path[sf_m * {width} + (int32_t) (sf_u % {width})];"
@@ -329,14 +324,8 @@ impl Gen<'_> {
                     w.block(
                         "for (long long sf_x = sf_gwarp; sf_x < sf_total; sf_x += sf_nwarps)",
                         |w| {
-                            writeln!(w, "int32_t sf_a = 0, sf_a1 = sf_filled;")?;
-                            w.block("while (sf_a1 - sf_a > 1)", |w| {
-                                writeln!(w, "const int32_t sf_mid = (sf_a + sf_a1) / 2;")?;
-                                writeln!(
-                                    w,
-                                    "if (sf_ring_off[sf_mid] <= sf_x) sf_a = sf_mid; else sf_a1 = sf_mid;"
-                                )
-                            })?;
+                            let range = ("0", "sf_filled");
+                            write_last_at_most(w, "sf_a", range, "sf_ring_off", "sf_x")?;
                             writeln!(w, "const int32_t sf_r = sf_ring_r[sf_a];")?;
                             writeln!(
                                 w,
@@ -445,14 +434,8 @@ impl Gen<'_> {
         };
         // A loop of one pass, so that `break` leaves the synapse (and the warp meets again).
         w.block("if (sf_mine) do", |w| {
-            writeln!(w, "int32_t sf_d = sf_age, sf_d1 = {buckets};")?;
-            w.block("while (sf_d1 - sf_d > 1)", |w| {
-                writeln!(w, "const int32_t sf_mid = (sf_d + sf_d1) / 2;")?;
-                writeln!(
-                    w,
-                    "if ({bounds}[sf_mid] <= sf_syn) sf_d = sf_mid; else sf_d1 = sf_mid;"
-                )
-            })?;
+            let range = ("sf_age", buckets.to_string());
+            write_last_at_most(w, "sf_d", range, bounds, "sf_syn")?;
             writeln!(w, "const int32_t sf_j = in_p{p}_targets[sf_syn];")?;
             writeln!(w, "if (sf_j < 0 || sf_j >= {}) break;", proj.n_post())?;
             writeln!(
@@ -522,4 +505,24 @@ impl Gen<'_> {
         }
         Ok(())
     }
+}
+
+/// `int32_t var`: the last index in `[lo, hi)` whose entry of the ascending `array` is at most
+/// `key` (`lo` when none is: the searches here start where the entry is known to be), by a
+/// binary search.
+fn write_last_at_most(
+    w: &mut SourceWriter,
+    var: &str,
+    (lo, hi): (impl fmt::Display, impl fmt::Display),
+    array: &str,
+    key: &str,
+) -> fmt::Result {
+    writeln!(w, "int32_t {var} = {lo}, {var}_end = {hi};")?;
+    w.block(format!("while ({var}_end - {var} > 1)"), |w| {
+        writeln!(w, "const int32_t sf_mid = ({var} + {var}_end) / 2;")?;
+        writeln!(
+            w,
+            "if ({array}[sf_mid] <= {key}) {var} = sf_mid; else {var}_end = sf_mid;"
+        )
+    })
 }
