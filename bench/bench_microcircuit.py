@@ -223,8 +223,9 @@ def run(
     )
     rows = []
     for strategy, (net, _) in nets.items():
-        pre = jax.jit(lambda s, net=net: net.run(s, duration=presim, progress=False)[0])
-        settled = jax.block_until_ready(pre(state)) if presim > 0 else state
+        # The transient by net.run itself (not under a jit of this script's, whose returned
+        # state would be a copy of every synapse array: its outputs are buffers of its own).
+        settled = jax.block_until_ready(net.run(state, duration=presim, progress=False)[0]) if presim > 0 else state
         run_fn = jax.jit(lambda s, net=net: net.run(s, duration=duration, progress=False)[1].spike_count["P"])
         counts = np.asarray(jax.block_until_ready(run_fn(settled)))  # compile and warm up
         times = []

@@ -28,8 +28,8 @@ use std::process::Command;
 use harness::{compile, spikes, Buf, Compiled, Results, State};
 use serde_json::json;
 use spikeforge::codegen::network_kernel::{
-    generate, kernel_shape, resident_layout, step_launches, StepGrid, DELIVER_BLOCK,
-    PERSISTENT_BLOCK, PERSISTENT_ENTRY, RESIDENT_ENTRY,
+    closing_launches, generate, kernel_shape, resident_layout, step_launches, StepGrid,
+    DELIVER_BLOCK, PERSISTENT_BLOCK, PERSISTENT_ENTRY, RESIDENT_ENTRY,
 };
 use spikeforge::codegen::network_layout::UPDATE_BLOCK;
 use spikeforge::codegen::Dialect;
@@ -226,15 +226,20 @@ fn program(c: &Compiled, persistent: bool) -> String {
             block = shape.resident_block
         )
     } else {
-        let mut l = "for (int s = 0; s < steps; ++s) {\n".to_string();
-        for (entry, grid) in step_launches(&plan) {
+        let launch = |entry: &str, grid: StepGrid, s: &str| {
             let (blocks, threads) = match grid {
                 StepGrid::Update => (shape.update_blocks.to_string(), UPDATE_BLOCK),
                 StepGrid::Deliver => ("blocks".to_string(), DELIVER_BLOCK),
             };
-            l.push_str(&format!(
-                "        launch({entry}, {blocks}, nb, {threads}, (sf_i32) s, (sf_i32) steps, {args});\n"
-            ));
+            format!("        launch({entry}, {blocks}, nb, {threads}, (sf_i32) {s}, (sf_i32) steps, {args});\n")
+        };
+        let mut l = "for (int s = 0; s < steps; ++s) {\n".to_string();
+        for (entry, grid) in step_launches(&plan) {
+            l.push_str(&launch(entry, grid, "s"));
+        }
+        l.push_str("    }\n    if (steps > 0) {\n");
+        for (entry, grid) in closing_launches(&plan) {
+            l.push_str(&launch(entry, grid, "(steps - 1)"));
         }
         l.push_str("    }\n");
         l

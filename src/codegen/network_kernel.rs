@@ -11,9 +11,11 @@ use std::collections::HashMap;
 use std::fmt::{self, Write};
 
 mod grid;
+mod per_step;
 mod ring;
 mod synapse_dynamics;
 pub use grid::{accumulated, one_barrier};
+pub use per_step::{after_folded, closing_launches};
 pub use synapse_dynamics::{
     barriers_per_step, step_launches, StepGrid, SUMS_ENTRY, SYNAPSES_ENTRY,
 };
@@ -357,6 +359,7 @@ pub fn generate(
     let entries = match dialect {
         Dialect::Cuda => step_launches(plan)
             .into_iter()
+            .chain(closing_launches(plan))
             .map(|(entry, _)| entry)
             .chain([PERSISTENT_ENTRY, RESIDENT_ENTRY])
             .collect(),
@@ -1079,6 +1082,7 @@ impl Gen<'_> {
             } else {
                 writeln!(w, "const int32_t sf_vb = (int32_t) blockIdx.x;")?;
             }
+            self.write_folded_after(w)?;
             self.write_update_phase(w)
         })?;
         w.write_str("}\n")

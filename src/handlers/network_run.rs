@@ -547,8 +547,10 @@ fn choose_path(
     network_path::choose(strategy, work, device).map_err(FfiError::invalid_argument)
 }
 
-/// The per-step path: per step, the update, delivery and (when needed) after-delivery kernels.
-/// `tail` holds the parameters after the step and the step count.
+/// The per-step path: per step, the update, delivery and (when needed) after-delivery kernels;
+/// where the update kernels fold the after-delivery phase (`network_kernel::after_folded`), the
+/// after-delivery kernel once, after the last step. `tail` holds the parameters after the step
+/// and the step count.
 fn launch_per_step(
     site: &NetworkRun,
     kernels: &[Arc<cuda::CudaFunction>],
@@ -567,28 +569,41 @@ fn launch_per_step(
     let mut steps = site.steps as i32;
     let mut params: Vec<*mut c_void> = vec![s.as_ptr().cast(), (&mut steps as *mut i32).cast()];
     params.append(tail);
+    let launches = network_kernel::step_launches(&site.network.plan);
+    let closing = network_kernel::closing_launches(&site.network.plan);
+    let (every_step, after_last) = kernels.split_at(launches.len());
+    let mut launch = |kind: &StepGrid, f: &Arc<cuda::CudaFunction>| {
+        let (grid, block, shared) = match kind {
+            StepGrid::Deliver => (deliver_grid, DELIVER_BLOCK as u32, shared),
+            StepGrid::Update => (update_grid, UPDATE_BLOCK as u32, 0),
+        };
+        // SAFETY: the parameters match the generated kernels' signature in order and type
+        // (`s` set before); the buffers belong to XLA's stream and stay valid for the call.
+        unsafe { cuda::launch(f, grid, (block, 1, 1), shared, stream, &mut params) }
+    };
     for step in 0..site.steps {
         s.set(step as i32);
-        let launches = network_kernel::step_launches(&site.network.plan);
-        for ((_, kind), f) in launches.iter().zip(kernels) {
-            let (grid, block, shared) = match kind {
-                StepGrid::Deliver => (deliver_grid, DELIVER_BLOCK as u32, shared),
-                StepGrid::Update => (update_grid, UPDATE_BLOCK as u32, 0),
-            };
-            // SAFETY: the parameters match the generated kernels' signature in order and
-            // type (`s` updated above); the buffers belong to XLA's stream and stay valid
-            // for the call.
-            unsafe { cuda::launch(f, grid, (block, 1, 1), shared, stream, &mut params) }?;
+        for ((_, kind), f) in launches.iter().zip(every_step) {
+            launch(kind, f)?;
+        }
+    }
+    // The kernels run once, as the last step (the after-delivery phase that the update kernels
+    // of the next call would otherwise run).
+    if site.steps > 0 {
+        for ((_, kind), f) in closing.iter().zip(after_last) {
+            launch(kind, f)?;
         }
     }
     Ok(())
 }
 
-/// The CUDA kernels of a network: the per-step kernels in launch order, then the persistent
-/// kernel and the resident kernel.
+/// The CUDA kernels of a network: the per-step kernels in launch order (those of every step,
+/// then those launched once after the last), then the persistent kernel and the resident
+/// kernel.
 fn entries(network: &Network) -> Vec<&'static str> {
     let mut e: Vec<&'static str> = network_kernel::step_launches(&network.plan)
         .into_iter()
+        .chain(network_kernel::closing_launches(&network.plan))
         .map(|(entry, _)| entry)
         .collect();
     e.push(network_kernel::PERSISTENT_ENTRY);

@@ -634,7 +634,8 @@ class Network:
                 self, dict(state), steps=steps, variant=variant, dtype=dtype, checkpoint_every=checkpoint_every
             )
         if not progress:
-            new_state, out = self._run_chunk(state, steps, variant, dtype)
+            new_state, out = self._chunk_function(variant, dtype, steps)(state)
+            self._warn_dropped_now(out)
         else:
             new_state, out = self._run_chunked(state, steps, variant, dtype)
         # As under jax.jit: the counts of groups with a surrogate are real (they carry gradients).
@@ -667,12 +668,27 @@ class Network:
         return state, out
 
     def _chunk_function(self, variant: Variant, dtype: str, steps: int):
-        """The jitted run of ``steps`` steps (one per variant and length, kept: chunks and later
-        runs reuse it)."""
+        """The run of ``steps`` steps as one jitted call (one per variant and length, kept:
+        chunks and later runs reuse it). The jitted function returns only the state that the
+        call writes; what it only reads (connectivity, weights that nothing changes: most of a
+        large network's bytes) is put back from the given state outside ``jit``, since every
+        output of an XLA program is a buffer of its own (returned from ``jit``, the synapses
+        would be copied by every run, doubling the peak device memory)."""
         key = (variant, dtype, steps)
         if key not in self._chunk_fns:
-            self._chunk_fns[key] = jax.jit(lambda s: self._run_chunk(s, steps, variant, dtype, warn=False))
-        return self._chunk_fns[key]
+
+            def chunk(s):
+                new_state, out = self._run_chunk(s, steps, variant, dtype, warn=False)
+                return _written(s, new_state), out
+
+            self._chunk_fns[key] = jax.jit(chunk)
+        run = self._chunk_fns[key]
+
+        def call(state):
+            written, out = run(state)
+            return _with_unwritten(state, written), out
+
+        return call
 
     def _warn_dropped_now(self, out: NetworkOutput):
         for key, mon in self.members.spike_monitors.items():
@@ -710,6 +726,23 @@ class Network:
         steps). ``out.spike_count[group]`` is then each neuron's spike (0 or 1) of this step."""
         variant, dtype = self._variant_of(state, 1)
         return self._run_chunk(state, 1, variant, dtype)
+
+
+def _written(old, new):
+    """``new`` (a state, under ``jit``) with ``None`` for each leaf that is ``old``'s leaf at the
+    same place: passed through by the call, not written."""
+    if isinstance(new, Mapping):
+        return {k: _written(old.get(k) if isinstance(old, Mapping) else None, v) for k, v in new.items()}
+    return None if new is old else new
+
+
+def _with_unwritten(old, written):
+    """The new state: ``written`` with each ``None`` (see :func:`_written`) taken from ``old``."""
+    if isinstance(written, Mapping):
+        return {k: _with_unwritten(old.get(k) if isinstance(old, Mapping) else None, v) for k, v in written.items()}
+    if written is None and old is not None:
+        return old if isinstance(old, jax.Array) else jnp.asarray(old)
+    return written
 
 
 def _join_spikes(parts: list, capacity: int) -> SpikeRecord:

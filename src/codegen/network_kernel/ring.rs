@@ -24,9 +24,17 @@
 //! at every pathway's source range bounds into intervals, and each interval lists the pathways
 //! whose source range covers it (a table), so a spike has at most `L` units (the longest list;
 //! the microcircuit's 55 projections of one group give 8). Every block computes the units'
-//! synapse counts and their prefix (a warp-shuffle scan) in shared memory, [`CHUNK`] units at a
-//! time, then the grid's threads take the chunk's synapses, one each, finding their unit by a
-//! binary search in the prefix and their delay step by a binary search in the row's buckets.
+//! bounds, [`CHUNK`] units at a time in rounds of one unit per thread, from tables indexed by
+//! the pathway (its buckets, its synapse count, its delay steps and source start: no branch
+//! per pathway, which serialised a warp whose units were of several), and the prefix of their
+//! items (a warp-shuffle scan) in shared memory. An item is up to 32 consecutive synapses of one
+//! unit, taken by one warp, a lane each: the warp finds its unit by a binary search in the
+//! prefix (the same for every lane), copies the row's delay buckets into shared memory (where
+//! they fit, [`STAGED_DEPTH`]; two coalesced loads instead of a chain of dependent global loads
+//! per synapse), and each lane finds its synapse's delay step by a binary search there, loads
+//! its target and increment (coalesced) and adds. (Measured on the H200, full-scale
+//! microcircuit, before: one thread per synapse, each with its own searches, and a `switch` by
+//! pathway in every unit: the delivery kernel took 24-42 µs a step of ~36.)
 
 use std::fmt::{self, Write};
 
@@ -40,6 +48,11 @@ use crate::ir::VarId;
 
 /// Units (spike, pathway) a block's prefix holds at a time (24 bytes of shared memory each).
 pub const CHUNK: usize = 512;
+
+/// The most entries of a row's delay buckets (delay steps + 1) that a warp copies into shared
+/// memory for its lanes' binary searches (256 bytes a warp); longer rows are searched in global
+/// memory.
+pub const STAGED_DEPTH: usize = 64;
 
 /// The pathways of one source group delivered at emission, and its interval table.
 struct Emitters {
@@ -152,6 +165,23 @@ impl Gen<'_> {
                 e.table.len(),
                 join(e.table.iter().map(i64::to_string).collect())
             )?;
+            let (depths, starts): (Vec<String>, Vec<String>) = (e.pathways.iter())
+                .map(|&(p, k)| {
+                    let start = self.net.projections[p].source_range.start;
+                    (self.depth(p, k).to_string(), start.to_string())
+                })
+                .unzip();
+            let q = e.pathways.len();
+            writeln!(
+                w,
+                "static __device__ const int32_t sf_ring{g}_depth[{q}] = {{{}}};",
+                join(depths)
+            )?;
+            writeln!(
+                w,
+                "static __device__ const int32_t sf_ring{g}_start[{q}] = {{{}}};",
+                join(starts)
+            )?;
         }
         Ok(())
     }
@@ -159,7 +189,8 @@ impl Gen<'_> {
     /// The delivery phase's emissions: for every source group with pathways delivered at
     /// emission, the synapses of this step's spikes (and, at a call's first step, of the spikes
     /// still on their way) added into the rings. Every thread of every block runs it (it has
-    /// `__syncthreads`); needs `sf_b`, `sf_s`, `sf_lane` and the step prologue.
+    /// `__syncthreads`); needs `sf_b`, `sf_s`, `sf_lane`, `sf_gwarp`, `sf_nwarps` and the step
+    /// prologue.
     pub(super) fn write_ring_emission(&self, w: &mut SourceWriter) -> fmt::Result {
         let emitters = self.emitters();
         if emitters.is_empty() {
@@ -167,24 +198,61 @@ impl Gen<'_> {
         }
         writeln!(w, "/* Delivery at emission into the rings of arrivals. */")?;
         writeln!(w, "__shared__ long long sf_ring_off[{CHUNK}];")?;
-        writeln!(w, "__shared__ long long sf_ring_lo[{CHUNK}];")?;
+        writeln!(w, "__shared__ int32_t sf_ring_lo[{CHUNK}];")?;
+        writeln!(w, "__shared__ int32_t sf_ring_hi[{CHUNK}];")?;
         writeln!(w, "__shared__ int32_t sf_ring_q[{CHUNK}];")?;
         writeln!(w, "__shared__ int32_t sf_ring_r[{CHUNK}];")?;
         writeln!(w, "__shared__ long long sf_ring_warp[32];")?;
-        writeln!(
-            w,
-            "const int32_t sf_ring_per = ({CHUNK} + (int32_t) blockDim.x - 1) / (int32_t) blockDim.x;"
-        )?;
+        let staged = (emitters.iter())
+            .flat_map(|e| &e.pathways)
+            .map(|&(p, k)| self.depth(p, k))
+            .filter(|d| *d <= STAGED_DEPTH)
+            .max();
+        if let Some(depth) = staged {
+            // Each warp's copy of the delay buckets of the row it delivers.
+            writeln!(
+                w,
+                "__shared__ int32_t sf_ring_bounds_all[{}][{depth}];",
+                self.deliver_threads() / 32
+            )?;
+            writeln!(
+                w,
+                "int32_t* const sf_ring_bounds = sf_ring_bounds_all[threadIdx.x >> 5];"
+            )?;
+        }
         for e in &emitters {
             scope(w, |w| self.write_group_emission(e, w))?;
         }
         Ok(())
     }
 
+    /// Delay steps of pathway k of projection p, plus one: the entries of a row's buckets.
+    fn depth(&self, p: usize, k: usize) -> usize {
+        let DelayIr::PerSynapse { max_steps, .. } =
+            self.net.projections[p].synapses.pathways[k].delay
+        else {
+            unreachable!("delivered at emission: per-synapse delays")
+        };
+        max_steps as usize + 1
+    }
+
     /// One source group's emissions (see [`Gen::write_ring_emission`]).
     fn write_group_emission(&self, e: &Emitters, w: &mut SourceWriter) -> fmt::Result {
         let g = e.group;
         let (width, intervals) = (e.width, e.cuts.len() - 1);
+        // The pathways' buckets and synapse counts, by position in the table (no divergent
+        // branch per pathway when a warp's units are of several).
+        let paths = e.pathways.len();
+        writeln!(w, "__shared__ const int32_t* sf_ring_bk[{paths}];")?;
+        writeln!(w, "__shared__ long long sf_ring_n[{paths}];")?;
+        w.block("if (threadIdx.x == 0)", |w| {
+            for (q, &(p, _)) in e.pathways.iter().enumerate() {
+                writeln!(w, "sf_ring_bk[{q}] = in_p{p}_buckets;")?;
+                writeln!(w, "sf_ring_n[{q}] = sf_nsyn{p};")?;
+            }
+            Ok(())
+        })?;
+        writeln!(w, "__syncthreads();")?;
         writeln!(
             w,
             "const int32_t sf_oldest = sf_s == 0 ? {} : 0;",
@@ -201,73 +269,69 @@ impl Gen<'_> {
             w.block(
                 format!("for (int64_t sf_u0 = 0; sf_u0 < sf_units; sf_u0 += {CHUNK})"),
                 |w| {
-                    writeln!(w, "const int32_t sf_k0 = (int32_t) threadIdx.x * sf_ring_per;")?;
-                    writeln!(
-                        w,
-                        "const int32_t sf_k1 = sf_k0 + sf_ring_per < {CHUNK} ? sf_k0 + sf_ring_per : {CHUNK};"
-                    )?;
-                    writeln!(w, "long long sf_sum = 0;")?;
-                    w.block("for (int32_t sf_k = sf_k0; sf_k < sf_k1; ++sf_k)", |w| {
-                        writeln!(w, "const int64_t sf_u = sf_u0 + sf_k;")?;
-                        writeln!(w, "long long sf_len = 0, sf_lo = 0;")?;
-                        writeln!(w, "int32_t sf_q = -1, sf_r = 0;")?;
-                        w.block("if (sf_u < sf_units)", |w| {
-                            writeln!(w, "const int32_t sf_pre = sf_list[sf_u / {width}];")?;
-                            w.block(
-                                format!("if (sf_pre >= 0 && sf_pre < {})", self.net.groups[g].n),
-                                |w| {
-                                    writeln!(w, "int32_t sf_m = 0, sf_m1 = {intervals};")?;
-                                    w.block("while (sf_m1 - sf_m > 1)", |w| {
-                                        writeln!(w, "const int32_t sf_mid = (sf_m + sf_m1) / 2;")?;
+                    // The chunk's units in rounds of one per thread (a round only where the
+                    // chunk has units: the same test in every thread), each round's prefix
+                    // after the last.
+                    writeln!(w, "long long sf_carry = 0;")?;
+                    writeln!(w, "int32_t sf_filled = 0;")?;
+                    w.block(
+                        format!("for (int32_t sf_k0 = 0; sf_k0 < {CHUNK} && sf_u0 + sf_k0 < sf_units; sf_k0 += (int32_t) blockDim.x)"),
+                        |w| {
+                            writeln!(w, "const int32_t sf_k = sf_k0 + (int32_t) threadIdx.x;")?;
+                            writeln!(w, "const int64_t sf_u = sf_u0 + sf_k;")?;
+                            writeln!(w, "long long sf_lo = 0, sf_hi = 0;")?;
+                            writeln!(w, "int32_t sf_q = -1, sf_r = 0;")?;
+                            w.block(format!("if (sf_k < {CHUNK} && sf_u < sf_units)"), |w| {
+                                writeln!(w, "const int32_t sf_pre = sf_list[sf_u / {width}];")?;
+                                w.block(
+                                    format!("if (sf_pre >= 0 && sf_pre < {})", self.net.groups[g].n),
+                                    |w| {
+                                        let cuts = format!("sf_ring{g}_cut");
+                                        let range = ("0", intervals.to_string());
+                                        write_last_at_most(w, "sf_m", range, &cuts, "sf_pre")?;
                                         writeln!(
                                             w,
-                                            "if (sf_ring{g}_cut[sf_mid] <= sf_pre) sf_m = sf_mid; else sf_m1 = sf_mid;"
+                                            "sf_q = sf_ring{g}_path[sf_m * {width} + (int32_t) (sf_u % {width})];"
                                         )
-                                    })?;
-                                    writeln!(
-                                        w,
-                                        "sf_q = sf_ring{g}_path[sf_m * {width} + (int32_t) (sf_u % {width})];"
-                                    )
-                                },
-                            )?;
-                            w.block("switch (sf_q)", |w| {
-                                for (q, &(p, k)) in e.pathways.iter().enumerate() {
-                                    writeln!(w, "case {q}:")?;
-                                    scope(w, |w| self.write_unit_bounds(p, k, w))?;
-                                    writeln!(w, "break;")?;
-                                }
-                                writeln!(w, "default: break;")
-                            })
-                        })?;
-                        writeln!(w, "sf_ring_off[sf_k] = sf_len;")?;
-                        writeln!(w, "sf_ring_lo[sf_k] = sf_lo;")?;
-                        writeln!(w, "sf_ring_q[sf_k] = sf_len > 0 ? sf_q : -1;")?;
-                        writeln!(w, "sf_ring_r[sf_k] = sf_r;")?;
-                        writeln!(w, "sf_sum += sf_len;")
-                    })?;
-                    self.write_block_scan(w)?;
-                    w.block("for (int32_t sf_k = sf_k0; sf_k < sf_k1; ++sf_k)", |w| {
-                        writeln!(w, "const long long sf_len = sf_ring_off[sf_k];")?;
-                        writeln!(w, "sf_ring_off[sf_k] = sf_run;")?;
-                        writeln!(w, "sf_run += sf_len;")
-                    })?;
-                    writeln!(w, "__syncthreads();")?;
-                    w.block(
-                        "for (long long sf_x = (long long) blockIdx.x * blockDim.x + threadIdx.x; sf_x < sf_total; sf_x += (long long) gridDim.x * blockDim.x)",
-                        |w| {
-                            writeln!(w, "int32_t sf_a = 0, sf_a1 = {CHUNK};")?;
-                            w.block("while (sf_a1 - sf_a > 1)", |w| {
-                                writeln!(w, "const int32_t sf_mid = (sf_a + sf_a1) / 2;")?;
-                                writeln!(
-                                    w,
-                                    "if (sf_ring_off[sf_mid] <= sf_x) sf_a = sf_mid; else sf_a1 = sf_mid;"
-                                )
+                                    },
+                                )?;
+                                self.write_unit_bounds(g, w)
                             })?;
+                            writeln!(
+                                w,
+                                "const long long sf_sum = sf_hi > sf_lo ? (sf_hi - sf_lo + 31) / 32 : 0;"
+                            )?;
+                            self.write_block_scan(w)?;
+                            w.block(format!("if (sf_k < {CHUNK})"), |w| {
+                                writeln!(w, "sf_ring_off[sf_k] = sf_carry + sf_run;")?;
+                                writeln!(w, "sf_ring_lo[sf_k] = (int32_t) sf_lo;")?;
+                                writeln!(w, "sf_ring_hi[sf_k] = (int32_t) sf_hi;")?;
+                                writeln!(w, "sf_ring_q[sf_k] = sf_sum > 0 ? sf_q : -1;")?;
+                                writeln!(w, "sf_ring_r[sf_k] = sf_r;")
+                            })?;
+                            writeln!(w, "sf_carry += sf_total;")?;
+                            writeln!(
+                                w,
+                                "sf_filled = sf_k0 + (int32_t) blockDim.x < {CHUNK} ? sf_k0 + (int32_t) blockDim.x : {CHUNK};"
+                            )?;
+                            // The next round rewrites the warps' totals.
+                            writeln!(w, "__syncthreads();")
+                        },
+                    )?;
+                    writeln!(w, "const long long sf_total = sf_carry;")?;
+                    // One warp per item: up to 32 consecutive synapses of one unit, a lane each
+                    // (so the unit, its row and its pathway are the warp's).
+                    w.block(
+                        "for (long long sf_x = sf_gwarp; sf_x < sf_total; sf_x += sf_nwarps)",
+                        |w| {
+                            let range = ("0", "sf_filled");
+                            write_last_at_most(w, "sf_a", range, "sf_ring_off", "sf_x")?;
                             writeln!(w, "const int32_t sf_r = sf_ring_r[sf_a];")?;
                             writeln!(
                                 w,
-                                "const int64_t sf_syn = sf_ring_lo[sf_a] + (sf_x - sf_ring_off[sf_a]);"
+                                "const int64_t sf_syn = (int64_t) sf_ring_lo[sf_a] + (sf_x - sf_ring_off[sf_a]) * 32 + sf_lane;"
                             )?;
+                            writeln!(w, "const bool sf_mine = sf_syn < (int64_t) sf_ring_hi[sf_a];")?;
                             w.block("switch (sf_ring_q[sf_a])", |w| {
                                 for (q, &(p, k)) in e.pathways.iter().enumerate() {
                                     writeln!(w, "case {q}:")?;
@@ -285,28 +349,23 @@ impl Gen<'_> {
         })
     }
 
-    /// A unit's synapses (`sf_lo`, `sf_len`) of pathway k of projection p for the spike
-    /// `sf_pre` of `sf_age` steps ago: those of its row whose delay is at least the age (all
-    /// of them for this step's spikes). Sets `sf_r`.
-    fn write_unit_bounds(&self, p: usize, k: usize, w: &mut SourceWriter) -> fmt::Result {
-        let proj = &self.net.projections[p];
-        let DelayIr::PerSynapse { max_steps, .. } = proj.synapses.pathways[k].delay else {
-            unreachable!("delivered at emission: per-synapse delays")
-        };
-        let buckets = max_steps + 1;
-        writeln!(w, "sf_r = sf_pre - {};", proj.source_range.start)?;
-        w.block(format!("if (sf_age <= {max_steps})"), |w| {
-            writeln!(
-                w,
-                "sf_lo = in_p{p}_buckets[(int64_t) sf_r * {buckets} + sf_age];"
-            )?;
-            writeln!(
-                w,
-                "long long sf_hi = in_p{p}_buckets[(int64_t) sf_r * {buckets} + {buckets}];"
-            )?;
-            writeln!(w, "if (sf_lo < 0) sf_lo = 0;")?;
-            writeln!(w, "if (sf_hi > sf_nsyn{p}) sf_hi = sf_nsyn{p};")?;
-            writeln!(w, "sf_len = sf_hi > sf_lo ? sf_hi - sf_lo : 0;")
+    /// A unit's synapses (`sf_lo` to `sf_hi`) of pathway `sf_q` of group g's table for the
+    /// spike `sf_pre` of `sf_age` steps ago: those of its row whose delay is at least the age
+    /// (all of them for this step's spikes). Sets `sf_r`.
+    fn write_unit_bounds(&self, g: usize, w: &mut SourceWriter) -> fmt::Result {
+        w.block("if (sf_q >= 0)", |w| {
+            writeln!(w, "const int32_t sf_depth = sf_ring{g}_depth[sf_q];")?;
+            writeln!(w, "sf_r = sf_pre - sf_ring{g}_start[sf_q];")?;
+            w.block("if (sf_age < sf_depth)", |w| {
+                writeln!(
+                    w,
+                    "const int32_t* const sf_row = sf_ring_bk[sf_q] + (int64_t) sf_r * sf_depth;"
+                )?;
+                writeln!(w, "sf_lo = sf_row[sf_age];")?;
+                writeln!(w, "sf_hi = sf_row[sf_depth];")?;
+                writeln!(w, "if (sf_lo < 0) sf_lo = 0;")?;
+                writeln!(w, "if (sf_hi > sf_ring_n[sf_q]) sf_hi = sf_ring_n[sf_q];")
+            })
         })
     }
 
@@ -350,56 +409,72 @@ impl Gen<'_> {
         )
     }
 
-    /// Synapse `sf_syn` (of row `sf_r`) of pathway k of projection p, of a spike `sf_age` steps
-    /// ago: its delay step (its bucket), then each statement's increment added into its
-    /// target's entry of the ring slot of its arrival step.
+    /// The warp's item of pathway k of projection p (lane `sf_lane` has synapse `sf_syn` of
+    /// row `sf_r` when `sf_mine`), of a spike `sf_age` steps ago: each synapse's delay step (its
+    /// bucket: a binary search in the row's buckets, staged by the warp in shared memory when
+    /// they fit), then each statement's increment added into its target's entry of the ring
+    /// slot of its arrival step. Warp-uniform (every lane runs it, for `__syncwarp`).
     fn write_emission(&self, p: usize, k: usize, w: &mut SourceWriter) -> fmt::Result {
         let proj = &self.net.projections[p];
-        let DelayIr::PerSynapse { max_steps, .. } = proj.synapses.pathways[k].delay else {
-            unreachable!("delivered at emission: per-synapse delays")
-        };
-        let buckets = max_steps + 1;
-        writeln!(w, "const int64_t sf_row = (int64_t) sf_r * {buckets};")?;
-        writeln!(w, "int32_t sf_d = sf_age, sf_d1 = {buckets};")?;
-        w.block("while (sf_d1 - sf_d > 1)", |w| {
-            writeln!(w, "const int32_t sf_mid = (sf_d + sf_d1) / 2;")?;
-            writeln!(
-                w,
-                "if (in_p{p}_buckets[sf_row + sf_mid] <= sf_syn) sf_d = sf_mid; else sf_d1 = sf_mid;"
-            )
-        })?;
-        writeln!(w, "const int32_t sf_j = in_p{p}_targets[sf_syn];")?;
-        writeln!(w, "if (sf_j < 0 || sf_j >= {}) break;", proj.n_post())?;
+        let buckets = self.depth(p, k);
+        let staged = buckets <= STAGED_DEPTH;
         writeln!(
             w,
-            "const int32_t sf_pre = sf_r + {};",
-            proj.source_range.start
+            "const int32_t* const sf_bk = in_p{p}_buckets + (int64_t) sf_r * {buckets};"
         )?;
-        writeln!(w, "(void) sf_pre;")?;
-        let names = |v: VarId| self.synapse_name(p, v, &EVENT);
-        let printer = Printer {
-            arena: &self.arenas[p],
-            dtype: self.real,
-            dialect: self.dialect,
-            var_name: &names,
-        };
-        let rings = self.rings();
-        let n = self.net.groups[proj.target].n;
-        for (st, statement) in proj.synapses.statements(k).iter().enumerate() {
-            let crate::ir::synapses::Effect::Add(e) = statement.effect else {
-                unreachable!("delivered at emission: additions")
-            };
-            let ring = (rings.iter())
-                .position(|r| r.statements.contains(&(p, k, st)))
-                .expect("a ring for each statement delivered at emission");
-            let text = printer.block(&[e], &format!("sf_q{st}_"), w)?.remove(0);
+        let bounds = if staged {
             writeln!(
                 w,
-                "atomicAdd(&{}[((int64_t) sf_t_step - sf_age + sf_d) % {} * {n} + {} + sf_j], {text});",
-                self.ring_buffer(ring),
-                rings[ring].slots,
-                proj.target_range.start
+                "for (int32_t sf_e = sf_lane; sf_e < {buckets}; sf_e += 32) sf_ring_bounds[sf_e] = sf_bk[sf_e];"
             )?;
+            writeln!(w, "__syncwarp();")?;
+            "sf_ring_bounds"
+        } else {
+            "sf_bk"
+        };
+        // A loop of one pass, so that `break` leaves the synapse (and the warp meets again).
+        w.block("if (sf_mine) do", |w| {
+            let range = ("sf_age", buckets.to_string());
+            write_last_at_most(w, "sf_d", range, bounds, "sf_syn")?;
+            writeln!(w, "const int32_t sf_j = in_p{p}_targets[sf_syn];")?;
+            writeln!(w, "if (sf_j < 0 || sf_j >= {}) break;", proj.n_post())?;
+            writeln!(
+                w,
+                "const int32_t sf_pre = sf_r + {};",
+                proj.source_range.start
+            )?;
+            writeln!(w, "(void) sf_pre;")?;
+            let names = |v: VarId| self.synapse_name(p, v, &EVENT);
+            let printer = Printer {
+                arena: &self.arenas[p],
+                dtype: self.real,
+                dialect: self.dialect,
+                var_name: &names,
+            };
+            let rings = self.rings();
+            let n = self.net.groups[proj.target].n;
+            for (st, statement) in proj.synapses.statements(k).iter().enumerate() {
+                let crate::ir::synapses::Effect::Add(e) = statement.effect else {
+                    unreachable!("delivered at emission: additions")
+                };
+                let ring = (rings.iter())
+                    .position(|r| r.statements.contains(&(p, k, st)))
+                    .expect("a ring for each statement delivered at emission");
+                let text = printer.block(&[e], &format!("sf_q{st}_"), w)?.remove(0);
+                writeln!(
+                    w,
+                    "atomicAdd(&{}[((int64_t) sf_t_step - sf_age + sf_d) % {} * {n} + {} + sf_j], {text});",
+                    self.ring_buffer(ring),
+                    rings[ring].slots,
+                    proj.target_range.start
+                )?;
+            }
+            Ok(())
+        })?;
+        writeln!(w, "while (0);")?;
+        if staged {
+            // The next item rewrites the staged buckets.
+            writeln!(w, "__syncwarp();")?;
         }
         Ok(())
     }
@@ -430,4 +505,24 @@ impl Gen<'_> {
         }
         Ok(())
     }
+}
+
+/// `int32_t var`: the last index in `[lo, hi)` whose entry of the ascending `array` is at most
+/// `key` (`lo` when none is: the searches here start where the entry is known to be), by a
+/// binary search.
+fn write_last_at_most(
+    w: &mut SourceWriter,
+    var: &str,
+    (lo, hi): (impl fmt::Display, impl fmt::Display),
+    array: &str,
+    key: &str,
+) -> fmt::Result {
+    writeln!(w, "int32_t {var} = {lo}, {var}_end = {hi};")?;
+    w.block(format!("while ({var}_end - {var} > 1)"), |w| {
+        writeln!(w, "const int32_t sf_mid = ({var} + {var}_end) / 2;")?;
+        writeln!(
+            w,
+            "if ({array}[sf_mid] <= {key}) {var} = sf_mid; else {var}_end = sf_mid;"
+        )
+    })
 }

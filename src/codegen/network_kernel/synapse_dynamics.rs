@@ -42,7 +42,8 @@ pub enum StepGrid {
     Deliver,
 }
 
-/// The per-step CUDA kernels of a network, in launch order, with their launch shape.
+/// The per-step CUDA kernels of a network, in launch order, with their launch shape (the
+/// after-delivery kernel only where the update does not fold it: [`super::closing_launches`]).
 pub fn step_launches(plan: &NetworkPlan) -> Vec<(&'static str, StepGrid)> {
     let mut out = Vec::new();
     if plan.sums {
@@ -53,7 +54,7 @@ pub fn step_launches(plan: &NetworkPlan) -> Vec<(&'static str, StepGrid)> {
         out.push((SYNAPSES_ENTRY, StepGrid::Update));
     }
     out.push((super::DELIVER_ENTRY, StepGrid::Deliver));
-    if plan.after_delivery {
+    if plan.after_delivery && !super::after_folded(plan) {
         out.push((super::AFTER_ENTRY, StepGrid::Update));
     }
     out
