@@ -52,8 +52,21 @@ use crate::types::ElemType;
 /// The name of the generated entry point.
 pub const NETWORK_ADJOINT_ENTRY: &str = "sf_network_adjoint";
 
-/// Threads of the one block that runs a segment on CUDA.
+/// Threads of each block of the cooperative grid that runs a segment on CUDA (a multiple of
+/// the warp's 32: the transposed propagation gives each source row a warp).
 pub const CUDA_BLOCK: u32 = 1024;
+
+/// The scratch output (owner `""`) that holds the CUDA grid barrier's arrival counter: one
+/// 32-bit word the handler zeroes before each launch.
+pub const GRID_BARRIER: &str = "grid_barrier";
+
+/// Threads the CUDA kernel can keep busy in a segment of `steps` steps with `neurons` neurons
+/// in all and `rows` source rows in the largest projection: a thread per neuron, a warp per
+/// row, a thread per (step, row) in the forward deliveries. The handler launches as many
+/// blocks as that needs and the device holds at once.
+pub fn cuda_threads(neurons: usize, rows: usize, steps: usize) -> usize {
+    neurons.max(32 * rows).max(steps.saturating_mul(rows))
+}
 
 /// One dimension of a buffer: a number, the segment's steps or the projection's synapses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -271,13 +284,6 @@ pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjoi
                 ElemType::I32,
                 vec![STEPS, Dim::Fixed(n)],
             ));
-            scratch.push(arg(
-                o,
-                "lastspike".into(),
-                "scratch",
-                ElemType::I32,
-                vec![Dim::Fixed(n)],
-            ));
         }
         for v in ga.delivered_targets.clone() {
             scratch.push(arg(
@@ -351,6 +357,14 @@ pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjoi
             outputs.push(g);
         }
     }
+    // The CUDA grid barrier's arrival counter (zeroed by the handler before each launch).
+    scratch.push(arg(
+        "",
+        GRID_BARRIER.into(),
+        "scratch",
+        ElemType::I32,
+        vec![Dim::Fixed(1)],
+    ));
     outputs.extend(scratch);
     NetAdjointLayout { inputs, outputs }
 }
@@ -433,22 +447,89 @@ impl Writer<'_> {
             .any(|a| a.owner == owner && a.name == name)
     }
 
-    /// The loop of this thread over `0..n`: all of it in C, a block-stride share on CUDA.
+    /// The loop of this thread over `0..n`: all of it in C, a grid-stride share on CUDA (the
+    /// same share in every phase: a neuron's values written in one loop of a phase are read by
+    /// the same thread in the next loop of that phase).
     fn each(&self, var: &str, n: &str) -> String {
         match self.dialect {
             Dialect::C => format!("for (int64_t {var} = 0; {var} < {n}; ++{var})"),
-            Dialect::Cuda => {
-                format!("for (int64_t {var} = threadIdx.x; {var} < {n}; {var} += blockDim.x)")
-            }
+            Dialect::Cuda => format!(
+                "for (int64_t {var} = (int64_t) blockIdx.x * blockDim.x + threadIdx.x; {var} < {n}; {var} += (int64_t) gridDim.x * blockDim.x)"
+            ),
         }
     }
 
-    /// The barrier between two phases (CUDA: the block's; C: one thread, none).
+    /// The loop of this thread's warp over `0..n` (CUDA: a warp an element, its lanes
+    /// `sf_lane` of `sf_width` share the element's work; C: the one thread, `sf_width` 1). The
+    /// loop's condition is the same for the warp's lanes, so they may shuffle inside it.
+    fn each_warp(&self, var: &str, n: &str) -> String {
+        match self.dialect {
+            Dialect::C => format!("for (int64_t {var} = 0; {var} < {n}; ++{var})"),
+            Dialect::Cuda => format!(
+                "for (int64_t {var} = ((int64_t) blockIdx.x * blockDim.x + threadIdx.x) >> 5; {var} < {n}; {var} += ((int64_t) gridDim.x * blockDim.x) >> 5)"
+            ),
+        }
+    }
+
+    /// The barrier between two phases (CUDA: the grid's, `sf_grid_sync`; C: one thread, none).
+    /// Every thread passes the same barriers in the same order: `sf_arrivals` counts them.
     fn sync(&self, w: &mut SourceWriter) -> fmt::Result {
         match self.dialect {
             Dialect::C => Ok(()),
-            Dialect::Cuda => w.write_str("__syncthreads();\n"),
+            Dialect::Cuda => w.write_str(
+                "sf_arrivals += gridDim.x;\nsf_grid_sync(sf_barrier, sf_arrivals);\n",
+            ),
         }
+    }
+
+    /// `x` summed over the warp's lanes, valid in lane 0 (C: `x`).
+    fn warp_sum(&self, x: &str) -> String {
+        match self.dialect {
+            Dialect::C => x.to_string(),
+            Dialect::Cuda => format!("sf_warp_sum({x})"),
+        }
+    }
+
+    /// The device functions of the CUDA kernel: the grid barrier and the warp's sum.
+    ///
+    /// The grid barrier: the launch is cooperative (every block resident, so every block
+    /// reaches it). Thread 0 of each block fences (every write of its block before the barrier
+    /// is visible device-wide: the `__syncthreads` before it orders the block's writes before
+    /// the fence), adds one to the arrival counter and waits until the counter reaches
+    /// `sf_target` (the barriers passed so far times the blocks), then fences again. The
+    /// counter only grows and is compared modulo 2^32 (a block is never more than one barrier
+    /// ahead of another), so it is never reset within a launch. A wait of more than about
+    /// 2^36 cycles traps (an error, never a hang).
+    fn write_cuda_functions(&self, w: &mut SourceWriter) -> fmt::Result {
+        let real = self.real();
+        w.block(
+            "static __device__ __forceinline__ void sf_grid_sync(unsigned int* sf_counter, const unsigned int sf_target)",
+            |w| {
+                w.write_str("__syncthreads();\nif (gridDim.x == 1u) return;\n")?;
+                w.block("if (threadIdx.x == 0)", |w| {
+                    w.write_str("__threadfence();\natomicAdd(sf_counter, 1u);\n")?;
+                    w.write_str("const long long sf_since = clock64();\n")?;
+                    w.block(
+                        "while ((int) (*(volatile unsigned int*) sf_counter - sf_target) < 0)",
+                        |w| {
+                            w.block("if (clock64() - sf_since > (1ll << 36))", |w| {
+                                w.write_str("printf(\"spikeforge: block %u of the network adjoint kernel waited at its grid barrier for more than 2^36 cycles\\n\", blockIdx.x);\n__trap();\n")
+                            })
+                        },
+                    )?;
+                    w.write_str("__threadfence();\n")
+                })?;
+                w.write_str("__syncthreads();\n")
+            },
+        )?;
+        w.block(
+            format!("static __device__ __forceinline__ {real} sf_warp_sum({real} sf_x)"),
+            |w| {
+                w.write_str(
+                    "for (int sf_o = 16; sf_o > 0; sf_o >>= 1) sf_x += __shfl_down_sync(0xffffffffu, sf_x, sf_o);\nreturn sf_x;\n",
+                )
+            },
+        )
     }
 
     /// `target += value` where several threads may add to `target` (atomic on CUDA).
@@ -469,6 +550,9 @@ impl Writer<'_> {
         )?;
         w.write_str(&super::group_kernel::includes(self.dialect))?;
         w.write_str(&prelude(self.dialect, self.net.dtype))?;
+        if self.dialect == Dialect::Cuda {
+            self.write_cuda_functions(w)?;
+        }
         match self.dialect {
             Dialect::C => writeln!(
                 w,
@@ -487,7 +571,7 @@ impl Writer<'_> {
                 }));
                 writeln!(
                     w,
-                    "/* One segment, backwards, by one block. */\nextern \"C\" __global__ void __launch_bounds__({CUDA_BLOCK}) {NETWORK_ADJOINT_ENTRY}(\n    {})\n{{",
+                    "/* One segment, backwards, by a cooperative grid. */\nextern \"C\" __global__ void __launch_bounds__({CUDA_BLOCK}) {NETWORK_ADJOINT_ENTRY}(\n    {})\n{{",
                     params.join(",\n    ")
                 )?
             }
@@ -517,41 +601,54 @@ impl Writer<'_> {
                 "const int64_t sf_t0 = (int64_t) {}[0];",
                 self.input("", "t_step")
             )?;
+            if self.dialect == Dialect::Cuda {
+                writeln!(
+                    w,
+                    "unsigned int* const sf_barrier = (unsigned int*) {};\nunsigned int sf_arrivals = 0;",
+                    self.output("", GRID_BARRIER)
+                )?;
+            }
+            // Forwards: the spikes of every step (a thread a neuron, walking the steps), then
+            // what was delivered (a thread a step and source row).
             self.write_copies(w)?;
+            for ga in 0..self.adj.groups.len() {
+                self.write_spikes(ga, w)?;
+            }
             self.sync(w)?;
-            w.block("for (int64_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
-                self.write_step_header(w)?;
-                for ga in 0..self.adj.groups.len() {
-                    self.write_spikes(ga, w)?;
-                }
-                self.sync(w)?;
-                for (d, _) in self.adj.deliveries.iter().enumerate() {
-                    self.write_delivery(d, false, w)?;
-                }
-                self.sync(w)
-            })?;
+            for d in 0..self.adj.deliveries.len() {
+                self.write_delivery(d, false, w)?;
+            }
+            self.sync(w)?;
+            // Backwards: at sf_k, each neuron's step adjoint of step sf_k (its synaptic spike
+            // cotangent complete since the last barrier), then the adjoint of what was
+            // delivered to it at step sf_k - 1 (from the adjoint just computed); a barrier; the
+            // transposed propagation of step sf_k - 1; a barrier.
             w.block(
-                "for (int64_t sf_s = sf_steps - 1; sf_s >= 0; --sf_s)",
+                "for (int64_t sf_k = sf_steps; sf_k >= 0; --sf_k)",
                 |w| {
-                    self.write_step_header(w)?;
                     for ga in 0..self.adj.groups.len() {
-                        self.write_group(ga, true, w)?;
+                        self.write_group(ga, w)?;
                     }
-                    for ga in &self.adj.groups {
-                        let o = &self.net.groups[ga.group].name;
-                        let n = self.net.groups[ga.group].n;
-                        let g = self.output(o, "synaptic_cotangent");
-                        writeln!(w, "{} {g}[sf_i] = 0;", self.each("sf_i", &n.to_string()))?;
-                    }
+                    w.write_str("if (sf_k == 0) break;\n")?;
                     self.sync(w)?;
-                    for (d, _) in self.adj.deliveries.iter().enumerate() {
-                        self.write_delivery(d, true, w)?;
-                        // Two deliveries from one source group may add to one neuron's cotangent.
-                        self.sync(w)?;
-                    }
-                    for ga in 0..self.adj.groups.len() {
-                        self.write_group(ga, false, w)?;
-                    }
+                    w.block("/* The transposed propagation of step sf_k - 1. */", |w| {
+                        w.write_str("const int64_t sf_s = sf_k - 1;\n")?;
+                        self.write_step_header(w)?;
+                        let mut since_barrier: Vec<usize> = Vec::new();
+                        for (d, del) in self.adj.deliveries.iter().enumerate() {
+                            // Two statements of one projection add to the same synapses' gradients
+                            // (not atomically): a barrier between them.
+                            if !del.grads.is_empty() && since_barrier.contains(&del.projection) {
+                                self.sync(w)?;
+                                since_barrier.clear();
+                            }
+                            if !del.grads.is_empty() {
+                                since_barrier.push(del.projection);
+                            }
+                            self.write_delivery(d, true, w)?;
+                        }
+                        Ok(())
+                    })?;
                     self.sync(w)
                 },
             )
@@ -599,17 +696,14 @@ impl Writer<'_> {
             )?;
         }
         for ga in &self.adj.groups {
-            if ga.refractory_steps.is_some() {
-                let o = &self.net.groups[ga.group].name;
-                let n = self.net.groups[ga.group].n;
-                writeln!(
-                    w,
-                    "{} {}[sf_k] = {}[sf_k];",
-                    self.each("sf_k", &n.to_string()),
-                    self.output(o, "lastspike"),
-                    self.input(o, "lastspike_step")
-                )?;
-            }
+            let o = &self.net.groups[ga.group].name;
+            let n = self.net.groups[ga.group].n;
+            writeln!(
+                w,
+                "{} {}[sf_k] = 0;",
+                self.each("sf_k", &n.to_string()),
+                self.output(o, "synaptic_cotangent")
+            )?;
         }
         Ok(())
     }
@@ -694,57 +788,64 @@ impl Writer<'_> {
         .block(roots, prefix, w)
     }
 
-    /// The forward walk's part for group ga at step `sf_s`: refractoriness and the spike.
+    /// The forward walk's part for group ga: each neuron's thread walks the segment's steps,
+    /// recomputing its refractoriness (from the checkpoint's `lastspike_step`) and its spike
+    /// (the threshold on the recorded values), and zeroes what will be delivered to it.
     fn write_spikes(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
         let adj = &self.adj.groups[ga];
         let group = &self.net.groups[adj.group];
+        let ir = group.neuron_ir().expect("a neuron group");
         let (o, n) = (&group.name, group.n);
         let spikes = self.output(o, "spikes");
         w.block(self.each("sf_i", &n.to_string()), |w| {
-            if let Some(r) = adj.refractory_steps {
-                let ls = self.output(o, "lastspike");
+            if adj.refractory_steps.is_some() {
                 writeln!(
                     w,
-                    "{}[sf_s * {n} + sf_i] = ({ls}[sf_i] <= {NEVER_SPIKED} || {ls}[sf_i] <= sf_t_step - ({r})) ? 1 : 0;",
-                    self.output(o, "not_refractory")
+                    "int32_t sf_lastspike = {}[sf_i];",
+                    self.input(o, "lastspike_step")
                 )?;
             }
-            let Some(spike) = adj.dag.spike else {
-                return writeln!(w, "{spikes}[sf_s * {n} + sf_i] = 0;");
-            };
-            self.write_loads(ga, w)?;
-            let text = self.print(ga, &[spike], "sf_f", w)?.remove(0);
-            writeln!(w, "const bool sf_spike = {text};")?;
-            writeln!(w, "{spikes}[sf_s * {n} + sf_i] = sf_spike ? 1 : 0;")?;
-            if adj.refractory_steps.is_some() {
-                let ls = self.output(o, "lastspike");
-                writeln!(w, "if (sf_spike) {ls}[sf_i] = (int32_t) sf_t_step;")?;
-            }
-            Ok(())
-        })?;
-        let ir = group.neuron_ir().expect("a neuron group");
-        for v in &adj.delivered_targets {
-            let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
-            writeln!(
-                w,
-                "{} {d}[sf_s * {n} + sf_i] = 0;",
-                self.each("sf_i", &n.to_string())
-            )?;
-        }
-        Ok(())
+            w.block("for (int64_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
+                self.write_step_header(w)?;
+                for v in &adj.delivered_targets {
+                    let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
+                    writeln!(w, "{d}[sf_s * {n} + sf_i] = 0;")?;
+                }
+                if let Some(r) = adj.refractory_steps {
+                    writeln!(
+                        w,
+                        "{}[sf_s * {n} + sf_i] = (sf_lastspike <= {NEVER_SPIKED} || sf_lastspike <= sf_t_step - ({r})) ? 1 : 0;",
+                        self.output(o, "not_refractory")
+                    )?;
+                }
+                let Some(spike) = adj.dag.spike else {
+                    return writeln!(w, "{spikes}[sf_s * {n} + sf_i] = 0;");
+                };
+                self.write_loads(ga, w)?;
+                let text = self.print(ga, &[spike], "sf_f", w)?.remove(0);
+                writeln!(w, "const bool sf_spike = {text};")?;
+                writeln!(w, "{spikes}[sf_s * {n} + sf_i] = sf_spike ? 1 : 0;")?;
+                if adj.refractory_steps.is_some() {
+                    writeln!(w, "if (sf_spike) sf_lastspike = (int32_t) sf_t_step;")?;
+                }
+                Ok(())
+            })
+        })
     }
 
-    /// Group ga at step `sf_s` backwards: with `delivered`, the adjoints of what was delivered
-    /// into its history; else its step adjoint, with the synaptic spike cotangents.
-    fn write_group(&self, ga: usize, delivered: bool, w: &mut SourceWriter) -> fmt::Result {
+    /// Group ga's part of the backward step `sf_k` (see [`Writer::write`]), inside the loop
+    /// over its neurons: its step adjoint of step `sf_k` (with the synaptic spike cotangents,
+    /// which it then zeroes), then the adjoints of what was delivered at step `sf_k - 1` into
+    /// its history.
+    fn write_group(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
         let adj = &self.adj.groups[ga];
         let group = &self.net.groups[adj.group];
         let ir = group.neuron_ir().expect("a neuron group");
         let (o, n, real) = (&group.name, group.n, self.real());
-        if delivered && adj.delivered_targets.is_empty() {
-            return Ok(());
-        }
-        w.block(self.each("sf_i", &n.to_string()), |w| {
+        // The values both parts read: the step's recorded state and inputs, the adjoints after
+        // the step, what was delivered in it.
+        let common = |w: &mut SourceWriter| -> fmt::Result {
+            self.write_step_header(w)?;
             self.write_loads(ga, w)?;
             for (k, v) in adj.dag.stored.iter().enumerate() {
                 let a = self.output(o, &format!("adjoint:{}", ir.symbol(*v).name));
@@ -754,7 +855,47 @@ impl Writer<'_> {
                 let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
                 writeln!(w, "const {real} sf_d{k} = {d}[sf_s * {n} + sf_i];")?;
             }
-            if delivered {
+            Ok(())
+        };
+        w.block(self.each("sf_i", &n.to_string()), |w| {
+            w.block("if (sf_k < sf_steps)", |w| {
+                w.write_str("const int64_t sf_s = sf_k;\n")?;
+                common(w)?;
+                let synaptic = self.output(o, "synaptic_cotangent");
+                writeln!(
+                    w,
+                    "const {real} sf_gs = {}[sf_s * {n} + sf_i] + {synaptic}[sf_i];",
+                    self.input(o, "spike_cotangent"),
+                )?;
+                writeln!(w, "{synaptic}[sf_i] = 0;")?;
+                let mut roots = adj.dag.adjoint.clone();
+                roots.extend(adj.dag.inputs.iter().map(|(_, e)| *e));
+                let texts = self.print(ga, &roots, "sf_", w)?;
+                let (states, inputs) = texts.split_at(adj.dag.stored.len());
+                for (k, text) in states.iter().enumerate() {
+                    writeln!(w, "const {real} sf_na{k} = {text};")?;
+                }
+                for ((v, _), text) in adj.dag.inputs.iter().zip(inputs) {
+                    let g = self.output(o, &format!("grad:{}", ir.symbol(*v).name));
+                    writeln!(w, "{g}[sf_i] += {text};")?;
+                }
+                for (k, v) in adj.dag.stored.iter().enumerate() {
+                    let name = &ir.symbol(*v).name;
+                    writeln!(
+                        w,
+                        "{}[sf_i] = sf_na{k} + {}[sf_s * {n} + sf_i];",
+                        self.output(o, &format!("adjoint:{name}")),
+                        self.input(o, &format!("state_cotangent:{name}"))
+                    )?;
+                }
+                Ok(())
+            })?;
+            if adj.delivered_targets.is_empty() {
+                return Ok(());
+            }
+            w.block("if (sf_k > 0)", |w| {
+                w.write_str("const int64_t sf_s = sf_k - 1;\n")?;
+                common(w)?;
                 writeln!(w, "const {real} sf_gs = 0;")?;
                 let texts = self.print(ga, &adj.dag.delivered_adjoint, "sf_h", w)?;
                 for (v, text) in adj.delivered_targets.iter().zip(texts) {
@@ -765,35 +906,8 @@ impl Writer<'_> {
                         adj.history
                     )?;
                 }
-                return Ok(());
-            }
-            writeln!(
-                w,
-                "const {real} sf_gs = {}[sf_s * {n} + sf_i] + {}[sf_i];",
-                self.input(o, "spike_cotangent"),
-                self.output(o, "synaptic_cotangent")
-            )?;
-            let mut roots = adj.dag.adjoint.clone();
-            roots.extend(adj.dag.inputs.iter().map(|(_, e)| *e));
-            let texts = self.print(ga, &roots, "sf_", w)?;
-            let (states, inputs) = texts.split_at(adj.dag.stored.len());
-            for (k, text) in states.iter().enumerate() {
-                writeln!(w, "const {real} sf_na{k} = {text};")?;
-            }
-            for ((v, _), text) in adj.dag.inputs.iter().zip(inputs) {
-                let g = self.output(o, &format!("grad:{}", ir.symbol(*v).name));
-                writeln!(w, "{g}[sf_i] += {text};")?;
-            }
-            for (k, v) in adj.dag.stored.iter().enumerate() {
-                let name = &ir.symbol(*v).name;
-                writeln!(
-                    w,
-                    "{}[sf_i] = sf_na{k} + {}[sf_s * {n} + sf_i];",
-                    self.output(o, &format!("adjoint:{name}")),
-                    self.input(o, &format!("state_cotangent:{name}"))
-                )?;
-            }
-            Ok(())
+                Ok(())
+            })
         })
     }
 
@@ -880,6 +994,7 @@ impl Writer<'_> {
         writeln!(w, "/* {} -> {}.{x} */", proj.name, target.name)?;
         if !backwards {
             let delta = self.output(&target.name, &format!("delivered:{x}"));
+            // The synapses of row sf_r, their increments added to what arrives at step sf_s.
             let row = |w: &mut SourceWriter| -> fmt::Result {
                 range(w)?;
                 w.block(
@@ -895,49 +1010,78 @@ impl Writer<'_> {
                     },
                 )
             };
-            return w.block(format!("for ({delays})"), |w| {
-                w.write_str("const int64_t sf_from = sf_s - sf_D;\n")?;
-                w.block("if (sf_from >= 0)", |w| {
-                    w.block(self.each("sf_r", &n_pre.to_string()), |w| {
-                        writeln!(
-                            w,
-                            "if ({spikes}[sf_from * {ns} + {s0} + sf_r] == 0) continue;"
-                        )?;
-                        row(w)
-                    })
-                })?;
-                if !self.has_input(&source.name, "spike_queue") {
-                    return Ok(());
-                }
-                let depth = self.adj.plan.groups[proj.source].depth;
-                let queue = self.input(&source.name, "spike_queue");
-                let counts = self.input(&source.name, "spike_queue_counts");
-                w.block("else if (sf_t_step - sf_D >= 0)", |w| {
+            // Spikes of the segment: a thread a (step, row).
+            w.block(self.each("sf_w", &format!("sf_steps * {n_pre}")), |w| {
+                writeln!(
+                    w,
+                    "const int64_t sf_s = sf_w / {n_pre}, sf_r = sf_w % {n_pre};"
+                )?;
+                w.block(format!("for ({delays})"), |w| {
+                    w.write_str("const int64_t sf_from = sf_s - sf_D;\n")?;
+                    writeln!(
+                        w,
+                        "if (sf_from < 0 || {spikes}[sf_from * {ns} + {s0} + sf_r] == 0) continue;"
+                    )?;
+                    row(w)
+                })
+            })?;
+            if !self.has_input(&source.name, "spike_queue") {
+                return Ok(());
+            }
+            // Spikes before the segment, from the checkpoint's queue: a thread a (step, entry).
+            let depth = self.adj.plan.groups[proj.source].depth;
+            let queue = self.input(&source.name, "spike_queue");
+            let counts = self.input(&source.name, "spike_queue_counts");
+            return w.block(self.each("sf_w", &format!("sf_steps * {ns}")), |w| {
+                writeln!(
+                    w,
+                    "const int64_t sf_s = sf_w / {ns}, sf_q = sf_w % {ns};\nconst int64_t sf_t_step = sf_t0 + sf_s;"
+                )?;
+                w.block(format!("for ({delays})"), |w| {
+                    w.write_str(
+                        "if (sf_s - sf_D >= 0 || sf_t_step - sf_D < 0) continue;\n",
+                    )?;
                     writeln!(w, "const int64_t sf_slot = (sf_t_step - sf_D) % {depth};")?;
                     writeln!(w, "int64_t sf_count = {counts}[sf_slot];")?;
                     writeln!(w, "if (sf_count > {ns}) sf_count = {ns};")?;
-                    w.block(self.each("sf_q", "sf_count"), |w| {
-                        writeln!(
-                            w,
-                            "const int64_t sf_r = (int64_t) {queue}[sf_slot * {ns} + sf_q] - {s0};"
-                        )?;
-                        writeln!(w, "if (sf_r < 0 || sf_r >= {n_pre}) continue;")?;
-                        row(w)
-                    })
+                    w.write_str("if (sf_q >= sf_count) continue;\n")?;
+                    writeln!(
+                        w,
+                        "const int64_t sf_r = (int64_t) {queue}[sf_slot * {ns} + sf_q] - {s0};"
+                    )?;
+                    writeln!(w, "if (sf_r < 0 || sf_r >= {n_pre}) continue;")?;
+                    row(w)
                 })
             });
         }
+        // Backwards: a warp a source row, its lanes sharing the row's synapses; the row's sum
+        // and the shared weights' gradients summed over the lanes, added by lane 0.
         let history = self.output(&target.name, &format!("history:{x}"));
         let synaptic = self.output(&source.name, "synaptic_cotangent");
         let h = tadj.history;
+        let real = self.real();
         let mut roots = vec![del.increment];
         roots.extend(del.grads.iter().map(|(_, e)| *e));
-        w.block(self.each("sf_r", &n_pre.to_string()), |w| {
+        let shared: Vec<bool> = del
+            .grads
+            .iter()
+            .map(|(v, _)| proj.synapses.group.symbol(*v).shared)
+            .collect();
+        let (lane, width) = match self.dialect {
+            Dialect::C => ("0", "1"),
+            Dialect::Cuda => ("(int64_t) (threadIdx.x & 31u)", "32"),
+        };
+        w.block(self.each_warp("sf_r", &n_pre.to_string()), |w| {
             writeln!(
                 w,
                 "const int sf_fired = {spikes}[sf_s * {ns} + {s0} + sf_r] != 0;"
             )?;
-            writeln!(w, "{} sf_sum = 0;", self.real())?;
+            writeln!(w, "{real} sf_sum = 0;")?;
+            for (k, sh) in shared.iter().enumerate() {
+                if *sh {
+                    writeln!(w, "{real} sf_gw{k} = 0;")?;
+                }
+            }
             w.block(format!("for ({delays})"), |w| {
                 range(w)?;
                 writeln!(
@@ -945,25 +1089,26 @@ impl Writer<'_> {
                     "const int64_t sf_at = ((sf_t_step + sf_D) % {h}) * {nt} + {t0};"
                 )?;
                 w.block(
-                    "for (int64_t sf_syn = sf_a; sf_syn < sf_b; ++sf_syn)",
+                    format!("for (int64_t sf_syn = sf_a + {lane}; sf_syn < sf_b; sf_syn += {width})"),
                     |w| {
                         writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
                         writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
-                        writeln!(w, "const {} sf_ad = {history}[sf_at + sf_j];", self.real())?;
+                        writeln!(w, "const {real} sf_ad = {history}[sf_at + sf_j];")?;
                         let texts = self.print_synapse(d, &del.arena, &roots, w)?;
                         writeln!(w, "sf_sum += {} * sf_ad;", texts[0])?;
                         if del.grads.is_empty() {
                             return Ok(());
                         }
                         w.block("if (sf_fired)", |w| {
-                            for ((v, _), text) in del.grads.iter().zip(&texts[1..]) {
-                                let sym = proj.synapses.group.symbol(*v);
-                                let g = self.output(&proj.name, &format!("grad:{}", sym.name));
-                                let value = format!("sf_ad * ({text})");
-                                if sym.shared {
-                                    writeln!(w, "{}", self.accumulate(&format!("{g}[0]"), &value))?;
+                            for (k, (((v, _), text), sh)) in
+                                del.grads.iter().zip(&texts[1..]).zip(&shared).enumerate()
+                            {
+                                if *sh {
+                                    writeln!(w, "sf_gw{k} += sf_ad * ({text});")?;
                                 } else {
-                                    writeln!(w, "{g}[sf_syn] += {value};")?;
+                                    let sym = proj.synapses.group.symbol(*v);
+                                    let g = self.output(&proj.name, &format!("grad:{}", sym.name));
+                                    writeln!(w, "{g}[sf_syn] += sf_ad * ({text});")?;
                                 }
                             }
                             Ok(())
@@ -971,7 +1116,33 @@ impl Writer<'_> {
                     },
                 )
             })?;
-            writeln!(w, "{synaptic}[{s0} + sf_r] += sf_sum;")
+            writeln!(w, "sf_sum = {};", self.warp_sum("sf_sum"))?;
+            writeln!(
+                w,
+                "if ({lane} == 0) {}",
+                self.accumulate(&format!("{synaptic}[{s0} + sf_r]"), "sf_sum")
+            )?;
+            let any_shared = shared.iter().any(|x| *x);
+            if !any_shared {
+                return Ok(());
+            }
+            // sf_fired is the warp's: the lanes shuffle together.
+            w.block("if (sf_fired)", |w| {
+                for (k, ((v, _), sh)) in del.grads.iter().zip(&shared).enumerate() {
+                    if !*sh {
+                        continue;
+                    }
+                    let sym = proj.synapses.group.symbol(*v);
+                    let g = self.output(&proj.name, &format!("grad:{}", sym.name));
+                    writeln!(w, "sf_gw{k} = {};", self.warp_sum(&format!("sf_gw{k}")))?;
+                    writeln!(
+                        w,
+                        "if ({lane} == 0) {}",
+                        self.accumulate(&format!("{g}[0]"), &format!("sf_gw{k}"))
+                    )?;
+                }
+                Ok(())
+            })
         })
     }
 }
