@@ -155,6 +155,13 @@ def loss_of(v, count):
     return jnp.mean((count - TARGET_COUNT) ** 2) + 1e-3 * jnp.mean((v - C["El"]) ** 2)
 
 
+def segment_length(steps: int, checkpoint_every: int | None, n: int) -> int:
+    """The steps between the gradient's checkpoints (no state monitor here)."""
+    from spikeforge.network.gradients import segment_lengths
+
+    return segment_lengths(steps, checkpoint_every, [], n)[0]
+
+
 def timed(fn, *args, repeats: int) -> float:
     jax.block_until_ready(fn(*args))
     times = []
@@ -202,6 +209,9 @@ def gradient_functions(n: int, steps: int, dtype, checkpoint_every):
         new, out = net.run(with_params(v0, w, wi), steps=steps)
         return new["P"]["v"], out.spike_count["P"]
 
+    def sf_vjp_forward(v0, w, wi):
+        return jax.vjp(sf_loss, v0, w, wi)[0]
+
     args = (state["P"]["v"], state["Ce"]["w"], state["Ci"]["wi"])
     argnums = (0, 1, 2)
     return (
@@ -211,13 +221,16 @@ def gradient_functions(n: int, steps: int, dtype, checkpoint_every):
         jax.jit(jax.grad(sf_loss, argnums=argnums)),
         jax.jit(jax.grad(scan_loss, argnums=argnums)),
         jax.jit(scan),
+        jax.jit(sf_vjp_forward),
     )
 
 
 def measure(n: int, steps: int, dtype_name: str, repeats: int, checkpoint_every: int | None) -> dict:
     dtype = jnp.dtype(dtype_name)
     device = jax.devices()[0]
-    state, args, forward, sf_grad, scan_grad, scan_forward = gradient_functions(n, steps, dtype, checkpoint_every)
+    state, args, forward, sf_grad, scan_grad, scan_forward, sf_vjp_forward = gradient_functions(
+        n, steps, dtype, checkpoint_every
+    )
     jax.block_until_ready((state, args))
     before = memory_in_use(device)
     g_sf = jax.block_until_ready(sf_grad(*args))
@@ -232,12 +245,14 @@ def measure(n: int, steps: int, dtype_name: str, repeats: int, checkpoint_every:
     t_forward = timed(forward, *args, repeats=repeats)
     t_scan = timed(scan_grad, *args, repeats=repeats)
     t_scan_forward = timed(scan_forward, *args, repeats=repeats)
+    t_vjp_forward = timed(sf_vjp_forward, *args, repeats=repeats)
     _, counts = forward(*args)
     _, counts_ref = scan_forward(*args)
     counts, counts_ref = np.asarray(counts), np.asarray(counts_ref)
     return dict(
         neurons=n,
         steps=steps,
+        checkpoint_every=segment_length(steps, checkpoint_every, n),
         dtype=dtype_name,
         rate_hz=float(counts.sum() / n / (steps * DT * 1e-3)),
         neurons_with_other_counts=int((counts != counts_ref).sum()),
@@ -245,6 +260,7 @@ def measure(n: int, steps: int, dtype_name: str, repeats: int, checkpoint_every:
         gradient=t_gradient,
         scan=t_scan,
         scan_forward=t_scan_forward,
+        vjp_forward=t_vjp_forward,
         differences=relative_differences(g_sf, g_scan),
         peak=peak_sf,
         peak_scan=peak_scan,
@@ -255,7 +271,7 @@ def measure(n: int, steps: int, dtype_name: str, repeats: int, checkpoint_every:
 def float64_check(n: int, steps: int) -> dict:
     """A small network in float64: the two gradients to 1e-8 (the same spikes, so the same
     surrogate terms)."""
-    _, args, forward, sf_grad, scan_grad, scan_forward = gradient_functions(n, steps, jnp.float64, None)
+    _, args, forward, sf_grad, scan_grad, scan_forward, _ = gradient_functions(n, steps, jnp.float64, None)
     _, counts = forward(*args)
     _, counts_ref = scan_forward(*args)
     worst = []
@@ -307,6 +323,11 @@ def main() -> int:
     print(
         f"{row['forward']:11.5f}{row['gradient']:11.5f}{ratio:7.2f}{row['scan_forward']:16.5f}"
         f"{row['scan']:17.5f}{speed_up:10.1f}{peak:>10}{peak_scan:>14}"
+    )
+    k = row["checkpoint_every"]
+    print(
+        f"of fwd+bwd: the forward in segments of {k} steps (checkpoints) {row['vjp_forward']:.5f} s, "
+        f"the backward (recomputation and adjoint kernel) {row['gradient'] - row['vjp_forward']:.5f} s"
     )
     diffs = ", ".join(f"d/d{k} {d:.2e}" for k, d in zip(NAMES, row["differences"]))
     print(

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import spikeforge as sf
+from spikeforge.network.gradients import segment_lengths
 from test_gradients import SURROGATES, heaviside
 
 DT = 0.1
@@ -172,6 +173,19 @@ def test_network_gradients_match_jax_grad_of_lax_scan(device, per_synapse_delay)
     want = jax.grad(reference_loss(state, steps), argnums=argnums)(*arguments(state))
     assert float(np.abs(np.asarray(want[3])).max()) > 0, "the weights' gradient should not vanish"
     assert_close(got, want, 1e-8)
+
+
+def test_segment_lengths():
+    """``checkpoint_every`` sets the segments (rounded up to the state monitors' ``every``); by
+    default about ``sqrt(steps)``."""
+    lengths = segment_lengths
+    assert lengths(60, 7, [1], 30) == [7] * 8 + [4]
+    assert lengths(60, 1, [], 30) == [1] * 60
+    assert lengths(60, 60, [1], 30) == [60]
+    assert lengths(1000, None, [], 4000) == [32] * 31 + [8]
+    assert lengths(47, 6, [3], 30) == [6] * 7 + [5]
+    assert lengths(47, 4, [3], 30) == [6] * 7 + [5]
+    assert lengths(10, 100, [4], 30) == [10]
 
 
 def test_checkpoint_spacing_does_not_change_the_gradient(device):

@@ -39,7 +39,7 @@ from .groups import NeuronGroup
 from .monitors import PopulationRateMonitor, StateMonitor
 from .output import NetworkOutput
 
-__all__ = ["network_grad_p", "differentiable_run"]
+__all__ = ["network_grad_p", "differentiable_run", "segment_lengths"]
 
 
 def _lowering(*, spec, key, steps, scratch) -> FfiCall:
@@ -117,6 +117,18 @@ def realify_counts(net, out: NetworkOutput, real) -> NetworkOutput:
     return NetworkOutput(out.records, counts)
 
 
+def segment_lengths(steps: int, checkpoint_every, every: list, neurons: int) -> list:
+    """The lengths of the run's segments between checkpoints: ``k`` each (the last one
+    shorter), ``k`` the neuron runs' spacing (``checkpoint_every``, or about ``sqrt(steps)``)
+    rounded up to a multiple of every state monitor's ``every`` (each segment's run starts
+    recording in phase), at most ``steps`` rounded up to that multiple."""
+    multiple = int(np.lcm.reduce(every)) if every else 1
+    k = segment_length(steps, checkpoint_every, neurons)
+    k = -(-k // multiple) * multiple
+    k = min(k, -(-steps // multiple) * multiple)
+    return [k] * (steps // k) + ([steps % k] if steps % k else [])
+
+
 def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, checkpoint_every):
     """``net.run(state, steps=steps)`` (one forward call) wrapped so that ``jax.grad`` /
     ``jax.vjp`` run the network adjoint kernel."""
@@ -128,10 +140,8 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
 
     run = jax.custom_vjp(forward)
     every = [m.every for m in net.members.state_monitors.values()]
-    multiple = int(np.lcm.reduce(every)) if every else 1
-    k = segment_length(steps, multiple, checkpoint_every)
-    k = min(k, -(-steps // multiple) * multiple)
-    lengths = [k] * (steps // k) + ([steps % k] if steps % k else [])
+    neurons = sum(g.n for g in net.members.groups if isinstance(g, NeuronGroup))
+    lengths = segment_lengths(steps, checkpoint_every, every, neurons)
 
     def fwd(state):
         answer = net._compile(variant)
