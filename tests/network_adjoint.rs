@@ -268,7 +268,7 @@ fn the_cuda_kernel_matches_the_c_kernel_in_emulation() {
             }
             None => {
                 // States around the threshold (1.0), so that some neurons spike.
-                let (lo, hi) = if a.name.starts_with("state:") {
+                let (lo, hi) = if a.name.starts_with("checkpoint:") {
                     (0.0, 1.3)
                 } else {
                     (-1.0, 1.0)

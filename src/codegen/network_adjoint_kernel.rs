@@ -158,10 +158,10 @@ pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjoi
         for v in &ga.dag.stored {
             inputs.push(arg(
                 o,
-                format!("state:{}", name(*v)),
-                "state",
+                format!("checkpoint:{}", name(*v)),
+                "checkpoint",
                 real,
-                vec![STEPS, Dim::Fixed(n)],
+                vec![Dim::Fixed(n)],
             ));
         }
         for v in group_inputs(ir) {
@@ -262,6 +262,15 @@ pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjoi
             .collect();
         inputs.extend(history.iter().cloned());
         outputs.extend(history);
+        for v in &ga.dag.stored {
+            scratch.push(arg(
+                o,
+                format!("state:{}", name(*v)),
+                "scratch",
+                real,
+                vec![STEPS, Dim::Fixed(n)],
+            ));
+        }
         scratch.push(arg(
             o,
             "spikes".into(),
@@ -283,6 +292,13 @@ pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjoi
                 "scratch",
                 ElemType::I32,
                 vec![STEPS, Dim::Fixed(n)],
+            ));
+            scratch.push(arg(
+                o,
+                "lastspike".into(),
+                "scratch",
+                ElemType::I32,
+                vec![Dim::Fixed(n)],
             ));
         }
         for v in ga.delivered_targets.clone() {
@@ -402,6 +418,17 @@ pub fn generate_network_adjoint(
     })
 }
 
+/// The passes of a delivery in the kernel.
+#[derive(Clone, Copy)]
+enum Pass {
+    /// The recomputation: spikes of the checkpoint's queue arriving in the segment.
+    Queued,
+    /// The recomputation: the spike of neuron `sf_i` at `sf_s`, its arrivals in the segment.
+    Spike,
+    /// The transposed propagation of step `sf_s` from the history of `a_Δ`.
+    Backwards,
+}
+
 struct Writer<'a> {
     net: &'a NetworkIr,
     adj: &'a NetworkAdjoint,
@@ -476,9 +503,9 @@ impl Writer<'_> {
     fn sync(&self, w: &mut SourceWriter) -> fmt::Result {
         match self.dialect {
             Dialect::C => Ok(()),
-            Dialect::Cuda => w.write_str(
-                "sf_arrivals += gridDim.x;\nsf_grid_sync(sf_barrier, sf_arrivals);\n",
-            ),
+            Dialect::Cuda => {
+                w.write_str("sf_arrivals += gridDim.x;\nsf_grid_sync(sf_barrier, sf_arrivals);\n")
+            }
         }
     }
 
@@ -608,17 +635,22 @@ impl Writer<'_> {
                     self.output("", GRID_BARRIER)
                 )?;
             }
-            // Forwards: the spikes of every step (a thread a neuron, walking the steps), then
-            // what was delivered (a thread a step and source row).
+            // Forwards from the checkpoint: the segment recomputed, a barrier a step (see
+            // `write_recompute`).
             self.write_copies(w)?;
             for ga in 0..self.adj.groups.len() {
-                self.write_spikes(ga, w)?;
+                self.write_segment_start(ga, w)?;
             }
             self.sync(w)?;
             for d in 0..self.adj.deliveries.len() {
-                self.write_delivery(d, false, w)?;
+                self.write_queued_deliveries(d, w)?;
             }
-            self.sync(w)?;
+            w.block("for (int64_t sf_k = 0; sf_k < sf_steps; ++sf_k)", |w| {
+                for ga in 0..self.adj.groups.len() {
+                    self.write_recompute(ga, w)?;
+                }
+                self.sync(w)
+            })?;
             // Backwards: at sf_k, each neuron's step adjoint of step sf_k (its synaptic spike
             // cotangent complete since the last barrier), then the adjoint of what was
             // delivered to it at step sf_k - 1 (from the adjoint just computed); a barrier; the
@@ -645,7 +677,7 @@ impl Writer<'_> {
                             if !del.grads.is_empty() {
                                 since_barrier.push(del.projection);
                             }
-                            self.write_delivery(d, true, w)?;
+                            self.write_delivery(d, Pass::Backwards, w)?;
                         }
                         Ok(())
                     })?;
@@ -753,7 +785,7 @@ impl Writer<'_> {
         let ir = group.neuron_ir().expect("a neuron group");
         let (o, n, real) = (&group.name, group.n, self.real());
         for v in &adj.dag.stored {
-            let p = self.input(o, &format!("state:{}", ir.symbol(*v).name));
+            let p = self.output(o, &format!("state:{}", ir.symbol(*v).name));
             writeln!(w, "const {real} x{} = {p}[sf_s * {n} + sf_i];", v.0)?;
         }
         for v in group_inputs(ir) {
@@ -788,45 +820,103 @@ impl Writer<'_> {
         .block(roots, prefix, w)
     }
 
-    /// The forward walk's part for group ga: each neuron's thread walks the segment's steps,
-    /// recomputing its refractoriness (from the checkpoint's `lastspike_step`) and its spike
-    /// (the threshold on the recorded values), and zeroes what will be delivered to it.
-    fn write_spikes(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
+    /// Group ga at the segment's start: each neuron's thread zeroes what will be delivered to
+    /// it, copies its checkpoint into the recomputed states' first step and its last spike.
+    fn write_segment_start(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
         let adj = &self.adj.groups[ga];
         let group = &self.net.groups[adj.group];
         let ir = group.neuron_ir().expect("a neuron group");
         let (o, n) = (&group.name, group.n);
-        let spikes = self.output(o, "spikes");
         w.block(self.each("sf_i", &n.to_string()), |w| {
+            for v in &adj.delivered_targets {
+                let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
+                writeln!(
+                    w,
+                    "for (int64_t sf_s = 0; sf_s < sf_steps; ++sf_s) {d}[sf_s * {n} + sf_i] = 0;"
+                )?;
+            }
+            for v in &adj.dag.stored {
+                let name = &ir.symbol(*v).name;
+                writeln!(
+                    w,
+                    "{}[sf_i] = {}[sf_i];",
+                    self.output(o, &format!("state:{name}")),
+                    self.input(o, &format!("checkpoint:{name}"))
+                )?;
+            }
             if adj.refractory_steps.is_some() {
                 writeln!(
                     w,
-                    "int32_t sf_lastspike = {}[sf_i];",
+                    "{}[sf_i] = {}[sf_i];",
+                    self.output(o, "lastspike"),
                     self.input(o, "lastspike_step")
                 )?;
             }
-            w.block("for (int64_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
+            Ok(())
+        })
+    }
+
+    /// Group ga's part of the recomputation's step `sf_k`, each neuron by its thread (the one
+    /// that wrote its values before: no barrier between its own steps): the step `sf_k - 1`
+    /// completed (its new state from the values at its start and what was delivered in it, all
+    /// of it since the last barrier), then step `sf_k`'s refractoriness and spike, and the
+    /// spike's deliveries (atomic additions to what arrives at `sf_k + D`, where that is in the
+    /// segment). Brian2's order within a step: the update and threshold read the values at the
+    /// step's start, the deliveries are added before the reset (the DAG's `next_state`).
+    fn write_recompute(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
+        let adj = &self.adj.groups[ga];
+        let group = &self.net.groups[adj.group];
+        let ir = group.neuron_ir().expect("a neuron group");
+        let (o, n, real) = (&group.name, group.n, self.real());
+        let spikes = self.output(o, "spikes");
+        w.block(self.each("sf_i", &n.to_string()), |w| {
+            w.block("if (sf_k > 0)", |w| {
+                w.write_str("const int64_t sf_s = sf_k - 1;\n")?;
                 self.write_step_header(w)?;
-                for v in &adj.delivered_targets {
-                    let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
-                    writeln!(w, "{d}[sf_s * {n} + sf_i] = 0;")?;
-                }
-                if let Some(r) = adj.refractory_steps {
-                    writeln!(
-                        w,
-                        "{}[sf_s * {n} + sf_i] = (sf_lastspike <= {NEVER_SPIKED} || sf_lastspike <= sf_t_step - ({r})) ? 1 : 0;",
-                        self.output(o, "not_refractory")
-                    )?;
-                }
-                let Some(spike) = adj.dag.spike else {
-                    return writeln!(w, "{spikes}[sf_s * {n} + sf_i] = 0;");
-                };
                 self.write_loads(ga, w)?;
-                let text = self.print(ga, &[spike], "sf_f", w)?.remove(0);
-                writeln!(w, "const bool sf_spike = {text};")?;
-                writeln!(w, "{spikes}[sf_s * {n} + sf_i] = sf_spike ? 1 : 0;")?;
+                for (k, v) in adj.delivered_targets.iter().enumerate() {
+                    let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
+                    writeln!(w, "const {real} sf_d{k} = {d}[sf_s * {n} + sf_i];")?;
+                }
+                let texts = self.print(ga, &adj.dag.next_state, "sf_x", w)?;
+                for (v, text) in adj.dag.stored.iter().zip(texts) {
+                    let x = self.output(o, &format!("state:{}", ir.symbol(*v).name));
+                    writeln!(w, "{x}[(sf_s + 1) * {n} + sf_i] = {text};")?;
+                }
+                Ok(())
+            })?;
+            w.write_str("const int64_t sf_s = sf_k;\n")?;
+            self.write_step_header(w)?;
+            if let Some(r) = adj.refractory_steps {
+                let ls = self.output(o, "lastspike");
+                writeln!(
+                    w,
+                    "{}[sf_s * {n} + sf_i] = ({ls}[sf_i] <= {NEVER_SPIKED} || {ls}[sf_i] <= sf_t_step - ({r})) ? 1 : 0;",
+                    self.output(o, "not_refractory")
+                )?;
+            }
+            let Some(spike) = adj.dag.spike else {
+                return writeln!(w, "{spikes}[sf_s * {n} + sf_i] = 0;");
+            };
+            self.write_loads(ga, w)?;
+            let text = self.print(ga, &[spike], "sf_f", w)?.remove(0);
+            writeln!(w, "const bool sf_spike = {text};")?;
+            writeln!(w, "{spikes}[sf_s * {n} + sf_i] = sf_spike ? 1 : 0;")?;
+            let sources: Vec<usize> = (0..self.adj.deliveries.len())
+                .filter(|d| {
+                    self.net.projections[self.adj.deliveries[*d].projection].source == adj.group
+                })
+                .collect();
+            if adj.refractory_steps.is_none() && sources.is_empty() {
+                return Ok(());
+            }
+            w.block("if (sf_spike)", |w| {
                 if adj.refractory_steps.is_some() {
-                    writeln!(w, "if (sf_spike) sf_lastspike = (int32_t) sf_t_step;")?;
+                    let ls = self.output(o, "lastspike");
+                    writeln!(w, "{ls}[sf_i] = (int32_t) sf_t_step;")?;
+                }
+                for d in sources {
+                    self.write_spike_deliveries(d, w)?;
                 }
                 Ok(())
             })
@@ -941,9 +1031,19 @@ impl Writer<'_> {
         .block(roots, "sf_e", w)
     }
 
-    /// Delivery d at step `sf_s`. Forwards: adds the increments of the spikes arriving now to
-    /// `Δ`. Backwards: the transposed propagation from the history of `a_Δ`.
-    fn write_delivery(&self, d: usize, backwards: bool, w: &mut SourceWriter) -> fmt::Result {
+    /// The recomputation's deliveries of spikes from before the segment (the checkpoint's
+    /// queue), for every step of the segment at once.
+    fn write_queued_deliveries(&self, d: usize, w: &mut SourceWriter) -> fmt::Result {
+        self.write_delivery(d, Pass::Queued, w)
+    }
+
+    /// The recomputation's deliveries of the spike of source neuron `sf_i` at step `sf_s`.
+    fn write_spike_deliveries(&self, d: usize, w: &mut SourceWriter) -> fmt::Result {
+        self.write_delivery(d, Pass::Spike, w)
+    }
+
+    /// Delivery d in one of its passes (see [`Pass`]).
+    fn write_delivery(&self, d: usize, pass: Pass, w: &mut SourceWriter) -> fmt::Result {
         let del = &self.adj.deliveries[d];
         let proj = &self.net.projections[del.projection];
         let source = &self.net.groups[proj.source];
@@ -992,67 +1092,65 @@ impl Writer<'_> {
             )
         };
         writeln!(w, "/* {} -> {}.{x} */", proj.name, target.name)?;
-        if !backwards {
-            let delta = self.output(&target.name, &format!("delivered:{x}"));
-            // The synapses of row sf_r, their increments added to what arrives at step sf_s.
-            let row = |w: &mut SourceWriter| -> fmt::Result {
-                range(w)?;
-                w.block(
-                    "for (int64_t sf_syn = sf_a; sf_syn < sf_b; ++sf_syn)",
-                    |w| {
-                        writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
-                        writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
-                        let e = self
-                            .print_synapse(d, &del.arena, &[del.increment], w)?
-                            .remove(0);
-                        let target = format!("{delta}[sf_s * {nt} + {t0} + sf_j]");
-                        writeln!(w, "{}", self.accumulate(&target, &e))
-                    },
-                )
-            };
-            // Spikes of the segment: a thread a (step, row).
-            w.block(self.each("sf_w", &format!("sf_steps * {n_pre}")), |w| {
-                writeln!(
-                    w,
-                    "const int64_t sf_s = sf_w / {n_pre}, sf_r = sf_w % {n_pre};"
-                )?;
-                w.block(format!("for ({delays})"), |w| {
-                    w.write_str("const int64_t sf_from = sf_s - sf_D;\n")?;
-                    writeln!(
-                        w,
-                        "if (sf_from < 0 || {spikes}[sf_from * {ns} + {s0} + sf_r] == 0) continue;"
-                    )?;
-                    row(w)
+        let delta = self.output(&target.name, &format!("delivered:{x}"));
+        // The synapses of row sf_r whose spike at sf_s - sf_D arrives at sf_s, their increments
+        // added to what is delivered then.
+        let row = |w: &mut SourceWriter, at: &str| -> fmt::Result {
+            range(w)?;
+            w.block(
+                "for (int64_t sf_syn = sf_a; sf_syn < sf_b; ++sf_syn)",
+                |w| {
+                    writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
+                    writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
+                    let e = self
+                        .print_synapse(d, &del.arena, &[del.increment], w)?
+                        .remove(0);
+                    let target = format!("{delta}[({at}) * {nt} + {t0} + sf_j]");
+                    writeln!(w, "{}", self.accumulate(&target, &e))
+                },
+            )
+        };
+        match pass {
+            Pass::Spike => {
+                return w.block(format!("if (sf_i >= {s0} && sf_i < {s0} + {n_pre})"), |w| {
+                    writeln!(w, "const int64_t sf_r = sf_i - {s0};")?;
+                    w.block(format!("for ({delays})"), |w| {
+                        w.write_str("if (sf_s + sf_D >= sf_steps) continue;\n")?;
+                        row(w, "sf_s + sf_D")
+                    })
                 })
-            })?;
-            if !self.has_input(&source.name, "spike_queue") {
-                return Ok(());
             }
-            // Spikes before the segment, from the checkpoint's queue: a thread a (step, entry).
-            let depth = self.adj.plan.groups[proj.source].depth;
-            let queue = self.input(&source.name, "spike_queue");
-            let counts = self.input(&source.name, "spike_queue_counts");
-            return w.block(self.each("sf_w", &format!("sf_steps * {ns}")), |w| {
-                writeln!(
-                    w,
-                    "const int64_t sf_s = sf_w / {ns}, sf_q = sf_w % {ns};\nconst int64_t sf_t_step = sf_t0 + sf_s;"
-                )?;
-                w.block(format!("for ({delays})"), |w| {
-                    w.write_str(
-                        "if (sf_s - sf_D >= 0 || sf_t_step - sf_D < 0) continue;\n",
-                    )?;
-                    writeln!(w, "const int64_t sf_slot = (sf_t_step - sf_D) % {depth};")?;
-                    writeln!(w, "int64_t sf_count = {counts}[sf_slot];")?;
-                    writeln!(w, "if (sf_count > {ns}) sf_count = {ns};")?;
-                    w.write_str("if (sf_q >= sf_count) continue;\n")?;
+            Pass::Queued => {
+                if !self.has_input(&source.name, "spike_queue") {
+                    return Ok(());
+                }
+                // A thread a (step, queue entry).
+                let depth = self.adj.plan.groups[proj.source].depth;
+                let queue = self.input(&source.name, "spike_queue");
+                let counts = self.input(&source.name, "spike_queue_counts");
+                return w.block(self.each("sf_w", &format!("sf_steps * {ns}")), |w| {
                     writeln!(
                         w,
-                        "const int64_t sf_r = (int64_t) {queue}[sf_slot * {ns} + sf_q] - {s0};"
+                        "const int64_t sf_s = sf_w / {ns}, sf_q = sf_w % {ns};\nconst int64_t sf_t_step = sf_t0 + sf_s;"
                     )?;
-                    writeln!(w, "if (sf_r < 0 || sf_r >= {n_pre}) continue;")?;
-                    row(w)
-                })
-            });
+                    w.block(format!("for ({delays})"), |w| {
+                        w.write_str(
+                            "if (sf_s - sf_D >= 0 || sf_t_step - sf_D < 0) continue;\n",
+                        )?;
+                        writeln!(w, "const int64_t sf_slot = (sf_t_step - sf_D) % {depth};")?;
+                        writeln!(w, "int64_t sf_count = {counts}[sf_slot];")?;
+                        writeln!(w, "if (sf_count > {ns}) sf_count = {ns};")?;
+                        w.write_str("if (sf_q >= sf_count) continue;\n")?;
+                        writeln!(
+                            w,
+                            "const int64_t sf_r = (int64_t) {queue}[sf_slot * {ns} + sf_q] - {s0};"
+                        )?;
+                        writeln!(w, "if (sf_r < 0 || sf_r >= {n_pre}) continue;")?;
+                        row(w, "sf_s")
+                    })
+                });
+            }
+            Pass::Backwards => {}
         }
         // Backwards: a warp a source row, its lanes sharing the row's synapses; the row's sum
         // and the shared weights' gradients summed over the lanes, added by lane 0.
@@ -1089,7 +1187,9 @@ impl Writer<'_> {
                     "const int64_t sf_at = ((sf_t_step + sf_D) % {h}) * {nt} + {t0};"
                 )?;
                 w.block(
-                    format!("for (int64_t sf_syn = sf_a + {lane}; sf_syn < sf_b; sf_syn += {width})"),
+                    format!(
+                        "for (int64_t sf_syn = sf_a + {lane}; sf_syn < sf_b; sf_syn += {width})"
+                    ),
                     |w| {
                         writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
                         writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;

@@ -206,7 +206,13 @@ impl Handler for NetworkGradCuda {
         // holds at once (a cooperative grid: its blocks wait for each other at its barriers).
         let block = (CUDA_BLOCK.min(f.max_threads_per_block()) / 32).max(1) * 32;
         let neurons = site.net.groups.iter().map(|g| g.n).sum();
-        let rows = site.net.projections.iter().map(|p| p.n_pre()).max().unwrap_or(0);
+        let rows = site
+            .net
+            .projections
+            .iter()
+            .map(|p| p.n_pre())
+            .max()
+            .unwrap_or(0);
         let wanted = cuda_threads(neurons, rows, site.steps).div_ceil(block as usize);
         let resident = cuda::resident_blocks(&f, block, 0)?.max(1);
         let blocks = (wanted.min(u32::MAX as usize) as u32).clamp(1, resident);

@@ -9,10 +9,10 @@ event-driven propagation of the synapses; ``src/step/network_adjoint.rs``,
 
 Memory, as for neuron runs (``spikeforge.gradients``): the forward pass under differentiation
 runs the network in segments of ``k`` steps and keeps the whole state at the start of each
-(checkpoints, ``O(N steps/k)``); the backward pass, for each segment from the last, re-runs it
-from its checkpoint recording every stored variable of every group at every step (``O(N k)``)
-and calls the adjoint kernel on it. ``k`` defaults to about ``sqrt(steps)`` (a multiple of every
-state monitor's ``every``); ``run(..., checkpoint_every=k)`` sets it.
+(checkpoints, ``O(N steps/k)``); the backward pass calls the adjoint kernel for each segment
+from the last, with the segment's checkpoint: the kernel recomputes the segment's states
+(``O(N k)`` scratch) before it walks it back. ``k`` defaults to about ``sqrt(steps)`` (a
+multiple of every state monitor's ``every``); ``run(..., checkpoint_every=k)`` sets it.
 
 Differentiable (with a ``surrogate`` in the groups' models for gradients through spikes): the
 initial state variables, the groups' real parameters and per-neuron constants, the synaptic
@@ -21,7 +21,8 @@ the state monitors' traces of state variables, the spike counts (real-valued in 
 surrogate) and the rate monitors. What is not (a ``ModelError`` naming it, raised when
 ``jax.grad`` traces the run): plasticity, synapse dynamics, summed variables, on_pre statements
 other than additions of synaptic terms to state variables of the target, Poisson groups and
-inputs, spike generators, TimedArrays, everything a neuron run refuses. CPU only so far.
+inputs, spike generators, TimedArrays, everything a neuron run refuses. CPU (one thread) and
+CUDA (a cooperative grid).
 """
 
 from __future__ import annotations
@@ -75,30 +76,6 @@ def _adjoint_answer(net, answer: dict) -> dict:
             raise ModelError(f"jax.grad through Network.run: {error['message']}", field="gradient")
         cache[key] = out["layout"]
     return cache[key]
-
-
-def _recording(net, variant, stored: dict) -> tuple[dict, dict]:
-    """The compiled network that records every stored variable of every group at the start of
-    every step (the backward pass's recomputation), and its monitors' ``every``."""
-    cache = net.__dict__.setdefault("_recordings", {})
-    if variant not in cache:
-        from .spec import network_spec
-        from .table_model import compile_spec
-
-        spec = network_spec(
-            net.members, dt=net.dt, deterministic=net.deterministic, variant=variant, strategy=net.strategy
-        )
-        spec["monitors"] = [
-            {"kind": "state", "name": _record_name(g), "source": g, "variables": list(xs), "record": True, "every": 1}
-            for g, xs in stored.items()
-        ]
-        answer = compile_spec(spec)
-        cache[variant] = (answer, {_record_name(g): 1 for g in stored})
-    return cache[variant]
-
-
-def _record_name(group: str) -> str:
-    return f"gradient_record_{group}"
 
 
 def _is_float(x) -> bool:
@@ -166,7 +143,7 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
         n_of = {g.name: g.n for g in groups}
         stored = {g.name: [] for g in groups}
         for a in layout["inputs"]:
-            if a["role"] == "state":
+            if a["role"] == "checkpoint":
                 stored[a["owner"]].append(a["name"].split(":", 1)[1])
         n_syn = {s.name: int(np.shape(state[s.name]["targets"])[0]) for s in net.members.synapses}
 
@@ -206,17 +183,15 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
                     width = m.source.stop - m.source.start
                     scale = jnp.asarray(c, real)[:, None] / (width * net.dt)
                     spike_ct[g] = spike_ct[g].at[:, m.source.start : m.source.stop].add(scale)
-        rec_answer, rec_every = _recording(net, variant, stored)
         starts = np.cumsum([0] + lengths[:-1])
         for checkpoint, length, start in reversed(list(zip(checkpoints, lengths, starts))):
-            _, raw = net._call(checkpoint, length, variant, dtype, answer=rec_answer, every=rec_every)
             operands = []
             for a in layout["inputs"]:
                 role, owner, name = a["role"], a["owner"], a["name"]
                 if role == "time":
                     operands.append(jnp.asarray(checkpoint["t_step"], jnp.int32).reshape(()))
-                elif role == "state":
-                    operands.append(raw[(_record_name(owner), name.split(":", 1)[1])].astype(real))
+                elif role == "checkpoint":
+                    operands.append(jnp.asarray(checkpoint[owner][name.split(":", 1)[1]], real))
                 elif role == "input":
                     operands.append(jnp.asarray(checkpoint[owner][name]))
                 elif role == "spike_cotangent":
