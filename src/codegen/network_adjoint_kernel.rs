@@ -278,13 +278,6 @@ pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjoi
             ElemType::I32,
             vec![STEPS, Dim::Fixed(n)],
         ));
-        scratch.push(arg(
-            o,
-            "synaptic_cotangent".into(),
-            "scratch",
-            real,
-            vec![Dim::Fixed(n)],
-        ));
         if ga.refractory_steps.is_some() {
             scratch.push(arg(
                 o,
@@ -418,6 +411,15 @@ pub fn generate_network_adjoint(
     })
 }
 
+/// The parts of a group's backward pass.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// The adjoints of what was delivered in the segment's last step.
+    LastDelivered,
+    /// One step back (`sf_k`).
+    Step,
+}
+
 /// The passes of a delivery in the kernel.
 #[derive(Clone, Copy)]
 enum Pass {
@@ -425,8 +427,9 @@ enum Pass {
     Queued,
     /// The recomputation: the spike of neuron `sf_i` at `sf_s`, its arrivals in the segment.
     Spike,
-    /// The transposed propagation of step `sf_s` from the history of `a_Δ`.
-    Backwards,
+    /// The transposed propagation for source neuron `sf_i` at step `sf_s`: its spike's
+    /// cotangent gathered from the history of `a_Δ`, and its synapses' weights' gradients.
+    Gather,
 }
 
 struct Writer<'a> {
@@ -509,6 +512,22 @@ impl Writer<'_> {
         }
     }
 
+    /// The guard of a store that lane 0 of a warp makes for the warp (C: none).
+    fn lane0(&self) -> &'static str {
+        match self.dialect {
+            Dialect::C => "",
+            Dialect::Cuda => "if ((threadIdx.x & 31u) == 0u) ",
+        }
+    }
+
+    /// `x` summed over the warp's lanes, in every lane (C: `x`).
+    fn warp_all_sum(&self, x: &str) -> String {
+        match self.dialect {
+            Dialect::C => x.to_string(),
+            Dialect::Cuda => format!("sf_warp_all_sum({x})"),
+        }
+    }
+
     /// `x` summed over the warp's lanes, valid in lane 0 (C: `x`).
     fn warp_sum(&self, x: &str) -> String {
         match self.dialect {
@@ -517,7 +536,7 @@ impl Writer<'_> {
         }
     }
 
-    /// The device functions of the CUDA kernel: the grid barrier and the warp's sum.
+    /// The device functions of the CUDA kernel: the grid barrier and the warp's sums.
     ///
     /// The grid barrier: the launch is cooperative (every block resident, so every block
     /// reaches it). Thread 0 of each block fences (every write of its block before the barrier
@@ -554,6 +573,14 @@ impl Writer<'_> {
             |w| {
                 w.write_str(
                     "for (int sf_o = 16; sf_o > 0; sf_o >>= 1) sf_x += __shfl_down_sync(0xffffffffu, sf_x, sf_o);\nreturn sf_x;\n",
+                )
+            },
+        )?;
+        w.block(
+            format!("static __device__ __forceinline__ {real} sf_warp_all_sum({real} sf_x)"),
+            |w| {
+                w.write_str(
+                    "for (int sf_o = 16; sf_o > 0; sf_o >>= 1) sf_x += __shfl_xor_sync(0xffffffffu, sf_x, sf_o);\nreturn sf_x;\n",
                 )
             },
         )
@@ -651,36 +678,21 @@ impl Writer<'_> {
                 }
                 self.sync(w)
             })?;
-            // Backwards: at sf_k, each neuron's step adjoint of step sf_k (its synaptic spike
-            // cotangent complete since the last barrier), then the adjoint of what was
-            // delivered to it at step sf_k - 1 (from the adjoint just computed); a barrier; the
-            // transposed propagation of step sf_k - 1; a barrier.
+            // Backwards, a barrier a step: first the adjoints of what was delivered in the
+            // segment's last step; then at step sf_k, each neuron (a warp) gathers its spike's
+            // cotangent from its synapses' targets (the transposed propagation, reading the
+            // adjoints delivered at sf_k + D, complete since the last barrier), runs its step
+            // adjoint and the adjoint of what was delivered to it at sf_k - 1.
+            for ga in 0..self.adj.groups.len() {
+                self.write_group(ga, Part::LastDelivered, w)?;
+            }
+            self.sync(w)?;
             w.block(
-                "for (int64_t sf_k = sf_steps; sf_k >= 0; --sf_k)",
+                "for (int64_t sf_k = sf_steps - 1; sf_k >= 0; --sf_k)",
                 |w| {
                     for ga in 0..self.adj.groups.len() {
-                        self.write_group(ga, w)?;
+                        self.write_group(ga, Part::Step, w)?;
                     }
-                    w.write_str("if (sf_k == 0) break;\n")?;
-                    self.sync(w)?;
-                    w.block("/* The transposed propagation of step sf_k - 1. */", |w| {
-                        w.write_str("const int64_t sf_s = sf_k - 1;\n")?;
-                        self.write_step_header(w)?;
-                        let mut since_barrier: Vec<usize> = Vec::new();
-                        for (d, del) in self.adj.deliveries.iter().enumerate() {
-                            // Two statements of one projection add to the same synapses' gradients
-                            // (not atomically): a barrier between them.
-                            if !del.grads.is_empty() && since_barrier.contains(&del.projection) {
-                                self.sync(w)?;
-                                since_barrier.clear();
-                            }
-                            if !del.grads.is_empty() {
-                                since_barrier.push(del.projection);
-                            }
-                            self.write_delivery(d, Pass::Backwards, w)?;
-                        }
-                        Ok(())
-                    })?;
                     self.sync(w)
                 },
             )
@@ -725,16 +737,6 @@ impl Writer<'_> {
                 w,
                 "{} sf_out{k}[sf_k] = {i}[sf_k];",
                 self.each("sf_k", &len)
-            )?;
-        }
-        for ga in &self.adj.groups {
-            let o = &self.net.groups[ga.group].name;
-            let n = self.net.groups[ga.group].n;
-            writeln!(
-                w,
-                "{} {}[sf_k] = 0;",
-                self.each("sf_k", &n.to_string()),
-                self.output(o, "synaptic_cotangent")
             )?;
         }
         Ok(())
@@ -923,19 +925,21 @@ impl Writer<'_> {
         })
     }
 
-    /// Group ga's part of the backward step `sf_k` (see [`Writer::write`]), inside the loop
-    /// over its neurons: its step adjoint of step `sf_k` (with the synaptic spike cotangents,
-    /// which it then zeroes), then the adjoints of what was delivered at step `sf_k - 1` into
-    /// its history.
-    fn write_group(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
+    /// Group ga's part of the backward pass, a warp a neuron (`each_warp`; its lanes share the
+    /// gathers, compute the rest alike, and lane 0 stores). `Part::LastDelivered`: the
+    /// adjoints of what was delivered at the segment's last step. `Part::Step`: at step `sf_k`,
+    /// the neuron's spike cotangent from its synapses (each delivery it is a source of), its
+    /// step adjoint, then the adjoints of what was delivered to it at `sf_k - 1` into the
+    /// history (read by the gathers of the next barrier's step).
+    fn write_group(&self, ga: usize, part: Part, w: &mut SourceWriter) -> fmt::Result {
         let adj = &self.adj.groups[ga];
         let group = &self.net.groups[adj.group];
         let ir = group.neuron_ir().expect("a neuron group");
         let (o, n, real) = (&group.name, group.n, self.real());
-        // The values both parts read: the step's recorded state and inputs, the adjoints after
-        // the step, what was delivered in it.
+        let lane0 = self.lane0();
+        // The values both parts read: the step's recomputed state and inputs, the adjoints
+        // after the step, what was delivered in it.
         let common = |w: &mut SourceWriter| -> fmt::Result {
-            self.write_step_header(w)?;
             self.write_loads(ga, w)?;
             for (k, v) in adj.dag.stored.iter().enumerate() {
                 let a = self.output(o, &format!("adjoint:{}", ir.symbol(*v).name));
@@ -947,17 +951,52 @@ impl Writer<'_> {
             }
             Ok(())
         };
-        w.block(self.each("sf_i", &n.to_string()), |w| {
-            w.block("if (sf_k < sf_steps)", |w| {
-                w.write_str("const int64_t sf_s = sf_k;\n")?;
-                common(w)?;
-                let synaptic = self.output(o, "synaptic_cotangent");
+        let delivered = |w: &mut SourceWriter, step: &str| -> fmt::Result {
+            writeln!(w, "const int64_t sf_s = {step};")?;
+            self.write_step_header(w)?;
+            common(w)?;
+            writeln!(w, "const {real} sf_gs = 0;")?;
+            let texts = self.print(ga, &adj.dag.delivered_adjoint, "sf_h", w)?;
+            for (v, text) in adj.delivered_targets.iter().zip(texts) {
+                let h = self.output(o, &format!("history:{}", ir.symbol(*v).name));
                 writeln!(
                     w,
-                    "const {real} sf_gs = {}[sf_s * {n} + sf_i] + {synaptic}[sf_i];",
+                    "{lane0}{h}[(sf_t_step % {}) * {n} + sf_i] = {text};",
+                    adj.history
+                )?;
+            }
+            Ok(())
+        };
+        if part == Part::LastDelivered {
+            if adj.delivered_targets.is_empty() {
+                return Ok(());
+            }
+            return w.block(self.each_warp("sf_i", &n.to_string()), |w| {
+                delivered(w, "sf_steps - 1")
+            });
+        }
+        let sources: Vec<usize> = (0..self.adj.deliveries.len())
+            .filter(|d| {
+                self.net.projections[self.adj.deliveries[*d].projection].source == adj.group
+            })
+            .collect();
+        w.block(self.each_warp("sf_i", &n.to_string()), |w| {
+            w.block("/* step sf_k */", |w| {
+                w.write_str("const int64_t sf_s = sf_k;\n")?;
+                self.write_step_header(w)?;
+                writeln!(w, "{real} sf_synaptic = 0;")?;
+                for d in &sources {
+                    self.write_gather(*d, w)?;
+                }
+                if !sources.is_empty() {
+                    writeln!(w, "sf_synaptic = {};", self.warp_all_sum("sf_synaptic"))?;
+                }
+                common(w)?;
+                writeln!(
+                    w,
+                    "const {real} sf_gs = {}[sf_s * {n} + sf_i] + sf_synaptic;",
                     self.input(o, "spike_cotangent"),
                 )?;
-                writeln!(w, "{synaptic}[sf_i] = 0;")?;
                 let mut roots = adj.dag.adjoint.clone();
                 roots.extend(adj.dag.inputs.iter().map(|(_, e)| *e));
                 let texts = self.print(ga, &roots, "sf_", w)?;
@@ -967,13 +1006,17 @@ impl Writer<'_> {
                 }
                 for ((v, _), text) in adj.dag.inputs.iter().zip(inputs) {
                     let g = self.output(o, &format!("grad:{}", ir.symbol(*v).name));
-                    writeln!(w, "{g}[sf_i] += {text};")?;
+                    writeln!(w, "{lane0}{g}[sf_i] += {text};")?;
+                }
+                // Every lane has read the adjoints before lane 0 replaces them.
+                if self.dialect == Dialect::Cuda {
+                    w.write_str("__syncwarp();\n")?;
                 }
                 for (k, v) in adj.dag.stored.iter().enumerate() {
                     let name = &ir.symbol(*v).name;
                     writeln!(
                         w,
-                        "{}[sf_i] = sf_na{k} + {}[sf_s * {n} + sf_i];",
+                        "{lane0}{}[sf_i] = sf_na{k} + {}[sf_s * {n} + sf_i];",
                         self.output(o, &format!("adjoint:{name}")),
                         self.input(o, &format!("state_cotangent:{name}"))
                     )?;
@@ -983,21 +1026,11 @@ impl Writer<'_> {
             if adj.delivered_targets.is_empty() {
                 return Ok(());
             }
-            w.block("if (sf_k > 0)", |w| {
-                w.write_str("const int64_t sf_s = sf_k - 1;\n")?;
-                common(w)?;
-                writeln!(w, "const {real} sf_gs = 0;")?;
-                let texts = self.print(ga, &adj.dag.delivered_adjoint, "sf_h", w)?;
-                for (v, text) in adj.delivered_targets.iter().zip(texts) {
-                    let h = self.output(o, &format!("history:{}", ir.symbol(*v).name));
-                    writeln!(
-                        w,
-                        "{h}[(sf_t_step % {}) * {n} + sf_i] = {text};",
-                        adj.history
-                    )?;
-                }
-                Ok(())
-            })
+            // Lane 0's stores of the adjoints, visible to the warp.
+            if self.dialect == Dialect::Cuda {
+                w.write_str("__syncwarp();\n")?;
+            }
+            w.block("if (sf_k > 0)", |w| delivered(w, "sf_k - 1"))
         })
     }
 
@@ -1040,6 +1073,11 @@ impl Writer<'_> {
     /// The recomputation's deliveries of the spike of source neuron `sf_i` at step `sf_s`.
     fn write_spike_deliveries(&self, d: usize, w: &mut SourceWriter) -> fmt::Result {
         self.write_delivery(d, Pass::Spike, w)
+    }
+
+    /// The transposed propagation of delivery d for source neuron `sf_i` at step `sf_s`.
+    fn write_gather(&self, d: usize, w: &mut SourceWriter) -> fmt::Result {
+        self.write_delivery(d, Pass::Gather, w)
     }
 
     /// Delivery d in one of its passes (see [`Pass`]).
@@ -1150,12 +1188,12 @@ impl Writer<'_> {
                     })
                 });
             }
-            Pass::Backwards => {}
+            Pass::Gather => {}
         }
-        // Backwards: a warp a source row, its lanes sharing the row's synapses; the row's sum
-        // and the shared weights' gradients summed over the lanes, added by lane 0.
+        // The gather: neuron sf_i's warp, its lanes sharing the row's synapses, adds its sum to
+        // sf_synaptic (summed over the lanes by the caller); the shared weights' gradients are
+        // summed over the lanes here and added by lane 0 (the warp's neuron spiked or not).
         let history = self.output(&target.name, &format!("history:{x}"));
-        let synaptic = self.output(&source.name, "synaptic_cotangent");
         let h = tadj.history;
         let real = self.real();
         let mut roots = vec![del.increment];
@@ -1169,12 +1207,9 @@ impl Writer<'_> {
             Dialect::C => ("0", "1"),
             Dialect::Cuda => ("(int64_t) (threadIdx.x & 31u)", "32"),
         };
-        w.block(self.each_warp("sf_r", &n_pre.to_string()), |w| {
-            writeln!(
-                w,
-                "const int sf_fired = {spikes}[sf_s * {ns} + {s0} + sf_r] != 0;"
-            )?;
-            writeln!(w, "{real} sf_sum = 0;")?;
+        w.block(format!("if (sf_i >= {s0} && sf_i < {s0} + {n_pre})"), |w| {
+            writeln!(w, "const int64_t sf_r = sf_i - {s0};")?;
+            writeln!(w, "const int sf_fired = {spikes}[sf_s * {ns} + sf_i] != 0;")?;
             for (k, sh) in shared.iter().enumerate() {
                 if *sh {
                     writeln!(w, "{real} sf_gw{k} = 0;")?;
@@ -1195,7 +1230,7 @@ impl Writer<'_> {
                         writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
                         writeln!(w, "const {real} sf_ad = {history}[sf_at + sf_j];")?;
                         let texts = self.print_synapse(d, &del.arena, &roots, w)?;
-                        writeln!(w, "sf_sum += {} * sf_ad;", texts[0])?;
+                        writeln!(w, "sf_synaptic += {} * sf_ad;", texts[0])?;
                         if del.grads.is_empty() {
                             return Ok(());
                         }
@@ -1216,14 +1251,7 @@ impl Writer<'_> {
                     },
                 )
             })?;
-            writeln!(w, "sf_sum = {};", self.warp_sum("sf_sum"))?;
-            writeln!(
-                w,
-                "if ({lane} == 0) {}",
-                self.accumulate(&format!("{synaptic}[{s0} + sf_r]"), "sf_sum")
-            )?;
-            let any_shared = shared.iter().any(|x| *x);
-            if !any_shared {
+            if !shared.iter().any(|x| *x) {
                 return Ok(());
             }
             // sf_fired is the warp's: the lanes shuffle together.
@@ -1237,7 +1265,8 @@ impl Writer<'_> {
                     writeln!(w, "sf_gw{k} = {};", self.warp_sum(&format!("sf_gw{k}")))?;
                     writeln!(
                         w,
-                        "if ({lane} == 0) {}",
+                        "{}{}",
+                        self.lane0(),
                         self.accumulate(&format!("{g}[0]"), &format!("sf_gw{k}"))
                     )?;
                 }
