@@ -161,30 +161,9 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
                 carried[(owner, name)] = jnp.zeros(shape, real) if c is None else jnp.asarray(c, real)
             elif role in ("grad", "history"):
                 carried[(owner, name)] = jnp.zeros(shape, real)
-        # Per-step cotangents over the whole run: of each step's spikes and start values.
-        spike_ct = {g.name: jnp.zeros((steps, g.n), real) for g in groups}
-        for g in groups:
-            c = ct_out.spike_count.get(g.name)
-            if _is_float(c):
-                spike_ct[g.name] = spike_ct[g.name] + jnp.asarray(c, real)[None, :]
-        state_ct = {(g, x): jnp.zeros((steps, n_of[g]), real) for g in stored for x in stored[g]}
-        for key, m in net.members.monitors.items():
-            rec = ct_out.records[key]
-            g = m.source.root.name
-            if isinstance(m, StateMonitor):
-                rows = (m.record + m.source.start).astype(np.int64)
-                for v in m.variables:
-                    c = rec.values[v]
-                    if _is_float(c):
-                        state_ct[(g, v)] = state_ct[(g, v)].at[:: m.every, rows].add(jnp.asarray(c, real))
-            elif isinstance(m, PopulationRateMonitor):
-                c = rec.rate
-                if _is_float(c):
-                    width = m.source.stop - m.source.start
-                    scale = jnp.asarray(c, real)[:, None] / (width * net.dt)
-                    spike_ct[g] = spike_ct[g].at[:, m.source.start : m.source.stop].add(scale)
         starts = np.cumsum([0] + lengths[:-1])
         for checkpoint, length, start in reversed(list(zip(checkpoints, lengths, starts))):
+            spike_ct, state_ct = _segment_cotangents(net, ct_out, stored, n_of, int(start), length, real)
             operands = []
             for a in layout["inputs"]:
                 role, owner, name = a["role"], a["owner"], a["name"]
@@ -195,9 +174,9 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
                 elif role == "input":
                     operands.append(jnp.asarray(checkpoint[owner][name]))
                 elif role == "spike_cotangent":
-                    operands.append(spike_ct[owner][start : start + length])
+                    operands.append(spike_ct[owner])
                 elif role == "state_cotangent":
-                    operands.append(state_ct[(owner, name.split(":", 1)[1])][start : start + length])
+                    operands.append(state_ct[(owner, name.split(":", 1)[1])])
                 else:
                     operands.append(carried[(owner, name)])
             outs, scratch = [], []
@@ -223,6 +202,42 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
 
     run.defvjp(fwd, bwd)
     return run(state)
+
+
+def _segment_cotangents(net, ct_out, stored: dict, n_of: dict, start: int, length: int, real):
+    """The cotangents of the segment's steps ``[start, start + length)``: of each group's spikes
+    (the spike counts' and rate monitors' cotangents, ``(length, n)``) and of the values of
+    each stored variable at each step's start (the state monitors' recorded values'). Built
+    per segment, so that the backward pass holds ``O(N k)`` of them, not ``O(N steps)``."""
+    spike_ct = {}
+    for g, n in n_of.items():
+        c = ct_out.spike_count.get(g)
+        spike_ct[g] = jnp.zeros((length, n), real)
+        if _is_float(c):
+            spike_ct[g] = spike_ct[g] + jnp.asarray(c, real)[None, :]
+    state_ct = {(g, x): jnp.zeros((length, n_of[g]), real) for g in stored for x in stored[g]}
+    for key, m in net.members.monitors.items():
+        rec = ct_out.records[key]
+        g = m.source.root.name
+        if isinstance(m, StateMonitor):
+            rows = (m.record + m.source.start).astype(np.int64)
+            first = -(-start // m.every)  # the first record at or after the segment's start
+            offset = first * m.every - start
+            count = len(range(offset, length, m.every))
+            if count == 0:
+                continue
+            for v in m.variables:
+                c = rec.values[v]
+                if _is_float(c):
+                    part = jnp.asarray(c, real)[first : first + count]
+                    state_ct[(g, v)] = state_ct[(g, v)].at[offset :: m.every, rows].add(part)
+        elif isinstance(m, PopulationRateMonitor):
+            c = rec.rate
+            if _is_float(c):
+                width = m.source.stop - m.source.start
+                scale = jnp.asarray(c, real)[start : start + length, None] / (width * net.dt)
+                spike_ct[g] = spike_ct[g].at[:, m.source.start : m.source.stop].add(scale)
+    return spike_ct, state_ct
 
 
 def _state_cotangent(state: dict, ct_state: dict, carried: dict) -> dict:
