@@ -2,36 +2,48 @@
 //! ([`crate::step::network_adjoint`] says what one step's adjoint is).
 //!
 //! As for a neuron group (`adjoint_kernel`), the forward pass keeps the network's state every
-//! `k` steps and the backward pass, for each segment from the last, recomputes the start-of-step
-//! values of every neuron group's stored variables (`k` rows) and calls this kernel: memory
-//! `O(N (steps/k + k))`. The kernel first walks the segment forwards to recompute what the
-//! step adjoints read besides the state: each step's spikes (the threshold on the recomputed
-//! values, `not_refractory` from the checkpoint's `lastspike_step`) and what the synapses
-//! delivered (`Δ`, from the spikes of the segment and, for delays that reach back before it,
-//! the checkpoint's spike queues). Then it walks the steps backwards: the adjoints of what was
-//! delivered, the transposed propagation (the spike cotangents of the sources; the weights'
-//! gradients where the source spiked), the groups' step adjoints.
+//! `k` steps; the backward pass calls this kernel for each segment from the last, with the
+//! segment's checkpoint: memory `O(N (steps/k + k))`. The kernel has three parts:
 //!
-//! The adjoints of what was delivered live in a history of `1 + longest delay` steps per group
+//! 1. **Recomputation** from the checkpoint, one grid barrier a step: each neuron's thread
+//!    completes step `s - 1` (its new state from the values at its start and `Δ`, what the
+//!    synapses delivered in it: the DAG's `next_state`), then computes step `s`'s
+//!    refractoriness and spike and adds the spike's increments to `Δ` of the steps it arrives
+//!    at within the segment (atomically); spikes from before the segment arrive from the
+//!    checkpoint's spike queues, added first. It keeps every step's start values, spikes,
+//!    refractoriness and `Δ` (`O(N k)` scratch).
+//! 2. The adjoints of what was delivered in the segment's last step.
+//! 3. **Backwards**, one grid barrier a step, a warp a neuron: the neuron gathers its spike's
+//!    cotangent from its own synapses (the transposed propagation as a pull: `sum_s e(w_s)
+//!    a_Δ(j_s, t + D_s)`, its lanes sharing the row; where it spiked, its synapses' weights'
+//!    gradients), runs its step adjoint, then computes the adjoints of what was delivered to it
+//!    a step earlier, which the next step's gathers read. A source writes only its own
+//!    synapses' gradients and its own adjoints: no atomic addition but a shared weight's (its
+//!    lanes' sum, added by lane 0).
+//!
+//! The adjoints of what was delivered live in a history of `2 + longest delay` steps per group
 //! and variable, carried from segment to segment (the spikes of a segment read the adjoints of
-//! later steps). The C dialect runs the whole segment on one thread, in the forward kernel's
-//! order; its entry has the C entries' signature (`sf_start`, `sf_end` unused). The CUDA
-//! dialect runs it in one block ([`CUDA_BLOCK`] threads): every phase is a block-stride loop
-//! (over neurons, or over source rows for the deliveries: a row's synapses and their weights'
-//! gradients are its thread's), phases are separated by `__syncthreads`, and what several
-//! threads add to one place (what is delivered to a target, a shared weight's gradient) is added
-//! atomically (float sums in another order: the last bits differ from the C kernel's).
+//! later steps; one slot is written while the others are read). The C dialect runs the same
+//! parts on one thread (a warp is one lane); its entry has the C entries' signature
+//! (`sf_start`, `sf_end` unused). The CUDA dialect runs on a cooperative grid (as many blocks
+//! of [`CUDA_BLOCK`] threads as [`cuda_threads`] asks and the device holds at once): every
+//! phase is a grid-stride loop (a thread a neuron, or a warp a neuron, or a thread a step and
+//! queue entry), phases are separated by the kernel's grid barrier (`sf_grid_sync`, its
+//! arrival counter the scratch output [`GRID_BARRIER`]); float sums in another order than the
+//! C kernel's (atomic additions into `Δ`, the warps' sums) differ from it in the last bits.
 //!
 //! Layout ([`network_adjoint_layout`], each buffer named by owner and name as the network's
 //! state is, shapes with `"steps"` for the segment's steps and `"n_syn"` for the projection's
-//! synapses): inputs `("", "t_step")` (the segment's first step); per group `state:<x>`
-//! `[steps, n]`, its parameters and per-neuron constants, `lastspike_step` (with a refractory
-//! period), `spike_queue` / `spike_queue_counts` (when its spikes are delivered with a delay),
-//! `adjoint:<x>` `[n]` (at the segment's end), `spike_cotangent` `[steps, n]`,
-//! `state_cotangent:<x>` `[steps, n]` (of the values at each step's start), `grad:<p>` `[n]`,
-//! `history:<x>` `[H, n]` for each delivered variable; per projection its connectivity, its
-//! parameters and `grad:<w>` (`[n_syn]`, or `[]` shared). Outputs: per group `adjoint:<x>`,
-//! `grad:<p>`, `history:<x>`, per projection `grad:<w>`, then scratch buffers.
+//! synapses): inputs `("", "t_step")` (the segment's first step); per group `checkpoint:<x>`
+//! `[n]` (the stored variables at the segment's start), its parameters and per-neuron
+//! constants, `lastspike_step` (with a refractory period), `spike_queue` /
+//! `spike_queue_counts` (when its spikes are delivered with a delay), `adjoint:<x>` `[n]` (at
+//! the segment's end), `spike_cotangent` `[steps, n]`, `state_cotangent:<x>` `[steps, n]` (of
+//! the values at each step's start), `grad:<p>` `[n]`, `history:<x>` `[H, n]` for each
+//! delivered variable; per projection its connectivity, its parameters and `grad:<w>`
+//! (`[n_syn]`, or `[]` shared). Outputs: per group `adjoint:<x>`, `grad:<p>`, `history:<x>`,
+//! per projection `grad:<w>`, then scratch buffers (per group the recomputed `state:<x>`
+//! `[steps, n]`, spikes, refractoriness, `Δ`; the grid barrier's counter).
 
 use std::collections::HashMap;
 use std::fmt::{self, Write};
