@@ -29,6 +29,9 @@ network (200 neurons, 200 steps) in float64 to 1e-8 (``--no-check`` skips it). T
 is 1 when either is above its tolerance, so a wrong kernel is flagged instead of reported as
 fast.
 
+``--blocks 16,32,64``: fwd+bwd timed again with the CUDA adjoint kernel's grid limited to each
+of these numbers of blocks (``SPIKEFORGE_NETWORK_ADJOINT_BLOCKS``; no effect on a CPU).
+
 Times are medians of ``--repeats`` calls of the jitted functions after a warm-up call that
 compiles. Peak memory: the device's ``peak_bytes_in_use`` (``jax.Device.memory_stats()``, where
 the backend has it) above what was in use before the first call of the spikeforge gradient, then
@@ -41,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -225,7 +229,10 @@ def gradient_functions(n: int, steps: int, dtype, checkpoint_every):
     )
 
 
-def measure(n: int, steps: int, dtype_name: str, repeats: int, checkpoint_every: int | None) -> dict:
+BLOCKS_VAR = "SPIKEFORGE_NETWORK_ADJOINT_BLOCKS"
+
+
+def measure(n: int, steps: int, dtype_name: str, repeats: int, checkpoint_every: int | None, blocks: list[int]) -> dict:
     dtype = jnp.dtype(dtype_name)
     device = jax.devices()[0]
     state, args, forward, sf_grad, scan_grad, scan_forward, sf_vjp_forward = gradient_functions(
@@ -246,6 +253,11 @@ def measure(n: int, steps: int, dtype_name: str, repeats: int, checkpoint_every:
     t_scan = timed(scan_grad, *args, repeats=repeats)
     t_scan_forward = timed(scan_forward, *args, repeats=repeats)
     t_vjp_forward = timed(sf_vjp_forward, *args, repeats=repeats)
+    by_blocks = {}
+    for b in blocks:  # the adjoint kernel's grid limited to b blocks (read at each call)
+        os.environ[BLOCKS_VAR] = str(b)
+        by_blocks[b] = timed(sf_grad, *args, repeats=repeats)
+    os.environ.pop(BLOCKS_VAR, None)
     _, counts = forward(*args)
     _, counts_ref = scan_forward(*args)
     counts, counts_ref = np.asarray(counts), np.asarray(counts_ref)
@@ -261,6 +273,7 @@ def measure(n: int, steps: int, dtype_name: str, repeats: int, checkpoint_every:
         scan=t_scan,
         scan_forward=t_scan_forward,
         vjp_forward=t_vjp_forward,
+        gradient_by_blocks=by_blocks,
         differences=relative_differences(g_sf, g_scan),
         peak=peak_sf,
         peak_scan=peak_scan,
@@ -299,6 +312,11 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--checkpoint-every", type=int, default=None)
     p.add_argument("--quick", action="store_true", help="400 neurons x 100 steps, 2 repeats, a 100-neuron check")
+    p.add_argument(
+        "--blocks",
+        default="",
+        help="also time fwd+bwd with the CUDA adjoint kernel's grid limited to these blocks (comma-separated)",
+    )
     p.add_argument("--no-check", action="store_true", help="skip the float64 check")
     p.add_argument("--json", default=None, help="also write the results to this file")
     args = p.parse_args()
@@ -306,7 +324,8 @@ def main() -> int:
     if args.quick:
         args.neurons, args.steps, args.repeats = 400, 100, 2
         check_size = (100, 60)
-    row = measure(args.neurons, args.steps, args.dtype, args.repeats, args.checkpoint_every)
+    blocks = [int(b) for b in args.blocks.split(",") if b.strip()]
+    row = measure(args.neurons, args.steps, args.dtype, args.repeats, args.checkpoint_every, blocks)
     check = None if args.no_check else float64_check(*check_size)
     tolerance = TOLERANCE[args.dtype]
     ratio, speed_up = row["gradient"] / row["forward"], row["scan"] / row["gradient"]
@@ -329,6 +348,8 @@ def main() -> int:
         f"of fwd+bwd: the forward in segments of {k} steps (checkpoints) {row['vjp_forward']:.5f} s, "
         f"the backward (recomputation and adjoint kernel) {row['gradient'] - row['vjp_forward']:.5f} s"
     )
+    for b, t in row["gradient_by_blocks"].items():
+        print(f"fwd+bwd with the adjoint kernel on at most {b} blocks: {t:.5f} s ({t / row['forward']:.2f}x forward)")
     diffs = ", ".join(f"d/d{k} {d:.2e}" for k, d in zip(NAMES, row["differences"]))
     print(
         f"against lax.scan ({args.dtype}, norm-wise, tolerance {tolerance:.0e}): {diffs}; "

@@ -203,7 +203,8 @@ impl Handler for NetworkGradCuda {
             &run.buffers.rets,
         )?;
         // Blocks of a whole number of warps; as many as the segment's work needs and the device
-        // holds at once (a cooperative grid: its blocks wait for each other at its barriers).
+        // holds at once (a cooperative grid: its blocks wait for each other at its barriers), at
+        // most SPIKEFORGE_NETWORK_ADJOINT_BLOCKS.
         let block = (CUDA_BLOCK.min(f.max_threads_per_block()) / 32).max(1) * 32;
         let neurons = site.net.groups.iter().map(|g| g.n).sum();
         let rows = site
@@ -214,8 +215,11 @@ impl Handler for NetworkGradCuda {
             .max()
             .unwrap_or(0);
         let wanted = cuda_threads(neurons, rows, site.steps).div_ceil(block as usize);
-        let resident = cuda::resident_blocks(&f, block, 0)?.max(1);
-        let blocks = (wanted.min(u32::MAX as usize) as u32).clamp(1, resident);
+        let mut most = cuda::resident_blocks(&f, block, 0)?.max(1);
+        if let Some(limit) = crate::runtime::settings::network_adjoint_blocks()? {
+            most = most.min(limit);
+        }
+        let blocks = (wanted.min(u32::MAX as usize) as u32).clamp(1, most);
         // The barrier's counter starts at zero (after the outputs' poison, if any).
         let barrier = site
             .layout
