@@ -167,15 +167,23 @@ pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjoi
         let ir = group.neuron_ir().expect("a neuron group");
         let (o, n) = (group.name.as_str(), group.n);
         let name = |v: VarId| ir.symbol(v).name.clone();
-        for v in &ga.dag.stored {
-            inputs.push(arg(
-                o,
-                format!("checkpoint:{}", name(*v)),
-                "checkpoint",
-                real,
-                vec![Dim::Fixed(n)],
-            ));
-        }
+        // One buffer `<prefix>:<x>` for each stored variable x.
+        let per_stored = |prefix: &str, role: &'static str, shape: Vec<Dim>| {
+            ga.dag
+                .stored
+                .iter()
+                .map(|v| {
+                    arg(
+                        o,
+                        format!("{prefix}:{}", name(*v)),
+                        role,
+                        real,
+                        shape.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        inputs.extend(per_stored("checkpoint", "checkpoint", vec![Dim::Fixed(n)]));
         for v in group_inputs(ir) {
             let shape = if ir.symbol(v).shared {
                 vec![]
@@ -233,15 +241,11 @@ pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjoi
             real,
             vec![STEPS, Dim::Fixed(n)],
         ));
-        for v in &ga.dag.stored {
-            inputs.push(arg(
-                o,
-                format!("state_cotangent:{}", name(*v)),
-                "state_cotangent",
-                real,
-                vec![STEPS, Dim::Fixed(n)],
-            ));
-        }
+        inputs.extend(per_stored(
+            "state_cotangent",
+            "state_cotangent",
+            vec![STEPS, Dim::Fixed(n)],
+        ));
         let grads: Vec<NetAdjointArg> = ga
             .dag
             .inputs
@@ -274,15 +278,7 @@ pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjoi
             .collect();
         inputs.extend(history.iter().cloned());
         outputs.extend(history);
-        for v in &ga.dag.stored {
-            scratch.push(arg(
-                o,
-                format!("state:{}", name(*v)),
-                "scratch",
-                real,
-                vec![STEPS, Dim::Fixed(n)],
-            ));
-        }
+        scratch.extend(per_stored("state", "scratch", vec![STEPS, Dim::Fixed(n)]));
         scratch.push(arg(
             o,
             "spikes".into(),

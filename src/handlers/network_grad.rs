@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::buffers::{self, Expected};
 use super::loaded_kernels::LoadedKernels;
-use super::neuron_run::{cpu_options, cuda_options, CEntry};
+use super::neuron_run::{cpu_options, cuda_options, launch_shaped_with_buffers, CEntry};
 use super::poison;
 use crate::codegen::network_adjoint_kernel::{
     concrete_shape, cuda_threads, generate_network_adjoint, projection_order, NetAdjointArg,
@@ -234,18 +234,6 @@ impl Handler for NetworkGradCuda {
         let mut n_syn = run.n_syn.clone();
         let mut params: Vec<*mut c_void> = vec![(&mut steps as *mut i64).cast()];
         params.extend(n_syn.iter_mut().map(|n| (n as *mut i64).cast::<c_void>()));
-        let mut pointers: Vec<*mut c_void> = run
-            .buffers
-            .args
-            .iter()
-            .copied()
-            .chain(run.buffers.ret_ptrs())
-            .collect();
-        params.extend(
-            pointers
-                .iter_mut()
-                .map(|b| (b as *mut *mut c_void).cast::<c_void>()),
-        );
         let shape = cuda::LaunchShape {
             grid: (blocks, 1, 1),
             block: (block, 1, 1),
@@ -254,7 +242,6 @@ impl Handler for NetworkGradCuda {
         };
         // SAFETY: the scalars and the buffers, in this order, are the generated kernel's
         // parameters; the buffers belong to XLA's stream and stay valid for the call.
-        unsafe { cuda::launch_shaped(&f, shape, stream, &mut params) }?;
-        Ok(())
+        unsafe { launch_shaped_with_buffers(&f, shape, stream, params, &run.buffers) }
     }
 }
