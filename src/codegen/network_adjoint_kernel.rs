@@ -793,14 +793,11 @@ impl Writer<'_> {
     fn write_loads(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
         let adj = &self.adj.groups[ga];
         let group = &self.net.groups[adj.group];
-        let nr = match adj.refractory_steps {
-            Some(_) => format!(
-                "{}[sf_s * {} + sf_i] != 0",
-                self.output(&group.name, "not_refractory"),
-                group.n
-            ),
-            None => String::new(),
-        };
+        let nr = format!(
+            "{}[sf_s * {} + sf_i] != 0",
+            self.output(&group.name, "not_refractory"),
+            group.n
+        );
         self.write_loads_with(ga, &nr, w)
     }
 
