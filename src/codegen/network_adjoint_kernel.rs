@@ -5,9 +5,8 @@
 //! `k` steps; the backward pass calls this kernel for each segment from the last, with the
 //! segment's checkpoint: memory `O(N (steps/k + k))`. The kernel has three parts:
 //!
-//! 1. **Recomputation** from the checkpoint, one grid barrier a step: each neuron's warp
-//!    (its lanes compute alike, lane 0 stores, the lanes share the spike's row) completes step
-//!    `s - 1` (its new state from the values at its start and `Δ`, what the
+//! 1. **Recomputation** from the checkpoint, one grid barrier a step: each neuron's thread
+//!    completes step `s - 1` (its new state from the values at its start and `Δ`, what the
 //!    synapses delivered in it: the DAG's `next_state`), then computes step `s`'s
 //!    refractoriness and spike and adds the spike's increments to `Δ` of the steps it arrives
 //!    at within the segment (atomically); spikes from before the segment arrive from the
@@ -74,11 +73,11 @@ pub const CUDA_BLOCK: u32 = 1024;
 pub const GRID_BARRIER: &str = "grid_barrier";
 
 /// Threads the CUDA kernel can keep busy in a segment of `steps` steps with `neurons` neurons
-/// in all, `queued` the largest group whose spikes come from a queue (delivered with a delay):
-/// a warp a neuron backwards, a thread a step and queue entry for the spikes from before the
-/// segment. The handler launches as many blocks as that needs and the device holds at once.
-pub fn cuda_threads(neurons: usize, queued: usize, steps: usize) -> usize {
-    neurons.saturating_mul(32).max(steps.saturating_mul(queued))
+/// in all and `rows` source rows in the largest projection: a thread per neuron, a warp per
+/// row, a thread per (step, row) in the forward deliveries. The handler launches as many
+/// blocks as that needs and the device holds at once.
+pub fn cuda_threads(neurons: usize, rows: usize, steps: usize) -> usize {
+    neurons.max(32 * rows).max(steps.saturating_mul(rows))
 }
 
 /// One dimension of a buffer: a number, the segment's steps or the projection's synapses.
@@ -793,19 +792,6 @@ impl Writer<'_> {
     fn write_loads(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
         let adj = &self.adj.groups[ga];
         let group = &self.net.groups[adj.group];
-        let nr = format!(
-            "{}[sf_s * {} + sf_i] != 0",
-            self.output(&group.name, "not_refractory"),
-            group.n
-        );
-        self.write_loads_with(ga, &nr, w)
-    }
-
-    /// [`Writer::write_loads`] with `not_refractory` the C expression `nr` (read only with a
-    /// refractory period).
-    fn write_loads_with(&self, ga: usize, nr: &str, w: &mut SourceWriter) -> fmt::Result {
-        let adj = &self.adj.groups[ga];
-        let group = &self.net.groups[adj.group];
         let ir = group.neuron_ir().expect("a neuron group");
         let (o, n, real) = (&group.name, group.n, self.real());
         for v in &adj.dag.stored {
@@ -818,7 +804,11 @@ impl Writer<'_> {
             writeln!(w, "const {real} x{} = {p}[{at}];", v.0)?;
         }
         if adj.refractory_steps.is_some() {
-            writeln!(w, "const bool sf_nr = {nr};")?;
+            writeln!(
+                w,
+                "const bool sf_nr = {}[sf_s * {n} + sf_i] != 0;",
+                self.output(o, "not_refractory")
+            )?;
         }
         Ok(())
     }
@@ -876,27 +866,20 @@ impl Writer<'_> {
         })
     }
 
-    /// Group ga's part of the recomputation's step `sf_k`, each neuron by its warp (the one
-    /// that wrote its values before: no barrier between its own steps; its lanes compute alike,
-    /// lane 0 stores, `__syncwarp` before the lanes read what it stored): the step `sf_k - 1`
+    /// Group ga's part of the recomputation's step `sf_k`, each neuron by its thread (the one
+    /// that wrote its values before: no barrier between its own steps): the step `sf_k - 1`
     /// completed (its new state from the values at its start and what was delivered in it, all
     /// of it since the last barrier), then step `sf_k`'s refractoriness and spike, and the
-    /// spike's deliveries (the lanes share the row; atomic additions to what arrives at
-    /// `sf_k + D`, where that is in the segment). Brian2's order within a step: the update and
-    /// threshold read the values at the step's start, the deliveries are added before the
-    /// reset (the DAG's `next_state`).
+    /// spike's deliveries (atomic additions to what arrives at `sf_k + D`, where that is in the
+    /// segment). Brian2's order within a step: the update and threshold read the values at the
+    /// step's start, the deliveries are added before the reset (the DAG's `next_state`).
     fn write_recompute(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
         let adj = &self.adj.groups[ga];
         let group = &self.net.groups[adj.group];
         let ir = group.neuron_ir().expect("a neuron group");
         let (o, n, real) = (&group.name, group.n, self.real());
         let spikes = self.output(o, "spikes");
-        let lane0 = self.lane0();
-        let syncwarp = match self.dialect {
-            Dialect::C => "",
-            Dialect::Cuda => "__syncwarp();\n",
-        };
-        w.block(self.each_warp("sf_i", &n.to_string()), |w| {
+        w.block(self.each("sf_i", &n.to_string()), |w| {
             w.block("if (sf_k > 0)", |w| {
                 w.write_str("const int64_t sf_s = sf_k - 1;\n")?;
                 self.write_step_header(w)?;
@@ -908,33 +891,27 @@ impl Writer<'_> {
                 let texts = self.print(ga, &adj.dag.next_state, "sf_x", w)?;
                 for (v, text) in adj.dag.stored.iter().zip(texts) {
                     let x = self.output(o, &format!("state:{}", ir.symbol(*v).name));
-                    writeln!(w, "{lane0}{x}[(sf_s + 1) * {n} + sf_i] = {text};")?;
+                    writeln!(w, "{x}[(sf_s + 1) * {n} + sf_i] = {text};")?;
                 }
                 Ok(())
             })?;
-            // Lane 0's stores of the step's values, visible to the warp's lanes.
-            w.write_str(syncwarp)?;
             w.write_str("const int64_t sf_s = sf_k;\n")?;
             self.write_step_header(w)?;
             if let Some(r) = adj.refractory_steps {
                 let ls = self.output(o, "lastspike");
                 writeln!(
                     w,
-                    "const bool sf_free = {ls}[sf_i] <= {NEVER_SPIKED} || {ls}[sf_i] <= sf_t_step - ({r});"
-                )?;
-                writeln!(
-                    w,
-                    "{lane0}{}[sf_s * {n} + sf_i] = sf_free ? 1 : 0;",
+                    "{}[sf_s * {n} + sf_i] = ({ls}[sf_i] <= {NEVER_SPIKED} || {ls}[sf_i] <= sf_t_step - ({r})) ? 1 : 0;",
                     self.output(o, "not_refractory")
                 )?;
             }
             let Some(spike) = adj.dag.spike else {
-                return writeln!(w, "{lane0}{spikes}[sf_s * {n} + sf_i] = 0;");
+                return writeln!(w, "{spikes}[sf_s * {n} + sf_i] = 0;");
             };
-            self.write_loads_with(ga, "sf_free", w)?;
+            self.write_loads(ga, w)?;
             let text = self.print(ga, &[spike], "sf_f", w)?.remove(0);
             writeln!(w, "const bool sf_spike = {text};")?;
-            writeln!(w, "{lane0}{spikes}[sf_s * {n} + sf_i] = sf_spike ? 1 : 0;")?;
+            writeln!(w, "{spikes}[sf_s * {n} + sf_i] = sf_spike ? 1 : 0;")?;
             let sources: Vec<usize> = (0..self.adj.deliveries.len())
                 .filter(|d| {
                     self.net.projections[self.adj.deliveries[*d].projection].source == adj.group
@@ -943,13 +920,10 @@ impl Writer<'_> {
             if adj.refractory_steps.is_none() && sources.is_empty() {
                 return Ok(());
             }
-            // sf_spike is the warp's (its lanes compute it alike).
             w.block("if (sf_spike)", |w| {
                 if adj.refractory_steps.is_some() {
-                    // Every lane has read the last spike before lane 0 replaces it.
-                    w.write_str(syncwarp)?;
                     let ls = self.output(o, "lastspike");
-                    writeln!(w, "{lane0}{ls}[sf_i] = (int32_t) sf_t_step;")?;
+                    writeln!(w, "{ls}[sf_i] = (int32_t) sf_t_step;")?;
                 }
                 for d in sources {
                     self.write_spike_deliveries(d, w)?;
@@ -1167,19 +1141,10 @@ impl Writer<'_> {
         let delta = self.output(&target.name, &format!("delivered:{x}"));
         // The synapses of row sf_r whose spike at sf_s - sf_D arrives at sf_s, their increments
         // added to what is delivered then.
-        let (lane, width) = match self.dialect {
-            Dialect::C => ("0", "1"),
-            Dialect::Cuda => ("(int64_t) (threadIdx.x & 31u)", "32"),
-        };
-        // A spike's row is shared by its warp's lanes; a queued spike's is its thread's.
-        let (first, stride) = match pass {
-            Pass::Spike => (lane, width),
-            _ => ("0", "1"),
-        };
         let row = |w: &mut SourceWriter, at: &str| -> fmt::Result {
             range(w)?;
             w.block(
-                format!("for (int64_t sf_syn = sf_a + {first}; sf_syn < sf_b; sf_syn += {stride})"),
+                "for (int64_t sf_syn = sf_a; sf_syn < sf_b; ++sf_syn)",
                 |w| {
                     writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
                     writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
@@ -1246,6 +1211,10 @@ impl Writer<'_> {
             .iter()
             .map(|(v, _)| proj.synapses.group.symbol(*v).shared)
             .collect();
+        let (lane, width) = match self.dialect {
+            Dialect::C => ("0", "1"),
+            Dialect::Cuda => ("(int64_t) (threadIdx.x & 31u)", "32"),
+        };
         w.block(format!("if (sf_i >= {s0} && sf_i < {s0} + {n_pre})"), |w| {
             writeln!(w, "const int64_t sf_r = sf_i - {s0};")?;
             writeln!(w, "const int sf_fired = {spikes}[sf_s * {ns} + sf_i] != 0;")?;

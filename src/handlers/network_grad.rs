@@ -207,21 +207,14 @@ impl Handler for NetworkGradCuda {
         // most SPIKEFORGE_NETWORK_ADJOINT_BLOCKS.
         let block = (CUDA_BLOCK.min(f.max_threads_per_block()) / 32).max(1) * 32;
         let neurons = site.net.groups.iter().map(|g| g.n).sum();
-        // The largest group whose spikes come from a queue (delivered with a delay).
-        let queued = site
+        let rows = site
             .net
-            .groups
+            .projections
             .iter()
-            .filter(|g| {
-                site.layout
-                    .inputs
-                    .iter()
-                    .any(|a| a.owner == g.name && a.name == "spike_queue")
-            })
-            .map(|g| g.n)
+            .map(|p| p.n_pre())
             .max()
             .unwrap_or(0);
-        let wanted = cuda_threads(neurons, queued, site.steps).div_ceil(block as usize);
+        let wanted = cuda_threads(neurons, rows, site.steps).div_ceil(block as usize);
         let mut most = cuda::resident_blocks(&f, block, 0)?.max(1);
         if let Some(limit) = crate::runtime::settings::network_adjoint_blocks()? {
             most = most.min(limit);
