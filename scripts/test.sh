@@ -50,4 +50,5 @@ step "benchmark smoke run"
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_plasticity.py" --quick)
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_microcircuit.py" --quick)
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_gradients.py" --quick)
+(cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_network_gradients.py" --quick)
 (cd /tmp && "$ROOT/.venv/bin/python" "$ROOT/bench/bench_network_loop.py" --steps 100 --scale 0.25 --settings default)

@@ -2,36 +2,48 @@
 //! ([`crate::step::network_adjoint`] says what one step's adjoint is).
 //!
 //! As for a neuron group (`adjoint_kernel`), the forward pass keeps the network's state every
-//! `k` steps and the backward pass, for each segment from the last, recomputes the start-of-step
-//! values of every neuron group's stored variables (`k` rows) and calls this kernel: memory
-//! `O(N (steps/k + k))`. The kernel first walks the segment forwards to recompute what the
-//! step adjoints read besides the state: each step's spikes (the threshold on the recomputed
-//! values, `not_refractory` from the checkpoint's `lastspike_step`) and what the synapses
-//! delivered (`Δ`, from the spikes of the segment and, for delays that reach back before it,
-//! the checkpoint's spike queues). Then it walks the steps backwards: the adjoints of what was
-//! delivered, the transposed propagation (the spike cotangents of the sources; the weights'
-//! gradients where the source spiked), the groups' step adjoints.
+//! `k` steps; the backward pass calls this kernel for each segment from the last, with the
+//! segment's checkpoint: memory `O(N (steps/k + k))`. The kernel has three parts:
 //!
-//! The adjoints of what was delivered live in a history of `1 + longest delay` steps per group
+//! 1. **Recomputation** from the checkpoint, one grid barrier a step: each neuron's thread
+//!    completes step `s - 1` (its new state from the values at its start and `Δ`, what the
+//!    synapses delivered in it: the DAG's `next_state`), then computes step `s`'s
+//!    refractoriness and spike and adds the spike's increments to `Δ` of the steps it arrives
+//!    at within the segment (atomically); spikes from before the segment arrive from the
+//!    checkpoint's spike queues, added first. It keeps every step's start values, spikes,
+//!    refractoriness and `Δ` (`O(N k)` scratch).
+//! 2. The adjoints of what was delivered in the segment's last step.
+//! 3. **Backwards**, one grid barrier a step, a warp a neuron: the neuron gathers its spike's
+//!    cotangent from its own synapses (the transposed propagation as a pull: `sum_s e(w_s)
+//!    a_Δ(j_s, t + D_s)`, its lanes sharing the row; where it spiked, its synapses' weights'
+//!    gradients), runs its step adjoint, then computes the adjoints of what was delivered to it
+//!    a step earlier, which the next step's gathers read. A source writes only its own
+//!    synapses' gradients and its own adjoints: no atomic addition but a shared weight's (its
+//!    lanes' sum, added by lane 0).
+//!
+//! The adjoints of what was delivered live in a history of `2 + longest delay` steps per group
 //! and variable, carried from segment to segment (the spikes of a segment read the adjoints of
-//! later steps). The C dialect runs the whole segment on one thread, in the forward kernel's
-//! order; its entry has the C entries' signature (`sf_start`, `sf_end` unused). The CUDA
-//! dialect runs it in one block ([`CUDA_BLOCK`] threads): every phase is a block-stride loop
-//! (over neurons, or over source rows for the deliveries: a row's synapses and their weights'
-//! gradients are its thread's), phases are separated by `__syncthreads`, and what several
-//! threads add to one place (what is delivered to a target, a shared weight's gradient) is added
-//! atomically (float sums in another order: the last bits differ from the C kernel's).
+//! later steps; one slot is written while the others are read). The C dialect runs the same
+//! parts on one thread (a warp is one lane); its entry has the C entries' signature
+//! (`sf_start`, `sf_end` unused). The CUDA dialect runs on a cooperative grid (as many blocks
+//! of [`CUDA_BLOCK`] threads as [`cuda_threads`] asks and the device holds at once): every
+//! phase is a grid-stride loop (a thread a neuron, or a warp a neuron, or a thread a step and
+//! queue entry), phases are separated by the kernel's grid barrier (`sf_grid_sync`, its
+//! arrival counter the scratch output [`GRID_BARRIER`]); float sums in another order than the
+//! C kernel's (atomic additions into `Δ`, the warps' sums) differ from it in the last bits.
 //!
 //! Layout ([`network_adjoint_layout`], each buffer named by owner and name as the network's
 //! state is, shapes with `"steps"` for the segment's steps and `"n_syn"` for the projection's
-//! synapses): inputs `("", "t_step")` (the segment's first step); per group `state:<x>`
-//! `[steps, n]`, its parameters and per-neuron constants, `lastspike_step` (with a refractory
-//! period), `spike_queue` / `spike_queue_counts` (when its spikes are delivered with a delay),
-//! `adjoint:<x>` `[n]` (at the segment's end), `spike_cotangent` `[steps, n]`,
-//! `state_cotangent:<x>` `[steps, n]` (of the values at each step's start), `grad:<p>` `[n]`,
-//! `history:<x>` `[H, n]` for each delivered variable; per projection its connectivity, its
-//! parameters and `grad:<w>` (`[n_syn]`, or `[]` shared). Outputs: per group `adjoint:<x>`,
-//! `grad:<p>`, `history:<x>`, per projection `grad:<w>`, then scratch buffers.
+//! synapses): inputs `("", "t_step")` (the segment's first step); per group `checkpoint:<x>`
+//! `[n]` (the stored variables at the segment's start), its parameters and per-neuron
+//! constants, `lastspike_step` (with a refractory period), `spike_queue` /
+//! `spike_queue_counts` (when its spikes are delivered with a delay), `adjoint:<x>` `[n]` (at
+//! the segment's end), `spike_cotangent` `[steps, n]`, `state_cotangent:<x>` `[steps, n]` (of
+//! the values at each step's start), `grad:<p>` `[n]`, `history:<x>` `[H, n]` for each
+//! delivered variable; per projection its connectivity, its parameters and `grad:<w>`
+//! (`[n_syn]`, or `[]` shared). Outputs: per group `adjoint:<x>`, `grad:<p>`, `history:<x>`,
+//! per projection `grad:<w>`, then scratch buffers (per group the recomputed `state:<x>`
+//! `[steps, n]`, spikes, refractoriness, `Δ`; the grid barrier's counter).
 
 use std::collections::HashMap;
 use std::fmt::{self, Write};
@@ -52,8 +64,21 @@ use crate::types::ElemType;
 /// The name of the generated entry point.
 pub const NETWORK_ADJOINT_ENTRY: &str = "sf_network_adjoint";
 
-/// Threads of the one block that runs a segment on CUDA.
+/// Threads of each block of the cooperative grid that runs a segment on CUDA (a multiple of
+/// the warp's 32: the transposed propagation gives each source row a warp).
 pub const CUDA_BLOCK: u32 = 1024;
+
+/// The scratch output (owner `""`) that holds the CUDA grid barrier's arrival counter: one
+/// 32-bit word the handler zeroes before each launch.
+pub const GRID_BARRIER: &str = "grid_barrier";
+
+/// Threads the CUDA kernel can keep busy in a segment of `steps` steps with `neurons` neurons
+/// in all and `rows` source rows in the largest projection: a thread per neuron, a warp per
+/// row, a thread per (step, row) in the forward deliveries. The handler launches as many
+/// blocks as that needs and the device holds at once.
+pub fn cuda_threads(neurons: usize, rows: usize, steps: usize) -> usize {
+    neurons.max(32 * rows).max(steps.saturating_mul(rows))
+}
 
 /// One dimension of a buffer: a number, the segment's steps or the projection's synapses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -142,15 +167,23 @@ pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjoi
         let ir = group.neuron_ir().expect("a neuron group");
         let (o, n) = (group.name.as_str(), group.n);
         let name = |v: VarId| ir.symbol(v).name.clone();
-        for v in &ga.dag.stored {
-            inputs.push(arg(
-                o,
-                format!("state:{}", name(*v)),
-                "state",
-                real,
-                vec![STEPS, Dim::Fixed(n)],
-            ));
-        }
+        // One buffer `<prefix>:<x>` for each stored variable x.
+        let per_stored = |prefix: &str, role: &'static str, shape: Vec<Dim>| {
+            ga.dag
+                .stored
+                .iter()
+                .map(|v| {
+                    arg(
+                        o,
+                        format!("{prefix}:{}", name(*v)),
+                        role,
+                        real,
+                        shape.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        inputs.extend(per_stored("checkpoint", "checkpoint", vec![Dim::Fixed(n)]));
         for v in group_inputs(ir) {
             let shape = if ir.symbol(v).shared {
                 vec![]
@@ -208,15 +241,11 @@ pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjoi
             real,
             vec![STEPS, Dim::Fixed(n)],
         ));
-        for v in &ga.dag.stored {
-            inputs.push(arg(
-                o,
-                format!("state_cotangent:{}", name(*v)),
-                "state_cotangent",
-                real,
-                vec![STEPS, Dim::Fixed(n)],
-            ));
-        }
+        inputs.extend(per_stored(
+            "state_cotangent",
+            "state_cotangent",
+            vec![STEPS, Dim::Fixed(n)],
+        ));
         let grads: Vec<NetAdjointArg> = ga
             .dag
             .inputs
@@ -249,19 +278,13 @@ pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjoi
             .collect();
         inputs.extend(history.iter().cloned());
         outputs.extend(history);
+        scratch.extend(per_stored("state", "scratch", vec![STEPS, Dim::Fixed(n)]));
         scratch.push(arg(
             o,
             "spikes".into(),
             "scratch",
             ElemType::I32,
             vec![STEPS, Dim::Fixed(n)],
-        ));
-        scratch.push(arg(
-            o,
-            "synaptic_cotangent".into(),
-            "scratch",
-            real,
-            vec![Dim::Fixed(n)],
         ));
         if ga.refractory_steps.is_some() {
             scratch.push(arg(
@@ -351,6 +374,14 @@ pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjoi
             outputs.push(g);
         }
     }
+    // The CUDA grid barrier's arrival counter (zeroed by the handler before each launch).
+    scratch.push(arg(
+        "",
+        GRID_BARRIER.into(),
+        "scratch",
+        ElemType::I32,
+        vec![Dim::Fixed(1)],
+    ));
     outputs.extend(scratch);
     NetAdjointLayout { inputs, outputs }
 }
@@ -386,6 +417,27 @@ pub fn generate_network_adjoint(
         entry: NETWORK_ADJOINT_ENTRY,
         layout,
     })
+}
+
+/// The parts of a group's backward pass.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// The adjoints of what was delivered in the segment's last step.
+    LastDelivered,
+    /// One step back (`sf_k`).
+    Step,
+}
+
+/// The passes of a delivery in the kernel.
+#[derive(Clone, Copy)]
+enum Pass {
+    /// The recomputation: spikes of the checkpoint's queue arriving in the segment.
+    Queued,
+    /// The recomputation: the spike of neuron `sf_i` at `sf_s`, its arrivals in the segment.
+    Spike,
+    /// The transposed propagation for source neuron `sf_i` at step `sf_s`: its spike's
+    /// cotangent gathered from the history of `a_Δ`, and its synapses' weights' gradients.
+    Gather,
 }
 
 struct Writer<'a> {
@@ -433,22 +485,113 @@ impl Writer<'_> {
             .any(|a| a.owner == owner && a.name == name)
     }
 
-    /// The loop of this thread over `0..n`: all of it in C, a block-stride share on CUDA.
+    /// The loop of this thread over `0..n`: all of it in C, a grid-stride share on CUDA (the
+    /// same share in every phase: a neuron's values written in one loop of a phase are read by
+    /// the same thread in the next loop of that phase).
     fn each(&self, var: &str, n: &str) -> String {
         match self.dialect {
             Dialect::C => format!("for (int64_t {var} = 0; {var} < {n}; ++{var})"),
+            Dialect::Cuda => format!(
+                "for (int64_t {var} = (int64_t) blockIdx.x * blockDim.x + threadIdx.x; {var} < {n}; {var} += (int64_t) gridDim.x * blockDim.x)"
+            ),
+        }
+    }
+
+    /// The loop of this thread's warp over `0..n` (CUDA: a warp an element, its lanes
+    /// `sf_lane` of `sf_width` share the element's work; C: the one thread, `sf_width` 1). The
+    /// loop's condition is the same for the warp's lanes, so they may shuffle inside it.
+    fn each_warp(&self, var: &str, n: &str) -> String {
+        match self.dialect {
+            Dialect::C => format!("for (int64_t {var} = 0; {var} < {n}; ++{var})"),
+            Dialect::Cuda => format!(
+                "for (int64_t {var} = ((int64_t) blockIdx.x * blockDim.x + threadIdx.x) >> 5; {var} < {n}; {var} += ((int64_t) gridDim.x * blockDim.x) >> 5)"
+            ),
+        }
+    }
+
+    /// The barrier between two phases (CUDA: the grid's, `sf_grid_sync`; C: one thread, none).
+    /// Every thread passes the same barriers in the same order: `sf_arrivals` counts them.
+    fn sync(&self, w: &mut SourceWriter) -> fmt::Result {
+        match self.dialect {
+            Dialect::C => Ok(()),
             Dialect::Cuda => {
-                format!("for (int64_t {var} = threadIdx.x; {var} < {n}; {var} += blockDim.x)")
+                w.write_str("sf_arrivals += gridDim.x;\nsf_grid_sync(sf_barrier, sf_arrivals);\n")
             }
         }
     }
 
-    /// The barrier between two phases (CUDA: the block's; C: one thread, none).
-    fn sync(&self, w: &mut SourceWriter) -> fmt::Result {
+    /// The guard of a store that lane 0 of a warp makes for the warp (C: none).
+    fn lane0(&self) -> &'static str {
         match self.dialect {
-            Dialect::C => Ok(()),
-            Dialect::Cuda => w.write_str("__syncthreads();\n"),
+            Dialect::C => "",
+            Dialect::Cuda => "if ((threadIdx.x & 31u) == 0u) ",
         }
+    }
+
+    /// `x` summed over the warp's lanes, in every lane (C: `x`).
+    fn warp_all_sum(&self, x: &str) -> String {
+        match self.dialect {
+            Dialect::C => x.to_string(),
+            Dialect::Cuda => format!("sf_warp_all_sum({x})"),
+        }
+    }
+
+    /// `x` summed over the warp's lanes, valid in lane 0 (C: `x`).
+    fn warp_sum(&self, x: &str) -> String {
+        match self.dialect {
+            Dialect::C => x.to_string(),
+            Dialect::Cuda => format!("sf_warp_sum({x})"),
+        }
+    }
+
+    /// The device functions of the CUDA kernel: the grid barrier and the warp's sums.
+    ///
+    /// The grid barrier: the launch is cooperative (every block resident, so every block
+    /// reaches it). Thread 0 of each block fences (every write of its block before the barrier
+    /// is visible device-wide: the `__syncthreads` before it orders the block's writes before
+    /// the fence), adds one to the arrival counter and waits until the counter reaches
+    /// `sf_target` (the barriers passed so far times the blocks), then fences again. The
+    /// counter only grows and is compared modulo 2^32 (a block is never more than one barrier
+    /// ahead of another), so it is never reset within a launch. A wait of more than about
+    /// 2^36 cycles traps (an error, never a hang).
+    fn write_cuda_functions(&self, w: &mut SourceWriter) -> fmt::Result {
+        let real = self.real();
+        w.block(
+            "static __device__ __forceinline__ void sf_grid_sync(unsigned int* sf_counter, const unsigned int sf_target)",
+            |w| {
+                w.write_str("__syncthreads();\nif (gridDim.x == 1u) return;\n")?;
+                w.block("if (threadIdx.x == 0)", |w| {
+                    w.write_str("__threadfence();\natomicAdd(sf_counter, 1u);\n")?;
+                    w.write_str("const long long sf_since = clock64();\n")?;
+                    w.block(
+                        "while ((int) (*(volatile unsigned int*) sf_counter - sf_target) < 0)",
+                        |w| {
+                            w.block("if (clock64() - sf_since > (1ll << 36))", |w| {
+                                w.write_str("printf(\"spikeforge: block %u of the network adjoint kernel waited at its grid barrier for more than 2^36 cycles\\n\", blockIdx.x);\n__trap();\n")
+                            })
+                        },
+                    )?;
+                    w.write_str("__threadfence();\n")
+                })?;
+                w.write_str("__syncthreads();\n")
+            },
+        )?;
+        w.block(
+            format!("static __device__ __forceinline__ {real} sf_warp_sum({real} sf_x)"),
+            |w| {
+                w.write_str(
+                    "for (int sf_o = 16; sf_o > 0; sf_o >>= 1) sf_x += __shfl_down_sync(0xffffffffu, sf_x, sf_o);\nreturn sf_x;\n",
+                )
+            },
+        )?;
+        w.block(
+            format!("static __device__ __forceinline__ {real} sf_warp_all_sum({real} sf_x)"),
+            |w| {
+                w.write_str(
+                    "for (int sf_o = 16; sf_o > 0; sf_o >>= 1) sf_x += __shfl_xor_sync(0xffffffffu, sf_x, sf_o);\nreturn sf_x;\n",
+                )
+            },
+        )
     }
 
     /// `target += value` where several threads may add to `target` (atomic on CUDA).
@@ -469,6 +612,9 @@ impl Writer<'_> {
         )?;
         w.write_str(&super::group_kernel::includes(self.dialect))?;
         w.write_str(&prelude(self.dialect, self.net.dtype))?;
+        if self.dialect == Dialect::Cuda {
+            self.write_cuda_functions(w)?;
+        }
         match self.dialect {
             Dialect::C => writeln!(
                 w,
@@ -487,7 +633,7 @@ impl Writer<'_> {
                 }));
                 writeln!(
                     w,
-                    "/* One segment, backwards, by one block. */\nextern \"C\" __global__ void __launch_bounds__({CUDA_BLOCK}) {NETWORK_ADJOINT_ENTRY}(\n    {})\n{{",
+                    "/* One segment, backwards, by a cooperative grid. */\nextern \"C\" __global__ void __launch_bounds__({CUDA_BLOCK}) {NETWORK_ADJOINT_ENTRY}(\n    {})\n{{",
                     params.join(",\n    ")
                 )?
             }
@@ -517,40 +663,43 @@ impl Writer<'_> {
                 "const int64_t sf_t0 = (int64_t) {}[0];",
                 self.input("", "t_step")
             )?;
+            if self.dialect == Dialect::Cuda {
+                writeln!(
+                    w,
+                    "unsigned int* const sf_barrier = (unsigned int*) {};\nunsigned int sf_arrivals = 0;",
+                    self.output("", GRID_BARRIER)
+                )?;
+            }
+            // Forwards from the checkpoint: the segment recomputed, a barrier a step (see
+            // `write_recompute`).
             self.write_copies(w)?;
+            for ga in 0..self.adj.groups.len() {
+                self.write_segment_start(ga, w)?;
+            }
             self.sync(w)?;
-            w.block("for (int64_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
-                self.write_step_header(w)?;
+            for d in 0..self.adj.deliveries.len() {
+                self.write_queued_deliveries(d, w)?;
+            }
+            w.block("for (int64_t sf_k = 0; sf_k < sf_steps; ++sf_k)", |w| {
                 for ga in 0..self.adj.groups.len() {
-                    self.write_spikes(ga, w)?;
-                }
-                self.sync(w)?;
-                for (d, _) in self.adj.deliveries.iter().enumerate() {
-                    self.write_delivery(d, false, w)?;
+                    self.write_recompute(ga, w)?;
                 }
                 self.sync(w)
             })?;
+            // Backwards, a barrier a step: first the adjoints of what was delivered in the
+            // segment's last step; then at step sf_k, each neuron (a warp) gathers its spike's
+            // cotangent from its synapses' targets (the transposed propagation, reading the
+            // adjoints delivered at sf_k + D, complete since the last barrier), runs its step
+            // adjoint and the adjoint of what was delivered to it at sf_k - 1.
+            for ga in 0..self.adj.groups.len() {
+                self.write_group(ga, Part::LastDelivered, w)?;
+            }
+            self.sync(w)?;
             w.block(
-                "for (int64_t sf_s = sf_steps - 1; sf_s >= 0; --sf_s)",
+                "for (int64_t sf_k = sf_steps - 1; sf_k >= 0; --sf_k)",
                 |w| {
-                    self.write_step_header(w)?;
                     for ga in 0..self.adj.groups.len() {
-                        self.write_group(ga, true, w)?;
-                    }
-                    for ga in &self.adj.groups {
-                        let o = &self.net.groups[ga.group].name;
-                        let n = self.net.groups[ga.group].n;
-                        let g = self.output(o, "synaptic_cotangent");
-                        writeln!(w, "{} {g}[sf_i] = 0;", self.each("sf_i", &n.to_string()))?;
-                    }
-                    self.sync(w)?;
-                    for (d, _) in self.adj.deliveries.iter().enumerate() {
-                        self.write_delivery(d, true, w)?;
-                        // Two deliveries from one source group may add to one neuron's cotangent.
-                        self.sync(w)?;
-                    }
-                    for ga in 0..self.adj.groups.len() {
-                        self.write_group(ga, false, w)?;
+                        self.write_group(ga, Part::Step, w)?;
                     }
                     self.sync(w)
                 },
@@ -597,19 +746,6 @@ impl Writer<'_> {
                 "{} sf_out{k}[sf_k] = {i}[sf_k];",
                 self.each("sf_k", &len)
             )?;
-        }
-        for ga in &self.adj.groups {
-            if ga.refractory_steps.is_some() {
-                let o = &self.net.groups[ga.group].name;
-                let n = self.net.groups[ga.group].n;
-                writeln!(
-                    w,
-                    "{} {}[sf_k] = {}[sf_k];",
-                    self.each("sf_k", &n.to_string()),
-                    self.output(o, "lastspike"),
-                    self.input(o, "lastspike_step")
-                )?;
-            }
         }
         Ok(())
     }
@@ -659,7 +795,7 @@ impl Writer<'_> {
         let ir = group.neuron_ir().expect("a neuron group");
         let (o, n, real) = (&group.name, group.n, self.real());
         for v in &adj.dag.stored {
-            let p = self.input(o, &format!("state:{}", ir.symbol(*v).name));
+            let p = self.output(o, &format!("state:{}", ir.symbol(*v).name));
             writeln!(w, "const {real} x{} = {p}[sf_s * {n} + sf_i];", v.0)?;
         }
         for v in group_inputs(ir) {
@@ -694,13 +830,73 @@ impl Writer<'_> {
         .block(roots, prefix, w)
     }
 
-    /// The forward walk's part for group ga at step `sf_s`: refractoriness and the spike.
-    fn write_spikes(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
+    /// Group ga at the segment's start: each neuron's thread zeroes what will be delivered to
+    /// it, copies its checkpoint into the recomputed states' first step and its last spike.
+    fn write_segment_start(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
         let adj = &self.adj.groups[ga];
         let group = &self.net.groups[adj.group];
+        let ir = group.neuron_ir().expect("a neuron group");
         let (o, n) = (&group.name, group.n);
+        w.block(self.each("sf_i", &n.to_string()), |w| {
+            for v in &adj.delivered_targets {
+                let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
+                writeln!(
+                    w,
+                    "for (int64_t sf_s = 0; sf_s < sf_steps; ++sf_s) {d}[sf_s * {n} + sf_i] = 0;"
+                )?;
+            }
+            for v in &adj.dag.stored {
+                let name = &ir.symbol(*v).name;
+                writeln!(
+                    w,
+                    "{}[sf_i] = {}[sf_i];",
+                    self.output(o, &format!("state:{name}")),
+                    self.input(o, &format!("checkpoint:{name}"))
+                )?;
+            }
+            if adj.refractory_steps.is_some() {
+                writeln!(
+                    w,
+                    "{}[sf_i] = {}[sf_i];",
+                    self.output(o, "lastspike"),
+                    self.input(o, "lastspike_step")
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Group ga's part of the recomputation's step `sf_k`, each neuron by its thread (the one
+    /// that wrote its values before: no barrier between its own steps): the step `sf_k - 1`
+    /// completed (its new state from the values at its start and what was delivered in it, all
+    /// of it since the last barrier), then step `sf_k`'s refractoriness and spike, and the
+    /// spike's deliveries (atomic additions to what arrives at `sf_k + D`, where that is in the
+    /// segment). Brian2's order within a step: the update and threshold read the values at the
+    /// step's start, the deliveries are added before the reset (the DAG's `next_state`).
+    fn write_recompute(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
+        let adj = &self.adj.groups[ga];
+        let group = &self.net.groups[adj.group];
+        let ir = group.neuron_ir().expect("a neuron group");
+        let (o, n, real) = (&group.name, group.n, self.real());
         let spikes = self.output(o, "spikes");
         w.block(self.each("sf_i", &n.to_string()), |w| {
+            w.block("if (sf_k > 0)", |w| {
+                w.write_str("const int64_t sf_s = sf_k - 1;\n")?;
+                self.write_step_header(w)?;
+                self.write_loads(ga, w)?;
+                for (k, v) in adj.delivered_targets.iter().enumerate() {
+                    let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
+                    writeln!(w, "const {real} sf_d{k} = {d}[sf_s * {n} + sf_i];")?;
+                }
+                let texts = self.print(ga, &adj.dag.next_state, "sf_x", w)?;
+                for (v, text) in adj.dag.stored.iter().zip(texts) {
+                    let x = self.output(o, &format!("state:{}", ir.symbol(*v).name));
+                    writeln!(w, "{x}[(sf_s + 1) * {n} + sf_i] = {text};")?;
+                }
+                Ok(())
+            })?;
+            w.write_str("const int64_t sf_s = sf_k;\n")?;
+            self.write_step_header(w)?;
             if let Some(r) = adj.refractory_steps {
                 let ls = self.output(o, "lastspike");
                 writeln!(
@@ -716,35 +912,42 @@ impl Writer<'_> {
             let text = self.print(ga, &[spike], "sf_f", w)?.remove(0);
             writeln!(w, "const bool sf_spike = {text};")?;
             writeln!(w, "{spikes}[sf_s * {n} + sf_i] = sf_spike ? 1 : 0;")?;
-            if adj.refractory_steps.is_some() {
-                let ls = self.output(o, "lastspike");
-                writeln!(w, "if (sf_spike) {ls}[sf_i] = (int32_t) sf_t_step;")?;
+            let sources: Vec<usize> = (0..self.adj.deliveries.len())
+                .filter(|d| {
+                    self.net.projections[self.adj.deliveries[*d].projection].source == adj.group
+                })
+                .collect();
+            if adj.refractory_steps.is_none() && sources.is_empty() {
+                return Ok(());
             }
-            Ok(())
-        })?;
-        let ir = group.neuron_ir().expect("a neuron group");
-        for v in &adj.delivered_targets {
-            let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
-            writeln!(
-                w,
-                "{} {d}[sf_s * {n} + sf_i] = 0;",
-                self.each("sf_i", &n.to_string())
-            )?;
-        }
-        Ok(())
+            w.block("if (sf_spike)", |w| {
+                if adj.refractory_steps.is_some() {
+                    let ls = self.output(o, "lastspike");
+                    writeln!(w, "{ls}[sf_i] = (int32_t) sf_t_step;")?;
+                }
+                for d in sources {
+                    self.write_spike_deliveries(d, w)?;
+                }
+                Ok(())
+            })
+        })
     }
 
-    /// Group ga at step `sf_s` backwards: with `delivered`, the adjoints of what was delivered
-    /// into its history; else its step adjoint, with the synaptic spike cotangents.
-    fn write_group(&self, ga: usize, delivered: bool, w: &mut SourceWriter) -> fmt::Result {
+    /// Group ga's part of the backward pass, a warp a neuron (`each_warp`; its lanes share the
+    /// gathers, compute the rest alike, and lane 0 stores). `Part::LastDelivered`: the
+    /// adjoints of what was delivered at the segment's last step. `Part::Step`: at step `sf_k`,
+    /// the neuron's spike cotangent from its synapses (each delivery it is a source of), its
+    /// step adjoint, then the adjoints of what was delivered to it at `sf_k - 1` into the
+    /// history (read by the gathers of the next barrier's step).
+    fn write_group(&self, ga: usize, part: Part, w: &mut SourceWriter) -> fmt::Result {
         let adj = &self.adj.groups[ga];
         let group = &self.net.groups[adj.group];
         let ir = group.neuron_ir().expect("a neuron group");
         let (o, n, real) = (&group.name, group.n, self.real());
-        if delivered && adj.delivered_targets.is_empty() {
-            return Ok(());
-        }
-        w.block(self.each("sf_i", &n.to_string()), |w| {
+        let lane0 = self.lane0();
+        // The values both parts read: the step's recomputed state and inputs, the adjoints
+        // after the step, what was delivered in it.
+        let common = |w: &mut SourceWriter| -> fmt::Result {
             self.write_loads(ga, w)?;
             for (k, v) in adj.dag.stored.iter().enumerate() {
                 let a = self.output(o, &format!("adjoint:{}", ir.symbol(*v).name));
@@ -754,46 +957,88 @@ impl Writer<'_> {
                 let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
                 writeln!(w, "const {real} sf_d{k} = {d}[sf_s * {n} + sf_i];")?;
             }
-            if delivered {
-                writeln!(w, "const {real} sf_gs = 0;")?;
-                let texts = self.print(ga, &adj.dag.delivered_adjoint, "sf_h", w)?;
-                for (v, text) in adj.delivered_targets.iter().zip(texts) {
-                    let h = self.output(o, &format!("history:{}", ir.symbol(*v).name));
-                    writeln!(
-                        w,
-                        "{h}[(sf_t_step % {}) * {n} + sf_i] = {text};",
-                        adj.history
-                    )?;
-                }
-                return Ok(());
-            }
-            writeln!(
-                w,
-                "const {real} sf_gs = {}[sf_s * {n} + sf_i] + {}[sf_i];",
-                self.input(o, "spike_cotangent"),
-                self.output(o, "synaptic_cotangent")
-            )?;
-            let mut roots = adj.dag.adjoint.clone();
-            roots.extend(adj.dag.inputs.iter().map(|(_, e)| *e));
-            let texts = self.print(ga, &roots, "sf_", w)?;
-            let (states, inputs) = texts.split_at(adj.dag.stored.len());
-            for (k, text) in states.iter().enumerate() {
-                writeln!(w, "const {real} sf_na{k} = {text};")?;
-            }
-            for ((v, _), text) in adj.dag.inputs.iter().zip(inputs) {
-                let g = self.output(o, &format!("grad:{}", ir.symbol(*v).name));
-                writeln!(w, "{g}[sf_i] += {text};")?;
-            }
-            for (k, v) in adj.dag.stored.iter().enumerate() {
-                let name = &ir.symbol(*v).name;
+            Ok(())
+        };
+        let delivered = |w: &mut SourceWriter, step: &str| -> fmt::Result {
+            writeln!(w, "const int64_t sf_s = {step};")?;
+            self.write_step_header(w)?;
+            common(w)?;
+            writeln!(w, "const {real} sf_gs = 0;")?;
+            let texts = self.print(ga, &adj.dag.delivered_adjoint, "sf_h", w)?;
+            for (v, text) in adj.delivered_targets.iter().zip(texts) {
+                let h = self.output(o, &format!("history:{}", ir.symbol(*v).name));
                 writeln!(
                     w,
-                    "{}[sf_i] = sf_na{k} + {}[sf_s * {n} + sf_i];",
-                    self.output(o, &format!("adjoint:{name}")),
-                    self.input(o, &format!("state_cotangent:{name}"))
+                    "{lane0}{h}[(sf_t_step % {}) * {n} + sf_i] = {text};",
+                    adj.history
                 )?;
             }
             Ok(())
+        };
+        if part == Part::LastDelivered {
+            if adj.delivered_targets.is_empty() {
+                return Ok(());
+            }
+            return w.block(self.each_warp("sf_i", &n.to_string()), |w| {
+                delivered(w, "sf_steps - 1")
+            });
+        }
+        let sources: Vec<usize> = (0..self.adj.deliveries.len())
+            .filter(|d| {
+                self.net.projections[self.adj.deliveries[*d].projection].source == adj.group
+            })
+            .collect();
+        w.block(self.each_warp("sf_i", &n.to_string()), |w| {
+            w.block("/* step sf_k */", |w| {
+                w.write_str("const int64_t sf_s = sf_k;\n")?;
+                self.write_step_header(w)?;
+                writeln!(w, "{real} sf_synaptic = 0;")?;
+                for d in &sources {
+                    self.write_gather(*d, w)?;
+                }
+                if !sources.is_empty() {
+                    writeln!(w, "sf_synaptic = {};", self.warp_all_sum("sf_synaptic"))?;
+                }
+                common(w)?;
+                writeln!(
+                    w,
+                    "const {real} sf_gs = {}[sf_s * {n} + sf_i] + sf_synaptic;",
+                    self.input(o, "spike_cotangent"),
+                )?;
+                let mut roots = adj.dag.adjoint.clone();
+                roots.extend(adj.dag.inputs.iter().map(|(_, e)| *e));
+                let texts = self.print(ga, &roots, "sf_", w)?;
+                let (states, inputs) = texts.split_at(adj.dag.stored.len());
+                for (k, text) in states.iter().enumerate() {
+                    writeln!(w, "const {real} sf_na{k} = {text};")?;
+                }
+                for ((v, _), text) in adj.dag.inputs.iter().zip(inputs) {
+                    let g = self.output(o, &format!("grad:{}", ir.symbol(*v).name));
+                    writeln!(w, "{lane0}{g}[sf_i] += {text};")?;
+                }
+                // Every lane has read the adjoints before lane 0 replaces them.
+                if self.dialect == Dialect::Cuda {
+                    w.write_str("__syncwarp();\n")?;
+                }
+                for (k, v) in adj.dag.stored.iter().enumerate() {
+                    let name = &ir.symbol(*v).name;
+                    writeln!(
+                        w,
+                        "{lane0}{}[sf_i] = sf_na{k} + {}[sf_s * {n} + sf_i];",
+                        self.output(o, &format!("adjoint:{name}")),
+                        self.input(o, &format!("state_cotangent:{name}"))
+                    )?;
+                }
+                Ok(())
+            })?;
+            if adj.delivered_targets.is_empty() {
+                return Ok(());
+            }
+            // Lane 0's stores of the adjoints, visible to the warp.
+            if self.dialect == Dialect::Cuda {
+                w.write_str("__syncwarp();\n")?;
+            }
+            w.block("if (sf_k > 0)", |w| delivered(w, "sf_k - 1"))
         })
     }
 
@@ -827,9 +1072,24 @@ impl Writer<'_> {
         .block(roots, "sf_e", w)
     }
 
-    /// Delivery d at step `sf_s`. Forwards: adds the increments of the spikes arriving now to
-    /// `Δ`. Backwards: the transposed propagation from the history of `a_Δ`.
-    fn write_delivery(&self, d: usize, backwards: bool, w: &mut SourceWriter) -> fmt::Result {
+    /// The recomputation's deliveries of spikes from before the segment (the checkpoint's
+    /// queue), for every step of the segment at once.
+    fn write_queued_deliveries(&self, d: usize, w: &mut SourceWriter) -> fmt::Result {
+        self.write_delivery(d, Pass::Queued, w)
+    }
+
+    /// The recomputation's deliveries of the spike of source neuron `sf_i` at step `sf_s`.
+    fn write_spike_deliveries(&self, d: usize, w: &mut SourceWriter) -> fmt::Result {
+        self.write_delivery(d, Pass::Spike, w)
+    }
+
+    /// The transposed propagation of delivery d for source neuron `sf_i` at step `sf_s`.
+    fn write_gather(&self, d: usize, w: &mut SourceWriter) -> fmt::Result {
+        self.write_delivery(d, Pass::Gather, w)
+    }
+
+    /// Delivery d in one of its passes (see [`Pass`]).
+    fn write_delivery(&self, d: usize, pass: Pass, w: &mut SourceWriter) -> fmt::Result {
         let del = &self.adj.deliveries[d];
         let proj = &self.net.projections[del.projection];
         let source = &self.net.groups[proj.source];
@@ -878,66 +1138,91 @@ impl Writer<'_> {
             )
         };
         writeln!(w, "/* {} -> {}.{x} */", proj.name, target.name)?;
-        if !backwards {
-            let delta = self.output(&target.name, &format!("delivered:{x}"));
-            let row = |w: &mut SourceWriter| -> fmt::Result {
-                range(w)?;
-                w.block(
-                    "for (int64_t sf_syn = sf_a; sf_syn < sf_b; ++sf_syn)",
-                    |w| {
-                        writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
-                        writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
-                        let e = self
-                            .print_synapse(d, &del.arena, &[del.increment], w)?
-                            .remove(0);
-                        let target = format!("{delta}[sf_s * {nt} + {t0} + sf_j]");
-                        writeln!(w, "{}", self.accumulate(&target, &e))
-                    },
-                )
-            };
-            return w.block(format!("for ({delays})"), |w| {
-                w.write_str("const int64_t sf_from = sf_s - sf_D;\n")?;
-                w.block("if (sf_from >= 0)", |w| {
-                    w.block(self.each("sf_r", &n_pre.to_string()), |w| {
-                        writeln!(
-                            w,
-                            "if ({spikes}[sf_from * {ns} + {s0} + sf_r] == 0) continue;"
-                        )?;
-                        row(w)
+        let delta = self.output(&target.name, &format!("delivered:{x}"));
+        // The synapses of row sf_r whose spike at sf_s - sf_D arrives at sf_s, their increments
+        // added to what is delivered then.
+        let row = |w: &mut SourceWriter, at: &str| -> fmt::Result {
+            range(w)?;
+            w.block(
+                "for (int64_t sf_syn = sf_a; sf_syn < sf_b; ++sf_syn)",
+                |w| {
+                    writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
+                    writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
+                    let e = self
+                        .print_synapse(d, &del.arena, &[del.increment], w)?
+                        .remove(0);
+                    let target = format!("{delta}[({at}) * {nt} + {t0} + sf_j]");
+                    writeln!(w, "{}", self.accumulate(&target, &e))
+                },
+            )
+        };
+        match pass {
+            Pass::Spike => {
+                return w.block(format!("if (sf_i >= {s0} && sf_i < {s0} + {n_pre})"), |w| {
+                    writeln!(w, "const int64_t sf_r = sf_i - {s0};")?;
+                    w.block(format!("for ({delays})"), |w| {
+                        w.write_str("if (sf_s + sf_D >= sf_steps) continue;\n")?;
+                        row(w, "sf_s + sf_D")
                     })
-                })?;
+                })
+            }
+            Pass::Queued => {
                 if !self.has_input(&source.name, "spike_queue") {
                     return Ok(());
                 }
+                // A thread a (step, queue entry).
                 let depth = self.adj.plan.groups[proj.source].depth;
                 let queue = self.input(&source.name, "spike_queue");
                 let counts = self.input(&source.name, "spike_queue_counts");
-                w.block("else if (sf_t_step - sf_D >= 0)", |w| {
-                    writeln!(w, "const int64_t sf_slot = (sf_t_step - sf_D) % {depth};")?;
-                    writeln!(w, "int64_t sf_count = {counts}[sf_slot];")?;
-                    writeln!(w, "if (sf_count > {ns}) sf_count = {ns};")?;
-                    w.block(self.each("sf_q", "sf_count"), |w| {
+                return w.block(self.each("sf_w", &format!("sf_steps * {ns}")), |w| {
+                    writeln!(
+                        w,
+                        "const int64_t sf_s = sf_w / {ns}, sf_q = sf_w % {ns};\nconst int64_t sf_t_step = sf_t0 + sf_s;"
+                    )?;
+                    w.block(format!("for ({delays})"), |w| {
+                        w.write_str(
+                            "if (sf_s - sf_D >= 0 || sf_t_step - sf_D < 0) continue;\n",
+                        )?;
+                        writeln!(w, "const int64_t sf_slot = (sf_t_step - sf_D) % {depth};")?;
+                        writeln!(w, "int64_t sf_count = {counts}[sf_slot];")?;
+                        writeln!(w, "if (sf_count > {ns}) sf_count = {ns};")?;
+                        w.write_str("if (sf_q >= sf_count) continue;\n")?;
                         writeln!(
                             w,
                             "const int64_t sf_r = (int64_t) {queue}[sf_slot * {ns} + sf_q] - {s0};"
                         )?;
                         writeln!(w, "if (sf_r < 0 || sf_r >= {n_pre}) continue;")?;
-                        row(w)
+                        row(w, "sf_s")
                     })
-                })
-            });
+                });
+            }
+            Pass::Gather => {}
         }
+        // The gather: neuron sf_i's warp, its lanes sharing the row's synapses, adds its sum to
+        // sf_synaptic (summed over the lanes by the caller); the shared weights' gradients are
+        // summed over the lanes here and added by lane 0 (the warp's neuron spiked or not).
         let history = self.output(&target.name, &format!("history:{x}"));
-        let synaptic = self.output(&source.name, "synaptic_cotangent");
         let h = tadj.history;
+        let real = self.real();
         let mut roots = vec![del.increment];
         roots.extend(del.grads.iter().map(|(_, e)| *e));
-        w.block(self.each("sf_r", &n_pre.to_string()), |w| {
-            writeln!(
-                w,
-                "const int sf_fired = {spikes}[sf_s * {ns} + {s0} + sf_r] != 0;"
-            )?;
-            writeln!(w, "{} sf_sum = 0;", self.real())?;
+        let shared: Vec<bool> = del
+            .grads
+            .iter()
+            .map(|(v, _)| proj.synapses.group.symbol(*v).shared)
+            .collect();
+        let (lane, width) = match self.dialect {
+            Dialect::C => ("0", "1"),
+            Dialect::Cuda => ("(int64_t) (threadIdx.x & 31u)", "32"),
+        };
+        w.block(format!("if (sf_i >= {s0} && sf_i < {s0} + {n_pre})"), |w| {
+            writeln!(w, "const int64_t sf_r = sf_i - {s0};")?;
+            writeln!(w, "const int sf_fired = {spikes}[sf_s * {ns} + sf_i] != 0;")?;
+            for (k, sh) in shared.iter().enumerate() {
+                if *sh {
+                    writeln!(w, "{real} sf_gw{k} = 0;")?;
+                }
+            }
             w.block(format!("for ({delays})"), |w| {
                 range(w)?;
                 writeln!(
@@ -945,25 +1230,28 @@ impl Writer<'_> {
                     "const int64_t sf_at = ((sf_t_step + sf_D) % {h}) * {nt} + {t0};"
                 )?;
                 w.block(
-                    "for (int64_t sf_syn = sf_a; sf_syn < sf_b; ++sf_syn)",
+                    format!(
+                        "for (int64_t sf_syn = sf_a + {lane}; sf_syn < sf_b; sf_syn += {width})"
+                    ),
                     |w| {
                         writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
                         writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
-                        writeln!(w, "const {} sf_ad = {history}[sf_at + sf_j];", self.real())?;
+                        writeln!(w, "const {real} sf_ad = {history}[sf_at + sf_j];")?;
                         let texts = self.print_synapse(d, &del.arena, &roots, w)?;
-                        writeln!(w, "sf_sum += {} * sf_ad;", texts[0])?;
+                        writeln!(w, "sf_synaptic += {} * sf_ad;", texts[0])?;
                         if del.grads.is_empty() {
                             return Ok(());
                         }
                         w.block("if (sf_fired)", |w| {
-                            for ((v, _), text) in del.grads.iter().zip(&texts[1..]) {
-                                let sym = proj.synapses.group.symbol(*v);
-                                let g = self.output(&proj.name, &format!("grad:{}", sym.name));
-                                let value = format!("sf_ad * ({text})");
-                                if sym.shared {
-                                    writeln!(w, "{}", self.accumulate(&format!("{g}[0]"), &value))?;
+                            for (k, (((v, _), text), sh)) in
+                                del.grads.iter().zip(&texts[1..]).zip(&shared).enumerate()
+                            {
+                                if *sh {
+                                    writeln!(w, "sf_gw{k} += sf_ad * ({text});")?;
                                 } else {
-                                    writeln!(w, "{g}[sf_syn] += {value};")?;
+                                    let sym = proj.synapses.group.symbol(*v);
+                                    let g = self.output(&proj.name, &format!("grad:{}", sym.name));
+                                    writeln!(w, "{g}[sf_syn] += sf_ad * ({text});")?;
                                 }
                             }
                             Ok(())
@@ -971,7 +1259,27 @@ impl Writer<'_> {
                     },
                 )
             })?;
-            writeln!(w, "{synaptic}[{s0} + sf_r] += sf_sum;")
+            if !shared.iter().any(|x| *x) {
+                return Ok(());
+            }
+            // sf_fired is the warp's: the lanes shuffle together.
+            w.block("if (sf_fired)", |w| {
+                for (k, ((v, _), sh)) in del.grads.iter().zip(&shared).enumerate() {
+                    if !*sh {
+                        continue;
+                    }
+                    let sym = proj.synapses.group.symbol(*v);
+                    let g = self.output(&proj.name, &format!("grad:{}", sym.name));
+                    writeln!(w, "sf_gw{k} = {};", self.warp_sum(&format!("sf_gw{k}")))?;
+                    writeln!(
+                        w,
+                        "{}{}",
+                        self.lane0(),
+                        self.accumulate(&format!("{g}[0]"), &format!("sf_gw{k}"))
+                    )?;
+                }
+                Ok(())
+            })
         })
     }
 }

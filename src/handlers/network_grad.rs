@@ -7,19 +7,20 @@
 //! without a batch axis (one network). Instantiation parses and lowers the spec and derives the
 //! adjoint (a network whose runs are not differentiable is an error that names why); the first
 //! execution compiles the kernel; every execution reads each projection's synapse count from
-//! its `targets`, checks the buffers and runs the segment: on one CPU thread, or on CUDA by one
-//! block on XLA's stream (the same work every time).
+//! its `targets`, checks the buffers and runs the segment: on one CPU thread, or on CUDA by a
+//! cooperative grid on XLA's stream (as many blocks as the segment's work needs and the device
+//! holds at once; its grid barrier's counter zeroed first).
 
 use std::ffi::c_void;
 use std::sync::Arc;
 
 use super::buffers::{self, Expected};
 use super::loaded_kernels::LoadedKernels;
-use super::neuron_run::{cpu_options, cuda_options, launch_with_buffers, CEntry};
+use super::neuron_run::{cpu_options, cuda_options, launch_shaped_with_buffers, CEntry};
 use super::poison;
 use crate::codegen::network_adjoint_kernel::{
-    concrete_shape, generate_network_adjoint, projection_order, NetAdjointArg, NetAdjointLayout,
-    CUDA_BLOCK, NETWORK_ADJOINT_ENTRY,
+    concrete_shape, cuda_threads, generate_network_adjoint, projection_order, NetAdjointArg,
+    NetAdjointLayout, CUDA_BLOCK, GRID_BARRIER, NETWORK_ADJOINT_ENTRY,
 };
 use crate::codegen::Dialect;
 use crate::ir::network::NetworkIr;
@@ -182,7 +183,8 @@ impl Handler for NetworkGradCpu {
     }
 }
 
-/// `spikeforge_network_grad` on CUDA: one block on XLA's stream.
+/// `spikeforge_network_grad` on CUDA: a cooperative grid on XLA's stream (one block where the
+/// device cannot launch cooperatively).
 pub struct NetworkGradCuda;
 
 impl Handler for NetworkGradCuda {
@@ -200,13 +202,46 @@ impl Handler for NetworkGradCuda {
             || site.source(Dialect::Cuda),
             &run.buffers.rets,
         )?;
-        let block = CUDA_BLOCK.min(f.max_threads_per_block()).max(32);
+        // Blocks of a whole number of warps; as many as the segment's work needs and the device
+        // holds at once (a cooperative grid: its blocks wait for each other at its barriers), at
+        // most SPIKEFORGE_NETWORK_ADJOINT_BLOCKS.
+        let block = (CUDA_BLOCK.min(f.max_threads_per_block()) / 32).max(1) * 32;
+        let neurons = site.net.groups.iter().map(|g| g.n).sum();
+        let rows = site
+            .net
+            .projections
+            .iter()
+            .map(|p| p.n_pre())
+            .max()
+            .unwrap_or(0);
+        let wanted = cuda_threads(neurons, rows, site.steps).div_ceil(block as usize);
+        let mut most = cuda::resident_blocks(&f, block, 0)?.max(1);
+        if let Some(limit) = crate::runtime::settings::network_adjoint_blocks()? {
+            most = most.min(limit);
+        }
+        let blocks = (wanted.min(u32::MAX as usize) as u32).clamp(1, most);
+        // The barrier's counter starts at zero (after the outputs' poison, if any).
+        let barrier = site
+            .layout
+            .outputs
+            .iter()
+            .position(|a| a.owner.is_empty() && a.name == GRID_BARRIER)
+            .expect("the layout has the grid barrier's counter");
+        let counter = &run.buffers.rets[barrier];
+        // SAFETY: XLA's device buffer of this size, on this stream, for the call.
+        unsafe { cuda::memset_async(counter.data, 0, counter.size_bytes(), stream) }?;
         let mut steps = site.steps as i64;
         let mut n_syn = run.n_syn.clone();
         let mut params: Vec<*mut c_void> = vec![(&mut steps as *mut i64).cast()];
         params.extend(n_syn.iter_mut().map(|n| (n as *mut i64).cast::<c_void>()));
+        let shape = cuda::LaunchShape {
+            grid: (blocks, 1, 1),
+            block: (block, 1, 1),
+            shared_mem: 0,
+            cooperative: blocks > 1,
+        };
         // SAFETY: the scalars and the buffers, in this order, are the generated kernel's
         // parameters; the buffers belong to XLA's stream and stay valid for the call.
-        unsafe { launch_with_buffers(&f, 1, block, stream, params, &run.buffers) }
+        unsafe { launch_shaped_with_buffers(&f, shape, stream, params, &run.buffers) }
     }
 }

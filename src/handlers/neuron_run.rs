@@ -453,6 +453,27 @@ pub(super) unsafe fn launch_with_buffers(
     grid: u32,
     block: u32,
     stream: *mut c_void,
+    scalars: Vec<*mut c_void>,
+    buffers: &buffers::Checked<'_>,
+) -> Result<(), FfiError> {
+    let shape = cuda::LaunchShape {
+        grid: (grid, 1, 1),
+        block: (block, 1, 1),
+        shared_mem: 0,
+        cooperative: false,
+    };
+    // SAFETY: forwarded to the caller.
+    unsafe { launch_shaped_with_buffers(f, shape, stream, scalars, buffers) }
+}
+
+/// [`launch_with_buffers`] in a [`cuda::LaunchShape`] (a cooperative grid, for one).
+///
+/// # Safety
+/// As [`launch_with_buffers`].
+pub(super) unsafe fn launch_shaped_with_buffers(
+    f: &cuda::CudaFunction,
+    shape: cuda::LaunchShape,
+    stream: *mut c_void,
     mut scalars: Vec<*mut c_void>,
     buffers: &buffers::Checked<'_>,
 ) -> Result<(), FfiError> {
@@ -468,7 +489,7 @@ pub(super) unsafe fn launch_with_buffers(
             .map(|b| (b as *mut *mut c_void).cast::<c_void>()),
     );
     // SAFETY: forwarded to the caller; the buffers belong to XLA's stream for the call.
-    unsafe { cuda::launch(f, (grid, 1, 1), (block, 1, 1), 0, stream, &mut scalars) }?;
+    unsafe { cuda::launch_shaped(f, shape, stream, &mut scalars) }?;
     Ok(())
 }
 

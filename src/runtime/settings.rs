@@ -16,6 +16,10 @@ pub const MAX_LOADED_VAR: &str = "SPIKEFORGE_MAX_LOADED_MODULES";
 /// About five memory mappings a CPU library: far below the kernel's default limit of 65530.
 pub const DEFAULT_MAX_LOADED: usize = 1024;
 
+/// The most blocks the CUDA network adjoint kernel's grid may have (for measuring the grid's
+/// size; by default as many as its work needs and the device holds).
+pub const NETWORK_ADJOINT_BLOCKS_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BLOCKS";
+
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
@@ -51,6 +55,21 @@ pub fn max_loaded_modules() -> Result<usize, RuntimeError> {
     match text.trim().parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(bad(MAX_LOADED_VAR, &text, "a whole number of at least 1")),
+    }
+}
+
+/// [`NETWORK_ADJOINT_BLOCKS_VAR`]: `None` for no limit.
+pub fn network_adjoint_blocks() -> Result<Option<u32>, RuntimeError> {
+    let Some(text) = var(NETWORK_ADJOINT_BLOCKS_VAR) else {
+        return Ok(None);
+    };
+    match text.trim().parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(Some(n)),
+        _ => Err(bad(
+            NETWORK_ADJOINT_BLOCKS_VAR,
+            &text,
+            "a whole number of at least 1",
+        )),
     }
 }
 

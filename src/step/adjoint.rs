@@ -73,8 +73,9 @@ pub struct AdjointDag {
     /// The forward spike of the step (recomputed from the start values).
     pub spike: Option<ExprId>,
     /// The forward step's new value of each stored variable (in the order of `stored`), read
-    /// from the values at the start of the step: what the adjoint kernel recomputes the
-    /// segments between its checkpoints with (the group kernel's own step DAG, `step::build`).
+    /// from the values at the start of the step and what was delivered in it (`delivered`, for
+    /// a network's group): what the adjoint kernels recompute the segments between their
+    /// checkpoints with (the group kernel's own step DAG, `step::build`).
     pub next_state: Vec<ExprId>,
     /// The threshold's argument `z`, after the update (for tests and the surrogate).
     pub threshold_argument: Option<ExprId>,
@@ -501,8 +502,7 @@ pub fn adjoint_with_deliveries(
     };
     let adjoint: Vec<ExprId> = stored.iter().map(|v| adjoint_of(&mut arena, *v)).collect();
     let spike = step.spike.map(|s| unhold(ir, &mut arena, s));
-    let next_state: Vec<ExprId> = step
-        .next_state
+    let next_state: Vec<ExprId> = next_state
         .iter()
         .map(|x| unhold(ir, &mut arena, *x))
         .collect();

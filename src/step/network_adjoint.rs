@@ -43,8 +43,9 @@ pub struct GroupAdjoint {
     pub dag: AdjointDag,
     /// The refractory period in steps (a constant duration), if any.
     pub refractory_steps: Option<i64>,
-    /// Slots of the adjoint history of each delivered variable: 1 + the longest delay of the
-    /// projections into the group (a spike at `t` reads `a_Δ` of `t + D`).
+    /// Slots of the adjoint history of each delivered variable: 2 + the longest delay of the
+    /// projections into the group (a spike at `t` reads `a_Δ` of `t + D`, `D` up to the
+    /// longest delay, while `a_Δ` of `t - 1` is written in the same phase of the kernel).
     pub history: usize,
     /// The stored variables of the group that the synapses deliver to, in the order of the
     /// DAG's `Δ`s.
@@ -113,7 +114,7 @@ pub fn network_adjoint(net: &NetworkIr) -> Result<NetworkAdjoint, NotDifferentia
     }
     // Per group, the variables the synapses deliver to, in order of first delivery.
     let mut delivered: Vec<Vec<VarId>> = vec![Vec::new(); net.groups.len()];
-    let mut history = vec![1usize; net.groups.len()];
+    let mut history = vec![2usize; net.groups.len()];
     let mut deliveries = Vec::new();
     for (p, proj) in net.projections.iter().enumerate() {
         let s = &proj.synapses;
@@ -205,7 +206,7 @@ pub fn network_adjoint(net: &NetworkIr) -> Result<NetworkAdjoint, NotDifferentia
                     list.push(x);
                     list.len() - 1
                 });
-                history[target] = history[target].max(1 + pathway.delay.max_steps() as usize);
+                history[target] = history[target].max(2 + pathway.delay.max_steps() as usize);
                 let mut arena = s.group.arena.clone();
                 let grads = s
                     .group

@@ -9,10 +9,10 @@ event-driven propagation of the synapses; ``src/step/network_adjoint.rs``,
 
 Memory, as for neuron runs (``spikeforge.gradients``): the forward pass under differentiation
 runs the network in segments of ``k`` steps and keeps the whole state at the start of each
-(checkpoints, ``O(N steps/k)``); the backward pass, for each segment from the last, re-runs it
-from its checkpoint recording every stored variable of every group at every step (``O(N k)``)
-and calls the adjoint kernel on it. ``k`` defaults to about ``sqrt(steps)`` (a multiple of every
-state monitor's ``every``); ``run(..., checkpoint_every=k)`` sets it.
+(checkpoints, ``O(N steps/k)``); the backward pass calls the adjoint kernel for each segment
+from the last, with the segment's checkpoint: the kernel recomputes the segment's states
+(``O(N k)`` scratch) before it walks it back. ``k`` defaults to about ``sqrt(steps)`` (a
+multiple of every state monitor's ``every``); ``run(..., checkpoint_every=k)`` sets it.
 
 Differentiable (with a ``surrogate`` in the groups' models for gradients through spikes): the
 initial state variables, the groups' real parameters and per-neuron constants, the synaptic
@@ -21,7 +21,8 @@ the state monitors' traces of state variables, the spike counts (real-valued in 
 surrogate) and the rate monitors. What is not (a ``ModelError`` naming it, raised when
 ``jax.grad`` traces the run): plasticity, synapse dynamics, summed variables, on_pre statements
 other than additions of synaptic terms to state variables of the target, Poisson groups and
-inputs, spike generators, TimedArrays, everything a neuron run refuses. CPU only so far.
+inputs, spike generators, TimedArrays, everything a neuron run refuses. CPU (one thread) and
+CUDA (a cooperative grid).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from .groups import NeuronGroup
 from .monitors import PopulationRateMonitor, StateMonitor
 from .output import NetworkOutput
 
-__all__ = ["network_grad_p", "differentiable_run"]
+__all__ = ["network_grad_p", "differentiable_run", "segment_lengths"]
 
 
 def _lowering(*, spec, key, steps, scratch) -> FfiCall:
@@ -77,30 +78,6 @@ def _adjoint_answer(net, answer: dict) -> dict:
     return cache[key]
 
 
-def _recording(net, variant, stored: dict) -> tuple[dict, dict]:
-    """The compiled network that records every stored variable of every group at the start of
-    every step (the backward pass's recomputation), and its monitors' ``every``."""
-    cache = net.__dict__.setdefault("_recordings", {})
-    if variant not in cache:
-        from .spec import network_spec
-        from .table_model import compile_spec
-
-        spec = network_spec(
-            net.members, dt=net.dt, deterministic=net.deterministic, variant=variant, strategy=net.strategy
-        )
-        spec["monitors"] = [
-            {"kind": "state", "name": _record_name(g), "source": g, "variables": list(xs), "record": True, "every": 1}
-            for g, xs in stored.items()
-        ]
-        answer = compile_spec(spec)
-        cache[variant] = (answer, {_record_name(g): 1 for g in stored})
-    return cache[variant]
-
-
-def _record_name(group: str) -> str:
-    return f"gradient_record_{group}"
-
-
 def _is_float(x) -> bool:
     return x is not None and jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
 
@@ -117,6 +94,18 @@ def realify_counts(net, out: NetworkOutput, real) -> NetworkOutput:
     return NetworkOutput(out.records, counts)
 
 
+def segment_lengths(steps: int, checkpoint_every, every: list, neurons: int) -> list:
+    """The lengths of the run's segments between checkpoints: ``k`` each (the last one
+    shorter), ``k`` the neuron runs' spacing (``checkpoint_every``, or about ``sqrt(steps)``)
+    rounded up to a multiple of every state monitor's ``every`` (each segment's run starts
+    recording in phase), at most ``steps`` rounded up to that multiple."""
+    multiple = int(np.lcm.reduce(every)) if every else 1
+    k = segment_length(steps, checkpoint_every, neurons)
+    k = -(-k // multiple) * multiple
+    k = min(k, -(-steps // multiple) * multiple)
+    return [k] * (steps // k) + ([steps % k] if steps % k else [])
+
+
 def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, checkpoint_every):
     """``net.run(state, steps=steps)`` (one forward call) wrapped so that ``jax.grad`` /
     ``jax.vjp`` run the network adjoint kernel."""
@@ -128,10 +117,8 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
 
     run = jax.custom_vjp(forward)
     every = [m.every for m in net.members.state_monitors.values()]
-    multiple = int(np.lcm.reduce(every)) if every else 1
-    k = segment_length(steps, multiple, checkpoint_every)
-    k = min(k, -(-steps // multiple) * multiple)
-    lengths = [k] * (steps // k) + ([steps % k] if steps % k else [])
+    neurons = sum(g.n for g in net.members.groups if isinstance(g, NeuronGroup))
+    lengths = segment_lengths(steps, checkpoint_every, every, neurons)
 
     def fwd(state):
         answer = net._compile(variant)
@@ -156,7 +143,7 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
         n_of = {g.name: g.n for g in groups}
         stored = {g.name: [] for g in groups}
         for a in layout["inputs"]:
-            if a["role"] == "state":
+            if a["role"] == "checkpoint":
                 stored[a["owner"]].append(a["name"].split(":", 1)[1])
         n_syn = {s.name: int(np.shape(state[s.name]["targets"])[0]) for s in net.members.synapses}
 
@@ -174,45 +161,22 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
                 carried[(owner, name)] = jnp.zeros(shape, real) if c is None else jnp.asarray(c, real)
             elif role in ("grad", "history"):
                 carried[(owner, name)] = jnp.zeros(shape, real)
-        # Per-step cotangents over the whole run: of each step's spikes and start values.
-        spike_ct = {g.name: jnp.zeros((steps, g.n), real) for g in groups}
-        for g in groups:
-            c = ct_out.spike_count.get(g.name)
-            if _is_float(c):
-                spike_ct[g.name] = spike_ct[g.name] + jnp.asarray(c, real)[None, :]
-        state_ct = {(g, x): jnp.zeros((steps, n_of[g]), real) for g in stored for x in stored[g]}
-        for key, m in net.members.monitors.items():
-            rec = ct_out.records[key]
-            g = m.source.root.name
-            if isinstance(m, StateMonitor):
-                rows = (m.record + m.source.start).astype(np.int64)
-                for v in m.variables:
-                    c = rec.values[v]
-                    if _is_float(c):
-                        state_ct[(g, v)] = state_ct[(g, v)].at[:: m.every, rows].add(jnp.asarray(c, real))
-            elif isinstance(m, PopulationRateMonitor):
-                c = rec.rate
-                if _is_float(c):
-                    width = m.source.stop - m.source.start
-                    scale = jnp.asarray(c, real)[:, None] / (width * net.dt)
-                    spike_ct[g] = spike_ct[g].at[:, m.source.start : m.source.stop].add(scale)
-        rec_answer, rec_every = _recording(net, variant, stored)
         starts = np.cumsum([0] + lengths[:-1])
         for checkpoint, length, start in reversed(list(zip(checkpoints, lengths, starts))):
-            _, raw = net._call(checkpoint, length, variant, dtype, answer=rec_answer, every=rec_every)
+            spike_ct, state_ct = _segment_cotangents(net, ct_out, stored, n_of, int(start), length, real)
             operands = []
             for a in layout["inputs"]:
                 role, owner, name = a["role"], a["owner"], a["name"]
                 if role == "time":
                     operands.append(jnp.asarray(checkpoint["t_step"], jnp.int32).reshape(()))
-                elif role == "state":
-                    operands.append(raw[(_record_name(owner), name.split(":", 1)[1])].astype(real))
+                elif role == "checkpoint":
+                    operands.append(jnp.asarray(checkpoint[owner][name.split(":", 1)[1]], real))
                 elif role == "input":
                     operands.append(jnp.asarray(checkpoint[owner][name]))
                 elif role == "spike_cotangent":
-                    operands.append(spike_ct[owner][start : start + length])
+                    operands.append(spike_ct[owner])
                 elif role == "state_cotangent":
-                    operands.append(state_ct[(owner, name.split(":", 1)[1])][start : start + length])
+                    operands.append(state_ct[(owner, name.split(":", 1)[1])])
                 else:
                     operands.append(carried[(owner, name)])
             outs, scratch = [], []
@@ -238,6 +202,42 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
 
     run.defvjp(fwd, bwd)
     return run(state)
+
+
+def _segment_cotangents(net, ct_out, stored: dict, n_of: dict, start: int, length: int, real):
+    """The cotangents of the segment's steps ``[start, start + length)``: of each group's spikes
+    (the spike counts' and rate monitors' cotangents, ``(length, n)``) and of the values of
+    each stored variable at each step's start (the state monitors' recorded values'). Built
+    per segment, so that the backward pass holds ``O(N k)`` of them, not ``O(N steps)``."""
+    spike_ct = {}
+    for g, n in n_of.items():
+        c = ct_out.spike_count.get(g)
+        spike_ct[g] = jnp.zeros((length, n), real)
+        if _is_float(c):
+            spike_ct[g] = spike_ct[g] + jnp.asarray(c, real)[None, :]
+    state_ct = {(g, x): jnp.zeros((length, n_of[g]), real) for g in stored for x in stored[g]}
+    for key, m in net.members.monitors.items():
+        rec = ct_out.records[key]
+        g = m.source.root.name
+        if isinstance(m, StateMonitor):
+            rows = (m.record + m.source.start).astype(np.int64)
+            first = -(-start // m.every)  # the first record at or after the segment's start
+            offset = first * m.every - start
+            count = len(range(offset, length, m.every))
+            if count == 0:
+                continue
+            for v in m.variables:
+                c = rec.values[v]
+                if _is_float(c):
+                    part = jnp.asarray(c, real)[first : first + count]
+                    state_ct[(g, v)] = state_ct[(g, v)].at[offset :: m.every, rows].add(part)
+        elif isinstance(m, PopulationRateMonitor):
+            c = rec.rate
+            if _is_float(c):
+                width = m.source.stop - m.source.start
+                scale = jnp.asarray(c, real)[start : start + length, None] / (width * net.dt)
+                spike_ct[g] = spike_ct[g].at[:, m.source.start : m.source.stop].add(scale)
+    return spike_ct, state_ct
 
 
 def _state_cotangent(state: dict, ct_state: dict, carried: dict) -> dict:
