@@ -22,7 +22,7 @@ use super::neuron_run::{
 };
 use super::poison;
 use crate::codegen::adjoint_kernel::{
-    generate_adjoint, AdjointArg, AdjointLayout, AdjointShape, ADJOINT_ENTRY,
+    generate_adjoint, AdjointArg, AdjointLayout, AdjointShape, SegmentStore, ADJOINT_ENTRY,
 };
 use crate::codegen::{self, Dialect};
 use crate::ir::GroupIr;
@@ -43,6 +43,9 @@ pub struct NeuronGrad {
     n_inner: usize,
     /// The steps between checkpoints.
     segment: usize,
+    /// Where the kernel keeps a segment: in registers, a source for this `segment` (its
+    /// scratch outputs empty), or in the scratch.
+    store: SegmentStore,
     record_every: usize,
     /// Whether the per-step spike cotangent has rows.
     spike_train: bool,
@@ -51,7 +54,7 @@ pub struct NeuronGrad {
 
 impl NeuronGrad {
     fn source(&self, dialect: Dialect) -> String {
-        generate_adjoint(&self.ir, &self.spec, dialect)
+        generate_adjoint(&self.ir, &self.spec, dialect, self.segment)
             .expect("checked at instantiation")
             .source
     }
@@ -69,9 +72,6 @@ impl Instance for NeuronGrad {
             ));
         }
         let (ir, _) = codegen::prepare(&spec)?;
-        let layout = generate_adjoint(&ir, &spec, Dialect::C)
-            .map_err(|e| FfiError::invalid_argument(e.to_string()))?
-            .layout;
         let steps = int32_count(&attrs, "steps")?;
         let n_inner = attrs.get_usize("n_inner")?;
         if n_inner == 0 || i64::try_from(n_inner).is_err() {
@@ -85,6 +85,14 @@ impl Instance for NeuronGrad {
                 "attribute 'segment': must be in 1..=steps ({steps}), got {segment}"
             )));
         }
+        let generated = generate_adjoint(&ir, &spec, Dialect::C, segment)
+            .map_err(|e| FfiError::invalid_argument(e.to_string()))?;
+        let (layout, store) = (generated.layout, generated.store);
+        // A source in registers is one of `segment`: its key says so.
+        let kernel_key = match store {
+            SegmentStore::Registers(k) => format!("adjoint\n{key}\nregisters {k}"),
+            SegmentStore::Scratch => format!("adjoint\n{key}"),
+        };
         let record_every = int32_count(&attrs, "record_every")?;
         let spike_train = match attrs.get_usize("spike_train")? {
             0 => false,
@@ -96,13 +104,14 @@ impl Instance for NeuronGrad {
             }
         };
         Ok(NeuronGrad {
-            kernel_key: crate::runtime::cache::sha256_hex(&format!("adjoint\n{key}")),
+            kernel_key: crate::runtime::cache::sha256_hex(&kernel_key),
             spec,
             ir,
             layout,
             steps,
             n_inner,
             segment,
+            store,
             record_every,
             spike_train,
             kernels: LoadedKernels::new(),
@@ -153,8 +162,12 @@ fn decode<'a>(call: &CallFrame<'a>, site: &NeuronGrad) -> Result<Call<'a>, FfiEr
             AdjointShape::OptionalPerStep => vec![nb, steps, n_inner],
             AdjointShape::PerRecord => vec![nb, records, n_inner],
             AdjointShape::PerSegment => vec![nb, segments, n_inner],
-            // Two halves: one segment walked back while the one before it is recomputed.
-            AdjointShape::SegmentStep => vec![nb, 2 * segment, n_inner],
+            // Two halves: one segment walked back while the one before it is recomputed; none
+            // when the segment is in registers.
+            AdjointShape::SegmentStep => match site.store {
+                SegmentStore::Registers(_) => vec![0],
+                SegmentStore::Scratch => vec![nb, 2 * segment, n_inner],
+            },
             AdjointShape::BatchWords => vec![nb, 2],
         }
     };
