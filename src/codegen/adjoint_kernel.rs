@@ -349,6 +349,29 @@ pub fn generate_adjoint(
     dialect: Dialect,
     segment: usize,
 ) -> Result<GeneratedAdjoint, NotDifferentiable> {
+    generate(ir, spec, dialect, |limit| {
+        SegmentStore::for_segment(segment, limit)
+    })
+}
+
+/// [`generate_adjoint`] with the store chosen by the caller, whatever the model's
+/// [`register_segment`]: for tests that run one `k` in both stores.
+pub fn generate_adjoint_in(
+    ir: &GroupIr,
+    spec: &ModelSpec,
+    dialect: Dialect,
+    store: SegmentStore,
+) -> Result<GeneratedAdjoint, NotDifferentiable> {
+    generate(ir, spec, dialect, |_| store)
+}
+
+/// The kernel with the store `choose` picks from the model's [`register_segment`].
+fn generate(
+    ir: &GroupIr,
+    spec: &ModelSpec,
+    dialect: Dialect,
+    choose: impl FnOnce(usize) -> SegmentStore,
+) -> Result<GeneratedAdjoint, NotDifferentiable> {
     if spec.storage.is_some() {
         return Err(NotDifferentiable(
             "its state is stored as float16 / bfloat16; differentiate float32 or float64 runs"
@@ -358,7 +381,7 @@ pub fn generate_adjoint(
     let dag = adjoint(ir, &spec.record, spec.surrogate)?;
     let layout = adjoint_layout(ir, spec, &dag);
     let register_segment = register_segment(ir, spec, &dag);
-    let store = SegmentStore::for_segment(segment, register_segment);
+    let store = choose(register_segment);
     let writer = AdjointWriter {
         ir,
         spec,
