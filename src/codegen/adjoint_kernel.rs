@@ -497,16 +497,19 @@ const int64_t sf_j = sf_j0 + sf_l;
         self.per_element(w, body)
     }
 
-    /// A loop over steps; on CUDA unrolled by 4, as the group kernel's, so that the loads of
-    /// later steps (which do not depend on the walk's values) are issued early.
+    /// A loop over steps, on CUDA with `#pragma {unroll}`: `unroll 4` on the scratch path, as
+    /// the group kernel's, so that the loads of later steps (which do not depend on the walk's
+    /// values) are issued early; `unroll` (fully) for a segment in registers, so that every
+    /// index of the kept arrays is a constant.
     fn step_loop(
         &self,
         w: &mut SourceWriter,
+        unroll: &str,
         head: &str,
         body: impl FnOnce(&mut SourceWriter) -> fmt::Result,
     ) -> fmt::Result {
         if self.dialect == Dialect::Cuda {
-            w.write_str("#pragma unroll 4\n")?;
+            writeln!(w, "#pragma {unroll}")?;
         }
         w.block(head, body)
     }
@@ -840,6 +843,7 @@ const int64_t sf_j = sf_j0 + sf_l;
             w.write_str("const int32_t sf_s0 = (sf_n_seg - 1) * sf_k;\n")?;
             self.step_loop(
                 w,
+                "unroll 4",
                 "for (int32_t sf_u = 0; sf_u < sf_steps - sf_s0; ++sf_u)",
                 |w| {
                     forward(
@@ -855,7 +859,7 @@ const int64_t sf_j = sf_j0 + sf_l;
         w.block("for (int32_t sf_g = sf_n_seg - 1; sf_g >= 0; --sf_g)", |w| {
             w.write_str("const int32_t sf_s0 = sf_g * sf_k;\nconst int32_t sf_s1 = sf_steps - sf_s0 > sf_k ? sf_s0 + sf_k : sf_steps;\n")?;
             w.block("if (sf_g > 0)", |w| load_checkpoint(w, "sf_g - 1"))?;
-            self.step_loop(w, "for (int32_t sf_u = 0; sf_u < sf_k; ++sf_u)", |w| {
+            self.step_loop(w, "unroll 4", "for (int32_t sf_u = 0; sf_u < sf_k; ++sf_u)", |w| {
                 w.block("if (sf_u < sf_s1 - sf_s0)", |w| {
                     w.write_str("const int32_t sf_s = sf_s1 - 1 - sf_u, sf_seg0 = sf_s0;\nconst int64_t sf_half = (sf_g & 1) * (int64_t) sf_k;\n")?;
                     self.record_row(w, "sf_s")?;
@@ -897,12 +901,12 @@ const int64_t sf_j = sf_j0 + sf_l;
             w.write_str("const int32_t sf_s0 = sf_g * SF_K, sf_len = sf_steps - sf_s0;\n")?;
             load_checkpoint(w, "sf_g")?;
             w.write_str("/* Forwards from the checkpoint, each step's start values kept (past the run's end in a\n   shorter last segment, from its last step's inputs: kept values never read). */\n")?;
-            self.unrolled(w, "for (int32_t sf_u = 0; sf_u < SF_K; ++sf_u)", |w| {
+            self.step_loop(w, "unroll", "for (int32_t sf_u = 0; sf_u < SF_K; ++sf_u)", |w| {
                 w.write_str("const int32_t sf_s = sf_s0 + sf_u, sf_q = sf_u < sf_len ? sf_s : sf_steps - 1;\n")?;
                 self.per_element_step(w, |w| self.forward_step(w))
             })?;
             w.write_str("/* Backwards from the kept values; a step past the run's end changes nothing. */\n")?;
-            self.unrolled(w, "for (int32_t sf_r = 0; sf_r < SF_K; ++sf_r)", |w| {
+            self.step_loop(w, "unroll", "for (int32_t sf_r = 0; sf_r < SF_K; ++sf_r)", |w| {
                 w.write_str("const int32_t sf_u = SF_K - 1 - sf_r;\nconst int32_t sf_s = sf_s0 + sf_u, sf_q = sf_u < sf_len ? sf_s : sf_steps - 1;\n")?;
                 self.record_row(w, "sf_q")?;
                 self.per_element_step(w, |w| self.backward_step(w))
@@ -936,20 +940,6 @@ const int64_t sf_j = sf_j0 + sf_l;
             values.push(("sf_seg_not_refractory".into(), self.dialect.bool_type()));
         }
         values
-    }
-
-    /// A loop over a segment's steps in registers: fully unrolled on CUDA, so that every index
-    /// of the kept arrays is a constant.
-    fn unrolled(
-        &self,
-        w: &mut SourceWriter,
-        head: &str,
-        body: impl FnOnce(&mut SourceWriter) -> fmt::Result,
-    ) -> fmt::Result {
-        if self.dialect == Dialect::Cuda {
-            w.write_str("#pragma unroll\n")?;
-        }
-        w.block(head, body)
     }
 
     /// `sf_rec`: the row of step `step` in the traces' cotangents, or -1 (traces are recorded
