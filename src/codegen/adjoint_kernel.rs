@@ -906,10 +906,24 @@ const int64_t sf_j = sf_j0 + sf_l;
                 self.per_element_step(w, |w| self.forward_step(w))
             })?;
             w.write_str("/* Backwards from the kept values; a step past the run's end changes nothing. */\n")?;
+            let traces = !self.dag.trace_cotangents.is_empty();
+            if traces {
+                // The traces' rows counted down with the steps (no division a step): step
+                // sf_s = sf_rec_r * rec_every + sf_rec_m.
+                w.write_str("int32_t sf_rec_r = (sf_s0 + SF_K - 1) / sf_rec_every;\nint32_t sf_rec_m = sf_s0 + SF_K - 1 - sf_rec_r * sf_rec_every;\n")?;
+            }
             self.step_loop(w, "unroll", "for (int32_t sf_r = 0; sf_r < SF_K; ++sf_r)", |w| {
                 w.write_str("const int32_t sf_u = SF_K - 1 - sf_r;\nconst int32_t sf_s = sf_s0 + sf_u, sf_q = sf_u < sf_len ? sf_s : sf_steps - 1;\n")?;
-                self.record_row(w, "sf_q")?;
-                self.per_element_step(w, |w| self.backward_step(w))
+                if traces {
+                    // Traces are recorded at the start of every rec_every-th step; none read
+                    // past the run's end.
+                    w.write_str("const int32_t sf_rec = sf_rec_m == 0 && sf_u < sf_len ? sf_rec_r : -1;\n")?;
+                }
+                self.per_element_step(w, |w| self.backward_step(w))?;
+                if traces {
+                    w.write_str("if (sf_rec_m == 0) {\n    sf_rec_m = sf_rec_every - 1;\n    --sf_rec_r;\n} else {\n    --sf_rec_m;\n}\n")?;
+                }
+                Ok(())
             })
         })
     }

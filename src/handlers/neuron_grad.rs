@@ -255,7 +255,7 @@ impl Handler for NeuronGradCuda {
         )?;
         // Spread over the multiprocessors as the forward kernel is (a small population in
         // small blocks): each thread's walk is long and latency-bound.
-        let block = block_size(run.n, f.multiprocessor_count(), f.max_threads_per_block());
+        let block = adjoint_block(run.n, f.multiprocessor_count(), f.max_threads_per_block());
         let grid = grid_for(run.n, block)?;
         let mut n = run.n as i64;
         let mut n_inner = site.n_inner as i64;
@@ -275,5 +275,33 @@ impl Handler for NeuronGradCuda {
         // SAFETY: the scalars and the buffers, in this order, are the generated kernel's
         // parameters; the buffers belong to XLA's stream and stay valid for the call.
         unsafe { launch_with_buffers(&f, grid, block, stream, params, &run.buffers) }
+    }
+}
+
+/// Threads per block of the adjoint kernel: [`block_size`], in blocks that divide what the
+/// kernel's registers let a multiprocessor hold. A segment in registers takes many (a LIF's,
+/// 32 steps: about 170), so `max_threads` (a block's limit: a multiprocessor's registers over
+/// the kernel's) is e.g. 384: two blocks of 192 keep all 384 threads resident where one block of
+/// 256 would keep 256.
+fn adjoint_block(n: usize, multiprocessors: u32, max_threads: u32) -> u32 {
+    let warps = (max_threads / 32).max(1);
+    let fits = 32 * (warps / warps.div_ceil(8));
+    block_size(n, multiprocessors, max_threads).min(fits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::adjoint_block;
+
+    #[test]
+    fn adjoint_blocks_divide_what_the_registers_hold() {
+        // 168 registers a thread: 384 threads a multiprocessor, two blocks of 192.
+        assert_eq!(adjoint_block(1_000_000, 132, 384), 192);
+        // Few registers: blocks of 256, as the forward kernel's.
+        assert_eq!(adjoint_block(1_000_000, 132, 1024), 256);
+        // 19 warps: three blocks of 6.
+        assert_eq!(adjoint_block(1_000_000, 132, 608), 192);
+        // A small population still spreads over the multiprocessors.
+        assert_eq!(adjoint_block(10_000, 132, 384), 32);
     }
 }
