@@ -1169,6 +1169,28 @@ mod tests {
     }
 
     #[test]
+    fn a_small_model_keeps_its_segments_in_registers_and_hodgkin_huxley_does_not() {
+        let spec = lif();
+        let (ir, _) = crate::codegen::prepare(&spec).unwrap();
+        let k = generate_adjoint(&ir, &spec, Dialect::Cuda, 1).unwrap();
+        assert_eq!(k.register_segment, MAX_REGISTER_SEGMENT);
+        assert_eq!(k.store, SegmentStore::Registers(1));
+        let longest = generate_adjoint(&ir, &spec, Dialect::Cuda, k.register_segment).unwrap();
+        assert!(longest.source.contains("#define SF_K 32"));
+        let longer = generate_adjoint(&ir, &spec, Dialect::Cuda, 33).unwrap();
+        assert_eq!(longer.store, SegmentStore::Scratch);
+        assert!(!longer.source.contains("SF_K"));
+        // Hodgkin-Huxley: a step of about 2000 expression nodes.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/models/seed000_hh.json");
+        let hh = ModelSpec::from_json(&std::fs::read_to_string(path).unwrap())
+            .unwrap()
+            .surrogate(Surrogate::new(SurrogateKind::FastSigmoid, 3.0));
+        let (ir, _) = crate::codegen::prepare(&hh).unwrap();
+        let k = generate_adjoint(&ir, &hh, Dialect::Cuda, 4).unwrap();
+        assert_eq!((k.register_segment, k.store), (0, SegmentStore::Scratch));
+    }
+
+    #[test]
     fn layout_orders_states_inputs_adjoints_and_gradients() {
         let spec = lif();
         let (ir, _) = crate::codegen::prepare(&spec).unwrap();
