@@ -78,17 +78,23 @@ neuron_grad_p = ffi_primitive("spikeforge_neuron_grad", _lowering)
 # rows go to device memory and back.
 _RESIDENT_ELEMENTS = 1 << 18
 _SCRATCH_ROWS = 1 << 21
+# The default segment in registers for populations of at least _RESIDENT_ELEMENTS.
+_LARGE_POPULATION_SEGMENT = 8
 
 
 def segment_length(steps: int, checkpoint_every: int | None, n: int = 1, register_segment: int = 0) -> int:
     """The steps between checkpoints, at most ``steps``: ``checkpoint_every``, or by default the
     longest segment the adjoint kernel keeps in registers (``register_segment``, the model's:
-    ``N steps/k`` stored values, no scratch) or, for a model without one, about ``sqrt(steps)``
-    (the fewest stored values, ``N (steps/k + k)``), fewer for a large population ``n`` (at least
-    4), so that the backward pass's scratch stays in the GPU's L2."""
+    ``N steps/k`` stored values, no scratch; at most 8 for a population of 2^18 or more) or, for
+    a model without one, about ``sqrt(steps)`` (the fewest stored values, ``N (steps/k + k)``),
+    fewer for a large population ``n`` (at least 4), so that the backward pass's scratch stays in
+    the GPU's L2."""
     if checkpoint_every is None:
         if register_segment > 0:
-            k = register_segment
+            # A large population is bound by the threads the registers let a GPU hold: shorter
+            # segments, fewer registers (H200, 1M LIF neurons x 1000 steps at 7093b77: k = 32
+            # 12.7 ms, 16 8.1 ms, 8 6.9 ms; 10k neurons, latency-bound, k = 32 0.75 ms).
+            k = register_segment if n < _RESIDENT_ELEMENTS else min(register_segment, _LARGE_POPULATION_SEGMENT)
         else:
             k = max(1, math.isqrt(steps - 1) + 1)
             k = min(k, max(4, _SCRATCH_ROWS // min(max(n, 1), _RESIDENT_ELEMENTS)))
