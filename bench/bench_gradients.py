@@ -20,7 +20,8 @@ Each population size runs in its own process, the spikeforge gradient first, so 
 printed as the peak above the inputs, beside the bound it should stay within, in bytes: the
 checkpoints and the backward's scratch, ``N (ceil(steps/k) (s b + 4) + 2 k (s b + 1))`` (``s``
 stored variables of ``b`` bytes, the refractory bookkeeping's int32 checkpoint and bool per step;
-the scratch holds two segments), plus what the call must hold anyway: the gradient of the
+the scratch holds two segments; no scratch when the adjoint kernel keeps a segment in registers,
+``k`` up to the model's ``register_segment``), plus what the call must hold anyway: the gradient of the
 ``(steps, N)`` input, the trace and its cotangent.
 """
 
@@ -104,10 +105,11 @@ def memory_in_use(device) -> tuple[int, int] | None:
     return int(stats["bytes_in_use"]), int(stats["peak_bytes_in_use"])
 
 
-def memory_bound(n: int, steps: int, k: int, itemsize: int) -> int:
+def memory_bound(n: int, steps: int, k: int, itemsize: int, registers: bool) -> int:
     """The bytes the gradient call may hold above its inputs (see the module documentation)."""
     stored = 1
-    scratch = n * (-(-steps // k) * (stored * itemsize + 4) + 2 * k * (stored * itemsize + 1))
+    scratch = 0 if registers else n * 2 * k * (stored * itemsize + 1)
+    scratch += n * -(-steps // k) * (stored * itemsize + 4)
     n_rec = -(-steps // RECORD_EVERY)
     held = n * steps * itemsize + 2 * n * n_rec * itemsize
     return scratch + held
@@ -157,7 +159,9 @@ def measure(n: int, steps: int, dtype_name: str, repeats: int, checkpoint_every:
     # In float32 the two implementations may round a neuron right at threshold differently: a
     # norm-wise difference, not the largest element's.
     worst = max(float(jnp.linalg.norm(a - b) / jnp.maximum(jnp.linalg.norm(b), 1e-30)) for a, b in zip(g_sf, g_scan))
-    k = sf.gradients.segment_length(steps, checkpoint_every, n)
+    variant = m._variant(dt=DT, dtype=dtype_name, per_neuron=(), per_step=("I",), record=("v",))
+    limit = sf.gradients._adjoint_info(m, variant["spec"])["register_segment"]
+    k = sf.gradients.segment_length(steps, checkpoint_every, n, limit)
     return dict(
         neurons=n,
         steps=steps,
@@ -167,7 +171,8 @@ def measure(n: int, steps: int, dtype_name: str, repeats: int, checkpoint_every:
         scan=t_scan,
         difference=worst,
         peak=peak,
-        bound=memory_bound(n, steps, k, dtype.itemsize),
+        registers=k <= limit,
+        bound=memory_bound(n, steps, k, dtype.itemsize, k <= limit),
         device=str(device),
     )
 
@@ -203,7 +208,7 @@ def main() -> int:
     tolerance = 1e-8 if args.dtype == "float64" else 1e-2
     print(f"gradients, LIF exact + fast_sigmoid({SLOPE}), {args.steps} steps, {args.dtype}, {rows[0]['device']}")
     head = (
-        f"{'neurons':>9}{'k':>5}{'forward s':>11}{'fwd+bwd s':>11}{'ratio':>7}{'lax.scan s':>12}{'speed-up':>10}"
+        f"{'neurons':>9}{'k':>8}{'forward s':>11}{'fwd+bwd s':>11}{'ratio':>7}{'lax.scan s':>12}{'speed-up':>10}"
         f"{'peak MB':>10}{'bound MB':>10}{'rel. diff':>11}"
     )
     print(head)
@@ -211,15 +216,17 @@ def main() -> int:
     for r in rows:
         peak = "n/a" if r["peak"] is None else f"{r['peak'] / 1e6:.1f}"
         ratio, speed_up = r["gradient"] / r["forward"], r["scan"] / r["gradient"]
+        segment = f"{r['k']} {'reg' if r['registers'] else 'scr'}"
         print(
-            f"{r['neurons']:>9}{r['k']:>5}{r['forward']:11.5f}{r['gradient']:11.5f}{ratio:7.2f}"
+            f"{r['neurons']:>9}{segment:>8}{r['forward']:11.5f}{r['gradient']:11.5f}{ratio:7.2f}"
             f"{r['scan']:12.5f}{speed_up:10.1f}{peak:>10}{r['bound'] / 1e6:10.1f}{r['difference']:11.2e}"
         )
         ok = ok and r["difference"] <= tolerance and math.isfinite(r["difference"])
     print(
         "ratio: forward + backward over forward alone (target <= 3); speed-up: jax.grad of lax.scan over "
         "spikeforge's gradient (target >= 10); peak: the gradient call's peak device memory above its inputs, "
-        f"bound: N (ceil(steps/k) (b + 4) + 2 k (b + 1)) + the input's gradient, trace and its cotangent; "
+        f"bound: N (ceil(steps/k) (b + 4) + 2 k (b + 1), without the 2 k term when the segment is in registers, "
+        "'reg', not in the scratch, 'scr') + the input's gradient, trace and its cotangent; "
         f"rel. diff tolerance {tolerance:.0e}"
     )
     return 0 if ok else 1

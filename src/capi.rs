@@ -160,13 +160,22 @@ pub unsafe extern "C" fn sf_model_adjoint(
             with_spec(s, |spec| match codegen::prepare(&spec) {
                 Err(d) => json!({"ok": false, "error": diagnostic_json(&d)}),
                 Ok((ir, _)) => {
-                    match codegen::adjoint_kernel::generate_adjoint(&ir, &spec, dialect) {
+                    // The source of the model's longest segment kept in registers (the
+                    // scratch's when there is none); the layout is the same for every segment.
+                    let generate =
+                        |k| codegen::adjoint_kernel::generate_adjoint(&ir, &spec, dialect, k);
+                    let kernel = generate(1).and_then(|k| match k.register_segment {
+                        0 => Ok(k),
+                        longest => generate(longest),
+                    });
+                    match kernel {
                         Err(e) => error_json("not_differentiable", e.to_string()),
                         Ok(k) => json!({
                             "ok": true,
                             "source": k.source,
                             "entry": k.entry,
                             "layout": k.layout,
+                            "register_segment": k.register_segment,
                         }),
                     }
                 }

@@ -14,7 +14,9 @@
 //! fast-math variant is printed too (`x.fast.cu.snap`, ...), since that rewrite changes the DAG. A
 //! network in `tests/networks/` named `x.json` gives `tests/kernels/network_x.cu.snap` and
 //! `network_x.c.snap`. The adjoint kernels of the models in `ADJOINT_MODELS`, with a fast-sigmoid
-//! surrogate, give `adjoint_x.cu.snap` and `adjoint_x.c.snap`.
+//! surrogate, give `adjoint_x.cu.snap` and `adjoint_x.c.snap` (the segment in registers, the
+//! longest the model keeps there) and, for the first, `adjoint_x_scratch.*` (a longer segment,
+//! in the scratch).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -126,12 +128,23 @@ fn generated() -> BTreeMap<String, String> {
             .surrogate(Surrogate::new(SurrogateKind::FastSigmoid, 4.0));
         let (ir, _) = prepare(&spec).unwrap_or_else(|d| panic!("{stem}: {}", d.render()));
         for dialect in [Dialect::Cuda, Dialect::C] {
-            let kernel =
-                generate_adjoint(&ir, &spec, dialect).unwrap_or_else(|e| panic!("{stem}: {e}"));
+            let adjoint = |k| {
+                generate_adjoint(&ir, &spec, dialect, k).unwrap_or_else(|e| panic!("{stem}: {e}"))
+            };
+            // The longest segment kept in registers (the default), and, for the first model,
+            // a longer one: the scratch.
+            let longest = adjoint(1).register_segment;
+            assert!(longest > 0, "{stem}: no segment in registers");
             out.insert(
                 format!("adjoint_{stem}.{}", extension(dialect)),
-                kernel.source,
+                adjoint(longest).source,
             );
+            if *stem == ADJOINT_MODELS[0] {
+                out.insert(
+                    format!("adjoint_{stem}_scratch.{}", extension(dialect)),
+                    adjoint(longest + 1).source,
+                );
+            }
         }
     }
     for (stem, spec) in connect_rules() {

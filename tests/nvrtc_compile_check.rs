@@ -9,7 +9,7 @@ mod common;
 use common::nvrtc_available;
 
 use spikeforge::codegen::{generate_from_spec, Dialect};
-use spikeforge::runtime::cuda::{compile_cubin, CudaCompileOptions};
+use spikeforge::runtime::cuda::{compile_cubin, compile_cubin_report, CudaCompileOptions};
 use spikeforge::spec::ModelSpec;
 
 fn models() -> Vec<(String, ModelSpec)> {
@@ -100,16 +100,35 @@ fn every_adjoint_kernel_compiles_for_sm90() {
     for (k, (name, spec)) in models().into_iter().enumerate() {
         let spec = spec.surrogate(Surrogate::new(kinds[k % kinds.len()], 3.0));
         let (ir, _) = spikeforge::codegen::prepare(&spec).unwrap();
-        let kernel = match generate_adjoint(&ir, &spec, Dialect::Cuda) {
+        let kernel = match generate_adjoint(&ir, &spec, Dialect::Cuda, 1) {
             Ok(kernel) => kernel,
             Err(e) => {
                 assert!(e.to_string().contains("not differentiable"), "{name}: {e}");
                 continue;
             }
         };
-        let cubin = compile_cubin(&kernel.source, (9, 0), &CudaCompileOptions::default())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(&cubin[..4], b"\x7fELF", "{name}: not a CUBIN");
+        // The segment in registers (the longest the model keeps there; none for a model whose
+        // step keeps too many values or is too long) and in the scratch.
+        let longest = kernel.register_segment;
+        let segments = if longest > 0 {
+            vec![longest, longest + 1]
+        } else {
+            vec![64]
+        };
+        for k in segments {
+            let kernel = generate_adjoint(&ir, &spec, Dialect::Cuda, k).unwrap();
+            let (cubin, report) =
+                compile_cubin_report(&kernel.source, (9, 0), &CudaCompileOptions::default())
+                    .unwrap_or_else(|e| panic!("{name} (segment {k}): {e}"));
+            assert_eq!(&cubin[..4], b"\x7fELF", "{name}: not a CUBIN");
+            // A segment in registers stays there: no stack frame, so no spills.
+            if k <= longest {
+                assert!(
+                    report.contains(" 0 bytes stack frame, 0 bytes spill stores"),
+                    "{name} (segment {k} in registers) spills:\n{report}"
+                );
+            }
+        }
         let forward =
             spikeforge::codegen::generate_from_spec(&spec.checkpoint(true), Dialect::Cuda)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -9,10 +9,12 @@ step's own expression DAG, walked backwards through time; ``src/step/adjoint.rs`
 Memory and launches: the forward pass under differentiation is one launch of the run's kernel
 that also keeps the state every ``k`` steps (checkpoints, ``O(N steps/k)``; the variant with
 ``spec.checkpoint``). The backward pass is one launch of the adjoint kernel: for each segment
-from the last, it recomputes the segment's start-of-step values from its checkpoint into a
-scratch (``O(N k)``, a buffer of that call) and walks it backwards. ``k`` defaults to about
-``sqrt(steps)``, fewer for large populations (:func:`segment_length`); ``run(...,
-checkpoint_every=k)`` sets it.
+from the last, it recomputes the segment's start-of-step values from its checkpoint and walks them
+backwards. Up to the model's ``register_segment`` steps (32 for a small model, fewer for a larger
+state, none past a register budget) the kernel keeps them in registers, a kernel compiled for that
+``k``; a longer segment goes to a scratch (``O(N k)``, a buffer of that call). ``k`` defaults to
+the longest in registers, else about ``sqrt(steps)``, fewer for large populations
+(:func:`segment_length`); ``run(..., checkpoint_every=k)`` sets it.
 
 Differentiable: the initial state (stored variables), real parameters, constants given per neuron
 in the state, per-step inputs; through the final state, the recorded traces and, with a
@@ -70,20 +72,32 @@ neuron_grad_p = ffi_primitive("spikeforge_neuron_grad", _lowering)
 
 
 # The scratch rows (element x segment step) the backward pass should keep in a GPU's L2 cache at
-# once: the elements a GPU runs at once (about 2^18 threads on an H100/H200) times 2 k rows of
-# the two segments in flight, of the state and the re-read per-step inputs, must stay well under
-# its L2 (50 MB); past that the segments' rows go to device memory and back.
+# once, for a model whose segments do not fit in registers: the elements a GPU runs at once
+# (about 2^18 threads on an H100/H200) times 2 k rows of the two segments in flight, of the state
+# and the re-read per-step inputs, must stay well under its L2 (50 MB); past that the segments'
+# rows go to device memory and back.
 _RESIDENT_ELEMENTS = 1 << 18
 _SCRATCH_ROWS = 1 << 21
+# The default segment in registers for populations of at least _RESIDENT_ELEMENTS.
+_LARGE_POPULATION_SEGMENT = 8
 
 
-def segment_length(steps: int, checkpoint_every: int | None, n: int = 1) -> int:
-    """The steps between checkpoints, at most ``steps``: ``checkpoint_every``, or by default
-    about ``sqrt(steps)`` (the fewest stored values, ``N (steps/k + k)``), fewer for a large
-    population ``n`` (at least 4), so that the backward pass's scratch stays in the GPU's L2."""
+def segment_length(steps: int, checkpoint_every: int | None, n: int = 1, register_segment: int = 0) -> int:
+    """The steps between checkpoints, at most ``steps``: ``checkpoint_every``, or by default the
+    longest segment the adjoint kernel keeps in registers (``register_segment``, the model's:
+    ``N steps/k`` stored values, no scratch; at most 8 for a population of 2^18 or more) or, for
+    a model without one, about ``sqrt(steps)`` (the fewest stored values, ``N (steps/k + k)``),
+    fewer for a large population ``n`` (at least 4), so that the backward pass's scratch stays in
+    the GPU's L2."""
     if checkpoint_every is None:
-        k = max(1, math.isqrt(steps - 1) + 1)
-        k = min(k, max(4, _SCRATCH_ROWS // min(max(n, 1), _RESIDENT_ELEMENTS)))
+        if register_segment > 0:
+            # A large population is bound by the threads the registers let a GPU hold: shorter
+            # segments, fewer registers (H200, 1M LIF neurons x 1000 steps at 7093b77: k = 32
+            # 12.7 ms, 16 8.1 ms, 8 6.9 ms; 10k neurons, latency-bound, k = 32 0.75 ms).
+            k = register_segment if n < _RESIDENT_ELEMENTS else min(register_segment, _LARGE_POPULATION_SEGMENT)
+        else:
+            k = max(1, math.isqrt(steps - 1) + 1)
+            k = min(k, max(4, _SCRATCH_ROWS // min(max(n, 1), _RESIDENT_ELEMENTS)))
     else:
         k = int(checkpoint_every)
         if k < 1:
@@ -94,8 +108,9 @@ def segment_length(steps: int, checkpoint_every: int | None, n: int = 1) -> int:
 
 
 def _adjoint_info(model, spec: str) -> dict:
-    """The adjoint kernel's layout for the variant ``spec``, or a ModelError naming why the
-    model's runs are not differentiable."""
+    """The adjoint kernel's layout for the variant ``spec`` (``layout``) and the longest segment it
+    keeps in registers (``register_segment``), or a ModelError naming why the model's runs are
+    not differentiable."""
     cache = model.__dict__.setdefault("_adjoints", {})
     if spec not in cache:
         answer = _native.model_adjoint(spec, "c")
@@ -104,7 +119,7 @@ def _adjoint_info(model, spec: str) -> dict:
             if error.get("kind") == "model":
                 raise model._native_error(error)
             raise ModelError(f"jax.grad through run: {error['message']}", field="gradient")
-        cache[spec] = answer["layout"]
+        cache[spec] = {"layout": answer["layout"], "register_segment": int(answer["register_segment"])}
     return cache[spec]
 
 
@@ -158,11 +173,18 @@ def differentiable_run(
     run = jax.custom_vjp(
         functools.partial(forward, steps=steps, record=record, record_every=record_every, spike_capacity=spike_capacity)
     )
-    k = segment_length(steps, checkpoint_every, jnp.asarray(state[model._reference(state)]).shape[0])
+    n_elements = jnp.asarray(state[model._reference(state)]).shape[0]
+
+    def segment() -> tuple[int, bool]:
+        """(k, whether the adjoint kernel keeps a segment in registers); a ModelError for a model
+        that is not differentiable."""
+        limit = _adjoint_info(model, info["spec"])["register_segment"]
+        k = segment_length(steps, checkpoint_every, n_elements, limit)
+        return k, k <= limit
 
     def fwd(state, inputs):
         check_differentiable_call(spike_capacity)
-        _adjoint_info(model, info["spec"])
+        k, _ = segment()
         start = dict(state)
         # The backward pass reads the start time, which a state made by hand may leave out (0).
         start.setdefault("t", jnp.asarray(clock.words(0.0), jnp.int32))
@@ -175,7 +197,8 @@ def differentiable_run(
     def bwd(res, ct):
         start, inputs, checkpoints = res
         # Known once fwd has run (it raises for a model that is not differentiable).
-        layout = _adjoint_info(model, info["spec"])
+        layout = _adjoint_info(model, info["spec"])["layout"]
+        k, registers = segment()
         ct_state, ct_traces, ct_others = ct
         n = jnp.asarray(start[model._reference(start)]).shape[0]
         n_rec = -(-steps // record_every)
@@ -208,7 +231,10 @@ def differentiable_run(
         outs = []
         for a in layout["outputs"]:
             dtype = real if a["elem"] == "real" else np.dtype(a["elem"])
-            shape = (n,) if a["shape"] == "neuron" else (1, rows[a["shape"]], n)
+            if a["shape"] == "segment_step" and registers:
+                shape = (0,)  # the scratch, unused: the kernel keeps a segment in registers
+            else:
+                shape = (n,) if a["shape"] == "neuron" else (1, rows[a["shape"]], n)
             outs.append(jax.ShapeDtypeStruct(shape, dtype))
         results = neuron_grad_p(
             *operands,

@@ -7,25 +7,35 @@
 //! element is independent (one CUDA thread, or one lane of a C block), so this kernel, for each
 //! segment from the last, walks the segment forwards again from its checkpoint with the forward
 //! step of the same DAG the group kernel prints ([`crate::step::build`], kept in
-//! [`AdjointDag::next_state`] and printed by the same [`Printer`]) into a per-element scratch of
-//! `k` rows (`O(N k)`, global memory), then walks that scratch backwards, applying the adjoint
-//! of one step ([`crate::step::adjoint`]) with the adjoints and accumulated gradients in
-//! registers (lanes in C). Memory `O(N (steps/k + k))`; one launch, however many segments.
+//! [`AdjointDag::next_state`] and printed by the same [`Printer`]), keeping each step's start
+//! values, then walks them backwards, applying the adjoint of one step
+//! ([`crate::step::adjoint`]) with the adjoints and accumulated gradients in registers (lanes in
+//! C). One launch, however many segments.
 //!
-//! The scratch has two halves: while a segment is walked back from one, the segment before it
-//! is recomputed into the other, in the same loop. The two walks are independent chains of
-//! arithmetic and loads, so a thread whose walk waits on memory (a small population, one warp
-//! or two per multiprocessor) overlaps them: the backward pass costs about one forward walk,
-//! not two.
+//! Where the segment's start values are kept ([`SegmentStore`]):
+//! - **registers** (`k <= register_segment`, [`register_segment`]: the model's step values times
+//!   `k` fit a register budget): `k` is a constant of the source (`SF_K`), both walks are fully
+//!   unrolled, so each step's start values (the stored variables, the per-step inputs it read,
+//!   `not_refractory`) are local arrays indexed by constants, which the compiler keeps in
+//!   registers (in C, arrays on the stack, `[SF_K][SF_LANES]`). The backward pass then reads
+//!   only the checkpoints, each per-step input once and the cotangents, and writes the
+//!   gradients: no scratch traffic. Full segments are walked without guards (so that the loads
+//!   of a segment are issued together); the last one, shorter when `k` does not divide
+//!   `steps`, has each step guarded. Memory `O(N steps/k)`.
+//! - **scratch** (a larger `k`, or a model whose step keeps too many values): a per-element
+//!   scratch of `2 k` rows in global memory (`O(N (steps/k + k))`). While a segment is walked
+//!   back from one half, the segment before it is recomputed into the other, in the same loop:
+//!   the two walks are independent chains of arithmetic and loads, which a thread whose walk
+//!   waits on memory overlaps.
 //!
 //! With a refractory period, the checkpoints keep the group kernel's bookkeeping (the step of
 //! the run from which the element is free again) and the walks update it as the group kernel
-//! does (the same int32 comparison); the scratch keeps each step's `not_refractory` for the
-//! backward walk.
+//! does (the same int32 comparison); each step's `not_refractory` is kept for the backward walk.
 //!
-//! Layout ([`adjoint_layout`]); `(nb, rows, n_inner)` a buffer of rows per batch member: per step
-//! (`steps` rows), per recorded step (`ceil(steps / record_every)`), per segment
-//! (`ceil(steps / k)`) or per step of two segments (`2 k`). Inputs: `checkpoint:<x>` per segment for
+//! Layout ([`adjoint_layout`], the same for both stores); `(nb, rows, n_inner)` a buffer of rows
+//! per batch member: per step (`steps` rows), per recorded step (`ceil(steps / record_every)`),
+//! per segment (`ceil(steps / k)`) or per step of two segments (`2 k`, the scratch; empty, `(0,)`,
+//! when the segment is in registers). Inputs: `checkpoint:<x>` per segment for
 //! each stored variable, `checkpoint:free_from` per segment (int32, with a refractory period),
 //! every parameter `(n,)` (or `(nb,)` when shared), every per-neuron constant `(n,)`, every
 //! per-step input per step, `t` `(nb, 2)` (the run's start), `adjoint:<x>` `(n,)` (at the run's
@@ -68,6 +78,8 @@ pub enum AdjointShape {
     OptionalPerStep,
     PerRecord,
     PerSegment,
+    /// Per step of two segments on the scratch path; empty, `(0,)`, when the segment is kept in
+    /// registers ([`SegmentStore::Registers`]).
     SegmentStep,
     BatchWords,
 }
@@ -242,20 +254,123 @@ fn has_refractory(ir: &GroupIr) -> bool {
     matches!(ir.events.refractory, RefractoryIr::Duration(_))
 }
 
-/// A generated adjoint kernel: its source and argument layout.
+/// Where the backward pass keeps a segment's recomputed start-of-step values while it walks it
+/// back (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentStore {
+    /// Local arrays of `k` steps, a constant of the source: registers on CUDA.
+    Registers(usize),
+    /// The `segment:<x>` / `not_refractory` outputs, `2 k` rows in global memory.
+    Scratch,
+}
+
+impl SegmentStore {
+    /// The store of a run with checkpoints every `k` steps, for a model whose segments of up
+    /// to `register_segment` steps fit in registers.
+    pub fn for_segment(k: usize, register_segment: usize) -> SegmentStore {
+        if k <= register_segment {
+            SegmentStore::Registers(k)
+        } else {
+            SegmentStore::Scratch
+        }
+    }
+}
+
+/// The 32-bit registers a thread may give to a segment's kept values: with the walk's own
+/// values (the step's arithmetic, adjoints, parameters) it stays well within the 255 a CUDA
+/// thread has, so that the kernel does not spill.
+pub const SEGMENT_REGISTERS: usize = 96;
+
+/// The longest segment kept in registers: more steps, more code (both walks are unrolled) and
+/// fewer threads per multiprocessor, for checkpoints that are already few.
+pub const MAX_REGISTER_SEGMENT: usize = 32;
+
+/// The shortest: a model whose step keeps so many values, or is so long, that fewer steps fit
+/// takes the scratch path.
+const MIN_REGISTER_SEGMENT: usize = 4;
+
+/// The expression nodes of the adjoint DAG (forward and backward step) times the segment's
+/// steps that the unrolled walks may hold: a model with a long step (Hodgkin-Huxley's rates, a
+/// Runge-Kutta method with sub-steps) keeps so many temporaries live that a few steps unrolled
+/// spill to local memory, and NVRTC takes long over the unrolled code. Measured with ptxas for
+/// sm_90 (`tests/nvrtc_compile_check.rs` checks that no kernel in registers spills): a LIF
+/// (58 nodes) at 32 steps uses 104 registers, an adaptive LIF in float64 (137) at 16 steps 162;
+/// a Hodgkin-Huxley model (about 2000) spills at 4.
+pub const UNROLLED_NODES: usize = 2560;
+
+/// The longest segment (steps between checkpoints) whose start values the backward pass keeps
+/// in registers for this model, or 0 when its step keeps too many values ([`SEGMENT_REGISTERS`]
+/// 32-bit words over what one step keeps: each stored variable and per-step input, and
+/// `not_refractory`) or is too long ([`UNROLLED_NODES`]).
+pub fn register_segment(ir: &GroupIr, spec: &ModelSpec, dag: &AdjointDag) -> usize {
+    let words = |e: ElemType| e.size().div_ceil(4);
+    let real = spec.dtype;
+    let stored: usize = dag
+        .stored
+        .iter()
+        .map(|v| words(value_elem(ir.symbol(*v).value, real)))
+        .sum();
+    let inputs: usize = ir
+        .vars_of_kind(&SymbolKind::PerStep)
+        .into_iter()
+        .map(|v| words(value_elem(ir.symbol(v).value, real)))
+        .sum();
+    let per_step = stored + inputs + usize::from(has_refractory(ir));
+    let k = (SEGMENT_REGISTERS / per_step.max(1))
+        .min(UNROLLED_NODES / dag.arena.len().max(1))
+        .min(MAX_REGISTER_SEGMENT);
+    if k < MIN_REGISTER_SEGMENT {
+        0
+    } else {
+        k
+    }
+}
+
+/// A generated adjoint kernel: its source, argument layout and the longest segment it would
+/// keep in registers.
 #[derive(Clone, Debug)]
 pub struct GeneratedAdjoint {
     pub source: String,
     pub entry: &'static str,
     pub layout: AdjointLayout,
+    /// [`register_segment`] of the model: a run with checkpoints every `k <= register_segment`
+    /// steps keeps its segments in registers (its scratch outputs empty, `(0,)`), and its
+    /// source depends on `k`; a larger `k`, the scratch, whose source does not.
+    pub register_segment: usize,
+    /// Where this source keeps a segment.
+    pub store: SegmentStore,
 }
 
-/// The adjoint kernel of `ir` (lowered from `spec`) in `dialect`, or why the model's runs are
-/// not differentiable.
+/// The adjoint kernel of `ir` (lowered from `spec`) in `dialect` for runs with checkpoints
+/// every `segment` steps, or why the model's runs are not differentiable.
 pub fn generate_adjoint(
     ir: &GroupIr,
     spec: &ModelSpec,
     dialect: Dialect,
+    segment: usize,
+) -> Result<GeneratedAdjoint, NotDifferentiable> {
+    generate(ir, spec, dialect, |limit| {
+        SegmentStore::for_segment(segment, limit)
+    })
+}
+
+/// [`generate_adjoint`] with the store chosen by the caller, whatever the model's
+/// [`register_segment`]: for tests that run one `k` in both stores.
+pub fn generate_adjoint_in(
+    ir: &GroupIr,
+    spec: &ModelSpec,
+    dialect: Dialect,
+    store: SegmentStore,
+) -> Result<GeneratedAdjoint, NotDifferentiable> {
+    generate(ir, spec, dialect, |_| store)
+}
+
+/// The kernel with the store `choose` picks from the model's [`register_segment`].
+fn generate(
+    ir: &GroupIr,
+    spec: &ModelSpec,
+    dialect: Dialect,
+    choose: impl FnOnce(usize) -> SegmentStore,
 ) -> Result<GeneratedAdjoint, NotDifferentiable> {
     if spec.storage.is_some() {
         return Err(NotDifferentiable(
@@ -265,17 +380,22 @@ pub fn generate_adjoint(
     }
     let dag = adjoint(ir, &spec.record, spec.surrogate)?;
     let layout = adjoint_layout(ir, spec, &dag);
+    let register_segment = register_segment(ir, spec, &dag);
+    let store = choose(register_segment);
     let writer = AdjointWriter {
         ir,
         spec,
         dag: &dag,
         layout: &layout,
         dialect,
+        store,
     };
     Ok(GeneratedAdjoint {
         source: render(|w| writer.write(w)),
         entry: ADJOINT_ENTRY,
         layout,
+        register_segment,
+        store,
     })
 }
 
@@ -285,6 +405,7 @@ struct AdjointWriter<'a> {
     dag: &'a AdjointDag,
     layout: &'a AdjointLayout,
     dialect: Dialect,
+    store: SegmentStore,
 }
 
 impl AdjointWriter<'_> {
@@ -376,16 +497,19 @@ const int64_t sf_j = sf_j0 + sf_l;
         self.per_element(w, body)
     }
 
-    /// A loop over steps; on CUDA unrolled by 4, as the group kernel's, so that the loads of
-    /// later steps (which do not depend on the walk's values) are issued early.
+    /// A loop over steps, on CUDA with `#pragma {unroll}`: `unroll 4` on the scratch path, as
+    /// the group kernel's, so that the loads of later steps (which do not depend on the walk's
+    /// values) are issued early; `unroll` (fully) for a segment in registers, so that every
+    /// index of the kept arrays is a constant.
     fn step_loop(
         &self,
         w: &mut SourceWriter,
+        unroll: &str,
         head: &str,
         body: impl FnOnce(&mut SourceWriter) -> fmt::Result,
     ) -> fmt::Result {
         if self.dialect == Dialect::Cuda {
-            w.write_str("#pragma unroll 4\n")?;
+            writeln!(w, "#pragma {unroll}")?;
         }
         w.block(head, body)
     }
@@ -452,6 +576,12 @@ const int64_t sf_j = sf_j0 + sf_l;
         w.write_str(&super::group_kernel::includes(self.dialect))?;
         w.write_str(&prelude(self.dialect, self.spec.dtype))?;
         w.write_str(&clock_source(self.dialect, self.spec.dt, self.spec.dtype))?;
+        if let SegmentStore::Registers(k) = self.store {
+            writeln!(
+                w,
+                "/* The steps between checkpoints: a segment's start values are kept in local arrays. */\n#define SF_K {k}"
+            )?;
+        }
         writeln!(w)?;
         let pointers: Vec<String> = self
             .layout
@@ -514,13 +644,18 @@ const int64_t sf_j = sf_j0 + sf_l;
     }
 
     /// Loads what step `sf_s` reads besides the state (its per-step inputs, as locals named as
-    /// the DAG reads them) and its time; `sf_row` is the step's row of per-step buffers.
-    fn load_step(&self, w: &mut SourceWriter) -> fmt::Result {
+    /// the DAG reads them) and its time; `sf_row` is the step's row of per-step buffers. With
+    /// the segment in registers, the forward walk keeps each input it loads in its slot, and
+    /// the backward walk (`kept`) reads it from there.
+    fn load_step(&self, w: &mut SourceWriter, kept: bool) -> fmt::Result {
         let real = self.real();
+        let registers = matches!(self.store, SegmentStore::Registers(_));
+        // In registers, the row of `sf_q` (the run's last step past its end).
+        let step = if registers { "sf_q" } else { "sf_s" };
         writeln!(
             w,
             "const int64_t sf_row = {};\nconst int64_t sf_t_step = sf_t0 + sf_s;",
-            Self::row_index("sf_steps", "sf_s")
+            Self::row_index("sf_steps", step)
         )?;
         writeln!(
             w,
@@ -529,15 +664,25 @@ const int64_t sf_j = sf_j0 + sf_l;
         )?;
         for (k, a) in self.layout.inputs.iter().enumerate() {
             if let (AdjointRole::Input, Some(v), AdjointShape::PerStep) = (a.role, a.var, a.shape) {
-                writeln!(
-                    w,
-                    "const {} {} = sf_in{k}[sf_row];",
-                    self.local_type(a.elem),
-                    ident(&self.ir.symbol(v).name)
-                )?;
+                let name = ident(&self.ir.symbol(v).name);
+                let ty = self.local_type(a.elem);
+                if kept {
+                    writeln!(w, "const {ty} {name} = {};", self.slot(&name))?;
+                } else {
+                    writeln!(w, "const {ty} {name} = sf_in{k}[sf_row];")?;
+                    if registers {
+                        writeln!(w, "{} = {name};", self.slot(&name))?;
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// The slot of step `sf_u` of the segment in registers for the kept value `name` (a stored
+    /// variable, a per-step input, `not_refractory`).
+    fn slot(&self, name: &str) -> String {
+        format!("sf_seg_{name}[sf_u]{}", self.lane())
     }
 
     /// The whole backward pass of one element `sf_i` (CUDA) or one block of lanes (C): the
@@ -552,7 +697,11 @@ const int64_t sf_j = sf_j0 + sf_l;
             .input(AdjointRole::Time, "t")
             .expect("the time is an input");
         writeln!(w, "const int64_t sf_t0 = sf_start_step(sf_in{t}, sf_b);")?;
-        w.write_str("const int32_t sf_n_seg = (sf_steps + sf_k - 1) / sf_k;\n")?;
+        let k = match self.store {
+            SegmentStore::Registers(_) => "SF_K",
+            SegmentStore::Scratch => "sf_k",
+        };
+        writeln!(w, "const int32_t sf_n_seg = (sf_steps + {k} - 1) / {k};")?;
         if !self.dag.trace_cotangents.is_empty() {
             w.write_str(
                 "const int32_t sf_n_rec = (sf_steps + sf_rec_every - 1) / sf_rec_every;\n",
@@ -646,51 +795,10 @@ const int64_t sf_j = sf_j0 + sf_l;
                 Ok(())
             })
         };
-        // One step forwards of the segment that starts at `start`, into the scratch half `half`.
-        let forward = |w: &mut SourceWriter, step: &str, start: &str, half: &str| {
-            writeln!(
-                w,
-                "const int32_t sf_s = {step}, sf_seg0 = {start};\nconst int64_t sf_half = {half};"
-            )?;
-            self.per_element_step(w, |w| self.forward_step(w))
-        };
-        w.write_str(
-            "/* The last segment forwards from its checkpoint into its half of the scratch. */\n",
-        )?;
-        w.block("if (sf_n_seg > 0)", |w| {
-            load_checkpoint(w, "sf_n_seg - 1")?;
-            w.write_str("const int32_t sf_s0 = (sf_n_seg - 1) * sf_k;\n")?;
-            self.step_loop(
-                w,
-                "for (int32_t sf_u = 0; sf_u < sf_steps - sf_s0; ++sf_u)",
-                |w| {
-                    forward(
-                        w,
-                        "sf_s0 + sf_u",
-                        "sf_s0",
-                        "((sf_n_seg - 1) & 1) * (int64_t) sf_k",
-                    )
-                },
-            )
-        })?;
-        w.write_str("/* Each segment from the last backwards, and at the same time (independent work for the\n   same thread) the segment before it forwards into the other half of the scratch. */\n")?;
-        w.block("for (int32_t sf_g = sf_n_seg - 1; sf_g >= 0; --sf_g)", |w| {
-            w.write_str("const int32_t sf_s0 = sf_g * sf_k;\nconst int32_t sf_s1 = sf_steps - sf_s0 > sf_k ? sf_s0 + sf_k : sf_steps;\n")?;
-            w.block("if (sf_g > 0)", |w| load_checkpoint(w, "sf_g - 1"))?;
-            self.step_loop(w, "for (int32_t sf_u = 0; sf_u < sf_k; ++sf_u)", |w| {
-                w.block("if (sf_u < sf_s1 - sf_s0)", |w| {
-                    w.write_str("const int32_t sf_s = sf_s1 - 1 - sf_u, sf_seg0 = sf_s0;\nconst int64_t sf_half = (sf_g & 1) * (int64_t) sf_k;\n")?;
-                    if !self.dag.trace_cotangents.is_empty() {
-                        // Traces are recorded at the start of every rec_every-th step.
-                        w.write_str("const int32_t sf_rec = sf_s % sf_rec_every == 0 ? sf_s / sf_rec_every : -1;\n")?;
-                    }
-                    self.per_element_step(w, |w| self.backward_step(w))
-                })?;
-                w.block("if (sf_g > 0)", |w| {
-                    forward(w, "sf_s0 - sf_k + sf_u", "sf_s0 - sf_k", "((sf_g - 1) & 1) * (int64_t) sf_k")
-                })
-            })
-        })?;
+        match self.store {
+            SegmentStore::Registers(k) => self.walk_in_registers(w, k, &load_checkpoint)?,
+            SegmentStore::Scratch => self.walk_in_scratch(w, &load_checkpoint)?,
+        }
         self.per_element(w, |w| {
             for (k, a) in self.layout.outputs.iter().enumerate() {
                 if a.shape != AdjointShape::Neuron {
@@ -710,6 +818,154 @@ const int64_t sf_j = sf_j0 + sf_l;
             }
             Ok(())
         })
+    }
+
+    /// The segments from the last, each recomputed from its checkpoint into the two-half
+    /// scratch in global memory and walked back (see the module documentation).
+    fn walk_in_scratch(
+        &self,
+        w: &mut SourceWriter,
+        load_checkpoint: &dyn Fn(&mut SourceWriter, &str) -> fmt::Result,
+    ) -> fmt::Result {
+        // One step forwards of the segment that starts at `start`, into the scratch half `half`.
+        let forward = |w: &mut SourceWriter, step: &str, start: &str, half: &str| {
+            writeln!(
+                w,
+                "const int32_t sf_s = {step}, sf_seg0 = {start};\nconst int64_t sf_half = {half};"
+            )?;
+            self.per_element_step(w, |w| self.forward_step(w))
+        };
+        w.write_str(
+            "/* The last segment forwards from its checkpoint into its half of the scratch. */\n",
+        )?;
+        w.block("if (sf_n_seg > 0)", |w| {
+            load_checkpoint(w, "sf_n_seg - 1")?;
+            w.write_str("const int32_t sf_s0 = (sf_n_seg - 1) * sf_k;\n")?;
+            self.step_loop(
+                w,
+                "unroll 4",
+                "for (int32_t sf_u = 0; sf_u < sf_steps - sf_s0; ++sf_u)",
+                |w| {
+                    forward(
+                        w,
+                        "sf_s0 + sf_u",
+                        "sf_s0",
+                        "((sf_n_seg - 1) & 1) * (int64_t) sf_k",
+                    )
+                },
+            )
+        })?;
+        w.write_str("/* Each segment from the last backwards, and at the same time (independent work for the\n   same thread) the segment before it forwards into the other half of the scratch. */\n")?;
+        w.block("for (int32_t sf_g = sf_n_seg - 1; sf_g >= 0; --sf_g)", |w| {
+            w.write_str("const int32_t sf_s0 = sf_g * sf_k;\nconst int32_t sf_s1 = sf_steps - sf_s0 > sf_k ? sf_s0 + sf_k : sf_steps;\n")?;
+            w.block("if (sf_g > 0)", |w| load_checkpoint(w, "sf_g - 1"))?;
+            self.step_loop(w, "unroll 4", "for (int32_t sf_u = 0; sf_u < sf_k; ++sf_u)", |w| {
+                w.block("if (sf_u < sf_s1 - sf_s0)", |w| {
+                    w.write_str("const int32_t sf_s = sf_s1 - 1 - sf_u, sf_seg0 = sf_s0;\nconst int64_t sf_half = (sf_g & 1) * (int64_t) sf_k;\n")?;
+                    self.record_row(w, "sf_s")?;
+                    self.per_element_step(w, |w| self.backward_step(w))
+                })?;
+                w.block("if (sf_g > 0)", |w| {
+                    forward(w, "sf_s0 - sf_k + sf_u", "sf_s0 - sf_k", "((sf_g - 1) & 1) * (int64_t) sf_k")
+                })
+            })
+        })
+    }
+
+    /// The segments from the last, each recomputed from its checkpoint into local arrays of
+    /// `SF_K` = `k` steps and walked back, both walks unrolled (registers on CUDA). Every step
+    /// loads what it reads unconditionally (from row `sf_q`: its own, or the run's last step
+    /// past the run's end in a shorter last segment), so that the compiler issues a segment's
+    /// loads together; in the backward walk only what a step changes (adjoints, gradients) is
+    /// guarded by `sf_u < sf_len`.
+    fn walk_in_registers(
+        &self,
+        w: &mut SourceWriter,
+        k: usize,
+        load_checkpoint: &dyn Fn(&mut SourceWriter, &str) -> fmt::Result,
+    ) -> fmt::Result {
+        let dims = match self.dialect {
+            Dialect::Cuda => "[SF_K]",
+            Dialect::C => "[SF_K][SF_LANES]",
+        };
+        for (name, ty) in self.segment_values() {
+            writeln!(w, "{ty} {name}{dims};")?;
+        }
+        writeln!(
+            w,
+            "/* Segments of SF_K = {k} steps, in registers, from the last. */"
+        )?;
+        w.block("for (int32_t sf_g = sf_n_seg - 1; sf_g >= 0; --sf_g)", |w| {
+            // Steps from the segment's first to the run's end: more than SF_K but in the last
+            // segment, which may be shorter.
+            w.write_str("const int32_t sf_s0 = sf_g * SF_K, sf_len = sf_steps - sf_s0;\n")?;
+            load_checkpoint(w, "sf_g")?;
+            w.write_str("/* Forwards from the checkpoint, each step's start values kept (past the run's end in a\n   shorter last segment, from its last step's inputs: kept values never read). */\n")?;
+            self.step_loop(w, "unroll", "for (int32_t sf_u = 0; sf_u < SF_K; ++sf_u)", |w| {
+                w.write_str("const int32_t sf_s = sf_s0 + sf_u, sf_q = sf_u < sf_len ? sf_s : sf_steps - 1;\n")?;
+                self.per_element_step(w, |w| self.forward_step(w))
+            })?;
+            w.write_str("/* Backwards from the kept values; a step past the run's end changes nothing. */\n")?;
+            let traces = !self.dag.trace_cotangents.is_empty();
+            if traces {
+                // The traces' rows counted down with the steps (no division a step): step
+                // sf_s = sf_rec_r * rec_every + sf_rec_m.
+                w.write_str("int32_t sf_rec_r = (sf_s0 + SF_K - 1) / sf_rec_every;\nint32_t sf_rec_m = sf_s0 + SF_K - 1 - sf_rec_r * sf_rec_every;\n")?;
+            }
+            self.step_loop(w, "unroll", "for (int32_t sf_r = 0; sf_r < SF_K; ++sf_r)", |w| {
+                w.write_str("const int32_t sf_u = SF_K - 1 - sf_r;\nconst int32_t sf_s = sf_s0 + sf_u, sf_q = sf_u < sf_len ? sf_s : sf_steps - 1;\n")?;
+                if traces {
+                    // Traces are recorded at the start of every rec_every-th step; none read
+                    // past the run's end.
+                    w.write_str("const int32_t sf_rec = sf_rec_m == 0 && sf_u < sf_len ? sf_rec_r : -1;\n")?;
+                }
+                self.per_element_step(w, |w| self.backward_step(w))?;
+                if traces {
+                    w.write_str("if (sf_rec_m == 0) {\n    sf_rec_m = sf_rec_every - 1;\n    --sf_rec_r;\n} else {\n    --sf_rec_m;\n}\n")?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// The local arrays a segment in registers keeps per step, and their types: each stored
+    /// variable's start value, each per-step input, `not_refractory`.
+    fn segment_values(&self) -> Vec<(String, &'static str)> {
+        let mut values: Vec<(String, &'static str)> = self
+            .dag
+            .stored
+            .iter()
+            .map(|v| {
+                (
+                    format!("sf_seg_{}", ident(&self.ir.symbol(*v).name)),
+                    self.real(),
+                )
+            })
+            .collect();
+        for a in &self.layout.inputs {
+            if let (AdjointRole::Input, Some(v), AdjointShape::PerStep) = (a.role, a.var, a.shape) {
+                values.push((
+                    format!("sf_seg_{}", ident(&self.ir.symbol(v).name)),
+                    self.local_type(a.elem),
+                ));
+            }
+        }
+        if has_refractory(self.ir) {
+            values.push(("sf_seg_not_refractory".into(), self.dialect.bool_type()));
+        }
+        values
+    }
+
+    /// `sf_rec`: the row of step `step` in the traces' cotangents, or -1 (traces are recorded
+    /// at the start of every rec_every-th step).
+    fn record_row(&self, w: &mut SourceWriter, step: &str) -> fmt::Result {
+        if self.dag.trace_cotangents.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            w,
+            "const int32_t sf_rec = {step} % sf_rec_every == 0 ? {step} / sf_rec_every : -1;"
+        )
     }
 
     /// The refractory period in steps, when there is one (a constant, checked).
@@ -735,32 +991,42 @@ const int64_t sf_j = sf_j0 + sf_l;
     /// One step forwards, the group kernel's step DAG: from the kept state `sf_x_<x>` to the
     /// next, with the refractory bookkeeping (the step of the run from which the element is
     /// free again, from a constant period of `r` steps); the step's start values and
-    /// `not_refractory` go to the scratch first.
+    /// `not_refractory` are kept first (registers or the scratch).
     fn forward_step(&self, w: &mut SourceWriter) -> fmt::Result {
         let real = self.real();
         let lane = self.lane();
-        self.load_step(w)?;
-        writeln!(w, "const int64_t sf_seg_row = {};", self.segment_row())?;
+        self.load_step(w, false)?;
+        let registers = matches!(self.store, SegmentStore::Registers(_));
+        if !registers {
+            writeln!(w, "const int64_t sf_seg_row = {};", self.segment_row())?;
+        }
         for v in &self.dag.stored {
             let name = ident(&self.ir.symbol(*v).name);
-            let k = self
-                .output(AdjointRole::Segment, Some(*v))
-                .expect("every stored variable has its scratch");
-            writeln!(
-                w,
-                "const {real} {name} = sf_x_{name}{lane};\nsf_out{k}[sf_seg_row] = {name};"
-            )?;
+            writeln!(w, "const {real} {name} = sf_x_{name}{lane};")?;
+            if registers {
+                writeln!(w, "{} = {name};", self.slot(&name))?;
+            } else {
+                let k = self
+                    .output(AdjointRole::Segment, Some(*v))
+                    .expect("every stored variable has its scratch");
+                writeln!(w, "sf_out{k}[sf_seg_row] = {name};")?;
+            }
         }
         let refractory = self.refractory_steps();
         if refractory.is_some() {
-            let k = self
-                .output(AdjointRole::NotRefractory, None)
-                .expect("a refractory period has the scratch");
             writeln!(
                 w,
-                "const {} sf_not_refractory = sf_s >= sf_free_from{lane};\nsf_out{k}[sf_seg_row] = sf_not_refractory != 0;",
+                "const {} sf_not_refractory = sf_s >= sf_free_from{lane};",
                 self.dialect.bool_type()
             )?;
+            if registers {
+                writeln!(w, "{} = sf_not_refractory;", self.slot("not_refractory"))?;
+            } else {
+                let k = self
+                    .output(AdjointRole::NotRefractory, None)
+                    .expect("a refractory period has the scratch");
+                writeln!(w, "sf_out{k}[sf_seg_row] = sf_not_refractory != 0;")?;
+            }
         }
         let mut roots = self.dag.next_state.clone();
         let spike = refractory.and_then(|r| self.dag.spike.map(|s| (r, s)));
@@ -786,27 +1052,43 @@ const int64_t sf_j = sf_j0 + sf_l;
     }
 
     /// One step backwards: the adjoints at its start and the inputs' gradients, from the
-    /// step's start values in the segment scratch.
+    /// step's start values kept by the forward walk (registers or the scratch).
     fn backward_step(&self, w: &mut SourceWriter) -> fmt::Result {
         let real = self.real();
-        self.load_step(w)?;
-        writeln!(w, "const int64_t sf_seg_row = {};", self.segment_row())?;
-        for v in &self.dag.stored {
-            let k = self
-                .output(AdjointRole::Segment, Some(*v))
-                .expect("every stored variable has its scratch");
-            writeln!(
-                w,
-                "const {real} {} = sf_out{k}[sf_seg_row];",
-                ident(&self.ir.symbol(*v).name)
-            )?;
-        }
-        if let Some(k) = self.output(AdjointRole::NotRefractory, None) {
-            writeln!(
-                w,
-                "const {} sf_not_refractory = sf_out{k}[sf_seg_row] != 0;",
-                self.dialect.bool_type()
-            )?;
+        let registers = matches!(self.store, SegmentStore::Registers(_));
+        self.load_step(w, registers)?;
+        if registers {
+            for v in &self.dag.stored {
+                let name = ident(&self.ir.symbol(*v).name);
+                writeln!(w, "const {real} {name} = {};", self.slot(&name))?;
+            }
+            if has_refractory(self.ir) {
+                writeln!(
+                    w,
+                    "const {} sf_not_refractory = {};",
+                    self.dialect.bool_type(),
+                    self.slot("not_refractory")
+                )?;
+            }
+        } else {
+            writeln!(w, "const int64_t sf_seg_row = {};", self.segment_row())?;
+            for v in &self.dag.stored {
+                let k = self
+                    .output(AdjointRole::Segment, Some(*v))
+                    .expect("every stored variable has its scratch");
+                writeln!(
+                    w,
+                    "const {real} {} = sf_out{k}[sf_seg_row];",
+                    ident(&self.ir.symbol(*v).name)
+                )?;
+            }
+            if let Some(k) = self.output(AdjointRole::NotRefractory, None) {
+                writeln!(
+                    w,
+                    "const {} sf_not_refractory = sf_out{k}[sf_seg_row] != 0;",
+                    self.dialect.bool_type()
+                )?;
+            }
         }
         let mut rec = 0;
         for (k, a) in self.layout.inputs.iter().enumerate() {
@@ -838,22 +1120,29 @@ const int64_t sf_j = sf_j0 + sf_l;
                 ident(&self.ir.symbol(*v).name)
             )?;
         }
-        for ((v, _), text) in self.dag.inputs.iter().zip(inputs) {
-            let name = ident(&self.ir.symbol(*v).name);
-            if self.ir.symbol(*v).kind == SymbolKind::PerStep {
-                let k = self
-                    .output(AdjointRole::Grad, Some(*v))
-                    .expect("every per-step input has its gradient");
-                writeln!(w, "sf_out{k}[sf_row] = {text};")?;
-            } else {
-                writeln!(w, "sf_g_{name}{} += {text};", self.lane())?;
+        let commit = |w: &mut SourceWriter| -> fmt::Result {
+            for ((v, _), text) in self.dag.inputs.iter().zip(inputs) {
+                let name = ident(&self.ir.symbol(*v).name);
+                if self.ir.symbol(*v).kind == SymbolKind::PerStep {
+                    let k = self
+                        .output(AdjointRole::Grad, Some(*v))
+                        .expect("every per-step input has its gradient");
+                    writeln!(w, "sf_out{k}[sf_row] = {text};")?;
+                } else {
+                    writeln!(w, "sf_g_{name}{} += {text};", self.lane())?;
+                }
             }
+            for v in &self.dag.stored {
+                let name = ident(&self.ir.symbol(*v).name);
+                writeln!(w, "sf_a_{name}{} = sf_n_{name};", self.lane())?;
+            }
+            Ok(())
+        };
+        match self.store {
+            // A step past the run's end (a shorter last segment) changes nothing.
+            SegmentStore::Registers(_) => w.block("if (sf_u < sf_len)", commit),
+            SegmentStore::Scratch => commit(w),
         }
-        for v in &self.dag.stored {
-            let name = ident(&self.ir.symbol(*v).name);
-            writeln!(w, "sf_a_{name}{} = sf_n_{name};", self.lane())?;
-        }
-        Ok(())
     }
 }
 
@@ -880,10 +1169,32 @@ mod tests {
     }
 
     #[test]
+    fn a_small_model_keeps_its_segments_in_registers_and_hodgkin_huxley_does_not() {
+        let spec = lif();
+        let (ir, _) = crate::codegen::prepare(&spec).unwrap();
+        let k = generate_adjoint(&ir, &spec, Dialect::Cuda, 1).unwrap();
+        assert_eq!(k.register_segment, MAX_REGISTER_SEGMENT);
+        assert_eq!(k.store, SegmentStore::Registers(1));
+        let longest = generate_adjoint(&ir, &spec, Dialect::Cuda, k.register_segment).unwrap();
+        assert!(longest.source.contains("#define SF_K 32"));
+        let longer = generate_adjoint(&ir, &spec, Dialect::Cuda, 33).unwrap();
+        assert_eq!(longer.store, SegmentStore::Scratch);
+        assert!(!longer.source.contains("SF_K"));
+        // Hodgkin-Huxley: a step of about 2000 expression nodes.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/models/seed000_hh.json");
+        let hh = ModelSpec::from_json(&std::fs::read_to_string(path).unwrap())
+            .unwrap()
+            .surrogate(Surrogate::new(SurrogateKind::FastSigmoid, 3.0));
+        let (ir, _) = crate::codegen::prepare(&hh).unwrap();
+        let k = generate_adjoint(&ir, &hh, Dialect::Cuda, 4).unwrap();
+        assert_eq!((k.register_segment, k.store), (0, SegmentStore::Scratch));
+    }
+
+    #[test]
     fn layout_orders_states_inputs_adjoints_and_gradients() {
         let spec = lif();
         let (ir, _) = crate::codegen::prepare(&spec).unwrap();
-        let k = generate_adjoint(&ir, &spec, Dialect::C).unwrap();
+        let k = generate_adjoint(&ir, &spec, Dialect::C, 1000).unwrap();
         let names = |args: &[AdjointArg]| args.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
         assert_eq!(
             names(&k.layout.inputs),

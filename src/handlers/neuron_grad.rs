@@ -22,7 +22,7 @@ use super::neuron_run::{
 };
 use super::poison;
 use crate::codegen::adjoint_kernel::{
-    generate_adjoint, AdjointArg, AdjointLayout, AdjointShape, ADJOINT_ENTRY,
+    generate_adjoint, AdjointArg, AdjointLayout, AdjointShape, SegmentStore, ADJOINT_ENTRY,
 };
 use crate::codegen::{self, Dialect};
 use crate::ir::GroupIr;
@@ -43,6 +43,9 @@ pub struct NeuronGrad {
     n_inner: usize,
     /// The steps between checkpoints.
     segment: usize,
+    /// Where the kernel keeps a segment: in registers, a source for this `segment` (its
+    /// scratch outputs empty), or in the scratch.
+    store: SegmentStore,
     record_every: usize,
     /// Whether the per-step spike cotangent has rows.
     spike_train: bool,
@@ -51,7 +54,7 @@ pub struct NeuronGrad {
 
 impl NeuronGrad {
     fn source(&self, dialect: Dialect) -> String {
-        generate_adjoint(&self.ir, &self.spec, dialect)
+        generate_adjoint(&self.ir, &self.spec, dialect, self.segment)
             .expect("checked at instantiation")
             .source
     }
@@ -69,9 +72,6 @@ impl Instance for NeuronGrad {
             ));
         }
         let (ir, _) = codegen::prepare(&spec)?;
-        let layout = generate_adjoint(&ir, &spec, Dialect::C)
-            .map_err(|e| FfiError::invalid_argument(e.to_string()))?
-            .layout;
         let steps = int32_count(&attrs, "steps")?;
         let n_inner = attrs.get_usize("n_inner")?;
         if n_inner == 0 || i64::try_from(n_inner).is_err() {
@@ -85,6 +85,14 @@ impl Instance for NeuronGrad {
                 "attribute 'segment': must be in 1..=steps ({steps}), got {segment}"
             )));
         }
+        let generated = generate_adjoint(&ir, &spec, Dialect::C, segment)
+            .map_err(|e| FfiError::invalid_argument(e.to_string()))?;
+        let (layout, store) = (generated.layout, generated.store);
+        // A source in registers is one of `segment`: its key says so.
+        let kernel_key = match store {
+            SegmentStore::Registers(k) => format!("adjoint\n{key}\nregisters {k}"),
+            SegmentStore::Scratch => format!("adjoint\n{key}"),
+        };
         let record_every = int32_count(&attrs, "record_every")?;
         let spike_train = match attrs.get_usize("spike_train")? {
             0 => false,
@@ -96,13 +104,14 @@ impl Instance for NeuronGrad {
             }
         };
         Ok(NeuronGrad {
-            kernel_key: crate::runtime::cache::sha256_hex(&format!("adjoint\n{key}")),
+            kernel_key: crate::runtime::cache::sha256_hex(&kernel_key),
             spec,
             ir,
             layout,
             steps,
             n_inner,
             segment,
+            store,
             record_every,
             spike_train,
             kernels: LoadedKernels::new(),
@@ -153,8 +162,12 @@ fn decode<'a>(call: &CallFrame<'a>, site: &NeuronGrad) -> Result<Call<'a>, FfiEr
             AdjointShape::OptionalPerStep => vec![nb, steps, n_inner],
             AdjointShape::PerRecord => vec![nb, records, n_inner],
             AdjointShape::PerSegment => vec![nb, segments, n_inner],
-            // Two halves: one segment walked back while the one before it is recomputed.
-            AdjointShape::SegmentStep => vec![nb, 2 * segment, n_inner],
+            // Two halves: one segment walked back while the one before it is recomputed; none
+            // when the segment is in registers.
+            AdjointShape::SegmentStep => match site.store {
+                SegmentStore::Registers(_) => vec![0],
+                SegmentStore::Scratch => vec![nb, 2 * segment, n_inner],
+            },
             AdjointShape::BatchWords => vec![nb, 2],
         }
     };
@@ -242,7 +255,7 @@ impl Handler for NeuronGradCuda {
         )?;
         // Spread over the multiprocessors as the forward kernel is (a small population in
         // small blocks): each thread's walk is long and latency-bound.
-        let block = block_size(run.n, f.multiprocessor_count(), f.max_threads_per_block());
+        let block = adjoint_block(run.n, f.multiprocessor_count(), f.max_threads_per_block());
         let grid = grid_for(run.n, block)?;
         let mut n = run.n as i64;
         let mut n_inner = site.n_inner as i64;
@@ -262,5 +275,33 @@ impl Handler for NeuronGradCuda {
         // SAFETY: the scalars and the buffers, in this order, are the generated kernel's
         // parameters; the buffers belong to XLA's stream and stay valid for the call.
         unsafe { launch_with_buffers(&f, grid, block, stream, params, &run.buffers) }
+    }
+}
+
+/// Threads per block of the adjoint kernel: [`block_size`], in blocks that divide what the
+/// kernel's registers let a multiprocessor hold. A segment in registers takes many (a LIF's,
+/// 32 steps: about 170), so `max_threads` (a block's limit: a multiprocessor's registers over
+/// the kernel's) is e.g. 384: two blocks of 192 keep all 384 threads resident where one block of
+/// 256 would keep 256.
+fn adjoint_block(n: usize, multiprocessors: u32, max_threads: u32) -> u32 {
+    let warps = (max_threads / 32).max(1);
+    let fits = 32 * (warps / warps.div_ceil(8));
+    block_size(n, multiprocessors, max_threads).min(fits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::adjoint_block;
+
+    #[test]
+    fn adjoint_blocks_divide_what_the_registers_hold() {
+        // 168 registers a thread: 384 threads a multiprocessor, two blocks of 192.
+        assert_eq!(adjoint_block(1_000_000, 132, 384), 192);
+        // Few registers: blocks of 256, as the forward kernel's.
+        assert_eq!(adjoint_block(1_000_000, 132, 1024), 256);
+        // 19 warps: three blocks of 6.
+        assert_eq!(adjoint_block(1_000_000, 132, 608), 192);
+        // A small population still spreads over the multiprocessors.
+        assert_eq!(adjoint_block(10_000, 132, 384), 32);
     }
 }

@@ -445,13 +445,16 @@ def test_the_adjoint_target_refuses_forged_attributes_and_wrong_buffers():
 
     model = lif_model("euler")
     info = model._variant(dt=DT, dtype="float64", per_neuron=(), per_step=("I",), record=())
-    layout = sf.gradients._adjoint_info(model, info["spec"])
+    adjoint = sf.gradients._adjoint_info(model, info["spec"])
+    layout = adjoint["layout"]
     n, k, segment = 4, 3, 2
+    # A segment this short is kept in registers: the scratch is empty.
+    assert segment <= adjoint["register_segment"], adjoint["register_segment"]
     shapes = {
         "per_step": (1, k, n),
         "optional_per_step": (0,),
         "per_segment": (1, 2, n),
-        "segment_step": (1, 2 * segment, n),
+        "segment_step": (0,),
         "neuron": (n,),
         "batch": (1,),
         "neuron_words": (n, 2),

@@ -22,7 +22,7 @@ mod nvrtc;
 
 pub use cudarc::driver::sys::{CUdevice, CUdevice_attribute, CUfunction_attribute};
 pub use driver::device_attribute;
-pub use nvrtc::{compile_cubin, compile_ptx, nvrtc_version};
+pub use nvrtc::{compile_cubin, compile_cubin_report, compile_ptx, nvrtc_version};
 
 use super::cache::Aliases;
 use super::error::{catch_panic, RuntimeError};

@@ -126,6 +126,24 @@ pub fn compile_cubin(
     compile(source, Target::Cubin(arch.0, arch.1), opts)
 }
 
+/// [`compile_cubin`] with ptxas's report (`--ptxas-options=-v`): the CUBIN and NVRTC's log,
+/// which gives each kernel's registers, stack frame and spills (for tests of register
+/// pressure). No time limit.
+pub fn compile_cubin_report(
+    source: &str,
+    arch: (u32, u32),
+    opts: &CudaCompileOptions,
+) -> Result<(Vec<u8>, String), RuntimeError> {
+    ensure_loadable()?;
+    catch_panic("compiling CUDA code with NVRTC", || {
+        let mut options = options(Target::Cubin(arch.0, arch.1), opts);
+        options.push("--ptxas-options=-v".to_owned());
+        let program = Program::new(source)?;
+        program.compile(&options, None)?;
+        Ok((program.cubin()?, program.log()?))
+    })
+}
+
 /// Compiles `source` to PTX for the virtual architecture `compute_XY` of `arch`.
 pub fn compile_ptx(
     source: &str,

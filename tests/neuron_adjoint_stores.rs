@@ -1,0 +1,286 @@
+//! The neuron adjoint kernel (`codegen::adjoint_kernel`) keeps a segment's recomputed start
+//! values in registers (`SegmentStore::Registers`, local arrays, both walks unrolled) or in the
+//! two-half scratch in global memory (`SegmentStore::Scratch`). For one segment length `k` both
+//! stores walk the same steps with the same printed arithmetic, so their adjoints and gradients
+//! must agree bit for bit: checked here on random inputs (checkpoints around the threshold, so
+//! that neurons spike and sit out refractory periods), in both dialects, the CUDA kernels run on
+//! the CPU (compiled as C++ with a shim, one call per emulated thread). Segment lengths that
+//! divide the run and ones that leave a shorter last segment (whose steps past the run's end the
+//! register walk computes from clamped rows and must not commit); a batch of two members; with
+//! and without a spike train's cotangent. The numbers themselves are checked from Python
+//! (tests/python/test_gradients.py: against `jax.grad` of an independent `lax.scan` and finite
+//! differences), which runs both stores through the handlers.
+//!
+//! Needs `gcc` / `g++` (C++20); skipped without them, unless `SPIKEFORGE_REQUIRE_GXX=1`.
+
+mod common;
+#[path = "common/cuda_emulation.rs"]
+mod cuda_emulation;
+
+use std::path::Path;
+
+use common::Rng;
+use spikeforge::codegen::adjoint_kernel::{
+    generate_adjoint, generate_adjoint_in, AdjointArg, AdjointRole, AdjointShape, GeneratedAdjoint,
+    SegmentStore,
+};
+use spikeforge::codegen::{prepare, Dialect};
+use spikeforge::spec::{Method, ModelSpec, Surrogate, SurrogateKind};
+use spikeforge::types::ElemType;
+
+const STEPS: usize = 23;
+const N_INNER: usize = 5;
+const BATCH: usize = 2;
+const RECORD_EVERY: usize = 3;
+
+/// A LIF with a refractory period, a per-step input and a per-neuron constant, its trace
+/// recorded.
+fn lif(dtype: ElemType) -> ModelSpec {
+    ModelSpec::from_equations(
+        "dv/dt = (v_rest - v + I) / tau : 1 (unless refractory)\nI : 1",
+        0.1,
+    )
+    .threshold("v > v_th")
+    .reset("v = v_r")
+    .refractory(0.4)
+    .constants([("v_rest", 0.0), ("tau", 10.0), ("v_th", 1.0), ("v_r", 0.0)])
+    .per_neuron(["tau"])
+    .per_step(["I"])
+    .record(["v"])
+    .method(Method::Euler)
+    .surrogate(Surrogate::new(SurrogateKind::FastSigmoid, 4.0))
+    .dtype(dtype)
+}
+
+/// Two stored variables (an adaptation current), no refractory period, a shared parameter.
+fn adaptive() -> ModelSpec {
+    ModelSpec::from_equations(
+        "dv/dt = (I - v - w) / tau : 1\ndw/dt = (a * v - w) / tau_w : 1\nI : 1\na : 1 (shared)",
+        0.1,
+    )
+    .threshold("v > 1")
+    .reset("v = 0; w += 0.2")
+    .constants([("tau", 8.0), ("tau_w", 30.0)])
+    .per_step(["I"])
+    .record(["w"])
+    .method(Method::Euler)
+    .surrogate(Surrogate::new(SurrogateKind::Sigmoid, 3.0))
+    .dtype(ElemType::F64)
+}
+
+/// The elements a buffer of `shape` holds in a call of `k` steps between checkpoints.
+fn count(shape: AdjointShape, k: usize, store: SegmentStore, spike_train: bool) -> usize {
+    let n = BATCH * N_INNER;
+    match shape {
+        AdjointShape::Neuron => n,
+        AdjointShape::Batch => BATCH,
+        AdjointShape::PerStep => n * STEPS,
+        AdjointShape::OptionalPerStep => usize::from(spike_train) * n * STEPS,
+        AdjointShape::PerRecord => n * STEPS.div_ceil(RECORD_EVERY),
+        AdjointShape::PerSegment => n * STEPS.div_ceil(k),
+        AdjointShape::SegmentStep => match store {
+            SegmentStore::Registers(_) => 0,
+            SegmentStore::Scratch => n * 2 * k,
+        },
+        AdjointShape::BatchWords => BATCH * 2,
+    }
+}
+
+/// Random input buffers (bytes) for `args`.
+fn inputs(args: &[AdjointArg], k: usize, spike_train: bool, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = Rng(seed);
+    args.iter()
+        .map(|a| {
+            let len = count(a.shape, k, SegmentStore::Scratch, spike_train);
+            if a.role == AdjointRole::Time {
+                // Each member's start time, float64 ms as two int32 words.
+                return [0.0f64, 2.5].iter().flat_map(|t| t.to_le_bytes()).collect();
+            }
+            if a.elem == ElemType::I32 {
+                // The step from which an element is free again: past, within the run, never.
+                return (0..len)
+                    .map(|_| [-1_000_000i32, -2, 3, 9, 17][rng.below(5)])
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect();
+            }
+            let (lo, hi) = match (a.role, a.name.as_str()) {
+                (AdjointRole::Checkpoint, _) => (-0.2, 1.3),
+                (_, "tau") => (4.0, 12.0),
+                (_, "I") => (0.0, 3.0),
+                _ => (-1.0, 1.0),
+            };
+            let values = (0..len).map(|_| rng.uniform(lo, hi));
+            match a.elem {
+                ElemType::F64 => values.flat_map(|x| x.to_le_bytes()).collect(),
+                ElemType::F32 => values.flat_map(|x| (x as f32).to_le_bytes()).collect(),
+                other => panic!("{}: unexpected {other}", a.name),
+            }
+        })
+        .collect()
+}
+
+/// The host part both programs share: read the inputs, allocate the outputs, `call`, write
+/// the outputs.
+fn host(call: &str, n_in: usize, out_bytes: &[usize]) -> String {
+    let sizes = out_bytes
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "int main(int argc, char** argv) {{\n    (void) argc;\n    FILE* f = fopen(argv[1], \"rb\");\n    void* ins[{n_in}];\n    for (int k = 0; k < {n_in}; ++k) {{ unsigned long long n; if (fread(&n, 8, 1, f) != 1) return 1; ins[k] = malloc(n + 8); if (fread(ins[k], 1, n, f) != n) return 1; }}\n    fclose(f);\n    const unsigned long long sizes[] = {{ {sizes} }};\n    const int n_out = (int) (sizeof sizes / sizeof sizes[0]);\n    void* outs[64];\n    for (int k = 0; k < n_out; ++k) outs[k] = calloc(sizes[k] + 8, 1);\n    {call}\n    FILE* o = fopen(argv[2], \"wb\");\n    for (int k = 0; k < n_out; ++k) fwrite(outs[k], 1, sizes[k], o);\n    fclose(o);\n    return 0;\n}}\n"
+    )
+}
+
+/// The CUDA shim's spelling of a buffer element type.
+fn cuda_type(e: ElemType) -> &'static str {
+    match e.c_type() {
+        "int32_t" => "sf_i32",
+        "int64_t" => "sf_i64",
+        other => other,
+    }
+}
+
+const SHIM: &str = "#include <cstdio>\n#include <cstring>\nstruct sf_dim3 { unsigned x; };\nstatic sf_dim3 threadIdx, blockIdx, blockDim;\nstatic double __hiloint2double(int hi, int lo) { const unsigned long long b = ((unsigned long long) (unsigned) hi << 32) | (unsigned) lo; double d; std::memcpy(&d, &b, 8); return d; }\nstatic int __double2loint(double d) { unsigned long long b; std::memcpy(&b, &d, 8); return (int) (unsigned) b; }\nstatic int __double2hiint(double d) { unsigned long long b; std::memcpy(&b, &d, 8); return (int) (unsigned) (b >> 32); }\n#define __dmul_rn(a, b) ((a) * (b))\n";
+
+/// The outputs (adjoints and gradients: the scratch is not a result) of `kernel` on `ins`,
+/// as one byte string per output.
+fn run(
+    kernel: &GeneratedAdjoint,
+    dialect: Dialect,
+    k: usize,
+    spike_train: bool,
+    ins: &[Vec<u8>],
+    dir: &Path,
+    name: &str,
+) -> Vec<Vec<u8>> {
+    let layout = &kernel.layout;
+    let out_bytes: Vec<usize> = layout
+        .outputs
+        .iter()
+        .map(|a| count(a.shape, k, kernel.store, spike_train) * a.elem.size())
+        .collect();
+    let n = BATCH * N_INNER;
+    let dims = format!(
+        "{N_INNER}, {STEPS}, {k}, {RECORD_EVERY}, {}",
+        u8::from(spike_train)
+    );
+    let (program, flags): (String, &[&str]) = match dialect {
+        Dialect::C => (
+            format!(
+                "#include <stdio.h>\n#include <stdlib.h>\n{}\n{}",
+                kernel.source,
+                host(
+                    &format!("const long long dims[] = {{ {dims} }};\n    sf_neuron_adjoint(0, {n}, (const int64_t*) dims, ins, outs);"),
+                    layout.inputs.len(),
+                    &out_bytes
+                )
+            ),
+            // -lm comes before the source here: kept even so.
+            &["-x", "c", "-O1", "-ffp-contract=off", "-Wl,--no-as-needed", "-lm"],
+        ),
+        Dialect::Cuda => {
+            let mut args = vec![format!("{n}, {dims}")];
+            let buffers = |args: &[AdjointArg], array: &str| -> Vec<String> {
+                args.iter()
+                    .enumerate()
+                    .map(|(i, a)| format!("({}*) {array}[{i}]", cuda_type(a.elem)))
+                    .collect()
+            };
+            args.extend(buffers(&layout.inputs, "ins"));
+            args.extend(buffers(&layout.outputs, "outs"));
+            // Blocks of 4 threads: the last block has threads past the elements.
+            let launch = format!(
+                "blockDim.x = 4;\n    for (unsigned b = 0; b < {}; ++b) for (unsigned t = 0; t < 4; ++t) {{ blockIdx.x = b; threadIdx.x = t; sf_neuron_adjoint({}); }}",
+                n.div_ceil(4),
+                args.join(", ")
+            );
+            (
+                format!(
+                    "{SHIM}{}{}{}{}",
+                    cuda_emulation::head(),
+                    kernel.source.replace("extern \"C\" ", ""),
+                    cuda_emulation::tail(),
+                    host(&launch, layout.inputs.len(), &out_bytes)
+                ),
+                &["-std=c++20", "-O1", "-ffp-contract=off", "-w"],
+            )
+        }
+    };
+    let exe = cuda_emulation::compile(&program, dir, name, flags);
+    let input_file = dir.join(format!("{name}.in"));
+    let mut file = Vec::new();
+    for b in ins {
+        file.extend((b.len() as u64).to_le_bytes());
+        file.extend(b);
+    }
+    std::fs::write(&input_file, file).unwrap();
+    let output_file = dir.join(format!("{name}.out"));
+    let status = std::process::Command::new(&exe)
+        .arg(&input_file)
+        .arg(&output_file)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{name}");
+    let bytes = std::fs::read(output_file).unwrap();
+    let mut at = 0;
+    let mut outputs = Vec::new();
+    for (a, len) in layout.outputs.iter().zip(&out_bytes) {
+        if matches!(a.role, AdjointRole::Adjoint | AdjointRole::Grad) {
+            outputs.push(bytes[at..at + len].to_vec());
+        }
+        at += len;
+    }
+    outputs
+}
+
+#[test]
+fn both_stores_give_the_same_gradients_bit_for_bit_in_both_dialects() {
+    let Some(dir) = cuda_emulation::work_dir("neuron_adjoint_stores") else {
+        return;
+    };
+    let models = [
+        ("lif64", lif(ElemType::F64), true),
+        ("lif32", lif(ElemType::F32), false),
+        ("adaptive", adaptive(), false),
+    ];
+    let mut compared = 0;
+    for (m, (label, spec, spike_train)) in models.into_iter().enumerate() {
+        let (ir, _) = prepare(&spec).unwrap_or_else(|d| panic!("{label}: {}", d.render()));
+        let limit = generate_adjoint(&ir, &spec, Dialect::C, 1)
+            .unwrap()
+            .register_segment;
+        assert!(limit >= 8, "{label}: register_segment {limit}");
+        // 1, a divisor of 23 steps (none but 1 and 23), segments that leave 3 and 7 steps last,
+        // the whole run.
+        for k in [1, 5, 8, STEPS] {
+            let ins = {
+                let kernel = generate_adjoint(&ir, &spec, Dialect::C, k).unwrap();
+                inputs(&kernel.layout.inputs, k, spike_train, 0x5eed + m as u64)
+            };
+            let mut results = Vec::new();
+            for dialect in [Dialect::C, Dialect::Cuda] {
+                for store in [SegmentStore::Scratch, SegmentStore::Registers(k)] {
+                    let kernel = generate_adjoint_in(&ir, &spec, dialect, store).unwrap();
+                    let name =
+                        format!("{label}_k{k}_{dialect:?}_{store:?}").replace(['(', ')'], "");
+                    let outputs = run(&kernel, dialect, k, spike_train, &ins, &dir, &name);
+                    results.push((name, outputs));
+                }
+            }
+            let (first, want) = &results[0];
+            assert!(want.iter().flatten().any(|b| *b != 0), "{first}: all zero");
+            for (name, got) in &results[1..] {
+                for (o, (g, w)) in got.iter().zip(want).enumerate() {
+                    let at = g.iter().zip(w).position(|(a, b)| a != b);
+                    assert!(
+                        at.is_none() && g.len() == w.len(),
+                        "{name} differs from {first}: output {o}, byte {at:?}"
+                    );
+                }
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 3 * 4 * 3);
+}
