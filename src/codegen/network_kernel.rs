@@ -13,7 +13,7 @@ use std::fmt::{self, Write};
 mod grid;
 mod ring;
 mod synapse_dynamics;
-pub use grid::{accumulated, one_barrier};
+pub use grid::{accumulated, one_barrier, BarrierVariant, BARRIER_GROUP_BLOCKS};
 pub use synapse_dynamics::{
     barriers_per_step, step_launches, StepGrid, SUMS_ENTRY, SYNAPSES_ENTRY,
 };
@@ -42,6 +42,10 @@ pub const AFTER_ENTRY: &str = "sf_network_after";
 /// (docs/NETWORKS.md, "The persistent kernel"), as one block per batch member or as a
 /// cooperative grid.
 pub const PERSISTENT_ENTRY: &str = "sf_network_persistent";
+/// The persistent kernel's int32 scalars, before the synapse counts: the chunk's steps
+/// `[sf_s0, sf_s1)`, the run's steps, and the grid barrier's variant
+/// ([`BarrierVariant::group_blocks`]). (The resident kernel takes the first three.)
+pub const PERSISTENT_SCALARS: [&str; 4] = ["sf_s0", "sf_s1", "sf_steps", "sf_group_blocks"];
 /// The persistent kernel as one block per batch member with the groups' state resident in
 /// shared memory (see [`ResidentLayout`]): the block path where that state fits.
 pub const RESIDENT_ENTRY: &str = "sf_network_resident";
@@ -352,6 +356,7 @@ pub fn generate(
         printing: std::cell::Cell::new(Printing::PerStep),
         resident: resident_layout(layout, segments_len),
         pushing: std::cell::Cell::new(false),
+        in_registers: std::cell::Cell::new(false),
     };
     let source = render(|w| gen.write(w));
     let entries = match dialect {
@@ -399,6 +404,9 @@ struct Gen<'a> {
     /// Whether the one-barrier grid kernel is being printed (its update phase folds and
     /// delivers: see [`grid`]).
     pushing: std::cell::Cell<bool>,
+    /// Whether a register slot's update is being printed (the one-barrier kernel's state in
+    /// registers: see `grid::registers`).
+    in_registers: std::cell::Cell<bool>,
 }
 
 /// Which kernel the phases are being printed for.
@@ -451,6 +459,9 @@ impl Gen<'_> {
 
     /// Element `index` (within a batch member) of the buffer `ident`.
     fn at(&self, ident: &str, index: &str) -> String {
+        if let Some(register) = self.held_register(ident, index) {
+            return register;
+        }
         if self.resident_now() && self.resident.holds(ident) {
             return format!("sf_r_{ident}[{index}]");
         }
@@ -2179,14 +2190,18 @@ impl Gen<'_> {
         writeln!(
             w,
             "{}\n{{",
-            self.cuda_signature_with(entry, block, &["sf_s0", "sf_s1", "sf_steps"])
+            self.cuda_signature_with(
+                entry,
+                block,
+                &PERSISTENT_SCALARS[..3 + usize::from(!resident)]
+            )
         )?;
         let barrier = |w: &mut SourceWriter| {
             if resident {
                 writeln!(w, "__syncthreads();")
             } else {
                 writeln!(w, "sf_target += gridDim.x;")?;
-                writeln!(w, "sf_grid_sync(sf_barrier, sf_target);")
+                writeln!(w, "sf_grid_sync(sf_barrier, sf_target, sf_group_blocks);")
             }
         };
         w.indented(|w| {

@@ -26,7 +26,7 @@ use crate::codegen::network_kernel::{self, StepGrid, DELIVER_BLOCK, PERSISTENT_B
 use crate::codegen::network_layout::{self, Dim, NetArg, NetLayout, NetRole, UPDATE_BLOCK};
 use crate::codegen::Dialect;
 use crate::ir::network::{MonitorIr, NetworkIr};
-use crate::runtime::{cpu, cuda};
+use crate::runtime::{cpu, cuda, settings};
 use crate::spec::NetworkSpec;
 use crate::step::network::{self as plan, NetworkPlan};
 use crate::xla::{Buffer, CallFrame, DataType, FfiError, Handler, HandlerTraits, Instance};
@@ -478,8 +478,14 @@ impl Handler for NetworkRunCuda {
                 site.network.resident.bytes as u32,
             ),
             Path::Block { resident: false } => (persistent, 1, PERSISTENT_BLOCK, shared),
-            Path::Grid { blocks } => (persistent, blocks, PERSISTENT_BLOCK, shared),
+            Path::Grid { blocks } => {
+                let blocks = settings::grid_blocks()?.map_or(blocks, |cap| blocks.min(cap));
+                (persistent, blocks, PERSISTENT_BLOCK, shared)
+            }
         };
+        // The persistent kernel's grid barrier (the resident kernel has none).
+        let mut group_blocks =
+            network_path::barrier_variant(blocks, settings::grid_barrier()?).group_blocks();
         // The whole run in one launch: steps [0, steps).
         let (mut s0, mut s1, mut total) = (0i32, steps, steps);
         let mut params: Vec<*mut c_void> = vec![
@@ -487,6 +493,9 @@ impl Handler for NetworkRunCuda {
             (&mut s1 as *mut i32).cast(),
             (&mut total as *mut i32).cast(),
         ];
+        if path != (Path::Block { resident: true }) {
+            params.push((&mut group_blocks as *mut i32).cast());
+        }
         params.extend(tail(&mut n_syn, &mut pointers));
         // A grid of more than one block is launched cooperatively: every block resident, which
         // its barrier needs (the driver refuses a grid the device cannot hold).
