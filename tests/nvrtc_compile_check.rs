@@ -244,7 +244,10 @@ fn one_barrier_register_slots_are_not_local_memory() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/networks/coba_one_barrier.json");
     let spec = NetworkSpec::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let kernel = generate_from_spec(&spec, Dialect::Cuda).unwrap();
-    assert!(kernel.source.contains("#define SF_SLOTS 4"), "register slots");
+    assert!(
+        kernel.source.contains("#define SF_SLOTS 4"),
+        "register slots"
+    );
     let ptx = spikeforge::runtime::cuda::compile_ptx(
         &kernel.source,
         (9, 0),
@@ -268,5 +271,8 @@ fn one_barrier_register_slots_are_not_local_memory() {
             l[open + 1..close].parse::<usize>().unwrap()
         })
         .sum();
-    assert!(local <= 8, "{local} bytes of local memory in {PERSISTENT_ENTRY}");
+    assert!(
+        local <= 8,
+        "{local} bytes of local memory in {PERSISTENT_ENTRY}"
+    );
 }

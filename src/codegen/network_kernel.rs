@@ -13,7 +13,9 @@ use std::fmt::{self, Write};
 mod grid;
 mod ring;
 mod synapse_dynamics;
-pub use grid::{accumulated, one_barrier, BarrierVariant, BARRIER_GROUP_BLOCKS};
+pub use grid::{
+    accumulated, one_barrier, register_slots, BarrierVariant, BARRIER_GROUP_BLOCKS, REGISTER_SLOTS,
+};
 pub use synapse_dynamics::{
     barriers_per_step, step_launches, StepGrid, SUMS_ENTRY, SYNAPSES_ENTRY,
 };

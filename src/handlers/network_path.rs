@@ -32,6 +32,12 @@ pub const RESIDENT_MAX_SYNAPSES: u64 = 1 << 22;
 /// 0.075 s against 0.127 s per step; x100, 32 M synapses, grid 0.25-0.26 s against 0.14-0.19 s).
 pub const GRID_MAX_SYNAPSES: u64 = 1 << 24;
 
+/// The most synapses `auto` gives a cooperative grid whose kernel is the one-barrier kernel
+/// with every virtual block in a register slot (`codegen::network_kernel::grid`: one barrier a
+/// step, no state traffic): the work of a step is then the deliveries alone. COBA x100 (32 M
+/// synapses) is within.
+pub const REGISTER_GRID_MAX_SYNAPSES: u64 = 1 << 25;
+
 /// A path, with its grid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
@@ -68,6 +74,9 @@ pub struct Work {
     pub members: u32,
     /// Shared memory (static and dynamic) of the resident kernel, in bytes.
     pub resident_bytes: u32,
+    /// Register slots of the persistent kernel (virtual blocks a block keeps in registers; 0:
+    /// not the one-barrier kernel).
+    pub register_slots: u32,
 }
 
 /// What the choice needs to know of the device.
@@ -89,8 +98,9 @@ pub struct Device {
 ///   and at most what the device holds divided by the members;
 /// - `auto`: the resident block when its shared memory fits and the synapses are at most
 ///   [`RESIDENT_MAX_SYNAPSES`], else one block when the work is at most [`BLOCK_MAX_WORK`],
-///   else a grid when the synapses are at most [`GRID_MAX_SYNAPSES`] and the device holds at
-///   least two blocks per member, else per step.
+///   else a grid when the device holds at least two blocks per member and the synapses are at
+///   most [`GRID_MAX_SYNAPSES`] (or at most [`REGISTER_GRID_MAX_SYNAPSES`] where the grid holds
+///   every virtual block in a register slot), else per step.
 pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, String> {
     let resident = work.resident_bytes <= device.max_shared_bytes;
     let per_member = device.resident_blocks / work.members.max(1);
@@ -114,6 +124,14 @@ pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, St
             Ok(Path::Block { resident })
         }
         Strategy::Auto if per_member >= 2 && work.synapses <= GRID_MAX_SYNAPSES => {
+            Ok(Path::Grid { blocks: grid })
+        }
+        Strategy::Auto
+            if per_member >= 2
+                && work.synapses <= REGISTER_GRID_MAX_SYNAPSES
+                && u64::from(grid) * u64::from(work.register_slots)
+                    >= u64::from(work.update_blocks) =>
+        {
             Ok(Path::Grid { blocks: grid })
         }
         Strategy::Auto => Ok(Path::PerStep),
@@ -179,6 +197,15 @@ mod tests {
             update_blocks: neurons.div_ceil(128) as u32,
             members,
             resident_bytes: (24 * neurons + 1024) as u32,
+            register_slots: 0,
+        }
+    }
+
+    /// [`work`] of a one-barrier network with 4 register slots.
+    fn one_barrier_work(neurons: u64, synapses: u64) -> Work {
+        Work {
+            register_slots: 4,
+            ..work(neurons, synapses, 1)
         }
     }
 
@@ -266,6 +293,32 @@ mod tests {
                 "{strategy:?} {neurons} + {synapses}, {members} members, {device:?}"
             );
         }
+    }
+
+    #[test]
+    fn auto_takes_the_register_grid_beyond_the_grids_synapses() {
+        // 64 registers a thread: 8 blocks of 128 threads a multiprocessor
+        let h200 = Device {
+            resident_blocks: 132 * 8,
+            ..H200
+        };
+        // COBA x100: 3125 update blocks in 1056 blocks of 4 slots
+        let x100 = one_barrier_work(400_000, 32_000_000);
+        assert_eq!(
+            choose(Strategy::Auto, x100, h200),
+            Ok(Path::Grid { blocks: 1056 })
+        );
+        // ... not when the slots do not hold them all, nor beyond the bound
+        let small = Device {
+            resident_blocks: 132 * 4,
+            ..H200
+        };
+        assert_eq!(choose(Strategy::Auto, x100, small), Ok(Path::PerStep));
+        let larger = one_barrier_work(400_000, REGISTER_GRID_MAX_SYNAPSES + 1);
+        assert_eq!(choose(Strategy::Auto, larger, h200), Ok(Path::PerStep));
+        // ... nor without register slots
+        let general = work(400_000, 32_000_000, 1);
+        assert_eq!(choose(Strategy::Auto, general, h200), Ok(Path::PerStep));
     }
 
     #[test]

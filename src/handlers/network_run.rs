@@ -530,6 +530,8 @@ fn choose_path(
         members: run.nb as u32,
         resident_bytes: (site.network.resident.bytes as u32)
             .saturating_add(cuda::function_static_shared(resident)?),
+        register_slots: network_kernel::register_slots(net, &site.network.plan, PERSISTENT_BLOCK)
+            as u32,
     };
     let strategy = site.network.strategy;
     let max_shared_bytes = resident.max_shared_mem_per_block();

@@ -35,6 +35,7 @@
 //! or parameter of a neuron group. Anything else runs the general kernel.
 
 mod registers;
+pub use registers::{register_slots, REGISTER_SLOTS};
 
 use std::fmt::{self, Write};
 
@@ -373,13 +374,14 @@ impl Gen<'_> {
         let total_blocks: usize = (0..self.net.groups.len()).map(|g| self.vblocks(g)).sum();
         let signature =
             self.cuda_signature_with(super::PERSISTENT_ENTRY, block, &super::PERSISTENT_SCALARS);
-        writeln!(w, "#define SF_SLOTS {}", self.register_slots(total_blocks))?;
+        let slots = register_slots(self.net, self.plan, block);
+        writeln!(w, "#define SF_SLOTS {slots}")?;
         writeln!(w, "{signature}\n{{")?;
         w.indented(|w| {
             writeln!(w, "/* One grid barrier a step: deliveries into accumulators (codegen::network_kernel::grid). */")?;
             writeln!(w, "const int32_t sf_b = (int32_t) blockIdx.y;")?;
             self.write_barrier_start("", w)?;
-            self.write_register_loads(block, self.register_slots(total_blocks), w)?;
+            self.write_register_loads(block, slots, w)?;
             w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
                 scope(w, |w| {
                     self.step_prologue(w)?;

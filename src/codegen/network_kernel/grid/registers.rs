@@ -25,13 +25,26 @@ use super::super::{scope, Gen};
 use super::accumulated;
 use crate::codegen::network_layout::group_var_ident;
 use crate::codegen::writer::SourceWriter;
-use crate::ir::network::NetGroupKind;
+use crate::ir::network::{NetGroupKind, NetworkIr};
 use crate::ir::{RefractoryIr, SymbolKind, VarId};
+use crate::step::network::NetworkPlan;
 
 /// The most register slots (virtual blocks whose state a block keeps in registers). With
 /// blocks of 128 threads and 8 blocks a multiprocessor (the occupancy at 64 registers a
 /// thread), 4 slots hold 540,672 neurons on 132 multiprocessors (the H200): COBA x100's 400,000.
 pub const REGISTER_SLOTS: usize = 4;
+
+/// The register slots of `net`'s persistent kernel in blocks of `block` threads: at most
+/// [`REGISTER_SLOTS`], at most its virtual blocks; 0 when it is not the one-barrier kernel.
+pub fn register_slots(net: &NetworkIr, plan: &NetworkPlan, block: usize) -> usize {
+    if !super::one_barrier(net, plan) {
+        return 0;
+    }
+    let blocks: usize = (net.groups.iter())
+        .map(|g| super::super::virtual_blocks(g, block))
+        .sum();
+    REGISTER_SLOTS.min(blocks).max(1)
+}
 
 /// A per-neuron buffer that the one-barrier kernel keeps in registers.
 struct Held {
@@ -118,12 +131,6 @@ impl Gen<'_> {
         let held = self.held();
         let h = held.iter().find(|h| h.ident == ident)?;
         Some(format!("{}[sf_slot]", h.reg))
-    }
-
-    /// Register slots of the kernel being printed: at most [`REGISTER_SLOTS`], at most the
-    /// virtual blocks.
-    pub(super) fn register_slots(&self, total_blocks: usize) -> usize {
-        REGISTER_SLOTS.min(total_blocks).max(1)
     }
 
     /// The loop over the block's slots (`#pragma unroll`), each with its virtual block `sf_vb`,
