@@ -11,7 +11,6 @@ memory; two half runs are one run. GPU only (skipped without one); the CPU check
 everywhere.
 """
 
-import functools
 import os
 
 import jax
@@ -19,37 +18,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import spikeforge as sf
-from network_models import DT, draw, spikeforge_objects
-from network_references import benchmark_network, simulate
+from network_models import DT, spikeforge_objects
+from test_network_benchmarks import DURATION, RECORDED, drawn, reference
+from test_network_persistent import GPU, gpu_only
 
-try:
-    GPU = jax.devices("gpu")[0]
-except RuntimeError:
-    GPU = None
-
-gpu_only = pytest.mark.skipif(GPU is None, reason="needs a GPU")
-
-DURATION = 1000.0
-STEPS = round(DURATION / DT)
-RECORDED = np.array([0, 7, 3199, 3200, 3999])
 SETTINGS = {
     "default": {},
     "flat": {"SPIKEFORGE_GRID_BARRIER": "flat"},
     "grouped": {"SPIKEFORGE_GRID_BARRIER": "grouped"},
     "3 blocks": {"SPIKEFORGE_GRID_BLOCKS": "3"},
 }
-
-
-@functools.cache
-def drawn(name):
-    return draw(name)
-
-
-@functools.cache
-def reference(name):
-    net = drawn(name)
-    groups, projections = benchmark_network(net, DT)
-    return simulate(groups, projections, STEPS, record=[("P", "v")])
 
 
 def one_barrier_network(net, strategy="grid"):
