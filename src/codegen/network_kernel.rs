@@ -1156,18 +1156,20 @@ impl Gen<'_> {
         if !gp.ordered_compaction {
             // Warp-aggregated atomics: one atomicAdd per warp on the group's write cursor.
             return w.block("if (sf_ballot != 0u)", |w| {
-                // (The one-barrier kernel's deliveries first: the queue is only for the state
-                // the launch leaves, so its cursor's round trip overlaps the deliveries'.)
+                // (The one-barrier kernel's deliveries first, and its queue only in the
+                // launch's last step: see `grid::Gen::write_compaction`.)
                 self.write_push(g, w)?;
-                writeln!(w, "const int32_t sf_leader = __ffs((int) sf_ballot) - 1;")?;
-                writeln!(w, "int32_t sf_at = 0;")?;
-                writeln!(
-                    w,
-                    "if (sf_lane == sf_leader) sf_at = atomicAdd(&{}, __popc(sf_ballot));",
-                    self.cursor(g, 0)
-                )?;
-                writeln!(w, "sf_at = __shfl_sync(0xffffffffu, sf_at, sf_leader);")?;
-                writeln!(w, "if (sf_fire) {row}[sf_at + sf_rank] = (int32_t) sf_i;")
+                self.write_compaction(w, |w| {
+                    writeln!(w, "const int32_t sf_leader = __ffs((int) sf_ballot) - 1;")?;
+                    writeln!(w, "int32_t sf_at = 0;")?;
+                    writeln!(
+                        w,
+                        "if (sf_lane == sf_leader) sf_at = atomicAdd(&{}, __popc(sf_ballot));",
+                        self.cursor(g, 0)
+                    )?;
+                    writeln!(w, "sf_at = __shfl_sync(0xffffffffu, sf_at, sf_leader);")?;
+                    writeln!(w, "if (sf_fire) {row}[sf_at + sf_rank] = (int32_t) sf_i;")
+                })
             });
         }
         // Ordered compaction: a block-wide scan, then a decoupled look-back over the group's

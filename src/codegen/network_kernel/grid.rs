@@ -304,6 +304,23 @@ impl Gen<'_> {
         })
     }
 
+    /// A warp's compaction of its spikes into the queue (`body`). In the one-barrier kernel
+    /// only in the launch's last step: its deliveries take the spikes from the warp's ballot,
+    /// every queue has one slot (delay 0), which nothing reads during the launch, so only the
+    /// last step's spikes (the state the launch leaves, and its count) are stored, and the
+    /// other steps make no atomic on the cursor (at COBA x100, about 2000 a step on one word).
+    pub(super) fn write_compaction(
+        &self,
+        w: &mut SourceWriter,
+        body: impl FnOnce(&mut SourceWriter) -> fmt::Result,
+    ) -> fmt::Result {
+        if !self.pushing.get() {
+            return body(w);
+        }
+        debug_assert!(self.plan.groups.iter().all(|g| g.depth <= 1));
+        w.block("if (sf_s == sf_s1 - 1)", body)
+    }
+
     /// The delivery of a warp's spikes of group g in this step (`sf_ballot`, `sf_i` in scope),
     /// by the warp, into the accumulators of this step's parity: for each spike, its rows of
     /// every projection leaving g, 32 synapses at a time.
