@@ -42,7 +42,7 @@ and the row offsets), and on a GPU the peak device memory of building it.
 ``--strategy``: the GPU paths to time in the same run (``Network(strategy=...)``: the per-step
 kernels, the persistent kernel as one block or as a cooperative grid, or auto's choice), one
 table row each, with the path each run took (``net.last_strategy``); default ``auto``. A strategy
-may name the grid barrier and cap the grid's blocks for its row: ``grid:flat``, ``grid:grouped``,
+may name the grid barrier and cap the grid's blocks for its row: ``grid:flat``, ``grid:split``, ``grid:grouped``,
 ``grid:flat:132``, ``auto::264`` (the settings ``SPIKEFORGE_GRID_BARRIER`` and
 ``SPIKEFORGE_GRID_BLOCKS`` during that row's calls), so that barrier variants and grid sizes are
 timed side by side.
@@ -368,11 +368,11 @@ def parse_strategy(text: str) -> tuple[str, dict]:
     a part is not one."""
     base, *rest = text.split(":")
     if base not in sf.Network.STRATEGIES or len(rest) > 2:
-        raise ValueError(f"{text!r}: expected strategy[:flat|grouped[:blocks]]")
+        raise ValueError(f"{text!r}: expected strategy[:flat|split|grouped[:blocks]]")
     settings = {}
     if rest and rest[0]:
-        if rest[0] not in ("flat", "grouped"):
-            raise ValueError(f"{text!r}: the barrier is flat or grouped, not {rest[0]!r}")
+        if rest[0] not in ("flat", "split", "grouped"):
+            raise ValueError(f"{text!r}: the barrier is flat, split or grouped, not {rest[0]!r}")
         settings[GRID_SETTINGS[0]] = rest[0]
     if len(rest) == 2:
         if not rest[1].isdigit() or int(rest[1]) < 1:

@@ -1,6 +1,6 @@
 """A short run of brainevent's COBA (bench/bench_networks.py's coba_be) by the cooperative grid's
 one-barrier kernel (codegen::network_kernel::grid, state in register slots), for
-compute-sanitizer: float32, 200 steps, once per grid setting given (``flat``, ``grouped``,
+compute-sanitizer: float32, 200 steps, once per grid setting given (``flat``, ``split``, ``grouped``,
 ``flat:3``: the barrier, and a cap on the grid's blocks that leaves virtual blocks beyond the
 register slots). Prints the path, the spikes and the rate of each.
 

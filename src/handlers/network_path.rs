@@ -369,6 +369,7 @@ mod tests {
             BarrierVariant::Flat
         );
         assert_eq!(BarrierVariant::Flat.group_blocks(), 0);
+        assert_eq!(BarrierVariant::Split.group_blocks(), i32::MAX);
         assert_eq!(grouped.group_blocks(), 32);
     }
 

@@ -17,7 +17,8 @@ pub const MAX_LOADED_VAR: &str = "SPIKEFORGE_MAX_LOADED_MODULES";
 /// About five memory mappings a CPU library: far below the kernel's default limit of 65530.
 pub const DEFAULT_MAX_LOADED: usize = 1024;
 
-/// The grid barrier of the persistent network kernel as a cooperative grid: `flat` or `grouped`
+/// The grid barrier of the persistent network kernel as a cooperative grid: `flat`, `split` or
+/// `grouped`
 /// (`codegen::network_kernel::BarrierVariant`); unset: by the grid's size
 /// (`handlers::network_path::barrier_variant`). For measuring both on one device.
 pub const GRID_BARRIER_VAR: &str = "SPIKEFORGE_GRID_BARRIER";
@@ -72,7 +73,7 @@ pub fn grid_barrier() -> Result<Option<BarrierVariant>, RuntimeError> {
     };
     BarrierVariant::parse(&text)
         .map(Some)
-        .ok_or_else(|| bad(GRID_BARRIER_VAR, &text, "flat or grouped"))
+        .ok_or_else(|| bad(GRID_BARRIER_VAR, &text, "flat, split or grouped"))
 }
 
 /// [`GRID_BLOCKS_VAR`]: `None` when unset.
@@ -141,12 +142,16 @@ mod tests {
             "Ok(Some(Flat)) / Ok(Some(132))"
         );
         assert_eq!(
+            grid(&[(GRID_BARRIER_VAR, "split")]),
+            "Ok(Some(Split)) / Ok(None)"
+        );
+        assert_eq!(
             grid(&[(GRID_BARRIER_VAR, " grouped ")]),
             "Ok(Some(Grouped { group_blocks: 32 })) / Ok(None)"
         );
         let out = grid(&[(GRID_BARRIER_VAR, "fast"), (GRID_BLOCKS_VAR, "0")]);
         assert!(
-            out.contains("SPIKEFORGE_GRID_BARRIER=fast: expected flat or grouped"),
+            out.contains("SPIKEFORGE_GRID_BARRIER=fast: expected flat, split or grouped"),
             "{out}"
         );
         assert!(

@@ -121,6 +121,9 @@ const SPIN_CYCLES: u64 = 1 << 36;
 pub enum BarrierVariant {
     /// One counter, polled by every block.
     Flat,
+    /// One arrival counter and a release word on lines of their own (the grouped barrier with
+    /// one group): the last arrival stores the release, so the polls never meet the arrivals.
+    Split,
     /// Arrival groups of about this many blocks, a top counter, a release word.
     Grouped { group_blocks: u32 },
 }
@@ -133,7 +136,10 @@ impl BarrierVariant {
     pub fn group_blocks(self) -> i32 {
         match self {
             BarrierVariant::Flat => 0,
-            BarrierVariant::Grouped { group_blocks } => group_blocks.max(1) as i32,
+            BarrierVariant::Split => i32::MAX,
+            BarrierVariant::Grouped { group_blocks } => {
+                group_blocks.clamp(1, i32::MAX as u32) as i32
+            }
         }
     }
 
@@ -141,14 +147,16 @@ impl BarrierVariant {
     pub fn name(self) -> &'static str {
         match self {
             BarrierVariant::Flat => "flat",
+            BarrierVariant::Split => "split",
             BarrierVariant::Grouped { .. } => "grouped",
         }
     }
 
-    /// `flat` or `grouped`.
+    /// `flat`, `split` or `grouped`.
     pub fn parse(text: &str) -> Option<BarrierVariant> {
         match text.trim() {
             "flat" => Some(BarrierVariant::Flat),
+            "split" => Some(BarrierVariant::Split),
             "grouped" => Some(BarrierVariant::Grouped {
                 group_blocks: BARRIER_GROUP_BLOCKS,
             }),
@@ -160,7 +168,7 @@ impl BarrierVariant {
 impl Gen<'_> {
     /// The grid barrier of the persistent kernels (`sf_grid_sync`). One block: `__syncthreads`.
     /// A cooperative grid (every block resident, so every block reaches the barrier), in one
-    /// of two variants that the launch picks (`sf_group_blocks`, see [`BarrierVariant`]):
+    /// of the variants that the launch picks (`sf_group_blocks`, see [`BarrierVariant`]):
     ///
     /// - **flat** (`sf_group_blocks` 0): each block's thread 0 adds one to one counter (the
     ///   release word) and polls it until it reaches `sf_target`;
@@ -171,7 +179,9 @@ impl Gen<'_> {
     ///   word, which every block polls. Thousands of blocks thus never queue their atomics on
     ///   one address, and the polls never touch a counter (release word, top counter and group
     ///   counters on 128-byte lines of their own, [`BARRIER_LINE_WORDS`] apart), at the cost of
-    ///   two more dependent round trips to L2 for the last arrival.
+    ///   two more dependent round trips to L2 for the last arrival. With `sf_group_blocks` at
+    ///   least the grid (**split**, `i32::MAX`) there is one group: one arrival counter, and the
+    ///   release word that its last arrival stores, on separate lines.
     ///
     /// Either way the release word reads `sf_target` once every block has arrived. The counters
     /// only grow (`sf_target / gridDim.x` is the barrier's number since the call began: a
