@@ -1249,14 +1249,16 @@ fn emulated_one_barrier_grid_matches_c() {
             source.contains("#define SF_SLOTS 3"),
             "{name}: register slots"
         );
-        // (blocks, chunk, barrier groups of this many blocks; 0: flat); one block runs its
-        // third virtual block beyond its 2 register slots (see `program`).
+        // (blocks, chunk, barrier groups of this many blocks; 0: flat, i32::MAX: split); one
+        // block runs its third virtual block beyond its 2 register slots (see `program`).
+        let split = i32::MAX as usize;
         let modes = [
             (1, steps, 2),
             (3, 37, 2),
             (2, 1, 0),
             (4, steps, 0),
             (3, steps, 0),
+            (4, 37, split),
         ]
         .map(|(blocks, chunk, groups)| (Mode::Persistent { blocks, chunk }, groups));
         for (mode, groups) in modes.into_iter().chain([(Mode::PerStep(2), 2)]) {
