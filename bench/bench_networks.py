@@ -513,6 +513,7 @@ def run_case(case: Case, dtype, repeats: int, strategies=("auto",), baselines=BA
             dtype=jnp.dtype(dtype).name,
             strategy=strategy,
             path=net.last_strategy,
+            path_detail=net.last_path_detail,
             constants=dict(constants or {}),
             spikeforge_s=t_sf.median,
             spikeforge_times=t_sf.times,
@@ -745,7 +746,8 @@ def main(argv=None) -> int:
                     times = ", ".join(f"{b} {r[f'{b}_s']:.3f} s" for b in baselines if f"{b}_s" in r)
                     print(
                         f"  {name} {case.label} {r['strategy']} ({r['path']}): spikeforge {r['spikeforge_s']:.3f} s"
-                        + (f", {times}" if times else ""),
+                        + (f", {times}" if times else "")
+                        + (f" [{r['path_detail']}]" if r.get("path_detail") else ""),
                         flush=True,
                     )
         print_tables(rows, baselines)

@@ -169,6 +169,52 @@ pub fn record(key: &str, path: &'static str) {
     }
 }
 
+/// How the last GPU run of each network (by key) ran its path (see [`describe`]).
+static DETAIL: LazyLock<Mutex<HashMap<String, String>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Records how a GPU run of network `key` ran its path ([`describe`]'s text).
+pub fn record_detail(key: &str, detail: String) {
+    let mut last = DETAIL.lock().unwrap_or_else(|e| e.into_inner());
+    last.insert(key.to_owned(), detail);
+}
+
+/// How the last GPU run of network `key` ran its path; `None` before one.
+pub fn last_detail(key: &str) -> Option<String> {
+    DETAIL
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(key)
+        .cloned()
+}
+
+/// A launch of a path in words: the kernel's blocks of `threads` threads a member and, for a
+/// grid, its barrier and register slots (e.g. `grid: 1056 blocks of 128 threads, flat barrier,
+/// 4 register slots`).
+pub fn describe(
+    path: Path,
+    blocks: u32,
+    threads: u32,
+    barrier: BarrierVariant,
+    slots: u32,
+) -> String {
+    match path {
+        Path::PerStep => "per_step: a launch a kernel a step".to_owned(),
+        Path::Block { resident } => format!(
+            "block: 1 block of {threads} threads{}",
+            if resident {
+                ", state in shared memory"
+            } else {
+                ""
+            }
+        ),
+        Path::Grid { .. } => format!(
+            "grid: {blocks} blocks of {threads} threads, {} barrier, {slots} register slots",
+            barrier.name()
+        ),
+    }
+}
+
 /// The path the last run of network `key` took: `"per_step"`, `"block"`, `"grid"` or `"cpu"`;
 /// `None` before its first run.
 pub fn last(key: &str) -> Option<&'static str> {
@@ -379,6 +425,29 @@ mod tests {
         record("test-network-a", "grid");
         record("test-network-a", "block");
         assert_eq!(last("test-network-a"), Some("block"));
+    }
+
+    #[test]
+    fn launches_are_described_and_recorded() {
+        let grid = describe(Path::Grid { blocks: 9 }, 1056, 128, BarrierVariant::Flat, 3);
+        assert_eq!(
+            grid,
+            "grid: 1056 blocks of 128 threads, flat barrier, 3 register slots"
+        );
+        let block = describe(
+            Path::Block { resident: true },
+            1,
+            1024,
+            BarrierVariant::Flat,
+            0,
+        );
+        assert_eq!(
+            block,
+            "block: 1 block of 1024 threads, state in shared memory"
+        );
+        assert_eq!(last_detail("test-network-detail"), None);
+        record_detail("test-network-detail", grid.clone());
+        assert_eq!(last_detail("test-network-detail"), Some(grid));
     }
 
     #[test]

@@ -22,7 +22,9 @@ use super::loaded_kernels::LoadedKernels;
 use super::network_path::{self, Path};
 use super::neuron_run::{cpu_options, cuda_options};
 use super::poison;
-use crate::codegen::network_kernel::{self, StepGrid, DELIVER_BLOCK, PERSISTENT_BLOCK};
+use crate::codegen::network_kernel::{
+    self, BarrierVariant, StepGrid, DELIVER_BLOCK, PERSISTENT_BLOCK,
+};
 use crate::codegen::network_layout::{self, Dim, NetArg, NetLayout, NetRole, UPDATE_BLOCK};
 use crate::codegen::Dialect;
 use crate::ir::network::{MonitorIr, NetworkIr};
@@ -460,6 +462,8 @@ impl Handler for NetworkRunCuda {
         // (kernel, blocks, threads per block, dynamic shared memory)
         let (kernel, blocks, threads, shared) = match path {
             Path::PerStep => {
+                let detail = network_path::describe(path, 0, 0, BarrierVariant::Flat, 0);
+                network_path::record_detail(&site.key, detail);
                 let per_step = &kernels[..kernels.len() - 2];
                 return launch_per_step(
                     site,
@@ -484,8 +488,13 @@ impl Handler for NetworkRunCuda {
             }
         };
         // The persistent kernel's grid barrier (the resident kernel has none).
-        let mut group_blocks =
-            network_path::barrier_variant(blocks, settings::grid_barrier()?).group_blocks();
+        let barrier = network_path::barrier_variant(blocks, settings::grid_barrier()?);
+        let mut group_blocks = barrier.group_blocks();
+        let slots =
+            network_kernel::register_slots(&site.network.net, &site.network.plan, PERSISTENT_BLOCK)
+                as u32;
+        let detail = network_path::describe(path, blocks, threads as u32, barrier, slots);
+        network_path::record_detail(&site.key, detail);
         // The whole run in one launch: steps [0, steps).
         let (mut s0, mut s1, mut total) = (0i32, steps, steps);
         let mut params: Vec<*mut c_void> = vec![
