@@ -1154,23 +1154,11 @@ impl Gen<'_> {
             "const int32_t sf_rank = __popc(sf_ballot & ((1u << sf_lane) - 1u));"
         )?;
         if !gp.ordered_compaction {
-            // Warp-aggregated atomics: one atomicAdd per warp on the group's write cursor.
-            return w.block("if (sf_ballot != 0u)", |w| {
-                // (The one-barrier kernel's deliveries first, and its queue only in the
-                // launch's last step: see `grid::Gen::write_compaction`.)
-                self.write_push(g, w)?;
-                self.write_compaction(w, |w| {
-                    writeln!(w, "const int32_t sf_leader = __ffs((int) sf_ballot) - 1;")?;
-                    writeln!(w, "int32_t sf_at = 0;")?;
-                    writeln!(
-                        w,
-                        "if (sf_lane == sf_leader) sf_at = atomicAdd(&{}, __popc(sf_ballot));",
-                        self.cursor(g, 0)
-                    )?;
-                    writeln!(w, "sf_at = __shfl_sync(0xffffffffu, sf_at, sf_leader);")?;
-                    writeln!(w, "if (sf_fire) {row}[sf_at + sf_rank] = (int32_t) sf_i;")
-                })
-            });
+            if self.in_registers.get() {
+                // The slots' spikes are delivered after every slot's update (`grid::registers`).
+                return writeln!(w, "sf_ballots[sf_slot] = sf_ballot;");
+            }
+            return self.write_warp_spikes(g, w);
         }
         // Ordered compaction: a block-wide scan, then a decoupled look-back over the group's
         // earlier blocks (64-bit status words: tag = step + 1, flag 1 = aggregate, 2 = prefix).
@@ -1234,6 +1222,28 @@ impl Gen<'_> {
             w,
             "if (sf_fire) {row}[sf_block_base + sf_warp_spikes[threadIdx.x >> 5] + sf_rank] = (int32_t) sf_i;"
         )
+    }
+
+    /// A warp's spikes of group g (`sf_ballot`, `sf_fire`, `sf_rank`, `sf_i` in scope) in an
+    /// unordered compaction: warp-aggregated atomics, one atomicAdd per warp on the group's
+    /// write cursor. (The one-barrier kernel's deliveries first, and its queue only in the
+    /// launch's last step: see `grid::Gen::write_compaction`.)
+    fn write_warp_spikes(&self, g: usize, w: &mut SourceWriter) -> fmt::Result {
+        let row = self.queue_row(g, &self.slot(g, "0"));
+        w.block("if (sf_ballot != 0u)", |w| {
+            self.write_push(g, w)?;
+            self.write_compaction(w, |w| {
+                writeln!(w, "const int32_t sf_leader = __ffs((int) sf_ballot) - 1;")?;
+                writeln!(w, "int32_t sf_at = 0;")?;
+                writeln!(
+                    w,
+                    "if (sf_lane == sf_leader) sf_at = atomicAdd(&{}, __popc(sf_ballot));",
+                    self.cursor(g, 0)
+                )?;
+                writeln!(w, "sf_at = __shfl_sync(0xffffffffu, sf_at, sf_leader);")?;
+                writeln!(w, "if (sf_fire) {row}[sf_at + sf_rank] = (int32_t) sf_i;")
+            })
+        })
     }
 
     // -- the delivery phase -------------------------------------------------------------------

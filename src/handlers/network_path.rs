@@ -139,10 +139,11 @@ pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, St
 }
 
 /// The largest grid (blocks per member) that takes the flat grid barrier by default; larger
-/// grids take the grouped one. H200, COBA (the one-barrier kernel): at x10 (313 blocks) the
-/// flat barrier's step measured 5.7 µs, the grouped one's 6.7 µs; at x100 (2112 blocks) both
-/// about 16.4 µs.
-pub const FLAT_BARRIER_MAX_BLOCKS: u32 = 1024;
+/// grids take the grouped one. H200, COBA (the one-barrier kernel, state in registers, 1 s):
+/// x10 (313 blocks) flat 5.3 µs a step, grouped 6.5; x100 (1056 blocks) flat 13.3, grouped
+/// 14.0; at 2112 blocks (before the register slots) both about 16.4. The H200 holds at most
+/// 2112 blocks of 128 threads.
+pub const FLAT_BARRIER_MAX_BLOCKS: u32 = 2112;
 
 /// The grid barrier of a grid of `blocks` blocks per member: `setting` (the
 /// `SPIKEFORGE_GRID_BARRIER` setting) when given, else flat up to
@@ -403,7 +404,7 @@ mod tests {
     #[test]
     fn the_barrier_is_flat_for_small_grids_unless_set() {
         let grouped = BarrierVariant::Grouped { group_blocks: 32 };
-        assert_eq!(barrier_variant(313, None), BarrierVariant::Flat);
+        assert_eq!(barrier_variant(1056, None), BarrierVariant::Flat);
         assert_eq!(
             barrier_variant(FLAT_BARRIER_MAX_BLOCKS, None),
             BarrierVariant::Flat
@@ -411,7 +412,7 @@ mod tests {
         assert_eq!(barrier_variant(FLAT_BARRIER_MAX_BLOCKS + 1, None), grouped);
         assert_eq!(barrier_variant(313, Some(grouped)), grouped);
         assert_eq!(
-            barrier_variant(2112, Some(BarrierVariant::Flat)),
+            barrier_variant(4000, Some(BarrierVariant::Flat)),
             BarrierVariant::Flat
         );
         assert_eq!(BarrierVariant::Flat.group_blocks(), 0);

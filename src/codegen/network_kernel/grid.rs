@@ -418,7 +418,7 @@ impl Gen<'_> {
                     w.block("if (blockIdx.x == 0 && threadIdx.x == 0)", |w| {
                         self.write_queue_counts(1, "if (sf_s > sf_s0) ", true, w)
                     })?;
-                    self.write_register_update(total_blocks, w)
+                    self.write_register_update(total_blocks, block, w)
                 })?;
                 writeln!(w, "sf_target += gridDim.x;")?;
                 writeln!(w, "sf_grid_sync(sf_barrier, sf_target, sf_group_blocks);")

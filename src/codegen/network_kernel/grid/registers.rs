@@ -207,18 +207,58 @@ impl Gen<'_> {
         })
     }
 
-    /// A step's update of the slots (state in registers), then of the virtual blocks beyond
-    /// them (state in global memory). Needs what [`Gen::write_update_phase`] needs but `sf_vb`.
+    /// A step's update of the slots (state in registers), then their spikes' deliveries, then
+    /// the update of the virtual blocks beyond them (state in global memory). Needs what
+    /// [`Gen::write_update_phase`] needs but `sf_vb`.
+    ///
+    /// Every slot is updated before any slot's spikes are delivered (their ballots kept in
+    /// `sf_ballots`): a slot's loads of its accumulators then wait for no other slot's atomics
+    /// (which the compiler cannot move them past: the same buffer), so the slots' loads go out
+    /// together, one round trip a step instead of one a slot.
     pub(super) fn write_register_update(
         &self,
         total_blocks: usize,
+        block: usize,
         w: &mut SourceWriter,
     ) -> fmt::Result {
+        writeln!(w, "unsigned sf_ballots[SF_SLOTS];")?;
         self.write_slots(w, |w| {
+            writeln!(w, "sf_ballots[sf_slot] = 0u;")?;
             self.in_registers.set(true);
             let written = self.write_update_phase(w);
             self.in_registers.set(false);
             written
+        })?;
+        writeln!(w, "/* The slots' spikes, delivered. */")?;
+        self.write_slots(w, |w| {
+            writeln!(w, "const unsigned sf_ballot = sf_ballots[sf_slot];")?;
+            w.block("if (sf_ballot != 0u)", |w| {
+                let mut first = 0usize;
+                for g in 0..self.net.groups.len() {
+                    let end = first + self.vblocks(g);
+                    let spiking = self.plan.groups[g].depth > 0
+                        && !matches!(self.net.groups[g].kind, NetGroupKind::SpikeGenerator { .. });
+                    if spiking {
+                        w.block(format!("if (sf_vb >= {first} && sf_vb < {end})"), |w| {
+                            writeln!(
+                                w,
+                                "const int64_t sf_i = (int64_t) (sf_vb - {first}) * {block} + threadIdx.x;"
+                            )?;
+                            writeln!(
+                                w,
+                                "const bool sf_fire = ((sf_ballot >> sf_lane) & 1u) != 0u;"
+                            )?;
+                            writeln!(
+                                w,
+                                "const int32_t sf_rank = __popc(sf_ballot & ((1u << sf_lane) - 1u));"
+                            )?;
+                            self.write_warp_spikes(g, w)
+                        })?;
+                    }
+                    first = end;
+                }
+                Ok(())
+            })
         })?;
         writeln!(
             w,
