@@ -41,7 +41,11 @@ and the row offsets), and on a GPU the peak device memory of building it.
 
 ``--strategy``: the GPU paths to time in the same run (``Network(strategy=...)``: the per-step
 kernels, the persistent kernel as one block or as a cooperative grid, or auto's choice), one
-table row each, with the path each run took (``net.last_strategy``); default ``auto``.
+table row each, with the path each run took (``net.last_strategy``); default ``auto``. A strategy
+may name the grid barrier and cap the grid's blocks for its row: ``grid:flat``, ``grid:split``, ``grid:grouped``,
+``grid:flat:132``, ``auto::264`` (the settings ``SPIKEFORGE_GRID_BARRIER`` and
+``SPIKEFORGE_GRID_BLOCKS`` during that row's calls), so that barrier variants and grid sizes are
+timed side by side.
 
 ``--scaling``: brainevent's COBA from 1k to 1M neurons at its 20 mV drive, and at a few sizes
 the drive varied (``--drives``, I_ext in mV: about 9, 19, 53 and 116 Hz) so that the rate
@@ -54,9 +58,11 @@ jitted call.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -354,6 +360,45 @@ class Timing:
         return f"{self.median:.3f} ({min(self.times):.3f})"
 
 
+GRID_SETTINGS = ("SPIKEFORGE_GRID_BARRIER", "SPIKEFORGE_GRID_BLOCKS")
+
+
+def parse_strategy(text: str) -> tuple[str, dict]:
+    """``strategy[:barrier[:blocks]]`` -> (strategy, the grid settings it sets); ValueError when
+    a part is not one."""
+    base, *rest = text.split(":")
+    if base not in sf.Network.STRATEGIES or len(rest) > 2:
+        raise ValueError(f"{text!r}: expected strategy[:flat|split|grouped[:blocks]]")
+    settings = {}
+    if rest and rest[0]:
+        if rest[0] not in ("flat", "split", "grouped"):
+            raise ValueError(f"{text!r}: the barrier is flat, split or grouped, not {rest[0]!r}")
+        settings[GRID_SETTINGS[0]] = rest[0]
+    if len(rest) == 2:
+        if not rest[1].isdigit() or int(rest[1]) < 1:
+            raise ValueError(f"{text!r}: the blocks are a whole number of at least 1, not {rest[1]!r}")
+        settings[GRID_SETTINGS[1]] = rest[1]
+    return base, settings
+
+
+@contextlib.contextmanager
+def grid_settings(settings: dict):
+    """The grid settings ``settings`` in the environment (the others unset) while inside: the
+    handler reads them at every call."""
+    saved = {k: os.environ.get(k) for k in GRID_SETTINGS}
+    try:
+        for k in GRID_SETTINGS:
+            os.environ.pop(k, None)
+        os.environ.update(settings)
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def time_calls(fn, *args, repeats: int = 3):
     out = jax.block_until_ready(fn(*args))  # compile and warm up
     times = []
@@ -425,7 +470,7 @@ def run_case(case: Case, dtype, repeats: int, strategies=("auto",), baselines=BA
     """One row per strategy: spikeforge's time by that path, the baselines' times (measured
     once, on the same synapses and initial state), the rates, whether they agree, and the
     connectivity's memory. ``constants``: overrides of the model's constants."""
-    nets = {st: build_network(case, st, constants) for st in strategies}
+    nets = {st: build_network(case, parse_strategy(st)[0], constants) for st in strategies}
     first = nets[strategies[0]]
     peak_before = peak_device_bytes()
     t0 = time.perf_counter()
@@ -446,7 +491,8 @@ def run_case(case: Case, dtype, repeats: int, strategies=("auto",), baselines=BA
     for strategy, net in nets.items():
         # every network of the case has the same definition but its strategy: one state for all
         run_sf = jax.jit(lambda s, net=net: net.run(s, duration=case.duration_ms, progress=False))
-        t_sf, (_, out) = time_calls(run_sf, state, repeats=repeats)
+        with grid_settings(parse_strategy(strategy)[1]):
+            t_sf, (_, out) = time_calls(run_sf, state, repeats=repeats)
         counts_sf = np.asarray(out.spike_count["P"])
         rate_sf = float(counts_sf.mean() / seconds)
         checks = []  # (baseline, agrees)
@@ -467,6 +513,7 @@ def run_case(case: Case, dtype, repeats: int, strategies=("auto",), baselines=BA
             dtype=jnp.dtype(dtype).name,
             strategy=strategy,
             path=net.last_strategy,
+            path_detail=net.last_path_detail,
             constants=dict(constants or {}),
             spikeforge_s=t_sf.median,
             spikeforge_times=t_sf.times,
@@ -641,7 +688,8 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--strategy",
         default="auto",
-        help="comma-separated GPU paths to time, one row each: per_step, block, grid, auto (default auto)",
+        help="comma-separated GPU paths to time, one row each: per_step, block, grid, auto (default auto), "
+        "each with an optional grid barrier and block cap (grid:flat, grid:grouped:264)",
     )
     parser.add_argument(
         "--baselines", default="jax,brainevent", help="comma-separated among jax, brainevent, or none (default both)"
@@ -652,11 +700,16 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write every number here")
     args = parser.parse_args(argv)
     strategies = tuple(s.strip() for s in args.strategy.split(",") if s.strip())
-    unknown = [s for s in strategies if s not in sf.Network.STRATEGIES]
+    unknown = [s for s in strategies if s.split(":")[0] not in sf.Network.STRATEGIES]
     if unknown or not strategies:
         parser.error(
             f"--strategy: {', '.join(unknown) or 'none given'}; choose among {', '.join(sf.Network.STRATEGIES)}"
         )
+    for s in strategies:
+        try:
+            parse_strategy(s)
+        except ValueError as e:
+            parser.error(f"--strategy: {e}")
     baselines = () if args.baselines == "none" else tuple(s.strip() for s in args.baselines.split(",") if s.strip())
     if any(b not in BASELINES for b in baselines):
         parser.error(f"--baselines: choose among {', '.join(BASELINES)}, or none; got {args.baselines!r}")
@@ -693,7 +746,8 @@ def main(argv=None) -> int:
                     times = ", ".join(f"{b} {r[f'{b}_s']:.3f} s" for b in baselines if f"{b}_s" in r)
                     print(
                         f"  {name} {case.label} {r['strategy']} ({r['path']}): spikeforge {r['spikeforge_s']:.3f} s"
-                        + (f", {times}" if times else ""),
+                        + (f", {times}" if times else "")
+                        + (f" [{r['path_detail']}]" if r.get("path_detail") else ""),
                         flush=True,
                     )
         print_tables(rows, baselines)

@@ -377,16 +377,17 @@ pub unsafe extern "C" fn sf_network_adjoint(
 
 /// The path the last run of the network with this key took on this process
 /// (`handlers::network_path`): `{"ok": true, "path": "per_step" | "block" | "grid" | "cpu" |
-/// null}` (null before its first run).
+/// null, "detail": "grid: 313 blocks of 128 threads, flat barrier, 4 register slots" | null}`
+/// (null before its first run; the detail: of its last GPU run).
 ///
 /// # Safety
 /// `key` must be a valid NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn sf_network_last_path(key: *const c_char) -> *mut c_char {
-    answer(
-        key,
-        |k| json!({"ok": true, "path": crate::handlers::network_path::last(k)}),
-    )
+    answer(key, |k| {
+        use crate::handlers::network_path::{last, last_detail};
+        json!({"ok": true, "path": last(k), "detail": last_detail(k)})
+    })
 }
 
 /// Initial values given as expressions (`crate::frontend::initial`), for `init_state`:

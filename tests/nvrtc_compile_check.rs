@@ -249,3 +249,49 @@ fn every_network_kernel_compiles_for_sm90() {
     }
     assert!(compiled >= 8, "only {compiled} network variants");
 }
+
+/// The one-barrier grid kernel's register slots (codegen::network_kernel::grid::registers) are
+/// registers: its PTX keeps no more local memory than the grid barrier's `printf` arguments (8
+/// bytes), so the slot arrays were unrolled away, not spilled to a stack frame.
+#[test]
+fn one_barrier_register_slots_are_not_local_memory() {
+    use spikeforge::codegen::network_kernel::{generate_from_spec, PERSISTENT_ENTRY};
+    use spikeforge::spec::NetworkSpec;
+    if !nvrtc_available() {
+        return;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/networks/coba_one_barrier.json");
+    let spec = NetworkSpec::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let kernel = generate_from_spec(&spec, Dialect::Cuda).unwrap();
+    assert!(
+        kernel.source.contains("#define SF_SLOTS 4"),
+        "register slots"
+    );
+    let ptx = spikeforge::runtime::cuda::compile_ptx(
+        &kernel.source,
+        (9, 0),
+        &CudaCompileOptions::default(),
+    )
+    .unwrap();
+    let start = ptx
+        .find(&format!(".entry {PERSISTENT_ENTRY}("))
+        .expect("the persistent entry");
+    let body = &ptx[start..];
+    let body = &body[..body[1..].find(".entry ").map_or(body.len(), |e| e + 1)];
+    if std::env::var("SPIKEFORGE_SHOW_PTX").is_ok() {
+        eprintln!("{body}");
+    }
+    let local: usize = body
+        .lines()
+        .filter(|l| l.contains(".local") && l.contains("__local_depot"))
+        .map(|l| {
+            let open = l.rfind('[').unwrap();
+            let close = l.rfind(']').unwrap();
+            l[open + 1..close].parse::<usize>().unwrap()
+        })
+        .sum();
+    assert!(
+        local <= 8,
+        "{local} bytes of local memory in {PERSISTENT_ENTRY}"
+    );
+}

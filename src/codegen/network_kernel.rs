@@ -14,7 +14,9 @@ mod grid;
 mod per_step;
 mod ring;
 mod synapse_dynamics;
-pub use grid::{accumulated, one_barrier};
+pub use grid::{
+    accumulated, one_barrier, register_slots, BarrierVariant, BARRIER_GROUP_BLOCKS, REGISTER_SLOTS,
+};
 pub use per_step::{after_folded, closing_launches};
 pub use synapse_dynamics::{
     barriers_per_step, step_launches, StepGrid, SUMS_ENTRY, SYNAPSES_ENTRY,
@@ -44,6 +46,10 @@ pub const AFTER_ENTRY: &str = "sf_network_after";
 /// (docs/NETWORKS.md, "The persistent kernel"), as one block per batch member or as a
 /// cooperative grid.
 pub const PERSISTENT_ENTRY: &str = "sf_network_persistent";
+/// The persistent kernel's int32 scalars, before the synapse counts: the chunk's steps
+/// `[sf_s0, sf_s1)`, the run's steps, and the grid barrier's variant
+/// ([`BarrierVariant::group_blocks`]). (The resident kernel takes the first three.)
+pub const PERSISTENT_SCALARS: [&str; 4] = ["sf_s0", "sf_s1", "sf_steps", "sf_group_blocks"];
 /// The persistent kernel as one block per batch member with the groups' state resident in
 /// shared memory (see [`ResidentLayout`]): the block path where that state fits.
 pub const RESIDENT_ENTRY: &str = "sf_network_resident";
@@ -354,6 +360,7 @@ pub fn generate(
         printing: std::cell::Cell::new(Printing::PerStep),
         resident: resident_layout(layout, segments_len),
         pushing: std::cell::Cell::new(false),
+        in_registers: std::cell::Cell::new(false),
     };
     let source = render(|w| gen.write(w));
     let entries = match dialect {
@@ -402,6 +409,9 @@ struct Gen<'a> {
     /// Whether the one-barrier grid kernel is being printed (its update phase folds and
     /// delivers: see [`grid`]).
     pushing: std::cell::Cell<bool>,
+    /// Whether a register slot's update is being printed (the one-barrier kernel's state in
+    /// registers: see `grid::registers`).
+    in_registers: std::cell::Cell<bool>,
 }
 
 /// Which kernel the phases are being printed for.
@@ -454,6 +464,9 @@ impl Gen<'_> {
 
     /// Element `index` (within a batch member) of the buffer `ident`.
     fn at(&self, ident: &str, index: &str) -> String {
+        if let Some(register) = self.held_register(ident, index) {
+            return register;
+        }
         if self.resident_now() && self.resident.holds(ident) {
             return format!("sf_r_{ident}[{index}]");
         }
@@ -1145,21 +1158,11 @@ impl Gen<'_> {
             "const int32_t sf_rank = __popc(sf_ballot & ((1u << sf_lane) - 1u));"
         )?;
         if !gp.ordered_compaction {
-            // Warp-aggregated atomics: one atomicAdd per warp on the group's write cursor.
-            return w.block("if (sf_ballot != 0u)", |w| {
-                // (The one-barrier kernel's deliveries first: the queue is only for the state
-                // the launch leaves, so its cursor's round trip overlaps the deliveries'.)
-                self.write_push(g, w)?;
-                writeln!(w, "const int32_t sf_leader = __ffs((int) sf_ballot) - 1;")?;
-                writeln!(w, "int32_t sf_at = 0;")?;
-                writeln!(
-                    w,
-                    "if (sf_lane == sf_leader) sf_at = atomicAdd(&{}, __popc(sf_ballot));",
-                    self.cursor(g, 0)
-                )?;
-                writeln!(w, "sf_at = __shfl_sync(0xffffffffu, sf_at, sf_leader);")?;
-                writeln!(w, "if (sf_fire) {row}[sf_at + sf_rank] = (int32_t) sf_i;")
-            });
+            if self.in_registers.get() {
+                // The slots' spikes are delivered after every slot's update (`grid::registers`).
+                return writeln!(w, "sf_ballots[sf_slot] = sf_ballot;");
+            }
+            return self.write_warp_spikes(g, w);
         }
         // Ordered compaction: a block-wide scan, then a decoupled look-back over the group's
         // earlier blocks (64-bit status words: tag = step + 1, flag 1 = aggregate, 2 = prefix).
@@ -1223,6 +1226,28 @@ impl Gen<'_> {
             w,
             "if (sf_fire) {row}[sf_block_base + sf_warp_spikes[threadIdx.x >> 5] + sf_rank] = (int32_t) sf_i;"
         )
+    }
+
+    /// A warp's spikes of group g (`sf_ballot`, `sf_fire`, `sf_rank`, `sf_i` in scope) in an
+    /// unordered compaction: warp-aggregated atomics, one atomicAdd per warp on the group's
+    /// write cursor. (The one-barrier kernel's deliveries first, and its queue only in the
+    /// launch's last step: see `grid::Gen::write_compaction`.)
+    fn write_warp_spikes(&self, g: usize, w: &mut SourceWriter) -> fmt::Result {
+        let row = self.queue_row(g, &self.slot(g, "0"));
+        w.block("if (sf_ballot != 0u)", |w| {
+            self.write_push(g, w)?;
+            self.write_compaction(w, |w| {
+                writeln!(w, "const int32_t sf_leader = __ffs((int) sf_ballot) - 1;")?;
+                writeln!(w, "int32_t sf_at = 0;")?;
+                writeln!(
+                    w,
+                    "if (sf_lane == sf_leader) sf_at = atomicAdd(&{}, __popc(sf_ballot));",
+                    self.cursor(g, 0)
+                )?;
+                writeln!(w, "sf_at = __shfl_sync(0xffffffffu, sf_at, sf_leader);")?;
+                writeln!(w, "if (sf_fire) {row}[sf_at + sf_rank] = (int32_t) sf_i;")
+            })
+        })
     }
 
     // -- the delivery phase -------------------------------------------------------------------
@@ -2183,14 +2208,18 @@ impl Gen<'_> {
         writeln!(
             w,
             "{}\n{{",
-            self.cuda_signature_with(entry, block, &["sf_s0", "sf_s1", "sf_steps"])
+            self.cuda_signature_with(
+                entry,
+                block,
+                &PERSISTENT_SCALARS[..3 + usize::from(!resident)]
+            )
         )?;
         let barrier = |w: &mut SourceWriter| {
             if resident {
                 writeln!(w, "__syncthreads();")
             } else {
                 writeln!(w, "sf_target += gridDim.x;")?;
-                writeln!(w, "sf_grid_sync(sf_barrier, sf_target);")
+                writeln!(w, "sf_grid_sync(sf_barrier, sf_target, sf_group_blocks);")
             }
         };
         w.indented(|w| {

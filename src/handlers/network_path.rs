@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
+use crate::codegen::network_kernel::BarrierVariant;
 use crate::spec::Strategy;
 
 /// The most work (neurons plus synapses, over the whole network) that `auto` gives one block
@@ -30,6 +31,12 @@ pub const RESIDENT_MAX_SYNAPSES: u64 = 1 << 22;
 /// grid's co-resident blocks and their two barriers (H200, COBA 1 s: x10, 3.2 M synapses, grid
 /// 0.075 s against 0.127 s per step; x100, 32 M synapses, grid 0.25-0.26 s against 0.14-0.19 s).
 pub const GRID_MAX_SYNAPSES: u64 = 1 << 24;
+
+/// The most synapses `auto` gives a cooperative grid whose kernel is the one-barrier kernel
+/// with every virtual block in a register slot (`codegen::network_kernel::grid`: one barrier a
+/// step, no state traffic): the work of a step is then the deliveries alone. COBA x100 (32 M
+/// synapses) is within.
+pub const REGISTER_GRID_MAX_SYNAPSES: u64 = 1 << 25;
 
 /// A path, with its grid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +74,9 @@ pub struct Work {
     pub members: u32,
     /// Shared memory (static and dynamic) of the resident kernel, in bytes.
     pub resident_bytes: u32,
+    /// Register slots of the persistent kernel (virtual blocks a block keeps in registers; 0:
+    /// not the one-barrier kernel).
+    pub register_slots: u32,
 }
 
 /// What the choice needs to know of the device.
@@ -88,8 +98,9 @@ pub struct Device {
 ///   and at most what the device holds divided by the members;
 /// - `auto`: the resident block when its shared memory fits and the synapses are at most
 ///   [`RESIDENT_MAX_SYNAPSES`], else one block when the work is at most [`BLOCK_MAX_WORK`],
-///   else a grid when the synapses are at most [`GRID_MAX_SYNAPSES`] and the device holds at
-///   least two blocks per member, else per step.
+///   else a grid when the device holds at least two blocks per member and the synapses are at
+///   most [`GRID_MAX_SYNAPSES`] (or at most [`REGISTER_GRID_MAX_SYNAPSES`] where the grid holds
+///   every virtual block in a register slot), else per step.
 pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, String> {
     let resident = work.resident_bytes <= device.max_shared_bytes;
     let per_member = device.resident_blocks / work.members.max(1);
@@ -115,8 +126,36 @@ pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, St
         Strategy::Auto if per_member >= 2 && work.synapses <= GRID_MAX_SYNAPSES => {
             Ok(Path::Grid { blocks: grid })
         }
+        Strategy::Auto
+            if per_member >= 2
+                && work.synapses <= REGISTER_GRID_MAX_SYNAPSES
+                && u64::from(grid) * u64::from(work.register_slots)
+                    >= u64::from(work.update_blocks) =>
+        {
+            Ok(Path::Grid { blocks: grid })
+        }
         Strategy::Auto => Ok(Path::PerStep),
     }
+}
+
+/// The largest grid (blocks per member) that takes the flat grid barrier by default; larger
+/// grids take the grouped one. H200, COBA (the one-barrier kernel, state in registers, 1 s):
+/// x10 (313 blocks) flat 5.3 µs a step, grouped 6.5; x100 (1056 blocks) flat 13.3, grouped
+/// 14.0; at 2112 blocks (before the register slots) both about 16.4. The H200 holds at most
+/// 2112 blocks of 128 threads.
+pub const FLAT_BARRIER_MAX_BLOCKS: u32 = 2112;
+
+/// The grid barrier of a grid of `blocks` blocks per member: `setting` (the
+/// `SPIKEFORGE_GRID_BARRIER` setting) when given, else flat up to
+/// [`FLAT_BARRIER_MAX_BLOCKS`] blocks and grouped above.
+pub fn barrier_variant(blocks: u32, setting: Option<BarrierVariant>) -> BarrierVariant {
+    setting.unwrap_or(if blocks <= FLAT_BARRIER_MAX_BLOCKS {
+        BarrierVariant::Flat
+    } else {
+        BarrierVariant::Grouped {
+            group_blocks: crate::codegen::network_kernel::BARRIER_GROUP_BLOCKS,
+        }
+    })
 }
 
 /// The last path each network (by key) ran on a GPU, or `"cpu"`.
@@ -128,6 +167,52 @@ pub fn record(key: &str, path: &'static str) {
     let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
     if last.get(key) != Some(&path) {
         last.insert(key.to_owned(), path);
+    }
+}
+
+/// How the last GPU run of each network (by key) ran its path (see [`describe`]).
+static DETAIL: LazyLock<Mutex<HashMap<String, String>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Records how a GPU run of network `key` ran its path ([`describe`]'s text).
+pub fn record_detail(key: &str, detail: String) {
+    let mut last = DETAIL.lock().unwrap_or_else(|e| e.into_inner());
+    last.insert(key.to_owned(), detail);
+}
+
+/// How the last GPU run of network `key` ran its path; `None` before one.
+pub fn last_detail(key: &str) -> Option<String> {
+    DETAIL
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(key)
+        .cloned()
+}
+
+/// A launch of a path in words: the kernel's blocks of `threads` threads a member and, for a
+/// grid, its barrier and register slots (e.g. `grid: 1056 blocks of 128 threads, flat barrier,
+/// 4 register slots`).
+pub fn describe(
+    path: Path,
+    blocks: u32,
+    threads: u32,
+    barrier: BarrierVariant,
+    slots: u32,
+) -> String {
+    match path {
+        Path::PerStep => "per_step: a launch a kernel a step".to_owned(),
+        Path::Block { resident } => format!(
+            "block: 1 block of {threads} threads{}",
+            if resident {
+                ", state in shared memory"
+            } else {
+                ""
+            }
+        ),
+        Path::Grid { .. } => format!(
+            "grid: {blocks} blocks of {threads} threads, {} barrier, {slots} register slots",
+            barrier.name()
+        ),
     }
 }
 
@@ -159,6 +244,15 @@ mod tests {
             update_blocks: neurons.div_ceil(128) as u32,
             members,
             resident_bytes: (24 * neurons + 1024) as u32,
+            register_slots: 0,
+        }
+    }
+
+    /// [`work`] of a one-barrier network with 4 register slots.
+    fn one_barrier_work(neurons: u64, synapses: u64) -> Work {
+        Work {
+            register_slots: 4,
+            ..work(neurons, synapses, 1)
         }
     }
 
@@ -249,6 +343,32 @@ mod tests {
     }
 
     #[test]
+    fn auto_takes_the_register_grid_beyond_the_grids_synapses() {
+        // 64 registers a thread: 8 blocks of 128 threads a multiprocessor
+        let h200 = Device {
+            resident_blocks: 132 * 8,
+            ..H200
+        };
+        // COBA x100: 3125 update blocks in 1056 blocks of 4 slots
+        let x100 = one_barrier_work(400_000, 32_000_000);
+        assert_eq!(
+            choose(Strategy::Auto, x100, h200),
+            Ok(Path::Grid { blocks: 1056 })
+        );
+        // ... not when the slots do not hold them all, nor beyond the bound
+        let small = Device {
+            resident_blocks: 132 * 4,
+            ..H200
+        };
+        assert_eq!(choose(Strategy::Auto, x100, small), Ok(Path::PerStep));
+        let larger = one_barrier_work(400_000, REGISTER_GRID_MAX_SYNAPSES + 1);
+        assert_eq!(choose(Strategy::Auto, larger, h200), Ok(Path::PerStep));
+        // ... nor without register slots
+        let general = work(400_000, 32_000_000, 1);
+        assert_eq!(choose(Strategy::Auto, general, h200), Ok(Path::PerStep));
+    }
+
+    #[test]
     fn explicit_strategies_run_as_asked_or_fail_clearly() {
         let small = work(100, 100, 1);
         assert_eq!(choose(Strategy::PerStep, small, H200), Ok(Path::PerStep));
@@ -282,11 +402,53 @@ mod tests {
     }
 
     #[test]
+    fn the_barrier_is_flat_for_small_grids_unless_set() {
+        let grouped = BarrierVariant::Grouped { group_blocks: 32 };
+        assert_eq!(barrier_variant(1056, None), BarrierVariant::Flat);
+        assert_eq!(
+            barrier_variant(FLAT_BARRIER_MAX_BLOCKS, None),
+            BarrierVariant::Flat
+        );
+        assert_eq!(barrier_variant(FLAT_BARRIER_MAX_BLOCKS + 1, None), grouped);
+        assert_eq!(barrier_variant(313, Some(grouped)), grouped);
+        assert_eq!(
+            barrier_variant(4000, Some(BarrierVariant::Flat)),
+            BarrierVariant::Flat
+        );
+        assert_eq!(BarrierVariant::Flat.group_blocks(), 0);
+        assert_eq!(BarrierVariant::Split.group_blocks(), i32::MAX);
+        assert_eq!(grouped.group_blocks(), 32);
+    }
+
+    #[test]
     fn the_last_path_is_recorded_per_network() {
         assert_eq!(last("test-network-never-run"), None);
         record("test-network-a", "grid");
         record("test-network-a", "block");
         assert_eq!(last("test-network-a"), Some("block"));
+    }
+
+    #[test]
+    fn launches_are_described_and_recorded() {
+        let grid = describe(Path::Grid { blocks: 9 }, 1056, 128, BarrierVariant::Flat, 3);
+        assert_eq!(
+            grid,
+            "grid: 1056 blocks of 128 threads, flat barrier, 3 register slots"
+        );
+        let block = describe(
+            Path::Block { resident: true },
+            1,
+            1024,
+            BarrierVariant::Flat,
+            0,
+        );
+        assert_eq!(
+            block,
+            "block: 1 block of 1024 threads, state in shared memory"
+        );
+        assert_eq!(last_detail("test-network-detail"), None);
+        record_detail("test-network-detail", grid.clone());
+        assert_eq!(last_detail("test-network-detail"), Some(grid));
     }
 
     #[test]

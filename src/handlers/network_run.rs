@@ -22,11 +22,13 @@ use super::loaded_kernels::LoadedKernels;
 use super::network_path::{self, Path};
 use super::neuron_run::{cpu_options, cuda_options};
 use super::poison;
-use crate::codegen::network_kernel::{self, StepGrid, DELIVER_BLOCK, PERSISTENT_BLOCK};
+use crate::codegen::network_kernel::{
+    self, BarrierVariant, StepGrid, DELIVER_BLOCK, PERSISTENT_BLOCK,
+};
 use crate::codegen::network_layout::{self, Dim, NetArg, NetLayout, NetRole, UPDATE_BLOCK};
 use crate::codegen::Dialect;
 use crate::ir::network::{MonitorIr, NetworkIr};
-use crate::runtime::{cpu, cuda};
+use crate::runtime::{cpu, cuda, settings};
 use crate::spec::NetworkSpec;
 use crate::step::network::{self as plan, NetworkPlan};
 use crate::xla::{Buffer, CallFrame, DataType, FfiError, Handler, HandlerTraits, Instance};
@@ -460,6 +462,8 @@ impl Handler for NetworkRunCuda {
         // (kernel, blocks, threads per block, dynamic shared memory)
         let (kernel, blocks, threads, shared) = match path {
             Path::PerStep => {
+                let detail = network_path::describe(path, 0, 0, BarrierVariant::Flat, 0);
+                network_path::record_detail(&site.key, detail);
                 let per_step = &kernels[..kernels.len() - 2];
                 return launch_per_step(
                     site,
@@ -478,8 +482,19 @@ impl Handler for NetworkRunCuda {
                 site.network.resident.bytes as u32,
             ),
             Path::Block { resident: false } => (persistent, 1, PERSISTENT_BLOCK, shared),
-            Path::Grid { blocks } => (persistent, blocks, PERSISTENT_BLOCK, shared),
+            Path::Grid { blocks } => {
+                let blocks = settings::grid_blocks()?.map_or(blocks, |cap| blocks.min(cap));
+                (persistent, blocks, PERSISTENT_BLOCK, shared)
+            }
         };
+        // The persistent kernel's grid barrier (the resident kernel has none).
+        let barrier = network_path::barrier_variant(blocks, settings::grid_barrier()?);
+        let mut group_blocks = barrier.group_blocks();
+        let slots =
+            network_kernel::register_slots(&site.network.net, &site.network.plan, PERSISTENT_BLOCK)
+                as u32;
+        let detail = network_path::describe(path, blocks, threads as u32, barrier, slots);
+        network_path::record_detail(&site.key, detail);
         // The whole run in one launch: steps [0, steps).
         let (mut s0, mut s1, mut total) = (0i32, steps, steps);
         let mut params: Vec<*mut c_void> = vec![
@@ -487,6 +502,9 @@ impl Handler for NetworkRunCuda {
             (&mut s1 as *mut i32).cast(),
             (&mut total as *mut i32).cast(),
         ];
+        if path != (Path::Block { resident: true }) {
+            params.push((&mut group_blocks as *mut i32).cast());
+        }
         params.extend(tail(&mut n_syn, &mut pointers));
         // A grid of more than one block is launched cooperatively: every block resident, which
         // its barrier needs (the driver refuses a grid the device cannot hold).
@@ -521,6 +539,8 @@ fn choose_path(
         members: run.nb as u32,
         resident_bytes: (site.network.resident.bytes as u32)
             .saturating_add(cuda::function_static_shared(resident)?),
+        register_slots: network_kernel::register_slots(net, &site.network.plan, PERSISTENT_BLOCK)
+            as u32,
     };
     let strategy = site.network.strategy;
     let max_shared_bytes = resident.max_shared_mem_per_block();

@@ -3,6 +3,7 @@
 //! by [`super::cache::dir`].)
 
 use super::error::RuntimeError;
+use crate::codegen::network_kernel::BarrierVariant;
 use std::time::Duration;
 
 /// Seconds a compile (the C compiler, NVRTC) may take before it is stopped; `0` for no limit.
@@ -19,6 +20,17 @@ pub const DEFAULT_MAX_LOADED: usize = 1024;
 /// The most blocks the CUDA network adjoint kernel's grid may have (for measuring the grid's
 /// size; by default as many as its work needs and the device holds).
 pub const NETWORK_ADJOINT_BLOCKS_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BLOCKS";
+
+/// The grid barrier of the persistent network kernel as a cooperative grid: `flat`, `split` or
+/// `grouped`
+/// (`codegen::network_kernel::BarrierVariant`); unset: by the grid's size
+/// (`handlers::network_path::barrier_variant`). For measuring both on one device.
+pub const GRID_BARRIER_VAR: &str = "SPIKEFORGE_GRID_BARRIER";
+
+/// The most blocks a member of the persistent network kernel's cooperative grid takes (at
+/// least 1); unset: as many as `handlers::network_path::choose` gives. For measuring the grid's
+/// size against its barrier's cost.
+pub const GRID_BLOCKS_VAR: &str = "SPIKEFORGE_GRID_BLOCKS";
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -58,19 +70,35 @@ pub fn max_loaded_modules() -> Result<usize, RuntimeError> {
     }
 }
 
-/// [`NETWORK_ADJOINT_BLOCKS_VAR`]: `None` for no limit.
-pub fn network_adjoint_blocks() -> Result<Option<u32>, RuntimeError> {
-    let Some(text) = var(NETWORK_ADJOINT_BLOCKS_VAR) else {
+/// A whole number of at least 1 from variable `name`: `None` when unset.
+fn at_least_one(name: &'static str) -> Result<Option<u32>, RuntimeError> {
+    let Some(text) = var(name) else {
         return Ok(None);
     };
     match text.trim().parse::<u32>() {
         Ok(n) if n >= 1 => Ok(Some(n)),
-        _ => Err(bad(
-            NETWORK_ADJOINT_BLOCKS_VAR,
-            &text,
-            "a whole number of at least 1",
-        )),
+        _ => Err(bad(name, &text, "a whole number of at least 1")),
     }
+}
+
+/// [`NETWORK_ADJOINT_BLOCKS_VAR`]: `None` for no limit.
+pub fn network_adjoint_blocks() -> Result<Option<u32>, RuntimeError> {
+    at_least_one(NETWORK_ADJOINT_BLOCKS_VAR)
+}
+
+/// [`GRID_BARRIER_VAR`]: `None` when unset.
+pub fn grid_barrier() -> Result<Option<BarrierVariant>, RuntimeError> {
+    let Some(text) = var(GRID_BARRIER_VAR) else {
+        return Ok(None);
+    };
+    BarrierVariant::parse(&text)
+        .map(Some)
+        .ok_or_else(|| bad(GRID_BARRIER_VAR, &text, "flat, split or grouped"))
+}
+
+/// [`GRID_BLOCKS_VAR`]: `None` when unset.
+pub fn grid_blocks() -> Result<Option<u32>, RuntimeError> {
+    at_least_one(GRID_BLOCKS_VAR)
 }
 
 /// The capacity for a cache of loaded code created now: [`max_loaded_modules`], or its default
@@ -85,17 +113,65 @@ mod tests {
 
     /// The variables are read in a child process (see [`crate::runtime::run_test_child`]).
     fn child(vars: &[(&str, &str)]) -> String {
-        let mut env: Vec<(&str, &std::ffi::OsStr)> = vec![
-            (COMPILE_TIMEOUT_VAR, "".as_ref()),
-            (MAX_LOADED_VAR, "".as_ref()),
-        ];
+        child_of("child_reads_settings", "SETTINGS ", vars)
+    }
+
+    /// The line after `mark` that test `name` prints in a child process with `vars` (the
+    /// other settings unset).
+    fn child_of(name: &str, mark: &str, vars: &[(&str, &str)]) -> String {
+        let mut env: Vec<(&str, &std::ffi::OsStr)> = [
+            COMPILE_TIMEOUT_VAR,
+            MAX_LOADED_VAR,
+            GRID_BARRIER_VAR,
+            GRID_BLOCKS_VAR,
+        ]
+        .iter()
+        .map(|k| (*k, "".as_ref()))
+        .collect();
         env.extend(vars.iter().map(|(k, v)| (*k, v.as_ref())));
         let text =
-            crate::runtime::run_test_child("runtime::settings::tests::child_reads_settings", &env);
+            crate::runtime::run_test_child(&format!("runtime::settings::tests::{name}"), &env);
         text.lines()
-            .find_map(|l| l.split_once("SETTINGS ").map(|(_, r)| r))
+            .find_map(|l| l.split_once(mark).map(|(_, r)| r))
             .unwrap()
             .to_owned()
+    }
+
+    #[test]
+    #[ignore = "run by grid_settings_parse_and_refuse_nonsense"]
+    fn child_reads_grid_settings() {
+        println!(
+            "GRID {:?} / {:?}",
+            grid_barrier().map_err(|e| e.to_string()),
+            grid_blocks().map_err(|e| e.to_string())
+        );
+    }
+
+    #[test]
+    fn grid_settings_parse_and_refuse_nonsense() {
+        let grid = |vars: &[(&str, &str)]| child_of("child_reads_grid_settings", "GRID ", vars);
+        assert_eq!(grid(&[]), "Ok(None) / Ok(None)");
+        assert_eq!(
+            grid(&[(GRID_BARRIER_VAR, "flat"), (GRID_BLOCKS_VAR, "132")]),
+            "Ok(Some(Flat)) / Ok(Some(132))"
+        );
+        assert_eq!(
+            grid(&[(GRID_BARRIER_VAR, "split")]),
+            "Ok(Some(Split)) / Ok(None)"
+        );
+        assert_eq!(
+            grid(&[(GRID_BARRIER_VAR, " grouped ")]),
+            "Ok(Some(Grouped { group_blocks: 32 })) / Ok(None)"
+        );
+        let out = grid(&[(GRID_BARRIER_VAR, "fast"), (GRID_BLOCKS_VAR, "0")]);
+        assert!(
+            out.contains("SPIKEFORGE_GRID_BARRIER=fast: expected flat, split or grouped"),
+            "{out}"
+        );
+        assert!(
+            out.contains("SPIKEFORGE_GRID_BLOCKS=0: expected a whole number of at least 1"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ import ctypes
 
 from .. import _native
 
-__all__ = ["network_adjoint", "network_compile", "network_last_path", "network_source"]
+__all__ = ["network_adjoint", "network_compile", "network_last_path", "network_last_path_detail", "network_source"]
 
 _lib = _native._lib
 
@@ -61,3 +61,11 @@ def network_last_path(key: str):
     if _last_path is None:
         _missing("sf_network_last_path")
     return _native._take_json(_last_path(key.encode("utf-8")))["path"]
+
+
+def network_last_path_detail(key: str):
+    """How the last GPU run of the network with this key ran its path ("grid: 313 blocks of 128
+    threads, flat barrier, 4 register slots"), or None before one."""
+    if _last_path is None:
+        _missing("sf_network_last_path")
+    return _native._take_json(_last_path(key.encode("utf-8"))).get("detail")

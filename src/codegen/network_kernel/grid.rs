@@ -34,6 +34,9 @@
 //! neuron's variable (a synaptic weight, a constant, `t`) and `x` is a per-neuron state variable
 //! or parameter of a neuron group. Anything else runs the general kernel.
 
+mod registers;
+pub use registers::{register_slots, REGISTER_SLOTS};
+
 use std::fmt::{self, Write};
 
 use super::{scope, Gen, EVENT};
@@ -112,56 +115,116 @@ pub fn accumulated(net: &NetworkIr, plan: &NetworkPlan) -> Vec<(usize, VarId)> {
 /// resident (a launch that broke the co-residency the barrier needs) fail instead of hanging.
 const SPIN_CYCLES: u64 = 1 << 36;
 
-/// Blocks per arrival group of the grid barrier (at most [`BARRIER_GROUPS`] groups).
-const BARRIER_GROUP_BLOCKS: usize = 32;
+/// The grid barrier's variant (see [`Gen::write_grid_sync`]), a launch parameter of the
+/// persistent kernel (`sf_group_blocks`), so that one compiled kernel runs either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BarrierVariant {
+    /// One counter, polled by every block.
+    Flat,
+    /// One arrival counter and a release word on lines of their own (the grouped barrier with
+    /// one group): the last arrival stores the release, so the polls never meet the arrivals.
+    Split,
+    /// Arrival groups of about this many blocks, a top counter, a release word.
+    Grouped { group_blocks: u32 },
+}
+
+/// Blocks per arrival group of the grouped grid barrier (at most [`BARRIER_GROUPS`] groups).
+pub const BARRIER_GROUP_BLOCKS: u32 = 32;
+
+impl BarrierVariant {
+    /// The kernel's `sf_group_blocks` parameter.
+    pub fn group_blocks(self) -> i32 {
+        match self {
+            BarrierVariant::Flat => 0,
+            BarrierVariant::Split => i32::MAX,
+            BarrierVariant::Grouped { group_blocks } => {
+                group_blocks.clamp(1, i32::MAX as u32) as i32
+            }
+        }
+    }
+
+    /// Its name, as [`BarrierVariant::parse`] reads it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BarrierVariant::Flat => "flat",
+            BarrierVariant::Split => "split",
+            BarrierVariant::Grouped { .. } => "grouped",
+        }
+    }
+
+    /// `flat`, `split` or `grouped`.
+    pub fn parse(text: &str) -> Option<BarrierVariant> {
+        match text.trim() {
+            "flat" => Some(BarrierVariant::Flat),
+            "split" => Some(BarrierVariant::Split),
+            "grouped" => Some(BarrierVariant::Grouped {
+                group_blocks: BARRIER_GROUP_BLOCKS,
+            }),
+            _ => None,
+        }
+    }
+}
 
 impl Gen<'_> {
     /// The grid barrier of the persistent kernels (`sf_grid_sync`). One block: `__syncthreads`.
-    /// A cooperative grid (every block resident, so every block reaches the barrier): the
-    /// blocks arrive in groups (`blockIdx.x` modulo the groups: about
-    /// [`BARRIER_GROUP_BLOCKS`] blocks each, at most [`BARRIER_GROUPS`] groups), each block's
-    /// thread 0 adding one to its group's counter; the last of a group adds one to the top
-    /// counter; the last group's last block stores `sf_target` into the release word, which
-    /// every block waits for. Thousands of blocks thus never queue their atomics on one
-    /// address, and the waiters' polling never touches a counter (release word, top counter
-    /// and group counters on 128-byte lines of their own, [`BARRIER_LINE_WORDS`] apart).
-    /// The counters only grow (`sf_target / gridDim.x` is the barrier's number since the call
-    /// began: a group's count reaches that times the group's size), so nothing is reset and no
-    /// sense flips; 64 bits never wrap. Memory order: each hop is `__threadfence` (fence.sc,
+    /// A cooperative grid (every block resident, so every block reaches the barrier), in one
+    /// of the variants that the launch picks (`sf_group_blocks`, see [`BarrierVariant`]):
+    ///
+    /// - **flat** (`sf_group_blocks` 0): each block's thread 0 adds one to one counter (the
+    ///   release word) and polls it until it reaches `sf_target`;
+    /// - **grouped** (`sf_group_blocks` > 0): the blocks arrive in groups (`blockIdx.x` modulo
+    ///   the groups: about `sf_group_blocks` blocks each, at most [`BARRIER_GROUPS`] groups),
+    ///   each block's thread 0 adding one to its group's counter; the last of a group adds one
+    ///   to the top counter; the last group's last block stores `sf_target` into the release
+    ///   word, which every block polls. Thousands of blocks thus never queue their atomics on
+    ///   one address, and the polls never touch a counter (release word, top counter and group
+    ///   counters on 128-byte lines of their own, [`BARRIER_LINE_WORDS`] apart), at the cost of
+    ///   two more dependent round trips to L2 for the last arrival. With `sf_group_blocks` at
+    ///   least the grid (**split**, `i32::MAX`) there is one group: one arrival counter, and the
+    ///   release word that its last arrival stores, on separate lines.
+    ///
+    /// Either way the release word reads `sf_target` once every block has arrived. The counters
+    /// only grow (`sf_target / gridDim.x` is the barrier's number since the call began: a
+    /// group's count reaches that times the group's size), so nothing is reset and no sense
+    /// flips; 64 bits never wrap. Memory order: each hop is `__threadfence` (fence.sc,
     /// cumulative), then the atomic or the store; a waiter that reads the release (a volatile
     /// load, not cached in L1) fences before its block goes on, so every write made before any
     /// arrival is visible after the barrier. A wait of more than `SPIN_CYCLES` cycles traps
     /// (an error, never a hang).
     pub(super) fn write_grid_sync(&self, w: &mut SourceWriter) -> fmt::Result {
         let line = BARRIER_LINE_WORDS / 2;
-        let head = "static __device__ __forceinline__ void sf_grid_sync(unsigned long long* sf_arrived, const unsigned long long sf_target)";
+        let head = "static __device__ __forceinline__ void sf_grid_sync(unsigned long long* sf_arrived, const unsigned long long sf_target, const int32_t sf_group_blocks)";
         w.block(head, |w| {
             writeln!(w, "__syncthreads();")?;
             writeln!(w, "if (gridDim.x == 1u) return;")?;
             w.block("if (threadIdx.x == 0)", |w| {
-                writeln!(w, "const unsigned long long sf_epoch = sf_target / gridDim.x;")?;
-                writeln!(
-                    w,
-                    "unsigned sf_groups = (gridDim.x + {b} - 1u) / {b};",
-                    b = BARRIER_GROUP_BLOCKS
-                )?;
-                writeln!(
-                    w,
-                    "if (sf_groups > {BARRIER_GROUPS}u) sf_groups = {BARRIER_GROUPS}u;"
-                )?;
-                writeln!(w, "const unsigned sf_g = blockIdx.x % sf_groups;")?;
-                writeln!(
-                    w,
-                    "const unsigned long long sf_size = (gridDim.x - 1u - sf_g) / sf_groups + 1u;"
-                )?;
                 writeln!(w, "__threadfence();")?;
-                let group = format!("atomicAdd(sf_arrived + {line} * (2 + sf_g), 1ull) + 1ull");
-                w.block(format!("if ({group} == sf_epoch * sf_size)"), |w| {
-                    writeln!(w, "__threadfence();")?;
-                    let top = format!("sf_groups == 1u || atomicAdd(sf_arrived + {line}, 1ull) + 1ull == sf_epoch * sf_groups");
-                    w.block(format!("if ({top})"), |w| {
+                w.block("if (sf_group_blocks <= 0)", |w| {
+                    writeln!(w, "atomicAdd(sf_arrived, 1ull);")
+                })?;
+                w.block("else", |w| {
+                    writeln!(w, "const unsigned long long sf_epoch = sf_target / gridDim.x;")?;
+                    writeln!(
+                        w,
+                        "unsigned sf_groups = (gridDim.x + (unsigned) sf_group_blocks - 1u) / (unsigned) sf_group_blocks;"
+                    )?;
+                    writeln!(
+                        w,
+                        "if (sf_groups > {BARRIER_GROUPS}u) sf_groups = {BARRIER_GROUPS}u;"
+                    )?;
+                    writeln!(w, "const unsigned sf_g = blockIdx.x % sf_groups;")?;
+                    writeln!(
+                        w,
+                        "const unsigned long long sf_size = (gridDim.x - 1u - sf_g) / sf_groups + 1u;"
+                    )?;
+                    let group = format!("atomicAdd(sf_arrived + {line} * (2 + sf_g), 1ull) + 1ull");
+                    w.block(format!("if ({group} == sf_epoch * sf_size)"), |w| {
                         writeln!(w, "__threadfence();")?;
-                        writeln!(w, "*(volatile unsigned long long*) sf_arrived = sf_target;")
+                        let top = format!("sf_groups == 1u || atomicAdd(sf_arrived + {line}, 1ull) + 1ull == sf_epoch * sf_groups");
+                        w.block(format!("if ({top})"), |w| {
+                            writeln!(w, "__threadfence();")?;
+                            writeln!(w, "*(volatile unsigned long long*) sf_arrived = sf_target;")
+                        })
                     })
                 })?;
                 writeln!(w, "const long long sf_t0 = clock64();")?;
@@ -251,6 +314,23 @@ impl Gen<'_> {
         })
     }
 
+    /// A warp's compaction of its spikes into the queue (`body`). In the one-barrier kernel
+    /// only in the launch's last step: its deliveries take the spikes from the warp's ballot,
+    /// every queue has one slot (delay 0), which nothing reads during the launch, so only the
+    /// last step's spikes (the state the launch leaves, and its count) are stored, and the
+    /// other steps make no atomic on the cursor (at COBA x100, about 2000 a step on one word).
+    pub(super) fn write_compaction(
+        &self,
+        w: &mut SourceWriter,
+        body: impl FnOnce(&mut SourceWriter) -> fmt::Result,
+    ) -> fmt::Result {
+        if !self.pushing.get() {
+            return body(w);
+        }
+        debug_assert!(self.plan.groups.iter().all(|g| g.depth <= 1));
+        w.block("if (sf_s == sf_s1 - 1)", body)
+    }
+
     /// The delivery of a warp's spikes of group g in this step (`sf_ballot`, `sf_i` in scope),
     /// by the warp, into the accumulators of this step's parity: for each spike, its rows of
     /// every projection leaving g, 32 synapses at a time.
@@ -310,28 +390,25 @@ impl Gen<'_> {
         })
     }
 
-    /// The one-barrier persistent kernel (blocks of `block` threads): every step's update phase
-    /// (with its deliveries) and one grid barrier, then the last step's queue counts and
-    /// arrivals.
+    /// The one-barrier persistent kernel (blocks of `block` threads): the slots' state loaded
+    /// into registers ([`registers`]), every step's update phase (with its deliveries) and one
+    /// grid barrier, then the last step's queue counts and arrivals, and the registers stored.
     pub(super) fn write_one_barrier_kernel(
         &self,
         block: usize,
         w: &mut SourceWriter,
     ) -> fmt::Result {
         let total_blocks: usize = (0..self.net.groups.len()).map(|g| self.vblocks(g)).sum();
-        let vb_loop = format!(
-            "for (int32_t sf_vb = (int32_t) blockIdx.x; sf_vb < {total_blocks}; sf_vb += (int32_t) gridDim.x)"
-        );
-        let signature = self.cuda_signature_with(
-            super::PERSISTENT_ENTRY,
-            block,
-            &["sf_s0", "sf_s1", "sf_steps"],
-        );
+        let signature =
+            self.cuda_signature_with(super::PERSISTENT_ENTRY, block, &super::PERSISTENT_SCALARS);
+        let slots = register_slots(self.net, self.plan, block);
+        writeln!(w, "#define SF_SLOTS {slots}")?;
         writeln!(w, "{signature}\n{{")?;
         w.indented(|w| {
             writeln!(w, "/* One grid barrier a step: deliveries into accumulators (codegen::network_kernel::grid). */")?;
             writeln!(w, "const int32_t sf_b = (int32_t) blockIdx.y;")?;
             self.write_barrier_start("", w)?;
+            self.write_register_loads(block, slots, w)?;
             w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
                 scope(w, |w| {
                     self.step_prologue(w)?;
@@ -341,10 +418,10 @@ impl Gen<'_> {
                     w.block("if (blockIdx.x == 0 && threadIdx.x == 0)", |w| {
                         self.write_queue_counts(1, "if (sf_s > sf_s0) ", true, w)
                     })?;
-                    w.block(&vb_loop, |w| self.write_update_phase(w))
+                    self.write_register_update(total_blocks, block, w)
                 })?;
                 writeln!(w, "sf_target += gridDim.x;")?;
-                writeln!(w, "sf_grid_sync(sf_barrier, sf_target);")
+                writeln!(w, "sf_grid_sync(sf_barrier, sf_target, sf_group_blocks);")
             })?;
             w.block("if (sf_s1 > sf_s0)", |w| {
                 writeln!(w, "const int32_t sf_s = sf_s1 - 1;")?;
@@ -352,12 +429,15 @@ impl Gen<'_> {
                 w.block("if (blockIdx.x == 0 && threadIdx.x == 0)", |w| {
                     self.write_queue_counts(0, "", false, w)
                 })?;
+                self.write_register_stores(block, w)?;
                 for (g, v) in accumulated(self.net, self.plan) {
                     let n = self.net.groups[g].n;
+                    let first: usize = (0..g).map(|h| self.vblocks(h)).sum();
                     let items = format!(
                         "for (int64_t sf_i = (int64_t) blockIdx.x * blockDim.x + threadIdx.x; sf_i < {n}; sf_i += (int64_t) gridDim.x * blockDim.x)"
                     );
                     w.block(items, |w| {
+                        writeln!(w, "if ({}) continue;", self.in_slot(first, block))?;
                         let real = self.real_t();
                         let x = self.at(&group_var_ident(g, v), "sf_i");
                         writeln!(w, "{real} x{} = {x};", v.0)?;

@@ -282,6 +282,6 @@ impl Gen<'_> {
             return writeln!(w, "__syncthreads();");
         }
         writeln!(w, "sf_target += gridDim.x;")?;
-        writeln!(w, "sf_grid_sync(sf_barrier, sf_target);")
+        writeln!(w, "sf_grid_sync(sf_barrier, sf_target, sf_group_blocks);")
     }
 }
