@@ -38,6 +38,13 @@ pub const GRID_MAX_SYNAPSES: u64 = 1 << 24;
 /// synapses) is within.
 pub const REGISTER_GRID_MAX_SYNAPSES: u64 = 1 << 25;
 
+/// Calls of fewer steps than this run per step under `auto`: a persistent kernel's launch loads
+/// and stores the whole state (and zeroes its work) around the steps, which a call of a few steps
+/// does not repay (H200, COBA x1 stepped from a `lax.scan`, `bench/bench_network_loop.py`: one
+/// step a call 23 µs per step against the resident block's 32, ten steps a call 7.2 against 7.9;
+/// a whole run in one call 8.2 against 5.1).
+pub const FEW_STEPS: u64 = 16;
+
 /// A path, with its grid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
@@ -77,6 +84,8 @@ pub struct Work {
     /// Register slots of the persistent kernel (virtual blocks a block keeps in registers; 0:
     /// not the one-barrier kernel).
     pub register_slots: u32,
+    /// Steps of the call.
+    pub steps: u64,
 }
 
 /// What the choice needs to know of the device.
@@ -96,7 +105,7 @@ pub struct Device {
 /// - `grid` needs at least one resident block per member; it takes at most as many blocks per
 ///   member as the update has virtual blocks or the device multiprocessors (whichever is more),
 ///   and at most what the device holds divided by the members;
-/// - `auto`: the resident block when its shared memory fits and the synapses are at most
+/// - `auto`: per step for a call of fewer than [`FEW_STEPS`] steps; else the resident block when its shared memory fits and the synapses are at most
 ///   [`RESIDENT_MAX_SYNAPSES`], else one block when the work is at most [`BLOCK_MAX_WORK`],
 ///   else a grid when the device holds at least two blocks per member and the synapses are at
 ///   most [`GRID_MAX_SYNAPSES`] (or at most [`REGISTER_GRID_MAX_SYNAPSES`] where the grid holds
@@ -117,6 +126,7 @@ pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, St
             work.members
         )),
         Strategy::Grid => Ok(Path::Grid { blocks: grid }),
+        Strategy::Auto if work.steps < FEW_STEPS => Ok(Path::PerStep),
         Strategy::Auto if resident && work.synapses <= RESIDENT_MAX_SYNAPSES => {
             Ok(Path::Block { resident })
         }
@@ -245,6 +255,7 @@ mod tests {
             members,
             resident_bytes: (24 * neurons + 1024) as u32,
             register_slots: 0,
+            steps: 1000,
         }
     }
 
@@ -253,6 +264,37 @@ mod tests {
         Work {
             register_slots: 4,
             ..work(neurons, synapses, 1)
+        }
+    }
+
+    #[test]
+    fn auto_runs_calls_of_few_steps_per_step_and_explicit_strategies_as_asked() {
+        // COBA x1 (resident block), x10 (grid) and a one-barrier x100 (register grid), a call
+        // of 1, FEW_STEPS - 1, FEW_STEPS and 1000 steps.
+        for w in [
+            work(4000, 320_000, 1),
+            work(40_000, 3_200_000, 1),
+            one_barrier_work(400_000, 32_000_000),
+        ] {
+            let long = choose(Strategy::Auto, w, H200).unwrap();
+            assert_ne!(long, Path::PerStep, "{w:?}");
+            for steps in [1, FEW_STEPS - 1] {
+                let w = Work { steps, ..w };
+                assert_eq!(choose(Strategy::Auto, w, H200), Ok(Path::PerStep), "{w:?}");
+                assert_eq!(
+                    choose(Strategy::Block, w, H200),
+                    choose(Strategy::Block, Work { steps: 1000, ..w }, H200)
+                );
+                assert_eq!(
+                    choose(Strategy::Grid, w, H200),
+                    choose(Strategy::Grid, Work { steps: 1000, ..w }, H200)
+                );
+            }
+            let w = Work {
+                steps: FEW_STEPS,
+                ..w
+            };
+            assert_eq!(choose(Strategy::Auto, w, H200), Ok(long), "{w:?}");
         }
     }
 

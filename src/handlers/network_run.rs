@@ -541,6 +541,7 @@ fn choose_path(
             .saturating_add(cuda::function_static_shared(resident)?),
         register_slots: network_kernel::register_slots(net, &site.network.plan, PERSISTENT_BLOCK)
             as u32,
+        steps: site.steps as u64,
     };
     let strategy = site.network.strategy;
     let max_shared_bytes = resident.max_shared_mem_per_block();

@@ -188,16 +188,16 @@ def test_persistent_two_half_runs_are_one_run(name, strategy):
     np.testing.assert_array_equal(np.concatenate([out1.v.v, out2.v.v]), np.asarray(out.v.v))
 
 
-def auto_path(n: int, p: float) -> str:
+def auto_path(n: int, p: float, steps: int = 200) -> str:
     """The path ``auto`` takes for a float32 group of ``n`` neurons connected with probability
-    ``p`` (run for 200 steps on the GPU: every neuron spikes once, at 17.9 ms)."""
+    ``p``, run for ``steps`` steps on the GPU (in 200, every neuron spikes once, at 17.9 ms)."""
     G = sf.NeuronGroup(n, "dv/dt = (1.2 - v)/(10*ms) : 1", threshold="v > 1", reset="v = 0", name="G")
     S = sf.Synapses(G, G, on_pre="v_post += 0.01", name="S")
     S.connect(p=p, seed=1)
     net = sf.Network(G, S, dt=DT)
     with jax.default_device(GPU):
-        _, out = run(net, net.init_state(dtype=jnp.float32), 200)
-    assert int(np.asarray(out.spike_count["G"]).sum()) > 0
+        _, out = run(net, net.init_state(dtype=jnp.float32), steps)
+    assert (int(np.asarray(out.spike_count["G"]).sum()) > 0) == (steps >= 180)
     return net.last_strategy
 
 
@@ -209,6 +209,15 @@ def test_persistent_auto_takes_a_block_while_the_state_fits_in_shared_memory_and
     assert auto_path(4000, 0.02) == "block"
     # 20,000 neurons (about 300 kB) do not: a cooperative grid
     assert auto_path(20_000, 0.001) == "grid"
+
+
+@gpu_only
+def test_persistent_auto_runs_a_call_of_few_steps_per_step():
+    # a persistent launch loads and stores the whole state around its steps: not worth it for
+    # fewer than 16 steps (network_path::FEW_STEPS)
+    assert auto_path(4000, 0.02, steps=15) == "per_step"
+    assert auto_path(20_000, 0.001, steps=1) == "per_step"
+    assert auto_path(4000, 0.02, steps=16) == "block"
 
 
 @gpu_only
