@@ -519,7 +519,8 @@ def run_case(case: Case, dtype, repeats: int, strategies=("auto",), baselines=BA
             spikeforge_times=t_sf.times,
             rate_spikeforge_hz=rate_sf,
             checked_against=[name for name, _ in checks],
-            agree=bool(checks) and all(ok for _, ok in checks),
+            # None: no baseline was asked for (--baselines none), so nothing checked the row
+            agree=all(ok for _, ok in checks) if checks else (False if baselines else None),
             connect_s=build_s,
             connectivity_bytes=sum(m[0] for m in memory.values()),
             connectivity_floor=sum(m[1] for m in memory.values()),
@@ -558,6 +559,14 @@ def _rates(r: dict, names) -> str:
     return " / ".join(parts)
 
 
+def _agreement(rows) -> str:
+    """The agree cell of rows: a mismatch where any was checked and disagreed or no asked-for
+    baseline ran, "unchecked" where no baseline was asked for."""
+    if any(r["agree"] is False for r in rows):
+        return "**MISMATCH**"
+    return "yes" if all(r["agree"] for r in rows) else "unchecked"
+
+
 def print_tables(rows: list[dict], baselines=BASELINES):
     for model in dict.fromkeys(r["model"] for r in rows):
         mrows = [r for r in rows if r["model"] == model]
@@ -584,7 +593,7 @@ def print_tables(rows: list[dict], baselines=BASELINES):
             ]
             for b in present:
                 cells += [_baseline_cell(r, b), _speedup(r, b)]
-            cells += [_rates(r, present), "yes" if r["agree"] else "**MISMATCH**"]
+            cells += [_rates(r, present), _agreement([r])]
             print("| " + " | ".join(cells) + " |")
     print(
         "\n| model | scale | synapses | connectivity bytes | floor | ratio | build s "
@@ -659,7 +668,7 @@ def print_scaling(rows: list[dict], strategies, baselines=BASELINES):
         cells += [f"{r0[f'{b}_s'] / steps * 1e6:.2f}" if f"{b}_s" in r0 else "-" for b in present]
         cells += [
             ", ".join(f"{r['strategy']}->{r['path']}" for r in group),
-            "yes" if all(r["agree"] for r in group) else "**MISMATCH**",
+            _agreement(group),
         ]
         print("| " + " | ".join(cells) + " |")
 
@@ -754,7 +763,7 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
-    bad = [r for r in rows if not r["agree"]]
+    bad = [r for r in rows if r["agree"] is False]
     for r in bad:
         why = "no baseline ran to check it" if not r["checked_against"] else "rates disagree"
         print(f"MISMATCH: {r['model']} {r['label']} {r['strategy']}: {why}", file=sys.stderr)
