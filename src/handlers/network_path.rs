@@ -38,6 +38,14 @@ pub const GRID_MAX_SYNAPSES: u64 = 1 << 24;
 /// synapses) is within.
 pub const REGISTER_GRID_MAX_SYNAPSES: u64 = 1 << 25;
 
+/// The fewest neurons for which `auto` takes the register grid (below) over the resident block:
+/// the one-barrier grid with every virtual block's state in registers runs a step in one grid
+/// barrier and no state traffic, which beats the block's passes over shared memory once the
+/// network fills a few dozen blocks (H200, brainevent's COBA, `bench_networks.py --scaling`:
+/// 4000 neurons 3.96 µs a step against the resident block's 5.02 at 50 Hz, and ahead at 9-116 Hz
+/// too; 1000 neurons 3.30 against 2.68).
+pub const REGISTER_GRID_MIN_NEURONS: u64 = 4000;
+
 /// Calls of fewer steps than this run per step under `auto`: a persistent kernel's launch loads
 /// and stores the whole state (and zeroes its work) around the steps, which a call of a few steps
 /// does not repay (H200, COBA x1 stepped from a `lax.scan`, `bench/bench_network_loop.py`: one
@@ -105,7 +113,10 @@ pub struct Device {
 /// - `grid` needs at least one resident block per member; it takes at most as many blocks per
 ///   member as the update has virtual blocks or the device multiprocessors (whichever is more),
 ///   and at most what the device holds divided by the members;
-/// - `auto`: per step for a call of fewer than [`FEW_STEPS`] steps; else the resident block when its shared memory fits and the synapses are at most
+/// - `auto`: per step for a call of fewer than [`FEW_STEPS`] steps; else the register grid (the
+///   one-barrier kernel, every virtual block in a register slot, at most
+///   [`REGISTER_GRID_MAX_SYNAPSES`]) for [`REGISTER_GRID_MIN_NEURONS`] neurons or more; else the
+///   resident block when its shared memory fits and the synapses are at most
 ///   [`RESIDENT_MAX_SYNAPSES`], else one block when the work is at most [`BLOCK_MAX_WORK`],
 ///   else a grid when the device holds at least two blocks per member and the synapses are at
 ///   most [`GRID_MAX_SYNAPSES`] (or at most [`REGISTER_GRID_MAX_SYNAPSES`] where the grid holds
@@ -116,6 +127,10 @@ pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, St
     let grid = per_member
         .min(work.update_blocks.max(device.multiprocessors).max(1))
         .max(1);
+    // the one-barrier kernel with every virtual block's state in a register slot
+    let register_grid = per_member >= 2
+        && work.synapses <= REGISTER_GRID_MAX_SYNAPSES
+        && u64::from(grid) * u64::from(work.register_slots) >= u64::from(work.update_blocks);
     match strategy {
         Strategy::PerStep => Ok(Path::PerStep),
         Strategy::Block => Ok(Path::Block { resident }),
@@ -127,6 +142,9 @@ pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, St
         )),
         Strategy::Grid => Ok(Path::Grid { blocks: grid }),
         Strategy::Auto if work.steps < FEW_STEPS => Ok(Path::PerStep),
+        Strategy::Auto if register_grid && work.neurons >= REGISTER_GRID_MIN_NEURONS => {
+            Ok(Path::Grid { blocks: grid })
+        }
         Strategy::Auto if resident && work.synapses <= RESIDENT_MAX_SYNAPSES => {
             Ok(Path::Block { resident })
         }
@@ -136,14 +154,7 @@ pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, St
         Strategy::Auto if per_member >= 2 && work.synapses <= GRID_MAX_SYNAPSES => {
             Ok(Path::Grid { blocks: grid })
         }
-        Strategy::Auto
-            if per_member >= 2
-                && work.synapses <= REGISTER_GRID_MAX_SYNAPSES
-                && u64::from(grid) * u64::from(work.register_slots)
-                    >= u64::from(work.update_blocks) =>
-        {
-            Ok(Path::Grid { blocks: grid })
-        }
+        Strategy::Auto if register_grid => Ok(Path::Grid { blocks: grid }),
         Strategy::Auto => Ok(Path::PerStep),
     }
 }
@@ -264,6 +275,24 @@ mod tests {
         Work {
             register_slots: 4,
             ..work(neurons, synapses, 1)
+        }
+    }
+
+    #[test]
+    fn auto_takes_the_register_grid_from_register_grid_min_neurons() {
+        let n = REGISTER_GRID_MIN_NEURONS;
+        // COBA x1 as the one-barrier kernel: 32 virtual blocks, each in a register slot
+        assert_eq!(
+            choose(Strategy::Auto, one_barrier_work(n, 80 * n), H200),
+            Ok(Path::Grid { blocks: 132 })
+        );
+        // smaller: the resident block; the general kernel (no register slots): the block too
+        for w in [one_barrier_work(n - 1, 80 * n), work(n, 80 * n, 1)] {
+            assert_eq!(
+                choose(Strategy::Auto, w, H200),
+                Ok(Path::Block { resident: true }),
+                "{w:?}"
+            );
         }
     }
 

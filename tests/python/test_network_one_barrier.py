@@ -62,6 +62,20 @@ def test_the_network_takes_the_one_barrier_kernel(name):
 
 
 @gpu_only
+@pytest.mark.parametrize("name", ["cuba", "coba"])
+def test_auto_takes_the_register_grid_from_4000_neurons(name):
+    # network_path::REGISTER_GRID_MIN_NEURONS: the one-barrier grid with every neuron's state in
+    # registers beats the resident block there
+    net, ref = drawn(name), reference(name)
+    assert net.n >= 4000
+    network = one_barrier_network(net, strategy="auto")
+    new, out = run(network, gpu_state(network, net))
+    assert network.last_strategy == "grid"
+    assert "register slots" in network.last_path_detail
+    np.testing.assert_array_equal(np.asarray(out.spike_count["P"]), ref.counts["P"])
+
+
+@gpu_only
 @pytest.mark.parametrize("setting", list(SETTINGS))
 @pytest.mark.parametrize("name", ["cuba", "coba"])
 def test_one_barrier_grid_float64_is_the_reference(name, setting):
