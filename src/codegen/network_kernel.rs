@@ -1264,6 +1264,17 @@ impl Gen<'_> {
                 .any(|x| x[0].0 == x[1].0 && x[0].1 != x[1].1)
     }
 
+    /// The printer of projection `p`'s synaptic expressions, its variables spelled by `names`
+    /// (usually [`Gen::synapse_name`] at some event).
+    fn synapse_printer<'b>(&'b self, p: usize, names: &'b dyn Fn(VarId) -> String) -> Printer<'b> {
+        Printer {
+            arena: &self.arenas[p],
+            dtype: self.real,
+            dialect: self.dialect,
+            var_name: names,
+        }
+    }
+
     /// How projection p's expressions name their variables for one event.
     fn synapse_name(&self, p: usize, v: VarId, ev: &Event) -> String {
         let proj = &self.net.projections[p];
@@ -1489,12 +1500,7 @@ impl Gen<'_> {
         let proj = &self.net.projections[p];
         let real = self.real_t();
         let names = |v: VarId| self.synapse_name(p, v, &EVENT);
-        let printer = Printer {
-            arena: &self.arenas[p],
-            dtype: self.real,
-            dialect: self.dialect,
-            var_name: &names,
-        };
+        let printer = self.synapse_printer(p, &names);
         w.block("for (int64_t sf_base = sf_lo; sf_base < sf_hi; sf_base += 32)", |w| {
             writeln!(w, "const int64_t sf_syn = sf_base + sf_lane;")?;
             writeln!(w, "const int32_t sf_j = sf_syn < sf_hi ? in_p{p}_targets[sf_syn] : -1;")?;
@@ -1965,14 +1971,10 @@ impl Gen<'_> {
                 writeln!(w, "const int32_t sf_arrived = sf_w[{at} + sf_i - {a}];")?;
                 w.block("if (sf_arrived != 0)", |w| {
                     let names = |v: VarId| self.synapse_name(p, v, &EVENT);
-                    let text = Printer {
-                        arena: &self.arenas[p],
-                        dtype: self.real,
-                        dialect: self.dialect,
-                        var_name: &names,
-                    }
-                    .block(&[value], "sf_c", w)?
-                    .remove(0);
+                    let text = self
+                        .synapse_printer(p, &names)
+                        .block(&[value], "sf_c", w)?
+                        .remove(0);
                     let target = self.statement_target(
                         p,
                         pathway,

@@ -41,7 +41,6 @@ use std::fmt::{self, Write};
 use super::{scope, Gen, EVENT};
 use crate::codegen::dialect::Dialect;
 use crate::codegen::network_layout::{group_var_ident, rings, Ring};
-use crate::codegen::printer::Printer;
 use crate::codegen::writer::SourceWriter;
 use crate::ir::synapses::DelayIr;
 use crate::ir::VarId;
@@ -445,12 +444,7 @@ impl Gen<'_> {
             )?;
             writeln!(w, "(void) sf_pre;")?;
             let names = |v: VarId| self.synapse_name(p, v, &EVENT);
-            let printer = Printer {
-                arena: &self.arenas[p],
-                dtype: self.real,
-                dialect: self.dialect,
-                var_name: &names,
-            };
+            let printer = self.synapse_printer(p, &names);
             let rings = self.rings();
             let n = self.net.groups[proj.target].n;
             for (st, statement) in proj.synapses.statements(k).iter().enumerate() {

@@ -19,7 +19,6 @@ use std::fmt::{self, Write};
 use super::{scope, write_clamp, Gen, EVENT};
 use crate::codegen::dialect::Dialect;
 use crate::codegen::network_layout::{group_var_ident, summed_variables, UPDATE_BLOCK};
-use crate::codegen::printer::Printer;
 use crate::codegen::step_body::StepBody;
 use crate::codegen::writer::SourceWriter;
 use crate::ir::{IndexOf, VarId};
@@ -103,12 +102,7 @@ impl Gen<'_> {
             let (n_pre, n_post) = (proj.n_pre(), proj.n_post());
             let start_pre = proj.source_range.start;
             let names = |v: VarId| self.synapse_name(p, v, &EVENT);
-            let printer = Printer {
-                arena: &self.arenas[p],
-                dtype: self.real,
-                dialect: self.dialect,
-                var_name: &names,
-            };
+            let printer = self.synapse_printer(p, &names);
             let add = |w: &mut SourceWriter| -> fmt::Result {
                 let text = printer.block(&[summed.value], "sf_v", w)?.remove(0);
                 writeln!(w, "sf_acc += {text};")
