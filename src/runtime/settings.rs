@@ -93,7 +93,7 @@ pub fn grid_barrier() -> Result<Option<BarrierVariant>, RuntimeError> {
     };
     BarrierVariant::parse(&text)
         .map(Some)
-        .ok_or_else(|| bad(GRID_BARRIER_VAR, &text, "flat, split or grouped"))
+        .ok_or_else(|| bad(GRID_BARRIER_VAR, &text, "flat, release, split or grouped"))
 }
 
 /// [`GRID_BLOCKS_VAR`]: `None` when unset.
@@ -165,7 +165,7 @@ mod tests {
         );
         let out = grid(&[(GRID_BARRIER_VAR, "fast"), (GRID_BLOCKS_VAR, "0")]);
         assert!(
-            out.contains("SPIKEFORGE_GRID_BARRIER=fast: expected flat, split or grouped"),
+            out.contains("SPIKEFORGE_GRID_BARRIER=fast: expected flat, release, split or grouped"),
             "{out}"
         );
         assert!(

@@ -222,6 +222,7 @@ impl Gen<'_> {
         w: &mut SourceWriter,
     ) -> fmt::Result {
         writeln!(w, "unsigned sf_ballots[SF_SLOTS];")?;
+        self.write_accumulator_loads(block, w)?;
         self.write_slots(w, |w| {
             writeln!(w, "sf_ballots[sf_slot] = 0u;")?;
             self.in_registers.set(true);
