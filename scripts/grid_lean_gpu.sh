@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# GPU checks of the one-barrier register grid's per-step latency work (issue 10, x10/x100; helper
+# grid-lean), on the device, against a library built elsewhere (SPIKEFORGE_LIBRARY) and this
+# checkout's python_shim. Every step runs under `timeout`; logs and reports go to $OUT (or /tmp).
+#   bash scripts/grid_lean_gpu.sh check      # tests/python/test_network_one_barrier.py
+#   bash scripts/grid_lean_gpu.sh bench      # COBA x10, x100, 1 s biological: barriers, grid sizes
+#   bash scripts/grid_lean_gpu.sh ncu        # ncu of one launch at x10 (200 steps), full set
+#   bash scripts/grid_lean_gpu.sh sanitize   # memcheck, racecheck, synccheck of a short x1 run
+# STRATEGIES, SCALES and DURATION override the benchmark's.
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" LOG="${OUT:-/tmp}" status=0
+export PYTHONPATH="$ROOT/python_shim" PYTHONUNBUFFERED=1 \
+  SPIKEFORGE_LIBRARY="${SPIKEFORGE_LIBRARY:-$ROOT/target/release/libspikeforge.so}"
+cd "$ROOT"
+run() { # run NAME SECONDS COMMAND...: logs to $LOG/NAME.log, prints the tail, keeps the worst status
+  local name="$1" limit="$2"
+  shift 2
+  printf '\n== %s (limit %ss)\n' "$name" "$limit"
+  timeout --kill-after=10 "$limit" "$@" >"$LOG/$name.log" 2>&1
+  local rc=$?
+  tail -n 40 "$LOG/$name.log"
+  [ $rc -eq 124 ] && echo "** $name: TIMED OUT after ${limit}s (a hang?)"
+  [ $rc -ne 0 ] && echo "** $name: exit status $rc" && status=1
+  return 0
+}
+for what in "$@"; do
+  case "$what" in
+    check)
+      run pytest_one_barrier 300 python3 -m pytest -q -p no:logging tests/python/test_network_one_barrier.py
+      ;;
+    bench)
+      run bench 400 python3 bench/bench_networks.py --models coba_be --scales "${SCALES:-10,100}" \
+        --duration "${DURATION:-1000}" --baselines none \
+        --strategy "${STRATEGIES:-auto,grid:flat,grid:release,grid:flat:157,grid:release:157,grid:release:105,grid:release:782}"
+      ;;
+    ncu)
+      run ncu_x10 300 ncu --set full -k regex:sf_network_persistent --launch-count 1 -f \
+        -o "$LOG/ncu_x10" python3 scripts/one_barrier_short.py 40000 "${BARRIER:-flat}"
+      ncu -i "$LOG/ncu_x10.ncu-rep" --page details >"$LOG/ncu_x10_details.txt" 2>&1
+      ncu -i "$LOG/ncu_x10.ncu-rep" --page source --csv --print-source sass >"$LOG/ncu_x10_sass.csv" 2>&1
+      grep -iE "Duration|Registers|Achieved Occupancy|Stall|Warp Cycles|Block Limit|Grid Size" \
+        "$LOG/ncu_x10_details.txt" | head -60
+      ;;
+    sanitize)
+      for tool in memcheck racecheck synccheck; do
+        run "sanitize_$tool" 240 compute-sanitizer --tool "$tool" --error-exitcode 3 \
+          python3 scripts/one_barrier_short.py 4000 flat release flat:3 release:3
+      done
+      ;;
+    *) echo "unknown step: $what" && status=1 ;;
+  esac
+done
+exit $status
