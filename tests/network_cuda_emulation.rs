@@ -1247,8 +1247,37 @@ fn emulated_one_barrier_grid_matches_c() {
         return;
     };
     let steps = 100;
-    for (name, shared) in [("one_barrier", false), ("one_barrier_shared", true)] {
-        let (mut spec, values) = cuba(300, false, shared, false, 7);
+    // `dense`: every excitatory neuron reaches every neuron (rows of 300 synapses, weak), so
+    // that a row takes several rounds of a lane's PUSH_UNROLL targets; the first step's spikes
+    // (a sixth of the neurons start above threshold) put several in one warp, so spikes are
+    // delivered two at a time too.
+    for (name, shared, dense) in [
+        ("one_barrier", false, false),
+        ("one_barrier_shared", true, false),
+        ("one_barrier_dense", false, true),
+    ] {
+        let (mut spec, mut values) = cuba(300, false, shared, false, 7);
+        if dense {
+            let n_e = 240;
+            for (key, column) in [
+                (
+                    "Ce.row_offsets",
+                    (0..=n_e).map(|r| (r * 300) as f64).collect::<Vec<_>>(),
+                ),
+                (
+                    "Ce.targets",
+                    (0..n_e * 300).map(|k| (k % 300) as f64).collect(),
+                ),
+                (
+                    "Ce.w",
+                    (0..n_e * 300)
+                        .map(|k| 0.004 + 0.0001 * (k % 37) as f64)
+                        .collect(),
+                ),
+            ] {
+                values.iter_mut().find(|(k, _)| *k == key).unwrap().1 = column;
+            }
+        }
         spec["projections"][0]
             .as_object_mut()
             .unwrap()

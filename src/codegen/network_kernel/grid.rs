@@ -444,9 +444,12 @@ impl Gen<'_> {
     ///
     /// The latency chain of a warp's deliveries is kept short: every firing lane loads its own
     /// rows' bounds first (one round trip for all the warp's spikes, instead of one a spike),
-    /// which the spikes' loop then takes from the lane (`__shfl_sync`); a row's targets are
-    /// loaded [`PUSH_UNROLL`] a lane at a time before their atomics (one round trip a spike for
-    /// rows of up to 32 · [`PUSH_UNROLL`] synapses, instead of one per 32 synapses).
+    /// which the spikes' loop then takes from the lane (`__shfl_sync`); a register slot's lanes
+    /// read them from the row tables in shared memory instead ([`Gen::row_tables`]). The loop
+    /// takes two spikes at a time and loads [`PUSH_UNROLL`] targets a lane of each row before
+    /// their atomics: one round trip for two spikes' rows of up to 32 · [`PUSH_UNROLL`]
+    /// synapses, where a loop over 32 synapses at a time, a spike at a time, made one per 32
+    /// synapses of each spike.
     pub(super) fn write_push(&self, g: usize, w: &mut SourceWriter) -> fmt::Result {
         if !self.pushing.get() {
             return Ok(());
@@ -459,26 +462,51 @@ impl Gen<'_> {
             w,
             "/* The firing lanes' rows, loaded at once (codegen::network_kernel::grid). */"
         )?;
+        // A register slot's lanes read their rows' bounds from the row tables.
+        let (tables, block) = match self.printing.get() {
+            super::Printing::Persistent { block, .. } if self.in_registers.get() => {
+                (self.row_tables(block), block)
+            }
+            _ => (Vec::new(), 0),
+        };
         for &p in &leaving {
             let proj = &self.net.projections[p];
             let (a, b) = (proj.source_range.start, proj.source_range.end);
-            let rows = self.row_offsets(p);
+            let (lo, hi) = if tables.iter().any(|(q, _)| *q == p) {
+                let at = format!("sf_rows{p}[sf_slot * {} + threadIdx.x", block + 1);
+                (format!("{at}]"), format!("{at} + 1]"))
+            } else {
+                let rows = self.row_offsets(p);
+                (
+                    format!("{rows}[sf_i - {a}]"),
+                    format!("{rows}[sf_i - {a} + 1]"),
+                )
+            };
             writeln!(w, "int64_t sf_rlo{p} = 0, sf_rhi{p} = 0;")?;
             w.block(format!("if (sf_fire && sf_i >= {a} && sf_i < {b})"), |w| {
-                writeln!(w, "sf_rlo{p} = {rows}[sf_i - {a}];")?;
-                writeln!(w, "sf_rhi{p} = {rows}[sf_i - {a} + 1];")
+                writeln!(w, "sf_rlo{p} = {lo};")?;
+                writeln!(w, "sf_rhi{p} = {hi};")
             })?;
         }
-        let head = "for (unsigned sf_left = sf_ballot; sf_left != 0u; sf_left &= sf_left - 1u)";
-        w.block(head, |w| {
+        // Two spikes at a time (lanes `sf_src` and `sf_src2`; `sf_two`: there is a second).
+        w.block("for (unsigned sf_left = sf_ballot; sf_left != 0u;)", |w| {
             writeln!(w, "const int32_t sf_src = __ffs((int) sf_left) - 1;")?;
+            writeln!(w, "sf_left &= sf_left - 1u;")?;
+            writeln!(w, "const bool sf_two = sf_left != 0u;")?;
             writeln!(
                 w,
-                "const int32_t sf_pre = __shfl_sync(0xffffffffu, (int32_t) sf_i, sf_src);"
+                "const int32_t sf_src2 = sf_two ? __ffs((int) sf_left) - 1 : sf_src;"
             )?;
+            writeln!(w, "sf_left &= sf_left - 1u;")?;
+            for (name, src) in [("sf_pre", "sf_src"), ("sf_pre2", "sf_src2")] {
+                writeln!(
+                    w,
+                    "const int32_t {name} = __shfl_sync(0xffffffffu, (int32_t) sf_i, {src});"
+                )?;
+            }
             for &p in &leaving {
                 for k in self.net.projections[p].synapses.pathways_of(Pathway::Pre) {
-                    w.block("do", |w| self.write_pushed_row(p, k, w))?;
+                    w.block("do", |w| self.write_pushed_rows(p, k, w))?;
                     writeln!(w, "while (0);")?;
                 }
             }
@@ -486,56 +514,85 @@ impl Gen<'_> {
         })
     }
 
-    /// Spike `sf_pre`'s row of projection p's pathway k (its bounds in lane `sf_src`'s
-    /// `sf_rlo{p}`, `sf_rhi{p}`), by the warp's lanes, added to the accumulators.
-    fn write_pushed_row(&self, p: usize, pathway: usize, w: &mut SourceWriter) -> fmt::Result {
+    /// The rows of projection p's pathway k of spikes `sf_pre` and (when `sf_two`) `sf_pre2`
+    /// (their bounds in lanes `sf_src`, `sf_src2`'s `sf_rlo{p}`, `sf_rhi{p}`), by the warp's
+    /// lanes, added to the accumulators: each lane loads its [`PUSH_UNROLL`] targets of both
+    /// rows, then makes their atomics (one round trip for two spikes' rows of up to 128).
+    fn write_pushed_rows(&self, p: usize, pathway: usize, w: &mut SourceWriter) -> fmt::Result {
         let proj = &self.net.projections[p];
         let s = &proj.synapses;
         let (a, b) = (proj.source_range.start, proj.source_range.end);
-        writeln!(w, "if (sf_pre < {a} || sf_pre >= {b}) continue;")?;
-        writeln!(w, "const int32_t sf_r = sf_pre - {a};")?;
+        writeln!(w, "const bool sf_in = sf_pre >= {a} && sf_pre < {b};")?;
         writeln!(
             w,
-            "int64_t sf_lo = __shfl_sync(0xffffffffu, sf_rlo{p}, sf_src), sf_hi = __shfl_sync(0xffffffffu, sf_rhi{p}, sf_src);"
+            "const bool sf_in2 = sf_two && sf_pre2 >= {a} && sf_pre2 < {b};"
         )?;
-        super::write_clamp(p, w)?;
+        writeln!(w, "if (!sf_in && !sf_in2) continue;")?;
+        for (x, src, inside) in [("", "sf_src", "sf_in"), ("2", "sf_src2", "sf_in2")] {
+            writeln!(
+                w,
+                "int64_t sf_lo{x} = __shfl_sync(0xffffffffu, sf_rlo{p}, {src}), sf_hi{x} = __shfl_sync(0xffffffffu, sf_rhi{p}, {src});"
+            )?;
+            writeln!(w, "if (sf_lo{x} < 0) sf_lo{x} = 0;")?;
+            writeln!(w, "if (sf_hi{x} > sf_nsyn{p}) sf_hi{x} = sf_nsyn{p};")?;
+            writeln!(
+                w,
+                "const int64_t sf_len{x} = {inside} && sf_hi{x} > sf_lo{x} ? sf_hi{x} - sf_lo{x} : 0;"
+            )?;
+        }
         let n_post = proj.n_post();
         let head = format!(
-            "for (int64_t sf_base = sf_lo; sf_base < sf_hi; sf_base += {})",
+            "for (int64_t sf_c = 0; sf_c < sf_len || sf_c < sf_len2; sf_c += {})",
             32 * PUSH_UNROLL
         );
         let names = |v: VarId| self.synapse_name(p, v, &EVENT);
         let printer = self.synapse_printer(p, &names);
+        let each = format!("for (int32_t sf_u = 0; sf_u < {PUSH_UNROLL}; ++sf_u)");
         w.block(head, |w| {
-            writeln!(w, "int32_t sf_js[{PUSH_UNROLL}];")?;
-            let each = format!("for (int32_t sf_u = 0; sf_u < {PUSH_UNROLL}; ++sf_u)");
+            writeln!(w, "int32_t sf_js[{PUSH_UNROLL}], sf_js2[{PUSH_UNROLL}];")?;
             writeln!(w, "#pragma unroll")?;
             w.block(&each, |w| {
-                writeln!(w, "const int64_t sf_syn = sf_base + sf_lane + 32 * sf_u;")?;
-                writeln!(
-                    w,
-                    "sf_js[sf_u] = sf_syn < sf_hi ? in_p{p}_targets[sf_syn] : -1;"
-                )
-            })?;
-            writeln!(w, "#pragma unroll")?;
-            w.block(&each, |w| {
-                writeln!(w, "const int64_t sf_syn = sf_base + sf_lane + 32 * sf_u;")?;
-                writeln!(w, "const int32_t sf_j = sf_js[sf_u];")?;
-                writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
-                for (k, st) in s.statements(pathway).iter().enumerate() {
-                    let (Effect::Add(e), Some((IndexOf::Post, v))) =
-                        (st.effect, s.neighbour(st.var))
-                    else {
-                        unreachable!("a one-barrier network adds to the target only")
-                    };
-                    let index = format!("({} + {})", proj.target_range.start, EVENT.post);
-                    let acc = (self.accumulator(proj.target, v, "sf_t_step & 1", &index))
-                        .expect("an accumulated variable");
-                    let text = printer.block(&[e], &format!("sf_q{k}_"), w)?.remove(0);
-                    writeln!(w, "atomicAdd(&{acc}, {text});")?;
+                writeln!(w, "const int64_t sf_at = sf_c + sf_lane + 32 * sf_u;")?;
+                for x in ["", "2"] {
+                    writeln!(
+                        w,
+                        "sf_js{x}[sf_u] = sf_at < sf_len{x} ? in_p{p}_targets[sf_lo{x} + sf_at] : -1;"
+                    )?;
                 }
                 Ok(())
-            })
+            })?;
+            for x in ["", "2"] {
+                // Spike x's atomics, its names (`sf_pre`, `sf_r`) in a scope of their own.
+                scope(w, |w| {
+                    if !x.is_empty() {
+                        writeln!(w, "const int32_t sf_pre = sf_pre{x};")?;
+                    }
+                    writeln!(w, "const int32_t sf_r = sf_pre - {a};")?;
+                    writeln!(w, "#pragma unroll")?;
+                    w.block(&each, |w| {
+                        writeln!(
+                            w,
+                            "const int64_t sf_syn = sf_lo{x} + sf_c + sf_lane + 32 * sf_u;"
+                        )?;
+                        writeln!(w, "const int32_t sf_j = sf_js{x}[sf_u];")?;
+                        writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
+                        for (k, st) in s.statements(pathway).iter().enumerate() {
+                            let (Effect::Add(e), Some((IndexOf::Post, v))) =
+                                (st.effect, s.neighbour(st.var))
+                            else {
+                                unreachable!("a one-barrier network adds to the target only")
+                            };
+                            let index = format!("({} + {})", proj.target_range.start, EVENT.post);
+                            let acc = (self.accumulator(proj.target, v, "sf_t_step & 1", &index))
+                                .expect("an accumulated variable");
+                            let text = printer.block(&[e], &format!("sf_q{k}_"), w)?.remove(0);
+                            writeln!(w, "atomicAdd(&{acc}, {text});")?;
+                        }
+                        Ok(())
+                    })
+                })?;
+            }
+            Ok(())
         })
     }
 

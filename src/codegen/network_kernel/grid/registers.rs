@@ -34,6 +34,10 @@ use crate::step::network::NetworkPlan;
 /// thread), 4 slots hold 540,672 neurons on 132 multiprocessors (the H200): COBA x100's 400,000.
 pub const REGISTER_SLOTS: usize = 4;
 
+/// The most shared memory a block's row tables take ([`Gen::row_tables`]): COBA's two
+/// projections take 4,128 bytes in blocks of 128 with 4 slots (8 blocks a multiprocessor: 33 kB).
+pub const ROW_TABLE_BYTES: usize = 8192;
+
 /// The register slots of `net`'s persistent kernel in blocks of `block` threads: at most
 /// [`REGISTER_SLOTS`], at most its virtual blocks; 0 when it is not the one-barrier kernel.
 pub fn register_slots(net: &NetworkIr, plan: &NetworkPlan, block: usize) -> usize {
@@ -204,7 +208,79 @@ impl Gen<'_> {
                 }
                 Ok(())
             })
-        })
+        })?;
+        self.write_row_tables(block, w)
+    }
+
+    /// The projections whose row bounds at the slots' neurons are kept in shared memory for
+    /// the launch (`sf_rows{p}`: [`SF_SLOTS`] runs of `block + 1` offsets), with their C type:
+    /// every projection of the one-barrier kernel while they take at most
+    /// [`ROW_TABLE_BYTES`] a block, else none. A firing lane then reads its row's bounds there
+    /// (tens of cycles) instead of from global memory (an L2 round trip on the step's chain).
+    pub(in crate::codegen::network_kernel) fn row_tables(
+        &self,
+        block: usize,
+    ) -> Vec<(usize, &'static str)> {
+        if register_slots(self.net, self.plan, block) == 0 {
+            return Vec::new();
+        }
+        let slots = register_slots(self.net, self.plan, block);
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for p in 0..self.net.projections.len() {
+            let Some((_, arg)) = self.args.get(&format!("p{p}_rows")) else {
+                return Vec::new();
+            };
+            let c_type = arg.elem.c_type();
+            bytes += slots * (block + 1) * if c_type.contains("64") { 8 } else { 4 };
+            out.push((p, c_type));
+        }
+        if bytes > ROW_TABLE_BYTES {
+            return Vec::new();
+        }
+        out
+    }
+
+    /// The row tables ([`Gen::row_tables`]) declared and filled from the row offsets (at the
+    /// launch's start, after the register loads), then a block barrier.
+    fn write_row_tables(&self, block: usize, w: &mut SourceWriter) -> fmt::Result {
+        let tables = self.row_tables(block);
+        if tables.is_empty() {
+            return Ok(());
+        }
+        writeln!(w, "/* The slots' neurons' row bounds, in shared memory for the launch (codegen::network_kernel::grid::registers). */")?;
+        for (p, c_type) in &tables {
+            writeln!(
+                w,
+                "__shared__ {c_type} sf_rows{p}[SF_SLOTS * {}];",
+                block + 1
+            )?;
+        }
+        let held = self.held();
+        self.write_slots(w, |w| {
+            self.write_held_neurons(&held, block, w, |g, w| {
+                for (p, _) in &tables {
+                    let proj = &self.net.projections[*p];
+                    if proj.source != g {
+                        continue;
+                    }
+                    let (a, b) = (proj.source_range.start, proj.source_range.end);
+                    let rows = self.row_offsets(*p);
+                    w.block(format!("if (sf_i >= {a} && sf_i < {b})"), |w| {
+                        let at = format!("sf_rows{p}[sf_slot * {} + threadIdx.x]", block + 1);
+                        writeln!(w, "{at} = {rows}[sf_i - {a}];")?;
+                        writeln!(
+                            w,
+                            "if (sf_i + 1 == {b} || threadIdx.x == {}) sf_rows{p}[sf_slot * {} + threadIdx.x + 1] = {rows}[sf_i - {a} + 1];",
+                            block - 1,
+                            block + 1
+                        )
+                    })?;
+                }
+                Ok(())
+            })
+        })?;
+        writeln!(w, "__syncthreads();")
     }
 
     /// A step's update of the slots (state in registers), then their spikes' deliveries, then
@@ -253,7 +329,11 @@ impl Gen<'_> {
                                 w,
                                 "const int32_t sf_rank = __popc(sf_ballot & ((1u << sf_lane) - 1u));"
                             )?;
-                            self.write_warp_spikes(g, w)
+                            // A slot's spikes: their rows' bounds from the row tables.
+                            self.in_registers.set(true);
+                            let written = self.write_warp_spikes(g, w);
+                            self.in_registers.set(false);
+                            written
                         })?;
                     }
                     first = end;
