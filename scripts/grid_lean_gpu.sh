@@ -6,7 +6,7 @@
 #   bash scripts/grid_lean_gpu.sh bench      # COBA x1, x10, x100, 1 s biological: barriers, grid sizes
 #   bash scripts/grid_lean_gpu.sh ncu        # ncu of one launch at x10 (200 steps), full set
 #   bash scripts/grid_lean_gpu.sh sanitize   # memcheck, racecheck, synccheck of a short x1 run
-# STRATEGIES, SCALES and DURATION override the benchmark's.
+# STRATEGIES, SCALES and DURATION override the benchmark's; its log is $OUT/bench${TAG}_x<scales>.log.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" LOG="${OUT:-/tmp}" status=0
 export PYTHONPATH="$ROOT/python_shim" PYTHONUNBUFFERED=1 \
@@ -29,7 +29,8 @@ for what in "$@"; do
       run pytest_one_barrier 300 python3 -m pytest -q -p no:logging tests/python/test_network_one_barrier.py
       ;;
     bench)
-      run bench 400 python3 bench/bench_networks.py --models coba_be --scales "${SCALES:-1,10,100}" \
+      scales="${SCALES:-1,10,100}"
+      run "bench${TAG:-}_x${scales//,/_}" 400 python3 bench/bench_networks.py --models coba_be --scales "$scales" \
         --duration "${DURATION:-1000}" --baselines none \
         --strategy "${STRATEGIES:-auto,grid:flat,grid:release,grid:flat:157,grid:release:157,grid:release:105,grid:release:782}"
       ;;

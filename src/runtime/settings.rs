@@ -160,6 +160,10 @@ mod tests {
             "Ok(Some(Split)) / Ok(None)"
         );
         assert_eq!(
+            grid(&[(GRID_BARRIER_VAR, "release")]),
+            "Ok(Some(Release)) / Ok(None)"
+        );
+        assert_eq!(
             grid(&[(GRID_BARRIER_VAR, " grouped ")]),
             "Ok(Some(Grouped { group_blocks: 32 })) / Ok(None)"
         );

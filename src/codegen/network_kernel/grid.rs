@@ -692,6 +692,18 @@ mod tests {
     }
 
     #[test]
+    fn barrier_variants_parse_their_names_and_pick_the_kernels_branch() {
+        for name in ["flat", "release", "split", "grouped"] {
+            assert_eq!(BarrierVariant::parse(name).unwrap().name(), name);
+        }
+        assert_eq!(BarrierVariant::parse("fast"), None);
+        // sf_grid_sync: < 0 release, 0 flat, > 0 grouped (split: one group).
+        assert_eq!(BarrierVariant::Release.group_blocks(), -1);
+        assert_eq!(BarrierVariant::Flat.group_blocks(), 0);
+        assert!(BarrierVariant::parse("grouped").unwrap().group_blocks() > 0);
+    }
+
+    #[test]
     fn one_barrier_takes_atomic_additions_in_the_spikes_own_step_only() {
         let (yes, acc) = choice(|_| {});
         assert!(yes);

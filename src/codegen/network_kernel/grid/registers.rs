@@ -221,10 +221,10 @@ impl Gen<'_> {
         &self,
         block: usize,
     ) -> Vec<(usize, &'static str)> {
-        if register_slots(self.net, self.plan, block) == 0 {
+        let slots = register_slots(self.net, self.plan, block);
+        if slots == 0 {
             return Vec::new();
         }
-        let slots = register_slots(self.net, self.plan, block);
         let mut out = Vec::new();
         let mut bytes = 0;
         for p in 0..self.net.projections.len() {
