@@ -8,21 +8,8 @@
 #   bash scripts/grid_lean_gpu.sh sanitize   # memcheck, racecheck, synccheck of a short x1 run
 # STRATEGIES, SCALES and DURATION override the benchmark's; its log is $OUT/bench${TAG}_x<scales>.log.
 set -uo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" LOG="${OUT:-/tmp}" status=0
-export PYTHONPATH="$ROOT/python_shim" PYTHONUNBUFFERED=1 \
-  SPIKEFORGE_LIBRARY="${SPIKEFORGE_LIBRARY:-$ROOT/target/release/libspikeforge.so}"
-cd "$ROOT"
-run() { # run NAME SECONDS COMMAND...: logs to $LOG/NAME.log, prints the tail, keeps the worst status
-  local name="$1" limit="$2"
-  shift 2
-  printf '\n== %s (limit %ss)\n' "$name" "$limit"
-  timeout --kill-after=10 "$limit" "$@" >"$LOG/$name.log" 2>&1
-  local rc=$?
-  tail -n 40 "$LOG/$name.log"
-  [ $rc -eq 124 ] && echo "** $name: TIMED OUT after ${limit}s (a hang?)"
-  [ $rc -ne 0 ] && echo "** $name: exit status $rc" && status=1
-  return 0
-}
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_run.sh"
+TAIL_LINES=40
 for what in "$@"; do
   case "$what" in
     check)

@@ -111,7 +111,7 @@ pub fn accumulated(net: &NetworkIr, plan: &NetworkPlan) -> Vec<(usize, VarId)> {
 }
 
 /// The register array of a step's prefetched arrivals at group g's `v` (one element a slot).
-fn prefetched(g: usize, v: VarId) -> String {
+pub(super) fn prefetched(g: usize, v: VarId) -> String {
     format!("sf_pa{g}_{}", v.0)
 }
 
@@ -317,7 +317,13 @@ impl Gen<'_> {
 
     /// Element `index` of the accumulator of (group g, variable v) for the steps of parity
     /// `parity` (a C expression), if the kernel being printed accumulates it.
-    fn accumulator(&self, g: usize, v: VarId, parity: &str, index: &str) -> Option<String> {
+    pub(super) fn accumulator(
+        &self,
+        g: usize,
+        v: VarId,
+        parity: &str,
+        index: &str,
+    ) -> Option<String> {
         if !self.pushing.get() {
             return None;
         }
@@ -330,52 +336,6 @@ impl Gen<'_> {
             self.layout.work.accumulators[k],
             self.net.groups[g].n
         ))
-    }
-
-    /// The previous step's arrivals at the slots' neurons, loaded into registers
-    /// ([`prefetched`]) before any slot is updated (`sf_t_step`, `sf_w` in scope): the loads of
-    /// every slot and variable go out together, and none waits for a fold's branch or store.
-    pub(super) fn write_accumulator_loads(
-        &self,
-        block: usize,
-        w: &mut SourceWriter,
-    ) -> fmt::Result {
-        let acc = accumulated(self.net, self.plan);
-        let real = self.real_t();
-        for (g, v) in &acc {
-            writeln!(w, "{real} {}[SF_SLOTS];", prefetched(*g, *v))?;
-        }
-        writeln!(w, "#pragma unroll")?;
-        w.block(
-            "for (int32_t sf_slot = 0; sf_slot < SF_SLOTS; ++sf_slot)",
-            |w| {
-                writeln!(
-                    w,
-                    "const int32_t sf_vb = (int32_t) blockIdx.x + sf_slot * (int32_t) gridDim.x;"
-                )?;
-                let mut first = 0usize;
-                for g in 0..self.net.groups.len() {
-                    let end = first + self.vblocks(g);
-                    let vars: Vec<VarId> = (acc.iter())
-                        .filter(|(ag, _)| *ag == g)
-                        .map(|(_, v)| *v)
-                        .collect();
-                    if !vars.is_empty() {
-                        let n = self.net.groups[g].n;
-                        let i = format!("(int64_t) (sf_vb - {first}) * {block} + threadIdx.x");
-                        let here = format!("sf_vb >= {first} && sf_vb < {end} && {i} < {n}");
-                        for v in vars {
-                            let at = self
-                                .accumulator(g, v, "(sf_t_step + 1) & 1", &format!("({i})"))
-                                .expect("an accumulated variable");
-                            writeln!(w, "{}[sf_slot] = {here} ? {at} : 0;", prefetched(g, v))?;
-                        }
-                    }
-                    first = end;
-                }
-                Ok(())
-            },
-        )
     }
 
     /// Whether the one-barrier kernel is being printed and accumulates group g's `v`.

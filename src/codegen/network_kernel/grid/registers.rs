@@ -22,7 +22,7 @@
 use std::fmt::{self, Write};
 
 use super::super::{scope, Gen};
-use super::accumulated;
+use super::{accumulated, prefetched};
 use crate::codegen::network_layout::group_var_ident;
 use crate::codegen::writer::SourceWriter;
 use crate::ir::network::{NetGroupKind, NetworkIr};
@@ -210,6 +210,38 @@ impl Gen<'_> {
             })
         })?;
         self.write_row_tables(block, w)
+    }
+
+    /// The previous step's arrivals at the slots' neurons, loaded into registers
+    /// ([`prefetched`]) before any slot is updated (`sf_t_step`, `sf_w` in scope): the loads of
+    /// every slot and variable go out together, and none waits for a fold's branch or store.
+    pub(super) fn write_accumulator_loads(
+        &self,
+        block: usize,
+        w: &mut SourceWriter,
+    ) -> fmt::Result {
+        let acc = accumulated(self.net, self.plan);
+        let real = self.real_t();
+        for (g, v) in &acc {
+            writeln!(w, "{real} {}[SF_SLOTS];", prefetched(*g, *v))?;
+        }
+        self.write_slots(w, |w| {
+            let mut first = 0usize;
+            for g in 0..self.net.groups.len() {
+                let end = first + self.vblocks(g);
+                let n = self.net.groups[g].n;
+                let i = format!("(int64_t) (sf_vb - {first}) * {block} + threadIdx.x");
+                let here = format!("sf_vb >= {first} && sf_vb < {end} && {i} < {n}");
+                for (_, v) in acc.iter().filter(|(ag, _)| *ag == g) {
+                    let at = self
+                        .accumulator(g, *v, "(sf_t_step + 1) & 1", &format!("({i})"))
+                        .expect("an accumulated variable");
+                    writeln!(w, "{}[sf_slot] = {here} ? {at} : 0;", prefetched(g, *v))?;
+                }
+                first = end;
+            }
+            Ok(())
+        })
     }
 
     /// The projections whose row bounds at the slots' neurons are kept in shared memory for
