@@ -368,11 +368,11 @@ def parse_strategy(text: str) -> tuple[str, dict]:
     a part is not one."""
     base, *rest = text.split(":")
     if base not in sf.Network.STRATEGIES or len(rest) > 2:
-        raise ValueError(f"{text!r}: expected strategy[:flat|split|grouped[:blocks]]")
+        raise ValueError(f"{text!r}: expected strategy[:flat|release|split|grouped[:blocks]]")
     settings = {}
     if rest and rest[0]:
-        if rest[0] not in ("flat", "split", "grouped"):
-            raise ValueError(f"{text!r}: the barrier is flat, split or grouped, not {rest[0]!r}")
+        if rest[0] not in ("flat", "release", "split", "grouped"):
+            raise ValueError(f"{text!r}: the barrier is flat, release, split or grouped, not {rest[0]!r}")
         settings[GRID_SETTINGS[0]] = rest[0]
     if len(rest) == 2:
         if not rest[1].isdigit() or int(rest[1]) < 1:

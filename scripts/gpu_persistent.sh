@@ -15,22 +15,9 @@
 #   bash scripts/gpu_persistent.sh bench 10            # COBA x10
 # STRATEGIES=per_step,grid REPEATS=3 narrow the benchmark (one block at x10 may be slow).
 set -uo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" LOG="${OUT:-/tmp}" what="${1:-}" status=0
-export PYTHONPATH="$ROOT/python_shim" PYTHONUNBUFFERED=1 \
-  SPIKEFORGE_LIBRARY="${SPIKEFORGE_LIBRARY:-$ROOT/target/release/libspikeforge.so}"
-cd "$ROOT"
+what="${1:-}"
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_run.sh"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-run() { # run NAME SECONDS COMMAND...: logs to $LOG/NAME.log, prints the tail, keeps the worst status
-  local name="$1" limit="$2"
-  shift 2
-  printf '\n== %s (limit %ss)\n' "$name" "$limit"
-  timeout --kill-after=10 "$limit" "$@" >"$LOG/$name.log" 2>&1
-  local rc=$?
-  tail -n 12 "$LOG/$name.log"
-  [ $rc -eq 124 ] && echo "** $name: TIMED OUT after ${limit}s (a hang?)"
-  [ $rc -ne 0 ] && echo "** $name: exit status $rc" && status=1
-  return 0
-}
 shift || true
 case "$what" in
   tests)

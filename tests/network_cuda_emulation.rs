@@ -181,12 +181,30 @@ fn program(c: &Compiled, persistent: bool) -> String {
             "extern __shared__ long long sf_dynamic[];",
             &format!("static long long sf_dynamic[{}];", resident.bytes / 8),
         );
-    if persistent {
-        // One instantiation per block: each block's `__shared__` (function statics) its own.
-        source = source.replace(
-            &format!("extern \"C\" __global__ void __launch_bounds__({PERSISTENT_BLOCK}) {PERSISTENT_ENTRY}("),
-            &format!("template <int SF_BX> static void {PERSISTENT_ENTRY}("),
+    // The release barrier's PTX, as C++ atomics.
+    source = source
+        .replace(
+            spikeforge::codegen::network_kernel::ARRIVE_RELEASE,
+            "std::atomic_ref<unsigned long long>(*sf_word).fetch_add(1ull, std::memory_order_release);",
+        )
+        .replace(
+            spikeforge::codegen::network_kernel::FENCE_ACQUIRE,
+            "std::atomic_thread_fence(std::memory_order_acquire);",
         );
+    if persistent {
+        // One instantiation per block: each block's `__shared__` (function statics) its own
+        // (the launch bounds may give a minimum of blocks a multiprocessor too).
+        let entry = format!(") {PERSISTENT_ENTRY}(");
+        let head = format!("extern \"C\" __global__ void __launch_bounds__({PERSISTENT_BLOCK}");
+        if let Some(end) = source.find(&entry) {
+            let start = source[..end]
+                .rfind(&head)
+                .expect("the persistent entry's head");
+            source.replace_range(
+                start..end + entry.len(),
+                &format!("template <int SF_BX> static void {PERSISTENT_ENTRY}("),
+            );
+        }
         // At most 2 register slots in the one-barrier kernel, so that a grid of one block
         // (3 virtual blocks in the tests' networks) runs virtual blocks beyond its slots too.
         if let Some(at) = source.find("#define SF_SLOTS ") {
@@ -1229,8 +1247,37 @@ fn emulated_one_barrier_grid_matches_c() {
         return;
     };
     let steps = 100;
-    for (name, shared) in [("one_barrier", false), ("one_barrier_shared", true)] {
-        let (mut spec, values) = cuba(300, false, shared, false, 7);
+    // `dense`: every excitatory neuron reaches every neuron (rows of 300 synapses, weak), so
+    // that a row takes several rounds of a lane's PUSH_UNROLL targets; the first step's spikes
+    // (a sixth of the neurons start above threshold) put several in one warp, so spikes are
+    // delivered two at a time too.
+    for (name, shared, dense) in [
+        ("one_barrier", false, false),
+        ("one_barrier_shared", true, false),
+        ("one_barrier_dense", false, true),
+    ] {
+        let (mut spec, mut values) = cuba(300, false, shared, false, 7);
+        if dense {
+            let n_e = 240;
+            for (key, column) in [
+                (
+                    "Ce.row_offsets",
+                    (0..=n_e).map(|r| (r * 300) as f64).collect::<Vec<_>>(),
+                ),
+                (
+                    "Ce.targets",
+                    (0..n_e * 300).map(|k| (k % 300) as f64).collect(),
+                ),
+                (
+                    "Ce.w",
+                    (0..n_e * 300)
+                        .map(|k| 0.004 + 0.0001 * (k % 37) as f64)
+                        .collect(),
+                ),
+            ] {
+                values.iter_mut().find(|(k, _)| *k == key).unwrap().1 = column;
+            }
+        }
         spec["projections"][0]
             .as_object_mut()
             .unwrap()
@@ -1254,15 +1301,17 @@ fn emulated_one_barrier_grid_matches_c() {
             source.contains("#define SF_SLOTS 3"),
             "{name}: register slots"
         );
-        // (blocks, chunk, barrier groups of this many blocks; 0: flat, i32::MAX: split); one
-        // block runs its third virtual block beyond its 2 register slots (see `program`).
-        let split = i32::MAX as usize;
+        // (blocks, chunk, barrier groups of this many blocks; 0: flat, -1: release, i32::MAX:
+        // split); one block runs its third virtual block beyond its 2 register slots (see
+        // `program`).
+        let split = i32::MAX as i64;
         let modes = [
             (1, steps, 2),
             (3, 37, 2),
             (2, 1, 0),
             (4, steps, 0),
             (3, steps, 0),
+            (3, 37, -1),
             (4, 37, split),
         ]
         .map(|(blocks, chunk, groups)| (Mode::Persistent { blocks, chunk }, groups));

@@ -294,4 +294,20 @@ fn one_barrier_register_slots_are_not_local_memory() {
         local <= 8,
         "{local} bytes of local memory in {PERSISTENT_ENTRY}"
     );
+    // And ptxas spills nothing of it (the per-step latency work keeps more values in flight:
+    // prefetched arrivals, the firing lanes' rows, a lane's targets before their atomics).
+    let (_, report) =
+        compile_cubin_report(&kernel.source, (9, 0), &CudaCompileOptions::default()).unwrap();
+    let at = report
+        .find(&format!("'{PERSISTENT_ENTRY}'"))
+        .expect("ptxas's report of the persistent entry");
+    let own = &report[at..];
+    let own = &own[..own.find("ptxas info    : Compiling").unwrap_or(own.len())];
+    if std::env::var("SPIKEFORGE_SHOW_PTX").is_ok() {
+        eprintln!("{own}");
+    }
+    assert!(
+        own.contains(" 0 bytes spill stores, 0 bytes spill loads"),
+        "{PERSISTENT_ENTRY} spills:\n{own}"
+    );
 }

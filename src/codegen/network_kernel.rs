@@ -15,7 +15,8 @@ mod per_step;
 mod ring;
 mod synapse_dynamics;
 pub use grid::{
-    accumulated, one_barrier, register_slots, BarrierVariant, BARRIER_GROUP_BLOCKS, REGISTER_SLOTS,
+    accumulated, one_barrier, register_slots, BarrierVariant, ARRIVE_RELEASE, BARRIER_GROUP_BLOCKS,
+    FENCE_ACQUIRE, REGISTER_SLOTS,
 };
 pub use per_step::{after_folded, closing_launches};
 pub use synapse_dynamics::{

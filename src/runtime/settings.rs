@@ -93,7 +93,7 @@ pub fn grid_barrier() -> Result<Option<BarrierVariant>, RuntimeError> {
     };
     BarrierVariant::parse(&text)
         .map(Some)
-        .ok_or_else(|| bad(GRID_BARRIER_VAR, &text, "flat, split or grouped"))
+        .ok_or_else(|| bad(GRID_BARRIER_VAR, &text, "flat, release, split or grouped"))
 }
 
 /// [`GRID_BLOCKS_VAR`]: `None` when unset.
@@ -160,12 +160,16 @@ mod tests {
             "Ok(Some(Split)) / Ok(None)"
         );
         assert_eq!(
+            grid(&[(GRID_BARRIER_VAR, "release")]),
+            "Ok(Some(Release)) / Ok(None)"
+        );
+        assert_eq!(
             grid(&[(GRID_BARRIER_VAR, " grouped ")]),
             "Ok(Some(Grouped { group_blocks: 32 })) / Ok(None)"
         );
         let out = grid(&[(GRID_BARRIER_VAR, "fast"), (GRID_BLOCKS_VAR, "0")]);
         assert!(
-            out.contains("SPIKEFORGE_GRID_BARRIER=fast: expected flat, split or grouped"),
+            out.contains("SPIKEFORGE_GRID_BARRIER=fast: expected flat, release, split or grouped"),
             "{out}"
         );
         assert!(

@@ -4,8 +4,8 @@ virtual blocks in registers across steps) on a GPU, against the float64 numpy re
 network_references.py: CUBA and COBA (Brian2's examples, network_models.py) without a spike or
 rate monitor (they would take the general two-barrier kernel), with a state monitor, 1 s.
 
-float64: the references' spike counts, traces and final state, for both grid barriers (flat and
-grouped, ``SPIKEFORGE_GRID_BARRIER``) and for a grid of 3 blocks (``SPIKEFORGE_GRID_BLOCKS``),
+float64: the references' spike counts, traces and final state, for the grid barriers (flat,
+release and grouped, ``SPIKEFORGE_GRID_BARRIER``) and for a grid of 3 blocks (``SPIKEFORGE_GRID_BLOCKS``),
 whose blocks hold 4 of the 32 virtual blocks each in registers and update the rest from global
 memory; two half runs are one run. GPU only (skipped without one); the CPU check at the end runs
 everywhere.
@@ -26,7 +26,9 @@ SETTINGS = {
     "default": {},
     "flat": {"SPIKEFORGE_GRID_BARRIER": "flat"},
     "grouped": {"SPIKEFORGE_GRID_BARRIER": "grouped"},
+    "release": {"SPIKEFORGE_GRID_BARRIER": "release"},
     "3 blocks": {"SPIKEFORGE_GRID_BLOCKS": "3"},
+    "3 blocks, release": {"SPIKEFORGE_GRID_BARRIER": "release", "SPIKEFORGE_GRID_BLOCKS": "3"},
 }
 
 

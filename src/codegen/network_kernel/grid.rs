@@ -19,9 +19,10 @@
 //! ```
 //!
 //! `acc[t & 1]` is written only between barriers `t-1` and `t`; it is read and zeroed between
-//! barriers `t` and `t+1`; the next writes to it come after barrier `t+1`. The queue's counts
-//! follow one step late: block 0 stores the count of step `t-1` and zeroes the write cursor of
-//! step `t+1` (the same word) at the start of step `t`, and the last step's after the loop.
+//! barriers `t` and `t+1`; the next writes to it come after barrier `t+1`. Only the launch's
+//! last step compacts its spikes into the queue (one slot: delay 0): block 0 zeroes the write
+//! cursor of step `t+1` at the start of step `t`, and stores the last step's count after the
+//! loop.
 //!
 //! What changes against the general kernel is the association of the float additions: `x +
 //! (a1 + a2 + ...)` instead of `(x + a1) + a2 + ...`, in an order that is already the atomics'
@@ -42,7 +43,6 @@ use std::fmt::{self, Write};
 use super::{scope, Gen, EVENT};
 use crate::codegen::network_layout::group_var_ident;
 use crate::codegen::network_layout::{BARRIER_GROUPS, BARRIER_LINE_WORDS};
-use crate::codegen::printer::Printer;
 use crate::codegen::writer::SourceWriter;
 use crate::ir::network::{MonitorIr, NetGroupKind, NetworkIr};
 use crate::ir::synapses::{DelayIr, Effect, Pathway, Side};
@@ -110,6 +110,21 @@ pub fn accumulated(net: &NetworkIr, plan: &NetworkPlan) -> Vec<(usize, VarId)> {
     out
 }
 
+/// The register array of a step's prefetched arrivals at group g's `v` (one element a slot).
+pub(super) fn prefetched(g: usize, v: VarId) -> String {
+    format!("sf_pa{g}_{}", v.0)
+}
+
+/// The body of `sf_arrive_release(sf_word)`: one added to the barrier word with release
+/// semantics at the GPU's scope (the release barrier's arrival). The CPU emulation of the
+/// kernels (tests/network_cuda_emulation.rs) replaces this line.
+pub const ARRIVE_RELEASE: &str =
+    "asm volatile(\"red.release.gpu.global.add.u64 [%0], 1;\" :: \"l\"(sf_word) : \"memory\");";
+
+/// The body of `sf_fence_acquire()`: an acquire fence at the GPU's scope (after the release
+/// barrier's poll). The CPU emulation replaces this line.
+pub const FENCE_ACQUIRE: &str = "asm volatile(\"fence.acq_rel.gpu;\" ::: \"memory\");";
+
 /// Cycles (`clock64`) a block waits at a grid barrier before it stops the kernel with an error
 /// (`__trap`): about 35 s at 2 GHz, far beyond any step, so that blocks that are not all
 /// resident (a launch that broke the co-residency the barrier needs) fail instead of hanging.
@@ -126,7 +141,20 @@ pub enum BarrierVariant {
     Split,
     /// Arrival groups of about this many blocks, a top counter, a release word.
     Grouped { group_blocks: u32 },
+    /// The flat barrier's one counter, with a release reduction for the arrival
+    /// (`red.release.gpu`) and an acquire fence after the poll (`fence.acq_rel.gpu`) instead of
+    /// the sequentially consistent fences (`__threadfence`) around a plain atomic.
+    Release,
 }
+
+/// Targets a lane loads together before their atomics in the one-barrier kernel's deliveries
+/// (see [`Gen::write_push`]): rows of up to 128 synapses take one round trip.
+pub const PUSH_UNROLL: usize = 4;
+
+/// The registers a thread of the one-barrier kernel may use (its launch bounds ask for the
+/// blocks a multiprocessor holds at this many): 64, 8 blocks of 128 threads on a multiprocessor
+/// of 65,536 registers, without spills (tests/nvrtc_compile_check.rs).
+pub const REGISTER_CAP: usize = 64;
 
 /// Blocks per arrival group of the grouped grid barrier (at most [`BARRIER_GROUPS`] groups).
 pub const BARRIER_GROUP_BLOCKS: u32 = 32;
@@ -136,6 +164,7 @@ impl BarrierVariant {
     pub fn group_blocks(self) -> i32 {
         match self {
             BarrierVariant::Flat => 0,
+            BarrierVariant::Release => -1,
             BarrierVariant::Split => i32::MAX,
             BarrierVariant::Grouped { group_blocks } => {
                 group_blocks.clamp(1, i32::MAX as u32) as i32
@@ -149,13 +178,15 @@ impl BarrierVariant {
             BarrierVariant::Flat => "flat",
             BarrierVariant::Split => "split",
             BarrierVariant::Grouped { .. } => "grouped",
+            BarrierVariant::Release => "release",
         }
     }
 
-    /// `flat`, `split` or `grouped`.
+    /// `flat`, `release`, `split` or `grouped`.
     pub fn parse(text: &str) -> Option<BarrierVariant> {
         match text.trim() {
             "flat" => Some(BarrierVariant::Flat),
+            "release" => Some(BarrierVariant::Release),
             "split" => Some(BarrierVariant::Split),
             "grouped" => Some(BarrierVariant::Grouped {
                 group_blocks: BARRIER_GROUP_BLOCKS,
@@ -181,28 +212,44 @@ impl Gen<'_> {
     ///   counters on 128-byte lines of their own, [`BARRIER_LINE_WORDS`] apart), at the cost of
     ///   two more dependent round trips to L2 for the last arrival. With `sf_group_blocks` at
     ///   least the grid (**split**, `i32::MAX`) there is one group: one arrival counter, and the
-    ///   release word that its last arrival stores, on separate lines.
+    ///   release word that its last arrival stores, on separate lines;
+    /// - **release** (`sf_group_blocks` -1): flat, but the arrival is a release reduction
+    ///   (`red.release.gpu`, which orders the block's writes before it: `__syncthreads` made
+    ///   them the arriving thread's by causality) and the waiter's fence after the poll an
+    ///   acquire one (`fence.acq_rel.gpu`), instead of the sequentially consistent fences.
     ///
     /// Either way the release word reads `sf_target` once every block has arrived. The counters
     /// only grow (`sf_target / gridDim.x` is the barrier's number since the call began: a
     /// group's count reaches that times the group's size), so nothing is reset and no sense
-    /// flips; 64 bits never wrap. Memory order: each hop is `__threadfence` (fence.sc,
+    /// flips; 64 bits never wrap. Memory order (but release): each hop is `__threadfence` (fence.sc,
     /// cumulative), then the atomic or the store; a waiter that reads the release (a volatile
     /// load, not cached in L1) fences before its block goes on, so every write made before any
     /// arrival is visible after the barrier. A wait of more than `SPIN_CYCLES` cycles traps
     /// (an error, never a hang).
     pub(super) fn write_grid_sync(&self, w: &mut SourceWriter) -> fmt::Result {
         let line = BARRIER_LINE_WORDS / 2;
+        w.block(
+            "static __device__ __forceinline__ void sf_arrive_release(unsigned long long* sf_word)",
+            |w| writeln!(w, "{ARRIVE_RELEASE}"),
+        )?;
+        w.block(
+            "static __device__ __forceinline__ void sf_fence_acquire()",
+            |w| writeln!(w, "{FENCE_ACQUIRE}"),
+        )?;
         let head = "static __device__ __forceinline__ void sf_grid_sync(unsigned long long* sf_arrived, const unsigned long long sf_target, const int32_t sf_group_blocks)";
         w.block(head, |w| {
             writeln!(w, "__syncthreads();")?;
             writeln!(w, "if (gridDim.x == 1u) return;")?;
             w.block("if (threadIdx.x == 0)", |w| {
-                writeln!(w, "__threadfence();")?;
-                w.block("if (sf_group_blocks <= 0)", |w| {
+                w.block("if (sf_group_blocks < 0)", |w| {
+                    writeln!(w, "sf_arrive_release(sf_arrived);")
+                })?;
+                w.block("else if (sf_group_blocks == 0)", |w| {
+                    writeln!(w, "__threadfence();")?;
                     writeln!(w, "atomicAdd(sf_arrived, 1ull);")
                 })?;
                 w.block("else", |w| {
+                    writeln!(w, "__threadfence();")?;
                     writeln!(w, "const unsigned long long sf_epoch = sf_target / gridDim.x;")?;
                     writeln!(
                         w,
@@ -240,7 +287,10 @@ impl Gen<'_> {
                         })
                     },
                 )?;
-                writeln!(w, "__threadfence();")
+                w.block("if (sf_group_blocks < 0)", |w| {
+                    writeln!(w, "sf_fence_acquire();")
+                })?;
+                w.block("else", |w| writeln!(w, "__threadfence();"))
             })?;
             writeln!(w, "__syncthreads();")
         })
@@ -267,7 +317,13 @@ impl Gen<'_> {
 
     /// Element `index` of the accumulator of (group g, variable v) for the steps of parity
     /// `parity` (a C expression), if the kernel being printed accumulates it.
-    fn accumulator(&self, g: usize, v: VarId, parity: &str, index: &str) -> Option<String> {
+    pub(super) fn accumulator(
+        &self,
+        g: usize,
+        v: VarId,
+        parity: &str,
+        index: &str,
+    ) -> Option<String> {
         if !self.pushing.get() {
             return None;
         }
@@ -289,7 +345,9 @@ impl Gen<'_> {
 
     /// Folds the accumulated arrivals of the previous step (`parity`: its parity) into register
     /// `x{v}` of neuron `index` of group g and zeroes them (`store`: the variable's buffer too,
-    /// for the fold at the end of a launch). Nothing when `v` is not accumulated.
+    /// for the fold at the end of a launch). Nothing when `v` is not accumulated. In a step's
+    /// update of a register slot (not `store`), the arrivals were loaded before the slots'
+    /// updates ([`Gen::write_accumulator_loads`]), all at once.
     pub(super) fn write_fold(
         &self,
         g: usize,
@@ -303,7 +361,16 @@ impl Gen<'_> {
             return Ok(());
         };
         let k = v.0;
-        writeln!(w, "const {} sf_a{k} = {acc};", self.real_t())?;
+        if self.in_registers.get() && !store {
+            writeln!(
+                w,
+                "const {} sf_a{k} = {}[sf_slot];",
+                self.real_t(),
+                prefetched(g, v)
+            )?;
+        } else {
+            writeln!(w, "const {} sf_a{k} = {acc};", self.real_t())?;
+        }
         w.block(format!("if (sf_a{k} != 0)"), |w| {
             writeln!(w, "x{k} = x{k} + sf_a{k};")?;
             writeln!(w, "{acc} = 0;")?;
@@ -331,25 +398,75 @@ impl Gen<'_> {
         w.block("if (sf_s == sf_s1 - 1)", body)
     }
 
-    /// The delivery of a warp's spikes of group g in this step (`sf_ballot`, `sf_i` in scope),
-    /// by the warp, into the accumulators of this step's parity: for each spike, its rows of
-    /// every projection leaving g, 32 synapses at a time.
+    /// The delivery of a warp's spikes of group g in this step (`sf_ballot`, `sf_fire`, `sf_i`
+    /// in scope), by the warp, into the accumulators of this step's parity: for each spike, its
+    /// rows of every projection leaving g.
+    ///
+    /// The latency chain of a warp's deliveries is kept short: every firing lane loads its own
+    /// rows' bounds first (one round trip for all the warp's spikes, instead of one a spike),
+    /// which the spikes' loop then takes from the lane (`__shfl_sync`); a register slot's lanes
+    /// read them from the row tables in shared memory instead ([`Gen::row_tables`]). The loop
+    /// takes two spikes at a time and loads [`PUSH_UNROLL`] targets a lane of each row before
+    /// their atomics: one round trip for two spikes' rows of up to 32 · [`PUSH_UNROLL`]
+    /// synapses, where a loop over 32 synapses at a time, a spike at a time, made one per 32
+    /// synapses of each spike.
     pub(super) fn write_push(&self, g: usize, w: &mut SourceWriter) -> fmt::Result {
         if !self.pushing.get() {
             return Ok(());
         }
-        let head = "for (unsigned sf_left = sf_ballot; sf_left != 0u; sf_left &= sf_left - 1u)";
-        w.block(head, |w| {
+        let leaving: Vec<usize> = (self.net.projections.iter().enumerate())
+            .filter(|(_, proj)| proj.source == g)
+            .map(|(p, _)| p)
+            .collect();
+        writeln!(
+            w,
+            "/* The firing lanes' rows, loaded at once (codegen::network_kernel::grid). */"
+        )?;
+        // A register slot's lanes read their rows' bounds from the row tables.
+        let (tables, block) = match self.printing.get() {
+            super::Printing::Persistent { block, .. } if self.in_registers.get() => {
+                (self.row_tables(block), block)
+            }
+            _ => (Vec::new(), 0),
+        };
+        for &p in &leaving {
+            let proj = &self.net.projections[p];
+            let (a, b) = (proj.source_range.start, proj.source_range.end);
+            let (lo, hi) = if tables.iter().any(|(q, _)| *q == p) {
+                let at = format!("sf_rows{p}[sf_slot * {} + threadIdx.x", block + 1);
+                (format!("{at}]"), format!("{at} + 1]"))
+            } else {
+                let rows = self.row_offsets(p);
+                (
+                    format!("{rows}[sf_i - {a}]"),
+                    format!("{rows}[sf_i - {a} + 1]"),
+                )
+            };
+            writeln!(w, "int64_t sf_rlo{p} = 0, sf_rhi{p} = 0;")?;
+            w.block(format!("if (sf_fire && sf_i >= {a} && sf_i < {b})"), |w| {
+                writeln!(w, "sf_rlo{p} = {lo};")?;
+                writeln!(w, "sf_rhi{p} = {hi};")
+            })?;
+        }
+        // Two spikes at a time (lanes `sf_src` and `sf_src2`; `sf_two`: there is a second).
+        w.block("for (unsigned sf_left = sf_ballot; sf_left != 0u;)", |w| {
+            writeln!(w, "const int32_t sf_src = __ffs((int) sf_left) - 1;")?;
+            writeln!(w, "sf_left &= sf_left - 1u;")?;
+            writeln!(w, "const bool sf_two = sf_left != 0u;")?;
             writeln!(
                 w,
-                "const int32_t sf_pre = __shfl_sync(0xffffffffu, (int32_t) sf_i, __ffs((int) sf_left) - 1);"
+                "const int32_t sf_src2 = sf_two ? __ffs((int) sf_left) - 1 : sf_src;"
             )?;
-            for (p, proj) in self.net.projections.iter().enumerate() {
-                if proj.source != g {
-                    continue;
-                }
-                for k in proj.synapses.pathways_of(Pathway::Pre) {
-                    w.block("do", |w| self.write_pushed_row(p, k, w))?;
+            writeln!(w, "sf_left &= sf_left - 1u;")?;
+            for (name, src) in [("sf_pre", "sf_src"), ("sf_pre2", "sf_src2")] {
+                writeln!(
+                    w,
+                    "const int32_t {name} = __shfl_sync(0xffffffffu, (int32_t) sf_i, {src});"
+                )?;
+            }
+            for &p in &leaving {
+                for k in self.net.projections[p].synapses.pathways_of(Pathway::Pre) {
+                    w.block("do", |w| self.write_pushed_rows(p, k, w))?;
                     writeln!(w, "while (0);")?;
                 }
             }
@@ -357,34 +474,83 @@ impl Gen<'_> {
         })
     }
 
-    /// Spike `sf_pre`'s row of projection p's pathway k, by the warp's lanes, added to the
-    /// accumulators.
-    fn write_pushed_row(&self, p: usize, pathway: usize, w: &mut SourceWriter) -> fmt::Result {
+    /// The rows of projection p's pathway k of spikes `sf_pre` and (when `sf_two`) `sf_pre2`
+    /// (their bounds in lanes `sf_src`, `sf_src2`'s `sf_rlo{p}`, `sf_rhi{p}`), by the warp's
+    /// lanes, added to the accumulators: each lane loads its [`PUSH_UNROLL`] targets of both
+    /// rows, then makes their atomics (one round trip for two spikes' rows of up to 128).
+    fn write_pushed_rows(&self, p: usize, pathway: usize, w: &mut SourceWriter) -> fmt::Result {
         let proj = &self.net.projections[p];
         let s = &proj.synapses;
-        self.write_row_bounds(p, pathway, "0", w)?;
-        let head = "for (int64_t sf_syn = sf_lo + sf_lane; sf_syn < sf_hi; sf_syn += 32)";
+        let (a, b) = (proj.source_range.start, proj.source_range.end);
+        writeln!(w, "const bool sf_in = sf_pre >= {a} && sf_pre < {b};")?;
+        writeln!(
+            w,
+            "const bool sf_in2 = sf_two && sf_pre2 >= {a} && sf_pre2 < {b};"
+        )?;
+        writeln!(w, "if (!sf_in && !sf_in2) continue;")?;
+        for (x, src, inside) in [("", "sf_src", "sf_in"), ("2", "sf_src2", "sf_in2")] {
+            writeln!(
+                w,
+                "int64_t sf_lo{x} = __shfl_sync(0xffffffffu, sf_rlo{p}, {src}), sf_hi{x} = __shfl_sync(0xffffffffu, sf_rhi{p}, {src});"
+            )?;
+            writeln!(w, "if (sf_lo{x} < 0) sf_lo{x} = 0;")?;
+            writeln!(w, "if (sf_hi{x} > sf_nsyn{p}) sf_hi{x} = sf_nsyn{p};")?;
+            writeln!(
+                w,
+                "const int64_t sf_len{x} = {inside} && sf_hi{x} > sf_lo{x} ? sf_hi{x} - sf_lo{x} : 0;"
+            )?;
+        }
+        let n_post = proj.n_post();
+        let head = format!(
+            "for (int64_t sf_c = 0; sf_c < sf_len || sf_c < sf_len2; sf_c += {})",
+            32 * PUSH_UNROLL
+        );
         let names = |v: VarId| self.synapse_name(p, v, &EVENT);
-        let (arena, dtype, dialect) = (&self.arenas[p], self.real, self.dialect);
-        let var_name = &names;
-        let printer = Printer {
-            arena,
-            dtype,
-            dialect,
-            var_name,
-        };
+        let printer = self.synapse_printer(p, &names);
+        let each = format!("for (int32_t sf_u = 0; sf_u < {PUSH_UNROLL}; ++sf_u)");
         w.block(head, |w| {
-            self.write_target(p, w)?;
-            for (k, st) in s.statements(pathway).iter().enumerate() {
-                let (Effect::Add(e), Some((IndexOf::Post, v))) = (st.effect, s.neighbour(st.var))
-                else {
-                    unreachable!("a one-barrier network adds to the target only")
-                };
-                let index = format!("({} + {})", proj.target_range.start, EVENT.post);
-                let acc = (self.accumulator(proj.target, v, "sf_t_step & 1", &index))
-                    .expect("an accumulated variable");
-                let text = printer.block(&[e], &format!("sf_q{k}_"), w)?.remove(0);
-                writeln!(w, "atomicAdd(&{acc}, {text});")?;
+            writeln!(w, "int32_t sf_js[{PUSH_UNROLL}], sf_js2[{PUSH_UNROLL}];")?;
+            writeln!(w, "#pragma unroll")?;
+            w.block(&each, |w| {
+                writeln!(w, "const int64_t sf_at = sf_c + sf_lane + 32 * sf_u;")?;
+                for x in ["", "2"] {
+                    writeln!(
+                        w,
+                        "sf_js{x}[sf_u] = sf_at < sf_len{x} ? in_p{p}_targets[sf_lo{x} + sf_at] : -1;"
+                    )?;
+                }
+                Ok(())
+            })?;
+            for x in ["", "2"] {
+                // Spike x's atomics, its names (`sf_pre`, `sf_r`) in a scope of their own.
+                scope(w, |w| {
+                    if !x.is_empty() {
+                        writeln!(w, "const int32_t sf_pre = sf_pre{x};")?;
+                    }
+                    writeln!(w, "const int32_t sf_r = sf_pre - {a};")?;
+                    writeln!(w, "#pragma unroll")?;
+                    w.block(&each, |w| {
+                        writeln!(
+                            w,
+                            "const int64_t sf_syn = sf_lo{x} + sf_c + sf_lane + 32 * sf_u;"
+                        )?;
+                        writeln!(w, "const int32_t sf_j = sf_js{x}[sf_u];")?;
+                        writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
+                        for (k, st) in s.statements(pathway).iter().enumerate() {
+                            let (Effect::Add(e), Some((IndexOf::Post, v))) =
+                                (st.effect, s.neighbour(st.var))
+                            else {
+                                unreachable!("a one-barrier network adds to the target only")
+                            };
+                            let index = format!("({} + {})", proj.target_range.start, EVENT.post);
+                            let acc = (self.accumulator(proj.target, v, "sf_t_step & 1", &index))
+                                .expect("an accumulated variable");
+                            let text = printer.block(&[e], &format!("sf_q{k}_"), w)?.remove(0);
+                            writeln!(w, "atomicAdd(&{acc}, {text});")?;
+                        }
+                        Ok(())
+                    })
+                })?;
             }
             Ok(())
         })
@@ -399,8 +565,17 @@ impl Gen<'_> {
         w: &mut SourceWriter,
     ) -> fmt::Result {
         let total_blocks: usize = (0..self.net.groups.len()).map(|g| self.vblocks(g)).sum();
+        // At most REGISTER_CAP registers a thread (ptxas otherwise takes ~95 for the values in
+        // flight, which leaves 5 blocks of 128 a multiprocessor instead of 8: fewer blocks,
+        // so fewer neurons in register slots at COBA x100).
+        let min_blocks = (65536 / (REGISTER_CAP * block)).max(1);
         let signature =
-            self.cuda_signature_with(super::PERSISTENT_ENTRY, block, &super::PERSISTENT_SCALARS);
+            (self.cuda_signature_with(super::PERSISTENT_ENTRY, block, &super::PERSISTENT_SCALARS))
+                .replacen(
+                    &format!("__launch_bounds__({block})"),
+                    &format!("__launch_bounds__({block}, {min_blocks})"),
+                    1,
+                );
         let slots = register_slots(self.net, self.plan, block);
         writeln!(w, "#define SF_SLOTS {slots}")?;
         writeln!(w, "{signature}\n{{")?;
@@ -413,10 +588,16 @@ impl Gen<'_> {
                 scope(w, |w| {
                     self.step_prologue(w)?;
                     writeln!(w, "const int32_t sf_lane = (int32_t) (threadIdx.x & 31u);")?;
-                    // The count of step t - 1 (when it ran in this launch) stored, the cursor
-                    // of step t + 1 (the same word: parity) zeroed.
+                    // The write cursor of step t + 1 zeroed (a store: nothing waits for it).
+                    // Only the last step compacts its spikes (see `write_compaction`) and
+                    // every queue has one slot, so no count but the last step's is stored.
                     w.block("if (blockIdx.x == 0 && threadIdx.x == 0)", |w| {
-                        self.write_queue_counts(1, "if (sf_s > sf_s0) ", true, w)
+                        for (g, gp) in self.plan.groups.iter().enumerate() {
+                            if gp.depth > 0 {
+                                writeln!(w, "{} = 0;", self.cursor(g, 1))?;
+                            }
+                        }
+                        Ok(())
                     })?;
                     self.write_register_update(total_blocks, block, w)
                 })?;
@@ -468,6 +649,18 @@ mod tests {
         let net = crate::frontend::network::lower(&spec).unwrap();
         let plan = crate::step::network::plan(&net);
         (one_barrier(&net, &plan), accumulated(&net, &plan))
+    }
+
+    #[test]
+    fn barrier_variants_parse_their_names_and_pick_the_kernels_branch() {
+        for name in ["flat", "release", "split", "grouped"] {
+            assert_eq!(BarrierVariant::parse(name).unwrap().name(), name);
+        }
+        assert_eq!(BarrierVariant::parse("fast"), None);
+        // sf_grid_sync: < 0 release, 0 flat, > 0 grouped (split: one group).
+        assert_eq!(BarrierVariant::Release.group_blocks(), -1);
+        assert_eq!(BarrierVariant::Flat.group_blocks(), 0);
+        assert!(BarrierVariant::parse("grouped").unwrap().group_blocks() > 0);
     }
 
     #[test]

@@ -22,7 +22,7 @@
 use std::fmt::{self, Write};
 
 use super::super::{scope, Gen};
-use super::accumulated;
+use super::{accumulated, prefetched};
 use crate::codegen::network_layout::group_var_ident;
 use crate::codegen::writer::SourceWriter;
 use crate::ir::network::{NetGroupKind, NetworkIr};
@@ -33,6 +33,10 @@ use crate::step::network::NetworkPlan;
 /// blocks of 128 threads and 8 blocks a multiprocessor (the occupancy at 64 registers a
 /// thread), 4 slots hold 540,672 neurons on 132 multiprocessors (the H200): COBA x100's 400,000.
 pub const REGISTER_SLOTS: usize = 4;
+
+/// The most shared memory a block's row tables take ([`Gen::row_tables`]): COBA's two
+/// projections take 4,128 bytes in blocks of 128 with 4 slots (8 blocks a multiprocessor: 33 kB).
+pub const ROW_TABLE_BYTES: usize = 8192;
 
 /// The register slots of `net`'s persistent kernel in blocks of `block` threads: at most
 /// [`REGISTER_SLOTS`], at most its virtual blocks; 0 when it is not the one-barrier kernel.
@@ -204,7 +208,111 @@ impl Gen<'_> {
                 }
                 Ok(())
             })
+        })?;
+        self.write_row_tables(block, w)
+    }
+
+    /// The previous step's arrivals at the slots' neurons, loaded into registers
+    /// ([`prefetched`]) before any slot is updated (`sf_t_step`, `sf_w` in scope): the loads of
+    /// every slot and variable go out together, and none waits for a fold's branch or store.
+    pub(super) fn write_accumulator_loads(
+        &self,
+        block: usize,
+        w: &mut SourceWriter,
+    ) -> fmt::Result {
+        let acc = accumulated(self.net, self.plan);
+        let real = self.real_t();
+        for (g, v) in &acc {
+            writeln!(w, "{real} {}[SF_SLOTS];", prefetched(*g, *v))?;
+        }
+        self.write_slots(w, |w| {
+            let mut first = 0usize;
+            for g in 0..self.net.groups.len() {
+                let end = first + self.vblocks(g);
+                let n = self.net.groups[g].n;
+                let i = format!("(int64_t) (sf_vb - {first}) * {block} + threadIdx.x");
+                let here = format!("sf_vb >= {first} && sf_vb < {end} && {i} < {n}");
+                for (_, v) in acc.iter().filter(|(ag, _)| *ag == g) {
+                    let at = self
+                        .accumulator(g, *v, "(sf_t_step + 1) & 1", &format!("({i})"))
+                        .expect("an accumulated variable");
+                    writeln!(w, "{}[sf_slot] = {here} ? {at} : 0;", prefetched(g, *v))?;
+                }
+                first = end;
+            }
+            Ok(())
         })
+    }
+
+    /// The projections whose row bounds at the slots' neurons are kept in shared memory for
+    /// the launch (`sf_rows{p}`: [`SF_SLOTS`] runs of `block + 1` offsets), with their C type:
+    /// every projection of the one-barrier kernel while they take at most
+    /// [`ROW_TABLE_BYTES`] a block, else none. A firing lane then reads its row's bounds there
+    /// (tens of cycles) instead of from global memory (an L2 round trip on the step's chain).
+    pub(in crate::codegen::network_kernel) fn row_tables(
+        &self,
+        block: usize,
+    ) -> Vec<(usize, &'static str)> {
+        let slots = register_slots(self.net, self.plan, block);
+        if slots == 0 {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for p in 0..self.net.projections.len() {
+            let Some((_, arg)) = self.args.get(&format!("p{p}_rows")) else {
+                return Vec::new();
+            };
+            let c_type = arg.elem.c_type();
+            bytes += slots * (block + 1) * if c_type.contains("64") { 8 } else { 4 };
+            out.push((p, c_type));
+        }
+        if bytes > ROW_TABLE_BYTES {
+            return Vec::new();
+        }
+        out
+    }
+
+    /// The row tables ([`Gen::row_tables`]) declared and filled from the row offsets (at the
+    /// launch's start, after the register loads), then a block barrier.
+    fn write_row_tables(&self, block: usize, w: &mut SourceWriter) -> fmt::Result {
+        let tables = self.row_tables(block);
+        if tables.is_empty() {
+            return Ok(());
+        }
+        writeln!(w, "/* The slots' neurons' row bounds, in shared memory for the launch (codegen::network_kernel::grid::registers). */")?;
+        for (p, c_type) in &tables {
+            writeln!(
+                w,
+                "__shared__ {c_type} sf_rows{p}[SF_SLOTS * {}];",
+                block + 1
+            )?;
+        }
+        let held = self.held();
+        self.write_slots(w, |w| {
+            self.write_held_neurons(&held, block, w, |g, w| {
+                for (p, _) in &tables {
+                    let proj = &self.net.projections[*p];
+                    if proj.source != g {
+                        continue;
+                    }
+                    let (a, b) = (proj.source_range.start, proj.source_range.end);
+                    let rows = self.row_offsets(*p);
+                    w.block(format!("if (sf_i >= {a} && sf_i < {b})"), |w| {
+                        let at = format!("sf_rows{p}[sf_slot * {} + threadIdx.x]", block + 1);
+                        writeln!(w, "{at} = {rows}[sf_i - {a}];")?;
+                        writeln!(
+                            w,
+                            "if (sf_i + 1 == {b} || threadIdx.x == {}) sf_rows{p}[sf_slot * {} + threadIdx.x + 1] = {rows}[sf_i - {a} + 1];",
+                            block - 1,
+                            block + 1
+                        )
+                    })?;
+                }
+                Ok(())
+            })
+        })?;
+        writeln!(w, "__syncthreads();")
     }
 
     /// A step's update of the slots (state in registers), then their spikes' deliveries, then
@@ -222,6 +330,7 @@ impl Gen<'_> {
         w: &mut SourceWriter,
     ) -> fmt::Result {
         writeln!(w, "unsigned sf_ballots[SF_SLOTS];")?;
+        self.write_accumulator_loads(block, w)?;
         self.write_slots(w, |w| {
             writeln!(w, "sf_ballots[sf_slot] = 0u;")?;
             self.in_registers.set(true);
@@ -252,7 +361,11 @@ impl Gen<'_> {
                                 w,
                                 "const int32_t sf_rank = __popc(sf_ballot & ((1u << sf_lane) - 1u));"
                             )?;
-                            self.write_warp_spikes(g, w)
+                            // A slot's spikes: their rows' bounds from the row tables.
+                            self.in_registers.set(true);
+                            let written = self.write_warp_spikes(g, w);
+                            self.in_registers.set(false);
+                            written
                         })?;
                     }
                     first = end;
