@@ -79,7 +79,7 @@ def measure(n: int, steps: int, repeats: int, k: int, profile: bool) -> dict:
     t_forward = timed(forward)
     t_primal = timed(lambda v0, c: primal(v0, c)[0])
     g_v0, g_c = grad(v0, currents)
-    digest = [float(jnp.linalg.norm(g_v0)), float(jnp.linalg.norm(g_c)), float(g_c.sum(dtype=jnp.float64))]
+    digest = [float(jnp.linalg.norm(g_v0)), float(jnp.linalg.norm(g_c)), float(g_c.sum())]
     return dict(forward=t_forward, primal=t_primal, gradient=t_grad, digest=digest)
 
 
@@ -101,7 +101,7 @@ def main() -> int:
     variants = _split_variants(args.variants)
     print(f"gradient variants, {args.neurons} neurons x {args.steps} steps, float32, median of {args.repeats}")
     print(
-        f"{'tuning':>20}{'k':>4}{'block':>6}{'forward ms':>11}{'fwd(vjp) ms':>12}{'fwd+bwd ms':>11}"
+        f"{'tuning':>34}{'k':>4}{'block':>6}{'forward ms':>11}{'fwd(vjp) ms':>12}{'fwd+bwd ms':>11}"
         f"{'bwd ms':>8}{'ratio':>7}  digest"
     )
     status = 0
@@ -116,14 +116,14 @@ def main() -> int:
             command += ["--steps", str(args.steps), "--repeats", str(args.repeats)]
             done = subprocess.run(command, capture_output=True, text=True, env=env)
             if done.returncode != 0:
-                print(f"{tuning:>20}{k:>4}{block:>6}  failed:\n{done.stdout}{done.stderr}", file=sys.stderr)
+                print(f"{tuning:>34}{k:>4}{block:>6}  failed:\n{done.stdout}{done.stderr}", file=sys.stderr)
                 status = 1
                 continue
             r = json.loads(done.stdout.strip().splitlines()[-1])
             backward = r["gradient"] - r["primal"]
             digest = " ".join(f"{x:.6e}" for x in r["digest"])
             print(
-                f"{tuning:>20}{k:>4}{block or 'lib':>6}{1e3 * r['forward']:11.3f}{1e3 * r['primal']:12.3f}"
+                f"{tuning:>34}{k:>4}{block or 'lib':>6}{1e3 * r['forward']:11.3f}{1e3 * r['primal']:12.3f}"
                 f"{1e3 * r['gradient']:11.3f}{1e3 * backward:8.3f}{r['gradient'] / r['forward']:7.2f}  {digest}",
                 flush=True,
             )
