@@ -21,8 +21,8 @@ use std::path::Path;
 
 use common::Rng;
 use spikeforge::codegen::adjoint_kernel::{
-    generate_adjoint, generate_adjoint_in, AdjointArg, AdjointRole, AdjointShape, AdjointTuning,
-    GeneratedAdjoint, SegmentStore,
+    generate_adjoint, generate_adjoint_in, generate_adjoint_tuned, AdjointArg, AdjointRole,
+    AdjointShape, AdjointTuning, GeneratedAdjoint, SegmentStore,
 };
 use spikeforge::codegen::{prepare, Dialect};
 use spikeforge::spec::{Method, ModelSpec, Surrogate, SurrogateKind};
@@ -290,6 +290,22 @@ fn both_stores_give_the_same_gradients_bit_for_bit_in_both_dialects() {
                         results.push((name, outputs));
                     }
                 }
+                // The source for calls that say whether they pass a spike train (a constant of
+                // the source, as the handler compiles it), its store chosen by k.
+                let kernel = generate_adjoint_tuned(
+                    &ir,
+                    &spec,
+                    dialect,
+                    k,
+                    AdjointTuning::default(),
+                    Some(spike_train),
+                )
+                .unwrap();
+                let branch = ["sf_spike_train ?", "sf_spike_train &&"];
+                assert!(!branch.iter().any(|b| kernel.source.contains(b)), "{label}");
+                let name = format!("{label}_k{k}_{dialect:?}_for_call");
+                let outputs = run(&kernel, dialect, k, spike_train, &ins, &dir, &name);
+                results.push((name, outputs));
             }
             let (first, want) = &results[0];
             assert!(want.iter().flatten().any(|b| *b != 0), "{first}: all zero");
@@ -305,7 +321,7 @@ fn both_stores_give_the_same_gradients_bit_for_bit_in_both_dialects() {
             }
         }
     }
-    // Per model and k: C in both stores, CUDA in both stores with three tunings, against the
-    // first.
-    assert_eq!(compared, 3 * 4 * 7);
+    // Per model and k: C in both stores and for the call, CUDA in both stores with three
+    // tunings and for the call, against the first.
+    assert_eq!(compared, 3 * 4 * 9);
 }

@@ -430,18 +430,21 @@ pub fn generate_adjoint(
     dialect: Dialect,
     segment: usize,
 ) -> Result<GeneratedAdjoint, NotDifferentiable> {
-    generate_adjoint_tuned(ir, spec, dialect, segment, AdjointTuning::DEFAULT)
+    generate_adjoint_tuned(ir, spec, dialect, segment, AdjointTuning::DEFAULT, None)
 }
 
-/// [`generate_adjoint`] with the CUDA kernel's memory traffic tuned by `tuning`.
+/// [`generate_adjoint`] with the CUDA kernel's memory traffic tuned by `tuning`, for calls
+/// that pass a spike train's cotangent or not (`spike_train`: a constant of the source, so
+/// that the walks hold no branch on it; `None`: read at run time, `sf_spike_train`).
 pub fn generate_adjoint_tuned(
     ir: &GroupIr,
     spec: &ModelSpec,
     dialect: Dialect,
     segment: usize,
     tuning: AdjointTuning,
+    spike_train: Option<bool>,
 ) -> Result<GeneratedAdjoint, NotDifferentiable> {
-    generate(ir, spec, dialect, tuning, |limit| {
+    generate(ir, spec, dialect, tuning, spike_train, |limit| {
         SegmentStore::for_segment(segment, limit)
     })
 }
@@ -455,7 +458,7 @@ pub fn generate_adjoint_in(
     store: SegmentStore,
     tuning: AdjointTuning,
 ) -> Result<GeneratedAdjoint, NotDifferentiable> {
-    generate(ir, spec, dialect, tuning, |_| store)
+    generate(ir, spec, dialect, tuning, None, |_| store)
 }
 
 /// The kernel with the store `choose` picks from the model's [`register_segment`].
@@ -464,6 +467,7 @@ fn generate(
     spec: &ModelSpec,
     dialect: Dialect,
     tuning: AdjointTuning,
+    spike_train: Option<bool>,
     choose: impl FnOnce(usize) -> SegmentStore,
 ) -> Result<GeneratedAdjoint, NotDifferentiable> {
     if spec.storage.is_some() {
@@ -487,6 +491,7 @@ fn generate(
             Dialect::Cuda => tuning,
             Dialect::C => AdjointTuning::default(),
         },
+        spike_train,
     };
     Ok(GeneratedAdjoint {
         source: render(|w| writer.write(w)),
@@ -506,6 +511,8 @@ struct AdjointWriter<'a> {
     store: SegmentStore,
     /// Always the untuned default in C.
     tuning: AdjointTuning,
+    /// Whether the calls pass a spike train's cotangent, when the source is for such calls.
+    spike_train: Option<bool>,
 }
 
 impl AdjointWriter<'_> {
@@ -1402,6 +1409,13 @@ const int64_t sf_j = sf_j0 + sf_l;
                 "sf_rec >= 0",
                 Self::row_index("sf_n_rec", "sf_rec"),
             )
+        };
+        // A source for calls that say: no branch on it.
+        let train = match (self.spike_train, registers) {
+            (None, _) => train,
+            (Some(false), _) => "0",
+            (Some(true), true) => "sf_u < sf_len",
+            (Some(true), false) => "1",
         };
         for (k, a) in self.layout.inputs.iter().enumerate() {
             match a.role {

@@ -57,9 +57,16 @@ pub struct NeuronGrad {
 
 impl NeuronGrad {
     fn source(&self, dialect: Dialect) -> String {
-        generate_adjoint_tuned(&self.ir, &self.spec, dialect, self.segment, self.tuning)
-            .expect("checked at instantiation")
-            .source
+        generate_adjoint_tuned(
+            &self.ir,
+            &self.spec,
+            dialect,
+            self.segment,
+            self.tuning,
+            Some(self.spike_train),
+        )
+        .expect("checked at instantiation")
+        .source
     }
 }
 
@@ -91,18 +98,6 @@ impl Instance for NeuronGrad {
         let generated = generate_adjoint(&ir, &spec, Dialect::C, segment)
             .map_err(|e| FfiError::invalid_argument(e.to_string()))?;
         let (layout, store) = (generated.layout, generated.store);
-        let tuning = crate::runtime::settings::adjoint_tuning()
-            .map_err(|e| FfiError::invalid_argument(e.to_string()))?;
-        // A source in registers is one of `segment`: its key says so; a tuned CUDA source
-        // names its tuning (the C source has none).
-        let mut kernel_key = match store {
-            SegmentStore::Registers(k) => format!("adjoint\n{key}\nregisters {k}"),
-            SegmentStore::Scratch => format!("adjoint\n{key}"),
-        };
-        if tuning != AdjointTuning::default() {
-            kernel_key.push_str(&format!("\ntuning {}", tuning.name()));
-        }
-        let record_every = int32_count(&attrs, "record_every")?;
         let spike_train = match attrs.get_usize("spike_train")? {
             0 => false,
             1 => true,
@@ -112,6 +107,20 @@ impl Instance for NeuronGrad {
                 )))
             }
         };
+        let tuning = crate::runtime::settings::adjoint_tuning()
+            .map_err(|e| FfiError::invalid_argument(e.to_string()))?;
+        // A source in registers is one of `segment`, and every source one of calls with or
+        // without a spike train: its key says so; a tuned CUDA source names its tuning (the C
+        // source has none).
+        let mut kernel_key = match store {
+            SegmentStore::Registers(k) => format!("adjoint\n{key}\nregisters {k}"),
+            SegmentStore::Scratch => format!("adjoint\n{key}"),
+        };
+        kernel_key.push_str(&format!("\nspike_train {}", u8::from(spike_train)));
+        if tuning != AdjointTuning::default() {
+            kernel_key.push_str(&format!("\ntuning {}", tuning.name()));
+        }
+        let record_every = int32_count(&attrs, "record_every")?;
         Ok(NeuronGrad {
             kernel_key: crate::runtime::cache::sha256_hex(&kernel_key),
             spec,
