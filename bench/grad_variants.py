@@ -29,15 +29,13 @@ import subprocess
 import sys
 import time
 
-DT, RECORD_EVERY = 0.1, 10
-
 
 def measure(n: int, steps: int, repeats: int, k: int, profile: bool) -> dict:
     import jax
     import jax.numpy as jnp
 
     sys.path.insert(0, os.path.dirname(__file__))
-    from bench_gradients import model
+    from bench_gradients import DT, model, spikeforge_loss
 
     key = jax.random.PRNGKey(0)
     k1, k2, k3 = jax.random.split(key, 3)
@@ -47,17 +45,7 @@ def measure(n: int, steps: int, repeats: int, k: int, profile: bool) -> dict:
     m = model()
     state0 = m.init_state(n, dtype=jnp.float32)
 
-    def loss(v0, currents):
-        new, out = m.run(
-            dict(state0, v=v0),
-            dt=DT,
-            steps=steps,
-            inputs={"I": currents},
-            record=["v"],
-            record_every=RECORD_EVERY,
-            checkpoint_every=k,
-        )
-        return (w * new["v"]).sum() + 1e-3 * (out.traces["v"] ** 2).sum() + (w * out.spike_count).sum()
+    loss = spikeforge_loss(m, state0, w, steps, k)
 
     forward = jax.jit(lambda v0, c: m.run(dict(state0, v=v0), dt=DT, steps=steps, inputs={"I": c})[0]["v"])
     # The forward under differentiation, its residuals (checkpoints) returned so that they are kept.
