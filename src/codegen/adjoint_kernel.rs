@@ -397,7 +397,14 @@ pub fn register_segment(ir: &GroupIr, spec: &ModelSpec, dag: &AdjointDag) -> usi
         .map(|v| words(value_elem(ir.symbol(v).value, real)))
         .sum();
     let per_step = stored + inputs + usize::from(has_refractory(ir));
-    let k = (SEGMENT_REGISTERS / per_step.max(1))
+    // A float64 walk's own values (the step's arithmetic, adjoints) take two registers each
+    // too: three quarters of the budget for its segment (Izhikevich in float64 at 16 steps,
+    // its full segments' loads issued together, spilled at 255 registers).
+    let budget = match real.size() {
+        8 => SEGMENT_REGISTERS * 3 / 4,
+        _ => SEGMENT_REGISTERS,
+    };
+    let k = (budget / per_step.max(1))
         .min(UNROLLED_NODES / dag.arena.len().max(1))
         .min(MAX_REGISTER_SEGMENT);
     if k < MIN_REGISTER_SEGMENT {
@@ -492,6 +499,7 @@ fn generate(
             Dialect::C => AdjointTuning::default(),
         },
         spike_train,
+        guarded: true,
     };
     Ok(GeneratedAdjoint {
         source: render(|w| writer.write(w)),
@@ -502,6 +510,7 @@ fn generate(
     })
 }
 
+#[derive(Clone, Copy)]
 struct AdjointWriter<'a> {
     ir: &'a GroupIr,
     spec: &'a ModelSpec,
@@ -513,6 +522,10 @@ struct AdjointWriter<'a> {
     tuning: AdjointTuning,
     /// Whether the calls pass a spike train's cotangent, when the source is for such calls.
     spike_train: Option<bool>,
+    /// In registers: whether the segment being printed may be the run's shorter last one,
+    /// whose steps past the run's end read nothing and change nothing (`sf_u < sf_len`); the
+    /// full segments are printed without these guards.
+    guarded: bool,
 }
 
 impl AdjointWriter<'_> {
@@ -808,7 +821,7 @@ const int64_t sf_j = sf_j0 + sf_l;
                     let ahead = Self::ahead(&self.slot(&name));
                     writeln!(w, "const {ty} {name} = {ahead};")?;
                     writeln!(w, "{} = {name};", self.slot(&name))?;
-                } else if registers {
+                } else if registers && self.guarded {
                     // None past the run's end.
                     writeln!(
                         w,
@@ -818,6 +831,9 @@ const int64_t sf_j = sf_j0 + sf_l;
                     writeln!(w, "{} = {name};", self.slot(&name))?;
                 } else {
                     writeln!(w, "const {ty} {name} = {};", self.read_once(k, "sf_row"))?;
+                    if registers {
+                        writeln!(w, "{} = {name};", self.slot(&name))?;
+                    }
                 }
             }
         }
@@ -1144,40 +1160,84 @@ const int64_t sf_j = sf_j0 + sf_l;
         self.trace_counters(w)?;
         writeln!(
             w,
-            "/* Segments of SF_K = {k} steps, in registers, from the last. */"
+            "/* Segments of SF_K = {k} steps, in registers, from the last: a shorter last one with its\n   steps past the run's end guarded, then the full ones without. */\nint32_t sf_g = sf_n_seg - 1;"
         )?;
-        w.block("for (int32_t sf_g = sf_n_seg - 1; sf_g >= 0; --sf_g)", |w| {
-            // Steps from the segment's first to the run's end: more than SF_K but in the last
-            // segment, which may be shorter.
+        w.block("if (sf_steps - sf_g * SF_K < SF_K)", |w| {
+            self.segment_in_registers(w, load_checkpoint)?;
+            w.write_str("--sf_g;\n")
+        })?;
+        let full = AdjointWriter {
+            guarded: false,
+            ..*self
+        };
+        w.block("for (; sf_g >= 0; --sf_g)", |w| {
+            full.segment_in_registers(w, load_checkpoint)
+        })
+    }
+
+    /// Segment `sf_g` recomputed from its checkpoint into the local arrays and walked back
+    /// (see [`Self::walk_in_registers`]); the steps past the run's end guarded when
+    /// [`AdjointWriter::guarded`].
+    fn segment_in_registers(
+        &self,
+        w: &mut SourceWriter,
+        load_checkpoint: &dyn Fn(&mut SourceWriter, &str, bool) -> fmt::Result,
+    ) -> fmt::Result {
+        let prefetch = self.prefetches();
+        if self.guarded {
+            // Steps from the segment's first to the run's end: fewer than SF_K.
             w.write_str("const int32_t sf_s0 = sf_g * SF_K, sf_len = sf_steps - sf_s0;\n")?;
-            writeln!(
-                w,
-                "const int64_t sf_seg_row = {};",
-                self.element_row("sf_steps", "sf_s0")
-            )?;
-            if prefetch {
-                for kept in self.walked_state() {
-                    writeln!(w, "{kept} = {};", Self::ahead(&kept))?;
-                }
-            } else {
-                load_checkpoint(w, "sf_g", false)?;
+        } else {
+            w.write_str("const int32_t sf_s0 = sf_g * SF_K;\n")?;
+        }
+        writeln!(
+            w,
+            "const int64_t sf_seg_row = {};",
+            self.element_row("sf_steps", "sf_s0")
+        )?;
+        if prefetch {
+            for kept in self.walked_state() {
+                writeln!(w, "{kept} = {};", Self::ahead(&kept))?;
             }
-            w.write_str("/* Forwards from the checkpoint, each step's start values kept (past the run's end in a\n   shorter last segment, from zero inputs: kept values never read). */\n")?;
-            self.step_loop(w, "unroll", "for (int32_t sf_u = 0; sf_u < SF_K; ++sf_u)", |w| {
+        } else {
+            load_checkpoint(w, "sf_g", false)?;
+        }
+        w.write_str("/* Forwards from the checkpoint, each step's start values kept (past the run's end in a\n   shorter last segment, from zero inputs: kept values never read). */\n")?;
+        self.step_loop(
+            w,
+            "unroll",
+            "for (int32_t sf_u = 0; sf_u < SF_K; ++sf_u)",
+            |w| {
                 w.write_str("const int32_t sf_s = sf_s0 + sf_u;\n")?;
                 self.per_element_step(w, |w| self.forward_step(w))
+            },
+        )?;
+        if prefetch {
+            w.write_str("/* The segment before, loaded ahead while this one is walked back. */\n")?;
+            w.block("if (sf_g > 0)", |w| {
+                self.load_ahead(w, "sf_g - 1", load_checkpoint)
             })?;
-            if prefetch {
-                w.write_str("/* The segment before, loaded ahead while this one is walked back. */\n")?;
-                w.block("if (sf_g > 0)", |w| self.load_ahead(w, "sf_g - 1", load_checkpoint))?;
-            }
-            w.write_str("/* Backwards from the kept values; a step past the run's end changes nothing. */\n")?;
-            let traces = !self.dag.trace_cotangents.is_empty();
-            if traces {
-                w.write_str("/* The segment's recorded steps (bit u: step sf_s0 + u; none past the run's end), and the\n   segment before's last step modulo the interval. */\nuint32_t sf_rec_bits = 0;\nfor (int32_t sf_u = SF_K - 1 - sf_rec_m; sf_u >= 0; sf_u -= sf_rec_every) {\n    if (sf_u < sf_len) sf_rec_bits |= 1u << sf_u;\n}\nsf_rec_m -= sf_rec_k;\nif (sf_rec_m < 0) sf_rec_m += sf_rec_every;\n")?;
-            }
-            self.step_loop(w, "unroll", "for (int32_t sf_r = 0; sf_r < SF_K; ++sf_r)", |w| {
-                w.write_str("const int32_t sf_u = SF_K - 1 - sf_r;\nconst int32_t sf_s = sf_s0 + sf_u;\n")?;
+        }
+        w.write_str(
+            "/* Backwards from the kept values; a step past the run's end changes nothing. */\n",
+        )?;
+        let traces = !self.dag.trace_cotangents.is_empty();
+        if traces {
+            let within = if self.guarded {
+                "if (sf_u < sf_len) "
+            } else {
+                ""
+            };
+            writeln!(w, "/* The segment's recorded steps (bit u: step sf_s0 + u; none past the run's end), and the\n   segment before's last step modulo the interval. */\nuint32_t sf_rec_bits = 0;\nfor (int32_t sf_u = SF_K - 1 - sf_rec_m; sf_u >= 0; sf_u -= sf_rec_every) {{\n    {within}sf_rec_bits |= 1u << sf_u;\n}}\nsf_rec_m -= sf_rec_k;\nif (sf_rec_m < 0) sf_rec_m += sf_rec_every;")?;
+        }
+        self.step_loop(
+            w,
+            "unroll",
+            "for (int32_t sf_r = 0; sf_r < SF_K; ++sf_r)",
+            |w| {
+                w.write_str(
+                    "const int32_t sf_u = SF_K - 1 - sf_r;\nconst int32_t sf_s = sf_s0 + sf_u;\n",
+                )?;
                 if traces {
                     // Traces are recorded at the start of every rec_every-th step; none read
                     // past the run's end.
@@ -1192,8 +1252,8 @@ const int64_t sf_j = sf_j0 + sf_l;
                     w.write_str("if (sf_recorded) sf_rec_at -= sf_n_inner;\n")?;
                 }
                 Ok(())
-            })
-        })
+            },
+        )
     }
 
     /// With traces, what the backward walk in registers carries across segments to find the
@@ -1397,9 +1457,14 @@ const int64_t sf_j = sf_j0 + sf_l;
         }
         let mut rec = 0;
         // In registers: no row past the run's end is read; the traces' rows from the counters.
+        let guarded = registers && self.guarded;
         let (train, recorded, rec_index) = if registers {
             (
-                "sf_spike_train && sf_u < sf_len",
+                if guarded {
+                    "sf_spike_train && sf_u < sf_len"
+                } else {
+                    "sf_spike_train"
+                },
                 "sf_recorded",
                 self.lane_index("sf_rec_at"),
             )
@@ -1411,7 +1476,7 @@ const int64_t sf_j = sf_j0 + sf_l;
             )
         };
         // A source for calls that say: no branch on it.
-        let train = match (self.spike_train, registers) {
+        let train = match (self.spike_train, guarded) {
             (None, _) => train,
             (Some(false), _) => "0",
             (Some(true), true) => "sf_u < sf_len",
@@ -1465,10 +1530,11 @@ const int64_t sf_j = sf_j0 + sf_l;
             }
             Ok(())
         };
-        match self.store {
+        if guarded {
             // A step past the run's end (a shorter last segment) changes nothing.
-            SegmentStore::Registers(_) => w.block("if (sf_u < sf_len)", commit),
-            SegmentStore::Scratch => commit(w),
+            w.block("if (sf_u < sf_len)", commit)
+        } else {
+            commit(w)
         }
     }
 }
