@@ -84,6 +84,25 @@ def scan_run(v0, currents):
     return v, trace, spikes.sum(axis=0)
 
 
+def spikeforge_loss(m, state0, w, steps: int, checkpoint_every: int | None):
+    """The benchmark's loss of ``(v0, currents)`` through spikeforge's run of model ``m``: the
+    final state, the trace (every ``RECORD_EVERY`` steps) and the spike counts, weighted by ``w``."""
+
+    def loss(v0, currents):
+        new, out = m.run(
+            dict(state0, v=v0),
+            dt=DT,
+            steps=steps,
+            inputs={"I": currents},
+            record=["v"],
+            record_every=RECORD_EVERY,
+            checkpoint_every=checkpoint_every,
+        )
+        return (w * new["v"]).sum() + 1e-3 * (out.traces["v"] ** 2).sum() + (w * out.spike_count).sum()
+
+    return loss
+
+
 def timed(fn, *args, repeats):
     jax.block_until_ready(fn(*args))
     times = []
@@ -127,17 +146,7 @@ def measure(n: int, steps: int, dtype_name: str, repeats: int, checkpoint_every:
     m = model()
     state0 = m.init_state(n, dtype=dtype)
 
-    def sf_loss(v0, currents):
-        new, out = m.run(
-            dict(state0, v=v0),
-            dt=DT,
-            steps=steps,
-            inputs={"I": currents},
-            record=["v"],
-            record_every=RECORD_EVERY,
-            checkpoint_every=checkpoint_every,
-        )
-        return (w * new["v"]).sum() + 1e-3 * (out.traces["v"] ** 2).sum() + (w * out.spike_count).sum()
+    sf_loss = spikeforge_loss(m, state0, w, steps, checkpoint_every)
 
     def scan_loss(v0, currents):
         v, trace, count = scan_run(v0, currents)

@@ -21,8 +21,8 @@ use std::path::Path;
 
 use common::Rng;
 use spikeforge::codegen::adjoint_kernel::{
-    generate_adjoint, generate_adjoint_in, AdjointArg, AdjointRole, AdjointShape, GeneratedAdjoint,
-    SegmentStore,
+    generate_adjoint, generate_adjoint_in, generate_adjoint_tuned, AdjointArg, AdjointRole,
+    AdjointShape, AdjointTuning, GeneratedAdjoint, SegmentStore,
 };
 use spikeforge::codegen::{prepare, Dialect};
 use spikeforge::spec::{Method, ModelSpec, Surrogate, SurrogateKind};
@@ -141,7 +141,7 @@ fn cuda_type(e: ElemType) -> &'static str {
     }
 }
 
-const SHIM: &str = "#include <cstdio>\n#include <cstring>\nstruct sf_dim3 { unsigned x; };\nstatic sf_dim3 threadIdx, blockIdx, blockDim;\nstatic double __hiloint2double(int hi, int lo) { const unsigned long long b = ((unsigned long long) (unsigned) hi << 32) | (unsigned) lo; double d; std::memcpy(&d, &b, 8); return d; }\nstatic int __double2loint(double d) { unsigned long long b; std::memcpy(&b, &d, 8); return (int) (unsigned) b; }\nstatic int __double2hiint(double d) { unsigned long long b; std::memcpy(&b, &d, 8); return (int) (unsigned) (b >> 32); }\n#define __dmul_rn(a, b) ((a) * (b))\n";
+const SHIM: &str = "#include <cstdio>\n#include <cstring>\nstruct sf_dim3 { unsigned x; };\nstatic sf_dim3 threadIdx, blockIdx, blockDim;\nstatic double __hiloint2double(int hi, int lo) { const unsigned long long b = ((unsigned long long) (unsigned) hi << 32) | (unsigned) lo; double d; std::memcpy(&d, &b, 8); return d; }\nstatic int __double2loint(double d) { unsigned long long b; std::memcpy(&b, &d, 8); return (int) (unsigned) b; }\nstatic int __double2hiint(double d) { unsigned long long b; std::memcpy(&b, &d, 8); return (int) (unsigned) (b >> 32); }\n#define __dmul_rn(a, b) ((a) * (b))\ntemplate <class T> static T __ldcs(const T* p) { return *p; }\ntemplate <class T> static void __stcs(T* p, T v) { *p = v; }\n";
 
 /// The outputs (adjoints and gradients: the scratch is not a result) of `kernel` on `ins`,
 /// as one byte string per output.
@@ -259,14 +259,53 @@ fn both_stores_give_the_same_gradients_bit_for_bit_in_both_dialects() {
                 inputs(&kernel.layout.inputs, k, spike_train, 0x5eed + m as u64)
             };
             let mut results = Vec::new();
+            // The CUDA kernels also with their memory traffic tuned (the next segment loaded
+            // ahead, streaming hints): the same arithmetic, so the same bits.
+            let tunings = [
+                AdjointTuning::default(),
+                AdjointTuning::parse("prefetch,streaming").unwrap(),
+                AdjointTuning::parse("prefetch").unwrap(),
+            ];
             for dialect in [Dialect::C, Dialect::Cuda] {
                 for store in [SegmentStore::Scratch, SegmentStore::Registers(k)] {
-                    let kernel = generate_adjoint_in(&ir, &spec, dialect, store).unwrap();
-                    let name =
-                        format!("{label}_k{k}_{dialect:?}_{store:?}").replace(['(', ')'], "");
-                    let outputs = run(&kernel, dialect, k, spike_train, &ins, &dir, &name);
-                    results.push((name, outputs));
+                    let tuned: &[AdjointTuning] = match dialect {
+                        Dialect::C => &tunings[..1],
+                        Dialect::Cuda => &tunings,
+                    };
+                    for tuning in tuned {
+                        let kernel =
+                            generate_adjoint_in(&ir, &spec, dialect, store, *tuning).unwrap();
+                        if tuning.prefetch && store != SegmentStore::Scratch {
+                            assert!(kernel.source.contains("sf_next_"), "{label}: no prefetch");
+                        }
+                        if tuning.streaming {
+                            assert!(kernel.source.contains("__stcs("), "{label}: no hints");
+                        }
+                        let name = format!(
+                            "{label}_k{k}_{dialect:?}_{store:?}_{}",
+                            tuning.name().replace(',', "_")
+                        )
+                        .replace(['(', ')'], "");
+                        let outputs = run(&kernel, dialect, k, spike_train, &ins, &dir, &name);
+                        results.push((name, outputs));
+                    }
                 }
+                // The source for calls that say whether they pass a spike train (a constant of
+                // the source, as the handler compiles it), its store chosen by k.
+                let kernel = generate_adjoint_tuned(
+                    &ir,
+                    &spec,
+                    dialect,
+                    k,
+                    AdjointTuning::default(),
+                    Some(spike_train),
+                )
+                .unwrap();
+                let branch = ["sf_spike_train ?", "sf_spike_train &&"];
+                assert!(!branch.iter().any(|b| kernel.source.contains(b)), "{label}");
+                let name = format!("{label}_k{k}_{dialect:?}_for_call");
+                let outputs = run(&kernel, dialect, k, spike_train, &ins, &dir, &name);
+                results.push((name, outputs));
             }
             let (first, want) = &results[0];
             assert!(want.iter().flatten().any(|b| *b != 0), "{first}: all zero");
@@ -282,5 +321,7 @@ fn both_stores_give_the_same_gradients_bit_for_bit_in_both_dialects() {
             }
         }
     }
-    assert_eq!(compared, 3 * 4 * 3);
+    // Per model and k: C in both stores and for the call, CUDA in both stores with three
+    // tunings and for the call, against the first.
+    assert_eq!(compared, 3 * 4 * 9);
 }

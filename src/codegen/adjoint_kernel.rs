@@ -276,6 +276,87 @@ impl SegmentStore {
     }
 }
 
+/// How the CUDA kernel issues its memory traffic: the same arithmetic, so the same results bit
+/// for bit (`tests/neuron_adjoint_stores.rs`), only the loads' and stores' placement and cache
+/// hints differ. The C dialect ignores it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AdjointTuning {
+    /// With the segment in registers: the next segment's checkpoint and per-step inputs are
+    /// loaded before the current segment is walked back (into a second set of registers), so
+    /// that their loads are in flight while the backward walk computes and stores, instead of
+    /// every segment waiting on its own loads first.
+    pub prefetch: bool,
+    /// Streaming cache hints (`__ldcs`, `__stcs`: evict first) on what the kernel touches
+    /// once: per-step inputs, checkpoints, cotangents read, per-step gradients written.
+    pub streaming: bool,
+    /// The most registers a thread may use (NVRTC's `--maxrregcount`; 0: the compiler's
+    /// choice): more threads resident on a multiprocessor, for a kernel that spills nothing
+    /// under it ([`AdjointTuning::compile_options`]).
+    pub max_registers: u32,
+}
+
+impl AdjointTuning {
+    /// The tuning of `spikeforge_neuron_grad` unless `SPIKEFORGE_ADJOINT_TUNING` says otherwise.
+    pub const DEFAULT: AdjointTuning = AdjointTuning {
+        prefetch: false,
+        streaming: false,
+        max_registers: 0,
+    };
+
+    /// `none`, `default`, or a comma-separated list of `prefetch`, `streaming` and
+    /// `registers=N` (N in 16..=255); `None` for anything else.
+    pub fn parse(text: &str) -> Option<AdjointTuning> {
+        let mut t = AdjointTuning::default();
+        match text.trim() {
+            "none" => return Some(t),
+            "default" => return Some(AdjointTuning::DEFAULT),
+            list => {
+                for word in list.split(',').map(str::trim) {
+                    match word {
+                        "prefetch" => t.prefetch = true,
+                        "streaming" => t.streaming = true,
+                        other => {
+                            let n = other.strip_prefix("registers=")?.parse::<u32>().ok()?;
+                            if !(16..=255).contains(&n) {
+                                return None;
+                            }
+                            t.max_registers = n;
+                        }
+                    }
+                }
+            }
+        }
+        Some(t)
+    }
+
+    /// A short name for kernel keys and reports, as [`AdjointTuning::parse`] reads it:
+    /// `none`, `prefetch`, `prefetch,streaming,registers=64`, ...
+    pub fn name(self) -> String {
+        let mut words: Vec<String> = [(self.prefetch, "prefetch"), (self.streaming, "streaming")]
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, w)| w.to_string())
+            .collect();
+        if self.max_registers > 0 {
+            words.push(format!("registers={}", self.max_registers));
+        }
+        if words.is_empty() {
+            "none".into()
+        } else {
+            words.join(",")
+        }
+    }
+
+    /// The NVRTC options beyond the defaults that this tuning compiles with.
+    pub fn compile_options(self) -> Vec<String> {
+        if self.max_registers > 0 {
+            vec![format!("--maxrregcount={}", self.max_registers)]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 /// The 32-bit registers a thread may give to a segment's kept values: with the walk's own
 /// values (the step's arithmetic, adjoints, parameters) it stays well within the 255 a CUDA
 /// thread has, so that the kernel does not spill.
@@ -316,7 +397,14 @@ pub fn register_segment(ir: &GroupIr, spec: &ModelSpec, dag: &AdjointDag) -> usi
         .map(|v| words(value_elem(ir.symbol(v).value, real)))
         .sum();
     let per_step = stored + inputs + usize::from(has_refractory(ir));
-    let k = (SEGMENT_REGISTERS / per_step.max(1))
+    // A float64 walk's own values (the step's arithmetic, adjoints) take two registers each
+    // too: three quarters of the budget for its segment (Izhikevich in float64 at 16 steps,
+    // its full segments' loads issued together, spilled at 255 registers).
+    let budget = match real.size() {
+        8 => SEGMENT_REGISTERS * 3 / 4,
+        _ => SEGMENT_REGISTERS,
+    };
+    let k = (budget / per_step.max(1))
         .min(UNROLLED_NODES / dag.arena.len().max(1))
         .min(MAX_REGISTER_SEGMENT);
     if k < MIN_REGISTER_SEGMENT {
@@ -349,20 +437,35 @@ pub fn generate_adjoint(
     dialect: Dialect,
     segment: usize,
 ) -> Result<GeneratedAdjoint, NotDifferentiable> {
-    generate(ir, spec, dialect, |limit| {
+    generate_adjoint_tuned(ir, spec, dialect, segment, AdjointTuning::DEFAULT, None)
+}
+
+/// [`generate_adjoint`] with the CUDA kernel's memory traffic tuned by `tuning`, for calls
+/// that pass a spike train's cotangent or not (`spike_train`: a constant of the source, so
+/// that the walks hold no branch on it; `None`: read at run time, `sf_spike_train`).
+pub fn generate_adjoint_tuned(
+    ir: &GroupIr,
+    spec: &ModelSpec,
+    dialect: Dialect,
+    segment: usize,
+    tuning: AdjointTuning,
+    spike_train: Option<bool>,
+) -> Result<GeneratedAdjoint, NotDifferentiable> {
+    generate(ir, spec, dialect, tuning, spike_train, |limit| {
         SegmentStore::for_segment(segment, limit)
     })
 }
 
-/// [`generate_adjoint`] with the store chosen by the caller, whatever the model's
+/// [`generate_adjoint_tuned`] with the store chosen by the caller, whatever the model's
 /// [`register_segment`]: for tests that run one `k` in both stores.
 pub fn generate_adjoint_in(
     ir: &GroupIr,
     spec: &ModelSpec,
     dialect: Dialect,
     store: SegmentStore,
+    tuning: AdjointTuning,
 ) -> Result<GeneratedAdjoint, NotDifferentiable> {
-    generate(ir, spec, dialect, |_| store)
+    generate(ir, spec, dialect, tuning, None, |_| store)
 }
 
 /// The kernel with the store `choose` picks from the model's [`register_segment`].
@@ -370,6 +473,8 @@ fn generate(
     ir: &GroupIr,
     spec: &ModelSpec,
     dialect: Dialect,
+    tuning: AdjointTuning,
+    spike_train: Option<bool>,
     choose: impl FnOnce(usize) -> SegmentStore,
 ) -> Result<GeneratedAdjoint, NotDifferentiable> {
     if spec.storage.is_some() {
@@ -389,6 +494,12 @@ fn generate(
         layout: &layout,
         dialect,
         store,
+        tuning: match dialect {
+            Dialect::Cuda => tuning,
+            Dialect::C => AdjointTuning::default(),
+        },
+        spike_train,
+        guarded: true,
     };
     Ok(GeneratedAdjoint {
         source: render(|w| writer.write(w)),
@@ -399,6 +510,7 @@ fn generate(
     })
 }
 
+#[derive(Clone, Copy)]
 struct AdjointWriter<'a> {
     ir: &'a GroupIr,
     spec: &'a ModelSpec,
@@ -406,6 +518,14 @@ struct AdjointWriter<'a> {
     layout: &'a AdjointLayout,
     dialect: Dialect,
     store: SegmentStore,
+    /// Always the untuned default in C.
+    tuning: AdjointTuning,
+    /// Whether the calls pass a spike train's cotangent, when the source is for such calls.
+    spike_train: Option<bool>,
+    /// In registers: whether the segment being printed may be the run's shorter last one,
+    /// whose steps past the run's end read nothing and change nothing (`sf_u < sf_len`); the
+    /// full segments are printed without these guards.
+    guarded: bool,
 }
 
 impl AdjointWriter<'_> {
@@ -543,6 +663,32 @@ const int64_t sf_j = sf_j0 + sf_l;
         }
     }
 
+    /// Element `index` of input `k`, read once by the kernel: with a streaming hint
+    /// ([`AdjointTuning::streaming`]) where CUDA has one for its type.
+    fn read_once(&self, k: usize, index: &str) -> String {
+        if self.streams(self.layout.inputs[k].elem) {
+            format!("__ldcs(&sf_in{k}[{index}])")
+        } else {
+            format!("sf_in{k}[{index}]")
+        }
+    }
+
+    /// The statement that writes `value` to element `index` of output `k`, written once by the
+    /// kernel (see [`Self::read_once`]).
+    fn write_once(&self, k: usize, index: &str, value: &str) -> String {
+        if self.streams(self.layout.outputs[k].elem) {
+            format!("__stcs(&sf_out{k}[{index}], {value});")
+        } else {
+            format!("sf_out{k}[{index}] = {value};")
+        }
+    }
+
+    /// Whether loads and stores of `elem` take a streaming hint: `__ldcs` / `__stcs` have
+    /// `float`, `double` and `int` forms.
+    fn streams(&self, elem: ElemType) -> bool {
+        self.tuning.streaming && matches!(elem, ElemType::F32 | ElemType::F64 | ElemType::I32)
+    }
+
     fn input(&self, role: AdjointRole, name: &str) -> Option<(usize, &AdjointArg)> {
         self.layout
             .inputs
@@ -650,12 +796,15 @@ const int64_t sf_j = sf_j0 + sf_l;
     fn load_step(&self, w: &mut SourceWriter, kept: bool) -> fmt::Result {
         let real = self.real();
         let registers = matches!(self.store, SegmentStore::Registers(_));
-        // In registers, the row of `sf_q` (the run's last step past its end).
-        let step = if registers { "sf_q" } else { "sf_s" };
+        // In registers, the segment's first row plus the step's (constant) offset.
+        let row = if registers {
+            self.lane_index("sf_seg_row + (int64_t) sf_u * sf_n_inner")
+        } else {
+            Self::row_index("sf_steps", "sf_s")
+        };
         writeln!(
             w,
-            "const int64_t sf_row = {};\nconst int64_t sf_t_step = sf_t0 + sf_s;",
-            Self::row_index("sf_steps", step)
+            "const int64_t sf_row = {row};\nconst int64_t sf_t_step = sf_t0 + sf_s;"
         )?;
         writeln!(
             w,
@@ -668,8 +817,20 @@ const int64_t sf_j = sf_j0 + sf_l;
                 let ty = self.local_type(a.elem);
                 if kept {
                     writeln!(w, "const {ty} {name} = {};", self.slot(&name))?;
+                } else if self.prefetches() {
+                    let ahead = Self::ahead(&self.slot(&name));
+                    writeln!(w, "const {ty} {name} = {ahead};")?;
+                    writeln!(w, "{} = {name};", self.slot(&name))?;
+                } else if registers && self.guarded {
+                    // None past the run's end.
+                    writeln!(
+                        w,
+                        "const {ty} {name} = sf_u < sf_len ? {} : ({ty}) 0;",
+                        self.read_once(k, "sf_row")
+                    )?;
+                    writeln!(w, "{} = {name};", self.slot(&name))?;
                 } else {
-                    writeln!(w, "const {ty} {name} = sf_in{k}[sf_row];")?;
+                    writeln!(w, "const {ty} {name} = {};", self.read_once(k, "sf_row"))?;
                     if registers {
                         writeln!(w, "{} = {name};", self.slot(&name))?;
                     }
@@ -677,6 +838,83 @@ const int64_t sf_j = sf_j0 + sf_l;
             }
         }
         Ok(())
+    }
+
+    /// Whether this kernel loads each segment's checkpoint and inputs ahead
+    /// ([`AdjointTuning::prefetch`]: CUDA, the segment in registers).
+    fn prefetches(&self) -> bool {
+        self.tuning.prefetch && matches!(self.store, SegmentStore::Registers(_))
+    }
+
+    /// The name of a value's copy loaded ahead: `sf_x_v` -> `sf_next_x_v`.
+    fn ahead(name: &str) -> String {
+        format!("sf_next_{}", name.strip_prefix("sf_").unwrap_or(name))
+    }
+
+    /// The per-step inputs: their input index, name and local type.
+    fn per_step_inputs(&self) -> Vec<(usize, String, &'static str)> {
+        self.layout
+            .inputs
+            .iter()
+            .enumerate()
+            .filter_map(|(k, a)| match (a.role, a.var, a.shape) {
+                (AdjointRole::Input, Some(v), AdjointShape::PerStep) => {
+                    Some((k, ident(&self.ir.symbol(v).name), self.local_type(a.elem)))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The walked state's names besides the adjoints: each stored variable's `sf_x_<x>` and,
+    /// with a refractory period, `sf_free_from` (CUDA: one element a thread).
+    fn walked_state(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .dag
+            .stored
+            .iter()
+            .map(|v| format!("sf_x_{}", ident(&self.ir.symbol(*v).name)))
+            .collect();
+        if has_refractory(self.ir) {
+            names.push("sf_free_from".into());
+        }
+        names
+    }
+
+    /// Loads the checkpoint and every step's per-step inputs of the full segment `segment`
+    /// (or the run's last, from clamped rows past its end) into their copies loaded ahead.
+    fn load_ahead(
+        &self,
+        w: &mut SourceWriter,
+        segment: &str,
+        load_checkpoint: &dyn Fn(&mut SourceWriter, &str, bool) -> fmt::Result,
+    ) -> fmt::Result {
+        load_checkpoint(w, segment, true)?;
+        writeln!(
+            w,
+            "const int64_t sf_ahead_row = {};",
+            Self::row_index("sf_steps", "sf_g_load * SF_K")
+        )?;
+        self.step_loop(
+            w,
+            "unroll",
+            "for (int32_t sf_u = 0; sf_u < SF_K; ++sf_u)",
+            |w| {
+                w.write_str(
+                    "const int64_t sf_row = sf_ahead_row + (int64_t) sf_u * sf_n_inner;\n",
+                )?;
+                for (k, name, ty) in self.per_step_inputs() {
+                    let ahead = Self::ahead(&self.slot(&name));
+                    // None past the run's end.
+                    writeln!(
+                        w,
+                        "{ahead} = sf_g_load * SF_K + sf_u < sf_steps ? {} : ({ty}) 0;",
+                        self.read_once(k, "sf_row")
+                    )?;
+                }
+                Ok(())
+            },
+        )
     }
 
     /// The slot of step `sf_u` of the segment in registers for the kept value `name` (a stored
@@ -755,6 +993,9 @@ const int64_t sf_j = sf_j0 + sf_l;
             }
             for (name, ty) in &walked {
                 writeln!(w, "{ty} {name};")?;
+                if self.prefetches() {
+                    writeln!(w, "{ty} {};", Self::ahead(name))?;
+                }
             }
         } else {
             for (name, ty, _) in &kept {
@@ -785,12 +1026,19 @@ const int64_t sf_j = sf_j0 + sf_l;
                 (k, kept)
             })
             .collect();
-        let load_checkpoint = |w: &mut SourceWriter, segment: &str| {
+        // The checkpoint of `segment` into the walked state, or (`ahead`) into its copy loaded
+        // ahead ([`AdjointTuning::prefetch`]).
+        let load_checkpoint = |w: &mut SourceWriter, segment: &str, ahead: bool| {
             writeln!(w, "const int32_t sf_g_load = {segment};")?;
             let row = Self::row_index("sf_n_seg", "sf_g_load");
             self.per_element(w, |w| {
                 for (k, kept) in &checkpoints {
-                    writeln!(w, "{kept} = sf_in{k}[{row}];")?;
+                    let into = if ahead {
+                        Self::ahead(kept)
+                    } else {
+                        kept.clone()
+                    };
+                    writeln!(w, "{into} = {};", self.read_once(*k, &row))?;
                 }
                 Ok(())
             })
@@ -825,8 +1073,10 @@ const int64_t sf_j = sf_j0 + sf_l;
     fn walk_in_scratch(
         &self,
         w: &mut SourceWriter,
-        load_checkpoint: &dyn Fn(&mut SourceWriter, &str) -> fmt::Result,
+        load_checkpoint: &dyn Fn(&mut SourceWriter, &str, bool) -> fmt::Result,
     ) -> fmt::Result {
+        let load_checkpoint =
+            |w: &mut SourceWriter, segment: &str| load_checkpoint(w, segment, false);
         // One step forwards of the segment that starts at `start`, into the scratch half `half`.
         let forward = |w: &mut SourceWriter, step: &str, start: &str, half: &str| {
             writeln!(
@@ -874,15 +1124,21 @@ const int64_t sf_j = sf_j0 + sf_l;
 
     /// The segments from the last, each recomputed from its checkpoint into local arrays of
     /// `SF_K` = `k` steps and walked back, both walks unrolled (registers on CUDA). Every step
-    /// loads what it reads unconditionally (from row `sf_q`: its own, or the run's last step
-    /// past the run's end in a shorter last segment), so that the compiler issues a segment's
-    /// loads together; in the backward walk only what a step changes (adjoints, gradients) is
-    /// guarded by `sf_u < sf_len`.
+    /// computes (its loads predicated by `sf_u < sf_len`, so that the compiler issues a
+    /// segment's loads together and without branches); in the backward walk only what a step
+    /// changes (adjoints, gradients) is guarded by `sf_u < sf_len`, so that the steps past the
+    /// run's end in a shorter last segment change nothing.
+    ///
+    /// Few instructions a step (the kernel issues about as many as it moves bytes at 1M
+    /// elements): a step's row of the per-step buffers is the segment's first row plus the
+    /// step's constant offset (`sf_seg_row`), and the traces' cotangents are found by counters
+    /// carried across segments (`sf_rec_m` steps to the next recorded one, `sf_rec_at` its
+    /// index), not by a division a segment and a product a step.
     fn walk_in_registers(
         &self,
         w: &mut SourceWriter,
         k: usize,
-        load_checkpoint: &dyn Fn(&mut SourceWriter, &str) -> fmt::Result,
+        load_checkpoint: &dyn Fn(&mut SourceWriter, &str, bool) -> fmt::Result,
     ) -> fmt::Result {
         let dims = match self.dialect {
             Dialect::Cuda => "[SF_K]",
@@ -891,41 +1147,150 @@ const int64_t sf_j = sf_j0 + sf_l;
         for (name, ty) in self.segment_values() {
             writeln!(w, "{ty} {name}{dims};")?;
         }
+        let prefetch = self.prefetches();
+        if prefetch {
+            for (_, name, ty) in self.per_step_inputs() {
+                writeln!(w, "{ty} {}{dims};", Self::ahead(&format!("sf_seg_{name}")))?;
+            }
+            w.write_str("/* The last segment's checkpoint and inputs, loaded ahead. */\n")?;
+            w.block("if (sf_n_seg > 0)", |w| {
+                self.load_ahead(w, "sf_n_seg - 1", load_checkpoint)
+            })?;
+        }
+        self.trace_counters(w)?;
         writeln!(
             w,
-            "/* Segments of SF_K = {k} steps, in registers, from the last. */"
+            "/* Segments of SF_K = {k} steps, in registers, from the last: a shorter last one with its\n   steps past the run's end guarded, then the full ones without. */\nint32_t sf_g = sf_n_seg - 1;"
         )?;
-        w.block("for (int32_t sf_g = sf_n_seg - 1; sf_g >= 0; --sf_g)", |w| {
-            // Steps from the segment's first to the run's end: more than SF_K but in the last
-            // segment, which may be shorter.
+        w.block("if (sf_steps - sf_g * SF_K < SF_K)", |w| {
+            self.segment_in_registers(w, load_checkpoint)?;
+            w.write_str("--sf_g;\n")
+        })?;
+        let full = AdjointWriter {
+            guarded: false,
+            ..*self
+        };
+        w.block("for (; sf_g >= 0; --sf_g)", |w| {
+            full.segment_in_registers(w, load_checkpoint)
+        })
+    }
+
+    /// Segment `sf_g` recomputed from its checkpoint into the local arrays and walked back
+    /// (see [`Self::walk_in_registers`]); the steps past the run's end guarded when
+    /// [`AdjointWriter::guarded`].
+    fn segment_in_registers(
+        &self,
+        w: &mut SourceWriter,
+        load_checkpoint: &dyn Fn(&mut SourceWriter, &str, bool) -> fmt::Result,
+    ) -> fmt::Result {
+        let prefetch = self.prefetches();
+        if self.guarded {
+            // Steps from the segment's first to the run's end: fewer than SF_K.
             w.write_str("const int32_t sf_s0 = sf_g * SF_K, sf_len = sf_steps - sf_s0;\n")?;
-            load_checkpoint(w, "sf_g")?;
-            w.write_str("/* Forwards from the checkpoint, each step's start values kept (past the run's end in a\n   shorter last segment, from its last step's inputs: kept values never read). */\n")?;
-            self.step_loop(w, "unroll", "for (int32_t sf_u = 0; sf_u < SF_K; ++sf_u)", |w| {
-                w.write_str("const int32_t sf_s = sf_s0 + sf_u, sf_q = sf_u < sf_len ? sf_s : sf_steps - 1;\n")?;
-                self.per_element_step(w, |w| self.forward_step(w))
-            })?;
-            w.write_str("/* Backwards from the kept values; a step past the run's end changes nothing. */\n")?;
-            let traces = !self.dag.trace_cotangents.is_empty();
-            if traces {
-                // The traces' rows counted down with the steps (no division a step): step
-                // sf_s = sf_rec_r * rec_every + sf_rec_m.
-                w.write_str("int32_t sf_rec_r = (sf_s0 + SF_K - 1) / sf_rec_every;\nint32_t sf_rec_m = sf_s0 + SF_K - 1 - sf_rec_r * sf_rec_every;\n")?;
+        } else {
+            w.write_str("const int32_t sf_s0 = sf_g * SF_K;\n")?;
+        }
+        writeln!(
+            w,
+            "const int64_t sf_seg_row = {};",
+            self.element_row("sf_steps", "sf_s0")
+        )?;
+        if prefetch {
+            for kept in self.walked_state() {
+                writeln!(w, "{kept} = {};", Self::ahead(&kept))?;
             }
-            self.step_loop(w, "unroll", "for (int32_t sf_r = 0; sf_r < SF_K; ++sf_r)", |w| {
-                w.write_str("const int32_t sf_u = SF_K - 1 - sf_r;\nconst int32_t sf_s = sf_s0 + sf_u, sf_q = sf_u < sf_len ? sf_s : sf_steps - 1;\n")?;
+        } else {
+            load_checkpoint(w, "sf_g", false)?;
+        }
+        w.write_str("/* Forwards from the checkpoint, each step's start values kept (past the run's end in a\n   shorter last segment, from zero inputs: kept values never read). */\n")?;
+        self.step_loop(
+            w,
+            "unroll",
+            "for (int32_t sf_u = 0; sf_u < SF_K; ++sf_u)",
+            |w| {
+                w.write_str("const int32_t sf_s = sf_s0 + sf_u;\n")?;
+                self.per_element_step(w, |w| self.forward_step(w))
+            },
+        )?;
+        if prefetch {
+            w.write_str("/* The segment before, loaded ahead while this one is walked back. */\n")?;
+            w.block("if (sf_g > 0)", |w| {
+                self.load_ahead(w, "sf_g - 1", load_checkpoint)
+            })?;
+        }
+        w.write_str(
+            "/* Backwards from the kept values; a step past the run's end changes nothing. */\n",
+        )?;
+        let traces = !self.dag.trace_cotangents.is_empty();
+        if traces {
+            let within = if self.guarded {
+                "if (sf_u < sf_len) "
+            } else {
+                ""
+            };
+            writeln!(w, "/* The segment's recorded steps (bit u: step sf_s0 + u; none past the run's end), and the\n   segment before's last step modulo the interval. */\nuint32_t sf_rec_bits = 0;\nfor (int32_t sf_u = SF_K - 1 - sf_rec_m; sf_u >= 0; sf_u -= sf_rec_every) {{\n    {within}sf_rec_bits |= 1u << sf_u;\n}}\nsf_rec_m -= sf_rec_k;\nif (sf_rec_m < 0) sf_rec_m += sf_rec_every;")?;
+        }
+        self.step_loop(
+            w,
+            "unroll",
+            "for (int32_t sf_r = 0; sf_r < SF_K; ++sf_r)",
+            |w| {
+                w.write_str(
+                    "const int32_t sf_u = SF_K - 1 - sf_r;\nconst int32_t sf_s = sf_s0 + sf_u;\n",
+                )?;
                 if traces {
                     // Traces are recorded at the start of every rec_every-th step; none read
                     // past the run's end.
-                    w.write_str("const int32_t sf_rec = sf_rec_m == 0 && sf_u < sf_len ? sf_rec_r : -1;\n")?;
+                    writeln!(
+                        w,
+                        "const {} sf_recorded = (sf_rec_bits >> sf_u) & 1u;",
+                        self.dialect.bool_type()
+                    )?;
                 }
                 self.per_element_step(w, |w| self.backward_step(w))?;
                 if traces {
-                    w.write_str("if (sf_rec_m == 0) {\n    sf_rec_m = sf_rec_every - 1;\n    --sf_rec_r;\n} else {\n    --sf_rec_m;\n}\n")?;
+                    w.write_str("if (sf_recorded) sf_rec_at -= sf_n_inner;\n")?;
                 }
                 Ok(())
-            })
-        })
+            },
+        )
+    }
+
+    /// With traces, what the backward walk in registers carries across segments to find the
+    /// traces' cotangents without a division a segment or a product a step: `sf_rec_m`, the
+    /// segment's last step (past the run's end in the last segment, when shorter) modulo the
+    /// recording interval, less `sf_rec_k` (`SF_K` modulo the interval) a segment; `sf_rec_at`,
+    /// the element's index in the row of the next recorded step going back (the last row
+    /// first; less `sf_j` in C, whose lanes add theirs), one row less after each.
+    fn trace_counters(&self, w: &mut SourceWriter) -> fmt::Result {
+        if self.dag.trace_cotangents.is_empty() {
+            return Ok(());
+        }
+        w.write_str("int32_t sf_rec_m = (int32_t) (((int64_t) sf_n_seg * SF_K - 1) % sf_rec_every);\nconst int32_t sf_rec_k = SF_K % sf_rec_every;\n")?;
+        writeln!(
+            w,
+            "int64_t sf_rec_at = {};",
+            self.element_row("sf_n_rec", "sf_n_rec - 1")
+        )
+    }
+
+    /// The index of row `row` of a `(nb, rows, n_inner)` buffer for this element on CUDA; in
+    /// C, for the block's batch member, to which each lane adds its `sf_j`
+    /// ([`Self::lane_index`]).
+    fn element_row(&self, rows: &str, row: &str) -> String {
+        match self.dialect {
+            Dialect::Cuda => Self::row_index(rows, row),
+            Dialect::C => format!("(sf_b * (int64_t) {rows} + {row}) * sf_n_inner"),
+        }
+    }
+
+    /// `index` from [`Self::element_row`] (plus a row offset) as this lane's: itself on CUDA,
+    /// plus `sf_j` in C.
+    fn lane_index(&self, index: &str) -> String {
+        match self.dialect {
+            Dialect::Cuda => index.to_string(),
+            Dialect::C => format!("{index} + sf_j"),
+        }
     }
 
     /// The local arrays a segment in registers keeps per step, and their types: each stored
@@ -1091,19 +1456,46 @@ const int64_t sf_j = sf_j0 + sf_l;
             }
         }
         let mut rec = 0;
+        // In registers: no row past the run's end is read; the traces' rows from the counters.
+        let guarded = registers && self.guarded;
+        let (train, recorded, rec_index) = if registers {
+            (
+                if guarded {
+                    "sf_spike_train && sf_u < sf_len"
+                } else {
+                    "sf_spike_train"
+                },
+                "sf_recorded",
+                self.lane_index("sf_rec_at"),
+            )
+        } else {
+            (
+                "sf_spike_train",
+                "sf_rec >= 0",
+                Self::row_index("sf_n_rec", "sf_rec"),
+            )
+        };
+        // A source for calls that say: no branch on it.
+        let train = match (self.spike_train, guarded) {
+            (None, _) => train,
+            (Some(false), _) => "0",
+            (Some(true), true) => "sf_u < sf_len",
+            (Some(true), false) => "1",
+        };
         for (k, a) in self.layout.inputs.iter().enumerate() {
             match a.role {
                 AdjointRole::SpikeCotangent => writeln!(
                     w,
-                    "const {real} sf_a_spike = sf_spike_train ? sf_a_count{} + sf_in{k}[sf_row] : sf_a_count{};",
+                    "const {real} sf_a_spike = {train} ? sf_a_count{} + {} : sf_a_count{};",
                     self.lane(),
+                    self.read_once(k, "sf_row"),
                     self.lane()
                 )?,
                 AdjointRole::TraceCotangent => {
                     writeln!(
                         w,
-                        "const {real} sf_a_rec{rec} = sf_rec >= 0 ? sf_in{k}[{}] : ({real}) 0;",
-                        Self::row_index("sf_n_rec", "sf_rec")
+                        "const {real} sf_a_rec{rec} = {recorded} ? {} : ({real}) 0;",
+                        self.read_once(k, &rec_index)
                     )?;
                     rec += 1;
                 }
@@ -1127,7 +1519,7 @@ const int64_t sf_j = sf_j0 + sf_l;
                     let k = self
                         .output(AdjointRole::Grad, Some(*v))
                         .expect("every per-step input has its gradient");
-                    writeln!(w, "sf_out{k}[sf_row] = {text};")?;
+                    writeln!(w, "{}", self.write_once(k, "sf_row", text))?;
                 } else {
                     writeln!(w, "sf_g_{name}{} += {text};", self.lane())?;
                 }
@@ -1138,10 +1530,11 @@ const int64_t sf_j = sf_j0 + sf_l;
             }
             Ok(())
         };
-        match self.store {
+        if guarded {
             // A step past the run's end (a shorter last segment) changes nothing.
-            SegmentStore::Registers(_) => w.block("if (sf_u < sf_len)", commit),
-            SegmentStore::Scratch => commit(w),
+            w.block("if (sf_u < sf_len)", commit)
+        } else {
+            commit(w)
         }
     }
 }

@@ -22,7 +22,8 @@ use super::neuron_run::{
 };
 use super::poison;
 use crate::codegen::adjoint_kernel::{
-    generate_adjoint, AdjointArg, AdjointLayout, AdjointShape, SegmentStore, ADJOINT_ENTRY,
+    generate_adjoint, generate_adjoint_tuned, AdjointArg, AdjointLayout, AdjointShape,
+    AdjointTuning, SegmentStore, ADJOINT_ENTRY,
 };
 use crate::codegen::{self, Dialect};
 use crate::ir::GroupIr;
@@ -46,6 +47,8 @@ pub struct NeuronGrad {
     /// Where the kernel keeps a segment: in registers, a source for this `segment` (its
     /// scratch outputs empty), or in the scratch.
     store: SegmentStore,
+    /// The CUDA kernel's memory tuning (`SPIKEFORGE_ADJOINT_TUNING`, read at instantiation).
+    tuning: AdjointTuning,
     record_every: usize,
     /// Whether the per-step spike cotangent has rows.
     spike_train: bool,
@@ -54,9 +57,16 @@ pub struct NeuronGrad {
 
 impl NeuronGrad {
     fn source(&self, dialect: Dialect) -> String {
-        generate_adjoint(&self.ir, &self.spec, dialect, self.segment)
-            .expect("checked at instantiation")
-            .source
+        generate_adjoint_tuned(
+            &self.ir,
+            &self.spec,
+            dialect,
+            self.segment,
+            self.tuning,
+            Some(self.spike_train),
+        )
+        .expect("checked at instantiation")
+        .source
     }
 }
 
@@ -88,12 +98,6 @@ impl Instance for NeuronGrad {
         let generated = generate_adjoint(&ir, &spec, Dialect::C, segment)
             .map_err(|e| FfiError::invalid_argument(e.to_string()))?;
         let (layout, store) = (generated.layout, generated.store);
-        // A source in registers is one of `segment`: its key says so.
-        let kernel_key = match store {
-            SegmentStore::Registers(k) => format!("adjoint\n{key}\nregisters {k}"),
-            SegmentStore::Scratch => format!("adjoint\n{key}"),
-        };
-        let record_every = int32_count(&attrs, "record_every")?;
         let spike_train = match attrs.get_usize("spike_train")? {
             0 => false,
             1 => true,
@@ -103,6 +107,20 @@ impl Instance for NeuronGrad {
                 )))
             }
         };
+        let tuning = crate::runtime::settings::adjoint_tuning()
+            .map_err(|e| FfiError::invalid_argument(e.to_string()))?;
+        // A source in registers is one of `segment`, and every source one of calls with or
+        // without a spike train: its key says so; a tuned CUDA source names its tuning (the C
+        // source has none).
+        let mut kernel_key = match store {
+            SegmentStore::Registers(k) => format!("adjoint\n{key}\nregisters {k}"),
+            SegmentStore::Scratch => format!("adjoint\n{key}"),
+        };
+        kernel_key.push_str(&format!("\nspike_train {}", u8::from(spike_train)));
+        if tuning != AdjointTuning::default() {
+            kernel_key.push_str(&format!("\ntuning {}", tuning.name()));
+        }
+        let record_every = int32_count(&attrs, "record_every")?;
         Ok(NeuronGrad {
             kernel_key: crate::runtime::cache::sha256_hex(&kernel_key),
             spec,
@@ -112,6 +130,7 @@ impl Instance for NeuronGrad {
             n_inner,
             segment,
             store,
+            tuning,
             record_every,
             spike_train,
             kernels: LoadedKernels::new(),
@@ -249,7 +268,10 @@ impl Handler for NeuronGradCuda {
             stream,
             &site.kernel_key,
             ADJOINT_ENTRY,
-            &cuda_options(false),
+            &cuda::CudaCompileOptions {
+                extra: site.tuning.compile_options(),
+                ..cuda_options(false)
+            },
             || site.source(Dialect::Cuda),
             &run.buffers.rets,
         )?;

@@ -3,6 +3,7 @@
 //! by [`super::cache::dir`].)
 
 use super::error::RuntimeError;
+use crate::codegen::adjoint_kernel::AdjointTuning;
 use crate::codegen::network_kernel::BarrierVariant;
 use std::time::Duration;
 
@@ -31,6 +32,11 @@ pub const GRID_BARRIER_VAR: &str = "SPIKEFORGE_GRID_BARRIER";
 /// least 1); unset: as many as `handlers::network_path::choose` gives. For measuring the grid's
 /// size against its barrier's cost.
 pub const GRID_BLOCKS_VAR: &str = "SPIKEFORGE_GRID_BLOCKS";
+
+/// The neuron adjoint kernel's memory tuning (`codegen::adjoint_kernel::AdjointTuning`):
+/// `default`, `none`, or a comma-separated list of `prefetch`, `streaming` and `registers=N`;
+/// unset: the default. For measuring them side by side on one device.
+pub const ADJOINT_TUNING_VAR: &str = "SPIKEFORGE_ADJOINT_TUNING";
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -101,6 +107,20 @@ pub fn grid_blocks() -> Result<Option<u32>, RuntimeError> {
     at_least_one(GRID_BLOCKS_VAR)
 }
 
+/// [`ADJOINT_TUNING_VAR`].
+pub fn adjoint_tuning() -> Result<AdjointTuning, RuntimeError> {
+    let Some(text) = var(ADJOINT_TUNING_VAR) else {
+        return Ok(AdjointTuning::DEFAULT);
+    };
+    AdjointTuning::parse(&text).ok_or_else(|| {
+        bad(
+            ADJOINT_TUNING_VAR,
+            &text,
+            "default, none, or a comma-separated list of prefetch, streaming and registers=N",
+        )
+    })
+}
+
 /// The capacity for a cache of loaded code created now: [`max_loaded_modules`], or its default
 /// when the variable does not parse (the loads themselves then fail with that error first).
 pub fn loaded_capacity() -> usize {
@@ -124,6 +144,7 @@ mod tests {
             MAX_LOADED_VAR,
             GRID_BARRIER_VAR,
             GRID_BLOCKS_VAR,
+            ADJOINT_TUNING_VAR,
         ]
         .iter()
         .map(|k| (*k, "".as_ref()))
@@ -174,6 +195,45 @@ mod tests {
         );
         assert!(
             out.contains("SPIKEFORGE_GRID_BLOCKS=0: expected a whole number of at least 1"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    #[ignore = "run by adjoint_tuning_parses_and_refuses_nonsense"]
+    fn child_reads_adjoint_tuning() {
+        println!(
+            "TUNING {:?}",
+            adjoint_tuning()
+                .map(|t| t.name())
+                .map_err(|e| e.to_string())
+        );
+    }
+
+    #[test]
+    fn adjoint_tuning_parses_and_refuses_nonsense() {
+        let tuning =
+            |vars: &[(&str, &str)]| child_of("child_reads_adjoint_tuning", "TUNING ", vars);
+        assert_eq!(
+            tuning(&[]),
+            format!("Ok({:?})", AdjointTuning::DEFAULT.name())
+        );
+        assert_eq!(tuning(&[(ADJOINT_TUNING_VAR, "none")]), "Ok(\"none\")");
+        assert_eq!(
+            tuning(&[(ADJOINT_TUNING_VAR, " streaming, prefetch ")]),
+            "Ok(\"prefetch,streaming\")"
+        );
+        assert_eq!(
+            tuning(&[(ADJOINT_TUNING_VAR, "registers=64")]),
+            "Ok(\"registers=64\")"
+        );
+        for nonsense in ["registers=8", "registers=", "prefetch,fast"] {
+            let out = tuning(&[(ADJOINT_TUNING_VAR, nonsense)]);
+            assert!(out.starts_with("Err("), "{nonsense}: {out}");
+        }
+        let out = tuning(&[(ADJOINT_TUNING_VAR, "fast")]);
+        assert!(
+            out.contains("SPIKEFORGE_ADJOINT_TUNING=fast: expected default, none, or a"),
             "{out}"
         );
     }
