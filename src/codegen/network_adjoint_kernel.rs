@@ -879,7 +879,12 @@ impl Writer<'_> {
         let ir = group.neuron_ir().expect("a neuron group");
         let (o, n, real) = (&group.name, group.n, self.real());
         let spikes = self.output(o, "spikes");
-        w.block(self.each("sf_i", &n.to_string()), |w| {
+        let sources: Vec<usize> = (0..self.adj.deliveries.len())
+            .filter(|d| self.net.projections[self.adj.deliveries[*d].projection].source == adj.group)
+            .collect();
+        // The neuron's own part: step sf_k - 1 completed, step sf_k's refractoriness and spike
+        // (`sf_spike`, declared by the caller).
+        let own = |w: &mut SourceWriter| -> fmt::Result {
             w.block("if (sf_k > 0)", |w| {
                 w.write_str("const int64_t sf_s = sf_k - 1;\n")?;
                 self.write_step_header(w)?;
@@ -910,27 +915,56 @@ impl Writer<'_> {
             };
             self.write_loads(ga, w)?;
             let text = self.print(ga, &[spike], "sf_f", w)?.remove(0);
-            writeln!(w, "const bool sf_spike = {text};")?;
+            writeln!(w, "sf_spike = {text};")?;
             writeln!(w, "{spikes}[sf_s * {n} + sf_i] = sf_spike ? 1 : 0;")?;
-            let sources: Vec<usize> = (0..self.adj.deliveries.len())
-                .filter(|d| {
-                    self.net.projections[self.adj.deliveries[*d].projection].source == adj.group
-                })
-                .collect();
-            if adj.refractory_steps.is_none() && sources.is_empty() {
-                return Ok(());
+            if adj.refractory_steps.is_some() {
+                let ls = self.output(o, "lastspike");
+                writeln!(w, "if (sf_spike) {ls}[sf_i] = (int32_t) sf_t_step;")?;
             }
-            w.block("if (sf_spike)", |w| {
-                if adj.refractory_steps.is_some() {
-                    let ls = self.output(o, "lastspike");
-                    writeln!(w, "{ls}[sf_i] = (int32_t) sf_t_step;")?;
+            Ok(())
+        };
+        // The spike's deliveries: of neuron sf_i at step sf_k.
+        let deliveries = |w: &mut SourceWriter| -> fmt::Result {
+            w.write_str("const int64_t sf_s = sf_k;\n")?;
+            for d in &sources {
+                self.write_spike_deliveries(*d, w)?;
+            }
+            Ok(())
+        };
+        match self.dialect {
+            Dialect::C => w.block(self.each("sf_i", &n.to_string()), |w| {
+                w.write_str("bool sf_spike = false;\n")?;
+                own(w)?;
+                if sources.is_empty() {
+                    return w.write_str("(void) sf_spike;\n");
                 }
-                for d in sources {
-                    self.write_spike_deliveries(d, w)?;
-                }
-                Ok(())
-            })
-        })
+                w.block("if (sf_spike)", deliveries)
+            }),
+            // The thread-a-neuron loop, whole warps at a time (a warp's lanes past the group's
+            // end compute nothing): then the warp delivers each of its lanes' spikes in turn,
+            // its lanes sharing the row (rows of ~100 synapses were one thread's serial loop of
+            // dependent loads and atomics, the recomputation's longest chain).
+            Dialect::Cuda => w.block(
+                format!(
+                    "for (int64_t sf_i = (int64_t) blockIdx.x * blockDim.x + threadIdx.x; sf_i - (int64_t) (threadIdx.x & 31u) < {n}; sf_i += (int64_t) gridDim.x * blockDim.x)"
+                ),
+                |w| {
+                    w.write_str("bool sf_spike = false;\n")?;
+                    w.block(format!("if (sf_i < {n})"), own)?;
+                    if sources.is_empty() {
+                        return w.write_str("(void) sf_spike;\n");
+                    }
+                    w.write_str("unsigned int sf_fired = __ballot_sync(0xffffffffu, sf_spike);\n")?;
+                    w.block("while (sf_fired != 0u)", |w| {
+                        w.write_str("const int64_t sf_src = sf_i - (int64_t) (threadIdx.x & 31u) + (int64_t) (__ffs((int) sf_fired) - 1);\nsf_fired &= sf_fired - 1u;\n")?;
+                        w.block("/* the spike of neuron sf_src */", |w| {
+                            w.write_str("const int64_t sf_i = sf_src;\n")?;
+                            deliveries(w)
+                        })
+                    })
+                },
+            ),
+        }
     }
 
     /// Group ga's part of the backward pass, a warp a neuron (`each_warp`; its lanes share the
@@ -947,11 +981,17 @@ impl Writer<'_> {
         let lane0 = self.lane0();
         // The values both parts read: the step's recomputed state and inputs, the adjoints
         // after the step, what was delivered in it.
-        let common = |w: &mut SourceWriter| -> fmt::Result {
+        // `held`: the adjoints after the step are this lane's `sf_next<k>` (the walk back
+        // computed them in the step before), else they are read from `adjoint:<x>`.
+        let common = |w: &mut SourceWriter, held: bool| -> fmt::Result {
             self.write_loads(ga, w)?;
             for (k, v) in adj.dag.stored.iter().enumerate() {
-                let a = self.output(o, &format!("adjoint:{}", ir.symbol(*v).name));
-                writeln!(w, "const {real} sf_a{k} = {a}[sf_i];")?;
+                if held {
+                    writeln!(w, "const {real} sf_a{k} = sf_next{k};")?;
+                } else {
+                    let a = self.output(o, &format!("adjoint:{}", ir.symbol(*v).name));
+                    writeln!(w, "const {real} sf_a{k} = {a}[sf_i];")?;
+                }
             }
             for (k, v) in adj.delivered_targets.iter().enumerate() {
                 let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
@@ -959,10 +999,10 @@ impl Writer<'_> {
             }
             Ok(())
         };
-        let delivered = |w: &mut SourceWriter, step: &str| -> fmt::Result {
+        let delivered = |w: &mut SourceWriter, step: &str, held: bool| -> fmt::Result {
             writeln!(w, "const int64_t sf_s = {step};")?;
             self.write_step_header(w)?;
-            common(w)?;
+            common(w, held)?;
             writeln!(w, "const {real} sf_gs = 0;")?;
             let texts = self.print(ga, &adj.dag.delivered_adjoint, "sf_h", w)?;
             for (v, text) in adj.delivered_targets.iter().zip(texts) {
@@ -980,7 +1020,7 @@ impl Writer<'_> {
                 return Ok(());
             }
             return w.block(self.each_warp("sf_i", &n.to_string()), |w| {
-                delivered(w, "sf_steps - 1")
+                delivered(w, "sf_steps - 1", false)
             });
         }
         let sources: Vec<usize> = (0..self.adj.deliveries.len())
@@ -989,6 +1029,10 @@ impl Writer<'_> {
             })
             .collect();
         w.block(self.each_warp("sf_i", &n.to_string()), |w| {
+            // The adjoints after step sf_k - 1, which the step computes: every lane's copy.
+            for k in 0..adj.dag.stored.len() {
+                writeln!(w, "{real} sf_next{k};")?;
+            }
             w.block("/* step sf_k */", |w| {
                 w.write_str("const int64_t sf_s = sf_k;\n")?;
                 self.write_step_header(w)?;
@@ -999,7 +1043,7 @@ impl Writer<'_> {
                 if !sources.is_empty() {
                     writeln!(w, "sf_synaptic = {};", self.warp_all_sum("sf_synaptic"))?;
                 }
-                common(w)?;
+                common(w, false)?;
                 writeln!(
                     w,
                     "const {real} sf_gs = {}[sf_s * {n} + sf_i] + sf_synaptic;",
@@ -1024,9 +1068,13 @@ impl Writer<'_> {
                     let name = &ir.symbol(*v).name;
                     writeln!(
                         w,
-                        "{lane0}{}[sf_i] = sf_na{k} + {}[sf_s * {n} + sf_i];",
-                        self.output(o, &format!("adjoint:{name}")),
+                        "sf_next{k} = sf_na{k} + {}[sf_s * {n} + sf_i];",
                         self.input(o, &format!("state_cotangent:{name}"))
+                    )?;
+                    writeln!(
+                        w,
+                        "{lane0}{}[sf_i] = sf_next{k};",
+                        self.output(o, &format!("adjoint:{name}")),
                     )?;
                 }
                 Ok(())
@@ -1034,11 +1082,8 @@ impl Writer<'_> {
             if adj.delivered_targets.is_empty() {
                 return Ok(());
             }
-            // Lane 0's stores of the adjoints, visible to the warp.
-            if self.dialect == Dialect::Cuda {
-                w.write_str("__syncwarp();\n")?;
-            }
-            w.block("if (sf_k > 0)", |w| delivered(w, "sf_k - 1"))
+            // The adjoints just computed, from the lanes' registers (no store to wait for).
+            w.block("if (sf_k > 0)", |w| delivered(w, "sf_k - 1", true))
         })
     }
 
@@ -1141,10 +1186,17 @@ impl Writer<'_> {
         let delta = self.output(&target.name, &format!("delivered:{x}"));
         // The synapses of row sf_r whose spike at sf_s - sf_D arrives at sf_s, their increments
         // added to what is delivered then.
-        let row = |w: &mut SourceWriter, at: &str| -> fmt::Result {
+        // `lanes`: the warp's lanes share the row (CUDA's spike deliveries), else one thread
+        // walks it.
+        let row = |w: &mut SourceWriter, at: &str, lanes: bool| -> fmt::Result {
             range(w)?;
+            let head = if lanes && self.dialect == Dialect::Cuda {
+                "for (int64_t sf_syn = sf_a + (int64_t) (threadIdx.x & 31u); sf_syn < sf_b; sf_syn += 32)"
+            } else {
+                "for (int64_t sf_syn = sf_a; sf_syn < sf_b; ++sf_syn)"
+            };
             w.block(
-                "for (int64_t sf_syn = sf_a; sf_syn < sf_b; ++sf_syn)",
+                head,
                 |w| {
                     writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
                     writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
@@ -1162,7 +1214,7 @@ impl Writer<'_> {
                     writeln!(w, "const int64_t sf_r = sf_i - {s0};")?;
                     w.block(format!("for ({delays})"), |w| {
                         w.write_str("if (sf_s + sf_D >= sf_steps) continue;\n")?;
-                        row(w, "sf_s + sf_D")
+                        row(w, "sf_s + sf_D", true)
                     })
                 })
             }
@@ -1192,7 +1244,7 @@ impl Writer<'_> {
                             "const int64_t sf_r = (int64_t) {queue}[sf_slot * {ns} + sf_q] - {s0};"
                         )?;
                         writeln!(w, "if (sf_r < 0 || sf_r >= {n_pre}) continue;")?;
-                        row(w, "sf_s")
+                        row(w, "sf_s", false)
                     })
                 });
             }
