@@ -1036,6 +1036,13 @@ impl Writer<'_> {
             w.block("/* step sf_k */", |w| {
                 w.write_str("const int64_t sf_s = sf_k;\n")?;
                 self.write_step_header(w)?;
+                // The neuron's own values first: their loads are in flight during the gathers'.
+                common(w, false)?;
+                writeln!(
+                    w,
+                    "const {real} sf_gs_given = {}[sf_s * {n} + sf_i];",
+                    self.input(o, "spike_cotangent"),
+                )?;
                 writeln!(w, "{real} sf_synaptic = 0;")?;
                 for d in &sources {
                     self.write_gather(*d, w)?;
@@ -1043,12 +1050,7 @@ impl Writer<'_> {
                 if !sources.is_empty() {
                     writeln!(w, "sf_synaptic = {};", self.warp_all_sum("sf_synaptic"))?;
                 }
-                common(w, false)?;
-                writeln!(
-                    w,
-                    "const {real} sf_gs = {}[sf_s * {n} + sf_i] + sf_synaptic;",
-                    self.input(o, "spike_cotangent"),
-                )?;
+                writeln!(w, "const {real} sf_gs = sf_gs_given + sf_synaptic;")?;
                 let mut roots = adj.dag.adjoint.clone();
                 roots.extend(adj.dag.inputs.iter().map(|(_, e)| *e));
                 let texts = self.print(ga, &roots, "sf_", w)?;
