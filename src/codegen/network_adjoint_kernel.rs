@@ -790,25 +790,55 @@ impl Writer<'_> {
 
     /// Loads group ga's values of step `sf_s` for neuron `sf_i`.
     fn write_loads(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
+        self.write_step_values(ga, "sf_s", "", false, w)?;
+        self.write_inputs(ga, w)
+    }
+
+    /// Group ga's values of step `step` for neuron `sf_i`: its recomputed stored variables
+    /// (`x<id>`), refractoriness (`sf_nr`) and, with `delivered`, what was delivered in it
+    /// (`sf_d<k>`), each name with `prefix` in front.
+    fn write_step_values(
+        &self,
+        ga: usize,
+        step: &str,
+        prefix: &str,
+        delivered: bool,
+        w: &mut SourceWriter,
+    ) -> fmt::Result {
         let adj = &self.adj.groups[ga];
         let group = &self.net.groups[adj.group];
         let ir = group.neuron_ir().expect("a neuron group");
         let (o, n, real) = (&group.name, group.n, self.real());
         for v in &adj.dag.stored {
             let p = self.output(o, &format!("state:{}", ir.symbol(*v).name));
-            writeln!(w, "const {real} x{} = {p}[sf_s * {n} + sf_i];", v.0)?;
-        }
-        for v in group_inputs(ir) {
-            let p = self.input(o, &ir.symbol(v).name);
-            let at = if ir.symbol(v).shared { "0" } else { "sf_i" };
-            writeln!(w, "const {real} x{} = {p}[{at}];", v.0)?;
+            writeln!(w, "const {real} {prefix}x{} = {p}[({step}) * {n} + sf_i];", v.0)?;
         }
         if adj.refractory_steps.is_some() {
             writeln!(
                 w,
-                "const bool sf_nr = {}[sf_s * {n} + sf_i] != 0;",
+                "const bool {prefix}sf_nr = {}[({step}) * {n} + sf_i] != 0;",
                 self.output(o, "not_refractory")
             )?;
+        }
+        if delivered {
+            for (k, v) in adj.delivered_targets.iter().enumerate() {
+                let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
+                writeln!(w, "const {real} {prefix}sf_d{k} = {d}[({step}) * {n} + sf_i];")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Group ga's parameters and per-neuron constants for neuron `sf_i` (`x<id>`).
+    fn write_inputs(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
+        let adj = &self.adj.groups[ga];
+        let group = &self.net.groups[adj.group];
+        let ir = group.neuron_ir().expect("a neuron group");
+        let (o, real) = (&group.name, self.real());
+        for v in group_inputs(ir) {
+            let p = self.input(o, &ir.symbol(v).name);
+            let at = if ir.symbol(v).shared { "0" } else { "sf_i" };
+            writeln!(w, "const {real} x{} = {p}[{at}];", v.0)?;
         }
         Ok(())
     }
@@ -983,8 +1013,23 @@ impl Writer<'_> {
         // after the step, what was delivered in it.
         // `held`: the adjoints after the step are this lane's `sf_next<k>` (the walk back
         // computed them in the step before), else they are read from `adjoint:<x>`.
+        // (`held`: the step's values were loaded before, as `sf_prev_<name>`.)
         let common = |w: &mut SourceWriter, held: bool| -> fmt::Result {
-            self.write_loads(ga, w)?;
+            if held {
+                for v in &adj.dag.stored {
+                    writeln!(w, "const {real} x{0} = sf_prev_x{0};", v.0)?;
+                }
+                if adj.refractory_steps.is_some() {
+                    w.write_str("const bool sf_nr = sf_prev_sf_nr;\n")?;
+                }
+                for k in 0..adj.delivered_targets.len() {
+                    writeln!(w, "const {real} sf_d{k} = sf_prev_sf_d{k};")?;
+                }
+                self.write_inputs(ga, w)?;
+            } else {
+                self.write_step_values(ga, "sf_s", "", true, w)?;
+                self.write_inputs(ga, w)?;
+            }
             for (k, v) in adj.dag.stored.iter().enumerate() {
                 if held {
                     writeln!(w, "const {real} sf_a{k} = sf_next{k};")?;
@@ -992,10 +1037,6 @@ impl Writer<'_> {
                     let a = self.output(o, &format!("adjoint:{}", ir.symbol(*v).name));
                     writeln!(w, "const {real} sf_a{k} = {a}[sf_i];")?;
                 }
-            }
-            for (k, v) in adj.delivered_targets.iter().enumerate() {
-                let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
-                writeln!(w, "const {real} sf_d{k} = {d}[sf_s * {n} + sf_i];")?;
             }
             Ok(())
         };
@@ -1033,6 +1074,12 @@ impl Writer<'_> {
             for k in 0..adj.dag.stored.len() {
                 writeln!(w, "{real} sf_next{k};")?;
             }
+            if !adj.delivered_targets.is_empty() {
+                // Step sf_k - 1's values (for the adjoints of what was delivered in it), loaded
+                // with step sf_k's (an index clamped to the segment at sf_k = 0, unused then).
+                w.write_str("const int64_t sf_prev = sf_k > 0 ? sf_k - 1 : 0;\n")?;
+                self.write_step_values(ga, "sf_prev", "sf_prev_", true, w)?;
+            }
             w.block("/* step sf_k */", |w| {
                 w.write_str("const int64_t sf_s = sf_k;\n")?;
                 self.write_step_header(w)?;
@@ -1043,6 +1090,14 @@ impl Writer<'_> {
                     "const {real} sf_gs_given = {}[sf_s * {n} + sf_i];",
                     self.input(o, "spike_cotangent"),
                 )?;
+                for (k, v) in adj.dag.stored.iter().enumerate() {
+                    let name = &ir.symbol(*v).name;
+                    writeln!(
+                        w,
+                        "const {real} sf_sc{k} = {}[sf_s * {n} + sf_i];",
+                        self.input(o, &format!("state_cotangent:{name}"))
+                    )?;
+                }
                 writeln!(w, "{real} sf_synaptic = 0;")?;
                 for d in &sources {
                     self.write_gather(*d, w)?;
@@ -1068,11 +1123,7 @@ impl Writer<'_> {
                 }
                 for (k, v) in adj.dag.stored.iter().enumerate() {
                     let name = &ir.symbol(*v).name;
-                    writeln!(
-                        w,
-                        "sf_next{k} = sf_na{k} + {}[sf_s * {n} + sf_i];",
-                        self.input(o, &format!("state_cotangent:{name}"))
-                    )?;
+                    writeln!(w, "sf_next{k} = sf_na{k} + sf_sc{k};")?;
                     writeln!(
                         w,
                         "{lane0}{}[sf_i] = sf_next{k};",
