@@ -328,6 +328,7 @@ fn the_cuda_kernel_matches_the_c_kernel_in_emulation() {
     );
     let mut args = vec!["(sf_i64) dims[0]".to_string()];
     args.extend((0..n_syn.len()).map(|p| format!("(sf_i64) dims[{}]", p + 1)));
+    args.push("(int32_t) 1".to_string()); // the barrier's kind (fences stand in off the GPU)
     args.extend(
         c.layout
             .inputs

@@ -68,6 +68,11 @@ pub const NETWORK_ADJOINT_ENTRY: &str = "sf_network_adjoint";
 /// the warp's 32: the transposed propagation gives each source row a warp).
 pub const CUDA_BLOCK: u32 = 1024;
 
+/// The CUDA kernel's parameter after the synapse counts: nonzero for the grid barrier of
+/// release reductions and acquire loads, zero for the one of fences
+/// (`SPIKEFORGE_NETWORK_ADJOINT_BARRIER`; see `write_cuda_functions`).
+pub const ACQUIRE_RELEASE_PARAM: &str = "sf_acquire_release";
+
 /// The scratch output (owner `""`) that holds the CUDA grid barrier's arrival counter: one
 /// 32-bit word the handler zeroes before each launch.
 pub const GRID_BARRIER: &str = "grid_barrier";
@@ -515,7 +520,7 @@ impl Writer<'_> {
         match self.dialect {
             Dialect::C => Ok(()),
             Dialect::Cuda => {
-                w.write_str("sf_arrivals += gridDim.x;\nsf_grid_sync(sf_barrier, sf_arrivals);\n")
+                w.write_str("sf_arrivals += gridDim.x;\nsf_grid_sync(sf_barrier, sf_arrivals, sf_acquire_release);\n")
             }
         }
     }
@@ -554,24 +559,44 @@ impl Writer<'_> {
     /// counter only grows and is compared modulo 2^32 (a block is never more than one barrier
     /// ahead of another), so it is never reset within a launch. A wait of more than about
     /// 2^36 cycles traps (an error, never a hang).
+    ///
+    /// With `sf_acquire_release` (the launch's parameter, [`ACQUIRE_RELEASE_PARAM`]) the
+    /// arrival is a release reduction (`red.release.gpu`) and the wait polls with acquire
+    /// loads (`ld.acquire.gpu`): the same ordering (the block's writes, ordered before thread
+    /// 0's release by the `__syncthreads`, are visible to every thread that acquires the
+    /// count, ordered after it by the closing `__syncthreads`) without the two sequentially
+    /// consistent fences. (Outside NVRTC, e.g. the emulation tests' host compiler, the fences
+    /// stand in.)
     fn write_cuda_functions(&self, w: &mut SourceWriter) -> fmt::Result {
         let real = self.real();
         w.block(
-            "static __device__ __forceinline__ void sf_grid_sync(unsigned int* sf_counter, const unsigned int sf_target)",
+            "static __device__ __forceinline__ void sf_grid_sync(unsigned int* sf_counter, const unsigned int sf_target, const int32_t sf_acquire_release)",
             |w| {
                 w.write_str("__syncthreads();\nif (gridDim.x == 1u) return;\n")?;
+                let timeout = |w: &mut SourceWriter| {
+                    w.block("if (clock64() - sf_since > (1ll << 36))", |w| {
+                        w.write_str("printf(\"spikeforge: block %u of the network adjoint kernel waited at its grid barrier for more than 2^36 cycles\\n\", blockIdx.x);\n__trap();\n")
+                    })
+                };
                 w.block("if (threadIdx.x == 0)", |w| {
-                    w.write_str("__threadfence();\natomicAdd(sf_counter, 1u);\n")?;
-                    w.write_str("const long long sf_since = clock64();\n")?;
-                    w.block(
-                        "while ((int) (*(volatile unsigned int*) sf_counter - sf_target) < 0)",
-                        |w| {
-                            w.block("if (clock64() - sf_since > (1ll << 36))", |w| {
-                                w.write_str("printf(\"spikeforge: block %u of the network adjoint kernel waited at its grid barrier for more than 2^36 cycles\\n\", blockIdx.x);\n__trap();\n")
-                            })
-                        },
-                    )?;
-                    w.write_str("__threadfence();\n")
+                    w.write_str("const long long sf_since = clock64();\n#ifdef __CUDA_ARCH__\n")?;
+                    w.block("if (sf_acquire_release)", |w| {
+                        w.write_str("asm volatile(\"red.release.gpu.global.add.u32 [%0], 1;\" :: \"l\"(sf_counter) : \"memory\");\nunsigned int sf_seen;\n")?;
+                        w.block("for (;;)", |w| {
+                            w.write_str("asm volatile(\"ld.acquire.gpu.global.u32 %0, [%1];\" : \"=r\"(sf_seen) : \"l\"(sf_counter) : \"memory\");\nif ((int) (sf_seen - sf_target) >= 0) break;\n")?;
+                            timeout(w)
+                        })?;
+                        Ok(())
+                    })?;
+                    w.write_str("else\n#endif\n")?;
+                    w.block("", |w| {
+                        w.write_str("(void) sf_acquire_release;\n__threadfence();\natomicAdd(sf_counter, 1u);\n")?;
+                        w.block(
+                            "while ((int) (*(volatile unsigned int*) sf_counter - sf_target) < 0)",
+                            timeout,
+                        )?;
+                        w.write_str("__threadfence();\n")
+                    })
                 })?;
                 w.write_str("__syncthreads();\n")
             },
@@ -625,6 +650,7 @@ impl Writer<'_> {
                 params.extend(
                     (0..self.net.projections.len()).map(|p| format!("const int64_t sf_nsyn{p}")),
                 );
+                params.push(format!("const int32_t {ACQUIRE_RELEASE_PARAM}"));
                 params.extend(self.layout.inputs.iter().enumerate().map(|(k, a)| {
                     self.dialect.pointer_param(a.elem, &format!("sf_in{k}"), false)
                 }));
@@ -811,7 +837,11 @@ impl Writer<'_> {
         let (o, n, real) = (&group.name, group.n, self.real());
         for v in &adj.dag.stored {
             let p = self.output(o, &format!("state:{}", ir.symbol(*v).name));
-            writeln!(w, "const {real} {prefix}x{} = {p}[({step}) * {n} + sf_i];", v.0)?;
+            writeln!(
+                w,
+                "const {real} {prefix}x{} = {p}[({step}) * {n} + sf_i];",
+                v.0
+            )?;
         }
         if adj.refractory_steps.is_some() {
             writeln!(
@@ -823,7 +853,10 @@ impl Writer<'_> {
         if delivered {
             for (k, v) in adj.delivered_targets.iter().enumerate() {
                 let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
-                writeln!(w, "const {real} {prefix}sf_d{k} = {d}[({step}) * {n} + sf_i];")?;
+                writeln!(
+                    w,
+                    "const {real} {prefix}sf_d{k} = {d}[({step}) * {n} + sf_i];"
+                )?;
             }
         }
         Ok(())
@@ -910,7 +943,9 @@ impl Writer<'_> {
         let (o, n, real) = (&group.name, group.n, self.real());
         let spikes = self.output(o, "spikes");
         let sources: Vec<usize> = (0..self.adj.deliveries.len())
-            .filter(|d| self.net.projections[self.adj.deliveries[*d].projection].source == adj.group)
+            .filter(|d| {
+                self.net.projections[self.adj.deliveries[*d].projection].source == adj.group
+            })
             .collect();
         // The neuron's own part: step sf_k - 1 completed, step sf_k's refractoriness and spike
         // (`sf_spike`, declared by the caller).
@@ -1248,18 +1283,15 @@ impl Writer<'_> {
             } else {
                 "for (int64_t sf_syn = sf_a; sf_syn < sf_b; ++sf_syn)"
             };
-            w.block(
-                head,
-                |w| {
-                    writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
-                    writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
-                    let e = self
-                        .print_synapse(d, &del.arena, &[del.increment], w)?
-                        .remove(0);
-                    let target = format!("{delta}[({at}) * {nt} + {t0} + sf_j]");
-                    writeln!(w, "{}", self.accumulate(&target, &e))
-                },
-            )
+            w.block(head, |w| {
+                writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
+                writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
+                let e = self
+                    .print_synapse(d, &del.arena, &[del.increment], w)?
+                    .remove(0);
+                let target = format!("{delta}[({at}) * {nt} + {t0} + sf_j]");
+                writeln!(w, "{}", self.accumulate(&target, &e))
+            })
         };
         match pass {
             Pass::Spike => {
