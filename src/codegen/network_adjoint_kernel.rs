@@ -9,15 +9,19 @@
 //!    completes step `s - 1` (its new state from the values at its start and `Δ`, what the
 //!    synapses delivered in it: the DAG's `next_state`), then computes step `s`'s
 //!    refractoriness and spike and adds the spike's increments to `Δ` of the steps it arrives
-//!    at within the segment (atomically); spikes from before the segment arrive from the
-//!    checkpoint's spike queues, added first. It keeps every step's start values, spikes,
+//!    at within the segment (atomically; on CUDA the warp delivers its lanes' spikes one after
+//!    another, its lanes sharing each spike's row); spikes from before the segment arrive from
+//!    the checkpoint's spike queues, added first. It keeps every step's start values, spikes,
 //!    refractoriness and `Δ` (`O(N k)` scratch).
 //! 2. The adjoints of what was delivered in the segment's last step.
 //! 3. **Backwards**, one grid barrier a step, a warp a neuron: the neuron gathers its spike's
 //!    cotangent from its own synapses (the transposed propagation as a pull: `sum_s e(w_s)
 //!    a_Δ(j_s, t + D_s)`, its lanes sharing the row; where it spiked, its synapses' weights'
 //!    gradients), runs its step adjoint, then computes the adjoints of what was delivered to it
-//!    a step earlier, which the next step's gathers read. A source writes only its own
+//!    a step earlier (from the adjoints just computed, in its lanes' registers), which the next
+//!    step's gathers read. Every value of its own that the step reads (recomputed states of
+//!    both steps, `Δ`, cotangents) is loaded before the gathers, so that a step waits on one
+//!    round of loads besides the gathers'. A source writes only its own
 //!    synapses' gradients and its own adjoints: no atomic addition but a shared weight's (its
 //!    lanes' sum, added by lane 0).
 //!
@@ -29,7 +33,9 @@
 //! of [`CUDA_BLOCK`] threads as [`cuda_threads`] asks and the device holds at once): every
 //! phase is a grid-stride loop (a thread a neuron, or a warp a neuron, or a thread a step and
 //! queue entry), phases are separated by the kernel's grid barrier (`sf_grid_sync`, its
-//! arrival counter the scratch output [`GRID_BARRIER`]); float sums in another order than the
+//! arrival counter the scratch output [`GRID_BARRIER`]; fences around a relaxed atomic, or a
+//! release reduction and acquire polls when the launch's [`ACQUIRE_RELEASE_PARAM`] says so:
+//! `SPIKEFORGE_NETWORK_ADJOINT_BARRIER`); float sums in another order than the
 //! C kernel's (atomic additions into `Δ`, the warps' sums) differ from it in the last bits.
 //!
 //! Layout ([`network_adjoint_layout`], each buffer named by owner and name as the network's
