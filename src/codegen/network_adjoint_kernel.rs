@@ -1021,13 +1021,29 @@ impl Writer<'_> {
                 ),
                 |w| {
                     w.write_str("bool sf_spike = false;\n")?;
+                    // Each lane's own row ends (homogeneous delays), loaded with its other values
+                    // and passed to the warp by a shuffle when its spike is delivered.
+                    for d in &sources {
+                        let del = &self.adj.deliveries[*d];
+                        if !matches!(del.delay, DelayIr::Homogeneous { .. }) {
+                            continue;
+                        }
+                        let proj = &self.net.projections[del.projection];
+                        let rows = self.input(&proj.name, "row_offsets");
+                        let (s0, n_pre) = (proj.source_range.start, proj.n_pre());
+                        writeln!(w, "int64_t sf_row_a{d} = 0, sf_row_b{d} = 0;")?;
+                        writeln!(
+                            w,
+                            "if (sf_i >= {s0} && sf_i < {s0} + {n_pre}) {{ sf_row_a{d} = {rows}[sf_i - {s0}]; sf_row_b{d} = {rows}[sf_i - {s0} + 1]; }}"
+                        )?;
+                    }
                     w.block(format!("if (sf_i < {n})"), own)?;
                     if sources.is_empty() {
                         return w.write_str("(void) sf_spike;\n");
                     }
                     w.write_str("unsigned int sf_fired = __ballot_sync(0xffffffffu, sf_spike);\n")?;
                     w.block("while (sf_fired != 0u)", |w| {
-                        w.write_str("const int64_t sf_src = sf_i - (int64_t) (threadIdx.x & 31u) + (int64_t) (__ffs((int) sf_fired) - 1);\nsf_fired &= sf_fired - 1u;\n")?;
+                        w.write_str("const int sf_lane_src = __ffs((int) sf_fired) - 1;\nconst int64_t sf_src = sf_i - (int64_t) (threadIdx.x & 31u) + (int64_t) sf_lane_src;\nsf_fired &= sf_fired - 1u;\n")?;
                         w.block("/* the spike of neuron sf_src */", |w| {
                             w.write_str("const int64_t sf_i = sf_src;\n")?;
                             deliveries(w)
@@ -1263,8 +1279,14 @@ impl Writer<'_> {
             ),
         };
         // The synapses of row sf_r with delay sf_D, clamped to the synapse count.
-        let range = |w: &mut SourceWriter| -> fmt::Result {
+        // (`shuffled`: the row's ends come from the source's lane, `sf_lane_src`, which loaded
+        // them as `sf_row_a<d>`, `sf_row_b<d>` (see `write_recompute`).)
+        let range = |w: &mut SourceWriter, shuffled: bool| -> fmt::Result {
             match &buckets {
+                None if shuffled => writeln!(
+                    w,
+                    "int64_t sf_a = __shfl_sync(0xffffffffu, sf_row_a{d}, sf_lane_src), sf_b = __shfl_sync(0xffffffffu, sf_row_b{d}, sf_lane_src);"
+                ),
                 None => writeln!(w, "int64_t sf_a = {rows}[sf_r], sf_b = {rows}[sf_r + 1];"),
                 Some((b, width)) => writeln!(
                     w,
@@ -1283,8 +1305,9 @@ impl Writer<'_> {
         // `lanes`: the warp's lanes share the row (CUDA's spike deliveries), else one thread
         // walks it.
         let row = |w: &mut SourceWriter, at: &str, lanes: bool| -> fmt::Result {
-            range(w)?;
-            let head = if lanes && self.dialect == Dialect::Cuda {
+            let lanes = lanes && self.dialect == Dialect::Cuda;
+            range(w, lanes)?;
+            let head = if lanes {
                 "for (int64_t sf_syn = sf_a + (int64_t) (threadIdx.x & 31u); sf_syn < sf_b; sf_syn += 32)"
             } else {
                 "for (int64_t sf_syn = sf_a; sf_syn < sf_b; ++sf_syn)"
@@ -1367,7 +1390,7 @@ impl Writer<'_> {
                 }
             }
             w.block(format!("for ({delays})"), |w| {
-                range(w)?;
+                range(w, false)?;
                 writeln!(
                     w,
                     "const int64_t sf_at = ((sf_t_step + sf_D) % {h}) * {nt} + {t0};"
