@@ -215,14 +215,25 @@ fn random_csr(rng: &mut Rng, n_pre: usize, n_post: usize, n_syn: usize, b: usize
 /// block-stride share, barrier and atomic addition.
 #[test]
 fn the_cuda_kernel_matches_the_c_kernel_in_emulation() {
-    let Some(dir) = cuda_emulation::work_dir("network_adjoint_emulation") else {
+    emulate(6, "network_adjoint_emulation");
+}
+
+/// As above, with a segment of 3 steps, no longer than the refractory period: the record mode
+/// (the segment's spikes from `lastspike_after`, delivered at once; each neuron's steps alone).
+#[test]
+fn the_cuda_kernels_record_mode_matches_the_c_kernels_in_emulation() {
+    emulate(3, "network_adjoint_emulation_record");
+}
+
+fn emulate(steps: usize, name: &str) {
+    let Some(dir) = cuda_emulation::work_dir(name) else {
         return;
     };
     let spec = NetworkSpec::from_json(&network("float64").to_string()).unwrap();
     let net = prepare_network(&spec).unwrap();
     let c = generate_network_adjoint(&net, Dialect::C).unwrap();
     let cuda = generate_network_adjoint(&net, Dialect::Cuda).unwrap();
-    let steps = 6usize;
+    assert!(c.source.contains("if (sf_steps <= 3)"), "the record mode");
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let n_syn: Vec<usize> = vec![120, 40, 60];
     let csrs: Vec<Csr> = net
@@ -255,6 +266,16 @@ fn the_cuda_kernel_matches_the_c_kernel_in_emulation() {
                     .collect(),
             ),
             "spike_queue_counts" => Some((0..count).map(|_| rng.below(8) as i32).collect()),
+            // Last spikes in the segment (steps 7..7 + steps), before it, or never.
+            "lastspike_after" => Some(
+                (0..count)
+                    .map(|_| match rng.below(4) {
+                        0 => -1_000_000_000,
+                        1 => 5,
+                        _ => 7 + rng.below(steps) as i32,
+                    })
+                    .collect(),
+            ),
             "spike_queue" => Some((0..count).map(|_| rng.below(30) as i32).collect()),
             "row_offsets" => Some(csrs[projection(&a.owner).unwrap()].offsets.clone()),
             "targets" => Some(csrs[projection(&a.owner).unwrap()].targets.clone()),

@@ -160,6 +160,30 @@ fn group_inputs(ir: &GroupIr) -> Vec<VarId> {
         .collect()
 }
 
+/// Whether group g's spikes are delivered along some projection.
+fn is_source(net: &NetworkIr, adj: &NetworkAdjoint, g: usize) -> bool {
+    adj.deliveries
+        .iter()
+        .any(|d| net.projections[d.projection].source == g)
+}
+
+/// The longest segment whose spikes the forward pass's state records, if every group whose
+/// spikes are delivered has a refractory period: the shortest of those periods, in steps. A
+/// neuron then spikes at most once in a segment that long, at the step that its `lastspike`
+/// reads at the segment's end (the next checkpoint's), so that the kernel's recomputation can
+/// deliver the whole segment's spikes at once (see `write_recorded_deliveries`).
+pub fn recorded_segment(net: &NetworkIr, adj: &NetworkAdjoint) -> Option<i64> {
+    let mut shortest: Option<i64> = None;
+    for ga in &adj.groups {
+        if !is_source(net, adj, ga.group) {
+            continue;
+        }
+        let r = ga.refractory_steps?;
+        shortest = Some(shortest.map_or(r, |s| s.min(r)));
+    }
+    shortest.filter(|r| *r >= 1)
+}
+
 /// Whether group g's spikes are delivered with a delay (the kernel then reads its queue).
 fn delayed_source(net: &NetworkIr, adj: &NetworkAdjoint, g: usize) -> bool {
     adj.deliveries
@@ -170,6 +194,7 @@ fn delayed_source(net: &NetworkIr, adj: &NetworkAdjoint, g: usize) -> bool {
 /// The kernel's buffers (see the module documentation).
 pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjointLayout {
     let real = net.dtype;
+    let recorded = recorded_segment(net, adj).is_some();
     let mut inputs = vec![arg("", "t_step".into(), "time", ElemType::I32, vec![])];
     let mut outputs = Vec::new();
     let mut scratch = Vec::new();
@@ -208,6 +233,17 @@ pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjoi
                 o,
                 "lastspike_step".into(),
                 "input",
+                ElemType::I32,
+                vec![Dim::Fixed(n)],
+            ));
+        }
+        if recorded && is_source(net, adj, ga.group) {
+            // The last spike's step at the segment's end (the next checkpoint's
+            // `lastspike_step`): the segment's spikes when it is short enough.
+            inputs.push(arg(
+                o,
+                "lastspike_after".into(),
+                "spike_record",
                 ElemType::I32,
                 vec![Dim::Fixed(n)],
             ));
@@ -712,12 +748,33 @@ impl Writer<'_> {
             for d in 0..self.adj.deliveries.len() {
                 self.write_queued_deliveries(d, w)?;
             }
-            w.block("for (int64_t sf_k = 0; sf_k < sf_steps; ++sf_k)", |w| {
-                for ga in 0..self.adj.groups.len() {
-                    self.write_recompute(ga, w)?;
+            let per_step = |w: &mut SourceWriter| {
+                w.block("for (int64_t sf_k = 0; sf_k < sf_steps; ++sf_k)", |w| {
+                    for ga in 0..self.adj.groups.len() {
+                        self.write_recompute(ga, w)?;
+                    }
+                    self.sync(w)
+                })
+            };
+            match recorded_segment(self.net, self.adj) {
+                // A segment no longer than the shortest refractory period: its spikes, from
+                // the record, delivered at once (with the queued ones); then each neuron
+                // recomputes its steps alone. Two barriers a segment, not one a step.
+                Some(r) => {
+                    w.block(format!("if (sf_steps <= {r})"), |w| {
+                        for ga in 0..self.adj.groups.len() {
+                            self.write_recorded_deliveries(ga, w)?;
+                        }
+                        self.sync(w)?;
+                        for ga in 0..self.adj.groups.len() {
+                            self.write_local_recompute(ga, w)?;
+                        }
+                        self.sync(w)
+                    })?;
+                    w.block("else", per_step)?;
                 }
-                self.sync(w)
-            })?;
+                None => per_step(w)?,
+            }
             // Backwards, a barrier a step: first the adjoints of what was delivered in the
             // segment's last step; then at step sf_k, each neuron (a warp) gathers its spike's
             // cotangent from its synapses' targets (the transposed propagation, reading the
@@ -943,84 +1000,138 @@ impl Writer<'_> {
     /// segment). Brian2's order within a step: the update and threshold read the values at the
     /// step's start, the deliveries are added before the reset (the DAG's `next_state`).
     fn write_recompute(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
+        self.write_spikes_delivered(ga, w, |w| {
+            self.write_own_step(ga, w)?;
+            w.write_str("sf_spike_step = sf_k;\n")
+        })
+    }
+
+    /// Group ga's neuron `sf_i` at the recomputation's step `sf_k` (`bool sf_spike` declared
+    /// by the caller): the step `sf_k - 1` completed (its new state from the values at its
+    /// start and what was delivered in it, all of it since the last barrier), then step
+    /// `sf_k`'s refractoriness and spike (`sf_spike`).
+    fn write_own_step(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
         let adj = &self.adj.groups[ga];
         let group = &self.net.groups[adj.group];
         let ir = group.neuron_ir().expect("a neuron group");
         let (o, n, real) = (&group.name, group.n, self.real());
         let spikes = self.output(o, "spikes");
+        w.block("if (sf_k > 0)", |w| {
+            w.write_str("const int64_t sf_s = sf_k - 1;\n")?;
+            self.write_step_header(w)?;
+            self.write_loads(ga, w)?;
+            for (k, v) in adj.delivered_targets.iter().enumerate() {
+                let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
+                writeln!(w, "const {real} sf_d{k} = {d}[sf_s * {n} + sf_i];")?;
+            }
+            let texts = self.print(ga, &adj.dag.next_state, "sf_x", w)?;
+            for (v, text) in adj.dag.stored.iter().zip(texts) {
+                let x = self.output(o, &format!("state:{}", ir.symbol(*v).name));
+                writeln!(w, "{x}[(sf_s + 1) * {n} + sf_i] = {text};")?;
+            }
+            Ok(())
+        })?;
+        w.write_str("const int64_t sf_s = sf_k;\n")?;
+        self.write_step_header(w)?;
+        if let Some(r) = adj.refractory_steps {
+            let ls = self.output(o, "lastspike");
+            writeln!(
+                w,
+                "{}[sf_s * {n} + sf_i] = ({ls}[sf_i] <= {NEVER_SPIKED} || {ls}[sf_i] <= sf_t_step - ({r})) ? 1 : 0;",
+                self.output(o, "not_refractory")
+            )?;
+        }
+        let Some(spike) = adj.dag.spike else {
+            return writeln!(w, "{spikes}[sf_s * {n} + sf_i] = 0;");
+        };
+        self.write_loads(ga, w)?;
+        let text = self.print(ga, &[spike], "sf_f", w)?.remove(0);
+        writeln!(w, "sf_spike = {text};")?;
+        writeln!(w, "{spikes}[sf_s * {n} + sf_i] = sf_spike ? 1 : 0;")?;
+        if adj.refractory_steps.is_some() {
+            let ls = self.output(o, "lastspike");
+            writeln!(w, "if (sf_spike) {ls}[sf_i] = (int32_t) sf_t_step;")?;
+        }
+        Ok(())
+    }
+
+    /// Record mode's first phase for group ga (a source): each neuron whose recorded last
+    /// spike (`lastspike_after`) falls in the segment spiked there, once (the segment is no
+    /// longer than its refractory period): its increments are added to what arrives at that
+    /// step plus each delay, within the segment, for the whole segment at once.
+    fn write_recorded_deliveries(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
+        let adj = &self.adj.groups[ga];
+        let group = &self.net.groups[adj.group];
+        if !is_source(self.net, self.adj, adj.group) {
+            return Ok(());
+        }
+        let record = self.input(&group.name, "lastspike_after");
+        self.write_spikes_delivered(ga, w, |w| {
+            writeln!(
+                w,
+                "const int64_t sf_rec = (int64_t) {record}[sf_i] - sf_t0;\nif (sf_rec >= 0 && sf_rec < sf_steps) {{ sf_spike = true; sf_spike_step = sf_rec; }}"
+            )
+        })
+    }
+
+    /// Record mode's second phase for group ga: each neuron's thread recomputes the segment's
+    /// steps alone (every delivery of the segment is in `Δ` since the last barrier).
+    fn write_local_recompute(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
+        let n = self.net.groups[self.adj.groups[ga].group].n;
+        w.block(self.each("sf_i", &n.to_string()), |w| {
+            w.block("for (int64_t sf_k = 0; sf_k < sf_steps; ++sf_k)", |w| {
+                w.write_str("bool sf_spike = false;\n")?;
+                self.write_own_step(ga, w)?;
+                w.write_str("(void) sf_spike;\n")
+            })
+        })
+    }
+
+    /// Group ga's neurons, each deciding (`lane`, for neuron `sf_i`) whether it spiked
+    /// (`sf_spike`) and at which step of the segment (`sf_spike_step`), then the spikes'
+    /// deliveries (atomic additions to what arrives at that step plus each delay, where that is
+    /// in the segment). On CUDA the loop runs whole warps (a warp's lanes past the group's end
+    /// decide nothing) and the warp delivers each of its lanes' spikes in turn, its lanes
+    /// sharing the row (rows of ~100 synapses were one thread's serial loop of dependent loads
+    /// and atomics per spike).
+    fn write_spikes_delivered(
+        &self,
+        ga: usize,
+        w: &mut SourceWriter,
+        lane: impl Fn(&mut SourceWriter) -> fmt::Result,
+    ) -> fmt::Result {
+        let adj = &self.adj.groups[ga];
+        let n = self.net.groups[adj.group].n;
         let sources: Vec<usize> = (0..self.adj.deliveries.len())
             .filter(|d| {
                 self.net.projections[self.adj.deliveries[*d].projection].source == adj.group
             })
             .collect();
-        // The neuron's own part: step sf_k - 1 completed, step sf_k's refractoriness and spike
-        // (`sf_spike`, declared by the caller).
-        let own = |w: &mut SourceWriter| -> fmt::Result {
-            w.block("if (sf_k > 0)", |w| {
-                w.write_str("const int64_t sf_s = sf_k - 1;\n")?;
-                self.write_step_header(w)?;
-                self.write_loads(ga, w)?;
-                for (k, v) in adj.delivered_targets.iter().enumerate() {
-                    let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
-                    writeln!(w, "const {real} sf_d{k} = {d}[sf_s * {n} + sf_i];")?;
-                }
-                let texts = self.print(ga, &adj.dag.next_state, "sf_x", w)?;
-                for (v, text) in adj.dag.stored.iter().zip(texts) {
-                    let x = self.output(o, &format!("state:{}", ir.symbol(*v).name));
-                    writeln!(w, "{x}[(sf_s + 1) * {n} + sf_i] = {text};")?;
-                }
-                Ok(())
-            })?;
-            w.write_str("const int64_t sf_s = sf_k;\n")?;
-            self.write_step_header(w)?;
-            if let Some(r) = adj.refractory_steps {
-                let ls = self.output(o, "lastspike");
-                writeln!(
-                    w,
-                    "{}[sf_s * {n} + sf_i] = ({ls}[sf_i] <= {NEVER_SPIKED} || {ls}[sf_i] <= sf_t_step - ({r})) ? 1 : 0;",
-                    self.output(o, "not_refractory")
-                )?;
-            }
-            let Some(spike) = adj.dag.spike else {
-                return writeln!(w, "{spikes}[sf_s * {n} + sf_i] = 0;");
-            };
-            self.write_loads(ga, w)?;
-            let text = self.print(ga, &[spike], "sf_f", w)?.remove(0);
-            writeln!(w, "sf_spike = {text};")?;
-            writeln!(w, "{spikes}[sf_s * {n} + sf_i] = sf_spike ? 1 : 0;")?;
-            if adj.refractory_steps.is_some() {
-                let ls = self.output(o, "lastspike");
-                writeln!(w, "if (sf_spike) {ls}[sf_i] = (int32_t) sf_t_step;")?;
-            }
-            Ok(())
-        };
-        // The spike's deliveries: of neuron sf_i at step sf_k.
         let deliveries = |w: &mut SourceWriter| -> fmt::Result {
-            w.write_str("const int64_t sf_s = sf_k;\n")?;
             for d in &sources {
                 self.write_spike_deliveries(*d, w)?;
             }
             Ok(())
         };
+        let start = "bool sf_spike = false;\nint64_t sf_spike_step = 0;\n";
         match self.dialect {
             Dialect::C => w.block(self.each("sf_i", &n.to_string()), |w| {
-                w.write_str("bool sf_spike = false;\n")?;
-                own(w)?;
+                w.write_str(start)?;
+                lane(w)?;
                 if sources.is_empty() {
-                    return w.write_str("(void) sf_spike;\n");
+                    return w.write_str("(void) sf_spike; (void) sf_spike_step;\n");
                 }
-                w.block("if (sf_spike)", deliveries)
+                w.block("if (sf_spike)", |w| {
+                    w.write_str("const int64_t sf_s = sf_spike_step;\n")?;
+                    deliveries(w)
+                })
             }),
-            // The thread-a-neuron loop, whole warps at a time (a warp's lanes past the group's
-            // end compute nothing): then the warp delivers each of its lanes' spikes in turn,
-            // its lanes sharing the row (rows of ~100 synapses were one thread's serial loop of
-            // dependent loads and atomics, the recomputation's longest chain).
             Dialect::Cuda => w.block(
                 format!(
                     "for (int64_t sf_i = (int64_t) blockIdx.x * blockDim.x + threadIdx.x; sf_i - (int64_t) (threadIdx.x & 31u) < {n}; sf_i += (int64_t) gridDim.x * blockDim.x)"
                 ),
                 |w| {
-                    w.write_str("bool sf_spike = false;\n")?;
+                    w.write_str(start)?;
                     // Each lane's own row ends (homogeneous delays), loaded with its other values
                     // and passed to the warp by a shuffle when its spike is delivered.
                     for d in &sources {
@@ -1037,15 +1148,15 @@ impl Writer<'_> {
                             "if (sf_i >= {s0} && sf_i < {s0} + {n_pre}) {{ sf_row_a{d} = {rows}[sf_i - {s0}]; sf_row_b{d} = {rows}[sf_i - {s0} + 1]; }}"
                         )?;
                     }
-                    w.block(format!("if (sf_i < {n})"), own)?;
+                    w.block(format!("if (sf_i < {n})"), &lane)?;
                     if sources.is_empty() {
-                        return w.write_str("(void) sf_spike;\n");
+                        return w.write_str("(void) sf_spike; (void) sf_spike_step;\n");
                     }
                     w.write_str("unsigned int sf_fired = __ballot_sync(0xffffffffu, sf_spike);\n")?;
                     w.block("while (sf_fired != 0u)", |w| {
-                        w.write_str("const int sf_lane_src = __ffs((int) sf_fired) - 1;\nconst int64_t sf_src = sf_i - (int64_t) (threadIdx.x & 31u) + (int64_t) sf_lane_src;\nsf_fired &= sf_fired - 1u;\n")?;
+                        w.write_str("const int sf_lane_src = __ffs((int) sf_fired) - 1;\nconst int64_t sf_src = sf_i - (int64_t) (threadIdx.x & 31u) + (int64_t) sf_lane_src;\nconst int64_t sf_src_step = __shfl_sync(0xffffffffu, sf_spike_step, sf_lane_src);\nsf_fired &= sf_fired - 1u;\n")?;
                         w.block("/* the spike of neuron sf_src */", |w| {
-                            w.write_str("const int64_t sf_i = sf_src;\n")?;
+                            w.write_str("const int64_t sf_i = sf_src;\nconst int64_t sf_s = sf_src_step;\n")?;
                             deliveries(w)
                         })
                     })

@@ -122,7 +122,7 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
 
     def fwd(state):
         answer = net._compile(variant)
-        _adjoint_answer(net, answer)
+        layout = _adjoint_answer(net, answer)
         checkpoints, outs = [], []
         s = state
         for length in lengths:
@@ -132,10 +132,14 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
             outs.append(out)
         out = outs[0] if len(outs) == 1 else net._join(outs, variant)
         net._warn_dropped(out)
-        return (s, realify_counts(net, out, real)), (state, checkpoints)
+        # The last spikes' steps at each segment's end (the next checkpoint's, or the final
+        # state's): the segments' spikes for the adjoint kernel's record mode.
+        recorded = [a["owner"] for a in layout["inputs"] if a["role"] == "spike_record"]
+        ends = [{g: after[g]["lastspike_step"] for g in recorded} for after in checkpoints[1:] + [s]]
+        return (s, realify_counts(net, out, real)), (state, checkpoints, ends)
 
     def bwd(res, ct):
-        state, checkpoints = res
+        state, checkpoints, ends = res
         ct_state, ct_out = ct
         answer = net._compile(variant)
         layout = _adjoint_answer(net, answer)
@@ -162,7 +166,7 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
             elif role in ("grad", "history"):
                 carried[(owner, name)] = jnp.zeros(shape, real)
         starts = np.cumsum([0] + lengths[:-1])
-        for checkpoint, length, start in reversed(list(zip(checkpoints, lengths, starts))):
+        for checkpoint, end, length, start in reversed(list(zip(checkpoints, ends, lengths, starts))):
             spike_ct, state_ct = _segment_cotangents(net, ct_out, stored, n_of, int(start), length, real)
             operands = []
             for a in layout["inputs"]:
@@ -173,6 +177,8 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
                     operands.append(jnp.asarray(checkpoint[owner][name.split(":", 1)[1]], real))
                 elif role == "input":
                     operands.append(jnp.asarray(checkpoint[owner][name]))
+                elif role == "spike_record":
+                    operands.append(jnp.asarray(end[owner], jnp.int32))
                 elif role == "spike_cotangent":
                     operands.append(spike_ct[owner])
                 elif role == "state_cotangent":
