@@ -12,7 +12,11 @@ runs the network in segments of ``k`` steps and keeps the whole state at the sta
 (checkpoints, ``O(N steps/k)``); the backward pass calls the adjoint kernel for each segment
 from the last, with the segment's checkpoint: the kernel recomputes the segment's states
 (``O(N k)`` scratch) before it walks it back. ``k`` defaults to about ``sqrt(steps)`` (a
-multiple of every state monitor's ``every``); ``run(..., checkpoint_every=k)`` sets it.
+multiple of every state monitor's ``every``); ``run(..., checkpoint_every=k)`` sets it. When
+``k`` is at most the refractory period of every group whose spikes are delivered, each neuron
+spikes at most once a segment, at the step its ``lastspike_step`` reads at the segment's end (the
+next checkpoint's, or the final state's): the kernel takes that as the segment's spike record
+(no extra memory) and recomputes the segment with two grid barriers instead of one a step.
 
 Differentiable (with a ``surrogate`` in the groups' models for gradients through spikes): the
 initial state variables, the groups' real parameters and per-neuron constants, the synaptic
