@@ -121,6 +121,8 @@ pub struct NetAdjointArg {
 pub struct NetAdjointLayout {
     pub inputs: Vec<NetAdjointArg>,
     pub outputs: Vec<NetAdjointArg>,
+    /// The longest segment the kernel recomputes in record mode ([`recorded_segment`]), if any.
+    pub recorded_segment: Option<i64>,
 }
 
 /// A generated network adjoint kernel.
@@ -430,7 +432,11 @@ pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjoi
         vec![Dim::Fixed(1)],
     ));
     outputs.extend(scratch);
-    NetAdjointLayout { inputs, outputs }
+    NetAdjointLayout {
+        inputs,
+        outputs,
+        recorded_segment: recorded_segment(net, adj),
+    }
 }
 
 /// The synaptic parameters of projection p that some increment reads, in symbol order.

@@ -98,13 +98,19 @@ def realify_counts(net, out: NetworkOutput, real) -> NetworkOutput:
     return NetworkOutput(out.records, counts)
 
 
-def segment_lengths(steps: int, checkpoint_every, every: list, neurons: int) -> list:
+def segment_lengths(steps: int, checkpoint_every, every: list, neurons: int, recorded: int | None = None) -> list:
     """The lengths of the run's segments between checkpoints: ``k`` each (the last one
-    shorter), ``k`` the neuron runs' spacing (``checkpoint_every``, or about ``sqrt(steps)``)
-    rounded up to a multiple of every state monitor's ``every`` (each segment's run starts
-    recording in phase), at most ``steps`` rounded up to that multiple."""
+    shorter), ``k`` the neuron runs' spacing (``checkpoint_every``, or about ``sqrt(steps)``, by
+    default at most ``recorded`` where that is at least half of it: the longest segment the
+    adjoint kernel recomputes in record mode, two grid barriers instead of one a step) rounded
+    up to a multiple of every state monitor's ``every`` (each segment's run starts recording in
+    phase), at most ``steps`` rounded up to that multiple."""
     multiple = int(np.lcm.reduce(every)) if every else 1
     k = segment_length(steps, checkpoint_every, neurons)
+    if checkpoint_every is None and recorded is not None:
+        longest = recorded // multiple * multiple
+        if longest > 0 and 2 * longest >= k:  # at most twice the segments
+            k = min(k, longest)
     k = -(-k // multiple) * multiple
     k = min(k, -(-steps // multiple) * multiple)
     return [k] * (steps // k) + ([steps % k] if steps % k else [])
@@ -122,7 +128,8 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
     run = jax.custom_vjp(forward)
     every = [m.every for m in net.members.state_monitors.values()]
     neurons = sum(g.n for g in net.members.groups if isinstance(g, NeuronGroup))
-    lengths = segment_lengths(steps, checkpoint_every, every, neurons)
+    recorded = _adjoint_answer(net, net._compile(variant)).get("recorded_segment")
+    lengths = segment_lengths(steps, checkpoint_every, every, neurons, recorded)
 
     def fwd(state):
         answer = net._compile(variant)
