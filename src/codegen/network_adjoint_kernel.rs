@@ -509,6 +509,13 @@ impl Writer<'_> {
         literal(x, self.net.dtype)
     }
 
+    /// The deliveries whose source is group g, in order.
+    fn deliveries_from(&self, g: usize) -> Vec<usize> {
+        (0..self.adj.deliveries.len())
+            .filter(|d| self.net.projections[self.adj.deliveries[*d].projection].source == g)
+            .collect()
+    }
+
     /// The pointer of the input named (owner, name).
     fn input(&self, owner: &str, name: &str) -> String {
         let k = self
@@ -1108,11 +1115,7 @@ impl Writer<'_> {
     ) -> fmt::Result {
         let adj = &self.adj.groups[ga];
         let n = self.net.groups[adj.group].n;
-        let sources: Vec<usize> = (0..self.adj.deliveries.len())
-            .filter(|d| {
-                self.net.projections[self.adj.deliveries[*d].projection].source == adj.group
-            })
-            .collect();
+        let sources = self.deliveries_from(adj.group);
         let deliveries = |w: &mut SourceWriter| -> fmt::Result {
             for d in &sources {
                 self.write_spike_deliveries(*d, w)?;
@@ -1238,11 +1241,7 @@ impl Writer<'_> {
                 delivered(w, "sf_steps - 1", false)
             });
         }
-        let sources: Vec<usize> = (0..self.adj.deliveries.len())
-            .filter(|d| {
-                self.net.projections[self.adj.deliveries[*d].projection].source == adj.group
-            })
-            .collect();
+        let sources = self.deliveries_from(adj.group);
         w.block(self.each_warp("sf_i", &n.to_string()), |w| {
             // The adjoints after step sf_k - 1, which the step computes: every lane's copy.
             for k in 0..adj.dag.stored.len() {
