@@ -1014,7 +1014,7 @@ impl Writer<'_> {
     /// step's start, the deliveries are added before the reset (the DAG's `next_state`).
     fn write_recompute(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
         self.write_spikes_delivered(ga, w, |w| {
-            self.write_own_step(ga, w)?;
+            self.write_own_step(ga, false, w)?;
             w.write_str("sf_spike_step = sf_k;\n")
         })
     }
@@ -1022,25 +1022,50 @@ impl Writer<'_> {
     /// Group ga's neuron `sf_i` at the recomputation's step `sf_k` (`bool sf_spike` declared
     /// by the caller): the step `sf_k - 1` completed (its new state from the values at its
     /// start and what was delivered in it, all of it since the last barrier), then step
-    /// `sf_k`'s refractoriness and spike (`sf_spike`).
-    fn write_own_step(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
+    /// `sf_k`'s refractoriness and spike (`sf_spike`). `held`: the neuron's values of the
+    /// step are in registers (`sf_c<k>`, `sf_c_nr`, `sf_c_ls`; record mode's loop over the
+    /// steps), kept up to date besides the stores; else they are loaded.
+    fn write_own_step(&self, ga: usize, held: bool, w: &mut SourceWriter) -> fmt::Result {
         let adj = &self.adj.groups[ga];
         let group = &self.net.groups[adj.group];
         let ir = group.neuron_ir().expect("a neuron group");
         let (o, n, real) = (&group.name, group.n, self.real());
         let spikes = self.output(o, "spikes");
+        // The step's values: loaded, or (`held`) the registers `sf_c<k>`, `sf_c_nr`.
+        let values = |w: &mut SourceWriter| -> fmt::Result {
+            if !held {
+                return self.write_loads(ga, w);
+            }
+            for (k, v) in adj.dag.stored.iter().enumerate() {
+                writeln!(w, "const {real} x{} = sf_c{k};", v.0)?;
+            }
+            if adj.refractory_steps.is_some() {
+                w.write_str("const bool sf_nr = sf_c_nr;\n")?;
+            }
+            self.write_inputs(ga, w)
+        };
         w.block("if (sf_k > 0)", |w| {
             w.write_str("const int64_t sf_s = sf_k - 1;\n")?;
             self.write_step_header(w)?;
-            self.write_loads(ga, w)?;
+            values(w)?;
             for (k, v) in adj.delivered_targets.iter().enumerate() {
                 let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
                 writeln!(w, "const {real} sf_d{k} = {d}[sf_s * {n} + sf_i];")?;
             }
             let texts = self.print(ga, &adj.dag.next_state, "sf_x", w)?;
-            for (v, text) in adj.dag.stored.iter().zip(texts) {
+            for (k, (v, text)) in adj.dag.stored.iter().zip(texts).enumerate() {
                 let x = self.output(o, &format!("state:{}", ir.symbol(*v).name));
-                writeln!(w, "{x}[(sf_s + 1) * {n} + sf_i] = {text};")?;
+                if held {
+                    writeln!(w, "const {real} sf_n{k} = {text};")?;
+                    writeln!(w, "{x}[(sf_s + 1) * {n} + sf_i] = sf_n{k};")?;
+                } else {
+                    writeln!(w, "{x}[(sf_s + 1) * {n} + sf_i] = {text};")?;
+                }
+            }
+            if held {
+                for k in 0..adj.dag.stored.len() {
+                    writeln!(w, "sf_c{k} = sf_n{k};")?;
+                }
             }
             Ok(())
         })?;
@@ -1048,22 +1073,36 @@ impl Writer<'_> {
         self.write_step_header(w)?;
         if let Some(r) = adj.refractory_steps {
             let ls = self.output(o, "lastspike");
-            writeln!(
-                w,
-                "{}[sf_s * {n} + sf_i] = ({ls}[sf_i] <= {NEVER_SPIKED} || {ls}[sf_i] <= sf_t_step - ({r})) ? 1 : 0;",
-                self.output(o, "not_refractory")
-            )?;
+            let nr = self.output(o, "not_refractory");
+            if held {
+                writeln!(
+                    w,
+                    "sf_c_nr = sf_c_ls <= {NEVER_SPIKED} || sf_c_ls <= sf_t_step - ({r});\n{nr}[sf_s * {n} + sf_i] = sf_c_nr ? 1 : 0;"
+                )?;
+            } else {
+                writeln!(
+                    w,
+                    "{nr}[sf_s * {n} + sf_i] = ({ls}[sf_i] <= {NEVER_SPIKED} || {ls}[sf_i] <= sf_t_step - ({r})) ? 1 : 0;"
+                )?;
+            }
         }
         let Some(spike) = adj.dag.spike else {
             return writeln!(w, "{spikes}[sf_s * {n} + sf_i] = 0;");
         };
-        self.write_loads(ga, w)?;
+        values(w)?;
         let text = self.print(ga, &[spike], "sf_f", w)?.remove(0);
         writeln!(w, "sf_spike = {text};")?;
         writeln!(w, "{spikes}[sf_s * {n} + sf_i] = sf_spike ? 1 : 0;")?;
         if adj.refractory_steps.is_some() {
             let ls = self.output(o, "lastspike");
-            writeln!(w, "if (sf_spike) {ls}[sf_i] = (int32_t) sf_t_step;")?;
+            if held {
+                writeln!(
+                    w,
+                    "if (sf_spike) {{ sf_c_ls = (int32_t) sf_t_step; {ls}[sf_i] = sf_c_ls; }}"
+                )?;
+            } else {
+                writeln!(w, "if (sf_spike) {ls}[sf_i] = (int32_t) sf_t_step;")?;
+            }
         }
         Ok(())
     }
@@ -1090,11 +1129,31 @@ impl Writer<'_> {
     /// Record mode's second phase for group ga: each neuron's thread recomputes the segment's
     /// steps alone (every delivery of the segment is in `Δ` since the last barrier).
     fn write_local_recompute(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
-        let n = self.net.groups[self.adj.groups[ga].group].n;
+        let adj = &self.adj.groups[ga];
+        let group = &self.net.groups[adj.group];
+        let ir = group.neuron_ir().expect("a neuron group");
+        let (o, n, real) = (&group.name, group.n, self.real());
         w.block(self.each("sf_i", &n.to_string()), |w| {
+            // The neuron's state, refractoriness and last spike in registers from step to step
+            // (its thread wrote the segment's first state at the start).
+            for (k, v) in adj.dag.stored.iter().enumerate() {
+                let x = self.output(o, &format!("state:{}", ir.symbol(*v).name));
+                writeln!(w, "{real} sf_c{k} = {x}[sf_i];")?;
+            }
+            if adj.refractory_steps.is_some() {
+                writeln!(
+                    w,
+                    "int32_t sf_c_ls = {}[sf_i];
+bool sf_c_nr = false;",
+                    self.output(o, "lastspike")
+                )?;
+            }
+            if self.dialect == Dialect::Cuda {
+                w.write_str("#pragma unroll 4\n")?;
+            }
             w.block("for (int64_t sf_k = 0; sf_k < sf_steps; ++sf_k)", |w| {
                 w.write_str("bool sf_spike = false;\n")?;
-                self.write_own_step(ga, w)?;
+                self.write_own_step(ga, true, w)?;
                 w.write_str("(void) sf_spike;\n")
             })
         })
