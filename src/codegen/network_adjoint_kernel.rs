@@ -84,11 +84,16 @@ pub const ACQUIRE_RELEASE_PARAM: &str = "sf_acquire_release";
 pub const GRID_BARRIER: &str = "grid_barrier";
 
 /// Threads the CUDA kernel can keep busy in a segment of `steps` steps with `neurons` neurons
-/// in all and `rows` source rows in the largest projection: a thread per neuron, a warp per
-/// row, a thread per (step, row) in the forward deliveries. The handler launches as many
-/// blocks as that needs and the device holds at once.
-pub fn cuda_threads(neurons: usize, rows: usize, steps: usize) -> usize {
-    neurons.max(32 * rows).max(steps.saturating_mul(rows))
+/// in all, `largest` in the largest group and `rows` source rows in the largest projection: a
+/// thread per neuron (the recomputation), a warp per neuron of a group (the walk back: with
+/// fewer warps some take two neurons a step, and every block waits for them at the step's
+/// barrier), a warp per row, a thread per (step, row) in the queued deliveries. The handler
+/// launches as many blocks as that needs and the device holds at once.
+pub fn cuda_threads(neurons: usize, largest: usize, rows: usize, steps: usize) -> usize {
+    neurons
+        .max(32 * largest)
+        .max(32 * rows)
+        .max(steps.saturating_mul(rows))
 }
 
 /// One dimension of a buffer: a number, the segment's steps or the projection's synapses.
@@ -1644,4 +1649,18 @@ pub fn projection_order(net: &NetworkIr) -> HashMap<String, usize> {
         .enumerate()
         .map(|(k, p)| (p.name.clone(), k))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cuda_threads;
+
+    /// COBA x1 (one group of 4000, 3200 excitatory rows, segments of 32): a warp for each
+    /// neuron of the walk back (4000 warps; 3200, a warp a row, left 800 warps two neurons).
+    #[test]
+    fn the_grid_gives_each_neuron_of_the_walk_back_a_warp() {
+        assert_eq!(cuda_threads(4000, 4000, 3200, 32), 128_000);
+        assert_eq!(cuda_threads(4000, 3000, 800, 200), 160_000);
+        assert_eq!(cuda_threads(100_000, 100_000, 0, 32), 3_200_000);
+    }
 }

@@ -214,7 +214,8 @@ impl Handler for NetworkGradCuda {
             .map(|p| p.n_pre())
             .max()
             .unwrap_or(0);
-        let wanted = cuda_threads(neurons, rows, site.steps).div_ceil(block as usize);
+        let largest = site.net.groups.iter().map(|g| g.n).max().unwrap_or(0);
+        let wanted = cuda_threads(neurons, largest, rows, site.steps).div_ceil(block as usize);
         let mut most = cuda::resident_blocks(&f, block, 0)?.max(1);
         if let Some(limit) = crate::runtime::settings::network_adjoint_blocks()? {
             most = most.min(limit);
