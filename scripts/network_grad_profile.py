@@ -2,10 +2,10 @@
 spikeforge gradient called twice (compile, then once more), for Nsight Compute on the network
 adjoint kernel:
 
-    ncu --kernel-name sf_network_adjoint --launch-skip 33 --launch-count 1 --set full \\
+    ncu --kernel-name sf_network_adjoint --launch-skip 21 --launch-count 1 --set full \\
         -o adjoint python scripts/network_grad_profile.py
 
-(32 segments a call at the default spacing: skip 33 lands on a 32-step segment of the second call.)
+(20 segments of 50 steps a call at the default spacing: skip 21 lands on one of the second call.)
 ``--steps``/``--neurons``/``--checkpoint-every`` as the benchmark's. Prints the gradients' norms.
 """
 

@@ -209,13 +209,14 @@ def test_segment_lengths():
     assert lengths(47, 6, [3], 30) == [6] * 7 + [5]
     assert lengths(47, 4, [3], 30) == [6] * 7 + [5]
     assert lengths(10, 100, [4], 30) == [10]
-    # By default at most the record mode's longest segment (a multiple of the monitors' every)
-    # where that at most doubles the segments.
+    # By default the record mode's longest segment (a multiple of the monitors' every) where
+    # that at most doubles the segments, at most 4 times the default's scratch.
     assert lengths(10000, None, [], 4000, 50) == [50] * 200
     assert lengths(10000, None, [5], 100, 50) == [50] * 200
     assert lengths(10000, None, [7], 100, 50) == [105] * 95 + [25]
-    assert lengths(1000, None, [], 4000, 50) == [32] * 31 + [8]
-    assert lengths(1000, None, [3], 4000, 50) == [33] * 30 + [10]
+    assert lengths(1000, None, [], 4000, 50) == [50] * 20
+    assert lengths(1000, None, [3], 4000, 50) == [48] * 20 + [40]
+    assert lengths(1000, None, [], 4000, 500) == [128] * 7 + [104]
     assert lengths(1000, None, [], 4000, 3) == [32] * 31 + [8]
     assert lengths(1000, None, [64], 4000, 50) == [64] * 15 + [40]
     assert lengths(10000, 70, [], 4000, 50) == [70] * 142 + [60]

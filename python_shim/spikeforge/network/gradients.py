@@ -100,17 +100,18 @@ def realify_counts(net, out: NetworkOutput, real) -> NetworkOutput:
 
 def segment_lengths(steps: int, checkpoint_every, every: list, neurons: int, recorded: int | None = None) -> list:
     """The lengths of the run's segments between checkpoints: ``k`` each (the last one
-    shorter), ``k`` the neuron runs' spacing (``checkpoint_every``, or about ``sqrt(steps)``, by
-    default at most ``recorded`` where that is at least half of it: the longest segment the
-    adjoint kernel recomputes in record mode, two grid barriers instead of one a step) rounded
-    up to a multiple of every state monitor's ``every`` (each segment's run starts recording in
-    phase), at most ``steps`` rounded up to that multiple."""
+    shorter), ``k`` the neuron runs' spacing (``checkpoint_every``, or about ``sqrt(steps)``;
+    by default ``recorded`` instead where that is at least half of it, at most 4 times it:
+    the longest segment the adjoint kernel recomputes in record mode, two grid barriers
+    instead of one a step, the fewer segments the better: each costs a launch and a few
+    barriers) rounded up to a multiple of every state monitor's ``every`` (each segment's run
+    starts recording in phase), at most ``steps`` rounded up to that multiple."""
     multiple = int(np.lcm.reduce(every)) if every else 1
     k = segment_length(steps, checkpoint_every, neurons)
     if checkpoint_every is None and recorded is not None:
         longest = recorded // multiple * multiple
-        if longest > 0 and 2 * longest >= k:  # at most twice the segments
-            k = min(k, longest)
+        if longest > 0 and 2 * longest >= k:  # at most twice the segments, at most 4 k's scratch
+            k = min(longest, 4 * k)
     k = -(-k // multiple) * multiple
     k = min(k, -(-steps // multiple) * multiple)
     return [k] * (steps // k) + ([steps % k] if steps % k else [])
