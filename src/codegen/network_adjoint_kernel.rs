@@ -1076,20 +1076,21 @@ impl Writer<'_> {
         })?;
         w.write_str("const int64_t sf_s = sf_k;\n")?;
         self.write_step_header(w)?;
+        // The last spike: a register, or the scratch output.
+        let ls = self.output(o, "lastspike");
+        let last = if held {
+            "sf_c_ls".to_string()
+        } else {
+            format!("{ls}[sf_i]")
+        };
         if let Some(r) = adj.refractory_steps {
-            let ls = self.output(o, "lastspike");
             let nr = self.output(o, "not_refractory");
+            let now = format!("{last} <= {NEVER_SPIKED} || {last} <= sf_t_step - ({r})");
             if held {
-                writeln!(
-                    w,
-                    "sf_c_nr = sf_c_ls <= {NEVER_SPIKED} || sf_c_ls <= sf_t_step - ({r});\n{nr}[sf_s * {n} + sf_i] = sf_c_nr ? 1 : 0;"
-                )?;
-            } else {
-                writeln!(
-                    w,
-                    "{nr}[sf_s * {n} + sf_i] = ({ls}[sf_i] <= {NEVER_SPIKED} || {ls}[sf_i] <= sf_t_step - ({r})) ? 1 : 0;"
-                )?;
+                writeln!(w, "sf_c_nr = {now};")?;
             }
+            let value = if held { "sf_c_nr" } else { now.as_str() };
+            writeln!(w, "{nr}[sf_s * {n} + sf_i] = ({value}) ? 1 : 0;")?;
         }
         let Some(spike) = adj.dag.spike else {
             return writeln!(w, "{spikes}[sf_s * {n} + sf_i] = 0;");
@@ -1099,15 +1100,12 @@ impl Writer<'_> {
         writeln!(w, "sf_spike = {text};")?;
         writeln!(w, "{spikes}[sf_s * {n} + sf_i] = sf_spike ? 1 : 0;")?;
         if adj.refractory_steps.is_some() {
-            let ls = self.output(o, "lastspike");
-            if held {
-                writeln!(
-                    w,
-                    "if (sf_spike) {{ sf_c_ls = (int32_t) sf_t_step; {ls}[sf_i] = sf_c_ls; }}"
-                )?;
+            let also = if held {
+                format!(" {ls}[sf_i] = {last};")
             } else {
-                writeln!(w, "if (sf_spike) {ls}[sf_i] = (int32_t) sf_t_step;")?;
-            }
+                String::new()
+            };
+            writeln!(w, "if (sf_spike) {{ {last} = (int32_t) sf_t_step;{also} }}")?;
         }
         Ok(())
     }
