@@ -1076,15 +1076,18 @@ impl Writer<'_> {
         })?;
         w.write_str("const int64_t sf_s = sf_k;\n")?;
         self.write_step_header(w)?;
-        // The last spike: a register, or the scratch output.
-        let ls = self.output(o, "lastspike");
-        let last = if held {
-            "sf_c_ls".to_string()
-        } else {
-            format!("{ls}[sf_i]")
+        // The last spike (with a refractory period): a register, or the scratch output.
+        let ls = || self.output(o, "lastspike");
+        let last = || {
+            if held {
+                "sf_c_ls".to_string()
+            } else {
+                format!("{}[sf_i]", ls())
+            }
         };
         if let Some(r) = adj.refractory_steps {
             let nr = self.output(o, "not_refractory");
+            let last = last();
             let now = format!("{last} <= {NEVER_SPIKED} || {last} <= sf_t_step - ({r})");
             if held {
                 writeln!(w, "sf_c_nr = {now};")?;
@@ -1100,8 +1103,9 @@ impl Writer<'_> {
         writeln!(w, "sf_spike = {text};")?;
         writeln!(w, "{spikes}[sf_s * {n} + sf_i] = sf_spike ? 1 : 0;")?;
         if adj.refractory_steps.is_some() {
+            let last = last();
             let also = if held {
-                format!(" {ls}[sf_i] = {last};")
+                format!(" {}[sf_i] = {last};", ls())
             } else {
                 String::new()
             };
