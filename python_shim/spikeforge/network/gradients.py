@@ -129,7 +129,10 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
     run = jax.custom_vjp(forward)
     every = [m.every for m in net.members.state_monitors.values()]
     neurons = sum(g.n for g in net.members.groups if isinstance(g, NeuronGroup))
-    recorded = _adjoint_answer(net, net._compile(variant)).get("recorded_segment")
+    try:
+        recorded = _adjoint_answer(net, net._compile(variant)).get("recorded_segment")
+    except ModelError:
+        recorded = None  # not differentiable: said by fwd if jax.grad asks (a traced run may not)
     lengths = segment_lengths(steps, checkpoint_every, every, neurons, recorded)
 
     def fwd(state):
