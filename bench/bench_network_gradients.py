@@ -156,11 +156,15 @@ def loss_of(v, count):
     return jnp.mean((count - TARGET_COUNT) ** 2) + 1e-3 * jnp.mean((v - C["El"]) ** 2)
 
 
-def segment_length(steps: int, checkpoint_every: int | None, n: int) -> int:
-    """The steps between the gradient's checkpoints (no state monitor here)."""
+def segment_length(net, state, steps: int, checkpoint_every: int | None, n: int) -> int:
+    """The steps between the gradient's checkpoints (no state monitor here; the adjoint
+    kernel's record mode's longest segment, the refractory period, by default where it fits)."""
+    from spikeforge.network import _abi
     from spikeforge.network.gradients import segment_lengths
 
-    return segment_lengths(steps, checkpoint_every, [], n)[0]
+    spec = net._compile(net._variant_of(state, steps)[0])["spec"]
+    recorded = _abi.network_adjoint(spec, "c")["layout"].get("recorded_segment")
+    return segment_lengths(steps, checkpoint_every, [], n, recorded)[0]
 
 
 def relative_differences(got, want) -> list[float]:
@@ -205,6 +209,7 @@ def gradient_functions(n: int, steps: int, dtype, checkpoint_every):
         jax.jit(jax.grad(scan_loss, argnums=argnums)),
         jax.jit(scan),
         jax.jit(sf_vjp_forward),
+        net,
     )
 
 
@@ -214,7 +219,7 @@ BLOCKS_VAR = "SPIKEFORGE_NETWORK_ADJOINT_BLOCKS"
 def measure(n: int, steps: int, dtype_name: str, repeats: int, checkpoint_every: int | None, blocks: list[int]) -> dict:
     dtype = jnp.dtype(dtype_name)
     device = jax.devices()[0]
-    state, args, forward, sf_grad, scan_grad, scan_forward, sf_vjp_forward = gradient_functions(
+    state, args, forward, sf_grad, scan_grad, scan_forward, sf_vjp_forward, net = gradient_functions(
         n, steps, dtype, checkpoint_every
     )
     jax.block_until_ready((state, args))
@@ -243,7 +248,7 @@ def measure(n: int, steps: int, dtype_name: str, repeats: int, checkpoint_every:
     return dict(
         neurons=n,
         steps=steps,
-        checkpoint_every=segment_length(steps, checkpoint_every, n),
+        checkpoint_every=segment_length(net, state, steps, checkpoint_every, n),
         dtype=dtype_name,
         rate_hz=float(counts.sum() / n / (steps * DT * 1e-3)),
         neurons_with_other_counts=int((counts != counts_ref).sum()),
@@ -263,7 +268,7 @@ def measure(n: int, steps: int, dtype_name: str, repeats: int, checkpoint_every:
 def float64_check(n: int, steps: int) -> dict:
     """A small network in float64: the two gradients to 1e-8 (the same spikes, so the same
     surrogate terms)."""
-    _, args, forward, sf_grad, scan_grad, scan_forward, _ = gradient_functions(n, steps, jnp.float64, None)
+    _, args, forward, sf_grad, scan_grad, scan_forward, *_ = gradient_functions(n, steps, jnp.float64, None)
     _, counts = forward(*args)
     _, counts_ref = scan_forward(*args)
     worst = []

@@ -6,7 +6,8 @@ compute-sanitizer (memcheck, synccheck, racecheck) on ``sf_network_adjoint``:
 
 1500 LIF neurons (1200 excitatory rows: ~38 blocks of 1024 threads), per-synapse delays reaching
 back across segments (the checkpoint's spike queue), a shared inhibitory weight, a refractory
-period, 24 steps in segments of 5; float32 then float64. Prints the gradients' norms and "ok".
+period, 24 steps in segments of 5 and of 3 (the record mode); float32 then float64. Prints the
+gradients' norms and "ok".
 """
 
 import jax
@@ -47,13 +48,22 @@ for dtype in (jnp.float32, jnp.float64):
         I=dict(wi=0.15),
     )
 
-    def loss(v0, w, wi, state=state):
-        s = dict(state, P=dict(state["P"], v=v0), E=dict(state["E"], w=w), I=dict(state["I"], wi=wi))
-        new, out = net.run(s, steps=24, checkpoint_every=5)
-        return jnp.sum(new["P"]["v"] ** 2) + jnp.sum(out.vm.v**2) + 0.05 * out.spike_count["P"].sum()
+    # Segments of 5 steps (the per-step recomputation) and of 3 (the refractory period: the
+    # record mode): the same gradients.
+    found = []
+    for every in (5, 3):
 
-    grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(state["P"]["v"], state["E"]["w"], state["I"]["wi"])
-    norms = [float(jnp.linalg.norm(g)) for g in grads]
-    assert all(np.isfinite(norms)) and norms[1] > 0, norms
-    print(jnp.dtype(dtype).name, "gradient norms", norms)
+        def loss(v0, w, wi, state=state, every=every):
+            s = dict(state, P=dict(state["P"], v=v0), E=dict(state["E"], w=w), I=dict(state["I"], wi=wi))
+            new, out = net.run(s, steps=24, checkpoint_every=every)
+            return jnp.sum(new["P"]["v"] ** 2) + jnp.sum(out.vm.v**2) + 0.05 * out.spike_count["P"].sum()
+
+        grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(state["P"]["v"], state["E"]["w"], state["I"]["wi"])
+        norms = [float(jnp.linalg.norm(g)) for g in grads]
+        assert all(np.isfinite(norms)) and norms[1] > 0, norms
+        print(jnp.dtype(dtype).name, f"segments of {every}: gradient norms", norms)
+        found.append(grads)
+    for a, b in zip(*found):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        assert np.linalg.norm(a - b) <= (1e-4 if dtype == jnp.float32 else 1e-10) * np.linalg.norm(b), (a, b)
 print("ok")

@@ -215,14 +215,25 @@ fn random_csr(rng: &mut Rng, n_pre: usize, n_post: usize, n_syn: usize, b: usize
 /// block-stride share, barrier and atomic addition.
 #[test]
 fn the_cuda_kernel_matches_the_c_kernel_in_emulation() {
-    let Some(dir) = cuda_emulation::work_dir("network_adjoint_emulation") else {
+    emulate(6, "network_adjoint_emulation");
+}
+
+/// As above, with a segment of 3 steps, no longer than the refractory period: the record mode
+/// (the segment's spikes from `lastspike_after`, delivered at once; each neuron's steps alone).
+#[test]
+fn the_cuda_kernels_record_mode_matches_the_c_kernels_in_emulation() {
+    emulate(3, "network_adjoint_emulation_record");
+}
+
+fn emulate(steps: usize, name: &str) {
+    let Some(dir) = cuda_emulation::work_dir(name) else {
         return;
     };
     let spec = NetworkSpec::from_json(&network("float64").to_string()).unwrap();
     let net = prepare_network(&spec).unwrap();
     let c = generate_network_adjoint(&net, Dialect::C).unwrap();
     let cuda = generate_network_adjoint(&net, Dialect::Cuda).unwrap();
-    let steps = 6usize;
+    assert!(c.source.contains("if (sf_steps <= 3)"), "the record mode");
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let n_syn: Vec<usize> = vec![120, 40, 60];
     let csrs: Vec<Csr> = net
@@ -255,6 +266,16 @@ fn the_cuda_kernel_matches_the_c_kernel_in_emulation() {
                     .collect(),
             ),
             "spike_queue_counts" => Some((0..count).map(|_| rng.below(8) as i32).collect()),
+            // Last spikes in the segment (steps 7..7 + steps), before it, or never.
+            "lastspike_after" => Some(
+                (0..count)
+                    .map(|_| match rng.below(4) {
+                        0 => -1_000_000_000,
+                        1 => 5,
+                        _ => 7 + rng.below(steps) as i32,
+                    })
+                    .collect(),
+            ),
             "spike_queue" => Some((0..count).map(|_| rng.below(30) as i32).collect()),
             "row_offsets" => Some(csrs[projection(&a.owner).unwrap()].offsets.clone()),
             "targets" => Some(csrs[projection(&a.owner).unwrap()].targets.clone()),
@@ -328,6 +349,7 @@ fn the_cuda_kernel_matches_the_c_kernel_in_emulation() {
     );
     let mut args = vec!["(sf_i64) dims[0]".to_string()];
     args.extend((0..n_syn.len()).map(|p| format!("(sf_i64) dims[{}]", p + 1)));
+    args.push("(int32_t) 1".to_string()); // the barrier's kind (fences stand in off the GPU)
     args.extend(
         c.layout
             .inputs
@@ -350,7 +372,7 @@ fn the_cuda_kernel_matches_the_c_kernel_in_emulation() {
             args.join(", ")
         )
     };
-    let shim = "#include <atomic>\n#include <cstring>\n#include <barrier>\n#include <thread>\n#include <cstdio>\nstruct sf_dim3 { unsigned x; };\nstatic thread_local sf_dim3 threadIdx, blockIdx;\nstatic sf_dim3 blockDim, gridDim;\nstatic thread_local std::barrier<>* sf_bar;\nstatic thread_local std::barrier<>* sf_warp;\nstatic thread_local double* sf_slots;\nstatic void __syncthreads() { sf_bar->arrive_and_wait(); }\nstatic void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }\nstatic long long clock64() { return 0; }\nstatic void __trap() { std::abort(); }\ntemplate <class T> static T atomicAdd(T* p, T v) { return std::atomic_ref<T>(*p).fetch_add(v); }\ntemplate <class T> static T __shfl_down_sync(unsigned, T v, int d) { static_assert(sizeof(T) <= sizeof(double)); const unsigned lane = threadIdx.x & 31u; std::memcpy(&sf_slots[lane], &v, sizeof(T)); sf_warp->arrive_and_wait(); T r = v; if (lane + d < 32u) std::memcpy(&r, &sf_slots[lane + d], sizeof(T)); sf_warp->arrive_and_wait(); return r; }\ntemplate <class T> static T __shfl_xor_sync(unsigned, T v, int d) { const unsigned lane = threadIdx.x & 31u; std::memcpy(&sf_slots[lane], &v, sizeof(T)); sf_warp->arrive_and_wait(); T r; std::memcpy(&r, &sf_slots[lane ^ d], sizeof(T)); sf_warp->arrive_and_wait(); return r; }\nstatic void __syncwarp() { sf_warp->arrive_and_wait(); }\n";
+    let shim = "#include <atomic>\n#include <cstring>\n#include <barrier>\n#include <thread>\n#include <cstdio>\nstruct sf_dim3 { unsigned x; };\nstatic thread_local sf_dim3 threadIdx, blockIdx;\nstatic sf_dim3 blockDim, gridDim;\nstatic thread_local std::barrier<>* sf_bar;\nstatic thread_local std::barrier<>* sf_warp;\nstatic thread_local double* sf_slots;\nstatic void __syncthreads() { sf_bar->arrive_and_wait(); }\nstatic void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }\nstatic long long clock64() { return 0; }\nstatic void __trap() { std::abort(); }\ntemplate <class T> static T atomicAdd(T* p, T v) { return std::atomic_ref<T>(*p).fetch_add(v); }\ntemplate <class T> static T __shfl_down_sync(unsigned, T v, int d) { static_assert(sizeof(T) <= sizeof(double)); const unsigned lane = threadIdx.x & 31u; std::memcpy(&sf_slots[lane], &v, sizeof(T)); sf_warp->arrive_and_wait(); T r = v; if (lane + d < 32u) std::memcpy(&r, &sf_slots[lane + d], sizeof(T)); sf_warp->arrive_and_wait(); return r; }\ntemplate <class T> static T __shfl_xor_sync(unsigned, T v, int d) { const unsigned lane = threadIdx.x & 31u; std::memcpy(&sf_slots[lane], &v, sizeof(T)); sf_warp->arrive_and_wait(); T r; std::memcpy(&r, &sf_slots[lane ^ d], sizeof(T)); sf_warp->arrive_and_wait(); return r; }\nstatic void __syncwarp() { sf_warp->arrive_and_wait(); }\nstatic unsigned __ballot_sync(unsigned, bool p) { const unsigned lane = threadIdx.x & 31u; sf_slots[lane] = p ? 1.0 : 0.0; sf_warp->arrive_and_wait(); unsigned b = 0; for (unsigned l = 0; l < 32u; ++l) b |= (sf_slots[l] != 0.0 ? 1u : 0u) << l; sf_warp->arrive_and_wait(); return b; }\nstatic int __ffs(int x) { return __builtin_ffs(x); }\ntemplate <class T> static T __shfl_sync(unsigned, T v, int src) { static_assert(sizeof(T) <= sizeof(double)); const unsigned lane = threadIdx.x & 31u; std::memcpy(&sf_slots[lane], &v, sizeof(T)); sf_warp->arrive_and_wait(); T r; std::memcpy(&r, &sf_slots[src & 31], sizeof(T)); sf_warp->arrive_and_wait(); return r; }\n";
     let cuda_program = |blocks: usize, threads: usize| {
         format!(
             "{shim}{}{}{}{}",

@@ -9,15 +9,19 @@
 //!    completes step `s - 1` (its new state from the values at its start and `Δ`, what the
 //!    synapses delivered in it: the DAG's `next_state`), then computes step `s`'s
 //!    refractoriness and spike and adds the spike's increments to `Δ` of the steps it arrives
-//!    at within the segment (atomically); spikes from before the segment arrive from the
-//!    checkpoint's spike queues, added first. It keeps every step's start values, spikes,
+//!    at within the segment (atomically; on CUDA the warp delivers its lanes' spikes one after
+//!    another, its lanes sharing each spike's row); spikes from before the segment arrive from
+//!    the checkpoint's spike queues, added first. It keeps every step's start values, spikes,
 //!    refractoriness and `Δ` (`O(N k)` scratch).
 //! 2. The adjoints of what was delivered in the segment's last step.
 //! 3. **Backwards**, one grid barrier a step, a warp a neuron: the neuron gathers its spike's
 //!    cotangent from its own synapses (the transposed propagation as a pull: `sum_s e(w_s)
 //!    a_Δ(j_s, t + D_s)`, its lanes sharing the row; where it spiked, its synapses' weights'
 //!    gradients), runs its step adjoint, then computes the adjoints of what was delivered to it
-//!    a step earlier, which the next step's gathers read. A source writes only its own
+//!    a step earlier (from the adjoints just computed, in its lanes' registers), which the next
+//!    step's gathers read. Every value of its own that the step reads (recomputed states of
+//!    both steps, `Δ`, cotangents) is loaded before the gathers, so that a step waits on one
+//!    round of loads besides the gathers'. A source writes only its own
 //!    synapses' gradients and its own adjoints: no atomic addition but a shared weight's (its
 //!    lanes' sum, added by lane 0).
 //!
@@ -29,7 +33,9 @@
 //! of [`CUDA_BLOCK`] threads as [`cuda_threads`] asks and the device holds at once): every
 //! phase is a grid-stride loop (a thread a neuron, or a warp a neuron, or a thread a step and
 //! queue entry), phases are separated by the kernel's grid barrier (`sf_grid_sync`, its
-//! arrival counter the scratch output [`GRID_BARRIER`]); float sums in another order than the
+//! arrival counter the scratch output [`GRID_BARRIER`]; fences around a relaxed atomic, or a
+//! release reduction and acquire polls when the launch's [`ACQUIRE_RELEASE_PARAM`] says so:
+//! `SPIKEFORGE_NETWORK_ADJOINT_BARRIER`); float sums in another order than the
 //! C kernel's (atomic additions into `Δ`, the warps' sums) differ from it in the last bits.
 //!
 //! Layout ([`network_adjoint_layout`], each buffer named by owner and name as the network's
@@ -68,16 +74,26 @@ pub const NETWORK_ADJOINT_ENTRY: &str = "sf_network_adjoint";
 /// the warp's 32: the transposed propagation gives each source row a warp).
 pub const CUDA_BLOCK: u32 = 1024;
 
+/// The CUDA kernel's parameter after the synapse counts: nonzero for the grid barrier of
+/// release reductions and acquire loads, zero for the one of fences
+/// (`SPIKEFORGE_NETWORK_ADJOINT_BARRIER`; see `write_cuda_functions`).
+pub const ACQUIRE_RELEASE_PARAM: &str = "sf_acquire_release";
+
 /// The scratch output (owner `""`) that holds the CUDA grid barrier's arrival counter: one
 /// 32-bit word the handler zeroes before each launch.
 pub const GRID_BARRIER: &str = "grid_barrier";
 
 /// Threads the CUDA kernel can keep busy in a segment of `steps` steps with `neurons` neurons
-/// in all and `rows` source rows in the largest projection: a thread per neuron, a warp per
-/// row, a thread per (step, row) in the forward deliveries. The handler launches as many
-/// blocks as that needs and the device holds at once.
-pub fn cuda_threads(neurons: usize, rows: usize, steps: usize) -> usize {
-    neurons.max(32 * rows).max(steps.saturating_mul(rows))
+/// in all, `largest` in the largest group and `rows` source rows in the largest projection: a
+/// thread per neuron (the recomputation), a warp per neuron of a group (the walk back: with
+/// fewer warps some take two neurons a step, and every block waits for them at the step's
+/// barrier), a warp per row, a thread per (step, row) in the queued deliveries. The handler
+/// launches as many blocks as that needs and the device holds at once.
+pub fn cuda_threads(neurons: usize, largest: usize, rows: usize, steps: usize) -> usize {
+    neurons
+        .max(32 * largest)
+        .max(32 * rows)
+        .max(steps.saturating_mul(rows))
 }
 
 /// One dimension of a buffer: a number, the segment's steps or the projection's synapses.
@@ -110,6 +126,8 @@ pub struct NetAdjointArg {
 pub struct NetAdjointLayout {
     pub inputs: Vec<NetAdjointArg>,
     pub outputs: Vec<NetAdjointArg>,
+    /// The longest segment the kernel recomputes in record mode ([`recorded_segment`]), if any.
+    pub recorded_segment: Option<i64>,
 }
 
 /// A generated network adjoint kernel.
@@ -149,6 +167,30 @@ fn group_inputs(ir: &GroupIr) -> Vec<VarId> {
         .collect()
 }
 
+/// Whether group g's spikes are delivered along some projection.
+fn is_source(net: &NetworkIr, adj: &NetworkAdjoint, g: usize) -> bool {
+    adj.deliveries
+        .iter()
+        .any(|d| net.projections[d.projection].source == g)
+}
+
+/// The longest segment whose spikes the forward pass's state records, if every group whose
+/// spikes are delivered has a refractory period: the shortest of those periods, in steps. A
+/// neuron then spikes at most once in a segment that long, at the step that its `lastspike`
+/// reads at the segment's end (the next checkpoint's), so that the kernel's recomputation can
+/// deliver the whole segment's spikes at once (see `write_recorded_deliveries`).
+pub fn recorded_segment(net: &NetworkIr, adj: &NetworkAdjoint) -> Option<i64> {
+    let mut shortest: Option<i64> = None;
+    for ga in &adj.groups {
+        if !is_source(net, adj, ga.group) {
+            continue;
+        }
+        let r = ga.refractory_steps?;
+        shortest = Some(shortest.map_or(r, |s| s.min(r)));
+    }
+    shortest.filter(|r| *r >= 1)
+}
+
 /// Whether group g's spikes are delivered with a delay (the kernel then reads its queue).
 fn delayed_source(net: &NetworkIr, adj: &NetworkAdjoint, g: usize) -> bool {
     adj.deliveries
@@ -159,6 +201,7 @@ fn delayed_source(net: &NetworkIr, adj: &NetworkAdjoint, g: usize) -> bool {
 /// The kernel's buffers (see the module documentation).
 pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjointLayout {
     let real = net.dtype;
+    let recorded = recorded_segment(net, adj).is_some();
     let mut inputs = vec![arg("", "t_step".into(), "time", ElemType::I32, vec![])];
     let mut outputs = Vec::new();
     let mut scratch = Vec::new();
@@ -197,6 +240,17 @@ pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjoi
                 o,
                 "lastspike_step".into(),
                 "input",
+                ElemType::I32,
+                vec![Dim::Fixed(n)],
+            ));
+        }
+        if recorded && is_source(net, adj, ga.group) {
+            // The last spike's step at the segment's end (the next checkpoint's
+            // `lastspike_step`): the segment's spikes when it is short enough.
+            inputs.push(arg(
+                o,
+                "lastspike_after".into(),
+                "spike_record",
                 ElemType::I32,
                 vec![Dim::Fixed(n)],
             ));
@@ -383,7 +437,11 @@ pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjoi
         vec![Dim::Fixed(1)],
     ));
     outputs.extend(scratch);
-    NetAdjointLayout { inputs, outputs }
+    NetAdjointLayout {
+        inputs,
+        outputs,
+        recorded_segment: recorded_segment(net, adj),
+    }
 }
 
 /// The synaptic parameters of projection p that some increment reads, in symbol order.
@@ -456,6 +514,13 @@ impl Writer<'_> {
         literal(x, self.net.dtype)
     }
 
+    /// The deliveries whose source is group g, in order.
+    fn deliveries_from(&self, g: usize) -> Vec<usize> {
+        (0..self.adj.deliveries.len())
+            .filter(|d| self.net.projections[self.adj.deliveries[*d].projection].source == g)
+            .collect()
+    }
+
     /// The pointer of the input named (owner, name).
     fn input(&self, owner: &str, name: &str) -> String {
         let k = self
@@ -515,7 +580,7 @@ impl Writer<'_> {
         match self.dialect {
             Dialect::C => Ok(()),
             Dialect::Cuda => {
-                w.write_str("sf_arrivals += gridDim.x;\nsf_grid_sync(sf_barrier, sf_arrivals);\n")
+                w.write_str("sf_arrivals += gridDim.x;\nsf_grid_sync(sf_barrier, sf_arrivals, sf_acquire_release);\n")
             }
         }
     }
@@ -554,24 +619,44 @@ impl Writer<'_> {
     /// counter only grows and is compared modulo 2^32 (a block is never more than one barrier
     /// ahead of another), so it is never reset within a launch. A wait of more than about
     /// 2^36 cycles traps (an error, never a hang).
+    ///
+    /// With `sf_acquire_release` (the launch's parameter, [`ACQUIRE_RELEASE_PARAM`]) the
+    /// arrival is a release reduction (`red.release.gpu`) and the wait polls with acquire
+    /// loads (`ld.acquire.gpu`): the same ordering (the block's writes, ordered before thread
+    /// 0's release by the `__syncthreads`, are visible to every thread that acquires the
+    /// count, ordered after it by the closing `__syncthreads`) without the two sequentially
+    /// consistent fences. (Outside NVRTC, e.g. the emulation tests' host compiler, the fences
+    /// stand in.)
     fn write_cuda_functions(&self, w: &mut SourceWriter) -> fmt::Result {
         let real = self.real();
         w.block(
-            "static __device__ __forceinline__ void sf_grid_sync(unsigned int* sf_counter, const unsigned int sf_target)",
+            "static __device__ __forceinline__ void sf_grid_sync(unsigned int* sf_counter, const unsigned int sf_target, const int32_t sf_acquire_release)",
             |w| {
                 w.write_str("__syncthreads();\nif (gridDim.x == 1u) return;\n")?;
+                let timeout = |w: &mut SourceWriter| {
+                    w.block("if (clock64() - sf_since > (1ll << 36))", |w| {
+                        w.write_str("printf(\"spikeforge: block %u of the network adjoint kernel waited at its grid barrier for more than 2^36 cycles\\n\", blockIdx.x);\n__trap();\n")
+                    })
+                };
                 w.block("if (threadIdx.x == 0)", |w| {
-                    w.write_str("__threadfence();\natomicAdd(sf_counter, 1u);\n")?;
-                    w.write_str("const long long sf_since = clock64();\n")?;
-                    w.block(
-                        "while ((int) (*(volatile unsigned int*) sf_counter - sf_target) < 0)",
-                        |w| {
-                            w.block("if (clock64() - sf_since > (1ll << 36))", |w| {
-                                w.write_str("printf(\"spikeforge: block %u of the network adjoint kernel waited at its grid barrier for more than 2^36 cycles\\n\", blockIdx.x);\n__trap();\n")
-                            })
-                        },
-                    )?;
-                    w.write_str("__threadfence();\n")
+                    w.write_str("const long long sf_since = clock64();\n#ifdef __CUDA_ARCH__\n")?;
+                    w.block("if (sf_acquire_release)", |w| {
+                        w.write_str("asm volatile(\"red.release.gpu.global.add.u32 [%0], 1;\" :: \"l\"(sf_counter) : \"memory\");\nunsigned int sf_seen;\n")?;
+                        w.block("for (;;)", |w| {
+                            w.write_str("asm volatile(\"ld.acquire.gpu.global.u32 %0, [%1];\" : \"=r\"(sf_seen) : \"l\"(sf_counter) : \"memory\");\nif ((int) (sf_seen - sf_target) >= 0) break;\n")?;
+                            timeout(w)
+                        })?;
+                        Ok(())
+                    })?;
+                    w.write_str("else\n#endif\n")?;
+                    w.block("", |w| {
+                        w.write_str("(void) sf_acquire_release;\n__threadfence();\natomicAdd(sf_counter, 1u);\n")?;
+                        w.block(
+                            "while ((int) (*(volatile unsigned int*) sf_counter - sf_target) < 0)",
+                            timeout,
+                        )?;
+                        w.write_str("__threadfence();\n")
+                    })
                 })?;
                 w.write_str("__syncthreads();\n")
             },
@@ -625,6 +710,7 @@ impl Writer<'_> {
                 params.extend(
                     (0..self.net.projections.len()).map(|p| format!("const int64_t sf_nsyn{p}")),
                 );
+                params.push(format!("const int32_t {ACQUIRE_RELEASE_PARAM}"));
                 params.extend(self.layout.inputs.iter().enumerate().map(|(k, a)| {
                     self.dialect.pointer_param(a.elem, &format!("sf_in{k}"), false)
                 }));
@@ -680,12 +766,33 @@ impl Writer<'_> {
             for d in 0..self.adj.deliveries.len() {
                 self.write_queued_deliveries(d, w)?;
             }
-            w.block("for (int64_t sf_k = 0; sf_k < sf_steps; ++sf_k)", |w| {
-                for ga in 0..self.adj.groups.len() {
-                    self.write_recompute(ga, w)?;
+            let per_step = |w: &mut SourceWriter| {
+                w.block("for (int64_t sf_k = 0; sf_k < sf_steps; ++sf_k)", |w| {
+                    for ga in 0..self.adj.groups.len() {
+                        self.write_recompute(ga, w)?;
+                    }
+                    self.sync(w)
+                })
+            };
+            match recorded_segment(self.net, self.adj) {
+                // A segment no longer than the shortest refractory period: its spikes, from
+                // the record, delivered at once (with the queued ones); then each neuron
+                // recomputes its steps alone. Two barriers a segment, not one a step.
+                Some(r) => {
+                    w.block(format!("if (sf_steps <= {r})"), |w| {
+                        for ga in 0..self.adj.groups.len() {
+                            self.write_recorded_deliveries(ga, w)?;
+                        }
+                        self.sync(w)?;
+                        for ga in 0..self.adj.groups.len() {
+                            self.write_local_recompute(ga, w)?;
+                        }
+                        self.sync(w)
+                    })?;
+                    w.block("else", per_step)?;
                 }
-                self.sync(w)
-            })?;
+                None => per_step(w)?,
+            }
             // Backwards, a barrier a step: first the adjoints of what was delivered in the
             // segment's last step; then at step sf_k, each neuron (a warp) gathers its spike's
             // cotangent from its synapses' targets (the transposed propagation, reading the
@@ -790,25 +897,62 @@ impl Writer<'_> {
 
     /// Loads group ga's values of step `sf_s` for neuron `sf_i`.
     fn write_loads(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
+        self.write_step_values(ga, "sf_s", "", false, w)?;
+        self.write_inputs(ga, w)
+    }
+
+    /// Group ga's values of step `step` for neuron `sf_i`: its recomputed stored variables
+    /// (`x<id>`), refractoriness (`sf_nr`) and, with `delivered`, what was delivered in it
+    /// (`sf_d<k>`), each name with `prefix` in front.
+    fn write_step_values(
+        &self,
+        ga: usize,
+        step: &str,
+        prefix: &str,
+        delivered: bool,
+        w: &mut SourceWriter,
+    ) -> fmt::Result {
         let adj = &self.adj.groups[ga];
         let group = &self.net.groups[adj.group];
         let ir = group.neuron_ir().expect("a neuron group");
         let (o, n, real) = (&group.name, group.n, self.real());
         for v in &adj.dag.stored {
             let p = self.output(o, &format!("state:{}", ir.symbol(*v).name));
-            writeln!(w, "const {real} x{} = {p}[sf_s * {n} + sf_i];", v.0)?;
-        }
-        for v in group_inputs(ir) {
-            let p = self.input(o, &ir.symbol(v).name);
-            let at = if ir.symbol(v).shared { "0" } else { "sf_i" };
-            writeln!(w, "const {real} x{} = {p}[{at}];", v.0)?;
+            writeln!(
+                w,
+                "const {real} {prefix}x{} = {p}[({step}) * {n} + sf_i];",
+                v.0
+            )?;
         }
         if adj.refractory_steps.is_some() {
             writeln!(
                 w,
-                "const bool sf_nr = {}[sf_s * {n} + sf_i] != 0;",
+                "const bool {prefix}sf_nr = {}[({step}) * {n} + sf_i] != 0;",
                 self.output(o, "not_refractory")
             )?;
+        }
+        if delivered {
+            for (k, v) in adj.delivered_targets.iter().enumerate() {
+                let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
+                writeln!(
+                    w,
+                    "const {real} {prefix}sf_d{k} = {d}[({step}) * {n} + sf_i];"
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Group ga's parameters and per-neuron constants for neuron `sf_i` (`x<id>`).
+    fn write_inputs(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
+        let adj = &self.adj.groups[ga];
+        let group = &self.net.groups[adj.group];
+        let ir = group.neuron_ir().expect("a neuron group");
+        let (o, real) = (&group.name, self.real());
+        for v in group_inputs(ir) {
+            let p = self.input(o, &ir.symbol(v).name);
+            let at = if ir.symbol(v).shared { "0" } else { "sf_i" };
+            writeln!(w, "const {real} x{} = {p}[{at}];", v.0)?;
         }
         Ok(())
     }
@@ -874,63 +1018,226 @@ impl Writer<'_> {
     /// segment). Brian2's order within a step: the update and threshold read the values at the
     /// step's start, the deliveries are added before the reset (the DAG's `next_state`).
     fn write_recompute(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
+        self.write_spikes_delivered(ga, w, |w| {
+            self.write_own_step(ga, false, w)?;
+            w.write_str("sf_spike_step = sf_k;\n")
+        })
+    }
+
+    /// Group ga's neuron `sf_i` at the recomputation's step `sf_k` (`bool sf_spike` declared
+    /// by the caller): the step `sf_k - 1` completed (its new state from the values at its
+    /// start and what was delivered in it, all of it since the last barrier), then step
+    /// `sf_k`'s refractoriness and spike (`sf_spike`). `held`: the neuron's values of the
+    /// step are in registers (`sf_c<k>`, `sf_c_nr`, `sf_c_ls`; record mode's loop over the
+    /// steps), kept up to date besides the stores; else they are loaded.
+    fn write_own_step(&self, ga: usize, held: bool, w: &mut SourceWriter) -> fmt::Result {
         let adj = &self.adj.groups[ga];
         let group = &self.net.groups[adj.group];
         let ir = group.neuron_ir().expect("a neuron group");
         let (o, n, real) = (&group.name, group.n, self.real());
         let spikes = self.output(o, "spikes");
-        w.block(self.each("sf_i", &n.to_string()), |w| {
-            w.block("if (sf_k > 0)", |w| {
-                w.write_str("const int64_t sf_s = sf_k - 1;\n")?;
-                self.write_step_header(w)?;
-                self.write_loads(ga, w)?;
-                for (k, v) in adj.delivered_targets.iter().enumerate() {
-                    let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
-                    writeln!(w, "const {real} sf_d{k} = {d}[sf_s * {n} + sf_i];")?;
-                }
-                let texts = self.print(ga, &adj.dag.next_state, "sf_x", w)?;
-                for (v, text) in adj.dag.stored.iter().zip(texts) {
-                    let x = self.output(o, &format!("state:{}", ir.symbol(*v).name));
+        // The step's values: loaded, or (`held`) the registers `sf_c<k>`, `sf_c_nr`.
+        let values = |w: &mut SourceWriter| -> fmt::Result {
+            if !held {
+                return self.write_loads(ga, w);
+            }
+            for (k, v) in adj.dag.stored.iter().enumerate() {
+                writeln!(w, "const {real} x{} = sf_c{k};", v.0)?;
+            }
+            if adj.refractory_steps.is_some() {
+                w.write_str("const bool sf_nr = sf_c_nr;\n")?;
+            }
+            self.write_inputs(ga, w)
+        };
+        w.block("if (sf_k > 0)", |w| {
+            w.write_str("const int64_t sf_s = sf_k - 1;\n")?;
+            self.write_step_header(w)?;
+            values(w)?;
+            for (k, v) in adj.delivered_targets.iter().enumerate() {
+                let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
+                writeln!(w, "const {real} sf_d{k} = {d}[sf_s * {n} + sf_i];")?;
+            }
+            let texts = self.print(ga, &adj.dag.next_state, "sf_x", w)?;
+            for (k, (v, text)) in adj.dag.stored.iter().zip(texts).enumerate() {
+                let x = self.output(o, &format!("state:{}", ir.symbol(*v).name));
+                if held {
+                    writeln!(w, "const {real} sf_n{k} = {text};")?;
+                    writeln!(w, "{x}[(sf_s + 1) * {n} + sf_i] = sf_n{k};")?;
+                } else {
                     writeln!(w, "{x}[(sf_s + 1) * {n} + sf_i] = {text};")?;
                 }
-                Ok(())
-            })?;
-            w.write_str("const int64_t sf_s = sf_k;\n")?;
-            self.write_step_header(w)?;
-            if let Some(r) = adj.refractory_steps {
-                let ls = self.output(o, "lastspike");
+            }
+            if held {
+                for k in 0..adj.dag.stored.len() {
+                    writeln!(w, "sf_c{k} = sf_n{k};")?;
+                }
+            }
+            Ok(())
+        })?;
+        w.write_str("const int64_t sf_s = sf_k;\n")?;
+        self.write_step_header(w)?;
+        // The last spike (with a refractory period): a register, or the scratch output.
+        let ls = || self.output(o, "lastspike");
+        let last = || {
+            if held {
+                "sf_c_ls".to_string()
+            } else {
+                format!("{}[sf_i]", ls())
+            }
+        };
+        if let Some(r) = adj.refractory_steps {
+            let nr = self.output(o, "not_refractory");
+            let last = last();
+            let now = format!("{last} <= {NEVER_SPIKED} || {last} <= sf_t_step - ({r})");
+            if held {
+                writeln!(w, "sf_c_nr = {now};")?;
+            }
+            let value = if held { "sf_c_nr" } else { now.as_str() };
+            writeln!(w, "{nr}[sf_s * {n} + sf_i] = ({value}) ? 1 : 0;")?;
+        }
+        let Some(spike) = adj.dag.spike else {
+            return writeln!(w, "{spikes}[sf_s * {n} + sf_i] = 0;");
+        };
+        values(w)?;
+        let text = self.print(ga, &[spike], "sf_f", w)?.remove(0);
+        writeln!(w, "sf_spike = {text};")?;
+        writeln!(w, "{spikes}[sf_s * {n} + sf_i] = sf_spike ? 1 : 0;")?;
+        if adj.refractory_steps.is_some() {
+            let last = last();
+            let also = if held {
+                format!(" {}[sf_i] = {last};", ls())
+            } else {
+                String::new()
+            };
+            writeln!(w, "if (sf_spike) {{ {last} = (int32_t) sf_t_step;{also} }}")?;
+        }
+        Ok(())
+    }
+
+    /// Record mode's first phase for group ga (a source): each neuron whose recorded last
+    /// spike (`lastspike_after`) falls in the segment spiked there, once (the segment is no
+    /// longer than its refractory period): its increments are added to what arrives at that
+    /// step plus each delay, within the segment, for the whole segment at once.
+    fn write_recorded_deliveries(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
+        let adj = &self.adj.groups[ga];
+        let group = &self.net.groups[adj.group];
+        if !is_source(self.net, self.adj, adj.group) {
+            return Ok(());
+        }
+        let record = self.input(&group.name, "lastspike_after");
+        self.write_spikes_delivered(ga, w, |w| {
+            writeln!(
+                w,
+                "const int64_t sf_rec = (int64_t) {record}[sf_i] - sf_t0;\nif (sf_rec >= 0 && sf_rec < sf_steps) {{ sf_spike = true; sf_spike_step = sf_rec; }}"
+            )
+        })
+    }
+
+    /// Record mode's second phase for group ga: each neuron's thread recomputes the segment's
+    /// steps alone (every delivery of the segment is in `Δ` since the last barrier).
+    fn write_local_recompute(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
+        let adj = &self.adj.groups[ga];
+        let group = &self.net.groups[adj.group];
+        let ir = group.neuron_ir().expect("a neuron group");
+        let (o, n, real) = (&group.name, group.n, self.real());
+        w.block(self.each("sf_i", &n.to_string()), |w| {
+            // The neuron's state, refractoriness and last spike in registers from step to step
+            // (its thread wrote the segment's first state at the start).
+            for (k, v) in adj.dag.stored.iter().enumerate() {
+                let x = self.output(o, &format!("state:{}", ir.symbol(*v).name));
+                writeln!(w, "{real} sf_c{k} = {x}[sf_i];")?;
+            }
+            if adj.refractory_steps.is_some() {
                 writeln!(
                     w,
-                    "{}[sf_s * {n} + sf_i] = ({ls}[sf_i] <= {NEVER_SPIKED} || {ls}[sf_i] <= sf_t_step - ({r})) ? 1 : 0;",
-                    self.output(o, "not_refractory")
+                    "int32_t sf_c_ls = {}[sf_i];
+bool sf_c_nr = false;",
+                    self.output(o, "lastspike")
                 )?;
             }
-            let Some(spike) = adj.dag.spike else {
-                return writeln!(w, "{spikes}[sf_s * {n} + sf_i] = 0;");
-            };
-            self.write_loads(ga, w)?;
-            let text = self.print(ga, &[spike], "sf_f", w)?.remove(0);
-            writeln!(w, "const bool sf_spike = {text};")?;
-            writeln!(w, "{spikes}[sf_s * {n} + sf_i] = sf_spike ? 1 : 0;")?;
-            let sources: Vec<usize> = (0..self.adj.deliveries.len())
-                .filter(|d| {
-                    self.net.projections[self.adj.deliveries[*d].projection].source == adj.group
-                })
-                .collect();
-            if adj.refractory_steps.is_none() && sources.is_empty() {
-                return Ok(());
+            if self.dialect == Dialect::Cuda {
+                w.write_str("#pragma unroll 4\n")?;
             }
-            w.block("if (sf_spike)", |w| {
-                if adj.refractory_steps.is_some() {
-                    let ls = self.output(o, "lastspike");
-                    writeln!(w, "{ls}[sf_i] = (int32_t) sf_t_step;")?;
-                }
-                for d in sources {
-                    self.write_spike_deliveries(d, w)?;
-                }
-                Ok(())
+            w.block("for (int64_t sf_k = 0; sf_k < sf_steps; ++sf_k)", |w| {
+                w.write_str("bool sf_spike = false;\n")?;
+                self.write_own_step(ga, true, w)?;
+                w.write_str("(void) sf_spike;\n")
             })
         })
+    }
+
+    /// Group ga's neurons, each deciding (`lane`, for neuron `sf_i`) whether it spiked
+    /// (`sf_spike`) and at which step of the segment (`sf_spike_step`), then the spikes'
+    /// deliveries (atomic additions to what arrives at that step plus each delay, where that is
+    /// in the segment). On CUDA the loop runs whole warps (a warp's lanes past the group's end
+    /// decide nothing) and the warp delivers each of its lanes' spikes in turn, its lanes
+    /// sharing the row (rows of ~100 synapses were one thread's serial loop of dependent loads
+    /// and atomics per spike).
+    fn write_spikes_delivered(
+        &self,
+        ga: usize,
+        w: &mut SourceWriter,
+        lane: impl Fn(&mut SourceWriter) -> fmt::Result,
+    ) -> fmt::Result {
+        let adj = &self.adj.groups[ga];
+        let n = self.net.groups[adj.group].n;
+        let sources = self.deliveries_from(adj.group);
+        let deliveries = |w: &mut SourceWriter| -> fmt::Result {
+            for d in &sources {
+                self.write_spike_deliveries(*d, w)?;
+            }
+            Ok(())
+        };
+        let start = "bool sf_spike = false;\nint64_t sf_spike_step = 0;\n";
+        match self.dialect {
+            Dialect::C => w.block(self.each("sf_i", &n.to_string()), |w| {
+                w.write_str(start)?;
+                lane(w)?;
+                if sources.is_empty() {
+                    return w.write_str("(void) sf_spike; (void) sf_spike_step;\n");
+                }
+                w.block("if (sf_spike)", |w| {
+                    w.write_str("const int64_t sf_s = sf_spike_step;\n")?;
+                    deliveries(w)
+                })
+            }),
+            Dialect::Cuda => w.block(
+                format!(
+                    "for (int64_t sf_i = (int64_t) blockIdx.x * blockDim.x + threadIdx.x; sf_i - (int64_t) (threadIdx.x & 31u) < {n}; sf_i += (int64_t) gridDim.x * blockDim.x)"
+                ),
+                |w| {
+                    w.write_str(start)?;
+                    // Each lane's own row ends (homogeneous delays), loaded with its other values
+                    // and passed to the warp by a shuffle when its spike is delivered.
+                    for d in &sources {
+                        let del = &self.adj.deliveries[*d];
+                        if !matches!(del.delay, DelayIr::Homogeneous { .. }) {
+                            continue;
+                        }
+                        let proj = &self.net.projections[del.projection];
+                        let rows = self.input(&proj.name, "row_offsets");
+                        let (s0, n_pre) = (proj.source_range.start, proj.n_pre());
+                        writeln!(w, "int64_t sf_row_a{d} = 0, sf_row_b{d} = 0;")?;
+                        writeln!(
+                            w,
+                            "if (sf_i >= {s0} && sf_i < {s0} + {n_pre}) {{ sf_row_a{d} = {rows}[sf_i - {s0}]; sf_row_b{d} = {rows}[sf_i - {s0} + 1]; }}"
+                        )?;
+                    }
+                    w.block(format!("if (sf_i < {n})"), &lane)?;
+                    if sources.is_empty() {
+                        return w.write_str("(void) sf_spike; (void) sf_spike_step;\n");
+                    }
+                    w.write_str("unsigned int sf_fired = __ballot_sync(0xffffffffu, sf_spike);\n")?;
+                    w.block("while (sf_fired != 0u)", |w| {
+                        w.write_str("const int sf_lane_src = __ffs((int) sf_fired) - 1;\nconst int64_t sf_src = sf_i - (int64_t) (threadIdx.x & 31u) + (int64_t) sf_lane_src;\nconst int64_t sf_src_step = __shfl_sync(0xffffffffu, sf_spike_step, sf_lane_src);\nsf_fired &= sf_fired - 1u;\n")?;
+                        w.block("/* the spike of neuron sf_src */", |w| {
+                            w.write_str("const int64_t sf_i = sf_src;\nconst int64_t sf_s = sf_src_step;\n")?;
+                            deliveries(w)
+                        })
+                    })
+                },
+            ),
+        }
     }
 
     /// Group ga's part of the backward pass, a warp a neuron (`each_warp`; its lanes share the
@@ -947,22 +1254,39 @@ impl Writer<'_> {
         let lane0 = self.lane0();
         // The values both parts read: the step's recomputed state and inputs, the adjoints
         // after the step, what was delivered in it.
-        let common = |w: &mut SourceWriter| -> fmt::Result {
-            self.write_loads(ga, w)?;
-            for (k, v) in adj.dag.stored.iter().enumerate() {
-                let a = self.output(o, &format!("adjoint:{}", ir.symbol(*v).name));
-                writeln!(w, "const {real} sf_a{k} = {a}[sf_i];")?;
+        // `held`: the adjoints after the step are this lane's `sf_next<k>` (the walk back
+        // computed them in the step before), else they are read from `adjoint:<x>`.
+        // (`held`: the step's values were loaded before, as `sf_prev_<name>`.)
+        let common = |w: &mut SourceWriter, held: bool| -> fmt::Result {
+            if held {
+                for v in &adj.dag.stored {
+                    writeln!(w, "const {real} x{0} = sf_prev_x{0};", v.0)?;
+                }
+                if adj.refractory_steps.is_some() {
+                    w.write_str("const bool sf_nr = sf_prev_sf_nr;\n")?;
+                }
+                for k in 0..adj.delivered_targets.len() {
+                    writeln!(w, "const {real} sf_d{k} = sf_prev_sf_d{k};")?;
+                }
+                self.write_inputs(ga, w)?;
+            } else {
+                self.write_step_values(ga, "sf_s", "", true, w)?;
+                self.write_inputs(ga, w)?;
             }
-            for (k, v) in adj.delivered_targets.iter().enumerate() {
-                let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
-                writeln!(w, "const {real} sf_d{k} = {d}[sf_s * {n} + sf_i];")?;
+            for (k, v) in adj.dag.stored.iter().enumerate() {
+                if held {
+                    writeln!(w, "const {real} sf_a{k} = sf_next{k};")?;
+                } else {
+                    let a = self.output(o, &format!("adjoint:{}", ir.symbol(*v).name));
+                    writeln!(w, "const {real} sf_a{k} = {a}[sf_i];")?;
+                }
             }
             Ok(())
         };
-        let delivered = |w: &mut SourceWriter, step: &str| -> fmt::Result {
+        let delivered = |w: &mut SourceWriter, step: &str, held: bool| -> fmt::Result {
             writeln!(w, "const int64_t sf_s = {step};")?;
             self.write_step_header(w)?;
-            common(w)?;
+            common(w, held)?;
             writeln!(w, "const {real} sf_gs = 0;")?;
             let texts = self.print(ga, &adj.dag.delivered_adjoint, "sf_h", w)?;
             for (v, text) in adj.delivered_targets.iter().zip(texts) {
@@ -980,18 +1304,39 @@ impl Writer<'_> {
                 return Ok(());
             }
             return w.block(self.each_warp("sf_i", &n.to_string()), |w| {
-                delivered(w, "sf_steps - 1")
+                delivered(w, "sf_steps - 1", false)
             });
         }
-        let sources: Vec<usize> = (0..self.adj.deliveries.len())
-            .filter(|d| {
-                self.net.projections[self.adj.deliveries[*d].projection].source == adj.group
-            })
-            .collect();
+        let sources = self.deliveries_from(adj.group);
         w.block(self.each_warp("sf_i", &n.to_string()), |w| {
+            // The adjoints after step sf_k - 1, which the step computes: every lane's copy.
+            for k in 0..adj.dag.stored.len() {
+                writeln!(w, "{real} sf_next{k};")?;
+            }
+            if !adj.delivered_targets.is_empty() {
+                // Step sf_k - 1's values (for the adjoints of what was delivered in it), loaded
+                // with step sf_k's (an index clamped to the segment at sf_k = 0, unused then).
+                w.write_str("const int64_t sf_prev = sf_k > 0 ? sf_k - 1 : 0;\n")?;
+                self.write_step_values(ga, "sf_prev", "sf_prev_", true, w)?;
+            }
             w.block("/* step sf_k */", |w| {
                 w.write_str("const int64_t sf_s = sf_k;\n")?;
                 self.write_step_header(w)?;
+                // The neuron's own values first: their loads are in flight during the gathers'.
+                common(w, false)?;
+                writeln!(
+                    w,
+                    "const {real} sf_gs_given = {}[sf_s * {n} + sf_i];",
+                    self.input(o, "spike_cotangent"),
+                )?;
+                for (k, v) in adj.dag.stored.iter().enumerate() {
+                    let name = &ir.symbol(*v).name;
+                    writeln!(
+                        w,
+                        "const {real} sf_sc{k} = {}[sf_s * {n} + sf_i];",
+                        self.input(o, &format!("state_cotangent:{name}"))
+                    )?;
+                }
                 writeln!(w, "{real} sf_synaptic = 0;")?;
                 for d in &sources {
                     self.write_gather(*d, w)?;
@@ -999,12 +1344,7 @@ impl Writer<'_> {
                 if !sources.is_empty() {
                     writeln!(w, "sf_synaptic = {};", self.warp_all_sum("sf_synaptic"))?;
                 }
-                common(w)?;
-                writeln!(
-                    w,
-                    "const {real} sf_gs = {}[sf_s * {n} + sf_i] + sf_synaptic;",
-                    self.input(o, "spike_cotangent"),
-                )?;
+                writeln!(w, "const {real} sf_gs = sf_gs_given + sf_synaptic;")?;
                 let mut roots = adj.dag.adjoint.clone();
                 roots.extend(adj.dag.inputs.iter().map(|(_, e)| *e));
                 let texts = self.print(ga, &roots, "sf_", w)?;
@@ -1022,11 +1362,11 @@ impl Writer<'_> {
                 }
                 for (k, v) in adj.dag.stored.iter().enumerate() {
                     let name = &ir.symbol(*v).name;
+                    writeln!(w, "sf_next{k} = sf_na{k} + sf_sc{k};")?;
                     writeln!(
                         w,
-                        "{lane0}{}[sf_i] = sf_na{k} + {}[sf_s * {n} + sf_i];",
+                        "{lane0}{}[sf_i] = sf_next{k};",
                         self.output(o, &format!("adjoint:{name}")),
-                        self.input(o, &format!("state_cotangent:{name}"))
                     )?;
                 }
                 Ok(())
@@ -1034,11 +1374,8 @@ impl Writer<'_> {
             if adj.delivered_targets.is_empty() {
                 return Ok(());
             }
-            // Lane 0's stores of the adjoints, visible to the warp.
-            if self.dialect == Dialect::Cuda {
-                w.write_str("__syncwarp();\n")?;
-            }
-            w.block("if (sf_k > 0)", |w| delivered(w, "sf_k - 1"))
+            // The adjoints just computed, from the lanes' registers (no store to wait for).
+            w.block("if (sf_k > 0)", |w| delivered(w, "sf_k - 1", true))
         })
     }
 
@@ -1124,8 +1461,14 @@ impl Writer<'_> {
             ),
         };
         // The synapses of row sf_r with delay sf_D, clamped to the synapse count.
-        let range = |w: &mut SourceWriter| -> fmt::Result {
+        // (`shuffled`: the row's ends come from the source's lane, `sf_lane_src`, which loaded
+        // them as `sf_row_a<d>`, `sf_row_b<d>` (see `write_recompute`).)
+        let range = |w: &mut SourceWriter, shuffled: bool| -> fmt::Result {
             match &buckets {
+                None if shuffled => writeln!(
+                    w,
+                    "int64_t sf_a = __shfl_sync(0xffffffffu, sf_row_a{d}, sf_lane_src), sf_b = __shfl_sync(0xffffffffu, sf_row_b{d}, sf_lane_src);"
+                ),
                 None => writeln!(w, "int64_t sf_a = {rows}[sf_r], sf_b = {rows}[sf_r + 1];"),
                 Some((b, width)) => writeln!(
                     w,
@@ -1141,20 +1484,25 @@ impl Writer<'_> {
         let delta = self.output(&target.name, &format!("delivered:{x}"));
         // The synapses of row sf_r whose spike at sf_s - sf_D arrives at sf_s, their increments
         // added to what is delivered then.
-        let row = |w: &mut SourceWriter, at: &str| -> fmt::Result {
-            range(w)?;
-            w.block(
-                "for (int64_t sf_syn = sf_a; sf_syn < sf_b; ++sf_syn)",
-                |w| {
-                    writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
-                    writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
-                    let e = self
-                        .print_synapse(d, &del.arena, &[del.increment], w)?
-                        .remove(0);
-                    let target = format!("{delta}[({at}) * {nt} + {t0} + sf_j]");
-                    writeln!(w, "{}", self.accumulate(&target, &e))
-                },
-            )
+        // `lanes`: the warp's lanes share the row (CUDA's spike deliveries), else one thread
+        // walks it.
+        let row = |w: &mut SourceWriter, at: &str, lanes: bool| -> fmt::Result {
+            let lanes = lanes && self.dialect == Dialect::Cuda;
+            range(w, lanes)?;
+            let head = if lanes {
+                "for (int64_t sf_syn = sf_a + (int64_t) (threadIdx.x & 31u); sf_syn < sf_b; sf_syn += 32)"
+            } else {
+                "for (int64_t sf_syn = sf_a; sf_syn < sf_b; ++sf_syn)"
+            };
+            w.block(head, |w| {
+                writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
+                writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
+                let e = self
+                    .print_synapse(d, &del.arena, &[del.increment], w)?
+                    .remove(0);
+                let target = format!("{delta}[({at}) * {nt} + {t0} + sf_j]");
+                writeln!(w, "{}", self.accumulate(&target, &e))
+            })
         };
         match pass {
             Pass::Spike => {
@@ -1162,7 +1510,7 @@ impl Writer<'_> {
                     writeln!(w, "const int64_t sf_r = sf_i - {s0};")?;
                     w.block(format!("for ({delays})"), |w| {
                         w.write_str("if (sf_s + sf_D >= sf_steps) continue;\n")?;
-                        row(w, "sf_s + sf_D")
+                        row(w, "sf_s + sf_D", true)
                     })
                 })
             }
@@ -1192,7 +1540,7 @@ impl Writer<'_> {
                             "const int64_t sf_r = (int64_t) {queue}[sf_slot * {ns} + sf_q] - {s0};"
                         )?;
                         writeln!(w, "if (sf_r < 0 || sf_r >= {n_pre}) continue;")?;
-                        row(w, "sf_s")
+                        row(w, "sf_s", false)
                     })
                 });
             }
@@ -1224,7 +1572,7 @@ impl Writer<'_> {
                 }
             }
             w.block(format!("for ({delays})"), |w| {
-                range(w)?;
+                range(w, false)?;
                 writeln!(
                     w,
                     "const int64_t sf_at = ((sf_t_step + sf_D) % {h}) * {nt} + {t0};"
@@ -1303,4 +1651,18 @@ pub fn projection_order(net: &NetworkIr) -> HashMap<String, usize> {
         .enumerate()
         .map(|(k, p)| (p.name.clone(), k))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cuda_threads;
+
+    /// COBA x1 (one group of 4000, 3200 excitatory rows, segments of 32): a warp for each
+    /// neuron of the walk back (4000 warps; 3200, a warp a row, left 800 warps two neurons).
+    #[test]
+    fn the_grid_gives_each_neuron_of_the_walk_back_a_warp() {
+        assert_eq!(cuda_threads(4000, 4000, 3200, 32), 128_000);
+        assert_eq!(cuda_threads(4000, 3000, 800, 200), 160_000);
+        assert_eq!(cuda_threads(100_000, 100_000, 0, 32), 3_200_000);
+    }
 }

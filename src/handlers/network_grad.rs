@@ -214,7 +214,8 @@ impl Handler for NetworkGradCuda {
             .map(|p| p.n_pre())
             .max()
             .unwrap_or(0);
-        let wanted = cuda_threads(neurons, rows, site.steps).div_ceil(block as usize);
+        let largest = site.net.groups.iter().map(|g| g.n).max().unwrap_or(0);
+        let wanted = cuda_threads(neurons, largest, rows, site.steps).div_ceil(block as usize);
         let mut most = cuda::resident_blocks(&f, block, 0)?.max(1);
         if let Some(limit) = crate::runtime::settings::network_adjoint_blocks()? {
             most = most.min(limit);
@@ -232,16 +233,19 @@ impl Handler for NetworkGradCuda {
         unsafe { cuda::memset_async(counter.data, 0, counter.size_bytes(), stream) }?;
         let mut steps = site.steps as i64;
         let mut n_syn = run.n_syn.clone();
+        let mut acquire_release =
+            i32::from(crate::runtime::settings::network_adjoint_acquire_release()?);
         let mut params: Vec<*mut c_void> = vec![(&mut steps as *mut i64).cast()];
         params.extend(n_syn.iter_mut().map(|n| (n as *mut i64).cast::<c_void>()));
+        params.push((&mut acquire_release as *mut i32).cast());
         let shape = cuda::LaunchShape {
             grid: (blocks, 1, 1),
             block: (block, 1, 1),
             shared_mem: 0,
             cooperative: blocks > 1,
         };
-        // SAFETY: the scalars and the buffers, in this order, are the generated kernel's
-        // parameters; the buffers belong to XLA's stream and stay valid for the call.
+        // SAFETY: the scalars (steps, synapse counts, the barrier's kind) and the buffers, in
+        // this order, are the generated kernel's parameters; the buffers belong to XLA's stream and stay valid for the call.
         unsafe { launch_shaped_with_buffers(&f, shape, stream, params, &run.buffers) }
     }
 }

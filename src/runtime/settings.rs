@@ -22,6 +22,11 @@ pub const DEFAULT_MAX_LOADED: usize = 1024;
 /// size; by default as many as its work needs and the device holds).
 pub const NETWORK_ADJOINT_BLOCKS_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BLOCKS";
 
+/// The CUDA network adjoint kernel's grid barrier: `fence` (sequentially consistent fences
+/// around a relaxed atomic and volatile polls, the default) or `acquire_release` (a release
+/// reduction, acquire polls). For measuring both on one device.
+pub const NETWORK_ADJOINT_BARRIER_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BARRIER";
+
 /// The grid barrier of the persistent network kernel as a cooperative grid: `flat`, `split` or
 /// `grouped`
 /// (`codegen::network_kernel::BarrierVariant`); unset: by the grid's size
@@ -92,6 +97,19 @@ pub fn network_adjoint_blocks() -> Result<Option<u32>, RuntimeError> {
     at_least_one(NETWORK_ADJOINT_BLOCKS_VAR)
 }
 
+/// [`NETWORK_ADJOINT_BARRIER_VAR`]: whether the barrier is the acquire-release one.
+pub fn network_adjoint_acquire_release() -> Result<bool, RuntimeError> {
+    match var(NETWORK_ADJOINT_BARRIER_VAR).as_deref().map(str::trim) {
+        None | Some("fence") => Ok(false),
+        Some("acquire_release") => Ok(true),
+        Some(text) => Err(bad(
+            NETWORK_ADJOINT_BARRIER_VAR,
+            text,
+            "fence or acquire_release",
+        )),
+    }
+}
+
 /// [`GRID_BARRIER_VAR`]: `None` when unset.
 pub fn grid_barrier() -> Result<Option<BarrierVariant>, RuntimeError> {
     let Some(text) = var(GRID_BARRIER_VAR) else {
@@ -145,6 +163,7 @@ mod tests {
             GRID_BARRIER_VAR,
             GRID_BLOCKS_VAR,
             ADJOINT_TUNING_VAR,
+            NETWORK_ADJOINT_BARRIER_VAR,
         ]
         .iter()
         .map(|k| (*k, "".as_ref()))
@@ -234,6 +253,34 @@ mod tests {
         let out = tuning(&[(ADJOINT_TUNING_VAR, "fast")]);
         assert!(
             out.contains("SPIKEFORGE_ADJOINT_TUNING=fast: expected default, none, or a"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    #[ignore = "run by the_adjoint_barrier_setting_parses_and_refuses_nonsense"]
+    fn child_reads_adjoint_barrier() {
+        println!(
+            "ADJOINT {:?}",
+            network_adjoint_acquire_release().map_err(|e| e.to_string())
+        );
+    }
+
+    #[test]
+    fn the_adjoint_barrier_setting_parses_and_refuses_nonsense() {
+        let read =
+            |vars: &[(&str, &str)]| child_of("child_reads_adjoint_barrier", "ADJOINT ", vars);
+        assert_eq!(read(&[]), "Ok(false)");
+        assert_eq!(read(&[(NETWORK_ADJOINT_BARRIER_VAR, "fence")]), "Ok(false)");
+        assert_eq!(
+            read(&[(NETWORK_ADJOINT_BARRIER_VAR, " acquire_release ")]),
+            "Ok(true)"
+        );
+        let out = read(&[(NETWORK_ADJOINT_BARRIER_VAR, "fast")]);
+        assert!(
+            out.contains(
+                "SPIKEFORGE_NETWORK_ADJOINT_BARRIER=fast: expected fence or acquire_release"
+            ),
             "{out}"
         );
     }

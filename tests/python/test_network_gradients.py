@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import spikeforge as sf
+from spikeforge.network import _abi
 from spikeforge.network.gradients import segment_lengths
 from test_gradients import SURROGATES, heaviside
 
@@ -176,6 +177,27 @@ def test_network_gradients_match_jax_grad_of_lax_scan(device, per_synapse_delay)
     assert_close(got, want, 1e-8)
 
 
+@pytest.mark.parametrize("per_synapse_delay", [False, True])
+def test_record_mode_matches_jax_grad_of_lax_scan(device, per_synapse_delay):
+    """Segments no longer than the refractory period (3 steps): the adjoint kernel delivers each
+    segment's spikes at once from the record (the next checkpoint's ``lastspike_step``) and each
+    neuron recomputes its steps alone; against the reference to 1e-8, and against the per-step
+    recomputation (segments of 4 steps) to 1e-12."""
+    net = build(per_synapse_delay=per_synapse_delay)
+    state = initial(net, per_synapse_delay=per_synapse_delay)
+    steps = 60
+    adjoint = _abi.network_adjoint(net._compile(net._variant_of(state, steps)[0])["spec"], "c")
+    assert any(a["role"] == "spike_record" for a in adjoint["layout"]["inputs"])
+    assert f"if (sf_steps <= {REFRACTORY_STEPS})" in adjoint["source"]
+    argnums = tuple(range(5))
+    recorded = jax.grad(spikeforge_loss(net, state, steps, checkpoint_every=3), argnums=argnums)(*arguments(state))
+    per_step = jax.grad(spikeforge_loss(net, state, steps, checkpoint_every=4), argnums=argnums)(*arguments(state))
+    want = jax.grad(reference_loss(state, steps), argnums=argnums)(*arguments(state))
+    assert float(np.abs(np.asarray(want[3])).max()) > 0, "the weights' gradient should not vanish"
+    assert_close(recorded, want, 1e-8)
+    assert_close(recorded, per_step, 1e-12)
+
+
 def test_segment_lengths():
     """``checkpoint_every`` sets the segments (rounded up to the state monitors' ``every``); by
     default about ``sqrt(steps)``."""
@@ -187,6 +209,17 @@ def test_segment_lengths():
     assert lengths(47, 6, [3], 30) == [6] * 7 + [5]
     assert lengths(47, 4, [3], 30) == [6] * 7 + [5]
     assert lengths(10, 100, [4], 30) == [10]
+    # By default the record mode's longest segment (a multiple of the monitors' every) where
+    # that at most doubles the segments, at most 4 times the default's scratch.
+    assert lengths(10000, None, [], 4000, 50) == [50] * 200
+    assert lengths(10000, None, [5], 100, 50) == [50] * 200
+    assert lengths(10000, None, [7], 100, 50) == [105] * 95 + [25]
+    assert lengths(1000, None, [], 4000, 50) == [50] * 20
+    assert lengths(1000, None, [3], 4000, 50) == [48] * 20 + [40]
+    assert lengths(1000, None, [], 4000, 500) == [128] * 7 + [104]
+    assert lengths(1000, None, [], 4000, 3) == [32] * 31 + [8]
+    assert lengths(1000, None, [64], 4000, 50) == [64] * 15 + [40]
+    assert lengths(10000, 70, [], 4000, 50) == [70] * 142 + [60]
 
 
 def test_a_network_of_many_blocks_matches_jax_grad_of_lax_scan(device):

@@ -12,7 +12,11 @@ runs the network in segments of ``k`` steps and keeps the whole state at the sta
 (checkpoints, ``O(N steps/k)``); the backward pass calls the adjoint kernel for each segment
 from the last, with the segment's checkpoint: the kernel recomputes the segment's states
 (``O(N k)`` scratch) before it walks it back. ``k`` defaults to about ``sqrt(steps)`` (a
-multiple of every state monitor's ``every``); ``run(..., checkpoint_every=k)`` sets it.
+multiple of every state monitor's ``every``); ``run(..., checkpoint_every=k)`` sets it. When
+``k`` is at most the refractory period of every group whose spikes are delivered, each neuron
+spikes at most once a segment, at the step its ``lastspike_step`` reads at the segment's end (the
+next checkpoint's, or the final state's): the kernel takes that as the segment's spike record
+(no extra memory) and recomputes the segment with two grid barriers instead of one a step.
 
 Differentiable (with a ``surrogate`` in the groups' models for gradients through spikes): the
 initial state variables, the groups' real parameters and per-neuron constants, the synaptic
@@ -94,13 +98,20 @@ def realify_counts(net, out: NetworkOutput, real) -> NetworkOutput:
     return NetworkOutput(out.records, counts)
 
 
-def segment_lengths(steps: int, checkpoint_every, every: list, neurons: int) -> list:
+def segment_lengths(steps: int, checkpoint_every, every: list, neurons: int, recorded: int | None = None) -> list:
     """The lengths of the run's segments between checkpoints: ``k`` each (the last one
-    shorter), ``k`` the neuron runs' spacing (``checkpoint_every``, or about ``sqrt(steps)``)
-    rounded up to a multiple of every state monitor's ``every`` (each segment's run starts
-    recording in phase), at most ``steps`` rounded up to that multiple."""
+    shorter), ``k`` the neuron runs' spacing (``checkpoint_every``, or about ``sqrt(steps)``;
+    by default ``recorded`` instead where that is at least half of it, at most 4 times it:
+    the longest segment the adjoint kernel recomputes in record mode, two grid barriers
+    instead of one a step, the fewer segments the better: each costs a launch and a few
+    barriers) rounded up to a multiple of every state monitor's ``every`` (each segment's run
+    starts recording in phase), at most ``steps`` rounded up to that multiple."""
     multiple = int(np.lcm.reduce(every)) if every else 1
     k = segment_length(steps, checkpoint_every, neurons)
+    if checkpoint_every is None and recorded is not None:
+        longest = recorded // multiple * multiple
+        if longest > 0 and 2 * longest >= k:  # at most twice the segments, at most 4 k's scratch
+            k = min(longest, 4 * k)
     k = -(-k // multiple) * multiple
     k = min(k, -(-steps // multiple) * multiple)
     return [k] * (steps // k) + ([steps % k] if steps % k else [])
@@ -118,11 +129,15 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
     run = jax.custom_vjp(forward)
     every = [m.every for m in net.members.state_monitors.values()]
     neurons = sum(g.n for g in net.members.groups if isinstance(g, NeuronGroup))
-    lengths = segment_lengths(steps, checkpoint_every, every, neurons)
+    try:
+        recorded = _adjoint_answer(net, net._compile(variant)).get("recorded_segment")
+    except ModelError:
+        recorded = None  # not differentiable: said by fwd if jax.grad asks (a traced run may not)
+    lengths = segment_lengths(steps, checkpoint_every, every, neurons, recorded)
 
     def fwd(state):
         answer = net._compile(variant)
-        _adjoint_answer(net, answer)
+        layout = _adjoint_answer(net, answer)
         checkpoints, outs = [], []
         s = state
         for length in lengths:
@@ -132,10 +147,14 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
             outs.append(out)
         out = outs[0] if len(outs) == 1 else net._join(outs, variant)
         net._warn_dropped(out)
-        return (s, realify_counts(net, out, real)), (state, checkpoints)
+        # The last spikes' steps at each segment's end (the next checkpoint's, or the final
+        # state's): the segments' spikes for the adjoint kernel's record mode.
+        recorded = [a["owner"] for a in layout["inputs"] if a["role"] == "spike_record"]
+        ends = [{g: after[g]["lastspike_step"] for g in recorded} for after in checkpoints[1:] + [s]]
+        return (s, realify_counts(net, out, real)), (state, checkpoints, ends)
 
     def bwd(res, ct):
-        state, checkpoints = res
+        state, checkpoints, ends = res
         ct_state, ct_out = ct
         answer = net._compile(variant)
         layout = _adjoint_answer(net, answer)
@@ -162,7 +181,7 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
             elif role in ("grad", "history"):
                 carried[(owner, name)] = jnp.zeros(shape, real)
         starts = np.cumsum([0] + lengths[:-1])
-        for checkpoint, length, start in reversed(list(zip(checkpoints, lengths, starts))):
+        for checkpoint, end, length, start in reversed(list(zip(checkpoints, ends, lengths, starts))):
             spike_ct, state_ct = _segment_cotangents(net, ct_out, stored, n_of, int(start), length, real)
             operands = []
             for a in layout["inputs"]:
@@ -173,6 +192,8 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
                     operands.append(jnp.asarray(checkpoint[owner][name.split(":", 1)[1]], real))
                 elif role == "input":
                     operands.append(jnp.asarray(checkpoint[owner][name]))
+                elif role == "spike_record":
+                    operands.append(jnp.asarray(end[owner], jnp.int32))
                 elif role == "spike_cotangent":
                     operands.append(spike_ct[owner])
                 elif role == "state_cotangent":
