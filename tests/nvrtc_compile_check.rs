@@ -295,3 +295,70 @@ fn one_barrier_register_slots_are_not_local_memory() {
         "{local} bytes of local memory in {PERSISTENT_ENTRY}"
     );
 }
+
+/// The one-barrier kernel as one thread-block cluster (codegen::network_kernel::grid::cluster):
+/// on sm_90 its PTX has the cluster barrier and `mapa` (the deliveries' distributed shared
+/// memory), ptxas reports no spills for it, and its slots are registers (no local memory beyond
+/// `printf`'s arguments); on sm_80 the same source compiles, the kernel's body compiled out.
+#[test]
+fn cluster_kernel_uses_the_cluster_barrier_and_keeps_its_slots_in_registers() {
+    use spikeforge::codegen::network_kernel::{generate_from_spec, CLUSTER_ENTRY};
+    use spikeforge::spec::NetworkSpec;
+    if !nvrtc_available() {
+        return;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/networks/coba_one_barrier.json");
+    let spec = NetworkSpec::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let kernel = generate_from_spec(&spec, Dialect::Cuda).unwrap();
+    assert!(kernel.entries.contains(&CLUSTER_ENTRY));
+    let opts = CudaCompileOptions::default();
+    let ptx = spikeforge::runtime::cuda::compile_ptx(&kernel.source, (9, 0), &opts).unwrap();
+    let start = ptx
+        .find(&format!(".entry {CLUSTER_ENTRY}("))
+        .expect("the cluster entry");
+    let body = &ptx[start..];
+    let body = &body[..body[1..].find(".entry ").map_or(body.len(), |e| e + 1)];
+    if std::env::var("SPIKEFORGE_DUMP_PTX").is_ok() {
+        std::fs::write("/tmp/cluster.ptx", body).unwrap();
+    }
+    assert!(
+        body.contains("barrier.cluster.arrive.release"),
+        "no cluster barrier"
+    );
+    assert!(
+        body.contains("barrier.cluster.wait.acquire"),
+        "no cluster wait"
+    );
+    assert!(body.contains("mapa"), "no distributed shared memory");
+    let local: usize = body
+        .lines()
+        .filter(|l| l.contains(".local") && l.contains("__local_depot"))
+        .map(|l| {
+            let open = l.rfind('[').unwrap();
+            let close = l.rfind(']').unwrap();
+            l[open + 1..close].parse::<usize>().unwrap()
+        })
+        .sum();
+    assert!(
+        local <= 8,
+        "{local} bytes of local memory in {CLUSTER_ENTRY}"
+    );
+    let (cubin, report) = compile_cubin_report(&kernel.source, (9, 0), &opts).unwrap();
+    assert_eq!(&cubin[..4], b"\x7fELF");
+    let at = report
+        .find(&format!("'{CLUSTER_ENTRY}'"))
+        .unwrap_or_else(|| panic!("no report of {CLUSTER_ENTRY}:\n{report}"));
+    let mine = &report[at..];
+    let mine = &mine[..mine[1..]
+        .find("Compiling entry")
+        .map_or(mine.len(), |e| e + 1)];
+    if std::env::var("SPIKEFORGE_SHOW_PTX").is_ok() {
+        eprintln!("{report}");
+    }
+    assert!(
+        mine.contains(" 0 bytes spill stores, 0 bytes spill loads"),
+        "{CLUSTER_ENTRY} spills:\n{mine}"
+    );
+    let old = compile_cubin(&kernel.source, (8, 0), &opts).unwrap();
+    assert_eq!(&old[..4], b"\x7fELF");
+}

@@ -15,7 +15,8 @@ mod per_step;
 mod ring;
 mod synapse_dynamics;
 pub use grid::{
-    accumulated, one_barrier, register_slots, BarrierVariant, BARRIER_GROUP_BLOCKS, REGISTER_SLOTS,
+    accumulated, cluster_blocks, has_cluster_kernel, one_barrier, register_slots, BarrierVariant,
+    BARRIER_GROUP_BLOCKS, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY, CLUSTER_MAX, REGISTER_SLOTS,
 };
 pub use per_step::{after_folded, closing_launches};
 pub use synapse_dynamics::{
@@ -361,6 +362,7 @@ pub fn generate(
         resident: resident_layout(layout, segments_len),
         pushing: std::cell::Cell::new(false),
         in_registers: std::cell::Cell::new(false),
+        cluster: std::cell::Cell::new(false),
     };
     let source = render(|w| gen.write(w));
     let entries = match dialect {
@@ -369,6 +371,7 @@ pub fn generate(
             .chain(closing_launches(plan))
             .map(|(entry, _)| entry)
             .chain([PERSISTENT_ENTRY, RESIDENT_ENTRY])
+            .chain(has_cluster_kernel(net, plan, PERSISTENT_BLOCK).then_some(CLUSTER_ENTRY))
             .collect(),
         Dialect::C => vec![C_ENTRY],
     };
@@ -412,6 +415,9 @@ struct Gen<'a> {
     /// Whether a register slot's update is being printed (the one-barrier kernel's state in
     /// registers: see `grid::registers`).
     in_registers: std::cell::Cell<bool>,
+    /// Whether the one-barrier kernel is being printed as one thread-block cluster (its
+    /// accumulators in the cluster's shared memory: see `grid::cluster`).
+    cluster: std::cell::Cell<bool>,
 }
 
 /// Which kernel the phases are being printed for.
@@ -2181,6 +2187,21 @@ impl Gen<'_> {
             } else {
                 self.write_persistent_kernel(block, resident, w)
             };
+            self.pushing.set(false);
+            self.printing.set(Printing::PerStep);
+            written?;
+        }
+        if has_cluster_kernel(self.net, self.plan, PERSISTENT_BLOCK) {
+            writeln!(w)?;
+            let block = PERSISTENT_BLOCK;
+            self.printing.set(Printing::Persistent {
+                block,
+                resident: false,
+            });
+            self.pushing.set(true);
+            self.cluster.set(true);
+            let written = self.write_cluster_kernel(block, w);
+            self.cluster.set(false);
             self.pushing.set(false);
             self.printing.set(Printing::PerStep);
             written?;

@@ -81,7 +81,7 @@ class Network:
     MAX_PER_SYNAPSE_DELAY_STEPS = 4095
     """The longest per-synapse delay, in steps (their delay buckets take ``n_pre`` entries a step)."""
 
-    STRATEGIES = ("auto", "per_step", "block", "grid")
+    STRATEGIES = ("auto", "per_step", "block", "grid", "cluster")
     """The values of ``strategy``."""
 
     def __init__(self, *objects, dt=0.1, deterministic: bool = False, strategy: str = "auto", **named_monitors):

@@ -217,6 +217,88 @@ pub(crate) unsafe fn set_function_attribute(
     })
 }
 
+/// The launch attribute that makes clusters of `width` x 1 x 1 blocks.
+fn cluster_attribute(width: u32) -> sys::CUlaunchAttribute {
+    // SAFETY: a plain C struct and union of integers, for which all zeroes is valid.
+    let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+    attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+    attr.value.clusterDim.x = width;
+    attr.value.clusterDim.y = 1;
+    attr.value.clusterDim.z = 1;
+    attr
+}
+
+/// A `cuLaunchKernelEx` configuration with the attributes `attrs` (which must outlive it).
+fn launch_config(
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    shared_mem: u32,
+    stream: sys::CUstream,
+    attrs: &mut [sys::CUlaunchAttribute],
+) -> sys::CUlaunchConfig {
+    sys::CUlaunchConfig {
+        gridDimX: grid.0,
+        gridDimY: grid.1,
+        gridDimZ: grid.2,
+        blockDimX: block.0,
+        blockDimY: block.1,
+        blockDimZ: block.2,
+        sharedMemBytes: shared_mem,
+        hStream: stream,
+        attrs: attrs.as_mut_ptr(),
+        numAttrs: attrs.len() as u32,
+    }
+}
+
+/// How many clusters of `width` blocks of `f` (`block` threads, `shared_mem` bytes of dynamic
+/// shared memory each) the device runs at once (`cuOccupancyMaxActiveClusters`; 0: none).
+///
+/// # Safety
+/// `f` must be a live function handle of the current context.
+pub(crate) unsafe fn max_active_clusters(
+    f: sys::CUfunction,
+    width: u32,
+    block: u32,
+    shared_mem: u32,
+) -> Result<u32, RuntimeError> {
+    let mut attr = [cluster_attribute(width)];
+    let config = launch_config(
+        (width, 1, 1),
+        (block, 1, 1),
+        shared_mem,
+        std::ptr::null_mut(),
+        &mut attr,
+    );
+    let mut n = 0;
+    // SAFETY: forwarded to the caller; valid out-pointer, `config` outlives the call.
+    check("cuOccupancyMaxActiveClusters", unsafe {
+        sys::cuOccupancyMaxActiveClusters(&mut n, f, &config)
+    })?;
+    Ok(n.max(0) as u32)
+}
+
+/// Enqueues `f` on `stream` as thread-block clusters of `cluster` x 1 x 1 blocks
+/// (`cuLaunchKernelEx`; the driver refuses a cluster the device cannot run).
+///
+/// # Safety
+/// As [`launch_kernel`].
+pub(crate) unsafe fn launch_kernel_clustered(
+    f: sys::CUfunction,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    shared_mem: u32,
+    stream: sys::CUstream,
+    params: &mut [*mut c_void],
+    cluster: u32,
+) -> Result<(), RuntimeError> {
+    let mut attr = [cluster_attribute(cluster)];
+    let config = launch_config(grid, block, shared_mem, stream, &mut attr);
+    // SAFETY: forwarded to the caller; `config` and its attribute outlive the call.
+    check("cuLaunchKernelEx", unsafe {
+        sys::cuLaunchKernelEx(&config, f, params.as_mut_ptr(), std::ptr::null_mut())
+    })
+}
+
 /// Enqueues `f` on `stream`. Returns as soon as the launch is queued (errors found here are
 /// configuration errors: too many threads, too much shared memory, a bad stream). A
 /// `cooperative` launch has every block resident at once (the driver refuses a grid larger than
