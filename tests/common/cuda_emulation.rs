@@ -30,7 +30,7 @@ pub fn head() -> String {
          #include <cstring>\n#include <vector>\n\
          static double __longlong_as_double(long long b) { double d; std::memcpy(&d, &b, 8); return d; }\n\
          #define __global__\n#define __device__\n#define __forceinline__ inline\n\
-         #define __launch_bounds__(n)\n#define __restrict__\n",
+         #define __launch_bounds__(...)\n#define __restrict__\n",
     );
     for (t, alias) in TYPES {
         out.push_str(&format!("#define {t} {alias}\n"));

@@ -177,7 +177,15 @@ impl Gen<'_> {
         let total_blocks: usize = (0..self.net.groups.len()).map(|g| self.vblocks(g)).sum();
         let vars = accumulated(self.net, self.plan).len();
         let slots = register_slots(self.net, self.plan, block);
-        let signature = self.cuda_signature_with(CLUSTER_ENTRY, block, &PERSISTENT_SCALARS);
+        // At least one block a multiprocessor (a cluster's blocks each on their own): without
+        // it ptxas keeps the kernel to 40 registers and spills the slots (sm_90, COBA).
+        let signature = self
+            .cuda_signature_with(CLUSTER_ENTRY, block, &PERSISTENT_SCALARS)
+            .replacen(
+                &format!("__launch_bounds__({block})"),
+                &format!("__launch_bounds__({block}, 1)"),
+                1,
+            );
         writeln!(w, "{signature}\n{{")?;
         w.indented(|w| {
             writeln!(w, "#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900")?;
