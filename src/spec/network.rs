@@ -473,6 +473,7 @@ mod tests {
             ("per_step", Strategy::PerStep),
             ("block", Strategy::Block),
             ("grid", Strategy::Grid),
+            ("cluster", Strategy::Cluster),
         ] {
             let text = SMALL.replacen(
                 "\"dt\": 0.1,",

@@ -72,8 +72,10 @@ class Network:
     ``strategy`` says how a GPU runs the steps (docs/NETWORKS.md, "Launches and limits"):
     ``"per_step"`` (two or three kernel launches a step), ``"block"`` (one persistent kernel for
     the whole run, one block per network), ``"grid"`` (one persistent kernel as a cooperative
-    grid; an error where the device cannot hold it), or ``"auto"`` (one block for small
-    networks, a grid where the device holds one, else per step). Every path gives the same
+    grid; an error where the device cannot hold it), ``"cluster"`` (the one-barrier kernel as one
+    thread-block cluster per network, its accumulators in distributed shared memory; compute
+    capability 9.0 and a network of at most 16 blocks' register slots, else an error), or
+    ``"auto"`` (one block for small networks, a grid where the device holds one, else per step). Every path gives the same
     spikes. After a run, :attr:`last_strategy` says which path it took."""
 
     MAX_DELAY_STEPS = 65535
