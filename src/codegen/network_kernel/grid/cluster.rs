@@ -162,7 +162,7 @@ impl Gen<'_> {
             "/* Element sf_i (of a group whose virtual blocks start at sf_first) of an accumulator region, in the shared memory of the block that holds it. */"
         )?;
         w.block(
-            format!("template <class T> static __device__ __forceinline__ T* sf_cluster_elem(T* sf_region, const int32_t sf_first, const int64_t sf_i, const uint32_t sf_shift)"),
+            "template <class T> static __device__ __forceinline__ T* sf_cluster_elem(T* sf_region, const int32_t sf_first, const int64_t sf_i, const uint32_t sf_shift)",
             |w| {
                 writeln!(
                     w,
