@@ -250,32 +250,22 @@ fn every_network_kernel_compiles_for_sm90() {
     assert!(compiled >= 8, "only {compiled} network variants");
 }
 
-/// The one-barrier grid kernel's register slots (codegen::network_kernel::grid::registers) are
-/// registers: its PTX keeps no more local memory than the grid barrier's `printf` arguments (8
-/// bytes), so the slot arrays were unrolled away, not spilled to a stack frame.
-#[test]
-fn one_barrier_register_slots_are_not_local_memory() {
-    use spikeforge::codegen::network_kernel::{generate_from_spec, PERSISTENT_ENTRY};
+/// The CUDA source of tests/networks/coba_one_barrier.json (the one-barrier kernel's network).
+fn one_barrier_source() -> spikeforge::codegen::network_kernel::GeneratedNetwork {
     use spikeforge::spec::NetworkSpec;
-    if !nvrtc_available() {
-        return;
-    }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/networks/coba_one_barrier.json");
     let spec = NetworkSpec::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let kernel = generate_from_spec(&spec, Dialect::Cuda).unwrap();
-    assert!(
-        kernel.source.contains("#define SF_SLOTS 4"),
-        "register slots"
-    );
-    let ptx = spikeforge::runtime::cuda::compile_ptx(
-        &kernel.source,
-        (9, 0),
-        &CudaCompileOptions::default(),
-    )
-    .unwrap();
+    spikeforge::codegen::network_kernel::generate_from_spec(&spec, Dialect::Cuda).unwrap()
+}
+
+/// The PTX (sm_90) of `entry` in `source`, and the bytes of local memory it declares.
+fn entry_ptx(source: &str, entry: &str) -> (String, usize) {
+    let ptx =
+        spikeforge::runtime::cuda::compile_ptx(source, (9, 0), &CudaCompileOptions::default())
+            .unwrap();
     let start = ptx
-        .find(&format!(".entry {PERSISTENT_ENTRY}("))
-        .expect("the persistent entry");
+        .find(&format!(".entry {entry}("))
+        .unwrap_or_else(|| panic!("no {entry}"));
     let body = &ptx[start..];
     let body = &body[..body[1..].find(".entry ").map_or(body.len(), |e| e + 1)];
     if std::env::var("SPIKEFORGE_SHOW_PTX").is_ok() {
@@ -290,6 +280,24 @@ fn one_barrier_register_slots_are_not_local_memory() {
             l[open + 1..close].parse::<usize>().unwrap()
         })
         .sum();
+    (body.to_owned(), local)
+}
+
+/// The one-barrier grid kernel's register slots (codegen::network_kernel::grid::registers) are
+/// registers: its PTX keeps no more local memory than the grid barrier's `printf` arguments (8
+/// bytes), so the slot arrays were unrolled away, not spilled to a stack frame.
+#[test]
+fn one_barrier_register_slots_are_not_local_memory() {
+    use spikeforge::codegen::network_kernel::PERSISTENT_ENTRY;
+    if !nvrtc_available() {
+        return;
+    }
+    let kernel = one_barrier_source();
+    assert!(
+        kernel.source.contains("#define SF_SLOTS 4"),
+        "register slots"
+    );
+    let (_, local) = entry_ptx(&kernel.source, PERSISTENT_ENTRY);
     assert!(
         local <= 8,
         "{local} bytes of local memory in {PERSISTENT_ENTRY}"
@@ -302,43 +310,21 @@ fn one_barrier_register_slots_are_not_local_memory() {
 /// `printf`'s arguments); on sm_80 the same source compiles, the kernel's body compiled out.
 #[test]
 fn cluster_kernel_uses_the_cluster_barrier_and_keeps_its_slots_in_registers() {
-    use spikeforge::codegen::network_kernel::{generate_from_spec, CLUSTER_ENTRY};
-    use spikeforge::spec::NetworkSpec;
+    use spikeforge::codegen::network_kernel::CLUSTER_ENTRY;
     if !nvrtc_available() {
         return;
     }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/networks/coba_one_barrier.json");
-    let spec = NetworkSpec::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let kernel = generate_from_spec(&spec, Dialect::Cuda).unwrap();
+    let kernel = one_barrier_source();
     assert!(kernel.entries.contains(&CLUSTER_ENTRY));
     let opts = CudaCompileOptions::default();
-    let ptx = spikeforge::runtime::cuda::compile_ptx(&kernel.source, (9, 0), &opts).unwrap();
-    let start = ptx
-        .find(&format!(".entry {CLUSTER_ENTRY}("))
-        .expect("the cluster entry");
-    let body = &ptx[start..];
-    let body = &body[..body[1..].find(".entry ").map_or(body.len(), |e| e + 1)];
-    if std::env::var("SPIKEFORGE_DUMP_PTX").is_ok() {
-        std::fs::write("/tmp/cluster.ptx", body).unwrap();
+    let (body, local) = entry_ptx(&kernel.source, CLUSTER_ENTRY);
+    for (what, text) in [
+        ("no cluster barrier", "barrier.cluster.arrive.release"),
+        ("no cluster wait", "barrier.cluster.wait.acquire"),
+        ("no distributed shared memory", "mapa"),
+    ] {
+        assert!(body.contains(text), "{what}");
     }
-    assert!(
-        body.contains("barrier.cluster.arrive.release"),
-        "no cluster barrier"
-    );
-    assert!(
-        body.contains("barrier.cluster.wait.acquire"),
-        "no cluster wait"
-    );
-    assert!(body.contains("mapa"), "no distributed shared memory");
-    let local: usize = body
-        .lines()
-        .filter(|l| l.contains(".local") && l.contains("__local_depot"))
-        .map(|l| {
-            let open = l.rfind('[').unwrap();
-            let close = l.rfind(']').unwrap();
-            l[open + 1..close].parse::<usize>().unwrap()
-        })
-        .sum();
     assert!(
         local <= 8,
         "{local} bytes of local memory in {CLUSTER_ENTRY}"

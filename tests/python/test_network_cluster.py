@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import spikeforge as sf
 from network_models import DT, spikeforge_objects
-from test_network_benchmarks import DURATION, RECORDED, drawn, reference
-from test_network_one_barrier import gpu_state, one_barrier_network, run
+from test_network_benchmarks import DURATION, drawn, reference
+from test_network_one_barrier import assert_is_the_reference, gpu_state, one_barrier_network, run
 from test_network_persistent import GPU
 
 CLUSTERS = GPU is not None and float(getattr(GPU, "compute_capability", "0")) >= 9.0
@@ -44,12 +44,7 @@ def test_cluster_float64_is_the_reference(name, setting):
     assert network.last_strategy == "cluster"
     blocks = 16 if setting == "16 blocks" else 8
     assert f"1 cluster of {blocks} blocks" in network.last_path_detail, network.last_path_detail
-    counts = np.asarray(out.spike_count["P"])
-    assert counts.sum() > 10 * net.n // 2, "the network must be active"
-    np.testing.assert_array_equal(counts, ref.counts["P"])
-    np.testing.assert_allclose(np.asarray(out.v.v), ref.traces[("P", "v")][:, RECORDED], rtol=0, atol=1e-9)
-    for var in ("v", "ge", "gi"):
-        np.testing.assert_allclose(np.asarray(new["P"][var]), ref.state["P"][var], rtol=0, atol=1e-9)
+    assert_is_the_reference(net, ref, new, out)
 
 
 @cluster_only

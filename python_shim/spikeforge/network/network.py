@@ -75,8 +75,8 @@ class Network:
     grid; an error where the device cannot hold it), ``"cluster"`` (the one-barrier kernel as one
     thread-block cluster per network, its accumulators in distributed shared memory; compute
     capability 9.0 and a network of at most 16 blocks' register slots, else an error), or
-    ``"auto"`` (one block for small networks, a grid where the device holds one, else per step). Every path gives the same
-    spikes. After a run, :attr:`last_strategy` says which path it took."""
+    ``"auto"`` (one block for small networks, a grid where the device holds one, else per step).
+    Every path gives the same spikes. After a run, :attr:`last_strategy` says which path it took."""
 
     MAX_DELAY_STEPS = 65535
     """The longest delay, in steps, that a spike queue holds (a longer one is an error)."""

@@ -228,15 +228,17 @@ fn cluster_attribute(width: u32) -> sys::CUlaunchAttribute {
     attr
 }
 
-/// A `cuLaunchKernelEx` configuration with the attributes `attrs` (which must outlive it).
-fn launch_config(
+/// `body` given a `cuLaunchKernelEx` configuration of clusters of `width` x 1 x 1 blocks.
+fn with_cluster_config<R>(
     grid: (u32, u32, u32),
     block: (u32, u32, u32),
     shared_mem: u32,
     stream: sys::CUstream,
-    attrs: &mut [sys::CUlaunchAttribute],
-) -> sys::CUlaunchConfig {
-    sys::CUlaunchConfig {
+    width: u32,
+    body: impl FnOnce(&sys::CUlaunchConfig) -> R,
+) -> R {
+    let mut attrs = [cluster_attribute(width)];
+    let config = sys::CUlaunchConfig {
         gridDimX: grid.0,
         gridDimY: grid.1,
         gridDimZ: grid.2,
@@ -247,7 +249,8 @@ fn launch_config(
         hStream: stream,
         attrs: attrs.as_mut_ptr(),
         numAttrs: attrs.len() as u32,
-    }
+    };
+    body(&config)
 }
 
 /// How many clusters of `width` blocks of `f` (`block` threads, `shared_mem` bytes of dynamic
@@ -261,19 +264,21 @@ pub(crate) unsafe fn max_active_clusters(
     block: u32,
     shared_mem: u32,
 ) -> Result<u32, RuntimeError> {
-    let mut attr = [cluster_attribute(width)];
-    let config = launch_config(
-        (width, 1, 1),
+    let grid = (width, 1, 1);
+    let mut n = 0;
+    with_cluster_config(
+        grid,
         (block, 1, 1),
         shared_mem,
         std::ptr::null_mut(),
-        &mut attr,
-    );
-    let mut n = 0;
-    // SAFETY: forwarded to the caller; valid out-pointer, `config` outlives the call.
-    check("cuOccupancyMaxActiveClusters", unsafe {
-        sys::cuOccupancyMaxActiveClusters(&mut n, f, &config)
-    })?;
+        width,
+        |c| {
+            // SAFETY: forwarded to the caller; valid out-pointer, the configuration outlives the call.
+            check("cuOccupancyMaxActiveClusters", unsafe {
+                sys::cuOccupancyMaxActiveClusters(&mut n, f, c)
+            })
+        },
+    )?;
     Ok(n.max(0) as u32)
 }
 
@@ -291,11 +296,11 @@ pub(crate) unsafe fn launch_kernel_clustered(
     params: &mut [*mut c_void],
     cluster: u32,
 ) -> Result<(), RuntimeError> {
-    let mut attr = [cluster_attribute(cluster)];
-    let config = launch_config(grid, block, shared_mem, stream, &mut attr);
-    // SAFETY: forwarded to the caller; `config` and its attribute outlive the call.
-    check("cuLaunchKernelEx", unsafe {
-        sys::cuLaunchKernelEx(&config, f, params.as_mut_ptr(), std::ptr::null_mut())
+    with_cluster_config(grid, block, shared_mem, stream, cluster, |c| {
+        // SAFETY: forwarded to the caller; the configuration outlives the call.
+        check("cuLaunchKernelEx", unsafe {
+            sys::cuLaunchKernelEx(c, f, params.as_mut_ptr(), std::ptr::null_mut())
+        })
     })
 }
 
