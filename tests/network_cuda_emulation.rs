@@ -28,8 +28,8 @@ use std::process::Command;
 use harness::{compile, spikes, Buf, Compiled, Results, State};
 use serde_json::json;
 use spikeforge::codegen::network_kernel::{
-    closing_launches, generate, kernel_shape, resident_layout, step_launches, StepGrid,
-    CLUSTER_ENTRY, DELIVER_BLOCK, PERSISTENT_BLOCK, PERSISTENT_ENTRY, RESIDENT_ENTRY,
+    closing_launches, cluster_shape, generate, kernel_shape, resident_layout, step_launches,
+    StepGrid, CLUSTER_ENTRY, DELIVER_BLOCK, PERSISTENT_BLOCK, PERSISTENT_ENTRY, RESIDENT_ENTRY,
 };
 use spikeforge::codegen::network_layout::UPDATE_BLOCK;
 use spikeforge::codegen::Dialect;
@@ -205,6 +205,12 @@ fn program(c: &Compiled, persistent: bool) -> String {
             "asm(\"mapa.u64 %0, %1, %2;\" : \"=l\"(sf_q) : \"l\"((uint64_t) sf_p), \"r\"(sf_rank));",
             "sf_q = (uint64_t) sf_mapa((char*) sf_p, sf_rank);",
         );
+    for (t, ptx, constraint) in [("float", "f32", "f"), ("double", "f64", "d")] {
+        source = source.replace(
+            &format!("asm volatile(\"red.add.{ptx} [%0], %1;\" :: \"l\"(sf_a.sf_p), \"{constraint}\"(sf_v));"),
+            &format!("std::atomic_ref<{t}>(*sf_a.sf_p).fetch_add(sf_v);"),
+        );
+    }
     if let Some(at) = source.find(" sf_acc[2 * ") {
         let end = at + source[at..].find('\n').unwrap();
         source.insert_str(
@@ -226,10 +232,15 @@ fn program(c: &Compiled, persistent: bool) -> String {
             source.replace_range(at..end, &format!("#define SF_SLOTS {}", slots.min(2)));
         }
         // The cluster kernel (where the network has one): one instantiation per block too.
-        source = source.replace(
-            &format!("extern \"C\" __global__ void __launch_bounds__({PERSISTENT_BLOCK}, 1) {CLUSTER_ENTRY}("),
-            &format!("template <int SF_BX> static void {CLUSTER_ENTRY}("),
-        );
+        if let Some(shape) = cluster_shape(&net, &plan) {
+            source = source.replace(
+                &format!(
+                    "extern \"C\" __global__ void __launch_bounds__({}, 1) {CLUSTER_ENTRY}(",
+                    shape.block
+                ),
+                &format!("template <int SF_BX> static void {CLUSTER_ENTRY}("),
+            );
+        }
         // Waits give the CPU to the threads they wait for (2 cores, hundreds of threads).
         let wait = "while (*(volatile unsigned long long*) sf_arrived < sf_target) {";
         source = source.replace(wait, &format!("{wait} std::this_thread::yield();"));
@@ -347,7 +358,7 @@ fn emulate_with(
         }
         Mode::Resident { chunk } => (&exe.persistent, 0, chunk),
         Mode::Cluster { blocks, chunk } => {
-            assert!([1, 2, 4].contains(&blocks));
+            assert!([1, 2, 4].contains(&blocks), "a power-of-two cluster");
             (&exe.persistent, blocks, chunk)
         }
     };
@@ -1320,11 +1331,13 @@ fn emulated_one_barrier_grid_and_cluster_match_c() {
             (4, 37, split),
         ]
         .map(|(blocks, chunk, groups)| (Mode::Persistent { blocks, chunk }, groups));
-        // The cluster kernel (codegen::network_kernel::grid::cluster): a cluster of 2 blocks of
-        // 2 slots (3 virtual blocks: deliveries to both blocks' shared memory), and of 4 (a
-        // block with no virtual block), in one launch, in chunks, a step a launch.
+        // The cluster kernel (codegen::network_kernel::grid::cluster): 3 virtual blocks of 128
+        // neurons, a slot a block, in a cluster of 4 blocks (deliveries to every block's shared
+        // memory, a block with no virtual block), in one launch, in chunks, a step a launch.
         assert!(source.contains(CLUSTER_ENTRY), "{name}: the cluster kernel");
-        let clusters = [(2, steps), (4, 37), (2, 1)]
+        let shape = cluster_shape(&net, &plan(&net)).unwrap();
+        assert_eq!((shape.block, shape.slots, shape.vblocks), (128, 1, 3));
+        let clusters = [(4, steps), (4, 37), (4, 1)]
             .map(|(blocks, chunk)| (Mode::Cluster { blocks, chunk }, 2));
         for (mode, groups) in modes
             .into_iter()

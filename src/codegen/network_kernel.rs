@@ -15,8 +15,9 @@ mod per_step;
 mod ring;
 mod synapse_dynamics;
 pub use grid::{
-    accumulated, cluster_blocks, has_cluster_kernel, one_barrier, register_slots, BarrierVariant,
-    BARRIER_GROUP_BLOCKS, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY, CLUSTER_MAX, REGISTER_SLOTS,
+    accumulated, cluster_blocks, cluster_shape, one_barrier, register_slots, BarrierVariant,
+    ClusterShape, BARRIER_GROUP_BLOCKS, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY, CLUSTER_MAX,
+    REGISTER_SLOTS,
 };
 pub use per_step::{after_folded, closing_launches};
 pub use synapse_dynamics::{
@@ -371,7 +372,7 @@ pub fn generate(
             .chain(closing_launches(plan))
             .map(|(entry, _)| entry)
             .chain([PERSISTENT_ENTRY, RESIDENT_ENTRY])
-            .chain(has_cluster_kernel(net, plan, PERSISTENT_BLOCK).then_some(CLUSTER_ENTRY))
+            .chain(cluster_shape(net, plan).map(|_| CLUSTER_ENTRY))
             .collect(),
         Dialect::C => vec![C_ENTRY],
     };
@@ -2191,16 +2192,15 @@ impl Gen<'_> {
             self.printing.set(Printing::PerStep);
             written?;
         }
-        if has_cluster_kernel(self.net, self.plan, PERSISTENT_BLOCK) {
+        if let Some(shape) = cluster_shape(self.net, self.plan) {
             writeln!(w)?;
-            let block = PERSISTENT_BLOCK;
             self.printing.set(Printing::Persistent {
-                block,
+                block: shape.block,
                 resident: false,
             });
             self.pushing.set(true);
             self.cluster.set(true);
-            let written = self.write_cluster_kernel(block, w);
+            let written = self.write_cluster_kernel(shape, w);
             self.cluster.set(false);
             self.pushing.set(false);
             self.printing.set(Printing::PerStep);

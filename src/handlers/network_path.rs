@@ -109,8 +109,10 @@ pub struct Work {
     pub register_slots: u32,
     /// Steps of the call.
     pub steps: u64,
-    /// Whether the network has the cluster kernel (`network_kernel::has_cluster_kernel`).
-    pub cluster_kernel: bool,
+    /// Virtual blocks of the cluster kernel, and its register slots a block
+    /// (`network_kernel::cluster_shape`; 0: the network has none).
+    pub cluster_vblocks: u32,
+    pub cluster_slots: u32,
 }
 
 /// What the choice needs to know of the device.
@@ -190,24 +192,21 @@ pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, St
 /// every virtual block in a register slot: `network_kernel::cluster_blocks`), or why it cannot
 /// run.
 fn cluster_fit(work: Work, device: Device) -> Result<u32, String> {
-    if !work.cluster_kernel {
+    if work.cluster_slots == 0 {
         return Err("strategy 'cluster': the network has no cluster kernel (it runs where every delivery is an atomic addition in the spike's own step, with no spike or rate monitor: the one-barrier kernel; see docs/NETWORKS.md); use another strategy".to_owned());
     }
     if device.cluster_width == 0 {
         return Err("strategy 'cluster': the device has no thread-block clusters (compute capability 9.0 or newer); use another strategy".to_owned());
     }
-    crate::codegen::network_kernel::cluster_blocks(
-        work.update_blocks,
-        work.register_slots,
-        device.cluster_width,
-        None,
-    )
-    .ok_or_else(|| {
-        format!(
-            "strategy 'cluster': the network's {} virtual blocks do not fit a cluster of {} blocks of {} register slots; use strategy 'grid'",
-            work.update_blocks, device.cluster_width, work.register_slots
-        )
-    })
+    // a virtual block a block where the device allows
+    let (vblocks, slots) = (work.cluster_vblocks, work.cluster_slots);
+    crate::codegen::network_kernel::cluster_blocks(vblocks, slots, device.cluster_width, Some(vblocks))
+        .ok_or_else(|| {
+            format!(
+                "strategy 'cluster': the network's {vblocks} virtual blocks do not fit a cluster of {} blocks of {slots} register slots; use strategy 'grid'",
+                device.cluster_width
+            )
+        })
 }
 
 /// The largest grid (blocks per member) that takes the flat grid barrier by default; larger
@@ -322,7 +321,8 @@ mod tests {
             resident_bytes: (24 * neurons + 1024) as u32,
             register_slots: 0,
             steps: 1000,
-            cluster_kernel: false,
+            cluster_vblocks: 0,
+            cluster_slots: 0,
         }
     }
 
@@ -531,14 +531,16 @@ mod tests {
 
     #[test]
     fn the_cluster_runs_one_barrier_networks_that_fit_it_where_the_device_has_clusters() {
+        // COBA x1: 16 virtual blocks of 256 threads in 2 slots
         let coba = Work {
-            cluster_kernel: true,
+            cluster_vblocks: 16,
+            cluster_slots: 2,
             ..one_barrier_work(4000, 320_000)
         };
-        // 32 virtual blocks in 4 slots: 8 blocks (16 and 8 wide devices alike)
+        // a virtual block a block where the device runs 16, else 8 of 2 slots
         assert_eq!(
             choose(Strategy::Cluster, coba, H200),
-            Ok(Path::Cluster { blocks: 8 })
+            Ok(Path::Cluster { blocks: 16 })
         );
         let portable = Device {
             cluster_width: 8,
@@ -548,9 +550,10 @@ mod tests {
             choose(Strategy::Cluster, coba, portable),
             Ok(Path::Cluster { blocks: 8 })
         );
-        // 8193 neurons: 65 virtual blocks, more than 16 blocks of 4 slots
+        // 65 virtual blocks, more than 16 blocks of 4 slots
         let large = Work {
-            cluster_kernel: true,
+            cluster_vblocks: 65,
+            cluster_slots: 4,
             ..one_barrier_work(8193, 655_440)
         };
         let err = choose(Strategy::Cluster, large, H200).unwrap_err();
@@ -568,14 +571,15 @@ mod tests {
         // a call of few steps
         let auto = choose(Strategy::Auto, coba, H200);
         if AUTO_TAKES_CLUSTER {
-            assert_eq!(auto, Ok(Path::Cluster { blocks: 8 }));
+            assert_eq!(auto, Ok(Path::Cluster { blocks: 16 }));
         } else {
             assert_eq!(auto, Ok(Path::Grid { blocks: 132 }));
         }
         let few = Work { steps: 1, ..coba };
         assert_eq!(choose(Strategy::Auto, few, H200), Ok(Path::PerStep));
         let small = Work {
-            cluster_kernel: true,
+            cluster_vblocks: 16,
+            cluster_slots: 2,
             ..one_barrier_work(CLUSTER_MIN_NEURONS - 1, 80_000)
         };
         assert_ne!(

@@ -489,29 +489,31 @@ impl Handler for NetworkRunCuda {
                 let blocks = settings::grid_blocks()?.map_or(blocks, |cap| blocks.min(cap));
                 (persistent, blocks, PERSISTENT_BLOCK, shared)
             }
-            // SPIKEFORGE_GRID_BLOCKS asks a wider cluster (within the device's widest)
+            // SPIKEFORGE_GRID_BLOCKS asks another width (within the device's widest)
             Path::Cluster { blocks } => {
-                let slots = network_kernel::register_slots(
-                    &site.network.net,
-                    &site.network.plan,
-                    PERSISTENT_BLOCK,
-                ) as u32;
-                let update_blocks = site.network.shape.update_blocks as u32;
+                let c =
+                    cluster_shape(&site.network).expect("a cluster path has the cluster kernel");
                 let blocks = settings::grid_blocks()?
                     .and_then(|p| {
-                        network_kernel::cluster_blocks(update_blocks, slots, cluster_width, Some(p))
+                        let (vblocks, slots) = (c.vblocks as u32, c.slots as u32);
+                        network_kernel::cluster_blocks(vblocks, slots, cluster_width, Some(p))
                     })
                     .unwrap_or(blocks);
                 let kernel = cluster.expect("a cluster path has the cluster kernel");
-                (kernel, blocks, PERSISTENT_BLOCK, shared)
+                (kernel, blocks, c.block, shared)
             }
         };
         // The persistent kernel's grid barrier (the resident kernel has none).
         let barrier = network_path::barrier_variant(blocks, settings::grid_barrier()?);
         let mut group_blocks = barrier.group_blocks();
-        let slots =
-            network_kernel::register_slots(&site.network.net, &site.network.plan, PERSISTENT_BLOCK)
-                as u32;
+        let slots = match path {
+            Path::Cluster { .. } => cluster_shape(&site.network).map_or(0, |c| c.slots),
+            _ => network_kernel::register_slots(
+                &site.network.net,
+                &site.network.plan,
+                PERSISTENT_BLOCK,
+            ),
+        } as u32;
         let detail = network_path::describe(path, blocks, threads as u32, barrier, slots);
         network_path::record_detail(&site.key, detail);
         // The whole run in one launch: steps [0, steps).
@@ -569,7 +571,8 @@ fn choose_path(
         register_slots: network_kernel::register_slots(net, &site.network.plan, PERSISTENT_BLOCK)
             as u32,
         steps: site.steps as u64,
-        cluster_kernel: cluster.is_some(),
+        cluster_vblocks: cluster_shape(&site.network).map_or(0, |c| c.vblocks as u32),
+        cluster_slots: cluster_shape(&site.network).map_or(0, |c| c.slots as u32),
     };
     let strategy = site.network.strategy;
     let max_shared_bytes = resident.max_shared_mem_per_block();
@@ -593,13 +596,10 @@ fn choose_path(
         crate::spec::Strategy::Auto => network_path::AUTO_TAKES_CLUSTER,
         _ => false,
     };
-    let cluster_width = match cluster {
-        Some(f) if asks_cluster => cuda::cluster_width(
-            f,
-            PERSISTENT_BLOCK as u32,
-            shared,
-            network_kernel::CLUSTER_MAX,
-        )?,
+    let cluster_width = match (cluster, cluster_shape(&site.network)) {
+        (Some(f), Some(c)) if asks_cluster => {
+            cuda::cluster_width(f, c.block as u32, shared, network_kernel::CLUSTER_MAX)?
+        }
         _ => 0,
     };
     let device = network_path::Device {
@@ -662,9 +662,14 @@ fn launch_per_step(
     Ok(())
 }
 
-/// Whether the network's source has the cluster kernel (the last of [`entries`]).
+/// The network's cluster kernel's shape, where its source has one (the last of [`entries`]).
+fn cluster_shape(network: &Network) -> Option<network_kernel::ClusterShape> {
+    network_kernel::cluster_shape(&network.net, &network.plan)
+}
+
+/// Whether the network's source has the cluster kernel.
 fn cluster_kernel(network: &Network) -> bool {
-    network_kernel::has_cluster_kernel(&network.net, &network.plan, PERSISTENT_BLOCK)
+    cluster_shape(network).is_some()
 }
 
 /// The CUDA kernels of a network: the per-step kernels in launch order (those of every step,

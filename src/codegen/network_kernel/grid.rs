@@ -37,7 +37,7 @@
 mod cluster;
 mod registers;
 pub use cluster::{
-    cluster_blocks, has_cluster_kernel, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY, CLUSTER_MAX,
+    cluster_blocks, cluster_shape, ClusterShape, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY, CLUSTER_MAX,
 };
 pub use registers::{register_slots, REGISTER_SLOTS};
 

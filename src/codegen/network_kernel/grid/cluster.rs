@@ -16,6 +16,11 @@
 //!   before every read after it, which is all that the grid barrier's fences give the grid
 //!   kernel, so the step's phases are the grid kernel's, printed by the same code.
 //!
+//! Its spike queue is written in the launch's last step only, as the grid kernel's (every queue
+//! one slot, nothing reading it during the launch), but its write cursors are zeroed once at the
+//! launch's start instead of a step ahead in every step, and the last step's count stored after
+//! the loop: the state a launch leaves is the grid kernel's.
+//!
 //! The kernel needs every virtual block in a register slot (`gridDim.x * SF_SLOTS` at least
 //! the virtual blocks) and a power-of-two cluster (the block of a virtual block is then a mask,
 //! its slot a shift); it checks both and traps otherwise. It starts with its accumulators
@@ -29,9 +34,9 @@
 use std::fmt::{self, Write};
 
 use super::super::{scope, Gen, Printing, PERSISTENT_SCALARS};
-use super::{accumulated, register_slots};
+use super::accumulated;
 use crate::codegen::writer::SourceWriter;
-use crate::ir::network::NetworkIr;
+use crate::ir::network::{NetGroupKind, NetworkIr};
 use crate::step::network::NetworkPlan;
 
 /// The cluster kernel's entry point (parameters: the persistent kernel's).
@@ -42,39 +47,66 @@ pub const CLUSTER_ENTRY: &str = "sf_network_cluster";
 pub const CLUSTER_MAX: u32 = 16;
 
 /// The most bytes of the accumulators (`sf_acc`, static shared memory, 48 KiB at most in all):
-/// 2 parities x accumulated variables x slots x threads x the real's size. COBA (2 variables, 4
-/// slots of 128 threads, float): 8 KiB.
+/// 2 parities x accumulated variables x slots x threads x the real's size. COBA x1 (2 variables,
+/// 2 slots of 256 threads, float): 8 KiB.
 pub const CLUSTER_ACC_MAX_BYTES: usize = 32 * 1024;
 
-/// Whether `net` has the cluster kernel (in blocks of `block` threads): a one-barrier network
-/// (register slots) whose accumulators fit [`CLUSTER_ACC_MAX_BYTES`].
-pub fn has_cluster_kernel(net: &NetworkIr, plan: &NetworkPlan, block: usize) -> bool {
-    let slots = register_slots(net, plan, block);
-    slots > 0 && acc_bytes(net, plan, block) <= CLUSTER_ACC_MAX_BYTES
+/// The portable cluster size: the slots are enough for a cluster of this many blocks.
+const CLUSTER_PORTABLE: usize = 8;
+
+/// How the cluster kernel runs a network: blocks of `block` threads (one neuron a thread, the
+/// neurons of a virtual block), `slots` register slots a block (`SF_SLOTS`), `vblocks` virtual
+/// blocks in all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterShape {
+    pub block: usize,
+    pub slots: usize,
+    pub vblocks: usize,
 }
 
-/// Bytes of the cluster kernel's accumulators.
-fn acc_bytes(net: &NetworkIr, plan: &NetworkPlan, block: usize) -> usize {
+/// The cluster kernel's shape for `net`, or `None` when it has none (not a one-barrier network,
+/// or accumulators beyond [`CLUSTER_ACC_MAX_BYTES`]). One neuron a thread: blocks of the largest
+/// group's neurons over [`CLUSTER_MAX`], in whole warps of 4 (128 threads), at most 1024, so that
+/// a cluster of 16 blocks updates it in one pass (the warps that find spikes deliver them: the
+/// more warps, the fewer spikes each, H200: 4 slots of 128 threads a block ran COBA x1 at 7.9 µs a
+/// step in 8 blocks, 6.2 in 16); slots enough for the portable 8 blocks, at most
+/// [`REGISTER_SLOTS`](super::REGISTER_SLOTS).
+pub fn cluster_shape(net: &NetworkIr, plan: &NetworkPlan) -> Option<ClusterShape> {
+    if !super::one_barrier(net, plan) {
+        return None;
+    }
+    let largest = (net.groups.iter())
+        .filter(|g| !matches!(g.kind, NetGroupKind::SpikeGenerator { .. }))
+        .map(|g| g.n)
+        .max()
+        .unwrap_or(0);
+    let block = (largest.div_ceil(CLUSTER_MAX as usize).div_ceil(128) * 128).clamp(128, 1024);
+    let vblocks: usize = (net.groups.iter())
+        .map(|g| super::super::virtual_blocks(g, block))
+        .sum();
+    let slots = vblocks
+        .div_ceil(CLUSTER_PORTABLE)
+        .clamp(1, super::REGISTER_SLOTS);
     let vars = accumulated(net, plan).len();
-    2 * vars * register_slots(net, plan, block) * block * net.dtype.size()
+    let bytes = 2 * vars * slots * block * net.dtype.size();
+    (bytes <= CLUSTER_ACC_MAX_BYTES).then_some(ClusterShape {
+        block,
+        slots,
+        vblocks,
+    })
 }
 
-/// Blocks of a cluster for a network of `update_blocks` virtual blocks in `slots` register
-/// slots, where the device runs clusters of at most `widest` blocks (a power of two): the
-/// smallest power of two that holds every virtual block, or `None` when `widest` does not.
-/// (`prefer`: a wider cluster, when given and within `widest`: more warps deliver.)
-pub fn cluster_blocks(
-    update_blocks: u32,
-    slots: u32,
-    widest: u32,
-    prefer: Option<u32>,
-) -> Option<u32> {
+/// Blocks of a cluster for a network of `vblocks` virtual blocks in `slots` register slots a
+/// block, where the device runs clusters of at most `widest` blocks (a power of two): `prefer`
+/// (rounded up to a power of two; default the fewest) within `widest`, at least the fewest that
+/// hold every virtual block (a power of two), or `None` when `widest` does not.
+pub fn cluster_blocks(vblocks: u32, slots: u32, widest: u32, prefer: Option<u32>) -> Option<u32> {
     if slots == 0 || widest == 0 {
         return None;
     }
-    let need = update_blocks.div_ceil(slots).max(1).next_power_of_two();
-    let width = prefer.map_or(need, |p| p.next_power_of_two().max(need));
-    (width <= widest).then_some(width)
+    let need = vblocks.div_ceil(slots).max(1).next_power_of_two();
+    let want = prefer.map_or(need, |p| p.max(1).next_power_of_two().max(need));
+    (need <= widest).then_some(want.min(widest))
 }
 
 impl Gen<'_> {
@@ -149,20 +181,48 @@ impl Gen<'_> {
         format!("(*sf_cluster_elem({base}, {first}, {index}, sf_cluster_shift))")
     }
 
-    /// The cluster kernel (blocks of `block` threads, `SF_SLOTS` defined by the one-barrier
-    /// grid kernel before it): its helpers, then the kernel.
+    /// The cluster kernel of `shape` (its `SF_SLOTS` defined before it): its helpers, then the
+    /// kernel.
     pub(in crate::codegen::network_kernel) fn write_cluster_kernel(
         &self,
-        block: usize,
+        shape: ClusterShape,
         w: &mut SourceWriter,
     ) -> fmt::Result {
+        let ClusterShape { block, slots, .. } = shape;
         self.write_cluster_helpers(w)?;
+        writeln!(
+            w,
+            "/* An accumulator in another block's shared memory (a distributed shared memory address): a delivery's atomicAdd on it is a red (no value returned, nothing waited for until the cluster barrier). */"
+        )?;
+        w.block("template <class T> struct sf_dsmem", |w| {
+            writeln!(w, "T* sf_p;")?;
+            writeln!(
+                w,
+                "__device__ __forceinline__ sf_dsmem operator*() const {{ return *this; }}"
+            )?;
+            writeln!(
+                w,
+                "__device__ __forceinline__ sf_dsmem operator&() const {{ return *this; }}"
+            )
+        })?;
+        writeln!(w, ";")?;
+        for (t, ptx, constraint) in [("float", "f32", "f"), ("double", "f64", "d")] {
+            let head = format!("static __device__ __forceinline__ void atomicAdd(const sf_dsmem<{t}> sf_a, const {t} sf_v)");
+            w.block(head, |w| {
+                writeln!(w, "#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900")?;
+                writeln!(
+                    w,
+                    "asm volatile(\"red.add.{ptx} [%0], %1;\" :: \"l\"(sf_a.sf_p), \"{constraint}\"(sf_v));"
+                )?;
+                writeln!(w, "#endif")
+            })?;
+        }
         writeln!(
             w,
             "/* Element sf_i (of a group whose virtual blocks start at sf_first) of an accumulator region, in the shared memory of the block that holds it. */"
         )?;
         w.block(
-            "template <class T> static __device__ __forceinline__ T* sf_cluster_elem(T* sf_region, const int32_t sf_first, const int64_t sf_i, const uint32_t sf_shift)",
+            "template <class T> static __device__ __forceinline__ sf_dsmem<T> sf_cluster_elem(T* sf_region, const int32_t sf_first, const int64_t sf_i, const uint32_t sf_shift)",
             |w| {
                 writeln!(
                     w,
@@ -170,13 +230,13 @@ impl Gen<'_> {
                 )?;
                 writeln!(
                     w,
-                    "return sf_rank_ptr(sf_region + (sf_vb >> sf_shift) * {block}u + (uint32_t) sf_i % {block}u, sf_vb & (gridDim.x - 1u));"
+                    "return sf_dsmem<T>{{sf_rank_ptr(sf_region + (sf_vb >> sf_shift) * {block}u + (uint32_t) sf_i % {block}u, sf_vb & (gridDim.x - 1u))}};"
                 )
             },
         )?;
         let total_blocks: usize = (0..self.net.groups.len()).map(|g| self.vblocks(g)).sum();
         let vars = accumulated(self.net, self.plan).len();
-        let slots = register_slots(self.net, self.plan, block);
+        writeln!(w, "#undef SF_SLOTS\n#define SF_SLOTS {slots}")?;
         // At least one block a multiprocessor (a cluster's blocks each on their own): without
         // it ptxas keeps the kernel to 40 registers and spills the slots (sm_90, COBA).
         let signature = self
@@ -221,17 +281,27 @@ impl Gen<'_> {
                 w,
                 "for (int32_t sf_k = (int32_t) threadIdx.x; sf_k < 2 * {vars} * SF_SLOTS * {block}; sf_k += (int32_t) blockDim.x) sf_acc[sf_k] = 0;"
             )?;
+            // The queue is written in the launch's last step only (every queue one slot: see
+            // `Gen::write_compaction`), so its write cursors are zeroed once, here, rather than
+            // a step ahead in every step as the grid kernel does (a load and a store on block
+            // 0's first warp every step): the last step's count is stored after the loop.
+            w.block("if (blockIdx.x == 0 && threadIdx.x == 0)", |w| {
+                writeln!(w, "const int32_t sf_s = sf_s0;")?;
+                self.step_prologue(w)?;
+                for (g, gp) in self.plan.groups.iter().enumerate() {
+                    if gp.depth > 0 {
+                        writeln!(w, "{} = 0;", self.cursor(g, 0))?;
+                        writeln!(w, "{} = 0;", self.cursor(g, 1))?;
+                    }
+                }
+                Ok(())
+            })?;
             writeln!(w, "sf_cluster_sync();")?;
             self.write_register_loads(block, slots, w)?;
             w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
                 scope(w, |w| {
                     self.step_prologue(w)?;
                     writeln!(w, "const int32_t sf_lane = (int32_t) (threadIdx.x & 31u);")?;
-                    // As in the grid kernel: the count of step t - 1 stored, the cursor of
-                    // step t + 1 zeroed.
-                    w.block("if (blockIdx.x == 0 && threadIdx.x == 0)", |w| {
-                        self.write_queue_counts(1, "if (sf_s > sf_s0) ", true, w)
-                    })?;
                     self.write_register_update(total_blocks, block, w)
                 })?;
                 writeln!(w, "sf_cluster_sync();")
@@ -256,12 +326,12 @@ mod tests {
 
     #[test]
     fn the_cluster_is_the_smallest_power_of_two_that_holds_every_virtual_block() {
-        // COBA x1: 32 virtual blocks in 4 slots: 8 blocks, or 16 when asked
-        assert_eq!(cluster_blocks(32, 4, 16, None), Some(8));
-        assert_eq!(cluster_blocks(32, 4, 16, Some(16)), Some(16));
-        assert_eq!(cluster_blocks(32, 4, 8, Some(16)), None);
-        assert_eq!(cluster_blocks(32, 4, 8, None), Some(8));
-        // 33 virtual blocks: 9 blocks, rounded up to 16
+        // COBA x1: 16 virtual blocks of 256 in 2 slots: 8 blocks, or 16 when asked
+        assert_eq!(cluster_blocks(16, 2, 16, None), Some(8));
+        assert_eq!(cluster_blocks(16, 2, 16, Some(16)), Some(16));
+        assert_eq!(cluster_blocks(16, 2, 8, Some(16)), Some(8));
+        assert_eq!(cluster_blocks(16, 2, 16, Some(2)), Some(8));
+        // 33 virtual blocks in 4 slots: 9 blocks, rounded up to 16
         assert_eq!(cluster_blocks(33, 4, 16, None), Some(16));
         assert_eq!(cluster_blocks(33, 4, 8, None), None);
         // small networks: fewer blocks, at least one
@@ -270,5 +340,20 @@ mod tests {
         // no slots (not the one-barrier kernel), no clusters
         assert_eq!(cluster_blocks(32, 0, 16, None), None);
         assert_eq!(cluster_blocks(32, 4, 0, None), None);
+    }
+
+    #[test]
+    fn a_cluster_block_holds_a_sixteenth_of_the_largest_group() {
+        let text = include_str!("../../../../tests/networks/coba_one_barrier.json");
+        let spec = crate::spec::NetworkSpec::from_json(text).unwrap();
+        let net = crate::frontend::network::lower(&spec).unwrap();
+        let plan = crate::step::network::plan(&net);
+        // 4000 neurons: 16 blocks of 256 threads, 2 slots for a portable cluster of 8
+        let want = ClusterShape {
+            block: 256,
+            slots: 2,
+            vblocks: 16,
+        };
+        assert_eq!(cluster_shape(&net, &plan), Some(want));
     }
 }
