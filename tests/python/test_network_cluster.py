@@ -5,8 +5,9 @@ memory, one cluster barrier a step) on a GPU with clusters (compute capability 9
 against the float64 numpy references of network_references.py: CUBA and COBA (Brian2's examples,
 network_models.py, 4000 neurons) without a spike or rate monitor, with a state monitor, 1 s.
 
-float64: the references' spike counts, traces and final state, in a cluster of 8 blocks (4 slots
-each) and of 16 (``SPIKEFORGE_GRID_BLOCKS``: half the blocks' slots empty); the spike queue the
+float64: the references' spike counts, traces and final state, in a cluster of 16 blocks of 256
+threads (a virtual block each: the default on the H200) and of 8 (``SPIKEFORGE_GRID_BLOCKS``: 2
+register slots each); the spike queue the
 last step leaves is the register grid's; two half runs are one run. GPU only (skipped without
 one, and without clusters); the CPU checks at the end run everywhere.
 """
@@ -21,7 +22,7 @@ from test_network_persistent import GPU
 
 CLUSTERS = GPU is not None and float(getattr(GPU, "compute_capability", "0")) >= 9.0
 cluster_only = pytest.mark.skipif(not CLUSTERS, reason="needs a GPU with thread-block clusters (sm_90)")
-SETTINGS = {"8 blocks": {}, "16 blocks": {"SPIKEFORGE_GRID_BLOCKS": "16"}}
+SETTINGS = {"16 blocks": {}, "8 blocks": {"SPIKEFORGE_GRID_BLOCKS": "8"}}
 
 
 def test_the_one_barrier_network_has_the_cluster_kernel():
