@@ -28,8 +28,8 @@ use std::process::Command;
 use harness::{compile, spikes, Buf, Compiled, Results, State};
 use serde_json::json;
 use spikeforge::codegen::network_kernel::{
-    closing_launches, generate, kernel_shape, resident_layout, step_launches, StepGrid,
-    DELIVER_BLOCK, PERSISTENT_BLOCK, PERSISTENT_ENTRY, RESIDENT_ENTRY,
+    closing_launches, cluster_shape, generate, kernel_shape, resident_layout, step_launches,
+    StepGrid, CLUSTER_ENTRY, DELIVER_BLOCK, PERSISTENT_BLOCK, PERSISTENT_ENTRY, RESIDENT_ENTRY,
 };
 use spikeforge::codegen::network_layout::UPDATE_BLOCK;
 use spikeforge::codegen::Dialect;
@@ -48,6 +48,14 @@ struct sf_dim3 { unsigned x, y; };
 static thread_local sf_dim3 threadIdx, blockIdx;
 static sf_dim3 blockDim, gridDim;
 static thread_local std::barrier<>* sf_bar;
+/* The cluster kernel's cluster (a member's blocks): its barrier, and each block's accumulators
+   (`sf_acc`, a static of the block's instantiation) by block, for `mapa`. */
+static thread_local std::barrier<>* sf_cluster_bar;
+static char* sf_cluster_base[64];
+static char* sf_mapa(char* p, unsigned rank) {
+    char* const mine = sf_cluster_base[blockIdx.y * gridDim.x + blockIdx.x];
+    return sf_cluster_base[blockIdx.y * gridDim.x + rank] + (p - mine);
+}
 struct sf_warp { std::barrier<> bar{32}; unsigned long long slot[32]; };
 static thread_local sf_warp* sf_warps;
 static void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
@@ -118,19 +126,21 @@ template <class F, class... A> static void launch(F f, unsigned gx, unsigned gy,
 /* Every block of the grid at once (a cooperative launch): `f(bx)` runs block bx's thread. */
 template <class F> static void launch_grid(unsigned gx, unsigned gy, unsigned block, F f) {
     blockDim.x = block; blockDim.y = 1; gridDim.x = gx; gridDim.y = gy;
-    std::vector<std::unique_ptr<std::barrier<>>> bars;
+    std::vector<std::unique_ptr<std::barrier<>>> bars, clusters;
     std::vector<std::unique_ptr<sf_warp[]>> warps;
     for (unsigned k = 0; k < gx * gy; ++k) {
         bars.emplace_back(new std::barrier<>((std::ptrdiff_t) block));
         warps.emplace_back(new sf_warp[block / 32]);
     }
+    for (unsigned k = 0; k < gy; ++k) clusters.emplace_back(new std::barrier<>((std::ptrdiff_t) (gx * block)));
     std::vector<std::thread> ts;
     for (unsigned by = 0; by < gy; ++by)
         for (unsigned bx = 0; bx < gx; ++bx)
             for (unsigned t = 0; t < block; ++t) {
                 std::barrier<>* b = bars[by * gx + bx].get();
+                std::barrier<>* cb = clusters[by].get();
                 sf_warp* ws = warps[by * gx + bx].get();
-                ts.emplace_back([=] { sf_bar = b; sf_warps = ws; threadIdx.x = t; threadIdx.y = 0; blockIdx.x = bx; blockIdx.y = by; f(bx); });
+                ts.emplace_back([=] { sf_bar = b; sf_cluster_bar = cb; sf_warps = ws; threadIdx.x = t; threadIdx.y = 0; blockIdx.x = bx; blockIdx.y = by; f(bx); });
             }
     for (auto& th : ts) th.join();
 }
@@ -157,6 +167,9 @@ enum Mode {
     /// The resident kernel (one block, the state in shared memory), in launches of `chunk`
     /// steps.
     Resident { chunk: usize },
+    /// The cluster kernel as one cluster of `blocks` blocks (1, 2 or 4), in launches of `chunk`
+    /// steps.
+    Cluster { blocks: usize, chunk: usize },
 }
 
 /// Most blocks a persistent emulation runs (one instantiation of the kernel template each).
@@ -191,6 +204,30 @@ fn program(c: &Compiled, persistent: bool) -> String {
             spikeforge::codegen::network_kernel::FENCE_ACQUIRE,
             "std::atomic_thread_fence(std::memory_order_acquire);",
         );
+    // The cluster kernel's barrier: the member's std::barrier; `mapa`: through each block's
+    // accumulators (registered by the block).
+    source = source
+        .replace(
+            "asm volatile(\"barrier.cluster.arrive.release;\\n\\tbarrier.cluster.wait.acquire;\" ::: \"memory\");",
+            "sf_cluster_bar->arrive_and_wait();",
+        )
+        .replace(
+            "asm(\"mapa.u64 %0, %1, %2;\" : \"=l\"(sf_q) : \"l\"((uint64_t) sf_p), \"r\"(sf_rank));",
+            "sf_q = (uint64_t) sf_mapa((char*) sf_p, sf_rank);",
+        );
+    for (t, ptx, constraint) in [("float", "f32", "f"), ("double", "f64", "d")] {
+        source = source.replace(
+            &format!("asm volatile(\"red.add.{ptx} [%0], %1;\" :: \"l\"(sf_a.sf_p), \"{constraint}\"(sf_v));"),
+            &format!("std::atomic_ref<{t}>(*sf_a.sf_p).fetch_add(sf_v);"),
+        );
+    }
+    if let Some(at) = source.find(" sf_acc[2 * ") {
+        let end = at + source[at..].find('\n').unwrap();
+        source.insert_str(
+            end,
+            " sf_cluster_base[blockIdx.y * gridDim.x + blockIdx.x] = (char*) sf_acc;",
+        );
+    }
     if persistent {
         // One instantiation per block: each block's `__shared__` (function statics) its own
         // (the launch bounds may give a minimum of blocks a multiprocessor too).
@@ -211,6 +248,16 @@ fn program(c: &Compiled, persistent: bool) -> String {
             let end = at + source[at..].find('\n').unwrap();
             let slots: usize = source[at + 17..end].parse().unwrap();
             source.replace_range(at..end, &format!("#define SF_SLOTS {}", slots.min(2)));
+        }
+        // The cluster kernel (where the network has one): one instantiation per block too.
+        if let Some(shape) = cluster_shape(&net, &plan) {
+            source = source.replace(
+                &format!(
+                    "extern \"C\" __global__ void __launch_bounds__({}, 1) {CLUSTER_ENTRY}(",
+                    shape.block
+                ),
+                &format!("template <int SF_BX> static void {CLUSTER_ENTRY}("),
+            );
         }
         // Waits give the CPU to the threads they wait for (2 cores, hundreds of threads).
         let wait = "while (*(volatile unsigned long long*) sf_arrived < sf_target) {";
@@ -237,8 +284,17 @@ fn program(c: &Compiled, persistent: bool) -> String {
     ));
     let args = args.join(", ");
     let launches = if persistent {
+        // SF_CLUSTER=1 in the environment: the cluster kernel.
+        let entry = if generated.entries.contains(&CLUSTER_ENTRY) {
+            format!("(cluster ? {CLUSTER_ENTRY}<SF_B> : {PERSISTENT_ENTRY}<SF_B>)")
+        } else {
+            format!("{PERSISTENT_ENTRY}<SF_B>")
+        };
         let cases: String = (0..MAX_PERSISTENT_BLOCKS)
-            .map(|b| format!("case {b}: {PERSISTENT_ENTRY}<{b}>((sf_i32) c0, (sf_i32) c1, (sf_i32) steps, group_blocks, {args}); break; "))
+            .map(|b| {
+                let entry = entry.replace("SF_B", &b.to_string());
+                format!("case {b}: {entry}((sf_i32) c0, (sf_i32) c1, (sf_i32) steps, group_blocks, {args}); break; ")
+            })
             .collect();
         // `blocks` 0: the resident kernel.
         format!(
@@ -265,7 +321,7 @@ fn program(c: &Compiled, persistent: bool) -> String {
         l
     };
     format!(
-        "{SHIM}\n{}\n{source}\n{}\n{LAUNCH}\nint main(int argc, char** argv) {{\n    auto bufs = sf_read(argv[1]);\n    const int steps = std::atoi(argv[2]);\n    const unsigned nb = (unsigned) std::atoi(argv[3]);\n    const unsigned blocks = (unsigned) std::atoi(argv[4]);\n    const int chunk = std::atoi(argv[5]);\n    (void) chunk;\n    /* The grid barrier's arrival groups: of 2 blocks unless SF_GROUP_BLOCKS says (0: flat), so that the emulated grids (at most MAX_PERSISTENT_BLOCKS blocks) arrive in groups and through the top counter too. */\n    const char* sf_gb = std::getenv(\"SF_GROUP_BLOCKS\");\n    const sf_i32 group_blocks = sf_gb ? (sf_i32) std::atoi(sf_gb) : 2;\n    (void) group_blocks;\n    {launches}    std::ofstream out(argv[argc - 1], std::ios::binary);\n    for (size_t k = {n_in}; k < bufs.size(); ++k) out.write((const char*) bufs[k].data(), (std::streamsize) bufs[k].size() - 8);\n    return 0;\n}}\n",
+        "{SHIM}\n{}\n{source}\n{}\n{LAUNCH}\nint main(int argc, char** argv) {{\n    auto bufs = sf_read(argv[1]);\n    const int steps = std::atoi(argv[2]);\n    const unsigned nb = (unsigned) std::atoi(argv[3]);\n    const unsigned blocks = (unsigned) std::atoi(argv[4]);\n    const int chunk = std::atoi(argv[5]);\n    (void) chunk;\n    /* The grid barrier's arrival groups: of 2 blocks unless SF_GROUP_BLOCKS says (0: flat), so that the emulated grids (at most MAX_PERSISTENT_BLOCKS blocks) arrive in groups and through the top counter too. */\n    const char* sf_gb = std::getenv(\"SF_GROUP_BLOCKS\");\n    const sf_i32 group_blocks = sf_gb ? (sf_i32) std::atoi(sf_gb) : 2;\n    (void) group_blocks;\n    const bool cluster = std::getenv(\"SF_CLUSTER\") != nullptr;\n    (void) cluster;\n    {launches}    std::ofstream out(argv[argc - 1], std::ios::binary);\n    for (size_t k = {n_in}; k < bufs.size(); ++k) out.write((const char*) bufs[k].data(), (std::streamsize) bufs[k].size() - 8);\n    return 0;\n}}\n",
         cuda_emulation::head(),
         cuda_emulation::tail()
     )
@@ -319,6 +375,15 @@ fn emulate_with(
             (&exe.persistent, blocks, chunk)
         }
         Mode::Resident { chunk } => (&exe.persistent, 0, chunk),
+        Mode::Cluster { blocks, chunk } => {
+            assert!([1, 2, 4].contains(&blocks), "a power-of-two cluster");
+            (&exe.persistent, blocks, chunk)
+        }
+    };
+    let cluster_env = [("SF_CLUSTER", "1")];
+    let env: Vec<(&str, &str)> = match mode {
+        Mode::Cluster { .. } => env.iter().chain(&cluster_env).copied().collect(),
+        _ => env.to_vec(),
     };
     let prepared = c.prepare(state, steps);
     let dir = exe.parent().unwrap();
@@ -343,7 +408,7 @@ fn emulate_with(
     for n in &prepared.dims[1..] {
         cmd.arg(n.to_string());
     }
-    let out = cmd.arg(&output).envs(env.iter().copied()).output().unwrap();
+    let out = cmd.arg(&output).envs(env).output().unwrap();
     assert!(
         out.status.success(),
         "the emulation failed: {}",
@@ -1239,7 +1304,7 @@ fn emulated_delivery_at_emission_matches_c() {
 }
 
 #[test]
-fn emulated_one_barrier_grid_matches_c() {
+fn emulated_one_barrier_grid_and_cluster_match_c() {
     // The random network of `cuba`, with every delivery in the spike's own step and no spike or
     // rate monitor: the persistent grid kernel runs one barrier a step, its deliveries into
     // accumulators (codegen::network_kernel::grid). Per-synapse weights and one shared weight.
@@ -1315,7 +1380,19 @@ fn emulated_one_barrier_grid_matches_c() {
             (4, 37, split),
         ]
         .map(|(blocks, chunk, groups)| (Mode::Persistent { blocks, chunk }, groups));
-        for (mode, groups) in modes.into_iter().chain([(Mode::PerStep(2), 2)]) {
+        // The cluster kernel (codegen::network_kernel::grid::cluster): 3 virtual blocks of 128
+        // neurons, a slot a block, in a cluster of 4 blocks (deliveries to every block's shared
+        // memory, a block with no virtual block), in one launch, in chunks, a step a launch.
+        assert!(source.contains(CLUSTER_ENTRY), "{name}: the cluster kernel");
+        let shape = cluster_shape(&net, &plan(&net)).unwrap();
+        assert_eq!((shape.block, shape.slots, shape.vblocks), (128, 1, 3));
+        let clusters = [(4, steps), (4, 37), (4, 1)]
+            .map(|(blocks, chunk)| (Mode::Cluster { blocks, chunk }, 2));
+        for (mode, groups) in modes
+            .into_iter()
+            .chain(clusters)
+            .chain([(Mode::PerStep(2), 2)])
+        {
             let what = format!("{name} {mode:?}, barrier groups {groups}");
             let groups = groups.to_string();
             let env = [("SF_GROUP_BLOCKS", groups.as_str())];

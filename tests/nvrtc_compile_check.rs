@@ -250,32 +250,22 @@ fn every_network_kernel_compiles_for_sm90() {
     assert!(compiled >= 8, "only {compiled} network variants");
 }
 
-/// The one-barrier grid kernel's register slots (codegen::network_kernel::grid::registers) are
-/// registers: its PTX keeps no more local memory than the grid barrier's `printf` arguments (8
-/// bytes), so the slot arrays were unrolled away, not spilled to a stack frame.
-#[test]
-fn one_barrier_register_slots_are_not_local_memory() {
-    use spikeforge::codegen::network_kernel::{generate_from_spec, PERSISTENT_ENTRY};
+/// The CUDA source of tests/networks/coba_one_barrier.json (the one-barrier kernel's network).
+fn one_barrier_source() -> spikeforge::codegen::network_kernel::GeneratedNetwork {
     use spikeforge::spec::NetworkSpec;
-    if !nvrtc_available() {
-        return;
-    }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/networks/coba_one_barrier.json");
     let spec = NetworkSpec::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let kernel = generate_from_spec(&spec, Dialect::Cuda).unwrap();
-    assert!(
-        kernel.source.contains("#define SF_SLOTS 4"),
-        "register slots"
-    );
-    let ptx = spikeforge::runtime::cuda::compile_ptx(
-        &kernel.source,
-        (9, 0),
-        &CudaCompileOptions::default(),
-    )
-    .unwrap();
+    spikeforge::codegen::network_kernel::generate_from_spec(&spec, Dialect::Cuda).unwrap()
+}
+
+/// The PTX (sm_90) of `entry` in `source`, and the bytes of local memory it declares.
+fn entry_ptx(source: &str, entry: &str) -> (String, usize) {
+    let ptx =
+        spikeforge::runtime::cuda::compile_ptx(source, (9, 0), &CudaCompileOptions::default())
+            .unwrap();
     let start = ptx
-        .find(&format!(".entry {PERSISTENT_ENTRY}("))
-        .expect("the persistent entry");
+        .find(&format!(".entry {entry}("))
+        .unwrap_or_else(|| panic!("no {entry}"));
     let body = &ptx[start..];
     let body = &body[..body[1..].find(".entry ").map_or(body.len(), |e| e + 1)];
     if std::env::var("SPIKEFORGE_SHOW_PTX").is_ok() {
@@ -290,6 +280,24 @@ fn one_barrier_register_slots_are_not_local_memory() {
             l[open + 1..close].parse::<usize>().unwrap()
         })
         .sum();
+    (body.to_owned(), local)
+}
+
+/// The one-barrier grid kernel's register slots (codegen::network_kernel::grid::registers) are
+/// registers: its PTX keeps no more local memory than the grid barrier's `printf` arguments (8
+/// bytes), so the slot arrays were unrolled away, not spilled to a stack frame.
+#[test]
+fn one_barrier_register_slots_are_not_local_memory() {
+    use spikeforge::codegen::network_kernel::PERSISTENT_ENTRY;
+    if !nvrtc_available() {
+        return;
+    }
+    let kernel = one_barrier_source();
+    assert!(
+        kernel.source.contains("#define SF_SLOTS 4"),
+        "register slots"
+    );
+    let (_, local) = entry_ptx(&kernel.source, PERSISTENT_ENTRY);
     assert!(
         local <= 8,
         "{local} bytes of local memory in {PERSISTENT_ENTRY}"
@@ -310,4 +318,49 @@ fn one_barrier_register_slots_are_not_local_memory() {
         own.contains(" 0 bytes spill stores, 0 bytes spill loads"),
         "{PERSISTENT_ENTRY} spills:\n{own}"
     );
+}
+
+/// The one-barrier kernel as one thread-block cluster (codegen::network_kernel::grid::cluster):
+/// on sm_90 its PTX has the cluster barrier and `mapa` (the deliveries' distributed shared
+/// memory), ptxas reports no spills for it, and its slots are registers (no local memory beyond
+/// `printf`'s arguments); on sm_80 the same source compiles, the kernel's body compiled out.
+#[test]
+fn cluster_kernel_uses_the_cluster_barrier_and_keeps_its_slots_in_registers() {
+    use spikeforge::codegen::network_kernel::CLUSTER_ENTRY;
+    if !nvrtc_available() {
+        return;
+    }
+    let kernel = one_barrier_source();
+    assert!(kernel.entries.contains(&CLUSTER_ENTRY));
+    let opts = CudaCompileOptions::default();
+    let (body, local) = entry_ptx(&kernel.source, CLUSTER_ENTRY);
+    for (what, text) in [
+        ("no cluster barrier", "barrier.cluster.arrive.release"),
+        ("no cluster wait", "barrier.cluster.wait.acquire"),
+        ("no distributed shared memory", "mapa"),
+    ] {
+        assert!(body.contains(text), "{what}");
+    }
+    assert!(
+        local <= 8,
+        "{local} bytes of local memory in {CLUSTER_ENTRY}"
+    );
+    let (cubin, report) = compile_cubin_report(&kernel.source, (9, 0), &opts).unwrap();
+    assert_eq!(&cubin[..4], b"\x7fELF");
+    let at = report
+        .find(&format!("'{CLUSTER_ENTRY}'"))
+        .unwrap_or_else(|| panic!("no report of {CLUSTER_ENTRY}:\n{report}"));
+    let mine = &report[at..];
+    let mine = &mine[..mine[1..]
+        .find("Compiling entry")
+        .map_or(mine.len(), |e| e + 1)];
+    if std::env::var("SPIKEFORGE_SHOW_PTX").is_ok() {
+        eprintln!("{report}");
+    }
+    assert!(
+        mine.contains(" 0 bytes spill stores, 0 bytes spill loads"),
+        "{CLUSTER_ENTRY} spills:\n{mine}"
+    );
+    let old = compile_cubin(&kernel.source, (8, 0), &opts).unwrap();
+    assert_eq!(&old[..4], b"\x7fELF");
 }

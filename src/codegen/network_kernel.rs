@@ -15,8 +15,9 @@ mod per_step;
 mod ring;
 mod synapse_dynamics;
 pub use grid::{
-    accumulated, one_barrier, register_slots, BarrierVariant, ARRIVE_RELEASE, BARRIER_GROUP_BLOCKS,
-    FENCE_ACQUIRE, REGISTER_SLOTS,
+    accumulated, cluster_blocks, cluster_shape, one_barrier, register_slots, BarrierVariant,
+    ClusterShape, ARRIVE_RELEASE, BARRIER_GROUP_BLOCKS, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY,
+    CLUSTER_MAX, FENCE_ACQUIRE, REGISTER_SLOTS,
 };
 pub use per_step::{after_folded, closing_launches};
 pub use synapse_dynamics::{
@@ -362,6 +363,7 @@ pub fn generate(
         resident: resident_layout(layout, segments_len),
         pushing: std::cell::Cell::new(false),
         in_registers: std::cell::Cell::new(false),
+        cluster: std::cell::Cell::new(false),
     };
     let source = render(|w| gen.write(w));
     let entries = match dialect {
@@ -370,6 +372,7 @@ pub fn generate(
             .chain(closing_launches(plan))
             .map(|(entry, _)| entry)
             .chain([PERSISTENT_ENTRY, RESIDENT_ENTRY])
+            .chain(cluster_shape(net, plan).map(|_| CLUSTER_ENTRY))
             .collect(),
         Dialect::C => vec![C_ENTRY],
     };
@@ -413,6 +416,9 @@ struct Gen<'a> {
     /// Whether a register slot's update is being printed (the one-barrier kernel's state in
     /// registers: see `grid::registers`).
     in_registers: std::cell::Cell<bool>,
+    /// Whether the one-barrier kernel is being printed as one thread-block cluster (its
+    /// accumulators in the cluster's shared memory: see `grid::cluster`).
+    cluster: std::cell::Cell<bool>,
 }
 
 /// Which kernel the phases are being printed for.
@@ -2182,6 +2188,20 @@ impl Gen<'_> {
             } else {
                 self.write_persistent_kernel(block, resident, w)
             };
+            self.pushing.set(false);
+            self.printing.set(Printing::PerStep);
+            written?;
+        }
+        if let Some(shape) = cluster_shape(self.net, self.plan) {
+            writeln!(w)?;
+            self.printing.set(Printing::Persistent {
+                block: shape.block,
+                resident: false,
+            });
+            self.pushing.set(true);
+            self.cluster.set(true);
+            let written = self.write_cluster_kernel(shape, w);
+            self.cluster.set(false);
             self.pushing.set(false);
             self.printing.set(Printing::PerStep);
             written?;

@@ -53,6 +53,15 @@ pub const REGISTER_GRID_MIN_NEURONS: u64 = 4000;
 /// a whole run in one call 8.2 against 5.1).
 pub const FEW_STEPS: u64 = 16;
 
+/// Whether `auto` takes the cluster (below) where the network fits one: only once measured
+/// faster than the register grid and the resident block on the H200 (bench/NOTES.md).
+pub const AUTO_TAKES_CLUSTER: bool = false;
+
+/// The fewest neurons for which `auto` takes the cluster (where [`AUTO_TAKES_CLUSTER`]): as the
+/// register grid's [`REGISTER_GRID_MIN_NEURONS`], below which the resident block's passes are
+/// cheap.
+pub const CLUSTER_MIN_NEURONS: u64 = REGISTER_GRID_MIN_NEURONS;
+
 /// A path, with its grid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
@@ -65,6 +74,11 @@ pub enum Path {
     Grid {
         blocks: u32,
     },
+    /// The one-barrier kernel as one thread-block cluster of `blocks` blocks per member
+    /// (`codegen::network_kernel::grid::cluster`).
+    Cluster {
+        blocks: u32,
+    },
 }
 
 impl Path {
@@ -74,6 +88,7 @@ impl Path {
             Path::PerStep => Strategy::PerStep.name(),
             Path::Block { .. } => Strategy::Block.name(),
             Path::Grid { .. } => Strategy::Grid.name(),
+            Path::Cluster { .. } => Strategy::Cluster.name(),
         }
     }
 }
@@ -94,6 +109,10 @@ pub struct Work {
     pub register_slots: u32,
     /// Steps of the call.
     pub steps: u64,
+    /// Virtual blocks of the cluster kernel, and its register slots a block
+    /// (`network_kernel::cluster_shape`; 0: the network has none).
+    pub cluster_vblocks: u32,
+    pub cluster_slots: u32,
 }
 
 /// What the choice needs to know of the device.
@@ -104,6 +123,9 @@ pub struct Device {
     pub resident_blocks: u32,
     /// The most shared memory one block may use (after opting in), in bytes.
     pub max_shared_bytes: u32,
+    /// The widest thread-block cluster of the cluster kernel the device runs (a power of two; 0:
+    /// no clusters, or not asked).
+    pub cluster_width: u32,
 }
 
 /// The path `strategy` gives for `work` on `device`, or why it cannot run.
@@ -122,6 +144,7 @@ pub struct Device {
 ///   most [`GRID_MAX_SYNAPSES`] (or at most [`REGISTER_GRID_MAX_SYNAPSES`] where the grid holds
 ///   every virtual block in a register slot), else per step.
 pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, String> {
+    let cluster = cluster_fit(work, device);
     let resident = work.resident_bytes <= device.max_shared_bytes;
     let per_member = device.resident_blocks / work.members.max(1);
     let grid = register_grid_blocks(
@@ -144,7 +167,13 @@ pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, St
             work.members
         )),
         Strategy::Grid => Ok(Path::Grid { blocks: grid }),
+        Strategy::Cluster => cluster.map(|blocks| Path::Cluster { blocks }),
         Strategy::Auto if work.steps < FEW_STEPS => Ok(Path::PerStep),
+        Strategy::Auto
+            if AUTO_TAKES_CLUSTER && cluster.is_ok() && work.neurons >= CLUSTER_MIN_NEURONS =>
+        {
+            cluster.map(|blocks| Path::Cluster { blocks })
+        }
         Strategy::Auto if register_grid && work.neurons >= REGISTER_GRID_MIN_NEURONS => {
             Ok(Path::Grid { blocks: grid })
         }
@@ -174,6 +203,27 @@ fn register_grid_blocks(grid: u32, work: Work) -> u32 {
     } else {
         grid
     }
+}
+
+/// The blocks of the cluster kernel's cluster for `work` on `device` (the fewest that hold
+/// every virtual block in a register slot: `network_kernel::cluster_blocks`), or why it cannot
+/// run.
+fn cluster_fit(work: Work, device: Device) -> Result<u32, String> {
+    if work.cluster_slots == 0 {
+        return Err("strategy 'cluster': the network has no cluster kernel (it runs where every delivery is an atomic addition in the spike's own step, with no spike or rate monitor: the one-barrier kernel; see docs/NETWORKS.md); use another strategy".to_owned());
+    }
+    if device.cluster_width == 0 {
+        return Err("strategy 'cluster': the device has no thread-block clusters (compute capability 9.0 or newer); use another strategy".to_owned());
+    }
+    // a virtual block a block where the device allows
+    let (vblocks, slots) = (work.cluster_vblocks, work.cluster_slots);
+    crate::codegen::network_kernel::cluster_blocks(vblocks, slots, device.cluster_width, Some(vblocks))
+        .ok_or_else(|| {
+            format!(
+                "strategy 'cluster': the network's {vblocks} virtual blocks do not fit a cluster of {} blocks of {slots} register slots; use strategy 'grid'",
+                device.cluster_width
+            )
+        })
 }
 
 /// The largest grid (blocks per member) that takes the flat grid barrier by default; larger
@@ -251,6 +301,9 @@ pub fn describe(
             "grid: {blocks} blocks of {threads} threads, {} barrier, {slots} register slots",
             barrier.name()
         ),
+        Path::Cluster { .. } => format!(
+            "cluster: 1 cluster of {blocks} blocks of {threads} threads, cluster barrier, {slots} register slots, accumulators in distributed shared memory"
+        ),
     }
 }
 
@@ -271,6 +324,7 @@ mod tests {
         multiprocessors: 132,
         resident_blocks: 132 * 16,
         max_shared_bytes: 227 * 1024,
+        cluster_width: 16,
     };
 
     /// A network of `neurons` whose resident state takes 24 bytes a neuron (COBA's: three state
@@ -284,6 +338,8 @@ mod tests {
             resident_bytes: (24 * neurons + 1024) as u32,
             register_slots: 0,
             steps: 1000,
+            cluster_vblocks: 0,
+            cluster_slots: 0,
         }
     }
 
@@ -493,6 +549,7 @@ mod tests {
             multiprocessors: 8,
             resident_blocks: 0,
             max_shared_bytes: 48 * 1024,
+            cluster_width: 0,
         };
         let err = choose(Strategy::Grid, small, none).unwrap_err();
         assert!(err.contains("no cooperative launch"), "{err}");
@@ -501,6 +558,70 @@ mod tests {
         assert_eq!(
             choose(Strategy::Block, work(4000, 0, 5000), H200),
             Ok(Path::Block { resident: true })
+        );
+    }
+
+    #[test]
+    fn the_cluster_runs_one_barrier_networks_that_fit_it_where_the_device_has_clusters() {
+        // COBA x1: 16 virtual blocks of 256 threads in 2 slots
+        let coba = Work {
+            cluster_vblocks: 16,
+            cluster_slots: 2,
+            ..one_barrier_work(4000, 320_000)
+        };
+        // a virtual block a block where the device runs 16, else 8 of 2 slots
+        assert_eq!(
+            choose(Strategy::Cluster, coba, H200),
+            Ok(Path::Cluster { blocks: 16 })
+        );
+        let portable = Device {
+            cluster_width: 8,
+            ..H200
+        };
+        assert_eq!(
+            choose(Strategy::Cluster, coba, portable),
+            Ok(Path::Cluster { blocks: 8 })
+        );
+        // 65 virtual blocks, more than 16 blocks of 4 slots
+        let large = Work {
+            cluster_vblocks: 65,
+            cluster_slots: 4,
+            ..one_barrier_work(8193, 655_440)
+        };
+        let err = choose(Strategy::Cluster, large, H200).unwrap_err();
+        assert!(err.contains("65 virtual blocks"), "{err}");
+        // no clusters on the device, or no cluster kernel
+        let old = Device {
+            cluster_width: 0,
+            ..H200
+        };
+        let err = choose(Strategy::Cluster, coba, old).unwrap_err();
+        assert!(err.contains("compute capability 9.0"), "{err}");
+        let err = choose(Strategy::Cluster, work(4000, 320_000, 1), H200).unwrap_err();
+        assert!(err.contains("no cluster kernel"), "{err}");
+        // auto: the cluster only where AUTO_TAKES_CLUSTER, from CLUSTER_MIN_NEURONS, not for
+        // a call of few steps
+        let auto = choose(Strategy::Auto, coba, H200);
+        if AUTO_TAKES_CLUSTER {
+            assert_eq!(auto, Ok(Path::Cluster { blocks: 16 }));
+        } else {
+            assert_eq!(auto, Ok(Path::Grid { blocks: 132 }));
+        }
+        let few = Work { steps: 1, ..coba };
+        assert_eq!(choose(Strategy::Auto, few, H200), Ok(Path::PerStep));
+        let small = Work {
+            cluster_vblocks: 16,
+            cluster_slots: 2,
+            ..one_barrier_work(CLUSTER_MIN_NEURONS - 1, 80_000)
+        };
+        assert_ne!(
+            choose(Strategy::Auto, small, H200).map(|p| p.name()),
+            Ok("cluster")
+        );
+        assert_eq!(Path::Cluster { blocks: 8 }.name(), "cluster");
+        assert_eq!(
+            describe(Path::Cluster { blocks: 8 }, 16, 128, BarrierVariant::Flat, 4),
+            "cluster: 1 cluster of 16 blocks of 128 threads, cluster barrier, 4 register slots, accumulators in distributed shared memory"
         );
     }
 

@@ -433,11 +433,14 @@ impl Handler for NetworkRunCuda {
         } else {
             0
         };
-        let (persistent, resident) = match &kernels[kernels.len() - 2..] {
+        let per_step_kernels = kernels.len() - 2 - usize::from(cluster_kernel(&site.network));
+        let (persistent, resident) = match &kernels[per_step_kernels..per_step_kernels + 2] {
             [p, r] => (p, r),
-            _ => unreachable!("the persistent and resident kernels come last"),
+            _ => unreachable!("the persistent and resident kernels follow the per-step kernels"),
         };
-        let path = choose_path(site, &run, persistent, resident, sms, shared)?;
+        let cluster = kernels.get(per_step_kernels + 2);
+        let (path, cluster_width) =
+            choose_path(site, &run, persistent, resident, cluster, sms, shared)?;
         network_path::record(&site.key, path.name());
         let mut n_syn = run.n_syn.clone();
         let mut pointers: Vec<*mut c_void> = run
@@ -464,7 +467,7 @@ impl Handler for NetworkRunCuda {
             Path::PerStep => {
                 let detail = network_path::describe(path, 0, 0, BarrierVariant::Flat, 0);
                 network_path::record_detail(&site.key, detail);
-                let per_step = &kernels[..kernels.len() - 2];
+                let per_step = &kernels[..per_step_kernels];
                 return launch_per_step(
                     site,
                     per_step,
@@ -486,13 +489,31 @@ impl Handler for NetworkRunCuda {
                 let blocks = settings::grid_blocks()?.map_or(blocks, |cap| blocks.min(cap));
                 (persistent, blocks, PERSISTENT_BLOCK, shared)
             }
+            // SPIKEFORGE_GRID_BLOCKS asks another width (within the device's widest)
+            Path::Cluster { blocks } => {
+                let c =
+                    cluster_shape(&site.network).expect("a cluster path has the cluster kernel");
+                let blocks = settings::grid_blocks()?
+                    .and_then(|p| {
+                        let (vblocks, slots) = (c.vblocks as u32, c.slots as u32);
+                        network_kernel::cluster_blocks(vblocks, slots, cluster_width, Some(p))
+                    })
+                    .unwrap_or(blocks);
+                let kernel = cluster.expect("a cluster path has the cluster kernel");
+                (kernel, blocks, c.block, shared)
+            }
         };
         // The persistent kernel's grid barrier (the resident kernel has none).
         let barrier = network_path::barrier_variant(blocks, settings::grid_barrier()?);
         let mut group_blocks = barrier.group_blocks();
-        let slots =
-            network_kernel::register_slots(&site.network.net, &site.network.plan, PERSISTENT_BLOCK)
-                as u32;
+        let slots = match path {
+            Path::Cluster { .. } => cluster_shape(&site.network).map_or(0, |c| c.slots),
+            _ => network_kernel::register_slots(
+                &site.network.net,
+                &site.network.plan,
+                PERSISTENT_BLOCK,
+            ),
+        } as u32;
         let detail = network_path::describe(path, blocks, threads as u32, barrier, slots);
         network_path::record_detail(&site.key, detail);
         // The whole run in one launch: steps [0, steps).
@@ -507,13 +528,19 @@ impl Handler for NetworkRunCuda {
         }
         params.extend(tail(&mut n_syn, &mut pointers));
         // A grid of more than one block is launched cooperatively: every block resident, which
-        // its barrier needs (the driver refuses a grid the device cannot hold).
+        // its barrier needs (the driver refuses a grid the device cannot hold); the cluster
+        // kernel as one cluster per member (its blocks co-scheduled).
         let launch = cuda::LaunchShape {
             grid: (blocks, nb, 1),
             block: (threads as u32, 1, 1),
             shared_mem: shared,
             cooperative: blocks > 1,
         };
+        if let Path::Cluster { .. } = path {
+            // SAFETY: the cluster kernel's parameters are the persistent kernel's; as below.
+            unsafe { cuda::launch_clustered(kernel, launch, blocks, stream, &mut params) }?;
+            return Ok(());
+        }
         // SAFETY: the parameters match the persistent kernel's signature in order and type; the
         // buffers belong to XLA's stream and stay valid for the call.
         unsafe { cuda::launch_shaped(kernel, launch, stream, &mut params) }?;
@@ -521,16 +548,18 @@ impl Handler for NetworkRunCuda {
     }
 }
 
-/// The path of this call (`handlers::network_path`): the device is asked what it holds only
-/// when the choice depends on it.
+/// The path of this call (`handlers::network_path`), and the widest cluster the device runs of
+/// the cluster kernel (0 where not asked): the device is asked what it holds only when the
+/// choice depends on it.
 fn choose_path(
     site: &NetworkRun,
     run: &Run<'_>,
     persistent: &cuda::CudaFunction,
     resident: &cuda::CudaFunction,
+    cluster: Option<&Arc<cuda::CudaFunction>>,
     sms: u32,
     shared: u32,
-) -> Result<Path, FfiError> {
+) -> Result<(Path, u32), FfiError> {
     let net = &site.network.net;
     let work = network_path::Work {
         neurons: net.groups.iter().map(|g| g.n as u64).sum(),
@@ -542,6 +571,8 @@ fn choose_path(
         register_slots: network_kernel::register_slots(net, &site.network.plan, PERSISTENT_BLOCK)
             as u32,
         steps: site.steps as u64,
+        cluster_vblocks: cluster_shape(&site.network).map_or(0, |c| c.vblocks as u32),
+        cluster_slots: cluster_shape(&site.network).map_or(0, |c| c.slots as u32),
     };
     let strategy = site.network.strategy;
     let max_shared_bytes = resident.max_shared_mem_per_block();
@@ -560,12 +591,25 @@ fn choose_path(
     } else {
         0
     };
+    let asks_cluster = match strategy {
+        crate::spec::Strategy::Cluster => true,
+        crate::spec::Strategy::Auto => network_path::AUTO_TAKES_CLUSTER,
+        _ => false,
+    };
+    let cluster_width = match (cluster, cluster_shape(&site.network)) {
+        (Some(f), Some(c)) if asks_cluster => {
+            cuda::cluster_width(f, c.block as u32, shared, network_kernel::CLUSTER_MAX)?
+        }
+        _ => 0,
+    };
     let device = network_path::Device {
         multiprocessors: sms,
         resident_blocks,
         max_shared_bytes,
+        cluster_width,
     };
-    network_path::choose(strategy, work, device).map_err(FfiError::invalid_argument)
+    let path = network_path::choose(strategy, work, device).map_err(FfiError::invalid_argument)?;
+    Ok((path, cluster_width))
 }
 
 /// The per-step path: per step, the update, delivery and (when needed) after-delivery kernels;
@@ -618,9 +662,19 @@ fn launch_per_step(
     Ok(())
 }
 
+/// The network's cluster kernel's shape, where its source has one (the last of [`entries`]).
+fn cluster_shape(network: &Network) -> Option<network_kernel::ClusterShape> {
+    network_kernel::cluster_shape(&network.net, &network.plan)
+}
+
+/// Whether the network's source has the cluster kernel.
+fn cluster_kernel(network: &Network) -> bool {
+    cluster_shape(network).is_some()
+}
+
 /// The CUDA kernels of a network: the per-step kernels in launch order (those of every step,
 /// then those launched once after the last), then the persistent kernel and the resident
-/// kernel.
+/// kernel, then the cluster kernel where the network has one.
 fn entries(network: &Network) -> Vec<&'static str> {
     let mut e: Vec<&'static str> = network_kernel::step_launches(&network.plan)
         .into_iter()
@@ -629,5 +683,8 @@ fn entries(network: &Network) -> Vec<&'static str> {
         .collect();
     e.push(network_kernel::PERSISTENT_ENTRY);
     e.push(network_kernel::RESIDENT_ENTRY);
+    if cluster_kernel(network) {
+        e.push(network_kernel::CLUSTER_ENTRY);
+    }
     e
 }

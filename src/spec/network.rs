@@ -65,6 +65,9 @@ pub enum Strategy {
     Block,
     /// The persistent kernel as a cooperative grid (an error where the device cannot hold it).
     Grid,
+    /// The one-barrier kernel as one thread-block cluster per member (compute capability 9.0;
+    /// an error where the network or the device has none, or it does not fit).
+    Cluster,
 }
 
 impl Strategy {
@@ -79,6 +82,7 @@ impl Strategy {
             Strategy::PerStep => "per_step",
             Strategy::Block => "block",
             Strategy::Grid => "grid",
+            Strategy::Cluster => "cluster",
         }
     }
 }
@@ -469,6 +473,7 @@ mod tests {
             ("per_step", Strategy::PerStep),
             ("block", Strategy::Block),
             ("grid", Strategy::Grid),
+            ("cluster", Strategy::Cluster),
         ] {
             let text = SMALL.replacen(
                 "\"dt\": 0.1,",

@@ -72,16 +72,18 @@ class Network:
     ``strategy`` says how a GPU runs the steps (docs/NETWORKS.md, "Launches and limits"):
     ``"per_step"`` (two or three kernel launches a step), ``"block"`` (one persistent kernel for
     the whole run, one block per network), ``"grid"`` (one persistent kernel as a cooperative
-    grid; an error where the device cannot hold it), or ``"auto"`` (one block for small
-    networks, a grid where the device holds one, else per step). Every path gives the same
-    spikes. After a run, :attr:`last_strategy` says which path it took."""
+    grid; an error where the device cannot hold it), ``"cluster"`` (the one-barrier kernel as one
+    thread-block cluster per network, its accumulators in distributed shared memory; compute
+    capability 9.0 and a network of at most 16 blocks' register slots, else an error), or
+    ``"auto"`` (one block for small networks, a grid where the device holds one, else per step).
+    Every path gives the same spikes. After a run, :attr:`last_strategy` says which path it took."""
 
     MAX_DELAY_STEPS = 65535
     """The longest delay, in steps, that a spike queue holds (a longer one is an error)."""
     MAX_PER_SYNAPSE_DELAY_STEPS = 4095
     """The longest per-synapse delay, in steps (their delay buckets take ``n_pre`` entries a step)."""
 
-    STRATEGIES = ("auto", "per_step", "block", "grid")
+    STRATEGIES = ("auto", "per_step", "block", "grid", "cluster")
     """The values of ``strategy``."""
 
     def __init__(self, *objects, dt=0.1, deterministic: bool = False, strategy: str = "auto", **named_monitors):

@@ -35,7 +35,11 @@
 //! neuron's variable (a synaptic weight, a constant, `t`) and `x` is a per-neuron state variable
 //! or parameter of a neuron group. Anything else runs the general kernel.
 
+mod cluster;
 mod registers;
+pub use cluster::{
+    cluster_blocks, cluster_shape, ClusterShape, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY, CLUSTER_MAX,
+};
 pub use registers::{register_slots, REGISTER_SLOTS};
 
 use std::fmt::{self, Write};
@@ -330,6 +334,9 @@ impl Gen<'_> {
         let k = accumulated(self.net, self.plan)
             .iter()
             .position(|x| *x == (g, v))?;
+        if self.clustered() {
+            return Some(self.cluster_accumulator(g, k, parity, index));
+        }
         Some(format!(
             "(({}*) (sf_w + {}))[(int64_t) ({parity}) * {} + {index}]",
             self.real_t(),

@@ -217,6 +217,93 @@ pub(crate) unsafe fn set_function_attribute(
     })
 }
 
+/// The launch attribute that makes clusters of `width` x 1 x 1 blocks.
+fn cluster_attribute(width: u32) -> sys::CUlaunchAttribute {
+    // SAFETY: a plain C struct and union of integers, for which all zeroes is valid.
+    let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+    attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+    attr.value.clusterDim.x = width;
+    attr.value.clusterDim.y = 1;
+    attr.value.clusterDim.z = 1;
+    attr
+}
+
+/// `body` given a `cuLaunchKernelEx` configuration of clusters of `width` x 1 x 1 blocks.
+fn with_cluster_config<R>(
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    shared_mem: u32,
+    stream: sys::CUstream,
+    width: u32,
+    body: impl FnOnce(&sys::CUlaunchConfig) -> R,
+) -> R {
+    let mut attrs = [cluster_attribute(width)];
+    let config = sys::CUlaunchConfig {
+        gridDimX: grid.0,
+        gridDimY: grid.1,
+        gridDimZ: grid.2,
+        blockDimX: block.0,
+        blockDimY: block.1,
+        blockDimZ: block.2,
+        sharedMemBytes: shared_mem,
+        hStream: stream,
+        attrs: attrs.as_mut_ptr(),
+        numAttrs: attrs.len() as u32,
+    };
+    body(&config)
+}
+
+/// How many clusters of `width` blocks of `f` (`block` threads, `shared_mem` bytes of dynamic
+/// shared memory each) the device runs at once (`cuOccupancyMaxActiveClusters`; 0: none).
+///
+/// # Safety
+/// `f` must be a live function handle of the current context.
+pub(crate) unsafe fn max_active_clusters(
+    f: sys::CUfunction,
+    width: u32,
+    block: u32,
+    shared_mem: u32,
+) -> Result<u32, RuntimeError> {
+    let grid = (width, 1, 1);
+    let mut n = 0;
+    with_cluster_config(
+        grid,
+        (block, 1, 1),
+        shared_mem,
+        std::ptr::null_mut(),
+        width,
+        |c| {
+            // SAFETY: forwarded to the caller; valid out-pointer, the configuration outlives the call.
+            check("cuOccupancyMaxActiveClusters", unsafe {
+                sys::cuOccupancyMaxActiveClusters(&mut n, f, c)
+            })
+        },
+    )?;
+    Ok(n.max(0) as u32)
+}
+
+/// Enqueues `f` on `stream` as thread-block clusters of `cluster` x 1 x 1 blocks
+/// (`cuLaunchKernelEx`; the driver refuses a cluster the device cannot run).
+///
+/// # Safety
+/// As [`launch_kernel`].
+pub(crate) unsafe fn launch_kernel_clustered(
+    f: sys::CUfunction,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    shared_mem: u32,
+    stream: sys::CUstream,
+    params: &mut [*mut c_void],
+    cluster: u32,
+) -> Result<(), RuntimeError> {
+    with_cluster_config(grid, block, shared_mem, stream, cluster, |c| {
+        // SAFETY: forwarded to the caller; the configuration outlives the call.
+        check("cuLaunchKernelEx", unsafe {
+            sys::cuLaunchKernelEx(c, f, params.as_mut_ptr(), std::ptr::null_mut())
+        })
+    })
+}
+
 /// Enqueues `f` on `stream`. Returns as soon as the launch is queued (errors found here are
 /// configuration errors: too many threads, too much shared memory, a bad stream). A
 /// `cooperative` launch has every block resident at once (the driver refuses a grid larger than

@@ -236,6 +236,85 @@ pub unsafe fn launch_shaped(
     })
 }
 
+/// [`launch`] as thread-block clusters of `cluster` blocks along x (compute capability 9.0; see
+/// [`cluster_width`]); `shape.cooperative` is ignored (a cluster's blocks are co-scheduled).
+///
+/// # Safety
+/// As [`launch`].
+pub unsafe fn launch_clustered(
+    f: &CudaFunction,
+    shape: LaunchShape,
+    cluster: u32,
+    stream: *mut c_void,
+    params: &mut [*mut c_void],
+) -> Result<(), RuntimeError> {
+    catch_panic("launching a CUDA kernel as clusters", || {
+        // SAFETY: the context is alive while XLA runs work on its stream.
+        let _current = unsafe { driver::CurrentContext::enter(f.ctx) }?;
+        if shape.shared_mem > f.dynamic_shared_limit.load(Ordering::Relaxed) {
+            set_max_dynamic_shared_mem_current(f, shape.shared_mem)?;
+        }
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            driver::launch_kernel_clustered(
+                f.func,
+                shape.grid,
+                shape.block,
+                shape.shared_mem,
+                stream.cast(),
+                params,
+                cluster,
+            )
+        }
+    })
+}
+
+/// The widest cluster, a power of two of at most `most` blocks, of `f` (of `block` threads and
+/// `shared_mem` bytes of dynamic shared memory) that the device runs: 0 where it has no
+/// clusters (compute capability below 9.0, or no cluster launch). Above 8 blocks (the portable
+/// size) the function is first allowed non-portable sizes (H100 and H200 run 16).
+pub fn cluster_width(
+    f: &CudaFunction,
+    block: u32,
+    shared_mem: u32,
+    most: u32,
+) -> Result<u32, RuntimeError> {
+    catch_panic("querying a kernel's clusters", || {
+        if f.arch.0 < 9
+            || device_attribute(
+                f.device,
+                CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH,
+            )? == 0
+        {
+            return Ok(0);
+        }
+        // SAFETY: `f.ctx` is alive as long as `f` is usable.
+        let _current = unsafe { driver::CurrentContext::enter(f.ctx) }?;
+        if shared_mem > f.dynamic_shared_limit.load(Ordering::Relaxed) {
+            set_max_dynamic_shared_mem_current(f, shared_mem)?;
+        }
+        if most > 8 {
+            // SAFETY: `f.func` is alive; its context is current.
+            unsafe {
+                driver::set_function_attribute(
+                    f.func,
+                    CUfunction_attribute::CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED,
+                    1,
+                )
+            }?;
+        }
+        let mut width = most.max(1).next_power_of_two();
+        while width > 1 {
+            // SAFETY: `f.func` is alive; its context is current.
+            if unsafe { driver::max_active_clusters(f.func, width, block, shared_mem) }? > 0 {
+                return Ok(width);
+            }
+            width /= 2;
+        }
+        Ok(width)
+    })
+}
+
 /// How many blocks of `f` (of `block` threads and `shared_mem` bytes of dynamic shared memory)
 /// the device holds at once, over all its multiprocessors: the largest cooperative grid; 0 when
 /// the device cannot launch cooperatively.

@@ -232,9 +232,17 @@ impl Gen<'_> {
                 let n = self.net.groups[g].n;
                 let i = format!("(int64_t) (sf_vb - {first}) * {block} + threadIdx.x");
                 let here = format!("sf_vb >= {first} && sf_vb < {end} && {i} < {n}");
+                // The cluster kernel's own neurons read their block's shared memory (its
+                // `sf_i` accessor needs only `sf_vb` and the thread, both in scope here); a
+                // distributed shared memory address is for deliveries only.
+                let index = if self.clustered() {
+                    "sf_i".to_owned()
+                } else {
+                    format!("({i})")
+                };
                 for (_, v) in acc.iter().filter(|(ag, _)| *ag == g) {
                     let at = self
-                        .accumulator(g, *v, "(sf_t_step + 1) & 1", &format!("({i})"))
+                        .accumulator(g, *v, "(sf_t_step + 1) & 1", &index)
                         .expect("an accumulated variable");
                     writeln!(w, "{}[sf_slot] = {here} ? {at} : 0;", prefetched(g, *v))?;
                 }

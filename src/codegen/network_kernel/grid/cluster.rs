@@ -1,0 +1,359 @@
+//! The one-barrier kernel as **one thread-block cluster** per batch member (Hopper and newer:
+//! compute capability 9.0): [`CLUSTER_ENTRY`]. It is the register grid's kernel (the parent
+//! module and [`super::registers`]: every virtual block's state in a block's register slots for
+//! the whole launch, the deliveries made by the warp that finds the spikes) with two changes:
+//!
+//! - the **accumulators** of a step's arrivals are in the shared memory of the block that holds
+//!   the target neuron's registers (virtual block `vb` is slot `vb >> log2(gridDim.x)` of block
+//!   `vb & (gridDim.x - 1)`), two by step parity as in the grid kernel, in a static `__shared__`
+//!   array (`sf_acc`: parity, accumulated variable, slot, thread). A delivery's addition is an
+//!   atomic on the target block's shared memory through distributed shared memory (`mapa`); a
+//!   neuron's fold reads and zeroes its own block's;
+//! - the step's barrier is the cluster's hardware barrier (`barrier.cluster.arrive.release`,
+//!   `barrier.cluster.wait.acquire`: about 0.2 µs for 8 blocks on an H200, against 1.0-1.2 µs
+//!   for a grid barrier through global memory). Release and acquire at cluster scope order every
+//!   write before it (shared::cluster and global: the queue counts, the last step's compaction)
+//!   before every read after it, which is all that the grid barrier's fences give the grid
+//!   kernel, so the step's phases are the grid kernel's, printed by the same code.
+//!
+//! Its spike queue is written in the launch's last step only, as the grid kernel's (every queue
+//! one slot, nothing reading it during the launch), but its write cursors are zeroed once at the
+//! launch's start instead of a step ahead in every step, and the last step's count stored after
+//! the loop: the state a launch leaves is the grid kernel's.
+//!
+//! The kernel needs every virtual block in a register slot (`gridDim.x * SF_SLOTS` at least
+//! the virtual blocks) and a power-of-two cluster (the block of a virtual block is then a mask,
+//! its slot a shift); it checks both and traps otherwise. It starts with its accumulators
+//! zeroed and a cluster barrier (every block of the cluster running before any block's shared
+//! memory is written by another); after its last step's barrier no block touches another's
+//! shared memory, so blocks exit without a further barrier.
+//!
+//! On devices below compute capability 9.0 the kernel's body is compiled out (`__trap`): the
+//! handler never launches it there, and the source stays one source for every device.
+
+use std::fmt::{self, Write};
+
+use super::super::{scope, Gen, Printing, PERSISTENT_SCALARS};
+use super::accumulated;
+use crate::codegen::writer::SourceWriter;
+use crate::ir::network::{NetGroupKind, NetworkIr};
+use crate::step::network::NetworkPlan;
+
+/// The cluster kernel's entry point (parameters: the persistent kernel's).
+pub const CLUSTER_ENTRY: &str = "sf_network_cluster";
+
+/// The most blocks of a cluster: 16 where the device allows non-portable cluster sizes (H100,
+/// H200), else the portable 8 (the handler asks the device which).
+pub const CLUSTER_MAX: u32 = 16;
+
+/// The most bytes of the accumulators (`sf_acc`, static shared memory, 48 KiB at most in all):
+/// 2 parities x accumulated variables x slots x threads x the real's size. COBA x1 (2 variables,
+/// 2 slots of 256 threads, float): 8 KiB.
+pub const CLUSTER_ACC_MAX_BYTES: usize = 32 * 1024;
+
+/// The portable cluster size: the slots are enough for a cluster of this many blocks.
+const CLUSTER_PORTABLE: usize = 8;
+
+/// How the cluster kernel runs a network: blocks of `block` threads (one neuron a thread, the
+/// neurons of a virtual block), `slots` register slots a block (`SF_SLOTS`), `vblocks` virtual
+/// blocks in all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterShape {
+    pub block: usize,
+    pub slots: usize,
+    pub vblocks: usize,
+}
+
+/// The cluster kernel's shape for `net`, or `None` when it has none (not a one-barrier network,
+/// or accumulators beyond [`CLUSTER_ACC_MAX_BYTES`]). One neuron a thread: blocks of the largest
+/// group's neurons over [`CLUSTER_MAX`], in whole warps of 4 (128 threads), at most 1024, so that
+/// a cluster of 16 blocks updates it in one pass (the warps that find spikes deliver them: the
+/// more warps, the fewer spikes each, H200: 4 slots of 128 threads a block ran COBA x1 at 7.9 µs a
+/// step in 8 blocks, 6.2 in 16); slots enough for the portable 8 blocks, at most
+/// [`REGISTER_SLOTS`](super::REGISTER_SLOTS).
+pub fn cluster_shape(net: &NetworkIr, plan: &NetworkPlan) -> Option<ClusterShape> {
+    if !super::one_barrier(net, plan) {
+        return None;
+    }
+    let largest = (net.groups.iter())
+        .filter(|g| !matches!(g.kind, NetGroupKind::SpikeGenerator { .. }))
+        .map(|g| g.n)
+        .max()
+        .unwrap_or(0);
+    let block = (largest.div_ceil(CLUSTER_MAX as usize).div_ceil(128) * 128).clamp(128, 1024);
+    let vblocks: usize = (net.groups.iter())
+        .map(|g| super::super::virtual_blocks(g, block))
+        .sum();
+    let slots = vblocks
+        .div_ceil(CLUSTER_PORTABLE)
+        .clamp(1, super::REGISTER_SLOTS);
+    let vars = accumulated(net, plan).len();
+    let bytes = 2 * vars * slots * block * net.dtype.size();
+    (bytes <= CLUSTER_ACC_MAX_BYTES).then_some(ClusterShape {
+        block,
+        slots,
+        vblocks,
+    })
+}
+
+/// Blocks of a cluster for a network of `vblocks` virtual blocks in `slots` register slots a
+/// block, where the device runs clusters of at most `widest` blocks (a power of two): `prefer`
+/// (rounded up to a power of two; default the fewest) within `widest`, at least the fewest that
+/// hold every virtual block (a power of two), or `None` when `widest` does not.
+pub fn cluster_blocks(vblocks: u32, slots: u32, widest: u32, prefer: Option<u32>) -> Option<u32> {
+    if slots == 0 || widest == 0 {
+        return None;
+    }
+    let need = vblocks.div_ceil(slots).max(1).next_power_of_two();
+    let want = prefer.map_or(need, |p| p.max(1).next_power_of_two().max(need));
+    (need <= widest).then_some(want.min(widest))
+}
+
+impl Gen<'_> {
+    /// Whether the cluster kernel is being printed.
+    pub(in crate::codegen::network_kernel) fn clustered(&self) -> bool {
+        self.cluster.get()
+    }
+
+    /// The cluster's barrier and distributed shared memory's addresses (`sf_cluster_sync`,
+    /// `sf_rank_ptr`), compiled for compute capability 9.0 and newer.
+    fn write_cluster_helpers(&self, w: &mut SourceWriter) -> fmt::Result {
+        writeln!(
+            w,
+            "/* The cluster's barrier: every write of the cluster's threads before it is seen by every read after it (codegen::network_kernel::grid::cluster). */"
+        )?;
+        w.block(
+            "static __device__ __forceinline__ void sf_cluster_sync()",
+            |w| {
+                writeln!(w, "#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900")?;
+                writeln!(
+                    w,
+                    "asm volatile(\"barrier.cluster.arrive.release;\\n\\tbarrier.cluster.wait.acquire;\" ::: \"memory\");"
+                )?;
+                writeln!(w, "#endif")
+            },
+        )?;
+        writeln!(
+            w,
+            "/* The address of *sf_p (this block's shared memory) in the shared memory of the cluster's block sf_rank. */"
+        )?;
+        w.block(
+            "template <class T> static __device__ __forceinline__ T* sf_rank_ptr(T* sf_p, const uint32_t sf_rank)",
+            |w| {
+                writeln!(w, "#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900")?;
+                writeln!(w, "uint64_t sf_q;")?;
+                writeln!(
+                    w,
+                    "asm(\"mapa.u64 %0, %1, %2;\" : \"=l\"(sf_q) : \"l\"((uint64_t) sf_p), \"r\"(sf_rank));"
+                )?;
+                writeln!(w, "return (T*) sf_q;")?;
+                writeln!(w, "#else")?;
+                writeln!(w, "return sf_p;")?;
+                writeln!(w, "#endif")
+            },
+        )
+    }
+
+    /// Element `index` of accumulator `k` (of group g) for the steps of parity `parity`, in the
+    /// cluster kernel: `sf_i` (a neuron of the block printing it: its fold, with `sf_vb` in
+    /// scope) in the block's own shared memory; any other neuron in its block's, through
+    /// distributed shared memory.
+    pub(super) fn cluster_accumulator(
+        &self,
+        g: usize,
+        k: usize,
+        parity: &str,
+        index: &str,
+    ) -> String {
+        let Printing::Persistent { block, .. } = self.printing.get() else {
+            unreachable!("the cluster kernel is a persistent kernel")
+        };
+        let vars = accumulated(self.net, self.plan).len();
+        let base = format!(
+            "sf_acc + (int64_t) ({parity}) * ({vars} * SF_SLOTS * {block}) + {k} * SF_SLOTS * {block}"
+        );
+        if index == "sf_i" {
+            return format!(
+                "({base})[(sf_vb >> sf_cluster_shift) * {block} + (int32_t) threadIdx.x]"
+            );
+        }
+        let first: usize = (0..g).map(|h| self.vblocks(h)).sum();
+        format!("(*sf_cluster_elem({base}, {first}, {index}, sf_cluster_shift))")
+    }
+
+    /// The cluster kernel of `shape` (its `SF_SLOTS` defined before it): its helpers, then the
+    /// kernel.
+    pub(in crate::codegen::network_kernel) fn write_cluster_kernel(
+        &self,
+        shape: ClusterShape,
+        w: &mut SourceWriter,
+    ) -> fmt::Result {
+        let ClusterShape { block, slots, .. } = shape;
+        self.write_cluster_helpers(w)?;
+        writeln!(
+            w,
+            "/* An accumulator in another block's shared memory (a distributed shared memory address): a delivery's atomicAdd on it is a red (no value returned, nothing waited for until the cluster barrier). */"
+        )?;
+        w.block("template <class T> struct sf_dsmem", |w| {
+            writeln!(w, "T* sf_p;")?;
+            writeln!(
+                w,
+                "__device__ __forceinline__ sf_dsmem operator*() const {{ return *this; }}"
+            )?;
+            writeln!(
+                w,
+                "__device__ __forceinline__ sf_dsmem operator&() const {{ return *this; }}"
+            )
+        })?;
+        writeln!(w, ";")?;
+        for (t, ptx, constraint) in [("float", "f32", "f"), ("double", "f64", "d")] {
+            let head = format!("static __device__ __forceinline__ void atomicAdd(const sf_dsmem<{t}> sf_a, const {t} sf_v)");
+            w.block(head, |w| {
+                writeln!(w, "#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900")?;
+                writeln!(
+                    w,
+                    "asm volatile(\"red.add.{ptx} [%0], %1;\" :: \"l\"(sf_a.sf_p), \"{constraint}\"(sf_v));"
+                )?;
+                writeln!(w, "#endif")
+            })?;
+        }
+        writeln!(
+            w,
+            "/* Element sf_i (of a group whose virtual blocks start at sf_first) of an accumulator region, in the shared memory of the block that holds it. */"
+        )?;
+        w.block(
+            "template <class T> static __device__ __forceinline__ sf_dsmem<T> sf_cluster_elem(T* sf_region, const int32_t sf_first, const int64_t sf_i, const uint32_t sf_shift)",
+            |w| {
+                writeln!(
+                    w,
+                    "const uint32_t sf_vb = (uint32_t) sf_first + (uint32_t) sf_i / {block}u;"
+                )?;
+                writeln!(
+                    w,
+                    "return sf_dsmem<T>{{sf_rank_ptr(sf_region + (sf_vb >> sf_shift) * {block}u + (uint32_t) sf_i % {block}u, sf_vb & (gridDim.x - 1u))}};"
+                )
+            },
+        )?;
+        let total_blocks: usize = (0..self.net.groups.len()).map(|g| self.vblocks(g)).sum();
+        let vars = accumulated(self.net, self.plan).len();
+        writeln!(w, "#undef SF_SLOTS\n#define SF_SLOTS {slots}")?;
+        // At least one block a multiprocessor (a cluster's blocks each on their own): without
+        // it ptxas keeps the kernel to 40 registers and spills the slots (sm_90, COBA).
+        let signature = self
+            .cuda_signature_with(CLUSTER_ENTRY, block, &PERSISTENT_SCALARS)
+            .replacen(
+                &format!("__launch_bounds__({block})"),
+                &format!("__launch_bounds__({block}, 1)"),
+                1,
+            );
+        writeln!(w, "{signature}\n{{")?;
+        w.indented(|w| {
+            writeln!(w, "#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900")?;
+            writeln!(w, "__trap();")?;
+            writeln!(w, "#else")?;
+            writeln!(
+                w,
+                "/* One cluster barrier a step: deliveries into accumulators in the cluster's shared memory (codegen::network_kernel::grid::cluster). */"
+            )?;
+            writeln!(w, "(void) sf_group_blocks;")?;
+            writeln!(w, "const int32_t sf_b = (int32_t) blockIdx.y;")?;
+            let check = format!(
+                "if ((gridDim.x & (gridDim.x - 1u)) != 0u || gridDim.x * SF_SLOTS < {total_blocks}u)"
+            );
+            w.block(check, |w| {
+                writeln!(
+                    w,
+                    "if (threadIdx.x == 0) printf(\"spikeforge: the cluster network kernel needs a power-of-two cluster of at least {} blocks, launched with %u\\n\", gridDim.x);",
+                    total_blocks.div_ceil(slots.max(1))
+                )?;
+                writeln!(w, "__trap();")
+            })?;
+            writeln!(
+                w,
+                "const uint32_t sf_cluster_shift = (uint32_t) (__ffs((int) gridDim.x) - 1);"
+            )?;
+            writeln!(
+                w,
+                "__shared__ {} sf_acc[2 * {vars} * SF_SLOTS * {block}];",
+                self.real_t()
+            )?;
+            writeln!(
+                w,
+                "for (int32_t sf_k = (int32_t) threadIdx.x; sf_k < 2 * {vars} * SF_SLOTS * {block}; sf_k += (int32_t) blockDim.x) sf_acc[sf_k] = 0;"
+            )?;
+            // The queue is written in the launch's last step only (every queue one slot: see
+            // `Gen::write_compaction`), so its write cursors are zeroed once, here, rather than
+            // a step ahead in every step as the grid kernel does (a load and a store on block
+            // 0's first warp every step): the last step's count is stored after the loop.
+            w.block("if (blockIdx.x == 0 && threadIdx.x == 0)", |w| {
+                writeln!(w, "const int32_t sf_s = sf_s0;")?;
+                self.step_prologue(w)?;
+                for (g, gp) in self.plan.groups.iter().enumerate() {
+                    if gp.depth > 0 {
+                        writeln!(w, "{} = 0;", self.cursor(g, 0))?;
+                        writeln!(w, "{} = 0;", self.cursor(g, 1))?;
+                    }
+                }
+                Ok(())
+            })?;
+            writeln!(w, "sf_cluster_sync();")?;
+            self.write_register_loads(block, slots, w)?;
+            w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
+                scope(w, |w| {
+                    self.step_prologue(w)?;
+                    writeln!(w, "const int32_t sf_lane = (int32_t) (threadIdx.x & 31u);")?;
+                    self.write_register_update(total_blocks, block, w)
+                })?;
+                writeln!(w, "sf_cluster_sync();")
+            })?;
+            w.block("if (sf_s1 > sf_s0)", |w| {
+                writeln!(w, "const int32_t sf_s = sf_s1 - 1;")?;
+                self.step_prologue(w)?;
+                w.block("if (blockIdx.x == 0 && threadIdx.x == 0)", |w| {
+                    self.write_queue_counts(0, "", false, w)
+                })?;
+                self.write_register_stores(block, w)
+            })?;
+            writeln!(w, "#endif")
+        })?;
+        w.write_str("}\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cluster_is_the_smallest_power_of_two_that_holds_every_virtual_block() {
+        // COBA x1: 16 virtual blocks of 256 in 2 slots: 8 blocks, or 16 when asked
+        assert_eq!(cluster_blocks(16, 2, 16, None), Some(8));
+        assert_eq!(cluster_blocks(16, 2, 16, Some(16)), Some(16));
+        assert_eq!(cluster_blocks(16, 2, 8, Some(16)), Some(8));
+        assert_eq!(cluster_blocks(16, 2, 16, Some(2)), Some(8));
+        // 33 virtual blocks in 4 slots: 9 blocks, rounded up to 16
+        assert_eq!(cluster_blocks(33, 4, 16, None), Some(16));
+        assert_eq!(cluster_blocks(33, 4, 8, None), None);
+        // small networks: fewer blocks, at least one
+        assert_eq!(cluster_blocks(3, 3, 16, None), Some(1));
+        assert_eq!(cluster_blocks(3, 3, 16, Some(4)), Some(4));
+        // no slots (not the one-barrier kernel), no clusters
+        assert_eq!(cluster_blocks(32, 0, 16, None), None);
+        assert_eq!(cluster_blocks(32, 4, 0, None), None);
+    }
+
+    #[test]
+    fn a_cluster_block_holds_a_sixteenth_of_the_largest_group() {
+        let text = include_str!("../../../../tests/networks/coba_one_barrier.json");
+        let spec = crate::spec::NetworkSpec::from_json(text).unwrap();
+        let net = crate::frontend::network::lower(&spec).unwrap();
+        let plan = crate::step::network::plan(&net);
+        // 4000 neurons: 16 blocks of 256 threads, 2 slots for a portable cluster of 8
+        let want = ClusterShape {
+            block: 256,
+            slots: 2,
+            vblocks: 16,
+        };
+        assert_eq!(cluster_shape(&net, &plan), Some(want));
+    }
+}

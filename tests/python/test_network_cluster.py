@@ -1,0 +1,89 @@
+"""The one-barrier kernel as one thread-block cluster (``strategy="cluster"``,
+codegen::network_kernel::grid::cluster: every neuron's state in a block's register slots, the
+step's arrivals accumulated in the target block's shared memory through distributed shared
+memory, one cluster barrier a step) on a GPU with clusters (compute capability 9.0 or newer),
+against the float64 numpy references of network_references.py: CUBA and COBA (Brian2's examples,
+network_models.py, 4000 neurons) without a spike or rate monitor, with a state monitor, 1 s.
+
+float64: the references' spike counts, traces and final state, in a cluster of 16 blocks of 256
+threads (a virtual block each: the default on the H200) and of 8 (``SPIKEFORGE_GRID_BLOCKS``: 2
+register slots each); the spike queue the
+last step leaves is the register grid's; two half runs are one run. GPU only (skipped without
+one, and without clusters); the CPU checks at the end run everywhere.
+"""
+
+import numpy as np
+import pytest
+import spikeforge as sf
+from network_models import DT, spikeforge_objects
+from test_network_benchmarks import DURATION, drawn, reference
+from test_network_one_barrier import assert_is_the_reference, gpu_state, one_barrier_network, run
+from test_network_persistent import GPU
+
+CLUSTERS = GPU is not None and float(getattr(GPU, "compute_capability", "0")) >= 9.0
+cluster_only = pytest.mark.skipif(not CLUSTERS, reason="needs a GPU with thread-block clusters (sm_90)")
+SETTINGS = {"16 blocks": {}, "8 blocks": {"SPIKEFORGE_GRID_BLOCKS": "8"}}
+
+
+def test_the_one_barrier_network_has_the_cluster_kernel():
+    source = one_barrier_network(drawn("coba")).source("cuda", dtype="float64")
+    assert "One cluster barrier a step" in source
+    assert "barrier.cluster.arrive.release" in source and "mapa.u64" in source
+
+
+def test_cluster_is_a_strategy():
+    assert "cluster" in sf.Network.STRATEGIES
+
+
+@cluster_only
+@pytest.mark.parametrize("setting", list(SETTINGS))
+@pytest.mark.parametrize("name", ["cuba", "coba"])
+def test_cluster_float64_is_the_reference(name, setting):
+    net, ref = drawn(name), reference(name)
+    network = one_barrier_network(net, strategy="cluster")
+    new, out = run(network, gpu_state(network, net), settings=SETTINGS[setting])
+    assert network.last_strategy == "cluster"
+    blocks = 16 if setting == "16 blocks" else 8
+    assert f"1 cluster of {blocks} blocks" in network.last_path_detail, network.last_path_detail
+    assert_is_the_reference(net, ref, new, out)
+
+
+@cluster_only
+def test_cluster_leaves_the_register_grids_spike_queue_and_two_half_runs_are_one_run():
+    net = drawn("coba")
+    network = one_barrier_network(net, strategy="cluster")
+    grid = one_barrier_network(net, strategy="grid")
+    state = gpu_state(network, net)
+    whole, out = run(network, state)
+    by_grid, _ = run(grid, state)
+    # the queue's one slot holds the last step's spikes in the order the warps' atomics took:
+    # the same set, and the same count
+    counts, grid_counts = (np.asarray(s["P"]["spike_queue_counts"]).ravel() for s in (whole, by_grid))
+    np.testing.assert_array_equal(counts, grid_counts)
+    queued, grid_queued = (np.sort(np.asarray(s["P"]["spike_queue"]).ravel()[: counts[0]]) for s in (whole, by_grid))
+    np.testing.assert_array_equal(queued, grid_queued)
+    half, out1 = run(network, state, DURATION / 2)
+    second, out2 = run(network, half, DURATION / 2)
+    for var in ("v", "ge", "gi"):
+        np.testing.assert_allclose(np.asarray(second["P"][var]), np.asarray(whole["P"][var]), rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(np.asarray(second["P"]["lastspike_step"]), np.asarray(whole["P"]["lastspike_step"]))
+    halves = np.asarray(out1.spike_count["P"]) + np.asarray(out2.spike_count["P"])
+    np.testing.assert_array_equal(halves, np.asarray(out.spike_count["P"]))
+
+
+@cluster_only
+def test_cluster_refuses_a_network_without_the_one_barrier_kernel():
+    net = drawn("coba")
+    P, Ce, Ci = spikeforge_objects(net)
+    # a spike monitor takes the general two-barrier kernel, which has no cluster variant
+    network = sf.Network(P, Ce, Ci, spikes=sf.SpikeMonitor(P, 100_000), dt=DT, strategy="cluster")
+    with pytest.raises(Exception, match="no cluster kernel"):
+        run(network, gpu_state(network, net))
+
+
+@pytest.mark.skipif(GPU is None or CLUSTERS, reason="needs a GPU without thread-block clusters")
+def test_cluster_without_clusters_is_a_clear_error():
+    net = drawn("coba")
+    network = one_barrier_network(net, strategy="cluster")
+    with pytest.raises(Exception, match="compute capability 9.0"):
+        run(network, gpu_state(network, net))
