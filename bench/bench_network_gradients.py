@@ -32,6 +32,9 @@ fast.
 
 ``--blocks 16,32,64``: fwd+bwd timed again with the CUDA adjoint kernel's grid limited to each
 of these numbers of blocks (``SPIKEFORGE_NETWORK_ADJOINT_BLOCKS``; no effect on a CPU).
+``--setting 'VAR=a;b'``: fwd+bwd timed again (and its gradients compared with ``lax.scan``'s)
+with the environment variable VAR set to each value in turn (settings read at each call, e.g.
+``SPIKEFORGE_NETWORK_ADJOINT_FAST=none;walk``), twice over in that order (drift shows).
 
 Times are medians of ``--repeats`` calls of the jitted functions after a warm-up call that
 compiles. Peak memory: the device's ``peak_bytes_in_use`` (``jax.Device.memory_stats()``, where
@@ -216,7 +219,38 @@ def gradient_functions(n: int, steps: int, dtype, checkpoint_every):
 BLOCKS_VAR = "SPIKEFORGE_NETWORK_ADJOINT_BLOCKS"
 
 
-def measure(n: int, steps: int, dtype_name: str, repeats: int, checkpoint_every: int | None, blocks: list[int]) -> dict:
+def with_settings(sf_grad, args, g_scan, settings: list[tuple[str, str]], repeats: int) -> dict:
+    """fwd+bwd and its gradients' differences from ``g_scan`` with each (variable, value) of
+    ``settings`` in the environment, the list timed twice over; the variables restored after."""
+    saved = {var: os.environ.get(var) for var, _ in settings}
+    out = {}
+    try:
+        for sweep in range(2):
+            for var, value in settings:
+                os.environ[var] = value
+                t = timed(sf_grad, *args, repeats=repeats)
+                entry = out.setdefault(f"{var}={value}", dict(times=[]))
+                entry["times"].append(t)
+                if sweep == 0:
+                    entry["differences"] = relative_differences(jax.block_until_ready(sf_grad(*args)), g_scan)
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+    return out
+
+
+def measure(
+    n: int,
+    steps: int,
+    dtype_name: str,
+    repeats: int,
+    checkpoint_every: int | None,
+    blocks: list[int],
+    settings: list[tuple[str, str]] = (),
+) -> dict:
     dtype = jnp.dtype(dtype_name)
     device = jax.devices()[0]
     state, args, forward, sf_grad, scan_grad, scan_forward, sf_vjp_forward, net = gradient_functions(
@@ -242,6 +276,7 @@ def measure(n: int, steps: int, dtype_name: str, repeats: int, checkpoint_every:
         os.environ[BLOCKS_VAR] = str(b)
         by_blocks[b] = timed(sf_grad, *args, repeats=repeats)
     os.environ.pop(BLOCKS_VAR, None)
+    by_setting = with_settings(sf_grad, args, g_scan, list(settings), repeats)
     _, counts = forward(*args)
     _, counts_ref = scan_forward(*args)
     counts, counts_ref = np.asarray(counts), np.asarray(counts_ref)
@@ -258,6 +293,7 @@ def measure(n: int, steps: int, dtype_name: str, repeats: int, checkpoint_every:
         scan_forward=t_scan_forward,
         vjp_forward=t_vjp_forward,
         gradient_by_blocks=by_blocks,
+        gradient_by_setting=by_setting,
         differences=relative_differences(g_sf, g_scan),
         peak=peak_sf,
         peak_scan=peak_scan,
@@ -301,6 +337,12 @@ def main() -> int:
         default="",
         help="also time fwd+bwd with the CUDA adjoint kernel's grid limited to these blocks (comma-separated)",
     )
+    p.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        help="VAR=a;b;c: also time fwd+bwd with the environment variable VAR at each value (repeatable)",
+    )
     p.add_argument("--no-check", action="store_true", help="skip the float64 check")
     p.add_argument("--json", default=None, help="also write the results to this file")
     args = p.parse_args()
@@ -309,7 +351,11 @@ def main() -> int:
         args.neurons, args.steps, args.repeats = 400, 100, 2
         check_size = (100, 60)
     blocks = [int(b) for b in args.blocks.split(",") if b.strip()]
-    row = measure(args.neurons, args.steps, args.dtype, args.repeats, args.checkpoint_every, blocks)
+    settings = []
+    for text in args.setting:
+        var, _, values = text.partition("=")
+        settings.extend((var.strip(), v) for v in values.split(";"))
+    row = measure(args.neurons, args.steps, args.dtype, args.repeats, args.checkpoint_every, blocks, settings)
     check = None if args.no_check else float64_check(*check_size)
     tolerance = TOLERANCE[args.dtype]
     ratio, speed_up = row["gradient"] / row["forward"], row["scan"] / row["gradient"]
@@ -334,12 +380,24 @@ def main() -> int:
     )
     for b, t in row["gradient_by_blocks"].items():
         print(f"fwd+bwd with the adjoint kernel on at most {b} blocks: {t:.5f} s ({t / row['forward']:.2f}x forward)")
+    for name, entry in row["gradient_by_setting"].items():
+        t = min(entry["times"])
+        times = " / ".join(f"{x:.5f}" for x in entry["times"])
+        diffs = ", ".join(f"d/d{k} {d:.2e}" for k, d in zip(NAMES, entry["differences"]))
+        print(
+            f"fwd+bwd with {name}: {times} s ({t / row['forward']:.2f}x forward, "
+            f"{row['scan'] / t:.1f}x lax.scan); against lax.scan {diffs}"
+        )
+        ok_setting = all(math.isfinite(d) and d <= TOLERANCE[args.dtype] for d in entry["differences"])
+        if not ok_setting:
+            print(f"FAILED: the gradients with {name} disagree", file=sys.stderr)
+        row.setdefault("settings_ok", []).append(ok_setting)
     diffs = ", ".join(f"d/d{k} {d:.2e}" for k, d in zip(NAMES, row["differences"]))
     print(
         f"against lax.scan ({args.dtype}, norm-wise, tolerance {tolerance:.0e}): {diffs}; "
         f"{row['neurons_with_other_counts']} neurons with other spike counts"
     )
-    ok = all(math.isfinite(d) and d <= tolerance for d in row["differences"])
+    ok = all(math.isfinite(d) and d <= tolerance for d in row["differences"]) and all(row.get("settings_ok", []))
     if check is not None:
         diffs = ", ".join(f"d/d{k} {d:.2e}" for k, d in zip(NAMES, check["differences"]))
         print(

@@ -8,7 +8,9 @@ mod common;
 use common::nvrtc_available;
 
 use serde_json::{json, Value};
-use spikeforge::codegen::network_adjoint_kernel::generate_network_adjoint;
+use spikeforge::codegen::network_adjoint_kernel::{
+    generate_network_adjoint, generate_network_adjoint_variant, FAST_VARIANTS,
+};
 use spikeforge::codegen::{prepare_network, Dialect};
 use spikeforge::runtime::cuda::{compile_cubin, CudaCompileOptions};
 use spikeforge::spec::network::NetworkSpec;
@@ -73,11 +75,70 @@ fn a_network_in_scope_generates_in_both_dialects() {
             cuda.source.contains("atomicAdd"),
             "shared additions are atomic on CUDA"
         );
+        // The warp-a-neuron variant: the same layout, the held walk back (two groups, a
+        // delivery with per-synapse delays gathered from its row).
+        let fast = generate_network_adjoint_variant(&net, Dialect::Cuda, FAST_VARIANTS).unwrap();
+        assert_eq!(fast.layout, cuda.layout);
+        assert!(fast.source.contains("sf_tgt_") && !cuda.source.contains("sf_tgt_"));
         if nvrtc_available() {
-            let cubin = compile_cubin(&cuda.source, (9, 0), &CudaCompileOptions::default())
-                .unwrap_or_else(|e| panic!("{dtype}: {e}\n{}", cuda.source));
-            assert_eq!(&cubin[..4], b"\x7fELF");
+            for source in [&cuda.source, &fast.source] {
+                let cubin = compile_cubin(source, (9, 0), &CudaCompileOptions::default())
+                    .unwrap_or_else(|e| panic!("{dtype}: {e}\n{source}"));
+                assert_eq!(&cubin[..4], b"\x7fELF");
+            }
         }
+    }
+}
+
+/// COBA (tests/networks/coba_one_barrier.json with a surrogate threshold and trainable weights:
+/// bench/bench_network_gradients.py's network) in float32: the CUDA kernel and its warp-a-neuron
+/// variant compile for sm_90 without spills, the held walk back's registers (each lane's first
+/// synapses, the neuron's adjoints) included, under the 1024-thread blocks' 64 registers a
+/// thread. (In float64 it spills, as the grid-stride kernel does a little: the handler takes it
+/// there only when asked.)
+#[test]
+fn the_coba_adjoint_kernel_does_not_spill() {
+    use spikeforge::codegen::network_adjoint_kernel::NETWORK_ADJOINT_ENTRY;
+    use spikeforge::runtime::cuda::compile_cubin_report;
+    if !nvrtc_available() {
+        return;
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/networks/coba_one_barrier.json");
+    let mut coba: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    coba["groups"][0]["model"]["surrogate"] =
+        json!({"kind": "fast_sigmoid", "slope": 1.0, "detach_reset": true});
+    for (p, model, on_pre) in [(0, "w : 1", "ge += w"), (1, "wi : 1 (shared)", "gi += wi")] {
+        let proj = coba["projections"][p].as_object_mut().unwrap();
+        proj.remove("constants");
+        proj.insert("model".into(), json!(model));
+        proj.insert("on_pre".into(), json!(on_pre));
+    }
+    let dtype = "float32";
+    coba["dtype"] = json!(dtype);
+    let spec = NetworkSpec::from_json(&coba.to_string()).unwrap();
+    let net = prepare_network(&spec).unwrap();
+    for fast in [0, FAST_VARIANTS] {
+        let cuda = generate_network_adjoint_variant(&net, Dialect::Cuda, fast).unwrap();
+        assert_eq!(
+            cuda.source.contains("sf_tgt_g0_0"),
+            fast != 0,
+            "the held walk back"
+        );
+        let (_, report) =
+            compile_cubin_report(&cuda.source, (9, 0), &CudaCompileOptions::default())
+                .unwrap_or_else(|e| panic!("{dtype}: {e}"));
+        let at = report
+            .find(&format!("'{NETWORK_ADJOINT_ENTRY}'"))
+            .expect("ptxas's report of the entry");
+        let own = &report[at..];
+        if std::env::var("SPIKEFORGE_SHOW_PTX").is_ok() {
+            eprintln!("{dtype} variant {fast}: {own}");
+        }
+        assert!(
+            own.contains(" 0 bytes spill stores, 0 bytes spill loads"),
+            "{dtype} variant {fast}: {NETWORK_ADJOINT_ENTRY} spills:\n{own}"
+        );
     }
 }
 
@@ -232,7 +293,6 @@ fn emulate(steps: usize, name: &str) {
     let spec = NetworkSpec::from_json(&network("float64").to_string()).unwrap();
     let net = prepare_network(&spec).unwrap();
     let c = generate_network_adjoint(&net, Dialect::C).unwrap();
-    let cuda = generate_network_adjoint(&net, Dialect::Cuda).unwrap();
     assert!(c.source.contains("if (sf_steps <= 3)"), "the record mode");
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let n_syn: Vec<usize> = vec![120, 40, 60];
@@ -373,7 +433,8 @@ fn emulate(steps: usize, name: &str) {
         )
     };
     let shim = "#include <atomic>\n#include <cstring>\n#include <barrier>\n#include <thread>\n#include <cstdio>\nstruct sf_dim3 { unsigned x; };\nstatic thread_local sf_dim3 threadIdx, blockIdx;\nstatic sf_dim3 blockDim, gridDim;\nstatic thread_local std::barrier<>* sf_bar;\nstatic thread_local std::barrier<>* sf_warp;\nstatic thread_local double* sf_slots;\nstatic void __syncthreads() { sf_bar->arrive_and_wait(); }\nstatic void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }\nstatic long long clock64() { return 0; }\nstatic void __trap() { std::abort(); }\ntemplate <class T> static T atomicAdd(T* p, T v) { return std::atomic_ref<T>(*p).fetch_add(v); }\ntemplate <class T> static T __shfl_down_sync(unsigned, T v, int d) { static_assert(sizeof(T) <= sizeof(double)); const unsigned lane = threadIdx.x & 31u; std::memcpy(&sf_slots[lane], &v, sizeof(T)); sf_warp->arrive_and_wait(); T r = v; if (lane + d < 32u) std::memcpy(&r, &sf_slots[lane + d], sizeof(T)); sf_warp->arrive_and_wait(); return r; }\ntemplate <class T> static T __shfl_xor_sync(unsigned, T v, int d) { const unsigned lane = threadIdx.x & 31u; std::memcpy(&sf_slots[lane], &v, sizeof(T)); sf_warp->arrive_and_wait(); T r; std::memcpy(&r, &sf_slots[lane ^ d], sizeof(T)); sf_warp->arrive_and_wait(); return r; }\nstatic void __syncwarp() { sf_warp->arrive_and_wait(); }\nstatic unsigned __ballot_sync(unsigned, bool p) { const unsigned lane = threadIdx.x & 31u; sf_slots[lane] = p ? 1.0 : 0.0; sf_warp->arrive_and_wait(); unsigned b = 0; for (unsigned l = 0; l < 32u; ++l) b |= (sf_slots[l] != 0.0 ? 1u : 0u) << l; sf_warp->arrive_and_wait(); return b; }\nstatic int __ffs(int x) { return __builtin_ffs(x); }\ntemplate <class T> static T __shfl_sync(unsigned, T v, int src) { static_assert(sizeof(T) <= sizeof(double)); const unsigned lane = threadIdx.x & 31u; std::memcpy(&sf_slots[lane], &v, sizeof(T)); sf_warp->arrive_and_wait(); T r; std::memcpy(&r, &sf_slots[src & 31], sizeof(T)); sf_warp->arrive_and_wait(); return r; }\n";
-    let cuda_program = |blocks: usize, threads: usize| {
+    let cuda_program = |blocks: usize, threads: usize, fast: i32| {
+        let cuda = generate_network_adjoint_variant(&net, Dialect::Cuda, fast).unwrap();
         format!(
             "{shim}{}{}{}{}",
             cuda_emulation::head(),
@@ -399,12 +460,21 @@ fn emulate(steps: usize, name: &str) {
         std::fs::read(path).unwrap()
     };
     let from_c = run(&c_exe, "c.bin");
-    // One block; blocks of one warp (rows and neurons across many blocks); 3 blocks of 2 warps
-    // (a grid-stride share that wraps, chunk boundaries inside the populations).
-    for (blocks, threads) in [(1usize, 64usize), (5, 32), (3, 64)] {
-        let name = format!("cuda_kernel_{blocks}x{threads}");
+    // The grid-stride kernel on one block; blocks of one warp (rows and neurons across many
+    // blocks); 3 blocks of 2 warps (a grid-stride share that wraps, chunk boundaries inside the
+    // populations); 8 blocks of 4 warps (a warp for each neuron). The warp-a-neuron variant
+    // (FAST_VARIANTS: the held walk back, record mode's deliveries a warp a spike) on 8 blocks
+    // of 4 warps, a warp for each of the largest group's 30 neurons and two to spare.
+    for (blocks, threads, fast) in [
+        (1usize, 64usize, 0),
+        (5, 32, 0),
+        (3, 64, 0),
+        (8, 128, 0),
+        (8, 128, FAST_VARIANTS),
+    ] {
+        let name = format!("cuda_kernel_{blocks}x{threads}_fast{fast}");
         let cuda_exe = cuda_emulation::compile(
-            &cuda_program(blocks, threads),
+            &cuda_program(blocks, threads, fast),
             &dir,
             &name,
             &["-std=c++20", "-O1", "-ffp-contract=off", "-pthread", "-w"],

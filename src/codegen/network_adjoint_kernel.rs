@@ -25,6 +25,14 @@
 //!    synapses' gradients and its own adjoints: no atomic addition but a shared weight's (its
 //!    lanes' sum, added by lane 0).
 //!
+//! **Warp-a-neuron variant** (CUDA, [`FAST_VARIANTS`]; a kernel of its own, for a grid with a
+//! warp for every neuron of the largest group): warp `sf_wi` owns neuron `sf_wi` of each
+//! group. Record mode's deliveries become a warp a spiking neuron ([`FAST_DELIVERIES`]), and
+//! the walk back holds the neuron for the segment ([`FAST_WALK`]): its lanes keep its first
+//! synapses' targets and increments ([`GATHER_SLOTS`] a lane) and its adjoints in registers, so
+//! that a step's gather is one round of loads (the adjoints of its targets) instead of three
+//! dependent ones (row ends, targets, adjoints) and nothing is stored but the history.
+//!
 //! The adjoints of what was delivered live in a history of `2 + longest delay` steps per group
 //! and variable, carried from segment to segment (the spikes of a segment read the adjoints of
 //! later steps; one slot is written while the others are read). The C dialect runs the same
@@ -78,6 +86,32 @@ pub const CUDA_BLOCK: u32 = 1024;
 /// release reductions and acquire loads, zero for the one of fences
 /// (`SPIKEFORGE_NETWORK_ADJOINT_BARRIER`; see `write_cuda_functions`).
 pub const ACQUIRE_RELEASE_PARAM: &str = "sf_acquire_release";
+
+/// The CUDA kernel's warp-a-neuron variants ([`generate_network_adjoint_variant`]'s `fast`: a
+/// sum of [`FAST_WALK`] and [`FAST_DELIVERIES`]; 0 the grid-stride kernel, which any grid
+/// runs). A variant runs on a grid of at least a warp per neuron of the largest group (it traps
+/// on a smaller one); the handler takes it where its grid is that large and
+/// `SPIKEFORGE_NETWORK_ADJOINT_FAST` asks for it. Separate kernels, not a launch parameter: both
+/// walks in one kernel (a branch) made ptxas spill under the 64 registers a thread.
+pub const FAST_VARIANTS: i32 = FAST_WALK | FAST_DELIVERIES;
+
+/// The walk back with each warp's neuron held for the whole segment: its synapses' targets and
+/// increments in its lanes' registers (loaded once, so that a step's gather is one round of
+/// loads of the adjoints it reads, not three dependent ones: row ends, targets, adjoints), its
+/// adjoints in registers from step to step (stored once, at the segment's start).
+pub const FAST_WALK: i32 = 1;
+
+/// Record mode's deliveries by a warp a spiking neuron (the warp's lanes share its row, each
+/// lane's targets and increments loaded before its atomic additions), instead of a thread a
+/// neuron whose warp delivers its lanes' spikes one after another.
+pub const FAST_DELIVERIES: i32 = 2;
+
+/// Synapses that each lane of the walk back's warp holds in registers ([`FAST_WALK`]) for the
+/// deliveries (with homogeneous delays) from its neuron's group: rows of up to 32 times that
+/// many synapses are gathered from registers alone, the rest of a longer row loaded at every
+/// step. One set for deliveries whose source ranges are disjoint (COBA's two projections: rows
+/// of up to 128 synapses, its rows have 80), else `max(1, GATHER_SLOTS / m)` for each of `m`.
+pub const GATHER_SLOTS: usize = 4;
 
 /// The scratch output (owner `""`) that holds the CUDA grid barrier's arrival counter: one
 /// 32-bit word the handler zeroes before each launch.
@@ -462,13 +496,28 @@ pub fn generate_network_adjoint(
     net: &NetworkIr,
     dialect: Dialect,
 ) -> Result<GeneratedNetworkAdjoint, NotDifferentiable> {
+    generate_network_adjoint_variant(net, dialect, 0)
+}
+
+/// [`generate_network_adjoint`] with the CUDA kernel's warp-a-neuron paths `fast` (see
+/// [`FAST_VARIANTS`]; the C kernel is the same whatever `fast`).
+pub fn generate_network_adjoint_variant(
+    net: &NetworkIr,
+    dialect: Dialect,
+    fast: i32,
+) -> Result<GeneratedNetworkAdjoint, NotDifferentiable> {
     let adj = network_adjoint(net)?;
     let layout = network_adjoint_layout(net, &adj);
+    let fast = match dialect {
+        Dialect::C => 0,
+        Dialect::Cuda => fast & FAST_VARIANTS,
+    };
     let writer = Writer {
         net,
         adj: &adj,
         layout: &layout,
         dialect,
+        fast,
     };
     Ok(GeneratedNetworkAdjoint {
         source: render(|w| writer.write(w)),
@@ -482,8 +531,11 @@ pub fn generate_network_adjoint(
 enum Part {
     /// The adjoints of what was delivered in the segment's last step.
     LastDelivered,
-    /// One step back (`sf_k`).
+    /// One step back (`sf_k`), each neuron of the group by a warp of the grid-stride loop.
     Step,
+    /// One step back (`sf_k`), the neuron `sf_wi` of the group (if any) by this warp, its
+    /// adjoints and its synapses held in registers ([`FAST_WALK`], `write_held_walk`).
+    HeldStep,
 }
 
 /// The passes of a delivery in the kernel.
@@ -491,18 +543,36 @@ enum Part {
 enum Pass {
     /// The recomputation: spikes of the checkpoint's queue arriving in the segment.
     Queued,
-    /// The recomputation: the spike of neuron `sf_i` at `sf_s`, its arrivals in the segment.
+    /// The recomputation: the spike of neuron `sf_i` at `sf_s`, its arrivals in the segment
+    /// (CUDA: by the warp of the neuron's thread, the row's ends from its lane).
     Spike,
+    /// Record mode's spike of neuron `sf_i` at `sf_s` by a warp of its own
+    /// ([`FAST_DELIVERIES`]): the lanes share the row, each loads its targets and increments
+    /// ([`DELIVERY_UNROLL`] of them) before its atomic additions.
+    WarpSpike,
     /// The transposed propagation for source neuron `sf_i` at step `sf_s`: its spike's
     /// cotangent gathered from the history of `a_Δ`, and its synapses' weights' gradients.
-    Gather,
+    /// `held`: the row's first synapses are the lane's registers (`write_held_walk`).
+    Gather { held: bool },
 }
+
+/// The registers of the held walk back that hold a delivery's first synapses (`Writer::held`):
+/// `sf_ra_<name>`, `sf_rb_<name>` (the row's ends), `sf_tgt_<name>_<q>`, `sf_inc_<name>_<q>`.
+struct HeldSet {
+    name: String,
+    slots: usize,
+}
+
+/// Synapses a lane of a warp-a-spike delivery ([`Pass::WarpSpike`]) loads before its atomics.
+const DELIVERY_UNROLL: usize = 4;
 
 struct Writer<'a> {
     net: &'a NetworkIr,
     adj: &'a NetworkAdjoint,
     layout: &'a NetAdjointLayout,
     dialect: Dialect,
+    /// The warp-a-neuron paths (CUDA; 0 in C).
+    fast: i32,
 }
 
 impl Writer<'_> {
@@ -755,6 +825,20 @@ impl Writer<'_> {
                     "unsigned int* const sf_barrier = (unsigned int*) {};\nunsigned int sf_arrivals = 0;",
                     self.output("", GRID_BARRIER)
                 )?;
+                if self.fast != 0 {
+                    // The warp-a-neuron paths: a warp for each neuron of the largest group.
+                    let largest = self.net.groups.iter().map(|g| g.n).max().unwrap_or(0);
+                    writeln!(
+                        w,
+                        "const int64_t sf_wi = ((int64_t) blockIdx.x * blockDim.x + threadIdx.x) >> 5;\nconst int64_t sf_lane = (int64_t) (threadIdx.x & 31u);\n(void) sf_lane;"
+                    )?;
+                    w.block(
+                        format!("if ((((int64_t) gridDim.x * blockDim.x) >> 5) < {largest})"),
+                        |w| {
+                            writeln!(w, "if (blockIdx.x == 0 && threadIdx.x == 0) printf(\"spikeforge: the network adjoint kernel's warp-a-neuron variant needs a warp for each of {largest} neurons, launched with %u blocks of %u threads\\n\", gridDim.x, blockDim.x);\n__trap();")
+                        },
+                    )?;
+                }
             }
             // Forwards from the checkpoint: the segment recomputed, a barrier a step (see
             // `write_recompute`).
@@ -780,8 +864,18 @@ impl Writer<'_> {
                 // recomputes its steps alone. Two barriers a segment, not one a step.
                 Some(r) => {
                     w.block(format!("if (sf_steps <= {r})"), |w| {
-                        for ga in 0..self.adj.groups.len() {
-                            self.write_recorded_deliveries(ga, w)?;
+                        let threads = |w: &mut SourceWriter| -> fmt::Result {
+                            for ga in 0..self.adj.groups.len() {
+                                self.write_recorded_deliveries(ga, w)?;
+                            }
+                            Ok(())
+                        };
+                        if self.fast & FAST_DELIVERIES != 0 {
+                            for ga in 0..self.adj.groups.len() {
+                                self.write_warp_recorded_deliveries(ga, w)?;
+                            }
+                        } else {
+                            threads(w)?;
                         }
                         self.sync(w)?;
                         for ga in 0..self.adj.groups.len() {
@@ -802,15 +896,22 @@ impl Writer<'_> {
                 self.write_group(ga, Part::LastDelivered, w)?;
             }
             self.sync(w)?;
-            w.block(
-                "for (int64_t sf_k = sf_steps - 1; sf_k >= 0; --sf_k)",
-                |w| {
-                    for ga in 0..self.adj.groups.len() {
-                        self.write_group(ga, Part::Step, w)?;
-                    }
-                    self.sync(w)
-                },
-            )
+            let general = |w: &mut SourceWriter| {
+                w.block(
+                    "for (int64_t sf_k = sf_steps - 1; sf_k >= 0; --sf_k)",
+                    |w| {
+                        for ga in 0..self.adj.groups.len() {
+                            self.write_group(ga, Part::Step, w)?;
+                        }
+                        self.sync(w)
+                    },
+                )
+            };
+            if self.fast & FAST_WALK != 0 {
+                self.write_held_walk(w)
+            } else {
+                general(w)
+            }
         })?;
         w.write_str("}\n")
     }
@@ -1245,7 +1346,10 @@ bool sf_c_nr = false;",
     /// adjoints of what was delivered at the segment's last step. `Part::Step`: at step `sf_k`,
     /// the neuron's spike cotangent from its synapses (each delivery it is a source of), its
     /// step adjoint, then the adjoints of what was delivered to it at `sf_k - 1` into the
-    /// history (read by the gathers of the next barrier's step).
+    /// history (read by the gathers of the next barrier's step). `Part::HeldStep`: the same
+    /// step for the warp's own neuron `sf_wi`, its adjoints and its parameters' gradients in
+    /// the registers that `write_held_walk` declares (`sf_adj<ga>_<k>`, `sf_gin<ga>_<j>`),
+    /// its first synapses too (the gathers' `held` pass).
     fn write_group(&self, ga: usize, part: Part, w: &mut SourceWriter) -> fmt::Result {
         let adj = &self.adj.groups[ga];
         let group = &self.net.groups[adj.group];
@@ -1257,6 +1361,7 @@ bool sf_c_nr = false;",
         // `held`: the adjoints after the step are this lane's `sf_next<k>` (the walk back
         // computed them in the step before), else they are read from `adjoint:<x>`.
         // (`held`: the step's values were loaded before, as `sf_prev_<name>`.)
+        let held_step = part == Part::HeldStep;
         let common = |w: &mut SourceWriter, held: bool| -> fmt::Result {
             if held {
                 for v in &adj.dag.stored {
@@ -1276,6 +1381,8 @@ bool sf_c_nr = false;",
             for (k, v) in adj.dag.stored.iter().enumerate() {
                 if held {
                     writeln!(w, "const {real} sf_a{k} = sf_next{k};")?;
+                } else if held_step {
+                    writeln!(w, "const {real} sf_a{k} = sf_adj{ga}_{k};")?;
                 } else {
                     let a = self.output(o, &format!("adjoint:{}", ir.symbol(*v).name));
                     writeln!(w, "const {real} sf_a{k} = {a}[sf_i];")?;
@@ -1308,7 +1415,15 @@ bool sf_c_nr = false;",
             });
         }
         let sources = self.deliveries_from(adj.group);
-        w.block(self.each_warp("sf_i", &n.to_string()), |w| {
+        let head = if held_step {
+            format!("if (sf_on{ga})")
+        } else {
+            self.each_warp("sf_i", &n.to_string())
+        };
+        w.block(head, |w| {
+            if held_step {
+                w.write_str("const int64_t sf_i = sf_wi;\n")?;
+            }
             // The adjoints after step sf_k - 1, which the step computes: every lane's copy.
             for k in 0..adj.dag.stored.len() {
                 writeln!(w, "{real} sf_next{k};")?;
@@ -1339,7 +1454,8 @@ bool sf_c_nr = false;",
                 }
                 writeln!(w, "{real} sf_synaptic = 0;")?;
                 for d in &sources {
-                    self.write_gather(*d, w)?;
+                    let held = held_step && self.held(*d).is_some();
+                    self.write_delivery(*d, Pass::Gather { held }, w)?;
                 }
                 if !sources.is_empty() {
                     writeln!(w, "sf_synaptic = {};", self.warp_all_sum("sf_synaptic"))?;
@@ -1352,17 +1468,25 @@ bool sf_c_nr = false;",
                 for (k, text) in states.iter().enumerate() {
                     writeln!(w, "const {real} sf_na{k} = {text};")?;
                 }
-                for ((v, _), text) in adj.dag.inputs.iter().zip(inputs) {
+                for (j, ((v, _), text)) in adj.dag.inputs.iter().zip(inputs).enumerate() {
+                    if held_step {
+                        writeln!(w, "sf_gin{ga}_{j} += {text};")?;
+                        continue;
+                    }
                     let g = self.output(o, &format!("grad:{}", ir.symbol(*v).name));
                     writeln!(w, "{lane0}{g}[sf_i] += {text};")?;
                 }
                 // Every lane has read the adjoints before lane 0 replaces them.
-                if self.dialect == Dialect::Cuda {
+                if self.dialect == Dialect::Cuda && !held_step {
                     w.write_str("__syncwarp();\n")?;
                 }
                 for (k, v) in adj.dag.stored.iter().enumerate() {
                     let name = &ir.symbol(*v).name;
                     writeln!(w, "sf_next{k} = sf_na{k} + sf_sc{k};")?;
+                    if held_step {
+                        writeln!(w, "sf_adj{ga}_{k} = sf_next{k};")?;
+                        continue;
+                    }
                     writeln!(
                         w,
                         "{lane0}{}[sf_i] = sf_next{k};",
@@ -1420,9 +1544,176 @@ bool sf_c_nr = false;",
         self.write_delivery(d, Pass::Spike, w)
     }
 
-    /// The transposed propagation of delivery d for source neuron `sf_i` at step `sf_s`.
-    fn write_gather(&self, d: usize, w: &mut SourceWriter) -> fmt::Result {
-        self.write_delivery(d, Pass::Gather, w)
+    /// The registers in which a lane of the held walk back holds delivery d's first synapses,
+    /// or `None` where d's delays are per synapse (its gather loads its row at every step).
+    /// Where the group's deliveries with homogeneous delays have disjoint source ranges (a
+    /// neuron is the source of one of them at most: COBA's two), they share one set of
+    /// [`GATHER_SLOTS`] slots; else each has its own `max(1, GATHER_SLOTS / m)`.
+    fn held(&self, d: usize) -> Option<HeldSet> {
+        let homogeneous =
+            |d: usize| matches!(self.adj.deliveries[d].delay, DelayIr::Homogeneous { .. });
+        if !homogeneous(d) {
+            return None;
+        }
+        let source = self.net.projections[self.adj.deliveries[d].projection].source;
+        let mine: Vec<usize> = (self.deliveries_from(source).into_iter())
+            .filter(|e| homogeneous(*e))
+            .collect();
+        let range =
+            |e: usize| &self.net.projections[self.adj.deliveries[e].projection].source_range;
+        let disjoint = mine.iter().enumerate().all(|(k, a)| {
+            mine[k + 1..]
+                .iter()
+                .all(|b| range(*a).end <= range(*b).start || range(*b).end <= range(*a).start)
+        });
+        Some(if disjoint {
+            HeldSet {
+                name: format!("g{source}"),
+                slots: GATHER_SLOTS,
+            }
+        } else {
+            HeldSet {
+                name: format!("d{d}"),
+                slots: (GATHER_SLOTS / mine.len()).max(1),
+            }
+        })
+    }
+
+    /// The walk back with a warp a neuron held for the segment ([`FAST_WALK`]; CUDA, a grid of
+    /// at least a warp per neuron of the largest group): warp `sf_wi` takes neuron `sf_wi` of
+    /// each group (`sf_on<ga>`: if the group has one). Before the steps its lanes load the
+    /// neuron's adjoints and its parameters' gradients (`sf_adj<ga>_<k>`, `sf_gin<ga>_<j>`),
+    /// and for each delivery from it (homogeneous delays) its row's ends (`sf_ra<d>`,
+    /// `sf_rb<d>`) and each lane's first synapses' targets and increments (`sf_tgt<d>_<q>`,
+    /// -1 past the row's end; `sf_inc<d>_<q>`): a step's gather then loads only the adjoints
+    /// it reads, all at once. The steps as `Part::HeldStep`, a barrier each; lane 0 stores the
+    /// adjoints and gradients at the end.
+    fn write_held_walk(&self, w: &mut SourceWriter) -> fmt::Result {
+        let real = self.real();
+        for (ga, adj) in self.adj.groups.iter().enumerate() {
+            let group = &self.net.groups[adj.group];
+            let ir = group.neuron_ir().expect("a neuron group");
+            let (o, n) = (&group.name, group.n);
+            writeln!(w, "const bool sf_on{ga} = sf_wi < {n};")?;
+            for (k, v) in adj.dag.stored.iter().enumerate() {
+                let a = self.output(o, &format!("adjoint:{}", ir.symbol(*v).name));
+                writeln!(
+                    w,
+                    "{real} sf_adj{ga}_{k} = sf_on{ga} ? {a}[sf_wi] : ({real}) 0;"
+                )?;
+            }
+            for (j, (v, _)) in adj.dag.inputs.iter().enumerate() {
+                let g = self.output(o, &format!("grad:{}", ir.symbol(*v).name));
+                writeln!(
+                    w,
+                    "{real} sf_gin{ga}_{j} = sf_on{ga} ? {g}[sf_wi] : ({real}) 0;"
+                )?;
+            }
+            let mut declared: Vec<String> = Vec::new();
+            for d in self.deliveries_from(adj.group) {
+                let Some(HeldSet { name: set, slots }) = self.held(d) else {
+                    continue;
+                };
+                let del = &self.adj.deliveries[d];
+                let proj = &self.net.projections[del.projection];
+                let p = del.projection;
+                let (s0, n_pre, n_post) = (proj.source_range.start, proj.n_pre(), proj.n_post());
+                let rows = self.input(&proj.name, "row_offsets");
+                let targets = self.input(&proj.name, "targets");
+                if !declared.contains(&set) {
+                    writeln!(w, "int32_t sf_ra_{set} = 0, sf_rb_{set} = 0;")?;
+                    for q in 0..slots {
+                        writeln!(
+                            w,
+                            "int32_t sf_tgt_{set}_{q} = -1;\n{real} sf_inc_{set}_{q} = 0;"
+                        )?;
+                    }
+                    declared.push(set.clone());
+                }
+                writeln!(w, "/* {}: the lanes' first synapses */", proj.name)?;
+                w.block(
+                    format!("if (sf_on{ga} && sf_wi >= {s0} && sf_wi < {s0} + {n_pre})"),
+                    |w| {
+                        writeln!(
+                            w,
+                            "int64_t sf_a = {rows}[sf_wi - {s0}], sf_b = {rows}[sf_wi - {s0} + 1];\nif (sf_a < 0) sf_a = 0;\nif (sf_b > sf_nsyn{p}) sf_b = sf_nsyn{p};\nsf_ra_{set} = (int32_t) sf_a;\nsf_rb_{set} = (int32_t) sf_b;"
+                        )?;
+                        for q in 0..slots {
+                            w.block("", |w| {
+                                writeln!(
+                                    w,
+                                    "const int64_t sf_syn = sf_a + sf_lane + {};",
+                                    32 * q
+                                )?;
+                                w.block("if (sf_syn < sf_b)", |w| {
+                                    writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
+                                    w.block(format!("if (sf_j >= 0 && sf_j < {n_post})"), |w| {
+                                        let e = self
+                                            .print_synapse(d, &del.arena, &[del.increment], w)?
+                                            .remove(0);
+                                        writeln!(
+                                            w,
+                                            "sf_tgt_{set}_{q} = (int32_t) sf_j;\nsf_inc_{set}_{q} = {e};"
+                                        )
+                                    })
+                                })
+                            })?;
+                        }
+                        Ok(())
+                    },
+                )?;
+            }
+        }
+        w.block(
+            "for (int64_t sf_k = sf_steps - 1; sf_k >= 0; --sf_k)",
+            |w| {
+                for ga in 0..self.adj.groups.len() {
+                    self.write_group(ga, Part::HeldStep, w)?;
+                }
+                self.sync(w)
+            },
+        )?;
+        for (ga, adj) in self.adj.groups.iter().enumerate() {
+            let group = &self.net.groups[adj.group];
+            let ir = group.neuron_ir().expect("a neuron group");
+            let o = &group.name;
+            w.block(format!("if (sf_on{ga} && sf_lane == 0)"), |w| {
+                for (k, v) in adj.dag.stored.iter().enumerate() {
+                    let a = self.output(o, &format!("adjoint:{}", ir.symbol(*v).name));
+                    writeln!(w, "{a}[sf_wi] = sf_adj{ga}_{k};")?;
+                }
+                for (j, (v, _)) in adj.dag.inputs.iter().enumerate() {
+                    let g = self.output(o, &format!("grad:{}", ir.symbol(*v).name));
+                    writeln!(w, "{g}[sf_wi] = sf_gin{ga}_{j};")?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Record mode's first phase for group ga (a source) by a warp a neuron
+    /// ([`FAST_DELIVERIES`]): warp `sf_wi`'s neuron, if its recorded last spike falls in the
+    /// segment, delivers it with the warp's lanes (see `write_recorded_deliveries`).
+    fn write_warp_recorded_deliveries(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
+        let adj = &self.adj.groups[ga];
+        let group = &self.net.groups[adj.group];
+        if !is_source(self.net, self.adj, adj.group) {
+            return Ok(());
+        }
+        let record = self.input(&group.name, "lastspike_after");
+        w.block(format!("if (sf_wi < {})", group.n), |w| {
+            writeln!(
+                w,
+                "const int64_t sf_i = sf_wi;\nconst int64_t sf_s = (int64_t) {record}[sf_i] - sf_t0;"
+            )?;
+            w.block("if (sf_s >= 0 && sf_s < sf_steps)", |w| {
+                for d in self.deliveries_from(adj.group) {
+                    self.write_delivery(d, Pass::WarpSpike, w)?;
+                }
+                Ok(())
+            })
+        })
     }
 
     /// Delivery d in one of its passes (see [`Pass`]).
@@ -1544,8 +1835,53 @@ bool sf_c_nr = false;",
                     })
                 });
             }
-            Pass::Gather => {}
+            Pass::WarpSpike => {
+                // The warp's lanes share the row; each loads DELIVERY_UNROLL of its targets
+                // and increments, then adds them (one round trip of loads, not one a synapse).
+                let u = DELIVERY_UNROLL;
+                let real = self.real();
+                return w.block(format!("if (sf_i >= {s0} && sf_i < {s0} + {n_pre})"), |w| {
+                    writeln!(w, "const int64_t sf_r = sf_i - {s0};")?;
+                    w.block(format!("for ({delays})"), |w| {
+                        w.write_str("if (sf_s + sf_D >= sf_steps) continue;\n")?;
+                        range(w, false)?;
+                        w.block(
+                            format!("for (int64_t sf_base = sf_a + sf_lane; sf_base < sf_b; sf_base += {})", 32 * u),
+                            |w| {
+                                for q in 0..u {
+                                    writeln!(w, "int64_t sf_j{q} = -1;\n{real} sf_v{q} = 0;")?;
+                                    w.block("", |w| {
+                                        writeln!(w, "const int64_t sf_syn = sf_base + {};", 32 * q)?;
+                                        w.block("if (sf_syn < sf_b)", |w| {
+                                            writeln!(w, "sf_j{q} = {targets}[sf_syn];")?;
+                                            let e = self
+                                                .print_synapse(d, &del.arena, &[del.increment], w)?
+                                                .remove(0);
+                                            writeln!(w, "sf_v{q} = {e};")
+                                        })
+                                    })?;
+                                }
+                                for q in 0..u {
+                                    let target =
+                                        format!("{delta}[(sf_s + sf_D) * {nt} + {t0} + sf_j{q}]");
+                                    writeln!(
+                                        w,
+                                        "if (sf_j{q} >= 0 && sf_j{q} < {n_post}) {}",
+                                        self.accumulate(&target, &format!("sf_v{q}"))
+                                    )?;
+                                }
+                                Ok(())
+                            },
+                        )
+                    })
+                });
+            }
+            Pass::Gather { .. } => {}
         }
+        let held = match pass {
+            Pass::Gather { held } => held.then(|| self.held(d)).flatten(),
+            _ => None,
+        };
         // The gather: neuron sf_i's warp, its lanes sharing the row's synapses, adds its sum to
         // sf_synaptic (summed over the lanes by the caller); the shared weights' gradients are
         // summed over the lanes here and added by lane 0 (the warp's neuron spiked or not).
@@ -1571,12 +1907,64 @@ bool sf_c_nr = false;",
                     writeln!(w, "{real} sf_gw{k} = 0;")?;
                 }
             }
+            // Synapse sf_syn's weights' gradients (`texts`, the grads' expressions), its
+            // adjoint sf_ad: where the neuron fired.
+            let grads = |w: &mut SourceWriter, texts: &[String]| -> fmt::Result {
+                w.block("if (sf_fired)", |w| {
+                    for (k, (((v, _), text), sh)) in
+                        del.grads.iter().zip(texts).zip(&shared).enumerate()
+                    {
+                        if *sh {
+                            writeln!(w, "sf_gw{k} += sf_ad * ({text});")?;
+                        } else {
+                            let sym = proj.synapses.group.symbol(*v);
+                            let g = self.output(&proj.name, &format!("grad:{}", sym.name));
+                            writeln!(w, "{g}[sf_syn] += sf_ad * ({text});")?;
+                        }
+                    }
+                    Ok(())
+                })
+            };
             w.block(format!("for ({delays})"), |w| {
-                range(w, false)?;
+                match &held {
+                    // The lane's first synapses are registers; the loop below takes the rest.
+                    Some(HeldSet { name: set, slots }) => writeln!(
+                        w,
+                        "const int64_t sf_a = (int64_t) sf_ra_{set} + {}, sf_b = sf_rb_{set};",
+                        32 * slots
+                    )?,
+                    None => range(w, false)?,
+                }
                 writeln!(
                     w,
                     "const int64_t sf_at = ((sf_t_step + sf_D) % {h}) * {nt} + {t0};"
                 )?;
+                if let Some(HeldSet { name: set, slots }) = &held {
+                    let slots = *slots;
+                    // Every load first (one round trip), then the sums in the loop's order.
+                    for q in 0..slots {
+                        writeln!(
+                            w,
+                            "const {real} sf_ad{q} = sf_tgt_{set}_{q} >= 0 ? {history}[sf_at + sf_tgt_{set}_{q}] : ({real}) 0;"
+                        )?;
+                    }
+                    for q in 0..slots {
+                        writeln!(w, "sf_synaptic += sf_inc_{set}_{q} * sf_ad{q};")?;
+                    }
+                    if !del.grads.is_empty() {
+                        for q in 0..slots {
+                            w.block(format!("if (sf_tgt_{set}_{q} >= 0)"), |w| {
+                                writeln!(
+                                    w,
+                                    "const int64_t sf_syn = (int64_t) sf_ra_{set} + sf_lane + {};\nconst {real} sf_ad = sf_ad{q};\n(void) sf_syn;",
+                                    32 * q
+                                )?;
+                                let texts = self.print_synapse(d, &del.arena, &roots[1..], w)?;
+                                grads(w, &texts)
+                            })?;
+                        }
+                    }
+                }
                 w.block(
                     format!(
                         "for (int64_t sf_syn = sf_a + {lane}; sf_syn < sf_b; sf_syn += {width})"
@@ -1590,20 +1978,7 @@ bool sf_c_nr = false;",
                         if del.grads.is_empty() {
                             return Ok(());
                         }
-                        w.block("if (sf_fired)", |w| {
-                            for (k, (((v, _), text), sh)) in
-                                del.grads.iter().zip(&texts[1..]).zip(&shared).enumerate()
-                            {
-                                if *sh {
-                                    writeln!(w, "sf_gw{k} += sf_ad * ({text});")?;
-                                } else {
-                                    let sym = proj.synapses.group.symbol(*v);
-                                    let g = self.output(&proj.name, &format!("grad:{}", sym.name));
-                                    writeln!(w, "{g}[sf_syn] += sf_ad * ({text});")?;
-                                }
-                            }
-                            Ok(())
-                        })
+                        grads(w, &texts[1..])
                     },
                 )
             })?;

@@ -19,8 +19,9 @@ use super::loaded_kernels::LoadedKernels;
 use super::neuron_run::{cpu_options, cuda_options, launch_shaped_with_buffers, CEntry};
 use super::poison;
 use crate::codegen::network_adjoint_kernel::{
-    concrete_shape, cuda_threads, generate_network_adjoint, projection_order, NetAdjointArg,
-    NetAdjointLayout, CUDA_BLOCK, GRID_BARRIER, NETWORK_ADJOINT_ENTRY,
+    concrete_shape, cuda_threads, generate_network_adjoint, generate_network_adjoint_variant,
+    projection_order, NetAdjointArg, NetAdjointLayout, CUDA_BLOCK, FAST_VARIANTS, GRID_BARRIER,
+    NETWORK_ADJOINT_ENTRY,
 };
 use crate::codegen::Dialect;
 use crate::ir::network::NetworkIr;
@@ -32,19 +33,30 @@ type CpuKernel = super::loaded_kernels::CpuKernel<CEntry>;
 
 /// One call site of `spikeforge_network_grad`.
 pub struct NetworkGrad {
-    /// The key of the compiled adjoint kernel (distinct from the run's).
-    kernel_key: String,
+    /// The key of the network (the run's).
+    key: String,
     net: NetworkIr,
     layout: NetAdjointLayout,
     steps: usize,
-    kernels: LoadedKernels<CpuKernel, Arc<cuda::CudaFunction>>,
+    /// The kernels by their warp-a-neuron variant (`fast`, 0 to [`FAST_VARIANTS`]; the CPU's
+    /// is the first).
+    kernels: Vec<LoadedKernels<CpuKernel, Arc<cuda::CudaFunction>>>,
 }
 
 impl NetworkGrad {
-    fn source(&self, dialect: Dialect) -> String {
-        generate_network_adjoint(&self.net, dialect)
+    fn source(&self, dialect: Dialect, fast: i32) -> String {
+        generate_network_adjoint_variant(&self.net, dialect, fast)
             .expect("checked at instantiation")
             .source
+    }
+
+    /// The key of the compiled adjoint kernel of variant `fast` (distinct from the run's).
+    fn kernel_key(&self, fast: i32) -> String {
+        let key = &self.key;
+        crate::runtime::cache::sha256_hex(&match fast {
+            0 => format!("network adjoint\n{key}"),
+            _ => format!("network adjoint, warp-a-neuron variant {fast}\n{key}"),
+        })
     }
 }
 
@@ -70,11 +82,11 @@ impl Instance for NetworkGrad {
             )));
         }
         Ok(NetworkGrad {
-            kernel_key: crate::runtime::cache::sha256_hex(&format!("network adjoint\n{key}")),
+            key: key.to_owned(),
             net,
             layout,
             steps,
-            kernels: LoadedKernels::new(),
+            kernels: (0..=FAST_VARIANTS).map(|_| LoadedKernels::new()).collect(),
         })
     }
 }
@@ -154,11 +166,11 @@ impl Handler for NetworkGradCpu {
         let run = decode(call, site)?;
         // SAFETY: `CEntry` is the generated entry's signature.
         let kernel = unsafe {
-            site.kernels.cpu_keyed(
-                &site.kernel_key,
+            site.kernels[0].cpu_keyed(
+                &site.kernel_key(0),
                 NETWORK_ADJOINT_ENTRY,
                 &cpu_options(false),
-                || site.source(Dialect::C),
+                || site.source(Dialect::C, 0),
             )
         }?;
         if poison::enabled() {
@@ -184,7 +196,9 @@ impl Handler for NetworkGradCpu {
 }
 
 /// `spikeforge_network_grad` on CUDA: a cooperative grid on XLA's stream (one block where the
-/// device cannot launch cooperatively).
+/// device cannot launch cooperatively), of the kernel's warp-a-neuron variant that
+/// `SPIKEFORGE_NETWORK_ADJOINT_FAST` asks for (by default [`default_variant`]) where the grid
+/// gives every neuron of the largest group a warp, else of the grid-stride kernel.
 pub struct NetworkGradCuda;
 
 impl Handler for NetworkGradCuda {
@@ -194,33 +208,30 @@ impl Handler for NetworkGradCuda {
     fn execute(call: &CallFrame<'_>, site: &NetworkGrad) -> Result<(), FfiError> {
         let run = decode(call, site)?;
         let stream = call.stream()?;
-        let f = site.kernels.cuda_for_call(
-            stream,
-            &site.kernel_key,
-            NETWORK_ADJOINT_ENTRY,
-            &cuda_options(false),
-            || site.source(Dialect::Cuda),
-            &run.buffers.rets,
-        )?;
-        // Blocks of a whole number of warps; as many as the segment's work needs and the device
-        // holds at once (a cooperative grid: its blocks wait for each other at its barriers), at
-        // most SPIKEFORGE_NETWORK_ADJOINT_BLOCKS.
-        let block = (CUDA_BLOCK.min(f.max_threads_per_block()) / 32).max(1) * 32;
-        let neurons = site.net.groups.iter().map(|g| g.n).sum();
-        let rows = site
-            .net
-            .projections
-            .iter()
-            .map(|p| p.n_pre())
-            .max()
-            .unwrap_or(0);
-        let largest = site.net.groups.iter().map(|g| g.n).max().unwrap_or(0);
-        let wanted = cuda_threads(neurons, largest, rows, site.steps).div_ceil(block as usize);
-        let mut most = cuda::resident_blocks(&f, block, 0)?.max(1);
-        if let Some(limit) = crate::runtime::settings::network_adjoint_blocks()? {
-            most = most.min(limit);
+        let load = |fast: i32| {
+            site.kernels[fast as usize].cuda(stream, || {
+                Ok(cuda::load_function_keyed(
+                    &site.kernel_key(fast),
+                    NETWORK_ADJOINT_ENTRY,
+                    stream,
+                    &cuda_options(false),
+                    || site.source(Dialect::Cuda, fast),
+                )?)
+            })
+        };
+        let mut fast = crate::runtime::settings::network_adjoint_fast()?
+            .unwrap_or_else(|| default_variant(site));
+        let mut f = load(fast)?;
+        let (mut block, mut blocks) = grid(site, &f)?;
+        if fast != 0 && (blocks as usize) * (block as usize / 32) < largest_group(site) {
+            fast = 0;
+            f = load(fast)?;
+            (block, blocks) = grid(site, &f)?;
         }
-        let blocks = (wanted.min(u32::MAX as usize) as u32).clamp(1, most);
+        if poison::enabled() {
+            // SAFETY: the call's result buffers, device memory of these sizes, on XLA's stream.
+            unsafe { poison::device(&run.buffers.rets, stream) }?;
+        }
         // The barrier's counter starts at zero (after the outputs' poison, if any).
         let barrier = site
             .layout
@@ -248,4 +259,43 @@ impl Handler for NetworkGradCuda {
         // this order, are the generated kernel's parameters; the buffers belong to XLA's stream and stay valid for the call.
         unsafe { launch_shaped_with_buffers(&f, shape, stream, params, &run.buffers) }
     }
+}
+
+/// The warp-a-neuron variant a call takes when `SPIKEFORGE_NETWORK_ADJOINT_FAST` is unset:
+/// both paths in float32; none in float64, where ptxas spills the held walk back's registers
+/// (its doubles) under the 64 registers a thread, and which was not measured.
+fn default_variant(site: &NetworkGrad) -> i32 {
+    match site.net.dtype {
+        crate::types::ElemType::F32 => FAST_VARIANTS,
+        _ => 0,
+    }
+}
+
+/// The neurons of the network's largest group (a warp-a-neuron variant's grid has a warp for
+/// each).
+fn largest_group(site: &NetworkGrad) -> usize {
+    site.net.groups.iter().map(|g| g.n).max().unwrap_or(0)
+}
+
+/// The grid of kernel `f` for a call of `site`: blocks of a whole number of warps, as many as
+/// the segment's work needs and the device holds at once (a cooperative grid: its blocks wait
+/// for each other at its barriers), at most SPIKEFORGE_NETWORK_ADJOINT_BLOCKS.
+fn grid(site: &NetworkGrad, f: &cuda::CudaFunction) -> Result<(u32, u32), FfiError> {
+    let block = (CUDA_BLOCK.min(f.max_threads_per_block()) / 32).max(1) * 32;
+    let neurons = site.net.groups.iter().map(|g| g.n).sum();
+    let rows = site
+        .net
+        .projections
+        .iter()
+        .map(|p| p.n_pre())
+        .max()
+        .unwrap_or(0);
+    let wanted =
+        cuda_threads(neurons, largest_group(site), rows, site.steps).div_ceil(block as usize);
+    let mut most = cuda::resident_blocks(f, block, 0)?.max(1);
+    if let Some(limit) = crate::runtime::settings::network_adjoint_blocks()? {
+        most = most.min(limit);
+    }
+    let blocks = (wanted.min(u32::MAX as usize) as u32).clamp(1, most);
+    Ok((block, blocks))
 }

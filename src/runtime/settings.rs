@@ -27,6 +27,13 @@ pub const NETWORK_ADJOINT_BLOCKS_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BLOCKS"
 /// reduction, acquire polls). For measuring both on one device.
 pub const NETWORK_ADJOINT_BARRIER_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BARRIER";
 
+/// The CUDA network adjoint kernel's warp-a-neuron paths
+/// (`codegen::network_adjoint_kernel::FAST_WALK`, `FAST_DELIVERIES`): `none`, or a
+/// comma-separated list of `walk` and `deliveries`; unset: the handler's choice
+/// (`handlers::network_grad`). Taken where the grid gives every neuron a warp. For measuring
+/// them against the grid-stride paths, and for testing them in float64.
+pub const NETWORK_ADJOINT_FAST_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_FAST";
+
 /// The grid barrier of the persistent network kernel as a cooperative grid: `flat`, `split` or
 /// `grouped`
 /// (`codegen::network_kernel::BarrierVariant`); unset: by the grid's size
@@ -110,6 +117,27 @@ pub fn network_adjoint_acquire_release() -> Result<bool, RuntimeError> {
     }
 }
 
+/// [`NETWORK_ADJOINT_FAST_VAR`]: the kernel variant's flags, `None` when unset.
+pub fn network_adjoint_fast() -> Result<Option<i32>, RuntimeError> {
+    use crate::codegen::network_adjoint_kernel::{FAST_DELIVERIES, FAST_WALK};
+    let Some(text) = var(NETWORK_ADJOINT_FAST_VAR) else {
+        return Ok(None);
+    };
+    let expected = "none, or a comma-separated list of walk and deliveries";
+    if text.trim() == "none" {
+        return Ok(Some(0));
+    }
+    let mut flags = 0;
+    for part in text.split(',') {
+        flags |= match part.trim() {
+            "walk" => FAST_WALK,
+            "deliveries" => FAST_DELIVERIES,
+            _ => return Err(bad(NETWORK_ADJOINT_FAST_VAR, &text, expected)),
+        };
+    }
+    Ok(Some(flags))
+}
+
 /// [`GRID_BARRIER_VAR`]: `None` when unset.
 pub fn grid_barrier() -> Result<Option<BarrierVariant>, RuntimeError> {
     let Some(text) = var(GRID_BARRIER_VAR) else {
@@ -164,6 +192,7 @@ mod tests {
             GRID_BLOCKS_VAR,
             ADJOINT_TUNING_VAR,
             NETWORK_ADJOINT_BARRIER_VAR,
+            NETWORK_ADJOINT_FAST_VAR,
         ]
         .iter()
         .map(|k| (*k, "".as_ref()))
@@ -281,6 +310,36 @@ mod tests {
             out.contains(
                 "SPIKEFORGE_NETWORK_ADJOINT_BARRIER=fast: expected fence or acquire_release"
             ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    #[ignore = "run by the_adjoint_fast_setting_parses_and_refuses_nonsense"]
+    fn child_reads_adjoint_fast() {
+        println!(
+            "FAST {:?}",
+            network_adjoint_fast().map_err(|e| e.to_string())
+        );
+    }
+
+    #[test]
+    fn the_adjoint_fast_setting_parses_and_refuses_nonsense() {
+        let read = |vars: &[(&str, &str)]| child_of("child_reads_adjoint_fast", "FAST ", vars);
+        assert_eq!(read(&[]), "Ok(None)");
+        assert_eq!(read(&[(NETWORK_ADJOINT_FAST_VAR, "none")]), "Ok(Some(0))");
+        assert_eq!(read(&[(NETWORK_ADJOINT_FAST_VAR, " walk ")]), "Ok(Some(1))");
+        assert_eq!(
+            read(&[(NETWORK_ADJOINT_FAST_VAR, "deliveries")]),
+            "Ok(Some(2))"
+        );
+        assert_eq!(
+            read(&[(NETWORK_ADJOINT_FAST_VAR, "deliveries, walk")]),
+            "Ok(Some(3))"
+        );
+        let out = read(&[(NETWORK_ADJOINT_FAST_VAR, "walk,fast")]);
+        assert!(
+            out.contains("SPIKEFORGE_NETWORK_ADJOINT_FAST=walk,fast: expected none, or a"),
             "{out}"
         );
     }

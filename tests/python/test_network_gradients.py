@@ -32,7 +32,9 @@ SLOPE = 5.0
 REFRACTORY_STEPS = 3
 
 
-def build(*, per_synapse_delay=False, v_scale=1.0, threshold=True, seed=0, n=N, n_e=N_E, synapses=(150, 50)):
+def build(*, per_synapse_delay=False, v_scale=1.0, threshold=True, seed=0, n=N, n_e=N_E, synapses=(150, 50), hub=0):
+    """The test network; ``hub``: that many more synapses from the first neuron of each
+    projection's source (a row longer than the others)."""
     kw = dict(threshold="v > v_th", reset="v = 0", refractory=REFRACTORY_STEPS * DT) if threshold else {}
     P = sf.NeuronGroup(
         n,
@@ -49,8 +51,11 @@ def build(*, per_synapse_delay=False, v_scale=1.0, threshold=True, seed=0, n=N, 
         E = sf.Synapses(P[:n_e], P, "w : 1", on_pre="ge += w", delay=0.2, name="E")
     Inh = sf.Synapses(P[n_e:], P, "wi : 1 (shared)", on_pre=f"v_post -= {v_scale}*wi", name="I")
     rng = np.random.default_rng(seed)
-    E.connect(i=rng.integers(0, n_e, synapses[0]), j=rng.integers(0, n, synapses[0]))
-    Inh.connect(i=rng.integers(0, n - n_e, synapses[1]), j=rng.integers(0, n, synapses[1]))
+    first = np.zeros(hub, np.int64)
+    E.connect(i=np.concatenate([rng.integers(0, n_e, synapses[0]), first]), j=rng.integers(0, n, synapses[0] + hub))
+    Inh.connect(
+        i=np.concatenate([rng.integers(0, n - n_e, synapses[1]), first]), j=rng.integers(0, n, synapses[1] + hub)
+    )
     return sf.Network(P, E, Inh, vm=sf.StateMonitor(P, "v"), dt=DT)
 
 
@@ -237,6 +242,33 @@ def test_a_network_of_many_blocks_matches_jax_grad_of_lax_scan(device):
     want = jax.grad(reference_loss(state, steps), argnums=argnums)(*arguments(state))
     assert float(np.abs(np.asarray(want[3])).max()) > 0, "the weights' gradient should not vanish"
     assert_close(got, want, 1e-8)
+
+
+@pytest.mark.parametrize("fast", ["none", "walk", "deliveries", "walk,deliveries"])
+def test_warp_a_neuron_paths_match_jax_grad_of_lax_scan(device, fast, monkeypatch):
+    """CUDA: the adjoint kernel's warp-a-neuron paths (``SPIKEFORGE_NETWORK_ADJOINT_FAST``; the
+    grid gives each neuron a warp: the walk back with each neuron's first synapses, adjoints
+    and gradients in registers, record mode's deliveries a warp a spike) and the grid-stride
+    ones, against the reference to 1e-8: record mode (segments of 3) and the per-step
+    recomputation (segments of 7), homogeneous delays (the gathers from registers) and
+    per-synapse ones (from the row), hubs of 300 more synapses (rows longer than the registers
+    hold)."""
+    if device.platform == "cpu":
+        pytest.skip("the setting chooses between CUDA paths")
+    monkeypatch.setenv("SPIKEFORGE_NETWORK_ADJOINT_FAST", fast)
+    n, n_e = 1500, 1200
+    steps = 30
+    argnums = tuple(range(5))
+    for per_synapse_delay in (False, True):
+        net = build(per_synapse_delay=per_synapse_delay, n=n, n_e=n_e, synapses=(6000, 1500), hub=300)
+        state = initial(net, per_synapse_delay=per_synapse_delay, n=n)
+        want = jax.grad(reference_loss(state, steps), argnums=argnums)(*arguments(state))
+        assert float(np.abs(np.asarray(want[3])).max()) > 0, "the weights' gradient should not vanish"
+        for every in (3, 7):
+            got = jax.grad(spikeforge_loss(net, state, steps, checkpoint_every=every), argnums=argnums)(
+                *arguments(state)
+            )
+            assert_close(got, want, 1e-8)
 
 
 def test_checkpoint_spacing_does_not_change_the_gradient(device):
