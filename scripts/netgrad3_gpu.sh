@@ -4,6 +4,7 @@
 # this checkout's python_shim. Every step runs under `timeout`; logs go to $OUT (or /tmp).
 #   bash scripts/netgrad3_gpu.sh bench     # bench_network_gradients.py: main's paths (FAST=none) and each variant, same process
 #   bash scripts/netgrad3_gpu.sh costs     # per-call (forward) and per-segment (fwd+bwd) costs
+#   bash scripts/netgrad3_gpu.sh costs_nocb # the same without XLA's command buffers (CUDA graphs)
 #   bash scripts/netgrad3_gpu.sh profile   # ncu: every kernel's time in one gradient call
 #   bash scripts/netgrad3_gpu.sh check     # GPU network gradient tests (poisoned outputs)
 #   bash scripts/netgrad3_gpu.sh memcheck  # compute-sanitizer memcheck of scripts/network_grad_tiny.py
@@ -25,6 +26,9 @@ for what in "$@"; do
       ;;
     costs)
       run costs 150 python3 scripts/netgrad3_costs.py
+      ;;
+    costs_nocb)
+      run costs_nocb 150 env XLA_FLAGS=--xla_gpu_enable_command_buffer= python3 scripts/netgrad3_costs.py
       ;;
     profile)
       run profile 150 ncu --profile-from-start off --metrics gpu__time_duration.sum --csv --log-file "$LOG/ncu_times.csv" \
