@@ -632,6 +632,33 @@ impl Writer<'_> {
         }
     }
 
+    /// The loop of this thread over the `n` neurons of a group in a phase whose threads read no
+    /// other thread's values of the same phase (a barrier before and after): `each`, but in the
+    /// warp-a-neuron variants the neurons' chunks of 32 go to the blocks in turn (chunk `c` to
+    /// block `c mod gridDim.x`), so that a few thousand neurons' serial work (the record mode's
+    /// recomputation of the segment's steps) runs on every multiprocessor, a warp each, instead
+    /// of filling the first few blocks.
+    /// (The spread loop counts in 32 bits: its 64-bit form made ptxas spill.)
+    fn each_neuron(
+        &self,
+        n: usize,
+        w: &mut SourceWriter,
+        body: impl FnOnce(&mut SourceWriter) -> fmt::Result,
+    ) -> fmt::Result {
+        if self.fast == 0 {
+            return w.block(self.each("sf_i", &n.to_string()), body);
+        }
+        w.block(
+            format!(
+                "for (int32_t sf_n = ((int32_t) (threadIdx.x >> 5) * (int32_t) gridDim.x + (int32_t) blockIdx.x) * 32 + (int32_t) (threadIdx.x & 31u); sf_n < {n}; sf_n += (int32_t) (gridDim.x * blockDim.x))"
+            ),
+            |w| {
+                w.write_str("const int64_t sf_i = sf_n;\n")?;
+                body(w)
+            },
+        )
+    }
+
     /// The loop of this thread's warp over `0..n` (CUDA: a warp an element, its lanes
     /// `sf_lane` of `sf_width` share the element's work; C: the one thread, `sf_width` 1). The
     /// loop's condition is the same for the warp's lanes, so they may shuffle inside it.
@@ -1082,7 +1109,7 @@ impl Writer<'_> {
         let group = &self.net.groups[adj.group];
         let ir = group.neuron_ir().expect("a neuron group");
         let (o, n) = (&group.name, group.n);
-        w.block(self.each("sf_i", &n.to_string()), |w| {
+        self.each_neuron(n, w, |w| {
             for v in &adj.delivered_targets {
                 let d = self.output(o, &format!("delivered:{}", ir.symbol(*v).name));
                 writeln!(
@@ -1241,9 +1268,9 @@ impl Writer<'_> {
         let group = &self.net.groups[adj.group];
         let ir = group.neuron_ir().expect("a neuron group");
         let (o, n, real) = (&group.name, group.n, self.real());
-        w.block(self.each("sf_i", &n.to_string()), |w| {
+        self.each_neuron(n, w, |w| {
             // The neuron's state, refractoriness and last spike in registers from step to step
-            // (its thread wrote the segment's first state at the start).
+            // (written at the segment's start, before the last barrier).
             for (k, v) in adj.dag.stored.iter().enumerate() {
                 let x = self.output(o, &format!("state:{}", ir.symbol(*v).name));
                 writeln!(w, "{real} sf_c{k} = {x}[sf_i];")?;
