@@ -1613,8 +1613,8 @@ bool sf_c_nr = false;",
     /// and for each delivery from it (homogeneous delays) its row's ends (`sf_ra<d>`,
     /// `sf_rb<d>`) and each lane's first synapses' targets and increments (`sf_tgt<d>_<q>`,
     /// -1 past the row's end; `sf_inc<d>_<q>`): a step's gather then loads only the adjoints
-    /// it reads, all at once. The steps as `Part::HeldStep`, a barrier each; lane 0 stores the
-    /// adjoints and gradients at the end.
+    /// it reads, all at once. The steps as `Part::HeldStep`, a barrier between two; lane 0
+    /// stores the adjoints and gradients at the end.
     fn write_held_walk(&self, w: &mut SourceWriter) -> fmt::Result {
         let real = self.real();
         for (ga, adj) in self.adj.groups.iter().enumerate() {
@@ -1691,13 +1691,14 @@ bool sf_c_nr = false;",
                 )?;
             }
         }
+        // (No barrier after the last step: nothing reads its writes but the next launch.)
         w.block(
             "for (int64_t sf_k = sf_steps - 1; sf_k >= 0; --sf_k)",
             |w| {
                 for ga in 0..self.adj.groups.len() {
                     self.write_group(ga, Part::HeldStep, w)?;
                 }
-                self.sync(w)
+                w.block("if (sf_k > 0)", |w| self.sync(w))
             },
         )?;
         for (ga, adj) in self.adj.groups.iter().enumerate() {
