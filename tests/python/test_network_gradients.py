@@ -244,18 +244,16 @@ def test_a_network_of_many_blocks_matches_jax_grad_of_lax_scan(device):
     assert_close(got, want, 1e-8)
 
 
-@pytest.mark.parametrize("fast", ["none", "walk", "deliveries", "walk,deliveries"])
-def test_warp_a_neuron_paths_match_jax_grad_of_lax_scan(device, fast, monkeypatch):
-    """CUDA: the adjoint kernel's warp-a-neuron paths (``SPIKEFORGE_NETWORK_ADJOINT_FAST``; the
-    grid gives each neuron a warp: the walk back with each neuron's first synapses, adjoints
-    and gradients in registers, record mode's deliveries a warp a spike) and the grid-stride
-    ones, against the reference to 1e-8: record mode (segments of 3) and the per-step
-    recomputation (segments of 7), homogeneous delays (the gathers from registers) and
-    per-synapse ones (from the row), hubs of 300 more synapses (rows longer than the registers
-    hold)."""
+def test_warp_a_neuron_paths_match_jax_grad_of_lax_scan(device, monkeypatch):
+    """CUDA: the adjoint kernel's warp-a-neuron variants (``SPIKEFORGE_NETWORK_ADJOINT_FAST``,
+    read at each call; the grid gives each neuron a warp: the walk back with each neuron's first
+    synapses, adjoints and gradients in registers, record mode's deliveries a warp a spike) and
+    the grid-stride kernel (``none``, main's), against the reference to 1e-8: record mode
+    (segments of 3) and the per-step recomputation (segments of 7), homogeneous delays (the
+    gathers from registers) and per-synapse ones (from the row), hubs of 300 more synapses (rows
+    longer than the registers hold)."""
     if device.platform == "cpu":
-        pytest.skip("the setting chooses between CUDA paths")
-    monkeypatch.setenv("SPIKEFORGE_NETWORK_ADJOINT_FAST", fast)
+        pytest.skip("the setting chooses between CUDA kernels")
     n, n_e = 1500, 1200
     steps = 30
     argnums = tuple(range(5))
@@ -265,10 +263,11 @@ def test_warp_a_neuron_paths_match_jax_grad_of_lax_scan(device, fast, monkeypatc
         want = jax.grad(reference_loss(state, steps), argnums=argnums)(*arguments(state))
         assert float(np.abs(np.asarray(want[3])).max()) > 0, "the weights' gradient should not vanish"
         for every in (3, 7):
-            got = jax.grad(spikeforge_loss(net, state, steps, checkpoint_every=every), argnums=argnums)(
-                *arguments(state)
-            )
-            assert_close(got, want, 1e-8)
+            grad = jax.jit(jax.grad(spikeforge_loss(net, state, steps, checkpoint_every=every), argnums=argnums))
+            for fast in ("none", "walk", "deliveries", "walk,deliveries"):
+                monkeypatch.setenv("SPIKEFORGE_NETWORK_ADJOINT_FAST", fast)
+                got = grad(*arguments(state))
+                assert_close(got, want, 1e-8)
 
 
 def test_checkpoint_spacing_does_not_change_the_gradient(device):
