@@ -261,12 +261,17 @@ impl Handler for NetworkGradCuda {
     }
 }
 
+/// The warp-a-neuron variant of float32 networks when `SPIKEFORGE_NETWORK_ADJOINT_FAST` is
+/// unset: both paths. (Written before any GPU measurement of it, from the emulation suites,
+/// NVRTC's no-spill report and the float64 GPU tests' agreement; 0 takes main's kernel.)
+const DEFAULT_FAST: i32 = FAST_VARIANTS;
+
 /// The warp-a-neuron variant a call takes when `SPIKEFORGE_NETWORK_ADJOINT_FAST` is unset:
-/// both paths in float32; none in float64, where ptxas spills the held walk back's registers
-/// (its doubles) under the 64 registers a thread, and which was not measured.
+/// [`DEFAULT_FAST`] in float32; none in float64, where ptxas spills the held walk back's
+/// registers (its doubles) under the 64 registers a thread, and which was not measured.
 fn default_variant(site: &NetworkGrad) -> i32 {
     match site.net.dtype {
-        crate::types::ElemType::F32 => FAST_VARIANTS,
+        crate::types::ElemType::F32 => DEFAULT_FAST,
         _ => 0,
     }
 }
