@@ -262,8 +262,8 @@ impl Handler for NetworkGradCuda {
 }
 
 /// The warp-a-neuron variant of float32 networks when `SPIKEFORGE_NETWORK_ADJOINT_FAST` is
-/// unset: both paths. (Written before any GPU measurement of it, from the emulation suites,
-/// NVRTC's no-spill report and the float64 GPU tests' agreement; 0 takes main's kernel.)
+/// unset: both paths. (Chosen before any GPU run of it, from the emulation suite's agreement
+/// with the C kernel and NVRTC's no-spill report; 0 takes the grid-stride kernel, main's.)
 const DEFAULT_FAST: i32 = FAST_VARIANTS;
 
 /// The warp-a-neuron variant a call takes when `SPIKEFORGE_NETWORK_ADJOINT_FAST` is unset:
