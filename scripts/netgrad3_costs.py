@@ -13,26 +13,15 @@ call's time goes (helper netgrad3, issue 12), in one process, medians of ``--rep
 import argparse
 import ctypes
 import os
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
+from bench_gradients import timed  # noqa: E402
 from bench_network_gradients import build, gradient_functions, initial_state  # noqa: E402
-
-
-def timed(fn, *args, repeats):
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def chained(net, state, length: int, calls: int):

@@ -891,18 +891,8 @@ impl Writer<'_> {
                 // recomputes its steps alone. Two barriers a segment, not one a step.
                 Some(r) => {
                     w.block(format!("if (sf_steps <= {r})"), |w| {
-                        let threads = |w: &mut SourceWriter| -> fmt::Result {
-                            for ga in 0..self.adj.groups.len() {
-                                self.write_recorded_deliveries(ga, w)?;
-                            }
-                            Ok(())
-                        };
-                        if self.fast & FAST_DELIVERIES != 0 {
-                            for ga in 0..self.adj.groups.len() {
-                                self.write_warp_recorded_deliveries(ga, w)?;
-                            }
-                        } else {
-                            threads(w)?;
+                        for ga in 0..self.adj.groups.len() {
+                            self.write_recorded_deliveries(ga, w)?;
                         }
                         self.sync(w)?;
                         for ga in 0..self.adj.groups.len() {
@@ -1245,7 +1235,9 @@ impl Writer<'_> {
     /// Record mode's first phase for group ga (a source): each neuron whose recorded last
     /// spike (`lastspike_after`) falls in the segment spiked there, once (the segment is no
     /// longer than its refractory period): its increments are added to what arrives at that
-    /// step plus each delay, within the segment, for the whole segment at once.
+    /// step plus each delay, within the segment, for the whole segment at once. In the
+    /// variants with [`FAST_DELIVERIES`], warp `sf_wi`'s neuron delivers its spike with the
+    /// warp's lanes.
     fn write_recorded_deliveries(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
         let adj = &self.adj.groups[ga];
         let group = &self.net.groups[adj.group];
@@ -1253,6 +1245,20 @@ impl Writer<'_> {
             return Ok(());
         }
         let record = self.input(&group.name, "lastspike_after");
+        if self.fast & FAST_DELIVERIES != 0 {
+            return w.block(format!("if (sf_wi < {})", group.n), |w| {
+                writeln!(
+                    w,
+                    "const int64_t sf_i = sf_wi;\nconst int64_t sf_s = (int64_t) {record}[sf_i] - sf_t0;"
+                )?;
+                w.block("if (sf_s >= 0 && sf_s < sf_steps)", |w| {
+                    for d in self.deliveries_from(adj.group) {
+                        self.write_delivery(d, Pass::WarpSpike, w)?;
+                    }
+                    Ok(())
+                })
+            });
+        }
         self.write_spikes_delivered(ga, w, |w| {
             writeln!(
                 w,
@@ -1718,30 +1724,6 @@ bool sf_c_nr = false;",
             })?;
         }
         Ok(())
-    }
-
-    /// Record mode's first phase for group ga (a source) by a warp a neuron
-    /// ([`FAST_DELIVERIES`]): warp `sf_wi`'s neuron, if its recorded last spike falls in the
-    /// segment, delivers it with the warp's lanes (see `write_recorded_deliveries`).
-    fn write_warp_recorded_deliveries(&self, ga: usize, w: &mut SourceWriter) -> fmt::Result {
-        let adj = &self.adj.groups[ga];
-        let group = &self.net.groups[adj.group];
-        if !is_source(self.net, self.adj, adj.group) {
-            return Ok(());
-        }
-        let record = self.input(&group.name, "lastspike_after");
-        w.block(format!("if (sf_wi < {})", group.n), |w| {
-            writeln!(
-                w,
-                "const int64_t sf_i = sf_wi;\nconst int64_t sf_s = (int64_t) {record}[sf_i] - sf_t0;"
-            )?;
-            w.block("if (sf_s >= 0 && sf_s < sf_steps)", |w| {
-                for d in self.deliveries_from(adj.group) {
-                    self.write_delivery(d, Pass::WarpSpike, w)?;
-                }
-                Ok(())
-            })
-        })
     }
 
     /// Delivery d in one of its passes (see [`Pass`]).
