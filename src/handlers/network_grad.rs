@@ -221,6 +221,10 @@ impl Handler for NetworkGradCuda {
         };
         let mut fast = crate::runtime::settings::network_adjoint_fast()?
             .unwrap_or_else(|| default_variant(site));
+        // (The variants hold a row's ends in 32 bits.)
+        if run.n_syn.iter().any(|n| *n > i64::from(i32::MAX)) {
+            fast = 0;
+        }
         let mut f = load(fast)?;
         let (mut block, mut blocks) = grid(site, &f)?;
         if fast != 0 && (blocks as usize) * (block as usize / 32) < largest_group(site) {
