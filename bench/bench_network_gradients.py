@@ -221,12 +221,22 @@ BLOCKS_VAR = "SPIKEFORGE_NETWORK_ADJOINT_BLOCKS"
 
 def with_settings(sf_grad, args, g_scan, settings: list[tuple[str, str]], repeats: int) -> dict:
     """fwd+bwd and its gradients' differences from ``g_scan`` with each (variable, value) of
-    ``settings`` in the environment, the list timed twice over; the variables restored after."""
+    ``settings`` in the environment (the others as the run's), the list timed twice over; the
+    variables restored after."""
     saved = {var: os.environ.get(var) for var, _ in settings}
+
+    def restore():
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
     out = {}
     try:
         for sweep in range(2):
             for var, value in settings:
+                restore()  # only this entry's variable differs from the run's environment
                 os.environ[var] = value
                 t = timed(sf_grad, *args, repeats=repeats)
                 entry = out.setdefault(f"{var}={value}", dict(times=[]))
@@ -234,11 +244,7 @@ def with_settings(sf_grad, args, g_scan, settings: list[tuple[str, str]], repeat
                 if sweep == 0:
                     entry["differences"] = relative_differences(jax.block_until_ready(sf_grad(*args)), g_scan)
     finally:
-        for var, value in saved.items():
-            if value is None:
-                os.environ.pop(var, None)
-            else:
-                os.environ[var] = value
+        restore()
     return out
 
 
