@@ -31,7 +31,9 @@ is 1 when either is above its tolerance, so a wrong kernel is flagged instead of
 fast.
 
 ``--blocks 16,32,64``: fwd+bwd timed again with the CUDA adjoint kernel's grid limited to each
-of these numbers of blocks (``SPIKEFORGE_NETWORK_ADJOINT_BLOCKS``; no effect on a CPU).
+of these numbers of blocks (``SPIKEFORGE_NETWORK_ADJOINT_BLOCKS``; no effect on a CPU), a
+gradient program compiled for each (XLA replays a program's custom calls from a CUDA graph
+recorded at its first run: a setting changed after that has no effect on it).
 ``--setting 'VAR=a;b'``: fwd+bwd timed again (and its gradients compared with ``lax.scan``'s)
 with the environment variable VAR set to each value in turn (settings read at each call, e.g.
 ``SPIKEFORGE_NETWORK_ADJOINT_FAST=none;walk``), twice over in that order (drift shows).
@@ -180,7 +182,9 @@ def relative_differences(got, want) -> list[float]:
 
 
 def gradient_functions(n: int, steps: int, dtype, checkpoint_every):
-    """The network, its state, and the jitted (forward, spikeforge gradient, lax.scan gradient)."""
+    """The network, its state, the jitted (forward, spikeforge gradient, lax.scan gradient, ...)
+    and a maker of more jitted spikeforge gradients (each a program of its own: see
+    ``with_settings``)."""
     net, n_exc = build(n)
     state = initial_state(net, n, dtype)
     scan = scan_run(state, n, n_exc, steps)
@@ -204,6 +208,10 @@ def gradient_functions(n: int, steps: int, dtype, checkpoint_every):
 
     args = (state["P"]["v"], state["Ce"]["w"], state["Ci"]["wi"])
     argnums = (0, 1, 2)
+
+    def fresh_grad():
+        return jax.jit(jax.grad(lambda *a: sf_loss(*a), argnums=argnums))
+
     return (
         state,
         args,
@@ -213,16 +221,20 @@ def gradient_functions(n: int, steps: int, dtype, checkpoint_every):
         jax.jit(scan),
         jax.jit(sf_vjp_forward),
         net,
+        fresh_grad,
     )
 
 
 BLOCKS_VAR = "SPIKEFORGE_NETWORK_ADJOINT_BLOCKS"
 
 
-def with_settings(sf_grad, args, g_scan, settings: list[tuple[str, str]], repeats: int) -> dict:
+def with_settings(fresh_grad, args, g_scan, settings: list[tuple[str, str]], repeats: int) -> dict:
     """fwd+bwd and its gradients' differences from ``g_scan`` with each (variable, value) of
     ``settings`` in the environment (the others as the run's), the list timed twice over; the
-    variables restored after."""
+    variables restored after. Each (variable, value) times a gradient program of its own
+    (``fresh_grad()``, compiled and first run with the value set): XLA records a program's
+    custom calls into a CUDA graph at its first run (command buffers) and replays it, so a
+    handler reads the environment when the graph is recorded, not at each call."""
     saved = {var: os.environ.get(var) for var, _ in settings}
 
     def restore():
@@ -232,12 +244,13 @@ def with_settings(sf_grad, args, g_scan, settings: list[tuple[str, str]], repeat
             else:
                 os.environ[var] = value
 
-    out = {}
+    out, grads = {}, {}
     try:
         for sweep in range(2):
             for var, value in settings:
                 restore()  # only this entry's variable differs from the run's environment
                 os.environ[var] = value
+                sf_grad = grads.setdefault((var, value), fresh_grad())
                 t = timed(sf_grad, *args, repeats=repeats)
                 entry = out.setdefault(f"{var}={value}", dict(times=[]))
                 entry["times"].append(t)
@@ -259,7 +272,7 @@ def measure(
 ) -> dict:
     dtype = jnp.dtype(dtype_name)
     device = jax.devices()[0]
-    state, args, forward, sf_grad, scan_grad, scan_forward, sf_vjp_forward, net = gradient_functions(
+    state, args, forward, sf_grad, scan_grad, scan_forward, sf_vjp_forward, net, fresh_grad = gradient_functions(
         n, steps, dtype, checkpoint_every
     )
     jax.block_until_ready((state, args))
@@ -278,11 +291,11 @@ def measure(
     t_scan_forward = timed(scan_forward, *args, repeats=repeats)
     t_vjp_forward = timed(sf_vjp_forward, *args, repeats=repeats)
     by_blocks = {}
-    for b in blocks:  # the adjoint kernel's grid limited to b blocks (read at each call)
+    for b in blocks:  # the adjoint kernel's grid limited to b blocks (a program each: see with_settings)
         os.environ[BLOCKS_VAR] = str(b)
-        by_blocks[b] = timed(sf_grad, *args, repeats=repeats)
+        by_blocks[b] = timed(fresh_grad(), *args, repeats=repeats)
     os.environ.pop(BLOCKS_VAR, None)
-    by_setting = with_settings(sf_grad, args, g_scan, list(settings), repeats)
+    by_setting = with_settings(fresh_grad, args, g_scan, list(settings), repeats)
     _, counts = forward(*args)
     _, counts_ref = scan_forward(*args)
     counts, counts_ref = np.asarray(counts), np.asarray(counts_ref)

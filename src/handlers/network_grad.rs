@@ -17,6 +17,7 @@ use std::sync::Arc;
 use super::buffers::{self, Expected};
 use super::loaded_kernels::LoadedKernels;
 use super::neuron_run::{cpu_options, cuda_options, launch_shaped_with_buffers, CEntry};
+use super::network_path;
 use super::poison;
 use crate::codegen::network_adjoint_kernel::{
     concrete_shape, cuda_threads, generate_network_adjoint, generate_network_adjoint_variant,
@@ -232,6 +233,13 @@ impl Handler for NetworkGradCuda {
             f = load(fast)?;
             (block, blocks) = grid(site, &f)?;
         }
+        network_path::record_detail(
+            &adjoint_key(&site.key),
+            match fast {
+                0 => format!("grid-stride kernel: {blocks} blocks of {block} threads"),
+                _ => format!("warp-a-neuron variant {fast}: {blocks} blocks of {block} threads"),
+            },
+        );
         if poison::enabled() {
             // SAFETY: the call's result buffers, device memory of these sizes, on XLA's stream.
             unsafe { poison::device(&run.buffers.rets, stream) }?;
@@ -278,6 +286,13 @@ fn default_variant(site: &NetworkGrad) -> i32 {
         crate::types::ElemType::F32 => DEFAULT_FAST,
         _ => 0,
     }
+}
+
+/// The key under which the CUDA handler records the last launch of network `key`'s adjoint
+/// kernel (`network_path::record_detail`; Python: `network_last_path_detail("adjoint\n" + key)`):
+/// its variant and grid.
+fn adjoint_key(key: &str) -> String {
+    format!("adjoint\n{key}")
 }
 
 /// The neurons of the network's largest group (a warp-a-neuron variant's grid has a warp for

@@ -244,9 +244,18 @@ def test_a_network_of_many_blocks_matches_jax_grad_of_lax_scan(device):
     assert_close(got, want, 1e-8)
 
 
+# SPIKEFORGE_NETWORK_ADJOINT_FAST's values and the kernel the CUDA handler then records.
+VARIANTS = {
+    "none": "grid-stride kernel",
+    "walk": "warp-a-neuron variant 1:",
+    "deliveries": "warp-a-neuron variant 2:",
+    "walk,deliveries": "warp-a-neuron variant 3:",
+}
+
+
 def test_warp_a_neuron_paths_match_jax_grad_of_lax_scan(device, monkeypatch):
-    """CUDA: the adjoint kernel's warp-a-neuron variants (``SPIKEFORGE_NETWORK_ADJOINT_FAST``,
-    read at each call; the grid gives each neuron a warp: the walk back with each neuron's first
+    """CUDA: the adjoint kernel's warp-a-neuron variants (``SPIKEFORGE_NETWORK_ADJOINT_FAST``;
+    the grid gives each neuron a warp: the walk back with each neuron's first
     synapses, adjoints and gradients in registers, record mode's deliveries a warp a spike) and
     the grid-stride kernel (``none``, main's), against the reference to 1e-8: record mode
     (segments of 3) and the per-step recomputation (segments of 7), homogeneous delays (the
@@ -262,11 +271,16 @@ def test_warp_a_neuron_paths_match_jax_grad_of_lax_scan(device, monkeypatch):
         state = initial(net, per_synapse_delay=per_synapse_delay, n=n)
         want = jax.grad(reference_loss(state, steps), argnums=argnums)(*arguments(state))
         assert float(np.abs(np.asarray(want[3])).max()) > 0, "the weights' gradient should not vanish"
+        key = net._compile(net._variant_of(state, steps)[0])["key"]
         for every in (3, 7):
-            grad = jax.jit(jax.grad(spikeforge_loss(net, state, steps, checkpoint_every=every), argnums=argnums))
-            for fast in ("none", "walk", "deliveries", "walk,deliveries"):
+            for fast, taken in VARIANTS.items():
+                # A program for each setting: XLA records the custom calls of a program into a
+                # CUDA graph at its first run and replays it (the handler reads the setting then).
                 monkeypatch.setenv("SPIKEFORGE_NETWORK_ADJOINT_FAST", fast)
-                got = grad(*arguments(state))
+                loss = spikeforge_loss(net, state, steps, checkpoint_every=every)
+                got = jax.jit(jax.grad(loss, argnums=argnums))(*arguments(state))
+                detail = _abi.network_last_path_detail("adjoint\n" + key)
+                assert detail is not None and detail.startswith(taken), (fast, detail)
                 assert_close(got, want, 1e-8)
 
 
