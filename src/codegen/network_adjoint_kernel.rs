@@ -98,7 +98,8 @@ pub const FAST_VARIANTS: i32 = FAST_WALK | FAST_DELIVERIES;
 /// The walk back with each warp's neuron held for the whole segment: its synapses' targets and
 /// increments in its lanes' registers (loaded once, so that a step's gather is one round of
 /// loads of the adjoints it reads, not three dependent ones: row ends, targets, adjoints), its
-/// adjoints in registers from step to step (stored once, at the segment's start).
+/// adjoints in registers from step to step (stored once, when the walk reaches the segment's
+/// start).
 pub const FAST_WALK: i32 = 1;
 
 /// Record mode's deliveries by a warp a spiking neuron (the warp's lanes share its row, each
@@ -913,22 +914,18 @@ impl Writer<'_> {
                 self.write_group(ga, Part::LastDelivered, w)?;
             }
             self.sync(w)?;
-            let general = |w: &mut SourceWriter| {
-                w.block(
-                    "for (int64_t sf_k = sf_steps - 1; sf_k >= 0; --sf_k)",
-                    |w| {
-                        for ga in 0..self.adj.groups.len() {
-                            self.write_group(ga, Part::Step, w)?;
-                        }
-                        self.sync(w)
-                    },
-                )
-            };
             if self.fast & FAST_WALK != 0 {
-                self.write_held_walk(w)
-            } else {
-                general(w)
+                return self.write_held_walk(w);
             }
+            w.block(
+                "for (int64_t sf_k = sf_steps - 1; sf_k >= 0; --sf_k)",
+                |w| {
+                    for ga in 0..self.adj.groups.len() {
+                        self.write_group(ga, Part::Step, w)?;
+                    }
+                    self.sync(w)
+                },
+            )
         })?;
         w.write_str("}\n")
     }

@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use super::buffers::{self, Expected};
 use super::loaded_kernels::LoadedKernels;
-use super::neuron_run::{cpu_options, cuda_options, launch_shaped_with_buffers, CEntry};
 use super::network_path;
+use super::neuron_run::{cpu_options, cuda_options, launch_shaped_with_buffers, CEntry};
 use super::poison;
 use crate::codegen::network_adjoint_kernel::{
     concrete_shape, cuda_threads, generate_network_adjoint, generate_network_adjoint_variant,
