@@ -840,7 +840,11 @@ const int64_t sf_j = sf_j0 + sf_l;
         let real = self.real();
         let registers = matches!(self.store, SegmentStore::Registers(_));
         if !registers {
-            writeln!(w, "const int64_t sf_row = {};", Self::row_index("sf_steps", "sf_s"))?;
+            writeln!(
+                w,
+                "const int64_t sf_row = {};",
+                Self::row_index("sf_steps", "sf_s")
+            )?;
         }
         writeln!(w, "const int64_t sf_t_step = sf_t0 + sf_s;")?;
         writeln!(
@@ -1609,11 +1613,9 @@ const int64_t sf_j = sf_j0 + sf_l;
         for (k, a) in self.layout.inputs.iter().enumerate() {
             match a.role {
                 // Without a spike train, no row to read (nor, in registers, its pointer).
-                AdjointRole::SpikeCotangent if train == "0" => writeln!(
-                    w,
-                    "const {real} sf_a_spike = sf_a_count{};",
-                    self.lane()
-                )?,
+                AdjointRole::SpikeCotangent if train == "0" => {
+                    writeln!(w, "const {real} sf_a_spike = sf_a_count{};", self.lane())?
+                }
                 AdjointRole::SpikeCotangent => writeln!(
                     w,
                     "const {real} sf_a_spike = {train} ? sf_a_count{} + {} : sf_a_count{};",
