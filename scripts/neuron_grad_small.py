@@ -35,8 +35,9 @@ for dtype in (jnp.float32, jnp.float64):
         currents = jnp.asarray(rng.uniform(0.8, 1.6, (steps, N)), dtype)
         grads = jax.grad(spikeforge_loss(m, state0, w, steps, k), argnums=(0, 1))(v0, currents)
 
-        def train_loss(v0, c, steps=steps, k=k):
-            _, out = m.run(dict(state0, v=v0), dt=DT, steps=steps, inputs={"I": c}, record_spike_train=True, checkpoint_every=k)
+        def train_loss(v0, c, steps=steps, k=k, state0=state0):
+            run = dict(dt=DT, steps=steps, inputs={"I": c}, record_spike_train=True, checkpoint_every=k)
+            _, out = m.run(dict(state0, v=v0), **run)
             return (out.spike_train * jnp.arange(out.spike_train.shape[0])[:, None]).sum()
 
         grads += jax.grad(train_loss, argnums=(0, 1))(v0, currents)
