@@ -70,7 +70,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--ks", default="4,8,16")
-    p.add_argument("--adjoint", default="0:256,0:128,48:256,64:256", help="register limit:block, ...")
+    p.add_argument("--adjoint", default="0:256,0:128,40:256,48:256", help="register limit:block, ...")
     args = p.parse_args()
     n, steps, repeats = args.neurons, args.steps, args.repeats
     n_rec = -(-steps // RECORD_EVERY)

@@ -705,6 +705,18 @@ const int64_t sf_j = sf_j0 + sf_l;
         }
     }
 
+    /// With the segment in registers: the pointer to checkpoint input `k`'s row of the segment
+    /// being walked (from the last, a row back after each).
+    fn checkpoint_pointer(k: usize) -> String {
+        format!("sf_ckpt_in{k}")
+    }
+
+    /// With the segment in registers: the pointer to per-step input `k`'s first row of the
+    /// segment being walked (from the last, `SF_K` rows back after each).
+    fn segment_pointer(k: usize) -> String {
+        format!("sf_seg_in{k}")
+    }
+
     /// The element of the row `pointer` points at ([`Self::row_pointer`]): the thread's, or the
     /// lane's in C.
     fn at(&self, pointer: &str) -> String {
@@ -1076,20 +1088,7 @@ const int64_t sf_j = sf_j0 + sf_l;
             })?;
         }
         let lane = self.lane();
-        let checkpoints: Vec<(usize, String)> = self
-            .layout
-            .inputs
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.role == AdjointRole::Checkpoint)
-            .map(|(k, a)| {
-                let kept = match a.var {
-                    Some(v) => format!("sf_x_{}{lane}", ident(&self.ir.symbol(v).name)),
-                    None => format!("sf_free_from{lane}"),
-                };
-                (k, kept)
-            })
-            .collect();
+        let checkpoints = self.checkpoint_inputs();
         // The checkpoint of `segment` into the walked state, or (`ahead`) into its copy loaded
         // ahead ([`AdjointTuning::prefetch`]).
         let load_checkpoint = |w: &mut SourceWriter, segment: &str, ahead: bool| {
@@ -1130,6 +1129,25 @@ const int64_t sf_j = sf_j0 + sf_l;
             }
             Ok(())
         })
+    }
+
+    /// Each checkpoint input's index and the walked value it starts a segment with
+    /// (`sf_x_<x>`, `sf_free_from`; a lane's in C).
+    fn checkpoint_inputs(&self) -> Vec<(usize, String)> {
+        let lane = self.lane();
+        self.layout
+            .inputs
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.role == AdjointRole::Checkpoint)
+            .map(|(k, a)| {
+                let kept = match a.var {
+                    Some(v) => format!("sf_x_{}{lane}", ident(&self.ir.symbol(v).name)),
+                    None => format!("sf_free_from{lane}"),
+                };
+                (k, kept)
+            })
+            .collect()
     }
 
     /// The segments from the last, each recomputed from its checkpoint into the two-half
@@ -1197,8 +1215,9 @@ const int64_t sf_j = sf_j0 + sf_l;
     /// to be bound by memory): every per-step and per-record row is reached through a pointer
     /// ([`Self::row_pointer`]) that the walks move by a row (`sf_stride`, 32-bit: `n_inner` <
     /// 2^31, which the handler checks) after each step, one address instruction a load or
-    /// store instead of 64-bit row products: per-step inputs from the segment's first row
-    /// forwards, per-step gradients and the spike train's cotangent from the run's last row
+    /// store instead of 64-bit row products: checkpoints from the last segment's row
+    /// backwards, a row a segment; per-step inputs from the segment's first row forwards (the
+    /// segments' first rows from the last, `SF_K` rows back a segment); per-step gradients and the spike train's cotangent from the run's last row
     /// backwards across segments, the traces' cotangents from the last recorded row backwards,
     /// a row after each recorded step (`sf_rec_m` steps to the next recorded one, carried
     /// across segments); the refractory period counted from the segment's first step
@@ -1243,6 +1262,28 @@ const int64_t sf_j = sf_j0 + sf_l;
                 Self::row_pointer(output, k),
                 self.first_of_row(rows, &last)
             )?;
+        }
+        if !prefetch {
+            // Each segment's checkpoint and first row of the per-step inputs, from the last.
+            w.write_str("const int64_t sf_seg_back = (int64_t) SF_K * sf_n_inner;\n")?;
+            for (k, _) in self.checkpoint_inputs() {
+                writeln!(
+                    w,
+                    "const {}* {} = sf_in{k} + ({});",
+                    self.layout.inputs[k].elem.c_type(),
+                    Self::checkpoint_pointer(k),
+                    self.first_of_row("sf_n_seg", "sf_n_seg - 1")
+                )?;
+            }
+            for (k, _, _) in self.per_step_inputs() {
+                writeln!(
+                    w,
+                    "const {}* {} = sf_in{k} + ({});",
+                    self.layout.inputs[k].elem.c_type(),
+                    Self::segment_pointer(k),
+                    self.first_of_row("sf_steps", "(sf_n_seg - 1) * SF_K")
+                )?;
+            }
         }
         writeln!(
             w,
@@ -1304,14 +1345,26 @@ const int64_t sf_j = sf_j0 + sf_l;
                 writeln!(w, "{kept} = {};", Self::ahead(&kept))?;
             }
         } else {
-            load_checkpoint(w, "sf_g", false)?;
+            // The segment's checkpoint; its pointers, and the per-step inputs' segment
+            // pointers, a segment back.
+            let checkpoints = self.checkpoint_inputs();
+            self.per_element(w, |w| {
+                for (k, kept) in &checkpoints {
+                    let place = self.at(&Self::checkpoint_pointer(*k));
+                    writeln!(w, "{kept} = {};", self.read_at(*k, &place))?;
+                }
+                Ok(())
+            })?;
+            for (k, _) in &checkpoints {
+                writeln!(w, "{} += sf_back;", Self::checkpoint_pointer(*k))?;
+            }
             for (k, _, _) in self.per_step_inputs() {
+                let segment = Self::segment_pointer(k);
                 writeln!(
                     w,
-                    "const {}* {} = sf_in{k} + ({});",
+                    "const {}* {} = {segment};\n{segment} -= sf_seg_back;",
                     self.layout.inputs[k].elem.c_type(),
                     Self::row_pointer(false, k),
-                    self.first_of_row("sf_steps", "sf_s0")
                 )?;
             }
         }
