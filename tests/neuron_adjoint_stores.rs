@@ -11,6 +11,9 @@
 //! (tests/python/test_gradients.py: against `jax.grad` of an independent `lax.scan` and finite
 //! differences), which runs both stores through the handlers.
 //!
+//! The forward pass under differentiation (the run's kernel with checkpoints, whose CUDA walks
+//! segments between them) is checked the same way: CUDA run on the CPU against C, bit for bit.
+//!
 //! Needs `gcc` / `g++` (C++20); skipped without them, unless `SPIKEFORGE_REQUIRE_GXX=1`.
 
 mod common;
@@ -207,7 +210,22 @@ fn run(
             )
         }
     };
-    let exe = cuda_emulation::compile(&program, dir, name, flags);
+    let bytes = execute(&program, flags, ins, dir, name);
+    let mut at = 0;
+    let mut outputs = Vec::new();
+    for (a, len) in layout.outputs.iter().zip(&out_bytes) {
+        if matches!(a.role, AdjointRole::Adjoint | AdjointRole::Grad) {
+            outputs.push(bytes[at..at + len].to_vec());
+        }
+        at += len;
+    }
+    outputs
+}
+
+/// Compiles `program` (its `main` from [`host`]) with `g++ flags`, runs it on the inputs `ins`
+/// and returns the outputs' bytes, one after the other.
+fn execute(program: &str, flags: &[&str], ins: &[Vec<u8>], dir: &Path, name: &str) -> Vec<u8> {
+    let exe = cuda_emulation::compile(program, dir, name, flags);
     let input_file = dir.join(format!("{name}.in"));
     let mut file = Vec::new();
     for b in ins {
@@ -222,16 +240,7 @@ fn run(
         .status()
         .unwrap();
     assert!(status.success(), "{name}");
-    let bytes = std::fs::read(output_file).unwrap();
-    let mut at = 0;
-    let mut outputs = Vec::new();
-    for (a, len) in layout.outputs.iter().zip(&out_bytes) {
-        if matches!(a.role, AdjointRole::Adjoint | AdjointRole::Grad) {
-            outputs.push(bytes[at..at + len].to_vec());
-        }
-        at += len;
-    }
-    outputs
+    std::fs::read(output_file).unwrap()
 }
 
 #[test]
@@ -324,4 +333,136 @@ fn both_stores_give_the_same_gradients_bit_for_bit_in_both_dialects() {
     // Per model and k: C in both stores and for the call, CUDA in both stores with three
     // tunings and for the call, against the first.
     assert_eq!(compared, 3 * 4 * 9);
+}
+
+/// The forward pass under differentiation (the run's kernel with `spec.checkpoint`: CUDA walks
+/// segments of `checkpoint_every` steps, each starting with its checkpoint, rows through pointers)
+/// gives the C kernel's final state, bookkeeping, spike counts, trace and checkpoints bit for bit,
+/// the CUDA kernel run on the CPU: checkpoint spacings that divide the run and ones that leave a
+/// shorter last segment, a batch of two members that start at different times, elements that
+/// start inside a refractory period.
+#[test]
+fn the_forward_under_differentiation_gives_the_c_kernels_checkpoints_in_cuda() {
+    use spikeforge::codegen::{generate_from_spec, ShapeKind};
+    let Some(dir) = cuda_emulation::work_dir("neuron_checkpoints") else {
+        return;
+    };
+    let n = BATCH * N_INNER;
+    let mut compared = 0;
+    for (m, dtype) in [ElemType::F32, ElemType::F64].into_iter().enumerate() {
+        let spec = lif(dtype).checkpoint(true);
+        for k in [1, 4, 8, STEPS] {
+            let n_ckpt = STEPS.div_ceil(k);
+            let n_rec = STEPS.div_ceil(RECORD_EVERY);
+            let rows = |shape: ShapeKind| match shape {
+                ShapeKind::Neuron => n,
+                ShapeKind::PerStep => n * STEPS,
+                ShapeKind::Batch => BATCH,
+                ShapeKind::Trace => n * n_rec,
+                ShapeKind::Checkpoint => n * n_ckpt,
+                ShapeKind::Spikes => 0,
+            };
+            let mut results: Vec<Vec<u8>> = Vec::new();
+            for dialect in [Dialect::C, Dialect::Cuda] {
+                let kernel = generate_from_spec(&spec, dialect).unwrap();
+                let layout = &kernel.layout;
+                let mut rng = Rng(0x5eed + m as u64);
+                let ins: Vec<Vec<u8>> = layout
+                    .inputs
+                    .iter()
+                    .map(|a| {
+                        let len = rows(a.shape);
+                        if a.words.is_some() {
+                            // Times as float64 words: each member's start (0 and 2.5 ms), each
+                            // element's last spike (never, or within the refractory period).
+                            let times: Vec<f64> = match a.shape {
+                                ShapeKind::Batch => vec![0.0, 2.5],
+                                _ => (0..len)
+                                    .map(|_| [f64::NEG_INFINITY, -0.1, -0.3, 2.2][rng.below(4)])
+                                    .collect(),
+                            };
+                            return times.iter().flat_map(|t| t.to_le_bytes()).collect();
+                        }
+                        let (lo, hi) = match a.name.as_str() {
+                            "tau" => (4.0, 12.0),
+                            "I" => (0.0, 3.0),
+                            _ => (-0.2, 1.3),
+                        };
+                        let values = (0..len).map(|_| rng.uniform(lo, hi));
+                        match a.elem {
+                            ElemType::F64 => values.flat_map(|x| x.to_le_bytes()).collect(),
+                            ElemType::F32 => {
+                                values.flat_map(|x| (x as f32).to_le_bytes()).collect()
+                            }
+                            other => panic!("{}: unexpected {other}", a.name),
+                        }
+                    })
+                    .collect();
+                let out_bytes: Vec<usize> = layout
+                    .outputs
+                    .iter()
+                    .map(|a| rows(a.shape) * a.elem.size() * if a.words.is_some() { 2 } else { 1 })
+                    .collect();
+                let name = format!("forward_{}_k{k}_{dialect:?}", dtype.name());
+                let (program, flags): (String, &[&str]) = match dialect {
+                    Dialect::C => (
+                        format!(
+                            "#include <stdio.h>\n#include <stdlib.h>\n{}\n{}",
+                            kernel.source,
+                            host(
+                                &format!("const long long dims[] = {{ {N_INNER}, {STEPS}, {RECORD_EVERY}, {n_rec}, 0, {k} }};\n    sf_neuron_run(0, {n}, (const int64_t*) dims, ins, outs);"),
+                                layout.inputs.len(),
+                                &out_bytes
+                            )
+                        ),
+                        &["-x", "c", "-O1", "-ffp-contract=off", "-Wl,--no-as-needed", "-lm"],
+                    ),
+                    Dialect::Cuda => {
+                        let mut args = vec![format!("{n}, {N_INNER}, {STEPS}, {RECORD_EVERY}, {n_rec}, {k}")];
+                        let buffers = |args: &[spikeforge::codegen::Arg], array: &str| -> Vec<String> {
+                            args.iter()
+                                .enumerate()
+                                .map(|(i, a)| format!("({}*) {array}[{i}]", cuda_type(a.elem)))
+                                .collect()
+                        };
+                        args.extend(buffers(&layout.inputs, "ins"));
+                        args.extend(buffers(&layout.outputs, "outs"));
+                        let launch = format!(
+                            "blockDim.x = 4;\n    for (unsigned b = 0; b < {}; ++b) for (unsigned t = 0; t < 4; ++t) {{ blockIdx.x = b; threadIdx.x = t; sf_neuron_run({}); }}",
+                            n.div_ceil(4),
+                            args.join(", ")
+                        );
+                        (
+                            format!(
+                                "{SHIM}{}{}{}{}",
+                                cuda_emulation::head(),
+                                kernel.source.replace("extern \"C\" ", ""),
+                                cuda_emulation::tail(),
+                                host(&launch, layout.inputs.len(), &out_bytes)
+                            ),
+                            &["-std=c++20", "-O1", "-ffp-contract=off", "-w"],
+                        )
+                    }
+                };
+                if dialect == Dialect::Cuda {
+                    assert!(
+                        kernel.source.contains("sf_ckpt_every"),
+                        "{name}: no checkpoint loop"
+                    );
+                }
+                results.push(execute(&program, flags, &ins, &dir, &name));
+            }
+            assert!(
+                results[0].iter().any(|b| *b != 0),
+                "{dtype:?} k {k}: all zero"
+            );
+            let at = results[0].iter().zip(&results[1]).position(|(a, b)| a != b);
+            assert!(
+                at.is_none() && results[0].len() == results[1].len(),
+                "{dtype:?} k {k}: CUDA differs from C at byte {at:?}"
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 2 * 4);
 }
