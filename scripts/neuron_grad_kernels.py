@@ -5,7 +5,8 @@ from ``spikeforge._native``), under variants the handlers do not offer: checkpoi
 NVRTC's register limit, block size, the forward's unrolling. Each kernel's time is the median of
 ``--repeats`` launches (CUDA events); its bandwidth counts the bytes it must move (the byte budget
 of bench/NOTES.md: the forward reads the input and writes checkpoints and the trace, the adjoint
-reads the input, checkpoints and the trace's cotangent and writes the input's gradient). The
+reads the input, checkpoints and the trace's cotangent and writes the input's gradient). With
+``SPIKEFORGE_LIBRARY`` set to another build, that build's kernels (a baseline). The
 adjoint reads the checkpoints the forward wrote; its gradient's digest is printed per variant
 (the same for every register limit and block of one ``k``).
 
@@ -103,7 +104,8 @@ def main() -> int:
         for unroll in (4, 8):
             loop = "\n        for (int32_t sf_s = sf_s0"
             src = under.replace("#pragma unroll 4" + loop, f"#pragma unroll {unroll}" + loop)
-            assert unroll == 4 or src != under, "the forward's segment loop was not found"
+            if unroll != 4 and src == under:
+                continue  # a library whose forward has no segment loop (before grad1m3)
             f = cp.RawKernel(src, "sf_neuron_run", options=("-std=c++17",))
             outs = [cp.empty(n, cp.float32), cp.empty(2 * n, cp.int32), cp.empty(n, cp.int32), cp.empty(2, cp.int32)]
             a = [i64(n), i64(n), i32(steps), i32(RECORD_EVERY), i32(n_rec), i32(k), v0, cp.asarray(never), current, t0]
