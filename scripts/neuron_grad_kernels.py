@@ -22,8 +22,11 @@ import re
 import statistics
 import sys
 
-import cupy as cp
-import numpy as np
+# JAX (imported with the benchmark's model) must not take the device's memory first.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import cupy as cp  # noqa: E402
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
 from bench_gradients import DT, RECORD_EVERY, model  # noqa: E402
