@@ -21,7 +21,9 @@
 //!   only the checkpoints, each per-step input once and the cotangents, and writes the
 //!   gradients: no scratch traffic. Full segments are walked without guards (so that the loads
 //!   of a segment are issued together); the last one, shorter when `k` does not divide
-//!   `steps`, has each step guarded. Memory `O(N steps/k)`.
+//!   `steps`, has each step guarded. Rows are reached through pointers moved a row at a time
+//!   (few instructions a step: at 1M elements the kernel is otherwise bound by issue, not
+//!   memory). Memory `O(N steps/k)`.
 //! - **scratch** (a larger `k`, or a model whose step keeps too many values): a per-element
 //!   scratch of `2 k` rows in global memory (`O(N (steps/k + k))`). While a segment is walked
 //!   back from one half, the segment before it is recomputed into the other, in the same loop:
@@ -30,7 +32,11 @@
 //!
 //! With a refractory period, the checkpoints keep the group kernel's bookkeeping (the step of
 //! the run from which the element is free again) and the walks update it as the group kernel
-//! does (the same int32 comparison); each step's `not_refractory` is kept for the backward walk.
+//! does (the same int32 comparison; in registers, counted from the segment's first step, the
+//! same booleans); each step's `not_refractory` is kept for the backward walk.
+//!
+//! The surrogates' reciprocals (`Func::Recip`) are one approximate instruction in the CUDA
+//! float32 kernels ([`crate::codegen::printer::reciprocal`]), exact divisions elsewhere.
 //!
 //! Layout ([`adjoint_layout`], the same for both stores); `(nb, rows, n_inner)` a buffer of rows
 //! per batch member: per step (`steps` rows), per recorded step (`ceil(steps / record_every)`),
@@ -1217,11 +1223,11 @@ const int64_t sf_j = sf_j0 + sf_l;
     /// 2^31, which the handler checks) after each step, one address instruction a load or
     /// store instead of 64-bit row products: checkpoints from the last segment's row
     /// backwards, a row a segment; per-step inputs from the segment's first row forwards (the
-    /// segments' first rows from the last, `SF_K` rows back a segment); per-step gradients and the spike train's cotangent from the run's last row
-    /// backwards across segments, the traces' cotangents from the last recorded row backwards,
-    /// a row after each recorded step (`sf_rec_m` steps to the next recorded one, carried
-    /// across segments); the refractory period counted from the segment's first step
-    /// ([`Self::refractory_from_segment`]).
+    /// segments' first rows from the last, `SF_K` rows back a segment); per-step gradients and
+    /// the spike train's cotangent from the run's last row backwards across segments; the
+    /// traces' cotangents from the last recorded row backwards, a row after each recorded step
+    /// (`sf_rec_m` steps to the next recorded one, carried across segments). The refractory
+    /// period is counted from the segment's first step ([`Self::refractory_from_segment`]).
     fn walk_in_registers(
         &self,
         w: &mut SourceWriter,
