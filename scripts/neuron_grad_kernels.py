@@ -105,10 +105,10 @@ def main() -> int:
         trace = cp.empty(n_rec * n, cp.float32)
         gb = 4 * n * (steps + 2 * n_seg + n_rec) / 1e9
         for unroll in (4, 8):
-            loop = "\n        for (int32_t sf_s = sf_s0"
-            src = under.replace("#pragma unroll 4" + loop, f"#pragma unroll {unroll}" + loop)
-            if unroll != 4 and src == under:
+            loop = r"#pragma unroll \d+(\n\s*for \(int32_t sf_s = sf_s0)"
+            if not re.search(loop, under) and unroll != 4:
                 continue  # a library whose forward has no segment loop (before grad1m3)
+            src = re.sub(loop, rf"#pragma unroll {unroll}\1", under)
             f = cp.RawKernel(src, "sf_neuron_run", options=("-std=c++17",))
             outs = [cp.empty(n, cp.float32), cp.empty(2 * n, cp.int32), cp.empty(n, cp.int32), cp.empty(2, cp.int32)]
             a = [i64(n), i64(n), i32(steps), i32(RECORD_EVERY), i32(n_rec), i32(k), v0, cp.asarray(never), current, t0]

@@ -799,6 +799,9 @@ impl KernelWriter<'_> {
                         self.store(a, &value)
                     )?;
                 }
+                // Unrolled by 4, as the plain run's loop: ptxas issues the 4 loads together (by
+                // 8 it hoists only 3 above the trace's predicated stores; neither measured yet:
+                // scripts/neuron_grad_kernels.py times both).
                 w.write_str("const int32_t sf_s1 = sf_steps - sf_s0 > sf_ckpt_every ? sf_s0 + sf_ckpt_every : sf_steps;\n#pragma unroll 4\n")?;
                 w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
                     self.cuda_step(w, |a| format!("*sf_row_{}", a.ident), "sf_stride", true)
