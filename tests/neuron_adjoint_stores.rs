@@ -168,48 +168,17 @@ fn run(
         "{N_INNER}, {STEPS}, {k}, {RECORD_EVERY}, {}",
         u8::from(spike_train)
     );
-    let (program, flags): (String, &[&str]) = match dialect {
-        Dialect::C => (
-            format!(
-                "#include <stdio.h>\n#include <stdlib.h>\n{}\n{}",
-                kernel.source,
-                host(
-                    &format!("const long long dims[] = {{ {dims} }};\n    sf_neuron_adjoint(0, {n}, (const int64_t*) dims, ins, outs);"),
-                    layout.inputs.len(),
-                    &out_bytes
-                )
-            ),
-            // -lm comes before the source here: kept even so.
-            &["-x", "c", "-O1", "-ffp-contract=off", "-Wl,--no-as-needed", "-lm"],
-        ),
-        Dialect::Cuda => {
-            let mut args = vec![format!("{n}, {dims}")];
-            let buffers = |args: &[AdjointArg], array: &str| -> Vec<String> {
-                args.iter()
-                    .enumerate()
-                    .map(|(i, a)| format!("({}*) {array}[{i}]", cuda_type(a.elem)))
-                    .collect()
-            };
-            args.extend(buffers(&layout.inputs, "ins"));
-            args.extend(buffers(&layout.outputs, "outs"));
-            // Blocks of 4 threads: the last block has threads past the elements.
-            let launch = format!(
-                "blockDim.x = 4;\n    for (unsigned b = 0; b < {}; ++b) for (unsigned t = 0; t < 4; ++t) {{ blockIdx.x = b; threadIdx.x = t; sf_neuron_adjoint({}); }}",
-                n.div_ceil(4),
-                args.join(", ")
-            );
-            (
-                format!(
-                    "{SHIM}{}{}{}{}",
-                    cuda_emulation::head(),
-                    kernel.source.replace("extern \"C\" ", ""),
-                    cuda_emulation::tail(),
-                    host(&launch, layout.inputs.len(), &out_bytes)
-                ),
-                &["-std=c++20", "-O1", "-ffp-contract=off", "-w"],
-            )
-        }
-    };
+    let types = |args: &[AdjointArg]| args.iter().map(|a| a.elem).collect::<Vec<_>>();
+    let buffers = (types(&layout.inputs), types(&layout.outputs));
+    let (program, flags) = program(
+        dialect,
+        &kernel.source,
+        kernel.entry,
+        &dims,
+        &format!("{n}, {dims}"),
+        &buffers,
+        &out_bytes,
+    );
     let bytes = execute(&program, flags, ins, dir, name);
     let mut at = 0;
     let mut outputs = Vec::new();
@@ -220,6 +189,63 @@ fn run(
         at += len;
     }
     outputs
+}
+
+/// The program that calls `entry` of `source` on the elements `0..BATCH * N_INNER`, and its
+/// g++ flags: in C with the dimensions `c_dims`; in CUDA (run on the CPU, blocks of 4 threads,
+/// the last with threads past the elements) with the scalar parameters `cuda_scalars` before
+/// the buffers, of the element types `buffers` (inputs, outputs).
+fn program(
+    dialect: Dialect,
+    source: &str,
+    entry: &str,
+    c_dims: &str,
+    cuda_scalars: &str,
+    buffers: &(Vec<ElemType>, Vec<ElemType>),
+    out_bytes: &[usize],
+) -> (String, &'static [&'static str]) {
+    let n = BATCH * N_INNER;
+    let n_in = buffers.0.len();
+    match dialect {
+        Dialect::C => (
+            format!(
+                "#include <stdio.h>\n#include <stdlib.h>\n{source}\n{}",
+                host(
+                    &format!("const long long dims[] = {{ {c_dims} }};\n    {entry}(0, {n}, (const int64_t*) dims, ins, outs);"),
+                    n_in,
+                    out_bytes
+                )
+            ),
+            // -lm comes before the source here: kept even so.
+            &["-x", "c", "-O1", "-ffp-contract=off", "-Wl,--no-as-needed", "-lm"],
+        ),
+        Dialect::Cuda => {
+            let mut args = vec![cuda_scalars.to_string()];
+            for (types, array) in [(&buffers.0, "ins"), (&buffers.1, "outs")] {
+                args.extend(
+                    types
+                        .iter()
+                        .enumerate()
+                        .map(|(i, e)| format!("({}*) {array}[{i}]", cuda_type(*e))),
+                );
+            }
+            let launch = format!(
+                "blockDim.x = 4;\n    for (unsigned b = 0; b < {}; ++b) for (unsigned t = 0; t < 4; ++t) {{ blockIdx.x = b; threadIdx.x = t; {entry}({}); }}",
+                n.div_ceil(4),
+                args.join(", ")
+            );
+            (
+                format!(
+                    "{SHIM}{}{}{}{}",
+                    cuda_emulation::head(),
+                    source.replace("extern \"C\" ", ""),
+                    cuda_emulation::tail(),
+                    host(&launch, n_in, out_bytes)
+                ),
+                &["-std=c++20", "-O1", "-ffp-contract=off", "-w"],
+            )
+        }
+    }
 }
 
 /// Compiles `program` (its `main` from [`host`]) with `g++ flags`, runs it on the inputs `ins`
@@ -404,46 +430,18 @@ fn the_forward_under_differentiation_gives_the_c_kernels_checkpoints_in_cuda() {
                     .map(|a| rows(a.shape) * a.elem.size() * if a.words.is_some() { 2 } else { 1 })
                     .collect();
                 let name = format!("forward_{}_k{k}_{dialect:?}", dtype.name());
-                let (program, flags): (String, &[&str]) = match dialect {
-                    Dialect::C => (
-                        format!(
-                            "#include <stdio.h>\n#include <stdlib.h>\n{}\n{}",
-                            kernel.source,
-                            host(
-                                &format!("const long long dims[] = {{ {N_INNER}, {STEPS}, {RECORD_EVERY}, {n_rec}, 0, {k} }};\n    sf_neuron_run(0, {n}, (const int64_t*) dims, ins, outs);"),
-                                layout.inputs.len(),
-                                &out_bytes
-                            )
-                        ),
-                        &["-x", "c", "-O1", "-ffp-contract=off", "-Wl,--no-as-needed", "-lm"],
-                    ),
-                    Dialect::Cuda => {
-                        let mut args = vec![format!("{n}, {N_INNER}, {STEPS}, {RECORD_EVERY}, {n_rec}, {k}")];
-                        let buffers = |args: &[spikeforge::codegen::Arg], array: &str| -> Vec<String> {
-                            args.iter()
-                                .enumerate()
-                                .map(|(i, a)| format!("({}*) {array}[{i}]", cuda_type(a.elem)))
-                                .collect()
-                        };
-                        args.extend(buffers(&layout.inputs, "ins"));
-                        args.extend(buffers(&layout.outputs, "outs"));
-                        let launch = format!(
-                            "blockDim.x = 4;\n    for (unsigned b = 0; b < {}; ++b) for (unsigned t = 0; t < 4; ++t) {{ blockIdx.x = b; threadIdx.x = t; sf_neuron_run({}); }}",
-                            n.div_ceil(4),
-                            args.join(", ")
-                        );
-                        (
-                            format!(
-                                "{SHIM}{}{}{}{}",
-                                cuda_emulation::head(),
-                                kernel.source.replace("extern \"C\" ", ""),
-                                cuda_emulation::tail(),
-                                host(&launch, layout.inputs.len(), &out_bytes)
-                            ),
-                            &["-std=c++20", "-O1", "-ffp-contract=off", "-w"],
-                        )
-                    }
+                let types = |args: &[spikeforge::codegen::Arg]| {
+                    args.iter().map(|a| a.elem).collect::<Vec<_>>()
                 };
+                let (program, flags) = program(
+                    dialect,
+                    &kernel.source,
+                    kernel.entry,
+                    &format!("{N_INNER}, {STEPS}, {RECORD_EVERY}, {n_rec}, 0, {k}"),
+                    &format!("{n}, {N_INNER}, {STEPS}, {RECORD_EVERY}, {n_rec}, {k}"),
+                    &(types(&layout.inputs), types(&layout.outputs)),
+                    &out_bytes,
+                );
                 if dialect == Dialect::Cuda {
                     assert!(
                         kernel.source.contains("sf_ckpt_every"),
