@@ -295,11 +295,13 @@ fn both_stores_give_the_same_gradients_bit_for_bit_in_both_dialects() {
             };
             let mut results = Vec::new();
             // The CUDA kernels also with their memory traffic tuned (the next segment loaded
-            // ahead, streaming hints): the same arithmetic, so the same bits.
+            // ahead, streaming hints) and with the exact reciprocal (off the device, the
+            // approximate one divides exactly too): the same arithmetic, so the same bits.
             let tunings = [
                 AdjointTuning::default(),
                 AdjointTuning::parse("prefetch,streaming").unwrap(),
                 AdjointTuning::parse("prefetch").unwrap(),
+                AdjointTuning::parse("exact_reciprocal").unwrap(),
             ];
             for dialect in [Dialect::C, Dialect::Cuda] {
                 for store in [SegmentStore::Scratch, SegmentStore::Registers(k)] {
@@ -356,9 +358,9 @@ fn both_stores_give_the_same_gradients_bit_for_bit_in_both_dialects() {
             }
         }
     }
-    // Per model and k: C in both stores and for the call, CUDA in both stores with three
+    // Per model and k: C in both stores and for the call, CUDA in both stores with four
     // tunings and for the call, against the first.
-    assert_eq!(compared, 3 * 4 * 9);
+    assert_eq!(compared, 3 * 4 * 11);
 }
 
 /// The forward pass under differentiation (the run's kernel with `spec.checkpoint`: CUDA walks

@@ -299,6 +299,10 @@ pub struct AdjointTuning {
     /// choice): more threads resident on a multiprocessor, for a kernel that spills nothing
     /// under it ([`AdjointTuning::compile_options`]).
     pub max_registers: u32,
+    /// The surrogates' reciprocal as the IEEE division in float32 too (`sf_rcp`, see
+    /// [`crate::codegen::printer::reciprocal`]), as before it was one approximate instruction:
+    /// results as the CPU's, for comparing the two on a GPU.
+    pub exact_reciprocal: bool,
 }
 
 impl AdjointTuning {
@@ -307,10 +311,11 @@ impl AdjointTuning {
         prefetch: false,
         streaming: false,
         max_registers: 0,
+        exact_reciprocal: false,
     };
 
-    /// `none`, `default`, or a comma-separated list of `prefetch`, `streaming` and
-    /// `registers=N` (N in 16..=255); `None` for anything else.
+    /// `none`, `default`, or a comma-separated list of `prefetch`, `streaming`,
+    /// `exact_reciprocal` and `registers=N` (N in 16..=255); `None` for anything else.
     pub fn parse(text: &str) -> Option<AdjointTuning> {
         let mut t = AdjointTuning::default();
         match text.trim() {
@@ -321,6 +326,7 @@ impl AdjointTuning {
                     match word {
                         "prefetch" => t.prefetch = true,
                         "streaming" => t.streaming = true,
+                        "exact_reciprocal" => t.exact_reciprocal = true,
                         other => {
                             let n = other.strip_prefix("registers=")?.parse::<u32>().ok()?;
                             if !(16..=255).contains(&n) {
@@ -336,13 +342,17 @@ impl AdjointTuning {
     }
 
     /// A short name for kernel keys and reports, as [`AdjointTuning::parse`] reads it:
-    /// `none`, `prefetch`, `prefetch,streaming,registers=64`, ...
+    /// `none`, `prefetch`, `prefetch,streaming,registers=64`, `exact_reciprocal`, ...
     pub fn name(self) -> String {
-        let mut words: Vec<String> = [(self.prefetch, "prefetch"), (self.streaming, "streaming")]
-            .into_iter()
-            .filter(|(on, _)| *on)
-            .map(|(_, w)| w.to_string())
-            .collect();
+        let mut words: Vec<String> = [
+            (self.prefetch, "prefetch"),
+            (self.streaming, "streaming"),
+            (self.exact_reciprocal, "exact_reciprocal"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, w)| w.to_string())
+        .collect();
         if self.max_registers > 0 {
             words.push(format!("registers={}", self.max_registers));
         }
@@ -780,7 +790,11 @@ const int64_t sf_j = sf_j0 + sf_l;
         )?;
         w.write_str(&super::group_kernel::includes(self.dialect))?;
         w.write_str(&prelude(self.dialect, self.spec.dtype))?;
-        w.write_str(reciprocal(self.dialect, self.spec.dtype))?;
+        w.write_str(reciprocal(
+            self.dialect,
+            self.spec.dtype,
+            self.tuning.exact_reciprocal,
+        ))?;
         w.write_str(&clock_source(self.dialect, self.spec.dt, self.spec.dtype))?;
         if let SegmentStore::Registers(k) = self.store {
             writeln!(

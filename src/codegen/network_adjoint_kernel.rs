@@ -697,7 +697,7 @@ impl Writer<'_> {
         )?;
         w.write_str(&super::group_kernel::includes(self.dialect))?;
         w.write_str(&prelude(self.dialect, self.net.dtype))?;
-        w.write_str(reciprocal(self.dialect, self.net.dtype))?;
+        w.write_str(reciprocal(self.dialect, self.net.dtype, false))?;
         if self.dialect == Dialect::Cuda {
             self.write_cuda_functions(w)?;
         }

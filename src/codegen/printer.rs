@@ -125,11 +125,14 @@ pub fn prelude(dialect: Dialect, dtype: ElemType) -> String {
 /// `sf_rcp(x)`, the approximate reciprocal that `Func::Recip` is printed as in CUDA float32
 /// kernels (the adjoint kernels' surrogate derivatives): one `MUFU.RCP` instead of the IEEE
 /// division's Newton step and slow-path branch, within an ulp or two, subnormal results flushed
-/// to zero (the surrogates' denominators are >= 1). Empty for other dialects and precisions,
-/// which print the exact division. The CUDA kernels run on the CPU by the tests (compiled as
-/// C++, no `__CUDA_ARCH__`) divide exactly, so that they give the C kernels' bits.
-pub fn reciprocal(dialect: Dialect, dtype: ElemType) -> &'static str {
+/// to zero (the surrogates' denominators are >= 1); with `exact`, the IEEE division (to compare
+/// on a GPU). Empty for other dialects and precisions, which print the exact division. The CUDA
+/// kernels run on the CPU by the tests (compiled as C++, no `__CUDA_ARCH__`) divide exactly, so
+/// that they give the C kernels' bits.
+pub fn reciprocal(dialect: Dialect, dtype: ElemType, exact: bool) -> &'static str {
     match (dialect, dtype) {
+        (Dialect::Cuda, ElemType::F32) if exact => "/* The surrogates' reciprocal, exact (tuning exact_reciprocal). */\n\
+static __device__ __forceinline__ float sf_rcp(float x) { return 1.0f / x; }\n",
         (Dialect::Cuda, ElemType::F32) => "/* The surrogates' reciprocal: one approximate hardware instruction (exact off the device). */\n\
 static __device__ __forceinline__ float sf_rcp(float x) {\n\
 #ifdef __CUDA_ARCH__\n\
