@@ -660,7 +660,13 @@ impl Gen<'_> {
                 self.layout.work.words
             )?;
         }
-        writeln!(w, "const int32_t sf_t_step = in_sf_t_step[sf_b] + sf_s;")?;
+        // The cluster kernel loads the first step once (`sf_t_base`): a load at a step's start
+        // would be the first link of the step's chain.
+        if self.clustered() {
+            writeln!(w, "const int32_t sf_t_step = sf_t_base + sf_s;")?;
+        } else {
+            writeln!(w, "const int32_t sf_t_step = in_sf_t_step[sf_b] + sf_s;")?;
+        }
         writeln!(
             w,
             "const {real} sf_t = ({real}) sf_t_step * {};",

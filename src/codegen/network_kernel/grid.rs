@@ -421,6 +421,10 @@ impl Gen<'_> {
         if !self.pushing.get() {
             return Ok(());
         }
+        if self.clustered() {
+            // the block's warps deliver its spikes together, after a block barrier
+            return self.write_cluster_listing(g, w);
+        }
         let leaving: Vec<usize> = (self.net.projections.iter().enumerate())
             .filter(|(_, proj)| proj.source == g)
             .map(|(p, _)| p)
@@ -487,7 +491,6 @@ impl Gen<'_> {
     /// rows, then makes their atomics (one round trip for two spikes' rows of up to 128).
     fn write_pushed_rows(&self, p: usize, pathway: usize, w: &mut SourceWriter) -> fmt::Result {
         let proj = &self.net.projections[p];
-        let s = &proj.synapses;
         let (a, b) = (proj.source_range.start, proj.source_range.end);
         writeln!(w, "const bool sf_in = sf_pre >= {a} && sf_pre < {b};")?;
         writeln!(
@@ -512,8 +515,6 @@ impl Gen<'_> {
             "for (int64_t sf_c = 0; sf_c < sf_len || sf_c < sf_len2; sf_c += {})",
             32 * PUSH_UNROLL
         );
-        let names = |v: VarId| self.synapse_name(p, v, &EVENT);
-        let printer = self.synapse_printer(p, &names);
         let each = format!("for (int32_t sf_u = 0; sf_u < {PUSH_UNROLL}; ++sf_u)");
         w.block(head, |w| {
             writeln!(w, "int32_t sf_js[{PUSH_UNROLL}], sf_js2[{PUSH_UNROLL}];")?;
@@ -543,24 +544,37 @@ impl Gen<'_> {
                         )?;
                         writeln!(w, "const int32_t sf_j = sf_js{x}[sf_u];")?;
                         writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
-                        for (k, st) in s.statements(pathway).iter().enumerate() {
-                            let (Effect::Add(e), Some((IndexOf::Post, v))) =
-                                (st.effect, s.neighbour(st.var))
-                            else {
-                                unreachable!("a one-barrier network adds to the target only")
-                            };
-                            let index = format!("({} + {})", proj.target_range.start, EVENT.post);
-                            let acc = (self.accumulator(proj.target, v, "sf_t_step & 1", &index))
-                                .expect("an accumulated variable");
-                            let text = printer.block(&[e], &format!("sf_q{k}_"), w)?.remove(0);
-                            writeln!(w, "atomicAdd(&{acc}, {text});")?;
-                        }
-                        Ok(())
+                        self.write_accumulations(p, pathway, w)
                     })
                 })?;
             }
             Ok(())
         })
+    }
+
+    /// The additions of projection p's pathway `pathway` for synapse `sf_syn` (row `sf_r`, target
+    /// `sf_j` in range) to this step's accumulators.
+    pub(super) fn write_accumulations(
+        &self,
+        p: usize,
+        pathway: usize,
+        w: &mut SourceWriter,
+    ) -> fmt::Result {
+        let proj = &self.net.projections[p];
+        let s = &proj.synapses;
+        let names = |v: VarId| self.synapse_name(p, v, &EVENT);
+        let printer = self.synapse_printer(p, &names);
+        for (k, st) in s.statements(pathway).iter().enumerate() {
+            let (Effect::Add(e), Some((IndexOf::Post, v))) = (st.effect, s.neighbour(st.var)) else {
+                unreachable!("a one-barrier network adds to the target only")
+            };
+            let index = format!("({} + {})", proj.target_range.start, EVENT.post);
+            let acc = (self.accumulator(proj.target, v, "sf_t_step & 1", &index))
+                .expect("an accumulated variable");
+            let text = printer.block(&[e], &format!("sf_q{k}_"), w)?.remove(0);
+            writeln!(w, "atomicAdd(&{acc}, {text});")?;
+        }
+        Ok(())
     }
 
     /// The one-barrier persistent kernel (blocks of `block` threads): the slots' state loaded

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# GPU checks of the cluster kernel's balanced deliveries (issue 10, COBA x1; helper cluster-fast),
+# on the device, against a library built elsewhere (SPIKEFORGE_LIBRARY) and this checkout's
+# python_shim. Every step runs under `timeout`; logs go to $OUT (or /tmp).
+#   bash scripts/cluster_fast_gpu.sh bench     # COBA x1 10 s: auto, grid, block, cluster of 16 and of 8
+#   bash scripts/cluster_fast_gpu.sh scaling   # 1 s at 1000, 2000, 4000, 8000 neurons, the same paths
+#   bash scripts/cluster_fast_gpu.sh check     # test_network_cluster.py, test_network_one_barrier.py
+#   bash scripts/cluster_fast_gpu.sh sanitize  # memcheck, racecheck, synccheck of a short cluster run
+# STRATEGIES overrides the paths timed.
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_run.sh"
+TAIL_LINES=30
+paths="${STRATEGIES:-auto,grid,block,cluster::16,cluster::8}"
+for what in "$@"; do
+  case "$what" in
+    bench)
+      run bench_x1_10s 150 python3 bench/bench_networks.py --models coba_be --scales 1 \
+        --duration 10000 --baselines none --strategy "$paths"
+      ;;
+    scaling)
+      run scaling_1s 150 python3 bench/bench_networks.py --models coba_be --scales 0.25,0.5,1,2 \
+        --duration 1000 --baselines none --strategy "$paths"
+      ;;
+    check)
+      run pytest_cluster 200 python3 -m pytest -q -p no:logging tests/python/test_network_cluster.py \
+        tests/python/test_network_one_barrier.py
+      ;;
+    sanitize)
+      for tool in memcheck racecheck synccheck; do
+        run "sanitize_$tool" 100 compute-sanitizer --tool "$tool" --error-exitcode 3 \
+          python3 scripts/cluster_short.py 4000 200 float64 grid cluster::16 cluster::8
+      done
+      ;;
+    *) echo "unknown step: $what" && status=1 ;;
+  esac
+done
+exit $status
