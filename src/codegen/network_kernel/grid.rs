@@ -565,7 +565,8 @@ impl Gen<'_> {
         let names = |v: VarId| self.synapse_name(p, v, &EVENT);
         let printer = self.synapse_printer(p, &names);
         for (k, st) in s.statements(pathway).iter().enumerate() {
-            let (Effect::Add(e), Some((IndexOf::Post, v))) = (st.effect, s.neighbour(st.var)) else {
+            let (Effect::Add(e), Some((IndexOf::Post, v))) = (st.effect, s.neighbour(st.var))
+            else {
                 unreachable!("a one-barrier network adds to the target only")
             };
             let index = format!("({} + {})", proj.target_range.start, EVENT.post);

@@ -296,11 +296,7 @@ impl Gen<'_> {
                         )?;
                         writeln!(w, "if (sf_lo < 0) sf_lo = 0;")?;
                         writeln!(w, "if (sf_hi > sf_nsyn{p}) sf_hi = sf_nsyn{p};")?;
-                        writeln!(
-                            w,
-                            "sf_rlo{p}[sf_slot] = ({}) sf_lo;",
-                            self.rows_type(p)
-                        )?;
+                        writeln!(w, "sf_rlo{p}[sf_slot] = ({}) sf_lo;", self.rows_type(p))?;
                         writeln!(
                             w,
                             "sf_rlen{p}[sf_slot] = sf_hi > sf_lo ? (int32_t) (sf_hi - sf_lo) : 0;"
@@ -429,10 +425,7 @@ impl Gen<'_> {
                         writeln!(w, "const int32_t sf_rp = sf_list_rp[sf_e];")?;
                         writeln!(w, "sf_es[sf_u] = sf_e;")?;
                         writeln!(w, "sf_rps[sf_u] = sf_rp;")?;
-                        writeln!(
-                            w,
-                            "sf_syns[sf_u] = (int64_t) sf_list_lo[sf_e] + sf_at;"
-                        )?;
+                        writeln!(w, "sf_syns[sf_u] = (int64_t) sf_list_lo[sf_e] + sf_at;")?;
                         writeln!(w, "sf_js[sf_u] = ({targets})[sf_syns[sf_u]];")
                     })
                 })
