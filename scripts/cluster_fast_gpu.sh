@@ -6,6 +6,7 @@
 #   bash scripts/cluster_fast_gpu.sh scaling   # 1 s at 1000, 2000, 4000, 8000 neurons, the same paths
 #   bash scripts/cluster_fast_gpu.sh check     # test_network_cluster.py, test_network_one_barrier.py
 #   bash scripts/cluster_fast_gpu.sh sanitize  # memcheck, racecheck, synccheck of a short cluster run
+#   bash scripts/cluster_fast_gpu.sh ncu       # ncu of one cluster launch (COBA x1, 2000 steps, 16 blocks)
 # STRATEGIES overrides the paths timed.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/gpu_run.sh"
@@ -26,10 +27,20 @@ for what in "$@"; do
         tests/python/test_network_one_barrier.py
       ;;
     sanitize)
-      for tool in memcheck racecheck synccheck; do
+      run sanitize_memcheck 100 compute-sanitizer --tool memcheck --error-exitcode 3 \
+        python3 scripts/cluster_short.py 4000 200 float64 grid cluster::16 cluster::8
+      for tool in racecheck synccheck; do
         run "sanitize_$tool" 100 compute-sanitizer --tool "$tool" --error-exitcode 3 \
-          python3 scripts/cluster_short.py 4000 200 float64 grid cluster::16 cluster::8
+          python3 scripts/cluster_short.py 4000 200 float64 cluster::16 cluster::8
       done
+      ;;
+    ncu)
+      run ncu_cluster 120 ncu --set full -k regex:sf_network_cluster --launch-count 1 -f \
+        -o "$LOG/ncu_cluster" python3 scripts/cluster_short.py 4000 2000 float32 cluster::16
+      ncu -i "$LOG/ncu_cluster.ncu-rep" --page details >"$LOG/ncu_cluster_details.txt" 2>&1
+      ncu -i "$LOG/ncu_cluster.ncu-rep" --page source --csv --print-source sass >"$LOG/ncu_cluster_sass.csv" 2>&1
+      grep -iE "Duration|Registers|Achieved Occupancy|Stall|Warp Cycles|Shared Memory|Issue" \
+        "$LOG/ncu_cluster_details.txt" | head -50
       ;;
     *) echo "unknown step: $what" && status=1 ;;
   esac
