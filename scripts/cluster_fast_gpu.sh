@@ -7,7 +7,8 @@
 #   bash scripts/cluster_fast_gpu.sh check     # test_network_cluster.py, test_network_one_barrier.py
 #   bash scripts/cluster_fast_gpu.sh sanitize  # memcheck, racecheck, synccheck of a short cluster run
 #   bash scripts/cluster_fast_gpu.sh ncu       # ncu of one cluster launch (COBA x1, 2000 steps, 16 blocks)
-# STRATEGIES overrides the paths timed.
+# STRATEGIES overrides the paths timed. The cluster kernel's target cache (SPIKEFORGE_CLUSTER_TARGETS,
+# shared by default) is measured and tested against `global` too.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/gpu_run.sh"
 TAIL_LINES=30
@@ -17,6 +18,8 @@ for what in "$@"; do
     bench)
       run bench_x1_10s 150 python3 bench/bench_networks.py --models coba_be --scales 1 \
         --duration 10000 --baselines none --strategy "$paths"
+      run bench_x1_10s_global 100 env SPIKEFORGE_CLUSTER_TARGETS=global python3 bench/bench_networks.py \
+        --models coba_be --scales 1 --duration 10000 --baselines none --strategy cluster::16,cluster::8
       ;;
     scaling)
       run scaling_1s 150 python3 bench/bench_networks.py --models coba_be --scales 0.25,0.5,1,2 \
@@ -25,6 +28,8 @@ for what in "$@"; do
     check)
       run pytest_cluster 200 python3 -m pytest -q -p no:logging tests/python/test_network_cluster.py \
         tests/python/test_network_one_barrier.py
+      run pytest_cluster_global 100 env SPIKEFORGE_CLUSTER_TARGETS=global python3 -m pytest -q -p no:logging \
+        tests/python/test_network_cluster.py
       ;;
     sanitize)
       run sanitize_memcheck 100 compute-sanitizer --tool memcheck --error-exitcode 3 \

@@ -175,6 +175,10 @@ enum Mode {
 /// Most blocks a persistent emulation runs (one instantiation of the kernel template each).
 const MAX_PERSISTENT_BLOCKS: usize = 4;
 
+/// Words of the cluster kernel's target cache in the emulation: the rows of a block of 128
+/// neurons of `cuba`'s random network fit, those of the dense one (300 synapses a row) do not.
+const TARGET_CACHE_WORDS: usize = 16384;
+
 /// The emulation program of a network: the shim, the CUDA source, and a host that launches
 /// `steps` steps the way the handler does, per step or persistent.
 fn program(c: &Compiled, persistent: bool) -> String {
@@ -221,6 +225,17 @@ fn program(c: &Compiled, persistent: bool) -> String {
             &format!("std::atomic_ref<{t}>(*sf_a.sf_p).fetch_add(sf_v);"),
         );
     }
+    // The cluster kernel's target cache: a static array of TARGET_CACHE_WORDS in place of the
+    // dynamic shared memory, so that some blocks' targets fit and others' do not.
+    source = source
+        .replace(
+            "extern __shared__ int32_t sf_tgt[];",
+            &format!("__shared__ int32_t sf_tgt[{TARGET_CACHE_WORDS}];"),
+        )
+        .replace(
+            spikeforge::codegen::network_kernel::TARGET_CACHE_BYTES,
+            &format!("sf_tgt_bytes = {};", 4 * TARGET_CACHE_WORDS),
+        );
     if let Some(at) = source.find(" sf_acc[2 * ") {
         let end = at + source[at..].find('\n').unwrap();
         source.insert_str(

@@ -17,7 +17,7 @@ mod synapse_dynamics;
 pub use grid::{
     accumulated, cluster_blocks, cluster_shape, one_barrier, register_slots, BarrierVariant,
     ClusterShape, ARRIVE_RELEASE, BARRIER_GROUP_BLOCKS, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY,
-    CLUSTER_MAX, FENCE_ACQUIRE, REGISTER_SLOTS,
+    CLUSTER_MAX, FENCE_ACQUIRE, REGISTER_SLOTS, TARGET_CACHE_BYTES,
 };
 pub use per_step::{after_folded, closing_launches};
 pub use synapse_dynamics::{

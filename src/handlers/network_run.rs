@@ -500,7 +500,7 @@ impl Handler for NetworkRunCuda {
                     })
                     .unwrap_or(blocks);
                 let kernel = cluster.expect("a cluster path has the cluster kernel");
-                (kernel, blocks, c.block, shared)
+                (kernel, blocks, c.block, cluster_shared(kernel, &run)?)
             }
         };
         // The persistent kernel's grid barrier (the resident kernel has none).
@@ -546,6 +546,18 @@ impl Handler for NetworkRunCuda {
         unsafe { cuda::launch_shaped(kernel, launch, stream, &mut params) }?;
         Ok(())
     }
+}
+
+/// The cluster kernel's dynamic shared memory, its target cache (`network_kernel::grid::cluster`):
+/// what the device allows a block beside the kernel's static shared memory, at most the
+/// synapses' targets; none where `SPIKEFORGE_CLUSTER_TARGETS` is `global`.
+fn cluster_shared(f: &cuda::CudaFunction, run: &Run<'_>) -> Result<u32, FfiError> {
+    if !settings::cluster_targets_shared()? {
+        return Ok(0);
+    }
+    let room = (f.max_shared_mem_per_block()).saturating_sub(cuda::function_static_shared(f)?);
+    let targets: u64 = run.n_syn.iter().map(|n| 4 * (*n).max(0) as u64).sum();
+    Ok((u64::from(room).min(targets) as u32) & !15)
 }
 
 /// The path of this call (`handlers::network_path`), and the widest cluster the device runs of
@@ -598,6 +610,7 @@ fn choose_path(
     };
     let cluster_width = match (cluster, cluster_shape(&site.network)) {
         (Some(f), Some(c)) if asks_cluster => {
+            let shared = cluster_shared(f, run)?;
             cuda::cluster_width(f, c.block as u32, shared, network_kernel::CLUSTER_MAX)?
         }
         _ => 0,

@@ -38,6 +38,11 @@ pub const GRID_BARRIER_VAR: &str = "SPIKEFORGE_GRID_BARRIER";
 /// size against its barrier's cost.
 pub const GRID_BLOCKS_VAR: &str = "SPIKEFORGE_GRID_BLOCKS";
 
+/// Where the cluster network kernel reads its deliveries' targets: `shared` (its target cache
+/// in dynamic shared memory, where a block's rows fit: `codegen::network_kernel::grid::cluster`,
+/// the default) or `global` (every target from global memory). For measuring both on one device.
+pub const CLUSTER_TARGETS_VAR: &str = "SPIKEFORGE_CLUSTER_TARGETS";
+
 /// The neuron adjoint kernel's memory tuning (`codegen::adjoint_kernel::AdjointTuning`):
 /// `default`, `none`, or a comma-separated list of `prefetch`, `streaming` and `registers=N`;
 /// unset: the default. For measuring them side by side on one device.
@@ -125,6 +130,15 @@ pub fn grid_blocks() -> Result<Option<u32>, RuntimeError> {
     at_least_one(GRID_BLOCKS_VAR)
 }
 
+/// [`CLUSTER_TARGETS_VAR`]: whether the cluster kernel gets its target cache.
+pub fn cluster_targets_shared() -> Result<bool, RuntimeError> {
+    match var(CLUSTER_TARGETS_VAR).as_deref().map(str::trim) {
+        None | Some("shared") => Ok(true),
+        Some("global") => Ok(false),
+        Some(text) => Err(bad(CLUSTER_TARGETS_VAR, text, "shared or global")),
+    }
+}
+
 /// [`ADJOINT_TUNING_VAR`].
 pub fn adjoint_tuning() -> Result<AdjointTuning, RuntimeError> {
     let Some(text) = var(ADJOINT_TUNING_VAR) else {
@@ -162,6 +176,7 @@ mod tests {
             MAX_LOADED_VAR,
             GRID_BARRIER_VAR,
             GRID_BLOCKS_VAR,
+            CLUSTER_TARGETS_VAR,
             ADJOINT_TUNING_VAR,
             NETWORK_ADJOINT_BARRIER_VAR,
         ]
@@ -181,33 +196,46 @@ mod tests {
     #[ignore = "run by grid_settings_parse_and_refuse_nonsense"]
     fn child_reads_grid_settings() {
         println!(
-            "GRID {:?} / {:?}",
+            "GRID {:?} / {:?} / {:?}",
             grid_barrier().map_err(|e| e.to_string()),
-            grid_blocks().map_err(|e| e.to_string())
+            grid_blocks().map_err(|e| e.to_string()),
+            cluster_targets_shared().map_err(|e| e.to_string())
         );
     }
 
     #[test]
     fn grid_settings_parse_and_refuse_nonsense() {
         let grid = |vars: &[(&str, &str)]| child_of("child_reads_grid_settings", "GRID ", vars);
-        assert_eq!(grid(&[]), "Ok(None) / Ok(None)");
+        assert_eq!(grid(&[]), "Ok(None) / Ok(None) / Ok(true)");
         assert_eq!(
-            grid(&[(GRID_BARRIER_VAR, "flat"), (GRID_BLOCKS_VAR, "132")]),
-            "Ok(Some(Flat)) / Ok(Some(132))"
+            grid(&[
+                (GRID_BARRIER_VAR, "flat"),
+                (GRID_BLOCKS_VAR, "132"),
+                (CLUSTER_TARGETS_VAR, "global")
+            ]),
+            "Ok(Some(Flat)) / Ok(Some(132)) / Ok(false)"
         );
         assert_eq!(
-            grid(&[(GRID_BARRIER_VAR, "split")]),
-            "Ok(Some(Split)) / Ok(None)"
+            grid(&[(GRID_BARRIER_VAR, "split"), (CLUSTER_TARGETS_VAR, "shared")]),
+            "Ok(Some(Split)) / Ok(None) / Ok(true)"
         );
         assert_eq!(
             grid(&[(GRID_BARRIER_VAR, "release")]),
-            "Ok(Some(Release)) / Ok(None)"
+            "Ok(Some(Release)) / Ok(None) / Ok(true)"
         );
         assert_eq!(
             grid(&[(GRID_BARRIER_VAR, " grouped ")]),
-            "Ok(Some(Grouped { group_blocks: 32 })) / Ok(None)"
+            "Ok(Some(Grouped { group_blocks: 32 })) / Ok(None) / Ok(true)"
         );
-        let out = grid(&[(GRID_BARRIER_VAR, "fast"), (GRID_BLOCKS_VAR, "0")]);
+        let out = grid(&[
+            (GRID_BARRIER_VAR, "fast"),
+            (GRID_BLOCKS_VAR, "0"),
+            (CLUSTER_TARGETS_VAR, "l2"),
+        ]);
+        assert!(
+            out.contains("SPIKEFORGE_CLUSTER_TARGETS=l2: expected shared or global"),
+            "{out}"
+        );
         assert!(
             out.contains("SPIKEFORGE_GRID_BARRIER=fast: expected flat, release, split or grouped"),
             "{out}"

@@ -39,6 +39,7 @@ mod cluster;
 mod registers;
 pub use cluster::{
     cluster_blocks, cluster_shape, ClusterShape, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY, CLUSTER_MAX,
+    TARGET_CACHE_BYTES,
 };
 pub use registers::{register_slots, REGISTER_SLOTS};
 

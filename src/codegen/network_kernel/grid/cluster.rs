@@ -27,6 +27,12 @@
 //! bounds: at COBA x1 (about 20 spikes a step in 16 blocks) a few warps of a few blocks carry the
 //! step's chain.
 //!
+//! The targets themselves are read from the block's **target cache** where they fit: at the
+//! launch's start each block copies the targets of its slots' neurons' rows (a run of the
+//! connectivity a slot and projection) into its dynamic shared memory, as much as the handler
+//! gives (`SPIKEFORGE_CLUSTER_TARGETS`: what the device allows a block, or nothing); a row whose
+//! run did not fit reads global memory.
+//!
 //! Its spike queue is written in the launch's last step only, as the grid kernel's (every queue
 //! one slot, nothing reading it during the launch), but its write cursors are zeroed once at the
 //! launch's start instead of a step ahead in every step, and the last step's count stored after
@@ -71,11 +77,17 @@ const CLUSTER_PORTABLE: usize = 8;
 pub const CLUSTER_SHARED_MAX_BYTES: usize = 44 * 1024;
 
 /// Bytes of a listed row in shared memory, at most: offset (8), length, first chunk, row and
-/// projection (4 each).
-const LISTED_ROW_BYTES: usize = 20;
+/// projection, offset in the target cache (4 each).
+const LISTED_ROW_BYTES: usize = 24;
 
-/// The most row registers a thread holds (projections x slots: an offset and a length each).
+/// The most row registers a thread holds (projections x slots: an offset, a length and an
+/// offset in the target cache each).
 const CLUSTER_ROW_REGISTERS: usize = 32;
+
+/// The line of the cluster kernel that reads its dynamic shared memory's size (the target
+/// cache's bytes: [`Gen::write_target_cache`]). The CPU emulation replaces it.
+pub const TARGET_CACHE_BYTES: &str =
+    "asm(\"mov.u32 %0, %%dynamic_smem_size;\" : \"=r\"(sf_tgt_bytes));";
 
 /// Chunks (32 synapses of a listed row) a warp takes at a time: their targets loaded together,
 /// then their additions.
@@ -255,11 +267,11 @@ impl Gen<'_> {
         };
         writeln!(
             w,
-            "/* The rows of the block's spikes of a step: offset, length, first chunk (of 32 synapses, in the block's numbering), row << 8 | projection (codegen::network_kernel::grid::cluster). */"
+            "/* The rows of the block's spikes of a step: offset, length, first chunk (of 32 synapses, in the block's numbering), row << 8 | projection, offset in the target cache or -1 (codegen::network_kernel::grid::cluster). */"
         )?;
         writeln!(w, "__shared__ unsigned long long sf_listed[2];")?;
         writeln!(w, "__shared__ {offset} sf_list_lo[{rows}];")?;
-        for name in ["len", "c0", "rp"] {
+        for name in ["len", "c0", "rp", "sh"] {
             writeln!(w, "__shared__ int32_t sf_list_{name}[{rows}];")?;
         }
         writeln!(
@@ -308,6 +320,62 @@ impl Gen<'_> {
         })
     }
 
+    /// The **target cache**: the targets of the block's rows (for each slot and projection, the
+    /// run of the targets of its neurons' rows, one after another in the connectivity) copied
+    /// into the kernel's dynamic shared memory where they fit (`%dynamic_smem_size`: the handler
+    /// gives what the device allows, or nothing, `SPIKEFORGE_CLUSTER_TARGETS`), at the launch's
+    /// start; `sf_rsh{{p}}`: where a slot's neuron's row starts there, or -1 (its targets read
+    /// from global memory). A delivery's target is then a shared load, not a round trip to L2.
+    fn write_target_cache(&self, block: usize, w: &mut SourceWriter) -> fmt::Result {
+        writeln!(w, "/* The targets of the block's rows, in dynamic shared memory where they fit (codegen::network_kernel::grid::cluster). */")?;
+        writeln!(w, "extern __shared__ int32_t sf_tgt[];")?;
+        writeln!(w, "uint32_t sf_tgt_bytes = 0;")?;
+        writeln!(w, "{TARGET_CACHE_BYTES}")?;
+        writeln!(w, "int64_t sf_tgt_used = 0;")?;
+        for p in 0..self.net.projections.len() {
+            writeln!(w, "int32_t sf_rsh{p}[SF_SLOTS];")?;
+        }
+        self.write_slots(w, |w| {
+            for (p, proj) in self.net.projections.iter().enumerate() {
+                let g = proj.source;
+                let first: usize = (0..g).map(|h| self.vblocks(h)).sum();
+                let end = first + self.vblocks(g);
+                let (a, b) = (proj.source_range.start, proj.source_range.end);
+                let rows = self.row_offsets(p);
+                writeln!(w, "sf_rsh{p}[sf_slot] = -1;")?;
+                w.block(format!("if (sf_vb >= {first} && sf_vb < {end})"), |w| {
+                    writeln!(w, "const int64_t sf_n0 = (int64_t) (sf_vb - {first}) * {block};")?;
+                    writeln!(
+                        w,
+                        "const int64_t sf_i0 = sf_n0 > {a} ? sf_n0 : {a}, sf_i1 = sf_n0 + {block} < {b} ? sf_n0 + {block} : {b};"
+                    )?;
+                    w.block("if (sf_i0 < sf_i1)", |w| {
+                        writeln!(
+                            w,
+                            "int64_t sf_g0 = {rows}[sf_i0 - {a}], sf_g1 = {rows}[sf_i1 - {a}];"
+                        )?;
+                        writeln!(w, "if (sf_g0 < 0) sf_g0 = 0;")?;
+                        writeln!(w, "if (sf_g1 > sf_nsyn{p}) sf_g1 = sf_nsyn{p};")?;
+                        let fits = "sf_g1 > sf_g0 && sf_tgt_used + (sf_g1 - sf_g0) <= (int64_t) (sf_tgt_bytes / 4u)";
+                        w.block(format!("if ({fits})"), |w| {
+                            writeln!(
+                                w,
+                                "for (int64_t sf_k = threadIdx.x; sf_k < sf_g1 - sf_g0; sf_k += blockDim.x) sf_tgt[sf_tgt_used + sf_k] = in_p{p}_targets[sf_g0 + sf_k];"
+                            )?;
+                            writeln!(
+                                w,
+                                "if (sf_rlen{p}[sf_slot] > 0 && sf_rlo{p}[sf_slot] >= sf_g0 && sf_rlo{p}[sf_slot] + sf_rlen{p}[sf_slot] <= sf_g1) sf_rsh{p}[sf_slot] = (int32_t) (sf_tgt_used + sf_rlo{p}[sf_slot] - sf_g0);"
+                            )?;
+                            writeln!(w, "sf_tgt_used += sf_g1 - sf_g0;")
+                        })
+                    })
+                })?;
+            }
+            Ok(())
+        })?;
+        writeln!(w, "__syncthreads();")
+    }
+
     /// In place of the register grid's deliveries by the warp (`Gen::write_push`): the firing
     /// lanes of a slot of group g (`sf_fire`, `sf_i`, `sf_slot` in scope) list their rows of
     /// this step, each lane's rows and chunks taken at once from the step's counts.
@@ -351,6 +419,7 @@ impl Gen<'_> {
                         writeln!(w, "sf_list_len[sf_e] = sf_rlen{p}[sf_slot];")?;
                         writeln!(w, "sf_list_c0[sf_e] = sf_c0;")?;
                         writeln!(w, "sf_list_rp[sf_e] = ((int32_t) (sf_i - {a}) << 8) | {p};")?;
+                        writeln!(w, "sf_list_sh[sf_e] = sf_rsh{p}[sf_slot];")?;
                         writeln!(w, "++sf_e;")?;
                         writeln!(w, "sf_c0 += (sf_rlen{p}[sf_slot] + 31) >> 5;")
                     })?;
@@ -423,10 +492,14 @@ impl Gen<'_> {
                     )?;
                     w.block("if (sf_at < sf_list_len[sf_e])", |w| {
                         writeln!(w, "const int32_t sf_rp = sf_list_rp[sf_e];")?;
+                        writeln!(w, "const int32_t sf_sh = sf_list_sh[sf_e];")?;
                         writeln!(w, "sf_es[sf_u] = sf_e;")?;
                         writeln!(w, "sf_rps[sf_u] = sf_rp;")?;
                         writeln!(w, "sf_syns[sf_u] = (int64_t) sf_list_lo[sf_e] + sf_at;")?;
-                        writeln!(w, "sf_js[sf_u] = ({targets})[sf_syns[sf_u]];")
+                        writeln!(
+                            w,
+                            "sf_js[sf_u] = sf_sh >= 0 ? sf_tgt[sf_sh + sf_at] : ({targets})[sf_syns[sf_u]];"
+                        )
                     })
                 })
             })?;
@@ -571,6 +644,7 @@ impl Gen<'_> {
             writeln!(w, "sf_cluster_sync();")?;
             self.write_register_loads(block, slots, w)?;
             self.write_row_registers(block, w)?;
+            self.write_target_cache(block, w)?;
             w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
                 scope(w, |w| {
                     self.step_prologue(w)?;
