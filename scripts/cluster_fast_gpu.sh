@@ -7,6 +7,7 @@
 #   bash scripts/cluster_fast_gpu.sh check     # test_network_cluster.py, test_network_one_barrier.py
 #   bash scripts/cluster_fast_gpu.sh sanitize  # memcheck, racecheck, synccheck of a short cluster run
 #   bash scripts/cluster_fast_gpu.sh ncu       # ncu of one cluster launch (COBA x1, 2000 steps, 16 blocks)
+#   bash scripts/cluster_fast_gpu.sh final final-check   # the session's one run: 60 s, then 40 s
 # STRATEGIES overrides the paths timed. The cluster kernel's target cache (SPIKEFORGE_CLUSTER_TARGETS,
 # shared by default) is measured and tested against `global` too.
 set -uo pipefail
@@ -46,6 +47,21 @@ for what in "$@"; do
       ncu -i "$LOG/ncu_cluster.ncu-rep" --page source --csv --print-source sass >"$LOG/ncu_cluster_sass.csv" 2>&1
       grep -iE "Duration|Registers|Achieved Occupancy|Stall|Warp Cycles|Shared Memory|Issue" \
         "$LOG/ncu_cluster_details.txt" | head -50
+      ;;
+    final)
+      # the one GPU run of session 7 (60 s): COBA x1 10 s, every cluster variant beside the grid
+      # in one process; 1 s at 1000, 2000 and 8000 neurons
+      run final_x1_10s 40 python3 bench/bench_networks.py --models coba_be --scales 1 --duration 10000 \
+        --baselines none --strategy grid,cluster::16,cluster::8,cluster:global:16,cluster:warp:16
+      run final_scaling_1s 30 python3 bench/bench_networks.py --models coba_be --scales 0.25,0.5,2 \
+        --duration 1000 --baselines none --strategy grid,block,cluster::16,cluster:warp:16
+      ;;
+    final-check)
+      # its tests and sanitizer (40 s)
+      run final_pytest 25 python3 -m pytest -q -p no:logging tests/python/test_network_cluster.py \
+        tests/python/test_network_one_barrier.py -k "cluster or auto"
+      run final_memcheck 15 compute-sanitizer --tool memcheck --error-exitcode 3 \
+        python3 scripts/cluster_short.py 4000 100 float64 cluster::16 cluster::8 cluster:warp:16
       ;;
     *) echo "unknown step: $what" && status=1 ;;
   esac

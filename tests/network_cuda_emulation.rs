@@ -1397,12 +1397,13 @@ fn emulated_one_barrier_grid_and_cluster_match_c() {
         .map(|(blocks, chunk, groups)| (Mode::Persistent { blocks, chunk }, groups));
         // The cluster kernel (codegen::network_kernel::grid::cluster): 3 virtual blocks of 128
         // neurons, a slot a block, in a cluster of 4 blocks (deliveries to every block's shared
-        // memory, a block with no virtual block), in one launch, in chunks, a step a launch.
+        // memory, a block with no virtual block), in one launch, in chunks, a step a launch;
+        // its deliveries by the block (`sf_group_blocks` 0), and by the warp (1).
         assert!(source.contains(CLUSTER_ENTRY), "{name}: the cluster kernel");
         let shape = cluster_shape(&net, &plan(&net)).unwrap();
         assert_eq!((shape.block, shape.slots, shape.vblocks), (128, 1, 3));
-        let clusters = [(4, steps), (4, 37), (4, 1)]
-            .map(|(blocks, chunk)| (Mode::Cluster { blocks, chunk }, 2));
+        let clusters = [(4, steps, 0), (4, 37, 0), (4, 1, 0), (4, steps, 1)]
+            .map(|(blocks, chunk, by_warp)| (Mode::Cluster { blocks, chunk }, by_warp));
         for (mode, groups) in modes
             .into_iter()
             .chain(clusters)

@@ -423,9 +423,18 @@ impl Gen<'_> {
             return Ok(());
         }
         if self.clustered() {
-            // the block's warps deliver its spikes together, after a block barrier
-            return self.write_cluster_listing(g, w);
+            // the block's warps deliver its spikes together, after a block barrier, unless the
+            // launch asks for the deliveries by the warp (`grid::cluster`)
+            w.block("if (sf_group_blocks == 0)", |w| {
+                self.write_cluster_listing(g, w)
+            })?;
+            return w.block("else", |w| self.write_warp_push(g, w));
         }
+        self.write_warp_push(g, w)
+    }
+
+    /// [`Gen::write_push`]'s deliveries by the warp.
+    fn write_warp_push(&self, g: usize, w: &mut SourceWriter) -> fmt::Result {
         let leaving: Vec<usize> = (self.net.projections.iter().enumerate())
             .filter(|(_, proj)| proj.source == g)
             .map(|(p, _)| p)

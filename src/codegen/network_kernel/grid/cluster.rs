@@ -27,6 +27,10 @@
 //! bounds: at COBA x1 (about 20 spikes a step in 16 blocks) a few warps of a few blocks carry the
 //! step's chain.
 //!
+//! The launch may ask for the register grid's deliveries by the warp instead (`sf_group_blocks`,
+//! which the cluster has no grid barrier to use for, not 0: `SPIKEFORGE_CLUSTER_DELIVERY=warp`),
+//! the cluster kernel's before the balanced deliveries, for measuring both on one device.
+//!
 //! The targets themselves are read from the block's **target cache** where they fit: at the
 //! launch's start each block copies the targets of its slots' neurons' rows (a run of the
 //! connectivity a slot and projection) into its dynamic shared memory, as much as the handler
@@ -596,9 +600,8 @@ impl Gen<'_> {
             writeln!(w, "#else")?;
             writeln!(
                 w,
-                "/* One cluster barrier a step: deliveries into accumulators in the cluster's shared memory (codegen::network_kernel::grid::cluster). */"
+                "/* One cluster barrier a step: deliveries into accumulators in the cluster's shared memory, by the block's warps together (sf_group_blocks 0) or by the warp that finds the spikes (codegen::network_kernel::grid::cluster). */"
             )?;
-            writeln!(w, "(void) sf_group_blocks;")?;
             writeln!(w, "const int32_t sf_b = (int32_t) blockIdx.y;")?;
             writeln!(w, "const int32_t sf_t_base = in_sf_t_step[sf_b];")?;
             let check = format!(
@@ -651,7 +654,9 @@ impl Gen<'_> {
                     writeln!(w, "const int32_t sf_lane = (int32_t) (threadIdx.x & 31u);")?;
                     self.write_slot_updates(block, w)?;
                     self.write_slot_spikes(block, w)?;
-                    self.write_listed_deliveries(block, w)
+                    w.block("if (sf_group_blocks == 0)", |w| {
+                        self.write_listed_deliveries(block, w)
+                    })
                 })?;
                 writeln!(w, "sf_cluster_sync();")
             })?;
