@@ -54,6 +54,9 @@ pub const AUTO_CLUSTER_VAR: &str = "SPIKEFORGE_AUTO_CLUSTER";
 /// the default) or `global` (every target from global memory). For measuring both on one device.
 pub const CLUSTER_TARGETS_VAR: &str = "SPIKEFORGE_CLUSTER_TARGETS";
 
+/// Whether the cluster kernel gets its target cache when [`CLUSTER_TARGETS_VAR`] is unset.
+pub const CLUSTER_TARGETS_SHARED_DEFAULT: bool = true;
+
 /// The neuron adjoint kernel's memory tuning (`codegen::adjoint_kernel::AdjointTuning`):
 /// `default`, `none`, or a comma-separated list of `prefetch`, `streaming` and `registers=N`;
 /// unset: the default. For measuring them side by side on one device.
@@ -144,7 +147,8 @@ pub fn grid_blocks() -> Result<Option<u32>, RuntimeError> {
 /// [`CLUSTER_TARGETS_VAR`]: whether the cluster kernel gets its target cache.
 pub fn cluster_targets_shared() -> Result<bool, RuntimeError> {
     match var(CLUSTER_TARGETS_VAR).as_deref().map(str::trim) {
-        None | Some("shared") => Ok(true),
+        None => Ok(CLUSTER_TARGETS_SHARED_DEFAULT),
+        Some("shared") => Ok(true),
         Some("global") => Ok(false),
         Some(text) => Err(bad(CLUSTER_TARGETS_VAR, text, "shared or global")),
     }
@@ -242,7 +246,9 @@ mod tests {
         let grid = |vars: &[(&str, &str)]| child_of("child_reads_grid_settings", "GRID ", vars);
         assert_eq!(
             grid(&[]),
-            "Ok(None) / Ok(None) / Ok(true) / Ok(false) / Ok(None)"
+            format!(
+                "Ok(None) / Ok(None) / Ok({CLUSTER_TARGETS_SHARED_DEFAULT}) / Ok(false) / Ok(None)"
+            )
         );
         assert_eq!(
             grid(&[
@@ -265,11 +271,11 @@ mod tests {
         );
         assert_eq!(
             grid(&[(GRID_BARRIER_VAR, "release")]),
-            "Ok(Some(Release)) / Ok(None) / Ok(true) / Ok(false) / Ok(None)"
+            format!("Ok(Some(Release)) / Ok(None) / Ok({CLUSTER_TARGETS_SHARED_DEFAULT}) / Ok(false) / Ok(None)")
         );
         assert_eq!(
             grid(&[(GRID_BARRIER_VAR, " grouped ")]),
-            "Ok(Some(Grouped { group_blocks: 32 })) / Ok(None) / Ok(true) / Ok(false) / Ok(None)"
+            format!("Ok(Some(Grouped {{ group_blocks: 32 }})) / Ok(None) / Ok({CLUSTER_TARGETS_SHARED_DEFAULT}) / Ok(false) / Ok(None)")
         );
         let out = grid(&[
             (GRID_BARRIER_VAR, "fast"),

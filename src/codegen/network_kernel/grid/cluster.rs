@@ -89,7 +89,7 @@ const LISTED_ROW_BYTES: usize = 24;
 const CLUSTER_ROW_REGISTERS: usize = 32;
 
 /// The line of the cluster kernel that reads its dynamic shared memory's size (the target
-/// cache's bytes: [`Gen::write_target_cache`]). The CPU emulation replaces it.
+/// cache's bytes: [`Gen::write_rows_and_targets`]). The CPU emulation replaces it.
 pub const TARGET_CACHE_BYTES: &str =
     "asm(\"mov.u32 %0, %%dynamic_smem_size;\" : \"=r\"(sf_tgt_bytes));";
 
@@ -284,59 +284,24 @@ impl Gen<'_> {
         )
     }
 
-    /// The rows of the slots' neurons in every projection that leaves them (`sf_rlo{{p}}`,
-    /// `sf_rlen{{p}}`: offset and length; length 0 where the neuron is not one of its
-    /// sources), in registers for the launch.
-    fn write_row_registers(&self, block: usize, w: &mut SourceWriter) -> fmt::Result {
-        writeln!(w, "/* The rows of the slots' neurons, in registers for the launch (codegen::network_kernel::grid::cluster). */")?;
-        for p in 0..self.net.projections.len() {
-            writeln!(w, "{} sf_rlo{p}[SF_SLOTS] = {{}};", self.rows_type(p))?;
-            writeln!(w, "int32_t sf_rlen{p}[SF_SLOTS] = {{}};")?;
-        }
-        self.write_slots(w, |w| {
-            for (p, proj) in self.net.projections.iter().enumerate() {
-                let g = proj.source;
-                let first: usize = (0..g).map(|h| self.vblocks(h)).sum();
-                let end = first + self.vblocks(g);
-                let (a, b) = (proj.source_range.start, proj.source_range.end);
-                let rows = self.row_offsets(p);
-                w.block(format!("if (sf_vb >= {first} && sf_vb < {end})"), |w| {
-                    writeln!(
-                        w,
-                        "const int64_t sf_i = (int64_t) (sf_vb - {first}) * {block} + threadIdx.x;"
-                    )?;
-                    w.block(format!("if (sf_i >= {a} && sf_i < {b})"), |w| {
-                        writeln!(
-                            w,
-                            "int64_t sf_lo = {rows}[sf_i - {a}], sf_hi = {rows}[sf_i - {a} + 1];"
-                        )?;
-                        writeln!(w, "if (sf_lo < 0) sf_lo = 0;")?;
-                        writeln!(w, "if (sf_hi > sf_nsyn{p}) sf_hi = sf_nsyn{p};")?;
-                        writeln!(w, "sf_rlo{p}[sf_slot] = ({}) sf_lo;", self.rows_type(p))?;
-                        writeln!(
-                            w,
-                            "sf_rlen{p}[sf_slot] = sf_hi > sf_lo ? (int32_t) (sf_hi - sf_lo) : 0;"
-                        )
-                    })
-                })?;
-            }
-            Ok(())
-        })
-    }
-
-    /// The **target cache**: the targets of the block's rows (for each slot and projection, the
-    /// run of the targets of its neurons' rows, one after another in the connectivity) copied
-    /// into the kernel's dynamic shared memory where they fit (`%dynamic_smem_size`: the handler
-    /// gives what the device allows, or nothing, `SPIKEFORGE_CLUSTER_TARGETS`), at the launch's
-    /// start; `sf_rsh{{p}}`: where a slot's neuron's row starts there, or -1 (its targets read
-    /// from global memory). A delivery's target is then a shared load, not a round trip to L2.
-    fn write_target_cache(&self, block: usize, w: &mut SourceWriter) -> fmt::Result {
-        writeln!(w, "/* The targets of the block's rows, in dynamic shared memory where they fit (codegen::network_kernel::grid::cluster). */")?;
+    /// The rows of the slots' neurons in every projection that leaves them, in registers for the
+    /// launch (`sf_rlo{{p}}`, `sf_rlen{{p}}`: offset and length; length 0 where the neuron is not
+    /// one of its sources), and the **target cache**: the targets of the block's rows (for each
+    /// slot and projection, the run of its neurons' rows, one after another in the
+    /// connectivity) copied into the kernel's dynamic shared memory where they fit
+    /// (`%dynamic_smem_size`: the handler gives what the device allows, or nothing,
+    /// `SPIKEFORGE_CLUSTER_TARGETS`); `sf_rsh{{p}}`: where a neuron's row starts there, or -1
+    /// (its targets read from global memory). A delivery's target is then a shared load, not a
+    /// round trip to L2.
+    fn write_rows_and_targets(&self, block: usize, w: &mut SourceWriter) -> fmt::Result {
+        writeln!(w, "/* The rows of the slots' neurons, in registers for the launch, and their targets in dynamic shared memory where they fit (codegen::network_kernel::grid::cluster). */")?;
         writeln!(w, "extern __shared__ int32_t sf_tgt[];")?;
         writeln!(w, "uint32_t sf_tgt_bytes = 0;")?;
         writeln!(w, "{TARGET_CACHE_BYTES}")?;
         writeln!(w, "int64_t sf_tgt_used = 0;")?;
         for p in 0..self.net.projections.len() {
+            writeln!(w, "{} sf_rlo{p}[SF_SLOTS] = {{}};", self.rows_type(p))?;
+            writeln!(w, "int32_t sf_rlen{p}[SF_SLOTS] = {{}};")?;
             writeln!(w, "int32_t sf_rsh{p}[SF_SLOTS];")?;
         }
         self.write_slots(w, |w| {
@@ -349,6 +314,21 @@ impl Gen<'_> {
                 writeln!(w, "sf_rsh{p}[sf_slot] = -1;")?;
                 w.block(format!("if (sf_vb >= {first} && sf_vb < {end})"), |w| {
                     writeln!(w, "const int64_t sf_n0 = (int64_t) (sf_vb - {first}) * {block};")?;
+                    writeln!(w, "const int64_t sf_i = sf_n0 + threadIdx.x;")?;
+                    w.block(format!("if (sf_i >= {a} && sf_i < {b})"), |w| {
+                        writeln!(
+                            w,
+                            "int64_t sf_lo = {rows}[sf_i - {a}], sf_hi = {rows}[sf_i - {a} + 1];"
+                        )?;
+                        writeln!(w, "if (sf_lo < 0) sf_lo = 0;")?;
+                        writeln!(w, "if (sf_hi > sf_nsyn{p}) sf_hi = sf_nsyn{p};")?;
+                        writeln!(w, "sf_rlo{p}[sf_slot] = ({}) sf_lo;", self.rows_type(p))?;
+                        writeln!(
+                            w,
+                            "sf_rlen{p}[sf_slot] = sf_hi > sf_lo ? (int32_t) (sf_hi - sf_lo) : 0;"
+                        )
+                    })?;
+                    writeln!(w, "/* The block's run of the rows (the same in every thread). */")?;
                     writeln!(
                         w,
                         "const int64_t sf_i0 = sf_n0 > {a} ? sf_n0 : {a}, sf_i1 = sf_n0 + {block} < {b} ? sf_n0 + {block} : {b};"
@@ -646,8 +626,7 @@ impl Gen<'_> {
             })?;
             writeln!(w, "sf_cluster_sync();")?;
             self.write_register_loads(block, slots, w)?;
-            self.write_row_registers(block, w)?;
-            self.write_target_cache(block, w)?;
+            self.write_rows_and_targets(block, w)?;
             w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
                 scope(w, |w| {
                     self.step_prologue(w)?;
