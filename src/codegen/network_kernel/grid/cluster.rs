@@ -1,7 +1,7 @@
 //! The one-barrier kernel as **one thread-block cluster** per batch member (Hopper and newer:
 //! compute capability 9.0): [`CLUSTER_ENTRY`]. It is the register grid's kernel (the parent
 //! module and [`super::registers`]: every virtual block's state in a block's register slots for
-//! the whole launch, the deliveries made by the warp that finds the spikes) with two changes:
+//! the whole launch) with three changes:
 //!
 //! - the **accumulators** of a step's arrivals are in the shared memory of the block that holds
 //!   the target neuron's registers (virtual block `vb` is slot `vb >> log2(gridDim.x)` of block
@@ -14,9 +14,10 @@
 //!   for a grid barrier through global memory). Release and acquire at cluster scope order every
 //!   write before it (shared::cluster and global: the queue counts, the last step's compaction)
 //!   before every read after it, which is all that the grid barrier's fences give the grid
-//!   kernel, so the step's phases are the grid kernel's, printed by the same code.
+//!   kernel, so the step's update is the grid kernel's, printed by the same code;
+//! - a step's deliveries are the **block's**, not each warp's (below).
 //!
-//! A step's deliveries are the **block's**, not each warp's: a warp that finds spikes lists their
+//! The deliveries: a warp that finds spikes lists their
 //! rows (offset, length, row and projection, and the row's first chunk of 32 synapses) in the
 //! block's shared memory (one 64-bit shared atomic a spike hands out its entries and chunks), and
 //! after a block barrier every warp of the block takes a share of the listed chunks (chunk k by
@@ -27,9 +28,10 @@
 //! bounds: at COBA x1 (about 20 spikes a step in 16 blocks) a few warps of a few blocks carry the
 //! step's chain.
 //!
-//! The launch may ask for the register grid's deliveries by the warp instead (`sf_group_blocks`,
-//! which the cluster has no grid barrier to use for, not 0: `SPIKEFORGE_CLUSTER_DELIVERY=warp`),
-//! the cluster kernel's before the balanced deliveries, for measuring both on one device.
+//! The launch may ask for the register grid's deliveries by the warp that finds the spikes
+//! instead (`sf_group_blocks` not 0, a parameter the cluster has no grid barrier to use for:
+//! `SPIKEFORGE_CLUSTER_DELIVERY=warp`), the cluster kernel's of session 6, for measuring both on
+//! one device.
 //!
 //! The targets themselves are read from the block's **target cache** where they fit: at the
 //! launch's start each block copies the targets of its slots' neurons' rows (a run of the
@@ -89,7 +91,7 @@ const LISTED_ROW_BYTES: usize = 24;
 const CLUSTER_ROW_REGISTERS: usize = 32;
 
 /// The line of the cluster kernel that reads its dynamic shared memory's size (the target
-/// cache's bytes: [`Gen::write_rows_and_targets`]). The CPU emulation replaces it.
+/// cache's bytes: `Gen::write_rows_and_targets`). The CPU emulation replaces it.
 pub const TARGET_CACHE_BYTES: &str =
     "asm(\"mov.u32 %0, %%dynamic_smem_size;\" : \"=r\"(sf_tgt_bytes));";
 
@@ -112,7 +114,7 @@ pub struct ClusterShape {
 
 /// The cluster kernel's shape for `net`, or `None` when it has none (not a one-barrier network,
 /// or accumulators beyond [`CLUSTER_ACC_MAX_BYTES`], accumulators and row list beyond
-/// [`CLUSTER_SHARED_MAX_BYTES`], row registers beyond [`CLUSTER_ROW_REGISTERS`]). One neuron a thread: blocks of the largest
+/// `CLUSTER_SHARED_MAX_BYTES`, row registers beyond `CLUSTER_ROW_REGISTERS`). One neuron a thread: blocks of the largest
 /// group's neurons over [`CLUSTER_MAX`], in whole warps of 4 (128 threads), at most 1024, so that
 /// a cluster of 16 blocks updates it in one pass (the warps that find spikes deliver them: the
 /// more warps, the fewer spikes each, H200: 4 slots of 128 threads a block ran COBA x1 at 7.9 µs a
