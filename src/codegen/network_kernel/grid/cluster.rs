@@ -114,11 +114,11 @@ pub struct ClusterShape {
 
 /// The cluster kernel's shape for `net`, or `None` when it has none (not a one-barrier network,
 /// or accumulators beyond [`CLUSTER_ACC_MAX_BYTES`], accumulators and row list beyond
-/// `CLUSTER_SHARED_MAX_BYTES`, row registers beyond `CLUSTER_ROW_REGISTERS`). One neuron a thread: blocks of the largest
-/// group's neurons over [`CLUSTER_MAX`], in whole warps of 4 (128 threads), at most 1024, so that
-/// a cluster of 16 blocks updates it in one pass (the warps that find spikes deliver them: the
-/// more warps, the fewer spikes each, H200: 4 slots of 128 threads a block ran COBA x1 at 7.9 µs a
-/// step in 8 blocks, 6.2 in 16); slots enough for the portable 8 blocks, at most
+/// `CLUSTER_SHARED_MAX_BYTES`, row registers beyond `CLUSTER_ROW_REGISTERS`). One neuron a
+/// thread: blocks of the largest group's neurons over [`CLUSTER_MAX`], in whole warps of 4 (128
+/// threads), at most 1024, so that a cluster of 16 blocks updates it in one pass (H200, session
+/// 6: 4 slots of 128 threads a block ran COBA x1 at 7.9 µs a step in 8 blocks, 6.2 in 16); slots
+/// enough for the portable 8 blocks, at most
 /// [`REGISTER_SLOTS`](super::REGISTER_SLOTS).
 pub fn cluster_shape(net: &NetworkIr, plan: &NetworkPlan) -> Option<ClusterShape> {
     if !super::one_barrier(net, plan) {
