@@ -360,17 +360,34 @@ class Timing:
         return f"{self.median:.3f} ({min(self.times):.3f})"
 
 
-GRID_SETTINGS = ("SPIKEFORGE_GRID_BARRIER", "SPIKEFORGE_GRID_BLOCKS")
+GRID_SETTINGS = (
+    "SPIKEFORGE_GRID_BARRIER",
+    "SPIKEFORGE_GRID_BLOCKS",
+    "SPIKEFORGE_CLUSTER_DELIVERY",
+    "SPIKEFORGE_CLUSTER_TARGETS",
+)
+# the cluster kernel's variants (``cluster:<variant>[:blocks]``): its deliveries by the block with
+# the target cache (the default), by the block with every target from global memory, or by the
+# warp that finds the spikes (the cluster kernel of session 6)
+CLUSTER_VARIANTS = {
+    "block": {},
+    "global": {"SPIKEFORGE_CLUSTER_TARGETS": "global"},
+    "warp": {"SPIKEFORGE_CLUSTER_DELIVERY": "warp"},
+}
 
 
 def parse_strategy(text: str) -> tuple[str, dict]:
-    """``strategy[:barrier[:blocks]]`` -> (strategy, the grid settings it sets); ValueError when
-    a part is not one."""
+    """``strategy[:barrier[:blocks]]`` (``cluster[:block|global|warp[:blocks]]``) -> (strategy, the
+    grid settings it sets); ValueError when a part is not one."""
     base, *rest = text.split(":")
     if base not in sf.Network.STRATEGIES or len(rest) > 2:
         raise ValueError(f"{text!r}: expected strategy[:flat|release|split|grouped[:blocks]]")
     settings = {}
-    if rest and rest[0]:
+    if base == "cluster" and rest and rest[0]:
+        if rest[0] not in CLUSTER_VARIANTS:
+            raise ValueError(f"{text!r}: the cluster's variant is block, global or warp, not {rest[0]!r}")
+        settings.update(CLUSTER_VARIANTS[rest[0]])
+    elif rest and rest[0]:
         if rest[0] not in ("flat", "release", "split", "grouped"):
             raise ValueError(f"{text!r}: the barrier is flat, release, split or grouped, not {rest[0]!r}")
         settings[GRID_SETTINGS[0]] = rest[0]

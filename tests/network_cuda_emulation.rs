@@ -175,6 +175,10 @@ enum Mode {
 /// Most blocks a persistent emulation runs (one instantiation of the kernel template each).
 const MAX_PERSISTENT_BLOCKS: usize = 4;
 
+/// Words of the cluster kernel's target cache in the emulation: the rows of a block of 128
+/// neurons of `cuba`'s random network fit, those of the dense one (300 synapses a row) do not.
+const TARGET_CACHE_WORDS: usize = 16384;
+
 /// The emulation program of a network: the shim, the CUDA source, and a host that launches
 /// `steps` steps the way the handler does, per step or persistent.
 fn program(c: &Compiled, persistent: bool) -> String {
@@ -221,6 +225,17 @@ fn program(c: &Compiled, persistent: bool) -> String {
             &format!("std::atomic_ref<{t}>(*sf_a.sf_p).fetch_add(sf_v);"),
         );
     }
+    // The cluster kernel's target cache: a static array of TARGET_CACHE_WORDS in place of the
+    // dynamic shared memory, so that some blocks' targets fit and others' do not.
+    source = source
+        .replace(
+            "extern __shared__ int32_t sf_tgt[];",
+            &format!("__shared__ int32_t sf_tgt[{TARGET_CACHE_WORDS}];"),
+        )
+        .replace(
+            spikeforge::codegen::network_kernel::TARGET_CACHE_BYTES,
+            &format!("sf_tgt_bytes = {};", 4 * TARGET_CACHE_WORDS),
+        );
     if let Some(at) = source.find(" sf_acc[2 * ") {
         let end = at + source[at..].find('\n').unwrap();
         source.insert_str(
@@ -1382,12 +1397,13 @@ fn emulated_one_barrier_grid_and_cluster_match_c() {
         .map(|(blocks, chunk, groups)| (Mode::Persistent { blocks, chunk }, groups));
         // The cluster kernel (codegen::network_kernel::grid::cluster): 3 virtual blocks of 128
         // neurons, a slot a block, in a cluster of 4 blocks (deliveries to every block's shared
-        // memory, a block with no virtual block), in one launch, in chunks, a step a launch.
+        // memory, a block with no virtual block), in one launch, in chunks, a step a launch;
+        // its deliveries by the block (`sf_group_blocks` 0), and by the warp (1).
         assert!(source.contains(CLUSTER_ENTRY), "{name}: the cluster kernel");
         let shape = cluster_shape(&net, &plan(&net)).unwrap();
         assert_eq!((shape.block, shape.slots, shape.vblocks), (128, 1, 3));
-        let clusters = [(4, steps), (4, 37), (4, 1)]
-            .map(|(blocks, chunk)| (Mode::Cluster { blocks, chunk }, 2));
+        let clusters = [(4, steps, 0), (4, 37, 0), (4, 1, 0), (4, steps, 1)]
+            .map(|(blocks, chunk, by_warp)| (Mode::Cluster { blocks, chunk }, by_warp));
         for (mode, groups) in modes
             .into_iter()
             .chain(clusters)

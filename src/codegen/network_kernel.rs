@@ -17,7 +17,7 @@ mod synapse_dynamics;
 pub use grid::{
     accumulated, cluster_blocks, cluster_shape, one_barrier, register_slots, BarrierVariant,
     ClusterShape, ARRIVE_RELEASE, BARRIER_GROUP_BLOCKS, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY,
-    CLUSTER_MAX, FENCE_ACQUIRE, REGISTER_SLOTS,
+    CLUSTER_MAX, FENCE_ACQUIRE, REGISTER_SLOTS, TARGET_CACHE_BYTES,
 };
 pub use per_step::{after_folded, closing_launches};
 pub use synapse_dynamics::{
@@ -660,7 +660,13 @@ impl Gen<'_> {
                 self.layout.work.words
             )?;
         }
-        writeln!(w, "const int32_t sf_t_step = in_sf_t_step[sf_b] + sf_s;")?;
+        // The cluster kernel loads the first step once (`sf_t_base`): a load at a step's start
+        // would be the first link of the step's chain.
+        if self.clustered() {
+            writeln!(w, "const int32_t sf_t_step = sf_t_base + sf_s;")?;
+        } else {
+            writeln!(w, "const int32_t sf_t_step = in_sf_t_step[sf_b] + sf_s;")?;
+        }
         writeln!(
             w,
             "const {real} sf_t = ({real}) sf_t_step * {};",

@@ -53,14 +53,20 @@ pub const REGISTER_GRID_MIN_NEURONS: u64 = 4000;
 /// a whole run in one call 8.2 against 5.1).
 pub const FEW_STEPS: u64 = 16;
 
-/// Whether `auto` takes the cluster (below) where the network fits one: only once measured
-/// faster than the register grid and the resident block on the H200 (bench/NOTES.md).
+/// Whether `auto` takes the cluster (below) where the network fits one, from
+/// [`CLUSTER_MIN_NEURONS`] to [`CLUSTER_MAX_NEURONS`], unless `SPIKEFORGE_AUTO_CLUSTER` says
+/// otherwise: only once measured faster than the register grid and the resident block on the
+/// H200 (bench/NOTES.md; the balanced deliveries of session 7 are not measured yet).
 pub const AUTO_TAKES_CLUSTER: bool = false;
 
-/// The fewest neurons for which `auto` takes the cluster (where [`AUTO_TAKES_CLUSTER`]): as the
-/// register grid's [`REGISTER_GRID_MIN_NEURONS`], below which the resident block's passes are
-/// cheap.
+/// The fewest neurons for which `auto` takes the cluster (where it does): as the register
+/// grid's [`REGISTER_GRID_MIN_NEURONS`], below which the resident block's passes are cheap.
 pub const CLUSTER_MIN_NEURONS: u64 = REGISTER_GRID_MIN_NEURONS;
+
+/// The most neurons for which `auto` takes the cluster (where it does): the largest network of
+/// the cluster's measurements (COBA at 8000 neurons); beyond, the register grid's 132
+/// multiprocessors against the cluster's 16.
+pub const CLUSTER_MAX_NEURONS: u64 = 8192;
 
 /// A path, with its grid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +119,9 @@ pub struct Work {
     /// (`network_kernel::cluster_shape`; 0: the network has none).
     pub cluster_vblocks: u32,
     pub cluster_slots: u32,
+    /// Whether `auto` may take the cluster ([`AUTO_TAKES_CLUSTER`], or the
+    /// `SPIKEFORGE_AUTO_CLUSTER` setting).
+    pub auto_cluster: bool,
 }
 
 /// What the choice needs to know of the device.
@@ -135,7 +144,9 @@ pub struct Device {
 /// - `grid` needs at least one resident block per member; it takes at most as many blocks per
 ///   member as the update has virtual blocks or the device multiprocessors (whichever is more),
 ///   and at most what the device holds divided by the members;
-/// - `auto`: per step for a call of fewer than [`FEW_STEPS`] steps; else the register grid (the
+/// - `auto`: per step for a call of fewer than [`FEW_STEPS`] steps; else the cluster where
+///   `work.auto_cluster` and the network has [`CLUSTER_MIN_NEURONS`] to [`CLUSTER_MAX_NEURONS`]
+///   neurons and fits one; else the register grid (the
 ///   one-barrier kernel, every virtual block in a register slot, at most
 ///   [`REGISTER_GRID_MAX_SYNAPSES`]) for [`REGISTER_GRID_MIN_NEURONS`] neurons or more; else the
 ///   resident block when its shared memory fits and the synapses are at most
@@ -170,7 +181,9 @@ pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, St
         Strategy::Cluster => cluster.map(|blocks| Path::Cluster { blocks }),
         Strategy::Auto if work.steps < FEW_STEPS => Ok(Path::PerStep),
         Strategy::Auto
-            if AUTO_TAKES_CLUSTER && cluster.is_ok() && work.neurons >= CLUSTER_MIN_NEURONS =>
+            if work.auto_cluster
+                && cluster.is_ok()
+                && (CLUSTER_MIN_NEURONS..=CLUSTER_MAX_NEURONS).contains(&work.neurons) =>
         {
             cluster.map(|blocks| Path::Cluster { blocks })
         }
@@ -340,6 +353,7 @@ mod tests {
             steps: 1000,
             cluster_vblocks: 0,
             cluster_slots: 0,
+            auto_cluster: false,
         }
     }
 
@@ -599,24 +613,50 @@ mod tests {
         assert!(err.contains("compute capability 9.0"), "{err}");
         let err = choose(Strategy::Cluster, work(4000, 320_000, 1), H200).unwrap_err();
         assert!(err.contains("no cluster kernel"), "{err}");
-        // auto: the cluster only where AUTO_TAKES_CLUSTER, from CLUSTER_MIN_NEURONS, not for
-        // a call of few steps
-        let auto = choose(Strategy::Auto, coba, H200);
-        if AUTO_TAKES_CLUSTER {
-            assert_eq!(auto, Ok(Path::Cluster { blocks: 16 }));
-        } else {
-            assert_eq!(auto, Ok(Path::Grid { blocks: 132 }));
-        }
-        let few = Work { steps: 1, ..coba };
-        assert_eq!(choose(Strategy::Auto, few, H200), Ok(Path::PerStep));
-        let small = Work {
-            cluster_vblocks: 16,
-            cluster_slots: 2,
-            ..one_barrier_work(CLUSTER_MIN_NEURONS - 1, 80_000)
+        // auto: the cluster only where it may (AUTO_TAKES_CLUSTER or the setting), from
+        // CLUSTER_MIN_NEURONS to CLUSTER_MAX_NEURONS, not for a call of few steps, not without
+        // clusters
+        assert_eq!(
+            choose(Strategy::Auto, coba, H200),
+            Ok(Path::Grid { blocks: 132 })
+        );
+        let may = Work {
+            auto_cluster: true,
+            ..coba
         };
-        assert_ne!(
-            choose(Strategy::Auto, small, H200).map(|p| p.name()),
-            Ok("cluster")
+        assert_eq!(
+            choose(Strategy::Auto, may, H200),
+            Ok(Path::Cluster { blocks: 16 })
+        );
+        assert_eq!(
+            choose(Strategy::Auto, may, old),
+            Ok(Path::Grid { blocks: 132 })
+        );
+        let few = Work { steps: 1, ..may };
+        assert_eq!(choose(Strategy::Auto, few, H200), Ok(Path::PerStep));
+        for n in [CLUSTER_MIN_NEURONS - 1, CLUSTER_MAX_NEURONS + 1] {
+            let outside = Work {
+                cluster_vblocks: 16,
+                cluster_slots: 2,
+                auto_cluster: true,
+                ..one_barrier_work(n, 80 * n)
+            };
+            assert_ne!(
+                choose(Strategy::Auto, outside, H200).map(|p| p.name()),
+                Ok("cluster"),
+                "{n} neurons"
+            );
+        }
+        assert_eq!(
+            choose(
+                Strategy::Auto,
+                Work {
+                    neurons: CLUSTER_MAX_NEURONS,
+                    ..may
+                },
+                H200
+            ),
+            Ok(Path::Cluster { blocks: 16 })
         );
         assert_eq!(Path::Cluster { blocks: 8 }.name(), "cluster");
         assert_eq!(

@@ -500,12 +500,16 @@ impl Handler for NetworkRunCuda {
                     })
                     .unwrap_or(blocks);
                 let kernel = cluster.expect("a cluster path has the cluster kernel");
-                (kernel, blocks, c.block, shared)
+                (kernel, blocks, c.block, cluster_shared(kernel, &run)?)
             }
         };
-        // The persistent kernel's grid barrier (the resident kernel has none).
+        // The persistent kernel's grid barrier (the resident kernel has none); the cluster
+        // kernel's deliveries: by the block's warps (0) or by the warp (1).
         let barrier = network_path::barrier_variant(blocks, settings::grid_barrier()?);
-        let mut group_blocks = barrier.group_blocks();
+        let mut group_blocks = match path {
+            Path::Cluster { .. } => i32::from(settings::cluster_delivery_by_warp()?),
+            _ => barrier.group_blocks(),
+        };
         let slots = match path {
             Path::Cluster { .. } => cluster_shape(&site.network).map_or(0, |c| c.slots),
             _ => network_kernel::register_slots(
@@ -514,7 +518,17 @@ impl Handler for NetworkRunCuda {
                 PERSISTENT_BLOCK,
             ),
         } as u32;
-        let detail = network_path::describe(path, blocks, threads as u32, barrier, slots);
+        let mut detail = network_path::describe(path, blocks, threads as u32, barrier, slots);
+        if let Path::Cluster { .. } = path {
+            detail += &match (group_blocks, shared) {
+                (0, 0) => ", deliveries by the block, targets in global memory".to_owned(),
+                (0, bytes) => format!(
+                    ", deliveries by the block, target cache of {} KiB",
+                    bytes / 1024
+                ),
+                _ => ", deliveries by the warp".to_owned(),
+            };
+        }
         network_path::record_detail(&site.key, detail);
         // The whole run in one launch: steps [0, steps).
         let (mut s0, mut s1, mut total) = (0i32, steps, steps);
@@ -548,6 +562,19 @@ impl Handler for NetworkRunCuda {
     }
 }
 
+/// The cluster kernel's dynamic shared memory, its target cache (`network_kernel::grid::cluster`):
+/// what the device allows a block beside the kernel's static shared memory, at most the
+/// synapses' targets; none where `SPIKEFORGE_CLUSTER_TARGETS` is `global` or the deliveries are
+/// by the warp (`SPIKEFORGE_CLUSTER_DELIVERY=warp`, which reads no cache).
+fn cluster_shared(f: &cuda::CudaFunction, run: &Run<'_>) -> Result<u32, FfiError> {
+    if !settings::cluster_targets_shared()? || settings::cluster_delivery_by_warp()? {
+        return Ok(0);
+    }
+    let room = (f.max_shared_mem_per_block()).saturating_sub(cuda::function_static_shared(f)?);
+    let targets: u64 = run.n_syn.iter().map(|n| 4 * (*n).max(0) as u64).sum();
+    Ok((u64::from(room).min(targets) as u32) & !15)
+}
+
 /// The path of this call (`handlers::network_path`), and the widest cluster the device runs of
 /// the cluster kernel (0 where not asked): the device is asked what it holds only when the
 /// choice depends on it.
@@ -573,6 +600,7 @@ fn choose_path(
         steps: site.steps as u64,
         cluster_vblocks: cluster_shape(&site.network).map_or(0, |c| c.vblocks as u32),
         cluster_slots: cluster_shape(&site.network).map_or(0, |c| c.slots as u32),
+        auto_cluster: settings::auto_cluster()?.unwrap_or(network_path::AUTO_TAKES_CLUSTER),
     };
     let strategy = site.network.strategy;
     let max_shared_bytes = resident.max_shared_mem_per_block();
@@ -593,11 +621,12 @@ fn choose_path(
     };
     let asks_cluster = match strategy {
         crate::spec::Strategy::Cluster => true,
-        crate::spec::Strategy::Auto => network_path::AUTO_TAKES_CLUSTER,
+        crate::spec::Strategy::Auto => work.auto_cluster,
         _ => false,
     };
     let cluster_width = match (cluster, cluster_shape(&site.network)) {
         (Some(f), Some(c)) if asks_cluster => {
+            let shared = cluster_shared(f, run)?;
             cuda::cluster_width(f, c.block as u32, shared, network_kernel::CLUSTER_MAX)?
         }
         _ => 0,

@@ -45,6 +45,25 @@ pub const GRID_BARRIER_VAR: &str = "SPIKEFORGE_GRID_BARRIER";
 /// size against its barrier's cost.
 pub const GRID_BLOCKS_VAR: &str = "SPIKEFORGE_GRID_BLOCKS";
 
+/// Who makes the cluster network kernel's deliveries: `block` (the block's warps together, the
+/// spikes' rows balanced over them: `codegen::network_kernel::grid::cluster`, the default) or
+/// `warp` (the warp that finds the spikes, as the register grid; no target cache). For measuring
+/// both on one device.
+pub const CLUSTER_DELIVERY_VAR: &str = "SPIKEFORGE_CLUSTER_DELIVERY";
+
+/// Whether `strategy="auto"` may take the cluster network kernel (`on` or `off`; unset:
+/// `handlers::network_path::AUTO_TAKES_CLUSTER`). For measuring and testing auto's choice
+/// before it is the default.
+pub const AUTO_CLUSTER_VAR: &str = "SPIKEFORGE_AUTO_CLUSTER";
+
+/// Where the cluster network kernel reads its deliveries' targets: `shared` (its target cache
+/// in dynamic shared memory, where a block's rows fit: `codegen::network_kernel::grid::cluster`,
+/// the default) or `global` (every target from global memory). For measuring both on one device.
+pub const CLUSTER_TARGETS_VAR: &str = "SPIKEFORGE_CLUSTER_TARGETS";
+
+/// Whether the cluster kernel gets its target cache when [`CLUSTER_TARGETS_VAR`] is unset.
+pub const CLUSTER_TARGETS_SHARED_DEFAULT: bool = true;
+
 /// The neuron adjoint kernel's memory tuning (`codegen::adjoint_kernel::AdjointTuning`):
 /// `default`, `none`, or a comma-separated list of `prefetch`, `streaming` and `registers=N`;
 /// unset: the default. For measuring them side by side on one device.
@@ -153,6 +172,35 @@ pub fn grid_blocks() -> Result<Option<u32>, RuntimeError> {
     at_least_one(GRID_BLOCKS_VAR)
 }
 
+/// [`CLUSTER_TARGETS_VAR`]: whether the cluster kernel gets its target cache.
+pub fn cluster_targets_shared() -> Result<bool, RuntimeError> {
+    match var(CLUSTER_TARGETS_VAR).as_deref().map(str::trim) {
+        None => Ok(CLUSTER_TARGETS_SHARED_DEFAULT),
+        Some("shared") => Ok(true),
+        Some("global") => Ok(false),
+        Some(text) => Err(bad(CLUSTER_TARGETS_VAR, text, "shared or global")),
+    }
+}
+
+/// [`AUTO_CLUSTER_VAR`]: `None` when unset.
+pub fn auto_cluster() -> Result<Option<bool>, RuntimeError> {
+    match var(AUTO_CLUSTER_VAR).as_deref().map(str::trim) {
+        None => Ok(None),
+        Some("on") => Ok(Some(true)),
+        Some("off") => Ok(Some(false)),
+        Some(text) => Err(bad(AUTO_CLUSTER_VAR, text, "on or off")),
+    }
+}
+
+/// [`CLUSTER_DELIVERY_VAR`]: whether the cluster kernel's deliveries are by the warp.
+pub fn cluster_delivery_by_warp() -> Result<bool, RuntimeError> {
+    match var(CLUSTER_DELIVERY_VAR).as_deref().map(str::trim) {
+        None | Some("block") => Ok(false),
+        Some("warp") => Ok(true),
+        Some(text) => Err(bad(CLUSTER_DELIVERY_VAR, text, "block or warp")),
+    }
+}
+
 /// [`ADJOINT_TUNING_VAR`].
 pub fn adjoint_tuning() -> Result<AdjointTuning, RuntimeError> {
     let Some(text) = var(ADJOINT_TUNING_VAR) else {
@@ -190,6 +238,9 @@ mod tests {
             MAX_LOADED_VAR,
             GRID_BARRIER_VAR,
             GRID_BLOCKS_VAR,
+            CLUSTER_TARGETS_VAR,
+            CLUSTER_DELIVERY_VAR,
+            AUTO_CLUSTER_VAR,
             ADJOINT_TUNING_VAR,
             NETWORK_ADJOINT_BARRIER_VAR,
             NETWORK_ADJOINT_FAST_VAR,
@@ -210,33 +261,70 @@ mod tests {
     #[ignore = "run by grid_settings_parse_and_refuse_nonsense"]
     fn child_reads_grid_settings() {
         println!(
-            "GRID {:?} / {:?}",
+            "GRID {:?} / {:?} / {:?} / {:?} / {:?}",
             grid_barrier().map_err(|e| e.to_string()),
-            grid_blocks().map_err(|e| e.to_string())
+            grid_blocks().map_err(|e| e.to_string()),
+            cluster_targets_shared().map_err(|e| e.to_string()),
+            cluster_delivery_by_warp().map_err(|e| e.to_string()),
+            auto_cluster().map_err(|e| e.to_string())
         );
     }
 
     #[test]
     fn grid_settings_parse_and_refuse_nonsense() {
         let grid = |vars: &[(&str, &str)]| child_of("child_reads_grid_settings", "GRID ", vars);
-        assert_eq!(grid(&[]), "Ok(None) / Ok(None)");
         assert_eq!(
-            grid(&[(GRID_BARRIER_VAR, "flat"), (GRID_BLOCKS_VAR, "132")]),
-            "Ok(Some(Flat)) / Ok(Some(132))"
+            grid(&[]),
+            format!(
+                "Ok(None) / Ok(None) / Ok({CLUSTER_TARGETS_SHARED_DEFAULT}) / Ok(false) / Ok(None)"
+            )
         );
         assert_eq!(
-            grid(&[(GRID_BARRIER_VAR, "split")]),
-            "Ok(Some(Split)) / Ok(None)"
+            grid(&[
+                (GRID_BARRIER_VAR, "flat"),
+                (GRID_BLOCKS_VAR, "132"),
+                (CLUSTER_TARGETS_VAR, "global"),
+                (CLUSTER_DELIVERY_VAR, "warp"),
+                (AUTO_CLUSTER_VAR, "on"),
+            ]),
+            "Ok(Some(Flat)) / Ok(Some(132)) / Ok(false) / Ok(true) / Ok(Some(true))"
+        );
+        assert_eq!(
+            grid(&[
+                (GRID_BARRIER_VAR, "split"),
+                (CLUSTER_TARGETS_VAR, "shared"),
+                (CLUSTER_DELIVERY_VAR, "block"),
+                (AUTO_CLUSTER_VAR, "off"),
+            ]),
+            "Ok(Some(Split)) / Ok(None) / Ok(true) / Ok(false) / Ok(Some(false))"
         );
         assert_eq!(
             grid(&[(GRID_BARRIER_VAR, "release")]),
-            "Ok(Some(Release)) / Ok(None)"
+            format!("Ok(Some(Release)) / Ok(None) / Ok({CLUSTER_TARGETS_SHARED_DEFAULT}) / Ok(false) / Ok(None)")
         );
         assert_eq!(
             grid(&[(GRID_BARRIER_VAR, " grouped ")]),
-            "Ok(Some(Grouped { group_blocks: 32 })) / Ok(None)"
+            format!("Ok(Some(Grouped {{ group_blocks: 32 }})) / Ok(None) / Ok({CLUSTER_TARGETS_SHARED_DEFAULT}) / Ok(false) / Ok(None)")
         );
-        let out = grid(&[(GRID_BARRIER_VAR, "fast"), (GRID_BLOCKS_VAR, "0")]);
+        let out = grid(&[
+            (GRID_BARRIER_VAR, "fast"),
+            (GRID_BLOCKS_VAR, "0"),
+            (CLUSTER_TARGETS_VAR, "l2"),
+            (CLUSTER_DELIVERY_VAR, "thread"),
+            (AUTO_CLUSTER_VAR, "yes"),
+        ]);
+        assert!(
+            out.contains("SPIKEFORGE_CLUSTER_TARGETS=l2: expected shared or global"),
+            "{out}"
+        );
+        assert!(
+            out.contains("SPIKEFORGE_CLUSTER_DELIVERY=thread: expected block or warp"),
+            "{out}"
+        );
+        assert!(
+            out.contains("SPIKEFORGE_AUTO_CLUSTER=yes: expected on or off"),
+            "{out}"
+        );
         assert!(
             out.contains("SPIKEFORGE_GRID_BARRIER=fast: expected flat, release, split or grouped"),
             "{out}"

@@ -7,7 +7,8 @@ network_models.py, 4000 neurons) without a spike or rate monitor, with a state m
 
 float64: the references' spike counts, traces and final state, in a cluster of 16 blocks of 256
 threads (a virtual block each: the default on the H200) and of 8 (``SPIKEFORGE_GRID_BLOCKS``: 2
-register slots each); the spike queue the
+register slots each), with the deliveries by the block (their targets from the target cache, or
+``SPIKEFORGE_CLUSTER_TARGETS=global``) and by the warp (``SPIKEFORGE_CLUSTER_DELIVERY=warp``); the spike queue the
 last step leaves is the register grid's; two half runs are one run. GPU only (skipped without
 one, and without clusters); the CPU checks at the end run everywhere.
 """
@@ -22,7 +23,22 @@ from test_network_persistent import GPU
 
 CLUSTERS = GPU is not None and float(getattr(GPU, "compute_capability", "0")) >= 9.0
 cluster_only = pytest.mark.skipif(not CLUSTERS, reason="needs a GPU with thread-block clusters (sm_90)")
-SETTINGS = {"16 blocks": {}, "8 blocks": {"SPIKEFORGE_GRID_BLOCKS": "8"}}
+# the cluster's width, and its deliveries: by the block with the target cache (the default), by
+# the block with every target from global memory, by the warp (the kernel of session 6)
+SETTINGS = {
+    "16 blocks": {},
+    "8 blocks": {"SPIKEFORGE_GRID_BLOCKS": "8"},
+    "16 blocks, global targets": {"SPIKEFORGE_CLUSTER_TARGETS": "global"},
+    "16 blocks, by the warp": {"SPIKEFORGE_CLUSTER_DELIVERY": "warp"},
+    "8 blocks, by the warp": {"SPIKEFORGE_GRID_BLOCKS": "8", "SPIKEFORGE_CLUSTER_DELIVERY": "warp"},
+}
+DELIVERIES = {
+    "16 blocks": "deliveries by the block, target cache of",
+    "8 blocks": "deliveries by the block, target cache of",
+    "16 blocks, global targets": "deliveries by the block, targets in global memory",
+    "16 blocks, by the warp": "deliveries by the warp",
+    "8 blocks, by the warp": "deliveries by the warp",
+}
 
 
 def test_the_one_barrier_network_has_the_cluster_kernel():
@@ -43,8 +59,22 @@ def test_cluster_float64_is_the_reference(name, setting):
     network = one_barrier_network(net, strategy="cluster")
     new, out = run(network, gpu_state(network, net), settings=SETTINGS[setting])
     assert network.last_strategy == "cluster"
-    blocks = 16 if setting == "16 blocks" else 8
+    blocks = 16 if setting.startswith("16 blocks") else 8
     assert f"1 cluster of {blocks} blocks" in network.last_path_detail, network.last_path_detail
+    assert DELIVERIES[setting] in network.last_path_detail, network.last_path_detail
+    assert_is_the_reference(net, ref, new, out)
+
+
+@cluster_only
+@pytest.mark.parametrize("name", ["cuba", "coba"])
+def test_auto_takes_the_cluster_where_it_may(name):
+    # network_path: auto takes the cluster from 4000 to 8192 neurons where AUTO_TAKES_CLUSTER or
+    # SPIKEFORGE_AUTO_CLUSTER=on, a virtual block a block, and says so
+    net, ref = drawn(name), reference(name)
+    network = one_barrier_network(net, strategy="auto")
+    new, out = run(network, gpu_state(network, net), settings={"SPIKEFORGE_AUTO_CLUSTER": "on"})
+    assert network.last_strategy == "cluster"
+    assert "1 cluster of 16 blocks" in network.last_path_detail, network.last_path_detail
     assert_is_the_reference(net, ref, new, out)
 
 

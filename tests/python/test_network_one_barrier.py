@@ -38,7 +38,14 @@ def one_barrier_network(net, strategy="grid"):
 
 
 def run(network, state, duration=DURATION, settings=None):
-    saved = {k: os.environ.pop(k, None) for k in ("SPIKEFORGE_GRID_BARRIER", "SPIKEFORGE_GRID_BLOCKS")}
+    names = (
+        "SPIKEFORGE_GRID_BARRIER",
+        "SPIKEFORGE_GRID_BLOCKS",
+        "SPIKEFORGE_CLUSTER_DELIVERY",
+        "SPIKEFORGE_CLUSTER_TARGETS",
+        "SPIKEFORGE_AUTO_CLUSTER",
+    )
+    saved = {k: os.environ.pop(k, None) for k in names}
     os.environ.update(settings or {})
     try:
         new, out = jax.jit(lambda s: network.run(s, duration=duration, progress=False))(state)
@@ -67,11 +74,12 @@ def test_the_network_takes_the_one_barrier_kernel(name):
 @pytest.mark.parametrize("name", ["cuba", "coba"])
 def test_auto_takes_the_register_grid_from_4000_neurons(name):
     # network_path::REGISTER_GRID_MIN_NEURONS: the one-barrier grid with every neuron's state in
-    # registers beats the resident block there
+    # registers beats the resident block there (where auto does not take the cluster:
+    # test_network_cluster.py checks where it does)
     net, ref = drawn(name), reference(name)
     assert net.n >= 4000
     network = one_barrier_network(net, strategy="auto")
-    new, out = run(network, gpu_state(network, net))
+    new, out = run(network, gpu_state(network, net), settings={"SPIKEFORGE_AUTO_CLUSTER": "off"})
     assert network.last_strategy == "grid"
     assert "register slots" in network.last_path_detail
     np.testing.assert_array_equal(np.asarray(out.spike_count["P"]), ref.counts["P"])

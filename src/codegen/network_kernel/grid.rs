@@ -39,6 +39,7 @@ mod cluster;
 mod registers;
 pub use cluster::{
     cluster_blocks, cluster_shape, ClusterShape, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY, CLUSTER_MAX,
+    TARGET_CACHE_BYTES,
 };
 pub use registers::{register_slots, REGISTER_SLOTS};
 
@@ -421,6 +422,19 @@ impl Gen<'_> {
         if !self.pushing.get() {
             return Ok(());
         }
+        if self.clustered() {
+            // the block's warps deliver its spikes together, after a block barrier, unless the
+            // launch asks for the deliveries by the warp (`grid::cluster`)
+            w.block("if (sf_group_blocks == 0)", |w| {
+                self.write_cluster_listing(g, w)
+            })?;
+            return w.block("else", |w| self.write_warp_push(g, w));
+        }
+        self.write_warp_push(g, w)
+    }
+
+    /// [`Gen::write_push`]'s deliveries by the warp.
+    fn write_warp_push(&self, g: usize, w: &mut SourceWriter) -> fmt::Result {
         let leaving: Vec<usize> = (self.net.projections.iter().enumerate())
             .filter(|(_, proj)| proj.source == g)
             .map(|(p, _)| p)
@@ -487,7 +501,6 @@ impl Gen<'_> {
     /// rows, then makes their atomics (one round trip for two spikes' rows of up to 128).
     fn write_pushed_rows(&self, p: usize, pathway: usize, w: &mut SourceWriter) -> fmt::Result {
         let proj = &self.net.projections[p];
-        let s = &proj.synapses;
         let (a, b) = (proj.source_range.start, proj.source_range.end);
         writeln!(w, "const bool sf_in = sf_pre >= {a} && sf_pre < {b};")?;
         writeln!(
@@ -512,8 +525,6 @@ impl Gen<'_> {
             "for (int64_t sf_c = 0; sf_c < sf_len || sf_c < sf_len2; sf_c += {})",
             32 * PUSH_UNROLL
         );
-        let names = |v: VarId| self.synapse_name(p, v, &EVENT);
-        let printer = self.synapse_printer(p, &names);
         let each = format!("for (int32_t sf_u = 0; sf_u < {PUSH_UNROLL}; ++sf_u)");
         w.block(head, |w| {
             writeln!(w, "int32_t sf_js[{PUSH_UNROLL}], sf_js2[{PUSH_UNROLL}];")?;
@@ -543,24 +554,38 @@ impl Gen<'_> {
                         )?;
                         writeln!(w, "const int32_t sf_j = sf_js{x}[sf_u];")?;
                         writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
-                        for (k, st) in s.statements(pathway).iter().enumerate() {
-                            let (Effect::Add(e), Some((IndexOf::Post, v))) =
-                                (st.effect, s.neighbour(st.var))
-                            else {
-                                unreachable!("a one-barrier network adds to the target only")
-                            };
-                            let index = format!("({} + {})", proj.target_range.start, EVENT.post);
-                            let acc = (self.accumulator(proj.target, v, "sf_t_step & 1", &index))
-                                .expect("an accumulated variable");
-                            let text = printer.block(&[e], &format!("sf_q{k}_"), w)?.remove(0);
-                            writeln!(w, "atomicAdd(&{acc}, {text});")?;
-                        }
-                        Ok(())
+                        self.write_accumulations(p, pathway, w)
                     })
                 })?;
             }
             Ok(())
         })
+    }
+
+    /// The additions of projection p's pathway `pathway` for synapse `sf_syn` (row `sf_r`, target
+    /// `sf_j` in range) to this step's accumulators.
+    pub(super) fn write_accumulations(
+        &self,
+        p: usize,
+        pathway: usize,
+        w: &mut SourceWriter,
+    ) -> fmt::Result {
+        let proj = &self.net.projections[p];
+        let s = &proj.synapses;
+        let names = |v: VarId| self.synapse_name(p, v, &EVENT);
+        let printer = self.synapse_printer(p, &names);
+        for (k, st) in s.statements(pathway).iter().enumerate() {
+            let (Effect::Add(e), Some((IndexOf::Post, v))) = (st.effect, s.neighbour(st.var))
+            else {
+                unreachable!("a one-barrier network adds to the target only")
+            };
+            let index = format!("({} + {})", proj.target_range.start, EVENT.post);
+            let acc = (self.accumulator(proj.target, v, "sf_t_step & 1", &index))
+                .expect("an accumulated variable");
+            let text = printer.block(&[e], &format!("sf_q{k}_"), w)?.remove(0);
+            writeln!(w, "atomicAdd(&{acc}, {text});")?;
+        }
+        Ok(())
     }
 
     /// The one-barrier persistent kernel (blocks of `block` threads): the slots' state loaded

@@ -1,7 +1,7 @@
 //! The one-barrier kernel as **one thread-block cluster** per batch member (Hopper and newer:
 //! compute capability 9.0): [`CLUSTER_ENTRY`]. It is the register grid's kernel (the parent
 //! module and [`super::registers`]: every virtual block's state in a block's register slots for
-//! the whole launch, the deliveries made by the warp that finds the spikes) with two changes:
+//! the whole launch) with three changes:
 //!
 //! - the **accumulators** of a step's arrivals are in the shared memory of the block that holds
 //!   the target neuron's registers (virtual block `vb` is slot `vb >> log2(gridDim.x)` of block
@@ -14,7 +14,30 @@
 //!   for a grid barrier through global memory). Release and acquire at cluster scope order every
 //!   write before it (shared::cluster and global: the queue counts, the last step's compaction)
 //!   before every read after it, which is all that the grid barrier's fences give the grid
-//!   kernel, so the step's phases are the grid kernel's, printed by the same code.
+//!   kernel, so the step's update is the grid kernel's, printed by the same code;
+//! - a step's deliveries are the **block's**, not each warp's (below).
+//!
+//! The deliveries: a warp that finds spikes lists their
+//! rows (offset, length, row and projection, and the row's first chunk of 32 synapses) in the
+//! block's shared memory (one 64-bit shared atomic a spike hands out its entries and chunks), and
+//! after a block barrier every warp of the block takes a share of the listed chunks (chunk k by
+//! warp k mod the warps, [`CLUSTER_UNROLL`] chunks a warp at a time: their targets loaded before
+//! any of their additions). The rows' bounds of the slots' neurons are in registers for the
+//! launch, so nothing on a step's chain waits for global memory but the targets. In the register
+//! grid the warp that finds a spike delivers its row, spike after spike, after loading the row's
+//! bounds: at COBA x1 (about 20 spikes a step in 16 blocks) a few warps of a few blocks carry the
+//! step's chain.
+//!
+//! The launch may ask for the register grid's deliveries by the warp that finds the spikes
+//! instead (`sf_group_blocks` not 0, a parameter the cluster has no grid barrier to use for:
+//! `SPIKEFORGE_CLUSTER_DELIVERY=warp`), the cluster kernel's of session 6, for measuring both on
+//! one device.
+//!
+//! The targets themselves are read from the block's **target cache** where they fit: at the
+//! launch's start each block copies the targets of its slots' neurons' rows (a run of the
+//! connectivity a slot and projection) into its dynamic shared memory, as much as the handler
+//! gives (`SPIKEFORGE_CLUSTER_TARGETS`: what the device allows a block, or nothing); a row whose
+//! run did not fit reads global memory.
 //!
 //! Its spike queue is written in the launch's last step only, as the grid kernel's (every queue
 //! one slot, nothing reading it during the launch), but its write cursors are zeroed once at the
@@ -37,6 +60,7 @@ use super::super::{scope, Gen, Printing, PERSISTENT_SCALARS};
 use super::accumulated;
 use crate::codegen::writer::SourceWriter;
 use crate::ir::network::{NetGroupKind, NetworkIr};
+use crate::ir::synapses::Pathway;
 use crate::step::network::NetworkPlan;
 
 /// The cluster kernel's entry point (parameters: the persistent kernel's).
@@ -54,6 +78,27 @@ pub const CLUSTER_ACC_MAX_BYTES: usize = 32 * 1024;
 /// The portable cluster size: the slots are enough for a cluster of this many blocks.
 const CLUSTER_PORTABLE: usize = 8;
 
+/// The most static shared memory of the cluster kernel's accumulators and row list together
+/// (48 KiB is the static limit; the update's own few words fit in the rest).
+pub const CLUSTER_SHARED_MAX_BYTES: usize = 44 * 1024;
+
+/// Bytes of a listed row in shared memory, at most: offset (8), length, first chunk, row and
+/// projection, offset in the target cache (4 each).
+const LISTED_ROW_BYTES: usize = 24;
+
+/// The most row registers a thread holds (projections x slots: an offset, a length and an
+/// offset in the target cache each).
+const CLUSTER_ROW_REGISTERS: usize = 32;
+
+/// The line of the cluster kernel that reads its dynamic shared memory's size (the target
+/// cache's bytes: `Gen::write_rows_and_targets`). The CPU emulation replaces it.
+pub const TARGET_CACHE_BYTES: &str =
+    "asm(\"mov.u32 %0, %%dynamic_smem_size;\" : \"=r\"(sf_tgt_bytes));";
+
+/// Chunks (32 synapses of a listed row) a warp takes at a time: their targets loaded together,
+/// then their additions.
+pub const CLUSTER_UNROLL: usize = 4;
+
 /// How the cluster kernel runs a network: blocks of `block` threads (one neuron a thread, the
 /// neurons of a virtual block), `slots` register slots a block (`SF_SLOTS`), `vblocks` virtual
 /// blocks in all.
@@ -62,14 +107,18 @@ pub struct ClusterShape {
     pub block: usize,
     pub slots: usize,
     pub vblocks: usize,
+    /// The most rows a block lists in a step (its slots' neurons all firing, in every
+    /// projection that leaves each of them).
+    pub rows: usize,
 }
 
 /// The cluster kernel's shape for `net`, or `None` when it has none (not a one-barrier network,
-/// or accumulators beyond [`CLUSTER_ACC_MAX_BYTES`]). One neuron a thread: blocks of the largest
-/// group's neurons over [`CLUSTER_MAX`], in whole warps of 4 (128 threads), at most 1024, so that
-/// a cluster of 16 blocks updates it in one pass (the warps that find spikes deliver them: the
-/// more warps, the fewer spikes each, H200: 4 slots of 128 threads a block ran COBA x1 at 7.9 µs a
-/// step in 8 blocks, 6.2 in 16); slots enough for the portable 8 blocks, at most
+/// or accumulators beyond [`CLUSTER_ACC_MAX_BYTES`], accumulators and row list beyond
+/// `CLUSTER_SHARED_MAX_BYTES`, row registers beyond `CLUSTER_ROW_REGISTERS`). One neuron a
+/// thread: blocks of the largest group's neurons over [`CLUSTER_MAX`], in whole warps of 4 (128
+/// threads), at most 1024, so that a cluster of 16 blocks updates it in one pass (H200, session
+/// 6: 4 slots of 128 threads a block ran COBA x1 at 7.9 µs a step in 8 blocks, 6.2 in 16); slots
+/// enough for the portable 8 blocks, at most
 /// [`REGISTER_SLOTS`](super::REGISTER_SLOTS).
 pub fn cluster_shape(net: &NetworkIr, plan: &NetworkPlan) -> Option<ClusterShape> {
     if !super::one_barrier(net, plan) {
@@ -89,11 +138,36 @@ pub fn cluster_shape(net: &NetworkIr, plan: &NetworkPlan) -> Option<ClusterShape
         .clamp(1, super::REGISTER_SLOTS);
     let vars = accumulated(net, plan).len();
     let bytes = 2 * vars * slots * block * net.dtype.size();
-    (bytes <= CLUSTER_ACC_MAX_BYTES).then_some(ClusterShape {
+    let rows = listed_rows(net, slots * block);
+    let fits = bytes <= CLUSTER_ACC_MAX_BYTES
+        && bytes + rows * LISTED_ROW_BYTES <= CLUSTER_SHARED_MAX_BYTES
+        && net.projections.len() * slots <= CLUSTER_ROW_REGISTERS;
+    fits.then_some(ClusterShape {
         block,
         slots,
         vblocks,
+        rows,
     })
+}
+
+/// The most rows a block of `neurons` neurons (its slots') lists in a step: each neuron in as
+/// many rows as there are projections whose sources hold it (at most the most that overlap at
+/// one neuron of a group), and no projection more than its sources' rows.
+fn listed_rows(net: &NetworkIr, neurons: usize) -> usize {
+    let leaving = |g: usize| net.projections.iter().filter(move |p| p.source == g);
+    let overlap = (0..net.groups.len())
+        .flat_map(|g| {
+            leaving(g).map(move |p| {
+                let at = p.source_range.start;
+                leaving(g).filter(|q| q.source_range.contains(&at)).count()
+            })
+        })
+        .max()
+        .unwrap_or(0);
+    let by_projection: usize = (net.projections.iter())
+        .map(|p| p.source_range.len().min(neurons))
+        .sum();
+    (neurons * overlap).min(by_projection)
 }
 
 /// Blocks of a cluster for a network of `vblocks` virtual blocks in `slots` register slots a
@@ -181,6 +255,261 @@ impl Gen<'_> {
         format!("(*sf_cluster_elem({base}, {first}, {index}, sf_cluster_shift))")
     }
 
+    /// The C type of projection p's row offsets.
+    fn rows_type(&self, p: usize) -> &'static str {
+        (self.args.get(&format!("p{p}_rows"))).map_or("int64_t", |(_, a)| a.elem.c_type())
+    }
+
+    /// The block's row list in shared memory (`sf_list_*`, [`ClusterShape::rows`] entries) and
+    /// its counts of this step and the next (`sf_listed`, by step parity: rows in the high 32
+    /// bits, chunks in the low), zeroed; at the kernel's start, before its first cluster
+    /// barrier.
+    fn write_row_list(&self, shape: ClusterShape, w: &mut SourceWriter) -> fmt::Result {
+        let rows = shape.rows.max(1);
+        let offset = if (0..self.net.projections.len()).any(|p| self.rows_type(p) == "int64_t") {
+            "int64_t"
+        } else {
+            "int32_t"
+        };
+        writeln!(
+            w,
+            "/* The rows of the block's spikes of a step: offset, length, first chunk (of 32 synapses, in the block's numbering), row << 8 | projection, offset in the target cache or -1 (codegen::network_kernel::grid::cluster). */"
+        )?;
+        writeln!(w, "__shared__ unsigned long long sf_listed[2];")?;
+        writeln!(w, "__shared__ {offset} sf_list_lo[{rows}];")?;
+        for name in ["len", "c0", "rp", "sh"] {
+            writeln!(w, "__shared__ int32_t sf_list_{name}[{rows}];")?;
+        }
+        writeln!(
+            w,
+            "if (threadIdx.x == 0) {{ sf_listed[0] = 0ull; sf_listed[1] = 0ull; }}"
+        )
+    }
+
+    /// The rows of the slots' neurons in every projection that leaves them, in registers for the
+    /// launch (`sf_rlo{{p}}`, `sf_rlen{{p}}`: offset and length; length 0 where the neuron is not
+    /// one of its sources), and the **target cache**: the targets of the block's rows (for each
+    /// slot and projection, the run of its neurons' rows, one after another in the
+    /// connectivity) copied into the kernel's dynamic shared memory where they fit
+    /// (`%dynamic_smem_size`: the handler gives what the device allows, or nothing,
+    /// `SPIKEFORGE_CLUSTER_TARGETS`); `sf_rsh{{p}}`: where a neuron's row starts there, or -1
+    /// (its targets read from global memory). A delivery's target is then a shared load, not a
+    /// round trip to L2.
+    fn write_rows_and_targets(&self, block: usize, w: &mut SourceWriter) -> fmt::Result {
+        writeln!(w, "/* The rows of the slots' neurons, in registers for the launch, and their targets in dynamic shared memory where they fit (codegen::network_kernel::grid::cluster). */")?;
+        writeln!(w, "extern __shared__ int32_t sf_tgt[];")?;
+        writeln!(w, "uint32_t sf_tgt_bytes = 0;")?;
+        writeln!(w, "{TARGET_CACHE_BYTES}")?;
+        writeln!(w, "int64_t sf_tgt_used = 0;")?;
+        for p in 0..self.net.projections.len() {
+            writeln!(w, "{} sf_rlo{p}[SF_SLOTS] = {{}};", self.rows_type(p))?;
+            writeln!(w, "int32_t sf_rlen{p}[SF_SLOTS] = {{}};")?;
+            writeln!(w, "int32_t sf_rsh{p}[SF_SLOTS];")?;
+        }
+        self.write_slots(w, |w| {
+            for (p, proj) in self.net.projections.iter().enumerate() {
+                let g = proj.source;
+                let first: usize = (0..g).map(|h| self.vblocks(h)).sum();
+                let end = first + self.vblocks(g);
+                let (a, b) = (proj.source_range.start, proj.source_range.end);
+                let rows = self.row_offsets(p);
+                writeln!(w, "sf_rsh{p}[sf_slot] = -1;")?;
+                w.block(format!("if (sf_vb >= {first} && sf_vb < {end})"), |w| {
+                    writeln!(w, "const int64_t sf_n0 = (int64_t) (sf_vb - {first}) * {block};")?;
+                    writeln!(w, "const int64_t sf_i = sf_n0 + threadIdx.x;")?;
+                    w.block(format!("if (sf_i >= {a} && sf_i < {b})"), |w| {
+                        writeln!(
+                            w,
+                            "int64_t sf_lo = {rows}[sf_i - {a}], sf_hi = {rows}[sf_i - {a} + 1];"
+                        )?;
+                        writeln!(w, "if (sf_lo < 0) sf_lo = 0;")?;
+                        writeln!(w, "if (sf_hi > sf_nsyn{p}) sf_hi = sf_nsyn{p};")?;
+                        writeln!(w, "sf_rlo{p}[sf_slot] = ({}) sf_lo;", self.rows_type(p))?;
+                        writeln!(
+                            w,
+                            "sf_rlen{p}[sf_slot] = sf_hi > sf_lo ? (int32_t) (sf_hi - sf_lo) : 0;"
+                        )
+                    })?;
+                    writeln!(w, "/* The block's run of the rows (the same in every thread). */")?;
+                    writeln!(
+                        w,
+                        "const int64_t sf_i0 = sf_n0 > {a} ? sf_n0 : {a}, sf_i1 = sf_n0 + {block} < {b} ? sf_n0 + {block} : {b};"
+                    )?;
+                    w.block("if (sf_i0 < sf_i1)", |w| {
+                        writeln!(
+                            w,
+                            "int64_t sf_g0 = {rows}[sf_i0 - {a}], sf_g1 = {rows}[sf_i1 - {a}];"
+                        )?;
+                        writeln!(w, "if (sf_g0 < 0) sf_g0 = 0;")?;
+                        writeln!(w, "if (sf_g1 > sf_nsyn{p}) sf_g1 = sf_nsyn{p};")?;
+                        let fits = "sf_g1 > sf_g0 && sf_tgt_used + (sf_g1 - sf_g0) <= (int64_t) (sf_tgt_bytes / 4u)";
+                        w.block(format!("if ({fits})"), |w| {
+                            writeln!(
+                                w,
+                                "for (int64_t sf_k = threadIdx.x; sf_k < sf_g1 - sf_g0; sf_k += blockDim.x) sf_tgt[sf_tgt_used + sf_k] = in_p{p}_targets[sf_g0 + sf_k];"
+                            )?;
+                            writeln!(
+                                w,
+                                "if (sf_rlen{p}[sf_slot] > 0 && sf_rlo{p}[sf_slot] >= sf_g0 && sf_rlo{p}[sf_slot] + sf_rlen{p}[sf_slot] <= sf_g1) sf_rsh{p}[sf_slot] = (int32_t) (sf_tgt_used + sf_rlo{p}[sf_slot] - sf_g0);"
+                            )?;
+                            writeln!(w, "sf_tgt_used += sf_g1 - sf_g0;")
+                        })
+                    })
+                })?;
+            }
+            Ok(())
+        })?;
+        writeln!(w, "__syncthreads();")
+    }
+
+    /// In place of the register grid's deliveries by the warp (`Gen::write_push`): the firing
+    /// lanes of a slot of group g (`sf_fire`, `sf_i`, `sf_slot` in scope) list their rows of
+    /// this step, each lane's rows and chunks taken at once from the step's counts.
+    pub(super) fn write_cluster_listing(&self, g: usize, w: &mut SourceWriter) -> fmt::Result {
+        let leaving: Vec<usize> = (self.net.projections.iter().enumerate())
+            .filter(|(_, proj)| proj.source == g)
+            .map(|(p, _)| p)
+            .collect();
+        if leaving.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            w,
+            "/* The firing lanes' rows, listed for the block's warps (codegen::network_kernel::grid::cluster). */"
+        )?;
+        w.block("if (sf_fire)", |w| {
+            let sum = |each: &dyn Fn(usize) -> String| {
+                leaving.iter().map(|p| each(*p)).collect::<Vec<_>>().join(" + ")
+            };
+            writeln!(
+                w,
+                "const int32_t sf_rows = {};",
+                sum(&|p| format!("(sf_rlen{p}[sf_slot] > 0 ? 1 : 0)"))
+            )?;
+            writeln!(
+                w,
+                "const int32_t sf_chunks = {};",
+                sum(&|p| format!("((sf_rlen{p}[sf_slot] + 31) >> 5)"))
+            )?;
+            w.block("if (sf_rows > 0)", |w| {
+                writeln!(
+                    w,
+                    "const unsigned long long sf_old = atomicAdd(&sf_listed[sf_t_step & 1], ((unsigned long long) sf_rows << 32) | (unsigned long long) sf_chunks);"
+                )?;
+                writeln!(w, "int32_t sf_e = (int32_t) (sf_old >> 32);")?;
+                writeln!(w, "int32_t sf_c0 = (int32_t) (sf_old & 0xffffffffull);")?;
+                for &p in &leaving {
+                    let a = self.net.projections[p].source_range.start;
+                    w.block(format!("if (sf_rlen{p}[sf_slot] > 0)"), |w| {
+                        writeln!(w, "sf_list_lo[sf_e] = sf_rlo{p}[sf_slot];")?;
+                        writeln!(w, "sf_list_len[sf_e] = sf_rlen{p}[sf_slot];")?;
+                        writeln!(w, "sf_list_c0[sf_e] = sf_c0;")?;
+                        writeln!(w, "sf_list_rp[sf_e] = ((int32_t) (sf_i - {a}) << 8) | {p};")?;
+                        writeln!(w, "sf_list_sh[sf_e] = sf_rsh{p}[sf_slot];")?;
+                        writeln!(w, "++sf_e;")?;
+                        writeln!(w, "sf_c0 += (sf_rlen{p}[sf_slot] + 31) >> 5;")
+                    })?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// The step's listed rows, delivered by every warp of the block after a block barrier:
+    /// chunk k (32 synapses of a row) by warp k mod the warps, [`CLUSTER_UNROLL`] chunks a
+    /// warp at a time, each lane's targets of all of them loaded before their additions. The
+    /// next step's counts are zeroed here: every thread read them in the previous step, before
+    /// its cluster barrier.
+    fn write_listed_deliveries(&self, block: usize, w: &mut SourceWriter) -> fmt::Result {
+        let warps = block / 32;
+        let unroll = CLUSTER_UNROLL;
+        writeln!(w, "/* The block's listed rows, delivered by all its warps (codegen::network_kernel::grid::cluster). */")?;
+        writeln!(w, "__syncthreads();")?;
+        writeln!(
+            w,
+            "const unsigned long long sf_listing = sf_listed[sf_t_step & 1];"
+        )?;
+        writeln!(
+            w,
+            "if (threadIdx.x == 0) sf_listed[(sf_t_step + 1) & 1] = 0ull;"
+        )?;
+        writeln!(w, "const int32_t sf_rows = (int32_t) (sf_listing >> 32);")?;
+        writeln!(
+            w,
+            "const int32_t sf_chunks = (int32_t) (sf_listing & 0xffffffffull);"
+        )?;
+        let targets = (1..self.net.projections.len()).fold("in_p0_targets".to_owned(), |t, p| {
+            format!("(sf_rp & 255) == {p} ? in_p{p}_targets : {t}")
+        });
+        let each = format!("for (int32_t sf_u = 0; sf_u < {unroll}; ++sf_u)");
+        let head = format!(
+            "for (int32_t sf_c = (int32_t) (threadIdx.x >> 5); sf_c < sf_chunks; sf_c += {})",
+            warps * unroll
+        );
+        w.block(head, |w| {
+            writeln!(
+                w,
+                "int32_t sf_es[{unroll}], sf_js[{unroll}], sf_rps[{unroll}];"
+            )?;
+            writeln!(w, "int64_t sf_syns[{unroll}];")?;
+            writeln!(w, "#pragma unroll")?;
+            w.block(&each, |w| {
+                writeln!(w, "const int32_t sf_k = sf_c + {warps} * sf_u;")?;
+                writeln!(w, "sf_es[sf_u] = -1;")?;
+                writeln!(w, "sf_js[sf_u] = -1;")?;
+                writeln!(w, "sf_rps[sf_u] = 0;")?;
+                writeln!(w, "sf_syns[sf_u] = 0;")?;
+                w.block("if (sf_k < sf_chunks)", |w| {
+                    writeln!(
+                        w,
+                        "/* The row of chunk sf_k: the last whose first chunk is at most sf_k. */"
+                    )?;
+                    writeln!(w, "int32_t sf_e = 0, sf_end = sf_rows;")?;
+                    w.block("while (sf_end - sf_e > 1)", |w| {
+                        writeln!(w, "const int32_t sf_mid = (sf_e + sf_end) >> 1;")?;
+                        writeln!(
+                            w,
+                            "if (sf_list_c0[sf_mid] <= sf_k) sf_e = sf_mid; else sf_end = sf_mid;"
+                        )
+                    })?;
+                    writeln!(
+                        w,
+                        "const int32_t sf_at = (sf_k - sf_list_c0[sf_e]) * 32 + sf_lane;"
+                    )?;
+                    w.block("if (sf_at < sf_list_len[sf_e])", |w| {
+                        writeln!(w, "const int32_t sf_rp = sf_list_rp[sf_e];")?;
+                        writeln!(w, "const int32_t sf_sh = sf_list_sh[sf_e];")?;
+                        writeln!(w, "sf_es[sf_u] = sf_e;")?;
+                        writeln!(w, "sf_rps[sf_u] = sf_rp;")?;
+                        writeln!(w, "sf_syns[sf_u] = (int64_t) sf_list_lo[sf_e] + sf_at;")?;
+                        writeln!(
+                            w,
+                            "sf_js[sf_u] = sf_sh >= 0 ? sf_tgt[sf_sh + sf_at] : ({targets})[sf_syns[sf_u]];"
+                        )
+                    })
+                })
+            })?;
+            writeln!(w, "#pragma unroll")?;
+            w.block(&each, |w| {
+                writeln!(w, "if (sf_es[sf_u] < 0) continue;")?;
+                writeln!(w, "const int32_t sf_p = sf_rps[sf_u] & 255;")?;
+                writeln!(w, "const int32_t sf_r = sf_rps[sf_u] >> 8;")?;
+                writeln!(w, "const int64_t sf_syn = sf_syns[sf_u];")?;
+                writeln!(w, "const int32_t sf_j = sf_js[sf_u];")?;
+                for (p, proj) in self.net.projections.iter().enumerate() {
+                    w.block(format!("if (sf_p == {p})"), |w| {
+                        writeln!(w, "if (sf_j < 0 || sf_j >= {}) continue;", proj.n_post())?;
+                        for k in proj.synapses.pathways_of(Pathway::Pre) {
+                            scope(w, |w| self.write_accumulations(p, k, w))?;
+                        }
+                        Ok(())
+                    })?;
+                }
+                Ok(())
+            })
+        })
+    }
+
     /// The cluster kernel of `shape` (its `SF_SLOTS` defined before it): its helpers, then the
     /// kernel.
     pub(in crate::codegen::network_kernel) fn write_cluster_kernel(
@@ -253,10 +582,10 @@ impl Gen<'_> {
             writeln!(w, "#else")?;
             writeln!(
                 w,
-                "/* One cluster barrier a step: deliveries into accumulators in the cluster's shared memory (codegen::network_kernel::grid::cluster). */"
+                "/* One cluster barrier a step: deliveries into accumulators in the cluster's shared memory, by the block's warps together (sf_group_blocks 0) or by the warp that finds the spikes (codegen::network_kernel::grid::cluster). */"
             )?;
-            writeln!(w, "(void) sf_group_blocks;")?;
             writeln!(w, "const int32_t sf_b = (int32_t) blockIdx.y;")?;
+            writeln!(w, "const int32_t sf_t_base = in_sf_t_step[sf_b];")?;
             let check = format!(
                 "if ((gridDim.x & (gridDim.x - 1u)) != 0u || gridDim.x * SF_SLOTS < {total_blocks}u)"
             );
@@ -281,6 +610,7 @@ impl Gen<'_> {
                 w,
                 "for (int32_t sf_k = (int32_t) threadIdx.x; sf_k < 2 * {vars} * SF_SLOTS * {block}; sf_k += (int32_t) blockDim.x) sf_acc[sf_k] = 0;"
             )?;
+            self.write_row_list(shape, w)?;
             // The queue is written in the launch's last step only (every queue one slot: see
             // `Gen::write_compaction`), so its write cursors are zeroed once, here, rather than
             // a step ahead in every step as the grid kernel does (a load and a store on block
@@ -298,11 +628,16 @@ impl Gen<'_> {
             })?;
             writeln!(w, "sf_cluster_sync();")?;
             self.write_register_loads(block, slots, w)?;
+            self.write_rows_and_targets(block, w)?;
             w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
                 scope(w, |w| {
                     self.step_prologue(w)?;
                     writeln!(w, "const int32_t sf_lane = (int32_t) (threadIdx.x & 31u);")?;
-                    self.write_register_update(total_blocks, block, w)
+                    self.write_slot_updates(block, w)?;
+                    self.write_slot_spikes(block, w)?;
+                    w.block("if (sf_group_blocks == 0)", |w| {
+                        self.write_listed_deliveries(block, w)
+                    })
                 })?;
                 writeln!(w, "sf_cluster_sync();")
             })?;
@@ -348,11 +683,13 @@ mod tests {
         let spec = crate::spec::NetworkSpec::from_json(text).unwrap();
         let net = crate::frontend::network::lower(&spec).unwrap();
         let plan = crate::step::network::plan(&net);
-        // 4000 neurons: 16 blocks of 256 threads, 2 slots for a portable cluster of 8
+        // 4000 neurons: 16 blocks of 256 threads, 2 slots for a portable cluster of 8; a neuron
+        // is a source of one projection (E or I), so a block lists at most its 512 neurons' rows
         let want = ClusterShape {
             block: 256,
             slots: 2,
             vblocks: 16,
+            rows: 512,
         };
         assert_eq!(cluster_shape(&net, &plan), Some(want));
     }

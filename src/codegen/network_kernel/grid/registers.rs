@@ -139,7 +139,7 @@ impl Gen<'_> {
 
     /// The loop over the block's slots (`#pragma unroll`), each with its virtual block `sf_vb`,
     /// around `body`.
-    fn write_slots(
+    pub(super) fn write_slots(
         &self,
         w: &mut SourceWriter,
         body: impl FnOnce(&mut SourceWriter) -> fmt::Result,
@@ -262,7 +262,8 @@ impl Gen<'_> {
         block: usize,
     ) -> Vec<(usize, &'static str)> {
         let slots = register_slots(self.net, self.plan, block);
-        if slots == 0 {
+        // The cluster kernel keeps its slots' rows in registers (`grid::cluster`).
+        if slots == 0 || self.clustered() {
             return Vec::new();
         }
         let mut out = Vec::new();
@@ -337,6 +338,21 @@ impl Gen<'_> {
         block: usize,
         w: &mut SourceWriter,
     ) -> fmt::Result {
+        self.write_slot_updates(block, w)?;
+        self.write_slot_spikes(block, w)?;
+        writeln!(
+            w,
+            "/* Virtual blocks beyond the slots: their state in global memory. */"
+        )?;
+        let beyond = format!(
+            "for (int32_t sf_vb = (int32_t) blockIdx.x + SF_SLOTS * (int32_t) gridDim.x; sf_vb < {total_blocks}; sf_vb += (int32_t) gridDim.x)"
+        );
+        w.block(beyond, |w| self.write_update_phase(w))
+    }
+
+    /// Every slot's update (their arrivals loaded first), each slot's ballot kept in
+    /// `sf_ballots`.
+    pub(super) fn write_slot_updates(&self, block: usize, w: &mut SourceWriter) -> fmt::Result {
         writeln!(w, "unsigned sf_ballots[SF_SLOTS];")?;
         self.write_accumulator_loads(block, w)?;
         self.write_slots(w, |w| {
@@ -345,7 +361,12 @@ impl Gen<'_> {
             let written = self.write_update_phase(w);
             self.in_registers.set(false);
             written
-        })?;
+        })
+    }
+
+    /// The slots' spikes (`sf_ballots`), delivered by the warps that found them (in the
+    /// cluster kernel: listed for the block's warps, `grid::cluster`).
+    pub(super) fn write_slot_spikes(&self, block: usize, w: &mut SourceWriter) -> fmt::Result {
         writeln!(w, "/* The slots' spikes, delivered. */")?;
         self.write_slots(w, |w| {
             writeln!(w, "const unsigned sf_ballot = sf_ballots[sf_slot];")?;
@@ -380,15 +401,7 @@ impl Gen<'_> {
                 }
                 Ok(())
             })
-        })?;
-        writeln!(
-            w,
-            "/* Virtual blocks beyond the slots: their state in global memory. */"
-        )?;
-        let beyond = format!(
-            "for (int32_t sf_vb = (int32_t) blockIdx.x + SF_SLOTS * (int32_t) gridDim.x; sf_vb < {total_blocks}; sf_vb += (int32_t) gridDim.x)"
-        );
-        w.block(beyond, |w| self.write_update_phase(w))
+        })
     }
 
     /// At the launch's end (after its last barrier; the last step's prologue in scope): the
