@@ -27,8 +27,8 @@ pub const NETWORK_ADJOINT_BLOCKS_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BLOCKS"
 /// reduction, acquire polls). For measuring both on one device.
 pub const NETWORK_ADJOINT_BARRIER_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BARRIER";
 
-/// The grid barrier of the persistent network kernel as a cooperative grid: `flat`, `split` or
-/// `grouped`
+/// The grid barrier of the persistent network kernel as a cooperative grid: `flat`, `release`,
+/// `acquire`, `split` or `grouped`
 /// (`codegen::network_kernel::BarrierVariant`); unset: by the grid's size
 /// (`handlers::network_path::barrier_variant`). For measuring both on one device.
 pub const GRID_BARRIER_VAR: &str = "SPIKEFORGE_GRID_BARRIER";
@@ -37,6 +37,12 @@ pub const GRID_BARRIER_VAR: &str = "SPIKEFORGE_GRID_BARRIER";
 /// least 1); unset: as many as `handlers::network_path::choose` gives. For measuring the grid's
 /// size against its barrier's cost.
 pub const GRID_BLOCKS_VAR: &str = "SPIKEFORGE_GRID_BLOCKS";
+
+/// How the one-barrier register grid delivers its slots' spikes: `warp` (the warp that finds
+/// them) or `balanced` (every warp of the block, a synapse a thread:
+/// `codegen::network_kernel::grid::balanced`); unset: `handlers::network_path::GRID_DELIVERY`'s
+/// default. For measuring both on one device.
+pub const GRID_DELIVERY_VAR: &str = "SPIKEFORGE_GRID_DELIVERY";
 
 /// The neuron adjoint kernel's memory tuning (`codegen::adjoint_kernel::AdjointTuning`):
 /// `default`, `none`, or a comma-separated list of `prefetch`, `streaming` and `registers=N`;
@@ -115,14 +121,28 @@ pub fn grid_barrier() -> Result<Option<BarrierVariant>, RuntimeError> {
     let Some(text) = var(GRID_BARRIER_VAR) else {
         return Ok(None);
     };
-    BarrierVariant::parse(&text)
-        .map(Some)
-        .ok_or_else(|| bad(GRID_BARRIER_VAR, &text, "flat, release, split or grouped"))
+    BarrierVariant::parse(&text).map(Some).ok_or_else(|| {
+        bad(
+            GRID_BARRIER_VAR,
+            &text,
+            "flat, release, acquire, split or grouped",
+        )
+    })
 }
 
 /// [`GRID_BLOCKS_VAR`]: `None` when unset.
 pub fn grid_blocks() -> Result<Option<u32>, RuntimeError> {
     at_least_one(GRID_BLOCKS_VAR)
+}
+
+/// [`GRID_DELIVERY_VAR`]: whether the deliveries are balanced, `None` when unset.
+pub fn grid_delivery_balanced() -> Result<Option<bool>, RuntimeError> {
+    match var(GRID_DELIVERY_VAR).as_deref().map(str::trim) {
+        None => Ok(None),
+        Some("warp") => Ok(Some(false)),
+        Some("balanced") => Ok(Some(true)),
+        Some(text) => Err(bad(GRID_DELIVERY_VAR, text, "warp or balanced")),
+    }
 }
 
 /// [`ADJOINT_TUNING_VAR`].
@@ -162,6 +182,7 @@ mod tests {
             MAX_LOADED_VAR,
             GRID_BARRIER_VAR,
             GRID_BLOCKS_VAR,
+            GRID_DELIVERY_VAR,
             ADJOINT_TUNING_VAR,
             NETWORK_ADJOINT_BARRIER_VAR,
         ]
@@ -181,39 +202,50 @@ mod tests {
     #[ignore = "run by grid_settings_parse_and_refuse_nonsense"]
     fn child_reads_grid_settings() {
         println!(
-            "GRID {:?} / {:?}",
+            "GRID {:?} / {:?} / {:?}",
             grid_barrier().map_err(|e| e.to_string()),
-            grid_blocks().map_err(|e| e.to_string())
+            grid_blocks().map_err(|e| e.to_string()),
+            grid_delivery_balanced().map_err(|e| e.to_string())
         );
     }
 
     #[test]
     fn grid_settings_parse_and_refuse_nonsense() {
         let grid = |vars: &[(&str, &str)]| child_of("child_reads_grid_settings", "GRID ", vars);
-        assert_eq!(grid(&[]), "Ok(None) / Ok(None)");
+        assert_eq!(grid(&[]), "Ok(None) / Ok(None) / Ok(None)");
         assert_eq!(
             grid(&[(GRID_BARRIER_VAR, "flat"), (GRID_BLOCKS_VAR, "132")]),
-            "Ok(Some(Flat)) / Ok(Some(132))"
+            "Ok(Some(Flat)) / Ok(Some(132)) / Ok(None)"
         );
         assert_eq!(
-            grid(&[(GRID_BARRIER_VAR, "split")]),
-            "Ok(Some(Split)) / Ok(None)"
+            grid(&[(GRID_BARRIER_VAR, "split"), (GRID_DELIVERY_VAR, "balanced")]),
+            "Ok(Some(Split)) / Ok(None) / Ok(Some(true))"
         );
         assert_eq!(
-            grid(&[(GRID_BARRIER_VAR, "release")]),
-            "Ok(Some(Release)) / Ok(None)"
+            grid(&[(GRID_BARRIER_VAR, "release"), (GRID_DELIVERY_VAR, " warp")]),
+            "Ok(Some(Release)) / Ok(None) / Ok(Some(false))"
         );
         assert_eq!(
             grid(&[(GRID_BARRIER_VAR, " grouped ")]),
-            "Ok(Some(Grouped { group_blocks: 32 })) / Ok(None)"
+            "Ok(Some(Grouped { group_blocks: 32 })) / Ok(None) / Ok(None)"
         );
-        let out = grid(&[(GRID_BARRIER_VAR, "fast"), (GRID_BLOCKS_VAR, "0")]);
+        let out = grid(&[
+            (GRID_BARRIER_VAR, "fast"),
+            (GRID_BLOCKS_VAR, "0"),
+            (GRID_DELIVERY_VAR, "lanes"),
+        ]);
         assert!(
-            out.contains("SPIKEFORGE_GRID_BARRIER=fast: expected flat, release, split or grouped"),
+            out.contains(
+                "SPIKEFORGE_GRID_BARRIER=fast: expected flat, release, acquire, split or grouped"
+            ),
             "{out}"
         );
         assert!(
             out.contains("SPIKEFORGE_GRID_BLOCKS=0: expected a whole number of at least 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("SPIKEFORGE_GRID_DELIVERY=lanes: expected warp or balanced"),
             "{out}"
         );
     }

@@ -35,8 +35,13 @@
 //! neuron's variable (a synaptic weight, a constant, `t`) and `x` is a per-neuron state variable
 //! or parameter of a neuron group. Anything else runs the general kernel.
 
+mod balanced;
 mod cluster;
 mod registers;
+pub use balanced::{
+    balanced_kernel, BALANCED_LIST_BYTES, BALANCED_MAX_SYNAPSES, BALANCED_UNROLL,
+    PERSISTENT_BALANCED_ENTRY,
+};
 pub use cluster::{
     cluster_blocks, cluster_shape, ClusterShape, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY, CLUSTER_MAX,
 };
@@ -129,6 +134,11 @@ pub const ARRIVE_RELEASE: &str =
 /// barrier's poll). The CPU emulation replaces this line.
 pub const FENCE_ACQUIRE: &str = "asm volatile(\"fence.acq_rel.gpu;\" ::: \"memory\");";
 
+/// The body of `sf_poll_acquire(sf_word)`: the barrier word, loaded with acquire semantics at
+/// the GPU's scope (the acquire barrier's poll: no fence after it). The CPU emulation replaces
+/// this line.
+pub const POLL_ACQUIRE: &str = "unsigned long long sf_v; asm volatile(\"ld.acquire.gpu.global.u64 %0, [%1];\" : \"=l\"(sf_v) : \"l\"(sf_word) : \"memory\"); return sf_v;";
+
 /// Cycles (`clock64`) a block waits at a grid barrier before it stops the kernel with an error
 /// (`__trap`): about 35 s at 2 GHz, far beyond any step, so that blocks that are not all
 /// resident (a launch that broke the co-residency the barrier needs) fail instead of hanging.
@@ -149,6 +159,9 @@ pub enum BarrierVariant {
     /// (`red.release.gpu`) and an acquire fence after the poll (`fence.acq_rel.gpu`) instead of
     /// the sequentially consistent fences (`__threadfence`) around a plain atomic.
     Release,
+    /// The release barrier's arrival, polled with acquire loads (`ld.acquire.gpu`) and no fence
+    /// after the poll.
+    Acquire,
 }
 
 /// Targets a lane loads together before their atomics in the one-barrier kernel's deliveries
@@ -169,6 +182,7 @@ impl BarrierVariant {
         match self {
             BarrierVariant::Flat => 0,
             BarrierVariant::Release => -1,
+            BarrierVariant::Acquire => -2,
             BarrierVariant::Split => i32::MAX,
             BarrierVariant::Grouped { group_blocks } => {
                 group_blocks.clamp(1, i32::MAX as u32) as i32
@@ -183,14 +197,16 @@ impl BarrierVariant {
             BarrierVariant::Split => "split",
             BarrierVariant::Grouped { .. } => "grouped",
             BarrierVariant::Release => "release",
+            BarrierVariant::Acquire => "acquire",
         }
     }
 
-    /// `flat`, `release`, `split` or `grouped`.
+    /// `flat`, `release`, `acquire`, `split` or `grouped`.
     pub fn parse(text: &str) -> Option<BarrierVariant> {
         match text.trim() {
             "flat" => Some(BarrierVariant::Flat),
             "release" => Some(BarrierVariant::Release),
+            "acquire" => Some(BarrierVariant::Acquire),
             "split" => Some(BarrierVariant::Split),
             "grouped" => Some(BarrierVariant::Grouped {
                 group_blocks: BARRIER_GROUP_BLOCKS,
@@ -220,7 +236,11 @@ impl Gen<'_> {
     /// - **release** (`sf_group_blocks` -1): flat, but the arrival is a release reduction
     ///   (`red.release.gpu`, which orders the block's writes before it: `__syncthreads` made
     ///   them the arriving thread's by causality) and the waiter's fence after the poll an
-    ///   acquire one (`fence.acq_rel.gpu`), instead of the sequentially consistent fences.
+    ///   acquire one (`fence.acq_rel.gpu`), instead of the sequentially consistent fences;
+    /// - **acquire** (`sf_group_blocks` -2): release's arrival, and the poll an acquire load
+    ///   (`ld.acquire.gpu`), which orders the waiter's later reads after it without a fence
+    ///   (the rest of its block by `__syncthreads`, by causality again): one fence less on each
+    ///   step's chain than release.
     ///
     /// Either way the release word reads `sf_target` once every block has arrived. The counters
     /// only grow (`sf_target / gridDim.x` is the barrier's number since the call began: a
@@ -239,6 +259,10 @@ impl Gen<'_> {
         w.block(
             "static __device__ __forceinline__ void sf_fence_acquire()",
             |w| writeln!(w, "{FENCE_ACQUIRE}"),
+        )?;
+        w.block(
+            "static __device__ __forceinline__ unsigned long long sf_poll_acquire(unsigned long long* sf_word)",
+            |w| writeln!(w, "{POLL_ACQUIRE}"),
         )?;
         let head = "static __device__ __forceinline__ void sf_grid_sync(unsigned long long* sf_arrived, const unsigned long long sf_target, const int32_t sf_group_blocks)";
         w.block(head, |w| {
@@ -279,22 +303,28 @@ impl Gen<'_> {
                     })
                 })?;
                 writeln!(w, "const long long sf_t0 = clock64();")?;
-                w.block(
-                    "while (*(volatile unsigned long long*) sf_arrived < sf_target)",
-                    |w| {
-                        w.block(format!("if (clock64() - sf_t0 > {SPIN_CYCLES}ll)"), |w| {
-                            writeln!(
-                                w,
-                                "printf(\"spikeforge: block %u of the persistent network kernel waited at a grid barrier for more than {SPIN_CYCLES} cycles (blocks not all resident?)\\n\", blockIdx.x);"
-                            )?;
-                            writeln!(w, "__trap();")
-                        })
-                    },
-                )?;
-                w.block("if (sf_group_blocks < 0)", |w| {
-                    writeln!(w, "sf_fence_acquire();")
+                let spin = |w: &mut SourceWriter| {
+                    w.block(format!("if (clock64() - sf_t0 > {SPIN_CYCLES}ll)"), |w| {
+                        writeln!(
+                            w,
+                            "printf(\"spikeforge: block %u of the persistent network kernel waited at a grid barrier for more than {SPIN_CYCLES} cycles (blocks not all resident?)\\n\", blockIdx.x);"
+                        )?;
+                        writeln!(w, "__trap();")
+                    })
+                };
+                w.block("if (sf_group_blocks == -2)", |w| {
+                    w.block("while (sf_poll_acquire(sf_arrived) < sf_target)", spin)
                 })?;
-                w.block("else", |w| writeln!(w, "__threadfence();"))
+                w.block("else", |w| {
+                    w.block(
+                        "while (*(volatile unsigned long long*) sf_arrived < sf_target)",
+                        spin,
+                    )?;
+                    w.block("if (sf_group_blocks < 0)", |w| {
+                        writeln!(w, "sf_fence_acquire();")
+                    })?;
+                    w.block("else", |w| writeln!(w, "__threadfence();"))
+                })
             })?;
             writeln!(w, "__syncthreads();")
         })
@@ -487,7 +517,6 @@ impl Gen<'_> {
     /// rows, then makes their atomics (one round trip for two spikes' rows of up to 128).
     fn write_pushed_rows(&self, p: usize, pathway: usize, w: &mut SourceWriter) -> fmt::Result {
         let proj = &self.net.projections[p];
-        let s = &proj.synapses;
         let (a, b) = (proj.source_range.start, proj.source_range.end);
         writeln!(w, "const bool sf_in = sf_pre >= {a} && sf_pre < {b};")?;
         writeln!(
@@ -512,8 +541,6 @@ impl Gen<'_> {
             "for (int64_t sf_c = 0; sf_c < sf_len || sf_c < sf_len2; sf_c += {})",
             32 * PUSH_UNROLL
         );
-        let names = |v: VarId| self.synapse_name(p, v, &EVENT);
-        let printer = self.synapse_printer(p, &names);
         let each = format!("for (int32_t sf_u = 0; sf_u < {PUSH_UNROLL}; ++sf_u)");
         w.block(head, |w| {
             writeln!(w, "int32_t sf_js[{PUSH_UNROLL}], sf_js2[{PUSH_UNROLL}];")?;
@@ -543,24 +570,38 @@ impl Gen<'_> {
                         )?;
                         writeln!(w, "const int32_t sf_j = sf_js{x}[sf_u];")?;
                         writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
-                        for (k, st) in s.statements(pathway).iter().enumerate() {
-                            let (Effect::Add(e), Some((IndexOf::Post, v))) =
-                                (st.effect, s.neighbour(st.var))
-                            else {
-                                unreachable!("a one-barrier network adds to the target only")
-                            };
-                            let index = format!("({} + {})", proj.target_range.start, EVENT.post);
-                            let acc = (self.accumulator(proj.target, v, "sf_t_step & 1", &index))
-                                .expect("an accumulated variable");
-                            let text = printer.block(&[e], &format!("sf_q{k}_"), w)?.remove(0);
-                            writeln!(w, "atomicAdd(&{acc}, {text});")?;
-                        }
-                        Ok(())
+                        self.write_accumulations(p, pathway, w)
                     })
                 })?;
             }
             Ok(())
         })
+    }
+
+    /// The additions of one synapse of projection p's pathway to the accumulators of this
+    /// step's parity (`sf_j`, `sf_syn`, `sf_pre`, `sf_r` in scope): one atomic a statement.
+    pub(super) fn write_accumulations(
+        &self,
+        p: usize,
+        pathway: usize,
+        w: &mut SourceWriter,
+    ) -> fmt::Result {
+        let proj = &self.net.projections[p];
+        let s = &proj.synapses;
+        let names = |v: VarId| self.synapse_name(p, v, &EVENT);
+        let printer = self.synapse_printer(p, &names);
+        for (k, st) in s.statements(pathway).iter().enumerate() {
+            let (Effect::Add(e), Some((IndexOf::Post, v))) = (st.effect, s.neighbour(st.var))
+            else {
+                unreachable!("a one-barrier network adds to the target only")
+            };
+            let index = format!("({} + {})", proj.target_range.start, EVENT.post);
+            let acc = (self.accumulator(proj.target, v, "sf_t_step & 1", &index))
+                .expect("an accumulated variable");
+            let text = printer.block(&[e], &format!("sf_q{k}_"), w)?.remove(0);
+            writeln!(w, "atomicAdd(&{acc}, {text});")?;
+        }
+        Ok(())
     }
 
     /// The one-barrier persistent kernel (blocks of `block` threads): the slots' state loaded
@@ -576,25 +617,37 @@ impl Gen<'_> {
         // flight, which leaves 5 blocks of 128 a multiprocessor instead of 8: fewer blocks,
         // so fewer neurons in register slots at COBA x100).
         let min_blocks = (65536 / (REGISTER_CAP * block)).max(1);
-        let signature =
-            (self.cuda_signature_with(super::PERSISTENT_ENTRY, block, &super::PERSISTENT_SCALARS))
-                .replacen(
-                    &format!("__launch_bounds__({block})"),
-                    &format!("__launch_bounds__({block}, {min_blocks})"),
-                    1,
-                );
+        let entry = if self.balancing() {
+            PERSISTENT_BALANCED_ENTRY
+        } else {
+            super::PERSISTENT_ENTRY
+        };
+        let signature = (self.cuda_signature_with(entry, block, &super::PERSISTENT_SCALARS))
+            .replacen(
+                &format!("__launch_bounds__({block})"),
+                &format!("__launch_bounds__({block}, {min_blocks})"),
+                1,
+            );
         let slots = register_slots(self.net, self.plan, block);
-        writeln!(w, "#define SF_SLOTS {slots}")?;
+        if !self.balancing() {
+            writeln!(w, "#define SF_SLOTS {slots}")?;
+        }
         writeln!(w, "{signature}\n{{")?;
         w.indented(|w| {
             writeln!(w, "/* One grid barrier a step: deliveries into accumulators (codegen::network_kernel::grid). */")?;
             writeln!(w, "const int32_t sf_b = (int32_t) blockIdx.y;")?;
             self.write_barrier_start("", w)?;
             self.write_register_loads(block, slots, w)?;
+            if self.balancing() {
+                self.write_row_lists(block, w)?;
+            }
             w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
                 scope(w, |w| {
                     self.step_prologue(w)?;
                     writeln!(w, "const int32_t sf_lane = (int32_t) (threadIdx.x & 31u);")?;
+                    if self.balancing() {
+                        self.write_row_lists_reset(block, w)?;
+                    }
                     // The write cursor of step t + 1 zeroed (a store: nothing waits for it).
                     // Only the last step compacts its spikes (see `write_compaction`) and
                     // every queue has one slot, so no count but the last step's is stored.
@@ -660,12 +713,13 @@ mod tests {
 
     #[test]
     fn barrier_variants_parse_their_names_and_pick_the_kernels_branch() {
-        for name in ["flat", "release", "split", "grouped"] {
+        for name in ["flat", "release", "acquire", "split", "grouped"] {
             assert_eq!(BarrierVariant::parse(name).unwrap().name(), name);
         }
         assert_eq!(BarrierVariant::parse("fast"), None);
-        // sf_grid_sync: < 0 release, 0 flat, > 0 grouped (split: one group).
+        // sf_grid_sync: -2 acquire, -1 release, 0 flat, > 0 grouped (split: one group).
         assert_eq!(BarrierVariant::Release.group_blocks(), -1);
+        assert_eq!(BarrierVariant::Acquire.group_blocks(), -2);
         assert_eq!(BarrierVariant::Flat.group_blocks(), 0);
         assert!(BarrierVariant::parse("grouped").unwrap().group_blocks() > 0);
     }
