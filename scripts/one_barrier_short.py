@@ -29,4 +29,5 @@ for setting in sys.argv[2:]:
         _, out = jax.block_until_ready(jax.jit(lambda s: net.run(s, steps=case.steps, progress=False))(state))
     counts = np.asarray(out.spike_count["P"])
     rate = counts.mean() / (case.duration_ms / 1000.0)
-    print(f"{setting}: path {net.last_strategy} ({net.last_path_detail}), {counts.sum()} spikes, {rate:.1f} Hz", flush=True)
+    path = f"{net.last_strategy} ({net.last_path_detail})"
+    print(f"{setting}: path {path}, {counts.sum()} spikes, {rate:.1f} Hz", flush=True)

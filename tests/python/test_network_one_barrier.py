@@ -4,12 +4,12 @@ virtual blocks in registers across steps) on a GPU, against the float64 numpy re
 network_references.py: CUBA and COBA (Brian2's examples, network_models.py) without a spike or
 rate monitor (they would take the general two-barrier kernel), with a state monitor, 1 s.
 
-float64: the references' spike counts, traces and final state, for the grid barriers (flat,
-release, acquire and grouped, ``SPIKEFORGE_GRID_BARRIER``), for a grid of 3 blocks
+float64: the references' spike counts, traces and final state, for the grid barriers (flat, release,
+acquire and grouped, ``SPIKEFORGE_GRID_BARRIER``), for a grid of 3 blocks
 (``SPIKEFORGE_GRID_BLOCKS``), whose blocks hold 4 of the 32 virtual blocks each in registers and
 update the rest from global memory, and for the warp and the balanced deliveries
-(``SPIKEFORGE_GRID_DELIVERY``, codegen::network_kernel::grid::balanced); two half runs are one run. GPU only (skipped without one); the CPU check at the end runs
-everywhere.
+(``SPIKEFORGE_GRID_DELIVERY``, codegen::network_kernel::grid::balanced); two half runs are one run.
+GPU only (skipped without one); the CPU check at the end runs everywhere.
 """
 
 import os

@@ -14,11 +14,11 @@
 //!    shared 64-bit atomic a warp and projection that adds the rows and the synapses at once,
 //!    so that the list's order is the numbering's);
 //! 2. one `__syncthreads`;
-//! 3. thread t takes the step's synapses t, t + block, ... (up to [`BALANCED_UNROLL`] of each
-//!    projection at a time): it finds each one's row by a binary search of the list's first
-//!    synapses, loads every target, then makes the atomics. The block's deliveries then take
-//!    one round trip of target loads for up to `block` · [`BALANCED_UNROLL`] synapses of each
-//!    projection, whichever warps found the spikes.
+//! 3. thread t takes the step's synapses t, t + block, ... ([`BALANCED_UNROLL`] at a time,
+//!    shared by the projections): it finds each one's row by a binary search of the list's
+//!    first synapses, loads every target, then makes the atomics. The block's deliveries then
+//!    take one round trip of target loads for up to `block` · [`BALANCED_UNROLL`] synapses,
+//!    whichever warps found the spikes.
 //!
 //! The lists' words (`sf_bn{p}`: rows in the high 32 bits, synapses in the low 32) are kept by
 //! step parity: step s appends to parity `s & 1` and thread 0 zeroes parity `(s + 1) & 1`
@@ -41,7 +41,9 @@ use crate::step::network::NetworkPlan;
 /// The one-barrier kernel with balanced deliveries (parameters: the persistent kernel's).
 pub const PERSISTENT_BALANCED_ENTRY: &str = "sf_network_persistent_balanced";
 
-/// Synapses of each projection a thread loads before their atomics, per round.
+/// Synapses a thread loads before their atomics, per round, over every projection (each takes
+/// an equal share, at least one): COBA's two projections 2 each, 256 synapses of each a block
+/// a round. (4 of each spill at the register cap: 16 bytes.)
 pub const BALANCED_UNROLL: usize = 4;
 
 /// The most shared memory a block's row lists may take (counted with 64-bit row starts); a
@@ -216,8 +218,8 @@ impl Gen<'_> {
     }
 
     /// The block's listed synapses of this step, a synapse a thread (after the block barrier
-    /// that follows the appends): rounds of [`BALANCED_UNROLL`] synapses of every projection a
-    /// thread, each round's targets loaded before its atomics.
+    /// that follows the appends): rounds of [`BALANCED_UNROLL`] synapses a thread (shared by
+    /// the projections), each round's targets loaded before its atomics.
     pub(super) fn write_balanced_deliveries(
         &self,
         block: usize,
@@ -227,7 +229,7 @@ impl Gen<'_> {
         if lists.is_empty() {
             return Ok(());
         }
-        let u = BALANCED_UNROLL;
+        let u = (BALANCED_UNROLL / lists.len()).max(1);
         writeln!(
             w,
             "/* The block's spikes' synapses, a synapse a thread (codegen::network_kernel::grid::balanced). */"
