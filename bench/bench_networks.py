@@ -43,7 +43,7 @@ and the row offsets), and on a GPU the peak device memory of building it.
 kernels, the persistent kernel as one block or as a cooperative grid, or auto's choice), one
 table row each, with the path each run took (``net.last_strategy``); default ``auto``. A strategy
 may name the grid barrier, cap the grid's blocks and name the register grid's deliveries for its
-row: ``grid:flat``, ``grid:split``, ``grid:grouped``, ``grid:acquire``, ``grid:flat:132``,
+row: ``grid:flat``, ``grid:split``, ``grid:grouped``, ``grid:acquire``, ``grid:spread``, ``grid:flat:132``,
 ``auto::264``, ``grid:flat::balanced``, ``auto:acquire:157:warp`` (the settings
 ``SPIKEFORGE_GRID_BARRIER``, ``SPIKEFORGE_GRID_BLOCKS`` and ``SPIKEFORGE_GRID_DELIVERY`` during
 that row's calls), so that barrier variants, grid sizes and deliveries are timed side by side.
@@ -362,7 +362,7 @@ class Timing:
 
 
 GRID_SETTINGS = ("SPIKEFORGE_GRID_BARRIER", "SPIKEFORGE_GRID_BLOCKS", "SPIKEFORGE_GRID_DELIVERY")
-BARRIERS = ("flat", "release", "acquire", "split", "grouped")
+BARRIERS = ("flat", "release", "acquire", "spread", "split", "grouped")
 DELIVERIES = ("warp", "balanced")
 
 

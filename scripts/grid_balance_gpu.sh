@@ -20,10 +20,10 @@ for what in "$@"; do
       # x10 and x100 each with the grid sizes that matter there
       run bench_x10 200 python3 bench/bench_networks.py --models coba_be --scales 10 \
         --duration "${DURATION:-1000}" --baselines none \
-        --strategy "${STRATEGIES10:-auto,grid:flat::balanced,grid:acquire,grid:acquire::balanced,grid:split::balanced,grid:flat:157:balanced,grid:acquire:157:balanced,grid:acquire:105:balanced}"
+        --strategy "${STRATEGIES10:-auto,grid:flat::balanced,grid:acquire,grid:acquire::balanced,grid:spread::balanced,grid:split::balanced,grid:flat:157:balanced,grid:acquire:157:balanced,grid:acquire:105:balanced}"
       run bench_x100 240 python3 bench/bench_networks.py --models coba_be --scales 100 \
         --duration "${DURATION:-1000}" --baselines none \
-        --strategy "${STRATEGIES100:-auto,grid:flat::balanced,grid:acquire,grid:acquire::balanced,grid:split::balanced}"
+        --strategy "${STRATEGIES100:-auto,grid:flat::balanced,grid:acquire,grid:acquire::balanced,grid:spread,grid:spread::balanced,grid:split::balanced}"
       ;;
     final)
       scales="${SCALES:-1,10,100}"
@@ -40,11 +40,11 @@ for what in "$@"; do
       # 4000 neurons = 32 virtual blocks: 132 blocks of one slot (most idle), 11 blocks of 2-3
       # slots (the lists of several slots), 3 blocks (virtual blocks beyond the slots)
       run sanitize_memcheck 150 compute-sanitizer --tool memcheck --error-exitcode 3 \
-        python3 scripts/one_barrier_short.py 4000 flat::balanced acquire acquire::balanced flat:11:balanced flat:3:balanced
+        python3 scripts/one_barrier_short.py 4000 flat::balanced acquire acquire::balanced spread::balanced flat:11:balanced flat:3:balanced
       run sanitize_racecheck 150 compute-sanitizer --tool racecheck --error-exitcode 3 \
         python3 scripts/one_barrier_short.py 4000 flat::balanced flat:11:balanced
       run sanitize_synccheck 120 compute-sanitizer --tool synccheck --error-exitcode 3 \
-        python3 scripts/one_barrier_short.py 4000 acquire::balanced flat:11:balanced
+        python3 scripts/one_barrier_short.py 4000 acquire::balanced spread::balanced flat:11:balanced
       ;;
     *) echo "unknown step: $what" && status=1 ;;
   esac

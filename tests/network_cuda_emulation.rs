@@ -83,6 +83,7 @@ template <class T> static T __shfl_down_sync(unsigned, T v, unsigned d) {
     const int src = (int) (sf_this_lane() + d);
     return sf_exchange(v, src < 32 ? src : (int) sf_this_lane());
 }
+template <class T> static T __shfl_xor_sync(unsigned, T v, int m) { return sf_exchange(v, (int) sf_this_lane() ^ m); }
 template <class T> static T __shfl_up_sync(unsigned, T v, unsigned d) {
     const int src = (int) sf_this_lane() - (int) d;
     return sf_exchange(v, src >= 0 ? src : (int) sf_this_lane());
@@ -275,6 +276,7 @@ fn program(c: &Compiled, persistent: bool) -> String {
         for wait in [
             "while (*(volatile unsigned long long*) sf_arrived < sf_target) {",
             "while (sf_poll_acquire(sf_arrived) < sf_target) {",
+            "if (sf_sum >= sf_target) break;",
         ] {
             source = source.replace(wait, &format!("{wait} std::this_thread::yield();"));
         }
@@ -1388,8 +1390,8 @@ fn emulated_one_barrier_grid_and_cluster_match_c() {
         // (blocks, chunk, barrier groups of this many blocks; 0: flat, -1: release, i32::MAX:
         // split); one block runs its third virtual block beyond its 2 register slots (see
         // `program`).
-        // -2: acquire. The kernel with balanced deliveries (codegen::network_kernel::grid::
-        // balanced) under several of them: `true` in the fourth place.
+        // -2: acquire, -3: spread. The kernel with balanced deliveries (codegen::network_kernel::
+        // grid::balanced) under several of them: `true` in the fourth place.
         let split = i32::MAX as i64;
         let modes = [
             (1, steps, 2, false),
@@ -1400,7 +1402,9 @@ fn emulated_one_barrier_grid_and_cluster_match_c() {
             (3, 37, -1, false),
             (4, 37, split, false),
             (3, 37, -2, false),
+            (4, 37, -3, false),
             (1, steps, 0, true),
+            (3, steps, -3, true),
             (3, 37, -2, true),
             (4, steps, 0, true),
             (2, 1, 2, true),

@@ -28,7 +28,7 @@ pub const NETWORK_ADJOINT_BLOCKS_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BLOCKS"
 pub const NETWORK_ADJOINT_BARRIER_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BARRIER";
 
 /// The grid barrier of the persistent network kernel as a cooperative grid: `flat`, `release`,
-/// `acquire`, `split` or `grouped`
+/// `acquire`, `spread`, `split` or `grouped`
 /// (`codegen::network_kernel::BarrierVariant`); unset: by the grid's size
 /// (`handlers::network_path::barrier_variant`). For measuring both on one device.
 pub const GRID_BARRIER_VAR: &str = "SPIKEFORGE_GRID_BARRIER";
@@ -125,7 +125,7 @@ pub fn grid_barrier() -> Result<Option<BarrierVariant>, RuntimeError> {
         bad(
             GRID_BARRIER_VAR,
             &text,
-            "flat, release, acquire, split or grouped",
+            "flat, release, acquire, spread, split or grouped",
         )
     })
 }
@@ -236,7 +236,7 @@ mod tests {
         ]);
         assert!(
             out.contains(
-                "SPIKEFORGE_GRID_BARRIER=fast: expected flat, release, acquire, split or grouped"
+                "SPIKEFORGE_GRID_BARRIER=fast: expected flat, release, acquire, spread, split or grouped"
             ),
             "{out}"
         );

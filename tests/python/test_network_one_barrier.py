@@ -5,7 +5,7 @@ network_references.py: CUBA and COBA (Brian2's examples, network_models.py) with
 rate monitor (they would take the general two-barrier kernel), with a state monitor, 1 s.
 
 float64: the references' spike counts, traces and final state, for the grid barriers (flat, release,
-acquire and grouped, ``SPIKEFORGE_GRID_BARRIER``), for a grid of 3 blocks
+acquire, spread and grouped, ``SPIKEFORGE_GRID_BARRIER``), for a grid of 3 blocks
 (``SPIKEFORGE_GRID_BLOCKS``), whose blocks hold 4 of the 32 virtual blocks each in registers and
 update the rest from global memory, and for the warp and the balanced deliveries
 (``SPIKEFORGE_GRID_DELIVERY``, codegen::network_kernel::grid::balanced); two half runs are one run.
@@ -31,6 +31,8 @@ SETTINGS = {
     "3 blocks": {"SPIKEFORGE_GRID_BLOCKS": "3"},
     "3 blocks, release": {"SPIKEFORGE_GRID_BARRIER": "release", "SPIKEFORGE_GRID_BLOCKS": "3"},
     "acquire": {"SPIKEFORGE_GRID_BARRIER": "acquire"},
+    "spread": {"SPIKEFORGE_GRID_BARRIER": "spread"},
+    "balanced, spread": {"SPIKEFORGE_GRID_DELIVERY": "balanced", "SPIKEFORGE_GRID_BARRIER": "spread"},
     "warp": {"SPIKEFORGE_GRID_DELIVERY": "warp"},
     "balanced": {"SPIKEFORGE_GRID_DELIVERY": "balanced"},
     "balanced, acquire": {"SPIKEFORGE_GRID_DELIVERY": "balanced", "SPIKEFORGE_GRID_BARRIER": "acquire"},

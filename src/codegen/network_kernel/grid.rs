@@ -162,7 +162,16 @@ pub enum BarrierVariant {
     /// The release barrier's arrival, polled with acquire loads (`ld.acquire.gpu`) and no fence
     /// after the poll.
     Acquire,
+    /// [`SPREAD_COUNTERS`] arrival counters (block b on counter b modulo them), which the first
+    /// warp of every block polls together (acquire loads, a lane a counter) until they sum to
+    /// the arrivals: no address sees more than a few dozen arrivals, and no hop is added.
+    Spread,
 }
+
+/// The arrival counters of the spread barrier ([`BarrierVariant::Spread`]): a warp's lanes.
+pub const SPREAD_COUNTERS: usize = 32;
+// They are the grouped barrier's group counters (the work buffer's barrier words), one a lane.
+const _: () = assert!(SPREAD_COUNTERS <= BARRIER_GROUPS && SPREAD_COUNTERS == 32);
 
 /// Targets a lane loads together before their atomics in the one-barrier kernel's deliveries
 /// (see [`Gen::write_push`]): rows of up to 128 synapses take one round trip.
@@ -183,6 +192,7 @@ impl BarrierVariant {
             BarrierVariant::Flat => 0,
             BarrierVariant::Release => -1,
             BarrierVariant::Acquire => -2,
+            BarrierVariant::Spread => -3,
             BarrierVariant::Split => i32::MAX,
             BarrierVariant::Grouped { group_blocks } => {
                 group_blocks.clamp(1, i32::MAX as u32) as i32
@@ -198,15 +208,17 @@ impl BarrierVariant {
             BarrierVariant::Grouped { .. } => "grouped",
             BarrierVariant::Release => "release",
             BarrierVariant::Acquire => "acquire",
+            BarrierVariant::Spread => "spread",
         }
     }
 
-    /// `flat`, `release`, `acquire`, `split` or `grouped`.
+    /// `flat`, `release`, `acquire`, `spread`, `split` or `grouped`.
     pub fn parse(text: &str) -> Option<BarrierVariant> {
         match text.trim() {
             "flat" => Some(BarrierVariant::Flat),
             "release" => Some(BarrierVariant::Release),
             "acquire" => Some(BarrierVariant::Acquire),
+            "spread" => Some(BarrierVariant::Spread),
             "split" => Some(BarrierVariant::Split),
             "grouped" => Some(BarrierVariant::Grouped {
                 group_blocks: BARRIER_GROUP_BLOCKS,
@@ -240,7 +252,15 @@ impl Gen<'_> {
     /// - **acquire** (`sf_group_blocks` -2): release's arrival, and the poll an acquire load
     ///   (`ld.acquire.gpu`), which orders the waiter's later reads after it without a fence
     ///   (the rest of its block by `__syncthreads`, by causality again): one fence less on each
-    ///   step's chain than release.
+    ///   step's chain than release;
+    /// - **spread** (`sf_group_blocks` -3): [`SPREAD_COUNTERS`] arrival counters on lines of
+    ///   their own (the grouped barrier's group counters), block b arriving on counter b modulo
+    ///   them with release's reduction; the first warp of each block loads them all (acquire, a
+    ///   lane a counter) and sums them until the sum is `sf_target`. Flat's one counter takes
+    ///   every arrival and every poll (COBA x100: 782 of each a barrier) on one address; here
+    ///   each counter takes a few dozen, with no extra hop. (While a block has not arrived at
+    ///   barrier n, no block has passed it, so no counter holds an arrival at barrier n + 1 and
+    ///   the sum stays below the target.)
     ///
     /// Either way the release word reads `sf_target` once every block has arrived. The counters
     /// only grow (`sf_target / gridDim.x` is the barrier's number since the call began: a
@@ -265,9 +285,42 @@ impl Gen<'_> {
             |w| writeln!(w, "{POLL_ACQUIRE}"),
         )?;
         let head = "static __device__ __forceinline__ void sf_grid_sync(unsigned long long* sf_arrived, const unsigned long long sf_target, const int32_t sf_group_blocks)";
+        let spin = |w: &mut SourceWriter| {
+            w.block(format!("if (clock64() - sf_t0 > {SPIN_CYCLES}ll)"), |w| {
+                writeln!(
+                    w,
+                    "printf(\"spikeforge: block %u of the persistent network kernel waited at a grid barrier for more than {SPIN_CYCLES} cycles (blocks not all resident?)\\n\", blockIdx.x);"
+                )?;
+                writeln!(w, "__trap();")
+            })
+        };
         w.block(head, |w| {
             writeln!(w, "__syncthreads();")?;
             writeln!(w, "if (gridDim.x == 1u) return;")?;
+            w.block("if (sf_group_blocks == -3)", |w| {
+                w.block(format!("if (threadIdx.x < {SPREAD_COUNTERS})"), |w| {
+                    writeln!(
+                        w,
+                        "if (threadIdx.x == 0) sf_arrive_release(sf_arrived + {line} * (2 + blockIdx.x % {SPREAD_COUNTERS}u));"
+                    )?;
+                    writeln!(w, "const long long sf_t0 = clock64();")?;
+                    w.block("for (;;)", |w| {
+                        writeln!(
+                            w,
+                            "unsigned long long sf_sum = sf_poll_acquire(sf_arrived + {line} * (2 + threadIdx.x));"
+                        )?;
+                        writeln!(w, "#pragma unroll")?;
+                        w.block(
+                            format!("for (int32_t sf_o = {}; sf_o > 0; sf_o >>= 1)", SPREAD_COUNTERS / 2),
+                            |w| writeln!(w, "sf_sum += __shfl_xor_sync(0xffffffffu, sf_sum, sf_o);"),
+                        )?;
+                        writeln!(w, "if (sf_sum >= sf_target) break;")?;
+                        spin(w)
+                    })
+                })?;
+                writeln!(w, "__syncthreads();")?;
+                writeln!(w, "return;")
+            })?;
             w.block("if (threadIdx.x == 0)", |w| {
                 w.block("if (sf_group_blocks < 0)", |w| {
                     writeln!(w, "sf_arrive_release(sf_arrived);")
@@ -303,15 +356,6 @@ impl Gen<'_> {
                     })
                 })?;
                 writeln!(w, "const long long sf_t0 = clock64();")?;
-                let spin = |w: &mut SourceWriter| {
-                    w.block(format!("if (clock64() - sf_t0 > {SPIN_CYCLES}ll)"), |w| {
-                        writeln!(
-                            w,
-                            "printf(\"spikeforge: block %u of the persistent network kernel waited at a grid barrier for more than {SPIN_CYCLES} cycles (blocks not all resident?)\\n\", blockIdx.x);"
-                        )?;
-                        writeln!(w, "__trap();")
-                    })
-                };
                 w.block("if (sf_group_blocks == -2)", |w| {
                     w.block("while (sf_poll_acquire(sf_arrived) < sf_target)", spin)
                 })?;
@@ -713,13 +757,15 @@ mod tests {
 
     #[test]
     fn barrier_variants_parse_their_names_and_pick_the_kernels_branch() {
-        for name in ["flat", "release", "acquire", "split", "grouped"] {
+        for name in ["flat", "release", "acquire", "spread", "split", "grouped"] {
             assert_eq!(BarrierVariant::parse(name).unwrap().name(), name);
         }
         assert_eq!(BarrierVariant::parse("fast"), None);
-        // sf_grid_sync: -2 acquire, -1 release, 0 flat, > 0 grouped (split: one group).
+        // sf_grid_sync: -3 spread, -2 acquire, -1 release, 0 flat, > 0 grouped (split: one
+        // group).
         assert_eq!(BarrierVariant::Release.group_blocks(), -1);
         assert_eq!(BarrierVariant::Acquire.group_blocks(), -2);
+        assert_eq!(BarrierVariant::Spread.group_blocks(), -3);
         assert_eq!(BarrierVariant::Flat.group_blocks(), 0);
         assert!(BarrierVariant::parse("grouped").unwrap().group_blocks() > 0);
     }
