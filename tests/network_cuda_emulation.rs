@@ -96,6 +96,7 @@ static unsigned __match_any_sync(unsigned, int v) {
 static void __syncwarp() { sf_warps[threadIdx.x >> 5].bar.arrive_and_wait(); }
 static int __popc(unsigned x) { return __builtin_popcount(x); }
 static int __ffs(int x) { return __builtin_ffs(x); }
+static int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned) x); }
 template <class T> static T atomicAdd(T* p, T v) { return std::atomic_ref<T>(*p).fetch_add(v); }
 static unsigned long long atomicExch(unsigned long long* p, unsigned long long v) {
     return std::atomic_ref<unsigned long long>(*p).exchange(v);

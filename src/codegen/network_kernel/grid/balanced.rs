@@ -10,9 +10,9 @@
 //!
 //! 1. each warp appends its firing lanes' rows to its block's **row list** of each projection,
 //!    in shared memory: the row's start, its presynaptic neuron, and its first synapse in the
-//!    block's flat numbering of the step's synapses (a warp scan of the row lengths, then one
-//!    shared 64-bit atomic a warp and projection that adds the rows and the synapses at once,
-//!    so that the list's order is the numbering's);
+//!    block's flat numbering of the step's synapses (a warp scan of the row lengths where more
+//!    than one lane lists a row, then one shared 64-bit atomic a warp and projection that adds
+//!    the rows and the synapses at once, so that the list's order is the numbering's);
 //! 2. one `__syncthreads`;
 //! 3. thread t takes the step's synapses t, t + block, ... ([`BALANCED_UNROLL`] at a time,
 //!    shared by the projections): it finds each one's row by a binary search of the list's
@@ -183,22 +183,25 @@ impl Gen<'_> {
                     "const unsigned sf_has = __ballot_sync(0xffffffffu, sf_len > 0);"
                 )?;
                 w.block("if (sf_has != 0u)", |w| {
-                    writeln!(w, "/* The lanes' first synapses (an inclusive scan), then one atomic for the warp's rows and synapses. */")?;
+                    writeln!(w, "/* The lanes' first synapses (an inclusive scan, where more than one lane lists a row), then one atomic for the warp's rows and synapses by the last listing lane, which holds their sum. */")?;
                     writeln!(w, "int32_t sf_sum = (int32_t) sf_len;")?;
-                    writeln!(w, "#pragma unroll")?;
-                    w.block("for (int32_t sf_d = 1; sf_d < 32; sf_d <<= 1)", |w| {
-                        writeln!(
-                            w,
-                            "const int32_t sf_y = __shfl_up_sync(0xffffffffu, sf_sum, sf_d);"
-                        )?;
-                        writeln!(w, "if (sf_lane >= sf_d) sf_sum += sf_y;")
+                    w.block("if ((sf_has & (sf_has - 1u)) != 0u)", |w| {
+                        writeln!(w, "#pragma unroll")?;
+                        w.block("for (int32_t sf_d = 1; sf_d < 32; sf_d <<= 1)", |w| {
+                            writeln!(
+                                w,
+                                "const int32_t sf_y = __shfl_up_sync(0xffffffffu, sf_sum, sf_d);"
+                            )?;
+                            writeln!(w, "if (sf_lane >= sf_d) sf_sum += sf_y;")
+                        })
                     })?;
+                    writeln!(w, "const int32_t sf_last = 31 - __clz((int) sf_has);")?;
                     writeln!(w, "unsigned long long sf_base = 0ull;")?;
                     writeln!(
                         w,
-                        "if (sf_lane == 31) sf_base = atomicAdd(&sf_bn{p}[sf_s & 1], ((unsigned long long) __popc(sf_has) << 32) | (unsigned long long) (uint32_t) sf_sum);"
+                        "if (sf_lane == sf_last) sf_base = atomicAdd(&sf_bn{p}[sf_s & 1], ((unsigned long long) __popc(sf_has) << 32) | (unsigned long long) (uint32_t) sf_sum);"
                     )?;
-                    writeln!(w, "sf_base = __shfl_sync(0xffffffffu, sf_base, 31);")?;
+                    writeln!(w, "sf_base = __shfl_sync(0xffffffffu, sf_base, sf_last);")?;
                     w.block("if (sf_len > 0)", |w| {
                         writeln!(
                             w,
