@@ -60,8 +60,7 @@ def report(label: str, results: dict, steps: int, seconds: float) -> None:
         med = statistics.median(ts)
         rate = counts.mean() / seconds
         print(
-            f"  {label} {name:32s} {med:.4f} s ({min(ts):.4f}) {1e6 * med / steps:6.2f} µs/step  "
-            f"{rate:.2f} Hz",
+            f"  {label} {name:32s} {med:.4f} s ({min(ts):.4f}) {1e6 * med / steps:6.2f} µs/step  {rate:.2f} Hz",
             flush=True,
         )
 
@@ -85,7 +84,7 @@ def main() -> None:
             if ms <= 0:
                 continue
             steps = round(ms / bn.DT)
-            run = jax.jit(lambda s, steps=steps: net.run(s, steps=steps, progress=False))
+            run = jax.jit(lambda s, net=net, steps=steps: net.run(s, steps=steps, progress=False))
             results = timed(run, state, variants, args.repeats)
             label = f"x{scale} {ms / 1000:g} s"
             print(f"{label} (built and compiled in {time.perf_counter() - t0:.1f} s):", flush=True)
