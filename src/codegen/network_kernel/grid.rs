@@ -513,16 +513,7 @@ impl Gen<'_> {
         for &p in &leaving {
             let proj = &self.net.projections[p];
             let (a, b) = (proj.source_range.start, proj.source_range.end);
-            let (lo, hi) = if tables.iter().any(|(q, _)| *q == p) {
-                let at = format!("sf_rows{p}[sf_slot * {} + threadIdx.x", block + 1);
-                (format!("{at}]"), format!("{at} + 1]"))
-            } else {
-                let rows = self.row_offsets(p);
-                (
-                    format!("{rows}[sf_i - {a}]"),
-                    format!("{rows}[sf_i - {a} + 1]"),
-                )
-            };
+            let (lo, hi) = self.row_bounds(p, block, &tables);
             writeln!(w, "int64_t sf_rlo{p} = 0, sf_rhi{p} = 0;")?;
             w.block(format!("if (sf_fire && sf_i >= {a} && sf_i < {b})"), |w| {
                 writeln!(w, "sf_rlo{p} = {lo};")?;
@@ -553,6 +544,28 @@ impl Gen<'_> {
             }
             Ok(())
         })
+    }
+
+    /// The bounds of neuron `sf_i`'s row of projection p (in its source range), as C
+    /// expressions: from the row tables of a register slot (`sf_slot` in scope, blocks of
+    /// `block` threads) where `tables` ([`Gen::row_tables`]) has p's, else from the row offsets.
+    pub(super) fn row_bounds(
+        &self,
+        p: usize,
+        block: usize,
+        tables: &[(usize, &'static str)],
+    ) -> (String, String) {
+        let a = self.net.projections[p].source_range.start;
+        if tables.iter().any(|(q, _)| *q == p) {
+            let at = format!("sf_rows{p}[sf_slot * {} + threadIdx.x", block + 1);
+            (format!("{at}]"), format!("{at} + 1]"))
+        } else {
+            let rows = self.row_offsets(p);
+            (
+                format!("{rows}[sf_i - {a}]"),
+                format!("{rows}[sf_i - {a} + 1]"),
+            )
+        }
     }
 
     /// The rows of projection p's pathway k of spikes `sf_pre` and (when `sf_two`) `sf_pre2`

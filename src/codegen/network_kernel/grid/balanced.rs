@@ -71,7 +71,7 @@ pub fn balanced_kernel(net: &NetworkIr, plan: &NetworkPlan, block: usize) -> boo
 
 /// Whether group g's spikes are delivered from its update (it has a queue and is not a
 /// generator).
-fn spiking(net: &NetworkIr, plan: &NetworkPlan, g: usize) -> bool {
+pub(super) fn spiking(net: &NetworkIr, plan: &NetworkPlan, g: usize) -> bool {
     plan.groups[g].depth > 0 && !matches!(net.groups[g].kind, NetGroupKind::SpikeGenerator { .. })
 }
 
@@ -159,16 +159,7 @@ impl Gen<'_> {
                 continue;
             }
             let (a, b) = (proj.source_range.start, proj.source_range.end);
-            let (lo, hi) = if tables.iter().any(|(q, _)| *q == p) {
-                let at = format!("sf_rows{p}[sf_slot * {} + threadIdx.x", block + 1);
-                (format!("{at}]"), format!("{at} + 1]"))
-            } else {
-                let rows = self.row_offsets(p);
-                (
-                    format!("{rows}[sf_i - {a}]"),
-                    format!("{rows}[sf_i - {a} + 1]"),
-                )
-            };
+            let (lo, hi) = self.row_bounds(p, block, &tables);
             scope(w, |w| {
                 writeln!(w, "int64_t sf_lo = 0, sf_len = 0;")?;
                 w.block(format!("if (sf_fire && sf_i >= {a} && sf_i < {b})"), |w| {

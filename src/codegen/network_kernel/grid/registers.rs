@@ -368,9 +368,7 @@ impl Gen<'_> {
                 let mut first = 0usize;
                 for g in 0..self.net.groups.len() {
                     let end = first + self.vblocks(g);
-                    let spiking = self.plan.groups[g].depth > 0
-                        && !matches!(self.net.groups[g].kind, NetGroupKind::SpikeGenerator { .. });
-                    if spiking {
+                    if super::balanced::spiking(self.net, self.plan, g) {
                         w.block(format!("if (sf_vb >= {first} && sf_vb < {end})"), |w| {
                             writeln!(
                                 w,
