@@ -42,10 +42,11 @@ and the row offsets), and on a GPU the peak device memory of building it.
 ``--strategy``: the GPU paths to time in the same run (``Network(strategy=...)``: the per-step
 kernels, the persistent kernel as one block or as a cooperative grid, or auto's choice), one
 table row each, with the path each run took (``net.last_strategy``); default ``auto``. A strategy
-may name the grid barrier and cap the grid's blocks for its row: ``grid:flat``, ``grid:split``, ``grid:grouped``,
-``grid:flat:132``, ``auto::264`` (the settings ``SPIKEFORGE_GRID_BARRIER`` and
-``SPIKEFORGE_GRID_BLOCKS`` during that row's calls), so that barrier variants and grid sizes are
-timed side by side.
+may name the grid barrier, cap the grid's blocks and name the register grid's deliveries for its
+row: ``grid:flat``, ``grid:split``, ``grid:grouped``, ``grid:acquire``, ``grid:spread``, ``grid:flat:132``,
+``auto::264``, ``grid:flat::balanced``, ``auto:acquire:157:warp`` (the settings
+``SPIKEFORGE_GRID_BARRIER``, ``SPIKEFORGE_GRID_BLOCKS`` and ``SPIKEFORGE_GRID_DELIVERY`` during
+that row's calls), so that barrier variants, grid sizes and deliveries are timed side by side.
 
 ``--scaling``: brainevent's COBA from 1k to 1M neurons at its 20 mV drive, and at a few sizes
 the drive varied (``--drives``, I_ext in mV: about 9, 19, 53 and 116 Hz) so that the rate
@@ -363,9 +364,12 @@ class Timing:
 GRID_SETTINGS = (
     "SPIKEFORGE_GRID_BARRIER",
     "SPIKEFORGE_GRID_BLOCKS",
+    "SPIKEFORGE_GRID_DELIVERY",
     "SPIKEFORGE_CLUSTER_DELIVERY",
     "SPIKEFORGE_CLUSTER_TARGETS",
 )
+BARRIERS = ("flat", "release", "acquire", "spread", "split", "grouped")
+DELIVERIES = ("warp", "balanced")
 # the cluster kernel's variants (``cluster:<variant>[:blocks]``): its deliveries by the block with
 # the target cache (the default), by the block with every target from global memory, or by the
 # warp that finds the spikes (the cluster kernel of session 6)
@@ -377,24 +381,29 @@ CLUSTER_VARIANTS = {
 
 
 def parse_strategy(text: str) -> tuple[str, dict]:
-    """``strategy[:barrier[:blocks]]`` (``cluster[:block|global|warp[:blocks]]``) -> (strategy, the
-    grid settings it sets); ValueError when a part is not one."""
+    """``strategy[:barrier[:blocks[:delivery]]]`` (``cluster[:block|global|warp[:blocks]]``) ->
+    (strategy, the grid settings it sets); ValueError when a part is not one (an empty part leaves
+    its setting unset)."""
     base, *rest = text.split(":")
-    if base not in sf.Network.STRATEGIES or len(rest) > 2:
-        raise ValueError(f"{text!r}: expected strategy[:flat|release|split|grouped[:blocks]]")
+    if base not in sf.Network.STRATEGIES or len(rest) > 3:
+        raise ValueError(f"{text!r}: expected strategy[:{'|'.join(BARRIERS)}[:blocks[:{'|'.join(DELIVERIES)}]]]")
     settings = {}
     if base == "cluster" and rest and rest[0]:
         if rest[0] not in CLUSTER_VARIANTS:
             raise ValueError(f"{text!r}: the cluster's variant is block, global or warp, not {rest[0]!r}")
         settings.update(CLUSTER_VARIANTS[rest[0]])
     elif rest and rest[0]:
-        if rest[0] not in ("flat", "release", "split", "grouped"):
-            raise ValueError(f"{text!r}: the barrier is flat, release, split or grouped, not {rest[0]!r}")
+        if rest[0] not in BARRIERS:
+            raise ValueError(f"{text!r}: the barrier is one of {', '.join(BARRIERS)}, not {rest[0]!r}")
         settings[GRID_SETTINGS[0]] = rest[0]
-    if len(rest) == 2:
+    if len(rest) >= 2 and rest[1]:
         if not rest[1].isdigit() or int(rest[1]) < 1:
             raise ValueError(f"{text!r}: the blocks are a whole number of at least 1, not {rest[1]!r}")
         settings[GRID_SETTINGS[1]] = rest[1]
+    if len(rest) == 3 and rest[2]:
+        if rest[2] not in DELIVERIES:
+            raise ValueError(f"{text!r}: the deliveries are {' or '.join(DELIVERIES)}, not {rest[2]!r}")
+        settings[GRID_SETTINGS[2]] = rest[2]
     return base, settings
 
 

@@ -2,7 +2,8 @@
 one-barrier kernel (codegen::network_kernel::grid, state in register slots), for
 compute-sanitizer: float32, 200 steps, once per grid setting given (``flat``, ``split``, ``grouped``,
 ``flat:3``: the barrier, and a cap on the grid's blocks that leaves virtual blocks beyond the
-register slots). Prints the path, the spikes and the rate of each.
+register slots; ``flat::balanced``: the deliveries, bench_networks.parse_strategy's format).
+Prints the path, the spikes and the rate of each.
 
 Usage: python scripts/one_barrier_short.py NEURONS SETTING [SETTING ...]
 """
@@ -28,4 +29,5 @@ for setting in sys.argv[2:]:
         _, out = jax.block_until_ready(jax.jit(lambda s: net.run(s, steps=case.steps, progress=False))(state))
     counts = np.asarray(out.spike_count["P"])
     rate = counts.mean() / (case.duration_ms / 1000.0)
-    print(f"{setting}: path {net.last_strategy}, {counts.sum()} spikes, {rate:.1f} Hz", flush=True)
+    path = f"{net.last_strategy} ({net.last_path_detail})"
+    print(f"{setting}: path {path}, {counts.sum()} spikes, {rate:.1f} Hz", flush=True)

@@ -29,7 +29,8 @@ use harness::{compile, spikes, Buf, Compiled, Results, State};
 use serde_json::json;
 use spikeforge::codegen::network_kernel::{
     closing_launches, cluster_shape, generate, kernel_shape, resident_layout, step_launches,
-    StepGrid, CLUSTER_ENTRY, DELIVER_BLOCK, PERSISTENT_BLOCK, PERSISTENT_ENTRY, RESIDENT_ENTRY,
+    StepGrid, CLUSTER_ENTRY, DELIVER_BLOCK, PERSISTENT_BALANCED_ENTRY, PERSISTENT_BLOCK,
+    PERSISTENT_ENTRY, RESIDENT_ENTRY,
 };
 use spikeforge::codegen::network_layout::UPDATE_BLOCK;
 use spikeforge::codegen::Dialect;
@@ -82,6 +83,11 @@ template <class T> static T __shfl_down_sync(unsigned, T v, unsigned d) {
     const int src = (int) (sf_this_lane() + d);
     return sf_exchange(v, src < 32 ? src : (int) sf_this_lane());
 }
+template <class T> static T __shfl_xor_sync(unsigned, T v, int m) { return sf_exchange(v, (int) sf_this_lane() ^ m); }
+template <class T> static T __shfl_up_sync(unsigned, T v, unsigned d) {
+    const int src = (int) sf_this_lane() - (int) d;
+    return sf_exchange(v, src >= 0 ? src : (int) sf_this_lane());
+}
 static unsigned __match_any_sync(unsigned, int v) {
     unsigned m = 0;
     for (int l = 0; l < 32; ++l) m |= (sf_exchange<int>(v, l) == v ? 1u : 0u) << l;
@@ -90,6 +96,7 @@ static unsigned __match_any_sync(unsigned, int v) {
 static void __syncwarp() { sf_warps[threadIdx.x >> 5].bar.arrive_and_wait(); }
 static int __popc(unsigned x) { return __builtin_popcount(x); }
 static int __ffs(int x) { return __builtin_ffs(x); }
+static int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned) x); }
 template <class T> static T atomicAdd(T* p, T v) { return std::atomic_ref<T>(*p).fetch_add(v); }
 static unsigned long long atomicExch(unsigned long long* p, unsigned long long v) {
     return std::atomic_ref<unsigned long long>(*p).exchange(v);
@@ -207,6 +214,10 @@ fn program(c: &Compiled, persistent: bool) -> String {
         .replace(
             spikeforge::codegen::network_kernel::FENCE_ACQUIRE,
             "std::atomic_thread_fence(std::memory_order_acquire);",
+        )
+        .replace(
+            spikeforge::codegen::network_kernel::POLL_ACQUIRE,
+            "return std::atomic_ref<unsigned long long>(*sf_word).load(std::memory_order_acquire);",
         );
     // The cluster kernel's barrier: the member's std::barrier; `mapa`: through each block's
     // accumulators (registered by the block).
@@ -246,16 +257,19 @@ fn program(c: &Compiled, persistent: bool) -> String {
     if persistent {
         // One instantiation per block: each block's `__shared__` (function statics) its own
         // (the launch bounds may give a minimum of blocks a multiprocessor too).
-        let entry = format!(") {PERSISTENT_ENTRY}(");
-        let head = format!("extern \"C\" __global__ void __launch_bounds__({PERSISTENT_BLOCK}");
-        if let Some(end) = source.find(&entry) {
-            let start = source[..end]
-                .rfind(&head)
-                .expect("the persistent entry's head");
-            source.replace_range(
-                start..end + entry.len(),
-                &format!("template <int SF_BX> static void {PERSISTENT_ENTRY}("),
-            );
+        // (The one-barrier kernel with balanced deliveries too, where the network has one.)
+        for name in [PERSISTENT_ENTRY, PERSISTENT_BALANCED_ENTRY] {
+            let entry = format!(") {name}(");
+            let head = format!("extern \"C\" __global__ void __launch_bounds__({PERSISTENT_BLOCK}");
+            if let Some(end) = source.find(&entry) {
+                let start = source[..end]
+                    .rfind(&head)
+                    .expect("the persistent entry's head");
+                source.replace_range(
+                    start..end + entry.len(),
+                    &format!("template <int SF_BX> static void {name}("),
+                );
+            }
         }
         // At most 2 register slots in the one-barrier kernel, so that a grid of one block
         // (3 virtual blocks in the tests' networks) runs virtual blocks beyond its slots too.
@@ -275,8 +289,13 @@ fn program(c: &Compiled, persistent: bool) -> String {
             );
         }
         // Waits give the CPU to the threads they wait for (2 cores, hundreds of threads).
-        let wait = "while (*(volatile unsigned long long*) sf_arrived < sf_target) {";
-        source = source.replace(wait, &format!("{wait} std::this_thread::yield();"));
+        for wait in [
+            "while (*(volatile unsigned long long*) sf_arrived < sf_target) {",
+            "while (sf_poll_acquire(sf_arrived) < sf_target) {",
+            "if (sf_sum >= sf_target) break;",
+        ] {
+            source = source.replace(wait, &format!("{wait} std::this_thread::yield();"));
+        }
         source = source.replace(
             "== 0ull) continue;",
             "== 0ull) { std::this_thread::yield(); continue; }",
@@ -299,12 +318,15 @@ fn program(c: &Compiled, persistent: bool) -> String {
     ));
     let args = args.join(", ");
     let launches = if persistent {
-        // SF_CLUSTER=1 in the environment: the cluster kernel.
-        let entry = if generated.entries.contains(&CLUSTER_ENTRY) {
-            format!("(cluster ? {CLUSTER_ENTRY}<SF_B> : {PERSISTENT_ENTRY}<SF_B>)")
-        } else {
-            format!("{PERSISTENT_ENTRY}<SF_B>")
-        };
+        // SF_CLUSTER=1 in the environment: the cluster kernel; SF_BALANCED=1: the one-barrier
+        // kernel with balanced deliveries.
+        let mut entry = format!("{PERSISTENT_ENTRY}<SF_B>");
+        if generated.entries.contains(&PERSISTENT_BALANCED_ENTRY) {
+            entry = format!("(balanced ? {PERSISTENT_BALANCED_ENTRY}<SF_B> : {entry})");
+        }
+        if generated.entries.contains(&CLUSTER_ENTRY) {
+            entry = format!("(cluster ? {CLUSTER_ENTRY}<SF_B> : {entry})");
+        }
         let cases: String = (0..MAX_PERSISTENT_BLOCKS)
             .map(|b| {
                 let entry = entry.replace("SF_B", &b.to_string());
@@ -336,7 +358,7 @@ fn program(c: &Compiled, persistent: bool) -> String {
         l
     };
     format!(
-        "{SHIM}\n{}\n{source}\n{}\n{LAUNCH}\nint main(int argc, char** argv) {{\n    auto bufs = sf_read(argv[1]);\n    const int steps = std::atoi(argv[2]);\n    const unsigned nb = (unsigned) std::atoi(argv[3]);\n    const unsigned blocks = (unsigned) std::atoi(argv[4]);\n    const int chunk = std::atoi(argv[5]);\n    (void) chunk;\n    /* The grid barrier's arrival groups: of 2 blocks unless SF_GROUP_BLOCKS says (0: flat), so that the emulated grids (at most MAX_PERSISTENT_BLOCKS blocks) arrive in groups and through the top counter too. */\n    const char* sf_gb = std::getenv(\"SF_GROUP_BLOCKS\");\n    const sf_i32 group_blocks = sf_gb ? (sf_i32) std::atoi(sf_gb) : 2;\n    (void) group_blocks;\n    const bool cluster = std::getenv(\"SF_CLUSTER\") != nullptr;\n    (void) cluster;\n    {launches}    std::ofstream out(argv[argc - 1], std::ios::binary);\n    for (size_t k = {n_in}; k < bufs.size(); ++k) out.write((const char*) bufs[k].data(), (std::streamsize) bufs[k].size() - 8);\n    return 0;\n}}\n",
+        "{SHIM}\n{}\n{source}\n{}\n{LAUNCH}\nint main(int argc, char** argv) {{\n    auto bufs = sf_read(argv[1]);\n    const int steps = std::atoi(argv[2]);\n    const unsigned nb = (unsigned) std::atoi(argv[3]);\n    const unsigned blocks = (unsigned) std::atoi(argv[4]);\n    const int chunk = std::atoi(argv[5]);\n    (void) chunk;\n    /* The grid barrier's arrival groups: of 2 blocks unless SF_GROUP_BLOCKS says (0: flat), so that the emulated grids (at most MAX_PERSISTENT_BLOCKS blocks) arrive in groups and through the top counter too. */\n    const char* sf_gb = std::getenv(\"SF_GROUP_BLOCKS\");\n    const sf_i32 group_blocks = sf_gb ? (sf_i32) std::atoi(sf_gb) : 2;\n    (void) group_blocks;\n    const bool cluster = std::getenv(\"SF_CLUSTER\") != nullptr;\n    (void) cluster;\n    const bool balanced = std::getenv(\"SF_BALANCED\") != nullptr;\n    (void) balanced;\n    {launches}    std::ofstream out(argv[argc - 1], std::ios::binary);\n    for (size_t k = {n_in}; k < bufs.size(); ++k) out.write((const char*) bufs[k].data(), (std::streamsize) bufs[k].size() - 8);\n    return 0;\n}}\n",
         cuda_emulation::head(),
         cuda_emulation::tail()
     )
@@ -1384,17 +1406,33 @@ fn emulated_one_barrier_grid_and_cluster_match_c() {
         // (blocks, chunk, barrier groups of this many blocks; 0: flat, -1: release, i32::MAX:
         // split); one block runs its third virtual block beyond its 2 register slots (see
         // `program`).
+        // -2: acquire, -3: spread. The kernel with balanced deliveries (codegen::network_kernel::
+        // grid::balanced) under several of them: `true` in the fourth place.
         let split = i32::MAX as i64;
         let modes = [
-            (1, steps, 2),
-            (3, 37, 2),
-            (2, 1, 0),
-            (4, steps, 0),
-            (3, steps, 0),
-            (3, 37, -1),
-            (4, 37, split),
+            (1, steps, 2, false),
+            (3, 37, 2, false),
+            (2, 1, 0, false),
+            (4, steps, 0, false),
+            (3, steps, 0, false),
+            (3, 37, -1, false),
+            (4, 37, split, false),
+            (3, 37, -2, false),
+            (4, 37, -3, false),
+            (1, steps, 0, true),
+            (3, steps, -3, true),
+            (3, 37, -2, true),
+            (4, steps, 0, true),
+            (2, 1, 2, true),
+            (3, steps, -1, true),
         ]
-        .map(|(blocks, chunk, groups)| (Mode::Persistent { blocks, chunk }, groups));
+        .map(|(blocks, chunk, groups, balanced)| {
+            (Mode::Persistent { blocks, chunk }, groups, balanced)
+        });
+        assert!(
+            source.contains(PERSISTENT_BALANCED_ENTRY),
+            "{name}: the balanced kernel"
+        );
         // The cluster kernel (codegen::network_kernel::grid::cluster): 3 virtual blocks of 128
         // neurons, a slot a block, in a cluster of 4 blocks (deliveries to every block's shared
         // memory, a block with no virtual block), in one launch, in chunks, a step a launch;
@@ -1403,15 +1441,18 @@ fn emulated_one_barrier_grid_and_cluster_match_c() {
         let shape = cluster_shape(&net, &plan(&net)).unwrap();
         assert_eq!((shape.block, shape.slots, shape.vblocks), (128, 1, 3));
         let clusters = [(4, steps, 0), (4, 37, 0), (4, 1, 0), (4, steps, 1)]
-            .map(|(blocks, chunk, by_warp)| (Mode::Cluster { blocks, chunk }, by_warp));
-        for (mode, groups) in modes
+            .map(|(blocks, chunk, by_warp)| (Mode::Cluster { blocks, chunk }, by_warp, false));
+        for (mode, groups, balanced) in modes
             .into_iter()
             .chain(clusters)
-            .chain([(Mode::PerStep(2), 2)])
+            .chain([(Mode::PerStep(2), 2, false)])
         {
-            let what = format!("{name} {mode:?}, barrier groups {groups}");
+            let what = format!("{name} {mode:?}, barrier groups {groups}, balanced {balanced}");
             let groups = groups.to_string();
-            let env = [("SF_GROUP_BLOCKS", groups.as_str())];
+            let mut env = vec![("SF_GROUP_BLOCKS", groups.as_str())];
+            if balanced {
+                env.push(("SF_BALANCED", "1"));
+            }
             let (ps, pr) = emulate_with(&c, &exe, &state, steps, mode, &env);
             assert_eq!(pr.get("P.spike_count"), counts, "{what}");
             for key in ["P.lastspike_step", "P.spike_queue_counts"] {

@@ -285,10 +285,11 @@ fn entry_ptx(source: &str, entry: &str) -> (String, usize) {
 
 /// The one-barrier grid kernel's register slots (codegen::network_kernel::grid::registers) are
 /// registers: its PTX keeps no more local memory than the grid barrier's `printf` arguments (8
-/// bytes), so the slot arrays were unrolled away, not spilled to a stack frame.
+/// bytes), so the slot arrays were unrolled away, not spilled to a stack frame; the same for
+/// its variant with balanced deliveries (codegen::network_kernel::grid::balanced).
 #[test]
 fn one_barrier_register_slots_are_not_local_memory() {
-    use spikeforge::codegen::network_kernel::PERSISTENT_ENTRY;
+    use spikeforge::codegen::network_kernel::{PERSISTENT_BALANCED_ENTRY, PERSISTENT_ENTRY};
     if !nvrtc_available() {
         return;
     }
@@ -297,27 +298,28 @@ fn one_barrier_register_slots_are_not_local_memory() {
         kernel.source.contains("#define SF_SLOTS 4"),
         "register slots"
     );
-    let (_, local) = entry_ptx(&kernel.source, PERSISTENT_ENTRY);
-    assert!(
-        local <= 8,
-        "{local} bytes of local memory in {PERSISTENT_ENTRY}"
-    );
-    // And ptxas spills nothing of it (the per-step latency work keeps more values in flight:
-    // prefetched arrivals, the firing lanes' rows, a lane's targets before their atomics).
+    assert!(kernel.entries.contains(&PERSISTENT_BALANCED_ENTRY));
     let (_, report) =
         compile_cubin_report(&kernel.source, (9, 0), &CudaCompileOptions::default()).unwrap();
-    let at = report
-        .find(&format!("'{PERSISTENT_ENTRY}'"))
-        .expect("ptxas's report of the persistent entry");
-    let own = &report[at..];
-    let own = &own[..own.find("ptxas info    : Compiling").unwrap_or(own.len())];
-    if std::env::var("SPIKEFORGE_SHOW_PTX").is_ok() {
-        eprintln!("{own}");
+    for entry in [PERSISTENT_ENTRY, PERSISTENT_BALANCED_ENTRY] {
+        let (_, local) = entry_ptx(&kernel.source, entry);
+        assert!(local <= 8, "{local} bytes of local memory in {entry}");
+        // And ptxas spills nothing of it (the per-step latency work keeps more values in
+        // flight: prefetched arrivals, the firing lanes' rows, a lane's targets before their
+        // atomics).
+        let at = report
+            .find(&format!("'{entry}'"))
+            .expect("ptxas's report of the persistent entry");
+        let own = &report[at..];
+        let own = &own[..own.find("ptxas info    : Compiling").unwrap_or(own.len())];
+        if std::env::var("SPIKEFORGE_SHOW_PTX").is_ok() {
+            eprintln!("{own}");
+        }
+        assert!(
+            own.contains(" 0 bytes spill stores, 0 bytes spill loads"),
+            "{entry} spills:\n{own}"
+        );
     }
-    assert!(
-        own.contains(" 0 bytes spill stores, 0 bytes spill loads"),
-        "{PERSISTENT_ENTRY} spills:\n{own}"
-    );
 }
 
 /// The one-barrier kernel as one thread-block cluster (codegen::network_kernel::grid::cluster):

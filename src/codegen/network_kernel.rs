@@ -15,9 +15,10 @@ mod per_step;
 mod ring;
 mod synapse_dynamics;
 pub use grid::{
-    accumulated, cluster_blocks, cluster_shape, one_barrier, register_slots, BarrierVariant,
-    ClusterShape, ARRIVE_RELEASE, BARRIER_GROUP_BLOCKS, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY,
-    CLUSTER_MAX, FENCE_ACQUIRE, REGISTER_SLOTS, TARGET_CACHE_BYTES,
+    accumulated, balanced_kernel, cluster_blocks, cluster_shape, one_barrier, register_slots,
+    BarrierVariant, ClusterShape, ARRIVE_RELEASE, BALANCED_LIST_BYTES, BALANCED_MAX_SYNAPSES,
+    BALANCED_UNROLL, BARRIER_GROUP_BLOCKS, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY, CLUSTER_MAX,
+    FENCE_ACQUIRE, PERSISTENT_BALANCED_ENTRY, POLL_ACQUIRE, REGISTER_SLOTS, TARGET_CACHE_BYTES,
 };
 pub use per_step::{after_folded, closing_launches};
 pub use synapse_dynamics::{
@@ -364,6 +365,7 @@ pub fn generate(
         pushing: std::cell::Cell::new(false),
         in_registers: std::cell::Cell::new(false),
         cluster: std::cell::Cell::new(false),
+        balanced: std::cell::Cell::new(false),
     };
     let source = render(|w| gen.write(w));
     let entries = match dialect {
@@ -373,6 +375,9 @@ pub fn generate(
             .map(|(entry, _)| entry)
             .chain([PERSISTENT_ENTRY, RESIDENT_ENTRY])
             .chain(cluster_shape(net, plan).map(|_| CLUSTER_ENTRY))
+            .chain(
+                balanced_kernel(net, plan, PERSISTENT_BLOCK).then_some(PERSISTENT_BALANCED_ENTRY),
+            )
             .collect(),
         Dialect::C => vec![C_ENTRY],
     };
@@ -419,6 +424,9 @@ struct Gen<'a> {
     /// Whether the one-barrier kernel is being printed as one thread-block cluster (its
     /// accumulators in the cluster's shared memory: see `grid::cluster`).
     cluster: std::cell::Cell<bool>,
+    /// Whether the one-barrier kernel with balanced deliveries is being printed (see
+    /// `grid::balanced`).
+    balanced: std::cell::Cell<bool>,
 }
 
 /// Which kernel the phases are being printed for.
@@ -1246,20 +1254,27 @@ impl Gen<'_> {
     /// write cursor. (The one-barrier kernel's deliveries first, and its queue only in the
     /// launch's last step: see `grid::Gen::write_compaction`.)
     fn write_warp_spikes(&self, g: usize, w: &mut SourceWriter) -> fmt::Result {
-        let row = self.queue_row(g, &self.slot(g, "0"));
         w.block("if (sf_ballot != 0u)", |w| {
             self.write_push(g, w)?;
-            self.write_compaction(w, |w| {
-                writeln!(w, "const int32_t sf_leader = __ffs((int) sf_ballot) - 1;")?;
-                writeln!(w, "int32_t sf_at = 0;")?;
-                writeln!(
-                    w,
-                    "if (sf_lane == sf_leader) sf_at = atomicAdd(&{}, __popc(sf_ballot));",
-                    self.cursor(g, 0)
-                )?;
-                writeln!(w, "sf_at = __shfl_sync(0xffffffffu, sf_at, sf_leader);")?;
-                writeln!(w, "if (sf_fire) {row}[sf_at + sf_rank] = (int32_t) sf_i;")
-            })
+            self.write_warp_compaction(g, w)
+        })
+    }
+
+    /// A warp's spikes of group g (`sf_ballot` not 0, `sf_fire`, `sf_rank`, `sf_i` in scope)
+    /// appended to its queue: one atomicAdd per warp on the write cursor (in the one-barrier
+    /// kernel, in the launch's last step only: `grid::Gen::write_compaction`).
+    fn write_warp_compaction(&self, g: usize, w: &mut SourceWriter) -> fmt::Result {
+        let row = self.queue_row(g, &self.slot(g, "0"));
+        self.write_compaction(w, |w| {
+            writeln!(w, "const int32_t sf_leader = __ffs((int) sf_ballot) - 1;")?;
+            writeln!(w, "int32_t sf_at = 0;")?;
+            writeln!(
+                w,
+                "if (sf_lane == sf_leader) sf_at = atomicAdd(&{}, __popc(sf_ballot));",
+                self.cursor(g, 0)
+            )?;
+            writeln!(w, "sf_at = __shfl_sync(0xffffffffu, sf_at, sf_leader);")?;
+            writeln!(w, "if (sf_fire) {row}[sf_at + sf_rank] = (int32_t) sf_i;")
         })
     }
 
@@ -2194,6 +2209,20 @@ impl Gen<'_> {
             } else {
                 self.write_persistent_kernel(block, resident, w)
             };
+            self.pushing.set(false);
+            self.printing.set(Printing::PerStep);
+            written?;
+        }
+        if balanced_kernel(self.net, self.plan, PERSISTENT_BLOCK) {
+            writeln!(w)?;
+            self.printing.set(Printing::Persistent {
+                block: PERSISTENT_BLOCK,
+                resident: false,
+            });
+            self.pushing.set(true);
+            self.balanced.set(true);
+            let written = self.write_one_barrier_kernel(PERSISTENT_BLOCK, w);
+            self.balanced.set(false);
             self.pushing.set(false);
             self.printing.set(Printing::PerStep);
             written?;

@@ -239,6 +239,11 @@ fn cluster_fit(work: Work, device: Device) -> Result<u32, String> {
         })
 }
 
+/// Whether the register grid delivers its slots' spikes balanced over the block's warps
+/// (`codegen::network_kernel::grid::balanced`) by default, where the network has that kernel;
+/// `SPIKEFORGE_GRID_DELIVERY` chooses for measurements.
+pub const GRID_DELIVERY_BALANCED: bool = false;
+
 /// The largest grid (blocks per member) that takes the flat grid barrier by default; larger
 /// grids take the grouped one. H200, COBA (the one-barrier kernel, state in registers, 1 s):
 /// x10 (313 blocks) flat 5.3 µs a step, grouped 6.5; x100 (1056 blocks) flat 13.3, grouped

@@ -433,12 +433,29 @@ impl Handler for NetworkRunCuda {
         } else {
             0
         };
-        let per_step_kernels = kernels.len() - 2 - usize::from(cluster_kernel(&site.network));
+        let has_cluster = cluster_kernel(&site.network);
+        let per_step_kernels = kernels.len()
+            - 2
+            - usize::from(has_cluster)
+            - usize::from(balanced_kernel(&site.network));
         let (persistent, resident) = match &kernels[per_step_kernels..per_step_kernels + 2] {
             [p, r] => (p, r),
             _ => unreachable!("the persistent and resident kernels follow the per-step kernels"),
         };
-        let cluster = kernels.get(per_step_kernels + 2);
+        let cluster = has_cluster.then(|| &kernels[per_step_kernels + 2]);
+        // The one-barrier kernel with balanced deliveries, where the network has one and the
+        // setting (or the default) asks for it.
+        let balanced = kernels.get(per_step_kernels + 2 + usize::from(has_cluster));
+        let wants_balanced = settings::grid_delivery_balanced()?
+            .unwrap_or(network_path::GRID_DELIVERY_BALANCED)
+            && run
+                .n_syn
+                .iter()
+                .all(|n| (*n as u64) < network_kernel::BALANCED_MAX_SYNAPSES);
+        let (persistent, balanced) = match balanced {
+            Some(b) if wants_balanced => (b, true),
+            _ => (persistent, false),
+        };
         let (path, cluster_width) =
             choose_path(site, &run, persistent, resident, cluster, sms, shared)?;
         network_path::record(&site.key, path.name());
@@ -528,6 +545,9 @@ impl Handler for NetworkRunCuda {
                 ),
                 _ => ", deliveries by the warp".to_owned(),
             };
+        }
+        if balanced && matches!(path, Path::Grid { .. }) {
+            detail.push_str(", balanced deliveries");
         }
         network_path::record_detail(&site.key, detail);
         // The whole run in one launch: steps [0, steps).
@@ -701,9 +721,15 @@ fn cluster_kernel(network: &Network) -> bool {
     cluster_shape(network).is_some()
 }
 
+/// Whether the network's source has the one-barrier kernel with balanced deliveries.
+fn balanced_kernel(network: &Network) -> bool {
+    network_kernel::balanced_kernel(&network.net, &network.plan, PERSISTENT_BLOCK)
+}
+
 /// The CUDA kernels of a network: the per-step kernels in launch order (those of every step,
 /// then those launched once after the last), then the persistent kernel and the resident
-/// kernel, then the cluster kernel where the network has one.
+/// kernel, then the cluster kernel where the network has one, then the one-barrier kernel
+/// with balanced deliveries where the network has one.
 fn entries(network: &Network) -> Vec<&'static str> {
     let mut e: Vec<&'static str> = network_kernel::step_launches(&network.plan)
         .into_iter()
@@ -714,6 +740,9 @@ fn entries(network: &Network) -> Vec<&'static str> {
     e.push(network_kernel::RESIDENT_ENTRY);
     if cluster_kernel(network) {
         e.push(network_kernel::CLUSTER_ENTRY);
+    }
+    if balanced_kernel(network) {
+        e.push(network_kernel::PERSISTENT_BALANCED_ENTRY);
     }
     e
 }

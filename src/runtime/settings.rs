@@ -34,8 +34,8 @@ pub const NETWORK_ADJOINT_BARRIER_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BARRIE
 /// them against the grid-stride paths, and for testing them in float64.
 pub const NETWORK_ADJOINT_FAST_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_FAST";
 
-/// The grid barrier of the persistent network kernel as a cooperative grid: `flat`, `split` or
-/// `grouped`
+/// The grid barrier of the persistent network kernel as a cooperative grid: `flat`, `release`,
+/// `acquire`, `spread`, `split` or `grouped`
 /// (`codegen::network_kernel::BarrierVariant`); unset: by the grid's size
 /// (`handlers::network_path::barrier_variant`). For measuring both on one device.
 pub const GRID_BARRIER_VAR: &str = "SPIKEFORGE_GRID_BARRIER";
@@ -63,6 +63,12 @@ pub const CLUSTER_TARGETS_VAR: &str = "SPIKEFORGE_CLUSTER_TARGETS";
 
 /// Whether the cluster kernel gets its target cache when [`CLUSTER_TARGETS_VAR`] is unset.
 pub const CLUSTER_TARGETS_SHARED_DEFAULT: bool = true;
+
+/// How the one-barrier register grid delivers its slots' spikes: `warp` (the warp that finds
+/// them) or `balanced` (every warp of the block, a synapse a thread:
+/// `codegen::network_kernel::grid::balanced`); unset: `handlers::network_path::GRID_DELIVERY`'s
+/// default. For measuring both on one device.
+pub const GRID_DELIVERY_VAR: &str = "SPIKEFORGE_GRID_DELIVERY";
 
 /// The neuron adjoint kernel's memory tuning (`codegen::adjoint_kernel::AdjointTuning`):
 /// `default`, `none`, or a comma-separated list of `prefetch`, `streaming` and `registers=N`;
@@ -162,9 +168,13 @@ pub fn grid_barrier() -> Result<Option<BarrierVariant>, RuntimeError> {
     let Some(text) = var(GRID_BARRIER_VAR) else {
         return Ok(None);
     };
-    BarrierVariant::parse(&text)
-        .map(Some)
-        .ok_or_else(|| bad(GRID_BARRIER_VAR, &text, "flat, release, split or grouped"))
+    BarrierVariant::parse(&text).map(Some).ok_or_else(|| {
+        bad(
+            GRID_BARRIER_VAR,
+            &text,
+            "flat, release, acquire, spread, split or grouped",
+        )
+    })
 }
 
 /// [`GRID_BLOCKS_VAR`]: `None` when unset.
@@ -198,6 +208,16 @@ pub fn cluster_delivery_by_warp() -> Result<bool, RuntimeError> {
         None | Some("block") => Ok(false),
         Some("warp") => Ok(true),
         Some(text) => Err(bad(CLUSTER_DELIVERY_VAR, text, "block or warp")),
+    }
+}
+
+/// [`GRID_DELIVERY_VAR`]: whether the deliveries are balanced, `None` when unset.
+pub fn grid_delivery_balanced() -> Result<Option<bool>, RuntimeError> {
+    match var(GRID_DELIVERY_VAR).as_deref().map(str::trim) {
+        None => Ok(None),
+        Some("warp") => Ok(Some(false)),
+        Some("balanced") => Ok(Some(true)),
+        Some(text) => Err(bad(GRID_DELIVERY_VAR, text, "warp or balanced")),
     }
 }
 
@@ -241,6 +261,7 @@ mod tests {
             CLUSTER_TARGETS_VAR,
             CLUSTER_DELIVERY_VAR,
             AUTO_CLUSTER_VAR,
+            GRID_DELIVERY_VAR,
             ADJOINT_TUNING_VAR,
             NETWORK_ADJOINT_BARRIER_VAR,
             NETWORK_ADJOINT_FAST_VAR,
@@ -261,23 +282,23 @@ mod tests {
     #[ignore = "run by grid_settings_parse_and_refuse_nonsense"]
     fn child_reads_grid_settings() {
         println!(
-            "GRID {:?} / {:?} / {:?} / {:?} / {:?}",
+            "GRID {:?} / {:?} / {:?} / {:?} / {:?} / {:?}",
             grid_barrier().map_err(|e| e.to_string()),
             grid_blocks().map_err(|e| e.to_string()),
             cluster_targets_shared().map_err(|e| e.to_string()),
             cluster_delivery_by_warp().map_err(|e| e.to_string()),
-            auto_cluster().map_err(|e| e.to_string())
+            auto_cluster().map_err(|e| e.to_string()),
+            grid_delivery_balanced().map_err(|e| e.to_string())
         );
     }
 
     #[test]
     fn grid_settings_parse_and_refuse_nonsense() {
         let grid = |vars: &[(&str, &str)]| child_of("child_reads_grid_settings", "GRID ", vars);
+        let d = CLUSTER_TARGETS_SHARED_DEFAULT;
         assert_eq!(
             grid(&[]),
-            format!(
-                "Ok(None) / Ok(None) / Ok({CLUSTER_TARGETS_SHARED_DEFAULT}) / Ok(false) / Ok(None)"
-            )
+            format!("Ok(None) / Ok(None) / Ok({d}) / Ok(false) / Ok(None) / Ok(None)")
         );
         assert_eq!(
             grid(&[
@@ -287,7 +308,7 @@ mod tests {
                 (CLUSTER_DELIVERY_VAR, "warp"),
                 (AUTO_CLUSTER_VAR, "on"),
             ]),
-            "Ok(Some(Flat)) / Ok(Some(132)) / Ok(false) / Ok(true) / Ok(Some(true))"
+            "Ok(Some(Flat)) / Ok(Some(132)) / Ok(false) / Ok(true) / Ok(Some(true)) / Ok(None)"
         );
         assert_eq!(
             grid(&[
@@ -295,16 +316,17 @@ mod tests {
                 (CLUSTER_TARGETS_VAR, "shared"),
                 (CLUSTER_DELIVERY_VAR, "block"),
                 (AUTO_CLUSTER_VAR, "off"),
+                (GRID_DELIVERY_VAR, "balanced"),
             ]),
-            "Ok(Some(Split)) / Ok(None) / Ok(true) / Ok(false) / Ok(Some(false))"
+            "Ok(Some(Split)) / Ok(None) / Ok(true) / Ok(false) / Ok(Some(false)) / Ok(Some(true))"
         );
         assert_eq!(
-            grid(&[(GRID_BARRIER_VAR, "release")]),
-            format!("Ok(Some(Release)) / Ok(None) / Ok({CLUSTER_TARGETS_SHARED_DEFAULT}) / Ok(false) / Ok(None)")
+            grid(&[(GRID_BARRIER_VAR, "release"), (GRID_DELIVERY_VAR, " warp")]),
+            format!("Ok(Some(Release)) / Ok(None) / Ok({d}) / Ok(false) / Ok(None) / Ok(Some(false))")
         );
         assert_eq!(
             grid(&[(GRID_BARRIER_VAR, " grouped ")]),
-            format!("Ok(Some(Grouped {{ group_blocks: 32 }})) / Ok(None) / Ok({CLUSTER_TARGETS_SHARED_DEFAULT}) / Ok(false) / Ok(None)")
+            format!("Ok(Some(Grouped {{ group_blocks: 32 }})) / Ok(None) / Ok({d}) / Ok(false) / Ok(None) / Ok(None)")
         );
         let out = grid(&[
             (GRID_BARRIER_VAR, "fast"),
@@ -312,6 +334,7 @@ mod tests {
             (CLUSTER_TARGETS_VAR, "l2"),
             (CLUSTER_DELIVERY_VAR, "thread"),
             (AUTO_CLUSTER_VAR, "yes"),
+            (GRID_DELIVERY_VAR, "lanes"),
         ]);
         assert!(
             out.contains("SPIKEFORGE_CLUSTER_TARGETS=l2: expected shared or global"),
@@ -326,11 +349,17 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains("SPIKEFORGE_GRID_BARRIER=fast: expected flat, release, split or grouped"),
+            out.contains(
+                "SPIKEFORGE_GRID_BARRIER=fast: expected flat, release, acquire, spread, split or grouped"
+            ),
             "{out}"
         );
         assert!(
             out.contains("SPIKEFORGE_GRID_BLOCKS=0: expected a whole number of at least 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("SPIKEFORGE_GRID_DELIVERY=lanes: expected warp or balanced"),
             "{out}"
         );
     }

@@ -4,11 +4,12 @@ virtual blocks in registers across steps) on a GPU, against the float64 numpy re
 network_references.py: CUBA and COBA (Brian2's examples, network_models.py) without a spike or
 rate monitor (they would take the general two-barrier kernel), with a state monitor, 1 s.
 
-float64: the references' spike counts, traces and final state, for the grid barriers (flat,
-release and grouped, ``SPIKEFORGE_GRID_BARRIER``) and for a grid of 3 blocks (``SPIKEFORGE_GRID_BLOCKS``),
-whose blocks hold 4 of the 32 virtual blocks each in registers and update the rest from global
-memory; two half runs are one run. GPU only (skipped without one); the CPU check at the end runs
-everywhere.
+float64: the references' spike counts, traces and final state, for the grid barriers (flat, release,
+acquire, spread and grouped, ``SPIKEFORGE_GRID_BARRIER``), for a grid of 3 blocks
+(``SPIKEFORGE_GRID_BLOCKS``), whose blocks hold 4 of the 32 virtual blocks each in registers and
+update the rest from global memory, and for the warp and the balanced deliveries
+(``SPIKEFORGE_GRID_DELIVERY``, codegen::network_kernel::grid::balanced); two half runs are one run.
+GPU only (skipped without one); the CPU check at the end runs everywhere.
 """
 
 import os
@@ -29,7 +30,18 @@ SETTINGS = {
     "release": {"SPIKEFORGE_GRID_BARRIER": "release"},
     "3 blocks": {"SPIKEFORGE_GRID_BLOCKS": "3"},
     "3 blocks, release": {"SPIKEFORGE_GRID_BARRIER": "release", "SPIKEFORGE_GRID_BLOCKS": "3"},
+    "acquire": {"SPIKEFORGE_GRID_BARRIER": "acquire"},
+    "spread": {"SPIKEFORGE_GRID_BARRIER": "spread"},
+    "balanced, spread": {"SPIKEFORGE_GRID_DELIVERY": "balanced", "SPIKEFORGE_GRID_BARRIER": "spread"},
+    "warp": {"SPIKEFORGE_GRID_DELIVERY": "warp"},
+    "balanced": {"SPIKEFORGE_GRID_DELIVERY": "balanced"},
+    "balanced, acquire": {"SPIKEFORGE_GRID_DELIVERY": "balanced", "SPIKEFORGE_GRID_BARRIER": "acquire"},
+    "balanced, 3 blocks": {"SPIKEFORGE_GRID_DELIVERY": "balanced", "SPIKEFORGE_GRID_BLOCKS": "3"},
+    "balanced, 11 blocks": {"SPIKEFORGE_GRID_DELIVERY": "balanced", "SPIKEFORGE_GRID_BLOCKS": "11"},
 }
+# network_path::GRID_DELIVERY_BALANCED: the deliveries a run takes without the setting
+DEFAULT_DELIVERY = "warp"
+GRID_SETTINGS = ("SPIKEFORGE_GRID_BARRIER", "SPIKEFORGE_GRID_BLOCKS", "SPIKEFORGE_GRID_DELIVERY")
 
 
 def one_barrier_network(net, strategy="grid"):
@@ -38,9 +50,7 @@ def one_barrier_network(net, strategy="grid"):
 
 
 def run(network, state, duration=DURATION, settings=None):
-    names = (
-        "SPIKEFORGE_GRID_BARRIER",
-        "SPIKEFORGE_GRID_BLOCKS",
+    names = GRID_SETTINGS + (
         "SPIKEFORGE_CLUSTER_DELIVERY",
         "SPIKEFORGE_CLUSTER_TARGETS",
         "SPIKEFORGE_AUTO_CLUSTER",
@@ -93,6 +103,8 @@ def test_one_barrier_grid_float64_is_the_reference(name, setting):
     network = one_barrier_network(net)
     new, out = run(network, gpu_state(network, net), settings=SETTINGS[setting])
     assert network.last_strategy == "grid"
+    balanced = SETTINGS[setting].get("SPIKEFORGE_GRID_DELIVERY", DEFAULT_DELIVERY) == "balanced"
+    assert network.last_path_detail.endswith(", balanced deliveries") == balanced, network.last_path_detail
     assert_is_the_reference(net, ref, new, out)
 
 
@@ -107,7 +119,7 @@ def assert_is_the_reference(net, ref, new, out):
 
 
 @gpu_only
-@pytest.mark.parametrize("setting", ["default", "3 blocks"])
+@pytest.mark.parametrize("setting", ["default", "3 blocks", "balanced", "balanced, 3 blocks"])
 def test_one_barrier_grid_two_half_runs_are_one_run(setting):
     net = drawn("coba")
     network = one_barrier_network(net)

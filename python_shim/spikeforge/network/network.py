@@ -137,7 +137,8 @@ class Network:
     def last_path_detail(self) -> str | None:
         """How the last GPU run of this network ran its path, e.g. ``"grid: 313 blocks of 128
         threads, flat barrier, 4 register slots"`` (the grid's barrier: ``SPIKEFORGE_GRID_BARRIER``;
-        its blocks: ``SPIKEFORGE_GRID_BLOCKS``); None before one."""
+        its blocks: ``SPIKEFORGE_GRID_BLOCKS``; ``", balanced deliveries"`` at the end where
+        ``SPIKEFORGE_GRID_DELIVERY=balanced`` chose them); None before one."""
         if self._last_key is None:
             return None
         return _abi.network_last_path_detail(self._last_key)

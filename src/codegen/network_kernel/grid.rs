@@ -35,8 +35,13 @@
 //! neuron's variable (a synaptic weight, a constant, `t`) and `x` is a per-neuron state variable
 //! or parameter of a neuron group. Anything else runs the general kernel.
 
+mod balanced;
 mod cluster;
 mod registers;
+pub use balanced::{
+    balanced_kernel, BALANCED_LIST_BYTES, BALANCED_MAX_SYNAPSES, BALANCED_UNROLL,
+    PERSISTENT_BALANCED_ENTRY,
+};
 pub use cluster::{
     cluster_blocks, cluster_shape, ClusterShape, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY, CLUSTER_MAX,
     TARGET_CACHE_BYTES,
@@ -130,6 +135,11 @@ pub const ARRIVE_RELEASE: &str =
 /// barrier's poll). The CPU emulation replaces this line.
 pub const FENCE_ACQUIRE: &str = "asm volatile(\"fence.acq_rel.gpu;\" ::: \"memory\");";
 
+/// The body of `sf_poll_acquire(sf_word)`: the barrier word, loaded with acquire semantics at
+/// the GPU's scope (the acquire barrier's poll: no fence after it). The CPU emulation replaces
+/// this line.
+pub const POLL_ACQUIRE: &str = "unsigned long long sf_v; asm volatile(\"ld.acquire.gpu.global.u64 %0, [%1];\" : \"=l\"(sf_v) : \"l\"(sf_word) : \"memory\"); return sf_v;";
+
 /// Cycles (`clock64`) a block waits at a grid barrier before it stops the kernel with an error
 /// (`__trap`): about 35 s at 2 GHz, far beyond any step, so that blocks that are not all
 /// resident (a launch that broke the co-residency the barrier needs) fail instead of hanging.
@@ -150,7 +160,19 @@ pub enum BarrierVariant {
     /// (`red.release.gpu`) and an acquire fence after the poll (`fence.acq_rel.gpu`) instead of
     /// the sequentially consistent fences (`__threadfence`) around a plain atomic.
     Release,
+    /// The release barrier's arrival, polled with acquire loads (`ld.acquire.gpu`) and no fence
+    /// after the poll.
+    Acquire,
+    /// [`SPREAD_COUNTERS`] arrival counters (block b on counter b modulo them), which the first
+    /// warp of every block polls together (acquire loads, a lane a counter) until they sum to
+    /// the arrivals: no address sees more than a few dozen arrivals, and no hop is added.
+    Spread,
 }
+
+/// The arrival counters of the spread barrier ([`BarrierVariant::Spread`]): a warp's lanes.
+pub const SPREAD_COUNTERS: usize = 32;
+// They are the grouped barrier's group counters (the work buffer's barrier words), one a lane.
+const _: () = assert!(SPREAD_COUNTERS <= BARRIER_GROUPS && SPREAD_COUNTERS == 32);
 
 /// Targets a lane loads together before their atomics in the one-barrier kernel's deliveries
 /// (see [`Gen::write_push`]): rows of up to 128 synapses take one round trip.
@@ -170,6 +192,8 @@ impl BarrierVariant {
         match self {
             BarrierVariant::Flat => 0,
             BarrierVariant::Release => -1,
+            BarrierVariant::Acquire => -2,
+            BarrierVariant::Spread => -3,
             BarrierVariant::Split => i32::MAX,
             BarrierVariant::Grouped { group_blocks } => {
                 group_blocks.clamp(1, i32::MAX as u32) as i32
@@ -184,14 +208,18 @@ impl BarrierVariant {
             BarrierVariant::Split => "split",
             BarrierVariant::Grouped { .. } => "grouped",
             BarrierVariant::Release => "release",
+            BarrierVariant::Acquire => "acquire",
+            BarrierVariant::Spread => "spread",
         }
     }
 
-    /// `flat`, `release`, `split` or `grouped`.
+    /// `flat`, `release`, `acquire`, `spread`, `split` or `grouped`.
     pub fn parse(text: &str) -> Option<BarrierVariant> {
         match text.trim() {
             "flat" => Some(BarrierVariant::Flat),
             "release" => Some(BarrierVariant::Release),
+            "acquire" => Some(BarrierVariant::Acquire),
+            "spread" => Some(BarrierVariant::Spread),
             "split" => Some(BarrierVariant::Split),
             "grouped" => Some(BarrierVariant::Grouped {
                 group_blocks: BARRIER_GROUP_BLOCKS,
@@ -221,7 +249,19 @@ impl Gen<'_> {
     /// - **release** (`sf_group_blocks` -1): flat, but the arrival is a release reduction
     ///   (`red.release.gpu`, which orders the block's writes before it: `__syncthreads` made
     ///   them the arriving thread's by causality) and the waiter's fence after the poll an
-    ///   acquire one (`fence.acq_rel.gpu`), instead of the sequentially consistent fences.
+    ///   acquire one (`fence.acq_rel.gpu`), instead of the sequentially consistent fences;
+    /// - **acquire** (`sf_group_blocks` -2): release's arrival, and the poll an acquire load
+    ///   (`ld.acquire.gpu`), which orders the waiter's later reads after it without a fence
+    ///   (the rest of its block by `__syncthreads`, by causality again): one fence less on each
+    ///   step's chain than release;
+    /// - **spread** (`sf_group_blocks` -3): [`SPREAD_COUNTERS`] arrival counters on lines of
+    ///   their own (the grouped barrier's group counters), block b arriving on counter b modulo
+    ///   them with release's reduction; the first warp of each block loads them all (acquire, a
+    ///   lane a counter) and sums them until the sum is `sf_target`. Flat's one counter takes
+    ///   every arrival and every poll (COBA x100: 782 of each a barrier) on one address; here
+    ///   each counter takes a few dozen, with no extra hop. (While a block has not arrived at
+    ///   barrier n, no block has passed it, so no counter holds an arrival at barrier n + 1 and
+    ///   the sum stays below the target.)
     ///
     /// Either way the release word reads `sf_target` once every block has arrived. The counters
     /// only grow (`sf_target / gridDim.x` is the barrier's number since the call began: a
@@ -241,10 +281,47 @@ impl Gen<'_> {
             "static __device__ __forceinline__ void sf_fence_acquire()",
             |w| writeln!(w, "{FENCE_ACQUIRE}"),
         )?;
+        w.block(
+            "static __device__ __forceinline__ unsigned long long sf_poll_acquire(unsigned long long* sf_word)",
+            |w| writeln!(w, "{POLL_ACQUIRE}"),
+        )?;
         let head = "static __device__ __forceinline__ void sf_grid_sync(unsigned long long* sf_arrived, const unsigned long long sf_target, const int32_t sf_group_blocks)";
+        let spin = |w: &mut SourceWriter| {
+            w.block(format!("if (clock64() - sf_t0 > {SPIN_CYCLES}ll)"), |w| {
+                writeln!(
+                    w,
+                    "printf(\"spikeforge: block %u of the persistent network kernel waited at a grid barrier for more than {SPIN_CYCLES} cycles (blocks not all resident?)\\n\", blockIdx.x);"
+                )?;
+                writeln!(w, "__trap();")
+            })
+        };
         w.block(head, |w| {
             writeln!(w, "__syncthreads();")?;
             writeln!(w, "if (gridDim.x == 1u) return;")?;
+            w.block("if (sf_group_blocks == -3)", |w| {
+                w.block(format!("if (threadIdx.x < {SPREAD_COUNTERS})"), |w| {
+                    writeln!(
+                        w,
+                        "if (threadIdx.x == 0) sf_arrive_release(sf_arrived + {line} * (2 + blockIdx.x % {SPREAD_COUNTERS}u));"
+                    )?;
+                    writeln!(w, "const long long sf_t0 = clock64();")?;
+                    w.block("for (;;)", |w| {
+                        writeln!(
+                            w,
+                            "unsigned long long sf_sum = sf_poll_acquire(sf_arrived + {line} * (2 + threadIdx.x));"
+                        )?;
+                        writeln!(w, "#pragma unroll")?;
+                        w.block(
+                            format!("for (int32_t sf_o = {}; sf_o > 0; sf_o >>= 1)", SPREAD_COUNTERS / 2),
+                            |w| writeln!(w, "sf_sum += __shfl_xor_sync(0xffffffffu, sf_sum, sf_o);"),
+                        )?;
+                        writeln!(w, "if (sf_sum >= sf_target) break;")?;
+                        spin(w)
+                    })
+                })?;
+                writeln!(w, "__syncthreads();")?;
+                writeln!(w, "return;")
+            })?;
             w.block("if (threadIdx.x == 0)", |w| {
                 w.block("if (sf_group_blocks < 0)", |w| {
                     writeln!(w, "sf_arrive_release(sf_arrived);")
@@ -280,22 +357,19 @@ impl Gen<'_> {
                     })
                 })?;
                 writeln!(w, "const long long sf_t0 = clock64();")?;
-                w.block(
-                    "while (*(volatile unsigned long long*) sf_arrived < sf_target)",
-                    |w| {
-                        w.block(format!("if (clock64() - sf_t0 > {SPIN_CYCLES}ll)"), |w| {
-                            writeln!(
-                                w,
-                                "printf(\"spikeforge: block %u of the persistent network kernel waited at a grid barrier for more than {SPIN_CYCLES} cycles (blocks not all resident?)\\n\", blockIdx.x);"
-                            )?;
-                            writeln!(w, "__trap();")
-                        })
-                    },
-                )?;
-                w.block("if (sf_group_blocks < 0)", |w| {
-                    writeln!(w, "sf_fence_acquire();")
+                w.block("if (sf_group_blocks == -2)", |w| {
+                    w.block("while (sf_poll_acquire(sf_arrived) < sf_target)", spin)
                 })?;
-                w.block("else", |w| writeln!(w, "__threadfence();"))
+                w.block("else", |w| {
+                    w.block(
+                        "while (*(volatile unsigned long long*) sf_arrived < sf_target)",
+                        spin,
+                    )?;
+                    w.block("if (sf_group_blocks < 0)", |w| {
+                        writeln!(w, "sf_fence_acquire();")
+                    })?;
+                    w.block("else", |w| writeln!(w, "__threadfence();"))
+                })
             })?;
             writeln!(w, "__syncthreads();")
         })
@@ -453,16 +527,7 @@ impl Gen<'_> {
         for &p in &leaving {
             let proj = &self.net.projections[p];
             let (a, b) = (proj.source_range.start, proj.source_range.end);
-            let (lo, hi) = if tables.iter().any(|(q, _)| *q == p) {
-                let at = format!("sf_rows{p}[sf_slot * {} + threadIdx.x", block + 1);
-                (format!("{at}]"), format!("{at} + 1]"))
-            } else {
-                let rows = self.row_offsets(p);
-                (
-                    format!("{rows}[sf_i - {a}]"),
-                    format!("{rows}[sf_i - {a} + 1]"),
-                )
-            };
+            let (lo, hi) = self.row_bounds(p, block, &tables);
             writeln!(w, "int64_t sf_rlo{p} = 0, sf_rhi{p} = 0;")?;
             w.block(format!("if (sf_fire && sf_i >= {a} && sf_i < {b})"), |w| {
                 writeln!(w, "sf_rlo{p} = {lo};")?;
@@ -493,6 +558,28 @@ impl Gen<'_> {
             }
             Ok(())
         })
+    }
+
+    /// The bounds of neuron `sf_i`'s row of projection p (in its source range), as C
+    /// expressions: from the row tables of a register slot (`sf_slot` in scope, blocks of
+    /// `block` threads) where `tables` ([`Gen::row_tables`]) has p's, else from the row offsets.
+    pub(super) fn row_bounds(
+        &self,
+        p: usize,
+        block: usize,
+        tables: &[(usize, &'static str)],
+    ) -> (String, String) {
+        let a = self.net.projections[p].source_range.start;
+        if tables.iter().any(|(q, _)| *q == p) {
+            let at = format!("sf_rows{p}[sf_slot * {} + threadIdx.x", block + 1);
+            (format!("{at}]"), format!("{at} + 1]"))
+        } else {
+            let rows = self.row_offsets(p);
+            (
+                format!("{rows}[sf_i - {a}]"),
+                format!("{rows}[sf_i - {a} + 1]"),
+            )
+        }
     }
 
     /// The rows of projection p's pathway k of spikes `sf_pre` and (when `sf_two`) `sf_pre2`
@@ -562,8 +649,8 @@ impl Gen<'_> {
         })
     }
 
-    /// The additions of projection p's pathway `pathway` for synapse `sf_syn` (row `sf_r`, target
-    /// `sf_j` in range) to this step's accumulators.
+    /// The additions of one synapse of projection p's pathway to the accumulators of this
+    /// step's parity (`sf_j`, `sf_syn`, `sf_pre`, `sf_r` in scope): one atomic a statement.
     pub(super) fn write_accumulations(
         &self,
         p: usize,
@@ -601,25 +688,37 @@ impl Gen<'_> {
         // flight, which leaves 5 blocks of 128 a multiprocessor instead of 8: fewer blocks,
         // so fewer neurons in register slots at COBA x100).
         let min_blocks = (65536 / (REGISTER_CAP * block)).max(1);
-        let signature =
-            (self.cuda_signature_with(super::PERSISTENT_ENTRY, block, &super::PERSISTENT_SCALARS))
-                .replacen(
-                    &format!("__launch_bounds__({block})"),
-                    &format!("__launch_bounds__({block}, {min_blocks})"),
-                    1,
-                );
+        let entry = if self.balancing() {
+            PERSISTENT_BALANCED_ENTRY
+        } else {
+            super::PERSISTENT_ENTRY
+        };
+        let signature = (self.cuda_signature_with(entry, block, &super::PERSISTENT_SCALARS))
+            .replacen(
+                &format!("__launch_bounds__({block})"),
+                &format!("__launch_bounds__({block}, {min_blocks})"),
+                1,
+            );
         let slots = register_slots(self.net, self.plan, block);
-        writeln!(w, "#define SF_SLOTS {slots}")?;
+        if !self.balancing() {
+            writeln!(w, "#define SF_SLOTS {slots}")?;
+        }
         writeln!(w, "{signature}\n{{")?;
         w.indented(|w| {
             writeln!(w, "/* One grid barrier a step: deliveries into accumulators (codegen::network_kernel::grid). */")?;
             writeln!(w, "const int32_t sf_b = (int32_t) blockIdx.y;")?;
             self.write_barrier_start("", w)?;
             self.write_register_loads(block, slots, w)?;
+            if self.balancing() {
+                self.write_row_lists(block, w)?;
+            }
             w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
                 scope(w, |w| {
                     self.step_prologue(w)?;
                     writeln!(w, "const int32_t sf_lane = (int32_t) (threadIdx.x & 31u);")?;
+                    if self.balancing() {
+                        self.write_row_lists_reset(block, w)?;
+                    }
                     // The write cursor of step t + 1 zeroed (a store: nothing waits for it).
                     // Only the last step compacts its spikes (see `write_compaction`) and
                     // every queue has one slot, so no count but the last step's is stored.
@@ -685,12 +784,15 @@ mod tests {
 
     #[test]
     fn barrier_variants_parse_their_names_and_pick_the_kernels_branch() {
-        for name in ["flat", "release", "split", "grouped"] {
+        for name in ["flat", "release", "acquire", "spread", "split", "grouped"] {
             assert_eq!(BarrierVariant::parse(name).unwrap().name(), name);
         }
         assert_eq!(BarrierVariant::parse("fast"), None);
-        // sf_grid_sync: < 0 release, 0 flat, > 0 grouped (split: one group).
+        // sf_grid_sync: -3 spread, -2 acquire, -1 release, 0 flat, > 0 grouped (split: one
+        // group).
         assert_eq!(BarrierVariant::Release.group_blocks(), -1);
+        assert_eq!(BarrierVariant::Acquire.group_blocks(), -2);
+        assert_eq!(BarrierVariant::Spread.group_blocks(), -3);
         assert_eq!(BarrierVariant::Flat.group_blocks(), 0);
         assert!(BarrierVariant::parse("grouped").unwrap().group_blocks() > 0);
     }

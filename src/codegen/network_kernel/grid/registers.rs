@@ -138,12 +138,16 @@ impl Gen<'_> {
     }
 
     /// The loop over the block's slots (`#pragma unroll`), each with its virtual block `sf_vb`,
-    /// around `body`.
+    /// around `body`. In the balanced kernel (`grid::balanced`) the loop stops at the first
+    /// slot beyond the virtual blocks (every later one is too): a block whose slots are not
+    /// all used (COBA x10: 313 blocks of 4 slots for 313 virtual blocks) jumps over the unused
+    /// slots' code at once instead of testing each.
     pub(super) fn write_slots(
         &self,
         w: &mut SourceWriter,
         body: impl FnOnce(&mut SourceWriter) -> fmt::Result,
     ) -> fmt::Result {
+        let total_blocks: usize = (0..self.net.groups.len()).map(|g| self.vblocks(g)).sum();
         writeln!(w, "#pragma unroll")?;
         w.block(
             "for (int32_t sf_slot = 0; sf_slot < SF_SLOTS; ++sf_slot)",
@@ -152,6 +156,9 @@ impl Gen<'_> {
                     w,
                     "const int32_t sf_vb = (int32_t) blockIdx.x + sf_slot * (int32_t) gridDim.x;"
                 )?;
+                if self.balancing() {
+                    writeln!(w, "if (sf_vb >= {total_blocks}) break;")?;
+                }
                 body(w)
             },
         )
@@ -340,6 +347,10 @@ impl Gen<'_> {
     ) -> fmt::Result {
         self.write_slot_updates(block, w)?;
         self.write_slot_spikes(block, w)?;
+        if self.balancing() {
+            writeln!(w, "__syncthreads();")?;
+            self.write_balanced_deliveries(block, w)?;
+        }
         writeln!(
             w,
             "/* Virtual blocks beyond the slots: their state in global memory. */"
@@ -365,18 +376,25 @@ impl Gen<'_> {
     }
 
     /// The slots' spikes (`sf_ballots`), delivered by the warps that found them (in the
-    /// cluster kernel: listed for the block's warps, `grid::cluster`).
+    /// cluster kernel: listed for the block's warps, `grid::cluster`; in the balanced grid
+    /// kernel: listed for the block's threads, `grid::balanced`).
     pub(super) fn write_slot_spikes(&self, block: usize, w: &mut SourceWriter) -> fmt::Result {
-        writeln!(w, "/* The slots' spikes, delivered. */")?;
+        let balanced = self.balancing();
+        if balanced {
+            writeln!(
+                w,
+                "/* The slots' spikes, listed for the block's deliveries. */"
+            )?;
+        } else {
+            writeln!(w, "/* The slots' spikes, delivered. */")?;
+        }
         self.write_slots(w, |w| {
             writeln!(w, "const unsigned sf_ballot = sf_ballots[sf_slot];")?;
             w.block("if (sf_ballot != 0u)", |w| {
                 let mut first = 0usize;
                 for g in 0..self.net.groups.len() {
                     let end = first + self.vblocks(g);
-                    let spiking = self.plan.groups[g].depth > 0
-                        && !matches!(self.net.groups[g].kind, NetGroupKind::SpikeGenerator { .. });
-                    if spiking {
+                    if super::balanced::spiking(self.net, self.plan, g) {
                         w.block(format!("if (sf_vb >= {first} && sf_vb < {end})"), |w| {
                             writeln!(
                                 w,
@@ -392,7 +410,12 @@ impl Gen<'_> {
                             )?;
                             // A slot's spikes: their rows' bounds from the row tables.
                             self.in_registers.set(true);
-                            let written = self.write_warp_spikes(g, w);
+                            let written = if balanced {
+                                self.write_row_list_append(g, block, w)
+                                    .and_then(|_| self.write_warp_compaction(g, w))
+                            } else {
+                                self.write_warp_spikes(g, w)
+                            };
                             self.in_registers.set(false);
                             written
                         })?;
