@@ -1442,10 +1442,11 @@ fn emulated_one_barrier_grid_and_cluster_match_c() {
         assert_eq!((shape.block, shape.slots, shape.vblocks), (128, 1, 3));
         let clusters = [(4, steps, 0), (4, 37, 0), (4, 1, 0), (4, steps, 1)]
             .map(|(blocks, chunk, by_warp)| (Mode::Cluster { blocks, chunk }, by_warp, false));
-        for (mode, groups, balanced) in modes
-            .into_iter()
-            .chain(clusters)
-            .chain([(Mode::PerStep(2), 2, false)])
+        for (mode, groups, balanced) in
+            modes
+                .into_iter()
+                .chain(clusters)
+                .chain([(Mode::PerStep(2), 2, false)])
         {
             let what = format!("{name} {mode:?}, barrier groups {groups}, balanced {balanced}");
             let groups = groups.to_string();

@@ -322,7 +322,9 @@ mod tests {
         );
         assert_eq!(
             grid(&[(GRID_BARRIER_VAR, "release"), (GRID_DELIVERY_VAR, " warp")]),
-            format!("Ok(Some(Release)) / Ok(None) / Ok({d}) / Ok(false) / Ok(None) / Ok(Some(false))")
+            format!(
+                "Ok(Some(Release)) / Ok(None) / Ok({d}) / Ok(false) / Ok(None) / Ok(Some(false))"
+            )
         );
         assert_eq!(
             grid(&[(GRID_BARRIER_VAR, " grouped ")]),
