@@ -1,11 +1,12 @@
 """The register grid's variants side by side in one process, on brainevent's COBA
-(bench/bench_networks.py's ``coba_be``, float32): one network and one jitted run per scale, timed
-under each variant's settings (the handler reads ``SPIKEFORGE_GRID_BARRIER``,
-``SPIKEFORGE_GRID_BLOCKS`` and ``SPIKEFORGE_GRID_DELIVERY`` at every call, so no variant
-recompiles anything). Calls alternate between the variants (a warm-up each, then ``--repeats``
-rounds of one call each: the median), so that drift hits every variant alike. ``main`` is the
-defaults (main's behaviour: warp deliveries, flat barrier). Then, at ``--final-ms`` (10 s
-biological by default), ``main`` against the fastest variant of the short runs, the same way.
+(bench/bench_networks.py's ``coba_be``, float32): one network per scale and one jitted run per
+variant, timed under the variant's settings (``SPIKEFORGE_GRID_BARRIER``, ``SPIKEFORGE_GRID_BLOCKS``,
+``SPIKEFORGE_GRID_DELIVERY``, which the handler reads when it runs: a program of its own per
+variant, since XLA may replay a recorded command buffer without calling the handler again). Calls
+alternate between the variants (a warm-up each, then ``--repeats`` rounds of one call each: the
+median), so that drift hits every variant alike. ``main`` is the defaults (main's behaviour: warp
+deliveries, flat barrier). Then, at ``--final-ms`` (10 s biological by default), ``main`` against
+the fastest variant of the short runs, the same way.
 
 Prints one line a variant: seconds (median, min), µs a step, the rate, and the path the run
 took (``Network.last_path_detail``). The float64 equality with the references is the GPU tests'
@@ -39,15 +40,19 @@ VARIANTS = {
 FEWER = {10: {"balanced+acquire, 157 blocks": "acquire:157:balanced"}}
 
 
-def timed(run, state, variants: dict, repeats: int) -> dict:
-    """{variant: (seconds of each call, spike counts of its last)} with calls alternating."""
+def timed(make_run, state, variants: dict, repeats: int) -> dict:
+    """{variant: (seconds of each call, spike counts of its last)} with calls alternating, each
+    variant its own compiled program (``make_run()``): XLA may run a custom call's handler only
+    when it records the program into a command buffer and replay it after, so a setting changed
+    between calls of one program need not take effect."""
+    runs = {v: make_run() for v in variants}
     times = {v: [] for v in variants}
     counts = {}
     for rnd in range(repeats + 1):
         for name, setting in variants.items():
             with bn.grid_settings(bn.parse_strategy(f"grid:{setting}")[1] if setting else {}):
                 t0 = time.perf_counter()
-                _, out = jax.block_until_ready(run(state))
+                _, out = jax.block_until_ready(runs[name](state))
                 dt = time.perf_counter() - t0
             if rnd > 0:  # the first round warms up
                 times[name].append(dt)
@@ -84,13 +89,16 @@ def main() -> None:
             if ms <= 0:
                 continue
             steps = round(ms / bn.DT)
-            run = jax.jit(lambda s, net=net, steps=steps: net.run(s, steps=steps, progress=False))
-            results = timed(run, state, variants, args.repeats)
+
+            def make_run(net=net, steps=steps):
+                return jax.jit(lambda st: net.run(st, steps=steps, progress=False))
+
+            results = timed(make_run, state, variants, args.repeats)
             label = f"x{scale} {ms / 1000:g} s"
             print(f"{label} (built and compiled in {time.perf_counter() - t0:.1f} s):", flush=True)
             report(label, results, steps, ms / 1000)
             with bn.grid_settings({}):
-                _ = jax.block_until_ready(run(state))
+                _ = jax.block_until_ready(make_run()(state))
             print(f"  {label} main's path: {net.last_strategy} ({net.last_path_detail})", flush=True)
             # the longer run: main against the fastest variant but main
             fastest = min((v for v in results if v != "main"), key=lambda v: statistics.median(results[v][0]))
