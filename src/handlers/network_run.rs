@@ -522,7 +522,10 @@ impl Handler for NetworkRunCuda {
         };
         // The persistent kernel's grid barrier (the resident kernel has none); the cluster
         // kernel's deliveries: by the block's warps (0) or by the warp (1).
-        let barrier = network_path::barrier_variant(blocks, settings::grid_barrier()?);
+        let one_barrier =
+            network_kernel::register_slots(&site.network.net, &site.network.plan, PERSISTENT_BLOCK)
+                > 0;
+        let barrier = network_path::barrier_variant(blocks, one_barrier, settings::grid_barrier()?);
         let mut group_blocks = match path {
             Path::Cluster { .. } => i32::from(settings::cluster_delivery_by_warp()?),
             _ => barrier.group_blocks(),
