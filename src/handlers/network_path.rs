@@ -56,7 +56,8 @@ pub const FEW_STEPS: u64 = 16;
 /// Whether `auto` takes the cluster (below) where the network fits one, from
 /// [`CLUSTER_MIN_NEURONS`] to [`CLUSTER_MAX_NEURONS`], unless `SPIKEFORGE_AUTO_CLUSTER` says
 /// otherwise: only once measured faster than the register grid and the resident block on the
-/// H200 (bench/NOTES.md; the balanced deliveries of session 7 are not measured yet).
+/// H200 (bench/NOTES.md; session 7, COBA x1 10 s: the cluster of 16 blocks with balanced
+/// deliveries 0.285 s against the register grid's 0.254).
 pub const AUTO_TAKES_CLUSTER: bool = false;
 
 /// The fewest neurons for which `auto` takes the cluster (where it does): as the register
@@ -241,7 +242,8 @@ fn cluster_fit(work: Work, device: Device) -> Result<u32, String> {
 
 /// Whether the register grid delivers its slots' spikes balanced over the block's warps
 /// (`codegen::network_kernel::grid::balanced`) by default, where the network has that kernel;
-/// `SPIKEFORGE_GRID_DELIVERY` chooses for measurements.
+/// `SPIKEFORGE_GRID_DELIVERY` chooses for measurements. H200, COBA 1 s (session 7): warp /
+/// balanced 3.41 / 3.65 µs a step at x10, 8.94 / 8.91 at x100: not the default.
 pub const GRID_DELIVERY_BALANCED: bool = false;
 
 /// The largest grid (blocks per member) that takes the flat grid barrier by default; larger
