@@ -522,21 +522,19 @@ impl Handler for NetworkRunCuda {
         };
         // The persistent kernel's grid barrier (the resident kernel has none); the cluster
         // kernel's deliveries: by the block's warps (0) or by the warp (1).
-        let one_barrier =
-            network_kernel::register_slots(&site.network.net, &site.network.plan, PERSISTENT_BLOCK)
-                > 0;
-        let barrier = network_path::barrier_variant(blocks, one_barrier, settings::grid_barrier()?);
+        // The persistent kernel's register slots (0: not the one-barrier kernel), which also
+        // choose its default barrier.
+        let register_slots =
+            network_kernel::register_slots(&site.network.net, &site.network.plan, PERSISTENT_BLOCK);
+        let barrier =
+            network_path::barrier_variant(blocks, register_slots > 0, settings::grid_barrier()?);
         let mut group_blocks = match path {
             Path::Cluster { .. } => i32::from(settings::cluster_delivery_by_warp()?),
             _ => barrier.group_blocks(),
         };
         let slots = match path {
             Path::Cluster { .. } => cluster_shape(&site.network).map_or(0, |c| c.slots),
-            _ => network_kernel::register_slots(
-                &site.network.net,
-                &site.network.plan,
-                PERSISTENT_BLOCK,
-            ),
+            _ => register_slots,
         } as u32;
         let mut detail = network_path::describe(path, blocks, threads as u32, barrier, slots);
         if let Path::Cluster { .. } = path {
