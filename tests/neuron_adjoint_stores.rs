@@ -11,6 +11,9 @@
 //! (tests/python/test_gradients.py: against `jax.grad` of an independent `lax.scan` and finite
 //! differences), which runs both stores through the handlers.
 //!
+//! The forward pass under differentiation (the run's kernel with checkpoints, whose CUDA walks
+//! segments between them) is checked the same way: CUDA run on the CPU against C, bit for bit.
+//!
 //! Needs `gcc` / `g++` (C++20); skipped without them, unless `SPIKEFORGE_REQUIRE_GXX=1`.
 
 mod common;
@@ -165,33 +168,69 @@ fn run(
         "{N_INNER}, {STEPS}, {k}, {RECORD_EVERY}, {}",
         u8::from(spike_train)
     );
-    let (program, flags): (String, &[&str]) = match dialect {
+    let types = |args: &[AdjointArg]| args.iter().map(|a| a.elem).collect::<Vec<_>>();
+    let buffers = (types(&layout.inputs), types(&layout.outputs));
+    let (program, flags) = program(
+        dialect,
+        &kernel.source,
+        kernel.entry,
+        &dims,
+        &format!("{n}, {dims}"),
+        &buffers,
+        &out_bytes,
+    );
+    let bytes = execute(&program, flags, ins, dir, name);
+    let mut at = 0;
+    let mut outputs = Vec::new();
+    for (a, len) in layout.outputs.iter().zip(&out_bytes) {
+        if matches!(a.role, AdjointRole::Adjoint | AdjointRole::Grad) {
+            outputs.push(bytes[at..at + len].to_vec());
+        }
+        at += len;
+    }
+    outputs
+}
+
+/// The program that calls `entry` of `source` on the elements `0..BATCH * N_INNER`, and its
+/// g++ flags: in C with the dimensions `c_dims`; in CUDA (run on the CPU, blocks of 4 threads,
+/// the last with threads past the elements) with the scalar parameters `cuda_scalars` before
+/// the buffers, of the element types `buffers` (inputs, outputs).
+fn program(
+    dialect: Dialect,
+    source: &str,
+    entry: &str,
+    c_dims: &str,
+    cuda_scalars: &str,
+    buffers: &(Vec<ElemType>, Vec<ElemType>),
+    out_bytes: &[usize],
+) -> (String, &'static [&'static str]) {
+    let n = BATCH * N_INNER;
+    let n_in = buffers.0.len();
+    match dialect {
         Dialect::C => (
             format!(
-                "#include <stdio.h>\n#include <stdlib.h>\n{}\n{}",
-                kernel.source,
+                "#include <stdio.h>\n#include <stdlib.h>\n{source}\n{}",
                 host(
-                    &format!("const long long dims[] = {{ {dims} }};\n    sf_neuron_adjoint(0, {n}, (const int64_t*) dims, ins, outs);"),
-                    layout.inputs.len(),
-                    &out_bytes
+                    &format!("const long long dims[] = {{ {c_dims} }};\n    {entry}(0, {n}, (const int64_t*) dims, ins, outs);"),
+                    n_in,
+                    out_bytes
                 )
             ),
             // -lm comes before the source here: kept even so.
             &["-x", "c", "-O1", "-ffp-contract=off", "-Wl,--no-as-needed", "-lm"],
         ),
         Dialect::Cuda => {
-            let mut args = vec![format!("{n}, {dims}")];
-            let buffers = |args: &[AdjointArg], array: &str| -> Vec<String> {
-                args.iter()
-                    .enumerate()
-                    .map(|(i, a)| format!("({}*) {array}[{i}]", cuda_type(a.elem)))
-                    .collect()
-            };
-            args.extend(buffers(&layout.inputs, "ins"));
-            args.extend(buffers(&layout.outputs, "outs"));
-            // Blocks of 4 threads: the last block has threads past the elements.
+            let mut args = vec![cuda_scalars.to_string()];
+            for (types, array) in [(&buffers.0, "ins"), (&buffers.1, "outs")] {
+                args.extend(
+                    types
+                        .iter()
+                        .enumerate()
+                        .map(|(i, e)| format!("({}*) {array}[{i}]", cuda_type(*e))),
+                );
+            }
             let launch = format!(
-                "blockDim.x = 4;\n    for (unsigned b = 0; b < {}; ++b) for (unsigned t = 0; t < 4; ++t) {{ blockIdx.x = b; threadIdx.x = t; sf_neuron_adjoint({}); }}",
+                "blockDim.x = 4;\n    for (unsigned b = 0; b < {}; ++b) for (unsigned t = 0; t < 4; ++t) {{ blockIdx.x = b; threadIdx.x = t; {entry}({}); }}",
                 n.div_ceil(4),
                 args.join(", ")
             );
@@ -199,15 +238,20 @@ fn run(
                 format!(
                     "{SHIM}{}{}{}{}",
                     cuda_emulation::head(),
-                    kernel.source.replace("extern \"C\" ", ""),
+                    source.replace("extern \"C\" ", ""),
                     cuda_emulation::tail(),
-                    host(&launch, layout.inputs.len(), &out_bytes)
+                    host(&launch, n_in, out_bytes)
                 ),
                 &["-std=c++20", "-O1", "-ffp-contract=off", "-w"],
             )
         }
-    };
-    let exe = cuda_emulation::compile(&program, dir, name, flags);
+    }
+}
+
+/// Compiles `program` (its `main` from [`host`]) with `g++ flags`, runs it on the inputs `ins`
+/// and returns the outputs' bytes, one after the other.
+fn execute(program: &str, flags: &[&str], ins: &[Vec<u8>], dir: &Path, name: &str) -> Vec<u8> {
+    let exe = cuda_emulation::compile(program, dir, name, flags);
     let input_file = dir.join(format!("{name}.in"));
     let mut file = Vec::new();
     for b in ins {
@@ -222,16 +266,7 @@ fn run(
         .status()
         .unwrap();
     assert!(status.success(), "{name}");
-    let bytes = std::fs::read(output_file).unwrap();
-    let mut at = 0;
-    let mut outputs = Vec::new();
-    for (a, len) in layout.outputs.iter().zip(&out_bytes) {
-        if matches!(a.role, AdjointRole::Adjoint | AdjointRole::Grad) {
-            outputs.push(bytes[at..at + len].to_vec());
-        }
-        at += len;
-    }
-    outputs
+    std::fs::read(output_file).unwrap()
 }
 
 #[test]
@@ -260,11 +295,13 @@ fn both_stores_give_the_same_gradients_bit_for_bit_in_both_dialects() {
             };
             let mut results = Vec::new();
             // The CUDA kernels also with their memory traffic tuned (the next segment loaded
-            // ahead, streaming hints): the same arithmetic, so the same bits.
+            // ahead, streaming hints) and with the exact reciprocal (off the device, the
+            // approximate one divides exactly too): the same arithmetic, so the same bits.
             let tunings = [
                 AdjointTuning::default(),
                 AdjointTuning::parse("prefetch,streaming").unwrap(),
                 AdjointTuning::parse("prefetch").unwrap(),
+                AdjointTuning::parse("exact_reciprocal").unwrap(),
             ];
             for dialect in [Dialect::C, Dialect::Cuda] {
                 for store in [SegmentStore::Scratch, SegmentStore::Registers(k)] {
@@ -321,7 +358,111 @@ fn both_stores_give_the_same_gradients_bit_for_bit_in_both_dialects() {
             }
         }
     }
-    // Per model and k: C in both stores and for the call, CUDA in both stores with three
+    // Per model and k: C in both stores and for the call, CUDA in both stores with four
     // tunings and for the call, against the first.
-    assert_eq!(compared, 3 * 4 * 9);
+    assert_eq!(compared, 3 * 4 * 11);
+}
+
+/// The forward pass under differentiation (the run's kernel with `spec.checkpoint`: CUDA walks
+/// segments of `checkpoint_every` steps, each starting with its checkpoint, rows through pointers)
+/// gives the C kernel's final state, bookkeeping, spike counts, trace and checkpoints bit for bit,
+/// the CUDA kernel run on the CPU: checkpoint spacings that divide the run and ones that leave a
+/// shorter last segment, a batch of two members that start at different times, elements that
+/// start inside a refractory period.
+#[test]
+fn the_forward_under_differentiation_gives_the_c_kernels_checkpoints_in_cuda() {
+    use spikeforge::codegen::{generate_from_spec, ShapeKind};
+    let Some(dir) = cuda_emulation::work_dir("neuron_checkpoints") else {
+        return;
+    };
+    let n = BATCH * N_INNER;
+    let mut compared = 0;
+    for (m, dtype) in [ElemType::F32, ElemType::F64].into_iter().enumerate() {
+        let spec = lif(dtype).checkpoint(true);
+        for k in [1, 4, 8, STEPS] {
+            let n_ckpt = STEPS.div_ceil(k);
+            let n_rec = STEPS.div_ceil(RECORD_EVERY);
+            let rows = |shape: ShapeKind| match shape {
+                ShapeKind::Neuron => n,
+                ShapeKind::PerStep => n * STEPS,
+                ShapeKind::Batch => BATCH,
+                ShapeKind::Trace => n * n_rec,
+                ShapeKind::Checkpoint => n * n_ckpt,
+                ShapeKind::Spikes => 0,
+            };
+            let mut results: Vec<Vec<u8>> = Vec::new();
+            for dialect in [Dialect::C, Dialect::Cuda] {
+                let kernel = generate_from_spec(&spec, dialect).unwrap();
+                let layout = &kernel.layout;
+                let mut rng = Rng(0x5eed + m as u64);
+                let ins: Vec<Vec<u8>> = layout
+                    .inputs
+                    .iter()
+                    .map(|a| {
+                        let len = rows(a.shape);
+                        if a.words.is_some() {
+                            // Times as float64 words: each member's start (0 and 2.5 ms), each
+                            // element's last spike (never, or within the refractory period).
+                            let times: Vec<f64> = match a.shape {
+                                ShapeKind::Batch => vec![0.0, 2.5],
+                                _ => (0..len)
+                                    .map(|_| [f64::NEG_INFINITY, -0.1, -0.3, 2.2][rng.below(4)])
+                                    .collect(),
+                            };
+                            return times.iter().flat_map(|t| t.to_le_bytes()).collect();
+                        }
+                        let (lo, hi) = match a.name.as_str() {
+                            "tau" => (4.0, 12.0),
+                            "I" => (0.0, 3.0),
+                            _ => (-0.2, 1.3),
+                        };
+                        let values = (0..len).map(|_| rng.uniform(lo, hi));
+                        match a.elem {
+                            ElemType::F64 => values.flat_map(|x| x.to_le_bytes()).collect(),
+                            ElemType::F32 => {
+                                values.flat_map(|x| (x as f32).to_le_bytes()).collect()
+                            }
+                            other => panic!("{}: unexpected {other}", a.name),
+                        }
+                    })
+                    .collect();
+                let out_bytes: Vec<usize> = layout
+                    .outputs
+                    .iter()
+                    .map(|a| rows(a.shape) * a.elem.size() * if a.words.is_some() { 2 } else { 1 })
+                    .collect();
+                let name = format!("forward_{}_k{k}_{dialect:?}", dtype.name());
+                let types = |args: &[spikeforge::codegen::Arg]| {
+                    args.iter().map(|a| a.elem).collect::<Vec<_>>()
+                };
+                let (program, flags) = program(
+                    dialect,
+                    &kernel.source,
+                    kernel.entry,
+                    &format!("{N_INNER}, {STEPS}, {RECORD_EVERY}, {n_rec}, 0, {k}"),
+                    &format!("{n}, {N_INNER}, {STEPS}, {RECORD_EVERY}, {n_rec}, {k}"),
+                    &(types(&layout.inputs), types(&layout.outputs)),
+                    &out_bytes,
+                );
+                if dialect == Dialect::Cuda {
+                    assert!(
+                        kernel.source.contains("sf_ckpt_every"),
+                        "{name}: no checkpoint loop"
+                    );
+                }
+                results.push(execute(&program, flags, &ins, &dir, &name));
+            }
+            assert!(
+                results[0].iter().any(|b| *b != 0),
+                "{dtype:?} k {k}: all zero"
+            );
+            let at = results[0].iter().zip(&results[1]).position(|(a, b)| a != b);
+            assert!(
+                at.is_none() && results[0].len() == results[1].len(),
+                "{dtype:?} k {k}: CUDA differs from C at byte {at:?}"
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 2 * 4);
 }

@@ -21,7 +21,9 @@
 //!   only the checkpoints, each per-step input once and the cotangents, and writes the
 //!   gradients: no scratch traffic. Full segments are walked without guards (so that the loads
 //!   of a segment are issued together); the last one, shorter when `k` does not divide
-//!   `steps`, has each step guarded. Memory `O(N steps/k)`.
+//!   `steps`, has each step guarded. Rows are reached through pointers moved a row at a time
+//!   (few instructions a step: at 1M elements the kernel is otherwise bound by issue, not
+//!   memory). Memory `O(N steps/k)`.
 //! - **scratch** (a larger `k`, or a model whose step keeps too many values): a per-element
 //!   scratch of `2 k` rows in global memory (`O(N (steps/k + k))`). While a segment is walked
 //!   back from one half, the segment before it is recomputed into the other, in the same loop:
@@ -30,7 +32,11 @@
 //!
 //! With a refractory period, the checkpoints keep the group kernel's bookkeeping (the step of
 //! the run from which the element is free again) and the walks update it as the group kernel
-//! does (the same int32 comparison); each step's `not_refractory` is kept for the backward walk.
+//! does (the same int32 comparison; in registers, counted from the segment's first step, the
+//! same booleans); each step's `not_refractory` is kept for the backward walk.
+//!
+//! The surrogates' reciprocals (`Func::Recip`) are one approximate instruction in the CUDA
+//! float32 kernels ([`crate::codegen::printer::reciprocal`]), exact divisions elsewhere.
 //!
 //! Layout ([`adjoint_layout`], the same for both stores); `(nb, rows, n_inner)` a buffer of rows
 //! per batch member: per step (`steps` rows), per recorded step (`ceil(steps / record_every)`),
@@ -54,7 +60,7 @@ use super::clock::clock_source;
 use super::dialect::Dialect;
 use super::identifiers::ident;
 use super::layout::{elem_json, value_elem};
-use super::printer::{local_type, prelude, Printer};
+use super::printer::{local_type, prelude, reciprocal, Printer};
 use super::writer::{render, SourceWriter};
 use crate::ir::{GroupIr, IndexOf, RefractoryIr, SymbolKind, ValueType, VarId};
 use crate::spec::ModelSpec;
@@ -293,6 +299,10 @@ pub struct AdjointTuning {
     /// choice): more threads resident on a multiprocessor, for a kernel that spills nothing
     /// under it ([`AdjointTuning::compile_options`]).
     pub max_registers: u32,
+    /// The surrogates' reciprocal as the IEEE division in float32 too (`sf_rcp`, see
+    /// [`crate::codegen::printer::reciprocal`]), as before it was one approximate instruction:
+    /// results as the CPU's, for comparing the two on a GPU.
+    pub exact_reciprocal: bool,
 }
 
 impl AdjointTuning {
@@ -301,10 +311,11 @@ impl AdjointTuning {
         prefetch: false,
         streaming: false,
         max_registers: 0,
+        exact_reciprocal: false,
     };
 
-    /// `none`, `default`, or a comma-separated list of `prefetch`, `streaming` and
-    /// `registers=N` (N in 16..=255); `None` for anything else.
+    /// `none`, `default`, or a comma-separated list of `prefetch`, `streaming`,
+    /// `exact_reciprocal` and `registers=N` (N in 16..=255); `None` for anything else.
     pub fn parse(text: &str) -> Option<AdjointTuning> {
         let mut t = AdjointTuning::default();
         match text.trim() {
@@ -315,6 +326,7 @@ impl AdjointTuning {
                     match word {
                         "prefetch" => t.prefetch = true,
                         "streaming" => t.streaming = true,
+                        "exact_reciprocal" => t.exact_reciprocal = true,
                         other => {
                             let n = other.strip_prefix("registers=")?.parse::<u32>().ok()?;
                             if !(16..=255).contains(&n) {
@@ -330,13 +342,17 @@ impl AdjointTuning {
     }
 
     /// A short name for kernel keys and reports, as [`AdjointTuning::parse`] reads it:
-    /// `none`, `prefetch`, `prefetch,streaming,registers=64`, ...
+    /// `none`, `prefetch`, `prefetch,streaming,registers=64`, `exact_reciprocal`, ...
     pub fn name(self) -> String {
-        let mut words: Vec<String> = [(self.prefetch, "prefetch"), (self.streaming, "streaming")]
-            .into_iter()
-            .filter(|(on, _)| *on)
-            .map(|(_, w)| w.to_string())
-            .collect();
+        let mut words: Vec<String> = [
+            (self.prefetch, "prefetch"),
+            (self.streaming, "streaming"),
+            (self.exact_reciprocal, "exact_reciprocal"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, w)| w.to_string())
+        .collect();
         if self.max_registers > 0 {
             words.push(format!("registers={}", self.max_registers));
         }
@@ -666,21 +682,74 @@ const int64_t sf_j = sf_j0 + sf_l;
     /// Element `index` of input `k`, read once by the kernel: with a streaming hint
     /// ([`AdjointTuning::streaming`]) where CUDA has one for its type.
     fn read_once(&self, k: usize, index: &str) -> String {
+        self.read_at(k, &format!("sf_in{k}[{index}]"))
+    }
+
+    /// [`Self::read_once`] of the element `place` of input `k` (`sf_in2[i]`, `sf_row_in2[0]`).
+    fn read_at(&self, k: usize, place: &str) -> String {
         if self.streams(self.layout.inputs[k].elem) {
-            format!("__ldcs(&sf_in{k}[{index}])")
+            format!("__ldcs(&{place})")
         } else {
-            format!("sf_in{k}[{index}]")
+            place.to_string()
         }
     }
 
     /// The statement that writes `value` to element `index` of output `k`, written once by the
     /// kernel (see [`Self::read_once`]).
     fn write_once(&self, k: usize, index: &str, value: &str) -> String {
+        self.write_at(k, &format!("sf_out{k}[{index}]"), value)
+    }
+
+    /// [`Self::write_once`] to the element `place` of output `k`.
+    fn write_at(&self, k: usize, place: &str, value: &str) -> String {
         if self.streams(self.layout.outputs[k].elem) {
-            format!("__stcs(&sf_out{k}[{index}], {value});")
+            format!("__stcs(&{place}, {value});")
         } else {
-            format!("sf_out{k}[{index}] = {value};")
+            format!("{place} = {value};")
         }
+    }
+
+    /// With the segment in registers, per-step and per-record rows are reached through
+    /// pointers that the walks move a row at a time ([`Self::walk_in_registers`]): the pointer
+    /// to input (`output`: output) `k`'s row, at this thread's element (CUDA) or the block's
+    /// first lane's (C).
+    fn row_pointer(output: bool, k: usize) -> String {
+        if output {
+            format!("sf_row_out{k}")
+        } else {
+            format!("sf_row_in{k}")
+        }
+    }
+
+    /// With the segment in registers: the pointer to checkpoint input `k`'s row of the segment
+    /// being walked (from the last, a row back after each).
+    fn checkpoint_pointer(k: usize) -> String {
+        format!("sf_ckpt_in{k}")
+    }
+
+    /// With the segment in registers: the pointer to per-step input `k`'s first row of the
+    /// segment being walked (from the last, `SF_K` rows back after each).
+    fn segment_pointer(k: usize) -> String {
+        format!("sf_seg_in{k}")
+    }
+
+    /// The element of the row `pointer` points at ([`Self::row_pointer`]): the thread's, or the
+    /// lane's in C.
+    fn at(&self, pointer: &str) -> String {
+        match self.dialect {
+            Dialect::Cuda => format!("{pointer}[0]"),
+            Dialect::C => format!("{pointer}[sf_l]"),
+        }
+    }
+
+    /// The index of this thread's element (CUDA) or the block's first lane's (C) in row `row`
+    /// of a `(nb, rows, n_inner)` buffer, as a row pointer starts ([`Self::row_pointer`]).
+    fn first_of_row(&self, rows: &str, row: &str) -> String {
+        let j = match self.dialect {
+            Dialect::Cuda => "sf_j",
+            Dialect::C => "sf_j0",
+        };
+        format!("(sf_b * (int64_t) {rows} + {row}) * sf_n_inner + {j}")
     }
 
     /// Whether loads and stores of `elem` take a streaming hint: `__ldcs` / `__stcs` have
@@ -721,6 +790,11 @@ const int64_t sf_j = sf_j0 + sf_l;
         )?;
         w.write_str(&super::group_kernel::includes(self.dialect))?;
         w.write_str(&prelude(self.dialect, self.spec.dtype))?;
+        w.write_str(reciprocal(
+            self.dialect,
+            self.spec.dtype,
+            self.tuning.exact_reciprocal,
+        ))?;
         w.write_str(&clock_source(self.dialect, self.spec.dt, self.spec.dtype))?;
         if let SegmentStore::Registers(k) = self.store {
             writeln!(
@@ -790,52 +864,62 @@ const int64_t sf_j = sf_j0 + sf_l;
     }
 
     /// Loads what step `sf_s` reads besides the state (its per-step inputs, as locals named as
-    /// the DAG reads them) and its time; `sf_row` is the step's row of per-step buffers. With
-    /// the segment in registers, the forward walk keeps each input it loads in its slot, and
-    /// the backward walk (`kept`) reads it from there.
+    /// the DAG reads them) and its time. On the scratch path `sf_row` is the step's row of
+    /// per-step buffers; with the segment in registers, the forward walk reads each input from
+    /// its row pointer ([`Self::row_pointer`], moved on by [`Self::advance_inputs`]) and keeps
+    /// it in its slot, and the backward walk (`kept`) reads it from there.
     fn load_step(&self, w: &mut SourceWriter, kept: bool) -> fmt::Result {
         let real = self.real();
         let registers = matches!(self.store, SegmentStore::Registers(_));
-        // In registers, the segment's first row plus the step's (constant) offset.
-        let row = if registers {
-            self.lane_index("sf_seg_row + (int64_t) sf_u * sf_n_inner")
-        } else {
-            Self::row_index("sf_steps", "sf_s")
-        };
-        writeln!(
-            w,
-            "const int64_t sf_row = {row};\nconst int64_t sf_t_step = sf_t0 + sf_s;"
-        )?;
+        if !registers {
+            writeln!(
+                w,
+                "const int64_t sf_row = {};",
+                Self::row_index("sf_steps", "sf_s")
+            )?;
+        }
+        writeln!(w, "const int64_t sf_t_step = sf_t0 + sf_s;")?;
         writeln!(
             w,
             "const {real} sf_t = ({real}) sf_t_step * {};",
             super::printer::literal(self.spec.dt, self.spec.dtype)
         )?;
-        for (k, a) in self.layout.inputs.iter().enumerate() {
-            if let (AdjointRole::Input, Some(v), AdjointShape::PerStep) = (a.role, a.var, a.shape) {
-                let name = ident(&self.ir.symbol(v).name);
-                let ty = self.local_type(a.elem);
-                if kept {
-                    writeln!(w, "const {ty} {name} = {};", self.slot(&name))?;
-                } else if self.prefetches() {
-                    let ahead = Self::ahead(&self.slot(&name));
-                    writeln!(w, "const {ty} {name} = {ahead};")?;
-                    writeln!(w, "{} = {name};", self.slot(&name))?;
-                } else if registers && self.guarded {
-                    // None past the run's end.
-                    writeln!(
-                        w,
-                        "const {ty} {name} = sf_u < sf_len ? {} : ({ty}) 0;",
-                        self.read_once(k, "sf_row")
-                    )?;
-                    writeln!(w, "{} = {name};", self.slot(&name))?;
-                } else {
-                    writeln!(w, "const {ty} {name} = {};", self.read_once(k, "sf_row"))?;
-                    if registers {
-                        writeln!(w, "{} = {name};", self.slot(&name))?;
-                    }
-                }
+        for (k, name, ty) in self.per_step_inputs() {
+            let read = self.read_at(k, &self.at(&Self::row_pointer(false, k)));
+            if kept {
+                writeln!(w, "const {ty} {name} = {};", self.slot(&name))?;
+            } else if self.prefetches() {
+                let ahead = Self::ahead(&self.slot(&name));
+                writeln!(w, "const {ty} {name} = {ahead};")?;
+                writeln!(w, "{} = {name};", self.slot(&name))?;
+            } else if registers && self.guarded {
+                // None past the run's end.
+                writeln!(w, "const {ty} {name} = sf_u < sf_len ? {read} : ({ty}) 0;")?;
+                writeln!(w, "{} = {name};", self.slot(&name))?;
+            } else if registers {
+                writeln!(w, "const {ty} {name} = {read};")?;
+                writeln!(w, "{} = {name};", self.slot(&name))?;
+            } else {
+                writeln!(w, "const {ty} {name} = {};", self.read_once(k, "sf_row"))?;
             }
+        }
+        Ok(())
+    }
+
+    /// With the segment in registers, after a step of the forward walk (outside C's loop over
+    /// lanes): each per-step input's row pointer moved to the next step's row (not past the
+    /// run's end in a shorter last segment).
+    fn advance_inputs(&self, w: &mut SourceWriter) -> fmt::Result {
+        if self.prefetches() {
+            return Ok(());
+        }
+        let step = if self.guarded {
+            "sf_u < sf_len ? sf_stride : 0"
+        } else {
+            "sf_stride"
+        };
+        for (k, _, _) in self.per_step_inputs() {
+            writeln!(w, "{} += {step};", Self::row_pointer(false, k))?;
         }
         Ok(())
     }
@@ -987,6 +1071,18 @@ const int64_t sf_j = sf_j0 + sf_l;
         if refractory.is_some() {
             walked.push(("sf_free_from".into(), "int32_t"));
         }
+        // In registers, the walks count the refractory period from the segment's first step
+        // (`sf_rem`, [`Self::refractory_from_segment`]).
+        let remaining = if refractory.is_some() && matches!(self.store, SegmentStore::Registers(_))
+        {
+            match self.dialect {
+                Dialect::Cuda => "int32_t sf_rem;\n",
+                Dialect::C => "int32_t sf_rem[SF_LANES];\n",
+            }
+        } else {
+            ""
+        };
+        w.write_str(remaining)?;
         if cuda {
             for (name, ty, init) in &kept {
                 writeln!(w, "{ty} {name} = {init};")?;
@@ -1012,20 +1108,7 @@ const int64_t sf_j = sf_j0 + sf_l;
             })?;
         }
         let lane = self.lane();
-        let checkpoints: Vec<(usize, String)> = self
-            .layout
-            .inputs
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.role == AdjointRole::Checkpoint)
-            .map(|(k, a)| {
-                let kept = match a.var {
-                    Some(v) => format!("sf_x_{}{lane}", ident(&self.ir.symbol(v).name)),
-                    None => format!("sf_free_from{lane}"),
-                };
-                (k, kept)
-            })
-            .collect();
+        let checkpoints = self.checkpoint_inputs();
         // The checkpoint of `segment` into the walked state, or (`ahead`) into its copy loaded
         // ahead ([`AdjointTuning::prefetch`]).
         let load_checkpoint = |w: &mut SourceWriter, segment: &str, ahead: bool| {
@@ -1066,6 +1149,25 @@ const int64_t sf_j = sf_j0 + sf_l;
             }
             Ok(())
         })
+    }
+
+    /// Each checkpoint input's index and the walked value it starts a segment with
+    /// (`sf_x_<x>`, `sf_free_from`; a lane's in C).
+    fn checkpoint_inputs(&self) -> Vec<(usize, String)> {
+        let lane = self.lane();
+        self.layout
+            .inputs
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.role == AdjointRole::Checkpoint)
+            .map(|(k, a)| {
+                let kept = match a.var {
+                    Some(v) => format!("sf_x_{}{lane}", ident(&self.ir.symbol(v).name)),
+                    None => format!("sf_free_from{lane}"),
+                };
+                (k, kept)
+            })
+            .collect()
     }
 
     /// The segments from the last, each recomputed from its checkpoint into the two-half
@@ -1129,11 +1231,17 @@ const int64_t sf_j = sf_j0 + sf_l;
     /// changes (adjoints, gradients) is guarded by `sf_u < sf_len`, so that the steps past the
     /// run's end in a shorter last segment change nothing.
     ///
-    /// Few instructions a step (the kernel issues about as many as it moves bytes at 1M
-    /// elements): a step's row of the per-step buffers is the segment's first row plus the
-    /// step's constant offset (`sf_seg_row`), and the traces' cotangents are found by counters
-    /// carried across segments (`sf_rec_m` steps to the next recorded one, `sf_rec_at` its
-    /// index), not by a division a segment and a product a step.
+    /// Few instructions a step (at 1M elements the kernel must issue fewer than it moves bytes
+    /// to be bound by memory): every per-step and per-record row is reached through a pointer
+    /// ([`Self::row_pointer`]) that the walks move by a row (`sf_stride`, 32-bit: `n_inner` <
+    /// 2^31, which the handler checks) after each step, one address instruction a load or
+    /// store instead of 64-bit row products: checkpoints from the last segment's row
+    /// backwards, a row a segment; per-step inputs from the segment's first row forwards (the
+    /// segments' first rows from the last, `SF_K` rows back a segment); per-step gradients and
+    /// the spike train's cotangent from the run's last row backwards across segments; the
+    /// traces' cotangents from the last recorded row backwards, a row after each recorded step
+    /// (`sf_rec_m` steps to the next recorded one, carried across segments). The refractory
+    /// period is counted from the segment's first step ([`Self::refractory_from_segment`]).
     fn walk_in_registers(
         &self,
         w: &mut SourceWriter,
@@ -1157,7 +1265,46 @@ const int64_t sf_j = sf_j0 + sf_l;
                 self.load_ahead(w, "sf_n_seg - 1", load_checkpoint)
             })?;
         }
-        self.trace_counters(w)?;
+        if !self.dag.trace_cotangents.is_empty() {
+            w.write_str("int32_t sf_rec_m = (int32_t) (((int64_t) sf_n_seg * SF_K - 1) % sf_rec_every);\nconst int32_t sf_rec_k = SF_K % sf_rec_every;\n")?;
+        }
+        w.write_str("/* Rows a row apart (n_inner < 2^31); the rows the backward walk reads and writes, from the\n   run's last (the traces': the last recorded). */\nconst int32_t sf_stride = (int32_t) sf_n_inner, sf_back = -sf_stride;\n")?;
+        for (output, k, rows, ty) in self.backward_rows() {
+            let (konst, buffer) = if output {
+                ("", format!("sf_out{k}"))
+            } else {
+                ("const ", format!("sf_in{k}"))
+            };
+            let last = format!("{rows} - 1");
+            writeln!(
+                w,
+                "{konst}{ty}* {} = {buffer} + ({});",
+                Self::row_pointer(output, k),
+                self.first_of_row(rows, &last)
+            )?;
+        }
+        if !prefetch {
+            // Each segment's checkpoint and first row of the per-step inputs, from the last.
+            w.write_str("const int64_t sf_seg_back = (int64_t) SF_K * sf_n_inner;\n")?;
+            for (k, _) in self.checkpoint_inputs() {
+                writeln!(
+                    w,
+                    "const {}* {} = sf_in{k} + ({});",
+                    self.layout.inputs[k].elem.c_type(),
+                    Self::checkpoint_pointer(k),
+                    self.first_of_row("sf_n_seg", "sf_n_seg - 1")
+                )?;
+            }
+            for (k, _, _) in self.per_step_inputs() {
+                writeln!(
+                    w,
+                    "const {}* {} = sf_in{k} + ({});",
+                    self.layout.inputs[k].elem.c_type(),
+                    Self::segment_pointer(k),
+                    self.first_of_row("sf_steps", "(sf_n_seg - 1) * SF_K")
+                )?;
+            }
+        }
         writeln!(
             w,
             "/* Segments of SF_K = {k} steps, in registers, from the last: a shorter last one with its\n   steps past the run's end guarded, then the full ones without. */\nint32_t sf_g = sf_n_seg - 1;"
@@ -1175,6 +1322,29 @@ const int64_t sf_j = sf_j0 + sf_l;
         })
     }
 
+    /// The rows the backward walk in registers reaches through pointers from the run's end:
+    /// `(output, index, rows of the buffer, element type)` of the spike train's cotangent
+    /// (unless the source is for calls without one), each per-step gradient (rows `sf_steps`)
+    /// and each trace's cotangent (rows `sf_n_rec`).
+    fn backward_rows(&self) -> Vec<(bool, usize, &'static str, &'static str)> {
+        let mut rows = Vec::new();
+        for (k, a) in self.layout.inputs.iter().enumerate() {
+            match a.role {
+                AdjointRole::SpikeCotangent if self.spike_train != Some(false) => {
+                    rows.push((false, k, "sf_steps", a.elem.c_type()))
+                }
+                AdjointRole::TraceCotangent => rows.push((false, k, "sf_n_rec", a.elem.c_type())),
+                _ => {}
+            }
+        }
+        for (k, a) in self.layout.outputs.iter().enumerate() {
+            if a.role == AdjointRole::Grad && a.shape == AdjointShape::PerStep {
+                rows.push((true, k, "sf_steps", a.elem.c_type()));
+            }
+        }
+        rows
+    }
+
     /// Segment `sf_g` recomputed from its checkpoint into the local arrays and walked back
     /// (see [`Self::walk_in_registers`]); the steps past the run's end guarded when
     /// [`AdjointWriter::guarded`].
@@ -1190,18 +1360,35 @@ const int64_t sf_j = sf_j0 + sf_l;
         } else {
             w.write_str("const int32_t sf_s0 = sf_g * SF_K;\n")?;
         }
-        writeln!(
-            w,
-            "const int64_t sf_seg_row = {};",
-            self.element_row("sf_steps", "sf_s0")
-        )?;
         if prefetch {
             for kept in self.walked_state() {
                 writeln!(w, "{kept} = {};", Self::ahead(&kept))?;
             }
         } else {
-            load_checkpoint(w, "sf_g", false)?;
+            // The segment's checkpoint; its pointers, and the per-step inputs' segment
+            // pointers, a segment back.
+            let checkpoints = self.checkpoint_inputs();
+            self.per_element(w, |w| {
+                for (k, kept) in &checkpoints {
+                    let place = self.at(&Self::checkpoint_pointer(*k));
+                    writeln!(w, "{kept} = {};", self.read_at(*k, &place))?;
+                }
+                Ok(())
+            })?;
+            for (k, _) in &checkpoints {
+                writeln!(w, "{} += sf_back;", Self::checkpoint_pointer(*k))?;
+            }
+            for (k, _, _) in self.per_step_inputs() {
+                let segment = Self::segment_pointer(k);
+                writeln!(
+                    w,
+                    "const {}* {} = {segment};\n{segment} -= sf_seg_back;",
+                    self.layout.inputs[k].elem.c_type(),
+                    Self::row_pointer(false, k),
+                )?;
+            }
         }
+        self.refractory_from_segment(w)?;
         w.write_str("/* Forwards from the checkpoint, each step's start values kept (past the run's end in a\n   shorter last segment, from zero inputs: kept values never read). */\n")?;
         self.step_loop(
             w,
@@ -1209,7 +1396,8 @@ const int64_t sf_j = sf_j0 + sf_l;
             "for (int32_t sf_u = 0; sf_u < SF_K; ++sf_u)",
             |w| {
                 w.write_str("const int32_t sf_s = sf_s0 + sf_u;\n")?;
-                self.per_element_step(w, |w| self.forward_step(w))
+                self.per_element_step(w, |w| self.forward_step(w))?;
+                self.advance_inputs(w)
             },
         )?;
         if prefetch {
@@ -1248,49 +1436,41 @@ const int64_t sf_j = sf_j0 + sf_l;
                     )?;
                 }
                 self.per_element_step(w, |w| self.backward_step(w))?;
-                if traces {
-                    w.write_str("if (sf_recorded) sf_rec_at -= sf_n_inner;\n")?;
+                // Each row pointer a row back (C: after all lanes), not past the run's end.
+                let back = if self.guarded {
+                    "sf_u < sf_len ? sf_back : 0"
+                } else {
+                    "sf_back"
+                };
+                for (output, k, rows, _) in self.backward_rows() {
+                    let step = if rows == "sf_n_rec" {
+                        "sf_recorded ? sf_back : 0"
+                    } else {
+                        back
+                    };
+                    writeln!(w, "{} += {step};", Self::row_pointer(output, k))?;
                 }
                 Ok(())
             },
         )
     }
 
-    /// With traces, what the backward walk in registers carries across segments to find the
-    /// traces' cotangents without a division a segment or a product a step: `sf_rec_m`, the
-    /// segment's last step (past the run's end in the last segment, when shorter) modulo the
-    /// recording interval, less `sf_rec_k` (`SF_K` modulo the interval) a segment; `sf_rec_at`,
-    /// the element's index in the row of the next recorded step going back (the last row
-    /// first; less `sf_j` in C, whose lanes add theirs), one row less after each.
-    fn trace_counters(&self, w: &mut SourceWriter) -> fmt::Result {
-        if self.dag.trace_cotangents.is_empty() {
+    /// With a refractory period and the segment in registers: `sf_rem`, the steps from the
+    /// segment's first until the element is free again (0: free), from the checkpoint's
+    /// `sf_free_from`, so that each step compares with its constant offset in the segment
+    /// (`sf_u >= sf_rem`) and a spike sets `sf_rem` to a constant: the same `not_refractory` as
+    /// the forward kernel's `sf_s >= sf_free_from` (see [`Self::forward_step`]).
+    fn refractory_from_segment(&self, w: &mut SourceWriter) -> fmt::Result {
+        if self.refractory_steps().is_none() {
             return Ok(());
         }
-        w.write_str("int32_t sf_rec_m = (int32_t) (((int64_t) sf_n_seg * SF_K - 1) % sf_rec_every);\nconst int32_t sf_rec_k = SF_K % sf_rec_every;\n")?;
-        writeln!(
-            w,
-            "int64_t sf_rec_at = {};",
-            self.element_row("sf_n_rec", "sf_n_rec - 1")
-        )
-    }
-
-    /// The index of row `row` of a `(nb, rows, n_inner)` buffer for this element on CUDA; in
-    /// C, for the block's batch member, to which each lane adds its `sf_j`
-    /// ([`Self::lane_index`]).
-    fn element_row(&self, rows: &str, row: &str) -> String {
-        match self.dialect {
-            Dialect::Cuda => Self::row_index(rows, row),
-            Dialect::C => format!("(sf_b * (int64_t) {rows} + {row}) * sf_n_inner"),
-        }
-    }
-
-    /// `index` from [`Self::element_row`] (plus a row offset) as this lane's: itself on CUDA,
-    /// plus `sf_j` in C.
-    fn lane_index(&self, index: &str) -> String {
-        match self.dialect {
-            Dialect::Cuda => index.to_string(),
-            Dialect::C => format!("{index} + sf_j"),
-        }
+        let lane = self.lane();
+        self.per_element(w, |w| {
+            writeln!(
+                w,
+                "sf_rem{lane} = sf_free_from{lane} > sf_s0 ? sf_free_from{lane} - sf_s0 : 0;"
+            )
+        })
     }
 
     /// The local arrays a segment in registers keeps per step, and their types: each stored
@@ -1355,7 +1535,8 @@ const int64_t sf_j = sf_j0 + sf_l;
 
     /// One step forwards, the group kernel's step DAG: from the kept state `sf_x_<x>` to the
     /// next, with the refractory bookkeeping (the step of the run from which the element is
-    /// free again, from a constant period of `r` steps); the step's start values and
+    /// free again, from a constant period of `r` steps; in registers, the steps from the
+    /// segment's first, [`Self::refractory_from_segment`]); the step's start values and
     /// `not_refractory` are kept first (registers or the scratch).
     fn forward_step(&self, w: &mut SourceWriter) -> fmt::Result {
         let real = self.real();
@@ -1379,9 +1560,14 @@ const int64_t sf_j = sf_j0 + sf_l;
         }
         let refractory = self.refractory_steps();
         if refractory.is_some() {
+            let free = if registers {
+                format!("sf_u >= sf_rem{lane}")
+            } else {
+                format!("sf_s >= sf_free_from{lane}")
+            };
             writeln!(
                 w,
-                "const {} sf_not_refractory = sf_s >= sf_free_from{lane};",
+                "const {} sf_not_refractory = {free};",
                 self.dialect.bool_type()
             )?;
             if registers {
@@ -1398,13 +1584,25 @@ const int64_t sf_j = sf_j0 + sf_l;
         roots.extend(spike.map(|(_, s)| s));
         let texts = self.print_block(&roots, "sf_f", w)?;
         if let Some((r, _)) = spike {
-            let free = if r >= i64::from(i32::MAX) {
-                "2147483647".to_string()
-            } else {
-                format!("(sf_s > {} ? 2147483647 : sf_s + {r})", i32::MAX as i64 - r)
-            };
             let text = texts.last().expect("the spike is the last root");
-            writeln!(w, "if ({text}) sf_free_from{lane} = {free};")?;
+            if registers {
+                // Free again `r` steps after this one (never within an int32 run, past it):
+                // as `sf_free_from`'s clamp, which a run of fewer than 2^31 steps never
+                // reaches before its end.
+                let free = if r >= i64::from(i32::MAX) - MAX_REGISTER_SEGMENT as i64 {
+                    "2147483647".to_string()
+                } else {
+                    format!("sf_u + {r}")
+                };
+                writeln!(w, "if ({text}) sf_rem{lane} = {free};")?;
+            } else {
+                let free = if r >= i64::from(i32::MAX) {
+                    "2147483647".to_string()
+                } else {
+                    format!("(sf_s > {} ? 2147483647 : sf_s + {r})", i32::MAX as i64 - r)
+                };
+                writeln!(w, "if ({text}) sf_free_from{lane} = {free};")?;
+            }
         }
         for (v, text) in self.dag.stored.iter().zip(&texts) {
             writeln!(
@@ -1456,9 +1654,9 @@ const int64_t sf_j = sf_j0 + sf_l;
             }
         }
         let mut rec = 0;
-        // In registers: no row past the run's end is read; the traces' rows from the counters.
+        // In registers: no row past the run's end is read; rows through the walk's pointers.
         let guarded = registers && self.guarded;
-        let (train, recorded, rec_index) = if registers {
+        let (train, recorded) = if registers {
             (
                 if guarded {
                     "sf_spike_train && sf_u < sf_len"
@@ -1466,14 +1664,17 @@ const int64_t sf_j = sf_j0 + sf_l;
                     "sf_spike_train"
                 },
                 "sf_recorded",
-                self.lane_index("sf_rec_at"),
             )
         } else {
-            (
-                "sf_spike_train",
-                "sf_rec >= 0",
-                Self::row_index("sf_n_rec", "sf_rec"),
-            )
+            ("sf_spike_train", "sf_rec >= 0")
+        };
+        // Element `index` of input `k` on the scratch path; in registers, of its row pointer's row.
+        let read = |k: usize, index: &str| {
+            if registers {
+                self.read_at(k, &self.at(&Self::row_pointer(false, k)))
+            } else {
+                self.read_once(k, index)
+            }
         };
         // A source for calls that say: no branch on it.
         let train = match (self.spike_train, guarded) {
@@ -1484,18 +1685,22 @@ const int64_t sf_j = sf_j0 + sf_l;
         };
         for (k, a) in self.layout.inputs.iter().enumerate() {
             match a.role {
+                // Without a spike train, no row to read (nor, in registers, its pointer).
+                AdjointRole::SpikeCotangent if train == "0" => {
+                    writeln!(w, "const {real} sf_a_spike = sf_a_count{};", self.lane())?
+                }
                 AdjointRole::SpikeCotangent => writeln!(
                     w,
                     "const {real} sf_a_spike = {train} ? sf_a_count{} + {} : sf_a_count{};",
                     self.lane(),
-                    self.read_once(k, "sf_row"),
+                    read(k, "sf_row"),
                     self.lane()
                 )?,
                 AdjointRole::TraceCotangent => {
                     writeln!(
                         w,
                         "const {real} sf_a_rec{rec} = {recorded} ? {} : ({real}) 0;",
-                        self.read_once(k, &rec_index)
+                        read(k, &Self::row_index("sf_n_rec", "sf_rec"))
                     )?;
                     rec += 1;
                 }
@@ -1519,7 +1724,12 @@ const int64_t sf_j = sf_j0 + sf_l;
                     let k = self
                         .output(AdjointRole::Grad, Some(*v))
                         .expect("every per-step input has its gradient");
-                    writeln!(w, "{}", self.write_once(k, "sf_row", text))?;
+                    let write = if registers {
+                        self.write_at(k, &self.at(&Self::row_pointer(true, k)), text)
+                    } else {
+                        self.write_once(k, "sf_row", text)
+                    };
+                    writeln!(w, "{write}")?;
                 } else {
                     writeln!(w, "sf_g_{name}{} += {text};", self.lane())?;
                 }

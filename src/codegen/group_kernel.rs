@@ -694,52 +694,120 @@ impl KernelWriter<'_> {
             }
             w.write_str("int32_t sf_spike_count = 0;\nint32_t sf_rec_countdown = 0;\n")?;
             if self.spec.checkpoint {
-                w.write_str("const int32_t sf_n_ckpt = (sf_steps + sf_ckpt_every - 1) / sf_ckpt_every;\nint32_t sf_ckpt_countdown = 0, sf_ckpt_row = 0;\n")?;
-            }
-            // Unrolling amortises the loop's own counter, compare and branch over several steps.
-            w.write_str("#pragma unroll 4\n")?;
-            w.block("for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
-                w.write_str("const int32_t sf_s32 = sf_s;\nconst int64_t sf_t_step = sf_t0 + sf_s;\n")?;
-                self.time(w)?;
-                for a in self.per_step_inputs() {
-                    writeln!(
+                self.checkpoint_segments(w)
+            } else {
+                // Unrolling amortises the loop's own counter, compare and branch over several steps.
+                w.write_str("#pragma unroll 4\n")?;
+                w.block("for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
+                    self.cuda_step(
                         w,
-                        "const {} {} = {};",
-                        self.local_type(a.elem),
-                        a.ident,
-                        self.load(a, &format!("sf_step_{}[(int64_t) sf_s * sf_n_inner]", a.ident))
-                    )?;
-                }
-                if !self.traces().is_empty() {
-                    w.block("if (sf_rec_countdown == 0)", |w| {
-                        self.record(w, |trace, value| {
-                            format!(
-                                "*sf_rec_{0} = {1}; sf_rec_{0} += sf_n_inner;",
-                                trace.ident,
-                                self.store(trace, value)
-                            )
-                        })?;
-                        w.write_str("sf_rec_countdown = sf_rec_every;\n")
-                    })?;
-                    w.write_str("--sf_rec_countdown;\n")?;
-                }
-                if self.spec.checkpoint {
-                    w.block("if (sf_ckpt_countdown == 0)", |w| {
-                        w.write_str("const int64_t sf_c = (sf_b * (int64_t) sf_n_ckpt + sf_ckpt_row) * sf_n_inner + sf_j;\n")?;
-                        self.checkpoint(w)?;
-                        w.write_str("sf_ckpt_countdown = sf_ckpt_every;\n++sf_ckpt_row;\n")
-                    })?;
-                    w.write_str("--sf_ckpt_countdown;\n")?;
-                }
-                self.step_body(w)?;
-                self.store_spike_train(w)
-            })?;
+                        |a| format!("sf_step_{}[(int64_t) sf_s * sf_n_inner]", a.ident),
+                        "sf_n_inner",
+                        false,
+                    )
+                })
+            }?;
             for a in self.layout.outputs.iter().filter(|a| a.shape == ShapeKind::Neuron || a.role == Role::Time) {
                 self.store_output(w, a, "sf_i")?;
             }
             Ok(())
         })?;
         w.write_str("}\n")
+    }
+
+    /// One step of the CUDA kernel's loop over steps `sf_s`: per-step input `a` read from
+    /// `input(a)`, trace pointers moved by `row` after each record; with `walked`, each
+    /// per-step input read through its row pointer `sf_row_<a>`, moved by `row` after.
+    fn cuda_step(
+        &self,
+        w: &mut SourceWriter,
+        input: impl Fn(&Arg) -> String,
+        row: &str,
+        walked: bool,
+    ) -> fmt::Result {
+        w.write_str("const int32_t sf_s32 = sf_s;\nconst int64_t sf_t_step = sf_t0 + sf_s;\n")?;
+        self.time(w)?;
+        for a in self.per_step_inputs() {
+            writeln!(
+                w,
+                "const {} {} = {};",
+                self.local_type(a.elem),
+                a.ident,
+                self.load(a, &input(a))
+            )?;
+            if walked {
+                writeln!(w, "sf_row_{} += {row};", a.ident)?;
+            }
+        }
+        if !self.traces().is_empty() {
+            w.block("if (sf_rec_countdown == 0)", |w| {
+                self.record(w, |trace, value| {
+                    format!(
+                        "*sf_rec_{0} = {1}; sf_rec_{0} += {row};",
+                        trace.ident,
+                        self.store(trace, value)
+                    )
+                })?;
+                w.write_str("sf_rec_countdown = sf_rec_every;\n")
+            })?;
+            w.write_str("--sf_rec_countdown;\n")?;
+        }
+        self.step_body(w)?;
+        self.store_spike_train(w)
+    }
+
+    /// The CUDA loop over steps of the forward pass under differentiation (`spec.checkpoint`):
+    /// segments of `sf_ckpt_every` steps, each starting with its checkpoint, so that the steps
+    /// in between hold no test or branch for it; rows reached through pointers moved by a row
+    /// (a 32-bit stride: the handler checks `n_inner` < 2^31) instead of 64-bit row products.
+    fn checkpoint_segments(&self, w: &mut SourceWriter) -> fmt::Result {
+        w.write_str("const int32_t sf_n_ckpt = (sf_steps + sf_ckpt_every - 1) / sf_ckpt_every;\nconst int32_t sf_stride = (int32_t) sf_n_inner;\n")?;
+        let checkpoints: Vec<&Arg> = self
+            .layout
+            .outputs
+            .iter()
+            .filter(|a| a.role == Role::Checkpoint)
+            .collect();
+        for a in &checkpoints {
+            writeln!(
+                w,
+                "{}* sf_ckpt_{1} = out_{1} + sf_b * (int64_t) sf_n_ckpt * sf_n_inner + sf_j;",
+                a.elem.c_type(),
+                a.ident
+            )?;
+        }
+        for a in self.per_step_inputs() {
+            writeln!(
+                w,
+                "const {}* sf_row_{1} = sf_step_{1};",
+                a.elem.c_type(),
+                a.ident
+            )?;
+        }
+        w.block(
+            "for (int32_t sf_s0 = 0; sf_s0 < sf_steps; sf_s0 += sf_ckpt_every)",
+            |w| {
+                for a in &checkpoints {
+                    let value = match a.var {
+                        Some(v) => ident(&self.ir.symbol(v).name),
+                        None => "sf_free_from".to_string(),
+                    };
+                    writeln!(
+                        w,
+                        "*sf_ckpt_{0} = {1}; sf_ckpt_{0} += sf_stride;",
+                        a.ident,
+                        self.store(a, &value)
+                    )?;
+                }
+                // Unrolled by 4, as the plain run's loop: ptxas issues the 4 loads together (by
+                // 8 it hoists only 3 above the trace's predicated stores; neither measured yet:
+                // scripts/neuron_grad_kernels.py times both).
+                w.write_str("const int32_t sf_s1 = sf_steps - sf_s0 > sf_ckpt_every ? sf_s0 + sf_ckpt_every : sf_steps;\n#pragma unroll 4\n")?;
+                w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
+                    self.cuda_step(w, |a| format!("*sf_row_{}", a.ident), "sf_stride", true)
+                })
+            },
+        )
     }
 
     fn write_c(&self, w: &mut SourceWriter) -> fmt::Result {

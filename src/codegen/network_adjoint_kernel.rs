@@ -65,7 +65,7 @@ use std::fmt::{self, Write};
 use serde::Serialize;
 
 use super::dialect::Dialect;
-use super::printer::{literal, prelude, Printer};
+use super::printer::{literal, prelude, reciprocal, Printer};
 use super::step_body::NEVER_SPIKED;
 use super::writer::{render, SourceWriter};
 use crate::ir::network::NetworkIr;
@@ -795,6 +795,7 @@ impl Writer<'_> {
         )?;
         w.write_str(&super::group_kernel::includes(self.dialect))?;
         w.write_str(&prelude(self.dialect, self.net.dtype))?;
+        w.write_str(reciprocal(self.dialect, self.net.dtype, false))?;
         if self.dialect == Dialect::Cuda {
             self.write_cuda_functions(w)?;
         }

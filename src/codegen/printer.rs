@@ -122,6 +122,31 @@ pub fn prelude(dialect: Dialect, dtype: ElemType) -> String {
         )
 }
 
+/// `sf_rcp(x)`, the approximate reciprocal that `Func::Recip` is printed as in CUDA float32
+/// kernels (the adjoint kernels' surrogate derivatives): one `MUFU.RCP` instead of the IEEE
+/// division's Newton step and slow-path branch, within an ulp or two, subnormal results flushed
+/// to zero (the surrogates' denominators are >= 1); with `exact`, the IEEE division (to compare
+/// on a GPU). Empty for other dialects and precisions, which print the exact division. The CUDA
+/// kernels run on the CPU by the tests (compiled as C++, no `__CUDA_ARCH__`) divide exactly, so
+/// that they give the C kernels' bits.
+pub fn reciprocal(dialect: Dialect, dtype: ElemType, exact: bool) -> &'static str {
+    match (dialect, dtype) {
+        (Dialect::Cuda, ElemType::F32) if exact => "/* The surrogates' reciprocal, exact (tuning exact_reciprocal). */\n\
+static __device__ __forceinline__ float sf_rcp(float x) { return 1.0f / x; }\n",
+        (Dialect::Cuda, ElemType::F32) => "/* The surrogates' reciprocal: one approximate hardware instruction (exact off the device). */\n\
+static __device__ __forceinline__ float sf_rcp(float x) {\n\
+#ifdef __CUDA_ARCH__\n\
+    float r;\n\
+    asm(\"rcp.approx.ftz.f32 %0, %1;\" : \"=f\"(r) : \"f\"(x));\n\
+    return r;\n\
+#else\n\
+    return 1.0f / x;\n\
+#endif\n\
+}\n",
+        _ => "",
+    }
+}
+
 /// `sf_int32(x)`: a number of the precision `dtype` stored in an integer variable, truncated
 /// toward zero as Brian2's `int()`, clamped to int32, NaN as 0 (a plain cast is undefined there).
 pub fn int32_conversion(dialect: Dialect, dtype: ElemType) -> String {
@@ -293,10 +318,25 @@ impl Printer<'_> {
                 format!("!{}", self.operand(*a, P_UNARY + 1, names)),
                 P_UNARY,
             ),
+            // The CUDA float32 kernels' approximate reciprocal (`RECIPROCAL`); elsewhere the
+            // exact division, printed as a division always was.
+            Node::Call(Func::Recip, a)
+                if !(self.dialect == Dialect::Cuda && dt == ElemType::F32) =>
+            {
+                (
+                    format!(
+                        "({} / {})",
+                        literal(1.0, dt),
+                        self.operand(*a, P_MUL + 1, names)
+                    ),
+                    P_ATOM,
+                )
+            }
             Node::Call(f, a) => {
                 let arg = self.expr(*a, names).0;
                 let name = match f {
                     Func::Abs => math_fn("fabs", dt),
+                    Func::Recip => "sf_rcp".to_string(),
                     // A table is read by a macro the network kernel defines.
                     Func::Table(k) => format!("SF_TABLE{k}"),
                     f => math_fn(f.c_name(), dt),

@@ -84,9 +84,11 @@ impl Instance for NeuronGrad {
         let (ir, _) = codegen::prepare(&spec)?;
         let steps = int32_count(&attrs, "steps")?;
         let n_inner = attrs.get_usize("n_inner")?;
-        if n_inner == 0 || i64::try_from(n_inner).is_err() {
+        // The adjoint kernel walks rows by a 32-bit stride (`codegen::adjoint_kernel`).
+        if n_inner == 0 || i32::try_from(n_inner).is_err() {
             return Err(FfiError::invalid_argument(format!(
-                "attribute 'n_inner': must be in 1..=2^63-1, got {n_inner}"
+                "attribute 'n_inner': the gradient of a run takes 1..=2^31-1 neurons a batch \
+                 member, got {n_inner}"
             )));
         }
         let segment = attrs.get_usize("segment")?;

@@ -87,6 +87,14 @@ impl Sizes {
         } else {
             0
         };
+        // The forward pass under differentiation walks rows by a 32-bit stride, as the adjoint
+        // kernel does (`codegen::group_kernel`).
+        if checkpoints && i32::try_from(n_inner).is_err() {
+            return Err(FfiError::invalid_argument(format!(
+                "attribute 'n_inner': the gradient of a run takes 1..=2^31-1 neurons a batch \
+                 member, got {n_inner}"
+            )));
+        }
         Ok(Sizes {
             steps,
             record_every,

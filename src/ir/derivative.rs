@@ -124,6 +124,10 @@ fn outer_derivative(arena: &mut ExprArena, f: Func, a: ExprId, node: ExprId) -> 
         }
         Func::Sinh => arena.call(Func::Cosh, a),
         Func::Cosh => arena.call(Func::Sinh, a),
+        Func::Recip => {
+            let sq = arena.mul(node, node);
+            arena.neg(sq)
+        }
         // Piecewise constant (a table's rows are held for its sampling interval).
         Func::Floor | Func::Ceil | Func::Trunc | Func::Table(_) => arena.constant(0.0),
     }

@@ -78,6 +78,12 @@ pub enum Func {
     Ceil,
     /// Truncation toward zero (Brian2's `int()` of a number).
     Trunc,
+    /// `1 / x`, which a kernel may evaluate approximately: the CUDA float32 kernels print it
+    /// as one hardware reciprocal (`rcp.approx.ftz.f32`: within an ulp or two, subnormal
+    /// results flushed to zero), every other dialect and precision as the exact division.
+    /// Only a surrogate's derivative uses it (`step::adjoint`), never a value that a step
+    /// computes, so the forward step and its recomputation in the adjoint are the same.
+    Recip,
     /// Row `x` (truncated to an integer) of a network's table `k`: the values of a TimedArray,
     /// read where the front end computed the index (`crate::frontend::brian::tables`). Never
     /// folded: its values are data.
@@ -125,6 +131,7 @@ impl Func {
             Func::Floor => "floor",
             Func::Ceil => "ceil",
             Func::Trunc => "trunc",
+            Func::Recip => "sf_rcp",
             Func::Table(_) => "sf_table",
         }
     }
@@ -147,6 +154,7 @@ impl Func {
             Func::Floor => x.floor(),
             Func::Ceil => x.ceil(),
             Func::Trunc => x.trunc(),
+            Func::Recip => 1.0 / x,
             Func::Table(_) => f64::NAN,
         }
     }

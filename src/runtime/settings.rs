@@ -230,7 +230,7 @@ pub fn adjoint_tuning() -> Result<AdjointTuning, RuntimeError> {
         bad(
             ADJOINT_TUNING_VAR,
             &text,
-            "default, none, or a comma-separated list of prefetch, streaming and registers=N",
+            "default, none, or a comma-separated list of prefetch, streaming, exact_reciprocal and registers=N",
         )
     })
 }
@@ -393,6 +393,10 @@ mod tests {
         assert_eq!(
             tuning(&[(ADJOINT_TUNING_VAR, "registers=64")]),
             "Ok(\"registers=64\")"
+        );
+        assert_eq!(
+            tuning(&[(ADJOINT_TUNING_VAR, "registers=40,exact_reciprocal")]),
+            "Ok(\"exact_reciprocal,registers=40\")"
         );
         for nonsense in ["registers=8", "registers=", "prefetch,fast"] {
             let out = tuning(&[(ADJOINT_TUNING_VAR, nonsense)]);

@@ -215,7 +215,9 @@ pub fn differentiable_inputs(ir: &GroupIr) -> Vec<VarId> {
         .collect()
 }
 
-/// `s(z)`, the surrogate's derivative, as an expression (see `spec::surrogate`).
+/// `s(z)`, the surrogate's derivative, as an expression (see `spec::surrogate`). Its
+/// reciprocals of denominators >= 1 are `Func::Recip`: one hardware instruction in the CUDA
+/// float32 adjoint kernels (approximate, within an ulp or two), the exact division elsewhere.
 fn surrogate_expr(arena: &mut ExprArena, s: Surrogate, z: ExprId) -> ExprId {
     let k = arena.constant(s.slope);
     let one = arena.constant(1.0);
@@ -225,14 +227,14 @@ fn surrogate_expr(arena: &mut ExprArena, s: Surrogate, z: ExprId) -> ExprId {
             let kz = arena.mul(k, az);
             let d = arena.add(one, kz);
             let d2 = arena.mul(d, d);
-            arena.div(one, d2)
+            arena.call(Func::Recip, d2)
         }
         SurrogateKind::Sigmoid => {
             let mk = arena.constant(-s.slope);
             let e = arena.mul(mk, z);
             let e = arena.call(Func::Exp, e);
             let d = arena.add(one, e);
-            let sig = arena.div(one, d);
+            let sig = arena.call(Func::Recip, d);
             let rest = arena.sub(one, sig);
             let p = arena.mul(sig, rest);
             arena.mul(k, p)

@@ -471,7 +471,7 @@ def test_the_adjoint_target_refuses_forged_attributes_and_wrong_buffers():
         for a in layout["outputs"]
     ]
 
-    def call(*ops, spec=info["spec"], key=info["key"], segment=segment, spike_train=0):
+    def call(*ops, spec=info["spec"], key=info["key"], segment=segment, spike_train=0, n_inner=n):
         # Waited for: on a GPU a handler's error surfaces when the results are.
         return jax.block_until_ready(
             neuron_grad_p(
@@ -480,7 +480,7 @@ def test_the_adjoint_target_refuses_forged_attributes_and_wrong_buffers():
                 spec=spec,
                 key=key,
                 steps=k,
-                n_inner=n,
+                n_inner=n_inner,
                 segment=segment,
                 record_every=1,
                 spike_train=spike_train,
@@ -500,6 +500,9 @@ def test_the_adjoint_target_refuses_forged_attributes_and_wrong_buffers():
         call(*operands, segment=k + 1)
     with pytest.raises(Exception, match="spike_train"):
         call(*operands, spike_train=2)
+    # The adjoint kernel walks rows by a 32-bit stride.
+    with pytest.raises(Exception, match="n_inner"):
+        call(*operands, n_inner=2**31)
     # A spike train's cotangent, announced but missing: a per-step buffer is expected.
     with pytest.raises(Exception, match="spike_cotangent"):
         call(*operands, spike_train=1)
