@@ -1459,7 +1459,11 @@ const int64_t sf_j = sf_j0 + sf_l;
     /// segment's first until the element is free again (0: free), from the checkpoint's
     /// `sf_free_from`, so that each step compares with its constant offset in the segment
     /// (`sf_u >= sf_rem`) and a spike sets `sf_rem` to a constant: the same `not_refractory` as
-    /// the forward kernel's `sf_s >= sf_free_from` (see [`Self::forward_step`]).
+    /// the forward kernel's `sf_s >= sf_free_from` (see [`Self::forward_step`]). The difference
+    /// is taken in 64 bits: a neuron that never spiked has `sf_free_from` = INT32_MIN, and NVVM
+    /// turned `f > s0 ? f - s0 : 0` into `max(f - s0, 0)`, whose 32-bit subtraction wrapped to a
+    /// huge count for every segment after the first (each such segment then read as refractory
+    /// on the GPU only; the C dialect and the emulation kept the select).
     fn refractory_from_segment(&self, w: &mut SourceWriter) -> fmt::Result {
         if self.refractory_steps().is_none() {
             return Ok(());
@@ -1468,7 +1472,7 @@ const int64_t sf_j = sf_j0 + sf_l;
         self.per_element(w, |w| {
             writeln!(
                 w,
-                "sf_rem{lane} = sf_free_from{lane} > sf_s0 ? sf_free_from{lane} - sf_s0 : 0;"
+                "{{ const int64_t sf_d = (int64_t) sf_free_from{lane} - sf_s0; sf_rem{lane} = sf_d > 0 ? (int32_t) sf_d : 0; }}"
             )
         })
     }
