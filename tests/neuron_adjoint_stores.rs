@@ -364,7 +364,8 @@ fn both_stores_give_the_same_gradients_bit_for_bit_in_both_dialects() {
 }
 
 /// The forward pass under differentiation (the run's kernel with `spec.checkpoint`: CUDA walks
-/// segments of `checkpoint_every` steps, each starting with its checkpoint, rows through pointers)
+/// segments of `checkpoint_every` steps, each starting with its checkpoint, per-step inputs
+/// loaded 8 steps ahead)
 /// gives the C kernel's final state, bookkeeping, spike counts, trace and checkpoints bit for bit,
 /// the CUDA kernel run on the CPU: checkpoint spacings that divide the run and ones that leave a
 /// shorter last segment, a batch of two members that start at different times, elements that
@@ -379,12 +380,20 @@ fn the_forward_under_differentiation_gives_the_c_kernels_checkpoints_in_cuda() {
     let mut compared = 0;
     for (m, dtype) in [ElemType::F32, ElemType::F64].into_iter().enumerate() {
         let spec = lif(dtype).checkpoint(true);
-        for k in [1, 4, 8, STEPS] {
-            let n_ckpt = STEPS.div_ceil(k);
-            let n_rec = STEPS.div_ceil(RECORD_EVERY);
+        // 23 steps, and 5: fewer than the CUDA kernel's queue of inputs loaded ahead.
+        for (steps, k) in [
+            (STEPS, 1),
+            (STEPS, 4),
+            (STEPS, 8),
+            (STEPS, STEPS),
+            (5, 2),
+            (5, 5),
+        ] {
+            let n_ckpt = steps.div_ceil(k);
+            let n_rec = steps.div_ceil(RECORD_EVERY);
             let rows = |shape: ShapeKind| match shape {
                 ShapeKind::Neuron => n,
-                ShapeKind::PerStep => n * STEPS,
+                ShapeKind::PerStep => n * steps,
                 ShapeKind::Batch => BATCH,
                 ShapeKind::Trace => n * n_rec,
                 ShapeKind::Checkpoint => n * n_ckpt,
@@ -431,7 +440,7 @@ fn the_forward_under_differentiation_gives_the_c_kernels_checkpoints_in_cuda() {
                     .iter()
                     .map(|a| rows(a.shape) * a.elem.size() * if a.words.is_some() { 2 } else { 1 })
                     .collect();
-                let name = format!("forward_{}_k{k}_{dialect:?}", dtype.name());
+                let name = format!("forward_{}_s{steps}_k{k}_{dialect:?}", dtype.name());
                 let types = |args: &[spikeforge::codegen::Arg]| {
                     args.iter().map(|a| a.elem).collect::<Vec<_>>()
                 };
@@ -439,8 +448,8 @@ fn the_forward_under_differentiation_gives_the_c_kernels_checkpoints_in_cuda() {
                     dialect,
                     &kernel.source,
                     kernel.entry,
-                    &format!("{N_INNER}, {STEPS}, {RECORD_EVERY}, {n_rec}, 0, {k}"),
-                    &format!("{n}, {N_INNER}, {STEPS}, {RECORD_EVERY}, {n_rec}, {k}"),
+                    &format!("{N_INNER}, {steps}, {RECORD_EVERY}, {n_rec}, 0, {k}"),
+                    &format!("{n}, {N_INNER}, {steps}, {RECORD_EVERY}, {n_rec}, {k}"),
                     &(types(&layout.inputs), types(&layout.outputs)),
                     &out_bytes,
                 );
@@ -454,15 +463,15 @@ fn the_forward_under_differentiation_gives_the_c_kernels_checkpoints_in_cuda() {
             }
             assert!(
                 results[0].iter().any(|b| *b != 0),
-                "{dtype:?} k {k}: all zero"
+                "{dtype:?} {steps} steps k {k}: all zero"
             );
             let at = results[0].iter().zip(&results[1]).position(|(a, b)| a != b);
             assert!(
                 at.is_none() && results[0].len() == results[1].len(),
-                "{dtype:?} k {k}: CUDA differs from C at byte {at:?}"
+                "{dtype:?} {steps} steps k {k}: CUDA differs from C at byte {at:?}"
             );
             compared += 1;
         }
     }
-    assert_eq!(compared, 2 * 4);
+    assert_eq!(compared, 2 * 6);
 }

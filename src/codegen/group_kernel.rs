@@ -29,6 +29,22 @@ pub const ENTRY: &str = "sf_neuron_run";
 /// Elements per vectorised block in the C dialect.
 pub const C_LANES: usize = 16;
 
+/// The steps ahead of its use that the CUDA forward pass under differentiation loads each
+/// per-step input (a queue of registers): a thread then has this many loads in flight, where the
+/// loop's unrolling alone let ptxas issue about 4. A long run of a large population is a stream
+/// of the per-step input, bound by how many bytes are in flight.
+const INPUT_AHEAD: usize = 8;
+
+/// How a CUDA step reads its per-step inputs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StepInputs {
+    /// From the input's row of the step, `sf_step_<a>[sf_s * sf_n_inner]`.
+    Indexed,
+    /// From the queue `sf_q_<a>0..` loaded [`INPUT_AHEAD`] steps before (`sf_ahead_<a>`: the
+    /// next row to load).
+    Queued,
+}
+
 /// A generated kernel: its source, entry point and argument layout.
 #[derive(Clone, Debug)]
 pub struct GeneratedKernel {
@@ -699,12 +715,7 @@ impl KernelWriter<'_> {
                 // Unrolling amortises the loop's own counter, compare and branch over several steps.
                 w.write_str("#pragma unroll 4\n")?;
                 w.block("for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
-                    self.cuda_step(
-                        w,
-                        |a| format!("sf_step_{}[(int64_t) sf_s * sf_n_inner]", a.ident),
-                        "sf_n_inner",
-                        false,
-                    )
+                    self.cuda_step(w, StepInputs::Indexed, "sf_n_inner")
                 })
             }?;
             for a in self.layout.outputs.iter().filter(|a| a.shape == ShapeKind::Neuron || a.role == Role::Time) {
@@ -715,28 +726,35 @@ impl KernelWriter<'_> {
         w.write_str("}\n")
     }
 
-    /// One step of the CUDA kernel's loop over steps `sf_s`: per-step input `a` read from
-    /// `input(a)`, trace pointers moved by `row` after each record; with `walked`, each
-    /// per-step input read through its row pointer `sf_row_<a>`, moved by `row` after.
-    fn cuda_step(
-        &self,
-        w: &mut SourceWriter,
-        input: impl Fn(&Arg) -> String,
-        row: &str,
-        walked: bool,
-    ) -> fmt::Result {
+    /// One step of the CUDA kernel's loop over steps `sf_s`: per-step input `a` read as
+    /// `inputs` says, trace pointers moved by `row` after each record.
+    fn cuda_step(&self, w: &mut SourceWriter, inputs: StepInputs, row: &str) -> fmt::Result {
         w.write_str("const int32_t sf_s32 = sf_s;\nconst int64_t sf_t_step = sf_t0 + sf_s;\n")?;
         self.time(w)?;
         for a in self.per_step_inputs() {
+            let id = &a.ident;
+            let element = match inputs {
+                StepInputs::Indexed => format!("sf_step_{id}[(int64_t) sf_s * sf_n_inner]"),
+                StepInputs::Queued => format!("sf_q_{id}0"),
+            };
             writeln!(
                 w,
-                "const {} {} = {};",
+                "const {} {id} = {};",
                 self.local_type(a.elem),
-                a.ident,
-                self.load(a, &input(a))
+                self.load(a, &element)
             )?;
-            if walked {
-                writeln!(w, "sf_row_{} += {row};", a.ident)?;
+            if inputs == StepInputs::Queued {
+                // The queue moves up a step; its last slot takes the row INPUT_AHEAD steps on
+                // (the run's last row again near the end: a valid load whose value is unused).
+                for u in 0..INPUT_AHEAD - 1 {
+                    write!(w, "sf_q_{id}{u} = sf_q_{id}{};", u + 1)?;
+                }
+                writeln!(
+                    w,
+                    "\nsf_q_{id}{} = *sf_ahead_{id}; sf_ahead_{id} += sf_s + {} < sf_steps ? {row} : 0;",
+                    INPUT_AHEAD - 1,
+                    INPUT_AHEAD + 1
+                )?;
             }
         }
         if !self.traces().is_empty() {
@@ -759,7 +777,8 @@ impl KernelWriter<'_> {
     /// The CUDA loop over steps of the forward pass under differentiation (`spec.checkpoint`):
     /// segments of `sf_ckpt_every` steps, each starting with its checkpoint, so that the steps
     /// in between hold no test or branch for it; rows reached through pointers moved by a row
-    /// (a 32-bit stride: the handler checks `n_inner` < 2^31) instead of 64-bit row products.
+    /// (a 32-bit stride: the handler checks `n_inner` < 2^31) instead of 64-bit row products;
+    /// per-step inputs through the queue of [`StepInputs::Queued`].
     fn checkpoint_segments(&self, w: &mut SourceWriter) -> fmt::Result {
         w.write_str("const int32_t sf_n_ckpt = (sf_steps + sf_ckpt_every - 1) / sf_ckpt_every;\nconst int32_t sf_stride = (int32_t) sf_n_inner;\n")?;
         let checkpoints: Vec<&Arg> = self
@@ -776,12 +795,19 @@ impl KernelWriter<'_> {
                 a.ident
             )?;
         }
+        // Each per-step input's next INPUT_AHEAD rows in registers, loaded that many steps before
+        // they are used (rows past the run's end read as its last row).
         for a in self.per_step_inputs() {
+            let (ty, id) = (a.elem.c_type(), &a.ident);
+            for u in 0..INPUT_AHEAD {
+                writeln!(
+                    w,
+                    "{ty} sf_q_{id}{u} = sf_step_{id}[(int64_t) (sf_steps > {u} ? {u} : sf_steps - 1) * sf_stride];"
+                )?;
+            }
             writeln!(
                 w,
-                "const {}* sf_row_{1} = sf_step_{1};",
-                a.elem.c_type(),
-                a.ident
+                "const {ty}* sf_ahead_{id} = sf_step_{id} + (int64_t) (sf_steps > {INPUT_AHEAD} ? {INPUT_AHEAD} : sf_steps - 1) * sf_stride;"
             )?;
         }
         w.block(
@@ -799,12 +825,10 @@ impl KernelWriter<'_> {
                         self.store(a, &value)
                     )?;
                 }
-                // Unrolled by 4, as the plain run's loop: ptxas issues the 4 loads together (by
-                // 8 it hoists only 3 above the trace's predicated stores; neither measured yet:
-                // scripts/neuron_grad_kernels.py times both).
-                w.write_str("const int32_t sf_s1 = sf_steps - sf_s0 > sf_ckpt_every ? sf_s0 + sf_ckpt_every : sf_steps;\n#pragma unroll 4\n")?;
+                // Unrolled by the queue's length, so that its slots are renamed, not moved.
+                writeln!(w, "const int32_t sf_s1 = sf_steps - sf_s0 > sf_ckpt_every ? sf_s0 + sf_ckpt_every : sf_steps;\n#pragma unroll {INPUT_AHEAD}")?;
                 w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
-                    self.cuda_step(w, |a| format!("*sf_row_{}", a.ident), "sf_stride", true)
+                    self.cuda_step(w, StepInputs::Queued, "sf_stride")
                 })
             },
         )
