@@ -521,7 +521,7 @@ impl Handler for NetworkRunCuda {
             }
         };
         // The persistent kernel's grid barrier (the resident kernel has none); the cluster
-        // kernel's deliveries: by the block's warps (0) or by the warp (1).
+        // kernel's mode (`network_kernel::cluster_mode`: deliveries, arrivals, profile).
         // The persistent kernel's register slots (0: not the one-barrier kernel), which also
         // choose its default barrier.
         let register_slots =
@@ -529,7 +529,11 @@ impl Handler for NetworkRunCuda {
         let barrier =
             network_path::barrier_variant(blocks, register_slots > 0, settings::grid_barrier()?);
         let mut group_blocks = match path {
-            Path::Cluster { .. } => i32::from(settings::cluster_delivery_by_warp()?),
+            Path::Cluster { .. } => network_kernel::cluster_mode(
+                settings::cluster_delivery_by_warp()?,
+                settings::cluster_arrivals_added()?,
+                settings::cluster_profile()?,
+            ),
             _ => barrier.group_blocks(),
         };
         let slots = match path {
@@ -538,7 +542,7 @@ impl Handler for NetworkRunCuda {
         } as u32;
         let mut detail = network_path::describe(path, blocks, threads as u32, barrier, slots);
         if let Path::Cluster { .. } = path {
-            detail += &match (group_blocks, shared) {
+            detail += &match (group_blocks & 1, shared) {
                 (0, 0) => ", deliveries by the block, targets in global memory".to_owned(),
                 (0, bytes) => format!(
                     ", deliveries by the block, target cache of {} KiB",
@@ -546,6 +550,13 @@ impl Handler for NetworkRunCuda {
                 ),
                 _ => ", deliveries by the warp".to_owned(),
             };
+            if network_kernel::cluster_counts_arrivals(&site.network.net, &site.network.plan) {
+                detail += if group_blocks & 2 == 0 {
+                    ", arrivals counted"
+                } else {
+                    ", arrivals added"
+                };
+            }
         }
         if balanced && matches!(path, Path::Grid { .. }) {
             detail.push_str(", balanced deliveries");

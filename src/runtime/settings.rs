@@ -51,6 +51,19 @@ pub const GRID_BLOCKS_VAR: &str = "SPIKEFORGE_GRID_BLOCKS";
 /// both on one device.
 pub const CLUSTER_DELIVERY_VAR: &str = "SPIKEFORGE_CLUSTER_DELIVERY";
 
+/// How the cluster network kernel adds a step's arrivals where a target variable's only
+/// statement adds one value the same for every synapse (a constant or a shared parameter:
+/// `codegen::network_kernel::grid::cluster`): `count` (an integer reduction on the target
+/// block's shared memory, `count * value` added at the fold: the default) or `add` (a float
+/// addition a synapse, which the device makes as a compare-and-swap loop on the remote shared
+/// memory). For measuring both on one device.
+pub const CLUSTER_ARRIVALS_VAR: &str = "SPIKEFORGE_CLUSTER_ARRIVALS";
+
+/// `on`: the cluster network kernel measures its step's phases with the multiprocessor's clock
+/// and prints them at the end of each launch (one line a block, on the process's standard
+/// output); unset or `off`: not. For finding where a step's time goes on a device.
+pub const CLUSTER_PROFILE_VAR: &str = "SPIKEFORGE_CLUSTER_PROFILE";
+
 /// Whether `strategy="auto"` may take the cluster network kernel (`on` or `off`; unset:
 /// `handlers::network_path::AUTO_TAKES_CLUSTER`). For measuring and testing auto's choice
 /// before it is the default.
@@ -208,6 +221,25 @@ pub fn cluster_delivery_by_warp() -> Result<bool, RuntimeError> {
         None | Some("block") => Ok(false),
         Some("warp") => Ok(true),
         Some(text) => Err(bad(CLUSTER_DELIVERY_VAR, text, "block or warp")),
+    }
+}
+
+/// [`CLUSTER_ARRIVALS_VAR`]: whether the cluster kernel adds its arrivals as floats (`add`)
+/// instead of counting them.
+pub fn cluster_arrivals_added() -> Result<bool, RuntimeError> {
+    match var(CLUSTER_ARRIVALS_VAR).as_deref().map(str::trim) {
+        None | Some("count") => Ok(false),
+        Some("add") => Ok(true),
+        Some(text) => Err(bad(CLUSTER_ARRIVALS_VAR, text, "count or add")),
+    }
+}
+
+/// [`CLUSTER_PROFILE_VAR`]: whether the cluster kernel measures its step's phases.
+pub fn cluster_profile() -> Result<bool, RuntimeError> {
+    match var(CLUSTER_PROFILE_VAR).as_deref().map(str::trim) {
+        None | Some("off") => Ok(false),
+        Some("on") => Ok(true),
+        Some(text) => Err(bad(CLUSTER_PROFILE_VAR, text, "on or off")),
     }
 }
 

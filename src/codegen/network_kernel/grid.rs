@@ -43,7 +43,8 @@ pub use balanced::{
     PERSISTENT_BALANCED_ENTRY,
 };
 pub use cluster::{
-    cluster_blocks, cluster_shape, ClusterShape, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY, CLUSTER_MAX,
+    cluster_blocks, cluster_counts_arrivals, cluster_mode, cluster_shape, ClusterShape,
+    CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY, CLUSTER_MAX, COUNT_ARRIVAL, GLOBAL_TIMER,
     TARGET_CACHE_BYTES,
 };
 pub use registers::{register_slots, REGISTER_SLOTS};
@@ -451,7 +452,8 @@ impl Gen<'_> {
                 prefetched(g, v)
             )?;
         } else {
-            writeln!(w, "const {} sf_a{k} = {acc};", self.real_t())?;
+            let value = self.arrivals_value(g, v, &acc, w)?;
+            writeln!(w, "const {} sf_a{k} = {value};", self.real_t())?;
         }
         w.block(format!("if (sf_a{k} != 0)"), |w| {
             writeln!(w, "x{k} = x{k} + sf_a{k};")?;
@@ -499,7 +501,7 @@ impl Gen<'_> {
         if self.clustered() {
             // the block's warps deliver its spikes together, after a block barrier, unless the
             // launch asks for the deliveries by the warp (`grid::cluster`)
-            w.block("if (sf_group_blocks == 0)", |w| {
+            w.block("if ((sf_group_blocks & 1) == 0)", |w| {
                 self.write_cluster_listing(g, w)
             })?;
             return w.block("else", |w| self.write_warp_push(g, w));
@@ -670,7 +672,14 @@ impl Gen<'_> {
             let acc = (self.accumulator(proj.target, v, "sf_t_step & 1", &index))
                 .expect("an accumulated variable");
             let text = printer.block(&[e], &format!("sf_q{k}_"), w)?.remove(0);
-            writeln!(w, "atomicAdd(&{acc}, {text});")?;
+            if self.counted_arrival(proj.target, v).is_some() {
+                writeln!(
+                    w,
+                    "if (sf_counting) sf_count_arrival(&{acc}); else atomicAdd(&{acc}, {text});"
+                )?;
+            } else {
+                writeln!(w, "atomicAdd(&{acc}, {text});")?;
+            }
         }
         Ok(())
     }
