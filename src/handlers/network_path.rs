@@ -54,20 +54,23 @@ pub const REGISTER_GRID_MIN_NEURONS: u64 = 4000;
 pub const FEW_STEPS: u64 = 16;
 
 /// Whether `auto` takes the cluster (below) where the network fits one, from
-/// [`CLUSTER_MIN_NEURONS`] to [`CLUSTER_MAX_NEURONS`], unless `SPIKEFORGE_AUTO_CLUSTER` says
-/// otherwise: only once measured faster than the register grid and the resident block on the
-/// H200 (bench/NOTES.md; session 7, COBA x1 10 s: the cluster of 16 blocks with balanced
-/// deliveries 0.285 s against the register grid's 0.254).
-pub const AUTO_TAKES_CLUSTER: bool = false;
+/// [`CLUSTER_MIN_NEURONS`] to [`CLUSTER_MAX_NEURONS`], and the cluster kernel counts every
+/// arrival (`network_kernel::cluster_counts_every_arrival`: no float addition on distributed
+/// shared memory), unless `SPIKEFORGE_AUTO_CLUSTER` says otherwise. Measured on the H200
+/// (bench/NOTES.md, session 8, COBA x1 10 s in one process): the cluster of 16 blocks with
+/// counted arrivals 0.172 s against the register grid's 0.236 (with float additions 0.293;
+/// session 7's 0.285 against 0.254).
+pub const AUTO_TAKES_CLUSTER: bool = true;
 
 /// The fewest neurons for which `auto` takes the cluster (where it does): as the register
 /// grid's [`REGISTER_GRID_MIN_NEURONS`], below which the resident block's passes are cheap.
 pub const CLUSTER_MIN_NEURONS: u64 = REGISTER_GRID_MIN_NEURONS;
 
-/// The most neurons for which `auto` takes the cluster (where it does): the largest network of
-/// the cluster's measurements (COBA at 8000 neurons); beyond, the register grid's 132
-/// multiprocessors against the cluster's 16.
-pub const CLUSTER_MAX_NEURONS: u64 = 8192;
+/// The most neurons for which `auto` takes the cluster (where it does): those of the cluster's
+/// measurements with counted arrivals (COBA x1: 16 blocks of 256 threads, which hold 4096);
+/// beyond, blocks of 512 threads (not measured with counted arrivals), then the register grid's
+/// 132 multiprocessors against the cluster's 16.
+pub const CLUSTER_MAX_NEURONS: u64 = 4096;
 
 /// A path, with its grid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

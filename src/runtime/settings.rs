@@ -47,8 +47,9 @@ pub const GRID_BLOCKS_VAR: &str = "SPIKEFORGE_GRID_BLOCKS";
 
 /// Who makes the cluster network kernel's deliveries: `block` (the block's warps together, the
 /// spikes' rows balanced over them: `codegen::network_kernel::grid::cluster`, the default) or
-/// `warp` (the warp that finds the spikes, as the register grid; no target cache). For measuring
-/// both on one device.
+/// `warp` (the warp that finds the spikes, as the register grid, with the rows' bounds from
+/// registers and the targets from the target cache: no block barrier). For measuring both on
+/// one device.
 pub const CLUSTER_DELIVERY_VAR: &str = "SPIKEFORGE_CLUSTER_DELIVERY";
 
 /// How the cluster network kernel adds a step's arrivals where a target variable's only
@@ -294,6 +295,8 @@ mod tests {
             CLUSTER_DELIVERY_VAR,
             AUTO_CLUSTER_VAR,
             GRID_DELIVERY_VAR,
+            CLUSTER_ARRIVALS_VAR,
+            CLUSTER_PROFILE_VAR,
             ADJOINT_TUNING_VAR,
             NETWORK_ADJOINT_BARRIER_VAR,
             NETWORK_ADJOINT_FAST_VAR,
@@ -394,6 +397,43 @@ mod tests {
         );
         assert!(
             out.contains("SPIKEFORGE_GRID_DELIVERY=lanes: expected warp or balanced"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    #[ignore = "run by cluster_settings_parse_and_refuse_nonsense"]
+    fn child_reads_cluster_settings() {
+        println!(
+            "CLUSTER {:?} / {:?}",
+            cluster_arrivals_added().map_err(|e| e.to_string()),
+            cluster_profile().map_err(|e| e.to_string())
+        );
+    }
+
+    #[test]
+    fn cluster_settings_parse_and_refuse_nonsense() {
+        let cluster =
+            |vars: &[(&str, &str)]| child_of("child_reads_cluster_settings", "CLUSTER ", vars);
+        assert_eq!(cluster(&[]), "Ok(false) / Ok(false)");
+        assert_eq!(
+            cluster(&[(CLUSTER_ARRIVALS_VAR, "add"), (CLUSTER_PROFILE_VAR, " on")]),
+            "Ok(true) / Ok(true)"
+        );
+        assert_eq!(
+            cluster(&[
+                (CLUSTER_ARRIVALS_VAR, "count"),
+                (CLUSTER_PROFILE_VAR, "off")
+            ]),
+            "Ok(false) / Ok(false)"
+        );
+        let out = cluster(&[(CLUSTER_ARRIVALS_VAR, "atomic"), (CLUSTER_PROFILE_VAR, "1")]);
+        assert!(
+            out.contains("SPIKEFORGE_CLUSTER_ARRIVALS=atomic: expected count or add"),
+            "{out}"
+        );
+        assert!(
+            out.contains("SPIKEFORGE_CLUSTER_PROFILE=1: expected on or off"),
             "{out}"
         );
     }

@@ -93,6 +93,23 @@ def test_auto_takes_the_cluster_where_it_may(name):
 
 
 @cluster_only
+@pytest.mark.parametrize("name", ["cuba", "coba"])
+def test_auto_takes_the_cluster_by_default_where_it_counts_every_arrival(name):
+    # network_path::AUTO_TAKES_CLUSTER: at 4000 neurons whose projections each add one value,
+    # auto takes the cluster (measured faster than the register grid); with the arrivals added
+    # as floats (SPIKEFORGE_CLUSTER_ARRIVALS=add) it keeps the register grid
+    net, ref = drawn(name), reference(name)
+    network = one_barrier_network(net, strategy="auto")
+    new, out = run(network, gpu_state(network, net))
+    assert network.last_strategy == "cluster"
+    assert "arrivals counted" in network.last_path_detail, network.last_path_detail
+    assert_is_the_reference(net, ref, new, out)
+    new, out = run(network, gpu_state(network, net), settings={"SPIKEFORGE_CLUSTER_ARRIVALS": "add"})
+    assert network.last_strategy == "grid"
+    assert_is_the_reference(net, ref, new, out)
+
+
+@cluster_only
 def test_cluster_leaves_the_register_grids_spike_queue_and_two_half_runs_are_one_run():
     net = drawn("coba")
     network = one_barrier_network(net, strategy="cluster")

@@ -29,9 +29,10 @@
 //! step's chain.
 //!
 //! The launch may ask for the register grid's deliveries by the warp that finds the spikes
-//! instead (`sf_group_blocks` not 0, a parameter the cluster has no grid barrier to use for:
-//! `SPIKEFORGE_CLUSTER_DELIVERY=warp`), the cluster kernel's of session 6, for measuring both on
-//! one device.
+//! instead (bit 0 of `sf_group_blocks`, a parameter the cluster has no grid barrier to use for:
+//! [`cluster_mode`], `SPIKEFORGE_CLUSTER_DELIVERY=warp`): two spikes at a time over the warp's
+//! lanes, their bounds from the slots' registers and their targets from the target cache (the
+//! cluster kernel of session 6 read both from global memory), with no block barrier a step.
 //!
 //! The targets themselves are read from the block's **target cache** where they fit: at the
 //! launch's start each block copies the targets of its slots' neurons' rows (a run of the
@@ -183,6 +184,13 @@ pub fn cluster_counts(net: &NetworkIr, plan: &NetworkPlan) -> Vec<Option<(usize,
 /// ([`cluster_counts`]).
 pub fn cluster_counts_arrivals(net: &NetworkIr, plan: &NetworkPlan) -> bool {
     cluster_shape(net, plan).is_some() && cluster_counts(net, plan).iter().any(Option::is_some)
+}
+
+/// Whether the cluster kernel of `net` (where it has one) counts the arrivals of every
+/// variable: no delivery of it adds a float on distributed shared memory (what `auto` asks of a
+/// network before it takes the cluster: `handlers::network_path`).
+pub fn cluster_counts_every_arrival(net: &NetworkIr, plan: &NetworkPlan) -> bool {
+    cluster_shape(net, plan).is_some() && cluster_counts(net, plan).iter().all(Option::is_some)
 }
 
 /// How the cluster kernel runs a network: blocks of `block` threads (one neuron a thread, the
