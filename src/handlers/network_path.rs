@@ -150,7 +150,8 @@ pub struct Device {
 ///   and at most what the device holds divided by the members;
 /// - `auto`: per step for a call of fewer than [`FEW_STEPS`] steps; else the cluster where
 ///   `work.auto_cluster` and the network has [`CLUSTER_MIN_NEURONS`] to [`CLUSTER_MAX_NEURONS`]
-///   neurons and fits one; else the register grid (the
+///   neurons and fits one, for one batch member (the measured case: a cluster a member, whose
+///   16 blocks take 16 multiprocessors); else the register grid (the
 ///   one-barrier kernel, every virtual block in a register slot, at most
 ///   [`REGISTER_GRID_MAX_SYNAPSES`]) for [`REGISTER_GRID_MIN_NEURONS`] neurons or more; else the
 ///   resident block when its shared memory fits and the synapses are at most
@@ -186,6 +187,7 @@ pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, St
         Strategy::Auto if work.steps < FEW_STEPS => Ok(Path::PerStep),
         Strategy::Auto
             if work.auto_cluster
+                && work.members == 1
                 && cluster.is_ok()
                 && (CLUSTER_MIN_NEURONS..=CLUSTER_MAX_NEURONS).contains(&work.neurons) =>
         {
@@ -653,6 +655,11 @@ mod tests {
         );
         let few = Work { steps: 1, ..may };
         assert_eq!(choose(Strategy::Auto, few, H200), Ok(Path::PerStep));
+        let batch = Work { members: 2, ..may };
+        assert_ne!(
+            choose(Strategy::Auto, batch, H200).map(|p| p.name()),
+            Ok("cluster")
+        );
         for n in [CLUSTER_MIN_NEURONS - 1, CLUSTER_MAX_NEURONS + 1] {
             let outside = Work {
                 cluster_vblocks: 16,
