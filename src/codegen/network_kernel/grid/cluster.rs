@@ -180,6 +180,14 @@ pub fn cluster_counts(net: &NetworkIr, plan: &NetworkPlan) -> Vec<Option<(usize,
         .collect()
 }
 
+/// The profile's `sf_ns`: the device's nanosecond timer (0 in the CPU emulation).
+fn write_timer(w: &mut SourceWriter) -> fmt::Result {
+    writeln!(w, "long long sf_ns = 0;")?;
+    writeln!(w, "#if defined(__CUDA_ARCH__)")?;
+    writeln!(w, "{GLOBAL_TIMER}")?;
+    writeln!(w, "#endif")
+}
+
 /// Whether the cluster kernel of `net` (where it has one) counts the arrivals of some variable
 /// ([`cluster_counts`]).
 pub fn cluster_counts_arrivals(net: &NetworkIr, plan: &NetworkPlan) -> bool {
@@ -336,10 +344,7 @@ impl Gen<'_> {
     fn write_profile_report(&self, w: &mut SourceWriter) -> fmt::Result {
         let n = PROFILE_PHASES.len();
         w.block("if (sf_profile)", |w| {
-            writeln!(w, "long long sf_ns = 0;")?;
-            writeln!(w, "#if defined(__CUDA_ARCH__)")?;
-            writeln!(w, "{GLOBAL_TIMER}")?;
-            writeln!(w, "#endif")?;
+            write_timer(w)?;
             writeln!(w, "__shared__ unsigned long long sf_phase_sum[{n}], sf_phase_max[{n}];")?;
             writeln!(
                 w,
@@ -849,10 +854,7 @@ impl Gen<'_> {
             )?;
             w.block("if (sf_profile)", |w| {
                 writeln!(w, "sf_clock = clock64();")?;
-                writeln!(w, "long long sf_ns = 0;")?;
-                writeln!(w, "#if defined(__CUDA_ARCH__)")?;
-                writeln!(w, "{GLOBAL_TIMER}")?;
-                writeln!(w, "#endif")?;
+                write_timer(w)?;
                 writeln!(w, "sf_ns0 = sf_ns;")
             })?;
             w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
