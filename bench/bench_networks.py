@@ -367,21 +367,25 @@ GRID_SETTINGS = (
     "SPIKEFORGE_GRID_DELIVERY",
     "SPIKEFORGE_CLUSTER_DELIVERY",
     "SPIKEFORGE_CLUSTER_TARGETS",
+    "SPIKEFORGE_CLUSTER_ARRIVALS",
 )
 BARRIERS = ("flat", "release", "acquire", "spread", "split", "grouped")
 DELIVERIES = ("warp", "balanced")
-# the cluster kernel's variants (``cluster:<variant>[:blocks]``): its deliveries by the block with
-# the target cache (the default), by the block with every target from global memory, or by the
-# warp that finds the spikes (the cluster kernel of session 6)
+# the cluster kernel's variants (``cluster:<variant>[+<variant>...][:blocks]``): its deliveries by
+# the block with the target cache (the default), by the block with every target from global
+# memory, or by the warp that finds the spikes (the cluster kernel of session 6); its arrivals
+# counted where a projection adds one value (the default) or added as floats (``add``)
 CLUSTER_VARIANTS = {
     "block": {},
     "global": {"SPIKEFORGE_CLUSTER_TARGETS": "global"},
     "warp": {"SPIKEFORGE_CLUSTER_DELIVERY": "warp"},
+    "add": {"SPIKEFORGE_CLUSTER_ARRIVALS": "add"},
 }
 
 
 def parse_strategy(text: str) -> tuple[str, dict]:
-    """``strategy[:barrier[:blocks[:delivery]]]`` (``cluster[:block|global|warp[:blocks]]``) ->
+    """``strategy[:barrier[:blocks[:delivery]]]`` (``cluster[:variant[+variant...][:blocks]]``, a
+    variant among ``CLUSTER_VARIANTS``) ->
     (strategy, the grid settings it sets); ValueError when a part is not one (an empty part leaves
     its setting unset)."""
     base, *rest = text.split(":")
@@ -389,9 +393,10 @@ def parse_strategy(text: str) -> tuple[str, dict]:
         raise ValueError(f"{text!r}: expected strategy[:{'|'.join(BARRIERS)}[:blocks[:{'|'.join(DELIVERIES)}]]]")
     settings = {}
     if base == "cluster" and rest and rest[0]:
-        if rest[0] not in CLUSTER_VARIANTS:
-            raise ValueError(f"{text!r}: the cluster's variant is block, global or warp, not {rest[0]!r}")
-        settings.update(CLUSTER_VARIANTS[rest[0]])
+        for variant in rest[0].split("+"):
+            if variant not in CLUSTER_VARIANTS:
+                raise ValueError(f"{text!r}: the cluster's variants are {', '.join(CLUSTER_VARIANTS)}, not {variant!r}")
+            settings.update(CLUSTER_VARIANTS[variant])
     elif rest and rest[0]:
         if rest[0] not in BARRIERS:
             raise ValueError(f"{text!r}: the barrier is one of {', '.join(BARRIERS)}, not {rest[0]!r}")

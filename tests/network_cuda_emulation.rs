@@ -28,9 +28,9 @@ use std::process::Command;
 use harness::{compile, spikes, Buf, Compiled, Results, State};
 use serde_json::json;
 use spikeforge::codegen::network_kernel::{
-    closing_launches, cluster_shape, generate, kernel_shape, resident_layout, step_launches,
-    StepGrid, CLUSTER_ENTRY, DELIVER_BLOCK, PERSISTENT_BALANCED_ENTRY, PERSISTENT_BLOCK,
-    PERSISTENT_ENTRY, RESIDENT_ENTRY,
+    closing_launches, cluster_counts_arrivals, cluster_mode, cluster_shape, generate, kernel_shape,
+    resident_layout, step_launches, StepGrid, CLUSTER_ENTRY, DELIVER_BLOCK,
+    PERSISTENT_BALANCED_ENTRY, PERSISTENT_BLOCK, PERSISTENT_ENTRY, RESIDENT_ENTRY,
 };
 use spikeforge::codegen::network_layout::UPDATE_BLOCK;
 use spikeforge::codegen::Dialect;
@@ -98,6 +98,12 @@ static int __popc(unsigned x) { return __builtin_popcount(x); }
 static int __ffs(int x) { return __builtin_ffs(x); }
 static int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned) x); }
 template <class T> static T atomicAdd(T* p, T v) { return std::atomic_ref<T>(*p).fetch_add(v); }
+static unsigned long long atomicMax(unsigned long long* p, unsigned long long v) {
+    std::atomic_ref<unsigned long long> a(*p);
+    unsigned long long old = a.load();
+    while (old < v && !a.compare_exchange_weak(old, v)) {}
+    return old;
+}
 static unsigned long long atomicExch(unsigned long long* p, unsigned long long v) {
     return std::atomic_ref<unsigned long long>(*p).exchange(v);
 }
@@ -236,6 +242,12 @@ fn program(c: &Compiled, persistent: bool) -> String {
             &format!("std::atomic_ref<{t}>(*sf_a.sf_p).fetch_add(sf_v);"),
         );
     }
+    // The cluster kernel's counted arrivals (an integer reduction on the distributed shared
+    // memory), as a C++ atomic on the count's 32 bits.
+    source = source.replace(
+        spikeforge::codegen::network_kernel::COUNT_ARRIVAL,
+        "std::atomic_ref<uint32_t>(*(uint32_t*) sf_a.sf_p).fetch_add(1u);",
+    );
     // The cluster kernel's target cache: a static array of TARGET_CACHE_WORDS in place of the
     // dynamic shared memory, so that some blocks' targets fit and others' do not.
     source = source
@@ -1436,12 +1448,26 @@ fn emulated_one_barrier_grid_and_cluster_match_c() {
         // The cluster kernel (codegen::network_kernel::grid::cluster): 3 virtual blocks of 128
         // neurons, a slot a block, in a cluster of 4 blocks (deliveries to every block's shared
         // memory, a block with no virtual block), in one launch, in chunks, a step a launch;
-        // its deliveries by the block (`sf_group_blocks` 0), and by the warp (1).
+        // its deliveries by the block (`sf_group_blocks` 0), and by the warp (1); where it
+        // counts the arrivals (the shared weight), with them added as floats too (2, 3).
         assert!(source.contains(CLUSTER_ENTRY), "{name}: the cluster kernel");
         let shape = cluster_shape(&net, &plan(&net)).unwrap();
         assert_eq!((shape.block, shape.slots, shape.vblocks), (128, 1, 3));
-        let clusters = [(4, steps, 0), (4, 37, 0), (4, 1, 0), (4, steps, 1)]
-            .map(|(blocks, chunk, by_warp)| (Mode::Cluster { blocks, chunk }, by_warp, false));
+        let counting = cluster_counts_arrivals(&net, &plan(&net));
+        assert_eq!(
+            counting, shared,
+            "{name}: the cluster counts the shared weight's arrivals"
+        );
+        let clusters = [
+            (4, steps, cluster_mode(false, false, false)),
+            (4, 37, cluster_mode(false, false, false)),
+            (4, 1, cluster_mode(false, false, false)),
+            (4, steps, cluster_mode(true, false, false)),
+            (4, 37, cluster_mode(false, true, false)),
+            (4, steps, cluster_mode(true, true, false)),
+        ]
+        .map(|(blocks, chunk, mode)| (blocks, chunk, i64::from(mode)))
+        .map(|(blocks, chunk, by_warp)| (Mode::Cluster { blocks, chunk }, by_warp, false));
         for (mode, groups, balanced) in
             modes
                 .into_iter()

@@ -15,10 +15,12 @@ mod per_step;
 mod ring;
 mod synapse_dynamics;
 pub use grid::{
-    accumulated, balanced_kernel, cluster_blocks, cluster_shape, one_barrier, register_slots,
+    accumulated, balanced_kernel, cluster_blocks, cluster_counts_arrivals,
+    cluster_counts_every_arrival, cluster_mode, cluster_shape, one_barrier, register_slots,
     BarrierVariant, ClusterShape, ARRIVE_RELEASE, BALANCED_LIST_BYTES, BALANCED_MAX_SYNAPSES,
     BALANCED_UNROLL, BARRIER_GROUP_BLOCKS, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY, CLUSTER_MAX,
-    FENCE_ACQUIRE, PERSISTENT_BALANCED_ENTRY, POLL_ACQUIRE, REGISTER_SLOTS, TARGET_CACHE_BYTES,
+    COUNT_ARRIVAL, FENCE_ACQUIRE, GLOBAL_TIMER, PERSISTENT_BALANCED_ENTRY, POLL_ACQUIRE,
+    REGISTER_SLOTS, TARGET_CACHE_BYTES,
 };
 pub use per_step::{after_folded, closing_launches};
 pub use synapse_dynamics::{

@@ -54,20 +54,23 @@ pub const REGISTER_GRID_MIN_NEURONS: u64 = 4000;
 pub const FEW_STEPS: u64 = 16;
 
 /// Whether `auto` takes the cluster (below) where the network fits one, from
-/// [`CLUSTER_MIN_NEURONS`] to [`CLUSTER_MAX_NEURONS`], unless `SPIKEFORGE_AUTO_CLUSTER` says
-/// otherwise: only once measured faster than the register grid and the resident block on the
-/// H200 (bench/NOTES.md; session 7, COBA x1 10 s: the cluster of 16 blocks with balanced
-/// deliveries 0.285 s against the register grid's 0.254).
-pub const AUTO_TAKES_CLUSTER: bool = false;
+/// [`CLUSTER_MIN_NEURONS`] to [`CLUSTER_MAX_NEURONS`], and the cluster kernel counts every
+/// arrival (`network_kernel::cluster_counts_every_arrival`: no float addition on distributed
+/// shared memory), unless `SPIKEFORGE_AUTO_CLUSTER` says otherwise. Measured on the H200
+/// (bench/NOTES.md, session 8, COBA x1 10 s in one process): the cluster of 16 blocks with
+/// counted arrivals 0.172 s against the register grid's 0.236 (with float additions 0.293;
+/// session 7's 0.285 against 0.254).
+pub const AUTO_TAKES_CLUSTER: bool = true;
 
 /// The fewest neurons for which `auto` takes the cluster (where it does): as the register
 /// grid's [`REGISTER_GRID_MIN_NEURONS`], below which the resident block's passes are cheap.
 pub const CLUSTER_MIN_NEURONS: u64 = REGISTER_GRID_MIN_NEURONS;
 
-/// The most neurons for which `auto` takes the cluster (where it does): the largest network of
-/// the cluster's measurements (COBA at 8000 neurons); beyond, the register grid's 132
-/// multiprocessors against the cluster's 16.
-pub const CLUSTER_MAX_NEURONS: u64 = 8192;
+/// The most neurons for which `auto` takes the cluster (where it does): those of the cluster's
+/// measurements with counted arrivals (COBA x1: 16 blocks of 256 threads, which hold 4096);
+/// beyond, blocks of 512 threads (not measured with counted arrivals), then the register grid's
+/// 132 multiprocessors against the cluster's 16.
+pub const CLUSTER_MAX_NEURONS: u64 = 4096;
 
 /// A path, with its grid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,7 +150,8 @@ pub struct Device {
 ///   and at most what the device holds divided by the members;
 /// - `auto`: per step for a call of fewer than [`FEW_STEPS`] steps; else the cluster where
 ///   `work.auto_cluster` and the network has [`CLUSTER_MIN_NEURONS`] to [`CLUSTER_MAX_NEURONS`]
-///   neurons and fits one; else the register grid (the
+///   neurons and fits one, for one batch member (the measured case: a cluster a member, whose
+///   16 blocks take 16 multiprocessors); else the register grid (the
 ///   one-barrier kernel, every virtual block in a register slot, at most
 ///   [`REGISTER_GRID_MAX_SYNAPSES`]) for [`REGISTER_GRID_MIN_NEURONS`] neurons or more; else the
 ///   resident block when its shared memory fits and the synapses are at most
@@ -183,6 +187,7 @@ pub fn choose(strategy: Strategy, work: Work, device: Device) -> Result<Path, St
         Strategy::Auto if work.steps < FEW_STEPS => Ok(Path::PerStep),
         Strategy::Auto
             if work.auto_cluster
+                && work.members == 1
                 && cluster.is_ok()
                 && (CLUSTER_MIN_NEURONS..=CLUSTER_MAX_NEURONS).contains(&work.neurons) =>
         {
@@ -650,6 +655,11 @@ mod tests {
         );
         let few = Work { steps: 1, ..may };
         assert_eq!(choose(Strategy::Auto, few, H200), Ok(Path::PerStep));
+        let batch = Work { members: 2, ..may };
+        assert_ne!(
+            choose(Strategy::Auto, batch, H200).map(|p| p.name()),
+            Ok("cluster")
+        );
         for n in [CLUSTER_MIN_NEURONS - 1, CLUSTER_MAX_NEURONS + 1] {
             let outside = Work {
                 cluster_vblocks: 16,

@@ -521,7 +521,7 @@ impl Handler for NetworkRunCuda {
             }
         };
         // The persistent kernel's grid barrier (the resident kernel has none); the cluster
-        // kernel's deliveries: by the block's warps (0) or by the warp (1).
+        // kernel's mode (`network_kernel::cluster_mode`: deliveries, arrivals, profile).
         // The persistent kernel's register slots (0: not the one-barrier kernel), which also
         // choose its default barrier.
         let register_slots =
@@ -529,7 +529,11 @@ impl Handler for NetworkRunCuda {
         let barrier =
             network_path::barrier_variant(blocks, register_slots > 0, settings::grid_barrier()?);
         let mut group_blocks = match path {
-            Path::Cluster { .. } => i32::from(settings::cluster_delivery_by_warp()?),
+            Path::Cluster { .. } => network_kernel::cluster_mode(
+                settings::cluster_delivery_by_warp()?,
+                settings::cluster_arrivals_added()?,
+                settings::cluster_profile()?,
+            ),
             _ => barrier.group_blocks(),
         };
         let slots = match path {
@@ -538,14 +542,22 @@ impl Handler for NetworkRunCuda {
         } as u32;
         let mut detail = network_path::describe(path, blocks, threads as u32, barrier, slots);
         if let Path::Cluster { .. } = path {
-            detail += &match (group_blocks, shared) {
-                (0, 0) => ", deliveries by the block, targets in global memory".to_owned(),
-                (0, bytes) => format!(
-                    ", deliveries by the block, target cache of {} KiB",
-                    bytes / 1024
-                ),
-                _ => ", deliveries by the warp".to_owned(),
+            detail += if group_blocks & 1 == 0 {
+                ", deliveries by the block"
+            } else {
+                ", deliveries by the warp"
             };
+            detail += &match shared {
+                0 => ", targets in global memory".to_owned(),
+                bytes => format!(", target cache of {} KiB", bytes / 1024),
+            };
+            if network_kernel::cluster_counts_arrivals(&site.network.net, &site.network.plan) {
+                detail += if group_blocks & 2 == 0 {
+                    ", arrivals counted"
+                } else {
+                    ", arrivals added"
+                };
+            }
         }
         if balanced && matches!(path, Path::Grid { .. }) {
             detail.push_str(", balanced deliveries");
@@ -585,10 +597,9 @@ impl Handler for NetworkRunCuda {
 
 /// The cluster kernel's dynamic shared memory, its target cache (`network_kernel::grid::cluster`):
 /// what the device allows a block beside the kernel's static shared memory, at most the
-/// synapses' targets; none where `SPIKEFORGE_CLUSTER_TARGETS` is `global` or the deliveries are
-/// by the warp (`SPIKEFORGE_CLUSTER_DELIVERY=warp`, which reads no cache).
+/// synapses' targets; none where `SPIKEFORGE_CLUSTER_TARGETS` is `global`.
 fn cluster_shared(f: &cuda::CudaFunction, run: &Run<'_>) -> Result<u32, FfiError> {
-    if !settings::cluster_targets_shared()? || settings::cluster_delivery_by_warp()? {
+    if !settings::cluster_targets_shared()? {
         return Ok(0);
     }
     let room = (f.max_shared_mem_per_block()).saturating_sub(cuda::function_static_shared(f)?);
@@ -621,7 +632,12 @@ fn choose_path(
         steps: site.steps as u64,
         cluster_vblocks: cluster_shape(&site.network).map_or(0, |c| c.vblocks as u32),
         cluster_slots: cluster_shape(&site.network).map_or(0, |c| c.slots as u32),
-        auto_cluster: settings::auto_cluster()?.unwrap_or(network_path::AUTO_TAKES_CLUSTER),
+        // by default only where the cluster counts every arrival (measured so: session 8)
+        auto_cluster: settings::auto_cluster()?.unwrap_or(
+            network_path::AUTO_TAKES_CLUSTER
+                && !settings::cluster_arrivals_added()?
+                && network_kernel::cluster_counts_every_arrival(net, &site.network.plan),
+        ),
     };
     let strategy = site.network.strategy;
     let max_shared_bytes = resident.max_shared_mem_per_block();

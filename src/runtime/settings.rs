@@ -47,9 +47,23 @@ pub const GRID_BLOCKS_VAR: &str = "SPIKEFORGE_GRID_BLOCKS";
 
 /// Who makes the cluster network kernel's deliveries: `block` (the block's warps together, the
 /// spikes' rows balanced over them: `codegen::network_kernel::grid::cluster`, the default) or
-/// `warp` (the warp that finds the spikes, as the register grid; no target cache). For measuring
-/// both on one device.
+/// `warp` (the warp that finds the spikes, as the register grid, with the rows' bounds from
+/// registers and the targets from the target cache: no block barrier). For measuring both on
+/// one device.
 pub const CLUSTER_DELIVERY_VAR: &str = "SPIKEFORGE_CLUSTER_DELIVERY";
+
+/// How the cluster network kernel adds a step's arrivals where a target variable's only
+/// statement adds one value the same for every synapse (a constant or a shared parameter:
+/// `codegen::network_kernel::grid::cluster`): `count` (an integer reduction on the target
+/// block's shared memory, `count * value` added at the fold: the default) or `add` (a float
+/// addition a synapse, which the device makes as a compare-and-swap loop on the remote shared
+/// memory). For measuring both on one device.
+pub const CLUSTER_ARRIVALS_VAR: &str = "SPIKEFORGE_CLUSTER_ARRIVALS";
+
+/// `on`: the cluster network kernel measures its step's phases with the multiprocessor's clock
+/// and prints them at the end of each launch (one line a block, on the process's standard
+/// output); unset or `off`: not. For finding where a step's time goes on a device.
+pub const CLUSTER_PROFILE_VAR: &str = "SPIKEFORGE_CLUSTER_PROFILE";
 
 /// Whether `strategy="auto"` may take the cluster network kernel (`on` or `off`; unset:
 /// `handlers::network_path::AUTO_TAKES_CLUSTER`). For measuring and testing auto's choice
@@ -211,6 +225,25 @@ pub fn cluster_delivery_by_warp() -> Result<bool, RuntimeError> {
     }
 }
 
+/// [`CLUSTER_ARRIVALS_VAR`]: whether the cluster kernel adds its arrivals as floats (`add`)
+/// instead of counting them.
+pub fn cluster_arrivals_added() -> Result<bool, RuntimeError> {
+    match var(CLUSTER_ARRIVALS_VAR).as_deref().map(str::trim) {
+        None | Some("count") => Ok(false),
+        Some("add") => Ok(true),
+        Some(text) => Err(bad(CLUSTER_ARRIVALS_VAR, text, "count or add")),
+    }
+}
+
+/// [`CLUSTER_PROFILE_VAR`]: whether the cluster kernel measures its step's phases.
+pub fn cluster_profile() -> Result<bool, RuntimeError> {
+    match var(CLUSTER_PROFILE_VAR).as_deref().map(str::trim) {
+        None | Some("off") => Ok(false),
+        Some("on") => Ok(true),
+        Some(text) => Err(bad(CLUSTER_PROFILE_VAR, text, "on or off")),
+    }
+}
+
 /// [`GRID_DELIVERY_VAR`]: whether the deliveries are balanced, `None` when unset.
 pub fn grid_delivery_balanced() -> Result<Option<bool>, RuntimeError> {
     match var(GRID_DELIVERY_VAR).as_deref().map(str::trim) {
@@ -262,6 +295,8 @@ mod tests {
             CLUSTER_DELIVERY_VAR,
             AUTO_CLUSTER_VAR,
             GRID_DELIVERY_VAR,
+            CLUSTER_ARRIVALS_VAR,
+            CLUSTER_PROFILE_VAR,
             ADJOINT_TUNING_VAR,
             NETWORK_ADJOINT_BARRIER_VAR,
             NETWORK_ADJOINT_FAST_VAR,
@@ -362,6 +397,43 @@ mod tests {
         );
         assert!(
             out.contains("SPIKEFORGE_GRID_DELIVERY=lanes: expected warp or balanced"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    #[ignore = "run by cluster_settings_parse_and_refuse_nonsense"]
+    fn child_reads_cluster_settings() {
+        println!(
+            "CLUSTER {:?} / {:?}",
+            cluster_arrivals_added().map_err(|e| e.to_string()),
+            cluster_profile().map_err(|e| e.to_string())
+        );
+    }
+
+    #[test]
+    fn cluster_settings_parse_and_refuse_nonsense() {
+        let cluster =
+            |vars: &[(&str, &str)]| child_of("child_reads_cluster_settings", "CLUSTER ", vars);
+        assert_eq!(cluster(&[]), "Ok(false) / Ok(false)");
+        assert_eq!(
+            cluster(&[(CLUSTER_ARRIVALS_VAR, "add"), (CLUSTER_PROFILE_VAR, " on")]),
+            "Ok(true) / Ok(true)"
+        );
+        assert_eq!(
+            cluster(&[
+                (CLUSTER_ARRIVALS_VAR, "count"),
+                (CLUSTER_PROFILE_VAR, "off")
+            ]),
+            "Ok(false) / Ok(false)"
+        );
+        let out = cluster(&[(CLUSTER_ARRIVALS_VAR, "atomic"), (CLUSTER_PROFILE_VAR, "1")]);
+        assert!(
+            out.contains("SPIKEFORGE_CLUSTER_ARRIVALS=atomic: expected count or add"),
+            "{out}"
+        );
+        assert!(
+            out.contains("SPIKEFORGE_CLUSTER_PROFILE=1: expected on or off"),
             "{out}"
         );
     }

@@ -8,7 +8,9 @@ network_models.py, 4000 neurons) without a spike or rate monitor, with a state m
 float64: the references' spike counts, traces and final state, in a cluster of 16 blocks of 256
 threads (a virtual block each: the default on the H200) and of 8 (``SPIKEFORGE_GRID_BLOCKS``: 2
 register slots each), with the deliveries by the block (their targets from the target cache, or
-``SPIKEFORGE_CLUSTER_TARGETS=global``) and by the warp (``SPIKEFORGE_CLUSTER_DELIVERY=warp``); the spike queue the
+``SPIKEFORGE_CLUSTER_TARGETS=global``) and by the warp (``SPIKEFORGE_CLUSTER_DELIVERY=warp``), the arrivals
+counted (the default: both networks' weights are one value a projection) and added as floats
+(``SPIKEFORGE_CLUSTER_ARRIVALS=add``); the spike queue the
 last step leaves is the register grid's; two half runs are one run. GPU only (skipped without
 one, and without clusters); the CPU checks at the end run everywhere.
 """
@@ -31,6 +33,12 @@ SETTINGS = {
     "16 blocks, global targets": {"SPIKEFORGE_CLUSTER_TARGETS": "global"},
     "16 blocks, by the warp": {"SPIKEFORGE_CLUSTER_DELIVERY": "warp"},
     "8 blocks, by the warp": {"SPIKEFORGE_GRID_BLOCKS": "8", "SPIKEFORGE_CLUSTER_DELIVERY": "warp"},
+    "16 blocks, arrivals added": {"SPIKEFORGE_CLUSTER_ARRIVALS": "add"},
+    "8 blocks, by the warp, arrivals added": {
+        "SPIKEFORGE_GRID_BLOCKS": "8",
+        "SPIKEFORGE_CLUSTER_DELIVERY": "warp",
+        "SPIKEFORGE_CLUSTER_ARRIVALS": "add",
+    },
 }
 DELIVERIES = {
     "16 blocks": "deliveries by the block, target cache of",
@@ -38,6 +46,8 @@ DELIVERIES = {
     "16 blocks, global targets": "deliveries by the block, targets in global memory",
     "16 blocks, by the warp": "deliveries by the warp",
     "8 blocks, by the warp": "deliveries by the warp",
+    "16 blocks, arrivals added": "deliveries by the block, target cache of",
+    "8 blocks, by the warp, arrivals added": "deliveries by the warp",
 }
 
 
@@ -62,6 +72,10 @@ def test_cluster_float64_is_the_reference(name, setting):
     blocks = 16 if setting.startswith("16 blocks") else 8
     assert f"1 cluster of {blocks} blocks" in network.last_path_detail, network.last_path_detail
     assert DELIVERIES[setting] in network.last_path_detail, network.last_path_detail
+    # both networks' weights are one value a projection: the cluster counts their arrivals
+    # (an integer reduction a synapse), unless asked to add them as floats
+    arrivals = "arrivals added" if setting.endswith("arrivals added") else "arrivals counted"
+    assert arrivals in network.last_path_detail, network.last_path_detail
     assert_is_the_reference(net, ref, new, out)
 
 
@@ -75,6 +89,23 @@ def test_auto_takes_the_cluster_where_it_may(name):
     new, out = run(network, gpu_state(network, net), settings={"SPIKEFORGE_AUTO_CLUSTER": "on"})
     assert network.last_strategy == "cluster"
     assert "1 cluster of 16 blocks" in network.last_path_detail, network.last_path_detail
+    assert_is_the_reference(net, ref, new, out)
+
+
+@cluster_only
+@pytest.mark.parametrize("name", ["cuba", "coba"])
+def test_auto_takes_the_cluster_by_default_where_it_counts_every_arrival(name):
+    # network_path::AUTO_TAKES_CLUSTER: at 4000 neurons whose projections each add one value,
+    # auto takes the cluster (measured faster than the register grid); with the arrivals added
+    # as floats (SPIKEFORGE_CLUSTER_ARRIVALS=add) it keeps the register grid
+    net, ref = drawn(name), reference(name)
+    network = one_barrier_network(net, strategy="auto")
+    new, out = run(network, gpu_state(network, net))
+    assert network.last_strategy == "cluster"
+    assert "arrivals counted" in network.last_path_detail, network.last_path_detail
+    assert_is_the_reference(net, ref, new, out)
+    new, out = run(network, gpu_state(network, net), settings={"SPIKEFORGE_CLUSTER_ARRIVALS": "add"})
+    assert network.last_strategy == "grid"
     assert_is_the_reference(net, ref, new, out)
 
 

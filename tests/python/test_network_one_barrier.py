@@ -53,6 +53,7 @@ def run(network, state, duration=DURATION, settings=None):
     names = GRID_SETTINGS + (
         "SPIKEFORGE_CLUSTER_DELIVERY",
         "SPIKEFORGE_CLUSTER_TARGETS",
+        "SPIKEFORGE_CLUSTER_ARRIVALS",
         "SPIKEFORGE_AUTO_CLUSTER",
     )
     saved = {k: os.environ.pop(k, None) for k in names}

@@ -43,8 +43,9 @@ pub use balanced::{
     PERSISTENT_BALANCED_ENTRY,
 };
 pub use cluster::{
-    cluster_blocks, cluster_shape, ClusterShape, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY, CLUSTER_MAX,
-    TARGET_CACHE_BYTES,
+    cluster_blocks, cluster_counts_arrivals, cluster_counts_every_arrival, cluster_mode,
+    cluster_shape, ClusterShape, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY, CLUSTER_MAX, COUNT_ARRIVAL,
+    GLOBAL_TIMER, TARGET_CACHE_BYTES,
 };
 pub use registers::{register_slots, REGISTER_SLOTS};
 
@@ -451,7 +452,8 @@ impl Gen<'_> {
                 prefetched(g, v)
             )?;
         } else {
-            writeln!(w, "const {} sf_a{k} = {acc};", self.real_t())?;
+            let value = self.arrivals_value(g, v, &acc, w)?;
+            writeln!(w, "const {} sf_a{k} = {value};", self.real_t())?;
         }
         w.block(format!("if (sf_a{k} != 0)"), |w| {
             writeln!(w, "x{k} = x{k} + sf_a{k};")?;
@@ -499,7 +501,7 @@ impl Gen<'_> {
         if self.clustered() {
             // the block's warps deliver its spikes together, after a block barrier, unless the
             // launch asks for the deliveries by the warp (`grid::cluster`)
-            w.block("if (sf_group_blocks == 0)", |w| {
+            w.block("if ((sf_group_blocks & 1) == 0)", |w| {
                 self.write_cluster_listing(g, w)
             })?;
             return w.block("else", |w| self.write_warp_push(g, w));
@@ -527,6 +529,16 @@ impl Gen<'_> {
         for &p in &leaving {
             let proj = &self.net.projections[p];
             let (a, b) = (proj.source_range.start, proj.source_range.end);
+            if self.clustered() {
+                // the cluster kernel's slots keep their rows in registers, and where each
+                // starts in the target cache (`grid::cluster`)
+                writeln!(
+                    w,
+                    "const int64_t sf_rlo{p}_ = sf_rlo{p}[sf_slot], sf_rhi{p} = sf_rlo{p}_ + sf_rlen{p}[sf_slot];"
+                )?;
+                writeln!(w, "const int32_t sf_rsh{p}_ = sf_rsh{p}[sf_slot];")?;
+                continue;
+            }
             let (lo, hi) = self.row_bounds(p, block, &tables);
             writeln!(w, "int64_t sf_rlo{p} = 0, sf_rhi{p} = 0;")?;
             w.block(format!("if (sf_fire && sf_i >= {a} && sf_i < {b})"), |w| {
@@ -595,11 +607,24 @@ impl Gen<'_> {
             "const bool sf_in2 = sf_two && sf_pre2 >= {a} && sf_pre2 < {b};"
         )?;
         writeln!(w, "if (!sf_in && !sf_in2) continue;")?;
+        // the cluster kernel's rows: in registers (`sf_rlo{p}_`), their targets in the target
+        // cache where `sf_sh` is not -1
+        let (lo_reg, cached) = if self.clustered() {
+            (format!("sf_rlo{p}_"), true)
+        } else {
+            (format!("sf_rlo{p}"), false)
+        };
         for (x, src, inside) in [("", "sf_src", "sf_in"), ("2", "sf_src2", "sf_in2")] {
             writeln!(
                 w,
-                "int64_t sf_lo{x} = __shfl_sync(0xffffffffu, sf_rlo{p}, {src}), sf_hi{x} = __shfl_sync(0xffffffffu, sf_rhi{p}, {src});"
+                "int64_t sf_lo{x} = __shfl_sync(0xffffffffu, {lo_reg}, {src}), sf_hi{x} = __shfl_sync(0xffffffffu, sf_rhi{p}, {src});"
             )?;
+            if cached {
+                writeln!(
+                    w,
+                    "const int32_t sf_sh{x} = __shfl_sync(0xffffffffu, sf_rsh{p}_, {src});"
+                )?;
+            }
             writeln!(w, "if (sf_lo{x} < 0) sf_lo{x} = 0;")?;
             writeln!(w, "if (sf_hi{x} > sf_nsyn{p}) sf_hi{x} = sf_nsyn{p};")?;
             writeln!(
@@ -619,10 +644,12 @@ impl Gen<'_> {
             w.block(&each, |w| {
                 writeln!(w, "const int64_t sf_at = sf_c + sf_lane + 32 * sf_u;")?;
                 for x in ["", "2"] {
-                    writeln!(
-                        w,
-                        "sf_js{x}[sf_u] = sf_at < sf_len{x} ? in_p{p}_targets[sf_lo{x} + sf_at] : -1;"
-                    )?;
+                    let target = if cached {
+                        format!("(sf_sh{x} >= 0 ? sf_tgt[sf_sh{x} + sf_at] : in_p{p}_targets[sf_lo{x} + sf_at])")
+                    } else {
+                        format!("in_p{p}_targets[sf_lo{x} + sf_at]")
+                    };
+                    writeln!(w, "sf_js{x}[sf_u] = sf_at < sf_len{x} ? {target} : -1;")?;
                 }
                 Ok(())
             })?;
@@ -670,7 +697,14 @@ impl Gen<'_> {
             let acc = (self.accumulator(proj.target, v, "sf_t_step & 1", &index))
                 .expect("an accumulated variable");
             let text = printer.block(&[e], &format!("sf_q{k}_"), w)?.remove(0);
-            writeln!(w, "atomicAdd(&{acc}, {text});")?;
+            if self.counted_arrival(proj.target, v).is_some() {
+                writeln!(
+                    w,
+                    "if (sf_counting) sf_count_arrival(&{acc}); else atomicAdd(&{acc}, {text});"
+                )?;
+            } else {
+                writeln!(w, "atomicAdd(&{acc}, {text});")?;
+            }
         }
         Ok(())
     }

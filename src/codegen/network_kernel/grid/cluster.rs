@@ -29,15 +29,28 @@
 //! step's chain.
 //!
 //! The launch may ask for the register grid's deliveries by the warp that finds the spikes
-//! instead (`sf_group_blocks` not 0, a parameter the cluster has no grid barrier to use for:
-//! `SPIKEFORGE_CLUSTER_DELIVERY=warp`), the cluster kernel's of session 6, for measuring both on
-//! one device.
+//! instead (bit 0 of `sf_group_blocks`, a parameter the cluster has no grid barrier to use for:
+//! [`cluster_mode`], `SPIKEFORGE_CLUSTER_DELIVERY=warp`): two spikes at a time over the warp's
+//! lanes, their bounds from the slots' registers and their targets from the target cache (the
+//! cluster kernel of session 6 read both from global memory), with no block barrier a step.
 //!
 //! The targets themselves are read from the block's **target cache** where they fit: at the
 //! launch's start each block copies the targets of its slots' neurons' rows (a run of the
 //! connectivity a slot and projection) into its dynamic shared memory, as much as the handler
 //! gives (`SPIKEFORGE_CLUSTER_TARGETS`: what the device allows a block, or nothing); a row whose
 //! run did not fit reads global memory.
+//!
+//! Where a target variable's only presynaptic statement adds one value the same for every
+//! synapse and step (a constant or shared parameter: COBA's and CUBA's weights), its arrivals
+//! are **counted** ([`cluster_counts`]): a delivery adds one to a 32-bit count in the target
+//! block's shared memory, an integer reduction the device makes in one instruction that nothing
+//! waits for until the cluster barrier, and the fold adds `count * value`. A float addition on
+//! distributed shared memory has no such instruction: the compiler makes it a load and a
+//! compare-and-swap loop on the other multiprocessor (two round trips, more on a conflict),
+//! which each delivering lane waits for, chunk after chunk (the SASS of session 7's kernel).
+//! `SPIKEFORGE_CLUSTER_ARRIVALS=add` keeps the float additions ([`cluster_mode`]'s bit 1), and
+//! `SPIKEFORGE_CLUSTER_PROFILE=on` measures the step's phases with the multiprocessor's clock
+//! and prints them at the end of the launch (bit 2).
 //!
 //! Its spike queue is written in the launch's last step only, as the grid kernel's (every queue
 //! one slot, nothing reading it during the launch), but its write cursors are zeroed once at the
@@ -56,11 +69,12 @@
 
 use std::fmt::{self, Write};
 
-use super::super::{scope, Gen, Printing, PERSISTENT_SCALARS};
+use super::super::{scope, Gen, Printing, EVENT, PERSISTENT_SCALARS};
 use super::accumulated;
 use crate::codegen::writer::SourceWriter;
 use crate::ir::network::{NetGroupKind, NetworkIr};
-use crate::ir::synapses::Pathway;
+use crate::ir::synapses::{Effect, Pathway};
+use crate::ir::{IndexOf, SymbolKind, VarId};
 use crate::step::network::NetworkPlan;
 
 /// The cluster kernel's entry point (parameters: the persistent kernel's).
@@ -98,6 +112,94 @@ pub const TARGET_CACHE_BYTES: &str =
 /// Chunks (32 synapses of a listed row) a warp takes at a time: their targets loaded together,
 /// then their additions.
 pub const CLUSTER_UNROLL: usize = 4;
+
+/// The body of `sf_count_arrival(sf_a)`: one added to the 32-bit count at a distributed shared
+/// memory address, an integer reduction that the device makes in one instruction (a float
+/// addition there is a load and compare-and-swap loop: two round trips to the other
+/// multiprocessor, more on a conflict). The CPU emulation replaces this line.
+pub const COUNT_ARRIVAL: &str =
+    "asm volatile(\"red.add.u32 [%0], 1;\" :: \"l\"(sf_a.sf_p) : \"memory\");";
+
+/// The line of the cluster kernel's profile that reads the device's nanosecond timer into
+/// `sf_ns`. The CPU emulation replaces this line.
+pub const GLOBAL_TIMER: &str = "asm volatile(\"mov.u64 %0, %%globaltimer;\" : \"=l\"(sf_ns));";
+
+/// The phases of a step that the cluster kernel's profile measures ([`cluster_mode`]).
+const PROFILE_PHASES: [&str; 5] = [
+    "fold+update",
+    "listing",
+    "block barrier",
+    "deliveries",
+    "cluster barrier",
+];
+
+/// The cluster kernel's `sf_group_blocks` (a parameter the cluster has no grid barrier to use
+/// for): bit 0 its deliveries by the warp that finds the spikes (else by the block's warps),
+/// bit 1 its arrivals added as floats where they could be counted
+/// ([`cluster_counts_arrivals`]), bit 2 its step's phases measured and printed at the end of
+/// the launch (one line a block: the clock cycles of each phase, the mean of the warps and the
+/// slowest warp's, and the nanoseconds a step).
+pub fn cluster_mode(by_warp: bool, added: bool, profile: bool) -> i32 {
+    i32::from(by_warp) | i32::from(added) << 1 | i32::from(profile) << 2
+}
+
+/// For each accumulated variable of the cluster kernel ([`accumulated`]), the statement
+/// (projection, pathway, statement) whose arrivals it **counts**: the variable's only
+/// presynaptic statement, adding a value the same for every synapse and every step (shared
+/// parameters and constants: no synapse's, neuron's or time's value). Its deliveries then add
+/// one to a 32-bit count on the target block's shared memory (an integer reduction), and the
+/// target neuron's fold adds `count * value` (one rounding where the additions made one a
+/// synapse; the order of the arrivals no longer matters). `None` where not.
+pub fn cluster_counts(net: &NetworkIr, plan: &NetworkPlan) -> Vec<Option<(usize, usize, usize)>> {
+    let statements = |g: usize, v: VarId| {
+        let mut found = Vec::new();
+        for (p, proj) in net.projections.iter().enumerate() {
+            let s = &proj.synapses;
+            for pathway in s.pathways_of(Pathway::Pre) {
+                for (k, st) in s.statements(pathway).iter().enumerate() {
+                    if proj.target == g && s.neighbour(st.var) == Some((IndexOf::Post, v)) {
+                        found.push((p, pathway, k, st.effect));
+                    }
+                }
+            }
+        }
+        found
+    };
+    (accumulated(net, plan).into_iter())
+        .map(|(g, v)| match statements(g, v)[..] {
+            [(p, pathway, k, Effect::Add(e))] => {
+                let s = &net.projections[p].synapses;
+                let fixed = s.group.arena.vars_of(e).into_iter().all(|x| {
+                    let sym = s.group.symbol(x);
+                    sym.kind == SymbolKind::Param && sym.shared
+                });
+                fixed.then_some((p, pathway, k))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The profile's `sf_ns`: the device's nanosecond timer (0 in the CPU emulation).
+fn write_timer(w: &mut SourceWriter) -> fmt::Result {
+    writeln!(w, "long long sf_ns = 0;")?;
+    writeln!(w, "#if defined(__CUDA_ARCH__)")?;
+    writeln!(w, "{GLOBAL_TIMER}")?;
+    writeln!(w, "#endif")
+}
+
+/// Whether the cluster kernel of `net` (where it has one) counts the arrivals of some variable
+/// ([`cluster_counts`]).
+pub fn cluster_counts_arrivals(net: &NetworkIr, plan: &NetworkPlan) -> bool {
+    cluster_shape(net, plan).is_some() && cluster_counts(net, plan).iter().any(Option::is_some)
+}
+
+/// Whether the cluster kernel of `net` (where it has one) counts the arrivals of every
+/// variable: no delivery of it adds a float on distributed shared memory (what `auto` asks of a
+/// network before it takes the cluster: `handlers::network_path`).
+pub fn cluster_counts_every_arrival(net: &NetworkIr, plan: &NetworkPlan) -> bool {
+    cluster_shape(net, plan).is_some() && cluster_counts(net, plan).iter().all(Option::is_some)
+}
 
 /// How the cluster kernel runs a network: blocks of `block` threads (one neuron a thread, the
 /// neurons of a virtual block), `slots` register slots a block (`SF_SLOTS`), `vblocks` virtual
@@ -187,6 +289,107 @@ impl Gen<'_> {
     /// Whether the cluster kernel is being printed.
     pub(in crate::codegen::network_kernel) fn clustered(&self) -> bool {
         self.cluster.get()
+    }
+
+    /// The statement whose arrivals the cluster kernel being printed counts at group g's `v`
+    /// ([`cluster_counts`]), if it counts them.
+    pub(super) fn counted_arrival(&self, g: usize, v: VarId) -> Option<(usize, usize, usize)> {
+        if !self.clustered() {
+            return None;
+        }
+        let k = (accumulated(self.net, self.plan).iter()).position(|x| *x == (g, v))?;
+        cluster_counts(self.net, self.plan)[k]
+    }
+
+    /// The arrivals at accumulator element `acc` (of group g's `v`) for a fold: where the
+    /// cluster kernel counts them, `count * value` while the launch counts (`sf_counting`),
+    /// else the element itself. What the value needs is printed first.
+    pub(super) fn arrivals_value(
+        &self,
+        g: usize,
+        v: VarId,
+        acc: &str,
+        w: &mut SourceWriter,
+    ) -> Result<String, fmt::Error> {
+        let Some((p, pathway, k)) = self.counted_arrival(g, v) else {
+            return Ok(acc.to_owned());
+        };
+        let Effect::Add(value) = self.net.projections[p].synapses.statements(pathway)[k].effect
+        else {
+            unreachable!("counted statements add")
+        };
+        let names = |x: VarId| self.synapse_name(p, x, &EVENT);
+        let text = (self.synapse_printer(p, &names))
+            .block(&[value], &format!("sf_cv{}_", v.0), w)?
+            .remove(0);
+        Ok(format!(
+            "(sf_counting ? ({}) (*(uint32_t*) &{acc}) * ({text}) : {acc})",
+            self.real_t()
+        ))
+    }
+
+    /// A mark of the cluster kernel's profile ([`cluster_mode`]): the clock cycles since the
+    /// last mark added to phase `phase` ([`PROFILE_PHASES`]) when the launch measures.
+    fn write_profile_mark(&self, phase: usize, w: &mut SourceWriter) -> fmt::Result {
+        writeln!(
+            w,
+            "if (sf_profile) {{ const long long sf_now = clock64(); sf_phase[{phase}] += sf_now - sf_clock; sf_clock = sf_now; }}"
+        )
+    }
+
+    /// The end of the cluster kernel's profile: each block's phases (the mean and the slowest
+    /// of its warps, in clock cycles a step) gathered by block 0 through distributed shared
+    /// memory between two cluster barriers, and printed by its thread 0 with the nanoseconds a
+    /// step, a value a `printf` (one call's arguments are the only local memory it takes).
+    fn write_profile_report(&self, w: &mut SourceWriter) -> fmt::Result {
+        let n = PROFILE_PHASES.len();
+        w.block("if (sf_profile)", |w| {
+            write_timer(w)?;
+            writeln!(w, "__shared__ unsigned long long sf_phase_sum[{n}], sf_phase_max[{n}];")?;
+            writeln!(
+                w,
+                "if (threadIdx.x < {n}) {{ sf_phase_sum[threadIdx.x] = 0ull; sf_phase_max[threadIdx.x] = 0ull; }}"
+            )?;
+            writeln!(w, "__syncthreads();")?;
+            w.block("if ((threadIdx.x & 31u) == 0u)", |w| {
+                w.block(format!("for (int32_t sf_k = 0; sf_k < {n}; ++sf_k)"), |w| {
+                    writeln!(
+                        w,
+                        "atomicAdd(&sf_phase_sum[sf_k], (unsigned long long) sf_phase[sf_k]);"
+                    )?;
+                    writeln!(
+                        w,
+                        "atomicMax(&sf_phase_max[sf_k], (unsigned long long) sf_phase[sf_k]);"
+                    )
+                })
+            })?;
+            writeln!(w, "sf_cluster_sync();")?;
+            let steps = "(double) (sf_s1 > sf_s0 ? sf_s1 - sf_s0 : 1)";
+            w.block("if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0)", |w| {
+                w.block("for (uint32_t sf_k = 0; sf_k < gridDim.x; ++sf_k)", |w| {
+                    writeln!(
+                        w,
+                        "printf(\"spikeforge cluster profile: block %u, cycles a step (mean of the warps / slowest warp):\", sf_k);"
+                    )?;
+                    for (k, name) in PROFILE_PHASES.iter().enumerate() {
+                        writeln!(
+                            w,
+                            "printf(\" {name} %.0f\", (double) *sf_rank_ptr(&sf_phase_sum[{k}], sf_k) / (double) (blockDim.x / 32u) / {steps});"
+                        )?;
+                        writeln!(
+                            w,
+                            "printf(\" / %.0f,\", (double) *sf_rank_ptr(&sf_phase_max[{k}], sf_k) / {steps});"
+                        )?;
+                    }
+                    writeln!(w, "printf(\" %d steps\\n\", sf_s1 - sf_s0);")
+                })?;
+                writeln!(
+                    w,
+                    "printf(\"spikeforge cluster profile: %.1f ns a step\\n\", (double) (sf_ns - sf_ns0) / {steps});"
+                )
+            })?;
+            writeln!(w, "sf_cluster_sync();")
+        })
     }
 
     /// The cluster's barrier and distributed shared memory's addresses (`sf_cluster_sync`,
@@ -425,6 +628,7 @@ impl Gen<'_> {
         let unroll = CLUSTER_UNROLL;
         writeln!(w, "/* The block's listed rows, delivered by all its warps (codegen::network_kernel::grid::cluster). */")?;
         writeln!(w, "__syncthreads();")?;
+        self.write_profile_mark(2, w)?;
         writeln!(
             w,
             "const unsigned long long sf_listing = sf_listed[sf_t_step & 1];"
@@ -548,6 +752,18 @@ impl Gen<'_> {
         }
         writeln!(
             w,
+            "/* One arrival counted at a distributed shared memory address (a 32-bit count: codegen::network_kernel::grid::cluster). */"
+        )?;
+        w.block(
+            "template <class T> static __device__ __forceinline__ void sf_count_arrival(const sf_dsmem<T> sf_a)",
+            |w| {
+                writeln!(w, "#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900")?;
+                writeln!(w, "{COUNT_ARRIVAL}")?;
+                writeln!(w, "#endif")
+            },
+        )?;
+        writeln!(
+            w,
             "/* Element sf_i (of a group whose virtual blocks start at sf_first) of an accumulator region, in the shared memory of the block that holds it. */"
         )?;
         w.block(
@@ -582,7 +798,7 @@ impl Gen<'_> {
             writeln!(w, "#else")?;
             writeln!(
                 w,
-                "/* One cluster barrier a step: deliveries into accumulators in the cluster's shared memory, by the block's warps together (sf_group_blocks 0) or by the warp that finds the spikes (codegen::network_kernel::grid::cluster). */"
+                "/* One cluster barrier a step: deliveries into accumulators in the cluster's shared memory, by the block's warps together or by the warp that finds the spikes, arrivals counted or added, the step's phases measured or not (sf_group_blocks: codegen::network_kernel::grid::cluster_mode). */"
             )?;
             writeln!(w, "const int32_t sf_b = (int32_t) blockIdx.y;")?;
             writeln!(w, "const int32_t sf_t_base = in_sf_t_step[sf_b];")?;
@@ -601,6 +817,8 @@ impl Gen<'_> {
                 w,
                 "const uint32_t sf_cluster_shift = (uint32_t) (__ffs((int) gridDim.x) - 1);"
             )?;
+            writeln!(w, "const bool sf_counting = (sf_group_blocks & 2) == 0;")?;
+            writeln!(w, "const bool sf_profile = (sf_group_blocks & 4) != 0;")?;
             writeln!(
                 w,
                 "__shared__ {} sf_acc[2 * {vars} * SF_SLOTS * {block}];",
@@ -629,18 +847,33 @@ impl Gen<'_> {
             writeln!(w, "sf_cluster_sync();")?;
             self.write_register_loads(block, slots, w)?;
             self.write_rows_and_targets(block, w)?;
+            writeln!(
+                w,
+                "long long sf_phase[{}] = {{}}, sf_clock = 0, sf_ns0 = 0;",
+                PROFILE_PHASES.len()
+            )?;
+            w.block("if (sf_profile)", |w| {
+                writeln!(w, "sf_clock = clock64();")?;
+                write_timer(w)?;
+                writeln!(w, "sf_ns0 = sf_ns;")
+            })?;
             w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
                 scope(w, |w| {
                     self.step_prologue(w)?;
                     writeln!(w, "const int32_t sf_lane = (int32_t) (threadIdx.x & 31u);")?;
                     self.write_slot_updates(block, w)?;
+                    self.write_profile_mark(0, w)?;
                     self.write_slot_spikes(block, w)?;
-                    w.block("if (sf_group_blocks == 0)", |w| {
+                    self.write_profile_mark(1, w)?;
+                    w.block("if ((sf_group_blocks & 1) == 0)", |w| {
                         self.write_listed_deliveries(block, w)
-                    })
+                    })?;
+                    self.write_profile_mark(3, w)
                 })?;
-                writeln!(w, "sf_cluster_sync();")
+                writeln!(w, "sf_cluster_sync();")?;
+                self.write_profile_mark(4, w)
             })?;
+            self.write_profile_report(w)?;
             w.block("if (sf_s1 > sf_s0)", |w| {
                 writeln!(w, "const int32_t sf_s = sf_s1 - 1;")?;
                 self.step_prologue(w)?;
