@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# GPU checks of the network gradients' one-call forward (issue 12, COBA x1 gradients; helper
+# netgrad4), on the device, against a library built elsewhere (SPIKEFORGE_LIBRARY) and this
+# checkout's python_shim. Every step runs under `timeout`; logs go to $OUT (or /tmp).
+#   bash scripts/netgrad4_gpu.sh bench     # bench_network_gradients.py; the forward under jax.grad as one call a
+#                                          # segment (main's, SPIKEFORGE_NETWORK_GRAD_FORWARD=segments) and as one
+#                                          # checkpointed call, same process
+#   bash scripts/netgrad4_gpu.sh check     # GPU network gradient tests (poisoned outputs)
+#   bash scripts/netgrad4_gpu.sh memcheck  # compute-sanitizer memcheck of scripts/network_grad_tiny.py --quick
+#                                          # (the checkpoint copies, the persistent kernel's chunks, the adjoint)
+#   bash scripts/netgrad4_gpu.sh profile   # ncu: every kernel's time in one gradient call (COBA x1, segments of 50)
+# A step that would start after ${BUDGET:-200} s is skipped (the round's 4 minutes).
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_run.sh"
+TAIL_LINES=30
+FORWARD="SPIKEFORGE_NETWORK_GRAD_FORWARD=segments;one_call"
+for what in "$@"; do
+  if [ "$SECONDS" -gt "${BUDGET:-200}" ]; then
+    echo "** $what: skipped (${SECONDS} s spent)" && continue
+  fi
+  case "$what" in
+    bench)
+      run bench 120 python3 bench/bench_network_gradients.py --repeats 7 --setting "$FORWARD" ${BENCH_ARGS:-} \
+        --json "$LOG/bench.json"
+      ;;
+    check)
+      run pytest_network_gradients 150 python3 -m pytest -q -p no:logging tests/python/test_network_gradients.py -k gpu
+      ;;
+    memcheck)
+      run sanitize_memcheck 100 env XLA_PYTHON_CLIENT_PREALLOCATE=false \
+        compute-sanitizer --tool memcheck --error-exitcode 9 --kernel-name kns=sf_network \
+        python3 scripts/network_grad_tiny.py --quick
+      ;;
+    profile)
+      run profile 90 ncu --profile-from-start off --metrics gpu__time_duration.sum --csv --log-file "$LOG/ncu_times.csv" \
+        python3 scripts/netgrad3_costs.py --profile-only
+      python3 - "$LOG/ncu_times.csv" <<'PY'
+import collections, csv, sys
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+head, rows = rows[0], rows[1:]
+name, unit, value = head.index("Kernel Name"), head.index("Metric Unit"), head.index("Metric Value")
+scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "second": 1e6}
+total = collections.defaultdict(lambda: [0, 0.0])
+for r in rows:
+    t = total[r[name][:70]]
+    t[0] += 1
+    t[1] += float(r[value].replace(",", "")) * scale.get(r[unit], float("nan"))
+for k, (c, us) in sorted(total.items(), key=lambda x: -x[1][1]):
+    print(f"{us:10.1f} us {c:4d} x  {k}")
+print(f"{sum(t[1] for t in total.values()):10.1f} us in all (kernels of one gradient call, segments of 50)")
+PY
+      ;;
+    *) echo "unknown step: $what" && status=1 ;;
+  esac
+done
+exit $status
