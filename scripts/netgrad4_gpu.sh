@@ -4,27 +4,31 @@
 # checkout's python_shim. Every step runs under `timeout`; logs go to $OUT (or /tmp).
 #   bash scripts/netgrad4_gpu.sh bench     # bench_network_gradients.py; the forward under jax.grad as one call a
 #                                          # segment (main's, SPIKEFORGE_NETWORK_GRAD_FORWARD=segments) and as one
-#                                          # checkpointed call, same process
+#                                          # checkpointed call; the adjoint's barrier (fence, main's, or
+#                                          # acquire_release) and block (1024, main's, 512, 256); same process
 #   bash scripts/netgrad4_gpu.sh check     # GPU network gradient tests (poisoned outputs)
 #   bash scripts/netgrad4_gpu.sh memcheck  # compute-sanitizer memcheck of scripts/network_grad_tiny.py --quick
 #                                          # (the checkpoint copies, the persistent kernel's chunks, the adjoint)
 #   bash scripts/netgrad4_gpu.sh profile   # ncu: every kernel's time in one gradient call (COBA x1, segments of 50)
-# A step that would start after ${BUDGET:-200} s is skipped (the round's 4 minutes).
+#   bash scripts/netgrad4_gpu.sh stalls    # ncu: one adjoint launch's warp states and top stall locations
+# A step that would start after ${BUDGET:-170} s is skipped (the round's 4 minutes).
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/gpu_run.sh"
 TAIL_LINES=30
 FORWARD="SPIKEFORGE_NETWORK_GRAD_FORWARD=segments;one_call"
+BARRIER="SPIKEFORGE_NETWORK_ADJOINT_BARRIER=fence;acquire_release"
+BLOCK="SPIKEFORGE_NETWORK_ADJOINT_BLOCK=1024;512;256"
 for what in "$@"; do
-  if [ "$SECONDS" -gt "${BUDGET:-200}" ]; then
+  if [ "$SECONDS" -gt "${BUDGET:-170}" ]; then
     echo "** $what: skipped (${SECONDS} s spent)" && continue
   fi
   case "$what" in
     bench)
-      run bench 120 python3 bench/bench_network_gradients.py --repeats 7 --setting "$FORWARD" ${BENCH_ARGS:-} \
-        --json "$LOG/bench.json"
+      run bench 120 python3 bench/bench_network_gradients.py --repeats 7 --setting "$FORWARD" --setting "$BARRIER" \
+        --setting "$BLOCK" ${BENCH_ARGS:-} --json "$LOG/bench.json"
       ;;
     check)
-      run pytest_network_gradients 150 python3 -m pytest -q -p no:logging tests/python/test_network_gradients.py -k gpu
+      run pytest_network_gradients 120 python3 -m pytest -q -p no:logging tests/python/test_network_gradients.py -k gpu
       ;;
     memcheck)
       run sanitize_memcheck 100 env XLA_PYTHON_CLIENT_PREALLOCATE=false \
@@ -49,6 +53,11 @@ for k, (c, us) in sorted(total.items(), key=lambda x: -x[1][1]):
     print(f"{us:10.1f} us {c:4d} x  {k}")
 print(f"{sum(t[1] for t in total.values()):10.1f} us in all (kernels of one gradient call, segments of 50)")
 PY
+      ;;
+    stalls)
+      run stalls 90 ncu --kernel-name regex:sf_network_adjoint --launch-skip 21 --launch-count 1 \
+        --section LaunchStats --section Occupancy --section WarpStateStats --section SchedulerStats \
+        --section SourceCounters python3 scripts/network_grad_profile.py
       ;;
     *) echo "unknown step: $what" && status=1 ;;
   esac

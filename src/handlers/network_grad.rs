@@ -303,9 +303,11 @@ fn largest_group(site: &NetworkGrad) -> usize {
 
 /// The grid of kernel `f` for a call of `site`: blocks of a whole number of warps, as many as
 /// the segment's work needs and the device holds at once (a cooperative grid: its blocks wait
-/// for each other at its barriers), at most SPIKEFORGE_NETWORK_ADJOINT_BLOCKS.
+/// for each other at its barriers), at most SPIKEFORGE_NETWORK_ADJOINT_BLOCKS; blocks of
+/// SPIKEFORGE_NETWORK_ADJOINT_BLOCK threads where set.
 fn grid(site: &NetworkGrad, f: &cuda::CudaFunction) -> Result<(u32, u32), FfiError> {
-    let block = (CUDA_BLOCK.min(f.max_threads_per_block()) / 32).max(1) * 32;
+    let wanted_block = crate::runtime::settings::network_adjoint_block()?.unwrap_or(CUDA_BLOCK);
+    let block = (wanted_block.min(f.max_threads_per_block()) / 32).max(1) * 32;
     let neurons = site.net.groups.iter().map(|g| g.n).sum();
     let rows = site
         .net

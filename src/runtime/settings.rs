@@ -22,6 +22,10 @@ pub const DEFAULT_MAX_LOADED: usize = 1024;
 /// size; by default as many as its work needs and the device holds).
 pub const NETWORK_ADJOINT_BLOCKS_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BLOCKS";
 
+/// Threads per block of the CUDA network adjoint kernel (rounded down to whole warps, at most
+/// the kernel's limit; for measuring: by default `codegen::network_adjoint_kernel::CUDA_BLOCK`).
+pub const NETWORK_ADJOINT_BLOCK_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BLOCK";
+
 /// The CUDA network adjoint kernel's grid barrier: `fence` (sequentially consistent fences
 /// around a relaxed atomic and volatile polls, the default) or `acquire_release` (a release
 /// reduction, acquire polls). For measuring both on one device.
@@ -127,6 +131,11 @@ fn at_least_one(name: &'static str) -> Result<Option<u32>, RuntimeError> {
 /// [`NETWORK_ADJOINT_BLOCKS_VAR`]: `None` for no limit.
 pub fn network_adjoint_blocks() -> Result<Option<u32>, RuntimeError> {
     at_least_one(NETWORK_ADJOINT_BLOCKS_VAR)
+}
+
+/// [`NETWORK_ADJOINT_BLOCK_VAR`]: `None` when unset.
+pub fn network_adjoint_block() -> Result<Option<u32>, RuntimeError> {
+    at_least_one(NETWORK_ADJOINT_BLOCK_VAR)
 }
 
 /// [`NETWORK_ADJOINT_BARRIER_VAR`]: whether the barrier is the acquire-release one.
