@@ -4,11 +4,13 @@
 # checkout's python_shim. Every step runs under `timeout`; logs go to $OUT (or /tmp).
 #   bash scripts/netgrad4_gpu.sh bench     # bench_network_gradients.py; the forward under jax.grad as one call a
 #                                          # segment (main's, SPIKEFORGE_NETWORK_GRAD_FORWARD=segments) and as one
-#                                          # checkpointed call; the adjoint's barrier (fence, main's, or
+#                                          # checkpointed call; the adjoint's walk with a barrier a step (main's) or
+#                                          # without (p2p); the adjoint's barrier (fence, main's, or
 #                                          # acquire_release) and block (1024, main's, 512, 256); same process
 #   bash scripts/netgrad4_gpu.sh check     # GPU network gradient tests (poisoned outputs)
 #   bash scripts/netgrad4_gpu.sh memcheck  # compute-sanitizer memcheck of scripts/network_grad_tiny.py --quick
-#                                          # (the checkpoint copies, the persistent kernel's chunks, the adjoint)
+#                                          # (the checkpoint copies, the persistent kernel's chunks, the adjoint's
+#                                          # barrier-free walk: SPIKEFORGE_NETWORK_ADJOINT_FAST=walk,deliveries,p2p)
 #   bash scripts/netgrad4_gpu.sh profile   # ncu: every kernel's time in one gradient call (COBA x1, segments of 50)
 #   bash scripts/netgrad4_gpu.sh stalls    # ncu: one adjoint launch's warp states and top stall locations
 # A step that would start after ${BUDGET:-170} s is skipped (the round's 4 minutes).
@@ -18,20 +20,21 @@ TAIL_LINES=30
 FORWARD="SPIKEFORGE_NETWORK_GRAD_FORWARD=segments;one_call"
 BARRIER="SPIKEFORGE_NETWORK_ADJOINT_BARRIER=fence;acquire_release"
 BLOCK="SPIKEFORGE_NETWORK_ADJOINT_BLOCK=1024;512;256"
+FAST="SPIKEFORGE_NETWORK_ADJOINT_FAST=walk,deliveries;walk,deliveries,p2p"
 for what in "$@"; do
   if [ "$SECONDS" -gt "${BUDGET:-170}" ]; then
     echo "** $what: skipped (${SECONDS} s spent)" && continue
   fi
   case "$what" in
     bench)
-      run bench 120 python3 bench/bench_network_gradients.py --repeats 7 --setting "$FORWARD" --setting "$BARRIER" \
-        --setting "$BLOCK" ${BENCH_ARGS:-} --json "$LOG/bench.json"
+      run bench 120 python3 bench/bench_network_gradients.py --repeats 7 --setting "$FORWARD" --setting "$FAST" \
+        --setting "$BARRIER" --setting "$BLOCK" ${BENCH_ARGS:-} --json "$LOG/bench.json"
       ;;
     check)
       run pytest_network_gradients 120 python3 -m pytest -q -p no:logging tests/python/test_network_gradients.py -k gpu
       ;;
     memcheck)
-      run sanitize_memcheck 100 env XLA_PYTHON_CLIENT_PREALLOCATE=false \
+      run sanitize_memcheck 100 env XLA_PYTHON_CLIENT_PREALLOCATE=false SPIKEFORGE_NETWORK_ADJOINT_FAST="${MEMCHECK_FAST:-walk,deliveries,p2p}" \
         compute-sanitizer --tool memcheck --error-exitcode 9 --kernel-name kns=sf_network \
         python3 scripts/network_grad_tiny.py --quick
       ;;

@@ -21,8 +21,8 @@ use super::neuron_run::{cpu_options, cuda_options, launch_shaped_with_buffers, C
 use super::poison;
 use crate::codegen::network_adjoint_kernel::{
     concrete_shape, cuda_threads, generate_network_adjoint, generate_network_adjoint_variant,
-    projection_order, NetAdjointArg, NetAdjointLayout, CUDA_BLOCK, FAST_VARIANTS, GRID_BARRIER,
-    NETWORK_ADJOINT_ENTRY,
+    projection_order, NetAdjointArg, NetAdjointLayout, CUDA_BLOCK, FAST_DELIVERIES, FAST_VARIANTS,
+    FAST_WALK, GRID_BARRIER, NETWORK_ADJOINT_ENTRY,
 };
 use crate::codegen::Dialect;
 use crate::ir::network::NetworkIr;
@@ -274,9 +274,10 @@ impl Handler for NetworkGradCuda {
 }
 
 /// The warp-a-neuron variant of float32 networks when `SPIKEFORGE_NETWORK_ADJOINT_FAST` is
-/// unset: both paths. (Chosen before any GPU run of it, from the emulation suite's agreement
-/// with the C kernel and NVRTC's no-spill report; 0 takes the grid-stride kernel, main's.)
-const DEFAULT_FAST: i32 = FAST_VARIANTS;
+/// unset: both paths, the walk with its barriers (`FAST_P2P` only where asked: not measured
+/// yet). (Chosen before any GPU run of it, from the emulation suite's agreement with the C
+/// kernel and NVRTC's no-spill report; 0 takes the grid-stride kernel, main's.)
+const DEFAULT_FAST: i32 = FAST_WALK | FAST_DELIVERIES;
 
 /// The warp-a-neuron variant a call takes when `SPIKEFORGE_NETWORK_ADJOINT_FAST` is unset:
 /// [`DEFAULT_FAST`] in float32; none in float64, where ptxas spills the held walk back's

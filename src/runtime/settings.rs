@@ -32,8 +32,8 @@ pub const NETWORK_ADJOINT_BLOCK_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BLOCK";
 pub const NETWORK_ADJOINT_BARRIER_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BARRIER";
 
 /// The CUDA network adjoint kernel's warp-a-neuron paths
-/// (`codegen::network_adjoint_kernel::FAST_WALK`, `FAST_DELIVERIES`): `none`, or a
-/// comma-separated list of `walk` and `deliveries`; unset: the handler's choice
+/// (`codegen::network_adjoint_kernel::FAST_WALK`, `FAST_DELIVERIES`, `FAST_P2P`): `none`, or a
+/// comma-separated list of `walk`, `deliveries` and `p2p` (with `walk`); unset: the handler's choice
 /// (`handlers::network_grad`). Taken where the grid gives every neuron a warp. For measuring
 /// them against the grid-stride paths, and for testing them in float64.
 pub const NETWORK_ADJOINT_FAST_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_FAST";
@@ -153,11 +153,11 @@ pub fn network_adjoint_acquire_release() -> Result<bool, RuntimeError> {
 
 /// [`NETWORK_ADJOINT_FAST_VAR`]: the kernel variant's flags, `None` when unset.
 pub fn network_adjoint_fast() -> Result<Option<i32>, RuntimeError> {
-    use crate::codegen::network_adjoint_kernel::{FAST_DELIVERIES, FAST_WALK};
+    use crate::codegen::network_adjoint_kernel::{FAST_DELIVERIES, FAST_P2P, FAST_WALK};
     let Some(text) = var(NETWORK_ADJOINT_FAST_VAR) else {
         return Ok(None);
     };
-    let expected = "none, or a comma-separated list of walk and deliveries";
+    let expected = "none, or a comma-separated list of walk, deliveries and p2p (with walk)";
     if text.trim() == "none" {
         return Ok(Some(0));
     }
@@ -166,8 +166,12 @@ pub fn network_adjoint_fast() -> Result<Option<i32>, RuntimeError> {
         flags |= match part.trim() {
             "walk" => FAST_WALK,
             "deliveries" => FAST_DELIVERIES,
+            "p2p" => FAST_P2P,
             _ => return Err(bad(NETWORK_ADJOINT_FAST_VAR, &text, expected)),
         };
+    }
+    if flags & FAST_P2P != 0 && flags & FAST_WALK == 0 {
+        return Err(bad(NETWORK_ADJOINT_FAST_VAR, &text, expected));
     }
     Ok(Some(flags))
 }

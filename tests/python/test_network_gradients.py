@@ -264,6 +264,7 @@ VARIANTS = {
     "walk": "warp-a-neuron variant 1:",
     "deliveries": "warp-a-neuron variant 2:",
     "walk,deliveries": "warp-a-neuron variant 3:",
+    "walk,deliveries,p2p": "warp-a-neuron variant 7:",
 }
 
 
@@ -271,7 +272,8 @@ def test_warp_a_neuron_paths_match_jax_grad_of_lax_scan(device, monkeypatch):
     """CUDA: the adjoint kernel's warp-a-neuron variants (``SPIKEFORGE_NETWORK_ADJOINT_FAST``;
     the grid gives each neuron a warp: the walk back with each neuron's first
     synapses, adjoints and gradients in registers, record mode's deliveries a warp a spike) and
-    the grid-stride kernel (``none``, main's), against the reference to 1e-8: record mode
+    the grid-stride kernel (``none``, main's), and the walk without a barrier a step (``p2p``:
+    each gather waits for its values), against the reference to 1e-8: record mode
     (segments of 3) and the per-step recomputation (segments of 7), homogeneous delays (the
     gathers from registers) and per-synapse ones (from the row), hubs of 300 more synapses (rows
     longer than the registers hold)."""
