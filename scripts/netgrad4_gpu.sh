@@ -4,9 +4,10 @@
 # checkout's python_shim. Every step runs under `timeout`; logs go to $OUT (or /tmp).
 #   bash scripts/netgrad4_gpu.sh bench     # bench_network_gradients.py; the forward under jax.grad as one call a
 #                                          # segment (main's, SPIKEFORGE_NETWORK_GRAD_FORWARD=segments) and as one
-#                                          # checkpointed call; the adjoint's walk with a barrier a step (main's) or
-#                                          # without (p2p); the adjoint's barrier (fence, main's, or
+#                                          # checkpointed call; the adjoint's barrier (fence, main's, or
 #                                          # acquire_release) and block (1024, main's, 512, 256); same process
+#   bash scripts/netgrad4_gpu.sh p2p       # the same benchmark: the adjoint's walk with a barrier a step (main's)
+#                                          # or without (SPIKEFORGE_NETWORK_ADJOINT_FAST=walk,deliveries,p2p)
 #   bash scripts/netgrad4_gpu.sh check     # GPU network gradient tests (poisoned outputs)
 #   bash scripts/netgrad4_gpu.sh memcheck  # compute-sanitizer memcheck of scripts/network_grad_tiny.py --quick
 #                                          # (the checkpoint copies, the persistent kernel's chunks, the adjoint's
@@ -27,8 +28,12 @@ for what in "$@"; do
   fi
   case "$what" in
     bench)
-      run bench 120 python3 bench/bench_network_gradients.py --repeats 7 --setting "$FORWARD" --setting "$FAST" \
+      run bench 120 python3 bench/bench_network_gradients.py --repeats 7 --setting "$FORWARD" \
         --setting "$BARRIER" --setting "$BLOCK" ${BENCH_ARGS:-} --json "$LOG/bench.json"
+      ;;
+    p2p)  # apart: a fault of the new walk (a trap) must not take the other figures with it
+      run bench_p2p 90 python3 bench/bench_network_gradients.py --repeats 7 --no-check --setting "$FAST" \
+        --json "$LOG/bench_p2p.json"
       ;;
     check)
       run pytest_network_gradients 120 python3 -m pytest -q -p no:logging tests/python/test_network_gradients.py -k gpu

@@ -129,9 +129,10 @@ pub const FAST_P2P: i32 = 4;
 /// of up to 128 synapses, its rows have 80), else `max(1, GATHER_SLOTS / m)` for each of `m`.
 pub const GATHER_SLOTS: usize = 4;
 
-/// What a wait of the barrier-free walk ([`FAST_P2P`]) does past 2^36 cycles (`sf_since` its
-/// start): a message and a trap, as the grid barrier's.
-const P2P_TIMEOUT: &str = "if (clock64() - sf_since > (1ll << 36)) { printf(\"spikeforge: block %u of the network adjoint kernel waited for a value of its barrier-free walk for more than 2^36 cycles\\n\", blockIdx.x); __trap(); }\n";
+/// What a wait of the barrier-free walk ([`FAST_P2P`]) does past 2^33 cycles (`sf_since` its
+/// start; seconds, where a wait lasts a step of another warp, microseconds): a message and a
+/// trap, as the grid barrier's (after 2^36).
+const P2P_TIMEOUT: &str = "if (clock64() - sf_since > (1ll << 33)) { printf(\"spikeforge: block %u of the network adjoint kernel waited for a value of its barrier-free walk for more than 2^33 cycles\\n\", blockIdx.x); __trap(); }\n";
 
 /// The scratch output (owner `""`) that holds the CUDA grid barrier's arrival counter: one
 /// 32-bit word the handler zeroes before each launch.
