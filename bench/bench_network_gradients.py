@@ -253,12 +253,18 @@ def with_settings(fresh_grad, args, g_scan, settings: list[tuple[tuple[str, str]
                 restore()  # only this entry's variables differ from the run's environment
                 for var, value in pairs:
                     os.environ[var] = value
-                sf_grad = grads.setdefault(pairs, fresh_grad())
-                t = timed(sf_grad, *args, repeats=repeats)
                 entry = out.setdefault(" ".join(f"{var}={value}" for var, value in pairs), dict(times=[]))
+                if "error" in entry:
+                    continue
+                try:
+                    sf_grad = grads.setdefault(pairs, fresh_grad())
+                    t = timed(sf_grad, *args, repeats=repeats)
+                    if sweep == 0:
+                        entry["differences"] = relative_differences(jax.block_until_ready(sf_grad(*args)), g_scan)
+                except Exception as e:  # noqa: BLE001 - a failing setting is reported, the others kept
+                    entry["error"] = f"{type(e).__name__}: {e}"[:500]
+                    continue
                 entry["times"].append(t)
-                if sweep == 0:
-                    entry["differences"] = relative_differences(jax.block_until_ready(sf_grad(*args)), g_scan)
     finally:
         restore()
     return out
@@ -385,8 +391,9 @@ def main() -> int:
     for text in args.setting:
         var, _, values = text.partition("=")
         settings.extend(((var.strip(), v),) for v in values.split(";"))
-    row = measure(args.neurons, args.steps, args.dtype, args.repeats, args.checkpoint_every, blocks, settings)
+    # (the check first: a setting that faults the device, reported below, must not take it along)
     check = None if args.no_check else float64_check(*check_size)
+    row = measure(args.neurons, args.steps, args.dtype, args.repeats, args.checkpoint_every, blocks, settings)
     tolerance = TOLERANCE[args.dtype]
     ratio, speed_up = row["gradient"] / row["forward"], row["scan"] / row["gradient"]
     print(
@@ -411,6 +418,11 @@ def main() -> int:
     for b, t in row["gradient_by_blocks"].items():
         print(f"fwd+bwd with the adjoint kernel on at most {b} blocks: {t:.5f} s ({t / row['forward']:.2f}x forward)")
     for name, entry in row["gradient_by_setting"].items():
+        if "error" in entry:
+            print(f"fwd+bwd with {name}: FAILED: {entry['error']}")
+            print(f"FAILED: fwd+bwd with {name} raised", file=sys.stderr)
+            row.setdefault("settings_ok", []).append(False)
+            continue
         t = min(entry["times"])
         times = " / ".join(f"{x:.5f}" for x in entry["times"])
         diffs = ", ".join(f"d/d{k} {d:.2e}" for k, d in zip(NAMES, entry["differences"]))

@@ -14,6 +14,8 @@
 #                                          # barrier-free walk: SPIKEFORGE_NETWORK_ADJOINT_FAST=walk,deliveries,p2p)
 #   bash scripts/netgrad4_gpu.sh profile   # ncu: every kernel's time in one gradient call (COBA x1, segments of 50)
 #   bash scripts/netgrad4_gpu.sh stalls    # ncu: one adjoint launch's warp states and top stall locations
+#   bash scripts/netgrad4_gpu.sh bench2    # round 2: the defaults against main's (the fence barrier) and the p2p walk
+#   bash scripts/netgrad4_gpu.sh check2    # round 2: the p2p walk's and the checkpointed call's GPU tests
 # A step that would start after ${BUDGET:-170} s is skipped (the round's 4 minutes).
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/gpu_run.sh"
@@ -35,11 +37,20 @@ for what in "$@"; do
       run bench_p2p 90 python3 bench/bench_network_gradients.py --repeats 7 --no-check --setting "$FAST" \
         --json "$LOG/bench_p2p.json"
       ;;
+    bench2)  # round 2: the defaults (acquire-release barrier) against main's (fence), and the p2p walk
+      run bench2 120 python3 bench/bench_network_gradients.py --repeats 7 \
+        --configuration "SPIKEFORGE_NETWORK_ADJOINT_BARRIER=fence" \
+        --setting "SPIKEFORGE_NETWORK_ADJOINT_FAST=walk,deliveries,p2p" --json "$LOG/bench2.json"
+      ;;
+    check2)  # round 2: what changed since round 1's check (the p2p walk; the checkpoint test)
+      run pytest_network_gradients2 90 python3 -m pytest -q -p no:logging tests/python/test_network_gradients.py \
+        -k "gpu and (warp_a_neuron or checkpointed or one_call)"
+      ;;
     check)
       run pytest_network_gradients 120 python3 -m pytest -q -p no:logging tests/python/test_network_gradients.py -k gpu
       ;;
     memcheck)
-      run sanitize_memcheck 100 env XLA_PYTHON_CLIENT_PREALLOCATE=false SPIKEFORGE_NETWORK_ADJOINT_FAST="${MEMCHECK_FAST:-walk,deliveries,p2p}" \
+      run sanitize_memcheck 70 env XLA_PYTHON_CLIENT_PREALLOCATE=false SPIKEFORGE_NETWORK_ADJOINT_FAST="${MEMCHECK_FAST:-walk,deliveries,p2p}" \
         compute-sanitizer --tool memcheck --error-exitcode 9 --kernel-name kns=sf_network \
         python3 scripts/network_grad_tiny.py --quick
       ;;

@@ -27,8 +27,9 @@ pub const NETWORK_ADJOINT_BLOCKS_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BLOCKS"
 pub const NETWORK_ADJOINT_BLOCK_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BLOCK";
 
 /// The CUDA network adjoint kernel's grid barrier: `fence` (sequentially consistent fences
-/// around a relaxed atomic and volatile polls, the default) or `acquire_release` (a release
-/// reduction, acquire polls). For measuring both on one device.
+/// around a relaxed atomic and volatile polls) or `acquire_release` (a release reduction,
+/// acquire polls); unset: the handler's default (`handlers::network_grad`). For measuring both
+/// on one device.
 pub const NETWORK_ADJOINT_BARRIER_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BARRIER";
 
 /// The CUDA network adjoint kernel's warp-a-neuron paths
@@ -138,11 +139,13 @@ pub fn network_adjoint_block() -> Result<Option<u32>, RuntimeError> {
     at_least_one(NETWORK_ADJOINT_BLOCK_VAR)
 }
 
-/// [`NETWORK_ADJOINT_BARRIER_VAR`]: whether the barrier is the acquire-release one.
-pub fn network_adjoint_acquire_release() -> Result<bool, RuntimeError> {
+/// [`NETWORK_ADJOINT_BARRIER_VAR`]: whether the barrier is the acquire-release one, `None`
+/// when unset.
+pub fn network_adjoint_acquire_release() -> Result<Option<bool>, RuntimeError> {
     match var(NETWORK_ADJOINT_BARRIER_VAR).as_deref().map(str::trim) {
-        None | Some("fence") => Ok(false),
-        Some("acquire_release") => Ok(true),
+        None => Ok(None),
+        Some("fence") => Ok(Some(false)),
+        Some("acquire_release") => Ok(Some(true)),
         Some(text) => Err(bad(
             NETWORK_ADJOINT_BARRIER_VAR,
             text,
@@ -431,11 +434,14 @@ mod tests {
     fn the_adjoint_barrier_setting_parses_and_refuses_nonsense() {
         let read =
             |vars: &[(&str, &str)]| child_of("child_reads_adjoint_barrier", "ADJOINT ", vars);
-        assert_eq!(read(&[]), "Ok(false)");
-        assert_eq!(read(&[(NETWORK_ADJOINT_BARRIER_VAR, "fence")]), "Ok(false)");
+        assert_eq!(read(&[]), "Ok(None)");
+        assert_eq!(
+            read(&[(NETWORK_ADJOINT_BARRIER_VAR, "fence")]),
+            "Ok(Some(false))"
+        );
         assert_eq!(
             read(&[(NETWORK_ADJOINT_BARRIER_VAR, " acquire_release ")]),
-            "Ok(true)"
+            "Ok(Some(true))"
         );
         let out = read(&[(NETWORK_ADJOINT_BARRIER_VAR, "fast")]);
         assert!(
@@ -469,6 +475,12 @@ mod tests {
             read(&[(NETWORK_ADJOINT_FAST_VAR, "deliveries, walk")]),
             "Ok(Some(3))"
         );
+        assert_eq!(
+            read(&[(NETWORK_ADJOINT_FAST_VAR, "walk,deliveries,p2p")]),
+            "Ok(Some(7))"
+        );
+        let out = read(&[(NETWORK_ADJOINT_FAST_VAR, "deliveries,p2p")]);
+        assert!(out.contains("p2p (with walk)"), "{out}");
         let out = read(&[(NETWORK_ADJOINT_FAST_VAR, "walk,fast")]);
         assert!(
             out.contains("SPIKEFORGE_NETWORK_ADJOINT_FAST=walk,fast: expected none, or a"),

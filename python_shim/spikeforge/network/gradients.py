@@ -9,10 +9,10 @@ event-driven propagation of the synapses; ``src/step/network_adjoint.rs``,
 
 Memory, as for neuron runs (``spikeforge.gradients``): the forward pass under differentiation
 runs the network in segments of ``k`` steps and keeps the groups' state at the start of each
-(checkpoints, ``O(N steps/k)``): by default as one call that returns them
-(``checkpoint_every``, src/handlers/network_checkpoints.rs), with
-``SPIKEFORGE_NETWORK_GRAD_FORWARD=segments`` as one call a segment (the former way, which pays
-each segment a call's copies and launches); the backward pass calls the adjoint kernel for each segment
+(checkpoints, ``O(N steps/k)``): by default as one call a segment, with
+``SPIKEFORGE_NETWORK_GRAD_FORWARD=one_call`` as one call that returns them (``checkpoint_every``,
+src/handlers/network_checkpoints.rs; not faster on the H200: XLA replays the calls from a CUDA
+graph, and both launch the kernel a segment at a time); the backward pass calls the adjoint kernel for each segment
 from the last, with the segment's checkpoint: the kernel recomputes the segment's states
 (``O(N k)`` scratch) before it walks it back. ``k`` defaults to about ``sqrt(steps)`` (a
 multiple of every state monitor's ``every``); ``run(..., checkpoint_every=k)`` sets it. When
@@ -237,11 +237,12 @@ FORWARD_SETTING = "SPIKEFORGE_NETWORK_GRAD_FORWARD"
 
 
 def _one_call_forward(net, answer: dict, dtype: str) -> bool:
-    """Whether the forward pass under differentiation runs as one checkpointed call (the
-    default) rather than one call a segment (``SPIKEFORGE_NETWORK_GRAD_FORWARD=segments``, read
-    when ``jax.grad`` traces the run): it is unless so set, or an input of the run has a
+    """Whether the forward pass under differentiation runs as one checkpointed call
+    (``SPIKEFORGE_NETWORK_GRAD_FORWARD=one_call``, read when ``jax.grad`` traces the run) rather
+    than one call a segment (``segments``, the default: on the H200 the one call was not faster,
+    COBA x1 fwd+bwd 8.13 / 7.96 ms against 8.00 / 7.95), unless an input of the run has a
     per-step axis (which the checkpointed call refuses)."""
-    setting = os.environ.get(FORWARD_SETTING, "one_call")
+    setting = os.environ.get(FORWARD_SETTING, "segments")
     if setting not in ("one_call", "segments"):
         raise ValueError(f"{FORWARD_SETTING}={setting!r}: expected 'one_call' or 'segments'")
     if setting == "segments":
