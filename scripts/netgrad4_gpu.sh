@@ -37,9 +37,10 @@ for what in "$@"; do
       run bench_p2p 90 python3 bench/bench_network_gradients.py --repeats 7 --no-check --setting "$FAST" \
         --json "$LOG/bench_p2p.json"
       ;;
-    bench2)  # round 2: the defaults (acquire-release barrier) against main's (fence), and the p2p walk
+    bench2)  # round 2: the defaults (acquire-release barrier) against main's (fence), the release barrier, the p2p walk
       run bench2 120 python3 bench/bench_network_gradients.py --repeats 7 \
         --configuration "SPIKEFORGE_NETWORK_ADJOINT_BARRIER=fence" \
+        --setting "SPIKEFORGE_NETWORK_ADJOINT_BARRIER=release" \
         --setting "SPIKEFORGE_NETWORK_ADJOINT_FAST=walk,deliveries,p2p" --json "$LOG/bench2.json"
       ;;
     check2)  # round 2: what changed since round 1's check (the p2p walk; the checkpoint test)

@@ -82,9 +82,9 @@ pub const NETWORK_ADJOINT_ENTRY: &str = "sf_network_adjoint";
 /// the warp's 32: the transposed propagation gives each source row a warp).
 pub const CUDA_BLOCK: u32 = 1024;
 
-/// The CUDA kernel's parameter after the synapse counts: nonzero for the grid barrier of
-/// release reductions and acquire loads, zero for the one of fences
-/// (`SPIKEFORGE_NETWORK_ADJOINT_BARRIER`; see `write_cuda_functions`).
+/// The CUDA kernel's parameter after the synapse counts, the grid barrier's kind: 0 fences, 1
+/// a release reduction and acquire loads, 2 a release reduction, relaxed polls and one acquire
+/// fence (`SPIKEFORGE_NETWORK_ADJOINT_BARRIER`; see `write_cuda_functions`).
 pub const ACQUIRE_RELEASE_PARAM: &str = "sf_acquire_release";
 
 /// The CUDA kernel's warp-a-neuron variants ([`generate_network_adjoint_variant`]'s `fast`: a
@@ -755,8 +755,10 @@ impl Writer<'_> {
     /// loads (`ld.acquire.gpu`): the same ordering (the block's writes, ordered before thread
     /// 0's release by the `__syncthreads`, are visible to every thread that acquires the
     /// count, ordered after it by the closing `__syncthreads`) without the two sequentially
-    /// consistent fences. (Outside NVRTC, e.g. the emulation tests' host compiler, the fences
-    /// stand in.)
+    /// consistent fences; with `sf_acquire_release` 2 the polls are relaxed (volatile) loads
+    /// and one acquire fence (`fence.acq_rel.gpu`) follows the last, as the persistent kernel's
+    /// `release` barrier does. (Outside NVRTC, e.g. the emulation tests' host compiler, the
+    /// fences stand in.)
     fn write_cuda_functions(&self, w: &mut SourceWriter) -> fmt::Result {
         let real = self.real();
         w.block(
@@ -772,7 +774,14 @@ impl Writer<'_> {
                     w.write_str("const long long sf_since = clock64();\n#ifdef __CUDA_ARCH__\n")?;
                     w.block("if (sf_acquire_release)", |w| {
                         w.write_str("asm volatile(\"red.release.gpu.global.add.u32 [%0], 1;\" :: \"l\"(sf_counter) : \"memory\");\nunsigned int sf_seen;\n")?;
-                        w.block("for (;;)", |w| {
+                        w.block("if (sf_acquire_release == 2)", |w| {
+                            w.block(
+                                "while ((int) (*(volatile unsigned int*) sf_counter - sf_target) < 0)",
+                                timeout,
+                            )?;
+                            w.write_str("asm volatile(\"fence.acq_rel.gpu;\" ::: \"memory\");\n")
+                        })?;
+                        w.block("else for (;;)", |w| {
                             w.write_str("asm volatile(\"ld.acquire.gpu.global.u32 %0, [%1];\" : \"=r\"(sf_seen) : \"l\"(sf_counter) : \"memory\");\nif ((int) (sf_seen - sf_target) >= 0) break;\n")?;
                             timeout(w)
                         })?;

@@ -256,10 +256,8 @@ impl Handler for NetworkGradCuda {
         unsafe { cuda::memset_async(counter.data, 0, counter.size_bytes(), stream) }?;
         let mut steps = site.steps as i64;
         let mut n_syn = run.n_syn.clone();
-        let mut acquire_release = i32::from(
-            crate::runtime::settings::network_adjoint_acquire_release()?
-                .unwrap_or(DEFAULT_ACQUIRE_RELEASE),
-        );
+        let mut acquire_release =
+            crate::runtime::settings::network_adjoint_barrier()?.unwrap_or(DEFAULT_BARRIER);
         let mut params: Vec<*mut c_void> = vec![(&mut steps as *mut i64).cast()];
         params.extend(n_syn.iter_mut().map(|n| (n as *mut i64).cast::<c_void>()));
         params.push((&mut acquire_release as *mut i32).cast());
@@ -281,10 +279,11 @@ impl Handler for NetworkGradCuda {
 /// kernel and NVRTC's no-spill report; 0 takes the grid-stride kernel, main's.)
 const DEFAULT_FAST: i32 = FAST_WALK | FAST_DELIVERIES;
 
-/// The grid barrier when `SPIKEFORGE_NETWORK_ADJOINT_BARRIER` is unset: the release reduction
-/// and acquire polls (H200, COBA x1 gradient, 1000 steps, one process: fwd+bwd 7.97 / 7.75 ms
-/// against the fences' 8.14 / 8.10; session 6 had measured it slower on an earlier kernel).
-const DEFAULT_ACQUIRE_RELEASE: bool = true;
+/// The grid barrier's kind when `SPIKEFORGE_NETWORK_ADJOINT_BARRIER` is unset (the kernel's
+/// `sf_acquire_release`): 1, the release reduction and acquire polls (H200, COBA x1 gradient,
+/// 1000 steps, one process: fwd+bwd 7.97 / 7.75 ms against the fences' 8.14 / 8.10; session 6
+/// had measured it slower on an earlier kernel).
+const DEFAULT_BARRIER: i32 = 1;
 
 /// The warp-a-neuron variant a call takes when `SPIKEFORGE_NETWORK_ADJOINT_FAST` is unset:
 /// [`DEFAULT_FAST`] in float32; none in float64, where ptxas spills the held walk back's

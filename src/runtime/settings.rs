@@ -27,9 +27,9 @@ pub const NETWORK_ADJOINT_BLOCKS_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BLOCKS"
 pub const NETWORK_ADJOINT_BLOCK_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BLOCK";
 
 /// The CUDA network adjoint kernel's grid barrier: `fence` (sequentially consistent fences
-/// around a relaxed atomic and volatile polls) or `acquire_release` (a release reduction,
-/// acquire polls); unset: the handler's default (`handlers::network_grad`). For measuring both
-/// on one device.
+/// around a relaxed atomic and volatile polls), `acquire_release` (a release reduction,
+/// acquire polls) or `release` (a release reduction, volatile polls, one acquire fence);
+/// unset: the handler's default (`handlers::network_grad`). For measuring them on one device.
 pub const NETWORK_ADJOINT_BARRIER_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BARRIER";
 
 /// The CUDA network adjoint kernel's warp-a-neuron paths
@@ -139,17 +139,18 @@ pub fn network_adjoint_block() -> Result<Option<u32>, RuntimeError> {
     at_least_one(NETWORK_ADJOINT_BLOCK_VAR)
 }
 
-/// [`NETWORK_ADJOINT_BARRIER_VAR`]: whether the barrier is the acquire-release one, `None`
-/// when unset.
-pub fn network_adjoint_acquire_release() -> Result<Option<bool>, RuntimeError> {
+/// [`NETWORK_ADJOINT_BARRIER_VAR`]: the barrier's kind (the kernel's `sf_acquire_release`: 0
+/// fence, 1 acquire_release, 2 release), `None` when unset.
+pub fn network_adjoint_barrier() -> Result<Option<i32>, RuntimeError> {
     match var(NETWORK_ADJOINT_BARRIER_VAR).as_deref().map(str::trim) {
         None => Ok(None),
-        Some("fence") => Ok(Some(false)),
-        Some("acquire_release") => Ok(Some(true)),
+        Some("fence") => Ok(Some(0)),
+        Some("acquire_release") => Ok(Some(1)),
+        Some("release") => Ok(Some(2)),
         Some(text) => Err(bad(
             NETWORK_ADJOINT_BARRIER_VAR,
             text,
-            "fence or acquire_release",
+            "fence, acquire_release or release",
         )),
     }
 }
@@ -426,7 +427,7 @@ mod tests {
     fn child_reads_adjoint_barrier() {
         println!(
             "ADJOINT {:?}",
-            network_adjoint_acquire_release().map_err(|e| e.to_string())
+            network_adjoint_barrier().map_err(|e| e.to_string())
         );
     }
 
@@ -437,16 +438,20 @@ mod tests {
         assert_eq!(read(&[]), "Ok(None)");
         assert_eq!(
             read(&[(NETWORK_ADJOINT_BARRIER_VAR, "fence")]),
-            "Ok(Some(false))"
+            "Ok(Some(0))"
         );
         assert_eq!(
             read(&[(NETWORK_ADJOINT_BARRIER_VAR, " acquire_release ")]),
-            "Ok(Some(true))"
+            "Ok(Some(1))"
+        );
+        assert_eq!(
+            read(&[(NETWORK_ADJOINT_BARRIER_VAR, "release")]),
+            "Ok(Some(2))"
         );
         let out = read(&[(NETWORK_ADJOINT_BARRIER_VAR, "fast")]);
         assert!(
             out.contains(
-                "SPIKEFORGE_NETWORK_ADJOINT_BARRIER=fast: expected fence or acquire_release"
+                "SPIKEFORGE_NETWORK_ADJOINT_BARRIER=fast: expected fence, acquire_release or release"
             ),
             "{out}"
         );
