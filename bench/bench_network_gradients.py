@@ -34,6 +34,8 @@ fast.
 of these numbers of blocks (``SPIKEFORGE_NETWORK_ADJOINT_BLOCKS``; no effect on a CPU), a
 gradient program compiled for each (XLA replays a program's custom calls from a CUDA graph
 recorded at its first run: a setting changed after that has no effect on it).
+``--configuration 'VAR=a VAR2=b'``: the same with several variables set together (e.g. main's
+defaults where a run changes two), as one entry of the same sweeps.
 ``--setting 'VAR=a;b'``: fwd+bwd timed again (and its gradients compared with ``lax.scan``'s)
 with the environment variable VAR set to each value in turn (settings read at each call, e.g.
 ``SPIKEFORGE_NETWORK_ADJOINT_FAST=none;walk``), twice over in that order (drift shows).
@@ -228,14 +230,14 @@ def gradient_functions(n: int, steps: int, dtype, checkpoint_every):
 BLOCKS_VAR = "SPIKEFORGE_NETWORK_ADJOINT_BLOCKS"
 
 
-def with_settings(fresh_grad, args, g_scan, settings: list[tuple[str, str]], repeats: int) -> dict:
-    """fwd+bwd and its gradients' differences from ``g_scan`` with each (variable, value) of
-    ``settings`` in the environment (the others as the run's), the list timed twice over; the
-    variables restored after. Each (variable, value) times a gradient program of its own
+def with_settings(fresh_grad, args, g_scan, settings: list[tuple[tuple[str, str], ...]], repeats: int) -> dict:
+    """fwd+bwd and its gradients' differences from ``g_scan`` with each entry of ``settings``
+    (one or more (variable, value) pairs) in the environment (the others as the run's), the
+    list timed twice over; the variables restored after. Each entry times a gradient program of its own
     (``fresh_grad()``, compiled and first run with the value set): XLA records a program's
     custom calls into a CUDA graph at its first run (command buffers) and replays it, so a
     handler reads the environment when the graph is recorded, not at each call."""
-    saved = {var: os.environ.get(var) for var, _ in settings}
+    saved = {var: os.environ.get(var) for entry in settings for var, _ in entry}
 
     def restore():
         for var, value in saved.items():
@@ -247,15 +249,22 @@ def with_settings(fresh_grad, args, g_scan, settings: list[tuple[str, str]], rep
     out, grads = {}, {}
     try:
         for sweep in range(2):
-            for var, value in settings:
-                restore()  # only this entry's variable differs from the run's environment
-                os.environ[var] = value
-                sf_grad = grads.setdefault((var, value), fresh_grad())
-                t = timed(sf_grad, *args, repeats=repeats)
-                entry = out.setdefault(f"{var}={value}", dict(times=[]))
+            for pairs in settings:
+                restore()  # only this entry's variables differ from the run's environment
+                for var, value in pairs:
+                    os.environ[var] = value
+                entry = out.setdefault(" ".join(f"{var}={value}" for var, value in pairs), dict(times=[]))
+                if "error" in entry:
+                    continue
+                try:
+                    sf_grad = grads.setdefault(pairs, fresh_grad())
+                    t = timed(sf_grad, *args, repeats=repeats)
+                    if sweep == 0:
+                        entry["differences"] = relative_differences(jax.block_until_ready(sf_grad(*args)), g_scan)
+                except Exception as e:  # noqa: BLE001 - a failing setting is reported, the others kept
+                    entry["error"] = f"{type(e).__name__}: {e}"[:500]
+                    continue
                 entry["times"].append(t)
-                if sweep == 0:
-                    entry["differences"] = relative_differences(jax.block_until_ready(sf_grad(*args)), g_scan)
     finally:
         restore()
     return out
@@ -268,7 +277,7 @@ def measure(
     repeats: int,
     checkpoint_every: int | None,
     blocks: list[int],
-    settings: list[tuple[str, str]] = (),
+    settings: list[tuple[tuple[str, str], ...]] = (),
 ) -> dict:
     dtype = jnp.dtype(dtype_name)
     device = jax.devices()[0]
@@ -362,6 +371,12 @@ def main() -> int:
         default=[],
         help="VAR=a;b;c: also time fwd+bwd with the environment variable VAR at each value (repeatable)",
     )
+    p.add_argument(
+        "--configuration",
+        action="append",
+        default=[],
+        help="'VAR=a VAR2=b': also time fwd+bwd with these variables set together (repeatable)",
+    )
     p.add_argument("--no-check", action="store_true", help="skip the float64 check")
     p.add_argument("--json", default=None, help="also write the results to this file")
     args = p.parse_args()
@@ -371,11 +386,14 @@ def main() -> int:
         check_size = (100, 60)
     blocks = [int(b) for b in args.blocks.split(",") if b.strip()]
     settings = []
+    for text in args.configuration:
+        settings.append(tuple((var.strip(), value) for var, _, value in (a.partition("=") for a in text.split())))
     for text in args.setting:
         var, _, values = text.partition("=")
-        settings.extend((var.strip(), v) for v in values.split(";"))
-    row = measure(args.neurons, args.steps, args.dtype, args.repeats, args.checkpoint_every, blocks, settings)
+        settings.extend(((var.strip(), v),) for v in values.split(";"))
+    # (the check first: a setting that faults the device, reported below, must not take it along)
     check = None if args.no_check else float64_check(*check_size)
+    row = measure(args.neurons, args.steps, args.dtype, args.repeats, args.checkpoint_every, blocks, settings)
     tolerance = TOLERANCE[args.dtype]
     ratio, speed_up = row["gradient"] / row["forward"], row["scan"] / row["gradient"]
     print(
@@ -400,6 +418,11 @@ def main() -> int:
     for b, t in row["gradient_by_blocks"].items():
         print(f"fwd+bwd with the adjoint kernel on at most {b} blocks: {t:.5f} s ({t / row['forward']:.2f}x forward)")
     for name, entry in row["gradient_by_setting"].items():
+        if "error" in entry:
+            print(f"fwd+bwd with {name}: FAILED: {entry['error']}")
+            print(f"FAILED: fwd+bwd with {name} raised", file=sys.stderr)
+            row.setdefault("settings_ok", []).append(False)
+            continue
         t = min(entry["times"])
         times = " / ".join(f"{x:.5f}" for x in entry["times"])
         diffs = ", ".join(f"d/d{k} {d:.2e}" for k, d in zip(NAMES, entry["differences"]))

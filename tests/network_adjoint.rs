@@ -9,7 +9,8 @@ use common::nvrtc_available;
 
 use serde_json::{json, Value};
 use spikeforge::codegen::network_adjoint_kernel::{
-    generate_network_adjoint, generate_network_adjoint_variant, FAST_VARIANTS,
+    generate_network_adjoint, generate_network_adjoint_variant, FAST_DELIVERIES, FAST_VARIANTS,
+    FAST_WALK,
 };
 use spikeforge::codegen::{prepare_network, Dialect};
 use spikeforge::runtime::cuda::{compile_cubin, CudaCompileOptions};
@@ -80,6 +81,11 @@ fn a_network_in_scope_generates_in_both_dialects() {
         let fast = generate_network_adjoint_variant(&net, Dialect::Cuda, FAST_VARIANTS).unwrap();
         assert_eq!(fast.layout, cuda.layout);
         assert!(fast.source.contains("sf_tgt_") && !cuda.source.contains("sf_tgt_"));
+        // Its barrier-free walk (FAST_P2P, in FAST_VARIANTS) waits for values instead.
+        let barriers =
+            generate_network_adjoint_variant(&net, Dialect::Cuda, FAST_WALK | FAST_DELIVERIES)
+                .unwrap();
+        assert!(fast.source.contains("sf_wait(") && !barriers.source.contains("sf_wait("));
         if nvrtc_available() {
             for source in [&cuda.source, &fast.source] {
                 let cubin = compile_cubin(source, (9, 0), &CudaCompileOptions::default())
@@ -118,7 +124,7 @@ fn the_coba_adjoint_kernel_does_not_spill() {
     coba["dtype"] = json!(dtype);
     let spec = NetworkSpec::from_json(&coba.to_string()).unwrap();
     let net = prepare_network(&spec).unwrap();
-    for fast in [0, FAST_VARIANTS] {
+    for fast in [0, FAST_WALK | FAST_DELIVERIES, FAST_VARIANTS] {
         let cuda = generate_network_adjoint_variant(&net, Dialect::Cuda, fast).unwrap();
         assert_eq!(
             cuda.source.contains("sf_tgt_g0_0"),
@@ -446,7 +452,7 @@ fn emulate(steps: usize, name: &str) {
             args.join(", ")
         )
     };
-    let shim = "#include <atomic>\n#include <cstring>\n#include <barrier>\n#include <thread>\n#include <cstdio>\nstruct sf_dim3 { unsigned x; };\nstatic thread_local sf_dim3 threadIdx, blockIdx;\nstatic sf_dim3 blockDim, gridDim;\nstatic thread_local std::barrier<>* sf_bar;\nstatic thread_local std::barrier<>* sf_warp;\nstatic thread_local double* sf_slots;\nstatic void __syncthreads() { sf_bar->arrive_and_wait(); }\nstatic void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }\nstatic long long clock64() { return 0; }\nstatic void __trap() { std::abort(); }\ntemplate <class T> static T atomicAdd(T* p, T v) { return std::atomic_ref<T>(*p).fetch_add(v); }\ntemplate <class T> static T __shfl_down_sync(unsigned, T v, int d) { static_assert(sizeof(T) <= sizeof(double)); const unsigned lane = threadIdx.x & 31u; std::memcpy(&sf_slots[lane], &v, sizeof(T)); sf_warp->arrive_and_wait(); T r = v; if (lane + d < 32u) std::memcpy(&r, &sf_slots[lane + d], sizeof(T)); sf_warp->arrive_and_wait(); return r; }\ntemplate <class T> static T __shfl_xor_sync(unsigned, T v, int d) { const unsigned lane = threadIdx.x & 31u; std::memcpy(&sf_slots[lane], &v, sizeof(T)); sf_warp->arrive_and_wait(); T r; std::memcpy(&r, &sf_slots[lane ^ d], sizeof(T)); sf_warp->arrive_and_wait(); return r; }\nstatic void __syncwarp() { sf_warp->arrive_and_wait(); }\nstatic unsigned __ballot_sync(unsigned, bool p) { const unsigned lane = threadIdx.x & 31u; sf_slots[lane] = p ? 1.0 : 0.0; sf_warp->arrive_and_wait(); unsigned b = 0; for (unsigned l = 0; l < 32u; ++l) b |= (sf_slots[l] != 0.0 ? 1u : 0u) << l; sf_warp->arrive_and_wait(); return b; }\nstatic int __ffs(int x) { return __builtin_ffs(x); }\ntemplate <class T> static T __shfl_sync(unsigned, T v, int src) { static_assert(sizeof(T) <= sizeof(double)); const unsigned lane = threadIdx.x & 31u; std::memcpy(&sf_slots[lane], &v, sizeof(T)); sf_warp->arrive_and_wait(); T r; std::memcpy(&r, &sf_slots[src & 31], sizeof(T)); sf_warp->arrive_and_wait(); return r; }\n";
+    let shim = "#include <atomic>\n#include <cstring>\n#include <barrier>\n#include <thread>\n#include <cstdio>\nstruct sf_dim3 { unsigned x; };\nstatic thread_local sf_dim3 threadIdx, blockIdx;\nstatic sf_dim3 blockDim, gridDim;\nstatic thread_local std::barrier<>* sf_bar;\nstatic thread_local std::barrier<>* sf_warp;\nstatic thread_local double* sf_slots;\nstatic void __syncthreads() { sf_bar->arrive_and_wait(); }\nstatic void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }\nstatic long long clock64() { std::this_thread::yield(); return 0; }\nstatic unsigned __float_as_uint(float x) { unsigned b; std::memcpy(&b, &x, 4); return b; }\nstatic float __uint_as_float(unsigned b) { float x; std::memcpy(&x, &b, 4); return x; }\nstatic long long __double_as_longlong(double x) { long long b; std::memcpy(&b, &x, 8); return b; }\nstatic void __trap() { std::abort(); }\ntemplate <class T> static T atomicAdd(T* p, T v) { return std::atomic_ref<T>(*p).fetch_add(v); }\ntemplate <class T> static T __shfl_down_sync(unsigned, T v, int d) { static_assert(sizeof(T) <= sizeof(double)); const unsigned lane = threadIdx.x & 31u; std::memcpy(&sf_slots[lane], &v, sizeof(T)); sf_warp->arrive_and_wait(); T r = v; if (lane + d < 32u) std::memcpy(&r, &sf_slots[lane + d], sizeof(T)); sf_warp->arrive_and_wait(); return r; }\ntemplate <class T> static T __shfl_xor_sync(unsigned, T v, int d) { const unsigned lane = threadIdx.x & 31u; std::memcpy(&sf_slots[lane], &v, sizeof(T)); sf_warp->arrive_and_wait(); T r; std::memcpy(&r, &sf_slots[lane ^ d], sizeof(T)); sf_warp->arrive_and_wait(); return r; }\nstatic void __syncwarp() { sf_warp->arrive_and_wait(); }\nstatic unsigned __ballot_sync(unsigned, bool p) { const unsigned lane = threadIdx.x & 31u; sf_slots[lane] = p ? 1.0 : 0.0; sf_warp->arrive_and_wait(); unsigned b = 0; for (unsigned l = 0; l < 32u; ++l) b |= (sf_slots[l] != 0.0 ? 1u : 0u) << l; sf_warp->arrive_and_wait(); return b; }\nstatic int __ffs(int x) { return __builtin_ffs(x); }\ntemplate <class T> static T __shfl_sync(unsigned, T v, int src) { static_assert(sizeof(T) <= sizeof(double)); const unsigned lane = threadIdx.x & 31u; std::memcpy(&sf_slots[lane], &v, sizeof(T)); sf_warp->arrive_and_wait(); T r; std::memcpy(&r, &sf_slots[src & 31], sizeof(T)); sf_warp->arrive_and_wait(); return r; }\n";
     let cuda_program = |blocks: usize, threads: usize, fast: i32| {
         let cuda = generate_network_adjoint_variant(&net, Dialect::Cuda, fast).unwrap();
         format!(
@@ -477,13 +483,15 @@ fn emulate(steps: usize, name: &str) {
     // The grid-stride kernel on one block; blocks of one warp (rows and neurons across many
     // blocks); 3 blocks of 2 warps (a grid-stride share that wraps, chunk boundaries inside the
     // populations); 8 blocks of 4 warps (a warp for each neuron). The warp-a-neuron variant
-    // (FAST_VARIANTS: the held walk back, record mode's deliveries a warp a spike) on 8 blocks
-    // of 4 warps, a warp for each of the largest group's 30 neurons and two to spare.
+    // (the held walk back, record mode's deliveries a warp a spike) on 8 blocks of 4 warps, a
+    // warp for each of the largest group's 30 neurons and two to spare, with its barrier a step
+    // and without (FAST_VARIANTS: the barrier-free walk's waits).
     for (blocks, threads, fast) in [
         (1usize, 64usize, 0),
         (5, 32, 0),
         (3, 64, 0),
         (8, 128, 0),
+        (8, 128, FAST_WALK | FAST_DELIVERIES),
         (8, 128, FAST_VARIANTS),
     ] {
         let name = format!("cuda_kernel_{blocks}x{threads}_fast{fast}");
@@ -513,7 +521,8 @@ fn compare_outputs(
     for (a, size) in outputs.iter().zip(out_sizes) {
         let (x, y) = (&from_c[at..at + size], &from_cuda[at..at + size]);
         at += size;
-        if a.name == "grid_barrier" {
+        // (the barrier-free walk's slots: only its kernel writes them)
+        if a.name == "grid_barrier" || a.name.starts_with("walk:") {
             continue;
         }
         if a.elem.is_float() {

@@ -366,3 +366,15 @@ fn cluster_kernel_uses_the_cluster_barrier_and_keeps_its_slots_in_registers() {
     let old = compile_cubin(&kernel.source, (8, 0), &opts).unwrap();
     assert_eq!(&old[..4], b"\x7fELF");
 }
+
+/// The checkpointed network run's copy kernel (`handlers::network_checkpoints`) compiles.
+#[test]
+fn the_network_checkpoint_copy_kernel_compiles_for_sm90() {
+    if !nvrtc_available() {
+        return;
+    }
+    let source = spikeforge::handlers::network_checkpoints::COPY_SOURCE;
+    let cubin = compile_cubin(source, (9, 0), &CudaCompileOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&cubin[..4], b"\x7fELF", "not a CUBIN");
+}

@@ -82,9 +82,9 @@ pub const NETWORK_ADJOINT_ENTRY: &str = "sf_network_adjoint";
 /// the warp's 32: the transposed propagation gives each source row a warp).
 pub const CUDA_BLOCK: u32 = 1024;
 
-/// The CUDA kernel's parameter after the synapse counts: nonzero for the grid barrier of
-/// release reductions and acquire loads, zero for the one of fences
-/// (`SPIKEFORGE_NETWORK_ADJOINT_BARRIER`; see `write_cuda_functions`).
+/// The CUDA kernel's parameter after the synapse counts, the grid barrier's kind: 0 fences, 1
+/// a release reduction and acquire loads, 2 a release reduction, relaxed polls and one acquire
+/// fence (`SPIKEFORGE_NETWORK_ADJOINT_BARRIER`; see `write_cuda_functions`).
 pub const ACQUIRE_RELEASE_PARAM: &str = "sf_acquire_release";
 
 /// The CUDA kernel's warp-a-neuron variants ([`generate_network_adjoint_variant`]'s `fast`: a
@@ -93,7 +93,8 @@ pub const ACQUIRE_RELEASE_PARAM: &str = "sf_acquire_release";
 /// on a smaller one); the handler takes it where its grid is that large and
 /// `SPIKEFORGE_NETWORK_ADJOINT_FAST` asks for it. Separate kernels, not a launch parameter: both
 /// walks in one kernel (a branch) made ptxas spill under the 64 registers a thread.
-pub const FAST_VARIANTS: i32 = FAST_WALK | FAST_DELIVERIES;
+/// [`FAST_P2P`] is a third flag, meaningful with [`FAST_WALK`] only.
+pub const FAST_VARIANTS: i32 = FAST_WALK | FAST_DELIVERIES | FAST_P2P;
 
 /// The walk back with each warp's neuron held for the whole segment: its synapses' targets and
 /// increments in its lanes' registers (loaded once, so that a step's gather is one round of
@@ -107,12 +108,31 @@ pub const FAST_WALK: i32 = 1;
 /// neuron whose warp delivers its lanes' spikes one after another.
 pub const FAST_DELIVERIES: i32 = 2;
 
+/// The held walk back ([`FAST_WALK`]) without a grid barrier a step: the adjoints of what was
+/// delivered go into a scratch of one slot per step of the segment (`walk:<x>`, `[steps, n]`,
+/// each slot set to all ones at the segment's start, a NaN whose payload no arithmetic makes:
+/// the GPU's NaNs are the canonical `0x7fffffff` / `0x7fffffffffffffff`; each slot written
+/// once, by a volatile store), and a step's
+/// gather waits for the values it reads (volatile loads, again while a value is unset): each
+/// warp waits only for its targets' step after, not for the whole grid. Nothing else of
+/// another warp is read in the walk (a neuron's synapses' gradients are its own, a shared
+/// weight's are atomic additions), every warp is resident (a cooperative grid) and step
+/// `steps - 1` reads only values written before the walk's barrier, so every wait ends. After
+/// the walk, a barrier, then the history (`history:<x>`, the ring the previous segment
+/// reads) written from the slots as the barrier walk leaves it.
+pub const FAST_P2P: i32 = 4;
+
 /// Synapses that each lane of the walk back's warp holds in registers ([`FAST_WALK`]) for the
 /// deliveries (with homogeneous delays) from its neuron's group: rows of up to 32 times that
 /// many synapses are gathered from registers alone, the rest of a longer row loaded at every
 /// step. One set for deliveries whose source ranges are disjoint (COBA's two projections: rows
 /// of up to 128 synapses, its rows have 80), else `max(1, GATHER_SLOTS / m)` for each of `m`.
 pub const GATHER_SLOTS: usize = 4;
+
+/// What a wait of the barrier-free walk ([`FAST_P2P`]) does past 2^33 cycles (`sf_since` its
+/// start; seconds, where a wait lasts a step of another warp, microseconds): a message and a
+/// trap, as the grid barrier's (after 2^36).
+const P2P_TIMEOUT: &str = "if (clock64() - sf_since > (1ll << 33)) { printf(\"spikeforge: block %u of the network adjoint kernel waited for a value of its barrier-free walk for more than 2^33 cycles\\n\", blockIdx.x); __trap(); }\n";
 
 /// The scratch output (owner `""`) that holds the CUDA grid barrier's arrival counter: one
 /// 32-bit word the handler zeroes before each launch.
@@ -400,6 +420,16 @@ pub fn network_adjoint_layout(net: &NetworkIr, adj: &NetworkAdjoint) -> NetAdjoi
                 vec![STEPS, Dim::Fixed(n)],
             ));
         }
+        // The barrier-free walk's slots ([`FAST_P2P`]; unused by the other kernels).
+        for v in ga.delivered_targets.clone() {
+            scratch.push(arg(
+                o,
+                format!("walk:{}", name(v)),
+                "scratch",
+                real,
+                vec![STEPS, Dim::Fixed(n)],
+            ));
+        }
     }
     for (p, proj) in net.projections.iter().enumerate() {
         let o = proj.name.as_str();
@@ -511,6 +541,8 @@ pub fn generate_network_adjoint_variant(
     let layout = network_adjoint_layout(net, &adj);
     let fast = match dialect {
         Dialect::C => 0,
+        // (the barrier-free walk is the held walk's)
+        Dialect::Cuda if fast & FAST_WALK == 0 => fast & FAST_DELIVERIES,
         Dialect::Cuda => fast & FAST_VARIANTS,
     };
     let writer = Writer {
@@ -723,8 +755,10 @@ impl Writer<'_> {
     /// loads (`ld.acquire.gpu`): the same ordering (the block's writes, ordered before thread
     /// 0's release by the `__syncthreads`, are visible to every thread that acquires the
     /// count, ordered after it by the closing `__syncthreads`) without the two sequentially
-    /// consistent fences. (Outside NVRTC, e.g. the emulation tests' host compiler, the fences
-    /// stand in.)
+    /// consistent fences; with `sf_acquire_release` 2 the polls are relaxed (volatile) loads
+    /// and one acquire fence (`fence.acq_rel.gpu`) follows the last, as the persistent kernel's
+    /// `release` barrier does. (Outside NVRTC, e.g. the emulation tests' host compiler, the
+    /// fences stand in.)
     fn write_cuda_functions(&self, w: &mut SourceWriter) -> fmt::Result {
         let real = self.real();
         w.block(
@@ -740,7 +774,14 @@ impl Writer<'_> {
                     w.write_str("const long long sf_since = clock64();\n#ifdef __CUDA_ARCH__\n")?;
                     w.block("if (sf_acquire_release)", |w| {
                         w.write_str("asm volatile(\"red.release.gpu.global.add.u32 [%0], 1;\" :: \"l\"(sf_counter) : \"memory\");\nunsigned int sf_seen;\n")?;
-                        w.block("for (;;)", |w| {
+                        w.block("if (sf_acquire_release == 2)", |w| {
+                            w.block(
+                                "while ((int) (*(volatile unsigned int*) sf_counter - sf_target) < 0)",
+                                timeout,
+                            )?;
+                            w.write_str("asm volatile(\"fence.acq_rel.gpu;\" ::: \"memory\");\n")
+                        })?;
+                        w.block("else for (;;)", |w| {
                             w.write_str("asm volatile(\"ld.acquire.gpu.global.u32 %0, [%1];\" : \"=r\"(sf_seen) : \"l\"(sf_counter) : \"memory\");\nif ((int) (sf_seen - sf_target) >= 0) break;\n")?;
                             timeout(w)
                         })?;
@@ -773,6 +814,49 @@ impl Writer<'_> {
                 w.write_str(
                     "for (int sf_o = 16; sf_o > 0; sf_o >>= 1) sf_x += __shfl_xor_sync(0xffffffffu, sf_x, sf_o);\nreturn sf_x;\n",
                 )
+            },
+        )?;
+        if self.fast & FAST_P2P == 0 {
+            return Ok(());
+        }
+        // The barrier-free walk's slots ([`FAST_P2P`]): unset (all ones), read (volatile) and
+        // waited for.
+        let (bits, ones, value) = match self.net.dtype {
+            ElemType::F64 => (
+                "__double_as_longlong(sf_x)",
+                "-1ll",
+                "__longlong_as_double(-1ll)",
+            ),
+            _ => (
+                "__float_as_uint(sf_x)",
+                "0xffffffffu",
+                "__uint_as_float(0xffffffffu)",
+            ),
+        };
+        w.block(
+            format!("static __device__ __forceinline__ bool sf_unset(const {real} sf_x)"),
+            |w| writeln!(w, "return {bits} == {ones};"),
+        )?;
+        w.block(
+            format!("static __device__ __forceinline__ {real} sf_unset_value()"),
+            |w| writeln!(w, "return {value};"),
+        )?;
+        w.block(
+            format!("static __device__ __forceinline__ {real} sf_peek(const {real}* sf_p)"),
+            |w| writeln!(w, "return *(const volatile {real}*) sf_p;"),
+        )?;
+        w.block(
+            format!("static __device__ {real} sf_wait(const {real}* sf_p)"),
+            |w| {
+                writeln!(
+                    w,
+                    "{real} sf_x = sf_peek(sf_p);\nconst long long sf_since = clock64();"
+                )?;
+                w.block("while (sf_unset(sf_x))", |w| {
+                    w.write_str(P2P_TIMEOUT)?;
+                    w.write_str("sf_x = sf_peek(sf_p);\n")
+                })?;
+                w.write_str("return sf_x;\n")
             },
         )
     }
@@ -1104,6 +1188,13 @@ impl Writer<'_> {
                     w,
                     "for (int64_t sf_s = 0; sf_s < sf_steps; ++sf_s) {d}[sf_s * {n} + sf_i] = 0;"
                 )?;
+                if self.fast & FAST_P2P != 0 {
+                    let slots = self.output(o, &format!("walk:{}", ir.symbol(*v).name));
+                    writeln!(
+                        w,
+                        "for (int64_t sf_s = 0; sf_s < sf_steps; ++sf_s) {slots}[sf_s * {n} + sf_i] = sf_unset_value();"
+                    )?;
+                }
             }
             for v in &adj.dag.stored {
                 let name = &ir.symbol(*v).name;
@@ -1428,7 +1519,17 @@ bool sf_c_nr = false;",
             writeln!(w, "const {real} sf_gs = 0;")?;
             let texts = self.print(ga, &adj.dag.delivered_adjoint, "sf_h", w)?;
             for (v, text) in adj.delivered_targets.iter().zip(texts) {
-                let h = self.output(o, &format!("history:{}", ir.symbol(*v).name));
+                let name = &ir.symbol(*v).name;
+                if self.fast & FAST_P2P != 0 {
+                    // The step's slot, which the waits read (the history after the walk).
+                    let slots = self.output(o, &format!("walk:{name}"));
+                    writeln!(
+                        w,
+                        "{lane0}*(volatile {real}*) &{slots}[sf_s * {n} + sf_i] = {text};"
+                    )?;
+                    continue;
+                }
+                let h = self.output(o, &format!("history:{name}"));
                 writeln!(
                     w,
                     "{lane0}{h}[(sf_t_step % {}) * {n} + sf_i] = {text};",
@@ -1696,15 +1797,44 @@ bool sf_c_nr = false;",
             }
         }
         // (No barrier after the last step: nothing reads its writes but the next launch.)
+        let p2p = self.fast & FAST_P2P != 0;
         w.block(
             "for (int64_t sf_k = sf_steps - 1; sf_k >= 0; --sf_k)",
             |w| {
                 for ga in 0..self.adj.groups.len() {
                     self.write_group(ga, Part::HeldStep, w)?;
                 }
+                if p2p {
+                    return Ok(()); // the gathers wait for their values
+                }
                 w.block("if (sf_k > 0)", |w| self.sync(w))
             },
         )?;
+        if p2p {
+            // The history that the barrier walk leaves (the ring the previous segment reads):
+            // the slots of the segment's first `history` steps, over the input's carried ones.
+            self.sync(w)?;
+            for adj in &self.adj.groups {
+                let group = &self.net.groups[adj.group];
+                let ir = group.neuron_ir().expect("a neuron group");
+                let (o, n, h) = (&group.name, group.n, adj.history);
+                if adj.delivered_targets.is_empty() {
+                    continue;
+                }
+                self.each_neuron(n, w, |w| {
+                    for v in &adj.delivered_targets {
+                        let name = &ir.symbol(*v).name;
+                        let ring = self.output(o, &format!("history:{name}"));
+                        let slots = self.output(o, &format!("walk:{name}"));
+                        writeln!(
+                            w,
+                            "for (int64_t sf_s = 0; sf_s < sf_steps && sf_s < {h}; ++sf_s) {ring}[((sf_t0 + sf_s) % {h}) * {n} + sf_i] = {slots}[sf_s * {n} + sf_i];"
+                        )?;
+                    }
+                    Ok(())
+                })?;
+            }
+        }
         for (ga, adj) in self.adj.groups.iter().enumerate() {
             let group = &self.net.groups[adj.group];
             let ir = group.neuron_ir().expect("a neuron group");
@@ -1895,6 +2025,11 @@ bool sf_c_nr = false;",
         // summed over the lanes here and added by lane 0 (the warp's neuron spiked or not).
         let history = self.output(&target.name, &format!("history:{x}"));
         let h = tadj.history;
+        // The barrier-free walk's gathers ([`FAST_P2P`]; the held walk's only).
+        let p2p = self.fast & FAST_P2P != 0
+            && matches!(pass, Pass::Gather { .. })
+            && self.fast & FAST_WALK != 0;
+        let slots = self.output(&target.name, &format!("walk:{x}"));
         let real = self.real();
         let mut roots = vec![del.increment];
         roots.extend(del.grads.iter().map(|(_, e)| *e));
@@ -1947,14 +2082,44 @@ bool sf_c_nr = false;",
                     w,
                     "const int64_t sf_at = ((sf_t_step + sf_D) % {h}) * {nt} + {t0};"
                 )?;
+                if p2p {
+                    // Within the segment the step's slots (waited for), past it the history.
+                    writeln!(
+                        w,
+                        "const bool sf_in_segment = sf_s + sf_D < sf_steps;\nconst {real}* const sf_from = sf_in_segment ? {slots} + (sf_s + sf_D) * {nt} + {t0} : {history} + sf_at;"
+                    )?;
+                }
                 if let Some(HeldSet { name: set, slots }) = &held {
                     let slots = *slots;
                     // Every load first (one round trip), then the sums in the loop's order.
                     for q in 0..slots {
+                        if p2p {
+                            writeln!(
+                                w,
+                                "{real} sf_ad{q} = sf_tgt_{set}_{q} >= 0 ? sf_peek(sf_from + sf_tgt_{set}_{q}) : ({real}) 0;"
+                            )?;
+                            continue;
+                        }
                         writeln!(
                             w,
                             "const {real} sf_ad{q} = sf_tgt_{set}_{q} >= 0 ? {history}[sf_at + sf_tgt_{set}_{q}] : ({real}) 0;"
                         )?;
+                    }
+                    if p2p {
+                        // Again, each unset one, until none is (a lane's loads in flight together).
+                        let unset: Vec<String> = (0..slots).map(|q| format!("sf_unset(sf_ad{q})")).collect();
+                        w.block("if (sf_in_segment)", |w| {
+                            w.write_str("const long long sf_since = clock64();\n")?;
+                            w.block(format!("while ({})", unset.join(" || ")), |w| {
+                                for q in 0..slots {
+                                    writeln!(
+                                        w,
+                                        "if (sf_unset(sf_ad{q})) sf_ad{q} = sf_peek(sf_from + sf_tgt_{set}_{q});"
+                                    )?;
+                                }
+                                w.write_str(P2P_TIMEOUT)
+                            })
+                        })?;
                     }
                     for q in 0..slots {
                         writeln!(w, "sf_synaptic += sf_inc_{set}_{q} * sf_ad{q};")?;
@@ -1980,7 +2145,14 @@ bool sf_c_nr = false;",
                     |w| {
                         writeln!(w, "const int64_t sf_j = {targets}[sf_syn];")?;
                         writeln!(w, "if (sf_j < 0 || sf_j >= {n_post}) continue;")?;
-                        writeln!(w, "const {real} sf_ad = {history}[sf_at + sf_j];")?;
+                        if p2p {
+                            writeln!(
+                                w,
+                                "const {real} sf_ad = sf_in_segment ? sf_wait(sf_from + sf_j) : sf_from[sf_j];"
+                            )?;
+                        } else {
+                            writeln!(w, "const {real} sf_ad = {history}[sf_at + sf_j];")?;
+                        }
                         let texts = self.print_synapse(d, &del.arena, &roots, w)?;
                         writeln!(w, "sf_synaptic += {} * sf_ad;", texts[0])?;
                         if del.grads.is_empty() {

@@ -16,6 +16,7 @@ mod errors;
 pub mod kernel_plan;
 pub mod kernel_signature;
 mod loaded_kernels;
+pub mod network_checkpoints;
 pub mod network_grad;
 pub mod network_path;
 pub mod network_run;

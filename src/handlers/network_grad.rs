@@ -21,8 +21,8 @@ use super::neuron_run::{cpu_options, cuda_options, launch_shaped_with_buffers, C
 use super::poison;
 use crate::codegen::network_adjoint_kernel::{
     concrete_shape, cuda_threads, generate_network_adjoint, generate_network_adjoint_variant,
-    projection_order, NetAdjointArg, NetAdjointLayout, CUDA_BLOCK, FAST_VARIANTS, GRID_BARRIER,
-    NETWORK_ADJOINT_ENTRY,
+    projection_order, NetAdjointArg, NetAdjointLayout, CUDA_BLOCK, FAST_DELIVERIES, FAST_VARIANTS,
+    FAST_WALK, GRID_BARRIER, NETWORK_ADJOINT_ENTRY,
 };
 use crate::codegen::Dialect;
 use crate::ir::network::NetworkIr;
@@ -257,7 +257,7 @@ impl Handler for NetworkGradCuda {
         let mut steps = site.steps as i64;
         let mut n_syn = run.n_syn.clone();
         let mut acquire_release =
-            i32::from(crate::runtime::settings::network_adjoint_acquire_release()?);
+            crate::runtime::settings::network_adjoint_barrier()?.unwrap_or(DEFAULT_BARRIER);
         let mut params: Vec<*mut c_void> = vec![(&mut steps as *mut i64).cast()];
         params.extend(n_syn.iter_mut().map(|n| (n as *mut i64).cast::<c_void>()));
         params.push((&mut acquire_release as *mut i32).cast());
@@ -274,9 +274,16 @@ impl Handler for NetworkGradCuda {
 }
 
 /// The warp-a-neuron variant of float32 networks when `SPIKEFORGE_NETWORK_ADJOINT_FAST` is
-/// unset: both paths. (Chosen before any GPU run of it, from the emulation suite's agreement
-/// with the C kernel and NVRTC's no-spill report; 0 takes the grid-stride kernel, main's.)
-const DEFAULT_FAST: i32 = FAST_VARIANTS;
+/// unset: both paths, the walk with its barriers (`FAST_P2P` only where asked: not measured
+/// yet). (Chosen before any GPU run of it, from the emulation suite's agreement with the C
+/// kernel and NVRTC's no-spill report; 0 takes the grid-stride kernel, main's.)
+const DEFAULT_FAST: i32 = FAST_WALK | FAST_DELIVERIES;
+
+/// The grid barrier's kind when `SPIKEFORGE_NETWORK_ADJOINT_BARRIER` is unset (the kernel's
+/// `sf_acquire_release`): 1, the release reduction and acquire polls (H200, COBA x1 gradient,
+/// 1000 steps, one process: fwd+bwd 7.97 / 7.75 ms against the fences' 8.14 / 8.10; session 6
+/// had measured it slower on an earlier kernel).
+const DEFAULT_BARRIER: i32 = 1;
 
 /// The warp-a-neuron variant a call takes when `SPIKEFORGE_NETWORK_ADJOINT_FAST` is unset:
 /// [`DEFAULT_FAST`] in float32; none in float64, where ptxas spills the held walk back's
@@ -303,9 +310,11 @@ fn largest_group(site: &NetworkGrad) -> usize {
 
 /// The grid of kernel `f` for a call of `site`: blocks of a whole number of warps, as many as
 /// the segment's work needs and the device holds at once (a cooperative grid: its blocks wait
-/// for each other at its barriers), at most SPIKEFORGE_NETWORK_ADJOINT_BLOCKS.
+/// for each other at its barriers), at most SPIKEFORGE_NETWORK_ADJOINT_BLOCKS; blocks of
+/// SPIKEFORGE_NETWORK_ADJOINT_BLOCK threads where set.
 fn grid(site: &NetworkGrad, f: &cuda::CudaFunction) -> Result<(u32, u32), FfiError> {
-    let block = (CUDA_BLOCK.min(f.max_threads_per_block()) / 32).max(1) * 32;
+    let wanted_block = crate::runtime::settings::network_adjoint_block()?.unwrap_or(CUDA_BLOCK);
+    let block = (wanted_block.min(f.max_threads_per_block()) / 32).max(1) * 32;
     let neurons = site.net.groups.iter().map(|g| g.n).sum();
     let rows = site
         .net

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use super::buffers::{self, Expected, SharedPtr};
 use super::loaded_kernels::LoadedKernels;
+use super::network_checkpoints as checkpoints;
 use super::network_path::{self, Path};
 use super::neuron_run::{cpu_options, cuda_options};
 use super::poison;
@@ -112,6 +113,8 @@ pub struct NetworkRun {
     key: String,
     network: Network,
     steps: usize,
+    /// Steps between the checkpoints the call returns (`network_checkpoints`; 0: none).
+    checkpoint_every: usize,
     kernels: LoadedKernels<CpuKernel, CudaKernels>,
 }
 
@@ -126,10 +129,20 @@ impl Instance for NetworkRun {
                 "attribute 'steps': must be in 1..=2^31-1, got {steps}"
             )));
         }
+        let checkpoint_every = match attrs.get("checkpoint_every") {
+            Some(_) => attrs.get_usize("checkpoint_every")?,
+            None => 0,
+        };
+        if checkpoint_every > 0 {
+            if let Some(why) = checkpoints::refusal(&network.layout) {
+                return Err(FfiError::invalid_argument(why));
+            }
+        }
         Ok(NetworkRun {
             key: key.to_owned(),
             network,
             steps,
+            checkpoint_every,
             kernels: LoadedKernels::new(),
         })
     }
@@ -142,7 +155,10 @@ struct Run<'a> {
     /// Synapses of each projection.
     n_syn: Vec<i64>,
     args: Vec<*mut c_void>,
+    /// The outputs, then the work buffer.
     rets: Vec<Buffer<'a>>,
+    /// The checkpoints (`network_checkpoints`), one for each checkpointed output.
+    checkpoints: Vec<Buffer<'a>>,
 }
 
 /// The dims a layout entry must have in this call.
@@ -218,13 +234,32 @@ fn decode<'a>(call: &CallFrame<'a>, site: &NetworkRun) -> Result<Run<'a>, FfiErr
     };
     let inputs = expect(&layout.inputs);
     let mut outputs = expect(&layout.outputs);
+    let n_out = outputs.len();
+    let segments = checkpoints::segments(site.steps, site.checkpoint_every).len() as i64;
+    if site.checkpoint_every > 0 {
+        let stored: Vec<_> = checkpoints::checkpointed(layout)
+            .into_iter()
+            .map(|k| {
+                let (name, dtype, dims) = &outputs[k];
+                let mut dims = dims.clone();
+                dims.insert(1, segments);
+                (format!("{name} checkpoints"), *dtype, dims)
+            })
+            .collect();
+        outputs.extend(stored);
+    }
     outputs.extend(expect(&layout.scratch));
     let checked = buffers::check(call, &view(&inputs), &view(&outputs))?;
+    let mut rets = checked.rets;
+    let checkpoints = rets
+        .drain(n_out..n_out + outputs.len() - n_out - layout.scratch.len())
+        .collect();
     Ok(Run {
         nb: nb as usize,
         n_syn,
         args: checked.args,
-        rets: checked.rets,
+        rets,
+        checkpoints,
     })
 }
 
@@ -317,7 +352,7 @@ impl Handler for NetworkRunCpu {
         let starts = starts(&site.network.layout);
         if poison::enabled() {
             // SAFETY: host buffers of these sizes owned by XLA for this call.
-            unsafe { poison::host(written(&run.rets, &starts)) };
+            unsafe { poison::host(written(&run.rets, &starts).chain(&run.checkpoints)) };
         }
         for (r, start) in starts.iter().enumerate() {
             let out = &run.rets[r];
@@ -342,6 +377,11 @@ impl Handler for NetworkRunCpu {
                 _ => {}
             }
         }
+        let entry = kernel.entry;
+        if site.checkpoint_every > 0 {
+            network_path::record(&site.key, "cpu");
+            return run_cpu_segments(site, &run, entry);
+        }
         let mut dims = vec![site.steps as i64];
         dims.extend(&run.n_syn);
         let outputs: Vec<*mut c_void> = run.rets.iter().map(|b| b.data).collect();
@@ -349,7 +389,6 @@ impl Handler for NetworkRunCpu {
         let work = SharedPtr::new(outputs[n_out].cast::<i32>());
         let inputs = SharedPtr::new(run.args.as_ptr().cast_mut());
         let outputs = SharedPtr::new(outputs.as_ptr().cast_mut());
-        let entry = kernel.entry;
         network_path::record(&site.key, "cpu");
         cpu::parallel_chunks(run.nb, 1, |start, end| {
             // SAFETY: the buffers were checked against the layout and outlive the section; the
@@ -368,6 +407,129 @@ impl Handler for NetworkRunCpu {
         });
         Ok(())
     }
+}
+
+/// A checkpointed CPU run (`network_checkpoints`): for each segment, the checkpoints copied,
+/// then each batch member's segment as a run of its own of the C entry (one member, `t_step`
+/// at the segment's start, the work buffer zeroed as a call does, every batched buffer's
+/// pointer moved to the member and each per-step output's to the segment's first row), so
+/// that the segments continue each other as consecutive calls do.
+fn run_cpu_segments(site: &NetworkRun, run: &Run<'_>, entry: CEntry) -> Result<(), FfiError> {
+    let layout = &site.network.layout;
+    let nb = run.nb;
+    let stored: Vec<Buffer<'_>> = checkpoints::checkpointed(layout)
+        .into_iter()
+        .map(|k| run.rets[k])
+        .collect();
+    let bytes = checkpoints::member_bytes(&stored, nb)?;
+    let segments = checkpoints::segments(site.steps, site.checkpoint_every);
+    let work = run.rets[layout.outputs.len()];
+    let work_member = work.size_bytes() / nb;
+    // SAFETY: `t_step` is a host int32[nb] buffer (checked).
+    let t0 = unsafe { std::slice::from_raw_parts(run.args[0].cast::<i32>(), nb) }.to_vec();
+    let input_member: Vec<usize> = layout
+        .inputs
+        .iter()
+        .map(|a| {
+            let elems: i64 = a
+                .shape
+                .iter()
+                .map(|d| match d {
+                    Dim::Fixed(n) => *n as i64,
+                    _ => run.n_syn[projection_of(&site.network, &a.owner)],
+                })
+                .product();
+            elems as usize * DataType::from(a.elem).size_bytes()
+        })
+        .collect();
+    for (slot, &(s0, s1)) in segments.iter().enumerate() {
+        // SAFETY: the checkpointed outputs and their checkpoints, host buffers of these sizes
+        // (checked), distinct.
+        unsafe {
+            checkpoints::copy_host(&stored, &run.checkpoints, &bytes, nb, segments.len(), slot)
+        };
+        let mut dims = vec![(s1 - s0) as i64];
+        dims.extend(&run.n_syn);
+        for (b, t_start) in t0.iter().enumerate() {
+            let mut t = [t_start + s0 as i32];
+            let inputs: Vec<*mut c_void> = layout
+                .inputs
+                .iter()
+                .zip(&run.args)
+                .zip(&input_member)
+                .enumerate()
+                .map(|(k, ((a, p), m))| match (k, a.batched) {
+                    (0, _) => t.as_mut_ptr().cast(),
+                    // SAFETY: member b's part of a batched input of nb members.
+                    (_, true) => unsafe { p.cast::<u8>().add(b * m).cast() },
+                    _ => *p,
+                })
+                .collect();
+            let mut outputs: Vec<*mut c_void> = layout
+                .outputs
+                .iter()
+                .zip(&run.rets)
+                .map(|(a, out)| {
+                    let member = if a.batched { out.size_bytes() / nb } else { 0 };
+                    let offset = b * member + segment_offset(site, a, out, s0);
+                    // SAFETY: within the buffer: the member's part, at the segment's rows.
+                    unsafe { out.data.cast::<u8>().add(offset).cast() }
+                })
+                .collect();
+            // SAFETY: member b's words of the work buffer.
+            let w = unsafe { work.data.cast::<u8>().add(b * work_member) };
+            // SAFETY: as above.
+            unsafe { std::ptr::write_bytes(w, 0, work_member) };
+            outputs.push(w.cast());
+            // SAFETY: the buffers were checked against the layout; the pointers are member b's
+            // and the segment's, so the entry (one member, `dims[0]` steps) stays within them.
+            unsafe {
+                entry(
+                    0,
+                    1,
+                    dims.as_ptr(),
+                    inputs.as_ptr(),
+                    outputs.as_ptr(),
+                    w.cast(),
+                )
+            };
+        }
+    }
+    Ok(())
+}
+
+/// The position of projection `owner` (0 where it is not one).
+fn projection_of(network: &Network, owner: &str) -> usize {
+    network
+        .net
+        .projections
+        .iter()
+        .position(|p| p.name == owner)
+        .unwrap_or(0)
+}
+
+/// Bytes from a member's first row of output `a` to the row of step `s0` where it has a
+/// per-step axis (a state monitor's records, a rate monitor's steps), else 0.
+fn segment_offset(site: &NetworkRun, a: &NetArg, out: &Buffer<'_>, s0: usize) -> usize {
+    let Some(axis) = a
+        .shape
+        .iter()
+        .position(|d| matches!(d, Dim::Sized(s) if *s != "n_syn"))
+    else {
+        return 0;
+    };
+    let rows = match a.shape[axis] {
+        Dim::Sized("records") => s0 / site.network.every.get(&a.owner).copied().unwrap_or(1),
+        _ => s0,
+    };
+    let after: usize = a.shape[axis + 1..]
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => *n,
+            _ => 1,
+        })
+        .product();
+    rows * after * out.dtype.size_bytes()
 }
 
 /// `spikeforge_network_run` on CUDA: the persistent kernel once, or per step two or three
@@ -403,7 +565,7 @@ impl Handler for NetworkRunCuda {
         let starts = starts(&site.network.layout);
         if poison::enabled() {
             // SAFETY: device buffers of these sizes on XLA's stream for this call.
-            unsafe { poison::device(written(&run.rets, &starts), stream) }?;
+            unsafe { poison::device(written(&run.rets, &starts).chain(&run.checkpoints), stream) }?;
         }
         for (r, start) in starts.iter().enumerate() {
             let out = &run.rets[r];
@@ -467,6 +629,32 @@ impl Handler for NetworkRunCuda {
             .chain(run.rets.iter().map(|b| b.data))
             .collect();
         let steps = site.steps as i32;
+        // A checkpointed call's copies into slot `slot` (`network_checkpoints`), before its
+        // segment's first step.
+        let stored: Vec<Buffer<'_>> = checkpoints::checkpointed(&site.network.layout)
+            .into_iter()
+            .map(|k| run.rets[k])
+            .collect();
+        let bytes = checkpoints::member_bytes(&stored, run.nb)?;
+        let segments = checkpoints::segments(site.steps, site.checkpoint_every);
+        let checkpoint = |slot: usize| -> Result<(), FfiError> {
+            if site.checkpoint_every == 0 {
+                return Ok(());
+            }
+            // SAFETY: the checkpointed outputs and their checkpoints, device buffers of these
+            // sizes (checked) on XLA's stream, distinct.
+            unsafe {
+                checkpoints::copy_device(
+                    &stored,
+                    &run.checkpoints,
+                    &bytes,
+                    run.nb,
+                    segments.len(),
+                    slot,
+                    stream,
+                )
+            }
+        };
         let tail = |n_syn: &mut Vec<i64>, pointers: &mut Vec<*mut c_void>| {
             let mut p: Vec<*mut c_void> = n_syn
                 .iter_mut()
@@ -489,10 +677,12 @@ impl Handler for NetworkRunCuda {
                     site,
                     per_step,
                     &mut tail(&mut n_syn, &mut pointers),
-                    nb,
-                    sms,
-                    shared,
+                    (nb, sms, shared),
                     stream,
+                    |step| match step % site.checkpoint_every.max(1) {
+                        0 => checkpoint(step / site.checkpoint_every.max(1)),
+                        _ => Ok(()),
+                    },
                 );
             }
             Path::Block { resident: true } => (
@@ -563,11 +753,16 @@ impl Handler for NetworkRunCuda {
             detail.push_str(", balanced deliveries");
         }
         network_path::record_detail(&site.key, detail);
-        // The whole run in one launch: steps [0, steps).
-        let (mut s0, mut s1, mut total) = (0i32, steps, steps);
+        // The run in one launch, steps [0, steps), or in a checkpointed call one launch a
+        // segment, `s0` and `s1` set before each (a launch reads its parameters when made).
+        let (s0, s1, mut total) = (
+            std::cell::Cell::new(0i32),
+            std::cell::Cell::new(steps),
+            steps,
+        );
         let mut params: Vec<*mut c_void> = vec![
-            (&mut s0 as *mut i32).cast(),
-            (&mut s1 as *mut i32).cast(),
+            s0.as_ptr().cast(),
+            s1.as_ptr().cast(),
             (&mut total as *mut i32).cast(),
         ];
         if path != (Path::Block { resident: true }) {
@@ -583,14 +778,19 @@ impl Handler for NetworkRunCuda {
             shared_mem: shared,
             cooperative: blocks > 1,
         };
-        if let Path::Cluster { .. } = path {
-            // SAFETY: the cluster kernel's parameters are the persistent kernel's; as below.
-            unsafe { cuda::launch_clustered(kernel, launch, blocks, stream, &mut params) }?;
-            return Ok(());
+        for (slot, &(a, b)) in segments.iter().enumerate() {
+            checkpoint(slot)?;
+            s0.set(a as i32);
+            s1.set(b as i32);
+            if let Path::Cluster { .. } = path {
+                // SAFETY: the cluster kernel's parameters are the persistent kernel's; as below.
+                unsafe { cuda::launch_clustered(kernel, launch, blocks, stream, &mut params) }?;
+                continue;
+            }
+            // SAFETY: the parameters match the persistent kernel's signature in order and type;
+            // the buffers belong to XLA's stream and stay valid for the call.
+            unsafe { cuda::launch_shaped(kernel, launch, stream, &mut params) }?;
         }
-        // SAFETY: the parameters match the persistent kernel's signature in order and type; the
-        // buffers belong to XLA's stream and stay valid for the call.
-        unsafe { cuda::launch_shaped(kernel, launch, stream, &mut params) }?;
         Ok(())
     }
 }
@@ -681,15 +881,15 @@ fn choose_path(
 /// The per-step path: per step, the update, delivery and (when needed) after-delivery kernels;
 /// where the update kernels fold the after-delivery phase (`network_kernel::after_folded`), the
 /// after-delivery kernel once, after the last step. `tail` holds the parameters after the step
-/// and the step count.
+/// and the step count; the grids' members, the device's multiprocessors and the deliveries'
+/// dynamic shared memory; `before_step(s)` enqueues what must precede step `s` (a checkpoint).
 fn launch_per_step(
     site: &NetworkRun,
     kernels: &[Arc<cuda::CudaFunction>],
     tail: &mut Vec<*mut c_void>,
-    nb: u32,
-    sms: u32,
-    shared: u32,
+    (nb, sms, shared): (u32, u32, u32),
     stream: *mut c_void,
+    mut before_step: impl FnMut(usize) -> Result<(), FfiError>,
 ) -> Result<(), FfiError> {
     let shape = &site.network.shape;
     let update_grid = (shape.update_blocks as u32, nb, 1);
@@ -713,6 +913,7 @@ fn launch_per_step(
         unsafe { cuda::launch(f, grid, (block, 1, 1), shared, stream, &mut params) }
     };
     for step in 0..site.steps {
+        before_step(step)?;
         s.set(step as i32);
         for ((_, kind), f) in launches.iter().zip(every_step) {
             launch(kind, f)?;

@@ -22,14 +22,19 @@ pub const DEFAULT_MAX_LOADED: usize = 1024;
 /// size; by default as many as its work needs and the device holds).
 pub const NETWORK_ADJOINT_BLOCKS_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BLOCKS";
 
+/// Threads per block of the CUDA network adjoint kernel (rounded down to whole warps, at most
+/// the kernel's limit; for measuring: by default `codegen::network_adjoint_kernel::CUDA_BLOCK`).
+pub const NETWORK_ADJOINT_BLOCK_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BLOCK";
+
 /// The CUDA network adjoint kernel's grid barrier: `fence` (sequentially consistent fences
-/// around a relaxed atomic and volatile polls, the default) or `acquire_release` (a release
-/// reduction, acquire polls). For measuring both on one device.
+/// around a relaxed atomic and volatile polls), `acquire_release` (a release reduction,
+/// acquire polls) or `release` (a release reduction, volatile polls, one acquire fence);
+/// unset: the handler's default (`handlers::network_grad`). For measuring them on one device.
 pub const NETWORK_ADJOINT_BARRIER_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_BARRIER";
 
 /// The CUDA network adjoint kernel's warp-a-neuron paths
-/// (`codegen::network_adjoint_kernel::FAST_WALK`, `FAST_DELIVERIES`): `none`, or a
-/// comma-separated list of `walk` and `deliveries`; unset: the handler's choice
+/// (`codegen::network_adjoint_kernel::FAST_WALK`, `FAST_DELIVERIES`, `FAST_P2P`): `none`, or a
+/// comma-separated list of `walk`, `deliveries` and `p2p` (with `walk`); unset: the handler's choice
 /// (`handlers::network_grad`). Taken where the grid gives every neuron a warp. For measuring
 /// them against the grid-stride paths, and for testing them in float64.
 pub const NETWORK_ADJOINT_FAST_VAR: &str = "SPIKEFORGE_NETWORK_ADJOINT_FAST";
@@ -143,26 +148,34 @@ pub fn network_adjoint_blocks() -> Result<Option<u32>, RuntimeError> {
     at_least_one(NETWORK_ADJOINT_BLOCKS_VAR)
 }
 
-/// [`NETWORK_ADJOINT_BARRIER_VAR`]: whether the barrier is the acquire-release one.
-pub fn network_adjoint_acquire_release() -> Result<bool, RuntimeError> {
+/// [`NETWORK_ADJOINT_BLOCK_VAR`]: `None` when unset.
+pub fn network_adjoint_block() -> Result<Option<u32>, RuntimeError> {
+    at_least_one(NETWORK_ADJOINT_BLOCK_VAR)
+}
+
+/// [`NETWORK_ADJOINT_BARRIER_VAR`]: the barrier's kind (the kernel's `sf_acquire_release`: 0
+/// fence, 1 acquire_release, 2 release), `None` when unset.
+pub fn network_adjoint_barrier() -> Result<Option<i32>, RuntimeError> {
     match var(NETWORK_ADJOINT_BARRIER_VAR).as_deref().map(str::trim) {
-        None | Some("fence") => Ok(false),
-        Some("acquire_release") => Ok(true),
+        None => Ok(None),
+        Some("fence") => Ok(Some(0)),
+        Some("acquire_release") => Ok(Some(1)),
+        Some("release") => Ok(Some(2)),
         Some(text) => Err(bad(
             NETWORK_ADJOINT_BARRIER_VAR,
             text,
-            "fence or acquire_release",
+            "fence, acquire_release or release",
         )),
     }
 }
 
 /// [`NETWORK_ADJOINT_FAST_VAR`]: the kernel variant's flags, `None` when unset.
 pub fn network_adjoint_fast() -> Result<Option<i32>, RuntimeError> {
-    use crate::codegen::network_adjoint_kernel::{FAST_DELIVERIES, FAST_WALK};
+    use crate::codegen::network_adjoint_kernel::{FAST_DELIVERIES, FAST_P2P, FAST_WALK};
     let Some(text) = var(NETWORK_ADJOINT_FAST_VAR) else {
         return Ok(None);
     };
-    let expected = "none, or a comma-separated list of walk and deliveries";
+    let expected = "none, or a comma-separated list of walk, deliveries and p2p (with walk)";
     if text.trim() == "none" {
         return Ok(Some(0));
     }
@@ -171,8 +184,12 @@ pub fn network_adjoint_fast() -> Result<Option<i32>, RuntimeError> {
         flags |= match part.trim() {
             "walk" => FAST_WALK,
             "deliveries" => FAST_DELIVERIES,
+            "p2p" => FAST_P2P,
             _ => return Err(bad(NETWORK_ADJOINT_FAST_VAR, &text, expected)),
         };
+    }
+    if flags & FAST_P2P != 0 && flags & FAST_WALK == 0 {
+        return Err(bad(NETWORK_ADJOINT_FAST_VAR, &text, expected));
     }
     Ok(Some(flags))
 }
@@ -486,7 +503,7 @@ mod tests {
     fn child_reads_adjoint_barrier() {
         println!(
             "ADJOINT {:?}",
-            network_adjoint_acquire_release().map_err(|e| e.to_string())
+            network_adjoint_barrier().map_err(|e| e.to_string())
         );
     }
 
@@ -494,16 +511,23 @@ mod tests {
     fn the_adjoint_barrier_setting_parses_and_refuses_nonsense() {
         let read =
             |vars: &[(&str, &str)]| child_of("child_reads_adjoint_barrier", "ADJOINT ", vars);
-        assert_eq!(read(&[]), "Ok(false)");
-        assert_eq!(read(&[(NETWORK_ADJOINT_BARRIER_VAR, "fence")]), "Ok(false)");
+        assert_eq!(read(&[]), "Ok(None)");
+        assert_eq!(
+            read(&[(NETWORK_ADJOINT_BARRIER_VAR, "fence")]),
+            "Ok(Some(0))"
+        );
         assert_eq!(
             read(&[(NETWORK_ADJOINT_BARRIER_VAR, " acquire_release ")]),
-            "Ok(true)"
+            "Ok(Some(1))"
+        );
+        assert_eq!(
+            read(&[(NETWORK_ADJOINT_BARRIER_VAR, "release")]),
+            "Ok(Some(2))"
         );
         let out = read(&[(NETWORK_ADJOINT_BARRIER_VAR, "fast")]);
         assert!(
             out.contains(
-                "SPIKEFORGE_NETWORK_ADJOINT_BARRIER=fast: expected fence or acquire_release"
+                "SPIKEFORGE_NETWORK_ADJOINT_BARRIER=fast: expected fence, acquire_release or release"
             ),
             "{out}"
         );
@@ -532,6 +556,12 @@ mod tests {
             read(&[(NETWORK_ADJOINT_FAST_VAR, "deliveries, walk")]),
             "Ok(Some(3))"
         );
+        assert_eq!(
+            read(&[(NETWORK_ADJOINT_FAST_VAR, "walk,deliveries,p2p")]),
+            "Ok(Some(7))"
+        );
+        let out = read(&[(NETWORK_ADJOINT_FAST_VAR, "deliveries,p2p")]);
+        assert!(out.contains("p2p (with walk)"), "{out}");
         let out = read(&[(NETWORK_ADJOINT_FAST_VAR, "walk,fast")]);
         assert!(
             out.contains("SPIKEFORGE_NETWORK_ADJOINT_FAST=walk,fast: expected none, or a"),

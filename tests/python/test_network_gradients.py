@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import spikeforge as sf
+from conftest import check_written
 from spikeforge.network import _abi
 from spikeforge.network.gradients import segment_lengths
 from test_gradients import SURROGATES, heaviside
@@ -32,9 +33,22 @@ SLOPE = 5.0
 REFRACTORY_STEPS = 3
 
 
-def build(*, per_synapse_delay=False, v_scale=1.0, threshold=True, seed=0, n=N, n_e=N_E, synapses=(150, 50), hub=0):
+def build(
+    *,
+    per_synapse_delay=False,
+    v_scale=1.0,
+    threshold=True,
+    seed=0,
+    n=N,
+    n_e=N_E,
+    synapses=(150, 50),
+    hub=0,
+    delay=0.2,
+    strategy="auto",
+):
     """The test network; ``hub``: that many more synapses from the first neuron of each
-    projection's source (a row longer than the others)."""
+    projection's source (a row longer than the others); ``delay``: the excitatory
+    projection's (without ``per_synapse_delay``); ``strategy``: the GPU's path."""
     kw = dict(threshold="v > v_th", reset="v = 0", refractory=REFRACTORY_STEPS * DT) if threshold else {}
     P = sf.NeuronGroup(
         n,
@@ -48,7 +62,7 @@ def build(*, per_synapse_delay=False, v_scale=1.0, threshold=True, seed=0, n=N, 
     if per_synapse_delay:
         E = sf.Synapses(P[:n_e], P, "w : 1\nd : second", on_pre="ge += w", delay="d", name="E")
     else:
-        E = sf.Synapses(P[:n_e], P, "w : 1", on_pre="ge += w", delay=0.2, name="E")
+        E = sf.Synapses(P[:n_e], P, "w : 1", on_pre="ge += w", delay=delay, name="E")
     Inh = sf.Synapses(P[n_e:], P, "wi : 1 (shared)", on_pre=f"v_post -= {v_scale}*wi", name="I")
     rng = np.random.default_rng(seed)
     first = np.zeros(hub, np.int64)
@@ -56,7 +70,7 @@ def build(*, per_synapse_delay=False, v_scale=1.0, threshold=True, seed=0, n=N, 
     Inh.connect(
         i=np.concatenate([rng.integers(0, n - n_e, synapses[1]), first]), j=rng.integers(0, n, synapses[1] + hub)
     )
-    return sf.Network(P, E, Inh, vm=sf.StateMonitor(P, "v"), dt=DT)
+    return sf.Network(P, E, Inh, vm=sf.StateMonitor(P, "v"), dt=DT, strategy=strategy)
 
 
 def initial(net, *, per_synapse_delay=False, v0=None, current=None, n=N):
@@ -250,6 +264,7 @@ VARIANTS = {
     "walk": "warp-a-neuron variant 1:",
     "deliveries": "warp-a-neuron variant 2:",
     "walk,deliveries": "warp-a-neuron variant 3:",
+    "walk,deliveries,p2p": "warp-a-neuron variant 7:",
 }
 
 
@@ -257,7 +272,8 @@ def test_warp_a_neuron_paths_match_jax_grad_of_lax_scan(device, monkeypatch):
     """CUDA: the adjoint kernel's warp-a-neuron variants (``SPIKEFORGE_NETWORK_ADJOINT_FAST``;
     the grid gives each neuron a warp: the walk back with each neuron's first
     synapses, adjoints and gradients in registers, record mode's deliveries a warp a spike) and
-    the grid-stride kernel (``none``, main's), against the reference to 1e-8: record mode
+    the grid-stride kernel (``none``, main's), and the walk without a barrier a step (``p2p``:
+    each gather waits for its values), against the reference to 1e-8: record mode
     (segments of 3) and the per-step recomputation (segments of 7), homogeneous delays (the
     gathers from registers) and per-synapse ones (from the row), hubs of 300 more synapses (rows
     longer than the registers hold)."""
@@ -282,6 +298,78 @@ def test_warp_a_neuron_paths_match_jax_grad_of_lax_scan(device, monkeypatch):
                 detail = _abi.network_last_path_detail("adjoint\n" + key)
                 assert detail is not None and detail.startswith(taken), (fast, detail)
                 assert_close(got, want, 1e-8)
+
+
+@pytest.mark.parametrize(
+    "per_synapse_delay, delay, strategy, n",
+    [
+        (False, 0.2, "auto", N),
+        (True, None, "auto", N),
+        (False, 0.2, "grid", 600),
+        (False, 0.0, "grid", 600),
+        (False, 0.0, "block", N),
+        (False, 0.0, "per_step", N),
+    ],
+)
+def test_checkpointed_call_returns_each_segments_state(device, per_synapse_delay, delay, strategy, n):
+    """The forward pass under ``jax.grad`` as one call (``checkpoint_every``: the state at each
+    segment's start, src/handlers/network_checkpoints.rs): its checkpoints are the states of
+    runs of ``i k`` steps, its final state and outputs (a state monitor's trace, the spike
+    counts) those of the plain run; exactly on the CPU (each segment runs as a call would), to
+    1e-12 on a GPU (the order of the deliveries' atomic additions; a spike queue's row in any
+    order). On a GPU each path: the persistent kernel's launches of a chunk (as one block, as a
+    grid, the one-barrier grid without delays) and the per-step kernels."""
+    net = build(per_synapse_delay=per_synapse_delay, delay=delay, strategy=strategy, n=n, n_e=2 * n // 3)
+    state = initial(net, per_synapse_delay=per_synapse_delay, n=n)
+    steps, k = 47, 6
+    variant, dtype = net._variant_of(state, steps)
+    new, raw = net._call(state, steps, variant, dtype, checkpoint_every=k)
+    stored = {key[:2]: v for key, v in raw.items() if len(key) == 3}
+    assert {"v", "ge", "gi", "lastspike_step", "spike_queue"} <= {name for _, name in stored}
+    check_written(*stored.values())
+    rtol = 0.0 if device.platform == "cpu" else 1e-12
+    for (owner, name), values in stored.items():
+        assert values.shape == (8,) + np.shape(state[owner][name])
+        s = state
+        for i in range(8):
+            if i > 0:
+                s, _ = net.run(s, steps=k)
+            got, want = np.asarray(values[i]), np.asarray(s[owner][name])
+            if name == "spike_queue":  # each row a set of spikes, in the order of their atomics
+                counts = np.asarray(s[owner]["spike_queue_counts"])
+                got, want = (np.concatenate([np.sort(r[:c]) for r, c in zip(x, counts)]) for x in (got, want))
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=0, err_msg=f"{owner}.{name}[{i}]")
+    plain, out = net.run(state, steps=steps)
+    np.testing.assert_allclose(np.asarray(new["P"]["v"]), np.asarray(plain["P"]["v"]), rtol=rtol, atol=0)
+    np.testing.assert_allclose(np.asarray(raw[("vm", "v")]), np.asarray(out.vm.v), rtol=rtol, atol=0)
+    assert (np.asarray(raw[("P", "spike_count")]) == np.asarray(out.spike_count["P"])).all()
+    assert int(np.asarray(new["t_step"])) == steps
+    assert float(np.asarray(out.spike_count["P"]).sum()) > 0
+    if device.platform != "cpu" and strategy != "auto":
+        assert net.last_strategy == strategy
+
+
+def test_forward_in_one_call_or_in_segments(device, monkeypatch):
+    """``SPIKEFORGE_NETWORK_GRAD_FORWARD``: the forward pass under ``jax.grad`` as one
+    checkpointed call or as one call a segment (the default) gives the same
+    gradients (1e-12), both the reference's (1e-8); record mode (segments of 3) and the per-step
+    recomputation (segments of 7)."""
+    net = build(per_synapse_delay=True)
+    state = initial(net, per_synapse_delay=True)
+    steps = 40
+    argnums = tuple(range(5))
+    want = jax.grad(reference_loss(state, steps), argnums=argnums)(*arguments(state))
+    for every in (3, 7):
+        got = {}
+        for setting in ("one_call", "segments"):
+            monkeypatch.setenv("SPIKEFORGE_NETWORK_GRAD_FORWARD", setting)
+            loss = spikeforge_loss(net, state, steps, checkpoint_every=every)
+            got[setting] = jax.jit(jax.grad(loss, argnums=argnums))(*arguments(state))
+            assert_close(got[setting], want, 1e-8)
+        assert_close(got["one_call"], got["segments"], 1e-12)
+    monkeypatch.setenv("SPIKEFORGE_NETWORK_GRAD_FORWARD", "both")
+    with pytest.raises(ValueError, match="SPIKEFORGE_NETWORK_GRAD_FORWARD"):
+        jax.grad(spikeforge_loss(net, state, steps), argnums=0)(*arguments(state))
 
 
 def test_checkpoint_spacing_does_not_change_the_gradient(device):

@@ -8,8 +8,11 @@ event-driven propagation of the synapses; ``src/step/network_adjoint.rs``,
 ``src/codegen/network_adjoint_kernel.rs``).
 
 Memory, as for neuron runs (``spikeforge.gradients``): the forward pass under differentiation
-runs the network in segments of ``k`` steps and keeps the whole state at the start of each
-(checkpoints, ``O(N steps/k)``); the backward pass calls the adjoint kernel for each segment
+runs the network in segments of ``k`` steps and keeps the groups' state at the start of each
+(checkpoints, ``O(N steps/k)``): by default as one call a segment, with
+``SPIKEFORGE_NETWORK_GRAD_FORWARD=one_call`` as one call that returns them (``checkpoint_every``,
+src/handlers/network_checkpoints.rs; not faster on the H200: XLA replays the calls from a CUDA
+graph, and both launch the kernel a segment at a time); the backward pass calls the adjoint kernel for each segment
 from the last, with the segment's checkpoint: the kernel recomputes the segment's states
 (``O(N k)`` scratch) before it walks it back. ``k`` defaults to about ``sqrt(steps)`` (a
 multiple of every state monitor's ``every``); ``run(..., checkpoint_every=k)`` sets it. When
@@ -30,6 +33,8 @@ CUDA (a cooperative grid).
 """
 
 from __future__ import annotations
+
+import os
 
 import jax
 import jax.numpy as jnp
@@ -138,14 +143,17 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
     def fwd(state):
         answer = net._compile(variant)
         layout = _adjoint_answer(net, answer)
-        checkpoints, outs = [], []
-        s = state
-        for length in lengths:
-            checkpoints.append(s)
-            seg_variant, _ = net._variant_of(s, length)
-            s, out = net._run_chunk(s, length, seg_variant, dtype, warn=False)
-            outs.append(out)
-        out = outs[0] if len(outs) == 1 else net._join(outs, variant)
+        if _one_call_forward(net, answer, dtype):
+            s, checkpoints, out = _checkpointed_run(net, state, steps, variant, dtype, lengths)
+        else:  # one call a segment (SPIKEFORGE_NETWORK_GRAD_FORWARD=segments)
+            checkpoints, outs = [], []
+            s = state
+            for length in lengths:
+                checkpoints.append(s)
+                seg_variant, _ = net._variant_of(s, length)
+                s, out = net._run_chunk(s, length, seg_variant, dtype, warn=False)
+                outs.append(out)
+            out = outs[0] if len(outs) == 1 else net._join(outs, variant)
         net._warn_dropped(out)
         # The last spikes' steps at each segment's end (the next checkpoint's, or the final
         # state's): the segments' spikes for the adjoint kernel's record mode.
@@ -223,6 +231,42 @@ def differentiable_run(net, state: dict, *, steps: int, variant, dtype: str, che
 
     run.defvjp(fwd, bwd)
     return run(state)
+
+
+FORWARD_SETTING = "SPIKEFORGE_NETWORK_GRAD_FORWARD"
+
+
+def _one_call_forward(net, answer: dict, dtype: str) -> bool:
+    """Whether the forward pass under differentiation runs as one checkpointed call
+    (``SPIKEFORGE_NETWORK_GRAD_FORWARD=one_call``, read when ``jax.grad`` traces the run) rather
+    than one call a segment (``segments``, the default: on the H200 the one call was not faster,
+    COBA x1 fwd+bwd 8.13 / 7.96 ms against 8.00 / 7.95), unless an input of the run has a
+    per-step axis (which the checkpointed call refuses)."""
+    setting = os.environ.get(FORWARD_SETTING, "segments")
+    if setting not in ("one_call", "segments"):
+        raise ValueError(f"{FORWARD_SETTING}={setting!r}: expected 'one_call' or 'segments'")
+    if setting == "segments":
+        return False
+    layout = net._layout(answer, dtype, None)
+    return not any(isinstance(d, str) and d != "n_syn" for a in layout.inputs for d in a["shape"])
+
+
+def _checkpointed_run(net, state: dict, steps: int, variant, dtype: str, lengths: list):
+    """The run as one call that also returns the state at each segment's start (the
+    checkpoints, src/handlers/network_checkpoints.rs): (final state, the checkpoints as states,
+    the run's output)."""
+    start = jnp.asarray(state["t_step"])
+    s, raw = net._call(state, steps, variant, dtype, checkpoint_every=lengths[0])
+    out = net._records({k: v for k, v in raw.items() if len(k) == 2}, start, steps, dtype)
+    stored = {k[:2]: v for k, v in raw.items() if len(k) == 3}
+    checkpoints = []
+    for i, first in enumerate(np.cumsum([0] + lengths[:-1])):
+        c = {k: (dict(v) if isinstance(v, dict) else v) for k, v in state.items()}
+        c["t_step"] = start + jnp.asarray(int(first), start.dtype)
+        for (owner, name), values in stored.items():
+            c[owner][name] = values[i]
+        checkpoints.append(c)
+    return s, checkpoints, out
 
 
 def _segment_cotangents(net, ct_out, stored: dict, n_of: dict, start: int, length: int, real):

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..units import to_kernel_units
 
-__all__ = ["NetworkLayout", "STATE_ROLES", "OUTPUT_ROLES"]
+__all__ = ["NetworkLayout", "STATE_ROLES", "OUTPUT_ROLES", "CHECKPOINT_ROLES"]
 
 # Results that go back into the state (what carries over to the next run).
 STATE_ROLES = frozenset(
@@ -48,6 +48,13 @@ OUTPUT_ROLES = frozenset(
         "monitor_trace",
         "monitor_rate",
     }
+)
+
+
+# Outputs a checkpointed run copies at each segment's start (batched ones; Rust:
+# ``handlers::network_checkpoints::CHECKPOINT_ROLES``).
+CHECKPOINT_ROLES = frozenset(
+    {"state", "param", "lastspike_step", "not_refractory", "spike_queue", "spike_queue_counts"}
 )
 
 
@@ -139,6 +146,14 @@ class NetworkLayout:
             )
             for a in self.outputs
         ]
+
+    def checkpointed(self) -> list:
+        """The outputs a checkpointed run copies at each segment's start, in layout order."""
+        return [a for a in self.outputs if a["batched"] and a["role"] in CHECKPOINT_ROLES]
+
+    def checkpoint_structs(self, stored: list, segments: int, nb: int = 1) -> list:
+        """The checkpoints' results: ``[nb, segments, ...]`` for each of ``stored``."""
+        return [jax.ShapeDtypeStruct((nb, segments) + self.shape(a, steps=0, n_syn={}), self.dtype(a)) for a in stored]
 
     def scratch_structs(self, *, nb: int) -> list:
         return [

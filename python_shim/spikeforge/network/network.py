@@ -549,19 +549,25 @@ class Network:
             raise ModelError(f"steps={steps} is more than the step counter (int32) can count", field="steps")
         return steps
 
-    def _call(self, state: Mapping, steps: int, variant: Variant, dtype: str, answer=None, every=None):
+    def _call(
+        self, state: Mapping, steps: int, variant: Variant, dtype: str, answer=None, every=None, checkpoint_every=0
+    ):
         """One FFI call of ``steps`` steps: (new state, raw outputs by (owner, name)). ``answer``
         and ``every``: another compiled spec of the network and its state monitors' ``every``
-        (the gradients' recording runs)."""
+        (the gradients' recording runs). ``checkpoint_every`` > 0: the raw outputs also hold
+        the state at the start of every segment of that many steps, under ``(owner, name,
+        "checkpoints")`` (``[segments, ...]``, src/handlers/network_checkpoints.rs)."""
         if answer is None:
             answer = self._compile(variant)
             self._last_key = answer["key"]
         layout = self._layout(answer, dtype, every)
         n_syn = layout.synapse_counts(state)
         operands = layout.operands(state, steps=steps)
+        stored = layout.checkpointed() if checkpoint_every else []
+        segments = -(-steps // checkpoint_every) if checkpoint_every else 0
         results = primitive.bind(
             operands,
-            outs=layout.result_structs(steps=steps, n_syn=n_syn),
+            outs=layout.result_structs(steps=steps, n_syn=n_syn) + layout.checkpoint_structs(stored, segments),
             spec=answer["spec"],
             key=answer["key"],
             steps=steps,
@@ -569,9 +575,13 @@ class Network:
                 (tuple(layout.shape(a, steps=0, n_syn={})), str(layout.dtype(a)), a["batched"]) for a in layout.scratch
             ],
             unbatched=layout.unbatched_inputs(),
-            batched_outs=[a["batched"] for a in layout.outputs],
+            batched_outs=[a["batched"] for a in layout.outputs] + [True] * len(stored),
+            checkpoint_every=checkpoint_every,
         )
-        return layout.unpack(state, results, steps=steps)
+        new_state, raw = layout.unpack(state, results[: len(layout.outputs)], steps=steps)
+        for a, r in zip(stored, results[len(layout.outputs) :]):
+            raw[(a["owner"], a["name"], "checkpoints")] = r.reshape(r.shape[1:])
+        return new_state, raw
 
     def _records(self, raw: dict, start_step, steps: int, dtype: str) -> NetworkOutput:
         time_dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32

@@ -19,10 +19,13 @@ from ..ffi_primitive import FfiCall, batch_axis_first, ffi_primitive
 __all__ = ["network_run_p", "bind"]
 
 
-def _lowering(*, spec, key, steps, nb, scratch, unbatched, batched_outs) -> FfiCall:
+def _lowering(*, spec, key, steps, nb, scratch, unbatched, batched_outs, checkpoint_every=0) -> FfiCall:
     del unbatched, batched_outs  # for the batching rule only
     structs = [jax.ShapeDtypeStruct(((nb,) if b else ()) + tuple(shape), np.dtype(dt)) for shape, dt, b in scratch]
-    return FfiCall(attributes=dict(spec=spec, key=key, steps=steps), scratch=structs)
+    attributes = dict(spec=spec, key=key, steps=steps)
+    if checkpoint_every:  # a checkpointed run (src/handlers/network_checkpoints.rs)
+        attributes["checkpoint_every"] = int(checkpoint_every)
+    return FfiCall(attributes=attributes, scratch=structs)
 
 
 def _batching(primitive, args, dims, *, outs, nb, unbatched, batched_outs, **params):
@@ -61,8 +64,10 @@ def _batching(primitive, args, dims, *, outs, nb, unbatched, batched_outs, **par
 network_run_p = ffi_primitive("spikeforge_network_run", _lowering, batching=_batching)
 
 
-def bind(operands, *, outs, spec: str, key: str, steps: int, scratch, unbatched, batched_outs):
-    """Runs ``steps`` steps: ``outs`` (with a batch axis of 1 where batched) in layout order."""
+def bind(operands, *, outs, spec: str, key: str, steps: int, scratch, unbatched, batched_outs, checkpoint_every=0):
+    """Runs ``steps`` steps: ``outs`` (with a batch axis of 1 where batched) in layout order;
+    ``checkpoint_every`` > 0: ``outs`` ends with the checkpoints (``[1, segments, ...]`` each,
+    src/handlers/network_checkpoints.rs)."""
     return network_run_p(
         *operands,
         outs=list(outs),
@@ -73,4 +78,5 @@ def bind(operands, *, outs, spec: str, key: str, steps: int, scratch, unbatched,
         scratch=tuple(scratch),
         unbatched=tuple(unbatched),
         batched_outs=tuple(batched_outs),
+        checkpoint_every=int(checkpoint_every),
     )
