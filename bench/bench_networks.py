@@ -372,12 +372,12 @@ GRID_SETTINGS = (
 BARRIERS = ("flat", "release", "acquire", "spread", "split", "grouped")
 DELIVERIES = ("warp", "balanced")
 # the cluster kernel's variants (``cluster:<variant>[+<variant>...][:blocks]``): its deliveries by
-# the block with the target cache (the default), by the block with every target from global
-# memory, or by the warp that finds the spikes (the cluster kernel of session 6); its arrivals
-# counted where a projection adds one value (the default) or added as floats (``add``)
+# the block with the target cache, by the block with every target from global memory, or by the
+# warp that finds the spikes (the default where every arrival is counted); its arrivals counted
+# where a projection adds one value (the default) or added as floats (``add``)
 CLUSTER_VARIANTS = {
-    "block": {},
-    "global": {"SPIKEFORGE_CLUSTER_TARGETS": "global"},
+    "block": {"SPIKEFORGE_CLUSTER_DELIVERY": "block"},
+    "global": {"SPIKEFORGE_CLUSTER_DELIVERY": "block", "SPIKEFORGE_CLUSTER_TARGETS": "global"},
     "warp": {"SPIKEFORGE_CLUSTER_DELIVERY": "warp"},
     "add": {"SPIKEFORGE_CLUSTER_ARRIVALS": "add"},
 }

@@ -16,7 +16,7 @@ for what in "${steps[@]}"; do
   case "$what" in
     bench)
       run final_x1_10s 50 python3 bench/bench_networks.py --models coba_be --scales 1 --duration 10000 \
-        --baselines none --strategy grid,auto,cluster::16,cluster:warp:16,cluster:add:16
+        --baselines none --strategy grid,auto,cluster:block:16,cluster:warp:16,cluster:add:16
       ;;
     check)
       run final_pytest 45 python3 -m pytest -q -p no:logging tests/python/test_network_cluster.py \
@@ -24,16 +24,16 @@ for what in "${steps[@]}"; do
       ;;
     memcheck)
       run final_memcheck 40 compute-sanitizer --tool memcheck --error-exitcode 3 \
-        python3 scripts/cluster_short.py 4000 100 float64 grid cluster::16 cluster:warp:16
+        python3 scripts/cluster_short.py 4000 100 float64 grid cluster:block:16 cluster:warp:16
       ;;
     profile)
       run final_profile 25 env SPIKEFORGE_CLUSTER_PROFILE=on python3 scripts/cluster_short.py 4000 20000 \
-        float32 cluster::16 cluster:warp:16
+        float32 cluster:block:16 cluster:warp:16
       grep -h "block 0,\|block 15,\|ns a step\|cluster::\|cluster:warp" "$LOG/final_profile.log" | head -12
       ;;
     scaling)
       run final_scaling 40 python3 bench/bench_networks.py --models coba_be --scales 2 --duration 1000 \
-        --baselines none --strategy grid,cluster::16,cluster:warp:16
+        --baselines none --strategy grid,cluster:block:16,cluster:warp:16
       ;;
     *) echo "unknown step: $what" && status=1 ;;
   esac

@@ -7,8 +7,9 @@ network_models.py, 4000 neurons) without a spike or rate monitor, with a state m
 
 float64: the references' spike counts, traces and final state, in a cluster of 16 blocks of 256
 threads (a virtual block each: the default on the H200) and of 8 (``SPIKEFORGE_GRID_BLOCKS``: 2
-register slots each), with the deliveries by the block (their targets from the target cache, or
-``SPIKEFORGE_CLUSTER_TARGETS=global``) and by the warp (``SPIKEFORGE_CLUSTER_DELIVERY=warp``), the arrivals
+register slots each), with the deliveries by the warp (the default where every arrival is counted)
+and by the block (``SPIKEFORGE_CLUSTER_DELIVERY=block``; their targets from the target cache, or
+``SPIKEFORGE_CLUSTER_TARGETS=global``), the arrivals
 counted (the default: both networks' weights are one value a projection) and added as floats
 (``SPIKEFORGE_CLUSTER_ARRIVALS=add``); the spike queue the
 last step leaves is the register grid's; two half runs are one run. GPU only (skipped without
@@ -25,14 +26,18 @@ from test_network_persistent import GPU
 
 CLUSTERS = GPU is not None and float(getattr(GPU, "compute_capability", "0")) >= 9.0
 cluster_only = pytest.mark.skipif(not CLUSTERS, reason="needs a GPU with thread-block clusters (sm_90)")
-# the cluster's width, and its deliveries: by the block with the target cache (the default), by
-# the block with every target from global memory, by the warp (the kernel of session 6)
+# the cluster's width, and its deliveries: by the warp where every arrival is counted (the default
+# for these networks), by the block with the target cache or with every target from global memory
+# (SPIKEFORGE_CLUSTER_DELIVERY=block), by the block where floats are added (that case's default)
 SETTINGS = {
     "16 blocks": {},
     "8 blocks": {"SPIKEFORGE_GRID_BLOCKS": "8"},
-    "16 blocks, global targets": {"SPIKEFORGE_CLUSTER_TARGETS": "global"},
-    "16 blocks, by the warp": {"SPIKEFORGE_CLUSTER_DELIVERY": "warp"},
-    "8 blocks, by the warp": {"SPIKEFORGE_GRID_BLOCKS": "8", "SPIKEFORGE_CLUSTER_DELIVERY": "warp"},
+    "16 blocks, by the block": {"SPIKEFORGE_CLUSTER_DELIVERY": "block"},
+    "8 blocks, by the block": {"SPIKEFORGE_GRID_BLOCKS": "8", "SPIKEFORGE_CLUSTER_DELIVERY": "block"},
+    "16 blocks, by the block, global targets": {
+        "SPIKEFORGE_CLUSTER_DELIVERY": "block",
+        "SPIKEFORGE_CLUSTER_TARGETS": "global",
+    },
     "16 blocks, arrivals added": {"SPIKEFORGE_CLUSTER_ARRIVALS": "add"},
     "8 blocks, by the warp, arrivals added": {
         "SPIKEFORGE_GRID_BLOCKS": "8",
@@ -41,11 +46,11 @@ SETTINGS = {
     },
 }
 DELIVERIES = {
-    "16 blocks": "deliveries by the block, target cache of",
-    "8 blocks": "deliveries by the block, target cache of",
-    "16 blocks, global targets": "deliveries by the block, targets in global memory",
-    "16 blocks, by the warp": "deliveries by the warp",
-    "8 blocks, by the warp": "deliveries by the warp",
+    "16 blocks": "deliveries by the warp, target cache of",
+    "8 blocks": "deliveries by the warp, target cache of",
+    "16 blocks, by the block": "deliveries by the block, target cache of",
+    "8 blocks, by the block": "deliveries by the block, target cache of",
+    "16 blocks, by the block, global targets": "deliveries by the block, targets in global memory",
     "16 blocks, arrivals added": "deliveries by the block, target cache of",
     "8 blocks, by the warp, arrivals added": "deliveries by the warp",
 }
