@@ -50,6 +50,12 @@ struct Network {
     every: HashMap<String, usize>,
     /// How CUDA runs are launched (the spec's `strategy`).
     strategy: crate::spec::Strategy,
+    /// The cluster kernel's shape, where the source has one (the last of [`entries`]).
+    cluster: Option<network_kernel::ClusterShape>,
+    /// Whether the cluster kernel counts every arrival (`network_kernel::cluster_counts`).
+    counts_every_arrival: bool,
+    /// The one-barrier kernel's register slots at [`PERSISTENT_BLOCK`] (0: none).
+    register_slots: usize,
 }
 
 impl Network {
@@ -83,6 +89,10 @@ impl Network {
             .collect();
         let shape = network_kernel::kernel_shape(&net, &plan);
         let resident = network_kernel::resident_layout(&layout, shape.segments);
+        // Properties of the network that every call's choice of path reads, found once.
+        let cluster = network_kernel::cluster_shape(&net, &plan);
+        let counts_every_arrival = network_kernel::cluster_counts_every_arrival(&net, &plan);
+        let register_slots = network_kernel::register_slots(&net, &plan, PERSISTENT_BLOCK);
         Ok(Network {
             net,
             plan,
@@ -91,6 +101,9 @@ impl Network {
             resident,
             every,
             strategy: spec.strategy,
+            cluster,
+            counts_every_arrival,
+            register_slots,
         })
     }
 
@@ -714,8 +727,7 @@ impl Handler for NetworkRunCuda {
         // kernel's mode (`network_kernel::cluster_mode`: deliveries, arrivals, profile).
         // The persistent kernel's register slots (0: not the one-barrier kernel), which also
         // choose its default barrier.
-        let register_slots =
-            network_kernel::register_slots(&site.network.net, &site.network.plan, PERSISTENT_BLOCK);
+        let register_slots = site.network.register_slots;
         let barrier =
             network_path::barrier_variant(blocks, register_slots > 0, settings::grid_barrier()?);
         let mut group_blocks = match path {
@@ -724,13 +736,8 @@ impl Handler for NetworkRunCuda {
                 // By the warp where every arrival is counted (H200, COBA x1 10 s, session 8:
                 // 0.157 s against the block's 0.172); by the block where floats are added (the
                 // warp's were slower then: 0.425 s against 0.285, session 7).
-                let by_warp = settings::cluster_delivery_by_warp()?.unwrap_or(
-                    !added
-                        && network_kernel::cluster_counts_every_arrival(
-                            &site.network.net,
-                            &site.network.plan,
-                        ),
-                );
+                let by_warp = settings::cluster_delivery_by_warp()?
+                    .unwrap_or(!added && site.network.counts_every_arrival);
                 network_kernel::cluster_mode(by_warp, added, settings::cluster_profile()?)
             }
             _ => barrier.group_blocks(),
@@ -836,8 +843,7 @@ fn choose_path(
         members: run.nb as u32,
         resident_bytes: (site.network.resident.bytes as u32)
             .saturating_add(cuda::function_static_shared(resident)?),
-        register_slots: network_kernel::register_slots(net, &site.network.plan, PERSISTENT_BLOCK)
-            as u32,
+        register_slots: site.network.register_slots as u32,
         steps: site.steps as u64,
         cluster_vblocks: cluster_shape(&site.network).map_or(0, |c| c.vblocks as u32),
         cluster_slots: cluster_shape(&site.network).map_or(0, |c| c.slots as u32),
@@ -845,7 +851,7 @@ fn choose_path(
         auto_cluster: settings::auto_cluster()?.unwrap_or(
             network_path::AUTO_TAKES_CLUSTER
                 && !settings::cluster_arrivals_added()?
-                && network_kernel::cluster_counts_every_arrival(net, &site.network.plan),
+                && site.network.counts_every_arrival,
         ),
     };
     let strategy = site.network.strategy;
@@ -940,7 +946,7 @@ fn launch_per_step(
 
 /// The network's cluster kernel's shape, where its source has one (the last of [`entries`]).
 fn cluster_shape(network: &Network) -> Option<network_kernel::ClusterShape> {
-    network_kernel::cluster_shape(&network.net, &network.plan)
+    network.cluster
 }
 
 /// Whether the network's source has the cluster kernel.
