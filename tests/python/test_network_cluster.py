@@ -87,7 +87,7 @@ def test_cluster_float64_is_the_reference(name, setting):
 @cluster_only
 @pytest.mark.parametrize("name", ["cuba", "coba"])
 def test_auto_takes_the_cluster_where_it_may(name):
-    # network_path: auto takes the cluster from 4000 to 8192 neurons where AUTO_TAKES_CLUSTER or
+    # network_path: auto takes the cluster from 4000 to 4096 neurons where AUTO_TAKES_CLUSTER or
     # SPIKEFORGE_AUTO_CLUSTER=on, a virtual block a block, and says so
     net, ref = drawn(name), reference(name)
     network = one_barrier_network(net, strategy="auto")
