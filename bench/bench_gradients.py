@@ -18,8 +18,8 @@ faster than ``jax.grad`` of ``lax.scan``.
 Each population size runs in its own process, the spikeforge gradient first, so that the device's
 ``peak_bytes_in_use`` (``jax.Device.memory_stats()``, where the backend has it) is that call's:
 printed as the peak above the inputs, beside the bound it should stay within, in bytes: the
-checkpoints and the backward's scratch, ``N (ceil(steps/k) (s b + 4) + 2 k (s b + 1))`` (``s``
-stored variables of ``b`` bytes, the refractory bookkeeping's int32 checkpoint and bool per step;
+checkpoints and the backward's scratch, ``N (ceil(steps/k) (s b + 1) + 2 k (s b + 1))`` (``s``
+stored variables of ``b`` bytes, the refractory period's steps left, a uint8 checkpoint, and a bool per step;
 the scratch holds two segments; no scratch when the adjoint kernel keeps a segment in registers,
 ``k`` up to the model's ``register_segment``), plus what the call must hold anyway: the gradient of the
 ``(steps, N)`` input, the trace and its cotangent.
@@ -128,7 +128,7 @@ def memory_bound(n: int, steps: int, k: int, itemsize: int, registers: bool) -> 
     """The bytes the gradient call may hold above its inputs (see the module documentation)."""
     stored = 1
     scratch = 0 if registers else n * 2 * k * (stored * itemsize + 1)
-    scratch += n * -(-steps // k) * (stored * itemsize + 4)
+    scratch += n * -(-steps // k) * (stored * itemsize + 1)
     n_rec = -(-steps // RECORD_EVERY)
     held = n * steps * itemsize + 2 * n * n_rec * itemsize
     return scratch + held
@@ -234,7 +234,7 @@ def main() -> int:
     print(
         "ratio: forward + backward over forward alone (target <= 3); speed-up: jax.grad of lax.scan over "
         "spikeforge's gradient (target >= 10); peak: the gradient call's peak device memory above its inputs, "
-        f"bound: N (ceil(steps/k) (b + 4) + 2 k (b + 1), without the 2 k term when the segment is in registers, "
+        f"bound: N (ceil(steps/k) (b + 1) + 2 k (b + 1), without the 2 k term when the segment is in registers, "
         "'reg', not in the scratch, 'scr') + the input's gradient, trace and its cotangent; "
         f"rel. diff tolerance {tolerance:.0e}"
     )

@@ -2,7 +2,8 @@
 //!
 //! A model computes in `float32` or `float64` ([`ElemType::F32`], [`ElemType::F64`]) and may store
 //! its real buffers in 16 bits ([`ElemType::F16`], [`ElemType::BF16`]); kernel buffers also hold
-//! `int32` counters and `bool` flags; reductions read and write all seven. Each type knows its
+//! `int32` counters, `bool` flags and `uint8` counts (the refractory steps left at a gradient's
+//! checkpoint); reductions read and write all but `uint8` and read all but `int64`. Each type knows its
 //! name as numpy spells it (the spelling of the spec's JSON and of the Python side), its C
 //! spelling in generated code and its size. XLA's own list, `crate::xla::DataType`, converts to
 //! and from this one in `crate::xla` (written once).
@@ -16,6 +17,8 @@ use serde::{Deserialize, Serialize};
 pub enum ElemType {
     #[serde(rename = "bool")]
     Bool,
+    #[serde(rename = "uint8")]
+    U8,
     #[serde(rename = "int32")]
     I32,
     #[serde(rename = "int64")]
@@ -31,8 +34,9 @@ pub enum ElemType {
 }
 
 impl ElemType {
-    pub const ALL: [ElemType; 7] = [
+    pub const ALL: [ElemType; 8] = [
         ElemType::Bool,
+        ElemType::U8,
         ElemType::I32,
         ElemType::I64,
         ElemType::F16,
@@ -52,6 +56,7 @@ impl ElemType {
     pub fn name(self) -> &'static str {
         match self {
             ElemType::Bool => "bool",
+            ElemType::U8 => "uint8",
             ElemType::I32 => "int32",
             ElemType::I64 => "int64",
             ElemType::F16 => "float16",
@@ -68,7 +73,7 @@ impl ElemType {
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
-            ElemType::Bool => 1,
+            ElemType::Bool | ElemType::U8 => 1,
             ElemType::F16 | ElemType::BF16 => 2,
             ElemType::I32 | ElemType::F32 => 4,
             ElemType::I64 | ElemType::F64 => 8,
@@ -87,6 +92,7 @@ impl ElemType {
     pub fn c_type(self) -> &'static str {
         match self {
             ElemType::Bool => "bool",
+            ElemType::U8 => "uint8_t",
             ElemType::I32 => "int32_t",
             ElemType::I64 => "int64_t",
             ElemType::F16 | ElemType::BF16 => "uint16_t",

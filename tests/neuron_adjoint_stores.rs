@@ -99,12 +99,15 @@ fn inputs(args: &[AdjointArg], k: usize, spike_train: bool, seed: u64) -> Vec<Ve
                 // Each member's start time, float64 ms as two int32 words.
                 return [0.0f64, 2.5].iter().flat_map(|t| t.to_le_bytes()).collect();
             }
-            if a.elem == ElemType::I32 {
-                // The step from which an element is free again: past, within the run, never.
-                return (0..len)
-                    .map(|_| [-1_000_000i32, -2, 3, 9, 17][rng.below(5)])
-                    .flat_map(|x| x.to_le_bytes())
-                    .collect();
+            if a.role == AdjointRole::Checkpoint && a.var.is_none() {
+                // The steps an element stays refractory from a segment's first step: none (most
+                // often), or up to the shortest model's period (4 steps) less one.
+                let left = (0..len).map(|_| [0u8, 0, 1, 2, 3][rng.below(5)]);
+                return match a.elem {
+                    ElemType::U8 => left.collect(),
+                    ElemType::I32 => left.flat_map(|x| i32::from(x).to_le_bytes()).collect(),
+                    other => panic!("{}: unexpected {other}", a.name),
+                };
             }
             let (lo, hi) = match (a.role, a.name.as_str()) {
                 (AdjointRole::Checkpoint, _) => (-0.2, 1.3),
@@ -274,9 +277,11 @@ fn both_stores_give_the_same_gradients_bit_for_bit_in_both_dialects() {
     let Some(dir) = cuda_emulation::work_dir("neuron_adjoint_stores") else {
         return;
     };
+    // The LIF's period of 4 steps keeps its steps left in uint8; one of 300 steps in int32.
     let models = [
         ("lif64", lif(ElemType::F64), true),
         ("lif32", lif(ElemType::F32), false),
+        ("lif32_long", lif(ElemType::F32).refractory(30.0), false),
         ("adaptive", adaptive(), false),
     ];
     let mut compared = 0;
@@ -360,7 +365,7 @@ fn both_stores_give_the_same_gradients_bit_for_bit_in_both_dialects() {
     }
     // Per model and k: C in both stores and for the call, CUDA in both stores with four
     // tunings and for the call, against the first.
-    assert_eq!(compared, 3 * 4 * 11);
+    assert_eq!(compared, 4 * 4 * 11);
 }
 
 /// The forward pass under differentiation (the run's kernel with `spec.checkpoint`: CUDA walks
@@ -378,8 +383,14 @@ fn the_forward_under_differentiation_gives_the_c_kernels_checkpoints_in_cuda() {
     };
     let n = BATCH * N_INNER;
     let mut compared = 0;
-    for (m, dtype) in [ElemType::F32, ElemType::F64].into_iter().enumerate() {
-        let spec = lif(dtype).checkpoint(true);
+    // The steps left of the refractory period checkpointed as uint8 (4 steps) and int32 (300).
+    let specs = [
+        lif(ElemType::F32),
+        lif(ElemType::F64),
+        lif(ElemType::F32).refractory(30.0),
+    ];
+    for (m, spec) in specs.into_iter().enumerate() {
+        let spec = spec.checkpoint(true);
         // 23 steps, and 5: fewer than the CUDA kernel's queue of inputs loaded ahead.
         for (steps, k) in [
             (STEPS, 1),
@@ -403,6 +414,13 @@ fn the_forward_under_differentiation_gives_the_c_kernels_checkpoints_in_cuda() {
             for dialect in [Dialect::C, Dialect::Cuda] {
                 let kernel = generate_from_spec(&spec, dialect).unwrap();
                 let layout = &kernel.layout;
+                let left = layout
+                    .outputs
+                    .iter()
+                    .find(|a| a.name == "checkpoint:refractory_left")
+                    .expect("a checkpoint of the refractory period's steps left");
+                let want = if m < 2 { ElemType::U8 } else { ElemType::I32 };
+                assert_eq!(left.elem, want, "model {m}");
                 let mut rng = Rng(0x5eed + m as u64);
                 let ins: Vec<Vec<u8>> = layout
                     .inputs
@@ -440,7 +458,7 @@ fn the_forward_under_differentiation_gives_the_c_kernels_checkpoints_in_cuda() {
                     .iter()
                     .map(|a| rows(a.shape) * a.elem.size() * if a.words.is_some() { 2 } else { 1 })
                     .collect();
-                let name = format!("forward_{}_s{steps}_k{k}_{dialect:?}", dtype.name());
+                let name = format!("forward{m}_{}_s{steps}_k{k}_{dialect:?}", spec.dtype.name());
                 let types = |args: &[spikeforge::codegen::Arg]| {
                     args.iter().map(|a| a.elem).collect::<Vec<_>>()
                 };
@@ -463,15 +481,15 @@ fn the_forward_under_differentiation_gives_the_c_kernels_checkpoints_in_cuda() {
             }
             assert!(
                 results[0].iter().any(|b| *b != 0),
-                "{dtype:?} {steps} steps k {k}: all zero"
+                "{m} {steps} steps k {k}: all zero"
             );
             let at = results[0].iter().zip(&results[1]).position(|(a, b)| a != b);
             assert!(
                 at.is_none() && results[0].len() == results[1].len(),
-                "{dtype:?} {steps} steps k {k}: CUDA differs from C at byte {at:?}"
+                "{m} {steps} steps k {k}: CUDA differs from C at byte {at:?}"
             );
             compared += 1;
         }
     }
-    assert_eq!(compared, 2 * 6);
+    assert_eq!(compared, 3 * 6);
 }

@@ -30,9 +30,11 @@
 //!   the two walks are independent chains of arithmetic and loads, which a thread whose walk
 //!   waits on memory overlaps.
 //!
-//! With a refractory period, the checkpoints keep the group kernel's bookkeeping (the step of
-//! the run from which the element is free again) and the walks update it as the group kernel
-//! does (the same int32 comparison; in registers, counted from the segment's first step, the
+//! With a refractory period, the checkpoints keep the steps for which the element stays
+//! refractory (`uint8` where the period is short enough, else int32: see
+//! [`crate::codegen::layout::refractory_left_elem`]); the walks turn them into the group
+//! kernel's bookkeeping (the step of the run from which the element is free again) and update it
+//! as the group kernel does (the same int32 comparison; in registers, counted from the segment's first step, the
 //! same booleans); each step's `not_refractory` is kept for the backward walk.
 //!
 //! The surrogates' reciprocals (`Func::Recip`) are one approximate instruction in the CUDA
@@ -42,7 +44,7 @@
 //! per batch member: per step (`steps` rows), per recorded step (`ceil(steps / record_every)`),
 //! per segment (`ceil(steps / k)`) or per step of two segments (`2 k`, the scratch; empty, `(0,)`,
 //! when the segment is in registers). Inputs: `checkpoint:<x>` per segment for
-//! each stored variable, `checkpoint:free_from` per segment (int32, with a refractory period),
+//! each stored variable, `checkpoint:refractory_left` per segment (uint8 or int32, with a refractory period),
 //! every parameter `(n,)` (or `(nb,)` when shared), every per-neuron constant `(n,)`, every
 //! per-step input per step, `t` `(nb, 2)` (the run's start), `adjoint:<x>` `(n,)` (at the run's
 //! end), `spike_count_cotangent` `(n,)`, `spike_cotangent` per step (a spike train's; empty,
@@ -59,7 +61,7 @@ use serde::Serialize;
 use super::clock::clock_source;
 use super::dialect::Dialect;
 use super::identifiers::ident;
-use super::layout::{elem_json, value_elem};
+use super::layout::{elem_json, refractory_left_elem, value_elem};
 use super::printer::{local_type, prelude, reciprocal, Printer};
 use super::writer::{render, SourceWriter};
 use crate::ir::{GroupIr, IndexOf, RefractoryIr, SymbolKind, ValueType, VarId};
@@ -106,8 +108,8 @@ pub enum AdjointRole {
     TraceCotangent,
     /// A gradient of a differentiable input.
     Grad,
-    /// A stored variable (or, with a refractory period, `free_from`: the step of the run from
-    /// which the element is free again) at the start of each segment, as the forward kernel
+    /// A stored variable (or, with a refractory period, `refractory_left`: the steps for which
+    /// the element stays refractory) at the start of each segment, as the forward kernel
     /// wrote it (`spec.checkpoint`, [`crate::codegen::layout::Role::Checkpoint`]).
     Checkpoint,
     /// Scratch: a stored variable at the start of each step of the segment being walked back.
@@ -174,9 +176,9 @@ pub fn adjoint_layout(ir: &GroupIr, spec: &ModelSpec, dag: &AdjointDag) -> Adjoi
     );
     if has_refractory(ir) {
         inputs.push(buffer(
-            "checkpoint:free_from".into(),
+            "checkpoint:refractory_left".into(),
             AdjointRole::Checkpoint,
-            ElemType::I32,
+            refractory_left_elem(ir, spec.dt),
             AdjointShape::PerSegment,
         ));
     }
@@ -1114,6 +1116,10 @@ const int64_t sf_j = sf_j0 + sf_l;
         let load_checkpoint = |w: &mut SourceWriter, segment: &str, ahead: bool| {
             writeln!(w, "const int32_t sf_g_load = {segment};")?;
             let row = Self::row_index("sf_n_seg", "sf_g_load");
+            let first = match self.store {
+                SegmentStore::Registers(_) => "sf_g_load * SF_K",
+                SegmentStore::Scratch => "sf_g_load * sf_k",
+            };
             self.per_element(w, |w| {
                 for (k, kept) in &checkpoints {
                     let into = if ahead {
@@ -1121,7 +1127,8 @@ const int64_t sf_j = sf_j0 + sf_l;
                     } else {
                         kept.clone()
                     };
-                    writeln!(w, "{into} = {};", self.read_once(*k, &row))?;
+                    let value = self.checkpoint_value(*k, self.read_once(*k, &row), first);
+                    writeln!(w, "{into} = {value};")?;
                 }
                 Ok(())
             })
@@ -1149,6 +1156,18 @@ const int64_t sf_j = sf_j0 + sf_l;
             }
             Ok(())
         })
+    }
+
+    /// The walked value that checkpoint input `k`, read as `read`, starts the segment whose first
+    /// step is `first` with: a stored variable's as it is; `sf_free_from` from the steps left
+    /// of the refractory period (`checkpoint:refractory_left`), as the step the element is free
+    /// from (the segment's first when none are left, which for every step of the segment reads
+    /// as the forward kernel's earlier step or INT32_MIN did).
+    fn checkpoint_value(&self, k: usize, read: String, first: &str) -> String {
+        match self.layout.inputs[k].var {
+            Some(_) => read,
+            None => format!("(int32_t) ({first}) + (int32_t) {read}"),
+        }
     }
 
     /// Each checkpoint input's index and the walked value it starts a segment with
@@ -1371,7 +1390,8 @@ const int64_t sf_j = sf_j0 + sf_l;
             self.per_element(w, |w| {
                 for (k, kept) in &checkpoints {
                     let place = self.at(&Self::checkpoint_pointer(*k));
-                    writeln!(w, "{kept} = {};", self.read_at(*k, &place))?;
+                    let value = self.checkpoint_value(*k, self.read_at(*k, &place), "sf_s0");
+                    writeln!(w, "{kept} = {value};")?;
                 }
                 Ok(())
             })?;
@@ -1807,7 +1827,7 @@ mod tests {
             names(&k.layout.inputs),
             [
                 "checkpoint:v",
-                "checkpoint:free_from",
+                "checkpoint:refractory_left",
                 "tau",
                 "I",
                 "t",

@@ -81,7 +81,7 @@ pub fn generate(ir: &GroupIr, spec: &ModelSpec, dialect: Dialect) -> GeneratedKe
 pub(crate) fn includes(dialect: Dialect) -> String {
     match dialect {
         Dialect::Cuda => {
-            dialect.integer_typedefs(&["int32_t", "int64_t", "uint16_t", "uint32_t", "uint64_t"])
+            dialect.integer_typedefs(&["uint8_t", "int32_t", "int64_t", "uint16_t", "uint32_t", "uint64_t"])
         }
         Dialect::C => format!(
             "#include <math.h>\n#include <stdbool.h>\n#include <stdint.h>\n#define SF_LANES {C_LANES}\n"
@@ -97,6 +97,19 @@ enum RefractoryCount {
     /// A duration that depends on per-element values, in steps every step: each element keeps
     /// the int64 step of its last spike.
     Expression,
+}
+
+/// The value of the `checkpoint:refractory_left` checkpoint `a` at step `step`: the steps from
+/// `step` until `free_from` (the first step free of the refractory period), none when it is
+/// free already. The difference is taken in 64 bits: a neuron that never spiked has
+/// `free_from` = INT32_MIN, and a 32-bit difference would wrap (NVVM turns a guarded 32-bit
+/// subtraction into `max(free_from - step, 0)`). It is below the period, so it fits the
+/// checkpoint's type ([`crate::codegen::layout::refractory_left_elem`]).
+fn refractory_left(a: &Arg, free_from: &str, step: &str) -> String {
+    format!(
+        "({}) ((int64_t) {free_from} - {step} > 0 ? (int64_t) {free_from} - {step} : 0)",
+        a.elem.c_type()
+    )
 }
 
 /// Prints one group's [`StepDag`] inside the kernel's loops.
@@ -562,7 +575,7 @@ impl KernelWriter<'_> {
         {
             let value = match a.var {
                 Some(v) => format!("{}{lane}", ident(&self.ir.symbol(v).name)),
-                None => format!("sf_free_from{lane}"),
+                None => refractory_left(a, &format!("sf_free_from{lane}"), "sf_s"),
             };
             writeln!(w, "out_{}[sf_c] = {};", a.ident, self.store(a, &value))?;
         }
@@ -816,7 +829,7 @@ impl KernelWriter<'_> {
                 for a in &checkpoints {
                     let value = match a.var {
                         Some(v) => ident(&self.ir.symbol(v).name),
-                        None => "sf_free_from".to_string(),
+                        None => refractory_left(a, "sf_free_from", "sf_s0"),
                     };
                     writeln!(
                         w,

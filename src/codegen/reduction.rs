@@ -167,7 +167,7 @@ impl ReduceKernel {
         input: ElemType,
         output: ElemType,
     ) -> Result<ReduceKernel, ReduceError> {
-        if input == ElemType::I64 {
+        if matches!(input, ElemType::I64 | ElemType::U8) {
             return Err(ReduceError::UnsupportedInput { op, input });
         }
         if !allowed_outputs(op, input).contains(&output) {

@@ -101,13 +101,7 @@ fn fixed_parts(spec: &ModelSpec, dialect: Dialect) -> Vec<String> {
     if let Some(storage) = spec.storage {
         parts.push(storage_conversions(dialect, storage));
     }
-    parts.push(
-        dialect.integer_typedefs(&["int32_t", "int64_t", "uint16_t", "uint32_t", "uint64_t"]),
-    );
-    parts.push(
-        "#include <math.h>\n#include <stdbool.h>\n#include <stdint.h>\n#define SF_LANES 16\n"
-            .into(),
-    );
+    parts.push(crate::codegen::group_kernel::includes(dialect));
     parts
 }
 

@@ -8,6 +8,7 @@ impl From<ElemType> for DataType {
     fn from(t: ElemType) -> DataType {
         match t {
             ElemType::Bool => DataType::Pred,
+            ElemType::U8 => DataType::U8,
             ElemType::I32 => DataType::S32,
             ElemType::I64 => DataType::S64,
             ElemType::F16 => DataType::F16,
@@ -41,6 +42,6 @@ mod tests {
             assert_eq!((d.name(), d.size_bytes()), (t.name(), t.size()));
             assert_eq!(ElemType::try_from(d), Ok(t));
         }
-        assert_eq!(ElemType::try_from(DataType::U8), Err(DataType::U8));
+        assert_eq!(ElemType::try_from(DataType::U16), Err(DataType::U16));
     }
 }
