@@ -35,6 +35,10 @@ pub const C_LANES: usize = 16;
 /// of the per-step input, bound by how many bytes are in flight.
 const INPUT_AHEAD: usize = 8;
 
+/// The CUDA run loop's unrolling for a model with per-step inputs (4 without): the steps whose
+/// input loads a thread has in flight.
+const PER_STEP_UNROLL: usize = 8;
+
 /// How a CUDA step reads its per-step inputs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum StepInputs {
@@ -725,8 +729,17 @@ impl KernelWriter<'_> {
             if self.spec.checkpoint {
                 self.checkpoint_segments(w)
             } else {
-                // Unrolling amortises the loop's own counter, compare and branch over several steps.
-                w.write_str("#pragma unroll 4\n")?;
+                // Unrolling amortises the loop's own counter, compare and branch over several
+                // steps and, with per-step inputs, lets ptxas issue that many steps' loads before
+                // the first is used: the run is then a stream of the inputs, bound by the bytes in
+                // flight (at 1M neurons x 1000 steps on an H200, LIF float32, 1.10 ms unrolled by 4
+                // against 0.94 by 8, a plain column walk's 4.3 TB/s).
+                let unroll = if self.per_step_inputs().next().is_some() {
+                    PER_STEP_UNROLL
+                } else {
+                    4
+                };
+                writeln!(w, "#pragma unroll {unroll}")?;
                 w.block("for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {
                     self.cuda_step(w, StepInputs::Indexed, "sf_n_inner")
                 })
