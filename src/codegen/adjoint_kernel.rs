@@ -297,9 +297,11 @@ pub struct AdjointTuning {
     /// Streaming cache hints (`__ldcs`, `__stcs`: evict first) on what the kernel touches
     /// once: per-step inputs, checkpoints, cotangents read, per-step gradients written.
     pub streaming: bool,
-    /// The most registers a thread may use (NVRTC's `--maxrregcount`; 0: the compiler's
-    /// choice): more threads resident on a multiprocessor, for a kernel that spills nothing
-    /// under it ([`AdjointTuning::compile_options`]).
+    /// The most registers a thread may use (NVRTC's `--maxrregcount`): more threads resident on
+    /// a multiprocessor, for a kernel that spills nothing under it
+    /// ([`AdjointTuning::compile_options`]). 0: the handler's default, 40 for a segment in
+    /// registers where that spills nothing, else the compiler's choice
+    /// (`handlers::neuron_grad`); `registers=255` leaves the choice to the compiler.
     pub max_registers: u32,
     /// The surrogates' reciprocal as the IEEE division in float32 too (`sf_rcp`, see
     /// [`crate::codegen::printer::reciprocal`]), as before it was one approximate instruction:

@@ -91,7 +91,9 @@ pub const GRID_DELIVERY_VAR: &str = "SPIKEFORGE_GRID_DELIVERY";
 
 /// The neuron adjoint kernel's memory tuning (`codegen::adjoint_kernel::AdjointTuning`):
 /// `default`, `none`, or a comma-separated list of `prefetch`, `streaming` and `registers=N`;
-/// unset: the default. For measuring them side by side on one device.
+/// unset: the default. Without `registers=N` a segment in registers is compiled with at most 40
+/// registers a thread where that spills nothing (`handlers::neuron_grad`); `registers=255`
+/// leaves the count to the compiler. For measuring them side by side on one device.
 pub const ADJOINT_TUNING_VAR: &str = "SPIKEFORGE_ADJOINT_TUNING";
 
 fn var(name: &str) -> Option<String> {

@@ -422,6 +422,13 @@ pub fn function_static_shared(f: &CudaFunction) -> Result<u32, RuntimeError> {
     function_attribute_of(f, CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)
 }
 
+/// The local memory of one thread of `f` in bytes, asked of the driver
+/// (`CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES`): more than none where ptxas spilled registers, or a
+/// local array could not live in registers.
+pub fn function_local_bytes(f: &CudaFunction) -> Result<u32, RuntimeError> {
+    function_attribute_of(f, CUfunction_attribute::CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES)
+}
+
 /// A (non-negative) attribute of `f`, asked of the driver in `f`'s context.
 fn function_attribute_of(
     f: &CudaFunction,
