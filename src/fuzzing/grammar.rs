@@ -70,6 +70,7 @@ const DIRECTIVES: &[&str] = &[
     "#pragma omp simd",
     "#pragma omp simd reduction(+:sf_n_spiked)",
     "#pragma unroll 4",
+    "#pragma unroll 8",
 ];
 
 /// The math functions the printers may call, in both precisions.
