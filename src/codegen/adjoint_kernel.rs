@@ -61,7 +61,7 @@ use serde::Serialize;
 use super::clock::clock_source;
 use super::dialect::Dialect;
 use super::identifiers::ident;
-use super::layout::{elem_json, refractory_left_elem, value_elem};
+use super::layout::{constant_refractory_steps, elem_json, refractory_left_elem, value_elem};
 use super::printer::{local_type, prelude, reciprocal, Printer};
 use super::writer::{render, SourceWriter};
 use crate::ir::{GroupIr, IndexOf, RefractoryIr, SymbolKind, ValueType, VarId};
@@ -1541,15 +1541,12 @@ const int64_t sf_j = sf_j0 + sf_l;
 
     /// The refractory period in steps, when there is one (a constant, checked).
     fn refractory_steps(&self) -> Option<i64> {
-        let RefractoryIr::Duration(d) = self.ir.events.refractory else {
+        let RefractoryIr::Duration(_) = self.ir.events.refractory else {
             return None;
         };
-        let d = self
-            .ir
-            .arena
-            .as_const(d)
-            .expect("checked: a constant duration");
-        Some(crate::step::timestep(d, self.spec.dt).clamp(0, 1 << 61))
+        Some(
+            constant_refractory_steps(self.ir, self.spec.dt).expect("checked: a constant duration"),
+        )
     }
 
     /// The row of step `sf_s` in the segment scratch: two halves of `k` rows (one segment

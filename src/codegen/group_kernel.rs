@@ -35,8 +35,12 @@ pub const C_LANES: usize = 16;
 /// of the per-step input, bound by how many bytes are in flight.
 const INPUT_AHEAD: usize = 8;
 
-/// The CUDA run loop's unrolling for a model with per-step inputs (4 without): the steps whose
-/// input loads a thread has in flight.
+/// The CUDA run loop's unrolling for a model without per-step inputs: the loop's own counter,
+/// compare and branch amortised over this many steps.
+const RUN_UNROLL: usize = 4;
+
+/// The CUDA run loop's unrolling for a model with per-step inputs: the steps whose input loads
+/// a thread has in flight.
 const PER_STEP_UNROLL: usize = 8;
 
 /// How a CUDA step reads its per-step inputs.
@@ -737,7 +741,7 @@ impl KernelWriter<'_> {
                 let unroll = if self.per_step_inputs().next().is_some() {
                     PER_STEP_UNROLL
                 } else {
-                    4
+                    RUN_UNROLL
                 };
                 writeln!(w, "#pragma unroll {unroll}")?;
                 w.block("for (int32_t sf_s = 0; sf_s < sf_steps; ++sf_s)", |w| {

@@ -168,14 +168,22 @@ pub fn constant_refractory(ir: &GroupIr) -> bool {
 /// most `period - 1` steps left.
 pub const REFRACTORY_LEFT_U8_MAX: i64 = 256;
 
+/// The steps of a constant refractory period at time step `dt` (Brian2's `timestep`, at least
+/// 0), or `None` where the model has none or an expression.
+pub fn constant_refractory_steps(ir: &GroupIr, dt: f64) -> Option<i64> {
+    match ir.events.refractory {
+        RefractoryIr::Duration(d) => ir
+            .arena
+            .as_const(d)
+            .map(|c| timestep(c, dt).clamp(0, 1 << 61)),
+        _ => None,
+    }
+}
+
 /// The element type of the `checkpoint:refractory_left` checkpoint of a model with a constant
 /// refractory period ([`Role::Checkpoint`]).
 pub fn refractory_left_elem(ir: &GroupIr, dt: f64) -> ElemType {
-    let steps = match ir.events.refractory {
-        RefractoryIr::Duration(d) => ir.arena.as_const(d).map(|c| timestep(c, dt)),
-        _ => None,
-    };
-    match steps {
+    match constant_refractory_steps(ir, dt) {
         Some(r) if r <= REFRACTORY_LEFT_U8_MAX => ElemType::U8,
         _ => ElemType::I32,
     }

@@ -100,9 +100,20 @@ impl<C> LoadedKernels<C, Arc<CudaFunction>> {
         source: impl FnOnce() -> String,
         rets: &[Buffer<'_>],
     ) -> Result<Arc<CudaFunction>, FfiError> {
-        let f = self.cuda(stream, || {
+        self.cuda_loaded_for_call(stream, rets, || {
             Ok(cuda::load_function_keyed(key, entry, stream, opts, source)?)
-        })?;
+        })
+    }
+
+    /// [`Self::cuda_for_call`] with the first load on `stream` done by `load` (a handler that
+    /// chooses between compilations of its kernel).
+    pub fn cuda_loaded_for_call(
+        &self,
+        stream: *mut c_void,
+        rets: &[Buffer<'_>],
+        load: impl FnOnce() -> Result<Arc<CudaFunction>, FfiError>,
+    ) -> Result<Arc<CudaFunction>, FfiError> {
+        let f = self.cuda(stream, load)?;
         if poison::enabled() {
             // SAFETY: the call's result buffers, device memory of these sizes, on XLA's stream.
             unsafe { poison::device(rets, stream) }?;

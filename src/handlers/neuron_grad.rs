@@ -301,11 +301,9 @@ impl Handler for NeuronGradCuda {
     fn execute(call: &CallFrame<'_>, site: &NeuronGrad) -> Result<(), FfiError> {
         let run = decode(call, site)?;
         let stream = call.stream()?;
-        let f = site.kernels.cuda(stream, || site.load_cuda(stream))?;
-        if poison::enabled() {
-            // SAFETY: the call's result buffers, device memory of these sizes, on XLA's stream.
-            unsafe { poison::device(&run.buffers.rets, stream) }?;
-        }
+        let f = site
+            .kernels
+            .cuda_loaded_for_call(stream, &run.buffers.rets, || site.load_cuda(stream))?;
         // Spread over the multiprocessors as the forward kernel is (a small population in
         // small blocks): each thread's walk is long and latency-bound.
         let block = adjoint_block(run.n, f.multiprocessor_count(), f.max_threads_per_block());
