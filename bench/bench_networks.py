@@ -368,14 +368,19 @@ GRID_SETTINGS = (
     "SPIKEFORGE_CLUSTER_DELIVERY",
     "SPIKEFORGE_CLUSTER_TARGETS",
     "SPIKEFORGE_CLUSTER_ARRIVALS",
+    "SPIKEFORGE_CLUSTER_SYNC",
 )
 BARRIERS = ("flat", "release", "acquire", "spread", "split", "grouped")
 DELIVERIES = ("warp", "balanced")
 # the cluster kernel's variants (``cluster:<variant>[+<variant>...][:blocks]``): its deliveries by
 # the block with the target cache, by the block with every target from global memory, or by the
 # warp that finds the spikes (the default where every arrival is counted); its arrivals counted
-# where a projection adds one value (the default) or added as floats (``add``)
+# where a projection adds one value (the default) or added as floats (``add``); a step's wait for
+# the arrivals before it at the cluster's barrier (``barrier``, the default) or by mbarriers that
+# count them (``mbarrier``, where every arrival is counted)
 CLUSTER_VARIANTS = {
+    "mbarrier": {"SPIKEFORGE_CLUSTER_SYNC": "mbarrier"},
+    "barrier": {"SPIKEFORGE_CLUSTER_SYNC": "barrier"},
     "block": {"SPIKEFORGE_CLUSTER_DELIVERY": "block"},
     "global": {"SPIKEFORGE_CLUSTER_DELIVERY": "block", "SPIKEFORGE_CLUSTER_TARGETS": "global"},
     "warp": {"SPIKEFORGE_CLUSTER_DELIVERY": "warp"},

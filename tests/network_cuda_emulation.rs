@@ -53,9 +53,36 @@ static thread_local std::barrier<>* sf_bar;
    (`sf_acc`, a static of the block's instantiation) by block, for `mapa`. */
 static thread_local std::barrier<>* sf_cluster_bar;
 static char* sf_cluster_base[64];
+/* ... and each block's tracking words (`sf_track`: mbarriers, agreement, bytes sent). */
+static char* sf_cluster_track[64];
+static size_t sf_cluster_track_bytes;
 static char* sf_mapa(char* p, unsigned rank) {
-    char* const mine = sf_cluster_base[blockIdx.y * gridDim.x + blockIdx.x];
-    return sf_cluster_base[blockIdx.y * gridDim.x + rank] + (p - mine);
+    const unsigned me = blockIdx.y * gridDim.x + blockIdx.x, to = blockIdx.y * gridDim.x + rank;
+    char* const track = sf_cluster_track[me];
+    if (track != nullptr && p >= track && p < track + sf_cluster_track_bytes) return sf_cluster_track[to] + (p - track);
+    return sf_cluster_base[to] + (p - sf_cluster_base[me]);
+}
+/* An mbarrier in one 64-bit word: pending arrivals (bits 0-19), expected arrivals (20-39), the
+   phase's transaction bytes + 2^22 (40-62), the phase (63). A phase completes when its pending
+   arrivals and bytes are both zero; the bytes must stay within 2^20 - 1 either way (PTX). */
+static void sf_emu_mbarrier_init(unsigned long long* b, unsigned n) {
+    std::atomic_ref<unsigned long long>(*b).store((unsigned long long) n | (unsigned long long) n << 20 | (unsigned long long) (1u << 22) << 40);
+}
+static void sf_emu_mbarrier_update(unsigned long long* b, unsigned arrivals, long long bytes) {
+    std::atomic_ref<unsigned long long> a(*b);
+    unsigned long long old = a.load(), next;
+    do {
+        unsigned long long pending = old & 0xfffffu, expected = (old >> 20) & 0xfffffu;
+        const long long tx = (long long) ((old >> 40) & 0x7fffffu) + bytes - (1ll << 22);
+        unsigned long long phase = old >> 63;
+        if (tx >= (1ll << 20) || tx <= -(1ll << 20) || arrivals > pending) std::abort();
+        pending -= arrivals;
+        if (pending == 0 && tx == 0) { pending = expected; phase ^= 1u; }
+        next = pending | expected << 20 | (unsigned long long) (tx + (1ll << 22)) << 40 | phase << 63;
+    } while (!a.compare_exchange_weak(old, next));
+}
+static void sf_emu_mbarrier_wait(unsigned long long* b, unsigned parity) {
+    while ((std::atomic_ref<unsigned long long>(*b).load() >> 63) == parity) std::this_thread::yield();
 }
 struct sf_warp { std::barrier<> bar{32}; unsigned long long slot[32]; };
 static thread_local sf_warp* sf_warps;
@@ -104,6 +131,7 @@ static unsigned long long atomicMax(unsigned long long* p, unsigned long long v)
     while (old < v && !a.compare_exchange_weak(old, v)) {}
     return old;
 }
+template <class T> static T atomicAnd(T* p, T v) { return std::atomic_ref<T>(*p).fetch_and(v); }
 static unsigned long long atomicExch(unsigned long long* p, unsigned long long v) {
     return std::atomic_ref<unsigned long long>(*p).exchange(v);
 }
@@ -248,6 +276,36 @@ fn program(c: &Compiled, persistent: bool) -> String {
         spikeforge::codegen::network_kernel::COUNT_ARRIVAL,
         "std::atomic_ref<uint32_t>(*(uint32_t*) sf_a.sf_p).fetch_add(1u);",
     );
+    // The cluster kernel's tracked arrivals: the emulated mbarriers (above), the reduction as a
+    // C++ atomic and then its 4 bytes completed at the target block's mbarrier.
+    for (line, emulated) in [
+        (
+            spikeforge::codegen::network_kernel::MBARRIER_INIT,
+            "sf_emu_mbarrier_init(sf_bar, sf_count);",
+        ),
+        (spikeforge::codegen::network_kernel::MBARRIER_INIT_FENCE, ""),
+        (
+            spikeforge::codegen::network_kernel::MBARRIER_WAIT,
+            "sf_emu_mbarrier_wait(sf_bar, sf_parity);",
+        ),
+        (
+            spikeforge::codegen::network_kernel::MBARRIER_ARRIVE,
+            "sf_emu_mbarrier_update((uint64_t*) sf_mapa((char*) sf_bar, sf_rank), 1u, (long long) sf_bytes);",
+        ),
+        (
+            spikeforge::codegen::network_kernel::COUNT_ARRIVAL_TRACKED,
+            "std::atomic_ref<uint32_t>(*(uint32_t*) sf_a.sf_p).fetch_add(1u); sf_emu_mbarrier_update((uint64_t*) sf_mapa((char*) sf_bar, sf_a.sf_r), 0u, -4ll);",
+        ),
+    ] {
+        source = source.replace(line, emulated);
+    }
+    if let Some(at) = source.find(" sf_track[3 + ") {
+        let end = at + source[at..].find('\n').unwrap();
+        source.insert_str(
+            end,
+            " sf_cluster_track[blockIdx.y * gridDim.x + blockIdx.x] = (char*) sf_track; sf_cluster_track_bytes = sizeof(sf_track);",
+        );
+    }
     // The cluster kernel's target cache: a static array of TARGET_CACHE_WORDS in place of the
     // dynamic shared memory, so that some blocks' targets fit and others' do not.
     source = source
@@ -267,6 +325,9 @@ fn program(c: &Compiled, persistent: bool) -> String {
         );
     }
     if persistent {
+        // The cluster kernel (compiled where its mode is named): one program for every mode,
+        // the mode read from the launch's `sf_group_blocks` as the handler passes it.
+        source.insert_str(0, "#define SF_CLUSTER_MODE sf_group_blocks\n");
         // One instantiation per block: each block's `__shared__` (function statics) its own
         // (the launch bounds may give a minimum of blocks a multiprocessor too).
         // (The one-barrier kernel with balanced deliveries too, where the network has one.)
@@ -1459,12 +1520,17 @@ fn emulated_one_barrier_grid_and_cluster_match_c() {
             "{name}: the cluster counts the shared weight's arrivals"
         );
         let clusters = [
-            (4, steps, cluster_mode(false, false, false)),
-            (4, 37, cluster_mode(false, false, false)),
-            (4, 1, cluster_mode(false, false, false)),
-            (4, steps, cluster_mode(true, false, false)),
-            (4, 37, cluster_mode(false, true, false)),
-            (4, steps, cluster_mode(true, true, false)),
+            (4, steps, cluster_mode(false, false, false, false)),
+            (4, 37, cluster_mode(false, false, false, false)),
+            (4, 1, cluster_mode(false, false, false, false)),
+            (4, steps, cluster_mode(true, false, false, false)),
+            (4, 37, cluster_mode(false, true, false, false)),
+            (4, steps, cluster_mode(true, true, false, false)),
+            // arrivals tracked by mbarriers (where every arrival is counted; else the kernel
+            // keeps the barrier), by the warp and by the block, in chunks too
+            (4, steps, cluster_mode(true, false, false, true)),
+            (4, 37, cluster_mode(false, false, false, true)),
+            (4, 1, cluster_mode(true, false, false, true)),
         ]
         .map(|(blocks, chunk, mode)| (blocks, chunk, i64::from(mode)))
         .map(|(blocks, chunk, by_warp)| (Mode::Cluster { blocks, chunk }, by_warp, false));

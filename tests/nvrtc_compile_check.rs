@@ -219,9 +219,12 @@ fn every_network_kernel_compiles_for_sm90() {
             spec.fast_math = fast_math;
             let kernel =
                 generate_from_spec(&spec, Dialect::Cuda).unwrap_or_else(|d| panic!("{name}: {d}"));
+            // the cluster kernel where the network has one, in its default mode (compiled only
+            // where its mode is named: `cluster_kernel_uses_the_cluster_barrier_and_...`)
+            let mode = spikeforge::codegen::network_kernel::cluster_mode(true, false, false, false);
             let opts = CudaCompileOptions {
                 fast_math,
-                ..Default::default()
+                extra: vec![format!("-DSF_CLUSTER_MODE={mode}")],
             };
             let ptx = spikeforge::runtime::cuda::compile_ptx(&kernel.source, (9, 0), &opts)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -260,9 +263,12 @@ fn one_barrier_source() -> spikeforge::codegen::network_kernel::GeneratedNetwork
 
 /// The PTX (sm_90) of `entry` in `source`, and the bytes of local memory it declares.
 fn entry_ptx(source: &str, entry: &str) -> (String, usize) {
-    let ptx =
-        spikeforge::runtime::cuda::compile_ptx(source, (9, 0), &CudaCompileOptions::default())
-            .unwrap();
+    entry_ptx_with(source, entry, &CudaCompileOptions::default())
+}
+
+/// [`entry_ptx`] compiled with `opts`.
+fn entry_ptx_with(source: &str, entry: &str, opts: &CudaCompileOptions) -> (String, usize) {
+    let ptx = spikeforge::runtime::cuda::compile_ptx(source, (9, 0), opts).unwrap();
     let start = ptx
         .find(&format!(".entry {entry}("))
         .unwrap_or_else(|| panic!("no {entry}"));
@@ -322,49 +328,89 @@ fn one_barrier_register_slots_are_not_local_memory() {
     }
 }
 
-/// The one-barrier kernel as one thread-block cluster (codegen::network_kernel::grid::cluster):
+/// The one-barrier kernel as one thread-block cluster (codegen::network_kernel::grid::cluster),
+/// compiled for each mode the handler launches (`-DSF_CLUSTER_MODE`, and absent without it):
 /// on sm_90 its PTX has the cluster barrier and `mapa` (the deliveries' distributed shared
-/// memory), ptxas reports no spills for it, and its slots are registers (no local memory beyond
-/// `printf`'s arguments); on sm_80 the same source compiles, the kernel's body compiled out.
+/// memory), or where its arrivals are tracked the mbarriers' reductions, arrivals and waits
+/// instead of a barrier a step; ptxas reports no spills for it, and its slots are registers (no
+/// local memory beyond `printf`'s arguments); on sm_80 the same source compiles, the kernel's
+/// body compiled out.
 #[test]
 fn cluster_kernel_uses_the_cluster_barrier_and_keeps_its_slots_in_registers() {
-    use spikeforge::codegen::network_kernel::CLUSTER_ENTRY;
+    use spikeforge::codegen::network_kernel::{cluster_mode, CLUSTER_ENTRY};
     if !nvrtc_available() {
         return;
     }
     let kernel = one_barrier_source();
     assert!(kernel.entries.contains(&CLUSTER_ENTRY));
-    let opts = CudaCompileOptions::default();
-    let (body, local) = entry_ptx(&kernel.source, CLUSTER_ENTRY);
-    for (what, text) in [
-        ("no cluster barrier", "barrier.cluster.arrive.release"),
-        ("no cluster wait", "barrier.cluster.wait.acquire"),
-        ("no distributed shared memory", "mapa"),
+    let plain = spikeforge::runtime::cuda::compile_ptx(
+        &kernel.source,
+        (9, 0),
+        &CudaCompileOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        !plain.contains(&format!(".entry {CLUSTER_ENTRY}(")),
+        "the cluster kernel compiled without its mode"
+    );
+    let barrier = [
+        "barrier.cluster.arrive.release",
+        "barrier.cluster.wait.acquire",
+    ];
+    // the tracked arrivals (grid::cluster's `sf_tracked`): asynchronous reductions that the
+    // target's mbarrier counts, relaxed arrivals (NVRTC 12.8 and newer), the waits
+    let tracked = [
+        "red.async.relaxed.cluster.shared::cluster.mbarrier::complete_tx::bytes.add.u32",
+        "mbarrier.arrive.expect_tx.relaxed.cluster.shared::cluster.b64",
+        "mbarrier.try_wait.parity.acquire.cluster",
+    ];
+    // (by the warp, added, tracked)
+    for (by_warp, added, track) in [
+        (true, false, false),
+        (false, false, false),
+        (true, false, true),
+        (false, true, false),
     ] {
-        assert!(body.contains(text), "{what}");
+        let mode = cluster_mode(by_warp, added, false, track);
+        let opts = CudaCompileOptions {
+            extra: vec![format!("-DSF_CLUSTER_MODE={mode}")],
+            ..Default::default()
+        };
+        let (body, local) = entry_ptx_with(&kernel.source, CLUSTER_ENTRY, &opts);
+        assert!(
+            body.contains("mapa"),
+            "mode {mode}: no distributed shared memory"
+        );
+        // the barrier before the first step and after the last
+        assert!(body.contains(barrier[0]), "mode {mode}: no cluster barrier");
+        for text in tracked {
+            assert_eq!(body.contains(text), track, "mode {mode}: {text}");
+        }
+        assert!(
+            local <= 8,
+            "mode {mode}: {local} bytes of local memory in {CLUSTER_ENTRY}"
+        );
+        let (cubin, report) = compile_cubin_report(&kernel.source, (9, 0), &opts).unwrap();
+        assert_eq!(&cubin[..4], b"\x7fELF");
+        let at = report
+            .find(&format!("'{CLUSTER_ENTRY}'"))
+            .unwrap_or_else(|| panic!("no report of {CLUSTER_ENTRY}:\n{report}"));
+        let mine = &report[at..];
+        let mine = &mine[..mine[1..]
+            .find("Compiling entry")
+            .map_or(mine.len(), |e| e + 1)];
+        if std::env::var("SPIKEFORGE_SHOW_PTX").is_ok() {
+            eprintln!("{report}");
+        }
+        assert!(
+            mine.contains(" 0 bytes spill stores, 0 bytes spill loads"),
+            "mode {mode}: {CLUSTER_ENTRY} spills:\n{mine}"
+        );
+        if mode == cluster_mode(true, false, false, false) {
+            let old = compile_cubin(&kernel.source, (8, 0), &opts).unwrap();
+            assert_eq!(&old[..4], b"\x7fELF");
+        }
     }
-    assert!(
-        local <= 8,
-        "{local} bytes of local memory in {CLUSTER_ENTRY}"
-    );
-    let (cubin, report) = compile_cubin_report(&kernel.source, (9, 0), &opts).unwrap();
-    assert_eq!(&cubin[..4], b"\x7fELF");
-    let at = report
-        .find(&format!("'{CLUSTER_ENTRY}'"))
-        .unwrap_or_else(|| panic!("no report of {CLUSTER_ENTRY}:\n{report}"));
-    let mine = &report[at..];
-    let mine = &mine[..mine[1..]
-        .find("Compiling entry")
-        .map_or(mine.len(), |e| e + 1)];
-    if std::env::var("SPIKEFORGE_SHOW_PTX").is_ok() {
-        eprintln!("{report}");
-    }
-    assert!(
-        mine.contains(" 0 bytes spill stores, 0 bytes spill loads"),
-        "{CLUSTER_ENTRY} spills:\n{mine}"
-    );
-    let old = compile_cubin(&kernel.source, (8, 0), &opts).unwrap();
-    assert_eq!(&old[..4], b"\x7fELF");
 }
 
 /// The checkpointed network run's copy kernel (`handlers::network_checkpoints`) compiles.

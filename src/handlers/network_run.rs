@@ -608,19 +608,22 @@ impl Handler for NetworkRunCuda {
         } else {
             0
         };
-        let has_cluster = cluster_kernel(&site.network);
-        let per_step_kernels = kernels.len()
-            - 2
-            - usize::from(has_cluster)
-            - usize::from(balanced_kernel(&site.network));
+        let per_step_kernels = kernels.len() - 2 - usize::from(balanced_kernel(&site.network));
         let (persistent, resident) = match &kernels[per_step_kernels..per_step_kernels + 2] {
             [p, r] => (p, r),
             _ => unreachable!("the persistent and resident kernels follow the per-step kernels"),
         };
-        let cluster = has_cluster.then(|| &kernels[per_step_kernels + 2]);
+        // The cluster kernel where the network has one, compiled for the mode the settings ask
+        // (`network_kernel::cluster_mode`, a constant of its compilation).
+        let cluster_mode = cluster_mode(site)?;
+        let cluster = match cluster_mode {
+            Some(mode) => Some(load_cluster_kernel(site, mode, stream)?),
+            None => None,
+        };
+        let cluster = cluster.as_ref();
         // The one-barrier kernel with balanced deliveries, where the network has one and the
         // setting (or the default) asks for it.
-        let balanced = kernels.get(per_step_kernels + 2 + usize::from(has_cluster));
+        let balanced = kernels.get(per_step_kernels + 2);
         let wants_balanced = settings::grid_delivery_balanced()?
             .unwrap_or(network_path::GRID_DELIVERY_BALANCED)
             && run
@@ -731,15 +734,7 @@ impl Handler for NetworkRunCuda {
         let barrier =
             network_path::barrier_variant(blocks, register_slots > 0, settings::grid_barrier()?);
         let mut group_blocks = match path {
-            Path::Cluster { .. } => {
-                let added = settings::cluster_arrivals_added()?;
-                // By the warp where every arrival is counted (H200, COBA x1 10 s, session 8:
-                // 0.157 s against the block's 0.172); by the block where floats are added (the
-                // warp's were slower then: 0.425 s against 0.285, session 7).
-                let by_warp = settings::cluster_delivery_by_warp()?
-                    .unwrap_or(!added && site.network.counts_every_arrival);
-                network_kernel::cluster_mode(by_warp, added, settings::cluster_profile()?)
-            }
+            Path::Cluster { .. } => cluster_mode.expect("a cluster path has the cluster kernel"),
             _ => barrier.group_blocks(),
         };
         let slots = match path {
@@ -764,6 +759,11 @@ impl Handler for NetworkRunCuda {
                     ", arrivals added"
                 };
             }
+            detail += if group_blocks & 8 != 0 {
+                ", arrivals tracked by mbarriers"
+            } else {
+                ", a cluster barrier a step"
+            };
         }
         if balanced && matches!(path, Path::Grid { .. }) {
             detail.push_str(", balanced deliveries");
@@ -954,6 +954,49 @@ fn cluster_kernel(network: &Network) -> bool {
     cluster_shape(network).is_some()
 }
 
+/// The mode of the network's cluster kernel that the settings ask
+/// (`network_kernel::cluster_mode`), `None` where the network has no cluster kernel.
+fn cluster_mode(site: &NetworkRun) -> Result<Option<i32>, FfiError> {
+    if !cluster_kernel(&site.network) {
+        return Ok(None);
+    }
+    let added = settings::cluster_arrivals_added()?;
+    let counted = !added && site.network.counts_every_arrival;
+    // By the warp where every arrival is counted (H200, COBA x1 10 s, session 8: 0.157 s
+    // against the block's 0.172); by the block where floats are added (the warp's were slower
+    // then: 0.425 s against 0.285, session 7).
+    let by_warp = settings::cluster_delivery_by_warp()?.unwrap_or(counted);
+    // Tracked by mbarriers only where asked and every arrival is counted (the kernel checks its
+    // bound at the start of a launch and falls back to the barrier where it fails).
+    let tracked = settings::cluster_sync_tracked()? && counted;
+    let profile = settings::cluster_profile()?;
+    Ok(Some(network_kernel::cluster_mode(
+        by_warp, added, profile, tracked,
+    )))
+}
+
+/// The network's cluster kernel compiled for `mode` (`-DSF_CLUSTER_MODE=<mode>`: the source's
+/// cluster kernel exists only where its mode is named, and each mode's branches fold away).
+/// One kernel with every mode's branches was slower: H200, COBA x1 10 s, 0.157 s against
+/// 0.129 s compiled for its mode (session 10).
+fn load_cluster_kernel(
+    site: &NetworkRun,
+    mode: i32,
+    stream: *mut c_void,
+) -> Result<Arc<cuda::CudaFunction>, FfiError> {
+    let opts = cuda::CudaCompileOptions {
+        extra: vec![format!("-DSF_CLUSTER_MODE={mode}")],
+        ..cuda_options(site.network.net.fast_math)
+    };
+    Ok(cuda::load_function_keyed(
+        &site.key,
+        network_kernel::CLUSTER_ENTRY,
+        stream,
+        &opts,
+        || site.network.source(Dialect::Cuda),
+    )?)
+}
+
 /// Whether the network's source has the one-barrier kernel with balanced deliveries.
 fn balanced_kernel(network: &Network) -> bool {
     network_kernel::balanced_kernel(&network.net, &network.plan, PERSISTENT_BLOCK)
@@ -961,8 +1004,8 @@ fn balanced_kernel(network: &Network) -> bool {
 
 /// The CUDA kernels of a network: the per-step kernels in launch order (those of every step,
 /// then those launched once after the last), then the persistent kernel and the resident
-/// kernel, then the cluster kernel where the network has one, then the one-barrier kernel
-/// with balanced deliveries where the network has one.
+/// kernel, then the one-barrier kernel with balanced deliveries where the network has one (the
+/// cluster kernel is a compilation of its own: [`load_cluster_kernel`]).
 fn entries(network: &Network) -> Vec<&'static str> {
     let mut e: Vec<&'static str> = network_kernel::step_launches(&network.plan)
         .into_iter()
@@ -971,9 +1014,6 @@ fn entries(network: &Network) -> Vec<&'static str> {
         .collect();
     e.push(network_kernel::PERSISTENT_ENTRY);
     e.push(network_kernel::RESIDENT_ENTRY);
-    if cluster_kernel(network) {
-        e.push(network_kernel::CLUSTER_ENTRY);
-    }
     if balanced_kernel(network) {
         e.push(network_kernel::PERSISTENT_BALANCED_ENTRY);
     }

@@ -65,6 +65,13 @@ pub const CLUSTER_DELIVERY_VAR: &str = "SPIKEFORGE_CLUSTER_DELIVERY";
 /// memory). For measuring both on one device.
 pub const CLUSTER_ARRIVALS_VAR: &str = "SPIKEFORGE_CLUSTER_ARRIVALS";
 
+/// How a step of the cluster network kernel waits for the arrivals of the step before:
+/// `barrier` (the default: the cluster's barrier a step, whose release waits for the block's
+/// reductions to complete) or `mbarrier` (where every arrival is counted: each arrival an
+/// asynchronous reduction that the target block's mbarrier counts, each block arriving at every
+/// block's mbarrier, no fence). `codegen::network_kernel::grid::cluster`.
+pub const CLUSTER_SYNC_VAR: &str = "SPIKEFORGE_CLUSTER_SYNC";
+
 /// `on`: the cluster network kernel measures its step's phases with the multiprocessor's clock
 /// and prints them at the end of each launch (one line a block, on the process's standard
 /// output); unset or `off`: not. For finding where a step's time goes on a device.
@@ -256,6 +263,16 @@ pub fn cluster_arrivals_added() -> Result<bool, RuntimeError> {
     }
 }
 
+/// [`CLUSTER_SYNC_VAR`]: whether the cluster kernel tracks its counted arrivals by mbarriers
+/// (`mbarrier`) or waits at the cluster's barrier a step (`barrier`, the default).
+pub fn cluster_sync_tracked() -> Result<bool, RuntimeError> {
+    match var(CLUSTER_SYNC_VAR).as_deref().map(str::trim) {
+        Some("mbarrier") => Ok(true),
+        None | Some("barrier") => Ok(false),
+        Some(text) => Err(bad(CLUSTER_SYNC_VAR, text, "mbarrier or barrier")),
+    }
+}
+
 /// [`CLUSTER_PROFILE_VAR`]: whether the cluster kernel measures its step's phases.
 pub fn cluster_profile() -> Result<bool, RuntimeError> {
     match var(CLUSTER_PROFILE_VAR).as_deref().map(str::trim) {
@@ -318,6 +335,7 @@ mod tests {
             GRID_DELIVERY_VAR,
             CLUSTER_ARRIVALS_VAR,
             CLUSTER_PROFILE_VAR,
+            CLUSTER_SYNC_VAR,
             ADJOINT_TUNING_VAR,
             NETWORK_ADJOINT_BARRIER_VAR,
             NETWORK_ADJOINT_FAST_VAR,
@@ -426,9 +444,10 @@ mod tests {
     #[ignore = "run by cluster_settings_parse_and_refuse_nonsense"]
     fn child_reads_cluster_settings() {
         println!(
-            "CLUSTER {:?} / {:?}",
+            "CLUSTER {:?} / {:?} / {:?}",
             cluster_arrivals_added().map_err(|e| e.to_string()),
-            cluster_profile().map_err(|e| e.to_string())
+            cluster_profile().map_err(|e| e.to_string()),
+            cluster_sync_tracked().map_err(|e| e.to_string())
         );
     }
 
@@ -436,19 +455,32 @@ mod tests {
     fn cluster_settings_parse_and_refuse_nonsense() {
         let cluster =
             |vars: &[(&str, &str)]| child_of("child_reads_cluster_settings", "CLUSTER ", vars);
-        assert_eq!(cluster(&[]), "Ok(false) / Ok(false)");
+        assert_eq!(cluster(&[]), "Ok(false) / Ok(false) / Ok(false)");
         assert_eq!(
-            cluster(&[(CLUSTER_ARRIVALS_VAR, "add"), (CLUSTER_PROFILE_VAR, " on")]),
-            "Ok(true) / Ok(true)"
+            cluster(&[
+                (CLUSTER_ARRIVALS_VAR, "add"),
+                (CLUSTER_PROFILE_VAR, " on"),
+                (CLUSTER_SYNC_VAR, "barrier")
+            ]),
+            "Ok(true) / Ok(true) / Ok(false)"
         );
         assert_eq!(
             cluster(&[
                 (CLUSTER_ARRIVALS_VAR, "count"),
-                (CLUSTER_PROFILE_VAR, "off")
+                (CLUSTER_PROFILE_VAR, "off"),
+                (CLUSTER_SYNC_VAR, "mbarrier")
             ]),
-            "Ok(false) / Ok(false)"
+            "Ok(false) / Ok(false) / Ok(true)"
         );
-        let out = cluster(&[(CLUSTER_ARRIVALS_VAR, "atomic"), (CLUSTER_PROFILE_VAR, "1")]);
+        let out = cluster(&[
+            (CLUSTER_ARRIVALS_VAR, "atomic"),
+            (CLUSTER_PROFILE_VAR, "1"),
+            (CLUSTER_SYNC_VAR, "fence"),
+        ]);
+        assert!(
+            out.contains("SPIKEFORGE_CLUSTER_SYNC=fence: expected mbarrier or barrier"),
+            "{out}"
+        );
         assert!(
             out.contains("SPIKEFORGE_CLUSTER_ARRIVALS=atomic: expected count or add"),
             "{out}"

@@ -45,7 +45,8 @@ pub use balanced::{
 pub use cluster::{
     cluster_blocks, cluster_counts_arrivals, cluster_counts_every_arrival, cluster_mode,
     cluster_shape, ClusterShape, CLUSTER_ACC_MAX_BYTES, CLUSTER_ENTRY, CLUSTER_MAX, COUNT_ARRIVAL,
-    GLOBAL_TIMER, TARGET_CACHE_BYTES,
+    COUNT_ARRIVAL_TRACKED, GLOBAL_TIMER, MBARRIER_ARRIVE, MBARRIER_INIT, MBARRIER_INIT_FENCE,
+    MBARRIER_WAIT, TARGET_CACHE_BYTES, TRACKED_MAX_SYNAPSES,
 };
 pub use registers::{register_slots, REGISTER_SLOTS};
 
@@ -452,12 +453,16 @@ impl Gen<'_> {
                 prefetched(g, v)
             )?;
         } else {
-            let value = self.arrivals_value(g, v, &acc, w)?;
+            let value = self.arrivals_value(g, v, &acc, false, w)?;
             writeln!(w, "const {} sf_a{k} = {value};", self.real_t())?;
         }
         w.block(format!("if (sf_a{k} != 0)"), |w| {
             writeln!(w, "x{k} = x{k} + sf_a{k};")?;
-            writeln!(w, "{acc} = 0;")?;
+            if self.counts_only_grow(g, v) {
+                writeln!(w, "if (!sf_tracked) {acc} = 0;")?;
+            } else {
+                writeln!(w, "{acc} = 0;")?;
+            }
             if store {
                 writeln!(w, "{} = x{k};", self.at(&group_var_ident(g, v), index))?;
             }
@@ -501,7 +506,7 @@ impl Gen<'_> {
         if self.clustered() {
             // the block's warps deliver its spikes together, after a block barrier, unless the
             // launch asks for the deliveries by the warp (`grid::cluster`)
-            w.block("if ((sf_group_blocks & 1) == 0)", |w| {
+            w.block("if ((sf_mode & 1) == 0)", |w| {
                 self.write_cluster_listing(g, w)
             })?;
             return w.block("else", |w| self.write_warp_push(g, w));
@@ -700,7 +705,7 @@ impl Gen<'_> {
             if self.counted_arrival(proj.target, v).is_some() {
                 writeln!(
                     w,
-                    "if (sf_counting) sf_count_arrival(&{acc}); else atomicAdd(&{acc}, {text});"
+                    "if (sf_counting) sf_count_arrival(&{acc}, sf_tracked, &sf_mbars[sf_ln & 1], sf_sent + (sf_ln & 1) * {CLUSTER_MAX}); else atomicAdd(&{acc}, {text});"
                 )?;
             } else {
                 writeln!(w, "atomicAdd(&{acc}, {text});")?;

@@ -28,9 +28,15 @@
 //! bounds: at COBA x1 (about 20 spikes a step in 16 blocks) a few warps of a few blocks carry the
 //! step's chain.
 //!
-//! The launch may ask for the register grid's deliveries by the warp that finds the spikes
-//! instead (bit 0 of `sf_group_blocks`, a parameter the cluster has no grid barrier to use for:
-//! [`cluster_mode`], `SPIKEFORGE_CLUSTER_DELIVERY=warp`): two spikes at a time over the warp's
+//! The kernel's **mode** ([`cluster_mode`]: which deliveries, counted or added arrivals, the
+//! profile, barrier or mbarriers) is a constant of its compilation, not a parameter: the source
+//! holds the kernel only inside `#ifdef SF_CLUSTER_MODE`, and the handler compiles it apart from
+//! the network's other kernels with `-DSF_CLUSTER_MODE=<mode>`, so that the other modes'
+//! branches fold away (H200, COBA x1 10 s, session 10: 0.129 s compiled for its mode against
+//! 0.157 s with every mode's branches and the mode a parameter).
+//!
+//! The mode may ask for the register grid's deliveries by the warp that finds the spikes
+//! instead (bit 0, `SPIKEFORGE_CLUSTER_DELIVERY=warp`): two spikes at a time over the warp's
 //! lanes, their bounds from the slots' registers and their targets from the target cache (the
 //! cluster kernel of session 6 read both from global memory), with no block barrier a step.
 //!
@@ -50,7 +56,11 @@
 //! which each delivering lane waits for, chunk after chunk (the SASS of session 7's kernel).
 //! `SPIKEFORGE_CLUSTER_ARRIVALS=add` keeps the float additions ([`cluster_mode`]'s bit 1), and
 //! `SPIKEFORGE_CLUSTER_PROFILE=on` measures the step's phases with the multiprocessor's clock
-//! and prints them at the end of the launch (bit 2).
+//! and prints them at the end of the launch (bit 2). `SPIKEFORGE_CLUSTER_SYNC=mbarrier` (bit 3,
+//! where every arrival is counted) replaces the step's cluster barrier by mbarriers that count
+//! the step's arrivals (each an asynchronous reduction tracked by the target block's mbarrier):
+//! 0.61 µs a step against 0.72-0.81 for barrier and reductions in isolation, but 0.139 s against
+//! the barrier's 0.129 s in the whole COBA x1 run (H200, session 10), hence not the default.
 //!
 //! Its spike queue is written in the launch's last step only, as the grid kernel's (every queue
 //! one slot, nothing reading it during the launch), but its write cursors are zeroed once at the
@@ -120,6 +130,37 @@ pub const CLUSTER_UNROLL: usize = 4;
 pub const COUNT_ARRIVAL: &str =
     "asm volatile(\"red.add.u32 [%0], 1;\" :: \"l\"(sf_a.sf_p) : \"memory\");";
 
+/// The body of `sf_count_arrival` where the step's arrivals are **tracked** ([`cluster_mode`]'s
+/// bit 3): the same one added to the count, as an asynchronous reduction whose completion the
+/// target block's mbarrier of the step counts (4 bytes of its transactions), so that no release
+/// fence waits for it. The CPU emulation replaces this line.
+pub const COUNT_ARRIVAL_TRACKED: &str = "asm volatile(\"{\\n\\t.reg .b32 sf_d, sf_m;\\n\\t.reg .b64 sf_g;\\n\\tcvta.to.shared::cluster.u64 sf_g, %0;\\n\\tcvt.u32.u64 sf_d, sf_g;\\n\\tmapa.shared::cluster.u32 sf_m, %1, %2;\\n\\tred.async.relaxed.cluster.shared::cluster.mbarrier::complete_tx::bytes.add.u32 [sf_d], 1, [sf_m];\\n\\t}\" :: \"l\"(sf_a.sf_p), \"r\"((uint32_t) __cvta_generic_to_shared(sf_bar)), \"r\"(sf_a.sf_r) : \"memory\");";
+
+/// The line that initialises an mbarrier of the cluster kernel (`sf_bar`, for `sf_count`
+/// arrivals a phase). The CPU emulation replaces this line.
+pub const MBARRIER_INIT: &str = "asm volatile(\"mbarrier.init.shared::cta.b64 [%0], %1;\" :: \"r\"((uint32_t) __cvta_generic_to_shared(sf_bar)), \"r\"(sf_count) : \"memory\");";
+
+/// The fence that makes the mbarriers' initialisation visible to the cluster. The CPU
+/// emulation removes this line (its cluster barrier orders it).
+pub const MBARRIER_INIT_FENCE: &str =
+    "asm volatile(\"fence.mbarrier_init.release.cluster;\" ::: \"memory\");";
+
+/// The wait of a block's threads for the phase of parity `sf_parity` of its own mbarrier
+/// `sf_bar` to complete (acquire at cluster scope: every tracked arrival and every arrival of
+/// the phase seen after it). The CPU emulation replaces this line.
+pub const MBARRIER_WAIT: &str = "asm volatile(\"{\\n\\t.reg .pred sf_done;\\n\\tSF_WAIT_%=:\\n\\tmbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 sf_done, [%0], %1;\\n\\t@!sf_done bra SF_WAIT_%=;\\n\\t}\" :: \"r\"((uint32_t) __cvta_generic_to_shared(sf_bar)), \"r\"(sf_parity) : \"memory\");";
+
+/// A block's arrival on the mbarrier of block `sf_rank` at the same place as its own `sf_bar`,
+/// with the bytes of the tracked arrivals it sent there in the step (`sf_bytes`). Relaxed: what
+/// it orders is counted by the mbarrier's transactions (PTX ISA 8.6, CUDA 12.8; older compilers
+/// get the release form). The CPU emulation replaces this line.
+pub const MBARRIER_ARRIVE: &str = "asm volatile(\"{\\n\\t.reg .b32 sf_m;\\n\\tmapa.shared::cluster.u32 sf_m, %0, %1;\\n\\tmbarrier.arrive.expect_tx.\" SF_ARRIVE_SEM \".cluster.shared::cluster.b64 _, [sf_m], %2;\\n\\t}\" :: \"r\"((uint32_t) __cvta_generic_to_shared(sf_bar)), \"r\"(sf_rank), \"r\"(sf_bytes) : \"memory\");";
+
+/// The most synapses from one block into one block that tracked arrivals allow: a phase's
+/// transactions are counted in bytes within 2^20 - 1, and the cluster's at most
+/// [`CLUSTER_MAX`] blocks each send 4 bytes an arrival (a synapse arrives at most once a step).
+pub const TRACKED_MAX_SYNAPSES: usize = ((1 << 20) - 1) / 4 / CLUSTER_MAX as usize;
+
 /// The line of the cluster kernel's profile that reads the device's nanosecond timer into
 /// `sf_ns`. The CPU emulation replaces this line.
 pub const GLOBAL_TIMER: &str = "asm volatile(\"mov.u64 %0, %%globaltimer;\" : \"=l\"(sf_ns));";
@@ -133,14 +174,17 @@ const PROFILE_PHASES: [&str; 5] = [
     "cluster barrier",
 ];
 
-/// The cluster kernel's `sf_group_blocks` (a parameter the cluster has no grid barrier to use
-/// for): bit 0 its deliveries by the warp that finds the spikes (else by the block's warps),
+/// The cluster kernel's mode, `SF_CLUSTER_MODE` of its compilation (the handler's
+/// `-DSF_CLUSTER_MODE=<mode>`; the launch passes it as `sf_group_blocks` too, a parameter the
+/// cluster has no grid barrier to use for): bit 0 its deliveries by the warp that finds the spikes (else by the block's warps),
 /// bit 1 its arrivals added as floats where they could be counted
 /// ([`cluster_counts_arrivals`]), bit 2 its step's phases measured and printed at the end of
 /// the launch (one line a block: the clock cycles of each phase, the mean of the warps and the
-/// slowest warp's, and the nanoseconds a step).
-pub fn cluster_mode(by_warp: bool, added: bool, profile: bool) -> i32 {
-    i32::from(by_warp) | i32::from(added) << 1 | i32::from(profile) << 2
+/// slowest warp's, and the nanoseconds a step), bit 3 its counted arrivals **tracked** by
+/// mbarriers instead of a cluster barrier a step (where every arrival is counted: see
+/// [`Gen::write_cluster_kernel`]).
+pub fn cluster_mode(by_warp: bool, added: bool, profile: bool, tracked: bool) -> i32 {
+    i32::from(by_warp) | i32::from(added) << 1 | i32::from(profile) << 2 | i32::from(tracked) << 3
 }
 
 /// For each accumulated variable of the cluster kernel ([`accumulated`]), the statement
@@ -178,6 +222,12 @@ pub fn cluster_counts(net: &NetworkIr, plan: &NetworkPlan) -> Vec<Option<(usize,
             _ => None,
         })
         .collect()
+}
+
+/// The registers of a tracked launch's last read counts of group g's `v` (`..a`, `..b`: one a
+/// step parity, [`Gen::arrivals_value`]).
+fn seen_counts(g: usize, v: VarId) -> String {
+    format!("sf_seen{g}_{}", v.0)
 }
 
 /// The profile's `sf_ns`: the device's nanosecond timer (0 in the CPU emulation).
@@ -304,11 +354,19 @@ impl Gen<'_> {
     /// The arrivals at accumulator element `acc` (of group g's `v`) for a fold: where the
     /// cluster kernel counts them, `count * value` while the launch counts (`sf_counting`),
     /// else the element itself. What the value needs is printed first.
+    ///
+    /// Where the launch tracks its arrivals (`sf_tracked`, [`cluster_mode`]'s bit 3) the counts
+    /// are never zeroed (a fold writing them could race with the next deliveries into the same
+    /// parity, which no release orders): a count only grows, and the arrivals are its growth
+    /// since this neuron last read it (`sf_seen{g}_{v}a[sf_slot]`, modulo 2^32). `rotate`: a
+    /// step's fold, after which the seen count of the other parity is the next to subtract
+    /// (`..b`, where this one goes); at the launch's end the last step's fold subtracts only.
     pub(super) fn arrivals_value(
         &self,
         g: usize,
         v: VarId,
         acc: &str,
+        rotate: bool,
         w: &mut SourceWriter,
     ) -> Result<String, fmt::Error> {
         let Some((p, pathway, k)) = self.counted_arrival(g, v) else {
@@ -322,10 +380,35 @@ impl Gen<'_> {
         let text = (self.synapse_printer(p, &names))
             .block(&[value], &format!("sf_cv{}_", v.0), w)?
             .remove(0);
+        let n = format!("sf_n{g}_{}", v.0);
+        let seen = seen_counts(g, v);
+        writeln!(w, "uint32_t {n} = *(const uint32_t*) &{acc};")?;
+        if rotate {
+            w.block("if (sf_tracked)", |w| {
+                writeln!(w, "const uint32_t sf_now = {n};")?;
+                writeln!(w, "{n} -= {seen}a[sf_slot];")?;
+                writeln!(w, "{seen}a[sf_slot] = {seen}b[sf_slot];")?;
+                writeln!(w, "{seen}b[sf_slot] = sf_now;")
+            })?;
+        } else {
+            writeln!(w, "if (sf_tracked) {n} -= {seen}a[sf_slot];")?;
+        }
         Ok(format!(
-            "(sf_counting ? ({}) (*(uint32_t*) &{acc}) * ({text}) : {acc})",
+            "(sf_counting ? ({}) {n} * ({text}) : {acc})",
             self.real_t()
         ))
+    }
+
+    /// Whether the accumulator of group g's `v` is a count that a tracked launch never zeroes
+    /// ([`Gen::arrivals_value`]): its fold leaves it where the launch tracks (`sf_tracked`).
+    pub(super) fn counts_only_grow(&self, g: usize, v: VarId) -> bool {
+        self.counted_arrival(g, v).is_some() && self.tracking()
+    }
+
+    /// Whether the cluster kernel being printed can track its arrivals by mbarriers: it counts
+    /// every arrival ([`cluster_counts_every_arrival`]).
+    pub(super) fn tracking(&self) -> bool {
+        self.clustered() && cluster_counts_every_arrival(self.net, self.plan)
     }
 
     /// A mark of the cluster kernel's profile ([`cluster_mode`]): the clock cycles since the
@@ -429,6 +512,127 @@ impl Gen<'_> {
                 writeln!(w, "#endif")
             },
         )
+    }
+
+    /// The mbarrier operations of a tracked launch (`sf_mbarrier_init`, `_wait`, `_arrive`),
+    /// compiled for compute capability 9.0 and newer, each one line that the CPU emulation
+    /// replaces.
+    fn write_mbarrier_helpers(&self, w: &mut SourceWriter) -> fmt::Result {
+        writeln!(
+            w,
+            "/* The mbarriers of a launch that tracks its arrivals (codegen::network_kernel::grid::cluster): a block's arrival at another block's is relaxed where the compiler knows the form (PTX ISA 8.6). */"
+        )?;
+        writeln!(
+            w,
+            "#if defined(__CUDACC_VER_MAJOR__) && (__CUDACC_VER_MAJOR__ * 100 + __CUDACC_VER_MINOR__ >= 1208)"
+        )?;
+        writeln!(w, "#define SF_ARRIVE_SEM \"relaxed\"")?;
+        writeln!(w, "#else")?;
+        writeln!(w, "#define SF_ARRIVE_SEM \"release\"")?;
+        writeln!(w, "#endif")?;
+        let helpers = [
+            ("sf_mbarrier_init(uint64_t* sf_bar, const uint32_t sf_count)", MBARRIER_INIT),
+            ("sf_mbarrier_wait(uint64_t* sf_bar, const uint32_t sf_parity)", MBARRIER_WAIT),
+            (
+                "sf_mbarrier_arrive(uint64_t* sf_bar, const uint32_t sf_rank, const uint32_t sf_bytes)",
+                MBARRIER_ARRIVE,
+            ),
+        ];
+        for (head, line) in helpers {
+            w.block(
+                format!("static __device__ __forceinline__ void {head}"),
+                |w| {
+                    writeln!(w, "#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900")?;
+                    writeln!(w, "{line}")?;
+                    writeln!(w, "#endif")
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A tracked launch's check at its start (`sf_tracked` in scope, cleared where it fails):
+    /// a phase of a block's mbarrier counts its transactions in bytes within 2^20 - 1, so the
+    /// launch tracks its arrivals only where no block holds more than [`TRACKED_MAX_SYNAPSES`]
+    /// synapses into any one block (a synapse arrives at most once a step). Each block counts
+    /// its slots' rows' targets by block (in registers, then over its warps), and any block
+    /// over the bound clears the flag in block 0's shared memory, which every block reads after
+    /// a cluster barrier.
+    fn write_tracking_check(&self, block: usize, w: &mut SourceWriter) -> fmt::Result {
+        writeln!(w, "/* Arrivals tracked only where every block's synapses into each block are at most {TRACKED_MAX_SYNAPSES} (codegen::network_kernel::grid::cluster). */")?;
+        w.block("if (sf_tracked)", |w| {
+            writeln!(w, "__shared__ uint32_t sf_into[{CLUSTER_MAX}];")?;
+            writeln!(
+                w,
+                "if (threadIdx.x < {CLUSTER_MAX}u) sf_into[threadIdx.x] = 0u;"
+            )?;
+            writeln!(w, "uint32_t sf_into_here[{CLUSTER_MAX}] = {{}};")?;
+            writeln!(w, "__syncthreads();")?;
+            self.write_slots(w, |w| {
+                for (p, proj) in self.net.projections.iter().enumerate() {
+                    let g = proj.source;
+                    let first: usize = (0..g).map(|h| self.vblocks(h)).sum();
+                    let end = first + self.vblocks(g);
+                    let t = proj.target;
+                    let target_first: usize = (0..t).map(|h| self.vblocks(h)).sum();
+                    let (a, b) = (proj.source_range.start, proj.source_range.end);
+                    let rows = self.row_offsets(p);
+                    w.block(format!("if (sf_vb >= {first} && sf_vb < {end})"), |w| {
+                        writeln!(w, "const int64_t sf_n0 = (int64_t) (sf_vb - {first}) * {block};")?;
+                        writeln!(
+                            w,
+                            "const int64_t sf_i0 = sf_n0 > {a} ? sf_n0 : {a}, sf_i1 = sf_n0 + {block} < {b} ? sf_n0 + {block} : {b};"
+                        )?;
+                        w.block("if (sf_i0 < sf_i1)", |w| {
+                            writeln!(
+                                w,
+                                "int64_t sf_g0 = {rows}[sf_i0 - {a}], sf_g1 = {rows}[sf_i1 - {a}];"
+                            )?;
+                            writeln!(w, "if (sf_g0 < 0) sf_g0 = 0;")?;
+                            writeln!(w, "if (sf_g1 > sf_nsyn{p}) sf_g1 = sf_nsyn{p};")?;
+                            let each = "for (int64_t sf_k = sf_g0 + threadIdx.x; sf_k < sf_g1; sf_k += blockDim.x)";
+                            w.block(each, |w| {
+                                writeln!(w, "const int32_t sf_j = in_p{p}_targets[sf_k];")?;
+                                writeln!(w, "if (sf_j < 0 || sf_j >= {}) continue;", proj.n_post())?;
+                                writeln!(
+                                    w,
+                                    "const uint32_t sf_to = ({target_first}u + (uint32_t) ({} + sf_j) / {block}u) & (gridDim.x - 1u);",
+                                    proj.target_range.start
+                                )?;
+                                writeln!(w, "#pragma unroll")?;
+                                writeln!(
+                                    w,
+                                    "for (uint32_t sf_r = 0; sf_r < {CLUSTER_MAX}u; ++sf_r) sf_into_here[sf_r] += sf_to == sf_r ? 1u : 0u;"
+                                )
+                            })
+                        })
+                    })?;
+                }
+                Ok(())
+            })?;
+            writeln!(w, "#pragma unroll")?;
+            w.block(
+                format!("for (uint32_t sf_r = 0; sf_r < {CLUSTER_MAX}u; ++sf_r)"),
+                |w| {
+                    writeln!(w, "uint32_t sf_c = sf_into_here[sf_r];")?;
+                    writeln!(
+                        w,
+                        "for (int32_t sf_o = 16; sf_o > 0; sf_o >>= 1) sf_c += __shfl_xor_sync(0xffffffffu, sf_c, sf_o);"
+                    )?;
+                    writeln!(
+                        w,
+                        "if ((threadIdx.x & 31u) == 0u && sf_c > 0u) atomicAdd(&sf_into[sf_r], sf_c);"
+                    )
+                },
+            )?;
+            writeln!(w, "__syncthreads();")?;
+            writeln!(
+                w,
+                "if (threadIdx.x < {CLUSTER_MAX}u && sf_into[threadIdx.x] > {TRACKED_MAX_SYNAPSES}u) atomicAnd(sf_rank_ptr(sf_track_ok, 0u), 0u);"
+            )?;
+            writeln!(w, "sf_cluster_sync();")?;
+            writeln!(w, "sf_tracked = *sf_rank_ptr(sf_track_ok, 0u) != 0u;")
+        })
     }
 
     /// Element `index` of accumulator `k` (of group g) for the steps of parity `parity`, in the
@@ -722,6 +926,11 @@ impl Gen<'_> {
         w: &mut SourceWriter,
     ) -> fmt::Result {
         let ClusterShape { block, slots, .. } = shape;
+        writeln!(
+            w,
+            "/* The cluster kernel, compiled where its launch's mode is named (SF_CLUSTER_MODE, codegen::network_kernel::grid::cluster_mode): a compilation of its own for each mode, its branches folded. */"
+        )?;
+        writeln!(w, "#ifdef SF_CLUSTER_MODE")?;
         self.write_cluster_helpers(w)?;
         writeln!(
             w,
@@ -729,6 +938,10 @@ impl Gen<'_> {
         )?;
         w.block("template <class T> struct sf_dsmem", |w| {
             writeln!(w, "T* sf_p;")?;
+            writeln!(
+                w,
+                "uint32_t sf_r; /* the block (rank) whose shared memory it is */"
+            )?;
             writeln!(
                 w,
                 "__device__ __forceinline__ sf_dsmem operator*() const {{ return *this; }}"
@@ -754,14 +967,23 @@ impl Gen<'_> {
             w,
             "/* One arrival counted at a distributed shared memory address (a 32-bit count: codegen::network_kernel::grid::cluster). */"
         )?;
+        writeln!(
+            w,
+            "/* Tracked (sf_tracked): an asynchronous reduction that the target block's mbarrier of the step (at sf_bar here) counts, and its 4 bytes added to what this block sent there (sf_sent, by rank). */"
+        )?;
         w.block(
-            "template <class T> static __device__ __forceinline__ void sf_count_arrival(const sf_dsmem<T> sf_a)",
+            "template <class T> static __device__ __forceinline__ void sf_count_arrival(const sf_dsmem<T> sf_a, const bool sf_tracked, uint64_t* sf_bar, uint32_t* sf_sent)",
             |w| {
                 writeln!(w, "#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900")?;
-                writeln!(w, "{COUNT_ARRIVAL}")?;
+                w.block("if (sf_tracked)", |w| {
+                    writeln!(w, "{COUNT_ARRIVAL_TRACKED}")?;
+                    writeln!(w, "atomicAdd(&sf_sent[sf_a.sf_r], 4u);")
+                })?;
+                w.block("else", |w| writeln!(w, "{COUNT_ARRIVAL}"))?;
                 writeln!(w, "#endif")
             },
         )?;
+        self.write_mbarrier_helpers(w)?;
         writeln!(
             w,
             "/* Element sf_i (of a group whose virtual blocks start at sf_first) of an accumulator region, in the shared memory of the block that holds it. */"
@@ -773,9 +995,10 @@ impl Gen<'_> {
                     w,
                     "const uint32_t sf_vb = (uint32_t) sf_first + (uint32_t) sf_i / {block}u;"
                 )?;
+                writeln!(w, "const uint32_t sf_rank = sf_vb & (gridDim.x - 1u);")?;
                 writeln!(
                     w,
-                    "return sf_dsmem<T>{{sf_rank_ptr(sf_region + (sf_vb >> sf_shift) * {block}u + (uint32_t) sf_i % {block}u, sf_vb & (gridDim.x - 1u))}};"
+                    "return sf_dsmem<T>{{sf_rank_ptr(sf_region + (sf_vb >> sf_shift) * {block}u + (uint32_t) sf_i % {block}u, sf_rank), sf_rank}};"
                 )
             },
         )?;
@@ -798,7 +1021,7 @@ impl Gen<'_> {
             writeln!(w, "#else")?;
             writeln!(
                 w,
-                "/* One cluster barrier a step: deliveries into accumulators in the cluster's shared memory, by the block's warps together or by the warp that finds the spikes, arrivals counted or added, the step's phases measured or not (sf_group_blocks: codegen::network_kernel::grid::cluster_mode). */"
+                "/* One cluster barrier a step: deliveries into accumulators in the cluster's shared memory, by the block's warps together or by the warp that finds the spikes, arrivals counted or added, the step's phases measured or not, arrivals tracked or a barrier a step (sf_mode: codegen::network_kernel::grid::cluster_mode). */"
             )?;
             writeln!(w, "const int32_t sf_b = (int32_t) blockIdx.y;")?;
             writeln!(w, "const int32_t sf_t_base = in_sf_t_step[sf_b];")?;
@@ -817,8 +1040,38 @@ impl Gen<'_> {
                 w,
                 "const uint32_t sf_cluster_shift = (uint32_t) (__ffs((int) gridDim.x) - 1);"
             )?;
-            writeln!(w, "const bool sf_counting = (sf_group_blocks & 2) == 0;")?;
-            writeln!(w, "const bool sf_profile = (sf_group_blocks & 4) != 0;")?;
+            writeln!(w, "const int32_t sf_mode = SF_CLUSTER_MODE;")?;
+            writeln!(w, "const bool sf_counting = (sf_mode & 2) == 0;")?;
+            writeln!(w, "const bool sf_profile = (sf_mode & 4) != 0;")?;
+            writeln!(
+                w,
+                "/* Tracking (bit 3): the mbarriers of the step parities, the cluster's agreement (in block 0's), the tracked bytes sent to each block by step parity. */"
+            )?;
+            writeln!(
+                w,
+                "__shared__ unsigned long long sf_track[3 + {CLUSTER_MAX}];"
+            )?;
+            writeln!(w, "uint64_t* const sf_mbars = (uint64_t*) sf_track;")?;
+            writeln!(w, "uint32_t* const sf_track_ok = (uint32_t*) (sf_track + 2);")?;
+            writeln!(w, "uint32_t* const sf_sent = (uint32_t*) (sf_track + 3);")?;
+            if self.tracking() {
+                writeln!(
+                    w,
+                    "bool sf_tracked = (sf_mode & 8) != 0 && sf_counting;"
+                )?;
+            } else {
+                writeln!(w, "bool sf_tracked = false;")?;
+            }
+            writeln!(
+                w,
+                "if (threadIdx.x < 2u * {CLUSTER_MAX}u) sf_sent[threadIdx.x] = 0u;"
+            )?;
+            w.block("if (sf_tracked && threadIdx.x == 0)", |w| {
+                writeln!(w, "*sf_track_ok = 1u;")?;
+                writeln!(w, "sf_mbarrier_init(&sf_mbars[0], gridDim.x);")?;
+                writeln!(w, "sf_mbarrier_init(&sf_mbars[1], gridDim.x);")?;
+                writeln!(w, "{MBARRIER_INIT_FENCE}")
+            })?;
             writeln!(
                 w,
                 "__shared__ {} sf_acc[2 * {vars} * SF_SLOTS * {block}];",
@@ -847,6 +1100,16 @@ impl Gen<'_> {
             writeln!(w, "sf_cluster_sync();")?;
             self.write_register_loads(block, slots, w)?;
             self.write_rows_and_targets(block, w)?;
+            self.write_tracking_check(block, w)?;
+            for (g, v) in accumulated(self.net, self.plan) {
+                if self.counts_only_grow(g, v) {
+                    let seen = seen_counts(g, v);
+                    writeln!(
+                        w,
+                        "uint32_t {seen}a[SF_SLOTS] = {{}}, {seen}b[SF_SLOTS] = {{}};"
+                    )?;
+                }
+            }
             writeln!(
                 w,
                 "long long sf_phase[{}] = {{}}, sf_clock = 0, sf_ns0 = 0;",
@@ -858,6 +1121,18 @@ impl Gen<'_> {
                 writeln!(w, "sf_ns0 = sf_ns;")
             })?;
             w.block("for (int32_t sf_s = sf_s0; sf_s < sf_s1; ++sf_s)", |w| {
+                writeln!(w, "const int32_t sf_ln = sf_s - sf_s0;")?;
+                w.block("if (sf_tracked)", |w| {
+                    writeln!(
+                        w,
+                        "/* The previous step's arrivals: its mbarrier's phase complete. */"
+                    )?;
+                    writeln!(
+                        w,
+                        "if (sf_ln > 0) sf_mbarrier_wait(&sf_mbars[(sf_ln - 1) & 1], (uint32_t) ((sf_ln - 1) >> 1) & 1u);"
+                    )?;
+                    self.write_profile_mark(4, w)
+                })?;
                 scope(w, |w| {
                     self.step_prologue(w)?;
                     writeln!(w, "const int32_t sf_lane = (int32_t) (threadIdx.x & 31u);")?;
@@ -865,13 +1140,45 @@ impl Gen<'_> {
                     self.write_profile_mark(0, w)?;
                     self.write_slot_spikes(block, w)?;
                     self.write_profile_mark(1, w)?;
-                    w.block("if ((sf_group_blocks & 1) == 0)", |w| {
+                    w.block("if ((sf_mode & 1) == 0)", |w| {
                         self.write_listed_deliveries(block, w)
                     })?;
                     self.write_profile_mark(3, w)
                 })?;
-                writeln!(w, "sf_cluster_sync();")?;
-                self.write_profile_mark(4, w)
+                w.block("if (sf_tracked)", |w| {
+                    writeln!(
+                        w,
+                        "/* Every warp's deliveries made: the block arrives at each block's mbarrier of the step with the bytes it sent there. */"
+                    )?;
+                    writeln!(w, "__syncthreads();")?;
+                    w.block("if (threadIdx.x < gridDim.x)", |w| {
+                        writeln!(
+                            w,
+                            "uint32_t* const sf_out = sf_sent + (sf_ln & 1) * {CLUSTER_MAX};"
+                        )?;
+                        writeln!(w, "const uint32_t sf_bytes = sf_out[threadIdx.x];")?;
+                        writeln!(w, "sf_out[threadIdx.x] = 0u;")?;
+                        writeln!(
+                            w,
+                            "sf_mbarrier_arrive(&sf_mbars[sf_ln & 1], threadIdx.x, sf_bytes);"
+                        )
+                    })
+                })?;
+                w.block("else", |w| {
+                    writeln!(w, "sf_cluster_sync();")?;
+                    self.write_profile_mark(4, w)
+                })
+            })?;
+            w.block("if (sf_tracked)", |w| {
+                writeln!(
+                    w,
+                    "/* The last step's arrivals, then a barrier: the queue's counts of every block seen, no block's shared memory written after. */"
+                )?;
+                writeln!(
+                    w,
+                    "if (sf_s1 > sf_s0) sf_mbarrier_wait(&sf_mbars[(sf_s1 - 1 - sf_s0) & 1], (uint32_t) ((sf_s1 - 1 - sf_s0) >> 1) & 1u);"
+                )?;
+                writeln!(w, "sf_cluster_sync();")
             })?;
             self.write_profile_report(w)?;
             w.block("if (sf_s1 > sf_s0)", |w| {
@@ -884,7 +1191,7 @@ impl Gen<'_> {
             })?;
             writeln!(w, "#endif")
         })?;
-        w.write_str("}\n")
+        w.write_str("}\n#endif /* SF_CLUSTER_MODE */\n")
     }
 }
 

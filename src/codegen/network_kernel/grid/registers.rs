@@ -251,7 +251,7 @@ impl Gen<'_> {
                     let at = self
                         .accumulator(g, *v, "(sf_t_step + 1) & 1", &index)
                         .expect("an accumulated variable");
-                    let value = self.arrivals_value(g, *v, &at, w)?;
+                    let value = self.arrivals_value(g, *v, &at, true, w)?;
                     writeln!(w, "{}[sf_slot] = {here} ? {value} : 0;", prefetched(g, *v))?;
                 }
                 first = end;
