@@ -551,6 +551,35 @@ impl Gen<'_> {
         Ok(())
     }
 
+    /// The run of projection `p`'s connectivity that the rows of a virtual block's neurons
+    /// hold (`sf_n0` its first neuron, in scope): `sf_g0 .. sf_g1`, clamped to the synapses,
+    /// declared inside `if (sf_i0 < sf_i1)` (the block holds some of the projection's sources),
+    /// where `body` follows.
+    fn write_block_run(
+        &self,
+        p: usize,
+        block: usize,
+        w: &mut SourceWriter,
+        body: impl FnOnce(&mut SourceWriter) -> fmt::Result,
+    ) -> fmt::Result {
+        let proj = &self.net.projections[p];
+        let (a, b) = (proj.source_range.start, proj.source_range.end);
+        let rows = self.row_offsets(p);
+        writeln!(
+            w,
+            "const int64_t sf_i0 = sf_n0 > {a} ? sf_n0 : {a}, sf_i1 = sf_n0 + {block} < {b} ? sf_n0 + {block} : {b};"
+        )?;
+        w.block("if (sf_i0 < sf_i1)", |w| {
+            writeln!(
+                w,
+                "int64_t sf_g0 = {rows}[sf_i0 - {a}], sf_g1 = {rows}[sf_i1 - {a}];"
+            )?;
+            writeln!(w, "if (sf_g0 < 0) sf_g0 = 0;")?;
+            writeln!(w, "if (sf_g1 > sf_nsyn{p}) sf_g1 = sf_nsyn{p};")?;
+            body(w)
+        })
+    }
+
     /// A tracked launch's check at its start (`sf_tracked` in scope, cleared where it fails):
     /// a phase of a block's mbarrier counts its transactions in bytes within 2^20 - 1, so the
     /// launch tracks its arrivals only where no block holds more than [`TRACKED_MAX_SYNAPSES`]
@@ -575,21 +604,9 @@ impl Gen<'_> {
                     let end = first + self.vblocks(g);
                     let t = proj.target;
                     let target_first: usize = (0..t).map(|h| self.vblocks(h)).sum();
-                    let (a, b) = (proj.source_range.start, proj.source_range.end);
-                    let rows = self.row_offsets(p);
                     w.block(format!("if (sf_vb >= {first} && sf_vb < {end})"), |w| {
                         writeln!(w, "const int64_t sf_n0 = (int64_t) (sf_vb - {first}) * {block};")?;
-                        writeln!(
-                            w,
-                            "const int64_t sf_i0 = sf_n0 > {a} ? sf_n0 : {a}, sf_i1 = sf_n0 + {block} < {b} ? sf_n0 + {block} : {b};"
-                        )?;
-                        w.block("if (sf_i0 < sf_i1)", |w| {
-                            writeln!(
-                                w,
-                                "int64_t sf_g0 = {rows}[sf_i0 - {a}], sf_g1 = {rows}[sf_i1 - {a}];"
-                            )?;
-                            writeln!(w, "if (sf_g0 < 0) sf_g0 = 0;")?;
-                            writeln!(w, "if (sf_g1 > sf_nsyn{p}) sf_g1 = sf_nsyn{p};")?;
+                        self.write_block_run(p, block, w, |w| {
                             let each = "for (int64_t sf_k = sf_g0 + threadIdx.x; sf_k < sf_g1; sf_k += blockDim.x)";
                             w.block(each, |w| {
                                 writeln!(w, "const int32_t sf_j = in_p{p}_targets[sf_k];")?;
@@ -738,17 +755,7 @@ impl Gen<'_> {
                         )
                     })?;
                     writeln!(w, "/* The block's run of the rows (the same in every thread). */")?;
-                    writeln!(
-                        w,
-                        "const int64_t sf_i0 = sf_n0 > {a} ? sf_n0 : {a}, sf_i1 = sf_n0 + {block} < {b} ? sf_n0 + {block} : {b};"
-                    )?;
-                    w.block("if (sf_i0 < sf_i1)", |w| {
-                        writeln!(
-                            w,
-                            "int64_t sf_g0 = {rows}[sf_i0 - {a}], sf_g1 = {rows}[sf_i1 - {a}];"
-                        )?;
-                        writeln!(w, "if (sf_g0 < 0) sf_g0 = 0;")?;
-                        writeln!(w, "if (sf_g1 > sf_nsyn{p}) sf_g1 = sf_nsyn{p};")?;
+                    self.write_block_run(p, block, w, |w| {
                         let fits = "sf_g1 > sf_g0 && sf_tgt_used + (sf_g1 - sf_g0) <= (int64_t) (sf_tgt_bytes / 4u)";
                         w.block(format!("if ({fits})"), |w| {
                             writeln!(
