@@ -1,0 +1,59 @@
+"""A network's spike raster as the cluster microbenchmark's input (bench/micro/cluster_arrivals.cu
+FILE): brainevent's COBA (bench_networks.py's coba_be, x1) run for STEPS steps with a spike
+monitor, its spikes written as firing ballots, one uint32 word for each 32 neurons (4096 / 32 a
+step, the neurons beyond the network's 4000 silent), so that the microbenchmark's exchanges are
+timed on the network's own spikes (its bursts included) rather than on 20 drawn a step.
+
+Usage: python scripts/cluster_raster.py STEPS FILE [MODEL]
+"""
+
+import sys
+
+import jax
+import numpy as np
+
+sys.path.insert(0, __file__.rsplit("/", 2)[0] + "/bench")
+import bench_networks as bn  # noqa: E402
+import spikeforge as sf  # noqa: E402
+
+WORDS = 4096 // 32
+
+
+def main(argv) -> int:
+    steps, path = int(argv[1]), argv[2]
+    model = bn.MODELS[argv[3] if len(argv) > 3 else "coba_be"]
+    case = bn.Case(model, 4000, steps * bn.DT)
+    m = case.model
+    P = sf.NeuronGroup(
+        case.n,
+        m.equations,
+        threshold="v > Vt",
+        reset="v = Vr",
+        refractory=bn.REFRACTORY,
+        constants=m.constants,
+        method=m.method,
+        name="P",
+    )
+    Ce = sf.Synapses(P[: case.n_exc], P, on_pre="ge_post += we", constants=dict(we=m.we), name="Ce")
+    Ci = sf.Synapses(P[case.n_exc :], P, on_pre="gi_post += wi", constants=dict(wi=m.wi), name="Ci")
+    Ce.connect(fixed_out_degree=bn.OUT_DEGREE, replace=True, seed=11)
+    Ci.connect(fixed_out_degree=bn.OUT_DEGREE, replace=True, seed=12)
+    net = sf.Network(P, Ce, Ci, spikes=sf.SpikeMonitor(P), dt=bn.DT)
+    state = net.init_state(seed=0, P=dict(v=bn.initial_v(m, case.n)))
+    _, out = jax.jit(lambda s: net.run(s, steps=steps, progress=False))(state)
+    i, t = out.spikes.numpy()
+    step = np.rint(t / bn.DT).astype(np.int64)
+    words = np.zeros((steps, WORDS), np.uint32)
+    np.bitwise_or.at(words, (step, i // 32), (np.uint32(1) << (i % 32).astype(np.uint32)))
+    words.tofile(path)
+    per_step = np.bincount(step, minlength=steps)
+    print(
+        f"{m.name} x1, {steps} steps: {len(i)} spikes ({len(i) / case.n / (steps * bn.DT / 1000):.2f} Hz), "
+        f"a step: mean {per_step.mean():.1f}, median {np.median(per_step):.0f}, 99th percentile "
+        f"{np.percentile(per_step, 99):.0f}, most {per_step.max()}; written to {path}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
