@@ -6,7 +6,7 @@
 // this step's spiking sources deliver their rows (80 random targets each) and the cluster meets at
 // its barrier. A step's sources are a warp's firing ballot (a 32-bit word a warp, loaded a step
 // ahead: in the kernel the update gives them in registers): 20 distinct random sources a step
-// (1024 steps' lists, reused), or a network's own spike raster from FILE
+// (1024 steps' lists, reused; SPIKES a step where a number is given), or a network's own spike raster from FILE
 // (scripts/cluster_raster.py writes COBA x1's, its bursts included).
 // The delivery modes (the arrivals of two variables: excitatory and inhibitory sources):
 //   0 none: no delivery (the floor: fold and barrier)
@@ -56,14 +56,15 @@
 // poisoned before each) and a checksum of the neurons' state, equal for every mode that delivers.
 //
 // Build and run on the GPU machine:
-//   nvcc -O3 -arch=sm_90a -o /tmp/ca bench/micro/cluster_arrivals.cu && /tmp/ca [FILE]
+//   nvcc -O3 -arch=sm_90a -o /tmp/ca bench/micro/cluster_arrivals.cu && /tmp/ca [FILE | SPIKES]
 #include <cooperative_groups.h>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 namespace cg = cooperative_groups;
 
-constexpr int BLOCKS = 16, THREADS = 256, N = BLOCKS * THREADS, DEG = 80, SPIKES = 20, LISTS = 1024;
+constexpr int BLOCKS = 16, THREADS = 256, N = BLOCKS * THREADS, DEG = 80, LISTS = 1024;
 constexpr int N_EXC = N * 4 / 5;
 // mode 4: a list's words (its count, then at most LIST - 1 arrivals: 2 x 20 x 80 here)
 constexpr int LIST = 2048;
@@ -393,6 +394,10 @@ static float run(const int* targets, const unsigned* spikers, int lists, int ste
 
 int main(int argc, char** argv) {
     const int steps = 100000;
+    // FILE, or a number: the random lists' spikes a step (default 20)
+    const bool from_file = argc > 1 && (argv[1][0] < '0' || argv[1][0] > '9');
+    const int SPIKES = argc > 1 && !from_file ? atoi(argv[1]) : 20;
+    if (SPIKES < 1 || SPIKES > N / 2) { printf("spikes a step: 1 to %d\n", N / 2); return 1; }
     std::vector<int> t(N * DEG), s(LISTS * SPIKES);
     srand(7);
     for (int& x : t) x = rand() % N;
@@ -416,7 +421,7 @@ int main(int argc, char** argv) {
             const int x = s[l * SPIKES + j];
             w[(size_t) l * (N / 32) + x / 32] |= 1u << (x % 32);
         }
-    if (argc > 1) {
+    if (from_file) {
         FILE* f = fopen(argv[1], "rb");
         if (!f) { printf("cannot open %s\n", argv[1]); return 1; }
         fseek(f, 0, SEEK_END);
@@ -485,19 +490,19 @@ int main(int argc, char** argv) {
     ns[1] = run<1>(targets, spikers, lists, steps, out, &sums[1], pull_off, pull_ent, pull_max);
     ns[2] = run<2>(targets, spikers, lists, steps, out, &sums[2], pull_off, pull_ent, pull_max);
     ns[3] = run<3>(targets, spikers, lists, steps, out, &sums[3], pull_off, pull_ent, pull_max);
-    ns[4] = argc > 1 ? 0.f : run<4>(targets, spikers, lists, steps, out, &sums[4], pull_off, pull_ent, pull_max);
+    ns[4] = from_file || SPIKES > 20 ? 0.f : run<4>(targets, spikers, lists, steps, out, &sums[4], pull_off, pull_ent, pull_max);
     ns[5] = run<5>(targets, spikers, lists, steps, out, &sums[5], pull_off, pull_ent, pull_max);
     ns[6] = run<6>(targets, spikers, lists, steps, out, &sums[6], pull_off, pull_ent, pull_max);
     ns[7] = run<7>(targets, spikers, lists, steps, out, &sums[7], pull_off, pull_ent, pull_max);
     ns[8] = run<8>(targets, spikers, lists, steps, out, &sums[8], pull_off, pull_ent, pull_max);
     ns[9] = run<9>(targets, spikers, lists, steps, out, &sums[9], pull_off, pull_ent, pull_max);
-    if (argc > 1) sums[4] = sums[1];  // mode 4 skipped: a raster's steps overflow its lists
+    if (from_file || SPIKES > 20) sums[4] = sums[1];  // mode 4 skipped: its lists would overflow
     ns[10] = run<10>(targets, spikers, lists, steps, out, &sums[10], pull_off, pull_ent, pull_max);
     ns[11] = run<11>(targets, spikers, lists, steps, out, &sums[11], pull_off, pull_ent, pull_max);
     ns[12] = run<12>(targets, spikers, lists, steps, out, &sums[12], pull_off, pull_ent, pull_max);
     ns[13] = run<13>(targets, spikers, lists, steps, out, &sums[13], pull_off, pull_ent, pull_max);
     ns[14] = run<14>(targets, spikers, lists, steps, out, &sums[14], pull_off, pull_ent, pull_max);
-    printf("| mode | ns a step (best of 3, %d steps) | checksum |\n|---|---|---|\n", steps);
+    printf("| mode | ns a step (best of 3, %d steps, %s) | checksum |\n|---|---|---|\n", steps, from_file ? argv[1] : (std::to_string(SPIKES) + " random spikes a step").c_str());
     for (int m = 0; m < 15; ++m) printf("| %s | %.0f | %.6e |\n", names[m], ns[m], sums[m]);
     bool same = true;
     for (int m = 2; m < 15; ++m) same = same && (m == 10 || m == 13 || sums[m] == sums[1]);
