@@ -187,10 +187,11 @@ WORKLOADS = {
 }
 
 
-def build_network(case: Case, strategy: str = "auto", constants: dict | None = None):
+def build_network(case: Case, strategy: str = "auto", constants: dict | None = None, spikes: bool = False):
     """The spikeforge network of ``case`` (one group, two projections of fixed out-degree 80
     drawn with replacement, a spike counter), run by ``strategy`` on a GPU. ``constants``
-    overrides some of the model's (the scaling table's drive)."""
+    overrides some of the model's (the scaling table's drive); ``spikes`` adds a SpikeMonitor of
+    the group (``out.spikes``)."""
     m = case.model
     P = sf.NeuronGroup(
         case.n,
@@ -206,7 +207,8 @@ def build_network(case: Case, strategy: str = "auto", constants: dict | None = N
     Ci = sf.Synapses(P[case.n_exc :], P, on_pre="gi_post += wi", constants=dict(wi=m.wi), name="Ci")
     Ce.connect(fixed_out_degree=OUT_DEGREE, replace=True, seed=11)
     Ci.connect(fixed_out_degree=OUT_DEGREE, replace=True, seed=12)
-    return sf.Network(P, Ce, Ci, dt=DT, strategy=strategy)
+    monitors = dict(spikes=sf.SpikeMonitor(P)) if spikes else {}
+    return sf.Network(P, Ce, Ci, **monitors, dt=DT, strategy=strategy)
 
 
 def initial_v(model: NetModel, n: int, seed: int = 0) -> np.ndarray:

@@ -14,7 +14,6 @@ import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0] + "/bench")
 import bench_networks as bn  # noqa: E402
-import spikeforge as sf  # noqa: E402
 
 WORDS = 4096 // 32
 
@@ -24,21 +23,7 @@ def main(argv) -> int:
     model = bn.MODELS[argv[3] if len(argv) > 3 else "coba_be"]
     case = bn.Case(model, 4000, steps * bn.DT)
     m = case.model
-    P = sf.NeuronGroup(
-        case.n,
-        m.equations,
-        threshold="v > Vt",
-        reset="v = Vr",
-        refractory=bn.REFRACTORY,
-        constants=m.constants,
-        method=m.method,
-        name="P",
-    )
-    Ce = sf.Synapses(P[: case.n_exc], P, on_pre="ge_post += we", constants=dict(we=m.we), name="Ce")
-    Ci = sf.Synapses(P[case.n_exc :], P, on_pre="gi_post += wi", constants=dict(wi=m.wi), name="Ci")
-    Ce.connect(fixed_out_degree=bn.OUT_DEGREE, replace=True, seed=11)
-    Ci.connect(fixed_out_degree=bn.OUT_DEGREE, replace=True, seed=12)
-    net = sf.Network(P, Ce, Ci, spikes=sf.SpikeMonitor(P), dt=bn.DT)
+    net = bn.build_network(case, spikes=True)
     state = net.init_state(seed=0, P=dict(v=bn.initial_v(m, case.n)))
     _, out = jax.jit(lambda s: net.run(s, steps=steps, progress=False))(state)
     i, t = out.spikes.numpy()
