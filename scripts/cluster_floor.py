@@ -1,7 +1,8 @@
 """A network kernel's step with and without spikes: brainevent's COBA (bench_networks.py's
-coba_be, x1 unless SCALE is given: x10 and x100 run on the register grid) at its drive and with none (no neuron reaches threshold, nothing is delivered),
-timed and profiled by phase (SPIKEFORGE_CLUSTER_PROFILE=on in the environment prints the
-profile), so that a step's floor (update, barrier) and its deliveries' share are measured apart.
+coba_be, x1 unless SCALE is given: x10 and x100 run on the register grid) at its drive and with
+none (no neuron reaches threshold, nothing is delivered), timed and profiled by phase
+(SPIKEFORGE_CLUSTER_PROFILE=on in the environment prints the cluster kernel's profile), so that a
+step's floor (update, barrier) and its deliveries' share are measured apart.
 
 Usage: python scripts/cluster_floor.py STEPS STRATEGY [SCALE]
 """
@@ -26,4 +27,5 @@ for drive in (20.0, 0.0):
     with bn.grid_settings(settings):
         timing, (_, out) = bn.time_calls(jax.jit(lambda s, net=net: net.run(s, steps=steps, progress=False)), state)
     spikes = int(np.asarray(out.spike_count["P"]).sum())
-    print(f"x{scale}, I_ext {drive}: {timing.median:.4f} s, {1e9 * timing.median / steps:.0f} ns a step, {spikes} spikes")
+    per_step = 1e9 * timing.median / steps
+    print(f"x{scale}, I_ext {drive}: {timing.median:.4f} s, {per_step:.0f} ns a step, {spikes} spikes")
